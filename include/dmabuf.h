@@ -1,0 +1,758 @@
+/* SPDX-License-Identifier: MIT */
+/**
+ * @file dmabuf.h
+ * libdmabuf: the Linux dma-buf sharing core, emulated in userspace.
+ *
+ * Concepts and names follow the kernel's include/linux/dma-buf.h with a
+ * `dmabuf_` prefix. Conventions, for every function in this header:
+ *
+ * - Return values: 0 (or a count, or an fd) on success, a negative errno on
+ *   failure. Constructors fill an out-parameter and leave it untouched on
+ *   failure. The errno is the kernel's for the same misuse.
+ * - File descriptors: a function that takes an fd borrows it (the library
+ *   dups what it keeps; the caller still owns and closes its fd). A function
+ *   that returns an fd returns a new O_CLOEXEC fd that the caller owns.
+ * - References: a function that returns a struct dmabuf gives the caller one
+ *   reference, dropped with dmabuf_put(). Attachments, sg tables, devices and
+ *   contexts have a single owner and an explicit destroy/detach/unmap call.
+ * - Bad pointers: objects are validated against a registry of live objects,
+ *   so a stale or doubly released buffer, attachment or sg table is reported
+ *   as -EINVAL (with a log line) instead of corrupting memory.
+ * - Threads: all objects of one context are protected by one recursive lock
+ *   per context, so any call may come from any thread. Exporter ops run with
+ *   that lock held (it is recursive: an op may call back into libdmabuf on the
+ *   same thread) and must not wait for another thread that uses the same
+ *   context. Fences (dmabuf-fence.h) have their own locking.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct dmabuf_ctx;
+struct dmabuf_device;
+struct dmabuf;
+struct dmabuf_attachment;
+struct dmabuf_sg_table;
+struct dmabuf_resv;
+
+/* ------------------------------------------------------------------------ */
+/** @defgroup ctx Context: one simulated host                               */
+/* ------------------------------------------------------------------------ */
+
+/** Log priorities, as syslog's. */
+enum dmabuf_log_priority {
+	DMABUF_LOG_ERROR = 3,
+	DMABUF_LOG_WARNING = 4,
+	DMABUF_LOG_INFO = 6,
+	DMABUF_LOG_DEBUG = 7,
+};
+
+/**
+ * Log handler. @p msg is one line without a trailing newline.
+ * Called with the context lock held; it must not call into the context.
+ */
+typedef void (*dmabuf_log_fn)(void *data, enum dmabuf_log_priority priority,
+			      const char *msg);
+
+/** Context flags (struct dmabuf_ctx_config.flags). */
+enum dmabuf_ctx_flags {
+	/**
+	 * Strict CPU access: mappings made by dmabuf_mmap() and dmabuf_vmap()
+	 * are inaccessible (PROT_NONE) outside a begin/end_cpu_access bracket,
+	 * so CPU access without one faults at once instead of silently
+	 * working as it does on a cache-coherent machine.
+	 */
+	DMABUF_CTX_STRICT_CPU_ACCESS = 1u << 0,
+};
+
+/**
+ * Configuration of a context. Zero-initialise it and set what you need;
+ * every zero field takes the documented default.
+ */
+struct dmabuf_ctx_config {
+	/** Seed of the simulated physical memory (frame placement). Same seed,
+	 * same calls: same physical addresses. */
+	uint64_t seed;
+	/** Simulated RAM in bytes (page multiple). Default 16 GiB. */
+	uint64_t phys_size;
+	/** Start of simulated RAM. Default 0. Give contexts that feed the same
+	 * device without an IOMMU distinct bases so their addresses differ. */
+	uint64_t phys_base;
+	/** Size of the contiguous (CMA-like) region, carved below 4 GiB.
+	 * Default 1 GiB. */
+	uint64_t cma_size;
+	/** Bitwise OR of enum dmabuf_ctx_flags; unknown bits are -EINVAL. */
+	uint32_t flags;
+	/** Log handler; NULL logs to stderr. */
+	dmabuf_log_fn log_fn;
+	void *log_data;
+	/** Messages above this priority are dropped. Default
+	 * DMABUF_LOG_ERROR. */
+	enum dmabuf_log_priority log_priority;
+};
+
+/**
+ * Creates a context.
+ *
+ * @param config configuration, or NULL for all defaults
+ * @param[out] out the new context, owned by the caller
+ * @return 0; -EINVAL for unknown flags or sizes that are not page multiples
+ *         or do not fit; -ENOMEM; a negative errno from memfd, epoll or
+ *         inotify set-up.
+ */
+int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
+		   struct dmabuf_ctx **out);
+
+/**
+ * Destroys a context. Every buffer, attachment and mapping still alive is
+ * reported (a leak report at DMABUF_LOG_ERROR), unmapped, detached and
+ * released, and every device is destroyed. Fds the caller got from
+ * dmabuf_fd() stay valid as plain memfds.
+ *
+ * @param ctx the context, or NULL (no-op)
+ */
+void dmabuf_ctx_destroy(struct dmabuf_ctx *ctx);
+
+/** Changes the log handler and priority (see struct dmabuf_ctx_config). */
+void dmabuf_ctx_set_log(struct dmabuf_ctx *ctx, dmabuf_log_fn fn, void *data,
+			enum dmabuf_log_priority priority);
+
+/**
+ * One pollable fd for everything the context waits on (buffer release
+ * events, and later the exporter endpoint and peer connections). When it is
+ * readable, call dmabuf_ctx_dispatch().
+ *
+ * @return the fd, owned by the context (do not close it)
+ */
+int dmabuf_ctx_get_fd(struct dmabuf_ctx *ctx);
+
+/**
+ * Handles every pending event without blocking: runs ops->release for
+ * buffers whose last file reference went away in any process, serves peers.
+ *
+ * @return the number of events handled (>= 0), or a negative errno
+ */
+int dmabuf_ctx_dispatch(struct dmabuf_ctx *ctx);
+
+/**
+ * Waits up to @p timeout_ms (-1: forever) for an event, then dispatches.
+ *
+ * @return events handled (0 on timeout), or a negative errno
+ */
+int dmabuf_ctx_dispatch_timeout(struct dmabuf_ctx *ctx, int timeout_ms);
+
+/** Counters of a context, for tests and reports. */
+struct dmabuf_ctx_stats {
+	uint64_t buffers_live;	  /**< exported, not yet released */
+	uint64_t buffers_released; /**< ops->release calls so far */
+	uint64_t attachments_live;
+	uint64_t mappings_live;
+	uint64_t phys_total;	  /**< simulated RAM, bytes */
+	uint64_t phys_used;	  /**< frames handed to buffers, bytes */
+	uint64_t cma_total;
+	uint64_t cma_used;
+};
+
+/** Fills @p stats. @return 0, -EINVAL on NULL */
+int dmabuf_ctx_get_stats(struct dmabuf_ctx *ctx, struct dmabuf_ctx_stats *stats);
+
+/* ------------------------------------------------------------------------ */
+/** @defgroup device Stand-in devices and their DMA constraints             */
+/* ------------------------------------------------------------------------ */
+
+/** Device flags (struct dmabuf_device_info.flags). */
+enum dmabuf_device_flags {
+	/** Behind an IOMMU: DMA addresses come from the device's own IOVA
+	 * space, so any frames are reachable and a mapping is contiguous in
+	 * device address space. */
+	DMABUF_DEVICE_IOMMU = 1u << 0,
+	/** Needs the whole buffer as one DMA segment. Without an IOMMU this
+	 * means physically contiguous memory. */
+	DMABUF_DEVICE_CONTIGUOUS = 1u << 1,
+	/** Can do peer-to-peer DMA (reported to exporters; informational). */
+	DMABUF_DEVICE_P2P = 1u << 2,
+};
+
+/** What a device can address. Zero fields take the defaults. */
+struct dmabuf_device_info {
+	/** Name used in logs and reports (copied; at most 31 bytes kept). */
+	const char *name;
+	/** DMA address width in bits, 12..64. Default 64. (The kernel's
+	 * default mask is 32 bits; say what your device has.) */
+	unsigned int dma_mask_bits;
+	/** Longest DMA segment in bytes, page multiple. Default 64 KiB, the
+	 * kernel's default (dma_get_max_seg_size()). */
+	uint64_t max_segment_size;
+	/** Segment boundary mask: no segment crosses a multiple of mask + 1.
+	 * Default 0xffffffff, the kernel's default. */
+	uint64_t segment_boundary;
+	/** Alignment of every segment's DMA address, a power of two >= the page
+	 * size. Default: the page size. */
+	uint64_t alignment;
+	/** Bitwise OR of enum dmabuf_device_flags; unknown bits are -EINVAL. */
+	uint32_t flags;
+};
+
+/**
+ * Creates a stand-in device in @p ctx.
+ *
+ * @param info constraints (copied)
+ * @param[out] out the device, owned by the caller until
+ *        dmabuf_device_destroy() or dmabuf_ctx_destroy()
+ * @return 0; -EINVAL for a NULL argument, unknown flags, a mask outside
+ *         12..64 bits, a segment size or alignment that is not a page
+ *         multiple or power of two; -ENOMEM
+ */
+int dmabuf_device_new(struct dmabuf_ctx *ctx,
+		      const struct dmabuf_device_info *info,
+		      struct dmabuf_device **out);
+
+/**
+ * Destroys a device.
+ * @return 0; -EBUSY while the device is still attached to a buffer;
+ *         -EINVAL for a pointer that is not a live device
+ */
+int dmabuf_device_destroy(struct dmabuf_device *dev);
+
+/** The device's name (owned by the device). */
+const char *dmabuf_device_get_name(const struct dmabuf_device *dev);
+
+/** Copies the device's effective constraints (defaults filled in) into
+ * @p info; info->name points into the device. @return 0 or -EINVAL */
+int dmabuf_device_get_info(const struct dmabuf_device *dev,
+			   struct dmabuf_device_info *info);
+
+/* ------------------------------------------------------------------------ */
+/** @defgroup export Exporting buffers                                       */
+/* ------------------------------------------------------------------------ */
+
+/** DMA direction, with the kernel's enum dma_data_direction values. */
+enum dmabuf_direction {
+	DMABUF_BIDIRECTIONAL = 0,
+	DMABUF_TO_DEVICE = 1,
+	DMABUF_FROM_DEVICE = 2,
+	DMABUF_NONE = 3,
+};
+
+/** Version of struct dmabuf_ops this header describes. */
+#define DMABUF_OPS_VERSION 1
+
+/**
+ * Exporter operations, as the kernel's struct dma_buf_ops. All ops run in
+ * the exporter's process with the context lock held (recursive).
+ */
+struct dmabuf_ops {
+	/** Must be 0 or DMABUF_OPS_VERSION; anything else is -EINVAL at
+	 * export, so a table written for a newer library is refused. */
+	uint32_t version;
+
+	/**
+	 * @attach: [optional] called from dmabuf_attach() when a device
+	 * attaches. It may refuse with -EBUSY when the current backing cannot
+	 * serve the device (dmabuf_backing_check_device() says so), or any
+	 * other negative errno, which dmabuf_attach() returns. It may store
+	 * per-attachment state with dmabuf_attachment_set_priv().
+	 */
+	int (*attach)(struct dmabuf *buf, struct dmabuf_attachment *att);
+
+	/** @detach: [optional] called from dmabuf_detach(); undoes attach. */
+	void (*detach)(struct dmabuf *buf, struct dmabuf_attachment *att);
+
+	/**
+	 * @pin: [optional, with unpin] pins the backing so it cannot move
+	 * while a dynamic importer uses it. Exactly one of pin/unpin is
+	 * -EINVAL at export.
+	 */
+	int (*pin)(struct dmabuf_attachment *att);
+
+	/** @unpin: [optional, with pin] undoes pin. */
+	void (*unpin)(struct dmabuf_attachment *att);
+
+	/**
+	 * @map: [mandatory] returns the page list of the buffer for the
+	 * attached device, as map_dma_buf. Fill *sgt with CPU entries (buffer
+	 * offset, length, physical address), usually through
+	 * dmabuf_backing_map(). The library then assigns device addresses
+	 * for att's device (the part dma_map_sgtable() does in the kernel),
+	 * in the process the device lives in; if that fails, @unmap is called
+	 * and dmabuf_map_attachment() returns the error.
+	 * Return 0 or a negative errno.
+	 */
+	int (*map)(struct dmabuf_attachment *att, enum dmabuf_direction dir,
+		   struct dmabuf_sg_table **sgt);
+
+	/** @unmap: [mandatory] releases a table @map returned. */
+	void (*unmap)(struct dmabuf_attachment *att,
+		      struct dmabuf_sg_table *sgt, enum dmabuf_direction dir);
+
+	/**
+	 * @release: [mandatory] called exactly once, after the last
+	 * reference, the last fd in any process, the last fd in flight in a
+	 * socket and the last mmap are gone. Free the exporter's state here.
+	 */
+	void (*release)(struct dmabuf *buf);
+
+	/**
+	 * @begin_cpu_access: [optional] called from
+	 * dmabuf_begin_cpu_access() after fences are waited for; may fail.
+	 */
+	int (*begin_cpu_access)(struct dmabuf *buf, enum dmabuf_direction dir);
+
+	/** @end_cpu_access: [optional] called from dmabuf_end_cpu_access(). */
+	int (*end_cpu_access)(struct dmabuf *buf, enum dmabuf_direction dir);
+
+	/**
+	 * @mmap: [optional] permission hook for dmabuf_mmap(): return 0 to let
+	 * the library map the range, or a negative errno. Without it
+	 * dmabuf_mmap() is -EINVAL, as dma_buf_mmap() without an mmap op.
+	 * (A plain mmap() of the fd is a memfd mapping and cannot be hooked.)
+	 */
+	int (*mmap)(struct dmabuf *buf, uint64_t offset, uint64_t len, int prot);
+
+	/**
+	 * @vmap: [optional] maps the whole buffer for the CPU, as vmap;
+	 * usually dmabuf_backing_vmap(). Called for the first dmabuf_vmap()
+	 * only; later ones share the address. Without it dmabuf_vmap() is
+	 * -EINVAL.
+	 */
+	int (*vmap)(struct dmabuf *buf, void **vaddr);
+
+	/** @vunmap: [optional] undoes vmap, after the last dmabuf_vunmap(). */
+	void (*vunmap)(struct dmabuf *buf, void *vaddr);
+};
+
+/** When the simulated physical frames of a buffer are chosen. */
+enum dmabuf_alloc {
+	/** Scattered frames in mixed chunk orders, like the system heap. */
+	DMABUF_ALLOC_SYSTEM = 0,
+	/** One physically contiguous run from the CMA-like region. */
+	DMABUF_ALLOC_CONTIGUOUS = 1,
+	/** Deferred to the first map, then chosen to satisfy every attached
+	 * device: contiguous if a device without IOMMU needs it, below the
+	 * smallest DMA mask of devices without IOMMU. */
+	DMABUF_ALLOC_DEFERRED = 2,
+};
+
+/** Export description, as struct dma_buf_export_info. */
+struct dmabuf_export_info {
+	/** Exporter name for reports (copied; at most 31 bytes kept).
+	 * NULL: "unknown". */
+	const char *exp_name;
+	/** Ops table; must outlive the buffer. */
+	const struct dmabuf_ops *ops;
+	/** Size in bytes: a non-zero multiple of the page size. */
+	uint64_t size;
+	/** O_RDWR or O_RDONLY, optionally with O_CLOEXEC (ignored: every fd
+	 * is close-on-exec). A read-only buffer can be written only by the
+	 * exporter (through dmabuf_vmap()), never through its fd. */
+	int flags;
+	/** Exporter's private pointer; mandatory (non-NULL), as the kernel's. */
+	void *priv;
+	/** Backing allocation policy. */
+	enum dmabuf_alloc alloc;
+};
+
+/**
+ * Exports a new buffer, as dma_buf_export(): creates its memfd (sealed
+ * against shrink and grow, and against writes for a read-only buffer), its
+ * dma-buf file and, unless alloc is DEFERRED, its simulated frames.
+ *
+ * @param[out] out the buffer, with one reference for the caller
+ * @return 0; -EINVAL for a NULL ops or priv, a missing map, unmap or release,
+ *         only one of pin/unpin, an unknown ops version, a zero or unaligned
+ *         size, or flags other than O_RDONLY/O_RDWR(|O_CLOEXEC); -ENOMEM when
+ *         the simulated memory cannot hold the buffer; -EMFILE/-ENFILE/-ENOSPC
+ *         from the kernel (fds, inotify watches)
+ */
+int dmabuf_export(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info,
+		  struct dmabuf **out);
+
+/**
+ * Returns a new fd for the buffer's dma-buf file, as dma_buf_fd(). Every fd
+ * refers to the same open file description. Unlike dma_buf_fd(), the caller's
+ * reference is not consumed: the fd and the reference are independent.
+ *
+ * @param flags O_CLOEXEC or 0 (the fd is close-on-exec either way); other
+ *        bits are -EINVAL
+ * @return the fd (owned by the caller), or -EINVAL, -EMFILE
+ */
+int dmabuf_fd(struct dmabuf *buf, int flags);
+
+/**
+ * Returns the buffer behind @p fd, as dma_buf_get(), with one reference.
+ * Two calls for fds of the same buffer give the same object.
+ *
+ * @param fd borrowed; may be any fd of the buffer's dma-buf file (from
+ *        dmabuf_fd(), from a socket, inherited over fork)
+ * @param[out] out the buffer
+ * @return 0; -EBADF for a bad fd; -EINVAL for an fd that is not a libdmabuf
+ *         buffer (or of another context, before cross-process import exists)
+ */
+int dmabuf_get(struct dmabuf_ctx *ctx, int fd, struct dmabuf **out);
+
+/** Takes one more reference. @return @p buf (NULL if buf is not live) */
+struct dmabuf *dmabuf_ref(struct dmabuf *buf);
+
+/**
+ * Drops one reference, as dma_buf_put(). After the last reference the
+ * library closes its own file; ops->release runs once no fd, fd in flight
+ * or mapping of the buffer remains anywhere (possibly later, from
+ * dmabuf_ctx_dispatch()).
+ *
+ * @return 0; -EINVAL for a buffer that is not live or has no reference left
+ *         (a double put), with a log line
+ */
+int dmabuf_put(struct dmabuf *buf);
+
+/** The exporter's priv pointer. NULL for an invalid buffer. */
+void *dmabuf_get_priv(const struct dmabuf *buf);
+
+/** The buffer's size in bytes. 0 for an invalid buffer. */
+uint64_t dmabuf_get_size(const struct dmabuf *buf);
+
+/** The context the buffer lives in. */
+struct dmabuf_ctx *dmabuf_get_ctx(const struct dmabuf *buf);
+
+/**
+ * Sets the buffer's name, as DMA_BUF_SET_NAME.
+ * @param name NUL-terminated, at most DMABUF_NAME_LEN - 1 bytes (copied)
+ * @return 0; -EINVAL for NULL or a longer name
+ */
+int dmabuf_set_name(struct dmabuf *buf, const char *name);
+
+/** Name length limit including the NUL, as DMA_BUF_NAME_LEN. */
+#define DMABUF_NAME_LEN 32
+
+/** A snapshot of a buffer, as the kernel's debugfs bufinfo line. */
+struct dmabuf_info {
+	uint64_t size;
+	int flags;			/**< O_RDONLY or O_RDWR */
+	uint64_t inode;			/**< of the dma-buf file */
+	char exp_name[DMABUF_NAME_LEN];
+	char name[DMABUF_NAME_LEN];	/**< "" until dmabuf_set_name() */
+	unsigned int refcount;		/**< library references */
+	unsigned int attachments;
+	unsigned int mappings;		/**< live device mappings */
+	unsigned int vmap_count;
+	bool backing_allocated;		/**< false while DEFERRED and unmapped */
+	bool contiguous;		/**< backing is one physical run */
+	bool imported;			/**< a proxy of another context's buffer */
+};
+
+/** Fills @p info. @return 0, -EINVAL */
+int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info);
+
+/** The buffer's reservation object (see dmabuf-fence.h); owned by the
+ * buffer. NULL for an invalid buffer. */
+struct dmabuf_resv *dmabuf_get_resv(struct dmabuf *buf);
+
+/* ------------------------------------------------------------------------ */
+/** @defgroup attach Attachments and page lists                              */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Attaches @p dev to @p buf, as dma_buf_attach(). Calls ops->attach.
+ *
+ * @param[out] out the attachment, owned by the caller until dmabuf_detach()
+ * @return 0; -EINVAL for NULL or dead objects or a device of another
+ *         context; -EBUSY (or another errno) when ops->attach refuses;
+ *         -ENOMEM
+ */
+int dmabuf_attach(struct dmabuf *buf, struct dmabuf_device *dev,
+		  struct dmabuf_attachment **out);
+
+/**
+ * Detaches, as dma_buf_detach(). Mappings still live are unmapped first
+ * (with a warning), then ops->detach runs and @p att is freed.
+ * @return 0; -EINVAL if att is not a live attachment of buf
+ */
+int dmabuf_detach(struct dmabuf *buf, struct dmabuf_attachment *att);
+
+/** The attachment's buffer (no new reference). */
+struct dmabuf *dmabuf_attachment_get_buf(const struct dmabuf_attachment *att);
+/** The attachment's device. */
+struct dmabuf_device *dmabuf_attachment_get_device(const struct dmabuf_attachment *att);
+/** The exporter's per-attachment pointer (set by ops->attach). */
+void *dmabuf_attachment_get_priv(const struct dmabuf_attachment *att);
+/** Sets the exporter's per-attachment pointer. @return 0 or -EINVAL */
+int dmabuf_attachment_set_priv(struct dmabuf_attachment *att, void *priv);
+
+/**
+ * Maps the buffer for the attached device, as dma_buf_map_attachment():
+ * runs ops->map, then assigns device addresses.
+ *
+ * @param dir BIDIRECTIONAL, TO_DEVICE or FROM_DEVICE (NONE is -EINVAL)
+ * @param[out] out the table, owned by the attachment until
+ *        dmabuf_unmap_attachment()
+ * @return 0; -EINVAL for a bad direction or a layout a device needing
+ *         contiguous memory cannot use; -EIO for frames beyond a device's
+ *         DMA mask without IOMMU; -ENOMEM (IOVA space or frames exhausted);
+ *         an errno from ops->map
+ */
+int dmabuf_map_attachment(struct dmabuf_attachment *att,
+			  enum dmabuf_direction dir,
+			  struct dmabuf_sg_table **out);
+
+/**
+ * Unmaps, as dma_buf_unmap_attachment(): releases the device addresses
+ * (later DMA to them faults), then runs ops->unmap.
+ * @return 0; -EINVAL if @p sgt is not a live mapping of @p att or @p dir
+ *         differs from the map's
+ */
+int dmabuf_unmap_attachment(struct dmabuf_attachment *att,
+			    struct dmabuf_sg_table *sgt,
+			    enum dmabuf_direction dir);
+
+/* ------------------------------------------------------------------------ */
+/** @defgroup sgt Page lists (sg tables)                                     */
+/* ------------------------------------------------------------------------ */
+
+/** A CPU-side entry: a run of the buffer and where it sits in (simulated)
+ * physical memory. Like a scatterlist entry before DMA mapping. */
+struct dmabuf_sg_entry {
+	uint64_t offset;	/**< byte offset in the buffer */
+	uint64_t length;	/**< bytes, page multiple */
+	uint64_t phys;		/**< simulated physical address */
+};
+
+/** A device-side entry, as sg_dma_address()/sg_dma_len(). */
+struct dmabuf_dma_entry {
+	uint64_t dma_addr;	/**< address the device uses */
+	uint64_t length;
+	uint64_t offset;	/**< byte offset in the buffer it starts at */
+};
+
+/** Number of CPU entries (the kernel's orig_nents). */
+unsigned int dmabuf_sg_table_cpu_count(const struct dmabuf_sg_table *sgt);
+/** CPU entries, valid while the table lives. */
+const struct dmabuf_sg_entry *dmabuf_sg_table_cpu_entries(const struct dmabuf_sg_table *sgt);
+/** Number of DMA entries (the kernel's nents); 0 before device mapping. */
+unsigned int dmabuf_sg_table_dma_count(const struct dmabuf_sg_table *sgt);
+/** DMA entries, valid while the table lives. */
+const struct dmabuf_dma_entry *dmabuf_sg_table_dma_entries(const struct dmabuf_sg_table *sgt);
+/** Total bytes the table covers. */
+uint64_t dmabuf_sg_table_size(const struct dmabuf_sg_table *sgt);
+
+/** Iterates CPU entries, as for_each_sgtable_sg(). */
+#define dmabuf_for_each_sgtable_sg(sgt, ent, i)                                \
+	for ((i) = 0, (ent) = dmabuf_sg_table_cpu_entries(sgt);                 \
+	     (i) < dmabuf_sg_table_cpu_count(sgt); (i)++, (ent)++)
+
+/** Iterates DMA entries, as for_each_sgtable_dma_sg(). */
+#define dmabuf_for_each_sgtable_dma_sg(sgt, ent, i)                            \
+	for ((i) = 0, (ent) = dmabuf_sg_table_dma_entries(sgt);                 \
+	     (i) < dmabuf_sg_table_dma_count(sgt); (i)++, (ent)++)
+
+/* ------------------------------------------------------------------------ */
+/** @defgroup backing Helpers for exporter ops                               */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * The usual body of ops->map: allocates a DEFERRED backing now (satisfying
+ * every attached device), then builds a table of the backing's physical runs,
+ * coalescing adjacent frames.
+ * @param[out] sgt a new table, to be returned from ops->map
+ * @return 0; -ENOMEM when no frames satisfy every attached device
+ */
+int dmabuf_backing_map(struct dmabuf_attachment *att, enum dmabuf_direction dir,
+		       struct dmabuf_sg_table **sgt);
+
+/** The usual body of ops->unmap: frees a table from dmabuf_backing_map(). */
+void dmabuf_backing_unmap(struct dmabuf_attachment *att,
+			  struct dmabuf_sg_table *sgt,
+			  enum dmabuf_direction dir);
+
+/**
+ * For ops->attach: tells whether the buffer's backing (if already chosen)
+ * can serve @p dev. @return 0; -EBUSY if the device has no IOMMU and needs
+ * contiguous memory the backing does not have, or cannot reach its frames
+ */
+int dmabuf_backing_check_device(struct dmabuf *buf,
+				const struct dmabuf_device *dev);
+
+/** The usual body of ops->vmap: one mapping of the whole buffer, writable
+ * for the exporter. @return 0 or a negative errno from mmap */
+int dmabuf_backing_vmap(struct dmabuf *buf, void **vaddr);
+
+/** The usual body of ops->vunmap. */
+void dmabuf_backing_vunmap(struct dmabuf *buf, void *vaddr);
+
+/* ------------------------------------------------------------------------ */
+/** @defgroup dma Simulated device DMA                                       */
+/* ------------------------------------------------------------------------ */
+
+/** Why a device access faulted. */
+enum dmabuf_fault_reason {
+	DMABUF_FAULT_UNMAPPED = 1,	/**< no live mapping covers the address */
+	DMABUF_FAULT_AFTER_UNMAP = 2,	/**< covered by a mapping since unmapped */
+	DMABUF_FAULT_DIRECTION = 3,	/**< read of FROM_DEVICE / write of TO_DEVICE */
+	DMABUF_FAULT_READ_ONLY = 4,	/**< write to a read-only buffer */
+};
+
+/** One recorded fault. */
+struct dmabuf_dma_fault {
+	uint64_t dma_addr;
+	uint64_t length;
+	bool write;
+	enum dmabuf_fault_reason reason;
+};
+
+/**
+ * The device reads @p len bytes at device address @p dma_addr into @p dst,
+ * through its own live mappings only (may span consecutive segments).
+ * @return 0; -EFAULT on an IOMMU-style fault (nothing copied; the fault is
+ *         recorded, see dmabuf_device_get_faults()); -EINVAL for NULL
+ */
+int dmabuf_dma_read(struct dmabuf_device *dev, uint64_t dma_addr, void *dst,
+		    size_t len);
+
+/** The device writes @p len bytes from @p src at @p dma_addr. Same rules
+ * as dmabuf_dma_read(); nothing is written on a fault. */
+int dmabuf_dma_write(struct dmabuf_device *dev, uint64_t dma_addr,
+		     const void *src, size_t len);
+
+/**
+ * Copies up to @p max recorded faults (oldest first) into @p faults and
+ * clears them.
+ * @return the number of faults recorded since the last call (may exceed
+ *         @p max; only the last 64 are kept), or -EINVAL
+ */
+int dmabuf_device_get_faults(struct dmabuf_device *dev,
+			     struct dmabuf_dma_fault *faults, size_t max);
+
+/* ------------------------------------------------------------------------ */
+/** @defgroup cpu CPU access                                                 */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Starts CPU access, as dma_buf_begin_cpu_access(): waits for the fences the
+ * direction requires (writers for a read, everything for a write), then
+ * calls ops->begin_cpu_access.
+ * @param dir the kernel's convention: FROM_DEVICE for a CPU read (SYNC_READ),
+ *        TO_DEVICE for a CPU write (SYNC_WRITE), BIDIRECTIONAL for both;
+ *        NONE is -EINVAL
+ * @return 0; -EINVAL; an errno from the op
+ */
+int dmabuf_begin_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir);
+
+/**
+ * Ends CPU access. @return 0; -EINVAL without a matching begin (as udmabuf);
+ * an errno from ops->end_cpu_access
+ */
+int dmabuf_end_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir);
+
+/**
+ * Maps a page range of the buffer for the CPU, as dma_buf_mmap().
+ * @param offset byte offset, page multiple
+ * @param len bytes, non-zero; rounded up to pages
+ * @param prot PROT_READ and/or PROT_WRITE
+ * @param[out] addr the mapping, released with dmabuf_munmap()
+ * @return 0; -EINVAL for an unaligned offset, a range beyond the buffer,
+ *         bad prot, or an exporter without ops->mmap; -EACCES for
+ *         PROT_WRITE on a read-only buffer; an errno from ops->mmap or mmap
+ */
+int dmabuf_mmap(struct dmabuf *buf, uint64_t offset, uint64_t len, int prot,
+		void **addr);
+
+/** Undoes dmabuf_mmap(). @return 0; -EINVAL if addr/len is not a live
+ * mapping made by dmabuf_mmap() for this buffer */
+int dmabuf_munmap(struct dmabuf *buf, void *addr, uint64_t len);
+
+/**
+ * Maps the whole buffer, as dma_buf_vmap(); refcounted: every call returns
+ * the same address until the last dmabuf_vunmap().
+ * @return 0; -EINVAL without ops->vmap; an errno from it
+ */
+int dmabuf_vmap(struct dmabuf *buf, void **vaddr);
+
+/** Drops one vmap. @return 0; -EINVAL if vaddr is not the buffer's vmap
+ * address or there is no vmap left */
+int dmabuf_vunmap(struct dmabuf *buf, void *vaddr);
+
+/** DMA_BUF_IOCTL_SYNC flags. */
+#define DMABUF_SYNC_READ (1u << 0)
+#define DMABUF_SYNC_WRITE (2u << 0)
+#define DMABUF_SYNC_RW (DMABUF_SYNC_READ | DMABUF_SYNC_WRITE)
+#define DMABUF_SYNC_START (0u << 2)
+#define DMABUF_SYNC_END (1u << 2)
+#define DMABUF_SYNC_VALID_FLAGS_MASK (DMABUF_SYNC_RW | DMABUF_SYNC_END)
+
+/**
+ * The DMA_BUF_IOCTL_SYNC equivalent on an fd: START begins and END ends CPU
+ * access for the buffer behind @p fd.
+ * @param fd borrowed
+ * @return 0; -EBADF/-EINVAL as dmabuf_get(); -EINVAL for flags outside
+ *         DMABUF_SYNC_VALID_FLAGS_MASK or with neither READ nor WRITE, or an
+ *         END without a START
+ */
+int dmabuf_fd_sync(struct dmabuf_ctx *ctx, int fd, uint64_t flags);
+
+/* ------------------------------------------------------------------------ */
+/** @defgroup heap Heaps (dma-heap and udmabuf)                              */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Allocates from a built-in heap, as DMA_HEAP_IOCTL_ALLOC. The memory is
+ * zeroed. Heaps: "system" (scattered frames), "cma" (one contiguous run from
+ * the reserved region), "deferred" (frames chosen at first map to satisfy
+ * every attached device).
+ *
+ * @param len bytes, rounded up to the page size
+ * @param fd_flags O_RDWR or O_RDONLY, optionally | O_CLOEXEC
+ * @param heap_flags must be 0
+ * @return a new buffer fd owned by the caller; -EINVAL for len 0, fd_flags
+ *         outside O_ACCMODE|O_CLOEXEC, non-zero heap_flags; -ENODEV for an
+ *         unknown heap; -ENOMEM when the heap cannot satisfy the request
+ */
+int dmabuf_heap_alloc(struct dmabuf_ctx *ctx, const char *heap, uint64_t len,
+		      uint32_t fd_flags, uint64_t heap_flags);
+
+/** udmabuf flags, as UDMABUF_FLAGS_CLOEXEC. */
+#define DMABUF_UDMABUF_FLAGS_CLOEXEC 0x01
+
+/** One range of a memfd, as struct udmabuf_create_item. */
+struct dmabuf_udmabuf_item {
+	int memfd;
+	uint32_t pad;
+	uint64_t offset;
+	uint64_t size;
+};
+
+/** Most items in one list, as udmabuf's list_limit. */
+#define DMABUF_UDMABUF_LIST_LIMIT 1024
+/** Largest udmabuf, as udmabuf's default size_limit_mb (64 MiB). */
+#define DMABUF_UDMABUF_SIZE_LIMIT (64ull << 20)
+
+/**
+ * Wraps a range of the caller's memfd as a buffer, as UDMABUF_CREATE. The
+ * buffer sees the caller's pages (through dmabuf_mmap()/dmabuf_vmap() and
+ * device DMA).
+ *
+ * @param memfd borrowed; must have F_SEAL_SHRINK and neither F_SEAL_WRITE nor
+ *        F_SEAL_FUTURE_WRITE
+ * @return a new buffer fd owned by the caller; -EBADFD if memfd is not a
+ *         memfd; -EBADF for a bad fd; -EINVAL for bad seals, unknown flags,
+ *         unaligned or zero offset/size, a range beyond the memfd, or a
+ *         size over DMABUF_UDMABUF_SIZE_LIMIT
+ */
+int dmabuf_udmabuf_create(struct dmabuf_ctx *ctx, int memfd, uint32_t flags,
+			  uint64_t offset, uint64_t size);
+
+/**
+ * Several memfd ranges as one buffer, as UDMABUF_CREATE_LIST. Same rules
+ * per item; -EINVAL for count 0 or over DMABUF_UDMABUF_LIST_LIMIT.
+ */
+int dmabuf_udmabuf_create_list(struct dmabuf_ctx *ctx, uint32_t flags,
+			       const struct dmabuf_udmabuf_item *items,
+			       uint32_t count);
+
+#ifdef __cplusplus
+}
+#endif

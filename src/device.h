@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stand-in devices: DMA constraints, an IOVA space when behind an IOMMU, the
+ * translation tree of live mappings that the simulated DMA engine walks, and
+ * a ring of recorded faults.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <bsd/sys/tree.h>
+
+#include "dmabuf.h"
+
+/* One live DMA segment of one mapping, in the device's translation tree. */
+struct dmb_dma_seg {
+	RB_ENTRY(dmb_dma_seg) node;
+	uint64_t dma_addr, length;
+	uint8_t *cpu;		/* where the bytes are in this process */
+	enum dmabuf_direction dir;
+	bool writable;		/* false for read-only buffers */
+	uint64_t seq;		/* tie-break for equal addresses */
+};
+RB_HEAD(dmb_dma_tree, dmb_dma_seg);
+
+/* One allocated IOVA range. */
+struct dmb_iova {
+	RB_ENTRY(dmb_iova) node;
+	uint64_t start, size;
+};
+RB_HEAD(dmb_iova_tree, dmb_iova);
+
+#define DMB_FAULT_RING 64
+#define DMB_UNMAPPED_RING 64
+
+struct dmabuf_device {
+	struct dmabuf_ctx *ctx;
+	LIST_ENTRY(dmabuf_device) ctx_link;
+	char name[32];
+	struct dmabuf_device_info info; /* defaults filled in; info.name = name */
+	uint64_t dma_mask;		/* derived from info.dma_mask_bits */
+	unsigned int attach_count;	/* attachments using this device */
+
+	struct dmb_dma_tree dma_tree;
+	uint64_t dma_seq;
+	struct dmb_iova_tree iova_tree;
+	uint64_t iova_next;		/* next-fit cursor */
+
+	/* recently unmapped ranges, to report DMA after unmap */
+	struct { uint64_t start, length; } unmapped[DMB_UNMAPPED_RING];
+	unsigned int unmapped_head, unmapped_count;
+
+	struct dmabuf_dma_fault faults[DMB_FAULT_RING];
+	unsigned int fault_head, fault_kept;
+	unsigned int fault_total; /* since last dmabuf_device_get_faults() */
+};
+
+/* Destroys every device of ctx (context teardown). */
+void dmb_devices_destroy_all(struct dmabuf_ctx *ctx);
+
+/* dma.c: translation tree maintenance, used by dmb_sgt_dma_map/unmap. */
+int dmb_dma_insert(struct dmabuf_device *dev, struct dmb_dma_seg *seg);
+void dmb_dma_remove(struct dmabuf_device *dev, struct dmb_dma_seg *seg);
+
+/* iova.c (in device.c or its own file): IOVA range allocation. */
+int dmb_iova_alloc(struct dmabuf_device *dev, uint64_t size, uint64_t align,
+		   uint64_t *start);
+void dmb_iova_free(struct dmabuf_device *dev, uint64_t start);

@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal definitions shared by the library's source files. Nothing here is
+ * API: internal functions use the dmb_ prefix (never dmabuf_, which is the
+ * exported namespace checked by tests/check-symbols.py).
+ */
+#pragma once
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <bsd/sys/tree.h>
+
+#include "dmabuf.h"
+
+#define DMABUF_EXPORT __attribute__((visibility("default")))
+
+#define DMB_PAGE_SIZE 4096ull
+#define DMB_PAGE_SHIFT 12
+
+#define DMB_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define DMB_ALIGNED(x, a) (((x) & ((a)-1)) == 0)
+#define DMB_ALIGN_UP(x, a) (((x) + (a)-1) & ~((uint64_t)(a)-1))
+#define dmb_container_of(ptr, type, member) \
+	((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- logging (log.c) ---------------------------------------------------- */
+
+__attribute__((format(printf, 3, 4))) void
+dmb_log(struct dmabuf_ctx *ctx, enum dmabuf_log_priority prio, const char *fmt, ...);
+
+#define dmb_err(ctx, ...) dmb_log((ctx), DMABUF_LOG_ERROR, __VA_ARGS__)
+#define dmb_warn(ctx, ...) dmb_log((ctx), DMABUF_LOG_WARNING, __VA_ARGS__)
+#define dmb_info(ctx, ...) dmb_log((ctx), DMABUF_LOG_INFO, __VA_ARGS__)
+#define dmb_dbg(ctx, ...) dmb_log((ctx), DMABUF_LOG_DEBUG, __VA_ARGS__)
+
+/* ---- live-object registry (objects.c) ------------------------------------
+ * Every object handed to a caller is registered here while it lives, so a
+ * stale or doubly freed pointer is detected (-EINVAL) instead of being
+ * dereferenced. The registry is process-wide and has its own lock.
+ */
+enum dmb_obj_type {
+	DMB_OBJ_CTX = 1,
+	DMB_OBJ_DEVICE,
+	DMB_OBJ_BUFFER,
+	DMB_OBJ_ATTACHMENT,
+	DMB_OBJ_SG_TABLE,
+	DMB_OBJ_FENCE,
+	DMB_OBJ_TIMELINE,
+};
+
+int dmb_obj_add(const void *obj, enum dmb_obj_type type);
+void dmb_obj_del(const void *obj);
+bool dmb_obj_live(const void *obj, enum dmb_obj_type type);
+
+/* ---- event loop (ctx.c) ----------------------------------------------------
+ * A source is an fd in the context's epoll set with a callback; epoll's
+ * data.ptr points to the source.
+ */
+struct dmb_source;
+typedef void (*dmb_source_fn)(struct dmb_source *src, uint32_t events);
+
+struct dmb_source {
+	int fd;
+	dmb_source_fn fn;
+	void *data;
+};
+
+int dmb_source_add(struct dmabuf_ctx *ctx, struct dmb_source *src, int fd,
+		   uint32_t events, dmb_source_fn fn, void *data);
+int dmb_source_mod(struct dmabuf_ctx *ctx, struct dmb_source *src, uint32_t events);
+void dmb_source_del(struct dmabuf_ctx *ctx, struct dmb_source *src);
+
+/* ---- context ------------------------------------------------------------- */
+
+struct dmb_physmem;
+
+struct dmb_inode_key {
+	dev_t dev;
+	ino_t ino;
+};
+
+RB_HEAD(dmb_buf_tree, dmabuf);
+RB_HEAD(dmb_wd_tree, dmabuf);
+
+struct dmabuf_ctx {
+	/* Recursive: exporter ops and log handlers may call back into the
+	 * library on the thread that holds it. */
+	pthread_mutex_t lock;
+	struct dmabuf_ctx_config config;
+	bool destroying;
+
+	struct dmb_physmem *physmem;
+
+	int epoll_fd;
+	int inotify_fd;
+	struct dmb_source inotify_src;
+	/* timerfd that re-runs release probes which raced with __fput(). */
+	int reprobe_fd;
+	struct dmb_source reprobe_src;
+
+	struct dmb_buf_tree by_inode;	/* every struct dmabuf of this ctx */
+	struct dmb_wd_tree by_wd;	/* exported buffers, by inotify wd */
+	LIST_HEAD(, dmabuf_device) devices;
+	unsigned int reprobe_pending;	/* buffers waiting for a re-probe */
+
+	struct dmabuf_ctx_stats stats;
+};
+
+static inline void dmb_lock(struct dmabuf_ctx *ctx) { pthread_mutex_lock(&ctx->lock); }
+static inline void dmb_unlock(struct dmabuf_ctx *ctx) { pthread_mutex_unlock(&ctx->lock); }
+
+/* ---- backing (backing.c) ----------------------------------------------------
+ * Where a buffer's bytes live: one or more memfd ranges (one for exported
+ * buffers, the caller's ranges for udmabuf), mapped once into a contiguous
+ * address range of this process, and the simulated physical runs behind them.
+ */
+struct dmb_phys_run {
+	uint64_t addr;	 /* simulated physical address, page aligned */
+	uint64_t npages;
+};
+
+struct dmb_backing_range {
+	int fd;		 /* owned by the backing */
+	uint64_t offset; /* in fd */
+	uint64_t size;
+};
+
+struct dmb_backing {
+	uint64_t size;
+	struct dmb_backing_range *ranges;
+	size_t nranges;
+	/* The library's own mapping of all ranges, stitched contiguously;
+	 * NULL until first needed. Writable when the ranges allow it. */
+	uint8_t *map;
+	bool map_writable;
+	/* Simulated frames, NULL/0 while a DEFERRED backing is unallocated. */
+	struct dmb_phys_run *runs;
+	size_t nruns;
+	bool from_cma;
+};
+
+/* ---- buffer ------------------------------------------------------------- */
+
+enum dmb_buf_state {
+	DMB_BUF_LIVE,	  /* referenced by the library's callers */
+	DMB_BUF_ORPHAN,	  /* no library reference; file still open somewhere */
+	DMB_BUF_RELEASED, /* ops->release has run (about to be freed) */
+};
+
+struct dmabuf {
+	struct dmabuf_ctx *ctx;
+	RB_ENTRY(dmabuf) inode_node;
+	RB_ENTRY(dmabuf) wd_node;
+	struct dmb_inode_key key;
+
+	unsigned int refcount; /* library references, under ctx->lock */
+	enum dmb_buf_state state;
+
+	const struct dmabuf_ops *ops;
+	void *priv;
+	uint64_t size;
+	int flags; /* O_RDONLY or O_RDWR */
+	enum dmabuf_alloc alloc;
+	char exp_name[DMABUF_NAME_LEN];
+	char name[DMABUF_NAME_LEN];
+
+	/* The dma-buf file: one open file description (reopened memfd).
+	 * file_fd is the library's reference to it while refcount > 0. */
+	int file_fd;
+	/* A private OFD of the same inode: used for the release probe
+	 * (flock LOCK_EX succeeds only when the dma-buf file is gone) and for
+	 * the library's own mappings, which must not pin the dma-buf file. */
+	int probe_fd;
+	int wd; /* inotify watch, -1 if none */
+	unsigned int reprobes_left;
+
+	struct dmb_backing backing;
+
+	LIST_HEAD(, dmabuf_attachment) attachments;
+	unsigned int nattachments;
+	unsigned int nmappings;
+
+	/* vmap refcount and address */
+	unsigned int vmap_count;
+	void *vmap_addr;
+
+	/* CPU access brackets, per direction kind */
+	unsigned int cpu_read_open;
+	unsigned int cpu_write_open;
+	LIST_HEAD(, dmb_cpu_map) cpu_maps; /* dmabuf_mmap() mappings */
+
+	struct dmabuf_resv *resv;
+
+	/* Set on proxies of another context's buffer (cross-process). */
+	bool imported;
+};
+
+RB_PROTOTYPE(dmb_buf_tree, dmabuf, inode_node, dmb_buf_inode_cmp);
+RB_PROTOTYPE(dmb_wd_tree, dmabuf, wd_node, dmb_buf_wd_cmp);
+
+/* Validates buf and takes its context lock; NULL if buf is not live. */
+struct dmabuf_ctx *dmb_buf_lock(const struct dmabuf *buf);
+
+/* buffer.c */
+int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info,
+		   struct dmb_backing *backing, bool handle_only, struct dmabuf **out);
+
+/* release.c */
+int dmb_release_watch(struct dmabuf *buf);
+void dmb_release_check(struct dmabuf *buf);
+void dmb_release_inotify(struct dmb_source *src, uint32_t events);
+void dmb_release_reprobe(struct dmb_source *src, uint32_t events);
+void dmb_buf_release_now(struct dmabuf *buf);
+
+/* backing.c */
+int dmb_backing_init_memfd(struct dmb_backing *b, int memfd, uint64_t size);
+int dmb_backing_map_cpu(struct dmb_backing *b, bool writable);
+int dmb_backing_alloc(struct dmabuf_ctx *ctx, struct dmabuf *buf);
+void dmb_backing_fini(struct dmabuf_ctx *ctx, struct dmb_backing *b);
+
+/* ---- attachment ----------------------------------------------------------- */
+
+struct dmb_mapping; /* sg_table.h */
+
+struct dmabuf_attachment {
+	struct dmabuf *buf;
+	struct dmabuf_device *dev;
+	LIST_ENTRY(dmabuf_attachment) buf_link;
+	void *priv;
+	LIST_HEAD(, dmabuf_sg_table) mappings;
+	unsigned int nmappings;
+	bool pinned;
+};
+
+/* cpu_access.c: one dmabuf_mmap() mapping */
+struct dmb_cpu_map {
+	LIST_ENTRY(dmb_cpu_map) link;
+	void *addr;
+	uint64_t len;
+	int prot;
+};
+
+void dmb_cpu_access_fini(struct dmabuf *buf);
+
+/* Syscall layer for fault injection (sys.c): tests make the Nth call of a
+ * given syscall fail with an errno. */
+#include "sys.h"
+#include "device.h"
+#include "physmem.h"
+#include "sg_table.h"

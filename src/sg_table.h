@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sg tables: the CPU page list an exporter's map op returns, and the device
+ * address list the library assigns for the attached device.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "dmabuf.h"
+
+struct dmb_phys_run;
+struct dmabuf_device;
+
+struct dmabuf_sg_table {
+	struct dmabuf_sg_entry *cpu;
+	unsigned int cpu_count, cpu_cap;
+	struct dmabuf_dma_entry *dma;
+	unsigned int dma_count;
+	uint64_t size;
+
+	/* Set while the table is a live mapping of an attachment. */
+	struct dmabuf_attachment *att;
+	enum dmabuf_direction dir;
+	LIST_ENTRY(dmabuf_sg_table) att_link;
+
+	/* Device-side state of the mapping (sg_table.c / dma.c). */
+	struct dmabuf_device *mapped_dev;
+	uint64_t iova_base, iova_size;	/* IOMMU devices */
+	struct dmb_dma_seg *segs;	/* entries in the device's DMA tree */
+	unsigned int nsegs;
+};
+
+/* A new empty table (registered as a live object). */
+int dmb_sgt_new(struct dmabuf_sg_table **out);
+/* Frees a table that is not device-mapped. */
+void dmb_sgt_free(struct dmabuf_sg_table *sgt);
+
+/* Appends a CPU entry, merging it into the previous one when both the buffer
+ * offset and the physical address continue it. */
+int dmb_sgt_append(struct dmabuf_sg_table *sgt, uint64_t offset, uint64_t len,
+		   uint64_t phys);
+
+/* CPU entries for the whole buffer from its physical runs (buffer order):
+ * O(nruns). */
+int dmb_sgt_from_runs(struct dmabuf_sg_table *sgt,
+		      const struct dmb_phys_run *runs, size_t nruns);
+
+/*
+ * Assigns device addresses for dev (the dma_map_sgtable() step):
+ * - IOMMU: one IOVA range from the device's space (aligned to its alignment,
+ *   below its mask), split into DMA entries at max_segment_size and
+ *   segment_boundary; -ENOMEM when the IOVA space is full.
+ * - no IOMMU: DMA address = physical address, CPU entries split at
+ *   max_segment_size and segment_boundary; -EIO if a frame lies beyond the
+ *   DMA mask; -EINVAL if a segment start violates the alignment, or if the
+ *   device needs contiguous memory and the entries are not one physical run.
+ * cpu_base is this process's mapping of the buffer (offset 0); device reads
+ * and writes go there. writable is false for a read-only buffer.
+ * On success the segments are entered in the device's DMA translation tree
+ * (dma.c), so dmabuf_dma_read/write reach them. On failure nothing changes.
+ */
+int dmb_sgt_dma_map(struct dmabuf_sg_table *sgt, struct dmabuf_device *dev,
+		    enum dmabuf_direction dir, uint8_t *cpu_base, bool writable);
+
+/* Removes the device addresses (DMA to them then faults as AFTER_UNMAP) and
+ * releases the IOVA range. */
+void dmb_sgt_dma_unmap(struct dmabuf_sg_table *sgt);

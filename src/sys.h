@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Thin fault-injection layer over the syscalls whose failure paths matter.
+ * The library calls dmb_sys_fail(call) right before a syscall; a non-zero
+ * return is an errno to fail with instead. Tests (which link the static
+ * library) arm it with dmb_sys_inject(). Disarmed, it costs one relaxed
+ * atomic load.
+ */
+#pragma once
+
+enum dmb_sys_call {
+	DMB_SYS_MEMFD_CREATE,
+	DMB_SYS_REOPEN,		/* open("/proc/self/fd/N") */
+	DMB_SYS_MMAP,
+	DMB_SYS_INOTIFY_ADD_WATCH,
+	DMB_SYS_DUP,
+	DMB_SYS_SENDMSG,
+	DMB_SYS_RECVMSG,
+	DMB_SYS_SOCKET,
+	DMB_SYS_CALLOC,		/* allocation of library objects */
+	DMB_SYS__COUNT
+};
+
+/* The errno to fail this call with, or 0 to go ahead. */
+int dmb_sys_fail(enum dmb_sys_call call);
+
+/* Makes the nth next call (1 = the very next) of `call` fail with err.
+ * nth 0 disarms. Process-wide; meant for single-threaded tests. */
+void dmb_sys_inject(enum dmb_sys_call call, unsigned int nth, int err);
