@@ -1,1 +1,256 @@
-/* SPDX-License-Identifier: MIT */ /* placeholder: being written */
+/* SPDX-License-Identifier: MIT */
+/*
+ * Attachments: one device attached to one buffer, and the device mappings
+ * made through it.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+
+#include "private.h"
+
+static struct dmabuf_ctx *att_lock(const struct dmabuf_attachment *att)
+{
+	return dmb_obj_lock_ctx(att, DMB_OBJ_ATTACHMENT, &att->ctx);
+}
+
+static bool dir_valid(enum dmabuf_direction dir)
+{
+	return dir == DMABUF_BIDIRECTIONAL || dir == DMABUF_TO_DEVICE ||
+	       dir == DMABUF_FROM_DEVICE;
+}
+
+DMABUF_EXPORT int dmabuf_attach(struct dmabuf *buf, struct dmabuf_device *dev,
+				struct dmabuf_attachment **out)
+{
+	struct dmabuf_attachment *att;
+	struct dmabuf_ctx *ctx;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	ctx = dmb_buf_lock(buf);
+	if (!ctx)
+		return -EINVAL;
+	if (!dmb_obj_live(dev, DMB_OBJ_DEVICE) || dev->ctx != ctx) {
+		dmb_err(ctx, "dmabuf_attach(%s): not a live device of this context",
+			buf->exp_name);
+		ret = -EINVAL;
+		goto out;
+	}
+	if ((ret = dmb_sys_fail(DMB_SYS_CALLOC))) {
+		ret = -ret;
+		goto out;
+	}
+	att = calloc(1, sizeof(*att));
+	if (!att) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	att->ctx = ctx;
+	att->buf = buf;
+	att->dev = dev;
+	LIST_INIT(&att->mappings);
+	ret = dmb_obj_add(att, DMB_OBJ_ATTACHMENT);
+	if (ret < 0) {
+		free(att);
+		goto out;
+	}
+	if (buf->ops->attach) {
+		ret = buf->ops->attach(buf, att);
+		if (ret < 0) {
+			dmb_info(ctx, "attach %s to %s refused by exporter: %d",
+				 dev->name, buf->exp_name, ret);
+			dmb_obj_del(att);
+			free(att);
+			goto out;
+		}
+	}
+	LIST_INSERT_HEAD(&buf->attachments, att, buf_link);
+	buf->nattachments++;
+	dev->attach_count++;
+	ctx->stats.attachments_live++;
+	*out = att;
+out:
+	dmb_unlock(ctx);
+	return ret;
+}
+
+static void mapping_undo(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt)
+{
+	struct dmabuf *buf = att->buf;
+	enum dmabuf_direction dir = sgt->dir;
+
+	dmb_sgt_dma_unmap(sgt);
+	LIST_REMOVE(sgt, att_link);
+	sgt->att = NULL;
+	att->nmappings--;
+	buf->nmappings--;
+	att->ctx->stats.mappings_live--;
+	buf->ops->unmap(att, sgt, dir);
+	if (!att->nmappings && att->pinned) {
+		buf->ops->unpin(att);
+		att->pinned = false;
+	}
+}
+
+static void att_destroy(struct dmabuf_attachment *att)
+{
+	struct dmabuf *buf = att->buf;
+	struct dmabuf_sg_table *sgt;
+
+	while ((sgt = LIST_FIRST(&att->mappings))) {
+		dmb_warn(att->ctx, "detach of %s from %s with a live mapping: unmapping it",
+			 att->dev->name, buf->exp_name);
+		mapping_undo(att, sgt);
+	}
+	if (buf->ops->detach)
+		buf->ops->detach(buf, att);
+	LIST_REMOVE(att, buf_link);
+	buf->nattachments--;
+	att->dev->attach_count--;
+	att->ctx->stats.attachments_live--;
+	dmb_obj_del(att);
+	free(att);
+}
+
+void dmb_attachments_destroy_all(struct dmabuf *buf)
+{
+	struct dmabuf_attachment *att;
+
+	while ((att = LIST_FIRST(&buf->attachments)))
+		att_destroy(att);
+}
+
+DMABUF_EXPORT int dmabuf_detach(struct dmabuf *buf, struct dmabuf_attachment *att)
+{
+	struct dmabuf_ctx *ctx = att_lock(att);
+
+	if (!ctx) {
+		dmb_err(NULL, "dmabuf_detach(%p): not a live attachment (detached twice?)",
+			(void *)att);
+		return -EINVAL;
+	}
+	if (att->buf != buf) {
+		dmb_err(ctx, "dmabuf_detach: attachment belongs to another buffer");
+		dmb_unlock(ctx);
+		return -EINVAL;
+	}
+	att_destroy(att);
+	dmb_unlock(ctx);
+	return 0;
+}
+
+DMABUF_EXPORT struct dmabuf *dmabuf_attachment_get_buf(const struct dmabuf_attachment *att)
+{
+	return dmb_obj_live(att, DMB_OBJ_ATTACHMENT) ? att->buf : NULL;
+}
+
+DMABUF_EXPORT struct dmabuf_device *
+dmabuf_attachment_get_device(const struct dmabuf_attachment *att)
+{
+	return dmb_obj_live(att, DMB_OBJ_ATTACHMENT) ? att->dev : NULL;
+}
+
+DMABUF_EXPORT void *dmabuf_attachment_get_priv(const struct dmabuf_attachment *att)
+{
+	return dmb_obj_live(att, DMB_OBJ_ATTACHMENT) ? att->priv : NULL;
+}
+
+DMABUF_EXPORT int dmabuf_attachment_set_priv(struct dmabuf_attachment *att, void *priv)
+{
+	struct dmabuf_ctx *ctx = att_lock(att);
+
+	if (!ctx)
+		return -EINVAL;
+	att->priv = priv;
+	dmb_unlock(ctx);
+	return 0;
+}
+
+DMABUF_EXPORT int dmabuf_map_attachment(struct dmabuf_attachment *att,
+					enum dmabuf_direction dir,
+					struct dmabuf_sg_table **out)
+{
+	struct dmabuf_sg_table *sgt = NULL;
+	struct dmabuf_ctx *ctx;
+	struct dmabuf *buf;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	ctx = att_lock(att);
+	if (!ctx)
+		return -EINVAL;
+	buf = att->buf;
+	if (!dir_valid(dir)) {
+		dmb_err(ctx, "map of %s for %s: invalid direction %d", buf->exp_name,
+			att->dev->name, (int)dir);
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = dmb_backing_map_cpu(&buf->backing, true);
+	if (ret < 0)
+		goto out;
+	if (buf->ops->pin && !att->pinned) {
+		ret = buf->ops->pin(att);
+		if (ret < 0)
+			goto out;
+		att->pinned = true;
+	}
+	ret = buf->ops->map(att, dir, &sgt);
+	if (ret == 0 && (!dmb_obj_live(sgt, DMB_OBJ_SG_TABLE) || sgt->att)) {
+		dmb_err(ctx, "exporter %s: map op returned no usable sg table", buf->exp_name);
+		ret = -EINVAL;
+		sgt = NULL;
+	}
+	if (ret == 0) {
+		ret = dmb_sgt_dma_map(sgt, att->dev, dir, buf->backing.map,
+				      buf->flags == O_RDWR && buf->backing.map_writable);
+		if (ret < 0) {
+			dmb_info(ctx, "map of %s for %s: device cannot use the layout: %d",
+				 buf->exp_name, att->dev->name, ret);
+			buf->ops->unmap(att, sgt, dir);
+		}
+	}
+	if (ret < 0) {
+		if (!att->nmappings && att->pinned) {
+			buf->ops->unpin(att);
+			att->pinned = false;
+		}
+		goto out;
+	}
+	sgt->att = att;
+	sgt->dir = dir;
+	LIST_INSERT_HEAD(&att->mappings, sgt, att_link);
+	att->nmappings++;
+	buf->nmappings++;
+	ctx->stats.mappings_live++;
+	*out = sgt;
+out:
+	dmb_unlock(ctx);
+	return ret;
+}
+
+DMABUF_EXPORT int dmabuf_unmap_attachment(struct dmabuf_attachment *att,
+					  struct dmabuf_sg_table *sgt,
+					  enum dmabuf_direction dir)
+{
+	struct dmabuf_ctx *ctx = att_lock(att);
+	int ret = 0;
+
+	if (!ctx)
+		return -EINVAL;
+	if (!dmb_obj_live(sgt, DMB_OBJ_SG_TABLE) || sgt->att != att) {
+		dmb_err(ctx, "unmap for %s: table %p is not a live mapping of this attachment",
+			att->dev->name, (void *)sgt);
+		ret = -EINVAL;
+	} else if (sgt->dir != dir) {
+		dmb_err(ctx, "unmap for %s: direction %d differs from the map's %d",
+			att->dev->name, (int)dir, (int)sgt->dir);
+		ret = -EINVAL;
+	} else {
+		mapping_undo(att, sgt);
+	}
+	dmb_unlock(ctx);
+	return ret;
+}

@@ -1,1 +1,291 @@
-/* SPDX-License-Identifier: MIT */ /* placeholder: being written */
+/* SPDX-License-Identifier: MIT */
+/*
+ * A buffer's backing: the memfd range(s) that hold its bytes, the library's
+ * own mapping of them, and the simulated physical frames behind them.
+ */
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "private.h"
+
+int dmb_backing_init_memfd(struct dmb_backing *b, int memfd, uint64_t size)
+{
+	b->ranges = calloc(1, sizeof(*b->ranges));
+	if (!b->ranges)
+		return -ENOMEM;
+	b->ranges[0].fd = memfd;
+	b->ranges[0].offset = 0;
+	b->ranges[0].size = size;
+	b->nranges = 1;
+	b->size = size;
+	return 0;
+}
+
+/* A new mapping of [offset, offset + len) of the buffer: the parts of every
+ * range it covers, stitched into one address range (a PROT_NONE reservation
+ * with each part mapped over it). */
+void *dmb_backing_map_range(struct dmb_backing *b, uint64_t offset, uint64_t len,
+			    int prot, int fd_override)
+{
+	uint8_t *base;
+	uint64_t pos = 0, done = 0;
+	int err;
+
+	if ((err = dmb_sys_fail(DMB_SYS_MMAP))) {
+		errno = err;
+		return MAP_FAILED;
+	}
+	if (b->nranges == 1) {
+		int fd = fd_override >= 0 ? fd_override : b->ranges[0].fd;
+
+		return mmap(NULL, len, prot, MAP_SHARED, fd,
+			    (off_t)(b->ranges[0].offset + offset));
+	}
+	base = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED)
+		return MAP_FAILED;
+	for (size_t i = 0; i < b->nranges && done < len; i++) {
+		const struct dmb_backing_range *r = &b->ranges[i];
+		uint64_t skip, part;
+
+		if (offset >= pos + r->size) {
+			pos += r->size;
+			continue;
+		}
+		skip = offset > pos ? offset - pos : 0;
+		part = r->size - skip;
+		if (part > len - done)
+			part = len - done;
+		if (mmap(base + done, part, prot, MAP_SHARED | MAP_FIXED, r->fd,
+			 (off_t)(r->offset + skip)) == MAP_FAILED) {
+			err = errno;
+			munmap(base, len);
+			errno = err;
+			return MAP_FAILED;
+		}
+		done += part;
+		pos += r->size;
+	}
+	return base;
+}
+
+void *dmb_backing_map_new(struct dmb_backing *b, int prot, int fd_override)
+{
+	return dmb_backing_map_range(b, 0, b->size, prot, fd_override);
+}
+
+int dmb_backing_map_cpu(struct dmb_backing *b, bool writable)
+{
+	void *p;
+
+	if (b->map)
+		return 0;
+	p = dmb_backing_map_new(b, PROT_READ | (writable ? PROT_WRITE : 0), -1);
+	if (p == MAP_FAILED && writable) {
+		/* A caller's memfd opened read-only: map it for reading. */
+		writable = false;
+		p = dmb_backing_map_new(b, PROT_READ, -1);
+	}
+	if (p == MAP_FAILED)
+		return -errno;
+	b->map = p;
+	b->map_writable = writable;
+	return 0;
+}
+
+/* What every attached device needs from a deferred allocation. */
+struct alloc_needs {
+	bool contiguous;
+	uint64_t limit;	/* exclusive; 0 = none */
+	uint64_t align;
+};
+
+static void needs_of(struct dmabuf *buf, struct alloc_needs *n)
+{
+	struct dmabuf_attachment *att;
+
+	n->contiguous = buf->alloc == DMABUF_ALLOC_CONTIGUOUS;
+	n->limit = 0;
+	n->align = DMB_PAGE_SIZE;
+	if (buf->alloc != DMABUF_ALLOC_DEFERRED)
+		return;
+	LIST_FOREACH(att, &buf->attachments, buf_link) {
+		const struct dmabuf_device_info *di = &att->dev->info;
+		uint64_t end = att->dev->dma_mask + 1; /* 0 for a 64-bit mask */
+
+		/* Behind an IOMMU any frame is reachable and the mapping is
+		 * contiguous in IOVA space: no constraint on the frames. */
+		if (di->flags & DMABUF_DEVICE_IOMMU)
+			continue;
+		if (di->flags & DMABUF_DEVICE_CONTIGUOUS)
+			n->contiguous = true;
+		if (end && (!n->limit || end < n->limit))
+			n->limit = end;
+		if (di->alignment > n->align) {
+			n->align = di->alignment;
+			/* Scattered 4 KiB chunks cannot honour it. */
+			n->contiguous = true;
+		}
+	}
+}
+
+int dmb_backing_alloc(struct dmabuf_ctx *ctx, struct dmabuf *buf)
+{
+	struct dmb_backing *b = &buf->backing;
+	struct alloc_needs n;
+	uint64_t npages = b->size >> DMB_PAGE_SHIFT;
+	int ret;
+
+	if (b->runs)
+		return 0;
+	needs_of(buf, &n);
+	if (n.contiguous) {
+		b->runs = calloc(1, sizeof(*b->runs));
+		if (!b->runs)
+			return -ENOMEM;
+		ret = dmb_physmem_alloc_contig(ctx->physmem, npages, n.align, n.limit, b->runs);
+		if (ret < 0) {
+			free(b->runs);
+			b->runs = NULL;
+			dmb_dbg(ctx, "buffer %s: no contiguous run of %llu pages below %#llx",
+				buf->exp_name, (unsigned long long)npages,
+				(unsigned long long)n.limit);
+			return ret;
+		}
+		b->nruns = 1;
+		b->from_cma = true;
+		return 0;
+	}
+	ret = dmb_physmem_alloc_system(ctx->physmem, npages, n.limit, &b->runs, &b->nruns);
+	if (ret < 0)
+		dmb_dbg(ctx, "buffer %s: no %llu system pages below %#llx",
+			buf->exp_name, (unsigned long long)npages,
+			(unsigned long long)n.limit);
+	return ret;
+}
+
+void dmb_backing_fini(struct dmabuf_ctx *ctx, struct dmb_backing *b)
+{
+	if (b->map)
+		munmap(b->map, b->size);
+	if (b->runs) {
+		dmb_physmem_free(ctx->physmem, b->runs, b->nruns);
+		free(b->runs);
+	}
+	for (size_t i = 0; i < b->nranges; i++)
+		if (b->ranges[i].owned && b->ranges[i].fd >= 0)
+			close(b->ranges[i].fd);
+	free(b->ranges);
+	*b = (struct dmb_backing){ 0 };
+}
+
+DMABUF_EXPORT int dmabuf_backing_check_device(struct dmabuf *buf,
+					      const struct dmabuf_device *dev)
+{
+	struct dmabuf_ctx *ctx = dmb_buf_lock(buf);
+	const struct dmb_backing *b;
+	int ret = 0;
+
+	if (!ctx)
+		return -EINVAL;
+	if (!dmb_obj_live(dev, DMB_OBJ_DEVICE)) {
+		dmb_unlock(ctx);
+		return -EINVAL;
+	}
+	b = &buf->backing;
+	if (b->runs && !(dev->info.flags & DMABUF_DEVICE_IOMMU)) {
+		if ((dev->info.flags & DMABUF_DEVICE_CONTIGUOUS) && b->nruns > 1)
+			ret = -EBUSY;
+		for (size_t i = 0; i < b->nruns && !ret; i++) {
+			uint64_t last = b->runs[i].addr +
+					(b->runs[i].npages << DMB_PAGE_SHIFT) - 1;
+
+			if (last > dev->dma_mask)
+				ret = -EBUSY;
+		}
+	}
+	dmb_unlock(ctx);
+	return ret;
+}
+
+DMABUF_EXPORT int dmabuf_backing_map(struct dmabuf_attachment *att,
+				     enum dmabuf_direction dir,
+				     struct dmabuf_sg_table **out)
+{
+	struct dmabuf_ctx *ctx;
+	struct dmabuf_sg_table *sgt;
+	struct dmabuf *buf;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	ctx = dmb_obj_lock_ctx(att, DMB_OBJ_ATTACHMENT, &att->dev->ctx);
+	if (!ctx)
+		return -EINVAL;
+	buf = att->buf;
+	ret = dmb_backing_alloc(ctx, buf);
+	if (ret == 0)
+		ret = dmb_sgt_new(&sgt);
+	if (ret == 0) {
+		ret = dmb_sgt_from_runs(sgt, buf->backing.runs, buf->backing.nruns);
+		if (ret < 0)
+			dmb_sgt_free(sgt);
+		else
+			*out = sgt;
+	}
+	dmb_unlock(ctx);
+	return ret;
+}
+
+DMABUF_EXPORT void dmabuf_backing_unmap(struct dmabuf_attachment *att,
+					struct dmabuf_sg_table *sgt,
+					enum dmabuf_direction dir)
+{
+	if (dmb_obj_live(sgt, DMB_OBJ_SG_TABLE))
+		dmb_sgt_free(sgt);
+}
+
+DMABUF_EXPORT int dmabuf_backing_vmap(struct dmabuf *buf, void **vaddr)
+{
+	struct dmabuf_ctx *ctx = dmb_buf_lock(buf);
+	struct dmb_backing *b;
+	void *p;
+	int ret = 0;
+
+	if (!ctx)
+		return -EINVAL;
+	if (!vaddr) {
+		dmb_unlock(ctx);
+		return -EINVAL;
+	}
+	b = &buf->backing;
+	ret = dmb_backing_map_cpu(b, true);
+	if (ret == 0) {
+		/* A second view of the library's mapping: it keeps the
+		 * exporter's write access even after a read-only buffer was
+		 * sealed, and can be made inaccessible (strict CPU access)
+		 * without blocking device DMA, which goes through b->map. */
+		if (b->nranges == 1)
+			p = mremap(b->map, 0, b->size, MREMAP_MAYMOVE);
+		else
+			p = dmb_backing_map_new(b, PROT_READ | (b->map_writable ? PROT_WRITE : 0), -1);
+		if (p == MAP_FAILED)
+			ret = -errno;
+		else
+			*vaddr = p;
+	}
+	dmb_unlock(ctx);
+	return ret;
+}
+
+DMABUF_EXPORT void dmabuf_backing_vunmap(struct dmabuf *buf, void *vaddr)
+{
+	struct dmabuf_ctx *ctx = dmb_buf_lock(buf);
+
+	if (!ctx)
+		return;
+	if (vaddr)
+		munmap(vaddr, buf->backing.size);
+	dmb_unlock(ctx);
+}

@@ -1,1 +1,440 @@
-/* SPDX-License-Identifier: MIT */ /* placeholder: being written */
+/* SPDX-License-Identifier: MIT */
+/*
+ * Buffers: export, the dma-buf file, lookup by inode, references.
+ *
+ * The dma-buf file is one open file description (OFD) of a sealed memfd,
+ * made by reopening the memfd through /proc/self/fd. dmabuf_fd() hands out
+ * dups of that OFD, exactly as dma_buf_fd() installs the same struct file.
+ * A second, private OFD (probe_fd) is the library's: it carries the
+ * library's own mappings (which must not keep the dma-buf file alive) and the
+ * release probe (release.c).
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
+
+#include "private.h"
+
+static int inode_cmp(const struct dmabuf *a, const struct dmabuf *b)
+{
+	if (a->key.dev != b->key.dev)
+		return a->key.dev < b->key.dev ? -1 : 1;
+	return a->key.ino < b->key.ino ? -1 : a->key.ino > b->key.ino;
+}
+
+static int wd_cmp(const struct dmabuf *a, const struct dmabuf *b)
+{
+	return a->wd < b->wd ? -1 : a->wd > b->wd;
+}
+
+RB_GENERATE(dmb_buf_tree, dmabuf, inode_node, inode_cmp)
+RB_GENERATE(dmb_wd_tree, dmabuf, wd_node, wd_cmp)
+
+struct dmabuf_ctx *dmb_buf_lock_any(const struct dmabuf *buf)
+{
+	return dmb_obj_lock_ctx(buf, DMB_OBJ_BUFFER, &buf->ctx);
+}
+
+struct dmabuf_ctx *dmb_buf_lock(const struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = dmb_buf_lock_any(buf);
+
+	if (ctx && buf->state != DMB_BUF_LIVE) {
+		dmb_err(ctx, "buffer %s (ino %lu) used after its last dmabuf_put()",
+			buf->exp_name, (unsigned long)buf->key.ino);
+		dmb_unlock(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+int dmb_export_validate(const struct dmabuf_export_info *info)
+{
+	const struct dmabuf_ops *ops;
+
+	if (!info || !info->ops || !info->priv)
+		return -EINVAL;
+	ops = info->ops;
+	if (ops->version != 0 && ops->version != DMABUF_OPS_VERSION)
+		return -EINVAL;
+	if (!ops->map || !ops->unmap || !ops->release)
+		return -EINVAL;
+	if (!ops->pin != !ops->unpin)
+		return -EINVAL;
+	if (!info->size || !DMB_ALIGNED(info->size, DMB_PAGE_SIZE))
+		return -EINVAL;
+	if (info->flags & ~(O_ACCMODE | O_CLOEXEC))
+		return -EINVAL;
+	if ((info->flags & O_ACCMODE) != O_RDONLY && (info->flags & O_ACCMODE) != O_RDWR)
+		return -EINVAL;
+	if (info->alloc != DMABUF_ALLOC_SYSTEM && info->alloc != DMABUF_ALLOC_CONTIGUOUS &&
+	    info->alloc != DMABUF_ALLOC_DEFERRED)
+		return -EINVAL;
+	return 0;
+}
+
+static int reopen(int fd, int flags)
+{
+	char path[64];
+	int err, ret;
+
+	if ((err = dmb_sys_fail(DMB_SYS_REOPEN)))
+		return -err;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ret = open(path, flags | O_CLOEXEC);
+	return ret < 0 ? -errno : ret;
+}
+
+static int new_memfd(const char *exp_name, uint64_t size)
+{
+	char name[64];
+	int fd, err;
+
+	if ((err = dmb_sys_fail(DMB_SYS_MEMFD_CREATE)))
+		return -err;
+	/* The name tells any holder of the fd that this is a libdmabuf
+	 * buffer (and, with cross-process sharing, where its exporter is). */
+	snprintf(name, sizeof(name), "dmabuf:%s", exp_name);
+	fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static void buf_free(struct dmabuf_ctx *ctx, struct dmabuf *buf)
+{
+	dmb_backing_fini(ctx, &buf->backing);
+	if (buf->file_fd >= 0)
+		close(buf->file_fd);
+	if (buf->probe_fd >= 0)
+		close(buf->probe_fd);
+	free(buf);
+}
+
+int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info,
+		   struct dmb_backing *backing, struct dmabuf **out)
+{
+	struct dmabuf *buf;
+	struct stat st;
+	int rdonly = (info->flags & O_ACCMODE) == O_RDONLY;
+	int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+	int ret;
+
+	buf = calloc(1, sizeof(*buf));
+	if (!buf)
+		return -ENOMEM;
+	buf->ctx = ctx;
+	buf->file_fd = buf->probe_fd = buf->wd = -1;
+	buf->ops = info->ops;
+	buf->priv = info->priv;
+	buf->size = info->size;
+	buf->flags = info->flags & O_ACCMODE;
+	buf->alloc = info->alloc;
+	buf->refcount = 1;
+	buf->state = DMB_BUF_LIVE;
+	strlcpy(buf->exp_name, info->exp_name ? info->exp_name : "unknown",
+		sizeof(buf->exp_name));
+	LIST_INIT(&buf->attachments);
+	LIST_INIT(&buf->cpu_maps);
+
+	/* A udmabuf's file is a handle of its own: its bytes live in the
+	 * caller's memfds, which one file cannot present. */
+	ret = new_memfd(buf->exp_name, backing ? 0 : info->size);
+	if (ret < 0)
+		goto fail;
+	buf->probe_fd = ret;
+
+	if (backing) {
+		buf->backing = *backing;
+		*backing = (struct dmb_backing){ 0 };
+		buf->handle_only = true;
+		ret = dmb_backing_map_cpu(&buf->backing, !rdonly);
+	} else {
+		ret = dmb_backing_init_memfd(&buf->backing, buf->probe_fd, info->size);
+		/* The exporter's writable mapping exists before a read-only
+		 * buffer is sealed, so only the exporter can write it. */
+		if (ret == 0)
+			ret = dmb_backing_map_cpu(&buf->backing, true);
+	}
+	if (ret < 0)
+		goto fail;
+	if (rdonly || backing)
+		seals |= F_SEAL_FUTURE_WRITE;
+	if (fcntl(buf->probe_fd, F_ADD_SEALS, seals) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+
+	ret = reopen(buf->probe_fd, rdonly ? O_RDONLY : O_RDWR);
+	if (ret < 0)
+		goto fail;
+	buf->file_fd = ret;
+	/* Every holder of the dma-buf file shares this lock; the release
+	 * probe's exclusive lock succeeds only when the file is gone. */
+	if (flock(buf->file_fd, LOCK_SH) < 0 || fstat(buf->file_fd, &st) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	buf->key.dev = st.st_dev;
+	buf->key.ino = st.st_ino;
+
+	if (buf->alloc != DMABUF_ALLOC_DEFERRED) {
+		ret = dmb_backing_alloc(ctx, buf);
+		if (ret < 0)
+			goto fail;
+	}
+	ret = dmb_release_watch(buf);
+	if (ret < 0)
+		goto fail;
+	ret = dmb_obj_add(buf, DMB_OBJ_BUFFER);
+	if (ret < 0) {
+		dmb_release_unwatch(buf);
+		goto fail;
+	}
+	RB_INSERT(dmb_buf_tree, &ctx->by_inode, buf);
+	ctx->stats.buffers_live++;
+	dmb_dbg(ctx, "export %s: %llu bytes, %s, ino %lu", buf->exp_name,
+		(unsigned long long)buf->size, rdonly ? "read-only" : "read-write",
+		(unsigned long)buf->key.ino);
+	*out = buf;
+	return 0;
+
+fail:
+	if (backing && buf->handle_only) {
+		/* Give the ranges back to the caller, who cleans them up. */
+		*backing = buf->backing;
+		if (backing->map)
+			munmap(backing->map, backing->size);
+		backing->map = NULL;
+		buf->backing = (struct dmb_backing){ 0 };
+	}
+	buf_free(ctx, buf);
+	return ret;
+}
+
+DMABUF_EXPORT int dmabuf_export(struct dmabuf_ctx *ctx,
+				const struct dmabuf_export_info *info,
+				struct dmabuf **out)
+{
+	int ret;
+
+	if (!out || !dmb_obj_live(ctx, DMB_OBJ_CTX))
+		return -EINVAL;
+	ret = dmb_export_validate(info);
+	dmb_lock(ctx);
+	if (ret < 0)
+		dmb_err(ctx, "dmabuf_export(%s): invalid export info (ops, priv, size or flags)",
+			info && info->exp_name ? info->exp_name : "?");
+	else
+		ret = dmb_buf_create(ctx, info, NULL, out);
+	dmb_unlock(ctx);
+	return ret;
+}
+
+/* Called by release.c (or context teardown) once the file is gone. */
+void dmb_buf_destroy(struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = buf->ctx;
+
+	RB_REMOVE(dmb_buf_tree, &ctx->by_inode, buf);
+	dmb_obj_del(buf);
+	ctx->stats.buffers_live--;
+	buf_free(ctx, buf);
+}
+
+DMABUF_EXPORT int dmabuf_fd(struct dmabuf *buf, int flags)
+{
+	struct dmabuf_ctx *ctx;
+	int fd, err;
+
+	if (flags & ~O_CLOEXEC)
+		return -EINVAL;
+	ctx = dmb_buf_lock(buf);
+	if (!ctx)
+		return -EINVAL;
+	if ((err = dmb_sys_fail(DMB_SYS_DUP)))
+		fd = -err;
+	else
+		fd = fcntl(buf->file_fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0 && !err)
+		fd = -errno;
+	dmb_unlock(ctx);
+	return fd;
+}
+
+/* Looks up the buffer of an fd's inode. -EBADF, -EINVAL, or 0 with *found
+ * (NULL when the inode is not one of ours). */
+int dmb_buf_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st,
+		   struct dmabuf **found)
+{
+	struct dmabuf key;
+
+	if (fd < 0 || fstat(fd, st) < 0)
+		return -EBADF;
+	if (!S_ISREG(st->st_mode))
+		return -EINVAL;
+	key.key.dev = st->st_dev;
+	key.key.ino = st->st_ino;
+	*found = RB_FIND(dmb_buf_tree, &ctx->by_inode, &key);
+	return 0;
+}
+
+DMABUF_EXPORT int dmabuf_get(struct dmabuf_ctx *ctx, int fd, struct dmabuf **out)
+{
+	struct dmabuf *buf;
+	struct stat st;
+	int ret, dupfd;
+
+	if (!out || !dmb_obj_live(ctx, DMB_OBJ_CTX))
+		return -EINVAL;
+	dmb_lock(ctx);
+	ret = dmb_buf_lookup(ctx, fd, &st, &buf);
+	if (ret < 0)
+		goto out;
+	if (!buf) {
+		/* Not a buffer of this context (cross-process import comes
+		 * with the exporter endpoints). */
+		dmb_dbg(ctx, "dmabuf_get: fd %d is not a libdmabuf buffer of this context", fd);
+		ret = -EINVAL;
+		goto out;
+	}
+	if (buf->state == DMB_BUF_ORPHAN) {
+		/* The library dropped its file reference with the last put, but
+		 * the file lived on (this fd is proof): hold it again. */
+		dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (dupfd < 0) {
+			ret = -errno;
+			goto out;
+		}
+		/* No-op on the dma-buf file itself; a reopened file of the
+		 * same memfd becomes a holder too. */
+		flock(dupfd, LOCK_SH);
+		buf->file_fd = dupfd;
+		buf->state = DMB_BUF_LIVE;
+		dmb_release_cancel(buf);
+	}
+	buf->refcount++;
+	*out = buf;
+out:
+	dmb_unlock(ctx);
+	return ret;
+}
+
+DMABUF_EXPORT struct dmabuf *dmabuf_ref(struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = dmb_buf_lock(buf);
+
+	if (!ctx)
+		return NULL;
+	buf->refcount++;
+	dmb_unlock(ctx);
+	return buf;
+}
+
+DMABUF_EXPORT int dmabuf_put(struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = dmb_buf_lock_any(buf);
+
+	if (!ctx) {
+		dmb_err(NULL, "dmabuf_put(%p): not a live buffer (double put?)", (void *)buf);
+		return -EINVAL;
+	}
+	if (buf->state != DMB_BUF_LIVE || buf->refcount == 0) {
+		dmb_err(ctx, "dmabuf_put(%s): no reference left (double put)", buf->exp_name);
+		dmb_unlock(ctx);
+		return -EINVAL;
+	}
+	if (--buf->refcount == 0) {
+		buf->state = DMB_BUF_ORPHAN;
+		close(buf->file_fd);
+		buf->file_fd = -1;
+		dmb_release_check(buf);
+	}
+	dmb_unlock(ctx);
+	return 0;
+}
+
+DMABUF_EXPORT void *dmabuf_get_priv(const struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = dmb_buf_lock_any(buf);
+	void *priv;
+
+	if (!ctx)
+		return NULL;
+	priv = buf->priv;
+	dmb_unlock(ctx);
+	return priv;
+}
+
+DMABUF_EXPORT uint64_t dmabuf_get_size(const struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = dmb_buf_lock_any(buf);
+	uint64_t size;
+
+	if (!ctx)
+		return 0;
+	size = buf->size;
+	dmb_unlock(ctx);
+	return size;
+}
+
+DMABUF_EXPORT struct dmabuf_ctx *dmabuf_get_ctx(const struct dmabuf *buf)
+{
+	return dmb_obj_live(buf, DMB_OBJ_BUFFER) ? buf->ctx : NULL;
+}
+
+DMABUF_EXPORT struct dmabuf_resv *dmabuf_get_resv(struct dmabuf *buf)
+{
+	return dmb_obj_live(buf, DMB_OBJ_BUFFER) ? buf->resv : NULL;
+}
+
+DMABUF_EXPORT int dmabuf_set_name(struct dmabuf *buf, const char *name)
+{
+	struct dmabuf_ctx *ctx;
+
+	if (!name || strnlen(name, DMABUF_NAME_LEN) >= DMABUF_NAME_LEN)
+		return -EINVAL;
+	ctx = dmb_buf_lock(buf);
+	if (!ctx)
+		return -EINVAL;
+	strlcpy(buf->name, name, sizeof(buf->name));
+	dmb_unlock(ctx);
+	return 0;
+}
+
+DMABUF_EXPORT int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info)
+{
+	struct dmabuf_ctx *ctx;
+
+	if (!info)
+		return -EINVAL;
+	ctx = dmb_buf_lock_any(buf);
+	if (!ctx)
+		return -EINVAL;
+	memset(info, 0, sizeof(*info));
+	info->size = buf->size;
+	info->flags = buf->flags;
+	info->inode = buf->key.ino;
+	strlcpy(info->exp_name, buf->exp_name, sizeof(info->exp_name));
+	strlcpy(info->name, buf->name, sizeof(info->name));
+	info->refcount = buf->refcount;
+	info->attachments = buf->nattachments;
+	info->mappings = buf->nmappings;
+	info->vmap_count = buf->vmap_count;
+	info->backing_allocated = buf->backing.runs != NULL;
+	info->contiguous = buf->backing.nruns == 1;
+	info->imported = buf->imported;
+	dmb_unlock(ctx);
+	return 0;
+}

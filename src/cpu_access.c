@@ -1,1 +1,319 @@
-/* SPDX-License-Identifier: MIT */ /* placeholder: being written */
+/* SPDX-License-Identifier: MIT */
+/*
+ * CPU access: begin/end brackets, mmap of a range, vmap of the whole buffer,
+ * and the DMA_BUF_IOCTL_SYNC equivalent on an fd.
+ *
+ * Strict mode (DMABUF_CTX_STRICT_CPU_ACCESS) keeps every mapping made here
+ * PROT_NONE outside a bracket, so a forgotten begin_cpu_access() faults at
+ * once instead of working by accident on a coherent machine.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "private.h"
+
+static bool strict(const struct dmabuf *buf)
+{
+	return buf->ctx->config.flags & DMABUF_CTX_STRICT_CPU_ACCESS;
+}
+
+/* What a mapping with protection `prot` may do right now. */
+static int effective_prot(const struct dmabuf *buf, int prot)
+{
+	int allowed = 0;
+
+	if (!strict(buf))
+		return prot;
+	if (buf->cpu_read_open)
+		allowed |= PROT_READ;
+	if (buf->cpu_write_open)
+		allowed |= PROT_READ | PROT_WRITE;
+	return prot & allowed;
+}
+
+static void strict_apply(struct dmabuf *buf)
+{
+	struct dmb_cpu_map *m;
+
+	if (!strict(buf))
+		return;
+	LIST_FOREACH(m, &buf->cpu_maps, link)
+		mprotect(m->addr, m->len, effective_prot(buf, m->prot));
+	if (buf->vmap_count)
+		mprotect(buf->vmap_addr, buf->size,
+			 effective_prot(buf, buf->vmap_writable ? PROT_READ | PROT_WRITE : PROT_READ));
+}
+
+static bool dir_valid(enum dmabuf_direction dir)
+{
+	return dir == DMABUF_BIDIRECTIONAL || dir == DMABUF_TO_DEVICE ||
+	       dir == DMABUF_FROM_DEVICE;
+}
+
+/* The kernel's convention: FROM_DEVICE = the CPU reads, TO_DEVICE = it
+ * writes. */
+static bool dir_reads(enum dmabuf_direction dir) { return dir != DMABUF_TO_DEVICE; }
+static bool dir_writes(enum dmabuf_direction dir) { return dir != DMABUF_FROM_DEVICE; }
+
+int dmb_cpu_begin_locked(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	int ret;
+
+	if (!dir_valid(dir))
+		return -EINVAL;
+	ret = dmb_buf_wait_for_cpu(buf, dir_writes(dir));
+	if (ret < 0)
+		return ret;
+	if (buf->ops->begin_cpu_access) {
+		ret = buf->ops->begin_cpu_access(buf, dir);
+		if (ret < 0)
+			return ret;
+	}
+	if (dir_reads(dir))
+		buf->cpu_read_open++;
+	if (dir_writes(dir))
+		buf->cpu_write_open++;
+	strict_apply(buf);
+	return 0;
+}
+
+int dmb_cpu_end_locked(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	int ret = 0;
+
+	if (!dir_valid(dir))
+		return -EINVAL;
+	if ((dir_reads(dir) && !buf->cpu_read_open) ||
+	    (dir_writes(dir) && !buf->cpu_write_open)) {
+		dmb_err(buf->ctx, "end_cpu_access(%s, dir %d) without a matching begin",
+			buf->exp_name, (int)dir);
+		return -EINVAL;
+	}
+	if (buf->ops->end_cpu_access)
+		ret = buf->ops->end_cpu_access(buf, dir);
+	/* The bracket closes even if the exporter's end failed: the caller
+	 * cannot retry an end. */
+	if (dir_reads(dir))
+		buf->cpu_read_open--;
+	if (dir_writes(dir))
+		buf->cpu_write_open--;
+	strict_apply(buf);
+	return ret;
+}
+
+DMABUF_EXPORT int dmabuf_begin_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	struct dmabuf_ctx *ctx = dmb_buf_lock(buf);
+	int ret;
+
+	if (!ctx)
+		return -EINVAL;
+	ret = dmb_cpu_begin_locked(buf, dir);
+	dmb_unlock(ctx);
+	return ret;
+}
+
+DMABUF_EXPORT int dmabuf_end_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	struct dmabuf_ctx *ctx = dmb_buf_lock(buf);
+	int ret;
+
+	if (!ctx)
+		return -EINVAL;
+	ret = dmb_cpu_end_locked(buf, dir);
+	dmb_unlock(ctx);
+	return ret;
+}
+
+DMABUF_EXPORT int dmabuf_mmap(struct dmabuf *buf, uint64_t offset, uint64_t len,
+			      int prot, void **addr)
+{
+	struct dmabuf_ctx *ctx;
+	struct dmb_cpu_map *m;
+	void *p;
+	int ret;
+
+	if (!addr)
+		return -EINVAL;
+	ctx = dmb_buf_lock(buf);
+	if (!ctx)
+		return -EINVAL;
+	len = DMB_ALIGN_UP(len, DMB_PAGE_SIZE);
+	ret = -EINVAL;
+	if (!prot || (prot & ~(PROT_READ | PROT_WRITE)) || !len ||
+	    !DMB_ALIGNED(offset, DMB_PAGE_SIZE) || offset > buf->size ||
+	    len > buf->size - offset) {
+		dmb_err(ctx, "dmabuf_mmap(%s): bad range %#llx+%#llx or prot %#x",
+			buf->exp_name, (unsigned long long)offset,
+			(unsigned long long)len, prot);
+		goto out;
+	}
+	if (!buf->ops->mmap) {
+		dmb_err(ctx, "dmabuf_mmap(%s): the exporter has no mmap op", buf->exp_name);
+		goto out;
+	}
+	if ((prot & PROT_WRITE) && buf->flags == O_RDONLY) {
+		ret = -EACCES;
+		goto out;
+	}
+	ret = buf->ops->mmap(buf, offset, len, prot);
+	if (ret < 0)
+		goto out;
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	/* Through the dma-buf file, so the mapping keeps the buffer alive as
+	 * a vma keeps its dma-buf file alive in the kernel. */
+	p = dmb_backing_map_range(&buf->backing, offset, len, effective_prot(buf, prot),
+				  buf->handle_only ? -1 : buf->file_fd);
+	if (p == MAP_FAILED) {
+		ret = -errno;
+		free(m);
+		goto out;
+	}
+	m->addr = p;
+	m->len = len;
+	m->prot = prot;
+	LIST_INSERT_HEAD(&buf->cpu_maps, m, link);
+	*addr = p;
+out:
+	dmb_unlock(ctx);
+	return ret;
+}
+
+DMABUF_EXPORT int dmabuf_munmap(struct dmabuf *buf, void *addr, uint64_t len)
+{
+	struct dmabuf_ctx *ctx = dmb_buf_lock_any(buf);
+	struct dmb_cpu_map *m;
+
+	if (!ctx)
+		return -EINVAL;
+	len = DMB_ALIGN_UP(len, DMB_PAGE_SIZE);
+	LIST_FOREACH(m, &buf->cpu_maps, link)
+		if (m->addr == addr && m->len == len)
+			break;
+	if (!m) {
+		dmb_err(ctx, "dmabuf_munmap(%s): %p+%#llx is not a mapping of this buffer",
+			buf->exp_name, addr, (unsigned long long)len);
+		dmb_unlock(ctx);
+		return -EINVAL;
+	}
+	LIST_REMOVE(m, link);
+	munmap(m->addr, m->len);
+	free(m);
+	/* That mapping may have been the last holder of the file. */
+	dmb_release_check(buf);
+	dmb_unlock(ctx);
+	return 0;
+}
+
+DMABUF_EXPORT int dmabuf_vmap(struct dmabuf *buf, void **vaddr)
+{
+	struct dmabuf_ctx *ctx;
+	void *p = NULL;
+	int ret = 0;
+
+	if (!vaddr)
+		return -EINVAL;
+	ctx = dmb_buf_lock(buf);
+	if (!ctx)
+		return -EINVAL;
+	if (buf->vmap_count) {
+		buf->vmap_count++;
+		*vaddr = buf->vmap_addr;
+		goto out;
+	}
+	if (!buf->ops->vmap) {
+		ret = -EINVAL;
+		goto out;
+	}
+	ret = buf->ops->vmap(buf, &p);
+	if (ret < 0)
+		goto out;
+	if (!p) {
+		ret = -EINVAL;
+		goto out;
+	}
+	buf->vmap_addr = p;
+	buf->vmap_count = 1;
+	buf->vmap_writable = buf->backing.map_writable;
+	strict_apply(buf);
+	*vaddr = p;
+out:
+	dmb_unlock(ctx);
+	return ret;
+}
+
+DMABUF_EXPORT int dmabuf_vunmap(struct dmabuf *buf, void *vaddr)
+{
+	struct dmabuf_ctx *ctx = dmb_buf_lock_any(buf);
+
+	if (!ctx)
+		return -EINVAL;
+	if (!buf->vmap_count || vaddr != buf->vmap_addr) {
+		dmb_err(ctx, "dmabuf_vunmap(%s): %p is not the buffer's vmap address",
+			buf->exp_name, vaddr);
+		dmb_unlock(ctx);
+		return -EINVAL;
+	}
+	if (--buf->vmap_count == 0) {
+		if (buf->ops->vunmap)
+			buf->ops->vunmap(buf, vaddr);
+		buf->vmap_addr = NULL;
+	}
+	dmb_unlock(ctx);
+	return 0;
+}
+
+DMABUF_EXPORT int dmabuf_fd_sync(struct dmabuf_ctx *ctx, int fd, uint64_t flags)
+{
+	enum dmabuf_direction dir;
+	struct dmabuf *buf;
+	struct stat st;
+	int ret;
+
+	if (!dmb_obj_live(ctx, DMB_OBJ_CTX))
+		return -EINVAL;
+	if (flags & ~(uint64_t)DMABUF_SYNC_VALID_FLAGS_MASK)
+		return -EINVAL;
+	switch (flags & DMABUF_SYNC_RW) {
+	case DMABUF_SYNC_READ: dir = DMABUF_FROM_DEVICE; break;
+	case DMABUF_SYNC_WRITE: dir = DMABUF_TO_DEVICE; break;
+	case DMABUF_SYNC_RW: dir = DMABUF_BIDIRECTIONAL; break;
+	default: return -EINVAL;
+	}
+	dmb_lock(ctx);
+	ret = dmb_buf_lookup(ctx, fd, &st, &buf);
+	if (ret == 0 && !buf)
+		ret = -EINVAL;
+	/* The fd itself is the caller's reference: an orphaned buffer (no
+	 * library reference left) is still fine to sync. */
+	if (ret == 0)
+		ret = flags & DMABUF_SYNC_END ? dmb_cpu_end_locked(buf, dir)
+					      : dmb_cpu_begin_locked(buf, dir);
+	dmb_unlock(ctx);
+	return ret;
+}
+
+void dmb_cpu_access_fini(struct dmabuf *buf)
+{
+	struct dmb_cpu_map *m;
+
+	/* Mappings the caller still has stay valid (they map the memfd);
+	 * only the bookkeeping goes. */
+	while ((m = LIST_FIRST(&buf->cpu_maps))) {
+		LIST_REMOVE(m, link);
+		free(m);
+	}
+	if (buf->vmap_count) {
+		dmb_err(buf->ctx, "buffer %s released with %u vmap(s) left",
+			buf->exp_name, buf->vmap_count);
+		if (buf->ops->vunmap)
+			buf->ops->vunmap(buf, buf->vmap_addr);
+		buf->vmap_count = 0;
+	}
+}

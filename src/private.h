@@ -15,6 +15,17 @@
 #include <sys/queue.h>
 #include <sys/types.h>
 
+/* glibc's sys/queue.h lacks the _SAFE iterators. */
+#ifndef LIST_FOREACH_SAFE
+#define LIST_FOREACH_SAFE(var, head, field, tvar)                          \
+	for ((var) = LIST_FIRST((head));                                   \
+	     (var) && ((tvar) = LIST_NEXT((var), field), 1); (var) = (tvar))
+#endif
+
+/* libbsd's RB_GENERATE_STATIC expects the BSD __unused. */
+#ifndef __unused
+#define __unused __attribute__((unused))
+#endif
 #include <bsd/sys/tree.h>
 
 #include "dmabuf.h"
@@ -58,6 +69,11 @@ enum dmb_obj_type {
 int dmb_obj_add(const void *obj, enum dmb_obj_type type);
 void dmb_obj_del(const void *obj);
 bool dmb_obj_live(const void *obj, enum dmb_obj_type type);
+/* Checks obj is live, then takes the lock of the context *ctxp points to
+ * (a field of obj) and checks again. Returns the locked context, or NULL
+ * (nothing locked) when obj is not a live object of that type. */
+struct dmabuf_ctx *dmb_obj_lock_ctx(const void *obj, enum dmb_obj_type type,
+				    struct dmabuf_ctx *const *ctxp);
 
 /* ---- event loop (ctx.c) ----------------------------------------------------
  * A source is an fd in the context's epoll set with a callback; epoll's
@@ -76,6 +92,7 @@ int dmb_source_add(struct dmabuf_ctx *ctx, struct dmb_source *src, int fd,
 		   uint32_t events, dmb_source_fn fn, void *data);
 int dmb_source_mod(struct dmabuf_ctx *ctx, struct dmb_source *src, uint32_t events);
 void dmb_source_del(struct dmabuf_ctx *ctx, struct dmb_source *src);
+int dmb_ctx_dispatch_locked(struct dmabuf_ctx *ctx, int timeout_ms);
 
 /* ---- context ------------------------------------------------------------- */
 
@@ -108,7 +125,7 @@ struct dmabuf_ctx {
 	struct dmb_buf_tree by_inode;	/* every struct dmabuf of this ctx */
 	struct dmb_wd_tree by_wd;	/* exported buffers, by inotify wd */
 	LIST_HEAD(, dmabuf_device) devices;
-	unsigned int reprobe_pending;	/* buffers waiting for a re-probe */
+	LIST_HEAD(, dmabuf) reprobe;	/* buffers waiting for a re-probe */
 
 	struct dmabuf_ctx_stats stats;
 };
@@ -127,7 +144,8 @@ struct dmb_phys_run {
 };
 
 struct dmb_backing_range {
-	int fd;		 /* owned by the backing */
+	int fd;
+	bool owned;	 /* closed with the backing (else borrowed) */
 	uint64_t offset; /* in fd */
 	uint64_t size;
 };
@@ -180,6 +198,8 @@ struct dmabuf {
 	int probe_fd;
 	int wd; /* inotify watch, -1 if none */
 	unsigned int reprobes_left;
+	LIST_ENTRY(dmabuf) reprobe_link; /* valid while reprobes_left > 0 */
+	bool handle_only; /* udmabuf: the file is a handle, bytes elsewhere */
 
 	struct dmb_backing backing;
 
@@ -190,6 +210,7 @@ struct dmabuf {
 	/* vmap refcount and address */
 	unsigned int vmap_count;
 	void *vmap_addr;
+	bool vmap_writable;
 
 	/* CPU access brackets, per direction kind */
 	unsigned int cpu_read_open;
@@ -205,15 +226,28 @@ struct dmabuf {
 RB_PROTOTYPE(dmb_buf_tree, dmabuf, inode_node, dmb_buf_inode_cmp);
 RB_PROTOTYPE(dmb_wd_tree, dmabuf, wd_node, dmb_buf_wd_cmp);
 
-/* Validates buf and takes its context lock; NULL if buf is not live. */
+/* Validates buf (live object with a reference) and takes its context lock;
+ * NULL, with nothing locked, otherwise. */
 struct dmabuf_ctx *dmb_buf_lock(const struct dmabuf *buf);
+/* The same, also accepting a buffer whose last reference is gone but whose
+ * file is still open (for calls that undo a mapping). */
+struct dmabuf_ctx *dmb_buf_lock_any(const struct dmabuf *buf);
 
 /* buffer.c */
+int dmb_export_validate(const struct dmabuf_export_info *info);
+/* Creates a buffer; with `backing` (udmabuf), its ranges are taken over and
+ * the dma-buf file is a separate handle memfd. */
 int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info,
-		   struct dmb_backing *backing, bool handle_only, struct dmabuf **out);
+		   struct dmb_backing *backing, struct dmabuf **out);
+void dmb_buf_destroy(struct dmabuf *buf);
+struct stat;
+int dmb_buf_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st,
+		   struct dmabuf **found);
 
 /* release.c */
 int dmb_release_watch(struct dmabuf *buf);
+void dmb_release_unwatch(struct dmabuf *buf);
+void dmb_release_cancel(struct dmabuf *buf);
 void dmb_release_check(struct dmabuf *buf);
 void dmb_release_inotify(struct dmb_source *src, uint32_t events);
 void dmb_release_reprobe(struct dmb_source *src, uint32_t events);
@@ -222,6 +256,11 @@ void dmb_buf_release_now(struct dmabuf *buf);
 /* backing.c */
 int dmb_backing_init_memfd(struct dmb_backing *b, int memfd, uint64_t size);
 int dmb_backing_map_cpu(struct dmb_backing *b, bool writable);
+/* A fresh mapping of every range (MAP_FAILED + errno on failure); a single
+ * range maps fd_override instead of its own fd when fd_override >= 0. */
+void *dmb_backing_map_new(struct dmb_backing *b, int prot, int fd_override);
+void *dmb_backing_map_range(struct dmb_backing *b, uint64_t offset, uint64_t len,
+			    int prot, int fd_override);
 int dmb_backing_alloc(struct dmabuf_ctx *ctx, struct dmabuf *buf);
 void dmb_backing_fini(struct dmabuf_ctx *ctx, struct dmb_backing *b);
 
@@ -230,6 +269,7 @@ void dmb_backing_fini(struct dmabuf_ctx *ctx, struct dmb_backing *b);
 struct dmb_mapping; /* sg_table.h */
 
 struct dmabuf_attachment {
+	struct dmabuf_ctx *ctx;
 	struct dmabuf *buf;
 	struct dmabuf_device *dev;
 	LIST_ENTRY(dmabuf_attachment) buf_link;
@@ -248,6 +288,12 @@ struct dmb_cpu_map {
 };
 
 void dmb_cpu_access_fini(struct dmabuf *buf);
+int dmb_cpu_begin_locked(struct dmabuf *buf, enum dmabuf_direction dir);
+int dmb_cpu_end_locked(struct dmabuf *buf, enum dmabuf_direction dir);
+/* buffer_sync.c: waits for the fences CPU access must wait for (writers for
+ * a read; everything for a write). */
+int dmb_buf_wait_for_cpu(struct dmabuf *buf, bool write);
+void dmb_attachments_destroy_all(struct dmabuf *buf);
 
 /* Syscall layer for fault injection (sys.c): tests make the Nth call of a
  * given syscall fail with an errno. */

@@ -1,1 +1,162 @@
-/* SPDX-License-Identifier: MIT */ /* placeholder: being written */
+/* SPDX-License-Identifier: MIT */
+/*
+ * Release detection: ops->release runs exactly once, after the last
+ * reference, the last fd in any process, the last fd in flight and the last
+ * mmap of the dma-buf file are gone.
+ *
+ * Every holder of the dma-buf file shares one OFD, which holds a shared
+ * flock. The exporter watches the memfd's inode with inotify (IN_CLOSE_*
+ * fires when any OFD of it is finally released, including by munmap of its
+ * last mapping) and then probes with flock(LOCK_EX | LOCK_NB) on its private
+ * OFD, which succeeds only when the dma-buf OFD is gone.
+ *
+ * The kernel sends the close event from __fput() before it drops the file's
+ * locks, so a probe that runs at once can lose that race. A failed probe
+ * after an event is therefore retried a few times from a 1 ms timer.
+ */
+#include <string.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "private.h"
+
+#define REPROBES 50
+#define REPROBE_NS 1000000
+
+int dmb_release_watch(struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = buf->ctx;
+	char path[64];
+	int err;
+
+	if ((err = dmb_sys_fail(DMB_SYS_INOTIFY_ADD_WATCH)))
+		return -err;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", buf->probe_fd);
+	buf->wd = inotify_add_watch(ctx->inotify_fd, path,
+				    IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
+	if (buf->wd < 0) {
+		err = -errno;
+		if (err == -ENOSPC)
+			dmb_err(ctx, "no inotify watch left for buffer %s: raise fs.inotify.max_user_watches",
+				buf->exp_name);
+		return err;
+	}
+	RB_INSERT(dmb_wd_tree, &ctx->by_wd, buf);
+	return 0;
+}
+
+void dmb_release_unwatch(struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = buf->ctx;
+
+	if (buf->wd < 0)
+		return;
+	RB_REMOVE(dmb_wd_tree, &ctx->by_wd, buf);
+	inotify_rm_watch(ctx->inotify_fd, buf->wd);
+	buf->wd = -1;
+}
+
+static void reprobe_arm(struct dmabuf_ctx *ctx, bool on)
+{
+	struct itimerspec its = { 0 };
+
+	if (on) {
+		its.it_value.tv_nsec = REPROBE_NS;
+		its.it_interval.tv_nsec = REPROBE_NS;
+	}
+	timerfd_settime(ctx->reprobe_fd, 0, &its, NULL);
+}
+
+void dmb_release_cancel(struct dmabuf *buf)
+{
+	if (!buf->reprobes_left)
+		return;
+	LIST_REMOVE(buf, reprobe_link);
+	buf->reprobes_left = 0;
+	if (LIST_EMPTY(&buf->ctx->reprobe))
+		reprobe_arm(buf->ctx, false);
+}
+
+/* True (and the buffer is gone) if the dma-buf file no longer exists. */
+static bool probe(struct dmabuf *buf)
+{
+	if (buf->state != DMB_BUF_ORPHAN)
+		return false;
+	if (flock(buf->probe_fd, LOCK_EX | LOCK_NB) < 0)
+		return false;
+	dmb_buf_release_now(buf);
+	return true;
+}
+
+void dmb_release_check(struct dmabuf *buf)
+{
+	probe(buf);
+}
+
+void dmb_release_inotify(struct dmb_source *src, uint32_t events)
+{
+	struct dmabuf_ctx *ctx = src->data;
+	char evbuf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t len;
+
+	while ((len = read(ctx->inotify_fd, evbuf, sizeof(evbuf))) > 0) {
+		for (char *p = evbuf; p < evbuf + len;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+			struct dmabuf key = { .wd = ev->wd }, *buf;
+
+			p += sizeof(*ev) + ev->len;
+			if (!(ev->mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)))
+				continue;
+			buf = RB_FIND(dmb_wd_tree, &ctx->by_wd, &key);
+			if (!buf || buf->state != DMB_BUF_ORPHAN || probe(buf))
+				continue;
+			if (!buf->reprobes_left) {
+				if (LIST_EMPTY(&ctx->reprobe))
+					reprobe_arm(ctx, true);
+				LIST_INSERT_HEAD(&ctx->reprobe, buf, reprobe_link);
+			}
+			buf->reprobes_left = REPROBES;
+		}
+	}
+}
+
+void dmb_release_reprobe(struct dmb_source *src, uint32_t events)
+{
+	struct dmabuf_ctx *ctx = src->data;
+	struct dmabuf *buf, *tmp;
+	uint64_t ticks;
+
+	if (read(ctx->reprobe_fd, &ticks, sizeof(ticks)) < 0)
+		return;
+	LIST_FOREACH_SAFE(buf, &ctx->reprobe, reprobe_link, tmp) {
+		if (probe(buf))
+			continue; /* released: unlinked by dmb_buf_release_now */
+		if (--buf->reprobes_left == 0)
+			LIST_REMOVE(buf, reprobe_link);
+	}
+	if (LIST_EMPTY(&ctx->reprobe))
+		reprobe_arm(ctx, false);
+}
+
+void dmb_buf_release_now(struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = buf->ctx;
+
+	dmb_release_cancel(buf);
+	buf->state = DMB_BUF_RELEASED;
+	/* Whoever still holds an attachment or a vmap lost it with the
+	 * buffer: the kernel warns here too. Undo it so the exporter's ops
+	 * see a balanced sequence before release. */
+	if (buf->nattachments)
+		dmb_err(ctx, "buffer %s released with %u attachment(s) still attached",
+			buf->exp_name, buf->nattachments);
+	dmb_attachments_destroy_all(buf);
+	dmb_cpu_access_fini(buf);
+	dmb_release_unwatch(buf);
+	dmb_dbg(ctx, "release %s (ino %lu)", buf->exp_name, (unsigned long)buf->key.ino);
+	buf->ops->release(buf);
+	ctx->stats.buffers_released++;
+	dmb_buf_destroy(buf);
+}

@@ -1,1 +1,131 @@
-/* SPDX-License-Identifier: MIT */ /* placeholder: being written */
+/* SPDX-License-Identifier: MIT */
+/*
+ * udmabuf: a buffer made of ranges of the caller's memfds, with the kernel
+ * driver's rules. The buffer sees the caller's pages (its mappings and the
+ * devices' DMA go to the memfds). Its dma-buf file is a handle of its own,
+ * since no single file can present several memfds: see docs/design.md.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "private.h"
+
+static int udmabuf_mmap(struct dmabuf *buf, uint64_t offset, uint64_t len, int prot)
+{
+	return 0;
+}
+
+static void udmabuf_release(struct dmabuf *buf)
+{
+	/* priv is the context, only there because priv is mandatory. */
+}
+
+static const struct dmabuf_ops udmabuf_ops = {
+	.version = DMABUF_OPS_VERSION,
+	.map = dmabuf_backing_map,
+	.unmap = dmabuf_backing_unmap,
+	.release = udmabuf_release,
+	.mmap = udmabuf_mmap,
+	.vmap = dmabuf_backing_vmap,
+	.vunmap = dmabuf_backing_vunmap,
+};
+
+/* The driver's check_memfd_seals(): a memfd that can shrink, or that
+ * cannot be written, is refused. */
+static int check_item(const struct dmabuf_udmabuf_item *item)
+{
+	struct stat st;
+	int seals;
+
+	if (!DMB_ALIGNED(item->offset, DMB_PAGE_SIZE) ||
+	    !DMB_ALIGNED(item->size, DMB_PAGE_SIZE) || !item->size)
+		return -EINVAL;
+	if (item->memfd < 0 || fstat(item->memfd, &st) < 0)
+		return -EBADF;
+	seals = fcntl(item->memfd, F_GET_SEALS);
+	if (seals < 0 || !S_ISREG(st.st_mode))
+		return -EBADFD;
+	if (!(seals & F_SEAL_SHRINK) || (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
+		return -EINVAL;
+	if (item->offset > (uint64_t)st.st_size ||
+	    item->size > (uint64_t)st.st_size - item->offset)
+		return -EINVAL;
+	return 0;
+}
+
+DMABUF_EXPORT int dmabuf_udmabuf_create_list(struct dmabuf_ctx *ctx, uint32_t flags,
+					     const struct dmabuf_udmabuf_item *items,
+					     uint32_t count)
+{
+	struct dmabuf_export_info info = { 0 };
+	struct dmb_backing backing = { 0 };
+	struct dmabuf *buf;
+	uint64_t total = 0;
+	int ret, fd;
+
+	if (!dmb_obj_live(ctx, DMB_OBJ_CTX) || !items)
+		return -EINVAL;
+	if (flags & ~(uint32_t)DMABUF_UDMABUF_FLAGS_CLOEXEC || !count ||
+	    count > DMABUF_UDMABUF_LIST_LIMIT)
+		return -EINVAL;
+	for (uint32_t i = 0; i < count; i++) {
+		ret = check_item(&items[i]);
+		if (ret < 0) {
+			dmb_info(ctx, "udmabuf item %u refused: %d", i, ret);
+			return ret;
+		}
+		total += items[i].size;
+		if (total > DMABUF_UDMABUF_SIZE_LIMIT)
+			return -EINVAL;
+	}
+	backing.ranges = calloc(count, sizeof(*backing.ranges));
+	if (!backing.ranges)
+		return -ENOMEM;
+	backing.size = total;
+	for (uint32_t i = 0; i < count; i++) {
+		struct dmb_backing_range *r = &backing.ranges[i];
+
+		r->fd = fcntl(items[i].memfd, F_DUPFD_CLOEXEC, 0);
+		if (r->fd < 0) {
+			ret = -errno;
+			goto fail;
+		}
+		r->owned = true;
+		r->offset = items[i].offset;
+		r->size = items[i].size;
+		backing.nranges++;
+	}
+	info.exp_name = "udmabuf";
+	info.ops = &udmabuf_ops;
+	info.size = total;
+	info.flags = O_RDWR;
+	info.priv = ctx;
+	info.alloc = DMABUF_ALLOC_SYSTEM;
+	dmb_lock(ctx);
+	ret = dmb_buf_create(ctx, &info, &backing, &buf);
+	dmb_unlock(ctx);
+	if (ret < 0)
+		goto fail;
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	dmabuf_put(buf);
+	return fd;
+fail:
+	/* dmb_buf_create hands the ranges back on failure. */
+	for (size_t i = 0; i < backing.nranges; i++)
+		close(backing.ranges[i].fd);
+	free(backing.ranges);
+	return ret;
+}
+
+DMABUF_EXPORT int dmabuf_udmabuf_create(struct dmabuf_ctx *ctx, int memfd,
+					uint32_t flags, uint64_t offset,
+					uint64_t size)
+{
+	struct dmabuf_udmabuf_item item = {
+		.memfd = memfd, .offset = offset, .size = size,
+	};
+
+	return dmabuf_udmabuf_create_list(ctx, flags, &item, 1);
+}
