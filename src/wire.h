@@ -1,0 +1,338 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The cross-process wire protocol (docs/protocol.md is the specification):
+ * constants, decoded message bodies and the PURE codec. Nothing here does
+ * I/O or touches a file descriptor beyond copying its number; sockets,
+ * SCM_RIGHTS and the sg-entries memfd live in scm.c.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dmabuf.h"
+
+/* "DMBW" in byte order: the first four bytes of every message. */
+#define DMB_WIRE_MAGIC 0x57424d44u
+
+/* Protocol versions this build speaks. HELLO and HELLO_REPLY always carry
+ * DMB_WIRE_VERSION_BASE in their header so any future peer can parse them. */
+#define DMB_WIRE_VERSION_BASE 1
+#define DMB_WIRE_VERSION_MIN 1
+#define DMB_WIRE_VERSION_MAX 1
+
+#define DMB_WIRE_HDR_SIZE 24u
+#define DMB_WIRE_REPLY_HDR_SIZE 8u	/* status + reserved, first in replies */
+#define DMB_WIRE_MAX_MSG 4096u		/* header included */
+#define DMB_WIRE_MAX_FDS 4u		/* per message */
+#define DMB_WIRE_NAME_LEN 32u		/* == DMABUF_NAME_LEN, NUL included */
+#define DMB_WIRE_PAGE_SIZE 4096u
+
+/* udmabuf backing ranges: per message, and per buffer. */
+#define DMB_WIRE_MAX_RANGES 32u
+#define DMB_WIRE_MAX_BACKING_RANGES 1024u	/* DMABUF_UDMABUF_LIST_LIMIT */
+#define DMB_WIRE_RANGE_SIZE 24u
+
+/* CPU sg entries: inline in MAP_REPLY when they fit, else in a sealed memfd. */
+#define DMB_WIRE_SG_ENTRY_SIZE 24u
+#define DMB_WIRE_MAP_REPLY_FIXED 24u	/* after the reply header */
+#define DMB_WIRE_MAX_INLINE_SG                                                 \
+	((DMB_WIRE_MAX_MSG - DMB_WIRE_HDR_SIZE - DMB_WIRE_REPLY_HDR_SIZE -     \
+	  DMB_WIRE_MAP_REPLY_FIXED) / DMB_WIRE_SG_ENTRY_SIZE)
+#define DMB_WIRE_MAX_SG_ENTRIES (1u << 22)	/* 96 MiB of memfd */
+
+/* Status in replies: 0 or a negative errno in [-DMB_WIRE_MAX_ERRNO, -1]. */
+#define DMB_WIRE_MAX_ERRNO 4095
+
+/* Opcode classes. */
+#define DMB_WIRE_OP_REPLY 0x8000u	/* reply = request opcode | this */
+#define DMB_WIRE_OP_EVENT 0x4000u
+
+enum dmb_wire_op {
+	/* requests, client -> server */
+	DMB_OP_HELLO = 0x0001,
+	DMB_OP_IMPORT = 0x0002,
+	DMB_OP_RELEASE = 0x0003,
+	DMB_OP_ATTACH = 0x0004,
+	DMB_OP_DETACH = 0x0005,
+	DMB_OP_MAP = 0x0006,
+	DMB_OP_UNMAP = 0x0007,
+	DMB_OP_BEGIN_CPU_ACCESS = 0x0008,
+	DMB_OP_END_CPU_ACCESS = 0x0009,
+	DMB_OP_SET_NAME = 0x000a,
+	DMB_OP_DESCRIBE = 0x000b,
+	DMB_OP_FENCE_ATTACH = 0x000c,
+	DMB_OP_FENCE_EXPORT = 0x000d,
+	DMB_OP_GET_BACKING = 0x000e,
+	DMB_OP__LAST_REQUEST = DMB_OP_GET_BACKING,
+
+	/* replies, server -> client */
+	DMB_OP_HELLO_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_HELLO,
+	DMB_OP_IMPORT_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_IMPORT,
+	DMB_OP_RELEASE_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_RELEASE,
+	DMB_OP_ATTACH_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_ATTACH,
+	DMB_OP_DETACH_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_DETACH,
+	DMB_OP_MAP_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_MAP,
+	DMB_OP_UNMAP_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_UNMAP,
+	DMB_OP_BEGIN_CPU_ACCESS_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_BEGIN_CPU_ACCESS,
+	DMB_OP_END_CPU_ACCESS_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_END_CPU_ACCESS,
+	DMB_OP_SET_NAME_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_SET_NAME,
+	DMB_OP_DESCRIBE_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_DESCRIBE,
+	DMB_OP_FENCE_ATTACH_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_FENCE_ATTACH,
+	DMB_OP_FENCE_EXPORT_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_FENCE_EXPORT,
+	DMB_OP_GET_BACKING_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_GET_BACKING,
+
+	/* events, server -> client, serial 0 */
+	DMB_OP_BUFFER_GONE = DMB_WIRE_OP_EVENT | 0x0001,
+	DMB_OP_MOVE_NOTIFY = DMB_WIRE_OP_EVENT | 0x0002,
+	DMB_OP__LAST_EVENT = DMB_OP_MOVE_NOTIFY,
+};
+
+/* Who receives the message being decoded: a server accepts requests only,
+ * a client accepts replies and events only. */
+enum dmb_wire_side {
+	DMB_WIRE_SERVER = 1,
+	DMB_WIRE_CLIENT = 2,
+};
+
+/* Flag and enum values carried on the wire. */
+#define DMB_WIRE_ATTACH_DYNAMIC (1u << 0)	/* wants MOVE_NOTIFY (reserved) */
+#define DMB_WIRE_DEVICE_FLAGS_MASK                                             \
+	(DMABUF_DEVICE_IOMMU | DMABUF_DEVICE_CONTIGUOUS | DMABUF_DEVICE_P2P)
+#define DMB_WIRE_MAP_SG_MEMFD (1u << 0)		/* entries in the attached memfd */
+#define DMB_WIRE_INFO_BACKING_ALLOCATED (1u << 0)
+#define DMB_WIRE_INFO_CONTIGUOUS (1u << 1)
+#define DMB_WIRE_INFO_MASK                                                     \
+	(DMB_WIRE_INFO_BACKING_ALLOCATED | DMB_WIRE_INFO_CONTIGUOUS)
+#define DMB_WIRE_FENCE_READ (1u << 0)		/* == DMABUF_SYNC_READ */
+#define DMB_WIRE_FENCE_WRITE (1u << 1)		/* == DMABUF_SYNC_WRITE */
+#define DMB_WIRE_USAGE_MAX 3u			/* KERNEL, WRITE, READ, BOOKKEEP */
+#define DMB_WIRE_DEV_MASK_MIN 12u
+#define DMB_WIRE_DEV_MASK_MAX 64u
+
+/* ---- decoded bodies ------------------------------------------------------ */
+
+struct dmb_wire_hello {
+	uint16_t min_version;
+	uint16_t max_version;
+	uint32_t flags;		/* none defined: 0 */
+	uint32_t pid;		/* informational; trust SO_PEERCRED */
+};
+
+struct dmb_wire_hello_reply {
+	uint16_t version;	/* chosen */
+	uint32_t flags;		/* none defined: 0 */
+	uint32_t max_msg;	/* <= DMB_WIRE_MAX_MSG */
+	uint32_t max_fds;	/* 1..DMB_WIRE_MAX_FDS */
+	uint32_t max_buffers;	/* per-peer limits, >= 1 */
+	uint32_t max_attachments;
+	uint32_t max_mappings;
+	uint32_t pid;
+};
+
+struct dmb_wire_import {
+	uint32_t flags;		/* none defined: 0 */
+};
+
+/* One udmabuf backing range: bytes [offset, offset + size) of fds[fd_index]. */
+struct dmb_wire_range {
+	uint32_t fd_index;
+	uint64_t offset;
+	uint64_t size;
+};
+
+/* A batch of backing ranges [first, first + count) out of total. */
+struct dmb_wire_ranges {
+	uint32_t total;
+	uint32_t first;
+	uint32_t count;
+	struct dmb_wire_range r[DMB_WIRE_MAX_RANGES];
+};
+
+struct dmb_wire_import_reply {
+	uint64_t buffer_id;
+	uint64_t size;
+	uint32_t flags;		/* O_RDONLY or O_RDWR */
+	char exp_name[DMB_WIRE_NAME_LEN];
+	char name[DMB_WIRE_NAME_LEN];
+	/* total 0: the bytes are in the dma-buf file itself, no fds. */
+	struct dmb_wire_ranges backing;
+};
+
+/* RELEASE, DETACH, DESCRIBE requests; BUFFER_GONE, MOVE_NOTIFY events. */
+struct dmb_wire_id {
+	uint64_t id;
+};
+
+struct dmb_wire_attach {
+	uint64_t buffer_id;
+	char name[DMB_WIRE_NAME_LEN];
+	uint32_t dma_mask_bits;
+	uint32_t dev_flags;	/* enum dmabuf_device_flags */
+	uint32_t attach_flags;	/* DMB_WIRE_ATTACH_* */
+	uint64_t max_segment_size;
+	uint64_t segment_boundary;
+	uint64_t alignment;
+};
+
+struct dmb_wire_attach_reply {
+	uint64_t attachment_id;
+};
+
+/* MAP and UNMAP requests. */
+struct dmb_wire_map {
+	uint64_t id;		/* attachment id (MAP), mapping id (UNMAP) */
+	uint32_t dir;		/* BIDIRECTIONAL, TO_DEVICE or FROM_DEVICE */
+};
+
+struct dmb_wire_map_reply {
+	uint64_t mapping_id;
+	uint64_t size;		/* sum of the entries' lengths */
+	uint32_t count;		/* CPU entries */
+	uint32_t flags;		/* DMB_WIRE_MAP_SG_MEMFD: entries in fds[0] */
+	struct dmabuf_sg_entry sg[DMB_WIRE_MAX_INLINE_SG]; /* inline case */
+};
+
+struct dmb_wire_cpu_access {
+	uint64_t buffer_id;
+	uint32_t dir;
+};
+
+struct dmb_wire_set_name {
+	uint64_t buffer_id;
+	char name[DMB_WIRE_NAME_LEN];
+};
+
+struct dmb_wire_describe_reply {
+	uint64_t size;
+	uint32_t flags;		/* O_RDONLY or O_RDWR */
+	uint32_t info_flags;	/* DMB_WIRE_INFO_* */
+	uint32_t attachments;
+	uint32_t mappings;
+	uint32_t importers;
+	uint32_t vmap_count;
+	char exp_name[DMB_WIRE_NAME_LEN];
+	char name[DMB_WIRE_NAME_LEN];
+};
+
+struct dmb_wire_fence_attach {
+	uint64_t buffer_id;
+	uint32_t usage;		/* 0..DMB_WIRE_USAGE_MAX */
+};
+
+struct dmb_wire_fence_export {
+	uint64_t buffer_id;
+	uint32_t flags;		/* DMB_WIRE_FENCE_READ | WRITE, not empty */
+};
+
+struct dmb_wire_get_backing {
+	uint64_t buffer_id;
+	uint32_t first;
+};
+
+/* A decoded (or to-be-encoded) message. */
+struct dmb_msg {
+	uint16_t version;
+	uint16_t op;		/* enum dmb_wire_op */
+	uint64_t serial;	/* requests/replies: non-zero; events: 0 */
+	uint32_t nfds;
+	int fds[DMB_WIRE_MAX_FDS]; /* copied numbers; the codec never owns them */
+	int32_t status;		/* replies: 0 or -errno; payload only if 0 */
+	union {
+		struct dmb_wire_hello hello;
+		struct dmb_wire_hello_reply hello_reply;
+		struct dmb_wire_import import;
+		struct dmb_wire_import_reply import_reply;
+		struct dmb_wire_id id;
+		struct dmb_wire_attach attach;
+		struct dmb_wire_attach_reply attach_reply;
+		struct dmb_wire_map map;
+		struct dmb_wire_map_reply map_reply;
+		struct dmb_wire_cpu_access cpu_access;
+		struct dmb_wire_set_name set_name;
+		struct dmb_wire_describe_reply describe_reply;
+		struct dmb_wire_fence_attach fence_attach;
+		struct dmb_wire_fence_export fence_export;
+		struct dmb_wire_get_backing get_backing;
+		struct dmb_wire_ranges backing; /* GET_BACKING_REPLY */
+	} u;
+};
+
+/* ---- codec ----------------------------------------------------------------- */
+
+/*
+ * Decodes one received message. Pure: no I/O, no allocation; the fd numbers
+ * are copied into out->fds and never closed, dup'ed or inspected (the caller
+ * owns them and closes them all when this fails: dmb_scm_close_fds()).
+ *
+ * @data, @len  the packet as received
+ * @fds, @nfds  the fds that came with it (SCM_RIGHTS), in order
+ * @receiver    which side decodes: requests are only valid for a server,
+ *              replies and events only for a client
+ * @out         zeroed, then filled. On failure out->op, out->serial and
+ *              out->version are set if the header itself was valid, so a
+ *              server can answer an unknown request (-EOPNOTSUPP) by serial.
+ *
+ * Returns 0, or:
+ *  -EINVAL          NULL data/out, fds NULL with nfds > 0, bad receiver
+ *  -EMSGSIZE        len > DMB_WIRE_MAX_MSG, or more than DMB_WIRE_MAX_FDS
+ *                   fds (header or received)
+ *  -EBADMSG         framing: len < header, header length != len, header fd
+ *                   count != fds received, wrong fd count for the opcode,
+ *                   body shorter/longer than the opcode's layout, counts
+ *                   inconsistent with the length
+ *  -EPROTO          bad magic, non-zero reserved bits, wrong serial (0 for a
+ *                   request/reply, non-zero for an event), an opcode the
+ *                   sender's side may not send, a field out of range (enum,
+ *                   must-be-zero flags, name without NUL or with garbage
+ *                   after it, zero id, unaligned or overflowing sizes, sg
+ *                   entries that do not tile [0, size))
+ *  -EPROTONOSUPPORT header version outside [VERSION_MIN, VERSION_MAX], or
+ *                   HELLO/HELLO_REPLY not at DMB_WIRE_VERSION_BASE
+ *  -EOPNOTSUPP      an opcode this version does not know (header valid)
+ *
+ * Stateless: the connection must still check that HELLO comes first and
+ * only once, that msg->version equals the negotiated version, and that a
+ * reply's opcode and serial match a pending request.
+ */
+int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
+		    enum dmb_wire_side receiver, struct dmb_msg *out);
+
+/*
+ * Encodes @msg into @buf. Names are written up to their NUL and zero-padded;
+ * reserved fields are written as zero. The result is checked with
+ * dmb_wire_decode(), so only messages a peer would accept are produced:
+ * decode(encode(m)) == m, and encode(decode(bytes)) == bytes.
+ * msg->nfds must equal what the opcode carries (the fds themselves travel
+ * separately: dmb_scm_send(sock, buf, len, msg->fds, msg->nfds)).
+ *
+ * Returns the length (> 0), -EINVAL for an invalid message, -ENOSPC when
+ * @cap is too small (DMB_WIRE_MAX_MSG is always enough).
+ */
+int dmb_wire_encode(void *buf, size_t cap, const struct dmb_msg *msg);
+
+/* Encodes a failed reply to the request (op, serial): status < 0, no body,
+ * no fds. Returns the length or -EINVAL/-ENOSPC. */
+int dmb_wire_encode_error(void *buf, size_t cap, uint16_t request_op,
+			  uint64_t serial, int status);
+
+/* Server side of the handshake: the version to use for a client that speaks
+ * [min, max], or -EPROTONOSUPPORT. */
+int dmb_wire_negotiate(uint16_t min_version, uint16_t max_version);
+
+/*
+ * Checks a CPU sg list from a peer: 1..DMB_WIRE_MAX_SG_ENTRIES entries,
+ * page-aligned offsets, lengths and physical addresses, no overflow, and
+ * offsets tiling [0, size) in order. Returns 0 or -EPROTO.
+ */
+int dmb_wire_check_sg(const struct dmabuf_sg_entry *sg, size_t count,
+		      uint64_t size);
+
+/* Little-endian wire form of sg entries (the memfd holds count of them). */
+void dmb_wire_put_sg(uint8_t *p, const struct dmabuf_sg_entry *e);
+void dmb_wire_get_sg(const uint8_t *p, struct dmabuf_sg_entry *e);
+
+/* Name of an opcode for logs ("?" if unknown). */
+const char *dmb_wire_op_name(uint16_t op);
+
