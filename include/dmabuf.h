@@ -148,6 +148,19 @@ int dmabuf_ctx_dispatch(struct dmabuf_ctx *ctx);
  */
 int dmabuf_ctx_dispatch_timeout(struct dmabuf_ctx *ctx, int timeout_ms);
 
+/**
+ * Starts a thread that dispatches the context whenever its fd is readable,
+ * so an exporter serves peers without an event loop of its own.
+ * @return 0; -EBUSY if the thread already runs; -errno from pthread/eventfd
+ */
+int dmabuf_ctx_start_thread(struct dmabuf_ctx *ctx);
+
+/**
+ * Stops and joins the service thread (dmabuf_ctx_destroy() does it too).
+ * @return 0; -ESRCH if no thread runs; -EDEADLK from the thread itself
+ */
+int dmabuf_ctx_stop_thread(struct dmabuf_ctx *ctx);
+
 /** Counters of a context, for tests and reports. */
 struct dmabuf_ctx_stats {
 	uint64_t buffers_live;	  /**< exported, not yet released */

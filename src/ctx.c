@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <poll.h>
 #include <sys/inotify.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -17,6 +19,9 @@
 #define DEFAULT_PHYS_SIZE (16ull << 30)
 #define DEFAULT_CMA_SIZE (1ull << 30)
 #define DISPATCH_BATCH 16
+
+static LIST_HEAD(, dmabuf_ctx) contexts = LIST_HEAD_INITIALIZER(contexts);
+static pthread_mutex_t contexts_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int config_fill(struct dmabuf_ctx_config *c)
 {
@@ -57,6 +62,7 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 		return ret;
 	}
 	ctx->epoll_fd = ctx->inotify_fd = ctx->reprobe_fd = -1;
+	ctx->thread_stop_fd = -1;
 	RB_INIT(&ctx->by_inode);
 	RB_INIT(&ctx->by_wd);
 	LIST_INIT(&ctx->devices);
@@ -89,6 +95,9 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 	if (ret < 0)
 		goto fail;
 	ctx->stats.phys_total = ctx->config.phys_size;
+	pthread_mutex_lock(&contexts_lock);
+	LIST_INSERT_HEAD(&contexts, ctx, process_link);
+	pthread_mutex_unlock(&contexts_lock);
 	*out = ctx;
 	return 0;
 
@@ -130,6 +139,10 @@ DMABUF_EXPORT void dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 		dmb_err(NULL, "dmabuf_ctx_destroy: %p is not a live context", (void *)ctx);
 		return;
 	}
+	dmabuf_ctx_stop_thread(ctx);
+	pthread_mutex_lock(&contexts_lock);
+	LIST_REMOVE(ctx, process_link);
+	pthread_mutex_unlock(&contexts_lock);
 	dmb_lock(ctx);
 	ctx->destroying = true;
 	report_leaks(ctx);
@@ -272,6 +285,110 @@ DMABUF_EXPORT int dmabuf_ctx_get_stats(struct dmabuf_ctx *ctx,
 	stats->phys_used = pm.used;
 	stats->cma_total = pm.cma_total;
 	stats->cma_used = pm.cma_used;
+	dmb_unlock(ctx);
+	return 0;
+}
+
+void dmb_ctx_serve_others(struct dmabuf_ctx *self)
+{
+	struct dmabuf_ctx *ctx;
+
+	pthread_mutex_lock(&contexts_lock);
+	LIST_FOREACH(ctx, &contexts, process_link) {
+		/* A context whose lock is taken is being served by its owner. */
+		if (ctx == self || pthread_mutex_trylock(&ctx->lock) != 0)
+			continue;
+		dmb_ctx_dispatch_locked(ctx, 0);
+		dmb_unlock(ctx);
+	}
+	pthread_mutex_unlock(&contexts_lock);
+}
+
+int dmb_ctx_other_fds(struct dmabuf_ctx *self, int *fds, int max)
+{
+	struct dmabuf_ctx *ctx;
+	int n = 0;
+
+	pthread_mutex_lock(&contexts_lock);
+	LIST_FOREACH(ctx, &contexts, process_link)
+		if (ctx != self && n < max)
+			fds[n++] = ctx->epoll_fd;
+	pthread_mutex_unlock(&contexts_lock);
+	return n;
+}
+
+static void *service_thread(void *arg)
+{
+	struct dmabuf_ctx *ctx = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = ctx->epoll_fd, .events = POLLIN },
+		{ .fd = ctx->thread_stop_fd, .events = POLLIN },
+	};
+
+	for (;;) {
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents)
+			break;
+		if (pfd[0].revents)
+			dmabuf_ctx_dispatch(ctx);
+	}
+	return NULL;
+}
+
+DMABUF_EXPORT int dmabuf_ctx_start_thread(struct dmabuf_ctx *ctx)
+{
+	int ret;
+
+	if (!ctx_lock(ctx))
+		return -EINVAL;
+	if (ctx->thread_running) {
+		dmb_unlock(ctx);
+		return -EBUSY;
+	}
+	ctx->thread_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ctx->thread_stop_fd < 0) {
+		ret = -errno;
+		dmb_unlock(ctx);
+		return ret;
+	}
+	ret = -pthread_create(&ctx->thread, NULL, service_thread, ctx);
+	if (ret < 0) {
+		close(ctx->thread_stop_fd);
+		ctx->thread_stop_fd = -1;
+	} else {
+		ctx->thread_running = true;
+	}
+	dmb_unlock(ctx);
+	return ret;
+}
+
+DMABUF_EXPORT int dmabuf_ctx_stop_thread(struct dmabuf_ctx *ctx)
+{
+	uint64_t one = 1;
+	pthread_t thread;
+
+	if (!ctx_lock(ctx))
+		return -EINVAL;
+	if (!ctx->thread_running) {
+		dmb_unlock(ctx);
+		return -ESRCH;
+	}
+	if (pthread_equal(ctx->thread, pthread_self())) {
+		dmb_unlock(ctx);
+		return -EDEADLK;
+	}
+	thread = ctx->thread;
+	ctx->thread_running = false;
+	if (write(ctx->thread_stop_fd, &one, sizeof(one)) < 0) {
+		/* an eventfd write of 1 cannot fail short of a bug */
+	}
+	/* The thread takes the lock to dispatch: let it finish. */
+	dmb_unlock(ctx);
+	pthread_join(thread, NULL);
+	dmb_lock(ctx);
+	close(ctx->thread_stop_fd);
+	ctx->thread_stop_fd = -1;
 	dmb_unlock(ctx);
 	return 0;
 }

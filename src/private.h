@@ -128,7 +128,23 @@ struct dmabuf_ctx {
 	LIST_HEAD(, dmabuf) reprobe;	/* buffers waiting for a re-probe */
 
 	struct dmabuf_ctx_stats stats;
+
+	/* Every context of the process, so a thread waiting for a reply can
+	 * serve the others (two contexts in one process must not deadlock). */
+	LIST_ENTRY(dmabuf_ctx) process_link;
+
+	/* optional service thread */
+	pthread_t thread;
+	bool thread_running;
+	int thread_stop_fd;
 };
+
+/* Serves every other context of the process that is ready and whose lock is
+ * free (trylock), without blocking. */
+void dmb_ctx_serve_others(struct dmabuf_ctx *self);
+/* The epoll fds of every other context, for a wait that must wake when any
+ * of them has work; returns how many were written (at most max). */
+int dmb_ctx_other_fds(struct dmabuf_ctx *self, int *fds, int max);
 
 static inline void dmb_lock(struct dmabuf_ctx *ctx) { pthread_mutex_lock(&ctx->lock); }
 static inline void dmb_unlock(struct dmabuf_ctx *ctx) { pthread_mutex_unlock(&ctx->lock); }

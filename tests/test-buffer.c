@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: MIT */
+/* Export, the dma-buf file, lookup by inode, references, names. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "exporter.h"
+#include "sys.h"
+
+#define SZ (64 * 1024)
+
+static void export_rejects_bad_info(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf_ops ops = tx_ops;
+	struct dmabuf_export_info info = {
+		.ops = &ops, .size = SZ, .flags = O_RDWR, .priv = &tx,
+	};
+	struct dmabuf *buf = NULL;
+
+	/* each mandatory op, priv, ops: -EINVAL, as dma_buf_export() */
+	ops.map = NULL;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
+	ops = tx_ops; ops.unmap = NULL;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
+	ops = tx_ops; ops.release = NULL;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
+	ops = tx_ops; ops.pin = tx_pin; /* pin without unpin */
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
+	ops = tx_ops; ops.unpin = tx_unpin; /* unpin without pin */
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
+	ops = tx_ops; ops.version = DMABUF_OPS_VERSION + 1;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
+	ops = tx_ops;
+	info.priv = NULL;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
+	info.priv = &tx;
+	info.ops = NULL;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
+	info.ops = &ops;
+	info.size = 0;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
+	info.size = SZ + 1;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
+	info.size = SZ;
+	info.flags = O_WRONLY;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
+	info.flags = O_RDWR | O_NONBLOCK;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
+	info.flags = O_RDWR;
+	info.alloc = (enum dmabuf_alloc)7;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
+	assert_int_equal(dmabuf_export(NULL, &info, &buf), -EINVAL);
+	assert_null(buf);
+	/* pin + unpin together, and version 0, are fine */
+	info.alloc = DMABUF_ALLOC_SYSTEM;
+	ops = tx_pin_ops; ops.version = 0;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(tx.release, 1);
+	dmabuf_ctx_destroy(ctx);
+}
+
+static void fd_is_one_open_file_description(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	int a = dmabuf_fd(buf, O_CLOEXEC), b = dmabuf_fd(buf, 0);
+	struct stat sa, sb;
+
+	assert_true(a >= 0 && b >= 0 && a != b);
+	assert_int_equal(dmabuf_fd(buf, O_NONBLOCK), -EINVAL);
+	/* Same inode, same size, close-on-exec either way. */
+	assert_int_equal(fstat(a, &sa), 0);
+	assert_int_equal(fstat(b, &sb), 0);
+	assert_true(sa.st_ino == sb.st_ino && sa.st_size == SZ);
+	assert_true(fcntl(b, F_GETFD) & FD_CLOEXEC);
+	/* Same open file description: the file offset is shared. */
+	assert_int_equal(lseek(a, 4096, SEEK_SET), 4096);
+	assert_int_equal(lseek(b, 0, SEEK_CUR), 4096);
+	assert_int_equal(lseek(a, 0, SEEK_END), SZ);
+	/* Sealed: nobody can shrink or grow it. */
+	assert_int_equal(ftruncate(a, SZ / 2), -1);
+	assert_int_equal(errno, EPERM);
+	assert_int_equal(ftruncate(a, SZ * 2), -1);
+	assert_int_equal(fcntl(a, F_ADD_SEALS, F_SEAL_WRITE), -1);
+	close(a);
+	close(b);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(tx.release, 1);
+	dmabuf_ctx_destroy(ctx);
+}
+
+static void get_finds_same_object(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf *got = NULL;
+	struct dmabuf_info info;
+	int fd = dmabuf_fd(buf, O_CLOEXEC), nfd;
+
+	assert_int_equal(dmabuf_get(ctx, fd, &got), 0);
+	assert_ptr_equal(got, buf);
+	assert_int_equal(dmabuf_get_info(buf, &info), 0);
+	assert_int_equal(info.refcount, 2);
+	assert_int_equal(dmabuf_put(got), 0);
+	/* errno of dma_buf_get(): bad fd / not a dma-buf */
+	assert_int_equal(dmabuf_get(ctx, -1, &got), -EBADF);
+	assert_int_equal(dmabuf_get(ctx, 1000, &got), -EBADF);
+	nfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_int_equal(dmabuf_get(ctx, nfd, &got), -EINVAL);
+	close(nfd);
+	nfd = memfd_create("plain", MFD_CLOEXEC);
+	assert_int_equal(dmabuf_get(ctx, nfd, &got), -EINVAL);
+	close(nfd);
+	close(fd);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(ctx);
+}
+
+static void double_put_is_detected(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	int fd = dmabuf_fd(buf, O_CLOEXEC);
+
+	assert_ptr_equal(dmabuf_ref(buf), buf);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	/* The fd keeps the buffer: a third put is a double put, reported. */
+	assert_int_equal(tx.release, 0);
+	assert_int_equal(dmabuf_put(buf), -EINVAL);
+	assert_null(dmabuf_ref(buf));
+	assert_int_equal(dmabuf_set_name(buf, "x"), -EINVAL);
+	close(fd);
+	/* In-process close: noticed by the next dispatch. */
+	assert_true(dmabuf_ctx_dispatch(ctx) >= 1);
+	assert_int_equal(tx.release, 1);
+	/* After release the pointer is dead: still no crash. */
+	assert_int_equal(dmabuf_put(buf), -EINVAL);
+	assert_int_equal(dmabuf_get_size(buf), 0);
+	dmabuf_ctx_destroy(ctx);
+}
+
+static void set_name_follows_kernel_rules(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf_info info;
+	char name[DMABUF_NAME_LEN + 1];
+
+	memset(name, 'a', sizeof(name));
+	name[DMABUF_NAME_LEN - 1] = '\0'; /* 31 bytes + NUL: fits */
+	assert_int_equal(dmabuf_set_name(buf, name), 0);
+	assert_int_equal(dmabuf_get_info(buf, &info), 0);
+	assert_string_equal(info.name, name);
+	name[DMABUF_NAME_LEN - 1] = 'a';
+	name[DMABUF_NAME_LEN] = '\0'; /* 32 bytes: too long */
+	assert_int_equal(dmabuf_set_name(buf, name), -EINVAL);
+	assert_int_equal(dmabuf_set_name(buf, NULL), -EINVAL);
+	assert_int_equal(dmabuf_set_name(buf, "frame-7"), 0);
+	assert_int_equal(dmabuf_get_info(buf, &info), 0);
+	assert_string_equal(info.name, "frame-7");
+	assert_string_equal(info.exp_name, "test");
+	assert_int_equal(info.size, SZ);
+	assert_int_equal(info.flags, O_RDWR);
+	assert_true(info.backing_allocated);
+	assert_int_equal(dmabuf_get_size(buf), SZ);
+	assert_ptr_equal(dmabuf_get_priv(buf), &tx);
+	assert_ptr_equal(dmabuf_get_ctx(buf), ctx);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(ctx);
+}
+
+static void export_failure_leaks_nothing(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf_export_info info = {
+		.ops = &tx_ops, .size = SZ, .flags = O_RDWR, .priv = &tx,
+	};
+	struct dmabuf_ctx_stats st;
+	struct dmabuf *buf = NULL;
+	const enum dmb_sys_call calls[] = {
+		DMB_SYS_MEMFD_CREATE, DMB_SYS_REOPEN, DMB_SYS_MMAP,
+		DMB_SYS_INOTIFY_ADD_WATCH,
+	};
+
+	for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+		dmb_sys_inject(calls[i], 1, EMFILE);
+		assert_int_equal(dmabuf_export(ctx, &info, &buf), -EMFILE);
+		assert_null(buf);
+	}
+	/* memory too: a buffer larger than the simulated RAM */
+	info.size = 32ull << 30;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -ENOMEM);
+	assert_int_equal(dmabuf_ctx_get_stats(ctx, &st), 0);
+	assert_int_equal(st.buffers_live, 0);
+	assert_int_equal(st.phys_used, 0);
+	assert_int_equal(tx.release, 0); /* never exported: never released */
+	dmabuf_ctx_destroy(ctx);
+}
+
+static void ctx_destroy_releases_leftovers(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf_device *dev = tx_device(ctx, "gpu", 64, DMABUF_DEVICE_IOMMU, 0);
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+
+	assert_int_equal(dmabuf_attach(buf, dev, &att), 0);
+	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), 0);
+	/* Leak everything: destroy must unwind in order and release once. */
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(tx.unmap, 1);
+	assert_int_equal(tx.detach, 1);
+	assert_int_equal(tx.release, 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		harness_test(export_rejects_bad_info),
+		harness_test(fd_is_one_open_file_description),
+		harness_test(get_finds_same_object),
+		harness_test(double_put_is_detected),
+		harness_test(set_name_follows_kernel_rules),
+		harness_test(export_failure_leaks_nothing),
+		harness_test(ctx_destroy_releases_leftovers),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

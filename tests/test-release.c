@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ops->release runs exactly once, after the last reference, the last fd in
+ * any process, the last fd in flight in a socket and the last mmap.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "exporter.h"
+
+#define SZ (16 * 4096)
+
+/* Dispatches until the exporter released the buffer or ~5 s passed. */
+static void dispatch_until_released(struct dmabuf_ctx *ctx, struct test_exporter *tx)
+{
+	for (int i = 0; i < 500 && !tx->release; i++)
+		dmabuf_ctx_dispatch_timeout(ctx, 10);
+}
+
+static void release_after_last_put_and_fd(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	int fd = dmabuf_fd(buf, O_CLOEXEC), fd2 = dup(fd);
+
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(tx.release, 0);
+	close(fd);
+	dmabuf_ctx_dispatch(ctx);
+	assert_int_equal(tx.release, 0); /* fd2 still holds the file */
+	close(fd2);
+	dispatch_until_released(ctx, &tx);
+	assert_int_equal(tx.release, 1);
+	dmabuf_ctx_dispatch(ctx);
+	assert_int_equal(tx.release, 1);
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(tx.release, 1); /* once, not again at teardown */
+}
+
+static void release_at_put_when_no_fd(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf_ctx_stats st;
+
+	assert_ptr_equal(dmabuf_ref(buf), buf);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(tx.release, 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	/* No fd anywhere: release runs inside the last put. */
+	assert_int_equal(tx.release, 1);
+	assert_int_equal(dmabuf_ctx_get_stats(ctx, &st), 0);
+	assert_int_equal(st.buffers_live, 0);
+	assert_int_equal(st.buffers_released, 1);
+	assert_int_equal(st.phys_used, 0);
+	dmabuf_ctx_destroy(ctx);
+}
+
+static void mmap_keeps_buffer_alive(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	int fd = dmabuf_fd(buf, O_CLOEXEC);
+	uint8_t *p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	void *q;
+
+	assert_true(p != MAP_FAILED);
+	close(fd);
+	/* A dmabuf_mmap() mapping holds the file as well. */
+	assert_int_equal(dmabuf_mmap(buf, 0, SZ, PROT_READ, &q), 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_dispatch(ctx);
+	assert_int_equal(tx.release, 0);
+	p[0] = 1; /* still valid */
+	munmap(p, SZ);
+	dmabuf_ctx_dispatch(ctx);
+	assert_int_equal(tx.release, 0);
+	assert_int_equal(((uint8_t *)q)[0], 1);
+	assert_int_equal(dmabuf_munmap(buf, q, SZ), 0);
+	assert_int_equal(tx.release, 1); /* the last holder went with it */
+	dmabuf_ctx_destroy(ctx);
+}
+
+static int send_fd(int sock, int fd)
+{
+	char byte = 'F';
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c;
+
+	memset(&u, 0, sizeof(u));
+	c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+static int recv_fd(int sock)
+{
+	char byte;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+	struct cmsghdr *c;
+	int fd = -1;
+
+	memset(&u, 0, sizeof(u));
+	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1)
+		return -1;
+	c = CMSG_FIRSTHDR(&msg);
+	if (c && c->cmsg_type == SCM_RIGHTS)
+		memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd;
+}
+
+static void fd_in_flight_keeps_buffer_alive(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	int sv[2], fd = dmabuf_fd(buf, O_CLOEXEC), got;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(send_fd(sv[0], fd), 0);
+	close(fd);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_dispatch_timeout(ctx, 20);
+	/* No process has an fd, but one is in flight in the socket. */
+	assert_int_equal(tx.release, 0);
+	got = recv_fd(sv[1]);
+	assert_true(got >= 0);
+	close(got);
+	dispatch_until_released(ctx, &tx);
+	assert_int_equal(tx.release, 1);
+	close(sv[0]);
+	close(sv[1]);
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* Closes every fd except the ones in keep[]: what a device process that
+ * only holds the buffer would have. */
+static void close_all_but(const int *keep, int nkeep)
+{
+	int fds[1024], n = harness_list_fds(fds, 1024);
+
+	for (int i = 0; i < n; i++) {
+		bool kept = false;
+
+		for (int k = 0; k < nkeep; k++)
+			kept |= fds[i] == keep[k];
+		/* valgrind keeps its own fds above 1024: leave them */
+		if (!kept && fds[i] < 1024)
+			close(fds[i]);
+	}
+}
+
+struct child_args {
+	struct harness_sync *sync;
+	int fd;
+};
+
+static int child_holds_fd_and_mapping(void *arg)
+{
+	struct child_args *a = arg;
+	int keep[] = { a->fd, a->sync->to_child[0], a->sync->to_parent[1] };
+	uint8_t *p;
+
+	harness_sync_child(a->sync);
+	close_all_but(keep, 3);
+	p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, a->fd, 0);
+	child_check(p != MAP_FAILED);
+	harness_sync_tell_parent(a->sync, 'm');
+	child_check(harness_sync_wait_parent(a->sync) == 'c');
+	close(a->fd);
+	harness_sync_tell_parent(a->sync, 'c');
+	child_check(harness_sync_wait_parent(a->sync) == 'u');
+	p[SZ - 1] = 0x5a; /* the memory is still there */
+	munmap(p, SZ);
+	harness_sync_tell_parent(a->sync, 'u');
+	child_check(harness_sync_wait_parent(a->sync) == 'q');
+	return 0;
+}
+
+static void child_fd_and_mapping_keep_buffer_alive(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct harness_sync sync;
+	struct child_args a = { .sync = &sync };
+	pid_t pid;
+
+	harness_sync_init(&sync);
+	a.fd = dmabuf_fd(buf, O_CLOEXEC);
+	pid = harness_fork(child_holds_fd_and_mapping, &a);
+	harness_sync_parent(&sync);
+	close(a.fd);
+	assert_int_equal(harness_sync_wait_child(&sync), 'm');
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_dispatch_timeout(ctx, 20);
+	assert_int_equal(tx.release, 0); /* child: fd + mapping */
+	harness_sync_tell_child(&sync, 'c');
+	assert_int_equal(harness_sync_wait_child(&sync), 'c');
+	dmabuf_ctx_dispatch_timeout(ctx, 20);
+	assert_int_equal(tx.release, 0); /* child: mapping only */
+	harness_sync_tell_child(&sync, 'u');
+	assert_int_equal(harness_sync_wait_child(&sync), 'u');
+	dispatch_until_released(ctx, &tx);
+	assert_int_equal(tx.release, 1);
+	harness_sync_tell_child(&sync, 'q');
+	assert_int_equal(harness_wait(pid), 0);
+	dmabuf_ctx_dispatch_timeout(ctx, 20);
+	assert_int_equal(tx.release, 1);
+	harness_sync_close(&sync);
+	dmabuf_ctx_destroy(ctx);
+}
+
+static void get_revives_orphaned_buffer(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf *again;
+	int fd = dmabuf_fd(buf, O_CLOEXEC);
+
+	assert_int_equal(dmabuf_put(buf), 0); /* only the fd is left */
+	assert_int_equal(dmabuf_get(ctx, fd, &again), 0);
+	assert_ptr_equal(again, buf);
+	close(fd);
+	dmabuf_ctx_dispatch_timeout(ctx, 20);
+	assert_int_equal(tx.release, 0); /* the new reference holds it */
+	assert_int_equal(dmabuf_put(again), 0);
+	assert_int_equal(tx.release, 1);
+	dmabuf_ctx_destroy(ctx);
+}
+
+static void many_buffers_release_independently(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx[8] = { 0 };
+	struct dmabuf *buf[8];
+	int fd[8];
+
+	for (int i = 0; i < 8; i++) {
+		buf[i] = tx_export(ctx, &tx[i], SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		fd[i] = dmabuf_fd(buf[i], O_CLOEXEC);
+		assert_int_equal(dmabuf_put(buf[i]), 0);
+	}
+	for (int i = 0; i < 8; i += 2)
+		close(fd[i]);
+	for (int i = 0; i < 50; i++)
+		dmabuf_ctx_dispatch_timeout(ctx, 2);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(tx[i].release, i % 2 == 0);
+	for (int i = 1; i < 8; i += 2)
+		close(fd[i]);
+	for (int i = 0; i < 50; i++)
+		dmabuf_ctx_dispatch_timeout(ctx, 2);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(tx[i].release, 1);
+	dmabuf_ctx_destroy(ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		harness_test(release_after_last_put_and_fd),
+		harness_test(release_at_put_when_no_fd),
+		harness_test(mmap_keeps_buffer_alive),
+		harness_test(fd_in_flight_keeps_buffer_alive),
+		harness_test(child_fd_and_mapping_keep_buffer_alive),
+		harness_test(get_revives_orphaned_buffer),
+		harness_test(many_buffers_release_independently),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
