@@ -1,4 +1,461 @@
 /* SPDX-License-Identifier: MIT */
-/* placeholder: being written (fences, reservation objects, sync files) */
+/**
+ * @file dmabuf-fence.h
+ * libdmabuf: fences, reservation objects, sync files and sw_sync timelines.
+ *
+ * The kernel's dma_fence, dma_resv, sync_file and sw_sync with a `dmabuf_`
+ * prefix. The conventions of dmabuf.h apply (negative errno, out-parameters,
+ * fds borrowed on input and returned O_CLOEXEC and owned by the caller).
+ * Specific to this header:
+ *
+ * - Fences do not belong to a dmabuf_ctx. They are reference counted
+ *   (dmabuf_fence_get()/dmabuf_fence_put()), thread-safe on their own (one
+ *   mutex per fence) and may be signalled from any thread.
+ * - Every fence pointer is validated against the registry of live objects:
+ *   a fence whose last reference is gone is -EINVAL, not a use-after-free.
+ * - Callbacks run in the thread that signals the fence, with the fence's
+ *   lock held, exactly as dma_fence callbacks run under fence->lock: a
+ *   callback must not block and must not call dmabuf_fence_add_callback(),
+ *   dmabuf_fence_remove_callback(), dmabuf_fence_signal(),
+ *   dmabuf_fence_set_error() or dmabuf_fence_wait() on the same fence. It
+ *   may call dmabuf_fence_get(), dmabuf_fence_put() (never the last
+ *   reference: the signaller holds one), dmabuf_fence_is_signaled() and
+ *   dmabuf_fence_get_status(), and may signal other fences. Because of the
+ *   lock, dmabuf_fence_remove_callback() returning false means the callback
+ *   has already run to completion.
+ * - Sync files are real fds (AF_UNIX sockets) that poll readable once the
+ *   fence signals, in any process, and travel over SCM_RIGHTS; see
+ *   docs/fences.md for the design and its limits.
+ */
 #pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "dmabuf.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct dmabuf_fence;
+struct dmabuf_resv;
+struct dmabuf_timeline;
+
+/* ------------------------------------------------------------------------ */
+/** @defgroup fence Fences (dma_fence)                                       */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Fence operations, as struct dma_fence_ops. Zero-initialise it: members are
+ * only ever appended.
+ */
+struct dmabuf_fence_ops {
+	/** @get_driver_name: [mandatory] name of the driver that made the
+	 * fence; called without the fence lock; the string must live as long
+	 * as the fence. */
+	const char *(*get_driver_name)(struct dmabuf_fence *fence);
+
+	/** @get_timeline_name: [mandatory] name of the fence's timeline;
+	 * same rules as get_driver_name. */
+	const char *(*get_timeline_name)(struct dmabuf_fence *fence);
+
+	/** @release: [optional] called once, when the last reference is
+	 * dropped, before the fence is freed; frees what priv points to. No
+	 * lock held. */
+	void (*release)(struct dmabuf_fence *fence);
+};
+
+struct dmabuf_fence_cb;
+
+/** Fence callback, see dmabuf_fence_add_callback(). */
+typedef void (*dmabuf_fence_func_t)(struct dmabuf_fence *fence,
+				    struct dmabuf_fence_cb *cb);
+
+/**
+ * A callback registration, embedded by the caller in its own structure (as
+ * struct dma_fence_cb) and alive until the callback ran or was removed.
+ * The members are private to the library.
+ */
+struct dmabuf_fence_cb {
+	dmabuf_fence_func_t func;
+	struct dmabuf_fence_cb *next, *prev;
+};
+
+/**
+ * Allocates @p num consecutive fence contexts, as dma_fence_context_alloc().
+ * Contexts are unique within the process and, being drawn from a random
+ * 63-bit base (re-drawn in a forked child), practically unique across the
+ * processes that exchange sync files. Context 0 is never returned (it is
+ * the stub fence's).
+ *
+ * @return the first context; thread-safe
+ */
+uint64_t dmabuf_fence_context_alloc(unsigned int num);
+
+/**
+ * Creates an unsignalled fence, as dma_fence_init().
+ *
+ * @param ops fence operations (get_driver_name and get_timeline_name are
+ *        mandatory); must outlive the fence
+ * @param priv driver data, returned by dmabuf_fence_get_priv()
+ * @param context from dmabuf_fence_context_alloc()
+ * @param seqno position on that context's timeline
+ * @param[out] out the fence, with one reference owned by the caller
+ * @return 0; -EINVAL for NULL ops/out or a missing mandatory op; -ENOMEM
+ */
+int dmabuf_fence_new(const struct dmabuf_fence_ops *ops, void *priv,
+		     uint64_t context, uint64_t seqno,
+		     struct dmabuf_fence **out);
+
+/**
+ * A new, already signalled fence (context 0, seqno 0), as
+ * dma_fence_get_stub(): what to hand out when there is nothing to wait for.
+ *
+ * @param[out] out one reference owned by the caller
+ * @return 0, -EINVAL, -ENOMEM
+ */
+int dmabuf_fence_get_stub(struct dmabuf_fence **out);
+
+/** Takes a reference. @return @p fence, or NULL if it is not a live fence */
+struct dmabuf_fence *dmabuf_fence_get(struct dmabuf_fence *fence);
+
+/** Drops a reference; the last one frees the fence (ops->release first).
+ * NULL is a no-op; a dead fence is logged and ignored. */
+void dmabuf_fence_put(struct dmabuf_fence *fence);
+
+/** Driver data given to dmabuf_fence_new() (NULL for library fences). */
+void *dmabuf_fence_get_priv(struct dmabuf_fence *fence);
+/** The fence's context (0 for a dead fence). */
+uint64_t dmabuf_fence_context(struct dmabuf_fence *fence);
+/** The fence's seqno (0 for a dead fence). */
+uint64_t dmabuf_fence_seqno(struct dmabuf_fence *fence);
+/** ops->get_driver_name(), or "" for a dead fence. */
+const char *dmabuf_fence_driver_name(struct dmabuf_fence *fence);
+/** ops->get_timeline_name(), or "" for a dead fence. */
+const char *dmabuf_fence_timeline_name(struct dmabuf_fence *fence);
+
+/**
+ * Signals the fence, as dma_fence_signal(): records the timestamp, runs
+ * every callback (in this thread, under the fence lock), wakes waiters and
+ * makes exported sync files readable. A fence signals once.
+ *
+ * @return 0; -EINVAL if already signalled or not a live fence
+ */
+int dmabuf_fence_signal(struct dmabuf_fence *fence);
+
+/**
+ * Records an error to report once the fence signals, as
+ * dma_fence_set_error(). Call it before dmabuf_fence_signal().
+ *
+ * @param error a negative errno (>= -4095)
+ * @return 0; -EINVAL for a bad error value or fence; -EBUSY if the fence
+ *         has already signalled (the error is not recorded)
+ */
+int dmabuf_fence_set_error(struct dmabuf_fence *fence, int error);
+
+/**
+ * Status, as dma_fence_get_status(): 0 while pending, 1 when signalled
+ * without error, the negative error when signalled with one (an error set
+ * before signalling shows only after the signal). -EINVAL for a dead fence.
+ * Lock-free; callable from a callback.
+ */
+int dmabuf_fence_get_status(struct dmabuf_fence *fence);
+
+/** True once signalled (false for a dead fence). Lock-free. */
+bool dmabuf_fence_is_signaled(struct dmabuf_fence *fence);
+
+/**
+ * Signal time (CLOCK_MONOTONIC, ns), as fence->timestamp.
+ * @return 0 and *ns; -EBUSY while pending; -EINVAL
+ */
+int dmabuf_fence_get_timestamp(struct dmabuf_fence *fence, int64_t *ns);
+
+/**
+ * Registers @p func to run when the fence signals, as
+ * dma_fence_add_callback().
+ *
+ * @param cb caller-owned storage, valid until the callback ran or
+ *        dmabuf_fence_remove_callback() returned
+ * @return 0; -ENOENT if the fence has already signalled (func will never
+ *         run; cb is initialised so that removing it returns false);
+ *         -EINVAL for NULL arguments or a dead fence
+ */
+int dmabuf_fence_add_callback(struct dmabuf_fence *fence,
+			      struct dmabuf_fence_cb *cb,
+			      dmabuf_fence_func_t func);
+
+/**
+ * Unregisters a callback, as dma_fence_remove_callback().
+ *
+ * @return true if it was pending and is now removed (it will not run);
+ *         false if it already ran (and has completed) or was never added
+ */
+bool dmabuf_fence_remove_callback(struct dmabuf_fence *fence,
+				  struct dmabuf_fence_cb *cb);
+
+/**
+ * Waits for the fence to signal, as dma_fence_wait_timeout(). May be called
+ * from any thread except from a callback of the same fence.
+ *
+ * @param timeout_ms -1 to wait forever, 0 to test
+ * @return 1 once signalled (with or without error; see
+ *         dmabuf_fence_get_status()), 0 on timeout, -EINVAL
+ */
+int dmabuf_fence_wait(struct dmabuf_fence *fence, int timeout_ms);
+
+/**
+ * Merges fences, as dma_fence_unwrap_merge(): arrays are flattened, one
+ * fence is kept per context (the later seqno wins), signalled fences are
+ * dropped. The result is the stub fence if nothing is left, the single
+ * fence left itself, or else a fence array (new context, seqno 1) that
+ * signals when all its fences have, with the first error among them.
+ *
+ * @param[out] out one reference owned by the caller
+ * @return 0; -EINVAL for a NULL or dead fence or n == 0; -ENOMEM
+ */
+int dmabuf_fence_merge(struct dmabuf_fence *const *fences, unsigned int n,
+		       struct dmabuf_fence **out);
+
+/**
+ * The fences inside a fence array (a fence made by dmabuf_fence_merge()).
+ * For any other fence, the fence itself.
+ *
+ * @param fences filled with at most @p max borrowed pointers (no
+ *        reference; valid while @p fence is), may be NULL when max is 0
+ * @return the number of fences (which may exceed max), -EINVAL
+ */
+int dmabuf_fence_unwrap(struct dmabuf_fence *fence,
+			struct dmabuf_fence **fences, unsigned int max);
+
+/* ------------------------------------------------------------------------ */
+/** @defgroup resv Reservation objects (dma_resv)                           */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Usage of a fence in a reservation object, as enum dma_resv_usage. A query
+ * at one level returns the fences of that level and every stronger (lower)
+ * one: READ returns KERNEL, WRITE and READ fences.
+ */
+enum dmabuf_resv_usage {
+	DMABUF_RESV_USAGE_KERNEL = 0,	/* memory management (moves, clears) */
+	DMABUF_RESV_USAGE_WRITE = 1,	/* implicit-sync writers */
+	DMABUF_RESV_USAGE_READ = 2,	/* implicit-sync readers */
+	DMABUF_RESV_USAGE_BOOKKEEP = 3,	/* explicit sync only, never waited on
+					 * implicitly */
+};
+
+/**
+ * Creates an empty reservation object (a buffer owns one).
+ * @param[out] out owned by the caller until dmabuf_resv_destroy()
+ * @return 0, -EINVAL, -ENOMEM
+ */
+int dmabuf_resv_new(struct dmabuf_resv **out);
+
+/** Drops every fence reference and frees the object. NULL is a no-op. No
+ * other thread may use it concurrently. */
+void dmabuf_resv_destroy(struct dmabuf_resv *resv);
+
+/**
+ * Takes the object's lock, as dma_resv_lock(), to make a sequence of calls
+ * atomic (e.g. test then add). The lock is recursive; every dmabuf_resv_*
+ * call takes it internally. Do not wait on fences while holding it if
+ * other threads must add fences meanwhile.
+ */
+void dmabuf_resv_lock(struct dmabuf_resv *resv);
+/** Releases the lock taken by dmabuf_resv_lock(). */
+void dmabuf_resv_unlock(struct dmabuf_resv *resv);
+
+/**
+ * Adds a fence, as dma_resv_add_fence(): the object takes its own
+ * reference. The new fence replaces a fence of the same context whose
+ * usage is the same or weaker (numerically greater or equal) when the new
+ * seqno is the same or later; signalled fences are dropped.
+ *
+ * @return 0; -EINVAL for a bad usage or a dead fence; -ENOMEM
+ */
+int dmabuf_resv_add_fence(struct dmabuf_resv *resv, struct dmabuf_fence *fence,
+			  enum dmabuf_resv_usage usage);
+
+/**
+ * Copies out the fences at @p usage or stronger, as dma_resv_get_fences().
+ *
+ * @param[out] fences a malloc'd array of references (NULL when empty);
+ *        release it with dmabuf_resv_put_fences()
+ * @param[out] count number of fences
+ * @return 0, -EINVAL, -ENOMEM
+ */
+int dmabuf_resv_get_fences(struct dmabuf_resv *resv, enum dmabuf_resv_usage usage,
+			   struct dmabuf_fence ***fences, unsigned int *count);
+
+/** Drops the references and frees an array from dmabuf_resv_get_fences(). */
+void dmabuf_resv_put_fences(struct dmabuf_fence **fences, unsigned int count);
+
+/**
+ * One fence for everything at @p usage or stronger, as
+ * dma_resv_get_singleton(): NULL when there is none, the fence itself when
+ * there is one, else a merge (dmabuf_fence_merge()).
+ *
+ * @param[out] out NULL or one reference owned by the caller
+ * @return 0, -EINVAL, -ENOMEM
+ */
+int dmabuf_resv_get_singleton(struct dmabuf_resv *resv,
+			      enum dmabuf_resv_usage usage,
+			      struct dmabuf_fence **out);
+
+/**
+ * As dma_resv_test_signaled().
+ * @return 1 if every fence at @p usage or stronger has signalled, 0 if
+ *         not, -EINVAL
+ */
+int dmabuf_resv_test_signaled(struct dmabuf_resv *resv,
+			      enum dmabuf_resv_usage usage);
+
+/**
+ * Waits for every fence at @p usage or stronger, as dma_resv_wait_timeout()
+ * (fences added during the wait are not waited for). The lock is not held
+ * while waiting.
+ *
+ * @param timeout_ms -1 forever, 0 to test; the budget is for all fences
+ * @return 1 when all have signalled, 0 on timeout, -EINVAL
+ */
+int dmabuf_resv_wait(struct dmabuf_resv *resv, enum dmabuf_resv_usage usage,
+		     int timeout_ms);
+
+/** Iterator callback: return 0 to continue, anything else to stop. */
+typedef int (*dmabuf_resv_iter_fn)(void *data, struct dmabuf_fence *fence,
+				   enum dmabuf_resv_usage usage);
+
+/**
+ * Calls @p fn for each fence at @p usage or stronger, in insertion order,
+ * as dma_resv_for_each_fence(). It iterates over a snapshot taken under the
+ * lock and calls fn without the lock, so fn may use the object.
+ *
+ * @return the number of fences visited; fn's non-zero value if it stopped
+ *         the iteration early (returned as is); -EINVAL; -ENOMEM
+ */
+int dmabuf_resv_for_each_fence(struct dmabuf_resv *resv,
+			       enum dmabuf_resv_usage usage,
+			       dmabuf_resv_iter_fn fn, void *data);
+
+/* ------------------------------------------------------------------------ */
+/** @defgroup sync_file Sync files: fences as fds                           */
+/* ------------------------------------------------------------------------ */
+
+/** The sync-file fd signalled with an error because the process that could
+ * signal the fence is gone (exited or killed, or dropped the last reference
+ * of an unsignalled fence). */
+#define DMABUF_FENCE_ESIGNALLER (-EPIPE)
+
+/**
+ * Exports a fence as a sync-file fd, as sync_file_create() plus an fd.
+ * The fd polls POLLIN once the fence signals (in any process it reaches),
+ * can be sent over SCM_RIGHTS, and is imported back with
+ * dmabuf_sync_file_import(). Exporting the same fence again returns a new
+ * fd for the same sync file. Do not read() or recv() from the fd: the
+ * signal record in it is peeked, never consumed.
+ *
+ * @return a new O_CLOEXEC fd; -EINVAL for a dead fence; -EMFILE, -ENOMEM...
+ */
+int dmabuf_sync_file_export(struct dmabuf_fence *fence);
+
+/**
+ * The fence behind a sync-file fd, as sync_file_get_fence(). In the process
+ * that exported it, the original fence; in another process a fence with
+ * the same context and seqno that signals when the original does, with its
+ * error, or with DMABUF_FENCE_ESIGNALLER if the original's process dies
+ * first. Importing the same sync file twice gives the same fence.
+ *
+ * @param fd borrowed
+ * @param[out] out one reference owned by the caller
+ * @return 0; -EBADF for a bad fd; -EINVAL if fd is not a sync file; -ENOMEM
+ */
+int dmabuf_sync_file_import(int fd, struct dmabuf_fence **out);
+
+/**
+ * Merges two sync files into a new one, as SYNC_IOC_MERGE (see
+ * dmabuf_fence_merge() for the rules).
+ *
+ * @return a new O_CLOEXEC fd; as dmabuf_sync_file_import() for bad fds
+ */
+int dmabuf_sync_file_merge(int fd1, int fd2);
+
+/**
+ * Waits until the sync file signals, like libsync's sync_wait(): poll()s
+ * the fd, so it needs nothing but the fd.
+ *
+ * @param timeout_ms -1 forever, 0 to test
+ * @return 1 signalled, 0 on timeout, -EBADF, -EINVAL
+ */
+int dmabuf_sync_file_wait(int fd, int timeout_ms);
+
+#define DMABUF_SYNC_NAME_LEN 32
+
+/** One fence of a sync file, as struct sync_fence_info. */
+struct dmabuf_sync_fence_info {
+	char obj_name[DMABUF_SYNC_NAME_LEN];	/* timeline name */
+	char driver_name[DMABUF_SYNC_NAME_LEN];
+	uint64_t context;
+	uint64_t seqno;
+	int32_t status;		/* as dmabuf_fence_get_status() */
+	uint32_t flags;		/* 0 */
+	int64_t timestamp_ns;	/* CLOCK_MONOTONIC; 0 while pending */
+};
+
+/**
+ * Status of a sync file and of each of its fences, as SYNC_IOC_FILE_INFO.
+ *
+ * @param status[out] optional: 1 all signalled, 0 some pending, or the
+ *        first error
+ * @param info filled with at most @p max entries (may be NULL if max is 0)
+ * @return the number of fences in the sync file (may exceed max); -EBADF,
+ *         -EINVAL
+ */
+int dmabuf_sync_file_info(int fd, int *status,
+			  struct dmabuf_sync_fence_info *info, unsigned int max);
+
+/* ------------------------------------------------------------------------ */
+/** @defgroup sw_sync Software timelines (sw_sync), for tests              */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Creates a timeline at value 0 with its own fence context, as opening
+ * sw_sync. Thread-safe.
+ *
+ * @param name timeline name (truncated to 31 bytes), NULL for "sw_sync"
+ * @param[out] out owned by the caller until dmabuf_timeline_destroy()
+ * @return 0, -EINVAL, -ENOMEM
+ */
+int dmabuf_timeline_new(const char *name, struct dmabuf_timeline **out);
+
+/**
+ * Destroys the timeline, as closing sw_sync: every fence still pending
+ * signals with -ENOENT (the kernel's error). Signalled fences stay valid.
+ */
+void dmabuf_timeline_destroy(struct dmabuf_timeline *tl);
+
+/**
+ * A fence that signals when the timeline reaches @p value, as
+ * SW_SYNC_IOC_CREATE_FENCE (already signalled if it has). Driver name
+ * "sw_sync", seqno @p value (32-bit wrap-around comparison, as sw_sync).
+ *
+ * @param[out] out one reference owned by the caller
+ * @return 0, -EINVAL, -ENOMEM
+ */
+int dmabuf_timeline_create_fence(struct dmabuf_timeline *tl, uint32_t value,
+				 struct dmabuf_fence **out);
+
+/**
+ * Advances the timeline by @p inc, as SW_SYNC_IOC_INC, signalling every
+ * fence it reaches (callbacks run in this thread).
+ * @return 0, -EINVAL
+ */
+int dmabuf_timeline_inc(struct dmabuf_timeline *tl, uint32_t inc);
+
+/** Current value of the timeline (0 for a dead timeline). */
+uint32_t dmabuf_timeline_value(struct dmabuf_timeline *tl);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,1 +1,402 @@
-/* SPDX-License-Identifier: MIT */ /* placeholder: being written */
+/* SPDX-License-Identifier: MIT */
+/*
+ * dma_fence: a one-shot completion with a context/seqno identity, an error,
+ * callbacks and waiters. One mutex per fence; callbacks run under it in the
+ * signalling thread (as the kernel runs them under fence->lock), so a
+ * remove_callback() that returns false guarantees the callback is done.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fence_private.h"
+
+int64_t dmb_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- contexts ------------------------------------------------------------ */
+
+static pthread_mutex_t context_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t context_next;
+static pid_t context_pid;
+
+DMABUF_EXPORT uint64_t dmabuf_fence_context_alloc(unsigned int num)
+{
+	uint64_t first;
+	pid_t pid = getpid();
+
+	pthread_mutex_lock(&context_lock);
+	/* A random base per process (re-drawn after fork) keeps contexts of
+	 * different processes apart when their fences meet in one sync file. */
+	if (context_pid != pid) {
+		uint64_t base = 0;
+
+		if (getrandom(&base, sizeof(base), GRND_NONBLOCK) != sizeof(base))
+			base = (uint64_t)dmb_now_ns() * 0x9e3779b97f4a7c15ull ^ (uint64_t)pid;
+		/* Bit 62 set: never 0 (the stub's), room to count up. */
+		context_next = (base & ((1ull << 62) - 1)) | (1ull << 62);
+		context_pid = pid;
+	}
+	first = context_next;
+	context_next += num ? num : 1;
+	pthread_mutex_unlock(&context_lock);
+	return first;
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+static const char *stub_name(struct dmabuf_fence *f)
+{
+	return "stub";
+}
+
+static const struct dmabuf_fence_ops stub_ops = {
+	.get_driver_name = stub_name,
+	.get_timeline_name = stub_name,
+};
+
+bool dmb_fence_live(struct dmabuf_fence *f)
+{
+	return dmb_obj_live(f, DMB_OBJ_FENCE);
+}
+
+int dmb_fence_create(const struct dmabuf_fence_ops *ops, void *priv,
+		     uint64_t context, uint64_t seqno, enum dmb_fence_kind kind,
+		     struct dmabuf_fence **out)
+{
+	struct dmabuf_fence *f;
+	pthread_condattr_t attr;
+	int ret;
+
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&f->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	atomic_init(&f->refcount, 1);
+	atomic_init(&f->signaled, false);
+	f->ops = ops;
+	f->priv = priv;
+	f->context = context;
+	f->seqno = seqno;
+	f->kind = kind;
+	f->cb_head.next = f->cb_head.prev = &f->cb_head;
+	ret = dmb_obj_add(f, DMB_OBJ_FENCE);
+	if (ret) {
+		pthread_cond_destroy(&f->cond);
+		pthread_mutex_destroy(&f->lock);
+		free(f);
+		return ret;
+	}
+	*out = f;
+	return 0;
+}
+
+DMABUF_EXPORT int dmabuf_fence_new(const struct dmabuf_fence_ops *ops, void *priv,
+				   uint64_t context, uint64_t seqno,
+				   struct dmabuf_fence **out)
+{
+	if (!ops || !out || !ops->get_driver_name || !ops->get_timeline_name)
+		return -EINVAL;
+	return dmb_fence_create(ops, priv, context, seqno, DMB_FENCE_PLAIN, out);
+}
+
+DMABUF_EXPORT int dmabuf_fence_get_stub(struct dmabuf_fence **out)
+{
+	struct dmabuf_fence *f;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	ret = dmb_fence_create(&stub_ops, NULL, 0, 0, DMB_FENCE_STUB, &f);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&f->lock);
+	dmb_fence_signal_locked(f, 0, dmb_now_ns());
+	pthread_mutex_unlock(&f->lock);
+	*out = f;
+	return 0;
+}
+
+DMABUF_EXPORT struct dmabuf_fence *dmabuf_fence_get(struct dmabuf_fence *f)
+{
+	if (!dmb_fence_live(f))
+		return NULL;
+	atomic_fetch_add_explicit(&f->refcount, 1, memory_order_relaxed);
+	return f;
+}
+
+bool dmb_fence_tryget(struct dmabuf_fence *f)
+{
+	unsigned int old = atomic_load(&f->refcount);
+
+	do {
+		if (!old)
+			return false;
+	} while (!atomic_compare_exchange_weak(&f->refcount, &old, old + 1));
+	return true;
+}
+
+static void fence_free(struct dmabuf_fence *f)
+{
+	/* Unregister first: from here on the pointer is reported as dead. */
+	dmb_obj_del(f);
+	if (f->sf)
+		dmb_sf_fini(f);
+	if (f->kind == DMB_FENCE_ARRAY)
+		dmb_fence_array_fini(f);
+	if (f->kind == DMB_FENCE_TIMELINE)
+		dmb_timeline_fence_fini(f);
+	if (f->cb_head.next != &f->cb_head)
+		dmb_warn(NULL, "fence %llu:%llu freed with callbacks pending",
+			 (unsigned long long)f->context,
+			 (unsigned long long)f->seqno);
+	if (f->ops && f->ops->release)
+		f->ops->release(f);
+	pthread_cond_destroy(&f->cond);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+}
+
+DMABUF_EXPORT void dmabuf_fence_put(struct dmabuf_fence *f)
+{
+	if (!f)
+		return;
+	if (!dmb_fence_live(f)) {
+		dmb_err(NULL, "dmabuf_fence_put: %p is not a live fence", (void *)f);
+		return;
+	}
+	if (atomic_fetch_sub_explicit(&f->refcount, 1, memory_order_acq_rel) == 1)
+		fence_free(f);
+}
+
+DMABUF_EXPORT void *dmabuf_fence_get_priv(struct dmabuf_fence *f)
+{
+	return dmb_fence_live(f) ? f->priv : NULL;
+}
+
+DMABUF_EXPORT uint64_t dmabuf_fence_context(struct dmabuf_fence *f)
+{
+	return dmb_fence_live(f) ? f->context : 0;
+}
+
+DMABUF_EXPORT uint64_t dmabuf_fence_seqno(struct dmabuf_fence *f)
+{
+	return dmb_fence_live(f) ? f->seqno : 0;
+}
+
+DMABUF_EXPORT const char *dmabuf_fence_driver_name(struct dmabuf_fence *f)
+{
+	if (!dmb_fence_live(f))
+		return "";
+	return f->ops->get_driver_name(f);
+}
+
+DMABUF_EXPORT const char *dmabuf_fence_timeline_name(struct dmabuf_fence *f)
+{
+	if (!dmb_fence_live(f))
+		return "";
+	return f->ops->get_timeline_name(f);
+}
+
+/* ---- signalling ---------------------------------------------------------- */
+
+static inline bool cb_pending(const struct dmabuf_fence_cb *cb)
+{
+	return cb->next && cb->next != cb;
+}
+
+static inline void cb_unlink(struct dmabuf_fence_cb *cb)
+{
+	cb->prev->next = cb->next;
+	cb->next->prev = cb->prev;
+	cb->next = cb->prev = cb;
+}
+
+int dmb_fence_signal_locked(struct dmabuf_fence *f, int error, int64_t ts)
+{
+	if (atomic_load_explicit(&f->signaled, memory_order_relaxed))
+		return -EINVAL;
+	if (error && !f->error)
+		f->error = error;
+	f->timestamp = ts;
+	atomic_store_explicit(&f->signaled, true, memory_order_release);
+	/* Unlink each callback before it runs: it may free its storage. */
+	while (f->cb_head.next != &f->cb_head) {
+		struct dmabuf_fence_cb *cb = f->cb_head.next;
+
+		cb_unlink(cb);
+		cb->func(f, cb);
+	}
+	pthread_cond_broadcast(&f->cond);
+	if (f->sf)
+		dmb_sf_signalled_locked(f);
+	return 0;
+}
+
+DMABUF_EXPORT int dmabuf_fence_signal(struct dmabuf_fence *f)
+{
+	int ret;
+
+	if (!dmabuf_fence_get(f))
+		return -EINVAL;
+	/* Imported fences are signalled by their sync file only. */
+	if (f->kind == DMB_FENCE_IMPORTED) {
+		dmabuf_fence_put(f);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&f->lock);
+	ret = dmb_fence_signal_locked(f, 0, dmb_now_ns());
+	pthread_mutex_unlock(&f->lock);
+	dmabuf_fence_put(f);
+	return ret;
+}
+
+DMABUF_EXPORT int dmabuf_fence_set_error(struct dmabuf_fence *f, int error)
+{
+	int ret = 0;
+
+	if (!dmb_fence_live(f) || error >= 0 || error < -4095)
+		return -EINVAL;
+	pthread_mutex_lock(&f->lock);
+	if (atomic_load_explicit(&f->signaled, memory_order_relaxed))
+		ret = -EBUSY;
+	else
+		f->error = error;
+	pthread_mutex_unlock(&f->lock);
+	return ret;
+}
+
+static bool fence_signaled(struct dmabuf_fence *f)
+{
+	if (atomic_load_explicit(&f->signaled, memory_order_acquire))
+		return true;
+	/* An imported fence learns about its signal from its fd. */
+	if (f->kind == DMB_FENCE_IMPORTED)
+		return dmb_sf_poll_imported(f, 0);
+	return false;
+}
+
+DMABUF_EXPORT bool dmabuf_fence_is_signaled(struct dmabuf_fence *f)
+{
+	return dmb_fence_live(f) && fence_signaled(f);
+}
+
+DMABUF_EXPORT int dmabuf_fence_get_status(struct dmabuf_fence *f)
+{
+	if (!dmb_fence_live(f))
+		return -EINVAL;
+	if (!fence_signaled(f))
+		return 0;
+	return f->error ? f->error : 1;
+}
+
+DMABUF_EXPORT int dmabuf_fence_get_timestamp(struct dmabuf_fence *f, int64_t *ns)
+{
+	if (!dmb_fence_live(f) || !ns)
+		return -EINVAL;
+	if (!fence_signaled(f))
+		return -EBUSY;
+	*ns = f->timestamp;
+	return 0;
+}
+
+DMABUF_EXPORT int dmabuf_fence_add_callback(struct dmabuf_fence *f,
+					    struct dmabuf_fence_cb *cb,
+					    dmabuf_fence_func_t func)
+{
+	bool watch = false;
+
+	if (!cb)
+		return -EINVAL;
+	cb->next = cb->prev = cb;
+	if (!func || !dmb_fence_live(f))
+		return -EINVAL;
+	if (fence_signaled(f))
+		return -ENOENT;
+	pthread_mutex_lock(&f->lock);
+	if (atomic_load_explicit(&f->signaled, memory_order_relaxed)) {
+		pthread_mutex_unlock(&f->lock);
+		return -ENOENT;
+	}
+	cb->func = func;
+	cb->prev = f->cb_head.prev;
+	cb->next = &f->cb_head;
+	f->cb_head.prev->next = cb;
+	f->cb_head.prev = cb;
+	watch = f->kind == DMB_FENCE_IMPORTED;
+	pthread_mutex_unlock(&f->lock);
+	/* Nobody in this process signals an imported fence: have its fd
+	 * watched so the callback runs without anyone waiting. */
+	if (watch)
+		dmb_sf_watch(f);
+	return 0;
+}
+
+DMABUF_EXPORT bool dmabuf_fence_remove_callback(struct dmabuf_fence *f,
+						struct dmabuf_fence_cb *cb)
+{
+	bool removed = false;
+
+	if (!cb || !dmb_fence_live(f))
+		return false;
+	pthread_mutex_lock(&f->lock);
+	if (cb_pending(cb)) {
+		cb_unlink(cb);
+		removed = true;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return removed;
+}
+
+static void deadline(struct timespec *ts, int timeout_ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += timeout_ms / 1000;
+	ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+DMABUF_EXPORT int dmabuf_fence_wait(struct dmabuf_fence *f, int timeout_ms)
+{
+	struct timespec ts;
+	int ret = 0;
+
+	if (!dmabuf_fence_get(f))
+		return -EINVAL;
+	if (fence_signaled(f)) {
+		ret = 1;
+	} else if (timeout_ms == 0) {
+		ret = 0;
+	} else if (f->kind == DMB_FENCE_IMPORTED) {
+		ret = dmb_sf_poll_imported(f, timeout_ms < 0 ? -1 : timeout_ms);
+	} else {
+		if (timeout_ms > 0)
+			deadline(&ts, timeout_ms);
+		pthread_mutex_lock(&f->lock);
+		while (!atomic_load_explicit(&f->signaled, memory_order_relaxed)) {
+			if (timeout_ms < 0) {
+				pthread_cond_wait(&f->cond, &f->lock);
+			} else if (pthread_cond_timedwait(&f->cond, &f->lock, &ts)) {
+				break;
+			}
+		}
+		ret = atomic_load_explicit(&f->signaled, memory_order_relaxed);
+		pthread_mutex_unlock(&f->lock);
+	}
+	dmabuf_fence_put(f);
+	return ret;
+}

@@ -1,1 +1,205 @@
-/* SPDX-License-Identifier: MIT */ /* placeholder: being written */
+/* SPDX-License-Identifier: MIT */
+/*
+ * sw_sync: a software timeline for tests. Fences are points on it; the
+ * timeline value only moves forward, and every point it reaches signals.
+ * Destroying the timeline signals what is left with -ENOENT, as closing
+ * the kernel's sw_sync file does (sw_sync_debugfs_release()).
+ *
+ * The timeline is reference counted: its owner holds one reference and each
+ * fence on it one more, so a signalled fence can still name its timeline
+ * after dmabuf_timeline_destroy().
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "fence_private.h"
+
+struct dmabuf_timeline {
+	pthread_mutex_t lock;
+	atomic_uint refcount;
+	uint64_t context;
+	uint32_t value;
+	bool destroyed;
+	char name[DMABUF_SYNC_NAME_LEN];
+	TAILQ_HEAD(dmb_tl_pending, dmabuf_fence) pending;	/* sorted by seqno */
+};
+
+static void timeline_put(struct dmabuf_timeline *tl)
+{
+	if (atomic_fetch_sub(&tl->refcount, 1) != 1)
+		return;
+	pthread_mutex_destroy(&tl->lock);
+	free(tl);
+}
+
+static const char *tl_driver_name(struct dmabuf_fence *f)
+{
+	return "sw_sync";
+}
+
+static const char *tl_timeline_name(struct dmabuf_fence *f)
+{
+	return f->tl->name;
+}
+
+static const struct dmabuf_fence_ops timeline_fence_ops = {
+	.get_driver_name = tl_driver_name,
+	.get_timeline_name = tl_timeline_name,
+};
+
+/* sw_sync compares 32-bit values with wrap-around. */
+static inline bool tl_reached(uint32_t value, uint64_t seqno)
+{
+	return (int32_t)(value - (uint32_t)seqno) >= 0;
+}
+
+void dmb_timeline_fence_fini(struct dmabuf_fence *f)
+{
+	struct dmabuf_timeline *tl = f->tl;
+
+	if (!tl)
+		return;
+	pthread_mutex_lock(&tl->lock);
+	if (f->tl_linked) {
+		TAILQ_REMOVE(&tl->pending, f, tl_link);
+		f->tl_linked = false;
+	}
+	pthread_mutex_unlock(&tl->lock);
+	timeline_put(tl);
+}
+
+DMABUF_EXPORT int dmabuf_timeline_new(const char *name, struct dmabuf_timeline **out)
+{
+	struct dmabuf_timeline *tl;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	tl = calloc(1, sizeof(*tl));
+	if (!tl)
+		return -ENOMEM;
+	pthread_mutex_init(&tl->lock, NULL);
+	atomic_init(&tl->refcount, 1);
+	tl->context = dmabuf_fence_context_alloc(1);
+	snprintf(tl->name, sizeof(tl->name), "%s", name ? name : "sw_sync");
+	TAILQ_INIT(&tl->pending);
+	ret = dmb_obj_add(tl, DMB_OBJ_TIMELINE);
+	if (ret) {
+		pthread_mutex_destroy(&tl->lock);
+		free(tl);
+		return ret;
+	}
+	*out = tl;
+	return 0;
+}
+
+/* Signals every pending point the value has reached (all of them when
+ * error is set). Points are unlinked under the timeline lock, then
+ * signalled under their own lock only, so callbacks may use the timeline. */
+static void timeline_signal(struct dmabuf_timeline *tl, int error)
+{
+	for (;;) {
+		struct dmabuf_fence *f;
+
+		pthread_mutex_lock(&tl->lock);
+		f = TAILQ_FIRST(&tl->pending);
+		if (f && (error || tl_reached(tl->value, f->seqno)) &&
+		    dmb_fence_tryget(f)) {
+			TAILQ_REMOVE(&tl->pending, f, tl_link);
+			f->tl_linked = false;
+		} else if (f && (error || tl_reached(tl->value, f->seqno))) {
+			/* Being freed by its last put: just unlink it. */
+			TAILQ_REMOVE(&tl->pending, f, tl_link);
+			f->tl_linked = false;
+			pthread_mutex_unlock(&tl->lock);
+			continue;
+		} else {
+			pthread_mutex_unlock(&tl->lock);
+			return;
+		}
+		pthread_mutex_unlock(&tl->lock);
+		pthread_mutex_lock(&f->lock);
+		dmb_fence_signal_locked(f, error, dmb_now_ns());
+		pthread_mutex_unlock(&f->lock);
+		dmabuf_fence_put(f);
+	}
+}
+
+DMABUF_EXPORT void dmabuf_timeline_destroy(struct dmabuf_timeline *tl)
+{
+	if (!tl)
+		return;
+	if (!dmb_obj_live(tl, DMB_OBJ_TIMELINE)) {
+		dmb_err(NULL, "dmabuf_timeline_destroy: %p is not a live timeline",
+			(void *)tl);
+		return;
+	}
+	dmb_obj_del(tl);
+	pthread_mutex_lock(&tl->lock);
+	tl->destroyed = true;
+	pthread_mutex_unlock(&tl->lock);
+	timeline_signal(tl, -ENOENT);
+	timeline_put(tl);
+}
+
+DMABUF_EXPORT int dmabuf_timeline_create_fence(struct dmabuf_timeline *tl,
+					       uint32_t value,
+					       struct dmabuf_fence **out)
+{
+	struct dmabuf_fence *f, *pos;
+	bool reached;
+	int ret;
+
+	if (!out || !dmb_obj_live(tl, DMB_OBJ_TIMELINE))
+		return -EINVAL;
+	ret = dmb_fence_create(&timeline_fence_ops, NULL, tl->context, value,
+			       DMB_FENCE_TIMELINE, &f);
+	if (ret)
+		return ret;
+	atomic_fetch_add(&tl->refcount, 1);
+	f->tl = tl;
+	pthread_mutex_lock(&tl->lock);
+	reached = tl_reached(tl->value, value) || tl->destroyed;
+	if (!reached) {
+		/* Keep the list sorted so inc() stops at the first miss. */
+		TAILQ_FOREACH_REVERSE(pos, &tl->pending, dmb_tl_pending, tl_link)
+			if (tl_reached(value, pos->seqno))
+				break;
+		if (pos)
+			TAILQ_INSERT_AFTER(&tl->pending, pos, f, tl_link);
+		else
+			TAILQ_INSERT_HEAD(&tl->pending, f, tl_link);
+		f->tl_linked = true;
+	}
+	pthread_mutex_unlock(&tl->lock);
+	if (reached) {
+		pthread_mutex_lock(&f->lock);
+		dmb_fence_signal_locked(f, tl->destroyed ? -ENOENT : 0, dmb_now_ns());
+		pthread_mutex_unlock(&f->lock);
+	}
+	*out = f;
+	return 0;
+}
+
+DMABUF_EXPORT int dmabuf_timeline_inc(struct dmabuf_timeline *tl, uint32_t inc)
+{
+	if (!dmb_obj_live(tl, DMB_OBJ_TIMELINE))
+		return -EINVAL;
+	pthread_mutex_lock(&tl->lock);
+	tl->value += inc;
+	pthread_mutex_unlock(&tl->lock);
+	timeline_signal(tl, 0);
+	return 0;
+}
+
+DMABUF_EXPORT uint32_t dmabuf_timeline_value(struct dmabuf_timeline *tl)
+{
+	uint32_t v;
+
+	if (!dmb_obj_live(tl, DMB_OBJ_TIMELINE))
+		return 0;
+	pthread_mutex_lock(&tl->lock);
+	v = tl->value;
+	pthread_mutex_unlock(&tl->lock);
+	return v;
+}

@@ -1,0 +1,446 @@
+/* SPDX-License-Identifier: MIT */
+/* Fences: mirrors the kernel's dma-fence selftests (st-dma-fence.c). */
+#include "harness.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dmabuf-fence.h"
+
+static const char *mock_name(struct dmabuf_fence *f)
+{
+	return "mock";
+}
+
+static atomic_int released;
+
+static void mock_release(struct dmabuf_fence *f)
+{
+	atomic_fetch_add(&released, 1);
+}
+
+static const struct dmabuf_fence_ops mock_ops = {
+	.get_driver_name = mock_name,
+	.get_timeline_name = mock_name,
+	.release = mock_release,
+};
+
+static struct dmabuf_fence *mock_fence(void)
+{
+	struct dmabuf_fence *f = NULL;
+
+	assert_int_equal(dmabuf_fence_new(&mock_ops, NULL,
+					  dmabuf_fence_context_alloc(1), 1, &f), 0);
+	assert_non_null(f);
+	return f;
+}
+
+struct simple_cb {
+	struct dmabuf_fence_cb cb;
+	atomic_bool seen;
+};
+
+static void simple_callback(struct dmabuf_fence *f, struct dmabuf_fence_cb *cb)
+{
+	struct simple_cb *s = (struct simple_cb *)cb;
+
+	atomic_store(&s->seen, true);
+}
+
+static void test_sanity(void **state)
+{
+	struct dmabuf_fence *f = mock_fence();
+	const struct dmabuf_fence_ops bad = { .get_driver_name = mock_name };
+	struct dmabuf_fence *g = NULL;
+	int before = atomic_load(&released);
+
+	assert_string_equal(dmabuf_fence_driver_name(f), "mock");
+	assert_string_equal(dmabuf_fence_timeline_name(f), "mock");
+	assert_int_equal(dmabuf_fence_seqno(f), 1);
+	assert_int_equal(dmabuf_fence_new(&bad, NULL, 1, 1, &g), -EINVAL);
+	assert_null(g);
+	assert_int_equal(dmabuf_fence_new(NULL, NULL, 1, 1, &g), -EINVAL);
+	assert_int_equal(dmabuf_fence_signal(f), 0);
+	dmabuf_fence_put(f);
+	assert_int_equal(atomic_load(&released), before + 1);
+	/* A dead fence is reported, not dereferenced. */
+	assert_null(dmabuf_fence_get(f));
+	assert_int_equal(dmabuf_fence_get_status(f), -EINVAL);
+	assert_int_equal(dmabuf_fence_signal(f), -EINVAL);
+}
+
+static void test_context_alloc(void **state)
+{
+	uint64_t a = dmabuf_fence_context_alloc(3);
+	uint64_t b = dmabuf_fence_context_alloc(1);
+
+	assert_true(a != 0);
+	assert_true(b >= a + 3);
+}
+
+static void test_signaling(void **state)
+{
+	struct dmabuf_fence *f = mock_fence();
+
+	assert_false(dmabuf_fence_is_signaled(f));
+	assert_int_equal(dmabuf_fence_signal(f), 0);
+	assert_true(dmabuf_fence_is_signaled(f));
+	/* Signals once. */
+	assert_int_equal(dmabuf_fence_signal(f), -EINVAL);
+	dmabuf_fence_put(f);
+}
+
+static void test_add_callback(void **state)
+{
+	struct dmabuf_fence *f = mock_fence();
+	struct simple_cb cb = { 0 };
+
+	assert_int_equal(dmabuf_fence_add_callback(f, &cb.cb, simple_callback), 0);
+	assert_false(atomic_load(&cb.seen));
+	dmabuf_fence_signal(f);
+	assert_true(atomic_load(&cb.seen));
+	dmabuf_fence_put(f);
+}
+
+static void test_late_add_callback(void **state)
+{
+	struct dmabuf_fence *f = mock_fence();
+	struct simple_cb cb = { 0 };
+
+	dmabuf_fence_signal(f);
+	assert_int_equal(dmabuf_fence_add_callback(f, &cb.cb, simple_callback), -ENOENT);
+	assert_false(atomic_load(&cb.seen));
+	/* Never added, so not removable either. */
+	assert_false(dmabuf_fence_remove_callback(f, &cb.cb));
+	dmabuf_fence_put(f);
+}
+
+static void test_rm_callback(void **state)
+{
+	struct dmabuf_fence *f = mock_fence();
+	struct simple_cb cb = { 0 };
+
+	assert_int_equal(dmabuf_fence_add_callback(f, &cb.cb, simple_callback), 0);
+	assert_true(dmabuf_fence_remove_callback(f, &cb.cb));
+	dmabuf_fence_signal(f);
+	assert_false(atomic_load(&cb.seen));
+	dmabuf_fence_put(f);
+}
+
+static void test_late_rm_callback(void **state)
+{
+	struct dmabuf_fence *f = mock_fence();
+	struct simple_cb cb = { 0 };
+
+	assert_int_equal(dmabuf_fence_add_callback(f, &cb.cb, simple_callback), 0);
+	dmabuf_fence_signal(f);
+	assert_true(atomic_load(&cb.seen));
+	assert_false(dmabuf_fence_remove_callback(f, &cb.cb));
+	dmabuf_fence_put(f);
+}
+
+static void test_status(void **state)
+{
+	struct dmabuf_fence *f = mock_fence();
+	int64_t ts = -1;
+
+	assert_int_equal(dmabuf_fence_get_status(f), 0);
+	assert_int_equal(dmabuf_fence_get_timestamp(f, &ts), -EBUSY);
+	dmabuf_fence_signal(f);
+	assert_int_equal(dmabuf_fence_get_status(f), 1);
+	assert_int_equal(dmabuf_fence_get_timestamp(f, &ts), 0);
+	assert_true(ts > 0);
+	dmabuf_fence_put(f);
+}
+
+static void test_error(void **state)
+{
+	struct dmabuf_fence *f = mock_fence();
+
+	assert_int_equal(dmabuf_fence_set_error(f, 1), -EINVAL);
+	assert_int_equal(dmabuf_fence_set_error(f, 0), -EINVAL);
+	assert_int_equal(dmabuf_fence_set_error(f, -EIO), 0);
+	/* Not visible before the signal. */
+	assert_int_equal(dmabuf_fence_get_status(f), 0);
+	assert_false(dmabuf_fence_is_signaled(f));
+	dmabuf_fence_signal(f);
+	assert_int_equal(dmabuf_fence_get_status(f), -EIO);
+	/* Too late now: status unchanged. */
+	assert_int_equal(dmabuf_fence_set_error(f, -ENODEV), -EBUSY);
+	assert_int_equal(dmabuf_fence_get_status(f), -EIO);
+	dmabuf_fence_put(f);
+}
+
+static void test_wait(void **state)
+{
+	struct dmabuf_fence *f = mock_fence();
+
+	assert_int_equal(dmabuf_fence_wait(f, 0), 0);
+	assert_int_equal(dmabuf_fence_wait(f, 1), 0);
+	dmabuf_fence_signal(f);
+	assert_int_equal(dmabuf_fence_wait(f, 0), 1);
+	assert_int_equal(dmabuf_fence_wait(f, -1), 1);
+	dmabuf_fence_put(f);
+}
+
+static void *signal_later(void *arg)
+{
+	struct timespec ts = { 0, 20 * 1000000 };
+
+	nanosleep(&ts, NULL);
+	dmabuf_fence_signal(arg);
+	return NULL;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void test_wait_timeout(void **state)
+{
+	struct dmabuf_fence *f = mock_fence();
+	pthread_t t;
+	int64_t start;
+
+	/* Times out, after about the time asked for. */
+	start = now_ms();
+	assert_int_equal(dmabuf_fence_wait(f, 30), 0);
+	assert_true(now_ms() - start >= 29);
+	/* Woken by a signal from another thread well before the timeout. */
+	assert_int_equal(pthread_create(&t, NULL, signal_later, f), 0);
+	start = now_ms();
+	assert_int_equal(dmabuf_fence_wait(f, 10000), 1);
+	assert_true(now_ms() - start < 5000);
+	pthread_join(t, NULL);
+	dmabuf_fence_put(f);
+}
+
+static void test_stub(void **state)
+{
+	struct dmabuf_fence *f = NULL;
+	struct simple_cb cb = { 0 };
+
+	assert_int_equal(dmabuf_fence_get_stub(&f), 0);
+	assert_true(dmabuf_fence_is_signaled(f));
+	assert_int_equal(dmabuf_fence_get_status(f), 1);
+	assert_int_equal(dmabuf_fence_context(f), 0);
+	assert_int_equal(dmabuf_fence_wait(f, 0), 1);
+	assert_int_equal(dmabuf_fence_add_callback(f, &cb.cb, simple_callback), -ENOENT);
+	dmabuf_fence_put(f);
+}
+
+static void test_refcount(void **state)
+{
+	struct dmabuf_fence *f = mock_fence();
+	int before = atomic_load(&released);
+
+	assert_ptr_equal(dmabuf_fence_get(f), f);
+	dmabuf_fence_put(f);
+	assert_int_equal(atomic_load(&released), before);
+	assert_int_equal(dmabuf_fence_get_status(f), 0);
+	dmabuf_fence_signal(f);
+	dmabuf_fence_put(f);
+	assert_int_equal(atomic_load(&released), before + 1);
+}
+
+/* Race between signal on one thread and add_callback on another, as the
+ * kernel's race_signal_callback: the callback either runs (added in time)
+ * or add_callback says -ENOENT; never both, never neither. */
+struct race {
+	struct dmabuf_fence *_Atomic fence;
+	atomic_int step;
+	int iterations;
+	int ran, late, bad;
+};
+
+static void *race_thread(void *arg)
+{
+	struct race *r = arg;
+
+	for (int i = 1; i <= r->iterations; i++) {
+		struct dmabuf_fence *f = mock_fence();
+		struct simple_cb cb = { 0 };
+		int ret;
+
+		atomic_store(&r->fence, f);
+		atomic_store(&r->step, i);	/* main thread signals now */
+		/* A varying head start, so both outcomes happen. */
+		for (volatile int k = 0; k < (i % 32) * 40; k++)
+			;
+		ret = dmabuf_fence_add_callback(f, &cb.cb, simple_callback);
+		while (atomic_load(&r->step) != -i)
+			;
+		/* The signal is done: the outcome must be settled. */
+		if (ret == 0 && atomic_load(&cb.seen))
+			r->ran++;
+		else if (ret == -ENOENT && !atomic_load(&cb.seen))
+			r->late++;
+		else
+			r->bad++;
+		if (dmabuf_fence_remove_callback(f, &cb.cb))
+			r->bad++;
+		dmabuf_fence_put(f);
+	}
+	return NULL;
+}
+
+static void test_race_signal_callback(void **state)
+{
+	struct race r = { .iterations = harness_under_valgrind() ? 200 : 5000 };
+	pthread_t t;
+
+	assert_int_equal(pthread_create(&t, NULL, race_thread, &r), 0);
+	for (int i = 1; i <= r.iterations; i++) {
+		while (atomic_load(&r.step) != i)
+			;
+		dmabuf_fence_signal(atomic_load(&r.fence));
+		atomic_store(&r.step, -i);
+	}
+	pthread_join(t, NULL);
+	assert_int_equal(r.bad, 0);
+	assert_int_equal(r.ran + r.late, r.iterations);
+	print_message("race: %d callbacks ran, %d added late\n", r.ran, r.late);
+}
+
+/* Callbacks run in the signalling thread, in order of registration. */
+struct order_cb {
+	struct dmabuf_fence_cb cb;
+	int *log;
+	int *pos;
+	int id;
+};
+
+static void order_callback(struct dmabuf_fence *f, struct dmabuf_fence_cb *cb)
+{
+	struct order_cb *o = (struct order_cb *)cb;
+
+	/* Lock-free queries work from a callback. */
+	assert_int_equal(dmabuf_fence_get_status(f), 1);
+	o->log[(*o->pos)++] = o->id;
+}
+
+static void test_callback_order(void **state)
+{
+	struct dmabuf_fence *f = mock_fence();
+	struct order_cb cbs[4];
+	int log[4] = { 0 }, pos = 0;
+
+	for (int i = 0; i < 4; i++) {
+		cbs[i] = (struct order_cb){ .log = log, .pos = &pos, .id = i + 1 };
+		assert_int_equal(dmabuf_fence_add_callback(f, &cbs[i].cb, order_callback), 0);
+	}
+	assert_true(dmabuf_fence_remove_callback(f, &cbs[2].cb));
+	dmabuf_fence_signal(f);
+	assert_int_equal(pos, 3);
+	assert_int_equal(log[0], 1);
+	assert_int_equal(log[1], 2);
+	assert_int_equal(log[2], 4);
+	dmabuf_fence_put(f);
+}
+
+static void test_merge(void **state)
+{
+	struct dmabuf_fence *a = mock_fence(), *b = mock_fence(), *m = NULL;
+	struct dmabuf_fence *in[3], *out[4];
+	struct simple_cb cb = { 0 };
+
+	/* Merging a fence with itself: that one fence. */
+	in[0] = a;
+	in[1] = a;
+	assert_int_equal(dmabuf_fence_merge(in, 2, &m), 0);
+	assert_ptr_equal(m, a);
+	dmabuf_fence_put(m);
+
+	/* Two contexts: an array that signals when both have, with the
+	 * first error. */
+	in[1] = b;
+	assert_int_equal(dmabuf_fence_merge(in, 2, &m), 0);
+	assert_ptr_not_equal(m, a);
+	assert_ptr_not_equal(m, b);
+	assert_int_equal(dmabuf_fence_unwrap(m, out, 4), 2);
+	assert_int_equal(dmabuf_fence_add_callback(m, &cb.cb, simple_callback), 0);
+	dmabuf_fence_set_error(b, -EIO);
+	dmabuf_fence_signal(b);
+	assert_int_equal(dmabuf_fence_get_status(m), 0);
+	dmabuf_fence_signal(a);
+	assert_true(atomic_load(&cb.seen));
+	assert_int_equal(dmabuf_fence_get_status(m), -EIO);
+	dmabuf_fence_put(m);
+
+	/* Everything signalled: the stub. */
+	assert_int_equal(dmabuf_fence_merge(in, 2, &m), 0);
+	assert_int_equal(dmabuf_fence_context(m), 0);
+	assert_true(dmabuf_fence_is_signaled(m));
+	dmabuf_fence_put(m);
+	assert_int_equal(dmabuf_fence_merge(in, 0, &m), -EINVAL);
+	dmabuf_fence_put(a);
+	dmabuf_fence_put(b);
+}
+
+static void test_merge_same_context(void **state)
+{
+	uint64_t ctx = dmabuf_fence_context_alloc(1);
+	struct dmabuf_fence *f[3], *m = NULL, *inner = NULL;
+
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(dmabuf_fence_new(&mock_ops, NULL, ctx, 5 + i, &f[i]), 0);
+	/* One per context, the later seqno wins. */
+	assert_int_equal(dmabuf_fence_merge(f, 3, &m), 0);
+	assert_ptr_equal(m, f[2]);
+	dmabuf_fence_put(m);
+	/* Arrays are flattened. */
+	struct dmabuf_fence *g = mock_fence(), *pair[2] = { f[0], g };
+	assert_int_equal(dmabuf_fence_merge(pair, 2, &inner), 0);
+	pair[0] = inner;
+	pair[1] = f[1];
+	assert_int_equal(dmabuf_fence_merge(pair, 2, &m), 0);
+	assert_int_equal(dmabuf_fence_unwrap(m, NULL, 0), 2);
+	struct dmabuf_fence *kids[2];
+	dmabuf_fence_unwrap(m, kids, 2);
+	assert_true((kids[0] == f[1] && kids[1] == g) || (kids[0] == g && kids[1] == f[1]));
+	for (int i = 0; i < 3; i++)
+		dmabuf_fence_signal(f[i]);
+	assert_false(dmabuf_fence_is_signaled(m));
+	dmabuf_fence_signal(g);
+	assert_int_equal(dmabuf_fence_wait(m, 1000), 1);
+	assert_int_equal(dmabuf_fence_get_status(inner), 1);
+	dmabuf_fence_put(m);
+	dmabuf_fence_put(inner);
+	dmabuf_fence_put(g);
+	for (int i = 0; i < 3; i++)
+		dmabuf_fence_put(f[i]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		harness_test(test_sanity),
+		harness_test(test_context_alloc),
+		harness_test(test_signaling),
+		harness_test(test_add_callback),
+		harness_test(test_late_add_callback),
+		harness_test(test_rm_callback),
+		harness_test(test_late_rm_callback),
+		harness_test(test_status),
+		harness_test(test_error),
+		harness_test(test_wait),
+		harness_test(test_wait_timeout),
+		harness_test(test_stub),
+		harness_test(test_refcount),
+		harness_test(test_race_signal_callback),
+		harness_test(test_callback_order),
+		harness_test(test_merge),
+		harness_test(test_merge_same_context),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
