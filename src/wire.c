@@ -315,6 +315,8 @@ static void walk_body(struct cur *c, struct dmb_msg *m)
 	/* Replies: status first; a failed reply carries nothing else. */
 	fi32(c, &m->status);
 	frsv(c, 4);
+	if (m->status > 0 || m->status < -DMB_WIRE_MAX_ERRNO)
+		fail(c, c->enc ? -EINVAL : -EPROTO);
 	if (c->err || m->status != 0)
 		return;
 

@@ -1,0 +1,778 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Wire codec: every message round-trips bit-exactly, and every rejection
+ * path of the decoder gives its documented errno.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "wire.h"
+
+#define DMB_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Fd numbers that are not open: the codec must only copy them. */
+static const int FDS[DMB_WIRE_MAX_FDS + 2] = { 901, 902, 903, 904, 905, 906 };
+
+static void p32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void p64(uint8_t *p, uint64_t v)
+{
+	p32(p, (uint32_t)v);
+	p32(p + 4, (uint32_t)(v >> 32));
+}
+
+static void p16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static struct dmb_msg blank(uint16_t op, uint64_t serial)
+{
+	struct dmb_msg m;
+
+	memset(&m, 0, sizeof(m));
+	for (unsigned i = 0; i < DMB_WIRE_MAX_FDS; i++)
+		m.fds[i] = -1;
+	m.op = op;
+	m.serial = serial;
+	m.version = (op == DMB_OP_HELLO || op == DMB_OP_HELLO_REPLY)
+			    ? DMB_WIRE_VERSION_BASE : DMB_WIRE_VERSION_MAX;
+	return m;
+}
+
+static void set_fds(struct dmb_msg *m, unsigned n)
+{
+	m->nfds = n;
+	for (unsigned i = 0; i < n; i++)
+		m->fds[i] = FDS[i];
+}
+
+/* A valid message for every opcode (success replies with payload). */
+static struct dmb_msg sample(uint16_t op)
+{
+	struct dmb_msg m = blank(op, op == DMB_OP_BUFFER_GONE ||
+				     op == DMB_OP_MOVE_NOTIFY ? 0 : 0x1122334455667788ull);
+
+	switch (op) {
+	case DMB_OP_HELLO:
+		m.u.hello = (struct dmb_wire_hello){ 1, 3, 0, 4242 };
+		break;
+	case DMB_OP_IMPORT:
+		set_fds(&m, 1);
+		break;
+	case DMB_OP_RELEASE:
+	case DMB_OP_DETACH:
+	case DMB_OP_DESCRIBE:
+	case DMB_OP_BUFFER_GONE:
+	case DMB_OP_MOVE_NOTIFY:
+		m.u.id.id = 0xdeadbeef01ull;
+		break;
+	case DMB_OP_ATTACH:
+		m.u.attach.buffer_id = 7;
+		strcpy(m.u.attach.name, "camera0");
+		m.u.attach.dma_mask_bits = 32;
+		m.u.attach.dev_flags = DMABUF_DEVICE_IOMMU | DMABUF_DEVICE_P2P;
+		m.u.attach.attach_flags = DMB_WIRE_ATTACH_DYNAMIC;
+		m.u.attach.max_segment_size = 65536;
+		m.u.attach.segment_boundary = 0xffffffff;
+		m.u.attach.alignment = 4096;
+		break;
+	case DMB_OP_MAP:
+	case DMB_OP_UNMAP:
+		m.u.map.id = 9;
+		m.u.map.dir = DMABUF_FROM_DEVICE;
+		break;
+	case DMB_OP_BEGIN_CPU_ACCESS:
+	case DMB_OP_END_CPU_ACCESS:
+		m.u.cpu_access.buffer_id = 3;
+		m.u.cpu_access.dir = DMABUF_BIDIRECTIONAL;
+		break;
+	case DMB_OP_SET_NAME:
+		m.u.set_name.buffer_id = 3;
+		strcpy(m.u.set_name.name, "0123456789012345678901234567890");
+		break;
+	case DMB_OP_FENCE_ATTACH:
+		m.u.fence_attach.buffer_id = 3;
+		m.u.fence_attach.usage = 3;
+		set_fds(&m, 1);
+		break;
+	case DMB_OP_FENCE_EXPORT:
+		m.u.fence_export.buffer_id = 3;
+		m.u.fence_export.flags = DMB_WIRE_FENCE_READ | DMB_WIRE_FENCE_WRITE;
+		break;
+	case DMB_OP_GET_BACKING:
+		m.u.get_backing.buffer_id = 3;
+		m.u.get_backing.first = 32;
+		break;
+	case DMB_OP_HELLO_REPLY:
+		m.u.hello_reply = (struct dmb_wire_hello_reply){
+			.version = 1, .max_msg = DMB_WIRE_MAX_MSG,
+			.max_fds = DMB_WIRE_MAX_FDS, .max_buffers = 1024,
+			.max_attachments = 4096, .max_mappings = 8192, .pid = 77 };
+		break;
+	case DMB_OP_IMPORT_REPLY: {
+		struct dmb_wire_import_reply *r = &m.u.import_reply;
+
+		r->buffer_id = 5;
+		r->size = 5 * 4096;
+		r->flags = O_RDWR;
+		strcpy(r->exp_name, "udmabuf");
+		strcpy(r->name, "frame");
+		r->backing.total = 40;
+		r->backing.count = 3;
+		r->backing.r[0] = (struct dmb_wire_range){ 0, 0, 4096 };
+		r->backing.r[1] = (struct dmb_wire_range){ 1, 8192, 8192 };
+		r->backing.r[2] = (struct dmb_wire_range){ 0, 4096, 8192 };
+		set_fds(&m, 2);
+		break;
+	}
+	case DMB_OP_ATTACH_REPLY:
+		m.u.attach_reply.attachment_id = 11;
+		break;
+	case DMB_OP_MAP_REPLY: {
+		struct dmb_wire_map_reply *r = &m.u.map_reply;
+
+		r->mapping_id = 12;
+		r->size = 3 * 4096;
+		r->count = 2;
+		r->sg[0] = (struct dmabuf_sg_entry){ 0, 4096, 0x100000 };
+		r->sg[1] = (struct dmabuf_sg_entry){ 4096, 8192, 0x7000 };
+		break;
+	}
+	case DMB_OP_DESCRIBE_REPLY: {
+		struct dmb_wire_describe_reply *r = &m.u.describe_reply;
+
+		r->size = 1ull << 30;
+		r->flags = O_RDONLY;
+		r->info_flags = DMB_WIRE_INFO_MASK;
+		r->attachments = 2;
+		r->mappings = 1;
+		r->importers = 3;
+		r->vmap_count = 1;
+		strcpy(r->exp_name, "system");
+		break;
+	}
+	case DMB_OP_FENCE_EXPORT_REPLY:
+		set_fds(&m, 1);
+		break;
+	case DMB_OP_GET_BACKING_REPLY:
+		m.u.backing.total = 40;
+		m.u.backing.first = 32;
+		m.u.backing.count = 8;
+		for (unsigned i = 0; i < 8; i++)
+			m.u.backing.r[i] = (struct dmb_wire_range){
+				i % 4, i * 4096ull, 4096 };
+		set_fds(&m, 4);
+		break;
+	default:
+		break;	/* status-only replies */
+	}
+	return m;
+}
+
+static const uint16_t all_ops[] = {
+	DMB_OP_HELLO, DMB_OP_IMPORT, DMB_OP_RELEASE, DMB_OP_ATTACH,
+	DMB_OP_DETACH, DMB_OP_MAP, DMB_OP_UNMAP, DMB_OP_BEGIN_CPU_ACCESS,
+	DMB_OP_END_CPU_ACCESS, DMB_OP_SET_NAME, DMB_OP_DESCRIBE,
+	DMB_OP_FENCE_ATTACH, DMB_OP_FENCE_EXPORT, DMB_OP_GET_BACKING,
+	DMB_OP_HELLO_REPLY, DMB_OP_IMPORT_REPLY, DMB_OP_RELEASE_REPLY,
+	DMB_OP_ATTACH_REPLY, DMB_OP_DETACH_REPLY, DMB_OP_MAP_REPLY,
+	DMB_OP_UNMAP_REPLY, DMB_OP_BEGIN_CPU_ACCESS_REPLY,
+	DMB_OP_END_CPU_ACCESS_REPLY, DMB_OP_SET_NAME_REPLY,
+	DMB_OP_DESCRIBE_REPLY, DMB_OP_FENCE_ATTACH_REPLY,
+	DMB_OP_FENCE_EXPORT_REPLY, DMB_OP_GET_BACKING_REPLY,
+	DMB_OP_BUFFER_GONE, DMB_OP_MOVE_NOTIFY,
+};
+
+static enum dmb_wire_side receiver_of(uint16_t op)
+{
+	return (op & (DMB_WIRE_OP_REPLY | DMB_WIRE_OP_EVENT)) ? DMB_WIRE_CLIENT
+							      : DMB_WIRE_SERVER;
+}
+
+static enum dmb_wire_side sender_of(uint16_t op)
+{
+	return receiver_of(op) == DMB_WIRE_SERVER ? DMB_WIRE_CLIENT
+						  : DMB_WIRE_SERVER;
+}
+
+static size_t enc(const struct dmb_msg *m, uint8_t *buf)
+{
+	int n = dmb_wire_encode(buf, DMB_WIRE_MAX_MSG, m);
+
+	if (n <= 0)
+		fail_msg("encode of %s failed: %d", dmb_wire_op_name(m->op), n);
+	return (size_t)n;
+}
+
+/* Decodes buf as the natural receiver with the message's own fd count. */
+static int dec(const uint8_t *buf, size_t len, unsigned nfds, uint16_t op,
+	       struct dmb_msg *out)
+{
+	return dmb_wire_decode(buf, len, FDS, nfds, receiver_of(op), out);
+}
+
+/* ---- round trips ------------------------------------------------------------- */
+
+static void check_round_trip(const struct dmb_msg *m)
+{
+	uint8_t buf[DMB_WIRE_MAX_MSG], again[DMB_WIRE_MAX_MSG];
+	struct dmb_msg out;
+	size_t len = enc(m, buf);
+
+	assert_int_equal(dmb_wire_decode(buf, len, FDS, m->nfds,
+					 receiver_of(m->op), &out), 0);
+	assert_memory_equal(&out, m, sizeof(out));
+	assert_int_equal(enc(&out, again), len);
+	assert_memory_equal(again, buf, len);
+	/* Header fields where docs/protocol.md puts them. */
+	assert_int_equal(buf[0], 'D');
+	assert_int_equal(buf[3], 'W');
+	assert_int_equal(buf[8] | buf[9] << 8, len);
+	assert_int_equal(buf[12], m->nfds);
+}
+
+static void test_round_trip_all(void **state)
+{
+	unsigned fds_before = (unsigned)harness_count_fds();
+
+	for (size_t i = 0; i < DMB_ARRAY_SIZE(all_ops); i++) {
+		struct dmb_msg m = sample(all_ops[i]);
+
+		check_round_trip(&m);
+		assert_string_not_equal(dmb_wire_op_name(all_ops[i]), "?");
+	}
+	/* The codec never opened or closed anything. */
+	assert_int_equal(harness_count_fds(), fds_before);
+}
+
+static void test_round_trip_error_replies(void **state)
+{
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+	struct dmb_msg out;
+
+	for (uint16_t op = DMB_OP_HELLO; op <= DMB_OP__LAST_REQUEST; op++) {
+		int n = dmb_wire_encode_error(buf, sizeof(buf), op, 99, -ENOENT);
+
+		assert_int_equal(n, DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE);
+		assert_int_equal(dmb_wire_decode(buf, (size_t)n, NULL, 0,
+						 DMB_WIRE_CLIENT, &out), 0);
+		assert_int_equal(out.op, DMB_WIRE_OP_REPLY | op);
+		assert_int_equal(out.status, -ENOENT);
+		assert_int_equal(out.serial, 99);
+		assert_int_equal(out.nfds, 0);
+	}
+	assert_int_equal(dmb_wire_encode_error(buf, sizeof(buf), DMB_OP_MAP, 1, 0),
+			 -EINVAL);
+	assert_int_equal(dmb_wire_encode_error(buf, sizeof(buf), DMB_OP_MAP, 1, -5000),
+			 -EINVAL);
+	assert_int_equal(dmb_wire_encode_error(buf, sizeof(buf), DMB_OP_MAP_REPLY, 1,
+					       -EINVAL), -EINVAL);
+	assert_int_equal(dmb_wire_encode_error(buf, sizeof(buf), DMB_OP_MAP, 0,
+					       -EINVAL), -EINVAL);
+}
+
+static void test_round_trip_variants(void **state)
+{
+	struct dmb_msg m;
+
+	/* IMPORT_REPLY whose bytes live in the dma-buf file: no ranges. */
+	m = sample(DMB_OP_IMPORT_REPLY);
+	memset(&m.u.import_reply.backing, 0, sizeof(m.u.import_reply.backing));
+	set_fds(&m, 0);
+	m.fds[0] = m.fds[1] = -1;
+	check_round_trip(&m);
+
+	/* MAP_REPLY with entries in a memfd. */
+	m = sample(DMB_OP_MAP_REPLY);
+	memset(m.u.map_reply.sg, 0, sizeof(m.u.map_reply.sg));
+	m.u.map_reply.flags = DMB_WIRE_MAP_SG_MEMFD;
+	m.u.map_reply.count = 3;
+	set_fds(&m, 1);
+	check_round_trip(&m);
+
+	/* The most inline sg entries one message holds. */
+	m = sample(DMB_OP_MAP_REPLY);
+	m.u.map_reply.count = DMB_WIRE_MAX_INLINE_SG;
+	m.u.map_reply.size = DMB_WIRE_MAX_INLINE_SG * 4096ull;
+	for (unsigned i = 0; i < DMB_WIRE_MAX_INLINE_SG; i++)
+		m.u.map_reply.sg[i] = (struct dmabuf_sg_entry){
+			i * 4096ull, 4096, (1ull << 40) - (i + 1) * 4096ull };
+	check_round_trip(&m);
+
+	/* Empty names, a full-length name, and the default version. */
+	m = sample(DMB_OP_SET_NAME);
+	memset(m.u.set_name.name, 0, sizeof(m.u.set_name.name));
+	check_round_trip(&m);
+	m = sample(DMB_OP_RELEASE);
+	m.version = 0;
+	{
+		uint8_t buf[DMB_WIRE_MAX_MSG];
+		struct dmb_msg out;
+		size_t len = enc(&m, buf);
+
+		assert_int_equal(dec(buf, len, 0, m.op, &out), 0);
+		assert_int_equal(out.version, DMB_WIRE_VERSION_MAX);
+	}
+}
+
+/* The exact bytes of one message: little-endian, documented offsets. */
+static void test_golden_bytes(void **state)
+{
+	static const uint8_t want[] = {
+		'D', 'M', 'B', 'W',		/* magic */
+		1, 0,				/* version */
+		0x03, 0x00,			/* RELEASE */
+		32, 0, 0, 0,			/* length */
+		0, 0,				/* nfds */
+		0, 0,				/* reserved */
+		0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* serial */
+		0x01, 0xef, 0xbe, 0xad, 0xde, 0, 0, 0,	/* buffer id */
+	};
+	struct dmb_msg m = sample(DMB_OP_RELEASE);
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+
+	assert_int_equal(enc(&m, buf), sizeof(want));
+	assert_memory_equal(buf, want, sizeof(want));
+}
+
+/* ---- rejections --------------------------------------------------------------- */
+
+/* Encodes sample(op), lets mutate() change the bytes, decodes. */
+static int mutated(uint16_t op, void (*mutate)(uint8_t *buf, size_t *len),
+		   unsigned nfds_override)
+{
+	struct dmb_msg m = sample(op), out;
+	uint8_t buf[DMB_WIRE_MAX_MSG + 64];
+	size_t len = enc(&m, buf);
+	unsigned nfds = nfds_override == ~0u ? m.nfds : nfds_override;
+	int ret;
+
+	if (mutate)
+		mutate(buf, &len);
+	ret = dmb_wire_decode(buf, len, FDS, nfds, receiver_of(op), &out);
+	if (ret < 0) {
+		/* Nothing of a rejected message is handed on. */
+		assert_int_equal(out.nfds, 0);
+		assert_int_equal(out.fds[0], -1);
+		assert_int_equal(out.status, 0);
+	}
+	return ret;
+}
+
+#define BODY DMB_WIRE_HDR_SIZE
+#define RBODY (DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE)
+
+static void fix_len(uint8_t *buf, size_t len)
+{
+	p32(buf + 8, (uint32_t)len);
+}
+
+static void m_magic(uint8_t *b, size_t *l) { b[0] ^= 0x20; }
+static void m_version0(uint8_t *b, size_t *l) { p16(b + 4, 0); }
+static void m_version2(uint8_t *b, size_t *l) { p16(b + 4, 2); }
+static void m_len_hdr_big(uint8_t *b, size_t *l) { p32(b + 8, (uint32_t)*l + 1); }
+static void m_len_hdr_small(uint8_t *b, size_t *l) { p32(b + 8, (uint32_t)*l - 1); }
+static void m_short(uint8_t *b, size_t *l) { *l = DMB_WIRE_HDR_SIZE - 1; }
+static void m_empty(uint8_t *b, size_t *l) { *l = 0; }
+static void m_huge(uint8_t *b, size_t *l) { *l = DMB_WIRE_MAX_MSG + 1; fix_len(b, *l); }
+static void m_hdr_rsv(uint8_t *b, size_t *l) { b[15] = 1; }
+static void m_hdr_nfds5(uint8_t *b, size_t *l) { p16(b + 12, 5); }
+static void m_hdr_nfds1(uint8_t *b, size_t *l) { p16(b + 12, 1); }
+static void m_hdr_nfds0(uint8_t *b, size_t *l) { p16(b + 12, 0); }
+static void m_hdr_nfds2(uint8_t *b, size_t *l) { p16(b + 12, 2); }
+static void m_serial0(uint8_t *b, size_t *l) { p64(b + 16, 0); }
+static void m_serial5(uint8_t *b, size_t *l) { p64(b + 16, 5); }
+static void m_op_ff(uint8_t *b, size_t *l) { p16(b + 6, 0x00ff); }
+static void m_op_reply_ff(uint8_t *b, size_t *l) { p16(b + 6, 0x80ff); }
+static void m_op_both(uint8_t *b, size_t *l) { p16(b + 6, 0xc001); }
+static void m_op_0(uint8_t *b, size_t *l) { p16(b + 6, 0); }
+static void m_op_release_reply(uint8_t *b, size_t *l) { p16(b + 6, DMB_OP_RELEASE_REPLY); }
+static void m_op_release(uint8_t *b, size_t *l) { p16(b + 6, DMB_OP_RELEASE); }
+static void m_op_gone(uint8_t *b, size_t *l) { p16(b + 6, DMB_OP_BUFFER_GONE); p64(b + 16, 0); }
+static void m_grow4(uint8_t *b, size_t *l) { memset(b + *l, 0, 4); *l += 4; fix_len(b, *l); }
+static void m_shrink4(uint8_t *b, size_t *l) { *l -= 4; fix_len(b, *l); }
+static void m_shrink1(uint8_t *b, size_t *l) { *l -= 1; fix_len(b, *l); }
+static void m_id0(uint8_t *b, size_t *l) { p64(b + BODY, 0); }
+static void m_dir3(uint8_t *b, size_t *l) { p32(b + BODY + 8, 3); }
+static void m_dir_big(uint8_t *b, size_t *l) { p32(b + BODY + 8, 0x80000001u); }
+static void m_body_rsv12(uint8_t *b, size_t *l) { b[BODY + 12] = 1; }
+static void m_flags1_at0(uint8_t *b, size_t *l) { p32(b + BODY, 1); }
+static void m_rsv4_at4(uint8_t *b, size_t *l) { b[BODY + 7] = 0x80; }
+static void m_fe_flags0(uint8_t *b, size_t *l) { p32(b + BODY + 8, 0); }
+static void m_fe_flags4(uint8_t *b, size_t *l) { p32(b + BODY + 8, 7); }
+static void m_usage4(uint8_t *b, size_t *l) { p32(b + BODY + 8, 4); }
+
+static void test_reject_framing(void **state)
+{
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_short, ~0u), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_empty, ~0u), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_huge, ~0u), -EMSGSIZE);
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_magic, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_version0, ~0u), -EPROTONOSUPPORT);
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_version2, ~0u), -EPROTONOSUPPORT);
+	assert_int_equal(mutated(DMB_OP_HELLO, m_version2, ~0u), -EPROTONOSUPPORT);
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_len_hdr_big, ~0u), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_len_hdr_small, ~0u), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_hdr_rsv, ~0u), -EPROTO);
+	/* Body longer or shorter than the opcode's layout. */
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_grow4, ~0u), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_shrink4, ~0u), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_ATTACH, m_shrink1, ~0u), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_HELLO_REPLY, m_grow4, ~0u), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_RELEASE_REPLY, m_grow4, ~0u), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_DESCRIBE_REPLY, m_shrink4, ~0u), -EBADMSG);
+
+	/* Bad arguments. */
+	struct dmb_msg out;
+	uint8_t buf[64] = { 0 };
+
+	assert_int_equal(dmb_wire_decode(NULL, 24, NULL, 0, DMB_WIRE_SERVER, &out), -EINVAL);
+	assert_int_equal(dmb_wire_decode(buf, 24, NULL, 0, DMB_WIRE_SERVER, NULL), -EINVAL);
+	assert_int_equal(dmb_wire_decode(buf, 24, NULL, 1, DMB_WIRE_SERVER, &out), -EINVAL);
+	assert_int_equal(dmb_wire_decode(buf, 24, NULL, 0, 0, &out), -EINVAL);
+}
+
+static void test_reject_ops_and_direction(void **state)
+{
+	struct dmb_msg m = sample(DMB_OP_RELEASE), out;
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+	size_t len;
+
+	/* Unknown request: header valid, so op and serial are reported. */
+	len = enc(&m, buf);
+	p16(buf + 6, 0x0077);
+	assert_int_equal(dmb_wire_decode(buf, len, NULL, 0, DMB_WIRE_SERVER, &out),
+			 -EOPNOTSUPP);
+	assert_int_equal(out.op, 0x0077);
+	assert_int_equal(out.serial, m.serial);
+
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_op_ff, ~0u), -EOPNOTSUPP);
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_op_0, ~0u), -EOPNOTSUPP);
+	assert_int_equal(mutated(DMB_OP_RELEASE_REPLY, m_op_reply_ff, ~0u), -EOPNOTSUPP);
+	assert_int_equal(mutated(DMB_OP_BUFFER_GONE, m_op_both, ~0u), -EOPNOTSUPP);
+
+	/* A reply or an event from a client; a request to a client. */
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_op_release_reply, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_op_gone, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_op_reply_ff, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_RELEASE_REPLY, m_op_release, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_BUFFER_GONE, m_op_ff, ~0u), -EPROTO);
+	for (size_t i = 0; i < DMB_ARRAY_SIZE(all_ops); i++) {
+		struct dmb_msg s = sample(all_ops[i]);
+
+		len = enc(&s, buf);
+		assert_int_equal(dmb_wire_decode(buf, len, FDS, s.nfds,
+						 sender_of(s.op), &out), -EPROTO);
+	}
+
+	/* Serials: never 0 for requests and replies, always 0 for events. */
+	assert_int_equal(mutated(DMB_OP_HELLO, m_serial0, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_MAP_REPLY, m_serial0, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_MOVE_NOTIFY, m_serial5, ~0u), -EPROTO);
+}
+
+static void test_reject_fd_counts(void **state)
+{
+	/* Received fds versus the header's count. */
+	assert_int_equal(mutated(DMB_OP_IMPORT, NULL, 0), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_IMPORT, NULL, 2), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_IMPORT, NULL, 5), -EMSGSIZE);
+	assert_int_equal(mutated(DMB_OP_IMPORT, m_hdr_nfds5, 5), -EMSGSIZE);
+	assert_int_equal(mutated(DMB_OP_RELEASE, NULL, 1), -EBADMSG);
+	/* Header and received agree, but the opcode wants another count. */
+	assert_int_equal(mutated(DMB_OP_IMPORT, m_hdr_nfds0, 0), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_IMPORT, m_hdr_nfds2, 2), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_hdr_nfds1, 1), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_FENCE_ATTACH, m_hdr_nfds0, 0), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_FENCE_EXPORT_REPLY, m_hdr_nfds0, 0), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_MAP_REPLY, m_hdr_nfds1, 1), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_IMPORT_REPLY, m_hdr_nfds1, 1), -EBADMSG);
+	assert_int_equal(mutated(DMB_OP_GET_BACKING_REPLY, m_hdr_nfds2, 2), -EBADMSG);
+
+	/* A failed reply carries no fd. */
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+	struct dmb_msg out;
+	int n = dmb_wire_encode_error(buf, sizeof(buf), DMB_OP_FENCE_EXPORT, 4,
+				      -EINVAL);
+
+	p16(buf + 12, 1);
+	assert_int_equal(dmb_wire_decode(buf, (size_t)n, FDS, 1, DMB_WIRE_CLIENT,
+					 &out), -EBADMSG);
+}
+
+static void test_reject_fields(void **state)
+{
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_id0, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_ATTACH, m_id0, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_BUFFER_GONE, m_id0, ~0u), -EPROTO);
+	/* Directions. */
+	assert_int_equal(mutated(DMB_OP_MAP, m_dir3, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_UNMAP, m_dir_big, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_BEGIN_CPU_ACCESS, m_dir3, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_END_CPU_ACCESS, m_dir_big, ~0u), -EPROTO);
+	/* Must-be-zero flags and reserved bytes. */
+	assert_int_equal(mutated(DMB_OP_IMPORT, m_flags1_at0, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_IMPORT, m_rsv4_at4, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_MAP, m_body_rsv12, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_FENCE_ATTACH, m_body_rsv12, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_FENCE_ATTACH, m_usage4, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_FENCE_EXPORT, m_fe_flags0, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_FENCE_EXPORT, m_fe_flags4, ~0u), -EPROTO);
+}
+
+/* A valid encoded sample with one field overwritten at a known offset
+ * (the encoder refuses to produce invalid messages, so patch the bytes). */
+struct patch {
+	uint16_t op;
+	size_t off;	/* from the start of the message */
+	int width;	/* 1, 2, 4, 8 */
+	uint64_t val;
+	int want;
+};
+
+static int apply(const struct patch *p)
+{
+	struct dmb_msg m = sample(p->op), out;
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+	size_t len = enc(&m, buf);
+
+	switch (p->width) {
+	case 1: buf[p->off] = (uint8_t)p->val; break;
+	case 2: p16(buf + p->off, (uint16_t)p->val); break;
+	case 4: p32(buf + p->off, (uint32_t)p->val); break;
+	default: p64(buf + p->off, p->val); break;
+	}
+	return dmb_wire_decode(buf, len, FDS, m.nfds, receiver_of(p->op), &out);
+}
+
+static void test_reject_patches(void **state)
+{
+	static const struct patch patches[] = {
+		/* HELLO: min > max, min 0, flags, pid beyond pid_t */
+		{ DMB_OP_HELLO, BODY + 0, 2, 4, -EPROTO },
+		{ DMB_OP_HELLO, BODY + 0, 2, 0, -EPROTO },
+		{ DMB_OP_HELLO, BODY + 4, 4, 1, -EPROTO },
+		{ DMB_OP_HELLO, BODY + 8, 4, 0x80000000u, -EPROTO },
+		{ DMB_OP_HELLO, BODY + 12, 1, 1, -EPROTO },
+		/* HELLO_REPLY: version, limits, flags, status */
+		{ DMB_OP_HELLO_REPLY, RBODY + 0, 2, 2, -EPROTONOSUPPORT },
+		{ DMB_OP_HELLO_REPLY, RBODY + 0, 2, 0, -EPROTONOSUPPORT },
+		{ DMB_OP_HELLO_REPLY, RBODY + 2, 2, 1, -EPROTO },
+		{ DMB_OP_HELLO_REPLY, RBODY + 4, 4, 1, -EPROTO },
+		{ DMB_OP_HELLO_REPLY, RBODY + 8, 4, DMB_WIRE_MAX_MSG + 1, -EPROTO },
+		{ DMB_OP_HELLO_REPLY, RBODY + 12, 4, 0, -EPROTO },
+		{ DMB_OP_HELLO_REPLY, RBODY + 12, 4, DMB_WIRE_MAX_FDS + 1, -EPROTO },
+		{ DMB_OP_HELLO_REPLY, RBODY + 16, 4, 0, -EPROTO },
+		{ DMB_OP_HELLO_REPLY, BODY + 0, 4, 1, -EPROTO },	/* status > 0 */
+		{ DMB_OP_HELLO_REPLY, BODY + 4, 4, 1, -EPROTO },	/* reserved */
+		/* a failed reply with payload: status -1 with 32 bytes after */
+		{ DMB_OP_HELLO_REPLY, BODY + 0, 4, (uint32_t)-1, -EBADMSG },
+		{ DMB_OP_RELEASE_REPLY, BODY + 0, 4, (uint32_t)-4096, -EPROTO },
+		/* ATTACH device description */
+		{ DMB_OP_ATTACH, BODY + 40, 4, 11, -EPROTO },
+		{ DMB_OP_ATTACH, BODY + 40, 4, 65, -EPROTO },
+		{ DMB_OP_ATTACH, BODY + 44, 4, 1u << 3, -EPROTO },
+		{ DMB_OP_ATTACH, BODY + 48, 4, 2, -EPROTO },
+		{ DMB_OP_ATTACH, BODY + 52, 4, 1, -EPROTO },
+		{ DMB_OP_ATTACH, BODY + 56, 8, 0, -EPROTO },
+		{ DMB_OP_ATTACH, BODY + 56, 8, 4097, -EPROTO },
+		{ DMB_OP_ATTACH, BODY + 64, 8, 0x10000, -EPROTO },
+		{ DMB_OP_ATTACH, BODY + 64, 8, 0x7ff, -EPROTO },
+		{ DMB_OP_ATTACH, BODY + 72, 8, 2048, -EPROTO },
+		{ DMB_OP_ATTACH, BODY + 72, 8, 12288, -EPROTO },
+		/* names: no NUL in the field; garbage after the NUL */
+		{ DMB_OP_SET_NAME, BODY + 8 + 31, 1, 'x', -EPROTO },
+		{ DMB_OP_ATTACH, BODY + 8 + 20, 1, 'x', -EPROTO },
+		{ DMB_OP_IMPORT_REPLY, RBODY + 24 + 31, 1, 'x', -EPROTO },
+		{ DMB_OP_DESCRIBE_REPLY, RBODY + 64 + 31, 1, 'x', -EPROTO },
+		/* IMPORT_REPLY: size, access flags, ranges */
+		{ DMB_OP_IMPORT_REPLY, RBODY + 8, 8, 0, -EPROTO },
+		{ DMB_OP_IMPORT_REPLY, RBODY + 8, 8, 4095, -EPROTO },
+		{ DMB_OP_IMPORT_REPLY, RBODY + 8, 8, 4096, -EPROTO },	/* < ranges */
+		{ DMB_OP_IMPORT_REPLY, RBODY + 16, 4, O_WRONLY, -EPROTO },
+		{ DMB_OP_IMPORT_REPLY, RBODY + 16, 4, O_RDWR | O_CLOEXEC, -EPROTO },
+		{ DMB_OP_IMPORT_REPLY, RBODY + 88, 4, 2, -EPROTO },	/* total < count */
+		{ DMB_OP_IMPORT_REPLY, RBODY + 88, 4, 1025, -EPROTO },
+		{ DMB_OP_IMPORT_REPLY, RBODY + 92, 4, 1, -EPROTO },	/* first != 0 */
+		{ DMB_OP_IMPORT_REPLY, RBODY + 96, 4, 4, -EBADMSG },	/* count vs len */
+		{ DMB_OP_IMPORT_REPLY, RBODY + 96, 4, 0xffffffffu, -EBADMSG },
+		{ DMB_OP_IMPORT_REPLY, RBODY + 100, 4, 1, -EPROTO },
+		{ DMB_OP_IMPORT_REPLY, RBODY + 104, 4, 4, -EPROTO },	/* fd index */
+		{ DMB_OP_IMPORT_REPLY, RBODY + 104 + 24, 4, 2, -EPROTO }, /* gap */
+		{ DMB_OP_IMPORT_REPLY, RBODY + 104 + 24, 4, 0, -EBADMSG }, /* stray fd */
+		{ DMB_OP_IMPORT_REPLY, RBODY + 104 + 8, 8, 100, -EPROTO },
+		{ DMB_OP_IMPORT_REPLY, RBODY + 104 + 16, 8, 0, -EPROTO },
+		{ DMB_OP_IMPORT_REPLY, RBODY + 104 + 8, 8, UINT64_MAX - 4095, -EPROTO },
+		{ DMB_OP_IMPORT_REPLY, RBODY + 104 + 16, 8, UINT64_MAX - 4095, -EPROTO },
+		/* GET_BACKING(_REPLY) */
+		{ DMB_OP_GET_BACKING, BODY + 8, 4, 1024, -EPROTO },
+		{ DMB_OP_GET_BACKING_REPLY, RBODY + 4, 4, 40, -EPROTO },	/* first */
+		{ DMB_OP_GET_BACKING_REPLY, RBODY + 4, 4, 33, -EPROTO },	/* past total */
+		{ DMB_OP_GET_BACKING_REPLY, RBODY + 8, 4, 9, -EBADMSG },
+		/* MAP_REPLY: id, size, flags, count, entries */
+		{ DMB_OP_MAP_REPLY, RBODY + 0, 8, 0, -EPROTO },
+		{ DMB_OP_MAP_REPLY, RBODY + 8, 8, 4 * 4096, -EPROTO },	/* sum */
+		{ DMB_OP_MAP_REPLY, RBODY + 8, 8, 3 * 4096 + 1, -EPROTO },
+		{ DMB_OP_MAP_REPLY, RBODY + 20, 4, 2, -EPROTO },
+		{ DMB_OP_MAP_REPLY, RBODY + 16, 4, 3, -EBADMSG },
+		{ DMB_OP_MAP_REPLY, RBODY + 16, 4, 1, -EBADMSG },
+		{ DMB_OP_MAP_REPLY, RBODY + 16, 4, 0, -EBADMSG },
+		{ DMB_OP_MAP_REPLY, RBODY + 16, 4, 0x0aaaaaabu, -EBADMSG }, /* *24 wraps u32 */
+		{ DMB_OP_MAP_REPLY, RBODY + 24, 8, 4096, -EPROTO },	/* first offset */
+		{ DMB_OP_MAP_REPLY, RBODY + 32, 8, 4095, -EPROTO },	/* length */
+		{ DMB_OP_MAP_REPLY, RBODY + 40, 8, 0x100001, -EPROTO },	/* phys */
+		{ DMB_OP_MAP_REPLY, RBODY + 64, 8, UINT64_MAX - 4095, -EPROTO },
+		{ DMB_OP_MAP_REPLY, RBODY + 56, 8, UINT64_MAX - 4095, -EPROTO },
+		{ DMB_OP_MAP_REPLY, RBODY + 48, 8, 8192, -EPROTO },	/* gap */
+		/* DESCRIBE_REPLY */
+		{ DMB_OP_DESCRIBE_REPLY, RBODY + 8, 4, 1, -EPROTO },
+		{ DMB_OP_DESCRIBE_REPLY, RBODY + 12, 4, 4, -EPROTO },
+		{ DMB_OP_DESCRIBE_REPLY, RBODY + 0, 8, 0, -EPROTO },
+		{ DMB_OP_ATTACH_REPLY, RBODY + 0, 8, 0, -EPROTO },
+	};
+
+	for (size_t i = 0; i < DMB_ARRAY_SIZE(patches); i++) {
+		int got = apply(&patches[i]);
+
+		if (got != patches[i].want)
+			fail_msg("patch %zu (%s @%zu = %#llx): got %d, want %d", i,
+				 dmb_wire_op_name(patches[i].op), patches[i].off,
+				 (unsigned long long)patches[i].val, got,
+				 patches[i].want);
+	}
+}
+
+/* MAP_REPLY in a memfd: count bounded by size, and no inline bytes. */
+static void test_reject_map_memfd(void **state)
+{
+	struct dmb_msg m = sample(DMB_OP_MAP_REPLY), out;
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+	size_t len;
+
+	memset(m.u.map_reply.sg, 0, sizeof(m.u.map_reply.sg));
+	m.u.map_reply.flags = DMB_WIRE_MAP_SG_MEMFD;
+	m.u.map_reply.count = 3;
+	set_fds(&m, 1);
+	len = enc(&m, buf);
+	p32(buf + RBODY + 16, 4);	/* more entries than pages */
+	assert_int_equal(dec(buf, len, 1, m.op, &out), -EPROTO);
+	p32(buf + RBODY + 16, 0);
+	assert_int_equal(dec(buf, len, 1, m.op, &out), -EPROTO);
+	p32(buf + RBODY + 16, 3);
+	assert_int_equal(dec(buf, len, 1, m.op, &out), 0);
+	assert_int_equal(out.fds[0], FDS[0]);
+	assert_int_equal(out.u.map_reply.count, 3);
+	/* Trailing entries after a memfd reply. */
+	memset(buf + len, 0, 24);
+	p32(buf + 8, (uint32_t)len + 24);
+	assert_int_equal(dec(buf, len + 24, 1, m.op, &out), -EBADMSG);
+}
+
+static void test_encoder_checks(void **state)
+{
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+	struct dmb_msg m;
+
+	m = sample(DMB_OP_SET_NAME);
+	memset(m.u.set_name.name, 'a', sizeof(m.u.set_name.name));
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+
+	/* Bytes after the NUL are not sent: the encoder canonicalises. */
+	m = sample(DMB_OP_SET_NAME);
+	strcpy(m.u.set_name.name, "ab");
+	m.u.set_name.name[10] = 'z';
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), BODY + 40);
+	assert_int_equal(buf[BODY + 8 + 10], 0);
+
+	m = sample(DMB_OP_MAP);
+	m.u.map.dir = DMABUF_NONE;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+
+	m = sample(DMB_OP_IMPORT);
+	set_fds(&m, 0);
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+	m.nfds = DMB_WIRE_MAX_FDS + 1;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+
+	m = sample(DMB_OP_MAP_REPLY);
+	m.u.map_reply.count = DMB_WIRE_MAX_INLINE_SG + 1;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+
+	m = sample(DMB_OP_IMPORT_REPLY);
+	m.u.import_reply.backing.count = DMB_WIRE_MAX_RANGES + 1;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+
+	m = sample(DMB_OP_ATTACH);
+	assert_int_equal(dmb_wire_encode(buf, BODY + 79, &m), -ENOSPC);
+	assert_int_equal(dmb_wire_encode(buf, 10, &m), -ENOSPC);
+	assert_int_equal(dmb_wire_encode(buf, BODY + 80, &m), BODY + 80);
+
+	m = sample(DMB_OP_RELEASE);
+	m.op = 0x0077;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+	m = sample(DMB_OP_RELEASE);
+	m.version = 2;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+	m = sample(DMB_OP_BUFFER_GONE);
+	m.serial = 1;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+	assert_int_equal(dmb_wire_encode(NULL, sizeof(buf), &m), -EINVAL);
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), NULL), -EINVAL);
+}
+
+static void test_negotiate(void **state)
+{
+	assert_int_equal(dmb_wire_negotiate(1, 1), 1);
+	assert_int_equal(dmb_wire_negotiate(1, 9), DMB_WIRE_VERSION_MAX);
+	assert_int_equal(dmb_wire_negotiate(2, 9), -EPROTONOSUPPORT);
+	assert_int_equal(dmb_wire_negotiate(0, 0), -EPROTONOSUPPORT);
+	assert_int_equal(dmb_wire_negotiate(1, 0), -EPROTONOSUPPORT);
+}
+
+static void test_check_sg(void **state)
+{
+	struct dmabuf_sg_entry sg[3] = {
+		{ 0, 4096, 0x1000 }, { 4096, 4096, 0 }, { 8192, 8192, 1ull << 44 },
+	};
+
+	assert_int_equal(dmb_wire_check_sg(sg, 3, 16384), 0);
+	assert_int_equal(dmb_wire_check_sg(sg, 3, 20480), -EPROTO);
+	assert_int_equal(dmb_wire_check_sg(sg, 2, 16384), -EPROTO);
+	assert_int_equal(dmb_wire_check_sg(sg, 0, 16384), -EPROTO);
+	assert_int_equal(dmb_wire_check_sg(NULL, 1, 4096), -EPROTO);
+	sg[2].length = 4096;
+	assert_int_equal(dmb_wire_check_sg(sg, 3, 12288), 0);
+	sg[1].offset = 0;
+	assert_int_equal(dmb_wire_check_sg(sg, 3, 12288), -EPROTO);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		harness_test(test_round_trip_all),
+		harness_test(test_round_trip_error_replies),
+		harness_test(test_round_trip_variants),
+		harness_test(test_golden_bytes),
+		harness_test(test_reject_framing),
+		harness_test(test_reject_ops_and_direction),
+		harness_test(test_reject_fd_counts),
+		harness_test(test_reject_fields),
+		harness_test(test_reject_patches),
+		harness_test(test_reject_map_memfd),
+		harness_test(test_encoder_checks),
+		harness_test(test_negotiate),
+		harness_test(test_check_sg),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
