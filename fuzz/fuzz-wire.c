@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fuzz harness for the wire decoder (src/wire.c).
+ *
+ * Input: one control byte, then the message. Control bits 0-2: number of
+ * fds that "arrived" with it (0..7, so too many is reachable); bit 3: the
+ * receiver is the client (else the server). Other bits are ignored.
+ *
+ * Invariants checked (abort() on violation, which libFuzzer reports):
+ * - the decoder returns 0 or one of its documented errnos;
+ * - a rejected message hands nothing on (no fds, no status);
+ * - an accepted message carries exactly the fds given, in order, and
+ *   re-encodes to the very same bytes (the format is canonical), and
+ *   decoding those bytes again gives the same struct;
+ * - inline sg entries of an accepted MAP_REPLY pass dmb_wire_check_sg().
+ *
+ * Built with -Dfuzzing=true it is a libFuzzer target; otherwise
+ * (DMB_FUZZ_REPLAY) main() replays every file of a corpus directory, plus
+ * simple deterministic mutations of each, as a regular test.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "wire.h"
+
+#define NFDS_MAX 8
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int fds[NFDS_MAX];
+
+/* Real fds, opened once: the decoder must treat them as plain numbers. */
+static void init_fds(void)
+{
+	static int done;
+
+	if (done)
+		return;
+	for (int i = 0; i < NFDS_MAX; i++) {
+		fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fds[i] < 0)
+			abort();
+	}
+	done = 1;
+}
+
+static void check(int cond, const char *what)
+{
+	if (!cond) {
+		fprintf(stderr, "fuzz-wire: invariant violated: %s\n", what);
+		abort();
+	}
+}
+
+static int documented(int ret)
+{
+	return ret == -EMSGSIZE || ret == -EBADMSG || ret == -EPROTO ||
+	       ret == -EPROTONOSUPPORT || ret == -EOPNOTSUPP;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct dmb_msg m, again;
+	static uint8_t buf[DMB_WIRE_MAX_MSG];
+	enum dmb_wire_side side;
+	size_t nfds;
+	uint8_t *copy;
+	int ret, n;
+
+	if (size < 1)
+		return 0;
+	init_fds();
+	nfds = data[0] & 7;
+	side = (data[0] & 8) ? DMB_WIRE_CLIENT : DMB_WIRE_SERVER;
+	data++;
+	size--;
+
+	/* An exact-size heap copy, so any over-read is caught by ASan or
+	 * valgrind (and malloc(0) is fine: the decoder rejects size 0). */
+	copy = malloc(size ? size : 1);
+	check(copy != NULL, "malloc");
+	if (size)
+		memcpy(copy, data, size);
+
+	ret = dmb_wire_decode(copy, size, fds, nfds, side, &m);
+	if (ret < 0) {
+		check(documented(ret), "undocumented errno");
+		check(m.nfds == 0 && m.status == 0, "rejected message leaks");
+		for (int i = 0; i < (int)DMB_WIRE_MAX_FDS; i++)
+			check(m.fds[i] == -1, "rejected message keeps fds");
+		free(copy);
+		return 0;
+	}
+
+	check(m.nfds == nfds, "fd count");
+	for (size_t i = 0; i < DMB_WIRE_MAX_FDS; i++)
+		check(m.fds[i] == (i < nfds ? fds[i] : -1), "fd numbers");
+	check(m.op != 0 && strcmp(dmb_wire_op_name(m.op), "?") != 0, "op name");
+	if (m.op == DMB_OP_MAP_REPLY && m.status == 0 &&
+	    !(m.u.map_reply.flags & DMB_WIRE_MAP_SG_MEMFD))
+		check(dmb_wire_check_sg(m.u.map_reply.sg, m.u.map_reply.count,
+					m.u.map_reply.size) == 0, "sg entries");
+
+	n = dmb_wire_encode(buf, sizeof(buf), &m);
+	check(n > 0, "accepted message does not encode");
+	check((size_t)n == size, "re-encoded length differs");
+	check(memcmp(buf, copy, size) == 0, "re-encoded bytes differ");
+
+	check(dmb_wire_decode(buf, (size_t)n, fds, nfds, side, &again) == 0,
+	      "re-decode fails");
+	check(memcmp(&m, &again, sizeof(m)) == 0, "re-decoded struct differs");
+
+	free(copy);
+	return 0;
+}
+
+#ifdef DMB_FUZZ_REPLAY
+#include <dirent.h>
+
+static unsigned long runs;
+
+static void run(const uint8_t *data, size_t size)
+{
+	LLVMFuzzerTestOneInput(data, size);
+	runs++;
+}
+
+/* Every input, its truncations, and byte-wise corruptions of it. */
+static void replay(const uint8_t *data, size_t size)
+{
+	static const uint8_t masks[] = { 0x01, 0x80, 0xff };
+	uint8_t *m = malloc(size ? size : 1);
+
+	if (!m)
+		abort();
+	run(data, size);
+	for (size_t cut = 0; cut < size; cut++)
+		run(data, cut);
+	memcpy(m, data, size);
+	for (size_t i = 0; i < size; i++) {
+		for (size_t k = 0; k < sizeof(masks); k++) {
+			m[i] ^= masks[k];
+			run(m, size);
+			m[i] ^= masks[k];
+		}
+		m[i] = 0;
+		run(m, size);
+		m[i] = data[i];
+	}
+	free(m);
+}
+
+int main(int argc, char **argv)
+{
+	unsigned long files = 0;
+
+	for (int a = 1; a < argc; a++) {
+		DIR *dir = opendir(argv[a]);
+		struct dirent *de;
+
+		if (!dir) {
+			perror(argv[a]);
+			return 1;
+		}
+		while ((de = readdir(dir))) {
+			char path[4096];
+			uint8_t data[DMB_WIRE_MAX_MSG + 2];
+			size_t size;
+			FILE *f;
+
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", argv[a], de->d_name);
+			f = fopen(path, "rb");
+			if (!f) {
+				perror(path);
+				return 1;
+			}
+			size = fread(data, 1, sizeof(data), f);
+			fclose(f);
+			replay(data, size);
+			files++;
+		}
+		closedir(dir);
+	}
+	printf("fuzz-wire: %lu corpus files, %lu executions, no invariant violated\n",
+	       files, runs);
+	/* An empty or missing corpus must not pass silently. */
+	return files ? 0 : 1;
+}
+#endif

@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Writes the seed corpus of fuzz-wire: one valid message of every opcode
+ * and its main variants, encoded by the real encoder, each prefixed with the
+ * harness's control byte (fd count | 8 if the receiver is the client).
+ *
+ *   fuzz-gen-corpus fuzz/corpus
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wire.h"
+
+static const char *outdir;
+static int failures;
+
+static struct dmb_msg blank(uint16_t op)
+{
+	struct dmb_msg m;
+
+	memset(&m, 0, sizeof(m));
+	for (unsigned i = 0; i < DMB_WIRE_MAX_FDS; i++)
+		m.fds[i] = -1;
+	m.op = op;
+	m.serial = (op & DMB_WIRE_OP_EVENT) && !(op & DMB_WIRE_OP_REPLY) ? 0 : 1;
+	return m;
+}
+
+static void emit(const char *name, const struct dmb_msg *m)
+{
+	uint8_t buf[DMB_WIRE_MAX_MSG + 1];
+	char path[4096];
+	bool to_client = (m->op & (DMB_WIRE_OP_REPLY | DMB_WIRE_OP_EVENT)) != 0;
+	int n = dmb_wire_encode(buf + 1, DMB_WIRE_MAX_MSG, m);
+	FILE *f;
+
+	if (n < 0) {
+		fprintf(stderr, "%s: encode failed: %s\n", name, strerror(-n));
+		failures++;
+		return;
+	}
+	buf[0] = (uint8_t)(m->nfds | (to_client ? 8 : 0));
+	snprintf(path, sizeof(path), "%s/%s", outdir, name);
+	f = fopen(path, "wb");
+	if (!f || fwrite(buf, 1, (size_t)n + 1, f) != (size_t)n + 1) {
+		perror(path);
+		failures++;
+	}
+	if (f)
+		fclose(f);
+}
+
+static void with_fds(struct dmb_msg *m, unsigned n)
+{
+	m->nfds = n;
+	for (unsigned i = 0; i < n; i++)
+		m->fds[i] = 100 + (int)i;
+}
+
+int main(int argc, char **argv)
+{
+	struct dmb_msg m;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s <corpus-dir>\n", argv[0]);
+		return 2;
+	}
+	outdir = argv[1];
+
+	m = blank(DMB_OP_HELLO);
+	m.u.hello = (struct dmb_wire_hello){ 1, 1, 0, 1234 };
+	emit("hello", &m);
+
+	m = blank(DMB_OP_IMPORT);
+	with_fds(&m, 1);
+	emit("import", &m);
+
+	static const uint16_t id_ops[] = { DMB_OP_RELEASE, DMB_OP_DETACH,
+					   DMB_OP_DESCRIBE, DMB_OP_BUFFER_GONE,
+					   DMB_OP_MOVE_NOTIFY };
+	for (size_t i = 0; i < sizeof(id_ops) / sizeof(id_ops[0]); i++) {
+		char name[64];
+
+		m = blank(id_ops[i]);
+		m.u.id.id = 42;
+		snprintf(name, sizeof(name), "%s", dmb_wire_op_name(id_ops[i]));
+		for (char *p = name; *p; p++)
+			*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+		emit(name, &m);
+	}
+
+	m = blank(DMB_OP_ATTACH);
+	m.u.attach = (struct dmb_wire_attach){
+		.buffer_id = 1, .name = "gpu0", .dma_mask_bits = 32,
+		.dev_flags = DMABUF_DEVICE_CONTIGUOUS, .max_segment_size = 65536,
+		.segment_boundary = 0xffffffff, .alignment = 4096 };
+	emit("attach", &m);
+
+	m = blank(DMB_OP_MAP);
+	m.u.map = (struct dmb_wire_map){ 2, DMABUF_TO_DEVICE };
+	emit("map", &m);
+	m.op = DMB_OP_UNMAP;
+	emit("unmap", &m);
+
+	m = blank(DMB_OP_BEGIN_CPU_ACCESS);
+	m.u.cpu_access = (struct dmb_wire_cpu_access){ 1, DMABUF_FROM_DEVICE };
+	emit("begin_cpu_access", &m);
+	m.op = DMB_OP_END_CPU_ACCESS;
+	emit("end_cpu_access", &m);
+
+	m = blank(DMB_OP_SET_NAME);
+	m.u.set_name.buffer_id = 1;
+	strcpy(m.u.set_name.name, "frame-0");
+	emit("set_name", &m);
+
+	m = blank(DMB_OP_FENCE_ATTACH);
+	m.u.fence_attach = (struct dmb_wire_fence_attach){ 1, 1 };
+	with_fds(&m, 1);
+	emit("fence_attach", &m);
+
+	m = blank(DMB_OP_FENCE_EXPORT);
+	m.u.fence_export = (struct dmb_wire_fence_export){ 1, DMB_WIRE_FENCE_WRITE };
+	emit("fence_export", &m);
+
+	m = blank(DMB_OP_GET_BACKING);
+	m.u.get_backing = (struct dmb_wire_get_backing){ 1, 32 };
+	emit("get_backing", &m);
+
+	m = blank(DMB_OP_HELLO_REPLY);
+	m.u.hello_reply = (struct dmb_wire_hello_reply){
+		.version = 1, .max_msg = DMB_WIRE_MAX_MSG, .max_fds = 4,
+		.max_buffers = 256, .max_attachments = 256, .max_mappings = 256,
+		.pid = 1 };
+	emit("hello_reply", &m);
+
+	m = blank(DMB_OP_IMPORT_REPLY);
+	m.u.import_reply.buffer_id = 7;
+	m.u.import_reply.size = 16384;
+	m.u.import_reply.flags = O_RDWR;
+	strcpy(m.u.import_reply.exp_name, "system");
+	emit("import_reply", &m);
+	m.u.import_reply.backing.total = 3;
+	m.u.import_reply.backing.count = 2;
+	m.u.import_reply.backing.r[0] = (struct dmb_wire_range){ 0, 0, 8192 };
+	m.u.import_reply.backing.r[1] = (struct dmb_wire_range){ 1, 4096, 4096 };
+	with_fds(&m, 2);
+	emit("import_reply_udmabuf", &m);
+
+	m = blank(DMB_OP_ATTACH_REPLY);
+	m.u.attach_reply.attachment_id = 3;
+	emit("attach_reply", &m);
+
+	m = blank(DMB_OP_MAP_REPLY);
+	m.u.map_reply.mapping_id = 4;
+	m.u.map_reply.size = 12288;
+	m.u.map_reply.count = 2;
+	m.u.map_reply.sg[0] = (struct dmabuf_sg_entry){ 0, 8192, 0x200000 };
+	m.u.map_reply.sg[1] = (struct dmabuf_sg_entry){ 8192, 4096, 0x1000 };
+	emit("map_reply_inline", &m);
+	m.u.map_reply.count = DMB_WIRE_MAX_INLINE_SG;
+	m.u.map_reply.size = DMB_WIRE_MAX_INLINE_SG * 4096ull;
+	for (unsigned i = 0; i < DMB_WIRE_MAX_INLINE_SG; i++)
+		m.u.map_reply.sg[i] = (struct dmabuf_sg_entry){
+			i * 4096ull, 4096, 0x100000000ull + i * 8192ull };
+	emit("map_reply_inline_max", &m);
+	memset(m.u.map_reply.sg, 0, sizeof(m.u.map_reply.sg));
+	m.u.map_reply.flags = DMB_WIRE_MAP_SG_MEMFD;
+	m.u.map_reply.count = 100;
+	m.u.map_reply.size = 1 << 20;
+	with_fds(&m, 1);
+	emit("map_reply_memfd", &m);
+
+	m = blank(DMB_OP_DESCRIBE_REPLY);
+	m.u.describe_reply = (struct dmb_wire_describe_reply){
+		.size = 4096, .flags = O_RDONLY,
+		.info_flags = DMB_WIRE_INFO_BACKING_ALLOCATED, .attachments = 1,
+		.mappings = 1, .importers = 2, .exp_name = "cma", .name = "x" };
+	emit("describe_reply", &m);
+
+	m = blank(DMB_OP_FENCE_EXPORT_REPLY);
+	with_fds(&m, 1);
+	emit("fence_export_reply", &m);
+
+	m = blank(DMB_OP_GET_BACKING_REPLY);
+	m.u.backing.total = 40;
+	m.u.backing.first = 32;
+	m.u.backing.count = 8;
+	for (unsigned i = 0; i < 8; i++)
+		m.u.backing.r[i] = (struct dmb_wire_range){ i % 4, i * 4096ull, 4096 };
+	with_fds(&m, 4);
+	emit("get_backing_reply", &m);
+
+	static const uint16_t plain[] = {
+		DMB_OP_RELEASE_REPLY, DMB_OP_DETACH_REPLY, DMB_OP_UNMAP_REPLY,
+		DMB_OP_BEGIN_CPU_ACCESS_REPLY, DMB_OP_END_CPU_ACCESS_REPLY,
+		DMB_OP_SET_NAME_REPLY, DMB_OP_FENCE_ATTACH_REPLY,
+	};
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+		char name[64];
+
+		m = blank(plain[i]);
+		snprintf(name, sizeof(name), "%s", dmb_wire_op_name(plain[i]));
+		for (char *p = name; *p; p++)
+			*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+		emit(name, &m);
+	}
+
+	m = blank(DMB_OP_MAP_REPLY);
+	m.status = -ENOMEM;
+	emit("map_reply_error", &m);
+	m = blank(DMB_OP_HELLO_REPLY);
+	m.status = -EPROTONOSUPPORT;
+	emit("hello_reply_error", &m);
+
+	return failures ? 1 : 0;
+}
