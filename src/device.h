@@ -14,6 +14,8 @@
 
 #include "dmabuf.h"
 
+struct dmabuf_sg_table;
+
 /* One live DMA segment of one mapping, in the device's translation tree. */
 struct dmb_dma_seg {
 	RB_ENTRY(dmb_dma_seg) node;
@@ -22,6 +24,7 @@ struct dmb_dma_seg {
 	enum dmabuf_direction dir;
 	bool writable;		/* false for read-only buffers */
 	uint64_t seq;		/* tie-break for equal addresses */
+	struct dmabuf_sg_table *sgt; /* the mapping it belongs to */
 };
 RB_HEAD(dmb_dma_tree, dmb_dma_seg);
 
@@ -57,14 +60,22 @@ struct dmabuf_device {
 	unsigned int fault_total; /* since last dmabuf_device_get_faults() */
 };
 
-/* Destroys every device of ctx (context teardown). */
+/* Destroys every device of ctx (context teardown); tables still mapped on a
+ * device are unmapped first (with an error log: they were leaked). */
 void dmb_devices_destroy_all(struct dmabuf_ctx *ctx);
 
-/* dma.c: translation tree maintenance, used by dmb_sgt_dma_map/unmap. */
+/* dma.c: translation tree maintenance, used by dmb_sgt_dma_map/unmap.
+ * insert assigns seg->seq; remove remembers the range as recently unmapped
+ * (so later DMA there faults as AFTER_UNMAP). */
 int dmb_dma_insert(struct dmabuf_device *dev, struct dmb_dma_seg *seg);
 void dmb_dma_remove(struct dmabuf_device *dev, struct dmb_dma_seg *seg);
 
-/* iova.c (in device.c or its own file): IOVA range allocation. */
+/* device.c: IOVA range allocation in [page size, dma_mask], next fit with
+ * wrap-around; IOVA 0 is never handed out. size is a page multiple, align a
+ * power of two >= the page size. A range no larger than the device's
+ * segment boundary + 1 never crosses a boundary. -ENOMEM when no hole fits,
+ * -EINVAL for bad arguments. */
 int dmb_iova_alloc(struct dmabuf_device *dev, uint64_t size, uint64_t align,
 		   uint64_t *start);
+/* Frees the range that starts at start (no-op if there is none). */
 void dmb_iova_free(struct dmabuf_device *dev, uint64_t start);

@@ -35,28 +35,36 @@ struct dmabuf_sg_table {
 
 /* A new empty table (registered as a live object). */
 int dmb_sgt_new(struct dmabuf_sg_table **out);
-/* Frees a table that is not device-mapped. */
+/* Frees a table (unmapping it first if it is still device-mapped). */
 void dmb_sgt_free(struct dmabuf_sg_table *sgt);
 
-/* Appends a CPU entry, merging it into the previous one when both the buffer
- * offset and the physical address continue it. */
+/* Appends a CPU entry, merging it into the previous one when the physical
+ * address continues it. Entries cover the buffer in order: offset must be the
+ * table's current size; len and phys page multiples; -EINVAL otherwise, and
+ * for a table that is device-mapped. */
 int dmb_sgt_append(struct dmabuf_sg_table *sgt, uint64_t offset, uint64_t len,
 		   uint64_t phys);
 
 /* CPU entries for the whole buffer from its physical runs (buffer order):
- * O(nruns). */
+ * O(nruns), one allocation. On failure the table is left as it was. */
 int dmb_sgt_from_runs(struct dmabuf_sg_table *sgt,
 		      const struct dmb_phys_run *runs, size_t nruns);
 
 /*
  * Assigns device addresses for dev (the dma_map_sgtable() step):
  * - IOMMU: one IOVA range from the device's space (aligned to its alignment,
- *   below its mask), split into DMA entries at max_segment_size and
- *   segment_boundary; -ENOMEM when the IOVA space is full.
+ *   below its mask, inside one boundary window when it fits), split into DMA
+ *   entries at max_segment_size (rounded down to the alignment when it is at
+ *   least that) and segment_boundary; -ENOMEM when the IOVA space is full.
  * - no IOMMU: DMA address = physical address, CPU entries split at
  *   max_segment_size and segment_boundary; -EIO if a frame lies beyond the
- *   DMA mask; -EINVAL if a segment start violates the alignment, or if the
- *   device needs contiguous memory and the entries are not one physical run.
+ *   DMA mask; -EINVAL if a segment start violates the alignment.
+ * - DMABUF_DEVICE_CONTIGUOUS: the result must be exactly one DMA entry, else
+ *   -EINVAL (without IOMMU: not one physical run, or a run longer than
+ *   max_segment_size or crossing a boundary; with IOMMU: a size over
+ *   max_segment_size or over a boundary window).
+ * -EINVAL also for a bad direction, a NULL cpu_base, an empty table or one
+ * that is already mapped. Each DMA entry records its buffer offset.
  * cpu_base is this process's mapping of the buffer (offset 0); device reads
  * and writes go there. writable is false for a read-only buffer.
  * On success the segments are entered in the device's DMA translation tree
