@@ -7,7 +7,8 @@
  *
  * The timeline is reference counted: its owner holds one reference and each
  * fence on it one more, so a signalled fence can still name its timeline
- * after dmabuf_timeline_destroy().
+ * after dmabuf_timeline_destroy(). The timeline holds a reference to each
+ * pending fence, so a caller may export a point and drop it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -103,20 +104,13 @@ static void timeline_signal(struct dmabuf_timeline *tl, int error)
 
 		pthread_mutex_lock(&tl->lock);
 		f = TAILQ_FIRST(&tl->pending);
-		if (f && (error || tl_reached(tl->value, f->seqno)) &&
-		    dmb_fence_tryget(f)) {
-			TAILQ_REMOVE(&tl->pending, f, tl_link);
-			f->tl_linked = false;
-		} else if (f && (error || tl_reached(tl->value, f->seqno))) {
-			/* Being freed by its last put: just unlink it. */
-			TAILQ_REMOVE(&tl->pending, f, tl_link);
-			f->tl_linked = false;
-			pthread_mutex_unlock(&tl->lock);
-			continue;
-		} else {
+		if (!f || !(error || tl_reached(tl->value, f->seqno))) {
 			pthread_mutex_unlock(&tl->lock);
 			return;
 		}
+		/* The list's reference passes to us. */
+		TAILQ_REMOVE(&tl->pending, f, tl_link);
+		f->tl_linked = false;
 		pthread_mutex_unlock(&tl->lock);
 		pthread_mutex_lock(&f->lock);
 		dmb_fence_signal_locked(f, error, dmb_now_ns());
@@ -170,6 +164,9 @@ DMABUF_EXPORT int dmabuf_timeline_create_fence(struct dmabuf_timeline *tl,
 		else
 			TAILQ_INSERT_HEAD(&tl->pending, f, tl_link);
 		f->tl_linked = true;
+		/* A pending point lives until it signals, as the kernel's
+		 * sync_file keeps it: its sync file must not see it die. */
+		atomic_fetch_add(&f->refcount, 1);
 	}
 	pthread_mutex_unlock(&tl->lock);
 	if (reached) {

@@ -46,6 +46,9 @@ struct dmb_sf_export {
 	dev_t dev;
 	ino_t ino;
 	bool watched;
+	/* Imported merges: the fences the signaller reported. */
+	struct dmabuf_sync_fence_info *children;
+	unsigned int nchildren;
 	LIST_ENTRY(dmb_sf_export) link;
 };
 
@@ -58,7 +61,14 @@ struct dmb_sf_record {
 	uint64_t seqno;
 	char driver[DMABUF_SYNC_NAME_LEN];
 	char timeline[DMABUF_SYNC_NAME_LEN];
+	/* A merge also reports its fences (struct dmabuf_sync_fence_info
+	 * each, after the record), so that per-fence status outlives it. */
+	uint32_t nchildren;
+	uint32_t pad;
 };
+
+/* Bounds the record to what a socket buffer surely holds. */
+#define SF_MAX_CHILDREN 256
 
 static pthread_mutex_t sf_lock = PTHREAD_MUTEX_INITIALIZER;
 static LIST_HEAD(, dmb_sf_export) sf_table = LIST_HEAD_INITIALIZER(sf_table);
@@ -245,25 +255,43 @@ static void copy_name(char *dst, const char *src)
 	snprintf(dst, DMABUF_SYNC_NAME_LEN, "%s", src ? src : "");
 }
 
+static void fill_info(struct dmabuf_fence *f, struct dmabuf_sync_fence_info *i);
+
 static void write_record(struct dmabuf_fence *f, int wfd)
 {
-	struct dmb_sf_record rec = {
-		.magic = SF_MAGIC,
-		.error = f->error,
-		.timestamp_ns = f->timestamp,
-		.context = f->context,
-		.seqno = f->seqno,
-	};
+	unsigned int n = dmb_fence_array_count(f);
+	struct dmb_sf_record *rec;
+	size_t len;
 	ssize_t r;
 
-	copy_name(rec.driver, f->ops->get_driver_name(f));
-	copy_name(rec.timeline, f->ops->get_timeline_name(f));
+	if (f->kind != DMB_FENCE_ARRAY)
+		n = 0;
+	if (n > SF_MAX_CHILDREN)
+		n = SF_MAX_CHILDREN;
+	len = sizeof(*rec) + n * sizeof(struct dmabuf_sync_fence_info);
+	rec = calloc(1, len);
+	if (!rec) {
+		dmb_err(NULL, "sync file: no memory for the signal record");
+		return;
+	}
+	rec->magic = SF_MAGIC;
+	rec->error = f->error;
+	rec->timestamp_ns = f->timestamp;
+	rec->context = f->context;
+	rec->seqno = f->seqno;
+	rec->nchildren = n;
+	copy_name(rec->driver, f->ops->get_driver_name(f));
+	copy_name(rec->timeline, f->ops->get_timeline_name(f));
+	for (unsigned int i = 0; i < n; i++)
+		fill_info(dmb_fence_array_child(f, i),
+			  (struct dmabuf_sync_fence_info *)(rec + 1) + i);
 	do
-		r = send(wfd, &rec, sizeof(rec), MSG_NOSIGNAL | MSG_DONTWAIT);
+		r = send(wfd, rec, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	while (r < 0 && errno == EINTR);
-	if (r != (ssize_t)sizeof(rec))
+	if (r != (ssize_t)len)
 		dmb_err(NULL, "sync file: cannot write the signal record: %s",
 			r < 0 ? strerror(errno) : "short write");
+	free(rec);
 }
 
 /* Under f->lock, f signalled: complete its sync file. */
@@ -294,13 +322,38 @@ void dmb_sf_fini(struct dmabuf_fence *f)
 	if (e->wfd >= 0)
 		close(e->wfd);
 	close(e->rfd);
+	free(e->children);
 	free(e);
 	f->sf = NULL;
+}
+
+/* The fence entries after a record, or NULL. */
+static struct dmabuf_sync_fence_info *peek_children(int fd, uint32_t n)
+{
+	size_t len = sizeof(struct dmb_sf_record) + n * sizeof(struct dmabuf_sync_fence_info);
+	struct dmabuf_sync_fence_info *children = NULL;
+	char *buf = malloc(len);
+	ssize_t r;
+
+	if (!buf)
+		return NULL;
+	do
+		r = recv(fd, buf, len, MSG_PEEK | MSG_DONTWAIT);
+	while (r < 0 && errno == EINTR);
+	if (r == (ssize_t)len) {
+		children = malloc(n * sizeof(*children));
+		if (children)
+			memcpy(children, buf + sizeof(struct dmb_sf_record),
+			       n * sizeof(*children));
+	}
+	free(buf);
+	return children;
 }
 
 bool dmb_sf_poll_imported(struct dmabuf_fence *f, int timeout_ms)
 {
 	struct pollfd p = { .fd = f->sf->rfd, .events = POLLIN };
+	struct dmabuf_sync_fence_info *children = NULL;
 	struct dmb_sf_record rec;
 	int64_t end = timeout_ms > 0 ? dmb_now_ns() + (int64_t)timeout_ms * 1000000 : 0;
 	int error, r;
@@ -326,8 +379,10 @@ bool dmb_sf_poll_imported(struct dmabuf_fence *f, int timeout_ms)
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return atomic_load(&f->signaled);
 	if (n == (ssize_t)sizeof(rec) && rec.magic == SF_MAGIC && rec.error <= 0 &&
-	    rec.error >= -4095) {
+	    rec.error >= -4095 && rec.nchildren <= SF_MAX_CHILDREN) {
 		error = rec.error;
+		if (rec.nchildren)
+			children = peek_children(p.fd, rec.nchildren);
 	} else {
 		/* EOF without a record: the signaller is gone. */
 		error = DMABUF_FENCE_ESIGNALLER;
@@ -340,9 +395,15 @@ bool dmb_sf_poll_imported(struct dmabuf_fence *f, int timeout_ms)
 			copy_name(f->imp_driver, rec.driver);
 			copy_name(f->imp_timeline, rec.timeline);
 		}
+		if (children) {
+			f->sf->children = children;
+			f->sf->nchildren = rec.nchildren;
+			children = NULL;
+		}
 		dmb_fence_signal_locked(f, error, rec.timestamp_ns);
 	}
 	pthread_mutex_unlock(&f->lock);
+	free(children);
 	return true;
 }
 
@@ -598,9 +659,17 @@ DMABUF_EXPORT int dmabuf_sync_file_info(int fd, int *status,
 	ret = dmabuf_sync_file_import(fd, &f);
 	if (ret)
 		return ret;
-	n = dmb_fence_array_count(f);
-	for (unsigned int i = 0; i < n && i < max; i++)
-		fill_info(dmb_fence_array_child(f, i), &info[i]);
+	if (f->kind == DMB_FENCE_IMPORTED && dmabuf_fence_is_signaled(f) &&
+	    f->sf->nchildren) {
+		/* A merge signalled elsewhere: what its signaller reported. */
+		n = f->sf->nchildren;
+		for (unsigned int i = 0; i < n && i < max; i++)
+			info[i] = f->sf->children[i];
+	} else {
+		n = dmb_fence_array_count(f);
+		for (unsigned int i = 0; i < n && i < max; i++)
+			fill_info(dmb_fence_array_child(f, i), &info[i]);
+	}
 	if (status)
 		*status = dmabuf_fence_get_status(f);
 	dmabuf_fence_put(f);

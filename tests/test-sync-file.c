@@ -1,0 +1,682 @@
+/* SPDX-License-Identifier: MIT */
+/* Sync files and sw_sync timelines: mirrors the kernel's sync selftests
+ * (tools/testing/selftests/sync), plus fds crossing processes. */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dmabuf-fence.h"
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static int sw_sync_fence(struct dmabuf_timeline *tl, uint32_t value)
+{
+	struct dmabuf_fence *f;
+	int fd;
+
+	assert_int_equal(dmabuf_timeline_create_fence(tl, value, &f), 0);
+	fd = dmabuf_sync_file_export(f);
+	assert_true(fd >= 0);
+	dmabuf_fence_put(f);
+	return fd;
+}
+
+static bool readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+static int count_with_status(int fd, int status)
+{
+	struct dmabuf_sync_fence_info info[64];
+	int n = dmabuf_sync_file_info(fd, NULL, info, 64), c = 0;
+
+	assert_true(n >= 0 && n <= 64);
+	for (int i = 0; i < n; i++)
+		if (status > 0 ? info[i].status > 0 : info[i].status == status)
+			c++;
+	return c;
+}
+
+static int send_fd(int sock, int fd)
+{
+	char byte = 'F';
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = u.buf, .msg_controllen = sizeof(u.buf),
+	};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+
+	memset(u.buf, 0, sizeof(u.buf));
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+static int recv_fd(int sock)
+{
+	char byte;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = u.buf, .msg_controllen = sizeof(u.buf),
+	};
+	struct cmsghdr *c;
+	int fd = -1;
+
+	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1)
+		return -1;
+	c = CMSG_FIRSTHDR(&msg);
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+		memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd;
+}
+
+/* ---- sync selftests ------------------------------------------------------ */
+
+static void test_alloc(void **state)
+{
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *f;
+
+	assert_int_equal(dmabuf_timeline_new("alloc", &tl), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 1, &f), 0);
+	assert_string_equal(dmabuf_fence_driver_name(f), "sw_sync");
+	assert_string_equal(dmabuf_fence_timeline_name(f), "alloc");
+	assert_int_equal(dmabuf_fence_seqno(f), 1);
+	assert_int_equal(dmabuf_timeline_create_fence(NULL, 1, &f), -EINVAL);
+	dmabuf_timeline_inc(tl, 1);
+	assert_true(dmabuf_fence_is_signaled(f));
+	dmabuf_fence_put(f);
+	dmabuf_timeline_destroy(tl);
+}
+
+static void test_one_timeline_wait(void **state)
+{
+	struct dmabuf_timeline *tl;
+	int fd;
+
+	assert_int_equal(dmabuf_timeline_new(NULL, &tl), 0);
+	fd = sw_sync_fence(tl, 5);
+	assert_int_equal(dmabuf_sync_file_wait(fd, 0), 0);
+	assert_false(readable(fd));
+	/* Advance to 4: still pending. */
+	dmabuf_timeline_inc(tl, 1);
+	assert_int_equal(dmabuf_sync_file_wait(fd, 0), 0);
+	dmabuf_timeline_inc(tl, 3);
+	assert_int_equal(dmabuf_timeline_value(tl), 4);
+	assert_int_equal(dmabuf_sync_file_wait(fd, 0), 0);
+	/* Reach 5: signalled, and stays so. */
+	dmabuf_timeline_inc(tl, 1);
+	assert_int_equal(dmabuf_sync_file_wait(fd, 0), 1);
+	assert_true(readable(fd));
+	assert_true(readable(fd));
+	dmabuf_timeline_inc(tl, 2);
+	assert_int_equal(dmabuf_sync_file_wait(fd, 0), 1);
+	close(fd);
+	/* A point the timeline has already passed is born signalled. */
+	fd = sw_sync_fence(tl, 3);
+	assert_int_equal(dmabuf_sync_file_wait(fd, 0), 1);
+	close(fd);
+	dmabuf_timeline_destroy(tl);
+}
+
+static void test_one_timeline_merge(void **state)
+{
+	struct dmabuf_timeline *tl;
+	int a, b, c, d, m;
+	int status = -1;
+
+	assert_int_equal(dmabuf_timeline_new(NULL, &tl), 0);
+	a = sw_sync_fence(tl, 1);
+	b = sw_sync_fence(tl, 2);
+	c = sw_sync_fence(tl, 3);
+	d = dmabuf_sync_file_merge(a, b);
+	assert_true(d >= 0);
+	m = dmabuf_sync_file_merge(d, c);
+	assert_true(m >= 0);
+	/* Same timeline: one fence, the latest. */
+	assert_int_equal(dmabuf_sync_file_info(m, &status, NULL, 0), 1);
+	assert_int_equal(status, 0);
+	assert_int_equal(count_with_status(m, 0), 1);
+	dmabuf_timeline_inc(tl, 1);
+	assert_int_equal(dmabuf_sync_file_wait(a, 0), 1);
+	assert_int_equal(dmabuf_sync_file_wait(m, 0), 0);
+	dmabuf_timeline_inc(tl, 1);
+	assert_int_equal(dmabuf_sync_file_wait(b, 0), 1);
+	assert_int_equal(dmabuf_sync_file_wait(d, 0), 1);
+	assert_int_equal(dmabuf_sync_file_wait(m, 0), 0);
+	dmabuf_timeline_inc(tl, 1);
+	assert_int_equal(dmabuf_sync_file_wait(m, 0), 1);
+	assert_int_equal(dmabuf_sync_file_info(m, &status, NULL, 0), 1);
+	assert_int_equal(status, 1);
+	close(a);
+	close(b);
+	close(c);
+	close(d);
+	close(m);
+	dmabuf_timeline_destroy(tl);
+}
+
+static void test_merge_same_fence(void **state)
+{
+	struct dmabuf_timeline *tl;
+	int f, m;
+
+	assert_int_equal(dmabuf_timeline_new(NULL, &tl), 0);
+	f = sw_sync_fence(tl, 5);
+	m = dmabuf_sync_file_merge(f, f);
+	assert_true(m >= 0);
+	assert_int_equal(dmabuf_sync_file_info(m, NULL, NULL, 0), 1);
+	assert_int_equal(dmabuf_sync_file_wait(m, 0), 0);
+	dmabuf_timeline_inc(tl, 5);
+	assert_int_equal(dmabuf_sync_file_wait(m, 0), 1);
+	close(m);
+	close(f);
+	dmabuf_timeline_destroy(tl);
+}
+
+static void test_multi_timeline_wait(void **state)
+{
+	struct dmabuf_timeline *tl[3];
+	int f[3], ab, m, status;
+
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(dmabuf_timeline_new(NULL, &tl[i]), 0);
+		f[i] = sw_sync_fence(tl[i], 5);
+	}
+	ab = dmabuf_sync_file_merge(f[0], f[1]);
+	m = dmabuf_sync_file_merge(ab, f[2]);
+	assert_true(ab >= 0 && m >= 0);
+	assert_int_equal(dmabuf_sync_file_info(m, NULL, NULL, 0), 3);
+	assert_int_equal(count_with_status(m, 0), 3);
+	assert_int_equal(count_with_status(m, 1), 0);
+	assert_int_equal(dmabuf_sync_file_wait(m, 0), 0);
+
+	dmabuf_timeline_inc(tl[0], 5);
+	assert_int_equal(count_with_status(m, 0), 2);
+	assert_int_equal(count_with_status(m, 1), 1);
+	assert_int_equal(dmabuf_sync_file_wait(m, 0), 0);
+	dmabuf_timeline_inc(tl[1], 5);
+	assert_int_equal(count_with_status(m, 0), 1);
+	assert_int_equal(count_with_status(m, 1), 2);
+	assert_int_equal(dmabuf_sync_file_wait(m, 0), 0);
+	dmabuf_timeline_inc(tl[2], 5);
+	assert_int_equal(count_with_status(m, 0), 0);
+	assert_int_equal(count_with_status(m, 1), 3);
+	assert_int_equal(dmabuf_sync_file_wait(m, 0), 1);
+	assert_int_equal(dmabuf_sync_file_info(m, &status, NULL, 0), 3);
+	assert_int_equal(status, 1);
+	close(ab);
+	close(m);
+	for (int i = 0; i < 3; i++) {
+		close(f[i]);
+		dmabuf_timeline_destroy(tl[i]);
+	}
+}
+
+static void test_timeline_destroy(void **state)
+{
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *done, *pending;
+	struct dmabuf_sync_fence_info info;
+	int fd, status;
+
+	assert_int_equal(dmabuf_timeline_new("doomed", &tl), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 1, &done), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 10, &pending), 0);
+	fd = dmabuf_sync_file_export(pending);
+	dmabuf_timeline_inc(tl, 1);
+	dmabuf_timeline_destroy(tl);
+	/* As sw_sync's release: pending points signal with -ENOENT. */
+	assert_int_equal(dmabuf_fence_get_status(done), 1);
+	assert_int_equal(dmabuf_fence_get_status(pending), -ENOENT);
+	assert_int_equal(dmabuf_sync_file_wait(fd, 0), 1);
+	assert_int_equal(dmabuf_sync_file_info(fd, &status, &info, 1), 1);
+	assert_int_equal(status, -ENOENT);
+	assert_int_equal(info.status, -ENOENT);
+	assert_string_equal(info.obj_name, "doomed");
+	assert_string_equal(info.driver_name, "sw_sync");
+	assert_true(info.timestamp_ns > 0);
+	/* Signalled fences outlive their timeline. */
+	assert_string_equal(dmabuf_fence_timeline_name(pending), "doomed");
+	close(fd);
+	dmabuf_fence_put(done);
+	dmabuf_fence_put(pending);
+}
+
+static void test_import_export(void **state)
+{
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *f, *g = NULL, *h = NULL;
+	int fd, fd2, pipefd[2];
+
+	assert_int_equal(dmabuf_timeline_new(NULL, &tl), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 1, &f), 0);
+	fd = dmabuf_sync_file_export(f);
+	fd2 = dmabuf_sync_file_export(f);
+	assert_true(fd >= 0 && fd2 >= 0 && fd != fd2);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	/* In the exporting process the original fence comes back. */
+	assert_int_equal(dmabuf_sync_file_import(fd, &g), 0);
+	assert_ptr_equal(g, f);
+	assert_int_equal(dmabuf_sync_file_import(fd2, &h), 0);
+	assert_ptr_equal(h, f);
+	dmabuf_fence_put(g);
+	dmabuf_fence_put(h);
+	/* Not a sync file; not an fd. */
+	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+	assert_int_equal(dmabuf_sync_file_import(pipefd[0], &g), -EINVAL);
+	assert_int_equal(dmabuf_sync_file_wait(pipefd[0], 0), -EINVAL);
+	assert_int_equal(dmabuf_sync_file_import(-1, &g), -EBADF);
+	assert_int_equal(dmabuf_sync_file_merge(fd, pipefd[1]), -EINVAL);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	dmabuf_timeline_inc(tl, 1);
+	assert_true(readable(fd) && readable(fd2));
+	close(fd);
+	close(fd2);
+	dmabuf_fence_put(f);
+	dmabuf_timeline_destroy(tl);
+}
+
+/* ---- stress, as the sync selftests ------------------------------------- */
+
+struct pingpong {
+	struct dmabuf_timeline *tl;
+	int iterations;
+	int id;
+	atomic_int *counter;
+	int errors;
+};
+
+static void *pingpong_thread(void *arg)
+{
+	struct pingpong *p = arg;
+
+	for (int i = 0; i < p->iterations; i++) {
+		struct dmabuf_fence *f;
+		uint32_t v = (uint32_t)(i * 2 + p->id);
+
+		/* Wait for my turn, do the work, hand over. */
+		if (dmabuf_timeline_create_fence(p->tl, v, &f) ||
+		    dmabuf_fence_wait(f, 10000) != 1) {
+			p->errors++;
+			return NULL;
+		}
+		if (atomic_load(p->counter) != (int)v)
+			p->errors++;
+		atomic_fetch_add(p->counter, 1);
+		dmabuf_fence_put(f);
+		dmabuf_timeline_inc(p->tl, 1);
+	}
+	return NULL;
+}
+
+static void test_stress_parallelism(void **state)
+{
+	struct dmabuf_timeline *tl;
+	atomic_int counter = 0;
+	struct pingpong p[2];
+	pthread_t t[2];
+	int n = harness_under_valgrind() ? 100 : 2000;
+
+	assert_int_equal(dmabuf_timeline_new(NULL, &tl), 0);
+	for (int i = 0; i < 2; i++) {
+		p[i] = (struct pingpong){ .tl = tl, .iterations = n, .id = i,
+					  .counter = &counter };
+		assert_int_equal(pthread_create(&t[i], NULL, pingpong_thread, &p[i]), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(p[0].errors + p[1].errors, 0);
+	assert_int_equal(atomic_load(&counter), 2 * n);
+	dmabuf_timeline_destroy(tl);
+}
+
+/* Producers wait for their turn on the producer timeline, bump a counter
+ * and signal the consumer timeline; the consumer checks each step. */
+struct consumer_ctx {
+	struct dmabuf_timeline *producer, *consumer;
+	int nproducers, iterations;
+	atomic_int counter;
+	atomic_int errors;
+};
+
+struct producer_arg {
+	struct consumer_ctx *c;
+	int id;
+};
+
+static void *producer_thread(void *arg)
+{
+	struct producer_arg *pa = arg;
+	struct consumer_ctx *c = pa->c;
+
+	for (int i = 0; i < c->iterations; i++) {
+		struct dmabuf_fence *f;
+		int fd;
+
+		/* Exercise the fd path: wait by polling the sync file. */
+		if (dmabuf_timeline_create_fence(c->producer,
+						 (uint32_t)(i * c->nproducers + pa->id + 1), &f)) {
+			atomic_fetch_add(&c->errors, 1);
+			return NULL;
+		}
+		fd = dmabuf_sync_file_export(f);
+		dmabuf_fence_put(f);
+		if (fd < 0 || dmabuf_sync_file_wait(fd, 10000) != 1)
+			atomic_fetch_add(&c->errors, 1);
+		if (fd >= 0)
+			close(fd);
+		atomic_fetch_add(&c->counter, 1);
+		dmabuf_timeline_inc(c->consumer, 1);
+	}
+	return NULL;
+}
+
+static void test_stress_consumer(void **state)
+{
+	struct consumer_ctx c = { .nproducers = 3 };
+	struct producer_arg pa[3];
+	pthread_t t[3];
+	int total;
+
+	c.iterations = harness_under_valgrind() ? 30 : 300;
+	total = c.iterations * c.nproducers;
+	assert_int_equal(dmabuf_timeline_new("producer", &c.producer), 0);
+	assert_int_equal(dmabuf_timeline_new("consumer", &c.consumer), 0);
+	for (int i = 0; i < c.nproducers; i++) {
+		pa[i] = (struct producer_arg){ .c = &c, .id = i };
+		assert_int_equal(pthread_create(&t[i], NULL, producer_thread, &pa[i]), 0);
+	}
+	for (int i = 1; i <= total; i++) {
+		struct dmabuf_fence *f;
+
+		/* Release one producer, wait for it to report back. */
+		dmabuf_timeline_inc(c.producer, 1);
+		assert_int_equal(dmabuf_timeline_create_fence(c.consumer, (uint32_t)i, &f), 0);
+		assert_int_equal(dmabuf_fence_wait(f, 10000), 1);
+		dmabuf_fence_put(f);
+		assert_int_equal(atomic_load(&c.counter), i);
+	}
+	for (int i = 0; i < c.nproducers; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(atomic_load(&c.errors), 0);
+	dmabuf_timeline_destroy(c.producer);
+	dmabuf_timeline_destroy(c.consumer);
+}
+
+/* Random merges over several timelines; the merged fence must hold one
+ * fence per timeline, at the highest value merged, and signal exactly
+ * when every timeline reaches it. */
+static void test_stress_merge(void **state)
+{
+	enum { NTL = 8 };
+	struct dmabuf_timeline *tl[NTL];
+	uint32_t max[NTL] = { 0 };
+	int iterations = harness_under_valgrind() ? 40 : 400;
+	unsigned int seed = 1234;
+	int merged;
+
+	for (int i = 0; i < NTL; i++)
+		assert_int_equal(dmabuf_timeline_new(NULL, &tl[i]), 0);
+	merged = sw_sync_fence(tl[0], 1);
+	max[0] = 1;
+	for (int i = 0; i < iterations; i++) {
+		int t = rand_r(&seed) % NTL;
+		uint32_t v = (uint32_t)(rand_r(&seed) % 50) + 1;
+		int fd = sw_sync_fence(tl[t], v), m;
+
+		if (v > max[t])
+			max[t] = v;
+		m = dmabuf_sync_file_merge(merged, fd);
+		assert_true(m >= 0);
+		close(fd);
+		close(merged);
+		merged = m;
+	}
+	int used = 0;
+
+	for (int i = 0; i < NTL; i++)
+		used += max[i] > 0;
+	assert_int_equal(dmabuf_sync_file_info(merged, NULL, NULL, 0), used);
+	/* Bring each timeline to one below its maximum: still pending. */
+	for (int i = 0; i < NTL; i++)
+		if (max[i] > 1)
+			dmabuf_timeline_inc(tl[i], max[i] - 1);
+	assert_int_equal(dmabuf_sync_file_wait(merged, 0), used == 0);
+	for (int i = 0; i < NTL; i++) {
+		if (!max[i])
+			continue;
+		assert_int_equal(dmabuf_sync_file_wait(merged, 0), 0);
+		dmabuf_timeline_inc(tl[i], 1);
+	}
+	assert_int_equal(dmabuf_sync_file_wait(merged, 0), 1);
+	close(merged);
+	for (int i = 0; i < NTL; i++)
+		dmabuf_timeline_destroy(tl[i]);
+}
+
+/* ---- across processes ------------------------------------------------------ */
+
+struct xproc {
+	int sock;
+	struct harness_sync sync;
+	uint64_t context, seqno;
+};
+
+static void count_cb(struct dmabuf_fence *f, struct dmabuf_fence_cb *cb)
+{
+	atomic_fetch_add((atomic_int *)(cb + 1), 1);
+}
+
+struct counted_cb {
+	struct dmabuf_fence_cb cb;
+	atomic_int count;
+};
+
+/* Child: receives a pending sync file, checks it, waits for it. */
+static int child_waiter(void *arg)
+{
+	struct xproc *x = arg;
+	struct dmabuf_fence *f = NULL, *again = NULL;
+	struct counted_cb ccb = { .count = 0 };
+	int fd, status = 0;
+
+	harness_sync_child(&x->sync);
+	fd = recv_fd(x->sock);
+	child_check(fd >= 0);
+	child_check(!readable(fd));
+	child_check(dmabuf_sync_file_import(fd, &f) == 0);
+	child_check(dmabuf_fence_context(f) == x->context);
+	child_check(dmabuf_fence_seqno(f) == x->seqno);
+	child_check(dmabuf_fence_get_status(f) == 0);
+	child_check(dmabuf_sync_file_import(fd, &again) == 0 && again == f);
+	dmabuf_fence_put(again);
+	/* A callback on an imported fence runs without anyone waiting. */
+	child_check(dmabuf_fence_add_callback(f, &ccb.cb, count_cb) == 0);
+	harness_sync_tell_parent(&x->sync, 'r');
+	child_check(dmabuf_sync_file_wait(fd, 10000) == 1);
+	child_check(dmabuf_fence_wait(f, 10000) == 1);
+	child_check(dmabuf_fence_get_status(f) == -EIO);
+	for (int i = 0; i < 1000 && !atomic_load(&ccb.count); i++)
+		usleep(1000);
+	child_check(atomic_load(&ccb.count) == 1);
+	child_check(dmabuf_sync_file_info(fd, &status, NULL, 0) == 1 && status == -EIO);
+	dmabuf_fence_put(f);
+	close(fd);
+	/* exit(), not a return to _exit(): library destructors join the
+	 * fence watcher thread, so valgrind sees nothing of it left. */
+	exit(0);
+}
+
+static void test_cross_process_signal(void **state)
+{
+	struct xproc x;
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *f;
+	int sv[2], fd;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	harness_sync_init(&x.sync);
+	assert_int_equal(dmabuf_timeline_new("xproc", &tl), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 3, &f), 0);
+	x.context = dmabuf_fence_context(f);
+	x.seqno = 3;
+	x.sock = sv[1];
+	pid = harness_fork(child_waiter, &x);
+	harness_sync_parent(&x.sync);
+	close(sv[1]);
+	fd = dmabuf_sync_file_export(f);
+	assert_int_equal(send_fd(sv[0], fd), 0);
+	close(fd);
+	assert_int_equal(harness_sync_wait_child(&x.sync), 'r');
+	assert_int_equal(dmabuf_fence_set_error(f, -EIO), 0);
+	dmabuf_timeline_inc(tl, 3);
+	assert_int_equal(harness_wait(pid), 0);
+	close(sv[0]);
+	harness_sync_close(&x.sync);
+	dmabuf_fence_put(f);
+	dmabuf_timeline_destroy(tl);
+}
+
+/* Child: exports a pending fence to the parent, then waits to be killed. */
+static int child_signaller(void *arg)
+{
+	struct xproc *x = arg;
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *f;
+	int fd;
+
+	harness_sync_child(&x->sync);
+	child_check(dmabuf_timeline_new("dying", &tl) == 0);
+	child_check(dmabuf_timeline_create_fence(tl, 1, &f) == 0);
+	fd = dmabuf_sync_file_export(f);
+	child_check(fd >= 0);
+	child_check(send_fd(x->sock, fd) == 0);
+	harness_sync_wait_parent(&x->sync);
+	for (;;)
+		pause();
+}
+
+static void test_signaller_dies(void **state)
+{
+	struct xproc x;
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *local, *remote, *merged, *in[2];
+	struct counted_cb ccb = { .count = 0 };
+	int sv[2], fd, status;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	harness_sync_init(&x.sync);
+	x.sock = sv[1];
+	pid = harness_fork(child_signaller, &x);
+	harness_sync_parent(&x.sync);
+	close(sv[1]);
+	fd = recv_fd(sv[0]);
+	assert_true(fd >= 0);
+	assert_int_equal(dmabuf_sync_file_import(fd, &remote), 0);
+	assert_int_equal(dmabuf_fence_get_status(remote), 0);
+	assert_int_equal(dmabuf_fence_wait(remote, 10), 0);
+	/* Merged with a local fence, which has already signalled. */
+	assert_int_equal(dmabuf_timeline_new(NULL, &tl), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 1, &local), 0);
+	in[0] = local;
+	in[1] = remote;
+	dmabuf_timeline_inc(tl, 1);
+	assert_int_equal(dmabuf_fence_merge(in, 2, &merged), 0);
+	assert_ptr_equal(merged, remote);
+	dmabuf_fence_put(merged);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 2, &local), 0);
+	in[0] = local;
+	assert_int_equal(dmabuf_fence_merge(in, 2, &merged), 0);
+	assert_int_equal(dmabuf_fence_add_callback(merged, &ccb.cb, count_cb), 0);
+	dmabuf_timeline_inc(tl, 1);
+	assert_false(dmabuf_fence_is_signaled(merged));
+
+	kill(pid, SIGKILL);
+	assert_int_equal(harness_wait(pid), 128 + SIGKILL);
+	/* Never hangs: the fd reports the signaller gone. */
+	assert_int_equal(dmabuf_sync_file_wait(fd, 10000), 1);
+	assert_true(readable(fd));
+	assert_int_equal(dmabuf_fence_wait(merged, 10000), 1);
+	assert_int_equal(dmabuf_fence_get_status(remote), DMABUF_FENCE_ESIGNALLER);
+	assert_int_equal(dmabuf_fence_get_status(merged), DMABUF_FENCE_ESIGNALLER);
+	assert_int_equal(atomic_load(&ccb.count), 1);
+	assert_int_equal(dmabuf_sync_file_info(fd, &status, NULL, 0), 1);
+	assert_int_equal(status, -EPIPE);
+	dmabuf_fence_put(merged);
+	dmabuf_fence_put(local);
+	dmabuf_fence_put(remote);
+	close(fd);
+	close(sv[0]);
+	harness_sync_close(&x.sync);
+	dmabuf_timeline_destroy(tl);
+}
+
+/* A fence dropped unsignalled by its last holder cannot signal any more. */
+static void test_unsignalled_release(void **state)
+{
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *f;
+	int fd, status;
+
+	assert_int_equal(dmabuf_timeline_new(NULL, &tl), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 1, &f), 0);
+	fd = dmabuf_sync_file_export(f);
+	dmabuf_timeline_destroy(tl);	/* signals it with -ENOENT */
+	dmabuf_fence_put(f);
+	assert_int_equal(dmabuf_sync_file_info(fd, &status, NULL, 0), 1);
+	assert_int_equal(status, -ENOENT);
+	close(fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		harness_test(test_alloc),
+		harness_test(test_one_timeline_wait),
+		harness_test(test_one_timeline_merge),
+		harness_test(test_merge_same_fence),
+		harness_test(test_multi_timeline_wait),
+		harness_test(test_timeline_destroy),
+		harness_test(test_import_export),
+		harness_test(test_unsignalled_release),
+		/* Forks before any test has made threads: valgrind checks the
+		 * children too, and glibc's per-thread memory inherited by a
+		 * forked child looks lost to it. */
+		harness_test(test_cross_process_signal),
+		harness_test(test_signaller_dies),
+		harness_test(test_stress_parallelism),
+		harness_test(test_stress_consumer),
+		harness_test(test_stress_merge),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
