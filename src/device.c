@@ -145,6 +145,9 @@ static int info_fill(struct dmabuf_device_info *in)
 
 static struct dmabuf_ctx *dev_lock(const struct dmabuf_device *dev)
 {
+	/* &dev->ctx of a NULL dev is undefined: check first */
+	if (!dev)
+		return NULL;
 	return dmb_obj_lock_ctx(dev, DMB_OBJ_DEVICE, &dev->ctx);
 }
 

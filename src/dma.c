@@ -202,6 +202,9 @@ static int dma_access(struct dmabuf_device *dev, uint64_t addr, uint8_t *buf,
 
 static struct dmabuf_ctx *dev_lock(const struct dmabuf_device *dev)
 {
+	/* &dev->ctx of a NULL dev is undefined: check first */
+	if (!dev)
+		return NULL;
 	return dmb_obj_lock_ctx(dev, DMB_OBJ_DEVICE, &dev->ctx);
 }
 
