@@ -456,6 +456,41 @@ int dmabuf_timeline_inc(struct dmabuf_timeline *tl, uint32_t inc);
 /** Current value of the timeline (0 for a dead timeline). */
 uint32_t dmabuf_timeline_value(struct dmabuf_timeline *tl);
 
+/* ------------------------------------------------------------------------ */
+/** @defgroup buffer_sync Buffers and implicit synchronisation              */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Exports the buffer's fences as one sync file, as
+ * DMA_BUF_IOCTL_EXPORT_SYNC_FILE: with DMABUF_SYNC_WRITE every fence (what a
+ * writer must wait for), with DMABUF_SYNC_READ only the writers. A buffer
+ * without such fences gives an already signalled sync file.
+ *
+ * @param flags DMABUF_SYNC_READ and/or DMABUF_SYNC_WRITE (dmabuf.h)
+ * @return a new O_CLOEXEC sync-file fd owned by the caller; -EINVAL for
+ *         flags empty or outside READ|WRITE, or an invalid buffer
+ */
+int dmabuf_export_sync_file(struct dmabuf *buf, uint32_t flags);
+
+/**
+ * Adds the fence of a sync file to the buffer, as
+ * DMA_BUF_IOCTL_IMPORT_SYNC_FILE: with DMABUF_SYNC_WRITE as a write fence,
+ * otherwise as a read fence.
+ *
+ * @param fd borrowed sync-file fd
+ * @return 0; -EINVAL for bad flags or an fd that is not a sync file; -EBADF
+ */
+int dmabuf_import_sync_file(struct dmabuf *buf, uint32_t flags, int fd);
+
+/**
+ * Readiness of a buffer, as poll() on a dma-buf fd: POLLIN once every write
+ * fence has signalled, POLLOUT once every fence has.
+ *
+ * @param events POLLIN and/or POLLOUT
+ * @return the ready subset of @p events (>= 0), or -EINVAL
+ */
+int dmabuf_poll(struct dmabuf *buf, short events);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,7 +10,7 @@
 
 static struct dmabuf_ctx *att_lock(const struct dmabuf_attachment *att)
 {
-	return dmb_obj_lock_ctx(att, DMB_OBJ_ATTACHMENT, &att->ctx);
+	return att ? dmb_obj_lock_ctx(att, DMB_OBJ_ATTACHMENT, &att->ctx) : NULL;
 }
 
 static bool dir_valid(enum dmabuf_direction dir)
@@ -189,6 +189,8 @@ DMABUF_EXPORT int dmabuf_map_attachment(struct dmabuf_attachment *att,
 		goto out;
 	}
 	ret = dmb_backing_map_cpu(&buf->backing, true);
+	if (ret == 0)
+		ret = dmb_buf_wait_kernel(buf);
 	if (ret < 0)
 		goto out;
 	if (buf->ops->pin && !att->pinned) {

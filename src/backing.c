@@ -82,7 +82,7 @@ int dmb_backing_map_cpu(struct dmb_backing *b, bool writable)
 	if (b->map)
 		return 0;
 	p = dmb_backing_map_new(b, PROT_READ | (writable ? PROT_WRITE : 0), -1);
-	if (p == MAP_FAILED && writable) {
+	if (p == MAP_FAILED && writable && (errno == EACCES || errno == EPERM)) {
 		/* A caller's memfd opened read-only: map it for reading. */
 		writable = false;
 		p = dmb_backing_map_new(b, PROT_READ, -1);
@@ -220,7 +220,7 @@ DMABUF_EXPORT int dmabuf_backing_map(struct dmabuf_attachment *att,
 
 	if (!out)
 		return -EINVAL;
-	ctx = dmb_obj_lock_ctx(att, DMB_OBJ_ATTACHMENT, &att->dev->ctx);
+	ctx = att ? dmb_obj_lock_ctx(att, DMB_OBJ_ATTACHMENT, &att->ctx) : NULL;
 	if (!ctx)
 		return -EINVAL;
 	buf = att->buf;

@@ -20,6 +20,7 @@
 #include <bsd/string.h>
 
 #include "private.h"
+#include "dmabuf-fence.h"
 
 static int inode_cmp(const struct dmabuf *a, const struct dmabuf *b)
 {
@@ -38,7 +39,7 @@ RB_GENERATE(dmb_wd_tree, dmabuf, wd_node, wd_cmp)
 
 struct dmabuf_ctx *dmb_buf_lock_any(const struct dmabuf *buf)
 {
-	return dmb_obj_lock_ctx(buf, DMB_OBJ_BUFFER, &buf->ctx);
+	return buf ? dmb_obj_lock_ctx(buf, DMB_OBJ_BUFFER, &buf->ctx) : NULL;
 }
 
 struct dmabuf_ctx *dmb_buf_lock(const struct dmabuf *buf)
@@ -114,6 +115,8 @@ static int new_memfd(const char *exp_name, uint64_t size)
 
 static void buf_free(struct dmabuf_ctx *ctx, struct dmabuf *buf)
 {
+	if (buf->resv)
+		dmabuf_resv_destroy(buf->resv);
 	dmb_backing_fini(ctx, &buf->backing);
 	if (buf->file_fd >= 0)
 		close(buf->file_fd);
@@ -188,6 +191,10 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	}
 	buf->key.dev = st.st_dev;
 	buf->key.ino = st.st_ino;
+
+	ret = dmabuf_resv_new(&buf->resv);
+	if (ret < 0)
+		goto fail;
 
 	if (buf->alloc != DMABUF_ALLOC_DEFERRED) {
 		ret = dmb_backing_alloc(ctx, buf);

@@ -309,6 +309,7 @@ int dmb_cpu_end_locked(struct dmabuf *buf, enum dmabuf_direction dir);
 /* buffer_sync.c: waits for the fences CPU access must wait for (writers for
  * a read; everything for a write). */
 int dmb_buf_wait_for_cpu(struct dmabuf *buf, bool write);
+int dmb_buf_wait_kernel(struct dmabuf *buf);
 void dmb_attachments_destroy_all(struct dmabuf *buf);
 
 /* Syscall layer for fault injection (sys.c): tests make the Nth call of a

@@ -130,8 +130,15 @@ pid_t harness_fork(int (*fn)(void *arg), void *arg)
 	fflush(stderr);
 	pid = fork();
 	assert_true(pid >= 0);
-	if (pid == 0)
+	if (pid == 0) {
+		/* cmocka catches fatal signals to report them; a child must
+		 * die of them so the parent can see how it died. */
+		const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
+
+		for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+			signal(sigs[i], SIG_DFL);
 		_exit(fn(arg));
+	}
 	return pid;
 }
 
