@@ -234,6 +234,35 @@ static void test_credentials_ignored(void **state)
 	close_pair(sv);
 }
 
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76
+#endif
+
+/* With SO_PASSPIDFD (Linux 6.5) the kernel adds an SCM_PIDFD fd to every
+ * message: it is not ours to keep, and must not leak. */
+static void test_pidfd_closed(void **state)
+{
+	int sv[2], fd = memfd_with("d"), got[2], on = 1, before;
+	char data[8];
+	size_t n;
+
+	pair(SOCK_SEQPACKET, sv);
+	if (setsockopt(sv[1], SOL_SOCKET, SO_PASSPIDFD, &on, sizeof(on)) < 0) {
+		close(fd);
+		close_pair(sv);
+		skip();
+	}
+	assert_int_equal(dmb_scm_send(sv[0], "p", 1, &fd, 1), 0);
+	before = harness_count_fds();
+	assert_int_equal(dmb_scm_recv(sv[1], data, sizeof(data), got, 2, &n), 1);
+	assert_int_equal(n, 1);
+	assert_same_file(fd, got[0]);
+	assert_int_equal(harness_count_fds(), before + 1);
+	close(got[0]);
+	close(fd);
+	close_pair(sv);
+}
+
 static void test_peer_closed(void **state)
 {
 	int sv[2], fd = memfd_with("p");
@@ -528,6 +557,7 @@ static void test_public_stream_pieces(void **state)
 	pair(SOCK_STREAM, sv);
 	a.sock = sv[0];
 	pid = harness_fork(send_in_pieces, &a);
+	close(sv[0]);
 	assert_int_equal(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
 	/* Spin until the first byte is there, then the call must wait. */
 	while ((ret = dmabuf_recv_fd(sv[1], &got, buf, sizeof(buf), &len)) == -EAGAIN)
@@ -537,7 +567,7 @@ static void test_public_stream_pieces(void **state)
 	assert_memory_equal(buf, "hello", 5);
 	assert_int_equal(got, -1);
 	assert_int_equal(harness_wait(pid), 0);
-	close_pair(sv);
+	close(sv[1]);
 }
 
 /* Across fork: the child gets a memfd, writes through it, sends it back. */
@@ -572,6 +602,8 @@ static void test_across_fork(void **state)
 	assert_int_equal(ftruncate(fd, 4096), 0);
 	pair(SOCK_SEQPACKET, sv);
 	pid = harness_fork(child_echo, &sv[1]);
+	/* Only the child holds its end: if it dies, we see EOF, not a hang. */
+	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], fd, "ping", 4), 0);
 	assert_int_equal(dmabuf_recv_fd(sv[0], &got, buf, sizeof(buf), &len), 0);
 	assert_int_equal(harness_wait(pid), 0);
@@ -582,7 +614,7 @@ static void test_across_fork(void **state)
 	assert_memory_equal(buf, "child!", 6);
 	close(got);
 	close(fd);
-	close_pair(sv);
+	close(sv[0]);
 }
 
 /* ---- sg-entries memfd ------------------------------------------------------------ */
@@ -658,6 +690,7 @@ int main(void)
 		harness_test(test_multiple_cmsgs),
 		harness_test(test_truncated_data_closes_fds),
 		harness_test(test_credentials_ignored),
+		harness_test(test_pidfd_closed),
 		harness_test(test_peer_closed),
 		harness_test(test_nonblocking),
 		harness_test(test_bad_arguments),
