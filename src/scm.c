@@ -236,7 +236,8 @@ ssize_t dmb_scm_recv(int sock, void *data, size_t cap, int *fds,
 		dmb_scm_close_fds(got, ngot);
 		return err;
 	}
-	memcpy(fds, got, ngot * sizeof(int));
+	if (ngot)
+		memcpy(fds, got, ngot * sizeof(int));
 	*nfds = ngot;
 	return n;
 }
