@@ -19,33 +19,18 @@ static bool dir_valid(enum dmabuf_direction dir)
 	       dir == DMABUF_FROM_DEVICE;
 }
 
-DMABUF_EXPORT int dmabuf_attach(struct dmabuf *buf, struct dmabuf_device *dev,
-				struct dmabuf_attachment **out)
+int dmb_attach_locked(struct dmabuf *buf, struct dmabuf_device *dev,
+		      struct dmabuf_attachment **out)
 {
+	struct dmabuf_ctx *ctx = buf->ctx;
 	struct dmabuf_attachment *att;
-	struct dmabuf_ctx *ctx;
 	int ret;
 
-	if (!out)
-		return -EINVAL;
-	ctx = dmb_buf_lock(buf);
-	if (!ctx)
-		return -EINVAL;
-	if (!dmb_obj_live(dev, DMB_OBJ_DEVICE) || dev->ctx != ctx) {
-		dmb_err(ctx, "dmabuf_attach(%s): not a live device of this context",
-			buf->exp_name);
-		ret = -EINVAL;
-		goto out;
-	}
-	if ((ret = dmb_sys_fail(DMB_SYS_CALLOC))) {
-		ret = -ret;
-		goto out;
-	}
+	if ((ret = dmb_sys_fail(DMB_SYS_CALLOC)))
+		return -ret;
 	att = calloc(1, sizeof(*att));
-	if (!att) {
-		ret = -ENOMEM;
-		goto out;
-	}
+	if (!att)
+		return -ENOMEM;
 	att->ctx = ctx;
 	att->buf = buf;
 	att->dev = dev;
@@ -53,7 +38,7 @@ DMABUF_EXPORT int dmabuf_attach(struct dmabuf *buf, struct dmabuf_device *dev,
 	ret = dmb_obj_add(att, DMB_OBJ_ATTACHMENT);
 	if (ret < 0) {
 		free(att);
-		goto out;
+		return ret;
 	}
 	if (buf->ops->attach) {
 		ret = buf->ops->attach(buf, att);
@@ -62,7 +47,7 @@ DMABUF_EXPORT int dmabuf_attach(struct dmabuf *buf, struct dmabuf_device *dev,
 				 dev->name, buf->exp_name, ret);
 			dmb_obj_del(att);
 			free(att);
-			goto out;
+			return ret;
 		}
 	}
 	LIST_INSERT_HEAD(&buf->attachments, att, buf_link);
@@ -70,7 +55,27 @@ DMABUF_EXPORT int dmabuf_attach(struct dmabuf *buf, struct dmabuf_device *dev,
 	dev->attach_count++;
 	ctx->stats.attachments_live++;
 	*out = att;
-out:
+	return 0;
+}
+
+DMABUF_EXPORT int dmabuf_attach(struct dmabuf *buf, struct dmabuf_device *dev,
+				struct dmabuf_attachment **out)
+{
+	struct dmabuf_ctx *ctx;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	ctx = dmb_buf_lock(buf);
+	if (!ctx)
+		return -EINVAL;
+	if (!dmb_obj_live(dev, DMB_OBJ_DEVICE) || dev->ctx != ctx || dev->remote) {
+		dmb_err(ctx, "dmabuf_attach(%s): not a live device of this context",
+			buf->exp_name);
+		ret = -EINVAL;
+	} else {
+		ret = dmb_attach_locked(buf, dev, out);
+	}
 	dmb_unlock(ctx);
 	return ret;
 }
@@ -93,7 +98,7 @@ static void mapping_undo(struct dmabuf_attachment *att, struct dmabuf_sg_table *
 	}
 }
 
-static void att_destroy(struct dmabuf_attachment *att)
+void dmb_detach_locked(struct dmabuf_attachment *att)
 {
 	struct dmabuf *buf = att->buf;
 	struct dmabuf_sg_table *sgt;
@@ -118,7 +123,7 @@ void dmb_attachments_destroy_all(struct dmabuf *buf)
 	struct dmabuf_attachment *att;
 
 	while ((att = LIST_FIRST(&buf->attachments)))
-		att_destroy(att);
+		dmb_detach_locked(att);
 }
 
 DMABUF_EXPORT int dmabuf_detach(struct dmabuf *buf, struct dmabuf_attachment *att)
@@ -135,7 +140,7 @@ DMABUF_EXPORT int dmabuf_detach(struct dmabuf *buf, struct dmabuf_attachment *at
 		dmb_unlock(ctx);
 		return -EINVAL;
 	}
-	att_destroy(att);
+	dmb_detach_locked(att);
 	dmb_unlock(ctx);
 	return 0;
 }
@@ -167,36 +172,28 @@ DMABUF_EXPORT int dmabuf_attachment_set_priv(struct dmabuf_attachment *att, void
 	return 0;
 }
 
-DMABUF_EXPORT int dmabuf_map_attachment(struct dmabuf_attachment *att,
-					enum dmabuf_direction dir,
-					struct dmabuf_sg_table **out)
+int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
+		   struct dmabuf_sg_table **out)
 {
+	struct dmabuf_ctx *ctx = att->ctx;
+	struct dmabuf *buf = att->buf;
 	struct dmabuf_sg_table *sgt = NULL;
-	struct dmabuf_ctx *ctx;
-	struct dmabuf *buf;
 	int ret;
 
-	if (!out)
-		return -EINVAL;
-	ctx = att_lock(att);
-	if (!ctx)
-		return -EINVAL;
-	buf = att->buf;
 	if (!dir_valid(dir)) {
 		dmb_err(ctx, "map of %s for %s: invalid direction %d", buf->exp_name,
 			att->dev->name, (int)dir);
-		ret = -EINVAL;
-		goto out;
+		return -EINVAL;
 	}
 	ret = dmb_backing_map_cpu(&buf->backing, true);
 	if (ret == 0)
 		ret = dmb_buf_wait_kernel(buf);
 	if (ret < 0)
-		goto out;
+		return ret;
 	if (buf->ops->pin && !att->pinned) {
 		ret = buf->ops->pin(att);
 		if (ret < 0)
-			goto out;
+			return ret;
 		att->pinned = true;
 	}
 	ret = buf->ops->map(att, dir, &sgt);
@@ -205,7 +202,8 @@ DMABUF_EXPORT int dmabuf_map_attachment(struct dmabuf_attachment *att,
 		ret = -EINVAL;
 		sgt = NULL;
 	}
-	if (ret == 0) {
+	/* A peer's device gets its addresses in the peer's process. */
+	if (ret == 0 && !att->dev->remote) {
 		ret = dmb_sgt_dma_map(sgt, att->dev, dir, buf->backing.map,
 				      buf->flags == O_RDWR && buf->backing.map_writable);
 		if (ret < 0) {
@@ -219,7 +217,7 @@ DMABUF_EXPORT int dmabuf_map_attachment(struct dmabuf_attachment *att,
 			buf->ops->unpin(att);
 			att->pinned = false;
 		}
-		goto out;
+		return ret;
 	}
 	sgt->att = att;
 	sgt->dir = dir;
@@ -228,9 +226,41 @@ DMABUF_EXPORT int dmabuf_map_attachment(struct dmabuf_attachment *att,
 	buf->nmappings++;
 	ctx->stats.mappings_live++;
 	*out = sgt;
-out:
+	return 0;
+}
+
+DMABUF_EXPORT int dmabuf_map_attachment(struct dmabuf_attachment *att,
+					enum dmabuf_direction dir,
+					struct dmabuf_sg_table **out)
+{
+	struct dmabuf_ctx *ctx;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	ctx = att_lock(att);
+	if (!ctx)
+		return -EINVAL;
+	ret = dmb_map_locked(att, dir, out);
 	dmb_unlock(ctx);
 	return ret;
+}
+
+int dmb_unmap_locked(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt,
+		     enum dmabuf_direction dir)
+{
+	if (!dmb_obj_live(sgt, DMB_OBJ_SG_TABLE) || sgt->att != att) {
+		dmb_err(att->ctx, "unmap for %s: table %p is not a live mapping of this attachment",
+			att->dev->name, (void *)sgt);
+		return -EINVAL;
+	}
+	if (sgt->dir != dir) {
+		dmb_err(att->ctx, "unmap for %s: direction %d differs from the map's %d",
+			att->dev->name, (int)dir, (int)sgt->dir);
+		return -EINVAL;
+	}
+	mapping_undo(att, sgt);
+	return 0;
 }
 
 DMABUF_EXPORT int dmabuf_unmap_attachment(struct dmabuf_attachment *att,
@@ -238,21 +268,11 @@ DMABUF_EXPORT int dmabuf_unmap_attachment(struct dmabuf_attachment *att,
 					  enum dmabuf_direction dir)
 {
 	struct dmabuf_ctx *ctx = att_lock(att);
-	int ret = 0;
+	int ret;
 
 	if (!ctx)
 		return -EINVAL;
-	if (!dmb_obj_live(sgt, DMB_OBJ_SG_TABLE) || sgt->att != att) {
-		dmb_err(ctx, "unmap for %s: table %p is not a live mapping of this attachment",
-			att->dev->name, (void *)sgt);
-		ret = -EINVAL;
-	} else if (sgt->dir != dir) {
-		dmb_err(ctx, "unmap for %s: direction %d differs from the map's %d",
-			att->dev->name, (int)dir, (int)sgt->dir);
-		ret = -EINVAL;
-	} else {
-		mapping_undo(att, sgt);
-	}
+	ret = dmb_unmap_locked(att, sgt, dir);
 	dmb_unlock(ctx);
 	return ret;
 }

@@ -151,52 +151,57 @@ static struct dmabuf_ctx *dev_lock(const struct dmabuf_device *dev)
 	return dmb_obj_lock_ctx(dev, DMB_OBJ_DEVICE, &dev->ctx);
 }
 
-DMABUF_EXPORT int dmabuf_device_new(struct dmabuf_ctx *ctx,
-				    const struct dmabuf_device_info *info,
-				    struct dmabuf_device **out)
+int dmb_device_create(struct dmabuf_ctx *ctx, const struct dmabuf_device_info *info,
+		      bool remote, struct dmabuf_device **out)
 {
-	struct dmabuf_device_info in;
+	struct dmabuf_device_info in = *info;
 	struct dmabuf_device *dev;
 	int ret;
 
-	if (!info || !out || !dmb_obj_live(ctx, DMB_OBJ_CTX))
-		return -EINVAL;
-	dmb_lock(ctx);
-	in = *info;
 	ret = info_fill(&in);
 	if (ret < 0) {
-		dmb_err(ctx, "dmabuf_device_new(%s): invalid constraints",
-			info->name ? info->name : "?");
-		goto out;
+		dmb_err(ctx, "device %s: invalid constraints", info->name ? info->name : "?");
+		return ret;
 	}
 	dev = calloc(1, sizeof(*dev));
-	if (!dev) {
-		ret = -ENOMEM;
-		goto out;
-	}
+	if (!dev)
+		return -ENOMEM;
 	snprintf(dev->name, sizeof(dev->name), "%s", in.name ? in.name : "device");
 	in.name = dev->name;
 	dev->info = in;
 	dev->dma_mask = in.dma_mask_bits == 64 ? UINT64_MAX
 					       : (1ull << in.dma_mask_bits) - 1;
 	dev->ctx = ctx;
+	dev->remote = remote;
 	RB_INIT(&dev->dma_tree);
 	RB_INIT(&dev->iova_tree);
 	dev->iova_next = DMB_PAGE_SIZE;
 	ret = dmb_obj_add(dev, DMB_OBJ_DEVICE);
 	if (ret < 0) {
 		free(dev);
-		goto out;
+		return ret;
 	}
 	LIST_INSERT_HEAD(&ctx->devices, dev, ctx_link);
 	*out = dev;
-out:
+	return 0;
+}
+
+DMABUF_EXPORT int dmabuf_device_new(struct dmabuf_ctx *ctx,
+				    const struct dmabuf_device_info *info,
+				    struct dmabuf_device **out)
+{
+	int ret;
+
+	if (!info || !out || !dmb_obj_live(ctx, DMB_OBJ_CTX))
+		return -EINVAL;
+	dmb_lock(ctx);
+	ret = dmb_device_create(ctx, info, false, out);
 	dmb_unlock(ctx);
 	return ret;
 }
 
 /* Unmaps whatever is still mapped on dev, then frees it. Lock held. */
-static void dev_free(struct dmabuf_device *dev)
+void dmb_device_free(struct dmabuf_device *dev)
 {
 	struct dmb_dma_seg *seg;
 	struct dmb_iova *r;
@@ -224,13 +229,17 @@ DMABUF_EXPORT int dmabuf_device_destroy(struct dmabuf_device *dev)
 			(void *)dev);
 		return -EINVAL;
 	}
+	if (dev->remote) { /* a peer's device: the library owns it */
+		dmb_unlock(ctx);
+		return -EINVAL;
+	}
 	if (dev->attach_count || !RB_EMPTY(&dev->dma_tree)) {
 		dmb_err(ctx, "dmabuf_device_destroy(%s): still attached (%u) or mapped",
 			dev->name, dev->attach_count);
 		dmb_unlock(ctx);
 		return -EBUSY;
 	}
-	dev_free(dev);
+	dmb_device_free(dev);
 	dmb_unlock(ctx);
 	return 0;
 }
@@ -243,7 +252,7 @@ void dmb_devices_destroy_all(struct dmabuf_ctx *ctx)
 		if (dev->attach_count)
 			dmb_err(ctx, "device %s destroyed with %u attachment(s)",
 				dev->name, dev->attach_count);
-		dev_free(dev);
+		dmb_device_free(dev);
 	}
 }
 

@@ -45,6 +45,7 @@ struct dmabuf_device {
 	struct dmabuf_device_info info; /* defaults filled in; info.name = name */
 	uint64_t dma_mask;		/* derived from info.dma_mask_bits */
 	unsigned int attach_count;	/* attachments using this device */
+	bool remote;			/* stands for a peer's device (endpoint.c) */
 
 	struct dmb_dma_tree dma_tree;
 	uint64_t dma_seq;
@@ -59,6 +60,14 @@ struct dmabuf_device {
 	unsigned int fault_head, fault_kept;
 	unsigned int fault_total; /* since last dmabuf_device_get_faults() */
 };
+
+/* Creates a device (lock held). A remote device stands for a device of an
+ * importing peer: exporter ops see it like a local one, but it never gets
+ * device addresses here (the peer assigns them). */
+int dmb_device_create(struct dmabuf_ctx *ctx, const struct dmabuf_device_info *info,
+		      bool remote, struct dmabuf_device **out);
+/* Frees a device, unmapping what is left (lock held). */
+void dmb_device_free(struct dmabuf_device *dev);
 
 /* Destroys every device of ctx (context teardown); tables still mapped on a
  * device are unmapped first (with an error log: they were leaked). */

@@ -311,6 +311,14 @@ int dmb_cpu_end_locked(struct dmabuf *buf, enum dmabuf_direction dir);
 int dmb_buf_wait_for_cpu(struct dmabuf *buf, bool write);
 int dmb_buf_wait_kernel(struct dmabuf *buf);
 void dmb_attachments_destroy_all(struct dmabuf *buf);
+/* attachment.c, with the context lock held and arguments validated */
+int dmb_attach_locked(struct dmabuf *buf, struct dmabuf_device *dev,
+		      struct dmabuf_attachment **out);
+void dmb_detach_locked(struct dmabuf_attachment *att);
+int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
+		   struct dmabuf_sg_table **out);
+int dmb_unmap_locked(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt,
+		     enum dmabuf_direction dir);
 
 /* Syscall layer for fault injection (sys.c): tests make the Nth call of a
  * given syscall fail with an errno. */

@@ -25,6 +25,7 @@ struct dmabuf_sg_table {
 	struct dmabuf_attachment *att;
 	enum dmabuf_direction dir;
 	LIST_ENTRY(dmabuf_sg_table) att_link;
+	uint64_t remote_id;	/* proxies: the exporter's mapping id */
 
 	/* Device-side state of the mapping (sg_table.c / dma.c). */
 	struct dmabuf_device *mapped_dev;
