@@ -94,6 +94,23 @@ int dmb_backing_map_cpu(struct dmb_backing *b, bool writable)
 	return 0;
 }
 
+int dmb_backing_map_view(struct dmb_backing *b)
+{
+	void *p;
+	int ret;
+
+	if (b->cpu_view)
+		return 0;
+	ret = dmb_backing_map_cpu(b, true);
+	if (ret < 0)
+		return ret;
+	p = dmb_backing_map_new(b, PROT_READ | (b->map_writable ? PROT_WRITE : 0), -1);
+	if (p == MAP_FAILED)
+		return -errno;
+	b->cpu_view = p;
+	return 0;
+}
+
 /* What every attached device needs from a deferred allocation. */
 struct alloc_needs {
 	bool contiguous;
@@ -169,6 +186,8 @@ void dmb_backing_fini(struct dmabuf_ctx *ctx, struct dmb_backing *b)
 {
 	if (b->map)
 		munmap(b->map, b->size);
+	if (b->cpu_view)
+		munmap(b->cpu_view, b->size);
 	if (b->runs) {
 		dmb_physmem_free(ctx->physmem, b->runs, b->nruns);
 		free(b->runs);
@@ -249,9 +268,7 @@ DMABUF_EXPORT void dmabuf_backing_unmap(struct dmabuf_attachment *att,
 DMABUF_EXPORT int dmabuf_backing_vmap(struct dmabuf *buf, void **vaddr)
 {
 	struct dmabuf_ctx *ctx = dmb_buf_lock(buf);
-	struct dmb_backing *b;
-	void *p;
-	int ret = 0;
+	int ret;
 
 	if (!ctx)
 		return -EINVAL;
@@ -259,33 +276,15 @@ DMABUF_EXPORT int dmabuf_backing_vmap(struct dmabuf *buf, void **vaddr)
 		dmb_unlock(ctx);
 		return -EINVAL;
 	}
-	b = &buf->backing;
-	ret = dmb_backing_map_cpu(b, true);
-	if (ret == 0) {
-		/* A second view of the library's mapping: it keeps the
-		 * exporter's write access even after a read-only buffer was
-		 * sealed, and can be made inaccessible (strict CPU access)
-		 * without blocking device DMA, which goes through b->map. */
-		if (b->nranges == 1)
-			p = mremap(b->map, 0, b->size, MREMAP_MAYMOVE);
-		else
-			p = dmb_backing_map_new(b, PROT_READ | (b->map_writable ? PROT_WRITE : 0), -1);
-		if (p == MAP_FAILED)
-			ret = -errno;
-		else
-			*vaddr = p;
-	}
+	/* The view lives until release: vmaps after the first reuse it. */
+	ret = dmb_backing_map_view(&buf->backing);
+	if (ret == 0)
+		*vaddr = buf->backing.cpu_view;
 	dmb_unlock(ctx);
 	return ret;
 }
 
 DMABUF_EXPORT void dmabuf_backing_vunmap(struct dmabuf *buf, void *vaddr)
 {
-	struct dmabuf_ctx *ctx = dmb_buf_lock(buf);
-
-	if (!ctx)
-		return;
-	if (vaddr)
-		munmap(vaddr, buf->backing.size);
-	dmb_unlock(ctx);
+	/* Nothing to undo: the view is unmapped with the backing. */
 }

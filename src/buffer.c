@@ -165,10 +165,12 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 		ret = dmb_backing_map_cpu(&buf->backing, !rdonly);
 	} else {
 		ret = dmb_backing_init_memfd(&buf->backing, buf->probe_fd, info->size);
-		/* The exporter's writable mapping exists before a read-only
+		/* The exporter's writable mappings exist before a read-only
 		 * buffer is sealed, so only the exporter can write it. */
 		if (ret == 0)
 			ret = dmb_backing_map_cpu(&buf->backing, true);
+		if (ret == 0 && rdonly)
+			ret = dmb_backing_map_view(&buf->backing);
 	}
 	if (ret < 0)
 		goto fail;

@@ -41,9 +41,11 @@ static void strict_apply(struct dmabuf *buf)
 		return;
 	LIST_FOREACH(m, &buf->cpu_maps, link)
 		mprotect(m->addr, m->len, effective_prot(buf, m->prot));
-	if (buf->vmap_count)
+	if (buf->vmap_addr)
 		mprotect(buf->vmap_addr, buf->size,
-			 effective_prot(buf, buf->vmap_writable ? PROT_READ | PROT_WRITE : PROT_READ));
+			 buf->vmap_count ? effective_prot(buf, buf->vmap_writable ?
+							 PROT_READ | PROT_WRITE : PROT_READ)
+					 : PROT_NONE);
 }
 
 static bool dir_valid(enum dmabuf_direction dir)
@@ -261,6 +263,8 @@ DMABUF_EXPORT int dmabuf_vunmap(struct dmabuf *buf, void *vaddr)
 		return -EINVAL;
 	}
 	if (--buf->vmap_count == 0) {
+		/* In strict mode a stale vmap pointer faults from now on. */
+		strict_apply(buf);
 		if (buf->ops->vunmap)
 			buf->ops->vunmap(buf, vaddr);
 		buf->vmap_addr = NULL;

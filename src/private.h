@@ -174,6 +174,10 @@ struct dmb_backing {
 	 * NULL until first needed. Writable when the ranges allow it. */
 	uint8_t *map;
 	bool map_writable;
+	/* A second mapping for the CPU (vmap): separate from map, which the
+	 * DMA engine uses, so strict CPU access can revoke it alone. Made
+	 * before a read-only buffer is sealed, so the exporter can write. */
+	uint8_t *cpu_view;
 	/* Simulated frames, NULL/0 while a DEFERRED backing is unallocated. */
 	struct dmb_phys_run *runs;
 	size_t nruns;
@@ -272,6 +276,7 @@ void dmb_buf_release_now(struct dmabuf *buf);
 /* backing.c */
 int dmb_backing_init_memfd(struct dmb_backing *b, int memfd, uint64_t size);
 int dmb_backing_map_cpu(struct dmb_backing *b, bool writable);
+int dmb_backing_map_view(struct dmb_backing *b);
 /* A fresh mapping of every range (MAP_FAILED + errno on failure); a single
  * range maps fd_override instead of its own fd when fd_override >= 0. */
 void *dmb_backing_map_new(struct dmb_backing *b, int prot, int fd_override);
