@@ -1,0 +1,348 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Memory overhead per live buffer: 10,000 live 4 KiB buffers made with
+ * dmabuf_export() and a trivial ops table (system allocation), then released.
+ *
+ * Figures, divided by the number of buffers: RSS growth (/proc/self/statm,
+ * cross-checked with smaps_rollup), malloc heap growth (mallinfo2: in-use
+ * bytes), fds (/proc/self/fd entries) and VMAs (/proc/self/maps lines) per
+ * buffer, page-table growth (VmPTE), system-wide slab growth (/proc/meminfo,
+ * indicative only: other processes share it), and the time to create and to
+ * release them all, per tenth of the run (a later tenth much slower than the
+ * first would mean a cost that grows with the number of live buffers).
+ *
+ * Limits: every exported buffer holds 2 fds (the dma-buf file and the
+ * library's private probe file of the same memfd), one inotify watch and one
+ * VMA (the library's mapping of the memfd). RLIMIT_NOFILE is raised to its
+ * hard limit (and the hard limit too when the process may); if the limits
+ * cannot hold 10,000 buffers, fewer are made and the report says so loudly.
+ *
+ * Fails (non-zero) if an API call fails, the release count is wrong, or fds
+ * or VMAs are left behind after every buffer was released.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <stdbool.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "dmabuf.h"
+#include "bench-common.h"
+
+#define BENCH "memory"
+#define TARGET 10000u
+#define BUF_SIZE 4096u
+#define SLICES 10
+#define FDS_PER_BUFFER 2
+#define WARMUP 64
+
+static unsigned long releases;
+
+static void op_release(struct dmabuf *buf)
+{
+	(void)buf;
+	releases++;
+}
+
+static const struct dmabuf_ops ops = {
+	.version = DMABUF_OPS_VERSION,
+	.map = dmabuf_backing_map,
+	.unmap = dmabuf_backing_unmap,
+	.release = op_release,
+};
+
+static int exporter_state;
+
+struct snap {
+	long fds, maps;
+	long rss_kib, rollup_rss_kib, pte_kib, slab_kib;
+	long long heap_bytes; /* mallinfo2: uordblks + hblkhd */
+};
+
+static long count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	long n = 0;
+
+	if (!d)
+		BENCH_FAIL("opendir /proc/self/fd: %s", strerror(errno));
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the directory's own fd */
+}
+
+static long count_lines(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long n = 0;
+	int c;
+
+	if (!f)
+		BENCH_FAIL("%s: %s", path, strerror(errno));
+	while ((c = getc(f)) != EOF)
+		if (c == '\n')
+			n++;
+	fclose(f);
+	return n;
+}
+
+/* The value of the line starting with `key` (e.g. "Rss:"), in kB; -1 if none. */
+static long field_kib(const char *path, const char *key)
+{
+	FILE *f = fopen(path, "r");
+	char line[256];
+	size_t klen = strlen(key);
+	long v = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, klen)) {
+			v = strtol(line + klen, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+static void take_snap(struct snap *s)
+{
+	struct mallinfo2 mi = mallinfo2();
+	long size, resident;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f || fscanf(f, "%ld %ld", &size, &resident) != 2)
+		BENCH_FAIL("cannot read /proc/self/statm");
+	fclose(f);
+	s->rss_kib = resident * (sysconf(_SC_PAGESIZE) / 1024);
+	s->rollup_rss_kib = field_kib("/proc/self/smaps_rollup", "Rss:");
+	s->pte_kib = field_kib("/proc/self/status", "VmPTE:");
+	s->slab_kib = field_kib("/proc/meminfo", "Slab:");
+	s->heap_bytes = (long long)(mi.uordblks + mi.hblkhd);
+	s->fds = count_fds();
+	s->maps = count_lines("/proc/self/maps");
+}
+
+static struct dmabuf *export_one(struct dmabuf_ctx *ctx)
+{
+	struct dmabuf_export_info info = {
+		.exp_name = "bench-mem",
+		.ops = &ops,
+		.size = BUF_SIZE,
+		.flags = O_RDWR,
+		.priv = &exporter_state,
+		.alloc = DMABUF_ALLOC_SYSTEM,
+	};
+	struct dmabuf *buf;
+
+	BENCH_CHECK(dmabuf_export(ctx, &info, &buf));
+	return buf;
+}
+
+static void check_stats(struct dmabuf_ctx *ctx, uint64_t live, const char *when)
+{
+	struct dmabuf_ctx_stats st;
+
+	BENCH_CHECK(dmabuf_ctx_get_stats(ctx, &st));
+	if (st.buffers_live != live || st.buffers_released != releases)
+		BENCH_FAIL("%s: %llu live buffers, %llu released (ops->release ran %lu times); expected %llu live",
+			   when, (unsigned long long)st.buffers_live,
+			   (unsigned long long)st.buffers_released, releases,
+			   (unsigned long long)live);
+}
+
+int main(void)
+{
+	struct rlimit rl, want;
+	struct dmabuf_ctx *ctx;
+	struct dmabuf **bufs;
+	struct snap s0, s1, s2;
+	double create_ns[SLICES], release_ns[SLICES];
+	long watches, map_count, cap_fd, cap_watch, cap_map;
+	bool hard_raised = false;
+	unsigned int n, per_slice;
+	uint64_t t0, t_create = 0, t_release = 0, t_drain;
+	unsigned long rel0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	/* fds: soft to hard, and the hard limit up if we may (CAP_SYS_RESOURCE). */
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		BENCH_FAIL("getrlimit: %s", strerror(errno));
+	want = rl;
+	if (want.rlim_max != RLIM_INFINITY &&
+	    want.rlim_max < (rlim_t)TARGET * FDS_PER_BUFFER + 1024) {
+		want.rlim_max = want.rlim_cur = (rlim_t)TARGET * FDS_PER_BUFFER + 1024;
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			hard_raised = true;
+		else
+			want = rl;
+	}
+	want.rlim_cur = want.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &want) < 0)
+		BENCH_FAIL("setrlimit(RLIMIT_NOFILE, %llu): %s",
+			   (unsigned long long)want.rlim_max, strerror(errno));
+	getrlimit(RLIMIT_NOFILE, &rl);
+	watches = read_long("/proc/sys/fs/inotify/max_user_watches");
+	map_count = read_long("/proc/sys/vm/max_map_count");
+
+	BENCH_CHECK(dmabuf_ctx_new(NULL, &ctx));
+	/* Warm-up: the first buffers grow malloc arenas and the registries. */
+	for (int i = 0; i < WARMUP; i++)
+		BENCH_CHECK(dmabuf_put(export_one(ctx)));
+	BENCH_CHECK(dmabuf_ctx_dispatch(ctx));
+	rel0 = releases;
+	if (rel0 != WARMUP)
+		BENCH_FAIL("warm-up: %lu releases, expected %d", rel0, WARMUP);
+
+	take_snap(&s0);
+	/* What the limits allow, keeping a margin for the process's own use. */
+	cap_fd = rl.rlim_cur == RLIM_INFINITY ? (long)TARGET
+					      : ((long)rl.rlim_cur - s0.fds - 32) / FDS_PER_BUFFER;
+	cap_watch = watches > 0 ? watches - 256 : (long)TARGET;
+	cap_map = map_count > 0 ? map_count - s0.maps - 256 : (long)TARGET;
+	n = TARGET;
+	if (cap_fd < (long)n)
+		n = (unsigned int)(cap_fd > 0 ? cap_fd : 0);
+	if (cap_watch < (long)n)
+		n = (unsigned int)(cap_watch > 0 ? cap_watch : 0);
+	if (cap_map < (long)n)
+		n = (unsigned int)(cap_map > 0 ? cap_map : 0);
+	n -= n % SLICES;
+	if (n < SLICES)
+		BENCH_FAIL("the limits leave room for %u buffers only", n);
+	per_slice = n / SLICES;
+
+	bufs = calloc(n, sizeof(*bufs));
+	if (!bufs)
+		BENCH_FAIL("out of memory");
+	/* bufs[] is the benchmark's own: count it out of the heap growth. */
+	take_snap(&s0);
+
+	for (int s = 0; s < SLICES; s++) {
+		t0 = bench_now_ns();
+		for (unsigned int i = s * per_slice; i < (s + 1) * per_slice; i++)
+			bufs[i] = export_one(ctx);
+		create_ns[s] = (double)(bench_now_ns() - t0);
+		t_create += (uint64_t)create_ns[s];
+		create_ns[s] /= per_slice;
+	}
+	check_stats(ctx, n, "after creation");
+	take_snap(&s1);
+
+	for (int s = 0; s < SLICES; s++) {
+		t0 = bench_now_ns();
+		for (unsigned int i = s * per_slice; i < (s + 1) * per_slice; i++)
+			BENCH_CHECK(dmabuf_put(bufs[i]));
+		release_ns[s] = (double)(bench_now_ns() - t0);
+		t_release += (uint64_t)release_ns[s];
+		release_ns[s] /= per_slice;
+	}
+	if (releases - rel0 != n)
+		BENCH_FAIL("ops->release ran %lu times for %u buffers", releases - rel0, n);
+	/* The close events of the library's fds, as an event loop would. */
+	t0 = bench_now_ns();
+	BENCH_CHECK(dmabuf_ctx_dispatch(ctx));
+	t_drain = bench_now_ns() - t0;
+	check_stats(ctx, 0, "after release");
+	free(bufs);
+	take_snap(&s2);
+	if (s2.fds != s0.fds || s2.maps != s0.maps)
+		BENCH_FAIL("after releasing every buffer: %ld fds and %ld VMAs, %ld and %ld before",
+			   s2.fds, s2.maps, s0.fds, s0.maps);
+
+	printf("\nmemory per live buffer: %u live %u-byte buffers (dmabuf_export, trivial ops)\n\n",
+	       n, BUF_SIZE);
+	if (n < TARGET)
+		printf("WARNING: only %u of the %u buffers asked for: the limits below leave no room for more\n"
+		       "         (each buffer holds %d fds, 1 inotify watch and 1 VMA)\n\n",
+		       n, TARGET, FDS_PER_BUFFER);
+	printf("limits\n");
+	printf("  RLIMIT_NOFILE            soft %llu, hard %llu%s (each buffer holds %d fds)\n",
+	       (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+	       hard_raised ? " (hard raised)"
+			   : want.rlim_max < (rlim_t)TARGET * FDS_PER_BUFFER + 1024
+				     ? " (hard limit could not be raised: no CAP_SYS_RESOURCE)" : "",
+	       FDS_PER_BUFFER);
+	printf("  fs.inotify.max_user_watches %ld (1 per live buffer; room for %ld buffers)\n",
+	       watches, cap_watch);
+	printf("  vm.max_map_count         %ld (1 VMA per live buffer; room for %ld buffers)\n",
+	       map_count, cap_map);
+	printf("  fd room                  %ld buffers\n\n", cap_fd);
+
+	printf("%-34s %14s %14s %14s\n", "figure", "before", "with buffers", "per buffer");
+	printf("%-34s %14ld %14ld %14.2f\n", "fds (/proc/self/fd)", s0.fds, s1.fds,
+	       (double)(s1.fds - s0.fds) / n);
+	printf("%-34s %14ld %14ld %14.2f\n", "VMAs (/proc/self/maps lines)", s0.maps, s1.maps,
+	       (double)(s1.maps - s0.maps) / n);
+	printf("%-34s %14ld %14ld %14.1f\n", "RSS, statm (KiB; per buffer B)", s0.rss_kib,
+	       s1.rss_kib, (double)(s1.rss_kib - s0.rss_kib) * 1024 / n);
+	printf("%-34s %14ld %14ld %14.1f\n", "RSS, smaps_rollup (KiB; per B)", s0.rollup_rss_kib,
+	       s1.rollup_rss_kib, (double)(s1.rollup_rss_kib - s0.rollup_rss_kib) * 1024 / n);
+	printf("%-34s %14lld %14lld %14.1f\n", "malloc in use, mallinfo2 (B)", s0.heap_bytes,
+	       s1.heap_bytes, (double)(s1.heap_bytes - s0.heap_bytes) / n);
+	printf("%-34s %14ld %14ld %14.1f\n", "page tables, VmPTE (KiB; per B)", s0.pte_kib,
+	       s1.pte_kib, (double)(s1.pte_kib - s0.pte_kib) * 1024 / n);
+	printf("%-34s %14ld %14ld %14.1f\n", "slab, system-wide (KiB; per B)*", s0.slab_kib,
+	       s1.slab_kib, (double)(s1.slab_kib - s0.slab_kib) * 1024 / n);
+	printf("  * kernel objects (memfd inode, 2 files, inotify watch, VMA) are not in RSS;\n"
+	       "    the slab figure is indicative only (other processes allocate too)\n\n");
+
+	printf("%-34s %14s %14s\n", "time", "total ms", "ns/buffer");
+	printf("%-34s %14.1f %14.0f\n", "create all (dmabuf_export)", t_create / 1e6,
+	       (double)t_create / n);
+	printf("%-34s %14.1f %14.0f\n", "release all (last dmabuf_put)", t_release / 1e6,
+	       (double)t_release / n);
+	printf("%-34s %14.1f %14.0f\n", "drain close events (dispatch)", t_drain / 1e6,
+	       (double)t_drain / n);
+	printf("\nper tenth (ns/buffer; live buffers grow 0 -> %u, then shrink)\n", n);
+	printf("%-8s %14s %14s\n", "tenth", "create", "release");
+	for (int s = 0; s < SLICES; s++)
+		printf("%-8d %14.0f %14.0f\n", s + 1, create_ns[s], release_ns[s]);
+	printf("last/first tenth: create %.2fx, release %.2fx\n\n",
+	       create_ns[SLICES - 1] / create_ns[0], release_ns[SLICES - 1] / release_ns[0]);
+
+	bench_line(BENCH, "buffers", n, "count");
+	bench_line(BENCH, "buffers_target", TARGET, "count");
+	bench_line(BENCH, "rlimit_nofile_hard", (double)rl.rlim_max, "count");
+	bench_line(BENCH, "inotify_max_user_watches", (double)watches, "count");
+	bench_line(BENCH, "max_map_count", (double)map_count, "count");
+	bench_line(BENCH, "fds_per_buffer", (double)(s1.fds - s0.fds) / n, "count");
+	bench_line(BENCH, "vmas_per_buffer", (double)(s1.maps - s0.maps) / n, "count");
+	bench_line(BENCH, "rss_per_buffer", (double)(s1.rss_kib - s0.rss_kib) * 1024 / n, "B");
+	bench_line(BENCH, "rss_rollup_per_buffer",
+		   (double)(s1.rollup_rss_kib - s0.rollup_rss_kib) * 1024 / n, "B");
+	bench_line(BENCH, "heap_per_buffer", (double)(s1.heap_bytes - s0.heap_bytes) / n, "B");
+	bench_line(BENCH, "pte_per_buffer", (double)(s1.pte_kib - s0.pte_kib) * 1024 / n, "B");
+	bench_line(BENCH, "slab_per_buffer_systemwide",
+		   (double)(s1.slab_kib - s0.slab_kib) * 1024 / n, "B");
+	bench_line(BENCH, "create_all", (double)t_create / 1e6, "ms");
+	bench_line(BENCH, "release_all", (double)t_release / 1e6, "ms");
+	bench_line(BENCH, "create_per_buffer", (double)t_create / n, "ns");
+	bench_line(BENCH, "release_per_buffer", (double)t_release / n, "ns");
+	bench_line(BENCH, "drain_all", (double)t_drain / 1e6, "ms");
+	bench_line(BENCH, "create_last_over_first_tenth",
+		   create_ns[SLICES - 1] / create_ns[0], "ratio");
+	bench_line(BENCH, "release_last_over_first_tenth",
+		   release_ns[SLICES - 1] / release_ns[0], "ratio");
+
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
