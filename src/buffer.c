@@ -134,6 +134,11 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 	int ret;
 
+	/* Never more than the (simulated) RAM, as the system heap's
+	 * totalram check: -ENOMEM before a memfd size that ftruncate() would
+	 * refuse with -EINVAL (>= 2^63) or a huge mapping is attempted. */
+	if (info->size > ctx->config.phys_size)
+		return -ENOMEM;
 	buf = calloc(1, sizeof(*buf));
 	if (!buf)
 		return -ENOMEM;
@@ -226,6 +231,13 @@ fail:
 		if (backing->map)
 			munmap(backing->map, backing->size);
 		backing->map = NULL;
+		/* The frames are the library's, not the caller's. */
+		if (backing->runs) {
+			dmb_physmem_free(ctx->physmem, backing->runs, backing->nruns);
+			free(backing->runs);
+			backing->runs = NULL;
+			backing->nruns = 0;
+		}
 		buf->backing = (struct dmb_backing){ 0 };
 	}
 	buf_free(ctx, buf);

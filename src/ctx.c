@@ -131,7 +131,7 @@ static void report_leaks(struct dmabuf_ctx *ctx)
 
 DMABUF_EXPORT void dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 {
-	struct dmabuf *buf, *tmp;
+	struct dmabuf *buf;
 
 	if (!ctx)
 		return;
@@ -147,8 +147,10 @@ DMABUF_EXPORT void dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 	ctx->destroying = true;
 	report_leaks(ctx);
 	/* Whatever is left is released now: the exporter's process is going
-	 * away, so its ops must get a last chance to free their state. */
-	RB_FOREACH_SAFE(buf, dmb_buf_tree, &ctx->by_inode, tmp)
+	 * away, so its ops must get a last chance to free their state.
+	 * One at a time in inode order, not with a saved next pointer: a
+	 * release op may put, and so release, another buffer. */
+	while ((buf = RB_MIN(dmb_buf_tree, &ctx->by_inode)))
 		dmb_buf_release_now(buf);
 	dmb_devices_destroy_all(ctx);
 	dmb_obj_del(ctx);
