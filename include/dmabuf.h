@@ -751,7 +751,8 @@ struct dmabuf_udmabuf_item {
  * @param memfd borrowed; must have F_SEAL_SHRINK and neither F_SEAL_WRITE nor
  *        F_SEAL_FUTURE_WRITE
  * @return a new buffer fd owned by the caller; -EBADFD if memfd is not a
- *         memfd; -EBADF for a bad fd; -EINVAL for bad seals, unknown flags,
+ *         memfd or not an open fd (the driver's fget() failure); -EINVAL for
+ *         bad seals, unknown flags,
  *         unaligned or zero offset/size, a range beyond the memfd, or a
  *         size over DMABUF_UDMABUF_SIZE_LIMIT
  */

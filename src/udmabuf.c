@@ -32,24 +32,23 @@ static const struct dmabuf_ops udmabuf_ops = {
 	.vunmap = dmabuf_backing_vunmap,
 };
 
-/* The driver's check_memfd_seals(): a memfd that can shrink, or that
- * cannot be written, is refused. */
+/* The driver's per-item checks, after the sizes were checked for every
+ * item: fget() (-EBADFD when it fails, not -EBADF), check_memfd_seals() (a
+ * memfd that can shrink, or that cannot be written, is refused), then the
+ * pinning, which fails for an empty or out-of-file range. */
 static int check_item(const struct dmabuf_udmabuf_item *item)
 {
 	struct stat st;
 	int seals;
 
-	if (!DMB_ALIGNED(item->offset, DMB_PAGE_SIZE) ||
-	    !DMB_ALIGNED(item->size, DMB_PAGE_SIZE) || !item->size)
-		return -EINVAL;
 	if (item->memfd < 0 || fstat(item->memfd, &st) < 0)
-		return -EBADF;
+		return -EBADFD;
 	seals = fcntl(item->memfd, F_GET_SEALS);
 	if (seals < 0 || !S_ISREG(st.st_mode))
 		return -EBADFD;
 	if (!(seals & F_SEAL_SHRINK) || (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
 		return -EINVAL;
-	if (item->offset > (uint64_t)st.st_size ||
+	if (!item->size || item->offset > (uint64_t)st.st_size ||
 	    item->size > (uint64_t)st.st_size - item->offset)
 		return -EINVAL;
 	return 0;
@@ -70,15 +69,23 @@ DMABUF_EXPORT int dmabuf_udmabuf_create_list(struct dmabuf_ctx *ctx, uint32_t fl
 	if (flags & ~(uint32_t)DMABUF_UDMABUF_FLAGS_CLOEXEC || !count ||
 	    count > DMABUF_UDMABUF_LIST_LIMIT)
 		return -EINVAL;
+	/* udmabuf_create()'s order: alignment and the size limit for every
+	 * item first, then the fds. */
+	for (uint32_t i = 0; i < count; i++) {
+		if (!DMB_ALIGNED(items[i].offset, DMB_PAGE_SIZE) ||
+		    !DMB_ALIGNED(items[i].size, DMB_PAGE_SIZE) ||
+		    items[i].size > DMABUF_UDMABUF_SIZE_LIMIT - total)
+			return -EINVAL;
+		total += items[i].size;
+	}
+	if (!total)
+		return -EINVAL;
 	for (uint32_t i = 0; i < count; i++) {
 		ret = check_item(&items[i]);
 		if (ret < 0) {
 			dmb_info(ctx, "udmabuf item %u refused: %d", i, ret);
 			return ret;
 		}
-		total += items[i].size;
-		if (total > DMABUF_UDMABUF_SIZE_LIMIT)
-			return -EINVAL;
 	}
 	backing.ranges = calloc(count, sizeof(*backing.ranges));
 	if (!backing.ranges)

@@ -36,7 +36,7 @@ static void memfd_rules(void **state)
 	assert_int_equal(dmabuf_udmabuf_create(ctx, wseal, 0, 0, PG), -EINVAL);
 	assert_int_equal(dmabuf_udmabuf_create(ctx, fwseal, 0, 0, PG), -EINVAL);
 	assert_int_equal(dmabuf_udmabuf_create(ctx, pipefd[0], 0, 0, PG), -EBADFD);
-	assert_int_equal(dmabuf_udmabuf_create(ctx, -1, 0, 0, PG), -EBADF);
+	assert_int_equal(dmabuf_udmabuf_create(ctx, -1, 0, 0, PG), -EBADFD); /* fget() fails */
 	assert_int_equal(dmabuf_udmabuf_create(ctx, ok, 0, 100, PG), -EINVAL);
 	assert_int_equal(dmabuf_udmabuf_create(ctx, ok, 0, 0, 100), -EINVAL);
 	assert_int_equal(dmabuf_udmabuf_create(ctx, ok, 0, 0, 0), -EINVAL);
