@@ -70,7 +70,9 @@ DMABUF_EXPORT int dmabuf_heap_alloc(struct dmabuf_ctx *ctx, const char *heap,
 			break;
 	if (i == DMB_ARRAY_SIZE(heaps))
 		return -ENODEV;
-	if (len > UINT64_MAX - DMB_PAGE_SIZE)
+	/* PAGE_ALIGN(len) == 0: only a len that wraps. 0xfff...f000 is
+	 * aligned and is -ENOMEM (larger than RAM), as in the kernel. */
+	if (len > UINT64_MAX - DMB_PAGE_SIZE + 1)
 		return -EINVAL;
 	hb = calloc(1, sizeof(*hb));
 	if (!hb)
