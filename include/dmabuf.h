@@ -70,6 +70,12 @@ enum dmabuf_ctx_flags {
 	 * working as it does on a cache-coherent machine.
 	 */
 	DMABUF_CTX_STRICT_CPU_ACCESS = 1u << 0,
+	/**
+	 * Accept importers of any user id. By default the exporter endpoint
+	 * only serves peers with the same effective uid (SO_PEERCRED); others
+	 * are disconnected at once.
+	 */
+	DMABUF_CTX_ANY_UID = 1u << 1,
 };
 
 /**
@@ -96,6 +102,10 @@ struct dmabuf_ctx_config {
 	/** Messages above this priority are dropped. Default
 	 * DMABUF_LOG_ERROR. */
 	enum dmabuf_log_priority log_priority;
+	/** How long an importer waits for its exporter's answer before the
+	 * call fails with -ETIMEDOUT (and the connection is dropped).
+	 * Default 30000 ms. */
+	unsigned int call_timeout_ms;
 };
 
 /**

@@ -135,8 +135,8 @@ DMABUF_EXPORT int dmabuf_detach(struct dmabuf *buf, struct dmabuf_attachment *at
 			(void *)att);
 		return -EINVAL;
 	}
-	if (att->buf != buf) {
-		dmb_err(ctx, "dmabuf_detach: attachment belongs to another buffer");
+	if (att->buf != buf || att->dev->remote) {
+		dmb_err(ctx, "dmabuf_detach: attachment belongs to another buffer or to a peer");
 		dmb_unlock(ctx);
 		return -EINVAL;
 	}
@@ -241,7 +241,8 @@ DMABUF_EXPORT int dmabuf_map_attachment(struct dmabuf_attachment *att,
 	ctx = att_lock(att);
 	if (!ctx)
 		return -EINVAL;
-	ret = dmb_map_locked(att, dir, out);
+	/* A peer's attachment is the peer's to map, through its requests. */
+	ret = att->dev->remote ? -EINVAL : dmb_map_locked(att, dir, out);
 	dmb_unlock(ctx);
 	return ret;
 }
@@ -272,7 +273,7 @@ DMABUF_EXPORT int dmabuf_unmap_attachment(struct dmabuf_attachment *att,
 
 	if (!ctx)
 		return -EINVAL;
-	ret = dmb_unmap_locked(att, sgt, dir);
+	ret = att->dev->remote ? -EINVAL : dmb_unmap_locked(att, sgt, dir);
 	dmb_unlock(ctx);
 	return ret;
 }

@@ -21,6 +21,7 @@
 
 #include "private.h"
 #include "dmabuf-fence.h"
+#include "remote.h"
 
 static int inode_cmp(const struct dmabuf *a, const struct dmabuf *b)
 {
@@ -92,16 +93,16 @@ static int reopen(int fd, int flags)
 	return ret < 0 ? -errno : ret;
 }
 
-static int new_memfd(const char *exp_name, uint64_t size)
+static int new_memfd(const char *exp_name, const char *endpoint, uint64_t size)
 {
-	char name[64];
+	char name[128];
 	int fd, err;
 
 	if ((err = dmb_sys_fail(DMB_SYS_MEMFD_CREATE)))
 		return -err;
 	/* The name tells any holder of the fd that this is a libdmabuf
 	 * buffer (and, with cross-process sharing, where its exporter is). */
-	snprintf(name, sizeof(name), "dmabuf:%s", exp_name);
+	snprintf(name, sizeof(name), "dmabuf:%s@%s", exp_name, endpoint);
 	fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -errno;
@@ -158,7 +159,9 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 
 	/* A udmabuf's file is a handle of its own: its bytes live in the
 	 * caller's memfds, which one file cannot present. */
-	ret = new_memfd(buf->exp_name, backing ? 0 : info->size);
+	ret = dmb_endpoint_ensure(ctx);
+	if (ret == 0)
+		ret = new_memfd(buf->exp_name, ctx->endpoint->name, backing ? 0 : info->size);
 	if (ret < 0)
 		goto fail;
 	buf->probe_fd = ret;
@@ -250,7 +253,7 @@ DMABUF_EXPORT int dmabuf_export(struct dmabuf_ctx *ctx,
 {
 	int ret;
 
-	if (!out || !dmb_obj_live(ctx, DMB_OBJ_CTX))
+	if (!out || !dmb_ctx_usable(ctx))
 		return -EINVAL;
 	ret = dmb_export_validate(info);
 	dmb_lock(ctx);
@@ -317,17 +320,15 @@ DMABUF_EXPORT int dmabuf_get(struct dmabuf_ctx *ctx, int fd, struct dmabuf **out
 	struct stat st;
 	int ret, dupfd;
 
-	if (!out || !dmb_obj_live(ctx, DMB_OBJ_CTX))
+	if (!out || !dmb_ctx_usable(ctx))
 		return -EINVAL;
 	dmb_lock(ctx);
 	ret = dmb_buf_lookup(ctx, fd, &st, &buf);
 	if (ret < 0)
 		goto out;
 	if (!buf) {
-		/* Not a buffer of this context (cross-process import comes
-		 * with the exporter endpoints). */
-		dmb_dbg(ctx, "dmabuf_get: fd %d is not a libdmabuf buffer of this context", fd);
-		ret = -EINVAL;
+		/* Another context's buffer: import it from its exporter. */
+		ret = dmb_import(ctx, fd, &st, out);
 		goto out;
 	}
 	if (buf->state == DMB_BUF_ORPHAN) {
@@ -376,7 +377,11 @@ DMABUF_EXPORT int dmabuf_put(struct dmabuf *buf)
 		dmb_unlock(ctx);
 		return -EINVAL;
 	}
-	if (--buf->refcount == 0) {
+	if (--buf->refcount == 0 && buf->imported) {
+		/* A proxy ends with its last reference; the exporter sees
+		 * the file go when the last fd does. */
+		dmb_buf_release_now(buf);
+	} else if (buf->refcount == 0) {
 		buf->state = DMB_BUF_ORPHAN;
 		close(buf->file_fd);
 		buf->file_fd = -1;
@@ -429,6 +434,12 @@ DMABUF_EXPORT int dmabuf_set_name(struct dmabuf *buf, const char *name)
 	ctx = dmb_buf_lock(buf);
 	if (!ctx)
 		return -EINVAL;
+	if (buf->imported) {
+		int ret = dmb_proxy_set_name(buf, name);
+
+		dmb_unlock(ctx);
+		return ret;
+	}
 	strlcpy(buf->name, name, sizeof(buf->name));
 	dmb_unlock(ctx);
 	return 0;
@@ -456,6 +467,8 @@ DMABUF_EXPORT int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info)
 	info->backing_allocated = buf->backing.runs != NULL;
 	info->contiguous = buf->backing.nruns == 1;
 	info->imported = buf->imported;
+	if (buf->imported && buf->state == DMB_BUF_LIVE)
+		dmb_proxy_describe(buf, info); /* the exporter's counts, if it is there */
 	dmb_unlock(ctx);
 	return 0;
 }

@@ -8,6 +8,7 @@
 
 #include "private.h"
 #include "dmabuf-fence.h"
+#include "remote.h"
 
 /* The kernel's dma_resv_usage_rw(): a writer waits for everything (up to
  * READ), a reader only for writers (up to WRITE). */
@@ -18,29 +19,31 @@ static enum dmabuf_resv_usage usage_rw(bool write)
 
 /* Waits with the context lock dropped, so the thread that will signal can
  * use the context meanwhile; the caller's reference keeps buf alive. */
-static int wait_unlocked(struct dmabuf *buf, enum dmabuf_resv_usage usage)
+static int wait_unlocked(struct dmabuf *buf, enum dmabuf_resv_usage usage, int timeout_ms)
 {
 	struct dmabuf_ctx *ctx = buf->ctx;
 	int ret;
 
 	if (dmabuf_resv_test_signaled(buf->resv, usage) == 1)
 		return 0;
+	if (timeout_ms == 0)
+		return -EBUSY;
 	dmb_unlock(ctx);
-	ret = dmabuf_resv_wait(buf->resv, usage, -1);
+	ret = dmabuf_resv_wait(buf->resv, usage, timeout_ms);
 	dmb_lock(ctx);
-	return ret < 0 ? ret : 0;
+	return ret < 0 ? ret : ret == 0 ? -EBUSY : 0;
 }
 
-int dmb_buf_wait_for_cpu(struct dmabuf *buf, bool write)
+int dmb_buf_wait_for_cpu(struct dmabuf *buf, bool write, int timeout_ms)
 {
-	return wait_unlocked(buf, usage_rw(write));
+	return wait_unlocked(buf, usage_rw(write), timeout_ms);
 }
 
 int dmb_buf_wait_kernel(struct dmabuf *buf)
 {
 	/* Memory management (moves, clears) must finish before a static
 	 * importer sees the pages, as dma_buf_map_attachment() waits. */
-	return wait_unlocked(buf, DMABUF_RESV_USAGE_KERNEL);
+	return wait_unlocked(buf, DMABUF_RESV_USAGE_KERNEL, -1);
 }
 
 static int sync_flags_valid(uint32_t flags)
@@ -48,17 +51,17 @@ static int sync_flags_valid(uint32_t flags)
 	return flags && !(flags & ~(uint32_t)DMABUF_SYNC_RW);
 }
 
-DMABUF_EXPORT int dmabuf_export_sync_file(struct dmabuf *buf, uint32_t flags)
+int dmb_buf_export_sync_file_locked(struct dmabuf *buf, uint32_t flags)
 {
-	struct dmabuf_ctx *ctx;
 	struct dmabuf_fence *fence = NULL;
 	int ret;
 
 	if (!sync_flags_valid(flags))
 		return -EINVAL;
-	ctx = dmb_buf_lock(buf);
-	if (!ctx)
-		return -EINVAL;
+	/* An importer asks the exporter, whose reservation object is the
+	 * authoritative one. */
+	if (buf->imported)
+		return dmb_proxy_export_sync_file(buf, flags);
 	ret = dmabuf_resv_get_singleton(buf->resv, usage_rw(flags & DMABUF_SYNC_WRITE), &fence);
 	/* Nothing to wait for: an already signalled fence, as the kernel. */
 	if (ret == 0 && !fence)
@@ -67,6 +70,20 @@ DMABUF_EXPORT int dmabuf_export_sync_file(struct dmabuf *buf, uint32_t flags)
 		ret = dmabuf_sync_file_export(fence);
 		dmabuf_fence_put(fence);
 	}
+	return ret;
+}
+
+DMABUF_EXPORT int dmabuf_export_sync_file(struct dmabuf *buf, uint32_t flags)
+{
+	struct dmabuf_ctx *ctx;
+	int ret;
+
+	if (!sync_flags_valid(flags))
+		return -EINVAL;
+	ctx = dmb_buf_lock(buf);
+	if (!ctx)
+		return -EINVAL;
+	ret = dmb_buf_export_sync_file_locked(buf, flags);
 	dmb_unlock(ctx);
 	return ret;
 }
@@ -82,6 +99,11 @@ DMABUF_EXPORT int dmabuf_import_sync_file(struct dmabuf *buf, uint32_t flags, in
 	ctx = dmb_buf_lock(buf);
 	if (!ctx)
 		return -EINVAL;
+	if (buf->imported) {
+		ret = dmb_proxy_import_sync_file(buf, flags, fd);
+		dmb_unlock(ctx);
+		return ret;
+	}
 	ret = dmabuf_sync_file_import(fd, &fence);
 	if (ret == 0) {
 		ret = dmabuf_resv_add_fence(buf->resv, fence,

@@ -59,13 +59,13 @@ static bool dir_valid(enum dmabuf_direction dir)
 static bool dir_reads(enum dmabuf_direction dir) { return dir != DMABUF_TO_DEVICE; }
 static bool dir_writes(enum dmabuf_direction dir) { return dir != DMABUF_FROM_DEVICE; }
 
-int dmb_cpu_begin_locked(struct dmabuf *buf, enum dmabuf_direction dir)
+int dmb_cpu_begin_locked(struct dmabuf *buf, enum dmabuf_direction dir, int timeout_ms)
 {
 	int ret;
 
 	if (!dir_valid(dir))
 		return -EINVAL;
-	ret = dmb_buf_wait_for_cpu(buf, dir_writes(dir));
+	ret = dmb_buf_wait_for_cpu(buf, dir_writes(dir), timeout_ms);
 	if (ret < 0)
 		return ret;
 	if (buf->ops->begin_cpu_access) {
@@ -112,7 +112,7 @@ DMABUF_EXPORT int dmabuf_begin_cpu_access(struct dmabuf *buf, enum dmabuf_direct
 
 	if (!ctx)
 		return -EINVAL;
-	ret = dmb_cpu_begin_locked(buf, dir);
+	ret = dmb_cpu_begin_locked(buf, dir, -1);
 	dmb_unlock(ctx);
 	return ret;
 }
@@ -280,7 +280,7 @@ DMABUF_EXPORT int dmabuf_fd_sync(struct dmabuf_ctx *ctx, int fd, uint64_t flags)
 	struct stat st;
 	int ret;
 
-	if (!dmb_obj_live(ctx, DMB_OBJ_CTX))
+	if (!dmb_ctx_usable(ctx))
 		return -EINVAL;
 	if (flags & ~(uint64_t)DMABUF_SYNC_VALID_FLAGS_MASK)
 		return -EINVAL;
@@ -298,7 +298,7 @@ DMABUF_EXPORT int dmabuf_fd_sync(struct dmabuf_ctx *ctx, int fd, uint64_t flags)
 	 * library reference left) is still fine to sync. */
 	if (ret == 0)
 		ret = flags & DMABUF_SYNC_END ? dmb_cpu_end_locked(buf, dir)
-					      : dmb_cpu_begin_locked(buf, dir);
+					      : dmb_cpu_begin_locked(buf, dir, -1);
 	dmb_unlock(ctx);
 	return ret;
 }

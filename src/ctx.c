@@ -15,17 +15,30 @@
 #include <unistd.h>
 
 #include "private.h"
+#include "remote.h"
 
 #define DEFAULT_PHYS_SIZE (16ull << 30)
 #define DEFAULT_CMA_SIZE (1ull << 30)
 #define DISPATCH_BATCH 16
 
 static LIST_HEAD(, dmabuf_ctx) contexts = LIST_HEAD_INITIALIZER(contexts);
-static pthread_mutex_t contexts_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Recursive: serving another context may wait for a reply, which serves. */
+static pthread_mutex_t contexts_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+
+bool dmb_ctx_usable(const struct dmabuf_ctx *ctx)
+{
+	if (!dmb_obj_live(ctx, DMB_OBJ_CTX))
+		return false;
+	if (ctx->fork_gen != dmb_fork_gen()) {
+		dmb_err(NULL, "a context inherited over fork() was used in the child: create a new one there");
+		return false;
+	}
+	return true;
+}
 
 static int config_fill(struct dmabuf_ctx_config *c)
 {
-	if (c->flags & ~(uint32_t)DMABUF_CTX_STRICT_CPU_ACCESS)
+	if (c->flags & ~(uint32_t)(DMABUF_CTX_STRICT_CPU_ACCESS | DMABUF_CTX_ANY_UID))
 		return -EINVAL;
 	if (!c->phys_size)
 		c->phys_size = DEFAULT_PHYS_SIZE;
@@ -66,6 +79,8 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 	RB_INIT(&ctx->by_inode);
 	RB_INIT(&ctx->by_wd);
 	LIST_INIT(&ctx->devices);
+	LIST_INIT(&ctx->conns);
+	LIST_INIT(&ctx->reprobe);
 	pthread_mutexattr_init(&attr);
 	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
 	pthread_mutex_init(&ctx->lock, &attr);
@@ -95,6 +110,7 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 	if (ret < 0)
 		goto fail;
 	ctx->stats.phys_total = ctx->config.phys_size;
+	ctx->fork_gen = dmb_fork_gen();
 	pthread_mutex_lock(&contexts_lock);
 	LIST_INSERT_HEAD(&contexts, ctx, process_link);
 	pthread_mutex_unlock(&contexts_lock);
@@ -135,8 +151,8 @@ DMABUF_EXPORT void dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 
 	if (!ctx)
 		return;
-	if (!dmb_obj_live(ctx, DMB_OBJ_CTX)) {
-		dmb_err(NULL, "dmabuf_ctx_destroy: %p is not a live context", (void *)ctx);
+	if (!dmb_ctx_usable(ctx)) {
+		dmb_err(NULL, "dmabuf_ctx_destroy: %p is not a live context of this process", (void *)ctx);
 		return;
 	}
 	dmabuf_ctx_stop_thread(ctx);
@@ -145,6 +161,8 @@ DMABUF_EXPORT void dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 	pthread_mutex_unlock(&contexts_lock);
 	dmb_lock(ctx);
 	ctx->destroying = true;
+	/* Peers first: their imports hold buffer references. */
+	dmb_endpoint_destroy(ctx);
 	report_leaks(ctx);
 	/* Whatever is left is released now: the exporter's process is going
 	 * away, so its ops must get a last chance to free their state.
@@ -152,6 +170,7 @@ DMABUF_EXPORT void dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 	 * release op may put, and so release, another buffer. */
 	while ((buf = RB_MIN(dmb_buf_tree, &ctx->by_inode)))
 		dmb_buf_release_now(buf);
+	dmb_conns_destroy(ctx);
 	dmb_devices_destroy_all(ctx);
 	dmb_obj_del(ctx);
 	dmb_unlock(ctx);
@@ -166,7 +185,7 @@ DMABUF_EXPORT void dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 
 static struct dmabuf_ctx *ctx_lock(struct dmabuf_ctx *ctx)
 {
-	if (!dmb_obj_live(ctx, DMB_OBJ_CTX))
+	if (!dmb_ctx_usable(ctx))
 		return NULL;
 	dmb_lock(ctx);
 	return ctx;
@@ -185,7 +204,7 @@ DMABUF_EXPORT void dmabuf_ctx_set_log(struct dmabuf_ctx *ctx, dmabuf_log_fn fn,
 
 DMABUF_EXPORT int dmabuf_ctx_get_fd(struct dmabuf_ctx *ctx)
 {
-	if (!dmb_obj_live(ctx, DMB_OBJ_CTX))
+	if (!dmb_ctx_usable(ctx))
 		return -EINVAL;
 	return ctx->epoll_fd;
 }
@@ -297,8 +316,10 @@ void dmb_ctx_serve_others(struct dmabuf_ctx *self)
 
 	pthread_mutex_lock(&contexts_lock);
 	LIST_FOREACH(ctx, &contexts, process_link) {
-		/* A context whose lock is taken is being served by its owner. */
-		if (ctx == self || pthread_mutex_trylock(&ctx->lock) != 0)
+		/* A context whose lock is taken is being served by its owner;
+		 * one inherited over fork() belongs to the parent. */
+		if (ctx == self || ctx->fork_gen != dmb_fork_gen() ||
+		    pthread_mutex_trylock(&ctx->lock) != 0)
 			continue;
 		dmb_ctx_dispatch_locked(ctx, 0);
 		dmb_unlock(ctx);
@@ -313,7 +334,7 @@ int dmb_ctx_other_fds(struct dmabuf_ctx *self, int *fds, int max)
 
 	pthread_mutex_lock(&contexts_lock);
 	LIST_FOREACH(ctx, &contexts, process_link)
-		if (ctx != self && n < max)
+		if (ctx != self && ctx->fork_gen == dmb_fork_gen() && n < max)
 			fds[n++] = ctx->epoll_fd;
 	pthread_mutex_unlock(&contexts_lock);
 	return n;

@@ -192,7 +192,7 @@ DMABUF_EXPORT int dmabuf_device_new(struct dmabuf_ctx *ctx,
 {
 	int ret;
 
-	if (!info || !out || !dmb_obj_live(ctx, DMB_OBJ_CTX))
+	if (!info || !out || !dmb_ctx_usable(ctx))
 		return -EINVAL;
 	dmb_lock(ctx);
 	ret = dmb_device_create(ctx, info, false, out);

@@ -1,1 +1,624 @@
-/* SPDX-License-Identifier: MIT */ /* placeholder: being written */
+/* SPDX-License-Identifier: MIT */
+/*
+ * The exporter's endpoint: an abstract AF_UNIX SOCK_SEQPACKET socket named
+ * in every exported memfd's name. Importers connect, prove possession of a
+ * buffer by sending its fd, and then attach, map and sync through requests
+ * that run the exporter's ops here, in the exporter's process.
+ *
+ * A peer is never trusted: every message is decoded by the pure wire codec,
+ * every id is looked up in the peer's own table, every fd that arrives is
+ * closed on every path, and a peer that breaks the protocol, stops reading
+ * or dies is dropped after everything it held is undone, exactly once.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <bsd/stdlib.h>
+#include <bsd/string.h>
+
+#include "dmabuf-fence.h"
+#include "remote.h"
+#include "scm.h"
+
+static int handle_cmp(const struct dmb_handle *a, const struct dmb_handle *b)
+{
+	return a->id < b->id ? -1 : a->id > b->id;
+}
+
+RB_GENERATE_STATIC(dmb_handle_tree, dmb_handle, node, handle_cmp)
+
+static void peer_accept(struct dmb_source *src, uint32_t events);
+static void peer_ready(struct dmb_source *src, uint32_t events);
+
+int dmb_endpoint_ensure(struct dmabuf_ctx *ctx)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct dmb_endpoint *ep;
+	uint8_t rnd[8];
+	size_t len;
+	int ret;
+
+	if (ctx->endpoint)
+		return 0;
+	ep = calloc(1, sizeof(*ep));
+	if (!ep)
+		return -ENOMEM;
+	LIST_INIT(&ep->peers);
+	arc4random_buf(rnd, sizeof(rnd));
+	snprintf(ep->name, sizeof(ep->name), "dmabuf-%d-%02x%02x%02x%02x%02x%02x%02x%02x",
+		 (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+	if ((ret = dmb_sys_fail(DMB_SYS_SOCKET))) {
+		free(ep);
+		return -ret;
+	}
+	ep->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (ep->fd < 0) {
+		ret = -errno;
+		free(ep);
+		return ret;
+	}
+	len = strlen(ep->name);
+	memcpy(addr.sun_path + 1, ep->name, len);
+	if (bind(ep->fd, (struct sockaddr *)&addr,
+		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len)) < 0 ||
+	    listen(ep->fd, 64) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	ret = dmb_source_add(ctx, &ep->src, ep->fd, EPOLLIN, peer_accept, ctx);
+	if (ret < 0)
+		goto fail;
+	ctx->endpoint = ep;
+	dmb_dbg(ctx, "endpoint %s listening", ep->name);
+	return 0;
+fail:
+	close(ep->fd);
+	free(ep);
+	return ret;
+}
+
+/* ---- handles ------------------------------------------------------------- */
+
+static struct dmb_handle *handle_new(struct dmb_peer *peer, enum dmb_handle_type type,
+				     struct dmb_handle *parent)
+{
+	struct dmb_handle *h = calloc(1, sizeof(*h));
+
+	if (!h)
+		return NULL;
+	h->id = ++peer->next_id;
+	h->type = type;
+	h->parent = parent;
+	LIST_INIT(&h->children);
+	if (parent)
+		LIST_INSERT_HEAD(&parent->children, h, sibling);
+	else
+		LIST_INSERT_HEAD(&peer->imports, h, sibling);
+	RB_INSERT(dmb_handle_tree, &peer->handles, h);
+	return h;
+}
+
+static struct dmb_handle *handle_find(struct dmb_peer *peer, uint64_t id,
+				      enum dmb_handle_type type)
+{
+	struct dmb_handle key = { .id = id }, *h;
+
+	h = RB_FIND(dmb_handle_tree, &peer->handles, &key);
+	return h && h->type == type ? h : NULL;
+}
+
+/* Undoes what a handle stands for, children first, exactly once. */
+static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
+{
+	struct dmb_handle *child;
+
+	while ((child = LIST_FIRST(&h->children)))
+		handle_destroy(peer, child);
+	switch (h->type) {
+	case DMB_H_MAPPING:
+		dmb_unmap_locked(h->parent->att.att, h->map.sgt, h->map.dir);
+		peer->nmappings--;
+		break;
+	case DMB_H_ATTACHMENT:
+		dmb_detach_locked(h->att.att);
+		dmb_device_free(h->att.dev);
+		peer->nattachments--;
+		break;
+	case DMB_H_IMPORT:
+		/* CPU brackets the peer left open are closed for it. */
+		while (h->imp.cpu_read_open--)
+			dmb_cpu_end_locked(h->imp.buf, DMABUF_FROM_DEVICE);
+		while (h->imp.cpu_write_open--)
+			dmb_cpu_end_locked(h->imp.buf, DMABUF_TO_DEVICE);
+		peer->nimports--;
+		/* May release the buffer (its file is gone with the peer). */
+		dmabuf_put(h->imp.buf);
+		break;
+	}
+	LIST_REMOVE(h, sibling);
+	RB_REMOVE(dmb_handle_tree, &peer->handles, h);
+	free(h);
+}
+
+static void peer_destroy(struct dmb_peer *peer, const char *why)
+{
+	struct dmabuf_ctx *ctx = peer->ctx;
+	struct dmb_handle *h;
+
+	if (peer->nimports)
+		dmb_info(ctx, "peer pid %d leaves (%s): undoing %u import(s), %u attachment(s), %u mapping(s)",
+			 (int)peer->pid, why, peer->nimports, peer->nattachments,
+			 peer->nmappings);
+	dmb_source_del(ctx, &peer->src);
+	while ((h = LIST_FIRST(&peer->imports)))
+		handle_destroy(peer, h);
+	LIST_REMOVE(peer, link);
+	close(peer->fd);
+	free(peer);
+}
+
+void dmb_endpoint_destroy(struct dmabuf_ctx *ctx)
+{
+	struct dmb_endpoint *ep = ctx->endpoint;
+	struct dmb_peer *peer;
+
+	if (!ep)
+		return;
+	while ((peer = LIST_FIRST(&ep->peers)))
+		peer_destroy(peer, "context destroyed");
+	dmb_source_del(ctx, &ep->src);
+	close(ep->fd);
+	free(ep);
+	ctx->endpoint = NULL;
+}
+
+/* ---- request handlers ---------------------------------------------------- */
+
+/* Each handler fills reply->u / reply->fds (fds it creates are closed by
+ * the caller after sending) and returns the status. */
+
+static int do_import(struct dmb_peer *peer, const struct dmb_msg *req, struct dmb_msg *reply)
+{
+	struct dmabuf_ctx *ctx = peer->ctx;
+	struct dmb_wire_import_reply *r = &reply->u.import_reply;
+	struct dmb_handle *h;
+	struct dmabuf *buf;
+	struct stat st;
+	int ret;
+
+	ret = dmb_buf_lookup(ctx, req->fds[0], &st, &buf);
+	if (ret < 0)
+		return ret;
+	/* Only buffers exported here; a proxy of a third party's buffer, or a
+	 * buffer on its way out, is not ours to serve. */
+	if (!buf || buf->imported || buf->state == DMB_BUF_RELEASED) {
+		dmb_info(ctx, "peer pid %d: IMPORT of an fd that is no buffer of this exporter",
+			 (int)peer->pid);
+		return -EINVAL;
+	}
+	if (buf->handle_only) /* udmabuf backing ranges do not travel yet */
+		return -EOPNOTSUPP;
+	if (peer->nimports >= DMB_PEER_MAX_IMPORTS)
+		return -ENOSPC;
+	h = handle_new(peer, DMB_H_IMPORT, NULL);
+	if (!h)
+		return -ENOMEM;
+	/* The import holds a reference until the peer releases it or leaves,
+	 * so the handle never outlives the buffer. */
+	if (buf->state == DMB_BUF_ORPHAN) {
+		/* Revive it on the peer's fd, as dmabuf_get() would. */
+		int fd = fcntl(req->fds[0], F_DUPFD_CLOEXEC, 0);
+
+		if (fd < 0) {
+			ret = -errno;
+			LIST_REMOVE(h, sibling);
+			RB_REMOVE(dmb_handle_tree, &peer->handles, h);
+			free(h);
+			return ret;
+		}
+		buf->file_fd = fd;
+		buf->state = DMB_BUF_LIVE;
+		dmb_release_cancel(buf);
+	}
+	buf->refcount++;
+	h->imp.buf = buf;
+	peer->nimports++;
+	r->buffer_id = h->id;
+	r->size = buf->size;
+	r->flags = (uint32_t)buf->flags;
+	strlcpy(r->exp_name, buf->exp_name, sizeof(r->exp_name));
+	strlcpy(r->name, buf->name, sizeof(r->name));
+	return 0;
+}
+
+static int do_attach(struct dmb_peer *peer, const struct dmb_msg *req, struct dmb_msg *reply)
+{
+	const struct dmb_wire_attach *a = &req->u.attach;
+	struct dmb_handle *imp = handle_find(peer, a->buffer_id, DMB_H_IMPORT), *h;
+	struct dmabuf_device_info info = {
+		.dma_mask_bits = a->dma_mask_bits,
+		.max_segment_size = a->max_segment_size,
+		.segment_boundary = a->segment_boundary,
+		.alignment = a->alignment,
+		.flags = a->dev_flags,
+	};
+	char name[DMB_WIRE_NAME_LEN + 16];
+	struct dmabuf_device *dev;
+	struct dmabuf_attachment *att;
+	int ret;
+
+	if (!imp)
+		return -ENOENT;
+	if (peer->nattachments >= DMB_PEER_MAX_ATTACHMENTS)
+		return -ENOSPC;
+	/* The exporter's ops see the peer's device under its own name. */
+	snprintf(name, sizeof(name), "%s@%d", a->name, (int)peer->pid);
+	info.name = name;
+	ret = dmb_device_create(peer->ctx, &info, true, &dev);
+	if (ret < 0)
+		return ret;
+	ret = dmb_attach_locked(imp->imp.buf, dev, &att);
+	if (ret < 0) {
+		dmb_device_free(dev);
+		return ret;
+	}
+	h = handle_new(peer, DMB_H_ATTACHMENT, imp);
+	if (!h) {
+		dmb_detach_locked(att);
+		dmb_device_free(dev);
+		return -ENOMEM;
+	}
+	h->att.att = att;
+	h->att.dev = dev;
+	peer->nattachments++;
+	reply->u.attach_reply.attachment_id = h->id;
+	return 0;
+}
+
+static int do_map(struct dmb_peer *peer, const struct dmb_msg *req, struct dmb_msg *reply)
+{
+	struct dmb_handle *ah = handle_find(peer, req->u.map.id, DMB_H_ATTACHMENT), *h;
+	struct dmb_wire_map_reply *r = &reply->u.map_reply;
+	enum dmabuf_direction dir = (enum dmabuf_direction)req->u.map.dir;
+	struct dmabuf_sg_table *sgt;
+	int ret, fd;
+
+	if (!ah)
+		return -ENOENT;
+	if (peer->nmappings >= DMB_PEER_MAX_MAPPINGS)
+		return -ENOSPC;
+	ret = dmb_map_locked(ah->att.att, dir, &sgt);
+	if (ret < 0)
+		return ret;
+	h = handle_new(peer, DMB_H_MAPPING, ah);
+	if (!h) {
+		dmb_unmap_locked(ah->att.att, sgt, dir);
+		return -ENOMEM;
+	}
+	h->map.sgt = sgt;
+	h->map.dir = dir;
+	peer->nmappings++;
+	r->mapping_id = h->id;
+	r->size = sgt->size;
+	r->count = sgt->cpu_count;
+	if (sgt->cpu_count <= DMB_WIRE_MAX_INLINE_SG) {
+		memcpy(r->sg, sgt->cpu, sgt->cpu_count * sizeof(*sgt->cpu));
+		return 0;
+	}
+	/* A large table travels as a sealed memfd: one message, zero copy
+	 * on the wire. */
+	fd = dmb_scm_sg_memfd_create(sgt->cpu, sgt->cpu_count);
+	if (fd < 0) {
+		handle_destroy(peer, h);
+		return fd;
+	}
+	r->flags = DMB_WIRE_MAP_SG_MEMFD;
+	reply->fds[0] = fd;
+	reply->nfds = 1;
+	return 0;
+}
+
+static int do_cpu_access(struct dmb_peer *peer, const struct dmb_msg *req, bool begin)
+{
+	struct dmb_handle *imp = handle_find(peer, req->u.cpu_access.buffer_id, DMB_H_IMPORT);
+	enum dmabuf_direction dir = (enum dmabuf_direction)req->u.cpu_access.dir;
+	bool reads = dir != DMABUF_TO_DEVICE, writes = dir != DMABUF_FROM_DEVICE;
+	int ret;
+
+	if (!imp)
+		return -ENOENT;
+	if (begin) {
+		/* Never block the event loop on fences: the importer waits for
+		 * them itself (FENCE_EXPORT) and asks again. */
+		ret = dmb_cpu_begin_locked(imp->imp.buf, dir, 0);
+		if (ret == 0) {
+			imp->imp.cpu_read_open += reads;
+			imp->imp.cpu_write_open += writes;
+		}
+		return ret;
+	}
+	if ((reads && !imp->imp.cpu_read_open) || (writes && !imp->imp.cpu_write_open))
+		return -EINVAL; /* END without this peer's START */
+	ret = dmb_cpu_end_locked(imp->imp.buf, dir);
+	imp->imp.cpu_read_open -= reads;
+	imp->imp.cpu_write_open -= writes;
+	return ret;
+}
+
+static int do_describe(struct dmb_peer *peer, const struct dmb_msg *req, struct dmb_msg *reply)
+{
+	struct dmb_handle *imp = handle_find(peer, req->u.id.id, DMB_H_IMPORT);
+	struct dmb_wire_describe_reply *r = &reply->u.describe_reply;
+	struct dmabuf *buf;
+	struct dmb_peer *p;
+
+	if (!imp)
+		return -ENOENT;
+	buf = imp->imp.buf;
+	r->size = buf->size;
+	r->flags = (uint32_t)buf->flags;
+	r->info_flags = (buf->backing.runs ? DMB_WIRE_INFO_BACKING_ALLOCATED : 0) |
+			(buf->backing.nruns == 1 ? DMB_WIRE_INFO_CONTIGUOUS : 0);
+	r->attachments = buf->nattachments;
+	r->mappings = buf->nmappings;
+	r->vmap_count = buf->vmap_count;
+	LIST_FOREACH(p, &peer->ctx->endpoint->peers, link) {
+		struct dmb_handle *h;
+
+		LIST_FOREACH(h, &p->imports, sibling)
+			r->importers += h->imp.buf == buf;
+	}
+	strlcpy(r->exp_name, buf->exp_name, sizeof(r->exp_name));
+	strlcpy(r->name, buf->name, sizeof(r->name));
+	return 0;
+}
+
+static int do_fence_attach(struct dmb_peer *peer, const struct dmb_msg *req)
+{
+	struct dmb_handle *imp = handle_find(peer, req->u.fence_attach.buffer_id, DMB_H_IMPORT);
+	struct dmabuf_fence *fence;
+	int ret;
+
+	if (!imp)
+		return -ENOENT;
+	ret = dmabuf_sync_file_import(req->fds[0], &fence);
+	if (ret < 0)
+		return ret;
+	ret = dmabuf_resv_add_fence(imp->imp.buf->resv, fence,
+				    (enum dmabuf_resv_usage)req->u.fence_attach.usage);
+	dmabuf_fence_put(fence);
+	return ret;
+}
+
+static int do_fence_export(struct dmb_peer *peer, const struct dmb_msg *req, struct dmb_msg *reply)
+{
+	struct dmb_handle *imp = handle_find(peer, req->u.fence_export.buffer_id, DMB_H_IMPORT);
+	int fd;
+
+	if (!imp)
+		return -ENOENT;
+	fd = dmb_buf_export_sync_file_locked(imp->imp.buf, req->u.fence_export.flags);
+	if (fd < 0)
+		return fd;
+	reply->fds[0] = fd;
+	reply->nfds = 1;
+	return 0;
+}
+
+static int handle_request(struct dmb_peer *peer, const struct dmb_msg *req,
+			  struct dmb_msg *reply)
+{
+	struct dmb_handle *h;
+
+	switch (req->op) {
+	case DMB_OP_IMPORT:
+		return do_import(peer, req, reply);
+	case DMB_OP_RELEASE:
+		h = handle_find(peer, req->u.id.id, DMB_H_IMPORT);
+		if (!h)
+			return -ENOENT;
+		handle_destroy(peer, h);
+		return 0;
+	case DMB_OP_ATTACH:
+		return do_attach(peer, req, reply);
+	case DMB_OP_DETACH:
+		h = handle_find(peer, req->u.id.id, DMB_H_ATTACHMENT);
+		if (!h)
+			return -ENOENT;
+		handle_destroy(peer, h);
+		return 0;
+	case DMB_OP_MAP:
+		return do_map(peer, req, reply);
+	case DMB_OP_UNMAP:
+		h = handle_find(peer, req->u.map.id, DMB_H_MAPPING);
+		if (!h)
+			return -ENOENT;
+		if (h->map.dir != (enum dmabuf_direction)req->u.map.dir)
+			return -EINVAL;
+		handle_destroy(peer, h);
+		return 0;
+	case DMB_OP_BEGIN_CPU_ACCESS:
+		return do_cpu_access(peer, req, true);
+	case DMB_OP_END_CPU_ACCESS:
+		return do_cpu_access(peer, req, false);
+	case DMB_OP_SET_NAME:
+		h = handle_find(peer, req->u.set_name.buffer_id, DMB_H_IMPORT);
+		if (!h)
+			return -ENOENT;
+		strlcpy(h->imp.buf->name, req->u.set_name.name, sizeof(h->imp.buf->name));
+		return 0;
+	case DMB_OP_DESCRIBE:
+		return do_describe(peer, req, reply);
+	case DMB_OP_FENCE_ATTACH:
+		return do_fence_attach(peer, req);
+	case DMB_OP_FENCE_EXPORT:
+		return do_fence_export(peer, req, reply);
+	default:
+		return -EOPNOTSUPP;
+	}
+}
+
+/* ---- connection handling ------------------------------------------------- */
+
+/* Sends a message; a peer that does not read (full socket) is dropped
+ * rather than waited for. */
+static int peer_send(struct dmb_peer *peer, struct dmb_msg *msg)
+{
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+	int len = dmb_wire_encode(buf, sizeof(buf), msg);
+
+	if (len < 0) {
+		dmb_err(peer->ctx, "cannot encode %s for peer pid %d: %d",
+			dmb_wire_op_name(msg->op), (int)peer->pid, len);
+		return len;
+	}
+	return dmb_scm_send(peer->fd, buf, (size_t)len, msg->fds, msg->nfds);
+}
+
+static int peer_reply_error(struct dmb_peer *peer, const struct dmb_msg *req, int status)
+{
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+	int len = dmb_wire_encode_error(buf, sizeof(buf), req->op, req->serial, status);
+
+	if (len < 0)
+		return len;
+	return dmb_scm_send(peer->fd, buf, (size_t)len, NULL, 0);
+}
+
+/* Handles one message. Returns 0 to go on, -EAGAIN when nothing is left to
+ * read, or another negative errno to drop the peer. */
+static int peer_handle_one(struct dmb_peer *peer)
+{
+	struct dmabuf_ctx *ctx = peer->ctx;
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+	int fds[DMB_WIRE_MAX_FDS];
+	struct dmb_msg req, reply;
+	size_t nfds = 0;
+	ssize_t len;
+	int ret, status;
+
+	len = dmb_scm_recv(peer->fd, buf, sizeof(buf), fds, DMB_WIRE_MAX_FDS, &nfds);
+	if (len < 0)
+		return (int)len; /* fds already closed */
+	ret = dmb_wire_decode(buf, (size_t)len, fds, nfds, DMB_WIRE_SERVER, &req);
+	if (ret < 0) {
+		dmb_scm_close_fds(fds, nfds);
+		dmb_warn(ctx, "peer pid %d sent a malformed message (%d)", (int)peer->pid, ret);
+		/* An unknown request of a newer client gets an answer. */
+		if (ret == -EOPNOTSUPP && peer->hello_done && req.serial &&
+		    peer_reply_error(peer, &req, -EOPNOTSUPP) == 0)
+			return 0;
+		return -EPROTO;
+	}
+	if (!peer->hello_done ? req.op != DMB_OP_HELLO
+			      : req.op == DMB_OP_HELLO || req.version != peer->version) {
+		dmb_scm_close_fds(fds, nfds);
+		dmb_warn(ctx, "peer pid %d: %s out of sequence", (int)peer->pid,
+			 dmb_wire_op_name(req.op));
+		return -EPROTO;
+	}
+
+	memset(&reply, 0, sizeof(reply));
+	reply.op = req.op | DMB_WIRE_OP_REPLY;
+	reply.serial = req.serial;
+	if (req.op == DMB_OP_HELLO) {
+		ret = dmb_wire_negotiate(req.u.hello.min_version, req.u.hello.max_version);
+		if (ret < 0) {
+			peer_reply_error(peer, &req, ret);
+			return ret;
+		}
+		peer->version = (uint16_t)ret;
+		peer->hello_done = true;
+		reply.version = DMB_WIRE_VERSION_BASE;
+		reply.u.hello_reply = (struct dmb_wire_hello_reply){
+			.version = peer->version,
+			.max_msg = DMB_WIRE_MAX_MSG,
+			.max_fds = DMB_WIRE_MAX_FDS,
+			.max_buffers = DMB_PEER_MAX_IMPORTS,
+			.max_attachments = DMB_PEER_MAX_ATTACHMENTS,
+			.max_mappings = DMB_PEER_MAX_MAPPINGS,
+			.pid = (uint32_t)getpid(),
+		};
+		status = 0;
+	} else {
+		reply.version = peer->version;
+		status = handle_request(peer, &req, &reply);
+	}
+	/* The request's fds were only looked at: the peer keeps its own. */
+	dmb_scm_close_fds(fds, nfds);
+	if (status < 0) {
+		dmb_scm_close_fds(reply.fds, reply.nfds);
+		ret = peer_reply_error(peer, &req, status);
+	} else {
+		reply.status = 0;
+		ret = peer_send(peer, &reply);
+		dmb_scm_close_fds(reply.fds, reply.nfds);
+	}
+	if (ret == -EAGAIN) {
+		dmb_warn(ctx, "peer pid %d does not read its replies: dropping it", (int)peer->pid);
+		return -EPIPE;
+	}
+	return ret;
+}
+
+static void peer_ready(struct dmb_source *src, uint32_t events)
+{
+	struct dmb_peer *peer = src->data;
+	int ret = 0;
+
+	for (unsigned int i = 0; i < DMB_PEER_BATCH; i++) {
+		ret = peer_handle_one(peer);
+		if (ret < 0)
+			break;
+	}
+	if (ret == -EAGAIN || ret == 0)
+		return; /* more next round, or nothing left */
+	peer_destroy(peer, ret == -ECONNRESET ? "connection closed" : "protocol error");
+}
+
+static void peer_accept(struct dmb_source *src, uint32_t events)
+{
+	struct dmabuf_ctx *ctx = src->data;
+	struct dmb_endpoint *ep = ctx->endpoint;
+	struct dmb_peer *peer;
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	int fd;
+
+	while ((fd = accept4(ep->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
+			close(fd);
+			continue;
+		}
+		if (!(ctx->config.flags & DMABUF_CTX_ANY_UID) && cred.uid != geteuid()) {
+			dmb_warn(ctx, "refusing peer pid %d: uid %u is not ours",
+				 (int)cred.pid, (unsigned int)cred.uid);
+			close(fd);
+			continue;
+		}
+		peer = calloc(1, sizeof(*peer));
+		if (!peer) {
+			close(fd);
+			continue;
+		}
+		peer->ctx = ctx;
+		peer->fd = fd;
+		peer->pid = cred.pid;
+		peer->uid = cred.uid;
+		RB_INIT(&peer->handles);
+		LIST_INIT(&peer->imports);
+		if (dmb_source_add(ctx, &peer->src, fd, EPOLLIN, peer_ready, peer) < 0) {
+			close(fd);
+			free(peer);
+			continue;
+		}
+		LIST_INSERT_HEAD(&ep->peers, peer, link);
+		dmb_dbg(ctx, "peer pid %d connected", (int)cred.pid);
+	}
+}

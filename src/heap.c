@@ -60,7 +60,7 @@ DMABUF_EXPORT int dmabuf_heap_alloc(struct dmabuf_ctx *ctx, const char *heap,
 	size_t i;
 	int ret, fd;
 
-	if (!heap || !dmb_obj_live(ctx, DMB_OBJ_CTX))
+	if (!heap || !dmb_ctx_usable(ctx))
 		return -EINVAL;
 	/* The dma-heap ioctl's checks, in its order. */
 	if (!len || heap_flags || (fd_flags & ~(uint32_t)(O_ACCMODE | O_CLOEXEC)))

@@ -73,6 +73,23 @@ bool dmb_obj_live(const void *obj, enum dmb_obj_type type)
 	return live;
 }
 
+static unsigned int fork_gen;
+
+static void on_fork_child(void)
+{
+	fork_gen++;
+}
+
+__attribute__((constructor)) static void objects_init(void)
+{
+	pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+unsigned int dmb_fork_gen(void)
+{
+	return fork_gen;
+}
+
 struct dmabuf_ctx *dmb_obj_lock_ctx(const void *obj, enum dmb_obj_type type,
 				    struct dmabuf_ctx *const *ctxp)
 {
@@ -90,6 +107,10 @@ struct dmabuf_ctx *dmb_obj_lock_ctx(const void *obj, enum dmb_obj_type type,
 	pthread_mutex_unlock(&objects_lock);
 	if (!ctx)
 		return NULL;
+	if (ctx->fork_gen != fork_gen) {
+		dmb_err(NULL, "a context inherited over fork() was used in the child: create a new one there");
+		return NULL;
+	}
 	dmb_lock(ctx);
 	/* ...and check again under the context lock, which is what frees it. */
 	if (!dmb_obj_live(obj, type)) {

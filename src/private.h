@@ -97,6 +97,8 @@ int dmb_ctx_dispatch_locked(struct dmabuf_ctx *ctx, int timeout_ms);
 /* ---- context ------------------------------------------------------------- */
 
 struct dmb_physmem;
+struct dmb_endpoint;
+struct dmb_conn;
 
 struct dmb_inode_key {
 	dev_t dev;
@@ -127,17 +129,30 @@ struct dmabuf_ctx {
 	LIST_HEAD(, dmabuf_device) devices;
 	LIST_HEAD(, dmabuf) reprobe;	/* buffers waiting for a re-probe */
 
+	struct dmb_endpoint *endpoint;	/* exporter side, made at first export */
+	LIST_HEAD(, dmb_conn) conns;	/* importer side, one per exporter */
+
 	struct dmabuf_ctx_stats stats;
 
 	/* Every context of the process, so a thread waiting for a reply can
 	 * serve the others (two contexts in one process must not deadlock). */
 	LIST_ENTRY(dmabuf_ctx) process_link;
 
+	/* The process generation that made it: a forked child inherits a
+	 * copy of the context (and shares its epoll, inotify and endpoint
+	 * fds), which it must not use. */
+	unsigned int fork_gen;
+
 	/* optional service thread */
 	pthread_t thread;
 	bool thread_running;
 	int thread_stop_fd;
 };
+
+/* Incremented in every forked child (pthread_atfork). */
+unsigned int dmb_fork_gen(void);
+/* Live, and made by this process (not inherited over fork()). */
+bool dmb_ctx_usable(const struct dmabuf_ctx *ctx);
 
 /* Serves every other context of the process that is ready and whose lock is
  * free (trylock), without blocking. */
@@ -298,6 +313,7 @@ struct dmabuf_attachment {
 	LIST_HEAD(, dmabuf_sg_table) mappings;
 	unsigned int nmappings;
 	bool pinned;
+	uint64_t remote_id;	/* proxies: the exporter's attachment id */
 };
 
 /* cpu_access.c: one dmabuf_mmap() mapping */
@@ -309,11 +325,14 @@ struct dmb_cpu_map {
 };
 
 void dmb_cpu_access_fini(struct dmabuf *buf);
-int dmb_cpu_begin_locked(struct dmabuf *buf, enum dmabuf_direction dir);
+/* timeout_ms: how long to wait for fences (-1 forever); -EBUSY when they
+ * are still pending after it. */
+int dmb_cpu_begin_locked(struct dmabuf *buf, enum dmabuf_direction dir, int timeout_ms);
 int dmb_cpu_end_locked(struct dmabuf *buf, enum dmabuf_direction dir);
 /* buffer_sync.c: waits for the fences CPU access must wait for (writers for
  * a read; everything for a write). */
-int dmb_buf_wait_for_cpu(struct dmabuf *buf, bool write);
+int dmb_buf_wait_for_cpu(struct dmabuf *buf, bool write, int timeout_ms);
+int dmb_buf_export_sync_file_locked(struct dmabuf *buf, uint32_t flags);
 int dmb_buf_wait_kernel(struct dmabuf *buf);
 void dmb_attachments_destroy_all(struct dmabuf *buf);
 /* attachment.c, with the context lock held and arguments validated */

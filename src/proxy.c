@@ -1,1 +1,373 @@
-/* SPDX-License-Identifier: MIT */ /* placeholder: being written */
+/* SPDX-License-Identifier: MIT */
+/*
+ * Proxies: the importer's struct dmabuf for a buffer another context
+ * exported. Its ops table forwards every device-side operation to the
+ * exporter over the connection, so the public API runs the same code for
+ * local and imported buffers: attach, map (the exporter's page list, then
+ * device addresses assigned here, where the device lives), unmap, detach,
+ * CPU access brackets and release.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bsd/string.h>
+
+#include "dmabuf-fence.h"
+#include "remote.h"
+#include "scm.h"
+
+struct dmb_proxy {
+	struct dmb_conn *conn;
+	uint64_t id; /* the exporter's import id */
+};
+
+static struct dmb_proxy *proxy_of(struct dmabuf *buf)
+{
+	return buf->priv;
+}
+
+static int proxy_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
+{
+	struct dmb_proxy *px = proxy_of(buf);
+	const struct dmabuf_device_info *di = &att->dev->info;
+	struct dmb_msg req = { .op = DMB_OP_ATTACH }, reply;
+	int ret;
+
+	req.u.attach.buffer_id = px->id;
+	strlcpy(req.u.attach.name, att->dev->name, sizeof(req.u.attach.name));
+	req.u.attach.dma_mask_bits = di->dma_mask_bits;
+	req.u.attach.dev_flags = di->flags;
+	req.u.attach.max_segment_size = di->max_segment_size;
+	req.u.attach.segment_boundary = di->segment_boundary;
+	req.u.attach.alignment = di->alignment;
+	ret = dmb_conn_call(px->conn, &req, &reply);
+	if (ret < 0)
+		return ret;
+	att->remote_id = reply.u.attach_reply.attachment_id;
+	return 0;
+}
+
+static void proxy_detach(struct dmabuf *buf, struct dmabuf_attachment *att)
+{
+	struct dmb_msg req = { .op = DMB_OP_DETACH }, reply;
+
+	/* A dead exporter took its side with it: nothing to undo there. */
+	req.u.id.id = att->remote_id;
+	dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
+}
+
+static int proxy_map(struct dmabuf_attachment *att, enum dmabuf_direction dir,
+		     struct dmabuf_sg_table **out)
+{
+	struct dmb_proxy *px = proxy_of(att->buf);
+	struct dmb_msg req = { .op = DMB_OP_MAP }, reply, unmap = { .op = DMB_OP_UNMAP };
+	struct dmabuf_sg_entry *entries = NULL;
+	const struct dmabuf_sg_entry *sg;
+	struct dmabuf_sg_table *sgt = NULL;
+	int ret;
+
+	req.u.map.id = att->remote_id;
+	req.u.map.dir = (uint32_t)dir;
+	ret = dmb_conn_call(px->conn, &req, &reply);
+	if (ret < 0)
+		return ret;
+	sg = reply.u.map_reply.sg;
+	if (reply.u.map_reply.flags & DMB_WIRE_MAP_SG_MEMFD) {
+		ret = dmb_scm_sg_memfd_read(reply.fds[0], reply.u.map_reply.count,
+					    reply.u.map_reply.size, &entries);
+		dmb_scm_close_fds(reply.fds, reply.nfds);
+		sg = entries;
+	}
+	/* The table must cover exactly this buffer. */
+	if (ret == 0 && reply.u.map_reply.size != att->buf->size)
+		ret = -EPROTO;
+	if (ret == 0)
+		ret = dmb_sgt_new(&sgt);
+	for (uint32_t i = 0; ret == 0 && i < reply.u.map_reply.count; i++)
+		ret = dmb_sgt_append(sgt, sg[i].offset, sg[i].length, sg[i].phys);
+	free(entries);
+	if (ret < 0) {
+		if (sgt)
+			dmb_sgt_free(sgt);
+		unmap.u.map.id = reply.u.map_reply.mapping_id;
+		unmap.u.map.dir = (uint32_t)dir;
+		dmb_conn_call(px->conn, &unmap, &reply);
+		return ret;
+	}
+	sgt->remote_id = reply.u.map_reply.mapping_id;
+	*out = sgt;
+	return 0;
+}
+
+static void proxy_unmap(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt,
+			enum dmabuf_direction dir)
+{
+	struct dmb_msg req = { .op = DMB_OP_UNMAP }, reply;
+
+	req.u.map.id = sgt->remote_id;
+	req.u.map.dir = (uint32_t)dir;
+	dmb_conn_call(proxy_of(att->buf)->conn, &req, &reply);
+	dmb_sgt_free(sgt);
+}
+
+static void proxy_release(struct dmabuf *buf)
+{
+	struct dmb_proxy *px = proxy_of(buf);
+	struct dmb_msg req = { .op = DMB_OP_RELEASE }, reply;
+
+	req.u.id.id = px->id;
+	dmb_conn_call(px->conn, &req, &reply);
+	dmb_conn_put(px->conn);
+	free(px);
+}
+
+static int cpu_call(struct dmabuf *buf, uint16_t op, enum dmabuf_direction dir)
+{
+	struct dmb_msg req = { .op = op }, reply;
+
+	req.u.cpu_access.buffer_id = proxy_of(buf)->id;
+	req.u.cpu_access.dir = (uint32_t)dir;
+	return dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
+}
+
+static int proxy_begin_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	uint32_t flags = dir == DMABUF_FROM_DEVICE ? DMABUF_SYNC_READ
+			 : dir == DMABUF_TO_DEVICE ? DMABUF_SYNC_WRITE : DMABUF_SYNC_RW;
+	int ret, fd;
+
+	/* The exporter never blocks on fences for a peer: wait for them here,
+	 * then ask; if new ones came meanwhile (-EBUSY), wait again. */
+	for (;;) {
+		fd = dmb_proxy_export_sync_file(buf, flags);
+		if (fd < 0)
+			return fd;
+		dmb_unlock(buf->ctx);
+		ret = dmabuf_sync_file_wait(fd, -1);
+		dmb_lock(buf->ctx);
+		close(fd);
+		if (ret < 0)
+			return ret;
+		ret = cpu_call(buf, DMB_OP_BEGIN_CPU_ACCESS, dir);
+		if (ret != -EBUSY)
+			return ret;
+	}
+}
+
+static int proxy_end_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	return cpu_call(buf, DMB_OP_END_CPU_ACCESS, dir);
+}
+
+static int proxy_mmap(struct dmabuf *buf, uint64_t offset, uint64_t len, int prot)
+{
+	return 0; /* the importer holds the file: mapping it is its right */
+}
+
+static const struct dmabuf_ops proxy_ops = {
+	.version = DMABUF_OPS_VERSION,
+	.attach = proxy_attach,
+	.detach = proxy_detach,
+	.map = proxy_map,
+	.unmap = proxy_unmap,
+	.release = proxy_release,
+	.begin_cpu_access = proxy_begin_cpu_access,
+	.end_cpu_access = proxy_end_cpu_access,
+	.mmap = proxy_mmap,
+	.vmap = dmabuf_backing_vmap,
+	.vunmap = dmabuf_backing_vunmap,
+};
+
+int dmb_proxy_export_sync_file(struct dmabuf *buf, uint32_t flags)
+{
+	struct dmb_msg req = { .op = DMB_OP_FENCE_EXPORT }, reply;
+	int ret;
+
+	req.u.fence_export.buffer_id = proxy_of(buf)->id;
+	req.u.fence_export.flags = flags;
+	ret = dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
+	return ret < 0 ? ret : reply.fds[0];
+}
+
+int dmb_proxy_import_sync_file(struct dmabuf *buf, uint32_t flags, int fd)
+{
+	struct dmb_msg req = { .op = DMB_OP_FENCE_ATTACH }, reply;
+	struct dmabuf_fence *fence;
+	int ret;
+
+	/* Check it here, as the local call would, before it travels. */
+	ret = dmabuf_sync_file_import(fd, &fence);
+	if (ret < 0)
+		return ret;
+	dmabuf_fence_put(fence);
+	req.u.fence_attach.buffer_id = proxy_of(buf)->id;
+	req.u.fence_attach.usage = flags & DMABUF_SYNC_WRITE ? DMABUF_RESV_USAGE_WRITE
+							     : DMABUF_RESV_USAGE_READ;
+	req.nfds = 1;
+	req.fds[0] = fd;
+	return dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
+}
+
+int dmb_proxy_describe(struct dmabuf *buf, struct dmabuf_info *info)
+{
+	struct dmb_msg req = { .op = DMB_OP_DESCRIBE }, reply;
+	const struct dmb_wire_describe_reply *r = &reply.u.describe_reply;
+	int ret;
+
+	req.u.id.id = proxy_of(buf)->id;
+	ret = dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
+	if (ret < 0)
+		return ret;
+	/* The exporter's view: its attachments and mappings, all peers'. */
+	info->attachments = r->attachments;
+	info->mappings = r->mappings;
+	info->vmap_count = r->vmap_count;
+	info->backing_allocated = r->info_flags & DMB_WIRE_INFO_BACKING_ALLOCATED;
+	info->contiguous = r->info_flags & DMB_WIRE_INFO_CONTIGUOUS;
+	strlcpy(info->name, r->name, sizeof(info->name));
+	return 0;
+}
+
+int dmb_proxy_set_name(struct dmabuf *buf, const char *name)
+{
+	struct dmb_msg req = { .op = DMB_OP_SET_NAME }, reply;
+	int ret;
+
+	req.u.set_name.buffer_id = proxy_of(buf)->id;
+	strlcpy(req.u.set_name.name, name, sizeof(req.u.set_name.name));
+	ret = dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
+	if (ret == 0)
+		strlcpy(buf->name, name, sizeof(buf->name));
+	return ret;
+}
+
+int dmb_endpoint_of_fd(int fd, char *name, size_t cap)
+{
+	static const char prefix[] = "/memfd:dmabuf:", deleted[] = " (deleted)";
+	char path[64], target[320];
+	const char *at, *end;
+	ssize_t len;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	len = readlink(path, target, sizeof(target) - 1);
+	if (len < 0)
+		return -EINVAL;
+	target[len] = '\0';
+	if (strncmp(target, prefix, sizeof(prefix) - 1))
+		return -EINVAL;
+	end = target + len;
+	if ((size_t)len > sizeof(deleted) - 1 &&
+	    !strcmp(end - (sizeof(deleted) - 1), deleted))
+		end -= sizeof(deleted) - 1;
+	at = memrchr(target, '@', (size_t)(end - target));
+	if (!at || (size_t)(end - at - 1) >= cap || end - at - 1 < 8 ||
+	    strncmp(at + 1, "dmabuf-", 7))
+		return -EINVAL;
+	for (const char *p = at + 1; p < end; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || *p == '-'))
+			return -EINVAL;
+	memcpy(name, at + 1, (size_t)(end - at - 1));
+	name[end - at - 1] = '\0';
+	return 0;
+}
+
+int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
+	       struct dmabuf **out)
+{
+	const int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+	struct dmb_msg req = { .op = DMB_OP_IMPORT }, reply, rel = { .op = DMB_OP_RELEASE };
+	char endpoint[DMB_ENDPOINT_NAME_MAX];
+	struct dmb_proxy *px = NULL;
+	struct dmabuf *buf = NULL;
+	struct dmb_conn *conn;
+	int ret, seals;
+
+	seals = fcntl(fd, F_GET_SEALS);
+	if (dmb_endpoint_of_fd(fd, endpoint, sizeof(endpoint)) < 0 || seals < 0 ||
+	    (seals & need) != need) {
+		dmb_dbg(ctx, "fd %d is not a libdmabuf buffer", fd);
+		return -EINVAL;
+	}
+	if (ctx->endpoint && !strcmp(endpoint, ctx->endpoint->name))
+		return -EINVAL; /* ours, but not (any more) a buffer */
+	ret = dmb_conn_get(ctx, endpoint, &conn);
+	if (ret < 0)
+		return ret == -ENODEV ? -ENODEV : ret;
+	req.nfds = 1;
+	req.fds[0] = fd; /* proof of possession */
+	ret = dmb_conn_call(conn, &req, &reply);
+	if (ret < 0) {
+		dmb_conn_put(conn);
+		return ret;
+	}
+	if (reply.u.import_reply.backing.total) {
+		/* Not produced by this version's exporters (udmabuf imports
+		 * are refused), so not accepted either. */
+		dmb_scm_close_fds(reply.fds, reply.nfds);
+		ret = -EOPNOTSUPP;
+		goto fail;
+	}
+	ret = -ENOMEM;
+	px = calloc(1, sizeof(*px));
+	buf = calloc(1, sizeof(*buf));
+	if (!px || !buf)
+		goto fail;
+	px->conn = conn;
+	px->id = reply.u.import_reply.buffer_id;
+	buf->file_fd = -1;
+	buf->ctx = ctx;
+	buf->key.dev = st->st_dev;
+	buf->key.ino = st->st_ino;
+	buf->refcount = 1;
+	buf->state = DMB_BUF_LIVE;
+	buf->ops = &proxy_ops;
+	buf->priv = px;
+	buf->size = reply.u.import_reply.size;
+	buf->flags = (int)reply.u.import_reply.flags;
+	buf->imported = true;
+	buf->probe_fd = buf->wd = -1;
+	strlcpy(buf->exp_name, reply.u.import_reply.exp_name, sizeof(buf->exp_name));
+	strlcpy(buf->name, reply.u.import_reply.name, sizeof(buf->name));
+	LIST_INIT(&buf->attachments);
+	LIST_INIT(&buf->cpu_maps);
+	buf->file_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (buf->file_fd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	if ((uint64_t)st->st_size != buf->size) {
+		ret = -EPROTO; /* the exporter and the file disagree */
+		goto fail;
+	}
+	ret = dmb_backing_init_memfd(&buf->backing, buf->file_fd, buf->size);
+	if (ret == 0)
+		ret = dmabuf_resv_new(&buf->resv);
+	if (ret == 0)
+		ret = dmb_obj_add(buf, DMB_OBJ_BUFFER);
+	if (ret < 0)
+		goto fail;
+	RB_INSERT(dmb_buf_tree, &ctx->by_inode, buf);
+	ctx->stats.buffers_live++;
+	dmb_dbg(ctx, "imported %s (%llu bytes) from %s", buf->exp_name,
+		(unsigned long long)buf->size, endpoint);
+	*out = buf;
+	return 0;
+
+fail:
+	rel.u.id.id = reply.u.import_reply.buffer_id;
+	dmb_conn_call(conn, &rel, &reply);
+	dmb_conn_put(conn);
+	if (buf) {
+		if (buf->resv)
+			dmabuf_resv_destroy(buf->resv);
+		free(buf->backing.ranges);
+		if (buf->file_fd >= 0)
+			close(buf->file_fd);
+	}
+	free(buf);
+	free(px);
+	return ret;
+}

@@ -64,7 +64,7 @@ DMABUF_EXPORT int dmabuf_udmabuf_create_list(struct dmabuf_ctx *ctx, uint32_t fl
 	uint64_t total = 0;
 	int ret, fd;
 
-	if (!dmb_obj_live(ctx, DMB_OBJ_CTX) || !items)
+	if (!dmb_ctx_usable(ctx) || !items)
 		return -EINVAL;
 	if (flags & ~(uint32_t)DMABUF_UDMABUF_FLAGS_CLOEXEC || !count ||
 	    count > DMABUF_UDMABUF_LIST_LIMIT)

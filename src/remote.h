@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Cross-process sharing (DESIGN §3): the exporter's endpoint and its peers
+ * (endpoint.c), the importer's connections (connection.c) and the proxy
+ * buffers that forward device operations to the exporter (proxy.c).
+ */
+#pragma once
+
+#include <sys/types.h>
+
+#include "private.h"
+#include "wire.h"
+
+#define DMB_ENDPOINT_NAME_MAX 48
+
+/* Per-peer limits the endpoint enforces (docs/protocol.md §4). */
+#define DMB_PEER_MAX_IMPORTS 1024u
+#define DMB_PEER_MAX_ATTACHMENTS 1024u
+#define DMB_PEER_MAX_MAPPINGS 4096u
+/* Messages handled for one peer per dispatch round: a flooding peer cannot
+ * starve the others. */
+#define DMB_PEER_BATCH 32u
+
+/* ---- server side ---------------------------------------------------------- */
+
+enum dmb_handle_type {
+	DMB_H_IMPORT = 1,
+	DMB_H_ATTACHMENT,
+	DMB_H_MAPPING,
+};
+
+/* Something a peer holds, named on the wire by a per-peer id that is never
+ * reused, so a stale id is recognised as such. */
+struct dmb_handle {
+	RB_ENTRY(dmb_handle) node;
+	uint64_t id;
+	enum dmb_handle_type type;
+	struct dmb_handle *parent;
+	LIST_HEAD(, dmb_handle) children;
+	LIST_ENTRY(dmb_handle) sibling;
+	union {
+		struct { /* IMPORT: holds one buffer reference */
+			struct dmabuf *buf;
+			unsigned int cpu_read_open, cpu_write_open;
+		} imp;
+		struct { /* ATTACHMENT on a device standing for the peer's */
+			struct dmabuf_attachment *att;
+			struct dmabuf_device *dev;
+		} att;
+		struct { /* MAPPING */
+			struct dmabuf_sg_table *sgt;
+			enum dmabuf_direction dir;
+		} map;
+	};
+};
+RB_HEAD(dmb_handle_tree, dmb_handle);
+
+struct dmb_peer {
+	struct dmabuf_ctx *ctx;
+	LIST_ENTRY(dmb_peer) link;
+	int fd;
+	struct dmb_source src;
+	pid_t pid;
+	uid_t uid;
+	bool hello_done;
+	uint16_t version;
+	uint64_t next_id;
+	struct dmb_handle_tree handles;
+	LIST_HEAD(, dmb_handle) imports;
+	unsigned int nimports, nattachments, nmappings;
+};
+
+struct dmb_endpoint {
+	int fd;
+	struct dmb_source src;
+	char name[DMB_ENDPOINT_NAME_MAX];
+	LIST_HEAD(, dmb_peer) peers;
+};
+
+/* Creates the endpoint if the context has none yet. */
+int dmb_endpoint_ensure(struct dmabuf_ctx *ctx);
+/* Drops every peer (undoing what each held) and closes the endpoint. */
+void dmb_endpoint_destroy(struct dmabuf_ctx *ctx);
+
+/* ---- client side ------------------------------------------------------------ */
+
+struct dmb_conn {
+	struct dmabuf_ctx *ctx;
+	LIST_ENTRY(dmb_conn) link;
+	char endpoint[DMB_ENDPOINT_NAME_MAX];
+	int fd;
+	uint64_t next_serial;
+	uint16_t version;
+	struct dmb_wire_hello_reply limits;
+	bool dead;		/* the exporter went away */
+	unsigned int users;	/* proxies using this connection */
+};
+
+/* The connection to an endpoint, made (with the handshake) on first use. */
+int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn **out);
+void dmb_conn_put(struct dmb_conn *conn);
+/* Closes every connection of the context (teardown). */
+void dmb_conns_destroy(struct dmabuf_ctx *ctx);
+
+/*
+ * Sends a request and waits for its reply, serving this process's contexts
+ * meanwhile (so two processes, or two contexts, exporting to each other never
+ * deadlock). The request's fds are borrowed. On success the reply's fds are
+ * the caller's to close. Returns the reply's status (0 or -errno), -ENODEV
+ * when the exporter is gone, -ETIMEDOUT, or a transport error.
+ */
+int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply);
+
+/* ---- proxies ----------------------------------------------------------------- */
+
+/* Makes (or finds) the proxy of a buffer another context exported; st is
+ * the fd's stat. -EINVAL when the fd is not a libdmabuf buffer. */
+int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
+	       struct dmabuf **out);
+
+/* The endpoint named in a buffer fd's memfd name, or -EINVAL. */
+int dmb_endpoint_of_fd(int fd, char *name, size_t cap);
+
+/* Forwarded buffer-level fence operations (buffer_sync.c). */
+int dmb_proxy_export_sync_file(struct dmabuf *buf, uint32_t flags);
+int dmb_proxy_import_sync_file(struct dmabuf *buf, uint32_t flags, int fd);
+int dmb_proxy_describe(struct dmabuf *buf, struct dmabuf_info *info);
+int dmb_proxy_set_name(struct dmabuf *buf, const char *name);
