@@ -190,6 +190,9 @@ int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 		ret = dmb_buf_wait_kernel(buf);
 	if (ret < 0)
 		return ret;
+	/* The wait dropped the lock: another thread may have detached. */
+	if (!dmb_obj_live(att, DMB_OBJ_ATTACHMENT))
+		return -EINVAL;
 	if (buf->ops->pin && !att->pinned) {
 		ret = buf->ops->pin(att);
 		if (ret < 0)

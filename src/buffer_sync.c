@@ -22,15 +22,23 @@ static enum dmabuf_resv_usage usage_rw(bool write)
 static int wait_unlocked(struct dmabuf *buf, enum dmabuf_resv_usage usage, int timeout_ms)
 {
 	struct dmabuf_ctx *ctx = buf->ctx;
+	bool held = buf->state == DMB_BUF_LIVE;
 	int ret;
 
 	if (dmabuf_resv_test_signaled(buf->resv, usage) == 1)
 		return 0;
 	if (timeout_ms == 0)
 		return -EBUSY;
+	/* A reference of our own, so another thread's last put cannot free
+	 * the buffer while the lock is dropped. (An orphaned buffer is held by
+	 * the caller's fd.) */
+	if (held)
+		buf->refcount++;
 	dmb_unlock(ctx);
 	ret = dmabuf_resv_wait(buf->resv, usage, timeout_ms);
 	dmb_lock(ctx);
+	if (held)
+		dmabuf_put(buf);
 	return ret < 0 ? ret : ret == 0 ? -EBUSY : 0;
 }
 

@@ -282,6 +282,9 @@ DMABUF_EXPORT int dmabuf_fd_sync(struct dmabuf_ctx *ctx, int fd, uint64_t flags)
 
 	if (!dmb_ctx_usable(ctx))
 		return -EINVAL;
+	/* The fd first, as the ioctl's fdget() comes before its flag checks. */
+	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+		return -EBADF;
 	if (flags & ~(uint64_t)DMABUF_SYNC_VALID_FLAGS_MASK)
 		return -EINVAL;
 	switch (flags & DMABUF_SYNC_RW) {

@@ -95,10 +95,35 @@ void dmb_release_check(struct dmabuf *buf)
 	probe(buf);
 }
 
+static void reprobe_queue(struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = buf->ctx;
+
+	if (!buf->reprobes_left) {
+		if (LIST_EMPTY(&ctx->reprobe))
+			reprobe_arm(ctx, true);
+		LIST_INSERT_HEAD(&ctx->reprobe, buf, reprobe_link);
+	}
+	buf->reprobes_left = REPROBES;
+}
+
+/* The kernel dropped events (the queue holds 16384 by default): any
+ * orphaned buffer may have lost its close event, so probe them all. */
+static void lost_events(struct dmabuf_ctx *ctx)
+{
+	struct dmabuf *buf, *tmp;
+
+	dmb_warn(ctx, "inotify queue overflowed: re-checking every orphaned buffer");
+	RB_FOREACH_SAFE(buf, dmb_buf_tree, &ctx->by_inode, tmp)
+		if (buf->state == DMB_BUF_ORPHAN && !probe(buf))
+			reprobe_queue(buf);
+}
+
 void dmb_release_inotify(struct dmb_source *src, uint32_t events)
 {
 	struct dmabuf_ctx *ctx = src->data;
 	char evbuf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool overflow = false;
 	ssize_t len;
 
 	while ((len = read(ctx->inotify_fd, evbuf, sizeof(evbuf))) > 0) {
@@ -107,19 +132,18 @@ void dmb_release_inotify(struct dmb_source *src, uint32_t events)
 			struct dmabuf key = { .wd = ev->wd }, *buf;
 
 			p += sizeof(*ev) + ev->len;
+			if (ev->mask & IN_Q_OVERFLOW)
+				overflow = true;
 			if (!(ev->mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)))
 				continue;
 			buf = RB_FIND(dmb_wd_tree, &ctx->by_wd, &key);
 			if (!buf || buf->state != DMB_BUF_ORPHAN || probe(buf))
 				continue;
-			if (!buf->reprobes_left) {
-				if (LIST_EMPTY(&ctx->reprobe))
-					reprobe_arm(ctx, true);
-				LIST_INSERT_HEAD(&ctx->reprobe, buf, reprobe_link);
-			}
-			buf->reprobes_left = REPROBES;
+			reprobe_queue(buf);
 		}
 	}
+	if (overflow)
+		lost_events(ctx);
 }
 
 void dmb_release_reprobe(struct dmb_source *src, uint32_t events)

@@ -276,6 +276,32 @@ static void many_buffers_release_independently(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+static void release_survives_inotify_overflow(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 }, last = { 0 };
+	struct dmabuf *buf;
+	int fd;
+
+	/* Each synchronous release queues two events (close, watch removed);
+	 * with nobody dispatching, 8300 of them overflow the kernel's queue
+	 * of 16384 events. */
+	for (int i = 0; i < 8300; i++) {
+		buf = tx_export(ctx, &tx, 4096, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		assert_int_equal(dmabuf_put(buf), 0);
+	}
+	assert_int_equal(tx.release, 8300);
+	/* This buffer's close event is lost in the overflow... */
+	buf = tx_export(ctx, &last, 4096, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	assert_int_equal(dmabuf_put(buf), 0);
+	close(fd);
+	/* ...and the overflow event makes the exporter look again. */
+	dispatch_until_released(ctx, &last);
+	assert_int_equal(last.release, 1);
+	dmabuf_ctx_destroy(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -286,6 +312,7 @@ int main(void)
 		harness_test(child_fd_and_mapping_keep_buffer_alive),
 		harness_test(get_revives_orphaned_buffer),
 		harness_test(many_buffers_release_independently),
+		harness_test(release_survives_inotify_overflow),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
