@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "dmabuf-scm.h"
@@ -443,6 +444,100 @@ static void processes_exporting_to_each_other_do_not_deadlock(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* The exporter serves from its own thread: the test thread never
+ * dispatches, it only waits on the socket. */
+static void service_thread_serves_peers(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(exp, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct child_env env = { .mode = 0 };
+	int sv[2], fd = dmabuf_fd(buf, O_CLOEXEC), got = -1;
+	size_t len;
+	char c = 0;
+	pid_t pid;
+
+	assert_int_equal(dmabuf_ctx_stop_thread(exp), -ESRCH);
+	assert_int_equal(dmabuf_ctx_start_thread(exp), 0);
+	assert_int_equal(dmabuf_ctx_start_thread(exp), -EBUSY);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	env.sock = sv[1];
+	pid = harness_fork(device_process, &env);
+	close(sv[1]);
+	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
+	close(fd);
+	assert_int_equal(dmabuf_recv_fd(sv[0], &got, &c, 1, &len), 0);
+	assert_int_equal(c, 'm');
+	assert_int_equal(dmabuf_recv_fd(sv[0], &got, &c, 1, &len), 0);
+	assert_int_equal(c, 'd');
+	assert_int_equal(harness_wait(pid), 0);
+	assert_int_equal(dmabuf_ctx_stop_thread(exp), 0);
+	assert_int_equal(tx.map, 1);
+	assert_int_equal(tx.unmap, 1);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dispatch_until(exp, &tx.release, 1);
+	assert_int_equal(tx.release, 1);
+	close(sv[0]);
+	dmabuf_ctx_destroy(exp);
+}
+
+struct uid_env {
+	int fd;
+	int expect;
+};
+
+static int import_as_nobody(void *arg)
+{
+	struct uid_env *env = arg;
+	struct dmabuf_ctx *ctx;
+	struct dmabuf *buf;
+	int ret;
+
+	child_check(setgid(65534) == 0 && setuid(65534) == 0);
+	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
+	ret = dmabuf_get(ctx, env->fd, &buf);
+	child_check(ret == env->expect);
+	if (ret == 0)
+		dmabuf_put(buf);
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
+
+static void endpoint_checks_peer_uid(void **state)
+{
+	struct dmabuf_ctx *exp;
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf;
+	struct uid_env env;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		skip(); /* needs to become another user */
+	for (int any = 0; any < 2; any++) {
+		exp = tx_ctx_new(any ? DMABUF_CTX_ANY_UID : 0);
+		buf = tx_export(exp, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		env.fd = dmabuf_fd(buf, O_CLOEXEC);
+		/* another uid is turned away unless the exporter opted in */
+		env.expect = any ? 0 : -ENODEV;
+		int status = -1;
+
+		pid = harness_fork(import_as_nobody, &env);
+		for (int i = 0; i < 3000; i++) {
+			if (waitpid(pid, &status, WNOHANG) == pid) {
+				pid = 0;
+				break;
+			}
+			dmabuf_ctx_dispatch_timeout(exp, 5);
+		}
+		assert_int_equal(pid, 0);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0); /* the child's checks held */
+		close(env.fd);
+		assert_int_equal(dmabuf_put(buf), 0);
+		dmabuf_ctx_destroy(exp);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -454,6 +549,8 @@ int main(void)
 		harness_test(child_process_imports_and_writes),
 		harness_test(killed_importer_is_cleaned_up_once),
 		harness_test(processes_exporting_to_each_other_do_not_deadlock),
+		harness_test(service_thread_serves_peers),
+		harness_test(endpoint_checks_peer_uid),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
