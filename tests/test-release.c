@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dmabuf-scm.h"
 #include "exporter.h"
 
 #define SZ (16 * 4096)
@@ -91,43 +92,6 @@ static void mmap_keeps_buffer_alive(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
-static int send_fd(int sock, int fd)
-{
-	char byte = 'F';
-	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-	union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-			      .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *c;
-
-	memset(&u, 0, sizeof(u));
-	c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	return sendmsg(sock, &msg, MSG_NOSIGNAL) == 1 ? 0 : -errno;
-}
-
-static int recv_fd(int sock)
-{
-	char byte;
-	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-	union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int))]; } u;
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-			      .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *c;
-	int fd = -1;
-
-	memset(&u, 0, sizeof(u));
-	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1)
-		return -1;
-	c = CMSG_FIRSTHDR(&msg);
-	if (c && c->cmsg_type == SCM_RIGHTS)
-		memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	return fd;
-}
-
 static void fd_in_flight_keeps_buffer_alive(void **state)
 {
 	struct dmabuf_ctx *ctx = tx_ctx_new(0);
@@ -136,13 +100,16 @@ static void fd_in_flight_keeps_buffer_alive(void **state)
 	int sv[2], fd = dmabuf_fd(buf, O_CLOEXEC), got;
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	assert_int_equal(send_fd(sv[0], fd), 0);
+	assert_int_equal(dmabuf_send_fd(sv[0], fd, "F", 1), 0);
 	close(fd);
 	assert_int_equal(dmabuf_put(buf), 0);
 	dmabuf_ctx_dispatch_timeout(ctx, 20);
 	/* No process has an fd, but one is in flight in the socket. */
 	assert_int_equal(tx.release, 0);
-	got = recv_fd(sv[1]);
+	char c;
+	size_t len;
+
+	assert_int_equal(dmabuf_recv_fd(sv[1], &got, &c, 1, &len), 0);
 	assert_true(got >= 0);
 	close(got);
 	dispatch_until_released(ctx, &tx);
