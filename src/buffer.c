@@ -314,11 +314,32 @@ int dmb_buf_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st,
 	return 0;
 }
 
+int dmb_buf_get_ref(struct dmabuf *buf, int fd)
+{
+	int dupfd;
+
+	if (buf->state == DMB_BUF_ORPHAN) {
+		/* The library dropped its file reference with the last put, but
+		 * the file lived on (fd is proof): hold it again. */
+		dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (dupfd < 0)
+			return -errno;
+		/* No-op on the dma-buf file itself; a reopened file of the
+		 * same memfd becomes a holder too. */
+		flock(dupfd, LOCK_SH);
+		buf->file_fd = dupfd;
+		buf->state = DMB_BUF_LIVE;
+		dmb_release_cancel(buf);
+	}
+	buf->refcount++;
+	return 0;
+}
+
 DMABUF_EXPORT int dmabuf_get(struct dmabuf_ctx *ctx, int fd, struct dmabuf **out)
 {
 	struct dmabuf *buf;
 	struct stat st;
-	int ret, dupfd;
+	int ret;
 
 	if (!out || !dmb_ctx_usable(ctx))
 		return -EINVAL;
@@ -331,23 +352,9 @@ DMABUF_EXPORT int dmabuf_get(struct dmabuf_ctx *ctx, int fd, struct dmabuf **out
 		ret = dmb_import(ctx, fd, &st, out);
 		goto out;
 	}
-	if (buf->state == DMB_BUF_ORPHAN) {
-		/* The library dropped its file reference with the last put, but
-		 * the file lived on (this fd is proof): hold it again. */
-		dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-		if (dupfd < 0) {
-			ret = -errno;
-			goto out;
-		}
-		/* No-op on the dma-buf file itself; a reopened file of the
-		 * same memfd becomes a holder too. */
-		flock(dupfd, LOCK_SH);
-		buf->file_fd = dupfd;
-		buf->state = DMB_BUF_LIVE;
-		dmb_release_cancel(buf);
-	}
-	buf->refcount++;
-	*out = buf;
+	ret = dmb_buf_get_ref(buf, fd);
+	if (ret == 0)
+		*out = buf;
 out:
 	dmb_unlock(ctx);
 	return ret;

@@ -206,27 +206,16 @@ static int do_import(struct dmb_peer *peer, const struct dmb_msg *req, struct dm
 		return -EOPNOTSUPP;
 	if (peer->nimports >= DMB_PEER_MAX_IMPORTS)
 		return -ENOSPC;
-	h = handle_new(peer, DMB_H_IMPORT, NULL);
-	if (!h)
-		return -ENOMEM;
 	/* The import holds a reference until the peer releases it or leaves,
 	 * so the handle never outlives the buffer. */
-	if (buf->state == DMB_BUF_ORPHAN) {
-		/* Revive it on the peer's fd, as dmabuf_get() would. */
-		int fd = fcntl(req->fds[0], F_DUPFD_CLOEXEC, 0);
-
-		if (fd < 0) {
-			ret = -errno;
-			LIST_REMOVE(h, sibling);
-			RB_REMOVE(dmb_handle_tree, &peer->handles, h);
-			free(h);
-			return ret;
-		}
-		buf->file_fd = fd;
-		buf->state = DMB_BUF_LIVE;
-		dmb_release_cancel(buf);
+	ret = dmb_buf_get_ref(buf, req->fds[0]);
+	if (ret < 0)
+		return ret;
+	h = handle_new(peer, DMB_H_IMPORT, NULL);
+	if (!h) {
+		dmabuf_put(buf);
+		return -ENOMEM;
 	}
-	buf->refcount++;
 	h->imp.buf = buf;
 	peer->nimports++;
 	r->buffer_id = h->id;

@@ -275,6 +275,9 @@ int dmb_export_validate(const struct dmabuf_export_info *info);
 int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info,
 		   struct dmb_backing *backing, struct dmabuf **out);
 void dmb_buf_destroy(struct dmabuf *buf);
+/* One more reference on a buffer found by an fd of its file; an orphan is
+ * revived on that fd. */
+int dmb_buf_get_ref(struct dmabuf *buf, int fd);
 struct stat;
 int dmb_buf_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st,
 		   struct dmabuf **found);

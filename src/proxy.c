@@ -295,7 +295,7 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 		return -EINVAL; /* ours, but not (any more) a buffer */
 	ret = dmb_conn_get(ctx, endpoint, &conn);
 	if (ret < 0)
-		return ret == -ENODEV ? -ENODEV : ret;
+		return ret; /* -ENODEV: the exporter is gone */
 	req.nfds = 1;
 	req.fds[0] = fd; /* proof of possession */
 	ret = dmb_conn_call(conn, &req, &reply);
