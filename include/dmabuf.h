@@ -412,11 +412,22 @@ int dmabuf_fd(struct dmabuf *buf, int flags);
  * Returns the buffer behind @p fd, as dma_buf_get(), with one reference.
  * Two calls for fds of the same buffer give the same object.
  *
- * @param fd borrowed; may be any fd of the buffer's dma-buf file (from
- *        dmabuf_fd(), from a socket, inherited over fork)
+ * For a buffer another context exported (another process, or another
+ * context of this one) the result is a proxy: the first call connects to the
+ * exporter's endpoint (once per exporter), proves possession by sending the
+ * fd, and from then on attach, map, CPU access, names and fences run the
+ * exporter's ops in the exporter. If the exporter dies, the proxy keeps CPU
+ * access to the memory; new device operations fail with -ENODEV, while
+ * unmap, detach and put still succeed.
+ *
+ * @param fd borrowed; any fd of the buffer's dma-buf file (from
+ *        dmabuf_fd(), a heap, a socket, inherited over fork)
  * @param[out] out the buffer
  * @return 0; -EBADF for a bad fd; -EINVAL for an fd that is not a libdmabuf
- *         buffer (or of another context, before cross-process import exists)
+ *         buffer (wrong name, unsealed, not a regular file); -ENODEV when
+ *         its exporter is gone; -EOPNOTSUPP for a udmabuf of another
+ *         process; -ETIMEDOUT when the exporter does not answer in
+ *         call_timeout_ms; -ENOSPC beyond the exporter's per-peer limits
  */
 int dmabuf_get(struct dmabuf_ctx *ctx, int fd, struct dmabuf **out);
 
