@@ -1,0 +1,1074 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A hostile peer on the exporter's endpoint (DESIGN.md §3, §8;
+ * docs/protocol.md §4, §6, §7): malformed framing, handshake abuse, fd games,
+ * wrong kinds of fd as proof of possession, forged and stale ids, floods and
+ * a peer that stops reading.
+ *
+ * For every case: the exporter answers with a clear errno or closes the
+ * connection; every fd it received is closed (the exporter runs in this
+ * process, so a leaked fd shows in harness_count_fds()); what the peer held
+ * is undone (the exporter's ops balance); and a well-behaved importer (a
+ * second context, the library's own client) still gets its work done.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "exporter.h"
+#include "rawpeer.h"
+
+#define KiB 1024ull
+#define BUF_SIZE (64 * KiB)
+
+struct fx {
+	struct dmabuf_ctx *exp, *imp;
+	struct test_exporter tx;
+	struct dmabuf *buf;
+	struct dmabuf_device *dev;
+	int fd;
+};
+
+static void fx_init(struct fx *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->exp = tx_ctx_new(0);
+	f->imp = tx_ctx_new(0);
+	f->buf = tx_export(f->exp, &f->tx, BUF_SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	f->fd = dmabuf_fd(f->buf, O_CLOEXEC);
+	assert_true(f->fd >= 0);
+	f->dev = tx_device(f->imp, "good", 64, DMABUF_DEVICE_IOMMU, 0);
+}
+
+static void assert_balanced(const struct fx *f)
+{
+	if (f->tx.attach != f->tx.detach || f->tx.map != f->tx.unmap)
+		fail_msg("exporter ops unbalanced: attach %d detach %d map %d unmap %d",
+			 f->tx.attach, f->tx.detach, f->tx.map, f->tx.unmap);
+}
+
+/* Dispatches the exporter until this process has @want fds and the
+ * exporter's ops balance (or ~3 s pass); returns the fd count. */
+static int settle(struct fx *f, int want)
+{
+	int n = harness_count_fds();
+
+	for (int i = 0; i < 600; i++) {
+		if (n == want && f->tx.attach == f->tx.detach && f->tx.map == f->tx.unmap)
+			break;
+		dmabuf_ctx_dispatch_timeout(f->exp, 5);
+		n = harness_count_fds();
+	}
+	/* a few more rounds: nothing may happen twice */
+	for (int i = 0; i < 3; i++)
+		dmabuf_ctx_dispatch(f->exp);
+	return harness_count_fds();
+}
+
+/* The library's own importer, in a second context: import, attach, map,
+ * DMA through the mapping, unmap, detach, release. */
+static void good_peer(struct fx *f)
+{
+	int attach = f->tx.attach, map = f->tx.map, unmap = f->tx.unmap,
+	    detach = f->tx.detach;
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+	struct dmabuf *px;
+	uint8_t byte = 0x77, back = 0;
+
+	assert_int_equal(dmabuf_get(f->imp, f->fd, &px), 0);
+	assert_int_equal(dmabuf_attach(px, f->dev, &att), 0);
+	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), 0);
+	assert_int_equal(dmabuf_sg_table_size(sgt), BUF_SIZE);
+	assert_int_equal(dmabuf_dma_write(f->dev, dmabuf_sg_table_dma_entries(sgt)[0].dma_addr,
+					  &byte, 1), 0);
+	assert_int_equal(dmabuf_dma_read(f->dev, dmabuf_sg_table_dma_entries(sgt)[0].dma_addr,
+					 &back, 1), 0);
+	assert_int_equal(back, 0x77);
+	assert_int_equal(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(dmabuf_detach(px, att), 0);
+	assert_int_equal(dmabuf_put(px), 0);
+	assert_int_equal(f->tx.attach, attach + 1);
+	assert_int_equal(f->tx.map, map + 1);
+	assert_int_equal(f->tx.unmap, unmap + 1);
+	assert_int_equal(f->tx.detach, detach + 1);
+}
+
+/* After a hostile exchange whose socket the test has closed: no fd left
+ * behind, ops balanced, and the exporter still serves a good peer. */
+static void after_hostile(struct fx *f, int fds0, const char *what)
+{
+	int n = settle(f, fds0);
+
+	if (n != fds0)
+		fail_msg("%s: %d fd(s) before, %d after: the exporter leaked what it received",
+			 what, fds0, n);
+	assert_balanced(f);
+	good_peer(f);
+	n = settle(f, fds0);
+	if (n != fds0)
+		fail_msg("%s: good peer left %d fd(s) instead of %d", what, n, fds0);
+}
+
+static void fx_fini(struct fx *f)
+{
+	assert_balanced(f);
+	assert_int_equal(dmabuf_put(f->buf), 0);
+	close(f->fd);
+	for (int i = 0; i < 600 && f->tx.release == 0; i++)
+		dmabuf_ctx_dispatch_timeout(f->exp, 5);
+	assert_int_equal(f->tx.release, 1);
+	dmabuf_ctx_destroy(f->imp);
+	dmabuf_ctx_destroy(f->exp);
+	assert_int_equal(f->tx.release, 1);
+}
+
+static int connect_hello(struct fx *f)
+{
+	int sock = rp_connect(f->fd);
+
+	assert_true(sock >= 0);
+	assert_int_equal(rp_hello(sock, f->exp), 0);
+	return sock;
+}
+
+static int new_memfd(const char *name, unsigned int seals)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 4096), 0);
+	if (seals)
+		assert_int_equal(fcntl(fd, F_ADD_SEALS, seals), 0);
+	return fd;
+}
+
+static void close_all(int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/* ---- framing ------------------------------------------------------------- */
+
+/* Builds malformed packet number i (after a good handshake); false past the
+ * last. *nfds fds are opened for it (the caller closes them). */
+static bool build_bad_packet(int i, uint8_t *b, size_t *len, int *fds, size_t *nfds,
+			     const char **name)
+{
+	struct dmb_msg m = { .op = DMB_OP_DESCRIBE };
+	int l;
+
+	m.u.id.id = 1;
+	*nfds = 0;
+	l = rp_encode(&m, b);
+	assert_true(l == 32);
+	*len = (size_t)l;
+	switch (i) {
+	case 0:
+		*name = "short message (12 bytes)";
+		*len = 12;
+		break;
+	case 1:
+		*name = "empty packet";
+		*len = 0;
+		break;
+	case 2:
+		*name = "header only (body missing)";
+		*len = 24;
+		rp_put32(b + 8, 24);
+		break;
+	case 3:
+		*name = "oversized message (5000 bytes) with an fd";
+		memset(b + 32, 0, 5000 - 32);
+		*len = 5000;
+		rp_put32(b + 8, 5000);
+		rp_put16(b + 12, 1);
+		fds[0] = new_memfd("oversized", 0);
+		*nfds = 1;
+		break;
+	case 4:
+		*name = "oversized message (4097 bytes)";
+		memset(b + 32, 0, 4097 - 32);
+		*len = 4097;
+		rp_put32(b + 8, 4097);
+		break;
+	case 5:
+		*name = "bad magic";
+		b[0] ^= 0xff;
+		break;
+	case 6:
+		*name = "bad version (2)";
+		rp_put16(b + 4, 2);
+		break;
+	case 7:
+		*name = "bad version (0)";
+		rp_put16(b + 4, 0);
+		break;
+	case 8:
+		*name = "length field disagrees with the packet";
+		rp_put32(b + 8, 40);
+		break;
+	case 9:
+		*name = "one fd announced, none sent";
+		rp_put16(b + 12, 1);
+		break;
+	case 10:
+		*name = "non-zero reserved header bits";
+		b[15] = 0x80;
+		break;
+	case 11:
+		*name = "request with serial 0";
+		rp_put64(b + 16, 0);
+		break;
+	case 12:
+		*name = "body longer than the layout";
+		memset(b + 32, 0, 8);
+		*len = 40;
+		rp_put32(b + 8, 40);
+		break;
+	case 13:
+		*name = "zero id";
+		rp_put64(b + 24, 0);
+		break;
+	case 14:
+		*name = "reply-shaped message from a client";
+		l = dmb_wire_encode_error(b, DMB_WIRE_MAX_MSG, DMB_OP_DESCRIBE, 7, -EIO);
+		assert_true(l > 0);
+		*len = (size_t)l;
+		break;
+	case 15:
+		*name = "event-shaped message from a client";
+		m = (struct dmb_msg){ .op = DMB_OP_BUFFER_GONE };
+		m.u.id.id = 1;
+		l = rp_encode(&m, b);
+		assert_true(l > 0);
+		*len = (size_t)l;
+		break;
+	case 16:
+		*name = "unknown opcode with serial 0";
+		rp_put16(b + 6, 0x00ff);
+		rp_put64(b + 16, 0);
+		break;
+	case 17:
+		*name = "unknown event-class opcode from a client";
+		rp_put16(b + 6, 0x40ff);
+		break;
+	case 18:
+		*name = "unknown reply-class opcode from a client";
+		rp_put16(b + 6, 0x80ff);
+		break;
+	case 19:
+		*name = "MAP with direction NONE";
+		m = (struct dmb_msg){ .op = DMB_OP_MAP };
+		m.u.map.id = 2;
+		l = rp_encode(&m, b);
+		assert_true(l == 40);
+		rp_put32(b + 24 + 8, DMABUF_NONE);
+		break;
+	case 20:
+		*name = "MAP with a non-zero reserved body field";
+		m = (struct dmb_msg){ .op = DMB_OP_MAP };
+		m.u.map.id = 2;
+		l = rp_encode(&m, b);
+		assert_true(l == 40);
+		rp_put32(b + 24 + 12, 1);
+		break;
+	case 21:
+		*name = "ATTACH name without a NUL";
+		rp_attach_msg(&m, 1);
+		l = rp_encode(&m, b);
+		assert_true(l == 24 + 80);
+		*len = (size_t)l;
+		memset(b + 24 + 8, 'A', 32);
+		break;
+	case 22:
+		*name = "ATTACH name with garbage after the NUL";
+		rp_attach_msg(&m, 1);
+		l = rp_encode(&m, b);
+		*len = (size_t)l;
+		b[24 + 8 + 20] = 'x';
+		break;
+	case 23:
+		*name = "ATTACH with dma_mask_bits 0";
+		rp_attach_msg(&m, 1);
+		l = rp_encode(&m, b);
+		*len = (size_t)l;
+		rp_put32(b + 24 + 40, 0);
+		break;
+	case 24:
+		*name = "ATTACH with alignment 3000";
+		rp_attach_msg(&m, 1);
+		l = rp_encode(&m, b);
+		*len = (size_t)l;
+		rp_put64(b + 24 + 72, 3000);
+		break;
+	case 25:
+		*name = "ATTACH with unknown device flags";
+		rp_attach_msg(&m, 1);
+		l = rp_encode(&m, b);
+		*len = (size_t)l;
+		rp_put32(b + 24 + 44, 0x80000000u);
+		break;
+	default:
+		return false;
+	}
+	return true;
+}
+
+static void malformed_messages_close_the_connection(void **state)
+{
+	static uint8_t b[8192];
+	struct fx f;
+	const char *name = NULL;
+	int fds[4], fds0;
+	size_t len, nfds;
+	uint64_t id;
+
+	fx_init(&f);
+	fds0 = harness_count_fds();
+	for (int i = 0; build_bad_packet(i, b, &len, fds, &nfds, &name); i++) {
+		int sock = connect_hello(&f), ret;
+
+		/* hold something, so the drop has work to undo */
+		assert_int_equal(rp_import(sock, f.exp, f.fd, &id), 0);
+		assert_int_equal(rp_attach(sock, f.exp, id, &id), 0);
+		assert_int_equal(rp_map(sock, f.exp, id, DMABUF_TO_DEVICE, NULL), 0);
+		ret = rp_send_raw(sock, b, len, fds, nfds, 0);
+		if (ret < 0)
+			fail_msg("%s: send: %s", name, strerror(-ret));
+		close_all(fds, nfds);
+		ret = rp_expect_closed(sock, f.exp);
+		if (ret != 0)
+			fail_msg("%s: expected the connection closed without an answer, got %d",
+				 name, ret);
+		close(sock);
+		after_hostile(&f, fds0, name);
+	}
+	fx_fini(&f);
+}
+
+/* ---- handshake --------------------------------------------------------------- */
+
+static int encode_hello(uint8_t *b)
+{
+	struct dmb_msg m = { .op = DMB_OP_HELLO };
+
+	m.u.hello.min_version = 1;
+	m.u.hello.max_version = 1;
+	return rp_encode(&m, b);
+}
+
+static void handshake_is_enforced(void **state)
+{
+	uint8_t b[DMB_WIRE_MAX_MSG];
+	struct dmb_msg m, r;
+	struct fx f;
+	int sock, fds0, len, ret, fd;
+
+	fx_init(&f);
+	fds0 = harness_count_fds();
+
+	/* a request before HELLO */
+	sock = rp_connect(f.fd);
+	m = (struct dmb_msg){ .op = DMB_OP_DESCRIBE };
+	m.u.id.id = 1;
+	assert_int_equal(rp_send(sock, &m), 0);
+	assert_int_equal(rp_expect_closed(sock, f.exp), 0);
+	close(sock);
+	after_hostile(&f, fds0, "request before HELLO");
+
+	/* IMPORT (with the buffer's fd) before HELLO: nothing imported */
+	sock = rp_connect(f.fd);
+	fd = dmabuf_fd(f.buf, O_CLOEXEC);
+	m = (struct dmb_msg){ .op = DMB_OP_IMPORT, .nfds = 1 };
+	m.fds[0] = fd;
+	assert_int_equal(rp_send(sock, &m), 0);
+	close(fd);
+	assert_int_equal(rp_expect_closed(sock, f.exp), 0);
+	close(sock);
+	after_hostile(&f, fds0, "IMPORT before HELLO");
+
+	/* a second HELLO */
+	sock = connect_hello(&f);
+	m = (struct dmb_msg){ .op = DMB_OP_HELLO };
+	m.u.hello.min_version = m.u.hello.max_version = 1;
+	assert_int_equal(rp_send(sock, &m), 0);
+	assert_int_equal(rp_expect_closed(sock, f.exp), 0);
+	close(sock);
+	after_hostile(&f, fds0, "second HELLO");
+
+	/* HELLO in a header of version 2 */
+	sock = rp_connect(f.fd);
+	len = encode_hello(b);
+	rp_put16(b + 4, 2);
+	assert_int_equal(rp_send_raw(sock, b, (size_t)len, NULL, 0, 0), 0);
+	assert_int_equal(rp_expect_closed(sock, f.exp), 0);
+	close(sock);
+	after_hostile(&f, fds0, "HELLO header version 2");
+
+	/* versions this server does not speak: a failed HELLO_REPLY, then
+	 * the connection closes */
+	sock = rp_connect(f.fd);
+	len = encode_hello(b);
+	rp_put16(b + 24, 2);
+	rp_put16(b + 26, 9);
+	assert_int_equal(rp_send_raw(sock, b, (size_t)len, NULL, 0, 0), 0);
+	assert_int_equal(rp_reply(sock, f.exp, DMB_OP_HELLO, rp_get64(b + 16), &r),
+			 -EPROTONOSUPPORT);
+	assert_int_equal(rp_expect_closed(sock, f.exp), 0);
+	close(sock);
+	after_hostile(&f, fds0, "HELLO with versions 2..9");
+
+	/* HELLO with min > max, with flags, with an fd */
+	for (int i = 0; i < 3; i++) {
+		int memfd = -1;
+
+		sock = rp_connect(f.fd);
+		len = encode_hello(b);
+		if (i == 0) {
+			rp_put16(b + 24, 1);
+			rp_put16(b + 26, 0);
+		} else if (i == 1) {
+			rp_put32(b + 28, 1);
+		} else {
+			memfd = new_memfd("hello-fd", 0);
+			rp_put16(b + 12, 1);
+		}
+		ret = rp_send_raw(sock, b, (size_t)len, &memfd, memfd >= 0, 0);
+		assert_int_equal(ret, 0);
+		if (memfd >= 0)
+			close(memfd);
+		assert_int_equal(rp_expect_closed(sock, f.exp), 0);
+		close(sock);
+		after_hostile(&f, fds0, "bad HELLO body");
+	}
+
+	/* a peer that connects and says nothing does not hold anyone up */
+	sock = rp_connect(f.fd);
+	good_peer(&f);
+	dmabuf_ctx_dispatch(f.exp);
+	good_peer(&f);
+	close(sock);
+	after_hostile(&f, fds0, "silent peer");
+	fx_fini(&f);
+}
+
+/* ---- unknown and unsupported requests ------------------------------------------ */
+
+/* Sends a copy of a well-formed DESCRIBE with its opcode replaced and
+ * checks the raw answer: a failed reply with that opcode | 0x8000, the same
+ * serial and status -EOPNOTSUPP. */
+static void expect_eopnotsupp(struct fx *f, int sock, uint16_t op, const int *fds,
+			      size_t nfds)
+{
+	uint8_t b[DMB_WIRE_MAX_MSG];
+	struct dmb_msg m = { .op = DMB_OP_DESCRIBE };
+	size_t got;
+	ssize_t n;
+	int len;
+
+	m.u.id.id = 1;
+	len = rp_encode(&m, b);
+	rp_put16(b + 6, op);
+	rp_put16(b + 12, (uint16_t)nfds);
+	assert_int_equal(rp_send_raw(sock, b, (size_t)len, fds, nfds, 0), 0);
+	n = rp_recv_raw(sock, f->exp, b, sizeof(b), &got, RP_TIMEOUT_MS);
+	if (n <= 0)
+		fail_msg("unknown opcode %#x: the exporter closed the connection (%zd) "
+			 "instead of answering -EOPNOTSUPP", op, n);
+	assert_int_equal(n, 32);
+	assert_int_equal(got, 0);
+	assert_int_equal(rp_get32(b), DMB_WIRE_MAGIC);
+	assert_int_equal(rp_get16(b + 6), op | DMB_WIRE_OP_REPLY);
+	assert_int_equal(rp_get64(b + 16), m.serial);
+	assert_int_equal((int32_t)rp_get32(b + 24), -EOPNOTSUPP);
+}
+
+static void unknown_opcode_gets_eopnotsupp(void **state)
+{
+	struct fx f;
+	uint64_t id;
+	int sock, fds0, fds[2];
+
+	fx_init(&f);
+	fds0 = harness_count_fds();
+	sock = connect_hello(&f);
+	assert_int_equal(rp_import(sock, f.exp, f.fd, &id), 0);
+	expect_eopnotsupp(&f, sock, DMB_OP__LAST_REQUEST + 1, NULL, 0);
+	expect_eopnotsupp(&f, sock, 0x00ff, NULL, 0);
+	/* fds that came with an unknown request are closed */
+	fds[0] = new_memfd("unknown-op", 0);
+	fds[1] = dmabuf_fd(f.buf, O_CLOEXEC);
+	expect_eopnotsupp(&f, sock, 0x0042, fds, 2);
+	close_all(fds, 2);
+	/* the connection is still usable */
+	assert_int_equal(rp_id_call(sock, f.exp, DMB_OP_DESCRIBE, id), 0);
+	close(sock);
+	after_hostile(&f, fds0, "unknown opcodes");
+	fx_fini(&f);
+}
+
+static void unsupported_request_keeps_the_connection(void **state)
+{
+	struct dmb_msg m = { .op = DMB_OP_GET_BACKING };
+	struct fx f;
+	uint64_t id;
+	int sock, fds0;
+
+	fx_init(&f);
+	fds0 = harness_count_fds();
+	sock = connect_hello(&f);
+	assert_int_equal(rp_import(sock, f.exp, f.fd, &id), 0);
+	/* a known opcode this exporter does not serve (no udmabuf backing) */
+	m.u.get_backing.buffer_id = id;
+	assert_int_equal(rp_call(sock, f.exp, &m, NULL), -EOPNOTSUPP);
+	assert_int_equal(rp_id_call(sock, f.exp, DMB_OP_DESCRIBE, id), 0);
+	close(sock);
+	after_hostile(&f, fds0, "GET_BACKING");
+	fx_fini(&f);
+}
+
+/* ---- fd games ------------------------------------------------------------------ */
+
+/* n fds of mixed kinds, among them dups of the buffer's own fd (a leaked one
+ * of those would keep the buffer from ever being released). */
+static void open_fds(struct fx *f, int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		switch (i % 4) {
+		case 0:
+			fds[i] = dmabuf_fd(f->buf, O_CLOEXEC);
+			break;
+		case 1:
+			fds[i] = new_memfd("junk", 0);
+			break;
+		case 2:
+			fds[i] = eventfd(0, EFD_CLOEXEC);
+			break;
+		default:
+			fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			break;
+		}
+		assert_true(fds[i] >= 0);
+	}
+}
+
+static void fd_games_close_the_connection(void **state)
+{
+	static const struct {
+		const char *name;
+		uint16_t op;
+		size_t nfds;		/* sent */
+		int hdr_nfds;		/* announced; -1: as sent */
+	} cases[] = {
+		{ "DESCRIBE with 5 fds", DMB_OP_DESCRIBE, 5, -1 },
+		{ "DESCRIBE with 5 fds, 4 announced", DMB_OP_DESCRIBE, 5, 4 },
+		{ "DESCRIBE with 20 fds", DMB_OP_DESCRIBE, 20, 0 },
+		{ "DESCRIBE with 40 fds (MSG_CTRUNC)", DMB_OP_DESCRIBE, 40, 0 },
+		{ "DESCRIBE with an fd", DMB_OP_DESCRIBE, 1, -1 },
+		{ "DESCRIBE with an unannounced fd", DMB_OP_DESCRIBE, 1, 0 },
+		{ "IMPORT without an fd", DMB_OP_IMPORT, 0, -1 },
+		{ "IMPORT announcing an fd it does not send", DMB_OP_IMPORT, 0, 1 },
+		{ "IMPORT with two fds", DMB_OP_IMPORT, 2, -1 },
+		{ "IMPORT with 4 fds", DMB_OP_IMPORT, 4, -1 },
+		{ "MAP with 3 fds", DMB_OP_MAP, 3, -1 },
+	};
+	struct fx f;
+	int fds0;
+
+	fx_init(&f);
+	fds0 = harness_count_fds();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint8_t b[DMB_WIRE_MAX_MSG];
+		struct dmb_msg m = { .op = cases[i].op };
+		int fds[RP_MAX_FDS], sock = connect_hello(&f), len;
+		uint64_t id;
+
+		assert_int_equal(rp_import(sock, f.exp, f.fd, &id), 0);
+		if (cases[i].op == DMB_OP_DESCRIBE) {
+			m.u.id.id = id;
+		} else if (cases[i].op == DMB_OP_IMPORT) {
+			m.nfds = 1;
+			m.fds[0] = f.fd;
+		} else if (cases[i].op == DMB_OP_MAP) {
+			m.u.map.id = id;
+		}
+		len = rp_encode(&m, b);
+		assert_true(len > 0);
+		rp_put16(b + 12, (uint16_t)(cases[i].hdr_nfds < 0 ? cases[i].nfds
+								 : (size_t)cases[i].hdr_nfds));
+		open_fds(&f, fds, cases[i].nfds);
+		assert_int_equal(rp_send_raw(sock, b, (size_t)len, fds, cases[i].nfds, 0), 0);
+		close_all(fds, cases[i].nfds);
+		if (rp_expect_closed(sock, f.exp) != 0)
+			fail_msg("%s: the connection should close without an answer",
+				 cases[i].name);
+		close(sock);
+		after_hostile(&f, fds0, cases[i].name);
+	}
+	fx_fini(&f);
+}
+
+/* ---- proof of possession with the wrong kind of fd ------------------------------ */
+
+static void import_of_a_wrong_fd_is_einval(void **state)
+{
+	struct fx f;
+	struct test_exporter tx2 = { 0 };
+	struct dmabuf_ctx *exp2 = tx_ctx_new(0);
+	struct dmabuf *buf2 = tx_export(exp2, &tx2, BUF_SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	int fd2 = dmabuf_fd(buf2, O_CLOEXEC);
+	char ep[DMB_ENDPOINT_NAME_MAX], fake[128];
+	struct dmabuf *proxy2;
+	int sock, fds0, p[2], sv[2];
+	uint64_t id;
+
+	fx_init(&f);
+	assert_int_equal(dmb_endpoint_of_fd(f.fd, ep, sizeof(ep)), 0);
+	snprintf(fake, sizeof(fake), "dmabuf:fake@%s", ep);
+	fds0 = harness_count_fds();
+	sock = connect_hello(&f);
+
+	struct {
+		const char *name;
+		int fd;
+	} kinds[16];
+	size_t n = 0;
+
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	kinds[n].name = "pipe read end";
+	kinds[n++].fd = p[0];
+	kinds[n].name = "pipe write end";
+	kinds[n++].fd = p[1];
+	kinds[n].name = "eventfd";
+	kinds[n++].fd = eventfd(0, EFD_CLOEXEC);
+	kinds[n].name = "socket";
+	kinds[n++].fd = sv[0];
+	kinds[n].name = "the connection's own socket";
+	kinds[n++].fd = dup(sock);
+	kinds[n].name = "the exporter's own event fd";
+	kinds[n++].fd = dup(dmabuf_ctx_get_fd(f.exp));
+	kinds[n].name = "/dev/null";
+	kinds[n++].fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	kinds[n].name = "a directory";
+	kinds[n++].fd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	kinds[n].name = "a regular file";
+	kinds[n++].fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	kinds[n].name = "an unsealed memfd named like a buffer";
+	kinds[n++].fd = new_memfd(fake, 0);
+	kinds[n].name = "a sealed memfd named like a buffer";
+	kinds[n++].fd = new_memfd(fake, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	kinds[n].name = "a buffer of another exporter context";
+	kinds[n++].fd = dup(fd2);
+	for (size_t i = 0; i < n; i++) {
+		int ret;
+
+		assert_true(kinds[i].fd >= 0);
+		ret = rp_import(sock, f.exp, kinds[i].fd, NULL);
+		if (ret != -EINVAL)
+			fail_msg("IMPORT of %s: %d, expected -EINVAL", kinds[i].name, ret);
+		close(kinds[i].fd);
+		/* still connected, still nothing held */
+		assert_int_equal(rp_id_call(sock, f.exp, DMB_OP_DESCRIBE, 1000), -ENOENT);
+	}
+	close(sv[1]);
+
+	/* a buffer this exporter only imported (its proxy of exp2's buffer)
+	 * is not its to serve either */
+	assert_int_equal(dmabuf_get(f.exp, fd2, &proxy2), 0);
+	assert_int_equal(rp_import(sock, f.exp, fd2, NULL), -EINVAL);
+	assert_int_equal(dmabuf_put(proxy2), 0);
+
+	/* and the right fd still works on the same connection */
+	assert_int_equal(rp_import(sock, f.exp, f.fd, &id), 0);
+	assert_int_equal(rp_id_call(sock, f.exp, DMB_OP_DESCRIBE, id), 0);
+	close(sock);
+	/* exp2's endpoint saw exp's connection come and go */
+	for (int i = 0; i < 10; i++)
+		dmabuf_ctx_dispatch(exp2);
+	after_hostile(&f, fds0, "IMPORT of wrong fds");
+	fx_fini(&f);
+	assert_int_equal(dmabuf_put(buf2), 0);
+	close(fd2);
+	for (int i = 0; i < 600 && tx2.release == 0; i++)
+		dmabuf_ctx_dispatch_timeout(exp2, 5);
+	assert_int_equal(tx2.release, 1);
+	dmabuf_ctx_destroy(exp2);
+}
+
+/* ---- ids ------------------------------------------------------------------------ */
+
+static void forged_and_stale_ids_are_enoent(void **state)
+{
+	struct dmb_msg m;
+	struct fx f;
+	uint64_t imp, att, att2, map, map2, imp_b, imp2;
+	int a, b, fds0;
+
+	fx_init(&f);
+	fds0 = harness_count_fds();
+	a = connect_hello(&f);
+	assert_int_equal(rp_import(a, f.exp, f.fd, &imp), 0);
+	assert_int_equal(rp_attach(a, f.exp, imp, &att), 0);
+	assert_int_equal(rp_map(a, f.exp, att, DMABUF_TO_DEVICE, &map), 0);
+
+	/* never issued */
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_DESCRIBE, 999), -ENOENT);
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_RELEASE, 999), -ENOENT);
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_DETACH, 999), -ENOENT);
+	assert_int_equal(rp_attach(a, f.exp, 999, NULL), -ENOENT);
+	assert_int_equal(rp_map(a, f.exp, 999, DMABUF_TO_DEVICE, NULL), -ENOENT);
+	assert_int_equal(rp_unmap(a, f.exp, 999, DMABUF_TO_DEVICE), -ENOENT);
+	assert_int_equal(rp_cpu(a, f.exp, DMB_OP_BEGIN_CPU_ACCESS, 999, DMABUF_TO_DEVICE), -ENOENT);
+	assert_int_equal(rp_cpu(a, f.exp, DMB_OP_END_CPU_ACCESS, 999, DMABUF_TO_DEVICE), -ENOENT);
+	m = (struct dmb_msg){ .op = DMB_OP_SET_NAME };
+	m.u.set_name.buffer_id = 999;
+	strcpy(m.u.set_name.name, "forged");
+	assert_int_equal(rp_call(a, f.exp, &m, NULL), -ENOENT);
+	m = (struct dmb_msg){ .op = DMB_OP_FENCE_EXPORT };
+	m.u.fence_export.buffer_id = 999;
+	m.u.fence_export.flags = DMB_WIRE_FENCE_READ;
+	assert_int_equal(rp_call(a, f.exp, &m, NULL), -ENOENT);
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_DESCRIBE, UINT64_MAX), -ENOENT);
+
+	/* issued, but of another type */
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_DESCRIBE, att), -ENOENT);
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_RELEASE, map), -ENOENT);
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_DETACH, imp), -ENOENT);
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_DETACH, map), -ENOENT);
+	assert_int_equal(rp_attach(a, f.exp, att, NULL), -ENOENT);
+	assert_int_equal(rp_map(a, f.exp, imp, DMABUF_TO_DEVICE, NULL), -ENOENT);
+	assert_int_equal(rp_map(a, f.exp, map, DMABUF_TO_DEVICE, NULL), -ENOENT);
+	assert_int_equal(rp_unmap(a, f.exp, att, DMABUF_TO_DEVICE), -ENOENT);
+	assert_int_equal(rp_cpu(a, f.exp, DMB_OP_BEGIN_CPU_ACCESS, att, DMABUF_TO_DEVICE), -ENOENT);
+	assert_int_equal(f.tx.map, 1);
+	assert_int_equal(f.tx.unmap, 0);
+	assert_int_equal(f.tx.detach, 0);
+
+	/* another peer's ids are not this peer's */
+	b = connect_hello(&f);
+	assert_int_equal(rp_import(b, f.exp, f.fd, &imp_b), 0);
+	assert_int_equal(rp_id_call(b, f.exp, DMB_OP_DETACH, att), -ENOENT);
+	assert_int_equal(rp_unmap(b, f.exp, map, DMABUF_TO_DEVICE), -ENOENT);
+	assert_int_equal(rp_map(b, f.exp, att, DMABUF_TO_DEVICE, NULL), -ENOENT);
+	assert_int_equal(f.tx.map, 1);
+	assert_int_equal(f.tx.unmap, 0);
+	assert_int_equal(f.tx.detach, 0);
+
+	/* stale: after UNMAP */
+	assert_int_equal(rp_unmap(a, f.exp, map, DMABUF_TO_DEVICE), 0);
+	assert_int_equal(f.tx.unmap, 1);
+	assert_int_equal(rp_unmap(a, f.exp, map, DMABUF_TO_DEVICE), -ENOENT);
+	assert_int_equal(f.tx.unmap, 1);
+	/* stale: after DETACH (which undid the mapping still under it) */
+	assert_int_equal(rp_map(a, f.exp, att, DMABUF_FROM_DEVICE, &map2), 0);
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_DETACH, att), 0);
+	assert_int_equal(f.tx.unmap, 2);
+	assert_int_equal(f.tx.detach, 1);
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_DETACH, att), -ENOENT);
+	assert_int_equal(rp_map(a, f.exp, att, DMABUF_TO_DEVICE, NULL), -ENOENT);
+	assert_int_equal(rp_unmap(a, f.exp, map2, DMABUF_FROM_DEVICE), -ENOENT);
+	assert_int_equal(f.tx.unmap, 2);
+	assert_int_equal(f.tx.detach, 1);
+	/* stale: after RELEASE (which undid the attachment under it) */
+	assert_int_equal(rp_attach(a, f.exp, imp, &att2), 0);
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_RELEASE, imp), 0);
+	assert_int_equal(f.tx.detach, 2);
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_RELEASE, imp), -ENOENT);
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_DESCRIBE, imp), -ENOENT);
+	assert_int_equal(rp_attach(a, f.exp, imp, NULL), -ENOENT);
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_DETACH, att2), -ENOENT);
+	assert_int_equal(rp_cpu(a, f.exp, DMB_OP_BEGIN_CPU_ACCESS, imp, DMABUF_TO_DEVICE), -ENOENT);
+	/* ids are never reused on a connection: a new import gets a new id */
+	assert_int_equal(rp_import(a, f.exp, f.fd, &imp2), 0);
+	assert_true(imp2 > att2);
+	assert_balanced(&f);
+	assert_int_equal(rp_id_call(b, f.exp, DMB_OP_DESCRIBE, imp_b), 0);
+	close(a);
+	close(b);
+	after_hostile(&f, fds0, "forged and stale ids");
+	fx_fini(&f);
+}
+
+/* ---- directions and CPU brackets --------------------------------------------------- */
+
+static void wrong_direction_is_einval(void **state)
+{
+	struct fx f;
+	uint64_t imp, att, map;
+	int a, fds0;
+
+	fx_init(&f);
+	fds0 = harness_count_fds();
+	a = connect_hello(&f);
+	assert_int_equal(rp_import(a, f.exp, f.fd, &imp), 0);
+	assert_int_equal(rp_attach(a, f.exp, imp, &att), 0);
+	assert_int_equal(rp_map(a, f.exp, att, DMABUF_TO_DEVICE, &map), 0);
+	assert_int_equal(rp_unmap(a, f.exp, map, DMABUF_FROM_DEVICE), -EINVAL);
+	assert_int_equal(rp_unmap(a, f.exp, map, DMABUF_BIDIRECTIONAL), -EINVAL);
+	assert_int_equal(f.tx.unmap, 0);
+	assert_int_equal(rp_unmap(a, f.exp, map, DMABUF_TO_DEVICE), 0);
+	assert_int_equal(f.tx.unmap, 1);
+
+	/* END without this peer's BEGIN, or of another direction */
+	assert_int_equal(rp_cpu(a, f.exp, DMB_OP_END_CPU_ACCESS, imp, DMABUF_FROM_DEVICE), -EINVAL);
+	assert_int_equal(rp_cpu(a, f.exp, DMB_OP_BEGIN_CPU_ACCESS, imp, DMABUF_FROM_DEVICE), 0);
+	assert_int_equal(rp_cpu(a, f.exp, DMB_OP_END_CPU_ACCESS, imp, DMABUF_TO_DEVICE), -EINVAL);
+	assert_int_equal(rp_cpu(a, f.exp, DMB_OP_END_CPU_ACCESS, imp, DMABUF_BIDIRECTIONAL), -EINVAL);
+	assert_int_equal(f.tx.end, 0);
+	assert_int_equal(rp_cpu(a, f.exp, DMB_OP_END_CPU_ACCESS, imp, DMABUF_FROM_DEVICE), 0);
+	assert_int_equal(f.tx.begin, 1);
+	assert_int_equal(f.tx.end, 1);
+	/* another peer cannot end this peer's bracket */
+	{
+		int b = connect_hello(&f);
+		uint64_t imp_b;
+
+		assert_int_equal(rp_cpu(a, f.exp, DMB_OP_BEGIN_CPU_ACCESS, imp, DMABUF_TO_DEVICE), 0);
+		assert_int_equal(rp_import(b, f.exp, f.fd, &imp_b), 0);
+		assert_int_equal(rp_cpu(b, f.exp, DMB_OP_END_CPU_ACCESS, imp_b, DMABUF_TO_DEVICE),
+				 -EINVAL);
+		assert_int_equal(f.tx.end, 1);
+		assert_int_equal(rp_cpu(a, f.exp, DMB_OP_END_CPU_ACCESS, imp, DMABUF_TO_DEVICE), 0);
+		close(b);
+	}
+	assert_int_equal(f.tx.begin, 2);
+	assert_int_equal(f.tx.end, 2);
+	close(a);
+	after_hostile(&f, fds0, "wrong directions");
+	fx_fini(&f);
+}
+
+/* A peer that leaves with CPU brackets open: the exporter ends each once,
+ * with the direction it was begun with. */
+static void cpu_brackets_left_open_are_ended_once(void **state)
+{
+	struct fx f;
+	uint64_t imp;
+	int a, fds0;
+
+	fx_init(&f);
+	fds0 = harness_count_fds();
+	a = connect_hello(&f);
+	assert_int_equal(rp_import(a, f.exp, f.fd, &imp), 0);
+	assert_int_equal(rp_cpu(a, f.exp, DMB_OP_BEGIN_CPU_ACCESS, imp, DMABUF_FROM_DEVICE), 0);
+	assert_int_equal(rp_cpu(a, f.exp, DMB_OP_BEGIN_CPU_ACCESS, imp, DMABUF_TO_DEVICE), 0);
+	assert_int_equal(rp_cpu(a, f.exp, DMB_OP_BEGIN_CPU_ACCESS, imp, DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(f.tx.begin, 3);
+	close(a);
+	assert_int_equal(settle(&f, fds0), fds0);
+	/* nothing left open on the exporter's side */
+	assert_int_equal(dmabuf_end_cpu_access(f.buf, DMABUF_FROM_DEVICE), -EINVAL);
+	assert_int_equal(dmabuf_end_cpu_access(f.buf, DMABUF_TO_DEVICE), -EINVAL);
+	if (f.tx.end != f.tx.begin)
+		fail_msg("peer left with 3 CPU brackets open (FROM_DEVICE, TO_DEVICE, BIDIRECTIONAL): "
+			 "the exporter's end_cpu_access ran %d time(s)", f.tx.end);
+	after_hostile(&f, fds0, "CPU brackets left open");
+	fx_fini(&f);
+}
+
+/* ---- floods -------------------------------------------------------------------------- */
+
+static int send_describe(int sock, uint64_t id, int flags)
+{
+	uint8_t b[DMB_WIRE_MAX_MSG];
+	struct dmb_msg m = { .op = DMB_OP_DESCRIBE };
+	int len;
+
+	m.u.id.id = id;
+	len = rp_encode(&m, b);
+	assert_true(len > 0);
+	return rp_send_raw(sock, b, (size_t)len, NULL, 0, flags);
+}
+
+/* Replies already waiting on sock, without waiting. */
+static int count_ready(int sock)
+{
+	uint8_t b[DMB_WIRE_MAX_MSG];
+	int n = 0;
+	size_t nfds;
+
+	while (rp_recv_raw(sock, NULL, b, sizeof(b), &nfds, 0) > 0)
+		n++;
+	return n;
+}
+
+static void peer_that_stops_reading_is_dropped(void **state)
+{
+	struct fx f;
+	uint64_t imp, att;
+	int a, fds0, sent = 0, replies;
+	int64_t worst = 0;
+	bool dropped = false;
+
+	fx_init(&f);
+	fds0 = harness_count_fds();
+	a = connect_hello(&f);
+	assert_int_equal(rp_import(a, f.exp, f.fd, &imp), 0);
+	assert_int_equal(rp_attach(a, f.exp, imp, &att), 0);
+	assert_int_equal(rp_map(a, f.exp, att, DMABUF_TO_DEVICE, NULL), 0);
+	assert_int_equal(rp_map(a, f.exp, att, DMABUF_FROM_DEVICE, NULL), 0);
+	/* requests, never reading a reply; the exporter must not block */
+	for (int round = 0; round < 20000 && !dropped; round++) {
+		int64_t t0;
+
+		for (int k = 0; k < 64; k++) {
+			int ret = send_describe(a, imp, MSG_DONTWAIT);
+
+			if (ret == -EAGAIN)
+				break;
+			if (ret == -EPIPE || ret == -ECONNRESET) {
+				dropped = true;
+				break;
+			}
+			assert_int_equal(ret, 0);
+			sent++;
+		}
+		t0 = rp_now_ms();
+		assert_true(dmabuf_ctx_dispatch(f.exp) >= 0);
+		if (rp_now_ms() - t0 > worst)
+			worst = rp_now_ms() - t0;
+	}
+	if (!dropped)
+		fail_msg("the exporter never dropped a peer that does not read (%d requests sent)",
+			 sent);
+	assert_true(worst < 2000);
+	/* what it got before the drop, then the end of the connection */
+	replies = rp_expect_closed(a, f.exp);
+	assert_true(replies > 0 && replies < sent);
+	close(a);
+	after_hostile(&f, fds0, "peer that stops reading");
+	assert_int_equal(f.tx.map, 3);
+	assert_int_equal(f.tx.unmap, 3);
+	fx_fini(&f);
+}
+
+static void flood_is_served_in_batches(void **state)
+{
+	const int n = 3 * DMB_PEER_BATCH + 5;
+	struct fx f;
+	uint64_t ida, idb;
+	int a, b, fds0, got;
+
+	fx_init(&f);
+	fds0 = harness_count_fds();
+	a = connect_hello(&f);
+	b = connect_hello(&f);
+	assert_int_equal(rp_import(a, f.exp, f.fd, &ida), 0);
+	assert_int_equal(rp_import(b, f.exp, f.fd, &idb), 0);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(send_describe(a, ida, 0), 0);
+	assert_int_equal(send_describe(b, idb, 0), 0);
+	/* one round: the flooder gets DMB_PEER_BATCH answers, the other its
+	 * one */
+	assert_true(dmabuf_ctx_dispatch(f.exp) >= 2);
+	assert_int_equal(count_ready(a), DMB_PEER_BATCH);
+	assert_int_equal(count_ready(b), 1);
+	/* the library's importer is served while the backlog remains */
+	good_peer(&f);
+	got = DMB_PEER_BATCH;
+	for (int i = 0; i < 100 && got < n; i++) {
+		dmabuf_ctx_dispatch_timeout(f.exp, 2);
+		got += count_ready(a);
+	}
+	assert_int_equal(got, n);
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_DESCRIBE, ida), 0);
+	close(a);
+	close(b);
+	after_hostile(&f, fds0, "flood");
+	fx_fini(&f);
+}
+
+/* ---- per-peer limits ------------------------------------------------------------------ */
+
+/* Sends count copies of *m (fresh serials) in pipelined chunks and checks
+ * each answer is 0; ids[i] gets the id each reply carries. */
+static void pipeline(struct fx *f, int sock, struct dmb_msg *m, unsigned int count,
+		     uint64_t *ids)
+{
+	for (unsigned int base = 0; base < count; base += 32) {
+		uint64_t serials[32];
+		unsigned int k, chunk = count - base < 32 ? count - base : 32;
+
+		for (k = 0; k < chunk; k++) {
+			m->serial = 0;
+			assert_int_equal(rp_send(sock, m), 0);
+			serials[k] = m->serial;
+		}
+		for (k = 0; k < chunk; k++) {
+			struct dmb_msg r;
+
+			assert_int_equal(rp_reply(sock, f->exp, m->op, serials[k], &r), 0);
+			if (ids)
+				ids[base + k] = m->op == DMB_OP_ATTACH ? r.u.attach_reply.attachment_id
+								       : r.u.import_reply.buffer_id;
+		}
+	}
+}
+
+static void per_peer_limits_give_enospc(void **state)
+{
+	static uint64_t atts[DMB_PEER_MAX_ATTACHMENTS];
+	struct dmb_msg m;
+	struct fx f;
+	uint64_t imp;
+	int a, c, fds0;
+
+	fx_init(&f);
+	fds0 = harness_count_fds();
+	a = connect_hello(&f);
+	assert_int_equal(rp_import(a, f.exp, f.fd, &imp), 0);
+	rp_attach_msg(&m, imp);
+	pipeline(&f, a, &m, DMB_PEER_MAX_ATTACHMENTS, atts);
+	assert_int_equal(f.tx.attach, DMB_PEER_MAX_ATTACHMENTS);
+	assert_int_equal(rp_attach(a, f.exp, imp, NULL), -ENOSPC);
+	assert_int_equal(f.tx.attach, DMB_PEER_MAX_ATTACHMENTS);
+	/* the limit is per peer: another peer and the library's importer
+	 * still attach */
+	good_peer(&f);
+	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_DETACH, atts[7]), 0);
+	assert_int_equal(rp_attach(a, f.exp, imp, NULL), 0);
+	assert_int_equal(rp_attach(a, f.exp, imp, NULL), -ENOSPC);
+
+	/* imports: one buffer imported over and over */
+	c = connect_hello(&f);
+	m = (struct dmb_msg){ .op = DMB_OP_IMPORT, .nfds = 1 };
+	m.fds[0] = f.fd;
+	pipeline(&f, c, &m, DMB_PEER_MAX_IMPORTS, NULL);
+	assert_int_equal(rp_import(c, f.exp, f.fd, NULL), -ENOSPC);
+	close(c);
+	close(a);
+	after_hostile(&f, fds0, "per-peer limits");
+	assert_int_equal(f.tx.detach, f.tx.attach);
+	fx_fini(&f);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		harness_test(malformed_messages_close_the_connection),
+		harness_test(handshake_is_enforced),
+		harness_test(unknown_opcode_gets_eopnotsupp),
+		harness_test(unsupported_request_keeps_the_connection),
+		harness_test(fd_games_close_the_connection),
+		harness_test(import_of_a_wrong_fd_is_einval),
+		harness_test(forged_and_stale_ids_are_enoent),
+		harness_test(wrong_direction_is_einval),
+		harness_test(cpu_brackets_left_open_are_ended_once),
+		harness_test(peer_that_stops_reading_is_dropped),
+		harness_test(flood_is_served_in_batches),
+		harness_test(per_peer_limits_give_enospc),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
