@@ -132,10 +132,11 @@ static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
 		break;
 	case DMB_H_IMPORT:
 		/* CPU brackets the peer left open are closed for it. */
-		while (h->imp.cpu_read_open--)
-			dmb_cpu_end_locked(h->imp.buf, DMABUF_FROM_DEVICE);
-		while (h->imp.cpu_write_open--)
-			dmb_cpu_end_locked(h->imp.buf, DMABUF_TO_DEVICE);
+		for (int d = DMABUF_BIDIRECTIONAL; d <= DMABUF_FROM_DEVICE; d++)
+			while (h->imp.cpu_open[d]) {
+				h->imp.cpu_open[d]--;
+				dmb_cpu_end_locked(h->imp.buf, (enum dmabuf_direction)d);
+			}
 		peer->nimports--;
 		/* May release the buffer (its file is gone with the peer). */
 		dmabuf_put(h->imp.buf);
@@ -326,18 +327,29 @@ static int do_cpu_access(struct dmb_peer *peer, const struct dmb_msg *req, bool 
 		/* Never block the event loop on fences: the importer waits for
 		 * them itself (FENCE_EXPORT) and asks again. */
 		ret = dmb_cpu_begin_locked(imp->imp.buf, dir, 0);
-		if (ret == 0) {
-			imp->imp.cpu_read_open += reads;
-			imp->imp.cpu_write_open += writes;
-		}
+		if (ret == 0)
+			imp->imp.cpu_open[dir]++;
 		return ret;
 	}
-	if ((reads && !imp->imp.cpu_read_open) || (writes && !imp->imp.cpu_write_open))
-		return -EINVAL; /* END without this peer's START */
-	ret = dmb_cpu_end_locked(imp->imp.buf, dir);
-	imp->imp.cpu_read_open -= reads;
-	imp->imp.cpu_write_open -= writes;
-	return ret;
+	{
+		unsigned int *open = imp->imp.cpu_open;
+
+		if ((reads && !(open[DMABUF_FROM_DEVICE] + open[DMABUF_BIDIRECTIONAL])) ||
+		    (writes && !(open[DMABUF_TO_DEVICE] + open[DMABUF_BIDIRECTIONAL])))
+			return -EINVAL; /* END without this peer's START */
+		if (open[dir]) {
+			open[dir]--;
+		} else if (dir == DMABUF_BIDIRECTIONAL) {
+			open[DMABUF_FROM_DEVICE]--;
+			open[DMABUF_TO_DEVICE]--;
+		} else {
+			/* half of a BIDIRECTIONAL bracket ends; the other half
+			 * stays open */
+			open[DMABUF_BIDIRECTIONAL]--;
+			open[dir == DMABUF_TO_DEVICE ? DMABUF_FROM_DEVICE : DMABUF_TO_DEVICE]++;
+		}
+	}
+	return dmb_cpu_end_locked(imp->imp.buf, dir);
 }
 
 static int do_describe(struct dmb_peer *peer, const struct dmb_msg *req, struct dmb_msg *reply)

@@ -41,7 +41,7 @@ struct dmb_handle {
 	union {
 		struct { /* IMPORT: holds one buffer reference */
 			struct dmabuf *buf;
-			unsigned int cpu_read_open, cpu_write_open;
+			unsigned int cpu_open[3]; /* by enum dmabuf_direction */
 		} imp;
 		struct { /* ATTACHMENT on a device standing for the peer's */
 			struct dmabuf_attachment *att;

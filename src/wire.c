@@ -429,6 +429,15 @@ static bool is_reply(uint16_t op)
 	return (op & DMB_WIRE_OP_REPLY) != 0;
 }
 
+/* The reply opcode of a request this version does not know. */
+static bool is_unknown_request_reply(uint16_t op)
+{
+	uint16_t req = op & (uint16_t)~DMB_WIRE_OP_REPLY;
+
+	return (op & DMB_WIRE_OP_REPLY) && !(op & DMB_WIRE_OP_EVENT) &&
+	       req > DMB_OP__LAST_REQUEST && req < DMB_WIRE_OP_EVENT;
+}
+
 const char *dmb_wire_op_name(uint16_t op)
 {
 	static const char *const names[] = {
@@ -466,7 +475,7 @@ const char *dmb_wire_op_name(uint16_t op)
 	enum sender who;
 
 	if (!op_known(op, &who))
-		return "?";
+		return is_unknown_request_reply(op) ? "UNKNOWN_REPLY" : "?";
 	if (op == DMB_OP_BUFFER_GONE)
 		return "BUFFER_GONE";
 	if (op == DMB_OP_MOVE_NOTIFY)
@@ -744,6 +753,25 @@ static int reject(struct dmb_msg *out, int err)
 	return err;
 }
 
+/* Header + status + reserved, nothing else: a failed reply. */
+static int decode_bare_error(const uint8_t *p, size_t len, size_t nfds,
+			     struct dmb_msg *out)
+{
+	int32_t status;
+
+	/* Anything else answering an unknown request stays unknown. */
+	if (len != DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE || nfds)
+		return reject(out, -EOPNOTSUPP);
+	status = (int32_t)get32(p + DMB_WIRE_HDR_SIZE);
+	if (status >= 0)
+		return reject(out, -EOPNOTSUPP);
+	if (out->serial == 0 || get32(p + DMB_WIRE_HDR_SIZE + 4) != 0 ||
+	    status < -DMB_WIRE_MAX_ERRNO)
+		return reject(out, -EPROTO);
+	out->status = status;
+	return 0;
+}
+
 int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 		    enum dmb_wire_side receiver, struct dmb_msg *out)
 {
@@ -787,6 +815,11 @@ int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 	out->op = op;
 	out->serial = get64(p + 16);
 
+	if (!op_known(op, &who) && receiver == DMB_WIRE_CLIENT &&
+	    is_unknown_request_reply(op))
+		/* A failed reply has no body, so it parses whatever request it
+		 * answers: a newer client learns its request is unknown. */
+		return decode_bare_error(p, len, nfds, out);
 	if (!op_known(op, &who))
 		/* From the wrong side it is a direction error, else unknown. */
 		return reject(out, (op_class(op) == FROM_CLIENT) ==
@@ -834,6 +867,10 @@ int dmb_wire_encode(void *buf, size_t cap, const struct dmb_msg *msg)
 	uint16_t version;
 	int ret;
 
+	if (buf && msg && !msg->nfds && msg->status < 0 &&
+	    is_unknown_request_reply(msg->op))
+		return dmb_wire_encode_error(buf, cap, msg->op & (uint16_t)~DMB_WIRE_OP_REPLY,
+					     msg->serial, msg->status);
 	if (!buf || !msg || msg->nfds > DMB_WIRE_MAX_FDS ||
 	    !op_known(msg->op, &who))
 		return -EINVAL;
@@ -876,10 +913,25 @@ int dmb_wire_encode_error(void *buf, size_t cap, uint16_t request_op,
 			  uint64_t serial, int status)
 {
 	struct dmb_msg m;
+	uint8_t *p = buf;
 
-	if (request_op < DMB_OP_HELLO || request_op > DMB_OP__LAST_REQUEST ||
-	    status >= 0)
+	if (request_op < DMB_OP_HELLO || request_op >= DMB_WIRE_OP_EVENT ||
+	    status >= 0 || status < -DMB_WIRE_MAX_ERRNO || !serial || !buf)
 		return -EINVAL;
+	if (request_op > DMB_OP__LAST_REQUEST) {
+		/* A request this version does not know: the bare failed
+		 * reply that any client can parse (decode_bare_error()). */
+		if (cap < DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE)
+			return -ENOSPC;
+		memset(p, 0, DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE);
+		put32(p, DMB_WIRE_MAGIC);
+		put16(p + 4, DMB_WIRE_VERSION_BASE);
+		put16(p + 6, DMB_WIRE_OP_REPLY | request_op);
+		put32(p + 8, DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE);
+		put64(p + 16, serial);
+		put32(p + DMB_WIRE_HDR_SIZE, (uint32_t)status);
+		return DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE;
+	}
 	reset(&m);
 	m.op = DMB_WIRE_OP_REPLY | request_op;
 	m.serial = serial;

@@ -442,6 +442,35 @@ static void test_reject_framing(void **state)
 	assert_int_equal(dmb_wire_decode(buf, 24, NULL, 0, 0, &out), -EINVAL);
 }
 
+static void test_error_reply_to_unknown_request(void **state)
+{
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+	struct dmb_msg out;
+	int len;
+
+	/* A newer client's request 0x0042 gets a bare failed reply... */
+	len = dmb_wire_encode_error(buf, sizeof(buf), 0x0042, 9, -EOPNOTSUPP);
+	assert_int_equal(len, DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE);
+	/* ...that any client parses, and only a client. */
+	assert_int_equal(dmb_wire_decode(buf, (size_t)len, NULL, 0, DMB_WIRE_CLIENT, &out), 0);
+	assert_int_equal(out.op, 0x8042);
+	assert_int_equal(out.serial, 9);
+	assert_int_equal(out.status, -EOPNOTSUPP);
+	assert_string_equal(dmb_wire_op_name(out.op), "UNKNOWN_REPLY");
+	assert_int_equal(dmb_wire_decode(buf, (size_t)len, NULL, 0, DMB_WIRE_SERVER, &out), -EPROTO);
+	/* re-encoding gives the same bytes */
+	uint8_t again[DMB_WIRE_MAX_MSG];
+	assert_int_equal(dmb_wire_decode(buf, (size_t)len, NULL, 0, DMB_WIRE_CLIENT, &out), 0);
+	assert_int_equal(dmb_wire_encode(again, sizeof(again), &out), len);
+	assert_memory_equal(again, buf, (size_t)len);
+	/* a successful reply to an unknown request stays unknown */
+	p32(buf + DMB_WIRE_HDR_SIZE, 0);
+	assert_int_equal(dmb_wire_decode(buf, (size_t)len, NULL, 0, DMB_WIRE_CLIENT, &out), -EOPNOTSUPP);
+	/* events and serial 0 are not requests */
+	assert_int_equal(dmb_wire_encode_error(buf, sizeof(buf), 0x4001, 9, -EIO), -EINVAL);
+	assert_int_equal(dmb_wire_encode_error(buf, sizeof(buf), 0x0042, 0, -EIO), -EINVAL);
+}
+
 static void test_reject_ops_and_direction(void **state)
 {
 	struct dmb_msg m = sample(DMB_OP_RELEASE), out;
@@ -765,6 +794,7 @@ int main(void)
 		harness_test(test_golden_bytes),
 		harness_test(test_reject_framing),
 		harness_test(test_reject_ops_and_direction),
+		harness_test(test_error_reply_to_unknown_request),
 		harness_test(test_reject_fd_counts),
 		harness_test(test_reject_fields),
 		harness_test(test_reject_patches),
