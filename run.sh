@@ -295,8 +295,15 @@ cmd_fuzz() {
 		for cand in "fuzz/corpus/$short" "fuzz/corpus/$name" "fuzz/corpus-$short" "fuzz/$short-corpus"; do
 			[[ -d $cand ]] && seeds+=("$cand")
 		done
+		# With one harness, fuzz/corpus/ itself holds its seeds.
+		if [[ ${#seeds[@]} -eq 0 && ${#harnesses[@]} -eq 1 && -d fuzz/corpus ]]; then
+			seeds+=(fuzz/corpus)
+		fi
 		msg "fuzzing $name for ${secs}s (corpus $dir${seeds:+, seeds ${seeds[*]}})"
+		dict=()
+		[[ -f fuzz/$short.dict ]] && dict=("-dict=fuzz/$short.dict")
 		if ! "build-fuzz/$exe" -max_total_time="$secs" -print_final_stats=1 \
+			${dict[@]+"${dict[@]}"} \
 			-artifact_prefix="build-fuzz/artifacts/$name-" \
 			"$dir" ${seeds[@]+"${seeds[@]}"} </dev/null; then
 			failed+=("$name")
