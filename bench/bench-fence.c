@@ -1,0 +1,601 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fences across processes and fence bookkeeping costs.
+ *
+ * Two processes (fork): A signals, B waits. Rounds of the library and of its
+ * baseline are interleaved and reported as the ratio of their medians.
+ *
+ *   wake-up       A creates N fences (dmabuf_fence_new), exports each as a
+ *                 sync file and sends the fds to B before the clock starts.
+ *                 Timed, per fence: A dmabuf_fence_signal(); B, blocked in
+ *                 dmabuf_sync_file_wait() (poll), wakes and replies 1 byte on
+ *                 a socket; A receives it.
+ *                 Baseline: eventfd ping-pong (A writes efd1; B, blocked in
+ *                 read, writes efd2; A reads it).                 target 1.3x
+ *   wake-up, eventfd reply  the same, but B replies on efd2 as the baseline
+ *                 does: isolates the signal path from the reply channel.
+ *   hand-over     per fence, untimed in the wake-up: dmabuf_fence_new +
+ *                 dmabuf_sync_file_export + dmabuf_send_fd, B dmabuf_recv_fd;
+ *                 vs eventfd() + raw SCM_RIGHTS + recvmsg.
+ *
+ * In one process (A, after B is gone):
+ *   fence life    dmabuf_fence_new + signal + put; timeline create_fence +
+ *                 inc + put; vs eventfd() + write + close
+ *   merge         dmabuf_fence_merge of 2, 8, 64 unsignalled fences of distinct
+ *                 contexts (+ put of the result), vs the fence life above
+ *   sync files    dmabuf_fence_new + dmabuf_sync_file_export + signal + close +
+ *                 put (a fresh fence each time: a second export only dups), and
+ *                 dmabuf_sync_file_merge of two fds (+ close); vs socketpair()
+ *                 + 2 close(), the fds a sync file is made of
+ *
+ * Both processes run on one CPU (as bench-remote does: on a small VM a
+ * cross-CPU wake-up of an idle vCPU costs 20-60 us and varies, hiding the
+ * software path); BENCH_UNPINNED=1 lets them float.
+ *
+ * Fails (non-zero) only when an API call fails or a result is wrong.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dmabuf-fence.h"
+#include "dmabuf-scm.h"
+#include "bench-common.h"
+
+#define BENCH "fence"
+#define ROUNDS 7
+#define N_WAKE 300
+#define N_LIFE 20000
+#define N_MERGE 2000
+#define N_SFMERGE 1000
+
+enum cmd { C_RAW = 1, C_FENCE_SOCK, C_FENCE_EFD, C_RECV_FENCES, C_RECV_RAW, C_QUIT };
+
+struct ctl_msg {
+	uint32_t cmd, n;
+};
+
+static int ctl_fd, data_fd, efd_ab, efd_ba;
+
+static const char *drv_name(struct dmabuf_fence *f)
+{
+	(void)f;
+	return "bench";
+}
+
+static const char *tl_name(struct dmabuf_fence *f)
+{
+	(void)f;
+	return "bench-timeline";
+}
+
+static const struct dmabuf_fence_ops fops = {
+	.get_driver_name = drv_name,
+	.get_timeline_name = tl_name,
+};
+
+static void ctl_send(uint32_t cmd, uint32_t n)
+{
+	struct ctl_msg m = { cmd, n };
+
+	if (send(ctl_fd, &m, sizeof(m), MSG_NOSIGNAL) != (ssize_t)sizeof(m))
+		BENCH_FAIL("ctl send: %s", strerror(errno));
+}
+
+static void send_byte(int sock)
+{
+	if (send(sock, "k", 1, MSG_NOSIGNAL) != 1)
+		BENCH_FAIL("send: %s", strerror(errno));
+}
+
+static void recv_byte(int sock)
+{
+	char c = 0;
+	ssize_t n = recv(sock, &c, 1, 0);
+
+	if (n != 1 || c != 'k')
+		BENCH_FAIL("recv: %zd (%s)", n, n < 0 ? strerror(errno) : "peer gone");
+}
+
+static void efd_write(int fd)
+{
+	uint64_t one = 1;
+
+	if (write(fd, &one, sizeof(one)) != sizeof(one))
+		BENCH_FAIL("eventfd write: %s", strerror(errno));
+}
+
+static void efd_read(int fd)
+{
+	uint64_t v = 0;
+
+	if (read(fd, &v, sizeof(v)) != sizeof(v) || v != 1)
+		BENCH_FAIL("eventfd read: %s (value %llu)", strerror(errno),
+			   (unsigned long long)v);
+}
+
+static void raw_send_fd(int sock, int fd, uint32_t seq)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctrl;
+	struct iovec iov = { .iov_base = &seq, .iov_len = sizeof(seq) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf) };
+	struct cmsghdr *c;
+
+	memset(&ctrl, 0, sizeof(ctrl));
+	c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	if (sendmsg(sock, &msg, MSG_NOSIGNAL) != (ssize_t)sizeof(seq))
+		BENCH_FAIL("sendmsg: %s", strerror(errno));
+}
+
+static int raw_recv_fd(int sock, uint32_t expect)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctrl;
+	uint32_t seq = ~0u;
+	struct iovec iov = { .iov_base = &seq, .iov_len = sizeof(seq) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf) };
+	struct cmsghdr *c;
+	int fd = -1;
+
+	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != (ssize_t)sizeof(seq))
+		BENCH_FAIL("recvmsg: %s", strerror(errno));
+	c = CMSG_FIRSTHDR(&msg);
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+		memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	if (fd < 0 || seq != expect)
+		BENCH_FAIL("raw fd message %u: fd %d", seq, fd);
+	return fd;
+}
+
+/* ---- B: the waiter --------------------------------------------------------- */
+
+static int b_main(void)
+{
+	int fds[N_WAKE];
+	uint32_t nfds = 0;
+
+	for (;;) {
+		struct ctl_msg m;
+
+		if (recv(ctl_fd, &m, sizeof(m), 0) != (ssize_t)sizeof(m))
+			BENCH_FAIL("ctl recv: %s", strerror(errno));
+		switch (m.cmd) {
+		case C_RAW:
+			for (uint32_t i = 0; i < m.n; i++) {
+				efd_read(efd_ab);
+				efd_write(efd_ba);
+			}
+			break;
+		case C_RECV_FENCES:
+		case C_RECV_RAW:
+			if (m.n > N_WAKE)
+				BENCH_FAIL("too many fds");
+			for (uint32_t i = 0; i < m.n; i++) {
+				if (m.cmd == C_RECV_RAW) {
+					fds[i] = raw_recv_fd(data_fd, i);
+				} else {
+					uint32_t seq;
+					size_t len;
+
+					BENCH_CHECK(dmabuf_recv_fd(data_fd, &fds[i], &seq,
+								   sizeof(seq), &len));
+					if (len != sizeof(seq) || seq != i)
+						BENCH_FAIL("sync file %u arrived as %u", i, seq);
+				}
+			}
+			nfds = m.n;
+			send_byte(data_fd);
+			if (m.cmd == C_RECV_RAW) {
+				for (uint32_t i = 0; i < nfds; i++)
+					close(fds[i]);
+				nfds = 0;
+			}
+			break;
+		case C_FENCE_SOCK:
+		case C_FENCE_EFD:
+			if (m.n != nfds)
+				BENCH_FAIL("%u fences asked, %u held", m.n, nfds);
+			for (uint32_t i = 0; i < m.n; i++) {
+				int r = dmabuf_sync_file_wait(fds[i], -1);
+
+				if (r != 1)
+					BENCH_FAIL("dmabuf_sync_file_wait: %d", r);
+				if (m.cmd == C_FENCE_SOCK)
+					send_byte(data_fd);
+				else
+					efd_write(efd_ba);
+			}
+			/* Untimed: each signalled without error, with its record. */
+			for (uint32_t i = 0; i < nfds; i++) {
+				int status = 0;
+
+				BENCH_CHECK(dmabuf_sync_file_info(fds[i], &status, NULL, 0));
+				if (status != 1)
+					BENCH_FAIL("sync file %u status %d", i, status);
+				close(fds[i]);
+			}
+			nfds = 0;
+			send_byte(data_fd);
+			break;
+		case C_QUIT:
+			return 0;
+		default:
+			BENCH_FAIL("unknown command %u", m.cmd);
+		}
+	}
+}
+
+/* ---- A: the signaller -------------------------------------------------------- */
+
+static double a_raw_round(uint32_t n)
+{
+	uint64_t t0;
+
+	ctl_send(C_RAW, n);
+	t0 = bench_now_ns();
+	for (uint32_t i = 0; i < n; i++) {
+		efd_write(efd_ab);
+		efd_read(efd_ba);
+	}
+	return (double)(bench_now_ns() - t0) / n;
+}
+
+/* Creates, exports and hands over n fences; returns ns per fence. */
+static double a_hand_over(struct dmabuf_fence **f, uint32_t n, uint64_t context)
+{
+	uint64_t t0 = bench_now_ns();
+
+	ctl_send(C_RECV_FENCES, n);
+	for (uint32_t i = 0; i < n; i++) {
+		int fd;
+
+		BENCH_CHECK(dmabuf_fence_new(&fops, NULL, context, i + 1, &f[i]));
+		fd = dmabuf_sync_file_export(f[i]);
+		BENCH_CHECK(fd);
+		BENCH_CHECK(dmabuf_send_fd(data_fd, fd, &i, sizeof(i)));
+		close(fd);
+	}
+	recv_byte(data_fd);
+	return (double)(bench_now_ns() - t0) / n;
+}
+
+static double a_hand_over_raw(uint32_t n)
+{
+	uint64_t t0 = bench_now_ns();
+
+	ctl_send(C_RECV_RAW, n);
+	for (uint32_t i = 0; i < n; i++) {
+		int fd = eventfd(0, EFD_CLOEXEC);
+
+		if (fd < 0)
+			BENCH_FAIL("eventfd: %s", strerror(errno));
+		raw_send_fd(data_fd, fd, i);
+		close(fd);
+	}
+	recv_byte(data_fd);
+	return (double)(bench_now_ns() - t0) / n;
+}
+
+static double a_fence_round(uint32_t n, bool efd_reply, double *hand_over)
+{
+	static struct dmabuf_fence *f[N_WAKE];
+	uint64_t t0, t;
+
+	*hand_over = a_hand_over(f, n, dmabuf_fence_context_alloc(1));
+	ctl_send(efd_reply ? C_FENCE_EFD : C_FENCE_SOCK, n);
+	t0 = bench_now_ns();
+	for (uint32_t i = 0; i < n; i++) {
+		BENCH_CHECK(dmabuf_fence_signal(f[i]));
+		if (efd_reply)
+			efd_read(efd_ba);
+		else
+			recv_byte(data_fd);
+	}
+	t = bench_now_ns() - t0;
+	recv_byte(data_fd);	/* B checked and closed its fds */
+	for (uint32_t i = 0; i < n; i++)
+		dmabuf_fence_put(f[i]);
+	return (double)t / n;
+}
+
+/* ---- single-process costs ----------------------------------------------------- */
+
+static double life_eventfd(uint32_t n)
+{
+	uint64_t t0 = bench_now_ns();
+
+	for (uint32_t i = 0; i < n; i++) {
+		int fd = eventfd(0, EFD_CLOEXEC);
+
+		if (fd < 0)
+			BENCH_FAIL("eventfd: %s", strerror(errno));
+		efd_write(fd);
+		close(fd);
+	}
+	return (double)(bench_now_ns() - t0) / n;
+}
+
+static double life_fence(uint32_t n)
+{
+	uint64_t ctx = dmabuf_fence_context_alloc(1), t0 = bench_now_ns();
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct dmabuf_fence *f;
+
+		BENCH_CHECK(dmabuf_fence_new(&fops, NULL, ctx, i + 1, &f));
+		BENCH_CHECK(dmabuf_fence_signal(f));
+		dmabuf_fence_put(f);
+	}
+	return (double)(bench_now_ns() - t0) / n;
+}
+
+static double life_timeline(uint32_t n)
+{
+	struct dmabuf_timeline *tl;
+	uint64_t t0;
+
+	BENCH_CHECK(dmabuf_timeline_new("bench", &tl));
+	t0 = bench_now_ns();
+	for (uint32_t i = 0; i < n; i++) {
+		struct dmabuf_fence *f;
+
+		BENCH_CHECK(dmabuf_timeline_create_fence(tl, i + 1, &f));
+		BENCH_CHECK(dmabuf_timeline_inc(tl, 1));
+		if (dmabuf_fence_get_status(f) != 1)
+			BENCH_FAIL("timeline point %u not signalled by inc", i + 1);
+		dmabuf_fence_put(f);
+	}
+	t0 = bench_now_ns() - t0;
+	dmabuf_timeline_destroy(tl);
+	return (double)t0 / n;
+}
+
+static double merge_cost(unsigned int k, uint32_t n)
+{
+	struct dmabuf_fence *f[64];
+	uint64_t base = dmabuf_fence_context_alloc(k), t0;
+
+	for (unsigned int i = 0; i < k; i++)
+		BENCH_CHECK(dmabuf_fence_new(&fops, NULL, base + i, 1, &f[i]));
+	t0 = bench_now_ns();
+	for (uint32_t i = 0; i < n; i++) {
+		struct dmabuf_fence *m;
+
+		BENCH_CHECK(dmabuf_fence_merge(f, k, &m));
+		if (k > 1 && dmabuf_fence_unwrap(m, NULL, 0) != (int)k)
+			BENCH_FAIL("merge of %u fences holds %d", k, dmabuf_fence_unwrap(m, NULL, 0));
+		dmabuf_fence_put(m);
+	}
+	t0 = bench_now_ns() - t0;
+	for (unsigned int i = 0; i < k; i++) {
+		BENCH_CHECK(dmabuf_fence_signal(f[i]));
+		dmabuf_fence_put(f[i]);
+	}
+	return (double)t0 / n;
+}
+
+static double socketpair_cost(uint32_t n)
+{
+	uint64_t t0 = bench_now_ns();
+
+	for (uint32_t i = 0; i < n; i++) {
+		int sv[2];
+
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+			BENCH_FAIL("socketpair: %s", strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+	}
+	return (double)(bench_now_ns() - t0) / n;
+}
+
+/* A fresh fence each time: exporting the same fence again only dups. */
+static double export_cost(uint32_t n)
+{
+	uint64_t ctx = dmabuf_fence_context_alloc(1), t0 = bench_now_ns();
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct dmabuf_fence *f;
+		int fd;
+
+		BENCH_CHECK(dmabuf_fence_new(&fops, NULL, ctx, i + 1, &f));
+		fd = dmabuf_sync_file_export(f);
+		BENCH_CHECK(fd);
+		BENCH_CHECK(dmabuf_fence_signal(f));
+		close(fd);
+		dmabuf_fence_put(f);
+	}
+	return (double)(bench_now_ns() - t0) / n;
+}
+
+static double sync_merge_cost(uint32_t n)
+{
+	struct dmabuf_fence *f[2];
+	uint64_t base = dmabuf_fence_context_alloc(2), t0;
+	int fd[2];
+
+	for (int i = 0; i < 2; i++) {
+		BENCH_CHECK(dmabuf_fence_new(&fops, NULL, base + (uint64_t)i, 1, &f[i]));
+		fd[i] = dmabuf_sync_file_export(f[i]);
+		BENCH_CHECK(fd[i]);
+	}
+	t0 = bench_now_ns();
+	for (uint32_t i = 0; i < n; i++) {
+		int m = dmabuf_sync_file_merge(fd[0], fd[1]);
+
+		BENCH_CHECK(m);
+		close(m);
+	}
+	t0 = bench_now_ns() - t0;
+	for (int i = 0; i < 2; i++) {
+		BENCH_CHECK(dmabuf_fence_signal(f[i]));
+		dmabuf_fence_put(f[i]);
+		close(fd[i]);
+	}
+	return (double)t0 / n;
+}
+
+/* ---- report ------------------------------------------------------------------ */
+
+static void row(const char *what, double lib, double base, const char *base_name,
+		double target)
+{
+	double ratio = lib / base;
+
+	printf("  %-40s %10.3f %10.3f %8.2fx  %-28s", what, lib / 1000, base / 1000, ratio,
+	       base_name);
+	if (target > 0)
+		printf(" <= %.1fx %s", target, ratio <= target ? "met" : "MISSED");
+	printf("\n");
+}
+
+static void lines(const char *name, double lib, double base)
+{
+	char key[96];
+
+	bench_line(BENCH, name, lib, "ns");
+	snprintf(key, sizeof(key), "%s_baseline", name);
+	bench_line(BENCH, key, base, "ns");
+	snprintf(key, sizeof(key), "%s_ratio", name);
+	bench_line(BENCH, key, lib / base, "x");
+}
+
+int main(void)
+{
+	static const unsigned int merge_k[3] = { 2, 8, 64 };
+	double raw[ROUNDS], sock[ROUNDS], efd[ROUNDS], ho[ROUNDS], ho_raw[ROUNDS], dummy;
+	double l_efd[ROUNDS], l_fence[ROUNDS], l_tl[ROUNDS], mg[3][ROUNDS];
+	double sp[ROUNDS], exp_[ROUNDS], sfm[ROUNDS];
+	double m_raw, m_sock, m_efd, m_ho, m_ho_raw, m_lefd, m_lfence, m_ltl, m_mg[3];
+	double m_sp, m_exp, m_sfm;
+	int ctl[2], data[2], status;
+	pid_t pid;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!(getenv("BENCH_UNPINNED") && *getenv("BENCH_UNPINNED") == '1')) {
+		cpu_set_t set;
+		int first = 0;
+
+		if (sched_getaffinity(0, sizeof(set), &set) < 0)
+			BENCH_FAIL("sched_getaffinity: %s", strerror(errno));
+		while (first < CPU_SETSIZE - 1 && !CPU_ISSET(first, &set))
+			first++;
+		CPU_ZERO(&set);
+		CPU_SET(first, &set);
+		if (sched_setaffinity(0, sizeof(set), &set) < 0)
+			BENCH_FAIL("sched_setaffinity: %s", strerror(errno));
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, data) < 0)
+		BENCH_FAIL("socketpair: %s", strerror(errno));
+	efd_ab = eventfd(0, EFD_CLOEXEC);
+	efd_ba = eventfd(0, EFD_CLOEXEC);
+	if (efd_ab < 0 || efd_ba < 0)
+		BENCH_FAIL("eventfd: %s", strerror(errno));
+
+	pid = fork();
+	if (pid < 0)
+		BENCH_FAIL("fork: %s", strerror(errno));
+	if (pid == 0) {
+		ctl_fd = ctl[1], data_fd = data[1];
+		close(ctl[0]);
+		close(data[0]);
+		_exit(b_main());
+	}
+	ctl_fd = ctl[0], data_fd = data[0];
+	close(ctl[1]);
+	close(data[1]);
+
+	/* warm-up */
+	a_raw_round(100);
+	a_fence_round(100, false, &dummy);
+	a_hand_over_raw(100);
+	for (int r = 0; r < ROUNDS; r++) {
+		raw[r] = a_raw_round(N_WAKE);
+		sock[r] = a_fence_round(N_WAKE, false, &ho[r]);
+		efd[r] = a_fence_round(N_WAKE, true, &dummy);
+		ho_raw[r] = a_hand_over_raw(N_WAKE);
+	}
+	ctl_send(C_QUIT, 0);
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+		BENCH_FAIL("waiter process failed (status %#x)", status);
+
+	life_fence(N_LIFE / 4);
+	merge_cost(8, N_MERGE / 4);
+	sync_merge_cost(N_SFMERGE / 4);
+	for (int r = 0; r < ROUNDS; r++) {
+		l_efd[r] = life_eventfd(N_LIFE);
+		l_fence[r] = life_fence(N_LIFE);
+		l_tl[r] = life_timeline(N_LIFE);
+		for (int k = 0; k < 3; k++)
+			mg[k][r] = merge_cost(merge_k[k], N_MERGE);
+		sp[r] = socketpair_cost(N_SFMERGE);
+		exp_[r] = export_cost(N_SFMERGE);
+		sfm[r] = sync_merge_cost(N_SFMERGE);
+	}
+
+	m_raw = bench_median(raw, ROUNDS);
+	m_sock = bench_median(sock, ROUNDS);
+	m_efd = bench_median(efd, ROUNDS);
+	m_ho = bench_median(ho, ROUNDS);
+	m_ho_raw = bench_median(ho_raw, ROUNDS);
+	m_lefd = bench_median(l_efd, ROUNDS);
+	m_lfence = bench_median(l_fence, ROUNDS);
+	m_ltl = bench_median(l_tl, ROUNDS);
+	for (int k = 0; k < 3; k++)
+		m_mg[k] = bench_median(mg[k], ROUNDS);
+	m_sp = bench_median(sp, ROUNDS);
+	m_exp = bench_median(exp_, ROUNDS);
+	m_sfm = bench_median(sfm, ROUNDS);
+
+	printf("\nfences: 2 processes (fork, %s) for the wake-up, 1 for the costs\n",
+	       getenv("BENCH_UNPINNED") && *getenv("BENCH_UNPINNED") == '1' ? "unpinned" : "one CPU");
+	printf("(median of %d rounds; us per operation)\n\n", ROUNDS);
+	printf("  %-40s %10s %10s %9s  %-28s %s\n", "figure", "library", "baseline", "ratio",
+	       "baseline is", "target");
+	row("signal -> B wakes, replies on socket", m_sock, m_raw, "eventfd ping-pong", 1.3);
+	row("signal -> B wakes, replies on eventfd", m_efd, m_raw, "eventfd ping-pong", 0);
+	row("hand-over: new + export + send + recv", m_ho, m_ho_raw, "eventfd + SCM_RIGHTS", 0);
+	row("fence_new + signal + put", m_lfence, m_lefd, "eventfd + write + close", 0);
+	row("timeline create_fence + inc + put", m_ltl, m_lefd, "eventfd + write + close", 0);
+	for (int k = 0; k < 3; k++) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "fence_merge of %u (+ put)", merge_k[k]);
+		row(what, m_mg[k], m_lfence, "fence_new + signal + put", 0);
+	}
+	row("new + sync_file_export + signal + put", m_exp, m_sp, "socketpair + 2 close", 0);
+	row("sync_file_merge of 2 fds (+ close)", m_sfm, m_sp, "socketpair + 2 close", 0);
+	printf("\n");
+
+	lines("wake_socket_reply", m_sock, m_raw);
+	lines("wake_eventfd_reply", m_efd, m_raw);
+	lines("hand_over", m_ho, m_ho_raw);
+	lines("fence_life", m_lfence, m_lefd);
+	lines("timeline_life", m_ltl, m_lefd);
+	for (int k = 0; k < 3; k++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "merge_%u", merge_k[k]);
+		lines(name, m_mg[k], m_lfence);
+	}
+	lines("sync_file_export", m_exp, m_sp);
+	lines("sync_file_merge", m_sfm, m_sp);
+	return 0;
+}
