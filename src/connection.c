@@ -80,6 +80,41 @@ static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg)
 	return 0;
 }
 
+/* A reply to a request sent with dmb_conn_send_only(): drop it. Replies
+ * come in request order, so those are the ones before ours. */
+static bool drop_unanswered(struct dmb_conn *conn, struct dmb_msg *reply,
+			    uint64_t serial)
+{
+	if (!conn->unanswered || reply->serial >= serial ||
+	    reply->op != DMB_OP_RELEASE_REPLY)
+		return false;
+	dmb_scm_close_fds(reply->fds, reply->nfds);
+	conn->unanswered--;
+	return true;
+}
+
+int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
+{
+	struct dmb_msg reply;
+	int ret;
+
+	if (conn->dead)
+		return -ENODEV;
+	/* Take in what already arrived, so unread replies never fill the
+	 * socket (the exporter drops a peer that does not read). */
+	while (conn->unanswered && conn_recv(conn, &reply) == 0)
+		if (!drop_unanswered(conn, &reply, conn->next_serial + 1))
+			dmb_scm_close_fds(reply.fds, reply.nfds);
+	if (conn->dead)
+		return -ENODEV;
+	req->version = conn->version;
+	req->serial = ++conn->next_serial;
+	ret = conn_send(conn, req);
+	if (ret == 0)
+		conn->unanswered++;
+	return ret;
+}
+
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply)
 {
 	struct dmabuf_ctx *ctx = conn->ctx;
@@ -129,6 +164,8 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 				/* Events carry no fds and need no answer yet. */
 				continue;
 			}
+			if (drop_unanswered(conn, reply, req->serial))
+				continue;
 			if (reply->serial != req->serial ||
 			    reply->op != (req->op | DMB_WIRE_OP_REPLY)) {
 				dmb_scm_close_fds(reply->fds, reply->nfds);
@@ -200,7 +237,15 @@ int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn *
 	struct dmb_conn *conn;
 	int ret;
 
-	LIST_FOREACH(conn, &ctx->conns, link) {
+	struct dmb_conn *tmp;
+
+	LIST_FOREACH_SAFE(conn, &ctx->conns, link, tmp) {
+		if (conn->dead && !conn->users) { /* idle and useless */
+			LIST_REMOVE(conn, link);
+			close(conn->fd);
+			free(conn);
+			continue;
+		}
 		if (!conn->dead && !strcmp(conn->endpoint, endpoint)) {
 			conn->users++;
 			*out = conn;
@@ -231,13 +276,9 @@ int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn *
 
 void dmb_conn_put(struct dmb_conn *conn)
 {
-	if (--conn->users)
-		return;
-	/* The last proxy went: the exporter sees the peer leave, which is
-	 * harmless since every import was released before. */
-	LIST_REMOVE(conn, link);
-	close(conn->fd);
-	free(conn);
+	/* Idle connections stay for the next import from this exporter;
+	 * dmb_conn_get() frees dead ones, context teardown the rest. */
+	conn->users--;
 }
 
 void dmb_conns_destroy(struct dmabuf_ctx *ctx)

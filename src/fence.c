@@ -25,24 +25,27 @@ int64_t dmb_now_ns(void)
 
 static pthread_mutex_t context_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t context_next;
-static pid_t context_pid;
+static unsigned int context_gen; /* dmb_fork_gen() + 1 of context_next */
 
 DMABUF_EXPORT uint64_t dmabuf_fence_context_alloc(unsigned int num)
 {
 	uint64_t first;
-	pid_t pid = getpid();
+	/* The fork generation changes in every child: no getpid() per call. */
+	unsigned int gen = dmb_fork_gen() + 1;
+	pid_t pid;
 
 	pthread_mutex_lock(&context_lock);
 	/* A random base per process (re-drawn after fork) keeps contexts of
 	 * different processes apart when their fences meet in one sync file. */
-	if (context_pid != pid) {
+	if (context_gen != gen) {
+		pid = getpid();
 		uint64_t base = 0;
 
 		if (getrandom(&base, sizeof(base), GRND_NONBLOCK) != sizeof(base))
 			base = (uint64_t)dmb_now_ns() * 0x9e3779b97f4a7c15ull ^ (uint64_t)pid;
 		/* Bit 62 set: never 0 (the stub's), room to count up. */
 		context_next = (base & ((1ull << 62) - 1)) | (1ull << 62);
-		context_pid = pid;
+		context_gen = gen;
 	}
 	first = context_next;
 	context_next += num ? num : 1;

@@ -116,10 +116,11 @@ static void proxy_unmap(struct dmabuf_attachment *att, struct dmabuf_sg_table *s
 static void proxy_release(struct dmabuf *buf)
 {
 	struct dmb_proxy *px = proxy_of(buf);
-	struct dmb_msg req = { .op = DMB_OP_RELEASE }, reply;
+	struct dmb_msg req = { .op = DMB_OP_RELEASE };
 
+	/* Nothing to learn from the answer: do not wait for it. */
 	req.u.id.id = px->id;
-	dmb_conn_call(px->conn, &req, &reply);
+	dmb_conn_send_only(px->conn, &req);
 	dmb_conn_put(px->conn);
 	free(px);
 }

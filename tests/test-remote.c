@@ -215,6 +215,38 @@ static void fd_without_exporter_is_rejected(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+static void reimports_reuse_one_connection(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0), *imp = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(exp, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf_info info;
+	struct dmabuf *proxy;
+	int fd = dmabuf_fd(buf, O_CLOEXEC), fds;
+
+	assert_int_equal(dmabuf_get(imp, fd, &proxy), 0);
+	assert_int_equal(dmabuf_put(proxy), 0);
+	fds = harness_count_fds();
+	/* RELEASE does not wait for its reply; each later call drops the
+	 * replies before its own, so none piles up and the exporter keeps
+	 * every import balanced. */
+	for (int i = 0; i < 300; i++) {
+		assert_int_equal(dmabuf_get(imp, fd, &proxy), 0);
+		assert_int_equal(dmabuf_put(proxy), 0);
+	}
+	assert_int_equal(harness_count_fds(), fds); /* one idle connection */
+	for (int i = 0; i < 20; i++)
+		dmabuf_ctx_dispatch(exp);
+	assert_int_equal(dmabuf_get_info(buf, &info), 0);
+	assert_int_equal(info.refcount, 1); /* every import was released */
+	assert_int_equal(dmabuf_put(buf), 0);
+	close(fd);
+	dispatch_until(exp, &tx.release, 1);
+	assert_int_equal(tx.release, 1);
+	dmabuf_ctx_destroy(imp);
+	dmabuf_ctx_destroy(exp);
+}
+
 /* ---- across fork --------------------------------------------------------- */
 
 struct child_env {
@@ -546,6 +578,7 @@ int main(void)
 		harness_test(exporter_refusal_reaches_importer),
 		harness_test(read_only_share_stays_read_only),
 		harness_test(fd_without_exporter_is_rejected),
+		harness_test(reimports_reuse_one_connection),
 		harness_test(child_process_imports_and_writes),
 		harness_test(killed_importer_is_cleaned_up_once),
 		harness_test(processes_exporting_to_each_other_do_not_deadlock),
