@@ -42,7 +42,8 @@
 struct dmb_sf_export {
 	struct dmabuf_fence *fence;	/* weak: the fence owns this */
 	int rfd;			/* R: the sync file itself */
-	int wfd;			/* W: -1 once completed, or if imported */
+	int wfd;			/* W: open until the fence is freed; -1 if imported */
+	bool signalled;			/* the record is written */
 	dev_t dev;
 	ino_t ino;
 	bool watched;
@@ -294,20 +295,20 @@ static void write_record(struct dmabuf_fence *f, int wfd)
 	free(rec);
 }
 
-/* Under f->lock, f signalled: complete its sync file. */
+/* Under f->lock, f signalled: complete its sync file. The record alone
+ * makes R readable everywhere; W stays open until the fence is freed
+ * (dmb_sf_fini), which keeps the close off the signalling path. */
 void dmb_sf_signalled_locked(struct dmabuf_fence *f)
 {
 	struct dmb_sf_export *e = f->sf;
 	int wfd;
 
 	pthread_mutex_lock(&sf_lock);
-	wfd = e->wfd;
-	e->wfd = -1;
+	wfd = e->signalled ? -1 : e->wfd;
+	e->signalled = true;
 	pthread_mutex_unlock(&sf_lock);
-	if (wfd >= 0) {
+	if (wfd >= 0)
 		write_record(f, wfd);
-		close(wfd);
-	}
 }
 
 void dmb_sf_fini(struct dmabuf_fence *f)
@@ -617,13 +618,16 @@ DMABUF_EXPORT int dmabuf_sync_file_wait(int fd, int timeout_ms)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 	uint64_t c, s;
-	struct stat st;
 	long pid;
 	int ret;
 
-	ret = sf_stat(fd, &st);
-	if (!ret)
-		ret = sf_parse_name(fd, &c, &s, &pid);
+	/* One syscall identifies it (the waiter's hot path): getsockname()
+	 * fails with EBADF for a bad fd, and the name is ours or not. */
+	if (fd < 0)
+		return -EBADF;
+	ret = sf_parse_name(fd, &c, &s, &pid);
+	if (ret && fcntl(fd, F_GETFD) < 0)
+		return -EBADF;
 	if (ret)
 		return ret;
 	do
