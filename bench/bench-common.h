@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 static inline uint64_t bench_now_ns(void)
@@ -59,3 +60,19 @@ static inline void bench_line(const char *bench, const char *name, double value,
 			BENCH_FAIL("%s failed: %s", #expr,                     \
 				   strerror((int)-bench_ret_));                \
 	} while (0)
+
+/* One byte each way: the reply of every ping-pong. */
+static inline void bench_send_byte(int sock)
+{
+	if (send(sock, "k", 1, MSG_NOSIGNAL) != 1)
+		BENCH_FAIL("send: %s", strerror(errno));
+}
+
+static inline void bench_recv_byte(int sock)
+{
+	char c = 0;
+	ssize_t n = recv(sock, &c, 1, 0);
+
+	if (n != 1 || c != 'k')
+		BENCH_FAIL("recv: %zd (%s)", n, n < 0 ? strerror(errno) : "peer gone");
+}

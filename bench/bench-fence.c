@@ -87,21 +87,6 @@ static void ctl_send(uint32_t cmd, uint32_t n)
 		BENCH_FAIL("ctl send: %s", strerror(errno));
 }
 
-static void send_byte(int sock)
-{
-	if (send(sock, "k", 1, MSG_NOSIGNAL) != 1)
-		BENCH_FAIL("send: %s", strerror(errno));
-}
-
-static void recv_byte(int sock)
-{
-	char c = 0;
-	ssize_t n = recv(sock, &c, 1, 0);
-
-	if (n != 1 || c != 'k')
-		BENCH_FAIL("recv: %zd (%s)", n, n < 0 ? strerror(errno) : "peer gone");
-}
-
 static void efd_write(int fd)
 {
 	uint64_t one = 1;
@@ -200,7 +185,7 @@ static int b_main(void)
 				}
 			}
 			nfds = m.n;
-			send_byte(data_fd);
+			bench_send_byte(data_fd);
 			if (m.cmd == C_RECV_RAW) {
 				for (uint32_t i = 0; i < nfds; i++)
 					close(fds[i]);
@@ -217,7 +202,7 @@ static int b_main(void)
 				if (r != 1)
 					BENCH_FAIL("dmabuf_sync_file_wait: %d", r);
 				if (m.cmd == C_FENCE_SOCK)
-					send_byte(data_fd);
+					bench_send_byte(data_fd);
 				else
 					efd_write(efd_ba);
 			}
@@ -231,7 +216,7 @@ static int b_main(void)
 				close(fds[i]);
 			}
 			nfds = 0;
-			send_byte(data_fd);
+			bench_send_byte(data_fd);
 			break;
 		case C_QUIT:
 			return 0;
@@ -271,7 +256,7 @@ static double a_hand_over(struct dmabuf_fence **f, uint32_t n, uint64_t context)
 		BENCH_CHECK(dmabuf_send_fd(data_fd, fd, &i, sizeof(i)));
 		close(fd);
 	}
-	recv_byte(data_fd);
+	bench_recv_byte(data_fd);
 	return (double)(bench_now_ns() - t0) / n;
 }
 
@@ -288,7 +273,7 @@ static double a_hand_over_raw(uint32_t n)
 		raw_send_fd(data_fd, fd, i);
 		close(fd);
 	}
-	recv_byte(data_fd);
+	bench_recv_byte(data_fd);
 	return (double)(bench_now_ns() - t0) / n;
 }
 
@@ -305,10 +290,10 @@ static double a_fence_round(uint32_t n, bool efd_reply, double *hand_over)
 		if (efd_reply)
 			efd_read(efd_ba);
 		else
-			recv_byte(data_fd);
+			bench_recv_byte(data_fd);
 	}
 	t = bench_now_ns() - t0;
-	recv_byte(data_fd);	/* B checked and closed its fds */
+	bench_recv_byte(data_fd);	/* B checked and closed its fds */
 	for (uint32_t i = 0; i < n; i++)
 		dmabuf_fence_put(f[i]);
 	return (double)t / n;

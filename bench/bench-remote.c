@@ -99,21 +99,6 @@ static void ctl_recv(struct ctl_msg *m)
 		BENCH_FAIL("ctl recv: %zd (%s)", n, n < 0 ? strerror(errno) : "peer gone");
 }
 
-static void send_byte(int sock)
-{
-	if (send(sock, "k", 1, MSG_NOSIGNAL) != 1)
-		BENCH_FAIL("send: %s", strerror(errno));
-}
-
-static void recv_byte(int sock)
-{
-	char c = 0;
-	ssize_t n = recv(sock, &c, 1, 0);
-
-	if (n != 1 || c != 'k')
-		BENCH_FAIL("recv reply: %zd (%s)", n, n < 0 ? strerror(errno) : "peer gone");
-}
-
 static void raw_send_fd(int sock, int fd, const void *hdr, size_t len)
 {
 	union {
@@ -278,7 +263,7 @@ static void b_big_lib(struct dmabuf_ctx *ctx, uint64_t size)
 	BENCH_CHECK(dmabuf_recv_fd(data_fd, &fd, pl, sizeof(pl), &len));
 	BENCH_CHECK(dmabuf_get(ctx, fd, &buf));
 	BENCH_CHECK(dmabuf_mmap(buf, 0, size, PROT_READ, &addr));
-	send_byte(data_fd);	/* access given */
+	bench_send_byte(data_fd);	/* access given */
 	for (uint64_t p = 0; p < size / PAGE; p++) {
 		uint8_t v = ((volatile uint8_t *)addr)[p * PAGE];
 
@@ -288,11 +273,11 @@ static void b_big_lib(struct dmabuf_ctx *ctx, uint64_t size)
 		sum += v;
 	}
 	(void)sum;
-	send_byte(data_fd);	/* every page touched */
+	bench_send_byte(data_fd);	/* every page touched */
 	BENCH_CHECK(dmabuf_munmap(buf, addr, size));
 	BENCH_CHECK(dmabuf_put(buf));
 	close(fd);
-	send_byte(data_fd);	/* released (untimed) */
+	bench_send_byte(data_fd);	/* released (untimed) */
 }
 
 static void b_big_raw(uint8_t *dst, uint64_t size)
@@ -310,7 +295,7 @@ static void b_big_raw(uint8_t *dst, uint64_t size)
 		if (dst[p * PAGE] != page_pattern(p))
 			BENCH_FAIL("64 MiB copy: page %llu reads %u", (unsigned long long)p,
 				   dst[p * PAGE]);
-	send_byte(data_fd);
+	bench_send_byte(data_fd);
 }
 
 static int b_main(void)
@@ -344,13 +329,13 @@ static int b_main(void)
 			if (dmabuf_get_size(pinned) != m.size)
 				BENCH_FAIL("pinned buffer size %llu",
 					   (unsigned long long)dmabuf_get_size(pinned));
-			send_byte(data_fd);
+			bench_send_byte(data_fd);
 			break;
 		case C_UNPIN:
 			BENCH_CHECK(dmabuf_put(pinned));
 			close(pin_fd);
 			pinned = NULL;
-			send_byte(data_fd);
+			bench_send_byte(data_fd);
 			break;
 		case C_SHARE_LIB:
 			for (uint32_t i = 0; i < m.n; i++) {
@@ -361,7 +346,7 @@ static int b_main(void)
 					BENCH_FAIL("dmabuf_get did not find the existing proxy");
 				BENCH_CHECK(dmabuf_put(buf));
 				close(fd);
-				send_byte(data_fd);
+				bench_send_byte(data_fd);
 			}
 			break;
 		case C_SHARE_RAW:
@@ -369,7 +354,7 @@ static int b_main(void)
 				fd = raw_recv_fd(data_fd, pl, sizeof(pl), &len);
 				b_check_payload(pl, len, i);
 				close(fd);
-				send_byte(data_fd);
+				bench_send_byte(data_fd);
 			}
 			break;
 		case C_IMPORT_LIB:
@@ -382,7 +367,7 @@ static int b_main(void)
 						   (unsigned long long)dmabuf_get_size(buf));
 				BENCH_CHECK(dmabuf_put(buf));
 				close(fd);
-				send_byte(data_fd);
+				bench_send_byte(data_fd);
 			}
 			break;
 		case C_OPS:
@@ -458,7 +443,7 @@ static void a_wait_reply(void)
 	};
 
 	if (!a_dispatch) {
-		recv_byte(data_fd);
+		bench_recv_byte(data_fd);
 		return;
 	}
 	for (;;) {
@@ -467,7 +452,7 @@ static void a_wait_reply(void)
 		if (p[1].revents)
 			BENCH_CHECK(dmabuf_ctx_dispatch(actx));
 		if (p[0].revents) {
-			recv_byte(data_fd);
+			bench_recv_byte(data_fd);
 			return;
 		}
 	}
@@ -534,7 +519,7 @@ static double a_raw_round(int memfd, uint32_t n)
 	for (uint32_t i = 0; i < n; i++) {
 		make_payload(pl, i);
 		raw_send_fd(data_fd, memfd, pl, PAYLOAD);
-		recv_byte(data_fd);
+		bench_recv_byte(data_fd);
 	}
 	return (double)(bench_now_ns() - t0) / n;
 }
@@ -702,7 +687,7 @@ static void a_run_mode(int memfd, struct mode_res *r)
 				BENCH_FAIL("stream write: %s", strerror(errno));
 			done += (uint64_t)n;
 		}
-		recv_byte(data_fd);
+		bench_recv_byte(data_fd);
 		copy[i] = (double)(bench_now_ns() - t0);
 
 		make_payload(pl, 0);
