@@ -447,8 +447,11 @@ static void build(void)
 {
 	size_t i = 0, j, k, cap = 0;
 
-	qsort(recs, n_recs, sizeof(*recs), cmp_rec);
-	qsort(procs, n_procs, sizeof(*procs), cmp_proc);
+	/* qsort() must not be given NULL, even for zero elements. */
+	if (n_recs)
+		qsort(recs, n_recs, sizeof(*recs), cmp_rec);
+	if (n_procs)
+		qsort(procs, n_procs, sizeof(*procs), cmp_proc);
 	while (i < n_recs) {
 		struct buffer *b;
 		const struct rec *first_fd = NULL;
