@@ -160,7 +160,6 @@ DMABUF_EXPORT void dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 	LIST_REMOVE(ctx, process_link);
 	pthread_mutex_unlock(&contexts_lock);
 	dmb_lock(ctx);
-	ctx->destroying = true;
 	/* Peers first: their imports hold buffer references. */
 	dmb_endpoint_destroy(ctx);
 	report_leaks(ctx);

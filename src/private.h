@@ -113,7 +113,6 @@ struct dmabuf_ctx {
 	 * library on the thread that holds it. */
 	pthread_mutex_t lock;
 	struct dmabuf_ctx_config config;
-	bool destroying;
 
 	struct dmb_physmem *physmem;
 
