@@ -23,24 +23,11 @@
 
 #include "dmabuf.h"
 #include "bench-common.h"
+#include "bench-exporter.h"
 
 #define ROUNDS 7
 #define BENCH "buffer-cycle"
 
-static unsigned long releases;
-
-static void op_release(struct dmabuf *buf)
-{
-	(void)buf;
-	releases++;
-}
-
-static const struct dmabuf_ops ops = {
-	.version = DMABUF_OPS_VERSION,
-	.map = dmabuf_backing_map,
-	.unmap = dmabuf_backing_unmap,
-	.release = op_release,
-};
 
 static int exporter_state; /* priv must be non-NULL */
 

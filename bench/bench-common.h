@@ -76,3 +76,51 @@ static inline void bench_recv_byte(int sock)
 	if (n != 1 || c != 'k')
 		BENCH_FAIL("recv: %zd (%s)", n, n < 0 ? strerror(errno) : "peer gone");
 }
+
+/* The baselines: one message with one fd over SCM_RIGHTS, by hand, with
+ * no library in between. */
+static inline void bench_raw_send_fd(int sock, int fd, const void *hdr, size_t len)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctrl;
+	struct iovec iov = { .iov_base = (void *)hdr, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf) };
+	struct cmsghdr *c;
+
+	memset(&ctrl, 0, sizeof(ctrl));
+	c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	if (sendmsg(sock, &msg, MSG_NOSIGNAL) != (ssize_t)len)
+		BENCH_FAIL("sendmsg: %s", strerror(errno));
+}
+
+static inline int bench_raw_recv_fd(int sock, void *hdr, size_t cap, size_t *len)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctrl;
+	struct iovec iov = { .iov_base = hdr, .iov_len = cap };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf) };
+	struct cmsghdr *c;
+	ssize_t n;
+	int fd = -1;
+
+	n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	if (n <= 0)
+		BENCH_FAIL("recvmsg: %zd (%s)", n, n < 0 ? strerror(errno) : "peer gone");
+	c = CMSG_FIRSTHDR(&msg);
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+		memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	if (fd < 0 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+		BENCH_FAIL("recvmsg: no fd or truncated");
+	*len = (size_t)n;
+	return fd;
+}

@@ -106,45 +106,17 @@ static void efd_read(int fd)
 
 static void raw_send_fd(int sock, int fd, uint32_t seq)
 {
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctrl;
-	struct iovec iov = { .iov_base = &seq, .iov_len = sizeof(seq) };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-			      .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf) };
-	struct cmsghdr *c;
-
-	memset(&ctrl, 0, sizeof(ctrl));
-	c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	if (sendmsg(sock, &msg, MSG_NOSIGNAL) != (ssize_t)sizeof(seq))
-		BENCH_FAIL("sendmsg: %s", strerror(errno));
+	bench_raw_send_fd(sock, fd, &seq, sizeof(seq));
 }
 
 static int raw_recv_fd(int sock, uint32_t expect)
 {
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctrl;
 	uint32_t seq = ~0u;
-	struct iovec iov = { .iov_base = &seq, .iov_len = sizeof(seq) };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-			      .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf) };
-	struct cmsghdr *c;
-	int fd = -1;
+	size_t len = 0;
+	int fd = bench_raw_recv_fd(sock, &seq, sizeof(seq), &len);
 
-	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != (ssize_t)sizeof(seq))
-		BENCH_FAIL("recvmsg: %s", strerror(errno));
-	c = CMSG_FIRSTHDR(&msg);
-	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-		memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	if (fd < 0 || seq != expect)
-		BENCH_FAIL("raw fd message %u: fd %d", seq, fd);
+	if (len != sizeof(seq) || seq != expect)
+		BENCH_FAIL("raw fd message %u of %zu bytes, want %u", seq, len, expect);
 	return fd;
 }
 

@@ -29,6 +29,7 @@
 
 #include "dmabuf.h"
 #include "bench-common.h"
+#include "bench-exporter.h"
 
 #define BENCH "memory"
 #define TARGET 10000u
@@ -37,20 +38,6 @@
 #define FDS_PER_BUFFER 2
 #define WARMUP 64
 
-static unsigned long releases;
-
-static void op_release(struct dmabuf *buf)
-{
-	(void)buf;
-	releases++;
-}
-
-static const struct dmabuf_ops ops = {
-	.version = DMABUF_OPS_VERSION,
-	.map = dmabuf_backing_map,
-	.unmap = dmabuf_backing_unmap,
-	.release = op_release,
-};
 
 static int exporter_state;
 

@@ -99,52 +99,6 @@ static void ctl_recv(struct ctl_msg *m)
 		BENCH_FAIL("ctl recv: %zd (%s)", n, n < 0 ? strerror(errno) : "peer gone");
 }
 
-static void raw_send_fd(int sock, int fd, const void *hdr, size_t len)
-{
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctrl;
-	struct iovec iov = { .iov_base = (void *)hdr, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-			      .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf) };
-	struct cmsghdr *c;
-
-	memset(&ctrl, 0, sizeof(ctrl));
-	c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	if (sendmsg(sock, &msg, MSG_NOSIGNAL) != (ssize_t)len)
-		BENCH_FAIL("sendmsg: %s", strerror(errno));
-}
-
-static int raw_recv_fd(int sock, void *hdr, size_t cap, size_t *len)
-{
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctrl;
-	struct iovec iov = { .iov_base = hdr, .iov_len = cap };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-			      .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf) };
-	struct cmsghdr *c;
-	ssize_t n;
-	int fd = -1;
-
-	n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-	if (n <= 0)
-		BENCH_FAIL("recvmsg: %zd (%s)", n, n < 0 ? strerror(errno) : "peer gone");
-	c = CMSG_FIRSTHDR(&msg);
-	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-		memcpy(&fd, CMSG_DATA(c), sizeof(int));
-	if (fd < 0 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
-		BENCH_FAIL("recvmsg: no fd or truncated");
-	*len = (size_t)n;
-	return fd;
-}
-
 static uint8_t page_pattern(uint64_t page)
 {
 	return (uint8_t)(page * 7 + 1);
@@ -351,7 +305,7 @@ static int b_main(void)
 			break;
 		case C_SHARE_RAW:
 			for (uint32_t i = 0; i < m.n; i++) {
-				fd = raw_recv_fd(data_fd, pl, sizeof(pl), &len);
+				fd = bench_raw_recv_fd(data_fd, pl, sizeof(pl), &len);
 				b_check_payload(pl, len, i);
 				close(fd);
 				bench_send_byte(data_fd);
@@ -518,7 +472,7 @@ static double a_raw_round(int memfd, uint32_t n)
 	t0 = bench_now_ns();
 	for (uint32_t i = 0; i < n; i++) {
 		make_payload(pl, i);
-		raw_send_fd(data_fd, memfd, pl, PAYLOAD);
+		bench_raw_send_fd(data_fd, memfd, pl, PAYLOAD);
 		bench_recv_byte(data_fd);
 	}
 	return (double)(bench_now_ns() - t0) / n;

@@ -595,7 +595,7 @@ static void fd_games_close_the_connection(void **state)
 		uint8_t b[DMB_WIRE_MAX_MSG];
 		struct dmb_msg m = { .op = cases[i].op };
 		int fds[RP_MAX_FDS], sock = connect_hello(&f), len;
-		uint64_t id;
+		uint64_t id = 0;
 
 		assert_int_equal(rp_import(sock, f.exp, f.fd, &id), 0);
 		if (cases[i].op == DMB_OP_DESCRIBE) {
@@ -717,7 +717,7 @@ static void forged_and_stale_ids_are_enoent(void **state)
 {
 	struct dmb_msg m;
 	struct fx f;
-	uint64_t imp, att, att2, map, map2, imp_b, imp2;
+	uint64_t imp = 0, att = 0, att2 = 0, map = 0, map2 = 0, imp_b = 0, imp2 = 0;
 	int a, b, fds0;
 
 	fx_init(&f);
