@@ -308,7 +308,7 @@ static void iommu_maps_contiguous_iova(void **state)
 		    da[0].dma_addr >= db[0].dma_addr + size);
 	dmb_sgt_free(a);
 	dmb_sgt_free(b);
-	assert_true(RB_EMPTY(&dev->iova_tree));
+	assert_true(RB_EMPTY(&dev->iova.tree));
 	free(mem);
 	dmabuf_ctx_destroy(ctx);
 }
@@ -356,28 +356,28 @@ static void iova_alloc_rules(void **state)
 	struct dmabuf_device *dev = dev_new(ctx, 20, DMABUF_DEVICE_IOMMU, 0, 0xffff, 0);
 	uint64_t a, b, c;
 
-	assert_int_equal(dmb_iova_alloc(dev, 0, 4096, &a), -EINVAL);
-	assert_int_equal(dmb_iova_alloc(dev, 4096, 4095, &a), -EINVAL);
-	assert_int_equal(dmb_iova_alloc(dev, 100, 4096, &a), -EINVAL);
-	assert_int_equal(dmb_iova_alloc(dev, 4096, 4096, &a), 0);
+	assert_int_equal(dmb_iova_alloc(&dev->iova, 0, 4096, &a), -EINVAL);
+	assert_int_equal(dmb_iova_alloc(&dev->iova, 4096, 4095, &a), -EINVAL);
+	assert_int_equal(dmb_iova_alloc(&dev->iova, 100, 4096, &a), -EINVAL);
+	assert_int_equal(dmb_iova_alloc(&dev->iova, 4096, 4096, &a), 0);
 	assert_int_equal(a, 4096); /* never 0 */
 	/* 64 KiB would cross the boundary at 64 KiB from 8 KiB: moved up */
-	assert_int_equal(dmb_iova_alloc(dev, 64 * KiB, 4096, &b), 0);
+	assert_int_equal(dmb_iova_alloc(&dev->iova, 64 * KiB, 4096, &b), 0);
 	assert_int_equal(b, 64 * KiB);
 	/* larger than a boundary window: may cross, the mapping splits */
-	assert_int_equal(dmb_iova_alloc(dev, 128 * KiB + 4096, 4096, &c), 0);
+	assert_int_equal(dmb_iova_alloc(&dev->iova, 128 * KiB + 4096, 4096, &c), 0);
 	assert_int_equal(c, 128 * KiB);
-	assert_int_equal(dmb_iova_alloc(dev, 2 * MiB, 4096, &c), -ENOMEM);
-	dmb_iova_free(dev, b);
-	dmb_iova_free(dev, b); /* unknown start: ignored */
+	assert_int_equal(dmb_iova_alloc(&dev->iova, 2 * MiB, 4096, &c), -ENOMEM);
+	dmb_iova_free(&dev->iova, b);
+	dmb_iova_free(&dev->iova, b); /* unknown start: ignored */
 	/* next fit: a freed range is not reused while there is room above */
 	uint64_t d;
-	assert_int_equal(dmb_iova_alloc(dev, 64 * KiB, 4096, &d), 0);
+	assert_int_equal(dmb_iova_alloc(&dev->iova, 64 * KiB, 4096, &d), 0);
 	assert_int_equal(d, 320 * KiB); /* 260 KiB rounded to the boundary window */
-	dmb_iova_free(dev, a);
-	dmb_iova_free(dev, c);
-	dmb_iova_free(dev, d);
-	assert_true(RB_EMPTY(&dev->iova_tree));
+	dmb_iova_free(&dev->iova, a);
+	dmb_iova_free(&dev->iova, c);
+	dmb_iova_free(&dev->iova, d);
+	assert_true(RB_EMPTY(&dev->iova.tree));
 	dmabuf_ctx_destroy(ctx);
 }
 

@@ -143,7 +143,7 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 		/* Wait for the reply, for requests to this context, and for
 		 * requests to the process's other contexts. */
 		pfd[0] = (struct pollfd){ .fd = conn->fd, .events = POLLIN };
-		pfd[1] = (struct pollfd){ .fd = ctx->epoll_fd, .events = POLLIN };
+		pfd[1] = (struct pollfd){ .fd = dmb_ctx_epoll_fd(ctx), .events = POLLIN };
 		{
 			int fds[MAX_WAIT_FDS];
 

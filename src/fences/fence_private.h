@@ -9,7 +9,7 @@
 #include <sys/types.h>
 
 #include "dmabuf-fence.h"
-#include "private.h"
+#include "base.h"
 
 enum dmb_fence_kind {
 	DMB_FENCE_PLAIN,	/* dmabuf_fence_new() */

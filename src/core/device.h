@@ -13,6 +13,7 @@
 #include <bsd/sys/tree.h>
 
 #include "dmabuf.h"
+#include "iova.h"
 
 struct dmabuf_sg_table;
 
@@ -28,13 +29,6 @@ struct dmb_dma_seg {
 };
 RB_HEAD(dmb_dma_tree, dmb_dma_seg);
 
-/* One allocated IOVA range. */
-struct dmb_iova {
-	RB_ENTRY(dmb_iova) node;
-	uint64_t start, size;
-};
-RB_HEAD(dmb_iova_tree, dmb_iova);
-
 #define DMB_FAULT_RING 64
 #define DMB_UNMAPPED_RING 64
 
@@ -49,8 +43,7 @@ struct dmabuf_device {
 
 	struct dmb_dma_tree dma_tree;
 	uint64_t dma_seq;
-	struct dmb_iova_tree iova_tree;
-	uint64_t iova_next;		/* next-fit cursor */
+	struct dmb_iova_space iova;	/* behind an IOMMU */
 
 	/* recently unmapped ranges, to report DMA after unmap */
 	struct { uint64_t start, length; } unmapped[DMB_UNMAPPED_RING];
@@ -79,12 +72,3 @@ void dmb_devices_destroy_all(struct dmabuf_ctx *ctx);
 int dmb_dma_insert(struct dmabuf_device *dev, struct dmb_dma_seg *seg);
 void dmb_dma_remove(struct dmabuf_device *dev, struct dmb_dma_seg *seg);
 
-/* device.c: IOVA range allocation in [page size, dma_mask], next fit with
- * wrap-around; IOVA 0 is never handed out. size is a page multiple, align a
- * power of two >= the page size. A range no larger than the device's
- * segment boundary + 1 never crosses a boundary. -ENOMEM when no hole fits,
- * -EINVAL for bad arguments. */
-int dmb_iova_alloc(struct dmabuf_device *dev, uint64_t size, uint64_t align,
-		   uint64_t *start);
-/* Frees the range that starts at start (no-op if there is none). */
-void dmb_iova_free(struct dmabuf_device *dev, uint64_t start);

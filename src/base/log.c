@@ -4,7 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "private.h"
+#include "base.h"
 
 static const char *prio_name(enum dmabuf_log_priority prio)
 {
@@ -22,13 +22,13 @@ void dmb_log(struct dmabuf_ctx *ctx, enum dmabuf_log_priority prio, const char *
 	va_list ap;
 
 	/* Without a context (early failures) only errors reach stderr. */
-	if (ctx ? prio > ctx->config.log_priority : prio > DMABUF_LOG_ERROR)
+	if (ctx ? prio > DMB_CTX_BASE(ctx)->log_priority : prio > DMABUF_LOG_ERROR)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (ctx && ctx->config.log_fn)
-		ctx->config.log_fn(ctx->config.log_data, prio, msg);
+	if (ctx && DMB_CTX_BASE(ctx)->log_fn)
+		DMB_CTX_BASE(ctx)->log_fn(DMB_CTX_BASE(ctx)->log_data, prio, msg);
 	else
 		fprintf(stderr, "libdmabuf[%d] %s: %s\n", (int)getpid(),
 			prio_name(prio), msg);

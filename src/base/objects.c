@@ -8,7 +8,7 @@
  */
 #include <stdlib.h>
 
-#include "private.h"
+#include "base.h"
 
 struct dmb_obj {
 	RB_ENTRY(dmb_obj) node;
@@ -107,7 +107,7 @@ struct dmabuf_ctx *dmb_obj_lock_ctx(const void *obj, enum dmb_obj_type type,
 	pthread_mutex_unlock(&objects_lock);
 	if (!ctx)
 		return NULL;
-	if (ctx->fork_gen != fork_gen) {
+	if (DMB_CTX_BASE(ctx)->fork_gen != fork_gen) {
 		dmb_err(NULL, "a context inherited over fork() was used in the child: create a new one there");
 		return NULL;
 	}

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "private.h"
+#include "memory.h"
 
 #define WORD_BITS 64
 #define CHUNK_ALIGN_PAGES 256ull	/* order 8: the largest system chunk */

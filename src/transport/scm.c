@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "dmabuf-scm.h"
-#include "private.h"
+#include "base.h"
 #include "scm.h"
 #include "wire.h"
 

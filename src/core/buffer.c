@@ -21,7 +21,6 @@
 
 #include "private.h"
 #include "dmabuf-fence.h"
-#include "remote.h"
 
 static int inode_cmp(const struct dmabuf *a, const struct dmabuf *b)
 {
@@ -118,7 +117,7 @@ static void buf_free(struct dmabuf_ctx *ctx, struct dmabuf *buf)
 {
 	if (buf->resv)
 		dmabuf_resv_destroy(buf->resv);
-	dmb_backing_fini(ctx, &buf->backing);
+	dmb_backing_fini(ctx->physmem, &buf->backing);
 	if (buf->file_fd >= 0)
 		close(buf->file_fd);
 	if (buf->probe_fd >= 0)
@@ -133,6 +132,7 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	struct stat st;
 	int rdonly = (info->flags & O_ACCMODE) == O_RDONLY;
 	int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+	const char *endpoint;
 	int ret;
 
 	/* Never more than the (simulated) RAM, as the system heap's
@@ -159,9 +159,9 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 
 	/* A udmabuf's file is a handle of its own: its bytes live in the
 	 * caller's memfds, which one file cannot present. */
-	ret = dmb_endpoint_ensure(ctx);
+	ret = dmb_remote()->endpoint_name(ctx, &endpoint);
 	if (ret == 0)
-		ret = new_memfd(buf->exp_name, ctx->endpoint->name, backing ? 0 : info->size);
+		ret = new_memfd(buf->exp_name, endpoint, backing ? 0 : info->size);
 	if (ret < 0)
 		goto fail;
 	buf->probe_fd = ret;
@@ -349,7 +349,7 @@ DMABUF_EXPORT int dmabuf_get(struct dmabuf_ctx *ctx, int fd, struct dmabuf **out
 		goto out;
 	if (!buf) {
 		/* Another context's buffer: import it from its exporter. */
-		ret = dmb_import(ctx, fd, &st, out);
+		ret = dmb_remote()->import(ctx, fd, &st, out);
 		goto out;
 	}
 	ret = dmb_buf_get_ref(buf, fd);
@@ -442,7 +442,7 @@ DMABUF_EXPORT int dmabuf_set_name(struct dmabuf *buf, const char *name)
 	if (!ctx)
 		return -EINVAL;
 	if (buf->imported) {
-		int ret = dmb_proxy_set_name(buf, name);
+		int ret = dmb_remote()->set_name(buf, name);
 
 		dmb_unlock(ctx);
 		return ret;
@@ -475,7 +475,19 @@ DMABUF_EXPORT int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info)
 	info->contiguous = buf->backing.nruns == 1;
 	info->imported = buf->imported;
 	if (buf->imported && buf->state == DMB_BUF_LIVE)
-		dmb_proxy_describe(buf, info); /* the exporter's counts, if it is there */
+		dmb_remote()->describe(buf, info); /* the exporter's counts, if it is there */
 	dmb_unlock(ctx);
 	return 0;
+}
+
+static _Atomic(const struct dmb_remote_hooks *) remote_hooks;
+
+const struct dmb_remote_hooks *dmb_remote(void)
+{
+	return atomic_load_explicit(&remote_hooks, memory_order_acquire);
+}
+
+void dmb_remote_set_hooks(const struct dmb_remote_hooks *hooks)
+{
+	atomic_store_explicit(&remote_hooks, hooks, memory_order_release);
 }

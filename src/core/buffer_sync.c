@@ -8,7 +8,6 @@
 
 #include "private.h"
 #include "dmabuf-fence.h"
-#include "remote.h"
 
 /* The kernel's dma_resv_usage_rw(): a writer waits for everything (up to
  * READ), a reader only for writers (up to WRITE). */
@@ -69,7 +68,7 @@ int dmb_buf_export_sync_file_locked(struct dmabuf *buf, uint32_t flags)
 	/* An importer asks the exporter, whose reservation object is the
 	 * authoritative one. */
 	if (buf->imported)
-		return dmb_proxy_export_sync_file(buf, flags);
+		return dmb_remote()->export_sync_file(buf, flags);
 	ret = dmabuf_resv_get_singleton(buf->resv, usage_rw(flags & DMABUF_SYNC_WRITE), &fence);
 	/* Nothing to wait for: an already signalled fence, as the kernel. */
 	if (ret == 0 && !fence)
@@ -108,7 +107,7 @@ DMABUF_EXPORT int dmabuf_import_sync_file(struct dmabuf *buf, uint32_t flags, in
 	if (!ctx)
 		return -EINVAL;
 	if (buf->imported) {
-		ret = dmb_proxy_import_sync_file(buf, flags, fd);
+		ret = dmb_remote()->import_sync_file(buf, flags, fd);
 		dmb_unlock(ctx);
 		return ret;
 	}

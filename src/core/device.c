@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Stand-in devices: their DMA constraints and, behind an IOMMU, their own
- * IOVA space (an RB tree of allocated ranges, next-fit like a simple
- * iova_domain).
+ * IOVA space (memory/iova.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,104 +11,6 @@
 #define DEFAULT_MAX_SEG (64ull * 1024)
 #define DEFAULT_BOUNDARY 0xffffffffull
 
-static int iova_cmp(const struct dmb_iova *a, const struct dmb_iova *b)
-{
-	return a->start < b->start ? -1 : a->start > b->start;
-}
-
-RB_GENERATE_STATIC(dmb_iova_tree, dmb_iova, node, iova_cmp)
-
-static inline bool is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
-
-/* x rounded up to a (power of two); 0 when that overflows. */
-static inline uint64_t align_up_or_0(uint64_t x, uint64_t a)
-{
-	uint64_t r = DMB_ALIGN_UP(x, a);
-
-	return r < x ? 0 : r;
-}
-
-/*
- * First hole in [lo, last] (inclusive) for size bytes aligned to align that
- * does not cross a multiple of bmask + 1 (bmask 0: no such rule).
- */
-static bool iova_search(struct dmabuf_device *dev, uint64_t lo, uint64_t last,
-			uint64_t size, uint64_t align, uint64_t bmask,
-			uint64_t *out)
-{
-	struct dmb_iova key, *n, *prev;
-	uint64_t cand;
-
-	cand = align_up_or_0(lo, align);
-	if (!cand || lo > last)
-		return false;
-	key.start = cand;
-	n = RB_NFIND(dmb_iova_tree, &dev->iova_tree, &key);
-	prev = n ? RB_PREV(dmb_iova_tree, &dev->iova_tree, n)
-		 : RB_MAX(dmb_iova_tree, &dev->iova_tree);
-	if (prev && prev->start + prev->size > cand)
-		n = prev;
-	for (;;) {
-		if (cand > last || size - 1 > last - cand)
-			return false;
-		if (bmask && (cand & ~bmask) != ((cand + size - 1) & ~bmask)) {
-			cand = align_up_or_0((cand | bmask) + 1, align);
-			if (!cand)
-				return false;
-			continue;
-		}
-		while (n && n->start + n->size <= cand)
-			n = RB_NEXT(dmb_iova_tree, &dev->iova_tree, n);
-		if (!n || n->start > cand + size - 1) {
-			*out = cand;
-			return true;
-		}
-		cand = align_up_or_0(n->start + n->size, align);
-		if (!cand)
-			return false;
-		n = RB_NEXT(dmb_iova_tree, &dev->iova_tree, n);
-	}
-}
-
-int dmb_iova_alloc(struct dmabuf_device *dev, uint64_t size, uint64_t align,
-		   uint64_t *start)
-{
-	uint64_t last = dev->dma_mask, bmask = 0, from, at;
-	struct dmb_iova *r;
-
-	if (!size || !DMB_ALIGNED(size, DMB_PAGE_SIZE) || !is_pow2(align) ||
-	    align < DMB_PAGE_SIZE)
-		return -EINVAL;
-	/* Keep a range inside one boundary window when it can fit, so the
-	 * mapping needs no extra split (as iommu-dma does). */
-	if (dev->info.segment_boundary != UINT64_MAX &&
-	    size <= dev->info.segment_boundary + 1)
-		bmask = dev->info.segment_boundary;
-	from = dev->iova_next > DMB_PAGE_SIZE ? dev->iova_next : DMB_PAGE_SIZE;
-	if (!iova_search(dev, from, last, size, align, bmask, &at) &&
-	    !iova_search(dev, DMB_PAGE_SIZE, last, size, align, bmask, &at))
-		return -ENOMEM;
-	r = malloc(sizeof(*r));
-	if (!r)
-		return -ENOMEM;
-	r->start = at;
-	r->size = size;
-	RB_INSERT(dmb_iova_tree, &dev->iova_tree, r);
-	dev->iova_next = at + size; /* 0 after the top: wraps */
-	*start = at;
-	return 0;
-}
-
-void dmb_iova_free(struct dmabuf_device *dev, uint64_t start)
-{
-	struct dmb_iova key = { .start = start }, *r;
-
-	r = RB_FIND(dmb_iova_tree, &dev->iova_tree, &key);
-	if (!r)
-		return;
-	RB_REMOVE(dmb_iova_tree, &dev->iova_tree, r);
-	free(r);
-}
 
 static int info_fill(struct dmabuf_device_info *in)
 {
@@ -130,12 +31,12 @@ static int info_fill(struct dmabuf_device_info *in)
 		return -EINVAL;
 	if (!DMB_ALIGNED(in->max_segment_size, DMB_PAGE_SIZE))
 		return -EINVAL;
-	if (!is_pow2(in->alignment) || in->alignment < DMB_PAGE_SIZE)
+	if (!dmb_is_pow2(in->alignment) || in->alignment < DMB_PAGE_SIZE)
 		return -EINVAL;
 	/* A boundary is a mask (2^n - 1) of at least one page; a segment
 	 * start after a boundary must still be aligned. */
 	if (in->segment_boundary < DMB_PAGE_SIZE - 1 ||
-	    (in->segment_boundary != UINT64_MAX && !is_pow2(in->segment_boundary + 1)))
+	    (in->segment_boundary != UINT64_MAX && !dmb_is_pow2(in->segment_boundary + 1)))
 		return -EINVAL;
 	if (in->segment_boundary != UINT64_MAX &&
 	    in->alignment > in->segment_boundary + 1)
@@ -174,8 +75,7 @@ int dmb_device_create(struct dmabuf_ctx *ctx, const struct dmabuf_device_info *i
 	dev->ctx = ctx;
 	dev->remote = remote;
 	RB_INIT(&dev->dma_tree);
-	RB_INIT(&dev->iova_tree);
-	dev->iova_next = DMB_PAGE_SIZE;
+	dmb_iova_init(&dev->iova, dev->dma_mask, in.segment_boundary);
 	ret = dmb_obj_add(dev, DMB_OBJ_DEVICE);
 	if (ret < 0) {
 		free(dev);
@@ -204,17 +104,12 @@ DMABUF_EXPORT int dmabuf_device_new(struct dmabuf_ctx *ctx,
 void dmb_device_free(struct dmabuf_device *dev)
 {
 	struct dmb_dma_seg *seg;
-	struct dmb_iova *r;
-
 	while ((seg = RB_ROOT(&dev->dma_tree))) {
 		dmb_err(dev->ctx, "device %s destroyed with a live mapping at %#llx: unmapping it",
 			dev->name, (unsigned long long)seg->dma_addr);
 		dmb_sgt_dma_unmap(seg->sgt);
 	}
-	while ((r = RB_MIN(dmb_iova_tree, &dev->iova_tree))) {
-		RB_REMOVE(dmb_iova_tree, &dev->iova_tree, r);
-		free(r);
-	}
+	dmb_iova_fini(&dev->iova);
 	LIST_REMOVE(dev, ctx_link);
 	dmb_obj_del(dev);
 	free(dev);

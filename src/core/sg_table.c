@@ -250,7 +250,7 @@ int dmb_sgt_dma_map(struct dmabuf_sg_table *sgt, struct dmabuf_device *dev,
 			       : di->max_segment_size;
 
 	if (iommu) {
-		ret = dmb_iova_alloc(dev, sgt->size, align, &iova);
+		ret = dmb_iova_alloc(&dev->iova, sgt->size, align, &iova);
 		if (ret < 0) {
 			dmb_info(dev->ctx, "map for %s: no %llu bytes of IOVA space left",
 				 dev->name, (unsigned long long)sgt->size);
@@ -329,7 +329,7 @@ fail:
 	for (size_t i = 0; i < inserted; i++)
 		dmb_dma_remove(dev, &segs[i]);
 	if (iommu)
-		dmb_iova_free(dev, iova);
+		dmb_iova_free(&dev->iova, iova);
 	free(dma);
 	free(segs);
 	return ret;
@@ -345,7 +345,7 @@ void dmb_sgt_dma_unmap(struct dmabuf_sg_table *sgt)
 	for (unsigned int i = 0; i < sgt->nsegs; i++)
 		dmb_dma_remove(dev, &sgt->segs[i]);
 	if (sgt->iova_size)
-		dmb_iova_free(dev, sgt->iova_base);
+		dmb_iova_free(&dev->iova, sgt->iova_base);
 	free(sgt->segs);
 	free(sgt->dma);
 	sgt->segs = NULL;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Cross-process sharing (DESIGN §3): the exporter's endpoint and its peers
+ * The remote layer (src/remote/), cross-process sharing (docs/design.md §6):
+ * the exporter's endpoint and its peers
  * (endpoint.c), the importer's connections (connection.c) and the proxy
  * buffers that forward device operations to the exporter (proxy.c).
  */
@@ -9,6 +10,7 @@
 #include <sys/types.h>
 
 #include "private.h"
+#include "scm.h"
 #include "wire.h"
 
 #define DMB_ENDPOINT_NAME_MAX 48
@@ -76,6 +78,10 @@ struct dmb_endpoint {
 	char name[DMB_ENDPOINT_NAME_MAX];
 	LIST_HEAD(, dmb_peer) peers;
 };
+
+/* Registers the hooks through which the core reaches this layer (hooks.c);
+ * called at every context creation. */
+void dmb_remote_register(void);
 
 /* Creates the endpoint if the context has none yet. */
 int dmb_endpoint_ensure(struct dmabuf_ctx *ctx);

@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The context's lifecycle: one simulated host. Creation wires the layers
+ * together (the event loop of base/loop.c, the release sources, the remote
+ * layer's hooks); teardown undoes them top down and reports leaks.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "private.h"
+#include "remote.h"
+
+#define DEFAULT_PHYS_SIZE (16ull << 30)
+#define DEFAULT_CMA_SIZE (1ull << 30)
+
+static int config_fill(struct dmabuf_ctx_config *c)
+{
+	if (c->flags & ~(uint32_t)(DMABUF_CTX_STRICT_CPU_ACCESS | DMABUF_CTX_ANY_UID))
+		return -EINVAL;
+	if (!c->phys_size)
+		c->phys_size = DEFAULT_PHYS_SIZE;
+	if (!c->cma_size)
+		c->cma_size = DEFAULT_CMA_SIZE;
+	if (!c->log_priority)
+		c->log_priority = DMABUF_LOG_ERROR;
+	if (!DMB_ALIGNED(c->phys_size, DMB_PAGE_SIZE) ||
+	    !DMB_ALIGNED(c->phys_base, DMB_PAGE_SIZE) ||
+	    !DMB_ALIGNED(c->cma_size, DMB_PAGE_SIZE) ||
+	    c->cma_size >= c->phys_size ||
+	    c->phys_base + c->phys_size < c->phys_base)
+		return -EINVAL;
+	return 0;
+}
+
+DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
+				 struct dmabuf_ctx **out)
+{
+	struct dmabuf_ctx *ctx;
+	int ret;
+
+	if (!out)
+		return -EINVAL;
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return -ENOMEM;
+	if (config)
+		ctx->config = *config;
+	ret = config_fill(&ctx->config);
+	if (ret < 0) {
+		free(ctx);
+		return ret;
+	}
+	ctx->inotify_fd = ctx->reprobe_fd = -1;
+	ctx->base.log_fn = ctx->config.log_fn;
+	ctx->base.log_data = ctx->config.log_data;
+	ctx->base.log_priority = ctx->config.log_priority;
+	RB_INIT(&ctx->by_inode);
+	RB_INIT(&ctx->by_wd);
+	LIST_INIT(&ctx->devices);
+	LIST_INIT(&ctx->conns);
+	LIST_INIT(&ctx->reprobe);
+	ret = dmb_ctx_base_init(ctx);
+	if (ret < 0) {
+		free(ctx);
+		return ret;
+	}
+	dmb_remote_register();
+
+	ret = dmb_physmem_new(ctx->config.phys_base, ctx->config.phys_size,
+			      ctx->config.cma_size, ctx->config.seed, &ctx->physmem);
+	if (ret < 0)
+		goto fail;
+
+	ctx->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	ctx->reprobe_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (ctx->inotify_fd < 0 || ctx->reprobe_fd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	ret = dmb_source_add(ctx, &ctx->inotify_src, ctx->inotify_fd, EPOLLIN,
+			     dmb_release_inotify, ctx);
+	if (ret < 0)
+		goto fail;
+	ret = dmb_source_add(ctx, &ctx->reprobe_src, ctx->reprobe_fd, EPOLLIN,
+			     dmb_release_reprobe, ctx);
+	if (ret < 0)
+		goto fail;
+	ret = dmb_obj_add(ctx, DMB_OBJ_CTX);
+	if (ret < 0)
+		goto fail;
+	ctx->stats.phys_total = ctx->config.phys_size;
+	dmb_ctx_base_publish(ctx);
+	*out = ctx;
+	return 0;
+
+fail:
+	if (ctx->inotify_fd >= 0)
+		close(ctx->inotify_fd);
+	if (ctx->reprobe_fd >= 0)
+		close(ctx->reprobe_fd);
+	if (ctx->physmem)
+		dmb_physmem_destroy(ctx->physmem);
+	dmb_ctx_base_fini(ctx);
+	free(ctx);
+	return ret;
+}
+
+static void report_leaks(struct dmabuf_ctx *ctx)
+{
+	struct dmabuf *buf;
+
+	RB_FOREACH(buf, dmb_buf_tree, &ctx->by_inode) {
+		if (buf->state != DMB_BUF_LIVE)
+			continue;
+		dmb_err(ctx, "leak: buffer %s (ino %lu, %llu bytes) still has %u reference(s), %u attachment(s), %u mapping(s) at context destruction",
+			buf->exp_name, (unsigned long)buf->key.ino,
+			(unsigned long long)buf->size, buf->refcount,
+			buf->nattachments, buf->nmappings);
+	}
+}
+
+DMABUF_EXPORT void dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
+{
+	struct dmabuf *buf;
+
+	if (!ctx)
+		return;
+	if (!dmb_ctx_usable(ctx)) {
+		dmb_err(NULL, "dmabuf_ctx_destroy: %p is not a live context of this process", (void *)ctx);
+		return;
+	}
+	dmb_ctx_base_unpublish(ctx);
+	dmb_lock(ctx);
+	/* Peers first: their imports hold buffer references. */
+	dmb_endpoint_destroy(ctx);
+	report_leaks(ctx);
+	/* Whatever is left is released now: the exporter's process is going
+	 * away, so its ops must get a last chance to free their state.
+	 * One at a time in inode order, not with a saved next pointer: a
+	 * release op may put, and so release, another buffer. */
+	while ((buf = RB_MIN(dmb_buf_tree, &ctx->by_inode)))
+		dmb_buf_release_now(buf);
+	dmb_conns_destroy(ctx);
+	dmb_devices_destroy_all(ctx);
+	dmb_obj_del(ctx);
+	dmb_unlock(ctx);
+
+	close(ctx->reprobe_fd);
+	close(ctx->inotify_fd);
+	dmb_physmem_destroy(ctx->physmem);
+	dmb_ctx_base_fini(ctx);
+	free(ctx);
+}
+
+DMABUF_EXPORT void dmabuf_ctx_set_log(struct dmabuf_ctx *ctx, dmabuf_log_fn fn,
+				      void *data, enum dmabuf_log_priority priority)
+{
+	if (!dmb_ctx_lock_usable(ctx))
+		return;
+	ctx->config.log_fn = ctx->base.log_fn = fn;
+	ctx->config.log_data = ctx->base.log_data = data;
+	ctx->config.log_priority = ctx->base.log_priority = priority;
+	dmb_unlock(ctx);
+}
+
+DMABUF_EXPORT int dmabuf_ctx_get_stats(struct dmabuf_ctx *ctx,
+				       struct dmabuf_ctx_stats *stats)
+{
+	struct dmb_physmem_stats pm;
+
+	if (!stats || !dmb_ctx_lock_usable(ctx))
+		return -EINVAL;
+	*stats = ctx->stats;
+	dmb_physmem_get_stats(ctx->physmem, &pm);
+	stats->phys_total = pm.total;
+	stats->phys_used = pm.used;
+	stats->cma_total = pm.cma_total;
+	stats->cma_used = pm.cma_used;
+	dmb_unlock(ctx);
+	return 0;
+}
+

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The base layer (src/base/): what every other layer may use. Logging, the
+ * registry of live objects, the syscall layer, and the part of a context that
+ * runs the event loop (its lock, epoll set, service thread, and the list of
+ * the process's contexts). Nothing here calls a higher layer: a higher layer
+ * reaches the loop by adding sources with callbacks.
+ *
+ * Nothing here is API: internal functions use the dmb_ prefix (never dmabuf_,
+ * which is the exported namespace checked by tests/check-symbols.py).
+ */
+#pragma once
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+/* glibc's sys/queue.h lacks the _SAFE iterators. */
+#ifndef LIST_FOREACH_SAFE
+#define LIST_FOREACH_SAFE(var, head, field, tvar)                          \
+	for ((var) = LIST_FIRST((head));                                   \
+	     (var) && ((tvar) = LIST_NEXT((var), field), 1); (var) = (tvar))
+#endif
+
+/* libbsd's RB_GENERATE_STATIC expects the BSD __unused. */
+#ifndef __unused
+#define __unused __attribute__((unused))
+#endif
+#include <bsd/sys/tree.h>
+
+#include "dmabuf.h"
+
+#define DMABUF_EXPORT __attribute__((visibility("default")))
+
+#define DMB_PAGE_SIZE 4096ull
+#define DMB_PAGE_SHIFT 12
+
+#define DMB_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define DMB_ALIGNED(x, a) (((x) & ((a)-1)) == 0)
+#define DMB_ALIGN_UP(x, a) (((x) + (a)-1) & ~((uint64_t)(a)-1))
+static inline bool dmb_is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
+#define dmb_container_of(ptr, type, member) \
+	((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- logging (log.c) ---------------------------------------------------- */
+
+__attribute__((format(printf, 3, 4))) void
+dmb_log(struct dmabuf_ctx *ctx, enum dmabuf_log_priority prio, const char *fmt, ...);
+
+#define dmb_err(ctx, ...) dmb_log((ctx), DMABUF_LOG_ERROR, __VA_ARGS__)
+#define dmb_warn(ctx, ...) dmb_log((ctx), DMABUF_LOG_WARNING, __VA_ARGS__)
+#define dmb_info(ctx, ...) dmb_log((ctx), DMABUF_LOG_INFO, __VA_ARGS__)
+#define dmb_dbg(ctx, ...) dmb_log((ctx), DMABUF_LOG_DEBUG, __VA_ARGS__)
+
+/* ---- live-object registry (objects.c) ------------------------------------
+ * Every object handed to a caller is registered here while it lives, so a
+ * stale or doubly freed pointer is detected (-EINVAL) instead of being
+ * dereferenced. The registry is process-wide and has its own lock.
+ */
+enum dmb_obj_type {
+	DMB_OBJ_CTX = 1,
+	DMB_OBJ_DEVICE,
+	DMB_OBJ_BUFFER,
+	DMB_OBJ_ATTACHMENT,
+	DMB_OBJ_SG_TABLE,
+	DMB_OBJ_FENCE,
+	DMB_OBJ_TIMELINE,
+};
+
+int dmb_obj_add(const void *obj, enum dmb_obj_type type);
+void dmb_obj_del(const void *obj);
+bool dmb_obj_live(const void *obj, enum dmb_obj_type type);
+/* Checks obj is live, then takes the lock of the context *ctxp points to
+ * (a field of obj) and checks again. Returns the locked context, or NULL
+ * (nothing locked) when obj is not a live object of that type. */
+struct dmabuf_ctx *dmb_obj_lock_ctx(const void *obj, enum dmb_obj_type type,
+				    struct dmabuf_ctx *const *ctxp);
+
+/* ---- event loop (loop.c) ----------------------------------------------------
+ * A source is an fd in the context's epoll set with a callback; epoll's
+ * data.ptr points to the source.
+ */
+struct dmb_source;
+typedef void (*dmb_source_fn)(struct dmb_source *src, uint32_t events);
+
+struct dmb_source {
+	int fd;
+	dmb_source_fn fn;
+	void *data;
+};
+
+int dmb_source_add(struct dmabuf_ctx *ctx, struct dmb_source *src, int fd,
+		   uint32_t events, dmb_source_fn fn, void *data);
+int dmb_source_mod(struct dmabuf_ctx *ctx, struct dmb_source *src, uint32_t events);
+void dmb_source_del(struct dmabuf_ctx *ctx, struct dmb_source *src);
+int dmb_ctx_dispatch_locked(struct dmabuf_ctx *ctx, int timeout_ms);
+
+/* ---- the context's base ----------------------------------------------
+ * The first member of struct dmabuf_ctx (core/private.h), so the loop can
+ * work on any context without knowing the layers above.
+ */
+struct dmb_ctx_base {
+	/* Recursive: exporter ops and log handlers may call back into the
+	 * library on the thread that holds it. */
+	pthread_mutex_t lock;
+	dmabuf_log_fn log_fn;
+	void *log_data;
+	enum dmabuf_log_priority log_priority;
+
+	int epoll_fd;
+
+	/* Every context of the process, so a thread waiting for a reply can
+	 * serve the others (two contexts in one process must not deadlock). */
+	LIST_ENTRY(dmb_ctx_base) process_link;
+	/* The process generation that made it: a forked child inherits a
+	 * copy of the context (and shares its epoll, inotify and endpoint
+	 * fds), which it must not use. */
+	unsigned int fork_gen;
+
+	/* optional service thread */
+	pthread_t thread;
+	bool thread_running;
+	int thread_stop_fd;
+};
+
+#define DMB_CTX_BASE(ctx) ((struct dmb_ctx_base *)(ctx))
+
+/* Initialises the base of a new context (lock, epoll fd); -errno. */
+int dmb_ctx_base_init(struct dmabuf_ctx *ctx);
+/* Makes the context visible to the process (serve_others, other_fds). */
+void dmb_ctx_base_publish(struct dmabuf_ctx *ctx);
+/* Stops the service thread and removes the context from the process list. */
+void dmb_ctx_base_unpublish(struct dmabuf_ctx *ctx);
+/* Closes the epoll fd and destroys the lock. */
+void dmb_ctx_base_fini(struct dmabuf_ctx *ctx);
+
+/* Incremented in every forked child (pthread_atfork). */
+unsigned int dmb_fork_gen(void);
+/* Live, and made by this process (not inherited over fork()). */
+bool dmb_ctx_usable(const struct dmabuf_ctx *ctx);
+/* dmb_ctx_usable(), then the lock; NULL (nothing locked) when not usable. */
+struct dmabuf_ctx *dmb_ctx_lock_usable(struct dmabuf_ctx *ctx);
+
+/* Serves every other context of the process that is ready and whose lock is
+ * free (trylock), without blocking. */
+void dmb_ctx_serve_others(struct dmabuf_ctx *self);
+/* The epoll fds of every other context, for a wait that must wake when any
+ * of them has work; returns how many were written (at most max). */
+int dmb_ctx_other_fds(struct dmabuf_ctx *self, int *fds, int max);
+
+static inline void dmb_lock(struct dmabuf_ctx *ctx) { pthread_mutex_lock(&DMB_CTX_BASE(ctx)->lock); }
+static inline void dmb_unlock(struct dmabuf_ctx *ctx) { pthread_mutex_unlock(&DMB_CTX_BASE(ctx)->lock); }
+static inline int dmb_ctx_epoll_fd(struct dmabuf_ctx *ctx) { return DMB_CTX_BASE(ctx)->epoll_fd; }
+
+/* Syscall layer for fault injection (sys.c): tests make the Nth call of a
+ * given syscall fail with an errno. */
+#include "sys.h"

@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The event loop of a context: its lock, its epoll set of sources (fds with
+ * callbacks that the layers above add), dispatch, the optional service
+ * thread, and the list of the process's contexts, so a thread that waits for
+ * a reply can serve the others.
+ */
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "base.h"
+
+#define DISPATCH_BATCH 16
+
+static LIST_HEAD(, dmb_ctx_base) contexts = LIST_HEAD_INITIALIZER(contexts);
+/* Recursive: serving another context may wait for a reply, which serves. */
+static pthread_mutex_t contexts_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+
+int dmb_ctx_base_init(struct dmabuf_ctx *ctx)
+{
+	struct dmb_ctx_base *b = DMB_CTX_BASE(ctx);
+	pthread_mutexattr_t attr;
+
+	b->thread_stop_fd = -1;
+	b->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (b->epoll_fd < 0)
+		return -errno;
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&b->lock, &attr);
+	pthread_mutexattr_destroy(&attr);
+	return 0;
+}
+
+void dmb_ctx_base_publish(struct dmabuf_ctx *ctx)
+{
+	struct dmb_ctx_base *b = DMB_CTX_BASE(ctx);
+
+	b->fork_gen = dmb_fork_gen();
+	pthread_mutex_lock(&contexts_lock);
+	LIST_INSERT_HEAD(&contexts, b, process_link);
+	pthread_mutex_unlock(&contexts_lock);
+}
+
+void dmb_ctx_base_unpublish(struct dmabuf_ctx *ctx)
+{
+	dmabuf_ctx_stop_thread(ctx);
+	pthread_mutex_lock(&contexts_lock);
+	LIST_REMOVE(DMB_CTX_BASE(ctx), process_link);
+	pthread_mutex_unlock(&contexts_lock);
+}
+
+void dmb_ctx_base_fini(struct dmabuf_ctx *ctx)
+{
+	struct dmb_ctx_base *b = DMB_CTX_BASE(ctx);
+
+	if (b->epoll_fd >= 0)
+		close(b->epoll_fd);
+	b->epoll_fd = -1;
+	pthread_mutex_destroy(&b->lock);
+}
+
+bool dmb_ctx_usable(const struct dmabuf_ctx *ctx)
+{
+	if (!dmb_obj_live(ctx, DMB_OBJ_CTX))
+		return false;
+	if (((const struct dmb_ctx_base *)ctx)->fork_gen != dmb_fork_gen()) {
+		dmb_err(NULL, "a context inherited over fork() was used in the child: create a new one there");
+		return false;
+	}
+	return true;
+}
+
+struct dmabuf_ctx *dmb_ctx_lock_usable(struct dmabuf_ctx *ctx)
+{
+	if (!dmb_ctx_usable(ctx))
+		return NULL;
+	dmb_lock(ctx);
+	return ctx;
+}
+
+DMABUF_EXPORT int dmabuf_ctx_get_fd(struct dmabuf_ctx *ctx)
+{
+	if (!dmb_ctx_usable(ctx))
+		return -EINVAL;
+	return dmb_ctx_epoll_fd(ctx);
+}
+
+int dmb_source_add(struct dmabuf_ctx *ctx, struct dmb_source *src, int fd,
+		   uint32_t events, dmb_source_fn fn, void *data)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = src };
+
+	src->fd = fd;
+	src->fn = fn;
+	src->data = data;
+	if (epoll_ctl(dmb_ctx_epoll_fd(ctx), EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+int dmb_source_mod(struct dmabuf_ctx *ctx, struct dmb_source *src, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = src };
+
+	if (epoll_ctl(dmb_ctx_epoll_fd(ctx), EPOLL_CTL_MOD, src->fd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+void dmb_source_del(struct dmabuf_ctx *ctx, struct dmb_source *src)
+{
+	if (src->fd >= 0)
+		epoll_ctl(dmb_ctx_epoll_fd(ctx), EPOLL_CTL_DEL, src->fd, NULL);
+}
+
+/* Runs ready sources. Called with the lock held; sources may be removed by
+ * the callbacks of earlier ones in the same batch, so each batch is short and
+ * callbacks that free sources must only do so for themselves. */
+int dmb_ctx_dispatch_locked(struct dmabuf_ctx *ctx, int timeout_ms)
+{
+	struct epoll_event evs[DISPATCH_BATCH];
+	int n, handled = 0;
+
+	n = epoll_wait(dmb_ctx_epoll_fd(ctx), evs, DMB_ARRAY_SIZE(evs), timeout_ms);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n; i++) {
+		struct dmb_source *src = evs[i].data.ptr;
+
+		src->fn(src, evs[i].events);
+		handled++;
+	}
+	return handled;
+}
+
+DMABUF_EXPORT int dmabuf_ctx_dispatch(struct dmabuf_ctx *ctx)
+{
+	return dmabuf_ctx_dispatch_timeout(ctx, 0);
+}
+
+DMABUF_EXPORT int dmabuf_ctx_dispatch_timeout(struct dmabuf_ctx *ctx, int timeout_ms)
+{
+	int ret, total = 0;
+
+	if (!dmb_ctx_lock_usable(ctx))
+		return -EINVAL;
+	/* Wait (without the lock) only for the first batch. */
+	if (timeout_ms != 0) {
+		struct epoll_event ev;
+		int n;
+
+		dmb_unlock(ctx);
+		/* Level-triggered: the event stays pending for the loop
+		 * below, so this only waits for readiness. */
+		n = epoll_wait(dmb_ctx_epoll_fd(ctx), &ev, 1, timeout_ms);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n <= 0)
+			return 0;
+		if (!dmb_ctx_lock_usable(ctx))
+			return -EINVAL;
+	}
+	do {
+		ret = dmb_ctx_dispatch_locked(ctx, 0);
+		if (ret > 0)
+			total += ret;
+	} while (ret == DISPATCH_BATCH);
+	dmb_unlock(ctx);
+	return ret < 0 ? ret : total;
+}
+
+void dmb_ctx_serve_others(struct dmabuf_ctx *self)
+{
+	struct dmb_ctx_base *b;
+
+	pthread_mutex_lock(&contexts_lock);
+	LIST_FOREACH(b, &contexts, process_link) {
+		/* A context whose lock is taken is being served by its owner;
+		 * one inherited over fork() belongs to the parent. */
+		if (b == DMB_CTX_BASE(self) || b->fork_gen != dmb_fork_gen() ||
+		    pthread_mutex_trylock(&b->lock) != 0)
+			continue;
+		dmb_ctx_dispatch_locked((struct dmabuf_ctx *)b, 0);
+		pthread_mutex_unlock(&b->lock);
+	}
+	pthread_mutex_unlock(&contexts_lock);
+}
+
+int dmb_ctx_other_fds(struct dmabuf_ctx *self, int *fds, int max)
+{
+	struct dmb_ctx_base *b;
+	int n = 0;
+
+	pthread_mutex_lock(&contexts_lock);
+	LIST_FOREACH(b, &contexts, process_link)
+		if (b != DMB_CTX_BASE(self) && b->fork_gen == dmb_fork_gen() && n < max)
+			fds[n++] = b->epoll_fd;
+	pthread_mutex_unlock(&contexts_lock);
+	return n;
+}
+
+static void *service_thread(void *arg)
+{
+	struct dmabuf_ctx *ctx = arg;
+	struct pollfd pfd[2] = {
+		{ .fd = dmb_ctx_epoll_fd(ctx), .events = POLLIN },
+		{ .fd = DMB_CTX_BASE(ctx)->thread_stop_fd, .events = POLLIN },
+	};
+
+	for (;;) {
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pfd[1].revents)
+			break;
+		if (pfd[0].revents)
+			dmabuf_ctx_dispatch(ctx);
+	}
+	return NULL;
+}
+
+DMABUF_EXPORT int dmabuf_ctx_start_thread(struct dmabuf_ctx *ctx)
+{
+	int ret;
+
+	if (!dmb_ctx_lock_usable(ctx))
+		return -EINVAL;
+	if (DMB_CTX_BASE(ctx)->thread_running) {
+		dmb_unlock(ctx);
+		return -EBUSY;
+	}
+	DMB_CTX_BASE(ctx)->thread_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (DMB_CTX_BASE(ctx)->thread_stop_fd < 0) {
+		ret = -errno;
+		dmb_unlock(ctx);
+		return ret;
+	}
+	ret = -pthread_create(&DMB_CTX_BASE(ctx)->thread, NULL, service_thread, ctx);
+	if (ret < 0) {
+		close(DMB_CTX_BASE(ctx)->thread_stop_fd);
+		DMB_CTX_BASE(ctx)->thread_stop_fd = -1;
+	} else {
+		DMB_CTX_BASE(ctx)->thread_running = true;
+	}
+	dmb_unlock(ctx);
+	return ret;
+}
+
+DMABUF_EXPORT int dmabuf_ctx_stop_thread(struct dmabuf_ctx *ctx)
+{
+	uint64_t one = 1;
+	pthread_t thread;
+
+	if (!dmb_ctx_lock_usable(ctx))
+		return -EINVAL;
+	if (!DMB_CTX_BASE(ctx)->thread_running) {
+		dmb_unlock(ctx);
+		return -ESRCH;
+	}
+	if (pthread_equal(DMB_CTX_BASE(ctx)->thread, pthread_self())) {
+		dmb_unlock(ctx);
+		return -EDEADLK;
+	}
+	thread = DMB_CTX_BASE(ctx)->thread;
+	DMB_CTX_BASE(ctx)->thread_running = false;
+	if (write(DMB_CTX_BASE(ctx)->thread_stop_fd, &one, sizeof(one)) < 0) {
+		/* an eventfd write of 1 cannot fail short of a bug */
+	}
+	/* The thread takes the lock to dispatch: let it finish. */
+	dmb_unlock(ctx);
+	pthread_join(thread, NULL);
+	dmb_lock(ctx);
+	close(DMB_CTX_BASE(ctx)->thread_stop_fd);
+	DMB_CTX_BASE(ctx)->thread_stop_fd = -1;
+	dmb_unlock(ctx);
+	return 0;
+}

@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The core layer (src/core/): the context's state, buffers, attachments,
+ * CPU access and release: what the kernel keeps in dma-buf.c, which may stay
+ * one mutually recursive group. It calls the layers below (base, memory,
+ * fences, transport) and reaches the remote layer above only through the
+ * hooks it registers (struct dmb_remote_hooks).
+ */
+#pragma once
+
+#include "base.h"
+#include "memory.h"
+
+/* ---- context ------------------------------------------------------------- */
+
+struct dmb_physmem;
+struct dmb_endpoint;
+struct dmb_conn;
+
+struct dmb_inode_key {
+	dev_t dev;
+	ino_t ino;
+};
+
+RB_HEAD(dmb_buf_tree, dmabuf);
+RB_HEAD(dmb_wd_tree, dmabuf);
+
+struct dmabuf_ctx {
+	struct dmb_ctx_base base; /* first: the loop's view (base/base.h) */
+	struct dmabuf_ctx_config config;
+
+	struct dmb_physmem *physmem;
+
+	int inotify_fd;
+	struct dmb_source inotify_src;
+	/* timerfd that re-runs release probes which raced with __fput(). */
+	int reprobe_fd;
+	struct dmb_source reprobe_src;
+
+	struct dmb_buf_tree by_inode;	/* every struct dmabuf of this ctx */
+	struct dmb_wd_tree by_wd;	/* exported buffers, by inotify wd */
+	LIST_HEAD(, dmabuf_device) devices;
+	LIST_HEAD(, dmabuf) reprobe;	/* buffers waiting for a re-probe */
+
+	struct dmb_endpoint *endpoint;	/* exporter side, made at first export */
+	LIST_HEAD(, dmb_conn) conns;	/* importer side, one per exporter */
+
+	struct dmabuf_ctx_stats stats;
+
+};
+
+
+/* ---- the remote layer, as the core reaches it -----------------------------
+ * The core never calls src/remote/ by name. The remote layer registers these
+ * hooks (dmb_remote_register(), from context creation), so the dependency
+ * points up only through data. Each hook is called with the context lock
+ * held and returns 0 or a negative errno.
+ */
+struct stat;
+struct dmb_remote_hooks {
+	/* Makes the context's endpoint if it has none; *name is its name. */
+	int (*endpoint_name)(struct dmabuf_ctx *ctx, const char **name);
+	/* Makes (or finds) the proxy of another context's buffer; st is the
+	 * fd's stat. -EINVAL when the fd is not a libdmabuf buffer. */
+	int (*import)(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
+		      struct dmabuf **out);
+	/* On a proxy: the exporter's counts into info (best effort). */
+	int (*describe)(struct dmabuf *buf, struct dmabuf_info *info);
+	/* On a proxy: forwarded name and fence operations. */
+	int (*set_name)(struct dmabuf *buf, const char *name);
+	int (*export_sync_file)(struct dmabuf *buf, uint32_t flags);
+	int (*import_sync_file)(struct dmabuf *buf, uint32_t flags, int fd);
+};
+
+/* The registered hooks; NULL before the first context exists. */
+const struct dmb_remote_hooks *dmb_remote(void);
+/* Called once per context creation by the remote layer's registration. */
+void dmb_remote_set_hooks(const struct dmb_remote_hooks *hooks);
+
+/* ---- buffer ------------------------------------------------------------- */
+
+enum dmb_buf_state {
+	DMB_BUF_LIVE,	  /* referenced by the library's callers */
+	DMB_BUF_ORPHAN,	  /* no library reference; file still open somewhere */
+	DMB_BUF_RELEASED, /* ops->release has run (about to be freed) */
+};
+
+struct dmabuf {
+	struct dmabuf_ctx *ctx;
+	RB_ENTRY(dmabuf) inode_node;
+	RB_ENTRY(dmabuf) wd_node;
+	struct dmb_inode_key key;
+
+	unsigned int refcount; /* library references, under ctx->lock */
+	enum dmb_buf_state state;
+
+	const struct dmabuf_ops *ops;
+	void *priv;
+	uint64_t size;
+	int flags; /* O_RDONLY or O_RDWR */
+	enum dmabuf_alloc alloc;
+	char exp_name[DMABUF_NAME_LEN];
+	char name[DMABUF_NAME_LEN];
+
+	/* The dma-buf file: one open file description (reopened memfd).
+	 * file_fd is the library's reference to it while refcount > 0. */
+	int file_fd;
+	/* A private OFD of the same inode: used for the release probe
+	 * (flock LOCK_EX succeeds only when the dma-buf file is gone) and for
+	 * the library's own mappings, which must not pin the dma-buf file. */
+	int probe_fd;
+	int wd; /* inotify watch, -1 if none */
+	unsigned int reprobes_left;
+	LIST_ENTRY(dmabuf) reprobe_link; /* valid while reprobes_left > 0 */
+	bool handle_only; /* udmabuf: the file is a handle, bytes elsewhere */
+
+	struct dmb_backing backing;
+
+	LIST_HEAD(, dmabuf_attachment) attachments;
+	unsigned int nattachments;
+	unsigned int nmappings;
+
+	/* vmap refcount and address */
+	unsigned int vmap_count;
+	void *vmap_addr;
+	bool vmap_writable;
+
+	/* CPU access brackets, per direction kind */
+	unsigned int cpu_read_open;
+	unsigned int cpu_write_open;
+	LIST_HEAD(, dmb_cpu_map) cpu_maps; /* dmabuf_mmap() mappings */
+
+	struct dmabuf_resv *resv;
+
+	/* Set on proxies of another context's buffer (cross-process). */
+	bool imported;
+};
+
+RB_PROTOTYPE(dmb_buf_tree, dmabuf, inode_node, dmb_buf_inode_cmp);
+RB_PROTOTYPE(dmb_wd_tree, dmabuf, wd_node, dmb_buf_wd_cmp);
+
+/* Validates buf (live object with a reference) and takes its context lock;
+ * NULL, with nothing locked, otherwise. */
+struct dmabuf_ctx *dmb_buf_lock(const struct dmabuf *buf);
+/* The same, also accepting a buffer whose last reference is gone but whose
+ * file is still open (for calls that undo a mapping). */
+struct dmabuf_ctx *dmb_buf_lock_any(const struct dmabuf *buf);
+
+/* buffer.c */
+int dmb_export_validate(const struct dmabuf_export_info *info);
+/* Creates a buffer; with `backing` (udmabuf), its ranges are taken over and
+ * the dma-buf file is a separate handle memfd. */
+int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info,
+		   struct dmb_backing *backing, struct dmabuf **out);
+void dmb_buf_destroy(struct dmabuf *buf);
+/* One more reference on a buffer found by an fd of its file; an orphan is
+ * revived on that fd. */
+int dmb_buf_get_ref(struct dmabuf *buf, int fd);
+int dmb_buf_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st,
+		   struct dmabuf **found);
+
+/* release.c */
+int dmb_release_watch(struct dmabuf *buf);
+void dmb_release_unwatch(struct dmabuf *buf);
+void dmb_release_cancel(struct dmabuf *buf);
+void dmb_release_check(struct dmabuf *buf);
+void dmb_release_inotify(struct dmb_source *src, uint32_t events);
+void dmb_release_reprobe(struct dmb_source *src, uint32_t events);
+void dmb_buf_release_now(struct dmabuf *buf);
+
+/* backing_ops.c: frames for a buffer, chosen for its attached devices at
+ * first map when the allocation is deferred. */
+int dmb_backing_alloc(struct dmabuf_ctx *ctx, struct dmabuf *buf);
+
+/* ---- attachment ----------------------------------------------------------- */
+
+struct dmb_mapping; /* sg_table.h */
+
+struct dmabuf_attachment {
+	struct dmabuf_ctx *ctx;
+	struct dmabuf *buf;
+	struct dmabuf_device *dev;
+	LIST_ENTRY(dmabuf_attachment) buf_link;
+	void *priv;
+	LIST_HEAD(, dmabuf_sg_table) mappings;
+	unsigned int nmappings;
+	bool pinned;
+	uint64_t remote_id;	/* proxies: the exporter's attachment id */
+};
+
+/* cpu_access.c: one dmabuf_mmap() mapping */
+struct dmb_cpu_map {
+	LIST_ENTRY(dmb_cpu_map) link;
+	void *addr;
+	uint64_t len;
+	int prot;
+};
+
+void dmb_cpu_access_fini(struct dmabuf *buf);
+/* timeout_ms: how long to wait for fences (-1 forever); -EBUSY when they
+ * are still pending after it. */
+int dmb_cpu_begin_locked(struct dmabuf *buf, enum dmabuf_direction dir, int timeout_ms);
+int dmb_cpu_end_locked(struct dmabuf *buf, enum dmabuf_direction dir);
+/* buffer_sync.c: waits for the fences CPU access must wait for (writers for
+ * a read; everything for a write). */
+int dmb_buf_wait_for_cpu(struct dmabuf *buf, bool write, int timeout_ms);
+int dmb_buf_export_sync_file_locked(struct dmabuf *buf, uint32_t flags);
+int dmb_buf_wait_kernel(struct dmabuf *buf);
+void dmb_attachments_destroy_all(struct dmabuf *buf);
+/* attachment.c, with the context lock held and arguments validated */
+int dmb_attach_locked(struct dmabuf *buf, struct dmabuf_device *dev,
+		      struct dmabuf_attachment **out);
+void dmb_detach_locked(struct dmabuf_attachment *att);
+int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
+		   struct dmabuf_sg_table **out);
+int dmb_unmap_locked(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt,
+		     enum dmabuf_direction dir);
+
+#include "device.h"
+#include "sg_table.h"

@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A buffer's backing: the memfd range(s) that hold its bytes, the library's
+ * own mapping of them, and the simulated physical frames behind them.
+ */
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "memory.h"
+
+int dmb_backing_init_memfd(struct dmb_backing *b, int memfd, uint64_t size)
+{
+	b->ranges = calloc(1, sizeof(*b->ranges));
+	if (!b->ranges)
+		return -ENOMEM;
+	b->ranges[0].fd = memfd;
+	b->ranges[0].offset = 0;
+	b->ranges[0].size = size;
+	b->nranges = 1;
+	b->size = size;
+	return 0;
+}
+
+/* A new mapping of [offset, offset + len) of the buffer: the parts of every
+ * range it covers, stitched into one address range (a PROT_NONE reservation
+ * with each part mapped over it). */
+void *dmb_backing_map_range(struct dmb_backing *b, uint64_t offset, uint64_t len,
+			    int prot, int fd_override)
+{
+	uint8_t *base;
+	uint64_t pos = 0, done = 0;
+	int err;
+
+	if ((err = dmb_sys_fail(DMB_SYS_MMAP))) {
+		errno = err;
+		return MAP_FAILED;
+	}
+	if (b->nranges == 1) {
+		int fd = fd_override >= 0 ? fd_override : b->ranges[0].fd;
+
+		return mmap(NULL, len, prot, MAP_SHARED, fd,
+			    (off_t)(b->ranges[0].offset + offset));
+	}
+	base = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED)
+		return MAP_FAILED;
+	for (size_t i = 0; i < b->nranges && done < len; i++) {
+		const struct dmb_backing_range *r = &b->ranges[i];
+		uint64_t skip, part;
+
+		if (offset >= pos + r->size) {
+			pos += r->size;
+			continue;
+		}
+		skip = offset > pos ? offset - pos : 0;
+		part = r->size - skip;
+		if (part > len - done)
+			part = len - done;
+		if (mmap(base + done, part, prot, MAP_SHARED | MAP_FIXED, r->fd,
+			 (off_t)(r->offset + skip)) == MAP_FAILED) {
+			err = errno;
+			munmap(base, len);
+			errno = err;
+			return MAP_FAILED;
+		}
+		done += part;
+		pos += r->size;
+	}
+	return base;
+}
+
+void *dmb_backing_map_new(struct dmb_backing *b, int prot, int fd_override)
+{
+	return dmb_backing_map_range(b, 0, b->size, prot, fd_override);
+}
+
+int dmb_backing_map_cpu(struct dmb_backing *b, bool writable)
+{
+	void *p;
+
+	if (b->map)
+		return 0;
+	p = dmb_backing_map_new(b, PROT_READ | (writable ? PROT_WRITE : 0), -1);
+	if (p == MAP_FAILED && writable && (errno == EACCES || errno == EPERM)) {
+		/* A caller's memfd opened read-only: map it for reading. */
+		writable = false;
+		p = dmb_backing_map_new(b, PROT_READ, -1);
+	}
+	if (p == MAP_FAILED)
+		return -errno;
+	b->map = p;
+	b->map_writable = writable;
+	return 0;
+}
+
+int dmb_backing_map_view(struct dmb_backing *b)
+{
+	void *p;
+	int ret;
+
+	if (b->cpu_view)
+		return 0;
+	ret = dmb_backing_map_cpu(b, true);
+	if (ret < 0)
+		return ret;
+	p = dmb_backing_map_new(b, PROT_READ | (b->map_writable ? PROT_WRITE : 0), -1);
+	if (p == MAP_FAILED)
+		return -errno;
+	b->cpu_view = p;
+	return 0;
+}
+
+void dmb_backing_fini(struct dmb_physmem *pm, struct dmb_backing *b)
+{
+	if (b->map)
+		munmap(b->map, b->size);
+	if (b->cpu_view)
+		munmap(b->cpu_view, b->size);
+	if (b->runs) {
+		dmb_physmem_free(pm, b->runs, b->nruns);
+		free(b->runs);
+	}
+	for (size_t i = 0; i < b->nranges; i++)
+		if (b->ranges[i].owned && b->ranges[i].fd >= 0)
+			close(b->ranges[i].fd);
+	free(b->ranges);
+	*b = (struct dmb_backing){ 0 };
+}
+
