@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A hostile peer on the exporter's endpoint (DESIGN.md §3, §8;
+ * A hostile peer on the exporter's endpoint (docs/design.md §6, §8;
  * docs/protocol.md §4, §6, §7): malformed framing, handshake abuse, fd games,
  * wrong kinds of fd as proof of possession, forged and stale ids, floods and
  * a peer that stops reading.

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Peer death (DESIGN.md §3): an importer process killed with SIGKILL at every
+ * Peer death (docs/design.md §6): an importer process killed with SIGKILL at every
  * point of its conversation with the exporter, and an exporter process
  * killed under its importer.
  *
