@@ -79,10 +79,27 @@ enum dmabuf_ctx_flags {
 };
 
 /**
+ * Versioned structs. Every struct a caller fills or receives starts with
+ * `uint32_t struct_size`: set it to sizeof() the struct (or leave it 0 for
+ * the first layout). A program built against an older header keeps working
+ * with a newer library (fields it does not know are zero), and one built
+ * against a newer header works with an older library as long as it leaves
+ * the fields that library does not know at zero (-E2BIG otherwise, as the
+ * kernel's copy_struct_from_user()). The first layout of each struct is
+ * DMABUF_STRUCT_V1.
+ */
+#define DMABUF_STRUCT_V1 0u
+
+/**
  * Configuration of a context. Zero-initialise it and set what you need;
  * every zero field takes the documented default.
  */
 struct dmabuf_ctx_config {
+	/** sizeof() this struct as the caller was built with: the library
+	 * reads what it knows, takes zero for fields newer than the caller,
+	 * and refuses (-E2BIG) non-zero fields it does not know. 0 means
+	 * this layout (DMABUF_STRUCT_V1). */
+	uint32_t struct_size;
 	/** Seed of the simulated physical memory (frame placement). Same seed,
 	 * same calls: same physical addresses. */
 	uint64_t seed;
@@ -173,6 +190,9 @@ int dmabuf_ctx_stop_thread(struct dmabuf_ctx *ctx);
 
 /** Counters of a context, for tests and reports. */
 struct dmabuf_ctx_stats {
+	/** sizeof() this struct as the caller was built with: the library
+	 * writes no more than that. 0 means this layout (DMABUF_STRUCT_V1). */
+	uint32_t struct_size;
 	uint64_t buffers_live;	  /**< exported, not yet released */
 	uint64_t buffers_released; /**< ops->release calls so far */
 	uint64_t attachments_live;
@@ -205,6 +225,11 @@ enum dmabuf_device_flags {
 
 /** What a device can address. Zero fields take the defaults. */
 struct dmabuf_device_info {
+	/** sizeof() this struct as the caller was built with: the library
+	 * reads what it knows, takes zero for fields newer than the caller,
+	 * and refuses (-E2BIG) non-zero fields it does not know. 0 means
+	 * this layout (DMABUF_STRUCT_V1). */
+	uint32_t struct_size;
 	/** Name used in logs and reports (copied; at most 31 bytes kept). */
 	const char *name;
 	/** DMA address width in bits, 12..64. Default 64. (The kernel's
@@ -268,12 +293,25 @@ enum dmabuf_direction {
 #define DMABUF_OPS_VERSION 1
 
 /**
- * Exporter operations, as the kernel's struct dma_buf_ops. All ops run in
- * the exporter's process with the context lock held (recursive).
+ * Exporter operations, as the kernel's struct dma_buf_ops.
+ *
+ * Locking, for every op: it runs in the exporter's process, on the thread
+ * that made the call that caused it (or the thread dispatching the context
+ * for a remote importer), with the context lock held. The lock is
+ * recursive: an op may call back into libdmabuf on the same thread, on this
+ * or another buffer. An op may sleep (it runs in process context), but it
+ * must not wait for another thread that needs the same context, since that
+ * thread cannot take the lock; the library itself drops the lock while it
+ * waits for fences. Each member says whether it is mandatory, when it is
+ * called and what it returns.
  */
 struct dmabuf_ops {
-	/** Must be 0 or DMABUF_OPS_VERSION; anything else is -EINVAL at
-	 * export, so a table written for a newer library is refused. */
+	/** The DMABUF_OPS_VERSION the table was written for (0 means 1).
+	 * Each member below says the version it appeared in; the library
+	 * calls a member only when the table's version is at least that, so
+	 * a table written for an older library leaves newer members unused,
+	 * and one written for a newer library is used for the members this
+	 * library knows. All members listed here are version 1. */
 	uint32_t version;
 
 	/**
@@ -365,6 +403,11 @@ enum dmabuf_alloc {
 
 /** Export description, as struct dma_buf_export_info. */
 struct dmabuf_export_info {
+	/** sizeof() this struct as the caller was built with: the library
+	 * reads what it knows, takes zero for fields newer than the caller,
+	 * and refuses (-E2BIG) non-zero fields it does not know. 0 means
+	 * this layout (DMABUF_STRUCT_V1). */
+	uint32_t struct_size;
 	/** Exporter name for reports (copied; at most 31 bytes kept).
 	 * NULL: "unknown". */
 	const char *exp_name;
@@ -466,6 +509,9 @@ int dmabuf_set_name(struct dmabuf *buf, const char *name);
 
 /** A snapshot of a buffer, as the kernel's debugfs bufinfo line. */
 struct dmabuf_info {
+	/** sizeof() this struct as the caller was built with: the library
+	 * writes no more than that. 0 means this layout (DMABUF_STRUCT_V1). */
+	uint32_t struct_size;
 	uint64_t size;
 	int flags;			/**< O_RDONLY or O_RDWR */
 	uint64_t inode;			/**< of the dma-buf file */

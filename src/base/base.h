@@ -57,6 +57,19 @@ dmb_log(struct dmabuf_ctx *ctx, enum dmabuf_log_priority prio, const char *fmt, 
 #define dmb_info(ctx, ...) dmb_log((ctx), DMABUF_LOG_INFO, __VA_ARGS__)
 #define dmb_dbg(ctx, ...) dmb_log((ctx), DMABUF_LOG_DEBUG, __VA_ARGS__)
 
+/* ---- versioned structs (include/dmabuf.h, DMABUF_STRUCT_V1) ---------------
+ * A caller's struct begins with uint32_t struct_size. dmb_struct_in() copies
+ * it into the library's full-size struct dst: size 0 means v1_size, a shorter
+ * struct is zero-extended, a longer one must be zero beyond what the library
+ * knows (-E2BIG, as copy_struct_from_user()). dmb_struct_out() writes at most
+ * the caller's size. -EINVAL for a size smaller than the size field.
+ */
+/* The size of a struct's first layout. Each struct is at its first layout
+ * now; when one grows, its entry here becomes the frozen number. */
+#define DMB_V1_SIZE(type) sizeof(type)
+int dmb_struct_in(void *dst, size_t dst_size, const void *src, size_t v1_size);
+int dmb_struct_out(void *dst, const void *src, size_t src_size, size_t v1_size);
+
 /* ---- live-object registry (objects.c) ------------------------------------
  * Every object handed to a caller is registered here while it lives, so a
  * stale or doubly freed pointer is detected (-EINVAL) instead of being
@@ -108,6 +121,12 @@ struct dmb_ctx_base {
 	/* Recursive: exporter ops and log handlers may call back into the
 	 * library on the thread that holds it. */
 	pthread_mutex_t lock;
+	/* Who holds the lock and how deep (dmb_lock()): for the held-lock
+	 * assertions and for waits that must drop a recursive lock whole.
+	 * owner is written by the holder and read by anyone; depth only by the
+	 * holder. */
+	_Atomic(pthread_t) owner;
+	unsigned int depth;
 	dmabuf_log_fn log_fn;
 	void *log_data;
 	enum dmabuf_log_priority log_priority;
@@ -153,8 +172,69 @@ void dmb_ctx_serve_others(struct dmabuf_ctx *self);
  * of them has work; returns how many were written (at most max). */
 int dmb_ctx_other_fds(struct dmabuf_ctx *self, int *fds, int max);
 
-static inline void dmb_lock(struct dmabuf_ctx *ctx) { pthread_mutex_lock(&DMB_CTX_BASE(ctx)->lock); }
-static inline void dmb_unlock(struct dmabuf_ctx *ctx) { pthread_mutex_unlock(&DMB_CTX_BASE(ctx)->lock); }
+/* ---- the context lock -------------------------------------------------
+ * One recursive lock per context; its place in the library's lock order is
+ * written down in docs/design.md §8. Every `_locked` function and every call
+ * of an exporter op asserts it is held (dmb_assert_locked(); on unless built
+ * with -Dlock_checks=false).
+ */
+static inline void dmb_lock(struct dmabuf_ctx *ctx)
+{
+	struct dmb_ctx_base *b = DMB_CTX_BASE(ctx);
+
+	pthread_mutex_lock(&b->lock);
+	if (b->depth++ == 0)
+		atomic_store_explicit(&b->owner, pthread_self(), memory_order_relaxed);
+}
+
+static inline bool dmb_trylock(struct dmabuf_ctx *ctx)
+{
+	struct dmb_ctx_base *b = DMB_CTX_BASE(ctx);
+
+	if (pthread_mutex_trylock(&b->lock) != 0)
+		return false;
+	if (b->depth++ == 0)
+		atomic_store_explicit(&b->owner, pthread_self(), memory_order_relaxed);
+	return true;
+}
+
+static inline void dmb_unlock(struct dmabuf_ctx *ctx)
+{
+	struct dmb_ctx_base *b = DMB_CTX_BASE(ctx);
+
+	if (--b->depth == 0)
+		atomic_store_explicit(&b->owner, (pthread_t)0, memory_order_relaxed);
+	pthread_mutex_unlock(&b->lock);
+}
+
+/* True when the calling thread holds the context lock (at any depth). */
+static inline bool dmb_ctx_held(struct dmabuf_ctx *ctx)
+{
+	return pthread_equal(atomic_load_explicit(&DMB_CTX_BASE(ctx)->owner,
+						  memory_order_relaxed),
+			     pthread_self());
+}
+
+/* Drops the lock completely, however deep the caller holds it, and returns
+ * the depth to give back to dmb_relock(). A wait for another thread (a
+ * fence signal) must not keep a recursive lock that an outer frame took. */
+unsigned int dmb_unlock_all(struct dmabuf_ctx *ctx);
+void dmb_relock(struct dmabuf_ctx *ctx, unsigned int depth);
+
+/* Logs where the rule was broken and aborts. */
+__attribute__((noreturn)) void dmb_lock_violation(struct dmabuf_ctx *ctx,
+						  const char *func);
+
+#ifndef DMB_LOCK_CHECKS
+#define DMB_LOCK_CHECKS 1
+#endif
+#if DMB_LOCK_CHECKS
+/* An expression, so it can guard an op call (DMB_OP in core/private.h). */
+#define dmb_assert_locked(ctx)                                                 \
+	((void)(dmb_ctx_held(ctx) || (dmb_lock_violation((ctx), __func__), 0)))
+#else
+#define dmb_assert_locked(ctx) ((void)(ctx))
+#endif
 static inline int dmb_ctx_epoll_fd(struct dmabuf_ctx *ctx) { return DMB_CTX_BASE(ctx)->epoll_fd; }
 
 /* Syscall layer for fault injection (sys.c): tests make the Nth call of a

@@ -35,6 +35,31 @@ int dmb_ctx_base_init(struct dmabuf_ctx *ctx)
 	return 0;
 }
 
+unsigned int dmb_unlock_all(struct dmabuf_ctx *ctx)
+{
+	struct dmb_ctx_base *b = DMB_CTX_BASE(ctx);
+	unsigned int depth = b->depth;
+
+	for (unsigned int i = depth; i > 0; i--)
+		dmb_unlock(ctx);
+	return depth;
+}
+
+void dmb_relock(struct dmabuf_ctx *ctx, unsigned int depth)
+{
+	for (unsigned int i = 0; i < depth; i++)
+		dmb_lock(ctx);
+}
+
+void dmb_lock_violation(struct dmabuf_ctx *ctx, const char *func)
+{
+	dmb_err(NULL, "lock rule broken: %s runs without the lock of context %p (held by %s)",
+		func, (void *)ctx,
+		atomic_load_explicit(&DMB_CTX_BASE(ctx)->owner, memory_order_relaxed)
+			? "another thread" : "nobody");
+	abort();
+}
+
 void dmb_ctx_base_publish(struct dmabuf_ctx *ctx)
 {
 	struct dmb_ctx_base *b = DMB_CTX_BASE(ctx);
@@ -125,6 +150,7 @@ int dmb_ctx_dispatch_locked(struct dmabuf_ctx *ctx, int timeout_ms)
 	struct epoll_event evs[DISPATCH_BATCH];
 	int n, handled = 0;
 
+	dmb_assert_locked(ctx);
 	n = epoll_wait(dmb_ctx_epoll_fd(ctx), evs, DMB_ARRAY_SIZE(evs), timeout_ms);
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
@@ -182,10 +208,10 @@ void dmb_ctx_serve_others(struct dmabuf_ctx *self)
 		/* A context whose lock is taken is being served by its owner;
 		 * one inherited over fork() belongs to the parent. */
 		if (b == DMB_CTX_BASE(self) || b->fork_gen != dmb_fork_gen() ||
-		    pthread_mutex_trylock(&b->lock) != 0)
+		    !dmb_trylock((struct dmabuf_ctx *)b))
 			continue;
 		dmb_ctx_dispatch_locked((struct dmabuf_ctx *)b, 0);
-		pthread_mutex_unlock(&b->lock);
+		dmb_unlock((struct dmabuf_ctx *)b);
 	}
 	pthread_mutex_unlock(&contexts_lock);
 }

@@ -26,6 +26,7 @@ int dmb_attach_locked(struct dmabuf *buf, struct dmabuf_device *dev,
 	struct dmabuf_attachment *att;
 	int ret;
 
+	dmb_assert_locked(ctx);
 	if ((ret = dmb_sys_fail(DMB_SYS_CALLOC)))
 		return -ret;
 	att = calloc(1, sizeof(*att));
@@ -41,7 +42,7 @@ int dmb_attach_locked(struct dmabuf *buf, struct dmabuf_device *dev,
 		return ret;
 	}
 	if (buf->ops->attach) {
-		ret = buf->ops->attach(buf, att);
+		ret = DMB_OP(buf, attach)(buf, att);
 		if (ret < 0) {
 			dmb_info(ctx, "attach %s to %s refused by exporter: %d",
 				 dev->name, buf->exp_name, ret);
@@ -91,9 +92,9 @@ static void mapping_undo(struct dmabuf_attachment *att, struct dmabuf_sg_table *
 	att->nmappings--;
 	buf->nmappings--;
 	att->ctx->stats.mappings_live--;
-	buf->ops->unmap(att, sgt, dir);
+	DMB_OP(buf, unmap)(att, sgt, dir);
 	if (!att->nmappings && att->pinned) {
-		buf->ops->unpin(att);
+		DMB_OP(buf, unpin)(att);
 		att->pinned = false;
 	}
 }
@@ -103,13 +104,15 @@ void dmb_detach_locked(struct dmabuf_attachment *att)
 	struct dmabuf *buf = att->buf;
 	struct dmabuf_sg_table *sgt;
 
+	dmb_assert_locked(att->ctx);
+
 	while ((sgt = LIST_FIRST(&att->mappings))) {
 		dmb_warn(att->ctx, "detach of %s from %s with a live mapping: unmapping it",
 			 att->dev->name, buf->exp_name);
 		mapping_undo(att, sgt);
 	}
 	if (buf->ops->detach)
-		buf->ops->detach(buf, att);
+		DMB_OP(buf, detach)(buf, att);
 	LIST_REMOVE(att, buf_link);
 	buf->nattachments--;
 	att->dev->attach_count--;
@@ -180,6 +183,7 @@ int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 	struct dmabuf_sg_table *sgt = NULL;
 	int ret;
 
+	dmb_assert_locked(ctx);
 	if (!dir_valid(dir)) {
 		dmb_err(ctx, "map of %s for %s: invalid direction %d", buf->exp_name,
 			att->dev->name, (int)dir);
@@ -194,12 +198,12 @@ int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 	if (!dmb_obj_live(att, DMB_OBJ_ATTACHMENT))
 		return -EINVAL;
 	if (buf->ops->pin && !att->pinned) {
-		ret = buf->ops->pin(att);
+		ret = DMB_OP(buf, pin)(att);
 		if (ret < 0)
 			return ret;
 		att->pinned = true;
 	}
-	ret = buf->ops->map(att, dir, &sgt);
+	ret = DMB_OP(buf, map)(att, dir, &sgt);
 	if (ret == 0 && (!dmb_obj_live(sgt, DMB_OBJ_SG_TABLE) || sgt->att)) {
 		dmb_err(ctx, "exporter %s: map op returned no usable sg table", buf->exp_name);
 		ret = -EINVAL;
@@ -212,12 +216,12 @@ int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 		if (ret < 0) {
 			dmb_info(ctx, "map of %s for %s: device cannot use the layout: %d",
 				 buf->exp_name, att->dev->name, ret);
-			buf->ops->unmap(att, sgt, dir);
+			DMB_OP(buf, unmap)(att, sgt, dir);
 		}
 	}
 	if (ret < 0) {
 		if (!att->nmappings && att->pinned) {
-			buf->ops->unpin(att);
+			DMB_OP(buf, unpin)(att);
 			att->pinned = false;
 		}
 		return ret;
@@ -253,6 +257,7 @@ DMABUF_EXPORT int dmabuf_map_attachment(struct dmabuf_attachment *att,
 int dmb_unmap_locked(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt,
 		     enum dmabuf_direction dir)
 {
+	dmb_assert_locked(att->ctx);
 	if (!dmb_obj_live(sgt, DMB_OBJ_SG_TABLE) || sgt->att != att) {
 		dmb_err(att->ctx, "unmap for %s: table %p is not a live mapping of this attachment",
 			att->dev->name, (void *)sgt);

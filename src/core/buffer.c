@@ -62,8 +62,6 @@ int dmb_export_validate(const struct dmabuf_export_info *info)
 	if (!info || !info->ops || !info->priv)
 		return -EINVAL;
 	ops = info->ops;
-	if (ops->version != 0 && ops->version != DMABUF_OPS_VERSION)
-		return -EINVAL;
 	if (!ops->map || !ops->unmap || !ops->release)
 		return -EINVAL;
 	if (!ops->pin != !ops->unpin)
@@ -251,17 +249,20 @@ DMABUF_EXPORT int dmabuf_export(struct dmabuf_ctx *ctx,
 				const struct dmabuf_export_info *info,
 				struct dmabuf **out)
 {
+	struct dmabuf_export_info in;
 	int ret;
 
-	if (!out || !dmb_ctx_usable(ctx))
+	if (!out || !dmb_ctx_usable(ctx) || !info)
 		return -EINVAL;
-	ret = dmb_export_validate(info);
+	ret = dmb_struct_in(&in, sizeof(in), info, DMB_V1_SIZE(struct dmabuf_export_info));
+	if (ret == 0)
+		ret = dmb_export_validate(&in);
 	dmb_lock(ctx);
 	if (ret < 0)
-		dmb_err(ctx, "dmabuf_export(%s): invalid export info (ops, priv, size or flags)",
-			info && info->exp_name ? info->exp_name : "?");
+		dmb_err(ctx, "dmabuf_export(%s): invalid export info (size field, ops, priv, size or flags)",
+			info->exp_name ? info->exp_name : "?");
 	else
-		ret = dmb_buf_create(ctx, info, NULL, out);
+		ret = dmb_buf_create(ctx, &in, NULL, out);
 	dmb_unlock(ctx);
 	return ret;
 }
@@ -455,29 +456,30 @@ DMABUF_EXPORT int dmabuf_set_name(struct dmabuf *buf, const char *name)
 DMABUF_EXPORT int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info)
 {
 	struct dmabuf_ctx *ctx;
+	struct dmabuf_info in;
 
 	if (!info)
 		return -EINVAL;
 	ctx = dmb_buf_lock_any(buf);
 	if (!ctx)
 		return -EINVAL;
-	memset(info, 0, sizeof(*info));
-	info->size = buf->size;
-	info->flags = buf->flags;
-	info->inode = buf->key.ino;
-	strlcpy(info->exp_name, buf->exp_name, sizeof(info->exp_name));
-	strlcpy(info->name, buf->name, sizeof(info->name));
-	info->refcount = buf->refcount;
-	info->attachments = buf->nattachments;
-	info->mappings = buf->nmappings;
-	info->vmap_count = buf->vmap_count;
-	info->backing_allocated = buf->backing.runs != NULL;
-	info->contiguous = buf->backing.nruns == 1;
-	info->imported = buf->imported;
+	memset(&in, 0, sizeof(in));
+	in.size = buf->size;
+	in.flags = buf->flags;
+	in.inode = buf->key.ino;
+	strlcpy(in.exp_name, buf->exp_name, sizeof(in.exp_name));
+	strlcpy(in.name, buf->name, sizeof(in.name));
+	in.refcount = buf->refcount;
+	in.attachments = buf->nattachments;
+	in.mappings = buf->nmappings;
+	in.vmap_count = buf->vmap_count;
+	in.backing_allocated = buf->backing.runs != NULL;
+	in.contiguous = buf->backing.nruns == 1;
+	in.imported = buf->imported;
 	if (buf->imported && buf->state == DMB_BUF_LIVE)
-		dmb_remote()->describe(buf, info); /* the exporter's counts, if it is there */
+		dmb_remote()->describe(buf, &in); /* the exporter's counts, if it is there */
 	dmb_unlock(ctx);
-	return 0;
+	return dmb_struct_out(info, &in, sizeof(in), DMB_V1_SIZE(struct dmabuf_info));
 }
 
 static _Atomic(const struct dmb_remote_hooks *) remote_hooks;

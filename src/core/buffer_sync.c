@@ -16,14 +16,17 @@ static enum dmabuf_resv_usage usage_rw(bool write)
 	return write ? DMABUF_RESV_USAGE_READ : DMABUF_RESV_USAGE_WRITE;
 }
 
-/* Waits with the context lock dropped, so the thread that will signal can
- * use the context meanwhile; the caller's reference keeps buf alive. */
+/* Waits with the context lock dropped (whole, at any recursion depth), so
+ * the thread that will signal can use the context meanwhile; the caller's
+ * reference keeps buf alive. */
 static int wait_unlocked(struct dmabuf *buf, enum dmabuf_resv_usage usage, int timeout_ms)
 {
 	struct dmabuf_ctx *ctx = buf->ctx;
 	bool held = buf->state == DMB_BUF_LIVE;
+	unsigned int depth;
 	int ret;
 
+	dmb_assert_locked(ctx);
 	if (dmabuf_resv_test_signaled(buf->resv, usage) == 1)
 		return 0;
 	if (timeout_ms == 0)
@@ -33,9 +36,9 @@ static int wait_unlocked(struct dmabuf *buf, enum dmabuf_resv_usage usage, int t
 	 * the caller's fd.) */
 	if (held)
 		buf->refcount++;
-	dmb_unlock(ctx);
+	depth = dmb_unlock_all(ctx);
 	ret = dmabuf_resv_wait(buf->resv, usage, timeout_ms);
-	dmb_lock(ctx);
+	dmb_relock(ctx, depth);
 	if (held)
 		dmabuf_put(buf);
 	return ret < 0 ? ret : ret == 0 ? -EBUSY : 0;
@@ -60,6 +63,7 @@ static int sync_flags_valid(uint32_t flags)
 
 int dmb_buf_export_sync_file_locked(struct dmabuf *buf, uint32_t flags)
 {
+	dmb_assert_locked(buf->ctx);
 	struct dmabuf_fence *fence = NULL;
 	int ret;
 

@@ -63,13 +63,15 @@ int dmb_cpu_begin_locked(struct dmabuf *buf, enum dmabuf_direction dir, int time
 {
 	int ret;
 
+	dmb_assert_locked(buf->ctx);
+
 	if (!dir_valid(dir))
 		return -EINVAL;
 	ret = dmb_buf_wait_for_cpu(buf, dir_writes(dir), timeout_ms);
 	if (ret < 0)
 		return ret;
 	if (buf->ops->begin_cpu_access) {
-		ret = buf->ops->begin_cpu_access(buf, dir);
+		ret = DMB_OP(buf, begin_cpu_access)(buf, dir);
 		if (ret < 0)
 			return ret;
 	}
@@ -85,6 +87,8 @@ int dmb_cpu_end_locked(struct dmabuf *buf, enum dmabuf_direction dir)
 {
 	int ret = 0;
 
+	dmb_assert_locked(buf->ctx);
+
 	if (!dir_valid(dir))
 		return -EINVAL;
 	if ((dir_reads(dir) && !buf->cpu_read_open) ||
@@ -94,7 +98,7 @@ int dmb_cpu_end_locked(struct dmabuf *buf, enum dmabuf_direction dir)
 		return -EINVAL;
 	}
 	if (buf->ops->end_cpu_access)
-		ret = buf->ops->end_cpu_access(buf, dir);
+		ret = DMB_OP(buf, end_cpu_access)(buf, dir);
 	/* The bracket closes even if the exporter's end failed: the caller
 	 * cannot retry an end. */
 	if (dir_reads(dir))
@@ -160,7 +164,7 @@ DMABUF_EXPORT int dmabuf_mmap(struct dmabuf *buf, uint64_t offset, uint64_t len,
 		ret = -EACCES;
 		goto out;
 	}
-	ret = buf->ops->mmap(buf, offset, len, prot);
+	ret = DMB_OP(buf, mmap)(buf, offset, len, prot);
 	if (ret < 0)
 		goto out;
 	m = calloc(1, sizeof(*m));
@@ -233,7 +237,7 @@ DMABUF_EXPORT int dmabuf_vmap(struct dmabuf *buf, void **vaddr)
 		ret = -EINVAL;
 		goto out;
 	}
-	ret = buf->ops->vmap(buf, &p);
+	ret = DMB_OP(buf, vmap)(buf, &p);
 	if (ret < 0)
 		goto out;
 	if (!p) {
@@ -266,7 +270,7 @@ DMABUF_EXPORT int dmabuf_vunmap(struct dmabuf *buf, void *vaddr)
 		/* In strict mode a stale vmap pointer faults from now on. */
 		strict_apply(buf);
 		if (buf->ops->vunmap)
-			buf->ops->vunmap(buf, vaddr);
+			DMB_OP(buf, vunmap)(buf, vaddr);
 		buf->vmap_addr = NULL;
 	}
 	dmb_unlock(ctx);
@@ -320,7 +324,7 @@ void dmb_cpu_access_fini(struct dmabuf *buf)
 		dmb_err(buf->ctx, "buffer %s released with %u vmap(s) left",
 			buf->exp_name, buf->vmap_count);
 		if (buf->ops->vunmap)
-			buf->ops->vunmap(buf, buf->vmap_addr);
+			DMB_OP(buf, vunmap)(buf, buf->vmap_addr);
 		buf->vmap_count = 0;
 	}
 }

@@ -90,12 +90,16 @@ DMABUF_EXPORT int dmabuf_device_new(struct dmabuf_ctx *ctx,
 				    const struct dmabuf_device_info *info,
 				    struct dmabuf_device **out)
 {
+	struct dmabuf_device_info in;
 	int ret;
 
 	if (!info || !out || !dmb_ctx_usable(ctx))
 		return -EINVAL;
+	ret = dmb_struct_in(&in, sizeof(in), info, DMB_V1_SIZE(struct dmabuf_device_info));
+	if (ret < 0)
+		return ret;
 	dmb_lock(ctx);
-	ret = dmb_device_create(ctx, info, false, out);
+	ret = dmb_device_create(ctx, &in, false, out);
 	dmb_unlock(ctx);
 	return ret;
 }

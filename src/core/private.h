@@ -137,6 +137,11 @@ struct dmabuf {
 };
 
 RB_PROTOTYPE(dmb_buf_tree, dmabuf, inode_node, dmb_buf_inode_cmp);
+
+/* An exporter op of buf, called as DMB_OP(buf, map)(att, dir, &sgt): every op
+ * runs with the context lock held (include/dmabuf.h says so per op), and
+ * this is where it is asserted. */
+#define DMB_OP(buf, name) (dmb_assert_locked((buf)->ctx), (buf)->ops->name)
 RB_PROTOTYPE(dmb_wd_tree, dmabuf, wd_node, dmb_buf_wd_cmp);
 
 /* Validates buf (live object with a reference) and takes its context lock;

@@ -180,7 +180,7 @@ void dmb_buf_release_now(struct dmabuf *buf)
 	dmb_cpu_access_fini(buf);
 	dmb_release_unwatch(buf);
 	dmb_dbg(ctx, "release %s (ino %lu)", buf->exp_name, (unsigned long)buf->key.ino);
-	buf->ops->release(buf);
+	DMB_OP(buf, release)(buf);
 	ctx->stats.buffers_released++;
 	dmb_buf_destroy(buf);
 }

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The context lock's rules (docs/design.md §8): the held-lock assertion
+ * fires where the lock is missing, and a wait for a fence drops the
+ * recursive lock whole, however deep the caller holds it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dmabuf-fence.h"
+#include "exporter.h"
+#include "private.h"
+
+#define MiB (1024ull * 1024)
+
+static void assertion_fires_without_the_lock(void **state)
+{
+	struct dmabuf_ctx *ctx;
+	struct test_exporter tx = { 0 };
+	struct dmabuf_device *dev;
+	struct dmabuf_attachment *att;
+	struct dmabuf *buf;
+	int status;
+	pid_t pid;
+
+	if (!DMB_LOCK_CHECKS)
+		skip();
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		ctx = tx_ctx_new(0);
+		buf = tx_export(ctx, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		dev = tx_device(ctx, "dev", 64, 0, 0);
+		if (dmabuf_attach(buf, dev, &att) != 0)
+			_exit(2);
+		/* Internal: callers must hold the lock. */
+		dmb_detach_locked(att);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+}
+
+struct signaller {
+	struct dmabuf_ctx *ctx;
+	struct dmabuf *buf;
+	struct dmabuf_timeline *tl;
+	atomic_bool got_lock;
+};
+
+/* Signals only after it could take the context lock (within 5 s), which it
+ * can only while the waiter has dropped the lock entirely. */
+static void *signal_after_lock(void *arg)
+{
+	struct signaller *s = arg;
+	struct timespec ts = { 0, 1000000 };
+
+	for (int i = 0; i < 5000 && !s->got_lock; i++) {
+		if (dmb_trylock(s->ctx)) {
+			s->got_lock = true;
+			dmb_unlock(s->ctx);
+		} else {
+			nanosleep(&ts, NULL);
+		}
+	}
+	dmabuf_timeline_inc(s->tl, 1);
+	return NULL;
+}
+
+static void wait_drops_a_recursive_lock_whole(void **state)
+{
+	struct test_exporter tx = { 0 };
+	struct signaller s = { .ctx = tx_ctx_new(0) };
+	struct dmabuf_fence *w;
+	pthread_t th;
+
+	s.buf = tx_export(s.ctx, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	assert_int_equal(dmabuf_timeline_new("render", &s.tl), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(s.tl, 1, &w), 0);
+	assert_int_equal(dmabuf_resv_add_fence(dmabuf_get_resv(s.buf), w,
+					       DMABUF_RESV_USAGE_WRITE), 0);
+	/* An outer frame holds the lock, as an exporter op calling back into
+	 * the library does; the wait inside begin_cpu_access must still let
+	 * the signalling thread in. */
+	dmb_lock(s.ctx);
+	assert_int_equal(pthread_create(&th, NULL, signal_after_lock, &s), 0);
+	assert_int_equal(dmabuf_begin_cpu_access(s.buf, DMABUF_FROM_DEVICE), 0);
+	assert_true(dmb_ctx_held(s.ctx));
+	dmb_unlock(s.ctx);
+	pthread_join(th, NULL);
+	assert_true(s.got_lock);
+	assert_false(dmb_ctx_held(s.ctx));
+	assert_int_equal(dmabuf_end_cpu_access(s.buf, DMABUF_FROM_DEVICE), 0);
+	dmabuf_fence_put(w);
+	dmabuf_timeline_destroy(s.tl);
+	assert_int_equal(dmabuf_put(s.buf), 0);
+	dmabuf_ctx_destroy(s.ctx);
+}
+
+static void held_reports_the_owner_only(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+
+	assert_false(dmb_ctx_held(ctx));
+	dmb_lock(ctx);
+	dmb_lock(ctx);
+	assert_true(dmb_ctx_held(ctx));
+	assert_int_equal(dmb_unlock_all(ctx), 2);
+	assert_false(dmb_ctx_held(ctx));
+	dmb_relock(ctx, 2);
+	assert_true(dmb_ctx_held(ctx));
+	dmb_unlock(ctx);
+	assert_true(dmb_ctx_held(ctx));
+	dmb_unlock(ctx);
+	assert_false(dmb_ctx_held(ctx));
+	dmabuf_ctx_destroy(ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		harness_test(assertion_fires_without_the_lock),
+		harness_test(wait_drops_a_recursive_lock_whole),
+		harness_test(held_reports_the_owner_only),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
