@@ -127,7 +127,7 @@ static void cycle(struct dmabuf_ctx *ctx, uint64_t size, enum mode mode,
 
 static void check_empty(struct dmabuf_ctx *ctx, unsigned long expect)
 {
-	struct dmabuf_ctx_stats st;
+	struct dmabuf_ctx_stats st = { 0 };
 
 	BENCH_CHECK(dmabuf_ctx_get_stats(ctx, &st));
 	if (releases != expect || st.buffers_live != 0 || st.buffers_released != expect)

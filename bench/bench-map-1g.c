@@ -143,7 +143,7 @@ static void bench_device(struct dmabuf *buf, struct dmabuf_device *dev,
 
 static void wait_released(struct dmabuf_ctx *ctx, uint64_t expect)
 {
-	struct dmabuf_ctx_stats st;
+	struct dmabuf_ctx_stats st = { 0 };
 	uint64_t deadline = bench_now_ns() + 5000000000ull;
 
 	for (;;) {

@@ -145,7 +145,7 @@ static struct dmabuf *export_one(struct dmabuf_ctx *ctx)
 
 static void check_stats(struct dmabuf_ctx *ctx, uint64_t live, const char *when)
 {
-	struct dmabuf_ctx_stats st;
+	struct dmabuf_ctx_stats st = { 0 };
 
 	BENCH_CHECK(dmabuf_ctx_get_stats(ctx, &st));
 	if (st.buffers_live != live || st.buffers_released != releases)

@@ -788,7 +788,7 @@ int main(void)
 	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
 		BENCH_FAIL("importer process failed (status %#x)", status);
 	{
-		struct dmabuf_ctx_stats st;
+		struct dmabuf_ctx_stats st = { 0 };
 
 		BENCH_CHECK(dmabuf_ctx_get_stats(actx, &st));
 		if (st.buffers_live || st.buffers_released != a_exports)

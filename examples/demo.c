@@ -341,7 +341,7 @@ static void camera_check_encoder_result(struct frame *f)
 
 static void camera_finish_frame(struct camera *cam, struct frame *f)
 {
-	struct dmabuf_info info;
+	struct dmabuf_info info = { 0 };
 
 	CHECK(dmabuf_get_info(f->buf, &info));
 	if (!info.backing_allocated || !info.contiguous)
@@ -417,7 +417,7 @@ static void camera_handle_msg(struct camera *cam, int c)
  * thread, when the last holder in any process lets go). */
 static void camera_report_releases(struct camera *cam)
 {
-	struct dmabuf_ctx_stats st;
+	struct dmabuf_ctx_stats st = { 0 };
 
 	CHECK(dmabuf_ctx_get_stats(cam->ctx, &st));
 	if (st.buffers_released != cam->released_seen) {
@@ -438,7 +438,7 @@ static int camera_main(int enc_sock, int disp_sock)
 		.call_timeout_ms = WAIT_MS,
 	};
 	struct camera cam = { .sock = { enc_sock, disp_sock } };
-	struct dmabuf_ctx_stats st;
+	struct dmabuf_ctx_stats st = { 0 };
 	struct timespec t0;
 	struct frame *writing = NULL;
 	uint32_t next = 1;
@@ -707,7 +707,7 @@ static int consumer_main(int role, int sock)
 		struct dmabuf *buf;
 		struct dmabuf_attachment *att;
 		struct dmabuf_sg_table *sgt;
-		struct dmabuf_info info;
+		struct dmabuf_info info = { 0 };
 		struct msg m;
 		int fd;
 

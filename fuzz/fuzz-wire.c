@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzz harness for the wire decoder (src/wire.c).
+ * Fuzz harness for the wire decoder (src/transport/wire.c).
  *
  * Input: one control byte, then the message. Control bits 0-2: number of
  * fds that "arrived" with it (0..7, so too many is reachable); bit 3: the

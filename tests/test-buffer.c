@@ -33,8 +33,6 @@ static void export_rejects_bad_info(void **state)
 	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
 	ops = tx_ops; ops.unpin = tx_unpin; /* unpin without pin */
 	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
-	ops = tx_ops; ops.version = DMABUF_OPS_VERSION + 1;
-	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
 	ops = tx_ops;
 	info.priv = NULL;
 	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
@@ -56,12 +54,68 @@ static void export_rejects_bad_info(void **state)
 	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
 	assert_int_equal(dmabuf_export(NULL, &info, &buf), -EINVAL);
 	assert_null(buf);
+	/* A table from a newer library is used for the members this one
+	 * knows (dispatch by version per member). */
+	info.alloc = DMABUF_ALLOC_SYSTEM;
+	ops = tx_ops; ops.version = DMABUF_OPS_VERSION + 1;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(tx.release, 1);
+	tx.release = 0;
+	buf = NULL;
 	/* pin + unpin together, and version 0, are fine */
 	info.alloc = DMABUF_ALLOC_SYSTEM;
 	ops = tx_pin_ops; ops.version = 0;
 	assert_int_equal(dmabuf_export(ctx, &info, &buf), 0);
 	assert_int_equal(dmabuf_put(buf), 0);
 	assert_int_equal(tx.release, 1);
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* Versioned structs: an older (shorter) and a newer (longer) caller. */
+static void export_info_is_size_versioned(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct {
+		struct dmabuf_export_info info;
+		uint64_t newer_field;
+	} big = { .info = { .ops = &tx_ops, .size = SZ, .flags = O_RDWR, .priv = &tx } };
+	struct dmabuf *buf = NULL;
+	struct dmabuf_info bi = { .struct_size = sizeof(bi) };
+	struct { struct dmabuf_info info; uint64_t newer; } bigout = { .newer = 77 };
+	struct dmabuf_ctx_stats st = { .struct_size = 4 }; /* only the size field */
+
+	/* newer caller, newer field zero: fine */
+	big.info.struct_size = sizeof(big);
+	assert_int_equal(dmabuf_export(ctx, &big.info, &buf), 0);
+	/* output: the library writes what it has and no more */
+	bigout.info.struct_size = sizeof(bigout);
+	assert_int_equal(dmabuf_get_info(buf, &bigout.info), 0);
+	assert_int_equal(bigout.info.size, SZ);
+	assert_int_equal(bigout.info.struct_size, sizeof(bigout));
+	assert_int_equal(bigout.newer, 77);
+	assert_int_equal(dmabuf_get_info(buf, &bi), 0);
+	assert_int_equal(bi.size, SZ);
+	assert_int_equal(dmabuf_ctx_get_stats(ctx, &st), 0);
+	assert_int_equal(st.struct_size, 4);
+	assert_int_equal(st.buffers_live, 0); /* not written */
+	assert_int_equal(dmabuf_put(buf), 0);
+	buf = NULL;
+	/* newer caller asking for something this library does not know */
+	big.newer_field = 1;
+	assert_int_equal(dmabuf_export(ctx, &big.info, &buf), -E2BIG);
+	assert_null(buf);
+	/* older caller whose struct ends before ops: ops read as NULL */
+	big.newer_field = 0;
+	big.info.struct_size = offsetof(struct dmabuf_export_info, ops);
+	assert_int_equal(dmabuf_export(ctx, &big.info, &buf), -EINVAL);
+	/* shorter than the size field itself */
+	big.info.struct_size = 2;
+	assert_int_equal(dmabuf_export(ctx, &big.info, &buf), -EINVAL);
+	assert_null(buf);
+	bi.struct_size = 3;
+	assert_int_equal(dmabuf_get_info(buf, &bi), -EINVAL);
 	dmabuf_ctx_destroy(ctx);
 }
 
@@ -102,7 +156,7 @@ static void get_finds_same_object(void **state)
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	struct dmabuf *got = NULL;
-	struct dmabuf_info info;
+	struct dmabuf_info info = { 0 };
 	int fd = dmabuf_fd(buf, O_CLOEXEC), nfd;
 
 	assert_int_equal(dmabuf_get(ctx, fd, &got), 0);
@@ -154,7 +208,7 @@ static void set_name_follows_kernel_rules(void **state)
 	struct dmabuf_ctx *ctx = tx_ctx_new(0);
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
-	struct dmabuf_info info;
+	struct dmabuf_info info = { 0 };
 	char name[DMABUF_NAME_LEN + 1];
 
 	memset(name, 'a', sizeof(name));
@@ -187,7 +241,7 @@ static void export_failure_leaks_nothing(void **state)
 	struct dmabuf_export_info info = {
 		.ops = &tx_ops, .size = SZ, .flags = O_RDWR, .priv = &tx,
 	};
-	struct dmabuf_ctx_stats st;
+	struct dmabuf_ctx_stats st = { 0 };
 	struct dmabuf *buf = NULL;
 	const enum dmb_sys_call calls[] = {
 		DMB_SYS_MEMFD_CREATE, DMB_SYS_REOPEN, DMB_SYS_MMAP,
@@ -231,6 +285,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		harness_test(export_rejects_bad_info),
+		harness_test(export_info_is_size_versioned),
 		harness_test(fd_is_one_open_file_description),
 		harness_test(get_finds_same_object),
 		harness_test(double_put_is_detected),

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Error paths of the core: every public entry point that allocates is made to
- * fail at each syscall it makes (src/sys.h fault injection). Each failure
+ * fail at each syscall it makes (src/base/sys.h fault injection). Each failure
  * must return the injected errno, leave no fd (harness_test), no memory
  * (valgrind), no simulated frames and no half-made object behind, and the
  * context must work normally afterwards. Then NULL, stale and mistyped
@@ -29,7 +29,7 @@ static const enum dmabuf_alloc allocs[] = {
 /* Nothing of a failed call is left in the context. */
 static void assert_ctx_empty(struct dmabuf_ctx *ctx)
 {
-	struct dmabuf_ctx_stats st;
+	struct dmabuf_ctx_stats st = { 0 };
 
 	dmabuf_ctx_dispatch(ctx);
 	assert_int_equal(dmabuf_ctx_get_stats(ctx, &st), 0);
@@ -174,7 +174,7 @@ static void attach_alloc_failure(void **state)
 	struct dmabuf_device *dev = tx_device(ctx, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
 	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	struct dmabuf_attachment *att = NULL;
-	struct dmabuf_info info;
+	struct dmabuf_info info = { 0 };
 
 	dmb_sys_inject(DMB_SYS_CALLOC, 1, ENOMEM);
 	assert_int_equal(dmabuf_attach(buf, dev, &att), -ENOMEM);
@@ -205,7 +205,7 @@ static void map_enomem_unwinds(void **state)
 	struct dmabuf *buf;
 	struct dmabuf_attachment *att;
 	struct dmabuf_sg_table *sgt = NULL;
-	struct dmabuf_info bi;
+	struct dmabuf_info bi = { 0 };
 
 	assert_int_equal(dmabuf_ctx_new(&cfg, &ctx), 0);
 	dmabuf_ctx_set_log(ctx, NULL, NULL, (enum dmabuf_log_priority)0);
@@ -252,7 +252,7 @@ static void vmap_failure(void **state)
 	struct dmabuf_ctx *ctx = tx_ctx_new(0);
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
-	struct dmabuf_info info;
+	struct dmabuf_info info = { 0 };
 	void *v = NULL;
 
 	dmb_sys_inject(DMB_SYS_MMAP, 1, ENOMEM);
@@ -413,7 +413,7 @@ static void ctx_destroy_with_nested_release(void **state)
 		struct dmabuf_ctx *ctx = tx_ctx_new(0);
 		struct holder h[3] = { 0 };
 		struct dmabuf *bufs[3];
-		struct dmabuf_info info[3];
+		struct dmabuf_info info[3] = { { 0 } };
 		int order[3] = { 0, 1, 2 };
 
 		for (int i = 0; i < 3; i++) {
@@ -477,8 +477,8 @@ static void null_pointers(void **state)
 		.ops = &tx_ops, .size = SZ, .flags = O_RDWR, .priv = &tx,
 	};
 	struct dmabuf_device_info di = { .name = "x" };
-	struct dmabuf_ctx_stats st;
-	struct dmabuf_info info;
+	struct dmabuf_ctx_stats st = { 0 };
+	struct dmabuf_info info = { 0 };
 	struct dmabuf_dma_fault faults[1];
 	struct dmabuf_attachment *att;
 	struct dmabuf_sg_table *sgt;
@@ -617,8 +617,8 @@ static void stale_and_mistyped_pointers(void **state)
 	struct dmabuf_device_info di = { .name = "x" };
 	struct dmabuf_attachment *att, *dead_att;
 	struct dmabuf_sg_table *sgt, *dead_sgt;
-	struct dmabuf_ctx_stats st;
-	struct dmabuf_info info;
+	struct dmabuf_ctx_stats st = { 0 };
+	struct dmabuf_info info = { 0 };
 	struct dmabuf_device *d2;
 	struct dmabuf *b2;
 	char bytes[8];

@@ -93,7 +93,7 @@ static void system_is_scattered_cma_is_contiguous(void **state)
 	struct dmabuf_device *dev = tx_device(ctx, "gpu", 64, DMABUF_DEVICE_IOMMU, 0);
 	int sys = dmabuf_heap_alloc(ctx, "system", 32 * MiB, O_RDWR, 0);
 	int cma = dmabuf_heap_alloc(ctx, "cma", 32 * MiB, O_RDWR, 0);
-	struct dmabuf_ctx_stats st;
+	struct dmabuf_ctx_stats st = { 0 };
 
 	assert_true(sys >= 0 && cma >= 0);
 	assert_true(cpu_entries_of(ctx, sys, dev) > 4);

@@ -51,7 +51,7 @@ static void release_at_put_when_no_fd(void **state)
 	struct dmabuf_ctx *ctx = tx_ctx_new(0);
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
-	struct dmabuf_ctx_stats st;
+	struct dmabuf_ctx_stats st = { 0 };
 
 	assert_ptr_equal(dmabuf_ref(buf), buf);
 	assert_int_equal(dmabuf_put(buf), 0);

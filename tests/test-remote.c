@@ -37,7 +37,7 @@ static void two_contexts_share_a_buffer(void **state)
 	struct dmabuf *proxy, *again;
 	struct dmabuf_attachment *att;
 	struct dmabuf_sg_table *sgt;
-	struct dmabuf_info info;
+	struct dmabuf_info info = { 0 };
 	uint8_t *v, byte;
 	int fd = dmabuf_fd(buf, O_CLOEXEC);
 
@@ -220,7 +220,7 @@ static void reimports_reuse_one_connection(void **state)
 	struct dmabuf_ctx *exp = tx_ctx_new(0), *imp = tx_ctx_new(0);
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf = tx_export(exp, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
-	struct dmabuf_info info;
+	struct dmabuf_info info = { 0 };
 	struct dmabuf *proxy;
 	int fd = dmabuf_fd(buf, O_CLOEXEC), fds;
 
@@ -355,7 +355,7 @@ static void killed_importer_is_cleaned_up_once(void **state)
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf = tx_export(exp, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	struct child_env env = { .mode = 1 };
-	struct dmabuf_info info;
+	struct dmabuf_info info = { 0 };
 	int sv[2], fd = dmabuf_fd(buf, O_CLOEXEC);
 	pid_t pid;
 

@@ -50,9 +50,11 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return -ENOMEM;
-	if (config)
-		ctx->config = *config;
-	ret = config_fill(&ctx->config);
+	ret = config ? dmb_struct_in(&ctx->config, sizeof(ctx->config), config,
+				     DMB_V1_SIZE(struct dmabuf_ctx_config))
+		     : 0;
+	if (ret == 0)
+		ret = config_fill(&ctx->config);
 	if (ret < 0) {
 		free(ctx);
 		return ret;
@@ -174,16 +176,17 @@ DMABUF_EXPORT int dmabuf_ctx_get_stats(struct dmabuf_ctx *ctx,
 				       struct dmabuf_ctx_stats *stats)
 {
 	struct dmb_physmem_stats pm;
+	struct dmabuf_ctx_stats s;
 
 	if (!stats || !dmb_ctx_lock_usable(ctx))
 		return -EINVAL;
-	*stats = ctx->stats;
+	s = ctx->stats;
 	dmb_physmem_get_stats(ctx->physmem, &pm);
-	stats->phys_total = pm.total;
-	stats->phys_used = pm.used;
-	stats->cma_total = pm.cma_total;
-	stats->cma_used = pm.cma_used;
+	s.phys_total = pm.total;
+	s.phys_used = pm.used;
+	s.cma_total = pm.cma_total;
+	s.cma_used = pm.cma_used;
 	dmb_unlock(ctx);
-	return 0;
+	return dmb_struct_out(stats, &s, sizeof(s), DMB_V1_SIZE(struct dmabuf_ctx_stats));
 }
 
