@@ -74,16 +74,16 @@ static void check_table(struct dmabuf_sg_table *sgt, const char *heap,
 	uint64_t csum = 0, dsum = 0;
 	unsigned int i;
 
-	*cpu = dmabuf_sg_table_cpu_count(sgt);
-	*dma = dmabuf_sg_table_dma_count(sgt);
+	*cpu = dmabuf_sg_table_get_cpu_count(sgt);
+	*dma = dmabuf_sg_table_get_dma_count(sgt);
 	dmabuf_for_each_sgtable_sg(sgt, ce, i)
 		csum += ce->length;
 	dmabuf_for_each_sgtable_dma_sg(sgt, de, i)
 		dsum += de->length;
-	if (dmabuf_sg_table_size(sgt) != SIZE || csum != SIZE || dsum != SIZE ||
+	if (dmabuf_sg_table_get_size(sgt) != SIZE || csum != SIZE || dsum != SIZE ||
 	    !*cpu || !*dma)
 		BENCH_FAIL("%s/%s: table covers %llu bytes (CPU entries %llu, DMA entries %llu), not %llu",
-			   heap, dev, (unsigned long long)dmabuf_sg_table_size(sgt),
+			   heap, dev, (unsigned long long)dmabuf_sg_table_get_size(sgt),
 			   (unsigned long long)csum, (unsigned long long)dsum,
 			   (unsigned long long)SIZE);
 }
@@ -121,8 +121,8 @@ static void bench_device(struct dmabuf *buf, struct dmabuf_device *dev,
 
 			BENCH_CHECK(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt));
 			b = bench_now_ns();
-			cpu = dmabuf_sg_table_cpu_count(sgt);
-			dma = dmabuf_sg_table_dma_count(sgt);
+			cpu = dmabuf_sg_table_get_cpu_count(sgt);
+			dma = dmabuf_sg_table_get_dma_count(sgt);
 			if (cpu != row->cpu || dma != row->dma)
 				BENCH_FAIL("%s/%s: remap gave %u/%u entries, first map %u/%u",
 					   heap, dname, cpu, dma, row->cpu, row->dma);

@@ -179,11 +179,11 @@ static void b_ops(struct dmabuf_ctx *ctx, struct dmabuf *buf, struct dmabuf_devi
 		t = bench_now_ns();
 		BENCH_CHECK(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt));
 		lib[1] += bench_now_ns() - t;
-		if (dmabuf_sg_table_size(sgt) != m->size || dmabuf_sg_table_dma_count(sgt) == 0)
+		if (dmabuf_sg_table_get_size(sgt) != m->size || dmabuf_sg_table_get_dma_count(sgt) == 0)
 			BENCH_FAIL("remote map: table of %llu bytes, %u DMA entries",
-				   (unsigned long long)dmabuf_sg_table_size(sgt),
-				   dmabuf_sg_table_dma_count(sgt));
-		sg = dmabuf_sg_table_cpu_count(sgt);
+				   (unsigned long long)dmabuf_sg_table_get_size(sgt),
+				   dmabuf_sg_table_get_dma_count(sgt));
+		sg = dmabuf_sg_table_get_cpu_count(sgt);
 		map_rep = W_MAP_REP_FIXED + 24 * sg;
 		t = bench_now_ns();
 		BENCH_CHECK(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL));

@@ -657,13 +657,13 @@ static void encoder_process_frame(struct consumer *cs, struct dmabuf *buf,
 /* The display's device: one contiguous segment, scanned out in one go. */
 static void display_process_frame(struct consumer *cs, struct dmabuf_sg_table *sgt, uint32_t n)
 {
-	const struct dmabuf_dma_entry *d = dmabuf_sg_table_dma_entries(sgt);
+	const struct dmabuf_dma_entry *d = dmabuf_sg_table_get_dma_entries(sgt);
 	uint64_t bad;
 
-	if (dmabuf_sg_table_dma_count(sgt) != 1 || d->length != FRAME_SIZE ||
+	if (dmabuf_sg_table_get_dma_count(sgt) != 1 || d->length != FRAME_SIZE ||
 	    d->dma_addr + d->length > (1ull << 32))
 		fail("frame %u: %u segments, first %#" PRIx64 "+%#" PRIx64
-		     ": not one segment below 4 GiB", n, dmabuf_sg_table_dma_count(sgt),
+		     ": not one segment below 4 GiB", n, dmabuf_sg_table_get_dma_count(sgt),
 		     d->dma_addr, d->length);
 	CHECK(dmabuf_dma_read(cs->dev, d->dma_addr, cs->pixels, PIXEL_BYTES));
 	bad = verify_pixels(n, cs->pixels, NULL);
@@ -740,10 +740,10 @@ static int consumer_main(int role, int sock)
 		 * addresses are assigned here, for our device. */
 		CHECK(dmabuf_map_attachment(att, dir, &sgt));
 		trace("frame %u: mapped -> %u DMA segment%s starting at %#" PRIx64
-		      " (pages: %u physical run%s)", m.frame, dmabuf_sg_table_dma_count(sgt),
-		      dmabuf_sg_table_dma_count(sgt) == 1 ? "" : "s",
-		      dmabuf_sg_table_dma_entries(sgt)[0].dma_addr,
-		      dmabuf_sg_table_cpu_count(sgt), dmabuf_sg_table_cpu_count(sgt) == 1 ? "" : "s");
+		      " (pages: %u physical run%s)", m.frame, dmabuf_sg_table_get_dma_count(sgt),
+		      dmabuf_sg_table_get_dma_count(sgt) == 1 ? "" : "s",
+		      dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
+		      dmabuf_sg_table_get_cpu_count(sgt), dmabuf_sg_table_get_cpu_count(sgt) == 1 ? "" : "s");
 
 		if (role == ENCODER)
 			encoder_process_frame(&cs, buf, sgt, m.frame);

@@ -103,8 +103,8 @@ static void print_table(const char *who, struct dmabuf_sg_table *sgt)
 	unsigned int i;
 
 	printf("  %s: %u CPU entr%s, %u DMA entr%s\n", who,
-	       dmabuf_sg_table_cpu_count(sgt), dmabuf_sg_table_cpu_count(sgt) == 1 ? "y" : "ies",
-	       dmabuf_sg_table_dma_count(sgt), dmabuf_sg_table_dma_count(sgt) == 1 ? "y" : "ies");
+	       dmabuf_sg_table_get_cpu_count(sgt), dmabuf_sg_table_get_cpu_count(sgt) == 1 ? "y" : "ies",
+	       dmabuf_sg_table_get_dma_count(sgt), dmabuf_sg_table_get_dma_count(sgt) == 1 ? "y" : "ies");
 	dmabuf_for_each_sgtable_sg(sgt, e, i) {
 		if (i == 3) {
 			printf("      ...\n");
@@ -173,7 +173,7 @@ int main(void)
 	print_table("display (no IOMMU, contiguous, 32-bit)", sd);
 
 	printf("5. The devices read the frame by DMA, through their own addresses.\n");
-	uint64_t addr = dmabuf_sg_table_dma_entries(se)[1].dma_addr;
+	uint64_t addr = dmabuf_sg_table_get_dma_entries(se)[1].dma_addr;
 	CHECK(dmabuf_dma_read(enc, addr, pixels, sizeof(pixels)));
 	printf("  encoder read at %#llx: %02x %02x %02x %02x (expected %02x %02x %02x %02x)\n",
 	       (unsigned long long)addr, pixels[0], pixels[1], pixels[2], pixels[3],
@@ -181,14 +181,14 @@ int main(void)
 	       (uint8_t)(65539 * 7));
 	if (pixels[1] != (uint8_t)(65537 * 7))
 		failures++;
-	addr = dmabuf_sg_table_dma_entries(sd)[0].dma_addr;
+	addr = dmabuf_sg_table_get_dma_entries(sd)[0].dma_addr;
 	CHECK(dmabuf_dma_read(disp, addr + FRAME_SIZE - 4, pixels, 4));
 	if (pixels[3] != (uint8_t)((FRAME_SIZE - 1) * 7))
 		failures++;
 	printf("  display read its last pixel: %02x\n", pixels[3]);
 
 	printf("6. Unmap, then a late DMA by the encoder faults instead of corrupting memory.\n");
-	uint64_t stale = dmabuf_sg_table_dma_entries(se)[0].dma_addr;
+	uint64_t stale = dmabuf_sg_table_get_dma_entries(se)[0].dma_addr;
 	CHECK(dmabuf_unmap_attachment(ae, se, DMABUF_TO_DEVICE));
 	se = NULL;
 	int r = dmabuf_dma_write(enc, stale, pixels, 4);

@@ -18,6 +18,8 @@
  * - Bad pointers: objects are validated against a registry of live objects,
  *   so a stale or doubly released buffer, attachment or sg table is reported
  *   as -EINVAL (with a log line) instead of corrupting memory.
+ * - Names: a getter is dmabuf_<object>_get_<what>() (dmabuf_get_<what>()
+ *   for the buffer itself); a predicate is dmabuf_<object>_is_<what>().
  * - Threads: all objects of one context are protected by one recursive lock
  *   per context, so any call may come from any thread. Exporter ops run with
  *   that lock held (it is recursive: an op may call back into libdmabuf on the
@@ -610,25 +612,25 @@ struct dmabuf_dma_entry {
 };
 
 /** Number of CPU entries (the kernel's orig_nents). */
-unsigned int dmabuf_sg_table_cpu_count(const struct dmabuf_sg_table *sgt);
+unsigned int dmabuf_sg_table_get_cpu_count(const struct dmabuf_sg_table *sgt);
 /** CPU entries, valid while the table lives. */
-const struct dmabuf_sg_entry *dmabuf_sg_table_cpu_entries(const struct dmabuf_sg_table *sgt);
+const struct dmabuf_sg_entry *dmabuf_sg_table_get_cpu_entries(const struct dmabuf_sg_table *sgt);
 /** Number of DMA entries (the kernel's nents); 0 before device mapping. */
-unsigned int dmabuf_sg_table_dma_count(const struct dmabuf_sg_table *sgt);
+unsigned int dmabuf_sg_table_get_dma_count(const struct dmabuf_sg_table *sgt);
 /** DMA entries, valid while the table lives. */
-const struct dmabuf_dma_entry *dmabuf_sg_table_dma_entries(const struct dmabuf_sg_table *sgt);
+const struct dmabuf_dma_entry *dmabuf_sg_table_get_dma_entries(const struct dmabuf_sg_table *sgt);
 /** Total bytes the table covers. */
-uint64_t dmabuf_sg_table_size(const struct dmabuf_sg_table *sgt);
+uint64_t dmabuf_sg_table_get_size(const struct dmabuf_sg_table *sgt);
 
 /** Iterates CPU entries, as for_each_sgtable_sg(). */
 #define dmabuf_for_each_sgtable_sg(sgt, ent, i)                                \
-	for ((i) = 0, (ent) = dmabuf_sg_table_cpu_entries(sgt);                 \
-	     (i) < dmabuf_sg_table_cpu_count(sgt); (i)++, (ent)++)
+	for ((i) = 0, (ent) = dmabuf_sg_table_get_cpu_entries(sgt);                 \
+	     (i) < dmabuf_sg_table_get_cpu_count(sgt); (i)++, (ent)++)
 
 /** Iterates DMA entries, as for_each_sgtable_dma_sg(). */
 #define dmabuf_for_each_sgtable_dma_sg(sgt, ent, i)                            \
-	for ((i) = 0, (ent) = dmabuf_sg_table_dma_entries(sgt);                 \
-	     (i) < dmabuf_sg_table_dma_count(sgt); (i)++, (ent)++)
+	for ((i) = 0, (ent) = dmabuf_sg_table_get_dma_entries(sgt);                 \
+	     (i) < dmabuf_sg_table_get_dma_count(sgt); (i)++, (ent)++)
 
 /* ------------------------------------------------------------------------ */
 /** @defgroup backing Helpers for exporter ops                               */

@@ -101,18 +101,18 @@ static void map_builds_tables(void **state)
 	}
 	assert_int_equal(next_off, 4 * MiB);
 	/* IOMMU: one IOVA range cut at the 64 KiB max segment */
-	assert_int_equal(dmabuf_sg_table_dma_count(sgt), 64);
+	assert_int_equal(dmabuf_sg_table_get_dma_count(sgt), 64);
 	dmabuf_for_each_sgtable_dma_sg(sgt, d, i) {
 		assert_int_equal(d->length, 64 * 1024);
 		if (i > 0)
 			assert_int_equal(d->dma_addr, d[-1].dma_addr + d[-1].length);
 		total += d->length;
 	}
-	assert_int_equal(total, dmabuf_sg_table_size(sgt));
+	assert_int_equal(total, dmabuf_sg_table_get_size(sgt));
 	/* a second mapping gets its own addresses */
 	assert_int_equal(dmabuf_map_attachment(att, DMABUF_FROM_DEVICE, &sgt2), 0);
-	assert_true(dmabuf_sg_table_dma_entries(sgt2)[0].dma_addr !=
-		    dmabuf_sg_table_dma_entries(sgt)[0].dma_addr);
+	assert_true(dmabuf_sg_table_get_dma_entries(sgt2)[0].dma_addr !=
+		    dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr);
 	/* unmap with the wrong direction or the wrong table: -EINVAL */
 	assert_int_equal(dmabuf_unmap_attachment(att, sgt, DMABUF_FROM_DEVICE), -EINVAL);
 	assert_int_equal(dmabuf_unmap_attachment(att, (void *)&tx, DMABUF_TO_DEVICE), -EINVAL);
@@ -213,11 +213,11 @@ static void system_backing_refuses_contiguous_device(void **state)
 	/* A contiguous buffer works: one entry, DMA = physical, below 4 GiB. */
 	assert_int_equal(dmabuf_attach(cma, disp, &att), 0);
 	assert_int_equal(dmabuf_map_attachment(att, DMABUF_TO_DEVICE, &sgt), 0);
-	assert_int_equal(dmabuf_sg_table_cpu_count(sgt), 1);
-	assert_int_equal(dmabuf_sg_table_dma_count(sgt), 1);
-	assert_int_equal(dmabuf_sg_table_dma_entries(sgt)[0].dma_addr,
-			 dmabuf_sg_table_cpu_entries(sgt)[0].phys);
-	assert_true(dmabuf_sg_table_cpu_entries(sgt)[0].phys + 8 * MiB <= (1ull << 32));
+	assert_int_equal(dmabuf_sg_table_get_cpu_count(sgt), 1);
+	assert_int_equal(dmabuf_sg_table_get_dma_count(sgt), 1);
+	assert_int_equal(dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
+			 dmabuf_sg_table_get_cpu_entries(sgt)[0].phys);
+	assert_true(dmabuf_sg_table_get_cpu_entries(sgt)[0].phys + 8 * MiB <= (1ull << 32));
 	assert_int_equal(dmabuf_unmap_attachment(att, sgt, DMABUF_TO_DEVICE), 0);
 	assert_int_equal(dmabuf_detach(cma, att), 0);
 	assert_int_equal(dmabuf_put(sys), 0);
@@ -246,8 +246,8 @@ static void deferred_allocation_satisfies_every_device(void **state)
 	assert_int_equal(dmabuf_get_info(buf, &info), 0);
 	assert_true(info.backing_allocated && info.contiguous);
 	assert_int_equal(dmabuf_map_attachment(ad, DMABUF_TO_DEVICE, &sd), 0);
-	assert_int_equal(dmabuf_sg_table_dma_count(sd), 1);
-	assert_true(dmabuf_sg_table_dma_entries(sd)[0].dma_addr + 8 * MiB <= (1ull << 32));
+	assert_int_equal(dmabuf_sg_table_get_dma_count(sd), 1);
+	assert_true(dmabuf_sg_table_get_dma_entries(sd)[0].dma_addr + 8 * MiB <= (1ull << 32));
 	assert_int_equal(dmabuf_unmap_attachment(ae, se, DMABUF_FROM_DEVICE), 0);
 	assert_int_equal(dmabuf_unmap_attachment(ad, sd, DMABUF_TO_DEVICE), 0);
 	assert_int_equal(dmabuf_detach(buf, ae), 0);
@@ -274,7 +274,7 @@ static void deferred_with_32bit_device_stays_low(void **state)
 	buf = tx_export(ctx, &tx, 16 * MiB, O_RDWR, DMABUF_ALLOC_DEFERRED);
 	assert_int_equal(dmabuf_attach(buf, dev, &att), 0);
 	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), 0);
-	assert_true(dmabuf_sg_table_cpu_count(sgt) > 1); /* scattered is fine */
+	assert_true(dmabuf_sg_table_get_cpu_count(sgt) > 1); /* scattered is fine */
 	dmabuf_for_each_sgtable_sg(sgt, e, i)
 		assert_true(e->phys + e->length <= (1ull << 32));
 	assert_int_equal(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL), 0);

@@ -53,7 +53,7 @@ static void assert_ctx_works(struct dmabuf_ctx *ctx)
 
 	assert_int_equal(dmabuf_attach(buf, dev, &att), 0);
 	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), 0);
-	assert_int_equal(dmabuf_sg_table_size(sgt), SZ);
+	assert_int_equal(dmabuf_sg_table_get_size(sgt), SZ);
 	assert_int_equal(dmabuf_mmap(buf, 0, SZ, PROT_READ | PROT_WRITE, &p), 0);
 	assert_int_equal(dmabuf_vmap(buf, &v), 0);
 	((char *)p)[5] = 42;
@@ -544,11 +544,11 @@ static void null_pointers(void **state)
 	assert_int_equal(dmabuf_unmap_attachment(NULL, sgt, DMABUF_BIDIRECTIONAL), -EINVAL);
 	assert_int_equal(dmabuf_unmap_attachment(att, NULL, DMABUF_BIDIRECTIONAL), -EINVAL);
 
-	assert_int_equal(dmabuf_sg_table_cpu_count(NULL), 0);
-	assert_null(dmabuf_sg_table_cpu_entries(NULL));
-	assert_int_equal(dmabuf_sg_table_dma_count(NULL), 0);
-	assert_null(dmabuf_sg_table_dma_entries(NULL));
-	assert_int_equal(dmabuf_sg_table_size(NULL), 0);
+	assert_int_equal(dmabuf_sg_table_get_cpu_count(NULL), 0);
+	assert_null(dmabuf_sg_table_get_cpu_entries(NULL));
+	assert_int_equal(dmabuf_sg_table_get_dma_count(NULL), 0);
+	assert_null(dmabuf_sg_table_get_dma_entries(NULL));
+	assert_int_equal(dmabuf_sg_table_get_size(NULL), 0);
 
 	assert_int_equal(dmabuf_backing_map(NULL, DMABUF_BIDIRECTIONAL, &sgt), -EINVAL);
 	assert_int_equal(dmabuf_backing_map(att, DMABUF_BIDIRECTIONAL, NULL), -EINVAL);
@@ -561,9 +561,9 @@ static void null_pointers(void **state)
 
 	assert_int_equal(dmabuf_dma_read(NULL, 0, bytes, 1), -EINVAL);
 	assert_int_equal(dmabuf_dma_write(NULL, 0, bytes, 1), -EINVAL);
-	assert_int_equal(dmabuf_dma_read(dev, dmabuf_sg_table_dma_entries(sgt)[0].dma_addr,
+	assert_int_equal(dmabuf_dma_read(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
 					 NULL, 1), -EINVAL);
-	assert_int_equal(dmabuf_dma_write(dev, dmabuf_sg_table_dma_entries(sgt)[0].dma_addr,
+	assert_int_equal(dmabuf_dma_write(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
 					  NULL, 1), -EINVAL);
 	assert_int_equal(dmabuf_device_get_faults(NULL, faults, 1), -EINVAL);
 
@@ -694,11 +694,11 @@ static void stale_and_mistyped_pointers(void **state)
 	assert_int_equal(dmabuf_backing_map(dead_att, DMABUF_TO_DEVICE, &dead_sgt), -EINVAL);
 	assert_int_equal(dmabuf_unmap_attachment(att, dead_sgt, DMABUF_TO_DEVICE), -EINVAL);
 	dmabuf_backing_unmap(att, dead_sgt, DMABUF_TO_DEVICE);
-	assert_int_equal(dmabuf_sg_table_cpu_count(dead_sgt), 0);
-	assert_null(dmabuf_sg_table_cpu_entries(dead_sgt));
-	assert_int_equal(dmabuf_sg_table_dma_count(dead_sgt), 0);
-	assert_null(dmabuf_sg_table_dma_entries(dead_sgt));
-	assert_int_equal(dmabuf_sg_table_size(dead_sgt), 0);
+	assert_int_equal(dmabuf_sg_table_get_cpu_count(dead_sgt), 0);
+	assert_null(dmabuf_sg_table_get_cpu_entries(dead_sgt));
+	assert_int_equal(dmabuf_sg_table_get_dma_count(dead_sgt), 0);
+	assert_null(dmabuf_sg_table_get_dma_entries(dead_sgt));
+	assert_int_equal(dmabuf_sg_table_get_size(dead_sgt), 0);
 
 	/* live objects passed as the wrong type */
 	assert_int_equal(dmabuf_put((struct dmabuf *)att), -EINVAL);
@@ -714,7 +714,7 @@ static void stale_and_mistyped_pointers(void **state)
 	assert_int_equal(dmabuf_device_destroy((struct dmabuf_device *)att), -EINVAL);
 	assert_int_equal(dmabuf_export((struct dmabuf_ctx *)live, &ei, &b2), -EINVAL);
 	assert_int_equal(dmabuf_ctx_get_fd((struct dmabuf_ctx *)dev), -EINVAL);
-	assert_int_equal(dmabuf_sg_table_size((struct dmabuf_sg_table *)att), 0);
+	assert_int_equal(dmabuf_sg_table_get_size((struct dmabuf_sg_table *)att), 0);
 	assert_int_equal(dmabuf_detach((struct dmabuf *)ctx, att), -EINVAL);
 
 	/* the live ones are intact */

@@ -44,7 +44,7 @@ static struct dmabuf_sg_table *map_new(struct dmabuf_ctx *ctx, struct dmabuf_dev
 
 static uint64_t iova_of(const struct dmabuf_sg_table *sgt)
 {
-	return dmabuf_sg_table_dma_entries(sgt)[0].dma_addr;
+	return dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr;
 }
 
 static void fill(uint8_t *p, size_t n, unsigned int seed)
@@ -61,7 +61,7 @@ static void read_write_through_iommu(void **state)
 	struct dmabuf_sg_table *sgt = map_new(ctx, dev, 256 * KiB, DMABUF_BIDIRECTIONAL, mem, true);
 	uint64_t iova = iova_of(sgt);
 
-	assert_int_equal(dmabuf_sg_table_dma_count(sgt), 4);
+	assert_int_equal(dmabuf_sg_table_get_dma_count(sgt), 4);
 	fill(src, sizeof(src), 1);
 	/* the bytes land in the buffer at the matching offset */
 	assert_int_equal(dmabuf_dma_write(dev, iova + 10, src, 100), 0);

@@ -80,7 +80,7 @@ static unsigned int cpu_entries_of(struct dmabuf_ctx *ctx, int fd,
 	assert_int_equal(dmabuf_get(ctx, fd, &buf), 0);
 	assert_int_equal(dmabuf_attach(buf, dev, &att), 0);
 	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), 0);
-	n = dmabuf_sg_table_cpu_count(sgt);
+	n = dmabuf_sg_table_get_cpu_count(sgt);
 	assert_int_equal(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL), 0);
 	assert_int_equal(dmabuf_detach(buf, att), 0);
 	assert_int_equal(dmabuf_put(buf), 0);
@@ -157,7 +157,7 @@ static void same_seed_same_frames(void **state)
 		assert_int_equal(dmabuf_get(ctx, fd, &buf), 0);
 		assert_int_equal(dmabuf_attach(buf, dev, &att), 0);
 		assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), 0);
-		phys[round] = dmabuf_sg_table_cpu_entries(sgt)[0].phys;
+		phys[round] = dmabuf_sg_table_get_cpu_entries(sgt)[0].phys;
 		close(fd);
 		dmabuf_put(buf);
 		dmabuf_ctx_destroy(ctx);

@@ -89,10 +89,10 @@ static void good_peer(struct fx *f)
 	assert_int_equal(dmabuf_get(imp, f->fd, &px), 0);
 	assert_int_equal(dmabuf_attach(px, dev, &att), 0);
 	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), 0);
-	assert_int_equal(dmabuf_sg_table_size(sgt), BUF_SIZE);
-	assert_int_equal(dmabuf_dma_write(dev, dmabuf_sg_table_dma_entries(sgt)[0].dma_addr,
+	assert_int_equal(dmabuf_sg_table_get_size(sgt), BUF_SIZE);
+	assert_int_equal(dmabuf_dma_write(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
 					  &byte, 1), 0);
-	assert_int_equal(dmabuf_dma_read(dev, dmabuf_sg_table_dma_entries(sgt)[0].dma_addr,
+	assert_int_equal(dmabuf_dma_read(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
 					 &back, 1), 0);
 	assert_int_equal(back, 0x77);
 	assert_int_equal(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL), 0);

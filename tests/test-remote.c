@@ -60,14 +60,14 @@ static void two_contexts_share_a_buffer(void **state)
 	assert_int_equal(tx.attach, 1);
 	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), 0);
 	assert_int_equal(tx.map, 1);
-	assert_int_equal(dmabuf_sg_table_size(sgt), 4 * MiB);
+	assert_int_equal(dmabuf_sg_table_get_size(sgt), 4 * MiB);
 	/* device addresses were assigned here, for the importer's device */
-	assert_int_equal(dmabuf_sg_table_dma_count(sgt), 64);
-	assert_int_equal(dmabuf_dma_read(dev, dmabuf_sg_table_dma_entries(sgt)[16].dma_addr + 5,
+	assert_int_equal(dmabuf_sg_table_get_dma_count(sgt), 64);
+	assert_int_equal(dmabuf_dma_read(dev, dmabuf_sg_table_get_dma_entries(sgt)[16].dma_addr + 5,
 					 &byte, 1), 0);
 	assert_int_equal(byte, 0xa5);
 	byte = 0x3c;
-	assert_int_equal(dmabuf_dma_write(dev, dmabuf_sg_table_dma_entries(sgt)[0].dma_addr,
+	assert_int_equal(dmabuf_dma_write(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
 					  &byte, 1), 0);
 	assert_int_equal(v[0], 0x3c);
 	assert_int_equal(dmabuf_get_info(buf, &info), 0);
@@ -117,10 +117,10 @@ static void large_table_travels_in_a_memfd(void **state)
 	/* same page list as a local mapping of the same buffer */
 	assert_int_equal(dmabuf_attach(buf, ldev, &latt), 0);
 	assert_int_equal(dmabuf_map_attachment(latt, DMABUF_TO_DEVICE, &lsgt), 0);
-	assert_true(dmabuf_sg_table_cpu_count(sgt) > 168); /* beyond inline */
-	assert_int_equal(dmabuf_sg_table_cpu_count(sgt), dmabuf_sg_table_cpu_count(lsgt));
-	assert_memory_equal(dmabuf_sg_table_cpu_entries(sgt), dmabuf_sg_table_cpu_entries(lsgt),
-			    dmabuf_sg_table_cpu_count(sgt) * sizeof(struct dmabuf_sg_entry));
+	assert_true(dmabuf_sg_table_get_cpu_count(sgt) > 168); /* beyond inline */
+	assert_int_equal(dmabuf_sg_table_get_cpu_count(sgt), dmabuf_sg_table_get_cpu_count(lsgt));
+	assert_memory_equal(dmabuf_sg_table_get_cpu_entries(sgt), dmabuf_sg_table_get_cpu_entries(lsgt),
+			    dmabuf_sg_table_get_cpu_count(sgt) * sizeof(struct dmabuf_sg_entry));
 	assert_int_equal(dmabuf_unmap_attachment(latt, lsgt, DMABUF_TO_DEVICE), 0);
 	assert_int_equal(dmabuf_detach(buf, latt), 0);
 	assert_int_equal(dmabuf_unmap_attachment(att, sgt, DMABUF_TO_DEVICE), 0);
@@ -183,8 +183,8 @@ static void read_only_share_stays_read_only(void **state)
 	assert_int_equal(dmabuf_attach(proxy, dev, &att), 0);
 	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), 0);
 	/* the device may read, never write, a read-only buffer */
-	assert_int_equal(dmabuf_dma_read(dev, dmabuf_sg_table_dma_entries(sgt)[0].dma_addr, &byte, 1), 0);
-	assert_int_equal(dmabuf_dma_write(dev, dmabuf_sg_table_dma_entries(sgt)[0].dma_addr, &byte, 1),
+	assert_int_equal(dmabuf_dma_read(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr, &byte, 1), 0);
+	assert_int_equal(dmabuf_dma_write(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr, &byte, 1),
 			 -EFAULT);
 	assert_int_equal(dmabuf_device_get_faults(dev, &fault, 1), 1);
 	assert_int_equal(fault.reason, DMABUF_FAULT_READ_ONLY);
@@ -277,7 +277,7 @@ static int device_process(void *arg)
 	child_check(dmabuf_attach(buf, dev, &att) == 0);
 	child_check(dmabuf_map_attachment(att, DMABUF_FROM_DEVICE, &sgt) == 0);
 	memset(pattern, 0x5a, sizeof(pattern));
-	child_check(dmabuf_dma_write(dev, dmabuf_sg_table_dma_entries(sgt)[0].dma_addr,
+	child_check(dmabuf_dma_write(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
 				     pattern, sizeof(pattern)) == 0);
 	child_check(dmabuf_send_fd(env->sock, -1, "m", 1) == 0);
 	if (env->mode == 1) /* wait to be killed while holding everything */

@@ -68,27 +68,27 @@ static void check_dma_entries(const struct dmabuf_sg_table *sgt, uint64_t max_se
 				 (d->dma_addr + d->length - 1) & ~boundary);
 		off += d->length;
 	}
-	assert_int_equal(off, dmabuf_sg_table_size(sgt));
+	assert_int_equal(off, dmabuf_sg_table_get_size(sgt));
 }
 
 static void accessors_are_null_safe(void **state)
 {
 	struct dmabuf_sg_table *sgt;
 
-	assert_int_equal(dmabuf_sg_table_cpu_count(NULL), 0);
-	assert_null(dmabuf_sg_table_cpu_entries(NULL));
-	assert_int_equal(dmabuf_sg_table_dma_count(NULL), 0);
-	assert_null(dmabuf_sg_table_dma_entries(NULL));
-	assert_int_equal(dmabuf_sg_table_size(NULL), 0);
+	assert_int_equal(dmabuf_sg_table_get_cpu_count(NULL), 0);
+	assert_null(dmabuf_sg_table_get_cpu_entries(NULL));
+	assert_int_equal(dmabuf_sg_table_get_dma_count(NULL), 0);
+	assert_null(dmabuf_sg_table_get_dma_entries(NULL));
+	assert_int_equal(dmabuf_sg_table_get_size(NULL), 0);
 	assert_int_equal(dmb_sgt_new(&sgt), 0);
 	assert_int_equal(dmb_sgt_append(sgt, 0, 8192, 0x10000), 0);
-	assert_int_equal(dmabuf_sg_table_cpu_count(sgt), 1);
-	assert_int_equal(dmabuf_sg_table_size(sgt), 8192);
-	assert_int_equal(dmabuf_sg_table_dma_count(sgt), 0); /* not mapped */
+	assert_int_equal(dmabuf_sg_table_get_cpu_count(sgt), 1);
+	assert_int_equal(dmabuf_sg_table_get_size(sgt), 8192);
+	assert_int_equal(dmabuf_sg_table_get_dma_count(sgt), 0); /* not mapped */
 	dmb_sgt_free(sgt);
 	/* a freed table reads as empty instead of being dereferenced */
-	assert_int_equal(dmabuf_sg_table_cpu_count(sgt), 0);
-	assert_null(dmabuf_sg_table_cpu_entries(sgt));
+	assert_int_equal(dmabuf_sg_table_get_cpu_count(sgt), 0);
+	assert_null(dmabuf_sg_table_get_cpu_entries(sgt));
 }
 
 static void append_coalesces(void **state)
@@ -101,8 +101,8 @@ static void append_coalesces(void **state)
 	assert_int_equal(dmb_sgt_append(sgt, 4096, 8192, 0x101000), 0); /* continues */
 	assert_int_equal(dmb_sgt_append(sgt, 12288, 4096, 0x200000), 0); /* jumps */
 	assert_int_equal(dmb_sgt_append(sgt, 16384, 4096, 0x1ff000), 0); /* goes back */
-	assert_int_equal(dmabuf_sg_table_cpu_count(sgt), 3);
-	e = dmabuf_sg_table_cpu_entries(sgt);
+	assert_int_equal(dmabuf_sg_table_get_cpu_count(sgt), 3);
+	e = dmabuf_sg_table_get_cpu_entries(sgt);
 	assert_int_equal(e[0].offset, 0);
 	assert_int_equal(e[0].length, 12288);
 	assert_int_equal(e[0].phys, 0x100000);
@@ -115,7 +115,7 @@ static void append_coalesces(void **state)
 	assert_int_equal(dmb_sgt_append(sgt, 20480, 100, 0x300000), -EINVAL);
 	assert_int_equal(dmb_sgt_append(sgt, 20480, 4096, 0x300010), -EINVAL);
 	assert_int_equal(dmb_sgt_append(sgt, 20480, 0, 0x300000), -EINVAL);
-	assert_int_equal(dmabuf_sg_table_size(sgt), 20480);
+	assert_int_equal(dmabuf_sg_table_get_size(sgt), 20480);
 	dmb_sgt_free(sgt);
 }
 
@@ -137,8 +137,8 @@ static void from_runs_is_linear(void **state)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	assert_int_equal(dmb_sgt_from_runs(sgt, runs, n), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	assert_int_equal(dmabuf_sg_table_cpu_count(sgt), n);
-	assert_int_equal(dmabuf_sg_table_size(sgt), GiB);
+	assert_int_equal(dmabuf_sg_table_get_cpu_count(sgt), n);
+	assert_int_equal(dmabuf_sg_table_get_size(sgt), GiB);
 	dmabuf_for_each_sgtable_sg(sgt, e, i) {
 		assert_int_equal(e->offset, off);
 		assert_int_equal(e->phys, runs[i].addr);
@@ -154,14 +154,14 @@ static void from_runs_is_linear(void **state)
 	};
 	assert_int_equal(dmb_sgt_new(&sgt), 0);
 	assert_int_equal(dmb_sgt_from_runs(sgt, adj, 3), 0);
-	assert_int_equal(dmabuf_sg_table_cpu_count(sgt), 2);
-	assert_int_equal(dmabuf_sg_table_cpu_entries(sgt)[0].length, 128 * KiB);
+	assert_int_equal(dmabuf_sg_table_get_cpu_count(sgt), 2);
+	assert_int_equal(dmabuf_sg_table_get_cpu_entries(sgt)[0].length, 128 * KiB);
 	/* a failing run leaves the table as it was (including the merge) */
 	struct dmb_phys_run bad[2] = { { 0x801000, 1 }, { 0x900010, 1 } };
 	assert_int_equal(dmb_sgt_from_runs(sgt, bad, 2), -EINVAL);
-	assert_int_equal(dmabuf_sg_table_cpu_count(sgt), 2);
-	assert_int_equal(dmabuf_sg_table_cpu_entries(sgt)[1].length, 4096);
-	assert_int_equal(dmabuf_sg_table_size(sgt), 132 * KiB);
+	assert_int_equal(dmabuf_sg_table_get_cpu_count(sgt), 2);
+	assert_int_equal(dmabuf_sg_table_get_cpu_entries(sgt)[1].length, 4096);
+	assert_int_equal(dmabuf_sg_table_get_size(sgt), 132 * KiB);
 	dmb_sgt_free(sgt);
 
 	dmb_physmem_free(pm, runs, n);
@@ -226,8 +226,8 @@ static void direct_split_at_max_segment(void **state)
 
 	assert_int_equal(dmb_sgt_dma_map(sgt, dev, DMABUF_BIDIRECTIONAL, mem, true), 0);
 	/* 1 MiB in 64 KiB pieces, then the 8 KiB run; DMA = physical */
-	assert_int_equal(dmabuf_sg_table_dma_count(sgt), 17);
-	d = dmabuf_sg_table_dma_entries(sgt);
+	assert_int_equal(dmabuf_sg_table_get_dma_count(sgt), 17);
+	d = dmabuf_sg_table_get_dma_entries(sgt);
 	for (int i = 0; i < 16; i++) {
 		assert_int_equal(d[i].dma_addr, 0x100000 + i * 64 * KiB);
 		assert_int_equal(d[i].length, 64 * KiB);
@@ -238,8 +238,8 @@ static void direct_split_at_max_segment(void **state)
 	/* a mapped table cannot be mapped again */
 	assert_int_equal(dmb_sgt_dma_map(sgt, dev, DMABUF_BIDIRECTIONAL, mem, true), -EINVAL);
 	dmb_sgt_dma_unmap(sgt);
-	assert_int_equal(dmabuf_sg_table_dma_count(sgt), 0);
-	assert_null(dmabuf_sg_table_dma_entries(sgt));
+	assert_int_equal(dmabuf_sg_table_get_dma_count(sgt), 0);
+	assert_null(dmabuf_sg_table_get_dma_entries(sgt));
 	assert_true(RB_EMPTY(&dev->dma_tree));
 	dmb_sgt_free(sgt);
 	free(mem);
@@ -258,8 +258,8 @@ static void direct_split_at_boundary(void **state)
 
 	assert_int_equal(dmb_sgt_dma_map(sgt, dev, DMABUF_TO_DEVICE, mem, true), 0);
 	/* 0x238000..0x240000 | 0x240000..0x250000 | 0x250000..0x258000 */
-	assert_int_equal(dmabuf_sg_table_dma_count(sgt), 3);
-	d = dmabuf_sg_table_dma_entries(sgt);
+	assert_int_equal(dmabuf_sg_table_get_dma_count(sgt), 3);
+	d = dmabuf_sg_table_get_dma_entries(sgt);
 	assert_int_equal(d[0].length, 32 * KiB);
 	assert_int_equal(d[1].dma_addr, 0x240000);
 	assert_int_equal(d[1].length, 64 * KiB);
@@ -290,9 +290,9 @@ static void iommu_maps_contiguous_iova(void **state)
 	assert_int_equal(dmb_sgt_dma_map(a, dev, DMABUF_BIDIRECTIONAL, mem, true), 0);
 	assert_int_equal(dmb_sgt_dma_map(b, dev, DMABUF_BIDIRECTIONAL, mem, true), 0);
 	/* 116 KiB: 64 KiB + 52 KiB, back to back in IOVA space */
-	assert_int_equal(dmabuf_sg_table_dma_count(a), 2);
-	da = dmabuf_sg_table_dma_entries(a);
-	db = dmabuf_sg_table_dma_entries(b);
+	assert_int_equal(dmabuf_sg_table_get_dma_count(a), 2);
+	da = dmabuf_sg_table_get_dma_entries(a);
+	db = dmabuf_sg_table_get_dma_entries(b);
 	assert_int_equal(da[1].dma_addr, da[0].dma_addr + 64 * KiB);
 	assert_int_equal(da[1].offset, 64 * KiB);
 	check_dma_entries(a, 64 * KiB, 0xffffffff);
@@ -327,22 +327,22 @@ static void iova_space_fills_and_is_reused(void **state)
 		t[i] = table(runs, 1);
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(dmb_sgt_dma_map(t[i], dev, DMABUF_TO_DEVICE, mem, false), 0);
-		base[i] = dmabuf_sg_table_dma_entries(t[i])[0].dma_addr;
+		base[i] = dmabuf_sg_table_get_dma_entries(t[i])[0].dma_addr;
 		assert_true(base[i] >= 4096);
 		assert_true(base[i] + 4 * MiB <= 16 * MiB);
 	}
 	/* 4 MiB + 4 KiB short of a fourth range */
 	assert_int_equal(dmb_sgt_dma_map(t[3], dev, DMABUF_TO_DEVICE, mem, false), -ENOMEM);
-	assert_int_equal(dmabuf_sg_table_dma_count(t[3]), 0);
+	assert_int_equal(dmabuf_sg_table_get_dma_count(t[3]), 0);
 	/* unmapping the middle one makes room again, at the same place */
 	dmb_sgt_dma_unmap(t[1]);
 	assert_int_equal(dmb_sgt_dma_map(t[3], dev, DMABUF_TO_DEVICE, mem, false), 0);
-	assert_int_equal(dmabuf_sg_table_dma_entries(t[3])[0].dma_addr, base[1]);
+	assert_int_equal(dmabuf_sg_table_get_dma_entries(t[3])[0].dma_addr, base[1]);
 	/* nothing fits above the cursor: wraps around to the lowest hole */
 	dmb_sgt_dma_unmap(t[0]);
 	dmb_sgt_dma_unmap(t[3]);
 	assert_int_equal(dmb_sgt_dma_map(t[0], dev, DMABUF_TO_DEVICE, mem, false), 0);
-	assert_int_equal(dmabuf_sg_table_dma_entries(t[0])[0].dma_addr, base[0]);
+	assert_int_equal(dmabuf_sg_table_get_dma_entries(t[0])[0].dma_addr, base[0]);
 	for (int i = 0; i < 4; i++)
 		dmb_sgt_free(t[i]);
 	free(mem);
@@ -395,14 +395,14 @@ static void mask_violation_is_eio(void **state)
 	assert_int_equal(dmb_sgt_dma_map(ok, dev, DMABUF_BIDIRECTIONAL, mem, true), 0);
 	/* one byte past the 32-bit mask: -EIO, nothing mapped */
 	assert_int_equal(dmb_sgt_dma_map(bad, dev, DMABUF_BIDIRECTIONAL, mem, true), -EIO);
-	assert_int_equal(dmabuf_sg_table_dma_count(bad), 0);
+	assert_int_equal(dmabuf_sg_table_get_dma_count(bad), 0);
 	assert_null(bad->mapped_dev);
 	dmb_sgt_dma_unmap(ok);
 	assert_true(RB_EMPTY(&dev->dma_tree));
 	/* through an IOMMU the same frames are fine */
 	struct dmabuf_device *mmu = dev_new(ctx, 32, DMABUF_DEVICE_IOMMU, 0, 0, 0);
 	assert_int_equal(dmb_sgt_dma_map(bad, mmu, DMABUF_BIDIRECTIONAL, mem, true), 0);
-	assert_int_equal(dmabuf_dma_read(mmu, dmabuf_sg_table_dma_entries(bad)[0].dma_addr,
+	assert_int_equal(dmabuf_dma_read(mmu, dmabuf_sg_table_get_dma_entries(bad)[0].dma_addr,
 					 &byte, 1), 0);
 	dmb_sgt_free(ok);
 	dmb_sgt_free(bad);
@@ -429,11 +429,11 @@ static void contiguous_device_rules(void **state)
 	assert_true(RB_EMPTY(&disp->dma_tree));
 	assert_int_equal(dmb_sgt_dma_map(a, small, DMABUF_TO_DEVICE, mem, true), -EINVAL);
 	assert_int_equal(dmb_sgt_dma_map(a, disp, DMABUF_TO_DEVICE, mem, true), 0);
-	assert_int_equal(dmabuf_sg_table_dma_count(a), 1);
-	assert_int_equal(dmabuf_sg_table_dma_entries(a)[0].dma_addr, 0x1000000);
-	assert_int_equal(dmabuf_sg_table_dma_entries(a)[0].length, MiB);
+	assert_int_equal(dmabuf_sg_table_get_dma_count(a), 1);
+	assert_int_equal(dmabuf_sg_table_get_dma_entries(a)[0].dma_addr, 0x1000000);
+	assert_int_equal(dmabuf_sg_table_get_dma_entries(a)[0].length, MiB);
 	assert_int_equal(dmb_sgt_dma_map(b, mmu, DMABUF_TO_DEVICE, mem, true), 0);
-	assert_int_equal(dmabuf_sg_table_dma_count(b), 1);
+	assert_int_equal(dmabuf_sg_table_get_dma_count(b), 1);
 	/* a device with a live mapping cannot be destroyed */
 	assert_int_equal(dmabuf_device_destroy(mmu), -EBUSY);
 	dmb_sgt_dma_unmap(b);
@@ -455,7 +455,7 @@ static void alignment_violation_is_einval(void **state)
 
 	assert_int_equal(dmb_sgt_dma_map(a, dev, DMABUF_BIDIRECTIONAL, mem, true), -EINVAL);
 	assert_int_equal(dmb_sgt_dma_map(b, dev, DMABUF_BIDIRECTIONAL, mem, true), 0);
-	assert_int_equal(dmabuf_sg_table_dma_count(b), 2);
+	assert_int_equal(dmabuf_sg_table_get_dma_count(b), 2);
 	/* bad arguments */
 	assert_int_equal(dmb_sgt_dma_map(a, dev, DMABUF_NONE, mem, true), -EINVAL);
 	assert_int_equal(dmb_sgt_dma_map(a, dev, DMABUF_TO_DEVICE, NULL, true), -EINVAL);
@@ -486,14 +486,14 @@ static void big_iommu_mapping(void **state)
 	assert_int_equal(dmb_sgt_from_runs(sgt, runs, n), 0);
 	assert_int_equal(dmb_sgt_dma_map(sgt, dev, DMABUF_BIDIRECTIONAL, mem, true), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	assert_int_equal(dmabuf_sg_table_dma_count(sgt), size / (64 * KiB));
+	assert_int_equal(dmabuf_sg_table_get_dma_count(sgt), size / (64 * KiB));
 	check_dma_entries(sgt, 64 * KiB, 0xffffffff);
 	print_message("%llu MiB: %u CPU entries, %u DMA entries, built and mapped in %.2f ms\n",
-		      (unsigned long long)(size >> 20), dmabuf_sg_table_cpu_count(sgt),
-		      dmabuf_sg_table_dma_count(sgt),
+		      (unsigned long long)(size >> 20), dmabuf_sg_table_get_cpu_count(sgt),
+		      dmabuf_sg_table_get_dma_count(sgt),
 		      (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
 	/* the device reaches the last byte */
-	uint64_t last = dmabuf_sg_table_dma_entries(sgt)[0].dma_addr + size - 1;
+	uint64_t last = dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr + size - 1;
 	assert_int_equal(dmabuf_dma_write(dev, last, "x", 1), 0);
 	assert_int_equal(mem[size - 1], 'x');
 	dmb_sgt_free(sgt);
@@ -515,7 +515,7 @@ static void ctx_destroy_unmaps_leftovers(void **state)
 	dmabuf_ctx_destroy(ctx);
 	/* the device went first and took the mapping with it */
 	assert_null(sgt->mapped_dev);
-	assert_int_equal(dmabuf_sg_table_dma_count(sgt), 0);
+	assert_int_equal(dmabuf_sg_table_get_dma_count(sgt), 0);
 	dmb_sgt_free(sgt);
 	free(mem);
 }

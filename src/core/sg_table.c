@@ -21,29 +21,29 @@ static bool sgt_ok(const struct dmabuf_sg_table *sgt)
 	return dmb_obj_live(sgt, DMB_OBJ_SG_TABLE);
 }
 
-DMABUF_EXPORT unsigned int dmabuf_sg_table_cpu_count(const struct dmabuf_sg_table *sgt)
+DMABUF_EXPORT unsigned int dmabuf_sg_table_get_cpu_count(const struct dmabuf_sg_table *sgt)
 {
 	return sgt_ok(sgt) ? sgt->cpu_count : 0;
 }
 
 DMABUF_EXPORT const struct dmabuf_sg_entry *
-dmabuf_sg_table_cpu_entries(const struct dmabuf_sg_table *sgt)
+dmabuf_sg_table_get_cpu_entries(const struct dmabuf_sg_table *sgt)
 {
 	return sgt_ok(sgt) ? sgt->cpu : NULL;
 }
 
-DMABUF_EXPORT unsigned int dmabuf_sg_table_dma_count(const struct dmabuf_sg_table *sgt)
+DMABUF_EXPORT unsigned int dmabuf_sg_table_get_dma_count(const struct dmabuf_sg_table *sgt)
 {
 	return sgt_ok(sgt) ? sgt->dma_count : 0;
 }
 
 DMABUF_EXPORT const struct dmabuf_dma_entry *
-dmabuf_sg_table_dma_entries(const struct dmabuf_sg_table *sgt)
+dmabuf_sg_table_get_dma_entries(const struct dmabuf_sg_table *sgt)
 {
 	return sgt_ok(sgt) ? sgt->dma : NULL;
 }
 
-DMABUF_EXPORT uint64_t dmabuf_sg_table_size(const struct dmabuf_sg_table *sgt)
+DMABUF_EXPORT uint64_t dmabuf_sg_table_get_size(const struct dmabuf_sg_table *sgt)
 {
 	return sgt_ok(sgt) ? sgt->size : 0;
 }
