@@ -33,9 +33,17 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "dmabuf-version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/**
+ * The library's version at run time, as DMABUF_VERSION_ENCODE() gives it;
+ * compare with DMABUF_VERSION, the headers' version at build time.
+ */
+unsigned int dmabuf_version(void);
 
 struct dmabuf_ctx;
 struct dmabuf_device;
