@@ -123,11 +123,12 @@ struct dmabuf_ctx_config {
 	uint64_t cma_size;
 	/** Bitwise OR of enum dmabuf_ctx_flags; unknown bits are -EINVAL. */
 	uint32_t flags;
-	/** Log handler; NULL logs to stderr. */
+	/** Log handler; NULL uses the process-wide one
+	 * (dmabuf_set_log_handler()), else stderr. */
 	dmabuf_log_fn log_fn;
 	void *log_data;
-	/** Messages above this priority are dropped. Default
-	 * DMABUF_LOG_ERROR. */
+	/** Messages above this priority are dropped. Default: the level of
+	 * DMABUF_DEBUG, else DMABUF_LOG_ERROR. */
 	enum dmabuf_log_priority log_priority;
 	/** How long an importer waits for its exporter's answer before the
 	 * call fails with -ETIMEDOUT (and the connection is dropped).
@@ -148,14 +149,35 @@ int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 		   struct dmabuf_ctx **out);
 
 /**
- * Destroys a context. Every buffer, attachment and mapping still alive is
- * reported (a leak report at DMABUF_LOG_ERROR), unmapped, detached and
- * released, and every device is destroyed. Fds the caller got from
- * dmabuf_fd() stay valid as plain memfds.
+ * Destroys a context. Every buffer the caller still references and every
+ * device it did not destroy is a leak: reported (DMABUF_LOG_ERROR), then
+ * unmapped, detached and released, and the devices destroyed. Fds the caller
+ * got from dmabuf_fd() stay valid as plain memfds. With the environment
+ * variable DMABUF_LEAKS=fatal, a leak aborts the process after the report,
+ * so a test fails where it leaked.
  *
  * @param ctx the context, or NULL (no-op)
+ * @return the number of leaked buffers and devices (0 when clean);
+ *         -EINVAL when ctx is not a live context of this process
  */
-void dmabuf_ctx_destroy(struct dmabuf_ctx *ctx);
+int dmabuf_ctx_destroy(struct dmabuf_ctx *ctx);
+
+/**
+ * Sets the process-wide log handler. It receives the messages that belong to
+ * no context (a double dmabuf_fence_put(), a stale pointer, a context used
+ * after fork()) and those of contexts that have no handler of their own;
+ * without it they go to stderr. The environment variable DMABUF_DEBUG sets
+ * the default level of both (error, warning, info, debug; "protocol" adds a
+ * trace of every message between processes; "1" or "all" is everything).
+ *
+ * @param fn the handler, or NULL for stderr
+ * @param data passed to fn
+ * @param priority messages above it are dropped; 0 for DMABUF_DEBUG's level
+ *        (DMABUF_LOG_ERROR when unset). Applies to context-less messages;
+ *        a context's own level applies to its messages.
+ */
+void dmabuf_set_log_handler(dmabuf_log_fn fn, void *data,
+			    enum dmabuf_log_priority priority);
 
 /** Changes the log handler and priority (see struct dmabuf_ctx_config). */
 void dmabuf_ctx_set_log(struct dmabuf_ctx *ctx, dmabuf_log_fn fn, void *data,

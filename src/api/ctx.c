@@ -29,7 +29,7 @@ static int config_fill(struct dmabuf_ctx_config *c)
 	if (!c->cma_size)
 		c->cma_size = DEFAULT_CMA_SIZE;
 	if (!c->log_priority)
-		c->log_priority = DMABUF_LOG_ERROR;
+		c->log_priority = dmb_log_env()->priority;
 	if (!DMB_ALIGNED(c->phys_size, DMB_PAGE_SIZE) ||
 	    !DMB_ALIGNED(c->phys_base, DMB_PAGE_SIZE) ||
 	    !DMB_ALIGNED(c->cma_size, DMB_PAGE_SIZE) ||
@@ -114,35 +114,62 @@ fail:
 	return ret;
 }
 
-static void report_leaks(struct dmabuf_ctx *ctx)
+/* Logs every buffer and device the caller still holds; returns how many. */
+static unsigned int report_leaks(struct dmabuf_ctx *ctx)
 {
+	struct dmabuf_device *dev;
 	struct dmabuf *buf;
+	unsigned int n = 0;
 
 	RB_FOREACH(buf, dmb_buf_tree, &ctx->by_inode) {
 		if (buf->state != DMB_BUF_LIVE)
 			continue;
-		dmb_err(ctx, "leak: buffer %s (ino %lu, %llu bytes) still has %u reference(s), %u attachment(s), %u mapping(s) at context destruction",
-			buf->exp_name, (unsigned long)buf->key.ino,
+		n++;
+		dmb_err(ctx, "leak: buffer %s%s%s (ino %lu, %llu bytes) still has %u reference(s), %u attachment(s), %u mapping(s) at context destruction",
+			buf->exp_name, buf->name[0] ? " name " : "", buf->name,
+			(unsigned long)buf->key.ino,
 			(unsigned long long)buf->size, buf->refcount,
 			buf->nattachments, buf->nmappings);
 	}
+	LIST_FOREACH(dev, &ctx->devices, ctx_link) {
+		if (dev->remote)
+			continue;
+		n++;
+		dmb_err(ctx, "leak: device %s was not destroyed (%u attachment(s))",
+			dev->name, dev->attach_count);
+	}
+	return n;
 }
 
-DMABUF_EXPORT void dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
+/* DMABUF_LEAKS=fatal: a leak at context destruction aborts the process,
+ * so a test run fails where it happened. */
+static bool leaks_fatal(void)
+{
+	const char *s = getenv("DMABUF_LEAKS");
+
+	return s && !strcmp(s, "fatal");
+}
+
+DMABUF_EXPORT int dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 {
 	struct dmabuf *buf;
+	unsigned int leaks;
 
 	if (!ctx)
-		return;
+		return 0;
 	if (!dmb_ctx_usable(ctx)) {
 		dmb_err(NULL, "dmabuf_ctx_destroy: %p is not a live context of this process", (void *)ctx);
-		return;
+		return -EINVAL;
 	}
 	dmb_ctx_base_unpublish(ctx);
 	dmb_lock(ctx);
 	/* Peers first: their imports hold buffer references. */
 	dmb_endpoint_destroy(ctx);
-	report_leaks(ctx);
+	leaks = report_leaks(ctx);
+	if (leaks && leaks_fatal()) {
+		dmb_log(NULL, DMABUF_LOG_ERROR, "DMABUF_LEAKS=fatal: %u object(s) leaked at context destruction", leaks);
+		abort();
+	}
 	/* Whatever is left is released now: the exporter's process is going
 	 * away, so its ops must get a last chance to free their state.
 	 * One at a time in inode order, not with a saved next pointer: a
@@ -159,6 +186,7 @@ DMABUF_EXPORT void dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 	dmb_physmem_destroy(ctx->physmem);
 	dmb_ctx_base_fini(ctx);
 	free(ctx);
+	return (int)leaks;
 }
 
 DMABUF_EXPORT void dmabuf_ctx_set_log(struct dmabuf_ctx *ctx, dmabuf_log_fn fn,

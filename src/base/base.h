@@ -52,6 +52,15 @@ static inline bool dmb_is_pow2(uint64_t x) { return x && !(x & (x - 1)); }
 __attribute__((format(printf, 3, 4))) void
 dmb_log(struct dmabuf_ctx *ctx, enum dmabuf_log_priority prio, const char *fmt, ...);
 
+/* DMABUF_DEBUG, read once: the default level and the protocol trace. */
+struct dmb_log_env {
+	enum dmabuf_log_priority priority;
+	bool protocol;
+};
+const struct dmb_log_env *dmb_log_env(void);
+/* The parser behind it (for tests). */
+void dmb_log_env_parse(const char *s, struct dmb_log_env *out);
+
 #define dmb_err(ctx, ...) dmb_log((ctx), DMABUF_LOG_ERROR, __VA_ARGS__)
 #define dmb_warn(ctx, ...) dmb_log((ctx), DMABUF_LOG_WARNING, __VA_ARGS__)
 #define dmb_info(ctx, ...) dmb_log((ctx), DMABUF_LOG_INFO, __VA_ARGS__)
