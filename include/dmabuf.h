@@ -849,9 +849,12 @@ struct dmabuf_udmabuf_item {
  *
  * @param memfd borrowed; must have F_SEAL_SHRINK and neither F_SEAL_WRITE nor
  *        F_SEAL_FUTURE_WRITE
+ * @param flags DMABUF_UDMABUF_FLAGS_CLOEXEC or 0; other bits are ignored, as
+ *        udmabuf_create() ignores them in Linux 6.12. The fd is close-on-exec
+ *        in every case (the library's rule for every fd it returns).
  * @return a new buffer fd owned by the caller; -EBADFD if memfd is not a
- *         memfd or not an open fd (the driver's fget() failure); -EINVAL for
- *         bad seals, unknown flags,
+ *         memfd or not an open fd (the driver's fget() failure, also for an
+ *         O_PATH fd); -EINVAL for bad seals,
  *         unaligned or zero offset/size, a range beyond the memfd, or a
  *         size over DMABUF_UDMABUF_SIZE_LIMIT
  */

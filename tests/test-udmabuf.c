@@ -3,6 +3,7 @@
  * pages. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -37,11 +38,17 @@ static void memfd_rules(void **state)
 	assert_int_equal(dmabuf_udmabuf_create(ctx, fwseal, 0, 0, PG), -EINVAL);
 	assert_int_equal(dmabuf_udmabuf_create(ctx, pipefd[0], 0, 0, PG), -EBADFD);
 	assert_int_equal(dmabuf_udmabuf_create(ctx, -1, 0, 0, PG), -EBADFD); /* fget() fails */
+	/* fget() fails on an O_PATH fd too, even of a good memfd */
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", ok);
+	int opath = open(path, O_PATH | O_CLOEXEC);
+	assert_true(opath >= 0);
+	assert_int_equal(dmabuf_udmabuf_create(ctx, opath, 0, 0, PG), -EBADFD);
+	close(opath);
 	assert_int_equal(dmabuf_udmabuf_create(ctx, ok, 0, 100, PG), -EINVAL);
 	assert_int_equal(dmabuf_udmabuf_create(ctx, ok, 0, 0, 100), -EINVAL);
 	assert_int_equal(dmabuf_udmabuf_create(ctx, ok, 0, 0, 0), -EINVAL);
 	assert_int_equal(dmabuf_udmabuf_create(ctx, ok, 0, 2 * PG, 4 * PG), -EINVAL);
-	assert_int_equal(dmabuf_udmabuf_create(ctx, ok, 2, 0, PG), -EINVAL);
 	assert_int_equal(dmabuf_udmabuf_create_list(ctx, 0, NULL, 1), -EINVAL);
 	struct dmabuf_udmabuf_item item = { .memfd = ok, .size = PG };
 	assert_int_equal(dmabuf_udmabuf_create_list(ctx, 0, &item, 0), -EINVAL);
@@ -101,6 +108,33 @@ static void buffer_sees_callers_pages(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* Linux 6.12's udmabuf_create() reads only UDMABUF_FLAGS_CLOEXEC from the
+ * flags and ignores every other bit; the checks that do fail still fail. */
+static void unknown_flag_bits_are_ignored(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	int ok = sealed_memfd(4 * PG, F_SEAL_SHRINK);
+	struct dmabuf_udmabuf_item item = { .memfd = ok, .size = PG };
+	struct dmabuf *buf;
+	int fd;
+
+	fd = dmabuf_udmabuf_create(ctx, ok, 2, 0, PG);
+	assert_true(fd >= 0);
+	assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC); /* the library's fds always are */
+	assert_int_equal(dmabuf_get(ctx, fd, &buf), 0);
+	assert_int_equal(dmabuf_get_size(buf), PG);
+	assert_int_equal(dmabuf_put(buf), 0);
+	close(fd);
+	fd = dmabuf_udmabuf_create_list(ctx, 0xfffffffe | DMABUF_UDMABUF_FLAGS_CLOEXEC, &item, 1);
+	assert_true(fd >= 0);
+	close(fd);
+	/* ignoring the flags does not skip the checks after them */
+	assert_int_equal(dmabuf_udmabuf_create(ctx, ok, 0x80000000u, 0, 100), -EINVAL);
+	assert_int_equal(dmabuf_udmabuf_create(ctx, -1, 0x80000000u, 0, PG), -EBADFD);
+	close(ok);
+	dmabuf_ctx_destroy(ctx);
+}
+
 static void udmabuf_fd_is_not_the_memfd(void **state)
 {
 	struct dmabuf_ctx *ctx = tx_ctx_new(0);
@@ -121,6 +155,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		harness_test(memfd_rules),
 		harness_test(buffer_sees_callers_pages),
+		harness_test(unknown_flag_bits_are_ignored),
 		harness_test(udmabuf_fd_is_not_the_memfd),
 	};
 

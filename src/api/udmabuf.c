@@ -66,8 +66,10 @@ DMABUF_EXPORT int dmabuf_udmabuf_create_list(struct dmabuf_ctx *ctx, uint32_t fl
 
 	if (!dmb_ctx_usable(ctx) || !items)
 		return -EINVAL;
-	if (flags & ~(uint32_t)DMABUF_UDMABUF_FLAGS_CLOEXEC || !count ||
-	    count > DMABUF_UDMABUF_LIST_LIMIT)
+	/* udmabuf_create() (Linux 6.12) reads only UDMABUF_FLAGS_CLOEXEC and
+	 * ignores the other bits; our fds are close-on-exec either way. */
+	(void)flags;
+	if (!count || count > DMABUF_UDMABUF_LIST_LIMIT)
 		return -EINVAL;
 	/* udmabuf_create()'s order: alignment and the size limit for every
 	 * item first, then the fds. */
