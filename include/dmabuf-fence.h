@@ -374,10 +374,14 @@ int dmabuf_sync_file_export(struct dmabuf_fence *fence);
 int dmabuf_sync_file_import(int fd, struct dmabuf_fence **out);
 
 /**
- * Merges two sync files into a new one, as SYNC_IOC_MERGE (see
+ * Merges two sync files into a new one, as SYNC_IOC_MERGE on @p fd1 (see
  * dmabuf_fence_merge() for the rules).
  *
- * @return a new O_CLOEXEC fd; as dmabuf_sync_file_import() for bad fds
+ * @param fd1 borrowed; the fd the ioctl would be issued on
+ * @param fd2 borrowed
+ * @return a new O_CLOEXEC fd; -EBADF for a bad @p fd1; -ENOTTY if @p fd1 is
+ *         not a sync file (that file has no such ioctl); -ENOENT if @p fd2
+ *         is not a sync file or not an fd (sync_file_ioctl_merge()); -ENOMEM
  */
 int dmabuf_sync_file_merge(int fd1, int fd2);
 

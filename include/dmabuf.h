@@ -798,11 +798,16 @@ int dmabuf_vunmap(struct dmabuf *buf, void *vaddr);
 
 /**
  * The DMA_BUF_IOCTL_SYNC equivalent on an fd: START begins and END ends CPU
- * access for the buffer behind @p fd.
+ * access for the buffer behind @p fd, a buffer this context exported or
+ * imported (an orphan too: the fd is the caller's reference). Errors come
+ * in the ioctl's order: the fd, the file, then the flags.
  * @param fd borrowed
- * @return 0; -EBADF/-EINVAL as dmabuf_get(); -EINVAL for flags outside
- *         DMABUF_SYNC_VALID_FLAGS_MASK or with neither READ nor WRITE, or an
- *         END without a START
+ * @return 0; -EINVAL for a dead @p ctx; -EBADF for a bad or O_PATH fd (the
+ *         ioctl's fdget()); -ENOTTY for a file that is not a dma-buf (it has
+ *         no such ioctl); -EINVAL for a libdmabuf buffer of another context
+ *         (dmabuf_get() it first), for flags outside
+ *         DMABUF_SYNC_VALID_FLAGS_MASK or with neither READ nor WRITE; an
+ *         errno of dmabuf_begin_cpu_access() or dmabuf_end_cpu_access()
  */
 int dmabuf_fd_sync(struct dmabuf_ctx *ctx, int fd, uint64_t flags);
 

@@ -51,7 +51,25 @@ static void sync_ioctl_flag_rules(void **state)
 	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_END), -EINVAL);
 	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_END | DMABUF_SYNC_READ), -EINVAL);
 	assert_int_equal(dmabuf_fd_sync(ctx, -1, DMABUF_SYNC_READ), -EBADF);
-	assert_int_equal(dmabuf_fd_sync(ctx, nul, DMABUF_SYNC_READ), -EINVAL);
+	/* DMA_BUF_IOCTL_SYNC on a file that is not a dma-buf: that file has no
+	 * such ioctl, whatever the flags (-ENOTTY, before dma_buf_ioctl()'s
+	 * flag checks) */
+	assert_int_equal(dmabuf_fd_sync(ctx, nul, DMABUF_SYNC_READ), -ENOTTY);
+	assert_int_equal(dmabuf_fd_sync(ctx, nul, 8), -ENOTTY);
+	int plain = memfd_create("plain", MFD_CLOEXEC);
+	assert_true(plain >= 0);
+	assert_int_equal(dmabuf_fd_sync(ctx, plain, DMABUF_SYNC_READ), -ENOTTY);
+	close(plain);
+	/* a dma-buf this context does not know: the documented limit */
+	struct dmabuf_ctx *other = tx_ctx_new(0);
+	struct test_exporter otx = { 0 };
+	struct dmabuf *obuf = tx_export(other, &otx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	int ofd = dmabuf_fd(obuf, O_CLOEXEC);
+	assert_int_equal(dmabuf_fd_sync(ctx, ofd, DMABUF_SYNC_READ), -EINVAL);
+	assert_int_equal(otx.begin, 0);
+	close(ofd);
+	assert_int_equal(dmabuf_put(obuf), 0);
+	dmabuf_ctx_destroy(other);
 	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_START | DMABUF_SYNC_RW), 0);
 	assert_int_equal(tx.begin, 1);
 	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_END | DMABUF_SYNC_RW), 0);

@@ -292,7 +292,13 @@ static void test_import_export(void **state)
 	assert_int_equal(dmabuf_sync_file_import(pipefd[0], &g), -EINVAL);
 	assert_int_equal(dmabuf_sync_file_wait(pipefd[0], 0), -EINVAL);
 	assert_int_equal(dmabuf_sync_file_import(-1, &g), -EBADF);
-	assert_int_equal(dmabuf_sync_file_merge(fd, pipefd[1]), -EINVAL);
+	/* SYNC_IOC_MERGE is an ioctl on fd1: a file that is not a sync file has
+	 * no such ioctl (-ENOTTY); sync_file_ioctl_merge() answers -ENOENT when
+	 * sync_file_fdget(fd2) finds no sync file, bad fd included. */
+	assert_int_equal(dmabuf_sync_file_merge(fd, pipefd[1]), -ENOENT);
+	assert_int_equal(dmabuf_sync_file_merge(fd, -1), -ENOENT);
+	assert_int_equal(dmabuf_sync_file_merge(pipefd[1], fd), -ENOTTY);
+	assert_int_equal(dmabuf_sync_file_merge(-1, fd), -EBADF);
 	close(pipefd[0]);
 	close(pipefd[1]);
 	dmabuf_timeline_inc(tl, 1);

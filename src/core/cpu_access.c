@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "private.h"
+#include "remote.h"
 
 static bool strict(const struct dmabuf *buf)
 {
@@ -279,6 +280,7 @@ DMABUF_EXPORT int dmabuf_vunmap(struct dmabuf *buf, void *vaddr)
 
 DMABUF_EXPORT int dmabuf_fd_sync(struct dmabuf_ctx *ctx, int fd, uint64_t flags)
 {
+	char endpoint[DMB_ENDPOINT_NAME_MAX];
 	enum dmabuf_direction dir;
 	struct dmabuf *buf;
 	struct stat st;
@@ -286,26 +288,42 @@ DMABUF_EXPORT int dmabuf_fd_sync(struct dmabuf_ctx *ctx, int fd, uint64_t flags)
 
 	if (!dmb_ctx_usable(ctx))
 		return -EINVAL;
-	/* The fd first, as the ioctl's fdget() comes before its flag checks. */
-	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
-		return -EBADF;
+	/* The kernel's order: the ioctl's fdget() (-EBADF, also for O_PATH),
+	 * then the file's own ioctl handler (a file that is not a dma-buf has
+	 * no DMA_BUF_IOCTL_SYNC: -ENOTTY), then dma_buf_ioctl()'s flag
+	 * checks (-EINVAL). */
+	dmb_lock(ctx);
+	ret = dmb_buf_lookup(ctx, fd, &st, &buf);
+	if (ret == -EINVAL)
+		ret = -ENOTTY; /* not a regular file: no dma-buf */
+	if (ret == 0 && !buf) {
+		/* A libdmabuf buffer this context has neither exported nor
+		 * imported is a dma-buf the kernel would sync; here it must be
+		 * dmabuf_get() first (docs/design.md, known limits). */
+		if (dmb_endpoint_of_fd(fd, endpoint, sizeof(endpoint)) == 0) {
+			dmb_err(ctx, "dmabuf_fd_sync(fd %d): a buffer of another context: dmabuf_get() it first",
+				fd);
+			ret = -EINVAL;
+		} else {
+			ret = -ENOTTY;
+		}
+	}
+	if (ret < 0)
+		goto out;
+	ret = -EINVAL;
 	if (flags & ~(uint64_t)DMABUF_SYNC_VALID_FLAGS_MASK)
-		return -EINVAL;
+		goto out;
 	switch (flags & DMABUF_SYNC_RW) {
 	case DMABUF_SYNC_READ: dir = DMABUF_FROM_DEVICE; break;
 	case DMABUF_SYNC_WRITE: dir = DMABUF_TO_DEVICE; break;
 	case DMABUF_SYNC_RW: dir = DMABUF_BIDIRECTIONAL; break;
-	default: return -EINVAL;
+	default: goto out;
 	}
-	dmb_lock(ctx);
-	ret = dmb_buf_lookup(ctx, fd, &st, &buf);
-	if (ret == 0 && !buf)
-		ret = -EINVAL;
 	/* The fd itself is the caller's reference: an orphaned buffer (no
 	 * library reference left) is still fine to sync. */
-	if (ret == 0)
-		ret = flags & DMABUF_SYNC_END ? dmb_cpu_end_locked(buf, dir)
-					      : dmb_cpu_begin_locked(buf, dir, -1);
+	ret = flags & DMABUF_SYNC_END ? dmb_cpu_end_locked(buf, dir)
+				      : dmb_cpu_begin_locked(buf, dir, -1);
+out:
 	dmb_unlock(ctx);
 	return ret;
 }

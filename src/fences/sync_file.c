@@ -600,9 +600,18 @@ DMABUF_EXPORT int dmabuf_sync_file_merge(int fd1, int fd2)
 	struct dmabuf_fence *f[2] = { NULL, NULL }, *m;
 	int ret;
 
+	/* SYNC_IOC_MERGE is an ioctl on fd1: a file that is not a sync file
+	 * has no such ioctl (-ENOTTY). sync_file_ioctl_merge() then answers
+	 * -ENOENT when sync_file_fdget(fd2) finds no sync file, a bad fd
+	 * included. */
 	ret = dmabuf_sync_file_import(fd1, &f[0]);
-	if (!ret)
+	if (ret == -EINVAL)
+		ret = -ENOTTY;
+	if (!ret) {
 		ret = dmabuf_sync_file_import(fd2, &f[1]);
+		if (ret == -EINVAL || ret == -EBADF)
+			ret = -ENOENT;
+	}
 	if (!ret)
 		ret = dmabuf_fence_merge(f, 2, &m);
 	if (!ret) {
