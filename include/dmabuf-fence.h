@@ -369,7 +369,8 @@ int dmabuf_sync_file_export(struct dmabuf_fence *fence);
  *
  * @param fd borrowed
  * @param[out] out one reference owned by the caller
- * @return 0; -EBADF for a bad fd; -EINVAL if fd is not a sync file; -ENOMEM
+ * @return 0; -EBADF for a bad or O_PATH fd (fget() fails); -EINVAL if fd is
+ *         not a sync file; -ENOMEM
  */
 int dmabuf_sync_file_import(int fd, struct dmabuf_fence **out);
 
@@ -482,7 +483,9 @@ int dmabuf_export_sync_file(struct dmabuf *buf, uint32_t flags);
  * otherwise as a read fence.
  *
  * @param fd borrowed sync-file fd
- * @return 0; -EINVAL for bad flags or an fd that is not a sync file; -EBADF
+ * @return 0; -EINVAL for bad flags or an fd that is not a sync file (a bad
+ *         or O_PATH fd too, as dma_buf_import_sync_file() whose
+ *         sync_file_get_fence() fails); -ENOMEM
  */
 int dmabuf_import_sync_file(struct dmabuf *buf, uint32_t flags, int fd);
 

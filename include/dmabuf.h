@@ -498,7 +498,8 @@ int dmabuf_fd(struct dmabuf *buf, int flags);
  * @param fd borrowed; any fd of the buffer's dma-buf file (from
  *        dmabuf_fd(), a heap, a socket, inherited over fork)
  * @param[out] out the buffer
- * @return 0; -EBADF for a bad fd; -EINVAL for an fd that is not a libdmabuf
+ * @return 0; -EBADF for a bad fd or an O_PATH fd (no open file: the
+ *         kernel's fget() refuses it too); -EINVAL for an fd that is not a libdmabuf
  *         buffer (wrong name, unsealed, not a regular file); -ENODEV when
  *         its exporter is gone; -EOPNOTSUPP for a udmabuf of another
  *         process; -ETIMEDOUT when the exporter does not answer in

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -46,6 +47,19 @@ static void sync_file_flag_rules(void **state)
 	assert_int_equal(dmabuf_import_sync_file(buf, 4, fd), -EINVAL);
 	/* an fd that is not a sync file */
 	assert_int_equal(dmabuf_import_sync_file(buf, DMABUF_SYNC_WRITE, nul), -EINVAL);
+	/* dma_buf_import_sync_file(): sync_file_get_fence() finds no fence
+	 * for a bad fd either, and that is -EINVAL too */
+	assert_int_equal(dmabuf_import_sync_file(buf, DMABUF_SYNC_WRITE, -1), -EINVAL);
+	{
+		char path[64];
+		int opath;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		opath = open(path, O_PATH | O_CLOEXEC);
+		assert_true(opath >= 0);
+		assert_int_equal(dmabuf_import_sync_file(buf, DMABUF_SYNC_WRITE, opath), -EINVAL);
+		close(opath);
+	}
 	close(fd);
 	/* no fences: an already signalled sync file */
 	fd = dmabuf_export_sync_file(buf, DMABUF_SYNC_RW);

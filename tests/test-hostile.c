@@ -687,6 +687,24 @@ static void import_of_a_wrong_fd_is_einval(void **state)
 	}
 	close(sv[1]);
 
+	/* an O_PATH fd of the right buffer is no open file of it: the
+	 * kernel's fget() refuses it (-EBADF), so it proves nothing */
+	{
+		char path[64];
+		int opath;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", f.fd);
+		opath = open(path, O_PATH | O_CLOEXEC);
+		assert_true(opath >= 0);
+		assert_int_equal(rp_import(sock, f.exp, opath, NULL), -EBADF);
+		close(opath);
+		assert_int_equal(rp_id_call(sock, f.exp, DMB_OP_DESCRIBE, 1000), -ENOENT);
+		/* the library's own importer refuses it the same way */
+		opath = open(path, O_PATH | O_CLOEXEC);
+		assert_int_equal(dmabuf_get(f.imp, opath, &proxy2), -EBADF);
+		close(opath);
+	}
+
 	/* a buffer this exporter only imported (its proxy of exp2's buffer)
 	 * is not its to serve either */
 	assert_int_equal(dmabuf_get(f.exp, fd2, &proxy2), 0);

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -216,6 +217,55 @@ static void get_revives_orphaned_buffer(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+static int open_path(int fd)
+{
+	char path[64];
+	int o;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	o = open(path, O_PATH | O_CLOEXEC);
+	assert_true(o >= 0);
+	return o;
+}
+
+/* An O_PATH fd of the buffer's inode is not an open file of it: it holds no
+ * reference in the kernel sense (fget() refuses it: dma_buf_get() and the
+ * ioctls answer -EBADF), so it must neither revive an orphan nor keep the
+ * buffer alive. */
+static void o_path_fd_is_no_holder(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf *again = NULL;
+	int fd = dmabuf_fd(buf, O_CLOEXEC);
+	int live = open_path(fd), orphan;
+
+	/* of a live buffer */
+	assert_int_equal(dmabuf_get(ctx, live, &again), -EBADF);
+	assert_null(again);
+	assert_int_equal(dmabuf_fd_sync(ctx, live, DMABUF_SYNC_START | DMABUF_SYNC_READ), -EBADF);
+	assert_int_equal(tx.begin, 0);
+	close(live);
+	/* of an orphan: only fd holds it */
+	assert_int_equal(dmabuf_put(buf), 0);
+	orphan = open_path(fd);
+	assert_int_equal(dmabuf_get(ctx, orphan, &again), -EBADF);
+	assert_null(again);
+	assert_int_equal(dmabuf_fd_sync(ctx, orphan, DMABUF_SYNC_START | DMABUF_SYNC_RW), -EBADF);
+	assert_int_equal(tx.begin, 0);
+	assert_int_equal(tx.release, 0); /* fd still holds the file */
+	/* the last real fd goes: release, although the O_PATH fd is open */
+	close(fd);
+	for (int i = 0; i < 500 && tx.release == 0; i++)
+		dmabuf_ctx_dispatch_timeout(ctx, 2);
+	assert_int_equal(tx.release, 1);
+	assert_int_equal(dmabuf_get(ctx, orphan, &again), -EBADF);
+	close(orphan);
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(tx.release, 1);
+}
+
 static void many_buffers_release_independently(void **state)
 {
 	struct dmabuf_ctx *ctx = tx_ctx_new(0);
@@ -278,6 +328,7 @@ int main(void)
 		harness_test(fd_in_flight_keeps_buffer_alive),
 		harness_test(child_fd_and_mapping_keep_buffer_alive),
 		harness_test(get_revives_orphaned_buffer),
+		harness_test(o_path_fd_is_no_holder),
 		harness_test(many_buffers_release_independently),
 		harness_test(release_survives_inotify_overflow),
 	};

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -299,6 +300,20 @@ static void test_import_export(void **state)
 	assert_int_equal(dmabuf_sync_file_merge(fd, -1), -ENOENT);
 	assert_int_equal(dmabuf_sync_file_merge(pipefd[1], fd), -ENOTTY);
 	assert_int_equal(dmabuf_sync_file_merge(-1, fd), -EBADF);
+	/* an O_PATH fd of a sync file is no open file of it: fget() fails */
+	{
+		char path[64];
+		int opath;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		opath = open(path, O_PATH | O_CLOEXEC);
+		assert_true(opath >= 0);
+		assert_int_equal(dmabuf_sync_file_import(opath, &g), -EBADF);
+		assert_int_equal(dmabuf_sync_file_info(opath, NULL, NULL, 0), -EBADF);
+		assert_int_equal(dmabuf_sync_file_merge(opath, fd), -EBADF);
+		assert_int_equal(dmabuf_sync_file_merge(fd, opath), -ENOENT);
+		close(opath);
+	}
 	close(pipefd[0]);
 	close(pipefd[1]);
 	dmabuf_timeline_inc(tl, 1);

@@ -299,13 +299,17 @@ DMABUF_EXPORT int dmabuf_fd(struct dmabuf *buf, int flags)
 }
 
 /* Looks up the buffer of an fd's inode. -EBADF, -EINVAL, or 0 with *found
- * (NULL when the inode is not one of ours). */
+ * (NULL when the inode is not one of ours). Only a real open file counts:
+ * an O_PATH fd of the buffer's inode is no holder of the dma-buf file (it
+ * takes no flock and keeps nothing alive), and the kernel's fget() and
+ * fdget() refuse it with -EBADF (dma_buf_get(), the ioctls). */
 int dmb_buf_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st,
 		   struct dmabuf **found)
 {
 	struct dmabuf key;
+	int fl;
 
-	if (fd < 0 || fstat(fd, st) < 0)
+	if (fd < 0 || (fl = fcntl(fd, F_GETFL)) < 0 || (fl & O_PATH) || fstat(fd, st) < 0)
 		return -EBADF;
 	if (!S_ISREG(st->st_mode))
 		return -EINVAL;

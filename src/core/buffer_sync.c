@@ -116,6 +116,8 @@ DMABUF_EXPORT int dmabuf_import_sync_file(struct dmabuf *buf, uint32_t flags, in
 		return ret;
 	}
 	ret = dmabuf_sync_file_import(fd, &fence);
+	if (ret == -EBADF)
+		ret = -EINVAL; /* sync_file_get_fence() failed: any fd */
 	if (ret == 0) {
 		ret = dmabuf_resv_add_fence(buf->resv, fence,
 					    flags & DMABUF_SYNC_WRITE ? DMABUF_RESV_USAGE_WRITE

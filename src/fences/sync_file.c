@@ -412,7 +412,10 @@ bool dmb_sf_poll_imported(struct dmabuf_fence *f, int timeout_ms)
 
 static int sf_stat(int fd, struct stat *st)
 {
-	if (fd < 0 || fstat(fd, st))
+	int fl;
+
+	/* fget() refuses an O_PATH fd: it is no open file of the sync file. */
+	if (fd < 0 || (fl = fcntl(fd, F_GETFL)) < 0 || (fl & O_PATH) || fstat(fd, st))
 		return -EBADF;
 	return S_ISSOCK(st->st_mode) ? 0 : -EINVAL;
 }

@@ -199,10 +199,12 @@ int dmb_proxy_import_sync_file(struct dmabuf *buf, uint32_t flags, int fd)
 	struct dmabuf_fence *fence;
 	int ret;
 
-	/* Check it here, as the local call would, before it travels. */
+	/* Check it here, as the local call would, before it travels:
+	 * dma_buf_import_sync_file() answers -EINVAL for any fd that is not
+	 * a sync file, a bad one included. */
 	ret = dmabuf_sync_file_import(fd, &fence);
 	if (ret < 0)
-		return ret;
+		return ret == -EBADF ? -EINVAL : ret;
 	dmabuf_fence_put(fence);
 	req.u.fence_attach.buffer_id = proxy_of(buf)->id;
 	req.u.fence_attach.usage = flags & DMABUF_SYNC_WRITE ? DMABUF_RESV_USAGE_WRITE
