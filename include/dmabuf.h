@@ -531,7 +531,9 @@ uint64_t dmabuf_get_size(const struct dmabuf *buf);
 struct dmabuf_ctx *dmabuf_get_ctx(const struct dmabuf *buf);
 
 /**
- * Sets the buffer's name, as DMA_BUF_SET_NAME.
+ * Sets the buffer's name, as DMA_BUF_SET_NAME. The empty name is a name:
+ * afterwards dmabuf_info.name_set is true, as the kernel's dmabuf->name is
+ * non-NULL and its fdinfo shows an empty "name:" line.
  * @param name NUL-terminated, at most DMABUF_NAME_LEN - 1 bytes (copied)
  * @return 0; -EINVAL for NULL or a longer name
  */
@@ -557,6 +559,9 @@ struct dmabuf_info {
 	bool backing_allocated;		/**< false while DEFERRED and unmapped */
 	bool contiguous;		/**< backing is one physical run */
 	bool imported;			/**< a proxy of another context's buffer */
+	/** True once a name was set, the empty name included: the kernel's
+	 * fdinfo prints a "name:" line only then (dma_buf_show_fdinfo()). */
+	bool name_set;
 };
 
 /** Fills @p info. @return 0, -EINVAL */

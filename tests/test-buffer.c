@@ -211,6 +211,17 @@ static void set_name_follows_kernel_rules(void **state)
 	struct dmabuf_info info = { 0 };
 	char name[DMABUF_NAME_LEN + 1];
 
+	/* No name and the empty name differ: the kernel's fdinfo prints a
+	 * name: line only once DMA_BUF_SET_NAME ran (dma_buf_show_fdinfo()),
+	 * and "" is a name (dma_buf_set_name() stores it). */
+	assert_int_equal(dmabuf_get_info(buf, &info), 0);
+	assert_false(info.name_set);
+	assert_string_equal(info.name, "");
+	assert_int_equal(dmabuf_set_name(buf, ""), 0);
+	assert_int_equal(dmabuf_get_info(buf, &info), 0);
+	assert_true(info.name_set);
+	assert_string_equal(info.name, "");
+
 	memset(name, 'a', sizeof(name));
 	name[DMABUF_NAME_LEN - 1] = '\0'; /* 31 bytes + NUL: fits */
 	assert_int_equal(dmabuf_set_name(buf, name), 0);
@@ -220,6 +231,9 @@ static void set_name_follows_kernel_rules(void **state)
 	name[DMABUF_NAME_LEN] = '\0'; /* 32 bytes: too long */
 	assert_int_equal(dmabuf_set_name(buf, name), -EINVAL);
 	assert_int_equal(dmabuf_set_name(buf, NULL), -EINVAL);
+	assert_int_equal(dmabuf_get_info(buf, &info), 0);
+	assert_true(info.name_set); /* a refused name changes nothing */
+	assert_string_equal(info.name, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
 	assert_int_equal(dmabuf_set_name(buf, "frame-7"), 0);
 	assert_int_equal(dmabuf_get_info(buf, &info), 0);
 	assert_string_equal(info.name, "frame-7");

@@ -99,6 +99,47 @@ static void two_contexts_share_a_buffer(void **state)
 	dmabuf_ctx_destroy(exp);
 }
 
+/* The empty name is a name on both sides, and no name is no name
+ * (dma_buf_show_fdinfo() prints name: only after DMA_BUF_SET_NAME). */
+static void empty_name_is_a_name_on_both_sides(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0), *imp = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *a = tx_export(exp, &tx, 16 * 4096, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf *b = tx_export(exp, &tx, 16 * 4096, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	int fa = dmabuf_fd(a, O_CLOEXEC), fb = dmabuf_fd(b, O_CLOEXEC);
+	struct dmabuf *pa, *pb;
+	struct dmabuf_info info = { 0 };
+
+	/* named "" before the import: the import reply says so */
+	assert_int_equal(dmabuf_set_name(a, ""), 0);
+	assert_int_equal(dmabuf_get(imp, fa, &pa), 0);
+	assert_int_equal(dmabuf_get(imp, fb, &pb), 0);
+	assert_int_equal(dmabuf_get_info(pa, &info), 0);
+	assert_true(info.name_set);
+	assert_string_equal(info.name, "");
+	assert_int_equal(dmabuf_get_info(pb, &info), 0);
+	assert_false(info.name_set);
+	/* the importer names b "": the exporter sees a name */
+	assert_int_equal(dmabuf_set_name(pb, ""), 0);
+	assert_int_equal(dmabuf_get_info(b, &info), 0);
+	assert_true(info.name_set);
+	assert_string_equal(info.name, "");
+	assert_int_equal(dmabuf_get_info(pb, &info), 0);
+	assert_true(info.name_set);
+	assert_int_equal(dmabuf_put(pa), 0);
+	assert_int_equal(dmabuf_put(pb), 0);
+	/* the proxy remembers it after the exporter is gone */
+	assert_int_equal(dmabuf_get(imp, fa, &pa), 0);
+	dmabuf_ctx_destroy(exp);
+	assert_int_equal(dmabuf_get_info(pa, &info), 0);
+	assert_true(info.name_set);
+	assert_int_equal(dmabuf_put(pa), 0);
+	close(fa);
+	close(fb);
+	dmabuf_ctx_destroy(imp);
+}
+
 static void large_table_travels_in_a_memfd(void **state)
 {
 	struct dmabuf_ctx *exp = tx_ctx_new(0), *imp = tx_ctx_new(0);
@@ -574,6 +615,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		harness_test(two_contexts_share_a_buffer),
+		harness_test(empty_name_is_a_name_on_both_sides),
 		harness_test(large_table_travels_in_a_memfd),
 		harness_test(exporter_refusal_reaches_importer),
 		harness_test(read_only_share_stays_read_only),

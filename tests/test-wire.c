@@ -125,6 +125,7 @@ static struct dmb_msg sample(uint16_t op)
 		r->buffer_id = 5;
 		r->size = 5 * 4096;
 		r->flags = O_RDWR;
+		r->info_flags = DMB_WIRE_INFO_NAME_SET;
 		strcpy(r->exp_name, "udmabuf");
 		strcpy(r->name, "frame");
 		r->backing.total = 40;
@@ -630,6 +631,9 @@ static void test_reject_patches(void **state)
 		{ DMB_OP_IMPORT_REPLY, RBODY + 8, 8, 4096, -EPROTO },	/* < ranges */
 		{ DMB_OP_IMPORT_REPLY, RBODY + 16, 4, O_WRONLY, -EPROTO },
 		{ DMB_OP_IMPORT_REPLY, RBODY + 16, 4, O_RDWR | O_CLOEXEC, -EPROTO },
+		/* info_flags: only NAME_SET */
+		{ DMB_OP_IMPORT_REPLY, RBODY + 20, 4, DMB_WIRE_INFO_BACKING_ALLOCATED, -EPROTO },
+		{ DMB_OP_IMPORT_REPLY, RBODY + 20, 4, 1u << 3, -EPROTO },
 		{ DMB_OP_IMPORT_REPLY, RBODY + 88, 4, 2, -EPROTO },	/* total < count */
 		{ DMB_OP_IMPORT_REPLY, RBODY + 88, 4, 1025, -EPROTO },
 		{ DMB_OP_IMPORT_REPLY, RBODY + 92, 4, 1, -EPROTO },	/* first != 0 */
@@ -665,7 +669,7 @@ static void test_reject_patches(void **state)
 		{ DMB_OP_MAP_REPLY, RBODY + 48, 8, 8192, -EPROTO },	/* gap */
 		/* DESCRIBE_REPLY */
 		{ DMB_OP_DESCRIBE_REPLY, RBODY + 8, 4, 1, -EPROTO },
-		{ DMB_OP_DESCRIBE_REPLY, RBODY + 12, 4, 4, -EPROTO },
+		{ DMB_OP_DESCRIBE_REPLY, RBODY + 12, 4, 8, -EPROTO }, /* bit 2 is NAME_SET */
 		{ DMB_OP_DESCRIBE_REPLY, RBODY + 0, 8, 0, -EPROTO },
 		{ DMB_OP_ATTACH_REPLY, RBODY + 0, 8, 0, -EPROTO },
 	};

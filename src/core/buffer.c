@@ -453,6 +453,7 @@ DMABUF_EXPORT int dmabuf_set_name(struct dmabuf *buf, const char *name)
 		return ret;
 	}
 	strlcpy(buf->name, name, sizeof(buf->name));
+	buf->name_set = true;
 	dmb_unlock(ctx);
 	return 0;
 }
@@ -473,6 +474,7 @@ DMABUF_EXPORT int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info)
 	in.inode = buf->key.ino;
 	strlcpy(in.exp_name, buf->exp_name, sizeof(in.exp_name));
 	strlcpy(in.name, buf->name, sizeof(in.name));
+	in.name_set = buf->name_set;
 	in.refcount = buf->refcount;
 	in.attachments = buf->nattachments;
 	in.mappings = buf->nmappings;

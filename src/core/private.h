@@ -101,6 +101,9 @@ struct dmabuf {
 	enum dmabuf_alloc alloc;
 	char exp_name[DMABUF_NAME_LEN];
 	char name[DMABUF_NAME_LEN];
+	/* DMA_BUF_SET_NAME ran, even with "": the kernel's dmabuf->name is
+	 * then non-NULL, and fdinfo shows a name: line. */
+	bool name_set;
 
 	/* The dma-buf file: one open file description (reopened memfd).
 	 * file_fd is the library's reference to it while refcount > 0. */

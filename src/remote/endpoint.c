@@ -222,6 +222,7 @@ static int do_import(struct dmb_peer *peer, const struct dmb_msg *req, struct dm
 	r->buffer_id = h->id;
 	r->size = buf->size;
 	r->flags = (uint32_t)buf->flags;
+	r->info_flags = buf->name_set ? DMB_WIRE_INFO_NAME_SET : 0;
 	strlcpy(r->exp_name, buf->exp_name, sizeof(r->exp_name));
 	strlcpy(r->name, buf->name, sizeof(r->name));
 	return 0;
@@ -365,7 +366,8 @@ static int do_describe(struct dmb_peer *peer, const struct dmb_msg *req, struct 
 	r->size = buf->size;
 	r->flags = (uint32_t)buf->flags;
 	r->info_flags = (buf->backing.runs ? DMB_WIRE_INFO_BACKING_ALLOCATED : 0) |
-			(buf->backing.nruns == 1 ? DMB_WIRE_INFO_CONTIGUOUS : 0);
+			(buf->backing.nruns == 1 ? DMB_WIRE_INFO_CONTIGUOUS : 0) |
+			(buf->name_set ? DMB_WIRE_INFO_NAME_SET : 0);
 	r->attachments = buf->nattachments;
 	r->mappings = buf->nmappings;
 	r->vmap_count = buf->vmap_count;
@@ -453,6 +455,7 @@ static int handle_request(struct dmb_peer *peer, const struct dmb_msg *req,
 		if (!h)
 			return -ENOENT;
 		strlcpy(h->imp.buf->name, req->u.set_name.name, sizeof(h->imp.buf->name));
+		h->imp.buf->name_set = true;
 		return 0;
 	case DMB_OP_DESCRIBE:
 		return do_describe(peer, req, reply);

@@ -231,6 +231,10 @@ int dmb_proxy_describe(struct dmabuf *buf, struct dmabuf_info *info)
 	info->backing_allocated = r->info_flags & DMB_WIRE_INFO_BACKING_ALLOCATED;
 	info->contiguous = r->info_flags & DMB_WIRE_INFO_CONTIGUOUS;
 	strlcpy(info->name, r->name, sizeof(info->name));
+	info->name_set = r->info_flags & DMB_WIRE_INFO_NAME_SET;
+	/* Remembered, for when the exporter is gone. */
+	strlcpy(buf->name, r->name, sizeof(buf->name));
+	buf->name_set = info->name_set;
 	return 0;
 }
 
@@ -242,8 +246,10 @@ int dmb_proxy_set_name(struct dmabuf *buf, const char *name)
 	req.u.set_name.buffer_id = proxy_of(buf)->id;
 	strlcpy(req.u.set_name.name, name, sizeof(req.u.set_name.name));
 	ret = dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
-	if (ret == 0)
+	if (ret == 0) {
 		strlcpy(buf->name, name, sizeof(buf->name));
+		buf->name_set = true;
+	}
 	return ret;
 }
 
@@ -334,6 +340,7 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 	buf->probe_fd = buf->wd = -1;
 	strlcpy(buf->exp_name, reply.u.import_reply.exp_name, sizeof(buf->exp_name));
 	strlcpy(buf->name, reply.u.import_reply.name, sizeof(buf->name));
+	buf->name_set = reply.u.import_reply.info_flags & DMB_WIRE_INFO_NAME_SET;
 	LIST_INIT(&buf->attachments);
 	LIST_INIT(&buf->cpu_maps);
 	buf->file_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);

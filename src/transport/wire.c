@@ -341,7 +341,7 @@ static void walk_body(struct cur *c, struct dmb_msg *m)
 		f64(c, &r->buffer_id);
 		f64(c, &r->size);
 		f32(c, &r->flags);
-		frsv(c, 4);
+		f32(c, &r->info_flags);
 		fname(c, r->exp_name);
 		fname(c, r->name);
 		franges(c, &r->backing);
@@ -680,7 +680,7 @@ static int check_fields(const struct dmb_msg *m)
 		const struct dmb_wire_import_reply *r = &m->u.import_reply;
 
 		if (!r->buffer_id || !buffer_size_ok(r->size) ||
-		    !access_ok(r->flags))
+		    !access_ok(r->flags) || (r->info_flags & ~DMB_WIRE_INFO_NAME_SET))
 			return -EPROTO;
 		return check_ranges(&r->backing, true, r->size);
 	}

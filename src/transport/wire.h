@@ -103,8 +103,10 @@ enum dmb_wire_side {
 #define DMB_WIRE_MAP_SG_MEMFD (1u << 0)		/* entries in the attached memfd */
 #define DMB_WIRE_INFO_BACKING_ALLOCATED (1u << 0)
 #define DMB_WIRE_INFO_CONTIGUOUS (1u << 1)
+#define DMB_WIRE_INFO_NAME_SET (1u << 2)	/* a name was set, maybe "" */
 #define DMB_WIRE_INFO_MASK                                                     \
-	(DMB_WIRE_INFO_BACKING_ALLOCATED | DMB_WIRE_INFO_CONTIGUOUS)
+	(DMB_WIRE_INFO_BACKING_ALLOCATED | DMB_WIRE_INFO_CONTIGUOUS |          \
+	 DMB_WIRE_INFO_NAME_SET)
 #define DMB_WIRE_FENCE_READ (1u << 0)		/* == DMABUF_SYNC_READ */
 #define DMB_WIRE_FENCE_WRITE (1u << 1)		/* == DMABUF_SYNC_WRITE */
 #define DMB_WIRE_USAGE_MAX 3u			/* KERNEL, WRITE, READ, BOOKKEEP */
@@ -154,6 +156,7 @@ struct dmb_wire_import_reply {
 	uint64_t buffer_id;
 	uint64_t size;
 	uint32_t flags;		/* O_RDONLY or O_RDWR */
+	uint32_t info_flags;	/* DMB_WIRE_INFO_NAME_SET or 0 */
 	char exp_name[DMB_WIRE_NAME_LEN];
 	char name[DMB_WIRE_NAME_LEN];
 	/* total 0: the bytes are in the dma-buf file itself, no fds. */
