@@ -77,7 +77,11 @@ enum dmabuf_ctx_flags {
 	 * Strict CPU access: mappings made by dmabuf_mmap() and dmabuf_vmap()
 	 * are inaccessible (PROT_NONE) outside a begin/end_cpu_access bracket,
 	 * so CPU access without one faults at once instead of silently
-	 * working as it does on a cache-coherent machine.
+	 * working as it does on a cache-coherent machine. An END without a
+	 * matching begin (dmabuf_end_cpu_access(), dmabuf_fd_sync(), a peer's
+	 * END) is -EINVAL with a log line, and the exporter's
+	 * end_cpu_access does not run; the kernel leaves that to each
+	 * exporter.
 	 */
 	DMABUF_CTX_STRICT_CPU_ACCESS = 1u << 0,
 	/**
@@ -398,7 +402,12 @@ struct dmabuf_ops {
 	 */
 	int (*begin_cpu_access)(struct dmabuf *buf, enum dmabuf_direction dir);
 
-	/** @end_cpu_access: [optional] called from dmabuf_end_cpu_access(). */
+	/**
+	 * @end_cpu_access: [optional] called from dmabuf_end_cpu_access(),
+	 * also for an END without a matching begin (outside strict mode),
+	 * which it may refuse, as the kernel's exporters decide that; and at
+	 * release for every bracket a holder left open.
+	 */
 	int (*end_cpu_access)(struct dmabuf *buf, enum dmabuf_direction dir);
 
 	/**
@@ -761,8 +770,18 @@ int dmabuf_device_get_faults(struct dmabuf_device *dev,
 int dmabuf_begin_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir);
 
 /**
- * Ends CPU access. @return 0; -EINVAL without a matching begin (as udmabuf);
- * an errno from ops->end_cpu_access
+ * Ends CPU access, as dma_buf_end_cpu_access(). A BIDIRECTIONAL bracket is
+ * ended by one BIDIRECTIONAL end, or by a FROM_DEVICE and a TO_DEVICE end.
+ * An end without a matching begin goes to ops->end_cpu_access, which
+ * decides, as in the kernel: the system, cma and deferred heaps accept it,
+ * udmabuf refuses it with -EINVAL until its first begin (end_cpu_udmabuf()),
+ * an exporter without the op accepts it. In strict CPU-access mode
+ * (DMABUF_CTX_STRICT_CPU_ACCESS) it is -EINVAL with a log line instead.
+ * A bracket still open when the buffer is released is ended then, with a
+ * log line, before ops->release.
+ * @return 0; -EINVAL for a bad direction or, in strict mode, an end without
+ *         a matching begin; an errno from ops->end_cpu_access (the
+ *         bracket is closed anyway)
  */
 int dmabuf_end_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir);
 

@@ -20,20 +20,25 @@ static void begin_end_pairing(void **state)
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
 
-	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_FROM_DEVICE), -EINVAL);
+	/* dma_buf_end_cpu_access() keeps no brackets: an END without a START
+	 * goes to the exporter's op, which decides (this one accepts) */
+	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_FROM_DEVICE), 0);
+	assert_int_equal(tx.end, 1);
 	assert_int_equal(dmabuf_begin_cpu_access(buf, DMABUF_NONE), -EINVAL);
+	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_NONE), -EINVAL);
 	assert_int_equal(tx.begin, 0);
-	assert_int_equal(tx.end, 0);
+	assert_int_equal(tx.end, 1);
 	assert_int_equal(dmabuf_begin_cpu_access(buf, DMABUF_FROM_DEVICE), 0); /* read */
 	assert_int_equal(tx.begin, 1);
-	/* a write was never begun */
-	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_TO_DEVICE), -EINVAL);
+	/* a write was never begun: the exporter's op decides again */
+	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_TO_DEVICE), 0);
 	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_FROM_DEVICE), 0);
-	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_FROM_DEVICE), -EINVAL);
+	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_FROM_DEVICE), 0);
+	assert_int_equal(tx.end, 4);
 	assert_int_equal(dmabuf_begin_cpu_access(buf, DMABUF_BIDIRECTIONAL), 0);
 	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_BIDIRECTIONAL), 0);
 	assert_int_equal(tx.begin, 2);
-	assert_int_equal(tx.end, 2);
+	assert_int_equal(tx.end, 5);
 	assert_int_equal(dmabuf_put(buf), 0);
 	dmabuf_ctx_destroy(ctx);
 }
@@ -49,7 +54,10 @@ static void sync_ioctl_flag_rules(void **state)
 	assert_int_equal(dmabuf_fd_sync(ctx, fd, 8), -EINVAL);
 	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_START), -EINVAL);
 	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_END), -EINVAL);
-	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_END | DMABUF_SYNC_READ), -EINVAL);
+	/* END without START: the exporter's op decides (this one accepts) */
+	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_END | DMABUF_SYNC_READ), 0);
+	assert_int_equal(tx.end, 1);
+	tx.end = 0;
 	assert_int_equal(dmabuf_fd_sync(ctx, -1, DMABUF_SYNC_READ), -EBADF);
 	/* DMA_BUF_IOCTL_SYNC on a file that is not a dma-buf: that file has no
 	 * such ioctl, whatever the flags (-ENOTTY, before dma_buf_ioctl()'s
@@ -218,6 +226,56 @@ static void strict_mode_faults_outside_bracket(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+struct logbuf {
+	char text[4096];
+	size_t len;
+};
+
+static void log_to(void *data, enum dmabuf_log_priority prio, const char *msg)
+{
+	struct logbuf *l = data;
+	int n = snprintf(l->text + l->len, sizeof(l->text) - l->len, "%s\n", msg);
+
+	if (n > 0 && l->len + (size_t)n < sizeof(l->text))
+		l->len += (size_t)n;
+}
+
+/* Strict CPU-access mode keeps the bracket check the kernel does not make:
+ * END without a matching START is -EINVAL, the exporter's op does not run,
+ * and a log line says why. Directions pair as the kernel's: a
+ * BIDIRECTIONAL bracket is ended by one BIDIRECTIONAL END, or by a read
+ * END and a write END. */
+static void strict_mode_refuses_end_without_start(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(DMABUF_CTX_STRICT_CPU_ACCESS);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	int fd = dmabuf_fd(buf, O_CLOEXEC);
+	struct logbuf log = { 0 };
+
+	dmabuf_ctx_set_log(ctx, log_to, &log, DMABUF_LOG_ERROR);
+	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_FROM_DEVICE), -EINVAL);
+	assert_int_equal(tx.end, 0);
+	assert_non_null(strstr(log.text, "without a matching begin"));
+	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_END | DMABUF_SYNC_WRITE), -EINVAL);
+	assert_int_equal(tx.end, 0);
+	assert_int_equal(dmabuf_begin_cpu_access(buf, DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_FROM_DEVICE), 0);
+	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_FROM_DEVICE), -EINVAL);
+	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_TO_DEVICE), 0);
+	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_TO_DEVICE), -EINVAL);
+	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_START | DMABUF_SYNC_READ), 0);
+	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_START | DMABUF_SYNC_WRITE), 0);
+	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_BIDIRECTIONAL), -EINVAL);
+	assert_int_equal(tx.begin, 3);
+	assert_int_equal(tx.end, 3);
+	dmabuf_ctx_set_log(ctx, NULL, NULL, (enum dmabuf_log_priority)0);
+	close(fd);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -227,6 +285,7 @@ int main(void)
 		harness_test(vmap_is_refcounted),
 		harness_test(read_only_stays_read_only),
 		harness_test(strict_mode_faults_outside_bracket),
+		harness_test(strict_mode_refuses_end_without_start),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

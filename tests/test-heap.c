@@ -165,6 +165,59 @@ static void same_seed_same_frames(void **state)
 	assert_int_equal(phys[0], phys[1]);
 }
 
+/* DMA_BUF_IOCTL_SYNC END without START, per exporter as in Linux 6.12:
+ * the system and cma heaps' end_cpu_access never fails
+ * (system_heap_dma_buf_end_cpu_access()); udmabuf's fails with -EINVAL
+ * only while no START has made its sg table (end_cpu_udmabuf()). */
+static void end_without_start_follows_the_heap(void **state)
+{
+	static const char *const heaps[] = { "system", "cma", "deferred" };
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct dmabuf *buf;
+	int fd, memfd;
+
+	for (size_t i = 0; i < sizeof(heaps) / sizeof(heaps[0]); i++) {
+		fd = dmabuf_heap_alloc(ctx, heaps[i], 4096, O_RDWR | O_CLOEXEC, 0);
+		assert_true(fd >= 0);
+		assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_END | DMABUF_SYNC_READ), 0);
+		assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_END | DMABUF_SYNC_RW), 0);
+		assert_int_equal(dmabuf_get(ctx, fd, &buf), 0);
+		assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_TO_DEVICE), 0);
+		assert_int_equal(dmabuf_put(buf), 0);
+		close(fd);
+	}
+
+	memfd = memfd_create("udmabuf-src", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_true(memfd >= 0);
+	assert_int_equal(ftruncate(memfd, 4096), 0);
+	assert_int_equal(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+	fd = dmabuf_udmabuf_create(ctx, memfd, 0, 0, 4096);
+	assert_true(fd >= 0);
+	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_END | DMABUF_SYNC_READ), -EINVAL);
+	assert_int_equal(dmabuf_get(ctx, fd, &buf), 0);
+	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_BIDIRECTIONAL), -EINVAL);
+	/* the first START makes the sg table; from then on END always works */
+	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_START | DMABUF_SYNC_READ), 0);
+	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_END | DMABUF_SYNC_READ), 0);
+	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_END | DMABUF_SYNC_WRITE), 0);
+	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	close(fd);
+	close(memfd);
+	dmabuf_ctx_destroy(ctx);
+
+	/* strict CPU-access mode refuses it on every heap */
+	ctx = tx_ctx_new(DMABUF_CTX_STRICT_CPU_ACCESS);
+	fd = dmabuf_heap_alloc(ctx, "system", 4096, O_RDWR | O_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_END | DMABUF_SYNC_READ), -EINVAL);
+	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_START | DMABUF_SYNC_READ), 0);
+	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_END | DMABUF_SYNC_READ), 0);
+	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_END | DMABUF_SYNC_READ), -EINVAL);
+	close(fd);
+	dmabuf_ctx_destroy(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -174,6 +227,7 @@ int main(void)
 		harness_test(system_is_scattered_cma_is_contiguous),
 		harness_test(cma_fragments),
 		harness_test(same_seed_same_frames),
+		harness_test(end_without_start_follows_the_heap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

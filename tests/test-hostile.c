@@ -36,15 +36,20 @@ struct fx {
 	int fd;
 };
 
-static void fx_init(struct fx *f)
+static void fx_init_flags(struct fx *f, uint32_t exp_flags)
 {
 	memset(f, 0, sizeof(*f));
-	f->exp = tx_ctx_new(0);
+	f->exp = tx_ctx_new(exp_flags);
 	f->imp = tx_ctx_new(0);
 	f->buf = tx_export(f->exp, &f->tx, BUF_SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	f->fd = dmabuf_fd(f->buf, O_CLOEXEC);
 	assert_true(f->fd >= 0);
 	f->dev = tx_device(f->imp, "good", 64, DMABUF_DEVICE_IOMMU, 0);
+}
+
+static void fx_init(struct fx *f)
+{
+	fx_init_flags(f, 0);
 }
 
 static void assert_balanced(const struct fx *f)
@@ -825,13 +830,15 @@ static void forged_and_stale_ids_are_enoent(void **state)
 
 /* ---- directions and CPU brackets --------------------------------------------------- */
 
+/* With a strict exporter (DMABUF_CTX_STRICT_CPU_ACCESS), a peer's END must
+ * match that peer's own START. */
 static void wrong_direction_is_einval(void **state)
 {
 	struct fx f;
 	uint64_t imp, att, map;
 	int a, fds0;
 
-	fx_init(&f);
+	fx_init_flags(&f, DMABUF_CTX_STRICT_CPU_ACCESS);
 	fds0 = harness_count_fds();
 	a = connect_hello(&f);
 	assert_int_equal(rp_import(a, f.exp, f.fd, &imp), 0);
@@ -872,6 +879,37 @@ static void wrong_direction_is_einval(void **state)
 	fx_fini(&f);
 }
 
+/* By default an END the peer never began goes to the exporter's op, which
+ * decides (as DMA_BUF_IOCTL_SYNC in another process would), but it never
+ * closes a bracket of another peer. */
+static void end_without_start_reaches_the_op(void **state)
+{
+	struct fx f;
+	uint64_t imp, imp_b;
+	int a, b, fds0;
+
+	fx_init(&f);
+	fds0 = harness_count_fds();
+	a = connect_hello(&f);
+	b = connect_hello(&f);
+	assert_int_equal(rp_import(a, f.exp, f.fd, &imp), 0);
+	assert_int_equal(rp_import(b, f.exp, f.fd, &imp_b), 0);
+	assert_int_equal(rp_cpu(a, f.exp, DMB_OP_END_CPU_ACCESS, imp, DMABUF_FROM_DEVICE), 0);
+	assert_int_equal(f.tx.end, 1);
+	assert_int_equal(rp_cpu(a, f.exp, DMB_OP_BEGIN_CPU_ACCESS, imp, DMABUF_TO_DEVICE), 0);
+	assert_int_equal(rp_cpu(b, f.exp, DMB_OP_END_CPU_ACCESS, imp_b, DMABUF_TO_DEVICE), 0);
+	assert_int_equal(f.tx.end, 2);
+	close(b);
+	/* a's bracket is still a's: its departure ends it, once */
+	close(a);
+	assert_int_equal(settle(&f, fds0), fds0);
+	assert_int_equal(f.tx.begin, 1);
+	assert_int_equal(f.tx.end, 3);
+	after_hostile(&f, fds0, "END without START");
+	fx_fini(&f);
+	assert_int_equal(f.tx.end, 3);
+}
+
 /* A peer that leaves with CPU brackets open: the exporter ends each once,
  * with the direction it was begun with. */
 static void cpu_brackets_left_open_are_ended_once(void **state)
@@ -890,14 +928,13 @@ static void cpu_brackets_left_open_are_ended_once(void **state)
 	assert_int_equal(f.tx.begin, 3);
 	close(a);
 	assert_int_equal(settle(&f, fds0), fds0);
-	/* nothing left open on the exporter's side */
-	assert_int_equal(dmabuf_end_cpu_access(f.buf, DMABUF_FROM_DEVICE), -EINVAL);
-	assert_int_equal(dmabuf_end_cpu_access(f.buf, DMABUF_TO_DEVICE), -EINVAL);
 	if (f.tx.end != f.tx.begin)
 		fail_msg("peer left with 3 CPU brackets open (FROM_DEVICE, TO_DEVICE, BIDIRECTIONAL): "
 			 "the exporter's end_cpu_access ran %d time(s)", f.tx.end);
 	after_hostile(&f, fds0, "CPU brackets left open");
 	fx_fini(&f);
+	/* nothing was left open on the exporter's side: release ended none */
+	assert_int_equal(f.tx.end, 3);
 }
 
 /* ---- floods -------------------------------------------------------------------------- */
@@ -1087,6 +1124,7 @@ int main(void)
 		harness_test(import_of_a_wrong_fd_is_einval),
 		harness_test(forged_and_stale_ids_are_enoent),
 		harness_test(wrong_direction_is_einval),
+		harness_test(end_without_start_reaches_the_op),
 		harness_test(cpu_brackets_left_open_are_ended_once),
 		harness_test(peer_that_stops_reading_is_dropped),
 		harness_test(flood_is_served_in_batches),

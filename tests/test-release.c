@@ -266,6 +266,110 @@ static void o_path_fd_is_no_holder(void **state)
 	assert_int_equal(tx.release, 1);
 }
 
+/* An exporter that writes down the order of its CPU-access, vmap and
+ * release calls. */
+struct seq_exporter {
+	struct test_exporter tx; /* first: tx_* ops see it as theirs */
+	char seq[64];
+	size_t n;
+};
+
+static void seq_add(struct dmabuf *buf, char c)
+{
+	struct seq_exporter *s = dmabuf_get_priv(buf);
+
+	if (s->n + 1 < sizeof(s->seq))
+		s->seq[s->n++] = c;
+}
+
+static int seq_begin(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	seq_add(buf, "BWR"[dir]); /* BIDIRECTIONAL, write (TO_DEVICE), read */
+	return tx_begin(buf, dir);
+}
+
+static int seq_end(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	seq_add(buf, "bwr"[dir]);
+	return tx_end(buf, dir);
+}
+
+static int seq_vmap(struct dmabuf *buf, void **vaddr)
+{
+	seq_add(buf, 'V');
+	return tx_vmap(buf, vaddr);
+}
+
+static void seq_vunmap(struct dmabuf *buf, void *vaddr)
+{
+	seq_add(buf, 'v');
+	tx_vunmap(buf, vaddr);
+}
+
+static void seq_release(struct dmabuf *buf)
+{
+	seq_add(buf, '.');
+	tx_release(buf);
+}
+
+static struct dmabuf *seq_export(struct dmabuf_ctx *ctx, struct seq_exporter *s,
+				 struct dmabuf_ops *ops)
+{
+	struct dmabuf_export_info info = {
+		.exp_name = "seq", .ops = ops, .size = SZ, .flags = O_RDWR, .priv = s,
+	};
+	struct dmabuf *buf = NULL;
+
+	*ops = tx_ops;
+	ops->begin_cpu_access = seq_begin;
+	ops->end_cpu_access = seq_end;
+	ops->vmap = seq_vmap;
+	ops->vunmap = seq_vunmap;
+	ops->release = seq_release;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), 0);
+	return buf;
+}
+
+/* A holder that puts the buffer with CPU brackets still open: every open
+ * bracket is ended, once, before ops->release, and before the vmap it
+ * was opened under goes (as attachments and vmaps are undone). */
+static void release_ends_open_cpu_brackets(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct seq_exporter s = { 0 };
+	struct dmabuf_ops ops;
+	struct dmabuf *buf = seq_export(ctx, &s, &ops);
+	void *v;
+	int fd;
+
+	assert_int_equal(dmabuf_vmap(buf, &v), 0);
+	assert_int_equal(dmabuf_begin_cpu_access(buf, DMABUF_FROM_DEVICE), 0);
+	assert_int_equal(dmabuf_begin_cpu_access(buf, DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(dmabuf_begin_cpu_access(buf, DMABUF_FROM_DEVICE), 0);
+	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_FROM_DEVICE), 0);
+	assert_int_equal(dmabuf_put(buf), 0); /* the last holder */
+	assert_int_equal(s.tx.release, 1);
+	assert_int_equal(s.tx.end, s.tx.begin);
+	/* the open ones end in some order, each once, then the vmap, then release */
+	assert_int_equal(s.n, 9);
+	assert_memory_equal(s.seq, "VRBRr", 5);
+	assert_true((s.seq[5] == 'r' && s.seq[6] == 'b') || (s.seq[5] == 'b' && s.seq[6] == 'r'));
+	assert_memory_equal(s.seq + 7, "v.", 2);
+
+	/* a bracket opened through an fd of an orphan, whose fd then goes */
+	memset(&s, 0, sizeof(s));
+	buf = seq_export(ctx, &s, &ops);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(dmabuf_fd_sync(ctx, fd, DMABUF_SYNC_START | DMABUF_SYNC_WRITE), 0);
+	close(fd);
+	dispatch_until_released(ctx, &s.tx);
+	assert_int_equal(s.tx.release, 1);
+	assert_int_equal(s.n, 3);
+	assert_memory_equal(s.seq, "Ww.", 3);
+	dmabuf_ctx_destroy(ctx);
+}
+
 static void many_buffers_release_independently(void **state)
 {
 	struct dmabuf_ctx *ctx = tx_ctx_new(0);
@@ -329,6 +433,7 @@ int main(void)
 		harness_test(child_fd_and_mapping_keep_buffer_alive),
 		harness_test(get_revives_orphaned_buffer),
 		harness_test(o_path_fd_is_no_holder),
+		harness_test(release_ends_open_cpu_brackets),
 		harness_test(many_buffers_release_independently),
 		harness_test(release_survives_inotify_overflow),
 	};

@@ -12,14 +12,31 @@
 
 #include "private.h"
 
+struct udmabuf {
+	/* The driver makes its sg table at the first begin_cpu_access
+	 * (begin_cpu_udmabuf()), and end_cpu_udmabuf() is -EINVAL until then. */
+	bool cpu_synced;
+};
+
 static int udmabuf_mmap(struct dmabuf *buf, uint64_t offset, uint64_t len, int prot)
 {
 	return 0;
 }
 
+static int udmabuf_begin_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	((struct udmabuf *)dmabuf_get_priv(buf))->cpu_synced = true;
+	return 0;
+}
+
+static int udmabuf_end_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	return ((struct udmabuf *)dmabuf_get_priv(buf))->cpu_synced ? 0 : -EINVAL;
+}
+
 static void udmabuf_release(struct dmabuf *buf)
 {
-	/* priv is the context, only there because priv is mandatory. */
+	free(dmabuf_get_priv(buf));
 }
 
 static const struct dmabuf_ops udmabuf_ops = {
@@ -27,6 +44,8 @@ static const struct dmabuf_ops udmabuf_ops = {
 	.map = dmabuf_backing_map,
 	.unmap = dmabuf_backing_unmap,
 	.release = udmabuf_release,
+	.begin_cpu_access = udmabuf_begin_cpu_access,
+	.end_cpu_access = udmabuf_end_cpu_access,
 	.mmap = udmabuf_mmap,
 	.vmap = dmabuf_backing_vmap,
 	.vunmap = dmabuf_backing_vunmap,
@@ -110,13 +129,18 @@ DMABUF_EXPORT int dmabuf_udmabuf_create_list(struct dmabuf_ctx *ctx, uint32_t fl
 	info.ops = &udmabuf_ops;
 	info.size = total;
 	info.flags = O_RDWR;
-	info.priv = ctx;
+	info.priv = calloc(1, sizeof(struct udmabuf));
 	info.alloc = DMABUF_ALLOC_SYSTEM;
+	ret = -ENOMEM;
+	if (!info.priv)
+		goto fail;
 	dmb_lock(ctx);
 	ret = dmb_buf_create(ctx, &info, &backing, &buf);
 	dmb_unlock(ctx);
-	if (ret < 0)
+	if (ret < 0) {
+		free(info.priv);
 		goto fail;
+	}
 	fd = dmabuf_fd(buf, O_CLOEXEC);
 	dmabuf_put(buf);
 	return fd;

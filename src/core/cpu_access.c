@@ -20,6 +20,16 @@ static bool strict(const struct dmabuf *buf)
 	return buf->ctx->config.flags & DMABUF_CTX_STRICT_CPU_ACCESS;
 }
 
+static unsigned int reads_open(const unsigned int open[3])
+{
+	return open[DMABUF_FROM_DEVICE] + open[DMABUF_BIDIRECTIONAL];
+}
+
+static unsigned int writes_open(const unsigned int open[3])
+{
+	return open[DMABUF_TO_DEVICE] + open[DMABUF_BIDIRECTIONAL];
+}
+
 /* What a mapping with protection `prot` may do right now. */
 static int effective_prot(const struct dmabuf *buf, int prot)
 {
@@ -27,9 +37,9 @@ static int effective_prot(const struct dmabuf *buf, int prot)
 
 	if (!strict(buf))
 		return prot;
-	if (buf->cpu_read_open)
+	if (reads_open(buf->cpu_open))
 		allowed |= PROT_READ;
-	if (buf->cpu_write_open)
+	if (writes_open(buf->cpu_open))
 		allowed |= PROT_READ | PROT_WRITE;
 	return prot & allowed;
 }
@@ -76,12 +86,45 @@ int dmb_cpu_begin_locked(struct dmabuf *buf, enum dmabuf_direction dir, int time
 		if (ret < 0)
 			return ret;
 	}
-	if (dir_reads(dir))
-		buf->cpu_read_open++;
-	if (dir_writes(dir))
-		buf->cpu_write_open++;
+	buf->cpu_open[dir]++;
 	strict_apply(buf);
 	return 0;
+}
+
+bool dmb_cpu_bracket_close(unsigned int open[3], enum dmabuf_direction dir)
+{
+	if ((dir_reads(dir) && !reads_open(open)) || (dir_writes(dir) && !writes_open(open)))
+		return false;
+	if (open[dir]) {
+		open[dir]--;
+	} else if (dir == DMABUF_BIDIRECTIONAL) {
+		/* a read and a write bracket, ended together */
+		open[DMABUF_FROM_DEVICE]--;
+		open[DMABUF_TO_DEVICE]--;
+	} else {
+		/* half of a BIDIRECTIONAL bracket ends; the other half stays */
+		open[DMABUF_BIDIRECTIONAL]--;
+		open[dir == DMABUF_TO_DEVICE ? DMABUF_FROM_DEVICE : DMABUF_TO_DEVICE]++;
+	}
+	return true;
+}
+
+int dmb_cpu_end_unmatched_locked(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	dmb_assert_locked(buf->ctx);
+	if (!dir_valid(dir))
+		return -EINVAL;
+	/* dma_buf_end_cpu_access() keeps no brackets: END without START is
+	 * the exporter's to judge (the system and cma heaps accept it,
+	 * udmabuf refuses it until its first START). Strict mode checks. */
+	if (strict(buf)) {
+		dmb_err(buf->ctx, "end_cpu_access(%s, dir %d) without a matching begin (strict CPU access)",
+			buf->exp_name, (int)dir);
+		return -EINVAL;
+	}
+	dmb_dbg(buf->ctx, "end_cpu_access(%s, dir %d) without a matching begin: the exporter decides",
+		buf->exp_name, (int)dir);
+	return buf->ops->end_cpu_access ? DMB_OP(buf, end_cpu_access)(buf, dir) : 0;
 }
 
 int dmb_cpu_end_locked(struct dmabuf *buf, enum dmabuf_direction dir)
@@ -92,20 +135,12 @@ int dmb_cpu_end_locked(struct dmabuf *buf, enum dmabuf_direction dir)
 
 	if (!dir_valid(dir))
 		return -EINVAL;
-	if ((dir_reads(dir) && !buf->cpu_read_open) ||
-	    (dir_writes(dir) && !buf->cpu_write_open)) {
-		dmb_err(buf->ctx, "end_cpu_access(%s, dir %d) without a matching begin",
-			buf->exp_name, (int)dir);
-		return -EINVAL;
-	}
+	if (!dmb_cpu_bracket_close(buf->cpu_open, dir))
+		return dmb_cpu_end_unmatched_locked(buf, dir);
+	/* The bracket closes even if the exporter's end fails: the caller
+	 * cannot retry an end. */
 	if (buf->ops->end_cpu_access)
 		ret = DMB_OP(buf, end_cpu_access)(buf, dir);
-	/* The bracket closes even if the exporter's end failed: the caller
-	 * cannot retry an end. */
-	if (dir_reads(dir))
-		buf->cpu_read_open--;
-	if (dir_writes(dir))
-		buf->cpu_write_open--;
 	strict_apply(buf);
 	return ret;
 }
@@ -331,6 +366,22 @@ out:
 void dmb_cpu_access_fini(struct dmabuf *buf)
 {
 	struct dmb_cpu_map *m;
+	unsigned int left = buf->cpu_open[0] + buf->cpu_open[1] + buf->cpu_open[2];
+
+	/* Brackets a holder left open are ended before release, innermost
+	 * state first (before the vmap they may have been opened under), as
+	 * attachments and vmaps are undone. A proxy's are the exporter's to
+	 * end: its RELEASE handling closes them, without a round trip each. */
+	if (left) {
+		dmb_err(buf->ctx, "buffer %s released with %u CPU access bracket(s) open",
+			buf->exp_name, left);
+		for (int d = DMABUF_BIDIRECTIONAL; d <= DMABUF_FROM_DEVICE; d++)
+			while (buf->cpu_open[d]) {
+				buf->cpu_open[d]--;
+				if (!buf->imported && buf->ops->end_cpu_access)
+					DMB_OP(buf, end_cpu_access)(buf, (enum dmabuf_direction)d);
+			}
+	}
 
 	/* Mappings the caller still has stay valid (they map the memfd);
 	 * only the bookkeeping goes. */

@@ -128,9 +128,9 @@ struct dmabuf {
 	void *vmap_addr;
 	bool vmap_writable;
 
-	/* CPU access brackets, per direction kind */
-	unsigned int cpu_read_open;
-	unsigned int cpu_write_open;
+	/* Open CPU access brackets, by enum dmabuf_direction; ended at
+	 * release if a holder left them open. */
+	unsigned int cpu_open[3];
 	LIST_HEAD(, dmb_cpu_map) cpu_maps; /* dmabuf_mmap() mappings */
 
 	struct dmabuf_resv *resv;
@@ -209,6 +209,14 @@ void dmb_cpu_access_fini(struct dmabuf *buf);
  * are still pending after it. */
 int dmb_cpu_begin_locked(struct dmabuf *buf, enum dmabuf_direction dir, int timeout_ms);
 int dmb_cpu_end_locked(struct dmabuf *buf, enum dmabuf_direction dir);
+/* An END that matches none of the caller's brackets (a peer's, for the
+ * endpoint): refused in strict mode, else passed to ops->end_cpu_access,
+ * which decides, as dma_buf_end_cpu_access() does. Closes no bracket. */
+int dmb_cpu_end_unmatched_locked(struct dmabuf *buf, enum dmabuf_direction dir);
+/* Closes one bracket of open[] (by direction) that an END of dir ends; a
+ * BIDIRECTIONAL bracket is ended by one BIDIRECTIONAL END or by a read and
+ * a write END. False, nothing changed, when none matches. */
+bool dmb_cpu_bracket_close(unsigned int open[3], enum dmabuf_direction dir);
 /* buffer_sync.c: waits for the fences CPU access must wait for (writers for
  * a read; everything for a write). */
 int dmb_buf_wait_for_cpu(struct dmabuf *buf, bool write, int timeout_ms);

@@ -170,14 +170,15 @@ void dmb_buf_release_now(struct dmabuf *buf)
 
 	dmb_release_cancel(buf);
 	buf->state = DMB_BUF_RELEASED;
-	/* Whoever still holds an attachment or a vmap lost it with the
-	 * buffer: the kernel warns here too. Undo it so the exporter's ops
+	/* Whoever still holds a CPU bracket, a vmap or an attachment lost it
+	 * with the buffer: the kernel warns here too. Undo it, in the
+	 * reverse of the usual order of making them, so the exporter's ops
 	 * see a balanced sequence before release. */
+	dmb_cpu_access_fini(buf);
 	if (buf->nattachments)
 		dmb_err(ctx, "buffer %s released with %u attachment(s) still attached",
 			buf->exp_name, buf->nattachments);
 	dmb_attachments_destroy_all(buf);
-	dmb_cpu_access_fini(buf);
 	dmb_release_unwatch(buf);
 	dmb_dbg(ctx, "release %s (ino %lu)", buf->exp_name, (unsigned long)buf->key.ino);
 	DMB_OP(buf, release)(buf);

@@ -319,7 +319,6 @@ static int do_cpu_access(struct dmb_peer *peer, const struct dmb_msg *req, bool 
 {
 	struct dmb_handle *imp = handle_find(peer, req->u.cpu_access.buffer_id, DMB_H_IMPORT);
 	enum dmabuf_direction dir = (enum dmabuf_direction)req->u.cpu_access.dir;
-	bool reads = dir != DMABUF_TO_DEVICE, writes = dir != DMABUF_FROM_DEVICE;
 	int ret;
 
 	if (!imp)
@@ -332,24 +331,11 @@ static int do_cpu_access(struct dmb_peer *peer, const struct dmb_msg *req, bool 
 			imp->imp.cpu_open[dir]++;
 		return ret;
 	}
-	{
-		unsigned int *open = imp->imp.cpu_open;
-
-		if ((reads && !(open[DMABUF_FROM_DEVICE] + open[DMABUF_BIDIRECTIONAL])) ||
-		    (writes && !(open[DMABUF_TO_DEVICE] + open[DMABUF_BIDIRECTIONAL])))
-			return -EINVAL; /* END without this peer's START */
-		if (open[dir]) {
-			open[dir]--;
-		} else if (dir == DMABUF_BIDIRECTIONAL) {
-			open[DMABUF_FROM_DEVICE]--;
-			open[DMABUF_TO_DEVICE]--;
-		} else {
-			/* half of a BIDIRECTIONAL bracket ends; the other half
-			 * stays open */
-			open[DMABUF_BIDIRECTIONAL]--;
-			open[dir == DMABUF_TO_DEVICE ? DMABUF_FROM_DEVICE : DMABUF_TO_DEVICE]++;
-		}
-	}
+	/* END without this peer's START: as any END without START (the
+	 * exporter's op decides; strict mode refuses), and never closes a
+	 * bracket another holder opened. */
+	if (!dmb_cpu_bracket_close(imp->imp.cpu_open, dir))
+		return dmb_cpu_end_unmatched_locked(imp->imp.buf, dir);
 	return dmb_cpu_end_locked(imp->imp.buf, dir);
 }
 
