@@ -790,7 +790,9 @@ int dmabuf_end_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir);
  * @param offset byte offset, page multiple
  * @param len bytes, non-zero; rounded up to pages
  * @param prot PROT_READ and/or PROT_WRITE
- * @param[out] addr the mapping, released with dmabuf_munmap()
+ * @param[out] addr the mapping, released with dmabuf_munmap(); it keeps the
+ *        buffer alive as a vma keeps a dma-buf file (for a udmabuf, only
+ *        until dmabuf_munmap(), not a plain munmap())
  * @return 0; -EINVAL for an unaligned offset, a range beyond the buffer,
  *         bad prot, or an exporter without ops->mmap; -EACCES for
  *         PROT_WRITE on a read-only buffer; an errno from ops->mmap or mmap

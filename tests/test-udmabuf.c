@@ -150,6 +150,39 @@ static void udmabuf_fd_is_not_the_memfd(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* A dmabuf_mmap() mapping holds the buffer as a vma holds its dma-buf file
+ * in the kernel: a udmabuf (whose bytes are the caller's memfd, not its
+ * file) is not released while one is mapped, even with no fd left. */
+static void mapping_keeps_udmabuf_alive(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	int a = sealed_memfd(2 * PG, F_SEAL_SHRINK);
+	int fd = dmabuf_udmabuf_create(ctx, a, 0, 0, 2 * PG);
+	struct dmabuf_ctx_stats st;
+	struct dmabuf *buf;
+	uint8_t *m;
+
+	assert_true(fd >= 0);
+	assert_int_equal(dmabuf_get(ctx, fd, &buf), 0);
+	assert_int_equal(dmabuf_mmap(buf, 0, 2 * PG, PROT_READ | PROT_WRITE, (void **)&m), 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	close(fd);
+	for (int i = 0; i < 50; i++)
+		dmabuf_ctx_dispatch_timeout(ctx, 2);
+	assert_int_equal(dmabuf_ctx_get_stats(ctx, &st), 0);
+	assert_int_equal(st.buffers_released, 0);
+	m[PG] = 0x5a;
+	/* the orphan's mapping is still its own to undo */
+	assert_int_equal(dmabuf_munmap(buf, m, 2 * PG), 0);
+	for (int i = 0; i < 500 && st.buffers_released == 0; i++) {
+		dmabuf_ctx_dispatch_timeout(ctx, 2);
+		assert_int_equal(dmabuf_ctx_get_stats(ctx, &st), 0);
+	}
+	assert_int_equal(st.buffers_released, 1);
+	close(a);
+	dmabuf_ctx_destroy(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -157,6 +190,7 @@ int main(void)
 		harness_test(buffer_sees_callers_pages),
 		harness_test(unknown_flag_bits_are_ignored),
 		harness_test(udmabuf_fd_is_not_the_memfd),
+		harness_test(mapping_keeps_udmabuf_alive),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -209,11 +209,22 @@ DMABUF_EXPORT int dmabuf_mmap(struct dmabuf *buf, uint64_t offset, uint64_t len,
 		goto out;
 	}
 	/* Through the dma-buf file, so the mapping keeps the buffer alive as
-	 * a vma keeps its dma-buf file alive in the kernel. */
+	 * a vma keeps its dma-buf file alive in the kernel. A udmabuf's bytes
+	 * are not in its file: one inaccessible page of the file does that. */
+	if (buf->handle_only) {
+		m->pin = mmap(NULL, DMB_PAGE_SIZE, PROT_NONE, MAP_SHARED, buf->file_fd, 0);
+		if (m->pin == MAP_FAILED) {
+			ret = -errno;
+			free(m);
+			goto out;
+		}
+	}
 	p = dmb_backing_map_range(&buf->backing, offset, len, effective_prot(buf, prot),
 				  buf->handle_only ? -1 : buf->file_fd);
 	if (p == MAP_FAILED) {
 		ret = -errno;
+		if (m->pin)
+			munmap(m->pin, DMB_PAGE_SIZE);
 		free(m);
 		goto out;
 	}
@@ -246,6 +257,8 @@ DMABUF_EXPORT int dmabuf_munmap(struct dmabuf *buf, void *addr, uint64_t len)
 	}
 	LIST_REMOVE(m, link);
 	munmap(m->addr, m->len);
+	if (m->pin)
+		munmap(m->pin, DMB_PAGE_SIZE);
 	free(m);
 	/* That mapping may have been the last holder of the file. */
 	dmb_release_check(buf);
@@ -384,9 +397,11 @@ void dmb_cpu_access_fini(struct dmabuf *buf)
 	}
 
 	/* Mappings the caller still has stay valid (they map the memfd);
-	 * only the bookkeeping goes. */
+	 * only the bookkeeping goes, and the library's own pins. */
 	while ((m = LIST_FIRST(&buf->cpu_maps))) {
 		LIST_REMOVE(m, link);
+		if (m->pin)
+			munmap(m->pin, DMB_PAGE_SIZE);
 		free(m);
 	}
 	if (buf->vmap_count) {

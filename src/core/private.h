@@ -202,6 +202,10 @@ struct dmb_cpu_map {
 	void *addr;
 	uint64_t len;
 	int prot;
+	/* udmabuf: the mapping is of the caller's memfds, so a PROT_NONE page
+	 * of the dma-buf file holds that file as the vma would in the
+	 * kernel; NULL otherwise. */
+	void *pin;
 };
 
 void dmb_cpu_access_fini(struct dmabuf *buf);
