@@ -143,6 +143,35 @@ static void empty_name_is_a_name_on_both_sides(void **state)
 	dmabuf_ctx_destroy(imp);
 }
 
+/* An importer that puts its proxy inside CPU brackets: the exporter ends
+ * each once (at RELEASE), the proxy sends no END of its own. */
+static void proxy_put_inside_brackets_ends_them_once(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0), *imp = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(exp, &tx, 16 * 4096, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	int fd = dmabuf_fd(buf, O_CLOEXEC);
+	struct dmabuf *px;
+
+	assert_int_equal(dmabuf_get(imp, fd, &px), 0);
+	assert_int_equal(dmabuf_begin_cpu_access(px, DMABUF_FROM_DEVICE), 0);
+	assert_int_equal(dmabuf_begin_cpu_access(px, DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(tx.begin, 2);
+	assert_int_equal(dmabuf_put(px), 0);
+	dispatch_until(exp, &tx.end, 2);
+	for (int i = 0; i < 5; i++)
+		dmabuf_ctx_dispatch(exp);
+	assert_int_equal(tx.end, 2);
+	assert_int_equal(tx.release, 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	close(fd);
+	dispatch_until(exp, &tx.release, 1);
+	assert_int_equal(tx.release, 1);
+	assert_int_equal(tx.end, 2);
+	dmabuf_ctx_destroy(imp);
+	dmabuf_ctx_destroy(exp);
+}
+
 static void large_table_travels_in_a_memfd(void **state)
 {
 	struct dmabuf_ctx *exp = tx_ctx_new(0), *imp = tx_ctx_new(0);
@@ -619,6 +648,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		harness_test(two_contexts_share_a_buffer),
 		harness_test(empty_name_is_a_name_on_both_sides),
+		harness_test(proxy_put_inside_brackets_ends_them_once),
 		harness_test(large_table_travels_in_a_memfd),
 		harness_test(exporter_refusal_reaches_importer),
 		harness_test(read_only_share_stays_read_only),
