@@ -852,8 +852,9 @@ int dmabuf_fd_sync(struct dmabuf_ctx *ctx, int fd, uint64_t flags);
  * @param fd_flags O_RDWR or O_RDONLY, optionally | O_CLOEXEC
  * @param heap_flags must be 0
  * @return a new buffer fd owned by the caller; -EINVAL for len 0, fd_flags
- *         outside O_ACCMODE|O_CLOEXEC, non-zero heap_flags; -ENODEV for an
- *         unknown heap; -ENOMEM when the heap cannot satisfy the request
+ *         outside O_ACCMODE|O_CLOEXEC, non-zero heap_flags; -ENOENT for an
+ *         unknown heap (the open() of /dev/dma_heap/<name> that would fail,
+ *         so it comes before the other checks); -ENOMEM when the heap cannot satisfy the request
  */
 int dmabuf_heap_alloc(struct dmabuf_ctx *ctx, const char *heap, uint64_t len,
 		      uint32_t fd_flags, uint64_t heap_flags);

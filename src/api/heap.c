@@ -62,14 +62,17 @@ DMABUF_EXPORT int dmabuf_heap_alloc(struct dmabuf_ctx *ctx, const char *heap,
 
 	if (!heap || !dmb_ctx_usable(ctx))
 		return -EINVAL;
-	/* The dma-heap ioctl's checks, in its order. */
-	if (!len || heap_flags || (fd_flags & ~(uint32_t)(O_ACCMODE | O_CLOEXEC)))
-		return -EINVAL;
+	/* The heap first: an unknown one is an open("/dev/dma_heap/<name>")
+	 * that fails with -ENOENT before there is an fd to ioctl. */
 	for (i = 0; i < DMB_ARRAY_SIZE(heaps); i++)
 		if (!strcmp(heap, heaps[i].name))
 			break;
 	if (i == DMB_ARRAY_SIZE(heaps))
-		return -ENODEV;
+		return -ENOENT;
+	/* Then dma_heap_ioctl_allocate()'s checks (fd_flags, heap_flags),
+	 * then dma_heap_buffer_alloc()'s (len). */
+	if ((fd_flags & ~(uint32_t)(O_ACCMODE | O_CLOEXEC)) || heap_flags || !len)
+		return -EINVAL;
 	/* PAGE_ALIGN(len) == 0: only a len that wraps. 0xfff...f000 is
 	 * aligned and is -ENOMEM (larger than RAM), as in the kernel. */
 	if (len > UINT64_MAX - DMB_PAGE_SIZE + 1)
