@@ -15,8 +15,9 @@
 #
 # `./run.sh test` stops at the first failing stage, always prints a summary
 # with per-stage timings, and ends with one line `N passed, M failed` counting
-# meson test results over all stages (passed = Ok + Expected Fail, failed =
-# Fail + Unexpected Pass + Timeout).
+# meson test results over all stages, read from each run's
+# meson-logs/testlog*.json (passed = OK + EXPECTEDFAIL, failed = every other
+# result but SKIP).
 #
 # Environment:
 #   DMABUF_JOBS=N            parallel compile/test jobs (default: nproc)
@@ -109,12 +110,6 @@ asan_env() {
 	msg "ASAN_OPTIONS=$ASAN_OPTIONS UBSAN_OPTIONS=$UBSAN_OPTIONS"
 }
 
-# has_target DIR NAME: true if ninja in DIR knows the linked output NAME
-# (a path relative to DIR, e.g. examples/dmabuf-demo).
-has_target() {
-	ninja -C "$1" -t targets all 2>/dev/null | grep -q "^$2: "
-}
-
 # ------------------------------------------------------- test bookkeeping
 
 STAGE_NAMES=()
@@ -125,7 +120,6 @@ TOTAL_PASSED=0
 TOTAL_FAILED=0
 FAILED_STAGE=
 START_TIME=$SECONDS
-LOGDIR=
 
 # stage NAME CMD...: run CMD as a named stage, record result and time.
 stage() {
@@ -148,42 +142,53 @@ stage() {
 	return "$rc"
 }
 
-# meson_test LOGNAME MESON-TEST-ARGS...: run meson test, tee its output and
-# add its summary counts to the totals. Used as a stage body.
+# meson_test DIR SETUP MESON-TEST-ARGS...: run meson test in DIR (with the
+# test setup SETUP unless it is empty) and add its results to the totals.
+# The counts come from the machine-readable log meson writes for the run,
+# DIR/meson-logs/testlog[-SETUP].json (one JSON object per test), never from
+# the text summary. Used as a stage body.
 meson_test() {
-	local log=$LOGDIR/$1.log rc ok xfail fail xpass timeout skip
-	shift
-	msg "meson test $*"
-	if meson test --num-processes "$JOBS" "$@" 2>&1 </dev/null | tee "$log"; then
-		rc=0
-	else
-		rc=$?
+	local dir=$1 setup=$2 json rc counts passed failed skipped
+	shift 2
+	json=$dir/meson-logs/testlog${setup:+-$setup}.json
+	local args=(-C "$dir" ${setup:+--setup "$setup"} --num-processes "$JOBS" "$@")
+	rm -f "$json" # a stale log must not be counted
+	msg "meson test ${args[*]}"
+	if meson test "${args[@]}" </dev/null; then rc=0; else rc=$?; fi
+	if [[ ! -f $json ]]; then
+		STAGE_NOTE="meson test wrote no $json"
+		TOTAL_FAILED=$((TOTAL_FAILED + 1))
+		return $((rc ? rc : 1))
 	fi
-	# The summary block is at the end; take the last value of each line.
-	read -r ok xfail fail xpass timeout skip < <(awk '
-		/^Ok:/              { ok = $2 }
-		/^Expected Fail:/   { xf = $3 }
-		/^Fail:/            { f = $2 }
-		/^Unexpected Pass:/ { xp = $3 }
-		/^Timeout:/         { to = $2 }
-		/^Skipped:/         { sk = $2 }
-		END { printf "%d %d %d %d %d %d\n", ok, xf, f, xp, to, sk }' "$log")
-	TOTAL_PASSED=$((TOTAL_PASSED + ok + xfail))
-	TOTAL_FAILED=$((TOTAL_FAILED + fail + xpass + timeout))
-	STAGE_NOTE="$((ok + xfail)) passed, $((fail + xpass + timeout)) failed"
-	[[ $skip -gt 0 ]] && STAGE_NOTE+=", $skip skipped"
-	if [[ $rc -eq 0 && $((fail + xpass + timeout)) -gt 0 ]]; then
-		rc=1 # should not happen, but never report failures as success
-	fi
-	if [[ $rc -ne 0 ]] && ! grep -q '^Ok:' "$log"; then
-		STAGE_NOTE+=" (meson test produced no summary)"
+	# passed = OK + EXPECTEDFAIL; skipped = SKIP; every other result
+	# (FAIL, UNEXPECTEDPASS, TIMEOUT, ERROR, ...) is a failure.
+	counts=$(python3 -c '
+import json, sys
+n = {"passed": 0, "failed": 0, "skipped": 0}
+with open(sys.argv[1]) as f:
+    for line in f:
+        if line.strip():
+            r = json.loads(line).get("result")
+            n["passed" if r in ("OK", "EXPECTEDFAIL") else
+              "skipped" if r == "SKIP" else "failed"] += 1
+print(n["passed"], n["failed"], n["skipped"])' "$json") || {
+		STAGE_NOTE="cannot read $json"
+		TOTAL_FAILED=$((TOTAL_FAILED + 1))
+		return 1
+	}
+	read -r passed failed skipped <<<"$counts"
+	TOTAL_PASSED=$((TOTAL_PASSED + passed))
+	TOTAL_FAILED=$((TOTAL_FAILED + failed))
+	STAGE_NOTE="$passed passed, $failed failed"
+	[[ $skipped -gt 0 ]] && STAGE_NOTE+=", $skipped skipped"
+	if [[ $rc -eq 0 && $failed -gt 0 ]]; then
+		rc=1 # never report failures as success
 	fi
 	return "$rc"
 }
 
 print_summary() {
 	local rc=$? i
-	[[ -n $LOGDIR ]] && rm -rf "$LOGDIR"
 	{
 		echo
 		echo "run.sh: ================= summary ================="
@@ -208,7 +213,6 @@ print_summary() {
 
 cmd_test() {
 	[[ $# -eq 0 ]] || { usage >&2; exit 2; }
-	LOGDIR=$(mktemp -d)
 	trap print_summary EXIT
 
 	stage "dependencies" deps || exit 1
@@ -216,18 +220,18 @@ cmd_test() {
 	# (1) normal build, all suites.
 	stage "configure build/" setup_dir build -Dtests=true -Db_sanitize=none || exit 1
 	stage "compile build/" ninja -C build -j "$JOBS" || exit 1
-	stage "meson test (build/)" meson_test plain -C build --print-errorlogs || exit 1
+	stage "meson test (build/)" meson_test build "" --print-errorlogs || exit 1
 
 	# (2) the same suites under valgrind memcheck. The 'build' suite is the
 	# python symbol check: valgrinding the interpreter proves nothing.
-	stage "valgrind memcheck (build/)" meson_test valgrind -C build --setup valgrind \
+	stage "valgrind memcheck (build/)" meson_test build valgrind \
 		--no-suite build --print-errorlogs || exit 1
 
 	# (3) AddressSanitizer + UndefinedBehaviorSanitizer build.
 	stage "configure build-asan/" setup_dir build-asan -Dtests=true "${ASAN_FLAGS[@]}" || exit 1
 	stage "compile build-asan/" ninja -C build-asan -j "$JOBS" || exit 1
 	asan_env
-	stage "meson test (build-asan/, ASan+UBSan)" meson_test asan -C build-asan \
+	stage "meson test (build-asan/, ASan+UBSan)" meson_test build-asan "" \
 		--print-errorlogs || exit 1
 }
 
@@ -235,39 +239,29 @@ cmd_demo() {
 	local demo=examples/dmabuf-demo
 	deps || exit 1
 	setup_dir build -Dtests=true -Db_sanitize=none || die "meson setup build failed"
-	if ! has_target build "$demo"; then
-		die "the demo is not written yet: examples/meson.build does not build $demo"
-	fi
 	ninja -C build -j "$JOBS" "$demo" || die "building build/$demo failed"
 	msg "running build/$demo $*"
 	exec "build/$demo" "$@"
 }
 
 cmd_bench() {
-	local exe found=0 rc=0
 	[[ $# -eq 0 ]] || { usage >&2; exit 2; }
 	deps || exit 1
 	setup_dir build -Dtests=true -Db_sanitize=none || die "meson setup build failed"
 	ninja -C build -j "$JOBS" || die "build failed"
-	if meson introspect --benchmarks build | grep -q '"name"'; then
-		# Meson 1.0 has no `meson benchmark`; `meson test --benchmark` runs
-		# them one at a time, --verbose shows their output.
-		meson test -C build --benchmark --verbose </dev/null || die "benchmarks failed"
-		return 0
-	fi
-	# No benchmark() registered: run any bench executables directly.
-	for exe in build/bench/*; do
-		[[ -f $exe && -x $exe ]] || continue
-		found=1
-		msg "running $exe"
-		"$exe" </dev/null || { rc=$?; msg "$exe failed (exit $rc)"; }
-	done
-	[[ $found -eq 1 ]] || die "no benchmarks defined yet (bench/meson.build is empty)"
-	[[ $rc -eq 0 ]] || die "a benchmark failed"
+	# Meson 1.0 has no `meson benchmark`; `meson test --benchmark` runs
+	# them one at a time (bench/meson.build), --verbose shows their output.
+	meson test -C build --benchmark --verbose </dev/null || die "benchmarks failed"
 }
 
+# The libFuzzer harnesses fuzz/meson.build builds with -Dfuzzing=true:
+# NAME -> build-fuzz/fuzz/fuzz-NAME, seeds in FUZZ_SEEDS[NAME], dictionary
+# fuzz/NAME.dict.
+FUZZ_HARNESSES=(wire)
+declare -A FUZZ_SEEDS=([wire]=fuzz/corpus)
+
 cmd_fuzz() {
-	local secs=${1:-60} name short exe seeds dir failed=()
+	local secs=${1:-60} name exe dir failed=()
 	[[ $# -le 1 && $secs =~ ^[1-9][0-9]*$ ]] || { usage >&2; exit 2; }
 	deps --fuzz || exit 1
 	if [[ -f build-fuzz/meson-info/intro-compilers.json ]] &&
@@ -277,37 +271,23 @@ cmd_fuzz() {
 	fi
 	CC=clang setup_dir build-fuzz -Dfuzzing=true "${ASAN_FLAGS[@]}" ||
 		die "meson setup build-fuzz failed"
-
-	local harnesses=()
-	mapfile -t harnesses < <(ninja -C build-fuzz -t targets all 2>/dev/null |
-		sed -n 's|^\(fuzz/fuzz-[^/:]*\): [a-z_]*LINKER$|\1|p' | sort)
-	[[ ${#harnesses[@]} -gt 0 ]] ||
-		die "no fuzz harnesses defined yet (fuzz/meson.build should build fuzz-wire)"
-	ninja -C build-fuzz -j "$JOBS" "${harnesses[@]}" || die "building the fuzz harnesses failed"
+	ninja -C build-fuzz -j "$JOBS" "${FUZZ_HARNESSES[@]/#/fuzz/fuzz-}" ||
+		die "building the fuzz harnesses failed"
 
 	asan_env
-	for exe in "${harnesses[@]}"; do
-		name=${exe#fuzz/}
-		short=${name#fuzz-}
-		dir=build-fuzz/corpus/$name
-		mkdir -p "$dir" build-fuzz/artifacts
-		seeds=()
-		for cand in "fuzz/corpus/$short" "fuzz/corpus/$name" "fuzz/corpus-$short" "fuzz/$short-corpus"; do
-			[[ -d $cand ]] && seeds+=("$cand")
-		done
-		# With one harness, fuzz/corpus/ itself holds its seeds.
-		if [[ ${#seeds[@]} -eq 0 && ${#harnesses[@]} -eq 1 && -d fuzz/corpus ]]; then
-			seeds+=(fuzz/corpus)
-		fi
-		msg "fuzzing $name for ${secs}s (corpus $dir${seeds:+, seeds ${seeds[*]}})"
-		dict=()
-		[[ -f fuzz/$short.dict ]] && dict=("-dict=fuzz/$short.dict")
-		if ! "build-fuzz/$exe" -max_total_time="$secs" -print_final_stats=1 \
-			${dict[@]+"${dict[@]}"} \
-			-artifact_prefix="build-fuzz/artifacts/$name-" \
-			"$dir" ${seeds[@]+"${seeds[@]}"} </dev/null; then
-			failed+=("$name")
-			msg "$name found a crash; reproducer in build-fuzz/artifacts/"
+	mkdir -p build-fuzz/artifacts
+	for name in "${FUZZ_HARNESSES[@]}"; do
+		exe=build-fuzz/fuzz/fuzz-$name
+		# New inputs go to build-fuzz/corpus/; the committed seeds are read.
+		dir=build-fuzz/corpus/fuzz-$name
+		mkdir -p "$dir"
+		msg "fuzzing fuzz-$name for ${secs}s (corpus $dir, seeds ${FUZZ_SEEDS[$name]})"
+		if ! "$exe" -max_total_time="$secs" -print_final_stats=1 \
+			-dict="fuzz/$name.dict" \
+			-artifact_prefix="build-fuzz/artifacts/fuzz-$name-" \
+			"$dir" "${FUZZ_SEEDS[$name]}" </dev/null; then
+			failed+=("fuzz-$name")
+			msg "fuzz-$name found a crash; reproducer in build-fuzz/artifacts/"
 		fi
 	done
 	[[ ${#failed[@]} -eq 0 ]] || die "fuzzing failed: ${failed[*]}"
