@@ -90,6 +90,21 @@ static int reopen(int fd, int flags)
 	return ret < 0 ? -errno : ret;
 }
 
+/* The prefix new_memfd() gives every buffer's memfd, as /proc/self/fd
+ * shows it. */
+#define MEMFD_PREFIX "/memfd:dmabuf:"
+
+bool dmb_buf_fd_is_named(int fd)
+{
+	char path[64], target[sizeof(MEMFD_PREFIX)];
+	ssize_t len;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	len = readlink(path, target, sizeof(target));
+	return len == (ssize_t)sizeof(target) &&
+	       !memcmp(target, MEMFD_PREFIX, sizeof(MEMFD_PREFIX) - 1);
+}
+
 static int new_memfd(const char *exp_name, const char *endpoint, uint64_t size)
 {
 	char name[128];

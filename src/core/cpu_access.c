@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 
 #include "private.h"
-#include "remote.h"
 
 static bool strict(const struct dmabuf *buf)
 {
@@ -328,7 +327,6 @@ DMABUF_EXPORT int dmabuf_vunmap(struct dmabuf *buf, void *vaddr)
 
 DMABUF_EXPORT int dmabuf_fd_sync(struct dmabuf_ctx *ctx, int fd, uint64_t flags)
 {
-	char endpoint[DMB_ENDPOINT_NAME_MAX];
 	enum dmabuf_direction dir;
 	struct dmabuf *buf;
 	struct stat st;
@@ -348,7 +346,7 @@ DMABUF_EXPORT int dmabuf_fd_sync(struct dmabuf_ctx *ctx, int fd, uint64_t flags)
 		/* A libdmabuf buffer this context has neither exported nor
 		 * imported is a dma-buf the kernel would sync; here it must be
 		 * dmabuf_get() first (docs/design.md, known limits). */
-		if (dmb_endpoint_of_fd(fd, endpoint, sizeof(endpoint)) == 0) {
+		if (dmb_buf_fd_is_named(fd)) {
 			dmb_err(ctx, "dmabuf_fd_sync(fd %d): a buffer of another context: dmabuf_get() it first",
 				fd);
 			ret = -EINVAL;

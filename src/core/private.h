@@ -164,6 +164,9 @@ void dmb_buf_destroy(struct dmabuf *buf);
 /* One more reference on a buffer found by an fd of its file; an orphan is
  * revived on that fd. */
 int dmb_buf_get_ref(struct dmabuf *buf, int fd);
+/* True if fd's file carries the name every buffer's memfd gets (a libdmabuf
+ * buffer of some context, maybe of another process). */
+bool dmb_buf_fd_is_named(int fd);
 int dmb_buf_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st,
 		   struct dmabuf **found);
 
