@@ -21,7 +21,7 @@
 static void config_defaults_and_checks(void **state)
 {
 	struct dmabuf_ctx_config cfg = { 0 };
-	struct dmabuf_ctx_stats st;
+	struct dmabuf_ctx_stats st = { 0 };
 	struct dmabuf_ctx *ctx = NULL;
 
 	/* every zero field takes its default */
@@ -210,7 +210,7 @@ static void stats_follow_the_objects(void **state)
 	struct dmabuf_device *dev = tx_device(ctx, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
 	struct dmabuf_attachment *att;
 	struct dmabuf_sg_table *sgt;
-	struct dmabuf_ctx_stats st;
+	struct dmabuf_ctx_stats st = { 0 };
 
 	assert_int_equal(dmabuf_ctx_get_stats(ctx, &st), 0);
 	assert_int_equal(st.buffers_live, 2);
@@ -250,7 +250,7 @@ struct fork_env {
 static int child_uses_contexts(void *arg)
 {
 	struct fork_env *env = arg;
-	struct dmabuf_ctx_stats st;
+	struct dmabuf_ctx_stats st = { 0 };
 	struct dmabuf_ctx *own;
 	struct dmabuf *buf;
 

@@ -158,7 +158,7 @@ static void mapping_keeps_udmabuf_alive(void **state)
 	struct dmabuf_ctx *ctx = tx_ctx_new(0);
 	int a = sealed_memfd(2 * PG, F_SEAL_SHRINK);
 	int fd = dmabuf_udmabuf_create(ctx, a, 0, 0, 2 * PG);
-	struct dmabuf_ctx_stats st;
+	struct dmabuf_ctx_stats st = { 0 };
 	struct dmabuf *buf;
 	uint8_t *m;
 
