@@ -497,6 +497,42 @@ static void arguments(void **state)
 	free(out);
 }
 
+/* An O_PATH fd of a buffer's inode holds nothing (no open file: the
+ * kernel's fget() refuses it): it is not listed as a holder's fd. */
+static void o_path_fd_is_not_a_holder(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	int fd = dmabuf_heap_alloc(ctx, "system", PAGE, O_RDWR | O_CLOEXEC, 0);
+	struct holder_row before, after;
+	char args[64], path[64];
+	struct buf_row b;
+	struct stat st;
+	int status, opath;
+	char *out;
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	snprintf(args, sizeof(args), "--pid %d", (int)getpid());
+	out = run_tool(args, &status);
+	assert_int_equal(status, 0);
+	assert_true(find_buf(out, st.st_ino, &b));
+	assert_true(find_holder(&b, getpid(), &before));
+	free(out);
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	opath = open(path, O_PATH | O_CLOEXEC);
+	assert_true(opath >= 0);
+	out = run_tool(args, &status);
+	assert_int_equal(status, 0);
+	assert_true(find_buf(out, st.st_ino, &b));
+	assert_true(find_holder(&b, getpid(), &after));
+	assert_string_equal(after.fds, before.fds);
+	free(out);
+	close(opath);
+	close(fd);
+	dmabuf_ctx_destroy(ctx);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -505,6 +541,7 @@ int main(int argc, char **argv)
 		harness_test(pid_restricts_to_what_a_process_holds),
 		harness_test(odd_names_do_not_confuse_it),
 		harness_test(arguments),
+		harness_test(o_path_fd_is_not_a_holder),
 	};
 
 	find_tool(argc > 0 ? argv[0] : "test-tool");

@@ -194,7 +194,9 @@ static void read_comm(pid_t pid, char *comm, size_t size)
 		comm[n - 1] = '\0';
 }
 
-/* fdinfo of one fd: flags, inode and whether it holds a flock. */
+/* fdinfo of one fd: flags, inode and whether it holds a flock. False for an
+ * fd that is no holder: an O_PATH fd is no open file of the buffer (it
+ * keeps nothing alive, and the kernel's fget() refuses it). */
 static bool read_fdinfo(pid_t pid, int fd, ino_t ino, struct rec *r)
 {
 	char path[64], buf[4096];
@@ -210,6 +212,8 @@ static bool read_fdinfo(pid_t pid, int fd, ino_t ino, struct rec *r)
 			unsigned long flags;
 
 			if (sscanf(line + 6, "%lo", &flags) == 1) {
+				if (flags & O_PATH)
+					return false;
 				r->accmode = (int)(flags & O_ACCMODE);
 				have_flags = true;
 			}
