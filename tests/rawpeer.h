@@ -39,38 +39,22 @@ static inline int64_t rp_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static inline void rp_put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
+/* Raw field access, for tests that patch encoded messages: the codec's own
+ * little-endian accessors, at wire.h's named offsets (DMB_WIRE_HDR_*,
+ * DMB_WIRE_BODY, DMB_WIRE_REPLY_*). */
+#define rp_put16 dmb_wire_put16
+#define rp_put32 dmb_wire_put32
+#define rp_put64 dmb_wire_put64
+#define rp_get16 dmb_wire_get16
+#define rp_get32 dmb_wire_get32
+#define rp_get64 dmb_wire_get64
 
-static inline void rp_put32(uint8_t *p, uint32_t v)
+/* True for an event: unanswered, serial 0. */
+static inline bool rp_is_event(uint16_t op)
 {
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
+	const struct dmb_wire_desc *d = dmb_wire_op_desc(op);
 
-static inline void rp_put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint16_t rp_get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static inline uint32_t rp_get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t rp_get64(const uint8_t *p)
-{
-	return (uint64_t)rp_get32(p) | (uint64_t)rp_get32(p + 4) << 32;
+	return d && d->kind == DMB_WIRE_EVENT;
 }
 
 /* Connects to the abstract endpoint @name. Returns the socket or -errno. */
@@ -142,7 +126,7 @@ static inline int rp_send_raw(int sock, const void *data, size_t len,
  * length or the codec's errno. */
 static inline int rp_encode(struct dmb_msg *m, uint8_t *buf)
 {
-	if (!m->serial && !(m->op & DMB_WIRE_OP_EVENT))
+	if (!m->serial && !rp_is_event(m->op))
 		m->serial = ++rp_serial;
 	return dmb_wire_encode(buf, DMB_WIRE_MAX_MSG, m);
 }
@@ -250,7 +234,7 @@ static inline int rp_reply(int sock, struct dmabuf_ctx *exp, uint16_t op,
 			return RP_CLOSED;
 		if (ret < 0)
 			return ret;
-		if (reply->op & DMB_WIRE_OP_EVENT)
+		if (rp_is_event(reply->op))
 			continue;
 		if (reply->serial != serial || reply->op != (op | DMB_WIRE_OP_REPLY))
 			return -EPROTO;
