@@ -10,16 +10,20 @@
  * process, so a leaked fd shows in harness_count_fds()); what the peer held
  * is undone (the exporter's ops balance); and a well-behaved importer (a
  * second context, the library's own client) still gets its work done.
+ * The last case turns it round: a hostile exporter, and the library's
+ * importer.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "exporter.h"
@@ -1057,6 +1061,113 @@ static void per_peer_limits_give_enospc(void **state)
 	fx_fini(&f);
 }
 
+/* ---- a hostile exporter ------------------------------------------------------- */
+
+/* A fake exporter, in a child: the library's importer talks to it. */
+struct fake_exporter {
+	int listen_fd;
+	uint16_t event;		/* sent before the ATTACH reply */
+};
+
+/* Receives one request as a server (its fds closed). 1, 0 on EOF, -errno. */
+static int fake_recv(int sock, struct dmb_msg *m)
+{
+	static const int fake[DMB_WIRE_MAX_FDS] = { 1000, 1001, 1002, 1003 };
+	uint8_t buf[DMB_WIRE_MAX_MSG + 64];
+	size_t nfds;
+	ssize_t n = rp_recv_raw(sock, NULL, buf, sizeof(buf), &nfds, RP_TIMEOUT_MS);
+
+	if (n <= 0)
+		return (int)n;
+	if (nfds > DMB_WIRE_MAX_FDS)
+		return -EMSGSIZE;
+	return dmb_wire_decode(buf, (size_t)n, fake, nfds, DMB_WIRE_SERVER, m) < 0
+		       ? -EPROTO : 1;
+}
+
+static int fake_exporter_main(void *arg)
+{
+	const struct fake_exporter *fe = arg;
+	struct dmb_msg req, m;
+	int sock = accept4(fe->listen_fd, NULL, NULL, SOCK_CLOEXEC), ret;
+
+	child_check(sock >= 0);
+	child_check(fake_recv(sock, &req) == 1 && req.op == DMB_OP_HELLO);
+	dmb_wire_msg_init(&m, DMB_OP_HELLO_REPLY, 0);
+	m.serial = req.serial;
+	m.u.hello_reply = (struct dmb_wire_hello_reply){
+		.version = 1, .max_msg = DMB_WIRE_MAX_MSG, .max_fds = DMB_WIRE_MAX_FDS,
+		.max_buffers = 1, .max_attachments = 1, .max_mappings = 1,
+		.pid = (uint32_t)getpid() };
+	child_check(rp_send(sock, &m) == 0);
+
+	child_check(fake_recv(sock, &req) == 1 && req.op == DMB_OP_IMPORT);
+	dmb_wire_msg_init(&m, DMB_OP_IMPORT_REPLY, 0);
+	m.serial = req.serial;
+	m.u.import_reply.buffer_id = 1;
+	m.u.import_reply.size = 4096;
+	m.u.import_reply.flags = O_RDWR;
+	strcpy(m.u.import_reply.exp_name, "fake");
+	child_check(rp_send(sock, &m) == 0);
+
+	/* An event nobody asked for, then a perfectly good answer. */
+	child_check(fake_recv(sock, &req) == 1 && req.op == DMB_OP_ATTACH);
+	dmb_wire_msg_init(&m, fe->event, 1);
+	child_check(rp_send(sock, &m) == 0);
+	dmb_wire_msg_init(&m, DMB_OP_ATTACH_REPLY, 0);
+	m.serial = req.serial;
+	m.u.attach_reply.attachment_id = 1;
+	/* The importer may have hung up on the event already. */
+	ret = rp_send(sock, &m);
+	child_check(ret == 0 || ret == -EPIPE || ret == -ECONNRESET);
+
+	/* The importer hangs up: nothing else arrives first. */
+	child_check(fake_recv(sock, &req) == 0);
+	close(sock);
+	return 0;
+}
+
+static void unsolicited_event_drops_the_exporter(void **state)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct fake_exporter fe = { .event = DMB_OP_MOVE_NOTIFY };
+	char name[DMB_ENDPOINT_NAME_MAX], memfd_name[96];
+	struct dmabuf_ctx *imp = tx_ctx_new(0);
+	struct dmabuf_device *dev = tx_device(imp, "victim", 64, DMABUF_DEVICE_IOMMU, 0);
+	struct dmabuf_attachment *att;
+	struct dmabuf *px;
+	int memfd;
+	pid_t pid;
+
+	snprintf(name, sizeof(name), "dmabuf-%d-fake%08x", (int)getpid(),
+		 (unsigned int)rp_now_ms());
+	fe.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	assert_true(fe.listen_fd >= 0);
+	memcpy(addr.sun_path + 1, name, strlen(name));
+	assert_int_equal(bind(fe.listen_fd, (struct sockaddr *)&addr,
+			      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+					  strlen(name))), 0);
+	assert_int_equal(listen(fe.listen_fd, 1), 0);
+	/* A buffer fd as the library would name and seal it. */
+	snprintf(memfd_name, sizeof(memfd_name), "dmabuf:fake@%s", name);
+	memfd = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_true(memfd >= 0);
+	assert_int_equal(ftruncate(memfd, 4096), 0);
+	assert_int_equal(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
+	pid = harness_fork(fake_exporter_main, &fe);
+
+	assert_int_equal(dmabuf_get(imp, memfd, &px), 0);
+	/* The event arrives before the reply: the exporter broke the
+	 * protocol, so it counts as gone (and its good reply is not used). */
+	assert_int_equal(dmabuf_attach(px, dev, &att), -ENODEV);
+	assert_int_equal(dmabuf_begin_cpu_access(px, DMABUF_FROM_DEVICE), -ENODEV);
+	assert_int_equal(dmabuf_put(px), 0);
+	dmabuf_ctx_destroy(imp);
+	assert_int_equal(harness_wait(pid), 0);
+	close(memfd);
+	close(fe.listen_fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1072,6 +1183,7 @@ int main(void)
 		harness_test(peer_that_stops_reading_is_dropped),
 		harness_test(flood_is_served_in_batches),
 		harness_test(per_peer_limits_give_enospc),
+		harness_test(unsolicited_event_drops_the_exporter),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
