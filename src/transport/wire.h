@@ -405,13 +405,15 @@ static inline void dmb_wire_put64(uint8_t *p, uint64_t v)
  *                   must-be-zero flags, name without NUL or with garbage
  *                   after it, zero id, unaligned or overflowing sizes, sg
  *                   entries that do not tile [0, size))
- *  -EPROTONOSUPPORT header version outside [VERSION_MIN, VERSION_MAX], or
- *                   HELLO/HELLO_REPLY not at DMB_WIRE_VERSION_BASE
+ *  -EPROTONOSUPPORT header version outside [VERSION_MIN, VERSION_MAX],
+ *                   HELLO/HELLO_REPLY not at DMB_WIRE_VERSION_BASE, or a
+ *                   HELLO_REPLY choosing a version outside that range
  *  -EOPNOTSUPP      an opcode this version does not know (header valid)
  *
  * Stateless: the connection must still check that HELLO comes first and
- * only once, that msg->version equals the negotiated version, and that a
- * reply's opcode and serial match a pending request.
+ * only once, that msg->version equals the negotiated version, that a
+ * reply's opcode and serial match a pending request, and that an event is
+ * one it asked for.
  */
 int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 		    enum dmb_wire_side receiver, struct dmb_msg *out);
