@@ -709,14 +709,18 @@ void dmb_wire_msg_init(struct dmb_msg *m, uint16_t op, uint64_t target_id)
 		memcpy((uint8_t *)m + d->target_off, &target_id, sizeof(target_id));
 }
 
-uint64_t dmb_wire_target_id(const struct dmb_msg *m)
+static uint64_t target_id(const struct dmb_wire_desc *d, const struct dmb_msg *m)
 {
-	const struct dmb_wire_desc *d = dmb_wire_op_desc(m->op);
 	uint64_t id = 0;
 
 	if (d && d->kind != DMB_WIRE_REPLY && d->target != DMB_WIRE_TARGET_NONE)
 		memcpy(&id, (const uint8_t *)m + d->target_off, sizeof(id));
 	return id;
+}
+
+uint64_t dmb_wire_target_id(const struct dmb_msg *m)
+{
+	return target_id(dmb_wire_op_desc(m->op), m);
 }
 
 /* The reply opcode of a request this version does not know. */
@@ -759,7 +763,7 @@ static int check_fields(const struct dmb_wire_desc *d, const struct dmb_msg *m)
 			return 0;
 	}
 	/* Every id a client or server names is non-zero. */
-	if (d->target != DMB_WIRE_TARGET_NONE && !dmb_wire_target_id(m))
+	if (d->target != DMB_WIRE_TARGET_NONE && !target_id(d, m))
 		return -EPROTO;
 	ret = d->check ? d->check(m) : 0;
 	if (ret < 0)
