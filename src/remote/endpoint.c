@@ -440,8 +440,8 @@ typedef int (*dmb_serve_fn)(struct dmb_peer *peer, struct dmb_handle *target,
 			    const struct dmb_msg *req, struct dmb_msg *reply);
 
 /* The handler of each request opcode. HELLO is the connection's own
- * business (peer_handle_one()); a request without a handler (reserved in
- * the protocol, such as GET_BACKING) is answered -EOPNOTSUPP. */
+ * business (peer_handle_one()); a request the descriptor marks reserved
+ * (GET_BACKING) has none and is answered -EOPNOTSUPP. */
 static const dmb_serve_fn serve[DMB_OP__LAST_REQUEST + 1] = {
 	[DMB_OP_IMPORT] = do_import,
 	[DMB_OP_RELEASE] = do_release,
@@ -466,8 +466,8 @@ static int handle_request(struct dmb_peer *peer, const struct dmb_msg *req,
 	const struct dmb_wire_desc *d = dmb_wire_op_desc(req->op);
 	struct dmb_handle *target = NULL;
 
-	if (!d || d->kind != DMB_WIRE_REQUEST || req->op > DMB_OP__LAST_REQUEST ||
-	    !serve[req->op])
+	if (!d || d->kind != DMB_WIRE_REQUEST || d->reserved ||
+	    req->op > DMB_OP__LAST_REQUEST || !serve[req->op])
 		return -EOPNOTSUPP;
 	if (d->target != DMB_WIRE_TARGET_NONE) {
 		target = handle_find(peer, dmb_wire_target_id(req),
