@@ -12,7 +12,10 @@
  * - an accepted message carries exactly the fds given, in order, and
  *   re-encodes to the very same bytes (the format is canonical), and
  *   decoding those bytes again gives the same struct;
- * - inline sg entries of an accepted MAP_REPLY pass dmb_wire_check_sg().
+ * - inline sg entries of an accepted MAP_REPLY pass dmb_wire_check_sg();
+ * - an accepted message is one its opcode's descriptor allows: the
+ *   receiver's side, its fixed fd count, serial 0 exactly for events, a
+ *   non-zero target id; only a bare failed reply may lack a descriptor.
  *
  * Built with -Dfuzzing=true it is a libFuzzer target; otherwise
  * (DMB_FUZZ_REPLAY) main() replays every file of a corpus directory, plus
@@ -67,6 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct dmb_msg m, again;
 	static uint8_t buf[DMB_WIRE_MAX_MSG];
+	const struct dmb_wire_desc *d;
 	enum dmb_wire_side side;
 	size_t nfds;
 	uint8_t *copy;
@@ -101,6 +105,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < DMB_WIRE_MAX_FDS; i++)
 		check(m.fds[i] == (i < nfds ? fds[i] : -1), "fd numbers");
 	check(m.op != 0 && strcmp(dmb_wire_op_name(m.op), "?") != 0, "op name");
+	d = dmb_wire_op_desc(m.op);
+	if (!d) {
+		check(side == DMB_WIRE_CLIENT && m.status < 0 && nfds == 0 &&
+		      size == DMB_WIRE_REPLY_PAYLOAD, "unknown opcode accepted");
+	} else {
+		check((d->kind == DMB_WIRE_REQUEST) == (side == DMB_WIRE_SERVER),
+		      "wrong side");
+		check((d->kind == DMB_WIRE_EVENT) == (m.serial == 0), "serial");
+		if (d->kind == DMB_WIRE_REPLY && m.status < 0)
+			check(nfds == 0 && size == DMB_WIRE_REPLY_PAYLOAD,
+			      "failed reply with a payload");
+		else if (d->nfds != DMB_WIRE_FDS_VARIABLE)
+			check(nfds == (size_t)d->nfds, "descriptor fd count");
+		if (d->kind != DMB_WIRE_REPLY && d->target != DMB_WIRE_TARGET_NONE)
+			check(dmb_wire_target_id(&m) != 0, "zero target id");
+	}
 	if (m.op == DMB_OP_MAP_REPLY && m.status == 0 &&
 	    !(m.u.map_reply.flags & DMB_WIRE_MAP_SG_MEMFD))
 		check(dmb_wire_check_sg(m.u.map_reply.sg, m.u.map_reply.count,

@@ -3,11 +3,13 @@
  * Writes the seed corpus of fuzz-wire: one valid message of every opcode
  * and its main variants, encoded by the real encoder, each prefixed with the
  * harness's control byte (fd count | 8 if the receiver is the client).
+ * Fails if an opcode of the codec's descriptor table got no seed.
  *
  *   fuzz-gen-corpus fuzz/corpus
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,24 +18,31 @@
 
 static const char *outdir;
 static int failures;
+static bool seeded[64];	/* by index in the descriptor table */
 
 static struct dmb_msg blank(uint16_t op)
 {
 	struct dmb_msg m;
 
-	memset(&m, 0, sizeof(m));
-	for (unsigned i = 0; i < DMB_WIRE_MAX_FDS; i++)
-		m.fds[i] = -1;
-	m.op = op;
-	m.serial = (op & DMB_WIRE_OP_EVENT) && !(op & DMB_WIRE_OP_REPLY) ? 0 : 1;
+	dmb_wire_msg_init(&m, op, 0);
+	m.serial = dmb_wire_op_desc(op)->kind == DMB_WIRE_EVENT ? 0 : 1;
 	return m;
+}
+
+/* The descriptor's name in lower case: the seed's file name. */
+static void file_name(uint16_t op, char *name, size_t cap)
+{
+	snprintf(name, cap, "%s", dmb_wire_op_name(op));
+	for (char *p = name; *p; p++)
+		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
 }
 
 static void emit(const char *name, const struct dmb_msg *m)
 {
 	uint8_t buf[DMB_WIRE_MAX_MSG + 1];
 	char path[4096];
-	bool to_client = (m->op & (DMB_WIRE_OP_REPLY | DMB_WIRE_OP_EVENT)) != 0;
+	const struct dmb_wire_desc *d = dmb_wire_op_desc(m->op), *table;
+	bool to_client = d && d->kind != DMB_WIRE_REQUEST;
 	int n = dmb_wire_encode(buf + 1, DMB_WIRE_MAX_MSG, m);
 	FILE *f;
 
@@ -42,6 +51,8 @@ static void emit(const char *name, const struct dmb_msg *m)
 		failures++;
 		return;
 	}
+	table = dmb_wire_op_table(NULL);
+	seeded[d - table] = true;
 	buf[0] = (uint8_t)(m->nfds | (to_client ? 8 : 0));
 	snprintf(path, sizeof(path), "%s/%s", outdir, name);
 	f = fopen(path, "wb");
@@ -79,16 +90,13 @@ int main(int argc, char **argv)
 	emit("import", &m);
 
 	static const uint16_t id_ops[] = { DMB_OP_RELEASE, DMB_OP_DETACH,
-					   DMB_OP_DESCRIBE, DMB_OP_BUFFER_GONE,
-					   DMB_OP_MOVE_NOTIFY };
+					   DMB_OP_DESCRIBE, DMB_OP_MOVE_NOTIFY };
 	for (size_t i = 0; i < sizeof(id_ops) / sizeof(id_ops[0]); i++) {
 		char name[64];
 
 		m = blank(id_ops[i]);
 		m.u.id.id = 42;
-		snprintf(name, sizeof(name), "%s", dmb_wire_op_name(id_ops[i]));
-		for (char *p = name; *p; p++)
-			*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+		file_name(id_ops[i], name, sizeof(name));
 		emit(name, &m);
 	}
 
@@ -202,9 +210,7 @@ int main(int argc, char **argv)
 		char name[64];
 
 		m = blank(plain[i]);
-		snprintf(name, sizeof(name), "%s", dmb_wire_op_name(plain[i]));
-		for (char *p = name; *p; p++)
-			*p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+		file_name(plain[i], name, sizeof(name));
 		emit(name, &m);
 	}
 
@@ -215,5 +221,19 @@ int main(int argc, char **argv)
 	m.status = -EPROTONOSUPPORT;
 	emit("hello_reply_error", &m);
 
+	{
+		size_t n;
+		const struct dmb_wire_desc *t = dmb_wire_op_table(&n);
+
+		if (n > sizeof(seeded) / sizeof(seeded[0])) {
+			fprintf(stderr, "descriptor table larger than expected\n");
+			return 1;
+		}
+		for (size_t i = 0; i < n; i++)
+			if (!seeded[i]) {
+				fprintf(stderr, "no seed for %s\n", t[i].name);
+				failures++;
+			}
+	}
 	return failures ? 1 : 0;
 }

@@ -10,16 +10,20 @@
  * process, so a leaked fd shows in harness_count_fds()); what the peer held
  * is undone (the exporter's ops balance); and a well-behaved importer (a
  * second context, the library's own client) still gets its work done.
+ * The last case turns it round: a hostile exporter, and the library's
+ * importer.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "exporter.h"
@@ -179,7 +183,7 @@ static bool build_bad_packet(int i, uint8_t *b, size_t *len, int *fds, size_t *n
 	m.u.id.id = 1;
 	*nfds = 0;
 	l = rp_encode(&m, b);
-	assert_true(l == 32);
+	assert_true(l == DMB_WIRE_BODY + 8);
 	*len = (size_t)l;
 	switch (i) {
 	case 0:
@@ -192,61 +196,61 @@ static bool build_bad_packet(int i, uint8_t *b, size_t *len, int *fds, size_t *n
 		break;
 	case 2:
 		*name = "header only (body missing)";
-		*len = 24;
-		rp_put32(b + 8, 24);
+		*len = DMB_WIRE_HDR_SIZE;
+		rp_put32(b + DMB_WIRE_HDR_LENGTH, DMB_WIRE_HDR_SIZE);
 		break;
 	case 3:
 		*name = "oversized message (5000 bytes) with an fd";
-		memset(b + 32, 0, 5000 - 32);
+		memset(b + DMB_WIRE_BODY + 8, 0, 5000 - (DMB_WIRE_BODY + 8));
 		*len = 5000;
-		rp_put32(b + 8, 5000);
-		rp_put16(b + 12, 1);
+		rp_put32(b + DMB_WIRE_HDR_LENGTH, 5000);
+		rp_put16(b + DMB_WIRE_HDR_NFDS, 1);
 		fds[0] = new_memfd("oversized", 0);
 		*nfds = 1;
 		break;
 	case 4:
 		*name = "oversized message (4097 bytes)";
-		memset(b + 32, 0, 4097 - 32);
+		memset(b + DMB_WIRE_BODY + 8, 0, 4097 - (DMB_WIRE_BODY + 8));
 		*len = 4097;
-		rp_put32(b + 8, 4097);
+		rp_put32(b + DMB_WIRE_HDR_LENGTH, 4097);
 		break;
 	case 5:
 		*name = "bad magic";
-		b[0] ^= 0xff;
+		b[DMB_WIRE_HDR_MAGIC] ^= 0xff;
 		break;
 	case 6:
 		*name = "bad version (2)";
-		rp_put16(b + 4, 2);
+		rp_put16(b + DMB_WIRE_HDR_VERSION, 2);
 		break;
 	case 7:
 		*name = "bad version (0)";
-		rp_put16(b + 4, 0);
+		rp_put16(b + DMB_WIRE_HDR_VERSION, 0);
 		break;
 	case 8:
 		*name = "length field disagrees with the packet";
-		rp_put32(b + 8, 40);
+		rp_put32(b + DMB_WIRE_HDR_LENGTH, 40);
 		break;
 	case 9:
 		*name = "one fd announced, none sent";
-		rp_put16(b + 12, 1);
+		rp_put16(b + DMB_WIRE_HDR_NFDS, 1);
 		break;
 	case 10:
 		*name = "non-zero reserved header bits";
-		b[15] = 0x80;
+		b[DMB_WIRE_HDR_RESERVED + 1] = 0x80;
 		break;
 	case 11:
 		*name = "request with serial 0";
-		rp_put64(b + 16, 0);
+		rp_put64(b + DMB_WIRE_HDR_SERIAL, 0);
 		break;
 	case 12:
 		*name = "body longer than the layout";
-		memset(b + 32, 0, 8);
+		memset(b + DMB_WIRE_BODY + 8, 0, 8);
 		*len = 40;
-		rp_put32(b + 8, 40);
+		rp_put32(b + DMB_WIRE_HDR_LENGTH, 40);
 		break;
 	case 13:
 		*name = "zero id";
-		rp_put64(b + 24, 0);
+		rp_put64(b + DMB_WIRE_BODY, 0);
 		break;
 	case 14:
 		*name = "reply-shaped message from a client";
@@ -256,76 +260,75 @@ static bool build_bad_packet(int i, uint8_t *b, size_t *len, int *fds, size_t *n
 		break;
 	case 15:
 		*name = "event-shaped message from a client";
-		m = (struct dmb_msg){ .op = DMB_OP_BUFFER_GONE };
-		m.u.id.id = 1;
+		dmb_wire_msg_init(&m, DMB_OP_MOVE_NOTIFY, 1);
 		l = rp_encode(&m, b);
 		assert_true(l > 0);
 		*len = (size_t)l;
 		break;
 	case 16:
 		*name = "unknown opcode with serial 0";
-		rp_put16(b + 6, 0x00ff);
-		rp_put64(b + 16, 0);
+		rp_put16(b + DMB_WIRE_HDR_OP, 0x00ff);
+		rp_put64(b + DMB_WIRE_HDR_SERIAL, 0);
 		break;
 	case 17:
 		*name = "unknown event-class opcode from a client";
-		rp_put16(b + 6, 0x40ff);
+		rp_put16(b + DMB_WIRE_HDR_OP, 0x40ff);
 		break;
 	case 18:
 		*name = "unknown reply-class opcode from a client";
-		rp_put16(b + 6, 0x80ff);
+		rp_put16(b + DMB_WIRE_HDR_OP, 0x80ff);
 		break;
 	case 19:
 		*name = "MAP with direction NONE";
 		m = (struct dmb_msg){ .op = DMB_OP_MAP };
 		m.u.map.id = 2;
 		l = rp_encode(&m, b);
-		assert_true(l == 40);
-		rp_put32(b + 24 + 8, DMABUF_NONE);
+		assert_true(l == DMB_WIRE_BODY + 16);
+		rp_put32(b + DMB_WIRE_BODY + 8, DMABUF_NONE);
 		break;
 	case 20:
 		*name = "MAP with a non-zero reserved body field";
 		m = (struct dmb_msg){ .op = DMB_OP_MAP };
 		m.u.map.id = 2;
 		l = rp_encode(&m, b);
-		assert_true(l == 40);
-		rp_put32(b + 24 + 12, 1);
+		assert_true(l == DMB_WIRE_BODY + 16);
+		rp_put32(b + DMB_WIRE_BODY + 12, 1);
 		break;
 	case 21:
 		*name = "ATTACH name without a NUL";
 		rp_attach_msg(&m, 1);
 		l = rp_encode(&m, b);
-		assert_true(l == 24 + 80);
+		assert_true(l == DMB_WIRE_BODY + 80);
 		*len = (size_t)l;
-		memset(b + 24 + 8, 'A', 32);
+		memset(b + DMB_WIRE_BODY + 8, 'A', 32);
 		break;
 	case 22:
 		*name = "ATTACH name with garbage after the NUL";
 		rp_attach_msg(&m, 1);
 		l = rp_encode(&m, b);
 		*len = (size_t)l;
-		b[24 + 8 + 20] = 'x';
+		b[DMB_WIRE_BODY + 8 + 20] = 'x';
 		break;
 	case 23:
 		*name = "ATTACH with dma_mask_bits 0";
 		rp_attach_msg(&m, 1);
 		l = rp_encode(&m, b);
 		*len = (size_t)l;
-		rp_put32(b + 24 + 40, 0);
+		rp_put32(b + DMB_WIRE_BODY + 40, 0);
 		break;
 	case 24:
 		*name = "ATTACH with alignment 3000";
 		rp_attach_msg(&m, 1);
 		l = rp_encode(&m, b);
 		*len = (size_t)l;
-		rp_put64(b + 24 + 72, 3000);
+		rp_put64(b + DMB_WIRE_BODY + 72, 3000);
 		break;
 	case 25:
 		*name = "ATTACH with unknown device flags";
 		rp_attach_msg(&m, 1);
 		l = rp_encode(&m, b);
 		*len = (size_t)l;
-		rp_put32(b + 24 + 44, 0x80000000u);
+		rp_put32(b + DMB_WIRE_BODY + 44, 0x80000000u);
 		break;
 	default:
 		return false;
@@ -418,7 +421,7 @@ static void handshake_is_enforced(void **state)
 	/* HELLO in a header of version 2 */
 	sock = rp_connect(f.fd);
 	len = encode_hello(b);
-	rp_put16(b + 4, 2);
+	rp_put16(b + DMB_WIRE_HDR_VERSION, 2);
 	assert_int_equal(rp_send_raw(sock, b, (size_t)len, NULL, 0, 0), 0);
 	assert_int_equal(rp_expect_closed(sock, f.exp), 0);
 	close(sock);
@@ -428,10 +431,10 @@ static void handshake_is_enforced(void **state)
 	 * the connection closes */
 	sock = rp_connect(f.fd);
 	len = encode_hello(b);
-	rp_put16(b + 24, 2);
-	rp_put16(b + 26, 9);
+	rp_put16(b + DMB_WIRE_BODY + 0, 2);
+	rp_put16(b + DMB_WIRE_BODY + 2, 9);
 	assert_int_equal(rp_send_raw(sock, b, (size_t)len, NULL, 0, 0), 0);
-	assert_int_equal(rp_reply(sock, f.exp, DMB_OP_HELLO, rp_get64(b + 16), &r),
+	assert_int_equal(rp_reply(sock, f.exp, DMB_OP_HELLO, rp_get64(b + DMB_WIRE_HDR_SERIAL), &r),
 			 -EPROTONOSUPPORT);
 	assert_int_equal(rp_expect_closed(sock, f.exp), 0);
 	close(sock);
@@ -444,13 +447,13 @@ static void handshake_is_enforced(void **state)
 		sock = rp_connect(f.fd);
 		len = encode_hello(b);
 		if (i == 0) {
-			rp_put16(b + 24, 1);
-			rp_put16(b + 26, 0);
+			rp_put16(b + DMB_WIRE_BODY + 0, 1);
+			rp_put16(b + DMB_WIRE_BODY + 2, 0);
 		} else if (i == 1) {
-			rp_put32(b + 28, 1);
+			rp_put32(b + DMB_WIRE_BODY + 4, 1);
 		} else {
 			memfd = new_memfd("hello-fd", 0);
-			rp_put16(b + 12, 1);
+			rp_put16(b + DMB_WIRE_HDR_NFDS, 1);
 		}
 		ret = rp_send_raw(sock, b, (size_t)len, &memfd, memfd >= 0, 0);
 		assert_int_equal(ret, 0);
@@ -487,19 +490,19 @@ static void expect_eopnotsupp(struct fx *f, int sock, uint16_t op, const int *fd
 
 	m.u.id.id = 1;
 	len = rp_encode(&m, b);
-	rp_put16(b + 6, op);
-	rp_put16(b + 12, (uint16_t)nfds);
+	rp_put16(b + DMB_WIRE_HDR_OP, op);
+	rp_put16(b + DMB_WIRE_HDR_NFDS, (uint16_t)nfds);
 	assert_int_equal(rp_send_raw(sock, b, (size_t)len, fds, nfds, 0), 0);
 	n = rp_recv_raw(sock, f->exp, b, sizeof(b), &got, RP_TIMEOUT_MS);
 	if (n <= 0)
 		fail_msg("unknown opcode %#x: the exporter closed the connection (%zd) "
 			 "instead of answering -EOPNOTSUPP", op, n);
-	assert_int_equal(n, 32);
+	assert_int_equal(n, DMB_WIRE_REPLY_PAYLOAD);
 	assert_int_equal(got, 0);
-	assert_int_equal(rp_get32(b), DMB_WIRE_MAGIC);
-	assert_int_equal(rp_get16(b + 6), op | DMB_WIRE_OP_REPLY);
-	assert_int_equal(rp_get64(b + 16), m.serial);
-	assert_int_equal((int32_t)rp_get32(b + 24), -EOPNOTSUPP);
+	assert_int_equal(rp_get32(b + DMB_WIRE_HDR_MAGIC), DMB_WIRE_MAGIC);
+	assert_int_equal(rp_get16(b + DMB_WIRE_HDR_OP), op | DMB_WIRE_OP_REPLY);
+	assert_int_equal(rp_get64(b + DMB_WIRE_HDR_SERIAL), m.serial);
+	assert_int_equal((int32_t)rp_get32(b + DMB_WIRE_REPLY_STATUS), -EOPNOTSUPP);
 }
 
 static void unknown_opcode_gets_eopnotsupp(void **state)
@@ -613,7 +616,7 @@ static void fd_games_close_the_connection(void **state)
 		}
 		len = rp_encode(&m, b);
 		assert_true(len > 0);
-		rp_put16(b + 12, (uint16_t)(cases[i].hdr_nfds < 0 ? cases[i].nfds
+		rp_put16(b + DMB_WIRE_HDR_NFDS, (uint16_t)(cases[i].hdr_nfds < 0 ? cases[i].nfds
 								 : (size_t)cases[i].hdr_nfds));
 		open_fds(&f, fds, cases[i].nfds);
 		assert_int_equal(rp_send_raw(sock, b, (size_t)len, fds, cases[i].nfds, 0), 0);
@@ -1113,6 +1116,113 @@ static void per_peer_limits_give_enospc(void **state)
 	fx_fini(&f);
 }
 
+/* ---- a hostile exporter ------------------------------------------------------- */
+
+/* A fake exporter, in a child: the library's importer talks to it. */
+struct fake_exporter {
+	int listen_fd;
+	uint16_t event;		/* sent before the ATTACH reply */
+};
+
+/* Receives one request as a server (its fds closed). 1, 0 on EOF, -errno. */
+static int fake_recv(int sock, struct dmb_msg *m)
+{
+	static const int fake[DMB_WIRE_MAX_FDS] = { 1000, 1001, 1002, 1003 };
+	uint8_t buf[DMB_WIRE_MAX_MSG + 64];
+	size_t nfds;
+	ssize_t n = rp_recv_raw(sock, NULL, buf, sizeof(buf), &nfds, RP_TIMEOUT_MS);
+
+	if (n <= 0)
+		return (int)n;
+	if (nfds > DMB_WIRE_MAX_FDS)
+		return -EMSGSIZE;
+	return dmb_wire_decode(buf, (size_t)n, fake, nfds, DMB_WIRE_SERVER, m) < 0
+		       ? -EPROTO : 1;
+}
+
+static int fake_exporter_main(void *arg)
+{
+	const struct fake_exporter *fe = arg;
+	struct dmb_msg req, m;
+	int sock = accept4(fe->listen_fd, NULL, NULL, SOCK_CLOEXEC), ret;
+
+	child_check(sock >= 0);
+	child_check(fake_recv(sock, &req) == 1 && req.op == DMB_OP_HELLO);
+	dmb_wire_msg_init(&m, DMB_OP_HELLO_REPLY, 0);
+	m.serial = req.serial;
+	m.u.hello_reply = (struct dmb_wire_hello_reply){
+		.version = 1, .max_msg = DMB_WIRE_MAX_MSG, .max_fds = DMB_WIRE_MAX_FDS,
+		.max_buffers = 1, .max_attachments = 1, .max_mappings = 1,
+		.pid = (uint32_t)getpid() };
+	child_check(rp_send(sock, &m) == 0);
+
+	child_check(fake_recv(sock, &req) == 1 && req.op == DMB_OP_IMPORT);
+	dmb_wire_msg_init(&m, DMB_OP_IMPORT_REPLY, 0);
+	m.serial = req.serial;
+	m.u.import_reply.buffer_id = 1;
+	m.u.import_reply.size = 4096;
+	m.u.import_reply.flags = O_RDWR;
+	strcpy(m.u.import_reply.exp_name, "fake");
+	child_check(rp_send(sock, &m) == 0);
+
+	/* An event nobody asked for, then a perfectly good answer. */
+	child_check(fake_recv(sock, &req) == 1 && req.op == DMB_OP_ATTACH);
+	dmb_wire_msg_init(&m, fe->event, 1);
+	child_check(rp_send(sock, &m) == 0);
+	dmb_wire_msg_init(&m, DMB_OP_ATTACH_REPLY, 0);
+	m.serial = req.serial;
+	m.u.attach_reply.attachment_id = 1;
+	/* The importer may have hung up on the event already. */
+	ret = rp_send(sock, &m);
+	child_check(ret == 0 || ret == -EPIPE || ret == -ECONNRESET);
+
+	/* The importer hangs up: nothing else arrives first. */
+	child_check(fake_recv(sock, &req) == 0);
+	close(sock);
+	return 0;
+}
+
+static void unsolicited_event_drops_the_exporter(void **state)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct fake_exporter fe = { .event = DMB_OP_MOVE_NOTIFY };
+	char name[DMB_ENDPOINT_NAME_MAX], memfd_name[96];
+	struct dmabuf_ctx *imp = tx_ctx_new(0);
+	struct dmabuf_device *dev = tx_device(imp, "victim", 64, DMABUF_DEVICE_IOMMU, 0);
+	struct dmabuf_attachment *att;
+	struct dmabuf *px;
+	int memfd;
+	pid_t pid;
+
+	snprintf(name, sizeof(name), "dmabuf-%d-fake%08x", (int)getpid(),
+		 (unsigned int)rp_now_ms());
+	fe.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	assert_true(fe.listen_fd >= 0);
+	memcpy(addr.sun_path + 1, name, strlen(name));
+	assert_int_equal(bind(fe.listen_fd, (struct sockaddr *)&addr,
+			      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+					  strlen(name))), 0);
+	assert_int_equal(listen(fe.listen_fd, 1), 0);
+	/* A buffer fd as the library would name and seal it. */
+	snprintf(memfd_name, sizeof(memfd_name), "dmabuf:fake@%s", name);
+	memfd = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_true(memfd >= 0);
+	assert_int_equal(ftruncate(memfd, 4096), 0);
+	assert_int_equal(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
+	pid = harness_fork(fake_exporter_main, &fe);
+
+	assert_int_equal(dmabuf_get(imp, memfd, &px), 0);
+	/* The event arrives before the reply: the exporter broke the
+	 * protocol, so it counts as gone (and its good reply is not used). */
+	assert_int_equal(dmabuf_attach(px, dev, &att), -ENODEV);
+	assert_int_equal(dmabuf_begin_cpu_access(px, DMABUF_FROM_DEVICE), -ENODEV);
+	assert_int_equal(dmabuf_put(px), 0);
+	dmabuf_ctx_destroy(imp);
+	assert_int_equal(harness_wait(pid), 0);
+	close(memfd);
+	close(fe.listen_fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1129,6 +1239,7 @@ int main(void)
 		harness_test(peer_that_stops_reading_is_dropped),
 		harness_test(flood_is_served_in_batches),
 		harness_test(per_peer_limits_give_enospc),
+		harness_test(unsolicited_event_drops_the_exporter),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -207,6 +207,56 @@ static void large_table_travels_in_a_memfd(void **state)
 	dmabuf_ctx_destroy(exp);
 }
 
+/*
+ * What a peer imported stays: the import holds a reference in the exporter,
+ * so even an exporter that drops every reference and fd of its own keeps
+ * serving the buffer, and releases it only after the importer's RELEASE.
+ * That is why the protocol has no "buffer gone" event (docs/protocol.md §5).
+ */
+static void import_keeps_the_buffer_until_released(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0), *imp = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(exp, &tx, 64 * 1024, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf_device *dev = tx_device(imp, "gpu", 64, DMABUF_DEVICE_IOMMU, 0);
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+	struct dmabuf_info info = { 0 };
+	struct dmabuf *proxy;
+	uint8_t byte = 0x5a, back = 0;
+	int fd = dmabuf_fd(buf, O_CLOEXEC);
+
+	assert_int_equal(dmabuf_get(imp, fd, &proxy), 0);
+	/* The exporter lets go of everything it had. */
+	assert_int_equal(dmabuf_put(buf), 0);
+	close(fd);
+	for (int i = 0; i < 20; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 5);
+	assert_int_equal(tx.release, 0);
+	/* Device operations still reach the exporter's ops. */
+	assert_int_equal(dmabuf_attach(proxy, dev, &att), 0);
+	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), 0);
+	assert_int_equal(dmabuf_dma_write(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
+					  &byte, 1), 0);
+	assert_int_equal(dmabuf_dma_read(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
+					 &back, 1), 0);
+	assert_int_equal(back, 0x5a);
+	assert_int_equal(dmabuf_get_info(proxy, &info), 0);
+	assert_int_equal(info.attachments, 1);
+	assert_int_equal(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(dmabuf_detach(proxy, att), 0);
+	assert_int_equal(tx.attach, 1);
+	assert_int_equal(tx.detach, 1);
+	assert_int_equal(tx.release, 0);
+	/* The importer's release is the last reference. */
+	assert_int_equal(dmabuf_put(proxy), 0);
+	dispatch_until(exp, &tx.release, 1);
+	assert_int_equal(tx.release, 1);
+	dmabuf_ctx_destroy(imp);
+	dmabuf_ctx_destroy(exp);
+	assert_int_equal(tx.release, 1);
+}
+
 static void exporter_refusal_reaches_importer(void **state)
 {
 	struct dmabuf_ctx *exp = tx_ctx_new(0), *imp = tx_ctx_new(0);
@@ -650,6 +700,7 @@ int main(void)
 		harness_test(empty_name_is_a_name_on_both_sides),
 		harness_test(proxy_put_inside_brackets_ends_them_once),
 		harness_test(large_table_travels_in_a_memfd),
+		harness_test(import_keeps_the_buffer_until_released),
 		harness_test(exporter_refusal_reaches_importer),
 		harness_test(read_only_share_stays_read_only),
 		harness_test(fd_without_exporter_is_rejected),

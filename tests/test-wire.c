@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "wire.h"
@@ -17,23 +18,9 @@
 /* Fd numbers that are not open: the codec must only copy them. */
 static const int FDS[DMB_WIRE_MAX_FDS + 2] = { 901, 902, 903, 904, 905, 906 };
 
-static void p32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void p64(uint8_t *p, uint64_t v)
-{
-	p32(p, (uint32_t)v);
-	p32(p + 4, (uint32_t)(v >> 32));
-}
-
-static void p16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
+#define p16 dmb_wire_put16
+#define p32 dmb_wire_put32
+#define p64 dmb_wire_put64
 
 static struct dmb_msg blank(uint16_t op, uint64_t serial)
 {
@@ -59,8 +46,9 @@ static void set_fds(struct dmb_msg *m, unsigned n)
 /* A valid message for every opcode (success replies with payload). */
 static struct dmb_msg sample(uint16_t op)
 {
-	struct dmb_msg m = blank(op, op == DMB_OP_BUFFER_GONE ||
-				     op == DMB_OP_MOVE_NOTIFY ? 0 : 0x1122334455667788ull);
+	const struct dmb_wire_desc *d = dmb_wire_op_desc(op);
+	struct dmb_msg m = blank(op, d && d->kind == DMB_WIRE_EVENT
+					     ? 0 : 0x1122334455667788ull);
 
 	switch (op) {
 	case DMB_OP_HELLO:
@@ -72,7 +60,6 @@ static struct dmb_msg sample(uint16_t op)
 	case DMB_OP_RELEASE:
 	case DMB_OP_DETACH:
 	case DMB_OP_DESCRIBE:
-	case DMB_OP_BUFFER_GONE:
 	case DMB_OP_MOVE_NOTIFY:
 		m.u.id.id = 0xdeadbeef01ull;
 		break;
@@ -180,20 +167,16 @@ static struct dmb_msg sample(uint16_t op)
 	return m;
 }
 
-static const uint16_t all_ops[] = {
-	DMB_OP_HELLO, DMB_OP_IMPORT, DMB_OP_RELEASE, DMB_OP_ATTACH,
-	DMB_OP_DETACH, DMB_OP_MAP, DMB_OP_UNMAP, DMB_OP_BEGIN_CPU_ACCESS,
-	DMB_OP_END_CPU_ACCESS, DMB_OP_SET_NAME, DMB_OP_DESCRIBE,
-	DMB_OP_FENCE_ATTACH, DMB_OP_FENCE_EXPORT, DMB_OP_GET_BACKING,
-	DMB_OP_HELLO_REPLY, DMB_OP_IMPORT_REPLY, DMB_OP_RELEASE_REPLY,
-	DMB_OP_ATTACH_REPLY, DMB_OP_DETACH_REPLY, DMB_OP_MAP_REPLY,
-	DMB_OP_UNMAP_REPLY, DMB_OP_BEGIN_CPU_ACCESS_REPLY,
-	DMB_OP_END_CPU_ACCESS_REPLY, DMB_OP_SET_NAME_REPLY,
-	DMB_OP_DESCRIBE_REPLY, DMB_OP_FENCE_ATTACH_REPLY,
-	DMB_OP_FENCE_EXPORT_REPLY, DMB_OP_GET_BACKING_REPLY,
-	DMB_OP_BUFFER_GONE, DMB_OP_MOVE_NOTIFY,
-};
+/* Every opcode this version knows, from the codec's own table. */
+static size_t all_ops(const struct dmb_wire_desc **table)
+{
+	size_t n;
 
+	*table = dmb_wire_op_table(&n);
+	return n;
+}
+
+/* By the class bits, so it works for opcodes the table does not know. */
 static enum dmb_wire_side receiver_of(uint16_t op)
 {
 	return (op & (DMB_WIRE_OP_REPLY | DMB_WIRE_OP_EVENT)) ? DMB_WIRE_CLIENT
@@ -236,21 +219,28 @@ static void check_round_trip(const struct dmb_msg *m)
 	assert_int_equal(enc(&out, again), len);
 	assert_memory_equal(again, buf, len);
 	/* Header fields where docs/protocol.md puts them. */
-	assert_int_equal(buf[0], 'D');
-	assert_int_equal(buf[3], 'W');
-	assert_int_equal(buf[8] | buf[9] << 8, len);
-	assert_int_equal(buf[12], m->nfds);
+	assert_int_equal(buf[DMB_WIRE_HDR_MAGIC], 'D');
+	assert_int_equal(buf[DMB_WIRE_HDR_MAGIC + 3], 'W');
+	assert_int_equal(dmb_wire_get32(buf + DMB_WIRE_HDR_LENGTH), len);
+	assert_int_equal(dmb_wire_get16(buf + DMB_WIRE_HDR_NFDS), m->nfds);
+	assert_int_equal(dmb_wire_get16(buf + DMB_WIRE_HDR_OP), m->op);
+	assert_int_equal(dmb_wire_get64(buf + DMB_WIRE_HDR_SERIAL), m->serial);
 }
 
 static void test_round_trip_all(void **state)
 {
 	unsigned fds_before = (unsigned)harness_count_fds();
+	const struct dmb_wire_desc *t;
+	size_t n = all_ops(&t);
 
-	for (size_t i = 0; i < DMB_ARRAY_SIZE(all_ops); i++) {
-		struct dmb_msg m = sample(all_ops[i]);
+	for (size_t i = 0; i < n; i++) {
+		struct dmb_msg m = sample(t[i].op);
 
 		check_round_trip(&m);
-		assert_string_not_equal(dmb_wire_op_name(all_ops[i]), "?");
+		assert_string_not_equal(dmb_wire_op_name(t[i].op), "?");
+		/* The sample's fds are the descriptor's, where it fixes them. */
+		if (t[i].nfds != DMB_WIRE_FDS_VARIABLE)
+			assert_int_equal(m.nfds, t[i].nfds);
 	}
 	/* The codec never opened or closed anything. */
 	assert_int_equal(harness_count_fds(), fds_before);
@@ -264,7 +254,7 @@ static void test_round_trip_error_replies(void **state)
 	for (uint16_t op = DMB_OP_HELLO; op <= DMB_OP__LAST_REQUEST; op++) {
 		int n = dmb_wire_encode_error(buf, sizeof(buf), op, 99, -ENOENT);
 
-		assert_int_equal(n, DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE);
+		assert_int_equal(n, DMB_WIRE_REPLY_PAYLOAD);
 		assert_int_equal(dmb_wire_decode(buf, (size_t)n, NULL, 0,
 						 DMB_WIRE_CLIENT, &out), 0);
 		assert_int_equal(out.op, DMB_WIRE_OP_REPLY | op);
@@ -326,6 +316,73 @@ static void test_round_trip_variants(void **state)
 	}
 }
 
+/* One descriptor per opcode, consistent with the opcode numbering, the
+ * names, the bodies and the fd counts the codec enforces. */
+static void test_descriptor_table(void **state)
+{
+	static const uint16_t not_ops[] = {
+		0x0000, DMB_OP__LAST_REQUEST + 1, 0x00ff, 0x8000,
+		DMB_WIRE_OP_REPLY | (DMB_OP__LAST_REQUEST + 1), 0x4000,
+		DMB_WIRE_OP_EVENT | 1, DMB_OP__LAST_EVENT + 1, 0xc001, 0xffff,
+	};
+	const struct dmb_wire_desc *t;
+	size_t n = all_ops(&t), events = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct dmb_wire_desc *d = &t[i];
+		struct dmb_msg m = sample(d->op);
+		uint8_t buf[DMB_WIRE_MAX_MSG];
+		size_t len = enc(&m, buf);
+
+		assert_ptr_equal(dmb_wire_op_desc(d->op), d);
+		assert_string_equal(dmb_wire_op_name(d->op), d->name);
+		for (size_t j = 0; j < i; j++) {
+			assert_int_not_equal(t[j].op, d->op);
+			assert_string_not_equal(t[j].name, d->name);
+		}
+		assert_int_equal(receiver_of(d->op),
+				 d->kind == DMB_WIRE_REQUEST ? DMB_WIRE_SERVER
+							     : DMB_WIRE_CLIENT);
+		if (d->kind == DMB_WIRE_REQUEST) {
+			/* every request has its reply, named after it */
+			const struct dmb_wire_desc *r =
+				dmb_wire_op_desc(d->op | DMB_WIRE_OP_REPLY);
+			char want[64];
+
+			assert_non_null(r);
+			assert_int_equal(r->kind, DMB_WIRE_REPLY);
+			snprintf(want, sizeof(want), "%s_REPLY", d->name);
+			assert_string_equal(r->name, want);
+			assert_int_equal(r->reserved, d->reserved);
+		}
+		events += d->kind == DMB_WIRE_EVENT;
+		assert_int_equal(d->base_version,
+				 d->op == DMB_OP_HELLO || d->op == DMB_OP_HELLO_REPLY);
+		assert_int_equal(dmb_wire_get16(buf + DMB_WIRE_HDR_VERSION),
+				 d->base_version ? DMB_WIRE_VERSION_BASE
+						 : DMB_WIRE_VERSION_MAX);
+		if (d->kind == DMB_WIRE_REPLY || d->target == DMB_WIRE_TARGET_NONE) {
+			assert_int_equal(dmb_wire_target_id(&m), 0);
+			continue;
+		}
+		/* The target id is the body's first field, and never 0. */
+		assert_int_not_equal(dmb_wire_target_id(&m), 0);
+		assert_int_equal(dmb_wire_get64(buf + DMB_WIRE_BODY), dmb_wire_target_id(&m));
+		p64(buf + DMB_WIRE_BODY, 0);
+		assert_int_equal(dec(buf, len, m.nfds, m.op, &m), -EPROTO);
+		/* msg_init puts it there too */
+		dmb_wire_msg_init(&m, d->op, 0x1234567890ull);
+		assert_int_equal(m.op, d->op);
+		assert_int_equal(m.nfds, 0);
+		assert_int_equal(m.fds[0], -1);
+		assert_int_equal(dmb_wire_target_id(&m), 0x1234567890ull);
+	}
+	assert_int_equal(n, 2 * DMB_OP__LAST_REQUEST + events);
+	assert_int_equal(events, DMB_OP__LAST_EVENT - DMB_OP__FIRST_EVENT + 1);
+	for (size_t i = 0; i < DMB_ARRAY_SIZE(not_ops); i++)
+		assert_null(dmb_wire_op_desc(not_ops[i]));
+}
+
 /* The exact bytes of one message: little-endian, documented offsets. */
 static void test_golden_bytes(void **state)
 {
@@ -370,36 +427,40 @@ static int mutated(uint16_t op, void (*mutate)(uint8_t *buf, size_t *len),
 	return ret;
 }
 
-#define BODY DMB_WIRE_HDR_SIZE
-#define RBODY (DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE)
+/* Body offsets in the tables below are docs/protocol.md §5's, counted from
+ * the body (requests, events) or from the reply's payload. */
+#define BODY DMB_WIRE_BODY
+#define RBODY DMB_WIRE_REPLY_PAYLOAD
 
 static void fix_len(uint8_t *buf, size_t len)
 {
-	p32(buf + 8, (uint32_t)len);
+	p32(buf + DMB_WIRE_HDR_LENGTH, (uint32_t)len);
 }
 
-static void m_magic(uint8_t *b, size_t *l) { b[0] ^= 0x20; }
-static void m_version0(uint8_t *b, size_t *l) { p16(b + 4, 0); }
-static void m_version2(uint8_t *b, size_t *l) { p16(b + 4, 2); }
-static void m_len_hdr_big(uint8_t *b, size_t *l) { p32(b + 8, (uint32_t)*l + 1); }
-static void m_len_hdr_small(uint8_t *b, size_t *l) { p32(b + 8, (uint32_t)*l - 1); }
+static void m_magic(uint8_t *b, size_t *l) { b[DMB_WIRE_HDR_MAGIC] ^= 0x20; }
+static void m_version0(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_VERSION, 0); }
+static void m_version2(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_VERSION, 2); }
+static void m_len_hdr_big(uint8_t *b, size_t *l) { p32(b + DMB_WIRE_HDR_LENGTH, (uint32_t)*l + 1); }
+static void m_len_hdr_small(uint8_t *b, size_t *l) { p32(b + DMB_WIRE_HDR_LENGTH, (uint32_t)*l - 1); }
 static void m_short(uint8_t *b, size_t *l) { *l = DMB_WIRE_HDR_SIZE - 1; }
 static void m_empty(uint8_t *b, size_t *l) { *l = 0; }
 static void m_huge(uint8_t *b, size_t *l) { *l = DMB_WIRE_MAX_MSG + 1; fix_len(b, *l); }
-static void m_hdr_rsv(uint8_t *b, size_t *l) { b[15] = 1; }
-static void m_hdr_nfds5(uint8_t *b, size_t *l) { p16(b + 12, 5); }
-static void m_hdr_nfds1(uint8_t *b, size_t *l) { p16(b + 12, 1); }
-static void m_hdr_nfds0(uint8_t *b, size_t *l) { p16(b + 12, 0); }
-static void m_hdr_nfds2(uint8_t *b, size_t *l) { p16(b + 12, 2); }
-static void m_serial0(uint8_t *b, size_t *l) { p64(b + 16, 0); }
-static void m_serial5(uint8_t *b, size_t *l) { p64(b + 16, 5); }
-static void m_op_ff(uint8_t *b, size_t *l) { p16(b + 6, 0x00ff); }
-static void m_op_reply_ff(uint8_t *b, size_t *l) { p16(b + 6, 0x80ff); }
-static void m_op_both(uint8_t *b, size_t *l) { p16(b + 6, 0xc001); }
-static void m_op_0(uint8_t *b, size_t *l) { p16(b + 6, 0); }
-static void m_op_release_reply(uint8_t *b, size_t *l) { p16(b + 6, DMB_OP_RELEASE_REPLY); }
-static void m_op_release(uint8_t *b, size_t *l) { p16(b + 6, DMB_OP_RELEASE); }
-static void m_op_gone(uint8_t *b, size_t *l) { p16(b + 6, DMB_OP_BUFFER_GONE); p64(b + 16, 0); }
+static void m_hdr_rsv(uint8_t *b, size_t *l) { b[DMB_WIRE_HDR_RESERVED + 1] = 1; }
+static void m_hdr_nfds5(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_NFDS, 5); }
+static void m_hdr_nfds1(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_NFDS, 1); }
+static void m_hdr_nfds0(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_NFDS, 0); }
+static void m_hdr_nfds2(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_NFDS, 2); }
+static void m_serial0(uint8_t *b, size_t *l) { p64(b + DMB_WIRE_HDR_SERIAL, 0); }
+static void m_serial5(uint8_t *b, size_t *l) { p64(b + DMB_WIRE_HDR_SERIAL, 5); }
+static void m_op_ff(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_OP, 0x00ff); }
+static void m_op_reply_ff(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_OP, 0x80ff); }
+static void m_op_both(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_OP, 0xc001); }
+static void m_op_0(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_OP, 0); }
+static void m_op_release_reply(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_OP, DMB_OP_RELEASE_REPLY); }
+static void m_op_release(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_OP, DMB_OP_RELEASE); }
+static void m_op_event(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_OP, DMB_OP_MOVE_NOTIFY); p64(b + DMB_WIRE_HDR_SERIAL, 0); }
+/* 0x4001, once BUFFER_GONE: retired, so unknown */
+static void m_op_retired(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_OP, DMB_WIRE_OP_EVENT | 1); }
 static void m_grow4(uint8_t *b, size_t *l) { memset(b + *l, 0, 4); *l += 4; fix_len(b, *l); }
 static void m_shrink4(uint8_t *b, size_t *l) { *l -= 4; fix_len(b, *l); }
 static void m_shrink1(uint8_t *b, size_t *l) { *l -= 1; fix_len(b, *l); }
@@ -451,7 +512,7 @@ static void test_error_reply_to_unknown_request(void **state)
 
 	/* A newer client's request 0x0042 gets a bare failed reply... */
 	len = dmb_wire_encode_error(buf, sizeof(buf), 0x0042, 9, -EOPNOTSUPP);
-	assert_int_equal(len, DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE);
+	assert_int_equal(len, DMB_WIRE_REPLY_PAYLOAD);
 	/* ...that any client parses, and only a client. */
 	assert_int_equal(dmb_wire_decode(buf, (size_t)len, NULL, 0, DMB_WIRE_CLIENT, &out), 0);
 	assert_int_equal(out.op, 0x8042);
@@ -465,7 +526,7 @@ static void test_error_reply_to_unknown_request(void **state)
 	assert_int_equal(dmb_wire_encode(again, sizeof(again), &out), len);
 	assert_memory_equal(again, buf, (size_t)len);
 	/* a successful reply to an unknown request stays unknown */
-	p32(buf + DMB_WIRE_HDR_SIZE, 0);
+	p32(buf + DMB_WIRE_REPLY_STATUS, 0);
 	assert_int_equal(dmb_wire_decode(buf, (size_t)len, NULL, 0, DMB_WIRE_CLIENT, &out), -EOPNOTSUPP);
 	/* events and serial 0 are not requests */
 	assert_int_equal(dmb_wire_encode_error(buf, sizeof(buf), 0x4001, 9, -EIO), -EINVAL);
@@ -480,7 +541,7 @@ static void test_reject_ops_and_direction(void **state)
 
 	/* Unknown request: header valid, so op and serial are reported. */
 	len = enc(&m, buf);
-	p16(buf + 6, 0x0077);
+	p16(buf + DMB_WIRE_HDR_OP, 0x0077);
 	assert_int_equal(dmb_wire_decode(buf, len, NULL, 0, DMB_WIRE_SERVER, &out),
 			 -EOPNOTSUPP);
 	assert_int_equal(out.op, 0x0077);
@@ -489,16 +550,23 @@ static void test_reject_ops_and_direction(void **state)
 	assert_int_equal(mutated(DMB_OP_RELEASE, m_op_ff, ~0u), -EOPNOTSUPP);
 	assert_int_equal(mutated(DMB_OP_RELEASE, m_op_0, ~0u), -EOPNOTSUPP);
 	assert_int_equal(mutated(DMB_OP_RELEASE_REPLY, m_op_reply_ff, ~0u), -EOPNOTSUPP);
-	assert_int_equal(mutated(DMB_OP_BUFFER_GONE, m_op_both, ~0u), -EOPNOTSUPP);
+	assert_int_equal(mutated(DMB_OP_MOVE_NOTIFY, m_op_both, ~0u), -EOPNOTSUPP);
+	assert_int_equal(mutated(DMB_OP_MOVE_NOTIFY, m_op_retired, ~0u), -EOPNOTSUPP);
+	assert_null(dmb_wire_op_desc(DMB_WIRE_OP_EVENT | 1));
+	assert_string_equal(dmb_wire_op_name(DMB_WIRE_OP_EVENT | 1), "?");
 
 	/* A reply or an event from a client; a request to a client. */
 	assert_int_equal(mutated(DMB_OP_RELEASE, m_op_release_reply, ~0u), -EPROTO);
-	assert_int_equal(mutated(DMB_OP_RELEASE, m_op_gone, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_op_event, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_RELEASE, m_op_retired, ~0u), -EPROTO);
 	assert_int_equal(mutated(DMB_OP_RELEASE, m_op_reply_ff, ~0u), -EPROTO);
 	assert_int_equal(mutated(DMB_OP_RELEASE_REPLY, m_op_release, ~0u), -EPROTO);
-	assert_int_equal(mutated(DMB_OP_BUFFER_GONE, m_op_ff, ~0u), -EPROTO);
-	for (size_t i = 0; i < DMB_ARRAY_SIZE(all_ops); i++) {
-		struct dmb_msg s = sample(all_ops[i]);
+	assert_int_equal(mutated(DMB_OP_MOVE_NOTIFY, m_op_ff, ~0u), -EPROTO);
+	const struct dmb_wire_desc *t;
+	size_t n = all_ops(&t);
+
+	for (size_t i = 0; i < n; i++) {
+		struct dmb_msg s = sample(t[i].op);
 
 		len = enc(&s, buf);
 		assert_int_equal(dmb_wire_decode(buf, len, FDS, s.nfds,
@@ -535,7 +603,7 @@ static void test_reject_fd_counts(void **state)
 	int n = dmb_wire_encode_error(buf, sizeof(buf), DMB_OP_FENCE_EXPORT, 4,
 				      -EINVAL);
 
-	p16(buf + 12, 1);
+	p16(buf + DMB_WIRE_HDR_NFDS, 1);
 	assert_int_equal(dmb_wire_decode(buf, (size_t)n, FDS, 1, DMB_WIRE_CLIENT,
 					 &out), -EBADMSG);
 }
@@ -544,7 +612,7 @@ static void test_reject_fields(void **state)
 {
 	assert_int_equal(mutated(DMB_OP_RELEASE, m_id0, ~0u), -EPROTO);
 	assert_int_equal(mutated(DMB_OP_ATTACH, m_id0, ~0u), -EPROTO);
-	assert_int_equal(mutated(DMB_OP_BUFFER_GONE, m_id0, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_MOVE_NOTIFY, m_id0, ~0u), -EPROTO);
 	/* Directions. */
 	assert_int_equal(mutated(DMB_OP_MAP, m_dir3, ~0u), -EPROTO);
 	assert_int_equal(mutated(DMB_OP_UNMAP, m_dir_big, ~0u), -EPROTO);
@@ -707,7 +775,7 @@ static void test_reject_map_memfd(void **state)
 	assert_int_equal(out.u.map_reply.count, 3);
 	/* Trailing entries after a memfd reply. */
 	memset(buf + len, 0, 24);
-	p32(buf + 8, (uint32_t)len + 24);
+	p32(buf + DMB_WIRE_HDR_LENGTH, (uint32_t)len + 24);
 	assert_int_equal(dec(buf, len + 24, 1, m.op, &out), -EBADMSG);
 }
 
@@ -756,7 +824,7 @@ static void test_encoder_checks(void **state)
 	m = sample(DMB_OP_RELEASE);
 	m.version = 2;
 	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
-	m = sample(DMB_OP_BUFFER_GONE);
+	m = sample(DMB_OP_MOVE_NOTIFY);
 	m.serial = 1;
 	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
 	assert_int_equal(dmb_wire_encode(NULL, sizeof(buf), &m), -EINVAL);
@@ -795,6 +863,7 @@ int main(void)
 		harness_test(test_round_trip_all),
 		harness_test(test_round_trip_error_replies),
 		harness_test(test_round_trip_variants),
+		harness_test(test_descriptor_table),
 		harness_test(test_golden_bytes),
 		harness_test(test_reject_framing),
 		harness_test(test_reject_ops_and_direction),

@@ -53,9 +53,13 @@ static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 	return ret;
 }
 
-/* Receives and decodes one message; every received fd is closed on error. */
+/* Receives and decodes one reply; every received fd is closed on error.
+ * Version 1 has one event, MOVE_NOTIFY, which an exporter sends only for
+ * DYNAMIC attachments; this importer never makes one, so an event is a
+ * protocol error, like a reply to nothing it asked. */
 static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg)
 {
+	const struct dmb_wire_desc *d;
 	uint8_t buf[DMB_WIRE_MAX_MSG];
 	int fds[DMB_WIRE_MAX_FDS];
 	size_t nfds = 0;
@@ -74,6 +78,13 @@ static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg)
 		dmb_scm_close_fds(fds, nfds);
 		dmb_err(conn->ctx, "exporter %s sent a malformed message (%d): dropping the connection",
 			conn->endpoint, ret);
+		conn_kill(conn, "protocol error");
+		return -ENODEV;
+	}
+	d = dmb_wire_op_desc(msg->op);
+	if (d && d->kind == DMB_WIRE_EVENT) {
+		dmb_err(conn->ctx, "exporter %s sent %s, which this importer never asked for: dropping the connection",
+			conn->endpoint, d->name);
 		conn_kill(conn, "protocol error");
 		return -ENODEV;
 	}
@@ -160,10 +171,6 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 				continue;
 			if (ret < 0)
 				return ret;
-			if (reply->op & DMB_WIRE_OP_EVENT) {
-				/* Events carry no fds and need no answer yet. */
-				continue;
-			}
 			if (drop_unanswered(conn, reply, req->serial))
 				continue;
 			if (reply->serial != req->serial ||
@@ -215,9 +222,10 @@ static int conn_connect(struct dmb_conn *conn)
 
 static int conn_hello(struct dmb_conn *conn)
 {
-	struct dmb_msg req = { .op = DMB_OP_HELLO }, reply;
+	struct dmb_msg req, reply;
 	int ret;
 
+	dmb_wire_msg_init(&req, DMB_OP_HELLO, 0);
 	req.u.hello.min_version = DMB_WIRE_VERSION_MIN;
 	req.u.hello.max_version = DMB_WIRE_VERSION_MAX;
 	req.u.hello.pid = (uint32_t)getpid();

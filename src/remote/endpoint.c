@@ -181,10 +181,13 @@ void dmb_endpoint_destroy(struct dmabuf_ctx *ctx)
 
 /* ---- request handlers ---------------------------------------------------- */
 
-/* Each handler fills reply->u / reply->fds (fds it creates are closed by
- * the caller after sending) and returns the status. */
+/* Each handler gets the handle its request names (looked up by
+ * handle_request() from the opcode's descriptor; NULL if it names none),
+ * fills reply->u / reply->fds (fds it creates are closed by the caller
+ * after sending) and returns the status. */
 
-static int do_import(struct dmb_peer *peer, const struct dmb_msg *req, struct dmb_msg *reply)
+static int do_import(struct dmb_peer *peer, struct dmb_handle *unused,
+		     const struct dmb_msg *req, struct dmb_msg *reply)
 {
 	struct dmabuf_ctx *ctx = peer->ctx;
 	struct dmb_wire_import_reply *r = &reply->u.import_reply;
@@ -228,10 +231,18 @@ static int do_import(struct dmb_peer *peer, const struct dmb_msg *req, struct dm
 	return 0;
 }
 
-static int do_attach(struct dmb_peer *peer, const struct dmb_msg *req, struct dmb_msg *reply)
+static int do_release(struct dmb_peer *peer, struct dmb_handle *imp,
+		      const struct dmb_msg *req, struct dmb_msg *reply)
+{
+	handle_destroy(peer, imp);
+	return 0;
+}
+
+static int do_attach(struct dmb_peer *peer, struct dmb_handle *imp,
+		     const struct dmb_msg *req, struct dmb_msg *reply)
 {
 	const struct dmb_wire_attach *a = &req->u.attach;
-	struct dmb_handle *imp = handle_find(peer, a->buffer_id, DMB_H_IMPORT), *h;
+	struct dmb_handle *h;
 	struct dmabuf_device_info info = {
 		.dma_mask_bits = a->dma_mask_bits,
 		.max_segment_size = a->max_segment_size,
@@ -244,8 +255,6 @@ static int do_attach(struct dmb_peer *peer, const struct dmb_msg *req, struct dm
 	struct dmabuf_attachment *att;
 	int ret;
 
-	if (!imp)
-		return -ENOENT;
 	if (peer->nattachments >= DMB_PEER_MAX_ATTACHMENTS)
 		return -ENOSPC;
 	/* The exporter's ops see the peer's device under its own name. */
@@ -272,16 +281,22 @@ static int do_attach(struct dmb_peer *peer, const struct dmb_msg *req, struct dm
 	return 0;
 }
 
-static int do_map(struct dmb_peer *peer, const struct dmb_msg *req, struct dmb_msg *reply)
+static int do_detach(struct dmb_peer *peer, struct dmb_handle *ah,
+		     const struct dmb_msg *req, struct dmb_msg *reply)
 {
-	struct dmb_handle *ah = handle_find(peer, req->u.map.id, DMB_H_ATTACHMENT), *h;
+	handle_destroy(peer, ah);
+	return 0;
+}
+
+static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
+		  const struct dmb_msg *req, struct dmb_msg *reply)
+{
+	struct dmb_handle *h;
 	struct dmb_wire_map_reply *r = &reply->u.map_reply;
 	enum dmabuf_direction dir = (enum dmabuf_direction)req->u.map.dir;
 	struct dmabuf_sg_table *sgt;
 	int ret, fd;
 
-	if (!ah)
-		return -ENOENT;
 	if (peer->nmappings >= DMB_PEER_MAX_MAPPINGS)
 		return -ENOSPC;
 	ret = dmb_map_locked(ah->att.att, dir, &sgt);
@@ -315,22 +330,34 @@ static int do_map(struct dmb_peer *peer, const struct dmb_msg *req, struct dmb_m
 	return 0;
 }
 
-static int do_cpu_access(struct dmb_peer *peer, const struct dmb_msg *req, bool begin)
+static int do_unmap(struct dmb_peer *peer, struct dmb_handle *h,
+		    const struct dmb_msg *req, struct dmb_msg *reply)
 {
-	struct dmb_handle *imp = handle_find(peer, req->u.cpu_access.buffer_id, DMB_H_IMPORT);
+	if (h->map.dir != (enum dmabuf_direction)req->u.map.dir)
+		return -EINVAL;
+	handle_destroy(peer, h);
+	return 0;
+}
+
+static int do_begin_cpu_access(struct dmb_peer *peer, struct dmb_handle *imp,
+			       const struct dmb_msg *req, struct dmb_msg *reply)
+{
 	enum dmabuf_direction dir = (enum dmabuf_direction)req->u.cpu_access.dir;
 	int ret;
 
-	if (!imp)
-		return -ENOENT;
-	if (begin) {
-		/* Never block the event loop on fences: the importer waits for
-		 * them itself (FENCE_EXPORT) and asks again. */
-		ret = dmb_cpu_begin_locked(imp->imp.buf, dir, 0);
-		if (ret == 0)
-			imp->imp.cpu_open[dir]++;
-		return ret;
-	}
+	/* Never block the event loop on fences: the importer waits for
+	 * them itself (FENCE_EXPORT) and asks again. */
+	ret = dmb_cpu_begin_locked(imp->imp.buf, dir, 0);
+	if (ret == 0)
+		imp->imp.cpu_open[dir]++;
+	return ret;
+}
+
+static int do_end_cpu_access(struct dmb_peer *peer, struct dmb_handle *imp,
+			     const struct dmb_msg *req, struct dmb_msg *reply)
+{
+	enum dmabuf_direction dir = (enum dmabuf_direction)req->u.cpu_access.dir;
+
 	/* END without this peer's START: as any END without START (the
 	 * exporter's op decides; strict mode refuses), and never closes a
 	 * bracket another holder opened. */
@@ -339,16 +366,21 @@ static int do_cpu_access(struct dmb_peer *peer, const struct dmb_msg *req, bool 
 	return dmb_cpu_end_locked(imp->imp.buf, dir);
 }
 
-static int do_describe(struct dmb_peer *peer, const struct dmb_msg *req, struct dmb_msg *reply)
+static int do_set_name(struct dmb_peer *peer, struct dmb_handle *imp,
+		       const struct dmb_msg *req, struct dmb_msg *reply)
 {
-	struct dmb_handle *imp = handle_find(peer, req->u.id.id, DMB_H_IMPORT);
+	strlcpy(imp->imp.buf->name, req->u.set_name.name, sizeof(imp->imp.buf->name));
+	imp->imp.buf->name_set = true;
+	return 0;
+}
+
+static int do_describe(struct dmb_peer *peer, struct dmb_handle *imp,
+		       const struct dmb_msg *req, struct dmb_msg *reply)
+{
 	struct dmb_wire_describe_reply *r = &reply->u.describe_reply;
-	struct dmabuf *buf;
+	struct dmabuf *buf = imp->imp.buf;
 	struct dmb_peer *p;
 
-	if (!imp)
-		return -ENOENT;
-	buf = imp->imp.buf;
 	r->size = buf->size;
 	r->flags = (uint32_t)buf->flags;
 	r->info_flags = (buf->backing.runs ? DMB_WIRE_INFO_BACKING_ALLOCATED : 0) |
@@ -368,14 +400,12 @@ static int do_describe(struct dmb_peer *peer, const struct dmb_msg *req, struct 
 	return 0;
 }
 
-static int do_fence_attach(struct dmb_peer *peer, const struct dmb_msg *req)
+static int do_fence_attach(struct dmb_peer *peer, struct dmb_handle *imp,
+			   const struct dmb_msg *req, struct dmb_msg *reply)
 {
-	struct dmb_handle *imp = handle_find(peer, req->u.fence_attach.buffer_id, DMB_H_IMPORT);
 	struct dmabuf_fence *fence;
 	int ret;
 
-	if (!imp)
-		return -ENOENT;
 	ret = dmabuf_sync_file_import(req->fds[0], &fence);
 	if (ret < 0)
 		return ret;
@@ -385,13 +415,11 @@ static int do_fence_attach(struct dmb_peer *peer, const struct dmb_msg *req)
 	return ret;
 }
 
-static int do_fence_export(struct dmb_peer *peer, const struct dmb_msg *req, struct dmb_msg *reply)
+static int do_fence_export(struct dmb_peer *peer, struct dmb_handle *imp,
+			   const struct dmb_msg *req, struct dmb_msg *reply)
 {
-	struct dmb_handle *imp = handle_find(peer, req->u.fence_export.buffer_id, DMB_H_IMPORT);
 	int fd;
 
-	if (!imp)
-		return -ENOENT;
 	fd = dmb_buf_export_sync_file_locked(imp->imp.buf, req->u.fence_export.flags);
 	if (fd < 0)
 		return fd;
@@ -400,58 +428,46 @@ static int do_fence_export(struct dmb_peer *peer, const struct dmb_msg *req, str
 	return 0;
 }
 
+typedef int (*dmb_serve_fn)(struct dmb_peer *peer, struct dmb_handle *target,
+			    const struct dmb_msg *req, struct dmb_msg *reply);
+
+/* The handler of each request opcode. HELLO is the connection's own
+ * business (peer_handle_one()); a request the descriptor marks reserved
+ * (GET_BACKING) has none and is answered -EOPNOTSUPP. */
+static const dmb_serve_fn serve[DMB_OP__LAST_REQUEST + 1] = {
+	[DMB_OP_IMPORT] = do_import,
+	[DMB_OP_RELEASE] = do_release,
+	[DMB_OP_ATTACH] = do_attach,
+	[DMB_OP_DETACH] = do_detach,
+	[DMB_OP_MAP] = do_map,
+	[DMB_OP_UNMAP] = do_unmap,
+	[DMB_OP_BEGIN_CPU_ACCESS] = do_begin_cpu_access,
+	[DMB_OP_END_CPU_ACCESS] = do_end_cpu_access,
+	[DMB_OP_SET_NAME] = do_set_name,
+	[DMB_OP_DESCRIBE] = do_describe,
+	[DMB_OP_FENCE_ATTACH] = do_fence_attach,
+	[DMB_OP_FENCE_EXPORT] = do_fence_export,
+};
+
+/* Looks up what the request names (its descriptor says which id, of which
+ * kind: another kind's id, or a stale one, is -ENOENT), then runs the
+ * opcode's handler. */
 static int handle_request(struct dmb_peer *peer, const struct dmb_msg *req,
 			  struct dmb_msg *reply)
 {
-	struct dmb_handle *h;
+	const struct dmb_wire_desc *d = dmb_wire_op_desc(req->op);
+	struct dmb_handle *target = NULL;
 
-	switch (req->op) {
-	case DMB_OP_IMPORT:
-		return do_import(peer, req, reply);
-	case DMB_OP_RELEASE:
-		h = handle_find(peer, req->u.id.id, DMB_H_IMPORT);
-		if (!h)
-			return -ENOENT;
-		handle_destroy(peer, h);
-		return 0;
-	case DMB_OP_ATTACH:
-		return do_attach(peer, req, reply);
-	case DMB_OP_DETACH:
-		h = handle_find(peer, req->u.id.id, DMB_H_ATTACHMENT);
-		if (!h)
-			return -ENOENT;
-		handle_destroy(peer, h);
-		return 0;
-	case DMB_OP_MAP:
-		return do_map(peer, req, reply);
-	case DMB_OP_UNMAP:
-		h = handle_find(peer, req->u.map.id, DMB_H_MAPPING);
-		if (!h)
-			return -ENOENT;
-		if (h->map.dir != (enum dmabuf_direction)req->u.map.dir)
-			return -EINVAL;
-		handle_destroy(peer, h);
-		return 0;
-	case DMB_OP_BEGIN_CPU_ACCESS:
-		return do_cpu_access(peer, req, true);
-	case DMB_OP_END_CPU_ACCESS:
-		return do_cpu_access(peer, req, false);
-	case DMB_OP_SET_NAME:
-		h = handle_find(peer, req->u.set_name.buffer_id, DMB_H_IMPORT);
-		if (!h)
-			return -ENOENT;
-		strlcpy(h->imp.buf->name, req->u.set_name.name, sizeof(h->imp.buf->name));
-		h->imp.buf->name_set = true;
-		return 0;
-	case DMB_OP_DESCRIBE:
-		return do_describe(peer, req, reply);
-	case DMB_OP_FENCE_ATTACH:
-		return do_fence_attach(peer, req);
-	case DMB_OP_FENCE_EXPORT:
-		return do_fence_export(peer, req, reply);
-	default:
+	if (!d || d->kind != DMB_WIRE_REQUEST || d->reserved ||
+	    req->op > DMB_OP__LAST_REQUEST || !serve[req->op])
 		return -EOPNOTSUPP;
+	if (d->target != DMB_WIRE_TARGET_NONE) {
+		target = handle_find(peer, dmb_wire_target_id(req),
+				     (enum dmb_handle_type)d->target);
+		if (!target)
+			return -ENOENT;
 	}
+	return serve[req->op](peer, target, req, reply);
 }
 
 /* ---- connection handling ------------------------------------------------- */
@@ -515,7 +531,7 @@ static int peer_handle_one(struct dmb_peer *peer)
 	}
 
 	memset(&reply, 0, sizeof(reply));
-	reply.op = req.op | DMB_WIRE_OP_REPLY;
+	reply.op = req.op | DMB_WIRE_OP_REPLY; /* answered by its reply opcode */
 	reply.serial = req.serial;
 	if (req.op == DMB_OP_HELLO) {
 		ret = dmb_wire_negotiate(req.u.hello.min_version, req.u.hello.max_version);

@@ -33,10 +33,10 @@ static int proxy_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
 {
 	struct dmb_proxy *px = proxy_of(buf);
 	const struct dmabuf_device_info *di = &att->dev->info;
-	struct dmb_msg req = { .op = DMB_OP_ATTACH }, reply;
+	struct dmb_msg req, reply;
 	int ret;
 
-	req.u.attach.buffer_id = px->id;
+	dmb_wire_msg_init(&req, DMB_OP_ATTACH, px->id);
 	strlcpy(req.u.attach.name, att->dev->name, sizeof(req.u.attach.name));
 	req.u.attach.dma_mask_bits = di->dma_mask_bits;
 	req.u.attach.dev_flags = di->flags;
@@ -52,10 +52,10 @@ static int proxy_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
 
 static void proxy_detach(struct dmabuf *buf, struct dmabuf_attachment *att)
 {
-	struct dmb_msg req = { .op = DMB_OP_DETACH }, reply;
+	struct dmb_msg req, reply;
 
 	/* A dead exporter took its side with it: nothing to undo there. */
-	req.u.id.id = att->remote_id;
+	dmb_wire_msg_init(&req, DMB_OP_DETACH, att->remote_id);
 	dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
 }
 
@@ -63,13 +63,13 @@ static int proxy_map(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 		     struct dmabuf_sg_table **out)
 {
 	struct dmb_proxy *px = proxy_of(att->buf);
-	struct dmb_msg req = { .op = DMB_OP_MAP }, reply, unmap = { .op = DMB_OP_UNMAP };
+	struct dmb_msg req, reply, unmap;
 	struct dmabuf_sg_entry *entries = NULL;
 	const struct dmabuf_sg_entry *sg;
 	struct dmabuf_sg_table *sgt = NULL;
 	int ret;
 
-	req.u.map.id = att->remote_id;
+	dmb_wire_msg_init(&req, DMB_OP_MAP, att->remote_id);
 	req.u.map.dir = (uint32_t)dir;
 	ret = dmb_conn_call(px->conn, &req, &reply);
 	if (ret < 0)
@@ -92,7 +92,7 @@ static int proxy_map(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 	if (ret < 0) {
 		if (sgt)
 			dmb_sgt_free(sgt);
-		unmap.u.map.id = reply.u.map_reply.mapping_id;
+		dmb_wire_msg_init(&unmap, DMB_OP_UNMAP, reply.u.map_reply.mapping_id);
 		unmap.u.map.dir = (uint32_t)dir;
 		dmb_conn_call(px->conn, &unmap, &reply);
 		return ret;
@@ -105,9 +105,9 @@ static int proxy_map(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 static void proxy_unmap(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt,
 			enum dmabuf_direction dir)
 {
-	struct dmb_msg req = { .op = DMB_OP_UNMAP }, reply;
+	struct dmb_msg req, reply;
 
-	req.u.map.id = sgt->remote_id;
+	dmb_wire_msg_init(&req, DMB_OP_UNMAP, sgt->remote_id);
 	req.u.map.dir = (uint32_t)dir;
 	dmb_conn_call(proxy_of(att->buf)->conn, &req, &reply);
 	dmb_sgt_free(sgt);
@@ -116,10 +116,10 @@ static void proxy_unmap(struct dmabuf_attachment *att, struct dmabuf_sg_table *s
 static void proxy_release(struct dmabuf *buf)
 {
 	struct dmb_proxy *px = proxy_of(buf);
-	struct dmb_msg req = { .op = DMB_OP_RELEASE };
+	struct dmb_msg req;
 
 	/* Nothing to learn from the answer: do not wait for it. */
-	req.u.id.id = px->id;
+	dmb_wire_msg_init(&req, DMB_OP_RELEASE, px->id);
 	dmb_conn_send_only(px->conn, &req);
 	dmb_conn_put(px->conn);
 	free(px);
@@ -127,9 +127,9 @@ static void proxy_release(struct dmabuf *buf)
 
 static int cpu_call(struct dmabuf *buf, uint16_t op, enum dmabuf_direction dir)
 {
-	struct dmb_msg req = { .op = op }, reply;
+	struct dmb_msg req, reply;
 
-	req.u.cpu_access.buffer_id = proxy_of(buf)->id;
+	dmb_wire_msg_init(&req, op, proxy_of(buf)->id);
 	req.u.cpu_access.dir = (uint32_t)dir;
 	return dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
 }
@@ -184,10 +184,10 @@ static const struct dmabuf_ops proxy_ops = {
 
 int dmb_proxy_export_sync_file(struct dmabuf *buf, uint32_t flags)
 {
-	struct dmb_msg req = { .op = DMB_OP_FENCE_EXPORT }, reply;
+	struct dmb_msg req, reply;
 	int ret;
 
-	req.u.fence_export.buffer_id = proxy_of(buf)->id;
+	dmb_wire_msg_init(&req, DMB_OP_FENCE_EXPORT, proxy_of(buf)->id);
 	req.u.fence_export.flags = flags;
 	ret = dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
 	return ret < 0 ? ret : reply.fds[0];
@@ -195,7 +195,7 @@ int dmb_proxy_export_sync_file(struct dmabuf *buf, uint32_t flags)
 
 int dmb_proxy_import_sync_file(struct dmabuf *buf, uint32_t flags, int fd)
 {
-	struct dmb_msg req = { .op = DMB_OP_FENCE_ATTACH }, reply;
+	struct dmb_msg req, reply;
 	struct dmabuf_fence *fence;
 	int ret;
 
@@ -206,7 +206,7 @@ int dmb_proxy_import_sync_file(struct dmabuf *buf, uint32_t flags, int fd)
 	if (ret < 0)
 		return ret == -EBADF ? -EINVAL : ret;
 	dmabuf_fence_put(fence);
-	req.u.fence_attach.buffer_id = proxy_of(buf)->id;
+	dmb_wire_msg_init(&req, DMB_OP_FENCE_ATTACH, proxy_of(buf)->id);
 	req.u.fence_attach.usage = flags & DMABUF_SYNC_WRITE ? DMABUF_RESV_USAGE_WRITE
 							     : DMABUF_RESV_USAGE_READ;
 	req.nfds = 1;
@@ -216,11 +216,11 @@ int dmb_proxy_import_sync_file(struct dmabuf *buf, uint32_t flags, int fd)
 
 int dmb_proxy_describe(struct dmabuf *buf, struct dmabuf_info *info)
 {
-	struct dmb_msg req = { .op = DMB_OP_DESCRIBE }, reply;
+	struct dmb_msg req, reply;
 	const struct dmb_wire_describe_reply *r = &reply.u.describe_reply;
 	int ret;
 
-	req.u.id.id = proxy_of(buf)->id;
+	dmb_wire_msg_init(&req, DMB_OP_DESCRIBE, proxy_of(buf)->id);
 	ret = dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
 	if (ret < 0)
 		return ret;
@@ -240,10 +240,10 @@ int dmb_proxy_describe(struct dmabuf *buf, struct dmabuf_info *info)
 
 int dmb_proxy_set_name(struct dmabuf *buf, const char *name)
 {
-	struct dmb_msg req = { .op = DMB_OP_SET_NAME }, reply;
+	struct dmb_msg req, reply;
 	int ret;
 
-	req.u.set_name.buffer_id = proxy_of(buf)->id;
+	dmb_wire_msg_init(&req, DMB_OP_SET_NAME, proxy_of(buf)->id);
 	strlcpy(req.u.set_name.name, name, sizeof(req.u.set_name.name));
 	ret = dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
 	if (ret == 0) {
@@ -287,7 +287,7 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 	       struct dmabuf **out)
 {
 	const int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
-	struct dmb_msg req = { .op = DMB_OP_IMPORT }, reply, rel = { .op = DMB_OP_RELEASE };
+	struct dmb_msg req, reply, rel;
 	char endpoint[DMB_ENDPOINT_NAME_MAX];
 	struct dmb_proxy *px = NULL;
 	struct dmabuf *buf = NULL;
@@ -305,6 +305,7 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 	ret = dmb_conn_get(ctx, endpoint, &conn);
 	if (ret < 0)
 		return ret; /* -ENODEV: the exporter is gone */
+	dmb_wire_msg_init(&req, DMB_OP_IMPORT, 0);
 	req.nfds = 1;
 	req.fds[0] = fd; /* proof of possession */
 	ret = dmb_conn_call(conn, &req, &reply);
@@ -367,7 +368,7 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 	return 0;
 
 fail:
-	rel.u.id.id = reply.u.import_reply.buffer_id;
+	dmb_wire_msg_init(&rel, DMB_OP_RELEASE, reply.u.import_reply.buffer_id);
 	dmb_conn_call(conn, &rel, &reply);
 	dmb_conn_put(conn);
 	if (buf) {

@@ -25,10 +25,13 @@
 
 /* ---- server side ---------------------------------------------------------- */
 
+/* What a peer's id names: the wire's target kinds (the opcode descriptors
+ * say which kind each request names), so the endpoint looks ids up from the
+ * descriptor alone. */
 enum dmb_handle_type {
-	DMB_H_IMPORT = 1,
-	DMB_H_ATTACHMENT,
-	DMB_H_MAPPING,
+	DMB_H_IMPORT = DMB_WIRE_TARGET_BUFFER,
+	DMB_H_ATTACHMENT = DMB_WIRE_TARGET_ATTACHMENT,
+	DMB_H_MAPPING = DMB_WIRE_TARGET_MAPPING,
 };
 
 /* Something a peer holds, named on the wire by a per-peer id that is never

@@ -3,13 +3,16 @@
  * Wire codec (docs/protocol.md). Pure functions only: no I/O, no
  * allocation, no global state, so the fuzzer can drive them directly.
  *
- * One walker per opcode describes the body field by field; it runs in
- * decode mode (bytes -> struct) or encode mode (struct -> bytes), so the
- * two directions cannot drift apart. Semantic checks run on the decoded
- * struct afterwards, and the encoder re-decodes what it wrote.
+ * One descriptor per opcode (the table below) holds everything the codec
+ * knows about it: name, kind and so direction, the object it names, its fd
+ * count, a walker that lays out the body field by field and a check of the
+ * decoded fields. The walker runs in decode mode (bytes -> struct) or
+ * encode mode (struct -> bytes), so the two directions cannot drift apart;
+ * the encoder re-decodes what it wrote.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "wire.h"
@@ -19,41 +22,14 @@ _Static_assert(DMB_WIRE_FENCE_READ == DMABUF_SYNC_READ, "fence flags");
 _Static_assert(DMB_WIRE_FENCE_WRITE == DMABUF_SYNC_WRITE, "fence flags");
 _Static_assert(DMB_WIRE_MAX_INLINE_SG >= 64, "inline sg room");
 
-/* ---- little-endian accessors --------------------------------------------- */
+/* ---- little-endian accessors (wire.h) ------------------------------------ */
 
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
+#define get16 dmb_wire_get16
+#define get32 dmb_wire_get32
+#define get64 dmb_wire_get64
+#define put16 dmb_wire_put16
+#define put32 dmb_wire_put32
+#define put64 dmb_wire_put64
 
 void dmb_wire_put_sg(uint8_t *p, const struct dmabuf_sg_entry *e)
 {
@@ -71,7 +47,7 @@ void dmb_wire_get_sg(const uint8_t *p, struct dmabuf_sg_entry *e)
 
 /* ---- the walker ------------------------------------------------------------ */
 
-struct cur {
+struct dmb_wire_cur {
 	uint8_t *p;
 	size_t len;	/* decode: bytes available; encode: capacity */
 	size_t pos;
@@ -79,14 +55,14 @@ struct cur {
 	int err;	/* first error, 0 while fine */
 };
 
-static void fail(struct cur *c, int err)
+static void fail(struct dmb_wire_cur *c, int err)
 {
 	if (!c->err)
 		c->err = err;
 }
 
 /* Reserves n bytes at the cursor; NULL (and an error) if they do not fit. */
-static uint8_t *take(struct cur *c, size_t n)
+static uint8_t *take(struct dmb_wire_cur *c, size_t n)
 {
 	uint8_t *p;
 
@@ -101,12 +77,12 @@ static uint8_t *take(struct cur *c, size_t n)
 	return p;
 }
 
-static size_t left(const struct cur *c)
+static size_t left(const struct dmb_wire_cur *c)
 {
 	return c->len - c->pos;
 }
 
-static void f16(struct cur *c, uint16_t *v)
+static void f16(struct dmb_wire_cur *c, uint16_t *v)
 {
 	uint8_t *p = take(c, 2);
 
@@ -118,7 +94,7 @@ static void f16(struct cur *c, uint16_t *v)
 		*v = get16(p);
 }
 
-static void f32(struct cur *c, uint32_t *v)
+static void f32(struct dmb_wire_cur *c, uint32_t *v)
 {
 	uint8_t *p = take(c, 4);
 
@@ -130,7 +106,7 @@ static void f32(struct cur *c, uint32_t *v)
 		*v = get32(p);
 }
 
-static void fi32(struct cur *c, int32_t *v)
+static void fi32(struct dmb_wire_cur *c, int32_t *v)
 {
 	uint32_t u = (uint32_t)*v;
 
@@ -138,7 +114,7 @@ static void fi32(struct cur *c, int32_t *v)
 	*v = (int32_t)u;
 }
 
-static void f64(struct cur *c, uint64_t *v)
+static void f64(struct dmb_wire_cur *c, uint64_t *v)
 {
 	uint8_t *p = take(c, 8);
 
@@ -151,7 +127,7 @@ static void f64(struct cur *c, uint64_t *v)
 }
 
 /* Reserved bytes: written as zero, and must read as zero (canonical form). */
-static void frsv(struct cur *c, size_t n)
+static void frsv(struct dmb_wire_cur *c, size_t n)
 {
 	uint8_t *p = take(c, n);
 
@@ -167,7 +143,7 @@ static void frsv(struct cur *c, size_t n)
 }
 
 /* A fixed name field: NUL-terminated inside it, zero after the NUL. */
-static void fname(struct cur *c, char *name)
+static void fname(struct dmb_wire_cur *c, char *name)
 {
 	uint8_t *p = take(c, DMB_WIRE_NAME_LEN);
 	size_t n;
@@ -200,7 +176,7 @@ static void fname(struct cur *c, char *name)
  * count against the bytes left before anything is read (a huge count is a
  * length mismatch, never a loop), then against the struct's room.
  */
-static bool fcount(struct cur *c, uint32_t count, size_t rec, size_t room)
+static bool fcount(struct dmb_wire_cur *c, uint32_t count, size_t rec, size_t room)
 {
 	if (c->err)
 		return false;
@@ -222,7 +198,7 @@ static bool fcount(struct cur *c, uint32_t count, size_t rec, size_t room)
 	return true;
 }
 
-static void franges(struct cur *c, struct dmb_wire_ranges *b)
+static void franges(struct dmb_wire_cur *c, struct dmb_wire_ranges *b)
 {
 	f32(c, &b->total);
 	f32(c, &b->first);
@@ -238,254 +214,164 @@ static void franges(struct cur *c, struct dmb_wire_ranges *b)
 	}
 }
 
-static void fsg(struct cur *c, struct dmabuf_sg_entry *e)
+static void fsg(struct dmb_wire_cur *c, struct dmabuf_sg_entry *e)
 {
 	f64(c, &e->offset);
 	f64(c, &e->length);
 	f64(c, &e->phys);
 }
 
-/* ---- per-opcode layouts ------------------------------------------------------ */
+/* ---- bodies: one walker per layout ------------------------------------------ */
 
-static void walk_body(struct cur *c, struct dmb_msg *m)
+static void walk_hello(struct dmb_wire_cur *c, struct dmb_msg *m)
 {
-	switch (m->op) {
-	case DMB_OP_HELLO:
-		f16(c, &m->u.hello.min_version);
-		f16(c, &m->u.hello.max_version);
-		f32(c, &m->u.hello.flags);
-		f32(c, &m->u.hello.pid);
-		frsv(c, 4);
-		return;
-	case DMB_OP_IMPORT:
-		f32(c, &m->u.import.flags);
-		frsv(c, 4);
-		return;
-	case DMB_OP_RELEASE:
-	case DMB_OP_DETACH:
-	case DMB_OP_DESCRIBE:
-	case DMB_OP_BUFFER_GONE:
-	case DMB_OP_MOVE_NOTIFY:
-		f64(c, &m->u.id.id);
-		return;
-	case DMB_OP_ATTACH:
-		f64(c, &m->u.attach.buffer_id);
-		fname(c, m->u.attach.name);
-		f32(c, &m->u.attach.dma_mask_bits);
-		f32(c, &m->u.attach.dev_flags);
-		f32(c, &m->u.attach.attach_flags);
-		frsv(c, 4);
-		f64(c, &m->u.attach.max_segment_size);
-		f64(c, &m->u.attach.segment_boundary);
-		f64(c, &m->u.attach.alignment);
-		return;
-	case DMB_OP_MAP:
-	case DMB_OP_UNMAP:
-		f64(c, &m->u.map.id);
-		f32(c, &m->u.map.dir);
-		frsv(c, 4);
-		return;
-	case DMB_OP_BEGIN_CPU_ACCESS:
-	case DMB_OP_END_CPU_ACCESS:
-		f64(c, &m->u.cpu_access.buffer_id);
-		f32(c, &m->u.cpu_access.dir);
-		frsv(c, 4);
-		return;
-	case DMB_OP_SET_NAME:
-		f64(c, &m->u.set_name.buffer_id);
-		fname(c, m->u.set_name.name);
-		return;
-	case DMB_OP_FENCE_ATTACH:
-		f64(c, &m->u.fence_attach.buffer_id);
-		f32(c, &m->u.fence_attach.usage);
-		frsv(c, 4);
-		return;
-	case DMB_OP_FENCE_EXPORT:
-		f64(c, &m->u.fence_export.buffer_id);
-		f32(c, &m->u.fence_export.flags);
-		frsv(c, 4);
-		return;
-	case DMB_OP_GET_BACKING:
-		f64(c, &m->u.get_backing.buffer_id);
-		f32(c, &m->u.get_backing.first);
-		frsv(c, 4);
-		return;
-	}
-
-	/* Replies: status first; a failed reply carries nothing else. */
-	fi32(c, &m->status);
+	f16(c, &m->u.hello.min_version);
+	f16(c, &m->u.hello.max_version);
+	f32(c, &m->u.hello.flags);
+	f32(c, &m->u.hello.pid);
 	frsv(c, 4);
-	if (m->status > 0 || m->status < -DMB_WIRE_MAX_ERRNO)
-		fail(c, c->enc ? -EINVAL : -EPROTO);
-	if (c->err || m->status != 0)
-		return;
-
-	switch (m->op) {
-	case DMB_OP_HELLO_REPLY: {
-		struct dmb_wire_hello_reply *r = &m->u.hello_reply;
-
-		f16(c, &r->version);
-		frsv(c, 2);
-		f32(c, &r->flags);
-		f32(c, &r->max_msg);
-		f32(c, &r->max_fds);
-		f32(c, &r->max_buffers);
-		f32(c, &r->max_attachments);
-		f32(c, &r->max_mappings);
-		f32(c, &r->pid);
-		return;
-	}
-	case DMB_OP_IMPORT_REPLY: {
-		struct dmb_wire_import_reply *r = &m->u.import_reply;
-
-		f64(c, &r->buffer_id);
-		f64(c, &r->size);
-		f32(c, &r->flags);
-		f32(c, &r->info_flags);
-		fname(c, r->exp_name);
-		fname(c, r->name);
-		franges(c, &r->backing);
-		return;
-	}
-	case DMB_OP_ATTACH_REPLY:
-		f64(c, &m->u.attach_reply.attachment_id);
-		return;
-	case DMB_OP_MAP_REPLY: {
-		struct dmb_wire_map_reply *r = &m->u.map_reply;
-
-		f64(c, &r->mapping_id);
-		f64(c, &r->size);
-		f32(c, &r->count);
-		f32(c, &r->flags);
-		if (c->err || (r->flags & DMB_WIRE_MAP_SG_MEMFD))
-			return; /* entries are in the memfd; checked there */
-		if (!fcount(c, r->count, DMB_WIRE_SG_ENTRY_SIZE,
-			    DMB_WIRE_MAX_INLINE_SG))
-			return;
-		for (uint32_t i = 0; i < r->count; i++)
-			fsg(c, &r->sg[i]);
-		return;
-	}
-	case DMB_OP_DESCRIBE_REPLY: {
-		struct dmb_wire_describe_reply *r = &m->u.describe_reply;
-
-		f64(c, &r->size);
-		f32(c, &r->flags);
-		f32(c, &r->info_flags);
-		f32(c, &r->attachments);
-		f32(c, &r->mappings);
-		f32(c, &r->importers);
-		f32(c, &r->vmap_count);
-		fname(c, r->exp_name);
-		fname(c, r->name);
-		return;
-	}
-	case DMB_OP_GET_BACKING_REPLY:
-		franges(c, &m->u.backing);
-		return;
-	default:
-		/* status-only replies */
-		return;
-	}
 }
 
-/* ---- opcode table ------------------------------------------------------------ */
-
-enum sender { FROM_CLIENT, FROM_SERVER };
-
-static bool op_known(uint16_t op, enum sender *who)
+static void walk_import(struct dmb_wire_cur *c, struct dmb_msg *m)
 {
-	if (op >= DMB_OP_HELLO && op <= DMB_OP__LAST_REQUEST) {
-		*who = FROM_CLIENT;
-		return true;
-	}
-	if ((op & DMB_WIRE_OP_REPLY) && !(op & DMB_WIRE_OP_EVENT) &&
-	    (op & ~DMB_WIRE_OP_REPLY) >= DMB_OP_HELLO &&
-	    (op & ~DMB_WIRE_OP_REPLY) <= DMB_OP__LAST_REQUEST) {
-		*who = FROM_SERVER;
-		return true;
-	}
-	if (op >= DMB_OP_BUFFER_GONE && op <= DMB_OP__LAST_EVENT) {
-		*who = FROM_SERVER;
-		return true;
-	}
-	return false;
+	f32(c, &m->u.import.flags);
+	frsv(c, 4);
 }
 
-/* Which side an unknown opcode would come from, by its class bits. */
-static enum sender op_class(uint16_t op)
+/* RELEASE, DETACH, DESCRIBE, MOVE_NOTIFY */
+static void walk_id(struct dmb_wire_cur *c, struct dmb_msg *m)
 {
-	return (op & (DMB_WIRE_OP_REPLY | DMB_WIRE_OP_EVENT)) ? FROM_SERVER
-							      : FROM_CLIENT;
+	f64(c, &m->u.id.id);
 }
 
-static bool is_event(uint16_t op)
+static void walk_attach(struct dmb_wire_cur *c, struct dmb_msg *m)
 {
-	return op >= DMB_OP_BUFFER_GONE && op <= DMB_OP__LAST_EVENT;
+	struct dmb_wire_attach *a = &m->u.attach;
+
+	f64(c, &a->buffer_id);
+	fname(c, a->name);
+	f32(c, &a->dma_mask_bits);
+	f32(c, &a->dev_flags);
+	f32(c, &a->attach_flags);
+	frsv(c, 4);
+	f64(c, &a->max_segment_size);
+	f64(c, &a->segment_boundary);
+	f64(c, &a->alignment);
 }
 
-static bool is_reply(uint16_t op)
+/* MAP, UNMAP */
+static void walk_map(struct dmb_wire_cur *c, struct dmb_msg *m)
 {
-	return (op & DMB_WIRE_OP_REPLY) != 0;
+	f64(c, &m->u.map.id);
+	f32(c, &m->u.map.dir);
+	frsv(c, 4);
 }
 
-/* The reply opcode of a request this version does not know. */
-static bool is_unknown_request_reply(uint16_t op)
+/* BEGIN_CPU_ACCESS, END_CPU_ACCESS */
+static void walk_cpu_access(struct dmb_wire_cur *c, struct dmb_msg *m)
 {
-	uint16_t req = op & (uint16_t)~DMB_WIRE_OP_REPLY;
-
-	return (op & DMB_WIRE_OP_REPLY) && !(op & DMB_WIRE_OP_EVENT) &&
-	       req > DMB_OP__LAST_REQUEST && req < DMB_WIRE_OP_EVENT;
+	f64(c, &m->u.cpu_access.buffer_id);
+	f32(c, &m->u.cpu_access.dir);
+	frsv(c, 4);
 }
 
-const char *dmb_wire_op_name(uint16_t op)
+static void walk_set_name(struct dmb_wire_cur *c, struct dmb_msg *m)
 {
-	static const char *const names[] = {
-		[DMB_OP_HELLO] = "HELLO",
-		[DMB_OP_IMPORT] = "IMPORT",
-		[DMB_OP_RELEASE] = "RELEASE",
-		[DMB_OP_ATTACH] = "ATTACH",
-		[DMB_OP_DETACH] = "DETACH",
-		[DMB_OP_MAP] = "MAP",
-		[DMB_OP_UNMAP] = "UNMAP",
-		[DMB_OP_BEGIN_CPU_ACCESS] = "BEGIN_CPU_ACCESS",
-		[DMB_OP_END_CPU_ACCESS] = "END_CPU_ACCESS",
-		[DMB_OP_SET_NAME] = "SET_NAME",
-		[DMB_OP_DESCRIBE] = "DESCRIBE",
-		[DMB_OP_FENCE_ATTACH] = "FENCE_ATTACH",
-		[DMB_OP_FENCE_EXPORT] = "FENCE_EXPORT",
-		[DMB_OP_GET_BACKING] = "GET_BACKING",
-	};
-	static const char *const replies[] = {
-		[DMB_OP_HELLO] = "HELLO_REPLY",
-		[DMB_OP_IMPORT] = "IMPORT_REPLY",
-		[DMB_OP_RELEASE] = "RELEASE_REPLY",
-		[DMB_OP_ATTACH] = "ATTACH_REPLY",
-		[DMB_OP_DETACH] = "DETACH_REPLY",
-		[DMB_OP_MAP] = "MAP_REPLY",
-		[DMB_OP_UNMAP] = "UNMAP_REPLY",
-		[DMB_OP_BEGIN_CPU_ACCESS] = "BEGIN_CPU_ACCESS_REPLY",
-		[DMB_OP_END_CPU_ACCESS] = "END_CPU_ACCESS_REPLY",
-		[DMB_OP_SET_NAME] = "SET_NAME_REPLY",
-		[DMB_OP_DESCRIBE] = "DESCRIBE_REPLY",
-		[DMB_OP_FENCE_ATTACH] = "FENCE_ATTACH_REPLY",
-		[DMB_OP_FENCE_EXPORT] = "FENCE_EXPORT_REPLY",
-		[DMB_OP_GET_BACKING] = "GET_BACKING_REPLY",
-	};
-	enum sender who;
-
-	if (!op_known(op, &who))
-		return is_unknown_request_reply(op) ? "UNKNOWN_REPLY" : "?";
-	if (op == DMB_OP_BUFFER_GONE)
-		return "BUFFER_GONE";
-	if (op == DMB_OP_MOVE_NOTIFY)
-		return "MOVE_NOTIFY";
-	if (is_reply(op))
-		return replies[op & ~DMB_WIRE_OP_REPLY];
-	return names[op];
+	f64(c, &m->u.set_name.buffer_id);
+	fname(c, m->u.set_name.name);
 }
 
-/* ---- semantic checks ----------------------------------------------------------- */
+static void walk_fence_attach(struct dmb_wire_cur *c, struct dmb_msg *m)
+{
+	f64(c, &m->u.fence_attach.buffer_id);
+	f32(c, &m->u.fence_attach.usage);
+	frsv(c, 4);
+}
+
+static void walk_fence_export(struct dmb_wire_cur *c, struct dmb_msg *m)
+{
+	f64(c, &m->u.fence_export.buffer_id);
+	f32(c, &m->u.fence_export.flags);
+	frsv(c, 4);
+}
+
+static void walk_get_backing(struct dmb_wire_cur *c, struct dmb_msg *m)
+{
+	f64(c, &m->u.get_backing.buffer_id);
+	f32(c, &m->u.get_backing.first);
+	frsv(c, 4);
+}
+
+static void walk_hello_reply(struct dmb_wire_cur *c, struct dmb_msg *m)
+{
+	struct dmb_wire_hello_reply *r = &m->u.hello_reply;
+
+	f16(c, &r->version);
+	frsv(c, 2);
+	f32(c, &r->flags);
+	f32(c, &r->max_msg);
+	f32(c, &r->max_fds);
+	f32(c, &r->max_buffers);
+	f32(c, &r->max_attachments);
+	f32(c, &r->max_mappings);
+	f32(c, &r->pid);
+}
+
+static void walk_import_reply(struct dmb_wire_cur *c, struct dmb_msg *m)
+{
+	struct dmb_wire_import_reply *r = &m->u.import_reply;
+
+	f64(c, &r->buffer_id);
+	f64(c, &r->size);
+	f32(c, &r->flags);
+	f32(c, &r->info_flags);
+	fname(c, r->exp_name);
+	fname(c, r->name);
+	franges(c, &r->backing);
+}
+
+static void walk_attach_reply(struct dmb_wire_cur *c, struct dmb_msg *m)
+{
+	f64(c, &m->u.attach_reply.attachment_id);
+}
+
+static void walk_map_reply(struct dmb_wire_cur *c, struct dmb_msg *m)
+{
+	struct dmb_wire_map_reply *r = &m->u.map_reply;
+
+	f64(c, &r->mapping_id);
+	f64(c, &r->size);
+	f32(c, &r->count);
+	f32(c, &r->flags);
+	if (c->err || (r->flags & DMB_WIRE_MAP_SG_MEMFD))
+		return; /* entries are in the memfd; checked there */
+	if (!fcount(c, r->count, DMB_WIRE_SG_ENTRY_SIZE, DMB_WIRE_MAX_INLINE_SG))
+		return;
+	for (uint32_t i = 0; i < r->count; i++)
+		fsg(c, &r->sg[i]);
+}
+
+static void walk_describe_reply(struct dmb_wire_cur *c, struct dmb_msg *m)
+{
+	struct dmb_wire_describe_reply *r = &m->u.describe_reply;
+
+	f64(c, &r->size);
+	f32(c, &r->flags);
+	f32(c, &r->info_flags);
+	f32(c, &r->attachments);
+	f32(c, &r->mappings);
+	f32(c, &r->importers);
+	f32(c, &r->vmap_count);
+	fname(c, r->exp_name);
+	fname(c, r->name);
+}
+
+static void walk_get_backing_reply(struct dmb_wire_cur *c, struct dmb_msg *m)
+{
+	franges(c, &m->u.backing);
+}
+
+/* ---- field checks ---------------------------------------------------------------- */
 
 static bool page_aligned(uint64_t v)
 {
@@ -575,149 +461,332 @@ static int check_ranges(const struct dmb_wire_ranges *b, bool first_batch,
 	return (int)nfds;
 }
 
-static bool device_ok(const struct dmb_wire_attach *a)
+static int check_hello(const struct dmb_msg *m)
 {
+	const struct dmb_wire_hello *h = &m->u.hello;
+
+	if (h->min_version < 1 || h->min_version > h->max_version ||
+	    h->flags || h->pid > INT32_MAX)
+		return -EPROTO;
+	return 0;
+}
+
+static int check_import(const struct dmb_msg *m)
+{
+	return m->u.import.flags ? -EPROTO : 0;
+}
+
+static int check_attach(const struct dmb_msg *m)
+{
+	const struct dmb_wire_attach *a = &m->u.attach;
+
 	if (a->dma_mask_bits < DMB_WIRE_DEV_MASK_MIN ||
 	    a->dma_mask_bits > DMB_WIRE_DEV_MASK_MAX)
-		return false;
+		return -EPROTO;
 	if (a->dev_flags & ~(uint32_t)DMB_WIRE_DEVICE_FLAGS_MASK)
-		return false;
+		return -EPROTO;
 	if (a->attach_flags & ~DMB_WIRE_ATTACH_DYNAMIC)
-		return false;
+		return -EPROTO;
 	/* Effective values travel, never the "0 = default" shorthand. */
 	if (a->max_segment_size == 0 || !page_aligned(a->max_segment_size))
-		return false;
+		return -EPROTO;
 	/* A boundary is a mask 2^n - 1, at least a page. */
 	if (a->segment_boundary < DMB_WIRE_PAGE_SIZE - 1 ||
 	    (a->segment_boundary & (a->segment_boundary + 1)) != 0)
-		return false;
+		return -EPROTO;
 	if (a->alignment < DMB_WIRE_PAGE_SIZE ||
 	    (a->alignment & (a->alignment - 1)) != 0)
-		return false;
-	return true;
+		return -EPROTO;
+	return 0;
+}
+
+static int check_map(const struct dmb_msg *m)
+{
+	return dir_ok(m->u.map.dir) ? 0 : -EPROTO;
+}
+
+static int check_cpu_access(const struct dmb_msg *m)
+{
+	return dir_ok(m->u.cpu_access.dir) ? 0 : -EPROTO;
+}
+
+static int check_fence_attach(const struct dmb_msg *m)
+{
+	return m->u.fence_attach.usage > DMB_WIRE_USAGE_MAX ? -EPROTO : 0;
+}
+
+static int check_fence_export(const struct dmb_msg *m)
+{
+	uint32_t f = m->u.fence_export.flags;
+
+	if (f == 0 || (f & ~(DMB_WIRE_FENCE_READ | DMB_WIRE_FENCE_WRITE)))
+		return -EPROTO;
+	return 0;
+}
+
+static int check_get_backing(const struct dmb_msg *m)
+{
+	return m->u.get_backing.first >= DMB_WIRE_MAX_BACKING_RANGES ? -EPROTO : 0;
+}
+
+static int check_hello_reply(const struct dmb_msg *m)
+{
+	const struct dmb_wire_hello_reply *r = &m->u.hello_reply;
+
+	if (r->flags || r->pid > INT32_MAX ||
+	    r->max_msg < DMB_WIRE_HDR_SIZE + 128 ||
+	    r->max_msg > DMB_WIRE_MAX_MSG ||
+	    r->max_fds < 1 || r->max_fds > DMB_WIRE_MAX_FDS ||
+	    !r->max_buffers || !r->max_attachments || !r->max_mappings)
+		return -EPROTO;
+	/* Well-formed, but a version this build cannot speak. */
+	if (r->version < DMB_WIRE_VERSION_MIN || r->version > DMB_WIRE_VERSION_MAX)
+		return -EPROTONOSUPPORT;
+	return 0;
+}
+
+static int check_import_reply(const struct dmb_msg *m)
+{
+	const struct dmb_wire_import_reply *r = &m->u.import_reply;
+
+	if (!r->buffer_id || !buffer_size_ok(r->size) || !access_ok(r->flags) ||
+	    (r->info_flags & ~DMB_WIRE_INFO_NAME_SET))
+		return -EPROTO;
+	return check_ranges(&r->backing, true, r->size);
+}
+
+static int check_attach_reply(const struct dmb_msg *m)
+{
+	return m->u.attach_reply.attachment_id ? 0 : -EPROTO;
+}
+
+static int check_map_reply(const struct dmb_msg *m)
+{
+	const struct dmb_wire_map_reply *r = &m->u.map_reply;
+	int ret;
+
+	if (!r->mapping_id || !buffer_size_ok(r->size) ||
+	    (r->flags & ~DMB_WIRE_MAP_SG_MEMFD) || r->count == 0)
+		return -EPROTO;
+	if (r->flags & DMB_WIRE_MAP_SG_MEMFD) {
+		/* Each entry covers at least a page. */
+		if (r->count > DMB_WIRE_MAX_SG_ENTRIES ||
+		    r->count > r->size / DMB_WIRE_PAGE_SIZE)
+			return -EPROTO;
+		return 1;
+	}
+	ret = dmb_wire_check_sg(r->sg, r->count, r->size);
+	return ret < 0 ? ret : 0;
+}
+
+static int check_describe_reply(const struct dmb_msg *m)
+{
+	const struct dmb_wire_describe_reply *r = &m->u.describe_reply;
+
+	if (!buffer_size_ok(r->size) || !access_ok(r->flags) ||
+	    (r->info_flags & ~DMB_WIRE_INFO_MASK))
+		return -EPROTO;
+	return 0;
+}
+
+static int check_get_backing_reply(const struct dmb_msg *m)
+{
+	return check_ranges(&m->u.backing, false, 0);
+}
+
+/* ---- the opcode table ------------------------------------------------------------- */
+
+/* Slots: requests by opcode, then their replies, then events, no holes. */
+#define NREQ ((size_t)DMB_OP__LAST_REQUEST)
+#define NEVENT ((size_t)(DMB_OP__LAST_EVENT - DMB_OP__FIRST_EVENT + 1))
+#define REQ(op) ((size_t)(op) - 1)
+#define REP(op) (NREQ + REQ(op))
+#define EVT(op) (2 * NREQ + (size_t)(op) - DMB_OP__FIRST_EVENT)
+#define ID(member) offsetof(struct dmb_msg, u.member)
+
+/* target_: NONE_ or BUF_/ATT_/MAP_(the member holding the id);
+ * flags_: PLAIN, BASE (header at DMB_WIRE_VERSION_BASE) or RESERVED. */
+#define REQUEST(op_, name_, target_, nfds_, walk_, check_, flags_)             \
+	[REQ(DMB_OP_##op_)] = { .op = DMB_OP_##op_, .name = name_,              \
+				.kind = DMB_WIRE_REQUEST, target_,              \
+				.nfds = nfds_, .walk = walk_, .check = check_,  \
+				flags_ }
+#define REPLY(op_, name_, nfds_, walk_, check_, flags_)                        \
+	[REP(DMB_OP_##op_)] = { .op = DMB_OP_##op_##_REPLY, .name = name_,      \
+				.kind = DMB_WIRE_REPLY, .nfds = nfds_,          \
+				.walk = walk_, .check = check_, flags_ }
+#define NONE_ .target = DMB_WIRE_TARGET_NONE
+#define BUF_(member) .target = DMB_WIRE_TARGET_BUFFER, .target_off = ID(member)
+#define ATT_(member) .target = DMB_WIRE_TARGET_ATTACHMENT, .target_off = ID(member)
+#define MAP_(member) .target = DMB_WIRE_TARGET_MAPPING, .target_off = ID(member)
+#define PLAIN .reserved = false
+#define BASE .base_version = true
+#define RESERVED .reserved = true
+#define VAR DMB_WIRE_FDS_VARIABLE
+
+static const struct dmb_wire_desc table[2 * NREQ + NEVENT] = {
+	REQUEST(HELLO, "HELLO", NONE_, 0, walk_hello, check_hello, BASE),
+	REQUEST(IMPORT, "IMPORT", NONE_, 1, walk_import, check_import, PLAIN),
+	REQUEST(RELEASE, "RELEASE", BUF_(id.id), 0, walk_id, NULL, PLAIN),
+	REQUEST(ATTACH, "ATTACH", BUF_(attach.buffer_id), 0, walk_attach,
+		check_attach, PLAIN),
+	REQUEST(DETACH, "DETACH", ATT_(id.id), 0, walk_id, NULL, PLAIN),
+	REQUEST(MAP, "MAP", ATT_(map.id), 0, walk_map, check_map, PLAIN),
+	REQUEST(UNMAP, "UNMAP", MAP_(map.id), 0, walk_map, check_map, PLAIN),
+	REQUEST(BEGIN_CPU_ACCESS, "BEGIN_CPU_ACCESS", BUF_(cpu_access.buffer_id),
+		0, walk_cpu_access, check_cpu_access, PLAIN),
+	REQUEST(END_CPU_ACCESS, "END_CPU_ACCESS", BUF_(cpu_access.buffer_id),
+		0, walk_cpu_access, check_cpu_access, PLAIN),
+	REQUEST(SET_NAME, "SET_NAME", BUF_(set_name.buffer_id), 0,
+		walk_set_name, NULL, PLAIN),
+	REQUEST(DESCRIBE, "DESCRIBE", BUF_(id.id), 0, walk_id, NULL, PLAIN),
+	REQUEST(FENCE_ATTACH, "FENCE_ATTACH", BUF_(fence_attach.buffer_id), 1,
+		walk_fence_attach, check_fence_attach, PLAIN),
+	REQUEST(FENCE_EXPORT, "FENCE_EXPORT", BUF_(fence_export.buffer_id), 0,
+		walk_fence_export, check_fence_export, PLAIN),
+	/* udmabuf backing does not travel yet: exporters answer -EOPNOTSUPP */
+	REQUEST(GET_BACKING, "GET_BACKING", BUF_(get_backing.buffer_id), 0,
+		walk_get_backing, check_get_backing, RESERVED),
+
+	REPLY(HELLO, "HELLO_REPLY", 0, walk_hello_reply, check_hello_reply, BASE),
+	REPLY(IMPORT, "IMPORT_REPLY", VAR, walk_import_reply, check_import_reply,
+	      PLAIN),
+	REPLY(RELEASE, "RELEASE_REPLY", 0, NULL, NULL, PLAIN),
+	REPLY(ATTACH, "ATTACH_REPLY", 0, walk_attach_reply, check_attach_reply,
+	      PLAIN),
+	REPLY(DETACH, "DETACH_REPLY", 0, NULL, NULL, PLAIN),
+	REPLY(MAP, "MAP_REPLY", VAR, walk_map_reply, check_map_reply, PLAIN),
+	REPLY(UNMAP, "UNMAP_REPLY", 0, NULL, NULL, PLAIN),
+	REPLY(BEGIN_CPU_ACCESS, "BEGIN_CPU_ACCESS_REPLY", 0, NULL, NULL, PLAIN),
+	REPLY(END_CPU_ACCESS, "END_CPU_ACCESS_REPLY", 0, NULL, NULL, PLAIN),
+	REPLY(SET_NAME, "SET_NAME_REPLY", 0, NULL, NULL, PLAIN),
+	REPLY(DESCRIBE, "DESCRIBE_REPLY", 0, walk_describe_reply,
+	      check_describe_reply, PLAIN),
+	REPLY(FENCE_ATTACH, "FENCE_ATTACH_REPLY", 0, NULL, NULL, PLAIN),
+	REPLY(FENCE_EXPORT, "FENCE_EXPORT_REPLY", 1, NULL, NULL, PLAIN),
+	REPLY(GET_BACKING, "GET_BACKING_REPLY", VAR, walk_get_backing_reply,
+	      check_get_backing_reply, RESERVED),
+
+	/* Only for DYNAMIC attachments, which this version never makes. */
+	[EVT(DMB_OP_MOVE_NOTIFY)] = {
+		.op = DMB_OP_MOVE_NOTIFY, .name = "MOVE_NOTIFY",
+		.kind = DMB_WIRE_EVENT, ATT_(id.id), .nfds = 0,
+		.walk = walk_id, RESERVED },
+};
+
+const struct dmb_wire_desc *dmb_wire_op_desc(uint16_t op)
+{
+	uint16_t low = op & (uint16_t)~DMB_WIRE_OP_REPLY;
+	size_t slot;
+
+	if (op >= DMB_OP_HELLO && op <= DMB_OP__LAST_REQUEST)
+		slot = REQ(op);
+	else if ((op & DMB_WIRE_OP_REPLY) && low >= DMB_OP_HELLO &&
+		 low <= DMB_OP__LAST_REQUEST)
+		slot = REP(low);
+	else if (op >= DMB_OP__FIRST_EVENT && op <= DMB_OP__LAST_EVENT)
+		slot = EVT(op);
+	else
+		return NULL;
+	return table[slot].op == op ? &table[slot] : NULL;
+}
+
+const struct dmb_wire_desc *dmb_wire_op_table(size_t *count)
+{
+	if (count)
+		*count = sizeof(table) / sizeof(table[0]);
+	return table;
+}
+
+void dmb_wire_msg_init(struct dmb_msg *m, uint16_t op, uint64_t target_id)
+{
+	const struct dmb_wire_desc *d = dmb_wire_op_desc(op);
+
+	memset(m, 0, sizeof(*m));
+	for (size_t i = 0; i < DMB_WIRE_MAX_FDS; i++)
+		m->fds[i] = -1;
+	m->op = op;
+	if (d && d->target != DMB_WIRE_TARGET_NONE)
+		memcpy((uint8_t *)m + d->target_off, &target_id, sizeof(target_id));
+}
+
+static uint64_t target_id(const struct dmb_wire_desc *d, const struct dmb_msg *m)
+{
+	uint64_t id = 0;
+
+	if (d && d->kind != DMB_WIRE_REPLY && d->target != DMB_WIRE_TARGET_NONE)
+		memcpy(&id, (const uint8_t *)m + d->target_off, sizeof(id));
+	return id;
+}
+
+uint64_t dmb_wire_target_id(const struct dmb_msg *m)
+{
+	return target_id(dmb_wire_op_desc(m->op), m);
+}
+
+/* The reply opcode of a request this version does not know. */
+static bool is_unknown_request_reply(uint16_t op)
+{
+	uint16_t req = op & (uint16_t)~DMB_WIRE_OP_REPLY;
+
+	return (op & DMB_WIRE_OP_REPLY) && !(op & DMB_WIRE_OP_EVENT) &&
+	       req > DMB_OP__LAST_REQUEST && req < DMB_WIRE_OP_EVENT;
+}
+
+const char *dmb_wire_op_name(uint16_t op)
+{
+	const struct dmb_wire_desc *d = dmb_wire_op_desc(op);
+
+	if (d)
+		return d->name;
+	return is_unknown_request_reply(op) ? "UNKNOWN_REPLY" : "?";
+}
+
+/* Which side an opcode comes from, by its class bits (known or not). */
+static enum dmb_wire_side sent_by(uint16_t op)
+{
+	return (op & (DMB_WIRE_OP_REPLY | DMB_WIRE_OP_EVENT)) ? DMB_WIRE_SERVER
+							      : DMB_WIRE_CLIENT;
 }
 
 /*
  * Field ranges of a decoded message, and the number of fds it must carry.
- * Returns that number (>= 0) or -EPROTO.
+ * Returns that number (>= 0), -EPROTO, or -EPROTONOSUPPORT.
  */
-static int check_fields(const struct dmb_msg *m)
+static int check_fields(const struct dmb_wire_desc *d, const struct dmb_msg *m)
 {
-	int n;
+	int ret;
 
-	if (is_reply(m->op)) {
+	if (d->kind == DMB_WIRE_REPLY) {
 		if (m->status > 0 || m->status < -DMB_WIRE_MAX_ERRNO)
 			return -EPROTO;
 		if (m->status < 0)
 			return 0;
 	}
+	/* Every id a client or server names is non-zero. */
+	if (d->target != DMB_WIRE_TARGET_NONE && !target_id(d, m))
+		return -EPROTO;
+	ret = d->check ? d->check(m) : 0;
+	if (ret < 0)
+		return ret;
+	return d->nfds == DMB_WIRE_FDS_VARIABLE ? ret : d->nfds;
+}
 
-	switch (m->op) {
-	case DMB_OP_HELLO: {
-		const struct dmb_wire_hello *h = &m->u.hello;
-
-		if (h->min_version < 1 || h->min_version > h->max_version ||
-		    h->flags || h->pid > INT32_MAX)
-			return -EPROTO;
-		return 0;
+/* The body after the header: a reply's status first (a failed reply
+ * carries nothing else), then the opcode's own layout. */
+static void walk_body(const struct dmb_wire_desc *d, struct dmb_wire_cur *c,
+		      struct dmb_msg *m)
+{
+	if (d->kind == DMB_WIRE_REPLY) {
+		fi32(c, &m->status);
+		frsv(c, 4);
+		if (m->status > 0 || m->status < -DMB_WIRE_MAX_ERRNO)
+			fail(c, c->enc ? -EINVAL : -EPROTO);
+		if (c->err || m->status != 0)
+			return;
 	}
-	case DMB_OP_IMPORT:
-		return m->u.import.flags ? -EPROTO : 1;
-	case DMB_OP_RELEASE:
-	case DMB_OP_DETACH:
-	case DMB_OP_DESCRIBE:
-	case DMB_OP_BUFFER_GONE:
-	case DMB_OP_MOVE_NOTIFY:
-		return m->u.id.id ? 0 : -EPROTO;
-	case DMB_OP_ATTACH:
-		if (!m->u.attach.buffer_id || !device_ok(&m->u.attach))
-			return -EPROTO;
-		return 0;
-	case DMB_OP_MAP:
-	case DMB_OP_UNMAP:
-		if (!m->u.map.id || !dir_ok(m->u.map.dir))
-			return -EPROTO;
-		return 0;
-	case DMB_OP_BEGIN_CPU_ACCESS:
-	case DMB_OP_END_CPU_ACCESS:
-		if (!m->u.cpu_access.buffer_id || !dir_ok(m->u.cpu_access.dir))
-			return -EPROTO;
-		return 0;
-	case DMB_OP_SET_NAME:
-		return m->u.set_name.buffer_id ? 0 : -EPROTO;
-	case DMB_OP_FENCE_ATTACH:
-		if (!m->u.fence_attach.buffer_id ||
-		    m->u.fence_attach.usage > DMB_WIRE_USAGE_MAX)
-			return -EPROTO;
-		return 1;
-	case DMB_OP_FENCE_EXPORT: {
-		uint32_t f = m->u.fence_export.flags;
-
-		if (!m->u.fence_export.buffer_id || f == 0 ||
-		    (f & ~(DMB_WIRE_FENCE_READ | DMB_WIRE_FENCE_WRITE)))
-			return -EPROTO;
-		return 0;
-	}
-	case DMB_OP_GET_BACKING:
-		if (!m->u.get_backing.buffer_id ||
-		    m->u.get_backing.first >= DMB_WIRE_MAX_BACKING_RANGES)
-			return -EPROTO;
-		return 0;
-
-	case DMB_OP_HELLO_REPLY: {
-		const struct dmb_wire_hello_reply *r = &m->u.hello_reply;
-
-		if (r->flags || r->pid > INT32_MAX ||
-		    r->max_msg < DMB_WIRE_HDR_SIZE + 128 ||
-		    r->max_msg > DMB_WIRE_MAX_MSG ||
-		    r->max_fds < 1 || r->max_fds > DMB_WIRE_MAX_FDS ||
-		    !r->max_buffers || !r->max_attachments || !r->max_mappings)
-			return -EPROTO;
-		/* The version is range-checked by the caller (-EPROTONOSUPPORT). */
-		return 0;
-	}
-	case DMB_OP_IMPORT_REPLY: {
-		const struct dmb_wire_import_reply *r = &m->u.import_reply;
-
-		if (!r->buffer_id || !buffer_size_ok(r->size) ||
-		    !access_ok(r->flags) || (r->info_flags & ~DMB_WIRE_INFO_NAME_SET))
-			return -EPROTO;
-		return check_ranges(&r->backing, true, r->size);
-	}
-	case DMB_OP_ATTACH_REPLY:
-		return m->u.attach_reply.attachment_id ? 0 : -EPROTO;
-	case DMB_OP_MAP_REPLY: {
-		const struct dmb_wire_map_reply *r = &m->u.map_reply;
-
-		if (!r->mapping_id || !buffer_size_ok(r->size) ||
-		    (r->flags & ~DMB_WIRE_MAP_SG_MEMFD) || r->count == 0)
-			return -EPROTO;
-		if (r->flags & DMB_WIRE_MAP_SG_MEMFD) {
-			/* Each entry covers at least a page. */
-			if (r->count > DMB_WIRE_MAX_SG_ENTRIES ||
-			    r->count > r->size / DMB_WIRE_PAGE_SIZE)
-				return -EPROTO;
-			return 1;
-		}
-		n = dmb_wire_check_sg(r->sg, r->count, r->size);
-		return n < 0 ? n : 0;
-	}
-	case DMB_OP_DESCRIBE_REPLY: {
-		const struct dmb_wire_describe_reply *r = &m->u.describe_reply;
-
-		if (!buffer_size_ok(r->size) || !access_ok(r->flags) ||
-		    (r->info_flags & ~DMB_WIRE_INFO_MASK))
-			return -EPROTO;
-		return 0;
-	}
-	case DMB_OP_FENCE_EXPORT_REPLY:
-		return 1;
-	case DMB_OP_GET_BACKING_REPLY:
-		return check_ranges(&m->u.backing, false, 0);
-	default:
-		/* status-only replies */
-		return 0;
-	}
+	if (d->walk)
+		d->walk(c, m);
 }
 
 /* ---- decode / encode ------------------------------------------------------------ */
@@ -760,12 +829,12 @@ static int decode_bare_error(const uint8_t *p, size_t len, size_t nfds,
 	int32_t status;
 
 	/* Anything else answering an unknown request stays unknown. */
-	if (len != DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE || nfds)
+	if (len != DMB_WIRE_REPLY_PAYLOAD || nfds)
 		return reject(out, -EOPNOTSUPP);
-	status = (int32_t)get32(p + DMB_WIRE_HDR_SIZE);
+	status = (int32_t)get32(p + DMB_WIRE_REPLY_STATUS);
 	if (status >= 0)
 		return reject(out, -EOPNOTSUPP);
-	if (out->serial == 0 || get32(p + DMB_WIRE_HDR_SIZE + 4) != 0 ||
+	if (out->serial == 0 || get32(p + DMB_WIRE_REPLY_RESERVED) != 0 ||
 	    status < -DMB_WIRE_MAX_ERRNO)
 		return reject(out, -EPROTO);
 	out->status = status;
@@ -775,9 +844,9 @@ static int decode_bare_error(const uint8_t *p, size_t len, size_t nfds,
 int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 		    enum dmb_wire_side receiver, struct dmb_msg *out)
 {
+	const struct dmb_wire_desc *d;
 	const uint8_t *p = data;
-	struct cur c;
-	enum sender who;
+	struct dmb_wire_cur c;
 	uint32_t hlen;
 	uint16_t version, op, hfds;
 	int want;
@@ -793,13 +862,12 @@ int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 	if (len < DMB_WIRE_HDR_SIZE)
 		return -EBADMSG;
 
-	/* Header: magic, version, opcode, length, nfds, reserved, serial. */
-	if (get32(p) != DMB_WIRE_MAGIC)
+	if (get32(p + DMB_WIRE_HDR_MAGIC) != DMB_WIRE_MAGIC)
 		return -EPROTO;
-	version = get16(p + 4);
-	op = get16(p + 6);
-	hlen = get32(p + 8);
-	hfds = get16(p + 12);
+	version = get16(p + DMB_WIRE_HDR_VERSION);
+	op = get16(p + DMB_WIRE_HDR_OP);
+	hlen = get32(p + DMB_WIRE_HDR_LENGTH);
+	hfds = get16(p + DMB_WIRE_HDR_NFDS);
 	if (version < DMB_WIRE_VERSION_MIN || version > DMB_WIRE_VERSION_MAX)
 		return -EPROTONOSUPPORT;
 	if (hlen != len)
@@ -808,46 +876,39 @@ int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 		return -EMSGSIZE;
 	if (hfds != nfds)
 		return -EBADMSG;
-	if (get16(p + 14) != 0)
+	if (get16(p + DMB_WIRE_HDR_RESERVED) != 0)
 		return -EPROTO;
 
 	out->version = version;
 	out->op = op;
-	out->serial = get64(p + 16);
+	out->serial = get64(p + DMB_WIRE_HDR_SERIAL);
 
-	if (!op_known(op, &who) && receiver == DMB_WIRE_CLIENT &&
-	    is_unknown_request_reply(op))
+	d = dmb_wire_op_desc(op);
+	if (!d && receiver == DMB_WIRE_CLIENT && is_unknown_request_reply(op))
 		/* A failed reply has no body, so it parses whatever request it
 		 * answers: a newer client learns its request is unknown. */
 		return decode_bare_error(p, len, nfds, out);
-	if (!op_known(op, &who))
-		/* From the wrong side it is a direction error, else unknown. */
-		return reject(out, (op_class(op) == FROM_CLIENT) ==
-					   (receiver == DMB_WIRE_SERVER)
-					   ? -EOPNOTSUPP : -EPROTO);
-	if ((who == FROM_CLIENT) != (receiver == DMB_WIRE_SERVER))
+	/* From the wrong side it is a direction error, else unknown. */
+	if (sent_by(op) == receiver)
 		return reject(out, -EPROTO);
-	if ((op == DMB_OP_HELLO || op == DMB_OP_HELLO_REPLY) &&
-	    version != DMB_WIRE_VERSION_BASE)
+	if (!d)
+		return reject(out, -EOPNOTSUPP);
+	if (d->base_version && version != DMB_WIRE_VERSION_BASE)
 		return reject(out, -EPROTONOSUPPORT);
-	if (is_event(op) ? out->serial != 0 : out->serial == 0)
+	if (d->kind == DMB_WIRE_EVENT ? out->serial != 0 : out->serial == 0)
 		return reject(out, -EPROTO);
 
-	c = (struct cur){ .p = (uint8_t *)p, .len = len,
-			  .pos = DMB_WIRE_HDR_SIZE, .enc = false };
-	walk_body(&c, out);
+	c = (struct dmb_wire_cur){ .p = (uint8_t *)p, .len = len,
+				   .pos = DMB_WIRE_BODY, .enc = false };
+	walk_body(d, &c, out);
 	if (c.err)
 		return reject(out, c.err);
 	if (c.pos != len)
 		return reject(out, -EBADMSG);
 
-	want = check_fields(out);
+	want = check_fields(d, out);
 	if (want < 0)
 		return reject(out, want);
-	if (op == DMB_OP_HELLO_REPLY && out->status == 0 &&
-	    (out->u.hello_reply.version < DMB_WIRE_VERSION_MIN ||
-	     out->u.hello_reply.version > DMB_WIRE_VERSION_MAX))
-		return reject(out, -EPROTONOSUPPORT);
 	if ((size_t)want != nfds)
 		return reject(out, -EBADMSG);
 
@@ -861,9 +922,9 @@ int dmb_wire_encode(void *buf, size_t cap, const struct dmb_msg *msg)
 {
 	/* The walker takes non-const pointers in both modes: work on a copy. */
 	static const int no_fds[DMB_WIRE_MAX_FDS] = { -1, -1, -1, -1 };
+	const struct dmb_wire_desc *d;
 	struct dmb_msg m, check;
-	enum sender who;
-	struct cur c;
+	struct dmb_wire_cur c;
 	uint16_t version;
 	int ret;
 
@@ -872,37 +933,35 @@ int dmb_wire_encode(void *buf, size_t cap, const struct dmb_msg *msg)
 		return dmb_wire_encode_error(buf, cap, msg->op & (uint16_t)~DMB_WIRE_OP_REPLY,
 					     msg->serial, msg->status);
 	if (!buf || !msg || msg->nfds > DMB_WIRE_MAX_FDS ||
-	    !op_known(msg->op, &who))
+	    !(d = dmb_wire_op_desc(msg->op)))
 		return -EINVAL;
 	m = *msg;
 	version = m.version;
 	if (!version)
-		version = (m.op == DMB_OP_HELLO || m.op == DMB_OP_HELLO_REPLY)
-				  ? DMB_WIRE_VERSION_BASE
-				  : DMB_WIRE_VERSION_MAX;
+		version = d->base_version ? DMB_WIRE_VERSION_BASE : DMB_WIRE_VERSION_MAX;
 
 	if (cap > DMB_WIRE_MAX_MSG)
 		cap = DMB_WIRE_MAX_MSG;
 	if (cap < DMB_WIRE_HDR_SIZE)
 		return -ENOSPC;
-	c = (struct cur){ .p = buf, .len = cap, .pos = DMB_WIRE_HDR_SIZE,
-			  .enc = true };
-	walk_body(&c, &m);
+	c = (struct dmb_wire_cur){ .p = buf, .len = cap, .pos = DMB_WIRE_BODY,
+				   .enc = true };
+	walk_body(d, &c, &m);
 	if (c.err)
 		return c.err;
 
-	put32(c.p, DMB_WIRE_MAGIC);
-	put16(c.p + 4, version);
-	put16(c.p + 6, m.op);
-	put32(c.p + 8, (uint32_t)c.pos);
-	put16(c.p + 12, (uint16_t)m.nfds);
-	put16(c.p + 14, 0);
-	put64(c.p + 16, m.serial);
+	put32(c.p + DMB_WIRE_HDR_MAGIC, DMB_WIRE_MAGIC);
+	put16(c.p + DMB_WIRE_HDR_VERSION, version);
+	put16(c.p + DMB_WIRE_HDR_OP, m.op);
+	put32(c.p + DMB_WIRE_HDR_LENGTH, (uint32_t)c.pos);
+	put16(c.p + DMB_WIRE_HDR_NFDS, (uint16_t)m.nfds);
+	put16(c.p + DMB_WIRE_HDR_RESERVED, 0);
+	put64(c.p + DMB_WIRE_HDR_SERIAL, m.serial);
 
 	/* Only what a peer accepts leaves this function. */
 	ret = dmb_wire_decode(buf, c.pos, no_fds, m.nfds,
-			      who == FROM_CLIENT ? DMB_WIRE_SERVER
-						 : DMB_WIRE_CLIENT,
+			      d->kind == DMB_WIRE_REQUEST ? DMB_WIRE_SERVER
+							  : DMB_WIRE_CLIENT,
 			      &check);
 	if (ret < 0)
 		return -EINVAL;
@@ -921,16 +980,16 @@ int dmb_wire_encode_error(void *buf, size_t cap, uint16_t request_op,
 	if (request_op > DMB_OP__LAST_REQUEST) {
 		/* A request this version does not know: the bare failed
 		 * reply that any client can parse (decode_bare_error()). */
-		if (cap < DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE)
+		if (cap < DMB_WIRE_REPLY_PAYLOAD)
 			return -ENOSPC;
-		memset(p, 0, DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE);
-		put32(p, DMB_WIRE_MAGIC);
-		put16(p + 4, DMB_WIRE_VERSION_BASE);
-		put16(p + 6, DMB_WIRE_OP_REPLY | request_op);
-		put32(p + 8, DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE);
-		put64(p + 16, serial);
-		put32(p + DMB_WIRE_HDR_SIZE, (uint32_t)status);
-		return DMB_WIRE_HDR_SIZE + DMB_WIRE_REPLY_HDR_SIZE;
+		memset(p, 0, DMB_WIRE_REPLY_PAYLOAD);
+		put32(p + DMB_WIRE_HDR_MAGIC, DMB_WIRE_MAGIC);
+		put16(p + DMB_WIRE_HDR_VERSION, DMB_WIRE_VERSION_BASE);
+		put16(p + DMB_WIRE_HDR_OP, DMB_WIRE_OP_REPLY | request_op);
+		put32(p + DMB_WIRE_HDR_LENGTH, DMB_WIRE_REPLY_PAYLOAD);
+		put64(p + DMB_WIRE_HDR_SERIAL, serial);
+		put32(p + DMB_WIRE_REPLY_STATUS, (uint32_t)status);
+		return DMB_WIRE_REPLY_PAYLOAD;
 	}
 	reset(&m);
 	m.op = DMB_WIRE_OP_REPLY | request_op;

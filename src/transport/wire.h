@@ -22,8 +22,25 @@
 #define DMB_WIRE_VERSION_MIN 1
 #define DMB_WIRE_VERSION_MAX 1
 
+/* The 24-byte header: byte offsets of its fields from the start of a
+ * message (docs/protocol.md §3). Tests patch headers through these names. */
+#define DMB_WIRE_HDR_MAGIC 0u		/* u32 */
+#define DMB_WIRE_HDR_VERSION 4u		/* u16 */
+#define DMB_WIRE_HDR_OP 6u		/* u16 */
+#define DMB_WIRE_HDR_LENGTH 8u		/* u32, header included */
+#define DMB_WIRE_HDR_NFDS 12u		/* u16 */
+#define DMB_WIRE_HDR_RESERVED 14u	/* u16, zero */
+#define DMB_WIRE_HDR_SERIAL 16u		/* u64 */
 #define DMB_WIRE_HDR_SIZE 24u
-#define DMB_WIRE_REPLY_HDR_SIZE 8u	/* status + reserved, first in replies */
+
+/* Bodies follow the header. A reply's body starts with the reply header
+ * (s32 status, u32 reserved); its payload follows that. */
+#define DMB_WIRE_BODY DMB_WIRE_HDR_SIZE
+#define DMB_WIRE_REPLY_HDR_SIZE 8u
+#define DMB_WIRE_REPLY_STATUS (DMB_WIRE_BODY + 0u)	/* s32 */
+#define DMB_WIRE_REPLY_RESERVED (DMB_WIRE_BODY + 4u)	/* u32, zero */
+#define DMB_WIRE_REPLY_PAYLOAD (DMB_WIRE_BODY + DMB_WIRE_REPLY_HDR_SIZE)
+
 #define DMB_WIRE_MAX_MSG 4096u		/* header included */
 #define DMB_WIRE_MAX_FDS 4u		/* per message */
 #define DMB_WIRE_NAME_LEN 32u		/* == DMABUF_NAME_LEN, NUL included */
@@ -83,9 +100,11 @@ enum dmb_wire_op {
 	DMB_OP_FENCE_EXPORT_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_FENCE_EXPORT,
 	DMB_OP_GET_BACKING_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_GET_BACKING,
 
-	/* events, server -> client, serial 0 */
-	DMB_OP_BUFFER_GONE = DMB_WIRE_OP_EVENT | 0x0001,
+	/* events, server -> client, serial 0. 0x4001 was BUFFER_GONE, which
+	 * nothing could ever send (docs/protocol.md §5): retired, never
+	 * reassigned. */
 	DMB_OP_MOVE_NOTIFY = DMB_WIRE_OP_EVENT | 0x0002,
+	DMB_OP__FIRST_EVENT = DMB_OP_MOVE_NOTIFY,
 	DMB_OP__LAST_EVENT = DMB_OP_MOVE_NOTIFY,
 };
 
@@ -163,7 +182,7 @@ struct dmb_wire_import_reply {
 	struct dmb_wire_ranges backing;
 };
 
-/* RELEASE, DETACH, DESCRIBE requests; BUFFER_GONE, MOVE_NOTIFY events. */
+/* RELEASE, DETACH, DESCRIBE requests; the MOVE_NOTIFY event. */
 struct dmb_wire_id {
 	uint64_t id;
 };
@@ -262,6 +281,104 @@ struct dmb_msg {
 	} u;
 };
 
+/* ---- opcode descriptors ---------------------------------------------------- */
+
+/* What a message is, and so which way it travels. */
+enum dmb_wire_kind {
+	DMB_WIRE_REQUEST = 1,	/* client -> server; answered by one reply */
+	DMB_WIRE_REPLY,		/* server -> client; request opcode | 0x8000 */
+	DMB_WIRE_EVENT,		/* server -> client; serial 0, never answered */
+};
+
+/* The object a request or event names by its id field. The endpoint looks
+ * it up in the peer's table before a handler runs (-ENOENT if absent). */
+enum dmb_wire_target {
+	DMB_WIRE_TARGET_NONE = 0,
+	DMB_WIRE_TARGET_BUFFER,		/* an id from IMPORT_REPLY */
+	DMB_WIRE_TARGET_ATTACHMENT,	/* an id from ATTACH_REPLY */
+	DMB_WIRE_TARGET_MAPPING,	/* an id from MAP_REPLY */
+};
+
+/* dmb_wire_desc.nfds: the count depends on the body; check() returns it. */
+#define DMB_WIRE_FDS_VARIABLE (-1)
+
+struct dmb_wire_cur;	/* the codec's cursor (wire.c) */
+
+/*
+ * Everything the library knows about one opcode, in one place: the
+ * encoder, the decoder, the endpoint's dispatch, the proxies' requests,
+ * the fuzzer's seeds and the tests all read the same table.
+ */
+struct dmb_wire_desc {
+	uint16_t op;
+	const char *name;		/* "ATTACH", "ATTACH_REPLY", ... */
+	enum dmb_wire_kind kind;
+	enum dmb_wire_target target;	/* requests and events only */
+	size_t target_off;		/* offsetof(struct dmb_msg, the u64 id) */
+	/* fds a message carries (a failed reply none), or
+	 * DMB_WIRE_FDS_VARIABLE */
+	int nfds;
+	bool base_version;	/* header always at DMB_WIRE_VERSION_BASE */
+	bool reserved;		/* specified, but this version never sends it */
+	/* The body field by field (for a reply: the payload after the reply
+	 * header, walked only when status is 0); NULL for an empty one. Runs
+	 * in decode and in encode mode, so the two cannot drift apart. */
+	void (*walk)(struct dmb_wire_cur *c, struct dmb_msg *m);
+	/* Field ranges of a decoded body: 0 (for a variable fd count: the
+	 * count, >= 0), or -EPROTO. NULL: nothing to check. */
+	int (*check)(const struct dmb_msg *m);
+};
+
+/* The descriptor of an opcode this version knows, or NULL. */
+const struct dmb_wire_desc *dmb_wire_op_desc(uint16_t op);
+
+/* The whole table, *count entries: requests by opcode, then their replies,
+ * then events. */
+const struct dmb_wire_desc *dmb_wire_op_table(size_t *count);
+
+/* Starts a request or event: zeroed, no fds (all -1), op set, and the id of
+ * its target (if the opcode has one) set where the body keeps it. */
+void dmb_wire_msg_init(struct dmb_msg *m, uint16_t op, uint64_t target_id);
+
+/* The id of the object a request or event names; 0 if it names none. */
+uint64_t dmb_wire_target_id(const struct dmb_msg *m);
+
+/* Little-endian field accessors, for the codec and for code that must
+ * build or patch raw messages (tests, rawpeer.h). */
+static inline uint16_t dmb_wire_get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static inline uint32_t dmb_wire_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t dmb_wire_get64(const uint8_t *p)
+{
+	return (uint64_t)dmb_wire_get32(p) | (uint64_t)dmb_wire_get32(p + 4) << 32;
+}
+
+static inline void dmb_wire_put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void dmb_wire_put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline void dmb_wire_put64(uint8_t *p, uint64_t v)
+{
+	dmb_wire_put32(p, (uint32_t)v);
+	dmb_wire_put32(p + 4, (uint32_t)(v >> 32));
+}
+
 /* ---- codec ----------------------------------------------------------------- */
 
 /*
@@ -291,13 +408,15 @@ struct dmb_msg {
  *                   must-be-zero flags, name without NUL or with garbage
  *                   after it, zero id, unaligned or overflowing sizes, sg
  *                   entries that do not tile [0, size))
- *  -EPROTONOSUPPORT header version outside [VERSION_MIN, VERSION_MAX], or
- *                   HELLO/HELLO_REPLY not at DMB_WIRE_VERSION_BASE
+ *  -EPROTONOSUPPORT header version outside [VERSION_MIN, VERSION_MAX],
+ *                   HELLO/HELLO_REPLY not at DMB_WIRE_VERSION_BASE, or a
+ *                   HELLO_REPLY choosing a version outside that range
  *  -EOPNOTSUPP      an opcode this version does not know (header valid)
  *
  * Stateless: the connection must still check that HELLO comes first and
- * only once, that msg->version equals the negotiated version, and that a
- * reply's opcode and serial match a pending request.
+ * only once, that msg->version equals the negotiated version, that a
+ * reply's opcode and serial match a pending request, and that an event is
+ * one it asked for.
  */
 int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 		    enum dmb_wire_side receiver, struct dmb_msg *out);

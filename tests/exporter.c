@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: MIT */
+/* The counting test exporter (exporter.h). */
+#include "exporter.h"
+
+int tx_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
+{
+	struct test_exporter *tx = dmabuf_get_priv(buf);
+
+	tx->attach++;
+	if (tx->refuse_attach)
+		return tx->refuse_attach;
+	return dmabuf_backing_check_device(buf, dmabuf_attachment_get_device(att));
+}
+
+void tx_detach(struct dmabuf *buf, struct dmabuf_attachment *att)
+{
+	((struct test_exporter *)dmabuf_get_priv(buf))->detach++;
+}
+
+int tx_map(struct dmabuf_attachment *att, enum dmabuf_direction dir,
+	   struct dmabuf_sg_table **sgt)
+{
+	struct test_exporter *tx = dmabuf_get_priv(dmabuf_attachment_get_buf(att));
+
+	tx->map++;
+	tx->last_dir = dir;
+	if (tx->refuse_map)
+		return tx->refuse_map;
+	return dmabuf_backing_map(att, dir, sgt);
+}
+
+void tx_unmap(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt,
+	      enum dmabuf_direction dir)
+{
+	((struct test_exporter *)dmabuf_get_priv(dmabuf_attachment_get_buf(att)))->unmap++;
+	dmabuf_backing_unmap(att, sgt, dir);
+}
+
+void tx_release(struct dmabuf *buf)
+{
+	((struct test_exporter *)dmabuf_get_priv(buf))->release++;
+}
+
+int tx_begin(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	((struct test_exporter *)dmabuf_get_priv(buf))->begin++;
+	return 0;
+}
+
+int tx_end(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	((struct test_exporter *)dmabuf_get_priv(buf))->end++;
+	return 0;
+}
+
+int tx_mmap(struct dmabuf *buf, uint64_t off, uint64_t len, int prot)
+{
+	((struct test_exporter *)dmabuf_get_priv(buf))->mmap++;
+	return 0;
+}
+
+int tx_vmap(struct dmabuf *buf, void **vaddr)
+{
+	((struct test_exporter *)dmabuf_get_priv(buf))->vmap++;
+	return dmabuf_backing_vmap(buf, vaddr);
+}
+
+void tx_vunmap(struct dmabuf *buf, void *vaddr)
+{
+	((struct test_exporter *)dmabuf_get_priv(buf))->vunmap++;
+	dmabuf_backing_vunmap(buf, vaddr);
+}
+
+int tx_pin(struct dmabuf_attachment *att)
+{
+	((struct test_exporter *)dmabuf_get_priv(dmabuf_attachment_get_buf(att)))->pin++;
+	return 0;
+}
+
+void tx_unpin(struct dmabuf_attachment *att)
+{
+	((struct test_exporter *)dmabuf_get_priv(dmabuf_attachment_get_buf(att)))->unpin++;
+}
+
+const struct dmabuf_ops tx_ops = {
+	.version = DMABUF_OPS_VERSION,
+	.attach = tx_attach,
+	.detach = tx_detach,
+	.map = tx_map,
+	.unmap = tx_unmap,
+	.release = tx_release,
+	.begin_cpu_access = tx_begin,
+	.end_cpu_access = tx_end,
+	.mmap = tx_mmap,
+	.vmap = tx_vmap,
+	.vunmap = tx_vunmap,
+};
+
+const struct dmabuf_ops tx_pin_ops = {
+	.version = DMABUF_OPS_VERSION,
+	.attach = tx_attach, .detach = tx_detach,
+	.map = tx_map, .unmap = tx_unmap, .release = tx_release,
+	.pin = tx_pin, .unpin = tx_unpin,
+	.mmap = tx_mmap, .vmap = tx_vmap, .vunmap = tx_vunmap,
+};
+
+struct dmabuf_ctx *tx_ctx_new(uint32_t flags)
+{
+	struct dmabuf_ctx_config cfg = { .seed = 42, .flags = flags };
+	struct dmabuf_ctx *ctx = NULL;
+
+	assert_int_equal(dmabuf_ctx_new(&cfg, &ctx), 0);
+	dmabuf_ctx_set_log(ctx, NULL, NULL, (enum dmabuf_log_priority)0);
+	return ctx;
+}
+
+struct dmabuf *tx_export(struct dmabuf_ctx *ctx, struct test_exporter *tx,
+			 uint64_t size, int flags, enum dmabuf_alloc alloc)
+{
+	struct dmabuf_export_info info = {
+		.exp_name = "test", .ops = &tx_ops, .size = size, .flags = flags,
+		.priv = tx, .alloc = alloc,
+	};
+	struct dmabuf *buf = NULL;
+
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), 0);
+	assert_non_null(buf);
+	return buf;
+}
+
+struct dmabuf_device *tx_device(struct dmabuf_ctx *ctx, const char *name,
+				unsigned int bits, uint32_t flags,
+				uint64_t max_seg)
+{
+	struct dmabuf_device_info info = {
+		.name = name, .dma_mask_bits = bits, .flags = flags,
+		.max_segment_size = max_seg,
+	};
+	struct dmabuf_device *dev = NULL;
+
+	assert_int_equal(dmabuf_device_new(ctx, &info, &dev), 0);
+	return dev;
+}

@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: MIT */
+/* A raw client of an exporter's endpoint (rawpeer.h). */
+#include "rawpeer.h"
+
+/* Serials of the requests rp_encode() numbers, process-wide. */
+static uint64_t rp_serial;
+
+int64_t rp_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool rp_is_event(uint16_t op)
+{
+	const struct dmb_wire_desc *d = dmb_wire_op_desc(op);
+
+	return d && d->kind == DMB_WIRE_EVENT;
+}
+
+int rp_connect_name(const char *name)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	size_t len = strlen(name);
+	int fd, err;
+
+	if (len + 1 > sizeof(addr.sun_path))
+		return -EINVAL;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memcpy(addr.sun_path + 1, name, len);
+	if (connect(fd, (struct sockaddr *)&addr,
+		    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len)) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int rp_connect(int buffd)
+{
+	char name[DMB_ENDPOINT_NAME_MAX];
+
+	if (dmb_endpoint_of_fd(buffd, name, sizeof(name)) < 0)
+		return -EINVAL;
+	return rp_connect_name(name);
+}
+
+int rp_send_raw(int sock, const void *data, size_t len,
+		const int *fds, size_t nfds, int flags)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * RP_MAX_FDS)];
+	} ctrl;
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+
+	if (nfds > RP_MAX_FDS)
+		return -EINVAL;
+	memset(&ctrl, 0, sizeof(ctrl));
+	if (nfds) {
+		struct cmsghdr *c;
+
+		msg.msg_control = ctrl.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+	}
+	do
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : 0;
+}
+
+int rp_encode(struct dmb_msg *m, uint8_t *buf)
+{
+	if (!m->serial && !rp_is_event(m->op))
+		m->serial = ++rp_serial;
+	return dmb_wire_encode(buf, DMB_WIRE_MAX_MSG, m);
+}
+
+int rp_send(int sock, struct dmb_msg *m)
+{
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+	int len = rp_encode(m, buf);
+
+	if (len < 0)
+		return len;
+	return rp_send_raw(sock, buf, (size_t)len, m->fds, m->nfds, 0);
+}
+
+ssize_t rp_recv_raw(int sock, struct dmabuf_ctx *exp, void *data,
+		    size_t cap, size_t *nfds, int timeout_ms)
+{
+	int64_t deadline = rp_now_ms() + timeout_ms;
+
+	*nfds = 0;
+	for (;;) {
+		union {
+			struct cmsghdr align;
+			char buf[CMSG_SPACE(sizeof(int) * RP_MAX_FDS)];
+		} ctrl;
+		struct iovec iov = { .iov_base = data, .iov_len = cap };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+				      .msg_control = ctrl.buf,
+				      .msg_controllen = sizeof(ctrl.buf) };
+		struct pollfd p = { .fd = sock, .events = POLLIN };
+		ssize_t n;
+
+		n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n >= 0) {
+			for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c;
+			     c = CMSG_NXTHDR(&msg, c)) {
+				size_t k;
+
+				if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+					continue;
+				k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+				for (size_t i = 0; i < k; i++) {
+					int fd;
+
+					memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+					close(fd);
+					(*nfds)++;
+				}
+			}
+			return n;
+		}
+		if (errno == ECONNRESET || errno == EPIPE)
+			return 0;
+		if (errno != EAGAIN && errno != EINTR)
+			return -errno;
+		if (rp_now_ms() >= deadline)
+			return -ETIMEDOUT;
+		if (exp) {
+			dmabuf_ctx_dispatch(exp);
+			poll(&p, 1, 2);
+		} else {
+			poll(&p, 1, 20);
+		}
+	}
+}
+
+int rp_recv(int sock, struct dmabuf_ctx *exp, struct dmb_msg *m)
+{
+	static const int fake[DMB_WIRE_MAX_FDS] = { 1000, 1001, 1002, 1003 };
+	uint8_t buf[DMB_WIRE_MAX_MSG + 64];
+	size_t nfds;
+	ssize_t n = rp_recv_raw(sock, exp, buf, sizeof(buf), &nfds, RP_TIMEOUT_MS);
+	int ret;
+
+	if (n <= 0)
+		return (int)n;
+	if (nfds > DMB_WIRE_MAX_FDS)
+		return -EMSGSIZE;
+	ret = dmb_wire_decode(buf, (size_t)n, fake, nfds, DMB_WIRE_CLIENT, m);
+	if (ret < 0)
+		return ret;
+	for (unsigned int i = 0; i < DMB_WIRE_MAX_FDS; i++)
+		m->fds[i] = -1;
+	return 1;
+}
+
+int rp_reply(int sock, struct dmabuf_ctx *exp, uint16_t op,
+	     uint64_t serial, struct dmb_msg *reply)
+{
+	for (;;) {
+		int ret = rp_recv(sock, exp, reply);
+
+		if (ret == 0)
+			return RP_CLOSED;
+		if (ret < 0)
+			return ret;
+		if (rp_is_event(reply->op))
+			continue;
+		if (reply->serial != serial || reply->op != (op | DMB_WIRE_OP_REPLY))
+			return -EPROTO;
+		return reply->status;
+	}
+}
+
+int rp_call(int sock, struct dmabuf_ctx *exp, struct dmb_msg *m,
+	    struct dmb_msg *reply)
+{
+	struct dmb_msg scratch;
+	int ret = rp_send(sock, m);
+
+	if (ret == -EPIPE || ret == -ECONNRESET)
+		return RP_CLOSED;
+	if (ret < 0)
+		return ret;
+	return rp_reply(sock, exp, m->op, m->serial, reply ? reply : &scratch);
+}
+
+int rp_expect_closed(int sock, struct dmabuf_ctx *exp)
+{
+	uint8_t buf[DMB_WIRE_MAX_MSG + 64];
+	int count = 0;
+
+	for (;;) {
+		size_t nfds;
+		ssize_t n = rp_recv_raw(sock, exp, buf, sizeof(buf), &nfds, RP_TIMEOUT_MS);
+
+		if (n == 0)
+			return count;
+		if (n < 0)
+			return (int)n;
+		count++;
+	}
+}
+
+int rp_hello(int sock, struct dmabuf_ctx *exp)
+{
+	struct dmb_msg m = { .op = DMB_OP_HELLO };
+
+	m.u.hello.min_version = DMB_WIRE_VERSION_MIN;
+	m.u.hello.max_version = DMB_WIRE_VERSION_MAX;
+	m.u.hello.pid = (uint32_t)getpid();
+	return rp_call(sock, exp, &m, NULL);
+}
+
+int rp_import(int sock, struct dmabuf_ctx *exp, int buffd, uint64_t *id)
+{
+	struct dmb_msg m = { .op = DMB_OP_IMPORT, .nfds = 1 }, r;
+	int ret;
+
+	m.fds[0] = buffd;
+	ret = rp_call(sock, exp, &m, &r);
+	if (ret == 0 && id)
+		*id = r.u.import_reply.buffer_id;
+	return ret;
+}
+
+void rp_attach_msg(struct dmb_msg *m, uint64_t buffer_id)
+{
+	memset(m, 0, sizeof(*m));
+	m->op = DMB_OP_ATTACH;
+	m->u.attach.buffer_id = buffer_id;
+	strcpy(m->u.attach.name, "raw");
+	m->u.attach.dma_mask_bits = 64;
+	m->u.attach.dev_flags = DMABUF_DEVICE_IOMMU;
+	m->u.attach.max_segment_size = 0x10000;
+	m->u.attach.segment_boundary = 0xffffffffull;
+	m->u.attach.alignment = 4096;
+}
+
+int rp_attach(int sock, struct dmabuf_ctx *exp, uint64_t buffer_id,
+	      uint64_t *att)
+{
+	struct dmb_msg m, r;
+	int ret;
+
+	rp_attach_msg(&m, buffer_id);
+	ret = rp_call(sock, exp, &m, &r);
+	if (ret == 0 && att)
+		*att = r.u.attach_reply.attachment_id;
+	return ret;
+}
+
+int rp_map(int sock, struct dmabuf_ctx *exp, uint64_t att,
+	   enum dmabuf_direction dir, uint64_t *map)
+{
+	struct dmb_msg m = { .op = DMB_OP_MAP }, r;
+	int ret;
+
+	m.u.map.id = att;
+	m.u.map.dir = (uint32_t)dir;
+	ret = rp_call(sock, exp, &m, &r);
+	if (ret == 0 && map)
+		*map = r.u.map_reply.mapping_id;
+	return ret;
+}
+
+int rp_unmap(int sock, struct dmabuf_ctx *exp, uint64_t map,
+	     enum dmabuf_direction dir)
+{
+	struct dmb_msg m = { .op = DMB_OP_UNMAP };
+
+	m.u.map.id = map;
+	m.u.map.dir = (uint32_t)dir;
+	return rp_call(sock, exp, &m, NULL);
+}
+
+int rp_id_call(int sock, struct dmabuf_ctx *exp, uint16_t op, uint64_t id)
+{
+	struct dmb_msg m;
+
+	dmb_wire_msg_init(&m, op, id);
+	return rp_call(sock, exp, &m, NULL);
+}
+
+int rp_cpu(int sock, struct dmabuf_ctx *exp, uint16_t op,
+	   uint64_t buffer_id, enum dmabuf_direction dir)
+{
+	struct dmb_msg m = { .op = op };
+
+	m.u.cpu_access.buffer_id = buffer_id;
+	m.u.cpu_access.dir = (uint32_t)dir;
+	return rp_call(sock, exp, &m, NULL);
+}
