@@ -47,24 +47,74 @@ struct dmabuf_timeline;
 /** @defgroup fence Fences (dma_fence)                                       */
 /* ------------------------------------------------------------------------ */
 
+/** Version of struct dmabuf_fence_ops this header describes. */
+#define DMABUF_FENCE_OPS_VERSION 1
+
 /**
- * Fence operations, as struct dma_fence_ops. Zero-initialise it: members are
- * only ever appended.
+ * Fence operations, as struct dma_fence_ops. Zero-initialise the table and
+ * set @p version to DMABUF_FENCE_OPS_VERSION. The library reads a member
+ * only from tables whose version has it ("since" below), so tables written
+ * for an older header keep working and tables from a newer one are
+ * accepted with their unknown members ignored. The library's own fences
+ * (arrays, sw_sync points, imported sync files, the stub) use this same
+ * table.
+ *
+ * Locking, per op: "no lock" means the library holds no lock of its own
+ * when it calls the op (in particular not the fence's); ops may then call
+ * any function of this header on other fences, and the lock-free getters on
+ * this one.
  */
 struct dmabuf_fence_ops {
-	/** @get_driver_name: [mandatory] name of the driver that made the
-	 * fence; called without the fence lock; the string must live as long
-	 * as the fence. */
+	/** @version: DMABUF_FENCE_OPS_VERSION of the header the table was
+	 * written for; 0 is a table with the version-0 members only. */
+	uint32_t version;
+
+	/** @get_driver_name: [mandatory, since 0] name of the driver that
+	 * made the fence. Called from the getters, from sync-file info and
+	 * export, possibly with the fence lock held (in a callback or at
+	 * signal time); must not sleep or take the fence lock. The string
+	 * must live as long as the fence. */
 	const char *(*get_driver_name)(struct dmabuf_fence *fence);
 
-	/** @get_timeline_name: [mandatory] name of the fence's timeline;
-	 * same rules as get_driver_name. */
+	/** @get_timeline_name: [mandatory, since 0] name of the fence's
+	 * timeline; same rules as get_driver_name. */
 	const char *(*get_timeline_name)(struct dmabuf_fence *fence);
 
-	/** @release: [optional] called once, when the last reference is
-	 * dropped, before the fence is freed; frees what priv points to. No
-	 * lock held. */
+	/** @release: [optional, since 0] called once, from the last
+	 * dmabuf_fence_put(), before the fence is freed; frees what priv
+	 * points to. No lock held; may sleep; must not use the fence except
+	 * through dmabuf_fence_get_priv() and the getters. */
 	void (*release)(struct dmabuf_fence *fence);
+
+	/** @enable_signaling: [optional, since 1] called once, the first time
+	 * something needs the fence to signal without being asked: a
+	 * callback is added, a wait starts, or the fence is exported as a
+	 * sync file (dma_fence_enable_sw_signaling()). No lock held (unlike
+	 * the kernel, which holds the fence lock, so that it may add
+	 * callbacks to other fences); must not sleep. Returns true, or false
+	 * if the fence has already completed, in which case the library
+	 * signals it. */
+	bool (*enable_signaling)(struct dmabuf_fence *fence);
+
+	/** @signaled: [optional, since 1] asked by dmabuf_fence_is_signaled()
+	 * and the other status queries while the fence is not signalled yet,
+	 * as dma_fence_ops.signaled. No lock held; may run in a callback of
+	 * another fence; must not sleep. Returns true if the fence has
+	 * completed: the library then signals it (with the error set by
+	 * dmabuf_fence_set_error(), if any). */
+	bool (*signaled)(struct dmabuf_fence *fence);
+
+	/** @wait: [optional, since 1] replaces the default wait (enable
+	 * signalling, then sleep until signalled) in dmabuf_fence_wait(),
+	 * which calls it only for a pending fence and timeout_ms != 0. No
+	 * lock held; may sleep. Returns 1 once the fence has signalled, 0 on
+	 * timeout, or a negative errno that dmabuf_fence_wait() returns. */
+	int (*wait)(struct dmabuf_fence *fence, int timeout_ms);
+
+	/** @use_64bit_seqno: [since 1] compare seqnos of this fence as 64-bit
+	 * numbers; by default (false) only their low 32 bits count, with
+	 * wrap-around, as the kernel's __dma_fence_is_later(). */
+	bool use_64bit_seqno;
 };
 
 struct dmabuf_fence_cb;
@@ -128,9 +178,9 @@ void dmabuf_fence_put(struct dmabuf_fence *fence);
 /** Driver data given to dmabuf_fence_new() (NULL for library fences). */
 void *dmabuf_fence_get_priv(struct dmabuf_fence *fence);
 /** The fence's context (0 for a dead fence). */
-uint64_t dmabuf_fence_context(struct dmabuf_fence *fence);
+uint64_t dmabuf_fence_get_context(struct dmabuf_fence *fence);
 /** The fence's seqno (0 for a dead fence). */
-uint64_t dmabuf_fence_seqno(struct dmabuf_fence *fence);
+uint64_t dmabuf_fence_get_seqno(struct dmabuf_fence *fence);
 /** ops->get_driver_name(), or "" for a dead fence. */
 const char *dmabuf_fence_driver_name(struct dmabuf_fence *fence);
 /** ops->get_timeline_name(), or "" for a dead fence. */

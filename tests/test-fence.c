@@ -61,7 +61,7 @@ static void test_sanity(void **state)
 
 	assert_string_equal(dmabuf_fence_driver_name(f), "mock");
 	assert_string_equal(dmabuf_fence_timeline_name(f), "mock");
-	assert_int_equal(dmabuf_fence_seqno(f), 1);
+	assert_int_equal(dmabuf_fence_get_seqno(f), 1);
 	assert_int_equal(dmabuf_fence_new(&bad, NULL, 1, 1, &g), -EINVAL);
 	assert_null(g);
 	assert_int_equal(dmabuf_fence_new(NULL, NULL, 1, 1, &g), -EINVAL);
@@ -232,7 +232,7 @@ static void test_stub(void **state)
 	assert_int_equal(dmabuf_fence_get_stub(&f), 0);
 	assert_true(dmabuf_fence_is_signaled(f));
 	assert_int_equal(dmabuf_fence_get_status(f), 1);
-	assert_int_equal(dmabuf_fence_context(f), 0);
+	assert_int_equal(dmabuf_fence_get_context(f), 0);
 	assert_int_equal(dmabuf_fence_wait(f, 0), 1);
 	assert_int_equal(dmabuf_fence_add_callback(f, &cb.cb, simple_callback), -ENOENT);
 	dmabuf_fence_put(f);
@@ -378,7 +378,7 @@ static void test_merge(void **state)
 
 	/* Everything signalled: the stub. */
 	assert_int_equal(dmabuf_fence_merge(in, 2, &m), 0);
-	assert_int_equal(dmabuf_fence_context(m), 0);
+	assert_int_equal(dmabuf_fence_get_context(m), 0);
 	assert_true(dmabuf_fence_is_signaled(m));
 	dmabuf_fence_put(m);
 	assert_int_equal(dmabuf_fence_merge(in, 0, &m), -EINVAL);

@@ -106,7 +106,7 @@ static void test_alloc(void **state)
 	assert_int_equal(dmabuf_timeline_create_fence(tl, 1, &f), 0);
 	assert_string_equal(dmabuf_fence_driver_name(f), "sw_sync");
 	assert_string_equal(dmabuf_fence_timeline_name(f), "alloc");
-	assert_int_equal(dmabuf_fence_seqno(f), 1);
+	assert_int_equal(dmabuf_fence_get_seqno(f), 1);
 	assert_int_equal(dmabuf_timeline_create_fence(NULL, 1, &f), -EINVAL);
 	dmabuf_timeline_inc(tl, 1);
 	assert_true(dmabuf_fence_is_signaled(f));
@@ -512,8 +512,8 @@ static int child_waiter(void *arg)
 	child_check(fd >= 0);
 	child_check(!readable(fd));
 	child_check(dmabuf_sync_file_import(fd, &f) == 0);
-	child_check(dmabuf_fence_context(f) == x->context);
-	child_check(dmabuf_fence_seqno(f) == x->seqno);
+	child_check(dmabuf_fence_get_context(f) == x->context);
+	child_check(dmabuf_fence_get_seqno(f) == x->seqno);
 	child_check(dmabuf_fence_get_status(f) == 0);
 	child_check(dmabuf_sync_file_import(fd, &again) == 0 && again == f);
 	dmabuf_fence_put(again);
@@ -546,7 +546,7 @@ static void test_cross_process_signal(void **state)
 	harness_sync_init(&x.sync);
 	assert_int_equal(dmabuf_timeline_new("xproc", &tl), 0);
 	assert_int_equal(dmabuf_timeline_create_fence(tl, 3, &f), 0);
-	x.context = dmabuf_fence_context(f);
+	x.context = dmabuf_fence_get_context(f);
 	x.seqno = 3;
 	x.sock = sv[1];
 	pid = harness_fork(child_waiter, &x);
