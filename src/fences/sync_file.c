@@ -45,8 +45,8 @@
  *   alone: once every copy of R is closed in every process, W polls
  *   POLLHUP. A sweep closes such W ends of pending fences (amortised over
  *   exports, and before any export that hits the fd limit).
- * - At signal the record goes into every open W, which is then closed: a
- *   signalled fence holds no fd.
+ * - At signal the record goes into every open W. W stays open (off the
+ *   signalling path) until the sweep finds R gone or the fence is freed.
  * - An imported fence holds a copy of R while pending and closes it in the
  *   call that learns the signal, before callbacks run.
  */
@@ -67,6 +67,7 @@ struct sf_key {
 struct sf_export {
 	struct sf_key key;
 	int wfd;			/* -1 once closed */
+	bool recorded;			/* the record is in W */
 	struct sf_attach *owner;
 	LIST_ENTRY(sf_export) fence_link;	/* owner->exports */
 	TAILQ_ENTRY(sf_export) open_link;	/* sf_open while wfd >= 0 */
@@ -496,26 +497,34 @@ static void export_close_locked(struct sf_export *e)
 	e->wfd = -1;
 }
 
+/* Under sf_lock: writes the record into W once. W then stays open (the
+ * close is kept off the signalling path, and a close would wake every
+ * poller a second time) until every copy of R is gone (the sweep) or the
+ * fence is freed. */
 static void send_record_locked(struct sf_export *e, const struct dmb_sf_record *rec,
 			       size_t len)
 {
-	ssize_t r;
+	ssize_t r = -1;
 
-	if (e->wfd < 0)
+	if (e->wfd < 0 || e->recorded)
 		return;
+	e->recorded = true;
 	if (rec) {
 		do
 			r = send(e->wfd, rec, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		while (r < 0 && errno == EINTR);
+		if (r == (ssize_t)len)
+			return;
 		/* EPIPE: every copy of R is gone already. */
-		if (r != (ssize_t)len && !(r < 0 && errno == EPIPE))
+		if (!(r < 0 && errno == EPIPE))
 			dmb_err(NULL, "sync file: cannot write the signal record: %s",
 				r < 0 ? strerror(errno) : "short write");
 	}
+	/* No record: closing W at least tells every holder (EOF). */
 	export_close_locked(e);
 }
 
-/* The fence has signalled: every open W gets the record and is closed. */
+/* The fence has signalled: every open W gets the record. */
 static void sf_flush(struct sf_attach *at)
 {
 	struct dmb_sf_record *rec;
@@ -566,7 +575,8 @@ static const struct dmb_fence_attachment_ops sf_attach_ops = {
 	.detach = sf_detach,
 };
 
-/* Closes the W ends whose every R is gone (POLLHUP). Under sf_lock. */
+/* Closes the W ends whose every R is gone (POLLHUP) and forgets those
+ * sync files: nobody can present them any more. Under sf_lock. */
 static void sweep_locked(void)
 {
 	struct pollfd *p;
@@ -583,8 +593,12 @@ static void sweep_locked(void)
 	if (poll(p, n, 0) > 0) {
 		for (e = TAILQ_FIRST(&sf_open); e; e = next, i++) {
 			next = TAILQ_NEXT(e, open_link);
-			if (p[i].revents & (POLLHUP | POLLERR))
-				export_close_locked(e);
+			if (!(p[i].revents & (POLLHUP | POLLERR)))
+				continue;
+			export_close_locked(e);
+			LIST_REMOVE(e, fence_link);
+			LIST_REMOVE(&e->key, link);
+			free(e);
 		}
 	}
 	free(p);
