@@ -854,7 +854,9 @@ static void gate_callback(struct dmabuf_fence *f, struct dmabuf_fence_cb *cb)
 	struct gate_cb *g = (struct gate_cb *)cb;
 	char c = 'e';
 
-	if (write(g->entered[1], &c, 1) != 1 || read(g->release[0], &c, 1) != 1)
+	/* 'd' at the end: the test closes the pipes only after it. */
+	if (write(g->entered[1], &c, 1) != 1 || read(g->release[0], &c, 1) != 1 ||
+	    write(g->entered[1], "d", 1) != 1)
 		abort();
 }
 
@@ -892,6 +894,8 @@ static void test_watcher_keeps_no_fd(void **state)
 	held = harness_count_fds() - base;
 	/* Let the watcher go before asserting, so a failure cannot hang it. */
 	assert_int_equal(write(g.release[1], "r", 1), 1);
+	assert_int_equal(read(g.entered[0], &c, 1), 1);
+	assert_int_equal(c, 'd');
 	assert_int_equal(held, 0);
 	close(fd);
 	close(sv[0]);
