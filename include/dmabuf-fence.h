@@ -148,7 +148,8 @@ uint64_t dmabuf_fence_context_alloc(unsigned int num);
  * Creates an unsignalled fence, as dma_fence_init().
  *
  * @param ops fence operations (get_driver_name and get_timeline_name are
- *        mandatory); must outlive the fence
+ *        mandatory; any version, see struct dmabuf_fence_ops); must
+ *        outlive the fence
  * @param priv driver data, returned by dmabuf_fence_get_priv()
  * @param context from dmabuf_fence_context_alloc()
  * @param seqno position on that context's timeline
@@ -191,7 +192,8 @@ const char *dmabuf_fence_timeline_name(struct dmabuf_fence *fence);
  * every callback (in this thread, under the fence lock), wakes waiters and
  * makes exported sync files readable. A fence signals once.
  *
- * @return 0; -EINVAL if already signalled or not a live fence
+ * @return 0; -EINVAL if already signalled, not a live fence, or imported
+ *         from a sync file (only its signaller signals it)
  */
 int dmabuf_fence_signal(struct dmabuf_fence *fence);
 
@@ -200,8 +202,9 @@ int dmabuf_fence_signal(struct dmabuf_fence *fence);
  * dma_fence_set_error(). Call it before dmabuf_fence_signal().
  *
  * @param error a negative errno (>= -4095)
- * @return 0; -EINVAL for a bad error value or fence; -EBUSY if the fence
- *         has already signalled (the error is not recorded)
+ * @return 0; -EINVAL for a bad error value or fence, or an imported fence
+ *         (its error comes from its signaller); -EBUSY if the fence has
+ *         already signalled (the error is not recorded)
  */
 int dmabuf_fence_set_error(struct dmabuf_fence *fence, int error);
 
@@ -256,11 +259,17 @@ bool dmabuf_fence_remove_callback(struct dmabuf_fence *fence,
 int dmabuf_fence_wait(struct dmabuf_fence *fence, int timeout_ms);
 
 /**
- * Merges fences, as dma_fence_unwrap_merge(): arrays are flattened, one
- * fence is kept per context (the later seqno wins), signalled fences are
- * dropped. The result is the stub fence if nothing is left, the single
- * fence left itself, or else a fence array (new context, seqno 1) that
- * signals when all its fences have, with the first error among them.
+ * Merges fences, as dma_fence_unwrap_merge(): arrays are flattened,
+ * signalled fences are dropped, the rest is sorted by context and one
+ * fence is kept per context, the later one as __dma_fence_is_later()
+ * says (32-bit seqnos with wrap-around unless the fence's ops set
+ * use_64bit_seqno). The result is a signalled stub (carrying the latest
+ * timestamp of the dropped fences) if nothing is left, the single fence
+ * left itself, or else a fence array (new context, seqno 1) that signals
+ * when all its fences have, with the first error among them. An array
+ * watches its fences only once something waits for it (a wait, a
+ * callback, a sync-file export); until then status queries look at its
+ * fences.
  *
  * @param[out] out one reference owned by the caller
  * @return 0; -EINVAL for a NULL or dead fence or n == 0; -ENOMEM
@@ -269,8 +278,8 @@ int dmabuf_fence_merge(struct dmabuf_fence *const *fences, unsigned int n,
 		       struct dmabuf_fence **out);
 
 /**
- * The fences inside a fence array (a fence made by dmabuf_fence_merge()).
- * For any other fence, the fence itself.
+ * The fences inside a fence array (a fence made by dmabuf_fence_merge()),
+ * sorted by context. For any other fence, the fence itself.
  *
  * @param fences filled with at most @p max borrowed pointers (no
  *        reference; valid while @p fence is), may be NULL when max is 0
@@ -320,8 +329,9 @@ void dmabuf_resv_unlock(struct dmabuf_resv *resv);
 /**
  * Adds a fence, as dma_resv_add_fence(): the object takes its own
  * reference. The new fence replaces a fence of the same context whose
- * usage is the same or weaker (numerically greater or equal) when the new
- * seqno is the same or later; signalled fences are dropped.
+ * usage is the same or weaker (numerically greater or equal) when it is
+ * that fence or later (dma_fence_is_later_or_same(): 32-bit seqnos wrap
+ * unless the ops set use_64bit_seqno); signalled fences are dropped.
  *
  * @return 0; -EINVAL for a bad usage or a dead fence; -ENOMEM
  */
@@ -402,9 +412,15 @@ int dmabuf_resv_for_each_fence(struct dmabuf_resv *resv,
  * Exports a fence as a sync-file fd, as sync_file_create() plus an fd.
  * The fd polls POLLIN once the fence signals (in any process it reaches),
  * can be sent over SCM_RIGHTS, and is imported back with
- * dmabuf_sync_file_import(). Exporting the same fence again returns a new
- * fd for the same sync file. Do not read() or recv() from the fd: the
- * signal record in it is peeked, never consumed.
+ * dmabuf_sync_file_import(). Each export makes a new sync file, as
+ * DMA_BUF_IOCTL_EXPORT_SYNC_FILE does (except for a pending fence
+ * imported from a sync file: that sync file again, so that it maps back
+ * to the original fence in its exporter). Do not read() or recv() from
+ * the fd: the signal record in it is peeked, never consumed. The library
+ * keeps the other end of the socket while the fence lives and some copy of
+ * the fd is open in some process; once every copy is closed it lets go of
+ * it at a later export (at most 64 such ends wait) or when the fd limit is
+ * reached.
  *
  * @return a new O_CLOEXEC fd; -EINVAL for a dead fence; -EMFILE, -ENOMEM...
  */
@@ -415,7 +431,9 @@ int dmabuf_sync_file_export(struct dmabuf_fence *fence);
  * that exported it, the original fence; in another process a fence with
  * the same context and seqno that signals when the original does, with its
  * error, or with DMABUF_FENCE_ESIGNALLER if the original's process dies
- * first. Importing the same sync file twice gives the same fence.
+ * first. Importing the same sync file twice gives the same fence. An
+ * imported fence keeps a copy of the fd until it signals (the call that
+ * learns of the signal closes it, before callbacks run), then none.
  *
  * @param fd borrowed
  * @param[out] out one reference owned by the caller
