@@ -906,6 +906,51 @@ static void test_watcher_keeps_no_fd(void **state)
 	harness_sync_close(&x.sync);
 }
 
+/* Child of a process whose watcher watched an imported fence: the child
+ * has no watcher, but waits on that fence still work, and learning the
+ * signal there does not touch the parent's watcher state. */
+static int child_waits_watched(void *arg)
+{
+	struct dmabuf_fence *f = arg;
+
+	child_check(dmabuf_fence_wait(f, 10000) == 1);
+	child_check(dmabuf_fence_get_status(f) == DMABUF_FENCE_ESIGNALLER);
+	dmabuf_fence_put(f);
+	exit(0);
+}
+
+static void test_fork_while_watched(void **state)
+{
+	struct xproc x;
+	struct dmabuf_fence *remote;
+	struct counted_cb ccb = { .count = 0 };
+	int sv[2], fd;
+	pid_t pid, child;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	harness_sync_init(&x.sync);
+	x.sock = sv[1];
+	pid = harness_fork(child_signaller, &x);
+	harness_sync_parent(&x.sync);
+	close(sv[1]);
+	fd = recv_fd(sv[0]);
+	assert_true(fd >= 0);
+	assert_int_equal(dmabuf_sync_file_import(fd, &remote), 0);
+	assert_int_equal(dmabuf_fence_add_callback(remote, &ccb.cb, count_cb), 0);
+	child = harness_fork(child_waits_watched, remote);
+	kill(pid, SIGKILL);
+	assert_int_equal(harness_wait(pid), 128 + SIGKILL);
+	assert_int_equal(harness_wait(child), 0);
+	assert_int_equal(dmabuf_fence_wait(remote, 10000), 1);
+	for (int i = 0; i < 10000 && !atomic_load(&ccb.count); i++)
+		usleep(1000);
+	assert_int_equal(atomic_load(&ccb.count), 1);
+	dmabuf_fence_put(remote);
+	close(fd);
+	close(sv[0]);
+	harness_sync_close(&x.sync);
+}
+
 /* The kernel's sync selftest merge_stress_random_merge at its size (32
  * timelines, 32768 merges), at the common default RLIMIT_NOFILE of 1024:
  * the caller holds two or three sync files at a time, and so must the
@@ -1012,6 +1057,7 @@ int main(void)
 		harness_test(test_closed_sync_files_cost_nothing),
 		harness_test(test_imported_fds_closed_at_signal),
 		harness_test(test_watcher_keeps_no_fd),
+		harness_test(test_fork_while_watched),
 		harness_test(test_merge_stress_random_merge),
 	};
 

@@ -195,7 +195,8 @@ static struct sf_imported *watched_find_locked(uint64_t id)
  * imp's watch user pass to the caller. */
 static void unwatch_locked(struct sf_imported *imp)
 {
-	epoll_ctl(watcher.cur->epfd, EPOLL_CTL_DEL, imp->rfd, NULL);
+	if (watcher.cur)
+		epoll_ctl(watcher.cur->epfd, EPOLL_CTL_DEL, imp->rfd, NULL);
 	LIST_REMOVE(imp, watch_link);
 	imp->watch_id = 0;
 	watcher.nwatch--;
@@ -408,6 +409,7 @@ static void sf_atfork_parent(void)
 
 static void sf_atfork_child(void)
 {
+	struct sf_imported *imp;
 	struct sf_export *e;
 
 	/* A forked child must not keep the parent's signal ends open, or a
@@ -436,8 +438,13 @@ static void sf_atfork_child(void)
 		free(watcher.old);
 		watcher.old = NULL;
 	}
+	/* Their watch users and references stay: the child cannot know the
+	 * state of their locks. Their copies of R close with them. */
+	while ((imp = LIST_FIRST(&watcher.watched))) {
+		LIST_REMOVE(imp, watch_link);
+		imp->watch_id = 0;
+	}
 	watcher.nwatch = 0;
-	LIST_INIT(&watcher.watched);
 	pthread_mutex_unlock(&sf_lock);
 	pthread_mutex_unlock(&watcher.lock);
 }
