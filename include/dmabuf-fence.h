@@ -47,24 +47,74 @@ struct dmabuf_timeline;
 /** @defgroup fence Fences (dma_fence)                                       */
 /* ------------------------------------------------------------------------ */
 
+/** Version of struct dmabuf_fence_ops this header describes. */
+#define DMABUF_FENCE_OPS_VERSION 1
+
 /**
- * Fence operations, as struct dma_fence_ops. Zero-initialise it: members are
- * only ever appended.
+ * Fence operations, as struct dma_fence_ops. Zero-initialise the table and
+ * set @p version to DMABUF_FENCE_OPS_VERSION. The library reads a member
+ * only from tables whose version has it ("since" below), so tables written
+ * for an older header keep working and tables from a newer one are
+ * accepted with their unknown members ignored. The library's own fences
+ * (arrays, sw_sync points, imported sync files, the stub) use this same
+ * table.
+ *
+ * Locking, per op: "no lock" means the library holds no lock of its own
+ * when it calls the op (in particular not the fence's); ops may then call
+ * any function of this header on other fences, and the lock-free getters on
+ * this one.
  */
 struct dmabuf_fence_ops {
-	/** @get_driver_name: [mandatory] name of the driver that made the
-	 * fence; called without the fence lock; the string must live as long
-	 * as the fence. */
+	/** @version: DMABUF_FENCE_OPS_VERSION of the header the table was
+	 * written for; 0 is a table with the version-0 members only. */
+	uint32_t version;
+
+	/** @get_driver_name: [mandatory, since 0] name of the driver that
+	 * made the fence. Called from the getters, from sync-file info and
+	 * export, possibly with the fence lock held (in a callback or at
+	 * signal time); must not sleep or take the fence lock. The string
+	 * must live as long as the fence. */
 	const char *(*get_driver_name)(struct dmabuf_fence *fence);
 
-	/** @get_timeline_name: [mandatory] name of the fence's timeline;
-	 * same rules as get_driver_name. */
+	/** @get_timeline_name: [mandatory, since 0] name of the fence's
+	 * timeline; same rules as get_driver_name. */
 	const char *(*get_timeline_name)(struct dmabuf_fence *fence);
 
-	/** @release: [optional] called once, when the last reference is
-	 * dropped, before the fence is freed; frees what priv points to. No
-	 * lock held. */
+	/** @release: [optional, since 0] called once, from the last
+	 * dmabuf_fence_put(), before the fence is freed; frees what priv
+	 * points to. No lock held; may sleep; must not use the fence except
+	 * through dmabuf_fence_get_priv() and the getters. */
 	void (*release)(struct dmabuf_fence *fence);
+
+	/** @enable_signaling: [optional, since 1] called once, the first time
+	 * something needs the fence to signal without being asked: a
+	 * callback is added, a wait starts, or the fence is exported as a
+	 * sync file (dma_fence_enable_sw_signaling()). No lock held (unlike
+	 * the kernel, which holds the fence lock, so that it may add
+	 * callbacks to other fences); must not sleep. Returns true, or false
+	 * if the fence has already completed, in which case the library
+	 * signals it. */
+	bool (*enable_signaling)(struct dmabuf_fence *fence);
+
+	/** @signaled: [optional, since 1] asked by dmabuf_fence_is_signaled()
+	 * and the other status queries while the fence is not signalled yet,
+	 * as dma_fence_ops.signaled. No lock held; may run in a callback of
+	 * another fence; must not sleep. Returns true if the fence has
+	 * completed: the library then signals it (with the error set by
+	 * dmabuf_fence_set_error(), if any). */
+	bool (*signaled)(struct dmabuf_fence *fence);
+
+	/** @wait: [optional, since 1] replaces the default wait (enable
+	 * signalling, then sleep until signalled) in dmabuf_fence_wait(),
+	 * which calls it only for a pending fence and timeout_ms != 0. No
+	 * lock held; may sleep. Returns 1 once the fence has signalled, 0 on
+	 * timeout, or a negative errno that dmabuf_fence_wait() returns. */
+	int (*wait)(struct dmabuf_fence *fence, int timeout_ms);
+
+	/** @use_64bit_seqno: [since 1] compare seqnos of this fence as 64-bit
+	 * numbers; by default (false) only their low 32 bits count, with
+	 * wrap-around, as the kernel's __dma_fence_is_later(). */
+	bool use_64bit_seqno;
 };
 
 struct dmabuf_fence_cb;
@@ -98,7 +148,8 @@ uint64_t dmabuf_fence_context_alloc(unsigned int num);
  * Creates an unsignalled fence, as dma_fence_init().
  *
  * @param ops fence operations (get_driver_name and get_timeline_name are
- *        mandatory); must outlive the fence
+ *        mandatory; any version, see struct dmabuf_fence_ops); must
+ *        outlive the fence
  * @param priv driver data, returned by dmabuf_fence_get_priv()
  * @param context from dmabuf_fence_context_alloc()
  * @param seqno position on that context's timeline
@@ -128,9 +179,9 @@ void dmabuf_fence_put(struct dmabuf_fence *fence);
 /** Driver data given to dmabuf_fence_new() (NULL for library fences). */
 void *dmabuf_fence_get_priv(struct dmabuf_fence *fence);
 /** The fence's context (0 for a dead fence). */
-uint64_t dmabuf_fence_context(struct dmabuf_fence *fence);
+uint64_t dmabuf_fence_get_context(struct dmabuf_fence *fence);
 /** The fence's seqno (0 for a dead fence). */
-uint64_t dmabuf_fence_seqno(struct dmabuf_fence *fence);
+uint64_t dmabuf_fence_get_seqno(struct dmabuf_fence *fence);
 /** ops->get_driver_name(), or "" for a dead fence. */
 const char *dmabuf_fence_driver_name(struct dmabuf_fence *fence);
 /** ops->get_timeline_name(), or "" for a dead fence. */
@@ -141,7 +192,8 @@ const char *dmabuf_fence_timeline_name(struct dmabuf_fence *fence);
  * every callback (in this thread, under the fence lock), wakes waiters and
  * makes exported sync files readable. A fence signals once.
  *
- * @return 0; -EINVAL if already signalled or not a live fence
+ * @return 0; -EINVAL if already signalled, not a live fence, or imported
+ *         from a sync file (only its signaller signals it)
  */
 int dmabuf_fence_signal(struct dmabuf_fence *fence);
 
@@ -150,8 +202,9 @@ int dmabuf_fence_signal(struct dmabuf_fence *fence);
  * dma_fence_set_error(). Call it before dmabuf_fence_signal().
  *
  * @param error a negative errno (>= -4095)
- * @return 0; -EINVAL for a bad error value or fence; -EBUSY if the fence
- *         has already signalled (the error is not recorded)
+ * @return 0; -EINVAL for a bad error value or fence, or an imported fence
+ *         (its error comes from its signaller); -EBUSY if the fence has
+ *         already signalled (the error is not recorded)
  */
 int dmabuf_fence_set_error(struct dmabuf_fence *fence, int error);
 
@@ -206,11 +259,17 @@ bool dmabuf_fence_remove_callback(struct dmabuf_fence *fence,
 int dmabuf_fence_wait(struct dmabuf_fence *fence, int timeout_ms);
 
 /**
- * Merges fences, as dma_fence_unwrap_merge(): arrays are flattened, one
- * fence is kept per context (the later seqno wins), signalled fences are
- * dropped. The result is the stub fence if nothing is left, the single
- * fence left itself, or else a fence array (new context, seqno 1) that
- * signals when all its fences have, with the first error among them.
+ * Merges fences, as dma_fence_unwrap_merge(): arrays are flattened,
+ * signalled fences are dropped, the rest is sorted by context and one
+ * fence is kept per context, the later one as __dma_fence_is_later()
+ * says (32-bit seqnos with wrap-around unless the fence's ops set
+ * use_64bit_seqno). The result is a signalled stub (carrying the latest
+ * timestamp of the dropped fences) if nothing is left, the single fence
+ * left itself, or else a fence array (new context, seqno 1) that signals
+ * when all its fences have, with the first error among them. An array
+ * watches its fences only once something waits for it (a wait, a
+ * callback, a sync-file export); until then status queries look at its
+ * fences.
  *
  * @param[out] out one reference owned by the caller
  * @return 0; -EINVAL for a NULL or dead fence or n == 0; -ENOMEM
@@ -219,8 +278,8 @@ int dmabuf_fence_merge(struct dmabuf_fence *const *fences, unsigned int n,
 		       struct dmabuf_fence **out);
 
 /**
- * The fences inside a fence array (a fence made by dmabuf_fence_merge()).
- * For any other fence, the fence itself.
+ * The fences inside a fence array (a fence made by dmabuf_fence_merge()),
+ * sorted by context. For any other fence, the fence itself.
  *
  * @param fences filled with at most @p max borrowed pointers (no
  *        reference; valid while @p fence is), may be NULL when max is 0
@@ -270,8 +329,9 @@ void dmabuf_resv_unlock(struct dmabuf_resv *resv);
 /**
  * Adds a fence, as dma_resv_add_fence(): the object takes its own
  * reference. The new fence replaces a fence of the same context whose
- * usage is the same or weaker (numerically greater or equal) when the new
- * seqno is the same or later; signalled fences are dropped.
+ * usage is the same or weaker (numerically greater or equal) when it is
+ * that fence or later (dma_fence_is_later_or_same(): 32-bit seqnos wrap
+ * unless the ops set use_64bit_seqno); signalled fences are dropped.
  *
  * @return 0; -EINVAL for a bad usage or a dead fence; -ENOMEM
  */
@@ -352,9 +412,15 @@ int dmabuf_resv_for_each_fence(struct dmabuf_resv *resv,
  * Exports a fence as a sync-file fd, as sync_file_create() plus an fd.
  * The fd polls POLLIN once the fence signals (in any process it reaches),
  * can be sent over SCM_RIGHTS, and is imported back with
- * dmabuf_sync_file_import(). Exporting the same fence again returns a new
- * fd for the same sync file. Do not read() or recv() from the fd: the
- * signal record in it is peeked, never consumed.
+ * dmabuf_sync_file_import(). Each export makes a new sync file, as
+ * DMA_BUF_IOCTL_EXPORT_SYNC_FILE does (except for a pending fence
+ * imported from a sync file: that sync file again, so that it maps back
+ * to the original fence in its exporter). Do not read() or recv() from
+ * the fd: the signal record in it is peeked, never consumed. The library
+ * keeps the other end of the socket while the fence lives and some copy of
+ * the fd is open in some process; once every copy is closed it lets go of
+ * it at a later export (at most 64 such ends wait) or when the fd limit is
+ * reached.
  *
  * @return a new O_CLOEXEC fd; -EINVAL for a dead fence; -EMFILE, -ENOMEM...
  */
@@ -365,7 +431,9 @@ int dmabuf_sync_file_export(struct dmabuf_fence *fence);
  * that exported it, the original fence; in another process a fence with
  * the same context and seqno that signals when the original does, with its
  * error, or with DMABUF_FENCE_ESIGNALLER if the original's process dies
- * first. Importing the same sync file twice gives the same fence.
+ * first. Importing the same sync file twice gives the same fence. An
+ * imported fence keeps a copy of the fd until it signals (the call that
+ * learns of the signal closes it, before callbacks run), then none.
  *
  * @param fd borrowed
  * @param[out] out one reference owned by the caller

@@ -25,6 +25,7 @@ static void mock_release(struct dmabuf_fence *f)
 }
 
 static const struct dmabuf_fence_ops mock_ops = {
+	.version = DMABUF_FENCE_OPS_VERSION,
 	.get_driver_name = mock_name,
 	.get_timeline_name = mock_name,
 	.release = mock_release,
@@ -61,7 +62,7 @@ static void test_sanity(void **state)
 
 	assert_string_equal(dmabuf_fence_driver_name(f), "mock");
 	assert_string_equal(dmabuf_fence_timeline_name(f), "mock");
-	assert_int_equal(dmabuf_fence_seqno(f), 1);
+	assert_int_equal(dmabuf_fence_get_seqno(f), 1);
 	assert_int_equal(dmabuf_fence_new(&bad, NULL, 1, 1, &g), -EINVAL);
 	assert_null(g);
 	assert_int_equal(dmabuf_fence_new(NULL, NULL, 1, 1, &g), -EINVAL);
@@ -232,7 +233,7 @@ static void test_stub(void **state)
 	assert_int_equal(dmabuf_fence_get_stub(&f), 0);
 	assert_true(dmabuf_fence_is_signaled(f));
 	assert_int_equal(dmabuf_fence_get_status(f), 1);
-	assert_int_equal(dmabuf_fence_context(f), 0);
+	assert_int_equal(dmabuf_fence_get_context(f), 0);
 	assert_int_equal(dmabuf_fence_wait(f, 0), 1);
 	assert_int_equal(dmabuf_fence_add_callback(f, &cb.cb, simple_callback), -ENOENT);
 	dmabuf_fence_put(f);
@@ -378,7 +379,7 @@ static void test_merge(void **state)
 
 	/* Everything signalled: the stub. */
 	assert_int_equal(dmabuf_fence_merge(in, 2, &m), 0);
-	assert_int_equal(dmabuf_fence_context(m), 0);
+	assert_int_equal(dmabuf_fence_get_context(m), 0);
 	assert_true(dmabuf_fence_is_signaled(m));
 	dmabuf_fence_put(m);
 	assert_int_equal(dmabuf_fence_merge(in, 0, &m), -EINVAL);
@@ -420,6 +421,223 @@ static void test_merge_same_context(void **state)
 		dmabuf_fence_put(f[i]);
 }
 
+/* ---- seqno order (__dma_fence_is_later) ---------------------------------- */
+
+static const struct dmabuf_fence_ops ops64 = {
+	.version = DMABUF_FENCE_OPS_VERSION,
+	.get_driver_name = mock_name,
+	.get_timeline_name = mock_name,
+	.use_64bit_seqno = true,
+};
+
+/* A table of version 0 has no use_64bit_seqno: the member is not read. */
+static const struct dmabuf_fence_ops ops64_v0 = {
+	.version = 0,
+	.get_driver_name = mock_name,
+	.get_timeline_name = mock_name,
+	.use_64bit_seqno = true,
+};
+
+/* The fence merge(a, b) keeps for one context. */
+static struct dmabuf_fence *later_of(const struct dmabuf_fence_ops *ops,
+				     uint64_t sa, uint64_t sb,
+				     struct dmabuf_fence **a, struct dmabuf_fence **b)
+{
+	uint64_t ctx = dmabuf_fence_context_alloc(1);
+	struct dmabuf_fence *in[2], *m = NULL;
+
+	assert_int_equal(dmabuf_fence_new(ops, NULL, ctx, sa, a), 0);
+	assert_int_equal(dmabuf_fence_new(ops, NULL, ctx, sb, b), 0);
+	in[0] = *a;
+	in[1] = *b;
+	assert_int_equal(dmabuf_fence_merge(in, 2, &m), 0);
+	dmabuf_fence_put(m);	/* one of a, b: they keep it alive */
+	return m;
+}
+
+static void test_merge_seqno_32bit(void **state)
+{
+	struct dmabuf_fence *a, *b, *m;
+
+	/* Default ops: low 32 bits with wrap-around, so 1 follows
+	 * 0xffffffff and 2^32 (low bits 0) precedes 1. */
+	m = later_of(&mock_ops, 0xffffffffu, 1, &a, &b);
+	assert_ptr_equal(m, b);
+	dmabuf_fence_put(a);
+	dmabuf_fence_put(b);
+	m = later_of(&mock_ops, 1ull << 32, 1, &a, &b);
+	assert_ptr_equal(m, b);
+	dmabuf_fence_put(a);
+	dmabuf_fence_put(b);
+	/* 64-bit ops: plain comparison. */
+	m = later_of(&ops64, 0xffffffffu, 1, &a, &b);
+	assert_ptr_equal(m, a);
+	dmabuf_fence_put(a);
+	dmabuf_fence_put(b);
+	m = later_of(&ops64, 1ull << 32, 1, &a, &b);
+	assert_ptr_equal(m, a);
+	dmabuf_fence_put(a);
+	dmabuf_fence_put(b);
+	/* The flag of a version-0 table is not read: 32-bit. */
+	m = later_of(&ops64_v0, 1ull << 32, 1, &a, &b);
+	assert_ptr_equal(m, b);
+	dmabuf_fence_put(a);
+	dmabuf_fence_put(b);
+}
+
+/* A sw_sync timeline about to wrap: the merged fence must not signal
+ * while its later point (past the wrap) is pending. */
+static void test_merge_timeline_wrap(void **state)
+{
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *before, *after, *in[2], *m = NULL;
+
+	assert_int_equal(dmabuf_timeline_new("wrap", &tl), 0);
+	assert_int_equal(dmabuf_timeline_inc(tl, 0xfffffff0u), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 0xffffffffu, &before), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 2, &after), 0);
+	assert_false(dmabuf_fence_is_signaled(after));
+	in[0] = before;
+	in[1] = after;
+	assert_int_equal(dmabuf_fence_merge(in, 2, &m), 0);
+	assert_ptr_equal(m, after);
+	assert_int_equal(dmabuf_timeline_inc(tl, 0xf), 0);
+	assert_true(dmabuf_fence_is_signaled(before));
+	assert_false(dmabuf_fence_is_signaled(m));
+	assert_int_equal(dmabuf_timeline_inc(tl, 3), 0);
+	assert_true(dmabuf_fence_is_signaled(m));
+	dmabuf_fence_put(m);
+	dmabuf_fence_put(before);
+	dmabuf_fence_put(after);
+	dmabuf_timeline_destroy(tl);
+}
+
+/* ---- merge order (__dma_fence_unwrap_merge sorts by context) ------------- */
+
+static void test_merge_sorted_by_context(void **state)
+{
+	uint64_t base = dmabuf_fence_context_alloc(4);
+	struct dmabuf_fence *f[4], *in[4], *m = NULL, *out[4], *m2 = NULL;
+
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(dmabuf_fence_new(&mock_ops, NULL, base + i, 1, &f[i]), 0);
+	/* Given in the order 2, 0, 3, 1. */
+	in[0] = f[2];
+	in[1] = f[0];
+	in[2] = f[3];
+	in[3] = f[1];
+	assert_int_equal(dmabuf_fence_merge(in, 4, &m), 0);
+	assert_int_equal(dmabuf_fence_unwrap(m, out, 4), 4);
+	for (int i = 0; i < 4; i++)
+		assert_ptr_equal(out[i], f[i]);
+	/* Merging an array with a fence of a lower context re-sorts. */
+	in[0] = m;
+	in[1] = f[0];
+	assert_int_equal(dmabuf_fence_merge(in, 2, &m2), 0);
+	assert_int_equal(dmabuf_fence_unwrap(m2, out, 4), 4);
+	for (int i = 0; i < 4; i++)
+		assert_ptr_equal(out[i], f[i]);
+	dmabuf_fence_put(m2);
+	dmabuf_fence_put(m);
+	for (int i = 0; i < 4; i++) {
+		dmabuf_fence_signal(f[i]);
+		dmabuf_fence_put(f[i]);
+	}
+}
+
+/* ---- ops tables: versions and the optional ops --------------------------- */
+
+struct op_counts {
+	atomic_int enable, signaled, wait;
+	atomic_bool done;
+};
+
+static struct op_counts counts;
+
+static bool count_enable(struct dmabuf_fence *f)
+{
+	atomic_fetch_add(&counts.enable, 1);
+	return true;
+}
+
+static bool count_signaled(struct dmabuf_fence *f)
+{
+	atomic_fetch_add(&counts.signaled, 1);
+	return atomic_load(&counts.done);
+}
+
+static int count_wait(struct dmabuf_fence *f, int timeout_ms)
+{
+	atomic_fetch_add(&counts.wait, 1);
+	if (!atomic_load(&counts.done))
+		return 0;
+	return dmabuf_fence_signal(f) == 0 || dmabuf_fence_is_signaled(f);
+}
+
+/* A table from a newer header: same layout for what we know, plus a
+ * member we do not. */
+struct future_ops {
+	struct dmabuf_fence_ops known;
+	void (*set_deadline)(struct dmabuf_fence *f, int64_t ns);
+};
+
+static const struct future_ops future = {
+	.known = {
+		.version = DMABUF_FENCE_OPS_VERSION + 1,
+		.get_driver_name = mock_name,
+		.get_timeline_name = mock_name,
+		.enable_signaling = count_enable,
+		.signaled = count_signaled,
+		.wait = count_wait,
+	},
+};
+
+static const struct dmabuf_fence_ops optional_v0 = {
+	.version = 0,
+	.get_driver_name = mock_name,
+	.get_timeline_name = mock_name,
+	.enable_signaling = count_enable,
+	.signaled = count_signaled,
+	.wait = count_wait,
+};
+
+static void test_ops_versions(void **state)
+{
+	struct simple_cb cb = { .seen = false };
+	struct dmabuf_fence *f;
+
+	memset(&counts, 0, sizeof(counts));
+	/* Version 0: the optional ops of version 1 are never called. */
+	assert_int_equal(dmabuf_fence_new(&optional_v0, NULL, 1, 1, &f), 0);
+	assert_false(dmabuf_fence_is_signaled(f));
+	assert_int_equal(dmabuf_fence_add_callback(f, &cb.cb, simple_callback), 0);
+	assert_int_equal(dmabuf_fence_wait(f, 1), 0);
+	assert_int_equal(atomic_load(&counts.enable) + atomic_load(&counts.signaled) +
+			 atomic_load(&counts.wait), 0);
+	dmabuf_fence_signal(f);
+	assert_true(atomic_load(&cb.seen));
+	dmabuf_fence_put(f);
+
+	/* A newer table is accepted and its ops are used. */
+	atomic_store(&cb.seen, false);
+	assert_int_equal(dmabuf_fence_new(&future.known, NULL, 1, 1, &f), 0);
+	assert_false(dmabuf_fence_is_signaled(f));
+	assert_int_equal(atomic_load(&counts.signaled), 1);
+	assert_int_equal(atomic_load(&counts.enable), 0);
+	assert_int_equal(dmabuf_fence_add_callback(f, &cb.cb, simple_callback), 0);
+	assert_int_equal(atomic_load(&counts.enable), 1);
+	assert_int_equal(dmabuf_fence_wait(f, 5), 0);
+	assert_int_equal(atomic_load(&counts.wait), 1);
+	/* enable_signaling runs once per fence. */
+	assert_int_equal(dmabuf_fence_wait(f, 5), 0);
+	assert_int_equal(atomic_load(&counts.enable), 1);
+	/* signaled() saying "done" signals the fence: callbacks run. */
+	atomic_store(&counts.done, true);
+	assert_int_equal(dmabuf_fence_get_status(f), 1);
+	assert_true(atomic_load(&cb.seen));
+	dmabuf_fence_put(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -440,6 +658,10 @@ int main(void)
 		harness_test(test_callback_order),
 		harness_test(test_merge),
 		harness_test(test_merge_same_context),
+		harness_test(test_merge_seqno_32bit),
+		harness_test(test_merge_timeline_wrap),
+		harness_test(test_merge_sorted_by_context),
+		harness_test(test_ops_versions),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,6 +16,7 @@ static const char *mock_name(struct dmabuf_fence *f)
 }
 
 static const struct dmabuf_fence_ops mock_ops = {
+	.version = DMABUF_FENCE_OPS_VERSION,
 	.get_driver_name = mock_name,
 	.get_timeline_name = mock_name,
 };
@@ -328,6 +329,47 @@ static void test_lock_nesting(void **state)
 	dmabuf_resv_destroy(r);
 }
 
+/* dma_resv_add_fence() compares seqnos as dma_fence_is_later_or_same():
+ * on a sw_sync timeline about to wrap, the point past the wrap is the
+ * later one, and an add of the earlier point must not replace it. */
+static void test_replace_seqno_wrap(void **state)
+{
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *before, *after;
+	struct dmabuf_resv *r;
+
+	assert_int_equal(dmabuf_resv_new(&r), 0);
+	assert_int_equal(dmabuf_timeline_new("wrap", &tl), 0);
+	assert_int_equal(dmabuf_timeline_inc(tl, 0xfffffff0u), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 0xffffffffu, &before), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 2, &after), 0);
+	assert_int_equal(dmabuf_resv_add_fence(r, after, DMABUF_RESV_USAGE_WRITE), 0);
+	assert_int_equal(dmabuf_resv_add_fence(r, before, DMABUF_RESV_USAGE_WRITE), 0);
+	assert_int_equal(count_at(r, DMABUF_RESV_USAGE_WRITE), 2);
+	assert_int_equal(dmabuf_timeline_inc(tl, 0xf), 0);
+	assert_int_equal(dmabuf_resv_test_signaled(r, DMABUF_RESV_USAGE_WRITE), 0);
+	assert_int_equal(dmabuf_timeline_inc(tl, 3), 0);
+	assert_int_equal(dmabuf_resv_test_signaled(r, DMABUF_RESV_USAGE_WRITE), 1);
+	/* And the point past the wrap replaces the one before it. */
+	dmabuf_resv_destroy(r);
+	dmabuf_fence_put(before);
+	dmabuf_fence_put(after);
+	dmabuf_timeline_destroy(tl);
+	assert_int_equal(dmabuf_resv_new(&r), 0);
+	assert_int_equal(dmabuf_timeline_new("wrap", &tl), 0);
+	assert_int_equal(dmabuf_timeline_inc(tl, 0xfffffff0u), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 0xfffffff8u, &before), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 3, &after), 0);
+	assert_int_equal(dmabuf_resv_add_fence(r, before, DMABUF_RESV_USAGE_WRITE), 0);
+	assert_int_equal(dmabuf_resv_add_fence(r, after, DMABUF_RESV_USAGE_WRITE), 0);
+	assert_int_equal(count_at(r, DMABUF_RESV_USAGE_WRITE), 1);
+	assert_false(dmabuf_fence_is_signaled(before));
+	dmabuf_resv_destroy(r);
+	dmabuf_fence_put(before);
+	dmabuf_fence_put(after);
+	dmabuf_timeline_destroy(tl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -341,6 +383,7 @@ int main(void)
 		harness_test(test_wait),
 		harness_test(test_singleton),
 		harness_test(test_lock_nesting),
+		harness_test(test_replace_seqno_wrap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

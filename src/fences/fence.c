@@ -61,6 +61,7 @@ static const char *stub_name(struct dmabuf_fence *f)
 }
 
 static const struct dmabuf_fence_ops stub_ops = {
+	.version = DMABUF_FENCE_OPS_VERSION,
 	.get_driver_name = stub_name,
 	.get_timeline_name = stub_name,
 };
@@ -70,15 +71,15 @@ bool dmb_fence_live(struct dmabuf_fence *f)
 	return dmb_obj_live(f, DMB_OBJ_FENCE);
 }
 
-int dmb_fence_create(const struct dmabuf_fence_ops *ops, void *priv,
-		     uint64_t context, uint64_t seqno, enum dmb_fence_kind kind,
-		     struct dmabuf_fence **out)
+int dmb_fence_create(const struct dmabuf_fence_ops *ops, size_t size,
+		     void *priv, uint64_t context, uint64_t seqno,
+		     unsigned int flags, struct dmabuf_fence **out)
 {
 	struct dmabuf_fence *f;
 	pthread_condattr_t attr;
 	int ret;
 
-	f = calloc(1, sizeof(*f));
+	f = calloc(1, size < sizeof(*f) ? sizeof(*f) : size);
 	if (!f)
 		return -ENOMEM;
 	pthread_mutex_init(&f->lock, NULL);
@@ -88,11 +89,12 @@ int dmb_fence_create(const struct dmabuf_fence_ops *ops, void *priv,
 	pthread_condattr_destroy(&attr);
 	atomic_init(&f->refcount, 1);
 	atomic_init(&f->signaled, false);
+	atomic_init(&f->signaling_enabled, false);
+	f->flags = flags;
 	f->ops = ops;
 	f->priv = priv;
 	f->context = context;
 	f->seqno = seqno;
-	f->kind = kind;
 	f->cb_head.next = f->cb_head.prev = &f->cb_head;
 	ret = dmb_obj_add(f, DMB_OBJ_FENCE);
 	if (ret) {
@@ -111,7 +113,8 @@ DMABUF_EXPORT int dmabuf_fence_new(const struct dmabuf_fence_ops *ops, void *pri
 {
 	if (!ops || !out || !ops->get_driver_name || !ops->get_timeline_name)
 		return -EINVAL;
-	return dmb_fence_create(ops, priv, context, seqno, DMB_FENCE_PLAIN, out);
+	return dmb_fence_create(ops, sizeof(struct dmabuf_fence), priv, context,
+				seqno, 0, out);
 }
 
 DMABUF_EXPORT int dmabuf_fence_get_stub(struct dmabuf_fence **out)
@@ -121,12 +124,10 @@ DMABUF_EXPORT int dmabuf_fence_get_stub(struct dmabuf_fence **out)
 
 	if (!out)
 		return -EINVAL;
-	ret = dmb_fence_create(&stub_ops, NULL, 0, 0, DMB_FENCE_STUB, &f);
+	ret = dmb_fence_create(&stub_ops, sizeof(*f), NULL, 0, 0, 0, &f);
 	if (ret)
 		return ret;
-	pthread_mutex_lock(&f->lock);
-	dmb_fence_signal_locked(f, 0, dmb_now_ns());
-	pthread_mutex_unlock(&f->lock);
+	dmb_fence_signal_ts(f, 0, dmb_now_ns());
 	*out = f;
 	return 0;
 }
@@ -152,19 +153,20 @@ bool dmb_fence_tryget(struct dmabuf_fence *f)
 
 static void fence_free(struct dmabuf_fence *f)
 {
+	struct dmb_fence_attachment *a, *next;
+
 	/* Unregister first: from here on the pointer is reported as dead. */
 	dmb_obj_del(f);
-	if (f->sf)
-		dmb_sf_fini(f);
-	if (f->kind == DMB_FENCE_ARRAY)
-		dmb_fence_array_fini(f);
-	if (f->kind == DMB_FENCE_TIMELINE)
-		dmb_timeline_fence_fini(f);
+	for (a = f->attachments; a; a = next) {
+		next = a->next;
+		a->ops->detach(f, a);
+	}
+	f->attachments = NULL;
 	if (f->cb_head.next != &f->cb_head)
 		dmb_warn(NULL, "fence %llu:%llu freed with callbacks pending",
 			 (unsigned long long)f->context,
 			 (unsigned long long)f->seqno);
-	if (f->ops && f->ops->release)
+	if (f->ops->release)
 		f->ops->release(f);
 	pthread_cond_destroy(&f->cond);
 	pthread_mutex_destroy(&f->lock);
@@ -183,17 +185,32 @@ DMABUF_EXPORT void dmabuf_fence_put(struct dmabuf_fence *f)
 		fence_free(f);
 }
 
+void dmb_fence_attach_locked(struct dmabuf_fence *f, struct dmb_fence_attachment *a)
+{
+	a->next = f->attachments;
+	f->attachments = a;
+}
+
+struct dmb_fence_attachment *dmb_fence_find_attachment_locked(
+	struct dmabuf_fence *f, const struct dmb_fence_attachment_ops *ops)
+{
+	for (struct dmb_fence_attachment *a = f->attachments; a; a = a->next)
+		if (a->ops == ops)
+			return a;
+	return NULL;
+}
+
 DMABUF_EXPORT void *dmabuf_fence_get_priv(struct dmabuf_fence *f)
 {
 	return dmb_fence_live(f) ? f->priv : NULL;
 }
 
-DMABUF_EXPORT uint64_t dmabuf_fence_context(struct dmabuf_fence *f)
+DMABUF_EXPORT uint64_t dmabuf_fence_get_context(struct dmabuf_fence *f)
 {
 	return dmb_fence_live(f) ? f->context : 0;
 }
 
-DMABUF_EXPORT uint64_t dmabuf_fence_seqno(struct dmabuf_fence *f)
+DMABUF_EXPORT uint64_t dmabuf_fence_get_seqno(struct dmabuf_fence *f)
 {
 	return dmb_fence_live(f) ? f->seqno : 0;
 }
@@ -212,7 +229,21 @@ DMABUF_EXPORT const char *dmabuf_fence_timeline_name(struct dmabuf_fence *f)
 	return f->ops->get_timeline_name(f);
 }
 
+bool dmb_fence_is_later(struct dmabuf_fence *a, struct dmabuf_fence *b)
+{
+	if (dmb_fence_has_op(a, use_64bit_seqno))
+		return a->seqno > b->seqno;
+	return (int32_t)((uint32_t)a->seqno - (uint32_t)b->seqno) > 0;
+}
+
 /* ---- signalling ---------------------------------------------------------- */
+
+static _Thread_local unsigned int in_callback;
+
+bool dmb_fence_in_callback(void)
+{
+	return in_callback > 0;
+}
 
 static inline bool cb_pending(const struct dmabuf_fence_cb *cb)
 {
@@ -235,16 +266,26 @@ int dmb_fence_signal_locked(struct dmabuf_fence *f, int error, int64_t ts)
 	f->timestamp = ts;
 	atomic_store_explicit(&f->signaled, true, memory_order_release);
 	/* Unlink each callback before it runs: it may free its storage. */
+	in_callback++;
 	while (f->cb_head.next != &f->cb_head) {
 		struct dmabuf_fence_cb *cb = f->cb_head.next;
 
 		cb_unlink(cb);
 		cb->func(f, cb);
 	}
+	in_callback--;
 	pthread_cond_broadcast(&f->cond);
-	if (f->sf)
-		dmb_sf_signalled_locked(f);
 	return 0;
+}
+
+int dmb_fence_signal_ts(struct dmabuf_fence *f, int error, int64_t ts)
+{
+	int ret;
+
+	pthread_mutex_lock(&f->lock);
+	ret = dmb_fence_signal_locked(f, error, ts);
+	pthread_mutex_unlock(&f->lock);
+	return ret;
 }
 
 DMABUF_EXPORT int dmabuf_fence_signal(struct dmabuf_fence *f)
@@ -253,14 +294,9 @@ DMABUF_EXPORT int dmabuf_fence_signal(struct dmabuf_fence *f)
 
 	if (!dmabuf_fence_get(f))
 		return -EINVAL;
-	/* Imported fences are signalled by their sync file only. */
-	if (f->kind == DMB_FENCE_IMPORTED) {
-		dmabuf_fence_put(f);
-		return -EINVAL;
-	}
-	pthread_mutex_lock(&f->lock);
-	ret = dmb_fence_signal_locked(f, 0, dmb_now_ns());
-	pthread_mutex_unlock(&f->lock);
+	/* A fence that only its ops signal (an imported sync file). */
+	ret = f->flags & DMB_FENCE_FOREIGN ? -EINVAL
+					   : dmb_fence_signal_ts(f, 0, dmb_now_ns());
 	dmabuf_fence_put(f);
 	return ret;
 }
@@ -269,7 +305,8 @@ DMABUF_EXPORT int dmabuf_fence_set_error(struct dmabuf_fence *f, int error)
 {
 	int ret = 0;
 
-	if (!dmb_fence_live(f) || error >= 0 || error < -4095)
+	if (!dmb_fence_live(f) || error >= 0 || error < -4095 ||
+	    (f->flags & DMB_FENCE_FOREIGN))
 		return -EINVAL;
 	pthread_mutex_lock(&f->lock);
 	if (atomic_load_explicit(&f->signaled, memory_order_relaxed))
@@ -280,26 +317,40 @@ DMABUF_EXPORT int dmabuf_fence_set_error(struct dmabuf_fence *f, int error)
 	return ret;
 }
 
-static bool fence_signaled(struct dmabuf_fence *f)
+bool dmb_fence_test_signaled(struct dmabuf_fence *f)
 {
 	if (atomic_load_explicit(&f->signaled, memory_order_acquire))
 		return true;
-	/* An imported fence learns about its signal from its fd. */
-	if (f->kind == DMB_FENCE_IMPORTED)
-		return dmb_sf_poll_imported(f, 0);
+	/* As dma_fence_is_signaled(): the ops may know better; the caller's
+	 * reference keeps f alive through the signal. */
+	if (dmb_fence_has_op(f, signaled) && f->ops->signaled(f)) {
+		dmb_fence_signal_ts(f, 0, dmb_now_ns());
+		return true;
+	}
 	return false;
+}
+
+void dmb_fence_enable_signaling(struct dmabuf_fence *f)
+{
+	if (atomic_exchange(&f->signaling_enabled, true))
+		return;
+	if (atomic_load_explicit(&f->signaled, memory_order_acquire) ||
+	    !dmb_fence_has_op(f, enable_signaling))
+		return;
+	if (!f->ops->enable_signaling(f))
+		dmb_fence_signal_ts(f, 0, dmb_now_ns());
 }
 
 DMABUF_EXPORT bool dmabuf_fence_is_signaled(struct dmabuf_fence *f)
 {
-	return dmb_fence_live(f) && fence_signaled(f);
+	return dmb_fence_live(f) && dmb_fence_test_signaled(f);
 }
 
 DMABUF_EXPORT int dmabuf_fence_get_status(struct dmabuf_fence *f)
 {
 	if (!dmb_fence_live(f))
 		return -EINVAL;
-	if (!fence_signaled(f))
+	if (!dmb_fence_test_signaled(f))
 		return 0;
 	return f->error ? f->error : 1;
 }
@@ -308,7 +359,7 @@ DMABUF_EXPORT int dmabuf_fence_get_timestamp(struct dmabuf_fence *f, int64_t *ns
 {
 	if (!dmb_fence_live(f) || !ns)
 		return -EINVAL;
-	if (!fence_signaled(f))
+	if (!dmb_fence_test_signaled(f))
 		return -EBUSY;
 	*ns = f->timestamp;
 	return 0;
@@ -318,14 +369,12 @@ DMABUF_EXPORT int dmabuf_fence_add_callback(struct dmabuf_fence *f,
 					    struct dmabuf_fence_cb *cb,
 					    dmabuf_fence_func_t func)
 {
-	bool watch = false;
-
 	if (!cb)
 		return -EINVAL;
 	cb->next = cb->prev = cb;
 	if (!func || !dmb_fence_live(f))
 		return -EINVAL;
-	if (fence_signaled(f))
+	if (dmb_fence_test_signaled(f))
 		return -ENOENT;
 	pthread_mutex_lock(&f->lock);
 	if (atomic_load_explicit(&f->signaled, memory_order_relaxed)) {
@@ -337,12 +386,10 @@ DMABUF_EXPORT int dmabuf_fence_add_callback(struct dmabuf_fence *f,
 	cb->next = &f->cb_head;
 	f->cb_head.prev->next = cb;
 	f->cb_head.prev = cb;
-	watch = f->kind == DMB_FENCE_IMPORTED;
 	pthread_mutex_unlock(&f->lock);
-	/* Nobody in this process signals an imported fence: have its fd
-	 * watched so the callback runs without anyone waiting. */
-	if (watch)
-		dmb_sf_watch(f);
+	/* After queueing, as the kernel: if enabling finds the fence done and
+	 * signals it, this callback runs now and the caller sees 0. */
+	dmb_fence_enable_signaling(f);
 	return 0;
 }
 
@@ -373,33 +420,40 @@ static void deadline(struct timespec *ts, int timeout_ms)
 	}
 }
 
-DMABUF_EXPORT int dmabuf_fence_wait(struct dmabuf_fence *f, int timeout_ms)
+static int default_wait(struct dmabuf_fence *f, int timeout_ms)
 {
 	struct timespec ts;
-	int ret = 0;
+	int ret;
+
+	dmb_fence_enable_signaling(f);
+	if (timeout_ms > 0)
+		deadline(&ts, timeout_ms);
+	pthread_mutex_lock(&f->lock);
+	while (!atomic_load_explicit(&f->signaled, memory_order_relaxed)) {
+		if (timeout_ms < 0)
+			pthread_cond_wait(&f->cond, &f->lock);
+		else if (pthread_cond_timedwait(&f->cond, &f->lock, &ts))
+			break;
+	}
+	ret = atomic_load_explicit(&f->signaled, memory_order_relaxed);
+	pthread_mutex_unlock(&f->lock);
+	return ret;
+}
+
+DMABUF_EXPORT int dmabuf_fence_wait(struct dmabuf_fence *f, int timeout_ms)
+{
+	int ret;
 
 	if (!dmabuf_fence_get(f))
 		return -EINVAL;
-	if (fence_signaled(f)) {
+	if (dmb_fence_test_signaled(f))
 		ret = 1;
-	} else if (timeout_ms == 0) {
+	else if (timeout_ms == 0)
 		ret = 0;
-	} else if (f->kind == DMB_FENCE_IMPORTED) {
-		ret = dmb_sf_poll_imported(f, timeout_ms < 0 ? -1 : timeout_ms);
-	} else {
-		if (timeout_ms > 0)
-			deadline(&ts, timeout_ms);
-		pthread_mutex_lock(&f->lock);
-		while (!atomic_load_explicit(&f->signaled, memory_order_relaxed)) {
-			if (timeout_ms < 0) {
-				pthread_cond_wait(&f->cond, &f->lock);
-			} else if (pthread_cond_timedwait(&f->cond, &f->lock, &ts)) {
-				break;
-			}
-		}
-		ret = atomic_load_explicit(&f->signaled, memory_order_relaxed);
-		pthread_mutex_unlock(&f->lock);
-	}
+	else if (dmb_fence_has_op(f, wait))
+		ret = f->ops->wait(f, timeout_ms < 0 ? -1 : timeout_ms);
+	else
+		ret = default_wait(f, timeout_ms);
 	dmabuf_fence_put(f);
 	return ret;
 }

@@ -1,7 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Internal view of fences, shared by fence.c, fence_array.c, sw_sync.c,
- * sync_file.c and resv.c. See docs/fences.md.
+ * Internal view of fences, shared by fence.c (the base), its subtypes
+ * (fence_array.c, sw_sync.c, sync_file.c) and resv.c. See docs/fences.md.
+ *
+ * As in the kernel's dma-fence.c, the base names none of its subtypes: a
+ * subtype embeds struct dmabuf_fence as the first member of its own struct
+ * (allocated by dmb_fence_create() with the subtype's size) and plugs in
+ * through struct dmabuf_fence_ops, the same table drivers fill in. What the
+ * base needs beyond the ops (refusing dmabuf_fence_signal() on a fence
+ * that only its ops may signal, detaching sync-file state at free) are
+ * generic flags and attachments, not subtype names.
  */
 #pragma once
 
@@ -11,16 +19,24 @@
 #include "dmabuf-fence.h"
 #include "base.h"
 
-enum dmb_fence_kind {
-	DMB_FENCE_PLAIN,	/* dmabuf_fence_new() */
-	DMB_FENCE_STUB,
-	DMB_FENCE_ARRAY,	/* fence_array.c */
-	DMB_FENCE_TIMELINE,	/* sw_sync.c */
-	DMB_FENCE_IMPORTED,	/* sync_file.c: signalled through a sync-file fd */
+/* Flags of dmb_fence_create(). */
+#define DMB_FENCE_FOREIGN	(1u << 0) /* signalled by its ops only: the
+					   * public dmabuf_fence_signal() and
+					   * dmabuf_fence_set_error() refuse it */
+
+struct dmb_fence_attachment;
+
+/* Library state hung on a fence of any subtype (a sync file's export
+ * records): detach() runs from the last put, before ops->release, without
+ * the fence lock. */
+struct dmb_fence_attachment_ops {
+	void (*detach)(struct dmabuf_fence *f, struct dmb_fence_attachment *a);
 };
 
-struct dmb_fence_array;
-struct dmb_sf_export;
+struct dmb_fence_attachment {
+	const struct dmb_fence_attachment_ops *ops;
+	struct dmb_fence_attachment *next;
+};
 
 struct dmabuf_fence {
 	pthread_mutex_t lock;
@@ -29,6 +45,9 @@ struct dmabuf_fence {
 	/* Written under lock after error and timestamp, with release order,
 	 * so lock-free readers that see it set see both. */
 	atomic_bool signaled;
+	/* ops->enable_signaling has been called (or is being called). */
+	atomic_bool signaling_enabled;
+	unsigned int flags;		/* DMB_FENCE_*, constant */
 	int error;
 	int64_t timestamp;
 
@@ -36,55 +55,56 @@ struct dmabuf_fence {
 	void *priv;
 	uint64_t context;
 	uint64_t seqno;
-	enum dmb_fence_kind kind;
 
 	struct dmabuf_fence_cb cb_head;	/* circular list of pending callbacks */
-
-	/* sync_file.c: this fence's sync file, NULL until first exported or
-	 * imported. Owned by the fence; freed with it. */
-	struct dmb_sf_export *sf;
-
-	/* fence_array.c */
-	struct dmb_fence_array *array;
-
-	/* sw_sync.c: pending fences of a timeline, under the timeline lock. */
-	struct dmabuf_timeline *tl;
-	TAILQ_ENTRY(dmabuf_fence) tl_link;
-	bool tl_linked;
-
-	/* DMB_FENCE_IMPORTED: names from the peer */
-	char imp_driver[DMABUF_SYNC_NAME_LEN];
-	char imp_timeline[DMABUF_SYNC_NAME_LEN];
+	struct dmb_fence_attachment *attachments;	/* under lock */
 };
 
+/* True when the member of an ops table exists in its version and is set:
+ * members introduced after version 0 are read only from tables that
+ * declare a version that has them (older tables are shorter). */
+#define DMB_FENCE_OPS_V_use_64bit_seqno		1
+#define DMB_FENCE_OPS_V_signaled		1
+#define DMB_FENCE_OPS_V_enable_signaling	1
+#define DMB_FENCE_OPS_V_wait			1
+#define DMB_FENCE_OPS_V_release			0
+#define DMB_FENCE_OPS_V_get_driver_name		0
+#define DMB_FENCE_OPS_V_get_timeline_name	0
+#define dmb_fence_has_op(f, member) \
+	((f)->ops->version >= DMB_FENCE_OPS_V_##member && (f)->ops->member)
+
 /* fence.c */
-int dmb_fence_create(const struct dmabuf_fence_ops *ops, void *priv,
-		     uint64_t context, uint64_t seqno, enum dmb_fence_kind kind,
-		     struct dmabuf_fence **out);
+/* Allocates size bytes (>= sizeof(struct dmabuf_fence); the subtype's
+ * struct with the base first), zero-filled, and initialises the base. The
+ * base frees the memory after ops->release. */
+int dmb_fence_create(const struct dmabuf_fence_ops *ops, size_t size,
+		     void *priv, uint64_t context, uint64_t seqno,
+		     unsigned int flags, struct dmabuf_fence **out);
 bool dmb_fence_live(struct dmabuf_fence *f);
 /* Signals with the lock held; error (if non-zero) is set first unless an
- * error is already recorded. Returns -EINVAL if already signalled. */
+ * error is already recorded. Returns -EINVAL if already signalled. The
+ * caller holds a reference (callbacks may drop others). */
 int dmb_fence_signal_locked(struct dmabuf_fence *f, int error, int64_t ts);
+/* Takes the lock and signals; the caller holds a reference. */
+int dmb_fence_signal_ts(struct dmabuf_fence *f, int error, int64_t ts);
 int64_t dmb_now_ns(void);
 /* Takes a reference unless the count already dropped to zero. */
 bool dmb_fence_tryget(struct dmabuf_fence *f);
+/* Lock-free signalled test that consults ops->signaled (no validation). */
+bool dmb_fence_test_signaled(struct dmabuf_fence *f);
+/* __dma_fence_is_later(): a later than b, same context; 32-bit with
+ * wrap-around unless the ops ask for 64-bit seqnos. */
+bool dmb_fence_is_later(struct dmabuf_fence *a, struct dmabuf_fence *b);
+/* Calls ops->enable_signaling once (no lock held). */
+void dmb_fence_enable_signaling(struct dmabuf_fence *f);
+/* Under f->lock: hangs a on f, or finds the attachment with those ops. */
+void dmb_fence_attach_locked(struct dmabuf_fence *f, struct dmb_fence_attachment *a);
+struct dmb_fence_attachment *dmb_fence_find_attachment_locked(
+	struct dmabuf_fence *f, const struct dmb_fence_attachment_ops *ops);
+/* Thread-local: > 0 while this thread runs fence callbacks. */
+bool dmb_fence_in_callback(void);
 
 /* fence_array.c */
-void dmb_fence_array_fini(struct dmabuf_fence *f);
-unsigned int dmb_fence_array_count(struct dmabuf_fence *f);
-struct dmabuf_fence *dmb_fence_array_child(struct dmabuf_fence *f, unsigned int i);
-
-/* sw_sync.c */
-void dmb_timeline_fence_fini(struct dmabuf_fence *f);
-
-/* sync_file.c */
-/* Called under f->lock once f has signalled: completes its sync file. */
-void dmb_sf_signalled_locked(struct dmabuf_fence *f);
-/* Called from the last put, before the fence is freed. */
-void dmb_sf_fini(struct dmabuf_fence *f);
-/* For imported fences: checks the fd without blocking (timeout_ms 0) or
- * waits on it; signals the fence when the fd says so. Returns true when
- * signalled. */
-bool dmb_sf_poll_imported(struct dmabuf_fence *f, int timeout_ms);
-/* An imported fence got its first callback: watch its fd. */
-void dmb_sf_watch(struct dmabuf_fence *f);
+/* The fences inside f if it is an array (borrowed), else f itself. */
+unsigned int dmb_fence_unwrap_count(struct dmabuf_fence *f);
+struct dmabuf_fence *dmb_fence_unwrap_child(struct dmabuf_fence *f, unsigned int i);

@@ -81,12 +81,12 @@ DMABUF_EXPORT int dmabuf_resv_add_fence(struct dmabuf_resv *r,
 	 * dropped too, so the list does not grow with dead fences. */
 	for (i = 0, j = 0; i < r->count; i++) {
 		struct dmb_resv_entry *e = &r->entries[i];
+		/* dma_fence_is_later_or_same(): 32-bit seqnos wrap. */
 		bool supersede = e->fence->context == fence->context &&
-				 e->usage >= usage && fence->seqno >= e->fence->seqno;
+				 e->usage >= usage &&
+				 (e->fence == fence || dmb_fence_is_later(fence, e->fence));
 
-		if (e->fence == fence && e->usage >= usage)
-			supersede = true;
-		if (supersede || dmabuf_fence_is_signaled(e->fence)) {
+		if (supersede || dmb_fence_test_signaled(e->fence)) {
 			dmabuf_fence_put(e->fence);
 			if (!placed) {
 				r->entries[j].fence = fence;

@@ -9,6 +9,9 @@
  * fence on it one more, so a signalled fence can still name its timeline
  * after dmabuf_timeline_destroy(). The timeline holds a reference to each
  * pending fence, so a caller may export a point and drop it.
+ *
+ * A point is a subtype of the base fence: struct dmb_tl_point embeds it and
+ * the timeline's ops (32-bit seqnos, as sw_sync) plug it in.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +25,20 @@ struct dmabuf_timeline {
 	uint32_t value;
 	bool destroyed;
 	char name[DMABUF_SYNC_NAME_LEN];
-	TAILQ_HEAD(dmb_tl_pending, dmabuf_fence) pending;	/* sorted by seqno */
+	TAILQ_HEAD(dmb_tl_pending, dmb_tl_point) pending;	/* sorted by seqno */
 };
+
+struct dmb_tl_point {
+	struct dmabuf_fence base;
+	struct dmabuf_timeline *tl;	/* reference */
+	TAILQ_ENTRY(dmb_tl_point) link;	/* under tl->lock */
+	bool linked;
+};
+
+static struct dmb_tl_point *to_point(struct dmabuf_fence *f)
+{
+	return dmb_container_of(f, struct dmb_tl_point, base);
+}
 
 static void timeline_put(struct dmabuf_timeline *tl)
 {
@@ -40,33 +55,35 @@ static const char *tl_driver_name(struct dmabuf_fence *f)
 
 static const char *tl_timeline_name(struct dmabuf_fence *f)
 {
-	return f->tl->name;
+	return to_point(f)->tl->name;
+}
+
+static void tl_point_release(struct dmabuf_fence *f)
+{
+	struct dmb_tl_point *pt = to_point(f);
+	struct dmabuf_timeline *tl = pt->tl;
+
+	pthread_mutex_lock(&tl->lock);
+	if (pt->linked) {
+		TAILQ_REMOVE(&tl->pending, pt, link);
+		pt->linked = false;
+	}
+	pthread_mutex_unlock(&tl->lock);
+	timeline_put(tl);
 }
 
 static const struct dmabuf_fence_ops timeline_fence_ops = {
+	.version = DMABUF_FENCE_OPS_VERSION,
 	.get_driver_name = tl_driver_name,
 	.get_timeline_name = tl_timeline_name,
+	.release = tl_point_release,
+	.use_64bit_seqno = false,	/* sw_sync's values are 32-bit */
 };
 
 /* sw_sync compares 32-bit values with wrap-around. */
 static inline bool tl_reached(uint32_t value, uint64_t seqno)
 {
 	return (int32_t)(value - (uint32_t)seqno) >= 0;
-}
-
-void dmb_timeline_fence_fini(struct dmabuf_fence *f)
-{
-	struct dmabuf_timeline *tl = f->tl;
-
-	if (!tl)
-		return;
-	pthread_mutex_lock(&tl->lock);
-	if (f->tl_linked) {
-		TAILQ_REMOVE(&tl->pending, f, tl_link);
-		f->tl_linked = false;
-	}
-	pthread_mutex_unlock(&tl->lock);
-	timeline_put(tl);
 }
 
 DMABUF_EXPORT int dmabuf_timeline_new(const char *name, struct dmabuf_timeline **out)
@@ -100,22 +117,20 @@ DMABUF_EXPORT int dmabuf_timeline_new(const char *name, struct dmabuf_timeline *
 static void timeline_signal(struct dmabuf_timeline *tl, int error)
 {
 	for (;;) {
-		struct dmabuf_fence *f;
+		struct dmb_tl_point *pt;
 
 		pthread_mutex_lock(&tl->lock);
-		f = TAILQ_FIRST(&tl->pending);
-		if (!f || !(error || tl_reached(tl->value, f->seqno))) {
+		pt = TAILQ_FIRST(&tl->pending);
+		if (!pt || !(error || tl_reached(tl->value, pt->base.seqno))) {
 			pthread_mutex_unlock(&tl->lock);
 			return;
 		}
 		/* The list's reference passes to us. */
-		TAILQ_REMOVE(&tl->pending, f, tl_link);
-		f->tl_linked = false;
+		TAILQ_REMOVE(&tl->pending, pt, link);
+		pt->linked = false;
 		pthread_mutex_unlock(&tl->lock);
-		pthread_mutex_lock(&f->lock);
-		dmb_fence_signal_locked(f, error, dmb_now_ns());
-		pthread_mutex_unlock(&f->lock);
-		dmabuf_fence_put(f);
+		dmb_fence_signal_ts(&pt->base, error, dmb_now_ns());
+		dmabuf_fence_put(&pt->base);
 	}
 }
 
@@ -140,40 +155,39 @@ DMABUF_EXPORT int dmabuf_timeline_create_fence(struct dmabuf_timeline *tl,
 					       uint32_t value,
 					       struct dmabuf_fence **out)
 {
-	struct dmabuf_fence *f, *pos;
+	struct dmb_tl_point *pt, *pos;
+	struct dmabuf_fence *f;
 	bool reached;
 	int ret;
 
 	if (!out || !dmb_obj_live(tl, DMB_OBJ_TIMELINE))
 		return -EINVAL;
-	ret = dmb_fence_create(&timeline_fence_ops, NULL, tl->context, value,
-			       DMB_FENCE_TIMELINE, &f);
+	ret = dmb_fence_create(&timeline_fence_ops, sizeof(*pt), NULL, tl->context,
+			       value, 0, &f);
 	if (ret)
 		return ret;
+	pt = to_point(f);
 	atomic_fetch_add(&tl->refcount, 1);
-	f->tl = tl;
+	pt->tl = tl;
 	pthread_mutex_lock(&tl->lock);
 	reached = tl_reached(tl->value, value) || tl->destroyed;
 	if (!reached) {
 		/* Keep the list sorted so inc() stops at the first miss. */
-		TAILQ_FOREACH_REVERSE(pos, &tl->pending, dmb_tl_pending, tl_link)
-			if (tl_reached(value, pos->seqno))
+		TAILQ_FOREACH_REVERSE(pos, &tl->pending, dmb_tl_pending, link)
+			if (tl_reached(value, pos->base.seqno))
 				break;
 		if (pos)
-			TAILQ_INSERT_AFTER(&tl->pending, pos, f, tl_link);
+			TAILQ_INSERT_AFTER(&tl->pending, pos, pt, link);
 		else
-			TAILQ_INSERT_HEAD(&tl->pending, f, tl_link);
-		f->tl_linked = true;
+			TAILQ_INSERT_HEAD(&tl->pending, pt, link);
+		pt->linked = true;
 		/* A pending point lives until it signals, as the kernel's
 		 * sync_file keeps it: its sync file must not see it die. */
 		atomic_fetch_add(&f->refcount, 1);
 	}
 	pthread_mutex_unlock(&tl->lock);
-	if (reached) {
-		pthread_mutex_lock(&f->lock);
-		dmb_fence_signal_locked(f, tl->destroyed ? -ENOENT : 0, dmb_now_ns());
-		pthread_mutex_unlock(&f->lock);
-	}
+	if (reached)
+		dmb_fence_signal_ts(f, tl->destroyed ? -ENOENT : 0, dmb_now_ns());
 	*out = f;
 	return 0;
 }

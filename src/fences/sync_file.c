@@ -39,18 +39,47 @@
 #define SF_PREFIX "dmabuf-sync-file/1/"
 #define SF_MAGIC 0x46534d44u /* "DMSF" */
 
-struct dmb_sf_export {
-	struct dmabuf_fence *fence;	/* weak: the fence owns this */
-	int rfd;			/* R: the sync file itself */
-	int wfd;			/* W: open until the fence is freed; -1 if imported */
-	bool signalled;			/* the record is written */
+/*
+ * Who holds which fd (docs/fences.md, "Limits"):
+ * - An export keeps W only (never R), so R's peers are the caller's copies
+ *   alone: once every copy of R is closed in every process, W polls
+ *   POLLHUP. A sweep closes such W ends of pending fences (amortised over
+ *   exports, and before any export that hits the fd limit).
+ * - At signal the record goes into every open W. W stays open (off the
+ *   signalling path) until the sweep finds R gone or the fence is freed.
+ * - An imported fence holds a copy of R while pending and closes it in the
+ *   call that learns the signal, before callbacks run.
+ */
+
+/* Identity of one sync file within this process (R's inode plus the
+ * exporter's pid and serial from R's name): maps an fd back to its fence. */
+struct sf_key {
+	bool keyed;			/* in sf_table */
 	dev_t dev;
 	ino_t ino;
-	bool watched;
-	/* Imported merges: the fences the signaller reported. */
-	struct dmabuf_sync_fence_info *children;
-	unsigned int nchildren;
-	LIST_ENTRY(dmb_sf_export) link;
+	long pid;
+	unsigned long serial;
+	struct dmabuf_fence *fence;	/* weak; tryget */
+	LIST_ENTRY(sf_key) link;	/* sf_table, under sf_lock */
+};
+
+/* One sync file made by an export: its W end. */
+struct sf_export {
+	struct sf_key key;
+	int wfd;			/* -1 once closed */
+	bool recorded;			/* the record is in W */
+	struct sf_attach *owner;
+	LIST_ENTRY(sf_export) fence_link;	/* owner->exports */
+	TAILQ_ENTRY(sf_export) open_link;	/* sf_open while wfd >= 0 */
+};
+
+/* Hung on an exported fence of any subtype: its exports. */
+struct sf_attach {
+	struct dmb_fence_attachment a;
+	struct dmabuf_fence_cb cb;	/* writes the records at signal */
+	bool cb_added;			/* under the fence lock */
+	struct dmabuf_fence *fence;
+	LIST_HEAD(, sf_export) exports;	/* under sf_lock */
 };
 
 /* What the signaller leaves in the socket; peeked, never consumed. */
@@ -70,142 +99,298 @@ struct dmb_sf_record {
 
 /* Bounds the record to what a socket buffer surely holds. */
 #define SF_MAX_CHILDREN 256
+/* Sweep dead W ends when the open ones exceed twice the live ones of the
+ * last sweep, and at least this many. */
+#define SF_SWEEP_MIN 64
 
 static pthread_mutex_t sf_lock = PTHREAD_MUTEX_INITIALIZER;
-static LIST_HEAD(, dmb_sf_export) sf_table = LIST_HEAD_INITIALIZER(sf_table);
+static LIST_HEAD(, sf_key) sf_table = LIST_HEAD_INITIALIZER(sf_table);
+static TAILQ_HEAD(, sf_export) sf_open = TAILQ_HEAD_INITIALIZER(sf_open);
+static unsigned int sf_nopen, sf_sweep_at = SF_SWEEP_MIN;
 static atomic_ulong sf_counter;
+
+/* An imported fence: a subtype signalled through its copy of R. */
+struct sf_imported {
+	struct dmabuf_fence base;
+	struct sf_key key;
+	/* Under base.lock: R's copy (-1 once closed) and its users (threads
+	 * polling it, plus one while the watcher has it). */
+	int rfd;
+	unsigned int users;
+	/* Under watcher.lock. */
+	uint64_t watch_id;		/* 0: not watched */
+	LIST_ENTRY(sf_imported) watch_link;
+	char driver[DMABUF_SYNC_NAME_LEN];
+	char timeline[DMABUF_SYNC_NAME_LEN];
+	/* A merge signalled elsewhere: the fences the signaller reported. */
+	struct dmabuf_sync_fence_info *children;
+	unsigned int nchildren;
+};
+
+static struct sf_imported *to_imported(struct dmabuf_fence *f)
+{
+	return dmb_container_of(f, struct sf_imported, base);
+}
+
+static const struct dmabuf_fence_ops imported_ops32, imported_ops64;
+
+static bool is_imported(struct dmabuf_fence *f)
+{
+	return f->ops == &imported_ops32 || f->ops == &imported_ops64;
+}
+
+static bool imp_poll(struct sf_imported *imp, int timeout_ms, bool user_held);
+
+/* Drops a user of R; the last one closes it once the fence signalled. */
+static void rfd_put(struct sf_imported *imp)
+{
+	pthread_mutex_lock(&imp->base.lock);
+	if (--imp->users == 0 && imp->rfd >= 0 &&
+	    atomic_load_explicit(&imp->base.signaled, memory_order_relaxed)) {
+		close(imp->rfd);
+		imp->rfd = -1;
+	}
+	pthread_mutex_unlock(&imp->base.lock);
+}
 
 /* ---- the watcher thread ------------------------------------------------- */
 
+/*
+ * Drives callbacks on imported fences: epoll on their copies of R. The
+ * epoll data is a watch id, looked up under the lock, so that an event
+ * racing with another thread's unwatch finds nothing. A thread and its two
+ * fds (an instance) exist only while something is watched. The call that
+ * unwatches the last fence stops the instance and joins it, so no fd of
+ * the watcher outlives that call; only inside a fence callback (where a
+ * join could wait for a lock held around us) or in the watcher itself does
+ * the instance stop on its own, and whoever starts the next one joins it.
+ */
+struct watch_inst {
+	int epfd, wakefd;
+	pthread_t thread;
+};
+
 static struct {
 	pthread_mutex_t lock;
-	pthread_t thread;
-	bool joinable;	/* a thread exists that nobody joined yet */
-	bool running;	/* its loop runs; epfd and wakefd are open */
-	int epfd, wakefd;
+	struct watch_inst *cur;		/* the running instance, or NULL */
+	struct watch_inst *old;		/* stopped or stopping, not joined */
 	unsigned int nwatch;
-} watcher = { .lock = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .wakefd = -1 };
+	uint64_t next_id;
+	LIST_HEAD(, sf_imported) watched;
+} watcher = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static void watcher_close_locked(void)
+#define WATCH_STOP 0
+
+static struct sf_imported *watched_find_locked(uint64_t id)
 {
-	close(watcher.epfd);
-	close(watcher.wakefd);
-	watcher.epfd = watcher.wakefd = -1;
-	watcher.running = false;
+	struct sf_imported *imp;
+
+	LIST_FOREACH(imp, &watcher.watched, watch_link)
+		if (imp->watch_id == id)
+			return imp;
+	return NULL;
+}
+
+/* Under watcher.lock: stops watching imp; the watcher's reference and
+ * imp's watch user pass to the caller. */
+static void unwatch_locked(struct sf_imported *imp)
+{
+	if (watcher.cur)
+		epoll_ctl(watcher.cur->epfd, EPOLL_CTL_DEL, imp->rfd, NULL);
+	LIST_REMOVE(imp, watch_link);
+	imp->watch_id = 0;
+	watcher.nwatch--;
+}
+
+/* Under watcher.lock: the current instance stops; it is left to be joined
+ * (returned when the caller may join it now). */
+static struct watch_inst *watcher_stop_locked(bool join_now)
+{
+	struct watch_inst *w = watcher.cur;
+	uint64_t one = 1;
+
+	if (!w)
+		return NULL;
+	watcher.cur = NULL;
+	if (write(w->wakefd, &one, sizeof(one)) < 0)
+		dmb_err(NULL, "sync file: cannot stop the fence watcher");
+	if (join_now && !pthread_equal(w->thread, pthread_self()))
+		return w;
+	watcher.old = w;
+	return NULL;
+}
+
+static void watcher_join(struct watch_inst *w)
+{
+	if (!w)
+		return;
+	pthread_join(w->thread, NULL);
+	free(w);
 }
 
 static void *watcher_main(void *arg)
 {
+	struct watch_inst *w = arg;
+
 	for (;;) {
 		struct epoll_event ev[8];
-		int n = epoll_wait(watcher.epfd, ev, DMB_ARRAY_SIZE(ev), -1);
+		int n = epoll_wait(w->epfd, ev, DMB_ARRAY_SIZE(ev), -1);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		for (int i = 0; i < n; i++) {
-			struct dmabuf_fence *f = ev[i].data.ptr;
-			bool last;
+			struct sf_imported *imp = NULL;
+			bool stop;
 
 			pthread_mutex_lock(&watcher.lock);
-			if (!f) {
-				/* Stop request (process exit). */
-				watcher_close_locked();
-				pthread_mutex_unlock(&watcher.lock);
-				return NULL;
+			stop = ev[i].data.u64 == WATCH_STOP || watcher.cur != w;
+			if (!stop)
+				imp = watched_find_locked(ev[i].data.u64);
+			if (imp) {
+				unwatch_locked(imp);
+				/* The last one: stop before running callbacks,
+				 * so whoever they wake finds no fd of ours. */
+				if (watcher.nwatch == 0) {
+					watcher_stop_locked(false);
+					stop = true;
+				}
 			}
-			epoll_ctl(watcher.epfd, EPOLL_CTL_DEL, f->sf->rfd, NULL);
-			f->sf->watched = false;
-			last = --watcher.nwatch == 0;
-			/* Close before running callbacks: whoever they wake
-			 * finds no fd of ours left open. */
-			if (last)
-				watcher_close_locked();
+			if (stop) {
+				close(w->epfd);
+				close(w->wakefd);
+				w->epfd = w->wakefd = -1;
+			}
 			pthread_mutex_unlock(&watcher.lock);
-			dmb_sf_poll_imported(f, 0);
-			dmabuf_fence_put(f);
-			if (last)
+			if (imp) {
+				/* With the watch user, which it drops. */
+				imp_poll(imp, 0, true);
+				dmabuf_fence_put(&imp->base);
+			}
+			if (stop)
 				return NULL;
 		}
 	}
 }
 
-void dmb_sf_watch(struct dmabuf_fence *f)
+/* Under watcher.lock: a running instance, started if need be. */
+static struct watch_inst *watcher_start_locked(void)
 {
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = WATCH_STOP };
+	struct watch_inst *w, *old;
+
+	while (!watcher.cur && (old = watcher.old)) {
+		watcher.old = NULL;
+		if (pthread_equal(old->thread, pthread_self())) {
+			pthread_detach(old->thread);
+			free(old);
+			continue;
+		}
+		pthread_mutex_unlock(&watcher.lock);
+		watcher_join(old);
+		pthread_mutex_lock(&watcher.lock);
+	}
+	if (watcher.cur)
+		return watcher.cur;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->epfd < 0 || w->wakefd < 0 ||
+	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev) ||
+	    pthread_create(&w->thread, NULL, watcher_main, w)) {
+		if (w->epfd >= 0)
+			close(w->epfd);
+		if (w->wakefd >= 0)
+			close(w->wakefd);
+		free(w);
+		return NULL;
+	}
+	watcher.cur = w;
+	return w;
+}
+
+/* ops->enable_signaling of imported fences: watch R. */
+static bool imp_enable_signaling(struct dmabuf_fence *f)
+{
+	struct sf_imported *imp = to_imported(f);
 	struct epoll_event ev = { .events = EPOLLIN };
-	int ret;
+	struct watch_inst *w;
 
 	pthread_mutex_lock(&watcher.lock);
-again:
-	if (f->sf->watched) {
+	w = watcher_start_locked();
+	if (!w) {
 		pthread_mutex_unlock(&watcher.lock);
-		return;
+		dmb_err(NULL, "sync file: cannot start the fence watcher");
+		return true;
 	}
-	if (!watcher.running) {
-		if (watcher.joinable) {
-			pthread_t t = watcher.thread;
-
-			watcher.joinable = false;
-			if (pthread_equal(t, pthread_self())) {
-				pthread_detach(t);
-			} else {
-				pthread_mutex_unlock(&watcher.lock);
-				pthread_join(t, NULL);
-				pthread_mutex_lock(&watcher.lock);
-				goto again;
-			}
-		}
-		watcher.epfd = epoll_create1(EPOLL_CLOEXEC);
-		watcher.wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (watcher.epfd < 0 || watcher.wakefd < 0 ||
-		    epoll_ctl(watcher.epfd, EPOLL_CTL_ADD, watcher.wakefd, &ev) ||
-		    pthread_create(&watcher.thread, NULL, watcher_main, NULL)) {
-			if (watcher.epfd >= 0)
-				close(watcher.epfd);
-			if (watcher.wakefd >= 0)
-				close(watcher.wakefd);
-			watcher.epfd = watcher.wakefd = -1;
-			pthread_mutex_unlock(&watcher.lock);
-			dmb_err(NULL, "sync file: cannot start the fence watcher");
-			return;
-		}
-		watcher.running = watcher.joinable = true;
+	/* A watch user, so that R stays open while registered. */
+	pthread_mutex_lock(&f->lock);
+	if (imp->rfd < 0 || atomic_load_explicit(&f->signaled, memory_order_relaxed)) {
+		pthread_mutex_unlock(&f->lock);
+		if (watcher.nwatch == 0)
+			w = watcher_stop_locked(!dmb_fence_in_callback());
+		else
+			w = NULL;
+		pthread_mutex_unlock(&watcher.lock);
+		watcher_join(w);
+		return true;
 	}
+	imp->users++;
+	pthread_mutex_unlock(&f->lock);
 	dmabuf_fence_get(f);
-	ev.data.ptr = f;
-	ret = epoll_ctl(watcher.epfd, EPOLL_CTL_ADD, f->sf->rfd, &ev);
-	if (ret) {
-		pthread_mutex_unlock(&watcher.lock);
-		dmabuf_fence_put(f);
-		dmb_err(NULL, "sync file: cannot watch fd %d: %s", f->sf->rfd,
+	ev.data.u64 = imp->watch_id = ++watcher.next_id;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, imp->rfd, &ev)) {
+		imp->watch_id = 0;
+		dmb_err(NULL, "sync file: cannot watch fd %d: %s", imp->rfd,
 			strerror(errno));
-		return;
+		if (watcher.nwatch == 0)
+			w = watcher_stop_locked(!dmb_fence_in_callback());
+		else
+			w = NULL;
+		pthread_mutex_unlock(&watcher.lock);
+		watcher_join(w);
+		rfd_put(imp);
+		dmabuf_fence_put(f);
+		return true;
 	}
-	f->sf->watched = true;
+	LIST_INSERT_HEAD(&watcher.watched, imp, watch_link);
 	watcher.nwatch++;
 	pthread_mutex_unlock(&watcher.lock);
+	return true;
+}
+
+/* The fence signalled in this thread: if the watcher still has it, take it
+ * back, and stop the watcher when nothing else is watched. */
+static void imp_unwatch(struct sf_imported *imp)
+{
+	struct watch_inst *w = NULL;
+
+	pthread_mutex_lock(&watcher.lock);
+	if (!imp->watch_id) {
+		pthread_mutex_unlock(&watcher.lock);
+		return;
+	}
+	unwatch_locked(imp);
+	if (watcher.nwatch == 0)
+		w = watcher_stop_locked(!dmb_fence_in_callback());
+	pthread_mutex_unlock(&watcher.lock);
+	watcher_join(w);
+	rfd_put(imp);
+	dmabuf_fence_put(&imp->base);
 }
 
 __attribute__((destructor)) static void watcher_fini(void)
 {
-	pthread_t t;
-	bool join;
+	struct watch_inst *w, *old;
 
 	pthread_mutex_lock(&watcher.lock);
-	if (watcher.running) {
-		uint64_t one = 1;
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
-
-		/* data.ptr NULL on the wake fd means stop. */
-		epoll_ctl(watcher.epfd, EPOLL_CTL_MOD, watcher.wakefd, &ev);
-		if (write(watcher.wakefd, &one, sizeof(one)) < 0)
-			dmb_err(NULL, "sync file: cannot stop the fence watcher");
-	}
-	join = watcher.joinable;
-	t = watcher.thread;
-	watcher.joinable = false;
+	w = watcher_stop_locked(true);
+	old = watcher.old;
+	watcher.old = NULL;
 	pthread_mutex_unlock(&watcher.lock);
-	if (join)
-		pthread_join(t, NULL);
+	watcher_join(w);
+	watcher_join(old);
 }
 
 /* ---- fork: the child is not the signaller -------------------------------- */
@@ -224,21 +409,41 @@ static void sf_atfork_parent(void)
 
 static void sf_atfork_child(void)
 {
-	struct dmb_sf_export *e;
+	struct sf_imported *imp;
+	struct sf_export *e;
 
 	/* A forked child must not keep the parent's signal ends open, or a
 	 * dead parent would look alive to every importer. Its copies of
 	 * those fences can still signal locally. */
-	LIST_FOREACH(e, &sf_table, link) {
-		if (e->wfd >= 0) {
-			close(e->wfd);
-			e->wfd = -1;
-		}
+	while ((e = TAILQ_FIRST(&sf_open))) {
+		TAILQ_REMOVE(&sf_open, e, open_link);
+		close(e->wfd);
+		e->wfd = -1;
 	}
-	/* The watcher thread does not exist in the child. */
-	if (watcher.running)
-		watcher_close_locked();
-	watcher.joinable = false;
+	sf_nopen = 0;
+	/* The watcher thread does not exist in the child; what it watched
+	 * stays unwatched (docs/fences.md, limits). */
+	if (watcher.cur) {
+		close(watcher.cur->epfd);
+		close(watcher.cur->wakefd);
+		free(watcher.cur);
+		watcher.cur = NULL;
+	}
+	if (watcher.old) {
+		/* Its fds may be open still; the thread is not ours. */
+		if (watcher.old->epfd >= 0)
+			close(watcher.old->epfd);
+		if (watcher.old->wakefd >= 0)
+			close(watcher.old->wakefd);
+		free(watcher.old);
+		watcher.old = NULL;
+	}
+	/* Their watch users and references stay: the child cannot know the
+	 * state of their locks. Their copies of R close with them. */
+	while ((imp = LIST_FIRST(&watcher.watched))) {
+		LIST_REMOVE(imp, watch_link);
+		imp->watch_id = 0;
+	}
 	watcher.nwatch = 0;
 	pthread_mutex_unlock(&sf_lock);
 	pthread_mutex_unlock(&watcher.lock);
@@ -258,22 +463,21 @@ static void copy_name(char *dst, const char *src)
 
 static void fill_info(struct dmabuf_fence *f, struct dmabuf_sync_fence_info *i);
 
-static void write_record(struct dmabuf_fence *f, int wfd)
+/* The record of a signalled fence, malloc'd; *len its size. */
+static struct dmb_sf_record *make_record(struct dmabuf_fence *f, size_t *len)
 {
-	unsigned int n = dmb_fence_array_count(f);
+	unsigned int n = dmb_fence_unwrap_count(f);
 	struct dmb_sf_record *rec;
-	size_t len;
-	ssize_t r;
 
-	if (f->kind != DMB_FENCE_ARRAY)
+	if (dmb_fence_unwrap_child(f, 0) == f)
 		n = 0;
 	if (n > SF_MAX_CHILDREN)
 		n = SF_MAX_CHILDREN;
-	len = sizeof(*rec) + n * sizeof(struct dmabuf_sync_fence_info);
-	rec = calloc(1, len);
+	*len = sizeof(*rec) + n * sizeof(struct dmabuf_sync_fence_info);
+	rec = calloc(1, *len);
 	if (!rec) {
 		dmb_err(NULL, "sync file: no memory for the signal record");
-		return;
+		return NULL;
 	}
 	rec->magic = SF_MAGIC;
 	rec->error = f->error;
@@ -284,49 +488,131 @@ static void write_record(struct dmabuf_fence *f, int wfd)
 	copy_name(rec->driver, f->ops->get_driver_name(f));
 	copy_name(rec->timeline, f->ops->get_timeline_name(f));
 	for (unsigned int i = 0; i < n; i++)
-		fill_info(dmb_fence_array_child(f, i),
+		fill_info(dmb_fence_unwrap_child(f, i),
 			  (struct dmabuf_sync_fence_info *)(rec + 1) + i);
-	do
-		r = send(wfd, rec, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-	while (r < 0 && errno == EINTR);
-	if (r != (ssize_t)len)
-		dmb_err(NULL, "sync file: cannot write the signal record: %s",
-			r < 0 ? strerror(errno) : "short write");
+	return rec;
+}
+
+/* Under sf_lock: W is done with, by a record or by its peers' absence. */
+static void export_close_locked(struct sf_export *e)
+{
+	if (e->wfd < 0)
+		return;
+	TAILQ_REMOVE(&sf_open, e, open_link);
+	sf_nopen--;
+	close(e->wfd);
+	e->wfd = -1;
+}
+
+/* Under sf_lock: writes the record into W once. W then stays open (the
+ * close is kept off the signalling path, and a close would wake every
+ * poller a second time) until every copy of R is gone (the sweep) or the
+ * fence is freed. */
+static void send_record_locked(struct sf_export *e, const struct dmb_sf_record *rec,
+			       size_t len)
+{
+	ssize_t r = -1;
+
+	if (e->wfd < 0 || e->recorded)
+		return;
+	e->recorded = true;
+	if (rec) {
+		do
+			r = send(e->wfd, rec, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		while (r < 0 && errno == EINTR);
+		if (r == (ssize_t)len)
+			return;
+		/* EPIPE: every copy of R is gone already. */
+		if (!(r < 0 && errno == EPIPE))
+			dmb_err(NULL, "sync file: cannot write the signal record: %s",
+				r < 0 ? strerror(errno) : "short write");
+	}
+	/* No record: closing W at least tells every holder (EOF). */
+	export_close_locked(e);
+}
+
+/* The fence has signalled: every open W gets the record. */
+static void sf_flush(struct sf_attach *at)
+{
+	struct dmb_sf_record *rec;
+	struct sf_export *e;
+	size_t len = 0;
+
+	/* Built before sf_lock: the names and children's status may call
+	 * into other fences. */
+	rec = make_record(at->fence, &len);
+	pthread_mutex_lock(&sf_lock);
+	LIST_FOREACH(e, &at->exports, fence_link)
+		send_record_locked(e, rec, len);
+	pthread_mutex_unlock(&sf_lock);
 	free(rec);
 }
 
-/* Under f->lock, f signalled: complete its sync file. The record alone
- * makes R readable everywhere; W stays open until the fence is freed
- * (dmb_sf_fini), which keeps the close off the signalling path. */
-void dmb_sf_signalled_locked(struct dmabuf_fence *f)
+/* Runs under the fence lock, in the signalling thread. */
+static void sf_signal_cb(struct dmabuf_fence *f, struct dmabuf_fence_cb *cb)
 {
-	struct dmb_sf_export *e = f->sf;
-	int wfd;
-
-	pthread_mutex_lock(&sf_lock);
-	wfd = e->signalled ? -1 : e->wfd;
-	e->signalled = true;
-	pthread_mutex_unlock(&sf_lock);
-	if (wfd >= 0)
-		write_record(f, wfd);
+	sf_flush(dmb_container_of(cb, struct sf_attach, cb));
 }
 
-void dmb_sf_fini(struct dmabuf_fence *f)
+/* From the last put: an unsignalled fence closes W without a record, which
+ * tells every holder of R that the signaller is gone. */
+static void sf_detach(struct dmabuf_fence *f, struct dmb_fence_attachment *a)
 {
-	struct dmb_sf_export *e = f->sf;
+	struct sf_attach *at = dmb_container_of(a, struct sf_attach, a);
+	struct sf_export *e;
 
+	pthread_mutex_lock(&f->lock);
+	if (at->cb.next != &at->cb) {
+		at->cb.prev->next = at->cb.next;
+		at->cb.next->prev = at->cb.prev;
+	}
+	pthread_mutex_unlock(&f->lock);
 	pthread_mutex_lock(&sf_lock);
-	LIST_REMOVE(e, link);
+	while ((e = LIST_FIRST(&at->exports))) {
+		LIST_REMOVE(e, fence_link);
+		LIST_REMOVE(&e->key, link);
+		export_close_locked(e);
+		free(e);
+	}
 	pthread_mutex_unlock(&sf_lock);
-	/* Unsignalled and nobody left to signal it: closing W tells every
-	 * importer so (EOF without a record). */
-	if (e->wfd >= 0)
-		close(e->wfd);
-	close(e->rfd);
-	free(e->children);
-	free(e);
-	f->sf = NULL;
+	free(at);
 }
+
+static const struct dmb_fence_attachment_ops sf_attach_ops = {
+	.detach = sf_detach,
+};
+
+/* Closes the W ends whose every R is gone (POLLHUP) and forgets those
+ * sync files: nobody can present them any more. Under sf_lock. */
+static void sweep_locked(void)
+{
+	struct pollfd *p;
+	struct sf_export *e, *next;
+	unsigned int n = 0, i = 0;
+
+	if (!sf_nopen)
+		return;
+	p = calloc(sf_nopen, sizeof(*p));
+	if (!p)
+		return;
+	TAILQ_FOREACH(e, &sf_open, open_link)
+		p[n++] = (struct pollfd){ .fd = e->wfd, .events = 0 };
+	if (poll(p, n, 0) > 0) {
+		for (e = TAILQ_FIRST(&sf_open); e; e = next, i++) {
+			next = TAILQ_NEXT(e, open_link);
+			if (!(p[i].revents & (POLLHUP | POLLERR)))
+				continue;
+			export_close_locked(e);
+			LIST_REMOVE(e, fence_link);
+			LIST_REMOVE(&e->key, link);
+			free(e);
+		}
+	}
+	free(p);
+	sf_sweep_at = sf_nopen * 2 > SF_SWEEP_MIN ? sf_nopen * 2 : SF_SWEEP_MIN;
+}
+
+/* ---- import-side polling -------------------------------------------------- */
 
 /* The fence entries after a record, or NULL. */
 static struct dmabuf_sync_fence_info *peek_children(int fd, uint32_t n)
@@ -351,18 +637,32 @@ static struct dmabuf_sync_fence_info *peek_children(int fd, uint32_t n)
 	return children;
 }
 
-bool dmb_sf_poll_imported(struct dmabuf_fence *f, int timeout_ms)
+/* Checks R without blocking (timeout_ms 0) or waits on it, and signals the
+ * fence when R says so. The caller holds a reference. Returns true once
+ * the fence has signalled. */
+static bool imp_poll(struct sf_imported *imp, int timeout_ms, bool user_held)
 {
-	struct pollfd p = { .fd = f->sf->rfd, .events = POLLIN };
+	struct dmabuf_fence *f = &imp->base;
 	struct dmabuf_sync_fence_info *children = NULL;
 	struct dmb_sf_record rec;
 	int64_t end = timeout_ms > 0 ? dmb_now_ns() + (int64_t)timeout_ms * 1000000 : 0;
+	struct pollfd p = { .events = POLLIN };
+	bool signalled_here = false;
 	int error, r;
 	ssize_t n;
 
+	pthread_mutex_lock(&f->lock);
+	if (!user_held) {
+		if (atomic_load_explicit(&f->signaled, memory_order_relaxed) ||
+		    imp->rfd < 0) {
+			pthread_mutex_unlock(&f->lock);
+			return atomic_load(&f->signaled);
+		}
+		imp->users++;
+	}
+	p.fd = imp->rfd;
+	pthread_mutex_unlock(&f->lock);
 	for (;;) {
-		if (atomic_load_explicit(&f->signaled, memory_order_acquire))
-			return true;
 		r = poll(&p, 1, timeout_ms);
 		if (r >= 0 || errno != EINTR)
 			break;
@@ -373,12 +673,12 @@ bool dmb_sf_poll_imported(struct dmabuf_fence *f, int timeout_ms)
 		}
 	}
 	if (r <= 0)
-		return atomic_load(&f->signaled);
+		goto out;
 	do
 		n = recv(p.fd, &rec, sizeof(rec), MSG_PEEK | MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-		return atomic_load(&f->signaled);
+		goto out;
 	if (n == (ssize_t)sizeof(rec) && rec.magic == SF_MAGIC && rec.error <= 0 &&
 	    rec.error >= -4095 && rec.nchildren <= SF_MAX_CHILDREN) {
 		error = rec.error;
@@ -393,22 +693,264 @@ bool dmb_sf_poll_imported(struct dmabuf_fence *f, int timeout_ms)
 	pthread_mutex_lock(&f->lock);
 	if (!atomic_load_explicit(&f->signaled, memory_order_relaxed)) {
 		if (rec.driver[0]) {
-			copy_name(f->imp_driver, rec.driver);
-			copy_name(f->imp_timeline, rec.timeline);
+			copy_name(imp->driver, rec.driver);
+			copy_name(imp->timeline, rec.timeline);
 		}
 		if (children) {
-			f->sf->children = children;
-			f->sf->nchildren = rec.nchildren;
+			imp->children = children;
+			imp->nchildren = rec.nchildren;
 			children = NULL;
 		}
+		/* Done with R: close it before the callbacks run, unless
+		 * another thread is still polling it (it closes it then). */
+		if (--imp->users == 0) {
+			close(imp->rfd);
+			imp->rfd = -1;
+		}
+		signalled_here = true;
 		dmb_fence_signal_locked(f, error, rec.timestamp_ns);
 	}
 	pthread_mutex_unlock(&f->lock);
 	free(children);
-	return true;
+	if (signalled_here) {
+		imp_unwatch(imp);
+		return true;
+	}
+out:
+	rfd_put(imp);
+	return atomic_load(&f->signaled);
+}
+
+/* imp_poll() signals the fence itself, with the record's error and time. */
+static bool imp_signaled(struct dmabuf_fence *f)
+{
+	return imp_poll(to_imported(f), 0, false);
+}
+
+static int imp_wait(struct dmabuf_fence *f, int timeout_ms)
+{
+	return imp_poll(to_imported(f), timeout_ms, false);
+}
+
+static const char *imp_driver_name(struct dmabuf_fence *f)
+{
+	return to_imported(f)->driver;
+}
+
+static const char *imp_timeline_name(struct dmabuf_fence *f)
+{
+	return to_imported(f)->timeline;
+}
+
+static void imp_release(struct dmabuf_fence *f)
+{
+	struct sf_imported *imp = to_imported(f);
+
+	pthread_mutex_lock(&sf_lock);
+	if (imp->key.keyed)
+		LIST_REMOVE(&imp->key, link);
+	pthread_mutex_unlock(&sf_lock);
+	if (imp->rfd >= 0)
+		close(imp->rfd);
+	free(imp->children);
+}
+
+/* The seqno width travels in R's name. */
+static const struct dmabuf_fence_ops imported_ops32 = {
+	.version = DMABUF_FENCE_OPS_VERSION,
+	.get_driver_name = imp_driver_name,
+	.get_timeline_name = imp_timeline_name,
+	.release = imp_release,
+	.enable_signaling = imp_enable_signaling,
+	.signaled = imp_signaled,
+	.wait = imp_wait,
+};
+
+static const struct dmabuf_fence_ops imported_ops64 = {
+	.version = DMABUF_FENCE_OPS_VERSION,
+	.get_driver_name = imp_driver_name,
+	.get_timeline_name = imp_timeline_name,
+	.release = imp_release,
+	.enable_signaling = imp_enable_signaling,
+	.signaled = imp_signaled,
+	.wait = imp_wait,
+	.use_64bit_seqno = true,
+};
+
+/* ---- names and lookup ---------------------------------------------------- */
+
+struct sf_name {
+	uint64_t context, seqno;
+	long pid;
+	unsigned long serial;
+	unsigned int bits;
+};
+
+/* Parses R's address; -EINVAL if R is not ours, -EBADF if fd is none. */
+static int sf_parse_name(int fd, struct sf_name *nm)
+{
+	struct sockaddr_un addr;
+	socklen_t len = sizeof(addr);
+	char name[sizeof(addr.sun_path)];
+	size_t nlen;
+	unsigned long long c, s;
+	unsigned long cnt;
+	unsigned int bits = 32;
+	int n;
+
+	if (getsockname(fd, (struct sockaddr *)&addr, &len))
+		return errno == EBADF ? -EBADF : -EINVAL;
+	if (addr.sun_family != AF_UNIX || len <= offsetof(struct sockaddr_un, sun_path) + 1 ||
+	    addr.sun_path[0] != '\0')
+		return -EINVAL;
+	nlen = len - offsetof(struct sockaddr_un, sun_path) - 1;
+	memcpy(name, addr.sun_path + 1, nlen);
+	name[nlen] = '\0';
+	if (strncmp(name, SF_PREFIX, strlen(SF_PREFIX)))
+		return -EINVAL;
+	n = sscanf(name + strlen(SF_PREFIX), "%16llx/%16llx/%ld/%lu/%u", &c, &s,
+		   &nm->pid, &cnt, &bits);
+	if (n < 4 || (bits != 32 && bits != 64))
+		return -EINVAL;
+	nm->context = c;
+	nm->seqno = s;
+	nm->serial = cnt;
+	nm->bits = bits;
+	return 0;
+}
+
+static struct dmabuf_fence *sf_lookup_locked(dev_t dev, ino_t ino,
+					     const struct sf_name *nm)
+{
+	struct sf_key *k;
+
+	LIST_FOREACH(k, &sf_table, link)
+		if (k->dev == dev && k->ino == ino && k->pid == nm->pid &&
+		    k->serial == nm->serial && dmb_fence_tryget(k->fence))
+			return k->fence;
+	return NULL;
 }
 
 /* ---- export -------------------------------------------------------------- */
+
+/* A new sync file for f: returns R (the caller's), keeps W. The record is
+ * written at once if f has signalled. */
+static int sf_create(struct dmabuf_fence *f)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct sf_attach *at, *fresh = NULL;
+	struct sf_export *e;
+	struct stat st;
+	int sv[2], n, ret;
+	unsigned long serial;
+	bool add_cb;
+
+	e = calloc(1, sizeof(*e));
+	fresh = calloc(1, sizeof(*fresh));
+	if (!e || !fresh) {
+		free(e);
+		free(fresh);
+		return -ENOMEM;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv)) {
+		ret = -errno;
+		if (ret == -EMFILE || ret == -ENFILE) {
+			/* Dead W ends may be all that stands in the way. */
+			pthread_mutex_lock(&sf_lock);
+			sweep_locked();
+			pthread_mutex_unlock(&sf_lock);
+			if (!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv))
+				ret = 0;
+		}
+		if (ret) {
+			free(e);
+			free(fresh);
+			return ret;
+		}
+	}
+	serial = atomic_fetch_add(&sf_counter, 1);
+	n = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1,
+		     SF_PREFIX "%016llx/%016llx/%ld/%lu/%u",
+		     (unsigned long long)f->context, (unsigned long long)f->seqno,
+		     (long)getpid(), serial,
+		     dmb_fence_has_op(f, use_64bit_seqno) ? 64u : 32u);
+	if (bind(sv[0], (struct sockaddr *)&addr,
+		 offsetof(struct sockaddr_un, sun_path) + 1 + n) || fstat(sv[0], &st)) {
+		ret = -errno;
+		close(sv[0]);
+		close(sv[1]);
+		free(e);
+		free(fresh);
+		return ret;
+	}
+	e->key = (struct sf_key){ .keyed = true, .dev = st.st_dev, .ino = st.st_ino,
+				  .pid = getpid(), .serial = serial, .fence = f };
+	e->wfd = sv[1];
+
+	pthread_mutex_lock(&f->lock);
+	at = (struct sf_attach *)dmb_fence_find_attachment_locked(f, &sf_attach_ops);
+	if (!at) {
+		at = fresh;
+		fresh = NULL;
+		at->a.ops = &sf_attach_ops;
+		at->fence = f;
+		LIST_INIT(&at->exports);
+		at->cb.next = at->cb.prev = &at->cb;
+		dmb_fence_attach_locked(f, &at->a);
+	}
+	e->owner = at;
+	add_cb = !at->cb_added;
+	at->cb_added = true;
+	pthread_mutex_lock(&sf_lock);
+	LIST_INSERT_HEAD(&at->exports, e, fence_link);
+	LIST_INSERT_HEAD(&sf_table, &e->key, link);
+	TAILQ_INSERT_TAIL(&sf_open, e, open_link);
+	sf_nopen++;
+	if (sf_nopen > sf_sweep_at)
+		sweep_locked();
+	pthread_mutex_unlock(&sf_lock);
+	pthread_mutex_unlock(&f->lock);
+	free(fresh);
+
+	/* One callback per fence writes the record into every export's W
+	 * when it signals (and enables signalling, so that arrays and
+	 * imported fences get watched). Whatever signalled before: now. */
+	if (add_cb)
+		dmabuf_fence_add_callback(f, &at->cb, sf_signal_cb);
+	if (dmb_fence_test_signaled(f))
+		sf_flush(at);
+	return sv[0];
+}
+
+DMABUF_EXPORT int dmabuf_sync_file_export(struct dmabuf_fence *f)
+{
+	int fd = -EINVAL;
+
+	if (!dmabuf_fence_get(f))
+		return -EINVAL;
+	if (is_imported(f)) {
+		struct sf_imported *imp = to_imported(f);
+
+		/* Pending: the same sync file, so that its identity (and the
+		 * exporter's fence) survives the round trip. */
+		pthread_mutex_lock(&f->lock);
+		if (imp->rfd >= 0) {
+			fd = fcntl(imp->rfd, F_DUPFD_CLOEXEC, 0);
+			if (fd < 0)
+				fd = -errno;
+		}
+		pthread_mutex_unlock(&f->lock);
+		if (fd != -EINVAL) {
+			dmabuf_fence_put(f);
+			return fd;
+		}
+	}
+	fd = sf_create(f);
+	dmabuf_fence_put(f);
+	return fd;
+}
+
+/* ---- import -------------------------------------------------------------- */
 
 static int sf_stat(int fd, struct stat *st)
 {
@@ -420,180 +962,59 @@ static int sf_stat(int fd, struct stat *st)
 	return S_ISSOCK(st->st_mode) ? 0 : -EINVAL;
 }
 
-/* Fills the context and seqno from R's address; -EINVAL if R is not ours. */
-static int sf_parse_name(int fd, uint64_t *context, uint64_t *seqno, long *pid)
-{
-	struct sockaddr_un addr;
-	socklen_t len = sizeof(addr);
-	char name[sizeof(addr.sun_path)];
-	size_t nlen;
-	unsigned long long c, s;
-	unsigned long long cnt;
-
-	if (getsockname(fd, (struct sockaddr *)&addr, &len) ||
-	    addr.sun_family != AF_UNIX || len <= offsetof(struct sockaddr_un, sun_path) + 1 ||
-	    addr.sun_path[0] != '\0')
-		return -EINVAL;
-	nlen = len - offsetof(struct sockaddr_un, sun_path) - 1;
-	memcpy(name, addr.sun_path + 1, nlen);
-	name[nlen] = '\0';
-	if (strncmp(name, SF_PREFIX, strlen(SF_PREFIX)) ||
-	    sscanf(name + strlen(SF_PREFIX), "%16llx/%16llx/%ld/%llu", &c, &s, pid,
-		   &cnt) != 4)
-		return -EINVAL;
-	*context = c;
-	*seqno = s;
-	return 0;
-}
-
-static struct dmabuf_fence *sf_lookup_locked(dev_t dev, ino_t ino)
-{
-	struct dmb_sf_export *e;
-
-	LIST_FOREACH(e, &sf_table, link)
-		if (e->dev == dev && e->ino == ino && dmb_fence_tryget(e->fence))
-			return e->fence;
-	return NULL;
-}
-
-/* Under f->lock: gives f a sync file. */
-static int sf_create_locked(struct dmabuf_fence *f)
-{
-	struct dmb_sf_export *e;
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	struct stat st;
-	int sv[2], n, ret;
-
-	e = calloc(1, sizeof(*e));
-	if (!e)
-		return -ENOMEM;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv)) {
-		ret = -errno;
-		free(e);
-		return ret;
-	}
-	n = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1,
-		     SF_PREFIX "%016llx/%016llx/%ld/%lu",
-		     (unsigned long long)f->context, (unsigned long long)f->seqno,
-		     (long)getpid(), atomic_fetch_add(&sf_counter, 1));
-	if (bind(sv[0], (struct sockaddr *)&addr,
-		 offsetof(struct sockaddr_un, sun_path) + 1 + n) || fstat(sv[0], &st)) {
-		ret = -errno;
-		close(sv[0]);
-		close(sv[1]);
-		free(e);
-		return ret;
-	}
-	e->fence = f;
-	e->rfd = sv[0];
-	e->wfd = sv[1];
-	e->dev = st.st_dev;
-	e->ino = st.st_ino;
-	f->sf = e;
-	pthread_mutex_lock(&sf_lock);
-	LIST_INSERT_HEAD(&sf_table, e, link);
-	pthread_mutex_unlock(&sf_lock);
-	if (atomic_load_explicit(&f->signaled, memory_order_relaxed))
-		dmb_sf_signalled_locked(f);
-	return 0;
-}
-
-DMABUF_EXPORT int dmabuf_sync_file_export(struct dmabuf_fence *f)
-{
-	int fd, ret = 0;
-
-	if (!dmabuf_fence_get(f))
-		return -EINVAL;
-	pthread_mutex_lock(&f->lock);
-	if (!f->sf)
-		ret = sf_create_locked(f);
-	fd = ret ? ret : fcntl(f->sf->rfd, F_DUPFD_CLOEXEC, 0);
-	if (fd < 0 && !ret)
-		fd = -errno;
-	pthread_mutex_unlock(&f->lock);
-	dmabuf_fence_put(f);
-	return fd;
-}
-
-/* ---- import -------------------------------------------------------------- */
-
-static const char *imp_driver_name(struct dmabuf_fence *f)
-{
-	return f->imp_driver;
-}
-
-static const char *imp_timeline_name(struct dmabuf_fence *f)
-{
-	return f->imp_timeline;
-}
-
-static const struct dmabuf_fence_ops imported_ops = {
-	.get_driver_name = imp_driver_name,
-	.get_timeline_name = imp_timeline_name,
-};
-
 DMABUF_EXPORT int dmabuf_sync_file_import(int fd, struct dmabuf_fence **out)
 {
 	struct dmabuf_fence *f, *found;
-	struct dmb_sf_export *e;
-	uint64_t context, seqno;
+	struct sf_imported *imp;
+	struct sf_name nm;
 	struct stat st;
-	long pid;
-	int ret;
+	int ret, rfd;
 
 	if (!out)
 		return -EINVAL;
 	ret = sf_stat(fd, &st);
 	if (ret)
 		return ret;
+	ret = sf_parse_name(fd, &nm);
+	if (ret)
+		return ret;
 	pthread_mutex_lock(&sf_lock);
-	found = sf_lookup_locked(st.st_dev, st.st_ino);
+	found = sf_lookup_locked(st.st_dev, st.st_ino, &nm);
 	pthread_mutex_unlock(&sf_lock);
 	if (found) {
 		*out = found;
 		return 0;
 	}
-	ret = sf_parse_name(fd, &context, &seqno, &pid);
-	if (ret)
-		return ret;
-	e = calloc(1, sizeof(*e));
-	if (!e)
-		return -ENOMEM;
-	e->rfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (e->rfd < 0) {
-		ret = -errno;
-		free(e);
-		return ret;
-	}
-	e->wfd = -1;
-	e->dev = st.st_dev;
-	e->ino = st.st_ino;
-	ret = dmb_fence_create(&imported_ops, NULL, context, seqno,
-			       DMB_FENCE_IMPORTED, &f);
+	rfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (rfd < 0)
+		return -errno;
+	ret = dmb_fence_create(nm.bits == 64 ? &imported_ops64 : &imported_ops32,
+			       sizeof(*imp), NULL, nm.context, nm.seqno,
+			       DMB_FENCE_FOREIGN, &f);
 	if (ret) {
-		close(e->rfd);
-		free(e);
+		close(rfd);
 		return ret;
 	}
-	snprintf(f->imp_driver, sizeof(f->imp_driver), "sync_file");
-	snprintf(f->imp_timeline, sizeof(f->imp_timeline), "pid %ld", pid);
-	e->fence = f;
+	imp = to_imported(f);
+	imp->rfd = rfd;
+	imp->key = (struct sf_key){ .dev = st.st_dev, .ino = st.st_ino,
+				    .pid = nm.pid, .serial = nm.serial, .fence = f };
+	snprintf(imp->driver, sizeof(imp->driver), "sync_file");
+	snprintf(imp->timeline, sizeof(imp->timeline), "pid %ld", nm.pid);
 	pthread_mutex_lock(&sf_lock);
 	/* Another thread may have imported the same file meanwhile. */
-	found = sf_lookup_locked(st.st_dev, st.st_ino);
+	found = sf_lookup_locked(st.st_dev, st.st_ino, &nm);
 	if (!found) {
-		f->sf = e;
-		LIST_INSERT_HEAD(&sf_table, e, link);
+		LIST_INSERT_HEAD(&sf_table, &imp->key, link);
+		imp->key.keyed = true;
 	}
 	pthread_mutex_unlock(&sf_lock);
 	if (found) {
-		close(e->rfd);
-		free(e);
 		dmabuf_fence_put(f);
 		*out = found;
 		return 0;
 	}
-	dmb_sf_poll_imported(f, 0);
+	imp_poll(imp, 0, false);
 	*out = f;
 	return 0;
 }
@@ -629,17 +1050,14 @@ DMABUF_EXPORT int dmabuf_sync_file_merge(int fd1, int fd2)
 DMABUF_EXPORT int dmabuf_sync_file_wait(int fd, int timeout_ms)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
-	uint64_t c, s;
-	long pid;
+	struct sf_name nm;
 	int ret;
 
 	/* One syscall identifies it (the waiter's hot path): getsockname()
 	 * fails with EBADF for a bad fd, and the name is ours or not. */
 	if (fd < 0)
 		return -EBADF;
-	ret = sf_parse_name(fd, &c, &s, &pid);
-	if (ret && fcntl(fd, F_GETFD) < 0)
-		return -EBADF;
+	ret = sf_parse_name(fd, &nm);
 	if (ret)
 		return ret;
 	do
@@ -675,16 +1093,16 @@ DMABUF_EXPORT int dmabuf_sync_file_info(int fd, int *status,
 	ret = dmabuf_sync_file_import(fd, &f);
 	if (ret)
 		return ret;
-	if (f->kind == DMB_FENCE_IMPORTED && dmabuf_fence_is_signaled(f) &&
-	    f->sf->nchildren) {
+	if (is_imported(f) && dmabuf_fence_is_signaled(f) &&
+	    to_imported(f)->nchildren) {
 		/* A merge signalled elsewhere: what its signaller reported. */
-		n = f->sf->nchildren;
+		n = to_imported(f)->nchildren;
 		for (unsigned int i = 0; i < n && i < max; i++)
-			info[i] = f->sf->children[i];
+			info[i] = to_imported(f)->children[i];
 	} else {
-		n = dmb_fence_array_count(f);
+		n = dmb_fence_unwrap_count(f);
 		for (unsigned int i = 0; i < n && i < max; i++)
-			fill_info(dmb_fence_array_child(f, i), &info[i]);
+			fill_info(dmb_fence_unwrap_child(f, i), &info[i]);
 	}
 	if (status)
 		*status = dmabuf_fence_get_status(f);
