@@ -20,7 +20,7 @@
 
 #define MAX_WAIT_FDS 16
 
-static int64_t now_ms(void)
+int64_t dmb_now_ms(void)
 {
 	struct timespec ts;
 
@@ -28,13 +28,24 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * Gives the connection up: closed at once, so the exporter sees this peer
+ * go and undoes everything it held (imports, attachments, mappings, CPU
+ * brackets), as for a dead process. Nothing later needs the socket: every
+ * call on a dead connection is -ENODEV, and puts, unmaps and detaches of
+ * what the proxies hold complete locally.
+ */
 static void conn_kill(struct dmb_conn *conn, const char *why)
 {
 	if (conn->dead)
 		return;
-	dmb_warn(conn->ctx, "exporter %s is gone (%s): device operations on its buffers now fail with -ENODEV",
+	dmb_warn(conn->ctx, "connection to exporter %s given up (%s): device operations on its buffers now fail with -ENODEV",
 		 conn->endpoint, why);
 	conn->dead = true;
+	if (conn->fd >= 0) {
+		close(conn->fd);
+		conn->fd = -1;
+	}
 }
 
 static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
@@ -48,6 +59,11 @@ static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 	ret = dmb_scm_send(conn->fd, buf, (size_t)len, msg->fds, msg->nfds);
 	if (ret == -EPIPE || ret == -ECONNRESET) {
 		conn_kill(conn, "connection closed");
+		return -ENODEV;
+	}
+	if (ret == -EAGAIN) {
+		/* The exporter stopped reading: it will not answer either. */
+		conn_kill(conn, "exporter does not read");
 		return -ENODEV;
 	}
 	return ret;
@@ -80,31 +96,66 @@ static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg)
 	return 0;
 }
 
-/* A reply to a request sent with dmb_conn_send_only(): drop it. Replies
- * come in request order, so those are the ones before ours. */
-static bool drop_unanswered(struct dmb_conn *conn, struct dmb_msg *reply,
-			    uint64_t serial)
+static struct dmb_call *call_find(struct dmb_conn *conn, uint64_t serial)
 {
-	if (!conn->unanswered || reply->serial >= serial ||
-	    reply->op != DMB_OP_RELEASE_REPLY)
-		return false;
-	dmb_scm_close_fds(reply->fds, reply->nfds);
-	conn->unanswered--;
-	return true;
+	struct dmb_call *call;
+
+	LIST_FOREACH(call, &conn->calls, link)
+		if (call->req->serial == serial)
+			return call;
+	return NULL;
+}
+
+/*
+ * Takes in one message, if one is there, and hands it to its owner: a
+ * reply goes to the waiting call with its serial (whichever call is
+ * reading), a reply to a request sent without waiting is dropped, an event
+ * needs no answer yet. Returns 0 when a message was taken, -EAGAIN when
+ * none was there, -ENODEV when the connection is (now) dead.
+ */
+static int conn_take(struct dmb_conn *conn)
+{
+	struct dmb_call *call;
+	struct dmb_msg msg;
+	int ret;
+
+	if (conn->dead)
+		return -ENODEV;
+	ret = conn_recv(conn, &msg);
+	if (ret < 0)
+		return ret;
+	if (msg.op & DMB_WIRE_OP_EVENT)
+		return 0; /* events carry no fds */
+	call = call_find(conn, msg.serial);
+	if (call && !call->done && msg.op == (call->req->op | DMB_WIRE_OP_REPLY)) {
+		*call->reply = msg;
+		call->done = true;
+		return 0;
+	}
+	if (!call && conn->unanswered && msg.serial <= conn->next_serial &&
+	    (msg.op == DMB_OP_RELEASE_REPLY || msg.op == DMB_OP_UNMAP_REPLY)) {
+		dmb_scm_close_fds(msg.fds, msg.nfds);
+		conn->unanswered--;
+		return 0;
+	}
+	dmb_scm_close_fds(msg.fds, msg.nfds);
+	dmb_err(conn->ctx, "exporter %s sent %s serial %llu, which no call waits for",
+		conn->endpoint, dmb_wire_op_name(msg.op), (unsigned long long)msg.serial);
+	conn_kill(conn, "protocol error");
+	return -ENODEV;
 }
 
 int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
 {
-	struct dmb_msg reply;
 	int ret;
 
 	if (conn->dead)
 		return -ENODEV;
 	/* Take in what already arrived, so unread replies never fill the
-	 * socket (the exporter drops a peer that does not read). */
-	while (conn->unanswered && conn_recv(conn, &reply) == 0)
-		if (!drop_unanswered(conn, &reply, conn->next_serial + 1))
-			dmb_scm_close_fds(reply.fds, reply.nfds);
+	 * socket (the exporter drops a peer that does not read). Replies of
+	 * waiting calls are kept for them. */
+	while (conn_take(conn) == 0)
+		;
 	if (conn->dead)
 		return -ENODEV;
 	req->version = conn->version;
@@ -117,9 +168,16 @@ int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
 
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply)
 {
+	return dmb_conn_call_until(conn, req, reply, INT64_MAX);
+}
+
+int dmb_conn_call_until(struct dmb_conn *conn, struct dmb_msg *req,
+			struct dmb_msg *reply, int64_t deadline)
+{
 	struct dmabuf_ctx *ctx = conn->ctx;
+	struct dmb_call call = { .req = req, .reply = reply };
 	struct pollfd pfd[2 + MAX_WAIT_FDS];
-	int64_t deadline;
+	int64_t own;
 	int others, ret;
 
 	if (conn->dead)
@@ -129,16 +187,32 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 	ret = conn_send(conn, req);
 	if (ret < 0)
 		return ret;
-	deadline = now_ms() + (ctx->config.call_timeout_ms ? ctx->config.call_timeout_ms : 30000);
+	own = dmb_now_ms() + (ctx->config.call_timeout_ms ? ctx->config.call_timeout_ms : 30000);
+	if (deadline > own)
+		deadline = own;
+	LIST_INSERT_HEAD(&conn->calls, &call, link);
 
 	for (;;) {
-		int64_t left = deadline - now_ms();
+		int64_t left;
 
+		/* A call nested in the dispatch below may have taken our
+		 * reply in: it is parked in our slot. */
+		if (call.done) {
+			ret = reply->status;
+			break;
+		}
+		if (conn->dead) {
+			ret = -ENODEV;
+			break;
+		}
+		left = deadline - dmb_now_ms();
 		if (left <= 0) {
 			dmb_err(ctx, "exporter %s did not answer %s in time",
 				conn->endpoint, dmb_wire_op_name(req->op));
+			/* A late answer would have no call: give it up. */
 			conn_kill(conn, "timeout");
-			return -ETIMEDOUT;
+			ret = -ETIMEDOUT;
+			break;
 		}
 		/* Wait for the reply, for requests to this context, and for
 		 * requests to the process's other contexts. */
@@ -152,32 +226,15 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 				pfd[2 + i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
 		}
 		ret = poll(pfd, (nfds_t)(2 + others), left > 100 ? 100 : (int)left);
-		if (ret < 0 && errno != EINTR)
-			return -errno;
+		if (ret < 0 && errno != EINTR) {
+			ret = -errno;
+			break;
+		}
+		if (ret <= 0)
+			continue;
 		if (pfd[0].revents) {
-			ret = conn_recv(conn, reply);
-			if (ret == -EAGAIN)
-				continue;
-			if (ret < 0)
-				return ret;
-			if (reply->op & DMB_WIRE_OP_EVENT) {
-				/* Events carry no fds and need no answer yet. */
-				continue;
-			}
-			if (drop_unanswered(conn, reply, req->serial))
-				continue;
-			if (reply->serial != req->serial ||
-			    reply->op != (req->op | DMB_WIRE_OP_REPLY)) {
-				dmb_scm_close_fds(reply->fds, reply->nfds);
-				dmb_err(ctx, "exporter %s answered %s serial %llu to %s serial %llu",
-					conn->endpoint, dmb_wire_op_name(reply->op),
-					(unsigned long long)reply->serial,
-					dmb_wire_op_name(req->op),
-					(unsigned long long)req->serial);
-				conn_kill(conn, "protocol error");
-				return -ENODEV;
-			}
-			return reply->status;
+			conn_take(conn);
+			continue;
 		}
 		if (pfd[1].revents)
 			dmb_ctx_dispatch_locked(ctx, 0);
@@ -187,6 +244,8 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 				break;
 			}
 	}
+	LIST_REMOVE(&call, link);
+	return ret;
 }
 
 static int conn_connect(struct dmb_conn *conn)
@@ -242,7 +301,6 @@ int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn *
 	LIST_FOREACH_SAFE(conn, &ctx->conns, link, tmp) {
 		if (conn->dead && !conn->users) { /* idle and useless */
 			LIST_REMOVE(conn, link);
-			close(conn->fd);
 			free(conn);
 			continue;
 		}
@@ -257,6 +315,7 @@ int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn *
 		return -ENOMEM;
 	conn->ctx = ctx;
 	conn->fd = -1;
+	LIST_INIT(&conn->calls);
 	strlcpy(conn->endpoint, endpoint, sizeof(conn->endpoint));
 	ret = conn_connect(conn);
 	if (ret == 0)
@@ -287,7 +346,8 @@ void dmb_conns_destroy(struct dmabuf_ctx *ctx)
 
 	while ((conn = LIST_FIRST(&ctx->conns))) {
 		LIST_REMOVE(conn, link);
-		close(conn->fd);
+		if (conn->fd >= 0)
+			close(conn->fd);
 		free(conn);
 	}
 }

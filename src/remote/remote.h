@@ -90,18 +90,30 @@ void dmb_endpoint_destroy(struct dmabuf_ctx *ctx);
 
 /* ---- client side ------------------------------------------------------------ */
 
+/* A call waiting for its reply. Replies are matched to their call by
+ * serial, whichever call reads them, so calls nested on one connection (an
+ * exporter op served while a call waits, calling into the same exporter)
+ * each get their own reply, at any depth. */
+struct dmb_call {
+	LIST_ENTRY(dmb_call) link;
+	const struct dmb_msg *req;
+	struct dmb_msg *reply;
+	bool done;		/* *reply is filled */
+};
+
 struct dmb_conn {
 	struct dmabuf_ctx *ctx;
 	LIST_ENTRY(dmb_conn) link;
 	char endpoint[DMB_ENDPOINT_NAME_MAX];
-	int fd;
+	int fd;			/* -1 once the connection is given up */
 	uint64_t next_serial;
 	uint16_t version;
 	struct dmb_wire_hello_reply limits;
-	bool dead;		/* the exporter went away */
+	bool dead;		/* the exporter went away, or was given up */
 	unsigned int users;	/* proxies using this connection */
-	/* Requests sent without waiting (RELEASE): their replies are dropped
-	 * as they come, in order, before the reply of the next call. */
+	LIST_HEAD(, dmb_call) calls;	/* waiting, innermost first */
+	/* Requests sent without waiting (RELEASE, UNMAP): their replies are
+	 * dropped as they come. */
 	unsigned int unanswered;
 };
 
@@ -121,9 +133,17 @@ void dmb_conns_destroy(struct dmabuf_ctx *ctx);
  * when the exporter is gone, -ETIMEDOUT, or a transport error.
  */
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply);
+/* The same, ending by @deadline (dmb_now_ms() time) if that comes before
+ * call_timeout_ms: the reply wait of a call that began earlier (retries,
+ * fence waits) still ends when the whole call must. */
+int dmb_conn_call_until(struct dmb_conn *conn, struct dmb_msg *req,
+			struct dmb_msg *reply, int64_t deadline);
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t dmb_now_ms(void);
 
 /* Sends a request whose answer nobody needs (RELEASE): no round trip. Its
- * reply is dropped later. The request carries no fds. */
+ * reply is dropped later. The request carries no fds. -ENODEV when the
+ * connection is dead. */
 int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req);
 
 /* ---- proxies ----------------------------------------------------------------- */

@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Connections that survive faults (DESIGN.md §6, docs/protocol.md §6-7):
+ * calls nested on one connection, a connection given up by the importer,
+ * fd exhaustion on either side, exporters that never let a call finish, and
+ * a flood of connections that never say HELLO.
+ *
+ * Real processes, real sockets, real RLIMIT_NOFILE (set in a child), real
+ * SIGKILL. Every wait is bounded: a child whose parent failed exits on its
+ * own.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dmabuf-fence.h"
+#include "dmabuf-scm.h"
+#include "exporter.h"
+#include "rawpeer.h"
+
+#define MiB (1024ull * 1024)
+#define WAIT_ROUNDS 3000 /* x 5 ms: a child whose parent failed gives up */
+
+/* Waits for one framed message on @sock while dispatching @serve (may be
+ * NULL). Returns its first byte (an fd that came with it goes to *fd, or is
+ * closed when fd is NULL), or -1. */
+static int wait_msg(int sock, struct dmabuf_ctx *serve, int *fd)
+{
+	char c = 0;
+	size_t len;
+	int got = -1;
+
+	for (int i = 0;; i++) {
+		struct pollfd p = { .fd = sock, .events = POLLIN };
+
+		if (poll(&p, 1, 5) == 1)
+			break;
+		if (i > WAIT_ROUNDS)
+			return -1;
+		if (serve)
+			dmabuf_ctx_dispatch(serve);
+	}
+	if (dmabuf_recv_fd(sock, &got, &c, 1, &len) < 0)
+		return -1;
+	if (fd)
+		*fd = got;
+	else if (got >= 0)
+		close(got);
+	return c;
+}
+
+static void say(int sock, int fd, char c)
+{
+	if (dmabuf_send_fd(sock, fd, &c, 1) < 0)
+		harness_child_fail(__FILE__, __LINE__, "dmabuf_send_fd");
+}
+
+/* Serves @ctx until a message arrives on @sock; returns its first byte. */
+static int serve_until_msg(int sock, struct dmabuf_ctx *ctx, int *fd)
+{
+	return wait_msg(sock, ctx, fd);
+}
+
+/* Waits for @pid while dispatching @serve; its exit status, 128 + signal,
+ * or -1 if it does not end (then it is killed). */
+static int reap(pid_t pid, struct dmabuf_ctx *serve)
+{
+	int status;
+
+	for (int i = 0; i < WAIT_ROUNDS; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status)
+						 : 128 + WTERMSIG(status);
+		if (serve)
+			dmabuf_ctx_dispatch_timeout(serve, 5);
+		else
+			usleep(5000);
+	}
+	kill(pid, SIGKILL);
+	harness_wait(pid);
+	return -1;
+}
+
+/* ---- 1. nested calls on one connection ------------------------------------- */
+
+/*
+ * Process A (the test) imports X from process E and exports Y. E's attach op
+ * for X, while A waits for its answer, makes a third party (a raw peer in E)
+ * ask A to attach Y; Y's attach op calls into X over the same connection and
+ * only then lets E answer. So the outer reply arrives while the inner call
+ * waits: it must be kept for the outer call, not taken as a protocol error.
+ */
+struct nest_env {
+	int sock;	/* to the parent */
+	int gate[2];	/* Y's op -> E's op: "the inner call is under way" */
+};
+
+static int nest_raw = -1;	/* E's raw connection to A's endpoint */
+static uint64_t nest_y_id;	/* Y's id on it */
+static int nest_gate = -1;
+
+static int nest_x_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
+{
+	struct dmb_msg m;
+	struct pollfd p = { .fd = nest_gate, .events = POLLIN };
+	char c;
+
+	/* A third party asks A for Y while A waits for this answer. */
+	rp_attach_msg(&m, nest_y_id);
+	if (rp_send(nest_raw, &m) < 0)
+		return -EIO;
+	if (poll(&p, 1, 10000) != 1 || read(nest_gate, &c, 1) != 1)
+		return -EIO;
+	return tx_attach(buf, att);
+}
+
+static const struct dmabuf_ops nest_x_ops = {
+	.version = DMABUF_OPS_VERSION,
+	.attach = nest_x_attach, .detach = tx_detach,
+	.map = tx_map, .unmap = tx_unmap, .release = tx_release,
+	.begin_cpu_access = tx_begin, .end_cpu_access = tx_end,
+};
+
+static int nest_exporter(void *arg)
+{
+	struct nest_env *env = arg;
+	struct test_exporter tx = { 0 };
+	struct dmabuf_export_info info = {
+		.exp_name = "x", .ops = &nest_x_ops, .size = MiB, .flags = O_RDWR, .priv = &tx,
+	};
+	struct dmabuf_ctx *ctx;
+	struct dmabuf *x;
+	struct dmb_msg r;
+	int yfd = -1, xfd;
+
+	close(env->gate[1]);
+	nest_gate = env->gate[0];
+	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
+	dmabuf_ctx_set_log(ctx, NULL, NULL, (enum dmabuf_log_priority)0);
+	child_check(dmabuf_export(ctx, &info, &x) == 0);
+	child_check(wait_msg(env->sock, NULL, &yfd) == 'y' && yfd >= 0);
+	nest_raw = rp_connect(yfd);
+	child_check(nest_raw >= 0);
+	child_check(rp_hello(nest_raw, NULL) == 0);
+	child_check(rp_import(nest_raw, NULL, yfd, &nest_y_id) == 0);
+	close(yfd);
+	xfd = dmabuf_fd(x, O_CLOEXEC);
+	say(env->sock, xfd, 'x');
+	close(xfd);
+	child_check(serve_until_msg(env->sock, ctx, NULL) == 'q');
+	/* the third party's attach of Y was answered */
+	child_check(rp_recv(nest_raw, NULL, &r) == 1 && r.op == DMB_OP_ATTACH_REPLY &&
+		    r.status == 0);
+	child_check(tx.attach == 1 && tx.detach == 1);
+	close(nest_raw);
+	dmabuf_put(x);
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
+
+static struct dmabuf *nest_x_proxy;
+static int nest_inner_ret = 1, nest_inner_calls;
+static int nest_gate_w = -1;
+
+static int nest_y_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
+{
+	struct dmabuf_info info;
+
+	nest_inner_calls++;
+	if (write(nest_gate_w, "g", 1) != 1)
+		return -EIO;
+	/* The inner call, on the connection the outer call waits on. */
+	nest_inner_ret = dmabuf_get_info(nest_x_proxy, &info);
+	return tx_attach(buf, att);
+}
+
+static const struct dmabuf_ops nest_y_ops = {
+	.version = DMABUF_OPS_VERSION,
+	.attach = nest_y_attach, .detach = tx_detach,
+	.map = tx_map, .unmap = tx_unmap, .release = tx_release,
+};
+
+static void nested_call_on_one_connection(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter ty = { 0 };
+	struct dmabuf_export_info info = {
+		.exp_name = "y", .ops = &nest_y_ops, .size = MiB, .flags = O_RDWR, .priv = &ty,
+	};
+	struct dmabuf_device *dev = tx_device(ctx, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
+	struct nest_env env;
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+	struct dmabuf_info xi;
+	struct dmabuf *y;
+	int sv[2], yfd, xfd = -1;
+	pid_t pid;
+
+	assert_int_equal(dmabuf_export(ctx, &info, &y), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(pipe2(env.gate, O_CLOEXEC), 0);
+	env.sock = sv[1];
+	pid = harness_fork(nest_exporter, &env);
+	close(sv[1]);
+	close(env.gate[0]);
+	nest_gate_w = env.gate[1];
+	yfd = dmabuf_fd(y, O_CLOEXEC);
+	assert_int_equal(dmabuf_send_fd(sv[0], yfd, "y", 1), 0);
+	close(yfd);
+	assert_int_equal(wait_msg(sv[0], ctx, &xfd), 'x');
+	assert_int_equal(dmabuf_get(ctx, xfd, &nest_x_proxy), 0);
+
+	/* The outer call: its reply arrives while the inner one waits. */
+	assert_int_equal(dmabuf_attach(nest_x_proxy, dev, &att), 0);
+	assert_int_equal(nest_inner_calls, 1);
+	assert_int_equal(nest_inner_ret, 0);
+	assert_int_equal(ty.attach, 1);
+	/* The connection is healthy: later device operations work. */
+	assert_int_equal(dmabuf_get_info(nest_x_proxy, &xi), 0);
+	assert_int_equal(dmabuf_map_attachment(att, DMABUF_TO_DEVICE, &sgt), 0);
+	assert_int_equal(dmabuf_unmap_attachment(att, sgt, DMABUF_TO_DEVICE), 0);
+	assert_int_equal(dmabuf_detach(nest_x_proxy, att), 0);
+	assert_int_equal(dmabuf_put(nest_x_proxy), 0);
+	close(xfd);
+	assert_int_equal(dmabuf_send_fd(sv[0], -1, "q", 1), 0);
+	assert_int_equal(reap(pid, ctx), 0);
+	close(sv[0]);
+	close(nest_gate_w);
+	for (int i = 0; i < WAIT_ROUNDS && ty.detach != 1; i++)
+		dmabuf_ctx_dispatch_timeout(ctx, 5);
+	assert_int_equal(ty.detach, 1); /* the raw peer's attachment, undone */
+	assert_int_equal(dmabuf_put(y), 0);
+	dmabuf_ctx_destroy(ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		harness_test(nested_call_on_one_connection),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
