@@ -134,6 +134,13 @@ struct dmabuf_ctx_config {
 	 * call fails with -ETIMEDOUT (and the connection is dropped).
 	 * Default 30000 ms. */
 	unsigned int call_timeout_ms;
+	/** How long dmabuf_begin_cpu_access() on an imported buffer may take
+	 * in all: waiting for the exporter's fences, asking again when new
+	 * fences came meanwhile, and the round trips; then it fails with
+	 * -ETIMEDOUT and the connection is kept (the exporter did answer).
+	 * Each round trip is still bounded by call_timeout_ms. Default:
+	 * call_timeout_ms. */
+	unsigned int fence_timeout_ms;
 };
 
 /**

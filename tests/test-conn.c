@@ -242,10 +242,192 @@ static void nested_call_on_one_connection(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+
+/* ---- 2. a connection given up loses nothing --------------------------------- */
+
+/* The exporter's begin op: slow once (longer than the importer's
+ * call_timeout_ms), or -EBUSY forever. */
+static int slow_begin_ms;
+static int busy_begin;
+
+static int slow_begin(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	if (slow_begin_ms) {
+		usleep((useconds_t)slow_begin_ms * 1000);
+		slow_begin_ms = 0;
+	}
+	if (busy_begin)
+		return -EBUSY;
+	return tx_begin(buf, dir);
+}
+
+static const struct dmabuf_ops slow_ops = {
+	.version = DMABUF_OPS_VERSION,
+	.attach = tx_attach, .detach = tx_detach,
+	.map = tx_map, .unmap = tx_unmap, .release = tx_release,
+	.begin_cpu_access = slow_begin, .end_cpu_access = tx_end,
+	.mmap = tx_mmap,
+};
+
+enum imp_mode { IMP_TIMEOUT, IMP_BUSY, IMP_FENCE };
+
+struct imp_env {
+	int sock;
+	enum imp_mode mode;
+};
+
+/* The importer: a context with a short call_timeout_ms. */
+static int short_timeout_importer(void *arg)
+{
+	struct imp_env *env = arg;
+	struct dmabuf_ctx_config cfg = { .call_timeout_ms = 300 };
+	struct dmabuf_device_info di = { .name = "dev", .flags = DMABUF_DEVICE_IOMMU };
+	struct dmabuf_ctx *ctx;
+	struct dmabuf_device *dev;
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+	struct dmabuf_info info;
+	struct dmabuf *buf;
+	int fd = -1, ret;
+
+	if (env->mode == IMP_FENCE)
+		cfg.fence_timeout_ms = 200;
+	child_check(dmabuf_ctx_new(&cfg, &ctx) == 0);
+	dmabuf_ctx_set_log(ctx, NULL, NULL, DMABUF_LOG_DEBUG);
+	child_check(dmabuf_device_new(ctx, &di, &dev) == 0);
+	child_check(wait_msg(env->sock, NULL, &fd) == 'f' && fd >= 0);
+	child_check(dmabuf_get(ctx, fd, &buf) == 0);
+	child_check(dmabuf_attach(buf, dev, &att) == 0);
+	child_check(dmabuf_map_attachment(att, DMABUF_TO_DEVICE, &sgt) == 0);
+	ret = dmabuf_begin_cpu_access(buf, DMABUF_FROM_DEVICE);
+	child_check(ret == -ETIMEDOUT);
+	if (env->mode != IMP_TIMEOUT) {
+		/* The exporter answers: the connection is kept. */
+		child_check(dmabuf_get_info(buf, &info) == 0);
+		child_check(info.attachments == 1 && info.mappings == 1);
+	}
+	/* Undoing completes locally whatever the connection's state. */
+	child_check(dmabuf_unmap_attachment(att, sgt, DMABUF_TO_DEVICE) == 0);
+	child_check(dmabuf_detach(buf, att) == 0);
+	child_check(dmabuf_put(buf) == 0);
+	close(fd);
+	say(env->sock, -1, 'd');
+	/* Stay alive: what the exporter undoes now is not a process death. */
+	child_check(wait_msg(env->sock, NULL, NULL) == 'q');
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
+
+/* What a test puts in front of short_timeout_importer(). */
+struct gives_up {
+	struct dmabuf_ctx *exp;
+	struct test_exporter tx;
+	struct dmabuf *buf;
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *fence;
+};
+
+/* Runs short_timeout_importer() against a buffer that @setup exports in
+ * this process (after the fork, so the child holds none of its fds), and
+ * checks that everything the importer held is undone and the buffer
+ * released while the importer still lives. */
+static void importer_gives_up(enum imp_mode mode, void (*setup)(struct gives_up *),
+			      struct gives_up *g)
+{
+	struct imp_env env = { .mode = mode };
+	struct test_exporter *tx = &g->tx;
+	int sv[2], fd;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	env.sock = sv[1];
+	pid = harness_fork(short_timeout_importer, &env);
+	close(sv[1]);
+	g->exp = tx_ctx_new(0);
+	setup(g);
+	fd = dmabuf_fd(g->buf, O_CLOEXEC);
+	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
+	close(fd);
+	assert_int_equal(dmabuf_put(g->buf), 0); /* the importer holds it now */
+	assert_int_equal(wait_msg(sv[0], g->exp, NULL), 'd');
+	for (int i = 0; i < WAIT_ROUNDS && tx->release == 0; i++)
+		dmabuf_ctx_dispatch_timeout(g->exp, 5);
+	assert_int_equal(tx->attach, 1);
+	assert_int_equal(tx->map, 1);
+	assert_int_equal(tx->unmap, 1);
+	assert_int_equal(tx->detach, 1);
+	assert_int_equal(tx->begin, tx->end); /* a late begin was ended */
+	assert_int_equal(tx->release, 1);
+	assert_int_equal(dmabuf_send_fd(sv[0], -1, "q", 1), 0);
+	assert_int_equal(reap(pid, g->exp), 0);
+	close(sv[0]);
+	if (g->fence)
+		dmabuf_fence_put(g->fence);
+	if (g->tl)
+		dmabuf_timeline_destroy(g->tl);
+	dmabuf_ctx_destroy(g->exp);
+}
+
+static void export_slow(struct gives_up *g)
+{
+	struct dmabuf_export_info info = {
+		.exp_name = "slow", .ops = &slow_ops, .size = MiB, .flags = O_RDWR,
+		.priv = &g->tx,
+	};
+
+	assert_int_equal(dmabuf_export(g->exp, &info, &g->buf), 0);
+}
+
+static void given_up_connection_releases_everything(void **state)
+{
+	struct gives_up g = { 0 };
+
+	slow_begin_ms = 900; /* the importer gives up after 300 */
+	importer_gives_up(IMP_TIMEOUT, export_slow, &g);
+	assert_int_equal(g.tx.begin, 1);
+}
+
+/* ---- 4. no call waits forever on a misbehaving exporter ------------------------ */
+
+static void endless_ebusy_is_bounded(void **state)
+{
+	struct gives_up g = { 0 };
+
+	busy_begin = 1;
+	importer_gives_up(IMP_BUSY, export_slow, &g);
+	busy_begin = 0;
+	assert_int_equal(g.tx.begin, 0);
+}
+
+/* A write fence that never signals on the exporter's buffer. */
+static void export_fenced(struct gives_up *g)
+{
+	int sf;
+
+	g->buf = tx_export(g->exp, &g->tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	assert_int_equal(dmabuf_timeline_new("never", &g->tl), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(g->tl, 1, &g->fence), 0);
+	sf = dmabuf_sync_file_export(g->fence);
+	assert_true(sf >= 0);
+	assert_int_equal(dmabuf_import_sync_file(g->buf, DMABUF_SYNC_WRITE, sf), 0);
+	close(sf);
+}
+
+static void fence_that_never_signals_is_bounded(void **state)
+{
+	struct gives_up g = { 0 };
+
+	importer_gives_up(IMP_FENCE, export_fenced, &g);
+	assert_int_equal(g.tx.begin, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		harness_test(nested_call_on_one_connection),
+		harness_test(given_up_connection_releases_everything),
+		harness_test(endless_ebusy_is_bounded),
+		harness_test(fence_that_never_signals_is_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -168,16 +168,10 @@ int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
 
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply)
 {
-	return dmb_conn_call_until(conn, req, reply, INT64_MAX);
-}
-
-int dmb_conn_call_until(struct dmb_conn *conn, struct dmb_msg *req,
-			struct dmb_msg *reply, int64_t deadline)
-{
 	struct dmabuf_ctx *ctx = conn->ctx;
 	struct dmb_call call = { .req = req, .reply = reply };
 	struct pollfd pfd[2 + MAX_WAIT_FDS];
-	int64_t own;
+	int64_t deadline;
 	int others, ret;
 
 	if (conn->dead)
@@ -187,9 +181,7 @@ int dmb_conn_call_until(struct dmb_conn *conn, struct dmb_msg *req,
 	ret = conn_send(conn, req);
 	if (ret < 0)
 		return ret;
-	own = dmb_now_ms() + (ctx->config.call_timeout_ms ? ctx->config.call_timeout_ms : 30000);
-	if (deadline > own)
-		deadline = own;
+	deadline = dmb_now_ms() + (ctx->config.call_timeout_ms ? ctx->config.call_timeout_ms : 30000);
 	LIST_INSERT_HEAD(&conn->calls, &call, link);
 
 	for (;;) {

@@ -133,11 +133,6 @@ void dmb_conns_destroy(struct dmabuf_ctx *ctx);
  * when the exporter is gone, -ETIMEDOUT, or a transport error.
  */
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply);
-/* The same, ending by @deadline (dmb_now_ms() time) if that comes before
- * call_timeout_ms: the reply wait of a call that began earlier (retries,
- * fence waits) still ends when the whole call must. */
-int dmb_conn_call_until(struct dmb_conn *conn, struct dmb_msg *req,
-			struct dmb_msg *reply, int64_t deadline);
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t dmb_now_ms(void);
 
