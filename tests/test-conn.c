@@ -421,6 +421,192 @@ static void fence_that_never_signals_is_bounded(void **state)
 	assert_int_equal(g.tx.begin, 0);
 }
 
+/* ---- 3. fd exhaustion fails one call, not the connection ------------------------ */
+
+#define MAX_FILLERS 4096
+
+/* Lowers RLIMIT_NOFILE (soft) just above the fds open now and fills every
+ * free slot below it with /dev/null. Returns how many it opened. */
+static int fill_fd_table(int *fillers)
+{
+	int open_fds[MAX_FILLERS], n = harness_list_fds(open_fds, MAX_FILLERS), top = 0, k = 0;
+	struct rlimit rl;
+	int fd;
+
+	for (int i = 0; i < n; i++)
+		if (open_fds[i] > top)
+			top = open_fds[i];
+	child_check(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	rl.rlim_cur = (rlim_t)top + 8;
+	child_check(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+	while (k < MAX_FILLERS && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		fillers[k++] = fd;
+	child_check(k < MAX_FILLERS && errno == EMFILE);
+	return k;
+}
+
+static void free_fillers(int *fillers, int *n, int count)
+{
+	while (count-- > 0 && *n > 0)
+		close(fillers[--*n]);
+}
+
+/* The importer at RLIMIT_NOFILE: replies that carry an fd (FENCE_EXPORT in
+ * begin_cpu_access, a MAP whose table travels as a memfd) fail their call
+ * with -EMFILE; once fds are free the same connection serves again. */
+static int importer_at_fd_limit(void *arg)
+{
+	int sock = *(int *)arg;
+	struct dmabuf_device_info di = { .name = "dev", .flags = DMABUF_DEVICE_IOMMU,
+					 .max_segment_size = 0xfffff000 };
+	static int fillers[MAX_FILLERS];
+	struct dmabuf_ctx *ctx;
+	struct dmabuf_device *dev;
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+	struct dmabuf *buf;
+	int fd = -1, n;
+
+	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
+	dmabuf_ctx_set_log(ctx, NULL, NULL, (enum dmabuf_log_priority)0);
+	child_check(dmabuf_device_new(ctx, &di, &dev) == 0);
+	child_check(wait_msg(sock, NULL, &fd) == 'f' && fd >= 0);
+	child_check(dmabuf_get(ctx, fd, &buf) == 0);
+	child_check(dmabuf_attach(buf, dev, &att) == 0);
+
+	n = fill_fd_table(fillers);
+	child_check(dmabuf_begin_cpu_access(buf, DMABUF_FROM_DEVICE) == -EMFILE);
+	child_check(dmabuf_map_attachment(att, DMABUF_TO_DEVICE, &sgt) == -EMFILE);
+	child_check(dmabuf_begin_cpu_access(buf, DMABUF_FROM_DEVICE) == -EMFILE);
+	free_fillers(fillers, &n, 4);
+	/* the same connection, now with fds to spare */
+	child_check(dmabuf_begin_cpu_access(buf, DMABUF_FROM_DEVICE) == 0);
+	child_check(dmabuf_end_cpu_access(buf, DMABUF_FROM_DEVICE) == 0);
+	child_check(dmabuf_map_attachment(att, DMABUF_TO_DEVICE, &sgt) == 0);
+	child_check(dmabuf_sg_table_cpu_count(sgt) > 168); /* it came in a memfd */
+	child_check(dmabuf_unmap_attachment(att, sgt, DMABUF_TO_DEVICE) == 0);
+	child_check(dmabuf_detach(buf, att) == 0);
+	child_check(dmabuf_put(buf) == 0);
+	free_fillers(fillers, &n, n);
+	close(fd);
+	say(sock, -1, 'd');
+	child_check(wait_msg(sock, NULL, NULL) == 'q');
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
+
+static void importer_at_fd_limit_fails_one_call(void **state)
+{
+	struct test_exporter tx = { 0 };
+	struct dmabuf_ctx *exp;
+	struct dmabuf *buf;
+	int sv[2], fd, sock;
+	pid_t pid;
+
+	if (harness_under_valgrind())
+		skip(); /* valgrind's RLIMIT_NOFILE is virtual: the kernel installs the fd */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	sock = sv[1];
+	pid = harness_fork(importer_at_fd_limit, &sock);
+	close(sv[1]);
+	exp = tx_ctx_new(0);
+	buf = tx_export(exp, &tx, 512 * MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
+	close(fd);
+	assert_int_equal(wait_msg(sv[0], exp, NULL), 'd');
+	for (int i = 0; i < WAIT_ROUNDS && tx.detach == 0; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 5);
+	/* the mapping whose table could not arrive was undone */
+	assert_int_equal(tx.map, 2);
+	assert_int_equal(tx.unmap, 2);
+	assert_int_equal(tx.begin, 1);
+	assert_int_equal(tx.end, 1);
+	assert_int_equal(tx.attach, 1);
+	assert_int_equal(tx.detach, 1);
+	assert_int_equal(dmabuf_send_fd(sv[0], -1, "q", 1), 0);
+	assert_int_equal(reap(pid, exp), 0);
+	close(sv[0]);
+	assert_int_equal(dmabuf_put(buf), 0);
+	for (int i = 0; i < WAIT_ROUNDS && tx.release == 0; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 5);
+	assert_int_equal(tx.release, 1);
+	dmabuf_ctx_destroy(exp);
+}
+
+/* The exporter at RLIMIT_NOFILE: an IMPORT whose fd the kernel could not
+ * install is answered -EMFILE; the peer keeps its other imports. */
+static int exporter_at_fd_limit(void *arg)
+{
+	int sock = *(int *)arg;
+	static int fillers[MAX_FILLERS];
+	struct test_exporter tx = { 0 };
+	struct dmabuf_ctx *ctx;
+	struct dmabuf *a, *b;
+	int fa, fb, n;
+
+	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
+	dmabuf_ctx_set_log(ctx, NULL, NULL, (enum dmabuf_log_priority)0);
+	a = tx_export(ctx, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	b = tx_export(ctx, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	fa = dmabuf_fd(a, O_CLOEXEC);
+	fb = dmabuf_fd(b, O_CLOEXEC);
+	say(sock, fa, 'a');
+	say(sock, fb, 'b');
+	close(fa);
+	close(fb);
+	child_check(wait_msg(sock, ctx, NULL) == 'F');
+	n = fill_fd_table(fillers);
+	say(sock, -1, 'F');
+	child_check(wait_msg(sock, ctx, NULL) == 'U');
+	free_fillers(fillers, &n, n);
+	say(sock, -1, 'U');
+	child_check(wait_msg(sock, ctx, NULL) == 'q');
+	child_check(tx.attach == 1 && tx.detach == 1);
+	dmabuf_put(a);
+	dmabuf_put(b);
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
+
+static void exporter_at_fd_limit_keeps_the_peer(void **state)
+{
+	struct dmabuf_ctx *imp = tx_ctx_new(0);
+	struct dmabuf_device *dev = tx_device(imp, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
+	struct dmabuf_attachment *att;
+	struct dmabuf *pa, *pb;
+	int sv[2], fa = -1, fb = -1, sock;
+	pid_t pid;
+
+	if (harness_under_valgrind())
+		skip(); /* valgrind's RLIMIT_NOFILE is virtual: the kernel installs the fd */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	sock = sv[1];
+	pid = harness_fork(exporter_at_fd_limit, &sock);
+	close(sv[1]);
+	assert_int_equal(wait_msg(sv[0], NULL, &fa), 'a');
+	assert_int_equal(wait_msg(sv[0], NULL, &fb), 'b');
+	assert_int_equal(dmabuf_get(imp, fa, &pa), 0);
+	assert_int_equal(dmabuf_send_fd(sv[0], -1, "F", 1), 0);
+	assert_int_equal(wait_msg(sv[0], NULL, NULL), 'F');
+	/* the exporter cannot take in the proof of possession */
+	assert_int_equal(dmabuf_get(imp, fb, &pb), -EMFILE);
+	/* the peer, and what it imported before, are still there */
+	assert_int_equal(dmabuf_attach(pa, dev, &att), 0);
+	assert_int_equal(dmabuf_detach(pa, att), 0);
+	assert_int_equal(dmabuf_send_fd(sv[0], -1, "U", 1), 0);
+	assert_int_equal(wait_msg(sv[0], NULL, NULL), 'U');
+	assert_int_equal(dmabuf_get(imp, fb, &pb), 0);
+	assert_int_equal(dmabuf_put(pb), 0);
+	assert_int_equal(dmabuf_put(pa), 0);
+	close(fa);
+	close(fb);
+	assert_int_equal(dmabuf_send_fd(sv[0], -1, "q", 1), 0);
+	assert_int_equal(reap(pid, NULL), 0);
+	close(sv[0]);
+	dmabuf_ctx_destroy(imp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -428,6 +614,8 @@ int main(void)
 		harness_test(given_up_connection_releases_everything),
 		harness_test(endless_ebusy_is_bounded),
 		harness_test(fence_that_never_signals_is_bounded),
+		harness_test(importer_at_fd_limit_fails_one_call),
+		harness_test(exporter_at_fd_limit_keeps_the_peer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -69,23 +69,32 @@ static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 	return ret;
 }
 
-/* Receives and decodes one message; every received fd is closed on error. */
+/*
+ * Receives and decodes one message; every received fd is closed on error.
+ * Returns 0, 1 when the message came without its fds (this process is at
+ * RLIMIT_NOFILE: they are -1 in @msg), -EAGAIN, or -ENODEV.
+ */
 static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg)
 {
 	uint8_t buf[DMB_WIRE_MAX_MSG];
 	int fds[DMB_WIRE_MAX_FDS];
 	size_t nfds = 0;
+	bool lost;
 	ssize_t len;
 	int ret;
 
-	len = dmb_scm_recv(conn->fd, buf, sizeof(buf), fds, DMB_WIRE_MAX_FDS, &nfds);
+	len = dmb_scm_recv_lossy(conn->fd, buf, sizeof(buf), fds, DMB_WIRE_MAX_FDS,
+				 &nfds, &lost);
 	if (len == -EAGAIN)
 		return -EAGAIN;
 	if (len < 0) {
 		conn_kill(conn, len == -ECONNRESET ? "connection closed" : "receive error");
 		return -ENODEV;
 	}
-	ret = dmb_wire_decode(buf, (size_t)len, fds, nfds, DMB_WIRE_CLIENT, msg);
+	if (lost)
+		ret = dmb_wire_decode_fdless(buf, (size_t)len, DMB_WIRE_CLIENT, msg);
+	else
+		ret = dmb_wire_decode(buf, (size_t)len, fds, nfds, DMB_WIRE_CLIENT, msg);
 	if (ret < 0) {
 		dmb_scm_close_fds(fds, nfds);
 		dmb_err(conn->ctx, "exporter %s sent a malformed message (%d): dropping the connection",
@@ -93,7 +102,47 @@ static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg)
 		conn_kill(conn, "protocol error");
 		return -ENODEV;
 	}
-	return 0;
+	return lost;
+}
+
+/* Sends a request without waiting for its reply, which conn_take() drops. */
+static int conn_send_nowait(struct dmb_conn *conn, struct dmb_msg *req)
+{
+	int ret;
+
+	req->version = conn->version;
+	req->serial = ++conn->next_serial;
+	ret = conn_send(conn, req);
+	if (ret == 0)
+		conn->unanswered++;
+	return ret;
+}
+
+/*
+ * A reply whose fds this process could not take in (RLIMIT_NOFILE) fails
+ * its call with -EMFILE, as a local call that cannot get an fd does. What
+ * the exporter set up for that reply is undone, so nothing is left behind
+ * on its side; the connection stays.
+ */
+static void reply_without_fds(struct dmb_conn *conn, const struct dmb_msg *req,
+			      struct dmb_msg *reply)
+{
+	struct dmb_msg undo = { 0 };
+
+	dmb_warn(conn->ctx, "no free fd for the reply to %s (RLIMIT_NOFILE): that call fails with -EMFILE",
+		 dmb_wire_op_name(reply->op));
+	if (reply->status == 0 && reply->op == DMB_OP_MAP_REPLY && req) {
+		undo.op = DMB_OP_UNMAP;
+		undo.u.map.id = reply->u.map_reply.mapping_id;
+		undo.u.map.dir = req->u.map.dir;
+		conn_send_nowait(conn, &undo);
+	} else if (reply->status == 0 && reply->op == DMB_OP_IMPORT_REPLY) {
+		undo.op = DMB_OP_RELEASE;
+		undo.u.id.id = reply->u.import_reply.buffer_id;
+		conn_send_nowait(conn, &undo);
+	}
+	reply->status = -EMFILE;
+	reply->nfds = 0;
 }
 
 static struct dmb_call *call_find(struct dmb_conn *conn, uint64_t serial)
@@ -127,6 +176,8 @@ static int conn_take(struct dmb_conn *conn)
 	if (msg.op & DMB_WIRE_OP_EVENT)
 		return 0; /* events carry no fds */
 	call = call_find(conn, msg.serial);
+	if (ret == 1)
+		reply_without_fds(conn, call ? call->req : NULL, &msg);
 	if (call && !call->done && msg.op == (call->req->op | DMB_WIRE_OP_REPLY)) {
 		*call->reply = msg;
 		call->done = true;
@@ -147,8 +198,6 @@ static int conn_take(struct dmb_conn *conn)
 
 int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
 {
-	int ret;
-
 	if (conn->dead)
 		return -ENODEV;
 	/* Take in what already arrived, so unread replies never fill the
@@ -158,12 +207,7 @@ int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
 		;
 	if (conn->dead)
 		return -ENODEV;
-	req->version = conn->version;
-	req->serial = ++conn->next_serial;
-	ret = conn_send(conn, req);
-	if (ret == 0)
-		conn->unanswered++;
-	return ret;
+	return conn_send_nowait(conn, req);
 }
 
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply)

@@ -501,13 +501,31 @@ static int peer_handle_one(struct dmb_peer *peer)
 	int fds[DMB_WIRE_MAX_FDS];
 	struct dmb_msg req, reply;
 	size_t nfds = 0;
+	bool lost;
 	ssize_t len;
 	int ret, status;
 
-	len = dmb_scm_recv(peer->fd, buf, sizeof(buf), fds, DMB_WIRE_MAX_FDS, &nfds);
+	len = dmb_scm_recv_lossy(peer->fd, buf, sizeof(buf), fds, DMB_WIRE_MAX_FDS,
+				 &nfds, &lost);
 	if (len < 0)
 		return (int)len; /* fds already closed */
-	ret = dmb_wire_decode(buf, (size_t)len, fds, nfds, DMB_WIRE_SERVER, &req);
+	if (lost) {
+		/* This process is at RLIMIT_NOFILE and the request's fds were
+		 * dropped by the kernel: the peer did nothing wrong. Fail that
+		 * one request, as a local call short of fds would, and keep
+		 * the peer and everything it holds. */
+		ret = dmb_wire_decode_fdless(buf, (size_t)len, DMB_WIRE_SERVER, &req);
+		if (ret == 0 && peer->hello_done && req.version == peer->version) {
+			dmb_warn(ctx, "peer pid %d: no free fd for %s (RLIMIT_NOFILE): answering -EMFILE",
+				 (int)peer->pid, dmb_wire_op_name(req.op));
+			ret = peer_reply_error(peer, &req, -EMFILE);
+			return ret == -EAGAIN ? -EPIPE : ret;
+		}
+		if (ret == 0)
+			ret = -EPROTO;
+	} else {
+		ret = dmb_wire_decode(buf, (size_t)len, fds, nfds, DMB_WIRE_SERVER, &req);
+	}
 	if (ret < 0) {
 		dmb_scm_close_fds(fds, nfds);
 		dmb_warn(ctx, "peer pid %d sent a malformed message (%d)", (int)peer->pid, ret);
