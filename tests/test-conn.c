@@ -173,7 +173,7 @@ static int nest_gate_w = -1;
 
 static int nest_y_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
 {
-	struct dmabuf_info info;
+	struct dmabuf_info info = { 0 };
 
 	nest_inner_calls++;
 	if (write(nest_gate_w, "g", 1) != 1)
@@ -200,7 +200,7 @@ static void nested_call_on_one_connection(void **state)
 	struct nest_env env;
 	struct dmabuf_attachment *att;
 	struct dmabuf_sg_table *sgt;
-	struct dmabuf_info xi;
+	struct dmabuf_info xi = { 0 };
 	struct dmabuf *y;
 	int sv[2], yfd, xfd = -1;
 	pid_t pid;
@@ -286,14 +286,14 @@ static int short_timeout_importer(void *arg)
 	struct dmabuf_device *dev;
 	struct dmabuf_attachment *att;
 	struct dmabuf_sg_table *sgt;
-	struct dmabuf_info info;
+	struct dmabuf_info info = { 0 };
 	struct dmabuf *buf;
 	int fd = -1, ret;
 
 	if (env->mode == IMP_FENCE)
 		cfg.fence_timeout_ms = 200;
 	child_check(dmabuf_ctx_new(&cfg, &ctx) == 0);
-	dmabuf_ctx_set_log(ctx, NULL, NULL, DMABUF_LOG_DEBUG);
+	dmabuf_ctx_set_log(ctx, NULL, NULL, (enum dmabuf_log_priority)0);
 	child_check(dmabuf_device_new(ctx, &di, &dev) == 0);
 	child_check(wait_msg(env->sock, NULL, &fd) == 'f' && fd >= 0);
 	child_check(dmabuf_get(ctx, fd, &buf) == 0);
@@ -483,7 +483,7 @@ static int importer_at_fd_limit(void *arg)
 	child_check(dmabuf_begin_cpu_access(buf, DMABUF_FROM_DEVICE) == 0);
 	child_check(dmabuf_end_cpu_access(buf, DMABUF_FROM_DEVICE) == 0);
 	child_check(dmabuf_map_attachment(att, DMABUF_TO_DEVICE, &sgt) == 0);
-	child_check(dmabuf_sg_table_cpu_count(sgt) > 168); /* it came in a memfd */
+	child_check(dmabuf_sg_table_get_cpu_count(sgt) > 168); /* it came in a memfd */
 	child_check(dmabuf_unmap_attachment(att, sgt, DMABUF_TO_DEVICE) == 0);
 	child_check(dmabuf_detach(buf, att) == 0);
 	child_check(dmabuf_put(buf) == 0);
