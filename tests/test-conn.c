@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -607,6 +608,181 @@ static void exporter_at_fd_limit_keeps_the_peer(void **state)
 	dmabuf_ctx_destroy(imp);
 }
 
+/* ---- 5. a connect flood neither spins the exporter nor locks anyone out ------- */
+
+#define FLOOD 300
+#define IDLE_MS 1000
+
+/* CPU time (user + system) this process used, in ms. */
+static long cpu_ms(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000L +
+	       (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000L;
+}
+
+/* The exporter idles as a real program does, blocked in poll() on its
+ * context fd and dispatching what comes, for IDLE_MS of wall time; returns
+ * the CPU time that took. */
+static long idle_cpu_ms(struct dmabuf_ctx *ctx)
+{
+	long c0 = cpu_ms();
+	int64_t end = rp_now_ms() + IDLE_MS, left;
+
+	while ((left = end - rp_now_ms()) > 0) {
+		struct pollfd p = { .fd = dmabuf_ctx_get_fd(ctx), .events = POLLIN };
+
+		if (poll(&p, 1, (int)left) == 1)
+			dmabuf_ctx_dispatch(ctx);
+	}
+	return cpu_ms() - c0;
+}
+
+/* Reports a number to the parent as a short string. */
+static void say_number(int sock, char tag, long v)
+{
+	char b[32];
+
+	snprintf(b, sizeof(b), "%c%ld", tag, v);
+	child_check(dmabuf_send_fd(sock, -1, b, strlen(b)) == 0);
+}
+
+static long wait_number(int sock, char tag)
+{
+	char b[32] = { 0 };
+	size_t len = 0;
+	int fd = -1;
+
+	for (int i = 0; i < WAIT_ROUNDS; i++) {
+		struct pollfd p = { .fd = sock, .events = POLLIN };
+
+		if (poll(&p, 1, 5) == 1)
+			break;
+	}
+	if (dmabuf_recv_fd(sock, &fd, b, sizeof(b) - 1, &len) < 0 || b[0] != tag)
+		return -1;
+	if (fd >= 0)
+		close(fd);
+	return strtol(b + 1, NULL, 10);
+}
+
+enum flood_mode {
+	FLOOD_ROOM,	/* fds to spare beyond what the flood may take */
+	FLOOD_FULL,	/* the fd table is full before the flood comes */
+};
+
+struct flood_env {
+	int sock;
+	enum flood_mode mode;
+};
+
+static int flooded_exporter(void *arg)
+{
+	struct flood_env *env = arg;
+	static int fillers[MAX_FILLERS];
+	struct test_exporter tx = { 0 };
+	struct dmabuf_ctx *ctx;
+	struct dmabuf *buf, *more;
+	int fd, n = 0;
+
+	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
+	dmabuf_ctx_set_log(ctx, NULL, NULL, (enum dmabuf_log_priority)0);
+	buf = tx_export(ctx, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	if (env->mode == FLOOD_FULL) {
+		n = fill_fd_table(fillers);
+	} else {
+		/* 40 fds to spare: more than unfinished handshakes may hold */
+		struct rlimit rl;
+
+		child_check(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+		rl.rlim_cur = (rlim_t)fd + 41;
+		child_check(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+	}
+	say(env->sock, fd, 'f');
+	child_check(wait_msg(env->sock, NULL, NULL) == 'm'); /* the flood is in */
+	say_number(env->sock, 'c', idle_cpu_ms(ctx));
+	if (env->mode == FLOOD_ROOM) {
+		/* the flood did not eat the exporter's fds */
+		more = tx_export(ctx, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		dmabuf_put(more);
+	}
+	free_fillers(fillers, &n, n);
+	/* a legitimate importer comes now */
+	child_check(wait_msg(env->sock, ctx, NULL) == 'q');
+	close(fd);
+	dmabuf_put(buf);
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
+
+static void connect_flood(enum flood_mode mode)
+{
+	struct flood_env env = { .mode = mode };
+	static int flood[FLOOD];
+	char name[DMB_ENDPOINT_NAME_MAX];
+	struct dmabuf_ctx *imp;
+	struct dmabuf *px;
+	int sv[2], fd = -1, nflood = 0;
+	long cpu;
+	pid_t pid;
+
+	if (harness_under_valgrind())
+		skip(); /* valgrind's RLIMIT_NOFILE is virtual */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	env.sock = sv[1];
+	pid = harness_fork(flooded_exporter, &env);
+	close(sv[1]);
+	assert_int_equal(wait_msg(sv[0], NULL, &fd), 'f');
+	assert_int_equal(dmb_endpoint_of_fd(fd, name, sizeof(name)), 0);
+	/* Connections that never say HELLO, until the backlog is full. */
+	while (nflood < FLOOD) {
+		struct sockaddr_un addr = { .sun_family = AF_UNIX };
+		int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+		assert_true(s >= 0);
+		memcpy(addr.sun_path + 1, name, strlen(name));
+		if (connect(s, (struct sockaddr *)&addr,
+			    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(name))) < 0) {
+			assert_int_equal(errno, EAGAIN);
+			close(s);
+			break;
+		}
+		flood[nflood++] = s;
+	}
+	assert_true(nflood > 64);
+	assert_int_equal(dmabuf_send_fd(sv[0], -1, "m", 1), 0);
+	cpu = wait_number(sv[0], 'c');
+	print_message("%d connections that never said HELLO; the idle exporter used %ld ms of CPU in %d ms\n",
+		      nflood, cpu, IDLE_MS);
+	/* An idle exporter does not spin, whatever the flood left behind. */
+	if (cpu < 0 || cpu > IDLE_MS / 4)
+		fail_msg("the idle exporter used %ld ms of CPU in %d ms", cpu, IDLE_MS);
+	/* A legitimate importer still gets the buffer. */
+	imp = tx_ctx_new(0);
+	assert_int_equal(dmabuf_get(imp, fd, &px), 0);
+	assert_int_equal(dmabuf_put(px), 0);
+	dmabuf_ctx_destroy(imp);
+	for (int i = 0; i < nflood; i++)
+		close(flood[i]);
+	close(fd);
+	assert_int_equal(dmabuf_send_fd(sv[0], -1, "q", 1), 0);
+	assert_int_equal(reap(pid, NULL), 0);
+	close(sv[0]);
+}
+
+static void connect_flood_with_fds_to_spare(void **state)
+{
+	connect_flood(FLOOD_ROOM);
+}
+
+static void connect_flood_at_the_fd_limit(void **state)
+{
+	connect_flood(FLOOD_FULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -616,6 +792,8 @@ int main(void)
 		harness_test(fence_that_never_signals_is_bounded),
 		harness_test(importer_at_fd_limit_fails_one_call),
 		harness_test(exporter_at_fd_limit_keeps_the_peer),
+		harness_test(connect_flood_with_fds_to_spare),
+		harness_test(connect_flood_at_the_fd_limit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

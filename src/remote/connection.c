@@ -210,13 +210,51 @@ int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
 	return conn_send_nowait(conn, req);
 }
 
+/*
+ * Waits up to @ms for @fd (-1: none) to be readable, serving meanwhile
+ * requests to this context and to the process's other contexts, so two
+ * processes, or two contexts, that wait for each other never deadlock.
+ * Returns 1 when @fd is readable, 0 otherwise, or -errno.
+ */
+static int wait_serving(struct dmabuf_ctx *ctx, int fd, int ms)
+{
+	struct pollfd pfd[2 + MAX_WAIT_FDS];
+	int fds[MAX_WAIT_FDS];
+	int others, ret;
+
+	pfd[0] = (struct pollfd){ .fd = fd, .events = POLLIN };
+	pfd[1] = (struct pollfd){ .fd = dmb_ctx_epoll_fd(ctx), .events = POLLIN };
+	others = dmb_ctx_other_fds(ctx, fds, MAX_WAIT_FDS);
+	for (int i = 0; i < others; i++)
+		pfd[2 + i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
+	ret = poll(pfd, (nfds_t)(2 + others), ms);
+	if (ret < 0)
+		return errno == EINTR ? 0 : -errno;
+	if (ret == 0)
+		return 0;
+	if (fd >= 0 && pfd[0].revents)
+		return 1;
+	if (pfd[1].revents)
+		dmb_ctx_dispatch_locked(ctx, 0);
+	for (int i = 0; i < others; i++)
+		if (pfd[2 + i].revents) {
+			dmb_ctx_serve_others(ctx);
+			break;
+		}
+	return 0;
+}
+
+static unsigned int call_timeout(const struct dmabuf_ctx *ctx)
+{
+	return ctx->config.call_timeout_ms ? ctx->config.call_timeout_ms : 30000;
+}
+
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply)
 {
 	struct dmabuf_ctx *ctx = conn->ctx;
 	struct dmb_call call = { .req = req, .reply = reply };
-	struct pollfd pfd[2 + MAX_WAIT_FDS];
 	int64_t deadline;
-	int others, ret;
+	int ret;
 
 	if (conn->dead)
 		return -ENODEV;
@@ -225,7 +263,7 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 	ret = conn_send(conn, req);
 	if (ret < 0)
 		return ret;
-	deadline = dmb_now_ms() + (ctx->config.call_timeout_ms ? ctx->config.call_timeout_ms : 30000);
+	deadline = dmb_now_ms() + call_timeout(ctx);
 	LIST_INSERT_HEAD(&conn->calls, &call, link);
 
 	for (;;) {
@@ -250,35 +288,11 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 			ret = -ETIMEDOUT;
 			break;
 		}
-		/* Wait for the reply, for requests to this context, and for
-		 * requests to the process's other contexts. */
-		pfd[0] = (struct pollfd){ .fd = conn->fd, .events = POLLIN };
-		pfd[1] = (struct pollfd){ .fd = dmb_ctx_epoll_fd(ctx), .events = POLLIN };
-		{
-			int fds[MAX_WAIT_FDS];
-
-			others = dmb_ctx_other_fds(ctx, fds, MAX_WAIT_FDS);
-			for (int i = 0; i < others; i++)
-				pfd[2 + i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
-		}
-		ret = poll(pfd, (nfds_t)(2 + others), left > 100 ? 100 : (int)left);
-		if (ret < 0 && errno != EINTR) {
-			ret = -errno;
+		ret = wait_serving(ctx, conn->fd, left > 100 ? 100 : (int)left);
+		if (ret < 0)
 			break;
-		}
-		if (ret <= 0)
-			continue;
-		if (pfd[0].revents) {
+		if (ret == 1)
 			conn_take(conn);
-			continue;
-		}
-		if (pfd[1].revents)
-			dmb_ctx_dispatch_locked(ctx, 0);
-		for (int i = 0; i < others; i++)
-			if (pfd[2 + i].revents) {
-				dmb_ctx_serve_others(ctx);
-				break;
-			}
 	}
 	LIST_REMOVE(&call, link);
 	return ret;
@@ -288,6 +302,7 @@ static int conn_connect(struct dmb_conn *conn)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	size_t len = strlen(conn->endpoint);
+	int64_t deadline = dmb_now_ms() + call_timeout(conn->ctx);
 	socklen_t alen;
 	int err;
 
@@ -299,8 +314,19 @@ static int conn_connect(struct dmb_conn *conn)
 	/* abstract name: a leading NUL, no terminating one */
 	memcpy(addr.sun_path + 1, conn->endpoint, len);
 	alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
-	if (connect(conn->fd, (struct sockaddr *)&addr, alen) < 0) {
-		err = errno == ECONNREFUSED || errno == ENOENT ? -ENODEV : -errno;
+	while (connect(conn->fd, (struct sockaddr *)&addr, alen) < 0) {
+		err = errno;
+		/* A full backlog (an exporter busy, or flooded) is -EAGAIN on
+		 * a non-blocking socket: try again, serving meanwhile, until
+		 * the call's time is up. */
+		if (err == EAGAIN && dmb_now_ms() < deadline) {
+			wait_serving(conn->ctx, -1, 10);
+			continue;
+		}
+		if (err == EINTR)
+			continue;
+		err = err == ECONNREFUSED || err == ENOENT ? -ENODEV
+		      : err == EAGAIN ? -ETIMEDOUT : -err;
 		close(conn->fd);
 		conn->fd = -1;
 		return err;

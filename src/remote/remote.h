@@ -19,6 +19,14 @@
 #define DMB_PEER_MAX_IMPORTS 1024u
 #define DMB_PEER_MAX_ATTACHMENTS 1024u
 #define DMB_PEER_MAX_MAPPINGS 4096u
+/* Connections that have not said HELLO yet: beyond this, the oldest one is
+ * closed, so silent connections cannot take the exporter's fds. */
+#define DMB_ENDPOINT_MAX_PENDING 16u
+/* Peers past HELLO: beyond this, HELLO is answered -EUSERS. */
+#define DMB_ENDPOINT_MAX_PEERS 256u
+/* How long the listening socket rests when no fd is free for a new
+ * connection. */
+#define DMB_ENDPOINT_RETRY_MS 100
 /* Messages handled for one peer per dispatch round: a flooding peer cannot
  * starve the others. */
 #define DMB_PEER_BATCH 32u
@@ -66,6 +74,12 @@ struct dmb_peer {
 	uid_t uid;
 	bool hello_done;
 	uint16_t version;
+	uint64_t seq;		/* accept order: the oldest handshake goes first */
+	/* peer_ready() frames of this peer on the stack (an exporter op may
+	 * make a call that serves this peer again): it is freed by the
+	 * outermost one. */
+	unsigned int depth;
+	bool doomed;
 	uint64_t next_id;
 	struct dmb_handle_tree handles;
 	LIST_HEAD(, dmb_handle) imports;
@@ -77,6 +91,16 @@ struct dmb_endpoint {
 	struct dmb_source src;
 	char name[DMB_ENDPOINT_NAME_MAX];
 	LIST_HEAD(, dmb_peer) peers;
+	unsigned int npending;	/* connected, no HELLO yet */
+	unsigned int npeers;	/* past HELLO */
+	uint64_t next_seq;
+	/* No fd for a new connection and no unfinished handshake to give
+	 * one up: the listening socket is left out of the event loop until
+	 * a peer goes or retry_fd (a timerfd) fires, rather than spinning on
+	 * a socket that stays readable. */
+	bool paused;
+	int retry_fd;
+	struct dmb_source retry_src;
 };
 
 /* Registers the hooks through which the core reaches this layer (hooks.c);
