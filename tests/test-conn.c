@@ -422,6 +422,62 @@ static void fence_that_never_signals_is_bounded(void **state)
 	assert_int_equal(g.tx.begin, 0);
 }
 
+/* ---- 2b. releases are never lost, however many come in a row ------------------ */
+
+#define RELEASES 300
+
+static void count_log(void *data, enum dmabuf_log_priority prio, const char *msg)
+{
+	if (prio <= DMABUF_LOG_WARNING)
+		(*(int *)data)++;
+}
+
+/* Two contexts of this process: the importer puts many proxies in a row
+ * while nobody dispatches the exporter, so its socket fills up (the
+ * kernel queues about net.unix.max_dgram_qlen packets). No RELEASE may be
+ * dropped: each import is undone and each buffer released. */
+static void releases_in_a_row_are_not_lost(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0), *imp = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	static struct dmabuf *bufs[RELEASES], *px[RELEASES];
+	int fds[RELEASES];
+	struct dmabuf_info info = { 0 };
+	int warnings = 0;
+
+	/* (300 RELEASE packets are more than a unix socket's default send
+	 * buffer holds unread: about 278.) */
+	dmabuf_ctx_set_log(imp, count_log, &warnings, DMABUF_LOG_WARNING);
+	for (int i = 0; i < RELEASES; i++) {
+		bufs[i] = tx_export(exp, &tx, 64 * 1024, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		fds[i] = dmabuf_fd(bufs[i], O_CLOEXEC);
+		assert_int_equal(dmabuf_get(imp, fds[i], &px[i]), 0);
+		close(fds[i]); /* 3 fds per buffer would be too many */
+	}
+	for (int i = 0; i < RELEASES; i++)
+		assert_int_equal(dmabuf_put(px[i]), 0);
+	for (int i = 0; i < 50; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 2);
+	/* a call on the same connection still works */
+	fds[0] = dmabuf_fd(bufs[0], O_CLOEXEC);
+	assert_int_equal(dmabuf_get(imp, fds[0], &px[0]), 0);
+	assert_int_equal(dmabuf_put(px[0]), 0);
+	close(fds[0]);
+	for (int i = 0; i < 50; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 2);
+	for (int i = 0; i < RELEASES; i++) {
+		assert_int_equal(dmabuf_get_info(bufs[i], &info), 0);
+		assert_int_equal(info.refcount, 1); /* every import was released */
+		assert_int_equal(dmabuf_put(bufs[i]), 0);
+	}
+	for (int i = 0; i < WAIT_ROUNDS && tx.release != RELEASES; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 5);
+	assert_int_equal(tx.release, RELEASES);
+	assert_int_equal(warnings, 0); /* the connection was never given up */
+	dmabuf_ctx_destroy(imp);
+	dmabuf_ctx_destroy(exp);
+}
+
 /* ---- 3. fd exhaustion fails one call, not the connection ------------------------ */
 
 #define MAX_FILLERS 4096
@@ -788,6 +844,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		harness_test(nested_call_on_one_connection),
 		harness_test(given_up_connection_releases_everything),
+		harness_test(releases_in_a_row_are_not_lost),
 		harness_test(endless_ebusy_is_bounded),
 		harness_test(fence_that_never_signals_is_bounded),
 		harness_test(importer_at_fd_limit_fails_one_call),

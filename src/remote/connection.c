@@ -48,22 +48,46 @@ static void conn_kill(struct dmb_conn *conn, const char *why)
 	}
 }
 
+static int wait_serving(struct dmabuf_ctx *ctx, int fd, short events, int ms);
+static int conn_take(struct dmb_conn *conn);
+static unsigned int call_timeout(const struct dmabuf_ctx *ctx);
+
+/*
+ * Sends a request. A full socket means the exporter has not read what came
+ * before yet (many RELEASEs in a row, an exporter busy in an op): wait for
+ * room, taking in its replies (it drops a peer that does not read) and
+ * serving meanwhile, rather than lose the request. An exporter that reads
+ * nothing for call_timeout_ms is given up.
+ */
 static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 {
 	uint8_t buf[DMB_WIRE_MAX_MSG];
+	int64_t deadline = 0;
 	int len, ret;
 
 	len = dmb_wire_encode(buf, sizeof(buf), msg);
 	if (len < 0)
 		return len;
-	ret = dmb_scm_send(conn->fd, buf, (size_t)len, msg->fds, msg->nfds);
+	for (;;) {
+		int ev;
+
+		if (conn->dead)
+			return -ENODEV;
+		ret = dmb_scm_send(conn->fd, buf, (size_t)len, msg->fds, msg->nfds);
+		if (ret != -EAGAIN)
+			break;
+		if (!deadline)
+			deadline = dmb_now_ms() + call_timeout(conn->ctx);
+		if (dmb_now_ms() >= deadline) {
+			conn_kill(conn, "exporter does not read");
+			return -ENODEV;
+		}
+		ev = wait_serving(conn->ctx, conn->fd, POLLIN | POLLOUT, 10);
+		if (ev > 0 && (ev & (POLLIN | POLLHUP | POLLERR)))
+			conn_take(conn);
+	}
 	if (ret == -EPIPE || ret == -ECONNRESET) {
 		conn_kill(conn, "connection closed");
-		return -ENODEV;
-	}
-	if (ret == -EAGAIN) {
-		/* The exporter stopped reading: it will not answer either. */
-		conn_kill(conn, "exporter does not read");
 		return -ENODEV;
 	}
 	return ret;
@@ -211,18 +235,18 @@ int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
 }
 
 /*
- * Waits up to @ms for @fd (-1: none) to be readable, serving meanwhile
+ * Waits up to @ms for @events on @fd (-1: none), serving meanwhile
  * requests to this context and to the process's other contexts, so two
  * processes, or two contexts, that wait for each other never deadlock.
- * Returns 1 when @fd is readable, 0 otherwise, or -errno.
+ * Returns @fd's revents when it is ready, 0 otherwise, or -errno.
  */
-static int wait_serving(struct dmabuf_ctx *ctx, int fd, int ms)
+static int wait_serving(struct dmabuf_ctx *ctx, int fd, short events, int ms)
 {
 	struct pollfd pfd[2 + MAX_WAIT_FDS];
 	int fds[MAX_WAIT_FDS];
 	int others, ret;
 
-	pfd[0] = (struct pollfd){ .fd = fd, .events = POLLIN };
+	pfd[0] = (struct pollfd){ .fd = fd, .events = events };
 	pfd[1] = (struct pollfd){ .fd = dmb_ctx_epoll_fd(ctx), .events = POLLIN };
 	others = dmb_ctx_other_fds(ctx, fds, MAX_WAIT_FDS);
 	for (int i = 0; i < others; i++)
@@ -233,7 +257,7 @@ static int wait_serving(struct dmabuf_ctx *ctx, int fd, int ms)
 	if (ret == 0)
 		return 0;
 	if (fd >= 0 && pfd[0].revents)
-		return 1;
+		return pfd[0].revents;
 	if (pfd[1].revents)
 		dmb_ctx_dispatch_locked(ctx, 0);
 	for (int i = 0; i < others; i++)
@@ -288,10 +312,10 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 			ret = -ETIMEDOUT;
 			break;
 		}
-		ret = wait_serving(ctx, conn->fd, left > 100 ? 100 : (int)left);
+		ret = wait_serving(ctx, conn->fd, POLLIN, left > 100 ? 100 : (int)left);
 		if (ret < 0)
 			break;
-		if (ret == 1)
+		if (ret > 0)
 			conn_take(conn);
 	}
 	LIST_REMOVE(&call, link);
@@ -320,7 +344,7 @@ static int conn_connect(struct dmb_conn *conn)
 		 * a non-blocking socket: try again, serving meanwhile, until
 		 * the call's time is up. */
 		if (err == EAGAIN && dmb_now_ms() < deadline) {
-			wait_serving(conn->ctx, -1, 10);
+			wait_serving(conn->ctx, -1, 0, 10);
 			continue;
 		}
 		if (err == EINTR)
