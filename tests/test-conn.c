@@ -628,8 +628,8 @@ static int exporter_at_fd_limit(void *arg)
 
 static void exporter_at_fd_limit_keeps_the_peer(void **state)
 {
-	struct dmabuf_ctx *imp = tx_ctx_new(0);
-	struct dmabuf_device *dev = tx_device(imp, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
+	struct dmabuf_ctx *imp;
+	struct dmabuf_device *dev;
 	struct dmabuf_attachment *att;
 	struct dmabuf *pa, *pb;
 	int sv[2], fa = -1, fb = -1, sock;
@@ -637,6 +637,8 @@ static void exporter_at_fd_limit_keeps_the_peer(void **state)
 
 	if (harness_under_valgrind())
 		skip(); /* valgrind's RLIMIT_NOFILE is virtual: the kernel installs the fd */
+	imp = tx_ctx_new(0);
+	dev = tx_device(imp, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	sock = sv[1];
 	pid = harness_fork(exporter_at_fd_limit, &sock);
