@@ -666,6 +666,160 @@ static void exporter_at_fd_limit_keeps_the_peer(void **state)
 	dmabuf_ctx_destroy(imp);
 }
 
+/*
+ * A fence wait serves too. This process attaches a write fence of its own
+ * timeline to X (exported by process E); the timeline advances only in Y's
+ * attach op (Y exported here), which runs when a peer in E asks for it,
+ * while begin_cpu_access(X) waits for that very fence.
+ */
+struct fwait_env {
+	int sock;
+};
+
+static int fwait_exporter(void *arg)
+{
+	struct fwait_env *env = arg;
+	struct test_exporter tx = { 0 };
+	struct dmabuf_ctx *ctx;
+	struct dmabuf *x;
+	struct dmb_msg m, r;
+	uint64_t yid = 0;
+	int yfd = -1, xfd, raw;
+
+	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
+	dmabuf_ctx_set_log(ctx, NULL, NULL, (enum dmabuf_log_priority)0);
+	x = tx_export(ctx, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	child_check(wait_msg(env->sock, NULL, &yfd) == 'y' && yfd >= 0);
+	raw = rp_connect(yfd);
+	child_check(raw >= 0);
+	child_check(rp_hello(raw, NULL) == 0);
+	child_check(rp_import(raw, NULL, yfd, &yid) == 0);
+	close(yfd);
+	xfd = dmabuf_fd(x, O_CLOEXEC);
+	say(env->sock, xfd, 'x');
+	close(xfd);
+	child_check(wait_msg(env->sock, ctx, NULL) == 'g');
+	/* Let the parent get into its fence wait, then ask for Y. */
+	for (int i = 0; i < 60; i++)
+		dmabuf_ctx_dispatch_timeout(ctx, 5);
+	rp_attach_msg(&m, yid);
+	child_check(rp_send(raw, &m) == 0);
+	child_check(wait_msg(env->sock, ctx, NULL) == 'q');
+	child_check(rp_recv(raw, ctx, &r) == 1 && r.op == DMB_OP_ATTACH_REPLY && r.status == 0);
+	close(raw);
+	dmabuf_put(x);
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
+
+static struct dmabuf_timeline *fwait_tl;
+
+static int fwait_y_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
+{
+	dmabuf_timeline_inc(fwait_tl, 1);
+	return tx_attach(buf, att);
+}
+
+static const struct dmabuf_ops fwait_y_ops = {
+	.version = DMABUF_OPS_VERSION,
+	.attach = fwait_y_attach, .detach = tx_detach,
+	.map = tx_map, .unmap = tx_unmap, .release = tx_release,
+};
+
+static void fence_wait_serves_this_process(void **state)
+{
+	struct dmabuf_ctx_config cfg = { .fence_timeout_ms = 5000 };
+	struct test_exporter ty = { 0 };
+	struct dmabuf_export_info info = {
+		.exp_name = "y", .ops = &fwait_y_ops, .size = MiB, .flags = O_RDWR, .priv = &ty,
+	};
+	struct fwait_env env;
+	struct dmabuf_fence *fence;
+	struct dmabuf_ctx *ctx;
+	struct dmabuf *y, *px;
+	int sv[2], yfd, xfd = -1, sf;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	env.sock = sv[1];
+	pid = harness_fork(fwait_exporter, &env);
+	close(sv[1]);
+	assert_int_equal(dmabuf_ctx_new(&cfg, &ctx), 0);
+	dmabuf_ctx_set_log(ctx, NULL, NULL, (enum dmabuf_log_priority)0);
+	assert_int_equal(dmabuf_export(ctx, &info, &y), 0);
+	yfd = dmabuf_fd(y, O_CLOEXEC);
+	assert_int_equal(dmabuf_send_fd(sv[0], yfd, "y", 1), 0);
+	close(yfd);
+	assert_int_equal(wait_msg(sv[0], ctx, &xfd), 'x');
+	assert_int_equal(dmabuf_get(ctx, xfd, &px), 0);
+	assert_int_equal(dmabuf_timeline_new("served", &fwait_tl), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(fwait_tl, 1, &fence), 0);
+	sf = dmabuf_sync_file_export(fence);
+	assert_true(sf >= 0);
+	assert_int_equal(dmabuf_import_sync_file(px, DMABUF_SYNC_WRITE, sf), 0);
+	close(sf);
+	assert_int_equal(dmabuf_send_fd(sv[0], -1, "g", 1), 0);
+	/* The write fence signals only if this wait serves Y's peer. */
+	assert_int_equal(dmabuf_begin_cpu_access(px, DMABUF_FROM_DEVICE), 0);
+	assert_int_equal(ty.attach, 1);
+	assert_int_equal(dmabuf_end_cpu_access(px, DMABUF_FROM_DEVICE), 0);
+	assert_int_equal(dmabuf_put(px), 0);
+	close(xfd);
+	assert_int_equal(dmabuf_send_fd(sv[0], -1, "q", 1), 0);
+	assert_int_equal(reap(pid, ctx), 0);
+	close(sv[0]);
+	for (int i = 0; i < WAIT_ROUNDS && ty.detach != 1; i++)
+		dmabuf_ctx_dispatch_timeout(ctx, 5);
+	assert_int_equal(ty.detach, 1);
+	dmabuf_fence_put(fence);
+	dmabuf_timeline_destroy(fwait_tl);
+	assert_int_equal(dmabuf_put(y), 0);
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* A peer may add only READ and WRITE fences, as DMA_BUF_IOCTL_IMPORT_SYNC_FILE
+ * allows: a KERNEL fence that never signals would hold every later MAP, by
+ * any peer, inside the exporter's event loop. */
+static void peer_cannot_add_kernel_fences(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(exp, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *fence;
+	uint64_t id = 0;
+	int fd = dmabuf_fd(buf, O_CLOEXEC), sock, sf;
+
+	assert_int_equal(dmabuf_timeline_new("never", &tl), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 1, &fence), 0);
+	sf = dmabuf_sync_file_export(fence);
+	assert_true(sf >= 0);
+	sock = rp_connect(fd);
+	assert_true(sock >= 0);
+	assert_int_equal(rp_hello(sock, exp), 0);
+	assert_int_equal(rp_import(sock, exp, fd, &id), 0);
+	for (uint32_t usage = DMABUF_RESV_USAGE_KERNEL; usage <= DMABUF_RESV_USAGE_BOOKKEEP; usage++) {
+		struct dmb_msg m = { .op = DMB_OP_FENCE_ATTACH, .nfds = 1 };
+		bool allowed = usage == DMABUF_RESV_USAGE_READ || usage == DMABUF_RESV_USAGE_WRITE;
+
+		m.u.fence_attach.buffer_id = id;
+		m.u.fence_attach.usage = usage;
+		m.fds[0] = sf;
+		assert_int_equal(rp_call(sock, exp, &m, NULL), allowed ? 0 : -EINVAL);
+	}
+	/* no KERNEL fence: a map does not wait */
+	assert_int_equal(dmabuf_resv_test_signaled(dmabuf_get_resv(buf), DMABUF_RESV_USAGE_KERNEL), 1);
+	close(sock);
+	close(sf);
+	for (int i = 0; i < 20; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 2);
+	dmabuf_fence_put(fence);
+	dmabuf_timeline_destroy(tl);
+	assert_int_equal(dmabuf_put(buf), 0);
+	close(fd);
+	dmabuf_ctx_destroy(exp);
+}
+
 /* ---- 5. a connect flood neither spins the exporter nor locks anyone out ------- */
 
 #define FLOOD 300
@@ -849,6 +1003,8 @@ int main(void)
 		harness_test(releases_in_a_row_are_not_lost),
 		harness_test(endless_ebusy_is_bounded),
 		harness_test(fence_that_never_signals_is_bounded),
+		harness_test(fence_wait_serves_this_process),
+		harness_test(peer_cannot_add_kernel_fences),
 		harness_test(importer_at_fd_limit_fails_one_call),
 		harness_test(exporter_at_fd_limit_keeps_the_peer),
 		harness_test(connect_flood_with_fds_to_spare),

@@ -48,7 +48,8 @@ static void conn_kill(struct dmb_conn *conn, const char *why)
 	}
 }
 
-static int wait_serving(struct dmabuf_ctx *ctx, int fd, short events, int ms);
+static int wait_serving(struct dmabuf_ctx *ctx, int fd, short events, int ms,
+			bool unlocked);
 static int conn_take(struct dmb_conn *conn);
 static unsigned int call_timeout(const struct dmabuf_ctx *ctx);
 
@@ -82,7 +83,7 @@ static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 			conn_kill(conn, "exporter does not read");
 			return -ENODEV;
 		}
-		ev = wait_serving(conn->ctx, conn->fd, POLLIN | POLLOUT, 10);
+		ev = wait_serving(conn->ctx, conn->fd, POLLIN | POLLOUT, 10, false);
 		if (ev > 0 && (ev & (POLLIN | POLLHUP | POLLERR)))
 			conn_take(conn);
 	}
@@ -238,9 +239,12 @@ int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
  * Waits up to @ms for @events on @fd (-1: none), serving meanwhile
  * requests to this context and to the process's other contexts, so two
  * processes, or two contexts, that wait for each other never deadlock.
+ * @unlocked: the context's lock is dropped (one level) while blocked, as
+ * for every fence wait, and taken again to serve.
  * Returns @fd's revents when it is ready, 0 otherwise, or -errno.
  */
-static int wait_serving(struct dmabuf_ctx *ctx, int fd, short events, int ms)
+static int wait_serving(struct dmabuf_ctx *ctx, int fd, short events, int ms,
+			bool unlocked)
 {
 	struct pollfd pfd[2 + MAX_WAIT_FDS];
 	int fds[MAX_WAIT_FDS];
@@ -251,7 +255,11 @@ static int wait_serving(struct dmabuf_ctx *ctx, int fd, short events, int ms)
 	others = dmb_ctx_other_fds(ctx, fds, MAX_WAIT_FDS);
 	for (int i = 0; i < others; i++)
 		pfd[2 + i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
+	if (unlocked)
+		dmb_unlock(ctx);
 	ret = poll(pfd, (nfds_t)(2 + others), ms);
+	if (unlocked)
+		dmb_lock(ctx);
 	if (ret < 0)
 		return errno == EINTR ? 0 : -errno;
 	if (ret == 0)
@@ -266,6 +274,20 @@ static int wait_serving(struct dmabuf_ctx *ctx, int fd, short events, int ms)
 			break;
 		}
 	return 0;
+}
+
+int dmb_wait_fd_serving(struct dmabuf_ctx *ctx, int fd, int64_t deadline)
+{
+	for (;;) {
+		int64_t left = deadline - dmb_now_ms();
+		int ev;
+
+		if (left <= 0)
+			return 0;
+		ev = wait_serving(ctx, fd, POLLIN, left > 100 ? 100 : (int)left, true);
+		if (ev != 0)
+			return ev < 0 ? ev : 1;
+	}
 }
 
 static unsigned int call_timeout(const struct dmabuf_ctx *ctx)
@@ -312,7 +334,7 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 			ret = -ETIMEDOUT;
 			break;
 		}
-		ret = wait_serving(ctx, conn->fd, POLLIN, left > 100 ? 100 : (int)left);
+		ret = wait_serving(ctx, conn->fd, POLLIN, left > 100 ? 100 : (int)left, false);
 		if (ret < 0)
 			break;
 		if (ret > 0)
@@ -344,7 +366,7 @@ static int conn_connect(struct dmb_conn *conn)
 		 * a non-blocking socket: try again, serving meanwhile, until
 		 * the call's time is up. */
 		if (err == EAGAIN && dmb_now_ms() < deadline) {
-			wait_serving(conn->ctx, -1, 0, 10);
+			wait_serving(conn->ctx, -1, 0, 10, false);
 			continue;
 		}
 		if (err == EINTR)

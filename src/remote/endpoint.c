@@ -423,6 +423,12 @@ static int do_fence_attach(struct dmb_peer *peer, const struct dmb_msg *req)
 
 	if (!imp)
 		return -ENOENT;
+	/* As DMA_BUF_IOCTL_IMPORT_SYNC_FILE: an importer adds READ or WRITE
+	 * fences only. A KERNEL fence would be waited for by every map, in
+	 * this event loop, for as long as the peer likes. */
+	if (req->u.fence_attach.usage != DMABUF_RESV_USAGE_READ &&
+	    req->u.fence_attach.usage != DMABUF_RESV_USAGE_WRITE)
+		return -EINVAL;
 	ret = dmabuf_sync_file_import(req->fds[0], &fence);
 	if (ret < 0)
 		return ret;

@@ -144,7 +144,7 @@ static int proxy_begin_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir)
 			     : 30000;
 	/* One deadline for the whole call: fence waits and retries. Each
 	 * round trip is bounded by call_timeout_ms on its own. */
-	int64_t deadline = dmb_now_ms() + limit, left;
+	int64_t deadline = dmb_now_ms() + limit;
 	int ret, fd;
 
 	/* The exporter never blocks on fences for a peer: wait for them here,
@@ -153,10 +153,9 @@ static int proxy_begin_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir)
 		fd = dmb_proxy_export_sync_file(buf, flags);
 		if (fd < 0)
 			return fd;
-		left = deadline - dmb_now_ms();
-		dmb_unlock(ctx);
-		ret = dmabuf_sync_file_wait(fd, left > 0 ? (left > INT32_MAX ? INT32_MAX : (int)left) : 0);
-		dmb_lock(ctx);
+		/* Serving meanwhile: the fence may be signalled by a request
+		 * to this very process. */
+		ret = dmb_wait_fd_serving(ctx, fd, deadline);
 		close(fd);
 		if (ret < 0)
 			return ret;

@@ -159,6 +159,11 @@ void dmb_conns_destroy(struct dmabuf_ctx *ctx);
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply);
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t dmb_now_ms(void);
+/* Waits until @fd (a sync file) is readable or @deadline (dmb_now_ms()
+ * time) passes, serving this process's contexts as a waiting call does: the
+ * fence's signaller may be a request to one of them. The lock is dropped
+ * while blocked. Returns 1 when ready, 0 at the deadline, or -errno. */
+int dmb_wait_fd_serving(struct dmabuf_ctx *ctx, int fd, int64_t deadline);
 
 /* Sends a request whose answer nobody needs (RELEASE): no round trip. Its
  * reply is dropped later. The request carries no fds. -ENODEV when the
