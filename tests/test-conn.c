@@ -820,6 +820,45 @@ static void peer_cannot_add_kernel_fences(void **state)
 	dmabuf_ctx_destroy(exp);
 }
 
+/* dmabuf_recv_fd() at RLIMIT_NOFILE: -EMFILE for that message, which is
+ * consumed; the next one (a stream stays in step) is read as usual. */
+static int recv_fd_at_limit(void *arg)
+{
+	static int fillers[MAX_FILLERS];
+	static const int types[] = { SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM };
+
+	for (unsigned int t = 0; t < 3; t++) {
+		char p[8] = { 0 };
+		size_t len = 0;
+		int sv[2], fd = -1, n, dn = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		struct rlimit rl;
+
+		child_check(dn >= 0);
+		child_check(socketpair(AF_UNIX, types[t] | SOCK_CLOEXEC, 0, sv) == 0);
+		child_check(dmabuf_send_fd(sv[0], dn, "one", 3) == 0);
+		child_check(dmabuf_send_fd(sv[0], -1, "two", 3) == 0);
+		close(dn);
+		child_check(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+		n = fill_fd_table(fillers);
+		child_check(dmabuf_recv_fd(sv[1], &fd, p, sizeof(p), &len) == -EMFILE);
+		child_check(fd == -1);
+		child_check(dmabuf_recv_fd(sv[1], &fd, p, sizeof(p), &len) == 0);
+		child_check(fd == -1 && len == 3 && !memcmp(p, "two", 3));
+		free_fillers(fillers, &n, n);
+		child_check(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+		close(sv[0]);
+		close(sv[1]);
+	}
+	return 0;
+}
+
+static void recv_fd_at_fd_limit_is_emfile(void **state)
+{
+	if (harness_under_valgrind())
+		skip(); /* valgrind's RLIMIT_NOFILE is virtual: the kernel installs the fd */
+	assert_int_equal(harness_wait(harness_fork(recv_fd_at_limit, NULL)), 0);
+}
+
 /* ---- 5. a connect flood neither spins the exporter nor locks anyone out ------- */
 
 #define FLOOD 300
@@ -1007,6 +1046,7 @@ int main(void)
 		harness_test(peer_cannot_add_kernel_fences),
 		harness_test(importer_at_fd_limit_fails_one_call),
 		harness_test(exporter_at_fd_limit_keeps_the_peer),
+		harness_test(recv_fd_at_fd_limit_is_emfile),
 		harness_test(connect_flood_with_fds_to_spare),
 		harness_test(connect_flood_at_the_fd_limit),
 	};
