@@ -137,12 +137,12 @@ struct dmabuf_ctx_config {
 	 * later device operations on that exporter's buffers are -ENODEV,
 	 * unmap, detach and put still succeed. Default 30000 ms. */
 	unsigned int call_timeout_ms;
-	/** How long dmabuf_begin_cpu_access() on an imported buffer may take
-	 * in all: waiting for the exporter's fences, asking again when new
-	 * fences came meanwhile, and the round trips; then it fails with
-	 * -ETIMEDOUT and the connection is kept (the exporter did answer).
-	 * Each round trip is still bounded by call_timeout_ms. Default:
-	 * call_timeout_ms. */
+	/** The bound for fence waits on behalf of a remote exporter: how long
+	 * dmabuf_begin_cpu_access() on an imported buffer may wait for the
+	 * exporter's fences and ask again when new ones came meanwhile
+	 * (-EBUSY), all together; then it fails with -ETIMEDOUT and the
+	 * connection is kept (the exporter did answer). Each round trip in it
+	 * is bounded by call_timeout_ms on its own. Default: call_timeout_ms. */
 	unsigned int fence_timeout_ms;
 };
 
