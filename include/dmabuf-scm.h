@@ -71,6 +71,10 @@ int dmabuf_send_fd(int sock, int fd, const void *payload, size_t len);
  *         consumed and its fd closed); -EPROTO for data that is not a
  *         message of dmabuf_send_fd() or that carries more than one fd
  *         (on SOCK_STREAM the stream is then out of step: close it);
+ *         -EMFILE (or -ENFILE) when the message carried an fd and this
+ *         process is at RLIMIT_NOFILE: the kernel could not install it, the
+ *         message is consumed and the stream stays in step, so the next
+ *         call works once fds are free again;
  *         -ENOTSOCK; another errno from recvmsg
  *
  * A non-blocking SOCK_STREAM socket returns -EAGAIN only before the first

@@ -134,10 +134,20 @@ struct dmabuf_ctx_config {
 	/** Messages above this priority are dropped. Default: the level of
 	 * DMABUF_DEBUG, else DMABUF_LOG_ERROR. */
 	enum dmabuf_log_priority log_priority;
-	/** How long an importer waits for its exporter's answer before the
-	 * call fails with -ETIMEDOUT (and the connection is dropped).
-	 * Default 30000 ms. */
+	/** How long an importer waits for its exporter's answer (and for a
+	 * connect to a full backlog, and for room in a full socket) before
+	 * the call fails with -ETIMEDOUT. The connection is then given up:
+	 * closed, so the exporter undoes what this context held through it;
+	 * later device operations on that exporter's buffers are -ENODEV,
+	 * unmap, detach and put still succeed. Default 30000 ms. */
 	unsigned int call_timeout_ms;
+	/** The bound for fence waits on behalf of a remote exporter: how long
+	 * dmabuf_begin_cpu_access() on an imported buffer may wait for the
+	 * exporter's fences and ask again when new ones came meanwhile
+	 * (-EBUSY), all together; then it fails with -ETIMEDOUT and the
+	 * connection is kept (the exporter did answer). Each round trip in it
+	 * is bounded by call_timeout_ms on its own. Default: call_timeout_ms. */
+	unsigned int fence_timeout_ms;
 };
 
 /**
@@ -507,12 +517,28 @@ int dmabuf_fd(struct dmabuf *buf, int flags);
  * @param fd borrowed; any fd of the buffer's dma-buf file (from
  *        dmabuf_fd(), a heap, a socket, inherited over fork)
  * @param[out] out the buffer
- * @return 0; -EBADF for a bad fd or an O_PATH fd (no open file: the
- *         kernel's fget() refuses it too); -EINVAL for an fd that is not a libdmabuf
- *         buffer (wrong name, unsealed, not a regular file); -ENODEV when
- *         its exporter is gone; -EOPNOTSUPP for a udmabuf of another
- *         process; -ETIMEDOUT when the exporter does not answer in
- *         call_timeout_ms; -ENOSPC beyond the exporter's per-peer limits
+ * @return 0, or:
+ *         -EINVAL for a NULL @p out, a context that is not live (or was
+ *         inherited over fork()), an fd that is not a libdmabuf buffer
+ *         (wrong name, unsealed, not a regular file, or an fd the
+ *         exporter does not know as one of its buffers);
+ *         -EBADF for a bad fd or an O_PATH fd (no open file: the
+ *         kernel's fget() refuses it too);
+ *         -ENODEV when its exporter is gone (nobody listens any more, it
+ *         closed the connection, or it broke the protocol);
+ *         -ETIMEDOUT when the exporter did not accept the connection or
+ *         answer within call_timeout_ms (the connection is given up);
+ *         -EMFILE or -ENFILE when this process, or the exporter, has no
+ *         free fd (for the socket, for the library's own reference to the
+ *         file, or for the proof of possession on the exporter's side);
+ *         -ENOSPC beyond the exporter's per-peer limit of buffers;
+ *         -EUSERS when the exporter already serves its maximum of peers
+ *         (256);
+ *         -EOPNOTSUPP for a udmabuf of another process;
+ *         -EPROTONOSUPPORT when the exporter speaks no common protocol
+ *         version;
+ *         -EPROTO when the exporter and the file disagree on the size;
+ *         -ENOMEM, -ENOBUFS when memory runs out here or in the exporter
  */
 int dmabuf_get(struct dmabuf_ctx *ctx, int fd, struct dmabuf **out);
 
@@ -621,7 +647,11 @@ int dmabuf_attachment_set_priv(struct dmabuf_attachment *att, void *priv);
  * @return 0; -EINVAL for a bad direction or a layout a device needing
  *         contiguous memory cannot use; -EIO for frames beyond a device's
  *         DMA mask without IOMMU; -ENOMEM (IOVA space or frames exhausted);
- *         an errno from ops->map
+ *         an errno from ops->map. On an imported buffer also -ENODEV when
+ *         the exporter is gone, -ETIMEDOUT when it did not answer within
+ *         call_timeout_ms, and -EMFILE when this process has no free fd
+ *         for a table that travels in a memfd (the exporter's mapping is
+ *         undone, the connection kept)
  */
 int dmabuf_map_attachment(struct dmabuf_attachment *att,
 			  enum dmabuf_direction dir,
@@ -765,7 +795,12 @@ int dmabuf_device_get_faults(struct dmabuf_device *dev,
  * @param dir the kernel's convention: FROM_DEVICE for a CPU read (SYNC_READ),
  *        TO_DEVICE for a CPU write (SYNC_WRITE), BIDIRECTIONAL for both;
  *        NONE is -EINVAL
- * @return 0; -EINVAL; an errno from the op
+ * @return 0; -EINVAL; an errno from the op. On an imported buffer also:
+ *         -ETIMEDOUT when the exporter's fences did not signal, or it kept
+ *         answering -EBUSY, within fence_timeout_ms (the connection is
+ *         kept), or it did not answer within call_timeout_ms (given up);
+ *         -EMFILE when this process has no free fd for the fences' sync
+ *         file (the connection is kept); -ENODEV when the exporter is gone
  */
 int dmabuf_begin_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir);
 

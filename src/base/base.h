@@ -141,6 +141,9 @@ struct dmb_ctx_base {
 	enum dmabuf_log_priority log_priority;
 
 	int epoll_fd;
+	/* Bumped by every dmb_source_del(): dispatch stops a batch whose
+	 * remaining events may name a freed source. */
+	unsigned int sources_gen;
 
 	/* Every context of the process, so a thread waiting for a reply can
 	 * serve the others (two contexts in one process must not deadlock). */

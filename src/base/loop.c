@@ -140,11 +140,14 @@ void dmb_source_del(struct dmabuf_ctx *ctx, struct dmb_source *src)
 {
 	if (src->fd >= 0)
 		epoll_ctl(dmb_ctx_epoll_fd(ctx), EPOLL_CTL_DEL, src->fd, NULL);
+	DMB_CTX_BASE(ctx)->sources_gen++;
 }
 
-/* Runs ready sources. Called with the lock held; sources may be removed by
- * the callbacks of earlier ones in the same batch, so each batch is short and
- * callbacks that free sources must only do so for themselves. */
+/* Runs ready sources. Called with the lock held. A callback may remove and
+ * free sources, its own or others' (a peer closing an idle handshake, or a
+ * call nested in an exporter op that serves this context again), whose
+ * events may still be in this batch: the batch stops at the first removal.
+ * Every source is level-triggered, so what was left is reported again. */
 int dmb_ctx_dispatch_locked(struct dmabuf_ctx *ctx, int timeout_ms)
 {
 	struct epoll_event evs[DISPATCH_BATCH];
@@ -156,9 +159,12 @@ int dmb_ctx_dispatch_locked(struct dmabuf_ctx *ctx, int timeout_ms)
 		return errno == EINTR ? 0 : -errno;
 	for (int i = 0; i < n; i++) {
 		struct dmb_source *src = evs[i].data.ptr;
+		unsigned int gen = DMB_CTX_BASE(ctx)->sources_gen;
 
 		src->fn(src, evs[i].events);
 		handled++;
+		if (DMB_CTX_BASE(ctx)->sources_gen != gen)
+			break;
 	}
 	return handled;
 }

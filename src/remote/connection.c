@@ -20,7 +20,7 @@
 
 #define MAX_WAIT_FDS 16
 
-static int64_t now_ms(void)
+int64_t dmb_now_ms(void)
 {
 	struct timespec ts;
 
@@ -28,24 +28,65 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * Gives the connection up: closed at once, so the exporter sees this peer
+ * go and undoes everything it held (imports, attachments, mappings, CPU
+ * brackets), as for a dead process. Nothing later needs the socket: every
+ * call on a dead connection is -ENODEV, and puts, unmaps and detaches of
+ * what the proxies hold complete locally.
+ */
 static void conn_kill(struct dmb_conn *conn, const char *why)
 {
 	if (conn->dead)
 		return;
-	dmb_warn(conn->ctx, "exporter %s is gone (%s): device operations on its buffers now fail with -ENODEV",
+	dmb_warn(conn->ctx, "connection to exporter %s given up (%s): device operations on its buffers now fail with -ENODEV",
 		 conn->endpoint, why);
 	conn->dead = true;
+	if (conn->fd >= 0) {
+		close(conn->fd);
+		conn->fd = -1;
+	}
 }
 
+static int wait_serving(struct dmabuf_ctx *ctx, int fd, short events, int ms,
+			bool unlocked);
+static int conn_take(struct dmb_conn *conn);
+static unsigned int call_timeout(const struct dmabuf_ctx *ctx);
+
+/*
+ * Sends a request. A full socket means the exporter has not read what came
+ * before yet (many RELEASEs in a row, an exporter busy in an op): wait for
+ * room, taking in its replies (it drops a peer that does not read) and
+ * serving meanwhile, rather than lose the request. An exporter that reads
+ * nothing for call_timeout_ms is given up.
+ */
 static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 {
 	uint8_t buf[DMB_WIRE_MAX_MSG];
+	int64_t deadline = 0;
 	int len, ret;
 
 	len = dmb_wire_encode(buf, sizeof(buf), msg);
 	if (len < 0)
 		return len;
-	ret = dmb_scm_send(conn->fd, buf, (size_t)len, msg->fds, msg->nfds);
+	for (;;) {
+		int ev;
+
+		if (conn->dead)
+			return -ENODEV;
+		ret = dmb_scm_send(conn->fd, buf, (size_t)len, msg->fds, msg->nfds);
+		if (ret != -EAGAIN)
+			break;
+		if (!deadline)
+			deadline = dmb_now_ms() + call_timeout(conn->ctx);
+		if (dmb_now_ms() >= deadline) {
+			conn_kill(conn, "exporter does not read");
+			return -ENODEV;
+		}
+		ev = wait_serving(conn->ctx, conn->fd, POLLIN | POLLOUT, 10, false);
+		if (ev > 0 && (ev & (POLLIN | POLLHUP | POLLERR)))
+			conn_take(conn);
+	}
 	if (ret == -EPIPE || ret == -ECONNRESET) {
 		conn_kill(conn, "connection closed");
 		return -ENODEV;
@@ -53,27 +94,36 @@ static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 	return ret;
 }
 
-/* Receives and decodes one reply; every received fd is closed on error.
- * Version 1 has one event, MOVE_NOTIFY, which an exporter sends only for
- * DYNAMIC attachments; this importer never makes one, so an event is a
- * protocol error, like a reply to nothing it asked. */
+/*
+ * Receives and decodes one message; every received fd is closed on error.
+ * Returns 0, 1 when the message came without its fds (this process is at
+ * RLIMIT_NOFILE: they are -1 in @msg), -EAGAIN, or -ENODEV. Version 1 has
+ * one event, MOVE_NOTIFY, which an exporter sends only for DYNAMIC
+ * attachments; this importer never makes one, so an event is a protocol
+ * error, like a reply to nothing it asked.
+ */
 static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg)
 {
 	const struct dmb_wire_desc *d;
 	uint8_t buf[DMB_WIRE_MAX_MSG];
 	int fds[DMB_WIRE_MAX_FDS];
 	size_t nfds = 0;
+	bool lost;
 	ssize_t len;
 	int ret;
 
-	len = dmb_scm_recv(conn->fd, buf, sizeof(buf), fds, DMB_WIRE_MAX_FDS, &nfds);
+	len = dmb_scm_recv_lossy(conn->fd, buf, sizeof(buf), fds, DMB_WIRE_MAX_FDS,
+				 &nfds, &lost);
 	if (len == -EAGAIN)
 		return -EAGAIN;
 	if (len < 0) {
 		conn_kill(conn, len == -ECONNRESET ? "connection closed" : "receive error");
 		return -ENODEV;
 	}
-	ret = dmb_wire_decode(buf, (size_t)len, fds, nfds, DMB_WIRE_CLIENT, msg);
+	if (lost)
+		ret = dmb_wire_decode_fdless(buf, (size_t)len, DMB_WIRE_CLIENT, msg);
+	else
+		ret = dmb_wire_decode(buf, (size_t)len, fds, nfds, DMB_WIRE_CLIENT, msg);
 	if (ret < 0) {
 		dmb_scm_close_fds(fds, nfds);
 		dmb_err(conn->ctx, "exporter %s sent a malformed message (%d): dropping the connection",
@@ -83,41 +133,20 @@ static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg)
 	}
 	d = dmb_wire_op_desc(msg->op);
 	if (d && d->kind == DMB_WIRE_EVENT) {
+		dmb_scm_close_fds(msg->fds, msg->nfds);
 		dmb_err(conn->ctx, "exporter %s sent %s, which this importer never asked for: dropping the connection",
 			conn->endpoint, d->name);
 		conn_kill(conn, "protocol error");
 		return -ENODEV;
 	}
-	return 0;
+	return lost;
 }
 
-/* A reply to a request sent with dmb_conn_send_only(): drop it. Replies
- * come in request order, so those are the ones before ours. */
-static bool drop_unanswered(struct dmb_conn *conn, struct dmb_msg *reply,
-			    uint64_t serial)
+/* Sends a request without waiting for its reply, which conn_take() drops. */
+static int conn_send_nowait(struct dmb_conn *conn, struct dmb_msg *req)
 {
-	if (!conn->unanswered || reply->serial >= serial ||
-	    reply->op != DMB_OP_RELEASE_REPLY)
-		return false;
-	dmb_scm_close_fds(reply->fds, reply->nfds);
-	conn->unanswered--;
-	return true;
-}
-
-int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
-{
-	struct dmb_msg reply;
 	int ret;
 
-	if (conn->dead)
-		return -ENODEV;
-	/* Take in what already arrived, so unread replies never fill the
-	 * socket (the exporter drops a peer that does not read). */
-	while (conn->unanswered && conn_recv(conn, &reply) == 0)
-		if (!drop_unanswered(conn, &reply, conn->next_serial + 1))
-			dmb_scm_close_fds(reply.fds, reply.nfds);
-	if (conn->dead)
-		return -ENODEV;
 	req->version = conn->version;
 	req->serial = ++conn->next_serial;
 	ret = conn_send(conn, req);
@@ -126,12 +155,162 @@ int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
 	return ret;
 }
 
+/*
+ * A reply whose fds this process could not take in (RLIMIT_NOFILE) fails
+ * its call with -EMFILE, as a local call that cannot get an fd does. What
+ * the exporter set up for that reply is undone, so nothing is left behind
+ * on its side; the connection stays.
+ */
+static void reply_without_fds(struct dmb_conn *conn, const struct dmb_msg *req,
+			      struct dmb_msg *reply)
+{
+	struct dmb_msg undo = { 0 };
+
+	dmb_warn(conn->ctx, "no free fd for the reply to %s (RLIMIT_NOFILE): that call fails with -EMFILE",
+		 dmb_wire_op_name(reply->op));
+	if (reply->status == 0 && reply->op == DMB_OP_MAP_REPLY && req) {
+		undo.op = DMB_OP_UNMAP;
+		undo.u.map.id = reply->u.map_reply.mapping_id;
+		undo.u.map.dir = req->u.map.dir;
+		conn_send_nowait(conn, &undo);
+	} else if (reply->status == 0 && reply->op == DMB_OP_IMPORT_REPLY) {
+		undo.op = DMB_OP_RELEASE;
+		undo.u.id.id = reply->u.import_reply.buffer_id;
+		conn_send_nowait(conn, &undo);
+	}
+	reply->status = -EMFILE;
+	reply->nfds = 0;
+}
+
+static struct dmb_call *call_find(struct dmb_conn *conn, uint64_t serial)
+{
+	struct dmb_call *call;
+
+	LIST_FOREACH(call, &conn->calls, link)
+		if (call->req->serial == serial)
+			return call;
+	return NULL;
+}
+
+/*
+ * Takes in one message, if one is there, and hands it to its owner: a
+ * reply goes to the waiting call with its serial (whichever call is
+ * reading), a reply to a request sent without waiting is dropped, an event
+ * needs no answer yet. Returns 0 when a message was taken, -EAGAIN when
+ * none was there, -ENODEV when the connection is (now) dead.
+ */
+static int conn_take(struct dmb_conn *conn)
+{
+	struct dmb_call *call;
+	struct dmb_msg msg;
+	int ret;
+
+	if (conn->dead)
+		return -ENODEV;
+	ret = conn_recv(conn, &msg);
+	if (ret < 0)
+		return ret;
+	call = call_find(conn, msg.serial);
+	if (ret == 1)
+		reply_without_fds(conn, call ? call->req : NULL, &msg);
+	if (call && !call->done && msg.op == (call->req->op | DMB_WIRE_OP_REPLY)) {
+		*call->reply = msg;
+		call->done = true;
+		return 0;
+	}
+	if (!call && conn->unanswered && msg.serial <= conn->next_serial &&
+	    (msg.op == DMB_OP_RELEASE_REPLY || msg.op == DMB_OP_UNMAP_REPLY)) {
+		dmb_scm_close_fds(msg.fds, msg.nfds);
+		conn->unanswered--;
+		return 0;
+	}
+	dmb_scm_close_fds(msg.fds, msg.nfds);
+	dmb_err(conn->ctx, "exporter %s sent %s serial %llu, which no call waits for",
+		conn->endpoint, dmb_wire_op_name(msg.op), (unsigned long long)msg.serial);
+	conn_kill(conn, "protocol error");
+	return -ENODEV;
+}
+
+int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
+{
+	if (conn->dead)
+		return -ENODEV;
+	/* Take in what already arrived, so unread replies never fill the
+	 * socket (the exporter drops a peer that does not read). Replies of
+	 * waiting calls are kept for them. */
+	while (conn_take(conn) == 0)
+		;
+	if (conn->dead)
+		return -ENODEV;
+	return conn_send_nowait(conn, req);
+}
+
+/*
+ * Waits up to @ms for @events on @fd (-1: none), serving meanwhile
+ * requests to this context and to the process's other contexts, so two
+ * processes, or two contexts, that wait for each other never deadlock.
+ * @unlocked: the context's lock is dropped (one level) while blocked, as
+ * for every fence wait, and taken again to serve.
+ * Returns @fd's revents when it is ready, 0 otherwise, or -errno.
+ */
+static int wait_serving(struct dmabuf_ctx *ctx, int fd, short events, int ms,
+			bool unlocked)
+{
+	struct pollfd pfd[2 + MAX_WAIT_FDS];
+	int fds[MAX_WAIT_FDS];
+	int others, ret;
+
+	pfd[0] = (struct pollfd){ .fd = fd, .events = events };
+	pfd[1] = (struct pollfd){ .fd = dmb_ctx_epoll_fd(ctx), .events = POLLIN };
+	others = dmb_ctx_other_fds(ctx, fds, MAX_WAIT_FDS);
+	for (int i = 0; i < others; i++)
+		pfd[2 + i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
+	if (unlocked)
+		dmb_unlock(ctx);
+	ret = poll(pfd, (nfds_t)(2 + others), ms);
+	if (unlocked)
+		dmb_lock(ctx);
+	if (ret < 0)
+		return errno == EINTR ? 0 : -errno;
+	if (ret == 0)
+		return 0;
+	if (fd >= 0 && pfd[0].revents)
+		return pfd[0].revents;
+	if (pfd[1].revents)
+		dmb_ctx_dispatch_locked(ctx, 0);
+	for (int i = 0; i < others; i++)
+		if (pfd[2 + i].revents) {
+			dmb_ctx_serve_others(ctx);
+			break;
+		}
+	return 0;
+}
+
+int dmb_wait_fd_serving(struct dmabuf_ctx *ctx, int fd, int64_t deadline)
+{
+	for (;;) {
+		int64_t left = deadline - dmb_now_ms();
+		int ev;
+
+		if (left <= 0)
+			return 0;
+		ev = wait_serving(ctx, fd, POLLIN, left > 100 ? 100 : (int)left, true);
+		if (ev != 0)
+			return ev < 0 ? ev : 1;
+	}
+}
+
+static unsigned int call_timeout(const struct dmabuf_ctx *ctx)
+{
+	return ctx->config.call_timeout_ms ? ctx->config.call_timeout_ms : 30000;
+}
+
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply)
 {
 	struct dmabuf_ctx *ctx = conn->ctx;
-	struct pollfd pfd[2 + MAX_WAIT_FDS];
+	struct dmb_call call = { .req = req, .reply = reply };
 	int64_t deadline;
-	int others, ret;
+	int ret;
 
 	if (conn->dead)
 		return -ENODEV;
@@ -140,66 +319,46 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 	ret = conn_send(conn, req);
 	if (ret < 0)
 		return ret;
-	deadline = now_ms() + (ctx->config.call_timeout_ms ? ctx->config.call_timeout_ms : 30000);
+	deadline = dmb_now_ms() + call_timeout(ctx);
+	LIST_INSERT_HEAD(&conn->calls, &call, link);
 
 	for (;;) {
-		int64_t left = deadline - now_ms();
+		int64_t left;
 
+		/* A call nested in the dispatch below may have taken our
+		 * reply in: it is parked in our slot. */
+		if (call.done) {
+			ret = reply->status;
+			break;
+		}
+		if (conn->dead) {
+			ret = -ENODEV;
+			break;
+		}
+		left = deadline - dmb_now_ms();
 		if (left <= 0) {
 			dmb_err(ctx, "exporter %s did not answer %s in time",
 				conn->endpoint, dmb_wire_op_name(req->op));
+			/* A late answer would have no call: give it up. */
 			conn_kill(conn, "timeout");
-			return -ETIMEDOUT;
+			ret = -ETIMEDOUT;
+			break;
 		}
-		/* Wait for the reply, for requests to this context, and for
-		 * requests to the process's other contexts. */
-		pfd[0] = (struct pollfd){ .fd = conn->fd, .events = POLLIN };
-		pfd[1] = (struct pollfd){ .fd = dmb_ctx_epoll_fd(ctx), .events = POLLIN };
-		{
-			int fds[MAX_WAIT_FDS];
-
-			others = dmb_ctx_other_fds(ctx, fds, MAX_WAIT_FDS);
-			for (int i = 0; i < others; i++)
-				pfd[2 + i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
-		}
-		ret = poll(pfd, (nfds_t)(2 + others), left > 100 ? 100 : (int)left);
-		if (ret < 0 && errno != EINTR)
-			return -errno;
-		if (pfd[0].revents) {
-			ret = conn_recv(conn, reply);
-			if (ret == -EAGAIN)
-				continue;
-			if (ret < 0)
-				return ret;
-			if (drop_unanswered(conn, reply, req->serial))
-				continue;
-			if (reply->serial != req->serial ||
-			    reply->op != (req->op | DMB_WIRE_OP_REPLY)) {
-				dmb_scm_close_fds(reply->fds, reply->nfds);
-				dmb_err(ctx, "exporter %s answered %s serial %llu to %s serial %llu",
-					conn->endpoint, dmb_wire_op_name(reply->op),
-					(unsigned long long)reply->serial,
-					dmb_wire_op_name(req->op),
-					(unsigned long long)req->serial);
-				conn_kill(conn, "protocol error");
-				return -ENODEV;
-			}
-			return reply->status;
-		}
-		if (pfd[1].revents)
-			dmb_ctx_dispatch_locked(ctx, 0);
-		for (int i = 0; i < others; i++)
-			if (pfd[2 + i].revents) {
-				dmb_ctx_serve_others(ctx);
-				break;
-			}
+		ret = wait_serving(ctx, conn->fd, POLLIN, left > 100 ? 100 : (int)left, false);
+		if (ret < 0)
+			break;
+		if (ret > 0)
+			conn_take(conn);
 	}
+	LIST_REMOVE(&call, link);
+	return ret;
 }
 
 static int conn_connect(struct dmb_conn *conn)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	size_t len = strlen(conn->endpoint);
+	int64_t deadline = dmb_now_ms() + call_timeout(conn->ctx);
 	socklen_t alen;
 	int err;
 
@@ -211,8 +370,19 @@ static int conn_connect(struct dmb_conn *conn)
 	/* abstract name: a leading NUL, no terminating one */
 	memcpy(addr.sun_path + 1, conn->endpoint, len);
 	alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
-	if (connect(conn->fd, (struct sockaddr *)&addr, alen) < 0) {
-		err = errno == ECONNREFUSED || errno == ENOENT ? -ENODEV : -errno;
+	while (connect(conn->fd, (struct sockaddr *)&addr, alen) < 0) {
+		err = errno;
+		/* A full backlog (an exporter busy, or flooded) is -EAGAIN on
+		 * a non-blocking socket: try again, serving meanwhile, until
+		 * the call's time is up. */
+		if (err == EAGAIN && dmb_now_ms() < deadline) {
+			wait_serving(conn->ctx, -1, 0, 10, false);
+			continue;
+		}
+		if (err == EINTR)
+			continue;
+		err = err == ECONNREFUSED || err == ENOENT ? -ENODEV
+		      : err == EAGAIN ? -ETIMEDOUT : -err;
 		close(conn->fd);
 		conn->fd = -1;
 		return err;
@@ -250,7 +420,6 @@ int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn *
 	LIST_FOREACH_SAFE(conn, &ctx->conns, link, tmp) {
 		if (conn->dead && !conn->users) { /* idle and useless */
 			LIST_REMOVE(conn, link);
-			close(conn->fd);
 			free(conn);
 			continue;
 		}
@@ -265,6 +434,7 @@ int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn *
 		return -ENOMEM;
 	conn->ctx = ctx;
 	conn->fd = -1;
+	LIST_INIT(&conn->calls);
 	strlcpy(conn->endpoint, endpoint, sizeof(conn->endpoint));
 	ret = conn_connect(conn);
 	if (ret == 0)
@@ -295,7 +465,8 @@ void dmb_conns_destroy(struct dmabuf_ctx *ctx)
 
 	while ((conn = LIST_FIRST(&ctx->conns))) {
 		LIST_REMOVE(conn, link);
-		close(conn->fd);
+		if (conn->fd >= 0)
+			close(conn->fd);
 		free(conn);
 	}
 }

@@ -16,6 +16,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -35,6 +36,7 @@ RB_GENERATE_STATIC(dmb_handle_tree, dmb_handle, node, handle_cmp)
 
 static void peer_accept(struct dmb_source *src, uint32_t events);
 static void peer_ready(struct dmb_source *src, uint32_t events);
+static void accept_retry(struct dmb_source *src, uint32_t events);
 
 int dmb_endpoint_ensure(struct dmabuf_ctx *ctx)
 {
@@ -50,6 +52,7 @@ int dmb_endpoint_ensure(struct dmabuf_ctx *ctx)
 	if (!ep)
 		return -ENOMEM;
 	LIST_INIT(&ep->peers);
+	ep->retry_fd = -1;
 	arc4random_buf(rnd, sizeof(rnd));
 	snprintf(ep->name, sizeof(ep->name), "dmabuf-%d-%02x%02x%02x%02x%02x%02x%02x%02x",
 		 (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
@@ -71,13 +74,25 @@ int dmb_endpoint_ensure(struct dmabuf_ctx *ctx)
 		ret = -errno;
 		goto fail;
 	}
-	ret = dmb_source_add(ctx, &ep->src, ep->fd, EPOLLIN, peer_accept, ctx);
+	ep->retry_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (ep->retry_fd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	ret = dmb_source_add(ctx, &ep->retry_src, ep->retry_fd, EPOLLIN, accept_retry, ctx);
 	if (ret < 0)
 		goto fail;
+	ret = dmb_source_add(ctx, &ep->src, ep->fd, EPOLLIN, peer_accept, ctx);
+	if (ret < 0) {
+		dmb_source_del(ctx, &ep->retry_src);
+		goto fail;
+	}
 	ctx->endpoint = ep;
 	dmb_dbg(ctx, "endpoint %s listening", ep->name);
 	return 0;
 fail:
+	if (ep->retry_fd >= 0)
+		close(ep->retry_fd);
 	close(ep->fd);
 	free(ep);
 	return ret;
@@ -147,10 +162,22 @@ static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
 	free(h);
 }
 
+static void accept_resume(struct dmabuf_ctx *ctx);
+
 static void peer_destroy(struct dmb_peer *peer, const char *why)
 {
 	struct dmabuf_ctx *ctx = peer->ctx;
+	struct dmb_endpoint *ep = ctx->endpoint;
 	struct dmb_handle *h;
+
+	if (peer->depth) {
+		/* A call made from inside this peer's request served it again
+		 * and found it gone: the outermost frame frees it. No more
+		 * events meanwhile (the EOF would be reported forever). */
+		dmb_source_del(ctx, &peer->src);
+		peer->doomed = true;
+		return;
+	}
 
 	if (peer->nimports)
 		dmb_info(ctx, "peer pid %d leaves (%s): undoing %u import(s), %u attachment(s), %u mapping(s)",
@@ -160,8 +187,14 @@ static void peer_destroy(struct dmb_peer *peer, const char *why)
 	while ((h = LIST_FIRST(&peer->imports)))
 		handle_destroy(peer, h);
 	LIST_REMOVE(peer, link);
+	if (peer->hello_done)
+		ep->npeers--;
+	else
+		ep->npending--;
 	close(peer->fd);
 	free(peer);
+	/* An fd is free again: a paused listening socket may go on. */
+	accept_resume(ctx);
 }
 
 void dmb_endpoint_destroy(struct dmabuf_ctx *ctx)
@@ -174,7 +207,9 @@ void dmb_endpoint_destroy(struct dmabuf_ctx *ctx)
 	while ((peer = LIST_FIRST(&ep->peers)))
 		peer_destroy(peer, "context destroyed");
 	dmb_source_del(ctx, &ep->src);
+	dmb_source_del(ctx, &ep->retry_src);
 	close(ep->fd);
+	close(ep->retry_fd);
 	free(ep);
 	ctx->endpoint = NULL;
 }
@@ -406,6 +441,12 @@ static int do_fence_attach(struct dmb_peer *peer, struct dmb_handle *imp,
 	struct dmabuf_fence *fence;
 	int ret;
 
+	/* As DMA_BUF_IOCTL_IMPORT_SYNC_FILE: an importer adds READ or WRITE
+	 * fences only. A KERNEL fence would be waited for by every map, in
+	 * this event loop, for as long as the peer likes. */
+	if (req->u.fence_attach.usage != DMABUF_RESV_USAGE_READ &&
+	    req->u.fence_attach.usage != DMABUF_RESV_USAGE_WRITE)
+		return -EINVAL;
 	ret = dmabuf_sync_file_import(req->fds[0], &fence);
 	if (ret < 0)
 		return ret;
@@ -506,13 +547,31 @@ static int peer_handle_one(struct dmb_peer *peer)
 	int fds[DMB_WIRE_MAX_FDS];
 	struct dmb_msg req, reply;
 	size_t nfds = 0;
+	bool lost;
 	ssize_t len;
 	int ret, status;
 
-	len = dmb_scm_recv(peer->fd, buf, sizeof(buf), fds, DMB_WIRE_MAX_FDS, &nfds);
+	len = dmb_scm_recv_lossy(peer->fd, buf, sizeof(buf), fds, DMB_WIRE_MAX_FDS,
+				 &nfds, &lost);
 	if (len < 0)
 		return (int)len; /* fds already closed */
-	ret = dmb_wire_decode(buf, (size_t)len, fds, nfds, DMB_WIRE_SERVER, &req);
+	if (lost) {
+		/* This process is at RLIMIT_NOFILE and the request's fds were
+		 * dropped by the kernel: the peer did nothing wrong. Fail that
+		 * one request, as a local call short of fds would, and keep
+		 * the peer and everything it holds. */
+		ret = dmb_wire_decode_fdless(buf, (size_t)len, DMB_WIRE_SERVER, &req);
+		if (ret == 0 && peer->hello_done && req.version == peer->version) {
+			dmb_warn(ctx, "peer pid %d: no free fd for %s (RLIMIT_NOFILE): answering -EMFILE",
+				 (int)peer->pid, dmb_wire_op_name(req.op));
+			ret = peer_reply_error(peer, &req, -EMFILE);
+			return ret == -EAGAIN ? -EPIPE : ret;
+		}
+		if (ret == 0)
+			ret = -EPROTO;
+	} else {
+		ret = dmb_wire_decode(buf, (size_t)len, fds, nfds, DMB_WIRE_SERVER, &req);
+	}
 	if (ret < 0) {
 		dmb_scm_close_fds(fds, nfds);
 		dmb_warn(ctx, "peer pid %d sent a malformed message (%d)", (int)peer->pid, ret);
@@ -539,8 +598,16 @@ static int peer_handle_one(struct dmb_peer *peer)
 			peer_reply_error(peer, &req, ret);
 			return ret;
 		}
+		if (ctx->endpoint->npeers >= DMB_ENDPOINT_MAX_PEERS) {
+			dmb_warn(ctx, "refusing peer pid %d: %u peers already", (int)peer->pid,
+				 DMB_ENDPOINT_MAX_PEERS);
+			peer_reply_error(peer, &req, -EUSERS);
+			return -EUSERS;
+		}
 		peer->version = (uint16_t)ret;
 		peer->hello_done = true;
+		ctx->endpoint->npending--;
+		ctx->endpoint->npeers++;
 		reply.version = DMB_WIRE_VERSION_BASE;
 		reply.u.hello_reply = (struct dmb_wire_hello_reply){
 			.version = peer->version,
@@ -578,14 +645,86 @@ static void peer_ready(struct dmb_source *src, uint32_t events)
 	struct dmb_peer *peer = src->data;
 	int ret = 0;
 
-	for (unsigned int i = 0; i < DMB_PEER_BATCH; i++) {
+	if (peer->doomed)
+		return; /* an outer frame of this peer frees it */
+	peer->depth++;
+	for (unsigned int i = 0; i < DMB_PEER_BATCH && !peer->doomed; i++) {
 		ret = peer_handle_one(peer);
 		if (ret < 0)
 			break;
 	}
-	if (ret == -EAGAIN || ret == 0)
+	peer->depth--;
+	if (ret == -EAGAIN || ret == 0) {
+		if (peer->doomed && !peer->depth)
+			peer_destroy(peer, "connection closed");
 		return; /* more next round, or nothing left */
+	}
 	peer_destroy(peer, ret == -ECONNRESET ? "connection closed" : "protocol error");
+}
+
+/*
+ * Closes the oldest connection that has not said HELLO, after reading what
+ * it sent (a HELLO that is already there makes it a peer, not a victim).
+ * Returns true when one was closed.
+ */
+static bool evict_oldest_pending(struct dmabuf_ctx *ctx, const char *why)
+{
+	struct dmb_endpoint *ep = ctx->endpoint;
+
+	for (;;) {
+		struct dmb_peer *p, *oldest = NULL;
+		int ret;
+
+		LIST_FOREACH(p, &ep->peers, link)
+			if (!p->hello_done && !p->doomed && (!oldest || p->seq < oldest->seq))
+				oldest = p;
+		if (!oldest)
+			return false;
+		ret = peer_handle_one(oldest);
+		if (ret == 0 && oldest->hello_done)
+			continue; /* it spoke in time: look at the next */
+		dmb_info(ctx, "closing a connection of pid %d that said nothing (%s)",
+			 (int)oldest->pid, why);
+		peer_destroy(oldest, why);
+		return true;
+	}
+}
+
+static void accept_pause(struct dmabuf_ctx *ctx, int err)
+{
+	struct dmb_endpoint *ep = ctx->endpoint;
+	struct itimerspec its = { .it_value.tv_nsec = DMB_ENDPOINT_RETRY_MS * 1000000L };
+
+	if (ep->paused)
+		return;
+	dmb_warn(ctx, "endpoint %s cannot take a new connection (%d): not accepting for %d ms or until a peer goes",
+		 ep->name, err, DMB_ENDPOINT_RETRY_MS);
+	ep->paused = true;
+	dmb_source_mod(ctx, &ep->src, 0);
+	timerfd_settime(ep->retry_fd, 0, &its, NULL);
+}
+
+static void accept_resume(struct dmabuf_ctx *ctx)
+{
+	struct dmb_endpoint *ep = ctx->endpoint;
+	struct itimerspec off = { 0 };
+
+	if (!ep || !ep->paused)
+		return;
+	ep->paused = false;
+	timerfd_settime(ep->retry_fd, 0, &off, NULL);
+	dmb_source_mod(ctx, &ep->src, EPOLLIN);
+}
+
+static void accept_retry(struct dmb_source *src, uint32_t events)
+{
+	struct dmabuf_ctx *ctx = src->data;
+	uint64_t n;
+
+	if (read(ctx->endpoint->retry_fd, &n, sizeof(n)) < 0) {
+		/* not expired, or already read: nothing to do */
+	}
+	accept_resume(ctx);
 }
 
 static void peer_accept(struct dmb_source *src, uint32_t events)
@@ -597,7 +736,25 @@ static void peer_accept(struct dmb_source *src, uint32_t events)
 	socklen_t clen = sizeof(cred);
 	int fd;
 
-	while ((fd = accept4(ep->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+	for (;;) {
+		fd = accept4(ep->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			int err = errno;
+
+			if (err == EINTR || err == ECONNABORTED)
+				continue;
+			if (err == EAGAIN || err == EWOULDBLOCK)
+				return;
+			/* No fd (or memory) for it: a connection that never
+			 * spoke gives its fd up, else the socket rests. It
+			 * stays readable, so polling it again at once would
+			 * spin. */
+			if ((err == EMFILE || err == ENFILE) &&
+			    evict_oldest_pending(ctx, "no fd for a new connection"))
+				continue;
+			accept_pause(ctx, -err);
+			return;
+		}
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
 			close(fd);
 			continue;
@@ -608,6 +765,8 @@ static void peer_accept(struct dmb_source *src, uint32_t events)
 			close(fd);
 			continue;
 		}
+		if (ep->npending >= DMB_ENDPOINT_MAX_PENDING)
+			evict_oldest_pending(ctx, "too many unfinished handshakes");
 		peer = calloc(1, sizeof(*peer));
 		if (!peer) {
 			close(fd);
@@ -617,6 +776,7 @@ static void peer_accept(struct dmb_source *src, uint32_t events)
 		peer->fd = fd;
 		peer->pid = cred.pid;
 		peer->uid = cred.uid;
+		peer->seq = ++ep->next_seq;
 		RB_INIT(&peer->handles);
 		LIST_INIT(&peer->imports);
 		if (dmb_source_add(ctx, &peer->src, fd, EPOLLIN, peer_ready, peer) < 0) {
@@ -625,6 +785,7 @@ static void peer_accept(struct dmb_source *src, uint32_t events)
 			continue;
 		}
 		LIST_INSERT_HEAD(&ep->peers, peer, link);
+		ep->npending++;
 		dmb_dbg(ctx, "peer pid %d connected", (int)cred.pid);
 	}
 }

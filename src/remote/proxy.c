@@ -136,8 +136,15 @@ static int cpu_call(struct dmabuf *buf, uint16_t op, enum dmabuf_direction dir)
 
 static int proxy_begin_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir)
 {
+	struct dmabuf_ctx *ctx = buf->ctx;
 	uint32_t flags = dir == DMABUF_FROM_DEVICE ? DMABUF_SYNC_READ
 			 : dir == DMABUF_TO_DEVICE ? DMABUF_SYNC_WRITE : DMABUF_SYNC_RW;
+	unsigned int limit = ctx->config.fence_timeout_ms ? ctx->config.fence_timeout_ms
+			     : ctx->config.call_timeout_ms ? ctx->config.call_timeout_ms
+			     : 30000;
+	/* One deadline for the whole call: fence waits and retries. Each
+	 * round trip is bounded by call_timeout_ms on its own. */
+	int64_t deadline = dmb_now_ms() + limit;
 	int ret, fd;
 
 	/* The exporter never blocks on fences for a peer: wait for them here,
@@ -146,16 +153,23 @@ static int proxy_begin_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir)
 		fd = dmb_proxy_export_sync_file(buf, flags);
 		if (fd < 0)
 			return fd;
-		dmb_unlock(buf->ctx);
-		ret = dmabuf_sync_file_wait(fd, -1);
-		dmb_lock(buf->ctx);
+		/* Serving meanwhile: the fence may be signalled by a request
+		 * to this very process. */
+		ret = dmb_wait_fd_serving(ctx, fd, deadline);
 		close(fd);
 		if (ret < 0)
 			return ret;
+		if (ret == 0)
+			break; /* the fences did not signal in time */
 		ret = cpu_call(buf, DMB_OP_BEGIN_CPU_ACCESS, dir);
 		if (ret != -EBUSY)
 			return ret;
+		if (dmb_now_ms() >= deadline)
+			break; /* the exporter keeps answering -EBUSY */
 	}
+	dmb_err(ctx, "begin_cpu_access(%s): the exporter's fences did not let it start within %u ms",
+		buf->exp_name, limit);
+	return -ETIMEDOUT;
 }
 
 static int proxy_end_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir)

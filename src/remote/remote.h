@@ -19,6 +19,14 @@
 #define DMB_PEER_MAX_IMPORTS 1024u
 #define DMB_PEER_MAX_ATTACHMENTS 1024u
 #define DMB_PEER_MAX_MAPPINGS 4096u
+/* Connections that have not said HELLO yet: beyond this, the oldest one is
+ * closed, so silent connections cannot take the exporter's fds. */
+#define DMB_ENDPOINT_MAX_PENDING 16u
+/* Peers past HELLO: beyond this, HELLO is answered -EUSERS. */
+#define DMB_ENDPOINT_MAX_PEERS 256u
+/* How long the listening socket rests when no fd is free for a new
+ * connection. */
+#define DMB_ENDPOINT_RETRY_MS 100
 /* Messages handled for one peer per dispatch round: a flooding peer cannot
  * starve the others. */
 #define DMB_PEER_BATCH 32u
@@ -69,6 +77,12 @@ struct dmb_peer {
 	uid_t uid;
 	bool hello_done;
 	uint16_t version;
+	uint64_t seq;		/* accept order: the oldest handshake goes first */
+	/* peer_ready() frames of this peer on the stack (an exporter op may
+	 * make a call that serves this peer again): it is freed by the
+	 * outermost one. */
+	unsigned int depth;
+	bool doomed;
 	uint64_t next_id;
 	struct dmb_handle_tree handles;
 	LIST_HEAD(, dmb_handle) imports;
@@ -80,6 +94,16 @@ struct dmb_endpoint {
 	struct dmb_source src;
 	char name[DMB_ENDPOINT_NAME_MAX];
 	LIST_HEAD(, dmb_peer) peers;
+	unsigned int npending;	/* connected, no HELLO yet */
+	unsigned int npeers;	/* past HELLO */
+	uint64_t next_seq;
+	/* No fd for a new connection and no unfinished handshake to give
+	 * one up: the listening socket is left out of the event loop until
+	 * a peer goes or retry_fd (a timerfd) fires, rather than spinning on
+	 * a socket that stays readable. */
+	bool paused;
+	int retry_fd;
+	struct dmb_source retry_src;
 };
 
 /* Registers the hooks through which the core reaches this layer (hooks.c);
@@ -93,18 +117,30 @@ void dmb_endpoint_destroy(struct dmabuf_ctx *ctx);
 
 /* ---- client side ------------------------------------------------------------ */
 
+/* A call waiting for its reply. Replies are matched to their call by
+ * serial, whichever call reads them, so calls nested on one connection (an
+ * exporter op served while a call waits, calling into the same exporter)
+ * each get their own reply, at any depth. */
+struct dmb_call {
+	LIST_ENTRY(dmb_call) link;
+	const struct dmb_msg *req;
+	struct dmb_msg *reply;
+	bool done;		/* *reply is filled */
+};
+
 struct dmb_conn {
 	struct dmabuf_ctx *ctx;
 	LIST_ENTRY(dmb_conn) link;
 	char endpoint[DMB_ENDPOINT_NAME_MAX];
-	int fd;
+	int fd;			/* -1 once the connection is given up */
 	uint64_t next_serial;
 	uint16_t version;
 	struct dmb_wire_hello_reply limits;
-	bool dead;		/* the exporter went away */
+	bool dead;		/* the exporter went away, or was given up */
 	unsigned int users;	/* proxies using this connection */
-	/* Requests sent without waiting (RELEASE): their replies are dropped
-	 * as they come, in order, before the reply of the next call. */
+	LIST_HEAD(, dmb_call) calls;	/* waiting, innermost first */
+	/* Requests sent without waiting (RELEASE, UNMAP): their replies are
+	 * dropped as they come. */
 	unsigned int unanswered;
 };
 
@@ -124,9 +160,17 @@ void dmb_conns_destroy(struct dmabuf_ctx *ctx);
  * when the exporter is gone, -ETIMEDOUT, or a transport error.
  */
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply);
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t dmb_now_ms(void);
+/* Waits until @fd (a sync file) is readable or @deadline (dmb_now_ms()
+ * time) passes, serving this process's contexts as a waiting call does: the
+ * fence's signaller may be a request to one of them. The lock is dropped
+ * while blocked. Returns 1 when ready, 0 at the deadline, or -errno. */
+int dmb_wait_fd_serving(struct dmabuf_ctx *ctx, int fd, int64_t deadline);
 
 /* Sends a request whose answer nobody needs (RELEASE): no round trip. Its
- * reply is dropped later. The request carries no fds. */
+ * reply is dropped later. The request carries no fds. -ENODEV when the
+ * connection is dead. */
 int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req);
 
 /* ---- proxies ----------------------------------------------------------------- */

@@ -164,8 +164,27 @@ int dmb_scm_send(int sock, const void *data, size_t len, const int *fds,
 
 /* ---- receive ---------------------------------------------------------------- */
 
+/* After MSG_CTRUNC: -EMFILE when this process is at RLIMIT_NOFILE (the
+ * kernel installs fds until one fails, then truncates), else 0. */
+static int fd_table_full(int sock)
+{
+	int fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
+
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	return errno == EMFILE || errno == ENFILE ? -errno : 0;
+}
+
 ssize_t dmb_scm_recv(int sock, void *data, size_t cap, int *fds,
 		     size_t max_fds, size_t *nfds)
+{
+	return dmb_scm_recv_lossy(sock, data, cap, fds, max_fds, nfds, NULL);
+}
+
+ssize_t dmb_scm_recv_lossy(int sock, void *data, size_t cap, int *fds,
+			   size_t max_fds, size_t *nfds, bool *fds_lost)
 {
 	union scm_ctrl_recv ctrl;
 	/* Bounded by the control buffer: at most its size / sizeof(int). */
@@ -181,6 +200,8 @@ ssize_t dmb_scm_recv(int sock, void *data, size_t cap, int *fds,
 	    (max_fds && !fds))
 		return -EINVAL;
 	*nfds = 0;
+	if (fds_lost)
+		*fds_lost = false;
 	for (size_t i = 0; i < max_fds; i++)
 		fds[i] = -1;
 
@@ -228,10 +249,21 @@ ssize_t dmb_scm_recv(int sock, void *data, size_t cap, int *fds,
 		err = -ECONNRESET;
 	else if (msg.msg_flags & MSG_TRUNC)
 		err = -EMSGSIZE;
-	else if ((msg.msg_flags & MSG_CTRUNC) || ngot > max_fds)
+	else if (ngot > max_fds)
 		err = -EPROTO;
+	else if (msg.msg_flags & MSG_CTRUNC)
+		/* Probed before the fds that did arrive are closed: they
+		 * may be what filled the table. */
+		err = fd_table_full(sock) ?: -EPROTO;
 	else
 		err = 0;
+	if (err == -EMFILE || err == -ENFILE) {
+		dmb_scm_close_fds(got, ngot);
+		if (!fds_lost)
+			return err;
+		*fds_lost = true;	/* the data is intact */
+		return n;
+	}
 	if (err) {
 		dmb_scm_close_fds(got, ngot);
 		return err;
@@ -306,20 +338,24 @@ DMABUF_EXPORT int dmabuf_send_fd(int sock, int fd, const void *payload,
  * Stream: reads exactly len bytes into buf (which may be a scratch buffer),
  * adding any fds that arrive to fds/nfds (at most max). *started tells
  * whether a byte of this message was read before: before that, -EAGAIN is
- * returned as is; after it, the rest is waited for.
+ * returned as is; after it, the rest is waited for. *lost is set when fds
+ * came that RLIMIT_NOFILE kept out.
  */
 static int stream_read(int sock, uint8_t *buf, size_t len, int *fds,
-		       size_t *nfds, size_t max, bool *started)
+		       size_t *nfds, size_t max, bool *started, bool *lost)
 {
 	size_t done = 0;
 
 	while (done < len) {
 		int more[DMB_SCM_MAX_FDS];
 		size_t nmore = 0;
+		bool gone;
 		ssize_t n;
 
-		n = dmb_scm_recv(sock, buf + done, len - done, more,
-				 DMB_SCM_MAX_FDS, &nmore);
+		n = dmb_scm_recv_lossy(sock, buf + done, len - done, more,
+				       DMB_SCM_MAX_FDS, &nmore, &gone);
+		if (n > 0 && gone)
+			*lost = true;	/* read on: stay in step */
 		if (n == -EAGAIN && *started) {
 			int err = wait_for(sock, POLLIN);
 
@@ -347,6 +383,7 @@ DMABUF_EXPORT int dmabuf_recv_fd(int sock, int *fd, void *payload, size_t cap,
 	uint8_t buf[FRAME_HDR + DMABUF_SCM_MAX_PAYLOAD];
 	int fds[1] = { -1 };
 	size_t nfds = 0, plen;
+	bool lost = false;
 	int type, ret;
 
 	if (!fd || (cap && !payload))
@@ -358,28 +395,28 @@ DMABUF_EXPORT int dmabuf_recv_fd(int sock, int *fd, void *payload, size_t cap,
 	if (type == SOCK_STREAM) {
 		bool started = false;
 
-		ret = stream_read(sock, buf, FRAME_HDR, fds, &nfds, 1, &started);
+		ret = stream_read(sock, buf, FRAME_HDR, fds, &nfds, 1, &started, &lost);
 		if (ret < 0)
 			goto fail;
-		ret = frame_get(buf, nfds);
+		ret = frame_get(buf, lost ? buf[6] : nfds);
 		if (ret < 0)
 			goto fail;
 		plen = (size_t)ret;
 		/* Read the payload even if it will not fit: the stream must
 		 * stay in step with the sender. No fd may come with it. */
 		ret = stream_read(sock, buf + FRAME_HDR, plen, fds, &nfds, nfds,
-				  &started);
+				  &started, &lost);
 		if (ret < 0)
 			goto fail;
 	} else {
-		ssize_t n = dmb_scm_recv(sock, buf, sizeof(buf), fds, 1, &nfds);
+		ssize_t n = dmb_scm_recv_lossy(sock, buf, sizeof(buf), fds, 1, &nfds, &lost);
 
 		if (n < 0)
 			return (int)n;
 		ret = -EPROTO;
 		if ((size_t)n < FRAME_HDR)
 			goto fail;
-		ret = frame_get(buf, nfds);
+		ret = frame_get(buf, lost ? buf[6] : nfds);
 		if (ret < 0)
 			goto fail;
 		plen = (size_t)ret;
@@ -389,6 +426,11 @@ DMABUF_EXPORT int dmabuf_recv_fd(int sock, int *fd, void *payload, size_t cap,
 		}
 	}
 
+	if (lost) {
+		/* A whole message of ours whose fd RLIMIT_NOFILE kept out. */
+		ret = -EMFILE;
+		goto fail;
+	}
 	if (plen > cap) {
 		ret = -EMSGSIZE;
 		goto fail;

@@ -11,6 +11,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -53,14 +54,26 @@ int dmb_scm_sendv(int sock, const struct iovec *iov, size_t iovcnt,
  *  -ECONNRESET   the peer closed (a 0-byte read: EOF, or an empty packet,
  *                which the protocol forbids)
  *  -EMSGSIZE     the packet was larger than @cap (MSG_TRUNC)
+ *  -EMFILE       this process is at RLIMIT_NOFILE: the kernel could not
+ *                install every fd that came (MSG_CTRUNC with the fd table
+ *                full); the packet is consumed
  *  -EPROTO       more fds than @max_fds arrived, or the kernel truncated the
- *                control data (MSG_CTRUNC: more than DMB_SCM_MAX_FDS fds, or
- *                RLIMIT_NOFILE reached while installing them)
+ *                control data for another reason (more than
+ *                DMB_SCM_MAX_FDS fds)
  *  -EINVAL       bad arguments; any other recvmsg errno
  * SCM_CREDENTIALS is ignored; an SCM_PIDFD fd is closed.
  */
 ssize_t dmb_scm_recv(int sock, void *data, size_t cap, int *fds,
 		     size_t max_fds, size_t *nfds);
+
+/*
+ * The same, except where dmb_scm_recv() returns -EMFILE (or -ENFILE):
+ * the packet's length is returned, with *nfds = 0, every fd that did arrive
+ * closed and *fds_lost = true, so the caller can still tell which request
+ * the packet was and fail only that one.
+ */
+ssize_t dmb_scm_recv_lossy(int sock, void *data, size_t cap, int *fds,
+			   size_t max_fds, size_t *nfds, bool *fds_lost);
 
 /* Closes fds[0..n) that are >= 0 and sets them to -1. Keeps errno. */
 void dmb_scm_close_fds(int *fds, size_t n);

@@ -997,3 +997,18 @@ int dmb_wire_encode_error(void *buf, size_t cap, uint16_t request_op,
 	m.status = status;
 	return dmb_wire_encode(buf, cap, &m);
 }
+
+int dmb_wire_decode_fdless(const void *data, size_t len, enum dmb_wire_side side,
+			   struct dmb_msg *out)
+{
+	static const int none[DMB_WIRE_MAX_FDS] = { -1, -1, -1, -1 };
+	const uint8_t *p = data;
+	size_t nfds;
+
+	if (len < DMB_WIRE_HDR_SIZE)
+		return -EBADMSG;
+	nfds = (size_t)p[12] | (size_t)p[13] << 8;
+	if (nfds > DMB_WIRE_MAX_FDS)
+		return -EMSGSIZE;
+	return dmb_wire_decode(data, len, none, nfds, side, out);
+}

@@ -422,6 +422,15 @@ int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 		    enum dmb_wire_side receiver, struct dmb_msg *out);
 
 /*
+ * Decodes a message whose fds did not arrive because the receiver is at
+ * RLIMIT_NOFILE (the kernel dropped them): as dmb_wire_decode() with the
+ * fds the header announces, each -1, so the receiver can tell which request
+ * it is or answers and fail only that one with -EMFILE.
+ */
+int dmb_wire_decode_fdless(const void *data, size_t len, enum dmb_wire_side side,
+			   struct dmb_msg *out);
+
+/*
  * Encodes @msg into @buf. Names are written up to their NUL and zero-padded;
  * reserved fields are written as zero. The result is checked with
  * dmb_wire_decode(), so only messages a peer would accept are produced:
