@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the files of the emulation core share (not part of the contract in
+ * uapi.h, which is all a front end needs).
+ */
+#pragma once
+
+#include <errno.h>
+#include <pthread.h>
+#include <sys/stat.h>
+
+#include "uapi.h"
+
+struct dmabuf_ctx;
+struct dmabuf_timeline;
+
+#define DMB_UAPI_PAGE 4096ull
+
+/* The process's context: made at the first open of an emulated path, made
+ * anew in a forked child. NULL (errno set) if it cannot be made. */
+struct dmabuf_ctx *dmb_uapi_ctx(void);
+
+/* Called in a forked child: the parent's context is not ours to use. */
+void dmb_uapi_forked(void);
+
+/* Tree entries: kind and heap name for an inode of the emulated tree. */
+enum dmb_uapi_kind dmb_uapi_tree_kind(const struct stat *st, const char **heap);
+
+/* sw_sync timelines of this process, by the inode of their memfd. */
+int dmb_uapi_timeline_open(int flags);
+struct dmabuf_timeline *dmb_uapi_timeline_lookup(int fd);
+
+/* Names given by SYNC_IOC_MERGE, by the inode of the sync file. */
+void dmb_uapi_sync_name_set(int fd, const char *name);
+int dmb_uapi_sync_name_get(int fd, char *name, size_t size);
+
+/* Leak tracking (leaks.c): remember where an fd's file was made. */
+void dmb_uapi_leak_note(int fd, const char *what);
+
+/* Classification from an fstat the caller already made. */
+enum dmb_uapi_kind dmb_uapi_classify_stat(int fd, const struct stat *st);
+
+/* Reads the last path component of /proc/self/fd/<fd> into buf. */
+int dmb_uapi_fd_link(int fd, char *buf, size_t size);

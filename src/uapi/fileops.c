@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * File operations on dma-buf fds as the kernel's dma_buf_fops answers them:
+ * the size behind lseek(SEEK_END), mmap's checks, poll readiness from the
+ * buffer's fences and the fdinfo text.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <dmabuf-fence.h>
+#include <dmabuf.h>
+
+#include "core.h"
+
+static int get_buf(int fd, struct dmabuf **buf)
+{
+	struct dmabuf_ctx *ctx = dmb_uapi_ctx();
+
+	if (!ctx)
+		return -errno;
+	return dmabuf_get(ctx, fd, buf);
+}
+
+int64_t dmb_uapi_dmabuf_size(int fd)
+{
+	struct dmabuf *buf;
+	int64_t size;
+	int ret;
+
+	ret = get_buf(fd, &buf);
+	if (ret)
+		return ret;
+	size = (int64_t)dmabuf_get_size(buf);
+	dmabuf_put(buf);
+	return size;
+}
+
+void *dmb_uapi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	struct dmabuf_info info;
+	struct dmabuf *buf;
+	struct stat st;
+	uint64_t pages;
+	void *map;
+	int ret, fl;
+
+	if (off < 0 || (uint64_t)off % DMB_UAPI_PAGE || !len)
+		return (void *)(intptr_t)-EINVAL;
+	ret = get_buf(fd, &buf);
+	if (ret)
+		return (void *)(intptr_t)ret;
+	ret = dmabuf_get_info(buf, &info);
+	pages = (len + DMB_UAPI_PAGE - 1) / DMB_UAPI_PAGE;
+	fl = fcntl(fd, F_GETFL);
+	if (ret) {
+		map = (void *)(intptr_t)ret;
+	} else if ((uint64_t)off / DMB_UAPI_PAGE + pages > info.size / DMB_UAPI_PAGE) {
+		/* dma_buf_mmap_internal(): beyond the buffer's size. */
+		map = (void *)(intptr_t)-EINVAL;
+	} else if ((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE) &&
+		   (fl & O_ACCMODE) == O_RDONLY) {
+		/* do_mmap(): a shared writable mapping of a read-only file. */
+		map = (void *)(intptr_t)-EACCES;
+	} else if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < info.size) {
+		/* A udmabuf's file is a handle: its pages are the caller's
+		 * memfds, which the library stitches together. */
+		ret = dmabuf_mmap(buf, (uint64_t)off, len, prot, &map);
+		if (ret)
+			map = (void *)(intptr_t)ret;
+	} else {
+		map = NULL; /* the real mmap of the buffer's memfd */
+	}
+	dmabuf_put(buf);
+	return map;
+}
+
+short dmb_uapi_poll_events(int fd, enum dmb_uapi_kind kind, short events)
+{
+	struct dmabuf *buf;
+	int ret;
+
+	if (kind != DMB_UAPI_DMABUF)
+		return events;
+	if (get_buf(fd, &buf))
+		return POLLERR;
+	ret = dmabuf_poll(buf, events & (POLLIN | POLLOUT));
+	dmabuf_put(buf);
+	return ret < 0 ? POLLERR : (short)ret;
+}
+
+/* Number of open files of (dev, ino) holding the dma-buf's shared flock in
+ * /proc/<pid>/fdinfo (the library's own probe descriptions hold none), plus
+ * the program's mappings of it. */
+static long count_refs(dev_t dev, ino_t ino, const char *exporter_pid, bool ro)
+{
+	char path[600], line[256];
+	struct dirent *p, *f;
+	DIR *procdir, *fddir;
+	struct stat st;
+	long count = 0;
+	FILE *fp;
+
+	procdir = opendir("/proc");
+	if (!procdir)
+		return -1;
+	while ((p = readdir(procdir))) {
+		long vmas = 0;
+
+		if (p->d_name[0] < '0' || p->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/fd", p->d_name);
+		fddir = opendir(path);
+		if (!fddir)
+			continue;
+		while ((f = readdir(fddir))) {
+			if (f->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "/proc/%s/fd/%s", p->d_name, f->d_name);
+			if (stat(path, &st) || st.st_ino != ino || st.st_dev != dev)
+				continue;
+			snprintf(path, sizeof(path), "/proc/%s/fdinfo/%s", p->d_name, f->d_name);
+			fp = fopen(path, "re");
+			if (!fp)
+				continue;
+			while (fgets(line, sizeof(line), fp))
+				if (!strncmp(line, "lock:", 5) && strstr(line, "FLOCK"))
+					count++;
+			fclose(fp);
+		}
+		closedir(fddir);
+		snprintf(path, sizeof(path), "/proc/%s/maps", p->d_name);
+		fp = fopen(path, "re");
+		if (!fp)
+			continue;
+		while (fgets(line, sizeof(line), fp)) {
+			unsigned long long lino;
+			char devs[16];
+
+			if (sscanf(line, "%*s %*s %*s %15s %llu", devs, &lino) == 2 &&
+			    lino == ino && strstr(line, "memfd:dmabuf:"))
+				vmas++;
+		}
+		fclose(fp);
+		/* The exporter's own mappings (its DMA view, and the CPU view
+		 * of a read-only buffer) are not file references of holders. */
+		if (exporter_pid && !strcmp(exporter_pid, p->d_name))
+			vmas -= ro ? 2 : 1;
+		if (vmas > 0)
+			count += vmas;
+	}
+	closedir(procdir);
+	return count;
+}
+
+int dmb_uapi_fdinfo(int fd, char *out, size_t size)
+{
+	char path[64], link[160], pid[16] = "", *at;
+	struct dmabuf_info info;
+	struct dmabuf *buf;
+	struct stat st;
+	size_t n = 0;
+	FILE *fp;
+	int ret;
+
+	ret = get_buf(fd, &buf);
+	if (ret)
+		return ret;
+	ret = dmabuf_get_info(buf, &info);
+	dmabuf_put(buf);
+	if (ret)
+		return ret;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	/* The generic lines (pos, flags, mnt_id, ino) are the real file's. */
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	fp = fopen(path, "re");
+	if (!fp)
+		return -errno;
+	while (n + 1 < size && fgets(out + n, (int)(size - n), fp)) {
+		if (!strncmp(out + n, "lock:", 5)) /* the layer's bookkeeping */
+			continue;
+		n += strlen(out + n);
+	}
+	fclose(fp);
+	/* The endpoint name is dmabuf-<pid>-<random>: the exporter's pid. */
+	if (!dmb_uapi_fd_link(fd, link, sizeof(link)) && (at = strstr(link, "@dmabuf-")))
+		snprintf(pid, sizeof(pid), "%.*s", (int)strcspn(at + 8, "-"), at + 8);
+	n += snprintf(out + n, size > n ? size - n : 0,
+		      "size:\t%llu\ncount:\t%ld\nexp_name:\t%s\n",
+		      (unsigned long long)info.size,
+		      count_refs(st.st_dev, st.st_ino, pid[0] ? pid : NULL,
+				 info.flags == O_RDONLY),
+		      info.exp_name);
+	if (info.name[0])
+		n += snprintf(out + n, size > n ? size - n : 0, "name:\t%s\n", info.name);
+	return n >= size ? -ENOSPC : (int)n;
+}
