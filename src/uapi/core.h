@@ -20,6 +20,9 @@ struct dmabuf_timeline;
  * anew in a forked child. NULL (errno set) if it cannot be made. */
 struct dmabuf_ctx *dmb_uapi_ctx(void);
 
+/* The context if this process made one already, else NULL. */
+struct dmabuf_ctx *dmb_uapi_ctx_if_made(void);
+
 /* Called in a forked child: the parent's context is not ours to use. */
 void dmb_uapi_forked(void);
 

@@ -124,7 +124,9 @@ static long heap_ioctl(struct dmb_uapi_io *io, int fd, unsigned long ucmd, uint6
 		goto out;
 	}
 	if (io->copy_out(io, uarg, k->raw, out_size)) {
+		/* The buffer goes before the ioctl returns, as dma_buf_put(). */
 		close(bfd);
+		dmb_uapi_closed(DMB_UAPI_DMABUF, 0, 0);
 		ret = -EFAULT;
 		goto out;
 	}

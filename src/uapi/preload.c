@@ -870,6 +870,18 @@ static int program_close(int fd)
 	return ret;
 }
 
+REAL(munmap, int, void *, size_t)
+
+EXPORT int munmap(void *addr, size_t len)
+{
+	int ret = get_munmap()(addr, len);
+
+	/* The last mapping of a buffer may have gone: release it now. */
+	if (!ret && atomic_load_explicit(&active, memory_order_relaxed) && !LAYER_CALL())
+		dmb_uapi_closed(DMB_UAPI_DMABUF, 0, 0);
+	return ret;
+}
+
 EXPORT int close(int fd)
 {
 	if (LAYER_CALL())

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <dmabuf-fence.h>
+#include <dmabuf.h>
 
 #include "core.h"
 
@@ -96,7 +97,18 @@ struct dmabuf_timeline *dmb_uapi_timeline_lookup(int fd)
 void dmb_uapi_closed(enum dmb_uapi_kind kind, dev_t dev, ino_t ino)
 {
 	struct timeline **pp, *t, *gone = NULL;
+	struct dmabuf_ctx *ctx;
 
+	if (kind == DMB_UAPI_DMABUF) {
+		/* close() returns after the file's last reference went, so
+		 * the exporter's close event is queued: handle it now, and a
+		 * buffer whose last holder this was is released before the
+		 * program's close() returns, as the kernel's. */
+		ctx = dmb_uapi_ctx_if_made();
+		if (ctx)
+			dmabuf_ctx_dispatch(ctx);
+		return;
+	}
 	if (kind != DMB_UAPI_SW_SYNC)
 		return;
 	pthread_mutex_lock(&tl_lock);

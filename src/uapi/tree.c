@@ -356,6 +356,16 @@ struct dmabuf_ctx *dmb_uapi_ctx(void)
 	return ctx;
 }
 
+struct dmabuf_ctx *dmb_uapi_ctx_if_made(void)
+{
+	struct dmabuf_ctx *ctx;
+
+	pthread_mutex_lock(&ctx_lock);
+	ctx = proc_ctx;
+	pthread_mutex_unlock(&ctx_lock);
+	return ctx;
+}
+
 void dmb_uapi_forked(void)
 {
 	/* The parent's context (and its threads) are not the child's; its
