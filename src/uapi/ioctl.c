@@ -301,14 +301,14 @@ static long dmabuf_export_sync(struct dmb_uapi_io *io, int fd, uint64_t uarg)
 	ret = get_buf(fd, &buf);
 	if (ret)
 		return ret;
+	if (io->copy_out(io, uarg, &arg, sizeof(arg))) {
+		dmabuf_put(buf);
+		return -EFAULT;
+	}
 	sfd = dmabuf_export_sync_file(buf, arg.flags);
 	dmabuf_put(buf);
 	if (sfd < 0)
 		return sfd;
-	if (io->copy_out(io, uarg, &arg, sizeof(arg))) {
-		close(sfd);
-		return -EFAULT;
-	}
 	dmb_uapi_leak_note(sfd, "sync_file");
 	return give_fd(io, sfd, O_CLOEXEC, uarg, offsetof(struct dma_buf_export_sync_file, fd));
 }
@@ -375,16 +375,18 @@ static long sync_merge(struct dmb_uapi_io *io, int fd, uint64_t uarg)
 		close(fd2);
 		return -ENOENT;
 	}
+	/* The write-back check before the merge, which makes sockets that
+	 * live as long as the merged fence. */
+	if (io->copy_out(io, uarg, &data, sizeof(data))) {
+		close(fd2);
+		return -EFAULT;
+	}
 	nfd = dmabuf_sync_file_merge(fd, fd2);
 	close(fd2);
 	if (nfd < 0)
 		return nfd == -EINVAL || nfd == -EBADF ? -ENOENT : nfd;
 	data.name[sizeof(data.name) - 1] = '\0';
 	dmb_uapi_sync_name_set(nfd, data.name);
-	if (io->copy_out(io, uarg, &data, sizeof(data))) {
-		close(nfd);
-		return -EFAULT;
-	}
 	dmb_uapi_leak_note(nfd, "sync_file");
 	return give_fd(io, nfd, O_CLOEXEC, uarg, offsetof(struct sync_merge_data, fence));
 }
@@ -498,6 +500,11 @@ static long sw_sync_ioctl(struct dmb_uapi_io *io, int fd, unsigned long cmd, uin
 			return -EFAULT;
 		if (!tl)
 			return -EINVAL;
+		/* The write-back check first: a point made for a failing
+		 * ioctl would stay on the timeline, holding the sync file's
+		 * sockets, until it signals. */
+		if (io->copy_out(io, uarg, &data, sizeof(data)))
+			return -EFAULT;
 		ret = dmabuf_timeline_create_fence(tl, data.value, &f);
 		if (ret)
 			return ret;
@@ -505,10 +512,6 @@ static long sw_sync_ioctl(struct dmb_uapi_io *io, int fd, unsigned long cmd, uin
 		dmabuf_fence_put(f);
 		if (sfd < 0)
 			return sfd;
-		if (io->copy_out(io, uarg, &data, sizeof(data))) {
-			close(sfd);
-			return -EFAULT;
-		}
 		dmb_uapi_leak_note(sfd, "sync_file");
 		return give_fd(io, sfd, O_CLOEXEC, uarg,
 			       offsetof(struct dmb_sw_sync_create_fence_data, fence));
