@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <sys/stat.h>
 
 #include "uapi.h"
@@ -22,6 +23,16 @@ struct dmabuf_ctx *dmb_uapi_ctx(void);
 
 /* The context if this process made one already, else NULL. */
 struct dmabuf_ctx *dmb_uapi_ctx_if_made(void);
+
+/* The buffer behind a dma-buf fd of this process, with one reference;
+ * imported (and then held while this process has an fd or mapping of it)
+ * when it comes from another process. */
+struct dmabuf;
+int dmb_uapi_get_buf(int fd, struct dmabuf **out);
+/* Drops held imports this process no longer has an fd or mapping of. */
+void dmb_uapi_release_held(void);
+bool dmb_uapi_have_held(void);
+void dmb_uapi_held_forked(void);
 
 /* Called in a forked child: the parent's context is not ours to use. */
 void dmb_uapi_forked(void);

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,14 +19,125 @@
 
 #include "core.h"
 
-static int get_buf(int fd, struct dmabuf **buf)
+/*
+ * Buffers imported from another process are held while this process has an
+ * fd or a mapping of them: an import per call would open and close the
+ * exporter's side each time, and drop a CPU-access bracket between the
+ * START and END ioctls. The table is a cache of references, keyed by inode;
+ * what an fd is still comes from the fd.
+ */
+struct held {
+	dev_t dev;
+	ino_t ino;
+	struct dmabuf *buf;
+	struct held *next;
+};
+
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct held *held;
+
+int dmb_uapi_get_buf(int fd, struct dmabuf **out)
 {
 	struct dmabuf_ctx *ctx = dmb_uapi_ctx();
+	struct dmabuf_info info;
+	struct held *h;
+	struct stat st;
+	int ret;
 
 	if (!ctx)
 		return -errno;
-	return dmabuf_get(ctx, fd, buf);
+	if (fstat(fd, &st) < 0)
+		return -EBADF;
+	pthread_mutex_lock(&held_lock);
+	for (h = held; h; h = h->next) {
+		if (h->ino == st.st_ino && h->dev == st.st_dev && dmabuf_ref(h->buf)) {
+			*out = h->buf;
+			pthread_mutex_unlock(&held_lock);
+			return 0;
+		}
+	}
+	pthread_mutex_unlock(&held_lock);
+	ret = dmabuf_get(ctx, fd, out);
+	if (ret || dmabuf_get_info(*out, &info) || !info.imported)
+		return ret;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return 0;
+	h->dev = st.st_dev;
+	h->ino = st.st_ino;
+	h->buf = dmabuf_ref(*out);
+	pthread_mutex_lock(&held_lock);
+	h->next = held;
+	held = h;
+	pthread_mutex_unlock(&held_lock);
+	return 0;
 }
+
+/* True if this process still has an fd or a mapping of (dev, ino). */
+static bool still_held(dev_t dev, ino_t ino)
+{
+	char path[300], line[512];
+	struct dirent *e;
+	struct stat st;
+	bool found = false;
+	FILE *fp;
+	DIR *d;
+
+	d = opendir("/proc/self/fd");
+	while (d && !found && (e = readdir(d))) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		found = e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d) &&
+			stat(path, &st) == 0 && st.st_ino == ino && st.st_dev == dev;
+	}
+	if (d)
+		closedir(d);
+	fp = fopen("/proc/self/maps", "re");
+	while (fp && !found && fgets(line, sizeof(line), fp)) {
+		unsigned long long i;
+
+		found = sscanf(line, "%*s %*s %*s %*s %llu", &i) == 1 && i == ino &&
+			strstr(line, "memfd:dmabuf:");
+	}
+	if (fp)
+		fclose(fp);
+	return found;
+}
+
+void dmb_uapi_release_held(void)
+{
+	struct held **pp, *h, *gone = NULL;
+
+	pthread_mutex_lock(&held_lock);
+	for (pp = &held; (h = *pp);) {
+		if (!still_held(h->dev, h->ino)) {
+			*pp = h->next;
+			h->next = gone;
+			gone = h;
+		} else {
+			pp = &h->next;
+		}
+	}
+	pthread_mutex_unlock(&held_lock);
+	while ((h = gone)) {
+		gone = h->next;
+		dmabuf_put(h->buf);
+		free(h);
+	}
+}
+
+bool dmb_uapi_have_held(void)
+{
+	return held != NULL;
+}
+
+void dmb_uapi_held_forked(void)
+{
+	/* The parent's references: not the child's to put. */
+	pthread_mutex_init(&held_lock, NULL);
+	held = NULL;
+}
+
+#define get_buf dmb_uapi_get_buf
 
 int64_t dmb_uapi_dmabuf_size(int fd)
 {

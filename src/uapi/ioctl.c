@@ -221,16 +221,7 @@ static long udmabuf_ioctl(struct dmb_uapi_io *io, unsigned long cmd, uint64_t ua
 
 /* ---- dma-buf fds ---------------------------------------------------------- */
 
-/* The buffer behind a dma-buf fd of this process, with one reference;
- * imports it from its exporter when it comes from another process. */
-static int get_buf(int fd, struct dmabuf **buf)
-{
-	struct dmabuf_ctx *ctx = dmb_uapi_ctx();
-
-	if (!ctx)
-		return -errno;
-	return dmabuf_get(ctx, fd, buf);
-}
+#define get_buf dmb_uapi_get_buf
 
 static long dmabuf_sync(struct dmb_uapi_io *io, int fd, uint64_t uarg)
 {

@@ -104,6 +104,8 @@ void dmb_uapi_closed(enum dmb_uapi_kind kind, dev_t dev, ino_t ino)
 		 * the exporter's close event is queued: handle it now, and a
 		 * buffer whose last holder this was is released before the
 		 * program's close() returns, as the kernel's. */
+		if (dmb_uapi_have_held())
+			dmb_uapi_release_held();
 		ctx = dmb_uapi_ctx_if_made();
 		if (ctx)
 			dmabuf_ctx_dispatch(ctx);

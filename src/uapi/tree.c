@@ -372,6 +372,7 @@ void dmb_uapi_forked(void)
 	 * memory is left as it is, since the child must not run its teardown. */
 	pthread_mutex_init(&ctx_lock, NULL);
 	proc_ctx = NULL;
+	dmb_uapi_held_forked();
 }
 
 /* ---- trace ---------------------------------------------------------------- */
