@@ -4,8 +4,8 @@
  *
  * The paths the kernel would provide (/dev/dma_heap/<name>, /dev/udmabuf,
  * /dev/sw_sync, /sys/kernel/debug/sync/sw_sync) are real files in a real
- * directory, the root (DMABUF_UAPI_ROOT, by default
- * /tmp/dmabuf-uapi-<uid>/<cma heap name>). Programs' paths are redirected
+ * directory, the root (<DMABUF_UAPI_ROOT or /tmp/dmabuf-uapi-<uid>>/<cma heap
+ * name>). Programs' paths are redirected
  * there, so stat, access, opendir and readdir simply work, and a heap or
  * udmabuf fd is recognised by its inode (st_dev, st_ino) in any process that
  * uses the same root: dup'd, inherited and received fds included.
@@ -142,9 +142,11 @@ static void do_init(void)
 	config.strict = env_flag("DMABUF_UAPI_STRICT");
 	v = getenv("DMABUF_UAPI_LEAKS");
 	config.leaks = !v || !*v || !strcmp(v, "0") ? 0 : !strcmp(v, "fatal") ? 2 : 1;
+	/* One tree per contiguous-heap name, so /dev/dma_heap lists the
+	 * heaps of this run only. */
 	v = getenv("DMABUF_UAPI_ROOT");
 	if (v && *v == '/')
-		snprintf(config.root, sizeof(config.root), "%s", v);
+		snprintf(config.root, sizeof(config.root), "%s/%s", v, config.cma_heap);
 	else
 		snprintf(config.root, sizeof(config.root), "/tmp/dmabuf-uapi-%u/%s",
 			 (unsigned int)geteuid(), config.cma_heap);
