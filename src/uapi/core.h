@@ -21,6 +21,9 @@ struct dmabuf_timeline;
  * anew in a forked child. NULL (errno set) if it cannot be made. */
 struct dmabuf_ctx *dmb_uapi_ctx(void);
 
+/* The context, with its service thread running: for calls that export. */
+struct dmabuf_ctx *dmb_uapi_ctx_exporting(void);
+
 /* The context if this process made one already, else NULL. */
 struct dmabuf_ctx *dmb_uapi_ctx_if_made(void);
 
@@ -33,6 +36,10 @@ int dmb_uapi_get_buf(int fd, struct dmabuf **out);
 void dmb_uapi_release_held(void);
 bool dmb_uapi_have_held(void);
 void dmb_uapi_held_forked(void);
+void dmb_uapi_held_exit(void);
+
+/* At exit: the process's context goes, its service thread stopped. */
+void dmb_uapi_exit(void);
 
 /* Called in a forked child: the parent's context is not ours to use. */
 void dmb_uapi_forked(void);
@@ -53,6 +60,16 @@ void dmb_uapi_leak_note(int fd, const char *what);
 
 /* Classification from an fstat the caller already made. */
 enum dmb_uapi_kind dmb_uapi_classify_stat(int fd, const struct stat *st);
+
+/* The program's mappings of dma-bufs (mappings.c), for the leak report
+ * and strict CPU access. */
+void dmb_uapi_map_note(void *addr, size_t len, int prot, int fd);
+void dmb_uapi_map_forget(void *addr, size_t len);
+/* After a successful DMA_BUF_IOCTL_SYNC START (start) or END on fd. */
+void dmb_uapi_map_sync(int fd, bool start);
+int dmb_uapi_map_report(void);
+/* After a successful DMA_BUF_SET_NAME on fd: the fault message follows. */
+void dmb_uapi_map_renamed(int fd);
 
 /* Reads the last path component of /proc/self/fd/<fd> into buf. */
 int dmb_uapi_fd_link(int fd, char *buf, size_t size);

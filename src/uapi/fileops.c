@@ -130,6 +130,19 @@ bool dmb_uapi_have_held(void)
 	return held != NULL;
 }
 
+void dmb_uapi_held_exit(void)
+{
+	struct held *h;
+
+	pthread_mutex_lock(&held_lock);
+	while ((h = held)) {
+		held = h->next;
+		dmabuf_put(h->buf);
+		free(h);
+	}
+	pthread_mutex_unlock(&held_lock);
+}
+
 void dmb_uapi_held_forked(void)
 {
 	/* The parent's references: not the child's to put. */

@@ -118,7 +118,7 @@ static long heap_ioctl(struct dmb_uapi_io *io, int fd, unsigned long ucmd, uint6
 		ret = -ENODEV;
 		goto out;
 	}
-	bfd = dmabuf_heap_alloc(dmb_uapi_ctx(), heap, len, d->fd_flags, 0);
+	bfd = dmabuf_heap_alloc(dmb_uapi_ctx_exporting(), heap, len, d->fd_flags, 0);
 	if (bfd < 0) {
 		ret = bfd;
 		goto out;
@@ -157,7 +157,7 @@ static long udmabuf_finish(struct dmb_uapi_io *io, uint32_t flags,
 	for (i = 0; i < count; i++)
 		items[i].memfd = io->get_fd(io, items[i].memfd);
 	/* 6.12 only looks at UDMABUF_FLAGS_CLOEXEC. */
-	bfd = dmabuf_udmabuf_create_list(dmb_uapi_ctx(), flags & UDMABUF_FLAGS_CLOEXEC,
+	bfd = dmabuf_udmabuf_create_list(dmb_uapi_ctx_exporting(), flags & UDMABUF_FLAGS_CLOEXEC,
 					 items, count);
 	for (i = 0; i < count; i++)
 		if (items[i].memfd >= 0)
@@ -387,7 +387,7 @@ static long sync_info(struct dmb_uapi_io *io, int fd, uint64_t uarg)
 	struct dmabuf_sync_fence_info *fi = NULL;
 	struct sync_fence_info *out = NULL;
 	struct sync_file_info info;
-	int n, status, i;
+	int n, status = 0, i;
 	long ret = 0;
 
 	if (io->copy_in(io, &info, uarg, sizeof(info)))
@@ -441,8 +441,7 @@ static long sync_info(struct dmb_uapi_io *io, int fd, uint64_t uarg)
 		snprintf(def, sizeof(def), "%s-%s%llu-%llu", fi[0].driver_name,
 			 fi[0].obj_name, (unsigned long long)fi[0].context,
 			 (unsigned long long)fi[0].seqno);
-		memcpy(info.name, def, sizeof(info.name) - 1);
-		info.name[sizeof(info.name) - 1] = '\0';
+		memcpy(info.name, def, strnlen(def, sizeof(info.name) - 1));
 	}
 	info.num_fences = n;
 	if (io->copy_out(io, uarg, &info, sizeof(info)))

@@ -80,7 +80,6 @@ int dmb_uapi_leak_report(void)
 	struct dirent *e;
 	struct stat st;
 	int leaks = 0;
-	FILE *maps;
 	DIR *d;
 
 	d = opendir("/proc/self/fd");
@@ -119,47 +118,6 @@ int dmb_uapi_leak_report(void)
 		leaks++;
 	}
 	closedir(d);
-	/* Shared writable mappings of buffers. A buffer this process exports
-	 * has one of its own (the DMA engine's view) while it lives: only
-	 * the ones beyond it are the program's. */
-	struct { unsigned long long ino; int n; bool own; char name[96]; } m[64];
-	int nm = 0, i;
-	char own[40];
-
-	snprintf(own, sizeof(own), "@dmabuf-%d-", (int)getpid());
-	maps = fopen("/proc/self/maps", "re");
-	while (maps && fgets(line, sizeof(line), maps)) {
-		unsigned long long ino;
-		char *name = strstr(line, "/memfd:dmabuf:");
-		char perms[8];
-
-		if (!name || sscanf(line, "%*s %7s %*s %*s %llu", perms, &ino) != 2)
-			continue;
-		if (perms[3] != 's' || perms[1] != 'w')
-			continue;
-		name[strcspn(name, "\n")] = '\0';
-		for (i = 0; i < nm && m[i].ino != ino; i++)
-			;
-		if (i == nm) {
-			if (nm == 64)
-				continue;
-			nm++;
-			m[i].ino = ino;
-			m[i].n = 0;
-			m[i].own = strstr(name, own) != NULL;
-			snprintf(m[i].name, sizeof(m[i].name), "%s", name);
-		}
-		m[i].n++;
-	}
-	for (i = 0; i < nm; i++) {
-		int n = m[i].n - (m[i].own ? 1 : 0);
-
-		if (n > 0) {
-			fprintf(stderr, "dmabuf-run: leak: %d mapping(s) of %s\n", n, m[i].name);
-			leaks += n;
-		}
-	}
-	if (maps)
-		fclose(maps);
+	leaks += dmb_uapi_map_report();
 	return leaks;
 }

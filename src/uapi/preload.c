@@ -34,9 +34,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/dma-buf.h>
+
 #include <dmabuf.h>
 
 #include "core.h"
+
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#else
+#define VALGRIND_MAKE_MEM_DEFINED(p, n) ((void)(p), (void)(n))
+#endif
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -202,16 +210,26 @@ __attribute__((constructor)) static void preload_init(void)
 	}
 }
 
+__attribute__((destructor)) static void preload_fini(void)
+{
+	dmb_uapi_exit();
+}
+
 /* ---- io for the core: this address space ---------------------------------- */
 
+/* process_vm_readv/writev on this very process: the kernel's copy with its
+ * checks, so a bad pointer is -EFAULT, never a SIGSEGV in the layer.
+ * valgrind cannot see that the "remote" memory is ours: tell it. */
 static int self_copy_in(struct dmb_uapi_io *io, void *dst, uint64_t uaddr, size_t n)
 {
 	struct iovec l = { dst, n }, r = { (void *)(uintptr_t)uaddr, n };
 
 	if (!n)
 		return 0;
-	/* The kernel's copy, never a SIGSEGV in the layer. */
-	return process_vm_readv(getpid(), &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
+	if (process_vm_readv(getpid(), &l, 1, &r, 1, 0) != (ssize_t)n)
+		return -EFAULT;
+	VALGRIND_MAKE_MEM_DEFINED(dst, n);
+	return 0;
 }
 
 static int self_copy_out(struct dmb_uapi_io *io, uint64_t uaddr, const void *src, size_t n)
@@ -220,7 +238,10 @@ static int self_copy_out(struct dmb_uapi_io *io, uint64_t uaddr, const void *src
 
 	if (!n)
 		return 0;
-	return process_vm_writev(getpid(), &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
+	if (process_vm_writev(getpid(), &l, 1, &r, 1, 0) != (ssize_t)n)
+		return -EFAULT;
+	VALGRIND_MAKE_MEM_DEFINED((void *)(uintptr_t)uaddr, n);
+	return 0;
 }
 
 static int self_install_fd(struct dmb_uapi_io *io, int fd, unsigned int o_flags)
@@ -545,6 +566,15 @@ EXPORT int faccessat(int dirfd, const char *path, int mode, int flags)
 static long emulated_ioctl(int fd, enum dmb_uapi_kind kind, unsigned long cmd, void *arg)
 {
 	long ret = dmb_uapi_ioctl(&self_io, fd, kind, cmd, (uint64_t)(uintptr_t)arg);
+	struct dma_buf_sync sync;
+
+	/* Strict CPU access follows the program's brackets. */
+	if (ret == 0 && kind == DMB_UAPI_DMABUF && cmd == DMA_BUF_IOCTL_SYNC &&
+	    !self_copy_in(&self_io, &sync, (uint64_t)(uintptr_t)arg, sizeof(sync)))
+		dmb_uapi_map_sync(fd, !(sync.flags & DMA_BUF_SYNC_END));
+	if (ret == 0 && kind == DMB_UAPI_DMABUF &&
+	    (cmd == DMA_BUF_SET_NAME_A || cmd == DMA_BUF_SET_NAME_B))
+		dmb_uapi_map_renamed(fd);
 
 	dmb_uapi_trace("ioctl(%d <%s>, %c/%lu size %lu, %p) = %ld%s%s", fd, kind_name(kind),
 		       (int)_IOC_TYPE(cmd), (unsigned long)_IOC_NR(cmd),
@@ -638,6 +668,13 @@ static void *emulated_mmap(void *addr, size_t len, int prot, int flags, int fd, 
 		errno = (int)-(intptr_t)map;
 		return MAP_FAILED;
 	}
+	if (!map)
+		map = get_mmap()(addr, len, prot, flags, fd, off);
+	*handled = true;
+	dmb_uapi_trace("mmap(%p, %zu, %#x, %#x, %d <dma-buf>, %lld) = %p", addr, len, prot,
+		       flags, fd, (long long)off, map);
+	if (map != MAP_FAILED && (flags & MAP_TYPE) == MAP_SHARED)
+		dmb_uapi_map_note(map, len, prot, fd);
 	return map;
 }
 
@@ -877,8 +914,10 @@ EXPORT int munmap(void *addr, size_t len)
 	int ret = get_munmap()(addr, len);
 
 	/* The last mapping of a buffer may have gone: release it now. */
-	if (!ret && atomic_load_explicit(&active, memory_order_relaxed) && !LAYER_CALL())
+	if (!ret && atomic_load_explicit(&active, memory_order_relaxed) && !LAYER_CALL()) {
+		dmb_uapi_map_forget(addr, len);
 		dmb_uapi_closed(DMB_UAPI_DMABUF, 0, 0);
+	}
 	return ret;
 }
 

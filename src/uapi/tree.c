@@ -339,20 +339,34 @@ struct dmabuf_ctx *dmb_uapi_ctx(void)
 		cfg.log_fn = log_to_stderr;
 		cfg.log_priority = config.trace ? DMABUF_LOG_DEBUG : DMABUF_LOG_ERROR;
 		ret = dmabuf_ctx_new(&cfg, &ctx);
-		/* The service thread answers other processes' imports of
-		 * what this one allocates. */
-		if (!ret) {
-			ret = dmabuf_ctx_start_thread(ctx);
-			if (ret) {
-				dmabuf_ctx_destroy(ctx);
-				ctx = NULL;
-			}
-		} else {
+		if (ret) {
 			ctx = NULL;
-		}
-		if (!ctx)
 			errno = -ret;
+		}
 		proc_ctx = ctx;
+	}
+	pthread_mutex_unlock(&ctx_lock);
+	return ctx;
+}
+
+static bool serving;
+
+struct dmabuf_ctx *dmb_uapi_ctx_exporting(void)
+{
+	struct dmabuf_ctx *ctx = dmb_uapi_ctx();
+	int ret;
+
+	if (!ctx)
+		return NULL;
+	/* The service thread answers other processes' imports of what this
+	 * one allocates; a process that only imports needs none. */
+	pthread_mutex_lock(&ctx_lock);
+	if (!serving) {
+		ret = dmabuf_ctx_start_thread(ctx);
+		serving = ret == 0 || ret == -EBUSY;
+		if (!serving)
+			fprintf(stderr, "libdmabuf-preload: no service thread (%s): other "
+				"processes cannot import this one's buffers\n", strerror(-ret));
 	}
 	pthread_mutex_unlock(&ctx_lock);
 	return ctx;
@@ -368,12 +382,40 @@ struct dmabuf_ctx *dmb_uapi_ctx_if_made(void)
 	return ctx;
 }
 
+void dmb_uapi_exit(void)
+{
+	struct dmabuf_ctx *ctx;
+
+	pthread_mutex_lock(&ctx_lock);
+	ctx = proc_ctx;
+	proc_ctx = NULL;
+	pthread_mutex_unlock(&ctx_lock);
+	if (!ctx)
+		return;
+	dmb_uapi_held_exit();
+	/* The program's leaks were the leak report's business; the
+	 * library's own report of what it still tracks would repeat them. */
+	if (!config.trace)
+		dmabuf_ctx_set_log(ctx, log_to_stderr, NULL, 0);
+	if (serving)
+		dmabuf_ctx_stop_thread(ctx);
+	serving = false;
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* A forked child's copy of the parent's context: kept reachable, never
+ * used or freed (its threads are the parent's). */
+static struct dmabuf_ctx *parent_ctx;
+
 void dmb_uapi_forked(void)
 {
 	/* The parent's context (and its threads) are not the child's; its
 	 * memory is left as it is, since the child must not run its teardown. */
 	pthread_mutex_init(&ctx_lock, NULL);
+	if (proc_ctx)
+		parent_ctx = proc_ctx;
 	proc_ctx = NULL;
+	serving = false;
 	dmb_uapi_held_forked();
 }
 

@@ -3,6 +3,7 @@
  * The launcher: options, exit status, LD_PRELOAD, children, the leak
  * report, the trace and static binaries.
  */
+#include <signal.h>
 #include <sys/wait.h>
 
 #include "uapi-common.h"
@@ -86,13 +87,28 @@ static void leaks_reported(void **state)
 	assert_non_null(strstr(out, "leak: fd"));
 	assert_non_null(strstr(out, "dma-buf /memfd:dmabuf:system@"));
 	assert_non_null(strstr(out, "sync file"));
-	assert_non_null(strstr(out, "mapping(s) of"));
+	assert_non_null(strstr(out, "leak: mapping"));
 	assert_non_null(strstr(out, "uapi-leaker"));
 	assert_int_equal(run((char *[]){ DMABUF_RUN, "--leaks=fatal", UAPI_LEAKER, "leak", NULL },
 			     out, sizeof(out)), 99);
 	assert_int_equal(run((char *[]){ DMABUF_RUN, "--leaks=fatal", UAPI_LEAKER, "clean", NULL },
 			     out, sizeof(out)), 0);
 	assert_null(strstr(out, "leak:"));
+}
+
+static void strict_cpu_access(void **state)
+{
+	/* Inside a bracket the mapping works... */
+	assert_int_equal(run((char *[]){ DMABUF_RUN, "--strict", UAPI_LEAKER, "strict-ok", NULL },
+			     out, sizeof(out)), 0);
+	/* ...outside one it faults, and the message names the buffer. */
+	assert_int_equal(run((char *[]){ DMABUF_RUN, "--strict", UAPI_LEAKER, "strict-bad", NULL },
+			     out, sizeof(out)), 128 + SIGSEGV);
+	assert_non_null(strstr(out, "CPU access to dma-buf"));
+	assert_non_null(strstr(out, "frame-7"));
+	/* Without --strict the same program runs. */
+	assert_int_equal(run((char *[]){ DMABUF_RUN, UAPI_LEAKER, "strict-bad", NULL }, out,
+			     sizeof(out)), 0);
 }
 
 static void trace_lines(void **state)
@@ -119,9 +135,11 @@ int main(void)
 		harness_test(exit_status_and_children),
 		harness_test(preload_appended),
 		harness_test(leaks_reported),
+		harness_test(strict_cpu_access),
 		harness_test(trace_lines),
 		harness_test(static_binary_said),
 	};
 
+	uapi_clean_preload();
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -129,6 +129,7 @@ static void api_process_imports_and_dmas(void **state)
 		/* The peer gets its end of the socket over exec. */
 		int s = dup(sv[1]);
 
+		uapi_clean_preload();
 		snprintf(arg, sizeof(arg), "%d", s);
 		execl(UAPI_API_PEER, "uapi-api-peer", arg, (char *)NULL);
 		_exit(127);

@@ -92,3 +92,26 @@ static inline void uapi_warm_up(void)
 		close(buf);
 	close(fd);
 }
+
+/* Drops valgrind's own preloads (this suite may run under valgrind, the
+ * programs it starts do not). */
+static inline void uapi_clean_preload(void)
+{
+	char *v = getenv("LD_PRELOAD"), buf[4096] = "", *tok, *save;
+
+	if (!v)
+		return;
+	v = strdup(v);
+	for (tok = strtok_r(v, ": ", &save); tok; tok = strtok_r(NULL, ": ", &save)) {
+		if (strstr(tok, "vgpreload"))
+			continue;
+		if (buf[0])
+			strncat(buf, ":", sizeof(buf) - strlen(buf) - 1);
+		strncat(buf, tok, sizeof(buf) - strlen(buf) - 1);
+	}
+	free(v);
+	if (buf[0])
+		setenv("LD_PRELOAD", buf, 1);
+	else
+		unsetenv("LD_PRELOAD");
+}
