@@ -28,13 +28,14 @@ struct dmabuf_ctx *dmb_uapi_ctx_exporting(void);
 struct dmabuf_ctx *dmb_uapi_ctx_if_made(void);
 
 /* The buffer behind a dma-buf fd of this process, with one reference;
- * imported (and then held while this process has an fd or mapping of it)
- * when it comes from another process. */
+ * imported when it comes from another process; held until the program
+ * closes an fd of it. */
 struct dmabuf;
 int dmb_uapi_get_buf(int fd, struct dmabuf **out);
-/* Drops held imports this process no longer has an fd or mapping of. */
-void dmb_uapi_release_held(void);
+/* Drops the held reference of (dev, ino), after the program closed an fd. */
+void dmb_uapi_release_held(dev_t dev, ino_t ino);
 bool dmb_uapi_have_held(void);
+bool dmb_uapi_held_has(dev_t dev, ino_t ino);
 void dmb_uapi_held_forked(void);
 void dmb_uapi_held_exit(void);
 
@@ -50,6 +51,10 @@ enum dmb_uapi_kind dmb_uapi_tree_kind(const struct stat *st, const char **heap);
 /* sw_sync timelines of this process, by the inode of their memfd. */
 int dmb_uapi_timeline_open(int flags);
 struct dmabuf_timeline *dmb_uapi_timeline_lookup(int fd);
+
+/* False when no close() can matter to the emulation: no timeline, no held
+ * buffer, no buffer of this process alive. */
+bool dmb_uapi_close_matters(void);
 
 /* Names given by SYNC_IOC_MERGE, by the inode of the sync file. */
 void dmb_uapi_sync_name_set(int fd, const char *name);

@@ -20,11 +20,14 @@
 #include "core.h"
 
 /*
- * Buffers imported from another process are held while this process has an
- * fd or a mapping of them: an import per call would open and close the
- * exporter's side each time, and drop a CPU-access bracket between the
- * START and END ioctls. The table is a cache of references, keyed by inode;
- * what an fd is still comes from the fd.
+ * A buffer is held (one library reference) from the first emulated call on
+ * one of its fds until the program closes an fd of it. Without it every
+ * call would revive and drop the buffer (for an import: open and close the
+ * exporter's side, and drop a CPU-access bracket between the START and END
+ * ioctls). After a close the next call takes it again, so fds and mappings
+ * the program still has keep working (the library's orphans). The table is
+ * a cache of references keyed by inode; what an fd is still comes from the
+ * fd (an inode in it is alive, so it cannot be reused).
  */
 struct held {
 	dev_t dev;
@@ -58,7 +61,7 @@ int dmb_uapi_get_buf(int fd, struct dmabuf **out)
 	}
 	pthread_mutex_unlock(&held_lock);
 	ret = dmabuf_get(ctx, fd, out);
-	if (ret || dmabuf_get_info(*out, &info) || !info.imported)
+	if (ret || dmabuf_get_info(*out, &info))
 		return ret;
 	h = calloc(1, sizeof(*h));
 	if (!h)
@@ -73,43 +76,13 @@ int dmb_uapi_get_buf(int fd, struct dmabuf **out)
 	return 0;
 }
 
-/* True if this process still has an fd or a mapping of (dev, ino). */
-static bool still_held(dev_t dev, ino_t ino)
-{
-	char path[300], line[512];
-	struct dirent *e;
-	struct stat st;
-	bool found = false;
-	FILE *fp;
-	DIR *d;
-
-	d = opendir("/proc/self/fd");
-	while (d && !found && (e = readdir(d))) {
-		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
-		found = e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d) &&
-			stat(path, &st) == 0 && st.st_ino == ino && st.st_dev == dev;
-	}
-	if (d)
-		closedir(d);
-	fp = fopen("/proc/self/maps", "re");
-	while (fp && !found && fgets(line, sizeof(line), fp)) {
-		unsigned long long i;
-
-		found = sscanf(line, "%*s %*s %*s %*s %llu", &i) == 1 && i == ino &&
-			strstr(line, "memfd:dmabuf:");
-	}
-	if (fp)
-		fclose(fp);
-	return found;
-}
-
-void dmb_uapi_release_held(void)
+void dmb_uapi_release_held(dev_t dev, ino_t ino)
 {
 	struct held **pp, *h, *gone = NULL;
 
 	pthread_mutex_lock(&held_lock);
 	for (pp = &held; (h = *pp);) {
-		if (!still_held(h->dev, h->ino)) {
+		if (h->ino == ino && h->dev == dev) {
 			*pp = h->next;
 			h->next = gone;
 			gone = h;
@@ -123,6 +96,18 @@ void dmb_uapi_release_held(void)
 		dmabuf_put(h->buf);
 		free(h);
 	}
+}
+
+bool dmb_uapi_held_has(dev_t dev, ino_t ino)
+{
+	struct held *h;
+	bool found = false;
+
+	pthread_mutex_lock(&held_lock);
+	for (h = held; h && !found; h = h->next)
+		found = h->ino == ino && h->dev == dev;
+	pthread_mutex_unlock(&held_lock);
+	return found;
 }
 
 bool dmb_uapi_have_held(void)
@@ -297,11 +282,16 @@ int dmb_uapi_fdinfo(int fd, char *out, size_t size)
 	if (ret)
 		return ret;
 	ret = dmabuf_get_info(buf, &info);
+	if (fstat(fd, &st) < 0)
+		ret = -errno;
+	/* The layer's own reference is no file reference of the program's:
+	 * without it the library closes its file, and the count below is
+	 * the program's fds and mappings only. */
+	if (!ret)
+		dmb_uapi_release_held(st.st_dev, st.st_ino);
 	dmabuf_put(buf);
 	if (ret)
 		return ret;
-	if (fstat(fd, &st) < 0)
-		return -errno;
 	/* The generic lines (pos, flags, mnt_id, ino) are the real file's. */
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
 	fp = fopen(path, "re");

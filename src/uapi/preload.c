@@ -570,6 +570,7 @@ static long emulated_ioctl(int fd, enum dmb_uapi_kind kind, unsigned long cmd, v
 
 	/* Strict CPU access follows the program's brackets. */
 	if (ret == 0 && kind == DMB_UAPI_DMABUF && cmd == DMA_BUF_IOCTL_SYNC &&
+	    dmb_uapi_config()->strict &&
 	    !self_copy_in(&self_io, &sync, (uint64_t)(uintptr_t)arg, sizeof(sync)))
 		dmb_uapi_map_sync(fd, !(sync.flags & DMA_BUF_SYNC_END));
 	if (ret == 0 && kind == DMB_UAPI_DMABUF &&
@@ -895,7 +896,8 @@ static int program_close(int fd)
 	struct stat st;
 	int ret;
 
-	if (!atomic_load_explicit(&active, memory_order_relaxed) || get_fstat()(fd, &st) < 0)
+	if (!atomic_load_explicit(&active, memory_order_relaxed) || !dmb_uapi_close_matters() ||
+	    get_fstat()(fd, &st) < 0)
 		return get_close()(fd);
 	kind = dmb_uapi_classify_stat(fd, &st);
 	ret = get_close()(fd);

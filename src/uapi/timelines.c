@@ -94,6 +94,18 @@ struct dmabuf_timeline *dmb_uapi_timeline_lookup(int fd)
 	return tl;
 }
 
+bool dmb_uapi_close_matters(void)
+{
+	struct dmabuf_ctx_stats stats;
+	struct dmabuf_ctx *ctx;
+
+	/* Unlocked reads: a stale answer only costs or saves one fstat. */
+	if (timelines || dmb_uapi_have_held())
+		return true;
+	ctx = dmb_uapi_ctx_if_made();
+	return ctx && dmabuf_ctx_get_stats(ctx, &stats) == 0 && stats.buffers_live;
+}
+
 void dmb_uapi_closed(enum dmb_uapi_kind kind, dev_t dev, ino_t ino)
 {
 	struct timeline **pp, *t, *gone = NULL;
@@ -104,8 +116,8 @@ void dmb_uapi_closed(enum dmb_uapi_kind kind, dev_t dev, ino_t ino)
 		 * the exporter's close event is queued: handle it now, and a
 		 * buffer whose last holder this was is released before the
 		 * program's close() returns, as the kernel's. */
-		if (dmb_uapi_have_held())
-			dmb_uapi_release_held();
+		if (ino && dmb_uapi_have_held())
+			dmb_uapi_release_held(dev, ino);
 		ctx = dmb_uapi_ctx_if_made();
 		if (ctx)
 			dmabuf_ctx_dispatch(ctx);

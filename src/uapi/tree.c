@@ -299,9 +299,11 @@ enum dmb_uapi_kind dmb_uapi_classify_stat(int fd, const struct stat *st)
 {
 	if (S_ISSOCK(st->st_mode))
 		return classify_socket(fd);
-	/* Files on disk have links; memfds have none. */
+	/* Files on disk have links; memfds have none. A buffer this process
+	 * holds is known by its (live) inode without reading the name. */
 	if (S_ISREG(st->st_mode) && st->st_nlink == 0)
-		return classify_memfd(fd);
+		return dmb_uapi_held_has(st->st_dev, st->st_ino) ? DMB_UAPI_DMABUF
+								  : classify_memfd(fd);
 	if (st->st_dev == root_dev && root_dev)
 		return dmb_uapi_tree_kind(st, NULL);
 	return DMB_UAPI_NONE;
