@@ -51,6 +51,8 @@ enum dmb_uapi_kind dmb_uapi_tree_kind(const struct stat *st, const char **heap);
 /* sw_sync timelines of this process, by the inode of their memfd. */
 int dmb_uapi_timeline_open(int flags);
 struct dmabuf_timeline *dmb_uapi_timeline_lookup(int fd);
+/* In a forked child: the parent's timelines are not the child's. */
+void dmb_uapi_timelines_forked(void);
 
 /* False when no close() can matter to the emulation: no timeline, no held
  * buffer, no buffer of this process alive. */

@@ -311,7 +311,9 @@ int dmb_uapi_fdinfo(int fd, char *out, size_t size)
 		      (unsigned long long)info.size,
 		      count_refs(st.st_dev, st.st_ino, pid[0] ? pid : NULL,
 				 info.flags == O_RDONLY),
-		      info.exp_name);
+		      /* The contiguous heap exports under its configured name. */
+		      strcmp(info.exp_name, "cma") ? info.exp_name
+						   : dmb_uapi_config()->cma_heap);
 	if (info.name[0])
 		n += snprintf(out + n, size > n ? size - n : 0, "name:\t%s\n", info.name);
 	return n >= size ? -ENOSPC : (int)n;

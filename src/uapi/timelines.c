@@ -94,6 +94,16 @@ struct dmabuf_timeline *dmb_uapi_timeline_lookup(int fd)
 	return tl;
 }
 
+/* The parent's timelines, in a forked child: kept reachable, not used. */
+static struct timeline *parent_timelines;
+
+void dmb_uapi_timelines_forked(void)
+{
+	pthread_mutex_init(&tl_lock, NULL);
+	parent_timelines = timelines;
+	timelines = NULL;
+}
+
 bool dmb_uapi_close_matters(void)
 {
 	struct dmabuf_ctx_stats stats;

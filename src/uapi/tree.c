@@ -419,6 +419,7 @@ void dmb_uapi_forked(void)
 	proc_ctx = NULL;
 	serving = false;
 	dmb_uapi_held_forked();
+	dmb_uapi_timelines_forked();
 }
 
 /* ---- trace ---------------------------------------------------------------- */
