@@ -42,7 +42,7 @@ static struct held *held;
 int dmb_uapi_get_buf(int fd, struct dmabuf **out)
 {
 	struct dmabuf_ctx *ctx = dmb_uapi_ctx();
-	struct dmabuf_info info;
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
 	struct held *h;
 	struct stat st;
 	int ret;
@@ -153,7 +153,7 @@ int64_t dmb_uapi_dmabuf_size(int fd)
 
 void *dmb_uapi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-	struct dmabuf_info info;
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
 	struct dmabuf *buf;
 	struct stat st;
 	uint64_t pages;
@@ -271,7 +271,7 @@ static long count_refs(dev_t dev, ino_t ino, const char *exporter_pid, bool ro)
 int dmb_uapi_fdinfo(int fd, char *out, size_t size)
 {
 	char path[64], link[160], pid[16] = "", *at;
-	struct dmabuf_info info;
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
 	struct dmabuf *buf;
 	struct stat st;
 	size_t n = 0;

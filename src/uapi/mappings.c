@@ -87,7 +87,7 @@ static void on_segv(int sig, siginfo_t *si, void *uc)
 /* "dma-buf '<name>' (<exp_name>, ino N)", made ahead for the handler. */
 static void describe(int fd, const struct stat *st, char *what, size_t size)
 {
-	struct dmabuf_info info;
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
 	struct dmabuf *buf;
 
 	snprintf(what, size, "dma-buf (ino %llu)", (unsigned long long)st->st_ino);

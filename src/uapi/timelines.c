@@ -106,7 +106,7 @@ void dmb_uapi_timelines_forked(void)
 
 bool dmb_uapi_close_matters(void)
 {
-	struct dmabuf_ctx_stats stats;
+	struct dmabuf_ctx_stats stats = { .struct_size = sizeof(stats) };
 	struct dmabuf_ctx *ctx;
 
 	/* Unlocked reads: a stale answer only costs or saves one fstat. */

@@ -331,7 +331,7 @@ static void log_to_stderr(void *data, enum dmabuf_log_priority prio, const char 
 
 struct dmabuf_ctx *dmb_uapi_ctx(void)
 {
-	struct dmabuf_ctx_config cfg = { 0 };
+	struct dmabuf_ctx_config cfg = { .struct_size = sizeof(cfg) };
 	struct dmabuf_ctx *ctx;
 	int ret;
 

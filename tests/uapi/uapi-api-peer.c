@@ -44,7 +44,7 @@ static int recv_fd(int sock)
 
 int main(int argc, char **argv)
 {
-	struct dmabuf_device_info info = { .name = "peer-dev", .flags = DMABUF_DEVICE_IOMMU };
+	struct dmabuf_device_info info = { .struct_size = sizeof(info), .name = "peer-dev", .flags = DMABUF_DEVICE_IOMMU };
 	const struct dmabuf_dma_entry *e;
 	struct dmabuf_attachment *att;
 	struct dmabuf_sg_table *sgt;
@@ -64,7 +64,7 @@ int main(int argc, char **argv)
 	CHECK(dmabuf_device_new(ctx, &info, &dev) == 0);
 	CHECK(dmabuf_attach(buf, dev, &att) == 0);
 	CHECK(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt) == 0);
-	e = dmabuf_sg_table_dma_entries(sgt);
+	e = dmabuf_sg_table_get_dma_entries(sgt);
 	CHECK(dmabuf_dma_read(dev, e[0].dma_addr, px, 4) == 0);
 	CHECK(!memcmp(px, "uapi", 4));
 	CHECK(dmabuf_dma_write(dev, e[0].dma_addr + 4, "-dma", 4) == 0);
