@@ -128,10 +128,13 @@ void dmb_uapi_held_exit(void)
 	pthread_mutex_unlock(&held_lock);
 }
 
+/* The parent's references, in a forked child: kept reachable, not put. */
+static struct held *volatile parent_held;
+
 void dmb_uapi_held_forked(void)
 {
-	/* The parent's references: not the child's to put. */
 	pthread_mutex_init(&held_lock, NULL);
+	parent_held = held;
 	held = NULL;
 }
 

@@ -95,7 +95,7 @@ struct dmabuf_timeline *dmb_uapi_timeline_lookup(int fd)
 }
 
 /* The parent's timelines, in a forked child: kept reachable, not used. */
-static struct timeline *parent_timelines;
+static struct timeline *volatile parent_timelines;
 
 void dmb_uapi_timelines_forked(void)
 {

@@ -407,7 +407,7 @@ void dmb_uapi_exit(void)
 
 /* A forked child's copy of the parent's context: kept reachable, never
  * used or freed (its threads are the parent's). */
-static struct dmabuf_ctx *parent_ctx;
+static struct dmabuf_ctx *volatile parent_ctx;
 
 void dmb_uapi_forked(void)
 {
