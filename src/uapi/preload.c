@@ -6,7 +6,8 @@
  * (RTLD_NEXT) at once:
  * - paths: a prefix test on the string, no syscall;
  * - ioctls: the number's type byte, no syscall, then one fstat;
- * - other calls on fds (read, write, lseek, mmap, fstat, poll, close): only
+ * - other calls on fds (read, write, lseek, mmap, fstat, poll, select,
+ *   close): only
  *   once the process has an emulated object (it opened an emulated path,
  *   received fds over a socket, or inherited an emulated fd), then one fstat.
  * Calls made by libdmabuf itself or by this library are never emulated:
@@ -27,6 +28,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -886,6 +888,97 @@ EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const 
 		return get_ppoll()(fds, n, ts, sig);
 	/* The signal mask is not applied while dma-bufs are polled. */
 	return emulated_poll(fds, n, ts ? (int)(ts->tv_sec * 1000 + ts->tv_nsec / 1000000) : -1);
+}
+
+/* select() and pselect() on dma-bufs: the same readiness, through poll. */
+static int select_as_poll(int nfds, fd_set *r, fd_set *w, fd_set *e, int timeout_ms)
+{
+	struct pollfd *p;
+	int fd, n = 0, i, ret, bits = 0;
+
+	p = calloc((size_t)nfds, sizeof(*p));
+	if (!p) {
+		errno = ENOMEM;
+		return -1;
+	}
+	for (fd = 0; fd < nfds; fd++) {
+		short ev = (r && FD_ISSET(fd, r) ? POLLIN : 0) |
+			   (w && FD_ISSET(fd, w) ? POLLOUT : 0) | (e && FD_ISSET(fd, e) ? POLLPRI : 0);
+
+		if (ev)
+			p[n++] = (struct pollfd){ .fd = fd, .events = ev };
+	}
+	ret = emulated_poll(p, (nfds_t)n, timeout_ms);
+	if (ret < 0) {
+		free(p);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (p[i].revents & POLLNVAL) {
+			free(p);
+			errno = EBADF;
+			return -1;
+		}
+	}
+	if (r)
+		FD_ZERO(r);
+	if (w)
+		FD_ZERO(w);
+	if (e)
+		FD_ZERO(e);
+	for (i = 0; i < n; i++) {
+		short rev = p[i].revents;
+
+		if (r && (p[i].events & POLLIN) && (rev & (POLLIN | POLLHUP | POLLERR))) {
+			FD_SET(p[i].fd, r);
+			bits++;
+		}
+		if (w && (p[i].events & POLLOUT) && (rev & (POLLOUT | POLLERR))) {
+			FD_SET(p[i].fd, w);
+			bits++;
+		}
+		if (e && (p[i].events & POLLPRI) && (rev & POLLPRI)) {
+			FD_SET(p[i].fd, e);
+			bits++;
+		}
+	}
+	free(p);
+	return bits;
+}
+
+/* True if a dma-buf is among the fds of the sets (active processes only). */
+static bool sets_have_dmabuf(int nfds, fd_set *r, fd_set *w, fd_set *e)
+{
+	int fd;
+
+	if (!atomic_load_explicit(&active, memory_order_relaxed) || nfds <= 0 || nfds > FD_SETSIZE)
+		return false;
+	for (fd = 0; fd < nfds; fd++)
+		if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w))) &&
+		    dmb_uapi_classify(fd) == DMB_UAPI_DMABUF)
+			return true;
+	return false;
+}
+
+REAL(select, int, int, fd_set *, fd_set *, fd_set *, struct timeval *)
+REAL(pselect, int, int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *)
+
+EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+{
+	if (LAYER_CALL() || !sets_have_dmabuf(nfds, r, w, e))
+		return get_select()(nfds, r, w, e, tv);
+	return select_as_poll(nfds, r, w, e,
+			      tv ? (int)(tv->tv_sec * 1000 + tv->tv_usec / 1000) : -1);
+}
+
+EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
+		   const sigset_t *sig)
+{
+	if (LAYER_CALL() || !sets_have_dmabuf(nfds, r, w, e))
+		return get_pselect()(nfds, r, w, e, ts, sig);
+	/* The signal mask is not applied while dma-bufs are waited for. */
+	return select_as_poll(nfds, r, w, e,
+			      ts ? (int)(ts->tv_sec * 1000 + ts->tv_nsec / 1000000) : -1);
 }
 
 /* ---- close, recvmsg ------------------------------------------------------- */

@@ -217,12 +217,31 @@ static void buffer_fences(void **state)
 	/* A pending writer: neither readable nor writable. */
 	assert_int_equal(ioctl(buf, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &imp), 0);
 	assert_int_equal(poll(&p, 1, 0), 0);
+	{
+		struct timeval tv = { 0, 0 };
+		fd_set r, w;
+
+		FD_ZERO(&r);
+		FD_ZERO(&w);
+		FD_SET(buf, &r);
+		FD_SET(buf, &w);
+		assert_int_equal(select(buf + 1, &r, &w, NULL, &tv), 0);
+		assert_false(FD_ISSET(buf, &r));
+	}
 	exp.flags = DMA_BUF_SYNC_READ;
 	assert_int_equal(ioctl(buf, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, &exp), 0);
 	assert_int_equal(fence_status(exp.fd), 0);
 	assert_int_equal(tl_inc(tl, 1), 0);
 	assert_int_equal(poll(&p, 1, -1), 1);
 	assert_int_equal(p.revents, POLLIN | POLLOUT);
+	{
+		fd_set r;
+
+		FD_ZERO(&r);
+		FD_SET(buf, &r);
+		assert_int_equal(select(buf + 1, &r, NULL, NULL, NULL), 1);
+		assert_true(FD_ISSET(buf, &r));
+	}
 	assert_int_equal(fence_status(exp.fd), 1);
 	close(exp.fd);
 	/* Errors: flags, not a sync file, bad pointer. */
