@@ -32,6 +32,10 @@ struct dmabuf_ctx *dmb_uapi_ctx_if_made(void);
  * closes an fd of it. */
 struct dmabuf;
 int dmb_uapi_get_buf(int fd, struct dmabuf **out);
+/* The program unmaps a mapping the library made (a udmabuf's): 1 if it
+ * was one (then unmapped through the library), else 0. */
+int dmb_uapi_munmap_lib(void *addr, size_t len);
+
 /* Drops the held reference of (dev, ino), after the program closed an fd. */
 void dmb_uapi_release_held(dev_t dev, ino_t ino);
 bool dmb_uapi_have_held(void);

@@ -19,6 +19,34 @@
 
 #include "core.h"
 
+/* Mappings the library made for the program (a udmabuf's pages): the
+ * program's munmap() of one must go through dmabuf_munmap(). */
+struct lib_map {
+	void *addr;
+	size_t len;
+	struct dmabuf *buf;	/* one reference */
+	struct lib_map *next;
+};
+
+static pthread_mutex_t lib_maps_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct lib_map *lib_maps;
+
+static bool lib_map_add(void *addr, size_t len, struct dmabuf *buf)
+{
+	struct lib_map *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return false;
+	m->addr = addr;
+	m->len = len;
+	m->buf = buf;
+	pthread_mutex_lock(&lib_maps_lock);
+	m->next = lib_maps;
+	lib_maps = m;
+	pthread_mutex_unlock(&lib_maps_lock);
+	return true;
+}
+
 /*
  * A buffer is held (one library reference) from the first emulated call on
  * one of its fds until the program closes an fd of it. Without it every
@@ -131,11 +159,17 @@ void dmb_uapi_held_exit(void)
 /* The parent's references, in a forked child: kept reachable, not put. */
 static struct held *volatile parent_held;
 
+static struct lib_map *volatile parent_lib_maps;
+
 void dmb_uapi_held_forked(void)
 {
 	pthread_mutex_init(&held_lock, NULL);
 	parent_held = held;
 	held = NULL;
+	/* The child's munmap of these is a plain one. */
+	pthread_mutex_init(&lib_maps_lock, NULL);
+	parent_lib_maps = lib_maps;
+	lib_maps = NULL;
 }
 
 #define get_buf dmb_uapi_get_buf
@@ -186,11 +220,34 @@ void *dmb_uapi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 		ret = dmabuf_mmap(buf, (uint64_t)off, len, prot, &map);
 		if (ret)
 			map = (void *)(intptr_t)ret;
+		else if (lib_map_add(map, len, buf))
+			buf = NULL; /* the mapping's reference, put at munmap */
 	} else {
 		map = NULL; /* the real mmap of the buffer's memfd */
 	}
-	dmabuf_put(buf);
+	if (buf)
+		dmabuf_put(buf);
 	return map;
+}
+
+int dmb_uapi_munmap_lib(void *addr, size_t len)
+{
+	struct lib_map **pp, *m;
+
+	pthread_mutex_lock(&lib_maps_lock);
+	for (pp = &lib_maps; (m = *pp); pp = &m->next) {
+		if (m->addr == addr && m->len == len) {
+			*pp = m->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&lib_maps_lock);
+	if (!m)
+		return 0;
+	dmabuf_munmap(m->buf, addr, len);
+	dmabuf_put(m->buf);
+	free(m);
+	return 1;
 }
 
 short dmb_uapi_poll_events(int fd, enum dmb_uapi_kind kind, short events)

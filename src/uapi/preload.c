@@ -1006,8 +1006,13 @@ REAL(munmap, int, void *, size_t)
 
 EXPORT int munmap(void *addr, size_t len)
 {
-	int ret = get_munmap()(addr, len);
+	int ret;
 
+	if (atomic_load_explicit(&active, memory_order_relaxed) && !LAYER_CALL() &&
+	    dmb_uapi_munmap_lib(addr, len))
+		ret = 0;
+	else
+		ret = get_munmap()(addr, len);
 	/* The last mapping of a buffer may have gone: release it now. */
 	if (!ret && atomic_load_explicit(&active, memory_order_relaxed) && !LAYER_CALL()) {
 		dmb_uapi_map_forget(addr, len);
