@@ -49,6 +49,8 @@ static void usage(FILE *out)
 		"  --cma-heap=NAME         name of the contiguous heap (default linux,cma)\n"
 		"  --root=DIR              directory holding the emulated tree\n"
 		"  --preload=PATH          the preload library to use\n"
+		"  --seccomp               serve PROGRAM with the seccomp supervisor even if it\n"
+		"                          is dynamically linked (raw syscall() callers)\n"
 		"  -h, --help              this text\n"
 		"\n"
 		"Environment set for PROGRAM: LD_PRELOAD (appended), DMABUF_UAPI_LEAKS,\n"
@@ -150,11 +152,13 @@ int main(int argc, char **argv)
 		{ "cma-heap", required_argument, NULL, 'c' },
 		{ "root", required_argument, NULL, 'r' },
 		{ "preload", required_argument, NULL, 'p' },
+		{ "seccomp", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char preload[PATH_MAX], prog[PATH_MAX], *ld;
 	const char *preload_opt = NULL, *old;
+	bool force_seccomp = false;
 	int c, ret;
 
 	/* '+': options stop at PROGRAM, whose own options are its own. */
@@ -191,6 +195,9 @@ int main(int argc, char **argv)
 		case 'p':
 			preload_opt = optarg;
 			break;
+		case 'S':
+			force_seccomp = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -208,7 +215,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "dmabuf-run: %s: %s\n", argv[optind], strerror(-ret));
 		return 127;
 	}
-	if (needs_supervisor(prog)) {
+	if (force_seccomp && !dmb_run_supervised) {
+		fprintf(stderr, "dmabuf-run: --seccomp: this dmabuf-run has no seccomp supervisor\n");
+		return 2;
+	}
+	if (force_seccomp || needs_supervisor(prog)) {
 		if (dmb_run_supervised)
 			return dmb_run_supervised(argv + optind);
 		fprintf(stderr, "dmabuf-run: %s is statically linked: the preload cannot reach it "

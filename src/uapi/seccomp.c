@@ -850,3 +850,22 @@ out:
 		sigaction(sigs[i], &old[i], NULL);
 	return result < 0 ? 126 : result;
 }
+
+int dmb_run_supervised(char **argv)
+{
+	char why[256];
+	int err;
+
+	if (dmb_seccomp_available(why, sizeof(why))) {
+		say("%s needs the seccomp supervisor, which cannot work here: %s; running it "
+		    "without emulation", argv[0], why);
+		fflush(NULL);
+		execvp(argv[0], argv);
+		err = errno;
+		say("cannot run %s: %s", argv[0], strerror(err));
+		return err == ENOENT ? 127 : 126;
+	}
+	if (dmb_uapi_config()->trace)
+		dmb_uapi_trace("%s: static program, served by the seccomp supervisor", argv[0]);
+	return dmb_seccomp_run(argv);
+}

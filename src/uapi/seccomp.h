@@ -21,25 +21,6 @@
 #include <stddef.h>
 
 /*
- * Does the program at `path` need the supervisor? True for an ELF file
- * without PT_INTERP (static, static-pie): the dynamic loader never runs, so
- * LD_PRELOAD has no effect.
- * @param path  the file to execute (a path; see dmb_seccomp_find_program())
- * @return 1 static ELF, 0 dynamic ELF or not ELF (a script's interpreter
- *         is what runs), -errno if the file cannot be read
- */
-int dmb_seccomp_elf_is_static(const char *path);
-
-/*
- * Resolves a program name as execvp() does (a name without '/' is looked up
- * in $PATH), so that the file examined is the one that will run.
- * @param name  argv[0] as the user gave it
- * @param buf   receives the path; @param size its size
- * @return 0, -ENOENT if not found, -ENAMETOOLONG
- */
-int dmb_seccomp_find_program(const char *name, char *buf, size_t size);
-
-/*
  * Can the supervisor work on this machine? Checks what cannot be seen
  * without trying: seccomp user notification (a container's own seccomp
  * profile, or an outer supervisor, may refuse it) and pidfd_getfd().
@@ -63,3 +44,12 @@ int dmb_seccomp_available(char *why, size_t size);
  *         could not start (a line on stderr says why)
  */
 int dmb_seccomp_run(char *const argv[]);
+
+/*
+ * dmabuf-run's hook (tools/dmabuf-run.c) for a program that needs the
+ * supervisor: dmb_seccomp_run() if dmb_seccomp_available(), otherwise one
+ * line on stderr saying why, and the program is exec'd without emulation.
+ * @param argv  NULL-terminated; argv[0] is the program
+ * @return the exit status to exit with (see dmb_seccomp_run())
+ */
+int dmb_run_supervised(char **argv);
