@@ -2,18 +2,23 @@
 /*
  * A statically linked program written against the kernel's uapi only, run
  * under dmabuf-run by test-uapi-static.c: the preload cannot reach it, the
- * seccomp supervisor answers it. One case per argument; each prints
- * "ok <case>" and exits 0, or prints what failed and exits 1.
+ * seccomp supervisor answers it. The same file is also linked dynamically,
+ * for --seccomp. The argument names the case ("all": every case but
+ * "kill"); each prints "ok <case>" and exits 0, or prints what failed and
+ * exits 1.
  *
  * It links nothing of libdmabuf, so it has its own small checks instead of
  * the CMocka harness; the suite that runs it is in the fd-leak fixture and
  * each case here checks its own fd count.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,6 +323,13 @@ static void case_threads(void)
 	close(heap);
 }
 
+/* Dies by a signal: dmabuf-run reports 128 + SIGTERM. */
+static void case_kill(void)
+{
+	fflush(stdout);
+	raise(SIGTERM);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -325,6 +337,7 @@ static const struct {
 	{ "tree", case_tree },	   { "alloc", case_alloc },	{ "errors", case_errors },
 	{ "raw", case_raw },	   { "fork", case_fork },	{ "fdinfo", case_fdinfo },
 	{ "threads", case_threads },
+	{ "kill", case_kill },
 };
 
 int main(int argc, char **argv)
@@ -334,7 +347,8 @@ int main(int argc, char **argv)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		if (argc > 1 && strcmp(argv[1], cases[i].name) && strcmp(argv[1], "all"))
+		if (argc < 2 || (strcmp(argv[1], cases[i].name) &&
+				 (strcmp(argv[1], "all") || cases[i].fn == case_kill)))
 			continue;
 		current = cases[i].name;
 		before = count_fds();
