@@ -5,7 +5,9 @@
  * case) and the same program linked dynamically with --seccomp (its
  * inline-asm syscalls). meson passes the paths in the environment:
  * DMABUF_RUN, UAPI_STATIC_PROG (empty when static linking is impossible
- * here: those tests skip), UAPI_DYNAMIC_PROG, DMABUF_UAPI_ROOT.
+ * here: those tests skip), UAPI_DYNAMIC_PROG, DMABUF_UAPI_ROOT, and
+ * UAPI_ASAN_RT in a sanitizer build (an instrumented preload needs the ASan
+ * runtime first in LD_PRELOAD).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,8 +33,12 @@ static int run(char *const argv[], char *out, size_t size)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
+		const char *asan = getenv("UAPI_ASAN_RT");
+
 		dup2(p[1], 1);
 		dup2(p[1], 2);
+		if (asan && *asan)
+			setenv("LD_PRELOAD", asan, 1);
 		execv(argv[0], argv);
 		_exit(127);
 	}
