@@ -11,14 +11,15 @@
  * id is checked (SECCOMP_IOCTL_NOTIF_ID_VALID): the thread may have been
  * killed and its pid reused.
  *
- * ioctls run in a thread each, since an emulated ioctl may wait for a fence
- * that another thread of the program signals through the supervisor.
+ * Calls are answered in line, except a DMA_BUF_IOCTL_SYNC that would wait
+ * for a pending fence: it gets a thread of its own (see defer_ioctl()).
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/audit.h>
+#include <linux/dma-buf.h>
 #include <linux/filter.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
@@ -146,7 +147,7 @@ static unsigned int build_filter(struct sock_filter *f)
 struct sup {
 	int listener;
 	struct seccomp_notif_sizes sizes;
-	atomic_int threads;	/* ioctl threads still running */
+	atomic_int threads;	/* deferred ioctls still running */
 	atomic_bool udmabuf_mmap_said;
 };
 
@@ -468,26 +469,95 @@ static void handle_stat(struct call *c)
 
 /* ---- fd syscalls ------------------------------------------------------------ */
 
-static void handle_ioctl(struct call *c)
+/* The rest of an ioctl on the program's fd, fetched as `fd` (consumed). */
+static void finish_ioctl(struct call *c, int fd, enum dmb_uapi_kind kind)
 {
 	const struct seccomp_data *d = &c->n->data;
 	/* The kernel's ioctl takes the command as unsigned int. */
-	unsigned long cmd = (unsigned int)d->args[1];
+	long res = dmb_uapi_ioctl(&c->io, fd, kind, (unsigned int)d->args[1], d->args[2]);
+
+	close(fd);
+	reply(c, false, res);
+}
+
+/* An ioctl answered in a thread: it may wait. */
+struct deferred {
+	struct call c; /* first: the io is handed back as a struct call */
+	int fd;
 	enum dmb_uapi_kind kind;
-	long res;
+};
+
+static void *ioctl_thread(void *arg)
+{
+	struct deferred *df = arg;
+	struct sup *sup = df->c.sup;
+
+	finish_ioctl(&df->c, df->fd, df->kind);
+	call_fini(&df->c);
+	free(df->c.n);
+	free(df);
+	atomic_fetch_sub(&sup->threads, 1);
+	return NULL;
+}
+
+/*
+ * Only DMA_BUF_IOCTL_SYNC waits (for the buffer's fences, as the kernel's
+ * dma_buf_begin_cpu_access), and only while a fence is pending. Such a
+ * call goes to a thread of its own, so that the fence's signaller (another
+ * thread of the program, through this supervisor) is still served; all
+ * other calls are answered in line, which costs a fraction of a thread.
+ * Takes c over (true) or leaves it to the caller (false).
+ */
+static bool defer_ioctl(struct call *c, int fd, enum dmb_uapi_kind kind)
+{
+	pthread_attr_t attr;
+	struct deferred *df;
+	pthread_t t;
+	int ret;
+
+	if (kind != DMB_UAPI_DMABUF || (unsigned int)c->n->data.args[1] != DMA_BUF_IOCTL_SYNC ||
+	    dmb_uapi_poll_events(fd, kind, POLLIN | POLLOUT) == (POLLIN | POLLOUT))
+		return false;
+	df = malloc(sizeof(*df));
+	if (!df)
+		return false; /* in line rather than not at all */
+	df->c = *c;
+	df->fd = fd;
+	df->kind = kind;
+	atomic_fetch_add(&c->sup->threads, 1);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ret = pthread_create(&t, &attr, ioctl_thread, df);
+	pthread_attr_destroy(&attr);
+	if (ret) {
+		atomic_fetch_sub(&c->sup->threads, 1);
+		free(df);
+		return false;
+	}
+	return true;
+}
+
+/* Takes c over (true: answered later by a thread) or not (false). */
+static bool handle_ioctl(struct call *c)
+{
+	enum dmb_uapi_kind kind;
 	int fd;
 
-	fd = io_get_fd(&c->io, (int)d->args[0]);
-	if (fd < 0)
-		{ reply(c, true, 0); return; }
+	fd = io_get_fd(&c->io, (int)c->n->data.args[0]);
+	if (fd < 0) {
+		reply(c, true, 0);
+		return false;
+	}
 	kind = dmb_uapi_classify(fd);
 	if (kind == DMB_UAPI_NONE || !notif_valid(c)) {
 		close(fd);
-		{ reply(c, true, 0); return; }
+		reply(c, true, 0);
+		return false;
 	}
-	res = dmb_uapi_ioctl(&c->io, fd, kind, cmd, d->args[2]);
-	close(fd);
-	reply(c, false, res);
+	if (defer_ioctl(c, fd, kind))
+		return true;
+	finish_ioctl(c, fd, kind);
+	return false;
 }
 
 /* mmap of a dma-buf: the bounds check of dma_buf_mmap_internal(); the
@@ -524,56 +594,25 @@ static void handle_mmap(struct call *c)
 	reply(c, true, 0);
 }
 
-static void *ioctl_thread(void *arg)
-{
-	struct call *c = arg;
-	struct sup *sup = c->sup;
-
-	handle_ioctl(c);
-	call_fini(c);
-	free(c->n);
-	free(c);
-	atomic_fetch_sub(&sup->threads, 1);
-	return NULL;
-}
-
-/* One notification: ioctls go to a thread of their own. */
+/* One notification. */
 static void dispatch(struct sup *sup, struct seccomp_notif *n)
 {
-	struct call *c;
-	pthread_attr_t attr;
-	pthread_t t;
+	struct call c;
 
-	if (n->data.nr == __NR_ioctl) {
-		c = malloc(sizeof(*c));
-		if (c) {
-			call_init(c, sup, n);
-			atomic_fetch_add(&sup->threads, 1);
-			pthread_attr_init(&attr);
-			pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-			if (pthread_create(&t, &attr, ioctl_thread, c) == 0) {
-				pthread_attr_destroy(&attr);
-				return;
-			}
-			pthread_attr_destroy(&attr);
-			atomic_fetch_sub(&sup->threads, 1);
-			free(c);
-		}
-		/* No thread: answer in line rather than not at all. */
-	}
-	struct call local;
-
-	call_init(&local, sup, n);
+	call_init(&c, sup, n);
 	switch (n->data.nr) {
-	case __NR_ioctl: handle_ioctl(&local); break;
-	case __NR_mmap: handle_mmap(&local); break;
+	case __NR_ioctl:
+		if (handle_ioctl(&c))
+			return; /* the thread owns c and n */
+		break;
+	case __NR_mmap: handle_mmap(&c); break;
 	case __NR_open:
 	case __NR_openat:
 	case __NR_openat2:
-	case __NR_creat: handle_open(&local); break;
-	default: handle_stat(&local); break;
+	case __NR_creat: handle_open(&c); break;
+	default: handle_stat(&c); break;
 	}
-	call_fini(&local);
+	call_fini(&c);
 	free(n);
 }
 
