@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,6 +33,16 @@
 
 #include <linux/dma-buf.h>
 #include <linux/dma-heap.h>
+
+/* The sw_sync uapi has no installed header; the kernel selftests define it
+ * the same way. */
+struct sw_sync_create_fence_data {
+	__u32 value;
+	char name[32];
+	__s32 fence;
+};
+#define SW_SYNC_IOC_CREATE_FENCE _IOWR('W', 0, struct sw_sync_create_fence_data)
+#define SW_SYNC_IOC_INC _IOW('W', 1, __u32)
 
 #define HEAP "/dev/dma_heap/system"
 #define MIB (1024 * 1024)
@@ -323,6 +334,72 @@ static void case_threads(void)
 	close(heap);
 }
 
+struct waiter {
+	int fd;
+	pid_t tid;
+	int result;
+};
+
+static void *sync_waiter(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->tid = gettid();
+	/* Waits for the imported write fence (dma_buf_begin_cpu_access). */
+	w->result = sync_buf(w->fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ);
+	if (w->result == 0)
+		w->result = sync_buf(w->fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ);
+	return NULL;
+}
+
+/* True while thread tid is inside ioctl(2) (it waits for the supervisor's
+ * answer or in the emulated wait). */
+static int in_ioctl(pid_t tid)
+{
+	char path[64], buf[64] = "";
+	int fd, n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = (int)read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 && !strncmp(buf, "16 ", 3);
+}
+
+/* A SYNC that waits for a pending fence does not stop the supervisor: the
+ * thread that signals the fence (SW_SYNC_IOC_INC) is still answered. */
+static void case_fence_wait(void)
+{
+	struct sw_sync_create_fence_data f = { .value = 1, .name = "static" };
+	struct dma_buf_import_sync_file imp = { .flags = DMA_BUF_SYNC_WRITE };
+	struct waiter w = { .result = -2 };
+	int heap = heap_open(), tl, i;
+	uint32_t one = 1;
+	pthread_t t;
+
+	tl = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
+	CHECK(tl >= 0);
+	CHECK(ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &f) == 0);
+	w.fd = alloc(heap, 64 * 1024, O_RDWR | O_CLOEXEC);
+	imp.fd = f.fence;
+	CHECK(ioctl(w.fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &imp) == 0);
+	CHECK(pthread_create(&t, NULL, sync_waiter, &w) == 0);
+	/* Signal once the waiter is in its ioctl (bounded by a count, and
+	 * signalling early is correct too: then the SYNC does not wait). */
+	for (i = 0; i < 1000000 && !(__atomic_load_n(&w.tid, __ATOMIC_ACQUIRE) && in_ioctl(w.tid));
+	     i++)
+		sched_yield();
+	CHECK(ioctl(tl, SW_SYNC_IOC_INC, &one) == 0);
+	CHECK(pthread_join(t, NULL) == 0);
+	CHECK(w.result == 0);
+	close(f.fence);
+	close(w.fd);
+	close(tl);
+	close(heap);
+}
+
 /* Dies by a signal: dmabuf-run reports 128 + SIGTERM. */
 static void case_kill(void)
 {
@@ -336,7 +413,7 @@ static const struct {
 } cases[] = {
 	{ "tree", case_tree },	   { "alloc", case_alloc },	{ "errors", case_errors },
 	{ "raw", case_raw },	   { "fork", case_fork },	{ "fdinfo", case_fdinfo },
-	{ "threads", case_threads },
+	{ "threads", case_threads }, { "fence-wait", case_fence_wait },
 	{ "kill", case_kill },
 };
 

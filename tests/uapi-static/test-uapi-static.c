@@ -112,6 +112,11 @@ STATIC_CASE(fork)
 STATIC_CASE(fdinfo)
 STATIC_CASE(threads)
 
+static void static_fence_wait(void **state)
+{
+	expect_case(static_prog(), NULL, "fence-wait");
+}
+
 /* Without dmabuf-run the same program finds no heaps: what passes above
  * is the supervisor's doing. */
 static void static_without_supervisor_fails(void **state)
@@ -174,6 +179,7 @@ int main(void)
 		harness_test(static_fork),
 		harness_test(static_fdinfo),
 		harness_test(static_threads),
+		harness_test(static_fence_wait),
 		harness_test(static_without_supervisor_fails),
 		harness_test(static_exit_status_passes_through),
 		harness_test(dynamic_raw_needs_seccomp),
