@@ -43,6 +43,7 @@
 #                             /usr/src/linux-source-6.12.tar.xz)
 #   DMABUF_KSELFTEST_TIMEOUT  seconds per selftest (default 600)
 #   DMABUF_RUN_OPTS           extra options given to dmabuf-run
+#   DMABUF_JOBS               parallel make jobs (default: nproc)
 #   DMABUF_KSELFTEST_STRICT=1 known failures count as failures
 #
 # Exit status: 0 all passed, 1 a test failed or a step failed, 2 usage.
@@ -52,6 +53,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 TARBALL=${DMABUF_KSELFTEST_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
 TIMEOUT=${DMABUF_KSELFTEST_TIMEOUT:-600}
+JOBS=${DMABUF_JOBS:-$(nproc 2>/dev/null || echo 2)}
 ALL_TESTS=(dmabuf-heaps dmabuf-heaps-dynamic udmabuf sync)
 PKGS=(linux-source-6.12 make gcc libc6-dev xz-utils)
 
@@ -135,7 +137,7 @@ if [[ -f $CACHE/usr.stamp && -f $HDR/include/linux/dma-heap.h ]]; then
 else
 	msg "make headers_install (6.12 uapi headers)"
 	rm -rf "$HDR"
-	nice make -s -C "$SRC" ARCH=x86_64 headers_install INSTALL_HDR_PATH="$HDR" \
+	nice make -s -j "$JOBS" -C "$SRC" ARCH=x86_64 headers_install INSTALL_HDR_PATH="$HDR" \
 		>"$CACHE/headers.log" 2>&1 ||
 		{ tail -n 30 "$CACHE/headers.log" >&2; die "make headers_install failed"; }
 	touch "$CACHE/usr.stamp"
@@ -147,7 +149,7 @@ KHDR="-isystem $HDR/include"
 # build_kernel DIR: the selftest's own Makefile, output in $OUT/DIR.
 build_kernel() {
 	mkdir -p "$OUT/$1"
-	nice make -s -C "$SELF/$1" OUTPUT="$OUT/$1" KHDR_INCLUDES="$KHDR" \
+	nice make -s -j "$JOBS" -C "$SELF/$1" OUTPUT="$OUT/$1" KHDR_INCLUDES="$KHDR" \
 		>"$OUT/build-${1//\//_}.log" 2>&1 ||
 		{ cat "$OUT/build-${1//\//_}.log" >&2; die "building selftest $1 failed"; }
 }

@@ -365,7 +365,7 @@ static void handle_open(struct call *c)
 	const struct seccomp_data *d = &c->n->data;
 	char path[PATH_MAX];
 	struct open_how how = { 0 };
-	int dirfd = AT_FDCWD, flags;
+	int flags;
 	uint64_t upath;
 	mode_t mode;
 	long res;
@@ -384,23 +384,24 @@ static void handle_open(struct call *c)
 		if (d->args[3] < sizeof(how) ||
 		    io_copy_in(&c->io, &how, d->args[2], sizeof(how)))
 			{ reply(c, true, 0); return; }
-		dirfd = (int)d->args[0], upath = d->args[1];
-		flags = (int)how.flags, mode = (mode_t)how.mode;
+		upath = d->args[1], flags = (int)how.flags, mode = (mode_t)how.mode;
 		break;
 	default: /* openat */
-		dirfd = (int)d->args[0], upath = d->args[1];
-		flags = (int)d->args[2], mode = (mode_t)d->args[3];
+		upath = d->args[1], flags = (int)d->args[2], mode = (mode_t)d->args[3];
 		break;
 	}
 	/* Only absolute paths name the emulated tree (a directory fd from it
-	 * is a real directory: openat relative to it resolves natively). */
-	(void)dirfd;
+	 * is a real directory: openat relative to it resolves natively), so
+	 * the directory fd argument does not matter. */
 	if (read_path(c, upath, path, sizeof(path)) || path[0] != '/')
 		{ reply(c, true, 0); return; }
 	if (!dmb_uapi_path_is_emulated(path)) {
-		if (open_fdinfo(c, path, &res) && notif_valid(c))
-			{ reply(c, false, res); return; }
-		{ reply(c, true, 0); return; }
+		/* A reply to a call that is gone fails harmlessly (ENOENT). */
+		if (open_fdinfo(c, path, &res))
+			reply(c, false, res);
+		else
+			reply(c, true, 0);
+		return;
 	}
 	if (!notif_valid(c))
 		return;
