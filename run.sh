@@ -11,6 +11,8 @@
 #   ./run.sh bench            build and run the benchmarks
 #   ./run.sh fuzz [SECONDS]   clang libFuzzer build (build-fuzz/), run each
 #                             fuzz/ harness for SECONDS (default 60)
+#   ./run.sh kselftest [TEST...]  the kernel's dma-buf selftests, built from
+#                             Debian's linux-source-6.12, run under dmabuf-run
 #   ./run.sh help
 #
 # `./run.sh test` stops at the first failing stage, always prints a summary
@@ -56,6 +58,12 @@ commands:
   bench            build and run the benchmarks (meson test --benchmark)
   fuzz [SECONDS]   clang + libFuzzer build in build-fuzz/ (-Dfuzzing=true, ASan,
                    UBSan); run each fuzz/ harness for SECONDS (default 60)
+  kselftest [TEST...]
+                   build build/, then the kernel's own selftests (dmabuf-heaps,
+                   drivers/dma-buf/udmabuf, sync) from Debian's linux-source-6.12
+                   (cached in build/kselftest/), run each under
+                   build/tools/dmabuf-run; ends with "N passed, N failed, N skipped"
+                   (tools/kselftest.sh --help for details)
   help             show this text
 
 environment: DMABUF_JOBS (default nproc), DMABUF_FORCE_MISSING, DMABUF_NO_INSTALL
@@ -294,6 +302,13 @@ cmd_fuzz() {
 	msg "fuzzing finished, no crashes"
 }
 
+cmd_kselftest() {
+	deps || exit 1
+	setup_dir build -Dtests=true -Db_sanitize=none || die "meson setup build failed"
+	ninja -C build -j "$JOBS" || die "build failed"
+	exec bash "$ROOT/tools/kselftest.sh" --build build "$@" </dev/null
+}
+
 # ------------------------------------------------------------------- main
 
 cmd=${1:-}
@@ -303,6 +318,7 @@ demo)  cmd_demo "$@" ;;
 test)  cmd_test "$@" ;;
 bench) cmd_bench "$@" ;;
 fuzz)  cmd_fuzz "$@" ;;
+kselftest) cmd_kselftest "$@" ;;
 help|-h|--help) usage ;;
 *)
 	[[ -n $cmd ]] && msg "unknown command '$cmd'"

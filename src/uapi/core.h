@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the files of the emulation core share (not part of the contract in
+ * uapi.h, which is all a front end needs).
+ */
+#pragma once
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+
+#include "uapi.h"
+
+struct dmabuf_ctx;
+struct dmabuf_timeline;
+
+#define DMB_UAPI_PAGE 4096ull
+
+/* The process's context: made at the first open of an emulated path, made
+ * anew in a forked child. NULL (errno set) if it cannot be made. */
+struct dmabuf_ctx *dmb_uapi_ctx(void);
+
+/* The context, with its service thread running: for calls that export. */
+struct dmabuf_ctx *dmb_uapi_ctx_exporting(void);
+
+/* The context if this process made one already, else NULL. */
+struct dmabuf_ctx *dmb_uapi_ctx_if_made(void);
+
+/* The buffer behind a dma-buf fd of this process, with one reference;
+ * imported when it comes from another process; held until the program
+ * closes an fd of it. */
+struct dmabuf;
+int dmb_uapi_get_buf(int fd, struct dmabuf **out);
+/* The program unmaps a mapping the library made (a udmabuf's): 1 if it
+ * was one (then unmapped through the library), else 0. */
+int dmb_uapi_munmap_lib(void *addr, size_t len);
+
+/* Drops the held reference of (dev, ino), after the program closed an fd. */
+void dmb_uapi_release_held(dev_t dev, ino_t ino);
+bool dmb_uapi_have_held(void);
+bool dmb_uapi_held_has(dev_t dev, ino_t ino);
+void dmb_uapi_held_forked(void);
+void dmb_uapi_held_exit(void);
+
+/* At exit: the process's context goes, its service thread stopped. */
+void dmb_uapi_exit(void);
+
+/* Called in a forked child: the parent's context is not ours to use. */
+void dmb_uapi_forked(void);
+
+/* Tree entries: kind and heap name for an inode of the emulated tree. */
+enum dmb_uapi_kind dmb_uapi_tree_kind(const struct stat *st, const char **heap);
+
+/* sw_sync timelines of this process, by the inode of their memfd. */
+int dmb_uapi_timeline_open(int flags);
+struct dmabuf_timeline *dmb_uapi_timeline_lookup(int fd);
+/* In a forked child: the parent's timelines are not the child's. */
+void dmb_uapi_timelines_forked(void);
+
+/* False when no close() can matter to the emulation: no timeline, no held
+ * buffer, no buffer of this process alive. */
+bool dmb_uapi_close_matters(void);
+
+/* Names given by SYNC_IOC_MERGE, by the inode of the sync file. */
+void dmb_uapi_sync_name_set(int fd, const char *name);
+int dmb_uapi_sync_name_get(int fd, char *name, size_t size);
+
+/* Leak tracking (leaks.c): remember where an fd's file was made. */
+void dmb_uapi_leak_note(int fd, const char *what);
+
+/* Classification from an fstat the caller already made. */
+enum dmb_uapi_kind dmb_uapi_classify_stat(int fd, const struct stat *st);
+
+/* The program's mappings of dma-bufs (mappings.c), for the leak report
+ * and strict CPU access. */
+void dmb_uapi_map_note(void *addr, size_t len, int prot, int fd);
+void dmb_uapi_map_forget(void *addr, size_t len);
+/* After a successful DMA_BUF_IOCTL_SYNC START (start) or END on fd. */
+void dmb_uapi_map_sync(int fd, bool start);
+int dmb_uapi_map_report(void);
+/* After a successful DMA_BUF_SET_NAME on fd: the fault message follows. */
+void dmb_uapi_map_renamed(int fd);
+
+/* Reads the last path component of /proc/self/fd/<fd> into buf. */
+int dmb_uapi_fd_link(int fd, char *buf, size_t size);

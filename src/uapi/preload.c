@@ -1,0 +1,1076 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libdmabuf-preload.so: the libc interposition in front of the emulation
+ * core (uapi.h). Every wrapper first decides, as cheaply as it can, whether
+ * the call is the emulation's; everything else goes to the next definition
+ * (RTLD_NEXT) at once:
+ * - paths: a prefix test on the string, no syscall;
+ * - ioctls: the number's type byte, no syscall, then one fstat;
+ * - other calls on fds (read, write, lseek, mmap, fstat, poll, select,
+ *   close): only
+ *   once the process has an emulated object (it opened an emulated path,
+ *   received fds over a socket, or inherited an emulated fd), then one fstat.
+ * Calls made by libdmabuf itself or by this library are never emulated:
+ * their return address is in one of the two objects.
+ */
+/* Both the plain and the 64 entry points are defined here, so the headers
+ * must not rename one into the other. */
+#undef _FILE_OFFSET_BITS
+#include <dirent.h>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <link.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/dma-buf.h>
+
+#include <dmabuf.h>
+
+#include "core.h"
+
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#else
+#define VALGRIND_MAKE_MEM_DEFINED(p, n) ((void)(p), (void)(n))
+#endif
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* glibc entry points without a public prototype. */
+int __open_2(const char *path, int flags);
+int __open64_2(const char *path, int flags);
+int __openat_2(int dirfd, const char *path, int flags);
+int __openat64_2(int dirfd, const char *path, int flags);
+int __xstat(int ver, const char *path, struct stat *st);
+int __xstat64(int ver, const char *path, struct stat64 *st);
+int __lxstat(int ver, const char *path, struct stat *st);
+int __lxstat64(int ver, const char *path, struct stat64 *st);
+int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags);
+int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags);
+int __fxstat(int ver, int fd, struct stat *st);
+int __fxstat64(int ver, int fd, struct stat64 *st);
+
+/* ---- the next definitions --------------------------------------------------- */
+
+#define REAL(name, ret, ...)                                                   \
+	static ret (*real_##name)(__VA_ARGS__);                                \
+	static inline ret (*get_##name(void))(__VA_ARGS__)                     \
+	{                                                                      \
+		if (!real_##name)                                              \
+			real_##name = (ret(*)(__VA_ARGS__))dlsym(RTLD_NEXT, #name); \
+		return real_##name;                                            \
+	}
+
+REAL(open, int, const char *, int, ...)
+REAL(open64, int, const char *, int, ...)
+REAL(openat, int, int, const char *, int, ...)
+REAL(openat64, int, int, const char *, int, ...)
+REAL(__open_2, int, const char *, int)
+REAL(__open64_2, int, const char *, int)
+REAL(__openat_2, int, int, const char *, int)
+REAL(__openat64_2, int, int, const char *, int)
+REAL(creat, int, const char *, mode_t)
+REAL(creat64, int, const char *, mode_t)
+REAL(fopen, FILE *, const char *, const char *)
+REAL(fopen64, FILE *, const char *, const char *)
+REAL(opendir, DIR *, const char *)
+REAL(stat, int, const char *, struct stat *)
+REAL(stat64, int, const char *, struct stat64 *)
+REAL(lstat, int, const char *, struct stat *)
+REAL(lstat64, int, const char *, struct stat64 *)
+REAL(fstatat, int, int, const char *, struct stat *, int)
+REAL(fstatat64, int, int, const char *, struct stat64 *, int)
+REAL(__xstat, int, int, const char *, struct stat *)
+REAL(__xstat64, int, int, const char *, struct stat64 *)
+REAL(__lxstat, int, int, const char *, struct stat *)
+REAL(__lxstat64, int, int, const char *, struct stat64 *)
+REAL(__fxstatat, int, int, int, const char *, struct stat *, int)
+REAL(__fxstatat64, int, int, int, const char *, struct stat64 *, int)
+REAL(statx, int, int, const char *, int, unsigned int, struct statx *)
+REAL(access, int, const char *, int)
+REAL(faccessat, int, int, const char *, int, int)
+REAL(ioctl, int, int, unsigned long, ...)
+REAL(lseek, off_t, int, off_t, int)
+REAL(lseek64, off64_t, int, off64_t, int)
+REAL(mmap, void *, void *, size_t, int, int, int, off_t)
+REAL(mmap64, void *, void *, size_t, int, int, int, off64_t)
+REAL(read, ssize_t, int, void *, size_t)
+REAL(write, ssize_t, int, const void *, size_t)
+REAL(ftruncate, int, int, off_t)
+REAL(ftruncate64, int, int, off64_t)
+REAL(fstat, int, int, struct stat *)
+REAL(fstat64, int, int, struct stat64 *)
+REAL(__fxstat, int, int, int, struct stat *)
+REAL(__fxstat64, int, int, int, struct stat64 *)
+REAL(poll, int, struct pollfd *, nfds_t, int)
+REAL(ppoll, int, struct pollfd *, nfds_t, const struct timespec *, const sigset_t *)
+REAL(close, int, int)
+REAL(recvmsg, ssize_t, int, struct msghdr *, int)
+REAL(syscall, long, long, ...)
+
+/* ---- who is calling ------------------------------------------------------- */
+
+static uintptr_t self_lo, self_hi, lib_lo, lib_hi;
+static atomic_bool active;
+
+static int find_range(struct dl_phdr_info *info, size_t size, void *data)
+{
+	uintptr_t want = (uintptr_t)data, lo = UINTPTR_MAX, hi = 0;
+	int i;
+
+	for (i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type != PT_LOAD)
+			continue;
+		if (info->dlpi_addr + ph->p_vaddr < lo)
+			lo = info->dlpi_addr + ph->p_vaddr;
+		if (info->dlpi_addr + ph->p_vaddr + ph->p_memsz > hi)
+			hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+	}
+	if (want >= lo && want < hi) {
+		if (want == (uintptr_t)&self_lo) {
+			self_lo = lo;
+			self_hi = hi;
+		} else {
+			lib_lo = lo;
+			lib_hi = hi;
+		}
+		return 1;
+	}
+	return 0;
+}
+
+static inline bool from_layer(const void *ra)
+{
+	uintptr_t a = (uintptr_t)ra;
+
+	return (a >= self_lo && a < self_hi) || (a >= lib_lo && a < lib_hi);
+}
+
+#define LAYER_CALL() from_layer(__builtin_return_address(0))
+
+int dmb_uapi_leak_report(void);
+
+/* Exit status of a run whose leaks are fatal (DMABUF_UAPI_LEAKS=fatal). */
+#define LEAKS_EXIT_STATUS 99
+
+static void report_leaks(void)
+{
+	int n = dmb_uapi_leak_report();
+
+	if (n && dmb_uapi_config()->leaks == 2) {
+		fprintf(stderr, "dmabuf-run: %d leak(s) and --leaks=fatal: exit status %d\n", n,
+			LEAKS_EXIT_STATUS);
+		fflush(NULL);
+		_exit(LEAKS_EXIT_STATUS);
+	}
+}
+
+static void forked_child(void)
+{
+	dmb_uapi_forked();
+}
+
+__attribute__((constructor)) static void preload_init(void)
+{
+	DIR *d;
+	struct dirent *e;
+
+	dl_iterate_phdr(find_range, (void *)&self_lo);
+	dl_iterate_phdr(find_range, (void *)(uintptr_t)&dmabuf_ctx_new);
+	pthread_atfork(NULL, NULL, forked_child);
+	dmb_uapi_init();
+	/* Registered first, so it runs after the program's own handlers. */
+	if (dmb_uapi_config()->leaks)
+		atexit(report_leaks);
+	/* Emulated fds inherited over exec make this process active. */
+	d = opendir("/proc/self/fd");
+	if (d) {
+		while ((e = readdir(d)) && !atomic_load(&active)) {
+			int fd = atoi(e->d_name);
+
+			if (e->d_name[0] != '.' && fd != dirfd(d) &&
+			    dmb_uapi_classify(fd) != DMB_UAPI_NONE)
+				atomic_store(&active, true);
+		}
+		closedir(d);
+	}
+}
+
+__attribute__((destructor)) static void preload_fini(void)
+{
+	dmb_uapi_exit();
+}
+
+/* ---- io for the core: this address space ---------------------------------- */
+
+/* process_vm_readv/writev on this very process: the kernel's copy with its
+ * checks, so a bad pointer is -EFAULT, never a SIGSEGV in the layer.
+ * valgrind cannot see that the "remote" memory is ours: tell it. */
+static int self_copy_in(struct dmb_uapi_io *io, void *dst, uint64_t uaddr, size_t n)
+{
+	struct iovec l = { dst, n }, r = { (void *)(uintptr_t)uaddr, n };
+
+	if (!n)
+		return 0;
+	if (process_vm_readv(getpid(), &l, 1, &r, 1, 0) != (ssize_t)n)
+		return -EFAULT;
+	VALGRIND_MAKE_MEM_DEFINED(dst, n);
+	return 0;
+}
+
+static int self_copy_out(struct dmb_uapi_io *io, uint64_t uaddr, const void *src, size_t n)
+{
+	struct iovec l = { (void *)src, n }, r = { (void *)(uintptr_t)uaddr, n };
+
+	if (!n)
+		return 0;
+	if (process_vm_writev(getpid(), &l, 1, &r, 1, 0) != (ssize_t)n)
+		return -EFAULT;
+	VALGRIND_MAKE_MEM_DEFINED((void *)(uintptr_t)uaddr, n);
+	return 0;
+}
+
+static int self_install_fd(struct dmb_uapi_io *io, int fd, unsigned int o_flags)
+{
+	if (fcntl(fd, F_SETFD, o_flags & O_CLOEXEC ? FD_CLOEXEC : 0) < 0) {
+		int ret = -errno;
+
+		get_close()(fd);
+		return ret;
+	}
+	return fd;
+}
+
+static int self_get_fd(struct dmb_uapi_io *io, int ufd)
+{
+	int fd = ufd < 0 ? -1 : fcntl(ufd, F_DUPFD_CLOEXEC, 0);
+
+	return fd < 0 ? -EBADF : fd;
+}
+
+static struct dmb_uapi_io self_io = {
+	.copy_in = self_copy_in,
+	.copy_out = self_copy_out,
+	.install_fd = self_install_fd,
+	.get_fd = self_get_fd,
+};
+
+static const char *kind_name(enum dmb_uapi_kind k)
+{
+	static const char *const names[] = { "-", "heap", "udmabuf", "dma-buf",
+					     "sync_file", "sw_sync", "dir" };
+
+	return k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
+}
+
+/* ---- open family ---------------------------------------------------------- */
+
+static int emulated_open(const char *what, const char *path, int flags, mode_t mode)
+{
+	int fd = dmb_uapi_open(path, flags, mode);
+
+	dmb_uapi_trace("%s(\"%s\", %#x) = %d%s%s", what, path, flags, fd < 0 ? -1 : fd,
+		       fd < 0 ? " " : "", fd < 0 ? strerror(-fd) : "");
+	if (fd < 0) {
+		errno = -fd;
+		return -1;
+	}
+	atomic_store(&active, true);
+	return fd;
+}
+
+static mode_t va_mode(int flags, va_list ap)
+{
+	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? va_arg(ap, mode_t) : 0;
+}
+
+#define OPEN_WRAPPER(name)                                                     \
+	EXPORT int name(const char *path, int flags, ...)                     \
+	{                                                                      \
+		va_list ap;                                                    \
+		mode_t mode;                                                   \
+		va_start(ap, flags);                                           \
+		mode = va_mode(flags, ap);                                     \
+		va_end(ap);                                                    \
+		if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())          \
+			return emulated_open(#name, path, flags, mode);        \
+		return get_##name()(path, flags, mode);                        \
+	}
+OPEN_WRAPPER(open)
+OPEN_WRAPPER(open64)
+
+#define OPENAT_WRAPPER(name)                                                   \
+	EXPORT int name(int dirfd, const char *path, int flags, ...)          \
+	{                                                                      \
+		va_list ap;                                                    \
+		mode_t mode;                                                   \
+		va_start(ap, flags);                                           \
+		mode = va_mode(flags, ap);                                     \
+		va_end(ap);                                                    \
+		if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())          \
+			return emulated_open(#name, path, flags, mode);        \
+		return get_##name()(dirfd, path, flags, mode);                 \
+	}
+OPENAT_WRAPPER(openat)
+OPENAT_WRAPPER(openat64)
+
+/* The _FORTIFY_SOURCE entry points. */
+EXPORT int __open_2(const char *path, int flags)
+{
+	if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())
+		return emulated_open("open", path, flags, 0);
+	return get___open_2()(path, flags);
+}
+
+EXPORT int __open64_2(const char *path, int flags)
+{
+	if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())
+		return emulated_open("open64", path, flags, 0);
+	return get___open64_2()(path, flags);
+}
+
+EXPORT int __openat_2(int dirfd, const char *path, int flags)
+{
+	if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())
+		return emulated_open("openat", path, flags, 0);
+	return get___openat_2()(dirfd, path, flags);
+}
+
+EXPORT int __openat64_2(int dirfd, const char *path, int flags)
+{
+	if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())
+		return emulated_open("openat64", path, flags, 0);
+	return get___openat64_2()(dirfd, path, flags);
+}
+
+EXPORT int creat(const char *path, mode_t mode)
+{
+	if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())
+		return emulated_open("creat", path, O_CREAT | O_WRONLY | O_TRUNC, mode);
+	return get_creat()(path, mode);
+}
+
+EXPORT int creat64(const char *path, mode_t mode)
+{
+	if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())
+		return emulated_open("creat64", path, O_CREAT | O_WRONLY | O_TRUNC, mode);
+	return get_creat64()(path, mode);
+}
+
+/* /proc/self/fdinfo/N (or /proc/<own pid>/fdinfo/N) of a dma-buf fd. */
+static int fdinfo_fd(const char *path)
+{
+	char own[32], text[2048];
+	const char *rest;
+	int fd, n, mfd;
+
+	if (strncmp(path, "/proc/", 6))
+		return -1;
+	rest = path + 6;
+	snprintf(own, sizeof(own), "%d/", (int)getpid());
+	if (!strncmp(rest, "self/", 5))
+		rest += 5;
+	else if (!strncmp(rest, own, strlen(own)))
+		rest += strlen(own);
+	else if (!strncmp(rest, "thread-self/", 12))
+		rest += 12;
+	else
+		return -1;
+	if (strncmp(rest, "fdinfo/", 7) || !rest[7])
+		return -1;
+	fd = atoi(rest + 7);
+	if (!atomic_load(&active) || dmb_uapi_classify(fd) != DMB_UAPI_DMABUF)
+		return -1;
+	n = dmb_uapi_fdinfo(fd, text, sizeof(text));
+	if (n < 0)
+		return -1;
+	/* The text as a file of its own, read from the start. */
+	mfd = memfd_create("dmabuf-uapi-fdinfo", MFD_CLOEXEC);
+	if (mfd < 0)
+		return -1;
+	if (get_write()(mfd, text, (size_t)n) != n || get_lseek()(mfd, 0, SEEK_SET) != 0) {
+		get_close()(mfd);
+		return -1;
+	}
+	return mfd;
+}
+
+static FILE *fopen_common(const char *name, FILE *(*real)(const char *, const char *),
+			  const char *path, const char *mode)
+{
+	int fd;
+
+	if (!path || LAYER_CALL())
+		return real(path, mode);
+	if (dmb_uapi_path_is_emulated(path)) {
+		int flags = strchr(mode, '+') ? O_RDWR : mode[0] == 'r' ? O_RDONLY : O_WRONLY;
+		FILE *fp;
+
+		if (mode[0] != 'r')
+			flags |= O_CREAT | (mode[0] == 'w' ? O_TRUNC : O_APPEND);
+		if (strchr(mode, 'e'))
+			flags |= O_CLOEXEC;
+		fd = emulated_open(name, path, flags, 0666);
+		if (fd < 0)
+			return NULL;
+		fp = fdopen(fd, mode);
+		if (!fp)
+			get_close()(fd);
+		return fp;
+	}
+	if (path[0] == '/' && path[1] == 'p' && (fd = fdinfo_fd(path)) >= 0) {
+		FILE *fp = fdopen(fd, "r");
+
+		if (!fp)
+			get_close()(fd);
+		return fp;
+	}
+	return real(path, mode);
+}
+
+EXPORT FILE *fopen(const char *path, const char *mode)
+{
+	return fopen_common("fopen", get_fopen(), path, mode);
+}
+
+EXPORT FILE *fopen64(const char *path, const char *mode)
+{
+	return fopen_common("fopen64", get_fopen64(), path, mode);
+}
+
+/* ---- paths: stat family, access, opendir ---------------------------------- */
+
+/* Rewrites an emulated path into buf; returns the path to use. */
+static const char *redirect(const char *path, char *buf, size_t size)
+{
+	if (!dmb_uapi_path_is_emulated(path) || dmb_uapi_redirect(path, buf, size))
+		return path;
+	return buf;
+}
+
+#define PATHBUF char rbuf[512]
+#define R(p) redirect((p), rbuf, sizeof(rbuf))
+
+EXPORT DIR *opendir(const char *path)
+{
+	PATHBUF;
+	return get_opendir()(R(path));
+}
+
+EXPORT int stat(const char *path, struct stat *st)
+{
+	PATHBUF;
+	return get_stat()(R(path), st);
+}
+
+EXPORT int stat64(const char *path, struct stat64 *st)
+{
+	PATHBUF;
+	return get_stat64()(R(path), st);
+}
+
+EXPORT int lstat(const char *path, struct stat *st)
+{
+	PATHBUF;
+	return get_lstat()(R(path), st);
+}
+
+EXPORT int lstat64(const char *path, struct stat64 *st)
+{
+	PATHBUF;
+	return get_lstat64()(R(path), st);
+}
+
+EXPORT int fstatat(int dirfd, const char *path, struct stat *st, int flags)
+{
+	PATHBUF;
+	return get_fstatat()(dirfd, R(path), st, flags);
+}
+
+EXPORT int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
+{
+	PATHBUF;
+	return get_fstatat64()(dirfd, R(path), st, flags);
+}
+
+EXPORT int __xstat(int ver, const char *path, struct stat *st)
+{
+	PATHBUF;
+	return get___xstat()(ver, R(path), st);
+}
+
+EXPORT int __xstat64(int ver, const char *path, struct stat64 *st)
+{
+	PATHBUF;
+	return get___xstat64()(ver, R(path), st);
+}
+
+EXPORT int __lxstat(int ver, const char *path, struct stat *st)
+{
+	PATHBUF;
+	return get___lxstat()(ver, R(path), st);
+}
+
+EXPORT int __lxstat64(int ver, const char *path, struct stat64 *st)
+{
+	PATHBUF;
+	return get___lxstat64()(ver, R(path), st);
+}
+
+EXPORT int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
+{
+	PATHBUF;
+	return get___fxstatat()(ver, dirfd, R(path), st, flags);
+}
+
+EXPORT int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags)
+{
+	PATHBUF;
+	return get___fxstatat64()(ver, dirfd, R(path), st, flags);
+}
+
+EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *st)
+{
+	PATHBUF;
+	return get_statx()(dirfd, R(path), flags, mask, st);
+}
+
+EXPORT int access(const char *path, int mode)
+{
+	PATHBUF;
+	return get_access()(R(path), mode);
+}
+
+EXPORT int faccessat(int dirfd, const char *path, int mode, int flags)
+{
+	PATHBUF;
+	return get_faccessat()(dirfd, R(path), mode, flags);
+}
+
+/* ---- ioctl ---------------------------------------------------------------- */
+
+static long emulated_ioctl(int fd, enum dmb_uapi_kind kind, unsigned long cmd, void *arg)
+{
+	long ret = dmb_uapi_ioctl(&self_io, fd, kind, cmd, (uint64_t)(uintptr_t)arg);
+	struct dma_buf_sync sync;
+
+	/* Strict CPU access follows the program's brackets. */
+	if (ret == 0 && kind == DMB_UAPI_DMABUF && cmd == DMA_BUF_IOCTL_SYNC &&
+	    dmb_uapi_config()->strict &&
+	    !self_copy_in(&self_io, &sync, (uint64_t)(uintptr_t)arg, sizeof(sync)))
+		dmb_uapi_map_sync(fd, !(sync.flags & DMA_BUF_SYNC_END));
+	if (ret == 0 && kind == DMB_UAPI_DMABUF &&
+	    (cmd == DMA_BUF_SET_NAME_A || cmd == DMA_BUF_SET_NAME_B))
+		dmb_uapi_map_renamed(fd);
+
+	dmb_uapi_trace("ioctl(%d <%s>, %c/%lu size %lu, %p) = %ld%s%s", fd, kind_name(kind),
+		       (int)_IOC_TYPE(cmd), (unsigned long)_IOC_NR(cmd),
+		       (unsigned long)_IOC_SIZE(cmd), arg, ret < 0 ? -1L : ret,
+		       ret < 0 ? " " : "", ret < 0 ? strerror((int)-ret) : "");
+	if (ret < 0) {
+		errno = (int)-ret;
+		return -1;
+	}
+	return ret;
+}
+
+static int program_ioctl(int fd, unsigned long cmd, void *arg)
+{
+	enum dmb_uapi_kind kind;
+
+	if (dmb_uapi_ioctl_maybe_ours(cmd)) {
+		kind = dmb_uapi_classify(fd);
+		if (kind != DMB_UAPI_NONE && kind != DMB_UAPI_DIR)
+			return (int)emulated_ioctl(fd, kind, cmd, arg);
+	}
+	return get_ioctl()(fd, cmd, arg);
+}
+
+EXPORT int ioctl(int fd, unsigned long cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (LAYER_CALL())
+		return get_ioctl()(fd, cmd, arg);
+	return program_ioctl(fd, cmd, arg);
+}
+
+/* ---- file operations on emulated fds -------------------------------------- */
+
+/* The kind of fd, only once the process has emulated objects. */
+static inline enum dmb_uapi_kind fd_kind(int fd)
+{
+	if (!atomic_load_explicit(&active, memory_order_relaxed))
+		return DMB_UAPI_NONE;
+	return dmb_uapi_classify(fd);
+}
+
+static int64_t dmabuf_lseek(int fd, int64_t off, int whence)
+{
+	int64_t size;
+
+	/* dma_buf_llseek(): the end of the buffer can be found, and SEEK_SET
+	 * to 0 works; nothing else does. */
+	if ((whence != SEEK_END && whence != SEEK_SET) || off != 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (whence == SEEK_SET)
+		return 0;
+	size = dmb_uapi_dmabuf_size(fd);
+	if (size < 0) {
+		errno = (int)-size;
+		return -1;
+	}
+	return size;
+}
+
+EXPORT off_t lseek(int fd, off_t off, int whence)
+{
+	if (!LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF)
+		return dmabuf_lseek(fd, off, whence);
+	return get_lseek()(fd, off, whence);
+}
+
+EXPORT off64_t lseek64(int fd, off64_t off, int whence)
+{
+	if (!LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF)
+		return dmabuf_lseek(fd, off, whence);
+	return get_lseek64()(fd, off, whence);
+}
+
+static void *emulated_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off,
+			   bool *handled)
+{
+	void *map = dmb_uapi_mmap(addr, len, prot, flags, fd, off);
+
+	*handled = map != NULL;
+	if (map && (intptr_t)map < 0 && (intptr_t)map > -4096) {
+		dmb_uapi_trace("mmap(%p, %zu, %#x, %#x, %d <dma-buf>, %lld) = -1 %s", addr, len,
+			       prot, flags, fd, (long long)off, strerror((int)-(intptr_t)map));
+		errno = (int)-(intptr_t)map;
+		return MAP_FAILED;
+	}
+	if (!map)
+		map = get_mmap()(addr, len, prot, flags, fd, off);
+	*handled = true;
+	dmb_uapi_trace("mmap(%p, %zu, %#x, %#x, %d <dma-buf>, %lld) = %p", addr, len, prot,
+		       flags, fd, (long long)off, map);
+	if (map != MAP_FAILED && (flags & MAP_TYPE) == MAP_SHARED)
+		dmb_uapi_map_note(map, len, prot, fd);
+	return map;
+}
+
+EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	bool handled;
+	void *map;
+
+	if (!(flags & MAP_ANONYMOUS) && !LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF) {
+		map = emulated_mmap(addr, len, prot, flags, fd, off, &handled);
+		if (handled)
+			return map;
+	}
+	return get_mmap()(addr, len, prot, flags, fd, off);
+}
+
+EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
+{
+	bool handled;
+	void *map;
+
+	if (!(flags & MAP_ANONYMOUS) && !LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF) {
+		map = emulated_mmap(addr, len, prot, flags, fd, off, &handled);
+		if (handled)
+			return map;
+	}
+	return get_mmap64()(addr, len, prot, flags, fd, off);
+}
+
+/* dma_buf_fops has no read, write or truncation. */
+static bool refused(int fd)
+{
+	enum dmb_uapi_kind k = fd_kind(fd);
+
+	if (k != DMB_UAPI_DMABUF && k != DMB_UAPI_HEAP && k != DMB_UAPI_UDMABUF &&
+	    k != DMB_UAPI_SW_SYNC)
+		return false;
+	errno = EINVAL;
+	return true;
+}
+
+EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+	if (!LAYER_CALL() && refused(fd))
+		return -1;
+	return get_read()(fd, buf, n);
+}
+
+EXPORT ssize_t write(int fd, const void *buf, size_t n)
+{
+	if (!LAYER_CALL() && refused(fd))
+		return -1;
+	return get_write()(fd, buf, n);
+}
+
+EXPORT int ftruncate(int fd, off_t len)
+{
+	if (!LAYER_CALL() && refused(fd))
+		return -1;
+	return get_ftruncate()(fd, len);
+}
+
+EXPORT int ftruncate64(int fd, off64_t len)
+{
+	if (!LAYER_CALL() && refused(fd))
+		return -1;
+	return get_ftruncate64()(fd, len);
+}
+
+/* A dma-buf's inode has the buffer's size, a udmabuf's handle too. */
+static void fix_size(int fd, off_t *size)
+{
+	int64_t s;
+
+	if (*size == 0 && fd_kind(fd) == DMB_UAPI_DMABUF && (s = dmb_uapi_dmabuf_size(fd)) > 0)
+		*size = s;
+}
+
+EXPORT int fstat(int fd, struct stat *st)
+{
+	int ret = get_fstat()(fd, st);
+
+	if (!ret && !LAYER_CALL())
+		fix_size(fd, &st->st_size);
+	return ret;
+}
+
+EXPORT int fstat64(int fd, struct stat64 *st)
+{
+	int ret = get_fstat64()(fd, st);
+
+	if (!ret && !LAYER_CALL())
+		fix_size(fd, &st->st_size);
+	return ret;
+}
+
+EXPORT int __fxstat(int ver, int fd, struct stat *st)
+{
+	int ret = get___fxstat()(ver, fd, st);
+
+	if (!ret && !LAYER_CALL())
+		fix_size(fd, &st->st_size);
+	return ret;
+}
+
+EXPORT int __fxstat64(int ver, int fd, struct stat64 *st)
+{
+	int ret = get___fxstat64()(ver, fd, st);
+
+	if (!ret && !LAYER_CALL())
+		fix_size(fd, &st->st_size);
+	return ret;
+}
+
+/* ---- poll ----------------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * A dma-buf's readiness is its fences', which no file of the kernel here
+ * reports: poll the other fds for real and re-check the buffers' fences
+ * every millisecond until something is ready or the timeout passes.
+ */
+static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	struct pollfd *copy;
+	enum dmb_uapi_kind *kinds;
+	int64_t deadline = timeout < 0 ? -1 : now_ms() + timeout;
+	int ready, ret;
+	bool any = false;
+	nfds_t i;
+
+	kinds = calloc(n ? n : 1, sizeof(*kinds));
+	copy = calloc(n ? n : 1, sizeof(*copy));
+	if (!kinds || !copy) {
+		free(kinds);
+		free(copy);
+		return get_poll()(fds, n, timeout);
+	}
+	for (i = 0; i < n; i++) {
+		kinds[i] = fds[i].fd >= 0 ? dmb_uapi_classify(fds[i].fd) : DMB_UAPI_NONE;
+		any |= kinds[i] == DMB_UAPI_DMABUF;
+	}
+	if (!any) {
+		free(kinds);
+		free(copy);
+		return get_poll()(fds, n, timeout);
+	}
+	for (;;) {
+		int slice;
+
+		ready = 0;
+		for (i = 0; i < n; i++) {
+			copy[i] = fds[i];
+			copy[i].revents = 0;
+			if (kinds[i] == DMB_UAPI_DMABUF) {
+				copy[i].fd = -1;
+				fds[i].revents = dmb_uapi_poll_events(fds[i].fd, kinds[i],
+								      fds[i].events);
+				ready += fds[i].revents != 0;
+			}
+		}
+		slice = ready ? 0 : 1;
+		if (deadline >= 0 && now_ms() + slice > deadline)
+			slice = (int)(deadline - now_ms() > 0 ? deadline - now_ms() : 0);
+		ret = get_poll()(copy, n, slice);
+		if (ret < 0) {
+			ready = -1;
+			break;
+		}
+		for (i = 0; i < n; i++) {
+			if (kinds[i] != DMB_UAPI_DMABUF) {
+				fds[i].revents = copy[i].revents;
+				ready += copy[i].revents != 0;
+			}
+		}
+		if (ready || (deadline >= 0 && now_ms() >= deadline))
+			break;
+	}
+	free(kinds);
+	free(copy);
+	return ready;
+}
+
+EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	if (!atomic_load_explicit(&active, memory_order_relaxed) || LAYER_CALL())
+		return get_poll()(fds, n, timeout);
+	return emulated_poll(fds, n, timeout);
+}
+
+EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *sig)
+{
+	nfds_t i;
+
+	if (!atomic_load_explicit(&active, memory_order_relaxed) || LAYER_CALL())
+		return get_ppoll()(fds, n, ts, sig);
+	for (i = 0; i < n; i++)
+		if (fds[i].fd >= 0 && dmb_uapi_classify(fds[i].fd) == DMB_UAPI_DMABUF)
+			break;
+	if (i == n)
+		return get_ppoll()(fds, n, ts, sig);
+	/* The signal mask is not applied while dma-bufs are polled. */
+	return emulated_poll(fds, n, ts ? (int)(ts->tv_sec * 1000 + ts->tv_nsec / 1000000) : -1);
+}
+
+/* select() and pselect() on dma-bufs: the same readiness, through poll. */
+static int select_as_poll(int nfds, fd_set *r, fd_set *w, fd_set *e, int timeout_ms)
+{
+	struct pollfd *p;
+	int fd, n = 0, i, ret, bits = 0;
+
+	p = calloc((size_t)nfds, sizeof(*p));
+	if (!p) {
+		errno = ENOMEM;
+		return -1;
+	}
+	for (fd = 0; fd < nfds; fd++) {
+		short ev = (r && FD_ISSET(fd, r) ? POLLIN : 0) |
+			   (w && FD_ISSET(fd, w) ? POLLOUT : 0) | (e && FD_ISSET(fd, e) ? POLLPRI : 0);
+
+		if (ev)
+			p[n++] = (struct pollfd){ .fd = fd, .events = ev };
+	}
+	ret = emulated_poll(p, (nfds_t)n, timeout_ms);
+	if (ret < 0) {
+		free(p);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (p[i].revents & POLLNVAL) {
+			free(p);
+			errno = EBADF;
+			return -1;
+		}
+	}
+	if (r)
+		FD_ZERO(r);
+	if (w)
+		FD_ZERO(w);
+	if (e)
+		FD_ZERO(e);
+	for (i = 0; i < n; i++) {
+		short rev = p[i].revents;
+
+		if (r && (p[i].events & POLLIN) && (rev & (POLLIN | POLLHUP | POLLERR))) {
+			FD_SET(p[i].fd, r);
+			bits++;
+		}
+		if (w && (p[i].events & POLLOUT) && (rev & (POLLOUT | POLLERR))) {
+			FD_SET(p[i].fd, w);
+			bits++;
+		}
+		if (e && (p[i].events & POLLPRI) && (rev & POLLPRI)) {
+			FD_SET(p[i].fd, e);
+			bits++;
+		}
+	}
+	free(p);
+	return bits;
+}
+
+/* True if a dma-buf is among the fds of the sets (active processes only). */
+static bool sets_have_dmabuf(int nfds, fd_set *r, fd_set *w, fd_set *e)
+{
+	int fd;
+
+	if (!atomic_load_explicit(&active, memory_order_relaxed) || nfds <= 0 || nfds > FD_SETSIZE)
+		return false;
+	for (fd = 0; fd < nfds; fd++)
+		if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w))) &&
+		    dmb_uapi_classify(fd) == DMB_UAPI_DMABUF)
+			return true;
+	return false;
+}
+
+REAL(select, int, int, fd_set *, fd_set *, fd_set *, struct timeval *)
+REAL(pselect, int, int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *)
+
+EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+{
+	if (LAYER_CALL() || !sets_have_dmabuf(nfds, r, w, e))
+		return get_select()(nfds, r, w, e, tv);
+	return select_as_poll(nfds, r, w, e,
+			      tv ? (int)(tv->tv_sec * 1000 + tv->tv_usec / 1000) : -1);
+}
+
+EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
+		   const sigset_t *sig)
+{
+	if (LAYER_CALL() || !sets_have_dmabuf(nfds, r, w, e))
+		return get_pselect()(nfds, r, w, e, ts, sig);
+	/* The signal mask is not applied while dma-bufs are waited for. */
+	return select_as_poll(nfds, r, w, e,
+			      ts ? (int)(ts->tv_sec * 1000 + ts->tv_nsec / 1000000) : -1);
+}
+
+/* ---- close, recvmsg ------------------------------------------------------- */
+
+static int program_close(int fd)
+{
+	enum dmb_uapi_kind kind;
+	struct stat st;
+	int ret;
+
+	if (!atomic_load_explicit(&active, memory_order_relaxed) || !dmb_uapi_close_matters() ||
+	    get_fstat()(fd, &st) < 0)
+		return get_close()(fd);
+	kind = dmb_uapi_classify_stat(fd, &st);
+	ret = get_close()(fd);
+	if (kind != DMB_UAPI_NONE) {
+		dmb_uapi_trace("close(%d <%s>) = %d", fd, kind_name(kind), ret);
+		if (!ret)
+			dmb_uapi_closed(kind, st.st_dev, st.st_ino);
+	}
+	return ret;
+}
+
+REAL(munmap, int, void *, size_t)
+
+EXPORT int munmap(void *addr, size_t len)
+{
+	int ret;
+
+	if (atomic_load_explicit(&active, memory_order_relaxed) && !LAYER_CALL() &&
+	    dmb_uapi_munmap_lib(addr, len))
+		ret = 0;
+	else
+		ret = get_munmap()(addr, len);
+	/* The last mapping of a buffer may have gone: release it now. */
+	if (!ret && atomic_load_explicit(&active, memory_order_relaxed) && !LAYER_CALL()) {
+		dmb_uapi_map_forget(addr, len);
+		dmb_uapi_closed(DMB_UAPI_DMABUF, 0, 0);
+	}
+	return ret;
+}
+
+EXPORT int close(int fd)
+{
+	if (LAYER_CALL())
+		return get_close()(fd);
+	return program_close(fd);
+}
+
+EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	ssize_t ret = get_recvmsg()(fd, msg, flags);
+
+	/* Received fds may be emulated ones. */
+	if (ret >= 0 && msg && msg->msg_controllen && !LAYER_CALL())
+		atomic_store(&active, true);
+	return ret;
+}
+
+/* ---- syscall() -------------------------------------------------------------- */
+
+EXPORT long syscall(long nr, ...)
+{
+	long a[6];
+	va_list ap;
+	int i;
+
+	va_start(ap, nr);
+	for (i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	if (!LAYER_CALL()) {
+		switch (nr) {
+		case SYS_ioctl:
+			return program_ioctl((int)a[0], (unsigned long)a[1], (void *)a[2]);
+		case SYS_openat:
+			if (dmb_uapi_path_is_emulated((const char *)a[1]))
+				return emulated_open("openat", (const char *)a[1], (int)a[2],
+						     (mode_t)a[3]);
+			break;
+#ifdef SYS_open
+		case SYS_open:
+			if (dmb_uapi_path_is_emulated((const char *)a[0]))
+				return emulated_open("open", (const char *)a[0], (int)a[1],
+						     (mode_t)a[2]);
+			break;
+#endif
+		case SYS_close:
+			return program_close((int)a[0]);
+		default:
+			break;
+		}
+	}
+	return get_syscall()(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}

@@ -1,0 +1,442 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A statically linked program written against the kernel's uapi only, run
+ * under dmabuf-run by test-uapi-static.c: the preload cannot reach it, the
+ * seccomp supervisor answers it. The same file is also linked dynamically,
+ * for --seccomp. The argument names the case ("all": every case but
+ * "kill"); each prints "ok <case>" and exits 0, or prints what failed and
+ * exits 1.
+ *
+ * It links nothing of libdmabuf, so it has its own small checks instead of
+ * the CMocka harness; the suite that runs it is in the fd-leak fixture and
+ * each case here checks its own fd count.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/dma-buf.h>
+#include <linux/dma-heap.h>
+
+/* The sw_sync uapi has no installed header; the kernel selftests define it
+ * the same way. */
+struct sw_sync_create_fence_data {
+	__u32 value;
+	char name[32];
+	__s32 fence;
+};
+#define SW_SYNC_IOC_CREATE_FENCE _IOWR('W', 0, struct sw_sync_create_fence_data)
+#define SW_SYNC_IOC_INC _IOW('W', 1, __u32)
+
+#define HEAP "/dev/dma_heap/system"
+#define MIB (1024 * 1024)
+
+static const char *current;
+
+#define CHECK(cond)                                                              \
+	do {                                                                     \
+		if (!(cond)) {                                                   \
+			printf("FAIL %s: %s:%d: %s (errno %d %s)\n", current,    \
+			       __FILE__, __LINE__, #cond, errno, strerror(errno)); \
+			exit(1);                                                 \
+		}                                                                \
+	} while (0)
+
+/* errno of a call expected to fail. */
+#define FAILS_WITH(call, err) \
+	do {                  \
+		errno = 0;    \
+		CHECK((call) < 0 && errno == (err)); \
+	} while (0)
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	CHECK(d);
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* the directory's own fd */
+}
+
+static int heap_open(void)
+{
+	int fd = open(HEAP, O_RDWR | O_CLOEXEC);
+
+	CHECK(fd >= 0);
+	return fd;
+}
+
+static int alloc(int heap, uint64_t len, uint32_t fd_flags)
+{
+	struct dma_heap_allocation_data d = { .len = len, .fd_flags = fd_flags };
+
+	CHECK(ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &d) == 0);
+	CHECK((int)d.fd > 2);
+	return (int)d.fd;
+}
+
+static int sync_buf(int fd, uint64_t flags)
+{
+	struct dma_buf_sync s = { .flags = flags };
+
+	return ioctl(fd, DMA_BUF_IOCTL_SYNC, &s);
+}
+
+/* Writes a pattern under a SYNC bracket and reads it back through a second
+ * mapping of the same fd. */
+static void fill_and_check(int fd, size_t len, unsigned char seed)
+{
+	unsigned char *a, *b;
+	size_t i;
+
+	a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(a != MAP_FAILED);
+	CHECK(sync_buf(fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_WRITE) == 0);
+	for (i = 0; i < len; i++)
+		a[i] = (unsigned char)(seed + i * 7);
+	CHECK(sync_buf(fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_WRITE) == 0);
+	b = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	CHECK(b != MAP_FAILED);
+	CHECK(sync_buf(fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ) == 0);
+	for (i = 0; i < len; i++)
+		CHECK(b[i] == (unsigned char)(seed + i * 7));
+	CHECK(sync_buf(fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ) == 0);
+	CHECK(munmap(a, len) == 0);
+	CHECK(munmap(b, len) == 0);
+}
+
+/* /dev/dma_heap exists for opendir/readdir/stat/access; nothing else does. */
+static void case_tree(void)
+{
+	struct dirent *e;
+	struct stat st;
+	int found = 0;
+	DIR *d;
+
+	d = opendir("/dev/dma_heap");
+	CHECK(d);
+	while ((e = readdir(d)))
+		found += !strcmp(e->d_name, "system");
+	closedir(d);
+	CHECK(found == 1);
+	CHECK(stat(HEAP, &st) == 0);
+	CHECK(access(HEAP, R_OK | W_OK) == 0);
+	CHECK(stat("/dev/dma_heap", &st) == 0 && S_ISDIR(st.st_mode));
+	FAILS_WITH(stat("/dev/dma_heap/no-such-heap", &st), ENOENT);
+	FAILS_WITH(open("/dev/dma_heap/no-such-heap", O_RDWR), ENOENT);
+	FAILS_WITH(access("/dev/dma_heap/no-such-heap", F_OK), ENOENT);
+}
+
+static void case_alloc(void)
+{
+	int heap = heap_open(), fd, fd2;
+
+	fd = alloc(heap, MIB, O_RDWR | O_CLOEXEC);
+	CHECK(fcntl(fd, F_GETFD) == FD_CLOEXEC);
+	fill_and_check(fd, MIB, 3);
+	/* Without O_CLOEXEC the program's fd has no FD_CLOEXEC. */
+	fd2 = alloc(heap, 3 * 4096, O_RDWR);
+	CHECK(fcntl(fd2, F_GETFD) == 0);
+	fill_and_check(fd2, 3 * 4096, 11);
+	/* Lengths are page-aligned by the heap, as the kernel's. */
+	CHECK(lseek(fd2, 0, SEEK_END) == 3 * 4096);
+	close(fd2);
+	close(fd);
+	close(heap);
+}
+
+static void case_errors(void)
+{
+	struct dma_heap_allocation_data d = { .len = MIB, .fd_flags = O_RDWR };
+	int heap = heap_open(), fd, p[2];
+	void *ro;
+
+	d.heap_flags = 0x111111;
+	FAILS_WITH(ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &d), EINVAL);
+	d.heap_flags = 0;
+	d.fd_flags = ~(uint32_t)(O_RDWR | O_CLOEXEC);
+	FAILS_WITH(ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &d), EINVAL);
+	d.fd_flags = O_RDWR;
+	d.len = 0;
+	FAILS_WITH(ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &d), EINVAL);
+	d.len = MIB;
+	/* Any other number of the 'H' type: -EINVAL (dma_heap_ioctl). */
+	FAILS_WITH(ioctl(heap, _IOWR(DMA_HEAP_IOC_MAGIC, 1, struct dma_heap_allocation_data), &d),
+		   EINVAL);
+	/* Bad pointers: -EFAULT, and the program goes on. */
+	FAILS_WITH(ioctl(heap, DMA_HEAP_IOCTL_ALLOC, (void *)16), EFAULT);
+	ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(ro != MAP_FAILED);
+	FAILS_WITH(ioctl(heap, DMA_HEAP_IOCTL_ALLOC, ro), EINVAL); /* len 0, read first */
+	munmap(ro, 4096);
+
+	fd = alloc(heap, MIB, O_RDWR | O_CLOEXEC);
+	FAILS_WITH(sync_buf(fd, 0x80), EINVAL);
+	FAILS_WITH(sync_buf(fd, DMA_BUF_SYNC_START), EINVAL); /* no direction */
+	FAILS_WITH(ioctl(fd, DMA_BUF_IOCTL_SYNC, (void *)16), EFAULT);
+	/* dma_heap_ioctl() looks at the number only: 'b' 1 on a heap is
+	 * -EINVAL (and 'b' 0, DMA_BUF_IOCTL_SYNC, would allocate). */
+	FAILS_WITH(ioctl(heap, DMA_BUF_SET_NAME_B, "x"), EINVAL);
+	/* mmap beyond the size: -EINVAL (dma_buf_mmap_internal). */
+	CHECK(mmap(NULL, 2 * MIB, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED && errno == EINVAL);
+	CHECK(mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, MIB) == MAP_FAILED && errno == EINVAL);
+	/* The emulation's ioctl types on fds that are not its own reach the
+	 * kernel: a pipe answers -ENOTTY. */
+	CHECK(pipe(p) == 0);
+	FAILS_WITH(ioctl(p[0], DMA_HEAP_IOCTL_ALLOC, &d), ENOTTY);
+	FAILS_WITH(ioctl(p[0], DMA_BUF_IOCTL_SYNC, &d), ENOTTY);
+	close(p[0]);
+	close(p[1]);
+	FAILS_WITH(ioctl(1000, DMA_BUF_IOCTL_SYNC, &d), EBADF);
+	/* And the buffer still works. */
+	fill_and_check(fd, MIB, 5);
+	close(fd);
+	close(heap);
+}
+
+/* Raw syscalls: syscall() and an inline-asm syscall instruction, which no
+ * preload could see. */
+static long raw_openat(const char *path, int flags)
+{
+#if defined(__x86_64__)
+	long ret;
+	register long r10 __asm__("r10") = 0;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "0"((long)SYS_openat), "D"((long)AT_FDCWD), "S"(path), "d"((long)flags),
+			   "r"(r10)
+			 : "rcx", "r11", "memory");
+	if (ret < 0) {
+		errno = (int)-ret;
+		return -1;
+	}
+	return ret;
+#else
+	return syscall(SYS_openat, AT_FDCWD, path, flags, 0);
+#endif
+}
+
+static void case_raw(void)
+{
+	struct dma_heap_allocation_data d = { .len = MIB, .fd_flags = O_RDWR | O_CLOEXEC };
+	int heap, fd;
+
+	heap = (int)raw_openat(HEAP, O_RDWR | O_CLOEXEC);
+	CHECK(heap >= 0);
+	CHECK(syscall(SYS_ioctl, heap, DMA_HEAP_IOCTL_ALLOC, &d) == 0);
+	fd = (int)d.fd;
+	fill_and_check(fd, MIB, 9);
+	close(fd);
+	close(heap);
+	FAILS_WITH(raw_openat("/dev/dma_heap/no-such-heap", O_RDWR), ENOENT);
+}
+
+/* A child process (same filter, same supervisor) sees the parent's buffer
+ * through the inherited fd and allocates its own. */
+static void case_fork(void)
+{
+	int heap = heap_open(), fd, st;
+	unsigned char *m;
+	pid_t pid;
+
+	fd = alloc(heap, MIB, O_RDWR);
+	m = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(m != MAP_FAILED);
+	CHECK(sync_buf(fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_WRITE) == 0);
+	memset(m, 0x5a, MIB);
+	CHECK(sync_buf(fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_WRITE) == 0);
+	fflush(stdout);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		current = "fork (child)";
+		CHECK(sync_buf(fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ) == 0);
+		CHECK(m[0] == 0x5a && m[MIB - 1] == 0x5a);
+		CHECK(sync_buf(fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ) == 0);
+		int own = alloc(heap, MIB, O_RDWR);
+		fill_and_check(own, MIB, 21);
+		close(own);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	munmap(m, MIB);
+	close(fd);
+	close(heap);
+}
+
+/* DMA_BUF_SET_NAME shows in /proc/self/fdinfo/N with the kernel's fields. */
+static void case_fdinfo(void)
+{
+	int heap = heap_open(), fd, info;
+	char path[64], text[2048];
+	ssize_t n;
+
+	fd = alloc(heap, MIB, O_RDWR);
+	CHECK(ioctl(fd, DMA_BUF_SET_NAME_B, "static-test") == 0);
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	info = open(path, O_RDONLY);
+	CHECK(info >= 0);
+	n = read(info, text, sizeof(text) - 1);
+	CHECK(n > 0);
+	text[n] = '\0';
+	close(info);
+	CHECK(strstr(text, "size:\t1048576\n"));
+	CHECK(strstr(text, "name:\tstatic-test\n"));
+	CHECK(strstr(text, "exp_name:\t"));
+	close(fd);
+	close(heap);
+}
+
+static void *thread_alloc(void *arg)
+{
+	int heap = *(int *)arg, i, fd;
+
+	for (i = 0; i < 8; i++) {
+		fd = alloc(heap, 64 * 1024, O_RDWR | O_CLOEXEC);
+		fill_and_check(fd, 64 * 1024, (unsigned char)i);
+		close(fd);
+	}
+	return NULL;
+}
+
+/* Threads of one program allocate and sync at the same time. */
+static void case_threads(void)
+{
+	int heap = heap_open(), i;
+	pthread_t t[4];
+
+	for (i = 0; i < 4; i++)
+		CHECK(pthread_create(&t[i], NULL, thread_alloc, &heap) == 0);
+	for (i = 0; i < 4; i++)
+		CHECK(pthread_join(t[i], NULL) == 0);
+	close(heap);
+}
+
+struct waiter {
+	int fd;
+	pid_t tid;
+	int result;
+};
+
+static void *sync_waiter(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->tid = gettid();
+	/* Waits for the imported write fence (dma_buf_begin_cpu_access). */
+	w->result = sync_buf(w->fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ);
+	if (w->result == 0)
+		w->result = sync_buf(w->fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ);
+	return NULL;
+}
+
+/* True while thread tid is inside ioctl(2) (it waits for the supervisor's
+ * answer or in the emulated wait). */
+static int in_ioctl(pid_t tid)
+{
+	char path[64], buf[64] = "";
+	int fd, n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = (int)read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 && !strncmp(buf, "16 ", 3);
+}
+
+/* A SYNC that waits for a pending fence does not stop the supervisor: the
+ * thread that signals the fence (SW_SYNC_IOC_INC) is still answered. */
+static void case_fence_wait(void)
+{
+	struct sw_sync_create_fence_data f = { .value = 1, .name = "static" };
+	struct dma_buf_import_sync_file imp = { .flags = DMA_BUF_SYNC_WRITE };
+	struct waiter w = { .result = -2 };
+	int heap = heap_open(), tl, i;
+	uint32_t one = 1;
+	pthread_t t;
+
+	tl = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
+	CHECK(tl >= 0);
+	CHECK(ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &f) == 0);
+	w.fd = alloc(heap, 64 * 1024, O_RDWR | O_CLOEXEC);
+	imp.fd = f.fence;
+	CHECK(ioctl(w.fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &imp) == 0);
+	CHECK(pthread_create(&t, NULL, sync_waiter, &w) == 0);
+	/* Signal once the waiter is in its ioctl (bounded by a count, and
+	 * signalling early is correct too: then the SYNC does not wait). */
+	for (i = 0; i < 1000000 && !(__atomic_load_n(&w.tid, __ATOMIC_ACQUIRE) && in_ioctl(w.tid));
+	     i++)
+		sched_yield();
+	CHECK(ioctl(tl, SW_SYNC_IOC_INC, &one) == 0);
+	CHECK(pthread_join(t, NULL) == 0);
+	CHECK(w.result == 0);
+	close(f.fence);
+	close(w.fd);
+	close(tl);
+	close(heap);
+}
+
+/* Dies by a signal: dmabuf-run reports 128 + SIGTERM. */
+static void case_kill(void)
+{
+	fflush(stdout);
+	raise(SIGTERM);
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(void);
+} cases[] = {
+	{ "tree", case_tree },	   { "alloc", case_alloc },	{ "errors", case_errors },
+	{ "raw", case_raw },	   { "fork", case_fork },	{ "fdinfo", case_fdinfo },
+	{ "threads", case_threads }, { "fence-wait", case_fence_wait },
+	{ "kill", case_kill },
+};
+
+int main(int argc, char **argv)
+{
+	size_t i;
+	int before, ran = 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (argc < 2 || (strcmp(argv[1], cases[i].name) &&
+				 (strcmp(argv[1], "all") || cases[i].fn == case_kill)))
+			continue;
+		current = cases[i].name;
+		before = count_fds();
+		cases[i].fn();
+		CHECK(count_fds() == before);
+		printf("ok %s\n", cases[i].name);
+		ran++;
+	}
+	if (!ran) {
+		printf("unknown case %s\n", argc > 1 ? argv[1] : "");
+		return 2;
+	}
+	return 0;
+}

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Programs the preload cannot reach, run under dmabuf-run's seccomp
+ * supervisor: a statically linked uapi program (static-heap.c, one run per
+ * case) and the same program linked dynamically with --seccomp (its
+ * inline-asm syscalls). meson passes the paths in the environment:
+ * DMABUF_RUN, UAPI_STATIC_PROG (empty when static linking is impossible
+ * here: those tests skip), UAPI_DYNAMIC_PROG, DMABUF_UAPI_ROOT, and
+ * UAPI_ASAN_RT in a sanitizer build (an instrumented preload needs the ASan
+ * runtime first in LD_PRELOAD).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* Runs argv with stdout and stderr captured into out (NUL-terminated);
+ * returns the exit status, 128 + signal if killed. */
+static int run(char *const argv[], char *out, size_t size)
+{
+	int p[2], status;
+	size_t have = 0;
+	ssize_t n;
+	pid_t pid;
+
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		const char *asan = getenv("UAPI_ASAN_RT");
+
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		if (asan && *asan)
+			setenv("LD_PRELOAD", asan, 1);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	while (have < size - 1 && (n = read(p[0], out + have, size - 1 - have)) > 0)
+		have += (size_t)n;
+	out[have] = '\0';
+	/* Drain what did not fit, so the child never blocks on a full pipe. */
+	{
+		char sink[256];
+
+		while (read(p[0], sink, sizeof(sink)) > 0)
+			;
+	}
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static const char *env_path(const char *name)
+{
+	const char *v = getenv(name);
+
+	if (!v)
+		fail_msg("%s is not set (run this suite through meson test)", name);
+	return v;
+}
+
+/* The static program, or skip (with why) when it could not be built. */
+static const char *static_prog(void)
+{
+	const char *p = env_path("UAPI_STATIC_PROG");
+
+	if (!*p) {
+		print_message("static linking is not possible here (no libc.a?): "
+			      "static programs are not tested\n");
+		skip();
+	}
+	return p;
+}
+
+/* dmabuf-run [opt] prog case → exit 0 and "ok case". */
+static void expect_case(const char *prog, const char *opt, const char *name)
+{
+	char out[8192], expect[64];
+	char *argv[5];
+	int i = 0, rc;
+
+	argv[i++] = (char *)env_path("DMABUF_RUN");
+	if (opt)
+		argv[i++] = (char *)opt;
+	argv[i++] = (char *)prog;
+	argv[i++] = (char *)name;
+	argv[i] = NULL;
+	rc = run(argv, out, sizeof(out));
+	snprintf(expect, sizeof(expect), "ok %s\n", name);
+	if (rc != 0 || !strstr(out, expect))
+		fail_msg("%s %s: exit %d, output:\n%s", prog, name, rc, out);
+}
+
+#define STATIC_CASE(name)                                   \
+	static void static_##name(void **state)             \
+	{                                                   \
+		expect_case(static_prog(), NULL, #name);    \
+	}
+STATIC_CASE(tree)
+STATIC_CASE(alloc)
+STATIC_CASE(errors)
+STATIC_CASE(raw)
+STATIC_CASE(fork)
+STATIC_CASE(fdinfo)
+STATIC_CASE(threads)
+
+static void static_fence_wait(void **state)
+{
+	expect_case(static_prog(), NULL, "fence-wait");
+}
+
+/* Without dmabuf-run the same program finds no heaps: what passes above
+ * is the supervisor's doing. */
+static void static_without_supervisor_fails(void **state)
+{
+	char out[4096];
+	char *argv[] = { (char *)static_prog(), (char *)"tree", NULL };
+
+	assert_int_equal(run(argv, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, "FAIL tree"));
+}
+
+/* The program's exit status and its death by a signal come back. */
+static void static_exit_status_passes_through(void **state)
+{
+	char out[4096];
+	char *argv[] = { (char *)env_path("DMABUF_RUN"), (char *)static_prog(),
+			 (char *)"no-such-case", NULL };
+	char *kill_argv[] = { (char *)env_path("DMABUF_RUN"), (char *)static_prog(),
+			      (char *)"kill", NULL };
+
+	assert_int_equal(run(argv, out, sizeof(out)), 2);
+	assert_non_null(strstr(out, "unknown case no-such-case"));
+	assert_int_equal(run(kill_argv, out, sizeof(out)), 128 + SIGTERM);
+}
+
+/* A dynamically linked program whose inline-asm syscalls only the
+ * supervisor can see: it passes with --seccomp, not with the preload. */
+static void dynamic_raw_needs_seccomp(void **state)
+{
+	const char *prog = env_path("UAPI_DYNAMIC_PROG");
+	char out[8192];
+	char *argv[] = { (char *)env_path("DMABUF_RUN"), (char *)prog, (char *)"raw", NULL };
+
+	expect_case(prog, "--seccomp", "raw");
+	expect_case(prog, "--seccomp", "errors");
+	expect_case(prog, "--seccomp", "fork");
+	assert_int_equal(run(argv, out, sizeof(out)), 1);
+	assert_non_null(strstr(out, "FAIL raw"));
+}
+
+/* --trace names the supervisor and its answers. */
+static void trace_names_the_supervisor(void **state)
+{
+	char out[16384];
+	char *argv[] = { (char *)env_path("DMABUF_RUN"), (char *)"--trace",
+			 (char *)static_prog(), (char *)"tree", NULL };
+
+	assert_int_equal(run(argv, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "served by the seccomp supervisor"));
+	assert_non_null(strstr(out, "open(\"/dev/dma_heap\""));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		harness_test(static_tree),
+		harness_test(static_alloc),
+		harness_test(static_errors),
+		harness_test(static_raw),
+		harness_test(static_fork),
+		harness_test(static_fdinfo),
+		harness_test(static_threads),
+		harness_test(static_fence_wait),
+		harness_test(static_without_supervisor_fails),
+		harness_test(static_exit_status_passes_through),
+		harness_test(dynamic_raw_needs_seccomp),
+		harness_test(trace_names_the_supervisor),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sharing across processes: dma-buf and sync-file fds over SCM_RIGHTS
+ * between two uapi programs, and a heap buffer imported and DMA'd by a
+ * process that uses libdmabuf's API (uapi-api-peer).
+ */
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "uapi-common.h"
+
+static void send_fd(int sock, int fd)
+{
+	char c = 'f';
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { &c, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	assert_int_equal(sendmsg(sock, &m, 0), 1);
+}
+
+static int recv_fd(int sock)
+{
+	char c, cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &c, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm;
+	int fd = -1;
+
+	if (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != 1)
+		return -1;
+	cm = CMSG_FIRSTHDR(&m);
+	if (cm && cm->cmsg_type == SCM_RIGHTS)
+		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	return fd;
+}
+
+struct peer {
+	int sock;
+};
+
+/* The receiving uapi program: SYNC, map, check, write, set a fence. */
+static int receiver(void *arg)
+{
+	struct peer *p = arg;
+	struct dma_buf_sync s = { DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW };
+	struct sync_file_info info = { 0 };
+	int fd = recv_fd(p->sock), sf;
+	char *map;
+
+	child_check(fd >= 0);
+	child_check(lseek(fd, 0, SEEK_END) == 8192);
+	child_check(ioctl(fd, DMA_BUF_IOCTL_SYNC, &s) == 0);
+	map = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	child_check(map != MAP_FAILED);
+	child_check(!memcmp(map, "uapi", 4));
+	memcpy(map + 8, "peer", 4);
+	s.flags = DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW;
+	child_check(ioctl(fd, DMA_BUF_IOCTL_SYNC, &s) == 0);
+	child_check(ioctl(fd, DMA_BUF_SET_NAME_B, "shared") == 0);
+	/* A sync file from the other process. */
+	sf = recv_fd(p->sock);
+	child_check(sf >= 0);
+	child_check(ioctl(sf, SYNC_IOC_FILE_INFO, &info) == 0);
+	child_check(info.num_fences == 1);
+	munmap(map, 8192);
+	close(sf);
+	close(fd);
+	child_check(write(p->sock, "d", 1) == 1);
+	return 0;
+}
+
+static void scm_rights_between_uapi_programs(void **state)
+{
+	int heap = uapi_open_heap("system");
+	int fd = uapi_heap_alloc(heap, 8192, O_RDWR | O_CLOEXEC), sv[2];
+	int tl = open("/dev/sw_sync", O_RDWR | O_CLOEXEC);
+	struct sw_sync_create_fence_data d = { .value = 1 };
+	struct dma_buf_sync s = { DMA_BUF_SYNC_START | DMA_BUF_SYNC_WRITE };
+	struct peer p;
+	char *map, c;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	map = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(map != MAP_FAILED);
+	assert_int_equal(ioctl(fd, DMA_BUF_IOCTL_SYNC, &s), 0);
+	memcpy(map, "uapi", 4);
+	s.flags = DMA_BUF_SYNC_END | DMA_BUF_SYNC_WRITE;
+	assert_int_equal(ioctl(fd, DMA_BUF_IOCTL_SYNC, &s), 0);
+	p.sock = sv[1];
+	pid = harness_fork(receiver, &p);
+	close(sv[1]);
+	send_fd(sv[0], fd);
+	assert_int_equal(ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &d), 0);
+	send_fd(sv[0], d.fence);
+	assert_int_equal(read(sv[0], &c, 1), 1);
+	assert_int_equal(harness_wait(pid), 0);
+	assert_memory_equal(map + 8, "peer", 4);
+	close(d.fence);
+	close(tl);
+	munmap(map, 8192);
+	close(sv[0]);
+	close(fd);
+	close(heap);
+}
+
+static void api_process_imports_and_dmas(void **state)
+{
+	int heap = uapi_open_heap("system");
+	int fd = uapi_heap_alloc(heap, 8192, O_RDWR | O_CLOEXEC), sv[2];
+	char *map, arg[16], c;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	map = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(map != MAP_FAILED);
+	memcpy(map, "uapi", 4);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* The peer gets its end of the socket over exec. */
+		int s = dup(sv[1]);
+
+		uapi_clean_preload();
+		snprintf(arg, sizeof(arg), "%d", s);
+		execl(UAPI_API_PEER, "uapi-api-peer", arg, (char *)NULL);
+		_exit(127);
+	}
+	close(sv[1]);
+	send_fd(sv[0], fd);
+	assert_int_equal(read(sv[0], &c, 1), 1);
+	assert_int_equal(harness_wait(pid), 0);
+	/* The device's write is in the program's mapping. */
+	assert_memory_equal(map + 4, "-dma", 4);
+	munmap(map, 8192);
+	close(sv[0]);
+	close(fd);
+	close(heap);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		harness_test(scm_rights_between_uapi_programs),
+		harness_test(api_process_imports_and_dmas),
+	};
+
+	uapi_warm_up();
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared by the uapi suites: programs written against the kernel's uapi
+ * headers only (no libdmabuf), run with libdmabuf-preload.so (meson sets
+ * LD_PRELOAD, or dmabuf-run does).
+ */
+#pragma once
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <linux/dma-buf.h>
+#include <linux/dma-heap.h>
+#include <linux/sync_file.h>
+#include <linux/udmabuf.h>
+
+#include "harness.h"
+
+/* The sw_sync uapi has no installed header; the kernel selftests define it
+ * the same way. */
+struct sw_sync_create_fence_data {
+	__u32 value;
+	char name[32];
+	__s32 fence;
+};
+#define SW_SYNC_IOC_MAGIC 'W'
+#define SW_SYNC_IOC_CREATE_FENCE _IOWR(SW_SYNC_IOC_MAGIC, 0, struct sw_sync_create_fence_data)
+#define SW_SYNC_IOC_INC _IOW(SW_SYNC_IOC_MAGIC, 1, __u32)
+
+/* A page nobody may touch: the bad user pointer of the EFAULT cases. */
+static inline void *uapi_bad_ptr(void)
+{
+	void *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(p != MAP_FAILED);
+	return p;
+}
+
+/* A read-only page: the kernel's copy_to_user fails on it. */
+static inline void *uapi_ro_page(const void *content, size_t n)
+{
+	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(p != MAP_FAILED);
+	memcpy(p, content, n);
+	assert_int_equal(mprotect(p, 4096, PROT_READ), 0);
+	return p;
+}
+
+static inline int uapi_heap_alloc(int heap, uint64_t len, uint32_t fd_flags)
+{
+	struct dma_heap_allocation_data d = { .len = len, .fd_flags = fd_flags };
+
+	if (ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &d) < 0)
+		return -errno;
+	return (int)d.fd;
+}
+
+static inline int uapi_open_heap(const char *name)
+{
+	char path[128];
+	int fd;
+
+	snprintf(path, sizeof(path), "/dev/dma_heap/%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* The process's emulation context holds fds of its own; make it before the
+ * first test so that the fd-leak fixture sees only the tests' fds. */
+static inline void uapi_warm_up(void)
+{
+	int fd = open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC), buf;
+
+	if (fd < 0) {
+		fprintf(stderr, "uapi suite: /dev/dma_heap/system: %s (not run with the preload?)\n",
+			strerror(errno));
+		exit(1);
+	}
+	/* The first buffer makes the endpoint other processes import from. */
+	buf = uapi_heap_alloc(fd, 4096, O_RDWR | O_CLOEXEC);
+	if (buf >= 0)
+		close(buf);
+	close(fd);
+}
+
+/* Drops valgrind's own preloads (this suite may run under valgrind, the
+ * programs it starts do not). */
+static inline void uapi_clean_preload(void)
+{
+	char *v = getenv("LD_PRELOAD"), buf[4096] = "", *tok, *save;
+
+	if (!v)
+		return;
+	v = strdup(v);
+	for (tok = strtok_r(v, ": ", &save); tok; tok = strtok_r(NULL, ": ", &save)) {
+		if (strstr(tok, "vgpreload"))
+			continue;
+		if (buf[0])
+			strncat(buf, ":", sizeof(buf) - strlen(buf) - 1);
+		strncat(buf, tok, sizeof(buf) - strlen(buf) - 1);
+	}
+	free(v);
+	if (buf[0])
+		setenv("LD_PRELOAD", buf, 1);
+	else
+		unsetenv("LD_PRELOAD");
+}
