@@ -23,6 +23,7 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -271,6 +272,32 @@ static void init_mounts(void)
 	}
 }
 
+/* Load the modules the VM script put in /modules, in the order of
+ * /modules/order (for kernels that build udmabuf, heaps or sw_sync as
+ * modules). finit_module takes compressed files when the kernel can
+ * decompress them. */
+static void init_modules(void)
+{
+	char line[256], path[300];
+	FILE *f = fopen("/modules/order", "re");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		if (!line[0])
+			continue;
+		snprintf(path, sizeof(path), "/modules/%s", line);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		int flags = strstr(line, ".ko.") ? 4 /* MODULE_INIT_COMPRESSED_FILE */ : 0;
+		long r = fd < 0 ? -1 : syscall(SYS_finit_module, fd, "", flags);
+		printf("# module %s %s\n", line, r == 0 || errno == EEXIST ? "loaded" : conf_errname(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+	fclose(f);
+}
+
 static const struct {
 	const char *name;
 	void (*run)(void);
@@ -292,6 +319,8 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	uname(&u);
 	printf("CONF-BEGIN %s %s\n", u.sysname, u.release);
+	if (init)
+		init_modules();
 	for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
 		int want = argc < 2 || init;
 
