@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <linux/dma-buf.h>
 #include <linux/dma-heap.h>
 #include <poll.h>
@@ -316,6 +317,9 @@ int main(int argc, char **argv)
 
 	if (init)
 		init_mounts();
+	/* A write to a file that is not writable must give its errno, not
+	 * kill the run. */
+	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	uname(&u);
 	printf("CONF-BEGIN %s %s\n", u.sysname, u.release);
