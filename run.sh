@@ -379,7 +379,8 @@ cmd_conformance() {
 		--source tests/conformance/expected-source.txt \
 		--departures tests/conformance/departures.txt \
 		--emulated "$dir/emulated.txt" ${kargs[@]+"${kargs[@]}"} \
-		${k2args[@]+"${k2args[@]}"} --vm-note "$note" --md docs/conformance.md
+		${k2args[@]+"${k2args[@]}"} --vm-note "$note" \
+		--notes tests/conformance/notes.md --md docs/conformance.md
 }
 
 # ------------------------------------------------------------------- main

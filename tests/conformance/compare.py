@@ -68,6 +68,7 @@ def main():
     ap.add_argument("--kernel2")
     ap.add_argument("--vm-note", default="")
     ap.add_argument("--md")
+    ap.add_argument("--notes", help="markdown inserted after the summary")
     a = ap.parse_args()
 
     recorded, rmeta = read_results(a.recorded)
@@ -155,6 +156,10 @@ def main():
         w("  cannot run them (CONFIG_SW_SYNC is off in Debian's kernel); the file and")
         w("  function are named in the row.")
         w("")
+        if a.notes:
+            with open(a.notes, encoding="utf-8") as f:
+                w(f.read().rstrip("\n"))
+            w("")
         if bugs:
             w("## Bugs (libdmabuf differs, not documented)")
             w("")

@@ -313,6 +313,9 @@ static void swsync_checks(int tl)
 		fence_status("sw_sync.merge.status_half", m12);
 	if (mx >= 0)
 		fence_status("sw_sync.merge.two_timelines_half", mx);
+	/* Merged fences are listed by fence context, not argument order:
+	 * g1's timeline was made after f2's. Queried once f2 has signalled. */
+	int mo = g1 < 0 ? g1 : merge(g1, f2, "order");
 	/* A point already passed is created signalled. */
 	int f0 = sw_fence(tl, 1, "past");
 	if (f0 >= 0) {
@@ -343,6 +346,14 @@ static void swsync_checks(int tl)
 		fence_status("sw_sync.merge.status_all", m12);
 		close(m12);
 	}
+	if (mo >= 0 && info(mo, &si, fi, 4) == 0 && si.num_fences == 2)
+		conf_line("sw_sync.merge.order_by_context", "%d,%d", fi[0].status, fi[1].status);
+	else if (mo >= 0)
+		conf_line("sw_sync.merge.order_by_context", "fences:%u", si.num_fences);
+	else
+		conf_neg("sw_sync.merge.order_by_context", mo);
+	if (mo >= 0)
+		close(mo);
 
 	/* Closing the last reference to a timeline signals its pending
 	 * fences with -ENOENT. */
