@@ -55,6 +55,12 @@ struct sw_sync_create_fence_data {
 #define SW_SYNC_IOC_MAGIC 'W'
 #define SW_SYNC_IOC_CREATE_FENCE _IOWR(SW_SYNC_IOC_MAGIC, 0, struct sw_sync_create_fence_data)
 #define SW_SYNC_IOC_INC _IOW(SW_SYNC_IOC_MAGIC, 1, uint32_t)
+struct sw_sync_get_deadline {
+	uint64_t deadline_ns;
+	uint32_t pad;
+	int32_t fence_fd;
+};
+#define SW_SYNC_GET_DEADLINE _IOWR(SW_SYNC_IOC_MAGIC, 2, struct sw_sync_get_deadline)
 
 static int merge(int a, int b, const char *name)
 {
@@ -282,6 +288,23 @@ static void swsync_checks(int tl)
 	}
 	int f2 = sw_fence(tl, 2, "f2");
 	int f3 = sw_fence(tl, 3, "f3");
+
+	/* Deadlines: set through the sync file, read back through sw_sync. */
+	struct sw_sync_get_deadline gd = { .fence_fd = f2 };
+	conf_sys("sw_sync.deadline.none", ioctl(tl, SW_SYNC_GET_DEADLINE, &gd));
+	struct sync_set_deadline sd = { .deadline_ns = 1000000 };
+	conf_sys("sw_sync.deadline.set", ioctl(f2, SYNC_IOC_SET_DEADLINE, &sd));
+	gd = (struct sw_sync_get_deadline){ .fence_fd = f2 };
+	if (ioctl(tl, SW_SYNC_GET_DEADLINE, &gd) < 0)
+		conf_line("sw_sync.deadline.get", "%s", conf_errname(errno));
+	else
+		conf_line("sw_sync.deadline.get", "%llu", (unsigned long long)gd.deadline_ns);
+	gd = (struct sw_sync_get_deadline){ .fence_fd = f2, .pad = 1 };
+	conf_sys("sw_sync.deadline.pad", ioctl(tl, SW_SYNC_GET_DEADLINE, &gd));
+	gd = (struct sw_sync_get_deadline){ .fence_fd = f2, .deadline_ns = 5 };
+	conf_sys("sw_sync.deadline.in_nonzero", ioctl(tl, SW_SYNC_GET_DEADLINE, &gd));
+	gd = (struct sw_sync_get_deadline){ .fence_fd = tl };
+	conf_sys("sw_sync.deadline.not_sync_file", ioctl(tl, SW_SYNC_GET_DEADLINE, &gd));
 
 	/* Merge on one timeline keeps the later point: one fence. */
 	int m12 = merge(f1, f2, "m12");
