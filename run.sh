@@ -13,6 +13,8 @@
 #                             fuzz/ harness for SECONDS (default 60)
 #   ./run.sh kselftest [TEST...]  the kernel's dma-buf selftests, built from
 #                             Debian's linux-source-6.12, run under dmabuf-run
+#   ./run.sh conformance      the conformance programs on a real kernel (QEMU)
+#                             and under dmabuf-run; writes docs/conformance.md
 #   ./run.sh help
 #
 # `./run.sh test` stops at the first failing stage, always prints a summary
@@ -64,6 +66,14 @@ commands:
                    (cached in build/kselftest/), run each under
                    build/tools/dmabuf-run; ends with "N passed, N failed, N skipped"
                    (tools/kselftest.sh --help for details)
+  conformance [-k PKG] [-2 PKG] [--record] [--no-vm]
+                   run tests/conformance/ on a Debian kernel in QEMU
+                   (tools/conformance-vm.sh; PKG: kernel package, -2: a second
+                   one to compare versions) and under build/tools/dmabuf-run,
+                   write docs/conformance.md; fails on any difference that is
+                   not a documented departure. Without QEMU (or --no-vm) the
+                   emulated half is compared with the recorded kernel results
+                   (tests/conformance/expected-6.12.txt); --record updates them
   help             show this text
 
 environment: DMABUF_JOBS (default nproc), DMABUF_FORCE_MISSING, DMABUF_NO_INSTALL
@@ -309,6 +319,65 @@ cmd_kselftest() {
 	exec bash "$ROOT/tools/kselftest.sh" --build build "$@" </dev/null
 }
 
+cmd_conformance() {
+	local pkg= pkg2= record=0 vm=1 dir=build/conformance rc=0 note= kargs=() k2args=()
+	local recorded=tests/conformance/expected-6.12.txt
+	while [[ $# -gt 0 ]]; do
+		case $1 in
+		-k) pkg=${2:?}; shift 2 ;;
+		-2) pkg2=${2:?}; shift 2 ;;
+		--record) record=1; shift ;;
+		--no-vm) vm=0; shift ;;
+		*) usage >&2; exit 2 ;;
+		esac
+	done
+	deps || exit 1
+	setup_dir build -Dtests=true -Db_sanitize=none >/dev/null || die "meson setup build failed"
+	ninja -C build -j "$JOBS" || die "build failed"
+	[[ -x build/tools/dmabuf-run ]] ||
+		die "build/tools/dmabuf-run is not built: the emulated half needs the uapi layer"
+	mkdir -p "$dir"
+
+	# Emulated half: the same programs, dynamically linked, under dmabuf-run.
+	msg "conformance: emulated half (dmabuf-run)"
+	build/tools/dmabuf-run build/tests/conformance/dmabuf-conformance \
+		>"$dir/emulated.txt" 2>"$dir/emulated.stderr" </dev/null ||
+		die "dmabuf-conformance under dmabuf-run failed (exit $?); see $dir/emulated.stderr"
+	grep -q '^CONF-END$' "$dir/emulated.txt" || die "the emulated run did not finish"
+
+	# Kernel half.
+	if [[ $vm -eq 1 ]]; then
+		local start=$SECONDS
+		msg "conformance: kernel half (QEMU)"
+		if tools/conformance-vm.sh ${pkg:+-k "$pkg"} -o "$dir/kernel.txt"; then
+			kargs=(--kernel "$dir/kernel.txt")
+			note="booted by tools/conformance-vm.sh in $((SECONDS - start)) s on $(nproc) cores (TCG)"
+			if [[ $record -eq 1 ]]; then
+				cp "$dir/kernel.txt" "$recorded"
+				msg "recorded the kernel results in $recorded"
+			fi
+		else
+			rc=$?
+			[[ $rc -eq 3 ]] || die "the kernel half failed"
+			msg "conformance: QEMU or the kernel package cannot be installed here;" \
+				"VM half SKIPPED, comparing with the recorded $recorded"
+			note="VM half skipped (QEMU unavailable); kernel results as recorded"
+		fi
+		if [[ -n $pkg2 ]] && tools/conformance-vm.sh -k "$pkg2" -o "$dir/kernel2.txt"; then
+			k2args=(--kernel2 "$dir/kernel2.txt")
+		fi
+	else
+		msg "conformance: --no-vm: comparing with the recorded $recorded"
+		note="VM half not run (--no-vm); kernel results as recorded"
+	fi
+	python3 tests/conformance/compare.py --recorded "$recorded" \
+		--source tests/conformance/expected-source.txt \
+		--departures tests/conformance/departures.txt \
+		--emulated "$dir/emulated.txt" ${kargs[@]+"${kargs[@]}"} \
+		${k2args[@]+"${k2args[@]}"} --vm-note "$note" \
+		--notes tests/conformance/notes.md --md docs/conformance.md
+}
+
 # ------------------------------------------------------------------- main
 
 cmd=${1:-}
@@ -319,6 +388,7 @@ test)  cmd_test "$@" ;;
 bench) cmd_bench "$@" ;;
 fuzz)  cmd_fuzz "$@" ;;
 kselftest) cmd_kselftest "$@" ;;
+conformance) cmd_conformance "$@" ;;
 help|-h|--help) usage ;;
 *)
 	[[ -n $cmd ]] && msg "unknown command '$cmd'"
