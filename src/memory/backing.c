@@ -75,17 +75,34 @@ void *dmb_backing_map_new(struct dmb_backing *b, int prot, int fd_override)
 	return dmb_backing_map_range(b, 0, b->size, prot, fd_override);
 }
 
+/*
+ * The library's own views (b->map, b->cpu_view) stand in for the kernel's
+ * vmap: no process sees those in its /proc/PID/maps. Ours are in the maps
+ * file, so they carry a mark a reader can tell them by: MADV_DONTDUMP (the
+ * "dd" VmFlag of /proc/PID/smaps; dmabuf-ls counts such a mapping as an
+ * internal view, not as a mapping of the program). It also keeps a second
+ * copy of every buffer out of core dumps. Best effort: the mapping works
+ * without the mark.
+ */
+static void *mark_internal(void *p, uint64_t len)
+{
+	if (p != MAP_FAILED)
+		(void)madvise(p, len, MADV_DONTDUMP);
+	return p;
+}
+
 int dmb_backing_map_cpu(struct dmb_backing *b, bool writable)
 {
 	void *p;
 
 	if (b->map)
 		return 0;
-	p = dmb_backing_map_new(b, PROT_READ | (writable ? PROT_WRITE : 0), -1);
+	p = mark_internal(dmb_backing_map_new(b, PROT_READ | (writable ? PROT_WRITE : 0), -1),
+			  b->size);
 	if (p == MAP_FAILED && writable && (errno == EACCES || errno == EPERM)) {
 		/* A caller's memfd opened read-only: map it for reading. */
 		writable = false;
-		p = dmb_backing_map_new(b, PROT_READ, -1);
+		p = mark_internal(dmb_backing_map_new(b, PROT_READ, -1), b->size);
 	}
 	if (p == MAP_FAILED)
 		return -errno;
@@ -104,7 +121,8 @@ int dmb_backing_map_view(struct dmb_backing *b)
 	ret = dmb_backing_map_cpu(b, true);
 	if (ret < 0)
 		return ret;
-	p = dmb_backing_map_new(b, PROT_READ | (b->map_writable ? PROT_WRITE : 0), -1);
+	p = mark_internal(dmb_backing_map_new(b, PROT_READ | (b->map_writable ? PROT_WRITE : 0), -1),
+			  b->size);
 	if (p == MAP_FAILED)
 		return -errno;
 	b->cpu_view = p;
