@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -54,7 +55,9 @@
 /* Parameters                                                               */
 /* ------------------------------------------------------------------------ */
 
-#define NFRAMES 4
+#define NFRAMES_DEFAULT 4
+#define NFRAMES_MAX 100000
+#define FPS_MAX 1000
 #define MAX_IN_FLIGHT 3		/* frames the camera has out at once */
 #define WIDTH 1280
 #define HEIGHT 720
@@ -67,8 +70,20 @@
 #define SLICES 8		/* the sensor delivers a frame in 8 slices, */
 #define SLICE_MS 1		/* one per millisecond */
 #define WAIT_MS 5000		/* bound of any single wait in a process */
-#define FRAMES_DEADLINE_MS 20000 /* the camera gives up on its frames then */
-#define DEMO_DEADLINE_MS 30000	/* the main process kills everything then */
+#define FRAMES_DEADLINE_MS 20000 /* the camera gives up on its frames then, */
+#define FRAME_BUDGET_MS 50	/* plus this much per frame, plus the pacing */
+#define DEMO_GRACE_MS 10000	/* the main process kills everything this late */
+
+/* --frames N and --fps N (0: as fast as the pipeline goes). */
+static uint32_t nframes = NFRAMES_DEFAULT;
+static uint32_t fps;
+
+/* When the camera gives up: generous, and longer for a long or slow run. */
+static double frames_deadline_ms(void)
+{
+	return FRAMES_DEADLINE_MS + (double)nframes * FRAME_BUDGET_MS +
+	       (fps ? (double)nframes * 1000.0 / fps : 0);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Trace: one line per step, "[  time ] process : what happened"            */
@@ -243,7 +258,7 @@ struct camera {
 	struct dmabuf_ctx *ctx;
 	struct dmabuf_timeline *timeline; /* the camera's write fences */
 	int sock[NCONSUMERS];
-	struct frame frames[NFRAMES + 1]; /* index = frame number */
+	struct frame *frames;	/* nframes + 1; index = frame number */
 	unsigned int consumer_done[NCONSUMERS]; /* frames each one finished */
 	unsigned int in_flight, finished;
 	uint64_t released_seen;
@@ -371,7 +386,7 @@ static void camera_handle_msg(struct camera *cam, int c)
 		return;
 	/* A consumer that finished every frame may leave; before that, a
 	 * closed socket means it died. */
-	if (ret == -ECONNRESET && cam->consumer_done[c] == NFRAMES) {
+	if (ret == -ECONNRESET && cam->consumer_done[c] == nframes) {
 		close(cam->sock[c]);
 		cam->sock[c] = -1;
 		return;
@@ -380,7 +395,7 @@ static void camera_handle_msg(struct camera *cam, int c)
 		fail("lost the %s: %s", consumer_name[c], strerror(-ret));
 	if (fd >= 0)
 		close(fd);
-	if (m.frame < 1 || m.frame > NFRAMES || !cam->frames[m.frame].buf)
+	if (m.frame < 1 || m.frame > nframes || !cam->frames[m.frame].buf)
 		fail("%s sent %s for unknown frame %u", consumer_name[c], msg_name(m.type), m.frame);
 	f = &cam->frames[m.frame];
 	switch (m.type) {
@@ -444,6 +459,9 @@ static int camera_main(int enc_sock, int disp_sock)
 	uint32_t next = 1;
 
 	who = "camera";
+	cam.frames = calloc(nframes + 1, sizeof(*cam.frames));
+	if (!cam.frames)
+		fail("out of memory");
 	CHECK(dmabuf_ctx_new(&cfg, &cam.ctx));
 	CHECK(dmabuf_timeline_new("camera", &cam.timeline));
 	/* Importers call into the exporter (import, attach, map, fences):
@@ -452,11 +470,15 @@ static int camera_main(int enc_sock, int disp_sock)
 	trace("exporter ready; service thread answers importers' attach/map/fence calls");
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (cam.finished < NFRAMES) {
+	while (cam.finished < nframes) {
 		struct pollfd p[NCONSUMERS];
 		int ret;
 
-		if (!writing && next <= NFRAMES && cam.in_flight < MAX_IN_FLIGHT) {
+		/* --fps: frame n starts no earlier than (n - 1) / fps s in */
+		double due = fps ? (double)(next - 1) * 1000.0 / fps : 0;
+		int pace = (int)(due - ms_since(&t0));
+
+		if (!writing && next <= nframes && cam.in_flight < MAX_IN_FLIGHT && pace <= 0) {
 			writing = &cam.frames[next];
 			writing->n = next++;
 			camera_start_frame(&cam, writing);
@@ -465,20 +487,26 @@ static int camera_main(int enc_sock, int disp_sock)
 			writing = NULL;
 		/* Wait for the consumers' messages; while the sensor has
 		 * work, this is also its pace (one slice per SLICE_MS). */
-		bool sensor_busy = writing || (next <= NFRAMES && cam.in_flight < MAX_IN_FLIGHT);
+		bool sensor_busy = writing || (next <= nframes && cam.in_flight < MAX_IN_FLIGHT &&
+					       pace <= SLICE_MS);
+		int timeout = sensor_busy ? SLICE_MS : 100;
+
+		if (!sensor_busy && next <= nframes && cam.in_flight < MAX_IN_FLIGHT &&
+		    pace < timeout)
+			timeout = pace;
 
 		for (int c = 0; c < NCONSUMERS; c++)
 			p[c] = (struct pollfd){ .fd = cam.sock[c], .events = POLLIN };
-		ret = poll(p, NCONSUMERS, sensor_busy ? SLICE_MS : 100);
+		ret = poll(p, NCONSUMERS, timeout);
 		if (ret < 0 && errno != EINTR)
 			fail("poll: %s", strerror(errno));
 		for (int c = 0; c < NCONSUMERS && ret > 0; c++)
 			if (p[c].revents)
 				camera_handle_msg(&cam, c);
 		camera_report_releases(&cam);
-		if (ms_since(&t0) > FRAMES_DEADLINE_MS)
-			fail("frames not done after %d ms (%u of %d finished)", FRAMES_DEADLINE_MS,
-			     cam.finished, NFRAMES);
+		if (ms_since(&t0) > frames_deadline_ms())
+			fail("frames not done after %.0f ms (%u of %u finished)",
+			     frames_deadline_ms(), cam.finished, nframes);
 	}
 
 	/* Every holder has let go; the last releases may still be on their
@@ -491,11 +519,11 @@ static int camera_main(int enc_sock, int disp_sock)
 		poll(NULL, 0, 1);
 	}
 	camera_report_releases(&cam);
-	trace("exporter stats: %d exported, %" PRIu64 " released, %" PRIu64 " live, %" PRIu64
+	trace("exporter stats: %u exported, %" PRIu64 " released, %" PRIu64 " live, %" PRIu64
 	      " attachments, %" PRIu64 " mappings, %" PRIu64 " KiB of (simulated) RAM in use",
-	      NFRAMES, st.buffers_released, st.buffers_live, st.attachments_live,
+	      nframes, st.buffers_released, st.buffers_live, st.attachments_live,
 	      st.mappings_live, st.phys_used >> 10);
-	if (st.buffers_released != NFRAMES || st.buffers_live || st.attachments_live ||
+	if (st.buffers_released != nframes || st.buffers_live || st.attachments_live ||
 	    st.mappings_live || st.phys_used || st.cma_used)
 		fail("the exporter's buffers were not all released exactly once");
 	trace("every frame released exactly once");
@@ -503,6 +531,7 @@ static int camera_main(int enc_sock, int disp_sock)
 	CHECK(dmabuf_ctx_stop_thread(cam.ctx));
 	dmabuf_timeline_destroy(cam.timeline);
 	dmabuf_ctx_destroy(cam.ctx);
+	free(cam.frames);
 	for (int c = 0; c < NCONSUMERS; c++)
 		if (cam.sock[c] >= 0)
 			close(cam.sock[c]);
@@ -524,7 +553,7 @@ struct consumer {
 	struct {
 		struct msg m;
 		int fd;
-	} queue[NFRAMES];
+	} queue[MAX_IN_FLIGHT];
 	unsigned int queued;
 };
 
@@ -551,7 +580,7 @@ static int consumer_next(struct consumer *cs, uint32_t type, uint32_t frame, str
 			     strerror(-ret));
 		if (m->type == type && (!frame || m->frame == frame))
 			return fd;
-		if (m->type != MSG_FRAME || fd < 0 || cs->queued == NFRAMES)
+		if (m->type != MSG_FRAME || fd < 0 || cs->queued == MAX_IN_FLIGHT)
 			fail("unexpected %s for frame %u", msg_name(m->type), m->frame);
 		cs->queue[cs->queued].m = *m;
 		cs->queue[cs->queued++].fd = fd;
@@ -703,7 +732,7 @@ static int consumer_main(int role, int sock)
 	if (!cs.pixels)
 		fail("out of memory");
 
-	for (uint32_t expect = 1; expect <= NFRAMES; expect++) {
+	for (uint32_t expect = 1; expect <= nframes; expect++) {
 		struct dmabuf *buf;
 		struct dmabuf_attachment *att;
 		struct dmabuf_sg_table *sgt;
@@ -798,6 +827,8 @@ static pid_t spawn(struct child *ch, int (*body)(int, int), int a, int b,
 		 * as a closed socket. */
 		for (int i = 0; i < nclose; i++)
 			close(close_fds[i]);
+		/* "camera", "encoder", "display" in ps, top and dmabuf-ls */
+		prctl(PR_SET_NAME, ch->name, 0, 0, 0);
 		exit(body(a, b));
 	}
 	ch->pid = pid;
@@ -826,6 +857,62 @@ static void kill_all(struct child *ch)
 		}
 }
 
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: dmabuf-demo [--frames N] [--fps N]\n"
+		"  --frames N  frames the camera shares (1..%d, default %d)\n"
+		"  --fps N     start at most N frames a second (1..%d; default: as fast\n"
+		"              as the pipeline goes), to watch it with dmabuf-ls\n",
+		NFRAMES_MAX, NFRAMES_DEFAULT, FPS_MAX);
+}
+
+/* A decimal in [1, max]; false for anything else. */
+static bool parse_count(const char *s, uint32_t max, uint32_t *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!s || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v < 1 || v > max)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+/* 0: run; 1: --help; -1: bad arguments (said why on stderr). */
+static int parse_args(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *opt = argv[i], *val = NULL;
+		uint32_t *dst, max;
+
+		if (!strcmp(opt, "-h") || !strcmp(opt, "--help"))
+			return 1;
+		if (!strncmp(opt, "--frames", 8) && (opt[8] == '\0' || opt[8] == '=')) {
+			dst = &nframes;
+			max = NFRAMES_MAX;
+			val = opt[8] ? opt + 9 : (i + 1 < argc ? argv[++i] : NULL);
+		} else if (!strncmp(opt, "--fps", 5) && (opt[5] == '\0' || opt[5] == '=')) {
+			dst = &fps;
+			max = FPS_MAX;
+			val = opt[5] ? opt + 6 : (i + 1 < argc ? argv[++i] : NULL);
+		} else {
+			fprintf(stderr, "dmabuf-demo: unknown argument '%s'\n", opt);
+			return -1;
+		}
+		if (!parse_count(val, max, dst)) {
+			fprintf(stderr, "dmabuf-demo: %s needs a number from 1 to %u, not '%s'\n",
+				opt, max, val ? val : "");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct child ch[NPROCS] = {
@@ -836,13 +923,18 @@ int main(int argc, char **argv)
 	char why[200] = "";
 	int enc[2], disp[2], left = 0;
 
-	(void)argv;
-	if (argc > 1) {
-		fprintf(stderr, "usage: dmabuf-demo (no arguments)\n");
+	switch (parse_args(argc, argv)) {
+	case 0:
+		break;
+	case 1:
+		usage(stdout);
+		return 0;
+	default:
+		usage(stderr);
 		return 2;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &demo_start);
-	trace("a camera shares %d frames with an encoder and a display, three processes", NFRAMES);
+	trace("a camera shares %u frames with an encoder and a display, three processes", nframes);
 	trace("a dma-buf is memory shared as an fd: the exporter (camera) owns it; importers");
 	trace("  attach their device, map it to get DMA addresses, and sync with fences");
 	trace("heap '%s': pages are chosen at the first map, to suit every device attached by",
@@ -885,9 +977,9 @@ int main(int argc, char **argv)
 		pid_t pid = waitpid(-1, &status, WNOHANG);
 
 		if (pid == 0) {
-			if (ms_since(&demo_start) > DEMO_DEADLINE_MS) {
-				snprintf(why, sizeof(why), "not finished after %d ms",
-					 DEMO_DEADLINE_MS);
+			if (ms_since(&demo_start) > frames_deadline_ms() + DEMO_GRACE_MS) {
+				snprintf(why, sizeof(why), "not finished after %.0f ms",
+					 frames_deadline_ms() + DEMO_GRACE_MS);
 				break;
 			}
 			poll(NULL, 0, 2);
