@@ -1,19 +1,32 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * dmabuf-ls: lists every libdmabuf buffer this user can see, with its
- * exporter and every process that holds it, as the kernel's
- * /sys/kernel/debug/dma_buf/bufinfo does for real dma-bufs, but without root.
+ * exporter, name, attachments and every process that holds it, as the
+ * kernel's /sys/kernel/debug/dma_buf/bufinfo and Android's dmabuf_dump do
+ * for real dma-bufs, but without root.
  *
- * Everything comes from /proc; no buffer is opened, so the scan neither keeps
- * a buffer alive nor disturbs the exporter's release probe:
+ * The scan reads /proc only; it opens no buffer:
  *  - /proc/<pid>/fd/<n>: readlink gives "/memfd:dmabuf:<exp>@<endpoint>
  *    (deleted)", stat gives the buffer's identity (st_dev, st_ino) and size;
  *  - /proc/<pid>/fdinfo/<n>: the open flags (read-only or read-write), the
  *    inode (to catch an fd number reused mid-scan), and a "lock:" line for an
  *    fd of the dma-buf file, whose holders all share a flock(LOCK_SH); the
  *    exporter's private probe OFD has no lock;
- *  - /proc/<pid>/maps: mappings, by device and inode.
+ *  - /proc/<pid>/smaps: mappings by device and inode, with Rss, Pss and
+ *    VmFlags. The library marks its own views of a buffer (its stand-in for
+ *    the kernel's vmap) MADV_DONTDUMP, VmFlag "dd": those are counted as
+ *    views, not as the program's mappings. Without smaps, /proc/<pid>/maps
+ *    gives the mappings without that distinction.
  * The endpoint is "dmabuf-<exporter pid>-<16 hex>".
+ *
+ * Then, unless --no-query, it asks each buffer's exporter (over its
+ * endpoint, as any importer: the DESCRIBE request) for what /proc cannot
+ * show: the buffer's name, its attachments, device mappings and vmaps, and
+ * whether its backing is allocated and contiguous. That imports the buffer
+ * for a moment (a holder's fd opened through /proc), so the exporter must be
+ * serving; one that does not answer in --timeout ms is not asked again.
+ * The exporter reports counts; which devices are attached it does not send
+ * (DESCRIBE_REPLY carries no device list, docs/protocol.md).
  *
  * Processes come and go during the scan: whatever vanishes or is not
  * readable is skipped.
@@ -22,6 +35,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -35,6 +49,12 @@
 #include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include <dmabuf.h>
+
+#ifndef DMABUF_LS_VERSION
+#define DMABUF_LS_VERSION "unknown"
+#endif
 
 #define MEMFD_PREFIX "/memfd:"
 #define NAME_PREFIX "dmabuf:"
@@ -50,13 +70,16 @@ struct rec {
 	int accmode;		/* fd records: O_RDONLY, O_WRONLY, O_RDWR, or -1 */
 	bool locked;		/* fd records: an fd of the dma-buf file */
 	bool have_size;		/* fd records */
+	bool internal;		/* map records: the library's own view ("dd") */
 	uint64_t size;		/* fd records: st_size; map records: length */
+	uint64_t rss, pss;	/* map records, bytes (0 without smaps) */
 	char *name;		/* memfd name without "/memfd:" and " (deleted)" */
 };
 
 struct proc {
 	pid_t pid;
 	char comm[64];
+	bool have_smaps;
 };
 
 /* A process's share of one buffer. */
@@ -65,10 +88,13 @@ struct holder {
 	const char *comm;
 	const struct rec *fds;	/* n_fds fd records, sorted by fd */
 	size_t n_fds;
-	size_t n_maps;
-	uint64_t mapped;
+	size_t n_maps, n_views;	/* the program's mappings; the library's views */
+	uint64_t mapped, rss, pss, views_size;
 	bool exporter;
 };
+
+/* What the exporter said about a buffer (DESCRIBE), if asked. */
+enum query_state { Q_NOT_ASKED, Q_OK, Q_FAILED };
 
 struct buffer {
 	dev_t dev;
@@ -76,17 +102,37 @@ struct buffer {
 	const char *name;	/* the full memfd name */
 	char exp_name[256];
 	pid_t exp_pid;		/* 0 when the endpoint cannot be parsed */
+	const char *exp_state;	/* "holds", "holds nothing", "gone", "unknown" */
 	bool have_size;
 	uint64_t size;
 	const char *access;	/* "rw", "ro", "wo" or "?" */
 	struct holder *holders;
 	size_t n_holders;
+	bool shown;		/* passes the filters */
+	enum query_state q;
+	int q_err;		/* Q_FAILED: negative errno */
+	struct dmabuf_info info; /* Q_OK */
+};
+
+/* Per-process totals over the buffers shown. */
+struct total {
+	pid_t pid;
+	const char *comm;
+	size_t buffers, fds, maps, views;
+	uint64_t buf_size, mapped, rss, pss;
+};
+
+struct filters {
+	pid_t pid;
+	const char *exporter, *name, *comm;
 };
 
 static struct rec *recs;
 static size_t n_recs, cap_recs;
 static struct proc *procs;
 static size_t n_procs, cap_procs;
+static struct buffer *bufs;
+static size_t n_bufs;
 
 static _Noreturn void oom(void)
 {
@@ -230,7 +276,8 @@ static bool read_fdinfo(pid_t pid, int fd, ino_t ino, struct rec *r)
 	return have_flags;
 }
 
-static void scan_fds(pid_t pid)
+/* -1 if /proc/<pid>/fd cannot be read (errno says why). */
+static int scan_fds(pid_t pid)
 {
 	char dpath[64], path[96], link[PATH_MAX + 64];
 	struct dirent *de;
@@ -243,7 +290,7 @@ static void scan_fds(pid_t pid)
 	snprintf(dpath, sizeof(dpath), "/proc/%d/fd", (int)pid);
 	d = opendir(dpath);
 	if (!d)
-		return;		/* gone, or not ours to read */
+		return -1;	/* gone, or not ours to read */
 	while ((de = readdir(d))) {
 		struct rec tmp = { 0 };
 		struct rec *r;
@@ -279,50 +326,102 @@ static void scan_fds(pid_t pid)
 		r->name = xstrdup(name);
 	}
 	closedir(d);
+	return 0;
 }
 
-static void scan_maps(pid_t pid)
+/*
+ * A mapping line of maps or smaps: "start-end perms off maj:min ino path".
+ * Returns the new record if the path is a libdmabuf buffer, else NULL.
+ */
+static struct rec *map_line(pid_t pid, char *line)
+{
+	unsigned long long start, end, off, ino;
+	unsigned int maj, min;
+	char perms[8], *p;
+	const char *name;
+	struct rec *r;
+	size_t len;
+	int pos = 0;
+
+	if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms, &off, &maj,
+		   &min, &ino, &pos) < 7 || pos == 0)
+		return NULL;
+	p = line + pos;
+	len = strlen(p);
+	if (len && p[len - 1] == '\n')
+		p[--len] = '\0';
+	name = buffer_name(p);
+	if (!name || end < start)
+		return NULL;
+	r = new_rec();
+	r->dev = makedev(maj, min);
+	r->ino = (ino_t)ino;
+	r->pid = pid;
+	r->is_map = true;
+	r->fd = -1;
+	r->accmode = -1;
+	r->size = end - start;
+	r->name = xstrdup(name);
+	return r;
+}
+
+/* Mappings from smaps (with Rss, Pss, VmFlags) or, failing that, maps.
+ * Returns whether smaps was read. */
+static bool scan_maps(pid_t pid)
 {
 	char path[64];
 	char *line = NULL;
-	size_t cap = 0;
+	size_t cap = 0, cur = SIZE_MAX;
+	bool smaps = true;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
 	f = fopen(path, "re");
-	if (!f)
-		return;
+	if (!f) {
+		smaps = false;
+		snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+		f = fopen(path, "re");
+		if (!f)
+			return false;
+	}
 	while (getline(&line, &cap, f) > 0) {
-		unsigned long long start, end, off, ino;
-		unsigned int maj, min;
-		char perms[8], *p;
-		const char *name;
+		unsigned long long kb;
 		struct rec *r;
-		size_t len;
-		int pos = 0;
 
-		if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &start, &end, perms,
-			   &off, &maj, &min, &ino, &pos) < 7 || pos == 0)
+		/* smaps: "Key:   value" lines follow each mapping line */
+		if (smaps && isupper((unsigned char)line[0]) && !strchr(line, '-')) {
+			if (cur == SIZE_MAX)
+				continue;
+			if (sscanf(line, "Rss: %llu kB", &kb) == 1)
+				recs[cur].rss = kb * 1024;
+			else if (sscanf(line, "Pss: %llu kB", &kb) == 1)
+				recs[cur].pss = kb * 1024;
+			else if (strncmp(line, "VmFlags:", 8) == 0)
+				recs[cur].internal = strstr(line + 8, " dd") != NULL;
 			continue;
-		p = line + pos;
-		len = strlen(p);
-		if (len && p[len - 1] == '\n')
-			p[--len] = '\0';
-		name = buffer_name(p);
-		if (!name || end < start)
-			continue;
-		r = new_rec();
-		r->dev = makedev(maj, min);
-		r->ino = (ino_t)ino;
-		r->pid = pid;
-		r->is_map = true;
-		r->fd = -1;
-		r->accmode = -1;
-		r->size = end - start;
-		r->name = xstrdup(name);
+		}
+		r = map_line(pid, line);
+		cur = r ? (size_t)(r - recs) : SIZE_MAX;
 	}
 	free(line);
 	fclose(f);
+	return smaps;
+}
+
+static void scan_pid(pid_t pid)
+{
+	size_t before = n_recs;
+	bool smaps;
+
+	scan_fds(pid);
+	smaps = scan_maps(pid);
+	if (n_recs == before)
+		return;
+	procs = grow(procs, &cap_procs, n_procs + 1, sizeof(*procs));
+	procs[n_procs].pid = pid;
+	procs[n_procs].have_smaps = smaps;
+	read_comm(pid, procs[n_procs].comm, sizeof(procs[n_procs].comm));
+	n_procs++;
 }
 
 static void scan(void)
@@ -335,21 +434,9 @@ static void scan(void)
 		fprintf(stderr, "dmabuf-ls: /proc: %s\n", strerror(errno));
 		return;
 	}
-	while ((de = readdir(d))) {
-		size_t before;
-
-		if (!parse_pid(de->d_name, &pid))
-			continue;
-		before = n_recs;
-		scan_fds(pid);
-		scan_maps(pid);
-		if (n_recs == before)
-			continue;
-		procs = grow(procs, &cap_procs, n_procs + 1, sizeof(*procs));
-		procs[n_procs].pid = pid;
-		read_comm(pid, procs[n_procs].comm, sizeof(procs[n_procs].comm));
-		n_procs++;
-	}
+	while ((de = readdir(d)))
+		if (parse_pid(de->d_name, &pid))
+			scan_pid(pid);
 	closedir(d);
 }
 
@@ -444,9 +531,6 @@ static const char *access_of(const struct rec *r, size_t n, pid_t exp_pid)
 	}
 }
 
-static struct buffer *bufs;
-static size_t n_bufs;
-
 static void build(void)
 {
 	size_t i = 0, j, k, cap = 0;
@@ -459,6 +543,7 @@ static void build(void)
 	while (i < n_recs) {
 		struct buffer *b;
 		const struct rec *first_fd = NULL;
+		bool exp_listed = false;
 
 		for (j = i; j < n_recs && recs[j].dev == recs[i].dev && recs[j].ino == recs[i].ino; j++)
 			if (!recs[j].is_map && !first_fd)
@@ -487,11 +572,19 @@ static void build(void)
 			h->pid = recs[k].pid;
 			h->comm = comm_of(h->pid);
 			h->exporter = h->pid == b->exp_pid;
+			exp_listed |= h->exporter;
 			h->fds = &recs[k];
 			while (e < j && recs[e].pid == h->pid) {
-				if (recs[e].is_map) {
+				const struct rec *r = &recs[e];
+
+				if (r->is_map && r->internal) {
+					h->n_views++;
+					h->views_size += r->size;
+				} else if (r->is_map) {
 					h->n_maps++;
-					h->mapped += recs[e].size;
+					h->mapped += r->size;
+					h->rss += r->rss;
+					h->pss += r->pss;
 				} else {
 					h->n_fds++;
 				}
@@ -499,6 +592,13 @@ static void build(void)
 			}
 			k = e;
 		}
+		if (!b->exp_pid)
+			b->exp_state = "unknown";
+		else if (exp_listed)
+			b->exp_state = "holds";
+		else
+			b->exp_state = kill(b->exp_pid, 0) == 0 || errno == EPERM ? "holds nothing"
+										  : "gone";
 		i = j;
 	}
 }
@@ -510,6 +610,174 @@ static bool holds(const struct buffer *b, pid_t pid)
 			return true;
 	return false;
 }
+
+static bool comm_matches(const struct buffer *b, const char *pattern)
+{
+	for (size_t i = 0; i < b->n_holders; i++)
+		if (b->holders[i].comm && fnmatch(pattern, b->holders[i].comm, 0) == 0)
+			return true;
+	return false;
+}
+
+/* Everything but --name, which needs the exporter's answer. */
+static bool passes_local(const struct buffer *b, const struct filters *f)
+{
+	if (f->pid && !holds(b, f->pid))
+		return false;
+	if (f->exporter && fnmatch(f->exporter, b->exp_name, 0) != 0)
+		return false;
+	if (f->comm && !comm_matches(b, f->comm))
+		return false;
+	return true;
+}
+
+/* ------------------------------------------------------------ the query */
+
+static void quiet_log(void *data, enum dmabuf_log_priority prio, const char *msg)
+{
+	(void)data;
+	(void)prio;
+	(void)msg;
+}
+
+/* An fd of the buffer to prove possession with: the dma-buf file's, else any. */
+static const struct rec *fd_to_open(const struct buffer *b)
+{
+	const struct rec *any = NULL;
+
+	for (size_t i = 0; i < b->n_holders; i++)
+		for (size_t k = 0; k < b->holders[i].n_fds; k++) {
+			const struct rec *r = &b->holders[i].fds[k];
+
+			if (r->locked)
+				return r;
+			if (!any)
+				any = r;
+		}
+	return any;
+}
+
+static void query_one(struct dmabuf_ctx *ctx, struct buffer *b)
+{
+	const struct rec *r = fd_to_open(b);
+	struct dmabuf *buf = NULL;
+	char path[64];
+	int fd, ret;
+
+	if (!r) {
+		b->q = Q_FAILED;
+		b->q_err = -EBADF;	/* mapped only: no fd to prove possession */
+		return;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)r->pid, r->fd);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		b->q = Q_FAILED;
+		b->q_err = -errno;
+		return;
+	}
+	ret = dmabuf_get(ctx, fd, &buf);
+	if (ret == 0) {
+		b->info.struct_size = sizeof(b->info);
+		ret = dmabuf_get_info(buf, &b->info);
+		dmabuf_put(buf);
+	}
+	close(fd);
+	b->q = ret == 0 ? Q_OK : Q_FAILED;
+	b->q_err = ret;
+}
+
+/* Asks each shown buffer's exporter; one that times out is not asked again. */
+static void query(unsigned int timeout_ms)
+{
+	struct dmabuf_ctx_config cfg = {
+		.struct_size = sizeof(cfg), .log_fn = quiet_log,
+		.call_timeout_ms = timeout_ms,
+	};
+	struct dmabuf_ctx *ctx;
+	pid_t *dead = NULL;
+	size_t n_dead = 0, cap_dead = 0;
+
+	if (dmabuf_ctx_new(&cfg, &ctx) < 0) {
+		fputs("dmabuf-ls: cannot create a libdmabuf context; not asking exporters\n",
+		      stderr);
+		return;
+	}
+	for (size_t i = 0; i < n_bufs; i++) {
+		struct buffer *b = &bufs[i];
+		bool skip = !b->exp_pid || strcmp(b->exp_state, "gone") == 0;
+
+		if (!b->shown)
+			continue;
+		for (size_t k = 0; k < n_dead && !skip; k++)
+			skip = dead[k] == b->exp_pid;
+		if (skip) {
+			b->q = Q_FAILED;
+			b->q_err = b->exp_pid && strcmp(b->exp_state, "gone") ? -ETIMEDOUT : -ENODEV;
+			continue;
+		}
+		query_one(ctx, b);
+		if (b->q == Q_FAILED && b->q_err == -ETIMEDOUT) {
+			dead = grow(dead, &cap_dead, n_dead + 1, sizeof(*dead));
+			dead[n_dead++] = b->exp_pid;
+		}
+	}
+	free(dead);
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* ------------------------------------------------------------ totals */
+
+static struct total *totals;
+static size_t n_totals;
+
+static struct total *total_of(pid_t pid, const char *comm)
+{
+	static size_t cap;
+
+	for (size_t i = 0; i < n_totals; i++)
+		if (totals[i].pid == pid)
+			return &totals[i];
+	totals = grow(totals, &cap, n_totals + 1, sizeof(*totals));
+	memset(&totals[n_totals], 0, sizeof(*totals));
+	totals[n_totals].pid = pid;
+	totals[n_totals].comm = comm;
+	return &totals[n_totals++];
+}
+
+static int cmp_total(const void *a, const void *b)
+{
+	const struct total *x = a, *y = b;
+
+	return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
+
+static void sum_up(void)
+{
+	for (size_t i = 0; i < n_bufs; i++) {
+		const struct buffer *b = &bufs[i];
+
+		if (!b->shown)
+			continue;
+		for (size_t k = 0; k < b->n_holders; k++) {
+			const struct holder *h = &b->holders[k];
+			struct total *t = total_of(h->pid, h->comm);
+
+			t->buffers++;
+			t->fds += h->n_fds;
+			t->maps += h->n_maps;
+			t->views += h->n_views;
+			t->buf_size += b->size;
+			t->mapped += h->mapped;
+			t->rss += h->rss;
+			t->pss += h->pss;
+		}
+	}
+	if (n_totals)
+		qsort(totals, n_totals, sizeof(*totals), cmp_total);
+}
+
+/* ------------------------------------------------------------ text */
 
 /* Writes s with anything unprintable as \xHH; for dot, '"' and '\' too. */
 static void put_escaped(FILE *out, const char *s, bool dot)
@@ -542,6 +810,13 @@ static void put_padded(FILE *out, const char *s, size_t width)
 		fputc(' ', out);
 }
 
+static const char *fd_role(const struct holder *h, const struct rec *r)
+{
+	if (r->locked)
+		return "file";
+	return h->exporter ? "probe" : "fd";
+}
+
 /* "3,4,7(probe)" or "-". */
 static void put_fds(FILE *out, const struct holder *h)
 {
@@ -554,20 +829,41 @@ static void put_fds(FILE *out, const struct holder *h)
 			h->exporter && !h->fds[i].locked ? "(probe)" : "");
 }
 
-static void print_text(FILE *out, pid_t only)
+static void put_query(FILE *out, const struct buffer *b)
 {
-	uint64_t total = 0;
+	const struct dmabuf_info *in = &b->info;
+
+	if (b->q == Q_NOT_ASKED) {
+		fputs("  exporter not asked (--no-query)\n", out);
+		return;
+	}
+	if (b->q == Q_FAILED) {
+		fprintf(out, "  exporter did not describe it: %s\n", strerror(-b->q_err));
+		return;
+	}
+	fputs("  name \"", out);
+	put_escaped(out, in->name, false);
+	fprintf(out, "\", %u attachment%s, %u device mapping%s, %u vmap%s, backing %s%s\n",
+		in->attachments, in->attachments == 1 ? "" : "s", in->mappings,
+		in->mappings == 1 ? "" : "s", in->vmap_count, in->vmap_count == 1 ? "" : "s",
+		in->backing_allocated ? "allocated" : "not allocated",
+		in->backing_allocated ? (in->contiguous ? ", contiguous" : ", scattered") : "");
+}
+
+static void print_text(FILE *out)
+{
+	uint64_t total = 0, mapped = 0, pss = 0;
 	size_t shown = 0;
 
 	fprintf(out, "%-10s %-12s %-6s %-8s %s\n", "INODE", "SIZE", "ACCESS", "EXP-PID",
 		"EXPORTER");
-	fprintf(out, "  %-8s %-16s %5s %12s  %s\n", "PID", "COMM", "MAPS", "MAPPED", "FDS");
+	fprintf(out, "  %-8s %-16s %5s %12s %12s %12s %5s  %s\n", "PID", "COMM", "MAPS",
+		"MAPPED", "RSS", "PSS", "VIEWS", "FDS");
 	for (size_t i = 0; i < n_bufs; i++) {
 		const struct buffer *b = &bufs[i];
-		bool exp_listed = false;
 		char num[32];
 
-		if (only && !holds(b, only))
+		if (!b->shown)
 			continue;
 		shown++;
 		if (b->have_size) {
@@ -583,25 +879,195 @@ static void print_text(FILE *out, pid_t only)
 			fprintf(out, "%-8s ", "?");
 		put_escaped(out, b->exp_name[0] ? b->exp_name : "-", false);
 		fputc('\n', out);
+		put_query(out, b);
 		for (size_t k = 0; k < b->n_holders; k++) {
 			const struct holder *h = &b->holders[k];
 
 			fprintf(out, "  %-8d ", (int)h->pid);
 			put_padded(out, h->comm ? h->comm : "?", 16);
-			fprintf(out, " %5zu %12" PRIu64 "  ", h->n_maps, h->mapped);
+			fprintf(out, " %5zu %12" PRIu64 " %12" PRIu64 " %12" PRIu64 " %5zu  ",
+				h->n_maps, h->mapped, h->rss, h->pss, h->n_views);
 			put_fds(out, h);
-			if (h->exporter) {
+			if (h->exporter)
 				fputs("  [exporter]", out);
-				exp_listed = true;
-			}
 			fputc('\n', out);
+			mapped += h->mapped;
+			pss += h->pss;
 		}
-		if (b->exp_pid && !exp_listed)
+		if (strcmp(b->exp_state, "holds") && b->exp_pid)
 			fprintf(out, "  %-8d %-16s  [exporter, %s]\n", (int)b->exp_pid, "-",
-				kill(b->exp_pid, 0) == 0 || errno == EPERM ? "holds nothing"
-									   : "gone");
+				b->exp_state);
+	}
+	if (n_totals) {
+		fputs("\nPER PROCESS\n", out);
+		fprintf(out, "  %-8s %-16s %7s %5s %5s %5s %12s %12s %12s %12s\n", "PID", "COMM",
+			"BUFFERS", "FDS", "MAPS", "VIEWS", "SIZE", "MAPPED", "RSS", "PSS");
+		for (size_t i = 0; i < n_totals; i++) {
+			const struct total *t = &totals[i];
+
+			fprintf(out, "  %-8d ", (int)t->pid);
+			put_padded(out, t->comm ? t->comm : "?", 16);
+			fprintf(out, " %7zu %5zu %5zu %5zu %12" PRIu64 " %12" PRIu64 " %12" PRIu64
+				" %12" PRIu64 "\n", t->buffers, t->fds, t->maps, t->views,
+				t->buf_size, t->mapped, t->rss, t->pss);
+		}
+		fprintf(out, "mapped %" PRIu64 " bytes, PSS %" PRIu64 " bytes\n", mapped, pss);
 	}
 	fprintf(out, "%zu buffer%s, %" PRIu64 " bytes\n", shown, shown == 1 ? "" : "s", total);
+}
+
+/* ------------------------------------------------------------ JSON */
+
+static void json_str(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(out, "\\%c", *p);
+		else if (*p < 0x20 || *p >= 0x7f)
+			/* names are bytes, not UTF-8: one code point per byte */
+			fprintf(out, "\\u%04x", *p);
+		else
+			fputc(*p, out);
+	}
+	fputc('"', out);
+}
+
+static void print_json(FILE *out)
+{
+	uint64_t total = 0, mapped = 0, pss = 0;
+	size_t shown = 0;
+	bool first = true;
+
+	fputs("{\n  \"version\": ", out);
+	json_str(out, DMABUF_LS_VERSION);
+	fputs(",\n  \"buffers\": [", out);
+	for (size_t i = 0; i < n_bufs; i++) {
+		const struct buffer *b = &bufs[i];
+
+		if (!b->shown)
+			continue;
+		shown++;
+		total += b->size;
+		fprintf(out, "%s\n    {\"inode\": %ju, \"dev\": \"%u:%u\", \"size\": ",
+			first ? "" : ",", (uintmax_t)b->ino, major(b->dev), minor(b->dev));
+		first = false;
+		if (b->have_size)
+			fprintf(out, "%" PRIu64, b->size);
+		else
+			fputs("null", out);
+		fprintf(out, ", \"access\": \"%s\", \"exporter\": ", b->access);
+		json_str(out, b->exp_name);
+		if (b->exp_pid)
+			fprintf(out, ", \"exporter_pid\": %d", (int)b->exp_pid);
+		else
+			fputs(", \"exporter_pid\": null", out);
+		fprintf(out, ", \"exporter_state\": \"%s\",\n     \"query\": ", b->exp_state);
+		if (b->q == Q_OK) {
+			const struct dmabuf_info *in = &b->info;
+
+			fputs("\"ok\", \"name\": ", out);
+			json_str(out, in->name);
+			fprintf(out, ", \"attachments\": %u, \"device_mappings\": %u, \"vmaps\": %u"
+				", \"backing_allocated\": %s, \"contiguous\": %s",
+				in->attachments, in->mappings, in->vmap_count,
+				in->backing_allocated ? "true" : "false",
+				in->contiguous ? "true" : "false");
+		} else if (b->q == Q_FAILED) {
+			fputs("\"failed\", \"error\": ", out);
+			json_str(out, strerror(-b->q_err));
+		} else {
+			fputs("\"not asked\"", out);
+		}
+		fputs(",\n     \"holders\": [", out);
+		for (size_t k = 0; k < b->n_holders; k++) {
+			const struct holder *h = &b->holders[k];
+
+			fprintf(out, "%s\n       {\"pid\": %d, \"comm\": ", k ? "," : "", (int)h->pid);
+			json_str(out, h->comm ? h->comm : "?");
+			fprintf(out, ", \"exporter\": %s, \"fds\": [", h->exporter ? "true" : "false");
+			for (size_t f = 0; f < h->n_fds; f++) {
+				const struct rec *r = &h->fds[f];
+				const char *acc = r->accmode == O_RDONLY ? "ro"
+						  : r->accmode == O_WRONLY ? "wo"
+						  : r->accmode == O_RDWR ? "rw" : "?";
+
+				fprintf(out, "%s{\"fd\": %d, \"access\": \"%s\", \"role\": \"%s\"}",
+					f ? ", " : "", r->fd, acc, fd_role(h, r));
+			}
+			fprintf(out, "], \"maps\": %zu, \"mapped\": %" PRIu64 ", \"rss\": %" PRIu64
+				", \"pss\": %" PRIu64 ", \"views\": %zu, \"views_size\": %" PRIu64 "}",
+				h->n_maps, h->mapped, h->rss, h->pss, h->n_views, h->views_size);
+			mapped += h->mapped;
+			pss += h->pss;
+		}
+		fputs("]}", out);
+	}
+	fputs("\n  ],\n  \"processes\": [", out);
+	for (size_t i = 0; i < n_totals; i++) {
+		const struct total *t = &totals[i];
+
+		fprintf(out, "%s\n    {\"pid\": %d, \"comm\": ", i ? "," : "", (int)t->pid);
+		json_str(out, t->comm ? t->comm : "?");
+		fprintf(out, ", \"buffers\": %zu, \"fds\": %zu, \"maps\": %zu, \"views\": %zu"
+			", \"size\": %" PRIu64 ", \"mapped\": %" PRIu64 ", \"rss\": %" PRIu64
+			", \"pss\": %" PRIu64 "}", t->buffers, t->fds, t->maps, t->views,
+			t->buf_size, t->mapped, t->rss, t->pss);
+	}
+	fprintf(out, "\n  ],\n  \"total\": {\"buffers\": %zu, \"size\": %" PRIu64
+		", \"mapped\": %" PRIu64 ", \"pss\": %" PRIu64 "}\n}\n", shown, total, mapped, pss);
+}
+
+/* ------------------------------------------------------------ Graphviz */
+
+/*
+ * One cluster per exporter (name and process). Inside, the buffers that
+ * the same processes hold in the same roles are one node: a table of
+ * up to ~sqrt(n) columns, so 100 frames of one pipeline are one square
+ * block with one edge per holder, not 100 nodes and 300 edges in a strip.
+ */
+static void html_escaped(FILE *out, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '&')
+			fputs("&amp;", out);
+		else if (*p == '<')
+			fputs("&lt;", out);
+		else if (*p == '>')
+			fputs("&gt;", out);
+		else if (*p == '"')
+			fputs("&quot;", out);
+		else if (*p < 0x20 || *p >= 0x7f)
+			fprintf(out, "\\x%02x", *p);
+		else
+			fputc(*p, out);
+	}
+}
+
+static bool same_exporter(const struct buffer *a, const struct buffer *b)
+{
+	return a->exp_pid == b->exp_pid && strcmp(a->exp_name, b->exp_name) == 0;
+}
+
+static bool same_holders(const struct buffer *a, const struct buffer *b)
+{
+	if (a->n_holders != b->n_holders)
+		return false;
+	for (size_t k = 0; k < a->n_holders; k++)
+		if (a->holders[k].pid != b->holders[k].pid ||
+		    a->holders[k].exporter != b->holders[k].exporter)
+			return false;
+	return true;
+}
+
+static void size_str(char *buf, size_t cap, uint64_t v)
+{
+	if (v >= (1ull << 20) && v % (1ull << 20) == 0)
+		snprintf(buf, cap, "%" PRIu64 " MiB", v >> 20);
+	else if (v >= 1024 && v % 1024 == 0)
+		snprintf(buf, cap, "%" PRIu64 " KiB", v >> 10);
+	else
+		snprintf(buf, cap, "%" PRIu64 " B", v);
 }
 
 static void dot_proc_node(FILE *out, pid_t pid, const char *comm, bool gone,
@@ -611,101 +1077,277 @@ static void dot_proc_node(FILE *out, pid_t pid, const char *comm, bool gone,
 		if (seen[i] == pid)
 			return;
 	seen[(*n_seen)++] = pid;
-	fprintf(out, "  \"p%d\" [shape=box, label=\"pid %d\\n", (int)pid, (int)pid);
+	fprintf(out, "  \"p%d\" [shape=box, style=\"rounded%s\", label=\"pid %d\\n", (int)pid,
+		gone ? ",dashed" : "", (int)pid);
 	put_escaped(out, comm ? comm : "?", true);
-	fprintf(out, "%s\"%s];\n", gone ? "\\n(gone)" : "", gone ? ", style=dashed" : "");
+	fprintf(out, "%s\"];\n", gone ? "\\n(gone)" : "");
 }
 
-static void print_dot(FILE *out, pid_t only)
+static void dot_buffer_cell(FILE *out, const struct buffer *b)
 {
+	char sz[32];
+
+	size_str(sz, sizeof(sz), b->size);
+	fprintf(out, "<TD>ino %ju<BR/>%s %s", (uintmax_t)b->ino, b->have_size ? sz : "?",
+		b->access);
+	if (b->q == Q_OK && b->info.name[0]) {
+		fputs("<BR/>", out);
+		html_escaped(out, b->info.name);
+	}
+	if (b->q == Q_OK && b->info.attachments)
+		fprintf(out, "<BR/>%u att, %u map", b->info.attachments, b->info.mappings);
+	fputs("</TD>", out);
+}
+
+static void print_dot(FILE *out)
+{
+	size_t n = 0, max = 0, cluster = 0;
+	size_t *group;		/* bufs index -> group number + 1 (0: none yet) */
 	pid_t *seen;
-	size_t n_seen = 0, max = 0;
+	size_t n_seen = 0;
 
 	for (size_t i = 0; i < n_bufs; i++)
 		max += bufs[i].n_holders + 1;
 	seen = calloc(max ? max : 1, sizeof(*seen));
-	if (!seen)
+	group = calloc(n_bufs ? n_bufs : 1, sizeof(*group));
+	if (!seen || !group)
 		oom();
-	fputs("digraph dmabuf {\n  rankdir=LR;\n  node [fontname=\"monospace\"];\n"
-	      "  edge [fontname=\"monospace\", fontsize=10];\n", out);
+	fputs("digraph dmabuf {\n  rankdir=LR;\n  newrank=true;\n"
+	      "  node [fontname=\"monospace\", fontsize=10];\n"
+	      "  edge [fontname=\"monospace\", fontsize=9];\n", out);
+	/* Process nodes first, outside every cluster. */
 	for (size_t i = 0; i < n_bufs; i++) {
 		const struct buffer *b = &bufs[i];
-		bool exp_listed = false;
-		char id[64];
 
-		if (only && !holds(b, only))
+		if (!b->shown)
 			continue;
-		snprintf(id, sizeof(id), "b%ju_%ju", (uintmax_t)b->dev, (uintmax_t)b->ino);
-		fprintf(out, "  \"%s\" [shape=ellipse, label=\"", id);
-		put_escaped(out, b->exp_name, true);
-		fprintf(out, "\\nino %ju\\n", (uintmax_t)b->ino);
-		if (b->have_size)
-			fprintf(out, "%" PRIu64 " bytes", b->size);
-		else
-			fputs("? bytes", out);
-		fprintf(out, " %s\"];\n", b->access);
-		for (size_t k = 0; k < b->n_holders; k++) {
-			const struct holder *h = &b->holders[k];
-
-			dot_proc_node(out, h->pid, h->comm, false, seen, &n_seen);
-			fprintf(out, "  \"p%d\" -> \"%s\" [label=\"%s", (int)h->pid, id,
-				h->exporter ? "exports\\n" : "");
-			if (h->exporter)
-				exp_listed = true;
-			fputs("fds ", out);
-			put_fds(out, h);
-			fprintf(out, "\\n%zu map%s, %" PRIu64 " bytes\"%s];\n", h->n_maps,
-				h->n_maps == 1 ? "" : "s", h->mapped,
-				h->exporter ? ", style=bold" : "");
-		}
-		if (b->exp_pid && !exp_listed) {
-			bool gone = kill(b->exp_pid, 0) < 0 && errno == ESRCH;
+		for (size_t k = 0; k < b->n_holders; k++)
+			dot_proc_node(out, b->holders[k].pid, b->holders[k].comm, false, seen,
+				      &n_seen);
+		if (b->exp_pid && strcmp(b->exp_state, "holds")) {
 			char comm[64];
 
 			read_comm(b->exp_pid, comm, sizeof(comm));
-			dot_proc_node(out, b->exp_pid, comm, gone, seen, &n_seen);
-			fprintf(out, "  \"p%d\" -> \"%s\" [label=\"exports\", style=dashed];\n",
-				(int)b->exp_pid, id);
+			dot_proc_node(out, b->exp_pid, comm, strcmp(b->exp_state, "gone") == 0,
+				      seen, &n_seen);
+		}
+	}
+	for (size_t i = 0; i < n_bufs; i++) {
+		const struct buffer *b = &bufs[i];
+		size_t g0 = n;
+
+		if (!b->shown || group[i])
+			continue;
+		/* a new exporter: its cluster holds all of its groups */
+		fprintf(out, "  subgraph \"cluster_%zu\" {\n    label=\"", cluster++);
+		put_escaped(out, b->exp_name[0] ? b->exp_name : "-", true);
+		if (b->exp_pid)
+			fprintf(out, " (exporter pid %d)", (int)b->exp_pid);
+		fputs("\";\n    style=rounded;\n", out);
+		for (size_t j = i; j < n_bufs; j++) {
+			const struct buffer *lead = &bufs[j];
+			size_t members = 0, cols, col = 0;
+			uint64_t bytes = 0;
+
+			if (!lead->shown || group[j] || !same_exporter(lead, b))
+				continue;
+			n++;
+			for (size_t m = j; m < n_bufs; m++)
+				if (bufs[m].shown && !group[m] && same_exporter(&bufs[m], b) &&
+				    same_holders(&bufs[m], lead)) {
+					group[m] = n;
+					members++;
+					bytes += bufs[m].size;
+				}
+			for (cols = 1; cols * cols < members; cols++)
+				;
+			fprintf(out, "    \"g%zu\" [shape=plain, label=<<TABLE BORDER=\"1\" "
+				"CELLBORDER=\"1\" CELLSPACING=\"0\" CELLPADDING=\"3\">", n);
+			if (members > 1) {
+				char sz[32];
+
+				size_str(sz, sizeof(sz), bytes);
+				fprintf(out, "<TR><TD COLSPAN=\"%zu\"><B>%zu buffers, %s</B></TD></TR>",
+					cols, members, sz);
+			}
+			for (size_t m = j; m < n_bufs; m++) {
+				if (group[m] != n)
+					continue;
+				if (col == 0)
+					fputs("<TR>", out);
+				dot_buffer_cell(out, &bufs[m]);
+				if (++col == cols) {
+					fputs("</TR>", out);
+					col = 0;
+				}
+			}
+			if (col) {
+				for (; col < cols; col++)
+					fputs("<TD></TD>", out);
+				fputs("</TR>", out);
+			}
+			fputs("</TABLE>>];\n", out);
+		}
+		fputs("  }\n", out);
+		/* one edge per holder and group */
+		for (size_t g = g0 + 1; g <= n; g++) {
+			const struct buffer *lead = NULL;
+			size_t members = 0;
+
+			for (size_t m = 0; m < n_bufs; m++)
+				if (group[m] == g) {
+					lead = lead ? lead : &bufs[m];
+					members++;
+				}
+			for (size_t k = 0; k < lead->n_holders; k++) {
+				const struct holder *h0 = &lead->holders[k];
+				size_t fds = 0, maps = 0;
+				uint64_t mapped = 0;
+				char sz[32];
+
+				for (size_t m = 0; m < n_bufs; m++)
+					if (group[m] == g) {
+						fds += bufs[m].holders[k].n_fds;
+						maps += bufs[m].holders[k].n_maps;
+						mapped += bufs[m].holders[k].mapped;
+					}
+				size_str(sz, sizeof(sz), mapped);
+				fprintf(out, "  \"p%d\" -> \"g%zu\" [label=\"%s", (int)h0->pid, g,
+					h0->exporter ? "exports\\n" : "");
+				if (members == 1) {
+					fputs("fds ", out);
+					put_fds(out, h0);
+				} else {
+					fprintf(out, "%zu fds", fds);
+				}
+				fprintf(out, "\\n%zu map%s, %s\"%s];\n", maps, maps == 1 ? "" : "s", sz,
+					h0->exporter ? ", style=bold" : "");
+			}
+			if (lead->exp_pid && strcmp(lead->exp_state, "holds"))
+				fprintf(out, "  \"p%d\" -> \"g%zu\" [label=\"exports\", style=dashed];\n",
+					(int)lead->exp_pid, g);
 		}
 	}
 	fputs("}\n", out);
+	free(group);
 	free(seen);
 }
 
+/* ------------------------------------------------------------ main */
+
 static void usage(FILE *out)
 {
-	fputs("Usage: dmabuf-ls [--dot] [--pid PID]\n"
-	      "Lists every libdmabuf buffer visible in /proc: its inode, size, access,\n"
-	      "exporter, and each process holding it with its fds and mappings.\n"
+	fputs("Usage: dmabuf-ls [OPTION]...\n"
+	      "Lists every libdmabuf buffer visible in /proc: inode, size, access, exporter,\n"
+	      "name, attachments, and each process holding it with its fds, mappings, RSS\n"
+	      "and PSS; then the totals per process.\n"
 	      "\n"
-	      "  --dot        print a Graphviz digraph instead of a table\n"
-	      "  -p, --pid PID  only buffers that process PID holds (fd or mapping)\n"
-	      "  -h, --help   this help\n", out);
+	      "  -j, --json             JSON instead of a table\n"
+	      "      --dot              a Graphviz digraph, one cluster per exporter\n"
+	      "  -p, --pid PID          only buffers that process PID holds (fd or mapping)\n"
+	      "  -e, --exporter PATTERN only buffers whose exporter name matches (glob)\n"
+	      "  -n, --name PATTERN     only buffers whose name matches (glob; asks exporters)\n"
+	      "  -c, --comm PATTERN     only buffers a process of that command holds (glob)\n"
+	      "      --no-query         do not ask exporters (no names, no attachments)\n"
+	      "  -t, --timeout MS       how long to wait for an exporter (default 1000)\n"
+	      "  -V, --version          print the version\n"
+	      "  -h, --help             this help\n", out);
+}
+
+static void free_all(void)
+{
+	for (size_t i = 0; i < n_bufs; i++)
+		free(bufs[i].holders);
+	free(bufs);
+	for (size_t i = 0; i < n_recs; i++)
+		free(recs[i].name);
+	free(recs);
+	free(procs);
+	free(totals);
+}
+
+/* A --pid that names no process, or one we may not read, is an error. */
+static int check_pid(pid_t pid)
+{
+	char path[64];
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	if (access(path, F_OK) < 0) {
+		fprintf(stderr, "dmabuf-ls: no process with pid %d\n", (int)pid);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d) {
+		fprintf(stderr, "dmabuf-ls: cannot read /proc/%d/fd: %s\n", (int)pid,
+			strerror(errno));
+		return -1;
+	}
+	closedir(d);
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
+	enum { OPT_DOT = 256, OPT_NO_QUERY };
 	static const struct option opts[] = {
-		{ "dot", no_argument, NULL, 'd' },
+		{ "dot", no_argument, NULL, OPT_DOT },
+		{ "json", no_argument, NULL, 'j' },
 		{ "pid", required_argument, NULL, 'p' },
+		{ "exporter", required_argument, NULL, 'e' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "comm", required_argument, NULL, 'c' },
+		{ "no-query", no_argument, NULL, OPT_NO_QUERY },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool dot = false;
-	pid_t only = 0;
+	struct filters f = { 0 };
+	bool dot = false, json = false, ask = true;
+	unsigned int timeout_ms = 1000;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "p:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jp:e:n:c:t:Vh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'd':
+		case OPT_DOT:
 			dot = true;
 			break;
+		case 'j':
+			json = true;
+			break;
 		case 'p':
-			if (!parse_pid(optarg, &only)) {
+			if (!parse_pid(optarg, &f.pid)) {
 				fprintf(stderr, "dmabuf-ls: bad pid '%s'\n", optarg);
 				return 1;
 			}
 			break;
+		case 'e':
+			f.exporter = optarg;
+			break;
+		case 'n':
+			f.name = optarg;
+			break;
+		case 'c':
+			f.comm = optarg;
+			break;
+		case OPT_NO_QUERY:
+			ask = false;
+			break;
+		case 't': {
+			pid_t v;
+
+			if (!parse_pid(optarg, &v) || v > 600000) {
+				fprintf(stderr, "dmabuf-ls: bad timeout '%s' (1..600000 ms)\n", optarg);
+				return 1;
+			}
+			timeout_ms = (unsigned int)v;
+			break;
+		}
+		case 'V':
+			printf("dmabuf-ls (libdmabuf) %s\n", DMABUF_LS_VERSION);
+			return 0;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -719,21 +1361,33 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
+	if (dot && json) {
+		fputs("dmabuf-ls: --dot and --json exclude each other\n", stderr);
+		return 1;
+	}
+	if (f.name && !ask) {
+		fputs("dmabuf-ls: --name needs the exporters' answer; drop --no-query\n", stderr);
+		return 1;
+	}
+	if (f.pid && check_pid(f.pid) < 0)
+		return 1;
 
 	scan();
 	build();
-	if (dot)
-		print_dot(stdout, only);
-	else
-		print_text(stdout, only);
-	fflush(stdout);
-
 	for (size_t i = 0; i < n_bufs; i++)
-		free(bufs[i].holders);
-	free(bufs);
-	for (size_t i = 0; i < n_recs; i++)
-		free(recs[i].name);
-	free(recs);
-	free(procs);
-	return 0;
+		bufs[i].shown = passes_local(&bufs[i], &f);
+	if (ask)
+		query(timeout_ms);
+	for (size_t i = 0; f.name && i < n_bufs; i++)
+		bufs[i].shown &= bufs[i].q == Q_OK && fnmatch(f.name, bufs[i].info.name, 0) == 0;
+	sum_up();
+	if (dot)
+		print_dot(stdout);
+	else if (json)
+		print_json(stdout);
+	else
+		print_text(stdout);
+	fflush(stdout);
+	free_all();
+	return ferror(stdout) ? 1 : 0;
 }
