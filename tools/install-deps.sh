@@ -6,7 +6,8 @@
 #   tools/install-deps.sh [--fuzz] [--check] [PACKAGE...]
 #
 # With no PACKAGE, checks the base set (meson ninja-build pkg-config gcc
-# libcmocka-dev libbsd-dev valgrind python3); --fuzz adds clang and
+# libcmocka-dev libbsd-dev valgrind python3 graphviz (test-tool renders
+# dmabuf-ls --dot with it)); --fuzz adds clang and
 # libclang-rt-14-dev (libFuzzer runtime).  Each package is tested with
 # `dpkg-query -W -f='${Status}'`.  Missing packages are installed with
 # apt-get (update first, non-interactive, -y, quiet) when running as root or
@@ -28,7 +29,7 @@ set -euo pipefail
 
 msg() { printf 'run.sh: %s\n' "$*" >&2; }
 
-base_pkgs=(meson ninja-build pkg-config gcc libcmocka-dev libbsd-dev valgrind python3)
+base_pkgs=(meson ninja-build pkg-config gcc libcmocka-dev libbsd-dev valgrind python3 graphviz)
 fuzz_pkgs=(clang libclang-rt-14-dev)
 
 check_only=0
