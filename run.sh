@@ -6,7 +6,8 @@
 # (as root or via passwordless `sudo -n`) or the exact apt-get command is
 # printed; the meson build directory is configured (or reconfigured) and built.
 #
-#   ./run.sh demo [ARGS...]   build and run build/examples/dmabuf-demo
+#   ./run.sh demo [--frames N] [--fps N]
+#                             build and run build/examples/dmabuf-demo
 #   ./run.sh test             normal tests, valgrind memcheck, ASan+UBSan
 #   ./run.sh bench            build and run the benchmarks
 #   ./run.sh fuzz [SECONDS]   clang libFuzzer build (build-fuzz/), run each
@@ -48,8 +49,11 @@ usage() {
 usage: ./run.sh <command> [args]
 
 commands:
-  demo [ARGS...]   install missing packages, build, run build/examples/dmabuf-demo
-                   (its exit code is passed through)
+  demo [--frames N] [--fps N]
+                   install missing packages, build, run build/examples/dmabuf-demo
+                   with these options (N frames, default 4; at most N frames a
+                   second, default as fast as it goes, to watch it with
+                   build/tools/dmabuf-ls); its exit code is passed through
   test             install missing packages, then run in order, stopping at the
                    first failure:
                      1. build/ + meson test (all suites)

@@ -640,40 +640,52 @@ static void quiet_log(void *data, enum dmabuf_log_priority prio, const char *msg
 	(void)msg;
 }
 
-/* An fd of the buffer to prove possession with: the dma-buf file's, else any. */
-static const struct rec *fd_to_open(const struct buffer *b)
+/*
+ * Opens the buffer through a holder's fd to prove possession: an fd of the
+ * dma-buf file first, else any. A holder may close its fd after the scan,
+ * so each is tried in turn. -ENOENT when none is left, -EBADF when no
+ * holder had an fd (mapped only).
+ */
+static int open_buffer(const struct buffer *b)
 {
-	const struct rec *any = NULL;
+	int err = -EBADF;
 
-	for (size_t i = 0; i < b->n_holders; i++)
-		for (size_t k = 0; k < b->holders[i].n_fds; k++) {
-			const struct rec *r = &b->holders[i].fds[k];
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < b->n_holders; i++)
+			for (size_t k = 0; k < b->holders[i].n_fds; k++) {
+				const struct rec *r = &b->holders[i].fds[k];
+				char path[64];
+				struct stat st;
+				int fd;
 
-			if (r->locked)
-				return r;
-			if (!any)
-				any = r;
-		}
-	return any;
+				if (r->locked != (pass == 0))
+					continue;
+				if (err == -EBADF)
+					err = -ENOENT;
+				snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)r->pid, r->fd);
+				fd = open(path, O_RDONLY | O_CLOEXEC);
+				if (fd < 0) {
+					if (errno != ENOENT)
+						err = -errno;
+					continue;
+				}
+				/* the same buffer, not a new file under a reused number */
+				if (fstat(fd, &st) == 0 && st.st_dev == b->dev && st.st_ino == b->ino)
+					return fd;
+				close(fd);
+			}
+	return err;
 }
 
 static void query_one(struct dmabuf_ctx *ctx, struct buffer *b)
 {
-	const struct rec *r = fd_to_open(b);
 	struct dmabuf *buf = NULL;
-	char path[64];
 	int fd, ret;
 
-	if (!r) {
-		b->q = Q_FAILED;
-		b->q_err = -EBADF;	/* mapped only: no fd to prove possession */
-		return;
-	}
-	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)r->pid, r->fd);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open_buffer(b);
 	if (fd < 0) {
 		b->q = Q_FAILED;
-		b->q_err = -errno;
+		b->q_err = fd;
 		return;
 	}
 	ret = dmabuf_get(ctx, fd, &buf);
@@ -835,6 +847,15 @@ static void put_query(FILE *out, const struct buffer *b)
 
 	if (b->q == Q_NOT_ASKED) {
 		fputs("  exporter not asked (--no-query)\n", out);
+		return;
+	}
+	if (b->q == Q_FAILED && b->q_err == -ENOENT) {
+		fputs("  exporter not asked: every fd of it was closed meanwhile\n", out);
+		return;
+	}
+	if (b->q == Q_FAILED && b->q_err == -EBADF) {
+		fputs("  exporter not asked: no process holds an fd of it to prove possession\n",
+		      out);
 		return;
 	}
 	if (b->q == Q_FAILED) {
