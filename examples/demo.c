@@ -24,6 +24,10 @@
  *   all      unmap, detach, put, close: the exporter's release runs once
  *            nobody holds the buffer any more.
  *
+ * Options: --frames N (default 4) and --fps N, which paces the camera and
+ * keeps each frame on the display (attached and mapped) for 1/N s, slow
+ * enough to watch the buffers with tools/dmabuf-ls.
+ *
  * The main process only forks the three, watches them with a deadline and
  * kills the others if one fails. Every wait in the demo is bounded.
  *
@@ -699,6 +703,10 @@ static void display_process_frame(struct consumer *cs, struct dmabuf_sg_table *s
 	if (bad)
 		fail("frame %u: scanned out %" PRIu64 " wrong pixels", n, bad);
 	trace("frame %u: scanned out by DMA: all %u pixels match -> on screen", n, WIDTH * HEIGHT);
+	/* --fps: the frame stays on screen (attached, mapped) for one frame
+	 * period, as a display keeps its front buffer; dmabuf-ls can see it */
+	if (fps)
+		poll(NULL, 0, (int)(1000 / fps));
 }
 
 static int consumer_main(int role, int sock)
@@ -862,8 +870,9 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: dmabuf-demo [--frames N] [--fps N]\n"
 		"  --frames N  frames the camera shares (1..%d, default %d)\n"
-		"  --fps N     start at most N frames a second (1..%d; default: as fast\n"
-		"              as the pipeline goes), to watch it with dmabuf-ls\n",
+		"  --fps N     start at most N frames a second and keep each on screen\n"
+		"              for 1/N s (1..%d; default: as fast as the pipeline goes),\n"
+		"              to watch it with dmabuf-ls\n",
 		NFRAMES_MAX, NFRAMES_DEFAULT, FPS_MAX);
 }
 

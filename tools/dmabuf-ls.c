@@ -850,7 +850,7 @@ static void put_query(FILE *out, const struct buffer *b)
 		return;
 	}
 	if (b->q == Q_FAILED && b->q_err == -ENOENT) {
-		fputs("  exporter not asked: every fd of it was closed meanwhile\n", out);
+		fputs("  exporter not asked: released, or its fds closed, since the scan\n", out);
 		return;
 	}
 	if (b->q == Q_FAILED && b->q_err == -EBADF) {
