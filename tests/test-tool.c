@@ -829,6 +829,25 @@ static void arguments(void **state)
 	assert_int_equal(status, 0);
 	assert_non_null(strstr(out, "Usage: dmabuf-ls"));
 	assert_non_null(strstr(out, "--json"));
+	/* the manual documents every long option of --help */
+	{
+		char *man = run_cmd("cat '" TEST_SRCDIR "/../docs/man/dmabuf-ls.1.scd'", &status);
+		char opt[40];
+		int n = 0;
+
+		assert_int_equal(status, 0);
+		for (const char *p = out; (p = strstr(p, "--")); p += 2) {
+			if (sscanf(p, "--%30[a-z-]", opt + 3) != 1)
+				continue;
+			memcpy(opt, "*--", 3);
+			strcat(opt, "*");
+			if (!strstr(man, opt))
+				fail_msg("docs/man/dmabuf-ls.1.scd does not document %s", opt);
+			n++;
+		}
+		assert_true(n >= 10);
+		free(man);
+	}
 	free(out);
 	out = run_tool("-h", &status);
 	assert_int_equal(status, 0);
