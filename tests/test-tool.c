@@ -854,7 +854,8 @@ static void arguments(void **state)
 	free(out);
 	out = run_tool("--version", &status);
 	assert_int_equal(status, 0);
-	assert_string_equal(out, "dmabuf-ls (libdmabuf) " PROJECT_VERSION "\n");
+	assert_string_equal(out, "dmabuf-ls (libdmabuf) " PROJECT_VERSION ", library "
+				 PROJECT_VERSION "\n");
 	free(out);
 	/* a pid that does not exist: an error, not an empty list */
 	out = run_tool_err("--pid 2147483647", true, &status);

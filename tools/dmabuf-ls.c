@@ -52,10 +52,6 @@
 
 #include <dmabuf.h>
 
-#ifndef DMABUF_LS_VERSION
-#define DMABUF_LS_VERSION "unknown"
-#endif
-
 #define MEMFD_PREFIX "/memfd:"
 #define NAME_PREFIX "dmabuf:"
 #define DELETED_SUFFIX " (deleted)"
@@ -961,7 +957,7 @@ static void print_json(FILE *out)
 	bool first = true;
 
 	fputs("{\n  \"version\": ", out);
-	json_str(out, DMABUF_LS_VERSION);
+	json_str(out, DMABUF_VERSION_STRING);
 	fputs(",\n  \"buffers\": [", out);
 	for (size_t i = 0; i < n_bufs; i++) {
 		const struct buffer *b = &bufs[i];
@@ -1366,9 +1362,14 @@ int main(int argc, char **argv)
 			timeout_ms = (unsigned int)v;
 			break;
 		}
-		case 'V':
-			printf("dmabuf-ls (libdmabuf) %s\n", DMABUF_LS_VERSION);
+		case 'V': {
+			/* built with these headers; the library loaded may be newer */
+			unsigned int v = dmabuf_version();
+
+			printf("dmabuf-ls (libdmabuf) %s, library %u.%u.%u\n", DMABUF_VERSION_STRING,
+			       v >> 16, (v >> 8) & 0xff, v & 0xff);
 			return 0;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
