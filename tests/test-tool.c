@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -809,6 +810,88 @@ static void odd_names_do_not_confuse_it(void **state)
 		close(fds[i]);
 }
 
+/* The parent of pid, from /proc/pid/stat; 0 if it cannot be read. */
+static pid_t parent_of(pid_t pid)
+{
+	char path[64], buf[512];
+	const char *p;
+	int ppid = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')))
+		sscanf(p + 1, " %*c %d", &ppid);
+	fclose(f);
+	return (pid_t)ppid;
+}
+
+/*
+ * The README's scene: dmabuf-ls against the demo running slowly (--fps).
+ * It finds a frame the camera exports and the encoder or the display holds,
+ * with the camera a child of the demo we started (other demos may run on
+ * the machine). Bounded by a number of tries, not by time.
+ */
+static void sees_the_running_demo(void **state)
+{
+	char demo[sizeof(tool) + 32], *slash;
+	bool seen = false;
+	pid_t pid;
+	int status;
+
+	snprintf(demo, sizeof(demo), "%s", tool);
+	slash = strstr(demo, "/tools/dmabuf-ls");
+	assert_non_null(slash);
+	strcpy(slash, "/examples/dmabuf-demo");
+	assert_int_equal(access(demo, X_OK), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+		if (null < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+			_exit(126);
+		execl(demo, demo, "--frames", "8", "--fps", "4", (char *)NULL);
+		_exit(127);
+	}
+	for (int tries = 0; tries < 400 && !seen; tries++) {
+		char *out = run_tool("--no-query --comm camera --exporter deferred", &status);
+
+		assert_int_equal(status, 0);
+		for (const char *l = out; l && *l && !seen; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+			struct buf_row b;
+			struct holder_row h;
+			unsigned long long ino;
+			int exp;
+
+			if (*l < '0' || *l > '9' ||
+			    sscanf(l, "%llu %*s %*s %d", &ino, &exp) != 2 || parent_of(exp) != pid)
+				continue;
+			if (!find_buf(l, (ino_t)ino, &b) || !find_holder(&b, exp, &h))
+				continue;
+			if (strcmp(h.comm, "camera") != 0 || !h.exporter || h.maps != 1)
+				continue;
+			/* a consumer holds it too */
+			for (const char *c = strchr(l, '\n'); c && c[1] == ' ' && !seen;
+			     c = strchr(c + 1, '\n')) {
+				char comm[64] = "";
+
+				if (sscanf(c + 1, " %*d %63s", comm) == 1)
+					seen = !strcmp(comm, "encoder") || !strcmp(comm, "display");
+			}
+		}
+		free(out);
+		if (!seen)
+			poll(NULL, 0, 25);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_true(seen);
+}
+
 static void arguments(void **state)
 {
 	static const char *const bad[] = {
@@ -910,6 +993,7 @@ int main(int argc, char **argv)
 		harness_test(filters_pick_buffers),
 		harness_test(silent_exporter_is_reported),
 		harness_test(odd_names_do_not_confuse_it),
+		harness_test(sees_the_running_demo),
 		harness_test(arguments),
 		harness_test(o_path_fd_is_not_a_holder),
 	};
