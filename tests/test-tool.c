@@ -326,6 +326,7 @@ static void scene_setup(struct scene *s, bool serving)
 	assert_int_equal(dmabuf_mmap(s->rw, 0, 5 * PAGE, PROT_READ | PROT_WRITE, &s->rw_map), 0);
 	memset(s->rw_map, 0x5a, 5 * PAGE);
 	assert_int_equal(dmabuf_set_name(s->rw, "frame-7"), 0);
+	assert_int_equal(dmabuf_set_name(s->own, ""), 0);
 	s->dev = tx_device(s->ctx, "gpu", 64, DMABUF_DEVICE_IOMMU, 0);
 	assert_int_equal(dmabuf_attach(s->rw, s->dev, &s->att), 0);
 	assert_int_equal(dmabuf_map_attachment(s->att, DMABUF_BIDIRECTIONAL, &s->sgt), 0);
@@ -410,7 +411,7 @@ static void table_names_exporter_size_and_holders(void **state)
 	assert_string_equal(b.exp_name, "tool-ro");
 	assert_string_equal(b.size, "12288");
 	assert_string_equal(b.access, "ro");
-	assert_non_null(strstr(b.detail, "name \"\", 0 attachments, 0 device mappings"));
+	assert_non_null(strstr(b.detail, "  no name, 0 attachments, 0 device mappings"));
 	assert_true(find_holder(&b, getpid(), &h));
 	assert_int_equal(h.maps, 0);
 	assert_int_equal(h.mapped, 0);
@@ -421,8 +422,9 @@ static void table_names_exporter_size_and_holders(void **state)
 	assert_int_equal(h.pss, 3 * PAGE);
 	assert_string_equal(h.fds, "-");
 
-	/* own: the child is not a holder */
+	/* own: the child is not a holder; its name is set, and empty */
 	assert_true(find_buf(out, s.own_ino, &b));
+	assert_non_null(strstr(b.detail, "  name \"\", 0 attachments"));
 	assert_string_equal(b.size, "8192");
 	assert_true(find_holder(&b, getpid(), &h));
 	assert_int_equal(h.maps, 0);
@@ -481,6 +483,7 @@ static void json_holds_the_same(void **state)
 		"assert 'probe' in roles and 'file' in roles, roles\n"
 		"assert h[me]['exporter'] and h[me]['views'] == 1 and h[me]['maps'] == 1\n"
 		"assert b[ro]['access'] == 'ro' and h[me]['views_size'] == 5 * 4096\n"
+		"assert b[ro]['name'] is None, b[ro]\n"
 		"p = {x['pid']: x for x in d['processes']}\n"
 		"assert p[child]['buffers'] == 2 and p[me]['buffers'] == 3, p\n"
 		"print('json ok')\n";

@@ -858,9 +858,15 @@ static void put_query(FILE *out, const struct buffer *b)
 		fprintf(out, "  exporter did not describe it: %s\n", strerror(-b->q_err));
 		return;
 	}
-	fputs("  name \"", out);
-	put_escaped(out, in->name, false);
-	fprintf(out, "\", %u attachment%s, %u device mapping%s, %u vmap%s, backing %s%s\n",
+	/* as the kernel's fdinfo: a name once one was set, even "" */
+	if (in->name_set) {
+		fputs("  name \"", out);
+		put_escaped(out, in->name, false);
+		fputs("\"", out);
+	} else {
+		fputs("  no name", out);
+	}
+	fprintf(out, ", %u attachment%s, %u device mapping%s, %u vmap%s, backing %s%s\n",
 		in->attachments, in->attachments == 1 ? "" : "s", in->mappings,
 		in->mappings == 1 ? "" : "s", in->vmap_count, in->vmap_count == 1 ? "" : "s",
 		in->backing_allocated ? "allocated" : "not allocated",
@@ -984,7 +990,10 @@ static void print_json(FILE *out)
 			const struct dmabuf_info *in = &b->info;
 
 			fputs("\"ok\", \"name\": ", out);
-			json_str(out, in->name);
+			if (in->name_set)
+				json_str(out, in->name);
+			else
+				fputs("null", out);
 			fprintf(out, ", \"attachments\": %u, \"device_mappings\": %u, \"vmaps\": %u"
 				", \"backing_allocated\": %s, \"contiguous\": %s",
 				in->attachments, in->mappings, in->vmap_count,
@@ -1107,7 +1116,7 @@ static void dot_buffer_cell(FILE *out, const struct buffer *b)
 	size_str(sz, sizeof(sz), b->size);
 	fprintf(out, "<TD>ino %ju<BR/>%s %s", (uintmax_t)b->ino, b->have_size ? sz : "?",
 		b->access);
-	if (b->q == Q_OK && b->info.name[0]) {
+	if (b->q == Q_OK && b->info.name_set && b->info.name[0]) {
 		fputs("<BR/>", out);
 		html_escaped(out, b->info.name);
 	}
@@ -1401,7 +1410,8 @@ int main(int argc, char **argv)
 	if (ask)
 		query(timeout_ms);
 	for (size_t i = 0; f.name && i < n_bufs; i++)
-		bufs[i].shown &= bufs[i].q == Q_OK && fnmatch(f.name, bufs[i].info.name, 0) == 0;
+		bufs[i].shown &= bufs[i].q == Q_OK && bufs[i].info.name_set &&
+				 fnmatch(f.name, bufs[i].info.name, 0) == 0;
 	sum_up();
 	if (dot)
 		print_dot(stdout);
