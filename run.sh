@@ -78,6 +78,8 @@ commands:
                    not a documented departure. Without QEMU (or --no-vm) the
                    emulated half is compared with the recorded kernel results
                    (tests/conformance/expected-6.12.txt); --record updates them
+  abi-baseline     rewrite the ABI baseline tests/abi/libdmabuf.so.0.abi from
+                   build/ (the `abi` test compares the library with it)
   help             show this text
 
 environment: DMABUF_JOBS (default nproc), DMABUF_FORCE_MISSING, DMABUF_NO_INSTALL
@@ -382,6 +384,18 @@ cmd_conformance() {
 		--notes tests/conformance/notes.md --md docs/conformance.md
 }
 
+# abi-baseline: rewrite tests/abi/libdmabuf.so.0.abi from build/ (after a
+# deliberate ABI change; commit it with the change).
+cmd_abi_baseline() {
+	deps abigail-tools || exit 1
+	setup_dir build -Dtests=true -Db_sanitize=none >/dev/null || die "meson setup build failed"
+	ninja -C build -j "$JOBS" || die "build failed"
+	abidw --headers-dir include --headers-dir build/include --no-corpus-path \
+		--out-file tests/abi/libdmabuf.so.0.abi build/src/libdmabuf.so.0 ||
+		die "abidw failed"
+	msg "wrote tests/abi/libdmabuf.so.0.abi"
+}
+
 # ------------------------------------------------------------------- main
 
 cmd=${1:-}
@@ -393,6 +407,7 @@ bench) cmd_bench "$@" ;;
 fuzz)  cmd_fuzz "$@" ;;
 kselftest) cmd_kselftest "$@" ;;
 conformance) cmd_conformance "$@" ;;
+abi-baseline) cmd_abi_baseline "$@" ;;
 help|-h|--help) usage ;;
 *)
 	[[ -n $cmd ]] && msg "unknown command '$cmd'"
