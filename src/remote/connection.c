@@ -69,6 +69,7 @@ static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 	len = dmb_wire_encode(buf, sizeof(buf), msg);
 	if (len < 0)
 		return len;
+	dmb_wire_trace("importer", conn->endpoint, true, msg);
 	for (;;) {
 		int ev;
 
@@ -131,6 +132,7 @@ static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg)
 		conn_kill(conn, "protocol error");
 		return -ENODEV;
 	}
+	dmb_wire_trace("importer", conn->endpoint, false, msg);
 	d = dmb_wire_op_desc(msg->op);
 	if (d && d->kind == DMB_WIRE_EVENT) {
 		dmb_scm_close_fds(msg->fds, msg->nfds);

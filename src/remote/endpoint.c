@@ -525,6 +525,7 @@ static int peer_send(struct dmb_peer *peer, struct dmb_msg *msg)
 			dmb_wire_op_name(msg->op), (int)peer->pid, len);
 		return len;
 	}
+	dmb_wire_trace("exporter", peer->trace_name, true, msg);
 	return dmb_scm_send(peer->fd, buf, (size_t)len, msg->fds, msg->nfds);
 }
 
@@ -581,6 +582,7 @@ static int peer_handle_one(struct dmb_peer *peer)
 			return 0;
 		return -EPROTO;
 	}
+	dmb_wire_trace("exporter", peer->trace_name, false, &req);
 	if (!peer->hello_done ? req.op != DMB_OP_HELLO
 			      : req.op == DMB_OP_HELLO || req.version != peer->version) {
 		dmb_scm_close_fds(fds, nfds);
@@ -775,6 +777,7 @@ static void peer_accept(struct dmb_source *src, uint32_t events)
 		peer->ctx = ctx;
 		peer->fd = fd;
 		peer->pid = cred.pid;
+		snprintf(peer->trace_name, sizeof(peer->trace_name), "pid %d", (int)cred.pid);
 		peer->uid = cred.uid;
 		peer->seq = ++ep->next_seq;
 		RB_INIT(&peer->handles);

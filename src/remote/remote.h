@@ -74,6 +74,7 @@ struct dmb_peer {
 	int fd;
 	struct dmb_source src;
 	pid_t pid;
+	char trace_name[24];	/* "pid N", for DMABUF_DEBUG=protocol */
 	uid_t uid;
 	bool hello_done;
 	uint16_t version;
@@ -105,6 +106,11 @@ struct dmb_endpoint {
 	int retry_fd;
 	struct dmb_source retry_src;
 };
+
+/* DMABUF_DEBUG=protocol: traces one message on stderr (trace.c). side is
+ * "importer" or "exporter", peer the other end's name. */
+void dmb_wire_trace(const char *side, const char *peer, bool sent,
+		    const struct dmb_msg *m);
 
 /* Registers the hooks through which the core reaches this layer (hooks.c);
  * called at every context creation. */
