@@ -1034,10 +1034,68 @@ static void connect_flood_at_the_fd_limit(void **state)
 	connect_flood(FLOOD_FULL);
 }
 
+/* ---- an exporter that does not serve is named early --------------------------- */
+
+struct seen_log {
+	int errors;
+	char first[512];
+};
+
+static void keep_log(void *data, enum dmabuf_log_priority prio, const char *msg)
+{
+	struct seen_log *s = data;
+
+	if (prio <= DMABUF_LOG_ERROR && s->errors++ == 0)
+		snprintf(s->first, sizeof(s->first), "%s", msg);
+}
+
+static void silent_exporter_is_named_early(void **state)
+{
+	struct dmabuf_ctx_config cfg = { .call_timeout_ms = 800 };
+	struct seen_log seen = { 0 };
+	struct dmabuf_ctx *ctx = NULL;
+	struct dmabuf *proxy = NULL;
+	int sv[2], fd = -1;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct test_exporter tx = { 0 };
+		struct dmabuf_ctx *e = tx_ctx_new(0);
+		struct dmabuf *buf = tx_export(e, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		int bfd = dmabuf_fd(buf, O_CLOEXEC);
+
+		close(sv[0]);
+		say(sv[1], bfd, 'F');
+		close(bfd);
+		/* Never dispatches: waits for the parent to be done. */
+		wait_msg(sv[1], NULL, NULL);
+		_exit(0);
+	}
+	close(sv[1]);
+	assert_int_equal(wait_msg(sv[0], NULL, &fd), 'F');
+	assert_true(fd >= 0);
+	assert_int_equal(dmabuf_ctx_new(&cfg, &ctx), 0);
+	dmabuf_ctx_set_log(ctx, keep_log, &seen, DMABUF_LOG_ERROR);
+	assert_int_equal(dmabuf_get(ctx, fd, &proxy), -ETIMEDOUT);
+	/* The first thing said is the early hint, naming the exporter. */
+	assert_true(seen.errors >= 2);
+	assert_non_null(strstr(seen.first, "is it serving"));
+	assert_non_null(strstr(seen.first, "dmabuf-"));
+	close(fd);
+	say(sv[0], -1, 'Q');
+	assert_int_equal(reap(pid, NULL), 0);
+	close(sv[0]);
+	assert_int_equal(dmabuf_ctx_destroy(ctx), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		harness_test(nested_call_on_one_connection),
+		harness_test(silent_exporter_is_named_early),
 		harness_test(given_up_connection_releases_everything),
 		harness_test(releases_in_a_row_are_not_lost),
 		harness_test(endless_ebusy_is_bounded),

@@ -311,7 +311,7 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 {
 	struct dmabuf_ctx *ctx = conn->ctx;
 	struct dmb_call call = { .req = req, .reply = reply };
-	int64_t deadline;
+	int64_t deadline, warn_at;
 	int ret;
 
 	if (conn->dead)
@@ -322,6 +322,9 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 	if (ret < 0)
 		return ret;
 	deadline = dmb_now_ms() + call_timeout(ctx);
+	/* An exporter that never serves (no dispatch, no service thread) is
+	 * the usual cause of a long wait: say so early, once per connection. */
+	warn_at = dmb_now_ms() + (call_timeout(ctx) / 4 < 1000 ? call_timeout(ctx) / 4 : 1000);
 	LIST_INSERT_HEAD(&conn->calls, &call, link);
 
 	for (;;) {
@@ -345,6 +348,13 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 			conn_kill(conn, "timeout");
 			ret = -ETIMEDOUT;
 			break;
+		}
+		if (!conn->warned_silent && dmb_now_ms() >= warn_at) {
+			conn->warned_silent = true;
+			dmb_err(ctx, "exporter %s has not answered %s for %lld ms: is it serving its context (dmabuf_ctx_dispatch() on dmabuf_ctx_get_fd(), or dmabuf_ctx_start_thread())? Giving up after %u ms",
+				conn->endpoint, dmb_wire_op_name(req->op),
+				(long long)(dmb_now_ms() - (deadline - call_timeout(ctx))),
+				call_timeout(ctx));
 		}
 		ret = wait_serving(ctx, conn->fd, POLLIN, left > 100 ? 100 : (int)left, false);
 		if (ret < 0)

@@ -143,6 +143,7 @@ struct dmb_conn {
 	uint16_t version;
 	struct dmb_wire_hello_reply limits;
 	bool dead;		/* the exporter went away, or was given up */
+	bool warned_silent;	/* the "is it serving?" warning was given */
 	unsigned int users;	/* proxies using this connection */
 	LIST_HEAD(, dmb_call) calls;	/* waiting, innermost first */
 	/* Requests sent without waiting (RELEASE, UNMAP): their replies are
