@@ -60,6 +60,8 @@ commands:
                      2. meson test --setup valgrind (memcheck; python 'build'
                         suite excluded)
                      3. build-asan/ (-Db_sanitize=address,undefined) + meson test
+                     4. build-doc/ (-Ddocumentation=true): the doxygen API
+                        reference (warnings are errors) and the man pages
                    ends with a line "N passed, M failed"
   bench            build and run the benchmarks (meson test --benchmark)
   fuzz [SECONDS]   clang + libFuzzer build in build-fuzz/ (-Dfuzzing=true, ASan,
@@ -257,6 +259,16 @@ cmd_test() {
 	asan_env
 	stage "meson test (build-asan/, ASan+UBSan)" meson_test build-asan "" \
 		--print-errorlogs || exit 1
+
+	# (4) the API reference (doxygen, every warning an error) and the man
+	# pages (scdoc), in a build directory of their own.
+	if command -v doxygen >/dev/null 2>&1; then
+		stage "configure build-doc/" setup_dir build-doc -Ddocumentation=true \
+			-Dtests=false -Dbenchmarks=false -Dtools=true || exit 1
+		stage "documentation (build-doc/)" ninja -C build-doc -j "$JOBS" || exit 1
+	else
+		msg "doxygen not installed: documentation stage skipped"
+	fi
 }
 
 cmd_demo() {

@@ -65,28 +65,28 @@ struct dmabuf_timeline;
  * this one.
  */
 struct dmabuf_fence_ops {
-	/** @version: DMABUF_FENCE_OPS_VERSION of the header the table was
+	/** DMABUF_FENCE_OPS_VERSION of the header the table was
 	 * written for; 0 is a table with the version-0 members only. */
 	uint32_t version;
 
-	/** @get_driver_name: [mandatory, since 0] name of the driver that
+	/** [mandatory, since 0] name of the driver that
 	 * made the fence. Called from the getters, from sync-file info and
 	 * export, possibly with the fence lock held (in a callback or at
 	 * signal time); must not sleep or take the fence lock. The string
 	 * must live as long as the fence. */
 	const char *(*get_driver_name)(struct dmabuf_fence *fence);
 
-	/** @get_timeline_name: [mandatory, since 0] name of the fence's
+	/** [mandatory, since 0] name of the fence's
 	 * timeline; same rules as get_driver_name. */
 	const char *(*get_timeline_name)(struct dmabuf_fence *fence);
 
-	/** @release: [optional, since 0] called once, from the last
+	/** [optional, since 0] called once, from the last
 	 * dmabuf_fence_put(), before the fence is freed; frees what priv
 	 * points to. No lock held; may sleep; must not use the fence except
 	 * through dmabuf_fence_get_priv() and the getters. */
 	void (*release)(struct dmabuf_fence *fence);
 
-	/** @enable_signaling: [optional, since 1] called once, the first time
+	/** [optional, since 1] called once, the first time
 	 * something needs the fence to signal without being asked: a
 	 * callback is added, a wait starts, or the fence is exported as a
 	 * sync file (dma_fence_enable_sw_signaling()). No lock held (unlike
@@ -96,7 +96,7 @@ struct dmabuf_fence_ops {
 	 * signals it. */
 	bool (*enable_signaling)(struct dmabuf_fence *fence);
 
-	/** @signaled: [optional, since 1] asked by dmabuf_fence_is_signaled()
+	/** [optional, since 1] asked by dmabuf_fence_is_signaled()
 	 * and the other status queries while the fence is not signalled yet,
 	 * as dma_fence_ops.signaled. No lock held; may run in a callback of
 	 * another fence; must not sleep. Returns true if the fence has
@@ -104,7 +104,7 @@ struct dmabuf_fence_ops {
 	 * dmabuf_fence_set_error(), if any). */
 	bool (*signaled)(struct dmabuf_fence *fence);
 
-	/** @wait: [optional, since 1] replaces the default wait (enable
+	/** [optional, since 1] replaces the default wait (enable
 	 * signalling, then sleep until signalled) in dmabuf_fence_wait(),
 	 * which calls it only for a pending fence and timeout_ms != 0. No
 	 * lock held; may sleep. Returns 1 once the fence has signalled, 0 on

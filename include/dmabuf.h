@@ -361,7 +361,7 @@ struct dmabuf_ops {
 	uint32_t version;
 
 	/**
-	 * @attach: [optional] called from dmabuf_attach() when a device
+	 * [optional] called from dmabuf_attach() when a device
 	 * attaches. It may refuse with -EBUSY when the current backing cannot
 	 * serve the device (dmabuf_backing_check_device() says so), or any
 	 * other negative errno, which dmabuf_attach() returns. It may store
@@ -369,51 +369,51 @@ struct dmabuf_ops {
 	 */
 	int (*attach)(struct dmabuf *buf, struct dmabuf_attachment *att);
 
-	/** @detach: [optional] called from dmabuf_detach(); undoes attach. */
+	/** [optional] called from dmabuf_detach(); undoes attach. */
 	void (*detach)(struct dmabuf *buf, struct dmabuf_attachment *att);
 
 	/**
-	 * @pin: [optional, with unpin] pins the backing so it cannot move
+	 * [optional, with unpin] pins the backing so it cannot move
 	 * while a dynamic importer uses it. Exactly one of pin/unpin is
 	 * -EINVAL at export.
 	 */
 	int (*pin)(struct dmabuf_attachment *att);
 
-	/** @unpin: [optional, with pin] undoes pin. */
+	/** [optional, with pin] undoes pin. */
 	void (*unpin)(struct dmabuf_attachment *att);
 
 	/**
-	 * @map: [mandatory] returns the page list of the buffer for the
+	 * [mandatory] returns the page list of the buffer for the
 	 * attached device, as map_dma_buf. Fill *sgt with CPU entries (buffer
 	 * offset, length, physical address), usually through
 	 * dmabuf_backing_map(). The library then assigns device addresses
 	 * for att's device (the part dma_map_sgtable() does in the kernel),
-	 * in the process the device lives in; if that fails, @unmap is called
+	 * in the process the device lives in; if that fails, `unmap` is called
 	 * and dmabuf_map_attachment() returns the error.
 	 * Return 0 or a negative errno.
 	 */
 	int (*map)(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 		   struct dmabuf_sg_table **sgt);
 
-	/** @unmap: [mandatory] releases a table @map returned. */
+	/** [mandatory] releases a table `map` returned. */
 	void (*unmap)(struct dmabuf_attachment *att,
 		      struct dmabuf_sg_table *sgt, enum dmabuf_direction dir);
 
 	/**
-	 * @release: [mandatory] called exactly once, after the last
+	 * [mandatory] called exactly once, after the last
 	 * reference, the last fd in any process, the last fd in flight in a
 	 * socket and the last mmap are gone. Free the exporter's state here.
 	 */
 	void (*release)(struct dmabuf *buf);
 
 	/**
-	 * @begin_cpu_access: [optional] called from
+	 * [optional] called from
 	 * dmabuf_begin_cpu_access() after fences are waited for; may fail.
 	 */
 	int (*begin_cpu_access)(struct dmabuf *buf, enum dmabuf_direction dir);
 
 	/**
-	 * @end_cpu_access: [optional] called from dmabuf_end_cpu_access(),
+	 * [optional] called from dmabuf_end_cpu_access(),
 	 * also for an END without a matching begin (outside strict mode),
 	 * which it may refuse, as the kernel's exporters decide that; and at
 	 * release for every bracket a holder left open.
@@ -421,7 +421,7 @@ struct dmabuf_ops {
 	int (*end_cpu_access)(struct dmabuf *buf, enum dmabuf_direction dir);
 
 	/**
-	 * @mmap: [optional] permission hook for dmabuf_mmap(): return 0 to let
+	 * [optional] permission hook for dmabuf_mmap(): return 0 to let
 	 * the library map the range, or a negative errno. Without it
 	 * dmabuf_mmap() is -EINVAL, as dma_buf_mmap() without an mmap op.
 	 * (A plain mmap() of the fd is a memfd mapping and cannot be hooked.)
@@ -429,14 +429,14 @@ struct dmabuf_ops {
 	int (*mmap)(struct dmabuf *buf, uint64_t offset, uint64_t len, int prot);
 
 	/**
-	 * @vmap: [optional] maps the whole buffer for the CPU, as vmap;
+	 * [optional] maps the whole buffer for the CPU, as vmap;
 	 * usually dmabuf_backing_vmap(). Called for the first dmabuf_vmap()
 	 * only; later ones share the address. Without it dmabuf_vmap() is
 	 * -EINVAL.
 	 */
 	int (*vmap)(struct dmabuf *buf, void **vaddr);
 
-	/** @vunmap: [optional] undoes vmap, after the last dmabuf_vunmap(). */
+	/** [optional] undoes vmap, after the last dmabuf_vunmap(). */
 	void (*vunmap)(struct dmabuf *buf, void *vaddr);
 };
 

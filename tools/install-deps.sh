@@ -7,7 +7,8 @@
 #
 # With no PACKAGE, checks the base set (meson ninja-build pkg-config gcc
 # libcmocka-dev libbsd-dev valgrind python3 graphviz (test-tool renders
-# dmabuf-ls --dot with it)); --fuzz adds clang and
+# dmabuf-ls --dot with it) doxygen scdoc (the API reference and the man
+# pages, built by ./run.sh test)); --fuzz adds clang and
 # libclang-rt-14-dev (libFuzzer runtime).  Each package is tested with
 # `dpkg-query -W -f='${Status}'`.  Missing packages are installed with
 # apt-get (update first, non-interactive, -y, quiet) when running as root or
