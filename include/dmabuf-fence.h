@@ -111,7 +111,7 @@ struct dmabuf_fence_ops {
 	 * timeout, or a negative errno that dmabuf_fence_wait() returns. */
 	int (*wait)(struct dmabuf_fence *fence, int timeout_ms);
 
-	/** @use_64bit_seqno: [since 1] compare seqnos of this fence as 64-bit
+	/** [since 1] compare seqnos of this fence as 64-bit
 	 * numbers; by default (false) only their low 32 bits count, with
 	 * wrap-around, as the kernel's __dma_fence_is_later(). */
 	bool use_64bit_seqno;
@@ -129,8 +129,11 @@ typedef void (*dmabuf_fence_func_t)(struct dmabuf_fence *fence,
  * The members are private to the library.
  */
 struct dmabuf_fence_cb {
+	/** The function to run (private). */
 	dmabuf_fence_func_t func;
-	struct dmabuf_fence_cb *next, *prev;
+	/** Next and previous in the fence's list of callbacks (private). */
+	struct dmabuf_fence_cb *next, /**< next callback (private) */
+		*prev; /**< previous callback (private) */
 };
 
 /**
@@ -140,7 +143,8 @@ struct dmabuf_fence_cb {
  * processes that exchange sync files. Context 0 is never returned (it is
  * the stub fence's).
  *
- * @return the first context; thread-safe
+ * @param num how many contexts, at least 1
+ * @return the first context; thread-safe (never fails)
  */
 uint64_t dmabuf_fence_context_alloc(unsigned int num);
 
@@ -169,22 +173,50 @@ int dmabuf_fence_new(const struct dmabuf_fence_ops *ops, void *priv,
  */
 int dmabuf_fence_get_stub(struct dmabuf_fence **out);
 
-/** Takes a reference. @return @p fence, or NULL if it is not a live fence */
+/**
+ * Takes a reference.
+ *
+ * @param fence the fence
+ * @return @p fence, with one more reference owned by the caller, or NULL if
+ *         it is not a live fence (no errno: nothing is taken)
+ */
 struct dmabuf_fence *dmabuf_fence_get(struct dmabuf_fence *fence);
 
-/** Drops a reference; the last one frees the fence (ops->release first).
- * NULL is a no-op; a dead fence is logged and ignored. */
+/**
+ * Drops a reference; the last one frees the fence (ops->release first).
+ *
+ * @param fence the reference to drop; NULL is a no-op, a dead fence is
+ *        logged and ignored
+ */
 void dmabuf_fence_put(struct dmabuf_fence *fence);
 
-/** Driver data given to dmabuf_fence_new() (NULL for library fences). */
+/**
+ * @param fence the fence
+ * @return the driver data given to dmabuf_fence_new() (NULL for library
+ *         fences and dead fences); no errno
+ */
 void *dmabuf_fence_get_priv(struct dmabuf_fence *fence);
-/** The fence's context (0 for a dead fence). */
+/**
+ * @param fence the fence
+ * @return the fence's context (0 for a dead fence); no errno
+ */
 uint64_t dmabuf_fence_get_context(struct dmabuf_fence *fence);
-/** The fence's seqno (0 for a dead fence). */
+/**
+ * @param fence the fence
+ * @return the fence's seqno (0 for a dead fence); no errno
+ */
 uint64_t dmabuf_fence_get_seqno(struct dmabuf_fence *fence);
-/** ops->get_driver_name(), or "" for a dead fence. */
+/**
+ * @param fence the fence
+ * @return ops->get_driver_name(), or "" for a dead fence; borrowed, valid
+ *         while the fence is
+ */
 const char *dmabuf_fence_driver_name(struct dmabuf_fence *fence);
-/** ops->get_timeline_name(), or "" for a dead fence. */
+/**
+ * @param fence the fence
+ * @return ops->get_timeline_name(), or "" for a dead fence; borrowed,
+ *         valid while the fence is
+ */
 const char *dmabuf_fence_timeline_name(struct dmabuf_fence *fence);
 
 /**
@@ -192,6 +224,7 @@ const char *dmabuf_fence_timeline_name(struct dmabuf_fence *fence);
  * every callback (in this thread, under the fence lock), wakes waiters and
  * makes exported sync files readable. A fence signals once.
  *
+ * @param fence the fence to signal
  * @return 0; -EINVAL if already signalled, not a live fence, or imported
  *         from a sync file (only its signaller signals it)
  */
@@ -201,6 +234,7 @@ int dmabuf_fence_signal(struct dmabuf_fence *fence);
  * Records an error to report once the fence signals, as
  * dma_fence_set_error(). Call it before dmabuf_fence_signal().
  *
+ * @param fence the fence
  * @param error a negative errno (>= -4095)
  * @return 0; -EINVAL for a bad error value or fence, or an imported fence
  *         (its error comes from its signaller); -EBUSY if the fence has
@@ -211,17 +245,30 @@ int dmabuf_fence_set_error(struct dmabuf_fence *fence, int error);
 /**
  * Status, as dma_fence_get_status(): 0 while pending, 1 when signalled
  * without error, the negative error when signalled with one (an error set
- * before signalling shows only after the signal). -EINVAL for a dead fence.
- * Lock-free; callable from a callback.
+ * before signalling shows only after the signal). Lock-free; callable from
+ * a callback.
+ *
+ * @param fence the fence
+ * @return 0 pending, 1 signalled, the negative error it signalled with;
+ *         -EINVAL for a dead fence
  */
 int dmabuf_fence_get_status(struct dmabuf_fence *fence);
 
-/** True once signalled (false for a dead fence). Lock-free. */
+/**
+ * Lock-free.
+ *
+ * @param fence the fence
+ * @return true once signalled (false for a dead fence)
+ */
 bool dmabuf_fence_is_signaled(struct dmabuf_fence *fence);
 
 /**
  * Signal time (CLOCK_MONOTONIC, ns), as fence->timestamp.
- * @return 0 and *ns; -EBUSY while pending; -EINVAL
+ *
+ * @param fence the fence
+ * @param[out] ns the time it signalled
+ * @return 0 and *ns; -EBUSY while pending; -EINVAL for a dead fence or NULL
+ *         ns
  */
 int dmabuf_fence_get_timestamp(struct dmabuf_fence *fence, int64_t *ns);
 
@@ -229,8 +276,11 @@ int dmabuf_fence_get_timestamp(struct dmabuf_fence *fence, int64_t *ns);
  * Registers @p func to run when the fence signals, as
  * dma_fence_add_callback().
  *
+ * @param fence the fence
  * @param cb caller-owned storage, valid until the callback ran or
  *        dmabuf_fence_remove_callback() returned
+ * @param func the callback; runs once, in the signalling thread, under the
+ *        fence lock
  * @return 0; -ENOENT if the fence has already signalled (func will never
  *         run; cb is initialised so that removing it returns false);
  *         -EINVAL for NULL arguments or a dead fence
@@ -242,6 +292,8 @@ int dmabuf_fence_add_callback(struct dmabuf_fence *fence,
 /**
  * Unregisters a callback, as dma_fence_remove_callback().
  *
+ * @param fence the fence it was added to
+ * @param cb the registration given to dmabuf_fence_add_callback()
  * @return true if it was pending and is now removed (it will not run);
  *         false if it already ran (and has completed) or was never added
  */
@@ -252,6 +304,7 @@ bool dmabuf_fence_remove_callback(struct dmabuf_fence *fence,
  * Waits for the fence to signal, as dma_fence_wait_timeout(). May be called
  * from any thread except from a callback of the same fence.
  *
+ * @param fence the fence (the caller keeps its reference)
  * @param timeout_ms -1 to wait forever, 0 to test
  * @return 1 once signalled (with or without error; see
  *         dmabuf_fence_get_status()), 0 on timeout, -EINVAL
@@ -271,6 +324,9 @@ int dmabuf_fence_wait(struct dmabuf_fence *fence, int timeout_ms);
  * callback, a sync-file export); until then status queries look at its
  * fences.
  *
+ * @param fences the fences to merge (borrowed; the result takes its own
+ *        references)
+ * @param n how many
  * @param[out] out one reference owned by the caller
  * @return 0; -EINVAL for a NULL or dead fence or n == 0; -ENOMEM
  */
@@ -281,8 +337,10 @@ int dmabuf_fence_merge(struct dmabuf_fence *const *fences, unsigned int n,
  * The fences inside a fence array (a fence made by dmabuf_fence_merge()),
  * sorted by context. For any other fence, the fence itself.
  *
+ * @param fence the fence
  * @param fences filled with at most @p max borrowed pointers (no
  *        reference; valid while @p fence is), may be NULL when max is 0
+ * @param max room in @p fences
  * @return the number of fences (which may exceed max), -EINVAL
  */
 int dmabuf_fence_unwrap(struct dmabuf_fence *fence,
@@ -298,10 +356,10 @@ int dmabuf_fence_unwrap(struct dmabuf_fence *fence,
  * one: READ returns KERNEL, WRITE and READ fences.
  */
 enum dmabuf_resv_usage {
-	DMABUF_RESV_USAGE_KERNEL = 0,	/* memory management (moves, clears) */
-	DMABUF_RESV_USAGE_WRITE = 1,	/* implicit-sync writers */
-	DMABUF_RESV_USAGE_READ = 2,	/* implicit-sync readers */
-	DMABUF_RESV_USAGE_BOOKKEEP = 3,	/* explicit sync only, never waited on
+	DMABUF_RESV_USAGE_KERNEL = 0,	/**< memory management (moves, clears) */
+	DMABUF_RESV_USAGE_WRITE = 1,	/**< implicit-sync writers */
+	DMABUF_RESV_USAGE_READ = 2,	/**< implicit-sync readers */
+	DMABUF_RESV_USAGE_BOOKKEEP = 3,	/**< explicit sync only, never waited on
 					 * implicitly */
 };
 
@@ -312,8 +370,12 @@ enum dmabuf_resv_usage {
  */
 int dmabuf_resv_new(struct dmabuf_resv **out);
 
-/** Drops every fence reference and frees the object. NULL is a no-op. No
- * other thread may use it concurrently. */
+/**
+ * Drops every fence reference and frees the object. No other thread may use
+ * it concurrently.
+ *
+ * @param resv the object, or NULL (no-op)
+ */
 void dmabuf_resv_destroy(struct dmabuf_resv *resv);
 
 /**
@@ -321,9 +383,15 @@ void dmabuf_resv_destroy(struct dmabuf_resv *resv);
  * atomic (e.g. test then add). The lock is recursive; every dmabuf_resv_*
  * call takes it internally. Do not wait on fences while holding it if
  * other threads must add fences meanwhile.
+ *
+ * @param resv the object
  */
 void dmabuf_resv_lock(struct dmabuf_resv *resv);
-/** Releases the lock taken by dmabuf_resv_lock(). */
+/**
+ * Releases the lock taken by dmabuf_resv_lock().
+ *
+ * @param resv the object
+ */
 void dmabuf_resv_unlock(struct dmabuf_resv *resv);
 
 /**
@@ -333,6 +401,9 @@ void dmabuf_resv_unlock(struct dmabuf_resv *resv);
  * that fence or later (dma_fence_is_later_or_same(): 32-bit seqnos wrap
  * unless the ops set use_64bit_seqno); signalled fences are dropped.
  *
+ * @param resv the object
+ * @param fence borrowed; the object takes its own reference
+ * @param usage how the fence uses the buffer
  * @return 0; -EINVAL for a bad usage or a dead fence; -ENOMEM
  */
 int dmabuf_resv_add_fence(struct dmabuf_resv *resv, struct dmabuf_fence *fence,
@@ -341,6 +412,8 @@ int dmabuf_resv_add_fence(struct dmabuf_resv *resv, struct dmabuf_fence *fence,
 /**
  * Copies out the fences at @p usage or stronger, as dma_resv_get_fences().
  *
+ * @param resv the reservation object
+ * @param usage the weakest usage to include
  * @param[out] fences a malloc'd array of references (NULL when empty);
  *        release it with dmabuf_resv_put_fences()
  * @param[out] count number of fences
@@ -349,7 +422,12 @@ int dmabuf_resv_add_fence(struct dmabuf_resv *resv, struct dmabuf_fence *fence,
 int dmabuf_resv_get_fences(struct dmabuf_resv *resv, enum dmabuf_resv_usage usage,
 			   struct dmabuf_fence ***fences, unsigned int *count);
 
-/** Drops the references and frees an array from dmabuf_resv_get_fences(). */
+/**
+ * Drops the references and frees an array from dmabuf_resv_get_fences().
+ *
+ * @param fences the array (NULL is a no-op)
+ * @param count its length
+ */
 void dmabuf_resv_put_fences(struct dmabuf_fence **fences, unsigned int count);
 
 /**
@@ -357,6 +435,8 @@ void dmabuf_resv_put_fences(struct dmabuf_fence **fences, unsigned int count);
  * dma_resv_get_singleton(): NULL when there is none, the fence itself when
  * there is one, else a merge (dmabuf_fence_merge()).
  *
+ * @param resv the reservation object
+ * @param usage the weakest usage to include
  * @param[out] out NULL or one reference owned by the caller
  * @return 0, -EINVAL, -ENOMEM
  */
@@ -366,6 +446,9 @@ int dmabuf_resv_get_singleton(struct dmabuf_resv *resv,
 
 /**
  * As dma_resv_test_signaled().
+ *
+ * @param resv the reservation object
+ * @param usage the weakest usage to include
  * @return 1 if every fence at @p usage or stronger has signalled, 0 if
  *         not, -EINVAL
  */
@@ -377,6 +460,8 @@ int dmabuf_resv_test_signaled(struct dmabuf_resv *resv,
  * (fences added during the wait are not waited for). The lock is not held
  * while waiting.
  *
+ * @param resv the reservation object
+ * @param usage the weakest usage to include
  * @param timeout_ms -1 forever, 0 to test; the budget is for all fences
  * @return 1 when all have signalled, 0 on timeout, -EINVAL
  */
@@ -392,6 +477,11 @@ typedef int (*dmabuf_resv_iter_fn)(void *data, struct dmabuf_fence *fence,
  * as dma_resv_for_each_fence(). It iterates over a snapshot taken under the
  * lock and calls fn without the lock, so fn may use the object.
  *
+ * @param resv the reservation object
+ * @param usage the weakest usage to include
+ * @param fn called for each fence (a borrowed pointer, valid during the
+ *        call) with its usage
+ * @param data passed to fn
  * @return the number of fences visited; fn's non-zero value if it stopped
  *         the iteration early (returned as is); -EINVAL; -ENOMEM
  */
@@ -422,7 +512,8 @@ int dmabuf_resv_for_each_fence(struct dmabuf_resv *resv,
  * it at a later export (at most 64 such ends wait) or when the fd limit is
  * reached.
  *
- * @return a new O_CLOEXEC fd; -EINVAL for a dead fence; -EMFILE, -ENOMEM...
+ * @param fence borrowed; the sync file takes its own reference
+ * @return a new O_CLOEXEC fd, owned by the caller; -EINVAL for a dead fence; -EMFILE, -ENOMEM...
  */
 int dmabuf_sync_file_export(struct dmabuf_fence *fence);
 
@@ -458,30 +549,34 @@ int dmabuf_sync_file_merge(int fd1, int fd2);
  * Waits until the sync file signals, like libsync's sync_wait(): poll()s
  * the fd, so it needs nothing but the fd.
  *
+ * @param fd the sync file, borrowed
  * @param timeout_ms -1 forever, 0 to test
  * @return 1 signalled, 0 on timeout, -EBADF, -EINVAL
  */
 int dmabuf_sync_file_wait(int fd, int timeout_ms);
 
+/** Size of the name fields of struct dmabuf_sync_fence_info, NUL included. */
 #define DMABUF_SYNC_NAME_LEN 32
 
 /** One fence of a sync file, as struct sync_fence_info. */
 struct dmabuf_sync_fence_info {
-	char obj_name[DMABUF_SYNC_NAME_LEN];	/* timeline name */
-	char driver_name[DMABUF_SYNC_NAME_LEN];
-	uint64_t context;
-	uint64_t seqno;
-	int32_t status;		/* as dmabuf_fence_get_status() */
-	uint32_t flags;		/* 0 */
-	int64_t timestamp_ns;	/* CLOCK_MONOTONIC; 0 while pending */
+	char obj_name[DMABUF_SYNC_NAME_LEN];	/**< timeline name */
+	char driver_name[DMABUF_SYNC_NAME_LEN];	/**< driver name */
+	uint64_t context;	/**< fence context */
+	uint64_t seqno;		/**< seqno on that context */
+	int32_t status;		/**< as dmabuf_fence_get_status() */
+	uint32_t flags;		/**< 0 */
+	int64_t timestamp_ns;	/**< CLOCK_MONOTONIC; 0 while pending */
 };
 
 /**
  * Status of a sync file and of each of its fences, as SYNC_IOC_FILE_INFO.
  *
- * @param status[out] optional: 1 all signalled, 0 some pending, or the
+ * @param fd the sync file, borrowed
+ * @param[out] status optional: 1 all signalled, 0 some pending, or the
  *        first error
- * @param info filled with at most @p max entries (may be NULL if max is 0)
+ * @param[out] info filled with at most @p max entries (may be NULL if max is 0)
+ * @param max room in @p info
  * @return the number of fences in the sync file (may exceed max); -EBADF,
  *         -EINVAL
  */
@@ -505,6 +600,8 @@ int dmabuf_timeline_new(const char *name, struct dmabuf_timeline **out);
 /**
  * Destroys the timeline, as closing sw_sync: every fence still pending
  * signals with -ENOENT (the kernel's error). Signalled fences stay valid.
+ *
+ * @param tl the timeline, or NULL (no-op)
  */
 void dmabuf_timeline_destroy(struct dmabuf_timeline *tl);
 
@@ -513,6 +610,8 @@ void dmabuf_timeline_destroy(struct dmabuf_timeline *tl);
  * SW_SYNC_IOC_CREATE_FENCE (already signalled if it has). Driver name
  * "sw_sync", seqno @p value (32-bit wrap-around comparison, as sw_sync).
  *
+ * @param tl the timeline
+ * @param value the timeline value at which the fence signals
  * @param[out] out one reference owned by the caller
  * @return 0, -EINVAL, -ENOMEM
  */
@@ -522,11 +621,17 @@ int dmabuf_timeline_create_fence(struct dmabuf_timeline *tl, uint32_t value,
 /**
  * Advances the timeline by @p inc, as SW_SYNC_IOC_INC, signalling every
  * fence it reaches (callbacks run in this thread).
- * @return 0, -EINVAL
+ *
+ * @param tl the timeline
+ * @param inc how much to add to its value
+ * @return 0, -EINVAL for a dead timeline
  */
 int dmabuf_timeline_inc(struct dmabuf_timeline *tl, uint32_t inc);
 
-/** Current value of the timeline (0 for a dead timeline). */
+/**
+ * @param tl the timeline
+ * @return its current value (0 for a dead timeline); no errno
+ */
 uint32_t dmabuf_timeline_value(struct dmabuf_timeline *tl);
 
 /* ------------------------------------------------------------------------ */
@@ -539,6 +644,7 @@ uint32_t dmabuf_timeline_value(struct dmabuf_timeline *tl);
  * writer must wait for), with DMABUF_SYNC_READ only the writers. A buffer
  * without such fences gives an already signalled sync file.
  *
+ * @param buf the buffer (borrowed; the caller keeps its reference)
  * @param flags DMABUF_SYNC_READ and/or DMABUF_SYNC_WRITE (dmabuf.h)
  * @return a new O_CLOEXEC sync-file fd owned by the caller; -EINVAL for
  *         flags empty or outside READ|WRITE, or an invalid buffer
@@ -550,6 +656,9 @@ int dmabuf_export_sync_file(struct dmabuf *buf, uint32_t flags);
  * DMA_BUF_IOCTL_IMPORT_SYNC_FILE: with DMABUF_SYNC_WRITE as a write fence,
  * otherwise as a read fence.
  *
+ * @param buf the buffer (borrowed; the caller keeps its reference)
+ * @param flags DMABUF_SYNC_WRITE for a write fence, DMABUF_SYNC_READ for a
+ *        read fence
  * @param fd borrowed sync-file fd
  * @return 0; -EINVAL for bad flags or an fd that is not a sync file (a bad
  *         or O_PATH fd too, as dma_buf_import_sync_file() whose
@@ -561,6 +670,7 @@ int dmabuf_import_sync_file(struct dmabuf *buf, uint32_t flags, int fd);
  * Readiness of a buffer, as poll() on a dma-buf fd: POLLIN once every write
  * fence has signalled, POLLOUT once every fence has.
  *
+ * @param buf the buffer (borrowed; the caller keeps its reference)
  * @param events POLLIN and/or POLLOUT
  * @return the ready subset of @p events (>= 0), or -EINVAL
  */

@@ -18,8 +18,8 @@
  * - Bad pointers: objects are validated against a registry of live objects,
  *   so a stale or doubly released buffer, attachment or sg table is reported
  *   as -EINVAL (with a log line) instead of corrupting memory.
- * - Names: a getter is dmabuf_<object>_get_<what>() (dmabuf_get_<what>()
- *   for the buffer itself); a predicate is dmabuf_<object>_is_<what>().
+ * - Names: a getter is `dmabuf_<object>_get_<what>()` (`dmabuf_get_<what>()`
+ *   for the buffer itself); a predicate is `dmabuf_<object>_is_<what>()`.
  * - Threads: all objects of one context are protected by one recursive lock
  *   per context, so any call may come from any thread. Exporter ops run with
  *   that lock held (it is recursive: an op may call back into libdmabuf on the
@@ -42,6 +42,8 @@ extern "C" {
 /**
  * The library's version at run time, as DMABUF_VERSION_ENCODE() gives it;
  * compare with DMABUF_VERSION, the headers' version at build time.
+ *
+ * @return the encoded version of the loaded library (never fails)
  */
 unsigned int dmabuf_version(void);
 
@@ -130,6 +132,7 @@ struct dmabuf_ctx_config {
 	/** Log handler; NULL uses the process-wide one
 	 * (dmabuf_set_log_handler()), else stderr. */
 	dmabuf_log_fn log_fn;
+	/** Passed to log_fn as its first argument. */
 	void *log_data;
 	/** Messages above this priority are dropped. Default: the level of
 	 * DMABUF_DEBUG, else DMABUF_LOG_ERROR. */
@@ -193,7 +196,14 @@ int dmabuf_ctx_destroy(struct dmabuf_ctx *ctx);
 void dmabuf_set_log_handler(dmabuf_log_fn fn, void *data,
 			    enum dmabuf_log_priority priority);
 
-/** Changes the log handler and priority (see struct dmabuf_ctx_config). */
+/**
+ * Changes the log handler and priority (see struct dmabuf_ctx_config).
+ *
+ * @param ctx the context (a bad one is ignored)
+ * @param fn the handler, or NULL for the process-wide one
+ * @param data passed to fn
+ * @param priority messages above it are dropped
+ */
 void dmabuf_ctx_set_log(struct dmabuf_ctx *ctx, dmabuf_log_fn fn, void *data,
 			enum dmabuf_log_priority priority);
 
@@ -202,7 +212,9 @@ void dmabuf_ctx_set_log(struct dmabuf_ctx *ctx, dmabuf_log_fn fn, void *data,
  * events, and later the exporter endpoint and peer connections). When it is
  * readable, call dmabuf_ctx_dispatch().
  *
- * @return the fd, owned by the context (do not close it)
+ * @param ctx the context
+ * @return the fd, owned by the context (do not close it); -EINVAL for a
+ *         bad context
  */
 int dmabuf_ctx_get_fd(struct dmabuf_ctx *ctx);
 
@@ -210,6 +222,7 @@ int dmabuf_ctx_get_fd(struct dmabuf_ctx *ctx);
  * Handles every pending event without blocking: runs ops->release for
  * buffers whose last file reference went away in any process, serves peers.
  *
+ * @param ctx the context
  * @return the number of events handled (>= 0), or a negative errno
  */
 int dmabuf_ctx_dispatch(struct dmabuf_ctx *ctx);
@@ -217,6 +230,8 @@ int dmabuf_ctx_dispatch(struct dmabuf_ctx *ctx);
 /**
  * Waits up to @p timeout_ms (-1: forever) for an event, then dispatches.
  *
+ * @param ctx the context
+ * @param timeout_ms how long to wait; -1 forever, 0 not at all
  * @return events handled (0 on timeout), or a negative errno
  */
 int dmabuf_ctx_dispatch_timeout(struct dmabuf_ctx *ctx, int timeout_ms);
@@ -224,12 +239,16 @@ int dmabuf_ctx_dispatch_timeout(struct dmabuf_ctx *ctx, int timeout_ms);
 /**
  * Starts a thread that dispatches the context whenever its fd is readable,
  * so an exporter serves peers without an event loop of its own.
+ *
+ * @param ctx the context
  * @return 0; -EBUSY if the thread already runs; -errno from pthread/eventfd
  */
 int dmabuf_ctx_start_thread(struct dmabuf_ctx *ctx);
 
 /**
  * Stops and joins the service thread (dmabuf_ctx_destroy() does it too).
+ *
+ * @param ctx the context
  * @return 0; -ESRCH if no thread runs; -EDEADLK from the thread itself
  */
 int dmabuf_ctx_stop_thread(struct dmabuf_ctx *ctx);
@@ -241,15 +260,21 @@ struct dmabuf_ctx_stats {
 	uint32_t struct_size;
 	uint64_t buffers_live;	  /**< exported, not yet released */
 	uint64_t buffers_released; /**< ops->release calls so far */
-	uint64_t attachments_live;
-	uint64_t mappings_live;
+	uint64_t attachments_live; /**< attachments not yet detached */
+	uint64_t mappings_live;	  /**< sg tables mapped, not yet unmapped */
 	uint64_t phys_total;	  /**< simulated RAM, bytes */
 	uint64_t phys_used;	  /**< frames handed to buffers, bytes */
-	uint64_t cma_total;
-	uint64_t cma_used;
+	uint64_t cma_total;	  /**< contiguous (CMA-like) region, bytes */
+	uint64_t cma_used;	  /**< of it handed to buffers, bytes */
 };
 
-/** Fills @p stats. @return 0, -EINVAL on NULL */
+/**
+ * Fills @p stats.
+ *
+ * @param ctx the context
+ * @param[out] stats zero-initialised by the caller, struct_size set
+ * @return 0; -EINVAL for a bad context or NULL stats
+ */
 int dmabuf_ctx_get_stats(struct dmabuf_ctx *ctx, struct dmabuf_ctx_stats *stats);
 
 /* ------------------------------------------------------------------------ */
@@ -297,6 +322,7 @@ struct dmabuf_device_info {
 /**
  * Creates a stand-in device in @p ctx.
  *
+ * @param ctx the context the device belongs to
  * @param info constraints (copied)
  * @param[out] out the device, owned by the caller until
  *        dmabuf_device_destroy() or dmabuf_ctx_destroy()
@@ -310,16 +336,27 @@ int dmabuf_device_new(struct dmabuf_ctx *ctx,
 
 /**
  * Destroys a device.
+ *
+ * @param dev the device
  * @return 0; -EBUSY while the device is still attached to a buffer;
  *         -EINVAL for a pointer that is not a live device
  */
 int dmabuf_device_destroy(struct dmabuf_device *dev);
 
-/** The device's name (owned by the device). */
+/**
+ * @param dev the device
+ * @return the device's name (owned by the device), NULL for a bad device
+ */
 const char *dmabuf_device_get_name(const struct dmabuf_device *dev);
 
-/** Copies the device's effective constraints (defaults filled in) into
- * @p info; info->name points into the device. @return 0 or -EINVAL */
+/**
+ * Copies the device's effective constraints (defaults filled in) into
+ * @p info; info->name points into the device.
+ *
+ * @param dev the device
+ * @param[out] info the constraints
+ * @return 0; -EINVAL for a bad device or NULL info
+ */
 int dmabuf_device_get_info(const struct dmabuf_device *dev,
 			   struct dmabuf_device_info *info);
 
@@ -481,6 +518,8 @@ struct dmabuf_export_info {
  * against shrink and grow, and against writes for a read-only buffer), its
  * dma-buf file and, unless alloc is DEFERRED, its simulated frames.
  *
+ * @param ctx the exporter's context
+ * @param info what to export (copied; info->ops must outlive the buffer)
  * @param[out] out the buffer, with one reference for the caller
  * @return 0; -EINVAL for a NULL ops or priv, a missing map, unmap or release,
  *         only one of pin/unpin, an unknown ops version, a zero or unaligned
@@ -496,6 +535,7 @@ int dmabuf_export(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info,
  * refers to the same open file description. Unlike dma_buf_fd(), the caller's
  * reference is not consumed: the fd and the reference are independent.
  *
+ * @param buf the buffer
  * @param flags O_CLOEXEC or 0 (the fd is close-on-exec either way); other
  *        bits are -EINVAL
  * @return the fd (owned by the caller), or -EINVAL, -EMFILE
@@ -514,6 +554,7 @@ int dmabuf_fd(struct dmabuf *buf, int flags);
  * access to the memory; new device operations fail with -ENODEV, while
  * unmap, detach and put still succeed.
  *
+ * @param ctx the importer's context
  * @param fd borrowed; any fd of the buffer's dma-buf file (from
  *        dmabuf_fd(), a heap, a socket, inherited over fork)
  * @param[out] out the buffer
@@ -542,7 +583,13 @@ int dmabuf_fd(struct dmabuf *buf, int flags);
  */
 int dmabuf_get(struct dmabuf_ctx *ctx, int fd, struct dmabuf **out);
 
-/** Takes one more reference. @return @p buf (NULL if buf is not live) */
+/**
+ * Takes one more reference.
+ *
+ * @param buf the buffer
+ * @return @p buf, with one more reference owned by the caller (NULL if buf
+ *         is not live; nothing is taken)
+ */
 struct dmabuf *dmabuf_ref(struct dmabuf *buf);
 
 /**
@@ -551,24 +598,37 @@ struct dmabuf *dmabuf_ref(struct dmabuf *buf);
  * or mapping of the buffer remains anywhere (possibly later, from
  * dmabuf_ctx_dispatch()).
  *
+ * @param buf the reference to drop
  * @return 0; -EINVAL for a buffer that is not live or has no reference left
  *         (a double put), with a log line
  */
 int dmabuf_put(struct dmabuf *buf);
 
-/** The exporter's priv pointer. NULL for an invalid buffer. */
+/**
+ * @param buf the buffer
+ * @return the exporter's priv pointer; NULL for an invalid buffer
+ */
 void *dmabuf_get_priv(const struct dmabuf *buf);
 
-/** The buffer's size in bytes. 0 for an invalid buffer. */
+/**
+ * @param buf the buffer
+ * @return the buffer's size in bytes; 0 for an invalid buffer
+ */
 uint64_t dmabuf_get_size(const struct dmabuf *buf);
 
-/** The context the buffer lives in. */
+/**
+ * @param buf the buffer
+ * @return the context the buffer lives in (not owned by the caller); NULL
+ *         for an invalid buffer
+ */
 struct dmabuf_ctx *dmabuf_get_ctx(const struct dmabuf *buf);
 
 /**
  * Sets the buffer's name, as DMA_BUF_SET_NAME. The empty name is a name:
  * afterwards dmabuf_info.name_set is true, as the kernel's dmabuf->name is
  * non-NULL and its fdinfo shows an empty "name:" line.
+ *
+ * @param buf the buffer
  * @param name NUL-terminated, at most DMABUF_NAME_LEN - 1 bytes (copied)
  * @return 0; -EINVAL for NULL or a longer name
  */
@@ -582,15 +642,15 @@ struct dmabuf_info {
 	/** sizeof() this struct as the caller was built with: the library
 	 * writes no more than that. 0 means this layout (DMABUF_STRUCT_V1). */
 	uint32_t struct_size;
-	uint64_t size;
+	uint64_t size;			/**< bytes */
 	int flags;			/**< O_RDONLY or O_RDWR */
 	uint64_t inode;			/**< of the dma-buf file */
-	char exp_name[DMABUF_NAME_LEN];
+	char exp_name[DMABUF_NAME_LEN];	/**< exporter name */
 	char name[DMABUF_NAME_LEN];	/**< "" until dmabuf_set_name() */
 	unsigned int refcount;		/**< library references */
-	unsigned int attachments;
+	unsigned int attachments;	/**< attached devices */
 	unsigned int mappings;		/**< live device mappings */
-	unsigned int vmap_count;
+	unsigned int vmap_count;	/**< dmabuf_vmap() calls not undone */
 	bool backing_allocated;		/**< false while DEFERRED and unmapped */
 	bool contiguous;		/**< backing is one physical run */
 	bool imported;			/**< a proxy of another context's buffer */
@@ -599,11 +659,20 @@ struct dmabuf_info {
 	bool name_set;
 };
 
-/** Fills @p info. @return 0, -EINVAL */
+/**
+ * Fills @p info.
+ *
+ * @param buf the buffer
+ * @param[out] info zero-initialised by the caller, struct_size set
+ * @return 0; -EINVAL for a bad buffer or NULL info
+ */
 int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info);
 
-/** The buffer's reservation object (see dmabuf-fence.h); owned by the
- * buffer. NULL for an invalid buffer. */
+/**
+ * @param buf the buffer
+ * @return the buffer's reservation object (see dmabuf-fence.h), owned by
+ *         the buffer; NULL for an invalid buffer
+ */
 struct dmabuf_resv *dmabuf_get_resv(struct dmabuf *buf);
 
 /* ------------------------------------------------------------------------ */
@@ -613,6 +682,8 @@ struct dmabuf_resv *dmabuf_get_resv(struct dmabuf *buf);
 /**
  * Attaches @p dev to @p buf, as dma_buf_attach(). Calls ops->attach.
  *
+ * @param buf the buffer
+ * @param dev a device of the buffer's context
  * @param[out] out the attachment, owned by the caller until dmabuf_detach()
  * @return 0; -EINVAL for NULL or dead objects or a device of another
  *         context; -EBUSY (or another errno) when ops->attach refuses;
@@ -624,23 +695,44 @@ int dmabuf_attach(struct dmabuf *buf, struct dmabuf_device *dev,
 /**
  * Detaches, as dma_buf_detach(). Mappings still live are unmapped first
  * (with a warning), then ops->detach runs and @p att is freed.
+ *
+ * @param buf the buffer
+ * @param att the attachment
  * @return 0; -EINVAL if att is not a live attachment of buf
  */
 int dmabuf_detach(struct dmabuf *buf, struct dmabuf_attachment *att);
 
-/** The attachment's buffer (no new reference). */
+/**
+ * @param att the attachment
+ * @return the attachment's buffer (no new reference); NULL for a bad
+ *         attachment
+ */
 struct dmabuf *dmabuf_attachment_get_buf(const struct dmabuf_attachment *att);
-/** The attachment's device. */
+/**
+ * @param att the attachment
+ * @return the attachment's device; NULL for a bad attachment
+ */
 struct dmabuf_device *dmabuf_attachment_get_device(const struct dmabuf_attachment *att);
-/** The exporter's per-attachment pointer (set by ops->attach). */
+/**
+ * @param att the attachment
+ * @return the exporter's per-attachment pointer (set by ops->attach);
+ *         NULL for a bad attachment
+ */
 void *dmabuf_attachment_get_priv(const struct dmabuf_attachment *att);
-/** Sets the exporter's per-attachment pointer. @return 0 or -EINVAL */
+/**
+ * Sets the exporter's per-attachment pointer.
+ *
+ * @param att the attachment
+ * @param priv the pointer (the library never dereferences it)
+ * @return 0; -EINVAL for a bad attachment
+ */
 int dmabuf_attachment_set_priv(struct dmabuf_attachment *att, void *priv);
 
 /**
  * Maps the buffer for the attached device, as dma_buf_map_attachment():
  * runs ops->map, then assigns device addresses.
  *
+ * @param att the attachment
  * @param dir BIDIRECTIONAL, TO_DEVICE or FROM_DEVICE (NONE is -EINVAL)
  * @param[out] out the table, owned by the attachment until
  *        dmabuf_unmap_attachment()
@@ -660,6 +752,10 @@ int dmabuf_map_attachment(struct dmabuf_attachment *att,
 /**
  * Unmaps, as dma_buf_unmap_attachment(): releases the device addresses
  * (later DMA to them faults), then runs ops->unmap.
+ *
+ * @param att the attachment
+ * @param sgt the table dmabuf_map_attachment() gave; freed here
+ * @param dir the direction it was mapped with
  * @return 0; -EINVAL if @p sgt is not a live mapping of @p att or @p dir
  *         differs from the map's
  */
@@ -682,19 +778,38 @@ struct dmabuf_sg_entry {
 /** A device-side entry, as sg_dma_address()/sg_dma_len(). */
 struct dmabuf_dma_entry {
 	uint64_t dma_addr;	/**< address the device uses */
-	uint64_t length;
+	uint64_t length;	/**< bytes */
 	uint64_t offset;	/**< byte offset in the buffer it starts at */
 };
 
-/** Number of CPU entries (the kernel's orig_nents). */
+/**
+ * @param sgt the table
+ * @return the number of CPU entries (the kernel's orig_nents); 0 for a bad
+ *         table
+ */
 unsigned int dmabuf_sg_table_get_cpu_count(const struct dmabuf_sg_table *sgt);
-/** CPU entries, valid while the table lives. */
+/**
+ * @param sgt the table
+ * @return the CPU entries, valid while the table lives (owned by it);
+ *         NULL for a bad table
+ */
 const struct dmabuf_sg_entry *dmabuf_sg_table_get_cpu_entries(const struct dmabuf_sg_table *sgt);
-/** Number of DMA entries (the kernel's nents); 0 before device mapping. */
+/**
+ * @param sgt the table
+ * @return the number of DMA entries (the kernel's nents); 0 before device
+ *         mapping or for a bad table
+ */
 unsigned int dmabuf_sg_table_get_dma_count(const struct dmabuf_sg_table *sgt);
-/** DMA entries, valid while the table lives. */
+/**
+ * @param sgt the table
+ * @return the DMA entries, valid while the table lives (owned by it);
+ *         NULL for a bad table
+ */
 const struct dmabuf_dma_entry *dmabuf_sg_table_get_dma_entries(const struct dmabuf_sg_table *sgt);
-/** Total bytes the table covers. */
+/**
+ * @param sgt the table
+ * @return the total bytes the table covers; 0 for a bad table
+ */
 uint64_t dmabuf_sg_table_get_size(const struct dmabuf_sg_table *sgt);
 
 /** Iterates CPU entries, as for_each_sgtable_sg(). */
@@ -715,30 +830,54 @@ uint64_t dmabuf_sg_table_get_size(const struct dmabuf_sg_table *sgt);
  * The usual body of ops->map: allocates a DEFERRED backing now (satisfying
  * every attached device), then builds a table of the backing's physical runs,
  * coalescing adjacent frames.
+ *
+ * @param att the attachment
+ * @param dir the direction ops->map received
  * @param[out] sgt a new table, to be returned from ops->map
  * @return 0; -ENOMEM when no frames satisfy every attached device
  */
 int dmabuf_backing_map(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 		       struct dmabuf_sg_table **sgt);
 
-/** The usual body of ops->unmap: frees a table from dmabuf_backing_map(). */
+/**
+ * The usual body of ops->unmap: frees a table from dmabuf_backing_map().
+ *
+ * @param att the attachment
+ * @param sgt the table, freed
+ * @param dir the direction ops->unmap received
+ */
 void dmabuf_backing_unmap(struct dmabuf_attachment *att,
 			  struct dmabuf_sg_table *sgt,
 			  enum dmabuf_direction dir);
 
 /**
  * For ops->attach: tells whether the buffer's backing (if already chosen)
- * can serve @p dev. @return 0; -EBUSY if the device has no IOMMU and needs
+ * can serve @p dev.
+ *
+ * @param buf the buffer
+ * @param dev the attaching device
+ * @return 0; -EBUSY if the device has no IOMMU and needs
  * contiguous memory the backing does not have, or cannot reach its frames
  */
 int dmabuf_backing_check_device(struct dmabuf *buf,
 				const struct dmabuf_device *dev);
 
-/** The usual body of ops->vmap: one mapping of the whole buffer, writable
- * for the exporter. @return 0 or a negative errno from mmap */
+/**
+ * The usual body of ops->vmap: one mapping of the whole buffer, writable
+ * for the exporter.
+ *
+ * @param buf the buffer
+ * @param[out] vaddr the mapping
+ * @return 0 or a negative errno from mmap (-ENOMEM...)
+ */
 int dmabuf_backing_vmap(struct dmabuf *buf, void **vaddr);
 
-/** The usual body of ops->vunmap. */
+/**
+ * The usual body of ops->vunmap.
+ *
+ * @param buf the buffer
+ * @param vaddr the address dmabuf_backing_vmap() gave
+ */
 void dmabuf_backing_vunmap(struct dmabuf *buf, void *vaddr);
 
 /* ------------------------------------------------------------------------ */
@@ -755,29 +894,46 @@ enum dmabuf_fault_reason {
 
 /** One recorded fault. */
 struct dmabuf_dma_fault {
-	uint64_t dma_addr;
-	uint64_t length;
-	bool write;
-	enum dmabuf_fault_reason reason;
+	uint64_t dma_addr;	/**< device address of the access */
+	uint64_t length;	/**< bytes accessed */
+	bool write;		/**< a write (else a read) */
+	enum dmabuf_fault_reason reason; /**< why it faulted */
 };
 
 /**
  * The device reads @p len bytes at device address @p dma_addr into @p dst,
  * through its own live mappings only (may span consecutive segments).
+ *
+ * @param dev the device
+ * @param dma_addr device address
+ * @param[out] dst where the bytes go
+ * @param len bytes
  * @return 0; -EFAULT on an IOMMU-style fault (nothing copied; the fault is
  *         recorded, see dmabuf_device_get_faults()); -EINVAL for NULL
  */
 int dmabuf_dma_read(struct dmabuf_device *dev, uint64_t dma_addr, void *dst,
 		    size_t len);
 
-/** The device writes @p len bytes from @p src at @p dma_addr. Same rules
- * as dmabuf_dma_read(); nothing is written on a fault. */
+/**
+ * The device writes @p len bytes from @p src at @p dma_addr. Same rules
+ * as dmabuf_dma_read(); nothing is written on a fault.
+ *
+ * @param dev the device
+ * @param dma_addr device address
+ * @param src the bytes
+ * @param len bytes
+ * @return 0; -EFAULT on a fault (recorded); -EINVAL for NULL
+ */
 int dmabuf_dma_write(struct dmabuf_device *dev, uint64_t dma_addr,
 		     const void *src, size_t len);
 
 /**
  * Copies up to @p max recorded faults (oldest first) into @p faults and
  * clears them.
+ *
+ * @param dev the device
+ * @param[out] faults room for @p max faults (may be NULL when max is 0)
+ * @param max room in @p faults
  * @return the number of faults recorded since the last call (may exceed
  *         @p max; only the last 64 are kept), or -EINVAL
  */
@@ -792,6 +948,8 @@ int dmabuf_device_get_faults(struct dmabuf_device *dev,
  * Starts CPU access, as dma_buf_begin_cpu_access(): waits for the fences the
  * direction requires (writers for a read, everything for a write), then
  * calls ops->begin_cpu_access.
+ *
+ * @param buf the buffer
  * @param dir the kernel's convention: FROM_DEVICE for a CPU read (SYNC_READ),
  *        TO_DEVICE for a CPU write (SYNC_WRITE), BIDIRECTIONAL for both;
  *        NONE is -EINVAL
@@ -814,6 +972,9 @@ int dmabuf_begin_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir);
  * (DMABUF_CTX_STRICT_CPU_ACCESS) it is -EINVAL with a log line instead.
  * A bracket still open when the buffer is released is ended then, with a
  * log line, before ops->release.
+ *
+ * @param buf the buffer
+ * @param dir the direction of the begin it ends
  * @return 0; -EINVAL for a bad direction or, in strict mode, an end without
  *         a matching begin; an errno from ops->end_cpu_access (the
  *         bracket is closed anyway)
@@ -822,6 +983,8 @@ int dmabuf_end_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir);
 
 /**
  * Maps a page range of the buffer for the CPU, as dma_buf_mmap().
+ *
+ * @param buf the buffer
  * @param offset byte offset, page multiple
  * @param len bytes, non-zero; rounded up to pages
  * @param prot PROT_READ and/or PROT_WRITE
@@ -835,27 +998,48 @@ int dmabuf_end_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir);
 int dmabuf_mmap(struct dmabuf *buf, uint64_t offset, uint64_t len, int prot,
 		void **addr);
 
-/** Undoes dmabuf_mmap(). @return 0; -EINVAL if addr/len is not a live
- * mapping made by dmabuf_mmap() for this buffer */
+/**
+ * Undoes dmabuf_mmap().
+ *
+ * @param buf the buffer
+ * @param addr the mapping's address
+ * @param len the length given to dmabuf_mmap()
+ * @return 0; -EINVAL if addr/len is not a live mapping made by dmabuf_mmap()
+ *         for this buffer
+ */
 int dmabuf_munmap(struct dmabuf *buf, void *addr, uint64_t len);
 
 /**
  * Maps the whole buffer, as dma_buf_vmap(); refcounted: every call returns
  * the same address until the last dmabuf_vunmap().
+ *
+ * @param buf the buffer
+ * @param[out] vaddr the mapping
  * @return 0; -EINVAL without ops->vmap; an errno from it
  */
 int dmabuf_vmap(struct dmabuf *buf, void **vaddr);
 
-/** Drops one vmap. @return 0; -EINVAL if vaddr is not the buffer's vmap
- * address or there is no vmap left */
+/**
+ * Drops one vmap.
+ *
+ * @param buf the buffer
+ * @param vaddr the address dmabuf_vmap() gave
+ * @return 0; -EINVAL if vaddr is not the buffer's vmap address or there is
+ *         no vmap left
+ */
 int dmabuf_vunmap(struct dmabuf *buf, void *vaddr);
 
-/** DMA_BUF_IOCTL_SYNC flags. */
+/** DMA_BUF_IOCTL_SYNC flags: CPU reads (DMA_BUF_SYNC_READ). */
 #define DMABUF_SYNC_READ (1u << 0)
+/** CPU writes (DMA_BUF_SYNC_WRITE). */
 #define DMABUF_SYNC_WRITE (2u << 0)
+/** CPU reads and writes (DMA_BUF_SYNC_RW). */
 #define DMABUF_SYNC_RW (DMABUF_SYNC_READ | DMABUF_SYNC_WRITE)
+/** Begin CPU access (DMA_BUF_SYNC_START). */
 #define DMABUF_SYNC_START (0u << 2)
+/** End CPU access (DMA_BUF_SYNC_END). */
 #define DMABUF_SYNC_END (1u << 2)
+/** Every valid flag bit (DMA_BUF_SYNC_VALID_FLAGS_MASK). */
 #define DMABUF_SYNC_VALID_FLAGS_MASK (DMABUF_SYNC_RW | DMABUF_SYNC_END)
 
 /**
@@ -863,7 +1047,10 @@ int dmabuf_vunmap(struct dmabuf *buf, void *vaddr);
  * access for the buffer behind @p fd, a buffer this context exported or
  * imported (an orphan too: the fd is the caller's reference). Errors come
  * in the ioctl's order: the fd, the file, then the flags.
+ *
+ * @param ctx the context that exported or imported the buffer
  * @param fd borrowed
+ * @param flags DMABUF_SYNC_START or DMABUF_SYNC_END with READ, WRITE or RW
  * @return 0; -EINVAL for a dead @p ctx; -EBADF for a bad or O_PATH fd (the
  *         ioctl's fdget()); -ENOTTY for a file that is not a dma-buf (it has
  *         no such ioctl); -EINVAL for a libdmabuf buffer of another context
@@ -883,12 +1070,14 @@ int dmabuf_fd_sync(struct dmabuf_ctx *ctx, int fd, uint64_t flags);
  * the reserved region), "deferred" (frames chosen at first map to satisfy
  * every attached device).
  *
+ * @param ctx the context the buffer is exported in
+ * @param heap the heap's name
  * @param len bytes, rounded up to the page size
  * @param fd_flags O_RDWR or O_RDONLY, optionally | O_CLOEXEC
  * @param heap_flags must be 0
  * @return a new buffer fd owned by the caller; -EINVAL for len 0, fd_flags
  *         outside O_ACCMODE|O_CLOEXEC, non-zero heap_flags; -ENOENT for an
- *         unknown heap (the open() of /dev/dma_heap/<name> that would fail,
+ *         unknown heap (the open() of `/dev/dma_heap/<name>` that would fail,
  *         so it comes before the other checks); -ENOMEM when the heap cannot satisfy the request
  */
 int dmabuf_heap_alloc(struct dmabuf_ctx *ctx, const char *heap, uint64_t len,
@@ -899,10 +1088,10 @@ int dmabuf_heap_alloc(struct dmabuf_ctx *ctx, const char *heap, uint64_t len,
 
 /** One range of a memfd, as struct udmabuf_create_item. */
 struct dmabuf_udmabuf_item {
-	int memfd;
-	uint32_t pad;
-	uint64_t offset;
-	uint64_t size;
+	int memfd;		/**< borrowed memfd, same seal rules as dmabuf_udmabuf_create() */
+	uint32_t pad;		/**< 0 */
+	uint64_t offset;	/**< page multiple */
+	uint64_t size;		/**< page multiple, non-zero */
 };
 
 /** Most items in one list, as udmabuf's list_limit. */
@@ -915,11 +1104,14 @@ struct dmabuf_udmabuf_item {
  * buffer sees the caller's pages (through dmabuf_mmap()/dmabuf_vmap() and
  * device DMA).
  *
+ * @param ctx the context the buffer is exported in
  * @param memfd borrowed; must have F_SEAL_SHRINK and neither F_SEAL_WRITE nor
  *        F_SEAL_FUTURE_WRITE
  * @param flags DMABUF_UDMABUF_FLAGS_CLOEXEC or 0; other bits are ignored, as
  *        udmabuf_create() ignores them in Linux 6.12. The fd is close-on-exec
  *        in every case (the library's rule for every fd it returns).
+ * @param offset byte offset in the memfd, page multiple
+ * @param size bytes, page multiple, non-zero
  * @return a new buffer fd owned by the caller; -EBADFD if memfd is not a
  *         memfd or not an open fd (the driver's fget() failure, also for an
  *         O_PATH fd); -EINVAL for bad seals,
@@ -931,7 +1123,16 @@ int dmabuf_udmabuf_create(struct dmabuf_ctx *ctx, int memfd, uint32_t flags,
 
 /**
  * Several memfd ranges as one buffer, as UDMABUF_CREATE_LIST. Same rules
- * per item; -EINVAL for count 0 or over DMABUF_UDMABUF_LIST_LIMIT.
+ * per item.
+ *
+ * @param ctx the context the buffer is exported in
+ * @param flags as for dmabuf_udmabuf_create()
+ * @param items the ranges (their memfds borrowed), in buffer order
+ * @param count how many
+ * @return a new buffer fd owned by the caller; the errnos of
+ *         dmabuf_udmabuf_create() for any item; -EINVAL for count 0 or over
+ *         DMABUF_UDMABUF_LIST_LIMIT, or a total over
+ *         DMABUF_UDMABUF_SIZE_LIMIT
  */
 int dmabuf_udmabuf_create_list(struct dmabuf_ctx *ctx, uint32_t flags,
 			       const struct dmabuf_udmabuf_item *items,
