@@ -40,7 +40,7 @@ for arg in "$@"; do
 	case "$arg" in
 	--fuzz) want_fuzz=1 ;;
 	--check) check_only=1 ;;
-	-h|--help) sed -n '3,27s/^# \{0,1\}//p' "$0"; exit 0 ;;
+	-h|--help) sed -n '3,28s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	-*) msg "install-deps: unknown option '$arg'"; exit 2 ;;
 	*) pkgs+=("$arg") ;;
 	esac
