@@ -110,6 +110,24 @@ REAL(mmap, void *, void *, size_t, int, int, int, off_t)
 REAL(mmap64, void *, void *, size_t, int, int, int, off64_t)
 REAL(read, ssize_t, int, void *, size_t)
 REAL(write, ssize_t, int, const void *, size_t)
+REAL(pread, ssize_t, int, void *, size_t, off_t)
+REAL(pread64, ssize_t, int, void *, size_t, off64_t)
+REAL(pwrite, ssize_t, int, const void *, size_t, off_t)
+REAL(pwrite64, ssize_t, int, const void *, size_t, off64_t)
+REAL(readv, ssize_t, int, const struct iovec *, int)
+REAL(writev, ssize_t, int, const struct iovec *, int)
+REAL(preadv, ssize_t, int, const struct iovec *, int, off_t)
+REAL(preadv64, ssize_t, int, const struct iovec *, int, off64_t)
+REAL(pwritev, ssize_t, int, const struct iovec *, int, off_t)
+REAL(pwritev64, ssize_t, int, const struct iovec *, int, off64_t)
+REAL(fallocate, int, int, int, off_t, off_t)
+REAL(fallocate64, int, int, int, off64_t, off64_t)
+REAL(posix_fallocate, int, int, off_t, off_t)
+REAL(posix_fallocate64, int, int, off64_t, off64_t)
+REAL(fsync, int, int)
+REAL(fdatasync, int, int)
+REAL(fcntl, int, int, int, ...)
+REAL(fcntl64, int, int, int, ...)
 REAL(ftruncate, int, int, off_t)
 REAL(ftruncate64, int, int, off64_t)
 REAL(fstat, int, int, struct stat *)
@@ -719,18 +737,174 @@ static bool refused(int fd)
 	return true;
 }
 
+/* vfs_read()/vfs_write(): a file not open for the direction is EBADF before
+ * the missing operation is EINVAL. */
+static bool refused_rw(int fd, bool writing)
+{
+	int fl;
+
+	if (!refused(fd))
+		return false;
+	fl = get_fcntl()(fd, F_GETFL);
+	if (fl >= 0 && (fl & O_ACCMODE) == (writing ? O_RDONLY : O_WRONLY))
+		errno = EBADF;
+	return true;
+}
+
+/* A dma-buf's file is no seekable one (no FMODE_PREAD / FMODE_PWRITE): the
+ * positioned calls are ESPIPE before anything else is looked at. */
+static bool refused_positioned(int fd, off64_t pos)
+{
+	if (fd_kind(fd) != DMB_UAPI_DMABUF)
+		return false;
+	errno = pos < 0 ? EINVAL : ESPIPE;
+	return true;
+}
+
 EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
-	if (!LAYER_CALL() && refused(fd))
+	if (!LAYER_CALL() && refused_rw(fd, false))
 		return -1;
 	return get_read()(fd, buf, n);
 }
 
 EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
-	if (!LAYER_CALL() && refused(fd))
+	if (!LAYER_CALL() && refused_rw(fd, true))
 		return -1;
 	return get_write()(fd, buf, n);
+}
+
+EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
+{
+	if (!LAYER_CALL() && refused_rw(fd, false))
+		return -1;
+	return get_readv()(fd, iov, n);
+}
+
+EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
+{
+	if (!LAYER_CALL() && refused_rw(fd, true))
+		return -1;
+	return get_writev()(fd, iov, n);
+}
+
+#define POSITIONED(name, type, buft)                                           \
+	EXPORT ssize_t name(int fd, buft buf, size_t n, type pos)             \
+	{                                                                      \
+		if (!LAYER_CALL() && refused_positioned(fd, pos))              \
+			return -1;                                             \
+		return get_##name()(fd, buf, n, pos);                          \
+	}
+POSITIONED(pread, off_t, void *)
+POSITIONED(pread64, off64_t, void *)
+POSITIONED(pwrite, off_t, const void *)
+POSITIONED(pwrite64, off64_t, const void *)
+
+#define POSITIONED_V(name, type)                                               \
+	EXPORT ssize_t name(int fd, const struct iovec *iov, int n, type pos) \
+	{                                                                      \
+		if (!LAYER_CALL() && refused_positioned(fd, pos))              \
+			return -1;                                             \
+		return get_##name()(fd, iov, n, pos);                          \
+	}
+POSITIONED_V(preadv, off_t)
+POSITIONED_V(preadv64, off64_t)
+POSITIONED_V(pwritev, off_t)
+POSITIONED_V(pwritev64, off64_t)
+
+/* vfs_fallocate(): a file not open for writing is EBADF, then an inode
+ * that is neither regular nor a block device is ENODEV (a dma-buf's anon
+ * inode has no type bits). Returns the errno, 0 if the call is not ours. */
+static int fallocate_errno(int fd, int64_t off, int64_t len)
+{
+	int fl;
+
+	if (fd_kind(fd) != DMB_UAPI_DMABUF)
+		return 0;
+	if (off < 0 || len <= 0)
+		return EINVAL;
+	fl = get_fcntl()(fd, F_GETFL);
+	if (fl >= 0 && (fl & O_ACCMODE) == O_RDONLY)
+		return EBADF;
+	return ENODEV;
+}
+
+#define FALLOCATE(name, type)                                                  \
+	EXPORT int name(int fd, int mode, type off, type len)                  \
+	{                                                                      \
+		int e = LAYER_CALL() ? 0 : fallocate_errno(fd, off, len);      \
+		if (e) {                                                       \
+			errno = e;                                             \
+			return -1;                                             \
+		}                                                              \
+		return get_##name()(fd, mode, off, len);                       \
+	}
+FALLOCATE(fallocate, off_t)
+FALLOCATE(fallocate64, off64_t)
+
+/* posix_fallocate() returns the error instead of setting errno. */
+#define POSIX_FALLOCATE(name, type)                                            \
+	EXPORT int name(int fd, type off, type len)                            \
+	{                                                                      \
+		int e = LAYER_CALL() ? 0 : fallocate_errno(fd, off, len);      \
+		return e ? e : get_##name()(fd, off, len);                     \
+	}
+POSIX_FALLOCATE(posix_fallocate, off_t)
+POSIX_FALLOCATE(posix_fallocate64, off64_t)
+
+/* vfs_fsync_range(): dma_buf_fops has no fsync. */
+EXPORT int fsync(int fd)
+{
+	if (!LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF) {
+		errno = EINVAL;
+		return -1;
+	}
+	return get_fsync()(fd);
+}
+
+EXPORT int fdatasync(int fd)
+{
+	if (!LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF) {
+		errno = EINVAL;
+		return -1;
+	}
+	return get_fdatasync()(fd);
+}
+
+/* memfd_fcntl(): seals exist only on shmem and hugetlbfs files, which a
+ * dma-buf's is not; the other commands are the real file's. */
+static int program_fcntl(int (*real)(int, int, ...), bool layer, int fd, int cmd, void *arg)
+{
+	if ((cmd == F_ADD_SEALS || cmd == F_GET_SEALS) && !layer &&
+	    fd_kind(fd) == DMB_UAPI_DMABUF) {
+		errno = EINVAL;
+		return -1;
+	}
+	return real(fd, cmd, arg);
+}
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return program_fcntl(get_fcntl(), LAYER_CALL(), fd, cmd, arg);
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return program_fcntl(get_fcntl64() ? get_fcntl64() : get_fcntl(), LAYER_CALL(), fd,
+			     cmd, arg);
 }
 
 EXPORT int ftruncate(int fd, off_t len)
