@@ -360,6 +360,16 @@ int dmb_uapi_fdinfo(int fd, char *out, size_t size)
 	while (n + 1 < size && fgets(out + n, (int)(size - n), fp)) {
 		if (!strncmp(out + n, "lock:", 5)) /* the layer's bookkeeping */
 			continue;
+		if (!strncmp(out + n, "flags:", 6)) {
+			/* A dma-buf's file is made by alloc_file_pseudo() without
+			 * O_LARGEFILE; the memfd behind it has it. */
+			unsigned long fl = strtoul(out + n + 6, NULL, 8) & ~DMB_UAPI_O_LARGEFILE;
+			int w = snprintf(out + n, size - n, "flags:\t0%lo\n", fl);
+
+			if (w > 0 && (size_t)w < size - n)
+				n += (size_t)w;
+			continue;
+		}
 		n += strlen(out + n);
 	}
 	fclose(fp);
@@ -374,7 +384,9 @@ int dmb_uapi_fdinfo(int fd, char *out, size_t size)
 		      /* The contiguous heap exports under its configured name. */
 		      strcmp(info.exp_name, "cma") ? info.exp_name
 						   : dmb_uapi_config()->cma_heap);
-	if (info.name[0])
+	/* dma_buf_show_fdinfo(): a "name:" line once any name was set, the
+	 * empty one included. */
+	if (info.name_set)
 		n += snprintf(out + n, size > n ? size - n : 0, "name:\t%s\n", info.name);
 	return n >= size ? -ENOSPC : (int)n;
 }

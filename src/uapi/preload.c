@@ -881,6 +881,12 @@ static int program_fcntl(int (*real)(int, int, ...), bool layer, int fd, int cmd
 		errno = EINVAL;
 		return -1;
 	}
+	if (cmd == F_GETFL && !layer && fd_kind(fd) == DMB_UAPI_DMABUF) {
+		/* alloc_file_pseudo() gives a dma-buf no O_LARGEFILE. */
+		int fl = real(fd, cmd, arg);
+
+		return fl < 0 ? fl : fl & ~(int)DMB_UAPI_O_LARGEFILE;
+	}
 	return real(fd, cmd, arg);
 }
 
