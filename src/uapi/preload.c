@@ -5,7 +5,9 @@
  * the call is the emulation's; everything else goes to the next definition
  * (RTLD_NEXT) at once:
  * - paths: a prefix test on the string, no syscall;
- * - ioctls: the number's type byte, no syscall, then one fstat;
+ * - ioctls: the number's type byte, no syscall, then one fstat; other
+ *   numbers (not the VFS's own) one fstat once the process has an
+ *   emulated object, as the heap, udmabuf and dma-buf drivers see them;
  * - other calls on fds (read, write, lseek, mmap, fstat, poll, select,
  *   close): only
  *   once the process has an emulated object (it opened an emulated path,
@@ -37,6 +39,8 @@
 #include <unistd.h>
 
 #include <linux/dma-buf.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 
 #include <dmabuf.h>
 
@@ -608,6 +612,33 @@ static long emulated_ioctl(int fd, enum dmb_uapi_kind kind, unsigned long cmd, v
 	return ret;
 }
 
+/* The commands do_vfs_ioctl() answers itself for any file (FIONREAD and
+ * FIOQSIZE only for regular files, which no emulated file is): they go to
+ * the real file. */
+static bool vfs_generic_ioctl(unsigned long cmd)
+{
+	switch (cmd) {
+	case FIOCLEX:
+	case FIONCLEX:
+	case FIONBIO:
+	case FIOASYNC:
+	case FIFREEZE:
+	case FITHAW:
+	case FS_IOC_FIEMAP:
+	case FIGETBSZ:
+	case FICLONE:
+	case FICLONERANGE:
+	case FIDEDUPERANGE:
+	case FS_IOC_GETFLAGS:
+	case FS_IOC_SETFLAGS:
+	case FS_IOC_FSGETXATTR:
+	case FS_IOC_FSSETXATTR:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static int program_ioctl(int fd, unsigned long cmd, void *arg)
 {
 	enum dmb_uapi_kind kind;
@@ -615,6 +646,15 @@ static int program_ioctl(int fd, unsigned long cmd, void *arg)
 	if (dmb_uapi_ioctl_maybe_ours(cmd)) {
 		kind = dmb_uapi_classify(fd);
 		if (kind != DMB_UAPI_NONE && kind != DMB_UAPI_DIR)
+			return (int)emulated_ioctl(fd, kind, cmd, arg);
+	} else if (atomic_load_explicit(&active, memory_order_relaxed) &&
+		   !vfs_generic_ioctl(cmd)) {
+		/* Other numbers reach the driver too: dma_heap_ioctl() looks
+		 * only at _IOC_NR, dma_buf_ioctl() and udmabuf_ioctl() answer
+		 * -ENOTTY (FIONREAD included: their inodes are no regular
+		 * files). One fstat, once the process has emulated objects. */
+		kind = dmb_uapi_classify(fd);
+		if (kind == DMB_UAPI_HEAP || kind == DMB_UAPI_DMABUF || kind == DMB_UAPI_UDMABUF)
 			return (int)emulated_ioctl(fd, kind, cmd, arg);
 	}
 	return get_ioctl()(fd, cmd, arg);
