@@ -33,6 +33,7 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -486,6 +487,22 @@ static const char *redirect(const char *path, char *buf, size_t size)
 	return buf;
 }
 
+/* The heap and udmabuf nodes are files of the emulated tree; the kernel's
+ * are character devices (dma_heap_init()'s class, the misc device). */
+static bool is_device_node(dev_t dev, ino_t ino)
+{
+	struct stat st = { .st_dev = dev, .st_ino = ino };
+	enum dmb_uapi_kind k = dmb_uapi_tree_kind(&st, NULL);
+
+	return k == DMB_UAPI_HEAP || k == DMB_UAPI_UDMABUF;
+}
+
+#define DEV_MODE(dev, ino, mode)                                               \
+	do {                                                                   \
+		if (is_device_node((dev), (ino)))                              \
+			(mode) = (__typeof__(mode))(S_IFCHR | ((mode) & 07777)); \
+	} while (0)
+
 #define PATHBUF char rbuf[512]
 #define R(p) redirect((p), rbuf, sizeof(rbuf))
 
@@ -498,79 +515,144 @@ EXPORT DIR *opendir(const char *path)
 EXPORT int stat(const char *path, struct stat *st)
 {
 	PATHBUF;
-	return get_stat()(R(path), st);
+	const char *rp = R(path);
+	int ret = get_stat()(rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int stat64(const char *path, struct stat64 *st)
 {
 	PATHBUF;
-	return get_stat64()(R(path), st);
+	const char *rp = R(path);
+	int ret = get_stat64()(rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int lstat(const char *path, struct stat *st)
 {
 	PATHBUF;
-	return get_lstat()(R(path), st);
+	const char *rp = R(path);
+	int ret = get_lstat()(rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int lstat64(const char *path, struct stat64 *st)
 {
 	PATHBUF;
-	return get_lstat64()(R(path), st);
+	const char *rp = R(path);
+	int ret = get_lstat64()(rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int fstatat(int dirfd, const char *path, struct stat *st, int flags)
 {
 	PATHBUF;
-	return get_fstatat()(dirfd, R(path), st, flags);
+	const char *rp = R(path);
+	int ret = get_fstatat()(dirfd, rp, st, flags);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
 {
 	PATHBUF;
-	return get_fstatat64()(dirfd, R(path), st, flags);
+	const char *rp = R(path);
+	int ret = get_fstatat64()(dirfd, rp, st, flags);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int __xstat(int ver, const char *path, struct stat *st)
 {
 	PATHBUF;
-	return get___xstat()(ver, R(path), st);
+	const char *rp = R(path);
+	int ret = get___xstat()(ver, rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int __xstat64(int ver, const char *path, struct stat64 *st)
 {
 	PATHBUF;
-	return get___xstat64()(ver, R(path), st);
+	const char *rp = R(path);
+	int ret = get___xstat64()(ver, rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int __lxstat(int ver, const char *path, struct stat *st)
 {
 	PATHBUF;
-	return get___lxstat()(ver, R(path), st);
+	const char *rp = R(path);
+	int ret = get___lxstat()(ver, rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int __lxstat64(int ver, const char *path, struct stat64 *st)
 {
 	PATHBUF;
-	return get___lxstat64()(ver, R(path), st);
+	const char *rp = R(path);
+	int ret = get___lxstat64()(ver, rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
 {
 	PATHBUF;
-	return get___fxstatat()(ver, dirfd, R(path), st, flags);
+	const char *rp = R(path);
+	int ret = get___fxstatat()(ver, dirfd, rp, st, flags);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags)
 {
 	PATHBUF;
-	return get___fxstatat64()(ver, dirfd, R(path), st, flags);
+	const char *rp = R(path);
+	int ret = get___fxstatat64()(ver, dirfd, rp, st, flags);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *st)
 {
 	PATHBUF;
-	return get_statx()(dirfd, R(path), flags, mask, st);
+	const char *rp = R(path);
+	int ret = get_statx()(dirfd, rp, flags, mask, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(makedev(st->stx_dev_major, st->stx_dev_minor), st->stx_ino, st->stx_mode);
+	return ret;
 }
 
 EXPORT int access(const char *path, int mode)
@@ -703,17 +785,31 @@ static int64_t dmabuf_lseek(int fd, int64_t off, int whence)
 	return size;
 }
 
+/* dma_heap_open() makes the file nonseekable: no FMODE_LSEEK. */
+static int64_t emulated_lseek(int fd, enum dmb_uapi_kind k, int64_t off, int whence)
+{
+	if (k == DMB_UAPI_HEAP) {
+		errno = ESPIPE;
+		return -1;
+	}
+	return dmabuf_lseek(fd, off, whence);
+}
+
 EXPORT off_t lseek(int fd, off_t off, int whence)
 {
-	if (!LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF)
-		return dmabuf_lseek(fd, off, whence);
+	enum dmb_uapi_kind k = LAYER_CALL() ? DMB_UAPI_NONE : fd_kind(fd);
+
+	if (k == DMB_UAPI_DMABUF || k == DMB_UAPI_HEAP)
+		return emulated_lseek(fd, k, off, whence);
 	return get_lseek()(fd, off, whence);
 }
 
 EXPORT off64_t lseek64(int fd, off64_t off, int whence)
 {
-	if (!LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF)
-		return dmabuf_lseek(fd, off, whence);
+	enum dmb_uapi_kind k = LAYER_CALL() ? DMB_UAPI_NONE : fd_kind(fd);
+
+	if (k == DMB_UAPI_DMABUF || k == DMB_UAPI_HEAP)
+		return emulated_lseek(fd, k, off, whence);
 	return get_lseek64()(fd, off, whence);
 }
 
@@ -739,31 +835,40 @@ static void *emulated_mmap(void *addr, size_t len, int prot, int flags, int fd, 
 	return map;
 }
 
-EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+/* do_mmap() on the heap or udmabuf device: the access checks, then no
+ * ->mmap in their file_operations is ENODEV. */
+static void *device_mmap(int fd, int prot, int flags)
 {
-	bool handled;
-	void *map;
+	int fl = get_fcntl()(fd, F_GETFL);
 
-	if (!(flags & MAP_ANONYMOUS) && !LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF) {
-		map = emulated_mmap(addr, len, prot, flags, fd, off, &handled);
-		if (handled)
-			return map;
-	}
-	return get_mmap()(addr, len, prot, flags, fd, off);
+	if (fl >= 0 && ((fl & O_ACCMODE) == O_WRONLY ||
+			((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE) &&
+			 (fl & O_ACCMODE) != O_RDWR)))
+		errno = EACCES;
+	else
+		errno = ENODEV;
+	return MAP_FAILED;
 }
 
-EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
-{
-	bool handled;
-	void *map;
-
-	if (!(flags & MAP_ANONYMOUS) && !LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF) {
-		map = emulated_mmap(addr, len, prot, flags, fd, off, &handled);
-		if (handled)
-			return map;
+#define MMAP_WRAPPER(name, type)                                               \
+	EXPORT void *name(void *addr, size_t len, int prot, int flags, int fd, type off) \
+	{                                                                      \
+		enum dmb_uapi_kind k = DMB_UAPI_NONE;                          \
+		bool handled;                                                  \
+		void *map;                                                     \
+		if (!(flags & MAP_ANONYMOUS) && !LAYER_CALL())                 \
+			k = fd_kind(fd);                                       \
+		if (k == DMB_UAPI_HEAP || k == DMB_UAPI_UDMABUF)               \
+			return device_mmap(fd, prot, flags);                   \
+		if (k == DMB_UAPI_DMABUF) {                                    \
+			map = emulated_mmap(addr, len, prot, flags, fd, off, &handled); \
+			if (handled)                                           \
+				return map;                                    \
+		}                                                              \
+		return get_##name()(addr, len, prot, flags, fd, off);          \
 	}
-	return get_mmap64()(addr, len, prot, flags, fd, off);
-}
+MMAP_WRAPPER(mmap, off_t)
+MMAP_WRAPPER(mmap64, off64_t)
 
 /* dma_buf_fops has no read, write or truncation. */
 static bool refused(int fd)
@@ -792,10 +897,13 @@ static bool refused_rw(int fd, bool writing)
 }
 
 /* A dma-buf's file is no seekable one (no FMODE_PREAD / FMODE_PWRITE): the
- * positioned calls are ESPIPE before anything else is looked at. */
+ * positioned calls are ESPIPE once the position is valid. */
 static bool refused_positioned(int fd, off64_t pos)
 {
-	if (fd_kind(fd) != DMB_UAPI_DMABUF)
+	enum dmb_uapi_kind k = fd_kind(fd);
+
+	/* The heap's file is nonseekable_open()ed: no FMODE_PREAD either. */
+	if (k != DMB_UAPI_DMABUF && k != DMB_UAPI_HEAP)
 		return false;
 	errno = pos < 0 ? EINVAL : ESPIPE;
 	return true;
@@ -980,8 +1088,10 @@ EXPORT int fstat(int fd, struct stat *st)
 {
 	int ret = get_fstat()(fd, st);
 
-	if (!ret && !LAYER_CALL())
+	if (!ret && !LAYER_CALL()) {
 		fix_size(fd, &st->st_size);
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	}
 	return ret;
 }
 
@@ -989,8 +1099,10 @@ EXPORT int fstat64(int fd, struct stat64 *st)
 {
 	int ret = get_fstat64()(fd, st);
 
-	if (!ret && !LAYER_CALL())
+	if (!ret && !LAYER_CALL()) {
 		fix_size(fd, &st->st_size);
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	}
 	return ret;
 }
 
@@ -998,8 +1110,10 @@ EXPORT int __fxstat(int ver, int fd, struct stat *st)
 {
 	int ret = get___fxstat()(ver, fd, st);
 
-	if (!ret && !LAYER_CALL())
+	if (!ret && !LAYER_CALL()) {
 		fix_size(fd, &st->st_size);
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	}
 	return ret;
 }
 
@@ -1007,8 +1121,10 @@ EXPORT int __fxstat64(int ver, int fd, struct stat64 *st)
 {
 	int ret = get___fxstat64()(ver, fd, st);
 
-	if (!ret && !LAYER_CALL())
+	if (!ret && !LAYER_CALL()) {
 		fix_size(fd, &st->st_size);
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	}
 	return ret;
 }
 
