@@ -192,7 +192,7 @@ void *dmb_uapi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 {
 	struct dmabuf_info info = { .struct_size = sizeof(info) };
 	struct dmabuf *buf;
-	struct stat st;
+	struct stat st = { 0 };
 	uint64_t pages;
 	void *map;
 	int ret, fl;
@@ -214,7 +214,11 @@ void *dmb_uapi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 		   (fl & O_ACCMODE) == O_RDONLY) {
 		/* do_mmap(): a shared writable mapping of a read-only file. */
 		map = (void *)(intptr_t)-EACCES;
-	} else if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < info.size) {
+	} else if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < info.size &&
+		   (flags & MAP_TYPE) != MAP_SHARED && (flags & MAP_TYPE) != MAP_SHARED_VALIDATE) {
+		/* mmap_udmabuf(): only shared mappings. */
+		map = (void *)(intptr_t)-EINVAL;
+	} else if (st.st_ino && (uint64_t)st.st_size < info.size) {
 		/* A udmabuf's file is a handle: its pages are the caller's
 		 * memfds, which the library stitches together. */
 		ret = dmabuf_mmap(buf, (uint64_t)off, len, prot, &map);

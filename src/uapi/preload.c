@@ -133,6 +133,7 @@ REAL(fsync, int, int)
 REAL(fdatasync, int, int)
 REAL(fcntl, int, int, int, ...)
 REAL(fcntl64, int, int, int, ...)
+REAL(mremap, void *, void *, size_t, size_t, int, ...)
 REAL(ftruncate, int, int, off_t)
 REAL(ftruncate64, int, int, off64_t)
 REAL(fstat, int, int, struct stat *)
@@ -869,6 +870,45 @@ static void *device_mmap(int fd, int prot, int flags)
 	}
 MMAP_WRAPPER(mmap, off_t)
 MMAP_WRAPPER(mmap64, off64_t)
+
+/* True if addr is in a mapping of a dma-buf's file (the buffer memfds are
+ * named "dmabuf:..."), from /proc/self/maps. */
+static bool in_dmabuf_mapping(uintptr_t addr)
+{
+	char line[512];
+	bool found = false;
+	FILE *fp = get_fopen()("/proc/self/maps", "re");
+
+	if (!fp)
+		return false;
+	while (!found && fgets(line, sizeof(line), fp)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && addr >= lo && addr < hi)
+			found = strstr(line, "/memfd:dmabuf:") != NULL;
+	}
+	fclose(fp);
+	return found;
+}
+
+/* dma_buf_mmap_internal() sets VM_DONTEXPAND: vma_to_resize() refuses to
+ * grow the mapping with EFAULT. Shrinking and moving are the real call's. */
+EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+	va_list ap;
+	void *new_addr;
+
+	va_start(ap, flags);
+	new_addr = flags & MREMAP_FIXED ? va_arg(ap, void *) : NULL;
+	va_end(ap);
+	if (new_len > old_len && !((uintptr_t)old & (DMB_UAPI_PAGE - 1)) && !LAYER_CALL() &&
+	    atomic_load_explicit(&active, memory_order_relaxed) &&
+	    in_dmabuf_mapping((uintptr_t)old)) {
+		errno = EFAULT;
+		return MAP_FAILED;
+	}
+	return get_mremap()(old, old_len, new_len, flags, new_addr);
+}
 
 /* dma_buf_fops has no read, write or truncation. */
 static bool refused(int fd)
