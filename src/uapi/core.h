@@ -17,6 +17,10 @@ struct dmabuf_timeline;
 
 #define DMB_UAPI_PAGE 4096ull
 
+/* The kernel's O_LARGEFILE (asm-generic/fcntl.h): glibc's is 0 on 64-bit
+ * targets, the flag the kernel reports in fdinfo and F_GETFL is not. */
+#define DMB_UAPI_O_LARGEFILE 0100000ul
+
 /* The process's context: made at the first open of an emulated path, made
  * anew in a forked child. NULL (errno set) if it cannot be made. */
 struct dmabuf_ctx *dmb_uapi_ctx(void);

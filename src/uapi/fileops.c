@@ -192,7 +192,7 @@ void *dmb_uapi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 {
 	struct dmabuf_info info = { .struct_size = sizeof(info) };
 	struct dmabuf *buf;
-	struct stat st;
+	struct stat st = { 0 };
 	uint64_t pages;
 	void *map;
 	int ret, fl;
@@ -214,7 +214,11 @@ void *dmb_uapi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 		   (fl & O_ACCMODE) == O_RDONLY) {
 		/* do_mmap(): a shared writable mapping of a read-only file. */
 		map = (void *)(intptr_t)-EACCES;
-	} else if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < info.size) {
+	} else if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < info.size &&
+		   (flags & MAP_TYPE) != MAP_SHARED && (flags & MAP_TYPE) != MAP_SHARED_VALIDATE) {
+		/* mmap_udmabuf(): only shared mappings. */
+		map = (void *)(intptr_t)-EINVAL;
+	} else if (st.st_ino && (uint64_t)st.st_size < info.size) {
 		/* A udmabuf's file is a handle: its pages are the caller's
 		 * memfds, which the library stitches together. */
 		ret = dmabuf_mmap(buf, (uint64_t)off, len, prot, &map);
@@ -360,6 +364,16 @@ int dmb_uapi_fdinfo(int fd, char *out, size_t size)
 	while (n + 1 < size && fgets(out + n, (int)(size - n), fp)) {
 		if (!strncmp(out + n, "lock:", 5)) /* the layer's bookkeeping */
 			continue;
+		if (!strncmp(out + n, "flags:", 6)) {
+			/* A dma-buf's file is made by alloc_file_pseudo() without
+			 * O_LARGEFILE; the memfd behind it has it. */
+			unsigned long fl = strtoul(out + n + 6, NULL, 8) & ~DMB_UAPI_O_LARGEFILE;
+			int w = snprintf(out + n, size - n, "flags:\t0%lo\n", fl);
+
+			if (w > 0 && (size_t)w < size - n)
+				n += (size_t)w;
+			continue;
+		}
 		n += strlen(out + n);
 	}
 	fclose(fp);
@@ -374,7 +388,9 @@ int dmb_uapi_fdinfo(int fd, char *out, size_t size)
 		      /* The contiguous heap exports under its configured name. */
 		      strcmp(info.exp_name, "cma") ? info.exp_name
 						   : dmb_uapi_config()->cma_heap);
-	if (info.name[0])
+	/* dma_buf_show_fdinfo(): a "name:" line once any name was set, the
+	 * empty one included. */
+	if (info.name_set)
 		n += snprintf(out + n, size > n ? size - n : 0, "name:\t%s\n", info.name);
 	return n >= size ? -ENOSPC : (int)n;
 }

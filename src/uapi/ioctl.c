@@ -246,9 +246,14 @@ static long dmabuf_sync(struct dmb_uapi_io *io, int fd, uint64_t uarg)
 	ret = sync.flags & DMA_BUF_SYNC_END ? dmabuf_end_cpu_access(buf, dir)
 					    : dmabuf_begin_cpu_access(buf, dir);
 	/* The heaps' end_cpu_access never fails, with or without a START
-	 * before it; the library's bookkeeping is stricter. */
-	if (ret == -EINVAL && (sync.flags & DMA_BUF_SYNC_END))
-		ret = 0;
+	 * before it; the library's bookkeeping may be stricter. A udmabuf's
+	 * -EINVAL before its first START is end_cpu_udmabuf()'s own. */
+	if (ret == -EINVAL && (sync.flags & DMA_BUF_SYNC_END)) {
+		struct dmabuf_info info = { .struct_size = sizeof(info) };
+
+		if (dmabuf_get_info(buf, &info) || strcmp(info.exp_name, "udmabuf"))
+			ret = 0;
+	}
 	dmabuf_put(buf);
 	return ret;
 }

@@ -5,7 +5,9 @@
  * the call is the emulation's; everything else goes to the next definition
  * (RTLD_NEXT) at once:
  * - paths: a prefix test on the string, no syscall;
- * - ioctls: the number's type byte, no syscall, then one fstat;
+ * - ioctls: the number's type byte, no syscall, then one fstat; other
+ *   numbers (not the VFS's own) one fstat once the process has an
+ *   emulated object, as the heap, udmabuf and dma-buf drivers see them;
  * - other calls on fds (read, write, lseek, mmap, fstat, poll, select,
  *   close): only
  *   once the process has an emulated object (it opened an emulated path,
@@ -31,12 +33,15 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <linux/dma-buf.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 
 #include <dmabuf.h>
 
@@ -110,6 +115,25 @@ REAL(mmap, void *, void *, size_t, int, int, int, off_t)
 REAL(mmap64, void *, void *, size_t, int, int, int, off64_t)
 REAL(read, ssize_t, int, void *, size_t)
 REAL(write, ssize_t, int, const void *, size_t)
+REAL(pread, ssize_t, int, void *, size_t, off_t)
+REAL(pread64, ssize_t, int, void *, size_t, off64_t)
+REAL(pwrite, ssize_t, int, const void *, size_t, off_t)
+REAL(pwrite64, ssize_t, int, const void *, size_t, off64_t)
+REAL(readv, ssize_t, int, const struct iovec *, int)
+REAL(writev, ssize_t, int, const struct iovec *, int)
+REAL(preadv, ssize_t, int, const struct iovec *, int, off_t)
+REAL(preadv64, ssize_t, int, const struct iovec *, int, off64_t)
+REAL(pwritev, ssize_t, int, const struct iovec *, int, off_t)
+REAL(pwritev64, ssize_t, int, const struct iovec *, int, off64_t)
+REAL(fallocate, int, int, int, off_t, off_t)
+REAL(fallocate64, int, int, int, off64_t, off64_t)
+REAL(posix_fallocate, int, int, off_t, off_t)
+REAL(posix_fallocate64, int, int, off64_t, off64_t)
+REAL(fsync, int, int)
+REAL(fdatasync, int, int)
+REAL(fcntl, int, int, int, ...)
+REAL(fcntl64, int, int, int, ...)
+REAL(mremap, void *, void *, size_t, size_t, int, ...)
 REAL(ftruncate, int, int, off_t)
 REAL(ftruncate64, int, int, off64_t)
 REAL(fstat, int, int, struct stat *)
@@ -464,6 +488,22 @@ static const char *redirect(const char *path, char *buf, size_t size)
 	return buf;
 }
 
+/* The heap and udmabuf nodes are files of the emulated tree; the kernel's
+ * are character devices (dma_heap_init()'s class, the misc device). */
+static bool is_device_node(dev_t dev, ino_t ino)
+{
+	struct stat st = { .st_dev = dev, .st_ino = ino };
+	enum dmb_uapi_kind k = dmb_uapi_tree_kind(&st, NULL);
+
+	return k == DMB_UAPI_HEAP || k == DMB_UAPI_UDMABUF;
+}
+
+#define DEV_MODE(dev, ino, mode)                                               \
+	do {                                                                   \
+		if (is_device_node((dev), (ino)))                              \
+			(mode) = (__typeof__(mode))(S_IFCHR | ((mode) & 07777)); \
+	} while (0)
+
 #define PATHBUF char rbuf[512]
 #define R(p) redirect((p), rbuf, sizeof(rbuf))
 
@@ -476,79 +516,144 @@ EXPORT DIR *opendir(const char *path)
 EXPORT int stat(const char *path, struct stat *st)
 {
 	PATHBUF;
-	return get_stat()(R(path), st);
+	const char *rp = R(path);
+	int ret = get_stat()(rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int stat64(const char *path, struct stat64 *st)
 {
 	PATHBUF;
-	return get_stat64()(R(path), st);
+	const char *rp = R(path);
+	int ret = get_stat64()(rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int lstat(const char *path, struct stat *st)
 {
 	PATHBUF;
-	return get_lstat()(R(path), st);
+	const char *rp = R(path);
+	int ret = get_lstat()(rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int lstat64(const char *path, struct stat64 *st)
 {
 	PATHBUF;
-	return get_lstat64()(R(path), st);
+	const char *rp = R(path);
+	int ret = get_lstat64()(rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int fstatat(int dirfd, const char *path, struct stat *st, int flags)
 {
 	PATHBUF;
-	return get_fstatat()(dirfd, R(path), st, flags);
+	const char *rp = R(path);
+	int ret = get_fstatat()(dirfd, rp, st, flags);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
 {
 	PATHBUF;
-	return get_fstatat64()(dirfd, R(path), st, flags);
+	const char *rp = R(path);
+	int ret = get_fstatat64()(dirfd, rp, st, flags);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int __xstat(int ver, const char *path, struct stat *st)
 {
 	PATHBUF;
-	return get___xstat()(ver, R(path), st);
+	const char *rp = R(path);
+	int ret = get___xstat()(ver, rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int __xstat64(int ver, const char *path, struct stat64 *st)
 {
 	PATHBUF;
-	return get___xstat64()(ver, R(path), st);
+	const char *rp = R(path);
+	int ret = get___xstat64()(ver, rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int __lxstat(int ver, const char *path, struct stat *st)
 {
 	PATHBUF;
-	return get___lxstat()(ver, R(path), st);
+	const char *rp = R(path);
+	int ret = get___lxstat()(ver, rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int __lxstat64(int ver, const char *path, struct stat64 *st)
 {
 	PATHBUF;
-	return get___lxstat64()(ver, R(path), st);
+	const char *rp = R(path);
+	int ret = get___lxstat64()(ver, rp, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
 {
 	PATHBUF;
-	return get___fxstatat()(ver, dirfd, R(path), st, flags);
+	const char *rp = R(path);
+	int ret = get___fxstatat()(ver, dirfd, rp, st, flags);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags)
 {
 	PATHBUF;
-	return get___fxstatat64()(ver, dirfd, R(path), st, flags);
+	const char *rp = R(path);
+	int ret = get___fxstatat64()(ver, dirfd, rp, st, flags);
+
+	if (!ret && rp != path)
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	return ret;
 }
 
 EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *st)
 {
 	PATHBUF;
-	return get_statx()(dirfd, R(path), flags, mask, st);
+	const char *rp = R(path);
+	int ret = get_statx()(dirfd, rp, flags, mask, st);
+
+	if (!ret && rp != path)
+		DEV_MODE(makedev(st->stx_dev_major, st->stx_dev_minor), st->stx_ino, st->stx_mode);
+	return ret;
 }
 
 EXPORT int access(const char *path, int mode)
@@ -590,6 +695,33 @@ static long emulated_ioctl(int fd, enum dmb_uapi_kind kind, unsigned long cmd, v
 	return ret;
 }
 
+/* The commands do_vfs_ioctl() answers itself for any file (FIONREAD and
+ * FIOQSIZE only for regular files, which no emulated file is): they go to
+ * the real file. */
+static bool vfs_generic_ioctl(unsigned long cmd)
+{
+	switch (cmd) {
+	case FIOCLEX:
+	case FIONCLEX:
+	case FIONBIO:
+	case FIOASYNC:
+	case FIFREEZE:
+	case FITHAW:
+	case FS_IOC_FIEMAP:
+	case FIGETBSZ:
+	case FICLONE:
+	case FICLONERANGE:
+	case FIDEDUPERANGE:
+	case FS_IOC_GETFLAGS:
+	case FS_IOC_SETFLAGS:
+	case FS_IOC_FSGETXATTR:
+	case FS_IOC_FSSETXATTR:
+		return true;
+	default:
+		return false;
+	}
+}
+
 static int program_ioctl(int fd, unsigned long cmd, void *arg)
 {
 	enum dmb_uapi_kind kind;
@@ -597,6 +729,15 @@ static int program_ioctl(int fd, unsigned long cmd, void *arg)
 	if (dmb_uapi_ioctl_maybe_ours(cmd)) {
 		kind = dmb_uapi_classify(fd);
 		if (kind != DMB_UAPI_NONE && kind != DMB_UAPI_DIR)
+			return (int)emulated_ioctl(fd, kind, cmd, arg);
+	} else if (atomic_load_explicit(&active, memory_order_relaxed) &&
+		   !vfs_generic_ioctl(cmd)) {
+		/* Other numbers reach the driver too: dma_heap_ioctl() looks
+		 * only at _IOC_NR, dma_buf_ioctl() and udmabuf_ioctl() answer
+		 * -ENOTTY (FIONREAD included: their inodes are no regular
+		 * files). One fstat, once the process has emulated objects. */
+		kind = dmb_uapi_classify(fd);
+		if (kind == DMB_UAPI_HEAP || kind == DMB_UAPI_DMABUF || kind == DMB_UAPI_UDMABUF)
 			return (int)emulated_ioctl(fd, kind, cmd, arg);
 	}
 	return get_ioctl()(fd, cmd, arg);
@@ -645,17 +786,31 @@ static int64_t dmabuf_lseek(int fd, int64_t off, int whence)
 	return size;
 }
 
+/* dma_heap_open() makes the file nonseekable: no FMODE_LSEEK. */
+static int64_t emulated_lseek(int fd, enum dmb_uapi_kind k, int64_t off, int whence)
+{
+	if (k == DMB_UAPI_HEAP) {
+		errno = ESPIPE;
+		return -1;
+	}
+	return dmabuf_lseek(fd, off, whence);
+}
+
 EXPORT off_t lseek(int fd, off_t off, int whence)
 {
-	if (!LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF)
-		return dmabuf_lseek(fd, off, whence);
+	enum dmb_uapi_kind k = LAYER_CALL() ? DMB_UAPI_NONE : fd_kind(fd);
+
+	if (k == DMB_UAPI_DMABUF || k == DMB_UAPI_HEAP)
+		return emulated_lseek(fd, k, off, whence);
 	return get_lseek()(fd, off, whence);
 }
 
 EXPORT off64_t lseek64(int fd, off64_t off, int whence)
 {
-	if (!LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF)
-		return dmabuf_lseek(fd, off, whence);
+	enum dmb_uapi_kind k = LAYER_CALL() ? DMB_UAPI_NONE : fd_kind(fd);
+
+	if (k == DMB_UAPI_DMABUF || k == DMB_UAPI_HEAP)
+		return emulated_lseek(fd, k, off, whence);
 	return get_lseek64()(fd, off, whence);
 }
 
@@ -681,30 +836,78 @@ static void *emulated_mmap(void *addr, size_t len, int prot, int flags, int fd, 
 	return map;
 }
 
-EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+/* do_mmap() on the heap or udmabuf device: the access checks, then no
+ * ->mmap in their file_operations is ENODEV. */
+static void *device_mmap(int fd, int prot, int flags)
 {
-	bool handled;
-	void *map;
+	int fl = get_fcntl()(fd, F_GETFL);
 
-	if (!(flags & MAP_ANONYMOUS) && !LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF) {
-		map = emulated_mmap(addr, len, prot, flags, fd, off, &handled);
-		if (handled)
-			return map;
-	}
-	return get_mmap()(addr, len, prot, flags, fd, off);
+	if (fl >= 0 && ((fl & O_ACCMODE) == O_WRONLY ||
+			((flags & MAP_TYPE) == MAP_SHARED && (prot & PROT_WRITE) &&
+			 (fl & O_ACCMODE) != O_RDWR)))
+		errno = EACCES;
+	else
+		errno = ENODEV;
+	return MAP_FAILED;
 }
 
-EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
-{
-	bool handled;
-	void *map;
-
-	if (!(flags & MAP_ANONYMOUS) && !LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF) {
-		map = emulated_mmap(addr, len, prot, flags, fd, off, &handled);
-		if (handled)
-			return map;
+#define MMAP_WRAPPER(name, type)                                               \
+	EXPORT void *name(void *addr, size_t len, int prot, int flags, int fd, type off) \
+	{                                                                      \
+		enum dmb_uapi_kind k = DMB_UAPI_NONE;                          \
+		bool handled;                                                  \
+		void *map;                                                     \
+		if (!(flags & MAP_ANONYMOUS) && !LAYER_CALL())                 \
+			k = fd_kind(fd);                                       \
+		if (k == DMB_UAPI_HEAP || k == DMB_UAPI_UDMABUF)               \
+			return device_mmap(fd, prot, flags);                   \
+		if (k == DMB_UAPI_DMABUF) {                                    \
+			map = emulated_mmap(addr, len, prot, flags, fd, off, &handled); \
+			if (handled)                                           \
+				return map;                                    \
+		}                                                              \
+		return get_##name()(addr, len, prot, flags, fd, off);          \
 	}
-	return get_mmap64()(addr, len, prot, flags, fd, off);
+MMAP_WRAPPER(mmap, off_t)
+MMAP_WRAPPER(mmap64, off64_t)
+
+/* True if addr is in a mapping of a dma-buf's file (the buffer memfds are
+ * named "dmabuf:..."), from /proc/self/maps. */
+static bool in_dmabuf_mapping(uintptr_t addr)
+{
+	char line[512];
+	bool found = false;
+	FILE *fp = get_fopen()("/proc/self/maps", "re");
+
+	if (!fp)
+		return false;
+	while (!found && fgets(line, sizeof(line), fp)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && addr >= lo && addr < hi)
+			found = strstr(line, "/memfd:dmabuf:") != NULL;
+	}
+	fclose(fp);
+	return found;
+}
+
+/* dma_buf_mmap_internal() sets VM_DONTEXPAND: vma_to_resize() refuses to
+ * grow the mapping with EFAULT. Shrinking and moving are the real call's. */
+EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+	va_list ap;
+	void *new_addr;
+
+	va_start(ap, flags);
+	new_addr = flags & MREMAP_FIXED ? va_arg(ap, void *) : NULL;
+	va_end(ap);
+	if (new_len > old_len && !((uintptr_t)old & (DMB_UAPI_PAGE - 1)) && !LAYER_CALL() &&
+	    atomic_load_explicit(&active, memory_order_relaxed) &&
+	    in_dmabuf_mapping((uintptr_t)old)) {
+		errno = EFAULT;
+		return MAP_FAILED;
+	}
+	return get_mremap()(old, old_len, new_len, flags, new_addr);
 }
 
 /* dma_buf_fops has no read, write or truncation. */
@@ -719,18 +922,183 @@ static bool refused(int fd)
 	return true;
 }
 
+/* vfs_read()/vfs_write(): a file not open for the direction is EBADF before
+ * the missing operation is EINVAL. */
+static bool refused_rw(int fd, bool writing)
+{
+	int fl;
+
+	if (!refused(fd))
+		return false;
+	fl = get_fcntl()(fd, F_GETFL);
+	if (fl >= 0 && (fl & O_ACCMODE) == (writing ? O_RDONLY : O_WRONLY))
+		errno = EBADF;
+	return true;
+}
+
+/* A dma-buf's file is no seekable one (no FMODE_PREAD / FMODE_PWRITE): the
+ * positioned calls are ESPIPE once the position is valid. */
+static bool refused_positioned(int fd, off64_t pos)
+{
+	enum dmb_uapi_kind k = fd_kind(fd);
+
+	/* The heap's file is nonseekable_open()ed: no FMODE_PREAD either. */
+	if (k != DMB_UAPI_DMABUF && k != DMB_UAPI_HEAP)
+		return false;
+	errno = pos < 0 ? EINVAL : ESPIPE;
+	return true;
+}
+
 EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
-	if (!LAYER_CALL() && refused(fd))
+	if (!LAYER_CALL() && refused_rw(fd, false))
 		return -1;
 	return get_read()(fd, buf, n);
 }
 
 EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
-	if (!LAYER_CALL() && refused(fd))
+	if (!LAYER_CALL() && refused_rw(fd, true))
 		return -1;
 	return get_write()(fd, buf, n);
+}
+
+EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
+{
+	if (!LAYER_CALL() && refused_rw(fd, false))
+		return -1;
+	return get_readv()(fd, iov, n);
+}
+
+EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
+{
+	if (!LAYER_CALL() && refused_rw(fd, true))
+		return -1;
+	return get_writev()(fd, iov, n);
+}
+
+#define POSITIONED(name, type, buft)                                           \
+	EXPORT ssize_t name(int fd, buft buf, size_t n, type pos)             \
+	{                                                                      \
+		if (!LAYER_CALL() && refused_positioned(fd, pos))              \
+			return -1;                                             \
+		return get_##name()(fd, buf, n, pos);                          \
+	}
+POSITIONED(pread, off_t, void *)
+POSITIONED(pread64, off64_t, void *)
+POSITIONED(pwrite, off_t, const void *)
+POSITIONED(pwrite64, off64_t, const void *)
+
+#define POSITIONED_V(name, type)                                               \
+	EXPORT ssize_t name(int fd, const struct iovec *iov, int n, type pos) \
+	{                                                                      \
+		if (!LAYER_CALL() && refused_positioned(fd, pos))              \
+			return -1;                                             \
+		return get_##name()(fd, iov, n, pos);                          \
+	}
+POSITIONED_V(preadv, off_t)
+POSITIONED_V(preadv64, off64_t)
+POSITIONED_V(pwritev, off_t)
+POSITIONED_V(pwritev64, off64_t)
+
+/* vfs_fallocate(): a file not open for writing is EBADF, then an inode
+ * that is neither regular nor a block device is ENODEV (a dma-buf's anon
+ * inode has no type bits). Returns the errno, 0 if the call is not ours. */
+static int fallocate_errno(int fd, int64_t off, int64_t len)
+{
+	int fl;
+
+	if (fd_kind(fd) != DMB_UAPI_DMABUF)
+		return 0;
+	if (off < 0 || len <= 0)
+		return EINVAL;
+	fl = get_fcntl()(fd, F_GETFL);
+	if (fl >= 0 && (fl & O_ACCMODE) == O_RDONLY)
+		return EBADF;
+	return ENODEV;
+}
+
+#define FALLOCATE(name, type)                                                  \
+	EXPORT int name(int fd, int mode, type off, type len)                  \
+	{                                                                      \
+		int e = LAYER_CALL() ? 0 : fallocate_errno(fd, off, len);      \
+		if (e) {                                                       \
+			errno = e;                                             \
+			return -1;                                             \
+		}                                                              \
+		return get_##name()(fd, mode, off, len);                       \
+	}
+FALLOCATE(fallocate, off_t)
+FALLOCATE(fallocate64, off64_t)
+
+/* posix_fallocate() returns the error instead of setting errno. */
+#define POSIX_FALLOCATE(name, type)                                            \
+	EXPORT int name(int fd, type off, type len)                            \
+	{                                                                      \
+		int e = LAYER_CALL() ? 0 : fallocate_errno(fd, off, len);      \
+		return e ? e : get_##name()(fd, off, len);                     \
+	}
+POSIX_FALLOCATE(posix_fallocate, off_t)
+POSIX_FALLOCATE(posix_fallocate64, off64_t)
+
+/* vfs_fsync_range(): dma_buf_fops has no fsync. */
+EXPORT int fsync(int fd)
+{
+	if (!LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF) {
+		errno = EINVAL;
+		return -1;
+	}
+	return get_fsync()(fd);
+}
+
+EXPORT int fdatasync(int fd)
+{
+	if (!LAYER_CALL() && fd_kind(fd) == DMB_UAPI_DMABUF) {
+		errno = EINVAL;
+		return -1;
+	}
+	return get_fdatasync()(fd);
+}
+
+/* memfd_fcntl(): seals exist only on shmem and hugetlbfs files, which a
+ * dma-buf's is not; the other commands are the real file's. */
+static int program_fcntl(int (*real)(int, int, ...), bool layer, int fd, int cmd, void *arg)
+{
+	if ((cmd == F_ADD_SEALS || cmd == F_GET_SEALS) && !layer &&
+	    fd_kind(fd) == DMB_UAPI_DMABUF) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (cmd == F_GETFL && !layer && fd_kind(fd) == DMB_UAPI_DMABUF) {
+		/* alloc_file_pseudo() gives a dma-buf no O_LARGEFILE. */
+		int fl = real(fd, cmd, arg);
+
+		return fl < 0 ? fl : fl & ~(int)DMB_UAPI_O_LARGEFILE;
+	}
+	return real(fd, cmd, arg);
+}
+
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return program_fcntl(get_fcntl(), LAYER_CALL(), fd, cmd, arg);
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	return program_fcntl(get_fcntl64() ? get_fcntl64() : get_fcntl(), LAYER_CALL(), fd,
+			     cmd, arg);
 }
 
 EXPORT int ftruncate(int fd, off_t len)
@@ -760,8 +1128,10 @@ EXPORT int fstat(int fd, struct stat *st)
 {
 	int ret = get_fstat()(fd, st);
 
-	if (!ret && !LAYER_CALL())
+	if (!ret && !LAYER_CALL()) {
 		fix_size(fd, &st->st_size);
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	}
 	return ret;
 }
 
@@ -769,8 +1139,10 @@ EXPORT int fstat64(int fd, struct stat64 *st)
 {
 	int ret = get_fstat64()(fd, st);
 
-	if (!ret && !LAYER_CALL())
+	if (!ret && !LAYER_CALL()) {
 		fix_size(fd, &st->st_size);
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	}
 	return ret;
 }
 
@@ -778,8 +1150,10 @@ EXPORT int __fxstat(int ver, int fd, struct stat *st)
 {
 	int ret = get___fxstat()(ver, fd, st);
 
-	if (!ret && !LAYER_CALL())
+	if (!ret && !LAYER_CALL()) {
 		fix_size(fd, &st->st_size);
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	}
 	return ret;
 }
 
@@ -787,8 +1161,10 @@ EXPORT int __fxstat64(int ver, int fd, struct stat64 *st)
 {
 	int ret = get___fxstat64()(ver, fd, st);
 
-	if (!ret && !LAYER_CALL())
+	if (!ret && !LAYER_CALL()) {
 		fix_size(fd, &st->st_size);
+		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
+	}
 	return ret;
 }
 

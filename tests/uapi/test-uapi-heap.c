@@ -6,7 +6,10 @@
 #include <dirent.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 
 #include "uapi-common.h"
@@ -204,6 +207,70 @@ static void dmabuf_file_ops(void **state)
 	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, ro, 0);
 	assert_true(p != MAP_FAILED);
 	munmap(p, 4096);
+	close(ro);
+	close(fd);
+	close(heap);
+}
+
+/* The calls conformance does not make: the vector and positioned variants,
+ * posix_fallocate, F_GETFL, mremap, and the heap device's own file. */
+static void dmabuf_file_ops_more(void **state)
+{
+	int heap = uapi_open_heap("system");
+	int fd = uapi_heap_alloc(heap, 2 * 4096, O_RDWR | O_CLOEXEC);
+	int ro = uapi_heap_alloc(heap, 4096, O_RDONLY | O_CLOEXEC);
+	char byte = 0x5a;
+	struct iovec iov = { &byte, 1 };
+	struct stat st;
+	unsigned char *p;
+
+	(void)state;
+	assert_true(fd >= 0 && ro >= 0);
+	/* No FMODE_PREAD/PWRITE: ESPIPE, a negative position EINVAL first. */
+	assert_int_equal(preadv(fd, &iov, 1, 0), -1);
+	assert_int_equal(errno, ESPIPE);
+	assert_int_equal(pwritev(fd, &iov, 1, 0), -1);
+	assert_int_equal(errno, ESPIPE);
+	assert_int_equal(pread(fd, &byte, 1, -1), -1);
+	assert_int_equal(errno, EINVAL);
+	/* vfs_write(): not open for writing is EBADF, else no ->write EINVAL. */
+	assert_int_equal(writev(fd, &iov, 1), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(writev(ro, &iov, 1), -1);
+	assert_int_equal(errno, EBADF);
+	/* vfs_fallocate(): EBADF on a read-only file, else ENODEV. */
+	assert_int_equal(posix_fallocate(fd, 0, 4096), ENODEV);
+	assert_int_equal(posix_fallocate(ro, 0, 4096), EBADF);
+	assert_int_equal(fallocate(fd, 0, -1, 4096), -1);
+	assert_int_equal(errno, EINVAL);
+	/* pwrite() wrote nothing: the buffer is still zero. */
+	assert_int_equal(pwrite(fd, &byte, 1, 0), -1);
+	p = mmap(NULL, 2 * 4096, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(p != MAP_FAILED);
+	assert_int_equal(p[0], 0);
+	/* VM_DONTEXPAND: no growing, shrinking works. */
+	assert_true(mremap(p, 2 * 4096, 3 * 4096, MREMAP_MAYMOVE) == MAP_FAILED);
+	assert_int_equal(errno, EFAULT);
+	assert_true(mremap(p, 2 * 4096, 4096, 0) == p);
+	munmap(p, 4096);
+	/* The file has no O_LARGEFILE. */
+	assert_int_equal(fcntl(fd, F_GETFL), O_RDWR);
+	/* The heap device: a character device, nonseekable, no mmap. */
+	assert_int_equal(fstat(heap, &st), 0);
+	assert_true(S_ISCHR(st.st_mode));
+	assert_int_equal(lseek(heap, 0, SEEK_SET), -1);
+	assert_int_equal(errno, ESPIPE);
+	assert_int_equal(pread(heap, &byte, 1, 0), -1);
+	assert_int_equal(errno, ESPIPE);
+	assert_true(mmap(NULL, 4096, PROT_READ, MAP_SHARED, heap, 0) == MAP_FAILED);
+	assert_int_equal(errno, ENODEV);
+	/* Ioctls of other types reach the drivers. */
+	assert_int_equal(ioctl(fd, FIONREAD, &st), -1);
+	assert_int_equal(errno, ENOTTY);
+	assert_int_equal(ioctl(heap, FIONREAD, &st), -1);
+	assert_int_equal(errno, EINVAL);
+	/* ...but FIOCLEX is the VFS's. */
+	assert_int_equal(ioctl(heap, FIOCLEX), 0);
 	close(ro);
 	close(fd);
 	close(heap);
@@ -468,6 +535,7 @@ int main(int argc, char **argv)
 		harness_test(alloc_struct_sizes),
 		harness_test(alloc_efault),
 		harness_test(dmabuf_file_ops),
+		harness_test(dmabuf_file_ops_more),
 		harness_test(dmabuf_ioctl_errors),
 		harness_test(fdinfo_fields),
 		harness_test(dup_family),
