@@ -70,6 +70,16 @@ bool dmb_uapi_close_matters(void);
 void dmb_uapi_sync_name_set(int fd, const char *name);
 int dmb_uapi_sync_name_get(int fd, char *name, size_t size);
 
+/* Small per-process number of a fence context, for default sync-file names
+ * (the core's contexts are random 64-bit values). */
+unsigned long long dmb_uapi_context_number(uint64_t context);
+
+/* sw_sync point deadlines (SYNC_IOC_SET_DEADLINE, SW_SYNC_GET_DEADLINE), by
+ * the point's context and seqno: set keeps the earliest; get is -ENOENT
+ * when none was set. */
+void dmb_uapi_deadline_set(uint64_t context, uint64_t seqno, uint64_t ns);
+int dmb_uapi_deadline_get(uint64_t context, uint64_t seqno, uint64_t *ns);
+
 /* Leak tracking (leaks.c): remember where an fd's file was made. */
 void dmb_uapi_leak_note(int fd, const char *what);
 

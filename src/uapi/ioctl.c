@@ -43,8 +43,8 @@ struct dmb_sw_sync_create_fence_data {
 };
 struct dmb_sw_sync_get_deadline {
 	__u64 deadline_ns;
-	__u32 fence_fd;
 	__u32 pad;
+	__s32 fence_fd;
 };
 #define DMB_SW_SYNC_IOC_CREATE_FENCE _IOWR('W', 0, struct dmb_sw_sync_create_fence_data)
 #define DMB_SW_SYNC_IOC_INC _IOW('W', 1, __u32)
@@ -444,7 +444,7 @@ static long sync_info(struct dmb_uapi_io *io, int fd, uint64_t uarg)
 
 		/* sync_file_get_name()'s default form, truncated as strscpy. */
 		snprintf(def, sizeof(def), "%s-%s%llu-%llu", fi[0].driver_name,
-			 fi[0].obj_name, (unsigned long long)fi[0].context,
+			 fi[0].obj_name, dmb_uapi_context_number(fi[0].context),
 			 (unsigned long long)fi[0].seqno);
 		memcpy(info.name, def, strnlen(def, sizeof(info.name) - 1));
 	}
@@ -455,6 +455,37 @@ done:
 	free(fi);
 	free(out);
 	return ret;
+}
+
+/* A sw_sync fence of the sync file fd, alone (not merged), or -EINVAL as
+ * dma_fence_to_sync_pt(). */
+static int sync_sw_point(int fd, struct dmabuf_sync_fence_info *fi)
+{
+	int n = dmabuf_sync_file_info(fd, NULL, fi, 1);
+
+	if (n != 1 || strcmp(fi->driver_name, "sw_sync"))
+		return -EINVAL;
+	return 0;
+}
+
+/* dma_fence_set_deadline() on each fence: only pending sw_sync points keep
+ * one (the other fences have no set_deadline op). */
+static void sync_set_deadline(int fd, uint64_t ns)
+{
+	struct dmabuf_sync_fence_info *fi;
+	int n, i;
+
+	n = dmabuf_sync_file_info(fd, NULL, NULL, 0);
+	if (n <= 0)
+		return;
+	fi = calloc(n, sizeof(*fi));
+	if (!fi)
+		return;
+	n = dmabuf_sync_file_info(fd, NULL, fi, n);
+	for (i = 0; i < n; i++)
+		if (!fi[i].status && !strcmp(fi[i].driver_name, "sw_sync"))
+			dmb_uapi_deadline_set(fi[i].context, fi[i].seqno, ns);
+	free(fi);
 }
 
 static long sync_file_ioctl(struct dmb_uapi_io *io, int fd, unsigned long cmd, uint64_t uarg)
@@ -469,7 +500,10 @@ static long sync_file_ioctl(struct dmb_uapi_io *io, int fd, unsigned long cmd, u
 	case SYNC_IOC_SET_DEADLINE:
 		if (io->copy_in(io, &ts, uarg, sizeof(ts)))
 			return -EFAULT;
-		return ts.pad ? -EINVAL : 0;
+		if (ts.pad)
+			return -EINVAL;
+		sync_set_deadline(fd, ts.deadline_ns);
+		return 0;
 	default:
 		/* Includes the legacy SYNC_IOC_FENCE_INFO numbers, which 6.12
 		 * no longer knows; libsync falls back on that answer. */
@@ -483,7 +517,9 @@ static long sw_sync_ioctl(struct dmb_uapi_io *io, int fd, unsigned long cmd, uin
 {
 	struct dmb_sw_sync_create_fence_data data;
 	struct dmb_sw_sync_get_deadline dl;
+	struct dmabuf_sync_fence_info pt;
 	struct dmabuf_timeline *tl;
+	uint64_t ns;
 	struct dmabuf_fence *f;
 	uint32_t value;
 	int ret, sfd;
@@ -525,13 +561,19 @@ static long sw_sync_ioctl(struct dmb_uapi_io *io, int fd, unsigned long cmd, uin
 			return -EFAULT;
 		if (dl.deadline_ns || dl.pad)
 			return -EINVAL;
-		sfd = io->get_fd(io, (int)dl.fence_fd);
+		sfd = io->get_fd(io, dl.fence_fd);
 		if (sfd < 0)
 			return -EINVAL;
-		ret = dmb_uapi_classify(sfd) == DMB_UAPI_SYNC_FILE ? -ENOENT : -EINVAL;
+		ret = dmb_uapi_classify(sfd) == DMB_UAPI_SYNC_FILE ? sync_sw_point(sfd, &pt)
+								   : -EINVAL;
 		close(sfd);
-		/* Deadlines are accepted and not kept: no point has one. */
-		return ret;
+		if (ret)
+			return ret;
+		ret = dmb_uapi_deadline_get(pt.context, pt.seqno, &ns);
+		if (ret)
+			return ret;
+		dl.deadline_ns = ns;
+		return io->copy_out(io, uarg, &dl, sizeof(dl)) ? -EFAULT : 0;
 	default:
 		return -ENOTTY;
 	}

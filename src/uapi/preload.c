@@ -922,6 +922,16 @@ static bool refused(int fd)
 	return true;
 }
 
+/* A sync file is O_RDONLY with no read: vfs_read() says EINVAL, vfs_write()
+ * EBADF (no FMODE_WRITE) before any SIGPIPE could arise. */
+static bool sync_file_refused(int fd, int err)
+{
+	if (fd_kind(fd) != DMB_UAPI_SYNC_FILE)
+		return false;
+	errno = err;
+	return true;
+}
+
 /* vfs_read()/vfs_write(): a file not open for the direction is EBADF before
  * the missing operation is EINVAL. */
 static bool refused_rw(int fd, bool writing)
@@ -951,6 +961,8 @@ static bool refused_positioned(int fd, off64_t pos)
 
 EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
+	if (!LAYER_CALL() && sync_file_refused(fd, EINVAL))
+		return -1;
 	if (!LAYER_CALL() && refused_rw(fd, false))
 		return -1;
 	return get_read()(fd, buf, n);
@@ -958,6 +970,8 @@ EXPORT ssize_t read(int fd, void *buf, size_t n)
 
 EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
+	if (!LAYER_CALL() && sync_file_refused(fd, EBADF))
+		return -1;
 	if (!LAYER_CALL() && refused_rw(fd, true))
 		return -1;
 	return get_write()(fd, buf, n);
@@ -1201,7 +1215,7 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 	}
 	for (i = 0; i < n; i++) {
 		kinds[i] = fds[i].fd >= 0 ? dmb_uapi_classify(fds[i].fd) : DMB_UAPI_NONE;
-		any |= kinds[i] == DMB_UAPI_DMABUF;
+		any |= kinds[i] == DMB_UAPI_DMABUF || kinds[i] == DMB_UAPI_SYNC_FILE;
 	}
 	if (!any) {
 		free(kinds);
@@ -1220,6 +1234,13 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 				fds[i].revents = dmb_uapi_poll_events(fds[i].fd, kinds[i],
 								      fds[i].events);
 				ready += fds[i].revents != 0;
+			} else if (kinds[i] == DMB_UAPI_SYNC_FILE) {
+				/* Only the socket's POLLIN (the record, or EOF) means
+				 * signalled; its POLLOUT and POLLHUP are not the
+				 * sync file's. */
+				copy[i].events = fds[i].events & POLLIN;
+				if (!copy[i].events)
+					copy[i].fd = -1;
 			}
 		}
 		slice = ready ? 0 : 1;
@@ -1231,10 +1252,15 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 			break;
 		}
 		for (i = 0; i < n; i++) {
-			if (kinds[i] != DMB_UAPI_DMABUF) {
+			if (kinds[i] == DMB_UAPI_SYNC_FILE)
+				/* sync_file_poll(): EPOLLIN once signalled, else 0. */
+				fds[i].revents = copy[i].revents & POLLNVAL ? POLLNVAL
+						 : copy[i].revents & (POLLIN | POLLHUP | POLLERR) ? POLLIN
+						 : 0;
+			else if (kinds[i] != DMB_UAPI_DMABUF)
 				fds[i].revents = copy[i].revents;
-				ready += copy[i].revents != 0;
-			}
+			if (kinds[i] != DMB_UAPI_DMABUF)
+				ready += fds[i].revents != 0;
 		}
 		if (ready || (deadline >= 0 && now_ms() >= deadline))
 			break;
@@ -1258,7 +1284,8 @@ EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const 
 	if (!atomic_load_explicit(&active, memory_order_relaxed) || LAYER_CALL())
 		return get_ppoll()(fds, n, ts, sig);
 	for (i = 0; i < n; i++)
-		if (fds[i].fd >= 0 && dmb_uapi_classify(fds[i].fd) == DMB_UAPI_DMABUF)
+		if (fds[i].fd >= 0 && (dmb_uapi_classify(fds[i].fd) == DMB_UAPI_DMABUF ||
+				       dmb_uapi_classify(fds[i].fd) == DMB_UAPI_SYNC_FILE))
 			break;
 	if (i == n)
 		return get_ppoll()(fds, n, ts, sig);
@@ -1331,7 +1358,8 @@ static bool sets_have_dmabuf(int nfds, fd_set *r, fd_set *w, fd_set *e)
 		return false;
 	for (fd = 0; fd < nfds; fd++)
 		if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w))) &&
-		    dmb_uapi_classify(fd) == DMB_UAPI_DMABUF)
+		    (dmb_uapi_classify(fd) == DMB_UAPI_DMABUF ||
+		     dmb_uapi_classify(fd) == DMB_UAPI_SYNC_FILE))
 			return true;
 	return false;
 }

@@ -199,3 +199,89 @@ int dmb_uapi_sync_name_get(int fd, char *name, size_t size)
 	pthread_mutex_unlock(&tl_lock);
 	return ret;
 }
+
+/* ---- fence context numbers ------------------------------------------------ */
+
+#define CONTEXTS 256
+
+/* The core draws a random 64-bit base for contexts (unique across
+ * processes); the kernel's are small counters. The number shown in a
+ * default sync-file name is a per-process ordinal instead, so the name has
+ * the kernel's shape and is not cut at 31 bytes. */
+static struct {
+	uint64_t context;
+	unsigned long long number;
+} contexts[CONTEXTS];
+static unsigned long long contexts_next;
+
+unsigned long long dmb_uapi_context_number(uint64_t context)
+{
+	unsigned long long n = 0;
+	unsigned int i;
+
+	pthread_mutex_lock(&tl_lock);
+	for (i = 0; i < CONTEXTS && i < contexts_next; i++)
+		if (contexts[i].context == context)
+			n = contexts[i].number;
+	if (!n) {
+		/* A ring: a forgotten context gets a new number, never an
+		 * old one, so numbers stay unique within the process. */
+		n = ++contexts_next;
+		contexts[(n - 1) % CONTEXTS].context = context;
+		contexts[(n - 1) % CONTEXTS].number = n;
+	}
+	pthread_mutex_unlock(&tl_lock);
+	return n;
+}
+
+/* ---- sw_sync deadlines ---------------------------------------------------- */
+
+#define DEADLINES 256
+
+/* The earliest deadline set on a sw_sync point (sw_sync_set_deadline()),
+ * by the point's context and seqno. */
+static struct {
+	uint64_t context, seqno, ns;
+	bool used;
+} deadlines[DEADLINES];
+static unsigned int deadlines_next;
+
+void dmb_uapi_deadline_set(uint64_t context, uint64_t seqno, uint64_t ns)
+{
+	unsigned int i;
+
+	pthread_mutex_lock(&tl_lock);
+	for (i = 0; i < DEADLINES; i++) {
+		if (deadlines[i].used && deadlines[i].context == context &&
+		    deadlines[i].seqno == seqno) {
+			if (ns < deadlines[i].ns)
+				deadlines[i].ns = ns;
+			pthread_mutex_unlock(&tl_lock);
+			return;
+		}
+	}
+	/* A ring: the oldest point's deadline is forgotten first. */
+	i = deadlines_next++ % DEADLINES;
+	deadlines[i].context = context;
+	deadlines[i].seqno = seqno;
+	deadlines[i].ns = ns;
+	deadlines[i].used = true;
+	pthread_mutex_unlock(&tl_lock);
+}
+
+int dmb_uapi_deadline_get(uint64_t context, uint64_t seqno, uint64_t *ns)
+{
+	int ret = -ENOENT;
+	unsigned int i;
+
+	pthread_mutex_lock(&tl_lock);
+	for (i = 0; i < DEADLINES; i++) {
+		if (deadlines[i].used && deadlines[i].context == context &&
+		    deadlines[i].seqno == seqno) {
+			*ns = deadlines[i].ns;
+			ret = 0;
+		}
+	}
+	pthread_mutex_unlock(&tl_lock);
+	return ret;
+}

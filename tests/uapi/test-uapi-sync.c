@@ -294,6 +294,136 @@ static void poll_waits_for_signal(void **state)
 	close(tl);
 }
 
+/* sync_file_poll(): EPOLLIN once signalled, nothing before; never POLLOUT
+ * or POLLHUP (the emulation's socket has both). */
+static void sync_file_poll_only_in(void **state)
+{
+	int tl = timeline_open(), f = fence_create(tl, 1);
+	struct pollfd p = { .fd = f, .events = POLLIN | POLLOUT };
+	fd_set r, w;
+
+	assert_true(f >= 0);
+	assert_int_equal(poll(&p, 1, 0), 0);
+	assert_int_equal(p.revents, 0);
+	FD_ZERO(&w);
+	FD_SET(f, &w);
+	struct timeval tv = { 0 };
+	assert_int_equal(select(f + 1, NULL, &w, NULL, &tv), 0);
+	assert_int_equal(tl_inc(tl, 1), 0);
+	assert_int_equal(poll(&p, 1, 0), 1);
+	assert_int_equal(p.revents, POLLIN);
+	p = (struct pollfd){ .fd = f, .events = POLLOUT };
+	assert_int_equal(poll(&p, 1, 0), 0);
+	p = (struct pollfd){ .fd = f, .events = 0 };
+	assert_int_equal(poll(&p, 1, 0), 0);
+	FD_ZERO(&r);
+	FD_ZERO(&w);
+	FD_SET(f, &r);
+	FD_SET(f, &w);
+	assert_int_equal(select(f + 1, &r, &w, NULL, &tv), 1);
+	assert_true(FD_ISSET(f, &r));
+	assert_false(FD_ISSET(f, &w));
+	close(f);
+	close(tl);
+}
+
+/* sync_file_fops has no read or write; the file is O_RDONLY. */
+static void sync_file_read_write(void **state)
+{
+	int tl = timeline_open(), f = fence_create(tl, 1);
+	char c = 0;
+
+	assert_true(f >= 0);
+	/* No SIGPIPE either: the default action would end the test. */
+	assert_int_equal(write(f, &c, 1), -1);
+	assert_int_equal(errno, EBADF);
+	assert_int_equal(read(f, &c, 1), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(tl_inc(tl, 1), 0);
+	assert_int_equal(write(f, &c, 1), -1);
+	assert_int_equal(errno, EBADF);
+	assert_int_equal(read(f, &c, 1), -1);
+	assert_int_equal(errno, EINVAL);
+	close(f);
+	close(tl);
+}
+
+struct test_get_deadline {
+	uint64_t deadline_ns;
+	uint32_t pad;
+	int32_t fence_fd;
+};
+#define TEST_SW_SYNC_GET_DEADLINE _IOWR('W', 2, struct test_get_deadline)
+struct test_set_deadline {
+	uint64_t deadline_ns;
+	uint64_t pad;
+};
+#define TEST_SYNC_IOC_SET_DEADLINE _IOW('>', 5, struct test_set_deadline)
+
+static int get_deadline(int tl, int f, uint64_t *ns)
+{
+	struct test_get_deadline g = { .fence_fd = f };
+
+	if (ioctl(tl, TEST_SW_SYNC_GET_DEADLINE, &g) < 0)
+		return -errno;
+	*ns = g.deadline_ns;
+	return 0;
+}
+
+/* sw_sync_set_deadline() keeps the earliest deadline of a point; a merge
+ * passes it on to each fence; GET wants one sw_sync point. */
+static void sw_sync_deadlines(void **state)
+{
+	int t1 = timeline_open(), t2 = timeline_open();
+	int a = fence_create(t1, 1), b = fence_create(t2, 1);
+	struct test_set_deadline sd = { .deadline_ns = 2000 };
+	struct sync_merge_data m = { .name = "m", .fd2 = b };
+	uint64_t ns = 0;
+
+	assert_true(a >= 0 && b >= 0);
+	assert_int_equal(get_deadline(t1, a, &ns), -ENOENT);
+	assert_int_equal(ioctl(a, TEST_SYNC_IOC_SET_DEADLINE, &sd), 0);
+	assert_int_equal(get_deadline(t1, a, &ns), 0);
+	assert_int_equal(ns, 2000);
+	sd.deadline_ns = 5000;
+	assert_int_equal(ioctl(a, TEST_SYNC_IOC_SET_DEADLINE, &sd), 0);
+	assert_int_equal(get_deadline(t1, a, &ns), 0);
+	assert_int_equal(ns, 2000);
+	assert_int_equal(ioctl(a, SYNC_IOC_MERGE, &m), 0);
+	sd.deadline_ns = 700;
+	assert_int_equal(ioctl(m.fence, TEST_SYNC_IOC_SET_DEADLINE, &sd), 0);
+	assert_int_equal(get_deadline(t1, a, &ns), 0);
+	assert_int_equal(ns, 700);
+	assert_int_equal(get_deadline(t2, b, &ns), 0);
+	assert_int_equal(ns, 700);
+	/* A merge of two points is a fence array, not a point. */
+	assert_int_equal(get_deadline(t1, m.fence, &ns), -EINVAL);
+	assert_int_equal(get_deadline(t1, t2, &ns), -EINVAL);
+	close(m.fence);
+	close(a);
+	close(b);
+	close(t1);
+	close(t2);
+}
+
+/* sync_file_get_name()'s default: "<driver>-<timeline><context>-<seqno>",
+ * whole within the 32 bytes. */
+static void default_name_has_seqno(void **state)
+{
+	int tl = timeline_open(), f = fence_create(tl, 7);
+	struct sync_file_info info = { 0 };
+	size_t len;
+
+	assert_true(f >= 0);
+	assert_int_equal(ioctl(f, SYNC_IOC_FILE_INFO, &info), 0);
+	len = strlen(info.name);
+	assert_true(len > 2 && len < sizeof(info.name) - 1);
+	assert_string_equal(info.name + len - 2, "-7");
+	assert_int_equal(strncmp(info.name, "sw_sync-", 8), 0);
+	close(f);
+	close(tl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -305,6 +435,10 @@ int main(void)
 		harness_test(sw_sync_errors),
 		harness_test(buffer_fences),
 		harness_test(poll_waits_for_signal),
+		harness_test(sync_file_poll_only_in),
+		harness_test(sync_file_read_write),
+		harness_test(sw_sync_deadlines),
+		harness_test(default_name_has_seqno),
 	};
 
 	uapi_warm_up();
