@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The full buffer hand-off cycle, N times, for tests/check-syscalls.py to
+ * count under `strace -f -c`: the parent exports a buffer and sends its fd;
+ * the child (another process) receives it, imports it (dmabuf_get), attaches
+ * a device, maps, unmaps, detaches, puts and closes it, then replies one
+ * byte; the parent drops its reference and fd and serves its context until
+ * ops->release has run (back to idle). The parent serves from its own poll
+ * loop (dmabuf_ctx_dispatch), so every syscall is on one thread per process.
+ *
+ * usage: syscall-cycle N   (exit 0 when all N cycles completed correctly)
+ * The checker runs it for two N and divides the difference of the counts by
+ * the difference of N, so set-up and tear-down cancel out.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dmabuf.h"
+#include "dmabuf-scm.h"
+
+#define SIZE (64u << 10)
+
+#define CHECK(x) do { long r_ = (long)(x); if (r_ < 0) { \
+	fprintf(stderr, "%s:%d: %s = %ld\n", __FILE__, __LINE__, #x, r_); \
+	exit(1); } } while (0)
+
+static unsigned long releases;
+static int priv_state;
+
+static void op_release(struct dmabuf *buf)
+{
+	(void)buf;
+	releases++;
+}
+
+static const struct dmabuf_ops ops = {
+	.version = DMABUF_OPS_VERSION,
+	.map = dmabuf_backing_map,
+	.unmap = dmabuf_backing_unmap,
+	.release = op_release,
+	.vmap = dmabuf_backing_vmap,
+	.vunmap = dmabuf_backing_vunmap,
+};
+
+static int consumer(int sock, unsigned long n)
+{
+	struct dmabuf_device_info di = { .name = "consumer" };
+	struct dmabuf_ctx *ctx;
+	struct dmabuf_device *dev;
+
+	CHECK(dmabuf_ctx_new(NULL, &ctx));
+	CHECK(dmabuf_device_new(ctx, &di, &dev));
+	for (unsigned long i = 0; i < n; i++) {
+		struct dmabuf_attachment *att;
+		struct dmabuf_sg_table *sgt;
+		struct dmabuf *buf;
+		uint8_t pl[8];
+		size_t len;
+		int fd;
+
+		CHECK(dmabuf_recv_fd(sock, &fd, pl, sizeof(pl), &len));
+		CHECK(dmabuf_get(ctx, fd, &buf));
+		if (dmabuf_get_size(buf) != SIZE)
+			return 1;
+		CHECK(dmabuf_attach(buf, dev, &att));
+		CHECK(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt));
+		if (dmabuf_sg_table_get_size(sgt) != SIZE)
+			return 1;
+		CHECK(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL));
+		CHECK(dmabuf_detach(buf, att));
+		CHECK(dmabuf_put(buf));
+		close(fd);
+		if (write(sock, "", 1) != 1)
+			return 1;
+	}
+	CHECK(dmabuf_device_destroy(dev));
+	return dmabuf_ctx_destroy(ctx) == 0 ? 0 : 1;
+}
+
+/* Serves ctx until pred: the consumer's reply (reply) or the release. */
+static void serve(struct dmabuf_ctx *ctx, int sock, bool want_reply,
+		  unsigned long want_releases)
+{
+	struct pollfd p[2] = {
+		{ .fd = sock, .events = POLLIN },
+		{ .fd = dmabuf_ctx_get_fd(ctx), .events = POLLIN },
+	};
+
+	for (;;) {
+		if (!want_reply && releases >= want_releases)
+			return;
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			CHECK(-errno);
+		}
+		if (p[1].revents)
+			CHECK(dmabuf_ctx_dispatch(ctx));
+		if (want_reply && p[0].revents) {
+			char c;
+
+			if (read(sock, &c, 1) != 1)
+				exit(1);
+			want_reply = false;
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 0) : 10;
+	struct dmabuf_ctx *ctx;
+	int sp[2], status;
+	pid_t pid;
+
+	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp));
+	pid = fork();
+	CHECK(pid);
+	if (pid == 0) {
+		close(sp[0]);
+		_exit(consumer(sp[1], n));
+	}
+	close(sp[1]);
+	CHECK(dmabuf_ctx_new(NULL, &ctx));
+	for (unsigned long i = 0; i < n; i++) {
+		struct dmabuf_export_info info = {
+			.exp_name = "syscall-cycle", .ops = &ops, .size = SIZE,
+			.flags = O_RDWR, .priv = &priv_state,
+			.alloc = DMABUF_ALLOC_SYSTEM,
+		};
+		struct dmabuf *buf;
+		int fd;
+
+		CHECK(dmabuf_export(ctx, &info, &buf));
+		fd = dmabuf_fd(buf, O_CLOEXEC);
+		CHECK(fd);
+		CHECK(dmabuf_send_fd(sp[0], fd, "cycle", 6));
+		serve(ctx, sp[0], true, 0);
+		CHECK(dmabuf_put(buf));
+		close(fd);
+		serve(ctx, sp[0], false, i + 1);
+	}
+	close(sp[0]);
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status))
+		return 1;
+	return dmabuf_ctx_destroy(ctx) == 0 && releases == n ? 0 : 1;
+}
