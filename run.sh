@@ -391,6 +391,7 @@ cmd_conformance() {
 	python3 tests/conformance/compare.py --recorded "$recorded" \
 		--source tests/conformance/expected-source.txt \
 		--departures tests/conformance/departures.txt \
+		--known-bugs tests/conformance/known-bugs.txt \
 		--emulated "$dir/emulated.txt" ${kargs[@]+"${kargs[@]}"} \
 		${k2args[@]+"${k2args[@]}"} --vm-note "$note" \
 		--notes tests/conformance/notes.md --md docs/conformance.md

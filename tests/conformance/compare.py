@@ -64,6 +64,7 @@ def main():
     ap.add_argument("--source", required=True)
     ap.add_argument("--departures", required=True)
     ap.add_argument("--emulated", required=True)
+    ap.add_argument("--known-bugs", help="open bugs: reported, not fatal; a new difference still fails")
     ap.add_argument("--kernel")
     ap.add_argument("--kernel2")
     ap.add_argument("--vm-note", default="")
@@ -77,6 +78,7 @@ def main():
     emu, _ = read_results(a.emulated)
     source = read_table(a.source, 3)          # id -> [value, reference]
     departures = read_table(a.departures, 4)  # id -> [kernel, libdmabuf, reason]
+    known = read_table(a.known_bugs, 4) if a.known_bugs else {}
 
     kernel = fresh if fresh else recorded
     kmeta = fmeta if fresh else rmeta
@@ -86,7 +88,8 @@ def main():
         if cid not in ids:
             ids.append(cid)
 
-    rows, bugs, counts = [], [], {"same": 0, "departure": 0, "BUG": 0}
+    rows, bugs, counts = [], [], {"same": 0, "departure": 0, "BUG": 0, "known bug": 0}
+    known_seen, stale = [], []
     from_source = 0
     for cid in ids:
         kval = kernel.get(cid)
@@ -104,6 +107,12 @@ def main():
             and fnmatch.fnmatchcase(eshow, departures[cid][1])
         ):
             verdict, note = "departure", departures[cid][2]
+        elif cid in known and (
+            fnmatch.fnmatchcase(kshow, known[cid][0])
+            and fnmatch.fnmatchcase(eshow, known[cid][1])
+        ):
+            verdict, note = "known bug", known[cid][2]
+            known_seen.append((cid, kshow, eshow, note))
         else:
             verdict, note = "BUG", ""
             bugs.append((cid, kshow, eshow))
@@ -123,9 +132,14 @@ def main():
             if kernel.get(cid) != other.get(cid):
                 vdrift.append((cid, kernel.get(cid), other.get(cid)))
 
+    # A listed bug that no longer shows must leave the list.
+    for cid in known:
+        if cid not in [k[0] for k in known_seen]:
+            stale.append(cid)
     total = len(rows)
     print(f"conformance: {total} checks: {counts['same']} same, "
-          f"{counts['departure']} documented departures, {counts['BUG']} bugs "
+          f"{counts['departure']} documented departures, {counts['BUG']} bugs, "
+          f"{counts['known bug']} known open bugs "
           f"({from_source} kernel results from source)")
     for cid, k, e in bugs:
         print(f"conformance: BUG {cid}: kernel {k}, libdmabuf {e}")
@@ -159,6 +173,14 @@ def main():
         if a.notes:
             with open(a.notes, encoding="utf-8") as f:
                 w(f.read().rstrip("\n"))
+            w("")
+        if known_seen:
+            w("## Known open bugs (libdmabuf differs; to be fixed)")
+            w("")
+            w("| check | kernel | libdmabuf | what is wrong |")
+            w("|---|---|---|---|")
+            for cid, k, e, note in known_seen:
+                w(f"| `{cid}` | {md_cell(k)} | {md_cell(e)} | {md_cell(note)} |")
             w("")
         if bugs:
             w("## Bugs (libdmabuf differs, not documented)")
@@ -201,7 +223,11 @@ def main():
         with open(a.md, "w", encoding="utf-8") as f:
             f.write("\n".join(out) + "\n")
 
-    return 1 if bugs else 0
+    for cid in stale:
+        print(f"conformance: {cid} is listed in {a.known_bugs} but no longer differs: remove it")
+    for cid, k, e, note in known_seen:
+        print(f"conformance: known bug {cid}: kernel {k}, libdmabuf {e}")
+    return 1 if bugs or stale else 0
 
 
 if __name__ == "__main__":
