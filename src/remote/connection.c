@@ -144,15 +144,20 @@ static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg)
 	return lost;
 }
 
-/* Sends a request without waiting for its reply, which conn_take() drops. */
+/* Sends a request without waiting for its reply: an exporter of version 2
+ * or later sends none (DMB_WIRE_F_NO_REPLY), an older one's conn_take()
+ * drops. */
 static int conn_send_nowait(struct dmb_conn *conn, struct dmb_msg *req)
 {
+	const struct dmb_wire_desc *d = dmb_wire_op_desc(req->op);
+	bool no_reply = d && d->one_way && conn->version >= DMB_WIRE_VERSION_FLAGS;
 	int ret;
 
 	req->version = conn->version;
 	req->serial = ++conn->next_serial;
+	req->flags = no_reply ? DMB_WIRE_F_NO_REPLY : 0;
 	ret = conn_send(conn, req);
-	if (ret == 0)
+	if (ret == 0 && !no_reply)
 		conn->unanswered++;
 	return ret;
 }
@@ -221,7 +226,8 @@ static int conn_take(struct dmb_conn *conn)
 		return 0;
 	}
 	if (!call && conn->unanswered && msg.serial <= conn->next_serial &&
-	    (msg.op == DMB_OP_RELEASE_REPLY || msg.op == DMB_OP_UNMAP_REPLY)) {
+	    (msg.op == DMB_OP_RELEASE_REPLY || msg.op == DMB_OP_UNMAP_REPLY ||
+	     msg.op == DMB_OP_DETACH_REPLY)) {
 		dmb_scm_close_fds(msg.fds, msg.nfds);
 		conn->unanswered--;
 		return 0;
@@ -239,12 +245,25 @@ int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
 		return -ENODEV;
 	/* Take in what already arrived, so unread replies never fill the
 	 * socket (the exporter drops a peer that does not read). Replies of
-	 * waiting calls are kept for them. */
-	while (conn_take(conn) == 0)
+	 * waiting calls are kept for them. Nothing to take when every
+	 * request sent without waiting was sent with NO_REPLY. */
+	while (conn->unanswered && conn_take(conn) == 0)
 		;
 	if (conn->dead)
 		return -ENODEV;
 	return conn_send_nowait(conn, req);
+}
+
+int dmb_conn_send_void(struct dmb_conn *conn, struct dmb_msg *req)
+{
+	struct dmb_msg reply;
+
+	/* An exporter in this process is served while the call waits, at no
+	 * cross-process cost: its op has run when the call returns, as in
+	 * the kernel. Another process's learns of it in order, later. */
+	if (conn->exporter_is_us)
+		return dmb_conn_call(conn, req, &reply);
+	return dmb_conn_send_only(conn, req);
 }
 
 /*
@@ -419,6 +438,9 @@ static int conn_hello(struct dmb_conn *conn)
 		return -EPROTONOSUPPORT;
 	conn->version = reply.u.hello_reply.version;
 	conn->limits = reply.u.hello_reply;
+	/* Once per connection (getpid() is a syscall). A child forked later
+	 * with this connection keeps calling: the slower, kernel-exact way. */
+	conn->exporter_is_us = conn->limits.pid == (uint32_t)getpid();
 	return 0;
 }
 

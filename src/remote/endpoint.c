@@ -627,6 +627,14 @@ static int peer_handle_one(struct dmb_peer *peer)
 	}
 	/* The request's fds were only looked at: the peer keeps its own. */
 	dmb_scm_close_fds(fds, nfds);
+	if (req.flags & DMB_WIRE_F_NO_REPLY) {
+		/* Nobody waits for it (unmap, detach, put return void). */
+		dmb_scm_close_fds(reply.fds, reply.nfds);
+		if (status < 0)
+			dmb_warn(ctx, "peer pid %d: %s failed (%d), not answered: it asked for no reply",
+				 (int)peer->pid, dmb_wire_op_name(req.op), status);
+		return 0;
+	}
 	if (status < 0) {
 		dmb_scm_close_fds(reply.fds, reply.nfds);
 		ret = peer_reply_error(peer, &req, status);
