@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,8 @@
 #include "scm.h"
 
 #define MAX_WAIT_FDS 16
+/* A call blocked in recvmsg() looks at its deadline this often. */
+#define DMB_CONN_RECV_SLICE_MS 100
 
 int64_t dmb_now_ms(void)
 {
@@ -51,6 +54,7 @@ static void conn_kill(struct dmb_conn *conn, const char *why)
 static int wait_serving(struct dmabuf_ctx *ctx, int fd, short events, int ms,
 			bool unlocked);
 static int conn_take(struct dmb_conn *conn);
+static int conn_take_ex(struct dmb_conn *conn, bool wait);
 static unsigned int call_timeout(const struct dmabuf_ctx *ctx);
 
 /*
@@ -75,7 +79,8 @@ static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 
 		if (conn->dead)
 			return -ENODEV;
-		ret = dmb_scm_send(conn->fd, buf, (size_t)len, msg->fds, msg->nfds);
+		ret = dmb_scm_send_flags(conn->fd, buf, (size_t)len, msg->fds,
+					 msg->nfds, MSG_DONTWAIT);
 		if (ret != -EAGAIN)
 			break;
 		if (!deadline)
@@ -103,7 +108,7 @@ static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
  * attachments; this importer never makes one, so an event is a protocol
  * error, like a reply to nothing it asked.
  */
-static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg)
+static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg, bool wait)
 {
 	const struct dmb_wire_desc *d;
 	uint8_t buf[DMB_WIRE_MAX_MSG];
@@ -113,8 +118,9 @@ static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg)
 	ssize_t len;
 	int ret;
 
-	len = dmb_scm_recv_lossy(conn->fd, buf, sizeof(buf), fds, DMB_WIRE_MAX_FDS,
-				 &nfds, &lost);
+	len = dmb_scm_recv_lossy_flags(conn->fd, buf, sizeof(buf), fds,
+				       DMB_WIRE_MAX_FDS, &nfds, &lost,
+				       wait ? 0 : MSG_DONTWAIT);
 	if (len == -EAGAIN)
 		return -EAGAIN;
 	if (len < 0) {
@@ -200,13 +206,14 @@ static struct dmb_call *call_find(struct dmb_conn *conn, uint64_t serial)
 }
 
 /*
- * Takes in one message, if one is there, and hands it to its owner: a
+ * Takes in one message, if one is there (@wait: waits for one up to the
+ * socket's SO_RCVTIMEO), and hands it to its owner: a
  * reply goes to the waiting call with its serial (whichever call is
  * reading), a reply to a request sent without waiting is dropped, an event
  * needs no answer yet. Returns 0 when a message was taken, -EAGAIN when
  * none was there, -ENODEV when the connection is (now) dead.
  */
-static int conn_take(struct dmb_conn *conn)
+static int conn_take_ex(struct dmb_conn *conn, bool wait)
 {
 	struct dmb_call *call;
 	struct dmb_msg msg;
@@ -214,7 +221,7 @@ static int conn_take(struct dmb_conn *conn)
 
 	if (conn->dead)
 		return -ENODEV;
-	ret = conn_recv(conn, &msg);
+	ret = conn_recv(conn, &msg, wait);
 	if (ret < 0)
 		return ret;
 	call = call_find(conn, msg.serial);
@@ -237,6 +244,11 @@ static int conn_take(struct dmb_conn *conn)
 		conn->endpoint, dmb_wire_op_name(msg.op), (unsigned long long)msg.serial);
 	conn_kill(conn, "protocol error");
 	return -ENODEV;
+}
+
+static int conn_take(struct dmb_conn *conn)
+{
+	return conn_take_ex(conn, false);
 }
 
 int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
@@ -326,6 +338,21 @@ static unsigned int call_timeout(const struct dmabuf_ctx *ctx)
 	return ctx->config.call_timeout_ms ? ctx->config.call_timeout_ms : 30000;
 }
 
+/*
+ * A waiting call may block in recvmsg() itself, with no poll() first,
+ * when nothing else in this process could need serving meanwhile: this
+ * context has no endpoint (no other process can call into it) and it is
+ * the process's only context. A context made while the call waits is
+ * looked at again after at most DMB_CONN_RECV_SLICE_MS.
+ */
+static bool call_may_block(struct dmb_conn *conn)
+{
+	int other;
+
+	return conn->blocking && !conn->ctx->endpoint &&
+	       dmb_ctx_other_fds(conn->ctx, &other, 1) == 0;
+}
+
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply)
 {
 	struct dmabuf_ctx *ctx = conn->ctx;
@@ -375,6 +402,11 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 				(long long)(dmb_now_ms() - (deadline - call_timeout(ctx))),
 				call_timeout(ctx));
 		}
+		if (call_may_block(conn)) {
+			ret = 0;
+			conn_take_ex(conn, true);
+			continue;
+		}
 		ret = wait_serving(ctx, conn->fd, POLLIN, left > 100 ? 100 : (int)left, false);
 		if (ret < 0)
 			break;
@@ -417,6 +449,18 @@ static int conn_connect(struct dmb_conn *conn)
 		close(conn->fd);
 		conn->fd = -1;
 		return err;
+	}
+	/* Connected: from now on the socket blocks, so a call can wait in
+	 * recvmsg() itself (call_may_block()), bounded by SO_RCVTIMEO; every
+	 * other send and receive passes MSG_DONTWAIT. */
+	{
+		struct timeval slice = { .tv_usec = DMB_CONN_RECV_SLICE_MS * 1000 };
+
+		conn->blocking = fcntl(conn->fd, F_SETFL, 0) == 0 &&
+				 setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO,
+					    &slice, sizeof(slice)) == 0;
+		if (!conn->blocking)
+			fcntl(conn->fd, F_SETFL, O_NONBLOCK);
 	}
 	return 0;
 }

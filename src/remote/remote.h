@@ -145,6 +145,7 @@ struct dmb_conn {
 	bool dead;		/* the exporter went away, or was given up */
 	bool warned_silent;	/* the "is it serving?" warning was given */
 	bool exporter_is_us;	/* the endpoint is in this process */
+	bool blocking;		/* fd is blocking, SO_RCVTIMEO set */
 	unsigned int users;	/* proxies using this connection */
 	LIST_HEAD(, dmb_call) calls;	/* waiting, innermost first */
 	/* Requests sent without waiting (RELEASE, UNMAP, DETACH) to a

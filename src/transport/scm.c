@@ -73,8 +73,8 @@ static int wait_for(int sock, short events)
 
 /* ---- send ------------------------------------------------------------------ */
 
-int dmb_scm_sendv(int sock, const struct iovec *iov_in, size_t iovcnt,
-		  const int *fds, size_t nfds)
+static int sendv_flags(int sock, const struct iovec *iov_in, size_t iovcnt,
+		       const int *fds, size_t nfds, int flags)
 {
 	union scm_ctrl_send ctrl;
 	struct iovec iov[SCM_MAX_IOV];
@@ -119,7 +119,7 @@ int dmb_scm_sendv(int sock, const struct iovec *iov_in, size_t iovcnt,
 
 		msg.msg_iov = iov + first;
 		msg.msg_iovlen = iovcnt - first;
-		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -152,14 +152,26 @@ int dmb_scm_sendv(int sock, const struct iovec *iov_in, size_t iovcnt,
 	return 0;
 }
 
-int dmb_scm_send(int sock, const void *data, size_t len, const int *fds,
-		 size_t nfds)
+int dmb_scm_sendv(int sock, const struct iovec *iov_in, size_t iovcnt,
+		  const int *fds, size_t nfds)
+{
+	return sendv_flags(sock, iov_in, iovcnt, fds, nfds, 0);
+}
+
+int dmb_scm_send_flags(int sock, const void *data, size_t len, const int *fds,
+		       size_t nfds, int flags)
 {
 	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
 
-	if (!data || len == 0)
+	if (!data || len == 0 || (flags & ~MSG_DONTWAIT))
 		return -EINVAL;
-	return dmb_scm_sendv(sock, &iov, 1, fds, nfds);
+	return sendv_flags(sock, &iov, 1, fds, nfds, flags);
+}
+
+int dmb_scm_send(int sock, const void *data, size_t len, const int *fds,
+		 size_t nfds)
+{
+	return dmb_scm_send_flags(sock, data, len, fds, nfds, 0);
 }
 
 /* ---- receive ---------------------------------------------------------------- */
@@ -186,6 +198,14 @@ ssize_t dmb_scm_recv(int sock, void *data, size_t cap, int *fds,
 ssize_t dmb_scm_recv_lossy(int sock, void *data, size_t cap, int *fds,
 			   size_t max_fds, size_t *nfds, bool *fds_lost)
 {
+	return dmb_scm_recv_lossy_flags(sock, data, cap, fds, max_fds, nfds,
+					fds_lost, 0);
+}
+
+ssize_t dmb_scm_recv_lossy_flags(int sock, void *data, size_t cap, int *fds,
+				 size_t max_fds, size_t *nfds, bool *fds_lost,
+				 int flags)
+{
 	union scm_ctrl_recv ctrl;
 	/* Bounded by the control buffer: at most its size / sizeof(int). */
 	int got[sizeof(ctrl) / sizeof(int)];
@@ -197,7 +217,7 @@ ssize_t dmb_scm_recv_lossy(int sock, void *data, size_t cap, int *fds,
 	int err;
 
 	if (!nfds || !data || cap == 0 || max_fds > DMB_SCM_MAX_FDS ||
-	    (max_fds && !fds))
+	    (max_fds && !fds) || (flags & ~MSG_DONTWAIT))
 		return -EINVAL;
 	*nfds = 0;
 	if (fds_lost)
@@ -215,7 +235,7 @@ ssize_t dmb_scm_recv_lossy(int sock, void *data, size_t cap, int *fds,
 	msg.msg_control = ctrl.buf;
 	msg.msg_controllen = sizeof(ctrl.buf);
 	do {
-		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags);
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
