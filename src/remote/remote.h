@@ -84,6 +84,18 @@ struct dmb_peer {
 	 * outermost one. */
 	unsigned int depth;
 	bool doomed;
+	/* The second packet of a two-packet read (peer_handle_one()), handled
+	 * before anything else is read from this peer; only the outermost
+	 * frame fills it, and never at the end of its batch, so it is
+	 * always empty when a frame returns to the event loop. */
+	struct {
+		bool full;
+		ssize_t len;
+		size_t nfds;
+		bool lost;
+		int fds[DMB_WIRE_MAX_FDS];
+		uint8_t buf[DMB_WIRE_MAX_MSG];
+	} next;
 	uint64_t next_id;
 	struct dmb_handle_tree handles;
 	LIST_HEAD(, dmb_handle) imports;
