@@ -26,6 +26,9 @@ static struct dmb_msg blank(uint16_t op)
 
 	dmb_wire_msg_init(&m, op, 0);
 	m.serial = dmb_wire_op_desc(op)->kind == DMB_WIRE_EVENT ? 0 : 1;
+	/* Version 1 messages are valid in every later version: the seeds of
+	 * what version 2 added say so themselves. */
+	m.version = DMB_WIRE_VERSION_BASE;
 	return m;
 }
 
@@ -112,6 +115,17 @@ int main(int argc, char **argv)
 	emit("map", &m);
 	m.op = DMB_OP_UNMAP;
 	emit("unmap", &m);
+	/* version 2: the one-way requests with the NO_REPLY header flag */
+	m.version = DMB_WIRE_VERSION_FLAGS;
+	m.flags = DMB_WIRE_F_NO_REPLY;
+	emit("unmap_no_reply", &m);
+	m = blank(DMB_OP_DETACH);
+	m.u.id.id = 42;
+	m.version = DMB_WIRE_VERSION_FLAGS;
+	m.flags = DMB_WIRE_F_NO_REPLY;
+	emit("detach_no_reply", &m);
+	m.op = DMB_OP_RELEASE;
+	emit("release_no_reply", &m);
 
 	m = blank(DMB_OP_BEGIN_CPU_ACCESS);
 	m.u.cpu_access = (struct dmb_wire_cpu_access){ 1, DMABUF_FROM_DEVICE };

@@ -219,8 +219,8 @@ static bool build_bad_packet(int i, uint8_t *b, size_t *len, int *fds, size_t *n
 		b[DMB_WIRE_HDR_MAGIC] ^= 0xff;
 		break;
 	case 6:
-		*name = "bad version (2)";
-		rp_put16(b + DMB_WIRE_HDR_VERSION, 2);
+		*name = "bad version (one past the newest)";
+		rp_put16(b + DMB_WIRE_HDR_VERSION, DMB_WIRE_VERSION_MAX + 1);
 		break;
 	case 7:
 		*name = "bad version (0)";
@@ -431,7 +431,7 @@ static void handshake_is_enforced(void **state)
 	 * the connection closes */
 	sock = rp_connect(f.fd);
 	len = encode_hello(b);
-	rp_put16(b + DMB_WIRE_BODY + 0, 2);
+	rp_put16(b + DMB_WIRE_BODY + 0, DMB_WIRE_VERSION_MAX + 1);
 	rp_put16(b + DMB_WIRE_BODY + 2, 9);
 	assert_int_equal(rp_send_raw(sock, b, (size_t)len, NULL, 0, 0), 0);
 	assert_int_equal(rp_reply(sock, f.exp, DMB_OP_HELLO, rp_get64(b + DMB_WIRE_HDR_SERIAL), &r),
@@ -1016,6 +1016,45 @@ static void peer_that_stops_reading_is_dropped(void **state)
 	fx_fini(&f);
 }
 
+/* UNMAP, DETACH and RELEASE with NO_REPLY (version 2): done in order and
+ * never answered, a failed one (stale id) only logged; the next request's
+ * reply is the next message on the socket. */
+static void one_way_requests_are_not_answered(void **state)
+{
+	struct fx f;
+	struct dmb_msg m;
+	uint64_t imp, imp2, att, map;
+	int sock, fds0;
+
+	fx_init(&f);
+	fds0 = harness_count_fds();
+	sock = connect_hello(&f);
+	assert_int_equal(rp_import(sock, f.exp, f.fd, &imp), 0);
+	assert_int_equal(rp_import(sock, f.exp, f.fd, &imp2), 0);
+	assert_int_equal(rp_attach(sock, f.exp, imp, &att), 0);
+	assert_int_equal(rp_map(sock, f.exp, att, DMABUF_TO_DEVICE, &map), 0);
+	dmb_wire_msg_init(&m, DMB_OP_UNMAP, map);
+	m.u.map.dir = DMABUF_TO_DEVICE;
+	m.flags = DMB_WIRE_F_NO_REPLY;
+	assert_int_equal(rp_send(sock, &m), 0);
+	dmb_wire_msg_init(&m, DMB_OP_DETACH, att);
+	m.flags = DMB_WIRE_F_NO_REPLY;
+	assert_int_equal(rp_send(sock, &m), 0);
+	assert_int_equal(rp_send(sock, &m), 0); /* stale now: -ENOENT, unanswered */
+	dmb_wire_msg_init(&m, DMB_OP_RELEASE, imp2);
+	m.flags = DMB_WIRE_F_NO_REPLY;
+	assert_int_equal(rp_send(sock, &m), 0);
+	/* answered: the first reply on the socket is this one's */
+	assert_int_equal(rp_id_call(sock, f.exp, DMB_OP_DESCRIBE, imp), 0);
+	assert_int_equal(f.tx.unmap, 1);
+	assert_int_equal(f.tx.detach, 1);
+	assert_int_equal(rp_id_call(sock, f.exp, DMB_OP_DESCRIBE, imp2), -ENOENT);
+	assert_int_equal(count_ready(sock), 0);
+	close(sock);
+	after_hostile(&f, fds0, "one-way requests");
+	fx_fini(&f);
+}
+
 static void flood_is_served_in_batches(void **state)
 {
 	const int n = 3 * DMB_PEER_BATCH + 5;
@@ -1237,6 +1276,7 @@ int main(void)
 		harness_test(end_without_start_reaches_the_op),
 		harness_test(cpu_brackets_left_open_are_ended_once),
 		harness_test(peer_that_stops_reading_is_dropped),
+		harness_test(one_way_requests_are_not_answered),
 		harness_test(flood_is_served_in_batches),
 		harness_test(per_peer_limits_give_enospc),
 		harness_test(unsolicited_event_drops_the_exporter),

@@ -213,6 +213,49 @@ static void test_truncated_data_closes_fds(void **state)
 	close_pair(sv);
 }
 
+/* Several packets in one call: each with its own fds and verdict; fewer
+ * than asked means the socket had no more; then -EAGAIN. */
+static void test_recv_many(void **state)
+{
+	int sv[2], a = memfd_with("a"), b = memfd_with("b"), fa[2], fb[2], fc[2];
+	char big[200] = { 1 }, d0[100], d1[100];
+	struct dmb_scm_pkt p[2] = {
+		{ .data = d0, .cap = sizeof(d0), .fds = fa, .max_fds = 2 },
+		{ .data = d1, .cap = sizeof(d1), .fds = fb, .max_fds = 2 },
+	};
+	int before;
+
+	pair(SOCK_SEQPACKET, sv);
+	assert_int_equal(dmb_scm_send(sv[0], "one", 3, &a, 1), 0);
+	assert_int_equal(dmb_scm_send(sv[0], big, sizeof(big), &b, 1), 0); /* too big */
+	assert_int_equal(dmb_scm_send(sv[0], "three", 5, NULL, 0), 0);
+	before = harness_count_fds();
+	assert_int_equal(dmb_scm_recv_many(sv[1], p, 2, MSG_DONTWAIT), 2);
+	assert_int_equal(p[0].len, 3);
+	assert_int_equal(p[0].nfds, 1);
+	assert_same_file(a, fa[0]);
+	assert_cloexec(fa[0]);
+	assert_int_equal(p[1].len, -EMSGSIZE);
+	assert_int_equal(p[1].nfds, 0);
+	assert_int_equal(fb[0], -1);
+	assert_int_equal(harness_count_fds(), before + 1); /* b's copy closed */
+	close(fa[0]);
+	p[1].fds = fc;
+	assert_int_equal(dmb_scm_recv_many(sv[1], p, 2, MSG_DONTWAIT), 1);
+	assert_int_equal(p[0].len, 5);
+	assert_memory_equal(d0, "three", 5);
+	assert_int_equal(dmb_scm_recv_many(sv[1], p, 2, MSG_DONTWAIT), -EAGAIN);
+	assert_int_equal(dmb_scm_recv_many(sv[1], p, DMB_SCM_MAX_BATCH + 1, 0), -EINVAL);
+	assert_int_equal(dmb_scm_recv_many(sv[1], p, 1, MSG_PEEK), -EINVAL);
+	close(sv[0]);
+	/* EOF */
+	assert_int_equal(dmb_scm_recv_many(sv[1], p, 1, 0), 1);
+	assert_int_equal(p[0].len, -ECONNRESET);
+	close(sv[1]);
+	close(a);
+	close(b);
+}
+
 static void test_credentials_ignored(void **state)
 {
 	int sv[2], fd = memfd_with("c"), got[1], on = 1;
@@ -689,6 +732,7 @@ int main(void)
 		harness_test(test_no_fds_expected),
 		harness_test(test_multiple_cmsgs),
 		harness_test(test_truncated_data_closes_fds),
+		harness_test(test_recv_many),
 		harness_test(test_credentials_ignored),
 		harness_test(test_pidfd_closed),
 		harness_test(test_peer_closed),

@@ -388,7 +388,7 @@ static void test_golden_bytes(void **state)
 {
 	static const uint8_t want[] = {
 		'D', 'M', 'B', 'W',		/* magic */
-		1, 0,				/* version */
+		2, 0,				/* version */
 		0x03, 0x00,			/* RELEASE */
 		32, 0, 0, 0,			/* length */
 		0, 0,				/* nfds */
@@ -406,6 +406,57 @@ static void test_golden_bytes(void **state)
 /* ---- rejections --------------------------------------------------------------- */
 
 /* Encodes sample(op), lets mutate() change the bytes, decodes. */
+/* NO_REPLY (version 2): only on the requests whose kernel counterpart
+ * returns void, only from version 2, and no other header flag. */
+static void test_no_reply_flag(void **state)
+{
+	static const uint16_t one_way[] = { DMB_OP_RELEASE, DMB_OP_DETACH, DMB_OP_UNMAP };
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+	struct dmb_msg m, out;
+	size_t len;
+
+	for (size_t i = 0; i < DMB_ARRAY_SIZE(one_way); i++) {
+		m = sample(one_way[i]);
+		m.flags = DMB_WIRE_F_NO_REPLY;
+		len = enc(&m, buf);
+		assert_int_equal(buf[DMB_WIRE_HDR_FLAGS], DMB_WIRE_F_NO_REPLY);
+		assert_int_equal(buf[DMB_WIRE_HDR_FLAGS + 1], 0);
+		assert_int_equal(dec(buf, len, 0, m.op, &out), 0);
+		assert_int_equal(out.flags, DMB_WIRE_F_NO_REPLY);
+		/* not in version 1 */
+		m.version = 1;
+		assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+		m.version = DMB_WIRE_VERSION_MAX;
+		len = enc(&m, buf);
+		p16(buf + DMB_WIRE_HDR_VERSION, 1);
+		assert_int_equal(dec(buf, len, 0, m.op, &out), -EPROTO);
+		/* an undefined flag */
+		len = enc(&m, buf);
+		p16(buf + DMB_WIRE_HDR_FLAGS, DMB_WIRE_F_NO_REPLY | 2);
+		assert_int_equal(dec(buf, len, 0, m.op, &out), -EPROTO);
+	}
+	/* a request that must be answered, and a reply */
+	for (uint16_t op = DMB_OP_HELLO; op <= DMB_OP__LAST_REQUEST; op++) {
+		const struct dmb_wire_desc *d = dmb_wire_op_desc(op);
+
+		m = sample(op);
+		len = enc(&m, buf);
+		p16(buf + DMB_WIRE_HDR_FLAGS, DMB_WIRE_F_NO_REPLY);
+		if (d->one_way)
+			continue;
+		if (dec(buf, len, m.nfds, op, &out) != -EPROTO &&
+		    dec(buf, len, m.nfds, op, &out) != -EPROTONOSUPPORT)
+			fail_msg("%s with NO_REPLY was accepted", d->name);
+		m = sample(op | DMB_WIRE_OP_REPLY);
+		len = enc(&m, buf);
+		p16(buf + DMB_WIRE_HDR_FLAGS, DMB_WIRE_F_NO_REPLY);
+		assert_int_equal(dec(buf, len, m.nfds, m.op, &out), -EPROTO);
+	}
+	m = sample(DMB_OP_MAP);
+	m.flags = DMB_WIRE_F_NO_REPLY;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+}
+
 static int mutated(uint16_t op, void (*mutate)(uint8_t *buf, size_t *len),
 		   unsigned nfds_override)
 {
@@ -439,7 +490,7 @@ static void fix_len(uint8_t *buf, size_t len)
 
 static void m_magic(uint8_t *b, size_t *l) { b[DMB_WIRE_HDR_MAGIC] ^= 0x20; }
 static void m_version0(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_VERSION, 0); }
-static void m_version2(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_VERSION, 2); }
+static void m_version2(uint8_t *b, size_t *l) { p16(b + DMB_WIRE_HDR_VERSION, DMB_WIRE_VERSION_MAX + 1); }
 static void m_len_hdr_big(uint8_t *b, size_t *l) { p32(b + DMB_WIRE_HDR_LENGTH, (uint32_t)*l + 1); }
 static void m_len_hdr_small(uint8_t *b, size_t *l) { p32(b + DMB_WIRE_HDR_LENGTH, (uint32_t)*l - 1); }
 static void m_short(uint8_t *b, size_t *l) { *l = DMB_WIRE_HDR_SIZE - 1; }
@@ -663,7 +714,7 @@ static void test_reject_patches(void **state)
 		{ DMB_OP_HELLO, BODY + 8, 4, 0x80000000u, -EPROTO },
 		{ DMB_OP_HELLO, BODY + 12, 1, 1, -EPROTO },
 		/* HELLO_REPLY: version, limits, flags, status */
-		{ DMB_OP_HELLO_REPLY, RBODY + 0, 2, 2, -EPROTONOSUPPORT },
+		{ DMB_OP_HELLO_REPLY, RBODY + 0, 2, DMB_WIRE_VERSION_MAX + 1, -EPROTONOSUPPORT },
 		{ DMB_OP_HELLO_REPLY, RBODY + 0, 2, 0, -EPROTONOSUPPORT },
 		{ DMB_OP_HELLO_REPLY, RBODY + 2, 2, 1, -EPROTO },
 		{ DMB_OP_HELLO_REPLY, RBODY + 4, 4, 1, -EPROTO },
@@ -822,7 +873,7 @@ static void test_encoder_checks(void **state)
 	m.op = 0x0077;
 	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
 	m = sample(DMB_OP_RELEASE);
-	m.version = 2;
+	m.version = DMB_WIRE_VERSION_MAX + 1;
 	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
 	m = sample(DMB_OP_MOVE_NOTIFY);
 	m.serial = 1;
@@ -835,7 +886,8 @@ static void test_negotiate(void **state)
 {
 	assert_int_equal(dmb_wire_negotiate(1, 1), 1);
 	assert_int_equal(dmb_wire_negotiate(1, 9), DMB_WIRE_VERSION_MAX);
-	assert_int_equal(dmb_wire_negotiate(2, 9), -EPROTONOSUPPORT);
+	assert_int_equal(dmb_wire_negotiate(1, 1), 1);
+	assert_int_equal(dmb_wire_negotiate(DMB_WIRE_VERSION_MAX + 1, 9), -EPROTONOSUPPORT);
 	assert_int_equal(dmb_wire_negotiate(0, 0), -EPROTONOSUPPORT);
 	assert_int_equal(dmb_wire_negotiate(1, 0), -EPROTONOSUPPORT);
 }
@@ -865,6 +917,7 @@ int main(void)
 		harness_test(test_round_trip_variants),
 		harness_test(test_descriptor_table),
 		harness_test(test_golden_bytes),
+		harness_test(test_no_reply_flag),
 		harness_test(test_reject_framing),
 		harness_test(test_reject_ops_and_direction),
 		harness_test(test_error_reply_to_unknown_request),

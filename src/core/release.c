@@ -14,6 +14,7 @@
  * locks, so a probe that runs at once can lose that race. A failed probe
  * after an event is therefore retried a few times from a 1 ms timer.
  */
+#include <limits.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
@@ -123,10 +124,15 @@ void dmb_release_inotify(struct dmb_source *src, uint32_t events)
 {
 	struct dmabuf_ctx *ctx = src->data;
 	char evbuf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	bool overflow = false;
+	bool overflow = false, again = true;
 	ssize_t len;
 
-	while ((len = read(ctx->inotify_fd, evbuf, sizeof(evbuf))) > 0) {
+	/* A read returns every queued event that fits, so one that leaves
+	 * room for another event found the queue empty: read again only if
+	 * it was full, or if handling its events queued new ones (a release
+	 * removes its watch: IN_IGNORED). No read that only finds EAGAIN. */
+	while (again && (len = read(ctx->inotify_fd, evbuf, sizeof(evbuf))) > 0) {
+		again = (size_t)len > sizeof(evbuf) - sizeof(struct inotify_event) - NAME_MAX - 1;
 		for (char *p = evbuf; p < evbuf + len;) {
 			struct inotify_event *ev = (struct inotify_event *)p;
 			struct dmabuf key = { .wd = ev->wd }, *buf;
@@ -137,8 +143,12 @@ void dmb_release_inotify(struct dmb_source *src, uint32_t events)
 			if (!(ev->mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)))
 				continue;
 			buf = RB_FIND(dmb_wd_tree, &ctx->by_wd, &key);
-			if (!buf || buf->state != DMB_BUF_ORPHAN || probe(buf))
+			if (!buf || buf->state != DMB_BUF_ORPHAN)
 				continue;
+			if (probe(buf)) {
+				again = true;
+				continue;
+			}
 			reprobe_queue(buf);
 		}
 	}

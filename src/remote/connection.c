@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,8 @@
 #include "scm.h"
 
 #define MAX_WAIT_FDS 16
+/* A call blocked in recvmsg() looks at its deadline this often. */
+#define DMB_CONN_RECV_SLICE_MS 100
 
 int64_t dmb_now_ms(void)
 {
@@ -51,6 +54,7 @@ static void conn_kill(struct dmb_conn *conn, const char *why)
 static int wait_serving(struct dmabuf_ctx *ctx, int fd, short events, int ms,
 			bool unlocked);
 static int conn_take(struct dmb_conn *conn);
+static int conn_take_ex(struct dmb_conn *conn, bool wait);
 static unsigned int call_timeout(const struct dmabuf_ctx *ctx);
 
 /*
@@ -75,7 +79,8 @@ static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 
 		if (conn->dead)
 			return -ENODEV;
-		ret = dmb_scm_send(conn->fd, buf, (size_t)len, msg->fds, msg->nfds);
+		ret = dmb_scm_send_flags(conn->fd, buf, (size_t)len, msg->fds,
+					 msg->nfds, MSG_DONTWAIT);
 		if (ret != -EAGAIN)
 			break;
 		if (!deadline)
@@ -103,7 +108,7 @@ static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
  * attachments; this importer never makes one, so an event is a protocol
  * error, like a reply to nothing it asked.
  */
-static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg)
+static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg, bool wait)
 {
 	const struct dmb_wire_desc *d;
 	uint8_t buf[DMB_WIRE_MAX_MSG];
@@ -113,8 +118,9 @@ static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg)
 	ssize_t len;
 	int ret;
 
-	len = dmb_scm_recv_lossy(conn->fd, buf, sizeof(buf), fds, DMB_WIRE_MAX_FDS,
-				 &nfds, &lost);
+	len = dmb_scm_recv_lossy_flags(conn->fd, buf, sizeof(buf), fds,
+				       DMB_WIRE_MAX_FDS, &nfds, &lost,
+				       wait ? 0 : MSG_DONTWAIT);
 	if (len == -EAGAIN)
 		return -EAGAIN;
 	if (len < 0) {
@@ -144,15 +150,20 @@ static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg)
 	return lost;
 }
 
-/* Sends a request without waiting for its reply, which conn_take() drops. */
+/* Sends a request without waiting for its reply: an exporter of version 2
+ * or later sends none (DMB_WIRE_F_NO_REPLY), an older one's conn_take()
+ * drops. */
 static int conn_send_nowait(struct dmb_conn *conn, struct dmb_msg *req)
 {
+	const struct dmb_wire_desc *d = dmb_wire_op_desc(req->op);
+	bool no_reply = d && d->one_way && conn->version >= DMB_WIRE_VERSION_FLAGS;
 	int ret;
 
 	req->version = conn->version;
 	req->serial = ++conn->next_serial;
+	req->flags = no_reply ? DMB_WIRE_F_NO_REPLY : 0;
 	ret = conn_send(conn, req);
-	if (ret == 0)
+	if (ret == 0 && !no_reply)
 		conn->unanswered++;
 	return ret;
 }
@@ -195,13 +206,14 @@ static struct dmb_call *call_find(struct dmb_conn *conn, uint64_t serial)
 }
 
 /*
- * Takes in one message, if one is there, and hands it to its owner: a
+ * Takes in one message, if one is there (@wait: waits for one up to the
+ * socket's SO_RCVTIMEO), and hands it to its owner: a
  * reply goes to the waiting call with its serial (whichever call is
  * reading), a reply to a request sent without waiting is dropped, an event
  * needs no answer yet. Returns 0 when a message was taken, -EAGAIN when
  * none was there, -ENODEV when the connection is (now) dead.
  */
-static int conn_take(struct dmb_conn *conn)
+static int conn_take_ex(struct dmb_conn *conn, bool wait)
 {
 	struct dmb_call *call;
 	struct dmb_msg msg;
@@ -209,7 +221,7 @@ static int conn_take(struct dmb_conn *conn)
 
 	if (conn->dead)
 		return -ENODEV;
-	ret = conn_recv(conn, &msg);
+	ret = conn_recv(conn, &msg, wait);
 	if (ret < 0)
 		return ret;
 	call = call_find(conn, msg.serial);
@@ -221,7 +233,8 @@ static int conn_take(struct dmb_conn *conn)
 		return 0;
 	}
 	if (!call && conn->unanswered && msg.serial <= conn->next_serial &&
-	    (msg.op == DMB_OP_RELEASE_REPLY || msg.op == DMB_OP_UNMAP_REPLY)) {
+	    (msg.op == DMB_OP_RELEASE_REPLY || msg.op == DMB_OP_UNMAP_REPLY ||
+	     msg.op == DMB_OP_DETACH_REPLY)) {
 		dmb_scm_close_fds(msg.fds, msg.nfds);
 		conn->unanswered--;
 		return 0;
@@ -233,18 +246,36 @@ static int conn_take(struct dmb_conn *conn)
 	return -ENODEV;
 }
 
+static int conn_take(struct dmb_conn *conn)
+{
+	return conn_take_ex(conn, false);
+}
+
 int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
 {
 	if (conn->dead)
 		return -ENODEV;
 	/* Take in what already arrived, so unread replies never fill the
 	 * socket (the exporter drops a peer that does not read). Replies of
-	 * waiting calls are kept for them. */
-	while (conn_take(conn) == 0)
+	 * waiting calls are kept for them. Nothing to take when every
+	 * request sent without waiting was sent with NO_REPLY. */
+	while (conn->unanswered && conn_take(conn) == 0)
 		;
 	if (conn->dead)
 		return -ENODEV;
 	return conn_send_nowait(conn, req);
+}
+
+int dmb_conn_send_void(struct dmb_conn *conn, struct dmb_msg *req)
+{
+	struct dmb_msg reply;
+
+	/* An exporter in this process is served while the call waits, at no
+	 * cross-process cost: its op has run when the call returns, as in
+	 * the kernel. Another process's learns of it in order, later. */
+	if (conn->exporter_is_us)
+		return dmb_conn_call(conn, req, &reply);
+	return dmb_conn_send_only(conn, req);
 }
 
 /*
@@ -307,6 +338,21 @@ static unsigned int call_timeout(const struct dmabuf_ctx *ctx)
 	return ctx->config.call_timeout_ms ? ctx->config.call_timeout_ms : 30000;
 }
 
+/*
+ * A waiting call may block in recvmsg() itself, with no poll() first,
+ * when nothing else in this process could need serving meanwhile: this
+ * context has no endpoint (no other process can call into it) and it is
+ * the process's only context. A context made while the call waits is
+ * looked at again after at most DMB_CONN_RECV_SLICE_MS.
+ */
+static bool call_may_block(struct dmb_conn *conn)
+{
+	int other;
+
+	return conn->blocking && !conn->ctx->endpoint &&
+	       dmb_ctx_other_fds(conn->ctx, &other, 1) == 0;
+}
+
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply)
 {
 	struct dmabuf_ctx *ctx = conn->ctx;
@@ -356,6 +402,11 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 				(long long)(dmb_now_ms() - (deadline - call_timeout(ctx))),
 				call_timeout(ctx));
 		}
+		if (call_may_block(conn)) {
+			ret = 0;
+			conn_take_ex(conn, true);
+			continue;
+		}
 		ret = wait_serving(ctx, conn->fd, POLLIN, left > 100 ? 100 : (int)left, false);
 		if (ret < 0)
 			break;
@@ -399,6 +450,18 @@ static int conn_connect(struct dmb_conn *conn)
 		conn->fd = -1;
 		return err;
 	}
+	/* Connected: from now on the socket blocks, so a call can wait in
+	 * recvmsg() itself (call_may_block()), bounded by SO_RCVTIMEO; every
+	 * other send and receive passes MSG_DONTWAIT. */
+	{
+		struct timeval slice = { .tv_usec = DMB_CONN_RECV_SLICE_MS * 1000 };
+
+		conn->blocking = fcntl(conn->fd, F_SETFL, 0) == 0 &&
+				 setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO,
+					    &slice, sizeof(slice)) == 0;
+		if (!conn->blocking)
+			fcntl(conn->fd, F_SETFL, O_NONBLOCK);
+	}
 	return 0;
 }
 
@@ -419,6 +482,9 @@ static int conn_hello(struct dmb_conn *conn)
 		return -EPROTONOSUPPORT;
 	conn->version = reply.u.hello_reply.version;
 	conn->limits = reply.u.hello_reply;
+	/* Once per connection (getpid() is a syscall). A child forked later
+	 * with this connection keeps calling: the slower, kernel-exact way. */
+	conn->exporter_is_us = conn->limits.pid == (uint32_t)getpid();
 	return 0;
 }
 

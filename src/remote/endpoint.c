@@ -191,6 +191,8 @@ static void peer_destroy(struct dmb_peer *peer, const char *why)
 		ep->npeers--;
 	else
 		ep->npending--;
+	if (peer->next.full)
+		dmb_scm_close_fds(peer->next.fds, peer->next.nfds);
 	close(peer->fd);
 	free(peer);
 	/* An fd is free again: a paused listening socket may go on. */
@@ -539,9 +541,52 @@ static int peer_reply_error(struct dmb_peer *peer, const struct dmb_msg *req, in
 	return dmb_scm_send(peer->fd, buf, (size_t)len, NULL, 0);
 }
 
-/* Handles one message. Returns 0 to go on, -EAGAIN when nothing is left to
- * read, or another negative errno to drop the peer. */
-static int peer_handle_one(struct dmb_peer *peer)
+/*
+ * Takes the peer's next packet: the one kept from the last read, else
+ * from the socket. @two: read up to two packets in one call, keeping the
+ * second in peer->next; *drained is then set when the socket had no more,
+ * so the caller need not read again only to find it empty.
+ */
+static ssize_t peer_recv(struct dmb_peer *peer, uint8_t *buf, int *fds,
+			 size_t *nfds, bool *lost, bool two, bool *drained)
+{
+	struct dmb_scm_pkt pkt[2] = {
+		{ .data = buf, .cap = DMB_WIRE_MAX_MSG, .fds = fds,
+		  .max_fds = DMB_WIRE_MAX_FDS },
+		{ .data = peer->next.buf, .cap = DMB_WIRE_MAX_MSG,
+		  .fds = peer->next.fds, .max_fds = DMB_WIRE_MAX_FDS },
+	};
+	int n;
+
+	*drained = false;
+	if (peer->next.full) {
+		peer->next.full = false;
+		memcpy(buf, peer->next.buf, peer->next.len > 0 ? (size_t)peer->next.len : 0);
+		memcpy(fds, peer->next.fds, sizeof(peer->next.fds));
+		*nfds = peer->next.nfds;
+		*lost = peer->next.lost;
+		return peer->next.len;
+	}
+	n = dmb_scm_recv_many(peer->fd, pkt, two ? 2 : 1, 0);
+	if (n < 0)
+		return n;
+	if (n == 2) {
+		peer->next.full = true;
+		peer->next.len = pkt[1].len;
+		peer->next.nfds = pkt[1].nfds;
+		peer->next.lost = pkt[1].lost;
+	} else if (two) {
+		*drained = true;
+	}
+	*nfds = pkt[0].nfds;
+	*lost = pkt[0].lost;
+	return pkt[0].len;
+}
+
+/* Handles one message (@two, *drained: see peer_recv()). Returns 0 to go
+ * on, -EAGAIN when nothing is left to read, or another negative errno to
+ * drop the peer. */
+static int peer_handle_one(struct dmb_peer *peer, bool two, bool *drained)
 {
 	struct dmabuf_ctx *ctx = peer->ctx;
 	uint8_t buf[DMB_WIRE_MAX_MSG];
@@ -552,8 +597,7 @@ static int peer_handle_one(struct dmb_peer *peer)
 	ssize_t len;
 	int ret, status;
 
-	len = dmb_scm_recv_lossy(peer->fd, buf, sizeof(buf), fds, DMB_WIRE_MAX_FDS,
-				 &nfds, &lost);
+	len = peer_recv(peer, buf, fds, &nfds, &lost, two, drained);
 	if (len < 0)
 		return (int)len; /* fds already closed */
 	if (lost) {
@@ -627,6 +671,14 @@ static int peer_handle_one(struct dmb_peer *peer)
 	}
 	/* The request's fds were only looked at: the peer keeps its own. */
 	dmb_scm_close_fds(fds, nfds);
+	if (req.flags & DMB_WIRE_F_NO_REPLY) {
+		/* Nobody waits for it (unmap, detach, put return void). */
+		dmb_scm_close_fds(reply.fds, reply.nfds);
+		if (status < 0)
+			dmb_warn(ctx, "peer pid %d: %s failed (%d), not answered: it asked for no reply",
+				 (int)peer->pid, dmb_wire_op_name(req.op), status);
+		return 0;
+	}
 	if (status < 0) {
 		dmb_scm_close_fds(reply.fds, reply.nfds);
 		ret = peer_reply_error(peer, &req, status);
@@ -651,8 +703,15 @@ static void peer_ready(struct dmb_source *src, uint32_t events)
 		return; /* an outer frame of this peer frees it */
 	peer->depth++;
 	for (unsigned int i = 0; i < DMB_PEER_BATCH && !peer->doomed; i++) {
-		ret = peer_handle_one(peer);
-		if (ret < 0)
+		/* Two packets per read, so a read that finds fewer says the
+		 * socket is empty (no read that only returns EAGAIN). Not in
+		 * a nested frame, and not for the batch's last message: the
+		 * kept one must be handled before this frame returns. */
+		bool drained;
+
+		ret = peer_handle_one(peer, peer->depth == 1 && i + 1 < DMB_PEER_BATCH,
+				      &drained);
+		if (ret < 0 || (drained && !peer->next.full))
 			break;
 	}
 	peer->depth--;
@@ -682,7 +741,9 @@ static bool evict_oldest_pending(struct dmabuf_ctx *ctx, const char *why)
 				oldest = p;
 		if (!oldest)
 			return false;
-		ret = peer_handle_one(oldest);
+		bool drained;
+
+		ret = peer_handle_one(oldest, false, &drained);
 		if (ret == 0 && oldest->hello_done)
 			continue; /* it spoke in time: look at the next */
 		dmb_info(ctx, "closing a connection of pid %d that said nothing (%s)",

@@ -52,11 +52,12 @@ static int proxy_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
 
 static void proxy_detach(struct dmabuf *buf, struct dmabuf_attachment *att)
 {
-	struct dmb_msg req, reply;
+	struct dmb_msg req;
 
-	/* A dead exporter took its side with it: nothing to undo there. */
+	/* A dead exporter took its side with it: nothing to undo there.
+	 * dma_buf_detach() returns void: nothing to wait for. */
 	dmb_wire_msg_init(&req, DMB_OP_DETACH, att->remote_id);
-	dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
+	dmb_conn_send_void(proxy_of(buf)->conn, &req);
 }
 
 static int proxy_map(struct dmabuf_attachment *att, enum dmabuf_direction dir,
@@ -94,7 +95,7 @@ static int proxy_map(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 			dmb_sgt_free(sgt);
 		dmb_wire_msg_init(&unmap, DMB_OP_UNMAP, reply.u.map_reply.mapping_id);
 		unmap.u.map.dir = (uint32_t)dir;
-		dmb_conn_call(px->conn, &unmap, &reply);
+		dmb_conn_send_void(px->conn, &unmap);
 		return ret;
 	}
 	sgt->remote_id = reply.u.map_reply.mapping_id;
@@ -105,11 +106,13 @@ static int proxy_map(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 static void proxy_unmap(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt,
 			enum dmabuf_direction dir)
 {
-	struct dmb_msg req, reply;
+	struct dmb_msg req;
 
+	/* dma_buf_unmap_attachment() returns void: the errors a caller can
+	 * make were found by the core before this; nothing to wait for. */
 	dmb_wire_msg_init(&req, DMB_OP_UNMAP, sgt->remote_id);
 	req.u.map.dir = (uint32_t)dir;
-	dmb_conn_call(proxy_of(att->buf)->conn, &req, &reply);
+	dmb_conn_send_void(proxy_of(att->buf)->conn, &req);
 	dmb_sgt_free(sgt);
 }
 
@@ -383,7 +386,7 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 
 fail:
 	dmb_wire_msg_init(&rel, DMB_OP_RELEASE, reply.u.import_reply.buffer_id);
-	dmb_conn_call(conn, &rel, &reply);
+	dmb_conn_send_only(conn, &rel);
 	dmb_conn_put(conn);
 	if (buf) {
 		if (buf->resv)

@@ -84,6 +84,18 @@ struct dmb_peer {
 	 * outermost one. */
 	unsigned int depth;
 	bool doomed;
+	/* The second packet of a two-packet read (peer_handle_one()), handled
+	 * before anything else is read from this peer; only the outermost
+	 * frame fills it, and never at the end of its batch, so it is
+	 * always empty when a frame returns to the event loop. */
+	struct {
+		bool full;
+		ssize_t len;
+		size_t nfds;
+		bool lost;
+		int fds[DMB_WIRE_MAX_FDS];
+		uint8_t buf[DMB_WIRE_MAX_MSG];
+	} next;
 	uint64_t next_id;
 	struct dmb_handle_tree handles;
 	LIST_HEAD(, dmb_handle) imports;
@@ -144,9 +156,12 @@ struct dmb_conn {
 	struct dmb_wire_hello_reply limits;
 	bool dead;		/* the exporter went away, or was given up */
 	bool warned_silent;	/* the "is it serving?" warning was given */
+	bool exporter_is_us;	/* the endpoint is in this process */
+	bool blocking;		/* fd is blocking, SO_RCVTIMEO set */
 	unsigned int users;	/* proxies using this connection */
 	LIST_HEAD(, dmb_call) calls;	/* waiting, innermost first */
-	/* Requests sent without waiting (RELEASE, UNMAP): their replies are
+	/* Requests sent without waiting (RELEASE, UNMAP, DETACH) to a
+	 * version 1 exporter, which answers them anyway: their replies are
 	 * dropped as they come. */
 	unsigned int unanswered;
 };
@@ -175,10 +190,17 @@ int64_t dmb_now_ms(void);
  * while blocked. Returns 1 when ready, 0 at the deadline, or -errno. */
 int dmb_wait_fd_serving(struct dmabuf_ctx *ctx, int fd, int64_t deadline);
 
-/* Sends a request whose answer nobody needs (RELEASE): no round trip. Its
- * reply is dropped later. The request carries no fds. -ENODEV when the
- * connection is dead. */
+/* Sends a request whose answer nobody needs (RELEASE, UNMAP, DETACH: void
+ * in the kernel): no round trip, and from a version 2 exporter no reply
+ * (DMB_WIRE_F_NO_REPLY); a version 1 exporter's is dropped later. The
+ * request carries no fds. -ENODEV when the connection is dead. */
 int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req);
+
+/* A request the kernel's counterpart of returns void (UNMAP, DETACH): to an
+ * exporter in this process a call (its op has run on return), to another
+ * process dmb_conn_send_only(): no round trip; the exporter handles it
+ * before any later request of this connection. */
+int dmb_conn_send_void(struct dmb_conn *conn, struct dmb_msg *req);
 
 /* ---- proxies ----------------------------------------------------------------- */
 

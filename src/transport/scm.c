@@ -73,8 +73,8 @@ static int wait_for(int sock, short events)
 
 /* ---- send ------------------------------------------------------------------ */
 
-int dmb_scm_sendv(int sock, const struct iovec *iov_in, size_t iovcnt,
-		  const int *fds, size_t nfds)
+static int sendv_flags(int sock, const struct iovec *iov_in, size_t iovcnt,
+		       const int *fds, size_t nfds, int flags)
 {
 	union scm_ctrl_send ctrl;
 	struct iovec iov[SCM_MAX_IOV];
@@ -119,7 +119,7 @@ int dmb_scm_sendv(int sock, const struct iovec *iov_in, size_t iovcnt,
 
 		msg.msg_iov = iov + first;
 		msg.msg_iovlen = iovcnt - first;
-		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -152,14 +152,26 @@ int dmb_scm_sendv(int sock, const struct iovec *iov_in, size_t iovcnt,
 	return 0;
 }
 
-int dmb_scm_send(int sock, const void *data, size_t len, const int *fds,
-		 size_t nfds)
+int dmb_scm_sendv(int sock, const struct iovec *iov_in, size_t iovcnt,
+		  const int *fds, size_t nfds)
+{
+	return sendv_flags(sock, iov_in, iovcnt, fds, nfds, 0);
+}
+
+int dmb_scm_send_flags(int sock, const void *data, size_t len, const int *fds,
+		       size_t nfds, int flags)
 {
 	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
 
-	if (!data || len == 0)
+	if (!data || len == 0 || (flags & ~MSG_DONTWAIT))
 		return -EINVAL;
-	return dmb_scm_sendv(sock, &iov, 1, fds, nfds);
+	return sendv_flags(sock, &iov, 1, fds, nfds, flags);
+}
+
+int dmb_scm_send(int sock, const void *data, size_t len, const int *fds,
+		 size_t nfds)
+{
+	return dmb_scm_send_flags(sock, data, len, fds, nfds, 0);
 }
 
 /* ---- receive ---------------------------------------------------------------- */
@@ -186,42 +198,27 @@ ssize_t dmb_scm_recv(int sock, void *data, size_t cap, int *fds,
 ssize_t dmb_scm_recv_lossy(int sock, void *data, size_t cap, int *fds,
 			   size_t max_fds, size_t *nfds, bool *fds_lost)
 {
-	union scm_ctrl_recv ctrl;
-	/* Bounded by the control buffer: at most its size / sizeof(int). */
-	int got[sizeof(ctrl) / sizeof(int)];
+	return dmb_scm_recv_lossy_flags(sock, data, cap, fds, max_fds, nfds,
+					fds_lost, 0);
+}
+
+/*
+ * What one received packet amounts to (see dmb_scm_recv()): its fds are
+ * collected first, whatever happens next. @table_full: -EMFILE/-ENFILE or
+ * 0 as fd_table_full() found it, or 1 when not probed yet (it is probed
+ * before any fd that arrived is closed: they may be what filled the
+ * table).
+ */
+static ssize_t recv_finish(int sock, struct msghdr *msg, ssize_t n, int *fds,
+			   size_t max_fds, size_t *nfds, bool *fds_lost,
+			   int table_full)
+{
+	int got[sizeof(union scm_ctrl_recv) / sizeof(int)];
 	size_t ngot = 0;
-	struct iovec iov = { .iov_base = data, .iov_len = cap };
-	struct msghdr msg = { 0 };
 	struct cmsghdr *cmsg;
-	ssize_t n;
 	int err;
 
-	if (!nfds || !data || cap == 0 || max_fds > DMB_SCM_MAX_FDS ||
-	    (max_fds && !fds))
-		return -EINVAL;
-	*nfds = 0;
-	if (fds_lost)
-		*fds_lost = false;
-	for (size_t i = 0; i < max_fds; i++)
-		fds[i] = -1;
-
-	err = dmb_sys_fail(DMB_SYS_RECVMSG);
-	if (err)
-		return -err;
-
-	memset(&ctrl, 0, sizeof(ctrl));
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = ctrl.buf;
-	msg.msg_controllen = sizeof(ctrl.buf);
-	do {
-		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return -errno;
-
-	/* Collect every fd first, whatever happens next. */
-	for (cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+	for (cmsg = CMSG_FIRSTHDR(msg); cmsg; cmsg = CMSG_NXTHDR(msg, cmsg)) {
 		size_t k;
 
 		if (cmsg->cmsg_level != SOL_SOCKET ||
@@ -247,14 +244,12 @@ ssize_t dmb_scm_recv_lossy(int sock, void *data, size_t cap, int *fds,
 
 	if (n == 0)
 		err = -ECONNRESET;
-	else if (msg.msg_flags & MSG_TRUNC)
+	else if (msg->msg_flags & MSG_TRUNC)
 		err = -EMSGSIZE;
 	else if (ngot > max_fds)
 		err = -EPROTO;
-	else if (msg.msg_flags & MSG_CTRUNC)
-		/* Probed before the fds that did arrive are closed: they
-		 * may be what filled the table. */
-		err = fd_table_full(sock) ?: -EPROTO;
+	else if (msg->msg_flags & MSG_CTRUNC)
+		err = (table_full == 1 ? fd_table_full(sock) : table_full) ?: -EPROTO;
 	else
 		err = 0;
 	if (err == -EMFILE || err == -ENFILE) {
@@ -271,6 +266,105 @@ ssize_t dmb_scm_recv_lossy(int sock, void *data, size_t cap, int *fds,
 	if (ngot)
 		memcpy(fds, got, ngot * sizeof(int));
 	*nfds = ngot;
+	return n;
+}
+
+static bool recv_args_ok(const void *data, size_t cap, const int *fds,
+			 size_t max_fds, const size_t *nfds, int flags)
+{
+	return nfds && data && cap && max_fds <= DMB_SCM_MAX_FDS &&
+	       (!max_fds || fds) && !(flags & ~MSG_DONTWAIT);
+}
+
+static void recv_reset(int *fds, size_t max_fds, size_t *nfds, bool *fds_lost)
+{
+	*nfds = 0;
+	if (fds_lost)
+		*fds_lost = false;
+	for (size_t i = 0; i < max_fds; i++)
+		fds[i] = -1;
+}
+
+ssize_t dmb_scm_recv_lossy_flags(int sock, void *data, size_t cap, int *fds,
+				 size_t max_fds, size_t *nfds, bool *fds_lost,
+				 int flags)
+{
+	union scm_ctrl_recv ctrl;
+	struct iovec iov = { .iov_base = data, .iov_len = cap };
+	struct msghdr msg = { 0 };
+	ssize_t n;
+	int err;
+
+	if (!recv_args_ok(data, cap, fds, max_fds, nfds, flags))
+		return -EINVAL;
+	recv_reset(fds, max_fds, nfds, fds_lost);
+
+	err = dmb_sys_fail(DMB_SYS_RECVMSG);
+	if (err)
+		return -err;
+
+	memset(&ctrl, 0, sizeof(ctrl));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = ctrl.buf;
+	msg.msg_controllen = sizeof(ctrl.buf);
+	do {
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return recv_finish(sock, &msg, n, fds, max_fds, nfds, fds_lost, 1);
+}
+
+int dmb_scm_recv_many(int sock, struct dmb_scm_pkt *pkts, size_t count, int flags)
+{
+	union scm_ctrl_recv ctrl[DMB_SCM_MAX_BATCH];
+	struct iovec iov[DMB_SCM_MAX_BATCH];
+	struct mmsghdr mm[DMB_SCM_MAX_BATCH];
+	int table_full = 1, n, err;
+
+	if (!pkts || count == 0 || count > DMB_SCM_MAX_BATCH)
+		return -EINVAL;
+	for (size_t i = 0; i < count; i++) {
+		struct dmb_scm_pkt *p = &pkts[i];
+
+		if (!recv_args_ok(p->data, p->cap, p->fds, p->max_fds, &p->nfds, flags))
+			return -EINVAL;
+		recv_reset(p->fds, p->max_fds, &p->nfds, &p->lost);
+		p->len = 0;
+	}
+
+	err = dmb_sys_fail(DMB_SYS_RECVMSG);
+	if (err)
+		return -err;
+
+	memset(mm, 0, sizeof(mm[0]) * count);
+	for (size_t i = 0; i < count; i++) {
+		memset(&ctrl[i], 0, sizeof(ctrl[i]));
+		iov[i] = (struct iovec){ .iov_base = pkts[i].data, .iov_len = pkts[i].cap };
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+		mm[i].msg_hdr.msg_control = ctrl[i].buf;
+		mm[i].msg_hdr.msg_controllen = sizeof(ctrl[i].buf);
+	}
+	do {
+		n = recvmmsg(sock, mm, (unsigned int)count, MSG_CMSG_CLOEXEC | flags, NULL);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	/* One probe for the whole batch, before any fd is closed. */
+	for (int i = 0; i < n; i++)
+		if (mm[i].msg_hdr.msg_flags & MSG_CTRUNC) {
+			table_full = fd_table_full(sock);
+			break;
+		}
+	for (int i = 0; i < n; i++) {
+		struct dmb_scm_pkt *p = &pkts[i];
+
+		p->len = recv_finish(sock, &mm[i].msg_hdr, (ssize_t)mm[i].msg_len,
+				     p->fds, p->max_fds, &p->nfds, &p->lost,
+				     table_full);
+	}
 	return n;
 }
 

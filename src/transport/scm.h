@@ -38,6 +38,11 @@
 int dmb_scm_send(int sock, const void *data, size_t len, const int *fds,
 		 size_t nfds);
 
+/* The same with @flags added to sendmsg()'s: 0 or MSG_DONTWAIT (a blocking
+ * socket that must not block here); anything else is -EINVAL. */
+int dmb_scm_send_flags(int sock, const void *data, size_t len, const int *fds,
+		       size_t nfds, int flags);
+
 /* Same with a gather list (at most 4 parts). */
 struct iovec;
 int dmb_scm_sendv(int sock, const struct iovec *iov, size_t iovcnt,
@@ -74,6 +79,39 @@ ssize_t dmb_scm_recv(int sock, void *data, size_t cap, int *fds,
  */
 ssize_t dmb_scm_recv_lossy(int sock, void *data, size_t cap, int *fds,
 			   size_t max_fds, size_t *nfds, bool *fds_lost);
+
+/* The same with @flags added to recvmsg()'s: 0 or MSG_DONTWAIT (-EINVAL
+ * otherwise). On a blocking socket with SO_RCVTIMEO, 0 waits up to that
+ * time and then returns -EAGAIN. */
+ssize_t dmb_scm_recv_lossy_flags(int sock, void *data, size_t cap, int *fds,
+				 size_t max_fds, size_t *nfds, bool *fds_lost,
+				 int flags);
+
+/* Most packets one dmb_scm_recv_many() takes in. */
+#define DMB_SCM_MAX_BATCH 4u
+
+/* One packet of dmb_scm_recv_many(): data, cap, fds and max_fds are the
+ * caller's; len (bytes, or a negative errno as dmb_scm_recv_lossy()
+ * returns), nfds and lost are filled. */
+struct dmb_scm_pkt {
+	void *data;
+	size_t cap;
+	int *fds;
+	size_t max_fds;
+	ssize_t len;
+	size_t nfds;
+	bool lost;
+};
+
+/*
+ * Receives up to @count (<= DMB_SCM_MAX_BATCH) packets in one recvmmsg()
+ * call, each as dmb_scm_recv_lossy() would (its result in pkts[i].len, its
+ * fds closed when that is negative). @flags: 0 or MSG_DONTWAIT. Returns
+ * how many packets came (>= 1; fewer than @count on a non-blocking socket
+ * means it had no more), or a negative errno with nothing received
+ * (-EAGAIN: nothing to read).
+ */
+int dmb_scm_recv_many(int sock, struct dmb_scm_pkt *pkts, size_t count, int flags);
 
 /* Closes fds[0..n) that are >= 0 and sets them to -1. Keeps errno. */
 void dmb_scm_close_fds(int *fds, size_t n);

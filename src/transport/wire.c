@@ -605,7 +605,9 @@ static int check_get_backing_reply(const struct dmb_msg *m)
 #define ID(member) offsetof(struct dmb_msg, u.member)
 
 /* target_: NONE_ or BUF_/ATT_/MAP_(the member holding the id);
- * flags_: PLAIN, BASE (header at DMB_WIRE_VERSION_BASE) or RESERVED. */
+ * flags_: PLAIN, BASE (header at DMB_WIRE_VERSION_BASE), RESERVED or
+ * ONE_WAY (may be sent with DMB_WIRE_F_NO_REPLY: the kernel's operation
+ * returns void). */
 #define REQUEST(op_, name_, target_, nfds_, walk_, check_, flags_)             \
 	[REQ(DMB_OP_##op_)] = { .op = DMB_OP_##op_, .name = name_,              \
 				.kind = DMB_WIRE_REQUEST, target_,              \
@@ -622,17 +624,18 @@ static int check_get_backing_reply(const struct dmb_msg *m)
 #define PLAIN .reserved = false
 #define BASE .base_version = true
 #define RESERVED .reserved = true
+#define ONE_WAY .one_way = true
 #define VAR DMB_WIRE_FDS_VARIABLE
 
 static const struct dmb_wire_desc table[2 * NREQ + NEVENT] = {
 	REQUEST(HELLO, "HELLO", NONE_, 0, walk_hello, check_hello, BASE),
 	REQUEST(IMPORT, "IMPORT", NONE_, 1, walk_import, check_import, PLAIN),
-	REQUEST(RELEASE, "RELEASE", BUF_(id.id), 0, walk_id, NULL, PLAIN),
+	REQUEST(RELEASE, "RELEASE", BUF_(id.id), 0, walk_id, NULL, ONE_WAY),
 	REQUEST(ATTACH, "ATTACH", BUF_(attach.buffer_id), 0, walk_attach,
 		check_attach, PLAIN),
-	REQUEST(DETACH, "DETACH", ATT_(id.id), 0, walk_id, NULL, PLAIN),
+	REQUEST(DETACH, "DETACH", ATT_(id.id), 0, walk_id, NULL, ONE_WAY),
 	REQUEST(MAP, "MAP", ATT_(map.id), 0, walk_map, check_map, PLAIN),
-	REQUEST(UNMAP, "UNMAP", MAP_(map.id), 0, walk_map, check_map, PLAIN),
+	REQUEST(UNMAP, "UNMAP", MAP_(map.id), 0, walk_map, check_map, ONE_WAY),
 	REQUEST(BEGIN_CPU_ACCESS, "BEGIN_CPU_ACCESS", BUF_(cpu_access.buffer_id),
 		0, walk_cpu_access, check_cpu_access, PLAIN),
 	REQUEST(END_CPU_ACCESS, "END_CPU_ACCESS", BUF_(cpu_access.buffer_id),
@@ -848,7 +851,7 @@ int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 	const uint8_t *p = data;
 	struct dmb_wire_cur c;
 	uint32_t hlen;
-	uint16_t version, op, hfds;
+	uint16_t version, op, hfds, hflags;
 	int want;
 
 	if (!out)
@@ -876,7 +879,9 @@ int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 		return -EMSGSIZE;
 	if (hfds != nfds)
 		return -EBADMSG;
-	if (get16(p + DMB_WIRE_HDR_RESERVED) != 0)
+	hflags = get16(p + DMB_WIRE_HDR_FLAGS);
+	if (hflags & ~DMB_WIRE_F_MASK ||
+	    (hflags && version < DMB_WIRE_VERSION_FLAGS))
 		return -EPROTO;
 
 	out->version = version;
@@ -887,7 +892,8 @@ int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 	if (!d && receiver == DMB_WIRE_CLIENT && is_unknown_request_reply(op))
 		/* A failed reply has no body, so it parses whatever request it
 		 * answers: a newer client learns its request is unknown. */
-		return decode_bare_error(p, len, nfds, out);
+		return hflags ? reject(out, -EPROTO)
+			      : decode_bare_error(p, len, nfds, out);
 	/* From the wrong side it is a direction error, else unknown. */
 	if (sent_by(op) == receiver)
 		return reject(out, -EPROTO);
@@ -897,6 +903,9 @@ int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 		return reject(out, -EPROTONOSUPPORT);
 	if (d->kind == DMB_WIRE_EVENT ? out->serial != 0 : out->serial == 0)
 		return reject(out, -EPROTO);
+	if ((hflags & DMB_WIRE_F_NO_REPLY) && !d->one_way)
+		return reject(out, -EPROTO);
+	out->flags = hflags;
 
 	c = (struct dmb_wire_cur){ .p = (uint8_t *)p, .len = len,
 				   .pos = DMB_WIRE_BODY, .enc = false };
@@ -955,7 +964,7 @@ int dmb_wire_encode(void *buf, size_t cap, const struct dmb_msg *msg)
 	put16(c.p + DMB_WIRE_HDR_OP, m.op);
 	put32(c.p + DMB_WIRE_HDR_LENGTH, (uint32_t)c.pos);
 	put16(c.p + DMB_WIRE_HDR_NFDS, (uint16_t)m.nfds);
-	put16(c.p + DMB_WIRE_HDR_RESERVED, 0);
+	put16(c.p + DMB_WIRE_HDR_FLAGS, m.flags);
 	put64(c.p + DMB_WIRE_HDR_SERIAL, m.serial);
 
 	/* Only what a peer accepts leaves this function. */

@@ -20,7 +20,9 @@
  * DMB_WIRE_VERSION_BASE in their header so any future peer can parse them. */
 #define DMB_WIRE_VERSION_BASE 1
 #define DMB_WIRE_VERSION_MIN 1
-#define DMB_WIRE_VERSION_MAX 1
+#define DMB_WIRE_VERSION_MAX 2
+/* The first version with header flags (DMB_WIRE_HDR_FLAGS). */
+#define DMB_WIRE_VERSION_FLAGS 2
 
 /* The 24-byte header: byte offsets of its fields from the start of a
  * message (docs/protocol.md §3). Tests patch headers through these names. */
@@ -29,7 +31,8 @@
 #define DMB_WIRE_HDR_OP 6u		/* u16 */
 #define DMB_WIRE_HDR_LENGTH 8u		/* u32, header included */
 #define DMB_WIRE_HDR_NFDS 12u		/* u16 */
-#define DMB_WIRE_HDR_RESERVED 14u	/* u16, zero */
+#define DMB_WIRE_HDR_FLAGS 14u		/* u16, DMB_WIRE_F_*; zero in v1 */
+#define DMB_WIRE_HDR_RESERVED DMB_WIRE_HDR_FLAGS /* its v1 name */
 #define DMB_WIRE_HDR_SERIAL 16u		/* u64 */
 #define DMB_WIRE_HDR_SIZE 24u
 
@@ -61,6 +64,12 @@
 
 /* Status in replies: 0 or a negative errno in [-DMB_WIRE_MAX_ERRNO, -1]. */
 #define DMB_WIRE_MAX_ERRNO 4095
+
+/* Header flags (version >= DMB_WIRE_VERSION_FLAGS). NO_REPLY: a request
+ * whose descriptor allows it (one_way) is not answered, as the kernel's
+ * void unmap, detach and put return nothing; a failure is only logged. */
+#define DMB_WIRE_F_NO_REPLY (1u << 0)
+#define DMB_WIRE_F_MASK DMB_WIRE_F_NO_REPLY
 
 /* Opcode classes. */
 #define DMB_WIRE_OP_REPLY 0x8000u	/* reply = request opcode | this */
@@ -257,6 +266,7 @@ struct dmb_wire_get_backing {
 struct dmb_msg {
 	uint16_t version;
 	uint16_t op;		/* enum dmb_wire_op */
+	uint16_t flags;		/* header flags, DMB_WIRE_F_* */
 	uint64_t serial;	/* requests/replies: non-zero; events: 0 */
 	uint32_t nfds;
 	int fds[DMB_WIRE_MAX_FDS]; /* copied numbers; the codec never owns them */
@@ -320,6 +330,7 @@ struct dmb_wire_desc {
 	int nfds;
 	bool base_version;	/* header always at DMB_WIRE_VERSION_BASE */
 	bool reserved;		/* specified, but this version never sends it */
+	bool one_way;		/* a request that may carry DMB_WIRE_F_NO_REPLY */
 	/* The body field by field (for a reply: the payload after the reply
 	 * header, walked only when status is 0); NULL for an empty one. Runs
 	 * in decode and in encode mode, so the two cannot drift apart. */
@@ -402,7 +413,9 @@ static inline void dmb_wire_put64(uint8_t *p, uint64_t v)
  *                   count != fds received, wrong fd count for the opcode,
  *                   body shorter/longer than the opcode's layout, counts
  *                   inconsistent with the length
- *  -EPROTO          bad magic, non-zero reserved bits, wrong serial (0 for a
+ *  -EPROTO          bad magic, non-zero reserved bits, a header flag not
+ *                   defined, or NO_REPLY before version 2, on a reply or
+ *                   on a request that must be answered, wrong serial (0 for a
  *                   request/reply, non-zero for an event), an opcode the
  *                   sender's side may not send, a field out of range (enum,
  *                   must-be-zero flags, name without NUL or with garbage
