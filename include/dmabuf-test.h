@@ -189,7 +189,9 @@ enum dmabuf_test_device_preset {
 	 * DMABUF_ALLOC_DEFERRED, which then allocates so). */
 	DMABUF_TEST_DEVICE_DISPLAY = 1,
 	/** A camera (capture DMA) without IOMMU: 32-bit DMA mask,
-	 * scatter-gather in segments of at most 64 KiB. */
+	 * scatter-gather in segments of at most 64 KiB. Maps backings below
+	 * 4 GiB: DMABUF_ALLOC_DEFERRED places them there, a system
+	 * allocation of a large context may not be (attach is -EBUSY). */
 	DMABUF_TEST_DEVICE_CAMERA = 2,
 	/** Number of presets above. */
 	DMABUF_TEST_DEVICE_PRESET_COUNT = 3,
