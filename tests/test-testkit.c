@@ -7,11 +7,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "dmabuf-scm.h"
 #include "dmabuf-test.h"
 #include "harness.h"
 
@@ -340,6 +343,104 @@ static void settle_runs_pending_releases(void **state)
 	assert_int_equal(dmabuf_test_exporter_destroy(tx), 0);
 }
 
+/* A pending re-probe is something settle waits for: a close of another
+ * open file of the buffer's inode (not its dma-buf file) wakes the release
+ * probe, which fails while the dma-buf file is open and is retried. With no
+ * time, settle says -ETIMEDOUT; with time, it returns once the retries are
+ * done, and the buffer whose fd is held stays. */
+static void settle_times_out_while_a_probe_is_pending(void **state)
+{
+	struct dmabuf_ctx *ctx = quiet_ctx();
+	struct dmabuf_test_exporter *tx = exporter(0);
+	struct dmabuf *buf = NULL;
+	char path[64];
+	int fd, other;
+
+	assert_int_equal(dmabuf_test_exporter_export(tx, ctx, PAGE, O_RDWR, DMABUF_ALLOC_SYSTEM, &buf), 0);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	other = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(other >= 0);
+	close(other);
+	assert_int_equal(dmabuf_ctx_settle(ctx, 0), -ETIMEDOUT);
+	assert_true(dmabuf_ctx_settle(ctx, 10000) >= 0);
+	assert_int_equal(count(tx, DMABUF_TEST_OP_RELEASE), 0);
+	close(fd);
+	assert_true(dmabuf_ctx_settle(ctx, 10000) >= 1);
+	assert_int_equal(count(tx, DMABUF_TEST_OP_RELEASE), 1);
+	assert_int_equal(dmabuf_test_ctx_destroy(ctx, NULL, 0), 0);
+	assert_int_equal(dmabuf_test_exporter_destroy(tx), 0);
+}
+
+/* Another process imports, attaches, maps and dies holding everything.
+ * Nobody serves the exporter any more, so its hang-up waits in the
+ * exporter's queue: settle handles it (the peer's mapping and attachment
+ * undone) and runs the release, with no dispatch loop in the test. */
+static int importer_process(void *arg)
+{
+	int sock = *(int *)arg, fd = -1;
+	struct dmabuf_attachment *att = NULL;
+	struct dmabuf_sg_table *sgt = NULL;
+	struct dmabuf_device *dev = NULL;
+	struct dmabuf_ctx *ctx = NULL;
+	struct dmabuf *buf = NULL;
+	size_t len;
+	char c;
+
+	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
+	child_check(dmabuf_test_device_new(ctx, DMABUF_TEST_DEVICE_GPU, NULL, &dev) == 0);
+	child_check(dmabuf_recv_fd(sock, &fd, &c, 1, &len) == 0 && fd >= 0);
+	child_check(dmabuf_get(ctx, fd, &buf) == 0);
+	close(fd);
+	child_check(dmabuf_attach(buf, dev, &att) == 0);
+	child_check(dmabuf_map_attachment(att, DMABUF_FROM_DEVICE, &sgt) == 0);
+	child_check(dmabuf_send_fd(sock, -1, "m", 1) == 0);
+	/* Until the parent says so; then exit without letting go. */
+	child_check(dmabuf_recv_fd(sock, &fd, &c, 1, &len) == 0);
+	return 0;
+}
+
+static void settle_handles_what_a_peer_left(void **state)
+{
+	struct dmabuf_ctx *ctx = quiet_ctx();
+	struct dmabuf_test_exporter *tx = exporter(0);
+	struct dmabuf *buf = NULL;
+	int sv[2], fd;
+	size_t len;
+	pid_t pid;
+	char c = 0;
+
+	assert_int_equal(dmabuf_test_exporter_export(tx, ctx, 16 * PAGE, O_RDWR, DMABUF_ALLOC_SYSTEM, &buf), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	pid = harness_fork(importer_process, &sv[1]);
+	close(sv[1]);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
+	close(fd);
+	/* The exporter serves while the importer maps, then stops. */
+	assert_int_equal(dmabuf_ctx_start_thread(ctx), 0);
+	assert_int_equal(dmabuf_recv_fd(sv[0], &fd, &c, 1, &len), 0);
+	assert_int_equal(c, 'm');
+	assert_int_equal(dmabuf_ctx_stop_thread(ctx), 0);
+	assert_int_equal(dmabuf_send_fd(sv[0], -1, "g", 1), 0);
+	assert_int_equal(harness_wait(pid), 0);
+	close(sv[0]);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(count(tx, DMABUF_TEST_OP_DETACH), 0);
+	assert_int_equal(count(tx, DMABUF_TEST_OP_RELEASE), 0);
+	assert_true(dmabuf_ctx_settle(ctx, 10000) >= 1);
+	assert_int_equal(count(tx, DMABUF_TEST_OP_ATTACH), 1);
+	assert_int_equal(count(tx, DMABUF_TEST_OP_MAP), 1);
+	assert_int_equal(count(tx, DMABUF_TEST_OP_UNMAP), 1);
+	assert_int_equal(count(tx, DMABUF_TEST_OP_DETACH), 1);
+	assert_int_equal(count(tx, DMABUF_TEST_OP_RELEASE), 1);
+	assert_int_equal(dmabuf_test_ctx_destroy(ctx, NULL, 0), 0);
+	assert_int_equal(dmabuf_test_exporter_destroy(tx), 0);
+}
+
 static int count_live(void *data, const struct dmabuf_live_object *o)
 {
 	int *by_type = data;
@@ -518,6 +619,8 @@ int main(void)
 		harness_test(delay_slows_the_op),
 		harness_test(device_presets),
 		harness_test(settle_runs_pending_releases),
+		harness_test(settle_times_out_while_a_probe_is_pending),
+		harness_test(settle_handles_what_a_peer_left),
 		harness_test(live_objects_and_leak_report),
 		harness_test(destroy_reports_leaks),
 		harness_test(fault_injection_fails_the_nth_call),
