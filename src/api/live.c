@@ -40,6 +40,7 @@ static int walk_locked(struct dmabuf_ctx *ctx, struct walk *w)
 	struct dmabuf *buf;
 	int ret;
 
+	dmb_assert_locked(ctx);
 	RB_FOREACH(buf, dmb_buf_tree, &ctx->by_inode) {
 		struct dmabuf_live_object o = { 0 };
 

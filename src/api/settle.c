@@ -41,6 +41,7 @@ static bool pending_locked(struct dmabuf_ctx *ctx, int *handled)
 	unsigned int orphans = 0;
 	struct dmabuf *buf;
 
+	dmb_assert_locked(ctx);
 	RB_FOREACH(buf, dmb_buf_tree, &ctx->by_inode)
 		if (buf->state == DMB_BUF_ORPHAN && !buf->imported)
 			orphans++;
