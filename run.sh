@@ -80,7 +80,7 @@ commands:
                    not a documented departure. Without QEMU (or --no-vm) the
                    emulated half is compared with the recorded kernel results
                    (tests/conformance/expected-6.12.txt); --record updates them
-  abi-baseline     rewrite the ABI baseline tests/abi/libdmabuf.so.0.abi from
+  abi-baseline     rewrite the ABI baselines tests/abi/libdmabuf*.so.0.abi from
                    build/ (the `abi` test compares the library with it)
   help             show this text
 
@@ -397,8 +397,9 @@ cmd_conformance() {
 		--notes tests/conformance/notes.md --md docs/conformance.md
 }
 
-# abi-baseline: rewrite tests/abi/libdmabuf.so.0.abi from build/ (after a
-# deliberate ABI change; commit it with the change).
+# abi-baseline: rewrite tests/abi/libdmabuf.so.0.abi and the test kit's
+# tests/abi/libdmabuf-test.so.0.abi from build/ (after a deliberate ABI
+# change; commit them with the change).
 cmd_abi_baseline() {
 	deps abigail-tools || exit 1
 	setup_dir build -Dtests=true -Db_sanitize=none >/dev/null || die "meson setup build failed"
@@ -406,7 +407,10 @@ cmd_abi_baseline() {
 	abidw --headers-dir include --headers-dir build/include --no-corpus-path \
 		--out-file tests/abi/libdmabuf.so.0.abi build/src/libdmabuf.so.0 ||
 		die "abidw failed"
-	msg "wrote tests/abi/libdmabuf.so.0.abi"
+	abidw --headers-dir include --headers-dir build/include --no-corpus-path \
+		--out-file tests/abi/libdmabuf-test.so.0.abi build/src/testkit/libdmabuf-test.so.0 ||
+		die "abidw failed (test kit)"
+	msg "wrote tests/abi/libdmabuf.so.0.abi and tests/abi/libdmabuf-test.so.0.abi"
 }
 
 # ------------------------------------------------------------------- main

@@ -1138,6 +1138,147 @@ int dmabuf_udmabuf_create_list(struct dmabuf_ctx *ctx, uint32_t flags,
 			       const struct dmabuf_udmabuf_item *items,
 			       uint32_t count);
 
+/* ------------------------------------------------------------------------ */
+/** @defgroup testing Hooks for tests: settle, live objects, fault injection */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Handles events until nothing is pending in @p ctx: no event ready on its
+ * fd (release events, peers' messages and connections), no release probe
+ * waiting to be retried (the kernel sends a close event before it drops the
+ * file's lock, so a probe may have to be repeated), and every buffer whose
+ * last reference, fd and mapping are already gone released (ops->release
+ * run). A holder that still has an fd, a mapping or a reference keeps its
+ * buffer; settle does not wait for it. This replaces a test's loop of
+ * dmabuf_ctx_dispatch_timeout() calls waiting for a release.
+ *
+ * @param ctx the context
+ * @param timeout_ms the bound, >= 0, or -1 for no bound
+ * @return the number of events handled (>= 0); -ETIMEDOUT when something
+ *         was still pending after @p timeout_ms (what was handled is kept);
+ *         -EINVAL for a bad context or a timeout below -1; a negative errno
+ *         of dmabuf_ctx_dispatch()
+ */
+int dmabuf_ctx_settle(struct dmabuf_ctx *ctx, int timeout_ms);
+
+/** What a struct dmabuf_live_object describes. */
+enum dmabuf_live_type {
+	/** A buffer the caller holds a reference to (exported or imported):
+	 * a leak at dmabuf_ctx_destroy(). */
+	DMABUF_LIVE_BUFFER = 1,
+	/** A buffer without references whose file is still open (an fd, a
+	 * mapping, a file in flight, or a peer's import): released when the
+	 * last holder lets go. */
+	DMABUF_LIVE_BUFFER_FILE = 2,
+	/** A device not destroyed: a leak at dmabuf_ctx_destroy(). */
+	DMABUF_LIVE_DEVICE = 3,
+	/** An attachment of one of this context's devices, not detached. */
+	DMABUF_LIVE_ATTACHMENT = 4,
+	/** A mapped sg table, not unmapped. */
+	DMABUF_LIVE_MAPPING = 5,
+};
+
+/** One live object, as dmabuf_ctx_for_each_live() reports it. */
+struct dmabuf_live_object {
+	/** sizeof() the struct as the library fills it: read only the
+	 * fields it covers (DMABUF_STRUCT_V1 layout: all fields below). */
+	uint32_t struct_size;
+	/** What the object is. */
+	enum dmabuf_live_type type;
+	/** The object: a struct dmabuf, dmabuf_device, dmabuf_attachment or
+	 * dmabuf_sg_table pointer, for comparison only. */
+	const void *object;
+	/** Buffers, attachments and mappings: the exporter's name; devices:
+	 * the device's name. */
+	char name[DMABUF_NAME_LEN];
+	/** Buffers, attachments and mappings: the buffer's name ("" if
+	 * none); devices: "". */
+	char buf_name[DMABUF_NAME_LEN];
+	/** Attachments and mappings: the device's name; otherwise "". */
+	char device[DMABUF_NAME_LEN];
+	/** Buffers, attachments, mappings: inode of the buffer's file. */
+	uint64_t inode;
+	/** Buffers and mappings: size in bytes; otherwise 0. */
+	uint64_t size;
+	/** Buffers: references the caller holds; devices: attachments using
+	 * it; attachments: their mappings; mappings: 0. */
+	unsigned int count;
+	/** True for a buffer imported from another context. */
+	bool imported;
+};
+
+/**
+ * Called once per live object by dmabuf_ctx_for_each_live(), with the
+ * context lock held: it must not call into the context.
+ *
+ * @param data the caller's pointer
+ * @param obj the object (valid during the call only)
+ * @return 0 to go on, non-zero to stop (dmabuf_ctx_for_each_live() then
+ *         returns that value)
+ */
+typedef int (*dmabuf_live_fn)(void *data, const struct dmabuf_live_object *obj);
+
+/**
+ * Reports what is still live in @p ctx: every buffer (referenced, or only
+ * its file open), device, attachment of a device of this context and mapped
+ * sg table, in that order; a peer's devices and attachments are not the
+ * caller's and are not reported. Call dmabuf_ctx_settle() first so that
+ * released buffers are gone.
+ *
+ * @param ctx the context
+ * @param fn called per object
+ * @param data passed to fn
+ * @return the number of objects reported (>= 0), or the non-zero value fn
+ *         stopped with; -EINVAL for a bad context or a NULL fn
+ */
+int dmabuf_ctx_for_each_live(struct dmabuf_ctx *ctx, dmabuf_live_fn fn, void *data);
+
+/** The library's system calls that fault injection can fail. */
+enum dmabuf_fault_call {
+	DMABUF_FAULT_MEMFD_CREATE = 0,	/**< memfd_create() of a buffer */
+	DMABUF_FAULT_REOPEN = 1,	/**< open() of a memfd's /proc/self/fd link */
+	DMABUF_FAULT_MMAP = 2,		/**< mmap() of a buffer or backing */
+	DMABUF_FAULT_INOTIFY_ADD_WATCH = 3, /**< the release watch of an export */
+	DMABUF_FAULT_DUP = 4,		/**< the new fd of dmabuf_fd() */
+	DMABUF_FAULT_SENDMSG = 5,	/**< sendmsg() to a peer */
+	DMABUF_FAULT_RECVMSG = 6,	/**< recvmsg() from a peer */
+	DMABUF_FAULT_SOCKET = 7,	/**< socket() of an endpoint or connection */
+	DMABUF_FAULT_ALLOC = 8,		/**< allocation of an attachment or a received page list */
+	DMABUF_FAULT_CALL_COUNT = 9,	/**< number of calls above */
+};
+
+/**
+ * Makes the @p nth next call of @p call (1: the very next) in this process
+ * fail with @p err, once; the call then returns -err as the kernel's would.
+ * Process-wide, for every context; meant for single-threaded tests.
+ *
+ * @param call which call
+ * @param nth 1 for the next call, 2 for the one after, ...; 0 disarms
+ * @param err the errno to fail with, > 0 (ignored when nth is 0)
+ * @return 0; -EINVAL for an unknown call or err <= 0 with nth > 0
+ */
+int dmabuf_fault_inject(enum dmabuf_fault_call call, unsigned int nth, int err);
+
+/**
+ * Starts or stops counting the calls of every enum dmabuf_fault_call
+ * (dmabuf_fault_get_count()); starting resets the counts. Counting costs
+ * an atomic increment per call, so it is off by default.
+ *
+ * @param on true to count
+ */
+void dmabuf_fault_set_counting(bool on);
+
+/**
+ * @param call which call
+ * @return how often @p call was attempted since counting started (an
+ *         injected failure included); 0 for an unknown call or while
+ *         counting is off
+ */
+uint64_t dmabuf_fault_get_count(enum dmabuf_fault_call call);
+
+/** Disarms every injected fault and stops counting. */
+void dmabuf_fault_reset(void);
+
 #ifdef __cplusplus
 }
 #endif

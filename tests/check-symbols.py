@@ -8,6 +8,13 @@ import subprocess
 import sys
 
 lib, incdir = sys.argv[1], pathlib.Path(sys.argv[2])
+keep = lambda name: True
+if len(sys.argv) == 5 and sys.argv[3] == '--prefix':
+    keep = lambda name, p=sys.argv[4]: name.startswith(p)
+elif len(sys.argv) == 5 and sys.argv[3] == '--exclude-prefix':
+    keep = lambda name, p=sys.argv[4]: not name.startswith(p)
+elif len(sys.argv) != 3:
+    sys.exit(__doc__)
 
 declared = set()
 decl = re.compile(r'\b(dmabuf_[a-z0-9_]+)\s*\(')
@@ -22,7 +29,8 @@ for header in sorted(incdir.glob('*.h')):
             stmt = stmt.split('}')[-1]
         m = decl.search(stmt)
         if m and not re.search(r'\(\s*\*\s*' + m.group(1), stmt):
-            declared.add(m.group(1))
+            if keep(m.group(1)):
+                declared.add(m.group(1))
 
 out = subprocess.run(['nm', '-D', '--defined-only', lib], check=True,
                      capture_output=True, text=True).stdout
