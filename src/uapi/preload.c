@@ -211,6 +211,7 @@ static void report_leaks(void)
 
 static void forked_child(void)
 {
+	dmb_preload_epoll_forked();
 	dmb_uapi_forked();
 }
 
@@ -1415,11 +1416,22 @@ static int program_close(int fd)
 		errno = EBADF;
 		return -1;
 	}
+	if (dmb_preload_epoll_any() && get_fstat()(fd, &st) == 0) {
+		/* An epoll record may go with this fd. */
+		kind = atomic_load_explicit(&dmb_preload_active, memory_order_relaxed)
+			       ? dmb_uapi_classify_stat(fd, &st)
+			       : DMB_UAPI_NONE;
+		ret = get_close()(fd);
+		if (!ret)
+			dmb_preload_epoll_closed(st.st_dev, st.st_ino);
+		goto closed;
+	}
 	if (!atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) || !dmb_uapi_close_matters() ||
 	    get_fstat()(fd, &st) < 0)
 		return get_close()(fd);
 	kind = dmb_uapi_classify_stat(fd, &st);
 	ret = get_close()(fd);
+closed:
 	if (kind != DMB_UAPI_NONE) {
 		dmb_uapi_trace("close(%d <%s>) = %d", fd, kind_name(kind), ret);
 		if (!ret)

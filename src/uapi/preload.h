@@ -9,6 +9,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -72,3 +73,10 @@ void dmb_layer_fd_forget(int fd);
 /* The program's close_range(): the same call on the gaps between the
  * layer's fds. 0 or -1 with errno. */
 int dmb_program_close_range(unsigned int lo, unsigned int hi, int flags);
+
+/* epoll on dma-bufs (epoll.c): true if the program registered any; after
+ * the program closed an fd of inode (dev, ino) (a buffer or an epoll set);
+ * in a forked child. */
+bool dmb_preload_epoll_any(void);
+void dmb_preload_epoll_closed(dev_t dev, ino_t ino);
+void dmb_preload_epoll_forked(void);
