@@ -35,12 +35,15 @@
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "core.h"
 #include "preload.h"
 
 __thread int dmb_preload_in_core;
@@ -71,8 +74,15 @@ static int sys_dupfd(int fd, int min, bool cloexec)
 
 /* ---- the marks ---------------------------------------------------------- */
 
-#define MAX_TRACKED 65536
-static _Atomic uint64_t marks[MAX_TRACKED / 64];
+#define MAX_TRACKED DMB_UAPI_REGISTRY_FDS
+
+/* The registry (core.h): static until the shared one is made, or if it
+ * cannot be. */
+static struct dmb_uapi_registry fallback;
+static struct dmb_uapi_registry *reg = &fallback;
+static int reg_fd = -1;
+#define marks ((_Atomic uint64_t *)reg->marks)
+static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void mark(int fd, bool on)
 {
@@ -177,6 +187,81 @@ int dmb_program_fd(int fd, bool cloexec)
 	sys_close(fd);
 	errno = e;
 	return nfd;
+}
+
+/* ---- the registry --------------------------------------------------------- */
+
+DECLARE_REAL(mmap);
+DECLARE_REAL(munmap);
+
+/* A shared registry of its own for this process, filled with `from`. */
+static void registry_make(const struct dmb_uapi_registry *from)
+{
+	struct dmb_uapi_registry *r;
+	int fd = (int)syscall(SYS_memfd_create, DMB_UAPI_REGISTRY_NAME, MFD_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (ftruncate(fd, sizeof(*r)) < 0 ||
+	    (r = GET_REAL(mmap)(NULL, sizeof(*r), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) ==
+		    MAP_FAILED) {
+		sys_close(fd);
+		return;
+	}
+	memcpy(r, from, sizeof(*r));
+	r->magic = DMB_UAPI_REGISTRY_MAGIC;
+	reg = r;
+	reg_fd = dmb_layer_fd(fd, true);
+}
+
+__attribute__((constructor(101))) static void registry_init(void)
+{
+	registry_make(&fallback);
+}
+
+void dmb_layer_forked(void)
+{
+	struct dmb_uapi_registry *old = reg;
+	int old_fd = reg_fd;
+
+	/* The parent's registry is the parent's: a copy of our own. */
+	pthread_mutex_init(&maps_lock, NULL);
+	if (old == &fallback)
+		return;
+	registry_make(old);
+	if (reg != old) {
+		mark(old_fd, false);
+		sys_close(old_fd);
+		GET_REAL(munmap)(old, sizeof(*old));
+	}
+}
+
+void dmb_layer_map_note(void *addr, size_t len)
+{
+	int i;
+
+	pthread_mutex_lock(&maps_lock);
+	for (i = 0; i < DMB_UAPI_REGISTRY_MAPS; i++) {
+		if (reg->maps[i].lo == reg->maps[i].hi) {
+			reg->maps[i].hi = (uintptr_t)addr + len;
+			reg->maps[i].lo = (uintptr_t)addr;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&maps_lock);
+}
+
+void dmb_layer_map_forget(void *addr, size_t len)
+{
+	uint64_t lo = (uintptr_t)addr, hi = lo + len;
+	int i;
+
+	pthread_mutex_lock(&maps_lock);
+	for (i = 0; i < DMB_UAPI_REGISTRY_MAPS; i++)
+		if (reg->maps[i].lo != reg->maps[i].hi && reg->maps[i].lo >= lo &&
+		    reg->maps[i].hi <= hi)
+			reg->maps[i].lo = reg->maps[i].hi = 0;
+	pthread_mutex_unlock(&maps_lock);
 }
 
 /* ---- calls that make fds ---------------------------------------------------- */

@@ -211,6 +211,7 @@ static void report_leaks(void)
 
 static void forked_child(void)
 {
+	dmb_layer_forked();
 	dmb_preload_epoll_forked();
 	dmb_uapi_forked();
 }
@@ -875,7 +876,10 @@ static void *device_mmap(int fd, int prot, int flags)
 			if (handled)                                           \
 				return map;                                    \
 		}                                                              \
-		return get_##name()(addr, len, prot, flags, fd, off);          \
+		map = get_##name()(addr, len, prot, flags, fd, off);           \
+		if (map != MAP_FAILED && !(flags & MAP_ANONYMOUS) && LAYER_OWNED()) \
+			dmb_layer_map_note(map, len);                          \
+		return map;                                                    \
 	}
 MMAP_WRAPPER(mmap, off_t)
 MMAP_WRAPPER(mmap64, off64_t)
@@ -1451,6 +1455,8 @@ EXPORT int munmap(void *addr, size_t len)
 		ret = 0;
 	else
 		ret = get_munmap()(addr, len);
+	if (!ret && LAYER_CALL())
+		dmb_layer_map_forget(addr, len);
 	/* The last mapping of a buffer may have gone: release it now. */
 	if (!ret && atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) && !LAYER_CALL()) {
 		dmb_uapi_map_forget(addr, len);

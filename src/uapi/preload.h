@@ -70,6 +70,14 @@ bool dmb_layer_fd_is(int fd);
 /* The layer closes one of its own fds. */
 void dmb_layer_fd_forget(int fd);
 
+/* The layer maps (or unmaps) a file for itself: recorded in the registry
+ * (core.h), so fdinfo's count leaves it out. */
+void dmb_layer_map_note(void *addr, size_t len);
+void dmb_layer_map_forget(void *addr, size_t len);
+
+/* In a forked child: the registry becomes this process's own. */
+void dmb_layer_forked(void);
+
 /* The program's close_range(): the same call on the gaps between the
  * layer's fds. 0 or -1 with errno. */
 int dmb_program_close_range(unsigned int lo, unsigned int hi, int flags);

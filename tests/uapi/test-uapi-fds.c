@@ -237,6 +237,66 @@ static void emfile_at_the_limit(void **state)
 	assert_int_equal(harness_wait(harness_fork(fill_the_table, NULL)), 0);
 }
 
+static long fdinfo_count(int fd)
+{
+	char path[64], line[128];
+	long count = -1;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	fp = fopen(path, "re");
+	assert_non_null(fp);
+	while (fgets(line, sizeof(line), fp))
+		if (!strncmp(line, "count:", 6))
+			count = strtol(line + 6, NULL, 10);
+	fclose(fp);
+	return count;
+}
+
+/* fdinfo's count is the kernel's file count: the fds and mappings of the
+ * program in every process, none of the layers' (the child's import,
+ * the exporter's views, the fds a child inherits from the parent's
+ * layer, an epoll item's dup). */
+static void count_leaves_out_the_layers(void **state)
+{
+	int heap = uapi_open_heap("system");
+	int buf = uapi_heap_alloc(heap, PAGE, O_RDWR | O_CLOEXEC);
+	struct harness_sync s;
+	unsigned char *p;
+	pid_t pid;
+
+	assert_true(buf >= 0);
+	assert_int_equal(fdinfo_count(buf), 1);
+	p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, buf, 0);
+	assert_true(p != MAP_FAILED);
+	assert_int_equal(fdinfo_count(buf), 2);
+	munmap(p, PAGE);
+	harness_sync_init(&s);
+	pid = fork();
+	if (pid == 0) {
+		harness_sync_child(&s);
+		unsigned char *q = mmap(NULL, PAGE, PROT_READ, MAP_SHARED, buf, 0);
+		struct dma_buf_sync sy = { .flags = DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ };
+
+		child_check(q != MAP_FAILED);
+		child_check(ioctl(buf, DMA_BUF_IOCTL_SYNC, &sy) == 0);
+		harness_sync_tell_parent(&s, 'm');
+		harness_sync_wait_parent(&s);
+		_exit(0);
+	}
+	assert_true(pid > 0);
+	harness_sync_parent(&s);
+	assert_int_equal(harness_sync_wait_child(&s), 'm');
+	/* This fd, the child's inherited one and its mapping. */
+	assert_int_equal(fdinfo_count(buf), 3);
+	harness_sync_tell_child(&s, 'x');
+	assert_int_equal(harness_wait(pid), 0);
+	harness_sync_close(&s);
+	assert_int_equal(fdinfo_count(buf), 1);
+	close(buf);
+	close(heap);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -247,6 +307,7 @@ int main(void)
 		harness_test(close_loop_keeps_the_layer),
 		harness_test(dup2_onto_a_layer_fd),
 		harness_test(emfile_at_the_limit),
+		harness_test(count_leaves_out_the_layers),
 	};
 
 	uapi_warm_up();
