@@ -74,6 +74,7 @@ struct reg {
 	uint32_t mask;		/* the registered event mask */
 	uint32_t seen;		/* readiness last seen (for edges) */
 	epoll_data_t data;	/* the program's, given back untouched */
+	pid_t pid;		/* the process that added it */
 	struct reg *next;
 };
 
@@ -139,7 +140,9 @@ static void drop(struct reg **pp, bool del)
 	struct reg *r = *pp;
 
 	*pp = r->next;
-	if (del)
+	/* An item a forked child inherited is also the parent's: the child's
+	 * close leaves it in the shared set (the parent's fds hold the file). */
+	if (del && r->pid == getpid())
 		next_epoll_ctl()(r->epfd, EPOLL_CTL_DEL, r->standin, NULL);
 	close(r->standin);
 	close(r->own);
@@ -203,6 +206,7 @@ static int emulated_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 		r->exclusive = ev.events & EPOLLEXCLUSIVE;
 		r->events = ev.events & ~(uint32_t)EPOLLEXCLUSIVE;
 		r->data = ev.data;
+		r->pid = getpid();
 		r->seen = readiness(r);
 		ret = set_mask(r, EPOLL_CTL_ADD, mask_for(r, r->seen));
 		if (ret) {
@@ -237,6 +241,7 @@ static int emulated_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 		}
 		for (pp = &regs; *pp != r; pp = &(*pp)->next)
 			;
+		r->pid = getpid(); /* the program's DEL is for the shared set too */
 		drop(pp, true);
 		break;
 	default:
@@ -341,8 +346,13 @@ static int real_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout
 		return next_epoll_pwait()(epfd, evs, max, -1, sig);
 	ts.tv_sec = timeout_ns / 1000000000;
 	ts.tv_nsec = timeout_ns % 1000000000;
-	if (next_epoll_pwait2())
-		return next_epoll_pwait2()(epfd, evs, max, &ts, sig);
+	if (next_epoll_pwait2()) {
+		int n = next_epoll_pwait2()(epfd, evs, max, &ts, sig);
+
+		/* Older kernels (and valgrind) lack it: the ms form. */
+		if (n >= 0 || errno != ENOSYS)
+			return n;
+	}
 	return next_epoll_pwait()(epfd, evs, max, (int)((timeout_ns + 999999) / 1000000), sig);
 }
 
@@ -377,9 +387,22 @@ static inline bool waits_here(void)
 	return atomic_load_explicit(&nregs, memory_order_relaxed) > 0;
 }
 
+/* A thread of libdmabuf's that waits on the layer's epoll is the service
+ * thread of the layer's context: what it makes is the layer's (the
+ * connections of importers, the fds it sends them). */
+static inline void note_layer_thread(int epfd)
+{
+	if (dmb_preload_in_core == 0 && dmb_layer_fd_is(epfd))
+		dmb_preload_in_core = 1;
+}
+
 EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
 {
-	if (!waits_here() || LAYER_CALL())
+	if (LAYER_CALL()) {
+		note_layer_thread(epfd);
+		return next_epoll_wait()(epfd, evs, max, timeout);
+	}
+	if (!waits_here())
 		return next_epoll_wait()(epfd, evs, max, timeout);
 	return emulated_wait(epfd, evs, max, timeout < 0 ? -1 : (int64_t)timeout * 1000000, NULL);
 }
@@ -387,7 +410,11 @@ EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
 EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeout,
 		       const sigset_t *sig)
 {
-	if (!waits_here() || LAYER_CALL())
+	if (LAYER_CALL()) {
+		note_layer_thread(epfd);
+		return next_epoll_pwait()(epfd, evs, max, timeout, sig);
+	}
+	if (!waits_here())
 		return next_epoll_pwait()(epfd, evs, max, timeout, sig);
 	return emulated_wait(epfd, evs, max, timeout < 0 ? -1 : (int64_t)timeout * 1000000, sig);
 }

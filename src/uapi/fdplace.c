@@ -19,9 +19,10 @@
  * without breaking the layer: EBUSY (docs/uapi.md, "Limits").
  *
  * Whose is a new fd: the preload's own calls make layer fds, and so does
- * everything on a thread that is inside the emulation core (IN_CORE, and
- * the threads libdmabuf starts from there). libdmabuf's calls on behalf of
- * a program using its API are the program's and stay where they fall.
+ * everything on a thread that is inside the emulation core (IN_CORE) or
+ * is the layer context's service thread (epoll.c knows it by its wait on
+ * the layer's epoll fd). libdmabuf's calls on behalf of a program using
+ * its API are the program's and stay where they fall.
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -345,39 +346,6 @@ EXPORT int pipe2(int p[2], int flags)
 		p[0] = dmb_layer_fd(p[0], flags & O_CLOEXEC);
 		p[1] = dmb_layer_fd(p[1], flags & O_CLOEXEC);
 	}
-	return ret;
-}
-
-/* Threads libdmabuf starts from inside the core (the context's service
- * thread) are the layer's for all their life. */
-struct start {
-	void *(*fn)(void *);
-	void *arg;
-};
-
-static void *core_thread(void *p)
-{
-	struct start s = *(struct start *)p;
-
-	free(p);
-	dmb_preload_in_core = 1;
-	return s.fn(s.arg);
-}
-
-DECLARE_REAL(pthread_create);
-EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *),
-			  void *arg)
-{
-	struct start *s;
-	int ret;
-
-	if (dmb_preload_in_core <= 0 || !(s = malloc(sizeof(*s))))
-		return GET_REAL(pthread_create)(t, attr, fn, arg);
-	s->fn = fn;
-	s->arg = arg;
-	ret = GET_REAL(pthread_create)(t, attr, core_thread, s);
-	if (ret)
-		free(s);
 	return ret;
 }
 

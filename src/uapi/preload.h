@@ -24,8 +24,8 @@ bool dmb_preload_from_self(const void *ra);
 extern atomic_bool dmb_preload_active;
 
 /* Depth of calls into the emulation core on this thread: libdmabuf's fds
- * made meanwhile (and by the threads it starts meanwhile) are the layer's;
- * outside, they are those of a program using libdmabuf's API. */
+ * made meanwhile are the layer's; outside, they are those of a program
+ * using libdmabuf's API. */
 extern __thread int dmb_preload_in_core;
 #define IN_CORE(expr)                                                          \
 	({                                                                     \
