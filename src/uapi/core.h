@@ -96,5 +96,25 @@ int dmb_uapi_map_report(void);
 /* After a successful DMA_BUF_SET_NAME on fd: the fault message follows. */
 void dmb_uapi_map_renamed(int fd);
 
+/*
+ * The layer's registry of what it owns in its process (fdplace.c writes
+ * it, fdinfo's count reads it in every process): a memfd named
+ * DMB_UAPI_REGISTRY_NAME, mapped shared, holding the bitmap of the layer's
+ * fds and the address ranges of the layer's own mappings. Another process
+ * reads it through /proc/<pid>/fd/<its fd>, so `count` can leave out the
+ * layers' references in every process, as the kernel has none.
+ */
+#define DMB_UAPI_REGISTRY_NAME "dmabuf-uapi-layer"
+#define DMB_UAPI_REGISTRY_MAGIC 0x646d6275617069ull /* "dmbuapi" */
+#define DMB_UAPI_REGISTRY_FDS 65536
+#define DMB_UAPI_REGISTRY_MAPS 256
+struct dmb_uapi_registry {
+	uint64_t magic;
+	uint64_t marks[DMB_UAPI_REGISTRY_FDS / 64];	/* bit per layer fd */
+	struct {
+		uint64_t lo, hi;	/* [lo, hi); lo == hi: a free slot */
+	} maps[DMB_UAPI_REGISTRY_MAPS];
+};
+
 /* Reads the last path component of /proc/self/fd/<fd> into buf. */
 int dmb_uapi_fd_link(int fd, char *buf, size_t size);

@@ -268,10 +268,59 @@ short dmb_uapi_poll_events(int fd, enum dmb_uapi_kind kind, short events)
 	return ret < 0 ? POLLERR : (short)ret;
 }
 
-/* Number of open files of (dev, ino) holding the dma-buf's shared flock in
- * /proc/<pid>/fdinfo (the library's own probe descriptions hold none), plus
- * the program's mappings of it. */
-static long count_refs(dev_t dev, ino_t ino, const char *exporter_pid, bool ro)
+/* The registry of process `pid`'s layer (core.h), if it has one: read into
+ * *out (allocated), else *out stays NULL. fd is its number there. */
+static void registry_read(const char *pid, const char *fd, struct dmb_uapi_registry **out)
+{
+	char path[600], link[128];
+	struct dmb_uapi_registry *r;
+	ssize_t n;
+	int rfd;
+
+	snprintf(path, sizeof(path), "/proc/%s/fd/%s", pid, fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n <= 0)
+		return;
+	link[n] = 0;
+	if (strncmp(link, "/memfd:" DMB_UAPI_REGISTRY_NAME, 7 + strlen(DMB_UAPI_REGISTRY_NAME)))
+		return;
+	r = malloc(sizeof(*r));
+	rfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (r && rfd >= 0 && pread(rfd, r, sizeof(*r), 0) == (ssize_t)sizeof(*r) &&
+	    r->magic == DMB_UAPI_REGISTRY_MAGIC) {
+		free(*out);
+		*out = r;
+		r = NULL;
+	}
+	if (rfd >= 0)
+		close(rfd);
+	free(r);
+}
+
+static bool registry_has_fd(const struct dmb_uapi_registry *r, long fd)
+{
+	return r && fd >= 0 && fd < DMB_UAPI_REGISTRY_FDS &&
+	       (r->marks[fd / 64] & (1ull << (fd % 64)));
+}
+
+static bool registry_has_map(const struct dmb_uapi_registry *r, uint64_t lo, uint64_t hi)
+{
+	int i;
+
+	for (i = 0; r && i < DMB_UAPI_REGISTRY_MAPS; i++)
+		if (r->maps[i].lo != r->maps[i].hi && lo >= r->maps[i].lo && hi <= r->maps[i].hi)
+			return true;
+	return false;
+}
+
+/*
+ * The kernel's file count of the buffer: in every process, the fds of
+ * (dev, ino) whose open file holds the dma-buf's shared flock (the
+ * program's files; the library's probe descriptions hold none) and the
+ * mappings of it, leaving out the fds and mappings each process's layer
+ * registered as its own (core.h).
+ */
+static long count_refs(dev_t dev, ino_t ino)
 {
 	char path[600], line[256];
 	struct dirent *p, *f;
@@ -284,7 +333,8 @@ static long count_refs(dev_t dev, ino_t ino, const char *exporter_pid, bool ro)
 	if (!procdir)
 		return -1;
 	while ((p = readdir(procdir))) {
-		long vmas = 0;
+		struct dmb_uapi_registry *reg = NULL;
+		long *lfds = NULL, nlfds = 0, i;
 
 		if (p->d_name[0] < '0' || p->d_name[0] > '9')
 			continue;
@@ -293,10 +343,20 @@ static long count_refs(dev_t dev, ino_t ino, const char *exporter_pid, bool ro)
 		if (!fddir)
 			continue;
 		while ((f = readdir(fddir))) {
+			bool locked = false;
+			long *grown;
+
 			if (f->d_name[0] == '.')
 				continue;
 			snprintf(path, sizeof(path), "/proc/%s/fd/%s", p->d_name, f->d_name);
-			if (stat(path, &st) || st.st_ino != ino || st.st_dev != dev)
+			if (stat(path, &st))
+				continue;
+			if (st.st_size == (off_t)sizeof(struct dmb_uapi_registry) &&
+			    (st.st_ino != ino || st.st_dev != dev)) {
+				registry_read(p->d_name, f->d_name, &reg);
+				continue;
+			}
+			if (st.st_ino != ino || st.st_dev != dev)
 				continue;
 			snprintf(path, sizeof(path), "/proc/%s/fdinfo/%s", p->d_name, f->d_name);
 			fp = fopen(path, "re");
@@ -304,29 +364,34 @@ static long count_refs(dev_t dev, ino_t ino, const char *exporter_pid, bool ro)
 				continue;
 			while (fgets(line, sizeof(line), fp))
 				if (!strncmp(line, "lock:", 5) && strstr(line, "FLOCK"))
-					count++;
+					locked = true;
 			fclose(fp);
+			if (!locked)
+				continue;
+			grown = realloc(lfds, (size_t)(nlfds + 1) * sizeof(*lfds));
+			if (!grown)
+				continue;
+			lfds = grown;
+			lfds[nlfds++] = strtol(f->d_name, NULL, 10);
 		}
 		closedir(fddir);
+		for (i = 0; i < nlfds; i++)
+			count += !registry_has_fd(reg, lfds[i]);
+		free(lfds);
 		snprintf(path, sizeof(path), "/proc/%s/maps", p->d_name);
 		fp = fopen(path, "re");
-		if (!fp)
-			continue;
-		while (fgets(line, sizeof(line), fp)) {
-			unsigned long long lino;
-			char devs[16];
+		if (fp) {
+			while (fgets(line, sizeof(line), fp)) {
+				unsigned long long lino, lo, hi;
 
-			if (sscanf(line, "%*s %*s %*s %15s %llu", devs, &lino) == 2 &&
-			    lino == ino && strstr(line, "memfd:dmabuf:"))
-				vmas++;
+				if (sscanf(line, "%llx-%llx %*s %*s %*s %llu", &lo, &hi, &lino) == 3 &&
+				    lino == ino && strstr(line, "memfd:dmabuf:") &&
+				    !registry_has_map(reg, lo, hi))
+					count++;
+			}
+			fclose(fp);
 		}
-		fclose(fp);
-		/* The exporter's own mappings (its DMA view, and the CPU view
-		 * of a read-only buffer) are not file references of holders. */
-		if (exporter_pid && !strcmp(exporter_pid, p->d_name))
-			vmas -= ro ? 2 : 1;
-		if (vmas > 0)
-			count += vmas;
+		free(reg);
 	}
 	closedir(procdir);
 	return count;
@@ -334,7 +399,7 @@ static long count_refs(dev_t dev, ino_t ino, const char *exporter_pid, bool ro)
 
 int dmb_uapi_fdinfo(int fd, char *out, size_t size)
 {
-	char path[64], link[160], pid[16] = "", *at;
+	char path[64];
 	struct dmabuf_info info = { .struct_size = sizeof(info) };
 	struct dmabuf *buf;
 	struct stat st;
@@ -377,14 +442,10 @@ int dmb_uapi_fdinfo(int fd, char *out, size_t size)
 		n += strlen(out + n);
 	}
 	fclose(fp);
-	/* The endpoint name is dmabuf-<pid>-<random>: the exporter's pid. */
-	if (!dmb_uapi_fd_link(fd, link, sizeof(link)) && (at = strstr(link, "@dmabuf-")))
-		snprintf(pid, sizeof(pid), "%.*s", (int)strcspn(at + 8, "-"), at + 8);
 	n += snprintf(out + n, size > n ? size - n : 0,
 		      "size:\t%llu\ncount:\t%ld\nexp_name:\t%s\n",
 		      (unsigned long long)info.size,
-		      count_refs(st.st_dev, st.st_ino, pid[0] ? pid : NULL,
-				 info.flags == O_RDONLY),
+		      count_refs(st.st_dev, st.st_ino),
 		      /* The contiguous heap exports under its configured name. */
 		      strcmp(info.exp_name, "cma") ? info.exp_name
 						   : dmb_uapi_config()->cma_heap);

@@ -46,14 +46,13 @@
 #include <dmabuf.h>
 
 #include "core.h"
+#include "preload.h"
 
 #if __has_include(<valgrind/memcheck.h>)
 #include <valgrind/memcheck.h>
 #else
 #define VALGRIND_MAKE_MEM_DEFINED(p, n) ((void)(p), (void)(n))
 #endif
-
-#define EXPORT __attribute__((visibility("default")))
 
 /* glibc entry points without a public prototype. */
 int __open_2(const char *path, int flags);
@@ -149,7 +148,7 @@ REAL(syscall, long, long, ...)
 /* ---- who is calling ------------------------------------------------------- */
 
 static uintptr_t self_lo, self_hi, lib_lo, lib_hi;
-static atomic_bool active;
+atomic_bool dmb_preload_active;
 
 static int find_range(struct dl_phdr_info *info, size_t size, void *data)
 {
@@ -179,14 +178,19 @@ static int find_range(struct dl_phdr_info *info, size_t size, void *data)
 	return 0;
 }
 
-static inline bool from_layer(const void *ra)
+bool dmb_preload_from_layer(const void *ra)
 {
 	uintptr_t a = (uintptr_t)ra;
 
 	return (a >= self_lo && a < self_hi) || (a >= lib_lo && a < lib_hi);
 }
 
-#define LAYER_CALL() from_layer(__builtin_return_address(0))
+bool dmb_preload_from_self(const void *ra)
+{
+	uintptr_t a = (uintptr_t)ra;
+
+	return a >= self_lo && a < self_hi;
+}
 
 int dmb_uapi_leak_report(void);
 
@@ -207,6 +211,8 @@ static void report_leaks(void)
 
 static void forked_child(void)
 {
+	dmb_layer_forked();
+	dmb_preload_epoll_forked();
 	dmb_uapi_forked();
 }
 
@@ -225,12 +231,12 @@ __attribute__((constructor)) static void preload_init(void)
 	/* Emulated fds inherited over exec make this process active. */
 	d = opendir("/proc/self/fd");
 	if (d) {
-		while ((e = readdir(d)) && !atomic_load(&active)) {
+		while ((e = readdir(d)) && !atomic_load(&dmb_preload_active)) {
 			int fd = atoi(e->d_name);
 
 			if (e->d_name[0] != '.' && fd != dirfd(d) &&
 			    dmb_uapi_classify(fd) != DMB_UAPI_NONE)
-				atomic_store(&active, true);
+				atomic_store(&dmb_preload_active, true);
 		}
 		closedir(d);
 	}
@@ -238,7 +244,7 @@ __attribute__((constructor)) static void preload_init(void)
 
 __attribute__((destructor)) static void preload_fini(void)
 {
-	dmb_uapi_exit();
+	IN_CORE_VOID(dmb_uapi_exit());
 }
 
 /* ---- io for the core: this address space ---------------------------------- */
@@ -270,15 +276,10 @@ static int self_copy_out(struct dmb_uapi_io *io, uint64_t uaddr, const void *src
 	return 0;
 }
 
+/* The program's new fd goes to the lowest free number, as fd_install(). */
 static int self_install_fd(struct dmb_uapi_io *io, int fd, unsigned int o_flags)
 {
-	if (fcntl(fd, F_SETFD, o_flags & O_CLOEXEC ? FD_CLOEXEC : 0) < 0) {
-		int ret = -errno;
-
-		get_close()(fd);
-		return ret;
-	}
-	return fd;
+	return dmb_program_fd(fd, o_flags & O_CLOEXEC);
 }
 
 static int self_get_fd(struct dmb_uapi_io *io, int ufd)
@@ -307,15 +308,17 @@ static const char *kind_name(enum dmb_uapi_kind k)
 
 static int emulated_open(const char *what, const char *path, int flags, mode_t mode)
 {
-	int fd = dmb_uapi_open(path, flags, mode);
+	int fd = IN_CORE(dmb_uapi_open(path, flags, mode));
 
+	if (fd >= 0)
+		fd = dmb_program_fd(fd, flags & O_CLOEXEC);
 	dmb_uapi_trace("%s(\"%s\", %#x) = %d%s%s", what, path, flags, fd < 0 ? -1 : fd,
 		       fd < 0 ? " " : "", fd < 0 ? strerror(-fd) : "");
 	if (fd < 0) {
 		errno = -fd;
 		return -1;
 	}
-	atomic_store(&active, true);
+	atomic_store(&dmb_preload_active, true);
 	return fd;
 }
 
@@ -334,6 +337,9 @@ static mode_t va_mode(int flags, va_list ap)
 		va_end(ap);                                                    \
 		if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())          \
 			return emulated_open(#name, path, flags, mode);        \
+		if (LAYER_OWNED())                                             \
+			return dmb_layer_fd(get_##name()(path, flags, mode),   \
+					    flags & O_CLOEXEC);                \
 		return get_##name()(path, flags, mode);                        \
 	}
 OPEN_WRAPPER(open)
@@ -349,6 +355,9 @@ OPEN_WRAPPER(open64)
 		va_end(ap);                                                    \
 		if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())          \
 			return emulated_open(#name, path, flags, mode);        \
+		if (LAYER_OWNED())                                             \
+			return dmb_layer_fd(get_##name()(dirfd, path, flags, mode), \
+					    flags & O_CLOEXEC);                \
 		return get_##name()(dirfd, path, flags, mode);                 \
 	}
 OPENAT_WRAPPER(openat)
@@ -419,15 +428,16 @@ static int fdinfo_fd(const char *path)
 	if (strncmp(rest, "fdinfo/", 7) || !rest[7])
 		return -1;
 	fd = atoi(rest + 7);
-	if (!atomic_load(&active) || dmb_uapi_classify(fd) != DMB_UAPI_DMABUF)
+	if (!atomic_load(&dmb_preload_active) || dmb_uapi_classify(fd) != DMB_UAPI_DMABUF)
 		return -1;
-	n = dmb_uapi_fdinfo(fd, text, sizeof(text));
+	n = IN_CORE(dmb_uapi_fdinfo(fd, text, sizeof(text)));
 	if (n < 0)
 		return -1;
 	/* The text as a file of its own, read from the start. */
 	mfd = memfd_create("dmabuf-uapi-fdinfo", MFD_CLOEXEC);
 	if (mfd < 0)
 		return -1;
+	mfd = dmb_program_fd(mfd, true); /* the program's FILE */
 	if (get_write()(mfd, text, (size_t)n) != n || get_lseek()(mfd, 0, SEEK_SET) != 0) {
 		get_close()(mfd);
 		return -1;
@@ -672,7 +682,7 @@ EXPORT int faccessat(int dirfd, const char *path, int mode, int flags)
 
 static long emulated_ioctl(int fd, enum dmb_uapi_kind kind, unsigned long cmd, void *arg)
 {
-	long ret = dmb_uapi_ioctl(&self_io, fd, kind, cmd, (uint64_t)(uintptr_t)arg);
+	long ret = IN_CORE(dmb_uapi_ioctl(&self_io, fd, kind, cmd, (uint64_t)(uintptr_t)arg));
 	struct dma_buf_sync sync;
 
 	/* Strict CPU access follows the program's brackets. */
@@ -730,7 +740,7 @@ static int program_ioctl(int fd, unsigned long cmd, void *arg)
 		kind = dmb_uapi_classify(fd);
 		if (kind != DMB_UAPI_NONE && kind != DMB_UAPI_DIR)
 			return (int)emulated_ioctl(fd, kind, cmd, arg);
-	} else if (atomic_load_explicit(&active, memory_order_relaxed) &&
+	} else if (atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) &&
 		   !vfs_generic_ioctl(cmd)) {
 		/* Other numbers reach the driver too: dma_heap_ioctl() looks
 		 * only at _IOC_NR, dma_buf_ioctl() and udmabuf_ioctl() answer
@@ -761,7 +771,7 @@ EXPORT int ioctl(int fd, unsigned long cmd, ...)
 /* The kind of fd, only once the process has emulated objects. */
 static inline enum dmb_uapi_kind fd_kind(int fd)
 {
-	if (!atomic_load_explicit(&active, memory_order_relaxed))
+	if (!atomic_load_explicit(&dmb_preload_active, memory_order_relaxed))
 		return DMB_UAPI_NONE;
 	return dmb_uapi_classify(fd);
 }
@@ -778,7 +788,7 @@ static int64_t dmabuf_lseek(int fd, int64_t off, int whence)
 	}
 	if (whence == SEEK_SET)
 		return 0;
-	size = dmb_uapi_dmabuf_size(fd);
+	size = IN_CORE(dmb_uapi_dmabuf_size(fd));
 	if (size < 0) {
 		errno = (int)-size;
 		return -1;
@@ -817,7 +827,7 @@ EXPORT off64_t lseek64(int fd, off64_t off, int whence)
 static void *emulated_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off,
 			   bool *handled)
 {
-	void *map = dmb_uapi_mmap(addr, len, prot, flags, fd, off);
+	void *map = IN_CORE(dmb_uapi_mmap(addr, len, prot, flags, fd, off));
 
 	*handled = map != NULL;
 	if (map && (intptr_t)map < 0 && (intptr_t)map > -4096) {
@@ -866,7 +876,10 @@ static void *device_mmap(int fd, int prot, int flags)
 			if (handled)                                           \
 				return map;                                    \
 		}                                                              \
-		return get_##name()(addr, len, prot, flags, fd, off);          \
+		map = get_##name()(addr, len, prot, flags, fd, off);           \
+		if (map != MAP_FAILED && !(flags & MAP_ANONYMOUS) && LAYER_OWNED()) \
+			dmb_layer_map_note(map, len);                          \
+		return map;                                                    \
 	}
 MMAP_WRAPPER(mmap, off_t)
 MMAP_WRAPPER(mmap64, off64_t)
@@ -902,7 +915,7 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 	new_addr = flags & MREMAP_FIXED ? va_arg(ap, void *) : NULL;
 	va_end(ap);
 	if (new_len > old_len && !((uintptr_t)old & (DMB_UAPI_PAGE - 1)) && !LAYER_CALL() &&
-	    atomic_load_explicit(&active, memory_order_relaxed) &&
+	    atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) &&
 	    in_dmabuf_mapping((uintptr_t)old)) {
 		errno = EFAULT;
 		return MAP_FAILED;
@@ -1076,8 +1089,17 @@ EXPORT int fdatasync(int fd)
 
 /* memfd_fcntl(): seals exist only on shmem and hugetlbfs files, which a
  * dma-buf's is not; the other commands are the real file's. */
-static int program_fcntl(int (*real)(int, int, ...), bool layer, int fd, int cmd, void *arg)
+static int program_fcntl(int (*real)(int, int, ...), bool layer, bool owned, int fd, int cmd,
+			 void *arg)
 {
+	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
+		if (owned)
+			return dmb_layer_fd(real(fd, cmd, arg), cmd == F_DUPFD_CLOEXEC);
+		if (!layer && dmb_layer_fd_is(fd)) {
+			errno = EBADF; /* not the program's */
+			return -1;
+		}
+	}
 	if ((cmd == F_ADD_SEALS || cmd == F_GET_SEALS) && !layer &&
 	    fd_kind(fd) == DMB_UAPI_DMABUF) {
 		errno = EINVAL;
@@ -1100,7 +1122,7 @@ EXPORT int fcntl(int fd, int cmd, ...)
 	va_start(ap, cmd);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	return program_fcntl(get_fcntl(), LAYER_CALL(), fd, cmd, arg);
+	return program_fcntl(get_fcntl(), LAYER_CALL(), LAYER_OWNED(), fd, cmd, arg);
 }
 
 EXPORT int fcntl64(int fd, int cmd, ...)
@@ -1111,8 +1133,8 @@ EXPORT int fcntl64(int fd, int cmd, ...)
 	va_start(ap, cmd);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	return program_fcntl(get_fcntl64() ? get_fcntl64() : get_fcntl(), LAYER_CALL(), fd,
-			     cmd, arg);
+	return program_fcntl(get_fcntl64() ? get_fcntl64() : get_fcntl(), LAYER_CALL(),
+			     LAYER_OWNED(), fd, cmd, arg);
 }
 
 EXPORT int ftruncate(int fd, off_t len)
@@ -1134,7 +1156,7 @@ static void fix_size(int fd, off_t *size)
 {
 	int64_t s;
 
-	if (*size == 0 && fd_kind(fd) == DMB_UAPI_DMABUF && (s = dmb_uapi_dmabuf_size(fd)) > 0)
+	if (*size == 0 && fd_kind(fd) == DMB_UAPI_DMABUF && (s = IN_CORE(dmb_uapi_dmabuf_size(fd))) > 0)
 		*size = s;
 }
 
@@ -1231,8 +1253,8 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 			copy[i].revents = 0;
 			if (kinds[i] == DMB_UAPI_DMABUF) {
 				copy[i].fd = -1;
-				fds[i].revents = dmb_uapi_poll_events(fds[i].fd, kinds[i],
-								      fds[i].events);
+				fds[i].revents = IN_CORE(dmb_uapi_poll_events(
+					fds[i].fd, kinds[i], fds[i].events));
 				ready += fds[i].revents != 0;
 			} else if (kinds[i] == DMB_UAPI_SYNC_FILE) {
 				/* Only the socket's POLLIN (the record, or EOF) means
@@ -1272,7 +1294,7 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 
 EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-	if (!atomic_load_explicit(&active, memory_order_relaxed) || LAYER_CALL())
+	if (!atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) || LAYER_CALL())
 		return get_poll()(fds, n, timeout);
 	return emulated_poll(fds, n, timeout);
 }
@@ -1281,7 +1303,7 @@ EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const 
 {
 	nfds_t i;
 
-	if (!atomic_load_explicit(&active, memory_order_relaxed) || LAYER_CALL())
+	if (!atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) || LAYER_CALL())
 		return get_ppoll()(fds, n, ts, sig);
 	for (i = 0; i < n; i++)
 		if (fds[i].fd >= 0 && (dmb_uapi_classify(fds[i].fd) == DMB_UAPI_DMABUF ||
@@ -1354,7 +1376,7 @@ static bool sets_have_dmabuf(int nfds, fd_set *r, fd_set *w, fd_set *e)
 {
 	int fd;
 
-	if (!atomic_load_explicit(&active, memory_order_relaxed) || nfds <= 0 || nfds > FD_SETSIZE)
+	if (!atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) || nfds <= 0 || nfds > FD_SETSIZE)
 		return false;
 	for (fd = 0; fd < nfds; fd++)
 		if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w))) &&
@@ -1393,15 +1415,31 @@ static int program_close(int fd)
 	struct stat st;
 	int ret;
 
-	if (!atomic_load_explicit(&active, memory_order_relaxed) || !dmb_uapi_close_matters() ||
+	/* On Linux the program has no such fd. */
+	if (dmb_layer_fd_is(fd)) {
+		errno = EBADF;
+		return -1;
+	}
+	if (dmb_preload_epoll_any() && get_fstat()(fd, &st) == 0) {
+		/* An epoll record may go with this fd. */
+		kind = atomic_load_explicit(&dmb_preload_active, memory_order_relaxed)
+			       ? dmb_uapi_classify_stat(fd, &st)
+			       : DMB_UAPI_NONE;
+		ret = get_close()(fd);
+		if (!ret)
+			dmb_preload_epoll_closed(st.st_dev, st.st_ino);
+		goto closed;
+	}
+	if (!atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) || !dmb_uapi_close_matters() ||
 	    get_fstat()(fd, &st) < 0)
 		return get_close()(fd);
 	kind = dmb_uapi_classify_stat(fd, &st);
 	ret = get_close()(fd);
+closed:
 	if (kind != DMB_UAPI_NONE) {
 		dmb_uapi_trace("close(%d <%s>) = %d", fd, kind_name(kind), ret);
 		if (!ret)
-			dmb_uapi_closed(kind, st.st_dev, st.st_ino);
+			IN_CORE_VOID(dmb_uapi_closed(kind, st.st_dev, st.st_ino));
 	}
 	return ret;
 }
@@ -1412,33 +1450,50 @@ EXPORT int munmap(void *addr, size_t len)
 {
 	int ret;
 
-	if (atomic_load_explicit(&active, memory_order_relaxed) && !LAYER_CALL() &&
-	    dmb_uapi_munmap_lib(addr, len))
+	if (atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) && !LAYER_CALL() &&
+	    IN_CORE(dmb_uapi_munmap_lib(addr, len)))
 		ret = 0;
 	else
 		ret = get_munmap()(addr, len);
+	if (!ret && LAYER_CALL())
+		dmb_layer_map_forget(addr, len);
 	/* The last mapping of a buffer may have gone: release it now. */
-	if (!ret && atomic_load_explicit(&active, memory_order_relaxed) && !LAYER_CALL()) {
+	if (!ret && atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) && !LAYER_CALL()) {
 		dmb_uapi_map_forget(addr, len);
-		dmb_uapi_closed(DMB_UAPI_DMABUF, 0, 0);
+		IN_CORE_VOID(dmb_uapi_closed(DMB_UAPI_DMABUF, 0, 0));
 	}
 	return ret;
 }
 
 EXPORT int close(int fd)
 {
-	if (LAYER_CALL())
+	if (LAYER_CALL()) {
+		dmb_layer_fd_forget(fd);
 		return get_close()(fd);
+	}
 	return program_close(fd);
 }
 
 EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	ssize_t ret = get_recvmsg()(fd, msg, flags);
+	struct cmsghdr *c;
 
+	/* fds the layer receives are its own. */
+	if (ret >= 0 && msg && msg->msg_controllen && LAYER_OWNED()) {
+		for (c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+			int *fds = (int *)CMSG_DATA(c), i;
+
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			for (i = 0; i < (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int)); i++)
+				fds[i] = dmb_layer_fd(fds[i], flags & MSG_CMSG_CLOEXEC);
+		}
+		return ret;
+	}
 	/* Received fds may be emulated ones. */
 	if (ret >= 0 && msg && msg->msg_controllen && !LAYER_CALL())
-		atomic_store(&active, true);
+		atomic_store(&dmb_preload_active, true);
 	return ret;
 }
 
@@ -1472,6 +1527,9 @@ EXPORT long syscall(long nr, ...)
 #endif
 		case SYS_close:
 			return program_close((int)a[0]);
+		case SYS_close_range:
+			return dmb_program_close_range((unsigned int)a[0], (unsigned int)a[1],
+						       (int)a[2]);
 		default:
 			break;
 		}

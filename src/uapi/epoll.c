@@ -1,0 +1,498 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * epoll on dma-buf fds, as the kernel's dma_buf_poll() answers it.
+ *
+ * A buffer's fd is a memfd here, which epoll_ctl() refuses (EPERM: a
+ * regular file has no poll). So the program's registration of a dma-buf is
+ * carried by a stand-in: an eventfd with a count of 1 (always readable and
+ * writable) registered in the program's epoll set with the program's flags
+ * and a pointer to the record as its data. What the set may report is
+ * the registered event mask:
+ * - level-triggered: the mask is the requested EPOLLIN/EPOLLOUT that the
+ *   buffer's fences allow (dma_buf_poll(): EPOLLIN once the writers are
+ *   done, EPOLLOUT once everyone is), kept up to date with EPOLL_CTL_MOD;
+ * - edge-triggered: the mask is the requested events, and an EPOLL_CTL_MOD
+ *   (which queues a ready item again) is the edge when readiness rises.
+ * The program's epoll_wait() family re-checks each reported stand-in
+ * against the fences (a fence may have come since), gives back the
+ * program's own data and events, and while a registered buffer is busy
+ * waits in 1 ms slices to see its fences signal, as poll() does here.
+ * EPOLLONESHOT is the set's own (a fired record is not re-armed until the
+ * program's EPOLL_CTL_MOD); EPOLLEXCLUSIVE is remembered, not passed (an
+ * exclusive item cannot be modified, and the mask must be).
+ *
+ * The record goes when the program deletes it, when the last fd of the
+ * buffer in this process is closed (the kernel: when the last reference
+ * to the file goes), or when the epoll set's last fd here is closed.
+ */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "preload.h"
+
+#define DECLARE_REAL(name)                                                     \
+	static __typeof__(&name) real_##name;                                  \
+	static __typeof__(&name) next_##name(void)                             \
+	{                                                                      \
+		if (!real_##name)                                              \
+			real_##name = (__typeof__(&name))dlsym(RTLD_NEXT, #name); \
+		return real_##name;                                            \
+	}
+DECLARE_REAL(epoll_ctl)
+DECLARE_REAL(epoll_wait)
+DECLARE_REAL(epoll_pwait)
+DECLARE_REAL(epoll_pwait2)
+
+#define IO_EVENTS (EPOLLIN | EPOLLOUT)
+
+struct reg {
+	int epfd;		/* the program's epoll fd it was added through */
+	dev_t ep_dev;		/* the epoll set's inode */
+	ino_t ep_ino;
+	int fd;			/* the program's dma-buf fd (the kernel's key) */
+	dev_t dev;		/* the buffer's inode */
+	ino_t ino;
+	int standin;		/* the eventfd in the set (a layer fd) */
+	int own;		/* the layer's dup of the buffer's fd, to ask the
+				 * fences after the program's fd is closed */
+	uint32_t events;	/* the program's events, EPOLLEXCLUSIVE removed */
+	bool exclusive;
+	bool fired;		/* EPOLLONESHOT reported: disabled until MOD */
+	uint32_t mask;		/* the registered event mask */
+	uint32_t seen;		/* readiness last seen (for edges) */
+	epoll_data_t data;	/* the program's, given back untouched */
+	pid_t pid;		/* the process that added it */
+	struct reg *next;
+};
+
+static pthread_mutex_t regs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct reg *regs;
+static atomic_int nregs;
+
+static uint32_t readiness(struct reg *r)
+{
+	return (uint32_t)IN_CORE(dmb_uapi_poll_events(r->own, DMB_UAPI_DMABUF,
+						      (short)(r->events & IO_EVENTS))) &
+	       r->events & IO_EVENTS;
+}
+
+/* The mask a record should have for readiness `ready`. */
+static uint32_t mask_for(const struct reg *r, uint32_t ready)
+{
+	uint32_t flags = r->events & ~(uint32_t)IO_EVENTS;
+
+	return flags | (r->events & EPOLLET ? r->events & IO_EVENTS : ready);
+}
+
+static int set_mask(struct reg *r, int op, uint32_t mask)
+{
+	struct epoll_event ev = { .events = mask, .data.ptr = r };
+
+	if (next_epoll_ctl()(r->epfd, op, r->standin, &ev) < 0)
+		return -errno;
+	r->mask = mask;
+	return 0;
+}
+
+/* Brings a record's registration up to date with the fences. */
+static void refresh(struct reg *r)
+{
+	uint32_t ready;
+
+	if (r->fired)
+		return;
+	ready = readiness(r);
+	if (r->events & EPOLLET) {
+		/* An edge: readiness rose since last seen. */
+		if (ready & ~r->seen)
+			set_mask(r, EPOLL_CTL_MOD, mask_for(r, ready));
+	} else if (mask_for(r, ready) != r->mask) {
+		set_mask(r, EPOLL_CTL_MOD, mask_for(r, ready));
+	}
+	r->seen = ready;
+}
+
+static struct reg *find(int epfd, int fd, dev_t dev, ino_t ino)
+{
+	struct reg *r;
+
+	for (r = regs; r; r = r->next)
+		if (r->epfd == epfd && r->fd == fd && r->ino == ino && r->dev == dev)
+			return r;
+	return NULL;
+}
+
+static void drop(struct reg **pp, bool del)
+{
+	struct reg *r = *pp;
+
+	*pp = r->next;
+	/* An item a forked child inherited is also the parent's: the child's
+	 * close leaves it in the shared set (the parent's fds hold the file). */
+	if (del && r->pid == getpid())
+		next_epoll_ctl()(r->epfd, EPOLL_CTL_DEL, r->standin, NULL);
+	close(r->standin);
+	close(r->own);
+	free(r);
+	atomic_fetch_sub(&nregs, 1);
+}
+
+static int emulated_ctl(int epfd, int op, int fd, struct epoll_event *uev)
+{
+	struct epoll_event ev = { 0 };
+	struct stat st, est;
+	struct reg *r, **pp;
+	int ret = 0;
+
+	if (fstat(fd, &st) < 0 || fstat(epfd, &est) < 0)
+		return -EBADF;
+	if (op != EPOLL_CTL_DEL) {
+		if (!uev)
+			return -EFAULT;
+		ev = *uev;
+		/* ep_op_has_event() ... EPOLLEXCLUSIVE: only with ADD and
+		 * with the few events the kernel allows beside it. */
+		if ((ev.events & EPOLLEXCLUSIVE) &&
+		    (op == EPOLL_CTL_MOD ||
+		     (ev.events & ~(uint32_t)(EPOLLEXCLUSIVE | EPOLLIN | EPOLLOUT | EPOLLERR |
+					      EPOLLHUP | EPOLLWAKEUP | EPOLLET |
+					      EPOLLRDNORM | EPOLLWRNORM | EPOLLRDBAND |
+					      EPOLLWRBAND))))
+			return -EINVAL;
+	}
+	pthread_mutex_lock(&regs_lock);
+	r = find(epfd, fd, st.st_dev, st.st_ino);
+	switch (op) {
+	case EPOLL_CTL_ADD:
+		if (r) {
+			ret = -EEXIST;
+			break;
+		}
+		r = calloc(1, sizeof(*r));
+		if (!r) {
+			ret = -ENOMEM;
+			break;
+		}
+		r->standin = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+		r->own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		if (r->standin < 0 || r->own < 0) {
+			ret = -errno;
+			if (r->standin >= 0)
+				close(r->standin);
+			if (r->own >= 0)
+				close(r->own);
+			free(r);
+			break;
+		}
+		r->epfd = epfd;
+		r->ep_dev = est.st_dev;
+		r->ep_ino = est.st_ino;
+		r->fd = fd;
+		r->dev = st.st_dev;
+		r->ino = st.st_ino;
+		r->exclusive = ev.events & EPOLLEXCLUSIVE;
+		r->events = ev.events & ~(uint32_t)EPOLLEXCLUSIVE;
+		r->data = ev.data;
+		r->pid = getpid();
+		r->seen = readiness(r);
+		ret = set_mask(r, EPOLL_CTL_ADD, mask_for(r, r->seen));
+		if (ret) {
+			close(r->standin);
+			close(r->own);
+			free(r);
+			break;
+		}
+		r->next = regs;
+		regs = r;
+		atomic_fetch_add(&nregs, 1);
+		break;
+	case EPOLL_CTL_MOD:
+		if (!r) {
+			ret = -ENOENT;
+			break;
+		}
+		if (r->exclusive) {
+			ret = -EINVAL;
+			break;
+		}
+		r->events = ev.events;
+		r->data = ev.data;
+		r->fired = false;
+		r->seen = readiness(r);
+		ret = set_mask(r, EPOLL_CTL_MOD, mask_for(r, r->seen));
+		break;
+	case EPOLL_CTL_DEL:
+		if (!r) {
+			ret = -ENOENT;
+			break;
+		}
+		for (pp = &regs; *pp != r; pp = &(*pp)->next)
+			;
+		r->pid = getpid(); /* the program's DEL is for the shared set too */
+		drop(pp, true);
+		break;
+	default:
+		ret = -EINVAL;
+	}
+	pthread_mutex_unlock(&regs_lock);
+	return ret;
+}
+
+EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	int ret;
+
+	if (LAYER_CALL() || !atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) ||
+	    dmb_uapi_classify(fd) != DMB_UAPI_DMABUF)
+		return next_epoll_ctl()(epfd, op, fd, ev);
+	ret = emulated_ctl(epfd, op, fd, ev);
+	dmb_uapi_trace("epoll_ctl(%d, %d, %d <dma-buf>, %#x) = %d%s%s", epfd, op, fd,
+		       ev ? ev->events : 0u, ret < 0 ? -1 : ret, ret < 0 ? " " : "",
+		       ret < 0 ? strerror(-ret) : "");
+	if (ret < 0) {
+		errno = -ret;
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- waiting ------------------------------------------------------------------ */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Brings this set's records up to date; true if one may still become
+ * ready (a busy buffer), so the wait must look again soon. */
+static bool refresh_set(dev_t dev, ino_t ino)
+{
+	struct reg *r;
+	bool busy = false;
+
+	pthread_mutex_lock(&regs_lock);
+	for (r = regs; r; r = r->next) {
+		if (r->ep_ino != ino || r->ep_dev != dev)
+			continue;
+		refresh(r);
+		busy |= !r->fired && (r->seen & r->events & IO_EVENTS) != (r->events & IO_EVENTS);
+	}
+	pthread_mutex_unlock(&regs_lock);
+	return busy;
+}
+
+/* The program's view of what the set reported: stand-ins become the
+ * program's events and data, or go when the buffer is no longer ready. */
+static int translate(struct epoll_event *evs, int n)
+{
+	struct reg *r;
+	int i, out = 0;
+
+	pthread_mutex_lock(&regs_lock);
+	for (i = 0; i < n; i++) {
+		for (r = regs; r && r != evs[i].data.ptr; r = r->next)
+			;
+		if (!r) {
+			evs[out++] = evs[i];
+			continue;
+		}
+		r->seen = readiness(r);
+		if (r->events & EPOLLONESHOT)
+			r->fired = true;
+		if (!(r->seen & r->mask)) {
+			/* Busy again since it was queued: not reported. A
+			 * one-shot item the set disabled is armed again, with
+			 * nothing ready; a level-triggered one loses the bits. */
+			if (r->events & EPOLLONESHOT) {
+				r->fired = false;
+				set_mask(r, EPOLL_CTL_MOD,
+					 r->events & EPOLLET ? r->events & ~(uint32_t)IO_EVENTS
+							     : mask_for(r, r->seen));
+			} else if (!(r->events & EPOLLET)) {
+				set_mask(r, EPOLL_CTL_MOD, mask_for(r, r->seen));
+			}
+			continue;
+		}
+		evs[out].events = r->seen & r->mask;
+		evs[out].data = r->data;
+		out++;
+	}
+	pthread_mutex_unlock(&regs_lock);
+	return out;
+}
+
+static int real_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_ns,
+		     const sigset_t *sig)
+{
+	struct timespec ts;
+
+	if (timeout_ns < 0)
+		return next_epoll_pwait()(epfd, evs, max, -1, sig);
+	ts.tv_sec = timeout_ns / 1000000000;
+	ts.tv_nsec = timeout_ns % 1000000000;
+	if (next_epoll_pwait2()) {
+		int n = next_epoll_pwait2()(epfd, evs, max, &ts, sig);
+
+		/* Older kernels (and valgrind) lack it: the ms form. */
+		if (n >= 0 || errno != ENOSYS)
+			return n;
+	}
+	return next_epoll_pwait()(epfd, evs, max, (int)((timeout_ns + 999999) / 1000000), sig);
+}
+
+static int emulated_wait(int epfd, struct epoll_event *evs, int max, int64_t timeout_ns,
+			 const sigset_t *sig)
+{
+	int64_t deadline = timeout_ns < 0 ? -1 : now_ns() + timeout_ns;
+	struct stat st;
+
+	if (fstat(epfd, &st) < 0 || max <= 0 || !evs)
+		return real_wait(epfd, evs, max, timeout_ns, sig);
+	for (;;) {
+		int64_t left = deadline < 0 ? -1 : deadline - now_ns();
+		bool busy = refresh_set(st.st_dev, st.st_ino);
+		int n;
+
+		if (left < 0 && deadline >= 0)
+			left = 0;
+		if (busy && (left < 0 || left > 1000000))
+			left = 1000000;
+		n = real_wait(epfd, evs, max, left, sig);
+		if (n <= 0 && !(n == 0 && busy))
+			return n;
+		n = translate(evs, n);
+		if (n || (deadline >= 0 && now_ns() >= deadline))
+			return n;
+	}
+}
+
+static inline bool waits_here(void)
+{
+	return atomic_load_explicit(&nregs, memory_order_relaxed) > 0;
+}
+
+/* A thread of libdmabuf's that waits on the layer's epoll is the service
+ * thread of the layer's context: what it makes is the layer's (the
+ * connections of importers, the fds it sends them). */
+static inline void note_layer_thread(int epfd)
+{
+	if (dmb_preload_in_core == 0 && dmb_layer_fd_is(epfd))
+		dmb_preload_in_core = 1;
+}
+
+EXPORT int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
+{
+	if (LAYER_CALL()) {
+		note_layer_thread(epfd);
+		return next_epoll_wait()(epfd, evs, max, timeout);
+	}
+	if (!waits_here())
+		return next_epoll_wait()(epfd, evs, max, timeout);
+	return emulated_wait(epfd, evs, max, timeout < 0 ? -1 : (int64_t)timeout * 1000000, NULL);
+}
+
+EXPORT int epoll_pwait(int epfd, struct epoll_event *evs, int max, int timeout,
+		       const sigset_t *sig)
+{
+	if (LAYER_CALL()) {
+		note_layer_thread(epfd);
+		return next_epoll_pwait()(epfd, evs, max, timeout, sig);
+	}
+	if (!waits_here())
+		return next_epoll_pwait()(epfd, evs, max, timeout, sig);
+	return emulated_wait(epfd, evs, max, timeout < 0 ? -1 : (int64_t)timeout * 1000000, sig);
+}
+
+EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max, const struct timespec *ts,
+			const sigset_t *sig)
+{
+	if (!waits_here() || LAYER_CALL())
+		return next_epoll_pwait2()(epfd, evs, max, ts, sig);
+	if (ts && (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000)) {
+		errno = EINVAL;
+		return -1;
+	}
+	return emulated_wait(epfd, evs, max,
+			     ts ? (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec : -1, sig);
+}
+
+/* ---- the program's close ---------------------------------------------------------- */
+
+/* True if an fd of this process other than `except` has the inode. */
+static bool inode_open(dev_t dev, ino_t ino)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	struct stat st;
+	bool found = false;
+
+	if (!d)
+		return true;
+	while (!found && (e = readdir(d))) {
+		int fd = atoi(e->d_name);
+
+		if (e->d_name[0] == '.' || fd == dirfd(d) || dmb_layer_fd_is(fd))
+			continue;
+		found = fstat(fd, &st) == 0 && st.st_ino == ino && st.st_dev == dev;
+	}
+	closedir(d);
+	return found;
+}
+
+bool dmb_preload_epoll_any(void)
+{
+	return waits_here();
+}
+
+void dmb_preload_epoll_closed(dev_t dev, ino_t ino)
+{
+	struct reg **pp, *r;
+	bool buf_gone = false, set_gone = false, buf_checked = false, set_checked = false;
+
+	if (!waits_here())
+		return;
+	pthread_mutex_lock(&regs_lock);
+	for (pp = &regs; (r = *pp);) {
+		if (r->ino == ino && r->dev == dev) {
+			if (!buf_checked)
+				buf_gone = !inode_open(dev, ino), buf_checked = true;
+			if (buf_gone) {
+				drop(pp, true);
+				continue;
+			}
+		} else if (r->ep_ino == ino && r->ep_dev == dev) {
+			if (!set_checked)
+				set_gone = !inode_open(dev, ino), set_checked = true;
+			if (set_gone) {
+				drop(pp, false);
+				continue;
+			}
+		}
+		pp = &r->next;
+	}
+	pthread_mutex_unlock(&regs_lock);
+}
+
+/* In a forked child the set and the stand-ins are shared with the parent
+ * (as the kernel's epoll items are): the records stay; only the lock is
+ * made anew. */
+void dmb_preload_epoll_forked(void)
+{
+	pthread_mutex_init(&regs_lock, NULL);
+}

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the files of the preload (libdmabuf-preload.so) share: who is
+ * calling, whether the process has emulated objects, and the placement of
+ * the layer's own fds (fdplace.c). Not part of the core (uapi.h, core.h):
+ * all of it is about the program's own address space and fd table.
+ */
+#pragma once
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* True if the return address ra is in the preload or in libdmabuf. */
+bool dmb_preload_from_layer(const void *ra);
+#define LAYER_CALL() dmb_preload_from_layer(__builtin_return_address(0))
+
+/* True if ra is in the preload itself (the emulation core included). */
+bool dmb_preload_from_self(const void *ra);
+
+/* The process has emulated objects (docs/uapi.md, "Cost"). */
+extern atomic_bool dmb_preload_active;
+
+/* Depth of calls into the emulation core on this thread: libdmabuf's fds
+ * made meanwhile are the layer's; outside, they are those of a program
+ * using libdmabuf's API. */
+extern __thread int dmb_preload_in_core;
+#define IN_CORE(expr)                                                          \
+	({                                                                     \
+		dmb_preload_in_core++;                                         \
+		__auto_type in_core_ret_ = (expr);                             \
+		dmb_preload_in_core--;                                         \
+		in_core_ret_;                                                  \
+	})
+#define IN_CORE_VOID(stmt)                                                     \
+	do {                                                                   \
+		dmb_preload_in_core++;                                         \
+		stmt;                                                          \
+		dmb_preload_in_core--;                                         \
+	} while (0)
+
+/* True if a call with return address ra makes fds of the layer's own. */
+static inline bool dmb_preload_layer_owned(const void *ra)
+{
+	return dmb_preload_from_self(ra) ||
+	       (dmb_preload_in_core > 0 && dmb_preload_from_layer(ra));
+}
+#define LAYER_OWNED() dmb_preload_layer_owned(__builtin_return_address(0))
+
+/*
+ * A new fd of the layer's own: moved to the lowest free number at or above
+ * the layer's base (half the RLIMIT_NOFILE soft limit, at most 16384), so
+ * the program's fds are numbered as on Linux, and marked as the layer's.
+ * cloexec: whether the fd has FD_CLOEXEC. Returns the fd's number (the
+ * old one if there is no room up there); negative fds are returned as
+ * they are.
+ */
+int dmb_layer_fd(int fd, bool cloexec);
+
+/* An fd the layer made for the program (an emulated open, an ioctl's new
+ * fd, an fdinfo text): moved to the lowest free number, as the kernel's
+ * fd_install() would place it, unmarked. Returns the number. */
+int dmb_program_fd(int fd, bool cloexec);
+
+/* True if fd is one of the layer's own. */
+bool dmb_layer_fd_is(int fd);
+
+/* The layer closes one of its own fds. */
+void dmb_layer_fd_forget(int fd);
+
+/* The layer maps (or unmaps) a file for itself: recorded in the registry
+ * (core.h), so fdinfo's count leaves it out. */
+void dmb_layer_map_note(void *addr, size_t len);
+void dmb_layer_map_forget(void *addr, size_t len);
+
+/* In a forked child: the registry becomes this process's own. */
+void dmb_layer_forked(void);
+
+/* The program's close_range(): the same call on the gaps between the
+ * layer's fds. 0 or -1 with errno. */
+int dmb_program_close_range(unsigned int lo, unsigned int hi, int flags);
+
+/* epoll on dma-bufs (epoll.c): true if the program registered any; after
+ * the program closed an fd of inode (dev, ino) (a buffer or an epoll set);
+ * in a forked child. */
+bool dmb_preload_epoll_any(void);
+void dmb_preload_epoll_closed(dev_t dev, ino_t ino);
+void dmb_preload_epoll_forked(void);
