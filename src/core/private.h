@@ -208,6 +208,9 @@ struct dmabuf_attachment {
 	void *importer_priv;
 	unsigned int pins;	/* dmabuf_pin() calls not undone */
 	unsigned int notified_gen; /* the last move_notify round that ran it */
+	/* Proxies: the exporter's MOVE_NOTIFY arrived; move_notify runs at
+	 * the next dispatch of the connection (remote/proxy.c). */
+	bool move_pending;
 };
 
 /* cpu_access.c: one dmabuf_mmap() mapping */
