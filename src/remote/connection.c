@@ -117,7 +117,7 @@ static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 /*
  * Receives and decodes one message; every received fd is closed on error.
  * Returns 0, 1 when the message came without its fds (this process is at
- * RLIMIT_NOFILE: they are -1 in @msg), -EAGAIN, or -ENODEV. Version 1 has
+ * RLIMIT_NOFILE: they are -1 in @msg), -EAGAIN, or -ENODEV. The protocol has
  * one event, MOVE_NOTIFY, which an exporter sends only for DYNAMIC
  * attachments: conn_take() hands it to the proxy, and one for anything
  * else is a protocol error, like a reply to nothing it asked.
