@@ -212,6 +212,9 @@ static void move_and_revoke_reach_another_process(void **state)
 	assert_int_equal(dmabuf_send_fd(sock, -1, "v", 1), 0);
 	assert_int_equal(wait_byte(sock, exp), 'd');
 	assert_int_equal(harness_wait(pid), 0);
+	/* UNMAP and DETACH are one-way: they may still be in the socket */
+	for (int i = 0; i < 500 && tx.detach < 1; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 10);
 	assert_int_equal(dmabuf_get_info(buf, &info), 0);
 	assert_int_equal(info.attachments, 0);
 	assert_int_equal(info.mappings, 0);
