@@ -24,6 +24,13 @@
  *   all      unmap, detach, put, close: the exporter's release runs once
  *            nobody holds the buffer any more.
  *
+ * Then one move: the camera shares a buffer with the encoder, which
+ * attaches as a *dynamic* importer (dmabuf_dynamic_attach()); the camera
+ * migrates the buffer to other pages (as a driver evicts or restores to
+ * VRAM), the encoder hears of it through move_notify (a MOVE_NOTIFY event
+ * from the camera's process), drops its stale mapping and maps the new
+ * placement.
+ *
  * Options: --frames N (default 4) and --fps N, which paces the camera and
  * keeps each frame on the display (attached and mapped) for 1/N s, slow
  * enough to watch the buffers with tools/dmabuf-ls.
@@ -73,7 +80,7 @@
 #define HEAP "deferred"
 #define SLICES 8		/* the sensor delivers a frame in 8 slices, */
 #define SLICE_MS 1		/* one per millisecond */
-#define WAIT_MS 5000		/* bound of any single wait in a process */
+#define WAIT_MS_BASE 5000	/* bound of any single wait in a process */
 #define FRAMES_DEADLINE_MS 20000 /* the camera gives up on its frames then, */
 #define FRAME_BUDGET_MS 50	/* plus this much per frame, plus the pacing */
 #define DEMO_GRACE_MS 10000	/* the main process kills everything this late */
@@ -93,11 +100,14 @@ static double frames_deadline_ms(void)
 	       (fps ? (double)nframes * 1000.0 / fps : 0);
 }
 
-/* The bound of one wait: also 5 times longer under valgrind. */
+/* The bound of any single wait, 5 times longer under valgrind too: a
+ * consumer's first wait covers the camera's start, which valgrind on a busy
+ * machine can stretch past 5 s. */
 static int wait_ms(void)
 {
-	return getenv("DMABUF_UNDER_VALGRIND") ? 5 * WAIT_MS : WAIT_MS;
+	return getenv("DMABUF_UNDER_VALGRIND") ? 5 * WAIT_MS_BASE : WAIT_MS_BASE;
 }
+#define WAIT_MS wait_ms()
 
 /* ------------------------------------------------------------------------ */
 /* Trace: one line per step, "[  time ] process : what happened"            */
@@ -206,6 +216,8 @@ enum msg_type {
 	MSG_ATTACHED,	/* consumer -> camera: my device is attached */
 	MSG_MAP,	/* camera -> consumer: every device attached, map now */
 	MSG_DONE,	/* consumer -> camera: finished, everything released */
+	MSG_MOVE,	/* camera -> encoder, with an fd: the move step */
+	MSG_MOVED,	/* camera -> encoder: the buffer moved */
 };
 
 struct msg {
@@ -218,9 +230,10 @@ struct msg {
 
 static const char *msg_name(uint32_t type)
 {
-	static const char *const names[] = { "?", "FRAME", "ATTACHED", "MAP", "DONE" };
+	static const char *const names[] = { "?", "FRAME", "ATTACHED", "MAP", "DONE", "MOVE",
+					     "MOVED" };
 
-	return type < 5 ? names[type] : "?";
+	return type < 7 ? names[type] : "?";
 }
 
 static void send_msg(int sock, const struct msg *m, int fd)
@@ -457,6 +470,56 @@ static void camera_report_releases(struct camera *cam)
 	}
 }
 
+/* The move step: a buffer the encoder attaches to dynamically, moved to
+ * other pages while it is mapped. */
+#define MOVE_SIZE (64u * 4096u)
+#define MOVE_TEXT "same bytes, new pages"
+
+static void camera_move_step(struct camera *cam)
+{
+	struct msg m = { .type = MSG_MOVE, .frame = nframes + 1 };
+	struct dmabuf_ctx_stats st = { 0 };
+	struct dmabuf *buf;
+	struct dmabuf_resv *resv;
+	char *cpu;
+	int fd, rfd = -1, ret;
+
+	fd = CHECK(dmabuf_heap_alloc(cam->ctx, "system", MOVE_SIZE, O_RDWR | O_CLOEXEC, 0));
+	CHECK(dmabuf_get(cam->ctx, fd, &buf));
+	CHECK(dmabuf_set_name(buf, "camera-move"));
+	CHECK(dmabuf_mmap(buf, 0, MOVE_SIZE, PROT_READ | PROT_WRITE, (void **)&cpu));
+	CHECK(dmabuf_begin_cpu_access(buf, DMABUF_TO_DEVICE));
+	strcpy(cpu, MOVE_TEXT);
+	CHECK(dmabuf_end_cpu_access(buf, DMABUF_TO_DEVICE));
+	send_msg(cam->sock[ENCODER], &m, fd);
+	trace("move: shared a %u KiB buffer of system pages with the encoder", MOVE_SIZE >> 10);
+	ret = recv_msg(cam->sock[ENCODER], &m, &rfd, WAIT_MS);
+	if (ret < 0 || m.type != MSG_ATTACHED)
+		fail("move: no ATTACHED from the encoder (%d)", ret);
+	if (rfd >= 0)
+		close(rfd);
+	/* As a driver moves a buffer: under its reservation lock. The
+	 * encoder's dynamic attachment does not pin it, so it may move. */
+	resv = dmabuf_get_resv(buf);
+	dmabuf_resv_lock(resv);
+	ret = dmabuf_backing_migrate(buf, DMABUF_ALLOC_CONTIGUOUS, NULL);
+	dmabuf_resv_unlock(resv);
+	CHECK(ret);
+	CHECK(dmabuf_ctx_get_stats(cam->ctx, &st));
+	trace("move: migrated it to one contiguous run (\"VRAM\"): the encoder was sent "
+	      "MOVE_NOTIFY (%" PRIu64 " importer notified)", st.move_notifies);
+	send_msg(cam->sock[ENCODER], &(struct msg){ .type = MSG_MOVED, .frame = m.frame }, -1);
+	ret = recv_msg(cam->sock[ENCODER], &m, &rfd, WAIT_MS);
+	if (ret < 0 || m.type != MSG_DONE || !m.ok)
+		fail("move: the encoder did not read the moved buffer (%d)", ret);
+	if (rfd >= 0)
+		close(rfd);
+	trace("move: the encoder read the bytes at their new place");
+	CHECK(dmabuf_munmap(buf, cpu, MOVE_SIZE));
+	CHECK(dmabuf_put(buf));
+	close(fd);
+}
+
 static int camera_main(int enc_sock, int disp_sock)
 {
 	struct dmabuf_ctx_config cfg = {
@@ -464,7 +527,7 @@ static int camera_main(int enc_sock, int disp_sock)
 		/* strict: CPU access outside begin/end faults instead of
 		 * silently working */
 		.flags = DMABUF_CTX_STRICT_CPU_ACCESS,
-		.call_timeout_ms = wait_ms(),
+		.call_timeout_ms = WAIT_MS,
 	};
 	struct camera cam = { .sock = { enc_sock, disp_sock } };
 	struct dmabuf_ctx_stats st = { 0 };
@@ -523,24 +586,26 @@ static int camera_main(int enc_sock, int disp_sock)
 			     frames_deadline_ms(), cam.finished, nframes);
 	}
 
+	camera_move_step(&cam);
+
 	/* Every holder has let go; the last releases may still be on their
 	 * way to the service thread. */
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
 		CHECK(dmabuf_ctx_get_stats(cam.ctx, &st));
-		if (st.buffers_live == 0 || ms_since(&t0) > wait_ms())
+		if (st.buffers_live == 0 || ms_since(&t0) > WAIT_MS)
 			break;
 		poll(NULL, 0, 1);
 	}
 	camera_report_releases(&cam);
 	trace("exporter stats: %u exported, %" PRIu64 " released, %" PRIu64 " live, %" PRIu64
 	      " attachments, %" PRIu64 " mappings, %" PRIu64 " KiB of (simulated) RAM in use",
-	      nframes, st.buffers_released, st.buffers_live, st.attachments_live,
+	      nframes + 1, st.buffers_released, st.buffers_live, st.attachments_live,
 	      st.mappings_live, st.phys_used >> 10);
-	if (st.buffers_released != nframes || st.buffers_live || st.attachments_live ||
+	if (st.buffers_released != nframes + 1 || st.buffers_live || st.attachments_live ||
 	    st.mappings_live || st.phys_used || st.cma_used)
 		fail("the exporter's buffers were not all released exactly once");
-	trace("every frame released exactly once");
+	trace("every buffer released exactly once");
 
 	CHECK(dmabuf_ctx_stop_thread(cam.ctx));
 	dmabuf_timeline_destroy(cam.timeline);
@@ -621,9 +686,9 @@ static void consumer_wait_for_writer(struct consumer *cs, struct dmabuf *buf, ui
 		trace("frame %u: waiting for its write fence (#%" PRIu64 ", %s): the camera is "
 		      "still writing ...", n, fi.seqno, fi.obj_name);
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		ret = CHECK(dmabuf_sync_file_wait(sync_fd, wait_ms()));
+		ret = CHECK(dmabuf_sync_file_wait(sync_fd, WAIT_MS));
 		if (ret == 0)
-			fail("frame %u: write fence not signalled after %d ms", n, wait_ms());
+			fail("frame %u: write fence not signalled after %d ms", n, WAIT_MS);
 		CHECK(dmabuf_sync_file_info(sync_fd, &status, &fi, 1));
 		trace("frame %u: ... write fence %s#%" PRIu64 " signalled after %.1f ms: the "
 		      "pixels are complete", n, fi.obj_name, fi.seqno, ms_since(&t0));
@@ -722,6 +787,67 @@ static void display_process_frame(struct consumer *cs, struct dmabuf_sg_table *s
 		poll(NULL, 0, (int)(1000 / fps));
 }
 
+/* The encoder's side of the move step: a dynamic importer. */
+static int encoder_moved;
+
+static void encoder_move_notify(struct dmabuf_attachment *att)
+{
+	encoder_moved++;
+	trace("move: move_notify: the camera moved the buffer, our mapping is stale");
+}
+
+static const struct dmabuf_importer_ops encoder_importer_ops = {
+	.version = DMABUF_IMPORTER_OPS_VERSION,
+	.move_notify = encoder_move_notify,
+};
+
+static void encoder_read_moved(struct consumer *cs, struct dmabuf_sg_table *sgt, const char *when)
+{
+	char text[sizeof(MOVE_TEXT)] = { 0 };
+
+	CHECK(dmabuf_dma_read(cs->dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr, text,
+			      sizeof(text) - 1));
+	if (strcmp(text, MOVE_TEXT))
+		fail("move: read \"%s\" %s", text, when);
+	trace("move: mapped %s: %u physical run%s from %#" PRIx64 "; the device reads \"%s\"",
+	      when, dmabuf_sg_table_get_cpu_count(sgt),
+	      dmabuf_sg_table_get_cpu_count(sgt) == 1 ? "" : "s",
+	      dmabuf_sg_table_get_cpu_entries(sgt)[0].phys, text);
+}
+
+static void encoder_move_step(struct consumer *cs)
+{
+	struct dmabuf *buf;
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+	struct timespec t0;
+	struct msg m;
+	int fd;
+
+	fd = consumer_next(cs, MSG_MOVE, 0, &m);
+	CHECK(dmabuf_get(cs->ctx, fd, &buf));
+	CHECK(dmabuf_dynamic_attach(buf, cs->dev, &encoder_importer_ops, NULL, &att));
+	CHECK(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt));
+	encoder_read_moved(cs, sgt, "before the move");
+	send_msg(cs->sock, &(struct msg){ .type = MSG_ATTACHED, .frame = m.frame }, -1);
+	consumer_next(cs, MSG_MOVED, m.frame, &m);
+	/* The MOVE_NOTIFY event waits in our connection: dispatching the
+	 * context runs move_notify. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!encoder_moved && ms_since(&t0) < WAIT_MS)
+		dmabuf_ctx_dispatch_timeout(cs->ctx, 10);
+	if (!encoder_moved)
+		fail("move: no move_notify within %d ms", WAIT_MS);
+	CHECK(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL));
+	CHECK(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt));
+	encoder_read_moved(cs, sgt, "after the move");
+	CHECK(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL));
+	CHECK(dmabuf_detach(buf, att));
+	CHECK(dmabuf_put(buf));
+	close(fd);
+	send_msg(cs->sock, &(struct msg){ .type = MSG_DONE, .frame = m.frame, .ok = 1 }, -1);
+}
+
 static int consumer_main(int role, int sock)
 {
 	/* Encoder: behind an IOMMU (any pages will do, the IOMMU makes them
@@ -734,7 +860,7 @@ static int consumer_main(int role, int sock)
 		[DISPLAY] = { .name = "display", .dma_mask_bits = 32,
 			      .flags = DMABUF_DEVICE_CONTIGUOUS, .max_segment_size = 0xfffff000 },
 	};
-	struct dmabuf_ctx_config cfg = { .seed = 7 + (uint64_t)role, .call_timeout_ms = wait_ms() };
+	struct dmabuf_ctx_config cfg = { .seed = 7 + (uint64_t)role, .call_timeout_ms = WAIT_MS };
 	struct consumer cs = { .role = role, .sock = sock };
 	/* The encoder reads and writes; the display only reads (TO_DEVICE:
 	 * memory to device, in the kernel's convention). */
@@ -810,6 +936,8 @@ static int consumer_main(int role, int sock)
 		send_msg(sock, &(struct msg){ .type = MSG_DONE, .frame = m.frame, .ok = 1 }, -1);
 	}
 
+	if (role == ENCODER)
+		encoder_move_step(&cs);
 	free(cs.pixels);
 	if (cs.timeline)
 		dmabuf_timeline_destroy(cs.timeline);

@@ -53,6 +53,7 @@ struct dmabuf;
 struct dmabuf_attachment;
 struct dmabuf_sg_table;
 struct dmabuf_resv;
+struct dmabuf_fence;
 
 /* ------------------------------------------------------------------------ */
 /** @defgroup ctx Context: one simulated host                               */
@@ -266,6 +267,8 @@ struct dmabuf_ctx_stats {
 	uint64_t phys_used;	  /**< frames handed to buffers, bytes */
 	uint64_t cma_total;	  /**< contiguous (CMA-like) region, bytes */
 	uint64_t cma_used;	  /**< of it handed to buffers, bytes */
+	uint64_t moves;		  /**< dmabuf_backing_migrate() moves done */
+	uint64_t move_notifies;	  /**< importers' move_notify calls made */
 };
 
 /**
@@ -657,6 +660,10 @@ struct dmabuf_info {
 	/** True once a name was set, the empty name included: the kernel's
 	 * fdinfo prints a "name:" line only then (dma_buf_show_fdinfo()). */
 	bool name_set;
+	/** Pins in force (static attachments of a pinning exporter and
+	 * dmabuf_pin()); always 0 on an imported buffer. */
+	unsigned int pin_count;
+	bool revoked;			/**< dmabuf_revoke() ran */
 };
 
 /**
@@ -762,6 +769,166 @@ int dmabuf_map_attachment(struct dmabuf_attachment *att,
 int dmabuf_unmap_attachment(struct dmabuf_attachment *att,
 			    struct dmabuf_sg_table *sgt,
 			    enum dmabuf_direction dir);
+
+/* ------------------------------------------------------------------------ */
+/** @defgroup dynamic Dynamic attachments, moves, pinning and revocation      */
+/* ------------------------------------------------------------------------ */
+
+/** Version of struct dmabuf_importer_ops this header describes. */
+#define DMABUF_IMPORTER_OPS_VERSION 1
+
+/**
+ * Importer operations of a dynamic attachment, as the kernel's struct
+ * dma_buf_attach_ops. A dynamic importer accepts that the exporter moves
+ * the buffer while it is attached: it is told through move_notify and maps
+ * again (the next dmabuf_map_attachment() returns the new placement). Its
+ * maps do not wait for the buffer's KERNEL fences (it must obey the fences
+ * itself, as the kernel's dynamic importers do) and do not pin.
+ */
+struct dmabuf_importer_ops {
+	/** The DMABUF_IMPORTER_OPS_VERSION the table was written for (0 means
+	 * 1); a larger one than this library knows is -EINVAL at attach. */
+	uint32_t version;
+	/** The importer can reach the exporter's memory peer to peer (the
+	 * kernel's allow_peer2peer); exporters read it with
+	 * dmabuf_attachment_get_peer2peer(). */
+	bool allow_peer2peer;
+	/**
+	 * [mandatory] the buffer is about to move, or was revoked: every
+	 * mapping of @p att is stale once the move is done (device access
+	 * through it faults as DMABUF_FAULT_STALE); unmap it and map again
+	 * when needed. Runs in the thread that called dmabuf_move_notify(),
+	 * dmabuf_backing_migrate() or dmabuf_revoke(), with the context lock
+	 * and the buffer's reservation lock held (as the kernel calls it with
+	 * the resv held); it may unmap and map @p att, but must not detach it.
+	 * For an attachment of an imported buffer it runs while the importer
+	 * dispatches its context, when the exporter's MOVE_NOTIFY arrives.
+	 */
+	void (*move_notify)(struct dmabuf_attachment *att);
+};
+
+/**
+ * Attaches @p dev to @p buf as a dynamic importer, as
+ * dma_buf_dynamic_attach(). With @p ops NULL this is dmabuf_attach(). A
+ * static attachment (dmabuf_attach()) of an exporter that has pin/unpin
+ * is pinned here, as the kernel pins it at attach; a dynamic one is not.
+ *
+ * @param buf the buffer
+ * @param dev a device of the buffer's context
+ * @param ops the importer's ops (must outlive the attachment), or NULL
+ * @param importer_priv the importer's pointer, returned by
+ *        dmabuf_attachment_get_importer_priv()
+ * @param[out] out the attachment, owned by the caller until dmabuf_detach()
+ * @return 0; -EINVAL for ops without move_notify or of an unknown version,
+ *         and as dmabuf_attach(); -ENODEV for a revoked buffer; an errno
+ *         from ops->attach or ops->pin; -ENOMEM
+ */
+int dmabuf_dynamic_attach(struct dmabuf *buf, struct dmabuf_device *dev,
+			  const struct dmabuf_importer_ops *ops, void *importer_priv,
+			  struct dmabuf_attachment **out);
+
+/**
+ * @param att the attachment
+ * @return 1 for a dynamic attachment, 0 for a static one, -EINVAL for a bad
+ *         attachment
+ */
+int dmabuf_attachment_get_dynamic(const struct dmabuf_attachment *att);
+
+/**
+ * @param att the attachment
+ * @return 1 when the importer allows peer-to-peer access, 0 when not (and
+ *         for a static attachment), -EINVAL for a bad attachment
+ */
+int dmabuf_attachment_get_peer2peer(const struct dmabuf_attachment *att);
+
+/**
+ * @param att the attachment
+ * @return the importer_priv given to dmabuf_dynamic_attach(); NULL for a
+ *         static or bad attachment
+ */
+void *dmabuf_attachment_get_importer_priv(const struct dmabuf_attachment *att);
+
+/**
+ * Pins the buffer for a dynamic importer, as dma_buf_pin(): the exporter
+ * must not move it until dmabuf_unpin() (dmabuf_backing_migrate() then
+ * refuses with -EBUSY). Calls ops->pin when the exporter has one. The
+ * caller holds the buffer's reservation lock (dmabuf_resv_lock() on
+ * dmabuf_get_resv()), as the kernel requires.
+ *
+ * @param att a dynamic attachment
+ * @return 0; -EINVAL for a bad or static attachment (the kernel warns and
+ *         lets only dynamic importers pin) or when the caller does not hold
+ *         the reservation lock; -EOPNOTSUPP on an imported buffer (pinning
+ *         is not forwarded to the exporter); -ENODEV for a revoked buffer;
+ *         an errno from ops->pin
+ */
+int dmabuf_pin(struct dmabuf_attachment *att);
+
+/**
+ * Undoes one dmabuf_pin(), as dma_buf_unpin(); calls ops->unpin. Same
+ * locking rule as dmabuf_pin(). Pins left at detach are undone there.
+ *
+ * @param att a dynamic attachment
+ * @return 0; -EINVAL for a bad or static attachment, one without a pin
+ *         left, or when the caller does not hold the reservation lock
+ */
+int dmabuf_unpin(struct dmabuf_attachment *att);
+
+/**
+ * Tells every dynamic importer that the buffer moves, as
+ * dma_buf_move_notify(): each one's move_notify runs (on this thread;
+ * importers in other processes get a MOVE_NOTIFY event). As in the kernel
+ * it does not look at pins: an exporter must not move a pinned buffer.
+ * The caller holds the buffer's reservation lock. When another thread
+ * holds the context lock, the reservation lock is dropped while this call
+ * waits for the context lock (the lock order is context, then resv).
+ *
+ * @param buf an exported buffer of this process
+ * @return 0; -EINVAL for a bad or imported buffer, or when the caller does
+ *         not hold the reservation lock
+ */
+int dmabuf_move_notify(struct dmabuf *buf);
+
+/**
+ * Moves the buffer's simulated frames to a new placement, as an exporter
+ * evicts or migrates (TTM's moves): new frames are chosen for @p alloc
+ * (SYSTEM: scattered frames; CONTIGUOUS: one run from the CMA-like region,
+ * standing for VRAM), dynamic importers are notified (as
+ * dmabuf_move_notify()), every live mapping becomes stale (device access
+ * through it faults as DMABUF_FAULT_STALE) and the old frames are freed.
+ * The bytes stay (the copy a real move makes). @p fence, if not NULL, is
+ * added to the reservation object with KERNEL usage: it tells when the
+ * move is complete, and a static attachment's map waits for it.
+ * The caller holds the buffer's reservation lock, as for move_notify.
+ *
+ * @param buf an exported buffer of this process
+ * @param alloc DMABUF_ALLOC_SYSTEM or DMABUF_ALLOC_CONTIGUOUS
+ * @param fence the move's fence (borrowed: the resv takes its own
+ *        reference), or NULL when the move is already complete
+ * @return 0; -EINVAL for a bad, imported or udmabuf buffer, another alloc,
+ *         or without the reservation lock; -EBUSY while the buffer is
+ *         pinned (a static attachment of a pinning exporter, or
+ *         dmabuf_pin()) or a static attachment of an exporter without pin
+ *         has a live mapping (it cannot be told); -ENODEV for a revoked
+ *         buffer; -ENOMEM when no frames fit (nothing changed)
+ */
+int dmabuf_backing_migrate(struct dmabuf *buf, enum dmabuf_alloc alloc,
+			   struct dmabuf_fence *fence);
+
+/**
+ * Revokes device access to the buffer, as exporters do on device removal:
+ * dynamic importers are notified (move_notify), every live mapping becomes
+ * stale (device access faults as DMABUF_FAULT_STALE), and later maps and
+ * attaches fail with -ENODEV; unmap and detach still work. CPU access
+ * keeps working (the fd, dmabuf_mmap() and dmabuf_vmap()), as the kernel's
+ * dma-buf core cannot revoke a file's CPU mappings (docs/design.md). The
+ * caller may or may not hold the reservation lock. Revoking twice is a
+ * no-op.
+ *
+ * @param buf an exported buffer of this process
+ * @return 0; -EINVAL for a bad or imported buffer
+ */
+int dmabuf_revoke(struct dmabuf *buf);
 
 /* ------------------------------------------------------------------------ */
 /** @defgroup sgt Page lists (sg tables)                                     */
@@ -890,6 +1057,8 @@ enum dmabuf_fault_reason {
 	DMABUF_FAULT_AFTER_UNMAP = 2,	/**< covered by a mapping since unmapped */
 	DMABUF_FAULT_DIRECTION = 3,	/**< read of FROM_DEVICE / write of TO_DEVICE */
 	DMABUF_FAULT_READ_ONLY = 4,	/**< write to a read-only buffer */
+	/** through a mapping the buffer's move or revocation made stale */
+	DMABUF_FAULT_STALE = 5,
 };
 
 /** One recorded fault. */

@@ -19,14 +19,20 @@ static bool dir_valid(enum dmabuf_direction dir)
 	       dir == DMABUF_FROM_DEVICE;
 }
 
-int dmb_attach_locked(struct dmabuf *buf, struct dmabuf_device *dev,
-		      struct dmabuf_attachment **out)
+int dmb_dynamic_attach_locked(struct dmabuf *buf, struct dmabuf_device *dev,
+			      const struct dmabuf_importer_ops *iops, void *ipriv,
+			      struct dmabuf_attachment **out)
 {
 	struct dmabuf_ctx *ctx = buf->ctx;
 	struct dmabuf_attachment *att;
 	int ret;
 
 	dmb_assert_locked(ctx);
+	if (buf->revoked) {
+		dmb_info(ctx, "attach %s to %s: the buffer was revoked", dev->name,
+			 buf->exp_name);
+		return -ENODEV;
+	}
 	if ((ret = dmb_sys_fail(DMB_SYS_CALLOC)))
 		return -ret;
 	att = calloc(1, sizeof(*att));
@@ -35,6 +41,8 @@ int dmb_attach_locked(struct dmabuf *buf, struct dmabuf_device *dev,
 	att->ctx = ctx;
 	att->buf = buf;
 	att->dev = dev;
+	att->importer_ops = iops;
+	att->importer_priv = iops ? ipriv : NULL;
 	LIST_INIT(&att->mappings);
 	ret = dmb_obj_add(att, DMB_OBJ_ATTACHMENT);
 	if (ret < 0) {
@@ -51,6 +59,22 @@ int dmb_attach_locked(struct dmabuf *buf, struct dmabuf_device *dev,
 			return ret;
 		}
 	}
+	/* A static importer cannot be told of a move: a dynamic exporter
+	 * (one with pin) keeps the buffer in place for it from attach to
+	 * detach, as dma_buf_dynamic_attach() pins it. */
+	if (!iops && buf->ops->pin) {
+		ret = dmb_pin_op_locked(att);
+		if (ret < 0) {
+			dmb_info(ctx, "attach %s to %s: pin refused by exporter: %d",
+				 dev->name, buf->exp_name, ret);
+			if (buf->ops->detach)
+				DMB_OP(buf, detach)(buf, att);
+			dmb_obj_del(att);
+			free(att);
+			return ret;
+		}
+		att->pinned = true;
+	}
 	LIST_INSERT_HEAD(&buf->attachments, att, buf_link);
 	buf->nattachments++;
 	dev->attach_count++;
@@ -59,8 +83,16 @@ int dmb_attach_locked(struct dmabuf *buf, struct dmabuf_device *dev,
 	return 0;
 }
 
-DMABUF_EXPORT int dmabuf_attach(struct dmabuf *buf, struct dmabuf_device *dev,
-				struct dmabuf_attachment **out)
+int dmb_attach_locked(struct dmabuf *buf, struct dmabuf_device *dev,
+		      struct dmabuf_attachment **out)
+{
+	return dmb_dynamic_attach_locked(buf, dev, NULL, NULL, out);
+}
+
+DMABUF_EXPORT int dmabuf_dynamic_attach(struct dmabuf *buf, struct dmabuf_device *dev,
+					const struct dmabuf_importer_ops *ops,
+					void *importer_priv,
+					struct dmabuf_attachment **out)
 {
 	struct dmabuf_ctx *ctx;
 	int ret;
@@ -74,11 +106,22 @@ DMABUF_EXPORT int dmabuf_attach(struct dmabuf *buf, struct dmabuf_device *dev,
 		dmb_err(ctx, "dmabuf_attach(%s): not a live device of this context",
 			buf->exp_name);
 		ret = -EINVAL;
+	} else if (ops && (!ops->move_notify || ops->version > DMABUF_IMPORTER_OPS_VERSION)) {
+		/* dma_buf_dynamic_attach(): WARN_ON(!importer_ops->move_notify) */
+		dmb_err(ctx, "dmabuf_dynamic_attach(%s): importer ops %s", buf->exp_name,
+			ops->move_notify ? "of an unknown version" : "without move_notify");
+		ret = -EINVAL;
 	} else {
-		ret = dmb_attach_locked(buf, dev, out);
+		ret = dmb_dynamic_attach_locked(buf, dev, ops, importer_priv, out);
 	}
 	dmb_unlock(ctx);
 	return ret;
+}
+
+DMABUF_EXPORT int dmabuf_attach(struct dmabuf *buf, struct dmabuf_device *dev,
+				struct dmabuf_attachment **out)
+{
+	return dmabuf_dynamic_attach(buf, dev, NULL, NULL, out);
 }
 
 static void mapping_undo(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt)
@@ -93,10 +136,6 @@ static void mapping_undo(struct dmabuf_attachment *att, struct dmabuf_sg_table *
 	buf->nmappings--;
 	att->ctx->stats.mappings_live--;
 	DMB_OP(buf, unmap)(att, sgt, dir);
-	if (!att->nmappings && att->pinned) {
-		DMB_OP(buf, unpin)(att);
-		att->pinned = false;
-	}
 }
 
 void dmb_detach_locked(struct dmabuf_attachment *att)
@@ -110,6 +149,17 @@ void dmb_detach_locked(struct dmabuf_attachment *att)
 		dmb_warn(att->ctx, "detach of %s from %s with a live mapping: unmapping it",
 			 att->dev->name, buf->exp_name);
 		mapping_undo(att, sgt);
+	}
+	if (att->pins)
+		dmb_warn(att->ctx, "detach of %s from %s with %u pin(s) left: unpinning",
+			 att->dev->name, buf->exp_name, att->pins);
+	while (att->pins) {
+		att->pins--;
+		dmb_unpin_op_locked(att);
+	}
+	if (att->pinned) {
+		dmb_unpin_op_locked(att);
+		att->pinned = false;
 	}
 	if (buf->ops->detach)
 		DMB_OP(buf, detach)(buf, att);
@@ -164,6 +214,23 @@ DMABUF_EXPORT void *dmabuf_attachment_get_priv(const struct dmabuf_attachment *a
 	return dmb_obj_live(att, DMB_OBJ_ATTACHMENT) ? att->priv : NULL;
 }
 
+DMABUF_EXPORT int dmabuf_attachment_get_dynamic(const struct dmabuf_attachment *att)
+{
+	return dmb_obj_live(att, DMB_OBJ_ATTACHMENT) ? att->importer_ops != NULL : -EINVAL;
+}
+
+DMABUF_EXPORT int dmabuf_attachment_get_peer2peer(const struct dmabuf_attachment *att)
+{
+	if (!dmb_obj_live(att, DMB_OBJ_ATTACHMENT))
+		return -EINVAL;
+	return att->importer_ops && att->importer_ops->allow_peer2peer;
+}
+
+DMABUF_EXPORT void *dmabuf_attachment_get_importer_priv(const struct dmabuf_attachment *att)
+{
+	return dmb_obj_live(att, DMB_OBJ_ATTACHMENT) ? att->importer_priv : NULL;
+}
+
 DMABUF_EXPORT int dmabuf_attachment_set_priv(struct dmabuf_attachment *att, void *priv)
 {
 	struct dmabuf_ctx *ctx = att_lock(att);
@@ -189,20 +256,22 @@ int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 			att->dev->name, (int)dir);
 		return -EINVAL;
 	}
+	if (buf->revoked)
+		return -ENODEV;
 	ret = dmb_backing_map_cpu(&buf->backing, true);
-	if (ret == 0)
+	/* A static importer sees the pages once memory management (moves,
+	 * clears: KERNEL fences) is done, as __map_dma_buf() waits; a dynamic
+	 * one must obey the fences itself and does not wait. */
+	if (ret == 0 && !att->importer_ops)
 		ret = dmb_buf_wait_kernel(buf);
 	if (ret < 0)
 		return ret;
-	/* The wait dropped the lock: another thread may have detached. */
+	/* The wait dropped the lock: another thread may have detached or
+	 * revoked. */
 	if (!dmb_obj_live(att, DMB_OBJ_ATTACHMENT))
 		return -EINVAL;
-	if (buf->ops->pin && !att->pinned) {
-		ret = DMB_OP(buf, pin)(att);
-		if (ret < 0)
-			return ret;
-		att->pinned = true;
-	}
+	if (buf->revoked)
+		return -ENODEV;
 	ret = DMB_OP(buf, map)(att, dir, &sgt);
 	if (ret == 0 && (!dmb_obj_live(sgt, DMB_OBJ_SG_TABLE) || sgt->att)) {
 		dmb_err(ctx, "exporter %s: map op returned no usable sg table", buf->exp_name);
@@ -219,13 +288,8 @@ int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 			DMB_OP(buf, unmap)(att, sgt, dir);
 		}
 	}
-	if (ret < 0) {
-		if (!att->nmappings && att->pinned) {
-			DMB_OP(buf, unpin)(att);
-			att->pinned = false;
-		}
+	if (ret < 0)
 		return ret;
-	}
 	sgt->att = att;
 	sgt->dir = dir;
 	LIST_INSERT_HEAD(&att->mappings, sgt, att_link);

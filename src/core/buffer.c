@@ -497,6 +497,8 @@ DMABUF_EXPORT int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info)
 	in.backing_allocated = buf->backing.runs != NULL;
 	in.contiguous = buf->backing.nruns == 1;
 	in.imported = buf->imported;
+	in.pin_count = buf->pin_count;
+	in.revoked = buf->revoked;
 	if (buf->imported && buf->state == DMB_BUF_LIVE)
 		dmb_remote()->describe(buf, &in); /* the exporter's counts, if it is there */
 	dmb_unlock(ctx);

@@ -116,6 +116,10 @@ static const struct dmb_dma_seg *translate(const struct dmabuf_device *dev,
 		if (addr - n->dma_addr >= n->length)
 			continue;
 		covered = true;
+		if (n->sgt && n->sgt->stale) {
+			*why = DMABUF_FAULT_STALE;
+			continue;
+		}
 		if (seg_allows(n, write, why))
 			return n;
 	}
@@ -132,6 +136,7 @@ static const char *reason_name(enum dmabuf_fault_reason r)
 	case DMABUF_FAULT_AFTER_UNMAP: return "DMA after unmap";
 	case DMABUF_FAULT_DIRECTION: return "direction not allowed by the mapping";
 	case DMABUF_FAULT_READ_ONLY: return "write to a read-only buffer";
+	case DMABUF_FAULT_STALE: return "stale mapping (the buffer moved or was revoked)";
 	}
 	return "?";
 }

@@ -137,6 +137,12 @@ struct dmabuf {
 
 	/* Set on proxies of another context's buffer (cross-process). */
 	bool imported;
+
+	/* move.c: pins of the exporter's pin op in force (static attachments
+	 * and dmabuf_pin()); moves are refused while non-zero. */
+	unsigned int pin_count;
+	bool revoked;		/* dmabuf_revoke(): maps and attaches -ENODEV */
+	unsigned int notify_gen; /* bumped by every move_notify round */
 };
 
 RB_PROTOTYPE(dmb_buf_tree, dmabuf, inode_node, dmb_buf_inode_cmp);
@@ -195,8 +201,16 @@ struct dmabuf_attachment {
 	void *priv;
 	LIST_HEAD(, dmabuf_sg_table) mappings;
 	unsigned int nmappings;
-	bool pinned;
+	bool pinned;		/* static: pinned at attach */
 	uint64_t remote_id;	/* proxies: the exporter's attachment id */
+	/* Dynamic attachments (dmabuf_dynamic_attach()): NULL ops = static. */
+	const struct dmabuf_importer_ops *importer_ops;
+	void *importer_priv;
+	unsigned int pins;	/* dmabuf_pin() calls not undone */
+	unsigned int notified_gen; /* the last move_notify round that ran it */
+	/* Proxies: the exporter's MOVE_NOTIFY arrived; move_notify runs at
+	 * the next dispatch of the connection (remote/proxy.c). */
+	bool move_pending;
 };
 
 /* cpu_access.c: one dmabuf_mmap() mapping */
@@ -233,11 +247,25 @@ void dmb_attachments_destroy_all(struct dmabuf *buf);
 /* attachment.c, with the context lock held and arguments validated */
 int dmb_attach_locked(struct dmabuf *buf, struct dmabuf_device *dev,
 		      struct dmabuf_attachment **out);
+/* The same for a dynamic importer (iops non-NULL, validated). */
+int dmb_dynamic_attach_locked(struct dmabuf *buf, struct dmabuf_device *dev,
+			      const struct dmabuf_importer_ops *iops, void *ipriv,
+			      struct dmabuf_attachment **out);
 void dmb_detach_locked(struct dmabuf_attachment *att);
 int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 		   struct dmabuf_sg_table **out);
 int dmb_unmap_locked(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt,
 		     enum dmabuf_direction dir);
+
+/* move.c, with the context lock held */
+/* Runs move_notify of every dynamic attachment once (each may unmap and
+ * map, not detach). */
+void dmb_move_notify_locked(struct dmabuf *buf);
+/* Marks every live mapping of buf stale (DMA through it faults). */
+void dmb_mappings_stale_locked(struct dmabuf *buf);
+/* Calls the exporter's pin/unpin op for att and counts it. */
+int dmb_pin_op_locked(struct dmabuf_attachment *att);
+void dmb_unpin_op_locked(struct dmabuf_attachment *att);
 
 #include "device.h"
 #include "sg_table.h"

@@ -26,6 +26,10 @@ struct dmabuf_sg_table {
 	enum dmabuf_direction dir;
 	LIST_ENTRY(dmabuf_sg_table) att_link;
 	uint64_t remote_id;	/* proxies: the exporter's mapping id */
+	/* The buffer moved or was revoked since the map: device access
+	 * through it faults as DMABUF_FAULT_STALE (the IOMMU still maps the
+	 * old frames, which the exporter no longer owns). */
+	bool stale;
 
 	/* Device-side state of the mapping (sg_table.c / dma.c). */
 	struct dmabuf_device *mapped_dev;

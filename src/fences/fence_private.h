@@ -108,3 +108,11 @@ bool dmb_fence_in_callback(void);
 /* The fences inside f if it is an array (borrowed), else f itself. */
 unsigned int dmb_fence_unwrap_count(struct dmabuf_fence *f);
 struct dmabuf_fence *dmb_fence_unwrap_child(struct dmabuf_fence *f, unsigned int i);
+
+/* resv.c: the lock as dmabuf_resv_lock() holds it. held: the calling thread
+ * holds it (at any depth). unlock_all drops it whole and returns the depth
+ * for relock, for a call that must take a context lock (which comes first
+ * in the lock order) while its caller holds the resv. */
+bool dmb_resv_held(struct dmabuf_resv *r);
+unsigned int dmb_resv_unlock_all(struct dmabuf_resv *r);
+void dmb_resv_relock(struct dmabuf_resv *r, unsigned int depth);

@@ -19,6 +19,12 @@ struct dmabuf_resv {
 	pthread_mutex_t lock;
 	struct dmb_resv_entry *entries;
 	unsigned int count, cap;
+	/* Who holds the lock through dmabuf_resv_lock() and how deep: calls
+	 * that the kernel makes with the resv held (move_notify, pin) check
+	 * it, and drop it whole while they wait for a context lock. owner is
+	 * written by the holder and read by anyone; depth only by the holder. */
+	_Atomic(pthread_t) owner;
+	unsigned int depth;
 };
 
 static inline bool usage_valid(enum dmabuf_resv_usage u)
@@ -58,11 +64,41 @@ DMABUF_EXPORT void dmabuf_resv_destroy(struct dmabuf_resv *r)
 DMABUF_EXPORT void dmabuf_resv_lock(struct dmabuf_resv *r)
 {
 	pthread_mutex_lock(&r->lock);
+	if (r->depth++ == 0)
+		atomic_store_explicit(&r->owner, pthread_self(), memory_order_relaxed);
 }
 
 DMABUF_EXPORT void dmabuf_resv_unlock(struct dmabuf_resv *r)
 {
+	if (dmb_resv_held(r) && --r->depth == 0)
+		atomic_store_explicit(&r->owner, (pthread_t)0, memory_order_relaxed);
 	pthread_mutex_unlock(&r->lock);
+}
+
+bool dmb_resv_held(struct dmabuf_resv *r)
+{
+	return r->depth && pthread_equal(atomic_load_explicit(&r->owner, memory_order_relaxed),
+					 pthread_self());
+}
+
+unsigned int dmb_resv_unlock_all(struct dmabuf_resv *r)
+{
+	unsigned int depth = r->depth;
+
+	r->depth = 0;
+	atomic_store_explicit(&r->owner, (pthread_t)0, memory_order_relaxed);
+	for (unsigned int i = 0; i < depth; i++)
+		pthread_mutex_unlock(&r->lock);
+	return depth;
+}
+
+void dmb_resv_relock(struct dmabuf_resv *r, unsigned int depth)
+{
+	for (unsigned int i = 0; i < depth; i++)
+		pthread_mutex_lock(&r->lock);
+	r->depth = depth;
+	if (depth)
+		atomic_store_explicit(&r->owner, pthread_self(), memory_order_relaxed);
 }
 
 DMABUF_EXPORT int dmabuf_resv_add_fence(struct dmabuf_resv *r,

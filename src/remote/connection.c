@@ -8,6 +8,8 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -38,6 +40,17 @@ int64_t dmb_now_ms(void)
  * call on a dead connection is -ENODEV, and puts, unmaps and detaches of
  * what the proxies hold complete locally.
  */
+static void conn_unwatch(struct dmb_conn *conn)
+{
+	if (!conn->watched)
+		return;
+	dmb_source_del(conn->ctx, &conn->src);
+	dmb_source_del(conn->ctx, &conn->evt_src);
+	close(conn->evt_fd);
+	conn->evt_fd = -1;
+	conn->watched = false;
+}
+
 static void conn_kill(struct dmb_conn *conn, const char *why)
 {
 	if (conn->dead)
@@ -45,6 +58,7 @@ static void conn_kill(struct dmb_conn *conn, const char *why)
 	dmb_warn(conn->ctx, "connection to exporter %s given up (%s): device operations on its buffers now fail with -ENODEV",
 		 conn->endpoint, why);
 	conn->dead = true;
+	conn_unwatch(conn);
 	if (conn->fd >= 0) {
 		close(conn->fd);
 		conn->fd = -1;
@@ -103,10 +117,10 @@ static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 /*
  * Receives and decodes one message; every received fd is closed on error.
  * Returns 0, 1 when the message came without its fds (this process is at
- * RLIMIT_NOFILE: they are -1 in @msg), -EAGAIN, or -ENODEV. Version 1 has
+ * RLIMIT_NOFILE: they are -1 in @msg), -EAGAIN, or -ENODEV. The protocol has
  * one event, MOVE_NOTIFY, which an exporter sends only for DYNAMIC
- * attachments; this importer never makes one, so an event is a protocol
- * error, like a reply to nothing it asked.
+ * attachments: conn_take() hands it to the proxy, and one for anything
+ * else is a protocol error, like a reply to nothing it asked.
  */
 static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg, bool wait)
 {
@@ -140,12 +154,23 @@ static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg, bool wait)
 	}
 	dmb_wire_trace("importer", conn->endpoint, false, msg);
 	d = dmb_wire_op_desc(msg->op);
-	if (d && d->kind == DMB_WIRE_EVENT) {
+	if (d && d->kind == DMB_WIRE_EVENT &&
+	    (msg->op != DMB_OP_MOVE_NOTIFY ||
+	     dmb_proxy_move_event(conn, msg->u.id.id) < 0)) {
 		dmb_scm_close_fds(msg->fds, msg->nfds);
 		dmb_err(conn->ctx, "exporter %s sent %s, which this importer never asked for: dropping the connection",
 			conn->endpoint, d->name);
 		conn_kill(conn, "protocol error");
 		return -ENODEV;
+	}
+	if (d && d->kind == DMB_WIRE_EVENT) {
+		/* Taken: its move_notify runs from the dispatch. */
+		uint64_t one = 1;
+
+		if (conn->watched && write(conn->evt_fd, &one, sizeof(one)) < 0) {
+			/* the counter is already non-zero: the dispatch runs */
+		}
+		return 2;
 	}
 	return lost;
 }
@@ -224,6 +249,8 @@ static int conn_take_ex(struct dmb_conn *conn, bool wait)
 	ret = conn_recv(conn, &msg, wait);
 	if (ret < 0)
 		return ret;
+	if (ret == 2)
+		return 0; /* an event, handed to its attachment */
 	call = call_find(conn, msg.serial);
 	if (ret == 1)
 		reply_without_fds(conn, call ? call->req : NULL, &msg);
@@ -530,6 +557,55 @@ int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn *
 	return 0;
 }
 
+/* The socket is readable outside a call: replies of requests sent
+ * without waiting, and events. */
+static void conn_readable(struct dmb_source *src, uint32_t events)
+{
+	struct dmb_conn *conn = src->data;
+
+	while (conn_take(conn) == 0)
+		;
+}
+
+static void conn_deliver(struct dmb_source *src, uint32_t events)
+{
+	struct dmb_conn *conn = src->data;
+	uint64_t n;
+
+	if (read(conn->evt_fd, &n, sizeof(n)) < 0) {
+		/* already read by an earlier round */
+	}
+	dmb_proxy_deliver_moves(conn);
+}
+
+int dmb_conn_watch(struct dmb_conn *conn)
+{
+	struct dmabuf_ctx *ctx = conn->ctx;
+	int ret;
+
+	if (conn->watched)
+		return 0;
+	if (conn->dead)
+		return -ENODEV;
+	conn->evt_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (conn->evt_fd < 0)
+		return -errno;
+	ret = dmb_source_add(ctx, &conn->src, conn->fd, EPOLLIN, conn_readable, conn);
+	if (ret == 0) {
+		ret = dmb_source_add(ctx, &conn->evt_src, conn->evt_fd, EPOLLIN,
+				     conn_deliver, conn);
+		if (ret < 0)
+			dmb_source_del(ctx, &conn->src);
+	}
+	if (ret < 0) {
+		close(conn->evt_fd);
+		conn->evt_fd = -1;
+		return ret;
+	}
+	conn->watched = true;
+	return 0;
+}
+
 void dmb_conn_put(struct dmb_conn *conn)
 {
 	/* Idle connections stay for the next import from this exporter;
@@ -543,6 +619,7 @@ void dmb_conns_destroy(struct dmabuf_ctx *ctx)
 
 	while ((conn = LIST_FIRST(&ctx->conns))) {
 		LIST_REMOVE(conn, link);
+		conn_unwatch(conn);
 		if (conn->fd >= 0)
 			close(conn->fd);
 		free(conn);

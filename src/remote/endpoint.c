@@ -141,6 +141,8 @@ static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
 		peer->nmappings--;
 		break;
 	case DMB_H_ATTACHMENT:
+		if (h->att.notify_pending)
+			peer->notifies_pending--;
 		dmb_detach_locked(h->att.att);
 		dmb_device_free(h->att.dev);
 		peer->nattachments--;
@@ -275,6 +277,76 @@ static int do_release(struct dmb_peer *peer, struct dmb_handle *imp,
 	return 0;
 }
 
+/* ---- MOVE_NOTIFY: the exporter's move reaches a peer's DYNAMIC attachment */
+
+static int peer_send(struct dmb_peer *peer, struct dmb_msg *msg);
+
+/* Sends h's MOVE_NOTIFY; 0, -EAGAIN when the socket is full. */
+static int notify_send(struct dmb_peer *peer, struct dmb_handle *h)
+{
+	struct dmb_msg ev;
+
+	dmb_wire_msg_init(&ev, DMB_OP_MOVE_NOTIFY, h->id);
+	ev.version = peer->version;
+	ev.serial = 0;
+	return peer_send(peer, &ev);
+}
+
+static void notify_queue(struct dmb_peer *peer, struct dmb_handle *h)
+{
+	if (h->att.notify_pending)
+		return; /* one pending event says it all */
+	h->att.notify_pending = true;
+	if (peer->notifies_pending++ == 0)
+		dmb_source_mod(peer->ctx, &peer->src, EPOLLIN | EPOLLOUT);
+}
+
+/* The importer ops of a peer's DYNAMIC attachment: runs under the
+ * exporter's move (context and resv held) and never waits for the peer. */
+static void peer_move_notify(struct dmabuf_attachment *att)
+{
+	struct dmb_handle *h = att->importer_priv;
+	struct dmb_peer *peer = h->att.peer;
+	int ret;
+
+	if (peer->doomed || h->att.notify_pending)
+		return;
+	ret = notify_send(peer, h);
+	if (ret == -EAGAIN) {
+		dmb_dbg(peer->ctx, "peer pid %d: socket full, MOVE_NOTIFY for attachment %llu deferred",
+			(int)peer->pid, (unsigned long long)h->id);
+		notify_queue(peer, h);
+	} else if (ret < 0) {
+		/* A dead peer: its EOF is next in the loop and undoes it all. */
+		dmb_dbg(peer->ctx, "peer pid %d: MOVE_NOTIFY not sent: %d", (int)peer->pid, ret);
+	}
+}
+
+static const struct dmabuf_importer_ops peer_importer_ops = {
+	.version = DMABUF_IMPORTER_OPS_VERSION,
+	.allow_peer2peer = false,
+	.move_notify = peer_move_notify,
+};
+
+/* The socket has room again: sends what was deferred, until it is full. */
+static void notify_flush(struct dmb_peer *peer)
+{
+	struct dmb_handle *h;
+
+	RB_FOREACH(h, dmb_handle_tree, &peer->handles) {
+		if (!peer->notifies_pending)
+			break;
+		if (h->type != DMB_H_ATTACHMENT || !h->att.notify_pending)
+			continue;
+		if (notify_send(peer, h) == -EAGAIN)
+			return;
+		h->att.notify_pending = false;
+		peer->notifies_pending--;
+	}
+	if (!peer->notifies_pending)
+		dmb_source_mod(peer->ctx, &peer->src, EPOLLIN);
+}
+
 static int do_attach(struct dmb_peer *peer, struct dmb_handle *imp,
 		     const struct dmb_msg *req, struct dmb_msg *reply)
 {
@@ -300,16 +372,22 @@ static int do_attach(struct dmb_peer *peer, struct dmb_handle *imp,
 	ret = dmb_device_create(peer->ctx, &info, true, &dev);
 	if (ret < 0)
 		return ret;
-	ret = dmb_attach_locked(imp->imp.buf, dev, &att);
-	if (ret < 0) {
-		dmb_device_free(dev);
-		return ret;
-	}
 	h = handle_new(peer, DMB_H_ATTACHMENT, imp);
 	if (!h) {
-		dmb_detach_locked(att);
 		dmb_device_free(dev);
 		return -ENOMEM;
+	}
+	h->att.peer = peer;
+	if (a->attach_flags & DMB_WIRE_ATTACH_DYNAMIC)
+		ret = dmb_dynamic_attach_locked(imp->imp.buf, dev, &peer_importer_ops, h, &att);
+	else
+		ret = dmb_attach_locked(imp->imp.buf, dev, &att);
+	if (ret < 0) {
+		LIST_REMOVE(h, sibling);
+		RB_REMOVE(dmb_handle_tree, &peer->handles, h);
+		free(h);
+		dmb_device_free(dev);
+		return ret;
 	}
 	h->att.att = att;
 	h->att.dev = dev;
@@ -701,6 +779,10 @@ static void peer_ready(struct dmb_source *src, uint32_t events)
 
 	if (peer->doomed)
 		return; /* an outer frame of this peer frees it */
+	if ((events & EPOLLOUT) && peer->notifies_pending)
+		notify_flush(peer);
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return;
 	peer->depth++;
 	for (unsigned int i = 0; i < DMB_PEER_BATCH && !peer->doomed; i++) {
 		/* Two packets per read, so a read that finds fewer says the

@@ -29,6 +29,8 @@ static struct dmb_proxy *proxy_of(struct dmabuf *buf)
 	return buf->priv;
 }
 
+static void proxy_detach(struct dmabuf *buf, struct dmabuf_attachment *att);
+
 static int proxy_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
 {
 	struct dmb_proxy *px = proxy_of(buf);
@@ -43,10 +45,17 @@ static int proxy_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
 	req.u.attach.max_segment_size = di->max_segment_size;
 	req.u.attach.segment_boundary = di->segment_boundary;
 	req.u.attach.alignment = di->alignment;
+	if (att->importer_ops)
+		req.u.attach.attach_flags = DMB_WIRE_ATTACH_DYNAMIC;
 	ret = dmb_conn_call(px->conn, &req, &reply);
 	if (ret < 0)
 		return ret;
 	att->remote_id = reply.u.attach_reply.attachment_id;
+	/* A dynamic importer hears of moves between its calls too. */
+	if (att->importer_ops && (ret = dmb_conn_watch(px->conn)) < 0) {
+		proxy_detach(buf, att);
+		return ret;
+	}
 	return 0;
 }
 
@@ -398,4 +407,63 @@ fail:
 	free(buf);
 	free(px);
 	return ret;
+}
+
+/* ---- MOVE_NOTIFY ---------------------------------------------------------- */
+
+/* The DYNAMIC attachment of conn with the exporter's id, or NULL. */
+static struct dmabuf_attachment *dynamic_att(struct dmb_conn *conn, uint64_t id)
+{
+	struct dmabuf *buf;
+	struct dmabuf_attachment *att;
+
+	RB_FOREACH(buf, dmb_buf_tree, &conn->ctx->by_inode) {
+		if (!buf->imported || buf->state == DMB_BUF_RELEASED ||
+		    proxy_of(buf)->conn != conn)
+			continue;
+		LIST_FOREACH(att, &buf->attachments, buf_link)
+			if (att->remote_id == id && att->importer_ops)
+				return att;
+	}
+	return NULL;
+}
+
+int dmb_proxy_move_event(struct dmb_conn *conn, uint64_t att_id)
+{
+	struct dmabuf_attachment *att = dynamic_att(conn, att_id);
+	struct dmabuf_sg_table *sgt;
+
+	if (!att) {
+		/* Once this side made a DYNAMIC attachment, an event may be
+		 * on its way while it detaches (ids are never reused, so it
+		 * names nothing else); before, it is a protocol error. */
+		return conn->watched ? 0 : -EPROTO;
+	}
+	/* The exporter moves right after telling: what this side mapped
+	 * before is stale from now on. */
+	LIST_FOREACH(sgt, &att->mappings, att_link)
+		sgt->stale = true;
+	att->move_pending = true;
+	return 0;
+}
+
+void dmb_proxy_deliver_moves(struct dmb_conn *conn)
+{
+	struct dmabuf *buf;
+	struct dmabuf_attachment *att;
+
+	dmb_assert_locked(conn->ctx);
+again:
+	RB_FOREACH(buf, dmb_buf_tree, &conn->ctx->by_inode) {
+		if (!buf->imported || proxy_of(buf)->conn != conn)
+			continue;
+		LIST_FOREACH(att, &buf->attachments, buf_link) {
+			if (!att->move_pending)
+				continue;
+			att->move_pending = false;
+			conn->ctx->stats.move_notifies++;
+			att->importer_ops->move_notify(att);
+			goto again; /* the callback ran foreign code */
+		}
+	}
 }

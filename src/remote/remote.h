@@ -59,6 +59,11 @@ struct dmb_handle {
 		struct { /* ATTACHMENT on a device standing for the peer's */
 			struct dmabuf_attachment *att;
 			struct dmabuf_device *dev;
+			/* DYNAMIC: the peer it tells, and whether a MOVE_NOTIFY
+			 * waits for room in the peer's socket (one at most:
+			 * notifications of one attachment coalesce). */
+			struct dmb_peer *peer;
+			bool notify_pending;
 		} att;
 		struct { /* MAPPING */
 			struct dmabuf_sg_table *sgt;
@@ -100,6 +105,9 @@ struct dmb_peer {
 	struct dmb_handle_tree handles;
 	LIST_HEAD(, dmb_handle) imports;
 	unsigned int nimports, nattachments, nmappings;
+	/* MOVE_NOTIFY events that found the socket full: sent when it has
+	 * room again (EPOLLOUT), so a slow peer never blocks the exporter. */
+	unsigned int notifies_pending;
 };
 
 struct dmb_endpoint {
@@ -164,7 +172,18 @@ struct dmb_conn {
 	 * version 1 exporter, which answers them anyway: their replies are
 	 * dropped as they come. */
 	unsigned int unanswered;
+	/* Once a DYNAMIC attachment is made (dmb_conn_watch()): the socket is
+	 * read by the context's dispatch, so MOVE_NOTIFY events arrive
+	 * without a call, and an eventfd makes the dispatch run the
+	 * importers' move_notify for events a call took in. */
+	bool watched;
+	struct dmb_source src;
+	int evt_fd;
+	struct dmb_source evt_src;
 };
+
+/* Makes the context's dispatch read the connection (idempotent); -errno. */
+int dmb_conn_watch(struct dmb_conn *conn);
 
 /* The connection to an endpoint, made (with the handshake) on first use. */
 int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn **out);
@@ -217,3 +236,9 @@ int dmb_proxy_export_sync_file(struct dmabuf *buf, uint32_t flags);
 int dmb_proxy_import_sync_file(struct dmabuf *buf, uint32_t flags, int fd);
 int dmb_proxy_describe(struct dmabuf *buf, struct dmabuf_info *info);
 int dmb_proxy_set_name(struct dmabuf *buf, const char *name);
+/* A MOVE_NOTIFY for attachment id arrived on conn: its mappings are stale
+ * at once, its move_notify is due. -EPROTO when no DYNAMIC attachment of
+ * conn has that id (the exporter broke the protocol). */
+int dmb_proxy_move_event(struct dmb_conn *conn, uint64_t att_id);
+/* Runs the move_notify of every attachment of conn that is due. */
+void dmb_proxy_deliver_moves(struct dmb_conn *conn);

@@ -670,11 +670,12 @@ static const struct dmb_wire_desc table[2 * NREQ + NEVENT] = {
 	REPLY(GET_BACKING, "GET_BACKING_REPLY", VAR, walk_get_backing_reply,
 	      check_get_backing_reply, RESERVED),
 
-	/* Only for DYNAMIC attachments, which this version never makes. */
+	/* Sent by the exporter, serial 0, for an attachment made with the
+	 * ATTACH DYNAMIC flag: the buffer moved or was revoked. */
 	[EVT(DMB_OP_MOVE_NOTIFY)] = {
 		.op = DMB_OP_MOVE_NOTIFY, .name = "MOVE_NOTIFY",
 		.kind = DMB_WIRE_EVENT, ATT_(id.id), .nfds = 0,
-		.walk = walk_id, RESERVED },
+		.walk = walk_id, PLAIN },
 };
 
 const struct dmb_wire_desc *dmb_wire_op_desc(uint16_t op)

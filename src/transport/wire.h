@@ -125,7 +125,7 @@ enum dmb_wire_side {
 };
 
 /* Flag and enum values carried on the wire. */
-#define DMB_WIRE_ATTACH_DYNAMIC (1u << 0)	/* wants MOVE_NOTIFY (reserved) */
+#define DMB_WIRE_ATTACH_DYNAMIC (1u << 0)	/* wants MOVE_NOTIFY events */
 #define DMB_WIRE_DEVICE_FLAGS_MASK                                             \
 	(DMABUF_DEVICE_IOMMU | DMABUF_DEVICE_CONTIGUOUS | DMABUF_DEVICE_P2P)
 #define DMB_WIRE_MAP_SG_MEMFD (1u << 0)		/* entries in the attached memfd */

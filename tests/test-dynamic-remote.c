@@ -1,0 +1,307 @@
+/* SPDX-License-Identifier: MIT */
+/* Dynamic attachments across processes: the exporter's moves and
+ * revocation reach an importer in another process as MOVE_NOTIFY events; a
+ * slow importer does not block the exporter; one killed mid-move leaves
+ * nothing behind. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dmabuf-fence.h"
+#include "dmabuf-scm.h"
+#include "exporter.h"
+
+#define PG 4096ull
+
+struct child_env {
+	int sock;
+	int mode;
+};
+
+enum { MODE_MOVE = 0, MODE_SLOW = 1, MODE_KILLED = 2 };
+
+static int moved;
+
+static void count_move(struct dmabuf_attachment *att)
+{
+	moved++;
+}
+
+static const struct dmabuf_importer_ops count_ops = {
+	.version = DMABUF_IMPORTER_OPS_VERSION,
+	.move_notify = count_move,
+};
+
+/* Serves ctx until the other side sends a byte; returns it (-1 on EOF or
+ * after ~30 s). */
+static int wait_byte(int sock, struct dmabuf_ctx *serve)
+{
+	char c = 0;
+	size_t len;
+	int fd = -1;
+
+	for (int i = 0;; i++) {
+		struct pollfd p = { .fd = sock, .events = POLLIN };
+
+		if (poll(&p, 1, 5) == 1)
+			break;
+		if (i > 6000)
+			return -1;
+		dmabuf_ctx_dispatch(serve);
+	}
+	if (dmabuf_recv_fd(sock, &fd, &c, 1, &len) < 0)
+		return -1;
+	if (fd >= 0)
+		close(fd);
+	return c;
+}
+
+static void tell(int sock, char c)
+{
+	child_check(dmabuf_send_fd(sock, -1, &c, 1) == 0);
+}
+
+/* Dispatches until the importer was told `want` times (~30 s at most). */
+static void dispatch_until_moved(struct dmabuf_ctx *ctx, int want)
+{
+	for (int i = 0; i < 3000 && moved < want; i++)
+		dmabuf_ctx_dispatch_timeout(ctx, 10);
+}
+
+static int stale_fault(struct dmabuf_device *dev, const struct dmabuf_sg_table *sgt)
+{
+	struct dmabuf_dma_fault f;
+	char b[8];
+
+	if (dmabuf_dma_read(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr, b, 8) != -EFAULT)
+		return 0;
+	return dmabuf_device_get_faults(dev, &f, 1) == 1 && f.reason == DMABUF_FAULT_STALE;
+}
+
+static int importer_process(void *arg)
+{
+	struct child_env *env = arg;
+	struct dmabuf_device_info info = { .name = "dyn-dev", .flags = DMABUF_DEVICE_IOMMU };
+	struct dmabuf_ctx *ctx;
+	struct dmabuf_device *dev;
+	struct dmabuf *buf;
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt, *fresh = NULL;
+	char c = 0, out[8] = { 0 };
+	size_t len;
+	int fd, tmp = -1;
+
+	moved = 0;
+	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
+	child_check(dmabuf_device_new(ctx, &info, &dev) == 0);
+	child_check(dmabuf_recv_fd(env->sock, &fd, &c, 1, &len) == 0);
+	child_check(dmabuf_get(ctx, fd, &buf) == 0);
+	child_check(dmabuf_dynamic_attach(buf, dev, &count_ops, NULL, &att) == 0);
+	/* pins are not forwarded to the exporter */
+	dmabuf_resv_lock(dmabuf_get_resv(buf));
+	child_check(dmabuf_pin(att) == -EOPNOTSUPP);
+	dmabuf_resv_unlock(dmabuf_get_resv(buf));
+	child_check(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt) == 0);
+	child_check(dmabuf_dma_write(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
+				     "moving", 7) == 0);
+	tell(env->sock, 'm');
+	if (env->mode == MODE_KILLED)
+		for (int i = 0; i < 300; i++)
+			usleep(100000);
+	/* the exporter moved (or moved many times while we were stopped) */
+	c = 0;
+	child_check(dmabuf_recv_fd(env->sock, &tmp, &c, 1, &len) == 0);
+	child_check(c == 'g');
+	dispatch_until_moved(ctx, 1);
+	child_check(moved >= 1);
+	child_check(stale_fault(dev, sgt));
+	child_check(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL) == 0);
+	/* the next map is the new placement: one contiguous run, same bytes */
+	child_check(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &fresh) == 0);
+	child_check(dmabuf_sg_table_get_cpu_count(fresh) == 1);
+	child_check(dmabuf_dma_read(dev, dmabuf_sg_table_get_dma_entries(fresh)[0].dma_addr,
+				    out, 7) == 0);
+	child_check(strcmp(out, "moving") == 0);
+	if (env->mode == MODE_MOVE) {
+		int before = moved;
+
+		tell(env->sock, 'r');
+		c = 0;
+		child_check(dmabuf_recv_fd(env->sock, &tmp, &c, 1, &len) == 0);
+		child_check(c == 'v');
+		/* revoked: told once more, mappings stale, maps -ENODEV */
+		dispatch_until_moved(ctx, before + 1);
+		child_check(moved == before + 1);
+		child_check(stale_fault(dev, fresh));
+		child_check(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt) == -ENODEV);
+	}
+	child_check(dmabuf_unmap_attachment(att, fresh, DMABUF_BIDIRECTIONAL) == 0);
+	child_check(dmabuf_detach(buf, att) == 0);
+	child_check(dmabuf_put(buf) == 0);
+	close(fd);
+	child_check(dmabuf_device_destroy(dev) == 0);
+	dmabuf_ctx_destroy(ctx);
+	tell(env->sock, 'd');
+	return 0;
+}
+
+static int migrate(struct dmabuf *buf, enum dmabuf_alloc alloc)
+{
+	struct dmabuf_resv *resv = dmabuf_get_resv(buf);
+	int ret;
+
+	dmabuf_resv_lock(resv);
+	ret = dmabuf_backing_migrate(buf, alloc, NULL);
+	dmabuf_resv_unlock(resv);
+	return ret;
+}
+
+static pid_t start_importer(struct dmabuf *buf, int mode, int *sock)
+{
+	static struct child_env env;
+	int sv[2], fd = dmabuf_fd(buf, O_CLOEXEC);
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	env.sock = sv[1];
+	env.mode = mode;
+	pid = harness_fork(importer_process, &env);
+	close(sv[1]);
+	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
+	close(fd);
+	*sock = sv[0];
+	return pid;
+}
+
+static struct dmabuf *export_pinning(struct dmabuf_ctx *ctx, struct test_exporter *tx)
+{
+	struct dmabuf_export_info info = {
+		.exp_name = "mover", .ops = &tx_pin_ops, .size = 64 * PG,
+		.flags = O_RDWR, .priv = tx, .alloc = DMABUF_ALLOC_SYSTEM,
+	};
+	struct dmabuf *buf = NULL;
+
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), 0);
+	return buf;
+}
+
+static void move_and_revoke_reach_another_process(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = export_pinning(exp, &tx);
+	struct dmabuf_info info = { 0 };
+	int sock;
+	pid_t pid = start_importer(buf, MODE_MOVE, &sock);
+
+	assert_int_equal(wait_byte(sock, exp), 'm');
+	/* a dynamic importer in another process does not pin */
+	assert_int_equal(dmabuf_get_info(buf, &info), 0);
+	assert_int_equal(info.attachments, 1);
+	assert_int_equal(info.pin_count, 0);
+	assert_int_equal(tx.pin, 0);
+	assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), 0);
+	assert_int_equal(dmabuf_send_fd(sock, -1, "g", 1), 0);
+	assert_int_equal(wait_byte(sock, exp), 'r');
+	assert_int_equal(dmabuf_revoke(buf), 0);
+	assert_int_equal(dmabuf_send_fd(sock, -1, "v", 1), 0);
+	assert_int_equal(wait_byte(sock, exp), 'd');
+	assert_int_equal(harness_wait(pid), 0);
+	/* UNMAP and DETACH are one-way: they may still be in the socket */
+	for (int i = 0; i < 500 && tx.detach < 1; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 10);
+	assert_int_equal(dmabuf_get_info(buf, &info), 0);
+	assert_int_equal(info.attachments, 0);
+	assert_int_equal(info.mappings, 0);
+	assert_int_equal(tx.map, 2);
+	assert_int_equal(tx.unmap, 2);
+	close(sock);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(exp);
+}
+
+/* The importer is stopped: its socket fills with MOVE_NOTIFY events. The
+ * exporter never waits for it: each later event of that attachment is
+ * folded into one pending event, sent once the socket has room. */
+static void slow_importer_does_not_block_the_exporter(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = export_pinning(exp, &tx);
+	struct dmabuf_ctx_stats st = { 0 };
+	int sock, rounds = harness_under_valgrind() ? 600 : 3000;
+	pid_t pid = start_importer(buf, MODE_SLOW, &sock);
+
+	assert_int_equal(wait_byte(sock, exp), 'm');
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	for (int i = 0; i < rounds; i++)
+		assert_int_equal(migrate(buf, i % 2 ? DMABUF_ALLOC_SYSTEM
+						    : DMABUF_ALLOC_CONTIGUOUS), 0);
+	/* end in the contiguous placement the child checks for */
+	if (rounds % 2 == 0)
+		assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), 0);
+	assert_int_equal(dmabuf_ctx_get_stats(exp, &st), 0);
+	assert_true(st.moves >= (uint64_t)rounds);
+	assert_true(st.move_notifies >= (uint64_t)rounds);
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	assert_int_equal(dmabuf_send_fd(sock, -1, "g", 1), 0);
+	assert_int_equal(wait_byte(sock, exp), 'd');
+	assert_int_equal(harness_wait(pid), 0);
+	close(sock);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(exp);
+}
+
+static void importer_killed_mid_move_leaves_nothing(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = export_pinning(exp, &tx);
+	struct dmabuf_info info = { 0 };
+	struct dmabuf_ctx_stats st = { 0 };
+	int sock;
+	pid_t pid = start_importer(buf, MODE_KILLED, &sock);
+
+	assert_int_equal(wait_byte(sock, exp), 'm');
+	/* stopped with its socket full and events pending, then killed */
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(migrate(buf, i % 2 ? DMABUF_ALLOC_SYSTEM
+						    : DMABUF_ALLOC_CONTIGUOUS), 0);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(harness_wait(pid), 128 + SIGKILL);
+	for (int i = 0; i < 500 && tx.detach < 1; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 10);
+	assert_int_equal(tx.unmap, 1);
+	assert_int_equal(tx.detach, 1);
+	assert_int_equal(dmabuf_get_info(buf, &info), 0);
+	assert_int_equal(info.attachments, 0);
+	assert_int_equal(info.mappings, 0);
+	assert_int_equal(info.pin_count, 0);
+	assert_int_equal(dmabuf_ctx_get_stats(exp, &st), 0);
+	assert_int_equal(st.attachments_live, 0);
+	/* and the exporter goes on moving */
+	assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), 0);
+	close(sock);
+	assert_int_equal(dmabuf_put(buf), 0);
+	for (int i = 0; i < 500 && tx.release < 1; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 10);
+	assert_int_equal(tx.release, 1);
+	dmabuf_ctx_destroy(exp);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		harness_test(move_and_revoke_reach_another_process),
+		harness_test(slow_importer_does_not_block_the_exporter),
+		harness_test(importer_killed_mid_move_leaves_nothing),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
