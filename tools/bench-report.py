@@ -34,7 +34,8 @@ ABSOLUTE = [
     ("handoff", "wl_shm_buffers_per_s_"),
     ("remote", "dispatch_remote_"), ("remote", "thread_remote_"),
     ("fence", "wake_socket_reply"), ("fence", "wake_eventfd_reply"),
-    ("memory", "op_"), ("memory", "buffers"),
+    ("memory", "op_"), ("memory", "buffers"), ("importers", ""),
+    ("map-1g", "system_iommu-64k_dma"), ("map-1g", "cma_iommu-64k_dma"),
 ]
 
 
@@ -64,7 +65,7 @@ def fmt(v, unit):
         return "%.1f us" % (v / 1000)
     if unit == "x":
         return "%.2fx" % v
-    if unit in ("count",):
+    if unit in ("count", "cores"):
         return "%.2f" % v
     return "%.0f %s" % (v, unit) if abs(v) >= 100 else "%.1f %s" % (v, unit)
 
