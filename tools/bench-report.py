@@ -152,7 +152,10 @@ def main():
             "CPU 0; unpinned: `BENCH_UNPINNED=1`, no mask)." % (machine(), runs)]
     if commit:
         head.append("Commit measured: %s." % commit)
-    lines = head + [""] + table(figs, runs)
+    lines = []
+    for h in head:
+        lines += [h, ""]
+    lines += table(figs, runs)
     print("\n".join(lines))
     if doc:
         with open(doc) as f:
