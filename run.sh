@@ -67,7 +67,8 @@ commands:
                    ends with a line "N passed, M failed"
   bench [--write-doc] [--runs N] [NAME...]
                    release build in build-bench/; runs every benchmark (or the
-                   NAMEs: handoff remote fence map-1g memory buffer-cycle uapi)
+                   NAMEs: handoff remote fence map-1g memory importers
+                   buffer-cycle uapi)
                    N times (default 5) pinned (taskset -c 0) and N times
                    unpinned, prints the table of figures (min/median/max,
                    ratio vs the issue's target); --write-doc rewrites the
