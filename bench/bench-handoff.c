@@ -9,7 +9,7 @@
  *              reply byte. The floor: 11 syscalls, 2 context switches.
  *   wl_shm     P is a libwayland client, the consumer a libwayland server
  *              with wl_display_init_shm() in a third process: memfd_create +
- *              ftruncate, wl_shm.create_pool (the fd over the socket, the
+ *              ftruncate + seals as in raw, wl_shm.create_pool (the fd over the socket, the
  *              server mmaps it), wl_shm_pool.create_buffer, close(fd),
  *              wl_display_roundtrip(), wl_buffer.destroy, wl_shm_pool.destroy
  *              (sent with the next cycle's roundtrip). Only when libwayland
