@@ -7,6 +7,8 @@
 #pragma once
 
 #include <errno.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +43,90 @@ static inline void bench_line(const char *bench, const char *name, double value,
 			      const char *unit)
 {
 	printf("BENCH bench=%s name=%s value=%.3f unit=%s\n", bench, name, value, unit);
+}
+
+/*
+ * A ratio against its baseline and the issue's target, for people
+ * ("ratio 4.8x raw (target <= 2.0x)") and for tools/bench-report.py (the
+ * BENCH line with target=, which run.sh aggregates over its runs). A target
+ * of 0 prints the ratio alone. For figures that are not ratios (ns per DMA
+ * entry, fds per buffer) bench_target() does the same with a unit.
+ */
+static inline void bench_target(const char *bench, const char *name, double value,
+				const char *unit, double target)
+{
+	if (target > 0)
+		printf("BENCH bench=%s name=%s value=%.3f unit=%s target=%.3f\n", bench,
+		       name, value, unit, target);
+	else
+		bench_line(bench, name, value, unit);
+}
+
+static inline void bench_ratio(const char *bench, const char *name, const char *what,
+			       double lib, double base, const char *base_name,
+			       double target)
+{
+	double r = base > 0 ? lib / base : 0;
+
+	if (target > 0)
+		printf("  %-44s ratio %5.2fx %s (target <= %.1fx) %s\n", what, r, base_name,
+		       target, r <= target ? "met" : "MISSED");
+	else
+		printf("  %-44s ratio %5.2fx %s\n", what, r, base_name);
+	bench_target(bench, name, r, "x", target);
+}
+
+/*
+ * Ping-pong figures run with every process of the benchmark on one CPU
+ * unless BENCH_UNPINNED=1: on a small VM a cross-CPU wake-up of an idle vCPU
+ * costs 20-60 us and varies from phase to phase. bench_pin(true) pins the
+ * caller (and what it forks later) to the first CPU of the mask it started
+ * with, bench_pin(false) restores that mask.
+ */
+static inline bool bench_unpinned(void)
+{
+	const char *e = getenv("BENCH_UNPINNED");
+
+	return e && *e == '1';
+}
+
+static inline void bench_pin(bool one_cpu)
+{
+	static cpu_set_t all;
+	static bool have_all;
+	cpu_set_t set;
+
+	if (bench_unpinned())
+		return;
+	if (!have_all) {
+		if (sched_getaffinity(0, sizeof(all), &all) < 0) {
+			perror("bench: sched_getaffinity");
+			exit(1);
+		}
+		have_all = true;
+	}
+	set = all;
+	if (one_cpu) {
+		int first = 0;
+
+		while (first < CPU_SETSIZE && !CPU_ISSET(first, &all))
+			first++;
+		CPU_ZERO(&set);
+		CPU_SET(first, &set);
+	}
+	if (sched_setaffinity(0, sizeof(set), &set) < 0) {
+		perror("bench: sched_setaffinity");
+		exit(1);
+	}
+}
+
+/* BENCH_SMOKE=1: tiny iteration counts, so the normal test suites run the
+ * benchmark once (it must keep building and working) without timing it. */
+static inline bool bench_smoke(void)
+{
+	const char *e = getenv("BENCH_SMOKE");
+
+	return e && *e == '1';
 }
 
 /* A failed API call or a wrong result: say what and exit non-zero. */

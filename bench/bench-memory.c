@@ -143,6 +143,42 @@ static struct dmabuf *export_one(struct dmabuf_ctx *ctx)
 	return buf;
 }
 
+/*
+ * Per-op cost with many live buffers vs few (issue 11: 10,000 live buffers
+ * cost <= 1.1x per op of 10): one op is the life of one more buffer,
+ * dmabuf_export + dmabuf_fd + dmabuf_get (the lookup by fd) + dmabuf_put +
+ * close + the last dmabuf_put (release); the context is drained after each
+ * round. Median of OP_ROUNDS rounds of OP_N ops, ns per op. Adds
+ * OP_ROUNDS * OP_N to the release count.
+ */
+#define OP_ROUNDS 5
+#define OP_N 400
+
+static double op_cost(struct dmabuf_ctx *ctx)
+{
+	double v[OP_ROUNDS];
+
+	for (int r = 0; r < OP_ROUNDS; r++) {
+		uint64_t t0 = bench_now_ns();
+
+		for (int i = 0; i < OP_N; i++) {
+			struct dmabuf *buf = export_one(ctx), *got;
+			int fd = dmabuf_fd(buf, O_CLOEXEC);
+
+			BENCH_CHECK(fd);
+			BENCH_CHECK(dmabuf_get(ctx, fd, &got));
+			if (got != buf)
+				BENCH_FAIL("dmabuf_get found another buffer");
+			BENCH_CHECK(dmabuf_put(got));
+			close(fd);
+			BENCH_CHECK(dmabuf_put(buf));
+		}
+		BENCH_CHECK(dmabuf_ctx_dispatch(ctx));
+		v[r] = (double)(bench_now_ns() - t0) / OP_N;
+	}
+	return bench_median(v, OP_ROUNDS);
+}
+
 static void check_stats(struct dmabuf_ctx *ctx, uint64_t live, const char *when)
 {
 	struct dmabuf_ctx_stats st = { 0 };
@@ -167,6 +203,7 @@ int main(void)
 	unsigned int n, per_slice;
 	uint64_t t0, t_create = 0, t_release = 0, t_drain;
 	unsigned long rel0;
+	double op_few, op_many;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
@@ -198,6 +235,17 @@ int main(void)
 	rel0 = releases;
 	if (rel0 != WARMUP)
 		BENCH_FAIL("warm-up: %lu releases, expected %d", rel0, WARMUP);
+	{
+		struct dmabuf *few[10];
+
+		for (int i = 0; i < 10; i++)
+			few[i] = export_one(ctx);
+		op_few = op_cost(ctx);
+		for (int i = 0; i < 10; i++)
+			BENCH_CHECK(dmabuf_put(few[i]));
+		BENCH_CHECK(dmabuf_ctx_dispatch(ctx));
+		rel0 = releases;
+	}
 
 	take_snap(&s0);
 	/* What the limits allow, keeping a margin for the process's own use. */
@@ -233,6 +281,8 @@ int main(void)
 	}
 	check_stats(ctx, n, "after creation");
 	take_snap(&s1);
+	op_many = op_cost(ctx);
+	rel0 += OP_ROUNDS * OP_N;
 
 	for (int s = 0; s < SLICES; s++) {
 		t0 = bench_now_ns();
@@ -306,6 +356,17 @@ int main(void)
 	printf("last/first tenth: create %.2fx, release %.2fx\n\n",
 	       create_ns[SLICES - 1] / create_ns[0], release_ns[SLICES - 1] / release_ns[0]);
 
+	printf("per-op cost (export + fd + get + put + close + put), ns: %.0f with 10 live,\n"
+	       "  %.0f with %u live: ratio %.2fx (target <= 1.1x) %s\n",
+	       op_few, op_many, n, op_many / op_few, op_many / op_few <= 1.1 ? "met" : "MISSED");
+	printf("fds per live buffer %.2f (target <= 1), RSS per live buffer %.0f B (target <= 600 B)\n\n",
+	       (double)(s1.fds - s0.fds) / n, (double)(s1.rss_kib - s0.rss_kib) * 1024 / n);
+	bench_line(BENCH, "op_10_live", op_few, "ns");
+	bench_line(BENCH, "op_many_live", op_many, "ns");
+	bench_target(BENCH, "op_many_vs_10_live", op_many / op_few, "x", 1.1);
+	bench_target(BENCH, "fds_per_live_buffer", (double)(s1.fds - s0.fds) / n, "count", 1);
+	bench_target(BENCH, "rss_per_live_buffer", (double)(s1.rss_kib - s0.rss_kib) * 1024 / n,
+		     "B", 600);
 	bench_line(BENCH, "buffers", n, "count");
 	bench_line(BENCH, "buffers_target", TARGET, "count");
 	bench_line(BENCH, "rlimit_nofile_hard", (double)rl.rlim_max, "count");

@@ -14,12 +14,13 @@
  *   import        the same with a buffer B has not seen: dmabuf_get sends
  *                 IMPORT (with the fd) on the already open connection and
  *                 dmabuf_put sends RELEASE. Same baseline.          target 2.5x
- *   cold import   the same without any other proxy of A in B: dmabuf_get
- *                 connects and says HELLO first, and the last dmabuf_put closes
- *                 the connection. Connection set-up = cold - import.
+ *   cold import   the same without any other proxy of A in B. The library
+ *                 keeps an idle connection open, so this does not measure a
+ *                 connect; bench-handoff's `connect` figure does (a fresh
+ *                 importer context per cycle).
  *   attach/map/unmap/detach  on a proxy (1 MiB, B's device), each timed, vs a
  *                 raw SEQPACKET request/response of the wire sizes of that
- *                 operation, interleaved in the same loop.         target 1.5x
+ *                 operation, interleaved in the same loop.         target 1.2x
  *   64 MiB        A sends the fd, B imports and dmabuf_mmap()s all of it
  *                 (access), then B reads one byte per page (touch); vs copying
  *                 64 MiB through an AF_UNIX stream socket (write/read loop).
@@ -701,8 +702,8 @@ static void row(const char *what, double lib, double raw, double target)
 		printf("  %-34s %11.2f %11.2f %7.2fx\n", what, lib / 1000, raw / 1000, ratio);
 }
 
-static void line2(const char *mode, const char *name, double lib, double raw,
-		  const char *unit)
+static void line2t(const char *mode, const char *name, double lib, double raw,
+		   const char *unit, double target)
 {
 	char key[96];
 
@@ -711,13 +712,19 @@ static void line2(const char *mode, const char *name, double lib, double raw,
 	snprintf(key, sizeof(key), "%s_%s_baseline", mode, name);
 	bench_line(BENCH, key, raw, unit);
 	snprintf(key, sizeof(key), "%s_%s_ratio", mode, name);
-	bench_line(BENCH, key, lib / raw, "x");
+	bench_target(BENCH, key, lib / raw, "x", target);
+}
+
+static void line2(const char *mode, const char *name, double lib, double raw,
+		  const char *unit)
+{
+	line2t(mode, name, lib, raw, unit, 0);
 }
 
 int main(void)
 {
 	static const char *const op_names[4] = { "attach", "map", "unmap", "detach" };
-	static const double op_target = 1.5;
+	static const double op_target = 1.2;
 	int sp[4][2], memfd, status;
 	struct mode_res res[2];
 	pid_t pid;
@@ -845,7 +852,7 @@ int main(void)
 			char name[32];
 
 			snprintf(name, sizeof(name), "remote_%s", op_names[k]);
-			line2(mode, name, res[m].ops[k], res[m].ops_raw[k], "ns");
+			line2t(mode, name, res[m].ops[k], res[m].ops_raw[k], "ns", op_target);
 		}
 		line2(mode, "share_64m_access", res[m].big_access, res[m].big_copy, "ns");
 		line2(mode, "share_64m_access_touch", res[m].big_access + res[m].big_touch,
