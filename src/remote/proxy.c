@@ -300,6 +300,25 @@ int dmb_endpoint_of_fd(int fd, char *name, size_t cap)
 	return 0;
 }
 
+/* A write-only buffer's file cannot be mapped (no FMODE_READ), but the
+ * importer's devices read it as the kernel's do: the library's own view
+ * comes from a second open file description of the same memfd. */
+static int writeonly_backing(struct dmabuf *buf)
+{
+	char path[64];
+	int fd, err;
+
+	if ((err = dmb_sys_fail(DMB_SYS_REOPEN)))
+		return -err;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", buf->file_fd);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	buf->backing.ranges[0].fd = fd;
+	buf->backing.ranges[0].owned = true;
+	return 0;
+}
+
 int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 	       struct dmabuf **out)
 {
@@ -371,6 +390,8 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 		goto fail;
 	}
 	ret = dmb_backing_init_memfd(&buf->backing, buf->file_fd, buf->size);
+	if (ret == 0 && buf->flags == O_WRONLY)
+		ret = writeonly_backing(buf);
 	if (ret == 0)
 		ret = dmabuf_resv_new(&buf->resv);
 	if (ret == 0)
@@ -391,6 +412,8 @@ fail:
 	if (buf) {
 		if (buf->resv)
 			dmabuf_resv_destroy(buf->resv);
+		if (buf->backing.ranges && buf->backing.ranges[0].owned)
+			close(buf->backing.ranges[0].fd);
 		free(buf->backing.ranges);
 		if (buf->file_fd >= 0)
 			close(buf->file_fd);

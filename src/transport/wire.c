@@ -387,7 +387,7 @@ static bool dir_ok(uint32_t dir)
 
 static bool access_ok(uint32_t flags)
 {
-	return flags == O_RDONLY || flags == O_RDWR;
+	return flags == O_RDONLY || flags == O_WRONLY || flags == O_RDWR;
 }
 
 static bool buffer_size_ok(uint64_t size)
