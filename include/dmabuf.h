@@ -578,7 +578,8 @@ int dmabuf_fd(struct dmabuf *buf, int flags);
  *         -ENOSPC beyond the exporter's per-peer limit of buffers;
  *         -EUSERS when the exporter already serves its maximum of peers
  *         (256);
- *         -EOPNOTSUPP for a udmabuf of another process;
+ *         -EPROTO when a udmabuf's exporter lists memfds that
+ *         udmabuf_create() would refuse, or ranges not the buffer's size;
  *         -EPROTONOSUPPORT when the exporter speaks no common protocol
  *         version;
  *         -EPROTO when the exporter and the file disagree on the size;
