@@ -16,6 +16,7 @@
 
 #include "dmabuf-scm.h"
 #include "exporter.h"
+#include "rawpeer.h"
 
 #define PG 4096
 /* More ranges than one batch (32) and more memfds than one message's
@@ -30,16 +31,17 @@ struct creator {
 	int fd; /* the udmabuf */
 };
 
-/* Item i is page i / NMEMFDS of memfd i % NMEMFDS: the buffer's page i. */
+/* Item i is page i % PER of memfd i / PER: the buffer's page i. */
+#define PER 7
 static uint8_t *page_of(struct creator *c, int i)
 {
-	return c->map[i % NMEMFDS] + (size_t)(i / NMEMFDS) * PG;
+	return c->map[i / PER] + (size_t)(i % PER) * PG;
 }
 
 static void creator_init(struct creator *c, struct dmabuf_ctx *ctx)
 {
 	struct dmabuf_udmabuf_item items[NITEMS];
-	const size_t len = (NITEMS / NMEMFDS + 1) * PG;
+	const size_t len = PER * PG;
 
 	for (int m = 0; m < NMEMFDS; m++) {
 		c->memfd[m] = memfd_create("caller", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -50,7 +52,7 @@ static void creator_init(struct creator *c, struct dmabuf_ctx *ctx)
 	}
 	for (int i = 0; i < NITEMS; i++) {
 		items[i] = (struct dmabuf_udmabuf_item){
-			.memfd = c->memfd[i % NMEMFDS], .offset = (uint64_t)(i / NMEMFDS) * PG, .size = PG,
+			.memfd = c->memfd[i / PER], .offset = (uint64_t)(i % PER) * PG, .size = PG,
 		};
 		page_of(c, i)[0] = (uint8_t)(i + 1);
 	}
@@ -71,7 +73,7 @@ static void creator_fini(struct creator *c)
 	for (int m = 0; m < NMEMFDS; m++) {
 		if (c->memfd[m] >= 0)
 			close(c->memfd[m]);
-		munmap(c->map[m], (NITEMS / NMEMFDS + 1) * PG);
+		munmap(c->map[m], PER * PG);
 	}
 	close(c->fd);
 }
@@ -277,12 +279,58 @@ static void killed_creator_keeps_importers_pages(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* The exporter's side of the protocol, seen raw: ranges in order, as
+ * many per message as 32 ranges of at most 4 memfds allow (items of one
+ * memfd share its fd), GET_BACKING for the rest, -EINVAL past the end. */
+static void backing_travels_in_batches(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct dmb_msg m = { .op = DMB_OP_IMPORT, .nfds = 1 }, r;
+	struct creator c;
+	int sock, fds0;
+
+	creator_init(&c, ctx);
+	fds0 = harness_count_fds();
+	sock = rp_connect(c.fd);
+	assert_true(sock >= 0);
+	assert_int_equal(rp_hello(sock, ctx), 0);
+	m.fds[0] = c.fd;
+	assert_int_equal(rp_call(sock, ctx, &m, &r), 0);
+	/* memfds 0..3 hold items 0..27 */
+	assert_int_equal(r.u.import_reply.backing.total, NITEMS);
+	assert_int_equal(r.u.import_reply.backing.first, 0);
+	assert_int_equal(r.u.import_reply.backing.count, 4 * PER);
+	assert_int_equal(r.nfds, 4);
+	assert_int_equal(r.u.import_reply.backing.r[PER].fd_index, 1);
+	assert_int_equal(r.u.import_reply.backing.r[PER].offset, 0);
+	uint64_t id = r.u.import_reply.buffer_id;
+	m = (struct dmb_msg){ .op = DMB_OP_GET_BACKING };
+	m.u.get_backing.buffer_id = id;
+	m.u.get_backing.first = 4 * PER;
+	assert_int_equal(rp_call(sock, ctx, &m, &r), 0);
+	assert_int_equal(r.u.backing.total, NITEMS);
+	assert_int_equal(r.u.backing.first, 4 * PER);
+	assert_int_equal(r.u.backing.count, NITEMS - 4 * PER);
+	assert_int_equal(r.nfds, 2);
+	m.u.get_backing.first = NITEMS;
+	assert_int_equal(rp_call(sock, ctx, &m, &r), -EINVAL);
+	/* the connection goes on */
+	assert_int_equal(rp_id_call(sock, ctx, DMB_OP_DESCRIBE, id), 0);
+	close(sock);
+	for (int i = 0; i < 500 && harness_count_fds() != fds0; i++)
+		dmabuf_ctx_dispatch_timeout(ctx, 10);
+	assert_int_equal(harness_count_fds(), fds0);
+	creator_fini(&c);
+	dmabuf_ctx_destroy(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		harness_test(importer_sees_creators_pages),
 		harness_test(killed_importer_leaves_nothing),
 		harness_test(killed_creator_keeps_importers_pages),
+		harness_test(backing_travels_in_batches),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -223,6 +223,18 @@ void dmb_endpoint_destroy(struct dmabuf_ctx *ctx)
  * fills reply->u / reply->fds (fds it creates are closed by the caller
  * after sending) and returns the status. */
 
+/* The same memfd, opened the same way: one fd of the reply serves both
+ * ranges (each item of a udmabuf holds a dup of its own). */
+static bool same_memfd(int a, int b)
+{
+	struct stat sa, sb;
+
+	return a == b ||
+	       (fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+		sa.st_ino == sb.st_ino &&
+		(fcntl(a, F_GETFL) & O_ACCMODE) == (fcntl(b, F_GETFL) & O_ACCMODE));
+}
+
 /*
  * Ranges [first, ...) of a udmabuf's backing as one batch: as many as fit
  * (DMB_WIRE_MAX_RANGES, and ranges of at most DMB_WIRE_MAX_FDS distinct
@@ -241,7 +253,7 @@ static int backing_batch(struct dmabuf *buf, uint32_t first, struct dmb_wire_ran
 	for (size_t i = first; i < bk->nranges && b->count < DMB_WIRE_MAX_RANGES; i++) {
 		size_t k;
 
-		for (k = 0; k < nsrc && src[k] != bk->ranges[i].fd; k++)
+		for (k = 0; k < nsrc && !same_memfd(src[k], bk->ranges[i].fd); k++)
 			;
 		if (k == nsrc) {
 			if (nsrc == DMB_WIRE_MAX_FDS)
