@@ -154,6 +154,13 @@ static void *hammer(void *arg)
  * the alarm turns a hang into a failure. */
 static void fork_while_another_thread_is_inside(void **state)
 {
+#ifdef __SANITIZE_ADDRESS__
+	/* GCC 12's libasan does not hold its own allocator locks across
+	 * fork(): a child forked while the other thread is in malloc hangs in
+	 * ASan itself (LargeMmapAllocator's spin lock, seen in gdb), whatever
+	 * the library does. */
+	skip();
+#endif
 	struct dmabuf_ctx *ctx = tx_ctx_new(0);
 	struct test_exporter tx = { 0 };
 	struct hammer h = { .buf = tx_export(ctx, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM) };
