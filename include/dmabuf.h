@@ -506,9 +506,12 @@ struct dmabuf_export_info {
 	const struct dmabuf_ops *ops;
 	/** Size in bytes: a non-zero multiple of the page size. */
 	uint64_t size;
-	/** O_RDWR or O_RDONLY, optionally with O_CLOEXEC (ignored: every fd
-	 * is close-on-exec). A read-only buffer can be written only by the
-	 * exporter (through dmabuf_vmap()), never through its fd. */
+	/** O_RDWR, O_RDONLY or O_WRONLY, optionally with O_CLOEXEC (ignored:
+	 * every fd is close-on-exec). A read-only buffer can be written only by
+	 * the exporter (through dmabuf_vmap()), never through its fd. A
+	 * write-only buffer's file is O_WRONLY: no holder can mmap it
+	 * (dmabuf_mmap() -EACCES), as do_mmap() refuses a file without read
+	 * access; devices, dmabuf_vmap() and CPU access brackets work. */
 	int flags;
 	/** Exporter's private pointer; mandatory (non-NULL), as the kernel's. */
 	void *priv;
@@ -526,7 +529,7 @@ struct dmabuf_export_info {
  * @param[out] out the buffer, with one reference for the caller
  * @return 0; -EINVAL for a NULL ops or priv, a missing map, unmap or release,
  *         only one of pin/unpin, an unknown ops version, a zero or unaligned
- *         size, or flags other than O_RDONLY/O_RDWR(|O_CLOEXEC); -ENOMEM when
+ *         size, or flags other than O_RDONLY/O_WRONLY/O_RDWR(|O_CLOEXEC); -ENOMEM when
  *         the simulated memory cannot hold the buffer; -EMFILE/-ENFILE/-ENOSPC
  *         from the kernel (fds, inotify watches)
  */
@@ -578,7 +581,8 @@ int dmabuf_fd(struct dmabuf *buf, int flags);
  *         -ENOSPC beyond the exporter's per-peer limit of buffers;
  *         -EUSERS when the exporter already serves its maximum of peers
  *         (256);
- *         -EOPNOTSUPP for a udmabuf of another process;
+ *         -EPROTO when a udmabuf's exporter lists memfds that
+ *         udmabuf_create() would refuse, or ranges not the buffer's size;
  *         -EPROTONOSUPPORT when the exporter speaks no common protocol
  *         version;
  *         -EPROTO when the exporter and the file disagree on the size;
@@ -646,7 +650,7 @@ struct dmabuf_info {
 	 * writes no more than that. 0 means this layout (DMABUF_STRUCT_V1). */
 	uint32_t struct_size;
 	uint64_t size;			/**< bytes */
-	int flags;			/**< O_RDONLY or O_RDWR */
+	int flags;			/**< O_RDONLY, O_WRONLY or O_RDWR */
 	uint64_t inode;			/**< of the dma-buf file */
 	char exp_name[DMABUF_NAME_LEN];	/**< exporter name */
 	char name[DMABUF_NAME_LEN];	/**< "" until dmabuf_set_name() */
@@ -1162,7 +1166,8 @@ int dmabuf_end_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir);
  *        until dmabuf_munmap(), not a plain munmap())
  * @return 0; -EINVAL for an unaligned offset, a range beyond the buffer,
  *         bad prot, or an exporter without ops->mmap; -EACCES for
- *         PROT_WRITE on a read-only buffer; an errno from ops->mmap or mmap
+ *         PROT_WRITE on a read-only buffer and for any mapping of a
+ *         write-only one; an errno from ops->mmap or mmap
  */
 int dmabuf_mmap(struct dmabuf *buf, uint64_t offset, uint64_t len, int prot,
 		void **addr);
@@ -1242,7 +1247,8 @@ int dmabuf_fd_sync(struct dmabuf_ctx *ctx, int fd, uint64_t flags);
  * @param ctx the context the buffer is exported in
  * @param heap the heap's name
  * @param len bytes, rounded up to the page size
- * @param fd_flags O_RDWR or O_RDONLY, optionally | O_CLOEXEC
+ * @param fd_flags O_RDWR, O_RDONLY or O_WRONLY (the file's access mode, as
+ *        the kernel's heaps give it), optionally | O_CLOEXEC
  * @param heap_flags must be 0
  * @return a new buffer fd owned by the caller; -EINVAL for len 0, fd_flags
  *         outside O_ACCMODE|O_CLOEXEC, non-zero heap_flags; -ENOENT for an

@@ -45,7 +45,7 @@ static void export_rejects_bad_info(void **state)
 	info.size = SZ + 1;
 	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
 	info.size = SZ;
-	info.flags = O_WRONLY;
+	info.flags = O_ACCMODE;
 	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);
 	info.flags = O_RDWR | O_NONBLOCK;
 	assert_int_equal(dmabuf_export(ctx, &info, &buf), -EINVAL);

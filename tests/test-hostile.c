@@ -540,9 +540,9 @@ static void unsupported_request_keeps_the_connection(void **state)
 	fds0 = harness_count_fds();
 	sock = connect_hello(&f);
 	assert_int_equal(rp_import(sock, f.exp, f.fd, &id), 0);
-	/* a known opcode this exporter does not serve (no udmabuf backing) */
+	/* the backing of a buffer whose bytes are in its file (no udmabuf) */
 	m.u.get_backing.buffer_id = id;
-	assert_int_equal(rp_call(sock, f.exp, &m, NULL), -EOPNOTSUPP);
+	assert_int_equal(rp_call(sock, f.exp, &m, NULL), -EINVAL);
 	assert_int_equal(rp_id_call(sock, f.exp, DMB_OP_DESCRIBE, id), 0);
 	close(sock);
 	after_hostile(&f, fds0, "GET_BACKING");

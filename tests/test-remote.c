@@ -320,6 +320,55 @@ static void read_only_share_stays_read_only(void **state)
 	dmabuf_ctx_destroy(exp);
 }
 
+/* An O_WRONLY buffer, as the kernel's: no holder maps its file (do_mmap()
+ * wants FMODE_READ), while devices on both sides read and write it. */
+static void write_only_share_cannot_be_mapped(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0), *imp = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(exp, &tx, MiB, O_WRONLY, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf_device *dev = tx_device(imp, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+	struct dmabuf *proxy;
+	uint8_t *p, byte = 0x5a, back = 0;
+	void *v;
+	int fd = dmabuf_fd(buf, O_CLOEXEC);
+
+	assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, O_WRONLY);
+	assert_ptr_equal(mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0), MAP_FAILED);
+	assert_int_equal(errno, EACCES);
+	assert_int_equal(dmabuf_mmap(buf, 0, MiB, PROT_READ, (void **)&p), -EACCES);
+	assert_int_equal(dmabuf_mmap(buf, 0, MiB, PROT_WRITE, (void **)&p), -EACCES);
+	assert_int_equal(tx.mmap, 0);
+	assert_int_equal(dmabuf_begin_cpu_access(buf, DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(dmabuf_end_cpu_access(buf, DMABUF_BIDIRECTIONAL), 0);
+
+	assert_int_equal(dmabuf_get(imp, fd, &proxy), 0);
+	assert_int_equal(dmabuf_get_info(proxy, &info), 0);
+	assert_int_equal(info.flags, O_WRONLY);
+	assert_int_equal(dmabuf_mmap(proxy, 0, MiB, PROT_READ, (void **)&p), -EACCES);
+	assert_int_equal(dmabuf_attach(proxy, dev, &att), 0);
+	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), 0);
+	/* the importer's device writes; the exporter's vmap sees it */
+	uint64_t da = dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr + 100;
+	assert_int_equal(dmabuf_dma_write(dev, da, &byte, 1), 0);
+	assert_int_equal(dmabuf_dma_read(dev, da, &back, 1), 0);
+	assert_int_equal(back, 0x5a);
+	assert_int_equal(dmabuf_vmap(buf, &v), 0);
+	assert_int_equal(((uint8_t *)v)[100], 0x5a);
+	assert_int_equal(dmabuf_vunmap(buf, v), 0);
+	assert_int_equal(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(dmabuf_detach(proxy, att), 0);
+	assert_int_equal(dmabuf_put(proxy), 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	close(fd);
+	dmabuf_ctx_destroy(imp);
+	dmabuf_ctx_destroy(exp);
+	assert_int_equal(tx.release, 1);
+}
+
 static void fd_without_exporter_is_rejected(void **state)
 {
 	struct dmabuf_ctx *ctx = tx_ctx_new(0);
@@ -709,6 +758,7 @@ int main(void)
 		harness_test(import_keeps_the_buffer_until_released),
 		harness_test(exporter_refusal_reaches_importer),
 		harness_test(read_only_share_stays_read_only),
+		harness_test(write_only_share_cannot_be_mapped),
 		harness_test(fd_without_exporter_is_rejected),
 		harness_test(reimports_reuse_one_connection),
 		harness_test(child_process_imports_and_writes),

@@ -84,8 +84,9 @@ DMABUF_EXPORT int dmabuf_heap_alloc(struct dmabuf_ctx *ctx, const char *heap,
 	info.exp_name = heaps[i].name;
 	info.ops = &heap_ops;
 	info.size = DMB_ALIGN_UP(len, DMB_PAGE_SIZE);
-	/* There is no write-only memory mapping: O_WRONLY is O_RDWR. */
-	info.flags = (fd_flags & O_ACCMODE) == O_RDONLY ? O_RDONLY : O_RDWR;
+	/* The file gets fd_flags' access mode, as the heaps' exp_info.flags;
+	 * O_ACCMODE itself is taken as O_RDWR. */
+	info.flags = (fd_flags & O_ACCMODE) == O_ACCMODE ? O_RDWR : (int)(fd_flags & O_ACCMODE);
 	info.priv = hb;
 	info.alloc = heaps[i].alloc;
 	ret = dmabuf_export(ctx, &info, &buf);

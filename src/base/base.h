@@ -172,6 +172,23 @@ void dmb_ctx_base_fini(struct dmabuf_ctx *ctx);
 
 /* Incremented in every forked child (pthread_atfork). */
 unsigned int dmb_fork_gen(void);
+/* fork() safety (fork.c): a layer above base adds the handlers of its
+ * process-wide locks, rank = their place in the lock order (docs/design.md
+ * §8). Before fork() the prepares run by rising rank, after base's own
+ * locks (2, 3); afterwards parent or child run by falling rank. From
+ * constructors only. */
+void dmb_fork_hook_add(int rank, void (*prepare)(void), void (*parent)(void),
+		       void (*child)(void));
+/* base's own locks, for fork.c: contexts_lock, objects_lock, the log's. */
+void dmb_contexts_fork_prepare(void);
+void dmb_contexts_fork_parent(void);
+void dmb_contexts_fork_child(void);
+void dmb_objects_fork_prepare(void);
+void dmb_objects_fork_parent(void);
+void dmb_objects_fork_child(void);
+void dmb_log_fork_prepare(void);
+void dmb_log_fork_parent(void);
+void dmb_log_fork_child(void);
 /* Live, and made by this process (not inherited over fork()). */
 bool dmb_ctx_usable(const struct dmabuf_ctx *ctx);
 /* dmb_ctx_usable(), then the lock; NULL (nothing locked) when not usable. */

@@ -75,6 +75,21 @@ const struct dmb_log_env *dmb_log_env(void)
 	return &env;
 }
 
+void dmb_log_fork_prepare(void)
+{
+	pthread_mutex_lock(&global_lock);
+}
+
+void dmb_log_fork_parent(void)
+{
+	pthread_mutex_unlock(&global_lock);
+}
+
+void dmb_log_fork_child(void)
+{
+	pthread_mutex_init(&global_lock, NULL);
+}
+
 DMABUF_EXPORT void dmabuf_set_log_handler(dmabuf_log_fn fn, void *data,
 					  enum dmabuf_log_priority priority)
 {

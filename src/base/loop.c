@@ -60,6 +60,28 @@ void dmb_lock_violation(struct dmabuf_ctx *ctx, const char *func)
 	abort();
 }
 
+void dmb_contexts_fork_prepare(void)
+{
+	pthread_mutex_lock(&contexts_lock);
+}
+
+void dmb_contexts_fork_parent(void)
+{
+	pthread_mutex_unlock(&contexts_lock);
+}
+
+void dmb_contexts_fork_child(void)
+{
+	pthread_mutexattr_t attr;
+
+	/* A recursive mutex knows its owner's tid, which the child's thread
+	 * does not have: a new one, unlocked. */
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&contexts_lock, &attr);
+	pthread_mutexattr_destroy(&attr);
+}
+
 void dmb_ctx_base_publish(struct dmabuf_ctx *ctx)
 {
 	struct dmb_ctx_base *b = DMB_CTX_BASE(ctx);

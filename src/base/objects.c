@@ -75,14 +75,22 @@ bool dmb_obj_live(const void *obj, enum dmb_obj_type type)
 
 static unsigned int fork_gen;
 
-static void on_fork_child(void)
+void dmb_objects_fork_prepare(void)
 {
-	fork_gen++;
+	pthread_mutex_lock(&objects_lock);
 }
 
-__attribute__((constructor)) static void objects_init(void)
+void dmb_objects_fork_parent(void)
 {
-	pthread_atfork(NULL, NULL, on_fork_child);
+	pthread_mutex_unlock(&objects_lock);
+}
+
+void dmb_objects_fork_child(void)
+{
+	fork_gen++;
+	/* Ours since the prepare; initialised afresh as the child's thread
+	 * is not the one that locked it (a new tid). */
+	pthread_mutex_init(&objects_lock, NULL);
 }
 
 unsigned int dmb_fork_gen(void)

@@ -281,7 +281,7 @@ int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 	/* A peer's device gets its addresses in the peer's process. */
 	if (ret == 0 && !att->dev->remote) {
 		ret = dmb_sgt_dma_map(sgt, att->dev, dir, buf->backing.map,
-				      buf->flags == O_RDWR && buf->backing.map_writable);
+				      buf->flags != O_RDONLY && buf->backing.map_writable);
 		if (ret < 0) {
 			dmb_info(ctx, "map of %s for %s: device cannot use the layout: %d",
 				 buf->exp_name, att->dev->name, ret);

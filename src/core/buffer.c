@@ -70,7 +70,8 @@ int dmb_export_validate(const struct dmabuf_export_info *info)
 		return -EINVAL;
 	if (info->flags & ~(O_ACCMODE | O_CLOEXEC))
 		return -EINVAL;
-	if ((info->flags & O_ACCMODE) != O_RDONLY && (info->flags & O_ACCMODE) != O_RDWR)
+	/* O_ACCMODE itself (3) is no access mode. */
+	if ((info->flags & O_ACCMODE) == O_ACCMODE)
 		return -EINVAL;
 	if (info->alloc != DMABUF_ALLOC_SYSTEM && info->alloc != DMABUF_ALLOC_CONTIGUOUS &&
 	    info->alloc != DMABUF_ALLOC_DEFERRED)
@@ -144,6 +145,7 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	struct dmabuf *buf;
 	struct stat st;
 	int rdonly = (info->flags & O_ACCMODE) == O_RDONLY;
+	int wronly = (info->flags & O_ACCMODE) == O_WRONLY;
 	int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 	const char *endpoint;
 	int ret;
@@ -202,7 +204,10 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 		goto fail;
 	}
 
-	ret = reopen(buf->probe_fd, rdonly ? O_RDONLY : O_RDWR);
+	/* A write-only buffer's file is O_WRONLY, so no holder can mmap it
+	 * (do_mmap() needs FMODE_READ); the library's own views come from the
+	 * probe OFD. */
+	ret = reopen(buf->probe_fd, rdonly ? O_RDONLY : wronly ? O_WRONLY : O_RDWR);
 	if (ret < 0)
 		goto fail;
 	buf->file_fd = ret;
@@ -235,7 +240,7 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	RB_INSERT(dmb_buf_tree, &ctx->by_inode, buf);
 	ctx->stats.buffers_live++;
 	dmb_dbg(ctx, "export %s: %llu bytes, %s, ino %lu", buf->exp_name,
-		(unsigned long long)buf->size, rdonly ? "read-only" : "read-write",
+		(unsigned long long)buf->size, rdonly ? "read-only" : wronly ? "write-only" : "read-write",
 		(unsigned long)buf->key.ino);
 	*out = buf;
 	return 0;

@@ -195,7 +195,9 @@ DMABUF_EXPORT int dmabuf_mmap(struct dmabuf *buf, uint64_t offset, uint64_t len,
 		dmb_err(ctx, "dmabuf_mmap(%s): the exporter has no mmap op", buf->exp_name);
 		goto out;
 	}
-	if ((prot & PROT_WRITE) && buf->flags == O_RDONLY) {
+	/* do_mmap(): no mapping at all of a file without FMODE_READ, and no
+	 * writable one of a file without FMODE_WRITE. */
+	if (buf->flags == O_WRONLY || ((prot & PROT_WRITE) && buf->flags == O_RDONLY)) {
 		ret = -EACCES;
 		goto out;
 	}

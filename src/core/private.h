@@ -97,7 +97,7 @@ struct dmabuf {
 	const struct dmabuf_ops *ops;
 	void *priv;
 	uint64_t size;
-	int flags; /* O_RDONLY or O_RDWR */
+	int flags; /* O_RDONLY, O_WRONLY or O_RDWR */
 	enum dmabuf_alloc alloc;
 	char exp_name[DMABUF_NAME_LEN];
 	char name[DMABUF_NAME_LEN];

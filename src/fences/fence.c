@@ -27,6 +27,26 @@ static pthread_mutex_t context_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t context_next;
 static unsigned int context_gen; /* dmb_fork_gen() + 1 of context_next */
 
+static void context_fork_prepare(void)
+{
+	pthread_mutex_lock(&context_lock);
+}
+
+static void context_fork_parent(void)
+{
+	pthread_mutex_unlock(&context_lock);
+}
+
+static void context_fork_child(void)
+{
+	pthread_mutex_init(&context_lock, NULL);
+}
+
+__attribute__((constructor)) static void context_fork_init(void)
+{
+	dmb_fork_hook_add(9, context_fork_prepare, context_fork_parent, context_fork_child);
+}
+
 DMABUF_EXPORT uint64_t dmabuf_fence_context_alloc(unsigned int num)
 {
 	uint64_t first;

@@ -451,7 +451,8 @@ static void sf_atfork_child(void)
 
 __attribute__((constructor)) static void sf_init(void)
 {
-	pthread_atfork(sf_atfork_prepare, sf_atfork_parent, sf_atfork_child);
+	/* watcher.lock (6), then sf_lock (8) */
+	dmb_fork_hook_add(6, sf_atfork_prepare, sf_atfork_parent, sf_atfork_child);
 }
 
 /* ---- records ------------------------------------------------------------- */

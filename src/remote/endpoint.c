@@ -225,6 +225,63 @@ void dmb_endpoint_destroy(struct dmabuf_ctx *ctx)
  * fills reply->u / reply->fds (fds it creates are closed by the caller
  * after sending) and returns the status. */
 
+/* The same memfd, opened the same way: one fd of the reply serves both
+ * ranges (each item of a udmabuf holds a dup of its own). */
+static bool same_memfd(int a, int b)
+{
+	struct stat sa, sb;
+
+	return a == b ||
+	       (fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+		sa.st_ino == sb.st_ino &&
+		(fcntl(a, F_GETFL) & O_ACCMODE) == (fcntl(b, F_GETFL) & O_ACCMODE));
+}
+
+/*
+ * Ranges [first, ...) of a udmabuf's backing as one batch: as many as fit
+ * (DMB_WIRE_MAX_RANGES, and ranges of at most DMB_WIRE_MAX_FDS distinct
+ * memfds); the reply carries a dup of each memfd, closed after sending.
+ */
+static int backing_batch(struct dmabuf *buf, uint32_t first, struct dmb_wire_ranges *b,
+			 struct dmb_msg *reply)
+{
+	const struct dmb_backing *bk = &buf->backing;
+	int src[DMB_WIRE_MAX_FDS];
+	size_t nsrc = 0;
+
+	b->total = (uint32_t)bk->nranges;
+	b->first = first;
+	b->count = 0;
+	for (size_t i = first; i < bk->nranges && b->count < DMB_WIRE_MAX_RANGES; i++) {
+		size_t k;
+
+		for (k = 0; k < nsrc && !same_memfd(src[k], bk->ranges[i].fd); k++)
+			;
+		if (k == nsrc) {
+			if (nsrc == DMB_WIRE_MAX_FDS)
+				break;
+			src[nsrc++] = bk->ranges[i].fd;
+		}
+		b->r[b->count].fd_index = (uint32_t)k;
+		b->r[b->count].offset = bk->ranges[i].offset;
+		b->r[b->count].size = bk->ranges[i].size;
+		b->count++;
+	}
+	for (size_t k = 0; k < nsrc; k++) {
+		int err = dmb_sys_fail(DMB_SYS_DUP);
+		int fd = err ? -1 : fcntl(src[k], F_DUPFD_CLOEXEC, 0);
+
+		if (fd < 0) {
+			err = err ? err : errno;
+			dmb_scm_close_fds(reply->fds, reply->nfds);
+			reply->nfds = 0;
+			return -err;
+		}
+		reply->fds[reply->nfds++] = fd;
+	}
+	return 0;
+}
+
 static int do_import(struct dmb_peer *peer, struct dmb_handle *unused,
 		     const struct dmb_msg *req, struct dmb_msg *reply)
 {
@@ -245,8 +302,6 @@ static int do_import(struct dmb_peer *peer, struct dmb_handle *unused,
 			 (int)peer->pid);
 		return -EINVAL;
 	}
-	if (buf->handle_only) /* udmabuf backing ranges do not travel yet */
-		return -EOPNOTSUPP;
 	if (peer->nimports >= DMB_PEER_MAX_IMPORTS)
 		return -ENOSPC;
 	/* The import holds a reference until the peer releases it or leaves,
@@ -267,7 +322,25 @@ static int do_import(struct dmb_peer *peer, struct dmb_handle *unused,
 	r->info_flags = buf->name_set ? DMB_WIRE_INFO_NAME_SET : 0;
 	strlcpy(r->exp_name, buf->exp_name, sizeof(r->exp_name));
 	strlcpy(r->name, buf->name, sizeof(r->name));
+	/* A udmabuf's bytes are the creator's memfds: the first batch. */
+	if (buf->handle_only) {
+		ret = backing_batch(buf, 0, &r->backing, reply);
+		if (ret < 0)
+			handle_destroy(peer, h);
+		return ret;
+	}
 	return 0;
+}
+
+static int do_get_backing(struct dmb_peer *peer, struct dmb_handle *imp,
+			  const struct dmb_msg *req, struct dmb_msg *reply)
+{
+	struct dmabuf *buf = imp->imp.buf;
+
+	/* A buffer whose bytes are in its file has no ranges to give. */
+	if (!buf->handle_only || req->u.get_backing.first >= buf->backing.nranges)
+		return -EINVAL;
+	return backing_batch(buf, req->u.get_backing.first, &reply->u.backing, reply);
 }
 
 static int do_release(struct dmb_peer *peer, struct dmb_handle *imp,
@@ -554,7 +627,7 @@ typedef int (*dmb_serve_fn)(struct dmb_peer *peer, struct dmb_handle *target,
 
 /* The handler of each request opcode. HELLO is the connection's own
  * business (peer_handle_one()); a request the descriptor marks reserved
- * (GET_BACKING) has none and is answered -EOPNOTSUPP. */
+ * would have none and be answered -EOPNOTSUPP. */
 static const dmb_serve_fn serve[DMB_OP__LAST_REQUEST + 1] = {
 	[DMB_OP_IMPORT] = do_import,
 	[DMB_OP_RELEASE] = do_release,
@@ -568,6 +641,7 @@ static const dmb_serve_fn serve[DMB_OP__LAST_REQUEST + 1] = {
 	[DMB_OP_DESCRIBE] = do_describe,
 	[DMB_OP_FENCE_ATTACH] = do_fence_attach,
 	[DMB_OP_FENCE_EXPORT] = do_fence_export,
+	[DMB_OP_GET_BACKING] = do_get_backing,
 };
 
 /* Looks up what the request names (its descriptor says which id, of which

@@ -309,6 +309,111 @@ int dmb_endpoint_of_fd(int fd, char *name, size_t cap)
 	return 0;
 }
 
+/* A write-only buffer's file cannot be mapped (no FMODE_READ), but the
+ * importer's devices read it as the kernel's do: the library's own view
+ * comes from a second open file description of the same memfd. */
+static int writeonly_backing(struct dmabuf *buf)
+{
+	char path[64];
+	int fd, err;
+
+	if ((err = dmb_sys_fail(DMB_SYS_REOPEN)))
+		return -err;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", buf->file_fd);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	buf->backing.ranges[0].fd = fd;
+	buf->backing.ranges[0].owned = true;
+	return 0;
+}
+
+/*
+ * One batch of a udmabuf's backing ranges: each memfd is checked as
+ * udmabuf_create() checks the creator's (a regular file sealed against
+ * shrinking, not against writes, the range within it), so an exporter cannot
+ * hand this process a mapping that faults; each range keeps a dup of its
+ * memfd. The batch's fds are closed.
+ */
+static int take_batch(const struct dmb_wire_ranges *b, int *fds, size_t nfds,
+		      struct dmb_backing *bk)
+{
+	int ret = 0;
+
+	for (uint32_t i = 0; i < b->count && ret == 0; i++) {
+		const struct dmb_wire_range *r = &b->r[i];
+		struct dmb_backing_range *out = &bk->ranges[bk->nranges];
+		int mfd = fds[r->fd_index]; /* the decoder checked the indices */
+		int seals = fcntl(mfd, F_GET_SEALS);
+		struct stat st;
+
+		if (fstat(mfd, &st) < 0 || !S_ISREG(st.st_mode) || seals < 0 ||
+		    !(seals & F_SEAL_SHRINK) || (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) ||
+		    r->offset > (uint64_t)st.st_size || r->size > (uint64_t)st.st_size - r->offset) {
+			ret = -EPROTO;
+			break;
+		}
+		out->fd = fcntl(mfd, F_DUPFD_CLOEXEC, 0);
+		if (out->fd < 0) {
+			ret = -errno;
+			break;
+		}
+		out->owned = true;
+		out->offset = r->offset;
+		out->size = r->size;
+		bk->size += r->size;
+		bk->nranges++;
+	}
+	dmb_scm_close_fds(fds, nfds);
+	return ret;
+}
+
+/* A udmabuf's bytes: the first batch came with IMPORT_REPLY, the others
+ * are asked for with GET_BACKING, in order, until total. */
+static int udmabuf_backing(struct dmb_conn *conn, struct dmb_msg *reply, struct dmabuf *buf)
+{
+	const uint32_t total = reply->u.import_reply.backing.total;
+	struct dmb_backing *bk = &buf->backing;
+	struct dmb_msg req, more;
+	int ret;
+
+	bk->ranges = calloc(total, sizeof(*bk->ranges));
+	if (!bk->ranges) {
+		dmb_scm_close_fds(reply->fds, reply->nfds);
+		reply->nfds = 0;
+		return -ENOMEM;
+	}
+	ret = take_batch(&reply->u.import_reply.backing, reply->fds, reply->nfds, bk);
+	reply->nfds = 0;
+	while (ret == 0 && bk->nranges < total) {
+		dmb_wire_msg_init(&req, DMB_OP_GET_BACKING, reply->u.import_reply.buffer_id);
+		req.u.get_backing.first = (uint32_t)bk->nranges;
+		ret = dmb_conn_call(conn, &req, &more);
+		if (ret < 0)
+			break;
+		if (more.u.backing.total != total || more.u.backing.first != bk->nranges) {
+			dmb_scm_close_fds(more.fds, more.nfds);
+			ret = -EPROTO;
+			break;
+		}
+		ret = take_batch(&more.u.backing, more.fds, more.nfds, bk);
+	}
+	/* The ranges are the whole buffer, no more, no less. */
+	if (ret == 0 && bk->size != buf->size)
+		ret = -EPROTO;
+	return ret;
+}
+
+static void backing_ranges_free(struct dmb_backing *bk)
+{
+	for (size_t i = 0; i < bk->nranges; i++)
+		if (bk->ranges[i].owned)
+			close(bk->ranges[i].fd);
+	free(bk->ranges);
+	bk->ranges = NULL;
+	bk->nranges = 0;
+}
+
 int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 	       struct dmabuf **out)
 {
@@ -339,13 +444,6 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 		dmb_conn_put(conn);
 		return ret;
 	}
-	if (reply.u.import_reply.backing.total) {
-		/* Not produced by this version's exporters (udmabuf imports
-		 * are refused), so not accepted either. */
-		dmb_scm_close_fds(reply.fds, reply.nfds);
-		ret = -EOPNOTSUPP;
-		goto fail;
-	}
 	ret = -ENOMEM;
 	px = calloc(1, sizeof(*px));
 	buf = calloc(1, sizeof(*buf));
@@ -375,11 +473,18 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 		ret = -errno;
 		goto fail;
 	}
-	if ((uint64_t)st->st_size != buf->size) {
+	/* A udmabuf's file is a handle (empty): its bytes are the ranges. */
+	buf->handle_only = reply.u.import_reply.backing.total != 0;
+	if ((uint64_t)st->st_size != (buf->handle_only ? 0 : buf->size)) {
 		ret = -EPROTO; /* the exporter and the file disagree */
 		goto fail;
 	}
-	ret = dmb_backing_init_memfd(&buf->backing, buf->file_fd, buf->size);
+	if (buf->handle_only)
+		ret = udmabuf_backing(conn, &reply, buf);
+	else
+		ret = dmb_backing_init_memfd(&buf->backing, buf->file_fd, buf->size);
+	if (ret == 0 && buf->flags == O_WRONLY && !buf->handle_only)
+		ret = writeonly_backing(buf);
 	if (ret == 0)
 		ret = dmabuf_resv_new(&buf->resv);
 	if (ret == 0)
@@ -394,13 +499,14 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 	return 0;
 
 fail:
+	dmb_scm_close_fds(reply.fds, reply.nfds);
 	dmb_wire_msg_init(&rel, DMB_OP_RELEASE, reply.u.import_reply.buffer_id);
 	dmb_conn_send_only(conn, &rel);
 	dmb_conn_put(conn);
 	if (buf) {
 		if (buf->resv)
 			dmabuf_resv_destroy(buf->resv);
-		free(buf->backing.ranges);
+		backing_ranges_free(&buf->backing);
 		if (buf->file_fd >= 0)
 			close(buf->file_fd);
 	}

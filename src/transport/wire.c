@@ -387,7 +387,7 @@ static bool dir_ok(uint32_t dir)
 
 static bool access_ok(uint32_t flags)
 {
-	return flags == O_RDONLY || flags == O_RDWR;
+	return flags == O_RDONLY || flags == O_WRONLY || flags == O_RDWR;
 }
 
 static bool buffer_size_ok(uint64_t size)
@@ -649,7 +649,7 @@ static const struct dmb_wire_desc table[2 * NREQ + NEVENT] = {
 		walk_fence_export, check_fence_export, PLAIN),
 	/* udmabuf backing does not travel yet: exporters answer -EOPNOTSUPP */
 	REQUEST(GET_BACKING, "GET_BACKING", BUF_(get_backing.buffer_id), 0,
-		walk_get_backing, check_get_backing, RESERVED),
+		walk_get_backing, check_get_backing, PLAIN),
 
 	REPLY(HELLO, "HELLO_REPLY", 0, walk_hello_reply, check_hello_reply, BASE),
 	REPLY(IMPORT, "IMPORT_REPLY", VAR, walk_import_reply, check_import_reply,
@@ -668,7 +668,7 @@ static const struct dmb_wire_desc table[2 * NREQ + NEVENT] = {
 	REPLY(FENCE_ATTACH, "FENCE_ATTACH_REPLY", 0, NULL, NULL, PLAIN),
 	REPLY(FENCE_EXPORT, "FENCE_EXPORT_REPLY", 1, NULL, NULL, PLAIN),
 	REPLY(GET_BACKING, "GET_BACKING_REPLY", VAR, walk_get_backing_reply,
-	      check_get_backing_reply, RESERVED),
+	      check_get_backing_reply, PLAIN),
 
 	/* Sent by the exporter, serial 0, for an attachment made with the
 	 * ATTACH DYNAMIC flag: the buffer moved or was revoked. */

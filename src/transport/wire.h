@@ -183,7 +183,7 @@ struct dmb_wire_ranges {
 struct dmb_wire_import_reply {
 	uint64_t buffer_id;
 	uint64_t size;
-	uint32_t flags;		/* O_RDONLY or O_RDWR */
+	uint32_t flags;		/* O_RDONLY, O_WRONLY or O_RDWR */
 	uint32_t info_flags;	/* DMB_WIRE_INFO_NAME_SET or 0 */
 	char exp_name[DMB_WIRE_NAME_LEN];
 	char name[DMB_WIRE_NAME_LEN];
@@ -237,7 +237,7 @@ struct dmb_wire_set_name {
 
 struct dmb_wire_describe_reply {
 	uint64_t size;
-	uint32_t flags;		/* O_RDONLY or O_RDWR */
+	uint32_t flags;		/* O_RDONLY, O_WRONLY or O_RDWR */
 	uint32_t info_flags;	/* DMB_WIRE_INFO_* */
 	uint32_t attachments;
 	uint32_t mappings;

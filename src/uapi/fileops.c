@@ -207,6 +207,10 @@ void *dmb_uapi_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t o
 	fl = fcntl(fd, F_GETFL);
 	if (ret) {
 		map = (void *)(intptr_t)ret;
+	} else if ((fl & O_ACCMODE) == O_WRONLY) {
+		/* do_mmap(): no mapping of a file without FMODE_READ, before
+		 * the file's own mmap op sees the range. */
+		map = (void *)(intptr_t)-EACCES;
 	} else if ((uint64_t)off / DMB_UAPI_PAGE + pages > info.size / DMB_UAPI_PAGE) {
 		/* dma_buf_mmap_internal(): beyond the buffer's size. */
 		map = (void *)(intptr_t)-EINVAL;

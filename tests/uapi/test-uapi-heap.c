@@ -212,6 +212,38 @@ static void dmabuf_file_ops(void **state)
 	close(heap);
 }
 
+/* fd_flags O_WRONLY: the file is O_WRONLY, as the heaps' exp_info.flags
+ * make it; do_mmap() refuses any mapping of it (before the size check of
+ * dma_buf_mmap_internal()), vfs_read() is EBADF; SYNC works. */
+static void write_only_buffer(void **state)
+{
+	int heap = uapi_open_heap("system");
+	int fd = uapi_heap_alloc(heap, 4096, O_WRONLY | O_CLOEXEC);
+	struct dma_buf_sync sync = { DMA_BUF_SYNC_START | DMA_BUF_SYNC_WRITE };
+	char byte = 0;
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, O_WRONLY);
+	assert_true(mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED);
+	assert_int_equal(errno, EACCES);
+	assert_true(mmap(NULL, 4096, PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED);
+	assert_int_equal(errno, EACCES);
+	assert_true(mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0) == MAP_FAILED);
+	assert_int_equal(errno, EACCES);
+	assert_true(mmap(NULL, 2 * 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED);
+	assert_int_equal(errno, EACCES);
+	assert_int_equal(read(fd, &byte, 1), -1);
+	assert_int_equal(errno, EBADF);
+	assert_int_equal(write(fd, &byte, 1), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(ioctl(fd, DMA_BUF_IOCTL_SYNC, &sync), 0);
+	sync.flags = DMA_BUF_SYNC_END | DMA_BUF_SYNC_WRITE;
+	assert_int_equal(ioctl(fd, DMA_BUF_IOCTL_SYNC, &sync), 0);
+	close(fd);
+	close(heap);
+}
+
 /* The calls conformance does not make: the vector and positioned variants,
  * posix_fallocate, F_GETFL, mremap, and the heap device's own file. */
 static void dmabuf_file_ops_more(void **state)
@@ -536,6 +568,7 @@ int main(int argc, char **argv)
 		harness_test(alloc_efault),
 		harness_test(dmabuf_file_ops),
 		harness_test(dmabuf_file_ops_more),
+		harness_test(write_only_buffer),
 		harness_test(dmabuf_ioctl_errors),
 		harness_test(fdinfo_fields),
 		harness_test(dup_family),

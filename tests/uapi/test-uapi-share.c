@@ -112,6 +112,66 @@ static void scm_rights_between_uapi_programs(void **state)
 	close(heap);
 }
 
+/* The receiving end of a udmabuf: its size, and a mapping of the creator's
+ * pages, both ways. */
+static int udmabuf_receiver(void *arg)
+{
+	struct peer *p = arg;
+	struct dma_buf_sync s = { DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW };
+	int fd = recv_fd(p->sock);
+	char *map;
+
+	child_check(fd >= 0);
+	child_check(lseek(fd, 0, SEEK_END) == 8192);
+	child_check(ioctl(fd, DMA_BUF_IOCTL_SYNC, &s) == 0);
+	map = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	child_check(map != MAP_FAILED);
+	child_check(!memcmp(map + 4096, "uapi", 4));
+	memcpy(map + 4100, "peer", 4);
+	s.flags = DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW;
+	child_check(ioctl(fd, DMA_BUF_IOCTL_SYNC, &s) == 0);
+	munmap(map, 8192);
+	close(fd);
+	child_check(write(p->sock, "d", 1) == 1);
+	return 0;
+}
+
+/* A udmabuf sent to another uapi program maps the creator's memfd there. */
+static void udmabuf_between_uapi_programs(void **state)
+{
+	int dev = open("/dev/udmabuf", O_RDWR | O_CLOEXEC), sv[2];
+	int memfd = memfd_create("pages", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	struct udmabuf_create create = { .size = 8192 };
+	struct peer p;
+	char *map, c;
+	pid_t pid;
+	int fd;
+
+	assert_true(dev >= 0 && memfd >= 0);
+	assert_int_equal(ftruncate(memfd, 3 * 4096), 0);
+	assert_int_equal(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+	map = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	assert_true(map != MAP_FAILED);
+	memcpy(map + 2 * 4096, "uapi", 4);
+	create.memfd = (uint32_t)memfd;
+	create.offset = 4096;
+	fd = ioctl(dev, UDMABUF_CREATE, &create);
+	assert_true(fd >= 0);
+	close(memfd); /* the udmabuf keeps the pages */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	p.sock = sv[1];
+	pid = harness_fork(udmabuf_receiver, &p);
+	close(sv[1]);
+	send_fd(sv[0], fd);
+	assert_int_equal(read(sv[0], &c, 1), 1);
+	assert_int_equal(harness_wait(pid), 0);
+	assert_memory_equal(map + 2 * 4096 + 4, "peer", 4);
+	munmap(map, 3 * 4096);
+	close(sv[0]);
+	close(fd);
+	close(dev);
+}
+
 static void api_process_imports_and_dmas(void **state)
 {
 	int heap = uapi_open_heap("system");
@@ -151,6 +211,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		harness_test(scm_rights_between_uapi_programs),
 		harness_test(api_process_imports_and_dmas),
+		harness_test(udmabuf_between_uapi_programs),
 	};
 
 	uapi_warm_up();
