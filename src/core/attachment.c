@@ -189,9 +189,9 @@ int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 			att->dev->name, (int)dir);
 		return -EINVAL;
 	}
-	ret = dmb_backing_map_cpu(&buf->backing, true);
-	if (ret == 0)
-		ret = dmb_buf_wait_kernel(buf);
+	/* No CPU mapping here: the simulated DMA maps the buffer at its
+	 * first access (dma.c), so most device maps cost no syscall. */
+	ret = dmb_buf_wait_kernel(buf);
 	if (ret < 0)
 		return ret;
 	/* The wait dropped the lock: another thread may have detached. */
@@ -211,8 +211,8 @@ int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 	}
 	/* A peer's device gets its addresses in the peer's process. */
 	if (ret == 0 && !att->dev->remote) {
-		ret = dmb_sgt_dma_map(sgt, att->dev, dir, buf->backing.map,
-				      buf->flags == O_RDWR && buf->backing.map_writable);
+		ret = dmb_sgt_dma_map_backing(sgt, att->dev, dir, &buf->backing,
+					      buf->flags == O_RDWR);
 		if (ret < 0) {
 			dmb_info(ctx, "map of %s for %s: device cannot use the layout: %d",
 				 buf->exp_name, att->dev->name, ret);
