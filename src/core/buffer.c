@@ -187,9 +187,9 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	} else {
 		ret = dmb_backing_init_memfd(&buf->backing, buf->probe_fd, info->size);
 		/* The exporter's writable mappings exist before a read-only
-		 * buffer is sealed, so only the exporter can write it. */
-		if (ret == 0)
-			ret = dmb_backing_map_cpu(&buf->backing, true);
+		 * buffer is sealed, so only the exporter can write it. A
+		 * read-write buffer is mapped when first needed (vmap, DMA):
+		 * most are never touched by the library. */
 		if (ret == 0 && rdonly)
 			ret = dmb_backing_map_view(&buf->backing);
 	}

@@ -270,8 +270,10 @@ short dmb_uapi_poll_events(int fd, enum dmb_uapi_kind kind, short events)
 
 /* Number of open files of (dev, ino) holding the dma-buf's shared flock in
  * /proc/<pid>/fdinfo (the library's own probe descriptions hold none), plus
- * the program's mappings of it. */
-static long count_refs(dev_t dev, ino_t ino, const char *exporter_pid, bool ro)
+ * the program's mappings of it: those in /proc/<pid>/smaps without the "dd"
+ * flag the library marks its own views with (backing.c), which exist only
+ * once the library needed them. */
+static long count_refs(dev_t dev, ino_t ino)
 {
 	char path[600], line[256];
 	struct dirent *p, *f;
@@ -284,7 +286,7 @@ static long count_refs(dev_t dev, ino_t ino, const char *exporter_pid, bool ro)
 	if (!procdir)
 		return -1;
 	while ((p = readdir(procdir))) {
-		long vmas = 0;
+		bool ours = false; /* the current VMA maps the buffer */
 
 		if (p->d_name[0] < '0' || p->d_name[0] > '9')
 			continue;
@@ -308,7 +310,7 @@ static long count_refs(dev_t dev, ino_t ino, const char *exporter_pid, bool ro)
 			fclose(fp);
 		}
 		closedir(fddir);
-		snprintf(path, sizeof(path), "/proc/%s/maps", p->d_name);
+		snprintf(path, sizeof(path), "/proc/%s/smaps", p->d_name);
 		fp = fopen(path, "re");
 		if (!fp)
 			continue;
@@ -316,17 +318,16 @@ static long count_refs(dev_t dev, ino_t ino, const char *exporter_pid, bool ro)
 			unsigned long long lino;
 			char devs[16];
 
-			if (sscanf(line, "%*s %*s %*s %15s %llu", devs, &lino) == 2 &&
-			    lino == ino && strstr(line, "memfd:dmabuf:"))
-				vmas++;
+			if (!strncmp(line, "VmFlags:", 8)) {
+				if (ours && !strstr(line, " dd"))
+					count++;
+				ours = false;
+			} else if (sscanf(line, "%*x-%*x %*s %*s %15s %llu", devs, &lino) == 2 &&
+				   strchr(devs, ':')) {
+				ours = lino == ino && strstr(line, "memfd:dmabuf:");
+			}
 		}
 		fclose(fp);
-		/* The exporter's own mappings (its DMA view, and the CPU view
-		 * of a read-only buffer) are not file references of holders. */
-		if (exporter_pid && !strcmp(exporter_pid, p->d_name))
-			vmas -= ro ? 2 : 1;
-		if (vmas > 0)
-			count += vmas;
 	}
 	closedir(procdir);
 	return count;
@@ -334,7 +335,7 @@ static long count_refs(dev_t dev, ino_t ino, const char *exporter_pid, bool ro)
 
 int dmb_uapi_fdinfo(int fd, char *out, size_t size)
 {
-	char path[64], link[160], pid[16] = "", *at;
+	char path[64];
 	struct dmabuf_info info = { .struct_size = sizeof(info) };
 	struct dmabuf *buf;
 	struct stat st;
@@ -377,14 +378,10 @@ int dmb_uapi_fdinfo(int fd, char *out, size_t size)
 		n += strlen(out + n);
 	}
 	fclose(fp);
-	/* The endpoint name is dmabuf-<pid>-<random>: the exporter's pid. */
-	if (!dmb_uapi_fd_link(fd, link, sizeof(link)) && (at = strstr(link, "@dmabuf-")))
-		snprintf(pid, sizeof(pid), "%.*s", (int)strcspn(at + 8, "-"), at + 8);
 	n += snprintf(out + n, size > n ? size - n : 0,
 		      "size:\t%llu\ncount:\t%ld\nexp_name:\t%s\n",
 		      (unsigned long long)info.size,
-		      count_refs(st.st_dev, st.st_ino, pid[0] ? pid : NULL,
-				 info.flags == O_RDONLY),
+		      count_refs(st.st_dev, st.st_ino),
 		      /* The contiguous heap exports under its configured name. */
 		      strcmp(info.exp_name, "cma") ? info.exp_name
 						   : dmb_uapi_config()->cma_heap);
