@@ -391,6 +391,28 @@ DMABUF_EXPORT struct dmabuf *dmabuf_ref(struct dmabuf *buf)
 	return buf;
 }
 
+int dmb_buf_fd_and_put(struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = dmb_buf_lock(buf);
+	int fd;
+
+	if (!ctx)
+		return -EINVAL;
+	if (buf->refcount != 1 || buf->imported) {
+		fd = dmabuf_fd(buf, O_CLOEXEC);
+		dmabuf_put(buf);
+		dmb_unlock(ctx);
+		return fd;
+	}
+	/* what dmabuf_put() does at the last reference, minus the close */
+	fd = buf->file_fd;
+	buf->file_fd = -1;
+	buf->refcount = 0;
+	buf->state = DMB_BUF_ORPHAN;
+	dmb_unlock(ctx);
+	return fd;
+}
+
 DMABUF_EXPORT int dmabuf_put(struct dmabuf *buf)
 {
 	struct dmabuf_ctx *ctx = dmb_buf_lock_any(buf);
