@@ -1076,13 +1076,17 @@ struct dmabuf_dma_fault {
 /**
  * The device reads @p len bytes at device address @p dma_addr into @p dst,
  * through its own live mappings only (may span consecutive segments).
+ * The first access to a mapped buffer maps it into this process (the
+ * device map itself maps nothing).
  *
  * @param dev the device
  * @param dma_addr device address
  * @param[out] dst where the bytes go
  * @param len bytes
  * @return 0; -EFAULT on an IOMMU-style fault (nothing copied; the fault is
- *         recorded, see dmabuf_device_get_faults()); -EINVAL for NULL
+ *         recorded, see dmabuf_device_get_faults()); -EINVAL for NULL;
+ *         the negative errno of mmap() (e.g. -ENOMEM) if the buffer cannot
+ *         be mapped at the first access (nothing copied, no fault recorded)
  */
 int dmabuf_dma_read(struct dmabuf_device *dev, uint64_t dma_addr, void *dst,
 		    size_t len);
@@ -1095,7 +1099,9 @@ int dmabuf_dma_read(struct dmabuf_device *dev, uint64_t dma_addr, void *dst,
  * @param dma_addr device address
  * @param src the bytes
  * @param len bytes
- * @return 0; -EFAULT on a fault (recorded); -EINVAL for NULL
+ * @return 0; -EFAULT on a fault (recorded); -EINVAL for NULL; the
+ *         negative errno of mmap() if the buffer cannot be mapped at the
+ *         first access (nothing written, no fault recorded)
  */
 int dmabuf_dma_write(struct dmabuf_device *dev, uint64_t dma_addr,
 		     const void *src, size_t len);

@@ -338,6 +338,166 @@ static void device_dma_into_exported_buffer(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* One translation node covers the whole IOVA range, whatever the number of
+ * DMA entries: its first and last bytes are reached, the bytes around it
+ * fault, and after unmap exactly the range is "after unmap". */
+static void merged_range_edges_behind_iommu(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct dmabuf_device *dev = dev_new(ctx, "gpu", DMABUF_DEVICE_IOMMU, 64 * KiB);
+	uint8_t *mem = calloc(1, 256 * KiB), b[2] = { 0 };
+	struct dmabuf_sg_table *sgt = map_new(ctx, dev, 256 * KiB, DMABUF_BIDIRECTIONAL, mem, true);
+	uint64_t iova = iova_of(sgt), end = iova + 256 * KiB;
+	struct dmabuf_dma_fault f[4];
+	uint8_t *all = malloc(256 * KiB);
+
+	assert_int_equal(dmabuf_sg_table_get_dma_count(sgt), 4);
+	assert_int_equal(sgt->nsegs, 1);
+	mem[0] = 1;
+	mem[256 * KiB - 1] = 2;
+	assert_int_equal(dmabuf_dma_read(dev, iova, b, 1), 0);
+	assert_int_equal(b[0], 1);
+	assert_int_equal(dmabuf_dma_read(dev, end - 1, b, 1), 0);
+	assert_int_equal(b[0], 2);
+	/* all four DMA entries in one access */
+	assert_int_equal(dmabuf_dma_read(dev, iova, all, 256 * KiB), 0);
+	assert_memory_equal(all, mem, 256 * KiB);
+	/* one byte below, and a read running one byte past the end */
+	assert_int_equal(dmabuf_dma_read(dev, iova - 1, b, 1), -EFAULT);
+	assert_int_equal(dmabuf_dma_read(dev, end - 1, b, 2), -EFAULT);
+	assert_int_equal(dmabuf_device_get_faults(dev, f, 4), 2);
+	assert_int_equal(f[0].reason, DMABUF_FAULT_UNMAPPED);
+	assert_int_equal(f[0].dma_addr, iova - 1);
+	assert_int_equal(f[1].reason, DMABUF_FAULT_UNMAPPED);
+	assert_int_equal(f[1].dma_addr, end - 1);
+	assert_int_equal(f[1].length, 2);
+	dmb_sgt_dma_unmap(sgt);
+	assert_int_equal(dmabuf_dma_read(dev, iova, b, 1), -EFAULT);
+	assert_int_equal(dmabuf_dma_read(dev, end - 1, b, 1), -EFAULT);
+	assert_int_equal(dmabuf_dma_read(dev, end, b, 1), -EFAULT);
+	assert_int_equal(dmabuf_dma_read(dev, iova - 1, b, 1), -EFAULT);
+	assert_int_equal(dmabuf_device_get_faults(dev, f, 4), 4);
+	assert_int_equal(f[0].reason, DMABUF_FAULT_AFTER_UNMAP);
+	assert_int_equal(f[1].reason, DMABUF_FAULT_AFTER_UNMAP);
+	assert_int_equal(f[2].reason, DMABUF_FAULT_UNMAPPED);
+	assert_int_equal(f[3].reason, DMABUF_FAULT_UNMAPPED);
+	free(all);
+	dmb_sgt_free(sgt);
+	free(mem);
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* Without an IOMMU: one node per physical run (appends that continue a run
+ * merge), however many DMA entries the segment size cuts it into. */
+static void merged_runs_without_iommu(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct dmabuf_device *dev = dev_new(ctx, "dsp", 0, 64 * KiB);
+	uint8_t *mem = calloc(1, 256 * KiB), b[8], src[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	struct dmabuf_sg_table *sgt;
+	struct dmabuf_dma_fault f[2];
+
+	assert_int_equal(dmb_sgt_new(&sgt), 0);
+	assert_int_equal(dmb_sgt_append(sgt, 0, 64 * KiB, 0x100000), 0);
+	assert_int_equal(dmb_sgt_append(sgt, 64 * KiB, 128 * KiB, 0x110000), 0);
+	assert_int_equal(dmb_sgt_append(sgt, 192 * KiB, 64 * KiB, 0x800000), 0);
+	assert_int_equal(dmb_sgt_dma_map(sgt, dev, DMABUF_BIDIRECTIONAL, mem, true), 0);
+	assert_int_equal(dmabuf_sg_table_get_cpu_count(sgt), 2);
+	assert_int_equal(dmabuf_sg_table_get_dma_count(sgt), 4);
+	assert_int_equal(sgt->nsegs, 2);
+	/* across the DMA entry edges inside the first run */
+	assert_int_equal(dmabuf_dma_write(dev, 0x110000 - 4, src, 8), 0);
+	assert_memory_equal(mem + 64 * KiB - 4, src, 8);
+	assert_int_equal(dmabuf_dma_write(dev, 0x130000 - 8, src, 8), 0);
+	assert_memory_equal(mem + 192 * KiB - 8, src, 8);
+	/* the second run at its own buffer offset */
+	assert_int_equal(dmabuf_dma_read(dev, 0x800000 + 64 * KiB - 8, b, 8), 0);
+	assert_memory_equal(b, mem + 256 * KiB - 8, 8);
+	/* past the end of the first run: the gap */
+	assert_int_equal(dmabuf_dma_read(dev, 0x130000 - 4, b, 8), -EFAULT);
+	assert_int_equal(dmabuf_dma_read(dev, 0x100000 - 1, b, 1), -EFAULT);
+	assert_int_equal(dmabuf_device_get_faults(dev, f, 2), 2);
+	assert_int_equal(f[0].reason, DMABUF_FAULT_UNMAPPED);
+	assert_int_equal(f[1].reason, DMABUF_FAULT_UNMAPPED);
+	dmb_sgt_free(sgt);
+	free(mem);
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* Exporters may hand out tables whose frames overlap at different starts
+ * (without an IOMMU both are live at those physical addresses): an address
+ * is translated by any live mapping that covers it and allows the access,
+ * not only the one starting closest below it. */
+static void overlapping_runs_at_different_starts(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct dmabuf_device *dev = dev_new(ctx, "isp", 0, 0xfffff000ull);
+	uint8_t *ma = calloc(1, 192 * KiB), *mb = calloc(1, 64 * KiB), b[4] = { 9, 9, 9, 9 };
+	struct dmabuf_sg_table *a, *bt;
+	struct dmabuf_dma_fault f;
+
+	assert_int_equal(dmb_sgt_new(&a), 0);
+	assert_int_equal(dmb_sgt_new(&bt), 0);
+	assert_int_equal(dmb_sgt_append(a, 0, 192 * KiB, 0x400000), 0);
+	assert_int_equal(dmb_sgt_append(bt, 0, 64 * KiB, 0x410000), 0);
+	assert_int_equal(dmb_sgt_dma_map(a, dev, DMABUF_TO_DEVICE, ma, true), 0);
+	assert_int_equal(dmb_sgt_dma_map(bt, dev, DMABUF_FROM_DEVICE, mb, true), 0);
+	ma[0x18000] = 7;
+	ma[0x28000] = 8;
+	/* inside both: b allows writes, a reads */
+	assert_int_equal(dmabuf_dma_write(dev, 0x418000, b, 4), 0);
+	assert_int_equal(mb[0x8000], 9);
+	assert_int_equal(ma[0x18000], 7);
+	assert_int_equal(dmabuf_dma_read(dev, 0x418000, b, 1), 0);
+	assert_int_equal(b[0], 7);
+	/* above b, still inside a */
+	assert_int_equal(dmabuf_dma_read(dev, 0x428000, b, 1), 0);
+	assert_int_equal(b[0], 8);
+	/* a is TO_DEVICE: a write there faults on direction */
+	assert_int_equal(dmabuf_dma_write(dev, 0x428000, b, 1), -EFAULT);
+	assert_int_equal(dmabuf_device_get_faults(dev, &f, 1), 1);
+	assert_int_equal(f.reason, DMABUF_FAULT_DIRECTION);
+	dmb_sgt_free(bt);
+	dmb_sgt_free(a);
+	free(ma);
+	free(mb);
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* A device map maps nothing into the process (an mmap failing then does not
+ * matter); the first DMA maps the buffer, and its failure is an error, not
+ * a DMA fault. */
+static void device_map_makes_no_cpu_mapping(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf_device *dev = dev_new(ctx, "gpu", DMABUF_DEVICE_IOMMU, 64 * KiB);
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+	struct dmabuf *buf;
+	uint8_t src[16], *cpu;
+	uint64_t iova;
+
+	fill(src, sizeof(src), 5);
+	dmb_sys_inject(DMB_SYS_MMAP, 1, ENOMEM);
+	buf = tx_export(ctx, &tx, 256 * KiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	assert_int_equal(dmabuf_attach(buf, dev, &att), 0);
+	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), 0);
+	iova = iova_of(sgt);
+	/* the armed failure is still there: the first DMA meets it */
+	assert_int_equal(dmabuf_dma_write(dev, iova + 100, src, sizeof(src)), -ENOMEM);
+	assert_int_equal(dmabuf_device_get_faults(dev, NULL, 0), 0);
+	assert_int_equal(dmabuf_dma_write(dev, iova + 100, src, sizeof(src)), 0);
+	assert_int_equal(dmabuf_mmap(buf, 0, 64 * KiB, PROT_READ, (void **)&cpu), 0);
+	assert_memory_equal(cpu + 100, src, sizeof(src));
+	assert_int_equal(dmabuf_munmap(buf, cpu, 64 * KiB), 0);
+	assert_int_equal(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(dmabuf_detach(buf, att), 0);
+	assert_int_equal(dmabuf_device_destroy(dev), 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -349,6 +509,10 @@ int main(void)
 		harness_test(same_frames_mapped_twice_without_iommu),
 		harness_test(bad_arguments),
 		harness_test(device_dma_into_exported_buffer),
+		harness_test(merged_range_edges_behind_iommu),
+		harness_test(merged_runs_without_iommu),
+		harness_test(overlapping_runs_at_different_starts),
+		harness_test(device_map_makes_no_cpu_mapping),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -94,9 +94,10 @@ DMABUF_EXPORT int dmabuf_heap_alloc(struct dmabuf_ctx *ctx, const char *heap,
 		free(hb);
 		return ret;
 	}
-	fd = dmabuf_fd(buf, O_CLOEXEC);
-	/* The fd is now the only reference, as with a real heap; on failure
-	 * this put releases the buffer (and frees hb). */
-	dmabuf_put(buf);
+	/* The fd is now the only reference, as with a real heap: the
+	 * library's descriptor of the file itself, so the allocation costs
+	 * no dup and close. On failure the put releases the buffer (and
+	 * frees hb). */
+	fd = dmb_buf_fd_and_put(buf);
 	return fd;
 }

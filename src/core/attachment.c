@@ -258,12 +258,12 @@ int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 	}
 	if (buf->revoked)
 		return -ENODEV;
-	ret = dmb_backing_map_cpu(&buf->backing, true);
-	/* A static importer sees the pages once memory management (moves,
-	 * clears: KERNEL fences) is done, as __map_dma_buf() waits; a dynamic
-	 * one must obey the fences itself and does not wait. */
-	if (ret == 0 && !att->importer_ops)
-		ret = dmb_buf_wait_kernel(buf);
+	/* No CPU mapping here: the simulated DMA maps the buffer at its
+	 * first access (dma.c), so most device maps cost no syscall. A static
+	 * importer sees the pages once memory management (moves, clears:
+	 * KERNEL fences) is done, as __map_dma_buf() waits; a dynamic one
+	 * must obey the fences itself and does not wait. */
+	ret = att->importer_ops ? 0 : dmb_buf_wait_kernel(buf);
 	if (ret < 0)
 		return ret;
 	/* The wait dropped the lock: another thread may have detached or
@@ -280,8 +280,8 @@ int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 	}
 	/* A peer's device gets its addresses in the peer's process. */
 	if (ret == 0 && !att->dev->remote) {
-		ret = dmb_sgt_dma_map(sgt, att->dev, dir, buf->backing.map,
-				      buf->flags != O_RDONLY && buf->backing.map_writable);
+		ret = dmb_sgt_dma_map_backing(sgt, att->dev, dir, &buf->backing,
+					      buf->flags != O_RDONLY);
 		if (ret < 0) {
 			dmb_info(ctx, "map of %s for %s: device cannot use the layout: %d",
 				 buf->exp_name, att->dev->name, ret);

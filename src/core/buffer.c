@@ -189,9 +189,9 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	} else {
 		ret = dmb_backing_init_memfd(&buf->backing, buf->probe_fd, info->size);
 		/* The exporter's writable mappings exist before a read-only
-		 * buffer is sealed, so only the exporter can write it. */
-		if (ret == 0)
-			ret = dmb_backing_map_cpu(&buf->backing, true);
+		 * buffer is sealed, so only the exporter can write it. A
+		 * read-write buffer is mapped when first needed (vmap, DMA):
+		 * most are never touched by the library. */
 		if (ret == 0 && rdonly)
 			ret = dmb_backing_map_view(&buf->backing);
 	}
@@ -394,6 +394,28 @@ DMABUF_EXPORT struct dmabuf *dmabuf_ref(struct dmabuf *buf)
 	buf->refcount++;
 	dmb_unlock(ctx);
 	return buf;
+}
+
+int dmb_buf_fd_and_put(struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = dmb_buf_lock(buf);
+	int fd;
+
+	if (!ctx)
+		return -EINVAL;
+	if (buf->refcount != 1 || buf->imported) {
+		fd = dmabuf_fd(buf, O_CLOEXEC);
+		dmabuf_put(buf);
+		dmb_unlock(ctx);
+		return fd;
+	}
+	/* what dmabuf_put() does at the last reference, minus the close */
+	fd = buf->file_fd;
+	buf->file_fd = -1;
+	buf->refcount = 0;
+	buf->state = DMB_BUF_ORPHAN;
+	dmb_unlock(ctx);
+	return fd;
 }
 
 DMABUF_EXPORT int dmabuf_put(struct dmabuf *buf)

@@ -296,7 +296,9 @@ DMABUF_EXPORT int dmabuf_vmap(struct dmabuf *buf, void **vaddr)
 	}
 	buf->vmap_addr = p;
 	buf->vmap_count = 1;
-	buf->vmap_writable = buf->backing.map_writable;
+	/* Not mapped yet: a read-write export, whose own memfd is writable. */
+	buf->vmap_writable = buf->backing.map ? buf->backing.map_writable
+					      : buf->flags == O_RDWR;
 	strict_apply(buf);
 	*vaddr = p;
 out:

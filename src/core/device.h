@@ -17,11 +17,17 @@
 
 struct dmabuf_sg_table;
 
-/* One live DMA segment of one mapping, in the device's translation tree. */
+/*
+ * One live translation of a mapping in the device's translation tree: a
+ * range of device addresses that is contiguous in the buffer too, so one
+ * node covers many DMA entries (behind an IOMMU the whole IOVA range of the
+ * mapping, without one a physical run). DMA entries stay the device's view
+ * in the sg table; the tree only has to answer "which bytes, which rights".
+ */
 struct dmb_dma_seg {
 	RB_ENTRY(dmb_dma_seg) node;
 	uint64_t dma_addr, length;
-	uint8_t *cpu;		/* where the bytes are in this process */
+	uint64_t offset;	/* buffer offset of dma_addr */
 	enum dmabuf_direction dir;
 	bool writable;		/* false for read-only buffers */
 	uint64_t seq;		/* tie-break for equal addresses */
@@ -43,6 +49,9 @@ struct dmabuf_device {
 
 	struct dmb_dma_tree dma_tree;
 	uint64_t dma_seq;
+	/* longest node in the tree since it was last empty: a node starting
+	 * further below an address than this cannot cover it */
+	uint64_t dma_max_len;
 	struct dmb_iova_space iova;	/* behind an IOMMU */
 
 	/* recently unmapped ranges, to report DMA after unmap */

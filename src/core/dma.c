@@ -2,9 +2,12 @@
 /*
  * The simulated DMA engine: a device reads and writes through its own live
  * mappings only, as through an IOMMU. Each device keeps a translation tree
- * of live segments keyed by (dma_addr, seq); the seq tie-break lets two
- * mappings of the same frames on a device without IOMMU coexist. Anything
- * else is a fault: returned, recorded and logged, never silently performed.
+ * of live ranges keyed by (dma_addr, seq), one node per range that is
+ * contiguous in device and buffer addresses (not per DMA entry); the seq
+ * tie-break lets two mappings of the same frames on a device without IOMMU
+ * coexist. Anything else is a fault: returned, recorded and logged, never
+ * silently performed. The bytes are reached through the caller's base
+ * address or the buffer's library mapping, made at the first access.
  */
 #include <limits.h>
 #include <string.h>
@@ -25,6 +28,8 @@ int dmb_dma_insert(struct dmabuf_device *dev, struct dmb_dma_seg *seg)
 	seg->seq = ++dev->dma_seq;
 	if (RB_INSERT(dmb_dma_tree, &dev->dma_tree, seg))
 		return -EEXIST;
+	if (seg->length > dev->dma_max_len)
+		dev->dma_max_len = seg->length;
 	return 0;
 }
 
@@ -58,6 +63,8 @@ static void unmapped_record(struct dmabuf_device *dev, uint64_t start, uint64_t 
 void dmb_dma_remove(struct dmabuf_device *dev, struct dmb_dma_seg *seg)
 {
 	RB_REMOVE(dmb_dma_tree, &dev->dma_tree, seg);
+	if (RB_EMPTY(&dev->dma_tree))
+		dev->dma_max_len = 0;
 	unmapped_record(dev, seg->dma_addr, seg->length);
 }
 
@@ -90,18 +97,39 @@ static bool seg_allows(const struct dmb_dma_seg *seg, bool write,
 	return true;
 }
 
+/* The bytes behind seg, mapping the buffer first if nobody has yet; NULL
+ * with *err set if that mapping fails. */
+static uint8_t *seg_bytes(const struct dmb_dma_seg *seg, int *err)
+{
+	struct dmabuf_sg_table *sgt = seg->sgt;
+	int ret;
+
+	if (sgt->cpu_base)
+		return sgt->cpu_base + seg->offset;
+	if (!sgt->backing->map) {
+		ret = dmb_backing_map_cpu(sgt->backing, true);
+		if (ret < 0) {
+			*err = ret;
+			return NULL;
+		}
+	}
+	return sgt->backing->map + seg->offset;
+}
+
 /*
- * The segment that translates addr for this access: among those with the
- * greatest start <= addr (equal starts: the same frames mapped more than
- * once), one that covers addr and permits the access. NULL with *why set
- * otherwise.
+ * The node that translates addr for this access, and its bytes: the newest
+ * node with the greatest start <= addr that covers addr and permits the
+ * access, else an older or lower one that does (only the same frames
+ * mapped more than once overlap). 0 and *out, -EFAULT with *why set, or
+ * another -errno when the buffer cannot be mapped into this process.
  */
-static const struct dmb_dma_seg *translate(const struct dmabuf_device *dev,
-					   uint64_t addr, bool write,
-					   enum dmabuf_fault_reason *why)
+static int translate(struct dmabuf_device *dev, uint64_t addr, bool write,
+		     const struct dmb_dma_seg **out, uint8_t **bytes,
+		     enum dmabuf_fault_reason *why)
 {
 	struct dmb_dma_seg *n = RB_ROOT(&dev->dma_tree), *best = NULL;
 	bool covered = false;
+	int err = 0;
 
 	while (n) {
 		if (n->dma_addr <= addr) {
@@ -111,8 +139,11 @@ static const struct dmb_dma_seg *translate(const struct dmabuf_device *dev,
 			n = RB_LEFT(n, node);
 		}
 	}
-	for (n = best; n && n->dma_addr == best->dma_addr;
-	     n = RB_PREV(dmb_dma_tree, (struct dmb_dma_tree *)&dev->dma_tree, n)) {
+	/* Nodes further down than the longest one cannot reach addr. */
+	for (n = best; n && addr - n->dma_addr < dev->dma_max_len;
+	     n = RB_PREV(dmb_dma_tree, &dev->dma_tree, n)) {
+		uint8_t *p;
+
 		if (addr - n->dma_addr >= n->length)
 			continue;
 		covered = true;
@@ -120,13 +151,24 @@ static const struct dmb_dma_seg *translate(const struct dmabuf_device *dev,
 			*why = DMABUF_FAULT_STALE;
 			continue;
 		}
-		if (seg_allows(n, write, why))
-			return n;
+		if (!seg_allows(n, write, why))
+			continue;
+		p = seg_bytes(n, &err);
+		if (!p)
+			return err;
+		/* a mapping the memfd allowed only for reading */
+		if (write && !n->sgt->cpu_base && !n->sgt->backing->map_writable) {
+			*why = DMABUF_FAULT_READ_ONLY;
+			continue;
+		}
+		*out = n;
+		*bytes = p;
+		return 0;
 	}
 	if (!covered)
 		*why = was_unmapped(dev, addr) ? DMABUF_FAULT_AFTER_UNMAP
 					       : DMABUF_FAULT_UNMAPPED;
-	return NULL;
+	return -EFAULT;
 }
 
 static const char *reason_name(enum dmabuf_fault_reason r)
@@ -167,6 +209,8 @@ static int dma_access(struct dmabuf_device *dev, uint64_t addr, uint8_t *buf,
 	enum dmabuf_fault_reason why = DMABUF_FAULT_UNMAPPED;
 	const struct dmb_dma_seg *seg;
 	uint64_t pos, left;
+	uint8_t *p;
+	int ret;
 
 	if (len && addr + (len - 1) < addr) {
 		fault_record(dev, addr, len, write, DMABUF_FAULT_UNMAPPED, addr);
@@ -175,11 +219,14 @@ static int dma_access(struct dmabuf_device *dev, uint64_t addr, uint8_t *buf,
 	for (pos = addr, left = len; left; ) {
 		uint64_t n;
 
-		seg = translate(dev, pos, write, &why);
-		if (!seg) {
+		ret = translate(dev, pos, write, &seg, &p, &why);
+		if (ret == -EFAULT)
 			fault_record(dev, addr, len, write, why, pos);
-			return -EFAULT;
-		}
+		else if (ret < 0)
+			dmb_err(dev->ctx, "DMA by %s at %#llx: cannot map the buffer: %d",
+				dev->name, (unsigned long long)pos, ret);
+		if (ret < 0)
+			return ret;
 		n = seg->length - (pos - seg->dma_addr);
 		if (n > left)
 			n = left;
@@ -187,17 +234,18 @@ static int dma_access(struct dmabuf_device *dev, uint64_t addr, uint8_t *buf,
 		left -= n;
 	}
 	for (pos = addr, left = len; left; ) {
-		uint64_t n, off;
+		uint64_t n;
 
-		seg = translate(dev, pos, write, &why);
-		off = pos - seg->dma_addr;
-		n = seg->length - off;
+		/* the same answers as above: nothing changed in between */
+		(void)translate(dev, pos, write, &seg, &p, &why);
+		p += pos - seg->dma_addr;
+		n = seg->length - (pos - seg->dma_addr);
 		if (n > left)
 			n = left;
 		if (write)
-			memcpy(seg->cpu + off, buf, n);
+			memcpy(p, buf, n);
 		else
-			memcpy(buf, seg->cpu + off, n);
+			memcpy(buf, p, n);
 		buf += n;
 		pos += n;
 		left -= n;

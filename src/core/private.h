@@ -167,6 +167,12 @@ int dmb_export_validate(const struct dmabuf_export_info *info);
 int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info,
 		   struct dmb_backing *backing, struct dmabuf **out);
 void dmb_buf_destroy(struct dmabuf *buf);
+/* dmabuf_fd(buf, O_CLOEXEC) then dmabuf_put(buf) in one step (a heap
+ * allocation): when that put drops the last reference, the library's own
+ * descriptor of the file becomes the returned fd: no dup, no close, no
+ * release probe (the fd still holds the file). The fd or -errno; the
+ * reference is gone either way. */
+int dmb_buf_fd_and_put(struct dmabuf *buf);
 /* One more reference on a buffer found by an fd of its file; an orphan is
  * revived on that fd. */
 int dmb_buf_get_ref(struct dmabuf *buf, int fd);

@@ -225,8 +225,33 @@ static const char *dir_name(enum dmabuf_direction dir)
 	}
 }
 
-int dmb_sgt_dma_map(struct dmabuf_sg_table *sgt, struct dmabuf_device *dev,
-		    enum dmabuf_direction dir, uint8_t *cpu_base, bool writable)
+/* Translation nodes for the mapping: one for the whole IOVA range behind an
+ * IOMMU (buffer offsets run along with it), one per CPU entry without (a
+ * physical run, which dmb_sgt_append() keeps maximal). */
+static size_t node_count(const struct dmabuf_sg_table *sgt, bool iommu)
+{
+	return iommu ? 1 : sgt->cpu_count;
+}
+
+static void nodes_fill(const struct dmabuf_sg_table *sgt, bool iommu, uint64_t iova,
+		       struct dmb_dma_seg *segs)
+{
+	if (iommu) {
+		segs[0].dma_addr = iova;
+		segs[0].length = sgt->size;
+		segs[0].offset = 0;
+		return;
+	}
+	for (unsigned int i = 0; i < sgt->cpu_count; i++) {
+		segs[i].dma_addr = sgt->cpu[i].phys;
+		segs[i].length = sgt->cpu[i].length;
+		segs[i].offset = sgt->cpu[i].offset;
+	}
+}
+
+static int dma_map(struct dmabuf_sg_table *sgt, struct dmabuf_device *dev,
+		   enum dmabuf_direction dir, uint8_t *cpu_base,
+		   struct dmb_backing *backing, bool writable)
 {
 	const struct dmabuf_device_info *di;
 	struct dmabuf_dma_entry *dma = NULL;
@@ -234,10 +259,10 @@ int dmb_sgt_dma_map(struct dmabuf_sg_table *sgt, struct dmabuf_device *dev,
 	struct cut_rule rule;
 	uint64_t iova = 0, align;
 	bool iommu;
-	size_t n = 0, inserted = 0;
+	size_t n = 0, nnodes, inserted = 0;
 	int ret;
 
-	if (!sgt || !dev || !cpu_base || sgt->mapped_dev || !sgt->cpu_count ||
+	if (!sgt || !dev || (!cpu_base && !backing) || sgt->mapped_dev || !sgt->cpu_count ||
 	    (dir != DMABUF_BIDIRECTIONAL && dir != DMABUF_TO_DEVICE &&
 	     dir != DMABUF_FROM_DEVICE))
 		return -EINVAL;
@@ -280,8 +305,9 @@ int dmb_sgt_dma_map(struct dmabuf_sg_table *sgt, struct dmabuf_device *dev,
 	ret = -ENOMEM;
 	if (n > UINT_MAX)
 		goto fail;
+	nnodes = node_count(sgt, iommu);
 	dma = malloc(n * sizeof(*dma));
-	segs = calloc(n, sizeof(*segs));
+	segs = calloc(nnodes, sizeof(*segs));
 	if (!dma || !segs)
 		goto fail;
 	layout(sgt, dev, &rule, iova, dma);
@@ -297,12 +323,10 @@ int dmb_sgt_dma_map(struct dmabuf_sg_table *sgt, struct dmabuf_device *dev,
 			goto fail;
 		}
 	}
-	for (inserted = 0; inserted < n; inserted++) {
+	nodes_fill(sgt, iommu, iova, segs);
+	for (inserted = 0; inserted < nnodes; inserted++) {
 		struct dmb_dma_seg *s = &segs[inserted];
 
-		s->dma_addr = dma[inserted].dma_addr;
-		s->length = dma[inserted].length;
-		s->cpu = cpu_base + dma[inserted].offset;
 		s->dir = dir;
 		s->writable = writable;
 		s->sgt = sgt;
@@ -313,7 +337,9 @@ int dmb_sgt_dma_map(struct dmabuf_sg_table *sgt, struct dmabuf_device *dev,
 	sgt->dma = dma;
 	sgt->dma_count = (unsigned int)n;
 	sgt->segs = segs;
-	sgt->nsegs = (unsigned int)n;
+	sgt->nsegs = (unsigned int)nnodes;
+	sgt->cpu_base = cpu_base;
+	sgt->backing = cpu_base ? NULL : backing;
 	sgt->mapped_dev = dev;
 	sgt->iova_base = iova;
 	sgt->iova_size = iommu ? sgt->size : 0;
@@ -335,6 +361,23 @@ fail:
 	return ret;
 }
 
+int dmb_sgt_dma_map(struct dmabuf_sg_table *sgt, struct dmabuf_device *dev,
+		    enum dmabuf_direction dir, uint8_t *cpu_base, bool writable)
+{
+	if (!cpu_base)
+		return -EINVAL;
+	return dma_map(sgt, dev, dir, cpu_base, NULL, writable);
+}
+
+int dmb_sgt_dma_map_backing(struct dmabuf_sg_table *sgt, struct dmabuf_device *dev,
+			    enum dmabuf_direction dir, struct dmb_backing *backing,
+			    bool writable)
+{
+	if (!backing)
+		return -EINVAL;
+	return dma_map(sgt, dev, dir, NULL, backing, writable);
+}
+
 void dmb_sgt_dma_unmap(struct dmabuf_sg_table *sgt)
 {
 	struct dmabuf_device *dev;
@@ -352,6 +395,8 @@ void dmb_sgt_dma_unmap(struct dmabuf_sg_table *sgt)
 	sgt->nsegs = 0;
 	sgt->dma = NULL;
 	sgt->dma_count = 0;
+	sgt->cpu_base = NULL;
+	sgt->backing = NULL;
 	sgt->iova_base = sgt->iova_size = 0;
 	sgt->mapped_dev = NULL;
 }

@@ -11,6 +11,7 @@
 
 #include "dmabuf.h"
 
+struct dmb_backing;
 struct dmb_phys_run;
 struct dmabuf_device;
 
@@ -34,8 +35,13 @@ struct dmabuf_sg_table {
 	/* Device-side state of the mapping (sg_table.c / dma.c). */
 	struct dmabuf_device *mapped_dev;
 	uint64_t iova_base, iova_size;	/* IOMMU devices */
-	struct dmb_dma_seg *segs;	/* entries in the device's DMA tree */
+	struct dmb_dma_seg *segs;	/* nodes in the device's DMA tree */
 	unsigned int nsegs;
+	/* Where device reads and writes land: cpu_base (offset 0 of the
+	 * buffer), or, when that is NULL, backing's library mapping, made at
+	 * the first DMA access (dma.c). */
+	uint8_t *cpu_base;
+	struct dmb_backing *backing;
 };
 
 /* A new empty table (registered as a live object). */
@@ -72,11 +78,20 @@ int dmb_sgt_from_runs(struct dmabuf_sg_table *sgt,
  * that is already mapped. Each DMA entry records its buffer offset.
  * cpu_base is this process's mapping of the buffer (offset 0); device reads
  * and writes go there. writable is false for a read-only buffer.
- * On success the segments are entered in the device's DMA translation tree
- * (dma.c), so dmabuf_dma_read/write reach them. On failure nothing changes.
+ * On success the mapping is entered in the device's DMA translation tree
+ * (dma.c), one node per range contiguous in both device and buffer
+ * addresses, so dmabuf_dma_read/write reach it. On failure nothing changes.
  */
 int dmb_sgt_dma_map(struct dmabuf_sg_table *sgt, struct dmabuf_device *dev,
 		    enum dmabuf_direction dir, uint8_t *cpu_base, bool writable);
+
+/* The same, with the bytes in backing: nothing is mapped into this process
+ * until the device first reads or writes (then backing's library mapping is
+ * made, writable if the memfd allows; a write through a mapping that could
+ * only be made read-only faults as READ_ONLY). */
+int dmb_sgt_dma_map_backing(struct dmabuf_sg_table *sgt, struct dmabuf_device *dev,
+			    enum dmabuf_direction dir, struct dmb_backing *backing,
+			    bool writable);
 
 /* Removes the device addresses (DMA to them then faults as AFTER_UNMAP) and
  * releases the IOVA range. */
