@@ -27,7 +27,7 @@ import tempfile
 # slack
 # covers the few calls (poll, EAGAIN reads) that depend on timing.
 # Lower it with every change that takes syscalls off the hot path.
-MAX_PER_CYCLE = 68
+MAX_PER_CYCLE = 61
 N1, N2 = 20, 60
 
 
