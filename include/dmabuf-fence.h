@@ -380,8 +380,8 @@ void dmabuf_resv_destroy(struct dmabuf_resv *resv);
 
 /**
  * Takes the object's lock, as dma_resv_lock(), to make a sequence of calls
- * atomic (e.g. test then add). The lock is recursive; every dmabuf_resv_*
- * call takes it internally. Do not wait on fences while holding it if
+ * atomic (e.g. test then add). The lock is recursive; adding a fence takes
+ * it internally, reading (get, test, wait, iterate) never does. Do not wait on fences while holding it if
  * other threads must add fences meanwhile.
  *
  * @param resv the object
@@ -474,8 +474,9 @@ typedef int (*dmabuf_resv_iter_fn)(void *data, struct dmabuf_fence *fence,
 
 /**
  * Calls @p fn for each fence at @p usage or stronger, in insertion order,
- * as dma_resv_for_each_fence(). It iterates over a snapshot taken under the
- * lock and calls fn without the lock, so fn may use the object.
+ * as dma_resv_for_each_fence(). It iterates over a snapshot (taken
+ * without the object's lock, as every read) and calls fn with no lock
+ * held, so fn may use the object.
  *
  * @param resv the reservation object
  * @param usage the weakest usage to include
@@ -488,6 +489,104 @@ typedef int (*dmabuf_resv_iter_fn)(void *data, struct dmabuf_fence *fence,
 int dmabuf_resv_for_each_fence(struct dmabuf_resv *resv,
 			       enum dmabuf_resv_usage usage,
 			       dmabuf_resv_iter_fn fn, void *data);
+
+/**
+ * Cursor over a reservation object's fences without its lock, as the
+ * kernel's struct dma_resv_iter with dma_resv_iter_first_unlocked() and
+ * dma_resv_iter_next_unlocked(). Declare it on the stack with struct_size
+ * set (or zero), start it with dmabuf_resv_iter_begin() and finish with
+ * dmabuf_resv_iter_end(). The members after struct_size are the library's;
+ * read them through the functions below.
+ *
+ * @code
+ * struct dmabuf_resv_iter it = { .struct_size = sizeof(it) };
+ * struct dmabuf_fence *f;
+ *
+ * dmabuf_resv_iter_begin(&it, resv, DMABUF_RESV_USAGE_READ);
+ * for (f = dmabuf_resv_iter_first_unlocked(&it); f;
+ *      f = dmabuf_resv_iter_next_unlocked(&it)) {
+ *         if (dmabuf_resv_iter_is_restarted(&it))
+ *                 forget_what_was_counted();
+ *         count(f);
+ * }
+ * dmabuf_resv_iter_end(&it);
+ * @endcode
+ */
+struct dmabuf_resv_iter {
+	uint32_t struct_size;		/**< sizeof(struct dmabuf_resv_iter) or 0 */
+	/** @cond INTERNAL */
+	struct dmabuf_resv *resv;
+	enum dmabuf_resv_usage usage;
+	struct dmabuf_fence *fence;
+	enum dmabuf_resv_usage fence_usage;
+	unsigned int index;
+	uint64_t seq;
+	bool is_restarted;
+	/** @endcond */
+};
+
+/**
+ * Starts an unlocked iteration over the fences at @p usage or stronger.
+ * Neither this nor the other dmabuf_resv_iter_* calls takes the object's
+ * lock (dmabuf_resv_lock()), so they may be called with any lock held,
+ * including that one.
+ *
+ * @param iter the cursor (caller's memory)
+ * @param resv the reservation object; it must outlive the iteration
+ * @param usage the weakest usage to include
+ * @return 0; -EINVAL for a NULL argument, a bad usage or a struct_size
+ *         smaller than this version's cursor
+ */
+int dmabuf_resv_iter_begin(struct dmabuf_resv_iter *iter,
+			   struct dmabuf_resv *resv,
+			   enum dmabuf_resv_usage usage);
+
+/**
+ * The first unsignalled fence at the cursor's usage or stronger, as
+ * dma_resv_iter_first_unlocked(). Signalled fences are skipped.
+ *
+ * @param iter a begun cursor
+ * @return a fence borrowed from the cursor (it holds a reference until the
+ *         next call or dmabuf_resv_iter_end(); take your own with
+ *         dmabuf_fence_get() to keep it), or NULL when there is none
+ */
+struct dmabuf_fence *dmabuf_resv_iter_first_unlocked(struct dmabuf_resv_iter *iter);
+
+/**
+ * The next unsignalled fence, as dma_resv_iter_next_unlocked(). When a
+ * fence was added (or replaced) since the previous call, the cursor starts
+ * again from the first fence and dmabuf_resv_iter_is_restarted() is true
+ * for the fence it returns: whatever the caller accumulated must be
+ * discarded.
+ *
+ * @param iter a begun cursor
+ * @return as dmabuf_resv_iter_first_unlocked()
+ */
+struct dmabuf_fence *dmabuf_resv_iter_next_unlocked(struct dmabuf_resv_iter *iter);
+
+/**
+ * As dma_resv_iter_is_restarted().
+ *
+ * @param iter the cursor
+ * @return true if the fence last returned is the first of a (re)started
+ *         walk: always for the first fence, and after a concurrent change
+ */
+bool dmabuf_resv_iter_is_restarted(const struct dmabuf_resv_iter *iter);
+
+/**
+ * As dma_resv_iter_usage().
+ *
+ * @param iter the cursor
+ * @return the usage of the fence last returned
+ */
+enum dmabuf_resv_usage dmabuf_resv_iter_get_usage(const struct dmabuf_resv_iter *iter);
+
+/**
+ * Ends the iteration, as dma_resv_iter_end(): drops the cursor's reference.
+ *
+ * @param iter the cursor, or NULL (no-op)
+ */
+void dmabuf_resv_iter_end(struct dmabuf_resv_iter *iter);
 
 /* ------------------------------------------------------------------------ */
 /** @defgroup sync_file Sync files: fences as fds                           */
