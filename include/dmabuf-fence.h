@@ -312,7 +312,7 @@ bool dmabuf_fence_remove_callback(struct dmabuf_fence *fence,
 int dmabuf_fence_wait(struct dmabuf_fence *fence, int timeout_ms);
 
 /**
- * Merges fences, as dma_fence_unwrap_merge(): arrays are flattened,
+ * Merges fences, as dma_fence_unwrap_merge(): arrays and chains are flattened,
  * signalled fences are dropped, the rest is sorted by context and one
  * fence is kept per context, the later one as __dma_fence_is_later()
  * says (32-bit seqnos with wrap-around unless the fence's ops set
@@ -335,16 +335,73 @@ int dmabuf_fence_merge(struct dmabuf_fence *const *fences, unsigned int n,
 
 /**
  * The fences inside a fence array (a fence made by dmabuf_fence_merge()),
- * sorted by context. For any other fence, the fence itself.
+ * sorted by context, or inside a fence chain (the fence of each link, head
+ * first, arrays among them flattened), as dma_fence_unwrap_for_each().
+ * For any other fence, the fence itself. Merges unwrap chains the same way.
  *
  * @param fence the fence
  * @param fences filled with at most @p max borrowed pointers (no
- *        reference; valid while @p fence is), may be NULL when max is 0
+ *        reference; valid while @p fence is and, for a chain, until a walk
+ *        drops the signalled links that hold them), may be NULL when max
+ *        is 0
  * @param max room in @p fences
  * @return the number of fences (which may exceed max), -EINVAL
  */
 int dmabuf_fence_unwrap(struct dmabuf_fence *fence,
 			struct dmabuf_fence **fences, unsigned int max);
+
+/**
+ * Creates a fence-chain node, as dma_fence_chain_init(): a point @p seqno
+ * on a timeline whose points before it are @p prev. The node signals once
+ * @p fence and every fence before it in the chain have signalled. If
+ * @p prev is a chain node and @p seqno is later (64-bit comparison), the
+ * node continues prev's context; otherwise it gets a new context, and its
+ * seqno is never below prev's.
+ *
+ * @param prev the previous node or any fence (the node takes its own
+ *        reference), or NULL for the first point
+ * @param fence the fence of this point (the node takes its own reference)
+ * @param seqno the point's 64-bit seqno (chains use 64-bit seqnos)
+ * @param[out] out one reference owned by the caller
+ * @return 0; -EINVAL for a NULL @p out or @p fence, or a dead fence; -ENOMEM
+ */
+int dmabuf_fence_chain_new(struct dmabuf_fence *prev, struct dmabuf_fence *fence,
+			   uint64_t seqno, struct dmabuf_fence **out);
+
+/**
+ * Steps to the link before @p fence, as dma_fence_chain_walk(): drops the
+ * signalled links right before it from the chain (garbage collection) and
+ * returns the first pending one.
+ *
+ * @param fence a reference the call consumes (a fence that is no chain
+ *        node is just put)
+ * @return a reference to the previous pending link (a node, or the fence
+ *         the first node was chained to), or NULL when there is none
+ */
+struct dmabuf_fence *dmabuf_fence_chain_walk(struct dmabuf_fence *fence);
+
+/**
+ * Finds the link to wait on for point @p seqno, as
+ * dma_fence_chain_find_seqno(): on return *pfence is the oldest link of
+ * the chain's context whose point is at least @p seqno and that still has
+ * unsignalled fences at or before it, or NULL when everything up to
+ * @p seqno has signalled. A @p seqno of 0 leaves *pfence as it is.
+ *
+ * @param[in,out] pfence a reference to a chain node, replaced by a
+ *        reference (or NULL) that the caller owns
+ * @return 0; -EINVAL if *pfence is no chain node or @p seqno is beyond
+ *         its point (*pfence then unchanged)
+ */
+int dmabuf_fence_chain_find_seqno(struct dmabuf_fence **pfence, uint64_t seqno);
+
+/**
+ * As dma_fence_chain_contained().
+ *
+ * @param fence a fence
+ * @return the fence a chain node holds (borrowed, valid while the node
+ *         is), @p fence itself if it is no chain node, NULL if dead
+ */
+struct dmabuf_fence *dmabuf_fence_chain_get_fence(struct dmabuf_fence *fence);
 
 /* ------------------------------------------------------------------------ */
 /** @defgroup resv Reservation objects (dma_resv)                           */
