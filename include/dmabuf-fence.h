@@ -48,7 +48,7 @@ struct dmabuf_timeline;
 /* ------------------------------------------------------------------------ */
 
 /** Version of struct dmabuf_fence_ops this header describes. */
-#define DMABUF_FENCE_OPS_VERSION 1
+#define DMABUF_FENCE_OPS_VERSION 2
 
 /**
  * Fence operations, as struct dma_fence_ops. Zero-initialise the table and
@@ -115,6 +115,12 @@ struct dmabuf_fence_ops {
 	 * numbers; by default (false) only their low 32 bits count, with
 	 * wrap-around, as the kernel's __dma_fence_is_later(). */
 	bool use_64bit_seqno;
+
+	/** [optional, since 2] a hint that someone waits for the fence
+	 * by @p deadline_ns (CLOCK_MONOTONIC), as dma_fence_ops.set_deadline:
+	 * called by dmabuf_fence_set_deadline() for a pending fence, possibly
+	 * several times (keep the earliest). No lock held; must not sleep. */
+	void (*set_deadline)(struct dmabuf_fence *fence, int64_t deadline_ns);
 };
 
 struct dmabuf_fence_cb;
@@ -310,6 +316,19 @@ bool dmabuf_fence_remove_callback(struct dmabuf_fence *fence,
  *         dmabuf_fence_get_status()), 0 on timeout, -EINVAL
  */
 int dmabuf_fence_wait(struct dmabuf_fence *fence, int timeout_ms);
+
+/**
+ * Tells the fence's signaller that a waiter needs it by @p deadline_ns, as
+ * dma_fence_set_deadline(): calls ops->set_deadline (since version 2) of a
+ * pending fence; a fence without the op ignores the hint. Arrays and
+ * chains pass it to each of their fences; a sw_sync point keeps the
+ * earliest (dmabuf_timeline_point_get_deadline()).
+ *
+ * @param fence the fence (borrowed)
+ * @param deadline_ns CLOCK_MONOTONIC time in ns
+ * @return 0, -EINVAL for a dead fence
+ */
+int dmabuf_fence_set_deadline(struct dmabuf_fence *fence, int64_t deadline_ns);
 
 /**
  * Merges fences, as dma_fence_unwrap_merge(): arrays and chains are flattened,
@@ -702,12 +721,25 @@ int dmabuf_sync_file_import(int fd, struct dmabuf_fence **out);
 int dmabuf_sync_file_merge(int fd1, int fd2);
 
 /**
+ * SYNC_IOC_SET_DEADLINE on @p fd: dmabuf_fence_set_deadline() on the fence
+ * behind it (the hint reaches fences of this process; an imported fence of
+ * another process has no set_deadline op and ignores it).
+ *
+ * @param fd a sync-file fd (borrowed)
+ * @param deadline_ns CLOCK_MONOTONIC time in ns
+ * @return 0; -EBADF for a closed fd, -ENOTTY for an fd that is not a
+ *         sync file (as the ioctl on another file); -ENOMEM
+ */
+int dmabuf_sync_file_set_deadline(int fd, int64_t deadline_ns);
+
+/**
  * Waits until the sync file signals, like libsync's sync_wait(): poll()s
  * the fd, so it needs nothing but the fd.
  *
  * @param fd the sync file, borrowed
  * @param timeout_ms -1 forever, 0 to test
- * @return 1 signalled, 0 on timeout, -EBADF, -EINVAL
+ * @return 1 signalled, 0 on timeout, -EBADF; -EINVAL for an fd that is
+ *         not a sync file (where poll() would answer for that other file)
  */
 int dmabuf_sync_file_wait(int fd, int timeout_ms);
 
@@ -733,8 +765,10 @@ struct dmabuf_sync_fence_info {
  *        first error
  * @param[out] info filled with at most @p max entries (may be NULL if max is 0)
  * @param max room in @p info
- * @return the number of fences in the sync file (may exceed max); -EBADF,
- *         -EINVAL
+ * @return the number of fences in the sync file (may exceed max); -EBADF
+ *         for a bad or O_PATH fd; -ENOTTY for an fd that is not a sync
+ *         file (as the ioctl on another file); -EINVAL for NULL @p info
+ *         with @p max > 0
  */
 int dmabuf_sync_file_info(int fd, int *status,
 			  struct dmabuf_sync_fence_info *info, unsigned int max);
@@ -789,6 +823,18 @@ int dmabuf_timeline_inc(struct dmabuf_timeline *tl, uint32_t inc);
  * @return its current value (0 for a dead timeline); no errno
  */
 uint32_t dmabuf_timeline_value(struct dmabuf_timeline *tl);
+
+/**
+ * The earliest deadline set on a sw_sync point (dmabuf_fence_set_deadline()
+ * while it was pending), as SW_SYNC_GET_DEADLINE.
+ *
+ * @param fence a fence made by dmabuf_timeline_create_fence()
+ * @param[out] deadline_ns the deadline (CLOCK_MONOTONIC ns)
+ * @return 0; -ENOENT when none was set; -EINVAL for a NULL argument or a
+ *         fence that is no sw_sync point of this process
+ */
+int dmabuf_timeline_point_get_deadline(struct dmabuf_fence *fence,
+				       int64_t *deadline_ns);
 
 /* ------------------------------------------------------------------------ */
 /** @defgroup buffer_sync Buffers and implicit synchronisation              */

@@ -119,6 +119,15 @@ static void array_release(struct dmabuf_fence *f)
 	free(a->cbs);
 }
 
+/* As dma_fence_array_set_deadline(): every fence gets the hint. */
+static void array_set_deadline(struct dmabuf_fence *f, int64_t deadline_ns)
+{
+	struct dmb_fence_array *a = to_array(f);
+
+	for (unsigned int i = 0; i < a->n; i++)
+		dmabuf_fence_set_deadline(a->fences[i], deadline_ns);
+}
+
 static const struct dmabuf_fence_ops array_ops = {
 	.version = DMABUF_FENCE_OPS_VERSION,
 	.get_driver_name = array_driver_name,
@@ -126,6 +135,7 @@ static const struct dmabuf_fence_ops array_ops = {
 	.release = array_release,
 	.enable_signaling = array_enable_signaling,
 	.signaled = array_signaled,
+	.set_deadline = array_set_deadline,
 };
 
 static unsigned int array_count(struct dmabuf_fence *f)

@@ -225,6 +225,14 @@ static bool chain_signaled(struct dmabuf_fence *f)
 	return true;
 }
 
+/* As dma_fence_chain_set_deadline(): the fence of every pending link. */
+static void chain_set_deadline(struct dmabuf_fence *f, int64_t deadline_ns)
+{
+	for (struct dmabuf_fence *it = dmabuf_fence_get(f); it;
+	     it = dmabuf_fence_chain_walk(it))
+		dmabuf_fence_set_deadline(dmb_fence_chain_contained(it), deadline_ns);
+}
+
 /* Drops the links iteratively: a long chain freed by its last reference
  * must not recurse once per link. */
 static void chain_release(struct dmabuf_fence *f)
@@ -261,6 +269,7 @@ static const struct dmabuf_fence_ops chain_ops = {
 	.enable_signaling = chain_enable_signaling,
 	.signaled = chain_signaled,
 	.use_64bit_seqno = true,
+	.set_deadline = chain_set_deadline,
 };
 
 DMABUF_EXPORT int dmabuf_fence_chain_new(struct dmabuf_fence *prev,

@@ -67,6 +67,7 @@ struct dmabuf_fence {
 #define DMB_FENCE_OPS_V_signaled		1
 #define DMB_FENCE_OPS_V_enable_signaling	1
 #define DMB_FENCE_OPS_V_wait			1
+#define DMB_FENCE_OPS_V_set_deadline		2
 #define DMB_FENCE_OPS_V_release			0
 #define DMB_FENCE_OPS_V_get_driver_name		0
 #define DMB_FENCE_OPS_V_get_timeline_name	0
