@@ -408,6 +408,7 @@ struct dmabuf_fence *dmabuf_fence_chain_walk(struct dmabuf_fence *fence);
  *
  * @param[in,out] pfence a reference to a chain node, replaced by a
  *        reference (or NULL) that the caller owns
+ * @param seqno the point looked for
  * @return 0; -EINVAL if *pfence is no chain node or @p seqno is beyond
  *         its point (*pfence then unchanged)
  */
