@@ -68,18 +68,6 @@ static struct dmabuf_fence *chain_get_prev(struct dmb_fence_chain *c)
 	return p;
 }
 
-/* The link before c without a reference, for walks that do not collect
- * (valid while c links to it). */
-static struct dmabuf_fence *chain_peek_prev(struct dmb_fence_chain *c)
-{
-	struct dmabuf_fence *p;
-
-	pthread_mutex_lock(&c->prev_lock);
-	p = c->prev;
-	pthread_mutex_unlock(&c->prev_lock);
-	return p;
-}
-
 DMABUF_EXPORT struct dmabuf_fence *dmabuf_fence_chain_walk(struct dmabuf_fence *fence)
 {
 	struct dmb_fence_chain *c = to_chain(fence);
@@ -313,22 +301,24 @@ DMABUF_EXPORT struct dmabuf_fence *dmabuf_fence_chain_get_fence(struct dmabuf_fe
 }
 
 /* Calls fn for each fence a chain holds, head first, without collecting
- * (for unwrap). Stops when fn returns false. */
+ * (for unwrap). Stops when fn returns false. Each link is held while fn
+ * runs, so a concurrent walk that unlinks it cannot free it under us. */
 void dmb_fence_chain_for_each_contained(struct dmabuf_fence *f,
 					bool (*fn)(void *d, struct dmabuf_fence *c),
 					void *d)
 {
-	struct dmb_fence_chain *c = to_chain(f);
+	struct dmabuf_fence *it = dmabuf_fence_get(f);
 
-	if (!c) {
-		fn(d, f);
-		return;
-	}
-	for (struct dmabuf_fence *it = f; it;) {
+	while (it) {
 		struct dmb_fence_chain *ic = to_chain(it);
+		struct dmabuf_fence *next;
 
-		if (!fn(d, ic ? ic->fence : it) || !ic)
+		if (!fn(d, ic ? ic->fence : it) || !ic) {
+			dmabuf_fence_put(it);
 			return;
-		it = chain_peek_prev(ic);
+		}
+		next = chain_get_prev(ic);
+		dmabuf_fence_put(it);
+		it = next;
 	}
 }
