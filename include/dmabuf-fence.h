@@ -48,7 +48,7 @@ struct dmabuf_timeline;
 /* ------------------------------------------------------------------------ */
 
 /** Version of struct dmabuf_fence_ops this header describes. */
-#define DMABUF_FENCE_OPS_VERSION 1
+#define DMABUF_FENCE_OPS_VERSION 2
 
 /**
  * Fence operations, as struct dma_fence_ops. Zero-initialise the table and
@@ -115,6 +115,12 @@ struct dmabuf_fence_ops {
 	 * numbers; by default (false) only their low 32 bits count, with
 	 * wrap-around, as the kernel's __dma_fence_is_later(). */
 	bool use_64bit_seqno;
+
+	/** [optional, since 2] a hint that someone waits for the fence
+	 * by @p deadline_ns (CLOCK_MONOTONIC), as dma_fence_ops.set_deadline:
+	 * called by dmabuf_fence_set_deadline() for a pending fence, possibly
+	 * several times (keep the earliest). No lock held; must not sleep. */
+	void (*set_deadline)(struct dmabuf_fence *fence, int64_t deadline_ns);
 };
 
 struct dmabuf_fence_cb;
@@ -312,7 +318,20 @@ bool dmabuf_fence_remove_callback(struct dmabuf_fence *fence,
 int dmabuf_fence_wait(struct dmabuf_fence *fence, int timeout_ms);
 
 /**
- * Merges fences, as dma_fence_unwrap_merge(): arrays are flattened,
+ * Tells the fence's signaller that a waiter needs it by @p deadline_ns, as
+ * dma_fence_set_deadline(): calls ops->set_deadline (since version 2) of a
+ * pending fence; a fence without the op ignores the hint. Arrays and
+ * chains pass it to each of their fences; a sw_sync point keeps the
+ * earliest (dmabuf_timeline_point_get_deadline()).
+ *
+ * @param fence the fence (borrowed)
+ * @param deadline_ns CLOCK_MONOTONIC time in ns
+ * @return 0, -EINVAL for a dead fence
+ */
+int dmabuf_fence_set_deadline(struct dmabuf_fence *fence, int64_t deadline_ns);
+
+/**
+ * Merges fences, as dma_fence_unwrap_merge(): arrays and chains are flattened,
  * signalled fences are dropped, the rest is sorted by context and one
  * fence is kept per context, the later one as __dma_fence_is_later()
  * says (32-bit seqnos with wrap-around unless the fence's ops set
@@ -335,16 +354,74 @@ int dmabuf_fence_merge(struct dmabuf_fence *const *fences, unsigned int n,
 
 /**
  * The fences inside a fence array (a fence made by dmabuf_fence_merge()),
- * sorted by context. For any other fence, the fence itself.
+ * sorted by context, or inside a fence chain (the fence of each link, head
+ * first, arrays among them flattened), as dma_fence_unwrap_for_each().
+ * For any other fence, the fence itself. Merges unwrap chains the same way.
  *
  * @param fence the fence
  * @param fences filled with at most @p max borrowed pointers (no
- *        reference; valid while @p fence is), may be NULL when max is 0
+ *        reference; valid while @p fence is and, for a chain, until a walk
+ *        drops the signalled links that hold them), may be NULL when max
+ *        is 0
  * @param max room in @p fences
  * @return the number of fences (which may exceed max), -EINVAL
  */
 int dmabuf_fence_unwrap(struct dmabuf_fence *fence,
 			struct dmabuf_fence **fences, unsigned int max);
+
+/**
+ * Creates a fence-chain node, as dma_fence_chain_init(): a point @p seqno
+ * on a timeline whose points before it are @p prev. The node signals once
+ * @p fence and every fence before it in the chain have signalled. If
+ * @p prev is a chain node and @p seqno is later (64-bit comparison), the
+ * node continues prev's context; otherwise it gets a new context, and its
+ * seqno is never below prev's.
+ *
+ * @param prev the previous node or any fence (the node takes its own
+ *        reference), or NULL for the first point
+ * @param fence the fence of this point (the node takes its own reference)
+ * @param seqno the point's 64-bit seqno (chains use 64-bit seqnos)
+ * @param[out] out one reference owned by the caller
+ * @return 0; -EINVAL for a NULL @p out or @p fence, or a dead fence; -ENOMEM
+ */
+int dmabuf_fence_chain_new(struct dmabuf_fence *prev, struct dmabuf_fence *fence,
+			   uint64_t seqno, struct dmabuf_fence **out);
+
+/**
+ * Steps to the link before @p fence, as dma_fence_chain_walk(): drops the
+ * signalled links right before it from the chain (garbage collection) and
+ * returns the first pending one.
+ *
+ * @param fence a reference the call consumes (a fence that is no chain
+ *        node is just put)
+ * @return a reference to the previous pending link (a node, or the fence
+ *         the first node was chained to), or NULL when there is none
+ */
+struct dmabuf_fence *dmabuf_fence_chain_walk(struct dmabuf_fence *fence);
+
+/**
+ * Finds the link to wait on for point @p seqno, as
+ * dma_fence_chain_find_seqno(): on return *pfence is the oldest link of
+ * the chain's context whose point is at least @p seqno and that still has
+ * unsignalled fences at or before it, or NULL when everything up to
+ * @p seqno has signalled. A @p seqno of 0 leaves *pfence as it is.
+ *
+ * @param[in,out] pfence a reference to a chain node, replaced by a
+ *        reference (or NULL) that the caller owns
+ * @param seqno the point looked for
+ * @return 0; -EINVAL if *pfence is no chain node or @p seqno is beyond
+ *         its point (*pfence then unchanged)
+ */
+int dmabuf_fence_chain_find_seqno(struct dmabuf_fence **pfence, uint64_t seqno);
+
+/**
+ * As dma_fence_chain_contained().
+ *
+ * @param fence a fence
+ * @return the fence a chain node holds (borrowed, valid while the node
+ *         is), @p fence itself if it is no chain node, NULL if dead
+ */
+struct dmabuf_fence *dmabuf_fence_chain_get_fence(struct dmabuf_fence *fence);
 
 /* ------------------------------------------------------------------------ */
 /** @defgroup resv Reservation objects (dma_resv)                           */
@@ -380,8 +457,8 @@ void dmabuf_resv_destroy(struct dmabuf_resv *resv);
 
 /**
  * Takes the object's lock, as dma_resv_lock(), to make a sequence of calls
- * atomic (e.g. test then add). The lock is recursive; every dmabuf_resv_*
- * call takes it internally. Do not wait on fences while holding it if
+ * atomic (e.g. test then add). The lock is recursive; adding a fence takes
+ * it internally, reading (get, test, wait, iterate) never does. Do not wait on fences while holding it if
  * other threads must add fences meanwhile.
  *
  * @param resv the object
@@ -474,8 +551,9 @@ typedef int (*dmabuf_resv_iter_fn)(void *data, struct dmabuf_fence *fence,
 
 /**
  * Calls @p fn for each fence at @p usage or stronger, in insertion order,
- * as dma_resv_for_each_fence(). It iterates over a snapshot taken under the
- * lock and calls fn without the lock, so fn may use the object.
+ * as dma_resv_for_each_fence(). It iterates over a snapshot (taken
+ * without the object's lock, as every read) and calls fn with no lock
+ * held, so fn may use the object.
  *
  * @param resv the reservation object
  * @param usage the weakest usage to include
@@ -488,6 +566,104 @@ typedef int (*dmabuf_resv_iter_fn)(void *data, struct dmabuf_fence *fence,
 int dmabuf_resv_for_each_fence(struct dmabuf_resv *resv,
 			       enum dmabuf_resv_usage usage,
 			       dmabuf_resv_iter_fn fn, void *data);
+
+/**
+ * Cursor over a reservation object's fences without its lock, as the
+ * kernel's struct dma_resv_iter with dma_resv_iter_first_unlocked() and
+ * dma_resv_iter_next_unlocked(). Declare it on the stack with struct_size
+ * set (or zero), start it with dmabuf_resv_iter_begin() and finish with
+ * dmabuf_resv_iter_end(). The members after struct_size are the library's;
+ * read them through the functions below.
+ *
+ * @code
+ * struct dmabuf_resv_iter it = { .struct_size = sizeof(it) };
+ * struct dmabuf_fence *f;
+ *
+ * dmabuf_resv_iter_begin(&it, resv, DMABUF_RESV_USAGE_READ);
+ * for (f = dmabuf_resv_iter_first_unlocked(&it); f;
+ *      f = dmabuf_resv_iter_next_unlocked(&it)) {
+ *         if (dmabuf_resv_iter_is_restarted(&it))
+ *                 forget_what_was_counted();
+ *         count(f);
+ * }
+ * dmabuf_resv_iter_end(&it);
+ * @endcode
+ */
+struct dmabuf_resv_iter {
+	uint32_t struct_size;		/**< sizeof(struct dmabuf_resv_iter) or 0 */
+	/** @cond INTERNAL */
+	struct dmabuf_resv *resv;
+	enum dmabuf_resv_usage usage;
+	struct dmabuf_fence *fence;
+	enum dmabuf_resv_usage fence_usage;
+	unsigned int index;
+	uint64_t seq;
+	bool is_restarted;
+	/** @endcond */
+};
+
+/**
+ * Starts an unlocked iteration over the fences at @p usage or stronger.
+ * Neither this nor the other dmabuf_resv_iter_* calls takes the object's
+ * lock (dmabuf_resv_lock()), so they may be called with any lock held,
+ * including that one.
+ *
+ * @param iter the cursor (caller's memory)
+ * @param resv the reservation object; it must outlive the iteration
+ * @param usage the weakest usage to include
+ * @return 0; -EINVAL for a NULL argument, a bad usage or a struct_size
+ *         smaller than this version's cursor
+ */
+int dmabuf_resv_iter_begin(struct dmabuf_resv_iter *iter,
+			   struct dmabuf_resv *resv,
+			   enum dmabuf_resv_usage usage);
+
+/**
+ * The first unsignalled fence at the cursor's usage or stronger, as
+ * dma_resv_iter_first_unlocked(). Signalled fences are skipped.
+ *
+ * @param iter a begun cursor
+ * @return a fence borrowed from the cursor (it holds a reference until the
+ *         next call or dmabuf_resv_iter_end(); take your own with
+ *         dmabuf_fence_get() to keep it), or NULL when there is none
+ */
+struct dmabuf_fence *dmabuf_resv_iter_first_unlocked(struct dmabuf_resv_iter *iter);
+
+/**
+ * The next unsignalled fence, as dma_resv_iter_next_unlocked(). When a
+ * fence was added (or replaced) since the previous call, the cursor starts
+ * again from the first fence and dmabuf_resv_iter_is_restarted() is true
+ * for the fence it returns: whatever the caller accumulated must be
+ * discarded.
+ *
+ * @param iter a begun cursor
+ * @return as dmabuf_resv_iter_first_unlocked()
+ */
+struct dmabuf_fence *dmabuf_resv_iter_next_unlocked(struct dmabuf_resv_iter *iter);
+
+/**
+ * As dma_resv_iter_is_restarted().
+ *
+ * @param iter the cursor
+ * @return true if the fence last returned is the first of a (re)started
+ *         walk: always for the first fence, and after a concurrent change
+ */
+bool dmabuf_resv_iter_is_restarted(const struct dmabuf_resv_iter *iter);
+
+/**
+ * As dma_resv_iter_usage().
+ *
+ * @param iter the cursor
+ * @return the usage of the fence last returned
+ */
+enum dmabuf_resv_usage dmabuf_resv_iter_get_usage(const struct dmabuf_resv_iter *iter);
+
+/**
+ * Ends the iteration, as dma_resv_iter_end(): drops the cursor's reference.
+ *
+ * @param iter the cursor, or NULL (no-op)
+ */
+void dmabuf_resv_iter_end(struct dmabuf_resv_iter *iter);
 
 /* ------------------------------------------------------------------------ */
 /** @defgroup sync_file Sync files: fences as fds                           */
@@ -546,12 +722,25 @@ int dmabuf_sync_file_import(int fd, struct dmabuf_fence **out);
 int dmabuf_sync_file_merge(int fd1, int fd2);
 
 /**
+ * SYNC_IOC_SET_DEADLINE on @p fd: dmabuf_fence_set_deadline() on the fence
+ * behind it (the hint reaches fences of this process; an imported fence of
+ * another process has no set_deadline op and ignores it).
+ *
+ * @param fd a sync-file fd (borrowed)
+ * @param deadline_ns CLOCK_MONOTONIC time in ns
+ * @return 0; -EBADF for a closed fd, -ENOTTY for an fd that is not a
+ *         sync file (as the ioctl on another file); -ENOMEM
+ */
+int dmabuf_sync_file_set_deadline(int fd, int64_t deadline_ns);
+
+/**
  * Waits until the sync file signals, like libsync's sync_wait(): poll()s
  * the fd, so it needs nothing but the fd.
  *
  * @param fd the sync file, borrowed
  * @param timeout_ms -1 forever, 0 to test
- * @return 1 signalled, 0 on timeout, -EBADF, -EINVAL
+ * @return 1 signalled, 0 on timeout, -EBADF; -EINVAL for an fd that is
+ *         not a sync file (where poll() would answer for that other file)
  */
 int dmabuf_sync_file_wait(int fd, int timeout_ms);
 
@@ -577,8 +766,10 @@ struct dmabuf_sync_fence_info {
  *        first error
  * @param[out] info filled with at most @p max entries (may be NULL if max is 0)
  * @param max room in @p info
- * @return the number of fences in the sync file (may exceed max); -EBADF,
- *         -EINVAL
+ * @return the number of fences in the sync file (may exceed max); -EBADF
+ *         for a bad or O_PATH fd; -ENOTTY for an fd that is not a sync
+ *         file (as the ioctl on another file); -EINVAL for NULL @p info
+ *         with @p max > 0
  */
 int dmabuf_sync_file_info(int fd, int *status,
 			  struct dmabuf_sync_fence_info *info, unsigned int max);
@@ -633,6 +824,18 @@ int dmabuf_timeline_inc(struct dmabuf_timeline *tl, uint32_t inc);
  * @return its current value (0 for a dead timeline); no errno
  */
 uint32_t dmabuf_timeline_value(struct dmabuf_timeline *tl);
+
+/**
+ * The earliest deadline set on a sw_sync point (dmabuf_fence_set_deadline()
+ * while it was pending), as SW_SYNC_GET_DEADLINE.
+ *
+ * @param fence a fence made by dmabuf_timeline_create_fence()
+ * @param[out] deadline_ns the deadline (CLOCK_MONOTONIC ns)
+ * @return 0; -ENOENT when none was set; -EINVAL for a NULL argument or a
+ *         fence that is no sw_sync point of this process
+ */
+int dmabuf_timeline_point_get_deadline(struct dmabuf_fence *fence,
+				       int64_t *deadline_ns);
 
 /* ------------------------------------------------------------------------ */
 /** @defgroup buffer_sync Buffers and implicit synchronisation              */

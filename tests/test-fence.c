@@ -638,6 +638,118 @@ static void test_ops_versions(void **state)
 	dmabuf_fence_put(f);
 }
 
+/* dma_fence_set_deadline(): the hint reaches ops->set_deadline (version 2
+ * tables only) of pending fences, through arrays and chains; sw_sync
+ * points keep the earliest; SYNC_IOC_SET_DEADLINE's library form does the
+ * same through a sync-file fd. */
+static _Atomic int64_t last_deadline;
+static atomic_int deadline_calls;
+
+static void record_deadline(struct dmabuf_fence *f, int64_t ns)
+{
+	atomic_store(&last_deadline, ns);
+	atomic_fetch_add(&deadline_calls, 1);
+}
+
+static const struct dmabuf_fence_ops deadline_v2 = {
+	.version = 2,
+	.get_driver_name = mock_name,
+	.get_timeline_name = mock_name,
+	.set_deadline = record_deadline,
+};
+
+static const struct dmabuf_fence_ops deadline_v1 = {
+	.version = 1,	/* set_deadline is not in version 1: never read */
+	.get_driver_name = mock_name,
+	.get_timeline_name = mock_name,
+	.set_deadline = record_deadline,
+};
+
+static void test_set_deadline(void **state)
+{
+	struct dmabuf_fence *a, *b, *old, *m, *c, *pt1, *pt2, *in[2];
+	struct dmabuf_timeline *tl;
+	int64_t ns;
+	int fd, p[2];
+
+	atomic_store(&deadline_calls, 0);
+	assert_int_equal(dmabuf_fence_set_deadline(NULL, 1), -EINVAL);
+	assert_int_equal(dmabuf_fence_new(&deadline_v2, NULL,
+					  dmabuf_fence_context_alloc(1), 1, &a), 0);
+	assert_int_equal(dmabuf_fence_new(&deadline_v2, NULL,
+					  dmabuf_fence_context_alloc(1), 1, &b), 0);
+	assert_int_equal(dmabuf_fence_new(&deadline_v1, NULL,
+					  dmabuf_fence_context_alloc(1), 1, &old), 0);
+	assert_int_equal(dmabuf_fence_set_deadline(a, 1000), 0);
+	assert_int_equal(atomic_load(&deadline_calls), 1);
+	assert_int_equal(atomic_load(&last_deadline), 1000);
+	assert_int_equal(dmabuf_fence_set_deadline(old, 5), 0);
+	assert_int_equal(atomic_load(&deadline_calls), 1);
+
+	/* An array passes it to each fence, a chain to each link's. */
+	in[0] = a;
+	in[1] = b;
+	assert_int_equal(dmabuf_fence_merge(in, 2, &m), 0);
+	assert_int_equal(dmabuf_fence_set_deadline(m, 2000), 0);
+	assert_int_equal(atomic_load(&deadline_calls), 3);
+	assert_int_equal(dmabuf_fence_chain_new(NULL, m, 1, &c), 0);
+	assert_int_equal(dmabuf_fence_set_deadline(c, 3000), 0);
+	assert_int_equal(atomic_load(&deadline_calls), 5);
+	assert_int_equal(atomic_load(&last_deadline), 3000);
+
+	/* Through a sync-file fd. */
+	fd = dmabuf_sync_file_export(c);
+	assert_true(fd >= 0);
+	assert_int_equal(dmabuf_sync_file_set_deadline(fd, 4000), 0);
+	assert_int_equal(atomic_load(&deadline_calls), 7);
+	/* A signalled fence has no use for it. */
+	dmabuf_fence_signal(a);
+	assert_int_equal(dmabuf_fence_set_deadline(a, 1), 0);
+	assert_int_equal(atomic_load(&deadline_calls), 7);
+	close(fd);
+
+	/* An fd that is not a sync file has no such ioctl; a closed one is
+	 * -EBADF. Likewise SYNC_IOC_FILE_INFO. */
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(dmabuf_sync_file_set_deadline(p[0], 1), -ENOTTY);
+	assert_int_equal(dmabuf_sync_file_info(p[0], NULL, NULL, 0), -ENOTTY);
+	close(p[0]);
+	close(p[1]);
+	assert_int_equal(dmabuf_sync_file_set_deadline(p[0], 1), -EBADF);
+	assert_int_equal(dmabuf_sync_file_info(p[0], NULL, NULL, 0), -EBADF);
+
+	/* sw_sync points keep the earliest, through a merge too. */
+	assert_int_equal(dmabuf_timeline_new("dl", &tl), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 1, &pt1), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 2, &pt2), 0);
+	assert_int_equal(dmabuf_timeline_point_get_deadline(pt1, &ns), -ENOENT);
+	assert_int_equal(dmabuf_timeline_point_get_deadline(b, &ns), -EINVAL);
+	assert_int_equal(dmabuf_timeline_point_get_deadline(pt1, NULL), -EINVAL);
+	assert_int_equal(dmabuf_fence_set_deadline(pt1, 500), 0);
+	assert_int_equal(dmabuf_fence_set_deadline(pt1, 900), 0);
+	assert_int_equal(dmabuf_timeline_point_get_deadline(pt1, &ns), 0);
+	assert_int_equal(ns, 500);
+	dmabuf_fence_put(m);
+	in[0] = pt1;
+	in[1] = old;
+	assert_int_equal(dmabuf_fence_merge(in, 2, &m), 0);
+	assert_int_equal(dmabuf_fence_set_deadline(m, 100), 0);
+	assert_int_equal(dmabuf_timeline_point_get_deadline(pt1, &ns), 0);
+	assert_int_equal(ns, 100);
+	assert_int_equal(dmabuf_timeline_point_get_deadline(pt2, &ns), -ENOENT);
+
+	dmabuf_fence_signal(b);
+	dmabuf_fence_signal(old);
+	dmabuf_timeline_destroy(tl);
+	dmabuf_fence_put(m);
+	dmabuf_fence_put(c);
+	dmabuf_fence_put(pt1);
+	dmabuf_fence_put(pt2);
+	dmabuf_fence_put(a);
+	dmabuf_fence_put(b);
+	dmabuf_fence_put(old);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -662,6 +774,7 @@ int main(void)
 		harness_test(test_merge_timeline_wrap),
 		harness_test(test_merge_sorted_by_context),
 		harness_test(test_ops_versions),
+		harness_test(test_set_deadline),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

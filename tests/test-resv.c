@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -370,6 +371,222 @@ static void test_replace_seqno_wrap(void **state)
 	dmabuf_timeline_destroy(tl);
 }
 
+/* st-dma-resv test_for_each_unlocked, for every usage: one fence, found
+ * once with the restart flag on the first walk, and found again (flag on)
+ * after a change of the object restarts the walk. The kernel test forces
+ * the restart by corrupting the cursor; here another fence is added. */
+static void test_for_each_unlocked(void **state)
+{
+	for (unsigned int u = 0; u < 4; u++) {
+		struct dmabuf_resv_iter it = { .struct_size = sizeof(it) };
+		struct dmabuf_resv *r;
+		struct dmabuf_fence *f = alloc_fence(), *g = alloc_fence(), *x;
+		int seen_f = 0, seen_g = 0, restarts = 0;
+
+		assert_int_equal(dmabuf_resv_new(&r), 0);
+		assert_int_equal(dmabuf_resv_add_fence(r, f, usages[u]), 0);
+		assert_int_equal(dmabuf_resv_iter_begin(&it, r, usages[u]), 0);
+		for (x = dmabuf_resv_iter_first_unlocked(&it); x;
+		     x = dmabuf_resv_iter_next_unlocked(&it)) {
+			if (dmabuf_resv_iter_is_restarted(&it)) {
+				restarts++;
+				seen_f = seen_g = 0;
+			}
+			assert_int_equal(dmabuf_resv_iter_get_usage(&it), usages[u]);
+			if (x == f)
+				seen_f++;
+			else if (x == g)
+				seen_g++;
+			else
+				fail();
+			/* The first time round, change the object. */
+			if (restarts == 1 && x == f && !seen_g)
+				assert_int_equal(dmabuf_resv_add_fence(r, g, usages[u]), 0);
+			assert_true(restarts <= 2);
+		}
+		dmabuf_resv_iter_end(&it);
+		assert_int_equal(restarts, 2);
+		assert_int_equal(seen_f, 1);
+		assert_int_equal(seen_g, 1);
+		/* A stronger query sees neither. */
+		if (u > 0) {
+			assert_int_equal(dmabuf_resv_iter_begin(&it, r, usages[u - 1]), 0);
+			assert_null(dmabuf_resv_iter_first_unlocked(&it));
+			dmabuf_resv_iter_end(&it);
+		}
+		dmabuf_fence_signal(f);
+		dmabuf_fence_signal(g);
+		dmabuf_fence_put(f);
+		dmabuf_fence_put(g);
+		dmabuf_resv_destroy(r);
+	}
+}
+
+/* The unlocked cursor skips signalled fences (the locked for_each does
+ * not), keeps a reference to the fence it returned, and checks its
+ * arguments. */
+static void test_iter_unlocked_rules(void **state)
+{
+	struct dmabuf_resv_iter it = { .struct_size = sizeof(it) };
+	struct dmabuf_resv_iter small = { .struct_size = 4 };
+	struct dmabuf_resv_iter zero = { 0 };
+	struct dmabuf_resv *r;
+	struct dmabuf_fence *a = alloc_fence(), *b = alloc_fence(), *x;
+
+	assert_int_equal(dmabuf_resv_new(&r), 0);
+	assert_int_equal(dmabuf_resv_iter_begin(NULL, r, 0), -EINVAL);
+	assert_int_equal(dmabuf_resv_iter_begin(&it, NULL, 0), -EINVAL);
+	assert_int_equal(dmabuf_resv_iter_begin(&it, r, 4), -EINVAL);
+	assert_int_equal(dmabuf_resv_iter_begin(&small, r, 0), -EINVAL);
+	assert_int_equal(dmabuf_resv_iter_begin(&zero, r, 0), 0);
+	assert_null(dmabuf_resv_iter_first_unlocked(&zero));
+	dmabuf_resv_iter_end(&zero);
+	dmabuf_resv_iter_end(NULL);
+
+	assert_int_equal(dmabuf_resv_add_fence(r, a, DMABUF_RESV_USAGE_READ), 0);
+	assert_int_equal(dmabuf_resv_add_fence(r, b, DMABUF_RESV_USAGE_WRITE), 0);
+	dmabuf_fence_signal(a);
+	assert_int_equal(dmabuf_resv_iter_begin(&it, r, DMABUF_RESV_USAGE_BOOKKEEP), 0);
+	x = dmabuf_resv_iter_first_unlocked(&it);
+	assert_ptr_equal(x, b);
+	assert_true(dmabuf_resv_iter_is_restarted(&it));
+	assert_int_equal(dmabuf_resv_iter_get_usage(&it), DMABUF_RESV_USAGE_WRITE);
+	/* The cursor's reference keeps b alive past the object's and ours. */
+	dmabuf_fence_put(b);
+	dmabuf_resv_destroy(r);
+	assert_false(dmabuf_fence_is_signaled(x));
+	dmabuf_fence_signal(x);
+	dmabuf_resv_iter_end(&it);
+	dmabuf_fence_put(a);
+}
+
+struct holder {
+	struct dmabuf_resv *r;
+	pthread_mutex_t m;
+	pthread_cond_t c;
+	bool held, release;
+};
+
+static void *hold_resv(void *arg)
+{
+	struct holder *h = arg;
+
+	dmabuf_resv_lock(h->r);
+	pthread_mutex_lock(&h->m);
+	h->held = true;
+	pthread_cond_broadcast(&h->c);
+	while (!h->release)
+		pthread_cond_wait(&h->c, &h->m);
+	pthread_mutex_unlock(&h->m);
+	dmabuf_resv_unlock(h->r);
+	return NULL;
+}
+
+/* Every read (cursor, get, test, wait, for_each, singleton) works while
+ * another thread holds the object's lock: none of them takes it, which
+ * lets callers take the resv lock after their own locks. */
+static void test_reads_do_not_take_the_lock(void **state)
+{
+	struct holder h = { .m = PTHREAD_MUTEX_INITIALIZER,
+			    .c = PTHREAD_COND_INITIALIZER };
+	struct dmabuf_resv_iter it = { .struct_size = sizeof(it) };
+	struct dmabuf_fence *f = alloc_fence(), **arr, *one;
+	struct iter cb = { .want = f, .usage = DMABUF_RESV_USAGE_READ };
+	unsigned int n;
+	pthread_t t;
+
+	assert_int_equal(dmabuf_resv_new(&h.r), 0);
+	assert_int_equal(dmabuf_resv_add_fence(h.r, f, DMABUF_RESV_USAGE_READ), 0);
+	assert_int_equal(pthread_create(&t, NULL, hold_resv, &h), 0);
+	pthread_mutex_lock(&h.m);
+	while (!h.held)
+		pthread_cond_wait(&h.c, &h.m);
+	pthread_mutex_unlock(&h.m);
+
+	assert_int_equal(dmabuf_resv_iter_begin(&it, h.r, DMABUF_RESV_USAGE_READ), 0);
+	assert_ptr_equal(dmabuf_resv_iter_first_unlocked(&it), f);
+	assert_null(dmabuf_resv_iter_next_unlocked(&it));
+	dmabuf_resv_iter_end(&it);
+	assert_int_equal(dmabuf_resv_test_signaled(h.r, DMABUF_RESV_USAGE_READ), 0);
+	assert_int_equal(dmabuf_resv_wait(h.r, DMABUF_RESV_USAGE_READ, 0), 0);
+	assert_int_equal(dmabuf_resv_get_fences(h.r, DMABUF_RESV_USAGE_READ, &arr, &n), 0);
+	assert_int_equal(n, 1);
+	dmabuf_resv_put_fences(arr, n);
+	assert_int_equal(dmabuf_resv_get_singleton(h.r, DMABUF_RESV_USAGE_READ, &one), 0);
+	assert_ptr_equal(one, f);
+	dmabuf_fence_put(one);
+	assert_int_equal(dmabuf_resv_for_each_fence(h.r, DMABUF_RESV_USAGE_READ,
+						    iter_fn, &cb), 1);
+	assert_int_equal(cb.found, 1);
+
+	pthread_mutex_lock(&h.m);
+	h.release = true;
+	pthread_cond_broadcast(&h.c);
+	pthread_mutex_unlock(&h.m);
+	pthread_join(t, NULL);
+	dmabuf_fence_signal(f);
+	dmabuf_fence_put(f);
+	dmabuf_resv_destroy(h.r);
+}
+
+struct churn {
+	struct dmabuf_resv *r;
+	uint64_t ctx;
+	atomic_bool stop;
+};
+
+static void *churn_adds(void *arg)
+{
+	struct churn *c = arg;
+
+	for (uint64_t s = 1; !atomic_load(&c->stop) || s < 64; s++) {
+		struct dmabuf_fence *f = fence_at(c->ctx, s);
+
+		assert_int_equal(dmabuf_resv_add_fence(c->r, f, DMABUF_RESV_USAGE_WRITE), 0);
+		dmabuf_fence_signal(f);
+		dmabuf_fence_put(f);
+	}
+	return NULL;
+}
+
+/* A writer replaces fences while a reader walks: every walk that was not
+ * restarted sees each context at most once, and the fence of the fixed
+ * context exactly once (no torn or freed slot; valgrind/ASan check the
+ * rest). */
+static void test_iter_unlocked_vs_writer(void **state)
+{
+	struct churn c = { .ctx = dmabuf_fence_context_alloc(1) };
+	struct dmabuf_fence *fixed = alloc_fence();
+	pthread_t t;
+
+	assert_int_equal(dmabuf_resv_new(&c.r), 0);
+	assert_int_equal(dmabuf_resv_add_fence(c.r, fixed, DMABUF_RESV_USAGE_KERNEL), 0);
+	assert_int_equal(pthread_create(&t, NULL, churn_adds, &c), 0);
+	for (int round = 0; round < 200; round++) {
+		struct dmabuf_resv_iter it = { .struct_size = sizeof(it) };
+		struct dmabuf_fence *x;
+		int fixed_seen = 0;
+
+		assert_int_equal(dmabuf_resv_iter_begin(&it, c.r, DMABUF_RESV_USAGE_BOOKKEEP), 0);
+		for (x = dmabuf_resv_iter_first_unlocked(&it); x;
+		     x = dmabuf_resv_iter_next_unlocked(&it)) {
+			if (dmabuf_resv_iter_is_restarted(&it))
+				fixed_seen = 0;
+			if (x == fixed)
+				fixed_seen++;
+			else
+				assert_int_equal(dmabuf_fence_get_context(x), c.ctx);
+		}
+		dmabuf_resv_iter_end(&it);
+		assert_int_equal(fixed_seen, 1);
+	}
+	atomic_store(&c.stop, true);
+	pthread_join(t, NULL);
+	dmabuf_fence_signal(fixed);
+	dmabuf_fence_put(fixed);
+	dmabuf_resv_destroy(c.r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -384,6 +601,10 @@ int main(void)
 		harness_test(test_singleton),
 		harness_test(test_lock_nesting),
 		harness_test(test_replace_seqno_wrap),
+		harness_test(test_for_each_unlocked),
+		harness_test(test_iter_unlocked_rules),
+		harness_test(test_reads_do_not_take_the_lock),
+		harness_test(test_iter_unlocked_vs_writer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -321,6 +321,19 @@ DMABUF_EXPORT int dmabuf_fence_signal(struct dmabuf_fence *f)
 	return ret;
 }
 
+DMABUF_EXPORT int dmabuf_fence_set_deadline(struct dmabuf_fence *f,
+					    int64_t deadline_ns)
+{
+	if (!dmabuf_fence_get(f))
+		return -EINVAL;
+	/* dma_fence_set_deadline(): a hint, so a fence without the op (or
+	 * already signalled) has nothing to do. */
+	if (dmb_fence_has_op(f, set_deadline) && !dmabuf_fence_is_signaled(f))
+		f->ops->set_deadline(f, deadline_ns);
+	dmabuf_fence_put(f);
+	return 0;
+}
+
 DMABUF_EXPORT int dmabuf_fence_set_error(struct dmabuf_fence *f, int error)
 {
 	int ret = 0;

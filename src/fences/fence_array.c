@@ -119,6 +119,15 @@ static void array_release(struct dmabuf_fence *f)
 	free(a->cbs);
 }
 
+/* As dma_fence_array_set_deadline(): every fence gets the hint. */
+static void array_set_deadline(struct dmabuf_fence *f, int64_t deadline_ns)
+{
+	struct dmb_fence_array *a = to_array(f);
+
+	for (unsigned int i = 0; i < a->n; i++)
+		dmabuf_fence_set_deadline(a->fences[i], deadline_ns);
+}
+
 static const struct dmabuf_fence_ops array_ops = {
 	.version = DMABUF_FENCE_OPS_VERSION,
 	.get_driver_name = array_driver_name,
@@ -126,16 +135,55 @@ static const struct dmabuf_fence_ops array_ops = {
 	.release = array_release,
 	.enable_signaling = array_enable_signaling,
 	.signaled = array_signaled,
+	.set_deadline = array_set_deadline,
 };
 
-unsigned int dmb_fence_unwrap_count(struct dmabuf_fence *f)
+static unsigned int array_count(struct dmabuf_fence *f)
 {
 	return f->ops == &array_ops ? to_array(f)->n : 1;
 }
 
-struct dmabuf_fence *dmb_fence_unwrap_child(struct dmabuf_fence *f, unsigned int i)
+static struct dmabuf_fence *array_child(struct dmabuf_fence *f, unsigned int i)
 {
 	return f->ops == &array_ops ? to_array(f)->fences[i] : f;
+}
+
+/* The unwrap walk (dma_fence_unwrap_for_each()): the fences of a chain's
+ * links, head first, each array flattened into its fences. */
+struct unwrap_walk {
+	unsigned int seen, want;
+	struct dmabuf_fence *found;
+};
+
+static bool unwrap_step(void *d, struct dmabuf_fence *f)
+{
+	struct unwrap_walk *w = d;
+	unsigned int n = array_count(f);
+
+	if (!w->found && w->want >= w->seen && w->want < w->seen + n)
+		w->found = array_child(f, w->want - w->seen);
+	w->seen += n;
+	return !w->found;
+}
+
+unsigned int dmb_fence_unwrap_count(struct dmabuf_fence *f)
+{
+	struct unwrap_walk w = { .want = ~0u };
+
+	if (!dmb_fence_is_chain(f))
+		return array_count(f);
+	dmb_fence_chain_for_each_contained(f, unwrap_step, &w);
+	return w.seen;
+}
+
+struct dmabuf_fence *dmb_fence_unwrap_child(struct dmabuf_fence *f, unsigned int i)
+{
+	struct unwrap_walk w = { .want = i };
+
+	if (!dmb_fence_is_chain(f))
+		return array_child(f, i);
+	dmb_fence_chain_for_each_contained(f, unwrap_step, &w);
+	return w.found;
 }
 
 /* Takes over the references in fences[] (n >= 2, distinct contexts). */

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Internal view of fences, shared by fence.c (the base), its subtypes
- * (fence_array.c, sw_sync.c, sync_file.c) and resv.c. See docs/fences.md.
+ * (fence_array.c, fence_chain.c, sw_sync.c, sync_file.c) and resv.c. See docs/fences.md.
  *
  * As in the kernel's dma-fence.c, the base names none of its subtypes: a
  * subtype embeds struct dmabuf_fence as the first member of its own struct
@@ -67,6 +67,7 @@ struct dmabuf_fence {
 #define DMB_FENCE_OPS_V_signaled		1
 #define DMB_FENCE_OPS_V_enable_signaling	1
 #define DMB_FENCE_OPS_V_wait			1
+#define DMB_FENCE_OPS_V_set_deadline		2
 #define DMB_FENCE_OPS_V_release			0
 #define DMB_FENCE_OPS_V_get_driver_name		0
 #define DMB_FENCE_OPS_V_get_timeline_name	0
@@ -104,8 +105,19 @@ struct dmb_fence_attachment *dmb_fence_find_attachment_locked(
 /* Thread-local: > 0 while this thread runs fence callbacks. */
 bool dmb_fence_in_callback(void);
 
+/* fence_chain.c */
+bool dmb_fence_is_chain(struct dmabuf_fence *f);
+/* The fence a chain link holds, or f itself if f is no chain (borrowed). */
+struct dmabuf_fence *dmb_fence_chain_contained(struct dmabuf_fence *f);
+/* fn for each link's fence of chain f, head first (f itself if no chain),
+ * without collecting signalled links; stops when fn returns false. */
+void dmb_fence_chain_for_each_contained(struct dmabuf_fence *f,
+					bool (*fn)(void *d, struct dmabuf_fence *c),
+					void *d);
+
 /* fence_array.c */
-/* The fences inside f if it is an array (borrowed), else f itself. */
+/* The fences inside f (borrowed), flattened: a chain's links' fences, head
+ * first, and an array's fences; f itself if it is neither. */
 unsigned int dmb_fence_unwrap_count(struct dmabuf_fence *f);
 struct dmabuf_fence *dmb_fence_unwrap_child(struct dmabuf_fence *f, unsigned int i);
 

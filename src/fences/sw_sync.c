@@ -33,6 +33,8 @@ struct dmb_tl_point {
 	struct dmabuf_timeline *tl;	/* reference */
 	TAILQ_ENTRY(dmb_tl_point) link;	/* under tl->lock */
 	bool linked;
+	bool has_deadline;		/* under tl->lock, with deadline */
+	int64_t deadline;		/* earliest, CLOCK_MONOTONIC ns */
 };
 
 static struct dmb_tl_point *to_point(struct dmabuf_fence *f)
@@ -72,12 +74,26 @@ static void tl_point_release(struct dmabuf_fence *f)
 	timeline_put(tl);
 }
 
+/* As timeline_fence_set_deadline(): the earliest deadline is kept. */
+static void tl_point_set_deadline(struct dmabuf_fence *f, int64_t deadline_ns)
+{
+	struct dmb_tl_point *pt = to_point(f);
+
+	pthread_mutex_lock(&pt->tl->lock);
+	if (!pt->has_deadline || deadline_ns < pt->deadline) {
+		pt->deadline = deadline_ns;
+		pt->has_deadline = true;
+	}
+	pthread_mutex_unlock(&pt->tl->lock);
+}
+
 static const struct dmabuf_fence_ops timeline_fence_ops = {
 	.version = DMABUF_FENCE_OPS_VERSION,
 	.get_driver_name = tl_driver_name,
 	.get_timeline_name = tl_timeline_name,
 	.release = tl_point_release,
 	.use_64bit_seqno = false,	/* sw_sync's values are 32-bit */
+	.set_deadline = tl_point_set_deadline,
 };
 
 /* sw_sync compares 32-bit values with wrap-around. */
@@ -213,4 +229,27 @@ DMABUF_EXPORT uint32_t dmabuf_timeline_value(struct dmabuf_timeline *tl)
 	v = tl->value;
 	pthread_mutex_unlock(&tl->lock);
 	return v;
+}
+
+DMABUF_EXPORT int dmabuf_timeline_point_get_deadline(struct dmabuf_fence *f,
+						     int64_t *deadline_ns)
+{
+	struct dmb_tl_point *pt;
+	int ret = -ENOENT;
+
+	if (!deadline_ns || !dmabuf_fence_get(f))
+		return -EINVAL;
+	if (f->ops != &timeline_fence_ops) {
+		dmabuf_fence_put(f);
+		return -EINVAL;
+	}
+	pt = to_point(f);
+	pthread_mutex_lock(&pt->tl->lock);
+	if (pt->has_deadline) {
+		*deadline_ns = pt->deadline;
+		ret = 0;
+	}
+	pthread_mutex_unlock(&pt->tl->lock);
+	dmabuf_fence_put(f);
+	return ret;
 }

@@ -1048,6 +1048,20 @@ DMABUF_EXPORT int dmabuf_sync_file_merge(int fd1, int fd2)
 	return ret;
 }
 
+DMABUF_EXPORT int dmabuf_sync_file_set_deadline(int fd, int64_t deadline_ns)
+{
+	struct dmabuf_fence *f;
+	int ret;
+
+	/* An ioctl on fd: another kind of file has no such ioctl. */
+	ret = dmabuf_sync_file_import(fd, &f);
+	if (ret)
+		return ret == -EINVAL ? -ENOTTY : ret;
+	ret = dmabuf_fence_set_deadline(f, deadline_ns);
+	dmabuf_fence_put(f);
+	return ret;
+}
+
 DMABUF_EXPORT int dmabuf_sync_file_wait(int fd, int timeout_ms)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
@@ -1091,9 +1105,11 @@ DMABUF_EXPORT int dmabuf_sync_file_info(int fd, int *status,
 
 	if (max && !info)
 		return -EINVAL;
+	/* SYNC_IOC_FILE_INFO is an ioctl on fd: another kind of file has no
+	 * such ioctl (-ENOTTY). */
 	ret = dmabuf_sync_file_import(fd, &f);
 	if (ret)
-		return ret;
+		return ret == -EINVAL ? -ENOTTY : ret;
 	if (is_imported(f) && dmabuf_fence_is_signaled(f) &&
 	    to_imported(f)->nchildren) {
 		/* A merge signalled elsewhere: what its signaller reported. */

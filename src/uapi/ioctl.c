@@ -468,13 +468,17 @@ static int sync_sw_point(int fd, struct dmabuf_sync_fence_info *fi)
 	return 0;
 }
 
-/* dma_fence_set_deadline() on each fence: only pending sw_sync points keep
- * one (the other fences have no set_deadline op). */
+/* SYNC_IOC_SET_DEADLINE: the hint goes to the fence's set_deadline op
+ * (through arrays and chains, to every sw_sync point of this process,
+ * which keeps the earliest). A point that lives in another process (an
+ * imported sync file) cannot be told: the layer records the deadline by
+ * context and seqno so that SW_SYNC_GET_DEADLINE here still sees it. */
 static void sync_set_deadline(int fd, uint64_t ns)
 {
 	struct dmabuf_sync_fence_info *fi;
 	int n, i;
 
+	dmabuf_sync_file_set_deadline(fd, (int64_t)ns);
 	n = dmabuf_sync_file_info(fd, NULL, NULL, 0);
 	if (n <= 0)
 		return;
@@ -486,6 +490,26 @@ static void sync_set_deadline(int fd, uint64_t ns)
 		if (!fi[i].status && !strcmp(fi[i].driver_name, "sw_sync"))
 			dmb_uapi_deadline_set(fi[i].context, fi[i].seqno, ns);
 	free(fi);
+}
+
+/* SW_SYNC_GET_DEADLINE: a point of this process answers itself; one of
+ * another process from the layer's record. */
+static int sw_point_deadline(int sfd, const struct dmabuf_sync_fence_info *pt,
+			     uint64_t *ns)
+{
+	struct dmabuf_fence *f;
+	int64_t dl;
+	int ret = -EINVAL;
+
+	if (!dmabuf_sync_file_import(sfd, &f)) {
+		ret = dmabuf_timeline_point_get_deadline(f, &dl);
+		dmabuf_fence_put(f);
+	}
+	if (!ret) {
+		*ns = (uint64_t)dl;
+		return 0;
+	}
+	return dmb_uapi_deadline_get(pt->context, pt->seqno, ns);
 }
 
 static long sync_file_ioctl(struct dmb_uapi_io *io, int fd, unsigned long cmd, uint64_t uarg)
@@ -566,10 +590,9 @@ static long sw_sync_ioctl(struct dmb_uapi_io *io, int fd, unsigned long cmd, uin
 			return -EINVAL;
 		ret = dmb_uapi_classify(sfd) == DMB_UAPI_SYNC_FILE ? sync_sw_point(sfd, &pt)
 								   : -EINVAL;
+		if (!ret)
+			ret = sw_point_deadline(sfd, &pt, &ns);
 		close(sfd);
-		if (ret)
-			return ret;
-		ret = dmb_uapi_deadline_get(pt.context, pt.seqno, &ns);
 		if (ret)
 			return ret;
 		dl.deadline_ns = ns;
