@@ -383,7 +383,7 @@ static void camera_check_encoder_result(struct frame *f)
 
 static void camera_finish_frame(struct camera *cam, struct frame *f)
 {
-	struct dmabuf_info info = { 0 };
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
 
 	CHECK(dmabuf_get_info(f->buf, &info));
 	if (!info.backing_allocated || !info.contiguous)
@@ -459,7 +459,7 @@ static void camera_handle_msg(struct camera *cam, int c)
  * thread, when the last holder in any process lets go). */
 static void camera_report_releases(struct camera *cam)
 {
-	struct dmabuf_ctx_stats st = { 0 };
+	struct dmabuf_ctx_stats st = { .struct_size = sizeof(st) };
 
 	CHECK(dmabuf_ctx_get_stats(cam->ctx, &st));
 	if (st.buffers_released != cam->released_seen) {
@@ -478,7 +478,7 @@ static void camera_report_releases(struct camera *cam)
 static void camera_move_step(struct camera *cam)
 {
 	struct msg m = { .type = MSG_MOVE, .frame = nframes + 1 };
-	struct dmabuf_ctx_stats st = { 0 };
+	struct dmabuf_ctx_stats st = { .struct_size = sizeof(st) };
 	struct dmabuf *buf;
 	struct dmabuf_resv *resv;
 	char *cpu;
@@ -530,7 +530,7 @@ static int camera_main(int enc_sock, int disp_sock)
 		.call_timeout_ms = WAIT_MS,
 	};
 	struct camera cam = { .sock = { enc_sock, disp_sock } };
-	struct dmabuf_ctx_stats st = { 0 };
+	struct dmabuf_ctx_stats st = { .struct_size = sizeof(st) };
 	struct timespec t0;
 	struct frame *writing = NULL;
 	uint32_t next = 1;
@@ -883,7 +883,7 @@ static int consumer_main(int role, int sock)
 		struct dmabuf *buf;
 		struct dmabuf_attachment *att;
 		struct dmabuf_sg_table *sgt;
-		struct dmabuf_info info = { 0 };
+		struct dmabuf_info info = { .struct_size = sizeof(info) };
 		struct msg m;
 		int fd;
 

@@ -160,7 +160,7 @@ int main(void)
 	struct dmabuf_attachment *att, *st;
 	struct dmabuf_sg_table *sgt;
 	struct dmabuf_fence *copy;
-	struct dmabuf_ctx_stats stats = { 0 };
+	struct dmabuf_ctx_stats stats = { .struct_size = sizeof(stats) };
 	char *cpu;
 
 	check(dmabuf_ctx_new(&cfg, &ctx), "context");

@@ -103,7 +103,10 @@ enum dmabuf_ctx_flags {
  * against a newer header works with an older library as long as it leaves
  * the fields that library does not know at zero (-E2BIG otherwise, as the
  * kernel's copy_struct_from_user()). The first layout of each struct is
- * DMABUF_STRUCT_V1.
+ * DMABUF_STRUCT_V1 (the 0.1.0 layout): a caller that leaves struct_size 0
+ * gets only the fields of that layout, so set it to sizeof() to receive
+ * the fields added since (dmabuf_info from pin_count on, dmabuf_ctx_stats
+ * from moves on).
  */
 #define DMABUF_STRUCT_V1 0u
 

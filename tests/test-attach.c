@@ -17,7 +17,7 @@ static void attach_detach_calls_ops(void **state)
 	struct dmabuf_device *dev = tx_device(ctx, "gpu", 64, DMABUF_DEVICE_IOMMU, 0);
 	struct dmabuf *buf = tx_export(ctx, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	struct dmabuf_attachment *a1, *a2;
-	struct dmabuf_info info = { 0 };
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
 	int marker;
 
 	assert_int_equal(dmabuf_attach(buf, dev, &a1), 0);
@@ -55,7 +55,7 @@ static void attach_refusal_and_bad_arguments(void **state)
 	struct dmabuf_device *foreign = tx_device(other, "foreign", 64, 0, 0);
 	struct dmabuf *buf = tx_export(ctx, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	struct dmabuf_attachment *att = NULL;
-	struct dmabuf_info info = { 0 };
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
 
 	assert_int_equal(dmabuf_attach(buf, dev, &att), -EBUSY);
 	assert_null(att);
@@ -156,7 +156,7 @@ static void exporter_map_error_propagates(void **state)
 	struct dmabuf *buf = tx_export(ctx, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	struct dmabuf_attachment *att;
 	struct dmabuf_sg_table *sgt = NULL;
-	struct dmabuf_info info = { 0 };
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
 
 	assert_int_equal(dmabuf_attach(buf, dev, &att), 0);
 	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), -ENOSPC);
@@ -180,7 +180,7 @@ static void static_attachment_pinned_from_attach_to_detach(void **state)
 		.flags = O_RDWR, .priv = &tx,
 	};
 	struct dmabuf_device *dev = tx_device(ctx, "gpu", 64, DMABUF_DEVICE_IOMMU, 0);
-	struct dmabuf_info bi = { 0 };
+	struct dmabuf_info bi = { .struct_size = sizeof(bi) };
 	struct dmabuf_attachment *att;
 	struct dmabuf_sg_table *s1, *s2;
 	struct dmabuf *buf;
@@ -245,7 +245,7 @@ static void deferred_allocation_satisfies_every_device(void **state)
 	struct dmabuf *buf = tx_export(ctx, &tx, 8 * MiB, O_RDWR, DMABUF_ALLOC_DEFERRED);
 	struct dmabuf_attachment *ae, *ad;
 	struct dmabuf_sg_table *se, *sd;
-	struct dmabuf_info info = { 0 };
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
 
 	assert_int_equal(dmabuf_get_info(buf, &info), 0);
 	assert_false(info.backing_allocated);

@@ -119,6 +119,38 @@ static void export_info_is_size_versioned(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* struct_size 0 is the 0.1.0 layout: a program built against it has no
+ * room for the fields added since (dmabuf_info from pin_count on,
+ * dmabuf_ctx_stats from moves on), so nothing is written there. */
+static void first_layout_is_not_written_past(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf_export_info info = { .ops = &tx_ops, .size = SZ, .flags = O_RDWR, .priv = &tx };
+	union { struct dmabuf_info info; unsigned char bytes[sizeof(struct dmabuf_info)]; } bi;
+	union { struct dmabuf_ctx_stats st; unsigned char bytes[sizeof(struct dmabuf_ctx_stats)]; } cs;
+	size_t info_v1 = offsetof(struct dmabuf_info, pin_count);
+	size_t stats_v1 = offsetof(struct dmabuf_ctx_stats, moves);
+	struct dmabuf *buf = NULL;
+
+	(void)state;
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), 0);
+	memset(&bi, 0xaa, sizeof(bi));
+	bi.info.struct_size = DMABUF_STRUCT_V1;
+	assert_int_equal(dmabuf_get_info(buf, &bi.info), 0);
+	assert_int_equal(bi.info.size, SZ);
+	for (size_t i = info_v1; i < sizeof(bi); i++)
+		assert_int_equal(bi.bytes[i], 0xaa);
+	memset(&cs, 0xaa, sizeof(cs));
+	cs.st.struct_size = DMABUF_STRUCT_V1;
+	assert_int_equal(dmabuf_ctx_get_stats(ctx, &cs.st), 0);
+	assert_int_equal(cs.st.buffers_live, 1);
+	for (size_t i = stats_v1; i < sizeof(cs); i++)
+		assert_int_equal(cs.bytes[i], 0xaa);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(ctx);
+}
+
 static void fd_is_one_open_file_description(void **state)
 {
 	struct dmabuf_ctx *ctx = tx_ctx_new(0);
@@ -300,6 +332,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		harness_test(export_rejects_bad_info),
 		harness_test(export_info_is_size_versioned),
+		harness_test(first_layout_is_not_written_past),
 		harness_test(fd_is_one_open_file_description),
 		harness_test(get_finds_same_object),
 		harness_test(double_put_is_detected),

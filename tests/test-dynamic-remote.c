@@ -195,7 +195,7 @@ static void move_and_revoke_reach_another_process(void **state)
 	struct dmabuf_ctx *exp = tx_ctx_new(0);
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf = export_pinning(exp, &tx);
-	struct dmabuf_info info = { 0 };
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
 	int sock;
 	pid_t pid = start_importer(buf, MODE_MOVE, &sock);
 
@@ -233,7 +233,7 @@ static void slow_importer_does_not_block_the_exporter(void **state)
 	struct dmabuf_ctx *exp = tx_ctx_new(0);
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf = export_pinning(exp, &tx);
-	struct dmabuf_ctx_stats st = { 0 };
+	struct dmabuf_ctx_stats st = { .struct_size = sizeof(st) };
 	int sock, rounds = harness_under_valgrind() ? 600 : 3000;
 	pid_t pid = start_importer(buf, MODE_SLOW, &sock);
 
@@ -262,8 +262,8 @@ static void importer_killed_mid_move_leaves_nothing(void **state)
 	struct dmabuf_ctx *exp = tx_ctx_new(0);
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf = export_pinning(exp, &tx);
-	struct dmabuf_info info = { 0 };
-	struct dmabuf_ctx_stats st = { 0 };
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
+	struct dmabuf_ctx_stats st = { .struct_size = sizeof(st) };
 	int sock;
 	pid_t pid = start_importer(buf, MODE_KILLED, &sock);
 

@@ -85,7 +85,7 @@ static void dynamic_attach_rules(void **state)
 	struct dmabuf_importer_ops future = importer_ops;
 	struct dmabuf_attachment *att = NULL, *st;
 	struct importer im = { 0 };
-	struct dmabuf_info bi = { 0 };
+	struct dmabuf_info bi = { .struct_size = sizeof(bi) };
 
 	/* move_notify is mandatory, as dma_buf_dynamic_attach()'s WARN_ON */
 	assert_int_equal(dmabuf_dynamic_attach(buf, dev, &no_notify, &im, &att), -EINVAL);
@@ -133,7 +133,7 @@ static void pin_rules(void **state)
 	struct dmabuf_device *dev = tx_device(ctx, "gpu", 64, DMABUF_DEVICE_IOMMU, 0);
 	struct dmabuf_attachment *att, *st;
 	struct importer im = { 0 };
-	struct dmabuf_info bi = { 0 };
+	struct dmabuf_info bi = { .struct_size = sizeof(bi) };
 
 	assert_int_equal(dmabuf_dynamic_attach(buf, dev, &importer_ops, &im, &att), 0);
 	/* the resv must be held, as dma_resv_assert_held() in dma_buf_pin() */
@@ -190,7 +190,7 @@ static void move_notify_reaches_dynamic_importers(void **state)
 	struct dmabuf_device *dev = tx_device(ctx, "gpu", 64, DMABUF_DEVICE_IOMMU, 0);
 	struct dmabuf_attachment *a1, *a2, *st;
 	struct importer i1 = { 0 }, i2 = { 0 };
-	struct dmabuf_ctx_stats stats = { 0 };
+	struct dmabuf_ctx_stats stats = { .struct_size = sizeof(stats) };
 
 	assert_int_equal(dmabuf_dynamic_attach(buf, dev, &importer_ops, &i1, &a1), 0);
 	assert_int_equal(dmabuf_dynamic_attach(buf, dev, &importer_ops, &i2, &a2), 0);
@@ -231,8 +231,8 @@ static void migrate_gives_new_placement(void **state)
 	struct dmabuf_attachment *att;
 	struct importer im = { 0 };
 	struct dmabuf_sg_table *old;
-	struct dmabuf_info bi = { 0 };
-	struct dmabuf_ctx_stats stats = { 0 };
+	struct dmabuf_info bi = { .struct_size = sizeof(bi) };
+	struct dmabuf_ctx_stats stats = { .struct_size = sizeof(stats) };
 	uint64_t old_phys, old_dma;
 	char out[16] = { 0 };
 
@@ -287,7 +287,7 @@ static void migrate_refusals(void **state)
 	struct dmabuf_device *dev = tx_device(ctx, "gpu", 64, DMABUF_DEVICE_IOMMU, 0);
 	struct dmabuf_attachment *st;
 	struct dmabuf_sg_table *sgt;
-	struct dmabuf_ctx_stats stats = { 0 };
+	struct dmabuf_ctx_stats stats = { .struct_size = sizeof(stats) };
 
 	/* without the resv, with a bad placement */
 	assert_int_equal(dmabuf_backing_migrate(buf, DMABUF_ALLOC_CONTIGUOUS, NULL), -EINVAL);
@@ -376,7 +376,7 @@ static void revoke_rules(void **state)
 	struct dmabuf_attachment *dyn, *st, *late = NULL;
 	struct dmabuf_sg_table *s1, *s2, *s3 = NULL;
 	struct importer im = { 0 };
-	struct dmabuf_info bi = { 0 };
+	struct dmabuf_info bi = { .struct_size = sizeof(bi) };
 	char out[8];
 	void *va;
 	char *p;

@@ -215,6 +215,6 @@ DMABUF_EXPORT int dmabuf_ctx_get_stats(struct dmabuf_ctx *ctx,
 	s.cma_total = pm.cma_total;
 	s.cma_used = pm.cma_used;
 	dmb_unlock(ctx);
-	return dmb_struct_out(stats, &s, sizeof(s), DMB_V1_SIZE(struct dmabuf_ctx_stats));
+	return dmb_struct_out(stats, &s, sizeof(s), DMB_V1_UPTO(struct dmabuf_ctx_stats, moves));
 }
 

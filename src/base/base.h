@@ -73,9 +73,12 @@ void dmb_log_env_parse(const char *s, struct dmb_log_env *out);
  * knows (-E2BIG, as copy_struct_from_user()). dmb_struct_out() writes at most
  * the caller's size. -EINVAL for a size smaller than the size field.
  */
-/* The size of a struct's first layout. Each struct is at its first layout
- * now; when one grows, its entry here becomes the frozen number. */
+/* The size of a struct's first layout (0.1.0), what struct_size 0 means:
+ * sizeof for a struct that has not grown since; for one that has, the
+ * offset of its first field added later (DMB_V1_UPTO), so that a caller
+ * built against the first layout is never written past its end. */
 #define DMB_V1_SIZE(type) sizeof(type)
+#define DMB_V1_UPTO(type, first_new_member) offsetof(type, first_new_member)
 int dmb_struct_in(void *dst, size_t dst_size, const void *src, size_t v1_size);
 int dmb_struct_out(void *dst, const void *src, size_t src_size, size_t v1_size);
 

@@ -529,7 +529,7 @@ DMABUF_EXPORT int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info)
 	if (buf->imported && buf->state == DMB_BUF_LIVE)
 		dmb_remote()->describe(buf, &in); /* the exporter's counts, if it is there */
 	dmb_unlock(ctx);
-	return dmb_struct_out(info, &in, sizeof(in), DMB_V1_SIZE(struct dmabuf_info));
+	return dmb_struct_out(info, &in, sizeof(in), DMB_V1_UPTO(struct dmabuf_info, pin_count));
 }
 
 static _Atomic(const struct dmb_remote_hooks *) remote_hooks;
