@@ -12,8 +12,9 @@
  * first would mean a cost that grows with the number of live buffers).
  *
  * Limits: every exported buffer holds 2 fds (the dma-buf file and the
- * library's private probe file of the same memfd), one inotify watch and one
- * VMA (the library's mapping of the memfd). RLIMIT_NOFILE is raised to its
+ * library's private probe file of the same memfd), one inotify watch and at
+ * most one VMA (the library's mapping of the memfd: a read-write buffer gets
+ * it only at its first vmap or DMA, so these trivial buffers have none). RLIMIT_NOFILE is raised to its
  * hard limit (and the hard limit too when the process may); if the limits
  * cannot hold 10,000 buffers, fewer are made and the report says so loudly.
  *
@@ -309,7 +310,7 @@ int main(void)
 	       n, BUF_SIZE);
 	if (n < TARGET)
 		printf("WARNING: only %u of the %u buffers asked for: the limits below leave no room for more\n"
-		       "         (each buffer holds %d fds, 1 inotify watch and 1 VMA)\n\n",
+		       "         (each buffer holds %d fds, 1 inotify watch and at most 1 VMA)\n\n",
 		       n, TARGET, FDS_PER_BUFFER);
 	printf("limits\n");
 	printf("  RLIMIT_NOFILE            soft %llu, hard %llu%s (each buffer holds %d fds)\n",
@@ -320,7 +321,7 @@ int main(void)
 	       FDS_PER_BUFFER);
 	printf("  fs.inotify.max_user_watches %ld (1 per live buffer; room for %ld buffers)\n",
 	       watches, cap_watch);
-	printf("  vm.max_map_count         %ld (1 VMA per live buffer; room for %ld buffers)\n",
+	printf("  vm.max_map_count         %ld (at most 1 VMA per live buffer; room for %ld buffers)\n",
 	       map_count, cap_map);
 	printf("  fd room                  %ld buffers\n\n", cap_fd);
 
