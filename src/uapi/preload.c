@@ -523,137 +523,31 @@ EXPORT DIR *opendir(const char *path)
 	return get_opendir()(R(path));
 }
 
-EXPORT int stat(const char *path, struct stat *st)
-{
-	PATHBUF;
-	const char *rp = R(path);
-	int ret = get_stat()(rp, st);
-
-	if (!ret && rp != path)
-		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
-	return ret;
-}
-
-EXPORT int stat64(const char *path, struct stat64 *st)
-{
-	PATHBUF;
-	const char *rp = R(path);
-	int ret = get_stat64()(rp, st);
-
-	if (!ret && rp != path)
-		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
-	return ret;
-}
-
-EXPORT int lstat(const char *path, struct stat *st)
-{
-	PATHBUF;
-	const char *rp = R(path);
-	int ret = get_lstat()(rp, st);
-
-	if (!ret && rp != path)
-		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
-	return ret;
-}
-
-EXPORT int lstat64(const char *path, struct stat64 *st)
-{
-	PATHBUF;
-	const char *rp = R(path);
-	int ret = get_lstat64()(rp, st);
-
-	if (!ret && rp != path)
-		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
-	return ret;
-}
-
-EXPORT int fstatat(int dirfd, const char *path, struct stat *st, int flags)
-{
-	PATHBUF;
-	const char *rp = R(path);
-	int ret = get_fstatat()(dirfd, rp, st, flags);
-
-	if (!ret && rp != path)
-		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
-	return ret;
-}
-
-EXPORT int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
-{
-	PATHBUF;
-	const char *rp = R(path);
-	int ret = get_fstatat64()(dirfd, rp, st, flags);
-
-	if (!ret && rp != path)
-		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
-	return ret;
-}
-
-EXPORT int __xstat(int ver, const char *path, struct stat *st)
-{
-	PATHBUF;
-	const char *rp = R(path);
-	int ret = get___xstat()(ver, rp, st);
-
-	if (!ret && rp != path)
-		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
-	return ret;
-}
-
-EXPORT int __xstat64(int ver, const char *path, struct stat64 *st)
-{
-	PATHBUF;
-	const char *rp = R(path);
-	int ret = get___xstat64()(ver, rp, st);
-
-	if (!ret && rp != path)
-		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
-	return ret;
-}
-
-EXPORT int __lxstat(int ver, const char *path, struct stat *st)
-{
-	PATHBUF;
-	const char *rp = R(path);
-	int ret = get___lxstat()(ver, rp, st);
-
-	if (!ret && rp != path)
-		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
-	return ret;
-}
-
-EXPORT int __lxstat64(int ver, const char *path, struct stat64 *st)
-{
-	PATHBUF;
-	const char *rp = R(path);
-	int ret = get___lxstat64()(ver, rp, st);
-
-	if (!ret && rp != path)
-		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
-	return ret;
-}
-
-EXPORT int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
-{
-	PATHBUF;
-	const char *rp = R(path);
-	int ret = get___fxstatat()(ver, dirfd, rp, st, flags);
-
-	if (!ret && rp != path)
-		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
-	return ret;
-}
-
-EXPORT int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags)
-{
-	PATHBUF;
-	const char *rp = R(path);
-	int ret = get___fxstatat64()(ver, dirfd, rp, st, flags);
-
-	if (!ret && rp != path)
-		DEV_MODE(st->st_dev, st->st_ino, st->st_mode);
-	return ret;
-}
+/* A stat of a path: the emulated /dev entries are redirected (R) and
+ * shown as character devices. PARAMS and ARGS are the call's own, with
+ * `path` and `st` among them; ARGS passes rp for path. */
+#define PATH_STAT_WRAPPER(name, params, args)                                  \
+	EXPORT int name params                                                 \
+	{                                                                      \
+		PATHBUF;                                                       \
+		const char *rp = R(path);                                      \
+		int ret = get_##name() args;                                   \
+		if (!ret && rp != path)                                        \
+			DEV_MODE(st->st_dev, st->st_ino, st->st_mode);         \
+		return ret;                                                    \
+	}
+PATH_STAT_WRAPPER(stat, (const char *path, struct stat *st), (rp, st))
+PATH_STAT_WRAPPER(stat64, (const char *path, struct stat64 *st), (rp, st))
+PATH_STAT_WRAPPER(lstat, (const char *path, struct stat *st), (rp, st))
+PATH_STAT_WRAPPER(lstat64, (const char *path, struct stat64 *st), (rp, st))
+PATH_STAT_WRAPPER(fstatat, (int dirfd, const char *path, struct stat *st, int flags), (dirfd, rp, st, flags))
+PATH_STAT_WRAPPER(fstatat64, (int dirfd, const char *path, struct stat64 *st, int flags), (dirfd, rp, st, flags))
+PATH_STAT_WRAPPER(__xstat, (int ver, const char *path, struct stat *st), (ver, rp, st))
+PATH_STAT_WRAPPER(__xstat64, (int ver, const char *path, struct stat64 *st), (ver, rp, st))
+PATH_STAT_WRAPPER(__lxstat, (int ver, const char *path, struct stat *st), (ver, rp, st))
+PATH_STAT_WRAPPER(__lxstat64, (int ver, const char *path, struct stat64 *st), (ver, rp, st))
+PATH_STAT_WRAPPER(__fxstatat, (int ver, int dirfd, const char *path, struct stat *st, int flags), (ver, dirfd, rp, st, flags))
+PATH_STAT_WRAPPER(__fxstatat64, (int ver, int dirfd, const char *path, struct stat64 *st, int flags), (ver, dirfd, rp, st, flags))
 
 EXPORT int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *st)
 {
