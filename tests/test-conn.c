@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Connections that survive faults (DESIGN.md §6, docs/protocol.md §6-7):
+ * Connections that survive faults (docs/design.md §6, docs/protocol.md §6-7):
  * calls nested on one connection, a connection given up by the importer,
  * fd exhaustion on either side, exporters that never let a call finish, and
  * a flood of connections that never say HELLO.
