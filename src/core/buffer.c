@@ -286,8 +286,9 @@ static void backing_fd_update(struct dmabuf *buf)
 }
 
 /* A shared buffer with references keeps its private OFD too (no reopen at
- * the last put) while the context's buffers could not take more than half
- * the fd limit with two each; beyond that, one fd per buffer. */
+ * the last put: two syscalls less) while the context has fewer live
+ * buffers than 1/16 of the fd limit; beyond that, one fd per buffer, so
+ * the limit bounds the buffers at about 15/16 of it, not at half. */
 static bool spare_fd_ok(struct dmabuf_ctx *ctx)
 {
 	if (!ctx->nofile) {
@@ -296,7 +297,7 @@ static bool spare_fd_ok(struct dmabuf_ctx *ctx)
 		ctx->nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
 				      ? (unsigned long)rl.rlim_cur : 1024ul * 1024;
 	}
-	return ctx->stats.buffers_live < ctx->nofile / 4;
+	return ctx->stats.buffers_live < ctx->nofile / 16;
 }
 
 static void spare_fd_trim(struct dmabuf *buf)
