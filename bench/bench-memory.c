@@ -11,12 +11,20 @@
  * release them all, per tenth of the run (a later tenth much slower than the
  * first would mean a cost that grows with the number of live buffers).
  *
- * Limits: every exported buffer holds 2 fds (the dma-buf file and the
- * library's private probe file of the same memfd), one inotify watch and at
- * most one VMA (the library's mapping of the memfd: a read-write buffer gets
- * it only at its first vmap or DMA, so these trivial buffers have none). RLIMIT_NOFILE is raised to its
- * hard limit (and the hard limit too when the process may); if the limits
- * cannot hold 10,000 buffers, fewer are made and the report says so loudly.
+ * Limits: a buffer never handed out holds 1 fd (its memfd), no inotify
+ * watch (only orphans have one) and at most one VMA (the library's mapping
+ * of the memfd: a read-write buffer gets it only at its first vmap or DMA,
+ * so these trivial buffers have none). RLIMIT_NOFILE is raised to its hard
+ * limit (and the hard limit too when the process may); if the limits cannot
+ * hold 10,000 buffers, fewer are made and the report says so loudly.
+ *
+ * Then shared buffers (dmabuf_fd() once, the fd closed, the reference
+ * kept, as a producer keeps its pool): with the soft limit lowered to
+ * SHARED_ROOM fds more than in use, a fresh context makes as many as fit;
+ * shared_buffers_per_fd is how many that is per fd of room (a shared
+ * buffer with references keeps a second fd only while the context has
+ * fewer live buffers than 1/16 of the limit: about 15/16 at best, 1/2 if
+ * each held two).
  *
  * Fails (non-zero) if an API call fails, the release count is wrong, or fds
  * or VMAs are left behind after every buffer was released.
@@ -36,11 +44,14 @@
 #define TARGET 10000u
 #define BUF_SIZE 4096u
 #define SLICES 10
-#define FDS_PER_BUFFER 2
+#define FDS_PER_BUFFER 1
 #define WARMUP 64
+#define SHARED_ROOM 2048
 
 
 static int exporter_state;
+
+static int try_export(struct dmabuf_ctx *ctx, struct dmabuf **out);
 
 struct snap {
 	long fds, maps;
@@ -130,6 +141,14 @@ static void take_snap(struct snap *s)
 
 static struct dmabuf *export_one(struct dmabuf_ctx *ctx)
 {
+	struct dmabuf *buf = NULL;
+
+	BENCH_CHECK(try_export(ctx, &buf));
+	return buf;
+}
+
+static int try_export(struct dmabuf_ctx *ctx, struct dmabuf **out)
+{
 	struct dmabuf_export_info info = {
 		.exp_name = "bench-mem",
 		.ops = &ops,
@@ -138,10 +157,53 @@ static struct dmabuf *export_one(struct dmabuf_ctx *ctx)
 		.priv = &exporter_state,
 		.alloc = DMABUF_ALLOC_SYSTEM,
 	};
-	struct dmabuf *buf;
 
-	BENCH_CHECK(dmabuf_export(ctx, &info, &buf));
-	return buf;
+	return dmabuf_export(ctx, &info, out);
+}
+
+/* Shared buffers in SHARED_ROOM fds of room (see the header): how many fit
+ * per fd. Restores the fd limit; every buffer is released again. */
+static double shared_per_fd(void)
+{
+	struct rlimit rl, low;
+	struct dmabuf_ctx *ctx;
+	struct dmabuf **bufs = calloc(SHARED_ROOM, sizeof(*bufs));
+	unsigned int n = 0;
+	unsigned long rel0 = releases;
+	long in_use;
+
+	if (!bufs || getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		BENCH_FAIL("shared phase: no memory or no limit");
+	in_use = count_fds();
+	low = rl;
+	low.rlim_cur = (rlim_t)in_use + 16 + SHARED_ROOM; /* the context's own fds: 16 */
+	if (low.rlim_cur > rl.rlim_cur)
+		BENCH_FAIL("shared phase: the fd limit leaves no room for %d fds", SHARED_ROOM);
+	BENCH_CHECK(setrlimit(RLIMIT_NOFILE, &low) < 0 ? -errno : 0);
+	BENCH_CHECK(dmabuf_ctx_new(NULL, &ctx));
+	while (n < SHARED_ROOM) {
+		struct dmabuf *buf;
+		int fd;
+
+		if (try_export(ctx, &buf) < 0)
+			break;
+		fd = dmabuf_fd(buf, O_CLOEXEC);
+		if (fd < 0) {
+			BENCH_CHECK(dmabuf_put(buf));
+			break;
+		}
+		close(fd);
+		bufs[n++] = buf;
+	}
+	for (unsigned int i = 0; i < n; i++)
+		BENCH_CHECK(dmabuf_put(bufs[i]));
+	BENCH_CHECK(dmabuf_ctx_settle(ctx, 5000));
+	if (releases - rel0 < n)
+		BENCH_FAIL("shared phase: %lu of %u buffers released", releases - rel0, n);
+	dmabuf_ctx_destroy(ctx);
+	BENCH_CHECK(setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : 0);
+	free(bufs);
+	return (double)n / SHARED_ROOM;
 }
 
 /*
@@ -204,7 +266,7 @@ int main(void)
 	unsigned int n, per_slice;
 	uint64_t t0, t_create = 0, t_release = 0, t_drain;
 	unsigned long rel0;
-	double op_few, op_many;
+	double op_few, op_many, shared;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
@@ -257,8 +319,6 @@ int main(void)
 	n = TARGET;
 	if (cap_fd < (long)n)
 		n = (unsigned int)(cap_fd > 0 ? cap_fd : 0);
-	if (cap_watch < (long)n)
-		n = (unsigned int)(cap_watch > 0 ? cap_watch : 0);
 	if (cap_map < (long)n)
 		n = (unsigned int)(cap_map > 0 ? cap_map : 0);
 	n -= n % SLICES;
@@ -310,16 +370,16 @@ int main(void)
 	       n, BUF_SIZE);
 	if (n < TARGET)
 		printf("WARNING: only %u of the %u buffers asked for: the limits below leave no room for more\n"
-		       "         (each buffer holds %d fds, 1 inotify watch and at most 1 VMA)\n\n",
+		       "         (each buffer holds %d fd and at most 1 VMA)\n\n",
 		       n, TARGET, FDS_PER_BUFFER);
 	printf("limits\n");
-	printf("  RLIMIT_NOFILE            soft %llu, hard %llu%s (each buffer holds %d fds)\n",
+	printf("  RLIMIT_NOFILE            soft %llu, hard %llu%s (each buffer holds %d fd)\n",
 	       (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
 	       hard_raised ? " (hard raised)"
 			   : want.rlim_max < (rlim_t)TARGET * FDS_PER_BUFFER + 1024
 				     ? " (hard limit could not be raised: no CAP_SYS_RESOURCE)" : "",
 	       FDS_PER_BUFFER);
-	printf("  fs.inotify.max_user_watches %ld (1 per live buffer; room for %ld buffers)\n",
+	printf("  fs.inotify.max_user_watches %ld (1 per orphaned buffer; room for %ld)\n",
 	       watches, cap_watch);
 	printf("  vm.max_map_count         %ld (at most 1 VMA per live buffer; room for %ld buffers)\n",
 	       map_count, cap_map);
@@ -340,7 +400,7 @@ int main(void)
 	       s1.pte_kib, (double)(s1.pte_kib - s0.pte_kib) * 1024 / n);
 	printf("%-34s %14ld %14ld %14.1f\n", "slab, system-wide (KiB; per B)*", s0.slab_kib,
 	       s1.slab_kib, (double)(s1.slab_kib - s0.slab_kib) * 1024 / n);
-	printf("  * kernel objects (memfd inode, 2 files, inotify watch, VMA) are not in RSS;\n"
+	printf("  * kernel objects (memfd inode, file, VMA) are not in RSS;\n"
 	       "    the slab figure is indicative only (other processes allocate too)\n\n");
 
 	printf("%-34s %14s %14s\n", "time", "total ms", "ns/buffer");
@@ -360,14 +420,18 @@ int main(void)
 	printf("per-op cost (export + fd + get + put + close + put), ns: %.0f with 10 live,\n"
 	       "  %.0f with %u live: ratio %.2fx (target <= 1.1x) %s\n",
 	       op_few, op_many, n, op_many / op_few, op_many / op_few <= 1.1 ? "met" : "MISSED");
-	printf("fds per live buffer %.2f (target <= 1), RSS per live buffer %.0f B (target <= 600 B)\n\n",
+	printf("fds per live buffer %.2f (target <= 1), RSS per live buffer %.0f B (target <= 600 B)\n",
 	       (double)(s1.fds - s0.fds) / n, (double)(s1.rss_kib - s0.rss_kib) * 1024 / n);
+	shared = shared_per_fd();
+	printf("shared buffers (fd handed out and closed, reference kept) per fd of room: %.3f\n"
+	       "  (%d fds of room; 0.5 would mean two fds each)\n\n", shared, SHARED_ROOM);
 	bench_line(BENCH, "op_10_live", op_few, "ns");
 	bench_line(BENCH, "op_many_live", op_many, "ns");
 	bench_target(BENCH, "op_many_vs_10_live", op_many / op_few, "x", 1.1);
 	bench_target(BENCH, "fds_per_live_buffer", (double)(s1.fds - s0.fds) / n, "count", 1);
 	bench_target(BENCH, "rss_per_live_buffer", (double)(s1.rss_kib - s0.rss_kib) * 1024 / n,
 		     "B", 600);
+	bench_line(BENCH, "shared_buffers_per_fd", shared, "count");
 	bench_line(BENCH, "buffers", n, "count");
 	bench_line(BENCH, "buffers_target", TARGET, "count");
 	bench_line(BENCH, "rlimit_nofile_hard", (double)rl.rlim_max, "count");

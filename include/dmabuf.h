@@ -524,8 +524,10 @@ struct dmabuf_export_info {
 
 /**
  * Exports a new buffer, as dma_buf_export(): creates its memfd (sealed
- * against shrink and grow, and against writes for a read-only buffer), its
- * dma-buf file and, unless alloc is DEFERRED, its simulated frames.
+ * against shrink and grow, and against writes for a read-only buffer) and,
+ * unless alloc is DEFERRED, its simulated frames. The buffer holds one fd
+ * of the process; its dma-buf file is opened when it is first handed out
+ * (dmabuf_fd(), dmabuf_mmap()).
  *
  * @param ctx the exporter's context
  * @param info what to export (copied; info->ops must outlive the buffer)
@@ -533,8 +535,8 @@ struct dmabuf_export_info {
  * @return 0; -EINVAL for a NULL ops or priv, a missing map, unmap or release,
  *         only one of pin/unpin, an unknown ops version, a zero or unaligned
  *         size, or flags other than O_RDONLY/O_WRONLY/O_RDWR(|O_CLOEXEC); -ENOMEM when
- *         the simulated memory cannot hold the buffer; -EMFILE/-ENFILE/-ENOSPC
- *         from the kernel (fds, inotify watches)
+ *         the simulated memory cannot hold the buffer; -EMFILE/-ENFILE
+ *         from the kernel (fds)
  */
 int dmabuf_export(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info,
 		  struct dmabuf **out);
@@ -547,7 +549,8 @@ int dmabuf_export(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info,
  * @param buf the buffer
  * @param flags O_CLOEXEC or 0 (the fd is close-on-exec either way); other
  *        bits are -EINVAL
- * @return the fd (owned by the caller), or -EINVAL, -EMFILE
+ * @return the fd (owned by the caller), or -EINVAL; -EMFILE/-ENFILE from the
+ *         kernel (the first call also opens the dma-buf file)
  */
 int dmabuf_fd(struct dmabuf *buf, int flags);
 
@@ -606,7 +609,10 @@ struct dmabuf *dmabuf_ref(struct dmabuf *buf);
  * Drops one reference, as dma_buf_put(). After the last reference the
  * library closes its own file; ops->release runs once no fd, fd in flight
  * or mapping of the buffer remains anywhere (possibly later, from
- * dmabuf_ctx_dispatch()).
+ * dmabuf_ctx_dispatch()). A buffer never handed out is released at once.
+ * If the release probe cannot be set up (fds or inotify watches exhausted:
+ * logged), the library keeps the file and the buffer stays until it is
+ * revived with dmabuf_get() or the context is destroyed.
  *
  * @param buf the reference to drop
  * @return 0; -EINVAL for a buffer that is not live or has no reference left
@@ -1176,7 +1182,8 @@ int dmabuf_end_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir);
  * @return 0; -EINVAL for an unaligned offset, a range beyond the buffer,
  *         bad prot, or an exporter without ops->mmap; -EACCES for
  *         PROT_WRITE on a read-only buffer and for any mapping of a
- *         write-only one; an errno from ops->mmap or mmap
+ *         write-only one; -EMFILE/-ENFILE when the dma-buf file must be
+ *         opened (not handed out before); an errno from ops->mmap or mmap
  */
 int dmabuf_mmap(struct dmabuf *buf, uint64_t offset, uint64_t len, int prot,
 		void **addr);
@@ -1262,7 +1269,8 @@ int dmabuf_fd_sync(struct dmabuf_ctx *ctx, int fd, uint64_t flags);
  * @return a new buffer fd owned by the caller; -EINVAL for len 0, fd_flags
  *         outside O_ACCMODE|O_CLOEXEC, non-zero heap_flags; -ENOENT for an
  *         unknown heap (the open() of `/dev/dma_heap/<name>` that would fail,
- *         so it comes before the other checks); -ENOMEM when the heap cannot satisfy the request
+ *         so it comes before the other checks); -ENOMEM when the heap cannot satisfy the request;
+ *         -EMFILE/-ENFILE/-ENOSPC from the kernel (fds, the release's inotify watch)
  */
 int dmabuf_heap_alloc(struct dmabuf_ctx *ctx, const char *heap, uint64_t len,
 		      uint32_t fd_flags, uint64_t heap_flags);

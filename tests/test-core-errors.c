@@ -81,10 +81,10 @@ static void export_fails_at_every_syscall(void **state)
 	struct dmabuf_export_info info = {
 		.exp_name = "fault", .ops = &tx_ops, .size = SZ, .priv = &tx,
 	};
+	/* The dma-buf file (a reopen) is made when it first leaves the
+	 * library and the watch at the last put (share_and_put_failures). */
 	const struct { enum dmb_sys_call call; unsigned int nth; int err; } faults[] = {
 		{ DMB_SYS_MEMFD_CREATE, 1, EMFILE },
-		{ DMB_SYS_REOPEN, 1, ENFILE },
-		{ DMB_SYS_INOTIFY_ADD_WATCH, 1, ENOSPC },
 	};
 	const int flags[] = { O_RDWR, O_RDONLY };
 
@@ -146,6 +146,54 @@ static void export_larger_than_ram_is_enomem(void **state)
 	assert_ctx_empty(ctx);
 	assert_ctx_works(ctx);
 	dmabuf_ctx_destroy(ctx);
+}
+
+/* The dma-buf file is opened at the first dmabuf_fd(): a failure there is
+ * that call's errno and changes nothing (the buffer was never shared, so
+ * the put releases at once). Arming the release watch at the last put of a
+ * shared buffer can fail too: then the library keeps its file rather than
+ * release early, and the buffer stays until the context goes. */
+static void share_and_put_failures(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf *again;
+	int fd;
+
+	dmb_sys_inject(DMB_SYS_REOPEN, 1, ENFILE);
+	assert_int_equal(dmabuf_fd(buf, O_CLOEXEC), -ENFILE);
+	dmb_sys_inject(DMB_SYS_REOPEN, 0, 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(tx.release, 1);
+
+	buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	assert_true(fd >= 0);
+	dmb_sys_inject(DMB_SYS_INOTIFY_ADD_WATCH, 1, ENOSPC);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmb_sys_inject(DMB_SYS_INOTIFY_ADD_WATCH, 0, 0);
+	/* revived and put again, it gets its probe this time */
+	assert_int_equal(dmabuf_get(ctx, fd, &again), 0);
+	assert_ptr_equal(again, buf);
+	assert_int_equal(dmabuf_put(again), 0);
+	assert_int_equal(tx.release, 1);
+	close(fd);
+	for (int i = 0; i < 500 && tx.release < 2; i++)
+		dmabuf_ctx_dispatch_timeout(ctx, 10);
+	assert_int_equal(tx.release, 2);
+
+	buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	assert_true(fd >= 0);
+	dmb_sys_inject(DMB_SYS_INOTIFY_ADD_WATCH, 1, ENOSPC);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmb_sys_inject(DMB_SYS_INOTIFY_ADD_WATCH, 0, 0);
+	close(fd);
+	dmabuf_ctx_dispatch_timeout(ctx, 20);
+	assert_int_equal(tx.release, 2); /* the library still holds it */
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(tx.release, 3);
 }
 
 static void fd_dup_failure(void **state)
@@ -289,7 +337,8 @@ static void heap_alloc_failures(void **state)
 	for (size_t h = 0; h < DMB_ARRAY_SIZE(heaps); h++)
 		for (size_t i = 0; i < DMB_ARRAY_SIZE(alloc_faults); i++) {
 			/* a read-write heap buffer is not mapped at allocation,
-			 * and its fd is the library's own, not a dup */
+			 * and its fd is the library's own, not a dup (the
+			 * reopen is the dma-buf file, the watch its release's) */
 			if (alloc_faults[i].call == DMB_SYS_MMAP ||
 			    alloc_faults[i].call == DMB_SYS_DUP)
 				continue;
@@ -333,6 +382,9 @@ static void udmabuf_failures(void **state)
 
 	for (uint32_t n = 1; n <= 2; n++)
 		for (size_t i = 0; i < DMB_ARRAY_SIZE(alloc_faults); i++) {
+			/* the fd is the library's own, not a dup */
+			if (alloc_faults[i].call == DMB_SYS_DUP)
+				continue;
 			dmb_sys_inject(alloc_faults[i].call, 1, alloc_faults[i].err);
 			assert_int_equal(dmabuf_udmabuf_create_list(ctx, 0, items, n),
 					 -alloc_faults[i].err);
@@ -743,6 +795,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		harness_test(export_fails_at_every_syscall),
 		harness_test(export_larger_than_ram_is_enomem),
+		harness_test(share_and_put_failures),
 		harness_test(fd_dup_failure),
 		harness_test(attach_alloc_failure),
 		harness_test(map_enomem_unwinds),

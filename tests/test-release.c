@@ -404,11 +404,15 @@ static void release_survives_inotify_overflow(void **state)
 	struct dmabuf *buf;
 	int fd;
 
-	/* Each synchronous release queues two events (close, watch removed);
-	 * with nobody dispatching, 8300 of them overflow the kernel's queue
-	 * of 16384 events. */
+	/* Each synchronous release of a shared buffer queues two events
+	 * (its file's close, the one-shot watch removed); with nobody
+	 * dispatching, 8300 of them overflow the kernel's queue of 16384
+	 * events. (A buffer never shared has no watch.) */
 	for (int i = 0; i < 8300; i++) {
 		buf = tx_export(ctx, &tx, 4096, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		fd = dmabuf_fd(buf, O_CLOEXEC);
+		assert_true(fd >= 0);
+		close(fd);
 		assert_int_equal(dmabuf_put(buf), 0);
 	}
 	assert_int_equal(tx.release, 8300);
@@ -420,6 +424,98 @@ static void release_survives_inotify_overflow(void **state)
 	/* ...and the overflow event makes the exporter look again. */
 	dispatch_until_released(ctx, &last);
 	assert_int_equal(last.release, 1);
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* The inotify watches of this process's inotify fds (their fdinfo). */
+static int count_watches(void)
+{
+	int fds[1024], n = harness_list_fds(fds, 1024), watches = 0;
+
+	for (int i = 0; i < n; i++) {
+		char path[64], link[64], line[256];
+		ssize_t len;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fds[i]);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len < 0)
+			continue;
+		link[len] = '\0';
+		if (strcmp(link, "anon_inode:inotify"))
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fds[i]);
+		f = fopen(path, "re");
+		while (f && fgets(line, sizeof(line), f))
+			watches += !strncmp(line, "inotify wd:", 11);
+		if (f)
+			fclose(f);
+	}
+	return watches;
+}
+
+/* issue 11: one fd per buffer (RLIMIT_NOFILE bounds the buffers, not half
+ * of it), and an inotify watch only while a buffer is an orphan. */
+static void one_fd_per_buffer_and_watches_for_orphans(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf[3];
+	int fds0, fd;
+
+	/* the first export makes the context's endpoint: count after it */
+	buf[0] = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	fds0 = harness_count_fds() - 1;
+	for (int i = 1; i < 3; i++)
+		buf[i] = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	assert_int_equal(harness_count_fds(), fds0 + 3);
+	assert_int_equal(count_watches(), 0);
+	/* shared: the dma-buf file too, while there are fds to spare */
+	fd = dmabuf_fd(buf[0], O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(harness_count_fds(), fds0 + 3 + 2);
+	assert_int_equal(count_watches(), 0);
+	/* an orphan: its probe alone, and its watch */
+	assert_int_equal(dmabuf_put(buf[0]), 0);
+	assert_int_equal(harness_count_fds(), fds0 + 3 + 1);
+	assert_int_equal(count_watches(), 1);
+	close(fd);
+	dispatch_until_released(ctx, &tx);
+	assert_int_equal(tx.release, 1);
+	assert_int_equal(harness_count_fds(), fds0 + 2);
+	assert_int_equal(count_watches(), 0);
+	assert_int_equal(dmabuf_put(buf[1]), 0);
+	assert_int_equal(dmabuf_put(buf[2]), 0);
+	assert_int_equal(tx.release, 3);
+	assert_int_equal(harness_count_fds(), fds0);
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* A close that does not end an orphan (another open file of the inode)
+ * spends its one-shot watch: the watch is armed again, and the real last
+ * close is still seen. */
+static void unrelated_close_rearms_watch(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	int fd = dmabuf_fd(buf, O_CLOEXEC), other;
+	char path[64];
+
+	assert_int_equal(dmabuf_put(buf), 0);
+	for (int round = 0; round < 3; round++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		other = open(path, O_RDONLY | O_CLOEXEC);
+		assert_true(other >= 0);
+		close(other);
+		for (int i = 0; i < 5; i++)
+			dmabuf_ctx_dispatch_timeout(ctx, 10);
+		assert_int_equal(tx.release, 0);
+		assert_int_equal(count_watches(), 1);
+	}
+	close(fd);
+	dispatch_until_released(ctx, &tx);
+	assert_int_equal(tx.release, 1);
 	dmabuf_ctx_destroy(ctx);
 }
 
@@ -436,6 +532,8 @@ int main(void)
 		harness_test(release_ends_open_cpu_brackets),
 		harness_test(many_buffers_release_independently),
 		harness_test(release_survives_inotify_overflow),
+		harness_test(one_fd_per_buffer_and_watches_for_orphans),
+		harness_test(unrelated_close_rearms_watch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

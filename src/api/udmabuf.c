@@ -81,7 +81,7 @@ DMABUF_EXPORT int dmabuf_udmabuf_create_list(struct dmabuf_ctx *ctx, uint32_t fl
 	struct dmb_backing backing = { 0 };
 	struct dmabuf *buf;
 	uint64_t total = 0;
-	int ret, fd;
+	int ret;
 
 	if (!dmb_ctx_usable(ctx) || !items)
 		return -EINVAL;
@@ -141,9 +141,8 @@ DMABUF_EXPORT int dmabuf_udmabuf_create_list(struct dmabuf_ctx *ctx, uint32_t fl
 		free(info.priv);
 		goto fail;
 	}
-	fd = dmabuf_fd(buf, O_CLOEXEC);
-	dmabuf_put(buf);
-	return fd;
+	/* The library's descriptor becomes the caller's (no dup). */
+	return dmb_buf_fd_and_put(buf);
 fail:
 	/* dmb_buf_create hands the ranges back on failure. */
 	for (size_t i = 0; i < backing.nranges; i++)

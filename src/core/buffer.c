@@ -3,17 +3,19 @@
  * Buffers: export, the dma-buf file, lookup by inode, references.
  *
  * The dma-buf file is one open file description (OFD) of a sealed memfd,
- * made by reopening the memfd through /proc/self/fd. dmabuf_fd() hands out
- * dups of that OFD, exactly as dma_buf_fd() installs the same struct file.
- * A second, private OFD (probe_fd) is the library's: it carries the
- * library's own mappings (which must not keep the dma-buf file alive) and the
- * release probe (release.c).
+ * made by reopening the memfd through /proc/self/fd with the buffer's
+ * access mode when it first leaves the library. dmabuf_fd() hands out dups
+ * of that OFD, exactly as dma_buf_fd() installs the same struct file. The
+ * memfd's own OFD is the library's: its mappings (which must not keep the
+ * dma-buf file alive) and the release probe (release.c). A buffer never
+ * shared holds that one fd only.
  */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -77,18 +79,6 @@ int dmb_export_validate(const struct dmabuf_export_info *info)
 	    info->alloc != DMABUF_ALLOC_DEFERRED)
 		return -EINVAL;
 	return 0;
-}
-
-static int reopen(int fd, int flags)
-{
-	char path[64];
-	int err, ret;
-
-	if ((err = dmb_sys_fail(DMB_SYS_REOPEN)))
-		return -err;
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	ret = open(path, flags | O_CLOEXEC);
-	return ret < 0 ? -errno : ret;
 }
 
 /* The prefix new_memfd() gives every buffer's memfd, as /proc/self/fd
@@ -203,17 +193,7 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 		ret = -errno;
 		goto fail;
 	}
-
-	/* A write-only buffer's file is O_WRONLY, so no holder can mmap it
-	 * (do_mmap() needs FMODE_READ); the library's own views come from the
-	 * probe OFD. */
-	ret = reopen(buf->probe_fd, rdonly ? O_RDONLY : wronly ? O_WRONLY : O_RDWR);
-	if (ret < 0)
-		goto fail;
-	buf->file_fd = ret;
-	/* Every holder of the dma-buf file shares this lock; the release
-	 * probe's exclusive lock succeeds only when the file is gone. */
-	if (flock(buf->file_fd, LOCK_SH) < 0 || fstat(buf->file_fd, &st) < 0) {
+	if (fstat(buf->probe_fd, &st) < 0) {
 		ret = -errno;
 		goto fail;
 	}
@@ -229,14 +209,9 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 		if (ret < 0)
 			goto fail;
 	}
-	ret = dmb_release_watch(buf);
+	ret = dmb_obj_add(buf, DMB_OBJ_BUFFER);
 	if (ret < 0)
 		goto fail;
-	ret = dmb_obj_add(buf, DMB_OBJ_BUFFER);
-	if (ret < 0) {
-		dmb_release_unwatch(buf);
-		goto fail;
-	}
 	RB_INSERT(dmb_buf_tree, &ctx->by_inode, buf);
 	ctx->stats.buffers_live++;
 	dmb_dbg(ctx, "export %s: %llu bytes, %s, ino %lu", buf->exp_name,
@@ -298,6 +273,74 @@ void dmb_buf_destroy(struct dmabuf *buf)
 	buf_free(ctx, buf);
 }
 
+/* Where the library's own mappings come from: the private OFD, or fresh
+ * OFDs of the dma-buf file while there is none. */
+static void backing_fd_update(struct dmabuf *buf)
+{
+	struct dmb_backing_range *r = &buf->backing.ranges[0];
+
+	if (buf->handle_only)
+		return; /* the caller's memfds */
+	r->reopen = buf->probe_fd < 0;
+	r->fd = r->reopen ? buf->file_fd : buf->probe_fd;
+}
+
+/* A shared buffer with references keeps its private OFD too (no reopen at
+ * the last put: two syscalls less) while the context has fewer live
+ * buffers than 1/16 of the fd limit; beyond that, one fd per buffer, so
+ * the limit bounds the buffers at about 15/16 of it, not at half. */
+static bool spare_fd_ok(struct dmabuf_ctx *ctx)
+{
+	if (!ctx->nofile) {
+		struct rlimit rl;
+
+		ctx->nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+				      ? (unsigned long)rl.rlim_cur : 1024ul * 1024;
+	}
+	return ctx->stats.buffers_live < ctx->nofile / 16;
+}
+
+static void spare_fd_trim(struct dmabuf *buf)
+{
+	if (buf->probe_fd >= 0 && buf->file_fd >= 0 && !spare_fd_ok(buf->ctx)) {
+		close(buf->probe_fd);
+		buf->probe_fd = -1;
+		backing_fd_update(buf);
+	}
+}
+
+static int share(struct dmabuf *buf, bool trim)
+{
+	int fd, err;
+
+	/* A proxy's file_fd is its dup of the exporter's file. */
+	if (buf->shared || buf->imported)
+		return 0;
+	/* A real open, whose final close inotify reports, with the buffer's
+	 * access mode: a write-only file is O_WRONLY, so no holder can mmap
+	 * it (do_mmap() needs FMODE_READ). */
+	fd = dmb_backing_reopen(buf->probe_fd, buf->flags);
+	if (fd < 0)
+		return fd;
+	/* Every holder of the file shares this lock; the release probe's
+	 * exclusive lock succeeds only when the file is gone. */
+	if (flock(fd, LOCK_SH) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	buf->file_fd = fd;
+	buf->shared = true;
+	if (trim)
+		spare_fd_trim(buf);
+	return 0;
+}
+
+int dmb_buf_share(struct dmabuf *buf)
+{
+	return share(buf, true);
+}
+
 DMABUF_EXPORT int dmabuf_fd(struct dmabuf *buf, int flags)
 {
 	struct dmabuf_ctx *ctx;
@@ -308,12 +351,13 @@ DMABUF_EXPORT int dmabuf_fd(struct dmabuf *buf, int flags)
 	ctx = dmb_buf_lock(buf);
 	if (!ctx)
 		return -EINVAL;
-	if ((err = dmb_sys_fail(DMB_SYS_DUP)))
+	if ((err = dmb_sys_fail(DMB_SYS_DUP))) {
 		fd = -err;
-	else
+	} else if ((fd = dmb_buf_share(buf)) == 0) {
 		fd = fcntl(buf->file_fd, F_DUPFD_CLOEXEC, 0);
-	if (fd < 0 && !err)
-		fd = -errno;
+		if (fd < 0)
+			fd = -errno;
+	}
 	dmb_unlock(ctx);
 	return fd;
 }
@@ -339,20 +383,34 @@ int dmb_buf_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st,
 	return 0;
 }
 
+/* The library lets go of the dma-buf file: its own mappings come from the
+ * probe OFD (release.c armed it). */
+static void drop_file(struct dmabuf *buf)
+{
+	close(buf->file_fd);
+	buf->file_fd = -1;
+	backing_fd_update(buf);
+}
+
 int dmb_buf_get_ref(struct dmabuf *buf, int fd)
 {
 	int dupfd;
 
 	if (buf->state == DMB_BUF_ORPHAN) {
 		/* The library dropped its file reference with the last put, but
-		 * the file lived on (fd is proof): hold it again. */
-		dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-		if (dupfd < 0)
-			return -errno;
-		/* No-op on the dma-buf file itself; a reopened file of the
-		 * same memfd becomes a holder too. */
-		flock(dupfd, LOCK_SH);
-		buf->file_fd = dupfd;
+		 * the file lived on (fd is proof): hold it again, unless the
+		 * library never let go of it (no probe could be opened). */
+		if (buf->file_fd < 0) {
+			dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+			if (dupfd < 0)
+				return -errno;
+			/* No-op on the dma-buf file itself; a reopened file of
+			 * the same memfd becomes a holder too. */
+			flock(dupfd, LOCK_SH);
+			buf->file_fd = dupfd;
+			backing_fd_update(buf);
+			spare_fd_trim(buf);
+		}
 		buf->state = DMB_BUF_LIVE;
 		dmb_release_cancel(buf);
 	}
@@ -399,7 +457,7 @@ DMABUF_EXPORT struct dmabuf *dmabuf_ref(struct dmabuf *buf)
 int dmb_buf_fd_and_put(struct dmabuf *buf)
 {
 	struct dmabuf_ctx *ctx = dmb_buf_lock(buf);
-	int fd;
+	int fd, ret;
 
 	if (!ctx)
 		return -EINVAL;
@@ -409,13 +467,49 @@ int dmb_buf_fd_and_put(struct dmabuf *buf)
 		dmb_unlock(ctx);
 		return fd;
 	}
-	/* what dmabuf_put() does at the last reference, minus the close */
-	fd = buf->file_fd;
-	buf->file_fd = -1;
+	/* What dmabuf_put() does at the last reference, minus the close:
+	 * the library's descriptor becomes the caller's. Nobody else can
+	 * have the file yet, so a failure releases the buffer. */
+	ret = share(buf, false); /* the memfd's OFD is the probe */
+	if (ret == 0)
+		ret = dmb_release_arm(buf);
 	buf->refcount = 0;
 	buf->state = DMB_BUF_ORPHAN;
+	if (ret < 0) {
+		dmb_buf_release_now(buf);
+		dmb_unlock(ctx);
+		return ret;
+	}
+	fd = buf->file_fd;
+	buf->file_fd = -1;
+	backing_fd_update(buf);
 	dmb_unlock(ctx);
 	return fd;
+}
+
+/* The last library reference of an exported buffer is gone. */
+static void last_put(struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = buf->ctx;
+	int ret;
+
+	buf->state = DMB_BUF_ORPHAN;
+	if (!buf->shared) {
+		/* No fd or mapping of the file ever left the library (there
+		 * is no file): nobody else can hold the buffer. */
+		dmb_buf_release_now(buf);
+		return;
+	}
+	ret = dmb_release_arm(buf);
+	if (ret < 0) {
+		/* Without a probe nothing could tell when the file is gone:
+		 * keep it rather than release early. */
+		dmb_err(ctx, "buffer %s: no release probe (%s): it stays until revived or the context is destroyed",
+			buf->exp_name, strerror(-ret));
+		return;
+	}
+	drop_file(buf);
+	dmb_release_check(buf);
 }
 
 DMABUF_EXPORT int dmabuf_put(struct dmabuf *buf)
@@ -436,10 +530,7 @@ DMABUF_EXPORT int dmabuf_put(struct dmabuf *buf)
 		 * the file go when the last fd does. */
 		dmb_buf_release_now(buf);
 	} else if (buf->refcount == 0) {
-		buf->state = DMB_BUF_ORPHAN;
-		close(buf->file_fd);
-		buf->file_fd = -1;
-		dmb_release_check(buf);
+		last_put(buf);
 	}
 	dmb_unlock(ctx);
 	return 0;

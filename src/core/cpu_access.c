@@ -201,6 +201,10 @@ DMABUF_EXPORT int dmabuf_mmap(struct dmabuf *buf, uint64_t offset, uint64_t len,
 		ret = -EACCES;
 		goto out;
 	}
+	/* The mapping below holds the dma-buf file: from now on it is out. */
+	ret = dmb_buf_share(buf);
+	if (ret < 0)
+		goto out;
 	ret = DMB_OP(buf, mmap)(buf, offset, len, prot);
 	if (ret < 0)
 		goto out;

@@ -47,6 +47,9 @@ struct dmabuf_ctx {
 
 	struct dmabuf_ctx_stats stats;
 
+	/* RLIMIT_NOFILE's soft limit, read at the first share (buffer.c:
+	 * shared buffers keep a second fd only while there is room). */
+	unsigned long nofile;
 };
 
 
@@ -105,14 +108,26 @@ struct dmabuf {
 	 * then non-NULL, and fdinfo shows a name: line. */
 	bool name_set;
 
-	/* The dma-buf file: one open file description (reopened memfd).
-	 * file_fd is the library's reference to it while refcount > 0. */
+	/* The dma-buf file, one open file description (OFD) of the memfd
+	 * made by a real open of /proc/self/fd/N (the memfd's own OFD is a
+	 * pseudo file, whose close the kernel may not report to inotify),
+	 * made when the file first leaves the library (dmb_buf_share()).
+	 * file_fd is the library's reference to it while refcount > 0, else
+	 * -1. (An orphan whose probe could not be opened keeps it: it stays
+	 * until revived or the context is destroyed.) */
 	int file_fd;
-	/* A private OFD of the same inode: used for the release probe
-	 * (flock LOCK_EX succeeds only when the dma-buf file is gone) and for
-	 * the library's own mappings, which must not pin the dma-buf file. */
+	/* A private OFD of the same inode, -1 if none: the memfd's own until
+	 * shared; the release probe of an orphan (flock LOCK_EX succeeds only
+	 * when the dma-buf file is gone) and the source of the library's own
+	 * mappings, which must not pin the dma-buf file. A shared buffer with
+	 * references keeps it only while the process has fds to spare
+	 * (buffer.c), so a buffer holds one fd, at most two. */
 	int probe_fd;
-	int wd; /* inotify watch, -1 if none */
+	/* The file has left the library (an fd or a mapping of it was
+	 * handed out): it exists and holds the shared flock, and the last put
+	 * must probe. Never shared, the buffer goes with the last put. */
+	bool shared;
+	int wd; /* one-shot inotify watch of an orphan, -1 if none */
 	unsigned int reprobes_left;
 	LIST_ENTRY(dmabuf) reprobe_link; /* valid while reprobes_left > 0 */
 	bool handle_only; /* udmabuf: the file is a handle, bytes elsewhere */
@@ -170,9 +185,13 @@ void dmb_buf_destroy(struct dmabuf *buf);
 /* dmabuf_fd(buf, O_CLOEXEC) then dmabuf_put(buf) in one step (a heap
  * allocation): when that put drops the last reference, the library's own
  * descriptor of the file becomes the returned fd: no dup, no close, no
- * release probe (the fd still holds the file). The fd or -errno; the
+ * probe (the fd still holds the file); the release probe is armed first,
+ * and a failure to arm it releases the buffer. The fd or -errno; the
  * reference is gone either way. */
 int dmb_buf_fd_and_put(struct dmabuf *buf);
+/* The file is about to leave the library (dmabuf_fd(), dmabuf_mmap()):
+ * takes the shared lock every holder shares, once. 0 or -errno. */
+int dmb_buf_share(struct dmabuf *buf);
 /* One more reference on a buffer found by an fd of its file; an orphan is
  * revived on that fd. */
 int dmb_buf_get_ref(struct dmabuf *buf, int fd);
@@ -183,8 +202,9 @@ int dmb_buf_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st,
 		   struct dmabuf **found);
 
 /* release.c */
-int dmb_release_watch(struct dmabuf *buf);
-void dmb_release_unwatch(struct dmabuf *buf);
+/* Before the library lets go of the dma-buf file of a shared buffer: opens
+ * the probe OFD and arms the watch. 0, or -errno with nothing changed. */
+int dmb_release_arm(struct dmabuf *buf);
 void dmb_release_cancel(struct dmabuf *buf);
 void dmb_release_check(struct dmabuf *buf);
 void dmb_release_inotify(struct dmb_source *src, uint32_t events);

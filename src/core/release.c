@@ -5,15 +5,31 @@
  * mmap of the dma-buf file are gone.
  *
  * Every holder of the dma-buf file shares one OFD, which holds a shared
- * flock. The exporter watches the memfd's inode with inotify (IN_CLOSE_*
- * fires when any OFD of it is finally released, including by munmap of its
- * last mapping) and then probes with flock(LOCK_EX | LOCK_NB) on its private
- * OFD, which succeeds only when the dma-buf OFD is gone.
+ * flock from the moment the file first leaves the library. The library
+ * keeps one fd per buffer: the dma-buf file while it holds references,
+ * then a private probe OFD of the same inode. A buffer whose file never
+ * left the library is released by the last put at once: nobody else can
+ * hold it. Otherwise the last put opens the probe OFD, arms a one-shot
+ * inotify watch on the inode (IN_CLOSE_* fires when any OFD of it is
+ * finally released, including by munmap of its last mapping), closes the
+ * library's dma-buf fd and probes with flock(LOCK_EX | LOCK_NB) on the
+ * probe OFD, which succeeds only when the dma-buf OFD is gone. The watch is
+ * armed before the library's fd goes, so the file's final close, which can
+ * only come after it, is always seen.
+ *
+ * One shot: the close event that ends the buffer also removes its watch
+ * (IN_IGNORED follows in the same queue), so a release needs no
+ * inotify_rm_watch and queues nothing more. A close event that does not end
+ * it (another OFD of the inode went) is followed by IN_IGNORED, and the
+ * watch is armed again then, before the next probe. A released buffer's
+ * watch, if still armed, fires at the library's own close of the probe OFD
+ * and goes with it.
  *
  * The kernel sends the close event from __fput() before it drops the file's
  * locks, so a probe that runs at once can lose that race. A failed probe
  * after an event is therefore retried a few times from a 1 ms timer.
  */
+#include <fcntl.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/file.h>
@@ -26,37 +42,67 @@
 #define REPROBES 50
 #define REPROBE_NS 1000000
 
-int dmb_release_watch(struct dmabuf *buf)
+/* Arms the one-shot watch of an orphan's inode (again). A watch still
+ * armed is the same wd; one that has fired but is not gone yet is too, and
+ * its IN_IGNORED then arms it once more. */
+static int watch_arm(struct dmabuf *buf)
 {
 	struct dmabuf_ctx *ctx = buf->ctx;
 	char path[64];
-	int err;
+	int err, wd;
 
 	if ((err = dmb_sys_fail(DMB_SYS_INOTIFY_ADD_WATCH)))
 		return -err;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", buf->probe_fd);
-	buf->wd = inotify_add_watch(ctx->inotify_fd, path,
-				    IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
-	if (buf->wd < 0) {
+	wd = inotify_add_watch(ctx->inotify_fd, path,
+			       IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_ONESHOT);
+	if (wd < 0) {
 		err = -errno;
 		if (err == -ENOSPC)
 			dmb_err(ctx, "no inotify watch left for buffer %s: raise fs.inotify.max_user_watches",
 				buf->exp_name);
 		return err;
 	}
-	RB_INSERT(dmb_wd_tree, &ctx->by_wd, buf);
+	if (buf->wd != wd) {
+		if (buf->wd >= 0)
+			RB_REMOVE(dmb_wd_tree, &ctx->by_wd, buf);
+		buf->wd = wd;
+		RB_INSERT(dmb_wd_tree, &ctx->by_wd, buf);
+	}
 	return 0;
 }
 
-void dmb_release_unwatch(struct dmabuf *buf)
+/* Forgets the watch; the kernel's side ends by itself (above). */
+static void watch_forget(struct dmabuf *buf)
 {
-	struct dmabuf_ctx *ctx = buf->ctx;
-
 	if (buf->wd < 0)
 		return;
-	RB_REMOVE(dmb_wd_tree, &ctx->by_wd, buf);
-	inotify_rm_watch(ctx->inotify_fd, buf->wd);
+	RB_REMOVE(dmb_wd_tree, &buf->ctx->by_wd, buf);
 	buf->wd = -1;
+}
+
+int dmb_release_arm(struct dmabuf *buf)
+{
+	bool opened = false;
+	int fd, ret;
+
+	if (buf->probe_fd < 0) {
+		/* Read-write so that it can also carry the library's
+		 * mappings. */
+		fd = dmb_backing_reopen(buf->file_fd, O_RDWR);
+		if (fd == -EACCES)
+			fd = dmb_backing_reopen(buf->file_fd, O_RDONLY);
+		if (fd < 0)
+			return fd;
+		buf->probe_fd = fd;
+		opened = true;
+	}
+	ret = watch_arm(buf);
+	if (ret < 0 && opened) {
+		close(buf->probe_fd);
+		buf->probe_fd = -1;
+	}
+	return ret;
 }
 
 static void reprobe_arm(struct dmabuf_ctx *ctx, bool on)
@@ -83,7 +129,7 @@ void dmb_release_cancel(struct dmabuf *buf)
 /* True (and the buffer is gone) if the dma-buf file no longer exists. */
 static bool probe(struct dmabuf *buf)
 {
-	if (buf->state != DMB_BUF_ORPHAN)
+	if (buf->state != DMB_BUF_ORPHAN || buf->probe_fd < 0)
 		return false;
 	if (flock(buf->probe_fd, LOCK_EX | LOCK_NB) < 0)
 		return false;
@@ -108,6 +154,17 @@ static void reprobe_queue(struct dmabuf *buf)
 	buf->reprobes_left = REPROBES;
 }
 
+/* The watch of an orphan is gone (or may be): arm it, then probe, so no
+ * final close falls between the two unseen. */
+static void rearm_and_probe(struct dmabuf *buf)
+{
+	if (watch_arm(buf) < 0)
+		dmb_err(buf->ctx, "buffer %s: its watch could not be armed again: only re-probes can release it",
+			buf->exp_name);
+	if (!probe(buf))
+		reprobe_queue(buf);
+}
+
 /* The kernel dropped events (the queue holds 16384 by default): any
  * orphaned buffer may have lost its close event, so probe them all. */
 static void lost_events(struct dmabuf_ctx *ctx)
@@ -116,8 +173,8 @@ static void lost_events(struct dmabuf_ctx *ctx)
 
 	dmb_warn(ctx, "inotify queue overflowed: re-checking every orphaned buffer");
 	RB_FOREACH_SAFE(buf, dmb_buf_tree, &ctx->by_inode, tmp)
-		if (buf->state == DMB_BUF_ORPHAN && !probe(buf))
-			reprobe_queue(buf);
+		if (buf->state == DMB_BUF_ORPHAN && buf->probe_fd >= 0)
+			rearm_and_probe(buf);
 }
 
 void dmb_release_inotify(struct dmb_source *src, uint32_t events)
@@ -129,8 +186,8 @@ void dmb_release_inotify(struct dmb_source *src, uint32_t events)
 
 	/* A read returns every queued event that fits, so one that leaves
 	 * room for another event found the queue empty: read again only if
-	 * it was full, or if handling its events queued new ones (a release
-	 * removes its watch: IN_IGNORED). No read that only finds EAGAIN. */
+	 * it was full. A release queues nothing (its watch is gone or goes
+	 * with the probe OFD). No read that only finds EAGAIN. */
 	while (again && (len = read(ctx->inotify_fd, evbuf, sizeof(evbuf))) > 0) {
 		again = (size_t)len > sizeof(evbuf) - sizeof(struct inotify_event) - NAME_MAX - 1;
 		for (char *p = evbuf; p < evbuf + len;) {
@@ -140,16 +197,20 @@ void dmb_release_inotify(struct dmb_source *src, uint32_t events)
 			p += sizeof(*ev) + ev->len;
 			if (ev->mask & IN_Q_OVERFLOW)
 				overflow = true;
-			if (!(ev->mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)))
+			if (!(ev->mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_IGNORED)))
 				continue;
 			buf = RB_FIND(dmb_wd_tree, &ctx->by_wd, &key);
-			if (!buf || buf->state != DMB_BUF_ORPHAN)
+			if (!buf)
 				continue;
-			if (probe(buf)) {
-				again = true;
-				continue;
+			if (ev->mask & IN_IGNORED) {
+				/* The one shot has fired (handled at its event)
+				 * and this wd is gone for good. */
+				watch_forget(buf);
+				if (buf->state == DMB_BUF_ORPHAN && buf->probe_fd >= 0)
+					rearm_and_probe(buf);
+			} else if (buf->state == DMB_BUF_ORPHAN && !probe(buf)) {
+				reprobe_queue(buf);
 			}
-			reprobe_queue(buf);
 		}
 	}
 	if (overflow)
@@ -189,7 +250,7 @@ void dmb_buf_release_now(struct dmabuf *buf)
 		dmb_err(ctx, "buffer %s released with %u attachment(s) still attached",
 			buf->exp_name, buf->nattachments);
 	dmb_attachments_destroy_all(buf);
-	dmb_release_unwatch(buf);
+	watch_forget(buf);
 	dmb_dbg(ctx, "release %s (ino %lu)", buf->exp_name, (unsigned long)buf->key.ino);
 	DMB_OP(buf, release)(buf);
 	ctx->stats.buffers_released++;

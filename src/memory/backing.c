@@ -3,11 +3,54 @@
  * A buffer's backing: the memfd range(s) that hold its bytes, the library's
  * own mapping of them, and the simulated physical frames behind them.
  */
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "memory.h"
+
+int dmb_backing_reopen(int fd, int flags)
+{
+	char path[64];
+	int err, ret;
+
+	if ((err = dmb_sys_fail(DMB_SYS_REOPEN)))
+		return -err;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ret = open(path, flags | O_CLOEXEC);
+	return ret < 0 ? -errno : ret;
+}
+
+/* mmap of one range; a reopen range is mapped through a description of its
+ * own, which then lives on in the mapping alone. */
+static void *map_one(const struct dmb_backing_range *r, void *addr, uint64_t len,
+		     int prot, int flags, int fd, uint64_t skip)
+{
+	void *p;
+	int tmp = -1, err;
+
+	if (fd < 0 && r->reopen) {
+		tmp = dmb_backing_reopen(r->fd, O_RDWR);
+		if (tmp == -EACCES)
+			tmp = dmb_backing_reopen(r->fd, O_RDONLY);
+		if (tmp < 0) {
+			errno = -tmp;
+			return MAP_FAILED;
+		}
+		fd = tmp;
+	}
+	if (fd < 0)
+		fd = r->fd;
+	p = mmap(addr, len, prot, flags, fd, (off_t)(r->offset + skip));
+	if (tmp >= 0) {
+		err = errno;
+		close(tmp);
+		errno = err;
+	}
+	return p;
+}
 
 int dmb_backing_init_memfd(struct dmb_backing *b, int memfd, uint64_t size)
 {
@@ -36,12 +79,8 @@ void *dmb_backing_map_range(struct dmb_backing *b, uint64_t offset, uint64_t len
 		errno = err;
 		return MAP_FAILED;
 	}
-	if (b->nranges == 1) {
-		int fd = fd_override >= 0 ? fd_override : b->ranges[0].fd;
-
-		return mmap(NULL, len, prot, MAP_SHARED, fd,
-			    (off_t)(b->ranges[0].offset + offset));
-	}
+	if (b->nranges == 1)
+		return map_one(&b->ranges[0], NULL, len, prot, MAP_SHARED, fd_override, offset);
 	base = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (base == MAP_FAILED)
 		return MAP_FAILED;
@@ -57,8 +96,8 @@ void *dmb_backing_map_range(struct dmb_backing *b, uint64_t offset, uint64_t len
 		part = r->size - skip;
 		if (part > len - done)
 			part = len - done;
-		if (mmap(base + done, part, prot, MAP_SHARED | MAP_FIXED, r->fd,
-			 (off_t)(r->offset + skip)) == MAP_FAILED) {
+		if (map_one(r, base + done, part, prot, MAP_SHARED | MAP_FIXED, -1,
+			    skip) == MAP_FAILED) {
 			err = errno;
 			munmap(base, len);
 			errno = err;

@@ -24,6 +24,10 @@ struct dmb_phys_run {
 struct dmb_backing_range {
 	int fd;
 	bool owned;	 /* closed with the backing (else borrowed) */
+	/* fd is a file the library's own mappings must not hold (the dma-buf
+	 * file while the library has it): each mapping is made through a
+	 * fresh open file description of fd's inode, closed once mapped. */
+	bool reopen;
 	uint64_t offset; /* in fd */
 	uint64_t size;
 };
@@ -47,6 +51,9 @@ struct dmb_backing {
 };
 
 /* backing.c */
+/* A new open file description of fd's inode (open("/proc/self/fd/N"),
+ * close-on-exec); the fd or -errno. */
+int dmb_backing_reopen(int fd, int flags);
 int dmb_backing_init_memfd(struct dmb_backing *b, int memfd, uint64_t size);
 int dmb_backing_map_cpu(struct dmb_backing *b, bool writable);
 int dmb_backing_map_view(struct dmb_backing *b);
