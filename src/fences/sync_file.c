@@ -464,18 +464,23 @@ static void copy_name(char *dst, const char *src)
 
 static void fill_info(struct dmabuf_fence *f, struct dmabuf_sync_fence_info *i);
 
-/* The record of a signalled fence, malloc'd; *len its size. */
-static struct dmb_sf_record *make_record(struct dmabuf_fence *f, size_t *len)
+/* The record of a signalled fence: in *one for a fence without children
+ * (no allocation on the signalling path), else malloc'd; *len its size. */
+static struct dmb_sf_record *make_record(struct dmabuf_fence *f, struct dmb_sf_record *one,
+					 size_t *len)
 {
 	unsigned int n = dmb_fence_unwrap_count(f);
-	struct dmb_sf_record *rec;
+	struct dmb_sf_record *rec = one;
 
 	if (dmb_fence_unwrap_child(f, 0) == f)
 		n = 0;
 	if (n > SF_MAX_CHILDREN)
 		n = SF_MAX_CHILDREN;
 	*len = sizeof(*rec) + n * sizeof(struct dmabuf_sync_fence_info);
-	rec = calloc(1, *len);
+	if (n)
+		rec = calloc(1, *len);
+	else
+		memset(rec, 0, sizeof(*rec));
 	if (!rec) {
 		dmb_err(NULL, "sync file: no memory for the signal record");
 		return NULL;
@@ -535,18 +540,19 @@ static void send_record_locked(struct sf_export *e, const struct dmb_sf_record *
 /* The fence has signalled: every open W gets the record. */
 static void sf_flush(struct sf_attach *at)
 {
-	struct dmb_sf_record *rec;
+	struct dmb_sf_record one, *rec;
 	struct sf_export *e;
 	size_t len = 0;
 
 	/* Built before sf_lock: the names and children's status may call
 	 * into other fences. */
-	rec = make_record(at->fence, &len);
+	rec = make_record(at->fence, &one, &len);
 	pthread_mutex_lock(&sf_lock);
 	LIST_FOREACH(e, &at->exports, fence_link)
 		send_record_locked(e, rec, len);
 	pthread_mutex_unlock(&sf_lock);
-	free(rec);
+	if (rec != &one)
+		free(rec);
 }
 
 /* Runs under the fence lock, in the signalling thread. */
