@@ -28,6 +28,12 @@
  *                 dmabuf_sync_file_merge of two fds (+ close); vs socketpair()
  *                 + 2 close(), the fds a sync file is made of
  *
+ * Beside the wall time per wake-up, the CPU time both processes spent in
+ * the timed loop (getrusage user + system, A's and B's, per wake-up), and
+ * its ratio to the baseline's: other processes' load on the machine
+ * stretches the wall time of a ping-pong but hardly what it costs the two
+ * processes themselves.
+ *
  * Both processes run on one CPU (as bench-remote does: on a small VM a
  * cross-CPU wake-up of an idle vCPU costs 20-60 us and varies, hiding the
  * software path); BENCH_UNPINNED=1 lets them float.
@@ -38,6 +44,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -61,6 +68,33 @@ struct ctl_msg {
 };
 
 static int ctl_fd, data_fd, efd_ab, efd_ba;
+
+/* CPU time (user + system) of this process, ns. */
+static uint64_t cpu_ns(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) < 0)
+		BENCH_FAIL("getrusage: %s", strerror(errno));
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
+}
+
+/* B's CPU time of a timed loop, sent to A on the control socket after it. */
+static void cpu_send(uint64_t ns)
+{
+	if (send(ctl_fd, &ns, sizeof(ns), MSG_NOSIGNAL) != (ssize_t)sizeof(ns))
+		BENCH_FAIL("ctl send: %s", strerror(errno));
+}
+
+static uint64_t cpu_recv(void)
+{
+	uint64_t ns;
+
+	if (recv(ctl_fd, &ns, sizeof(ns), 0) != (ssize_t)sizeof(ns))
+		BENCH_FAIL("ctl recv: %s", strerror(errno));
+	return ns;
+}
 
 static const char *drv_name(struct dmabuf_fence *f)
 {
@@ -133,12 +167,16 @@ static int b_main(void)
 		if (recv(ctl_fd, &m, sizeof(m), 0) != (ssize_t)sizeof(m))
 			BENCH_FAIL("ctl recv: %s", strerror(errno));
 		switch (m.cmd) {
-		case C_RAW:
+		case C_RAW: {
+			uint64_t c0 = cpu_ns();
+
 			for (uint32_t i = 0; i < m.n; i++) {
 				efd_read(efd_ab);
 				efd_write(efd_ba);
 			}
+			cpu_send(cpu_ns() - c0);
 			break;
+		}
 		case C_RECV_FENCES:
 		case C_RECV_RAW:
 			if (m.n > N_WAKE)
@@ -165,7 +203,9 @@ static int b_main(void)
 			}
 			break;
 		case C_FENCE_SOCK:
-		case C_FENCE_EFD:
+		case C_FENCE_EFD: {
+			uint64_t c0 = cpu_ns();
+
 			if (m.n != nfds)
 				BENCH_FAIL("%u fences asked, %u held", m.n, nfds);
 			for (uint32_t i = 0; i < m.n; i++) {
@@ -178,6 +218,7 @@ static int b_main(void)
 				else
 					efd_write(efd_ba);
 			}
+			cpu_send(cpu_ns() - c0);
 			/* Untimed: each signalled without error, with its record. */
 			for (uint32_t i = 0; i < nfds; i++) {
 				int status = 0;
@@ -190,6 +231,7 @@ static int b_main(void)
 			nfds = 0;
 			bench_send_byte(data_fd);
 			break;
+		}
 		case C_QUIT:
 			return 0;
 		default:
@@ -200,17 +242,22 @@ static int b_main(void)
 
 /* ---- A: the signaller -------------------------------------------------------- */
 
-static double a_raw_round(uint32_t n)
+/* Returns ns per wake-up; *cpu: CPU ns of both processes per wake-up. */
+static double a_raw_round(uint32_t n, double *cpu)
 {
-	uint64_t t0;
+	uint64_t t0, c0, t, c;
 
 	ctl_send(C_RAW, n);
 	t0 = bench_now_ns();
+	c0 = cpu_ns();
 	for (uint32_t i = 0; i < n; i++) {
 		efd_write(efd_ab);
 		efd_read(efd_ba);
 	}
-	return (double)(bench_now_ns() - t0) / n;
+	c = cpu_ns() - c0;
+	t = bench_now_ns() - t0;
+	*cpu = (double)(c + cpu_recv()) / n;
+	return (double)t / n;
 }
 
 /* Creates, exports and hands over n fences; returns ns per fence. */
@@ -249,14 +296,15 @@ static double a_hand_over_raw(uint32_t n)
 	return (double)(bench_now_ns() - t0) / n;
 }
 
-static double a_fence_round(uint32_t n, bool efd_reply, double *hand_over)
+static double a_fence_round(uint32_t n, bool efd_reply, double *hand_over, double *cpu)
 {
 	static struct dmabuf_fence *f[N_WAKE];
-	uint64_t t0, t;
+	uint64_t t0, c0, t, c;
 
 	*hand_over = a_hand_over(f, n, dmabuf_fence_context_alloc(1));
 	ctl_send(efd_reply ? C_FENCE_EFD : C_FENCE_SOCK, n);
 	t0 = bench_now_ns();
+	c0 = cpu_ns();
 	for (uint32_t i = 0; i < n; i++) {
 		BENCH_CHECK(dmabuf_fence_signal(f[i]));
 		if (efd_reply)
@@ -264,7 +312,9 @@ static double a_fence_round(uint32_t n, bool efd_reply, double *hand_over)
 		else
 			bench_recv_byte(data_fd);
 	}
+	c = cpu_ns() - c0;
 	t = bench_now_ns() - t0;
+	*cpu = (double)(c + cpu_recv()) / n;
 	bench_recv_byte(data_fd);	/* B checked and closed its fds */
 	for (uint32_t i = 0; i < n; i++)
 		dmabuf_fence_put(f[i]);
@@ -442,6 +492,7 @@ int main(void)
 {
 	static const unsigned int merge_k[3] = { 2, 8, 64 };
 	double raw[ROUNDS], sock[ROUNDS], efd[ROUNDS], ho[ROUNDS], ho_raw[ROUNDS], dummy;
+	double c_raw[ROUNDS], c_sock[ROUNDS], c_efd[ROUNDS], m_craw, m_csock, m_cefd;
 	double l_efd[ROUNDS], l_fence[ROUNDS], l_tl[ROUNDS], mg[3][ROUNDS];
 	double sp[ROUNDS], exp_[ROUNDS], sfm[ROUNDS];
 	double m_raw, m_sock, m_efd, m_ho, m_ho_raw, m_lefd, m_lfence, m_ltl, m_mg[3];
@@ -485,13 +536,13 @@ int main(void)
 	close(data[1]);
 
 	/* warm-up */
-	a_raw_round(100);
-	a_fence_round(100, false, &dummy);
+	a_raw_round(100, &dummy);
+	a_fence_round(100, false, &dummy, &dummy);
 	a_hand_over_raw(100);
 	for (int r = 0; r < ROUNDS; r++) {
-		raw[r] = a_raw_round(N_WAKE);
-		sock[r] = a_fence_round(N_WAKE, false, &ho[r]);
-		efd[r] = a_fence_round(N_WAKE, true, &dummy);
+		raw[r] = a_raw_round(N_WAKE, &c_raw[r]);
+		sock[r] = a_fence_round(N_WAKE, false, &ho[r], &c_sock[r]);
+		efd[r] = a_fence_round(N_WAKE, true, &dummy, &c_efd[r]);
 		ho_raw[r] = a_hand_over_raw(N_WAKE);
 	}
 	ctl_send(C_QUIT, 0);
@@ -515,6 +566,9 @@ int main(void)
 	m_raw = bench_median(raw, ROUNDS);
 	m_sock = bench_median(sock, ROUNDS);
 	m_efd = bench_median(efd, ROUNDS);
+	m_craw = bench_median(c_raw, ROUNDS);
+	m_csock = bench_median(c_sock, ROUNDS);
+	m_cefd = bench_median(c_efd, ROUNDS);
 	m_ho = bench_median(ho, ROUNDS);
 	m_ho_raw = bench_median(ho_raw, ROUNDS);
 	m_lefd = bench_median(l_efd, ROUNDS);
@@ -533,6 +587,8 @@ int main(void)
 	       "baseline is", "target");
 	row("signal -> B wakes, replies on socket", m_sock, m_raw, "eventfd ping-pong", 1.1);
 	row("signal -> B wakes, replies on eventfd", m_efd, m_raw, "eventfd ping-pong", 1.1);
+	row("CPU of both: socket reply", m_csock, m_craw, "eventfd ping-pong CPU", 0);
+	row("CPU of both: eventfd reply", m_cefd, m_craw, "eventfd ping-pong CPU", 0);
 	row("hand-over: new + export + send + recv", m_ho, m_ho_raw, "eventfd + SCM_RIGHTS", 0);
 	row("fence_new + signal + put", m_lfence, m_lefd, "eventfd + write + close", 0);
 	row("timeline create_fence + inc + put", m_ltl, m_lefd, "eventfd + write + close", 0);
@@ -548,6 +604,8 @@ int main(void)
 
 	lines_t("wake_socket_reply", m_sock, m_raw, 1.1);
 	lines_t("wake_eventfd_reply", m_efd, m_raw, 1.1);
+	lines("wake_socket_reply_cpu", m_csock, m_craw);
+	lines("wake_eventfd_reply_cpu", m_cefd, m_craw);
 	lines("hand_over", m_ho, m_ho_raw);
 	lines("fence_life", m_lfence, m_lefd);
 	lines("timeline_life", m_ltl, m_lefd);

@@ -734,13 +734,18 @@ int dmabuf_sync_file_merge(int fd1, int fd2);
 int dmabuf_sync_file_set_deadline(int fd, int64_t deadline_ns);
 
 /**
- * Waits until the sync file signals, like libsync's sync_wait(): poll()s
- * the fd, so it needs nothing but the fd.
+ * Waits until the sync file signals, like libsync's sync_wait(), from the
+ * fd alone. With @p timeout_ms -1 or 0 it is one syscall when the answer is
+ * "signalled" (a peek at the signal record, which waits for it); a timeout
+ * above 0 polls.
  *
  * @param fd the sync file, borrowed
- * @param timeout_ms -1 forever, 0 to test
+ * @param timeout_ms -1 forever, 0 to test, else milliseconds
  * @return 1 signalled, 0 on timeout, -EBADF; -EINVAL for an fd that is
- *         not a sync file (where poll() would answer for that other file)
+ *         not a sync file (where poll() would answer for that other file).
+ *         Only a connected socket of another kind with nothing to read
+ *         waits (timeout -1) as poll() would, until it has data or EOF
+ *         (then -EINVAL).
  */
 int dmabuf_sync_file_wait(int fd, int timeout_ms);
 

@@ -271,6 +271,88 @@ static void test_timeline_destroy(void **state)
 	dmabuf_fence_put(pending);
 }
 
+static const char *wait_edges_name(struct dmabuf_fence *f)
+{
+	(void)f;
+	return "wait-edges";
+}
+
+static const struct dmabuf_fence_ops test_fence_ops = {
+	.get_driver_name = wait_edges_name,
+	.get_timeline_name = wait_edges_name,
+};
+
+/* dmabuf_sync_file_wait() waits in one peek at the record: what that peek
+ * cannot tell apart still gets the old answers. */
+static void *signal_later(void *arg)
+{
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+	nanosleep(&ts, NULL);
+	assert_int_equal(dmabuf_fence_signal(arg), 0);
+	return NULL;
+}
+
+static void test_wait_edges(void **state)
+{
+	struct dmabuf_fence *f;
+	pthread_t th;
+	int fd, sv[2], un, fl;
+	char junk[200];
+
+	(void)state;
+	assert_int_equal(dmabuf_fence_new(&test_fence_ops, NULL,
+					  dmabuf_fence_context_alloc(1), 1, &f), 0);
+	fd = dmabuf_sync_file_export(f);
+	assert_true(fd >= 0);
+	/* A kernel sync file has no O_NONBLOCK; neither has ours. */
+	fl = fcntl(fd, F_GETFL);
+	assert_false(fl & O_NONBLOCK);
+	assert_int_equal(dmabuf_sync_file_wait(fd, 0), 0);
+	/* A caller's O_NONBLOCK: the peek finds nothing at once, the wait
+	 * still waits (poll) until the signal. */
+	assert_int_equal(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
+	assert_int_equal(pthread_create(&th, NULL, signal_later, f), 0);
+	assert_int_equal(dmabuf_sync_file_wait(fd, -1), 1);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(dmabuf_sync_file_wait(fd, 0), 1);
+	assert_int_equal(fcntl(fd, F_SETFL, fl), 0);
+	assert_int_equal(dmabuf_sync_file_wait(fd, -1), 1);
+	close(fd);
+	dmabuf_fence_put(f);
+
+	/* The signaller gone (no record, EOF): signalled, for -1 and 0. */
+	assert_int_equal(dmabuf_fence_new(&test_fence_ops, NULL,
+					  dmabuf_fence_context_alloc(1), 1, &f), 0);
+	fd = dmabuf_sync_file_export(f);
+	assert_true(fd >= 0);
+	dmabuf_fence_put(f);
+	assert_int_equal(dmabuf_sync_file_wait(fd, -1), 1);
+	assert_int_equal(dmabuf_sync_file_wait(fd, 0), 1);
+	close(fd);
+
+	/* Sockets that are not sync files: data that is no record, EOF, an
+	 * unconnected socket. None is taken for a signalled fence. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	memset(junk, 'x', sizeof(junk));
+	assert_int_equal(send(sv[1], junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+	assert_int_equal(dmabuf_sync_file_wait(sv[0], -1), -EINVAL);
+	assert_int_equal(dmabuf_sync_file_wait(sv[0], 0), -EINVAL);
+	assert_int_equal(recv(sv[0], junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+	close(sv[1]);
+	assert_int_equal(dmabuf_sync_file_wait(sv[0], -1), -EINVAL);
+	close(sv[0]);
+	un = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(un >= 0);
+	assert_int_equal(dmabuf_sync_file_wait(un, -1), -EINVAL);
+	assert_int_equal(dmabuf_sync_file_wait(un, 0), -EINVAL);
+	close(un);
+	/* Not an fd; a closed one. */
+	assert_int_equal(dmabuf_sync_file_wait(-1, -1), -EBADF);
+	assert_int_equal(dmabuf_sync_file_wait(un, -1), -EBADF);
+	assert_int_equal(dmabuf_sync_file_wait(un, 0), -EBADF);
+}
+
 static void test_import_export(void **state)
 {
 	struct dmabuf_timeline *tl;
@@ -1064,6 +1146,7 @@ int main(void)
 		harness_test(test_multi_timeline_wait),
 		harness_test(test_timeline_destroy),
 		harness_test(test_import_export),
+		harness_test(test_wait_edges),
 		harness_test(test_unsignalled_release),
 		/* Forks before any test has made threads: valgrind checks the
 		 * children too, and glibc's per-thread memory inherited by a

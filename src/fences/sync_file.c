@@ -464,18 +464,23 @@ static void copy_name(char *dst, const char *src)
 
 static void fill_info(struct dmabuf_fence *f, struct dmabuf_sync_fence_info *i);
 
-/* The record of a signalled fence, malloc'd; *len its size. */
-static struct dmb_sf_record *make_record(struct dmabuf_fence *f, size_t *len)
+/* The record of a signalled fence: in *one for a fence without children
+ * (no allocation on the signalling path), else malloc'd; *len its size. */
+static struct dmb_sf_record *make_record(struct dmabuf_fence *f, struct dmb_sf_record *one,
+					 size_t *len)
 {
 	unsigned int n = dmb_fence_unwrap_count(f);
-	struct dmb_sf_record *rec;
+	struct dmb_sf_record *rec = one;
 
 	if (dmb_fence_unwrap_child(f, 0) == f)
 		n = 0;
 	if (n > SF_MAX_CHILDREN)
 		n = SF_MAX_CHILDREN;
 	*len = sizeof(*rec) + n * sizeof(struct dmabuf_sync_fence_info);
-	rec = calloc(1, *len);
+	if (n)
+		rec = calloc(1, *len);
+	else
+		memset(rec, 0, sizeof(*rec));
 	if (!rec) {
 		dmb_err(NULL, "sync file: no memory for the signal record");
 		return NULL;
@@ -535,18 +540,19 @@ static void send_record_locked(struct sf_export *e, const struct dmb_sf_record *
 /* The fence has signalled: every open W gets the record. */
 static void sf_flush(struct sf_attach *at)
 {
-	struct dmb_sf_record *rec;
+	struct dmb_sf_record one, *rec;
 	struct sf_export *e;
 	size_t len = 0;
 
 	/* Built before sf_lock: the names and children's status may call
 	 * into other fences. */
-	rec = make_record(at->fence, &len);
+	rec = make_record(at->fence, &one, &len);
 	pthread_mutex_lock(&sf_lock);
 	LIST_FOREACH(e, &at->exports, fence_link)
 		send_record_locked(e, rec, len);
 	pthread_mutex_unlock(&sf_lock);
-	free(rec);
+	if (rec != &one)
+		free(rec);
 }
 
 /* Runs under the fence lock, in the signalling thread. */
@@ -853,14 +859,17 @@ static int sf_create(struct dmabuf_fence *f)
 		free(fresh);
 		return -ENOMEM;
 	}
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv)) {
+	/* R blocks (as a kernel sync file, it has no O_NONBLOCK), so that
+	 * dmabuf_sync_file_wait() can wait in its peek; every other read of R
+	 * and every send into W passes MSG_DONTWAIT. */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
 		ret = -errno;
 		if (ret == -EMFILE || ret == -ENFILE) {
 			/* Dead W ends may be all that stands in the way. */
 			pthread_mutex_lock(&sf_lock);
 			sweep_locked();
 			pthread_mutex_unlock(&sf_lock);
-			if (!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv))
+			if (!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
 				ret = 0;
 		}
 		if (ret) {
@@ -1065,16 +1074,45 @@ DMABUF_EXPORT int dmabuf_sync_file_set_deadline(int fd, int64_t deadline_ns)
 DMABUF_EXPORT int dmabuf_sync_file_wait(int fd, int timeout_ms)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct dmb_sf_record rec;
 	struct sf_name nm;
+	ssize_t n = -1;
+	bool empty = false;
 	int ret;
 
-	/* One syscall identifies it (the waiter's hot path): getsockname()
-	 * fails with EBADF for a bad fd, and the name is ours or not. */
 	if (fd < 0)
 		return -EBADF;
+	/*
+	 * The waiter's hot path is one syscall, as a raw eventfd read is: R is
+	 * a blocking socket, so a peek at the record waits for it (timeout -1)
+	 * or tests for it (0), and a record with our magic both identifies the
+	 * file and says it signalled. recv() also answers for a bad fd
+	 * (EBADF) and for a file that is no socket (ENOTSOCK). Everything else
+	 * (EOF, nothing yet, a caller's O_NONBLOCK, a socket of someone else's,
+	 * a timeout to keep) is settled by R's name and poll(), as before.
+	 */
+	if (timeout_ms <= 0) {
+		do
+			n = recv(fd, &rec, sizeof(rec),
+				 MSG_PEEK | (timeout_ms ? 0 : MSG_DONTWAIT));
+		while (n < 0 && errno == EINTR);
+		if (n == (ssize_t)sizeof(rec) && rec.magic == SF_MAGIC)
+			return 1;
+		if (n < 0 && errno == EBADF)
+			return -EBADF;
+		if (n < 0 && errno == ENOTSOCK)
+			return -EINVAL;
+		empty = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+	}
 	ret = sf_parse_name(fd, &nm);
 	if (ret)
 		return ret;
+	/* Ours: EOF is a signaller gone (R polls POLLIN), and nothing yet is
+	 * the answer of a test. */
+	if (n == 0)
+		return 1;
+	if (empty && timeout_ms == 0)
+		return 0;
 	do
 		ret = poll(&p, 1, timeout_ms);
 	while (ret < 0 && errno == EINTR);

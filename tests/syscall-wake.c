@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The cross-process fence wake-up, N times, for tests/check-wake-syscalls.py
+ * to count under `strace -f`: the parent creates N fences, exports each as a
+ * sync file and sends the fds to the child (another process) before the
+ * counted phase. In the counted phase, per fence, the parent signals it
+ * (dmabuf_fence_signal) and reads an eventfd; the child, blocked in
+ * dmabuf_sync_file_wait(), wakes and writes that eventfd. That is the
+ * eventfd ping-pong of bench/bench-fence.c with the library's signal and
+ * wait in place of the first write and read.
+ *
+ * Each process marks the start and the end of the counted phase with a
+ * faccessat() of a path that cannot exist (MARK_BEGIN, MARK_END), so the
+ * checker counts only the calls between the marks, per process.
+ *
+ * usage: syscall-wake N   (exit 0 when all N fences woke their waiter)
+ */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dmabuf-fence.h"
+#include "dmabuf-scm.h"
+
+#define MARK_BEGIN "/dmabuf-syscall-mark/begin"
+#define MARK_END "/dmabuf-syscall-mark/end"
+#define MAX_N 1000
+
+#define CHECK(x) do { long r_ = (long)(x); if (r_ < 0) { \
+	fprintf(stderr, "%s:%d: %s = %ld\n", __FILE__, __LINE__, #x, r_); \
+	exit(1); } } while (0)
+
+static const char *names(struct dmabuf_fence *f)
+{
+	(void)f;
+	return "syscall-wake";
+}
+
+static const struct dmabuf_fence_ops fops = {
+	.get_driver_name = names,
+	.get_timeline_name = names,
+};
+
+static void mark(const char *path)
+{
+	(void)faccessat(AT_FDCWD, path, F_OK, 0);
+}
+
+static void efd_write(int fd)
+{
+	uint64_t one = 1;
+
+	if (write(fd, &one, sizeof(one)) != sizeof(one))
+		exit(1);
+}
+
+static void efd_read(int fd)
+{
+	uint64_t v = 0;
+
+	if (read(fd, &v, sizeof(v)) != sizeof(v) || v != 1)
+		exit(1);
+}
+
+static int waiter(int sock, int efd, unsigned long n)
+{
+	static int fds[MAX_N];
+	char byte = 0;
+
+	for (unsigned long i = 0; i < n; i++) {
+		uint32_t seq;
+		size_t len;
+
+		CHECK(dmabuf_recv_fd(sock, &fds[i], &seq, sizeof(seq), &len));
+		if (len != sizeof(seq) || seq != i)
+			return 1;
+	}
+	if (send(sock, &byte, 1, 0) != 1)
+		return 1;
+	mark(MARK_BEGIN);
+	for (unsigned long i = 0; i < n; i++) {
+		if (dmabuf_sync_file_wait(fds[i], -1) != 1)
+			return 1;
+		efd_write(efd);
+	}
+	mark(MARK_END);
+	for (unsigned long i = 0; i < n; i++) {
+		int status = 0;
+
+		CHECK(dmabuf_sync_file_info(fds[i], &status, NULL, 0));
+		if (status != 1)
+			return 1;
+		close(fds[i]);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct dmabuf_fence *f[MAX_N];
+	unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 0) : 10;
+	uint64_t context = dmabuf_fence_context_alloc(1);
+	int sv[2], efd, status;
+	char byte;
+	pid_t pid;
+
+	if (n == 0 || n > MAX_N)
+		return 2;
+	efd = eventfd(0, EFD_CLOEXEC);
+	CHECK(efd);
+	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv));
+	pid = fork();
+	CHECK(pid);
+	if (pid == 0) {
+		close(sv[0]);
+		_exit(waiter(sv[1], efd, n));
+	}
+	close(sv[1]);
+	for (unsigned long i = 0; i < n; i++) {
+		uint32_t seq = (uint32_t)i;
+		int fd;
+
+		CHECK(dmabuf_fence_new(&fops, NULL, context, i + 1, &f[i]));
+		fd = dmabuf_sync_file_export(f[i]);
+		CHECK(fd);
+		CHECK(dmabuf_send_fd(sv[0], fd, &seq, sizeof(seq)));
+		close(fd);
+	}
+	if (recv(sv[0], &byte, 1, 0) != 1)
+		return 1;
+	mark(MARK_BEGIN);
+	for (unsigned long i = 0; i < n; i++) {
+		CHECK(dmabuf_fence_signal(f[i]));
+		efd_read(efd);
+	}
+	mark(MARK_END);
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+		return 1;
+	for (unsigned long i = 0; i < n; i++)
+		dmabuf_fence_put(f[i]);
+	close(sv[0]);
+	close(efd);
+	return 0;
+}
