@@ -316,6 +316,7 @@ static int pin_importer(void *arg)
 	struct dmabuf_device *dev;
 	struct dmabuf *buf;
 	struct dmabuf_attachment *att, *st;
+	struct dmabuf_sg_table *s1, *s2;
 	char c = 0;
 	size_t len;
 	int fd, tmp = -1;
@@ -327,6 +328,12 @@ static int pin_importer(void *arg)
 	child_check(dmabuf_get(ctx, fd, &buf) == 0);
 	child_check(dmabuf_dynamic_attach(buf, dev, &count_ops, NULL, &att) == 0);
 	child_check(dmabuf_attach(buf, dev, &st) == 0);
+	/* the exporter mapped the peer's static attachment once, at attach:
+	 * two maps here, no ops->map there */
+	child_check(dmabuf_map_attachment(st, DMABUF_TO_DEVICE, &s1) == 0);
+	child_check(dmabuf_map_attachment(st, DMABUF_BIDIRECTIONAL, &s2) == 0);
+	child_check(dmabuf_unmap_attachment(st, s1, DMABUF_TO_DEVICE) == 0);
+	child_check(dmabuf_unmap_attachment(st, s2, DMABUF_BIDIRECTIONAL) == 0);
 	/* the importer's own rules first, as locally: resv held, dynamic
 	 * attachments only, no unpin without a pin */
 	child_check(dmabuf_pin(att) == -EINVAL);
@@ -404,6 +411,8 @@ static void pins_reach_the_exporter(void **state)
 	assert_int_equal(wait_byte(sock, exp), 'p');
 	/* the static attachment's pin, and the dynamic one's two */
 	assert_int_equal(tx.pin, 3);
+	assert_int_equal(tx.map, 1);
+	assert_int_equal(tx.unmap, 0);
 	assert_int_equal(pin_count(buf), 3);
 	assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), -EBUSY);
 	assert_int_equal(dmabuf_send_fd(sock, -1, "u", 1), 0);
@@ -422,6 +431,8 @@ static void pins_reach_the_exporter(void **state)
 		dmabuf_ctx_dispatch_timeout(exp, 10);
 	assert_int_equal(tx.detach, 2);
 	assert_int_equal(tx.pin, 3);
+	assert_int_equal(tx.map, 1);
+	assert_int_equal(tx.unmap, 1);
 	close(sock);
 	assert_int_equal(dmabuf_put(buf), 0);
 	dmabuf_ctx_destroy(exp);
