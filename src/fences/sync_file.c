@@ -21,6 +21,10 @@
  *   status queries peek it, and callbacks (e.g. a merge that contains it)
  *   are driven by one watcher thread per process, started on demand and
  *   stopped when nothing is watched.
+ * - Deadlines travel the other way: a holder of R writes a deadline record
+ *   into it (the socket is bidirectional), which lands in W's receive
+ *   queue. When the fence has a set_deadline op (R's name says so), the
+ *   same watcher thread watches W and hands each deadline to the fence.
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -68,6 +72,8 @@ struct sf_export {
 	struct sf_key key;
 	int wfd;			/* -1 once closed */
 	bool recorded;			/* the record is in W */
+	/* Under sf_lock: the watcher's id for W (deadlines), 0 if none. */
+	uint64_t watch_id;
 	struct sf_attach *owner;
 	LIST_ENTRY(sf_export) fence_link;	/* owner->exports */
 	TAILQ_ENTRY(sf_export) open_link;	/* sf_open while wfd >= 0 */
@@ -97,6 +103,19 @@ struct dmb_sf_record {
 	uint32_t pad;
 };
 
+/* A deadline, written into R by a holder, read from W by the signaller. */
+struct dmb_sf_deadline {
+	uint32_t magic;
+	uint32_t pad;			/* 0 */
+	int64_t deadline_ns;		/* CLOCK_MONOTONIC */
+};
+
+#define SF_DEADLINE_MAGIC 0x4c444d44u /* "DMDL" */
+/* Deadline records read from one W per watcher event; more wait for the
+ * next one (epoll is level-triggered), so a flooding holder cannot hold
+ * the watcher on one fence. */
+#define SF_DEADLINES_PER_EVENT 64
+
 /* Bounds the record to what a socket buffer surely holds. */
 #define SF_MAX_CHILDREN 256
 /* Sweep dead W ends when the open ones exceed twice the live ones of the
@@ -108,6 +127,8 @@ static LIST_HEAD(, sf_key) sf_table = LIST_HEAD_INITIALIZER(sf_table);
 static TAILQ_HEAD(, sf_export) sf_open = TAILQ_HEAD_INITIALIZER(sf_open);
 static unsigned int sf_nopen, sf_sweep_at = SF_SWEEP_MIN;
 static atomic_ulong sf_counter;
+/* Open W ends the watcher watches for deadlines (changed under sf_lock). */
+static atomic_uint sf_nwatched;
 
 /* An imported fence: a subtype signalled through its copy of R. */
 struct sf_imported {
@@ -125,6 +146,11 @@ struct sf_imported {
 	/* A merge signalled elsewhere: the fences the signaller reported. */
 	struct dmabuf_sync_fence_info *children;
 	unsigned int nchildren;
+	/* R's name says the signaller reads deadlines; under base.lock, the
+	 * earliest one sent (later ones are not: the earliest wins). */
+	bool listens;
+	bool deadline_sent;
+	int64_t deadline;
 };
 
 static struct sf_imported *to_imported(struct dmabuf_fence *f)
@@ -180,6 +206,16 @@ static struct {
 } watcher = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 #define WATCH_STOP 0
+/* Watch ids of W ends (deadlines) have this bit; those of imports not. */
+#define WATCH_EXPORT (1ull << 63)
+
+/* Nothing to watch: neither imported fences nor W ends. */
+static bool watcher_idle_locked(void)
+{
+	return watcher.nwatch == 0 && atomic_load(&sf_nwatched) == 0;
+}
+
+static struct dmabuf_fence *export_deadline(uint64_t id, int64_t *dl);
 
 static struct sf_imported *watched_find_locked(uint64_t id)
 {
@@ -240,17 +276,31 @@ static void *watcher_main(void *arg)
 			continue;
 		for (int i = 0; i < n; i++) {
 			struct sf_imported *imp = NULL;
-			bool stop;
+			struct dmabuf_fence *dl_fence = NULL;
+			int64_t dl = 0;
+			bool stop, exp = ev[i].data.u64 & WATCH_EXPORT;
 
 			pthread_mutex_lock(&watcher.lock);
 			stop = ev[i].data.u64 == WATCH_STOP || watcher.cur != w;
-			if (!stop)
+			if (!stop && exp) {
+				/* A W end: the deadline to hand on, or its
+				 * EOF closed it; the last one stops the
+				 * watcher in the same locked section, so a
+				 * thread that finds W gone finds this
+				 * instance stopped (and joins it). */
+				dl_fence = export_deadline(ev[i].data.u64, &dl);
+				if (watcher_idle_locked()) {
+					watcher_stop_locked(false);
+					stop = true;
+				}
+			}
+			if (!stop && !exp)
 				imp = watched_find_locked(ev[i].data.u64);
 			if (imp) {
 				unwatch_locked(imp);
 				/* The last one: stop before running callbacks,
 				 * so whoever they wake finds no fd of ours. */
-				if (watcher.nwatch == 0) {
+				if (watcher_idle_locked()) {
 					watcher_stop_locked(false);
 					stop = true;
 				}
@@ -265,6 +315,11 @@ static void *watcher_main(void *arg)
 				/* With the watch user, which it drops. */
 				imp_poll(imp, 0, true);
 				dmabuf_fence_put(&imp->base);
+			}
+			if (dl_fence) {
+				/* The op runs with no lock of ours held. */
+				dmabuf_fence_set_deadline(dl_fence, dl);
+				dmabuf_fence_put(dl_fence);
 			}
 			if (stop)
 				return NULL;
@@ -328,7 +383,7 @@ static bool imp_enable_signaling(struct dmabuf_fence *f)
 	pthread_mutex_lock(&f->lock);
 	if (imp->rfd < 0 || atomic_load_explicit(&f->signaled, memory_order_relaxed)) {
 		pthread_mutex_unlock(&f->lock);
-		if (watcher.nwatch == 0)
+		if (watcher_idle_locked())
 			w = watcher_stop_locked(!dmb_fence_in_callback());
 		else
 			w = NULL;
@@ -344,7 +399,7 @@ static bool imp_enable_signaling(struct dmabuf_fence *f)
 		imp->watch_id = 0;
 		dmb_err(NULL, "sync file: cannot watch fd %d: %s", imp->rfd,
 			strerror(errno));
-		if (watcher.nwatch == 0)
+		if (watcher_idle_locked())
 			w = watcher_stop_locked(!dmb_fence_in_callback());
 		else
 			w = NULL;
@@ -372,7 +427,7 @@ static void imp_unwatch(struct sf_imported *imp)
 		return;
 	}
 	unwatch_locked(imp);
-	if (watcher.nwatch == 0)
+	if (watcher_idle_locked())
 		w = watcher_stop_locked(!dmb_fence_in_callback());
 	pthread_mutex_unlock(&watcher.lock);
 	watcher_join(w);
@@ -419,8 +474,10 @@ static void sf_atfork_child(void)
 		TAILQ_REMOVE(&sf_open, e, open_link);
 		close(e->wfd);
 		e->wfd = -1;
+		e->watch_id = 0;
 	}
 	sf_nopen = 0;
+	atomic_store(&sf_nwatched, 0);
 	/* The watcher thread does not exist in the child; what it watched
 	 * stays unwatched (docs/fences.md, limits). */
 	if (watcher.cur) {
@@ -506,6 +563,11 @@ static void export_close_locked(struct sf_export *e)
 		return;
 	TAILQ_REMOVE(&sf_open, e, open_link);
 	sf_nopen--;
+	/* Closing W (its only fd) also takes it out of the watcher's set. */
+	if (e->watch_id) {
+		e->watch_id = 0;
+		atomic_fetch_sub(&sf_nwatched, 1);
+	}
 	close(e->wfd);
 	e->wfd = -1;
 }
@@ -555,6 +617,116 @@ static void sf_flush(struct sf_attach *at)
 		free(rec);
 }
 
+/* ---- deadlines from the holders of R ---------------------------------------- */
+
+/*
+ * The last watched W end went (its fence was freed): stop the watcher if
+ * nothing else is watched, joined here so none of its fds outlives this
+ * call. Inside a fence callback (an array's last put from its child's
+ * signal), where the watcher lock may not be waited for (lock order 7
+ * before 6), only a free lock is taken and the instance stops on its own.
+ */
+static void watcher_check_idle(void)
+{
+	struct watch_inst *w = NULL, *old = NULL;
+	bool in_cb = dmb_fence_in_callback();
+
+	if (in_cb ? pthread_mutex_trylock(&watcher.lock) : pthread_mutex_lock(&watcher.lock))
+		return;
+	if (watcher.cur && watcher_idle_locked())
+		w = watcher_stop_locked(!in_cb);
+	/* One stopped earlier, inside a callback: reaped now. */
+	if (!in_cb && !watcher.cur && watcher.old &&
+	    !pthread_equal(watcher.old->thread, pthread_self())) {
+		old = watcher.old;
+		watcher.old = NULL;
+	}
+	pthread_mutex_unlock(&watcher.lock);
+	watcher_join(w);
+	watcher_join(old);
+}
+
+/* A new export of a fence with a set_deadline op: its W joins the
+ * watcher's set, so deadlines written into R reach the fence. */
+static void export_watch(struct sf_export *e)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct watch_inst *w;
+
+	pthread_mutex_lock(&watcher.lock);
+	w = watcher_start_locked();
+	if (w) {
+		pthread_mutex_lock(&sf_lock);
+		if (e->wfd >= 0 && !e->recorded && !e->watch_id) {
+			ev.data.u64 = ++watcher.next_id | WATCH_EXPORT;
+			if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, e->wfd, &ev) == 0) {
+				e->watch_id = ev.data.u64;
+				atomic_fetch_add(&sf_nwatched, 1);
+			} else {
+				dmb_err(NULL, "sync file: cannot watch for deadlines: %s",
+					strerror(errno));
+			}
+		}
+		pthread_mutex_unlock(&sf_lock);
+	} else {
+		dmb_err(NULL, "sync file: cannot start the fence watcher: deadlines from other processes are lost");
+	}
+	w = w && watcher_idle_locked() ? watcher_stop_locked(!dmb_fence_in_callback()) : NULL;
+	pthread_mutex_unlock(&watcher.lock);
+	watcher_join(w);
+}
+
+/*
+ * Under watcher.lock, the watcher's event on a W end (id): reads the
+ * deadline records that holders of R wrote; returns the fence (a
+ * reference) and in *dl the earliest, for the caller to hand on unlocked
+ * (the op keeps the earliest of all, as the kernel's drivers do), or
+ * NULL. An EOF means every R is gone: W is closed and forgotten, as the
+ * sweep would. Bytes that are no deadline record (a holder may write
+ * anything) are dropped.
+ */
+static struct dmabuf_fence *export_deadline(uint64_t id, int64_t *dl)
+{
+	struct dmb_sf_deadline rec[SF_DEADLINES_PER_EVENT];
+	struct dmabuf_fence *f = NULL;
+	struct sf_export *e;
+	int64_t earliest = 0;
+	bool have = false;
+	ssize_t n;
+
+	pthread_mutex_lock(&sf_lock);
+	TAILQ_FOREACH(e, &sf_open, open_link)
+		if (e->watch_id == id)
+			break;
+	if (!e) {
+		/* closed meanwhile (sweep, last put) */
+		pthread_mutex_unlock(&sf_lock);
+		return NULL;
+	}
+	do
+		n = recv(e->wfd, rec, sizeof(rec), MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+		export_close_locked(e);
+		LIST_REMOVE(e, fence_link);
+		LIST_REMOVE(&e->key, link);
+		free(e);
+	} else if (n > 0) {
+		for (size_t i = 0; i < (size_t)n / sizeof(rec[0]); i++) {
+			if (rec[i].magic != SF_DEADLINE_MAGIC || rec[i].pad)
+				continue;
+			if (!have || rec[i].deadline_ns < earliest)
+				earliest = rec[i].deadline_ns;
+			have = true;
+		}
+		if (have && dmb_fence_tryget(e->key.fence))
+			f = e->key.fence;
+	}
+	pthread_mutex_unlock(&sf_lock);
+	*dl = earliest;
+	return f;
+}
+
 /* Runs under the fence lock, in the signalling thread. */
 static void sf_signal_cb(struct dmabuf_fence *f, struct dmabuf_fence_cb *cb)
 {
@@ -567,6 +739,7 @@ static void sf_detach(struct dmabuf_fence *f, struct dmb_fence_attachment *a)
 {
 	struct sf_attach *at = dmb_container_of(a, struct sf_attach, a);
 	struct sf_export *e;
+	bool watched = false;
 
 	pthread_mutex_lock(&f->lock);
 	if (at->cb.next != &at->cb) {
@@ -576,6 +749,7 @@ static void sf_detach(struct dmabuf_fence *f, struct dmb_fence_attachment *a)
 	pthread_mutex_unlock(&f->lock);
 	pthread_mutex_lock(&sf_lock);
 	while ((e = LIST_FIRST(&at->exports))) {
+		watched |= e->watch_id != 0;
 		LIST_REMOVE(e, fence_link);
 		LIST_REMOVE(&e->key, link);
 		export_close_locked(e);
@@ -583,6 +757,10 @@ static void sf_detach(struct dmabuf_fence *f, struct dmb_fence_attachment *a)
 	}
 	pthread_mutex_unlock(&sf_lock);
 	free(at);
+	/* A W end of it may have been closed by the watcher (EOF), which
+	 * then stopped: reaped here. */
+	if (watched || dmb_fence_has_op(f, set_deadline))
+		watcher_check_idle();
 }
 
 static const struct dmb_fence_attachment_ops sf_attach_ops = {
@@ -762,6 +940,32 @@ static void imp_release(struct dmabuf_fence *f)
 	free(imp->children);
 }
 
+/* ops->set_deadline of an imported fence: one-way, to the signaller, as a
+ * record written into R (never blocking: a full socket drops the hint).
+ * Only an earlier deadline than the last one sent travels. */
+static void imp_set_deadline(struct dmabuf_fence *f, int64_t deadline_ns)
+{
+	struct sf_imported *imp = to_imported(f);
+	struct dmb_sf_deadline rec = { .magic = SF_DEADLINE_MAGIC,
+				       .deadline_ns = deadline_ns };
+	ssize_t r;
+
+	if (!imp->listens)
+		return; /* its fence has no set_deadline op */
+	pthread_mutex_lock(&f->lock);
+	if (imp->rfd >= 0 && !atomic_load_explicit(&f->signaled, memory_order_relaxed) &&
+	    (!imp->deadline_sent || deadline_ns < imp->deadline)) {
+		do
+			r = send(imp->rfd, &rec, sizeof(rec), MSG_DONTWAIT | MSG_NOSIGNAL);
+		while (r < 0 && errno == EINTR);
+		if (r == (ssize_t)sizeof(rec)) {
+			imp->deadline_sent = true;
+			imp->deadline = deadline_ns;
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+}
+
 /* The seqno width travels in R's name. */
 static const struct dmabuf_fence_ops imported_ops32 = {
 	.version = DMABUF_FENCE_OPS_VERSION,
@@ -771,6 +975,7 @@ static const struct dmabuf_fence_ops imported_ops32 = {
 	.enable_signaling = imp_enable_signaling,
 	.signaled = imp_signaled,
 	.wait = imp_wait,
+	.set_deadline = imp_set_deadline,
 };
 
 static const struct dmabuf_fence_ops imported_ops64 = {
@@ -782,6 +987,7 @@ static const struct dmabuf_fence_ops imported_ops64 = {
 	.signaled = imp_signaled,
 	.wait = imp_wait,
 	.use_64bit_seqno = true,
+	.set_deadline = imp_set_deadline,
 };
 
 /* ---- names and lookup ---------------------------------------------------- */
@@ -791,6 +997,7 @@ struct sf_name {
 	long pid;
 	unsigned long serial;
 	unsigned int bits;
+	bool listens;		/* "/d": the signaller reads deadlines */
 };
 
 /* Parses R's address; -EINVAL if R is not ours, -EBADF if fd is none. */
@@ -803,6 +1010,7 @@ static int sf_parse_name(int fd, struct sf_name *nm)
 	unsigned long long c, s;
 	unsigned long cnt;
 	unsigned int bits = 32;
+	char flag = 0;
 	int n;
 
 	if (getsockname(fd, (struct sockaddr *)&addr, &len))
@@ -815,8 +1023,9 @@ static int sf_parse_name(int fd, struct sf_name *nm)
 	name[nlen] = '\0';
 	if (strncmp(name, SF_PREFIX, strlen(SF_PREFIX)))
 		return -EINVAL;
-	n = sscanf(name + strlen(SF_PREFIX), "%16llx/%16llx/%ld/%lu/%u", &c, &s,
-		   &nm->pid, &cnt, &bits);
+	n = sscanf(name + strlen(SF_PREFIX), "%16llx/%16llx/%ld/%lu/%u/%c", &c, &s,
+		   &nm->pid, &cnt, &bits, &flag);
+	nm->listens = n == 6 && flag == 'd';
 	if (n < 4 || (bits != 32 && bits != 64))
 		return -EINVAL;
 	nm->context = c;
@@ -851,6 +1060,8 @@ static int sf_create(struct dmabuf_fence *f)
 	int sv[2], n, ret;
 	unsigned long serial;
 	bool add_cb;
+	/* Holders may send deadlines: only to a fence that has the op. */
+	bool listens = dmb_fence_has_op(f, set_deadline);
 
 	e = calloc(1, sizeof(*e));
 	fresh = calloc(1, sizeof(*fresh));
@@ -880,10 +1091,11 @@ static int sf_create(struct dmabuf_fence *f)
 	}
 	serial = atomic_fetch_add(&sf_counter, 1);
 	n = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1,
-		     SF_PREFIX "%016llx/%016llx/%ld/%lu/%u",
+		     SF_PREFIX "%016llx/%016llx/%ld/%lu/%u%s",
 		     (unsigned long long)f->context, (unsigned long long)f->seqno,
 		     (long)getpid(), serial,
-		     dmb_fence_has_op(f, use_64bit_seqno) ? 64u : 32u);
+		     dmb_fence_has_op(f, use_64bit_seqno) ? 64u : 32u,
+		     listens ? "/d" : "");
 	if (bind(sv[0], (struct sockaddr *)&addr,
 		 offsetof(struct sockaddr_un, sun_path) + 1 + n) || fstat(sv[0], &st)) {
 		ret = -errno;
@@ -922,6 +1134,8 @@ static int sf_create(struct dmabuf_fence *f)
 	pthread_mutex_unlock(&f->lock);
 	free(fresh);
 
+	if (listens && !dmb_fence_test_signaled(f))
+		export_watch(e);
 	/* One callback per fence writes the record into every export's W
 	 * when it signals (and enables signalling, so that arrays and
 	 * imported fences get watched). Whatever signalled before: now. */
@@ -1007,6 +1221,7 @@ DMABUF_EXPORT int dmabuf_sync_file_import(int fd, struct dmabuf_fence **out)
 	}
 	imp = to_imported(f);
 	imp->rfd = rfd;
+	imp->listens = nm.listens;
 	imp->key = (struct sf_key){ .dev = st.st_dev, .ino = st.st_ino,
 				    .pid = nm.pid, .serial = nm.serial, .fence = f };
 	snprintf(imp->driver, sizeof(imp->driver), "sync_file");
