@@ -16,6 +16,7 @@
 #include "dmabuf-fence.h"
 #include "dmabuf-scm.h"
 #include "exporter.h"
+#include "rawpeer.h"
 
 #define PG 4096ull
 
@@ -464,6 +465,57 @@ static void pins_go_with_a_killed_importer(void **state)
 	dmabuf_ctx_destroy(exp);
 }
 
+/* The exporter's side of PIN/UNPIN, spoken by a raw peer: only a DYNAMIC
+ * attachment pins (-EINVAL), ids of another kind or never given are
+ * -ENOENT, an UNPIN without a pin is refused, a DETACH undoes the pins. */
+static void raw_peer_pin_rules(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = export_pinning(exp, &tx);
+	int fd = dmabuf_fd(buf, O_CLOEXEC), sock = rp_connect(fd);
+	struct dmb_msg m, reply;
+	uint64_t id, st, dyn;
+
+	assert_true(sock >= 0);
+	assert_int_equal(rp_hello(sock, exp), 0);
+	assert_int_equal(rp_import(sock, exp, fd, &id), 0);
+	assert_int_equal(rp_attach(sock, exp, id, &st), 0);
+	rp_attach_msg(&m, id);
+	m.u.attach.attach_flags = DMB_WIRE_ATTACH_DYNAMIC;
+	assert_int_equal(rp_call(sock, exp, &m, &reply), 0);
+	dyn = reply.u.attach_reply.attachment_id;
+	assert_int_equal(tx.pin, 1); /* the static attachment's */
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_PIN, st), -EINVAL);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_PIN, id), -ENOENT);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_PIN, dyn + 100), -ENOENT);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_UNPIN, dyn), -EINVAL);
+	assert_int_equal(tx.pin, 1);
+	assert_int_equal(tx.unpin, 0);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_PIN, dyn), 0);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_PIN, dyn), 0);
+	assert_int_equal(pin_count(buf), 3);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_UNPIN, dyn), 0);
+	assert_int_equal(pin_count(buf), 2);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_DETACH, dyn), 0);
+	assert_int_equal(tx.unpin, 2);
+	assert_int_equal(pin_count(buf), 1);
+	/* revoked: -ENODEV, as a local dmabuf_pin() */
+	assert_int_equal(rp_call(sock, exp, &m, &reply), 0);
+	dyn = reply.u.attach_reply.attachment_id;
+	assert_int_equal(dmabuf_revoke(buf), 0);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_PIN, dyn), -ENODEV);
+	close(sock);
+	for (int i = 0; i < 500 && tx.detach < 3; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 10);
+	assert_int_equal(tx.detach, 3);
+	assert_int_equal(pin_count(buf), 0);
+	assert_int_equal(tx.pin, tx.unpin);
+	close(fd);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(exp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -472,6 +524,7 @@ int main(void)
 		harness_test(importer_killed_mid_move_leaves_nothing),
 		harness_test(pins_reach_the_exporter),
 		harness_test(pins_go_with_a_killed_importer),
+		harness_test(raw_peer_pin_rules),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -796,6 +796,51 @@ static void test_deadline_reaches_the_signaller(void **state)
 	dmabuf_timeline_destroy(tl);
 }
 
+/* A holder of R may write anything into it: what is no deadline record is
+ * dropped, a flood is drained, and the fence works on. */
+static void test_deadline_garbage_is_dropped(void **state)
+{
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *pt;
+	uint8_t rec[16] = { 0 }, junk[256];
+	int64_t ns = 0, want = 42;
+	int fd, status;
+	ssize_t r;
+
+	assert_int_equal(dmabuf_timeline_new("junk", &tl), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 1, &pt), 0);
+	fd = dmabuf_sync_file_export(pt);
+	assert_true(fd >= 0);
+	memset(junk, 0xa5, sizeof(junk));
+	/* a flood of junk until the socket is full */
+	do
+		r = send(fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_NOSIGNAL);
+	while (r > 0);
+	assert_true(r < 0 && errno == EAGAIN);
+	/* a record with a non-zero pad, then a good one ("DMDL", 0, 42) once
+	 * the watcher made room */
+	rec[0] = 'D'; rec[1] = 'M'; rec[2] = 'D'; rec[3] = 'L';
+	memcpy(rec + 8, &(int64_t){ 7 }, 8);
+	rec[4] = 1;
+	for (int i = 0; i < 2000 && send(fd, rec, 16, MSG_DONTWAIT | MSG_NOSIGNAL) != 16; i++)
+		usleep(1000);
+	rec[4] = 0;
+	memcpy(rec + 8, &want, 8);
+	for (int i = 0; i < 2000 && send(fd, rec, 16, MSG_DONTWAIT | MSG_NOSIGNAL) != 16; i++)
+		usleep(1000);
+	for (int i = 0; i < 2000 && dmabuf_timeline_point_get_deadline(pt, &ns) != 0; i++)
+		usleep(1000);
+	assert_int_equal(dmabuf_timeline_point_get_deadline(pt, &ns), 0);
+	assert_int_equal(ns, 42);
+	dmabuf_timeline_inc(tl, 1);
+	assert_int_equal(dmabuf_sync_file_wait(fd, 10000), 1);
+	assert_int_equal(dmabuf_sync_file_info(fd, &status, NULL, 0), 1);
+	assert_int_equal(status, 1);
+	close(fd);
+	dmabuf_fence_put(pt);
+	dmabuf_timeline_destroy(tl);
+}
+
 /* Child: exports a pending fence to the parent, then waits to be killed. */
 static int child_signaller(void *arg)
 {
@@ -1282,6 +1327,7 @@ int main(void)
 		 * forked child looks lost to it. */
 		harness_test(test_cross_process_signal),
 		harness_test(test_deadline_reaches_the_signaller),
+		harness_test(test_deadline_garbage_is_dropped),
 		harness_test(test_signaller_dies),
 		harness_test(test_stress_parallelism),
 		harness_test(test_stress_consumer),
