@@ -182,28 +182,42 @@ static void rfd_put(struct sf_imported *imp)
 /* ---- the watcher thread ------------------------------------------------- */
 
 /*
- * Drives callbacks on imported fences: epoll on their copies of R. The
- * epoll data is a watch id, looked up under the lock, so that an event
- * racing with another thread's unwatch finds nothing. A thread and its two
- * fds (an instance) exist only while something is watched. The call that
- * unwatches the last fence stops the instance and joins it, so no fd of
- * the watcher outlives that call; only inside a fence callback (where a
- * join could wait for a lock held around us) or in the watcher itself does
- * the instance stop on its own, and whoever starts the next one joins it.
+ * Drives callbacks on imported fences (epoll on their copies of R) and
+ * hands on deadlines written into W ends. The epoll data is a watch id,
+ * looked up under the lock, so that an event racing with another thread's
+ * unwatch finds nothing. The two fds (an instance) exist only while
+ * something is watched. The call that unwatches the last thing stops the
+ * instance and waits until the thread closed its fds, so no fd of the
+ * watcher outlives that call; only inside a fence callback (where the wait
+ * could be for a lock held around us) or in the watcher itself does the
+ * instance stop on its own. The thread outlives its instance by
+ * WATCH_LINGER_S, parked with no fd, so that a process that exports and
+ * drops fences one after another does not make a thread for each; the
+ * next instance runs on it, and the library destructor joins it.
  */
 struct watch_inst {
 	int epfd, wakefd;
-	pthread_t thread;
+	bool stopped;			/* its fds are closed */
+	unsigned int refs;		/* the thread's, and a waiter's */
 };
+
+#define WATCH_LINGER_S 2
 
 static struct {
 	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* next, stopped, exiting changed */
 	struct watch_inst *cur;		/* the running instance, or NULL */
-	struct watch_inst *old;		/* stopped or stopping, not joined */
+	struct watch_inst *next;	/* handed to the thread, not taken */
+	struct watch_inst *running;	/* the one the thread runs */
+	bool thread_alive, exiting;
+	pthread_t thread;
+	/* A thread that ended its lingering: joined by the next start. */
+	bool reap;
+	pthread_t reap_thread;
 	unsigned int nwatch;
 	uint64_t next_id;
 	LIST_HEAD(, sf_imported) watched;
-} watcher = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} watcher = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
 #define WATCH_STOP 0
 /* Watch ids of W ends (deadlines) have this bit; those of imports not. */
@@ -216,6 +230,8 @@ static bool watcher_idle_locked(void)
 }
 
 static struct dmabuf_fence *export_deadline(uint64_t id, int64_t *dl);
+static const struct dmb_fence_attachment_ops sf_attach_ops;
+static void sf_after_signal(void);
 
 static struct sf_imported *watched_find_locked(uint64_t id)
 {
@@ -238,8 +254,13 @@ static void unwatch_locked(struct sf_imported *imp)
 	watcher.nwatch--;
 }
 
-/* Under watcher.lock: the current instance stops; it is left to be joined
- * (returned when the caller may join it now). */
+static bool on_watcher_thread_locked(void)
+{
+	return watcher.thread_alive && pthread_equal(watcher.thread, pthread_self());
+}
+
+/* Under watcher.lock: the current instance stops; returned (for
+ * watcher_join()) when the caller may wait for it now. */
 static struct watch_inst *watcher_stop_locked(bool join_now)
 {
 	struct watch_inst *w = watcher.cur;
@@ -248,26 +269,43 @@ static struct watch_inst *watcher_stop_locked(bool join_now)
 	if (!w)
 		return NULL;
 	watcher.cur = NULL;
-	if (write(w->wakefd, &one, sizeof(one)) < 0)
+	if (watcher.next == w) {
+		/* never taken by the thread: nothing waits on its fds */
+		watcher.next = NULL;
+		close(w->epfd);
+		close(w->wakefd);
+		w->epfd = w->wakefd = -1;
+		w->stopped = true;
+		if (--w->refs == 0) {
+			free(w);
+			return NULL;
+		}
+	} else if (write(w->wakefd, &one, sizeof(one)) < 0) {
 		dmb_err(NULL, "sync file: cannot stop the fence watcher");
-	if (join_now && !pthread_equal(w->thread, pthread_self()))
+	}
+	if (join_now && !on_watcher_thread_locked()) {
+		w->refs++;
 		return w;
-	watcher.old = w;
+	}
 	return NULL;
 }
 
+/* Waits until w's fds are closed (the thread stays, parked). */
 static void watcher_join(struct watch_inst *w)
 {
 	if (!w)
 		return;
-	pthread_join(w->thread, NULL);
-	free(w);
+	pthread_mutex_lock(&watcher.lock);
+	while (!w->stopped)
+		pthread_cond_wait(&watcher.cond, &watcher.lock);
+	if (--w->refs == 0)
+		free(w);
+	pthread_mutex_unlock(&watcher.lock);
 }
 
-static void *watcher_main(void *arg)
+/* Runs one instance until it stops (its fds closed). */
+static void watch_run(struct watch_inst *w)
 {
-	struct watch_inst *w = arg;
-
 	for (;;) {
 		struct epoll_event ev[8];
 		int n = epoll_wait(w->epfd, ev, DMB_ARRAY_SIZE(ev), -1);
@@ -309,6 +347,10 @@ static void *watcher_main(void *arg)
 				close(w->epfd);
 				close(w->wakefd);
 				w->epfd = w->wakefd = -1;
+				w->stopped = true;
+				pthread_cond_broadcast(&watcher.cond);
+				if (--w->refs == 0)
+					free(w);
 			}
 			pthread_mutex_unlock(&watcher.lock);
 			if (imp) {
@@ -322,26 +364,57 @@ static void *watcher_main(void *arg)
 				dmabuf_fence_put(dl_fence);
 			}
 			if (stop)
-				return NULL;
+				return;
 		}
 	}
+}
+
+static void *watcher_main(void *arg)
+{
+	pthread_mutex_lock(&watcher.lock);
+	for (;;) {
+		struct watch_inst *w = watcher.next;
+		struct timespec ts;
+
+		if (w) {
+			watcher.next = NULL;
+			watcher.running = w;
+			pthread_mutex_unlock(&watcher.lock);
+			watch_run(w);
+			pthread_mutex_lock(&watcher.lock);
+			watcher.running = NULL;
+			continue;
+		}
+		if (watcher.exiting)
+			break;
+		/* parked, with no fd, until the next instance or the end */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += WATCH_LINGER_S;
+		if (pthread_cond_timedwait(&watcher.cond, &watcher.lock, &ts) == ETIMEDOUT &&
+		    !watcher.next)
+			break;
+	}
+	watcher.thread_alive = false;
+	watcher.reap = true;
+	watcher.reap_thread = pthread_self();
+	pthread_mutex_unlock(&watcher.lock);
+	return NULL;
 }
 
 /* Under watcher.lock: a running instance, started if need be. */
 static struct watch_inst *watcher_start_locked(void)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = WATCH_STOP };
-	struct watch_inst *w, *old;
+	struct watch_inst *w;
 
-	while (!watcher.cur && (old = watcher.old)) {
-		watcher.old = NULL;
-		if (pthread_equal(old->thread, pthread_self())) {
-			pthread_detach(old->thread);
-			free(old);
-			continue;
-		}
+	/* A thread that ended its lingering is joined first (it has
+	 * returned, or is about to). */
+	while (!watcher.cur && !watcher.thread_alive && watcher.reap) {
+		pthread_t t = watcher.reap_thread;
+
+		watcher.reap = false;
 		pthread_mutex_unlock(&watcher.lock);
-		watcher_join(old);
+		pthread_join(t, NULL);
 		pthread_mutex_lock(&watcher.lock);
 	}
 	if (watcher.cur)
@@ -349,11 +422,13 @@ static struct watch_inst *watcher_start_locked(void)
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return NULL;
+	w->refs = 1;
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (w->epfd < 0 || w->wakefd < 0 ||
 	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev) ||
-	    pthread_create(&w->thread, NULL, watcher_main, w)) {
+	    (!watcher.thread_alive &&
+	     pthread_create(&watcher.thread, NULL, watcher_main, NULL))) {
 		if (w->epfd >= 0)
 			close(w->epfd);
 		if (w->wakefd >= 0)
@@ -361,7 +436,10 @@ static struct watch_inst *watcher_start_locked(void)
 		free(w);
 		return NULL;
 	}
+	watcher.thread_alive = true;
+	watcher.next = w;
 	watcher.cur = w;
+	pthread_cond_broadcast(&watcher.cond);
 	return w;
 }
 
@@ -437,15 +515,28 @@ static void imp_unwatch(struct sf_imported *imp)
 
 __attribute__((destructor)) static void watcher_fini(void)
 {
-	struct watch_inst *w, *old;
+	struct watch_inst *w;
+	pthread_t t = pthread_self();
+	bool alive, reap;
 
 	pthread_mutex_lock(&watcher.lock);
 	w = watcher_stop_locked(true);
-	old = watcher.old;
-	watcher.old = NULL;
+	watcher.exiting = true;
+	pthread_cond_broadcast(&watcher.cond);
+	alive = watcher.thread_alive && !on_watcher_thread_locked();
+	if (alive)
+		t = watcher.thread;
 	pthread_mutex_unlock(&watcher.lock);
 	watcher_join(w);
-	watcher_join(old);
+	if (alive)
+		pthread_join(t, NULL);
+	pthread_mutex_lock(&watcher.lock);
+	reap = watcher.reap && !(alive && pthread_equal(watcher.reap_thread, t));
+	watcher.reap = false;
+	t = watcher.reap_thread;
+	pthread_mutex_unlock(&watcher.lock);
+	if (reap)
+		pthread_join(t, NULL);
 }
 
 /* ---- fork: the child is not the signaller -------------------------------- */
@@ -480,21 +571,26 @@ static void sf_atfork_child(void)
 	atomic_store(&sf_nwatched, 0);
 	/* The watcher thread does not exist in the child; what it watched
 	 * stays unwatched (docs/fences.md, limits). */
+	/* The parent's thread does not exist here: the fds of its
+	 * instances (the current one, one still stopping) are closed; the
+	 * memory of one stopping stays (the parent's thread owned it). */
+	if (watcher.running && watcher.running != watcher.cur &&
+	    watcher.running->epfd >= 0) {
+		close(watcher.running->epfd);
+		close(watcher.running->wakefd);
+	}
+	watcher.running = NULL;
 	if (watcher.cur) {
 		close(watcher.cur->epfd);
 		close(watcher.cur->wakefd);
 		free(watcher.cur);
 		watcher.cur = NULL;
 	}
-	if (watcher.old) {
-		/* Its fds may be open still; the thread is not ours. */
-		if (watcher.old->epfd >= 0)
-			close(watcher.old->epfd);
-		if (watcher.old->wakefd >= 0)
-			close(watcher.old->wakefd);
-		free(watcher.old);
-		watcher.old = NULL;
-	}
+	watcher.next = NULL;
+	watcher.thread_alive = false;
+	watcher.reap = false;
+	watcher.exiting = false;
+	pthread_cond_init(&watcher.cond, NULL);
 	/* Their watch users and references stay: the child cannot know the
 	 * state of their locks. Their copies of R close with them. */
 	while ((imp = LIST_FIRST(&watcher.watched))) {
@@ -510,6 +606,7 @@ __attribute__((constructor)) static void sf_init(void)
 {
 	/* watcher.lock (6), then sf_lock (8) */
 	dmb_fork_hook_add(6, sf_atfork_prepare, sf_atfork_parent, sf_atfork_child);
+	dmb_fence_set_after_signal(sf_after_signal);
 }
 
 /* ---- records ------------------------------------------------------------- */
@@ -626,24 +723,30 @@ static void sf_flush(struct sf_attach *at)
  * signal), where the watcher lock may not be waited for (lock order 7
  * before 6), only a free lock is taken and the instance stops on its own.
  */
+static atomic_bool idle_check_pending;
+
 static void watcher_check_idle(void)
 {
-	struct watch_inst *w = NULL, *old = NULL;
-	bool in_cb = dmb_fence_in_callback();
+	struct watch_inst *w = NULL;
 
-	if (in_cb ? pthread_mutex_trylock(&watcher.lock) : pthread_mutex_lock(&watcher.lock))
+	if (dmb_fence_in_callback()) {
+		/* done by the signalling call once its callbacks are over */
+		atomic_store(&idle_check_pending, true);
 		return;
-	if (watcher.cur && watcher_idle_locked())
-		w = watcher_stop_locked(!in_cb);
-	/* One stopped earlier, inside a callback: reaped now. */
-	if (!in_cb && !watcher.cur && watcher.old &&
-	    !pthread_equal(watcher.old->thread, pthread_self())) {
-		old = watcher.old;
-		watcher.old = NULL;
 	}
+	pthread_mutex_lock(&watcher.lock);
+	if (watcher.cur && watcher_idle_locked())
+		w = watcher_stop_locked(true);
 	pthread_mutex_unlock(&watcher.lock);
 	watcher_join(w);
-	watcher_join(old);
+}
+
+/* After a signal, outside callbacks: the idle check a callback left. */
+static void sf_after_signal(void)
+{
+	if (atomic_load_explicit(&idle_check_pending, memory_order_relaxed) &&
+	    atomic_exchange(&idle_check_pending, false))
+		watcher_check_idle();
 }
 
 /* A new export of a fence with a set_deadline op: its W joins the
@@ -685,14 +788,46 @@ static void export_watch(struct sf_export *e)
  * sweep would. Bytes that are no deadline record (a holder may write
  * anything) are dropped.
  */
-static struct dmabuf_fence *export_deadline(uint64_t id, int64_t *dl)
+/*
+ * Under sf_lock: reads the deadline records waiting in W (at most
+ * SF_DEADLINES_PER_EVENT), keeping the earliest in *earliest / *have.
+ * Bytes that are no deadline record (a holder of R may write anything)
+ * are dropped. Returns -1 at EOF (every R is gone), else 1 when something
+ * was read, 0 when W's queue was empty.
+ */
+static int read_deadlines(int wfd, int64_t *earliest, bool *have)
 {
 	struct dmb_sf_deadline rec[SF_DEADLINES_PER_EVENT];
+	ssize_t n;
+
+	do
+		n = recv(wfd, rec, sizeof(rec), MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+		return -1;
+	for (ssize_t i = 0; n > 0 && i < n / (ssize_t)sizeof(rec[0]); i++) {
+		if (rec[i].magic != SF_DEADLINE_MAGIC || rec[i].pad)
+			continue;
+		if (!*have || rec[i].deadline_ns < *earliest)
+			*earliest = rec[i].deadline_ns;
+		*have = true;
+	}
+	return n > 0;
+}
+
+/*
+ * Under watcher.lock, the watcher's event on a W end (id): returns the
+ * fence (a reference) and in *dl the earliest deadline read, for the
+ * caller to hand on unlocked (the op keeps the earliest of all, as the
+ * kernel's drivers do), or NULL. At EOF W is closed and forgotten, as the
+ * sweep would.
+ */
+static struct dmabuf_fence *export_deadline(uint64_t id, int64_t *dl)
+{
 	struct dmabuf_fence *f = NULL;
 	struct sf_export *e;
 	int64_t earliest = 0;
 	bool have = false;
-	ssize_t n;
 
 	pthread_mutex_lock(&sf_lock);
 	TAILQ_FOREACH(e, &sf_open, open_link)
@@ -703,28 +838,41 @@ static struct dmabuf_fence *export_deadline(uint64_t id, int64_t *dl)
 		pthread_mutex_unlock(&sf_lock);
 		return NULL;
 	}
-	do
-		n = recv(e->wfd, rec, sizeof(rec), MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
-	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+	if (read_deadlines(e->wfd, &earliest, &have) < 0) {
 		export_close_locked(e);
 		LIST_REMOVE(e, fence_link);
 		LIST_REMOVE(&e->key, link);
 		free(e);
-	} else if (n > 0) {
-		for (size_t i = 0; i < (size_t)n / sizeof(rec[0]); i++) {
-			if (rec[i].magic != SF_DEADLINE_MAGIC || rec[i].pad)
-				continue;
-			if (!have || rec[i].deadline_ns < earliest)
-				earliest = rec[i].deadline_ns;
-			have = true;
-		}
-		if (have && dmb_fence_tryget(e->key.fence))
-			f = e->key.fence;
+	} else if (have && dmb_fence_tryget(e->key.fence)) {
+		f = e->key.fence;
 	}
 	pthread_mutex_unlock(&sf_lock);
 	*dl = earliest;
 	return f;
+}
+
+void dmb_sync_file_pull_deadlines(struct dmabuf_fence *f)
+{
+	struct sf_attach *at;
+	struct sf_export *e;
+	int64_t earliest = 0;
+	bool have = false;
+
+	/* The caller's reference keeps the attachment. */
+	pthread_mutex_lock(&f->lock);
+	at = (struct sf_attach *)dmb_fence_find_attachment_locked(f, &sf_attach_ops);
+	pthread_mutex_unlock(&f->lock);
+	if (!at)
+		return;
+	pthread_mutex_lock(&sf_lock);
+	/* A bounded drain: a holder that keeps writing cannot hold us. */
+	LIST_FOREACH(e, &at->exports, fence_link)
+		for (int i = 0; e->wfd >= 0 && i < 64; i++)
+			if (read_deadlines(e->wfd, &earliest, &have) <= 0)
+				break;
+	pthread_mutex_unlock(&sf_lock);
+	if (have)
+		dmabuf_fence_set_deadline(f, earliest);
 }
 
 /* Runs under the fence lock, in the signalling thread. */
@@ -899,6 +1047,8 @@ static bool imp_poll(struct sf_imported *imp, int timeout_ms, bool user_held)
 	free(children);
 	if (signalled_here) {
 		imp_unwatch(imp);
+		if (!dmb_fence_in_callback())
+			sf_after_signal();
 		return true;
 	}
 out:
@@ -1134,7 +1284,7 @@ static int sf_create(struct dmabuf_fence *f)
 	pthread_mutex_unlock(&f->lock);
 	free(fresh);
 
-	if (listens && !dmb_fence_test_signaled(f))
+	if (listens && !(f->flags & DMB_FENCE_PULL_DEADLINE) && !dmb_fence_test_signaled(f))
 		export_watch(e);
 	/* One callback per fence writes the record into every export's W
 	 * when it signals (and enables signalling, so that arrays and
