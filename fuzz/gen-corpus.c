@@ -93,7 +93,8 @@ int main(int argc, char **argv)
 	emit("import", &m);
 
 	static const uint16_t id_ops[] = { DMB_OP_RELEASE, DMB_OP_DETACH,
-					   DMB_OP_DESCRIBE, DMB_OP_MOVE_NOTIFY };
+					   DMB_OP_DESCRIBE, DMB_OP_MOVE_NOTIFY,
+					   DMB_OP_PIN, DMB_OP_UNPIN };
 	for (size_t i = 0; i < sizeof(id_ops) / sizeof(id_ops[0]); i++) {
 		char name[64];
 
@@ -126,6 +127,8 @@ int main(int argc, char **argv)
 	emit("detach_no_reply", &m);
 	m.op = DMB_OP_RELEASE;
 	emit("release_no_reply", &m);
+	m.op = DMB_OP_UNPIN;
+	emit("unpin_no_reply", &m);
 
 	m = blank(DMB_OP_BEGIN_CPU_ACCESS);
 	m.u.cpu_access = (struct dmb_wire_cpu_access){ 1, DMABUF_FROM_DEVICE };
@@ -219,6 +222,7 @@ int main(int argc, char **argv)
 		DMB_OP_RELEASE_REPLY, DMB_OP_DETACH_REPLY, DMB_OP_UNMAP_REPLY,
 		DMB_OP_BEGIN_CPU_ACCESS_REPLY, DMB_OP_END_CPU_ACCESS_REPLY,
 		DMB_OP_SET_NAME_REPLY, DMB_OP_FENCE_ATTACH_REPLY,
+		DMB_OP_PIN_REPLY, DMB_OP_UNPIN_REPLY,
 	};
 	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
 		char name[64];

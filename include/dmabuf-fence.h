@@ -322,7 +322,10 @@ int dmabuf_fence_wait(struct dmabuf_fence *fence, int timeout_ms);
  * dma_fence_set_deadline(): calls ops->set_deadline (since version 2) of a
  * pending fence; a fence without the op ignores the hint. Arrays and
  * chains pass it to each of their fences; a sw_sync point keeps the
- * earliest (dmabuf_timeline_point_get_deadline()).
+ * earliest (dmabuf_timeline_point_get_deadline()). An imported fence of
+ * another process sends it to the signalling process, without waiting,
+ * where the fence's own ops->set_deadline gets it from the library's
+ * watcher thread (docs/fences.md, "Deadlines").
  *
  * @param fence the fence (borrowed)
  * @param deadline_ns CLOCK_MONOTONIC time in ns
@@ -723,8 +726,9 @@ int dmabuf_sync_file_merge(int fd1, int fd2);
 
 /**
  * SYNC_IOC_SET_DEADLINE on @p fd: dmabuf_fence_set_deadline() on the fence
- * behind it (the hint reaches fences of this process; an imported fence of
- * another process has no set_deadline op and ignores it).
+ * behind it; for a fence another process signals, the hint travels to that
+ * process's fence (one-way, a hint: dropped if the sync file's socket is
+ * full).
  *
  * @param fd a sync-file fd (borrowed)
  * @param deadline_ns CLOCK_MONOTONIC time in ns

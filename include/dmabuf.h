@@ -674,7 +674,8 @@ struct dmabuf_info {
 	 * fdinfo prints a "name:" line only then (dma_buf_show_fdinfo()). */
 	bool name_set;
 	/** Pins in force (static attachments of a pinning exporter and
-	 * dmabuf_pin()); always 0 on an imported buffer. */
+	 * dmabuf_pin()); always 0 on an imported buffer (its exporter counts
+	 * the pins of every process). */
 	unsigned int pin_count;
 	bool revoked;			/**< dmabuf_revoke() ran */
 };
@@ -750,7 +751,9 @@ int dmabuf_attachment_set_priv(struct dmabuf_attachment *att, void *priv);
 
 /**
  * Maps the buffer for the attached device, as dma_buf_map_attachment():
- * runs ops->map, then assigns device addresses.
+ * runs ops->map, then assigns device addresses. A static attachment of an
+ * exporter with pin/unpin returns the table mapped at attach, in any
+ * direction, without calling ops->map (the kernel's cached attach->sgt).
  *
  * @param att the attachment
  * @param dir BIDIRECTIONAL, TO_DEVICE or FROM_DEVICE (NONE is -EINVAL)
@@ -777,7 +780,8 @@ int dmabuf_map_attachment(struct dmabuf_attachment *att,
  * @param sgt the table dmabuf_map_attachment() gave; freed here
  * @param dir the direction it was mapped with
  * @return 0; -EINVAL if @p sgt is not a live mapping of @p att or @p dir
- *         differs from the map's
+ *         differs from the map's. The table mapped at attach (see
+ *         dmabuf_map_attachment()) stays until detach: 0, nothing undone.
  */
 int dmabuf_unmap_attachment(struct dmabuf_attachment *att,
 			    struct dmabuf_sg_table *sgt,
@@ -824,7 +828,10 @@ struct dmabuf_importer_ops {
  * Attaches @p dev to @p buf as a dynamic importer, as
  * dma_buf_dynamic_attach(). With @p ops NULL this is dmabuf_attach(). A
  * static attachment (dmabuf_attach()) of an exporter that has pin/unpin
- * is pinned here, as the kernel pins it at attach; a dynamic one is not.
+ * is pinned here and mapped once (ops->map, BIDIRECTIONAL, waiting for
+ * the buffer's KERNEL fences), as dma_buf_dynamic_attach() pins it and
+ * caches the table; a dynamic one is neither. On an imported buffer the
+ * exporter does both, on its side.
  *
  * @param buf the buffer
  * @param dev a device of the buffer's context
@@ -834,7 +841,8 @@ struct dmabuf_importer_ops {
  * @param[out] out the attachment, owned by the caller until dmabuf_detach()
  * @return 0; -EINVAL for ops without move_notify or of an unknown version,
  *         and as dmabuf_attach(); -ENODEV for a revoked buffer; an errno
- *         from ops->attach or ops->pin; -ENOMEM
+ *         from ops->attach, ops->pin or the attach-time map (all undone
+ *         then); -ENOMEM
  */
 int dmabuf_dynamic_attach(struct dmabuf *buf, struct dmabuf_device *dev,
 			  const struct dmabuf_importer_ops *ops, void *importer_priv,
@@ -871,15 +879,18 @@ void *dmabuf_attachment_get_importer_priv(const struct dmabuf_attachment *att);
  * @param att a dynamic attachment
  * @return 0; -EINVAL for a bad or static attachment (the kernel warns and
  *         lets only dynamic importers pin) or when the caller does not hold
- *         the reservation lock; -EOPNOTSUPP on an imported buffer (pinning
- *         is not forwarded to the exporter); -ENODEV for a revoked buffer;
- *         an errno from ops->pin
+ *         the reservation lock; -ENODEV for a revoked buffer; an errno
+ *         from ops->pin. On an imported buffer the exporter pins (its pin
+ *         op, with its resv held; a PIN request) and answers with these
+ *         errnos; -ENODEV also when the exporter is gone, -EOPNOTSUPP from
+ *         an exporter of a version without PIN
  */
 int dmabuf_pin(struct dmabuf_attachment *att);
 
 /**
  * Undoes one dmabuf_pin(), as dma_buf_unpin(); calls ops->unpin. Same
- * locking rule as dmabuf_pin(). Pins left at detach are undone there.
+ * locking rule as dmabuf_pin(). Pins left at detach are undone there; the
+ * pins of an importer in another process also when it dies.
  *
  * @param att a dynamic attachment
  * @return 0; -EINVAL for a bad or static attachment, one without a pin

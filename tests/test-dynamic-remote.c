@@ -2,7 +2,8 @@
 /* Dynamic attachments across processes: the exporter's moves and
  * revocation reach an importer in another process as MOVE_NOTIFY events; a
  * slow importer does not block the exporter; one killed mid-move leaves
- * nothing behind. */
+ * nothing behind; an importer's pins (PIN/UNPIN) hold the exporter's
+ * buffer in place, and go with the importer. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -15,6 +16,7 @@
 #include "dmabuf-fence.h"
 #include "dmabuf-scm.h"
 #include "exporter.h"
+#include "rawpeer.h"
 
 #define PG 4096ull
 
@@ -102,10 +104,6 @@ static int importer_process(void *arg)
 	child_check(dmabuf_recv_fd(env->sock, &fd, &c, 1, &len) == 0);
 	child_check(dmabuf_get(ctx, fd, &buf) == 0);
 	child_check(dmabuf_dynamic_attach(buf, dev, &count_ops, NULL, &att) == 0);
-	/* pins are not forwarded to the exporter */
-	dmabuf_resv_lock(dmabuf_get_resv(buf));
-	child_check(dmabuf_pin(att) == -EOPNOTSUPP);
-	dmabuf_resv_unlock(dmabuf_get_resv(buf));
 	child_check(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt) == 0);
 	child_check(dmabuf_dma_write(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
 				     "moving", 7) == 0);
@@ -295,12 +293,238 @@ static void importer_killed_mid_move_leaves_nothing(void **state)
 	dmabuf_ctx_destroy(exp);
 }
 
+/* ---- PIN / UNPIN ------------------------------------------------------------ */
+
+enum { PIN_RULES = 0, PIN_KILLED = 1 };
+
+static int pin_locked(struct dmabuf *buf, struct dmabuf_attachment *att, bool pin)
+{
+	struct dmabuf_resv *resv = dmabuf_get_resv(buf);
+	int ret;
+
+	dmabuf_resv_lock(resv);
+	ret = pin ? dmabuf_pin(att) : dmabuf_unpin(att);
+	dmabuf_resv_unlock(resv);
+	return ret;
+}
+
+static int pin_importer(void *arg)
+{
+	struct child_env *env = arg;
+	struct dmabuf_device_info info = { .name = "pin-dev", .flags = DMABUF_DEVICE_IOMMU };
+	struct dmabuf_info bi = { .struct_size = sizeof(bi) };
+	struct dmabuf_ctx *ctx;
+	struct dmabuf_device *dev;
+	struct dmabuf *buf;
+	struct dmabuf_attachment *att, *st;
+	struct dmabuf_sg_table *s1, *s2;
+	char c = 0;
+	size_t len;
+	int fd, tmp = -1;
+
+	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
+	dmabuf_ctx_set_log(ctx, NULL, NULL, (enum dmabuf_log_priority)0);
+	child_check(dmabuf_device_new(ctx, &info, &dev) == 0);
+	child_check(dmabuf_recv_fd(env->sock, &fd, &c, 1, &len) == 0);
+	child_check(dmabuf_get(ctx, fd, &buf) == 0);
+	child_check(dmabuf_dynamic_attach(buf, dev, &count_ops, NULL, &att) == 0);
+	child_check(dmabuf_attach(buf, dev, &st) == 0);
+	/* the exporter mapped the peer's static attachment once, at attach:
+	 * two maps here, no ops->map there */
+	child_check(dmabuf_map_attachment(st, DMABUF_TO_DEVICE, &s1) == 0);
+	child_check(dmabuf_map_attachment(st, DMABUF_BIDIRECTIONAL, &s2) == 0);
+	child_check(dmabuf_unmap_attachment(st, s1, DMABUF_TO_DEVICE) == 0);
+	child_check(dmabuf_unmap_attachment(st, s2, DMABUF_BIDIRECTIONAL) == 0);
+	/* the importer's own rules first, as locally: resv held, dynamic
+	 * attachments only, no unpin without a pin */
+	child_check(dmabuf_pin(att) == -EINVAL);
+	child_check(pin_locked(buf, st, true) == -EINVAL);
+	child_check(pin_locked(buf, att, false) == -EINVAL);
+	child_check(pin_locked(buf, att, true) == 0);
+	child_check(pin_locked(buf, att, true) == 0);
+	/* the exporter counts the pins; the proxy's pin_count stays 0 */
+	child_check(dmabuf_get_info(buf, &bi) == 0);
+	child_check(bi.pin_count == 0);
+	tell(env->sock, 'p');
+	if (env->mode == PIN_KILLED)
+		for (;;)
+			pause();
+	c = 0;
+	child_check(dmabuf_recv_fd(env->sock, &tmp, &c, 1, &len) == 0);
+	child_check(c == 'u');
+	child_check(pin_locked(buf, att, false) == 0);
+	child_check(pin_locked(buf, att, false) == 0);
+	child_check(pin_locked(buf, att, false) == -EINVAL);
+	child_check(dmabuf_unpin(att) == -EINVAL); /* resv not held */
+	/* the static attachment's pin goes with it */
+	child_check(dmabuf_detach(buf, st) == 0);
+	tell(env->sock, 'q');
+	c = 0;
+	child_check(dmabuf_recv_fd(env->sock, &tmp, &c, 1, &len) == 0);
+	child_check(c == 'v');
+	/* revoked in the exporter: its answer, as locally */
+	child_check(pin_locked(buf, att, true) == -ENODEV);
+	child_check(dmabuf_detach(buf, att) == 0);
+	child_check(dmabuf_put(buf) == 0);
+	close(fd);
+	child_check(dmabuf_device_destroy(dev) == 0);
+	dmabuf_ctx_destroy(ctx);
+	tell(env->sock, 'd');
+	return 0;
+}
+
+static pid_t start_pin_importer(struct dmabuf *buf, int mode, int *sock)
+{
+	static struct child_env env;
+	int sv[2], fd = dmabuf_fd(buf, O_CLOEXEC);
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	env.sock = sv[1];
+	env.mode = mode;
+	pid = harness_fork(pin_importer, &env);
+	close(sv[1]);
+	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
+	close(fd);
+	*sock = sv[0];
+	return pid;
+}
+
+static unsigned int pin_count(struct dmabuf *buf)
+{
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
+
+	assert_int_equal(dmabuf_get_info(buf, &info), 0);
+	return info.pin_count;
+}
+
+/* dmabuf_pin() on an imported buffer is the exporter's pin: counted there,
+ * a pinned buffer is not moved (-EBUSY), UNPIN undoes it, a revoked buffer
+ * answers -ENODEV. */
+static void pins_reach_the_exporter(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = export_pinning(exp, &tx);
+	int sock;
+	pid_t pid = start_pin_importer(buf, PIN_RULES, &sock);
+
+	assert_int_equal(wait_byte(sock, exp), 'p');
+	/* the static attachment's pin, and the dynamic one's two */
+	assert_int_equal(tx.pin, 3);
+	assert_int_equal(tx.map, 1);
+	assert_int_equal(tx.unmap, 0);
+	assert_int_equal(pin_count(buf), 3);
+	assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), -EBUSY);
+	assert_int_equal(dmabuf_send_fd(sock, -1, "u", 1), 0);
+	assert_int_equal(wait_byte(sock, exp), 'q');
+	/* UNPIN and DETACH are one-way: they may still be in the socket */
+	for (int i = 0; i < 500 && tx.unpin < 3; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 10);
+	assert_int_equal(tx.unpin, 3);
+	assert_int_equal(pin_count(buf), 0);
+	assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), 0);
+	assert_int_equal(dmabuf_revoke(buf), 0);
+	assert_int_equal(dmabuf_send_fd(sock, -1, "v", 1), 0);
+	assert_int_equal(wait_byte(sock, exp), 'd');
+	assert_int_equal(harness_wait(pid), 0);
+	for (int i = 0; i < 500 && tx.detach < 2; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 10);
+	assert_int_equal(tx.detach, 2);
+	assert_int_equal(tx.pin, 3);
+	assert_int_equal(tx.map, 1);
+	assert_int_equal(tx.unmap, 1);
+	close(sock);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(exp);
+}
+
+/* An importer killed with pins in force: the exporter undoes them with the
+ * rest of what the peer held, and moves the buffer again. */
+static void pins_go_with_a_killed_importer(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = export_pinning(exp, &tx);
+	int sock;
+	pid_t pid = start_pin_importer(buf, PIN_KILLED, &sock);
+
+	assert_int_equal(wait_byte(sock, exp), 'p');
+	assert_int_equal(pin_count(buf), 3);
+	assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), -EBUSY);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(harness_wait(pid), 128 + SIGKILL);
+	for (int i = 0; i < 500 && tx.detach < 2; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 10);
+	assert_int_equal(tx.detach, 2);
+	assert_int_equal(tx.unpin, 3);
+	assert_int_equal(pin_count(buf), 0);
+	assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), 0);
+	close(sock);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(exp);
+}
+
+/* The exporter's side of PIN/UNPIN, spoken by a raw peer: only a DYNAMIC
+ * attachment pins (-EINVAL), ids of another kind or never given are
+ * -ENOENT, an UNPIN without a pin is refused, a DETACH undoes the pins. */
+static void raw_peer_pin_rules(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = export_pinning(exp, &tx);
+	int fd = dmabuf_fd(buf, O_CLOEXEC), sock = rp_connect(fd);
+	struct dmb_msg m, reply;
+	uint64_t id, st, dyn;
+
+	assert_true(sock >= 0);
+	assert_int_equal(rp_hello(sock, exp), 0);
+	assert_int_equal(rp_import(sock, exp, fd, &id), 0);
+	assert_int_equal(rp_attach(sock, exp, id, &st), 0);
+	rp_attach_msg(&m, id);
+	m.u.attach.attach_flags = DMB_WIRE_ATTACH_DYNAMIC;
+	assert_int_equal(rp_call(sock, exp, &m, &reply), 0);
+	dyn = reply.u.attach_reply.attachment_id;
+	assert_int_equal(tx.pin, 1); /* the static attachment's */
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_PIN, st), -EINVAL);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_PIN, id), -ENOENT);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_PIN, dyn + 100), -ENOENT);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_UNPIN, dyn), -EINVAL);
+	assert_int_equal(tx.pin, 1);
+	assert_int_equal(tx.unpin, 0);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_PIN, dyn), 0);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_PIN, dyn), 0);
+	assert_int_equal(pin_count(buf), 3);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_UNPIN, dyn), 0);
+	assert_int_equal(pin_count(buf), 2);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_DETACH, dyn), 0);
+	assert_int_equal(tx.unpin, 2);
+	assert_int_equal(pin_count(buf), 1);
+	/* revoked: -ENODEV, as a local dmabuf_pin() */
+	assert_int_equal(rp_call(sock, exp, &m, &reply), 0);
+	dyn = reply.u.attach_reply.attachment_id;
+	assert_int_equal(dmabuf_revoke(buf), 0);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_PIN, dyn), -ENODEV);
+	close(sock);
+	for (int i = 0; i < 500 && tx.detach < 3; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 10);
+	assert_int_equal(tx.detach, 3);
+	assert_int_equal(pin_count(buf), 0);
+	assert_int_equal(tx.pin, tx.unpin);
+	close(fd);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(exp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		harness_test(move_and_revoke_reach_another_process),
 		harness_test(slow_importer_does_not_block_the_exporter),
 		harness_test(importer_killed_mid_move_leaves_nothing),
+		harness_test(pins_reach_the_exporter),
+		harness_test(pins_go_with_a_killed_importer),
+		harness_test(raw_peer_pin_rules),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -432,6 +432,80 @@ static void revoke_rules(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* A static importer of a pinning exporter: pinned and mapped once at
+ * attach, as dma_buf_dynamic_attach() does (attach->sgt): every map returns
+ * that table (ops->map is not called again), unmaps keep it, detach undoes
+ * it. A pinned buffer is not moved; revocation still makes it stale. */
+static void static_importer_is_mapped_once(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 }, tp = { 0 };
+	struct dmabuf *buf = export_with(ctx, &tx, &tx_pin_ops, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf *plain = export_with(ctx, &tp, &tx_ops, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf_device *dev = tx_device(ctx, "gpu", 64, DMABUF_DEVICE_IOMMU, 0);
+	struct dmabuf_attachment *st, *pa;
+	struct dmabuf_sg_table *s1, *s2, *s3, *s4 = NULL, *p1, *p2;
+	struct dmabuf_info bi = { .struct_size = sizeof(bi) };
+	uint64_t dma;
+	char out[8] = { 0 };
+
+	assert_int_equal(dmabuf_attach(buf, dev, &st), 0);
+	assert_int_equal(tx.pin, 1);
+	assert_int_equal(tx.map, 1);
+	assert_int_equal(tx.last_dir, DMABUF_BIDIRECTIONAL);
+	assert_int_equal(dmabuf_get_info(buf, &bi), 0);
+	assert_int_equal(bi.mappings, 1);
+	/* any direction: the table was mapped BIDIRECTIONAL */
+	assert_int_equal(dmabuf_map_attachment(st, DMABUF_TO_DEVICE, &s1), 0);
+	assert_int_equal(dmabuf_map_attachment(st, DMABUF_FROM_DEVICE, &s2), 0);
+	assert_int_equal(dmabuf_map_attachment(st, DMABUF_BIDIRECTIONAL, &s3), 0);
+	assert_ptr_equal(s1, s2);
+	assert_ptr_equal(s1, s3);
+	assert_int_equal(tx.map, 1);
+	dma = dmabuf_sg_table_get_dma_entries(s1)[0].dma_addr;
+	assert_int_equal(dmabuf_dma_write(dev, dma, "cached", 7), 0);
+	assert_int_equal(dmabuf_unmap_attachment(st, s1, DMABUF_TO_DEVICE), 0);
+	assert_int_equal(dmabuf_unmap_attachment(st, s2, DMABUF_FROM_DEVICE), 0);
+	assert_int_equal(dmabuf_unmap_attachment(st, s3, DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(tx.unmap, 0);
+	/* still mapped: DMA goes on through it */
+	assert_int_equal(dmabuf_dma_read(dev, dma, out, 7), 0);
+	assert_string_equal(out, "cached");
+	assert_int_equal(dmabuf_get_info(buf, &bi), 0);
+	assert_int_equal(bi.mappings, 1);
+	/* pinned: no move; revoked: stale, and maps are -ENODEV */
+	assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS, NULL), -EBUSY);
+	assert_int_equal(dmabuf_revoke(buf), 0);
+	assert_int_equal(dmabuf_dma_read(dev, dma, out, 7), -EFAULT);
+	assert_int_equal(last_fault_reason(dev), DMABUF_FAULT_STALE);
+	assert_int_equal(dmabuf_map_attachment(st, DMABUF_BIDIRECTIONAL, &s4), -ENODEV);
+	assert_null(s4);
+	assert_int_equal(dmabuf_detach(buf, st), 0);
+	assert_int_equal(tx.unmap, 1);
+	assert_int_equal(tx.unpin, 1);
+	assert_int_equal(tx.detach, 1);
+	assert_int_equal(tx.map, 1);
+	assert_int_equal(dmabuf_get_info(buf, &bi), 0);
+	assert_int_equal(bi.mappings, 0);
+	assert_int_equal(bi.pin_count, 0);
+
+	/* an exporter without pin: nothing at attach, one ops->map per map */
+	assert_int_equal(dmabuf_attach(plain, dev, &pa), 0);
+	assert_int_equal(tp.map, 0);
+	assert_int_equal(dmabuf_map_attachment(pa, DMABUF_TO_DEVICE, &p1), 0);
+	assert_int_equal(dmabuf_map_attachment(pa, DMABUF_TO_DEVICE, &p2), 0);
+	assert_ptr_not_equal(p1, p2);
+	assert_int_equal(tp.map, 2);
+	assert_int_equal(dmabuf_unmap_attachment(pa, p1, DMABUF_TO_DEVICE), 0);
+	assert_int_equal(dmabuf_unmap_attachment(pa, p2, DMABUF_TO_DEVICE), 0);
+	assert_int_equal(tp.unmap, 2);
+	assert_int_equal(dmabuf_detach(plain, pa), 0);
+	assert_int_equal(dmabuf_put(plain), 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(dmabuf_device_destroy(dev), 0);
+	dmabuf_ctx_destroy(ctx);
+}
+
 /* Lock order: a thread inside an exporter op holds the context and takes
  * the resv (context -> resv); another holds the resv and calls
  * dmabuf_move_notify(), which needs the context. The call drops the resv
@@ -507,6 +581,7 @@ int main(void)
 		harness_test(migrate_refusals),
 		harness_test(static_map_waits_for_the_move),
 		harness_test(revoke_rules),
+		harness_test(static_importer_is_mapped_once),
 		harness_test(move_notify_under_resv_does_not_deadlock),
 	};
 

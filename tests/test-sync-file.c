@@ -670,6 +670,181 @@ static void test_cross_process_signal(void **state)
 	dmabuf_timeline_destroy(tl);
 }
 
+/* ---- deadlines across processes -------------------------------------------- */
+
+static atomic_int dl_calls;
+static _Atomic int64_t dl_earliest;
+
+static const char *dl_name(struct dmabuf_fence *f)
+{
+	return "deadline";
+}
+
+/* A driver's set_deadline: keeps the earliest, as drivers do. */
+static void dl_set_deadline(struct dmabuf_fence *f, int64_t ns)
+{
+	int64_t cur = atomic_load(&dl_earliest);
+
+	atomic_fetch_add(&dl_calls, 1);
+	while ((cur == 0 || ns < cur) && !atomic_compare_exchange_weak(&dl_earliest, &cur, ns))
+		;
+}
+
+static const struct dmabuf_fence_ops dl_ops = {
+	.version = DMABUF_FENCE_OPS_VERSION,
+	.get_driver_name = dl_name,
+	.get_timeline_name = dl_name,
+	.set_deadline = dl_set_deadline,
+};
+
+/* No set_deadline op (version 1): its sync file says nobody listens. */
+static const struct dmabuf_fence_ops dl_ops_v1 = {
+	.version = 1,
+	.get_driver_name = dl_name,
+	.get_timeline_name = dl_name,
+};
+
+/* Child: imports the parent's four sync files (a sw_sync point, a fence
+ * with set_deadline, their merge, a fence without the op) and sets
+ * deadlines on them, never waiting for the parent. */
+static int child_deadlines(void *arg)
+{
+	struct xproc *x = arg;
+	struct dmabuf_fence *drv;
+	int fd[4];
+
+	harness_sync_child(&x->sync);
+	for (int i = 0; i < 4; i++)
+		child_check((fd[i] = recv_fd(x->sock)) >= 0);
+	/* SYNC_IOC_SET_DEADLINE: only an earlier one than the last travels,
+	 * the earliest wins either way */
+	child_check(dmabuf_sync_file_set_deadline(fd[0], 5000) == 0);
+	child_check(dmabuf_sync_file_set_deadline(fd[0], 9000) == 0);
+	child_check(dmabuf_sync_file_set_deadline(fd[0], 3000) == 0);
+	/* dma_fence_set_deadline() on the imported fence */
+	child_check(dmabuf_sync_file_import(fd[1], &drv) == 0);
+	child_check(dmabuf_fence_set_deadline(drv, 7000) == 0);
+	dmabuf_fence_put(drv);
+	/* through the merge, to each of its fences */
+	child_check(dmabuf_sync_file_set_deadline(fd[2], 2000) == 0);
+	child_check(dmabuf_sync_file_set_deadline(fd[3], 1000) == 0);
+	for (int i = 0; i < 4; i++)
+		close(fd[i]);
+	harness_sync_tell_parent(&x->sync, 'd');
+	exit(0);
+}
+
+/* dma_fence_set_deadline() and SYNC_IOC_SET_DEADLINE on a fence another
+ * process signals reach that process's fence ops: a record written into
+ * the sync file, read by the signaller's watcher thread. */
+static void test_deadline_reaches_the_signaller(void **state)
+{
+	struct xproc x;
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *pt, *drv, *none, *merged, *in[2];
+	int sv[2], fd;
+	int64_t ns = 0;
+	pid_t pid;
+
+	atomic_store(&dl_calls, 0);
+	atomic_store(&dl_earliest, 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	harness_sync_init(&x.sync);
+	assert_int_equal(dmabuf_timeline_new("deadlines", &tl), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 1, &pt), 0);
+	assert_int_equal(dmabuf_fence_new(&dl_ops, NULL, dmabuf_fence_context_alloc(1), 1,
+					  &drv), 0);
+	assert_int_equal(dmabuf_fence_new(&dl_ops_v1, NULL, dmabuf_fence_context_alloc(1), 1,
+					  &none), 0);
+	in[0] = pt;
+	in[1] = drv;
+	assert_int_equal(dmabuf_fence_merge(in, 2, &merged), 0);
+	x.sock = sv[1];
+	pid = harness_fork(child_deadlines, &x);
+	harness_sync_parent(&x.sync);
+	close(sv[1]);
+	for (int i = 0; i < 4; i++) {
+		fd = dmabuf_sync_file_export(i == 0 ? pt : i == 1 ? drv : i == 2 ? merged : none);
+		assert_true(fd >= 0);
+		assert_int_equal(send_fd(sv[0], fd), 0);
+		close(fd);
+	}
+	assert_int_equal(harness_sync_wait_child(&x.sync), 'd');
+	assert_int_equal(harness_wait(pid), 0);
+	/* the records are in; the watcher hands them on (one-way: the child
+	 * did not wait for it) */
+	for (int i = 0; i < 2000; i++) {
+		if (dmabuf_timeline_point_get_deadline(pt, &ns) == 0 && ns == 2000 &&
+		    atomic_load(&dl_earliest) == 2000)
+			break;
+		usleep(1000);
+	}
+	assert_int_equal(dmabuf_timeline_point_get_deadline(pt, &ns), 0);
+	assert_int_equal(ns, 2000);
+	assert_int_equal(atomic_load(&dl_earliest), 2000);
+	/* 7000 on its own, 2000 through the merge */
+	assert_int_equal(atomic_load(&dl_calls), 2);
+	dmabuf_fence_signal(drv);
+	dmabuf_fence_signal(none);
+	dmabuf_timeline_inc(tl, 1);
+	close(sv[0]);
+	harness_sync_close(&x.sync);
+	dmabuf_fence_put(merged);
+	dmabuf_fence_put(none);
+	dmabuf_fence_put(drv);
+	dmabuf_fence_put(pt);
+	dmabuf_timeline_destroy(tl);
+}
+
+/* A holder of R may write anything into it: what is no deadline record is
+ * dropped, a flood is drained (by the watcher, for a fence of the caller's
+ * ops), and the fence works on. */
+static void test_deadline_garbage_is_dropped(void **state)
+{
+	struct dmabuf_fence *f;
+	uint8_t rec[16] = { 0 }, junk[256];
+	int64_t want = 42;
+	int fd, status;
+	ssize_t r;
+
+	atomic_store(&dl_calls, 0);
+	atomic_store(&dl_earliest, 0);
+	assert_int_equal(dmabuf_fence_new(&dl_ops, NULL, dmabuf_fence_context_alloc(1), 1,
+					  &f), 0);
+	fd = dmabuf_sync_file_export(f);
+	assert_true(fd >= 0);
+	memset(junk, 0xa5, sizeof(junk));
+	/* a flood of junk until the socket is full */
+	do
+		r = send(fd, junk, sizeof(junk), MSG_DONTWAIT | MSG_NOSIGNAL);
+	while (r > 0);
+	assert_true(r < 0 && errno == EAGAIN);
+	/* a record with a non-zero pad, then a good one ("DMDL", 0, 42) once
+	 * the watcher made room */
+	rec[0] = 'D';
+	rec[1] = 'M';
+	rec[2] = 'D';
+	rec[3] = 'L';
+	memcpy(rec + 8, &(int64_t){ 7 }, 8);
+	rec[4] = 1;
+	for (int i = 0; i < 2000 && send(fd, rec, 16, MSG_DONTWAIT | MSG_NOSIGNAL) != 16; i++)
+		usleep(1000);
+	rec[4] = 0;
+	memcpy(rec + 8, &want, 8);
+	for (int i = 0; i < 2000 && send(fd, rec, 16, MSG_DONTWAIT | MSG_NOSIGNAL) != 16; i++)
+		usleep(1000);
+	for (int i = 0; i < 2000 && atomic_load(&dl_calls) == 0; i++)
+		usleep(1000);
+	assert_int_equal(atomic_load(&dl_calls), 1);
+	assert_int_equal(atomic_load(&dl_earliest), 42);
+	dmabuf_fence_signal(f);
+	assert_int_equal(dmabuf_sync_file_wait(fd, 10000), 1);
+	assert_int_equal(dmabuf_sync_file_info(fd, &status, NULL, 0), 1);
+	assert_int_equal(status, 1);
+	close(fd);
+	dmabuf_fence_put(f);
+}
+
 /* Child: exports a pending fence to the parent, then waits to be killed. */
 static int child_signaller(void *arg)
 {
@@ -840,6 +1015,8 @@ static void test_closed_sync_files_cost_nothing(void **state)
 		if (harness_count_fds() - base > most)
 			most = harness_count_fds() - base;
 	}
+	/* 64 dead W ends at most, and the live one: a sw_sync point's sync
+	 * files are not watched (its deadlines are read when asked for) */
 	assert_true(most <= 65);
 	dmabuf_timeline_destroy(tl);
 	assert_int_equal(harness_count_fds(), base);
@@ -1152,6 +1329,8 @@ int main(void)
 		 * children too, and glibc's per-thread memory inherited by a
 		 * forked child looks lost to it. */
 		harness_test(test_cross_process_signal),
+		harness_test(test_deadline_reaches_the_signaller),
+		harness_test(test_deadline_garbage_is_dropped),
 		harness_test(test_signaller_dies),
 		harness_test(test_stress_parallelism),
 		harness_test(test_stress_consumer),

@@ -60,6 +60,8 @@ static struct dmb_msg sample(uint16_t op)
 	case DMB_OP_RELEASE:
 	case DMB_OP_DETACH:
 	case DMB_OP_DESCRIBE:
+	case DMB_OP_PIN:
+	case DMB_OP_UNPIN:
 	case DMB_OP_MOVE_NOTIFY:
 		m.u.id.id = 0xdeadbeef01ull;
 		break;
@@ -410,7 +412,8 @@ static void test_golden_bytes(void **state)
  * returns void, only from version 2, and no other header flag. */
 static void test_no_reply_flag(void **state)
 {
-	static const uint16_t one_way[] = { DMB_OP_RELEASE, DMB_OP_DETACH, DMB_OP_UNMAP };
+	static const uint16_t one_way[] = { DMB_OP_RELEASE, DMB_OP_DETACH, DMB_OP_UNMAP,
+					    DMB_OP_UNPIN };
 	uint8_t buf[DMB_WIRE_MAX_MSG];
 	struct dmb_msg m, out;
 	size_t len;

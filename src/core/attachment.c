@@ -61,8 +61,9 @@ int dmb_dynamic_attach_locked(struct dmabuf *buf, struct dmabuf_device *dev,
 	}
 	/* A static importer cannot be told of a move: a dynamic exporter
 	 * (one with pin) keeps the buffer in place for it from attach to
-	 * detach, as dma_buf_dynamic_attach() pins it. */
-	if (!iops && buf->ops->pin) {
+	 * detach, as dma_buf_dynamic_attach() pins it. A proxy's exporter
+	 * does that on its side (the peer's static attachment). */
+	if (!iops && buf->ops->pin && !buf->imported) {
 		ret = dmb_pin_op_locked(att);
 		if (ret < 0) {
 			dmb_info(ctx, "attach %s to %s: pin refused by exporter: %d",
@@ -79,6 +80,22 @@ int dmb_dynamic_attach_locked(struct dmabuf *buf, struct dmabuf_device *dev,
 	buf->nattachments++;
 	dev->attach_count++;
 	ctx->stats.attachments_live++;
+	/* ... and maps it once, BIDIRECTIONAL, the table cached until detach
+	 * (attach->sgt): every map returns it, unmaps keep it. */
+	if (att->pinned) {
+		struct dmabuf_sg_table *sgt;
+
+		ret = dmb_map_locked(att, DMABUF_BIDIRECTIONAL, &sgt);
+		if (ret < 0) {
+			dmb_info(ctx, "attach %s to %s: the attach-time map failed: %d",
+				 dev->name, buf->exp_name, ret);
+			/* the wait for KERNEL fences may have dropped the lock */
+			if (dmb_obj_live(att, DMB_OBJ_ATTACHMENT))
+				dmb_detach_locked(att);
+			return ret;
+		}
+		att->cached = sgt;
+	}
 	*out = att;
 	return 0;
 }
@@ -146,10 +163,12 @@ void dmb_detach_locked(struct dmabuf_attachment *att)
 	dmb_assert_locked(att->ctx);
 
 	while ((sgt = LIST_FIRST(&att->mappings))) {
-		dmb_warn(att->ctx, "detach of %s from %s with a live mapping: unmapping it",
-			 att->dev->name, buf->exp_name);
+		if (sgt != att->cached)
+			dmb_warn(att->ctx, "detach of %s from %s with a live mapping: unmapping it",
+				 att->dev->name, buf->exp_name);
 		mapping_undo(att, sgt);
 	}
+	att->cached = NULL;
 	if (att->pins)
 		dmb_warn(att->ctx, "detach of %s from %s with %u pin(s) left: unpinning",
 			 att->dev->name, buf->exp_name, att->pins);
@@ -258,6 +277,12 @@ int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 	}
 	if (buf->revoked)
 		return -ENODEV;
+	/* dma_buf_map_attachment() returns the cached table as it is: no
+	 * wait, any direction (it was mapped BIDIRECTIONAL). */
+	if (att->cached) {
+		*out = att->cached;
+		return 0;
+	}
 	/* No CPU mapping here: the simulated DMA maps the buffer at its
 	 * first access (dma.c), so most device maps cost no syscall. A static
 	 * importer sees the pages once memory management (moves, clears:
@@ -327,6 +352,9 @@ int dmb_unmap_locked(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt,
 			att->dev->name, (void *)sgt);
 		return -EINVAL;
 	}
+	/* dma_buf_unmap_attachment(): the cached table stays until detach. */
+	if (sgt == att->cached)
+		return 0;
 	if (sgt->dir != dir) {
 		dmb_err(att->ctx, "unmap for %s: direction %d differs from the map's %d",
 			att->dev->name, (int)dir, (int)sgt->dir);

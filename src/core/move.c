@@ -23,7 +23,8 @@ int dmb_pin_op_locked(struct dmabuf_attachment *att)
 	dmb_assert_locked(att->ctx);
 	if (buf->ops->pin)
 		ret = DMB_OP(buf, pin)(att);
-	if (ret == 0)
+	/* A proxy's pins are counted by the exporter (its pin_count). */
+	if (ret == 0 && !buf->imported)
 		buf->pin_count++;
 	return ret;
 }
@@ -35,7 +36,8 @@ void dmb_unpin_op_locked(struct dmabuf_attachment *att)
 	dmb_assert_locked(att->ctx);
 	if (buf->ops->unpin)
 		DMB_OP(buf, unpin)(att);
-	buf->pin_count--;
+	if (!buf->imported)
+		buf->pin_count--;
 }
 
 void dmb_move_notify_locked(struct dmabuf *buf)
@@ -153,9 +155,9 @@ DMABUF_EXPORT int dmabuf_pin(struct dmabuf_attachment *att)
 		dmb_err(ctx, "dmabuf_pin(%s): only a dynamic importer pins",
 			att->buf->exp_name);
 		ret = -EINVAL;
-	} else if (att->buf->imported) {
-		ret = -EOPNOTSUPP;
 	} else if (att->buf->revoked) {
+		/* A proxy is never revoked itself: its exporter answers
+		 * -ENODEV, as here. */
 		ret = -ENODEV;
 	} else {
 		ret = dmb_pin_op_locked(att);

@@ -228,6 +228,9 @@ struct dmabuf_attachment {
 	LIST_HEAD(, dmabuf_sg_table) mappings;
 	unsigned int nmappings;
 	bool pinned;		/* static: pinned at attach */
+	/* The same static attachments: mapped once at attach, the table
+	 * every map returns, undone at detach (the kernel's attach->sgt). */
+	struct dmabuf_sg_table *cached;
 	uint64_t remote_id;	/* proxies: the exporter's attachment id */
 	/* Dynamic attachments (dmabuf_dynamic_attach()): NULL ops = static. */
 	const struct dmabuf_importer_ops *importer_ops;

@@ -265,6 +265,14 @@ bool dmb_fence_in_callback(void)
 	return in_callback > 0;
 }
 
+/* Set once, by sync_file.c's constructor. */
+static void (*after_signal)(void);
+
+void dmb_fence_set_after_signal(void (*fn)(void))
+{
+	after_signal = fn;
+}
+
 static inline bool cb_pending(const struct dmabuf_fence_cb *cb)
 {
 	return cb->next && cb->next != cb;
@@ -305,6 +313,10 @@ int dmb_fence_signal_ts(struct dmabuf_fence *f, int error, int64_t ts)
 	pthread_mutex_lock(&f->lock);
 	ret = dmb_fence_signal_locked(f, error, ts);
 	pthread_mutex_unlock(&f->lock);
+	/* Work the callbacks could not do under a fence lock, now that none
+	 * is held (outside any callback). */
+	if (!in_callback && after_signal)
+		after_signal();
 	return ret;
 }
 

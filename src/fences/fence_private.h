@@ -23,6 +23,10 @@
 #define DMB_FENCE_FOREIGN	(1u << 0) /* signalled by its ops only: the
 					   * public dmabuf_fence_signal() and
 					   * dmabuf_fence_set_error() refuse it */
+#define DMB_FENCE_PULL_DEADLINE	(1u << 1) /* deadlines from other processes
+					   * are read when asked for
+					   * (dmb_sync_file_pull_deadlines()),
+					   * not by the watcher thread */
 
 struct dmb_fence_attachment;
 
@@ -104,6 +108,14 @@ struct dmb_fence_attachment *dmb_fence_find_attachment_locked(
 	struct dmabuf_fence *f, const struct dmb_fence_attachment_ops *ops);
 /* Thread-local: > 0 while this thread runs fence callbacks. */
 bool dmb_fence_in_callback(void);
+/* A function dmb_fence_signal_ts() calls after a signal, outside any
+ * callback and with no fence lock held (sync_file.c: stopping a watcher
+ * that a callback found idle). */
+void dmb_fence_set_after_signal(void (*fn)(void));
+
+/* sync_file.c: hands f the deadlines that holders of its sync files in
+ * other processes wrote, for a fence made with DMB_FENCE_PULL_DEADLINE. */
+void dmb_sync_file_pull_deadlines(struct dmabuf_fence *f);
 
 /* fence_chain.c */
 bool dmb_fence_is_chain(struct dmabuf_fence *f);

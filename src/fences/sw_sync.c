@@ -178,8 +178,10 @@ DMABUF_EXPORT int dmabuf_timeline_create_fence(struct dmabuf_timeline *tl,
 
 	if (!out || !dmb_obj_live(tl, DMB_OBJ_TIMELINE))
 		return -EINVAL;
+	/* Only SW_SYNC_GET_DEADLINE reads a point's deadline: it pulls the
+	 * ones other processes sent, so no thread watches its sync files. */
 	ret = dmb_fence_create(&timeline_fence_ops, sizeof(*pt), NULL, tl->context,
-			       value, 0, &f);
+			       value, DMB_FENCE_PULL_DEADLINE, &f);
 	if (ret)
 		return ret;
 	pt = to_point(f);
@@ -244,6 +246,7 @@ DMABUF_EXPORT int dmabuf_timeline_point_get_deadline(struct dmabuf_fence *f,
 		return -EINVAL;
 	}
 	pt = to_point(f);
+	dmb_sync_file_pull_deadlines(f);
 	pthread_mutex_lock(&pt->tl->lock);
 	if (pt->has_deadline) {
 		*deadline_ns = pt->deadline;

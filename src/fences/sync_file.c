@@ -21,6 +21,10 @@
  *   status queries peek it, and callbacks (e.g. a merge that contains it)
  *   are driven by one watcher thread per process, started on demand and
  *   stopped when nothing is watched.
+ * - Deadlines travel the other way: a holder of R writes a deadline record
+ *   into it (the socket is bidirectional), which lands in W's receive
+ *   queue. When the fence has a set_deadline op (R's name says so), the
+ *   same watcher thread watches W and hands each deadline to the fence.
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -68,6 +72,8 @@ struct sf_export {
 	struct sf_key key;
 	int wfd;			/* -1 once closed */
 	bool recorded;			/* the record is in W */
+	/* Under sf_lock: the watcher's id for W (deadlines), 0 if none. */
+	uint64_t watch_id;
 	struct sf_attach *owner;
 	LIST_ENTRY(sf_export) fence_link;	/* owner->exports */
 	TAILQ_ENTRY(sf_export) open_link;	/* sf_open while wfd >= 0 */
@@ -97,6 +103,19 @@ struct dmb_sf_record {
 	uint32_t pad;
 };
 
+/* A deadline, written into R by a holder, read from W by the signaller. */
+struct dmb_sf_deadline {
+	uint32_t magic;
+	uint32_t pad;			/* 0 */
+	int64_t deadline_ns;		/* CLOCK_MONOTONIC */
+};
+
+#define SF_DEADLINE_MAGIC 0x4c444d44u /* "DMDL" */
+/* Deadline records read from one W per watcher event; more wait for the
+ * next one (epoll is level-triggered), so a flooding holder cannot hold
+ * the watcher on one fence. */
+#define SF_DEADLINES_PER_EVENT 64
+
 /* Bounds the record to what a socket buffer surely holds. */
 #define SF_MAX_CHILDREN 256
 /* Sweep dead W ends when the open ones exceed twice the live ones of the
@@ -108,6 +127,8 @@ static LIST_HEAD(, sf_key) sf_table = LIST_HEAD_INITIALIZER(sf_table);
 static TAILQ_HEAD(, sf_export) sf_open = TAILQ_HEAD_INITIALIZER(sf_open);
 static unsigned int sf_nopen, sf_sweep_at = SF_SWEEP_MIN;
 static atomic_ulong sf_counter;
+/* Open W ends the watcher watches for deadlines (changed under sf_lock). */
+static atomic_uint sf_nwatched;
 
 /* An imported fence: a subtype signalled through its copy of R. */
 struct sf_imported {
@@ -125,6 +146,11 @@ struct sf_imported {
 	/* A merge signalled elsewhere: the fences the signaller reported. */
 	struct dmabuf_sync_fence_info *children;
 	unsigned int nchildren;
+	/* R's name says the signaller reads deadlines; under base.lock, the
+	 * earliest one sent (later ones are not: the earliest wins). */
+	bool listens;
+	bool deadline_sent;
+	int64_t deadline;
 };
 
 static struct sf_imported *to_imported(struct dmabuf_fence *f)
@@ -156,30 +182,56 @@ static void rfd_put(struct sf_imported *imp)
 /* ---- the watcher thread ------------------------------------------------- */
 
 /*
- * Drives callbacks on imported fences: epoll on their copies of R. The
- * epoll data is a watch id, looked up under the lock, so that an event
- * racing with another thread's unwatch finds nothing. A thread and its two
- * fds (an instance) exist only while something is watched. The call that
- * unwatches the last fence stops the instance and joins it, so no fd of
- * the watcher outlives that call; only inside a fence callback (where a
- * join could wait for a lock held around us) or in the watcher itself does
- * the instance stop on its own, and whoever starts the next one joins it.
+ * Drives callbacks on imported fences (epoll on their copies of R) and
+ * hands on deadlines written into W ends. The epoll data is a watch id,
+ * looked up under the lock, so that an event racing with another thread's
+ * unwatch finds nothing. The two fds (an instance) exist only while
+ * something is watched. The call that unwatches the last thing stops the
+ * instance and waits until the thread closed its fds, so no fd of the
+ * watcher outlives that call; only inside a fence callback (where the wait
+ * could be for a lock held around us) or in the watcher itself does the
+ * instance stop on its own. The thread outlives its instance by
+ * WATCH_LINGER_S, parked with no fd, so that a process that exports and
+ * drops fences one after another does not make a thread for each; the
+ * next instance runs on it, and the library destructor joins it.
  */
 struct watch_inst {
 	int epfd, wakefd;
-	pthread_t thread;
+	bool stopped;			/* its fds are closed */
+	unsigned int refs;		/* the thread's, and a waiter's */
 };
+
+#define WATCH_LINGER_S 2
 
 static struct {
 	pthread_mutex_t lock;
+	pthread_cond_t cond;		/* next, stopped, exiting changed */
 	struct watch_inst *cur;		/* the running instance, or NULL */
-	struct watch_inst *old;		/* stopped or stopping, not joined */
+	struct watch_inst *next;	/* handed to the thread, not taken */
+	struct watch_inst *running;	/* the one the thread runs */
+	bool thread_alive, exiting;
+	pthread_t thread;
+	/* A thread that ended its lingering: joined by the next start. */
+	bool reap;
+	pthread_t reap_thread;
 	unsigned int nwatch;
 	uint64_t next_id;
 	LIST_HEAD(, sf_imported) watched;
-} watcher = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} watcher = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
 #define WATCH_STOP 0
+/* Watch ids of W ends (deadlines) have this bit; those of imports not. */
+#define WATCH_EXPORT (1ull << 63)
+
+/* Nothing to watch: neither imported fences nor W ends. */
+static bool watcher_idle_locked(void)
+{
+	return watcher.nwatch == 0 && atomic_load(&sf_nwatched) == 0;
+}
+
+static struct dmabuf_fence *export_deadline(uint64_t id, int64_t *dl);
+static const struct dmb_fence_attachment_ops sf_attach_ops;
+static void sf_after_signal(void);
 
 static struct sf_imported *watched_find_locked(uint64_t id)
 {
@@ -202,8 +254,13 @@ static void unwatch_locked(struct sf_imported *imp)
 	watcher.nwatch--;
 }
 
-/* Under watcher.lock: the current instance stops; it is left to be joined
- * (returned when the caller may join it now). */
+static bool on_watcher_thread_locked(void)
+{
+	return watcher.thread_alive && pthread_equal(watcher.thread, pthread_self());
+}
+
+/* Under watcher.lock: the current instance stops; returned (for
+ * watcher_join()) when the caller may wait for it now. */
 static struct watch_inst *watcher_stop_locked(bool join_now)
 {
 	struct watch_inst *w = watcher.cur;
@@ -212,26 +269,43 @@ static struct watch_inst *watcher_stop_locked(bool join_now)
 	if (!w)
 		return NULL;
 	watcher.cur = NULL;
-	if (write(w->wakefd, &one, sizeof(one)) < 0)
+	if (watcher.next == w) {
+		/* never taken by the thread: nothing waits on its fds */
+		watcher.next = NULL;
+		close(w->epfd);
+		close(w->wakefd);
+		w->epfd = w->wakefd = -1;
+		w->stopped = true;
+		if (--w->refs == 0) {
+			free(w);
+			return NULL;
+		}
+	} else if (write(w->wakefd, &one, sizeof(one)) < 0) {
 		dmb_err(NULL, "sync file: cannot stop the fence watcher");
-	if (join_now && !pthread_equal(w->thread, pthread_self()))
+	}
+	if (join_now && !on_watcher_thread_locked()) {
+		w->refs++;
 		return w;
-	watcher.old = w;
+	}
 	return NULL;
 }
 
+/* Waits until w's fds are closed (the thread stays, parked). */
 static void watcher_join(struct watch_inst *w)
 {
 	if (!w)
 		return;
-	pthread_join(w->thread, NULL);
-	free(w);
+	pthread_mutex_lock(&watcher.lock);
+	while (!w->stopped)
+		pthread_cond_wait(&watcher.cond, &watcher.lock);
+	if (--w->refs == 0)
+		free(w);
+	pthread_mutex_unlock(&watcher.lock);
 }
 
-static void *watcher_main(void *arg)
+/* Runs one instance until it stops (its fds closed). */
+static void watch_run(struct watch_inst *w)
 {
-	struct watch_inst *w = arg;
-
 	for (;;) {
 		struct epoll_event ev[8];
 		int n = epoll_wait(w->epfd, ev, DMB_ARRAY_SIZE(ev), -1);
@@ -240,17 +314,31 @@ static void *watcher_main(void *arg)
 			continue;
 		for (int i = 0; i < n; i++) {
 			struct sf_imported *imp = NULL;
-			bool stop;
+			struct dmabuf_fence *dl_fence = NULL;
+			int64_t dl = 0;
+			bool stop, exp = ev[i].data.u64 & WATCH_EXPORT;
 
 			pthread_mutex_lock(&watcher.lock);
 			stop = ev[i].data.u64 == WATCH_STOP || watcher.cur != w;
-			if (!stop)
+			if (!stop && exp) {
+				/* A W end: the deadline to hand on, or its
+				 * EOF closed it; the last one stops the
+				 * watcher in the same locked section, so a
+				 * thread that finds W gone finds this
+				 * instance stopped (and joins it). */
+				dl_fence = export_deadline(ev[i].data.u64, &dl);
+				if (watcher_idle_locked()) {
+					watcher_stop_locked(false);
+					stop = true;
+				}
+			}
+			if (!stop && !exp)
 				imp = watched_find_locked(ev[i].data.u64);
 			if (imp) {
 				unwatch_locked(imp);
 				/* The last one: stop before running callbacks,
 				 * so whoever they wake finds no fd of ours. */
-				if (watcher.nwatch == 0) {
+				if (watcher_idle_locked()) {
 					watcher_stop_locked(false);
 					stop = true;
 				}
@@ -259,6 +347,10 @@ static void *watcher_main(void *arg)
 				close(w->epfd);
 				close(w->wakefd);
 				w->epfd = w->wakefd = -1;
+				w->stopped = true;
+				pthread_cond_broadcast(&watcher.cond);
+				if (--w->refs == 0)
+					free(w);
 			}
 			pthread_mutex_unlock(&watcher.lock);
 			if (imp) {
@@ -266,27 +358,63 @@ static void *watcher_main(void *arg)
 				imp_poll(imp, 0, true);
 				dmabuf_fence_put(&imp->base);
 			}
+			if (dl_fence) {
+				/* The op runs with no lock of ours held. */
+				dmabuf_fence_set_deadline(dl_fence, dl);
+				dmabuf_fence_put(dl_fence);
+			}
 			if (stop)
-				return NULL;
+				return;
 		}
 	}
+}
+
+static void *watcher_main(void *arg)
+{
+	pthread_mutex_lock(&watcher.lock);
+	for (;;) {
+		struct watch_inst *w = watcher.next;
+		struct timespec ts;
+
+		if (w) {
+			watcher.next = NULL;
+			watcher.running = w;
+			pthread_mutex_unlock(&watcher.lock);
+			watch_run(w);
+			pthread_mutex_lock(&watcher.lock);
+			watcher.running = NULL;
+			continue;
+		}
+		if (watcher.exiting)
+			break;
+		/* parked, with no fd, until the next instance or the end */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += WATCH_LINGER_S;
+		if (pthread_cond_timedwait(&watcher.cond, &watcher.lock, &ts) == ETIMEDOUT &&
+		    !watcher.next)
+			break;
+	}
+	watcher.thread_alive = false;
+	watcher.reap = true;
+	watcher.reap_thread = pthread_self();
+	pthread_mutex_unlock(&watcher.lock);
+	return NULL;
 }
 
 /* Under watcher.lock: a running instance, started if need be. */
 static struct watch_inst *watcher_start_locked(void)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = WATCH_STOP };
-	struct watch_inst *w, *old;
+	struct watch_inst *w;
 
-	while (!watcher.cur && (old = watcher.old)) {
-		watcher.old = NULL;
-		if (pthread_equal(old->thread, pthread_self())) {
-			pthread_detach(old->thread);
-			free(old);
-			continue;
-		}
+	/* A thread that ended its lingering is joined first (it has
+	 * returned, or is about to). */
+	while (!watcher.cur && !watcher.thread_alive && watcher.reap) {
+		pthread_t t = watcher.reap_thread;
+
+		watcher.reap = false;
 		pthread_mutex_unlock(&watcher.lock);
-		watcher_join(old);
+		pthread_join(t, NULL);
 		pthread_mutex_lock(&watcher.lock);
 	}
 	if (watcher.cur)
@@ -294,11 +422,13 @@ static struct watch_inst *watcher_start_locked(void)
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return NULL;
+	w->refs = 1;
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (w->epfd < 0 || w->wakefd < 0 ||
 	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev) ||
-	    pthread_create(&w->thread, NULL, watcher_main, w)) {
+	    (!watcher.thread_alive &&
+	     pthread_create(&watcher.thread, NULL, watcher_main, NULL))) {
 		if (w->epfd >= 0)
 			close(w->epfd);
 		if (w->wakefd >= 0)
@@ -306,7 +436,10 @@ static struct watch_inst *watcher_start_locked(void)
 		free(w);
 		return NULL;
 	}
+	watcher.thread_alive = true;
+	watcher.next = w;
 	watcher.cur = w;
+	pthread_cond_broadcast(&watcher.cond);
 	return w;
 }
 
@@ -328,7 +461,7 @@ static bool imp_enable_signaling(struct dmabuf_fence *f)
 	pthread_mutex_lock(&f->lock);
 	if (imp->rfd < 0 || atomic_load_explicit(&f->signaled, memory_order_relaxed)) {
 		pthread_mutex_unlock(&f->lock);
-		if (watcher.nwatch == 0)
+		if (watcher_idle_locked())
 			w = watcher_stop_locked(!dmb_fence_in_callback());
 		else
 			w = NULL;
@@ -344,7 +477,7 @@ static bool imp_enable_signaling(struct dmabuf_fence *f)
 		imp->watch_id = 0;
 		dmb_err(NULL, "sync file: cannot watch fd %d: %s", imp->rfd,
 			strerror(errno));
-		if (watcher.nwatch == 0)
+		if (watcher_idle_locked())
 			w = watcher_stop_locked(!dmb_fence_in_callback());
 		else
 			w = NULL;
@@ -372,7 +505,7 @@ static void imp_unwatch(struct sf_imported *imp)
 		return;
 	}
 	unwatch_locked(imp);
-	if (watcher.nwatch == 0)
+	if (watcher_idle_locked())
 		w = watcher_stop_locked(!dmb_fence_in_callback());
 	pthread_mutex_unlock(&watcher.lock);
 	watcher_join(w);
@@ -382,15 +515,28 @@ static void imp_unwatch(struct sf_imported *imp)
 
 __attribute__((destructor)) static void watcher_fini(void)
 {
-	struct watch_inst *w, *old;
+	struct watch_inst *w;
+	pthread_t t = pthread_self();
+	bool alive, reap;
 
 	pthread_mutex_lock(&watcher.lock);
 	w = watcher_stop_locked(true);
-	old = watcher.old;
-	watcher.old = NULL;
+	watcher.exiting = true;
+	pthread_cond_broadcast(&watcher.cond);
+	alive = watcher.thread_alive && !on_watcher_thread_locked();
+	if (alive)
+		t = watcher.thread;
 	pthread_mutex_unlock(&watcher.lock);
 	watcher_join(w);
-	watcher_join(old);
+	if (alive)
+		pthread_join(t, NULL);
+	pthread_mutex_lock(&watcher.lock);
+	reap = watcher.reap && !(alive && pthread_equal(watcher.reap_thread, t));
+	watcher.reap = false;
+	t = watcher.reap_thread;
+	pthread_mutex_unlock(&watcher.lock);
+	if (reap)
+		pthread_join(t, NULL);
 }
 
 /* ---- fork: the child is not the signaller -------------------------------- */
@@ -419,25 +565,32 @@ static void sf_atfork_child(void)
 		TAILQ_REMOVE(&sf_open, e, open_link);
 		close(e->wfd);
 		e->wfd = -1;
+		e->watch_id = 0;
 	}
 	sf_nopen = 0;
+	atomic_store(&sf_nwatched, 0);
 	/* The watcher thread does not exist in the child; what it watched
 	 * stays unwatched (docs/fences.md, limits). */
+	/* The parent's thread does not exist here: the fds of its
+	 * instances (the current one, one still stopping) are closed; the
+	 * memory of one stopping stays (the parent's thread owned it). */
+	if (watcher.running && watcher.running != watcher.cur &&
+	    watcher.running->epfd >= 0) {
+		close(watcher.running->epfd);
+		close(watcher.running->wakefd);
+	}
+	watcher.running = NULL;
 	if (watcher.cur) {
 		close(watcher.cur->epfd);
 		close(watcher.cur->wakefd);
 		free(watcher.cur);
 		watcher.cur = NULL;
 	}
-	if (watcher.old) {
-		/* Its fds may be open still; the thread is not ours. */
-		if (watcher.old->epfd >= 0)
-			close(watcher.old->epfd);
-		if (watcher.old->wakefd >= 0)
-			close(watcher.old->wakefd);
-		free(watcher.old);
-		watcher.old = NULL;
-	}
+	watcher.next = NULL;
+	watcher.thread_alive = false;
+	watcher.reap = false;
+	watcher.exiting = false;
+	pthread_cond_init(&watcher.cond, NULL);
 	/* Their watch users and references stay: the child cannot know the
 	 * state of their locks. Their copies of R close with them. */
 	while ((imp = LIST_FIRST(&watcher.watched))) {
@@ -453,6 +606,7 @@ __attribute__((constructor)) static void sf_init(void)
 {
 	/* watcher.lock (6), then sf_lock (8) */
 	dmb_fork_hook_add(6, sf_atfork_prepare, sf_atfork_parent, sf_atfork_child);
+	dmb_fence_set_after_signal(sf_after_signal);
 }
 
 /* ---- records ------------------------------------------------------------- */
@@ -506,6 +660,11 @@ static void export_close_locked(struct sf_export *e)
 		return;
 	TAILQ_REMOVE(&sf_open, e, open_link);
 	sf_nopen--;
+	/* Closing W (its only fd) also takes it out of the watcher's set. */
+	if (e->watch_id) {
+		e->watch_id = 0;
+		atomic_fetch_sub(&sf_nwatched, 1);
+	}
 	close(e->wfd);
 	e->wfd = -1;
 }
@@ -555,6 +714,167 @@ static void sf_flush(struct sf_attach *at)
 		free(rec);
 }
 
+/* ---- deadlines from the holders of R ---------------------------------------- */
+
+/*
+ * The last watched W end went (its fence was freed): stop the watcher if
+ * nothing else is watched, joined here so none of its fds outlives this
+ * call. Inside a fence callback (an array's last put from its child's
+ * signal), where the watcher lock may not be waited for (lock order 7
+ * before 6), only a free lock is taken and the instance stops on its own.
+ */
+static atomic_bool idle_check_pending;
+
+static void watcher_check_idle(void)
+{
+	struct watch_inst *w = NULL;
+
+	if (dmb_fence_in_callback()) {
+		/* done by the signalling call once its callbacks are over */
+		atomic_store(&idle_check_pending, true);
+		return;
+	}
+	pthread_mutex_lock(&watcher.lock);
+	if (watcher.cur && watcher_idle_locked())
+		w = watcher_stop_locked(true);
+	pthread_mutex_unlock(&watcher.lock);
+	watcher_join(w);
+}
+
+/* After a signal, outside callbacks: the idle check a callback left. */
+static void sf_after_signal(void)
+{
+	if (atomic_load_explicit(&idle_check_pending, memory_order_relaxed) &&
+	    atomic_exchange(&idle_check_pending, false))
+		watcher_check_idle();
+}
+
+/* A new export of a fence with a set_deadline op: its W joins the
+ * watcher's set, so deadlines written into R reach the fence. */
+static void export_watch(struct sf_export *e)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct watch_inst *w;
+
+	pthread_mutex_lock(&watcher.lock);
+	w = watcher_start_locked();
+	if (w) {
+		pthread_mutex_lock(&sf_lock);
+		if (e->wfd >= 0 && !e->recorded && !e->watch_id) {
+			ev.data.u64 = ++watcher.next_id | WATCH_EXPORT;
+			if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, e->wfd, &ev) == 0) {
+				e->watch_id = ev.data.u64;
+				atomic_fetch_add(&sf_nwatched, 1);
+			} else {
+				dmb_err(NULL, "sync file: cannot watch for deadlines: %s",
+					strerror(errno));
+			}
+		}
+		pthread_mutex_unlock(&sf_lock);
+	} else {
+		dmb_err(NULL, "sync file: cannot start the fence watcher: deadlines from other processes are lost");
+	}
+	w = w && watcher_idle_locked() ? watcher_stop_locked(!dmb_fence_in_callback()) : NULL;
+	pthread_mutex_unlock(&watcher.lock);
+	watcher_join(w);
+}
+
+/*
+ * Under watcher.lock, the watcher's event on a W end (id): reads the
+ * deadline records that holders of R wrote; returns the fence (a
+ * reference) and in *dl the earliest, for the caller to hand on unlocked
+ * (the op keeps the earliest of all, as the kernel's drivers do), or
+ * NULL. An EOF means every R is gone: W is closed and forgotten, as the
+ * sweep would. Bytes that are no deadline record (a holder may write
+ * anything) are dropped.
+ */
+/*
+ * Under sf_lock: reads the deadline records waiting in W (at most
+ * SF_DEADLINES_PER_EVENT), keeping the earliest in *earliest / *have.
+ * Bytes that are no deadline record (a holder of R may write anything)
+ * are dropped. Returns -1 at EOF (every R is gone), else 1 when something
+ * was read, 0 when W's queue was empty.
+ */
+static int read_deadlines(int wfd, int64_t *earliest, bool *have)
+{
+	struct dmb_sf_deadline rec[SF_DEADLINES_PER_EVENT];
+	ssize_t n;
+
+	do
+		n = recv(wfd, rec, sizeof(rec), MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+		return -1;
+	for (ssize_t i = 0; n > 0 && i < n / (ssize_t)sizeof(rec[0]); i++) {
+		if (rec[i].magic != SF_DEADLINE_MAGIC || rec[i].pad)
+			continue;
+		if (!*have || rec[i].deadline_ns < *earliest)
+			*earliest = rec[i].deadline_ns;
+		*have = true;
+	}
+	return n > 0;
+}
+
+/*
+ * Under watcher.lock, the watcher's event on a W end (id): returns the
+ * fence (a reference) and in *dl the earliest deadline read, for the
+ * caller to hand on unlocked (the op keeps the earliest of all, as the
+ * kernel's drivers do), or NULL. At EOF W is closed and forgotten, as the
+ * sweep would.
+ */
+static struct dmabuf_fence *export_deadline(uint64_t id, int64_t *dl)
+{
+	struct dmabuf_fence *f = NULL;
+	struct sf_export *e;
+	int64_t earliest = 0;
+	bool have = false;
+
+	pthread_mutex_lock(&sf_lock);
+	TAILQ_FOREACH(e, &sf_open, open_link)
+		if (e->watch_id == id)
+			break;
+	if (!e) {
+		/* closed meanwhile (sweep, last put) */
+		pthread_mutex_unlock(&sf_lock);
+		return NULL;
+	}
+	if (read_deadlines(e->wfd, &earliest, &have) < 0) {
+		export_close_locked(e);
+		LIST_REMOVE(e, fence_link);
+		LIST_REMOVE(&e->key, link);
+		free(e);
+	} else if (have && dmb_fence_tryget(e->key.fence)) {
+		f = e->key.fence;
+	}
+	pthread_mutex_unlock(&sf_lock);
+	*dl = earliest;
+	return f;
+}
+
+void dmb_sync_file_pull_deadlines(struct dmabuf_fence *f)
+{
+	struct sf_attach *at;
+	struct sf_export *e;
+	int64_t earliest = 0;
+	bool have = false;
+
+	/* The caller's reference keeps the attachment. */
+	pthread_mutex_lock(&f->lock);
+	at = (struct sf_attach *)dmb_fence_find_attachment_locked(f, &sf_attach_ops);
+	pthread_mutex_unlock(&f->lock);
+	if (!at)
+		return;
+	pthread_mutex_lock(&sf_lock);
+	/* A bounded drain: a holder that keeps writing cannot hold us. */
+	LIST_FOREACH(e, &at->exports, fence_link)
+		for (int i = 0; e->wfd >= 0 && i < 64; i++)
+			if (read_deadlines(e->wfd, &earliest, &have) <= 0)
+				break;
+	pthread_mutex_unlock(&sf_lock);
+	if (have)
+		dmabuf_fence_set_deadline(f, earliest);
+}
+
 /* Runs under the fence lock, in the signalling thread. */
 static void sf_signal_cb(struct dmabuf_fence *f, struct dmabuf_fence_cb *cb)
 {
@@ -567,6 +887,7 @@ static void sf_detach(struct dmabuf_fence *f, struct dmb_fence_attachment *a)
 {
 	struct sf_attach *at = dmb_container_of(a, struct sf_attach, a);
 	struct sf_export *e;
+	bool watched = false;
 
 	pthread_mutex_lock(&f->lock);
 	if (at->cb.next != &at->cb) {
@@ -576,6 +897,7 @@ static void sf_detach(struct dmabuf_fence *f, struct dmb_fence_attachment *a)
 	pthread_mutex_unlock(&f->lock);
 	pthread_mutex_lock(&sf_lock);
 	while ((e = LIST_FIRST(&at->exports))) {
+		watched |= e->watch_id != 0;
 		LIST_REMOVE(e, fence_link);
 		LIST_REMOVE(&e->key, link);
 		export_close_locked(e);
@@ -583,6 +905,10 @@ static void sf_detach(struct dmabuf_fence *f, struct dmb_fence_attachment *a)
 	}
 	pthread_mutex_unlock(&sf_lock);
 	free(at);
+	/* A W end of it may have been closed by the watcher (EOF), which
+	 * then stopped: reaped here. */
+	if (watched || dmb_fence_has_op(f, set_deadline))
+		watcher_check_idle();
 }
 
 static const struct dmb_fence_attachment_ops sf_attach_ops = {
@@ -721,6 +1047,8 @@ static bool imp_poll(struct sf_imported *imp, int timeout_ms, bool user_held)
 	free(children);
 	if (signalled_here) {
 		imp_unwatch(imp);
+		if (!dmb_fence_in_callback())
+			sf_after_signal();
 		return true;
 	}
 out:
@@ -762,6 +1090,32 @@ static void imp_release(struct dmabuf_fence *f)
 	free(imp->children);
 }
 
+/* ops->set_deadline of an imported fence: one-way, to the signaller, as a
+ * record written into R (never blocking: a full socket drops the hint).
+ * Only an earlier deadline than the last one sent travels. */
+static void imp_set_deadline(struct dmabuf_fence *f, int64_t deadline_ns)
+{
+	struct sf_imported *imp = to_imported(f);
+	struct dmb_sf_deadline rec = { .magic = SF_DEADLINE_MAGIC,
+				       .deadline_ns = deadline_ns };
+	ssize_t r;
+
+	if (!imp->listens)
+		return; /* its fence has no set_deadline op */
+	pthread_mutex_lock(&f->lock);
+	if (imp->rfd >= 0 && !atomic_load_explicit(&f->signaled, memory_order_relaxed) &&
+	    (!imp->deadline_sent || deadline_ns < imp->deadline)) {
+		do
+			r = send(imp->rfd, &rec, sizeof(rec), MSG_DONTWAIT | MSG_NOSIGNAL);
+		while (r < 0 && errno == EINTR);
+		if (r == (ssize_t)sizeof(rec)) {
+			imp->deadline_sent = true;
+			imp->deadline = deadline_ns;
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+}
+
 /* The seqno width travels in R's name. */
 static const struct dmabuf_fence_ops imported_ops32 = {
 	.version = DMABUF_FENCE_OPS_VERSION,
@@ -771,6 +1125,7 @@ static const struct dmabuf_fence_ops imported_ops32 = {
 	.enable_signaling = imp_enable_signaling,
 	.signaled = imp_signaled,
 	.wait = imp_wait,
+	.set_deadline = imp_set_deadline,
 };
 
 static const struct dmabuf_fence_ops imported_ops64 = {
@@ -782,6 +1137,7 @@ static const struct dmabuf_fence_ops imported_ops64 = {
 	.signaled = imp_signaled,
 	.wait = imp_wait,
 	.use_64bit_seqno = true,
+	.set_deadline = imp_set_deadline,
 };
 
 /* ---- names and lookup ---------------------------------------------------- */
@@ -791,6 +1147,7 @@ struct sf_name {
 	long pid;
 	unsigned long serial;
 	unsigned int bits;
+	bool listens;		/* "/d": the signaller reads deadlines */
 };
 
 /* Parses R's address; -EINVAL if R is not ours, -EBADF if fd is none. */
@@ -803,6 +1160,7 @@ static int sf_parse_name(int fd, struct sf_name *nm)
 	unsigned long long c, s;
 	unsigned long cnt;
 	unsigned int bits = 32;
+	char flag = 0;
 	int n;
 
 	if (getsockname(fd, (struct sockaddr *)&addr, &len))
@@ -815,8 +1173,9 @@ static int sf_parse_name(int fd, struct sf_name *nm)
 	name[nlen] = '\0';
 	if (strncmp(name, SF_PREFIX, strlen(SF_PREFIX)))
 		return -EINVAL;
-	n = sscanf(name + strlen(SF_PREFIX), "%16llx/%16llx/%ld/%lu/%u", &c, &s,
-		   &nm->pid, &cnt, &bits);
+	n = sscanf(name + strlen(SF_PREFIX), "%16llx/%16llx/%ld/%lu/%u/%c", &c, &s,
+		   &nm->pid, &cnt, &bits, &flag);
+	nm->listens = n == 6 && flag == 'd';
 	if (n < 4 || (bits != 32 && bits != 64))
 		return -EINVAL;
 	nm->context = c;
@@ -851,6 +1210,8 @@ static int sf_create(struct dmabuf_fence *f)
 	int sv[2], n, ret;
 	unsigned long serial;
 	bool add_cb;
+	/* Holders may send deadlines: only to a fence that has the op. */
+	bool listens = dmb_fence_has_op(f, set_deadline);
 
 	e = calloc(1, sizeof(*e));
 	fresh = calloc(1, sizeof(*fresh));
@@ -880,10 +1241,11 @@ static int sf_create(struct dmabuf_fence *f)
 	}
 	serial = atomic_fetch_add(&sf_counter, 1);
 	n = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1,
-		     SF_PREFIX "%016llx/%016llx/%ld/%lu/%u",
+		     SF_PREFIX "%016llx/%016llx/%ld/%lu/%u%s",
 		     (unsigned long long)f->context, (unsigned long long)f->seqno,
 		     (long)getpid(), serial,
-		     dmb_fence_has_op(f, use_64bit_seqno) ? 64u : 32u);
+		     dmb_fence_has_op(f, use_64bit_seqno) ? 64u : 32u,
+		     listens ? "/d" : "");
 	if (bind(sv[0], (struct sockaddr *)&addr,
 		 offsetof(struct sockaddr_un, sun_path) + 1 + n) || fstat(sv[0], &st)) {
 		ret = -errno;
@@ -922,6 +1284,8 @@ static int sf_create(struct dmabuf_fence *f)
 	pthread_mutex_unlock(&f->lock);
 	free(fresh);
 
+	if (listens && !(f->flags & DMB_FENCE_PULL_DEADLINE) && !dmb_fence_test_signaled(f))
+		export_watch(e);
 	/* One callback per fence writes the record into every export's W
 	 * when it signals (and enables signalling, so that arrays and
 	 * imported fences get watched). Whatever signalled before: now. */
@@ -1007,6 +1371,7 @@ DMABUF_EXPORT int dmabuf_sync_file_import(int fd, struct dmabuf_fence **out)
 	}
 	imp = to_imported(f);
 	imp->rfd = rfd;
+	imp->listens = nm.listens;
 	imp->key = (struct sf_key){ .dev = st.st_dev, .ino = st.st_ino,
 				    .pid = nm.pid, .serial = nm.serial, .fence = f };
 	snprintf(imp->driver, sizeof(imp->driver), "sync_file");

@@ -128,6 +128,42 @@ static struct dmb_handle *handle_find(struct dmb_peer *peer, uint64_t id,
 	return h && h->type == type ? h : NULL;
 }
 
+/* ---- PIN / UNPIN: a peer's dynamic importer pins the exporter's buffer */
+
+/* The exporter's pin and unpin ops run with the buffer's resv held, as the
+ * kernel calls them (dma_buf_pin() asserts it); the endpoint holds the
+ * context lock, and takes the resv after it (docs/design.md §8, 1 -> 4). */
+static int peer_pin(struct dmabuf_attachment *att)
+{
+	int ret;
+
+	dmabuf_resv_lock(att->buf->resv);
+	ret = dmb_pin_op_locked(att);
+	if (ret == 0)
+		att->pins++;
+	dmabuf_resv_unlock(att->buf->resv);
+	return ret;
+}
+
+static void peer_unpin(struct dmabuf_attachment *att)
+{
+	dmabuf_resv_lock(att->buf->resv);
+	att->pins--;
+	dmb_unpin_op_locked(att);
+	dmabuf_resv_unlock(att->buf->resv);
+}
+
+/* Pins a peer left (it detached or died without UNPIN) are undone before
+ * its attachment goes, so nothing holds the buffer in place for it. */
+static void peer_unpin_all(struct dmb_peer *peer, struct dmabuf_attachment *att)
+{
+	if (att->pins)
+		dmb_info(peer->ctx, "peer pid %d: undoing %u pin(s) of %s left on its attachment",
+			 (int)peer->pid, att->pins, att->buf->exp_name);
+	while (att->pins)
+		peer_unpin(att);
+}
+
 /* Undoes what a handle stands for, children first, exactly once. */
 static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
 {
@@ -143,6 +179,7 @@ static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
 	case DMB_H_ATTACHMENT:
 		if (h->att.notify_pending)
 			peer->notifies_pending--;
+		peer_unpin_all(peer, h->att.att);
 		dmb_detach_locked(h->att.att);
 		dmb_device_free(h->att.dev);
 		peer->nattachments--;
@@ -622,6 +659,40 @@ static int do_fence_export(struct dmb_peer *peer, struct dmb_handle *imp,
 	return 0;
 }
 
+/* As dmabuf_pin() on the exporter's side: only a DYNAMIC attachment pins
+ * (dma_buf_pin()'s WARN_ON), a revoked buffer is -ENODEV, and the
+ * exporter's pin op decides. A pinned buffer refuses moves (-EBUSY). */
+static int do_pin(struct dmb_peer *peer, struct dmb_handle *ah,
+		  const struct dmb_msg *req, struct dmb_msg *reply)
+{
+	struct dmabuf_attachment *att = ah->att.att;
+
+	if (!att->importer_ops) {
+		dmb_info(peer->ctx, "peer pid %d: PIN of a static attachment (only a dynamic importer pins)",
+			 (int)peer->pid);
+		return -EINVAL;
+	}
+	if (att->buf->revoked)
+		return -ENODEV;
+	return peer_pin(att);
+}
+
+/* One-way (dma_buf_unpin() returns void): an UNPIN without a PIN of that
+ * attachment is refused and logged, never taken from another's pins. */
+static int do_unpin(struct dmb_peer *peer, struct dmb_handle *ah,
+		    const struct dmb_msg *req, struct dmb_msg *reply)
+{
+	struct dmabuf_attachment *att = ah->att.att;
+
+	if (!att->importer_ops || !att->pins) {
+		dmb_info(peer->ctx, "peer pid %d: UNPIN without a pin of its attachment",
+			 (int)peer->pid);
+		return -EINVAL;
+	}
+	peer_unpin(att);
+	return 0;
+}
+
 typedef int (*dmb_serve_fn)(struct dmb_peer *peer, struct dmb_handle *target,
 			    const struct dmb_msg *req, struct dmb_msg *reply);
 
@@ -642,6 +713,8 @@ static const dmb_serve_fn serve[DMB_OP__LAST_REQUEST + 1] = {
 	[DMB_OP_FENCE_ATTACH] = do_fence_attach,
 	[DMB_OP_FENCE_EXPORT] = do_fence_export,
 	[DMB_OP_GET_BACKING] = do_get_backing,
+	[DMB_OP_PIN] = do_pin,
+	[DMB_OP_UNPIN] = do_unpin,
 };
 
 /* Looks up what the request names (its descriptor says which id, of which

@@ -5,7 +5,7 @@
  * exporter over the connection, so the public API runs the same code for
  * local and imported buffers: attach, map (the exporter's page list, then
  * device addresses assigned here, where the device lives), unmap, detach,
- * CPU access brackets and release.
+ * pin and unpin of dynamic attachments, CPU access brackets and release.
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -125,6 +125,26 @@ static void proxy_unmap(struct dmabuf_attachment *att, struct dmabuf_sg_table *s
 	dmb_sgt_free(sgt);
 }
 
+/* dmabuf_pin() of a dynamic attachment (the core checked the importer's
+ * side: dynamic, resv held): the exporter pins, with its own rules. */
+static int proxy_pin(struct dmabuf_attachment *att)
+{
+	struct dmb_msg req, reply;
+
+	dmb_wire_msg_init(&req, DMB_OP_PIN, att->remote_id);
+	return dmb_conn_call(proxy_of(att->buf)->conn, &req, &reply);
+}
+
+static void proxy_unpin(struct dmabuf_attachment *att)
+{
+	struct dmb_msg req;
+
+	/* dma_buf_unpin() returns void; the core counted the pin. A dead
+	 * exporter took its pins with it. */
+	dmb_wire_msg_init(&req, DMB_OP_UNPIN, att->remote_id);
+	dmb_conn_send_void(proxy_of(att->buf)->conn, &req);
+}
+
 static void proxy_release(struct dmabuf *buf)
 {
 	struct dmb_proxy *px = proxy_of(buf);
@@ -200,6 +220,8 @@ static const struct dmabuf_ops proxy_ops = {
 	.detach = proxy_detach,
 	.map = proxy_map,
 	.unmap = proxy_unmap,
+	.pin = proxy_pin,
+	.unpin = proxy_unpin,
 	.release = proxy_release,
 	.begin_cpu_access = proxy_begin_cpu_access,
 	.end_cpu_access = proxy_end_cpu_access,

@@ -238,7 +238,7 @@ static void walk_import(struct dmb_wire_cur *c, struct dmb_msg *m)
 	frsv(c, 4);
 }
 
-/* RELEASE, DETACH, DESCRIBE, MOVE_NOTIFY */
+/* RELEASE, DETACH, DESCRIBE, PIN, UNPIN, MOVE_NOTIFY */
 static void walk_id(struct dmb_wire_cur *c, struct dmb_msg *m)
 {
 	f64(c, &m->u.id.id);
@@ -650,6 +650,10 @@ static const struct dmb_wire_desc table[2 * NREQ + NEVENT] = {
 	/* udmabuf backing does not travel yet: exporters answer -EOPNOTSUPP */
 	REQUEST(GET_BACKING, "GET_BACKING", BUF_(get_backing.buffer_id), 0,
 		walk_get_backing, check_get_backing, PLAIN),
+	/* dma_buf_pin() / dma_buf_unpin() of a DYNAMIC attachment; unpin
+	 * returns void in the kernel */
+	REQUEST(PIN, "PIN", ATT_(id.id), 0, walk_id, NULL, PLAIN),
+	REQUEST(UNPIN, "UNPIN", ATT_(id.id), 0, walk_id, NULL, ONE_WAY),
 
 	REPLY(HELLO, "HELLO_REPLY", 0, walk_hello_reply, check_hello_reply, BASE),
 	REPLY(IMPORT, "IMPORT_REPLY", VAR, walk_import_reply, check_import_reply,
@@ -669,6 +673,8 @@ static const struct dmb_wire_desc table[2 * NREQ + NEVENT] = {
 	REPLY(FENCE_EXPORT, "FENCE_EXPORT_REPLY", 1, NULL, NULL, PLAIN),
 	REPLY(GET_BACKING, "GET_BACKING_REPLY", VAR, walk_get_backing_reply,
 	      check_get_backing_reply, PLAIN),
+	REPLY(PIN, "PIN_REPLY", 0, NULL, NULL, PLAIN),
+	REPLY(UNPIN, "UNPIN_REPLY", 0, NULL, NULL, PLAIN),
 
 	/* Sent by the exporter, serial 0, for an attachment made with the
 	 * ATTACH DYNAMIC flag: the buffer moved or was revoked. */

@@ -91,7 +91,9 @@ enum dmb_wire_op {
 	DMB_OP_FENCE_ATTACH = 0x000c,
 	DMB_OP_FENCE_EXPORT = 0x000d,
 	DMB_OP_GET_BACKING = 0x000e,
-	DMB_OP__LAST_REQUEST = DMB_OP_GET_BACKING,
+	DMB_OP_PIN = 0x000f,
+	DMB_OP_UNPIN = 0x0010,
+	DMB_OP__LAST_REQUEST = DMB_OP_UNPIN,
 
 	/* replies, server -> client */
 	DMB_OP_HELLO_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_HELLO,
@@ -108,6 +110,8 @@ enum dmb_wire_op {
 	DMB_OP_FENCE_ATTACH_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_FENCE_ATTACH,
 	DMB_OP_FENCE_EXPORT_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_FENCE_EXPORT,
 	DMB_OP_GET_BACKING_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_GET_BACKING,
+	DMB_OP_PIN_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_PIN,
+	DMB_OP_UNPIN_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_UNPIN,
 
 	/* events, server -> client, serial 0. 0x4001 was BUFFER_GONE, which
 	 * nothing could ever send (docs/protocol.md §5): retired, never
@@ -191,7 +195,7 @@ struct dmb_wire_import_reply {
 	struct dmb_wire_ranges backing;
 };
 
-/* RELEASE, DETACH, DESCRIBE requests; the MOVE_NOTIFY event. */
+/* RELEASE, DETACH, DESCRIBE, PIN, UNPIN requests; the MOVE_NOTIFY event. */
 struct dmb_wire_id {
 	uint64_t id;
 };

@@ -469,10 +469,10 @@ static int sync_sw_point(int fd, struct dmabuf_sync_fence_info *fi)
 }
 
 /* SYNC_IOC_SET_DEADLINE: the hint goes to the fence's set_deadline op
- * (through arrays and chains, to every sw_sync point of this process,
- * which keeps the earliest). A point that lives in another process (an
- * imported sync file) cannot be told: the layer records the deadline by
- * context and seqno so that SW_SYNC_GET_DEADLINE here still sees it. */
+ * (through arrays and chains, to every sw_sync point, which keeps the
+ * earliest; a point of another process gets it there, through its sync
+ * file). The layer also records the deadline of such a point by context
+ * and seqno, so that SW_SYNC_GET_DEADLINE here sees it too. */
 static void sync_set_deadline(int fd, uint64_t ns)
 {
 	struct dmabuf_sync_fence_info *fi;
