@@ -252,6 +252,28 @@ static int conn_take_ex(struct dmb_conn *conn, bool wait)
 	if (ret == 2)
 		return 0; /* an event, handed to its attachment */
 	call = call_find(conn, msg.serial);
+	if (!call && msg.op == DMB_OP_IMPORT_REPLY && conn->npending) {
+		struct dmb_pending_import *p;
+
+		LIST_FOREACH(p, &conn->pending, link)
+			if (p->serial == msg.serial)
+				break;
+		if (p) {
+			LIST_REMOVE(p, link);
+			conn->npending--;
+			/* Lost fds (ret 1) leave nfds set: a pipelined
+			 * import's reply carries none, so it is refused. */
+			ret = dmb_proxy_import_reply(conn, p, &msg);
+			free(p);
+			if (ret < 0) {
+				dmb_err(conn->ctx, "exporter %s answered an IMPORT with what contradicts the buffer's file",
+					conn->endpoint);
+				conn_kill(conn, "protocol error");
+				return -ENODEV;
+			}
+			return 0;
+		}
+	}
 	if (ret == 1)
 		reply_without_fds(conn, call ? call->req : NULL, &msg);
 	if (call && !call->done && msg.op == (call->req->op | DMB_WIRE_OP_REPLY)) {
@@ -291,6 +313,25 @@ int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
 	if (conn->dead)
 		return -ENODEV;
 	return conn_send_nowait(conn, req);
+}
+
+int dmb_conn_send_pipelined(struct dmb_conn *conn, struct dmb_msg *req,
+			    struct dmb_pending_import *p)
+{
+	int ret;
+
+	if (conn->dead)
+		return -ENODEV;
+	req->version = conn->version;
+	req->serial = ++conn->next_serial;
+	req->flags = 0;
+	ret = conn_send(conn, req);
+	if (ret < 0)
+		return ret;
+	p->serial = req->serial;
+	LIST_INSERT_HEAD(&conn->pending, p, link);
+	conn->npending++;
+	return 0;
 }
 
 int dmb_conn_send_void(struct dmb_conn *conn, struct dmb_msg *req)
@@ -515,6 +556,20 @@ static int conn_hello(struct dmb_conn *conn)
 	return 0;
 }
 
+/* Frees a closed connection and the IMPORTs whose replies never came. */
+static void conn_free(struct dmb_conn *conn)
+{
+	struct dmb_pending_import *p;
+
+	while ((p = LIST_FIRST(&conn->pending))) {
+		LIST_REMOVE(p, link);
+		if (p->buf)
+			dmb_proxy_import_reply(conn, p, NULL);
+		free(p);
+	}
+	free(conn);
+}
+
 int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn **out)
 {
 	struct dmb_conn *conn;
@@ -525,7 +580,7 @@ int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn *
 	LIST_FOREACH_SAFE(conn, &ctx->conns, link, tmp) {
 		if (conn->dead && !conn->users) { /* idle and useless */
 			LIST_REMOVE(conn, link);
-			free(conn);
+			conn_free(conn);
 			continue;
 		}
 		if (!conn->dead && !strcmp(conn->endpoint, endpoint)) {
@@ -540,6 +595,8 @@ int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn *
 	conn->ctx = ctx;
 	conn->fd = -1;
 	LIST_INIT(&conn->calls);
+	LIST_INIT(&conn->pending);
+	conn->next_import_id = DMB_WIRE_CLIENT_ID_BIT;
 	strlcpy(conn->endpoint, endpoint, sizeof(conn->endpoint));
 	ret = conn_connect(conn);
 	if (ret == 0)
@@ -622,6 +679,6 @@ void dmb_conns_destroy(struct dmabuf_ctx *ctx)
 		conn_unwatch(conn);
 		if (conn->fd >= 0)
 			close(conn->fd);
-		free(conn);
+		conn_free(conn);
 	}
 }

@@ -100,14 +100,16 @@ fail:
 
 /* ---- handles ------------------------------------------------------------- */
 
+/* A handle with the next server-chosen id, or with @id (non-zero: the
+ * client chose it, DMB_WIRE_CLIENT_ID_BIT set, so it never meets ours). */
 static struct dmb_handle *handle_new(struct dmb_peer *peer, enum dmb_handle_type type,
-				     struct dmb_handle *parent)
+				     struct dmb_handle *parent, uint64_t id)
 {
 	struct dmb_handle *h = calloc(1, sizeof(*h));
 
 	if (!h)
 		return NULL;
-	h->id = ++peer->next_id;
+	h->id = id ? id : ++peer->next_id;
 	h->type = type;
 	h->parent = parent;
 	LIST_INIT(&h->children);
@@ -304,16 +306,25 @@ static int do_import(struct dmb_peer *peer, struct dmb_handle *unused,
 	}
 	if (peer->nimports >= DMB_PEER_MAX_IMPORTS)
 		return -ENOSPC;
+	/* Version 3: the client names the import, with ids that only grow
+	 * (never reused, so a stale id never names a newer import). */
+	if (req->u.import.buffer_id && req->u.import.buffer_id <= peer->last_client_id) {
+		dmb_info(ctx, "peer pid %d: IMPORT id %#llx not above its last one",
+			 (int)peer->pid, (unsigned long long)req->u.import.buffer_id);
+		return -EEXIST;
+	}
 	/* The import holds a reference until the peer releases it or leaves,
 	 * so the handle never outlives the buffer. */
 	ret = dmb_buf_get_ref(buf, req->fds[0]);
 	if (ret < 0)
 		return ret;
-	h = handle_new(peer, DMB_H_IMPORT, NULL);
+	h = handle_new(peer, DMB_H_IMPORT, NULL, req->u.import.buffer_id);
 	if (!h) {
 		dmabuf_put(buf);
 		return -ENOMEM;
 	}
+	if (req->u.import.buffer_id)
+		peer->last_client_id = req->u.import.buffer_id;
 	h->imp.buf = buf;
 	peer->nimports++;
 	r->buffer_id = h->id;
@@ -445,7 +456,7 @@ static int do_attach(struct dmb_peer *peer, struct dmb_handle *imp,
 	ret = dmb_device_create(peer->ctx, &info, true, &dev);
 	if (ret < 0)
 		return ret;
-	h = handle_new(peer, DMB_H_ATTACHMENT, imp);
+	h = handle_new(peer, DMB_H_ATTACHMENT, imp, 0);
 	if (!h) {
 		dmb_device_free(dev);
 		return -ENOMEM;
@@ -490,7 +501,7 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 	ret = dmb_map_locked(ah->att.att, dir, &sgt);
 	if (ret < 0)
 		return ret;
-	h = handle_new(peer, DMB_H_MAPPING, ah);
+	h = handle_new(peer, DMB_H_MAPPING, ah, 0);
 	if (!h) {
 		dmb_unmap_locked(ah->att.att, sgt, dir);
 		return -ENOMEM;

@@ -102,6 +102,7 @@ struct dmb_peer {
 		uint8_t buf[DMB_WIRE_MAX_MSG];
 	} next;
 	uint64_t next_id;
+	uint64_t last_client_id;	/* the last IMPORT id it chose (v3) */
 	struct dmb_handle_tree handles;
 	LIST_HEAD(, dmb_handle) imports;
 	unsigned int nimports, nattachments, nmappings;
@@ -154,6 +155,24 @@ struct dmb_call {
 	bool done;		/* *reply is filled */
 };
 
+/* An IMPORT sent without waiting (wire version 3, docs/protocol.md §6
+ * item 3a): the proxy was made from what the importer sees, and its
+ * IMPORT_REPLY is taken in by whichever read of the connection meets it
+ * (replies come in request order, so always before the reply of any later
+ * request about the buffer). */
+struct dmb_pending_import {
+	LIST_ENTRY(dmb_pending_import) link;
+	uint64_t serial;
+	uint64_t id;		/* the id this side chose */
+	struct dmabuf *buf;	/* the proxy; NULL once it is released */
+};
+
+/* Pipelined IMPORTs waiting for their reply, at most: beyond, an import
+ * waits for its reply again (which takes in the earlier ones), so a
+ * process that imports and puts without ever calling cannot fill the
+ * exporter's socket with replies nobody reads. */
+#define DMB_CONN_MAX_PENDING_IMPORTS 16u
+
 struct dmb_conn {
 	struct dmabuf_ctx *ctx;
 	LIST_ENTRY(dmb_conn) link;
@@ -172,6 +191,10 @@ struct dmb_conn {
 	 * version 1 exporter, which answers them anyway: their replies are
 	 * dropped as they come. */
 	unsigned int unanswered;
+	/* Version 3: the next buffer id this side gives an IMPORT. */
+	uint64_t next_import_id;
+	LIST_HEAD(, dmb_pending_import) pending;
+	unsigned int npending;
 	/* Once a DYNAMIC attachment is made (dmb_conn_watch()): the socket is
 	 * read by the context's dispatch, so MOVE_NOTIFY events arrive
 	 * without a call, and an eventfd makes the dispatch run the
@@ -215,6 +238,13 @@ int dmb_wait_fd_serving(struct dmabuf_ctx *ctx, int fd, int64_t deadline);
  * request carries no fds. -ENODEV when the connection is dead. */
 int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req);
 
+/* Sends a request whose reply comes later, to a pending entry (IMPORT,
+ * version 3): @p is filled (serial) and queued on the connection on
+ * success; the request's fds are borrowed. -ENODEV when the connection is
+ * dead. */
+int dmb_conn_send_pipelined(struct dmb_conn *conn, struct dmb_msg *req,
+			    struct dmb_pending_import *p);
+
 /* A request the kernel's counterpart of returns void (UNMAP, DETACH): to an
  * exporter in this process a call (its op has run on return), to another
  * process dmb_conn_send_only(): no round trip; the exporter handles it
@@ -226,10 +256,18 @@ int dmb_conn_send_void(struct dmb_conn *conn, struct dmb_msg *req);
 /* Makes (or finds) the proxy of a buffer another context exported; st is
  * the fd's stat. -EINVAL when the fd is not a libdmabuf buffer. */
 int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
-	       struct dmabuf **out);
+	       int fl, struct dmabuf **out);
+/* The IMPORT_REPLY of a pending import came: the proxy learns the
+ * exporter's answer (a failure is what its later calls answer). Returns
+ * -EPROTO when the reply contradicts what the proxy was made from (the
+ * caller drops the connection); its fds are closed in any case. */
+int dmb_proxy_import_reply(struct dmb_conn *conn, struct dmb_pending_import *p,
+			   struct dmb_msg *msg);
 
 /* The endpoint named in a buffer fd's memfd name, or -EINVAL. */
 int dmb_endpoint_of_fd(int fd, char *name, size_t cap);
+/* The same, and the exporter's name (exp_name) from that memfd name. */
+int dmb_names_of_fd(int fd, char *name, size_t cap, char *exp, size_t expcap);
 
 /* Forwarded buffer-level fence operations (buffer_sync.c). */
 int dmb_proxy_export_sync_file(struct dmabuf *buf, uint32_t flags);

@@ -236,6 +236,11 @@ static void walk_import(struct dmb_wire_cur *c, struct dmb_msg *m)
 {
 	f32(c, &m->u.import.flags);
 	frsv(c, 4);
+	/* Added at the end of the body by version 3 (§8). */
+	if (m->version >= DMB_WIRE_VERSION_CLIENT_IDS)
+		f64(c, &m->u.import.buffer_id);
+	else if (c->enc && m->u.import.buffer_id)
+		fail(c, -EINVAL); /* an older version has no room for it */
 }
 
 /* RELEASE, DETACH, DESCRIBE, MOVE_NOTIFY */
@@ -473,7 +478,12 @@ static int check_hello(const struct dmb_msg *m)
 
 static int check_import(const struct dmb_msg *m)
 {
-	return m->u.import.flags ? -EPROTO : 0;
+	if (m->u.import.flags)
+		return -EPROTO;
+	/* A client-chosen id from version 3 on, none before. */
+	if (m->version >= DMB_WIRE_VERSION_CLIENT_IDS)
+		return m->u.import.buffer_id & DMB_WIRE_CLIENT_ID_BIT ? 0 : -EPROTO;
+	return m->u.import.buffer_id ? -EPROTO : 0;
 }
 
 static int check_attach(const struct dmb_msg *m)
@@ -949,6 +959,7 @@ int dmb_wire_encode(void *buf, size_t cap, const struct dmb_msg *msg)
 	version = m.version;
 	if (!version)
 		version = d->base_version ? DMB_WIRE_VERSION_BASE : DMB_WIRE_VERSION_MAX;
+	m.version = version; /* bodies may depend on it (walk_import()) */
 
 	if (cap > DMB_WIRE_MAX_MSG)
 		cap = DMB_WIRE_MAX_MSG;

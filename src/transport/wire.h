@@ -20,9 +20,16 @@
  * DMB_WIRE_VERSION_BASE in their header so any future peer can parse them. */
 #define DMB_WIRE_VERSION_BASE 1
 #define DMB_WIRE_VERSION_MIN 1
-#define DMB_WIRE_VERSION_MAX 2
+#define DMB_WIRE_VERSION_MAX 3
 /* The first version with header flags (DMB_WIRE_HDR_FLAGS). */
 #define DMB_WIRE_VERSION_FLAGS 2
+/* The first version in which the client names its imports (IMPORT carries
+ * the buffer id), so it may send requests about a buffer before the
+ * IMPORT_REPLY is back (docs/protocol.md §6 item 3a). */
+#define DMB_WIRE_VERSION_CLIENT_IDS 3
+/* Client-chosen ids have this bit set; server-chosen ones never do, so the
+ * two kinds never collide in one peer's table. */
+#define DMB_WIRE_CLIENT_ID_BIT (1ull << 63)
 
 /* The 24-byte header: byte offsets of its fields from the start of a
  * message (docs/protocol.md §3). Tests patch headers through these names. */
@@ -163,6 +170,9 @@ struct dmb_wire_hello_reply {
 
 struct dmb_wire_import {
 	uint32_t flags;		/* none defined: 0 */
+	/* Version >= DMB_WIRE_VERSION_CLIENT_IDS: the id the client gives
+	 * the import (DMB_WIRE_CLIENT_ID_BIT set); 0 before. */
+	uint64_t buffer_id;
 };
 
 /* One udmabuf backing range: bytes [offset, offset + size) of fds[fd_index]. */
