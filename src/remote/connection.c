@@ -58,6 +58,9 @@ static void conn_kill(struct dmb_conn *conn, const char *why)
 	dmb_warn(conn->ctx, "connection to exporter %s given up (%s): device operations on its buffers now fail with -ENODEV",
 		 conn->endpoint, why);
 	conn->dead = true;
+	for (unsigned int i = 0; i < conn->nqueued; i++)
+		conn->queue[i].p->queued = false; /* never to go */
+	conn->nqueued = 0;
 	conn_unwatch(conn);
 	if (conn->fd >= 0) {
 		close(conn->fd);
@@ -72,29 +75,48 @@ static int conn_take_ex(struct dmb_conn *conn, bool wait);
 static unsigned int call_timeout(const struct dmabuf_ctx *ctx);
 
 /*
- * Sends a request. A full socket means the exporter has not read what came
- * before yet (many RELEASEs in a row, an exporter busy in an op): wait for
- * room, taking in its replies (it drops a peer that does not read) and
- * serving meanwhile, rather than lose the request. An exporter that reads
- * nothing for call_timeout_ms is given up.
+ * Sends a request, after the requests held back for this send
+ * (dmb_conn_queue()), all in one sendmmsg(). A full socket means the
+ * exporter has not read what came before yet (many RELEASEs in a row, an
+ * exporter busy in an op): wait for room, taking in its replies (it drops
+ * a peer that does not read) and serving meanwhile, rather than lose the
+ * request. An exporter that reads nothing for call_timeout_ms is given up.
  */
 static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 {
+	struct dmb_scm_out out[DMB_CONN_MAX_QUEUED + 1];
 	uint8_t buf[DMB_WIRE_MAX_MSG];
+	uint8_t held[DMB_CONN_MAX_QUEUED][DMB_CONN_QUEUED_MSG];
+	int held_fd[DMB_CONN_MAX_QUEUED];
 	int64_t deadline = 0;
-	int len, ret;
+	size_t n = 0, done = 0;
+	int len, ret = 0;
 
 	len = dmb_wire_encode(buf, sizeof(buf), msg);
 	if (len < 0)
 		return len;
 	dmb_wire_trace("importer", conn->endpoint, true, msg);
-	for (;;) {
+	/* The held-back requests are this send's from now on: a send nested
+	 * in the wait below goes after them, never with them again. */
+	for (unsigned int i = 0; i < conn->nqueued; i++, n++) {
+		memcpy(held[i], conn->queue[i].data, conn->queue[i].len);
+		held_fd[i] = conn->queue[i].fd;
+		conn->queue[i].p->queued = false;
+		out[n] = (struct dmb_scm_out){ held[i], conn->queue[i].len, &held_fd[i], 1 };
+	}
+	conn->nqueued = 0;
+	out[n++] = (struct dmb_scm_out){ buf, (size_t)len, msg->fds, msg->nfds };
+	while (done < n) {
 		int ev;
 
 		if (conn->dead)
 			return -ENODEV;
-		ret = dmb_scm_send_flags(conn->fd, buf, (size_t)len, msg->fds,
-					 msg->nfds, MSG_DONTWAIT);
+		ret = dmb_scm_send_many(conn->fd, out + done, n - done, MSG_DONTWAIT);
+		if (ret > 0) {
+			done += (size_t)ret;
+			ret = 0;
+			continue;
+		}
 		if (ret != -EAGAIN)
 			break;
 		if (!deadline)
@@ -220,6 +242,22 @@ static void reply_without_fds(struct dmb_conn *conn, const struct dmb_msg *req,
 	reply->nfds = 0;
 }
 
+/* A reply to the request with @serial came: every IMPORT sent before it
+ * that had no reply was a QUIET success (the exporter answers in order). */
+static void conn_settle(struct dmb_conn *conn, uint64_t serial)
+{
+	struct dmb_pending_import *p, *tmp;
+
+	LIST_FOREACH_SAFE(p, &conn->pending, link, tmp) {
+		if (p->queued || p->serial >= serial)
+			continue;
+		LIST_REMOVE(p, link);
+		conn->npending--;
+		dmb_proxy_import_reply(conn, p, NULL);
+		free(p);
+	}
+}
+
 static struct dmb_call *call_find(struct dmb_conn *conn, uint64_t serial)
 {
 	struct dmb_call *call;
@@ -251,6 +289,8 @@ static int conn_take_ex(struct dmb_conn *conn, bool wait)
 		return ret;
 	if (ret == 2)
 		return 0; /* an event, handed to its attachment */
+	if (conn->npending)
+		conn_settle(conn, msg.serial);
 	call = call_find(conn, msg.serial);
 	if (!call && msg.op == DMB_OP_IMPORT_REPLY && conn->npending) {
 		struct dmb_pending_import *p;
@@ -324,7 +364,7 @@ int dmb_conn_send_pipelined(struct dmb_conn *conn, struct dmb_msg *req,
 		return -ENODEV;
 	req->version = conn->version;
 	req->serial = ++conn->next_serial;
-	req->flags = 0;
+	req->flags = DMB_WIRE_F_QUIET;
 	ret = conn_send(conn, req);
 	if (ret < 0)
 		return ret;
@@ -332,6 +372,48 @@ int dmb_conn_send_pipelined(struct dmb_conn *conn, struct dmb_msg *req,
 	LIST_INSERT_HEAD(&conn->pending, p, link);
 	conn->npending++;
 	return 0;
+}
+
+int dmb_conn_queue(struct dmb_conn *conn, struct dmb_msg *req,
+		   struct dmb_pending_import *p)
+{
+	int len;
+
+	if (conn->dead)
+		return -ENODEV;
+	if (conn->nqueued >= DMB_CONN_MAX_QUEUED || req->nfds != 1)
+		return dmb_conn_send_pipelined(conn, req, p);
+	req->version = conn->version;
+	req->serial = ++conn->next_serial;
+	req->flags = DMB_WIRE_F_QUIET;
+	len = dmb_wire_encode(conn->queue[conn->nqueued].data, DMB_CONN_QUEUED_MSG, req);
+	if (len < 0)
+		return len;
+	dmb_wire_trace("importer", conn->endpoint, true, req);
+	conn->queue[conn->nqueued].len = (size_t)len;
+	conn->queue[conn->nqueued].fd = req->fds[0];
+	conn->queue[conn->nqueued].p = p;
+	conn->nqueued++;
+	p->serial = req->serial;
+	p->queued = true;
+	LIST_INSERT_HEAD(&conn->pending, p, link);
+	conn->npending++;
+	return 0;
+}
+
+void dmb_conn_unqueue(struct dmb_conn *conn, struct dmb_pending_import *p)
+{
+	for (unsigned int i = 0; i < conn->nqueued; i++) {
+		if (conn->queue[i].p != p)
+			continue;
+		memmove(conn->queue + i, conn->queue + i + 1,
+			(conn->nqueued - i - 1) * sizeof(conn->queue[0]));
+		conn->nqueued--;
+		break;
+	}
+	LIST_REMOVE(p, link);
+	conn->npending--;
+	free(p);
 }
 
 int dmb_conn_send_void(struct dmb_conn *conn, struct dmb_msg *req)

@@ -292,9 +292,9 @@ static int do_import(struct dmb_peer *peer, struct dmb_handle *unused,
 	struct dmb_handle *h;
 	struct dmabuf *buf;
 	struct stat st;
-	int ret;
+	int ret, fl;
 
-	ret = dmb_buf_lookup(ctx, req->fds[0], &st, &buf);
+	ret = dmb_buf_lookup_fl(ctx, req->fds[0], &st, &fl, &buf);
 	if (ret < 0)
 		return ret;
 	/* Only buffers exported here; a proxy of a third party's buffer, or a
@@ -340,7 +340,9 @@ static int do_import(struct dmb_peer *peer, struct dmb_handle *unused,
 			handle_destroy(peer, h);
 		return ret;
 	}
-	return 0;
+	/* 1: a success that tells a QUIET client nothing its fd did not
+	 * (docs/protocol.md §6 item 3a). */
+	return !buf->name_set && (fl & O_ACCMODE) == buf->flags ? 1 : 0;
 }
 
 static int do_get_backing(struct dmb_peer *peer, struct dmb_handle *imp,
@@ -834,6 +836,12 @@ static int peer_handle_one(struct dmb_peer *peer, bool two, bool *drained)
 	}
 	/* The request's fds were only looked at: the peer keeps its own. */
 	dmb_scm_close_fds(fds, nfds);
+	/* A handler's 1: success, and nothing a QUIET request needs to hear. */
+	if (status == 1) {
+		status = 0;
+		if (req.flags & DMB_WIRE_F_QUIET)
+			return 0;
+	}
 	if (req.flags & DMB_WIRE_F_NO_REPLY) {
 		/* Nobody waits for it (unmap, detach, put return void). */
 		dmb_scm_close_fds(reply.fds, reply.nfds);

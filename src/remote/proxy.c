@@ -158,6 +158,12 @@ static void proxy_release(struct dmabuf *buf)
 
 	/* Nothing to learn from the answer: do not wait for it. An import
 	 * the exporter refused holds nothing there. */
+	if (px->pending && px->pending->queued) {
+		/* Its IMPORT never left: the exporter has nothing to undo. */
+		dmb_conn_unqueue(px->conn, px->pending);
+		px->pending = NULL;
+		px->import_err = -ENOENT;
+	}
 	if (px->pending)
 		px->pending->buf = NULL;
 	dmb_wire_msg_init(&req, DMB_OP_RELEASE, px->id);
@@ -578,10 +584,13 @@ static int import_pipelined(struct dmabuf_ctx *ctx, struct dmb_conn *conn, int f
 	dmb_wire_msg_init(&req, DMB_OP_IMPORT, 0);
 	req.u.import.buffer_id = id;
 	req.nfds = 1;
-	req.fds[0] = fd; /* proof of possession */
+	/* Proof of possession: the proxy's own file (the same open file as
+	 * fd), open until the request leaves with the connection's next send
+	 * or the proxy's release takes it back. */
+	req.fds[0] = buf->file_fd;
 	p->id = id;
 	p->buf = buf;
-	ret = dmb_conn_send_pipelined(conn, &req, p);
+	ret = dmb_conn_queue(conn, &req, p);
 	if (ret < 0)
 		goto fail;
 	conn->next_import_id = id;

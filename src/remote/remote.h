@@ -165,7 +165,15 @@ struct dmb_pending_import {
 	uint64_t serial;
 	uint64_t id;		/* the id this side chose */
 	struct dmabuf *buf;	/* the proxy; NULL once it is released */
+	bool queued;		/* not sent yet: in dmb_conn.queue */
 };
+
+/* IMPORTs held back until the connection's next send, which carries them
+ * in the same sendmmsg() (at most this many wait; with the send itself
+ * they fill one DMB_SCM_MAX_BATCH). One that is released before is never
+ * sent, and neither is its RELEASE. */
+#define DMB_CONN_MAX_QUEUED 3u
+#define DMB_CONN_QUEUED_MSG 48u	/* an IMPORT: 40 bytes */
 
 /* Pipelined IMPORTs waiting for their reply, at most: beyond, an import
  * waits for its reply again (which takes in the earlier ones), so a
@@ -195,6 +203,13 @@ struct dmb_conn {
 	uint64_t next_import_id;
 	LIST_HEAD(, dmb_pending_import) pending;
 	unsigned int npending;
+	struct {
+		uint8_t data[DMB_CONN_QUEUED_MSG];
+		size_t len;
+		int fd;		/* the proxy's own file: borrowed */
+		struct dmb_pending_import *p;
+	} queue[DMB_CONN_MAX_QUEUED];
+	unsigned int nqueued;
 	/* Once a DYNAMIC attachment is made (dmb_conn_watch()): the socket is
 	 * read by the context's dispatch, so MOVE_NOTIFY events arrive
 	 * without a call, and an eventfd makes the dispatch run the
@@ -244,6 +259,14 @@ int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req);
  * dead. */
 int dmb_conn_send_pipelined(struct dmb_conn *conn, struct dmb_msg *req,
 			    struct dmb_pending_import *p);
+/* The same, held back until the connection's next send (its one fd must
+ * stay open until then, or until dmb_conn_unqueue()); sent at once when
+ * DMB_CONN_MAX_QUEUED wait already. */
+int dmb_conn_queue(struct dmb_conn *conn, struct dmb_msg *req,
+		   struct dmb_pending_import *p);
+/* Takes back a held-back request (its proxy is released): never sent;
+ * @p is freed. */
+void dmb_conn_unqueue(struct dmb_conn *conn, struct dmb_pending_import *p);
 
 /* A request the kernel's counterpart of returns void (UNMAP, DETACH): to an
  * exporter in this process a call (its op has run on return), to another

@@ -617,7 +617,7 @@ static int check_get_backing_reply(const struct dmb_msg *m)
 /* target_: NONE_ or BUF_/ATT_/MAP_(the member holding the id);
  * flags_: PLAIN, BASE (header at DMB_WIRE_VERSION_BASE), RESERVED or
  * ONE_WAY (may be sent with DMB_WIRE_F_NO_REPLY: the kernel's operation
- * returns void). */
+ * returns void) or QUIET (may be sent with DMB_WIRE_F_QUIET). */
 #define REQUEST(op_, name_, target_, nfds_, walk_, check_, flags_)             \
 	[REQ(DMB_OP_##op_)] = { .op = DMB_OP_##op_, .name = name_,              \
 				.kind = DMB_WIRE_REQUEST, target_,              \
@@ -635,11 +635,12 @@ static int check_get_backing_reply(const struct dmb_msg *m)
 #define BASE .base_version = true
 #define RESERVED .reserved = true
 #define ONE_WAY .one_way = true
+#define QUIET .quiet = true
 #define VAR DMB_WIRE_FDS_VARIABLE
 
 static const struct dmb_wire_desc table[2 * NREQ + NEVENT] = {
 	REQUEST(HELLO, "HELLO", NONE_, 0, walk_hello, check_hello, BASE),
-	REQUEST(IMPORT, "IMPORT", NONE_, 1, walk_import, check_import, PLAIN),
+	REQUEST(IMPORT, "IMPORT", NONE_, 1, walk_import, check_import, QUIET),
 	REQUEST(RELEASE, "RELEASE", BUF_(id.id), 0, walk_id, NULL, ONE_WAY),
 	REQUEST(ATTACH, "ATTACH", BUF_(attach.buffer_id), 0, walk_attach,
 		check_attach, PLAIN),
@@ -915,6 +916,9 @@ int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 	if (d->kind == DMB_WIRE_EVENT ? out->serial != 0 : out->serial == 0)
 		return reject(out, -EPROTO);
 	if ((hflags & DMB_WIRE_F_NO_REPLY) && !d->one_way)
+		return reject(out, -EPROTO);
+	if ((hflags & DMB_WIRE_F_QUIET) &&
+	    (!d->quiet || version < DMB_WIRE_VERSION_CLIENT_IDS))
 		return reject(out, -EPROTO);
 	out->flags = hflags;
 

@@ -76,7 +76,13 @@
  * whose descriptor allows it (one_way) is not answered, as the kernel's
  * void unmap, detach and put return nothing; a failure is only logged. */
 #define DMB_WIRE_F_NO_REPLY (1u << 0)
-#define DMB_WIRE_F_MASK DMB_WIRE_F_NO_REPLY
+/* QUIET (version >= DMB_WIRE_VERSION_CLIENT_IDS), only on IMPORT: the
+ * server answers a failure, and a success only when its reply says what
+ * the client cannot see in the fd (a name set, another access mode);
+ * otherwise nothing, and the client knows the import done once the reply
+ * to a later request comes (replies come in request order). */
+#define DMB_WIRE_F_QUIET (1u << 1)
+#define DMB_WIRE_F_MASK (DMB_WIRE_F_NO_REPLY | DMB_WIRE_F_QUIET)
 
 /* Opcode classes. */
 #define DMB_WIRE_OP_REPLY 0x8000u	/* reply = request opcode | this */
@@ -340,6 +346,7 @@ struct dmb_wire_desc {
 	int nfds;
 	bool base_version;	/* header always at DMB_WIRE_VERSION_BASE */
 	bool reserved;		/* specified, but this version never sends it */
+	bool quiet;		/* may carry DMB_WIRE_F_QUIET (IMPORT) */
 	bool one_way;		/* a request that may carry DMB_WIRE_F_NO_REPLY */
 	/* The body field by field (for a reply: the payload after the reply
 	 * header, walked only when status is 0); NULL for an empty one. Runs
