@@ -59,7 +59,8 @@ static void conn_kill(struct dmb_conn *conn, const char *why)
 		 conn->endpoint, why);
 	conn->dead = true;
 	for (unsigned int i = 0; i < conn->nqueued; i++)
-		conn->queue[i].p->queued = false; /* never to go */
+		if (conn->queue[i].p)
+			conn->queue[i].p->queued = false; /* never to go */
 	conn->nqueued = 0;
 	conn_unwatch(conn);
 	if (conn->fd >= 0) {
@@ -101,8 +102,10 @@ static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 	for (unsigned int i = 0; i < conn->nqueued; i++, n++) {
 		memcpy(held[i], conn->queue[i].data, conn->queue[i].len);
 		held_fd[i] = conn->queue[i].fd;
-		conn->queue[i].p->queued = false;
-		out[n] = (struct dmb_scm_out){ held[i], conn->queue[i].len, &held_fd[i], 1 };
+		if (conn->queue[i].p)
+			conn->queue[i].p->queued = false;
+		out[n] = (struct dmb_scm_out){ held[i], conn->queue[i].len, &held_fd[i],
+					       held_fd[i] >= 0 };
 	}
 	conn->nqueued = 0;
 	out[n++] = (struct dmb_scm_out){ buf, (size_t)len, msg->fds, msg->nfds };
@@ -419,13 +422,31 @@ void dmb_conn_unqueue(struct dmb_conn *conn, struct dmb_pending_import *p)
 int dmb_conn_send_void(struct dmb_conn *conn, struct dmb_msg *req)
 {
 	struct dmb_msg reply;
+	int len;
 
 	/* An exporter in this process is served while the call waits, at no
 	 * cross-process cost: its op has run when the call returns, as in
 	 * the kernel. Another process's learns of it in order, later. */
 	if (conn->exporter_is_us)
 		return dmb_conn_call(conn, req, &reply);
-	return dmb_conn_send_only(conn, req);
+	/* Version 3: held back until the connection's next send (the next
+	 * MAP, the DETACH after an UNMAP, the RELEASE after a DETACH), which
+	 * carries it in the same sendmmsg(). */
+	if (conn->version < DMB_WIRE_VERSION_CLIENT_IDS || conn->dead ||
+	    conn->nqueued >= DMB_CONN_MAX_QUEUED || req->nfds)
+		return dmb_conn_send_only(conn, req);
+	req->version = conn->version;
+	req->serial = ++conn->next_serial;
+	req->flags = DMB_WIRE_F_NO_REPLY;
+	len = dmb_wire_encode(conn->queue[conn->nqueued].data, DMB_CONN_QUEUED_MSG, req);
+	if (len < 0)
+		return len;
+	dmb_wire_trace("importer", conn->endpoint, true, req);
+	conn->queue[conn->nqueued].len = (size_t)len;
+	conn->queue[conn->nqueued].fd = -1;
+	conn->queue[conn->nqueued].p = NULL;
+	conn->nqueued++;
+	return 0;
 }
 
 /*
