@@ -30,6 +30,10 @@
 /* Messages handled for one peer per dispatch round: a flooding peer cannot
  * starve the others. */
 #define DMB_PEER_BATCH 32u
+/* Packets read in one recvmmsg() beyond the one handled first: a burst
+ * (a held-back UNMAP and DETACH with a RELEASE, an IMPORT with its ATTACH)
+ * is one read that also tells the socket is empty. */
+#define DMB_PEER_READ_AHEAD (DMB_SCM_MAX_BATCH - 1)
 
 /* ---- server side ---------------------------------------------------------- */
 
@@ -89,17 +93,21 @@ struct dmb_peer {
 	 * outermost one. */
 	unsigned int depth;
 	bool doomed;
-	/* The second packet of a two-packet read (peer_handle_one()), handled
-	 * before anything else is read from this peer; only the outermost
-	 * frame fills it, and never at the end of its batch, so it is
-	 * always empty when a frame returns to the event loop. */
+	/* The packets after the first of one read (peer_handle_one()),
+	 * handled in order before anything else is read from this peer; only
+	 * the outermost frame fills them, and never past the end of its
+	 * batch, so they are always gone when a frame returns to the event
+	 * loop. drained: that read found the socket empty after them. */
 	struct {
-		bool full;
-		ssize_t len;
-		size_t nfds;
-		bool lost;
-		int fds[DMB_WIRE_MAX_FDS];
-		uint8_t buf[DMB_WIRE_MAX_MSG];
+		unsigned int count, first;
+		bool drained;
+		struct {
+			ssize_t len;
+			size_t nfds;
+			bool lost;
+			int fds[DMB_WIRE_MAX_FDS];
+			uint8_t buf[DMB_WIRE_MAX_MSG];
+		} pkt[DMB_PEER_READ_AHEAD];
 	} next;
 	uint64_t next_id;
 	uint64_t last_client_id;	/* the last IMPORT id it chose (v3) */
