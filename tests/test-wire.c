@@ -437,6 +437,25 @@ static void test_import_client_id(void **state)
 	assert_int_equal(len, 32);
 	assert_int_equal(dec(buf, len, 1, m.op, &out), 0);
 	assert_true(out.u.import.buffer_id == 0);
+
+	/* QUIET: on IMPORT, from version 3 only */
+	m = sample(DMB_OP_IMPORT);
+	m.flags = DMB_WIRE_F_QUIET;
+	len = enc(&m, buf);
+	assert_int_equal(dmb_wire_get16(buf + DMB_WIRE_HDR_FLAGS), DMB_WIRE_F_QUIET);
+	assert_int_equal(dec(buf, len, 1, m.op, &out), 0);
+	assert_int_equal(out.flags, DMB_WIRE_F_QUIET);
+	p16(buf + DMB_WIRE_HDR_FLAGS, DMB_WIRE_F_QUIET | DMB_WIRE_F_NO_REPLY);
+	assert_int_equal(dec(buf, len, 1, m.op, &out), -EPROTO);
+	m.version = 2;
+	m.u.import.buffer_id = 0;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+	m = sample(DMB_OP_ATTACH);
+	m.flags = DMB_WIRE_F_QUIET;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+	m = sample(DMB_OP_IMPORT_REPLY);
+	m.flags = DMB_WIRE_F_QUIET;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
 }
 
 /* ---- rejections --------------------------------------------------------------- */
