@@ -626,8 +626,18 @@ DMABUF_EXPORT int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info)
 	in.imported = buf->imported;
 	in.pin_count = buf->pin_count;
 	in.revoked = buf->revoked;
-	if (buf->imported && buf->state == DMB_BUF_LIVE)
-		dmb_remote()->describe(buf, &in); /* the exporter's counts, if it is there */
+	if (buf->imported && buf->state == DMB_BUF_LIVE) {
+		/* The exporter's counts, if it is there (gone: -ENODEV, what
+		 * this side knows). One that does not answer, or refused the
+		 * import dmabuf_get() sent without waiting, is the caller's to
+		 * hear. */
+		int ret = dmb_remote()->describe(buf, &in);
+
+		if (ret < 0 && ret != -ENODEV) {
+			dmb_unlock(ctx);
+			return ret;
+		}
+	}
 	dmb_unlock(ctx);
 	return dmb_struct_out(info, &in, sizeof(in), DMB_V1_UPTO(struct dmabuf_info, pin_count));
 }

@@ -6,6 +6,7 @@
  */
 #include <fcntl.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -206,9 +207,12 @@ static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg, bool wait)
 static int conn_send_nowait(struct dmb_conn *conn, struct dmb_msg *req)
 {
 	const struct dmb_wire_desc *d = dmb_wire_op_desc(req->op);
-	bool no_reply = d && d->one_way && conn->version >= DMB_WIRE_VERSION_FLAGS;
-	int ret;
+	bool no_reply;
+	int ret = dmb_conn_ready(conn);
 
+	if (ret < 0)
+		return ret;
+	no_reply = d && d->one_way && conn->version >= DMB_WIRE_VERSION_FLAGS;
 	req->version = conn->version;
 	req->serial = ++conn->next_serial;
 	req->flags = no_reply ? DMB_WIRE_F_NO_REPLY : 0;
@@ -361,10 +365,10 @@ int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
 int dmb_conn_send_pipelined(struct dmb_conn *conn, struct dmb_msg *req,
 			    struct dmb_pending_import *p)
 {
-	int ret;
+	int ret = dmb_conn_ready(conn);
 
-	if (conn->dead)
-		return -ENODEV;
+	if (ret < 0)
+		return ret;
 	req->version = conn->version;
 	req->serial = ++conn->next_serial;
 	req->flags = DMB_WIRE_F_QUIET;
@@ -422,8 +426,10 @@ void dmb_conn_unqueue(struct dmb_conn *conn, struct dmb_pending_import *p)
 int dmb_conn_send_void(struct dmb_conn *conn, struct dmb_msg *req)
 {
 	struct dmb_msg reply;
-	int len;
+	int len = dmb_conn_ready(conn);
 
+	if (len < 0)
+		return len;
 	/* An exporter in this process is served while the call waits, at no
 	 * cross-process cost: its op has run when the call returns, as in
 	 * the kernel. Another process's learns of it in order, later. */
@@ -524,20 +530,15 @@ static bool call_may_block(struct dmb_conn *conn)
 	       dmb_ctx_other_fds(conn->ctx, &other, 1) == 0;
 }
 
-int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply)
+/* Waits for the reply to @req, sent already; see dmb_conn_call(). */
+static int conn_wait_reply(struct dmb_conn *conn, const struct dmb_msg *req,
+			   struct dmb_msg *reply)
 {
 	struct dmabuf_ctx *ctx = conn->ctx;
 	struct dmb_call call = { .req = req, .reply = reply };
 	int64_t deadline, warn_at;
 	int ret;
 
-	if (conn->dead)
-		return -ENODEV;
-	req->version = conn->version ? conn->version : DMB_WIRE_VERSION_BASE;
-	req->serial = ++conn->next_serial;
-	ret = conn_send(conn, req);
-	if (ret < 0)
-		return ret;
 	deadline = dmb_now_ms() + call_timeout(ctx);
 	/* An exporter that never serves (no dispatch, no service thread) is
 	 * the usual cause of a long wait: say so early, once per connection. */
@@ -588,6 +589,20 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 	return ret;
 }
 
+int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply)
+{
+	int ret = dmb_conn_ready(conn);
+
+	if (ret < 0)
+		return ret;
+	req->version = conn->version ? conn->version : DMB_WIRE_VERSION_BASE;
+	req->serial = ++conn->next_serial;
+	ret = conn_send(conn, req);
+	if (ret < 0)
+		return ret;
+	return conn_wait_reply(conn, req, reply);
+}
+
 static int conn_connect(struct dmb_conn *conn)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -636,27 +651,114 @@ static int conn_connect(struct dmb_conn *conn)
 	return 0;
 }
 
-static int conn_hello(struct dmb_conn *conn)
+/* The pid in an endpoint's name ("dmabuf-<pid>-<hex>"), or 0. */
+static pid_t endpoint_pid(const char *name)
 {
-	struct dmb_msg req, reply;
+	long pid = 0;
+
+	if (strncmp(name, "dmabuf-", 7))
+		return 0;
+	for (const char *p = name + 7; *p >= '0' && *p <= '9'; p++)
+		if ((pid = pid * 10 + (*p - '0')) > INT32_MAX)
+			return 0;
+	return (pid_t)pid;
+}
+
+/*
+ * Sends HELLO without waiting for its answer (docs/protocol.md §6 item
+ * 1a): the connection's first request that must go out waits for it
+ * (dmb_conn_ready()). Until then the connection is taken to speak this build's
+ * version with an exporter in another process, unless the endpoint's name
+ * says this process: what is held back for its first send is re-sent if
+ * the answer says otherwise.
+ */
+static int conn_hello_send(struct dmb_conn *conn)
+{
+	struct dmb_msg *req = &conn->hello_req;
 	int ret;
 
-	dmb_wire_msg_init(&req, DMB_OP_HELLO, 0);
-	req.u.hello.min_version = DMB_WIRE_VERSION_MIN;
-	req.u.hello.max_version = DMB_WIRE_VERSION_MAX;
-	req.u.hello.pid = (uint32_t)getpid();
-	ret = dmb_conn_call(conn, &req, &reply);
+	dmb_wire_msg_init(req, DMB_OP_HELLO, 0);
+	req->u.hello.min_version = DMB_WIRE_VERSION_MIN;
+	req->u.hello.max_version = DMB_WIRE_VERSION_MAX;
+	req->u.hello.pid = (uint32_t)getpid();
+	req->version = DMB_WIRE_VERSION_BASE;
+	req->serial = ++conn->next_serial;
+	ret = conn_send(conn, req);
 	if (ret < 0)
 		return ret;
-	if (reply.u.hello_reply.version < DMB_WIRE_VERSION_MIN ||
-	    reply.u.hello_reply.version > DMB_WIRE_VERSION_MAX)
-		return -EPROTONOSUPPORT;
-	conn->version = reply.u.hello_reply.version;
-	conn->limits = reply.u.hello_reply;
+	conn->hello_pending = true;
+	conn->version = DMB_WIRE_VERSION_MAX;
 	/* Once per connection (getpid() is a syscall). A child forked later
 	 * with this connection keeps calling: the slower, kernel-exact way. */
-	conn->exporter_is_us = conn->limits.pid == (uint32_t)getpid();
+	conn->exporter_is_us = endpoint_pid(conn->endpoint) == (pid_t)req->u.hello.pid;
+	/* Imports pipelined before the answer: one (the limits are unknown). */
+	conn->limits.max_buffers = 2;
 	return 0;
+}
+
+static int conn_hello_finish(struct dmb_conn *conn)
+{
+	struct dmb_msg reply;
+	int ret;
+
+	conn->hello_pending = false;
+	ret = conn_wait_reply(conn, &conn->hello_req, &reply);
+	if (ret == 0 && (reply.u.hello_reply.version < DMB_WIRE_VERSION_MIN ||
+			 reply.u.hello_reply.version > DMB_WIRE_VERSION_MAX))
+		ret = -EPROTONOSUPPORT;
+	if (ret < 0) {
+		dmb_info(conn->ctx, "cannot reach exporter %s: %d", conn->endpoint, ret);
+		conn_kill(conn, "handshake failed");
+		conn->hello_err = ret;
+		return ret;
+	}
+	conn->version = reply.u.hello_reply.version;
+	conn->limits = reply.u.hello_reply;
+	conn->exporter_is_us = conn->limits.pid == conn->hello_req.u.hello.pid;
+	return 0;
+}
+
+/*
+ * Before a request goes out: the handshake's answer is in. IMPORTs held
+ * back on the guess that the exporter speaks version 3 from another
+ * process are re-sent as this connection's version and place want them
+ * (waiting for each reply), when the guess was wrong. Returns 0, or
+ * -errno (the handshake's failure once, -ENODEV after).
+ */
+int dmb_conn_ready(struct dmb_conn *conn)
+{
+	struct dmb_pending_import *held[DMB_CONN_MAX_QUEUED];
+	unsigned int n = 0;
+	int ret;
+
+	if (conn->dead) {
+		ret = conn->hello_err ? conn->hello_err : -ENODEV;
+		conn->hello_err = 0;
+		return ret;
+	}
+	if (!conn->hello_pending)
+		return 0;
+	ret = conn_hello_finish(conn);
+	if (ret < 0) {
+		conn->hello_err = 0;
+		return ret;
+	}
+	if (conn->version >= DMB_WIRE_VERSION_CLIENT_IDS && !conn->exporter_is_us)
+		return 0;
+	for (unsigned int i = 0; i < conn->nqueued; i++)
+		if (conn->queue[i].p) {
+			held[n] = conn->queue[i].p;
+			held[n]->queued = false;
+			LIST_REMOVE(held[n], link);
+			conn->npending--;
+			n++;
+		}
+	conn->nqueued = 0;
+	for (unsigned int i = 0; i < n; i++) {
+		dmb_proxy_import_resend(conn, held[i]);
+		free(held[i]);
+	}
+	return conn->dead ? -ENODEV : 0;
 }
 
 /* Frees a closed connection and the IMPORTs whose replies never came. */
@@ -703,7 +805,7 @@ int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn *
 	strlcpy(conn->endpoint, endpoint, sizeof(conn->endpoint));
 	ret = conn_connect(conn);
 	if (ret == 0)
-		ret = conn_hello(conn);
+		ret = conn_hello_send(conn);
 	if (ret < 0) {
 		dmb_info(ctx, "cannot reach exporter %s: %d", endpoint, ret);
 		if (conn->fd >= 0)

@@ -646,6 +646,35 @@ int dmb_proxy_import_reply(struct dmb_conn *conn, struct dmb_pending_import *p,
 	return 0;
 }
 
+void dmb_proxy_import_resend(struct dmb_conn *conn, struct dmb_pending_import *p)
+{
+	struct dmabuf *buf = p->buf;
+	struct dmb_proxy *px = proxy_of(buf);
+	struct dmb_msg req, reply;
+	int ret;
+
+	px->pending = NULL;
+	dmb_wire_msg_init(&req, DMB_OP_IMPORT, 0);
+	if (conn->version >= DMB_WIRE_VERSION_CLIENT_IDS)
+		req.u.import.buffer_id = p->id;
+	req.nfds = 1;
+	req.fds[0] = buf->file_fd;
+	ret = dmb_conn_call(conn, &req, &reply);
+	if (ret < 0) {
+		px->import_err = ret;
+		return;
+	}
+	if (conn->version < DMB_WIRE_VERSION_CLIENT_IDS)
+		p->id = px->id = reply.u.import_reply.buffer_id;
+	if (dmb_proxy_import_reply(conn, p, &reply) < 0) {
+		/* not the buffer its file is: undone there, refused here */
+		struct dmb_msg rel;
+
+		dmb_wire_msg_init(&rel, DMB_OP_RELEASE, reply.u.import_reply.buffer_id);
+		dmb_conn_send_only(conn, &rel);
+	}
+}
+
 int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 	       int fl, struct dmabuf **out)
 {
@@ -670,6 +699,12 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 		return ret; /* -ENODEV: the exporter is gone */
 	if (import_may_pipeline(conn, st, fl))
 		return import_pipelined(ctx, conn, fd, st, fl, exp_name, endpoint, out);
+	/* The request's layout depends on the version the handshake agrees. */
+	ret = dmb_conn_ready(conn);
+	if (ret < 0) {
+		dmb_conn_put(conn);
+		return ret;
+	}
 	dmb_wire_msg_init(&req, DMB_OP_IMPORT, 0);
 	if (conn->version >= DMB_WIRE_VERSION_CLIENT_IDS)
 		id = req.u.import.buffer_id = ++conn->next_import_id;

@@ -201,6 +201,12 @@ struct dmb_conn {
 	bool warned_silent;	/* the "is it serving?" warning was given */
 	bool exporter_is_us;	/* the endpoint is in this process */
 	bool blocking;		/* fd is blocking, SO_RCVTIMEO set */
+	/* HELLO sent, its answer not taken in yet (dmb_conn_ready()); until
+	 * then version, limits and exporter_is_us are guesses. hello_err:
+	 * the handshake's failure, for the first call after it. */
+	bool hello_pending;
+	int hello_err;
+	struct dmb_msg hello_req;
 	unsigned int users;	/* proxies using this connection */
 	LIST_HEAD(, dmb_call) calls;	/* waiting, innermost first */
 	/* Requests sent without waiting (RELEASE, UNMAP, DETACH) to a
@@ -227,6 +233,10 @@ struct dmb_conn {
 	int evt_fd;
 	struct dmb_source evt_src;
 };
+
+/* Takes in the handshake's answer if it has not come yet (HELLO is sent
+ * without waiting); 0, or the handshake's failure (once; -ENODEV after). */
+int dmb_conn_ready(struct dmb_conn *conn);
 
 /* Makes the context's dispatch read the connection (idempotent); -errno. */
 int dmb_conn_watch(struct dmb_conn *conn);
@@ -294,6 +304,10 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
  * caller drops the connection); its fds are closed in any case. */
 int dmb_proxy_import_reply(struct dmb_conn *conn, struct dmb_pending_import *p,
 			   struct dmb_msg *msg);
+/* A held-back IMPORT made on a wrong guess about the exporter (another
+ * version, or this process): sent again as a call, its answer the proxy's
+ * (id, or the failure its later calls give). @p is not freed. */
+void dmb_proxy_import_resend(struct dmb_conn *conn, struct dmb_pending_import *p);
 
 /* The endpoint named in a buffer fd's memfd name, or -EINVAL. */
 int dmb_endpoint_of_fd(int fd, char *name, size_t cap);
