@@ -91,6 +91,12 @@ int main(int argc, char **argv)
 	m = blank(DMB_OP_IMPORT);
 	with_fds(&m, 1);
 	emit("import", &m);
+	/* version 3: the id the client chose, and the QUIET header flag */
+	m.version = DMB_WIRE_VERSION_CLIENT_IDS;
+	m.u.import.buffer_id = DMB_WIRE_CLIENT_ID_BIT | 1;
+	emit("import_client_id", &m);
+	m.flags = DMB_WIRE_F_QUIET;
+	emit("import_quiet", &m);
 
 	static const uint16_t id_ops[] = { DMB_OP_RELEASE, DMB_OP_DETACH,
 					   DMB_OP_DESCRIBE, DMB_OP_MOVE_NOTIFY,

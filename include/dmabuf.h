@@ -566,6 +566,17 @@ int dmabuf_fd(struct dmabuf *buf, int flags);
  * access to the memory; new device operations fail with -ENODEV, while
  * unmap, detach and put still succeed.
  *
+ * As dma_buf_get(), which only checks the file, the call does not wait for
+ * an exporter in another process that speaks protocol version 3 (the
+ * library's own) when the buffer's bytes are its file and it is not
+ * write-only: size, access mode and exporter name come from the fd, and
+ * the handshake and import go with the first call that needs the
+ * exporter. The errors below that only the exporter can see (an fd it does
+ * not know as one of its buffers, its fd limit, -EUSERS, -ETIMEDOUT,
+ * -EPROTONOSUPPORT, a refused uid as -ENODEV, its -ENOMEM) then come from
+ * that call and every later call of the proxy, with the same errno;
+ * dmabuf_put() still succeeds. See docs/design.md §6.
+ *
  * @param ctx the importer's context
  * @param fd borrowed; any fd of the buffer's dma-buf file (from
  *        dmabuf_fd(), a heap, a socket, inherited over fork)
@@ -685,7 +696,10 @@ struct dmabuf_info {
  *
  * @param buf the buffer
  * @param[out] info zero-initialised by the caller, struct_size set
- * @return 0; -EINVAL for a bad buffer or NULL info
+ * @return 0; -EINVAL for a bad buffer or NULL info; for an imported buffer
+ *         the exporter's counts when it answers, what this side knows when
+ *         it is gone, and the errno of an import the exporter refused or
+ *         a call it did not answer (dmabuf_get(): -EINVAL, -ETIMEDOUT, ...)
  */
 int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info);
 

@@ -4,6 +4,8 @@
 
 /* Serials of the requests rp_encode() numbers, process-wide. */
 static uint64_t rp_serial;
+/* Ids of the IMPORTs rp_encode() names (version 3), process-wide. */
+static uint64_t rp_import_id;
 
 int64_t rp_now_ms(void)
 {
@@ -83,6 +85,12 @@ int rp_send_raw(int sock, const void *data, size_t len,
 
 int rp_encode(struct dmb_msg *m, uint8_t *buf)
 {
+	/* Version 3: an IMPORT carries the id the client gives it; a fresh
+	 * one with every fresh serial (a test that wants its own sets the
+	 * serial too). */
+	if (!m->serial && m->op == DMB_OP_IMPORT &&
+	    (!m->version || m->version >= DMB_WIRE_VERSION_CLIENT_IDS))
+		m->u.import.buffer_id = DMB_WIRE_CLIENT_ID_BIT | ++rp_import_id;
 	if (!m->serial && !rp_is_event(m->op))
 		m->serial = ++rp_serial;
 	return dmb_wire_encode(buf, DMB_WIRE_MAX_MSG, m);

@@ -640,7 +640,7 @@ static int exporter_at_fd_limit(void *arg)
 	free_fillers(fillers, &n, n);
 	say(sock, -1, 'U');
 	child_check(wait_msg(sock, ctx, NULL) == 'q');
-	child_check(tx.attach == 1 && tx.detach == 1);
+	child_check(tx.attach == 2 && tx.detach == 2);
 	dmabuf_put(a);
 	dmabuf_put(b);
 	dmabuf_ctx_destroy(ctx);
@@ -667,20 +667,117 @@ static void exporter_at_fd_limit_keeps_the_peer(void **state)
 	assert_int_equal(wait_msg(sv[0], NULL, &fa), 'a');
 	assert_int_equal(wait_msg(sv[0], NULL, &fb), 'b');
 	assert_int_equal(dmabuf_get(imp, fa, &pa), 0);
+	/* a call about pa: its IMPORT (sent without waiting) is done */
+	assert_int_equal(dmabuf_attach(pa, dev, &att), 0);
+	assert_int_equal(dmabuf_detach(pa, att), 0);
 	assert_int_equal(dmabuf_send_fd(sv[0], -1, "F", 1), 0);
 	assert_int_equal(wait_msg(sv[0], NULL, NULL), 'F');
-	/* the exporter cannot take in the proof of possession */
-	assert_int_equal(dmabuf_get(imp, fb, &pb), -EMFILE);
+	/* the exporter cannot take in the proof of possession: the IMPORT
+	 * travels with the first call that needs the exporter (wire version
+	 * 3), which gives its -EMFILE, as do the calls after it */
+	assert_int_equal(dmabuf_get(imp, fb, &pb), 0);
+	assert_int_equal(dmabuf_attach(pb, dev, &att), -EMFILE);
+	assert_int_equal(dmabuf_attach(pb, dev, &att), -EMFILE);
+	assert_int_equal(dmabuf_put(pb), 0);
 	/* the peer, and what it imported before, are still there */
 	assert_int_equal(dmabuf_attach(pa, dev, &att), 0);
 	assert_int_equal(dmabuf_detach(pa, att), 0);
 	assert_int_equal(dmabuf_send_fd(sv[0], -1, "U", 1), 0);
 	assert_int_equal(wait_msg(sv[0], NULL, NULL), 'U');
 	assert_int_equal(dmabuf_get(imp, fb, &pb), 0);
+	/* a round trip: the exporter took the IMPORT (and the DETACH) */
+	{
+		struct dmabuf_info info = { .struct_size = sizeof(info) };
+
+		assert_int_equal(dmabuf_get_info(pb, &info), 0);
+		assert_int_equal(info.attachments, 0);
+	}
 	assert_int_equal(dmabuf_put(pb), 0);
 	assert_int_equal(dmabuf_put(pa), 0);
 	close(fa);
 	close(fb);
+	assert_int_equal(dmabuf_send_fd(sv[0], -1, "q", 1), 0);
+	assert_int_equal(reap(pid, NULL), 0);
+	close(sv[0]);
+	dmabuf_ctx_destroy(imp);
+}
+
+/* The exporter of pipelined_import_and_held_back_requests(): one buffer,
+ * served until 'q'; every op the importer asked for has run by then. */
+static int pipelined_exporter(void *arg)
+{
+	int sock = *(int *)arg;
+	struct test_exporter tx = { 0 };
+	struct dmabuf_ctx *ctx;
+	struct dmabuf *a;
+	int fa;
+
+	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
+	dmabuf_ctx_set_log(ctx, NULL, NULL, (enum dmabuf_log_priority)0);
+	a = tx_export(ctx, &tx, MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	fa = dmabuf_fd(a, O_CLOEXEC);
+	say(sock, fa, 'a');
+	close(fa);
+	child_check(wait_msg(sock, ctx, NULL) == 'q');
+	child_check(tx.attach == 1 && tx.detach == 1 && tx.map == 1 && tx.unmap == 1);
+	dmabuf_put(a);
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
+
+/*
+ * Wire version 3, an exporter in another process: dmabuf_get() answers
+ * from the file and its IMPORT goes with the next request, so a fake
+ * buffer (the right name and seals, no buffer of that exporter) is found
+ * out by the first call that needs the exporter, with the -EINVAL the
+ * import gave; the held-back UNMAP and DETACH have reached the exporter
+ * when the next request's reply is back.
+ */
+static void pipelined_import_and_held_back_requests(void **state)
+{
+	const unsigned int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
+	char name[DMB_ENDPOINT_NAME_MAX], fake[96];
+	struct dmabuf_ctx *imp;
+	struct dmabuf_device *dev;
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+	struct dmabuf *pa, *pf;
+	int sv[2], fa = -1, ff, sock;
+	pid_t pid;
+
+	imp = tx_ctx_new(0);
+	dev = tx_device(imp, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	sock = sv[1];
+	pid = harness_fork(pipelined_exporter, &sock);
+	close(sv[1]);
+	assert_int_equal(wait_msg(sv[0], NULL, &fa), 'a');
+	assert_int_equal(dmabuf_get(imp, fa, &pa), 0);
+	assert_int_equal(dmabuf_get_size(pa), MiB);
+	assert_int_equal(dmb_endpoint_of_fd(fa, name, sizeof(name)), 0);
+	/* what it held back arrives in order */
+	assert_int_equal(dmabuf_attach(pa, dev, &att), 0);
+	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), 0);
+	assert_int_equal(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(dmabuf_detach(pa, att), 0);
+	assert_int_equal(dmabuf_get_info(pa, &info), 0);
+	assert_int_equal(info.attachments, 0);
+	assert_int_equal(info.mappings, 0);
+	/* a fake, found out by its first call */
+	snprintf(fake, sizeof(fake), "dmabuf:fake@%s", name);
+	ff = memfd_create(fake, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_true(ff >= 0);
+	assert_int_equal(ftruncate(ff, 4096), 0);
+	assert_int_equal(fcntl(ff, F_ADD_SEALS, need), 0);
+	assert_int_equal(dmabuf_get(imp, ff, &pf), 0);
+	assert_int_equal(dmabuf_attach(pf, dev, &att), -EINVAL);
+	assert_int_equal(dmabuf_attach(pf, dev, &att), -EINVAL);
+	assert_int_equal(dmabuf_get_info(pf, &info), -EINVAL);
+	assert_int_equal(dmabuf_put(pf), 0);
+	close(ff);
+	assert_int_equal(dmabuf_put(pa), 0);
+	close(fa);
 	assert_int_equal(dmabuf_send_fd(sv[0], -1, "q", 1), 0);
 	assert_int_equal(reap(pid, NULL), 0);
 	close(sv[0]);
@@ -1100,7 +1197,10 @@ static void silent_exporter_is_named_early(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(dmabuf_ctx_new(&cfg, &ctx), 0);
 	dmabuf_ctx_set_log(ctx, keep_log, &seen, DMABUF_LOG_ERROR);
-	assert_int_equal(dmabuf_get(ctx, fd, &proxy), -ETIMEDOUT);
+	/* HELLO and IMPORT go without waiting: the first call waits */
+	assert_int_equal(dmabuf_get(ctx, fd, &proxy), 0);
+	assert_int_equal(dmabuf_set_name(proxy, "x"), -ETIMEDOUT);
+	assert_int_equal(dmabuf_put(proxy), 0);
 	/* The first thing said is the early hint, naming the exporter. */
 	assert_true(seen.errors >= 2);
 	assert_non_null(strstr(seen.first, "is it serving"));
@@ -1125,6 +1225,7 @@ int main(void)
 		harness_test(peer_cannot_add_kernel_fences),
 		harness_test(importer_at_fd_limit_fails_one_call),
 		harness_test(exporter_at_fd_limit_keeps_the_peer),
+		harness_test(pipelined_import_and_held_back_requests),
 		harness_test(recv_fd_at_fd_limit_is_emfile),
 		harness_test(connect_flood_with_fds_to_spare),
 		harness_test(connect_flood_at_the_fd_limit),

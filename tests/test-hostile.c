@@ -1055,6 +1055,55 @@ static void one_way_requests_are_not_answered(void **state)
 	fx_fini(&f);
 }
 
+/* QUIET IMPORT (version 3): a success the fd already tells is not
+ * answered, the next request's reply comes first; a failure is; a success
+ * with news (a name set) is; an id not above the last one is -EEXIST. */
+static void quiet_import_is_answered_only_with_news(void **state)
+{
+	const unsigned int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+	struct dmb_msg m, r;
+	struct fx f;
+	uint64_t id, serial;
+	int sock, fds0, forged;
+
+	fx_init(&f);
+	fds0 = harness_count_fds();
+	sock = connect_hello(&f);
+	m = (struct dmb_msg){ .op = DMB_OP_IMPORT, .nfds = 1, .flags = DMB_WIRE_F_QUIET };
+	m.fds[0] = f.fd;
+	assert_int_equal(rp_send(sock, &m), 0);
+	id = m.u.import.buffer_id;
+	assert_true(id & DMB_WIRE_CLIENT_ID_BIT);
+	/* not answered: the first reply on the socket is the DESCRIBE's,
+	 * and the import is there under the id this side chose */
+	assert_int_equal(rp_id_call(sock, f.exp, DMB_OP_DESCRIBE, id), 0);
+	/* a failure is answered */
+	forged = new_memfd("dmabuf:fake@dmabuf-1-0000000000000000", need);
+	m = (struct dmb_msg){ .op = DMB_OP_IMPORT, .nfds = 1, .flags = DMB_WIRE_F_QUIET };
+	m.fds[0] = forged;
+	assert_int_equal(rp_call(sock, f.exp, &m, &r), -EINVAL);
+	close(forged);
+	/* a name set is news: answered, with the name */
+	assert_int_equal(dmabuf_set_name(f.buf, "news"), 0);
+	m = (struct dmb_msg){ .op = DMB_OP_IMPORT, .nfds = 1, .flags = DMB_WIRE_F_QUIET };
+	m.fds[0] = f.fd;
+	assert_int_equal(rp_call(sock, f.exp, &m, &r), 0);
+	assert_true(r.u.import_reply.buffer_id == m.u.import.buffer_id);
+	assert_string_equal(r.u.import_reply.name, "news");
+	/* ids only grow */
+	serial = m.serial;
+	m.serial = serial + 100;
+	m.flags = 0;
+	assert_int_equal(rp_call(sock, f.exp, &m, &r), -EEXIST);
+	m.u.import.buffer_id = id;
+	m.serial = serial + 101;
+	assert_int_equal(rp_call(sock, f.exp, &m, &r), -EEXIST);
+	assert_int_equal(count_ready(sock), 0);
+	close(sock);
+	after_hostile(&f, fds0, "quiet imports");
+	fx_fini(&f);
+}
+
 static void flood_is_served_in_batches(void **state)
 {
 	const int n = 3 * DMB_PEER_BATCH + 5;
@@ -1277,6 +1326,7 @@ int main(void)
 		harness_test(cpu_brackets_left_open_are_ended_once),
 		harness_test(peer_that_stops_reading_is_dropped),
 		harness_test(one_way_requests_are_not_answered),
+		harness_test(quiet_import_is_answered_only_with_news),
 		harness_test(flood_is_served_in_batches),
 		harness_test(per_peer_limits_give_enospc),
 		harness_test(unsolicited_event_drops_the_exporter),

@@ -56,6 +56,7 @@ static struct dmb_msg sample(uint16_t op)
 		break;
 	case DMB_OP_IMPORT:
 		set_fds(&m, 1);
+		m.u.import.buffer_id = DMB_WIRE_CLIENT_ID_BIT | 0x42;
 		break;
 	case DMB_OP_RELEASE:
 	case DMB_OP_DETACH:
@@ -390,7 +391,7 @@ static void test_golden_bytes(void **state)
 {
 	static const uint8_t want[] = {
 		'D', 'M', 'B', 'W',		/* magic */
-		2, 0,				/* version */
+		3, 0,				/* version */
 		0x03, 0x00,			/* RELEASE */
 		32, 0, 0, 0,			/* length */
 		0, 0,				/* nfds */
@@ -403,6 +404,60 @@ static void test_golden_bytes(void **state)
 
 	assert_int_equal(enc(&m, buf), sizeof(want));
 	assert_memory_equal(buf, want, sizeof(want));
+}
+
+/* Version 3 IMPORT carries the id the client chose, at the end of the
+ * body; version 1 and 2 bodies have none. */
+static void test_import_client_id(void **state)
+{
+	static const uint8_t want[] = {
+		'D', 'M', 'B', 'W', 3, 0, 0x02, 0x00,	/* magic, version, IMPORT */
+		40, 0, 0, 0, 1, 0, 0, 0,		/* length, nfds, flags */
+		0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* serial */
+		0, 0, 0, 0, 0, 0, 0, 0,			/* flags, reserved */
+		0x42, 0, 0, 0, 0, 0, 0, 0x80,		/* buffer id */
+	};
+	struct dmb_msg m = sample(DMB_OP_IMPORT), out;
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+	size_t len;
+
+	assert_int_equal(enc(&m, buf), sizeof(want));
+	assert_memory_equal(buf, want, sizeof(want));
+	assert_int_equal(dec(buf, sizeof(want), 1, m.op, &out), 0);
+	assert_true(out.u.import.buffer_id == (DMB_WIRE_CLIENT_ID_BIT | 0x42));
+	/* an id without the client bit, or none */
+	buf[sizeof(want) - 1] = 0;
+	assert_int_equal(dec(buf, sizeof(want), 1, m.op, &out), -EPROTO);
+	/* the version 2 body, 8 bytes, at version 3 */
+	p32(buf + DMB_WIRE_HDR_LENGTH, 32);
+	assert_int_equal(dec(buf, 32, 1, m.op, &out), -EBADMSG);
+	/* version 2: no id, and an id is refused */
+	m.version = 2;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+	m.u.import.buffer_id = 0;
+	len = enc(&m, buf);
+	assert_int_equal(len, 32);
+	assert_int_equal(dec(buf, len, 1, m.op, &out), 0);
+	assert_true(out.u.import.buffer_id == 0);
+
+	/* QUIET: on IMPORT, from version 3 only */
+	m = sample(DMB_OP_IMPORT);
+	m.flags = DMB_WIRE_F_QUIET;
+	len = enc(&m, buf);
+	assert_int_equal(dmb_wire_get16(buf + DMB_WIRE_HDR_FLAGS), DMB_WIRE_F_QUIET);
+	assert_int_equal(dec(buf, len, 1, m.op, &out), 0);
+	assert_int_equal(out.flags, DMB_WIRE_F_QUIET);
+	p16(buf + DMB_WIRE_HDR_FLAGS, DMB_WIRE_F_QUIET | DMB_WIRE_F_NO_REPLY);
+	assert_int_equal(dec(buf, len, 1, m.op, &out), -EPROTO);
+	m.version = 2;
+	m.u.import.buffer_id = 0;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+	m = sample(DMB_OP_ATTACH);
+	m.flags = DMB_WIRE_F_QUIET;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+	m = sample(DMB_OP_IMPORT_REPLY);
+	m.flags = DMB_WIRE_F_QUIET;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
 }
 
 /* ---- rejections --------------------------------------------------------------- */
@@ -920,6 +975,7 @@ int main(void)
 		harness_test(test_round_trip_variants),
 		harness_test(test_descriptor_table),
 		harness_test(test_golden_bytes),
+		harness_test(test_import_client_id),
 		harness_test(test_no_reply_flag),
 		harness_test(test_reject_framing),
 		harness_test(test_reject_ops_and_direction),

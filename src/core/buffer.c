@@ -370,11 +370,20 @@ DMABUF_EXPORT int dmabuf_fd(struct dmabuf *buf, int flags)
 int dmb_buf_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st,
 		   struct dmabuf **found)
 {
+	int fl;
+
+	return dmb_buf_lookup_fl(ctx, fd, st, &fl, found);
+}
+
+int dmb_buf_lookup_fl(struct dmabuf_ctx *ctx, int fd, struct stat *st, int *flp,
+		      struct dmabuf **found)
+{
 	struct dmabuf key;
 	int fl;
 
 	if (fd < 0 || (fl = fcntl(fd, F_GETFL)) < 0 || (fl & O_PATH) || fstat(fd, st) < 0)
 		return -EBADF;
+	*flp = fl;
 	if (!S_ISREG(st->st_mode))
 		return -EINVAL;
 	key.key.dev = st->st_dev;
@@ -422,17 +431,17 @@ DMABUF_EXPORT int dmabuf_get(struct dmabuf_ctx *ctx, int fd, struct dmabuf **out
 {
 	struct dmabuf *buf;
 	struct stat st;
-	int ret;
+	int ret, fl;
 
 	if (!out || !dmb_ctx_usable(ctx))
 		return -EINVAL;
 	dmb_lock(ctx);
-	ret = dmb_buf_lookup(ctx, fd, &st, &buf);
+	ret = dmb_buf_lookup_fl(ctx, fd, &st, &fl, &buf);
 	if (ret < 0)
 		goto out;
 	if (!buf) {
 		/* Another context's buffer: import it from its exporter. */
-		ret = dmb_remote()->import(ctx, fd, &st, out);
+		ret = dmb_remote()->import(ctx, fd, &st, fl, out);
 		goto out;
 	}
 	ret = dmb_buf_get_ref(buf, fd);
@@ -617,8 +626,18 @@ DMABUF_EXPORT int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info)
 	in.imported = buf->imported;
 	in.pin_count = buf->pin_count;
 	in.revoked = buf->revoked;
-	if (buf->imported && buf->state == DMB_BUF_LIVE)
-		dmb_remote()->describe(buf, &in); /* the exporter's counts, if it is there */
+	if (buf->imported && buf->state == DMB_BUF_LIVE) {
+		/* The exporter's counts, if it is there (gone: -ENODEV, what
+		 * this side knows). One that does not answer, or refused the
+		 * import dmabuf_get() sent without waiting, is the caller's to
+		 * hear. */
+		int ret = dmb_remote()->describe(buf, &in);
+
+		if (ret < 0 && ret != -ENODEV) {
+			dmb_unlock(ctx);
+			return ret;
+		}
+	}
 	dmb_unlock(ctx);
 	return dmb_struct_out(info, &in, sizeof(in), DMB_V1_UPTO(struct dmabuf_info, pin_count));
 }

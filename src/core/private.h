@@ -64,9 +64,10 @@ struct dmb_remote_hooks {
 	/* Makes the context's endpoint if it has none; *name is its name. */
 	int (*endpoint_name)(struct dmabuf_ctx *ctx, const char **name);
 	/* Makes (or finds) the proxy of another context's buffer; st is the
-	 * fd's stat. -EINVAL when the fd is not a libdmabuf buffer. */
+	 * fd's stat, fl its F_GETFL. -EINVAL when the fd is not a libdmabuf
+	 * buffer. */
 	int (*import)(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
-		      struct dmabuf **out);
+		      int fl, struct dmabuf **out);
 	/* On a proxy: the exporter's counts into info (best effort). */
 	int (*describe)(struct dmabuf *buf, struct dmabuf_info *info);
 	/* On a proxy: forwarded name and fence operations. */
@@ -200,6 +201,9 @@ int dmb_buf_get_ref(struct dmabuf *buf, int fd);
 bool dmb_buf_fd_is_named(int fd);
 int dmb_buf_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st,
 		   struct dmabuf **found);
+/* The same, and the fd's F_GETFL into *fl (one fcntl for both uses). */
+int dmb_buf_lookup_fl(struct dmabuf_ctx *ctx, int fd, struct stat *st, int *fl,
+		      struct dmabuf **found);
 
 /* release.c */
 /* Before the library lets go of the dma-buf file of a shared buffer: opens

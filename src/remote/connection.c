@@ -6,6 +6,7 @@
  */
 #include <fcntl.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -58,6 +59,10 @@ static void conn_kill(struct dmb_conn *conn, const char *why)
 	dmb_warn(conn->ctx, "connection to exporter %s given up (%s): device operations on its buffers now fail with -ENODEV",
 		 conn->endpoint, why);
 	conn->dead = true;
+	for (unsigned int i = 0; i < conn->nqueued; i++)
+		if (conn->queue[i].p)
+			conn->queue[i].p->queued = false; /* never to go */
+	conn->nqueued = 0;
 	conn_unwatch(conn);
 	if (conn->fd >= 0) {
 		close(conn->fd);
@@ -72,29 +77,50 @@ static int conn_take_ex(struct dmb_conn *conn, bool wait);
 static unsigned int call_timeout(const struct dmabuf_ctx *ctx);
 
 /*
- * Sends a request. A full socket means the exporter has not read what came
- * before yet (many RELEASEs in a row, an exporter busy in an op): wait for
- * room, taking in its replies (it drops a peer that does not read) and
- * serving meanwhile, rather than lose the request. An exporter that reads
- * nothing for call_timeout_ms is given up.
+ * Sends a request, after the requests held back for this send
+ * (dmb_conn_queue()), all in one sendmmsg(). A full socket means the
+ * exporter has not read what came before yet (many RELEASEs in a row, an
+ * exporter busy in an op): wait for room, taking in its replies (it drops
+ * a peer that does not read) and serving meanwhile, rather than lose the
+ * request. An exporter that reads nothing for call_timeout_ms is given up.
  */
 static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 {
+	struct dmb_scm_out out[DMB_CONN_MAX_QUEUED + 1];
 	uint8_t buf[DMB_WIRE_MAX_MSG];
+	uint8_t held[DMB_CONN_MAX_QUEUED][DMB_CONN_QUEUED_MSG];
+	int held_fd[DMB_CONN_MAX_QUEUED];
 	int64_t deadline = 0;
-	int len, ret;
+	size_t n = 0, done = 0;
+	int len, ret = 0;
 
 	len = dmb_wire_encode(buf, sizeof(buf), msg);
 	if (len < 0)
 		return len;
 	dmb_wire_trace("importer", conn->endpoint, true, msg);
-	for (;;) {
+	/* The held-back requests are this send's from now on: a send nested
+	 * in the wait below goes after them, never with them again. */
+	for (unsigned int i = 0; i < conn->nqueued; i++, n++) {
+		memcpy(held[i], conn->queue[i].data, conn->queue[i].len);
+		held_fd[i] = conn->queue[i].fd;
+		if (conn->queue[i].p)
+			conn->queue[i].p->queued = false;
+		out[n] = (struct dmb_scm_out){ held[i], conn->queue[i].len, &held_fd[i],
+					       held_fd[i] >= 0 };
+	}
+	conn->nqueued = 0;
+	out[n++] = (struct dmb_scm_out){ buf, (size_t)len, msg->fds, msg->nfds };
+	while (done < n) {
 		int ev;
 
 		if (conn->dead)
 			return -ENODEV;
-		ret = dmb_scm_send_flags(conn->fd, buf, (size_t)len, msg->fds,
-					 msg->nfds, MSG_DONTWAIT);
+		ret = dmb_scm_send_many(conn->fd, out + done, n - done, MSG_DONTWAIT);
+		if (ret > 0) {
+			done += (size_t)ret;
+			ret = 0;
+			continue;
+		}
 		if (ret != -EAGAIN)
 			break;
 		if (!deadline)
@@ -181,9 +207,12 @@ static int conn_recv(struct dmb_conn *conn, struct dmb_msg *msg, bool wait)
 static int conn_send_nowait(struct dmb_conn *conn, struct dmb_msg *req)
 {
 	const struct dmb_wire_desc *d = dmb_wire_op_desc(req->op);
-	bool no_reply = d && d->one_way && conn->version >= DMB_WIRE_VERSION_FLAGS;
-	int ret;
+	bool no_reply;
+	int ret = dmb_conn_ready(conn);
 
+	if (ret < 0)
+		return ret;
+	no_reply = d && d->one_way && conn->version >= DMB_WIRE_VERSION_FLAGS;
 	req->version = conn->version;
 	req->serial = ++conn->next_serial;
 	req->flags = no_reply ? DMB_WIRE_F_NO_REPLY : 0;
@@ -220,6 +249,22 @@ static void reply_without_fds(struct dmb_conn *conn, const struct dmb_msg *req,
 	reply->nfds = 0;
 }
 
+/* A reply to the request with @serial came: every IMPORT sent before it
+ * that had no reply was a QUIET success (the exporter answers in order). */
+static void conn_settle(struct dmb_conn *conn, uint64_t serial)
+{
+	struct dmb_pending_import *p, *tmp;
+
+	LIST_FOREACH_SAFE(p, &conn->pending, link, tmp) {
+		if (p->queued || p->serial >= serial)
+			continue;
+		LIST_REMOVE(p, link);
+		conn->npending--;
+		dmb_proxy_import_reply(conn, p, NULL);
+		free(p);
+	}
+}
+
 static struct dmb_call *call_find(struct dmb_conn *conn, uint64_t serial)
 {
 	struct dmb_call *call;
@@ -251,7 +296,31 @@ static int conn_take_ex(struct dmb_conn *conn, bool wait)
 		return ret;
 	if (ret == 2)
 		return 0; /* an event, handed to its attachment */
+	if (conn->npending)
+		conn_settle(conn, msg.serial);
 	call = call_find(conn, msg.serial);
+	if (!call && msg.op == DMB_OP_IMPORT_REPLY && conn->npending) {
+		struct dmb_pending_import *p;
+
+		LIST_FOREACH(p, &conn->pending, link)
+			if (p->serial == msg.serial)
+				break;
+		if (p) {
+			LIST_REMOVE(p, link);
+			conn->npending--;
+			/* Lost fds (ret 1) leave nfds set: a pipelined
+			 * import's reply carries none, so it is refused. */
+			ret = dmb_proxy_import_reply(conn, p, &msg);
+			free(p);
+			if (ret < 0) {
+				dmb_err(conn->ctx, "exporter %s answered an IMPORT with what contradicts the buffer's file",
+					conn->endpoint);
+				conn_kill(conn, "protocol error");
+				return -ENODEV;
+			}
+			return 0;
+		}
+	}
 	if (ret == 1)
 		reply_without_fds(conn, call ? call->req : NULL, &msg);
 	if (call && !call->done && msg.op == (call->req->op | DMB_WIRE_OP_REPLY)) {
@@ -293,16 +362,97 @@ int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req)
 	return conn_send_nowait(conn, req);
 }
 
+int dmb_conn_send_pipelined(struct dmb_conn *conn, struct dmb_msg *req,
+			    struct dmb_pending_import *p)
+{
+	int ret = dmb_conn_ready(conn);
+
+	if (ret < 0)
+		return ret;
+	req->version = conn->version;
+	req->serial = ++conn->next_serial;
+	req->flags = DMB_WIRE_F_QUIET;
+	ret = conn_send(conn, req);
+	if (ret < 0)
+		return ret;
+	p->serial = req->serial;
+	LIST_INSERT_HEAD(&conn->pending, p, link);
+	conn->npending++;
+	return 0;
+}
+
+int dmb_conn_queue(struct dmb_conn *conn, struct dmb_msg *req,
+		   struct dmb_pending_import *p)
+{
+	int len;
+
+	if (conn->dead)
+		return -ENODEV;
+	if (conn->nqueued >= DMB_CONN_MAX_QUEUED || req->nfds != 1)
+		return dmb_conn_send_pipelined(conn, req, p);
+	req->version = conn->version;
+	req->serial = ++conn->next_serial;
+	req->flags = DMB_WIRE_F_QUIET;
+	len = dmb_wire_encode(conn->queue[conn->nqueued].data, DMB_CONN_QUEUED_MSG, req);
+	if (len < 0)
+		return len;
+	dmb_wire_trace("importer", conn->endpoint, true, req);
+	conn->queue[conn->nqueued].len = (size_t)len;
+	conn->queue[conn->nqueued].fd = req->fds[0];
+	conn->queue[conn->nqueued].p = p;
+	conn->nqueued++;
+	p->serial = req->serial;
+	p->queued = true;
+	LIST_INSERT_HEAD(&conn->pending, p, link);
+	conn->npending++;
+	return 0;
+}
+
+void dmb_conn_unqueue(struct dmb_conn *conn, struct dmb_pending_import *p)
+{
+	for (unsigned int i = 0; i < conn->nqueued; i++) {
+		if (conn->queue[i].p != p)
+			continue;
+		memmove(conn->queue + i, conn->queue + i + 1,
+			(conn->nqueued - i - 1) * sizeof(conn->queue[0]));
+		conn->nqueued--;
+		break;
+	}
+	LIST_REMOVE(p, link);
+	conn->npending--;
+	free(p);
+}
+
 int dmb_conn_send_void(struct dmb_conn *conn, struct dmb_msg *req)
 {
 	struct dmb_msg reply;
+	int len = dmb_conn_ready(conn);
 
+	if (len < 0)
+		return len;
 	/* An exporter in this process is served while the call waits, at no
 	 * cross-process cost: its op has run when the call returns, as in
 	 * the kernel. Another process's learns of it in order, later. */
 	if (conn->exporter_is_us)
 		return dmb_conn_call(conn, req, &reply);
-	return dmb_conn_send_only(conn, req);
+	/* Version 3: held back until the connection's next send (the next
+	 * MAP, the DETACH after an UNMAP, the RELEASE after a DETACH), which
+	 * carries it in the same sendmmsg(). */
+	if (conn->version < DMB_WIRE_VERSION_CLIENT_IDS || conn->dead ||
+	    conn->nqueued >= DMB_CONN_MAX_QUEUED || req->nfds)
+		return dmb_conn_send_only(conn, req);
+	req->version = conn->version;
+	req->serial = ++conn->next_serial;
+	req->flags = DMB_WIRE_F_NO_REPLY;
+	len = dmb_wire_encode(conn->queue[conn->nqueued].data, DMB_CONN_QUEUED_MSG, req);
+	if (len < 0)
+		return len;
+	dmb_wire_trace("importer", conn->endpoint, true, req);
+	conn->queue[conn->nqueued].len = (size_t)len;
+	conn->queue[conn->nqueued].fd = -1;
+	conn->queue[conn->nqueued].p = NULL;
+	conn->nqueued++;
+	return 0;
 }
 
 /*
@@ -380,20 +530,15 @@ static bool call_may_block(struct dmb_conn *conn)
 	       dmb_ctx_other_fds(conn->ctx, &other, 1) == 0;
 }
 
-int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply)
+/* Waits for the reply to @req, sent already; see dmb_conn_call(). */
+static int conn_wait_reply(struct dmb_conn *conn, const struct dmb_msg *req,
+			   struct dmb_msg *reply)
 {
 	struct dmabuf_ctx *ctx = conn->ctx;
 	struct dmb_call call = { .req = req, .reply = reply };
 	int64_t deadline, warn_at;
 	int ret;
 
-	if (conn->dead)
-		return -ENODEV;
-	req->version = conn->version ? conn->version : DMB_WIRE_VERSION_BASE;
-	req->serial = ++conn->next_serial;
-	ret = conn_send(conn, req);
-	if (ret < 0)
-		return ret;
 	deadline = dmb_now_ms() + call_timeout(ctx);
 	/* An exporter that never serves (no dispatch, no service thread) is
 	 * the usual cause of a long wait: say so early, once per connection. */
@@ -444,6 +589,20 @@ int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *re
 	return ret;
 }
 
+int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply)
+{
+	int ret = dmb_conn_ready(conn);
+
+	if (ret < 0)
+		return ret;
+	req->version = conn->version ? conn->version : DMB_WIRE_VERSION_BASE;
+	req->serial = ++conn->next_serial;
+	ret = conn_send(conn, req);
+	if (ret < 0)
+		return ret;
+	return conn_wait_reply(conn, req, reply);
+}
+
 static int conn_connect(struct dmb_conn *conn)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -492,27 +651,128 @@ static int conn_connect(struct dmb_conn *conn)
 	return 0;
 }
 
-static int conn_hello(struct dmb_conn *conn)
+/* The pid in an endpoint's name ("dmabuf-<pid>-<hex>"), or 0. */
+static pid_t endpoint_pid(const char *name)
 {
-	struct dmb_msg req, reply;
+	long pid = 0;
+
+	if (strncmp(name, "dmabuf-", 7))
+		return 0;
+	for (const char *p = name + 7; *p >= '0' && *p <= '9'; p++)
+		if ((pid = pid * 10 + (*p - '0')) > INT32_MAX)
+			return 0;
+	return (pid_t)pid;
+}
+
+/*
+ * Sends HELLO without waiting for its answer (docs/protocol.md §6 item
+ * 1a): the connection's first request that must go out waits for it
+ * (dmb_conn_ready()). Until then the connection is taken to speak this build's
+ * version with an exporter in another process, unless the endpoint's name
+ * says this process: what is held back for its first send is re-sent if
+ * the answer says otherwise.
+ */
+static int conn_hello_send(struct dmb_conn *conn)
+{
+	struct dmb_msg *req = &conn->hello_req;
 	int ret;
 
-	dmb_wire_msg_init(&req, DMB_OP_HELLO, 0);
-	req.u.hello.min_version = DMB_WIRE_VERSION_MIN;
-	req.u.hello.max_version = DMB_WIRE_VERSION_MAX;
-	req.u.hello.pid = (uint32_t)getpid();
-	ret = dmb_conn_call(conn, &req, &reply);
+	dmb_wire_msg_init(req, DMB_OP_HELLO, 0);
+	req->u.hello.min_version = DMB_WIRE_VERSION_MIN;
+	req->u.hello.max_version = DMB_WIRE_VERSION_MAX;
+	req->u.hello.pid = (uint32_t)getpid();
+	req->version = DMB_WIRE_VERSION_BASE;
+	req->serial = ++conn->next_serial;
+	ret = conn_send(conn, req);
 	if (ret < 0)
 		return ret;
-	if (reply.u.hello_reply.version < DMB_WIRE_VERSION_MIN ||
-	    reply.u.hello_reply.version > DMB_WIRE_VERSION_MAX)
-		return -EPROTONOSUPPORT;
-	conn->version = reply.u.hello_reply.version;
-	conn->limits = reply.u.hello_reply;
+	conn->hello_pending = true;
+	conn->version = DMB_WIRE_VERSION_MAX;
 	/* Once per connection (getpid() is a syscall). A child forked later
 	 * with this connection keeps calling: the slower, kernel-exact way. */
-	conn->exporter_is_us = conn->limits.pid == (uint32_t)getpid();
+	conn->exporter_is_us = endpoint_pid(conn->endpoint) == (pid_t)req->u.hello.pid;
+	/* Imports pipelined before the answer: one (the limits are unknown). */
+	conn->limits.max_buffers = 2;
 	return 0;
+}
+
+static int conn_hello_finish(struct dmb_conn *conn)
+{
+	struct dmb_msg reply;
+	int ret;
+
+	conn->hello_pending = false;
+	ret = conn_wait_reply(conn, &conn->hello_req, &reply);
+	if (ret == 0 && (reply.u.hello_reply.version < DMB_WIRE_VERSION_MIN ||
+			 reply.u.hello_reply.version > DMB_WIRE_VERSION_MAX))
+		ret = -EPROTONOSUPPORT;
+	if (ret < 0) {
+		dmb_info(conn->ctx, "cannot reach exporter %s: %d", conn->endpoint, ret);
+		conn_kill(conn, "handshake failed");
+		conn->hello_err = ret;
+		return ret;
+	}
+	conn->version = reply.u.hello_reply.version;
+	conn->limits = reply.u.hello_reply;
+	conn->exporter_is_us = conn->limits.pid == conn->hello_req.u.hello.pid;
+	return 0;
+}
+
+/*
+ * Before a request goes out: the handshake's answer is in. IMPORTs held
+ * back on the guess that the exporter speaks version 3 from another
+ * process are re-sent as this connection's version and place want them
+ * (waiting for each reply), when the guess was wrong. Returns 0, or
+ * -errno (the handshake's failure once, -ENODEV after).
+ */
+int dmb_conn_ready(struct dmb_conn *conn)
+{
+	struct dmb_pending_import *held[DMB_CONN_MAX_QUEUED];
+	unsigned int n = 0;
+	int ret;
+
+	if (conn->dead) {
+		ret = conn->hello_err ? conn->hello_err : -ENODEV;
+		conn->hello_err = 0;
+		return ret;
+	}
+	if (!conn->hello_pending)
+		return 0;
+	ret = conn_hello_finish(conn);
+	if (ret < 0) {
+		conn->hello_err = 0;
+		return ret;
+	}
+	if (conn->version >= DMB_WIRE_VERSION_CLIENT_IDS && !conn->exporter_is_us)
+		return 0;
+	for (unsigned int i = 0; i < conn->nqueued; i++)
+		if (conn->queue[i].p) {
+			held[n] = conn->queue[i].p;
+			held[n]->queued = false;
+			LIST_REMOVE(held[n], link);
+			conn->npending--;
+			n++;
+		}
+	conn->nqueued = 0;
+	for (unsigned int i = 0; i < n; i++) {
+		dmb_proxy_import_resend(conn, held[i]);
+		free(held[i]);
+	}
+	return conn->dead ? -ENODEV : 0;
+}
+
+/* Frees a closed connection and the IMPORTs whose replies never came. */
+static void conn_free(struct dmb_conn *conn)
+{
+	struct dmb_pending_import *p;
+
+	while ((p = LIST_FIRST(&conn->pending))) {
+		LIST_REMOVE(p, link);
+		if (p->buf)
+			dmb_proxy_import_reply(conn, p, NULL);
+		free(p);
+	}
+	free(conn);
 }
 
 int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn **out)
@@ -525,7 +785,7 @@ int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn *
 	LIST_FOREACH_SAFE(conn, &ctx->conns, link, tmp) {
 		if (conn->dead && !conn->users) { /* idle and useless */
 			LIST_REMOVE(conn, link);
-			free(conn);
+			conn_free(conn);
 			continue;
 		}
 		if (!conn->dead && !strcmp(conn->endpoint, endpoint)) {
@@ -540,10 +800,12 @@ int dmb_conn_get(struct dmabuf_ctx *ctx, const char *endpoint, struct dmb_conn *
 	conn->ctx = ctx;
 	conn->fd = -1;
 	LIST_INIT(&conn->calls);
+	LIST_INIT(&conn->pending);
+	conn->next_import_id = DMB_WIRE_CLIENT_ID_BIT;
 	strlcpy(conn->endpoint, endpoint, sizeof(conn->endpoint));
 	ret = conn_connect(conn);
 	if (ret == 0)
-		ret = conn_hello(conn);
+		ret = conn_hello_send(conn);
 	if (ret < 0) {
 		dmb_info(ctx, "cannot reach exporter %s: %d", endpoint, ret);
 		if (conn->fd >= 0)
@@ -622,6 +884,6 @@ void dmb_conns_destroy(struct dmabuf_ctx *ctx)
 		conn_unwatch(conn);
 		if (conn->fd >= 0)
 			close(conn->fd);
-		free(conn);
+		conn_free(conn);
 	}
 }

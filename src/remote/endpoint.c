@@ -100,14 +100,16 @@ fail:
 
 /* ---- handles ------------------------------------------------------------- */
 
+/* A handle with the next server-chosen id, or with @id (non-zero: the
+ * client chose it, DMB_WIRE_CLIENT_ID_BIT set, so it never meets ours). */
 static struct dmb_handle *handle_new(struct dmb_peer *peer, enum dmb_handle_type type,
-				     struct dmb_handle *parent)
+				     struct dmb_handle *parent, uint64_t id)
 {
 	struct dmb_handle *h = calloc(1, sizeof(*h));
 
 	if (!h)
 		return NULL;
-	h->id = ++peer->next_id;
+	h->id = id ? id : ++peer->next_id;
 	h->type = type;
 	h->parent = parent;
 	LIST_INIT(&h->children);
@@ -230,8 +232,11 @@ static void peer_destroy(struct dmb_peer *peer, const char *why)
 		ep->npeers--;
 	else
 		ep->npending--;
-	if (peer->next.full)
-		dmb_scm_close_fds(peer->next.fds, peer->next.nfds);
+	for (unsigned int i = 0; i < peer->next.count; i++) {
+		unsigned int k = peer->next.first + i;
+
+		dmb_scm_close_fds(peer->next.pkt[k].fds, peer->next.pkt[k].nfds);
+	}
 	close(peer->fd);
 	free(peer);
 	/* An fd is free again: a paused listening socket may go on. */
@@ -327,9 +332,9 @@ static int do_import(struct dmb_peer *peer, struct dmb_handle *unused,
 	struct dmb_handle *h;
 	struct dmabuf *buf;
 	struct stat st;
-	int ret;
+	int ret, fl;
 
-	ret = dmb_buf_lookup(ctx, req->fds[0], &st, &buf);
+	ret = dmb_buf_lookup_fl(ctx, req->fds[0], &st, &fl, &buf);
 	if (ret < 0)
 		return ret;
 	/* Only buffers exported here; a proxy of a third party's buffer, or a
@@ -341,16 +346,25 @@ static int do_import(struct dmb_peer *peer, struct dmb_handle *unused,
 	}
 	if (peer->nimports >= DMB_PEER_MAX_IMPORTS)
 		return -ENOSPC;
+	/* Version 3: the client names the import, with ids that only grow
+	 * (never reused, so a stale id never names a newer import). */
+	if (req->u.import.buffer_id && req->u.import.buffer_id <= peer->last_client_id) {
+		dmb_info(ctx, "peer pid %d: IMPORT id %#llx not above its last one",
+			 (int)peer->pid, (unsigned long long)req->u.import.buffer_id);
+		return -EEXIST;
+	}
 	/* The import holds a reference until the peer releases it or leaves,
 	 * so the handle never outlives the buffer. */
 	ret = dmb_buf_get_ref(buf, req->fds[0]);
 	if (ret < 0)
 		return ret;
-	h = handle_new(peer, DMB_H_IMPORT, NULL);
+	h = handle_new(peer, DMB_H_IMPORT, NULL, req->u.import.buffer_id);
 	if (!h) {
 		dmabuf_put(buf);
 		return -ENOMEM;
 	}
+	if (req->u.import.buffer_id)
+		peer->last_client_id = req->u.import.buffer_id;
 	h->imp.buf = buf;
 	peer->nimports++;
 	r->buffer_id = h->id;
@@ -366,7 +380,9 @@ static int do_import(struct dmb_peer *peer, struct dmb_handle *unused,
 			handle_destroy(peer, h);
 		return ret;
 	}
-	return 0;
+	/* 1: a success that tells a QUIET client nothing its fd did not
+	 * (docs/protocol.md §6 item 3a). */
+	return !buf->name_set && (fl & O_ACCMODE) == buf->flags ? 1 : 0;
 }
 
 static int do_get_backing(struct dmb_peer *peer, struct dmb_handle *imp,
@@ -482,7 +498,7 @@ static int do_attach(struct dmb_peer *peer, struct dmb_handle *imp,
 	ret = dmb_device_create(peer->ctx, &info, true, &dev);
 	if (ret < 0)
 		return ret;
-	h = handle_new(peer, DMB_H_ATTACHMENT, imp);
+	h = handle_new(peer, DMB_H_ATTACHMENT, imp, 0);
 	if (!h) {
 		dmb_device_free(dev);
 		return -ENOMEM;
@@ -527,7 +543,7 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 	ret = dmb_map_locked(ah->att.att, dir, &sgt);
 	if (ret < 0)
 		return ret;
-	h = handle_new(peer, DMB_H_MAPPING, ah);
+	h = handle_new(peer, DMB_H_MAPPING, ah, 0);
 	if (!h) {
 		dmb_unmap_locked(ah->att.att, sgt, dir);
 		return -ENOMEM;
@@ -767,51 +783,62 @@ static int peer_reply_error(struct dmb_peer *peer, const struct dmb_msg *req, in
 }
 
 /*
- * Takes the peer's next packet: the one kept from the last read, else
- * from the socket. @two: read up to two packets in one call, keeping the
- * second in peer->next; *drained is then set when the socket had no more,
- * so the caller need not read again only to find it empty.
+ * Takes the peer's next packet: the first one kept from the last read, else
+ * from the socket. @ahead: read up to that many packets more in the same
+ * call, keeping them in peer->next; *drained is then set when the socket
+ * had no more (the read returned fewer than asked, and the packet returned
+ * is the last of them), so the caller need not read again only to find it
+ * empty.
  */
 static ssize_t peer_recv(struct dmb_peer *peer, uint8_t *buf, int *fds,
-			 size_t *nfds, bool *lost, bool two, bool *drained)
+			 size_t *nfds, bool *lost, unsigned int ahead, bool *drained)
 {
-	struct dmb_scm_pkt pkt[2] = {
+	struct dmb_scm_pkt pkt[1 + DMB_PEER_READ_AHEAD] = {
 		{ .data = buf, .cap = DMB_WIRE_MAX_MSG, .fds = fds,
 		  .max_fds = DMB_WIRE_MAX_FDS },
-		{ .data = peer->next.buf, .cap = DMB_WIRE_MAX_MSG,
-		  .fds = peer->next.fds, .max_fds = DMB_WIRE_MAX_FDS },
 	};
 	int n;
 
 	*drained = false;
-	if (peer->next.full) {
-		peer->next.full = false;
-		memcpy(buf, peer->next.buf, peer->next.len > 0 ? (size_t)peer->next.len : 0);
-		memcpy(fds, peer->next.fds, sizeof(peer->next.fds));
-		*nfds = peer->next.nfds;
-		*lost = peer->next.lost;
-		return peer->next.len;
+	if (peer->next.count) {
+		unsigned int k = peer->next.first++;
+
+		peer->next.count--;
+		memcpy(buf, peer->next.pkt[k].buf,
+		       peer->next.pkt[k].len > 0 ? (size_t)peer->next.pkt[k].len : 0);
+		memcpy(fds, peer->next.pkt[k].fds, sizeof(peer->next.pkt[k].fds));
+		*nfds = peer->next.pkt[k].nfds;
+		*lost = peer->next.pkt[k].lost;
+		*drained = !peer->next.count && peer->next.drained;
+		return peer->next.pkt[k].len;
 	}
-	n = dmb_scm_recv_many(peer->fd, pkt, two ? 2 : 1, 0);
+	if (ahead > DMB_PEER_READ_AHEAD)
+		ahead = DMB_PEER_READ_AHEAD;
+	for (unsigned int i = 0; i < ahead; i++)
+		pkt[1 + i] = (struct dmb_scm_pkt){
+			.data = peer->next.pkt[i].buf, .cap = DMB_WIRE_MAX_MSG,
+			.fds = peer->next.pkt[i].fds, .max_fds = DMB_WIRE_MAX_FDS };
+	n = dmb_scm_recv_many(peer->fd, pkt, 1 + ahead, 0);
 	if (n < 0)
 		return n;
-	if (n == 2) {
-		peer->next.full = true;
-		peer->next.len = pkt[1].len;
-		peer->next.nfds = pkt[1].nfds;
-		peer->next.lost = pkt[1].lost;
-	} else if (two) {
-		*drained = true;
+	peer->next.first = 0;
+	peer->next.count = (unsigned int)n - 1;
+	peer->next.drained = ahead && (unsigned int)n < 1 + ahead;
+	for (int i = 1; i < n; i++) {
+		peer->next.pkt[i - 1].len = pkt[i].len;
+		peer->next.pkt[i - 1].nfds = pkt[i].nfds;
+		peer->next.pkt[i - 1].lost = pkt[i].lost;
 	}
+	*drained = !peer->next.count && peer->next.drained;
 	*nfds = pkt[0].nfds;
 	*lost = pkt[0].lost;
 	return pkt[0].len;
 }
 
-/* Handles one message (@two, *drained: see peer_recv()). Returns 0 to go
+/* Handles one message (@ahead, *drained: see peer_recv()). Returns 0 to go
  * on, -EAGAIN when nothing is left to read, or another negative errno to
  * drop the peer. */
-static int peer_handle_one(struct dmb_peer *peer, bool two, bool *drained)
+static int peer_handle_one(struct dmb_peer *peer, unsigned int ahead, bool *drained)
 {
 	struct dmabuf_ctx *ctx = peer->ctx;
 	uint8_t buf[DMB_WIRE_MAX_MSG];
@@ -822,7 +849,7 @@ static int peer_handle_one(struct dmb_peer *peer, bool two, bool *drained)
 	ssize_t len;
 	int ret, status;
 
-	len = peer_recv(peer, buf, fds, &nfds, &lost, two, drained);
+	len = peer_recv(peer, buf, fds, &nfds, &lost, ahead, drained);
 	if (len < 0)
 		return (int)len; /* fds already closed */
 	if (lost) {
@@ -896,6 +923,12 @@ static int peer_handle_one(struct dmb_peer *peer, bool two, bool *drained)
 	}
 	/* The request's fds were only looked at: the peer keeps its own. */
 	dmb_scm_close_fds(fds, nfds);
+	/* A handler's 1: success, and nothing a QUIET request needs to hear. */
+	if (status == 1) {
+		status = 0;
+		if (req.flags & DMB_WIRE_F_QUIET)
+			return 0;
+	}
 	if (req.flags & DMB_WIRE_F_NO_REPLY) {
 		/* Nobody waits for it (unmap, detach, put return void). */
 		dmb_scm_close_fds(reply.fds, reply.nfds);
@@ -932,15 +965,16 @@ static void peer_ready(struct dmb_source *src, uint32_t events)
 		return;
 	peer->depth++;
 	for (unsigned int i = 0; i < DMB_PEER_BATCH && !peer->doomed; i++) {
-		/* Two packets per read, so a read that finds fewer says the
-		 * socket is empty (no read that only returns EAGAIN). Not in
-		 * a nested frame, and not for the batch's last message: the
-		 * kept one must be handled before this frame returns. */
+		/* Up to four packets per read, so a read that finds fewer
+		 * says the socket is empty (no read that only returns
+		 * EAGAIN). Not in a nested frame, and never past the batch's
+		 * end: the kept ones must be handled before this frame
+		 * returns. */
+		unsigned int room = DMB_PEER_BATCH - i - 1;
 		bool drained;
 
-		ret = peer_handle_one(peer, peer->depth == 1 && i + 1 < DMB_PEER_BATCH,
-				      &drained);
-		if (ret < 0 || (drained && !peer->next.full))
+		ret = peer_handle_one(peer, peer->depth == 1 ? room : 0, &drained);
+		if (ret < 0 || drained)
 			break;
 	}
 	peer->depth--;

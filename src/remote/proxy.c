@@ -22,11 +22,37 @@
 struct dmb_proxy {
 	struct dmb_conn *conn;
 	uint64_t id; /* the exporter's import id */
+	/* A pipelined IMPORT (version 3) whose reply has not come yet, and
+	 * the exporter's answer once it came: a failure (say -EINVAL, the
+	 * fd is none of its buffers) is what every later call answers. */
+	struct dmb_pending_import *pending;
+	int import_err;
 };
 
 static struct dmb_proxy *proxy_of(struct dmabuf *buf)
 {
 	return buf->priv;
+}
+
+/*
+ * A call about this buffer. After a pipelined IMPORT that failed, its
+ * answer came before this call's (replies come in request order): the call
+ * fails with the import's errno, the one the unpipelined dmabuf_get()
+ * gave, and the exporter's own answer (-ENOENT: no such import) is dropped.
+ */
+static int proxy_call(struct dmb_proxy *px, struct dmb_msg *req, struct dmb_msg *reply)
+{
+	int ret;
+
+	if (px->import_err)
+		return px->import_err;
+	ret = dmb_conn_call(px->conn, req, reply);
+	if (px->import_err) {
+		if (ret == 0)
+			dmb_scm_close_fds(reply->fds, reply->nfds);
+		return px->import_err;
+	}
+	return ret;
 }
 
 static void proxy_detach(struct dmabuf *buf, struct dmabuf_attachment *att);
@@ -47,7 +73,7 @@ static int proxy_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
 	req.u.attach.alignment = di->alignment;
 	if (att->importer_ops)
 		req.u.attach.attach_flags = DMB_WIRE_ATTACH_DYNAMIC;
-	ret = dmb_conn_call(px->conn, &req, &reply);
+	ret = proxy_call(px, &req, &reply);
 	if (ret < 0)
 		return ret;
 	att->remote_id = reply.u.attach_reply.attachment_id;
@@ -81,7 +107,7 @@ static int proxy_map(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 
 	dmb_wire_msg_init(&req, DMB_OP_MAP, att->remote_id);
 	req.u.map.dir = (uint32_t)dir;
-	ret = dmb_conn_call(px->conn, &req, &reply);
+	ret = proxy_call(px, &req, &reply);
 	if (ret < 0)
 		return ret;
 	sg = reply.u.map_reply.sg;
@@ -150,9 +176,19 @@ static void proxy_release(struct dmabuf *buf)
 	struct dmb_proxy *px = proxy_of(buf);
 	struct dmb_msg req;
 
-	/* Nothing to learn from the answer: do not wait for it. */
+	/* Nothing to learn from the answer: do not wait for it. An import
+	 * the exporter refused holds nothing there. */
+	if (px->pending && px->pending->queued) {
+		/* Its IMPORT never left: the exporter has nothing to undo. */
+		dmb_conn_unqueue(px->conn, px->pending);
+		px->pending = NULL;
+		px->import_err = -ENOENT;
+	}
+	if (px->pending)
+		px->pending->buf = NULL;
 	dmb_wire_msg_init(&req, DMB_OP_RELEASE, px->id);
-	dmb_conn_send_only(px->conn, &req);
+	if (!px->import_err)
+		dmb_conn_send_only(px->conn, &req);
 	dmb_conn_put(px->conn);
 	free(px);
 }
@@ -163,7 +199,7 @@ static int cpu_call(struct dmabuf *buf, uint16_t op, enum dmabuf_direction dir)
 
 	dmb_wire_msg_init(&req, op, proxy_of(buf)->id);
 	req.u.cpu_access.dir = (uint32_t)dir;
-	return dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
+	return proxy_call(proxy_of(buf), &req, &reply);
 }
 
 static int proxy_begin_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir)
@@ -237,7 +273,7 @@ int dmb_proxy_export_sync_file(struct dmabuf *buf, uint32_t flags)
 
 	dmb_wire_msg_init(&req, DMB_OP_FENCE_EXPORT, proxy_of(buf)->id);
 	req.u.fence_export.flags = flags;
-	ret = dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
+	ret = proxy_call(proxy_of(buf), &req, &reply);
 	return ret < 0 ? ret : reply.fds[0];
 }
 
@@ -259,7 +295,7 @@ int dmb_proxy_import_sync_file(struct dmabuf *buf, uint32_t flags, int fd)
 							     : DMABUF_RESV_USAGE_READ;
 	req.nfds = 1;
 	req.fds[0] = fd;
-	return dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
+	return proxy_call(proxy_of(buf), &req, &reply);
 }
 
 int dmb_proxy_describe(struct dmabuf *buf, struct dmabuf_info *info)
@@ -269,7 +305,7 @@ int dmb_proxy_describe(struct dmabuf *buf, struct dmabuf_info *info)
 	int ret;
 
 	dmb_wire_msg_init(&req, DMB_OP_DESCRIBE, proxy_of(buf)->id);
-	ret = dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
+	ret = proxy_call(proxy_of(buf), &req, &reply);
 	if (ret < 0)
 		return ret;
 	/* The exporter's view: its attachments and mappings, all peers'. */
@@ -293,7 +329,7 @@ int dmb_proxy_set_name(struct dmabuf *buf, const char *name)
 
 	dmb_wire_msg_init(&req, DMB_OP_SET_NAME, proxy_of(buf)->id);
 	strlcpy(req.u.set_name.name, name, sizeof(req.u.set_name.name));
-	ret = dmb_conn_call(proxy_of(buf)->conn, &req, &reply);
+	ret = proxy_call(proxy_of(buf), &req, &reply);
 	if (ret == 0) {
 		strlcpy(buf->name, name, sizeof(buf->name));
 		buf->name_set = true;
@@ -302,6 +338,11 @@ int dmb_proxy_set_name(struct dmabuf *buf, const char *name)
 }
 
 int dmb_endpoint_of_fd(int fd, char *name, size_t cap)
+{
+	return dmb_names_of_fd(fd, name, cap, NULL, 0);
+}
+
+int dmb_names_of_fd(int fd, char *name, size_t cap, char *exp, size_t expcap)
 {
 	static const char prefix[] = "/memfd:dmabuf:", deleted[] = " (deleted)";
 	char path[64], target[320];
@@ -328,6 +369,15 @@ int dmb_endpoint_of_fd(int fd, char *name, size_t cap)
 			return -EINVAL;
 	memcpy(name, at + 1, (size_t)(end - at - 1));
 	name[end - at - 1] = '\0';
+	if (exp) {
+		/* "dmabuf:<exp_name>@<endpoint>" (dmb_buf_create()) */
+		const char *e = target + sizeof(prefix) - 1;
+
+		if ((size_t)(at - e) >= expcap)
+			return -EINVAL;
+		memcpy(exp, e, (size_t)(at - e));
+		exp[at - e] = '\0';
+	}
 	return 0;
 }
 
@@ -436,43 +486,20 @@ static void backing_ranges_free(struct dmb_backing *bk)
 	bk->nranges = 0;
 }
 
-int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
-	       struct dmabuf **out)
+/* A proxy with nothing in it yet but what every import sets. */
+static struct dmabuf *proxy_alloc(struct dmabuf_ctx *ctx, struct dmb_conn *conn,
+				  const struct stat *st, uint64_t id)
 {
-	const int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
-	struct dmb_msg req, reply, rel;
-	char endpoint[DMB_ENDPOINT_NAME_MAX];
-	struct dmb_proxy *px = NULL;
-	struct dmabuf *buf = NULL;
-	struct dmb_conn *conn;
-	int ret, seals;
+	struct dmb_proxy *px = calloc(1, sizeof(*px));
+	struct dmabuf *buf = calloc(1, sizeof(*buf));
 
-	seals = fcntl(fd, F_GET_SEALS);
-	if (dmb_endpoint_of_fd(fd, endpoint, sizeof(endpoint)) < 0 || seals < 0 ||
-	    (seals & need) != need) {
-		dmb_dbg(ctx, "fd %d is not a libdmabuf buffer", fd);
-		return -EINVAL;
+	if (!px || !buf) {
+		free(px);
+		free(buf);
+		return NULL;
 	}
-	if (ctx->endpoint && !strcmp(endpoint, ctx->endpoint->name))
-		return -EINVAL; /* ours, but not (any more) a buffer */
-	ret = dmb_conn_get(ctx, endpoint, &conn);
-	if (ret < 0)
-		return ret; /* -ENODEV: the exporter is gone */
-	dmb_wire_msg_init(&req, DMB_OP_IMPORT, 0);
-	req.nfds = 1;
-	req.fds[0] = fd; /* proof of possession */
-	ret = dmb_conn_call(conn, &req, &reply);
-	if (ret < 0) {
-		dmb_conn_put(conn);
-		return ret;
-	}
-	ret = -ENOMEM;
-	px = calloc(1, sizeof(*px));
-	buf = calloc(1, sizeof(*buf));
-	if (!px || !buf)
-		goto fail;
 	px->conn = conn;
-	px->id = reply.u.import_reply.buffer_id;
+	px->id = id;
 	buf->file_fd = -1;
 	buf->ctx = ctx;
 	buf->key.dev = st->st_dev;
@@ -481,28 +508,39 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 	buf->state = DMB_BUF_LIVE;
 	buf->ops = &proxy_ops;
 	buf->priv = px;
-	buf->size = reply.u.import_reply.size;
-	buf->flags = (int)reply.u.import_reply.flags;
 	buf->imported = true;
 	buf->probe_fd = buf->wd = -1;
-	strlcpy(buf->exp_name, reply.u.import_reply.exp_name, sizeof(buf->exp_name));
-	strlcpy(buf->name, reply.u.import_reply.name, sizeof(buf->name));
-	buf->name_set = reply.u.import_reply.info_flags & DMB_WIRE_INFO_NAME_SET;
 	LIST_INIT(&buf->attachments);
 	LIST_INIT(&buf->cpu_maps);
+	return buf;
+}
+
+static void proxy_free(struct dmabuf *buf)
+{
+	if (buf->resv)
+		dmabuf_resv_destroy(buf->resv);
+	backing_ranges_free(&buf->backing);
+	if (buf->file_fd >= 0)
+		close(buf->file_fd);
+	free(buf->priv);
+	free(buf);
+}
+
+/* The proxy's own file and bytes, once its size and flags are known;
+ * @reply: a udmabuf's IMPORT_REPLY (its first ranges), else NULL. */
+static int proxy_fill(struct dmb_conn *conn, struct dmabuf *buf, int fd,
+		      const struct stat *st, struct dmb_msg *reply)
+{
+	int ret;
+
 	buf->file_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (buf->file_fd < 0) {
-		ret = -errno;
-		goto fail;
-	}
+	if (buf->file_fd < 0)
+		return -errno;
 	/* A udmabuf's file is a handle (empty): its bytes are the ranges. */
-	buf->handle_only = reply.u.import_reply.backing.total != 0;
-	if ((uint64_t)st->st_size != (buf->handle_only ? 0 : buf->size)) {
-		ret = -EPROTO; /* the exporter and the file disagree */
-		goto fail;
-	}
+	if ((uint64_t)st->st_size != (buf->handle_only ? 0 : buf->size))
+		return -EPROTO; /* the exporter and the file disagree */
 	if (buf->handle_only)
-		ret = udmabuf_backing(conn, &reply, buf);
+		ret = udmabuf_backing(conn, reply, buf);
 	else
 		ret = dmb_backing_init_memfd(&buf->backing, buf->file_fd, buf->size);
 	if (ret == 0 && buf->flags == O_WRONLY && !buf->handle_only)
@@ -511,13 +549,211 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 		ret = dmabuf_resv_new(&buf->resv);
 	if (ret == 0)
 		ret = dmb_obj_add(buf, DMB_OBJ_BUFFER);
-	if (ret < 0)
-		goto fail;
+	return ret;
+}
+
+static void proxy_publish(struct dmabuf_ctx *ctx, struct dmabuf *buf,
+			  const char *endpoint, struct dmabuf **out)
+{
 	RB_INSERT(dmb_buf_tree, &ctx->by_inode, buf);
 	ctx->stats.buffers_live++;
 	dmb_dbg(ctx, "imported %s (%llu bytes) from %s", buf->exp_name,
 		(unsigned long long)buf->size, endpoint);
 	*out = buf;
+}
+
+/*
+ * Whether dmabuf_get() may answer from what this side sees and send its
+ * IMPORT without waiting (docs/protocol.md §6 item 3a). Only where the
+ * answer is certain but for the exporter's identity check: a version 3
+ * exporter in another process (one in this process answers at no
+ * cross-process cost), a buffer whose bytes are its file (st_size is its
+ * size; a udmabuf's ranges come with the reply), an access mode the
+ * proxy's views need no reply for (not O_WRONLY), far below the exporter's
+ * import limit (so its -ENOSPC cannot be the answer) and few imports still
+ * unanswered.
+ */
+static bool import_may_pipeline(const struct dmb_conn *conn, const struct stat *st, int fl)
+{
+	return conn->version >= DMB_WIRE_VERSION_CLIENT_IDS && !conn->exporter_is_us &&
+	       st->st_size > 0 && (fl & O_ACCMODE) != O_WRONLY &&
+	       conn->npending < DMB_CONN_MAX_PENDING_IMPORTS &&
+	       conn->users <= conn->limits.max_buffers / 2;
+}
+
+static int import_pipelined(struct dmabuf_ctx *ctx, struct dmb_conn *conn, int fd,
+			    const struct stat *st, int fl, const char *exp_name,
+			    const char *endpoint, struct dmabuf **out)
+{
+	struct dmb_pending_import *p = calloc(1, sizeof(*p));
+	uint64_t id = conn->next_import_id + 1;
+	struct dmabuf *buf = proxy_alloc(ctx, conn, st, id);
+	struct dmb_msg req;
+	int ret = -ENOMEM;
+
+	if (!p || !buf)
+		goto fail;
+	/* What the reply would say, from the file: its size (sealed), its
+	 * access mode (the exporter's: the file is the one it opened), the
+	 * exporter's name (in the memfd's name). The buffer's own name comes
+	 * with the reply. */
+	buf->size = (uint64_t)st->st_size;
+	buf->flags = fl & O_ACCMODE;
+	strlcpy(buf->exp_name, exp_name, sizeof(buf->exp_name));
+	ret = proxy_fill(conn, buf, fd, st, NULL);
+	if (ret < 0)
+		goto fail;
+	dmb_wire_msg_init(&req, DMB_OP_IMPORT, 0);
+	req.u.import.buffer_id = id;
+	req.nfds = 1;
+	/* Proof of possession: the proxy's own file (the same open file as
+	 * fd), open until the request leaves with the connection's next send
+	 * or the proxy's release takes it back. */
+	req.fds[0] = buf->file_fd;
+	p->id = id;
+	p->buf = buf;
+	ret = dmb_conn_queue(conn, &req, p);
+	if (ret < 0)
+		goto fail;
+	conn->next_import_id = id;
+	proxy_of(buf)->pending = p;
+	proxy_publish(ctx, buf, endpoint, out);
+	return 0;
+
+fail:
+	if (buf) {
+		if (dmb_obj_live(buf, DMB_OBJ_BUFFER))
+			dmb_obj_del(buf);
+		proxy_free(buf);
+	}
+	free(p);
+	dmb_conn_put(conn);
+	return ret;
+}
+
+int dmb_proxy_import_reply(struct dmb_conn *conn, struct dmb_pending_import *p,
+			   struct dmb_msg *msg)
+{
+	struct dmabuf *buf = p->buf;
+	struct dmb_proxy *px = buf ? proxy_of(buf) : NULL;
+	const struct dmb_wire_import_reply *r;
+
+	if (px)
+		px->pending = NULL;
+	if (!msg)
+		return 0; /* the connection went first: its calls say -ENODEV */
+	if (msg->status < 0) {
+		if (px) {
+			px->import_err = msg->status;
+			dmb_info(conn->ctx, "exporter %s refused the import of %s: %d",
+				 conn->endpoint, buf->exp_name, msg->status);
+		}
+		return 0;
+	}
+	r = &msg->u.import_reply;
+	if (msg->nfds || r->backing.total || r->buffer_id != p->id ||
+	    (buf && (r->size != buf->size || strcmp(r->exp_name, buf->exp_name)))) {
+		dmb_scm_close_fds(msg->fds, msg->nfds);
+		if (px)
+			px->import_err = -EPROTO;
+		return -EPROTO;
+	}
+	if (buf) {
+		/* The exporter's word on the access mode wins (a file reopened
+		 * through /proc may have another). */
+		buf->flags = (int)r->flags;
+		strlcpy(buf->name, r->name, sizeof(buf->name));
+		buf->name_set = r->info_flags & DMB_WIRE_INFO_NAME_SET;
+	}
+	return 0;
+}
+
+void dmb_proxy_import_resend(struct dmb_conn *conn, struct dmb_pending_import *p)
+{
+	struct dmabuf *buf = p->buf;
+	struct dmb_proxy *px = proxy_of(buf);
+	struct dmb_msg req, reply;
+	int ret;
+
+	px->pending = NULL;
+	dmb_wire_msg_init(&req, DMB_OP_IMPORT, 0);
+	if (conn->version >= DMB_WIRE_VERSION_CLIENT_IDS)
+		req.u.import.buffer_id = p->id;
+	req.nfds = 1;
+	req.fds[0] = buf->file_fd;
+	ret = dmb_conn_call(conn, &req, &reply);
+	if (ret < 0) {
+		px->import_err = ret;
+		return;
+	}
+	if (conn->version < DMB_WIRE_VERSION_CLIENT_IDS)
+		p->id = px->id = reply.u.import_reply.buffer_id;
+	if (dmb_proxy_import_reply(conn, p, &reply) < 0) {
+		/* not the buffer its file is: undone there, refused here */
+		struct dmb_msg rel;
+
+		dmb_wire_msg_init(&rel, DMB_OP_RELEASE, reply.u.import_reply.buffer_id);
+		dmb_conn_send_only(conn, &rel);
+	}
+}
+
+int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
+	       int fl, struct dmabuf **out)
+{
+	const int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+	struct dmb_msg req, reply, rel;
+	char endpoint[DMB_ENDPOINT_NAME_MAX], exp_name[DMABUF_NAME_LEN];
+	struct dmabuf *buf = NULL;
+	struct dmb_conn *conn;
+	uint64_t id = 0;
+	int ret, seals;
+
+	seals = fcntl(fd, F_GET_SEALS);
+	if (dmb_names_of_fd(fd, endpoint, sizeof(endpoint), exp_name, sizeof(exp_name)) < 0 ||
+	    seals < 0 || (seals & need) != need) {
+		dmb_dbg(ctx, "fd %d is not a libdmabuf buffer", fd);
+		return -EINVAL;
+	}
+	if (ctx->endpoint && !strcmp(endpoint, ctx->endpoint->name))
+		return -EINVAL; /* ours, but not (any more) a buffer */
+	ret = dmb_conn_get(ctx, endpoint, &conn);
+	if (ret < 0)
+		return ret; /* -ENODEV: the exporter is gone */
+	if (import_may_pipeline(conn, st, fl))
+		return import_pipelined(ctx, conn, fd, st, fl, exp_name, endpoint, out);
+	/* The request's layout depends on the version the handshake agrees. */
+	ret = dmb_conn_ready(conn);
+	if (ret < 0) {
+		dmb_conn_put(conn);
+		return ret;
+	}
+	dmb_wire_msg_init(&req, DMB_OP_IMPORT, 0);
+	if (conn->version >= DMB_WIRE_VERSION_CLIENT_IDS)
+		id = req.u.import.buffer_id = ++conn->next_import_id;
+	req.nfds = 1;
+	req.fds[0] = fd; /* proof of possession */
+	ret = dmb_conn_call(conn, &req, &reply);
+	if (ret < 0) {
+		dmb_conn_put(conn);
+		return ret;
+	}
+	ret = -EPROTO; /* the exporter must take the id this side chose */
+	if (id && reply.u.import_reply.buffer_id != id)
+		goto fail;
+	ret = -ENOMEM;
+	buf = proxy_alloc(ctx, conn, st, reply.u.import_reply.buffer_id);
+	if (!buf)
+		goto fail;
+	buf->size = reply.u.import_reply.size;
+	buf->flags = (int)reply.u.import_reply.flags;
+	strlcpy(buf->exp_name, reply.u.import_reply.exp_name, sizeof(buf->exp_name));
+	strlcpy(buf->name, reply.u.import_reply.name, sizeof(buf->name));
+	buf->name_set = reply.u.import_reply.info_flags & DMB_WIRE_INFO_NAME_SET;
+	buf->handle_only = reply.u.import_reply.backing.total != 0;
+	ret = proxy_fill(conn, buf, fd, st, &reply);
+	if (ret < 0)
+		goto fail;
+	proxy_publish(ctx, buf, endpoint, out);
 	return 0;
 
 fail:
@@ -526,14 +762,10 @@ fail:
 	dmb_conn_send_only(conn, &rel);
 	dmb_conn_put(conn);
 	if (buf) {
-		if (buf->resv)
-			dmabuf_resv_destroy(buf->resv);
-		backing_ranges_free(&buf->backing);
-		if (buf->file_fd >= 0)
-			close(buf->file_fd);
+		if (dmb_obj_live(buf, DMB_OBJ_BUFFER))
+			dmb_obj_del(buf);
+		proxy_free(buf);
 	}
-	free(buf);
-	free(px);
 	return ret;
 }
 

@@ -30,6 +30,10 @@
 /* Messages handled for one peer per dispatch round: a flooding peer cannot
  * starve the others. */
 #define DMB_PEER_BATCH 32u
+/* Packets read in one recvmmsg() beyond the one handled first: a burst
+ * (a held-back UNMAP and DETACH with a RELEASE, an IMPORT with its ATTACH)
+ * is one read that also tells the socket is empty. */
+#define DMB_PEER_READ_AHEAD (DMB_SCM_MAX_BATCH - 1)
 
 /* ---- server side ---------------------------------------------------------- */
 
@@ -89,19 +93,24 @@ struct dmb_peer {
 	 * outermost one. */
 	unsigned int depth;
 	bool doomed;
-	/* The second packet of a two-packet read (peer_handle_one()), handled
-	 * before anything else is read from this peer; only the outermost
-	 * frame fills it, and never at the end of its batch, so it is
-	 * always empty when a frame returns to the event loop. */
+	/* The packets after the first of one read (peer_handle_one()),
+	 * handled in order before anything else is read from this peer; only
+	 * the outermost frame fills them, and never past the end of its
+	 * batch, so they are always gone when a frame returns to the event
+	 * loop. drained: that read found the socket empty after them. */
 	struct {
-		bool full;
-		ssize_t len;
-		size_t nfds;
-		bool lost;
-		int fds[DMB_WIRE_MAX_FDS];
-		uint8_t buf[DMB_WIRE_MAX_MSG];
+		unsigned int count, first;
+		bool drained;
+		struct {
+			ssize_t len;
+			size_t nfds;
+			bool lost;
+			int fds[DMB_WIRE_MAX_FDS];
+			uint8_t buf[DMB_WIRE_MAX_MSG];
+		} pkt[DMB_PEER_READ_AHEAD];
 	} next;
 	uint64_t next_id;
+	uint64_t last_client_id;	/* the last IMPORT id it chose (v3) */
 	struct dmb_handle_tree handles;
 	LIST_HEAD(, dmb_handle) imports;
 	unsigned int nimports, nattachments, nmappings;
@@ -154,6 +163,32 @@ struct dmb_call {
 	bool done;		/* *reply is filled */
 };
 
+/* An IMPORT sent without waiting (wire version 3, docs/protocol.md §6
+ * item 3a): the proxy was made from what the importer sees, and its
+ * IMPORT_REPLY is taken in by whichever read of the connection meets it
+ * (replies come in request order, so always before the reply of any later
+ * request about the buffer). */
+struct dmb_pending_import {
+	LIST_ENTRY(dmb_pending_import) link;
+	uint64_t serial;
+	uint64_t id;		/* the id this side chose */
+	struct dmabuf *buf;	/* the proxy; NULL once it is released */
+	bool queued;		/* not sent yet: in dmb_conn.queue */
+};
+
+/* IMPORTs held back until the connection's next send, which carries them
+ * in the same sendmmsg() (at most this many wait; with the send itself
+ * they fill one DMB_SCM_MAX_BATCH). One that is released before is never
+ * sent, and neither is its RELEASE. */
+#define DMB_CONN_MAX_QUEUED 3u
+#define DMB_CONN_QUEUED_MSG 48u	/* an IMPORT: 40 bytes */
+
+/* Pipelined IMPORTs waiting for their reply, at most: beyond, an import
+ * waits for its reply again (which takes in the earlier ones), so a
+ * process that imports and puts without ever calling cannot fill the
+ * exporter's socket with replies nobody reads. */
+#define DMB_CONN_MAX_PENDING_IMPORTS 16u
+
 struct dmb_conn {
 	struct dmabuf_ctx *ctx;
 	LIST_ENTRY(dmb_conn) link;
@@ -166,12 +201,29 @@ struct dmb_conn {
 	bool warned_silent;	/* the "is it serving?" warning was given */
 	bool exporter_is_us;	/* the endpoint is in this process */
 	bool blocking;		/* fd is blocking, SO_RCVTIMEO set */
+	/* HELLO sent, its answer not taken in yet (dmb_conn_ready()); until
+	 * then version, limits and exporter_is_us are guesses. hello_err:
+	 * the handshake's failure, for the first call after it. */
+	bool hello_pending;
+	int hello_err;
+	struct dmb_msg hello_req;
 	unsigned int users;	/* proxies using this connection */
 	LIST_HEAD(, dmb_call) calls;	/* waiting, innermost first */
 	/* Requests sent without waiting (RELEASE, UNMAP, DETACH) to a
 	 * version 1 exporter, which answers them anyway: their replies are
 	 * dropped as they come. */
 	unsigned int unanswered;
+	/* Version 3: the next buffer id this side gives an IMPORT. */
+	uint64_t next_import_id;
+	LIST_HEAD(, dmb_pending_import) pending;
+	unsigned int npending;
+	struct {
+		uint8_t data[DMB_CONN_QUEUED_MSG];
+		size_t len;
+		int fd;		/* the proxy's own file: borrowed */
+		struct dmb_pending_import *p;
+	} queue[DMB_CONN_MAX_QUEUED];
+	unsigned int nqueued;
 	/* Once a DYNAMIC attachment is made (dmb_conn_watch()): the socket is
 	 * read by the context's dispatch, so MOVE_NOTIFY events arrive
 	 * without a call, and an eventfd makes the dispatch run the
@@ -181,6 +233,10 @@ struct dmb_conn {
 	int evt_fd;
 	struct dmb_source evt_src;
 };
+
+/* Takes in the handshake's answer if it has not come yet (HELLO is sent
+ * without waiting); 0, or the handshake's failure (once; -ENODEV after). */
+int dmb_conn_ready(struct dmb_conn *conn);
 
 /* Makes the context's dispatch read the connection (idempotent); -errno. */
 int dmb_conn_watch(struct dmb_conn *conn);
@@ -215,6 +271,21 @@ int dmb_wait_fd_serving(struct dmabuf_ctx *ctx, int fd, int64_t deadline);
  * request carries no fds. -ENODEV when the connection is dead. */
 int dmb_conn_send_only(struct dmb_conn *conn, struct dmb_msg *req);
 
+/* Sends a request whose reply comes later, to a pending entry (IMPORT,
+ * version 3): @p is filled (serial) and queued on the connection on
+ * success; the request's fds are borrowed. -ENODEV when the connection is
+ * dead. */
+int dmb_conn_send_pipelined(struct dmb_conn *conn, struct dmb_msg *req,
+			    struct dmb_pending_import *p);
+/* The same, held back until the connection's next send (its one fd must
+ * stay open until then, or until dmb_conn_unqueue()); sent at once when
+ * DMB_CONN_MAX_QUEUED wait already. */
+int dmb_conn_queue(struct dmb_conn *conn, struct dmb_msg *req,
+		   struct dmb_pending_import *p);
+/* Takes back a held-back request (its proxy is released): never sent;
+ * @p is freed. */
+void dmb_conn_unqueue(struct dmb_conn *conn, struct dmb_pending_import *p);
+
 /* A request the kernel's counterpart of returns void (UNMAP, DETACH): to an
  * exporter in this process a call (its op has run on return), to another
  * process dmb_conn_send_only(): no round trip; the exporter handles it
@@ -226,10 +297,22 @@ int dmb_conn_send_void(struct dmb_conn *conn, struct dmb_msg *req);
 /* Makes (or finds) the proxy of a buffer another context exported; st is
  * the fd's stat. -EINVAL when the fd is not a libdmabuf buffer. */
 int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
-	       struct dmabuf **out);
+	       int fl, struct dmabuf **out);
+/* The IMPORT_REPLY of a pending import came: the proxy learns the
+ * exporter's answer (a failure is what its later calls answer). Returns
+ * -EPROTO when the reply contradicts what the proxy was made from (the
+ * caller drops the connection); its fds are closed in any case. */
+int dmb_proxy_import_reply(struct dmb_conn *conn, struct dmb_pending_import *p,
+			   struct dmb_msg *msg);
+/* A held-back IMPORT made on a wrong guess about the exporter (another
+ * version, or this process): sent again as a call, its answer the proxy's
+ * (id, or the failure its later calls give). @p is not freed. */
+void dmb_proxy_import_resend(struct dmb_conn *conn, struct dmb_pending_import *p);
 
 /* The endpoint named in a buffer fd's memfd name, or -EINVAL. */
 int dmb_endpoint_of_fd(int fd, char *name, size_t cap);
+/* The same, and the exporter's name (exp_name) from that memfd name. */
+int dmb_names_of_fd(int fd, char *name, size_t cap, char *exp, size_t expcap);
 
 /* Forwarded buffer-level fence operations (buffer_sync.c). */
 int dmb_proxy_export_sync_file(struct dmabuf *buf, uint32_t flags);

@@ -174,6 +174,49 @@ int dmb_scm_send(int sock, const void *data, size_t len, const int *fds,
 	return dmb_scm_send_flags(sock, data, len, fds, nfds, 0);
 }
 
+int dmb_scm_send_many(int sock, const struct dmb_scm_out *pkts, size_t count,
+		      int flags)
+{
+	union scm_ctrl_send ctrl[DMB_SCM_MAX_BATCH];
+	struct iovec iov[DMB_SCM_MAX_BATCH];
+	struct mmsghdr mm[DMB_SCM_MAX_BATCH];
+	int n, err;
+
+	if (!pkts || count == 0 || count > DMB_SCM_MAX_BATCH || (flags & ~MSG_DONTWAIT))
+		return -EINVAL;
+	memset(mm, 0, sizeof(mm[0]) * count);
+	for (size_t i = 0; i < count; i++) {
+		const struct dmb_scm_out *p = &pkts[i];
+
+		if (!p->data || !p->len || p->nfds > DMB_SCM_MAX_FDS || (p->nfds && !p->fds))
+			return -EINVAL;
+		iov[i] = (struct iovec){ .iov_base = (void *)p->data, .iov_len = p->len };
+		mm[i].msg_hdr.msg_iov = &iov[i];
+		mm[i].msg_hdr.msg_iovlen = 1;
+		if (p->nfds) {
+			struct cmsghdr *cmsg;
+
+			memset(&ctrl[i], 0, sizeof(ctrl[i]));
+			mm[i].msg_hdr.msg_control = ctrl[i].buf;
+			mm[i].msg_hdr.msg_controllen = CMSG_SPACE(sizeof(int) * p->nfds);
+			cmsg = CMSG_FIRSTHDR(&mm[i].msg_hdr);
+			cmsg->cmsg_level = SOL_SOCKET;
+			cmsg->cmsg_type = SCM_RIGHTS;
+			cmsg->cmsg_len = CMSG_LEN(sizeof(int) * p->nfds);
+			memcpy(CMSG_DATA(cmsg), p->fds, sizeof(int) * p->nfds);
+		}
+	}
+	err = dmb_sys_fail(DMB_SYS_SENDMSG);
+	if (err)
+		return -err;
+	do {
+		n = sendmmsg(sock, mm, (unsigned int)count, MSG_NOSIGNAL | flags);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return n;
+}
+
 /* ---- receive ---------------------------------------------------------------- */
 
 /* After MSG_CTRUNC: -EMFILE when this process is at RLIMIT_NOFILE (the

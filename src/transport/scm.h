@@ -43,6 +43,24 @@ int dmb_scm_send(int sock, const void *data, size_t len, const int *fds,
 int dmb_scm_send_flags(int sock, const void *data, size_t len, const int *fds,
 		       size_t nfds, int flags);
 
+/* One packet of dmb_scm_send_many(): its bytes and the fds it carries
+ * (borrowed). */
+struct dmb_scm_out {
+	const void *data;
+	size_t len;
+	const int *fds;
+	size_t nfds;
+};
+
+/*
+ * Sends up to DMB_SCM_MAX_BATCH packets in order with one sendmmsg()
+ * (SOCK_SEQPACKET / SOCK_DGRAM: each one whole), @flags as
+ * dmb_scm_send_flags(). Returns how many went (>= 1; the rest did not),
+ * or the errno of the first one as dmb_scm_send() (-EAGAIN: none went).
+ */
+int dmb_scm_send_many(int sock, const struct dmb_scm_out *pkts, size_t count,
+		      int flags);
+
 /* Same with a gather list (at most 4 parts). */
 struct iovec;
 int dmb_scm_sendv(int sock, const struct iovec *iov, size_t iovcnt,

@@ -236,6 +236,11 @@ static void walk_import(struct dmb_wire_cur *c, struct dmb_msg *m)
 {
 	f32(c, &m->u.import.flags);
 	frsv(c, 4);
+	/* Added at the end of the body by version 3 (§8). */
+	if (m->version >= DMB_WIRE_VERSION_CLIENT_IDS)
+		f64(c, &m->u.import.buffer_id);
+	else if (c->enc && m->u.import.buffer_id)
+		fail(c, -EINVAL); /* an older version has no room for it */
 }
 
 /* RELEASE, DETACH, DESCRIBE, PIN, UNPIN, MOVE_NOTIFY */
@@ -473,7 +478,12 @@ static int check_hello(const struct dmb_msg *m)
 
 static int check_import(const struct dmb_msg *m)
 {
-	return m->u.import.flags ? -EPROTO : 0;
+	if (m->u.import.flags)
+		return -EPROTO;
+	/* A client-chosen id from version 3 on, none before. */
+	if (m->version >= DMB_WIRE_VERSION_CLIENT_IDS)
+		return m->u.import.buffer_id & DMB_WIRE_CLIENT_ID_BIT ? 0 : -EPROTO;
+	return m->u.import.buffer_id ? -EPROTO : 0;
 }
 
 static int check_attach(const struct dmb_msg *m)
@@ -607,7 +617,7 @@ static int check_get_backing_reply(const struct dmb_msg *m)
 /* target_: NONE_ or BUF_/ATT_/MAP_(the member holding the id);
  * flags_: PLAIN, BASE (header at DMB_WIRE_VERSION_BASE), RESERVED or
  * ONE_WAY (may be sent with DMB_WIRE_F_NO_REPLY: the kernel's operation
- * returns void). */
+ * returns void) or QUIET (may be sent with DMB_WIRE_F_QUIET). */
 #define REQUEST(op_, name_, target_, nfds_, walk_, check_, flags_)             \
 	[REQ(DMB_OP_##op_)] = { .op = DMB_OP_##op_, .name = name_,              \
 				.kind = DMB_WIRE_REQUEST, target_,              \
@@ -625,11 +635,12 @@ static int check_get_backing_reply(const struct dmb_msg *m)
 #define BASE .base_version = true
 #define RESERVED .reserved = true
 #define ONE_WAY .one_way = true
+#define QUIET .quiet = true
 #define VAR DMB_WIRE_FDS_VARIABLE
 
 static const struct dmb_wire_desc table[2 * NREQ + NEVENT] = {
 	REQUEST(HELLO, "HELLO", NONE_, 0, walk_hello, check_hello, BASE),
-	REQUEST(IMPORT, "IMPORT", NONE_, 1, walk_import, check_import, PLAIN),
+	REQUEST(IMPORT, "IMPORT", NONE_, 1, walk_import, check_import, QUIET),
 	REQUEST(RELEASE, "RELEASE", BUF_(id.id), 0, walk_id, NULL, ONE_WAY),
 	REQUEST(ATTACH, "ATTACH", BUF_(attach.buffer_id), 0, walk_attach,
 		check_attach, PLAIN),
@@ -912,6 +923,9 @@ int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 		return reject(out, -EPROTO);
 	if ((hflags & DMB_WIRE_F_NO_REPLY) && !d->one_way)
 		return reject(out, -EPROTO);
+	if ((hflags & DMB_WIRE_F_QUIET) &&
+	    (!d->quiet || version < DMB_WIRE_VERSION_CLIENT_IDS))
+		return reject(out, -EPROTO);
 	out->flags = hflags;
 
 	c = (struct dmb_wire_cur){ .p = (uint8_t *)p, .len = len,
@@ -955,6 +969,7 @@ int dmb_wire_encode(void *buf, size_t cap, const struct dmb_msg *msg)
 	version = m.version;
 	if (!version)
 		version = d->base_version ? DMB_WIRE_VERSION_BASE : DMB_WIRE_VERSION_MAX;
+	m.version = version; /* bodies may depend on it (walk_import()) */
 
 	if (cap > DMB_WIRE_MAX_MSG)
 		cap = DMB_WIRE_MAX_MSG;

@@ -20,9 +20,16 @@
  * DMB_WIRE_VERSION_BASE in their header so any future peer can parse them. */
 #define DMB_WIRE_VERSION_BASE 1
 #define DMB_WIRE_VERSION_MIN 1
-#define DMB_WIRE_VERSION_MAX 2
+#define DMB_WIRE_VERSION_MAX 3
 /* The first version with header flags (DMB_WIRE_HDR_FLAGS). */
 #define DMB_WIRE_VERSION_FLAGS 2
+/* The first version in which the client names its imports (IMPORT carries
+ * the buffer id), so it may send requests about a buffer before the
+ * IMPORT_REPLY is back (docs/protocol.md §6 item 3a). */
+#define DMB_WIRE_VERSION_CLIENT_IDS 3
+/* Client-chosen ids have this bit set; server-chosen ones never do, so the
+ * two kinds never collide in one peer's table. */
+#define DMB_WIRE_CLIENT_ID_BIT (1ull << 63)
 
 /* The 24-byte header: byte offsets of its fields from the start of a
  * message (docs/protocol.md §3). Tests patch headers through these names. */
@@ -69,7 +76,13 @@
  * whose descriptor allows it (one_way) is not answered, as the kernel's
  * void unmap, detach and put return nothing; a failure is only logged. */
 #define DMB_WIRE_F_NO_REPLY (1u << 0)
-#define DMB_WIRE_F_MASK DMB_WIRE_F_NO_REPLY
+/* QUIET (version >= DMB_WIRE_VERSION_CLIENT_IDS), only on IMPORT: the
+ * server answers a failure, and a success only when its reply says what
+ * the client cannot see in the fd (a name set, another access mode);
+ * otherwise nothing, and the client knows the import done once the reply
+ * to a later request comes (replies come in request order). */
+#define DMB_WIRE_F_QUIET (1u << 1)
+#define DMB_WIRE_F_MASK (DMB_WIRE_F_NO_REPLY | DMB_WIRE_F_QUIET)
 
 /* Opcode classes. */
 #define DMB_WIRE_OP_REPLY 0x8000u	/* reply = request opcode | this */
@@ -167,6 +180,9 @@ struct dmb_wire_hello_reply {
 
 struct dmb_wire_import {
 	uint32_t flags;		/* none defined: 0 */
+	/* Version >= DMB_WIRE_VERSION_CLIENT_IDS: the id the client gives
+	 * the import (DMB_WIRE_CLIENT_ID_BIT set); 0 before. */
+	uint64_t buffer_id;
 };
 
 /* One udmabuf backing range: bytes [offset, offset + size) of fds[fd_index]. */
@@ -334,6 +350,7 @@ struct dmb_wire_desc {
 	int nfds;
 	bool base_version;	/* header always at DMB_WIRE_VERSION_BASE */
 	bool reserved;		/* specified, but this version never sends it */
+	bool quiet;		/* may carry DMB_WIRE_F_QUIET (IMPORT) */
 	bool one_way;		/* a request that may carry DMB_WIRE_F_NO_REPLY */
 	/* The body field by field (for a reply: the payload after the reply
 	 * header, walked only when status is 0); NULL for an empty one. Runs
