@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "seccomp.h"
+#include "seccomp-int.h"
 #include "uapi.h"
 
 #ifndef PIDFD_THREAD
@@ -87,12 +88,14 @@ static void say(const char *fmt, ...)
  * ioctl and mmap, each to its own argument test. Offsets are counted from
  * the instruction after the jump; the tables below keep them in one place.
  */
-static const unsigned int path_syscalls[] = {
+static const unsigned int notified_syscalls[] = {
 	__NR_open, __NR_openat, __NR_openat2, __NR_creat,
 	__NR_stat, __NR_lstat, __NR_newfstatat, __NR_statx,
 	__NR_access, __NR_faccessat, __NR_faccessat2,
+	/* Readiness of dma-buf fds (seccomp-ready.c). */
+	__NR_poll, __NR_ppoll, __NR_select, __NR_pselect6, __NR_epoll_ctl,
 };
-#define NPATH (sizeof(path_syscalls) / sizeof(path_syscalls[0]))
+#define NNOTIFIED (sizeof(notified_syscalls) / sizeof(notified_syscalls[0]))
 static const unsigned int ioctl_types[] = { 'H', 'u', 'b', '>', 'W' };
 #define NTYPES (sizeof(ioctl_types) / sizeof(ioctl_types[0]))
 
@@ -112,13 +115,13 @@ static unsigned int build_filter(struct sock_filter *f)
 	f[n++] = (struct sock_filter)RET(SECCOMP_RET_ALLOW);
 	/* Jumps are resolved after the layout is known: JEQ nr → NOTIFY for
 	 * path syscalls, → ioctl test, → mmap test, else ALLOW. */
-	end_of_jeqs = n + NPATH + 2;
+	end_of_jeqs = n + NNOTIFIED + 2;
 	ioctl_at = end_of_jeqs + 1;		  /* after RET ALLOW */
 	mmap_at = ioctl_at + 2 + NTYPES + 1;	  /* LD, AND, JEQs, RET ALLOW */
 	notify = mmap_at + 3 + 1;		  /* LD, AND, JEQ, RET ALLOW */
 	allow = end_of_jeqs;
-	for (i = 0; i < NPATH; i++, n++)
-		f[n] = (struct sock_filter)JEQ(path_syscalls[i], notify - n - 1, 0);
+	for (i = 0; i < NNOTIFIED; i++, n++)
+		f[n] = (struct sock_filter)JEQ(notified_syscalls[i], notify - n - 1, 0);
 	f[n] = (struct sock_filter)JEQ(__NR_ioctl, ioctl_at - n - 1, 0);
 	n++;
 	f[n] = (struct sock_filter)JEQ(__NR_mmap, mmap_at - n - 1, 0);
@@ -144,24 +147,11 @@ static unsigned int build_filter(struct sock_filter *f)
 
 /* ---- talking to the program ------------------------------------------------ */
 
-struct sup {
-	int listener;
-	struct seccomp_notif_sizes sizes;
-	atomic_int threads;	/* deferred ioctls still running */
-	atomic_bool udmabuf_mmap_said;
-};
-
-struct call {
-	struct dmb_uapi_io io;	/* first: the core hands it back to us */
-	struct sup *sup;
-	struct seccomp_notif *n;
-	int pidfd;		/* of the calling thread's process, lazily */
-};
-
-static int notif_valid(struct call *c)
+bool dmb_sec_valid(struct call *c)
 {
 	return ioctl(c->sup->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &c->n->id) == 0;
 }
+#define notif_valid dmb_sec_valid
 
 /* Reads from the program; short reads (an unmapped page) are EFAULT. */
 static int io_copy_in(struct dmb_uapi_io *io, void *dst, uint64_t uaddr, size_t n)
@@ -236,6 +226,11 @@ static int call_pidfd(struct call *c)
 	return c->pidfd;
 }
 
+int dmb_sec_get_fd(struct call *c, int ufd)
+{
+	return c->io.get_fd(&c->io, ufd);
+}
+
 static int io_get_fd(struct dmb_uapi_io *io, int ufd)
 {
 	struct call *c = (struct call *)io;
@@ -272,7 +267,7 @@ static void call_fini(struct call *c)
 }
 
 /* Answers the call: CONTINUE (the kernel runs it), or a result. */
-static void reply(struct call *c, bool cont, long val)
+void dmb_sec_reply(struct call *c, bool cont, long val)
 {
 	struct seccomp_notif_resp r = { .id = c->n->id };
 
@@ -286,6 +281,7 @@ static void reply(struct call *c, bool cont, long val)
 	 * a signal and restarted as a new notification). Nothing to do. */
 	(void)ioctl(c->sup->listener, SECCOMP_IOCTL_NOTIF_SEND, &r);
 }
+#define reply dmb_sec_reply
 
 /*
  * Reads the NUL-terminated path at uaddr, page by page so that a string
@@ -478,27 +474,70 @@ static void finish_ioctl(struct call *c, int fd, enum dmb_uapi_kind kind)
 	long res = dmb_uapi_ioctl(&c->io, fd, kind, (unsigned int)d->args[1], d->args[2]);
 
 	close(fd);
+	/* An imported fence makes the buffer busy: the program's epoll sets
+	 * must see it before its next epoll_wait. */
+	if (kind == DMB_UAPI_DMABUF || kind == DMB_UAPI_SW_SYNC)
+		dmb_sec_ready_changed();
 	reply(c, false, res);
 }
 
-/* An ioctl answered in a thread: it may wait. */
+/* A call answered in a thread: it may wait. */
 struct deferred {
 	struct call c; /* first: the io is handed back as a struct call */
-	int fd;
-	enum dmb_uapi_kind kind;
+	void (*fn)(struct call *c, void *arg);
+	void *arg;
 };
 
-static void *ioctl_thread(void *arg)
+static void *deferred_thread(void *arg)
 {
 	struct deferred *df = arg;
 	struct sup *sup = df->c.sup;
 
-	finish_ioctl(&df->c, df->fd, df->kind);
+	df->fn(&df->c, df->arg);
 	call_fini(&df->c);
 	free(df->c.n);
 	free(df);
 	atomic_fetch_sub(&sup->threads, 1);
 	return NULL;
+}
+
+bool dmb_sec_defer(struct call *c, void (*fn)(struct call *c, void *arg), void *arg)
+{
+	pthread_attr_t attr;
+	struct deferred *df;
+	pthread_t t;
+	int ret;
+
+	df = malloc(sizeof(*df));
+	if (!df)
+		return false; /* in line rather than not at all */
+	df->c = *c;
+	df->fn = fn;
+	df->arg = arg;
+	atomic_fetch_add(&c->sup->threads, 1);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ret = pthread_create(&t, &attr, deferred_thread, df);
+	pthread_attr_destroy(&attr);
+	if (ret) {
+		atomic_fetch_sub(&c->sup->threads, 1);
+		free(df);
+		return false;
+	}
+	return true;
+}
+
+struct ioctl_job {
+	int fd;
+	enum dmb_uapi_kind kind;
+};
+
+static void ioctl_job(struct call *c, void *arg)
+{
+	struct ioctl_job *j = arg;
+
+	finish_ioctl(c, j->fd, j->kind);
+	free(j);
 }
 
 /*
@@ -511,31 +550,20 @@ static void *ioctl_thread(void *arg)
  */
 static bool defer_ioctl(struct call *c, int fd, enum dmb_uapi_kind kind)
 {
-	pthread_attr_t attr;
-	struct deferred *df;
-	pthread_t t;
-	int ret;
+	struct ioctl_job *j;
 
 	if (kind != DMB_UAPI_DMABUF || (unsigned int)c->n->data.args[1] != DMA_BUF_IOCTL_SYNC ||
 	    dmb_uapi_poll_events(fd, kind, POLLIN | POLLOUT) == (POLLIN | POLLOUT))
 		return false;
-	df = malloc(sizeof(*df));
-	if (!df)
-		return false; /* in line rather than not at all */
-	df->c = *c;
-	df->fd = fd;
-	df->kind = kind;
-	atomic_fetch_add(&c->sup->threads, 1);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	ret = pthread_create(&t, &attr, ioctl_thread, df);
-	pthread_attr_destroy(&attr);
-	if (ret) {
-		atomic_fetch_sub(&c->sup->threads, 1);
-		free(df);
+	j = malloc(sizeof(*j));
+	if (!j)
 		return false;
-	}
-	return true;
+	j->fd = fd;
+	j->kind = kind;
+	if (dmb_sec_defer(c, ioctl_job, j))
+		return true;
+	free(j);
+	return false;
 }
 
 /* Takes c over (true: answered later by a thread) or not (false). */
@@ -607,6 +635,14 @@ static void dispatch(struct sup *sup, struct seccomp_notif *n)
 			return; /* the thread owns c and n */
 		break;
 	case __NR_mmap: handle_mmap(&c); break;
+	case __NR_poll:
+	case __NR_ppoll:
+	case __NR_select:
+	case __NR_pselect6:
+		if (dmb_sec_poll(&c))
+			return;
+		break;
+	case __NR_epoll_ctl: dmb_sec_epoll_ctl(&c); break;
 	case __NR_open:
 	case __NR_openat:
 	case __NR_openat2:
