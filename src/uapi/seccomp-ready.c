@@ -500,6 +500,31 @@ static bool oneshot_fired(struct reg *r)
 	return fired;
 }
 
+/*
+ * Readiness of a registration's buffer. `own` is our own open file of the
+ * inode: the core revives an orphaned buffer from it and makes it a holder
+ * of the dma-buf file (a shared flock). That must not outlive the look, or
+ * the file would never be seen to go: the reference is dropped and the
+ * lock taken off again.
+ */
+static uint32_t reg_ready(struct reg *r, uint32_t want)
+{
+	uint32_t ready = (uint32_t)dmb_uapi_poll_events(r->own, DMB_UAPI_DMABUF, (short)want) & want;
+
+	dmb_uapi_unhold_own();
+	flock(r->own, LOCK_UN);
+	return ready;
+}
+
+static int reg_wait_fd(struct reg *r, short events)
+{
+	int sf = wait_fd(r->own, events);
+
+	dmb_uapi_unhold_own();
+	flock(r->own, LOCK_UN);
+	return sf;
+}
+
 /* Brings a registration up to date with the fences. Under regs_lock. */
 static void refresh(struct reg *r)
 {
@@ -508,7 +533,7 @@ static void refresh(struct reg *r)
 
 	if (r->fired)
 		return;
-	ready = (uint32_t)dmb_uapi_poll_events(r->own, DMB_UAPI_DMABUF, (short)want) & want;
+	ready = reg_ready(r, want);
 	if (ready != r->set) {
 		if ((r->events & EPOLLONESHOT) && r->set && oneshot_fired(r)) {
 			r->fired = true;
@@ -525,7 +550,7 @@ static void refresh(struct reg *r)
 		}
 	}
 	if (ready != want && r->sf < 0) {
-		int sf = wait_fd(r->own, (short)(want & ~ready));
+		int sf = reg_wait_fd(r, (short)(want & ~ready));
 
 		r->sf = sf >= 0 ? sf : -1;
 	}
@@ -722,10 +747,7 @@ static int add(int epfd, const struct stat *est, int ufd, int fd, const struct s
 			ret = -errno == -ENOSPC ? -ENOSPC : -ENOMEM;
 	}
 	if (!ret)
-		ret = set_mask(r, EPOLL_CTL_ADD,
-			       (uint32_t)dmb_uapi_poll_events(r->own, DMB_UAPI_DMABUF,
-							      (short)(r->events & IO_EVENTS)) &
-				       r->events & IO_EVENTS);
+		ret = set_mask(r, EPOLL_CTL_ADD, reg_ready(r, r->events & IO_EVENTS));
 	if (ret) {
 		r->next = NULL;
 		drop(&r, false);
@@ -799,10 +821,7 @@ static int emulated_ctl(struct call *c, int fd)
 		r->events = ev.events;
 		r->data = ev.data.u64;
 		r->fired = false;
-		ret = set_mask(r, EPOLL_CTL_MOD,
-			       (uint32_t)dmb_uapi_poll_events(r->own, DMB_UAPI_DMABUF,
-							      (short)(r->events & IO_EVENTS)) &
-				       r->events & IO_EVENTS);
+		ret = set_mask(r, EPOLL_CTL_MOD, reg_ready(r, r->events & IO_EVENTS));
 		refresh(r);
 		break;
 	case EPOLL_CTL_DEL:

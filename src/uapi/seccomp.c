@@ -494,6 +494,7 @@ static void *deferred_thread(void *arg)
 	struct sup *sup = df->c.sup;
 
 	df->fn(&df->c, df->arg);
+	dmb_uapi_unhold_own();
 	call_fini(&df->c);
 	free(df->c.n);
 	free(df);
@@ -649,6 +650,7 @@ static void dispatch(struct sup *sup, struct seccomp_notif *n)
 	case __NR_creat: handle_open(&c); break;
 	default: handle_stat(&c); break;
 	}
+	dmb_uapi_unhold_own();
 	call_fini(&c);
 	free(n);
 }
