@@ -312,6 +312,24 @@ static int read_path(struct call *c, uint64_t uaddr, char *buf, size_t size)
 
 /* ---- path syscalls ---------------------------------------------------------- */
 
+/* The count of file references was made while our copy of the program's
+ * fd (pidfd_getfd) was open: it is one too many. Returns the new length. */
+static int uncount_copy(char *text, size_t len, size_t size)
+{
+	char *line = strstr(text, "\ncount:\t"), *end, tail[2048];
+	long count;
+
+	if (!line)
+		return (int)len;
+	line += strlen("\ncount:\t");
+	count = strtol(line, &end, 10);
+	if (end == line || count < 1 || strlen(end) >= sizeof(tail))
+		return (int)len;
+	strcpy(tail, end);
+	snprintf(line, size - (size_t)(line - text), "%ld%s", count - 1, tail);
+	return (int)strlen(text);
+}
+
 /* /proc/self/fdinfo/N (or /proc/<pid>/fdinfo/N of the caller) of a dma-buf:
  * the kernel's dma-buf lines, served from a memfd. 1 handled, 0 not ours. */
 static int open_fdinfo(struct call *c, const char *path, long *res)
@@ -344,6 +362,7 @@ static int open_fdinfo(struct call *c, const char *path, long *res)
 	close(fd);
 	if (len < 0)
 		return 0;
+	len = uncount_copy(text, (size_t)len, sizeof(text));
 	mfd = memfd_create("dmabuf-fdinfo", MFD_CLOEXEC);
 	if (mfd < 0 || write(mfd, text, (size_t)len) != len || lseek(mfd, 0, SEEK_SET) != 0) {
 		if (mfd >= 0)

@@ -307,6 +307,9 @@ static void case_fdinfo(void)
 	close(info);
 	CHECK(strstr(text, "size:\t1048576\n"));
 	CHECK(strstr(text, "name:\tstatic-test\n"));
+	/* The file's references are the program's: the supervisor, which
+	 * answered the ioctl, keeps none. */
+	CHECK(strstr(text, "count:\t1\n"));
 	CHECK(strstr(text, "exp_name:\t"));
 	close(fd);
 	close(heap);
