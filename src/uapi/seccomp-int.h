@@ -57,3 +57,8 @@ void dmb_sec_epoll_ctl(struct call *c);
 /* After an emulated call that may have changed a buffer's fences: brings
  * the epoll registrations up to date before the program goes on. */
 void dmb_sec_ready_changed(void);
+
+/* The program is given the sw_sync timeline `fd` (the supervisor's, still
+ * open): when the program's file of it goes, its pending fences signal
+ * with -ENOENT (close() is not notified; the watcher sees it). */
+void dmb_sec_watch_timeline(int fd);

@@ -460,8 +460,20 @@ struct reg {
 	struct reg *next;
 };
 
+/* A sw_sync timeline the program opened: its pending fences signal with
+ * -ENOENT when the program's file of it goes (close is not notified). */
+struct tlw {
+	dev_t dev;
+	ino_t ino;
+	int own;		/* our own open file of the inode (no lock) */
+	int wd;
+	int reprobes;
+	struct tlw *next;
+};
+
 static pthread_mutex_t regs_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct reg *regs;
+static struct tlw *tlws;
 static int inotify_fd = -1, wake_fd = -1;
 static bool watcher_started;
 
@@ -576,6 +588,8 @@ static void drop(struct reg **pp, bool del)
 	 * registration of the buffer needs it. */
 	for (o = regs; o; o = o->next)
 		shared |= o->wd == r->wd;
+	for (struct tlw *t = tlws; t; t = t->next)
+		shared |= t->wd == r->wd;
 	if (!shared && r->wd >= 0)
 		inotify_rm_watch(inotify_fd, r->wd);
 	close(r->standin);
@@ -595,6 +609,50 @@ static bool buffer_gone(struct reg *r)
 	return true;
 }
 
+static bool tl_shares_wd(int wd)
+{
+	struct tlw *t;
+	struct reg *r;
+
+	for (t = tlws; t; t = t->next)
+		if (t->wd == wd)
+			return true;
+	for (r = regs; r; r = r->next)
+		if (r->wd == wd)
+			return true;
+	return false;
+}
+
+/* After close events: a timeline whose program file is gone (no open file
+ * holds its shared lock) is closed for the core, which signals its
+ * pending fences. Under regs_lock. */
+static void timelines_probe(void)
+{
+	struct tlw **pp, *t;
+
+	for (pp = &tlws; (t = *pp);) {
+		if (t->reprobes <= 0) {
+			pp = &t->next;
+			continue;
+		}
+		t->reprobes--;
+		dmb_uapi_closed(DMB_UAPI_SW_SYNC, t->dev, t->ino);
+		if (flock(t->own, LOCK_EX | LOCK_NB) < 0) {
+			pp = &t->next;
+			continue;
+		}
+		flock(t->own, LOCK_UN);
+		/* Gone; the core's own probe may have run just before the
+		 * last lock went: once more. */
+		dmb_uapi_closed(DMB_UAPI_SW_SYNC, t->dev, t->ino);
+		*pp = t->next;
+		if (!tl_shares_wd(t->wd))
+			inotify_rm_watch(inotify_fd, t->wd);
+		close(t->own);
+		free(t);
+	}
+}
+
 static void *watcher(void *arg)
 {
 	char evbuf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
@@ -610,6 +668,8 @@ static void *watcher(void *arg)
 		reprobe = false;
 		for (r = regs; r; r = r->next)
 			np += r->sf >= 0, reprobe |= r->reprobes > 0;
+		for (struct tlw *t = tlws; t; t = t->next)
+			reprobe |= t->reprobes > 0;
 		if (np > cap) {
 			struct pollfd *grown = realloc(p, np * sizeof(*p));
 
@@ -648,8 +708,12 @@ static void *watcher(void *arg)
 					for (r = regs; r; r = r->next)
 						if (r->wd == ev->wd || (ev->mask & IN_Q_OVERFLOW))
 							r->reprobes = REPROBES;
+					for (struct tlw *t = tlws; t; t = t->next)
+						if (t->wd == ev->wd || (ev->mask & IN_Q_OVERFLOW))
+							t->reprobes = REPROBES;
 				}
 		}
+		timelines_probe();
 		for (pp = &regs; (r = *pp);) {
 			if (r->reprobes > 0) {
 				r->reprobes--;
@@ -862,6 +926,40 @@ void dmb_sec_epoll_ctl(struct call *c)
 		dmb_uapi_trace("[seccomp %u] epoll_ctl(%d, %d, %d <dma-buf>) = %d", c->n->pid,
 			       (int)d->args[0], (int)d->args[1], (int)d->args[2], ret);
 	dmb_sec_reply(c, false, ret);
+}
+
+void dmb_sec_watch_timeline(int fd)
+{
+	struct tlw *t = calloc(1, sizeof(*t));
+	char path[64];
+	struct stat st;
+
+	if (!t || fstat(fd, &st) < 0) {
+		free(t);
+		return;
+	}
+	t->dev = st.st_dev;
+	t->ino = st.st_ino;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	t->own = open(path, O_RDONLY | O_CLOEXEC);
+	pthread_mutex_lock(&regs_lock);
+	if (t->own >= 0 && !start_watcher()) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", t->own);
+		t->wd = inotify_add_watch(inotify_fd, path, IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
+	} else {
+		t->wd = -1;
+	}
+	if (t->wd < 0) {
+		pthread_mutex_unlock(&regs_lock);
+		if (t->own >= 0)
+			close(t->own);
+		free(t);
+		return;
+	}
+	t->next = tlws;
+	tlws = t;
+	pthread_mutex_unlock(&regs_lock);
+	wake_watcher();
 }
 
 void dmb_sec_ready_changed(void)

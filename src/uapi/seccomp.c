@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -374,6 +375,32 @@ static int open_fdinfo(struct call *c, const char *path, long *res)
 	return 1;
 }
 
+/*
+ * A sw_sync timeline goes to the program as a file reopened from the core's
+ * memfd: the file memfd_create() made sends no inotify close event, a
+ * reopened one does, and the watcher needs it to see the program's last
+ * reference go (close() is not notified). The program's file takes over
+ * the shared lock that tells the core the timeline is still referenced.
+ * Returns the fd to install (fd consumed).
+ */
+static int give_timeline(int fd)
+{
+	char proc[40];
+	int re;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	re = open(proc, O_RDWR | O_CLOEXEC);
+	if (re < 0 || flock(re, LOCK_SH) < 0) {
+		if (re >= 0)
+			close(re);
+		dmb_sec_watch_timeline(fd);
+		return fd;
+	}
+	close(fd);
+	dmb_sec_watch_timeline(re);
+	return re;
+}
+
 /* open, openat, openat2, creat. */
 static void handle_open(struct call *c)
 {
@@ -421,6 +448,8 @@ static void handle_open(struct call *c)
 	if (!notif_valid(c))
 		return;
 	fd = dmb_uapi_open(path, flags, mode);
+	if (fd >= 0 && dmb_uapi_classify(fd) == DMB_UAPI_SW_SYNC)
+		fd = give_timeline(fd);
 	res = fd < 0 ? fd : io_install_fd(&c->io, fd, (unsigned int)flags);
 	if (dmb_uapi_config()->trace)
 		dmb_uapi_trace("[seccomp %u] open(\"%s\", 0%o) = %ld", c->n->pid, path, flags, res);

@@ -36,6 +36,7 @@
 
 #include <linux/dma-buf.h>
 #include <linux/dma-heap.h>
+#include <linux/sync_file.h>
 
 /* The sw_sync uapi has no installed header; the kernel selftests define it
  * the same way. */
@@ -655,6 +656,41 @@ static void case_epoll(void)
 	busy_free(&b);
 }
 
+/* The status of a sync file's fence (SYNC_IOC_FILE_INFO): 1 signalled,
+ * 0 pending, or its error. */
+static int fence_status(int fence)
+{
+	struct sync_file_info info = { 0 };
+
+	CHECK(ioctl(fence, SYNC_IOC_FILE_INFO, &info) == 0);
+	return info.status;
+}
+
+/* When the last reference to a timeline goes (here: the program's close,
+ * which the supervisor does not see), its pending fences signal with
+ * -ENOENT; a dup keeps it alive. */
+static void case_timeline_close(void)
+{
+	struct sw_sync_create_fence_data f = { .value = 5, .name = "orphan" };
+	struct pollfd p;
+	int tl, dupfd;
+
+	tl = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
+	CHECK(tl >= 0);
+	CHECK(ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &f) == 0);
+	CHECK(fence_status(f.fence) == 0);
+	dupfd = fcntl(tl, F_DUPFD_CLOEXEC, 0);
+	CHECK(dupfd >= 0);
+	close(tl);
+	p = (struct pollfd){ .fd = f.fence, .events = POLLIN };
+	CHECK(poll(&p, 1, 0) == 0 && fence_status(f.fence) == 0);
+	close(dupfd);
+	p.revents = 0;
+	CHECK(poll(&p, 1, -1) == 1 && (p.revents & POLLIN));
+	CHECK(fence_status(f.fence) == -ENOENT);
+	close(f.fence);
+}
+
 /* Dies by a signal: dmabuf-run reports 128 + SIGTERM. */
 static void case_kill(void)
 {
@@ -669,7 +705,7 @@ static const struct {
 	{ "tree", case_tree },	   { "alloc", case_alloc },	{ "errors", case_errors },
 	{ "raw", case_raw },	   { "fork", case_fork },	{ "fdinfo", case_fdinfo },
 	{ "threads", case_threads }, { "fence-wait", case_fence_wait },
-	{ "poll", case_poll },	   { "epoll", case_epoll },
+	{ "poll", case_poll },	   { "epoll", case_epoll },	{ "timeline-close", case_timeline_close },
 	{ "kill", case_kill },
 };
 
