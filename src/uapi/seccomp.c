@@ -401,6 +401,47 @@ static int give_timeline(int fd)
 	return re;
 }
 
+/*
+ * A relative path that may name the emulated tree ("dma_heap/system" after
+ * chdir("/dev"), "sync/sw_sync" relative to a /sys/kernel/debug fd) is
+ * made absolute from the caller's working directory or directory fd
+ * (/proc/<tid>/cwd, /proc/<tid>/fd/<dirfd>). Other relative paths (no
+ * emulated name in them) cost nothing and are left to the kernel, and so
+ * are paths relative to a directory of the emulated tree itself (a real
+ * directory of the per-run root: the result is not an emulated path).
+ * Returns true if path is now absolute.
+ */
+static bool absolute_path(struct call *c, int dirfd, char *path, size_t size)
+{
+	char link[64], base[PATH_MAX], joined[PATH_MAX];
+	const char *rel = path;
+	ssize_t n;
+
+	if (path[0] == '/')
+		return true;
+	if (!strstr(path, "dma_heap") && !strstr(path, "udmabuf") && !strstr(path, "sw_sync"))
+		return false;
+	if (dirfd == AT_FDCWD)
+		snprintf(link, sizeof(link), "/proc/%u/cwd", c->n->pid);
+	else
+		snprintf(link, sizeof(link), "/proc/%u/fd/%d", c->n->pid, dirfd);
+	n = readlink(link, base, sizeof(base) - 1);
+	if (n <= 0)
+		return false;
+	base[n] = '\0';
+	if (base[0] != '/')
+		return false;
+	while (rel[0] == '.' && rel[1] == '/')
+		rel += 2;
+	if (snprintf(joined, sizeof(joined), "%s/%s", strcmp(base, "/") ? base : "", rel) >=
+	    (int)sizeof(joined))
+		return false;
+	if (strlen(joined) >= size)
+		return false;
+	strcpy(path, joined);
+	return true;
+}
+
 /* open, openat, openat2, creat. */
 static void handle_open(struct call *c)
 {
@@ -432,10 +473,12 @@ static void handle_open(struct call *c)
 		upath = d->args[1], flags = (int)d->args[2], mode = (mode_t)d->args[3];
 		break;
 	}
-	/* Only absolute paths name the emulated tree (a directory fd from it
-	 * is a real directory: openat relative to it resolves natively), so
-	 * the directory fd argument does not matter. */
-	if (read_path(c, upath, path, sizeof(path)) || path[0] != '/')
+	/* A directory fd from the emulated tree is a real directory: openat
+	 * relative to it resolves natively. */
+	if (read_path(c, upath, path, sizeof(path)) ||
+	    !absolute_path(c, d->nr == __NR_openat || d->nr == __NR_openat2 ? (int)d->args[0]
+									  : AT_FDCWD,
+			   path, sizeof(path)))
 		{ reply(c, true, 0); return; }
 	if (!dmb_uapi_path_is_emulated(path)) {
 		/* A reply to a call that is gone fails harmlessly (ENOENT). */
@@ -489,7 +532,10 @@ static void handle_stat(struct call *c)
 		flags = d->nr == __NR_faccessat2 ? (int)d->args[3] : 0;
 		break;
 	}
-	if (read_path(c, upath, path, sizeof(path)) || path[0] != '/' ||
+	if (read_path(c, upath, path, sizeof(path)) ||
+	    !absolute_path(c, d->nr == __NR_stat || d->nr == __NR_lstat || d->nr == __NR_access
+				      ? AT_FDCWD : (int)d->args[0],
+			   path, sizeof(path)) ||
 	    dmb_uapi_redirect(path, full, sizeof(full)))
 		{ reply(c, true, 0); return; }
 	if (!notif_valid(c))

@@ -129,6 +129,40 @@ static void fill_and_check(int fd, size_t len, unsigned char seed)
 	CHECK(munmap(b, len) == 0);
 }
 
+/* Relative paths: after chdir("/dev"), and from a directory fd of it. */
+static void case_relative(void)
+{
+	struct stat st;
+	int dev, fd, cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	CHECK(cwd >= 0);
+	CHECK(chdir("/dev") == 0);
+	fd = open("dma_heap/system", O_RDWR | O_CLOEXEC);
+	CHECK(fd >= 0);
+	close(alloc(fd, 4096, O_RDWR | O_CLOEXEC));
+	close(fd);
+	CHECK(stat("./dma_heap", &st) == 0 && S_ISDIR(st.st_mode));
+	CHECK(access("udmabuf", R_OK | W_OK) == 0);
+	FAILS_WITH(open("dma_heap/no-such-heap", O_RDWR), ENOENT);
+	CHECK(fchdir(cwd) == 0);
+	close(cwd);
+	dev = open("/dev", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHECK(dev >= 0);
+	fd = openat(dev, "dma_heap/system", O_RDWR | O_CLOEXEC);
+	CHECK(fd >= 0);
+	close(fd);
+	CHECK(fstatat(dev, "dma_heap/system", &st, 0) == 0);
+	close(dev);
+	fd = open("/sys/kernel/debug", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) { /* a container may have no /sys/kernel/debug */
+		int tl = openat(fd, "sync/sw_sync", O_RDWR | O_CLOEXEC);
+
+		CHECK(tl >= 0);
+		close(tl);
+		close(fd);
+	}
+}
+
 /* /dev/dma_heap exists for opendir/readdir/stat/access; nothing else does. */
 static void case_tree(void)
 {
@@ -149,6 +183,7 @@ static void case_tree(void)
 	FAILS_WITH(stat("/dev/dma_heap/no-such-heap", &st), ENOENT);
 	FAILS_WITH(open("/dev/dma_heap/no-such-heap", O_RDWR), ENOENT);
 	FAILS_WITH(access("/dev/dma_heap/no-such-heap", F_OK), ENOENT);
+	case_relative();
 }
 
 static void case_alloc(void)
