@@ -16,6 +16,8 @@
 #   dmabuf-heaps-dynamic  the same source linked dynamically: the preload
 #   udmabuf               tools/testing/selftests/drivers/dma-buf/udmabuf.c
 #   sync                  tools/testing/selftests/sync/ (sync_test)
+#   sync-static           the same sources linked -static: the seccomp
+#                         supervisor (sync files, sw_sync timelines, poll)
 #
 # Steps, each reused when already done for the same tarball:
 #   1. packages (linux-source-6.12 make gcc libc6-dev xz-utils) through
@@ -54,7 +56,7 @@ ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
 TARBALL=${DMABUF_KSELFTEST_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
 TIMEOUT=${DMABUF_KSELFTEST_TIMEOUT:-600}
 JOBS=${DMABUF_JOBS:-$(nproc 2>/dev/null || echo 2)}
-ALL_TESTS=(dmabuf-heaps dmabuf-heaps-dynamic udmabuf sync)
+ALL_TESTS=(dmabuf-heaps dmabuf-heaps-dynamic udmabuf sync sync-static)
 PKGS=(linux-source-6.12 make gcc libc6-dev xz-utils)
 
 msg() { printf 'kselftest: %s\n' "$*" >&2; }
@@ -178,6 +180,15 @@ for t in "${TESTS[@]}"; do
 	sync)
 		build_kernel sync
 		BIN[$t]=$OUT/sync/sync_test ;;
+	sync-static)
+		# Its own Makefile with -static added (a command-line LDFLAGS
+		# replaces the Makefile's "LDFLAGS += -pthread").
+		mkdir -p "$OUT/sync-static"
+		nice make -s -j "$JOBS" -C "$SELF/sync" OUTPUT="$OUT/sync-static" \
+			KHDR_INCLUDES="$KHDR" LDFLAGS="-pthread -static" \
+			>"$OUT/build-sync-static.log" 2>&1 ||
+			{ cat "$OUT/build-sync-static.log" >&2; die "building selftest sync (static) failed"; }
+		BIN[$t]=$OUT/sync-static/sync_test ;;
 	esac
 done
 msg "sources, headers and selftests ready in $((SECONDS - T0))s"

@@ -126,6 +126,31 @@ void dmb_uapi_release_held(dev_t dev, ino_t ino)
 	}
 }
 
+void dmb_uapi_unhold_own(void)
+{
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
+	struct held **pp, *h, *gone = NULL;
+
+	if (!held)
+		return;
+	pthread_mutex_lock(&held_lock);
+	for (pp = &held; (h = *pp);) {
+		if (!dmabuf_get_info(h->buf, &info) && !info.imported) {
+			*pp = h->next;
+			h->next = gone;
+			gone = h;
+		} else {
+			pp = &h->next;
+		}
+	}
+	pthread_mutex_unlock(&held_lock);
+	while ((h = gone)) {
+		gone = h->next;
+		dmabuf_put(h->buf);
+		free(h);
+	}
+}
+
 bool dmb_uapi_held_has(dev_t dev, ino_t ino)
 {
 	struct held *h;

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -43,6 +44,7 @@
 #include <unistd.h>
 
 #include "seccomp.h"
+#include "seccomp-int.h"
 #include "uapi.h"
 
 #ifndef PIDFD_THREAD
@@ -87,12 +89,14 @@ static void say(const char *fmt, ...)
  * ioctl and mmap, each to its own argument test. Offsets are counted from
  * the instruction after the jump; the tables below keep them in one place.
  */
-static const unsigned int path_syscalls[] = {
+static const unsigned int notified_syscalls[] = {
 	__NR_open, __NR_openat, __NR_openat2, __NR_creat,
 	__NR_stat, __NR_lstat, __NR_newfstatat, __NR_statx,
 	__NR_access, __NR_faccessat, __NR_faccessat2,
+	/* Readiness of dma-buf fds (seccomp-ready.c). */
+	__NR_poll, __NR_ppoll, __NR_select, __NR_pselect6, __NR_epoll_ctl,
 };
-#define NPATH (sizeof(path_syscalls) / sizeof(path_syscalls[0]))
+#define NNOTIFIED (sizeof(notified_syscalls) / sizeof(notified_syscalls[0]))
 static const unsigned int ioctl_types[] = { 'H', 'u', 'b', '>', 'W' };
 #define NTYPES (sizeof(ioctl_types) / sizeof(ioctl_types[0]))
 
@@ -112,13 +116,13 @@ static unsigned int build_filter(struct sock_filter *f)
 	f[n++] = (struct sock_filter)RET(SECCOMP_RET_ALLOW);
 	/* Jumps are resolved after the layout is known: JEQ nr → NOTIFY for
 	 * path syscalls, → ioctl test, → mmap test, else ALLOW. */
-	end_of_jeqs = n + NPATH + 2;
+	end_of_jeqs = n + NNOTIFIED + 2;
 	ioctl_at = end_of_jeqs + 1;		  /* after RET ALLOW */
 	mmap_at = ioctl_at + 2 + NTYPES + 1;	  /* LD, AND, JEQs, RET ALLOW */
 	notify = mmap_at + 3 + 1;		  /* LD, AND, JEQ, RET ALLOW */
 	allow = end_of_jeqs;
-	for (i = 0; i < NPATH; i++, n++)
-		f[n] = (struct sock_filter)JEQ(path_syscalls[i], notify - n - 1, 0);
+	for (i = 0; i < NNOTIFIED; i++, n++)
+		f[n] = (struct sock_filter)JEQ(notified_syscalls[i], notify - n - 1, 0);
 	f[n] = (struct sock_filter)JEQ(__NR_ioctl, ioctl_at - n - 1, 0);
 	n++;
 	f[n] = (struct sock_filter)JEQ(__NR_mmap, mmap_at - n - 1, 0);
@@ -144,24 +148,11 @@ static unsigned int build_filter(struct sock_filter *f)
 
 /* ---- talking to the program ------------------------------------------------ */
 
-struct sup {
-	int listener;
-	struct seccomp_notif_sizes sizes;
-	atomic_int threads;	/* deferred ioctls still running */
-	atomic_bool udmabuf_mmap_said;
-};
-
-struct call {
-	struct dmb_uapi_io io;	/* first: the core hands it back to us */
-	struct sup *sup;
-	struct seccomp_notif *n;
-	int pidfd;		/* of the calling thread's process, lazily */
-};
-
-static int notif_valid(struct call *c)
+bool dmb_sec_valid(struct call *c)
 {
 	return ioctl(c->sup->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &c->n->id) == 0;
 }
+#define notif_valid dmb_sec_valid
 
 /* Reads from the program; short reads (an unmapped page) are EFAULT. */
 static int io_copy_in(struct dmb_uapi_io *io, void *dst, uint64_t uaddr, size_t n)
@@ -236,6 +227,11 @@ static int call_pidfd(struct call *c)
 	return c->pidfd;
 }
 
+int dmb_sec_get_fd(struct call *c, int ufd)
+{
+	return c->io.get_fd(&c->io, ufd);
+}
+
 static int io_get_fd(struct dmb_uapi_io *io, int ufd)
 {
 	struct call *c = (struct call *)io;
@@ -272,7 +268,7 @@ static void call_fini(struct call *c)
 }
 
 /* Answers the call: CONTINUE (the kernel runs it), or a result. */
-static void reply(struct call *c, bool cont, long val)
+void dmb_sec_reply(struct call *c, bool cont, long val)
 {
 	struct seccomp_notif_resp r = { .id = c->n->id };
 
@@ -286,6 +282,7 @@ static void reply(struct call *c, bool cont, long val)
 	 * a signal and restarted as a new notification). Nothing to do. */
 	(void)ioctl(c->sup->listener, SECCOMP_IOCTL_NOTIF_SEND, &r);
 }
+#define reply dmb_sec_reply
 
 /*
  * Reads the NUL-terminated path at uaddr, page by page so that a string
@@ -315,6 +312,24 @@ static int read_path(struct call *c, uint64_t uaddr, char *buf, size_t size)
 }
 
 /* ---- path syscalls ---------------------------------------------------------- */
+
+/* The count of file references was made while our copy of the program's
+ * fd (pidfd_getfd) was open: it is one too many. Returns the new length. */
+static int uncount_copy(char *text, size_t len, size_t size)
+{
+	char *line = strstr(text, "\ncount:\t"), *end, tail[2048];
+	long count;
+
+	if (!line)
+		return (int)len;
+	line += strlen("\ncount:\t");
+	count = strtol(line, &end, 10);
+	if (end == line || count < 1 || strlen(end) >= sizeof(tail))
+		return (int)len;
+	strcpy(tail, end);
+	snprintf(line, size - (size_t)(line - text), "%ld%s", count - 1, tail);
+	return (int)strlen(text);
+}
 
 /* /proc/self/fdinfo/N (or /proc/<pid>/fdinfo/N of the caller) of a dma-buf:
  * the kernel's dma-buf lines, served from a memfd. 1 handled, 0 not ours. */
@@ -348,6 +363,7 @@ static int open_fdinfo(struct call *c, const char *path, long *res)
 	close(fd);
 	if (len < 0)
 		return 0;
+	len = uncount_copy(text, (size_t)len, sizeof(text));
 	mfd = memfd_create("dmabuf-fdinfo", MFD_CLOEXEC);
 	if (mfd < 0 || write(mfd, text, (size_t)len) != len || lseek(mfd, 0, SEEK_SET) != 0) {
 		if (mfd >= 0)
@@ -357,6 +373,73 @@ static int open_fdinfo(struct call *c, const char *path, long *res)
 	}
 	*res = io_install_fd(&c->io, mfd, O_CLOEXEC);
 	return 1;
+}
+
+/*
+ * A sw_sync timeline goes to the program as a file reopened from the core's
+ * memfd: the file memfd_create() made sends no inotify close event, a
+ * reopened one does, and the watcher needs it to see the program's last
+ * reference go (close() is not notified). The program's file takes over
+ * the shared lock that tells the core the timeline is still referenced.
+ * Returns the fd to install (fd consumed).
+ */
+static int give_timeline(int fd)
+{
+	char proc[40];
+	int re;
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	re = open(proc, O_RDWR | O_CLOEXEC);
+	if (re < 0 || flock(re, LOCK_SH) < 0) {
+		if (re >= 0)
+			close(re);
+		dmb_sec_watch_timeline(fd);
+		return fd;
+	}
+	close(fd);
+	dmb_sec_watch_timeline(re);
+	return re;
+}
+
+/*
+ * A relative path that may name the emulated tree ("dma_heap/system" after
+ * chdir("/dev"), "sync/sw_sync" relative to a /sys/kernel/debug fd) is
+ * made absolute from the caller's working directory or directory fd
+ * (/proc/<tid>/cwd, /proc/<tid>/fd/<dirfd>). Other relative paths (no
+ * emulated name in them) cost nothing and are left to the kernel, and so
+ * are paths relative to a directory of the emulated tree itself (a real
+ * directory of the per-run root: the result is not an emulated path).
+ * Returns true if path is now absolute.
+ */
+static bool absolute_path(struct call *c, int dirfd, char *path, size_t size)
+{
+	char link[64], base[PATH_MAX], joined[PATH_MAX];
+	const char *rel = path;
+	ssize_t n;
+
+	if (path[0] == '/')
+		return true;
+	if (!strstr(path, "dma_heap") && !strstr(path, "udmabuf") && !strstr(path, "sw_sync"))
+		return false;
+	if (dirfd == AT_FDCWD)
+		snprintf(link, sizeof(link), "/proc/%u/cwd", c->n->pid);
+	else
+		snprintf(link, sizeof(link), "/proc/%u/fd/%d", c->n->pid, dirfd);
+	n = readlink(link, base, sizeof(base) - 1);
+	if (n <= 0)
+		return false;
+	base[n] = '\0';
+	if (base[0] != '/')
+		return false;
+	while (rel[0] == '.' && rel[1] == '/')
+		rel += 2;
+	if (snprintf(joined, sizeof(joined), "%s/%s", strcmp(base, "/") ? base : "", rel) >=
+	    (int)sizeof(joined))
+		return false;
+	if (strlen(joined) >= size)
+		return false;
+	strcpy(path, joined);
+	return true;
 }
 
 /* open, openat, openat2, creat. */
@@ -390,10 +473,12 @@ static void handle_open(struct call *c)
 		upath = d->args[1], flags = (int)d->args[2], mode = (mode_t)d->args[3];
 		break;
 	}
-	/* Only absolute paths name the emulated tree (a directory fd from it
-	 * is a real directory: openat relative to it resolves natively), so
-	 * the directory fd argument does not matter. */
-	if (read_path(c, upath, path, sizeof(path)) || path[0] != '/')
+	/* A directory fd from the emulated tree is a real directory: openat
+	 * relative to it resolves natively. */
+	if (read_path(c, upath, path, sizeof(path)) ||
+	    !absolute_path(c, d->nr == __NR_openat || d->nr == __NR_openat2 ? (int)d->args[0]
+									  : AT_FDCWD,
+			   path, sizeof(path)))
 		{ reply(c, true, 0); return; }
 	if (!dmb_uapi_path_is_emulated(path)) {
 		/* A reply to a call that is gone fails harmlessly (ENOENT). */
@@ -406,6 +491,8 @@ static void handle_open(struct call *c)
 	if (!notif_valid(c))
 		return;
 	fd = dmb_uapi_open(path, flags, mode);
+	if (fd >= 0 && dmb_uapi_classify(fd) == DMB_UAPI_SW_SYNC)
+		fd = give_timeline(fd);
 	res = fd < 0 ? fd : io_install_fd(&c->io, fd, (unsigned int)flags);
 	if (dmb_uapi_config()->trace)
 		dmb_uapi_trace("[seccomp %u] open(\"%s\", 0%o) = %ld", c->n->pid, path, flags, res);
@@ -445,7 +532,10 @@ static void handle_stat(struct call *c)
 		flags = d->nr == __NR_faccessat2 ? (int)d->args[3] : 0;
 		break;
 	}
-	if (read_path(c, upath, path, sizeof(path)) || path[0] != '/' ||
+	if (read_path(c, upath, path, sizeof(path)) ||
+	    !absolute_path(c, d->nr == __NR_stat || d->nr == __NR_lstat || d->nr == __NR_access
+				      ? AT_FDCWD : (int)d->args[0],
+			   path, sizeof(path)) ||
 	    dmb_uapi_redirect(path, full, sizeof(full)))
 		{ reply(c, true, 0); return; }
 	if (!notif_valid(c))
@@ -478,27 +568,71 @@ static void finish_ioctl(struct call *c, int fd, enum dmb_uapi_kind kind)
 	long res = dmb_uapi_ioctl(&c->io, fd, kind, (unsigned int)d->args[1], d->args[2]);
 
 	close(fd);
+	/* An imported fence makes the buffer busy: the program's epoll sets
+	 * must see it before its next epoll_wait. */
+	if (kind == DMB_UAPI_DMABUF || kind == DMB_UAPI_SW_SYNC)
+		dmb_sec_ready_changed();
 	reply(c, false, res);
 }
 
-/* An ioctl answered in a thread: it may wait. */
+/* A call answered in a thread: it may wait. */
 struct deferred {
 	struct call c; /* first: the io is handed back as a struct call */
-	int fd;
-	enum dmb_uapi_kind kind;
+	void (*fn)(struct call *c, void *arg);
+	void *arg;
 };
 
-static void *ioctl_thread(void *arg)
+static void *deferred_thread(void *arg)
 {
 	struct deferred *df = arg;
 	struct sup *sup = df->c.sup;
 
-	finish_ioctl(&df->c, df->fd, df->kind);
+	df->fn(&df->c, df->arg);
+	dmb_uapi_unhold_own();
 	call_fini(&df->c);
 	free(df->c.n);
 	free(df);
 	atomic_fetch_sub(&sup->threads, 1);
 	return NULL;
+}
+
+bool dmb_sec_defer(struct call *c, void (*fn)(struct call *c, void *arg), void *arg)
+{
+	pthread_attr_t attr;
+	struct deferred *df;
+	pthread_t t;
+	int ret;
+
+	df = malloc(sizeof(*df));
+	if (!df)
+		return false; /* in line rather than not at all */
+	df->c = *c;
+	df->fn = fn;
+	df->arg = arg;
+	atomic_fetch_add(&c->sup->threads, 1);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ret = pthread_create(&t, &attr, deferred_thread, df);
+	pthread_attr_destroy(&attr);
+	if (ret) {
+		atomic_fetch_sub(&c->sup->threads, 1);
+		free(df);
+		return false;
+	}
+	return true;
+}
+
+struct ioctl_job {
+	int fd;
+	enum dmb_uapi_kind kind;
+};
+
+static void ioctl_job(struct call *c, void *arg)
+{
+	struct ioctl_job *j = arg;
+
+	finish_ioctl(c, j->fd, j->kind);
+	free(j);
 }
 
 /*
@@ -511,31 +645,20 @@ static void *ioctl_thread(void *arg)
  */
 static bool defer_ioctl(struct call *c, int fd, enum dmb_uapi_kind kind)
 {
-	pthread_attr_t attr;
-	struct deferred *df;
-	pthread_t t;
-	int ret;
+	struct ioctl_job *j;
 
 	if (kind != DMB_UAPI_DMABUF || (unsigned int)c->n->data.args[1] != DMA_BUF_IOCTL_SYNC ||
 	    dmb_uapi_poll_events(fd, kind, POLLIN | POLLOUT) == (POLLIN | POLLOUT))
 		return false;
-	df = malloc(sizeof(*df));
-	if (!df)
-		return false; /* in line rather than not at all */
-	df->c = *c;
-	df->fd = fd;
-	df->kind = kind;
-	atomic_fetch_add(&c->sup->threads, 1);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	ret = pthread_create(&t, &attr, ioctl_thread, df);
-	pthread_attr_destroy(&attr);
-	if (ret) {
-		atomic_fetch_sub(&c->sup->threads, 1);
-		free(df);
+	j = malloc(sizeof(*j));
+	if (!j)
 		return false;
-	}
-	return true;
+	j->fd = fd;
+	j->kind = kind;
+	if (dmb_sec_defer(c, ioctl_job, j))
+		return true;
+	free(j);
+	return false;
 }
 
 /* Takes c over (true: answered later by a thread) or not (false). */
@@ -607,12 +730,21 @@ static void dispatch(struct sup *sup, struct seccomp_notif *n)
 			return; /* the thread owns c and n */
 		break;
 	case __NR_mmap: handle_mmap(&c); break;
+	case __NR_poll:
+	case __NR_ppoll:
+	case __NR_select:
+	case __NR_pselect6:
+		if (dmb_sec_poll(&c))
+			return;
+		break;
+	case __NR_epoll_ctl: dmb_sec_epoll_ctl(&c); break;
 	case __NR_open:
 	case __NR_openat:
 	case __NR_openat2:
 	case __NR_creat: handle_open(&c); break;
 	default: handle_stat(&c); break;
 	}
+	dmb_uapi_unhold_own();
 	call_fini(&c);
 	free(n);
 }

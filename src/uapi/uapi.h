@@ -128,6 +128,16 @@ long dmb_uapi_ioctl(struct dmb_uapi_io *io, int fd, enum dmb_uapi_kind kind,
  */
 void dmb_uapi_closed(enum dmb_uapi_kind kind, dev_t dev, ino_t ino);
 
+/*
+ * For a front end that does not see the program's close() (the seccomp
+ * supervisor): drops the references the core took on buffers of this
+ * process's own context (they stay orphans of the context, known again at
+ * the next call), so that the buffer's file goes, and the buffer is
+ * released, when the program's last fd and mapping of it go. Imports from
+ * other processes stay held. Call it after a call is answered.
+ */
+void dmb_uapi_unhold_own(void);
+
 /* Size of a dma-buf fd of this process (for lseek, mmap bounds, fstat of a
  * udmabuf) or -errno. */
 int64_t dmb_uapi_dmabuf_size(int fd);

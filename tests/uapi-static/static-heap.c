@@ -25,7 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/select.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -33,6 +36,7 @@
 
 #include <linux/dma-buf.h>
 #include <linux/dma-heap.h>
+#include <linux/sync_file.h>
 
 /* The sw_sync uapi has no installed header; the kernel selftests define it
  * the same way. */
@@ -125,6 +129,40 @@ static void fill_and_check(int fd, size_t len, unsigned char seed)
 	CHECK(munmap(b, len) == 0);
 }
 
+/* Relative paths: after chdir("/dev"), and from a directory fd of it. */
+static void case_relative(void)
+{
+	struct stat st;
+	int dev, fd, cwd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	CHECK(cwd >= 0);
+	CHECK(chdir("/dev") == 0);
+	fd = open("dma_heap/system", O_RDWR | O_CLOEXEC);
+	CHECK(fd >= 0);
+	close(alloc(fd, 4096, O_RDWR | O_CLOEXEC));
+	close(fd);
+	CHECK(stat("./dma_heap", &st) == 0 && S_ISDIR(st.st_mode));
+	CHECK(access("udmabuf", R_OK | W_OK) == 0);
+	FAILS_WITH(open("dma_heap/no-such-heap", O_RDWR), ENOENT);
+	CHECK(fchdir(cwd) == 0);
+	close(cwd);
+	dev = open("/dev", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHECK(dev >= 0);
+	fd = openat(dev, "dma_heap/system", O_RDWR | O_CLOEXEC);
+	CHECK(fd >= 0);
+	close(fd);
+	CHECK(fstatat(dev, "dma_heap/system", &st, 0) == 0);
+	close(dev);
+	fd = open("/sys/kernel/debug", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) { /* a container may have no /sys/kernel/debug */
+		int tl = openat(fd, "sync/sw_sync", O_RDWR | O_CLOEXEC);
+
+		CHECK(tl >= 0);
+		close(tl);
+		close(fd);
+	}
+}
+
 /* /dev/dma_heap exists for opendir/readdir/stat/access; nothing else does. */
 static void case_tree(void)
 {
@@ -145,6 +183,7 @@ static void case_tree(void)
 	FAILS_WITH(stat("/dev/dma_heap/no-such-heap", &st), ENOENT);
 	FAILS_WITH(open("/dev/dma_heap/no-such-heap", O_RDWR), ENOENT);
 	FAILS_WITH(access("/dev/dma_heap/no-such-heap", F_OK), ENOENT);
+	case_relative();
 }
 
 static void case_alloc(void)
@@ -304,6 +343,9 @@ static void case_fdinfo(void)
 	close(info);
 	CHECK(strstr(text, "size:\t1048576\n"));
 	CHECK(strstr(text, "name:\tstatic-test\n"));
+	/* The file's references are the program's: the supervisor, which
+	 * answered the ioctl, keeps none. */
+	CHECK(strstr(text, "count:\t1\n"));
 	CHECK(strstr(text, "exp_name:\t"));
 	close(fd);
 	close(heap);
@@ -400,6 +442,290 @@ static void case_fence_wait(void)
 	close(heap);
 }
 
+/* A buffer made busy by a pending sw_sync fence imported as a write fence
+ * (or a read fence): poll, select and epoll answer from its fences. */
+struct busy {
+	int heap, tl, fd, fence;
+};
+
+static void busy_make(struct busy *b, uint32_t how, uint32_t value)
+{
+	struct sw_sync_create_fence_data f = { .value = value, .name = "busy" };
+	struct dma_buf_import_sync_file imp = { .flags = how };
+
+	b->heap = heap_open();
+	b->tl = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
+	CHECK(b->tl >= 0);
+	CHECK(ioctl(b->tl, SW_SYNC_IOC_CREATE_FENCE, &f) == 0);
+	b->fence = f.fence;
+	b->fd = alloc(b->heap, 64 * 1024, O_RDWR | O_CLOEXEC);
+	imp.fd = b->fence;
+	CHECK(ioctl(b->fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &imp) == 0);
+}
+
+/* One more pending fence on the buffer, at `value` of its timeline. */
+static void busy_again(struct busy *b, uint32_t how, uint32_t value)
+{
+	struct sw_sync_create_fence_data f = { .value = value, .name = "again" };
+	struct dma_buf_import_sync_file imp = { .flags = how };
+
+	CHECK(ioctl(b->tl, SW_SYNC_IOC_CREATE_FENCE, &f) == 0);
+	imp.fd = f.fence;
+	CHECK(ioctl(b->fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &imp) == 0);
+	close(f.fence);
+}
+
+static void busy_signal(struct busy *b)
+{
+	uint32_t one = 1;
+
+	CHECK(ioctl(b->tl, SW_SYNC_IOC_INC, &one) == 0);
+}
+
+static void busy_free(struct busy *b)
+{
+	close(b->fence);
+	close(b->fd);
+	close(b->tl);
+	close(b->heap);
+}
+
+/* True while thread tid is inside system call nr. */
+static int in_syscall(pid_t tid, int nr)
+{
+	char path[64], buf[64] = "", want[16];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	snprintf(want, sizeof(want), "%d ", nr);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = (int)read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 && !strncmp(buf, want, strlen(want));
+}
+
+struct poller {
+	int fd;
+	pid_t tid;
+	int result;
+	short revents;
+};
+
+static void *blocking_poll(void *arg)
+{
+	struct poller *w = arg;
+	struct pollfd p = { .fd = w->fd, .events = POLLIN };
+
+	__atomic_store_n(&w->tid, gettid(), __ATOMIC_RELEASE);
+	w->result = poll(&p, 1, -1);
+	w->revents = p.revents;
+	return NULL;
+}
+
+/* poll, ppoll, select and pselect on a dma-buf: its fences, as
+ * dma_buf_poll() (the kernel would poll a memfd as always ready). */
+static void case_poll(void)
+{
+	struct timespec ts = { 0, 1000000 };
+	struct poller w = { .result = -2 };
+	struct pollfd p[3];
+	struct busy b;
+	fd_set rd, wr;
+	struct timeval tv = { 0, 0 };
+	int pipefd[2], i;
+	pthread_t t;
+
+	busy_make(&b, DMA_BUF_SYNC_WRITE, 1);
+	CHECK(pipe2(pipefd, O_CLOEXEC) == 0);
+	p[0] = (struct pollfd){ .fd = b.fd, .events = POLLIN | POLLOUT };
+	CHECK(poll(p, 1, 0) == 0 && p[0].revents == 0);
+	/* The other fds are polled as the kernel polls them. */
+	p[1] = (struct pollfd){ .fd = pipefd[1], .events = POLLOUT };
+	p[2] = (struct pollfd){ .fd = 999, .events = POLLIN };
+	CHECK(poll(p, 3, 0) == 2);
+	CHECK(p[0].revents == 0 && p[1].revents == POLLOUT && p[2].revents == POLLNVAL);
+	CHECK(ppoll(p, 1, &ts, NULL) == 0);
+	FD_ZERO(&rd);
+	FD_ZERO(&wr);
+	FD_SET(b.fd, &rd);
+	FD_SET(b.fd, &wr);
+	CHECK(select(b.fd + 1, &rd, &wr, NULL, &tv) == 0);
+	CHECK(!FD_ISSET(b.fd, &rd) && !FD_ISSET(b.fd, &wr));
+	/* A poll that waits is woken by the fence's signal. */
+	w.fd = b.fd;
+	CHECK(pthread_create(&t, NULL, blocking_poll, &w) == 0);
+	for (i = 0; i < 1000000 && !(__atomic_load_n(&w.tid, __ATOMIC_ACQUIRE) &&
+				     in_syscall(w.tid, SYS_poll));
+	     i++)
+		sched_yield();
+	busy_signal(&b);
+	CHECK(pthread_join(t, NULL) == 0);
+	CHECK(w.result == 1 && w.revents == POLLIN);
+	p[0].events = POLLIN | POLLOUT;
+	CHECK(poll(p, 1, 0) == 1 && p[0].revents == (POLLIN | POLLOUT));
+	FD_SET(b.fd, &rd);
+	FD_SET(b.fd, &wr);
+	CHECK(pselect(b.fd + 1, &rd, &wr, NULL, &ts, NULL) == 2);
+	CHECK(FD_ISSET(b.fd, &rd) && FD_ISSET(b.fd, &wr));
+	/* A pending read fence: readers may go on, writers wait. */
+	busy_again(&b, DMA_BUF_SYNC_READ, 2);
+	CHECK(poll(p, 1, 0) == 1 && p[0].revents == POLLIN);
+	busy_signal(&b);
+	CHECK(poll(p, 1, 0) == 1 && p[0].revents == (POLLIN | POLLOUT));
+	/* A bad fd in a select set fails the call (-EBADF), as the kernel. */
+	FD_ZERO(&rd);
+	FD_SET(b.fd, &rd);
+	FD_SET(pipefd[0], &rd);
+	close(pipefd[0]);
+	FAILS_WITH(select(b.fd + 1 > pipefd[0] + 1 ? b.fd + 1 : pipefd[0] + 1, &rd, NULL, NULL, &tv),
+		   EBADF);
+	{
+		struct pollfd *volatile bad = (struct pollfd *)16;
+
+		FAILS_WITH(poll(bad, 1, 0), EFAULT);
+	}
+	close(pipefd[1]);
+	busy_free(&b);
+}
+
+/* The epoll set's items (tfd lines of its fdinfo). */
+static int epoll_items(int ep)
+{
+	char path[64], line[256];
+	FILE *f;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", ep);
+	f = fopen(path, "re");
+	CHECK(f);
+	while (fgets(line, sizeof(line), f))
+		n += !strncmp(line, "tfd:", 4);
+	fclose(f);
+	return n;
+}
+
+/* Waits (bounded by a count, not a clock) until the set has n items. */
+static int epoll_items_become(int ep, int n)
+{
+	int i;
+
+	for (i = 0; i < 20000 && epoll_items(ep) != n; i++)
+		usleep(500);
+	return epoll_items(ep) == n;
+}
+
+/* epoll on a dma-buf: registered (the kernel refuses a memfd with EPERM),
+ * ready as dma_buf_poll(), level- and edge-triggered, one-shot, and gone
+ * with the buffer's file. */
+static void case_epoll(void)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 42 }, out[4];
+	int ep, pipefd[2], dupfd;
+	struct busy b;
+
+	busy_make(&b, DMA_BUF_SYNC_WRITE, 1);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	CHECK(ep >= 0);
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, b.fd, &ev) == 0);
+	FAILS_WITH(epoll_ctl(ep, EPOLL_CTL_ADD, b.fd, &ev), EEXIST);
+	CHECK(epoll_wait(ep, out, 4, 0) == 0);
+	busy_signal(&b);
+	/* The signal reaches the set without a call of the program's. */
+	CHECK(epoll_wait(ep, out, 4, -1) == 1);
+	CHECK(out[0].events == EPOLLIN && out[0].data.u64 == 42);
+	CHECK(epoll_wait(ep, out, 4, 0) == 1); /* level-triggered */
+	/* A new fence: busy at once (the import is answered after the set
+	 * knows). */
+	busy_again(&b, DMA_BUF_SYNC_WRITE, 2);
+	CHECK(epoll_wait(ep, out, 4, 0) == 0);
+	busy_signal(&b);
+	CHECK(epoll_wait(ep, out, 4, -1) == 1 && out[0].events == EPOLLIN);
+	/* Edge-triggered: reported once. */
+	ev = (struct epoll_event){ .events = EPOLLOUT | EPOLLET, .data.u64 = 7 };
+	CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, b.fd, &ev) == 0);
+	CHECK(epoll_wait(ep, out, 4, -1) == 1);
+	CHECK(out[0].events == EPOLLOUT && out[0].data.u64 == 7);
+	CHECK(epoll_wait(ep, out, 4, 0) == 0);
+	/* One-shot: reported once, until the program's MOD. */
+	ev = (struct epoll_event){ .events = EPOLLIN | EPOLLONESHOT, .data.u64 = 9 };
+	CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, b.fd, &ev) == 0);
+	CHECK(epoll_wait(ep, out, 4, -1) == 1 && out[0].data.u64 == 9);
+	CHECK(epoll_wait(ep, out, 4, 0) == 0);
+	busy_again(&b, DMA_BUF_SYNC_WRITE, 3);
+	busy_signal(&b);
+	CHECK(epoll_wait(ep, out, 4, 0) == 0);
+	CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, b.fd, &ev) == 0);
+	CHECK(epoll_wait(ep, out, 4, -1) == 1 && out[0].data.u64 == 9);
+	/* The kernel's errnos. */
+	ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+	FAILS_WITH(epoll_ctl(ep, EPOLL_CTL_MOD, b.fd, &ev), EINVAL);
+	FAILS_WITH(epoll_ctl(ep, EPOLL_CTL_ADD, b.fd, (struct epoll_event *)16), EFAULT);
+	CHECK(pipe2(pipefd, O_CLOEXEC) == 0);
+	FAILS_WITH(epoll_ctl(pipefd[0], EPOLL_CTL_ADD, b.fd, &ev), EINVAL);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	CHECK(epoll_ctl(ep, EPOLL_CTL_DEL, b.fd, NULL) == 0);
+	FAILS_WITH(epoll_ctl(ep, EPOLL_CTL_DEL, b.fd, NULL), ENOENT);
+	FAILS_WITH(epoll_ctl(ep, EPOLL_CTL_MOD, b.fd, &ev), EINVAL); /* EXCLUSIVE first */
+	ev.events = EPOLLIN;
+	FAILS_WITH(epoll_ctl(ep, EPOLL_CTL_MOD, b.fd, &ev), ENOENT);
+	CHECK(epoll_items(ep) == 0);
+	/* The item lives as long as the buffer's file: a dup keeps it, the
+	 * last close takes it. */
+	ev = (struct epoll_event){ .events = EPOLLIN, .data.u64 = 5 };
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, b.fd, &ev) == 0);
+	CHECK(epoll_items(ep) == 1);
+	dupfd = fcntl(b.fd, F_DUPFD_CLOEXEC, 0);
+	CHECK(dupfd >= 0);
+	close(b.fd);
+	b.fd = dupfd;
+	CHECK(epoll_wait(ep, out, 4, -1) == 1 && out[0].data.u64 == 5);
+	CHECK(epoll_items(ep) == 1);
+	close(b.fd);
+	b.fd = -1;
+	CHECK(epoll_items_become(ep, 0));
+	CHECK(epoll_wait(ep, out, 4, 0) == 0);
+	close(ep);
+	busy_free(&b);
+}
+
+/* The status of a sync file's fence (SYNC_IOC_FILE_INFO): 1 signalled,
+ * 0 pending, or its error. */
+static int fence_status(int fence)
+{
+	struct sync_file_info info = { 0 };
+
+	CHECK(ioctl(fence, SYNC_IOC_FILE_INFO, &info) == 0);
+	return info.status;
+}
+
+/* When the last reference to a timeline goes (here: the program's close,
+ * which the supervisor does not see), its pending fences signal with
+ * -ENOENT; a dup keeps it alive. */
+static void case_timeline_close(void)
+{
+	struct sw_sync_create_fence_data f = { .value = 5, .name = "orphan" };
+	struct pollfd p;
+	int tl, dupfd;
+
+	tl = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
+	CHECK(tl >= 0);
+	CHECK(ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &f) == 0);
+	CHECK(fence_status(f.fence) == 0);
+	dupfd = fcntl(tl, F_DUPFD_CLOEXEC, 0);
+	CHECK(dupfd >= 0);
+	close(tl);
+	p = (struct pollfd){ .fd = f.fence, .events = POLLIN };
+	CHECK(poll(&p, 1, 0) == 0 && fence_status(f.fence) == 0);
+	close(dupfd);
+	p.revents = 0;
+	CHECK(poll(&p, 1, -1) == 1 && (p.revents & POLLIN));
+	CHECK(fence_status(f.fence) == -ENOENT);
+	close(f.fence);
+}
+
 /* Dies by a signal: dmabuf-run reports 128 + SIGTERM. */
 static void case_kill(void)
 {
@@ -414,6 +740,7 @@ static const struct {
 	{ "tree", case_tree },	   { "alloc", case_alloc },	{ "errors", case_errors },
 	{ "raw", case_raw },	   { "fork", case_fork },	{ "fdinfo", case_fdinfo },
 	{ "threads", case_threads }, { "fence-wait", case_fence_wait },
+	{ "poll", case_poll },	   { "epoll", case_epoll },	{ "timeline-close", case_timeline_close },
 	{ "kill", case_kill },
 };
 

@@ -111,6 +111,13 @@ STATIC_CASE(raw)
 STATIC_CASE(fork)
 STATIC_CASE(fdinfo)
 STATIC_CASE(threads)
+STATIC_CASE(poll)
+STATIC_CASE(epoll)
+
+static void static_timeline_close(void **state)
+{
+	expect_case(static_prog(), NULL, "timeline-close");
+}
 
 static void static_fence_wait(void **state)
 {
@@ -180,6 +187,9 @@ int main(void)
 		harness_test(static_fdinfo),
 		harness_test(static_threads),
 		harness_test(static_fence_wait),
+		harness_test(static_poll),
+		harness_test(static_epoll),
+		harness_test(static_timeline_close),
 		harness_test(static_without_supervisor_fails),
 		harness_test(static_exit_status_passes_through),
 		harness_test(dynamic_raw_needs_seccomp),
