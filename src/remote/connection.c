@@ -435,11 +435,14 @@ int dmb_conn_send_void(struct dmb_conn *conn, struct dmb_msg *req)
 	 * the kernel. Another process's learns of it in order, later. */
 	if (conn->exporter_is_us)
 		return dmb_conn_call(conn, req, &reply);
-	/* Version 3: held back until the connection's next send (the next
-	 * MAP, the DETACH after an UNMAP, the RELEASE after a DETACH), which
-	 * carries it in the same sendmmsg(). */
+	/* Version 3: an UNMAP is held back until the connection's next send
+	 * (the next MAP, the DETACH after it), which carries it in the same
+	 * sendmmsg(). A DETACH or an UNPIN goes now, with what is held: each
+	 * may end a pin, and a pin stops the exporter's moves, so the exporter
+	 * must not wait for this process's next request to learn of it. */
 	if (conn->version < DMB_WIRE_VERSION_CLIENT_IDS || conn->dead ||
-	    conn->nqueued >= DMB_CONN_MAX_QUEUED || req->nfds)
+	    conn->nqueued >= DMB_CONN_MAX_QUEUED || req->nfds ||
+	    req->op == DMB_OP_DETACH || req->op == DMB_OP_UNPIN)
 		return dmb_conn_send_only(conn, req);
 	req->version = conn->version;
 	req->serial = ++conn->next_serial;
