@@ -71,6 +71,9 @@ void dmb_uapi_timelines_forked(void);
 /* Waits until the watcher is done with what it is signalling (the layer's
  * fds of points it signalled are closed then). Cheap without a watcher. */
 void dmb_uapi_timelines_settle(void);
+/* At exit: the watcher thread is stopped (points still pending here stay
+ * so; the process's exit makes their holders see the signaller's death). */
+void dmb_uapi_timelines_exit(void);
 
 /* False when no close() can matter to the emulation: no timeline, no held
  * buffer, no buffer of this process alive. */

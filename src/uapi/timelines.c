@@ -198,6 +198,37 @@ static void watcher_join(struct watcher *w)
 }
 
 /*
+ * t is watched no more (t->mu held). The watcher stops with its last
+ * watch: returned for the caller to join with no lock held, or, when the
+ * watcher itself is the caller, its fd closed now (before any signal it
+ * goes on to give) and NULL returned: it ends on its own.
+ */
+static struct watcher *unwatch(struct timeline *t, bool in_watcher)
+{
+	struct watcher *stopped = NULL;
+
+	pthread_mutex_lock(&tbl_lock);
+	if (t->wd >= 0) {
+		if (--watched == 0) {
+			/* The removal of the watch below is the thread's
+			 * next event: it sees stop then. */
+			stopped = watcher;
+			stopped->stop = true;
+			watcher = NULL;
+		}
+		inotify_rm_watch(stopped ? stopped->ifd : watcher->ifd, t->wd);
+		t->wd = -1;
+	}
+	pthread_mutex_unlock(&tbl_lock);
+	if (stopped && in_watcher) {
+		close(stopped->ifd);
+		stopped->ifd = -1;
+		stopped = NULL;
+	}
+	return stopped;
+}
+
+/*
  * The end of t in this process (t->mu held, t not gone): destroyed (the
  * last reference went: every process's pending points signal -ENOENT) or
  * let go (no fd of it is left here, and the points made here are reached
@@ -218,23 +249,7 @@ static struct watcher *tl_end(struct timeline *t, bool destroy, bool in_watcher)
 		atomic_store(&t->sh->destroyed, 1);
 		notify(t);
 	}
-	pthread_mutex_lock(&tbl_lock);
-	if (t->wd >= 0) {
-		if (--watched == 0) {
-			/* The removal of the watch below is the thread's
-			 * next event: it sees stop then. */
-			stopped = watcher;
-			stopped->stop = true;
-			watcher = NULL;
-		}
-		inotify_rm_watch(stopped ? stopped->ifd : watcher->ifd, t->wd);
-		t->wd = -1;
-	}
-	pthread_mutex_unlock(&tbl_lock);
-	if (stopped && in_watcher) {
-		close(stopped->ifd);
-		stopped->ifd = -1;
-	}
+	stopped = unwatch(t, in_watcher);
 	close(t->probe);
 	t->probe = -1;
 	munmap(t->sh, TL_SIZE);
@@ -252,7 +267,7 @@ static struct watcher *tl_end(struct timeline *t, bool destroy, bool in_watcher)
 	}
 	pthread_mutex_unlock(&tbl_lock);
 	tl_put(t); /* the table's reference */
-	return in_watcher ? NULL : stopped;
+	return stopped;
 }
 
 /*
@@ -273,11 +288,18 @@ static struct watcher *tl_event(struct timeline *t, bool closed, bool in_watcher
 		   (closed && flock(t->probe, LOCK_EX | LOCK_NB) == 0)) {
 		w = tl_end(t, true, in_watcher);
 	} else {
+		bool pending;
+
 		v = atomic_load(&t->sh->value);
-		if ((!t->any_pending || reached(v, t->last_pending)) &&
-		    (closed || t->wd >= 0) && !have_fd(t))
+		pending = t->any_pending && !reached(v, t->last_pending);
+		if (!pending && (closed || t->wd >= 0) && !have_fd(t))
 			w = tl_end(t, false, in_watcher);
-		else
+		else if (!pending && t->wd >= 0)
+			/* Nothing pending here: nothing to watch for until
+			 * the next pending point (its fd's close is seen by
+			 * the close() here). */
+			w = unwatch(t, in_watcher);
+		if (!t->gone)
 			mirror_to(t, v);
 	}
 	pthread_mutex_unlock(&t->mu);
@@ -582,6 +604,28 @@ void dmb_uapi_timelines_forked(void)
 	timelines = NULL;
 	watcher = NULL;
 	watched = 0;
+}
+
+void dmb_uapi_timelines_exit(void)
+{
+	struct watcher *w;
+	struct timeline *t;
+
+	pthread_mutex_lock(&tbl_lock);
+	w = watcher;
+	watcher = NULL;
+	if (w) {
+		/* The removals wake the thread, which sees stop. */
+		w->stop = true;
+		for (t = timelines; t; t = t->next) {
+			if (t->wd >= 0)
+				inotify_rm_watch(w->ifd, t->wd);
+			t->wd = -1;
+		}
+		watched = 0;
+	}
+	pthread_mutex_unlock(&tbl_lock);
+	watcher_join(w);
 }
 
 void dmb_uapi_timelines_settle(void)
