@@ -329,12 +329,10 @@ static void all_closed(void)
 		}
 	}
 	pthread_mutex_unlock(&tbl_lock);
-	pthread_mutex_lock(&sig_lock);
 	for (i = 0; i < n; i++) {
 		tl_event(list[i], true, true);
 		tl_put(list[i]);
 	}
-	pthread_mutex_unlock(&sig_lock);
 	free(list);
 }
 
@@ -360,12 +358,19 @@ static void *watch_thread(void *arg)
 
 		if (reprobes && poll(&p, 1, 1) == 0) {
 			reprobes--;
+			pthread_mutex_lock(&sig_lock);
 			all_closed();
+			if (w->ifd < 0)
+				goto self_stopped;
+			pthread_mutex_unlock(&sig_lock);
 			continue;
 		}
 		n = read(w->ifd, buf, sizeof(buf));
 		if (watcher_stopped(w))
 			break;
+		/* Held while signalling and until what that frees is freed
+		 * (dmb_uapi_timelines_settle()). */
+		pthread_mutex_lock(&sig_lock);
 		for (char *e = buf; n > 0 && e < buf + n;) {
 			const struct inotify_event *ev = (const void *)e;
 			bool closed = (ev->mask & (IN_CLOSE_WRITE | IN_CLOSE_NOWRITE)) != 0;
@@ -388,20 +393,22 @@ static void *watch_thread(void *arg)
 					tl_put(t);
 				continue;
 			}
-			pthread_mutex_lock(&sig_lock);
 			tl_event(t, closed, true);
-			pthread_mutex_unlock(&sig_lock);
 			tl_put(t);
 			if (closed)
 				reprobes = TL_REPROBES;
 		}
+		if (w->ifd < 0)
+			goto self_stopped;
+		pthread_mutex_unlock(&sig_lock);
 	}
-	/* Stopped by tl_end(): by the watcher itself (its fd is closed
-	 * already: it goes on its own) or by another thread, which joins. */
-	if (w->ifd < 0) {
-		pthread_detach(pthread_self());
-		free(w);
-	}
+	/* Stopped by another thread, which joins. */
+	return NULL;
+self_stopped:
+	/* Stopped by itself (its fd is closed already): it goes on its own. */
+	pthread_detach(pthread_self());
+	free(w);
+	pthread_mutex_unlock(&sig_lock);
 	return NULL;
 }
 
