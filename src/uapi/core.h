@@ -56,11 +56,24 @@ void dmb_uapi_forked(void);
 /* Tree entries: kind and heap name for an inode of the emulated tree. */
 enum dmb_uapi_kind dmb_uapi_tree_kind(const struct stat *st, const char **heap);
 
-/* sw_sync timelines of this process, by the inode of their memfd. */
+/* sw_sync timelines (timelines.c): the state is in the timeline's file,
+ * shared by every process that has it; the points are the process's that
+ * made them. open returns the new file's fd or -errno; create_fence and
+ * inc are SW_SYNC_IOC_CREATE_FENCE and SW_SYNC_IOC_INC on a timeline fd of
+ * this process (-EINVAL if it is none). */
+struct dmabuf_fence;
 int dmb_uapi_timeline_open(int flags);
-struct dmabuf_timeline *dmb_uapi_timeline_lookup(int fd);
-/* In a forked child: the parent's timelines are not the child's. */
+int dmb_uapi_timeline_create_fence(int fd, uint32_t value, struct dmabuf_fence **out);
+int dmb_uapi_timeline_inc(int fd, uint32_t value);
+/* In a forked child: the parent's entries are not the child's (it attaches
+ * to the same files with descriptions of its own). */
 void dmb_uapi_timelines_forked(void);
+/* Waits until the watcher is done with what it is signalling (the layer's
+ * fds of points it signalled are closed then). Cheap without a watcher. */
+void dmb_uapi_timelines_settle(void);
+/* At exit: the watcher thread is stopped (points still pending here stay
+ * so; the process's exit makes their holders see the signaller's death). */
+void dmb_uapi_timelines_exit(void);
 
 /* False when no close() can matter to the emulation: no timeline, no held
  * buffer, no buffer of this process alive. */

@@ -429,6 +429,13 @@ static long count_refs(dev_t dev, ino_t ino)
 int dmb_uapi_fdinfo(int fd, char *out, size_t size)
 {
 	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	return dmb_uapi_fdinfo_at(fd, path, out, size);
+}
+
+int dmb_uapi_fdinfo_at(int fd, const char *path, char *out, size_t size)
+{
 	struct dmabuf_info info = { .struct_size = sizeof(info) };
 	struct dmabuf *buf;
 	struct stat st;
@@ -451,7 +458,6 @@ int dmb_uapi_fdinfo(int fd, char *out, size_t size)
 	if (ret)
 		return ret;
 	/* The generic lines (pos, flags, mnt_id, ino) are the real file's. */
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
 	fp = fopen(path, "re");
 	if (!fp)
 		return -errno;

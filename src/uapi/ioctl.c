@@ -399,6 +399,9 @@ static long sync_info(struct dmb_uapi_io *io, int fd, uint64_t uarg)
 		return -EFAULT;
 	if (info.flags || info.pad)
 		return -EINVAL;
+	/* A point another process's INC signalled here: its layer fd is
+	 * closed when the status is read. */
+	dmb_uapi_timelines_settle();
 	n = dmabuf_sync_file_info(fd, &status, NULL, 0);
 	if (n < 0)
 		return n;
@@ -542,25 +545,21 @@ static long sw_sync_ioctl(struct dmb_uapi_io *io, int fd, unsigned long cmd, uin
 	struct dmb_sw_sync_create_fence_data data;
 	struct dmb_sw_sync_get_deadline dl;
 	struct dmabuf_sync_fence_info pt;
-	struct dmabuf_timeline *tl;
 	uint64_t ns;
 	struct dmabuf_fence *f;
 	uint32_t value;
 	int ret, sfd;
 
-	tl = dmb_uapi_timeline_lookup(fd);
 	switch (cmd) {
 	case DMB_SW_SYNC_IOC_CREATE_FENCE:
 		if (io->copy_in(io, &data, uarg, sizeof(data)))
 			return -EFAULT;
-		if (!tl)
-			return -EINVAL;
 		/* The write-back check first: a point made for a failing
 		 * ioctl would stay on the timeline, holding the sync file's
 		 * sockets, until it signals. */
 		if (io->copy_out(io, uarg, &data, sizeof(data)))
 			return -EFAULT;
-		ret = dmabuf_timeline_create_fence(tl, data.value, &f);
+		ret = dmb_uapi_timeline_create_fence(fd, data.value, &f);
 		if (ret)
 			return ret;
 		sfd = dmabuf_sync_file_export(f);
@@ -573,13 +572,7 @@ static long sw_sync_ioctl(struct dmb_uapi_io *io, int fd, unsigned long cmd, uin
 	case DMB_SW_SYNC_IOC_INC:
 		if (io->copy_in(io, &value, uarg, sizeof(value)))
 			return -EFAULT;
-		if (!tl)
-			return -EINVAL;
-		while (value > INT_MAX) {
-			dmabuf_timeline_inc(tl, INT_MAX);
-			value -= INT_MAX;
-		}
-		return dmabuf_timeline_inc(tl, value);
+		return dmb_uapi_timeline_inc(fd, value);
 	case DMB_SW_SYNC_GET_DEADLINE:
 		if (io->copy_in(io, &dl, uarg, sizeof(dl)))
 			return -EFAULT;

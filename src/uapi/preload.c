@@ -406,31 +406,71 @@ EXPORT int creat64(const char *path, mode_t mode)
 	return get_creat64()(path, mode);
 }
 
-/* /proc/self/fdinfo/N (or /proc/<own pid>/fdinfo/N) of a dma-buf fd. */
+/*
+ * /proc/<pid>/fdinfo/N of another process's fd: if the kernel lets this
+ * process open it (its ptrace-read check; else the real call's errno is
+ * the answer) and /proc/<pid>/fd/N is a dma-buf, the buffer's text, with
+ * the generic lines of that process's file. -1: not handled.
+ */
+static int fdinfo_other(const char *path, const char *pid, size_t pid_len, const char *fdnum,
+			char *text, size_t size)
+{
+	char fdpath[96];
+	int real, fd, n = -1;
+
+	if (pid_len > 20 || strspn(pid, "0123456789") != pid_len || !fdnum[0] ||
+	    strspn(fdnum, "0123456789") != strlen(fdnum))
+		return -1;
+	real = get_open()(path, O_RDONLY | O_CLOEXEC);
+	if (real < 0)
+		return -1;
+	get_close()(real);
+	snprintf(fdpath, sizeof(fdpath), "/proc/%.*s/fd/%s", (int)pid_len, pid, fdnum);
+	/* A description of our own of the buffer's file (it holds no flock,
+	 * so the count leaves it out). */
+	fd = get_open()(fdpath, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		fd = get_open()(fdpath, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (dmb_uapi_classify(fd) == DMB_UAPI_DMABUF)
+		n = IN_CORE(dmb_uapi_fdinfo_at(fd, path, text, size));
+	get_close()(fd);
+	return n;
+}
+
+/* /proc/self/fdinfo/N (or /proc/<pid>/fdinfo/N, this process's or
+ * another's) of a dma-buf fd. */
 static int fdinfo_fd(const char *path)
 {
 	char own[32], text[2048];
-	const char *rest;
+	const char *rest, *slash;
 	int fd, n, mfd;
 
 	if (strncmp(path, "/proc/", 6))
 		return -1;
 	rest = path + 6;
 	snprintf(own, sizeof(own), "%d/", (int)getpid());
-	if (!strncmp(rest, "self/", 5))
+	if (!strncmp(rest, "self/", 5)) {
 		rest += 5;
-	else if (!strncmp(rest, own, strlen(own)))
+	} else if (!strncmp(rest, own, strlen(own))) {
 		rest += strlen(own);
-	else if (!strncmp(rest, "thread-self/", 12))
+	} else if (!strncmp(rest, "thread-self/", 12)) {
 		rest += 12;
-	else
-		return -1;
+	} else {
+		slash = strchr(rest, '/');
+		if (!slash || strncmp(slash, "/fdinfo/", 8))
+			return -1;
+		n = fdinfo_other(path, rest, (size_t)(slash - rest), slash + 8, text, sizeof(text));
+		goto text;
+	}
 	if (strncmp(rest, "fdinfo/", 7) || !rest[7])
 		return -1;
 	fd = atoi(rest + 7);
 	if (!atomic_load(&dmb_preload_active) || dmb_uapi_classify(fd) != DMB_UAPI_DMABUF)
 		return -1;
 	n = IN_CORE(dmb_uapi_fdinfo(fd, text, sizeof(text)));
+text:
 	if (n < 0)
 		return -1;
 	/* The text as a file of its own, read from the start. */

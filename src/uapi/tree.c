@@ -388,6 +388,7 @@ void dmb_uapi_exit(void)
 {
 	struct dmabuf_ctx *ctx;
 
+	dmb_uapi_timelines_exit();
 	pthread_mutex_lock(&ctx_lock);
 	ctx = proc_ctx;
 	proc_ctx = NULL;

@@ -159,5 +159,11 @@ short dmb_uapi_poll_events(int fd, enum dmb_uapi_kind kind, short events);
  * (the file's own lines plus the dma-buf ones), or -errno. */
 int dmb_uapi_fdinfo(int fd, char *buf, size_t size);
 
+/* The same for the file whose real fdinfo is at `path` (another
+ * process's /proc/<pid>/fdinfo/<n>, already opened once, so the kernel's
+ * permission check passed); `fd` is an fd of this process for the same
+ * buffer (an open of /proc/<pid>/fd/<n>): the dma-buf lines are its. */
+int dmb_uapi_fdinfo_at(int fd, const char *path, char *buf, size_t size);
+
 /* One line on stderr when tracing is on (DMABUF_UAPI_TRACE). */
 __attribute__((format(printf, 1, 2))) void dmb_uapi_trace(const char *fmt, ...);

@@ -13,11 +13,13 @@
 #include <linux/dma-buf.h>
 #include <linux/sync_file.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -410,6 +412,85 @@ static void swsync_checks(int tl)
 		close(f3);
 }
 
+/* Waits up to 5 s for a sync file (so a missing signal is a result, not a
+ * hang of the whole run), then its status. */
+static int settled_status(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct sync_file_info si;
+
+	if (poll(&p, 1, 5000) != 1)
+		return 99;
+	return info(fd, &si, NULL, 0) < 0 ? -1000 : si.status;
+}
+
+/* A timeline fd inherited over fork is the same file: the child's INC and
+ * points act on the parent's timeline, and the pending points signal
+ * -ENOENT only when the last fd in every process is gone. */
+static void swsync_fork_checks(void)
+{
+	int tl, p1, p2, pipefd[2], st;
+	pid_t pid;
+	char c;
+
+	tl = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
+	p1 = sw_fence(tl, 1, "p1");
+	p2 = sw_fence(tl, 3, "p2");
+	if (tl < 0 || p1 < 0 || p2 < 0 || pipe(pipefd) < 0)
+		return;
+	pid = fork();
+	if (pid == 0) {
+		int c2;
+
+		if (sw_inc(tl, 1))
+			_exit(10);
+		/* The parent's value: a point at 1 is signalled already. */
+		c2 = sw_fence(tl, 1, "c");
+		if (c2 < 0)
+			_exit(11);
+		_exit(settled_status(c2) == 1 ? 0 : 12);
+	}
+	if (pid < 0)
+		return;
+	waitpid(pid, &st, 0);
+	conf_line("sw_sync.fork.child_inc", "%d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	status_line("sw_sync.fork.child_inc_signals_parent", settled_status(p1));
+	pid = fork();
+	if (pid == 0) {
+		/* A point of the child, signalled by the parent's INC. */
+		int c3 = sw_fence(tl, 2, "c");
+
+		if (c3 < 0 || write(pipefd[1], "r", 1) != 1)
+			_exit(20);
+		_exit(settled_status(c3) == 1 ? 0 : 21);
+	}
+	if (pid < 0)
+		return;
+	if (read(pipefd[0], &c, 1) == 1)
+		sw_inc(tl, 1);
+	waitpid(pid, &st, 0);
+	conf_line("sw_sync.fork.parent_inc_signals_child", "%d",
+		  WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	/* The parent closes its fd; the child still holds the timeline. */
+	pid = fork();
+	if (pid == 0) {
+		if (read(pipefd[0], &c, 1) != 1)
+			_exit(30);
+		_exit(0);
+	}
+	if (pid < 0)
+		return;
+	close(tl);
+	fence_status("sw_sync.fork.parent_closed_pending", p2);
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	status_line("sw_sync.fork.sigkill_last_holder", settled_status(p2));
+	close(p1);
+	close(p2);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
 void conf_swsync(void)
 {
 	struct stat st;
@@ -428,4 +509,5 @@ void conf_swsync(void)
 		return;
 	swsync_checks(tl);
 	close(tl);
+	swsync_fork_checks();
 }

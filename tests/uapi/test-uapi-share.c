@@ -206,12 +206,71 @@ static void api_process_imports_and_dmas(void **state)
 	close(heap);
 }
 
+struct fdinfo_peer {
+	pid_t parent;
+	int fd;
+};
+
+static bool read_text(const char *path, char *buf, size_t size)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return false;
+	n = fread(buf, 1, size - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return true;
+}
+
+/* The child reads its parent's fdinfo (the import it makes for it, and
+ * its connection to the parent, stay out of the parent's fds). */
+static int fdinfo_reader(void *arg)
+{
+	struct fdinfo_peer *p = arg;
+	char path[64], buf[2048];
+
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)p->parent, p->fd);
+	child_check(read_text(path, buf, sizeof(buf)));
+	child_check(strstr(buf, "size:\t12288\n"));
+	child_check(strstr(buf, "exp_name:\tsystem\n"));
+	/* The parent's fd and mapping, and this child's inherited ones. */
+	child_check(strstr(buf, "count:\t4\n"));
+	child_check(strstr(buf, "\nname:\tother\n"));
+	child_check(strstr(buf, "flags:\t02000002\n"));
+	child_check(!strstr(buf, "lock:"));
+	/* An fd the parent does not have: the kernel's ENOENT. */
+	snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)p->parent, 1000);
+	child_check(!fopen(path, "r") && errno == ENOENT);
+	return 0;
+}
+
+/* /proc/<other pid>/fdinfo/N of a dma-buf: the kernel's fields, as for
+ * /proc/self. */
+static void fdinfo_of_another_process(void **state)
+{
+	int heap = uapi_open_heap("system");
+	int fd = uapi_heap_alloc(heap, 12288, O_RDWR | O_CLOEXEC);
+	struct fdinfo_peer p = { getpid(), fd };
+	void *map;
+
+	assert_int_equal(ioctl(fd, DMA_BUF_SET_NAME_B, "other"), 0);
+	map = mmap(NULL, 12288, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(map != MAP_FAILED);
+	assert_int_equal(harness_wait(harness_fork(fdinfo_reader, &p)), 0);
+	munmap(map, 12288);
+	close(fd);
+	close(heap);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		harness_test(scm_rights_between_uapi_programs),
 		harness_test(api_process_imports_and_dmas),
 		harness_test(udmabuf_between_uapi_programs),
+		harness_test(fdinfo_of_another_process),
 	};
 
 	uapi_warm_up();

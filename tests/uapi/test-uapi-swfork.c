@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sw_sync timelines shared by processes, as the kernel's one file is: a
+ * timeline fd inherited over fork or received over SCM_RIGHTS is the same
+ * timeline, its INC and its points work from either process, and its
+ * pending points signal -ENOENT only when the last fd in every process is
+ * gone (a SIGKILLed holder's included).
+ */
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "uapi-common.h"
+
+static int timeline_open(void)
+{
+	int fd = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	return fd;
+}
+
+static int fence_create(int tl, uint32_t value)
+{
+	struct sw_sync_create_fence_data d = { .value = value, .name = "pt" };
+
+	if (ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &d) < 0)
+		return -errno;
+	return d.fence;
+}
+
+static int tl_inc(int tl, uint32_t n)
+{
+	return ioctl(tl, SW_SYNC_IOC_INC, &n) < 0 ? -errno : 0;
+}
+
+/* 0 pending, 1 signalled, or the error; -1000 if the ioctl fails. */
+static int status(int fd)
+{
+	struct sync_file_info info = { 0 };
+
+	if (ioctl(fd, SYNC_IOC_FILE_INFO, &info) < 0)
+		return -1000;
+	return info.status;
+}
+
+static void wait_signalled(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	assert_int_equal(poll(&p, 1, -1), 1);
+	assert_int_equal(p.revents, POLLIN);
+}
+
+static void send_fd(int sock, int fd)
+{
+	char c = 'f';
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { &c, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	if (sendmsg(sock, &m, 0) != 1)
+		_exit(90);
+}
+
+static int recv_fd(int sock)
+{
+	char c, cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &c, 1 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm;
+	int fd = -1;
+
+	if (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != 1)
+		return -1;
+	cm = CMSG_FIRSTHDR(&m);
+	if (cm && cm->cmsg_type == SCM_RIGHTS)
+		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	return fd;
+}
+
+static void put(int sock, char c)
+{
+	if (write(sock, &c, 1) != 1)
+		_exit(91);
+}
+
+static char get(int sock)
+{
+	char c = 0;
+
+	return read(sock, &c, 1) == 1 ? c : 0;
+}
+
+/* The child's INC signals the parent's points; the parent's INC is seen by
+ * the child's points; both see one value. */
+static void child_inc_signals_parent_point(void **state)
+{
+	int tl = timeline_open(), p1 = fence_create(tl, 1), p3 = fence_create(tl, 3);
+	pid_t pid;
+
+	assert_true(p1 >= 0 && p3 >= 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int c2;
+
+		if (tl_inc(tl, 1))
+			_exit(1);
+		/* The value is 1 here too: a point at 1 is signalled at
+		 * creation, one at 2 is pending. */
+		c2 = fence_create(tl, 1);
+		if (c2 < 0 || status(c2) != 1)
+			_exit(2);
+		c2 = fence_create(tl, 2);
+		if (c2 < 0 || status(c2) != 0 || tl_inc(tl, 1) || status(c2) != 1)
+			_exit(3);
+		_exit(0);
+	}
+	assert_int_equal(harness_wait(pid), 0);
+	wait_signalled(p1);
+	assert_int_equal(status(p1), 1);
+	assert_int_equal(status(p3), 0);
+	assert_int_equal(tl_inc(tl, 1), 0);
+	assert_int_equal(status(p3), 1);
+	close(p1);
+	close(p3);
+	close(tl);
+}
+
+/* A point made by the child signals when the parent advances the
+ * timeline; the parent waits on it through the sync file it received. */
+static void parent_inc_signals_child_point(void **state)
+{
+	int tl = timeline_open(), sv[2], f;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int c = fence_create(tl, 5);
+
+		close(sv[0]);
+		if (c < 0 || status(c) != 0)
+			_exit(1);
+		send_fd(sv[1], c);
+		/* The point lives here: stay until the parent saw it. */
+		if (get(sv[1]) != 'x' || status(c) != 1)
+			_exit(2);
+		_exit(0);
+	}
+	close(sv[1]);
+	f = recv_fd(sv[0]);
+	assert_true(f >= 0);
+	assert_int_equal(status(f), 0);
+	assert_int_equal(tl_inc(tl, 4), 0);
+	assert_int_equal(status(f), 0);
+	assert_int_equal(tl_inc(tl, 1), 0);
+	wait_signalled(f);
+	assert_int_equal(status(f), 1);
+	put(sv[0], 'x');
+	assert_int_equal(harness_wait(pid), 0);
+	close(f);
+	close(sv[0]);
+	close(tl);
+}
+
+/* The parent closes its fd while the child holds the timeline: the points
+ * stay pending, the child's INC signals them, and the child's close (the
+ * last reference) signals the rest with -ENOENT. */
+static void last_close_in_child(void **state)
+{
+	int tl = timeline_open(), p1 = fence_create(tl, 1), p2 = fence_create(tl, 2), sv[2];
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(sv[0]);
+		if (get(sv[1]) != 'i' || tl_inc(tl, 1))
+			_exit(1);
+		if (get(sv[1]) != 'c')
+			_exit(2);
+		close(tl);
+		_exit(0);
+	}
+	close(sv[1]);
+	close(tl);
+	assert_int_equal(status(p1), 0);
+	assert_int_equal(status(p2), 0);
+	put(sv[0], 'i');
+	wait_signalled(p1);
+	assert_int_equal(status(p1), 1);
+	assert_int_equal(status(p2), 0);
+	put(sv[0], 'c');
+	wait_signalled(p2);
+	assert_int_equal(status(p2), -ENOENT);
+	assert_int_equal(harness_wait(pid), 0);
+	close(p1);
+	close(p2);
+	close(sv[0]);
+}
+
+/* The last holder is SIGKILLed: the kernel closes its fd, and the points
+ * signal -ENOENT. */
+static void sigkill_of_last_holder(void **state)
+{
+	int tl = timeline_open(), p = fence_create(tl, 1), sv[2], st;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(sv[0]);
+		put(sv[1], 'r');
+		for (;;)
+			pause();
+	}
+	close(sv[1]);
+	assert_int_equal(get(sv[0]), 'r');
+	close(tl);
+	assert_int_equal(status(p), 0);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFSIGNALED(st));
+	wait_signalled(p);
+	assert_int_equal(status(p), -ENOENT);
+	close(p);
+	close(sv[0]);
+}
+
+/* A timeline the child opened and sent over SCM_RIGHTS: the same file in
+ * the parent, advanced by the child, released by the parent's close. */
+static void timeline_over_scm_rights(void **state)
+{
+	int sv[2], tl, f, g;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int own = timeline_open();
+
+		close(sv[0]);
+		if (tl_inc(own, 2))
+			_exit(1);
+		send_fd(sv[1], own);
+		if (get(sv[1]) != 'i' || tl_inc(own, 1))
+			_exit(2);
+		if (get(sv[1]) != 'c')
+			_exit(3);
+		close(own);
+		_exit(0);
+	}
+	close(sv[1]);
+	tl = recv_fd(sv[0]);
+	assert_true(tl >= 0);
+	/* The child's value: 2 is reached, 3 is not. */
+	f = fence_create(tl, 2);
+	assert_int_equal(status(f), 1);
+	close(f);
+	f = fence_create(tl, 3);
+	assert_int_equal(status(f), 0);
+	put(sv[0], 'i');
+	wait_signalled(f);
+	assert_int_equal(status(f), 1);
+	put(sv[0], 'c');
+	assert_int_equal(harness_wait(pid), 0);
+	g = fence_create(tl, 10);
+	assert_int_equal(status(g), 0);
+	close(tl);
+	/* The parent's was the last fd: released within the close. */
+	assert_int_equal(status(g), -ENOENT);
+	close(f);
+	close(g);
+	close(sv[0]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		harness_test(child_inc_signals_parent_point),
+		harness_test(parent_inc_signals_child_point),
+		harness_test(last_close_in_child),
+		harness_test(sigkill_of_last_holder),
+		harness_test(timeline_over_scm_rights),
+	};
+
+	uapi_warm_up();
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
