@@ -239,6 +239,13 @@ __attribute__((destructor)) static void preload_fini(void)
 
 /* ---- io for the core: this address space ---------------------------------- */
 
+/* This process's id without a syscall (kept by the fork handler; a vfork
+ * child shares the memory, so the parent's id reads the same memory). */
+static inline pid_t self_pid(void)
+{
+	return dmb_preload_pid ? dmb_preload_pid : getpid();
+}
+
 /* process_vm_readv/writev on this very process: the kernel's copy with its
  * checks, so a bad pointer is -EFAULT, never a SIGSEGV in the layer.
  * valgrind cannot see that the "remote" memory is ours: tell it. */
@@ -248,7 +255,7 @@ static int self_copy_in(struct dmb_uapi_io *io, void *dst, uint64_t uaddr, size_
 
 	if (!n)
 		return 0;
-	if (process_vm_readv(getpid(), &l, 1, &r, 1, 0) != (ssize_t)n)
+	if (process_vm_readv(self_pid(), &l, 1, &r, 1, 0) != (ssize_t)n)
 		return -EFAULT;
 	VALGRIND_MAKE_MEM_DEFINED(dst, n);
 	return 0;
@@ -260,7 +267,7 @@ static int self_copy_out(struct dmb_uapi_io *io, uint64_t uaddr, const void *src
 
 	if (!n)
 		return 0;
-	if (process_vm_writev(getpid(), &l, 1, &r, 1, 0) != (ssize_t)n)
+	if (process_vm_writev(self_pid(), &l, 1, &r, 1, 0) != (ssize_t)n)
 		return -EFAULT;
 	VALGRIND_MAKE_MEM_DEFINED((void *)(uintptr_t)uaddr, n);
 	return 0;
@@ -589,9 +596,10 @@ EXPORT int faccessat(int dirfd, const char *path, int mode, int flags)
 
 /* ---- ioctl ---------------------------------------------------------------- */
 
-static long emulated_ioctl(int fd, enum dmb_uapi_kind kind, unsigned long cmd, void *arg)
+static long emulated_ioctl(int fd, const struct stat *st, enum dmb_uapi_kind kind,
+			   unsigned long cmd, void *arg)
 {
-	long ret = IN_CORE(dmb_uapi_ioctl(&self_io, fd, kind, cmd, (uint64_t)(uintptr_t)arg));
+	long ret = IN_CORE(dmb_uapi_ioctl_stat(&self_io, fd, st, kind, cmd, (uint64_t)(uintptr_t)arg));
 	struct dma_buf_sync sync;
 
 	/* Strict CPU access follows the program's brackets. */
@@ -641,22 +649,32 @@ static bool vfs_generic_ioctl(unsigned long cmd)
 	}
 }
 
+/* The kind of fd from one fstat, kept in st for the core. */
+static enum dmb_uapi_kind classify_keep(int fd, struct stat *st)
+{
+	if (fd < 0 || get_fstat()(fd, st) < 0)
+		return DMB_UAPI_NONE;
+	dmb_uapi_init();
+	return dmb_uapi_classify_stat(fd, st);
+}
+
 static int program_ioctl(int fd, unsigned long cmd, void *arg)
 {
 	enum dmb_uapi_kind kind;
+	struct stat st;
 
 	if (dmb_uapi_ioctl_maybe_ours(cmd)) {
-		kind = dmb_uapi_classify(fd);
+		kind = classify_keep(fd, &st);
 		if (kind != DMB_UAPI_NONE && kind != DMB_UAPI_DIR)
-			return (int)emulated_ioctl(fd, kind, cmd, arg);
+			return (int)emulated_ioctl(fd, &st, kind, cmd, arg);
 	} else if (dmb_preload_fd_maybe(fd) && !vfs_generic_ioctl(cmd)) {
 		/* Other numbers reach the driver too: dma_heap_ioctl() looks
 		 * only at _IOC_NR, dma_buf_ioctl() and udmabuf_ioctl() answer
 		 * -ENOTTY (FIONREAD included: their inodes are no regular
 		 * files). One fstat, for a tagged fd only. */
-		kind = dmb_uapi_classify(fd);
+		kind = classify_keep(fd, &st);
 		if (kind == DMB_UAPI_HEAP || kind == DMB_UAPI_DMABUF || kind == DMB_UAPI_UDMABUF)
-			return (int)emulated_ioctl(fd, kind, cmd, arg);
+			return (int)emulated_ioctl(fd, &st, kind, cmd, arg);
 	}
 	return get_ioctl()(fd, cmd, arg);
 }
