@@ -210,7 +210,7 @@ void dmb_preload_fd_untag(int fd, unsigned char gen)
 {
 	unsigned char expect = gen;
 
-	if (!gen || (unsigned int)fd >= DMB_PRELOAD_FDS || getpid() != dmb_preload_pid)
+	if (!gen || (unsigned int)fd >= DMB_PRELOAD_FDS)
 		return;
 	atomic_compare_exchange_strong(&dmb_preload_fd_tags[fd], &expect, 0);
 }

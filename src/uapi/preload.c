@@ -750,6 +750,10 @@ EXPORT off64_t lseek64(int fd, off64_t off, int whence)
 	return get_lseek64()(fd, off, whence);
 }
 
+/* The program mapped a dma-buf once: only then can an munmap release one
+ * (inherited by a forked child with the mappings, gone at exec). */
+static atomic_bool mapped_dmabuf;
+
 static void *emulated_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off,
 			   bool *handled)
 {
@@ -767,6 +771,8 @@ static void *emulated_mmap(void *addr, size_t len, int prot, int flags, int fd, 
 	*handled = true;
 	dmb_uapi_trace("mmap(%p, %zu, %#x, %#x, %d <dma-buf>, %lld) = %p", addr, len, prot,
 		       flags, fd, (long long)off, map);
+	if (map != MAP_FAILED)
+		atomic_store_explicit(&mapped_dmabuf, true, memory_order_relaxed);
 	if (map != MAP_FAILED && (flags & MAP_TYPE) == MAP_SHARED)
 		dmb_uapi_map_note(map, len, prot, fd);
 	return map;
@@ -1418,7 +1424,7 @@ EXPORT int munmap(void *addr, size_t len)
 	if (!ret && LAYER_CALL())
 		dmb_layer_map_forget(addr, len);
 	/* The last mapping of a buffer may have gone: release it now. */
-	if (!ret && atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) && !LAYER_CALL()) {
+	if (!ret && atomic_load_explicit(&mapped_dmabuf, memory_order_relaxed) && !LAYER_CALL()) {
 		dmb_uapi_map_forget(addr, len);
 		IN_CORE_VOID(dmb_uapi_closed(DMB_UAPI_DMABUF, 0, 0));
 	}

@@ -70,9 +70,9 @@ static inline unsigned char dmb_preload_fd_tag_of(int fd)
 }
 
 /* After the program's fd was closed: clears its tag if it is still `gen`
- * (no other thread tagged a new file at that number meanwhile) and this
- * is the process that owns the table (not a vfork child, which shares
- * it). */
+ * (no other thread tagged a new file at that number meanwhile). Only in
+ * the process that owns the table: the caller checks that it is not a
+ * vfork child (which shares the table, not the fd table). */
 void dmb_preload_fd_untag(int fd, unsigned char gen);
 
 /* Before a dup of oldfd to newfd (newfd < 0: after, with the new fd): tags
