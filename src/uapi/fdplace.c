@@ -47,7 +47,7 @@
 #include "core.h"
 #include "preload.h"
 
-__thread int dmb_preload_in_core;
+__thread int dmb_preload_in_core __attribute__((tls_model("initial-exec")));
 
 /* The next definition of name, looked up once. */
 #define DECLARE_REAL(name)                                                     \

@@ -679,6 +679,27 @@ static int program_ioctl(int fd, unsigned long cmd, void *arg)
 	return get_ioctl()(fd, cmd, arg);
 }
 
+/* The pass-through ioctl: the system call itself, as libc's ioctl() makes
+ * it (not a cancellation point), without a second indirect call. */
+static inline int pass_ioctl(int fd, unsigned long cmd, void *arg)
+{
+#if defined(__x86_64__)
+	long ret;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "0"((long)SYS_ioctl), "D"((long)fd), "S"(cmd), "d"(arg)
+			 : "rcx", "r11", "memory");
+	if ((unsigned long)ret > -4096ul) {
+		errno = (int)-ret;
+		return -1;
+	}
+	return (int)ret;
+#else
+	return get_ioctl()(fd, cmd, arg);
+#endif
+}
+
 EXPORT int ioctl(int fd, unsigned long cmd, ...)
 {
 	va_list ap;
@@ -687,6 +708,9 @@ EXPORT int ioctl(int fd, unsigned long cmd, ...)
 	va_start(ap, cmd);
 	arg = va_arg(ap, void *);
 	va_end(ap);
+	/* Not a type of the emulation's and an untagged fd: the kernel's. */
+	if (__builtin_expect(!dmb_uapi_ioctl_maybe_ours(cmd) && !dmb_preload_fd_maybe(fd), 1))
+		return pass_ioctl(fd, cmd, arg);
 	if (LAYER_CALL())
 		return get_ioctl()(fd, cmd, arg);
 	return program_ioctl(fd, cmd, arg);
@@ -809,7 +833,8 @@ static void *device_mmap(int fd, int prot, int flags)
 				return map;                                    \
 		}                                                              \
 		map = get_##name()(addr, len, prot, flags, fd, off);           \
-		if (map != MAP_FAILED && !(flags & MAP_ANONYMOUS) && LAYER_OWNED()) \
+		if (map != MAP_FAILED && !(flags & MAP_ANONYMOUS) && LAYER_CALL() && \
+		    LAYER_OWNED())                                             \
 			dmb_layer_map_note(map, len);                          \
 		return map;                                                    \
 	}
@@ -1416,7 +1441,8 @@ EXPORT int munmap(void *addr, size_t len)
 {
 	int ret;
 
-	if (atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) && !LAYER_CALL() &&
+	/* The library's mappings (a udmabuf's) are made by emulated_mmap. */
+	if (atomic_load_explicit(&mapped_dmabuf, memory_order_relaxed) && !LAYER_CALL() &&
 	    IN_CORE(dmb_uapi_munmap_lib(addr, len)))
 		ret = 0;
 	else

@@ -86,7 +86,9 @@ extern pid_t dmb_preload_pid;
 /* Depth of calls into the emulation core on this thread: libdmabuf's fds
  * made meanwhile are the layer's; outside, they are those of a program
  * using libdmabuf's API. */
-extern __thread int dmb_preload_in_core;
+/* initial-exec: the preload is loaded at start-up (LD_PRELOAD), so its
+ * TLS is static and every wrapper reads it without __tls_get_addr(). */
+extern __thread int dmb_preload_in_core __attribute__((tls_model("initial-exec")));
 #define IN_CORE(expr)                                                          \
 	({                                                                     \
 		dmb_preload_in_core++;                                         \
