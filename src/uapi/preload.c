@@ -1389,6 +1389,7 @@ static int program_close(int fd)
 	enum dmb_uapi_kind kind;
 	unsigned char tag;
 	struct stat st;
+	bool maybe;
 	int ret;
 
 	/* On Linux the program has no such fd. */
@@ -1397,12 +1398,11 @@ static int program_close(int fd)
 		return -1;
 	}
 	/* An untagged fd is no emulated file: nothing to do after. */
-	if (__builtin_expect(!dmb_preload_fd_maybe(fd), 1) && !dmb_preload_epoll_any())
+	maybe = dmb_preload_fd_maybe(fd);
+	if (__builtin_expect(!maybe, 1) && !dmb_preload_epoll_any())
 		return get_close()(fd);
-	tag = dmb_preload_fd_tag_of(fd);
-	if (!tag && !dmb_preload_epoll_any())
-		return get_close()(fd); /* above the table */
-	if (tag && getpid() != dmb_preload_pid)
+	tag = dmb_preload_fd_tag_of(fd); /* 0 above the table: nothing to clear */
+	if (maybe && getpid() != dmb_preload_pid)
 		/* A vfork child: the memory is the parent's, the fd table
 		 * is not. The parent's bookkeeping stays as it is. */
 		return get_close()(fd);
