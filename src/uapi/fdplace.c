@@ -498,8 +498,15 @@ EXPORT int dup3(int oldfd, int newfd, int flags)
 DECLARE_REAL(dup);
 EXPORT int dup(int fd)
 {
-	bool owned = LAYER_CALL() && LAYER_OWNED();
+	bool owned;
 	int nfd;
+
+	/* The program's dup of an untagged fd that is not the layer's: the
+	 * kernel's, at once. */
+	if (__builtin_expect(DMB_PRELOAD_RAW_SYSCALL && !dmb_preload_fd_maybe(fd) &&
+			     !dmb_layer_fd_is(fd) && !LAYER_CALL(), 1))
+		return (int)dmb_preload_sys3(SYS_dup, fd, 0, 0);
+	owned = LAYER_CALL() && LAYER_OWNED();
 
 	if (!owned && dmb_layer_fd_is(fd)) {
 		errno = EBADF;

@@ -683,21 +683,9 @@ static int program_ioctl(int fd, unsigned long cmd, void *arg)
  * it (not a cancellation point), without a second indirect call. */
 static inline int pass_ioctl(int fd, unsigned long cmd, void *arg)
 {
-#if defined(__x86_64__)
-	long ret;
-
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "0"((long)SYS_ioctl), "D"((long)fd), "S"(cmd), "d"(arg)
-			 : "rcx", "r11", "memory");
-	if ((unsigned long)ret > -4096ul) {
-		errno = (int)-ret;
-		return -1;
-	}
-	return (int)ret;
-#else
+	if (DMB_PRELOAD_RAW_SYSCALL)
+		return (int)dmb_preload_sys3(SYS_ioctl, fd, (long)cmd, (long)arg);
 	return get_ioctl()(fd, cmd, arg);
-#endif
 }
 
 EXPORT int ioctl(int fd, unsigned long cmd, ...)
@@ -1077,6 +1065,12 @@ static int program_fcntl(int (*real)(int, int, ...), const void *ra, int fd, int
 	return real(fd, cmd, arg);
 }
 
+/* fcntl commands that are cancellation points: libc's own call. */
+static inline bool fcntl_waits(int cmd)
+{
+	return cmd == F_SETLKW || cmd == F_OFD_SETLKW;
+}
+
 EXPORT int fcntl(int fd, int cmd, ...)
 {
 	va_list ap;
@@ -1085,6 +1079,10 @@ EXPORT int fcntl(int fd, int cmd, ...)
 	va_start(ap, cmd);
 	arg = va_arg(ap, void *);
 	va_end(ap);
+	/* Not a dup and an untagged fd: the kernel's, at once. */
+	if (__builtin_expect(DMB_PRELOAD_RAW_SYSCALL && cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC &&
+			     !fcntl_waits(cmd) && !dmb_preload_fd_maybe(fd), 1))
+		return (int)dmb_preload_sys3(SYS_fcntl, fd, cmd, (long)arg);
 	return program_fcntl(get_fcntl(), __builtin_return_address(0), fd, cmd, arg);
 }
 
@@ -1096,6 +1094,10 @@ EXPORT int fcntl64(int fd, int cmd, ...)
 	va_start(ap, cmd);
 	arg = va_arg(ap, void *);
 	va_end(ap);
+	/* What fcntl() is with _FILE_OFFSET_BITS=64: the same fast path. */
+	if (__builtin_expect(DMB_PRELOAD_RAW_SYSCALL && cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC &&
+			     !fcntl_waits(cmd) && !dmb_preload_fd_maybe(fd), 1))
+		return (int)dmb_preload_sys3(SYS_fcntl, fd, cmd, (long)arg);
 	return program_fcntl(get_fcntl64() ? get_fcntl64() : get_fcntl(),
 			     __builtin_return_address(0), fd, cmd, arg);
 }

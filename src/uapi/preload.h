@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/types.h>
@@ -74,6 +75,34 @@ static inline unsigned char dmb_preload_fd_tag_of(int fd)
  * the process that owns the table: the caller checks that it is not a
  * vfork child (which shares the table, not the fd table). */
 void dmb_preload_fd_untag(int fd, unsigned char gen);
+
+/*
+ * A pass-through system call of up to three arguments made here, as libc's
+ * wrapper makes it, for calls that are no cancellation point (ioctl, dup,
+ * fcntl but F_SETLKW): no second indirect call. -1 with errno on failure.
+ * Where it is not implemented, DMB_PRELOAD_RAW_SYSCALL is 0 and the caller
+ * uses the next definition.
+ */
+#if defined(__x86_64__)
+#define DMB_PRELOAD_RAW_SYSCALL 1
+static inline long dmb_preload_sys3(long nr, long a, long b, long c)
+{
+	long ret;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "0"(nr), "D"(a), "S"(b), "d"(c)
+			 : "rcx", "r11", "memory");
+	if ((unsigned long)ret > -4096ul) {
+		errno = (int)-ret;
+		return -1;
+	}
+	return ret;
+}
+#else
+#define DMB_PRELOAD_RAW_SYSCALL 0
+#define dmb_preload_sys3(nr, a, b, c) (errno = ENOSYS, -1L)
+#endif
 
 /* Before a dup of oldfd to newfd (newfd < 0: after, with the new fd): tags
  * newfd if oldfd is tagged or layer (a call from libdmabuf for its API
