@@ -67,6 +67,7 @@ static void received_fds_are_tagged(void **state)
 	for (round = 0; round < 3; round++) {
 		struct cmsghdr *cm;
 
+		memset(u.buf, 0, sizeof(u.buf));
 		iov = (struct iovec){ &c, 1 };
 		msg = (struct msghdr){ .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
 				       .msg_controllen = sizeof(u.buf) };
