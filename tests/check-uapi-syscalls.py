@@ -23,7 +23,8 @@ import sys
 import tempfile
 
 # ALLOC + close: 35 before issue 9's levers (a getpid per copy, a second
-# fstat of the heap), 32 to 33.7 with them: 17 in the ioctl
+# fstat of the heap), 32 to 33.7 with them, 30 once a buffer has one fd
+# (issue 11, release.c). Before that change: 17 in the ioctl
 # (classification fstat, copy in, memfd_create + move up, ftruncate,
 # seals, the program's description + move up, flock, fstat, inotify watch,
 # the dry-run copy out, move down, copy out) and the close with its
