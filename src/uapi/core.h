@@ -96,6 +96,10 @@ int dmb_uapi_deadline_get(uint64_t context, uint64_t seqno, uint64_t *ns);
 /* Leak tracking (leaks.c): remember where an fd's file was made. */
 void dmb_uapi_leak_note(int fd, const char *what);
 
+/* fstat(fd) inside an emulated ioctl: the front end's, if it passed one
+ * for this fd (dmb_uapi_ioctl_stat()), else a real one. 0 or -1/errno. */
+int dmb_uapi_fstat(int fd, struct stat *st);
+
 /* Classification from an fstat the caller already made. */
 enum dmb_uapi_kind dmb_uapi_classify_stat(int fd, const struct stat *st);
 

@@ -255,8 +255,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
 	int ret;
 
-	if (LAYER_CALL() || !atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) ||
-	    dmb_uapi_classify(fd) != DMB_UAPI_DMABUF)
+	if (LAYER_CALL() || !dmb_preload_fd_maybe(fd) || dmb_uapi_classify(fd) != DMB_UAPI_DMABUF)
 		return next_epoll_ctl()(epfd, op, fd, ev);
 	ret = emulated_ctl(epfd, op, fd, ev);
 	dmb_uapi_trace("epoll_ctl(%d, %d, %d <dma-buf>, %#x) = %d%s%s", epfd, op, fd,

@@ -47,7 +47,7 @@
 #include "core.h"
 #include "preload.h"
 
-__thread int dmb_preload_in_core;
+__thread int dmb_preload_in_core __attribute__((tls_model("initial-exec")));
 
 /* The next definition of name, looked up once. */
 #define DECLARE_REAL(name)                                                     \
@@ -124,6 +124,97 @@ static long next_mark(unsigned long from, unsigned long to)
 	return -1;
 }
 
+/* ---- tags: which fd numbers may hold an emulated file -------------------- */
+
+/*
+ * The invariant: an fd number that refers to an emulated file (a heap,
+ * udmabuf, dma-buf, sync file or sw_sync fd) has a non-zero tag. The
+ * gates, each tagging before the number is returned:
+ * - fds the layer makes for the program (dmb_program_fd: emulated opens,
+ *   the new fds of ioctls), and every fd libdmabuf makes for a program
+ *   using its API (OWN: a call from the layer that is not the layer's own);
+ * - fds received with SCM_RIGHTS (recvmsg, recvmmsg, their syscall()s);
+ * - a dup of a tagged fd (dup, dup2, dup3, F_DUPFD, F_DUPFD_CLOEXEC); for
+ *   dup2/dup3 the target is tagged before the call, so no thread can see
+ *   the new file at an untagged number;
+ * - opens that may reach an emulated file by another name: a relative
+ *   path (openat on the emulated tree's directory), /proc/... and
+ *   /dev/fd/... (a reopen of an fd), and pidfd_getfd();
+ * - fds inherited over exec (classified once at start-up).
+ * A tag is cleared only after the program's close() of the fd, and only if
+ * it is still the generation read before the close: a thread that tagged a
+ * new file at the same number in between changed it, and the tag stays.
+ * A vfork child shares the table with its parent but not the fd table: it
+ * never clears. A stale tag costs one fstat (the classification), never a
+ * wrong answer; a missing one would pass an emulated fd through, so every
+ * doubtful case tags.
+ */
+_Atomic unsigned char dmb_preload_fd_tags[DMB_PRELOAD_FDS];
+static atomic_uint tag_gen;
+pid_t dmb_preload_pid;
+
+int dmb_preload_fd_tag(int fd)
+{
+	unsigned int g;
+
+	if ((unsigned int)fd >= DMB_PRELOAD_FDS)
+		return fd;
+	g = atomic_fetch_add_explicit(&tag_gen, 1, memory_order_relaxed) % 255 + 1;
+	atomic_store_explicit(&dmb_preload_fd_tags[fd], (unsigned char)g, memory_order_release);
+	return fd;
+}
+
+int dmb_preload_fd_tag_active(int fd)
+{
+	/* After the call that made fd: an activation that did not see this
+	 * load's false scans the fd table after fd was in it. */
+	if (fd >= 0 && atomic_load(&dmb_preload_active))
+		dmb_preload_fd_tag(fd);
+	return fd;
+}
+
+bool dmb_preload_tag_held(void)
+{
+	bool found = false;
+	DIR *d;
+	struct dirent *e;
+
+	d = opendir("/proc/self/fd");
+	if (!d)
+		return false;
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name);
+
+		if (e->d_name[0] != '.' && fd != dirfd(d) && !dmb_layer_fd_is(fd) &&
+		    dmb_uapi_classify(fd) != DMB_UAPI_NONE) {
+			dmb_preload_fd_tag(fd);
+			found = true;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+void dmb_preload_activate(void)
+{
+	if (atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) ||
+	    atomic_exchange(&dmb_preload_active, true))
+		return;
+	/* Until now only what the layer made for the program was tagged: the
+	 * emulated fds an inactive process got by the other gates (a relative
+	 * open in the tree, libdmabuf's fds for its API user) are found here. */
+	dmb_preload_tag_held();
+}
+
+void dmb_preload_fd_untag(int fd, unsigned char gen)
+{
+	unsigned char expect = gen;
+
+	if (!gen || (unsigned int)fd >= DMB_PRELOAD_FDS)
+		return;
+	atomic_compare_exchange_strong(&dmb_preload_fd_tags[fd], &expect, 0);
+}
+
 /* ---- placement ------------------------------------------------------------ */
 
 static atomic_int base;
@@ -177,14 +268,15 @@ int dmb_program_fd(int fd, bool cloexec)
 	mark(fd, false);
 	nfd = sys_dupfd(fd, 0, cloexec);
 	if (nfd < 0)
-		return fd;
+		return dmb_preload_fd_tag(fd);
 	if (nfd > fd) {
 		/* Already the lowest: keep it, with the flag asked for. */
 		sys_close(nfd);
 		GET_REAL(fcntl)(fd, F_SETFD, cloexec ? FD_CLOEXEC : 0);
 		errno = e;
-		return fd;
+		return dmb_preload_fd_tag(fd);
 	}
+	dmb_preload_fd_tag(nfd);
 	sys_close(fd);
 	errno = e;
 	return nfd;
@@ -267,7 +359,12 @@ void dmb_layer_map_forget(void *addr, size_t len)
 
 /* ---- calls that make fds ---------------------------------------------------- */
 
-#define OWN(fd, cloexec) (LAYER_OWNED() ? dmb_layer_fd((fd), (cloexec)) : (fd))
+/* The layer's own fds go up; an fd libdmabuf makes for a program using its
+ * API may be a dma-buf or a sync file: tagged. */
+#define OWN(fd, cloexec)                                                       \
+	(!LAYER_CALL()	 ? (fd)                                                \
+	 : LAYER_OWNED() ? dmb_layer_fd((fd), (cloexec))                       \
+			 : dmb_preload_fd_tag_active(fd))
 
 DECLARE_REAL(memfd_create);
 EXPORT int memfd_create(const char *name, unsigned int flags)
@@ -290,9 +387,9 @@ EXPORT int socketpair(int domain, int type, int proto, int sv[2])
 {
 	int ret = GET_REAL(socketpair)(domain, type, proto, sv);
 
-	if (!ret && LAYER_OWNED()) {
-		sv[0] = dmb_layer_fd(sv[0], type & SOCK_CLOEXEC);
-		sv[1] = dmb_layer_fd(sv[1], type & SOCK_CLOEXEC);
+	if (!ret) {
+		sv[0] = OWN(sv[0], type & SOCK_CLOEXEC);
+		sv[1] = OWN(sv[1], type & SOCK_CLOEXEC);
 	}
 	return ret;
 }
@@ -342,9 +439,9 @@ EXPORT int pipe2(int p[2], int flags)
 {
 	int ret = GET_REAL(pipe2)(p, flags);
 
-	if (!ret && LAYER_OWNED()) {
-		p[0] = dmb_layer_fd(p[0], flags & O_CLOEXEC);
-		p[1] = dmb_layer_fd(p[1], flags & O_CLOEXEC);
+	if (!ret) {
+		p[0] = OWN(p[0], flags & O_CLOEXEC);
+		p[1] = OWN(p[1], flags & O_CLOEXEC);
 	}
 	return ret;
 }
@@ -367,31 +464,58 @@ static bool dup_target_refused(bool owned, int oldfd, int newfd)
 	return false;
 }
 
+/* The target of a dup of a tagged fd is tagged before the call. */
+void dmb_preload_dup_tag(int oldfd, int newfd, bool layer)
+{
+	if (dmb_preload_fd_maybe(oldfd))
+		dmb_preload_fd_tag(newfd);
+	else if (layer)
+		dmb_preload_fd_tag_active(newfd);
+}
+
 DECLARE_REAL(dup2);
 EXPORT int dup2(int oldfd, int newfd)
 {
-	if (dup_target_refused(LAYER_OWNED(), oldfd, newfd))
+	bool owned = LAYER_CALL() && LAYER_OWNED();
+
+	if (dup_target_refused(owned, oldfd, newfd))
 		return -1;
+	dmb_preload_dup_tag(oldfd, newfd, !owned && LAYER_CALL());
 	return GET_REAL(dup2)(oldfd, newfd);
 }
 
 DECLARE_REAL(dup3);
 EXPORT int dup3(int oldfd, int newfd, int flags)
 {
-	if (dup_target_refused(LAYER_OWNED(), oldfd, newfd))
+	bool owned = LAYER_CALL() && LAYER_OWNED();
+
+	if (dup_target_refused(owned, oldfd, newfd))
 		return -1;
+	dmb_preload_dup_tag(oldfd, newfd, !owned && LAYER_CALL());
 	return GET_REAL(dup3)(oldfd, newfd, flags);
 }
 
 DECLARE_REAL(dup);
 EXPORT int dup(int fd)
 {
-	if (!LAYER_OWNED() && dmb_layer_fd_is(fd)) {
+	bool owned;
+	int nfd;
+
+	/* The program's dup of an untagged fd that is not the layer's: the
+	 * kernel's, at once. */
+	if (__builtin_expect(DMB_PRELOAD_RAW_SYSCALL && !dmb_preload_fd_maybe(fd) &&
+			     !dmb_layer_fd_is(fd) && !LAYER_CALL(), 1))
+		return (int)dmb_preload_sys3(SYS_dup, fd, 0, 0);
+	owned = LAYER_CALL() && LAYER_OWNED();
+
+	if (!owned && dmb_layer_fd_is(fd)) {
 		errno = EBADF;
 		return -1;
 	}
-	fd = GET_REAL(dup)(fd);
-	return OWN(fd, false);
+	nfd = GET_REAL(dup)(fd);
+	if (!owned && dmb_preload_fd_maybe(fd))
+		return dmb_preload_fd_tag(nfd);
+	return OWN(nfd, false);
 }
 
 /* close_range() of the program: the same call on the gaps between the

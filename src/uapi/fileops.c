@@ -77,7 +77,7 @@ int dmb_uapi_get_buf(int fd, struct dmabuf **out)
 
 	if (!ctx)
 		return -errno;
-	if (fstat(fd, &st) < 0)
+	if (dmb_uapi_fstat(fd, &st) < 0)
 		return -EBADF;
 	pthread_mutex_lock(&held_lock);
 	for (h = held; h; h = h->next) {

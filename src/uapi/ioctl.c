@@ -114,7 +114,8 @@ static long heap_ioctl(struct dmb_uapi_io *io, int fd, unsigned long ucmd, uint6
 		ret = -EINVAL;
 		goto out;
 	}
-	if (fstat(fd, &st) < 0 || dmb_uapi_tree_kind(&st, &heap) != DMB_UAPI_HEAP || !heap) {
+	if (dmb_uapi_fstat(fd, &st) < 0 || dmb_uapi_tree_kind(&st, &heap) != DMB_UAPI_HEAP ||
+	    !heap) {
 		ret = -ENODEV;
 		goto out;
 	}
@@ -593,6 +594,35 @@ static long sw_sync_ioctl(struct dmb_uapi_io *io, int fd, unsigned long cmd, uin
 	default:
 		return -ENOTTY;
 	}
+}
+
+/* The fstat the front end made of the fd of the ioctl in progress on this
+ * thread. */
+static __thread const struct stat *ioctl_st;
+static __thread int ioctl_st_fd = -1;
+
+int dmb_uapi_fstat(int fd, struct stat *st)
+{
+	if (ioctl_st && fd == ioctl_st_fd) {
+		*st = *ioctl_st;
+		return 0;
+	}
+	return fstat(fd, st);
+}
+
+long dmb_uapi_ioctl_stat(struct dmb_uapi_io *io, int fd, const struct stat *st,
+			 enum dmb_uapi_kind kind, unsigned long cmd, uint64_t uarg)
+{
+	const struct stat *outer = ioctl_st;
+	int outer_fd = ioctl_st_fd;
+	long ret;
+
+	ioctl_st = st;
+	ioctl_st_fd = fd;
+	ret = dmb_uapi_ioctl(io, fd, kind, cmd, uarg);
+	ioctl_st = outer;
+	ioctl_st_fd = outer_fd;
+	return ret;
 }
 
 long dmb_uapi_ioctl(struct dmb_uapi_io *io, int fd, enum dmb_uapi_kind kind,

@@ -18,7 +18,9 @@
 
 #include "core.h"
 
-#define FRAMES 8
+/* Deep enough to reach the program past the preload and the core (7
+ * frames in an unoptimised build). */
+#define FRAMES 12
 
 struct note {
 	dev_t dev;

@@ -6,12 +6,11 @@
  * (RTLD_NEXT) at once:
  * - paths: a prefix test on the string, no syscall;
  * - ioctls: the number's type byte, no syscall, then one fstat; other
- *   numbers (not the VFS's own) one fstat once the process has an
- *   emulated object, as the heap, udmabuf and dma-buf drivers see them;
- * - other calls on fds (read, write, lseek, mmap, fstat, poll, select,
- *   close): only
- *   once the process has an emulated object (it opened an emulated path,
- *   received fds over a socket, or inherited an emulated fd), then one fstat.
+ *   numbers (not the VFS's own) one fstat if the fd is tagged (below), as
+ *   the heap, udmabuf and dma-buf drivers see them;
+ * - other calls on fds (read, write, lseek, mmap, fstat, fcntl, poll,
+ *   select, close): one relaxed load of the fd's tag (fdplace.c), 0 for
+ *   every fd that cannot be an emulated one; a tagged fd costs one fstat.
  * Calls made by libdmabuf itself or by this library are never emulated:
  * their return address is in one of the two objects.
  */
@@ -211,6 +210,7 @@ static void report_leaks(void)
 
 static void forked_child(void)
 {
+	dmb_preload_pid = getpid();
 	dmb_layer_forked();
 	dmb_preload_epoll_forked();
 	dmb_uapi_forked();
@@ -218,9 +218,7 @@ static void forked_child(void)
 
 __attribute__((constructor)) static void preload_init(void)
 {
-	DIR *d;
-	struct dirent *e;
-
+	dmb_preload_pid = getpid();
 	dl_iterate_phdr(find_range, (void *)&self_lo);
 	dl_iterate_phdr(find_range, (void *)(uintptr_t)&dmabuf_ctx_new);
 	pthread_atfork(NULL, NULL, forked_child);
@@ -228,18 +226,10 @@ __attribute__((constructor)) static void preload_init(void)
 	/* Registered first, so it runs after the program's own handlers. */
 	if (dmb_uapi_config()->leaks)
 		atexit(report_leaks);
-	/* Emulated fds inherited over exec make this process active. */
-	d = opendir("/proc/self/fd");
-	if (d) {
-		while ((e = readdir(d)) && !atomic_load(&dmb_preload_active)) {
-			int fd = atoi(e->d_name);
-
-			if (e->d_name[0] != '.' && fd != dirfd(d) &&
-			    dmb_uapi_classify(fd) != DMB_UAPI_NONE)
-				atomic_store(&dmb_preload_active, true);
-		}
-		closedir(d);
-	}
+	/* Emulated fds inherited over exec are tagged and make this process
+	 * active. */
+	if (dmb_preload_tag_held())
+		atomic_store(&dmb_preload_active, true);
 }
 
 __attribute__((destructor)) static void preload_fini(void)
@@ -248,6 +238,13 @@ __attribute__((destructor)) static void preload_fini(void)
 }
 
 /* ---- io for the core: this address space ---------------------------------- */
+
+/* This process's id without a syscall (kept by the fork handler; a vfork
+ * child shares the memory, so the parent's id reads the same memory). */
+static inline pid_t self_pid(void)
+{
+	return dmb_preload_pid ? dmb_preload_pid : getpid();
+}
 
 /* process_vm_readv/writev on this very process: the kernel's copy with its
  * checks, so a bad pointer is -EFAULT, never a SIGSEGV in the layer.
@@ -258,7 +255,7 @@ static int self_copy_in(struct dmb_uapi_io *io, void *dst, uint64_t uaddr, size_
 
 	if (!n)
 		return 0;
-	if (process_vm_readv(getpid(), &l, 1, &r, 1, 0) != (ssize_t)n)
+	if (process_vm_readv(self_pid(), &l, 1, &r, 1, 0) != (ssize_t)n)
 		return -EFAULT;
 	VALGRIND_MAKE_MEM_DEFINED(dst, n);
 	return 0;
@@ -270,7 +267,7 @@ static int self_copy_out(struct dmb_uapi_io *io, uint64_t uaddr, const void *src
 
 	if (!n)
 		return 0;
-	if (process_vm_writev(getpid(), &l, 1, &r, 1, 0) != (ssize_t)n)
+	if (process_vm_writev(self_pid(), &l, 1, &r, 1, 0) != (ssize_t)n)
 		return -EFAULT;
 	VALGRIND_MAKE_MEM_DEFINED((void *)(uintptr_t)uaddr, n);
 	return 0;
@@ -318,9 +315,27 @@ static int emulated_open(const char *what, const char *path, int flags, mode_t m
 		errno = -fd;
 		return -1;
 	}
-	atomic_store(&dmb_preload_active, true);
+	dmb_preload_activate();
 	return fd;
 }
+
+/* A path that may name an emulated file other than by its emulated name:
+ * relative (openat on the tree's directory), or a reopen of an fd
+ * (/proc/.../fd/N, /dev/fd/N, /dev/stdin...). Its fd is tagged. */
+static inline bool path_doubtful(const char *path)
+{
+	if (!path || path[0] != '/')
+		return true;
+	if (path[1] == 'p')
+		return !strncmp(path, "/proc/", 6);
+	if (path[1] == 'd')
+		return !strncmp(path, "/dev/fd/", 8) || !strncmp(path, "/dev/std", 8);
+	return false;
+}
+
+/* The fd of a passed-through open: tagged if it may be an emulated file,
+ * or if libdmabuf made it for a program using its API. */
+#define OPENED(fd, path, layer) ((layer) || path_doubtful(path) ? dmb_preload_fd_tag_active(fd) : (fd))
 
 static mode_t va_mode(int flags, va_list ap)
 {
@@ -337,10 +352,12 @@ static mode_t va_mode(int flags, va_list ap)
 		va_end(ap);                                                    \
 		if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())          \
 			return emulated_open(#name, path, flags, mode);        \
+		if (__builtin_expect(!LAYER_CALL(), 1))                        \
+			return OPENED(get_##name()(path, flags, mode), path, false); \
 		if (LAYER_OWNED())                                             \
 			return dmb_layer_fd(get_##name()(path, flags, mode),   \
 					    flags & O_CLOEXEC);                \
-		return get_##name()(path, flags, mode);                        \
+		return OPENED(get_##name()(path, flags, mode), path, true);    \
 	}
 OPEN_WRAPPER(open)
 OPEN_WRAPPER(open64)
@@ -355,10 +372,12 @@ OPEN_WRAPPER(open64)
 		va_end(ap);                                                    \
 		if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())          \
 			return emulated_open(#name, path, flags, mode);        \
+		if (__builtin_expect(!LAYER_CALL(), 1))                        \
+			return OPENED(get_##name()(dirfd, path, flags, mode), path, false); \
 		if (LAYER_OWNED())                                             \
 			return dmb_layer_fd(get_##name()(dirfd, path, flags, mode), \
 					    flags & O_CLOEXEC);                \
-		return get_##name()(dirfd, path, flags, mode);                 \
+		return OPENED(get_##name()(dirfd, path, flags, mode), path, true); \
 	}
 OPENAT_WRAPPER(openat)
 OPENAT_WRAPPER(openat64)
@@ -368,42 +387,42 @@ EXPORT int __open_2(const char *path, int flags)
 {
 	if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())
 		return emulated_open("open", path, flags, 0);
-	return get___open_2()(path, flags);
+	return OPENED(get___open_2()(path, flags), path, LAYER_CALL());
 }
 
 EXPORT int __open64_2(const char *path, int flags)
 {
 	if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())
 		return emulated_open("open64", path, flags, 0);
-	return get___open64_2()(path, flags);
+	return OPENED(get___open64_2()(path, flags), path, LAYER_CALL());
 }
 
 EXPORT int __openat_2(int dirfd, const char *path, int flags)
 {
 	if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())
 		return emulated_open("openat", path, flags, 0);
-	return get___openat_2()(dirfd, path, flags);
+	return OPENED(get___openat_2()(dirfd, path, flags), path, LAYER_CALL());
 }
 
 EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 {
 	if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())
 		return emulated_open("openat64", path, flags, 0);
-	return get___openat64_2()(dirfd, path, flags);
+	return OPENED(get___openat64_2()(dirfd, path, flags), path, LAYER_CALL());
 }
 
 EXPORT int creat(const char *path, mode_t mode)
 {
 	if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())
 		return emulated_open("creat", path, O_CREAT | O_WRONLY | O_TRUNC, mode);
-	return get_creat()(path, mode);
+	return OPENED(get_creat()(path, mode), path, LAYER_CALL());
 }
 
 EXPORT int creat64(const char *path, mode_t mode)
 {
 	if (dmb_uapi_path_is_emulated(path) && !LAYER_CALL())
 		return emulated_open("creat64", path, O_CREAT | O_WRONLY | O_TRUNC, mode);
-	return get_creat64()(path, mode);
+	return OPENED(get_creat64()(path, mode), path, LAYER_CALL());
 }
 
 /*
@@ -492,9 +511,10 @@ static FILE *fopen_common(const char *name, FILE *(*real)(const char *, const ch
 
 	if (!path || LAYER_CALL())
 		return real(path, mode);
+	FILE *fp;
+
 	if (dmb_uapi_path_is_emulated(path)) {
 		int flags = strchr(mode, '+') ? O_RDWR : mode[0] == 'r' ? O_RDONLY : O_WRONLY;
-		FILE *fp;
 
 		if (mode[0] != 'r')
 			flags |= O_CREAT | (mode[0] == 'w' ? O_TRUNC : O_APPEND);
@@ -509,13 +529,15 @@ static FILE *fopen_common(const char *name, FILE *(*real)(const char *, const ch
 		return fp;
 	}
 	if (path[0] == '/' && path[1] == 'p' && (fd = fdinfo_fd(path)) >= 0) {
-		FILE *fp = fdopen(fd, "r");
-
+		fp = fdopen(fd, "r");
 		if (!fp)
 			get_close()(fd);
 		return fp;
 	}
-	return real(path, mode);
+	fp = real(path, mode);
+	if (fp && path_doubtful(path))
+		dmb_preload_fd_tag_active(fileno(fp));
+	return fp;
 }
 
 EXPORT FILE *fopen(const char *path, const char *mode)
@@ -614,9 +636,10 @@ EXPORT int faccessat(int dirfd, const char *path, int mode, int flags)
 
 /* ---- ioctl ---------------------------------------------------------------- */
 
-static long emulated_ioctl(int fd, enum dmb_uapi_kind kind, unsigned long cmd, void *arg)
+static long emulated_ioctl(int fd, const struct stat *st, enum dmb_uapi_kind kind,
+			   unsigned long cmd, void *arg)
 {
-	long ret = IN_CORE(dmb_uapi_ioctl(&self_io, fd, kind, cmd, (uint64_t)(uintptr_t)arg));
+	long ret = IN_CORE(dmb_uapi_ioctl_stat(&self_io, fd, st, kind, cmd, (uint64_t)(uintptr_t)arg));
 	struct dma_buf_sync sync;
 
 	/* Strict CPU access follows the program's brackets. */
@@ -666,24 +689,42 @@ static bool vfs_generic_ioctl(unsigned long cmd)
 	}
 }
 
+/* The kind of fd from one fstat, kept in st for the core. */
+static enum dmb_uapi_kind classify_keep(int fd, struct stat *st)
+{
+	if (fd < 0 || get_fstat()(fd, st) < 0)
+		return DMB_UAPI_NONE;
+	dmb_uapi_init();
+	return dmb_uapi_classify_stat(fd, st);
+}
+
 static int program_ioctl(int fd, unsigned long cmd, void *arg)
 {
 	enum dmb_uapi_kind kind;
+	struct stat st;
 
 	if (dmb_uapi_ioctl_maybe_ours(cmd)) {
-		kind = dmb_uapi_classify(fd);
+		kind = classify_keep(fd, &st);
 		if (kind != DMB_UAPI_NONE && kind != DMB_UAPI_DIR)
-			return (int)emulated_ioctl(fd, kind, cmd, arg);
-	} else if (atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) &&
-		   !vfs_generic_ioctl(cmd)) {
+			return (int)emulated_ioctl(fd, &st, kind, cmd, arg);
+	} else if (dmb_preload_fd_maybe(fd) && !vfs_generic_ioctl(cmd)) {
 		/* Other numbers reach the driver too: dma_heap_ioctl() looks
 		 * only at _IOC_NR, dma_buf_ioctl() and udmabuf_ioctl() answer
 		 * -ENOTTY (FIONREAD included: their inodes are no regular
-		 * files). One fstat, once the process has emulated objects. */
-		kind = dmb_uapi_classify(fd);
+		 * files). One fstat, for a tagged fd only. */
+		kind = classify_keep(fd, &st);
 		if (kind == DMB_UAPI_HEAP || kind == DMB_UAPI_DMABUF || kind == DMB_UAPI_UDMABUF)
-			return (int)emulated_ioctl(fd, kind, cmd, arg);
+			return (int)emulated_ioctl(fd, &st, kind, cmd, arg);
 	}
+	return get_ioctl()(fd, cmd, arg);
+}
+
+/* The pass-through ioctl: the system call itself, as libc's ioctl() makes
+ * it (not a cancellation point), without a second indirect call. */
+static inline int pass_ioctl(int fd, unsigned long cmd, void *arg)
+{
+	if (DMB_PRELOAD_RAW_SYSCALL)
+		return (int)dmb_preload_sys3(SYS_ioctl, fd, (long)cmd, (long)arg);
 	return get_ioctl()(fd, cmd, arg);
 }
 
@@ -695,6 +736,9 @@ EXPORT int ioctl(int fd, unsigned long cmd, ...)
 	va_start(ap, cmd);
 	arg = va_arg(ap, void *);
 	va_end(ap);
+	/* Not a type of the emulation's and an untagged fd: the kernel's. */
+	if (__builtin_expect(!dmb_uapi_ioctl_maybe_ours(cmd) && !dmb_preload_fd_maybe(fd), 1))
+		return pass_ioctl(fd, cmd, arg);
 	if (LAYER_CALL())
 		return get_ioctl()(fd, cmd, arg);
 	return program_ioctl(fd, cmd, arg);
@@ -702,10 +746,10 @@ EXPORT int ioctl(int fd, unsigned long cmd, ...)
 
 /* ---- file operations on emulated fds -------------------------------------- */
 
-/* The kind of fd, only once the process has emulated objects. */
+/* The kind of fd: an untagged fd is none without a syscall. */
 static inline enum dmb_uapi_kind fd_kind(int fd)
 {
-	if (!atomic_load_explicit(&dmb_preload_active, memory_order_relaxed))
+	if (__builtin_expect(!dmb_preload_fd_maybe(fd), 1))
 		return DMB_UAPI_NONE;
 	return dmb_uapi_classify(fd);
 }
@@ -758,6 +802,10 @@ EXPORT off64_t lseek64(int fd, off64_t off, int whence)
 	return get_lseek64()(fd, off, whence);
 }
 
+/* The program mapped a dma-buf once: only then can an munmap release one
+ * (inherited by a forked child with the mappings, gone at exec). */
+static atomic_bool mapped_dmabuf;
+
 static void *emulated_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off,
 			   bool *handled)
 {
@@ -775,6 +823,8 @@ static void *emulated_mmap(void *addr, size_t len, int prot, int flags, int fd, 
 	*handled = true;
 	dmb_uapi_trace("mmap(%p, %zu, %#x, %#x, %d <dma-buf>, %lld) = %p", addr, len, prot,
 		       flags, fd, (long long)off, map);
+	if (map != MAP_FAILED)
+		atomic_store_explicit(&mapped_dmabuf, true, memory_order_relaxed);
 	if (map != MAP_FAILED && (flags & MAP_TYPE) == MAP_SHARED)
 		dmb_uapi_map_note(map, len, prot, fd);
 	return map;
@@ -811,7 +861,8 @@ static void *device_mmap(int fd, int prot, int flags)
 				return map;                                    \
 		}                                                              \
 		map = get_##name()(addr, len, prot, flags, fd, off);           \
-		if (map != MAP_FAILED && !(flags & MAP_ANONYMOUS) && LAYER_OWNED()) \
+		if (map != MAP_FAILED && !(flags & MAP_ANONYMOUS) && LAYER_CALL() && \
+		    LAYER_OWNED())                                             \
 			dmb_layer_map_note(map, len);                          \
 		return map;                                                    \
 	}
@@ -858,10 +909,8 @@ EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 }
 
 /* dma_buf_fops has no read, write or truncation. */
-static bool refused(int fd)
+static bool refused_kind(enum dmb_uapi_kind k)
 {
-	enum dmb_uapi_kind k = fd_kind(fd);
-
 	if (k != DMB_UAPI_DMABUF && k != DMB_UAPI_HEAP && k != DMB_UAPI_UDMABUF &&
 	    k != DMB_UAPI_SW_SYNC)
 		return false;
@@ -869,29 +918,36 @@ static bool refused(int fd)
 	return true;
 }
 
-/* A sync file is O_RDONLY with no read: vfs_read() says EINVAL, vfs_write()
- * EBADF (no FMODE_WRITE) before any SIGPIPE could arise. */
-static bool sync_file_refused(int fd, int err)
+static bool refused(int fd)
 {
-	if (fd_kind(fd) != DMB_UAPI_SYNC_FILE)
-		return false;
-	errno = err;
-	return true;
+	return refused_kind(fd_kind(fd));
 }
 
-/* vfs_read()/vfs_write(): a file not open for the direction is EBADF before
- * the missing operation is EINVAL. */
+/* vfs_read()/vfs_write() of a tagged fd (one classification): a sync file
+ * is O_RDONLY with no read, so reading is EINVAL and writing EBADF (no
+ * FMODE_WRITE) before any SIGPIPE could arise; on the others a file not
+ * open for the direction is EBADF before the missing operation is EINVAL. */
 static bool refused_rw(int fd, bool writing)
 {
+	enum dmb_uapi_kind k = dmb_uapi_classify(fd);
 	int fl;
 
-	if (!refused(fd))
+	if (k == DMB_UAPI_SYNC_FILE) {
+		errno = writing ? EBADF : EINVAL;
+		return true;
+	}
+	if (!refused_kind(k))
 		return false;
 	fl = get_fcntl()(fd, F_GETFL);
 	if (fl >= 0 && (fl & O_ACCMODE) == (writing ? O_RDONLY : O_WRONLY))
 		errno = EBADF;
 	return true;
 }
+
+/* The test of the read and write family: untagged fds pass at once. */
+#define RW_REFUSED(fd, writing)                                                \
+	(__builtin_expect(dmb_preload_fd_maybe(fd), 0) && !LAYER_CALL() &&     \
+	 refused_rw((fd), (writing)))
 
 /* A dma-buf's file is no seekable one (no FMODE_PREAD / FMODE_PWRITE): the
  * positioned calls are ESPIPE once the position is valid. */
@@ -908,32 +964,28 @@ static bool refused_positioned(int fd, off64_t pos)
 
 EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
-	if (!LAYER_CALL() && sync_file_refused(fd, EINVAL))
-		return -1;
-	if (!LAYER_CALL() && refused_rw(fd, false))
+	if (RW_REFUSED(fd, false))
 		return -1;
 	return get_read()(fd, buf, n);
 }
 
 EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
-	if (!LAYER_CALL() && sync_file_refused(fd, EBADF))
-		return -1;
-	if (!LAYER_CALL() && refused_rw(fd, true))
+	if (RW_REFUSED(fd, true))
 		return -1;
 	return get_write()(fd, buf, n);
 }
 
 EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 {
-	if (!LAYER_CALL() && refused_rw(fd, false))
+	if (RW_REFUSED(fd, false))
 		return -1;
 	return get_readv()(fd, iov, n);
 }
 
 EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
 {
-	if (!LAYER_CALL() && refused_rw(fd, true))
+	if (RW_REFUSED(fd, true))
 		return -1;
 	return get_writev()(fd, iov, n);
 }
@@ -1023,29 +1075,40 @@ EXPORT int fdatasync(int fd)
 
 /* memfd_fcntl(): seals exist only on shmem and hugetlbfs files, which a
  * dma-buf's is not; the other commands are the real file's. */
-static int program_fcntl(int (*real)(int, int, ...), bool layer, bool owned, int fd, int cmd,
-			 void *arg)
+static int program_fcntl(int (*real)(int, int, ...), const void *ra, int fd, int cmd, void *arg)
 {
+	bool layer = dmb_preload_from_layer(ra);
+
 	if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) {
-		if (owned)
+		if (dmb_preload_layer_owned(ra))
 			return dmb_layer_fd(real(fd, cmd, arg), cmd == F_DUPFD_CLOEXEC);
 		if (!layer && dmb_layer_fd_is(fd)) {
 			errno = EBADF; /* not the program's */
 			return -1;
 		}
+		if (layer || dmb_preload_fd_maybe(fd))
+			return dmb_preload_fd_tag(real(fd, cmd, arg));
+		return real(fd, cmd, arg);
 	}
-	if ((cmd == F_ADD_SEALS || cmd == F_GET_SEALS) && !layer &&
-	    fd_kind(fd) == DMB_UAPI_DMABUF) {
+	if (__builtin_expect(!dmb_preload_fd_maybe(fd), 1) || layer)
+		return real(fd, cmd, arg);
+	if ((cmd == F_ADD_SEALS || cmd == F_GET_SEALS) && fd_kind(fd) == DMB_UAPI_DMABUF) {
 		errno = EINVAL;
 		return -1;
 	}
-	if (cmd == F_GETFL && !layer && fd_kind(fd) == DMB_UAPI_DMABUF) {
+	if (cmd == F_GETFL && fd_kind(fd) == DMB_UAPI_DMABUF) {
 		/* alloc_file_pseudo() gives a dma-buf no O_LARGEFILE. */
 		int fl = real(fd, cmd, arg);
 
 		return fl < 0 ? fl : fl & ~(int)DMB_UAPI_O_LARGEFILE;
 	}
 	return real(fd, cmd, arg);
+}
+
+/* fcntl commands that are cancellation points: libc's own call. */
+static inline bool fcntl_waits(int cmd)
+{
+	return cmd == F_SETLKW || cmd == F_OFD_SETLKW;
 }
 
 EXPORT int fcntl(int fd, int cmd, ...)
@@ -1056,7 +1119,11 @@ EXPORT int fcntl(int fd, int cmd, ...)
 	va_start(ap, cmd);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	return program_fcntl(get_fcntl(), LAYER_CALL(), LAYER_OWNED(), fd, cmd, arg);
+	/* Not a dup and an untagged fd: the kernel's, at once. */
+	if (__builtin_expect(DMB_PRELOAD_RAW_SYSCALL && cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC &&
+			     !fcntl_waits(cmd) && !dmb_preload_fd_maybe(fd), 1))
+		return (int)dmb_preload_sys3(SYS_fcntl, fd, cmd, (long)arg);
+	return program_fcntl(get_fcntl(), __builtin_return_address(0), fd, cmd, arg);
 }
 
 EXPORT int fcntl64(int fd, int cmd, ...)
@@ -1067,8 +1134,12 @@ EXPORT int fcntl64(int fd, int cmd, ...)
 	va_start(ap, cmd);
 	arg = va_arg(ap, void *);
 	va_end(ap);
-	return program_fcntl(get_fcntl64() ? get_fcntl64() : get_fcntl(), LAYER_CALL(),
-			     LAYER_OWNED(), fd, cmd, arg);
+	/* What fcntl() is with _FILE_OFFSET_BITS=64: the same fast path. */
+	if (__builtin_expect(DMB_PRELOAD_RAW_SYSCALL && cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC &&
+			     !fcntl_waits(cmd) && !dmb_preload_fd_maybe(fd), 1))
+		return (int)dmb_preload_sys3(SYS_fcntl, fd, cmd, (long)arg);
+	return program_fcntl(get_fcntl64() ? get_fcntl64() : get_fcntl(),
+			     __builtin_return_address(0), fd, cmd, arg);
 }
 
 EXPORT int ftruncate(int fd, off_t len)
@@ -1170,7 +1241,7 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 		return get_poll()(fds, n, timeout);
 	}
 	for (i = 0; i < n; i++) {
-		kinds[i] = fds[i].fd >= 0 ? dmb_uapi_classify(fds[i].fd) : DMB_UAPI_NONE;
+		kinds[i] = fd_kind(fds[i].fd);
 		any |= kinds[i] == DMB_UAPI_DMABUF || kinds[i] == DMB_UAPI_SYNC_FILE;
 	}
 	if (!any) {
@@ -1226,22 +1297,33 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 	return ready;
 }
 
+/* True if any fd of the set is tagged (may be an emulated one). */
+static bool any_tagged(const struct pollfd *fds, nfds_t n)
+{
+	nfds_t i;
+
+	for (i = 0; i < n; i++)
+		if (dmb_preload_fd_maybe(fds[i].fd))
+			return true;
+	return false;
+}
+
 EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-	if (!atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) || LAYER_CALL())
+	if (!any_tagged(fds, n) || LAYER_CALL())
 		return get_poll()(fds, n, timeout);
 	return emulated_poll(fds, n, timeout);
 }
 
 EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *sig)
 {
+	enum dmb_uapi_kind k;
 	nfds_t i;
 
-	if (!atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) || LAYER_CALL())
+	if (!any_tagged(fds, n) || LAYER_CALL())
 		return get_ppoll()(fds, n, ts, sig);
 	for (i = 0; i < n; i++)
-		if (fds[i].fd >= 0 && (dmb_uapi_classify(fds[i].fd) == DMB_UAPI_DMABUF ||
-				       dmb_uapi_classify(fds[i].fd) == DMB_UAPI_SYNC_FILE))
+		if ((k = fd_kind(fds[i].fd)) == DMB_UAPI_DMABUF || k == DMB_UAPI_SYNC_FILE)
 			break;
 	if (i == n)
 		return get_ppoll()(fds, n, ts, sig);
@@ -1308,14 +1390,15 @@ static int select_as_poll(int nfds, fd_set *r, fd_set *w, fd_set *e, int timeout
 /* True if a dma-buf is among the fds of the sets (active processes only). */
 static bool sets_have_dmabuf(int nfds, fd_set *r, fd_set *w, fd_set *e)
 {
+	enum dmb_uapi_kind k;
 	int fd;
 
 	if (!atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) || nfds <= 0 || nfds > FD_SETSIZE)
 		return false;
+
 	for (fd = 0; fd < nfds; fd++)
 		if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w))) &&
-		    (dmb_uapi_classify(fd) == DMB_UAPI_DMABUF ||
-		     dmb_uapi_classify(fd) == DMB_UAPI_SYNC_FILE))
+		    ((k = fd_kind(fd)) == DMB_UAPI_DMABUF || k == DMB_UAPI_SYNC_FILE))
 			return true;
 	return false;
 }
@@ -1346,7 +1429,9 @@ EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct times
 static int program_close(int fd)
 {
 	enum dmb_uapi_kind kind;
+	unsigned char tag;
 	struct stat st;
+	bool maybe;
 	int ret;
 
 	/* On Linux the program has no such fd. */
@@ -1354,6 +1439,15 @@ static int program_close(int fd)
 		errno = EBADF;
 		return -1;
 	}
+	/* An untagged fd is no emulated file: nothing to do after. */
+	maybe = dmb_preload_fd_maybe(fd);
+	if (__builtin_expect(!maybe, 1) && !dmb_preload_epoll_any())
+		return get_close()(fd);
+	tag = dmb_preload_fd_tag_of(fd); /* 0 above the table: nothing to clear */
+	if (maybe && getpid() != dmb_preload_pid)
+		/* A vfork child: the memory is the parent's, the fd table
+		 * is not. The parent's bookkeeping stays as it is. */
+		return get_close()(fd);
 	if (dmb_preload_epoll_any() && get_fstat()(fd, &st) == 0) {
 		/* An epoll record may go with this fd. */
 		kind = atomic_load_explicit(&dmb_preload_active, memory_order_relaxed)
@@ -1364,12 +1458,17 @@ static int program_close(int fd)
 			dmb_preload_epoll_closed(st.st_dev, st.st_ino);
 		goto closed;
 	}
-	if (!atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) || !dmb_uapi_close_matters() ||
-	    get_fstat()(fd, &st) < 0)
-		return get_close()(fd);
+	if (!dmb_uapi_close_matters() || get_fstat()(fd, &st) < 0) {
+		ret = get_close()(fd);
+		if (!ret)
+			dmb_preload_fd_untag(fd, tag);
+		return ret;
+	}
 	kind = dmb_uapi_classify_stat(fd, &st);
 	ret = get_close()(fd);
 closed:
+	if (!ret)
+		dmb_preload_fd_untag(fd, tag);
 	if (kind != DMB_UAPI_NONE) {
 		dmb_uapi_trace("close(%d <%s>) = %d", fd, kind_name(kind), ret);
 		if (!ret)
@@ -1384,7 +1483,8 @@ EXPORT int munmap(void *addr, size_t len)
 {
 	int ret;
 
-	if (atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) && !LAYER_CALL() &&
+	/* The library's mappings (a udmabuf's) are made by emulated_mmap. */
+	if (atomic_load_explicit(&mapped_dmabuf, memory_order_relaxed) && !LAYER_CALL() &&
 	    IN_CORE(dmb_uapi_munmap_lib(addr, len)))
 		ret = 0;
 	else
@@ -1392,7 +1492,7 @@ EXPORT int munmap(void *addr, size_t len)
 	if (!ret && LAYER_CALL())
 		dmb_layer_map_forget(addr, len);
 	/* The last mapping of a buffer may have gone: release it now. */
-	if (!ret && atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) && !LAYER_CALL()) {
+	if (!ret && atomic_load_explicit(&mapped_dmabuf, memory_order_relaxed) && !LAYER_CALL()) {
 		dmb_uapi_map_forget(addr, len);
 		IN_CORE_VOID(dmb_uapi_closed(DMB_UAPI_DMABUF, 0, 0));
 	}
@@ -1408,26 +1508,68 @@ EXPORT int close(int fd)
 	return program_close(fd);
 }
 
+enum received { RECEIVED_LAYER, RECEIVED_API, RECEIVED_PROGRAM };
+
+/* The SCM_RIGHTS fds of a received message: the layer's own are moved up;
+ * the others may be emulated ones and are tagged. The program's make the
+ * process active. */
+static void received_fds(struct msghdr *msg, int flags, enum received whose)
+{
+	struct cmsghdr *c;
+	bool any = false;
+
+	if (!msg || !msg->msg_control || msg->msg_controllen < sizeof(struct cmsghdr))
+		return;
+	for (c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+		int *fds = (int *)CMSG_DATA(c), i;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (i = 0; i < (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int)); i++) {
+			if (whose == RECEIVED_LAYER)
+				fds[i] = dmb_layer_fd(fds[i], flags & MSG_CMSG_CLOEXEC);
+			else if (whose == RECEIVED_API)
+				dmb_preload_fd_tag_active(fds[i]);
+			else
+				dmb_preload_fd_tag(fds[i]);
+			any = true;
+		}
+	}
+	if (any && whose == RECEIVED_PROGRAM)
+		dmb_preload_activate();
+}
+
+static enum received receiver(const void *ra)
+{
+	if (!dmb_preload_from_layer(ra))
+		return RECEIVED_PROGRAM;
+	return dmb_preload_layer_owned(ra) ? RECEIVED_LAYER : RECEIVED_API;
+}
+
 EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	ssize_t ret = get_recvmsg()(fd, msg, flags);
-	struct cmsghdr *c;
 
-	/* fds the layer receives are its own. */
-	if (ret >= 0 && msg && msg->msg_controllen && LAYER_OWNED()) {
-		for (c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
-			int *fds = (int *)CMSG_DATA(c), i;
+	if (ret >= 0 && msg && msg->msg_controllen)
+		received_fds(msg, flags, receiver(__builtin_return_address(0)));
+	return ret;
+}
 
-			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-				continue;
-			for (i = 0; i < (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int)); i++)
-				fds[i] = dmb_layer_fd(fds[i], flags & MSG_CMSG_CLOEXEC);
-		}
+REAL(recvmmsg, int, int, struct mmsghdr *, unsigned int, int, struct timespec *)
+
+EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct timespec *t)
+{
+	int ret = get_recvmmsg()(fd, v, n, flags, t), i;
+	enum received whose;
+
+	if (ret <= 0)
 		return ret;
-	}
-	/* Received fds may be emulated ones. */
-	if (ret >= 0 && msg && msg->msg_controllen && !LAYER_CALL())
-		atomic_store(&dmb_preload_active, true);
+	/* The library's endpoint reads its requests this way; what it
+	 * receives stays where it falls (only recvmsg moves the layer's). */
+	whose = receiver(__builtin_return_address(0));
+	for (i = 0; i < ret && whose != RECEIVED_LAYER; i++)
+		if (v[i].msg_hdr.msg_controllen)
+			received_fds(&v[i].msg_hdr, flags, whose);
 	return ret;
 }
 
@@ -1451,14 +1593,60 @@ EXPORT long syscall(long nr, ...)
 			if (dmb_uapi_path_is_emulated((const char *)a[1]))
 				return emulated_open("openat", (const char *)a[1], (int)a[2],
 						     (mode_t)a[3]);
-			break;
+			return OPENED((int)get_syscall()(nr, a[0], a[1], a[2], a[3], a[4], a[5]),
+				      (const char *)a[1], false);
 #ifdef SYS_open
 		case SYS_open:
 			if (dmb_uapi_path_is_emulated((const char *)a[0]))
 				return emulated_open("open", (const char *)a[0], (int)a[1],
 						     (mode_t)a[2]);
-			break;
+			return OPENED((int)get_syscall()(nr, a[0], a[1], a[2], a[3], a[4], a[5]),
+				      (const char *)a[0], false);
 #endif
+		/* The gates of fdplace.c's tags, reached without libc. */
+#ifdef SYS_dup2
+		case SYS_dup2:
+#endif
+		case SYS_dup3:
+			if (dmb_layer_fd_is((int)a[1])) {
+				errno = EBUSY;
+				return -1;
+			}
+			dmb_preload_dup_tag((int)a[0], (int)a[1], false);
+			break;
+		case SYS_dup:
+			if (dmb_preload_fd_maybe((int)a[0]))
+				return dmb_preload_fd_tag((int)get_syscall()(nr, a[0], a[1], a[2],
+									   a[3], a[4], a[5]));
+			break;
+		case SYS_fcntl:
+			if ((a[1] == F_DUPFD || a[1] == F_DUPFD_CLOEXEC) &&
+			    dmb_preload_fd_maybe((int)a[0]))
+				return dmb_preload_fd_tag((int)get_syscall()(nr, a[0], a[1], a[2],
+									   a[3], a[4], a[5]));
+			break;
+#ifdef SYS_pidfd_getfd
+		case SYS_pidfd_getfd:
+			return dmb_preload_fd_tag_active(
+				(int)get_syscall()(nr, a[0], a[1], a[2], a[3], a[4], a[5]));
+#endif
+		case SYS_recvmsg: {
+			long ret = get_syscall()(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+			struct msghdr *msg = (struct msghdr *)a[1];
+
+			if (ret >= 0 && msg && msg->msg_controllen)
+				received_fds(msg, (int)a[2], RECEIVED_PROGRAM);
+			return ret;
+		}
+		case SYS_recvmmsg: {
+			long ret = get_syscall()(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+			struct mmsghdr *v = (struct mmsghdr *)a[1];
+
+			for (i = 0; i < ret; i++)
+				if (v[i].msg_hdr.msg_controllen)
+					received_fds(&v[i].msg_hdr, (int)a[3], RECEIVED_PROGRAM);
+			return ret;
+		}
 		case SYS_close:
 			return program_close((int)a[0]);
 		case SYS_close_range:

@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/types.h>
@@ -23,10 +24,100 @@ bool dmb_preload_from_self(const void *ra);
 /* The process has emulated objects (docs/uapi.md, "Cost"). */
 extern atomic_bool dmb_preload_active;
 
+/*
+ * The pass-through test (fdplace.c, "Tags"): one byte per fd number below
+ * DMB_PRELOAD_FDS, 0 when the fd cannot be an emulated one, else a
+ * generation. Until the process is active nothing is classified; once it
+ * is, an fd whose byte is 0 goes to the kernel untouched (no fstat, no
+ * lock). Every gate through which an emulated file can reach an fd number
+ * tags it before the number is returned to the program.
+ */
+#define DMB_PRELOAD_FDS 65536
+extern _Atomic unsigned char dmb_preload_fd_tags[DMB_PRELOAD_FDS];
+
+/* True if fd may be an emulated one and must be classified. fds above the
+ * table are classified whenever the process is active. */
+static inline bool dmb_preload_fd_maybe(int fd)
+{
+	if (__builtin_expect(!atomic_load_explicit(&dmb_preload_active, memory_order_relaxed), 1))
+		return false;
+	if (__builtin_expect((unsigned int)fd < DMB_PRELOAD_FDS, 1))
+		return atomic_load_explicit(&dmb_preload_fd_tags[fd], memory_order_relaxed) != 0;
+	return fd >= 0;
+}
+
+/* Tags fd (a new generation); fds < 0 or above the table are left as they
+ * are. Returns fd. */
+int dmb_preload_fd_tag(int fd);
+
+/* Tags fd if the process is active (an inactive one classifies nothing;
+ * its activation tags what it holds). Returns fd. */
+int dmb_preload_fd_tag_active(int fd);
+
+/* The process becomes active (it has or may have emulated fds): the first
+ * time, every emulated fd it already holds is tagged. */
+void dmb_preload_activate(void);
+
+/* Tags every emulated fd the process holds (from /proc/self/fd); true if
+ * there was one. */
+bool dmb_preload_tag_held(void);
+
+/* The tag of fd (0 if none), read before closing it. */
+static inline unsigned char dmb_preload_fd_tag_of(int fd)
+{
+	if ((unsigned int)fd >= DMB_PRELOAD_FDS)
+		return 0;
+	return atomic_load_explicit(&dmb_preload_fd_tags[fd], memory_order_relaxed);
+}
+
+/* After the program's fd was closed: clears its tag if it is still `gen`
+ * (no other thread tagged a new file at that number meanwhile). Only in
+ * the process that owns the table: the caller checks that it is not a
+ * vfork child (which shares the table, not the fd table). */
+void dmb_preload_fd_untag(int fd, unsigned char gen);
+
+/*
+ * A pass-through system call of up to three arguments made here, as libc's
+ * wrapper makes it, for calls that are no cancellation point (ioctl, dup,
+ * fcntl but F_SETLKW): no second indirect call. -1 with errno on failure.
+ * Where it is not implemented, DMB_PRELOAD_RAW_SYSCALL is 0 and the caller
+ * uses the next definition.
+ */
+#if defined(__x86_64__)
+#define DMB_PRELOAD_RAW_SYSCALL 1
+static inline long dmb_preload_sys3(long nr, long a, long b, long c)
+{
+	long ret;
+
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "0"(nr), "D"(a), "S"(b), "d"(c)
+			 : "rcx", "r11", "memory");
+	if ((unsigned long)ret > -4096ul) {
+		errno = (int)-ret;
+		return -1;
+	}
+	return ret;
+}
+#else
+#define DMB_PRELOAD_RAW_SYSCALL 0
+#define dmb_preload_sys3(nr, a, b, c) (errno = ENOSYS, -1L)
+#endif
+
+/* Before a dup of oldfd to newfd (newfd < 0: after, with the new fd): tags
+ * newfd if oldfd is tagged or layer (a call from libdmabuf for its API
+ * user) is true. */
+void dmb_preload_dup_tag(int oldfd, int newfd, bool layer);
+
+/* The process's id, kept without a syscall (updated in a forked child). */
+extern pid_t dmb_preload_pid;
+
 /* Depth of calls into the emulation core on this thread: libdmabuf's fds
  * made meanwhile are the layer's; outside, they are those of a program
  * using libdmabuf's API. */
-extern __thread int dmb_preload_in_core;
+/* initial-exec: the preload is loaded at start-up (LD_PRELOAD), so its
+ * TLS is static and every wrapper reads it without __tls_get_addr(). */
+extern __thread int dmb_preload_in_core __attribute__((tls_model("initial-exec")));
 #define IN_CORE(expr)                                                          \
 	({                                                                     \
 		dmb_preload_in_core++;                                         \

@@ -121,6 +121,13 @@ static inline int dmb_uapi_ioctl_maybe_ours(unsigned long cmd)
 long dmb_uapi_ioctl(struct dmb_uapi_io *io, int fd, enum dmb_uapi_kind kind,
 		    unsigned long cmd, uint64_t uarg);
 
+struct stat;
+
+/* dmb_uapi_ioctl() with the fstat of fd the front end made to classify it
+ * (dmb_uapi_classify_stat()): the core uses it instead of its own. */
+long dmb_uapi_ioctl_stat(struct dmb_uapi_io *io, int fd, const struct stat *st,
+			 enum dmb_uapi_kind kind, unsigned long cmd, uint64_t uarg);
+
 /*
  * Called after the program closed `fd` (already closed) which was of kind
  * `kind` with inode (dev, ino): a sw_sync timeline whose last reference

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Syscalls of the uapi paths under libdmabuf-preload.so (issue 9).
+
+Runs tests/uapi/uapi-syscalls MODE under `strace -f -c` for two round
+counts and divides the difference of the totals by the difference of the
+counts, so start-up and tear-down cancel out:
+- passthru (calls on fds that are not the emulation's, in a process that
+  has an emulated fd), with and without the preload: the preload adds no
+  syscall (bound: the same count as without it);
+- alloc: DMA_HEAP_IOCTL_ALLOC + close, all threads (MAX_ALLOC);
+- sync: DMA_BUF_IOCTL_SYNC START + END (MAX_SYNC).
+Prints the per-round count of every syscall that changed. A count, never a
+time. Skipped (77) without strace, when ptrace is not allowed, or in a
+sanitizer build.
+
+usage: check-uapi-syscalls.py UAPI-SYSCALLS-EXE PRELOAD.so ROOT [B_SANITIZE]
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+# ALLOC + close: 35 before issue 9's levers (a getpid per copy, a second
+# fstat of the heap), 32 to 33.7 with them, 30 once a buffer has one fd
+# (issue 11, release.c). Before that change: 17 in the ioctl
+# (classification fstat, copy in, memfd_create + move up, ftruncate,
+# seals, the program's description + move up, flock, fstat, inotify watch,
+# the dry-run copy out, move down, copy out) and the close with its
+# synchronous release (fstat, readlink, getpid, close, flock probe,
+# inotify_rm_watch, memfd close, the service thread's wake-up: poll,
+# epoll_wait, 2 reads, futexes). The futexes, polls and epoll_waits depend
+# on timing (the total moves by 1 to 2), so the calls that do not are
+# bounded one by one as well.
+MAX_ALLOC = 35
+MAX_ALLOC_CALLS = {'getpid': 1, 'newfstatat': 3, 'process_vm_readv': 1,
+                   'process_vm_writev': 2, 'readlink': 1}
+# START + END: one fstat (the classification, passed on to the core) and
+# one process_vm_readv (the argument) each (8 before issue 9 levers:
+# a second fstat in the core and a getpid per copy).
+MAX_SYNC = 4
+# passthru: a syscall the preload adds is one per round; what moves between
+# runs (the context's tear-down) is a few per run, well under this.
+PASSTHRU_SLACK = 0.5
+N1, N2 = 20, 60
+
+
+def count(cmd, env, n):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, 'strace.txt')
+        r = subprocess.run(['strace', '-f', '-c', '-o', out] + cmd + [str(n)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=100, env=env)
+        if r.returncode != 0:
+            text = r.stderr
+            if 'ptrace' in text and ('Operation not permitted' in text or
+                                     'PTRACE' in text):
+                print('SKIP: ptrace not permitted:', text.strip())
+                sys.exit(77)
+            print(f'{cmd} {n} failed ({r.returncode}):\n{r.stdout}{r.stderr}')
+            sys.exit(1)
+        calls = {}
+        with open(out) as f:
+            for line in f:
+                tok = line.split()
+                if len(tok) < 5 or not tok[0][0].isdigit():
+                    continue
+                calls[tok[-1]] = int(tok[3])
+        if 'total' not in calls:
+            print('no strace summary in', open(out).read())
+            sys.exit(1)
+        return calls
+
+
+def per_round(exe, mode, env):
+    a, b = count([exe, mode], env, N1), count([exe, mode], env, N2)
+    return {k: (b.get(k, 0) - a.get(k, 0)) / (N2 - N1) for k in set(a) | set(b)}
+
+
+def show(title, per):
+    print(f'{title}: {per["total"]:.2f} per round')
+    for name, v in sorted(per.items(), key=lambda kv: -kv[1]):
+        if v and name != 'total':
+            print(f'  {v:8.2f}  {name}')
+
+
+def main():
+    if len(sys.argv) < 4:
+        print(__doc__)
+        return 2
+    exe, preload, root = sys.argv[1:4]
+    if len(sys.argv) > 4 and sys.argv[4] not in ('', 'none'):
+        print('SKIP: sanitizer build (b_sanitize=%s)' % sys.argv[4])
+        return 77
+    if not shutil.which('strace'):
+        print('SKIP: strace is not installed')
+        return 77
+    plain_env = {k: v for k, v in os.environ.items() if k != 'LD_PRELOAD'}
+    env = dict(plain_env, LD_PRELOAD=preload, DMABUF_UAPI_ROOT=root)
+    failed = []
+    plain = per_round(exe, 'passthru', plain_env)
+    pre = per_round(exe, 'passthru', env)
+    show('passthru without the preload', plain)
+    show('passthru with the preload', pre)
+    extra = {k: pre.get(k, 0) - plain.get(k, 0) for k in set(pre) | set(plain)}
+    if extra['total'] > PASSTHRU_SLACK:
+        failed.append('passthru: the preload adds %.2f syscalls per round (%s)' % (
+            extra['total'], ', '.join(f'{k} {v:+.2f}' for k, v in extra.items()
+                                      if v and k != 'total')))
+    for mode, bound in (('alloc', MAX_ALLOC), ('sync', MAX_SYNC)):
+        per = per_round(exe, mode, env)
+        show(f'{mode} (bound {bound})', per)
+        if per['total'] > bound + 0.25:  # the tear-down moves a few per run
+            failed.append(f'{mode}: {per["total"]:.2f} > {bound}')
+        for name, most in (MAX_ALLOC_CALLS.items() if mode == 'alloc' else ()):
+            if per.get(name, 0) > most + 0.1:
+                failed.append(f'{mode}: {per[name]:.2f} {name} > {most}')
+    for f in failed:
+        print('FAIL:', f)
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
