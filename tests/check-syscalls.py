@@ -13,11 +13,9 @@ strace, when ptrace is not allowed, or in a sanitizer build.
 
 usage: check-syscalls.py SYSCALL-CYCLE-EXE [B_SANITIZE]
 """
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
+
+from stracecount import per_unit, show, skip_reason, summary
 
 # Measured 89.5-89.9 before the levers of issue 11 (target 30); 74.0-74.7
 # with one-way UNMAP/DETACH/RELEASE (wire version 2, NO_REPLY); 70.4 with
@@ -37,50 +35,18 @@ MAX_PER_CYCLE = 50
 N1, N2 = 20, 60
 
 
-def count(exe, n):
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, 'strace.txt')
-        r = subprocess.run(['strace', '-f', '-c', '-o', out, exe, str(n)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, timeout=100)
-        if r.returncode != 0:
-            text = r.stderr
-            if 'ptrace' in text and ('Operation not permitted' in text or
-                                     'PTRACE' in text):
-                print('SKIP: ptrace not permitted:', text.strip())
-                sys.exit(77)
-            print(f'{exe} {n} failed ({r.returncode}):\n{r.stdout}{r.stderr}')
-            sys.exit(1)
-        calls = {}
-        with open(out) as f:
-            for line in f:
-                tok = line.split()
-                if len(tok) < 5 or not tok[0][0].isdigit():
-                    continue
-                calls[tok[-1]] = int(tok[3])
-        if 'total' not in calls:
-            print('no strace summary in', open(out).read())
-            sys.exit(1)
-        return calls
-
-
 def main():
     if len(sys.argv) < 2:
         print(__doc__)
         return 2
     exe = sys.argv[1]
-    if len(sys.argv) > 2 and sys.argv[2] not in ('', 'none'):
-        print('SKIP: sanitizer build (b_sanitize=%s)' % sys.argv[2])
+    why = skip_reason(sys.argv[2] if len(sys.argv) > 2 else None)
+    if why:
+        print('SKIP:', why)
         return 77
-    if not shutil.which('strace'):
-        print('SKIP: strace is not installed')
-        return 77
-    a, b = count(exe, N1), count(exe, N2)
-    per = {k: (b.get(k, 0) - a.get(k, 0)) / (N2 - N1) for k in set(a) | set(b)}
+    per = per_unit(lambda n: summary([exe, str(n)]), N1, N2)
     total = per.pop('total')
-    for name, v in sorted(per.items(), key=lambda kv: -kv[1]):
-        if v:
-            print(f'{v:8.2f}  {name}')
+    show(per)
     print(f'syscalls per full hand-off cycle (both processes): {total:.2f} '
           f'(bound {MAX_PER_CYCLE}, issue 11 target 30)')
     if total > MAX_PER_CYCLE:

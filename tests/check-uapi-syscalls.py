@@ -17,10 +17,9 @@ sanitizer build.
 usage: check-uapi-syscalls.py UAPI-SYSCALLS-EXE PRELOAD.so ROOT [B_SANITIZE]
 """
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
+
+from stracecount import per_unit, show, skip_reason, summary
 
 # ALLOC + close: 35 before issue 9's levers (a getpid per copy, a second
 # fstat of the heap), 32 to 33.7 with them, 30 once a buffer has one fd
@@ -46,43 +45,13 @@ PASSTHRU_SLACK = 0.5
 N1, N2 = 20, 60
 
 
-def count(cmd, env, n):
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, 'strace.txt')
-        r = subprocess.run(['strace', '-f', '-c', '-o', out] + cmd + [str(n)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, timeout=100, env=env)
-        if r.returncode != 0:
-            text = r.stderr
-            if 'ptrace' in text and ('Operation not permitted' in text or
-                                     'PTRACE' in text):
-                print('SKIP: ptrace not permitted:', text.strip())
-                sys.exit(77)
-            print(f'{cmd} {n} failed ({r.returncode}):\n{r.stdout}{r.stderr}')
-            sys.exit(1)
-        calls = {}
-        with open(out) as f:
-            for line in f:
-                tok = line.split()
-                if len(tok) < 5 or not tok[0][0].isdigit():
-                    continue
-                calls[tok[-1]] = int(tok[3])
-        if 'total' not in calls:
-            print('no strace summary in', open(out).read())
-            sys.exit(1)
-        return calls
-
-
 def per_round(exe, mode, env):
-    a, b = count([exe, mode], env, N1), count([exe, mode], env, N2)
-    return {k: (b.get(k, 0) - a.get(k, 0)) / (N2 - N1) for k in set(a) | set(b)}
+    return per_unit(lambda n: summary([exe, mode, str(n)], env), N1, N2)
 
 
-def show(title, per):
+def show_round(title, per):
     print(f'{title}: {per["total"]:.2f} per round')
-    for name, v in sorted(per.items(), key=lambda kv: -kv[1]):
-        if v and name != 'total':
-            print(f'  {v:8.2f}  {name}')
+    show(per, '  ')
 
 
 def main():
@@ -90,19 +59,17 @@ def main():
         print(__doc__)
         return 2
     exe, preload, root = sys.argv[1:4]
-    if len(sys.argv) > 4 and sys.argv[4] not in ('', 'none'):
-        print('SKIP: sanitizer build (b_sanitize=%s)' % sys.argv[4])
-        return 77
-    if not shutil.which('strace'):
-        print('SKIP: strace is not installed')
+    why = skip_reason(sys.argv[4] if len(sys.argv) > 4 else None)
+    if why:
+        print('SKIP:', why)
         return 77
     plain_env = {k: v for k, v in os.environ.items() if k != 'LD_PRELOAD'}
     env = dict(plain_env, LD_PRELOAD=preload, DMABUF_UAPI_ROOT=root)
     failed = []
     plain = per_round(exe, 'passthru', plain_env)
     pre = per_round(exe, 'passthru', env)
-    show('passthru without the preload', plain)
-    show('passthru with the preload', pre)
+    show_round('passthru without the preload', plain)
+    show_round('passthru with the preload', pre)
     extra = {k: pre.get(k, 0) - plain.get(k, 0) for k in set(pre) | set(plain)}
     if extra['total'] > PASSTHRU_SLACK:
         failed.append('passthru: the preload adds %.2f syscalls per round (%s)' % (
@@ -110,7 +77,7 @@ def main():
                                       if v and k != 'total')))
     for mode, bound in (('alloc', MAX_ALLOC), ('sync', MAX_SYNC)):
         per = per_round(exe, mode, env)
-        show(f'{mode} (bound {bound})', per)
+        show_round(f'{mode} (bound {bound})', per)
         if per['total'] > bound + 0.25:  # the tear-down moves a few per run
             failed.append(f'{mode}: {per["total"]:.2f} > {bound}')
         for name, most in (MAX_ALLOC_CALLS.items() if mode == 'alloc' else ()):

@@ -15,12 +15,10 @@ is not allowed, or in a sanitizer build.
 
 usage: check-wake-syscalls.py SYSCALL-WAKE-EXE [B_SANITIZE]
 """
-import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
+
+from stracecount import per_unit, show, skip_reason, trace
 
 # 5 before issue 11's wake-up work (signal: send; wait: getsockname + poll;
 # the eventfd write and read); 4 since the wait is one blocking peek at the
@@ -33,38 +31,25 @@ LINE = re.compile(r'^(\d+)\s+(?:<\.\.\. (\w+) resumed>|(\w+)\()')
 
 
 def count(exe, n):
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, 'strace.txt')
-        r = subprocess.run(['strace', '-f', '-o', out, exe, str(n)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, timeout=100)
-        if r.returncode != 0:
-            text = r.stderr
-            if 'ptrace' in text and ('Operation not permitted' in text or
-                                     'PTRACE' in text):
-                print('SKIP: ptrace not permitted:', text.strip())
-                sys.exit(77)
-            print(f'{exe} {n} failed ({r.returncode}):\n{r.stdout}{r.stderr}')
-            sys.exit(1)
-        state, calls, marks = {}, {}, 0
-        with open(out) as f:
-            for line in f:
-                m = LINE.match(line)
-                if not m or m.group(2):
-                    continue        # not a call, or the rest of one counted
-                pid, name = m.group(1), m.group(3)
-                if MARK + 'begin' in line:
-                    state[pid] = True
-                    marks += 1
-                elif MARK + 'end' in line:
-                    state[pid] = False
-                    marks += 1
-                elif state.get(pid):
-                    calls[name] = calls.get(name, 0) + 1
-        if marks != 4:
-            print(f'{marks} marks in the trace, want 4 (2 per process)')
-            sys.exit(1)
-        return calls
+    text = trace([exe, str(n)], [])
+    state, calls, marks = {}, {}, 0
+    for line in text.splitlines():
+        m = LINE.match(line)
+        if not m or m.group(2):
+            continue        # not a call, or the rest of one counted
+        pid, name = m.group(1), m.group(3)
+        if MARK + 'begin' in line:
+            state[pid] = True
+            marks += 1
+        elif MARK + 'end' in line:
+            state[pid] = False
+            marks += 1
+        elif state.get(pid):
+            calls[name] = calls.get(name, 0) + 1
+    if marks != 4:
+        print(f'{marks} marks in the trace, want 4 (2 per process)')
+        sys.exit(1)
+    return calls
 
 
 def main():
@@ -72,18 +57,13 @@ def main():
         print(__doc__)
         return 2
     exe = sys.argv[1]
-    if len(sys.argv) > 2 and sys.argv[2] not in ('', 'none'):
-        print('SKIP: sanitizer build (b_sanitize=%s)' % sys.argv[2])
+    why = skip_reason(sys.argv[2] if len(sys.argv) > 2 else None)
+    if why:
+        print('SKIP:', why)
         return 77
-    if not shutil.which('strace'):
-        print('SKIP: strace is not installed')
-        return 77
-    a, b = count(exe, N1), count(exe, N2)
-    per = {k: (b.get(k, 0) - a.get(k, 0)) / (N2 - N1) for k in set(a) | set(b)}
+    per = per_unit(lambda n: count(exe, n), N1, N2)
     total = sum(per.values())
-    for name, v in sorted(per.items(), key=lambda kv: -kv[1]):
-        if v:
-            print(f'{v:8.2f}  {name}')
+    show(per)
     print(f'syscalls per fence wake-up (both processes): {total:.2f} '
           f'(bound {MAX_PER_WAKE}; raw eventfd ping-pong: 4)')
     if total > MAX_PER_WAKE:
