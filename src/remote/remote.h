@@ -31,7 +31,7 @@
  * starve the others. */
 #define DMB_PEER_BATCH 32u
 /* Packets read in one recvmmsg() beyond the one handled first: a burst
- * (a held-back UNMAP and DETACH with a RELEASE, an IMPORT with its ATTACH)
+ * (a held-back UNMAP with its DETACH, an IMPORT with its ATTACH)
  * is one read that also tells the socket is empty. */
 #define DMB_PEER_READ_AHEAD (DMB_SCM_MAX_BATCH - 1)
 
