@@ -91,7 +91,9 @@ def table(figs, runs):
         if f["target"] is None:
             continue
         u = f["unit"]
-        tgt = ("<= %.1fx" % f["target"]) if u == "x" else "<= %g %s" % (f["target"], u)
+        # 2.0x stays 2.0x, 1.05x is not rounded to 1.1x
+        tx = "%.1f" % f["target"] if round(f["target"], 1) == f["target"] else "%g" % f["target"]
+        tgt = ("<= %sx" % tx) if u == "x" else "<= %g %s" % (f["target"], u)
         out.append("| %s `%s` | %s | %s | %s | %s | %s |" % (
             bench, name, tgt, cell(f.get("pinned"), u), verdict(f.get("pinned"), f["target"]),
             cell(f.get("unpinned"), u), verdict(f.get("unpinned"), f["target"])))
