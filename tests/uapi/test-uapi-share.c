@@ -9,39 +9,6 @@
 
 #include "uapi-common.h"
 
-static void send_fd(int sock, int fd)
-{
-	char c = 'f';
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { &c, 1 };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	assert_int_equal(sendmsg(sock, &m, 0), 1);
-}
-
-static int recv_fd(int sock)
-{
-	char c, cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { &c, 1 };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *cm;
-	int fd = -1;
-
-	if (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != 1)
-		return -1;
-	cm = CMSG_FIRSTHDR(&m);
-	if (cm && cm->cmsg_type == SCM_RIGHTS)
-		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-	return fd;
-}
-
 struct peer {
 	int sock;
 };
@@ -52,7 +19,7 @@ static int receiver(void *arg)
 	struct peer *p = arg;
 	struct dma_buf_sync s = { DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW };
 	struct sync_file_info info = { 0 };
-	int fd = recv_fd(p->sock), sf;
+	int fd = uapi_recv_fd(p->sock), sf;
 	char *map;
 
 	child_check(fd >= 0);
@@ -66,7 +33,7 @@ static int receiver(void *arg)
 	child_check(ioctl(fd, DMA_BUF_IOCTL_SYNC, &s) == 0);
 	child_check(ioctl(fd, DMA_BUF_SET_NAME_B, "shared") == 0);
 	/* A sync file from the other process. */
-	sf = recv_fd(p->sock);
+	sf = uapi_recv_fd(p->sock);
 	child_check(sf >= 0);
 	child_check(ioctl(sf, SYNC_IOC_FILE_INFO, &info) == 0);
 	child_check(info.num_fences == 1);
@@ -98,9 +65,9 @@ static void scm_rights_between_uapi_programs(void **state)
 	p.sock = sv[1];
 	pid = harness_fork(receiver, &p);
 	close(sv[1]);
-	send_fd(sv[0], fd);
+	assert_int_equal(uapi_send_fd(sv[0], fd), 0);
 	assert_int_equal(ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &d), 0);
-	send_fd(sv[0], d.fence);
+	assert_int_equal(uapi_send_fd(sv[0], d.fence), 0);
 	assert_int_equal(read(sv[0], &c, 1), 1);
 	assert_int_equal(harness_wait(pid), 0);
 	assert_memory_equal(map + 8, "peer", 4);
@@ -118,7 +85,7 @@ static int udmabuf_receiver(void *arg)
 {
 	struct peer *p = arg;
 	struct dma_buf_sync s = { DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW };
-	int fd = recv_fd(p->sock);
+	int fd = uapi_recv_fd(p->sock);
 	char *map;
 
 	child_check(fd >= 0);
@@ -162,7 +129,7 @@ static void udmabuf_between_uapi_programs(void **state)
 	p.sock = sv[1];
 	pid = harness_fork(udmabuf_receiver, &p);
 	close(sv[1]);
-	send_fd(sv[0], fd);
+	assert_int_equal(uapi_send_fd(sv[0], fd), 0);
 	assert_int_equal(read(sv[0], &c, 1), 1);
 	assert_int_equal(harness_wait(pid), 0);
 	assert_memory_equal(map + 2 * 4096 + 4, "peer", 4);
@@ -195,7 +162,7 @@ static void api_process_imports_and_dmas(void **state)
 		_exit(127);
 	}
 	close(sv[1]);
-	send_fd(sv[0], fd);
+	assert_int_equal(uapi_send_fd(sv[0], fd), 0);
 	assert_int_equal(read(sv[0], &c, 1), 1);
 	assert_int_equal(harness_wait(pid), 0);
 	/* The device's write is in the program's mapping. */

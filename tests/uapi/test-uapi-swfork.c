@@ -53,40 +53,6 @@ static void wait_signalled(int fd)
 	assert_int_equal(p.revents, POLLIN);
 }
 
-static void send_fd(int sock, int fd)
-{
-	char c = 'f';
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { &c, 1 };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	if (sendmsg(sock, &m, 0) != 1)
-		_exit(90);
-}
-
-static int recv_fd(int sock)
-{
-	char c, cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { &c, 1 };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *cm;
-	int fd = -1;
-
-	if (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != 1)
-		return -1;
-	cm = CMSG_FIRSTHDR(&m);
-	if (cm && cm->cmsg_type == SCM_RIGHTS)
-		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-	return fd;
-}
-
 static void put(int sock, char c)
 {
 	if (write(sock, &c, 1) != 1)
@@ -152,14 +118,15 @@ static void parent_inc_signals_child_point(void **state)
 		close(sv[0]);
 		if (c < 0 || status(c) != 0)
 			_exit(1);
-		send_fd(sv[1], c);
+		if (uapi_send_fd(sv[1], c))
+			_exit(90);
 		/* The point lives here: stay until the parent saw it. */
 		if (get(sv[1]) != 'x' || status(c) != 1)
 			_exit(2);
 		_exit(0);
 	}
 	close(sv[1]);
-	f = recv_fd(sv[0]);
+	f = uapi_recv_fd(sv[0]);
 	assert_true(f >= 0);
 	assert_int_equal(status(f), 0);
 	assert_int_equal(tl_inc(tl, 4), 0);
@@ -256,7 +223,8 @@ static void timeline_over_scm_rights(void **state)
 		close(sv[0]);
 		if (tl_inc(own, 2))
 			_exit(1);
-		send_fd(sv[1], own);
+		if (uapi_send_fd(sv[1], own))
+			_exit(90);
 		if (get(sv[1]) != 'i' || tl_inc(own, 1))
 			_exit(2);
 		if (get(sv[1]) != 'c')
@@ -265,7 +233,7 @@ static void timeline_over_scm_rights(void **state)
 		_exit(0);
 	}
 	close(sv[1]);
-	tl = recv_fd(sv[0]);
+	tl = uapi_recv_fd(sv[0]);
 	assert_true(tl >= 0);
 	/* The child's value: 2 is reached, 3 is not. */
 	f = fence_create(tl, 2);
