@@ -116,6 +116,10 @@ int main(int argc, char **argv)
 		.dev_flags = DMABUF_DEVICE_CONTIGUOUS, .max_segment_size = 65536,
 		.segment_boundary = 0xffffffff, .alignment = 4096 };
 	emit("attach", &m);
+	/* version 4: ATTACH one-way, where the importer knows the answer */
+	m.version = DMB_WIRE_VERSION_ONE_WAY_ATTACH;
+	m.flags = DMB_WIRE_F_NO_REPLY;
+	emit("attach_no_reply", &m);
 
 	m = blank(DMB_OP_MAP);
 	m.u.map = (struct dmb_wire_map){ 2, DMABUF_TO_DEVICE };

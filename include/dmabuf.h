@@ -722,7 +722,11 @@ struct dmabuf_resv *dmabuf_get_resv(struct dmabuf *buf);
  * @param[out] out the attachment, owned by the caller until dmabuf_detach()
  * @return 0; -EINVAL for NULL or dead objects or a device of another
  *         context; -EBUSY (or another errno) when ops->attach refuses;
- *         -ENOMEM
+ *         -ENODEV for a revoked buffer; -ENOMEM. For a buffer imported
+ *         from another process whose exporter has no attach and no pin op,
+ *         the exporter is not asked (as dma_buf_attach() of such an
+ *         exporter asks nobody): what it finds surfaces from the first
+ *         dmabuf_map_attachment() of @p out (docs/design.md §6)
  */
 int dmabuf_attach(struct dmabuf *buf, struct dmabuf_device *dev,
 		  struct dmabuf_attachment **out);
@@ -957,7 +961,10 @@ int dmabuf_backing_migrate(struct dmabuf *buf, enum dmabuf_alloc alloc,
  * Revokes device access to the buffer, as exporters do on device removal:
  * dynamic importers are notified (move_notify), every live mapping becomes
  * stale (device access faults as DMABUF_FAULT_STALE), and later maps and
- * attaches fail with -ENODEV; unmap and detach still work. CPU access
+ * attaches fail with -ENODEV (an importer in another process attaching to a
+ * buffer whose exporter has no attach and no pin op gets it from its first
+ * dmabuf_map_attachment(), as the kernel's dma_buf_attach() of such an
+ * exporter asks nobody: docs/design.md §6); unmap and detach still work. CPU access
  * keeps working (the fd, dmabuf_mmap() and dmabuf_vmap()), as the kernel's
  * dma-buf core cannot revoke a file's CPU mappings (docs/design.md). The
  * caller may or may not hold the reservation lock. Revoking twice is a

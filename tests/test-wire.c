@@ -391,7 +391,7 @@ static void test_golden_bytes(void **state)
 {
 	static const uint8_t want[] = {
 		'D', 'M', 'B', 'W',		/* magic */
-		3, 0,				/* version */
+		4, 0,				/* version */
 		0x03, 0x00,			/* RELEASE */
 		32, 0, 0, 0,			/* length */
 		0, 0,				/* nfds */
@@ -411,7 +411,7 @@ static void test_golden_bytes(void **state)
 static void test_import_client_id(void **state)
 {
 	static const uint8_t want[] = {
-		'D', 'M', 'B', 'W', 3, 0, 0x02, 0x00,	/* magic, version, IMPORT */
+		'D', 'M', 'B', 'W', 4, 0, 0x02, 0x00,	/* magic, version, IMPORT */
 		40, 0, 0, 0, 1, 0, 0, 0,		/* length, nfds, flags */
 		0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* serial */
 		0, 0, 0, 0, 0, 0, 0, 0,			/* flags, reserved */
@@ -428,7 +428,7 @@ static void test_import_client_id(void **state)
 	/* an id without the client bit, or none */
 	buf[sizeof(want) - 1] = 0;
 	assert_int_equal(dec(buf, sizeof(want), 1, m.op, &out), -EPROTO);
-	/* the version 2 body, 8 bytes, at version 3 */
+	/* the version 2 body, 8 bytes, at version 4 */
 	p32(buf + DMB_WIRE_HDR_LENGTH, 32);
 	assert_int_equal(dec(buf, 32, 1, m.op, &out), -EBADMSG);
 	/* version 2: no id, and an id is refused */
@@ -500,7 +500,7 @@ static void test_no_reply_flag(void **state)
 		m = sample(op);
 		len = enc(&m, buf);
 		p16(buf + DMB_WIRE_HDR_FLAGS, DMB_WIRE_F_NO_REPLY);
-		if (d->one_way)
+		if (d->one_way || op == DMB_OP_ATTACH)
 			continue;
 		if (dec(buf, len, m.nfds, op, &out) != -EPROTO &&
 		    dec(buf, len, m.nfds, op, &out) != -EPROTONOSUPPORT)
@@ -513,6 +513,26 @@ static void test_no_reply_flag(void **state)
 	m = sample(DMB_OP_MAP);
 	m.flags = DMB_WIRE_F_NO_REPLY;
 	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+
+	/* ATTACH: one-way from version 4 on (an attach whose answer the
+	 * importer knows), never before; its reply never */
+	m = sample(DMB_OP_ATTACH);
+	m.flags = DMB_WIRE_F_NO_REPLY;
+	len = enc(&m, buf);
+	assert_int_equal(dec(buf, len, 0, m.op, &out), 0);
+	assert_int_equal(out.flags, DMB_WIRE_F_NO_REPLY);
+	p16(buf + DMB_WIRE_HDR_VERSION, DMB_WIRE_VERSION_ONE_WAY_ATTACH - 1);
+	assert_int_equal(dec(buf, len, 0, m.op, &out), -EPROTO);
+	m.version = DMB_WIRE_VERSION_ONE_WAY_ATTACH - 1;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+	m.version = 0;
+	m.flags = DMB_WIRE_F_NO_REPLY | DMB_WIRE_F_QUIET;
+	assert_int_equal(dmb_wire_encode(buf, sizeof(buf), &m), -EINVAL);
+	assert_true(dmb_wire_may_no_reply(dmb_wire_op_desc(DMB_OP_ATTACH), 4));
+	assert_false(dmb_wire_may_no_reply(dmb_wire_op_desc(DMB_OP_ATTACH), 3));
+	assert_false(dmb_wire_may_no_reply(dmb_wire_op_desc(DMB_OP_ATTACH_REPLY), 4));
+	assert_false(dmb_wire_may_no_reply(dmb_wire_op_desc(DMB_OP_MAP), 4));
+	assert_true(dmb_wire_may_no_reply(dmb_wire_op_desc(DMB_OP_UNMAP), 2));
 }
 
 static int mutated(uint16_t op, void (*mutate)(uint8_t *buf, size_t *len),

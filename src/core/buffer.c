@@ -11,6 +11,7 @@
  * shared holds that one fd only.
  */
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -96,17 +97,34 @@ bool dmb_buf_fd_is_named(int fd)
 	       !memcmp(target, MEMFD_PREFIX, sizeof(MEMFD_PREFIX) - 1);
 }
 
-static int new_memfd(const char *exp_name, const char *endpoint, uint64_t size)
+/* Cleared once memfd_create() refused the flag (a kernel before 6.3, or
+ * MFD_EXEC under vm.memfd_noexec = 2): not asked again. */
+static atomic_bool memfd_exec_ok = true, memfd_noexec_ok = true;
+
+/* @mark: in, the exporter has no attach and no pin op; out, the file
+ * carries the mark (dmb_memfd_attach_known()). */
+static int new_memfd(const char *exp_name, const char *endpoint, uint64_t size,
+		     bool *mark)
 {
+	const unsigned int flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+	atomic_bool *ok = *mark ? &memfd_noexec_ok : &memfd_exec_ok;
 	char name[128];
-	int fd, err;
+	int fd = -1, err;
 
 	if ((err = dmb_sys_fail(DMB_SYS_MEMFD_CREATE)))
 		return -err;
 	/* The name tells any holder of the fd that this is a libdmabuf
 	 * buffer (and, with cross-process sharing, where its exporter is). */
 	snprintf(name, sizeof(name), "dmabuf:%s@%s", exp_name, endpoint);
-	fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (atomic_load_explicit(ok, memory_order_relaxed)) {
+		fd = memfd_create(name, flags | (*mark ? MFD_NOEXEC_SEAL : MFD_EXEC));
+		if (fd < 0 && (errno == EINVAL || errno == EACCES))
+			atomic_store_explicit(ok, false, memory_order_relaxed);
+	}
+	if (fd < 0) {
+		*mark = false;
+		fd = memfd_create(name, flags);
+	}
 	if (fd < 0)
 		return -errno;
 	if (ftruncate(fd, (off_t)size) < 0) {
@@ -137,6 +155,9 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	int rdonly = (info->flags & O_ACCMODE) == O_RDONLY;
 	int wronly = (info->flags & O_ACCMODE) == O_WRONLY;
 	int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+	/* Nothing on this side can refuse an attach the importer's core
+	 * accepted: importers in other processes need not wait for it. */
+	bool mark = !info->ops->attach && !info->ops->pin;
 	const char *endpoint;
 	int ret;
 
@@ -166,7 +187,7 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	 * caller's memfds, which one file cannot present. */
 	ret = dmb_remote()->endpoint_name(ctx, &endpoint);
 	if (ret == 0)
-		ret = new_memfd(buf->exp_name, endpoint, backing ? 0 : info->size);
+		ret = new_memfd(buf->exp_name, endpoint, backing ? 0 : info->size, &mark);
 	if (ret < 0)
 		goto fail;
 	buf->probe_fd = ret;

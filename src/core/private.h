@@ -199,6 +199,34 @@ int dmb_buf_get_ref(struct dmabuf *buf, int fd);
 /* True if fd's file carries the name every buffer's memfd gets (a libdmabuf
  * buffer of some context, maybe of another process). */
 bool dmb_buf_fd_is_named(int fd);
+
+/* Linux 6.3's memfd exec controls (uapi values; Debian 12's headers predate
+ * them). */
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010u
+#endif
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008u
+#endif
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020
+#endif
+/*
+ * A buffer's memfd says "the exporter has no attach and no pin op" (its side
+ * of an attach cannot refuse what the importer's core accepted, so importers
+ * in other processes need not wait for it: docs/protocol.md §6 item 4b) by
+ * being made MFD_NOEXEC_SEAL: exec bits clear, frozen by F_SEAL_EXEC. Every
+ * other buffer's memfd is made MFD_EXEC (no F_SEAL_EXEC). No holder can
+ * forge the mark on the exporter's file: F_SEAL_SEAL stops new seals, and
+ * F_SEAL_EXEC a chmod of the exec bits. (F_SEAL_EXEC with exec bits set
+ * would imply F_SEAL_WRITE.) Kernels before 6.3 make neither: the importer
+ * asks; with vm.memfd_noexec = 2 every memfd is sealed so, and the importer
+ * ignores the mark (dmb_memfd_marks_trusted()).
+ */
+static inline bool dmb_memfd_attach_known(int seals, mode_t mode)
+{
+	return seals >= 0 && (seals & F_SEAL_EXEC) && !(mode & 0111);
+}
 int dmb_buf_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st,
 		   struct dmabuf **found);
 /* The same, and the fd's F_GETFL into *fl (one fcntl for both uses). */

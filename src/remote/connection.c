@@ -212,7 +212,7 @@ static int conn_send_nowait(struct dmb_conn *conn, struct dmb_msg *req)
 
 	if (ret < 0)
 		return ret;
-	no_reply = d && d->one_way && conn->version >= DMB_WIRE_VERSION_FLAGS;
+	no_reply = dmb_wire_may_no_reply(d, conn->version);
 	req->version = conn->version;
 	req->serial = ++conn->next_serial;
 	req->flags = no_reply ? DMB_WIRE_F_NO_REPLY : 0;
@@ -746,8 +746,13 @@ int dmb_conn_ready(struct dmb_conn *conn)
 		conn->hello_err = 0;
 		return ret;
 	}
-	if (conn->version >= DMB_WIRE_VERSION_CLIENT_IDS && !conn->exporter_is_us)
+	if (conn->version >= DMB_WIRE_VERSION_CLIENT_IDS && !conn->exporter_is_us) {
+		/* Held back as the newest version: from version 3 on their
+		 * bodies are the same, only the header says which. */
+		for (unsigned int i = 0; i < conn->nqueued; i++)
+			dmb_wire_put16(conn->queue[i].data + DMB_WIRE_HDR_VERSION, conn->version);
 		return 0;
+	}
 	for (unsigned int i = 0; i < conn->nqueued; i++)
 		if (conn->queue[i].p) {
 			held[n] = conn->queue[i].p;

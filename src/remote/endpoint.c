@@ -181,9 +181,11 @@ static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
 	case DMB_H_ATTACHMENT:
 		if (h->att.notify_pending)
 			peer->notifies_pending--;
-		peer_unpin_all(peer, h->att.att);
-		dmb_detach_locked(h->att.att);
-		dmb_device_free(h->att.dev);
+		if (h->att.att) { /* else a failed one-way ATTACH: nothing made */
+			peer_unpin_all(peer, h->att.att);
+			dmb_detach_locked(h->att.att);
+			dmb_device_free(h->att.dev);
+		}
 		peer->nattachments--;
 		break;
 	case DMB_H_IMPORT:
@@ -473,11 +475,12 @@ static void notify_flush(struct dmb_peer *peer)
 		dmb_source_mod(peer->ctx, &peer->src, EPOLLIN);
 }
 
-static int do_attach(struct dmb_peer *peer, struct dmb_handle *imp,
-		     const struct dmb_msg *req, struct dmb_msg *reply)
+/* The attachment a peer's ATTACH asks for, under handle id @id (0: the
+ * next server-chosen one). */
+static int attach_make(struct dmb_peer *peer, struct dmb_handle *imp,
+		       const struct dmb_wire_attach *a, uint64_t id,
+		       struct dmb_handle **out)
 {
-	const struct dmb_wire_attach *a = &req->u.attach;
-	struct dmb_handle *h;
 	struct dmabuf_device_info info = {
 		.dma_mask_bits = a->dma_mask_bits,
 		.max_segment_size = a->max_segment_size,
@@ -488,17 +491,16 @@ static int do_attach(struct dmb_peer *peer, struct dmb_handle *imp,
 	char name[DMB_WIRE_NAME_LEN + 16];
 	struct dmabuf_device *dev;
 	struct dmabuf_attachment *att;
+	struct dmb_handle *h;
 	int ret;
 
-	if (peer->nattachments >= DMB_PEER_MAX_ATTACHMENTS)
-		return -ENOSPC;
 	/* The exporter's ops see the peer's device under its own name. */
 	snprintf(name, sizeof(name), "%s@%d", a->name, (int)peer->pid);
 	info.name = name;
 	ret = dmb_device_create(peer->ctx, &info, true, &dev);
 	if (ret < 0)
 		return ret;
-	h = handle_new(peer, DMB_H_ATTACHMENT, imp, 0);
+	h = handle_new(peer, DMB_H_ATTACHMENT, imp, id);
 	if (!h) {
 		dmb_device_free(dev);
 		return -ENOMEM;
@@ -518,6 +520,57 @@ static int do_attach(struct dmb_peer *peer, struct dmb_handle *imp,
 	h->att.att = att;
 	h->att.dev = dev;
 	peer->nattachments++;
+	*out = h;
+	return 0;
+}
+
+/*
+ * One-way ATTACH (version 4, docs/protocol.md §6 item 4b): the client
+ * named the attachment after the request's serial and went on, so even a
+ * failure leaves that id behind, holding the errno that a MAP or PIN of it
+ * answers, until its DETACH. The client sends these only far below the
+ * limit, and serials never repeat: anything else is a protocol error.
+ */
+static int attach_one_way(struct dmb_peer *peer, struct dmb_handle *imp,
+			  const struct dmb_msg *req)
+{
+	uint64_t id = DMB_WIRE_ONE_WAY_ATT_ID(req->serial);
+	struct dmb_handle key = { .id = id }, *h;
+	int ret;
+
+	if (peer->nattachments >= DMB_PEER_MAX_ATTACHMENTS ||
+	    (req->serial & DMB_WIRE_ONE_WAY_ATT_BITS) ||
+	    RB_FIND(dmb_handle_tree, &peer->handles, &key)) {
+		dmb_warn(peer->ctx, "peer pid %d: one-way ATTACH (serial %llu) at its attachment limit or naming a used id",
+			 (int)peer->pid, (unsigned long long)req->serial);
+		return -EPROTO;
+	}
+	ret = attach_make(peer, imp, &req->u.attach, id, &h);
+	if (ret == 0)
+		return 0;
+	h = handle_new(peer, DMB_H_ATTACHMENT, imp, id);
+	if (!h)
+		return -EPROTO; /* the id would name nothing: drop the peer */
+	h->att.err = ret;
+	peer->nattachments++;
+	dmb_info(peer->ctx, "peer pid %d: one-way ATTACH to %s failed (%d): its MAP answers that",
+		 (int)peer->pid, imp->imp.buf->exp_name, ret);
+	return 0;
+}
+
+static int do_attach(struct dmb_peer *peer, struct dmb_handle *imp,
+		     const struct dmb_msg *req, struct dmb_msg *reply)
+{
+	struct dmb_handle *h;
+	int ret;
+
+	if (req->flags & DMB_WIRE_F_NO_REPLY)
+		return attach_one_way(peer, imp, req);
+	if (peer->nattachments >= DMB_PEER_MAX_ATTACHMENTS)
+		return -ENOSPC;
+	ret = attach_make(peer, imp, &req->u.attach, 0, &h);
+	if (ret < 0)
+		return ret;
 	reply->u.attach_reply.attachment_id = h->id;
 	return 0;
 }
@@ -538,6 +591,8 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 	struct dmabuf_sg_table *sgt;
 	int ret, fd;
 
+	if (!ah->att.att)
+		return ah->att.err; /* a one-way ATTACH that failed */
 	if (peer->nmappings >= DMB_PEER_MAX_MAPPINGS)
 		return -ENOSPC;
 	ret = dmb_map_locked(ah->att.att, dir, &sgt);
@@ -683,6 +738,8 @@ static int do_pin(struct dmb_peer *peer, struct dmb_handle *ah,
 {
 	struct dmabuf_attachment *att = ah->att.att;
 
+	if (!att)
+		return ah->att.err; /* a one-way ATTACH that failed */
 	if (!att->importer_ops) {
 		dmb_info(peer->ctx, "peer pid %d: PIN of a static attachment (only a dynamic importer pins)",
 			 (int)peer->pid);
@@ -700,7 +757,7 @@ static int do_unpin(struct dmb_peer *peer, struct dmb_handle *ah,
 {
 	struct dmabuf_attachment *att = ah->att.att;
 
-	if (!att->importer_ops || !att->pins) {
+	if (!att || !att->importer_ops || !att->pins) {
 		dmb_info(peer->ctx, "peer pid %d: UNPIN without a pin of its attachment",
 			 (int)peer->pid);
 		return -EINVAL;
@@ -930,8 +987,11 @@ static int peer_handle_one(struct dmb_peer *peer, unsigned int ahead, bool *drai
 			return 0;
 	}
 	if (req.flags & DMB_WIRE_F_NO_REPLY) {
-		/* Nobody waits for it (unmap, detach, put return void). */
+		/* Nobody waits for it (unmap, detach, put return void; an
+		 * attach whose answer the client knew). */
 		dmb_scm_close_fds(reply.fds, reply.nfds);
+		if (status == -EPROTO)
+			return -EPROTO; /* a one-way ATTACH it may not send */
 		if (status < 0)
 			dmb_warn(ctx, "peer pid %d: %s failed (%d), not answered: it asked for no reply",
 				 (int)peer->pid, dmb_wire_op_name(req.op), status);

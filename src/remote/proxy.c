@@ -8,6 +8,7 @@
  * pin and unpin of dynamic attachments, CPU access brackets and release.
  */
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -27,6 +28,10 @@ struct dmb_proxy {
 	 * fd is none of its buffers) is what every later call answers. */
 	struct dmb_pending_import *pending;
 	int import_err;
+	/* The exporter has no attach or pin op (its memfd says so:
+	 * dmb_memfd_attach_known()): its side of an attach cannot refuse what this side
+	 * checked, so ATTACH may go one-way (docs/protocol.md §6 item 4b). */
+	bool attach_known;
 };
 
 static struct dmb_proxy *proxy_of(struct dmabuf *buf)
@@ -57,12 +62,39 @@ static int proxy_call(struct dmb_proxy *px, struct dmb_msg *req, struct dmb_msg 
 
 static void proxy_detach(struct dmabuf *buf, struct dmabuf_attachment *att);
 
+/*
+ * Whether an ATTACH may go without waiting (version 4): the exporter's
+ * answer is known here. Its attach can fail only for what the core checked
+ * on this side already (the device, the importer ops) when it has no
+ * attach op and no pin op; what is left is its state (a revoked buffer:
+ * -ENODEV) and its memory, which the first MAP of the attachment reports.
+ * A forged mark (only possible on a memfd of the forger's own) only costs
+ * its forger: the exporter still checks, and the MAP says what it found.
+ * Only to another process (one in this process answers at no
+ * cross-process cost), after a handshake that agreed version 4, and far
+ * below the exporter's attachment limit (so its -ENOSPC is never the
+ * answer).
+ */
+static bool attach_may_go_one_way(const struct dmb_proxy *px)
+{
+	const struct dmb_conn *conn = px->conn;
+
+	return px->attach_known && !px->import_err && !conn->dead &&
+	       !conn->hello_pending && !conn->exporter_is_us &&
+	       conn->version >= DMB_WIRE_VERSION_ONE_WAY_ATTACH &&
+	       conn->nattachments < conn->limits.max_attachments / 2;
+}
+
 static int proxy_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
 {
 	struct dmb_proxy *px = proxy_of(buf);
 	const struct dmabuf_device_info *di = &att->dev->info;
 	struct dmb_msg req, reply;
 	int ret;
+
+	/* Whether it may go one-way depends on the version agreed. */
+	if (px->attach_known && !px->import_err && (ret = dmb_conn_ready(px->conn)) < 0)
+		return ret;
 
 	dmb_wire_msg_init(&req, DMB_OP_ATTACH, px->id);
 	strlcpy(req.u.attach.name, att->dev->name, sizeof(req.u.attach.name));
@@ -73,10 +105,20 @@ static int proxy_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
 	req.u.attach.alignment = di->alignment;
 	if (att->importer_ops)
 		req.u.attach.attach_flags = DMB_WIRE_ATTACH_DYNAMIC;
-	ret = proxy_call(px, &req, &reply);
-	if (ret < 0)
-		return ret;
-	att->remote_id = reply.u.attach_reply.attachment_id;
+	if (attach_may_go_one_way(px)) {
+		/* Held back until the connection's next request (the MAP),
+		 * which carries it; the attachment is named by its serial. */
+		ret = dmb_conn_send_void(px->conn, &req);
+		if (ret < 0)
+			return ret;
+		att->remote_id = DMB_WIRE_ONE_WAY_ATT_ID(req.serial);
+	} else {
+		ret = proxy_call(px, &req, &reply);
+		if (ret < 0)
+			return ret;
+		att->remote_id = reply.u.attach_reply.attachment_id;
+	}
+	px->conn->nattachments++;
 	/* A dynamic importer hears of moves between its calls too. */
 	if (att->importer_ops && (ret = dmb_conn_watch(px->conn)) < 0) {
 		proxy_detach(buf, att);
@@ -92,6 +134,7 @@ static void proxy_detach(struct dmabuf *buf, struct dmabuf_attachment *att)
 	/* A dead exporter took its side with it: nothing to undo there.
 	 * dma_buf_detach() returns void: nothing to wait for. */
 	dmb_wire_msg_init(&req, DMB_OP_DETACH, att->remote_id);
+	proxy_of(buf)->conn->nattachments--;
 	dmb_conn_send_void(proxy_of(buf)->conn, &req);
 }
 
@@ -583,7 +626,7 @@ static bool import_may_pipeline(const struct dmb_conn *conn, const struct stat *
 
 static int import_pipelined(struct dmabuf_ctx *ctx, struct dmb_conn *conn, int fd,
 			    const struct stat *st, int fl, const char *exp_name,
-			    const char *endpoint, struct dmabuf **out)
+			    const char *endpoint, bool attach_known, struct dmabuf **out)
 {
 	struct dmb_pending_import *p = calloc(1, sizeof(*p));
 	uint64_t id = conn->next_import_id + 1;
@@ -593,6 +636,7 @@ static int import_pipelined(struct dmabuf_ctx *ctx, struct dmb_conn *conn, int f
 
 	if (!p || !buf)
 		goto fail;
+	proxy_of(buf)->attach_known = attach_known;
 	/* What the reply would say, from the file: its size (sealed), its
 	 * access mode (the exporter's: the file is the one it opened), the
 	 * exporter's name (in the memfd's name). The buffer's own name comes
@@ -697,6 +741,33 @@ void dmb_proxy_import_resend(struct dmb_conn *conn, struct dmb_pending_import *p
 	}
 }
 
+/* vm.memfd_noexec = 2 seals every memfd as the mark does: then it says
+ * nothing (read once per process). */
+static bool memfd_marks_trusted(void)
+{
+	static atomic_int trusted = -1;
+	int t = atomic_load_explicit(&trusted, memory_order_relaxed);
+
+	if (t < 0) {
+		char c = '0';
+		int fd = open("/proc/sys/vm/memfd_noexec", O_RDONLY | O_CLOEXEC);
+
+		if (fd >= 0) {
+			if (read(fd, &c, 1) != 1)
+				c = '2'; /* unknown: trust nothing */
+			close(fd);
+		}
+		t = c != '2';
+		atomic_store_explicit(&trusted, t, memory_order_relaxed);
+	}
+	return t;
+}
+
+static bool attach_known(int seals, const struct stat *st)
+{
+	return dmb_memfd_attach_known(seals, st->st_mode) && memfd_marks_trusted();
+}
+
 int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 	       int fl, struct dmabuf **out)
 {
@@ -720,7 +791,8 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 	if (ret < 0)
 		return ret; /* -ENODEV: the exporter is gone */
 	if (import_may_pipeline(conn, st, fl))
-		return import_pipelined(ctx, conn, fd, st, fl, exp_name, endpoint, out);
+		return import_pipelined(ctx, conn, fd, st, fl, exp_name, endpoint,
+					attach_known(seals, st), out);
 	/* The request's layout depends on the version the handshake agrees. */
 	ret = dmb_conn_ready(conn);
 	if (ret < 0) {
@@ -744,6 +816,7 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 	buf = proxy_alloc(ctx, conn, st, reply.u.import_reply.buffer_id);
 	if (!buf)
 		goto fail;
+	proxy_of(buf)->attach_known = attach_known(seals, st);
 	buf->size = reply.u.import_reply.size;
 	buf->flags = (int)reply.u.import_reply.flags;
 	strlcpy(buf->exp_name, reply.u.import_reply.exp_name, sizeof(buf->exp_name));

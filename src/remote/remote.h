@@ -61,8 +61,12 @@ struct dmb_handle {
 			unsigned int cpu_open[3]; /* by enum dmabuf_direction */
 		} imp;
 		struct { /* ATTACHMENT on a device standing for the peer's */
+			/* NULL (and dev NULL) for a one-way ATTACH that failed:
+			 * the handle keeps its errno, which MAP and PIN answer,
+			 * until the peer's DETACH (docs/protocol.md §6 4b). */
 			struct dmabuf_attachment *att;
 			struct dmabuf_device *dev;
+			int err;
 			/* DYNAMIC: the peer it tells, and whether a MOVE_NOTIFY
 			 * waits for room in the peer's socket (one at most:
 			 * notifications of one attachment coalesce). */
@@ -181,7 +185,7 @@ struct dmb_pending_import {
  * they fill one DMB_SCM_MAX_BATCH). One that is released before is never
  * sent, and neither is its RELEASE. */
 #define DMB_CONN_MAX_QUEUED 3u
-#define DMB_CONN_QUEUED_MSG 48u	/* an IMPORT: 40 bytes */
+#define DMB_CONN_QUEUED_MSG 104u	/* an ATTACH; an IMPORT: 40 bytes */
 
 /* Pipelined IMPORTs waiting for their reply, at most: beyond, an import
  * waits for its reply again (which takes in the earlier ones), so a
@@ -208,6 +212,9 @@ struct dmb_conn {
 	int hello_err;
 	struct dmb_msg hello_req;
 	unsigned int users;	/* proxies using this connection */
+	/* Attachments of this connection's proxies: a one-way ATTACH goes
+	 * only far below the exporter's max_attachments. */
+	unsigned int nattachments;
 	LIST_HEAD(, dmb_call) calls;	/* waiting, innermost first */
 	/* Requests sent without waiting (RELEASE, UNMAP, DETACH) to a
 	 * version 1 exporter, which answers them anyway: their replies are

@@ -617,7 +617,8 @@ static int check_get_backing_reply(const struct dmb_msg *m)
 /* target_: NONE_ or BUF_/ATT_/MAP_(the member holding the id);
  * flags_: PLAIN, BASE (header at DMB_WIRE_VERSION_BASE), RESERVED or
  * ONE_WAY (may be sent with DMB_WIRE_F_NO_REPLY: the kernel's operation
- * returns void) or QUIET (may be sent with DMB_WIRE_F_QUIET). */
+ * returns void), ONE_WAY_V4 (ATTACH: NO_REPLY from version 4) or QUIET
+ * (may be sent with DMB_WIRE_F_QUIET). */
 #define REQUEST(op_, name_, target_, nfds_, walk_, check_, flags_)             \
 	[REQ(DMB_OP_##op_)] = { .op = DMB_OP_##op_, .name = name_,              \
 				.kind = DMB_WIRE_REQUEST, target_,              \
@@ -634,7 +635,9 @@ static int check_get_backing_reply(const struct dmb_msg *m)
 #define PLAIN .reserved = false
 #define BASE .base_version = true
 #define RESERVED .reserved = true
-#define ONE_WAY .one_way = true
+#define ONE_WAY .one_way = true, .no_reply_since = DMB_WIRE_VERSION_FLAGS
+/* ATTACH: one-way where the importer knows the answer (version 4) */
+#define ONE_WAY_V4 .no_reply_since = DMB_WIRE_VERSION_ONE_WAY_ATTACH
 #define QUIET .quiet = true
 #define VAR DMB_WIRE_FDS_VARIABLE
 
@@ -643,7 +646,7 @@ static const struct dmb_wire_desc table[2 * NREQ + NEVENT] = {
 	REQUEST(IMPORT, "IMPORT", NONE_, 1, walk_import, check_import, QUIET),
 	REQUEST(RELEASE, "RELEASE", BUF_(id.id), 0, walk_id, NULL, ONE_WAY),
 	REQUEST(ATTACH, "ATTACH", BUF_(attach.buffer_id), 0, walk_attach,
-		check_attach, PLAIN),
+		check_attach, ONE_WAY_V4),
 	REQUEST(DETACH, "DETACH", ATT_(id.id), 0, walk_id, NULL, ONE_WAY),
 	REQUEST(MAP, "MAP", ATT_(map.id), 0, walk_map, check_map, PLAIN),
 	REQUEST(UNMAP, "UNMAP", MAP_(map.id), 0, walk_map, check_map, ONE_WAY),
@@ -694,6 +697,12 @@ static const struct dmb_wire_desc table[2 * NREQ + NEVENT] = {
 		.kind = DMB_WIRE_EVENT, ATT_(id.id), .nfds = 0,
 		.walk = walk_id, PLAIN },
 };
+
+bool dmb_wire_may_no_reply(const struct dmb_wire_desc *d, uint16_t version)
+{
+	return d && d->kind == DMB_WIRE_REQUEST && d->no_reply_since &&
+	       version >= d->no_reply_since;
+}
 
 const struct dmb_wire_desc *dmb_wire_op_desc(uint16_t op)
 {
@@ -921,7 +930,7 @@ int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 		return reject(out, -EPROTONOSUPPORT);
 	if (d->kind == DMB_WIRE_EVENT ? out->serial != 0 : out->serial == 0)
 		return reject(out, -EPROTO);
-	if ((hflags & DMB_WIRE_F_NO_REPLY) && !d->one_way)
+	if ((hflags & DMB_WIRE_F_NO_REPLY) && !dmb_wire_may_no_reply(d, version))
 		return reject(out, -EPROTO);
 	if ((hflags & DMB_WIRE_F_QUIET) &&
 	    (!d->quiet || version < DMB_WIRE_VERSION_CLIENT_IDS))

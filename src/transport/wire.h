@@ -20,7 +20,7 @@
  * DMB_WIRE_VERSION_BASE in their header so any future peer can parse them. */
 #define DMB_WIRE_VERSION_BASE 1
 #define DMB_WIRE_VERSION_MIN 1
-#define DMB_WIRE_VERSION_MAX 3
+#define DMB_WIRE_VERSION_MAX 4
 /* The first version with header flags (DMB_WIRE_HDR_FLAGS). */
 #define DMB_WIRE_VERSION_FLAGS 2
 /* The first version in which the client names its imports (IMPORT carries
@@ -30,6 +30,15 @@
 /* Client-chosen ids have this bit set; server-chosen ones never do, so the
  * two kinds never collide in one peer's table. */
 #define DMB_WIRE_CLIENT_ID_BIT (1ull << 63)
+/* The first version in which ATTACH may be one-way (DMB_WIRE_F_NO_REPLY,
+ * docs/protocol.md §6 item 4b): for a buffer whose exporter has no attach
+ * or pin op, whose attach the importer can answer itself. */
+#define DMB_WIRE_VERSION_ONE_WAY_ATTACH 4
+/* The id of the attachment a one-way ATTACH makes: its serial with these
+ * bits set, so it meets neither a server-chosen id (bit 63 clear) nor an
+ * IMPORT's client-chosen one (a counter far below bit 62). */
+#define DMB_WIRE_ONE_WAY_ATT_BITS (DMB_WIRE_CLIENT_ID_BIT | (1ull << 62))
+#define DMB_WIRE_ONE_WAY_ATT_ID(serial) (DMB_WIRE_ONE_WAY_ATT_BITS | (serial))
 
 /* The 24-byte header: byte offsets of its fields from the start of a
  * message (docs/protocol.md §3). Tests patch headers through these names. */
@@ -351,7 +360,11 @@ struct dmb_wire_desc {
 	bool base_version;	/* header always at DMB_WIRE_VERSION_BASE */
 	bool reserved;		/* specified, but this version never sends it */
 	bool quiet;		/* may carry DMB_WIRE_F_QUIET (IMPORT) */
-	bool one_way;		/* a request that may carry DMB_WIRE_F_NO_REPLY */
+	bool one_way;		/* the kernel's operation returns void */
+	/* The first version in which the request may carry
+	 * DMB_WIRE_F_NO_REPLY (DMB_WIRE_VERSION_FLAGS for the one_way ones,
+	 * DMB_WIRE_VERSION_ONE_WAY_ATTACH for ATTACH); 0: never. */
+	uint16_t no_reply_since;
 	/* The body field by field (for a reply: the payload after the reply
 	 * header, walked only when status is 0); NULL for an empty one. Runs
 	 * in decode and in encode mode, so the two cannot drift apart. */
@@ -363,6 +376,10 @@ struct dmb_wire_desc {
 
 /* The descriptor of an opcode this version knows, or NULL. */
 const struct dmb_wire_desc *dmb_wire_op_desc(uint16_t op);
+
+/* Whether a request with descriptor @d may carry DMB_WIRE_F_NO_REPLY in a
+ * header of @version. */
+bool dmb_wire_may_no_reply(const struct dmb_wire_desc *d, uint16_t version);
 
 /* The whole table, *count entries: requests by opcode, then their replies,
  * then events. */
