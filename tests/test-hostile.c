@@ -1104,6 +1104,105 @@ static void quiet_import_is_answered_only_with_news(void **state)
 	fx_fini(&f);
 }
 
+/* Sends a QUIET IMPORT of fd and a DESCRIBE of the import's id; true when
+ * the import was answered (its reply, in *r, comes first), false when only
+ * the DESCRIBE is (a quiet success). */
+static bool quiet_import_answered(int sock, struct fx *f, int fd, struct dmb_msg *r)
+{
+	struct dmb_msg m = { .op = DMB_OP_IMPORT, .nfds = 1, .flags = DMB_WIRE_F_QUIET };
+	struct dmb_msg d;
+	bool answered = false;
+
+	m.fds[0] = fd;
+	assert_int_equal(rp_send(sock, &m), 0);
+	dmb_wire_msg_init(&d, DMB_OP_DESCRIBE, m.u.import.buffer_id);
+	assert_int_equal(rp_send(sock, &d), 0);
+	do
+		assert_int_equal(rp_recv(sock, f->exp, r) > 0, 1);
+	while (rp_is_event(r->op));
+	if (r->op == (DMB_OP_IMPORT | DMB_WIRE_OP_REPLY)) {
+		assert_true(r->serial == m.serial);
+		assert_int_equal(r->status, 0);
+		answered = true;
+		assert_int_equal(rp_reply(sock, f->exp, DMB_OP_DESCRIBE, d.serial, &d), 0);
+	} else {
+		assert_true(r->op == (DMB_OP_DESCRIBE | DMB_WIRE_OP_REPLY) && r->serial == d.serial);
+		assert_int_equal(r->status, 0);
+	}
+	return answered;
+}
+
+static int reopen_fd(int fd, int flags)
+{
+	char path[64];
+	int ret;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ret = open(path, flags | O_CLOEXEC);
+	assert_true(ret >= 0);
+	return ret;
+}
+
+/* The exporter knows an fd of the very open file it made for its newest
+ * buffer without F_GETFL and fstat() (docs/performance.md); any other fd
+ * gets the full check, with the same answers: an older buffer, a reopened
+ * file of another access mode (answered: the mode is news), an O_PATH fd,
+ * and a revived orphan whose file is now the reviver's. */
+static void import_checks_any_fd_the_long_way(void **state)
+{
+	struct dmb_msg r, m;
+	struct dmabuf *newer, *again;
+	struct fx f;
+	int sock, fds0, nfd, ro, opath;
+
+	fx_init(&f);
+	newer = tx_export(f.exp, &f.tx, BUF_SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	nfd = dmabuf_fd(newer, O_CLOEXEC);
+	assert_true(nfd >= 0);
+	fds0 = harness_count_fds();
+	sock = connect_hello(&f);
+	/* the newest buffer's own file and an older buffer's: quiet both */
+	assert_false(quiet_import_answered(sock, &f, nfd, &r));
+	assert_false(quiet_import_answered(sock, &f, f.fd, &r));
+	/* a read-only file of the newest buffer: answered, the exporter's
+	 * mode wins */
+	ro = reopen_fd(nfd, O_RDONLY);
+	assert_true(quiet_import_answered(sock, &f, ro, &r));
+	assert_int_equal(r.u.import_reply.flags, O_RDWR);
+	/* an O_PATH fd of it proves nothing */
+	opath = reopen_fd(nfd, O_PATH);
+	m = (struct dmb_msg){ .op = DMB_OP_IMPORT, .nfds = 1 };
+	m.fds[0] = opath;
+	assert_int_equal(rp_call(sock, f.exp, &m, &r), -EBADF);
+	close(opath);
+	close(sock);
+	settle(&f, fds0 + 1);
+
+	/* the newest buffer an orphan, revived by the read-only file: the
+	 * library's file is then the reviver's, read-only, and an fd of it
+	 * still tells the exporter news */
+	assert_int_equal(dmabuf_put(newer), 0);
+	sock = connect_hello(&f);
+	assert_true(quiet_import_answered(sock, &f, ro, &r));
+	assert_true(quiet_import_answered(sock, &f, ro, &r));
+	assert_int_equal(r.u.import_reply.flags, O_RDWR);
+	assert_int_equal(dmabuf_get(f.exp, nfd, &again), 0);
+	assert_ptr_equal(again, newer);
+	close(sock);
+	close(ro);
+	settle(&f, fds0);
+	assert_int_equal(dmabuf_put(again), 0);
+	close(nfd);
+	assert_balanced(&f);
+	assert_int_equal(dmabuf_put(f.buf), 0);
+	close(f.fd);
+	for (int i = 0; i < 600 && f.tx.release < 2; i++)
+		dmabuf_ctx_dispatch_timeout(f.exp, 5);
+	assert_int_equal(f.tx.release, 2);
+	dmabuf_ctx_destroy(f.imp);
+	dmabuf_ctx_destroy(f.exp);
+}
+
 static void flood_is_served_in_batches(void **state)
 {
 	const int n = 3 * DMB_PEER_BATCH + 5;
@@ -1327,6 +1426,7 @@ int main(void)
 		harness_test(peer_that_stops_reading_is_dropped),
 		harness_test(one_way_requests_are_not_answered),
 		harness_test(quiet_import_is_answered_only_with_news),
+		harness_test(import_checks_any_fd_the_long_way),
 		harness_test(flood_is_served_in_batches),
 		harness_test(per_peer_limits_give_enospc),
 		harness_test(unsolicited_event_drops_the_exporter),

@@ -58,6 +58,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
 	dmb_log_fork_child();
+	dmb_sys_fork_child();
 	for (size_t i = nhooks; i > 0; i--)
 		hooks[i - 1].child();
 	dmb_objects_fork_child();

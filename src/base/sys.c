@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* Fault injection (sys.h) and its public face (dmabuf.h, "testing"). */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/kcmp.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "base.h"
 #include "sys.h"
@@ -92,4 +96,51 @@ DMABUF_EXPORT void dmabuf_fault_reset(void)
 	for (int i = 0; i < DMB_SYS__COUNT; i++)
 		dmb_sys_inject((enum dmb_sys_call)i, 0, 0);
 	dmabuf_fault_set_counting(false);
+}
+
+#ifndef F_DUPFD_QUERY
+#define F_DUPFD_QUERY 1027	/* Linux 6.10 */
+#endif
+
+/* How dmb_sys_same_file() asks: F_DUPFD_QUERY, else kcmp(), else it
+ * cannot tell. Each step down is taken once, at the first failure that is
+ * not a bad fd: a kernel before 6.10 (or valgrind) refuses the fcntl
+ * command with EINVAL; kcmp() fails without CONFIG_KCMP or under a seccomp
+ * filter. */
+enum { SAME_QUERY, SAME_KCMP, SAME_NONE };
+static atomic_int same_how = SAME_QUERY;
+/* kcmp() takes pids: this process's, cached (0: not yet), forgotten in a
+ * fork child (dmb_sys_fork_child()). */
+static atomic_int self_pid;
+
+void dmb_sys_fork_child(void)
+{
+	atomic_store_explicit(&self_pid, 0, memory_order_relaxed);
+}
+
+int dmb_sys_same_file(int a, int b)
+{
+	int how = atomic_load_explicit(&same_how, memory_order_relaxed);
+	pid_t self;
+	long r;
+
+	if (how == SAME_QUERY) {
+		r = fcntl(a, F_DUPFD_QUERY, b);
+		if (r >= 0)
+			return r == 1;
+		if (errno != EINVAL)
+			return 0;	/* a bad fd: not the same */
+		atomic_store_explicit(&same_how, how = SAME_KCMP, memory_order_relaxed);
+	}
+	if (how != SAME_KCMP)
+		return 0;
+	self = atomic_load_explicit(&self_pid, memory_order_relaxed);
+	if (!self) {
+		self = getpid();
+		atomic_store_explicit(&self_pid, self, memory_order_relaxed);
+	}
+	r = syscall(SYS_kcmp, self, self, KCMP_FILE, a, b);
+	if (r < 0 && errno != EBADF)
+		atomic_store_explicit(&same_how, SAME_NONE, memory_order_relaxed);
+	return r == 0;
 }

@@ -27,3 +27,11 @@ int dmb_sys_fail(enum dmb_sys_call call);
 /* Makes the nth next call (1 = the very next) of `call` fail with err.
  * nth 0 disarms. Process-wide; meant for single-threaded tests. */
 void dmb_sys_inject(enum dmb_sys_call call, unsigned int nth, int err);
+
+/* Whether fds a and b are the same open file description (kcmp(2)
+ * KCMP_FILE in this process): 1 or 0. 0 also when kcmp cannot tell (no
+ * CONFIG_KCMP, a seccomp filter): the caller then checks the fd the
+ * long way, so this is only ever a shortcut. */
+int dmb_sys_same_file(int a, int b);
+/* Called in a fork child (fork.c): forgets the cached pid. */
+void dmb_sys_fork_child(void);

@@ -351,6 +351,7 @@ static int share(struct dmabuf *buf, bool trim)
 		return err;
 	}
 	buf->file_fd = fd;
+	buf->file_opened_here = true;
 	buf->shared = true;
 	if (trim)
 		spare_fd_trim(buf);
@@ -438,6 +439,7 @@ int dmb_buf_get_ref(struct dmabuf *buf, int fd)
 			 * the same memfd becomes a holder too. */
 			flock(dupfd, LOCK_SH);
 			buf->file_fd = dupfd;
+			buf->file_opened_here = false;
 			backing_fd_update(buf);
 			spare_fd_trim(buf);
 		}

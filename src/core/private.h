@@ -128,6 +128,10 @@ struct dmabuf {
 	 * handed out): it exists and holds the shared flock, and the last put
 	 * must probe. Never shared, the buffer goes with the last put. */
 	bool shared;
+	/* file_fd is the OFD share() opened, of access mode flags (not the
+	 * dup of an fd that revived an orphan): an fd of the same OFD needs
+	 * no check (do_import()). */
+	bool file_opened_here;
 	int wd; /* one-shot inotify watch of an orphan, -1 if none */
 	unsigned int reprobes_left;
 	LIST_ENTRY(dmabuf) reprobe_link; /* valid while reprobes_left > 0 */

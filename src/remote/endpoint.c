@@ -326,6 +326,34 @@ static int backing_batch(struct dmabuf *buf, uint32_t first, struct dmb_wire_ran
 	return 0;
 }
 
+#define DMB_PEER_GUESS_SKIP 8
+
+/*
+ * The buffer whose dma-buf file req_fd is, found with one syscall instead
+ * of the F_GETFL and fstat() of dmb_buf_lookup_fl(): the newest export
+ * (memfd inode numbers grow, so it is the tree's last buffer), if req_fd
+ * is the very open file description the library opened for it (then it is
+ * open, not O_PATH, of the buffer's access mode). NULL when it is not:
+ * the caller checks the fd the long way. A wrong guess costs a syscall,
+ * so after one the peer's next DMB_PEER_GUESS_SKIP imports make none.
+ */
+static struct dmabuf *likely_import(struct dmb_peer *peer, int req_fd)
+{
+	struct dmabuf *buf = RB_MAX(dmb_buf_tree, &peer->ctx->by_inode);
+
+	if (peer->guess_skip) {
+		peer->guess_skip--;
+		return NULL;
+	}
+	if (!buf || buf->imported || buf->state != DMB_BUF_LIVE || buf->file_fd < 0 ||
+	    !buf->file_opened_here)
+		return NULL;
+	if (dmb_sys_same_file(buf->file_fd, req_fd))
+		return buf;
+	peer->guess_skip = DMB_PEER_GUESS_SKIP;
+	return NULL;
+}
+
 static int do_import(struct dmb_peer *peer, struct dmb_handle *unused,
 		     const struct dmb_msg *req, struct dmb_msg *reply)
 {
@@ -336,9 +364,14 @@ static int do_import(struct dmb_peer *peer, struct dmb_handle *unused,
 	struct stat st;
 	int ret, fl;
 
-	ret = dmb_buf_lookup_fl(ctx, req->fds[0], &st, &fl, &buf);
-	if (ret < 0)
-		return ret;
+	buf = likely_import(peer, req->fds[0]);
+	if (buf) {
+		fl = buf->flags;
+	} else {
+		ret = dmb_buf_lookup_fl(ctx, req->fds[0], &st, &fl, &buf);
+		if (ret < 0)
+			return ret;
+	}
 	/* Only buffers exported here; a proxy of a third party's buffer, or a
 	 * buffer on its way out, is not ours to serve. */
 	if (!buf || buf->imported || buf->state == DMB_BUF_RELEASED) {

@@ -115,6 +115,10 @@ struct dmb_peer {
 	} next;
 	uint64_t next_id;
 	uint64_t last_client_id;	/* the last IMPORT id it chose (v3) */
+	/* IMPORTs still to check the long way after one whose fd was not the
+	 * newest buffer's file (do_import()): a peer that imports older
+	 * buffers pays the guess's syscall once in 1 + DMB_PEER_GUESS_SKIP. */
+	unsigned int guess_skip;
 	struct dmb_handle_tree handles;
 	LIST_HEAD(, dmb_handle) imports;
 	unsigned int nimports, nattachments, nmappings;
