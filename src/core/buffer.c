@@ -416,7 +416,7 @@ int dmb_buf_lookup_fl(struct dmabuf_ctx *ctx, int fd, struct stat *st, int *flp,
 
 /* The library lets go of the dma-buf file: its own mappings come from the
  * probe OFD (release.c armed it). */
-static void drop_file(struct dmabuf *buf)
+void dmb_buf_drop_file(struct dmabuf *buf)
 {
 	close(buf->file_fd);
 	buf->file_fd = -1;
@@ -522,9 +522,6 @@ int dmb_buf_fd_and_put(struct dmabuf *buf)
 /* The last library reference of an exported buffer is gone. */
 static void last_put(struct dmabuf *buf)
 {
-	struct dmabuf_ctx *ctx = buf->ctx;
-	int ret;
-
 	buf->state = DMB_BUF_ORPHAN;
 	if (!buf->shared) {
 		/* No fd or mapping of the file ever left the library (there
@@ -532,16 +529,7 @@ static void last_put(struct dmabuf *buf)
 		dmb_buf_release_now(buf);
 		return;
 	}
-	ret = dmb_release_arm(buf);
-	if (ret < 0) {
-		/* Without a probe nothing could tell when the file is gone:
-		 * keep it rather than release early. */
-		dmb_err(ctx, "buffer %s: no release probe (%s): it stays until revived or the context is destroyed",
-			buf->exp_name, strerror(-ret));
-		return;
-	}
-	drop_file(buf);
-	dmb_release_check(buf);
+	dmb_release_last_put(buf);
 }
 
 DMABUF_EXPORT int dmabuf_put(struct dmabuf *buf)

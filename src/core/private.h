@@ -50,6 +50,9 @@ struct dmabuf_ctx {
 	/* RLIMIT_NOFILE's soft limit, read at the first share (buffer.c:
 	 * shared buffers keep a second fd only while there is room). */
 	unsigned long nofile;
+	/* The last put of a shared buffer found its file no longer held:
+	 * the next one probes before it arms a watch (release.c). */
+	bool put_freed;
 };
 
 
@@ -241,6 +244,13 @@ int dmb_buf_lookup_fl(struct dmabuf_ctx *ctx, int fd, struct stat *st, int *fl,
 /* Before the library lets go of the dma-buf file of a shared buffer: opens
  * the probe OFD and arms the watch. 0, or -errno with nothing changed. */
 int dmb_release_arm(struct dmabuf *buf);
+/* The last reference of a shared buffer is gone: lets go of the dma-buf
+ * file and releases the buffer if nobody else holds it, or leaves it an
+ * orphan that the file's final close releases. */
+void dmb_release_last_put(struct dmabuf *buf);
+/* The library lets go of the dma-buf file (its mappings move to the probe
+ * OFD, which must be open). */
+void dmb_buf_drop_file(struct dmabuf *buf);
 void dmb_release_cancel(struct dmabuf *buf);
 void dmb_release_check(struct dmabuf *buf);
 void dmb_release_inotify(struct dmb_source *src, uint32_t events);

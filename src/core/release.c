@@ -81,23 +81,34 @@ static void watch_forget(struct dmabuf *buf)
 	buf->wd = -1;
 }
 
+/* The probe OFD, opened from the dma-buf file if the buffer has none.
+ * *opened tells whether this call made it. */
+static int probe_open(struct dmabuf *buf, bool *opened)
+{
+	int fd;
+
+	*opened = false;
+	if (buf->probe_fd >= 0)
+		return 0;
+	/* Read-write so that it can also carry the library's mappings. */
+	fd = dmb_backing_reopen(buf->file_fd, O_RDWR);
+	if (fd == -EACCES)
+		fd = dmb_backing_reopen(buf->file_fd, O_RDONLY);
+	if (fd < 0)
+		return fd;
+	buf->probe_fd = fd;
+	*opened = true;
+	return 0;
+}
+
 int dmb_release_arm(struct dmabuf *buf)
 {
-	bool opened = false;
-	int fd, ret;
+	bool opened;
+	int ret;
 
-	if (buf->probe_fd < 0) {
-		/* Read-write so that it can also carry the library's
-		 * mappings. */
-		fd = dmb_backing_reopen(buf->file_fd, O_RDWR);
-		if (fd == -EACCES)
-			fd = dmb_backing_reopen(buf->file_fd, O_RDONLY);
-		if (fd < 0)
-			return fd;
-		buf->probe_fd = fd;
-		opened = true;
-	}
-	ret = watch_arm(buf);
+	ret = probe_open(buf, &opened);
+	if (ret == 0)
+		ret = watch_arm(buf);
 	if (ret < 0 && opened) {
 		close(buf->probe_fd);
 		buf->probe_fd = -1;
@@ -152,6 +163,59 @@ static void reprobe_queue(struct dmabuf *buf)
 		LIST_INSERT_HEAD(&ctx->reprobe, buf, reprobe_link);
 	}
 	buf->reprobes_left = REPROBES;
+}
+
+/*
+ * The last put of a shared buffer, in one of two orders, picked by what the
+ * context's previous such put found (put_freed):
+ *  - the file was still held (a hand-off: the fd is out and closed later):
+ *    arm the watch, drop the library's file, probe. 3 calls; the probe
+ *    fails and the watch sees the final close, which can only come later.
+ *  - it was not (the fds were closed before the put): drop the file and
+ *    probe first. A release then costs 2 calls and no watch, so the close
+ *    raises no event, the kernel destroys no mark (a kworker wake-up) and
+ *    nothing wakes whoever waits on the context's fd. Only if the probe
+ *    fails is the watch armed and the probe made again. A final close
+ *    between the two probes can be missed by both: its event went before
+ *    the watch, its lock may go after the second probe (__fput() order,
+ *    above), so that buffer is re-probed from the timer.
+ * A wrong guess costs a probe or a watch (and then the re-probes), never a
+ * release. Without a probe OFD or a watch nothing could tell when the file
+ * is gone: the first order keeps the file then, and the buffer stays until
+ * revived or the context is destroyed.
+ */
+void dmb_release_last_put(struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = buf->ctx;
+	bool opened;
+	int ret;
+
+	if (!ctx->put_freed) {
+		ret = dmb_release_arm(buf);
+		if (ret < 0) {
+			dmb_err(ctx, "buffer %s: no release probe (%s): it stays until revived or the context is destroyed",
+				buf->exp_name, strerror(-ret));
+			return;
+		}
+		dmb_buf_drop_file(buf);
+		ctx->put_freed = probe(buf);
+		return;
+	}
+	ret = probe_open(buf, &opened);
+	if (ret < 0) {
+		dmb_err(ctx, "buffer %s: no release probe (%s): it stays until revived or the context is destroyed",
+			buf->exp_name, strerror(-ret));
+		return;
+	}
+	dmb_buf_drop_file(buf);
+	if (probe(buf))
+		return;
+	ctx->put_freed = false;
+	if (watch_arm(buf) < 0)
+		dmb_err(ctx, "buffer %s: its watch could not be armed: only re-probes can release it",
+			buf->exp_name);
+	if (!probe(buf))
+		reprobe_queue(buf);
 }
 
 /* The watch of an orphan is gone (or may be): arm it, then probe, so no
