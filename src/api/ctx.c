@@ -59,7 +59,7 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 		free(ctx);
 		return ret;
 	}
-	ctx->inotify_fd = ctx->reprobe_fd = -1;
+	ctx->inotify_fd = ctx->reprobe_fd = ctx->fd_dir = -1;
 	ctx->base.log_fn = ctx->config.log_fn;
 	ctx->base.log_data = ctx->config.log_data;
 	ctx->base.log_priority = ctx->config.log_priority;
@@ -80,6 +80,8 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 	if (ret < 0)
 		goto fail;
 
+	/* Best effort: without it every reopen walks /proc/self/fd/N. */
+	ctx->fd_dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	ctx->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	ctx->reprobe_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (ctx->inotify_fd < 0 || ctx->reprobe_fd < 0) {
@@ -103,6 +105,8 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 	return 0;
 
 fail:
+	if (ctx->fd_dir >= 0)
+		close(ctx->fd_dir);
 	if (ctx->inotify_fd >= 0)
 		close(ctx->inotify_fd);
 	if (ctx->reprobe_fd >= 0)
@@ -183,6 +187,8 @@ DMABUF_EXPORT int dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 
 	close(ctx->reprobe_fd);
 	close(ctx->inotify_fd);
+	if (ctx->fd_dir >= 0)
+		close(ctx->fd_dir);
 	dmb_physmem_destroy(ctx->physmem);
 	dmb_ctx_base_fini(ctx);
 	free(ctx);

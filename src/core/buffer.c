@@ -340,7 +340,7 @@ static int share(struct dmabuf *buf, bool trim)
 	/* A real open, whose final close inotify reports, with the buffer's
 	 * access mode: a write-only file is O_WRONLY, so no holder can mmap
 	 * it (do_mmap() needs FMODE_READ). */
-	fd = dmb_backing_reopen(buf->probe_fd, buf->flags);
+	fd = dmb_backing_reopen_at(buf->ctx->fd_dir, buf->probe_fd, buf->flags);
 	if (fd < 0)
 		return fd;
 	/* Every holder of the file shares this lock; the release probe's

@@ -33,6 +33,9 @@ struct dmabuf_ctx {
 
 	int inotify_fd;
 	struct dmb_source inotify_src;
+	/* The directory /proc/self/fd, for reopening an fd as a new open
+	 * file description without walking the whole path (-1: walk it). */
+	int fd_dir;
 	/* timerfd that re-runs release probes which raced with __fput(). */
 	int reprobe_fd;
 	struct dmb_source reprobe_src;
