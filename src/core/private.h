@@ -53,9 +53,10 @@ struct dmabuf_ctx {
 	/* RLIMIT_NOFILE's soft limit, read at the first share (buffer.c:
 	 * shared buffers keep a second fd only while there is room). */
 	unsigned long nofile;
-	/* The last put of a shared buffer found its file no longer held:
-	 * the next one probes before it arms a watch (release.c). */
-	bool put_freed;
+	/* How many last puts of shared buffers in a row found their file no
+	 * longer held (saturating): from PROBE_FIRST_AFTER on, a last put
+	 * probes before it arms a watch (release.c). */
+	unsigned int puts_freed;
 };
 
 

@@ -167,30 +167,43 @@ static void reprobe_queue(struct dmabuf *buf)
 
 /*
  * The last put of a shared buffer, in one of two orders, picked by what the
- * context's previous such put found (put_freed):
+ * context's previous such puts found:
  *  - the file was still held (a hand-off: the fd is out and closed later):
  *    arm the watch, drop the library's file, probe. 3 calls; the probe
  *    fails and the watch sees the final close, which can only come later.
- *  - it was not (the fds were closed before the put): drop the file and
- *    probe first. A release then costs 2 calls and no watch, so the close
- *    raises no event, the kernel destroys no mark (a kworker wake-up) and
- *    nothing wakes whoever waits on the context's fd. Only if the probe
- *    fails is the watch armed and the probe made again. A final close
- *    between the two probes can be missed by both: its event went before
- *    the watch, its lock may go after the second probe (__fput() order,
- *    above), so that buffer is re-probed from the timer.
- * A wrong guess costs a probe or a watch (and then the re-probes), never a
- * release. Without a probe OFD or a watch nothing could tell when the file
- * is gone: the first order keeps the file then, and the buffer stays until
- * revived or the context is destroyed.
+ *  - it was not, PROBE_FIRST_AFTER times in a row (the fds are closed
+ *    before the put): drop the file and probe first. A release then costs
+ *    2 calls and no watch, so the close raises no event, the kernel
+ *    destroys no mark (a kworker wake-up) and nothing wakes whoever waits
+ *    on the context's fd. Only if the probe fails is the watch armed and
+ *    the probe made again. A final close between the two probes can be
+ *    missed by both: its event went before the watch, its lock may go
+ *    after the second probe (__fput() order, above), so that buffer is
+ *    re-probed from the timer.
+ * One held file is enough to go back to the first order, and more than one
+ * free one to leave it, so a workload that alternates pays for no guess; a
+ * wrong guess costs a probe and the re-probes, never a release. Without a
+ * probe OFD or a watch nothing could tell when the file is gone: the first
+ * order keeps the file then, and the buffer stays until revived or the
+ * context is destroyed.
  */
+#define PROBE_FIRST_AFTER 2
+
+static void put_found(struct dmabuf_ctx *ctx, bool freed)
+{
+	if (!freed)
+		ctx->puts_freed = 0;
+	else if (ctx->puts_freed < PROBE_FIRST_AFTER)
+		ctx->puts_freed++;
+}
+
 void dmb_release_last_put(struct dmabuf *buf)
 {
 	struct dmabuf_ctx *ctx = buf->ctx;
 	bool opened;
 	int ret;
 
-	if (!ctx->put_freed) {
+	if (ctx->puts_freed < PROBE_FIRST_AFTER) {
 		ret = dmb_release_arm(buf);
 		if (ret < 0) {
 			dmb_err(ctx, "buffer %s: no release probe (%s): it stays until revived or the context is destroyed",
@@ -198,7 +211,7 @@ void dmb_release_last_put(struct dmabuf *buf)
 			return;
 		}
 		dmb_buf_drop_file(buf);
-		ctx->put_freed = probe(buf);
+		put_found(ctx, probe(buf));
 		return;
 	}
 	ret = probe_open(buf, &opened);
@@ -210,7 +223,7 @@ void dmb_release_last_put(struct dmabuf *buf)
 	dmb_buf_drop_file(buf);
 	if (probe(buf))
 		return;
-	ctx->put_freed = false;
+	put_found(ctx, false);
 	if (watch_arm(buf) < 0)
 		dmb_err(ctx, "buffer %s: its watch could not be armed: only re-probes can release it",
 			buf->exp_name);
