@@ -15,7 +15,9 @@
  * library's dma-buf fd and probes with flock(LOCK_EX | LOCK_NB) on the
  * probe OFD, which succeeds only when the dma-buf OFD is gone. The watch is
  * armed before the library's fd goes, so the file's final close, which can
- * only come after it, is always seen.
+ * only come after it, is always seen. When the fds are usually closed
+ * before the put, the put probes first and arms the watch only if the
+ * probe fails (dmb_release_last_put()).
  *
  * One shot: the close event that ends the buffer also removes its watch
  * (IN_IGNORED follows in the same queue), so a release needs no
