@@ -80,8 +80,6 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 	if (ret < 0)
 		goto fail;
 
-	/* Best effort: without it every reopen walks /proc/self/fd/N. */
-	ctx->fd_dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	ctx->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	ctx->reprobe_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (ctx->inotify_fd < 0 || ctx->reprobe_fd < 0) {
@@ -99,6 +97,11 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 	ret = dmb_obj_add(ctx, DMB_OBJ_CTX);
 	if (ret < 0)
 		goto fail;
+	/* Best effort: without it every reopen walks /proc/self/fd/N. Once
+	 * the context is registered (nothing fails after this), so a fork
+	 * by another thread in between finds no context that only this
+	 * thread's stack points to. */
+	ctx->fd_dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	ctx->stats.phys_total = ctx->config.phys_size;
 	dmb_ctx_base_publish(ctx);
 	*out = ctx;
@@ -182,13 +185,15 @@ DMABUF_EXPORT int dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 		dmb_buf_release_now(buf);
 	dmb_conns_destroy(ctx);
 	dmb_devices_destroy_all(ctx);
+	/* Still registered: see its open in dmabuf_ctx_new(). */
+	if (ctx->fd_dir >= 0)
+		close(ctx->fd_dir);
+	ctx->fd_dir = -1;
 	dmb_obj_del(ctx);
 	dmb_unlock(ctx);
 
 	close(ctx->reprobe_fd);
 	close(ctx->inotify_fd);
-	if (ctx->fd_dir >= 0)
-		close(ctx->fd_dir);
 	dmb_physmem_destroy(ctx->physmem);
 	dmb_ctx_base_fini(ctx);
 	free(ctx);
