@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -519,6 +520,57 @@ static void unrelated_close_rearms_watch(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* True if the context's fd has something to dispatch. */
+static bool ctx_ready(struct dmabuf_ctx *ctx)
+{
+	struct pollfd p = { .fd = dmabuf_ctx_get_fd(ctx), .events = POLLIN };
+
+	return poll(&p, 1, 0) > 0;
+}
+
+/* issue 11: once two last puts in a row found their file no longer held,
+ * the next one probes first: a release at the put arms no watch, so its
+ * close queues nothing and wakes no loop. A put whose file is held after
+ * all still leaves an orphan that the final close releases, and one such
+ * put is enough to arm the watch first again. */
+static void put_after_close_queues_nothing(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+
+	for (int i = 0; i < 4; i++) {
+		struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		int fd = dmabuf_fd(buf, O_CLOEXEC);
+
+		assert_true(fd >= 0);
+		close(fd);
+		assert_int_equal(dmabuf_put(buf), 0);
+		assert_int_equal(tx.release, i + 1);
+		assert_int_equal(count_watches(), 0);
+		/* the first two armed a watch (no puts had told better) */
+		if (i > 1)
+			assert_false(ctx_ready(ctx));
+		dmabuf_ctx_dispatch(ctx);
+	}
+	for (int i = 0; i < 2; i++) {
+		struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		int fd = dmabuf_fd(buf, O_CLOEXEC);
+
+		assert_int_equal(dmabuf_put(buf), 0);
+		assert_int_equal(tx.release, 4 + i);
+		assert_int_equal(count_watches(), 1);
+		close(fd);
+		for (int j = 0; j < 500 && tx.release < 5 + i; j++)
+			dmabuf_ctx_dispatch_timeout(ctx, 10);
+		assert_int_equal(tx.release, 5 + i);
+		while (dmabuf_ctx_dispatch(ctx) > 0)
+			;
+		assert_int_equal(count_watches(), 0);
+	}
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(tx.release, 6);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -534,6 +586,7 @@ int main(void)
 		harness_test(release_survives_inotify_overflow),
 		harness_test(one_fd_per_buffer_and_watches_for_orphans),
 		harness_test(unrelated_close_rearms_watch),
+		harness_test(put_after_close_queues_nothing),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -59,7 +59,7 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 		free(ctx);
 		return ret;
 	}
-	ctx->inotify_fd = ctx->reprobe_fd = -1;
+	ctx->inotify_fd = ctx->reprobe_fd = ctx->fd_dir = -1;
 	ctx->base.log_fn = ctx->config.log_fn;
 	ctx->base.log_data = ctx->config.log_data;
 	ctx->base.log_priority = ctx->config.log_priority;
@@ -97,12 +97,19 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 	ret = dmb_obj_add(ctx, DMB_OBJ_CTX);
 	if (ret < 0)
 		goto fail;
+	/* Best effort: without it every reopen walks /proc/self/fd/N. Once
+	 * the context is registered (nothing fails after this), so a fork
+	 * by another thread in between finds no context that only this
+	 * thread's stack points to. */
+	ctx->fd_dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	ctx->stats.phys_total = ctx->config.phys_size;
 	dmb_ctx_base_publish(ctx);
 	*out = ctx;
 	return 0;
 
 fail:
+	if (ctx->fd_dir >= 0)
+		close(ctx->fd_dir);
 	if (ctx->inotify_fd >= 0)
 		close(ctx->inotify_fd);
 	if (ctx->reprobe_fd >= 0)
@@ -178,6 +185,10 @@ DMABUF_EXPORT int dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 		dmb_buf_release_now(buf);
 	dmb_conns_destroy(ctx);
 	dmb_devices_destroy_all(ctx);
+	/* Still registered: see its open in dmabuf_ctx_new(). */
+	if (ctx->fd_dir >= 0)
+		close(ctx->fd_dir);
+	ctx->fd_dir = -1;
 	dmb_obj_del(ctx);
 	dmb_unlock(ctx);
 

@@ -340,7 +340,7 @@ static int share(struct dmabuf *buf, bool trim)
 	/* A real open, whose final close inotify reports, with the buffer's
 	 * access mode: a write-only file is O_WRONLY, so no holder can mmap
 	 * it (do_mmap() needs FMODE_READ). */
-	fd = dmb_backing_reopen(buf->probe_fd, buf->flags);
+	fd = dmb_backing_reopen_at(buf->ctx->fd_dir, buf->probe_fd, buf->flags);
 	if (fd < 0)
 		return fd;
 	/* Every holder of the file shares this lock; the release probe's
@@ -416,7 +416,7 @@ int dmb_buf_lookup_fl(struct dmabuf_ctx *ctx, int fd, struct stat *st, int *flp,
 
 /* The library lets go of the dma-buf file: its own mappings come from the
  * probe OFD (release.c armed it). */
-static void drop_file(struct dmabuf *buf)
+void dmb_buf_drop_file(struct dmabuf *buf)
 {
 	close(buf->file_fd);
 	buf->file_fd = -1;
@@ -522,9 +522,6 @@ int dmb_buf_fd_and_put(struct dmabuf *buf)
 /* The last library reference of an exported buffer is gone. */
 static void last_put(struct dmabuf *buf)
 {
-	struct dmabuf_ctx *ctx = buf->ctx;
-	int ret;
-
 	buf->state = DMB_BUF_ORPHAN;
 	if (!buf->shared) {
 		/* No fd or mapping of the file ever left the library (there
@@ -532,16 +529,7 @@ static void last_put(struct dmabuf *buf)
 		dmb_buf_release_now(buf);
 		return;
 	}
-	ret = dmb_release_arm(buf);
-	if (ret < 0) {
-		/* Without a probe nothing could tell when the file is gone:
-		 * keep it rather than release early. */
-		dmb_err(ctx, "buffer %s: no release probe (%s): it stays until revived or the context is destroyed",
-			buf->exp_name, strerror(-ret));
-		return;
-	}
-	drop_file(buf);
-	dmb_release_check(buf);
+	dmb_release_last_put(buf);
 }
 
 DMABUF_EXPORT int dmabuf_put(struct dmabuf *buf)

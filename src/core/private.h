@@ -33,6 +33,9 @@ struct dmabuf_ctx {
 
 	int inotify_fd;
 	struct dmb_source inotify_src;
+	/* The directory /proc/self/fd, for reopening an fd as a new open
+	 * file description without walking the whole path (-1: walk it). */
+	int fd_dir;
 	/* timerfd that re-runs release probes which raced with __fput(). */
 	int reprobe_fd;
 	struct dmb_source reprobe_src;
@@ -50,6 +53,10 @@ struct dmabuf_ctx {
 	/* RLIMIT_NOFILE's soft limit, read at the first share (buffer.c:
 	 * shared buffers keep a second fd only while there is room). */
 	unsigned long nofile;
+	/* How many last puts of shared buffers in a row found their file no
+	 * longer held (saturating): from PROBE_FIRST_AFTER on, a last put
+	 * probes before it arms a watch (release.c). */
+	unsigned int puts_freed;
 };
 
 
@@ -241,6 +248,13 @@ int dmb_buf_lookup_fl(struct dmabuf_ctx *ctx, int fd, struct stat *st, int *fl,
 /* Before the library lets go of the dma-buf file of a shared buffer: opens
  * the probe OFD and arms the watch. 0, or -errno with nothing changed. */
 int dmb_release_arm(struct dmabuf *buf);
+/* The last reference of a shared buffer is gone: lets go of the dma-buf
+ * file and releases the buffer if nobody else holds it, or leaves it an
+ * orphan that the file's final close releases. */
+void dmb_release_last_put(struct dmabuf *buf);
+/* The library lets go of the dma-buf file (its mappings move to the probe
+ * OFD, which must be open). */
+void dmb_buf_drop_file(struct dmabuf *buf);
 void dmb_release_cancel(struct dmabuf *buf);
 void dmb_release_check(struct dmabuf *buf);
 void dmb_release_inotify(struct dmb_source *src, uint32_t events);

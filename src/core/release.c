@@ -15,7 +15,9 @@
  * library's dma-buf fd and probes with flock(LOCK_EX | LOCK_NB) on the
  * probe OFD, which succeeds only when the dma-buf OFD is gone. The watch is
  * armed before the library's fd goes, so the file's final close, which can
- * only come after it, is always seen.
+ * only come after it, is always seen. When the fds are usually closed
+ * before the put, the put probes first and arms the watch only if the
+ * probe fails (dmb_release_last_put()).
  *
  * One shot: the close event that ends the buffer also removes its watch
  * (IN_IGNORED follows in the same queue), so a release needs no
@@ -81,23 +83,34 @@ static void watch_forget(struct dmabuf *buf)
 	buf->wd = -1;
 }
 
+/* The probe OFD, opened from the dma-buf file if the buffer has none.
+ * *opened tells whether this call made it. */
+static int probe_open(struct dmabuf *buf, bool *opened)
+{
+	int fd;
+
+	*opened = false;
+	if (buf->probe_fd >= 0)
+		return 0;
+	/* Read-write so that it can also carry the library's mappings. */
+	fd = dmb_backing_reopen_at(buf->ctx->fd_dir, buf->file_fd, O_RDWR);
+	if (fd == -EACCES)
+		fd = dmb_backing_reopen_at(buf->ctx->fd_dir, buf->file_fd, O_RDONLY);
+	if (fd < 0)
+		return fd;
+	buf->probe_fd = fd;
+	*opened = true;
+	return 0;
+}
+
 int dmb_release_arm(struct dmabuf *buf)
 {
-	bool opened = false;
-	int fd, ret;
+	bool opened;
+	int ret;
 
-	if (buf->probe_fd < 0) {
-		/* Read-write so that it can also carry the library's
-		 * mappings. */
-		fd = dmb_backing_reopen(buf->file_fd, O_RDWR);
-		if (fd == -EACCES)
-			fd = dmb_backing_reopen(buf->file_fd, O_RDONLY);
-		if (fd < 0)
-			return fd;
-		buf->probe_fd = fd;
-		opened = true;
-	}
-	ret = watch_arm(buf);
+	ret = probe_open(buf, &opened);
+	if (ret == 0)
+		ret = watch_arm(buf);
 	if (ret < 0 && opened) {
 		close(buf->probe_fd);
 		buf->probe_fd = -1;
@@ -152,6 +165,72 @@ static void reprobe_queue(struct dmabuf *buf)
 		LIST_INSERT_HEAD(&ctx->reprobe, buf, reprobe_link);
 	}
 	buf->reprobes_left = REPROBES;
+}
+
+/*
+ * The last put of a shared buffer, in one of two orders, picked by what the
+ * context's previous such puts found:
+ *  - the file was still held (a hand-off: the fd is out and closed later):
+ *    arm the watch, drop the library's file, probe. 3 calls; the probe
+ *    fails and the watch sees the final close, which can only come later.
+ *  - it was not, PROBE_FIRST_AFTER times in a row (the fds are closed
+ *    before the put): drop the file and probe first. A release then costs
+ *    2 calls and no watch, so the close raises no event, the kernel
+ *    destroys no mark (a kworker wake-up) and nothing wakes whoever waits
+ *    on the context's fd. Only if the probe fails is the watch armed and
+ *    the probe made again. A final close between the two probes can be
+ *    missed by both: its event went before the watch, its lock may go
+ *    after the second probe (__fput() order, above), so that buffer is
+ *    re-probed from the timer.
+ * One held file is enough to go back to the first order, and more than one
+ * free one to leave it, so a workload that alternates pays for no guess; a
+ * wrong guess costs a probe and the re-probes, never a release. Without a
+ * probe OFD or a watch nothing could tell when the file is gone: the first
+ * order keeps the file then, and the buffer stays until revived or the
+ * context is destroyed.
+ */
+#define PROBE_FIRST_AFTER 2
+
+static void put_found(struct dmabuf_ctx *ctx, bool freed)
+{
+	if (!freed)
+		ctx->puts_freed = 0;
+	else if (ctx->puts_freed < PROBE_FIRST_AFTER)
+		ctx->puts_freed++;
+}
+
+void dmb_release_last_put(struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = buf->ctx;
+	bool opened;
+	int ret;
+
+	if (ctx->puts_freed < PROBE_FIRST_AFTER) {
+		ret = dmb_release_arm(buf);
+		if (ret < 0) {
+			dmb_err(ctx, "buffer %s: no release probe (%s): it stays until revived or the context is destroyed",
+				buf->exp_name, strerror(-ret));
+			return;
+		}
+		dmb_buf_drop_file(buf);
+		put_found(ctx, probe(buf));
+		return;
+	}
+	ret = probe_open(buf, &opened);
+	if (ret < 0) {
+		dmb_err(ctx, "buffer %s: no release probe (%s): it stays until revived or the context is destroyed",
+			buf->exp_name, strerror(-ret));
+		return;
+	}
+	dmb_buf_drop_file(buf);
+	if (probe(buf))
+		return;
+	put_found(ctx, false);
+	if (watch_arm(buf) < 0)
+		dmb_err(ctx, "buffer %s: its watch could not be armed: only re-probes can release it",
+			buf->exp_name);
+	if (!probe(buf))
+		reprobe_queue(buf);
 }
 
 /* The watch of an orphan is gone (or may be): arm it, then probe, so no

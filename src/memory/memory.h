@@ -54,6 +54,9 @@ struct dmb_backing {
 /* A new open file description of fd's inode (open("/proc/self/fd/N"),
  * close-on-exec); the fd or -errno. */
 int dmb_backing_reopen(int fd, int flags);
+/* The same through fd_dir, an fd of the directory /proc/self/fd (or -1:
+ * the path). */
+int dmb_backing_reopen_at(int fd_dir, int fd, int flags);
 int dmb_backing_init_memfd(struct dmb_backing *b, int memfd, uint64_t size);
 int dmb_backing_map_cpu(struct dmb_backing *b, bool writable);
 int dmb_backing_map_view(struct dmb_backing *b);

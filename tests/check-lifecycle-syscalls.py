@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Syscalls per buffer life in one process (export, first fd, put, close,
+release), for each release path of tests/syscall-lifecycle.c: put-last (the
+put releases), close-last (the close's event does, in a dispatch) and heap
+(dmabuf_heap_alloc, close, dispatch).
+
+Runs it under `strace -f -c` for two cycle counts per path and divides the
+difference of the totals by the difference of the counts, so start-up and
+tear-down cancel out. Prints the per-cycle count of every syscall and fails
+when a path's total exceeds its bound in MAX_PER_CYCLE: a change that adds
+a syscall to a buffer's life must raise a bound on purpose. A count, never
+a time. Skipped (77) without strace, when ptrace is not allowed, or in a
+sanitizer build.
+
+usage: check-lifecycle-syscalls.py SYSCALL-LIFECYCLE-EXE [B_SANITIZE]
+"""
+import sys
+
+from stracecount import per_unit, show, skip_reason, summary
+
+# Each count includes the one poll() of the context's fd that the program
+# makes per cycle. Before issue 11's lifecycle work (main e5b2f4d): put-last
+# 15, close-last 16, heap 13 (docs/performance.md, "Export, first fd and
+# release"). put-last 12 since a last put that follows one which found its
+# file free probes before it arms a watch (no watch, no close event, no
+# read). Nothing on these paths depends on timing: no slack.
+MAX_PER_CYCLE = {'put-last': 12, 'close-last': 16, 'heap': 13}
+N1, N2 = 20, 60
+
+
+def main():
+    if len(sys.argv) < 2:
+        print(__doc__)
+        return 2
+    exe = sys.argv[1]
+    why = skip_reason(sys.argv[2] if len(sys.argv) > 2 else None)
+    if why:
+        print('SKIP:', why)
+        return 77
+    failed = False
+    for order, bound in MAX_PER_CYCLE.items():
+        per = per_unit(lambda n: summary([exe, order, str(n)]), N1, N2)
+        total = per.pop('total')
+        print(f'{order}: {total:.2f} syscalls per buffer life (bound {bound})')
+        show(per, '  ')
+        if total > bound + 0.01:
+            print(f'FAIL: {order}: {total:.2f} > {bound}: a change added '
+                  'syscalls to a buffer\'s life')
+            failed = True
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
