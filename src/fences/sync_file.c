@@ -348,6 +348,10 @@ static void watch_run(struct watch_inst *w)
 				close(w->wakefd);
 				w->epfd = w->wakefd = -1;
 				w->stopped = true;
+				/* Not running from here on: a fork before
+				 * watcher_main() relocks must not find w
+				 * (freed below) as the running instance. */
+				watcher.running = NULL;
 				pthread_cond_broadcast(&watcher.cond);
 				if (--w->refs == 0)
 					free(w);
