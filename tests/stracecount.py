@@ -59,6 +59,22 @@ def per_unit(count, n1, n2):
     return {k: (b.get(k, 0) - a.get(k, 0)) / (n2 - n1) for k in set(a) | set(b)}
 
 
+def lowest_total(measure, bound, tries=3):
+    """measure() -> per-unit counts; measured again (up to tries times) while
+    the total is above bound, and the lowest kept. The calls that depend on
+    timing (an extra wake-up: poll, epoll_wait, a read that finds nothing)
+    only ever add, while a syscall added to the path shows in every run, so
+    the lowest total is the one to judge."""
+    best = None
+    for _ in range(tries):
+        per = measure()
+        if best is None or per['total'] < best['total']:
+            best = per
+        if best['total'] <= bound:
+            break
+    return best
+
+
 def show(per, indent=''):
     """Prints the non-zero counts, most frequent first ('total' left out)."""
     for name, v in sorted(per.items(), key=lambda kv: -kv[1]):
