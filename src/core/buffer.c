@@ -144,6 +144,7 @@ static void buf_free(struct dmabuf_ctx *ctx, struct dmabuf *buf)
 		close(buf->file_fd);
 	if (buf->probe_fd >= 0)
 		close(buf->probe_fd);
+	dmb_buf_extras_free(buf);
 	free(buf);
 }
 
@@ -170,6 +171,7 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	if (!buf)
 		return -ENOMEM;
 	buf->ctx = ctx;
+	buf->exp_name = "";
 	buf->file_fd = buf->probe_fd = buf->wd = -1;
 	buf->ops = info->ops;
 	buf->priv = info->priv;
@@ -178,10 +180,10 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	buf->alloc = info->alloc;
 	buf->refcount = 1;
 	buf->state = DMB_BUF_LIVE;
-	strlcpy(buf->exp_name, info->exp_name ? info->exp_name : "unknown",
-		sizeof(buf->exp_name));
 	LIST_INIT(&buf->attachments);
-	LIST_INIT(&buf->cpu_maps);
+	ret = dmb_buf_set_exp_name(buf, info->exp_name ? info->exp_name : "unknown");
+	if (ret < 0)
+		goto fail;
 
 	/* A udmabuf's file is a handle of its own: its bytes live in the
 	 * caller's memfds, which one file cannot present. */
@@ -605,6 +607,7 @@ DMABUF_EXPORT struct dmabuf_resv *dmabuf_get_resv(struct dmabuf *buf)
 DMABUF_EXPORT int dmabuf_set_name(struct dmabuf *buf, const char *name)
 {
 	struct dmabuf_ctx *ctx;
+	int ret;
 
 	if (!name || strnlen(name, DMABUF_NAME_LEN) >= DMABUF_NAME_LEN)
 		return -EINVAL;
@@ -612,15 +615,13 @@ DMABUF_EXPORT int dmabuf_set_name(struct dmabuf *buf, const char *name)
 	if (!ctx)
 		return -EINVAL;
 	if (buf->imported) {
-		int ret = dmb_remote()->set_name(buf, name);
-
+		ret = dmb_remote()->set_name(buf, name);
 		dmb_unlock(ctx);
 		return ret;
 	}
-	strlcpy(buf->name, name, sizeof(buf->name));
-	buf->name_set = true;
+	ret = dmb_buf_set_name(buf, name);
 	dmb_unlock(ctx);
-	return 0;
+	return ret;
 }
 
 DMABUF_EXPORT int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info)
@@ -638,12 +639,12 @@ DMABUF_EXPORT int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info)
 	in.flags = buf->flags;
 	in.inode = buf->key.ino;
 	strlcpy(in.exp_name, buf->exp_name, sizeof(in.exp_name));
-	strlcpy(in.name, buf->name, sizeof(in.name));
-	in.name_set = buf->name_set;
+	strlcpy(in.name, dmb_buf_name(buf), sizeof(in.name));
+	in.name_set = dmb_buf_name_set(buf);
 	in.refcount = buf->refcount;
 	in.attachments = buf->nattachments;
 	in.mappings = buf->nmappings;
-	in.vmap_count = buf->vmap_count;
+	in.vmap_count = dmb_buf_vmap_count(buf);
 	in.backing_allocated = buf->backing.runs != NULL;
 	in.contiguous = buf->backing.nruns == 1;
 	in.imported = buf->imported;
