@@ -111,9 +111,14 @@ void dmb_obj_del(const void *obj)
 		i = j;
 	}
 	/* Give memory back once most objects are gone (a failed shrink keeps
-	 * the larger table). */
-	if (cap > MIN_CAP && count * 8 < cap)
+	 * the larger table), all of it with the last. */
+	if (!count) {
+		free(table);
+		table = NULL;
+		cap = 0;
+	} else if (cap > MIN_CAP && count * 8 < cap) {
 		(void)resize(cap / 2);
+	}
 	pthread_mutex_unlock(&objects_lock);
 }
 
