@@ -337,7 +337,7 @@ static void ctx_destroy_releases_leftovers(void **state)
  * read-write system buffer allocates, counted as glibc's in-use bytes
  * (mallinfo2: each chunk with its header, rounded as malloc rounds it):
  * 272 (the struct) + 128 (dma_resv) + 32 (the backing's range) + 32 (its
- * frames) + 8 to 24 (the registry's hash slot, at its load and growth) =
+ * frames) + 12 to 24 (the registry's hash slot, at its load and growth) =
  * about 480 today (528 with a registry tree node each, 656 before issue 11).
  * A field or an allocation more per buffer fails here, before it shows as
  * RSS.

@@ -713,8 +713,9 @@ static void registry_agrees_with_reference(void **state)
 	}
 	for (int i = 0; i < N; i++)
 		assert_false(dmb_obj_live(&objs[i], DMB_OBJ_TIMELINE));
-	/* not 8-aligned, or no type: refused */
-	assert_int_equal(dmb_obj_add((char *)&objs[0] + 1, DMB_OBJ_TIMELINE), -EINVAL);
+	/* no object, or no type: refused */
+	assert_int_equal(dmb_obj_add(NULL, DMB_OBJ_TIMELINE), -EINVAL);
+	assert_int_equal(dmb_obj_add(&objs[0], (enum dmb_obj_type)0), -EINVAL);
 }
 
 static void stale_and_mistyped_pointers(void **state)

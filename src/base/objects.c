@@ -11,77 +11,89 @@
 #include "base.h"
 
 /*
- * An open-addressing hash set of the live objects' addresses, each entry
- * the address with the type in its low bits (objects are structs with
- * pointers: 8-aligned). Linear probing; a removal shifts the entries after
- * it back, so there are no tombstones. Lookups are O(1) whatever the
- * number of live objects, and an object costs 8 bytes at a load of 3/8 to
- * 3/4, not a tree node of its own (issue 11: 10,000 live buffers).
+ * An open-addressing hash set of the live objects' addresses, with their
+ * types in a parallel byte array (the addresses stay exact pointers, so
+ * leak checkers see the objects as reachable). Linear probing; a removal
+ * shifts the entries after it back, so there are no tombstones. Lookups
+ * are O(1) whatever the number of live objects, and an object costs 9
+ * bytes at a load of 3/8 to 3/4, not a tree node of its own (issue 11:
+ * 10,000 live buffers).
  */
-#define TYPE_MASK ((uintptr_t)7)
 #define MIN_CAP 64
 
-static uintptr_t *table;
+static const void **table; /* cap addresses, then cap types (one allocation) */
+static uint8_t *types;
 static size_t cap, count; /* cap: a power of two, 0 before the first add */
 static pthread_mutex_t objects_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static size_t slot_of(uintptr_t addr, size_t c)
+static size_t slot_of(const void *obj, size_t c)
 {
 	/* Fibonacci hashing of the address without its always-zero bits. */
-	return (size_t)(((uint64_t)(addr >> 3) * 0x9E3779B97F4A7C15ull) >> 32) & (c - 1);
+	return (size_t)(((uint64_t)((uintptr_t)obj >> 3) * 0x9E3779B97F4A7C15ull) >> 32) &
+	       (c - 1);
 }
 
-/* The slot holding addr, or the empty slot where it would go. */
-static size_t find_slot(uintptr_t addr)
+/* The slot holding obj, or the empty slot where it would go. */
+static size_t find_slot(const void *obj)
 {
-	size_t i = slot_of(addr, cap);
+	size_t i = slot_of(obj, cap);
 
-	while (table[i] && (table[i] & ~TYPE_MASK) != addr)
+	while (table[i] && table[i] != obj)
 		i = (i + 1) & (cap - 1);
 	return i;
 }
 
 static int resize(size_t new_cap)
 {
-	uintptr_t *old = table;
-	size_t old_cap = cap;
+	const void **old = table;
+	uint8_t *old_types = types;
+	size_t old_cap = cap, i;
 
-	table = calloc(new_cap, sizeof(*table));
+	table = calloc(new_cap, sizeof(*table) + 1);
 	if (!table) {
 		table = old;
 		return -ENOMEM;
 	}
+	types = (uint8_t *)(table + new_cap);
 	cap = new_cap;
-	for (size_t i = 0; i < old_cap; i++)
-		if (old[i])
-			table[find_slot(old[i] & ~TYPE_MASK)] = old[i];
+	for (size_t j = 0; j < old_cap; j++)
+		if (old[j]) {
+			i = find_slot(old[j]);
+			table[i] = old[j];
+			types[i] = old_types[j];
+		}
 	free(old);
 	return 0;
 }
 
-/* The entry of obj (0 if it is not live); under objects_lock. */
-static uintptr_t entry_of(const void *obj)
+/* Whether obj is live with that type; under objects_lock. */
+static bool is_live(const void *obj, enum dmb_obj_type type)
 {
-	return cap ? table[find_slot((uintptr_t)obj)] : 0;
+	size_t i;
+
+	if (!cap)
+		return false;
+	i = find_slot(obj);
+	return table[i] && types[i] == (uint8_t)type;
 }
 
 int dmb_obj_add(const void *obj, enum dmb_obj_type type)
 {
-	uintptr_t addr = (uintptr_t)obj;
 	size_t i;
 	int ret = 0;
 
-	if (addr & TYPE_MASK || (uintptr_t)type > TYPE_MASK || !type)
+	if (!obj || !type)
 		return -EINVAL;
 	pthread_mutex_lock(&objects_lock);
 	if ((count + 1) * 4 > cap * 3)
 		ret = resize(cap ? cap * 2 : MIN_CAP);
 	if (ret == 0) {
-		i = find_slot(addr);
+		i = find_slot(obj);
 		if (table[i]) {
 			ret = -EEXIST;
 		} else {
-			table[i] = addr | (uintptr_t)type;
+			table[i] = obj;
+			types[i] = (uint8_t)type;
 			count++;
 		}
 	}
@@ -94,20 +106,21 @@ void dmb_obj_del(const void *obj)
 	size_t i, j, home;
 
 	pthread_mutex_lock(&objects_lock);
-	if (!cap || !table[i = find_slot((uintptr_t)obj)]) {
+	if (!cap || !obj || !table[i = find_slot(obj)]) {
 		pthread_mutex_unlock(&objects_lock);
 		return;
 	}
-	table[i] = 0;
+	table[i] = NULL;
 	count--;
 	/* Backward shift: an entry after the hole moves into it unless its
 	 * home slot lies (cyclically) in (i, j]. */
 	for (j = (i + 1) & (cap - 1); table[j]; j = (j + 1) & (cap - 1)) {
-		home = slot_of(table[j] & ~TYPE_MASK, cap);
+		home = slot_of(table[j], cap);
 		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
 			continue;
 		table[i] = table[j];
-		table[j] = 0;
+		types[i] = types[j];
+		table[j] = NULL;
 		i = j;
 	}
 	/* Give memory back once most objects are gone (a failed shrink keeps
@@ -115,6 +128,7 @@ void dmb_obj_del(const void *obj)
 	if (!count) {
 		free(table);
 		table = NULL;
+		types = NULL;
 		cap = 0;
 	} else if (cap > MIN_CAP && count * 8 < cap) {
 		(void)resize(cap / 2);
@@ -129,7 +143,7 @@ bool dmb_obj_live(const void *obj, enum dmb_obj_type type)
 	if (!obj)
 		return false;
 	pthread_mutex_lock(&objects_lock);
-	live = entry_of(obj) == ((uintptr_t)obj | (uintptr_t)type);
+	live = is_live(obj, type);
 	pthread_mutex_unlock(&objects_lock);
 	return live;
 }
@@ -169,7 +183,7 @@ struct dmabuf_ctx *dmb_obj_lock_ctx(const void *obj, enum dmb_obj_type type,
 	/* Read the owner under the registry lock so the object cannot be
 	 * freed between the check and the read... */
 	pthread_mutex_lock(&objects_lock);
-	if (entry_of(obj) == ((uintptr_t)obj | (uintptr_t)type))
+	if (is_live(obj, type))
 		ctx = *ctxp;
 	pthread_mutex_unlock(&objects_lock);
 	if (!ctx)
