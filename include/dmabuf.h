@@ -657,7 +657,8 @@ struct dmabuf_ctx *dmabuf_get_ctx(const struct dmabuf *buf);
  *
  * @param buf the buffer
  * @param name NUL-terminated, at most DMABUF_NAME_LEN - 1 bytes (copied)
- * @return 0; -EINVAL for NULL or a longer name
+ * @return 0; -EINVAL for NULL or a longer name; -ENOMEM when the copy
+ *         cannot be allocated (as dma_buf_set_name()), the old name kept
  */
 int dmabuf_set_name(struct dmabuf *buf, const char *name);
 
@@ -1173,7 +1174,9 @@ int dmabuf_device_get_faults(struct dmabuf_device *dev,
  * @param dir the kernel's convention: FROM_DEVICE for a CPU read (SYNC_READ),
  *        TO_DEVICE for a CPU write (SYNC_WRITE), BIDIRECTIONAL for both;
  *        NONE is -EINVAL
- * @return 0; -EINVAL; an errno from the op. On an imported buffer also:
+ * @return 0; -EINVAL; -ENOMEM at a buffer's first CPU access when its
+ *         bookkeeping cannot be allocated; an errno from the op. On an
+ *         imported buffer also:
  *         -ETIMEDOUT when the exporter's fences did not signal, or it kept
  *         answering -EBUSY, within fence_timeout_ms (the connection is
  *         kept), or it did not answer within call_timeout_ms (given up);
@@ -1215,7 +1218,8 @@ int dmabuf_end_cpu_access(struct dmabuf *buf, enum dmabuf_direction dir);
  *         bad prot, or an exporter without ops->mmap; -EACCES for
  *         PROT_WRITE on a read-only buffer and for any mapping of a
  *         write-only one; -EMFILE/-ENFILE when the dma-buf file must be
- *         opened (not handed out before); an errno from ops->mmap or mmap
+ *         opened (not handed out before); -ENOMEM when the mapping's
+ *         bookkeeping cannot be allocated; an errno from ops->mmap or mmap
  */
 int dmabuf_mmap(struct dmabuf *buf, uint64_t offset, uint64_t len, int prot,
 		void **addr);
@@ -1237,7 +1241,8 @@ int dmabuf_munmap(struct dmabuf *buf, void *addr, uint64_t len);
  *
  * @param buf the buffer
  * @param[out] vaddr the mapping
- * @return 0; -EINVAL without ops->vmap; an errno from it
+ * @return 0; -EINVAL without ops->vmap; -ENOMEM at a buffer's first CPU
+ *         access when its bookkeeping cannot be allocated; an errno from it
  */
 int dmabuf_vmap(struct dmabuf *buf, void **vaddr);
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -492,6 +493,119 @@ static void one_fd_per_buffer_and_watches_for_orphans(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* Lowers RLIMIT_NOFILE's soft limit to `soft`; the old limit in *old. */
+static void nofile_set(rlim_t soft, struct rlimit *old)
+{
+	struct rlimit rl;
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, old), 0);
+	rl = *old;
+	assert_true(soft <= rl.rlim_max);
+	rl.rlim_cur = soft;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+}
+
+#define SPARE_NOFILE 512 /* so 32 buffers (1/16) may hold a spare fd */
+#define SPARE_BUDGET (SPARE_NOFILE / 16)
+
+/* issue 11: a shared buffer with references keeps its second fd (its last
+ * put then reopens nothing) however many buffers are live; past 1/16 of
+ * the fd limit of them, one walk trims them to half of that. On the code
+ * before, 64 live buffers (past 1/16) trimmed every shared buffer at once:
+ * two syscalls per buffer life. */
+static void spare_fds_trimmed_in_batches(void **state)
+{
+	struct test_exporter tx = { 0 };
+	struct dmabuf *unshared[2 * SPARE_BUDGET], *shared[SPARE_BUDGET + 9];
+	struct dmabuf_ctx *ctx;
+	struct rlimit old;
+	int fds0, fd;
+
+	nofile_set(SPARE_NOFILE, &old);
+	ctx = tx_ctx_new(0);
+	for (int i = 0; i < 2 * SPARE_BUDGET; i++)
+		unshared[i] = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	for (int i = 0; i < SPARE_BUDGET + 9; i++)
+		shared[i] = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	fds0 = harness_count_fds();
+	/* the life of one more buffer with 64 + 41 live: fd, get, put, close,
+	 * put: both fds kept until the last put, released at once */
+	{
+		struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM), *got;
+
+		fd = dmabuf_fd(buf, O_CLOEXEC);
+		assert_true(fd >= 0);
+		/* its memfd, the dma-buf file and the caller's fd */
+		assert_int_equal(harness_count_fds(), fds0 + 3);
+		assert_int_equal(dmabuf_get(ctx, fd, &got), 0);
+		assert_ptr_equal(got, buf);
+		assert_int_equal(dmabuf_put(got), 0);
+		close(fd);
+		assert_int_equal(dmabuf_put(buf), 0);
+		assert_int_equal(tx.release, 1);
+		assert_int_equal(harness_count_fds(), fds0);
+	}
+	/* shared pool buffers, fd handed out and closed, reference kept:
+	 * never more than the budget of spare fds */
+	for (int i = 0; i < SPARE_BUDGET + 9; i++) {
+		fd = dmabuf_fd(shared[i], O_CLOEXEC);
+		assert_true(fd >= 0);
+		close(fd);
+		assert_true(harness_count_fds() - fds0 <= SPARE_BUDGET);
+		/* the 33rd spare trims them to 16, in one go */
+		assert_int_equal(harness_count_fds() - fds0,
+				 i < SPARE_BUDGET ? i + 1 : SPARE_BUDGET / 2 + i - SPARE_BUDGET);
+	}
+	for (int i = 0; i < SPARE_BUDGET + 9; i++)
+		assert_int_equal(dmabuf_put(shared[i]), 0);
+	for (int i = 0; i < 2 * SPARE_BUDGET; i++)
+		assert_int_equal(dmabuf_put(unshared[i]), 0);
+	assert_int_equal(tx.release, 1 + SPARE_BUDGET + 9 + 2 * SPARE_BUDGET);
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
+/* Out of fds, the spare ones go first: dmabuf_fd() of a buffer (a reopen
+ * and a dup) succeeds at RLIMIT_NOFILE while other buffers hold spares
+ * (-EMFILE on the code before). */
+static void spare_fds_go_first_at_fd_limit(void **state)
+{
+	struct test_exporter tx = { 0 };
+	struct dmabuf *pool[8], *buf;
+	struct dmabuf_ctx *ctx;
+	struct rlimit old;
+	int fillers[SPARE_NOFILE], n = 0, fd, fds0;
+
+	if (harness_under_valgrind())
+		skip(); /* valgrind's RLIMIT_NOFILE is virtual: the kernel installs the fd */
+	nofile_set(SPARE_NOFILE, &old);
+	ctx = tx_ctx_new(0);
+	for (int i = 0; i < 8; i++) {
+		pool[i] = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		fd = dmabuf_fd(pool[i], O_CLOEXEC);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	fds0 = harness_count_fds();
+	while (n < SPARE_NOFILE && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		fillers[n++] = fd;
+	assert_true(n < SPARE_NOFILE && errno == EMFILE);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	assert_true(fd >= 0);
+	/* the 8 spares went for the 2 new fds */
+	assert_int_equal(harness_count_fds(), fds0 + n - 8 + 2);
+	close(fd);
+	while (n > 0)
+		close(fillers[--n]);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(dmabuf_put(pool[i]), 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(tx.release, 9);
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
 /* A close that does not end an orphan (another open file of the inode)
  * spends its one-shot watch: the watch is armed again, and the real last
  * close is still seen. */
@@ -587,6 +701,8 @@ int main(void)
 		harness_test(one_fd_per_buffer_and_watches_for_orphans),
 		harness_test(unrelated_close_rearms_watch),
 		harness_test(put_after_close_queues_nothing),
+		harness_test(spare_fds_trimmed_in_batches),
+		harness_test(spare_fds_go_first_at_fd_limit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

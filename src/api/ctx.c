@@ -68,6 +68,7 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 	LIST_INIT(&ctx->devices);
 	LIST_INIT(&ctx->conns);
 	LIST_INIT(&ctx->reprobe);
+	RB_INIT(&ctx->names);
 	ret = dmb_ctx_base_init(ctx);
 	if (ret < 0) {
 		free(ctx);
@@ -133,7 +134,7 @@ static unsigned int report_leaks(struct dmabuf_ctx *ctx)
 			continue;
 		n++;
 		dmb_err(ctx, "leak: buffer %s%s%s (ino %lu, %llu bytes) still has %u reference(s), %u attachment(s), %u mapping(s) at context destruction",
-			buf->exp_name, buf->name[0] ? " name " : "", buf->name,
+			buf->exp_name, *dmb_buf_name(buf) ? " name " : "", dmb_buf_name(buf),
 			(unsigned long)buf->key.ino,
 			(unsigned long long)buf->size, buf->refcount,
 			buf->nattachments, buf->nmappings);
@@ -195,6 +196,7 @@ DMABUF_EXPORT int dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 	close(ctx->reprobe_fd);
 	close(ctx->inotify_fd);
 	dmb_physmem_destroy(ctx->physmem);
+	dmb_names_fini(ctx);
 	dmb_ctx_base_fini(ctx);
 	free(ctx);
 	return (int)leaks;

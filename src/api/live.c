@@ -29,7 +29,7 @@ static int emit(struct walk *w, struct dmabuf_live_object *o)
 static void describe_buf(struct dmabuf_live_object *o, const struct dmabuf *buf)
 {
 	strlcpy(o->name, buf->exp_name, sizeof(o->name));
-	strlcpy(o->buf_name, buf->name, sizeof(o->buf_name));
+	strlcpy(o->buf_name, dmb_buf_name(buf), sizeof(o->buf_name));
 	o->inode = (uint64_t)buf->key.ino;
 	o->imported = buf->imported;
 }

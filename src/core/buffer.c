@@ -137,6 +137,8 @@ static int new_memfd(const char *exp_name, const char *endpoint, uint64_t size,
 
 static void buf_free(struct dmabuf_ctx *ctx, struct dmabuf *buf)
 {
+	if (buf->spare)
+		ctx->nspare--;
 	if (buf->resv)
 		dmabuf_resv_destroy(buf->resv);
 	dmb_backing_fini(ctx->physmem, &buf->backing);
@@ -144,6 +146,7 @@ static void buf_free(struct dmabuf_ctx *ctx, struct dmabuf *buf)
 		close(buf->file_fd);
 	if (buf->probe_fd >= 0)
 		close(buf->probe_fd);
+	dmb_buf_extras_free(buf);
 	free(buf);
 }
 
@@ -170,6 +173,7 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	if (!buf)
 		return -ENOMEM;
 	buf->ctx = ctx;
+	buf->exp_name = "";
 	buf->file_fd = buf->probe_fd = buf->wd = -1;
 	buf->ops = info->ops;
 	buf->priv = info->priv;
@@ -178,10 +182,10 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	buf->alloc = info->alloc;
 	buf->refcount = 1;
 	buf->state = DMB_BUF_LIVE;
-	strlcpy(buf->exp_name, info->exp_name ? info->exp_name : "unknown",
-		sizeof(buf->exp_name));
 	LIST_INIT(&buf->attachments);
-	LIST_INIT(&buf->cpu_maps);
+	ret = dmb_buf_set_exp_name(buf, info->exp_name ? info->exp_name : "unknown");
+	if (ret < 0)
+		goto fail;
 
 	/* A udmabuf's file is a handle of its own: its bytes live in the
 	 * caller's memfds, which one file cannot present. */
@@ -306,11 +310,32 @@ static void backing_fd_update(struct dmabuf *buf)
 	r->fd = r->reopen ? buf->file_fd : buf->probe_fd;
 }
 
-/* A shared buffer with references keeps its private OFD too (no reopen at
- * the last put: two syscalls less) while the context has fewer live
- * buffers than 1/16 of the fd limit; beyond that, one fd per buffer, so
- * the limit bounds the buffers at about 15/16 of it, not at half. */
-static bool spare_fd_ok(struct dmabuf_ctx *ctx)
+/* file_fd or probe_fd changed: where the mappings come from, and whether
+ * the buffer holds a spare fd (both), counted in ctx->nspare. */
+static void fds_changed(struct dmabuf *buf)
+{
+	bool spare = buf->file_fd >= 0 && buf->probe_fd >= 0 && !buf->imported;
+
+	if (spare != buf->spare) {
+		buf->spare = spare;
+		if (spare)
+			buf->ctx->nspare++;
+		else
+			buf->ctx->nspare--;
+	}
+	backing_fd_update(buf);
+}
+
+static void spare_close(struct dmabuf *buf)
+{
+	close(buf->probe_fd);
+	buf->probe_fd = -1;
+	fds_changed(buf);
+}
+
+/* How many buffers may hold a spare fd: 1/16 of RLIMIT_NOFILE's soft
+ * limit (read once, at the first share). */
+static unsigned long spare_budget(struct dmabuf_ctx *ctx)
 {
 	if (!ctx->nofile) {
 		struct rlimit rl;
@@ -318,16 +343,52 @@ static bool spare_fd_ok(struct dmabuf_ctx *ctx)
 		ctx->nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
 				      ? (unsigned long)rl.rlim_cur : 1024ul * 1024;
 	}
-	return ctx->stats.buffers_live < ctx->nofile / 16;
+	return ctx->nofile / 16;
 }
 
-static void spare_fd_trim(struct dmabuf *buf)
+/* Closes spare fds until at most `keep` buffers hold one; buf's first (the
+ * one being shared or revived), then others in inode order. */
+static void spares_trim(struct dmabuf_ctx *ctx, struct dmabuf *buf, unsigned long keep)
 {
-	if (buf->probe_fd >= 0 && buf->file_fd >= 0 && !spare_fd_ok(buf->ctx)) {
-		close(buf->probe_fd);
-		buf->probe_fd = -1;
-		backing_fd_update(buf);
+	struct dmabuf *b;
+
+	if (buf && buf->spare && ctx->nspare > keep)
+		spare_close(buf);
+	if (ctx->nspare <= keep)
+		return;
+	RB_FOREACH(b, dmb_buf_tree, &ctx->by_inode) {
+		if (b->spare)
+			spare_close(b);
+		if (ctx->nspare <= keep)
+			break;
 	}
+}
+
+/*
+ * A shared buffer with references keeps its private OFD too: its last put
+ * then needs no reopen, and sharing it closes nothing (two syscalls less
+ * per buffer life). Up to 1/16 of the fd limit of buffers may do so; the
+ * one that goes past it trims them to half of that in one walk of the
+ * buffers (amortised: one walk per 1/32 of the limit of shares), so the
+ * cost per operation does not grow with the number of live buffers and
+ * the limit still bounds the buffers at about 15/16 of it, not at half.
+ */
+static void spare_check(struct dmabuf *buf)
+{
+	struct dmabuf_ctx *ctx = buf->ctx;
+	unsigned long budget = spare_budget(ctx);
+
+	if (ctx->nspare > budget)
+		spares_trim(ctx, budget ? NULL : buf, budget / 2);
+}
+
+/* Out of fds: the spare ones are the first to go. True if any went. */
+static bool spares_drop(struct dmabuf_ctx *ctx, int err)
+{
+	if ((err != -EMFILE && err != -ENFILE) || !ctx->nspare)
+		return false;
+	spares_trim(ctx, NULL, 0);
+	return true;
 }
 
 static int share(struct dmabuf *buf, bool trim)
@@ -341,6 +402,8 @@ static int share(struct dmabuf *buf, bool trim)
 	 * access mode: a write-only file is O_WRONLY, so no holder can mmap
 	 * it (do_mmap() needs FMODE_READ). */
 	fd = dmb_backing_reopen_at(buf->ctx->fd_dir, buf->probe_fd, buf->flags);
+	if (fd < 0 && spares_drop(buf->ctx, fd))
+		fd = dmb_backing_reopen_at(buf->ctx->fd_dir, buf->probe_fd, buf->flags);
 	if (fd < 0)
 		return fd;
 	/* Every holder of the file shares this lock; the release probe's
@@ -353,8 +416,9 @@ static int share(struct dmabuf *buf, bool trim)
 	buf->file_fd = fd;
 	buf->file_opened_here = true;
 	buf->shared = true;
+	fds_changed(buf);
 	if (trim)
-		spare_fd_trim(buf);
+		spare_check(buf);
 	return 0;
 }
 
@@ -379,6 +443,11 @@ DMABUF_EXPORT int dmabuf_fd(struct dmabuf *buf, int flags)
 		fd = fcntl(buf->file_fd, F_DUPFD_CLOEXEC, 0);
 		if (fd < 0)
 			fd = -errno;
+		if (fd < 0 && spares_drop(ctx, fd)) {
+			fd = fcntl(buf->file_fd, F_DUPFD_CLOEXEC, 0);
+			if (fd < 0)
+				fd = -errno;
+		}
 	}
 	dmb_unlock(ctx);
 	return fd;
@@ -420,7 +489,7 @@ void dmb_buf_drop_file(struct dmabuf *buf)
 {
 	close(buf->file_fd);
 	buf->file_fd = -1;
-	backing_fd_update(buf);
+	fds_changed(buf);
 }
 
 int dmb_buf_get_ref(struct dmabuf *buf, int fd)
@@ -440,8 +509,8 @@ int dmb_buf_get_ref(struct dmabuf *buf, int fd)
 			flock(dupfd, LOCK_SH);
 			buf->file_fd = dupfd;
 			buf->file_opened_here = false;
-			backing_fd_update(buf);
-			spare_fd_trim(buf);
+			fds_changed(buf);
+			spare_check(buf);
 		}
 		buf->state = DMB_BUF_LIVE;
 		dmb_release_cancel(buf);
@@ -514,7 +583,7 @@ int dmb_buf_fd_and_put(struct dmabuf *buf)
 	}
 	fd = buf->file_fd;
 	buf->file_fd = -1;
-	backing_fd_update(buf);
+	fds_changed(buf);
 	dmb_unlock(ctx);
 	return fd;
 }
@@ -593,6 +662,7 @@ DMABUF_EXPORT struct dmabuf_resv *dmabuf_get_resv(struct dmabuf *buf)
 DMABUF_EXPORT int dmabuf_set_name(struct dmabuf *buf, const char *name)
 {
 	struct dmabuf_ctx *ctx;
+	int ret;
 
 	if (!name || strnlen(name, DMABUF_NAME_LEN) >= DMABUF_NAME_LEN)
 		return -EINVAL;
@@ -600,15 +670,13 @@ DMABUF_EXPORT int dmabuf_set_name(struct dmabuf *buf, const char *name)
 	if (!ctx)
 		return -EINVAL;
 	if (buf->imported) {
-		int ret = dmb_remote()->set_name(buf, name);
-
+		ret = dmb_remote()->set_name(buf, name);
 		dmb_unlock(ctx);
 		return ret;
 	}
-	strlcpy(buf->name, name, sizeof(buf->name));
-	buf->name_set = true;
+	ret = dmb_buf_set_name(buf, name);
 	dmb_unlock(ctx);
-	return 0;
+	return ret;
 }
 
 DMABUF_EXPORT int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info)
@@ -626,12 +694,12 @@ DMABUF_EXPORT int dmabuf_get_info(struct dmabuf *buf, struct dmabuf_info *info)
 	in.flags = buf->flags;
 	in.inode = buf->key.ino;
 	strlcpy(in.exp_name, buf->exp_name, sizeof(in.exp_name));
-	strlcpy(in.name, buf->name, sizeof(in.name));
-	in.name_set = buf->name_set;
+	strlcpy(in.name, dmb_buf_name(buf), sizeof(in.name));
+	in.name_set = dmb_buf_name_set(buf);
 	in.refcount = buf->refcount;
 	in.attachments = buf->nattachments;
 	in.mappings = buf->nmappings;
-	in.vmap_count = buf->vmap_count;
+	in.vmap_count = dmb_buf_vmap_count(buf);
 	in.backing_allocated = buf->backing.runs != NULL;
 	in.contiguous = buf->backing.nruns == 1;
 	in.imported = buf->imported;

@@ -36,26 +36,41 @@ static int effective_prot(const struct dmabuf *buf, int prot)
 
 	if (!strict(buf))
 		return prot;
-	if (reads_open(buf->cpu_open))
+	if (!buf->cpu)
+		return 0;
+	if (reads_open(buf->cpu->open))
 		allowed |= PROT_READ;
-	if (writes_open(buf->cpu_open))
+	if (writes_open(buf->cpu->open))
 		allowed |= PROT_READ | PROT_WRITE;
 	return prot & allowed;
 }
 
 static void strict_apply(struct dmabuf *buf)
 {
+	struct dmb_buf_cpu *c = buf->cpu;
 	struct dmb_cpu_map *m;
 
-	if (!strict(buf))
+	if (!strict(buf) || !c)
 		return;
-	LIST_FOREACH(m, &buf->cpu_maps, link)
+	LIST_FOREACH(m, &c->maps, link)
 		mprotect(m->addr, m->len, effective_prot(buf, m->prot));
-	if (buf->vmap_addr)
-		mprotect(buf->vmap_addr, buf->size,
-			 buf->vmap_count ? effective_prot(buf, buf->vmap_writable ?
-							 PROT_READ | PROT_WRITE : PROT_READ)
-					 : PROT_NONE);
+	if (c->vmap_addr)
+		mprotect(c->vmap_addr, buf->size,
+			 c->vmap_count ? effective_prot(buf, c->vmap_writable ?
+							    PROT_READ | PROT_WRITE : PROT_READ)
+				       : PROT_NONE);
+}
+
+/* The buffer's CPU access state, made at its first use; NULL if out of
+ * memory. */
+static struct dmb_buf_cpu *cpu_state(struct dmabuf *buf)
+{
+	if (!buf->cpu) {
+		buf->cpu = calloc(1, sizeof(*buf->cpu));
+		if (buf->cpu)
+			LIST_INIT(&buf->cpu->maps);
+	}
+	return buf->cpu;
 }
 
 static bool dir_valid(enum dmabuf_direction dir)
@@ -77,6 +92,9 @@ int dmb_cpu_begin_locked(struct dmabuf *buf, enum dmabuf_direction dir, int time
 
 	if (!dir_valid(dir))
 		return -EINVAL;
+	/* Before the exporter's begin, which a failure here cannot undo. */
+	if (!cpu_state(buf))
+		return -ENOMEM;
 	ret = dmb_buf_wait_for_cpu(buf, dir_writes(dir), timeout_ms);
 	if (ret < 0)
 		return ret;
@@ -85,7 +103,7 @@ int dmb_cpu_begin_locked(struct dmabuf *buf, enum dmabuf_direction dir, int time
 		if (ret < 0)
 			return ret;
 	}
-	buf->cpu_open[dir]++;
+	buf->cpu->open[dir]++;
 	strict_apply(buf);
 	return 0;
 }
@@ -134,7 +152,7 @@ int dmb_cpu_end_locked(struct dmabuf *buf, enum dmabuf_direction dir)
 
 	if (!dir_valid(dir))
 		return -EINVAL;
-	if (!dmb_cpu_bracket_close(buf->cpu_open, dir))
+	if (!buf->cpu || !dmb_cpu_bracket_close(buf->cpu->open, dir))
 		return dmb_cpu_end_unmatched_locked(buf, dir);
 	/* The bracket closes even if the exporter's end fails: the caller
 	 * cannot retry an end. */
@@ -201,6 +219,9 @@ DMABUF_EXPORT int dmabuf_mmap(struct dmabuf *buf, uint64_t offset, uint64_t len,
 		ret = -EACCES;
 		goto out;
 	}
+	ret = -ENOMEM;
+	if (!cpu_state(buf))
+		goto out;
 	/* The mapping below holds the dma-buf file: from now on it is out. */
 	ret = dmb_buf_share(buf);
 	if (ret < 0)
@@ -236,7 +257,7 @@ DMABUF_EXPORT int dmabuf_mmap(struct dmabuf *buf, uint64_t offset, uint64_t len,
 	m->addr = p;
 	m->len = len;
 	m->prot = prot;
-	LIST_INSERT_HEAD(&buf->cpu_maps, m, link);
+	LIST_INSERT_HEAD(&buf->cpu->maps, m, link);
 	*addr = p;
 out:
 	dmb_unlock(ctx);
@@ -251,9 +272,11 @@ DMABUF_EXPORT int dmabuf_munmap(struct dmabuf *buf, void *addr, uint64_t len)
 	if (!ctx)
 		return -EINVAL;
 	len = DMB_ALIGN_UP(len, DMB_PAGE_SIZE);
-	LIST_FOREACH(m, &buf->cpu_maps, link)
-		if (m->addr == addr && m->len == len)
-			break;
+	m = NULL;
+	if (buf->cpu)
+		LIST_FOREACH(m, &buf->cpu->maps, link)
+			if (m->addr == addr && m->len == len)
+				break;
 	if (!m) {
 		dmb_err(ctx, "dmabuf_munmap(%s): %p+%#llx is not a mapping of this buffer",
 			buf->exp_name, addr, (unsigned long long)len);
@@ -282,13 +305,17 @@ DMABUF_EXPORT int dmabuf_vmap(struct dmabuf *buf, void **vaddr)
 	ctx = dmb_buf_lock(buf);
 	if (!ctx)
 		return -EINVAL;
-	if (buf->vmap_count) {
-		buf->vmap_count++;
-		*vaddr = buf->vmap_addr;
+	if (dmb_buf_vmap_count(buf)) {
+		buf->cpu->vmap_count++;
+		*vaddr = buf->cpu->vmap_addr;
 		goto out;
 	}
 	if (!buf->ops->vmap) {
 		ret = -EINVAL;
+		goto out;
+	}
+	if (!cpu_state(buf)) {
+		ret = -ENOMEM;
 		goto out;
 	}
 	ret = DMB_OP(buf, vmap)(buf, &p);
@@ -298,11 +325,11 @@ DMABUF_EXPORT int dmabuf_vmap(struct dmabuf *buf, void **vaddr)
 		ret = -EINVAL;
 		goto out;
 	}
-	buf->vmap_addr = p;
-	buf->vmap_count = 1;
+	buf->cpu->vmap_addr = p;
+	buf->cpu->vmap_count = 1;
 	/* Not mapped yet: a read-write export, whose own memfd is writable. */
-	buf->vmap_writable = buf->backing.map ? buf->backing.map_writable
-					      : buf->flags == O_RDWR;
+	buf->cpu->vmap_writable = buf->backing.map ? buf->backing.map_writable
+						   : buf->flags == O_RDWR;
 	strict_apply(buf);
 	*vaddr = p;
 out:
@@ -316,18 +343,18 @@ DMABUF_EXPORT int dmabuf_vunmap(struct dmabuf *buf, void *vaddr)
 
 	if (!ctx)
 		return -EINVAL;
-	if (!buf->vmap_count || vaddr != buf->vmap_addr) {
+	if (!dmb_buf_vmap_count(buf) || vaddr != buf->cpu->vmap_addr) {
 		dmb_err(ctx, "dmabuf_vunmap(%s): %p is not the buffer's vmap address",
 			buf->exp_name, vaddr);
 		dmb_unlock(ctx);
 		return -EINVAL;
 	}
-	if (--buf->vmap_count == 0) {
+	if (--buf->cpu->vmap_count == 0) {
 		/* In strict mode a stale vmap pointer faults from now on. */
 		strict_apply(buf);
 		if (buf->ops->vunmap)
 			DMB_OP(buf, vunmap)(buf, vaddr);
-		buf->vmap_addr = NULL;
+		buf->cpu->vmap_addr = NULL;
 	}
 	dmb_unlock(ctx);
 	return 0;
@@ -384,9 +411,13 @@ out:
 
 void dmb_cpu_access_fini(struct dmabuf *buf)
 {
+	struct dmb_buf_cpu *c = buf->cpu;
 	struct dmb_cpu_map *m;
-	unsigned int left = buf->cpu_open[0] + buf->cpu_open[1] + buf->cpu_open[2];
+	unsigned int left;
 
+	if (!c)
+		return; /* no CPU access ever */
+	left = c->open[0] + c->open[1] + c->open[2];
 	/* Brackets a holder left open are ended before release, innermost
 	 * state first (before the vmap they may have been opened under), as
 	 * attachments and vmaps are undone. A proxy's are the exporter's to
@@ -395,8 +426,8 @@ void dmb_cpu_access_fini(struct dmabuf *buf)
 		dmb_err(buf->ctx, "buffer %s released with %u CPU access bracket(s) open",
 			buf->exp_name, left);
 		for (int d = DMABUF_BIDIRECTIONAL; d <= DMABUF_FROM_DEVICE; d++)
-			while (buf->cpu_open[d]) {
-				buf->cpu_open[d]--;
+			while (c->open[d]) {
+				c->open[d]--;
 				if (!buf->imported && buf->ops->end_cpu_access)
 					DMB_OP(buf, end_cpu_access)(buf, (enum dmabuf_direction)d);
 			}
@@ -404,17 +435,19 @@ void dmb_cpu_access_fini(struct dmabuf *buf)
 
 	/* Mappings the caller still has stay valid (they map the memfd);
 	 * only the bookkeeping goes, and the library's own pins. */
-	while ((m = LIST_FIRST(&buf->cpu_maps))) {
+	while ((m = LIST_FIRST(&c->maps))) {
 		LIST_REMOVE(m, link);
 		if (m->pin)
 			munmap(m->pin, DMB_PAGE_SIZE);
 		free(m);
 	}
-	if (buf->vmap_count) {
+	if (c->vmap_count) {
 		dmb_err(buf->ctx, "buffer %s released with %u vmap(s) left",
-			buf->exp_name, buf->vmap_count);
+			buf->exp_name, c->vmap_count);
 		if (buf->ops->vunmap)
-			DMB_OP(buf, vunmap)(buf, buf->vmap_addr);
-		buf->vmap_count = 0;
+			DMB_OP(buf, vunmap)(buf, c->vmap_addr);
+		c->vmap_count = 0;
 	}
+	free(c);
+	buf->cpu = NULL;
 }

@@ -46,7 +46,7 @@ void dmb_move_notify_locked(struct dmabuf *buf)
 	unsigned int gen;
 
 	dmb_assert_locked(buf->ctx);
-	gen = ++buf->notify_gen;
+	gen = ++buf->ctx->notify_gen;
 	/* A callback may unmap and map (changing nothing in the list) but
 	 * runs foreign code: restart after each one, skipping those already
 	 * told in this round. */

@@ -24,6 +24,7 @@ struct dmb_inode_key {
 
 RB_HEAD(dmb_buf_tree, dmabuf);
 RB_HEAD(dmb_wd_tree, dmabuf);
+RB_HEAD(dmb_name_tree, dmb_name);
 
 struct dmabuf_ctx {
 	struct dmb_ctx_base base; /* first: the loop's view (base/base.h) */
@@ -57,6 +58,14 @@ struct dmabuf_ctx {
 	 * longer held (saturating): from PROBE_FIRST_AFTER on, a last put
 	 * probes before it arms a watch (release.c). */
 	unsigned int puts_freed;
+	/* Buffers holding two fds (struct dmabuf's spare bit); trimmed in a
+	 * batch when there are more than nofile / 16. */
+	unsigned long nspare;
+
+	struct dmb_name_tree names; /* names.c: interned exporter names */
+	/* move.c: bumped by every move_notify round, of any buffer (a round
+	 * tells each attachment once: its notified_gen). */
+	unsigned int notify_gen;
 };
 
 
@@ -96,6 +105,26 @@ enum dmb_buf_state {
 	DMB_BUF_RELEASED, /* ops->release has run (about to be freed) */
 };
 
+/* cpu_access.c: the CPU access state of a buffer, made at its first begin,
+ * mmap or vmap (most buffers never have one: issue 11, RSS per buffer). */
+struct dmb_buf_cpu {
+	/* Open CPU access brackets, by enum dmabuf_direction; ended at
+	 * release if a holder left them open. */
+	unsigned int open[3];
+	/* vmap refcount, address and whether it is writable */
+	unsigned int vmap_count;
+	void *vmap_addr;
+	LIST_HEAD(, dmb_cpu_map) maps; /* dmabuf_mmap() mappings */
+	bool vmap_writable;
+};
+
+/*
+ * One buffer. Every live buffer has one, so its size is the library's memory
+ * per buffer (docs/performance.md, "Memory per live buffer"; the bound is
+ * checked by tests/test-buffer.c): fields are ordered so that no padding is
+ * wasted, the small ones are bitfields, and what most buffers never need is
+ * out of line (the names, CPU access state).
+ */
 struct dmabuf {
 	struct dmabuf_ctx *ctx;
 	RB_ENTRY(dmabuf) inode_node;
@@ -103,18 +132,34 @@ struct dmabuf {
 	struct dmb_inode_key key;
 
 	unsigned int refcount; /* library references, under ctx->lock */
-	enum dmb_buf_state state;
+	unsigned int state : 2;	 /* enum dmb_buf_state */
+	unsigned int flags : 2;	 /* O_RDONLY, O_WRONLY or O_RDWR */
+	unsigned int alloc : 2;	 /* enum dmabuf_alloc */
+	/* The file has left the library (an fd or a mapping of it was
+	 * handed out): it exists and holds the shared flock, and the last put
+	 * must probe. Never shared, the buffer goes with the last put. */
+	bool shared : 1;
+	bool handle_only : 1; /* udmabuf: the file is a handle, bytes elsewhere */
+	bool imported : 1;    /* a proxy of another context's buffer */
+	bool revoked : 1;     /* dmabuf_revoke(): maps and attaches -ENODEV */
+	/* file_fd is the OFD share() opened, of access mode flags (not the
+	 * dup of an fd that revived an orphan): an fd of the same OFD needs
+	 * no check (do_import()). */
+	bool file_opened_here : 1;
+	/* Holds both file_fd and probe_fd, counted in ctx->nspare (buffer.c:
+	 * the spare fds are trimmed in batches). */
+	bool spare : 1;
+	unsigned int reprobes_left : 7; /* release.c: REPROBES at most */
 
 	const struct dmabuf_ops *ops;
 	void *priv;
 	uint64_t size;
-	int flags; /* O_RDONLY, O_WRONLY or O_RDWR */
-	enum dmabuf_alloc alloc;
-	char exp_name[DMABUF_NAME_LEN];
-	char name[DMABUF_NAME_LEN];
-	/* DMA_BUF_SET_NAME ran, even with "": the kernel's dmabuf->name is
-	 * then non-NULL, and fdinfo shows a name: line. */
-	bool name_set;
+	/* names.c: the exporter's name, interned per context ("" until set,
+	 * never NULL), and the DMA_BUF_SET_NAME name, NULL until set (the
+	 * kernel's dmabuf->name: set, even to "", fdinfo shows a name: line).
+	 * Read them with dmb_buf_name() and dmb_buf_name_set(). */
+	const char *exp_name;
+	char *name;
 
 	/* The dma-buf file, one open file description (OFD) of the memfd
 	 * made by a real open of /proc/self/fd/N (the memfd's own OFD is a
@@ -131,18 +176,11 @@ struct dmabuf {
 	 * references keeps it only while the process has fds to spare
 	 * (buffer.c), so a buffer holds one fd, at most two. */
 	int probe_fd;
-	/* The file has left the library (an fd or a mapping of it was
-	 * handed out): it exists and holds the shared flock, and the last put
-	 * must probe. Never shared, the buffer goes with the last put. */
-	bool shared;
-	/* file_fd is the OFD share() opened, of access mode flags (not the
-	 * dup of an fd that revived an orphan): an fd of the same OFD needs
-	 * no check (do_import()). */
-	bool file_opened_here;
 	int wd; /* one-shot inotify watch of an orphan, -1 if none */
-	unsigned int reprobes_left;
+	/* move.c: pins of the exporter's pin op in force (static attachments
+	 * and dmabuf_pin()); moves are refused while non-zero. */
+	unsigned int pin_count;
 	LIST_ENTRY(dmabuf) reprobe_link; /* valid while reprobes_left > 0 */
-	bool handle_only; /* udmabuf: the file is a handle, bytes elsewhere */
 
 	struct dmb_backing backing;
 
@@ -150,27 +188,39 @@ struct dmabuf {
 	unsigned int nattachments;
 	unsigned int nmappings;
 
-	/* vmap refcount and address */
-	unsigned int vmap_count;
-	void *vmap_addr;
-	bool vmap_writable;
-
-	/* Open CPU access brackets, by enum dmabuf_direction; ended at
-	 * release if a holder left them open. */
-	unsigned int cpu_open[3];
-	LIST_HEAD(, dmb_cpu_map) cpu_maps; /* dmabuf_mmap() mappings */
-
+	struct dmb_buf_cpu *cpu; /* NULL until the first CPU access */
 	struct dmabuf_resv *resv;
-
-	/* Set on proxies of another context's buffer (cross-process). */
-	bool imported;
-
-	/* move.c: pins of the exporter's pin op in force (static attachments
-	 * and dmabuf_pin()); moves are refused while non-zero. */
-	unsigned int pin_count;
-	bool revoked;		/* dmabuf_revoke(): maps and attaches -ENODEV */
-	unsigned int notify_gen; /* bumped by every move_notify round */
 };
+
+/* The DMA_BUF_SET_NAME name ("" if none) and whether one was set. */
+static inline const char *dmb_buf_name(const struct dmabuf *buf)
+{
+	return buf->name ? buf->name : "";
+}
+
+static inline bool dmb_buf_name_set(const struct dmabuf *buf)
+{
+	return buf->name != NULL;
+}
+
+static inline unsigned int dmb_buf_vmap_count(const struct dmabuf *buf)
+{
+	return buf->cpu ? buf->cpu->vmap_count : 0;
+}
+
+/* names.c, with the context lock held */
+/* The exporter's name, interned in the context (truncated to
+ * DMABUF_NAME_LEN - 1 as the kernel's); 0 or -ENOMEM, nothing changed. */
+int dmb_buf_set_exp_name(struct dmabuf *buf, const char *exp_name);
+/* The buffer's own name: a copy of name (truncated to DMABUF_NAME_LEN - 1),
+ * or none for NULL. 0 or -ENOMEM (the kernel's dma_buf_set_name() allocates
+ * too), nothing changed. */
+int dmb_buf_set_name(struct dmabuf *buf, const char *name);
+/* Frees what a buffer holds out of line (names, CPU access state); for the
+ * buffer's free, also a proxy's. */
+void dmb_buf_extras_free(struct dmabuf *buf);
+/* The names left at context destruction (none: every buffer dropped its). */
+void dmb_names_fini(struct dmabuf_ctx *ctx);
 
 RB_PROTOTYPE(dmb_buf_tree, dmabuf, inode_node, dmb_buf_inode_cmp);
 

@@ -39,7 +39,6 @@ struct dmb_backing {
 	/* The library's own mapping of all ranges, stitched contiguously;
 	 * NULL until first needed. Writable when the ranges allow it. */
 	uint8_t *map;
-	bool map_writable;
 	/* A second mapping for the CPU (vmap): separate from map, which the
 	 * DMA engine uses, so strict CPU access can revoke it alone. Made
 	 * before a read-only buffer is sealed, so the exporter can write. */
@@ -47,6 +46,7 @@ struct dmb_backing {
 	/* Simulated frames, NULL/0 while a DEFERRED backing is unallocated. */
 	struct dmb_phys_run *runs;
 	size_t nruns;
+	bool map_writable; /* map is writable (the bools last: no padding) */
 	bool from_cma;
 };
 

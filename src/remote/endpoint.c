@@ -405,9 +405,9 @@ static int do_import(struct dmb_peer *peer, struct dmb_handle *unused,
 	r->buffer_id = h->id;
 	r->size = buf->size;
 	r->flags = (uint32_t)buf->flags;
-	r->info_flags = buf->name_set ? DMB_WIRE_INFO_NAME_SET : 0;
+	r->info_flags = dmb_buf_name_set(buf) ? DMB_WIRE_INFO_NAME_SET : 0;
 	strlcpy(r->exp_name, buf->exp_name, sizeof(r->exp_name));
-	strlcpy(r->name, buf->name, sizeof(r->name));
+	strlcpy(r->name, dmb_buf_name(buf), sizeof(r->name));
 	/* A udmabuf's bytes are the creator's memfds: the first batch. */
 	if (buf->handle_only) {
 		ret = backing_batch(buf, 0, &r->backing, reply);
@@ -417,7 +417,7 @@ static int do_import(struct dmb_peer *peer, struct dmb_handle *unused,
 	}
 	/* 1: a success that tells a QUIET client nothing its fd did not
 	 * (docs/protocol.md §6 item 3a). */
-	return !buf->name_set && (fl & O_ACCMODE) == buf->flags ? 1 : 0;
+	return !dmb_buf_name_set(buf) && (fl & O_ACCMODE) == buf->flags ? 1 : 0;
 }
 
 static int do_get_backing(struct dmb_peer *peer, struct dmb_handle *imp,
@@ -698,9 +698,7 @@ static int do_end_cpu_access(struct dmb_peer *peer, struct dmb_handle *imp,
 static int do_set_name(struct dmb_peer *peer, struct dmb_handle *imp,
 		       const struct dmb_msg *req, struct dmb_msg *reply)
 {
-	strlcpy(imp->imp.buf->name, req->u.set_name.name, sizeof(imp->imp.buf->name));
-	imp->imp.buf->name_set = true;
-	return 0;
+	return dmb_buf_set_name(imp->imp.buf, req->u.set_name.name);
 }
 
 static int do_describe(struct dmb_peer *peer, struct dmb_handle *imp,
@@ -714,10 +712,10 @@ static int do_describe(struct dmb_peer *peer, struct dmb_handle *imp,
 	r->flags = (uint32_t)buf->flags;
 	r->info_flags = (buf->backing.runs ? DMB_WIRE_INFO_BACKING_ALLOCATED : 0) |
 			(buf->backing.nruns == 1 ? DMB_WIRE_INFO_CONTIGUOUS : 0) |
-			(buf->name_set ? DMB_WIRE_INFO_NAME_SET : 0);
+			(dmb_buf_name_set(buf) ? DMB_WIRE_INFO_NAME_SET : 0);
 	r->attachments = buf->nattachments;
 	r->mappings = buf->nmappings;
-	r->vmap_count = buf->vmap_count;
+	r->vmap_count = dmb_buf_vmap_count(buf);
 	LIST_FOREACH(p, &peer->ctx->endpoint->peers, link) {
 		struct dmb_handle *h;
 
@@ -725,7 +723,7 @@ static int do_describe(struct dmb_peer *peer, struct dmb_handle *imp,
 			r->importers += h->imp.buf == buf;
 	}
 	strlcpy(r->exp_name, buf->exp_name, sizeof(r->exp_name));
-	strlcpy(r->name, buf->name, sizeof(r->name));
+	strlcpy(r->name, dmb_buf_name(buf), sizeof(r->name));
 	return 0;
 }
 

@@ -359,9 +359,9 @@ int dmb_proxy_describe(struct dmabuf *buf, struct dmabuf_info *info)
 	info->contiguous = r->info_flags & DMB_WIRE_INFO_CONTIGUOUS;
 	strlcpy(info->name, r->name, sizeof(info->name));
 	info->name_set = r->info_flags & DMB_WIRE_INFO_NAME_SET;
-	/* Remembered, for when the exporter is gone. */
-	strlcpy(buf->name, r->name, sizeof(buf->name));
-	buf->name_set = info->name_set;
+	/* Remembered, for when the exporter is gone (a copy this side
+	 * cannot allocate keeps the one it had). */
+	(void)dmb_buf_set_name(buf, info->name_set ? r->name : NULL);
 	return 0;
 }
 
@@ -373,10 +373,8 @@ int dmb_proxy_set_name(struct dmabuf *buf, const char *name)
 	dmb_wire_msg_init(&req, DMB_OP_SET_NAME, proxy_of(buf)->id);
 	strlcpy(req.u.set_name.name, name, sizeof(req.u.set_name.name));
 	ret = proxy_call(proxy_of(buf), &req, &reply);
-	if (ret == 0) {
-		strlcpy(buf->name, name, sizeof(buf->name));
-		buf->name_set = true;
-	}
+	if (ret == 0)
+		(void)dmb_buf_set_name(buf, name); /* this side's copy */
 	return ret;
 }
 
@@ -552,9 +550,9 @@ static struct dmabuf *proxy_alloc(struct dmabuf_ctx *ctx, struct dmb_conn *conn,
 	buf->ops = &proxy_ops;
 	buf->priv = px;
 	buf->imported = true;
+	buf->exp_name = "";
 	buf->probe_fd = buf->wd = -1;
 	LIST_INIT(&buf->attachments);
-	LIST_INIT(&buf->cpu_maps);
 	return buf;
 }
 
@@ -565,6 +563,7 @@ static void proxy_free(struct dmabuf *buf)
 	backing_ranges_free(&buf->backing);
 	if (buf->file_fd >= 0)
 		close(buf->file_fd);
+	dmb_buf_extras_free(buf);
 	free(buf->priv);
 	free(buf);
 }
@@ -643,8 +642,9 @@ static int import_pipelined(struct dmabuf_ctx *ctx, struct dmb_conn *conn, int f
 	 * with the reply. */
 	buf->size = (uint64_t)st->st_size;
 	buf->flags = fl & O_ACCMODE;
-	strlcpy(buf->exp_name, exp_name, sizeof(buf->exp_name));
-	ret = proxy_fill(conn, buf, fd, st, NULL);
+	ret = dmb_buf_set_exp_name(buf, exp_name);
+	if (ret == 0)
+		ret = proxy_fill(conn, buf, fd, st, NULL);
 	if (ret < 0)
 		goto fail;
 	dmb_wire_msg_init(&req, DMB_OP_IMPORT, 0);
@@ -705,9 +705,8 @@ int dmb_proxy_import_reply(struct dmb_conn *conn, struct dmb_pending_import *p,
 	if (buf) {
 		/* The exporter's word on the access mode wins (a file reopened
 		 * through /proc may have another). */
-		buf->flags = (int)r->flags;
-		strlcpy(buf->name, r->name, sizeof(buf->name));
-		buf->name_set = r->info_flags & DMB_WIRE_INFO_NAME_SET;
+		buf->flags = r->flags & O_ACCMODE;
+		(void)dmb_buf_set_name(buf, r->info_flags & DMB_WIRE_INFO_NAME_SET ? r->name : NULL);
 	}
 	return 0;
 }
@@ -818,12 +817,14 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 		goto fail;
 	proxy_of(buf)->attach_known = attach_known(seals, st);
 	buf->size = reply.u.import_reply.size;
-	buf->flags = (int)reply.u.import_reply.flags;
-	strlcpy(buf->exp_name, reply.u.import_reply.exp_name, sizeof(buf->exp_name));
-	strlcpy(buf->name, reply.u.import_reply.name, sizeof(buf->name));
-	buf->name_set = reply.u.import_reply.info_flags & DMB_WIRE_INFO_NAME_SET;
+	buf->flags = reply.u.import_reply.flags & O_ACCMODE;
 	buf->handle_only = reply.u.import_reply.backing.total != 0;
-	ret = proxy_fill(conn, buf, fd, st, &reply);
+	ret = dmb_buf_set_exp_name(buf, reply.u.import_reply.exp_name);
+	if (ret == 0)
+		ret = dmb_buf_set_name(buf, reply.u.import_reply.info_flags & DMB_WIRE_INFO_NAME_SET
+						    ? reply.u.import_reply.name : NULL);
+	if (ret == 0)
+		ret = proxy_fill(conn, buf, fd, st, &reply);
 	if (ret < 0)
 		goto fail;
 	proxy_publish(ctx, buf, endpoint, out);
