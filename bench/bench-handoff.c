@@ -36,6 +36,8 @@
  * (and to wl_shm) and the issue's target next to it. Every process runs on
  * one CPU unless BENCH_UNPINNED=1 (bench-common.h). BENCH_SMOKE=1 runs a
  * few cycles of each kind only (the smoke test of the normal suites).
+ * BENCH_ONLY=kind[,kind...] (e.g. connect) runs raw and those kinds only,
+ * for profiling one of them (strace, perf).
  *
  * Fails (non-zero) only when a call fails or a result is wrong.
  */
@@ -72,6 +74,20 @@ struct ctl_msg {
 };
 
 static int ctl_fd, data_fd;
+
+/* BENCH_ONLY: the kinds asked for (raw always runs: every ratio's base). */
+static bool kind_on(enum kind k)
+{
+	const char *only = getenv("BENCH_ONLY");
+	size_t len = strlen(kind_names[k]);
+
+	if (k == K_RAW || !only || !*only)
+		return true;
+	for (const char *p = only; (p = strstr(p, kind_names[k])); p += len)
+		if ((p == only || p[-1] == ',') && (p[len] == ',' || !p[len]))
+			return true;
+	return false;
+}
 
 static void ctl_send(uint32_t cmd, uint32_t n, uint64_t size)
 {
@@ -504,23 +520,29 @@ static void measure(uint64_t size, uint32_t n, uint32_t n_connect, struct size_r
 	double v[NKINDS][ROUNDS];
 	int rounds = bench_smoke() ? 1 : ROUNDS;
 
+	memset(v, 0, sizeof(v));
 	/* warm-up */
 	p_raw(n / 4 + 1, size);
 	p_lib(n / 4 + 1, size);
 #ifdef HAVE_WAYLAND
-	p_wl(n / 4 + 1, size);
+	if (kind_on(K_WL))
+		p_wl(n / 4 + 1, size);
 #endif
 	for (int i = 0; i < rounds; i++) {
 		v[K_RAW][i] = p_raw(n, size);
 #ifdef HAVE_WAYLAND
-		v[K_WL][i] = p_wl(n, size);
-#else
-		v[K_WL][i] = 0;
+		if (kind_on(K_WL))
+			v[K_WL][i] = p_wl(n, size);
 #endif
-		v[K_LIB][i] = p_lib(n, size);
+		if (kind_on(K_LIB))
+			v[K_LIB][i] = p_lib(n, size);
+		if (!kind_on(K_STEADY) && !kind_on(K_CONNECT))
+			continue;
 		p_hold(size);
-		v[K_STEADY][i] = p_steady(n);
-		v[K_CONNECT][i] = p_connect(n_connect);
+		if (kind_on(K_STEADY))
+			v[K_STEADY][i] = p_steady(n);
+		if (kind_on(K_CONNECT))
+			v[K_CONNECT][i] = p_connect(n_connect);
 		p_unhold();
 	}
 	for (int k = 0; k < NKINDS; k++)
@@ -598,15 +620,16 @@ int main(void)
 		char name[64], what[96];
 
 		for (int i = 0; i < NKINDS; i++) {
-			if (i == K_WL && !have_wl)
+			if ((i == K_WL && !have_wl) || !kind_on((enum kind)i))
 				continue;
 			snprintf(name, sizeof(name), "%s_%s", kind_names[i], k);
 			bench_line(BENCH, name, r->v[i], "ns");
 		}
 		snprintf(name, sizeof(name), "cycle_%s_vs_raw", k);
 		snprintf(what, sizeof(what), "%s full cycle", sizes[s].label);
-		bench_ratio(BENCH, name, what, r->v[K_LIB], r->v[K_RAW], "raw", 2.0);
-		if (have_wl) {
+		if (kind_on(K_LIB))
+			bench_ratio(BENCH, name, what, r->v[K_LIB], r->v[K_RAW], "raw", 2.0);
+		if (have_wl && kind_on(K_WL) && kind_on(K_LIB)) {
 			snprintf(name, sizeof(name), "cycle_%s_vs_wl_shm", k);
 			bench_ratio(BENCH, name, what, r->v[K_LIB], r->v[K_WL], "wl_shm", 1.5);
 			snprintf(name, sizeof(name), "wl_shm_%s_vs_raw", k);
@@ -623,10 +646,12 @@ int main(void)
 		}
 		snprintf(name, sizeof(name), "steady_%s_vs_raw", k);
 		snprintf(what, sizeof(what), "%s steady state (already imported)", sizes[s].label);
-		bench_ratio(BENCH, name, what, r->v[K_STEADY], r->v[K_RAW], "raw", 1.3);
+		if (kind_on(K_STEADY))
+			bench_ratio(BENCH, name, what, r->v[K_STEADY], r->v[K_RAW], "raw", 1.3);
 		snprintf(name, sizeof(name), "connect_%s_vs_raw", k);
 		snprintf(what, sizeof(what), "%s first import + connect + HELLO", sizes[s].label);
-		bench_ratio(BENCH, name, what, r->v[K_CONNECT], r->v[K_RAW], "raw", 2.0);
+		if (kind_on(K_CONNECT))
+			bench_ratio(BENCH, name, what, r->v[K_CONNECT], r->v[K_RAW], "raw", 2.0);
 	}
 	return 0;
 }
