@@ -6,6 +6,7 @@
  */
 #include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,21 @@
 #define MAX_WAIT_FDS 16
 /* A call blocked in recvmsg() looks at its deadline this often. */
 #define DMB_CONN_RECV_SLICE_MS 100
+
+pid_t dmb_self_pid(void)
+{
+	/* (fork generation + 1) << 32 | pid: the generation changes in
+	 * every forked child, so the pid is asked once per process. */
+	static _Atomic uint64_t cache;
+	uint64_t c = atomic_load_explicit(&cache, memory_order_relaxed);
+	uint32_t gen = dmb_fork_gen() + 1u;
+
+	if ((uint32_t)(c >> 32) != gen) {
+		c = (uint64_t)gen << 32 | (uint32_t)getpid();
+		atomic_store_explicit(&cache, c, memory_order_relaxed);
+	}
+	return (pid_t)(uint32_t)c;
+}
 
 int64_t dmb_now_ms(void)
 {
@@ -519,6 +535,30 @@ static unsigned int call_timeout(const struct dmabuf_ctx *ctx)
 }
 
 /*
+ * The socket is made blocking, bounded by SO_RCVTIMEO, at the first wait
+ * that can use it, not at connect: a connection that never waits (an
+ * import put before any call) saves the two calls, and the HELLO leaves
+ * right after connect(). Every other send and receive passes
+ * MSG_DONTWAIT. A socket that cannot be made blocking stays as it was,
+ * and its waits poll.
+ */
+static bool conn_make_blocking(struct dmb_conn *conn)
+{
+	struct timeval slice = { .tv_usec = DMB_CONN_RECV_SLICE_MS * 1000 };
+
+	if (conn->blocking || conn->blocking_failed)
+		return conn->blocking;
+	conn->blocking = fcntl(conn->fd, F_SETFL, 0) == 0 &&
+			 setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO,
+				    &slice, sizeof(slice)) == 0;
+	if (!conn->blocking) {
+		fcntl(conn->fd, F_SETFL, O_NONBLOCK);
+		conn->blocking_failed = true;
+	}
+	return conn->blocking;
+}
+
+/*
  * A waiting call may block in recvmsg() itself, with no poll() first,
  * when nothing else in this process could need serving meanwhile: this
  * context has no endpoint (no other process can call into it) and it is
@@ -529,8 +569,8 @@ static bool call_may_block(struct dmb_conn *conn)
 {
 	int other;
 
-	return conn->blocking && !conn->ctx->endpoint &&
-	       dmb_ctx_other_fds(conn->ctx, &other, 1) == 0;
+	return !conn->ctx->endpoint && dmb_ctx_other_fds(conn->ctx, &other, 1) == 0 &&
+	       conn_make_blocking(conn);
 }
 
 /* Waits for the reply to @req, sent already; see dmb_conn_call(). */
@@ -639,18 +679,9 @@ static int conn_connect(struct dmb_conn *conn)
 		conn->fd = -1;
 		return err;
 	}
-	/* Connected: from now on the socket blocks, so a call can wait in
-	 * recvmsg() itself (call_may_block()), bounded by SO_RCVTIMEO; every
-	 * other send and receive passes MSG_DONTWAIT. */
-	{
-		struct timeval slice = { .tv_usec = DMB_CONN_RECV_SLICE_MS * 1000 };
-
-		conn->blocking = fcntl(conn->fd, F_SETFL, 0) == 0 &&
-				 setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO,
-					    &slice, sizeof(slice)) == 0;
-		if (!conn->blocking)
-			fcntl(conn->fd, F_SETFL, O_NONBLOCK);
-	}
+	/* Connected, still non-blocking: the HELLO goes next, at once (the
+	 * exporter, woken by the connect, then finds it with the
+	 * connection); conn_make_blocking() later if a call waits. */
 	return 0;
 }
 
@@ -683,7 +714,7 @@ static int conn_hello_send(struct dmb_conn *conn)
 	dmb_wire_msg_init(req, DMB_OP_HELLO, 0);
 	req->u.hello.min_version = DMB_WIRE_VERSION_MIN;
 	req->u.hello.max_version = DMB_WIRE_VERSION_MAX;
-	req->u.hello.pid = (uint32_t)getpid();
+	req->u.hello.pid = (uint32_t)dmb_self_pid();
 	req->version = DMB_WIRE_VERSION_BASE;
 	req->serial = ++conn->next_serial;
 	ret = conn_send(conn, req);
@@ -691,8 +722,8 @@ static int conn_hello_send(struct dmb_conn *conn)
 		return ret;
 	conn->hello_pending = true;
 	conn->version = DMB_WIRE_VERSION_MAX;
-	/* Once per connection (getpid() is a syscall). A child forked later
-	 * with this connection keeps calling: the slower, kernel-exact way. */
+	/* A child forked later cannot use this context (dmb_ctx_usable()),
+	 * so this connection's process stays the one that made it. */
 	conn->exporter_is_us = endpoint_pid(conn->endpoint) == (pid_t)req->u.hello.pid;
 	/* Imports pipelined before the answer: one (the limits are unknown). */
 	conn->limits.max_buffers = 2;

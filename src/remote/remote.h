@@ -129,6 +129,7 @@ struct dmb_peer {
 
 struct dmb_endpoint {
 	int fd;
+	pid_t pid;		/* this process's, in its name and HELLO_REPLY */
 	struct dmb_source src;
 	char name[DMB_ENDPOINT_NAME_MAX];
 	LIST_HEAD(, dmb_peer) peers;
@@ -208,7 +209,9 @@ struct dmb_conn {
 	bool dead;		/* the exporter went away, or was given up */
 	bool warned_silent;	/* the "is it serving?" warning was given */
 	bool exporter_is_us;	/* the endpoint is in this process */
-	bool blocking;		/* fd is blocking, SO_RCVTIMEO set */
+	bool blocking;		/* fd is blocking, SO_RCVTIMEO set (at the
+				 * first wait that blocks in recvmsg()) */
+	bool blocking_failed;	/* it could not be: waits poll */
 	/* HELLO sent, its answer not taken in yet (dmb_conn_ready()); until
 	 * then version, limits and exporter_is_us are guesses. hello_err:
 	 * the handshake's failure, for the first call after it. */
@@ -270,6 +273,8 @@ void dmb_conns_destroy(struct dmabuf_ctx *ctx);
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply);
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t dmb_now_ms(void);
+/* getpid(), asked once per process (again in a forked child). */
+pid_t dmb_self_pid(void);
 /* Waits until @fd (a sync file) is readable or @deadline (dmb_now_ms()
  * time) passes, serving this process's contexts as a waiting call does: the
  * fence's signaller may be a request to one of them. The lock is dropped
