@@ -29,7 +29,9 @@
  *              says HELLO and imports; then put, close, reply. Timed from
  *              P's dmabuf_send_fd to the reply; C destroys the context (the
  *              connection closes) and makes the next one between the timed
- *              parts.
+ *              parts, after P has taken the reply and stopped the clock (one
+ *              byte from P says so: on one CPU, C would otherwise run on into
+ *              the destroy before P reads the clock).
  *
  * Rounds of the kinds are interleaved; each figure is the median over
  * ROUNDS rounds of (round time / N) and is printed with its ratio to raw
@@ -212,6 +214,7 @@ static int c_main(void)
 				BENCH_CHECK(dmabuf_put(buf));
 				close(fd);
 				bench_send_byte(data_fd);	/* timed reply */
+				bench_recv_byte(data_fd);	/* P's clock stopped */
 				BENCH_CHECK(dmabuf_ctx_destroy(fresh));
 			}
 			break;
@@ -382,6 +385,7 @@ static double p_connect(uint32_t n)
 		BENCH_CHECK(dmabuf_send_fd(data_fd, held_fd, hdr, HDR));
 		p_serve(true, 0);
 		sum += bench_now_ns() - t0;
+		bench_send_byte(data_fd);	/* C may destroy its context */
 	}
 	return (double)sum / n;
 }
