@@ -314,6 +314,15 @@ static int conn_take_ex(struct dmb_conn *conn, bool wait)
 		return 0; /* an event, handed to its attachment */
 	if (conn->npending)
 		conn_settle(conn, msg.serial);
+	if (conn->hello_pending && !conn->hello_answered &&
+	    msg.serial == conn->hello_req.serial && msg.op == DMB_OP_HELLO_REPLY) {
+		/* For whichever frame finishes the handshake (dmb_conn_ready()). */
+		dmb_scm_close_fds(msg.fds, msg.nfds);
+		conn->hello_status = msg.status;
+		conn->hello_reply = msg.u.hello_reply;
+		conn->hello_answered = true;
+		return 0;
+	}
 	call = call_find(conn, msg.serial);
 	if (!call && msg.op == DMB_OP_IMPORT_REPLY && conn->npending) {
 		struct dmb_pending_import *p;
@@ -573,12 +582,14 @@ static bool call_may_block(struct dmb_conn *conn)
 	       conn_make_blocking(conn);
 }
 
-/* Waits for the reply to @req, sent already; see dmb_conn_call(). */
-static int conn_wait_reply(struct dmb_conn *conn, const struct dmb_msg *req,
-			   struct dmb_msg *reply)
+/*
+ * Waits until *@done (the answer to @req, sent already, is in), taking in
+ * what the connection brings and serving meanwhile. Returns 0, -ENODEV,
+ * -ETIMEDOUT, or a wait's -errno.
+ */
+static int conn_wait(struct dmb_conn *conn, const struct dmb_msg *req, const bool *done)
 {
 	struct dmabuf_ctx *ctx = conn->ctx;
-	struct dmb_call call = { .req = req, .reply = reply };
 	int64_t deadline, warn_at;
 	int ret;
 
@@ -586,15 +597,14 @@ static int conn_wait_reply(struct dmb_conn *conn, const struct dmb_msg *req,
 	/* An exporter that never serves (no dispatch, no service thread) is
 	 * the usual cause of a long wait: say so early, once per connection. */
 	warn_at = dmb_now_ms() + (call_timeout(ctx) / 4 < 1000 ? call_timeout(ctx) / 4 : 1000);
-	LIST_INSERT_HEAD(&conn->calls, &call, link);
 
 	for (;;) {
 		int64_t left;
 
 		/* A call nested in the dispatch below may have taken our
-		 * reply in: it is parked in our slot. */
-		if (call.done) {
-			ret = reply->status;
+		 * answer in: it is parked in our slot. */
+		if (*done) {
+			ret = 0;
 			break;
 		}
 		if (conn->dead) {
@@ -628,8 +638,20 @@ static int conn_wait_reply(struct dmb_conn *conn, const struct dmb_msg *req,
 		if (ret > 0)
 			conn_take(conn);
 	}
-	LIST_REMOVE(&call, link);
 	return ret;
+}
+
+/* Waits for the reply to @req, sent already; see dmb_conn_call(). */
+static int conn_wait_reply(struct dmb_conn *conn, const struct dmb_msg *req,
+			   struct dmb_msg *reply)
+{
+	struct dmb_call call = { .req = req, .reply = reply };
+	int ret;
+
+	LIST_INSERT_HEAD(&conn->calls, &call, link);
+	ret = conn_wait(conn, req, &call.done);
+	LIST_REMOVE(&call, link);
+	return ret < 0 ? ret : reply->status;
 }
 
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply)
@@ -730,15 +752,26 @@ static int conn_hello_send(struct dmb_conn *conn)
 	return 0;
 }
 
+/*
+ * Waits for the HELLO's answer and applies it. Every frame that needs the
+ * answer waits here, a call nested in another's wait (served meanwhile)
+ * as well: until the answer is in, the version is a guess, and a request
+ * sent at the guess to an older exporter would lose the connection. The
+ * first frame back applies it. Returns 1 when this frame did, 0 when a
+ * nested one did, or the handshake's -errno.
+ */
 static int conn_hello_finish(struct dmb_conn *conn)
 {
-	struct dmb_msg reply;
+	const struct dmb_wire_hello_reply *r = &conn->hello_reply;
 	int ret;
 
+	ret = conn_wait(conn, &conn->hello_req, &conn->hello_answered);
+	if (!conn->hello_pending)
+		return conn->dead ? -ENODEV : 0;
 	conn->hello_pending = false;
-	ret = conn_wait_reply(conn, &conn->hello_req, &reply);
-	if (ret == 0 && (reply.u.hello_reply.version < DMB_WIRE_VERSION_MIN ||
-			 reply.u.hello_reply.version > DMB_WIRE_VERSION_MAX))
+	if (ret == 0)
+		ret = conn->hello_status;
+	if (ret == 0 && (r->version < DMB_WIRE_VERSION_MIN || r->version > DMB_WIRE_VERSION_MAX))
 		ret = -EPROTONOSUPPORT;
 	if (ret < 0) {
 		dmb_info(conn->ctx, "cannot reach exporter %s: %d", conn->endpoint, ret);
@@ -746,10 +779,10 @@ static int conn_hello_finish(struct dmb_conn *conn)
 		conn->hello_err = ret;
 		return ret;
 	}
-	conn->version = reply.u.hello_reply.version;
-	conn->limits = reply.u.hello_reply;
+	conn->version = r->version;
+	conn->limits = *r;
 	conn->exporter_is_us = conn->limits.pid == conn->hello_req.u.hello.pid;
-	return 0;
+	return 1;
 }
 
 /*
@@ -777,6 +810,8 @@ int dmb_conn_ready(struct dmb_conn *conn)
 		conn->hello_err = 0;
 		return ret;
 	}
+	if (ret == 0)
+		return 0; /* finished, and what was held re-sent, by a nested call */
 	if (conn->version >= DMB_WIRE_VERSION_CLIENT_IDS && !conn->exporter_is_us) {
 		/* Held back as the newest version: from version 3 on their
 		 * bodies are the same, only the header says which. */

@@ -212,12 +212,18 @@ struct dmb_conn {
 	bool blocking;		/* fd is blocking, SO_RCVTIMEO set (at the
 				 * first wait that blocks in recvmsg()) */
 	bool blocking_failed;	/* it could not be: waits poll */
-	/* HELLO sent, its answer not taken in yet (dmb_conn_ready()); until
+	/* HELLO sent, its answer not applied yet (dmb_conn_ready()); until
 	 * then version, limits and exporter_is_us are guesses. hello_err:
-	 * the handshake's failure, for the first call after it. */
+	 * the handshake's failure, for the first call after it. The answer
+	 * is taken in by whichever read meets it (hello_answered,
+	 * hello_status, hello_reply), and applied by the first frame that
+	 * waits for it and returns. */
 	bool hello_pending;
+	bool hello_answered;
+	int hello_status;
 	int hello_err;
 	struct dmb_msg hello_req;
+	struct dmb_wire_hello_reply hello_reply;
 	unsigned int users;	/* proxies using this connection */
 	/* Attachments of this connection's proxies: a one-way ATTACH goes
 	 * only far below the exporter's max_attachments. */
