@@ -315,7 +315,7 @@ static int conn_take_ex(struct dmb_conn *conn, bool wait)
 	if (conn->npending)
 		conn_settle(conn, msg.serial);
 	if (conn->hello_pending && !conn->hello_answered &&
-	    msg.serial == conn->hello_req.serial && msg.op == DMB_OP_HELLO_REPLY) {
+	    msg.serial == conn->hello_serial && msg.op == DMB_OP_HELLO_REPLY) {
 		/* For whichever frame finishes the handshake (dmb_conn_ready()). */
 		dmb_scm_close_fds(msg.fds, msg.nfds);
 		conn->hello_status = msg.status;
@@ -583,11 +583,11 @@ static bool call_may_block(struct dmb_conn *conn)
 }
 
 /*
- * Waits until *@done (the answer to @req, sent already, is in), taking in
- * what the connection brings and serving meanwhile. Returns 0, -ENODEV,
- * -ETIMEDOUT, or a wait's -errno.
+ * Waits until *@done (the answer to a request of opcode @op, sent already,
+ * is in), taking in what the connection brings and serving meanwhile.
+ * Returns 0, -ENODEV, -ETIMEDOUT, or a wait's -errno.
  */
-static int conn_wait(struct dmb_conn *conn, const struct dmb_msg *req, const bool *done)
+static int conn_wait(struct dmb_conn *conn, uint16_t op, const bool *done)
 {
 	struct dmabuf_ctx *ctx = conn->ctx;
 	int64_t deadline, warn_at;
@@ -614,7 +614,7 @@ static int conn_wait(struct dmb_conn *conn, const struct dmb_msg *req, const boo
 		left = deadline - dmb_now_ms();
 		if (left <= 0) {
 			dmb_err(ctx, "exporter %s did not answer %s in time",
-				conn->endpoint, dmb_wire_op_name(req->op));
+				conn->endpoint, dmb_wire_op_name(op));
 			/* A late answer would have no call: give it up. */
 			conn_kill(conn, "timeout");
 			ret = -ETIMEDOUT;
@@ -623,7 +623,7 @@ static int conn_wait(struct dmb_conn *conn, const struct dmb_msg *req, const boo
 		if (!conn->warned_silent && dmb_now_ms() >= warn_at) {
 			conn->warned_silent = true;
 			dmb_err(ctx, "exporter %s has not answered %s for %lld ms: is it serving its context (dmabuf_ctx_dispatch() on dmabuf_ctx_get_fd(), or dmabuf_ctx_start_thread())? Giving up after %u ms",
-				conn->endpoint, dmb_wire_op_name(req->op),
+				conn->endpoint, dmb_wire_op_name(op),
 				(long long)(dmb_now_ms() - (deadline - call_timeout(ctx))),
 				call_timeout(ctx));
 		}
@@ -649,7 +649,7 @@ static int conn_wait_reply(struct dmb_conn *conn, const struct dmb_msg *req,
 	int ret;
 
 	LIST_INSERT_HEAD(&conn->calls, &call, link);
-	ret = conn_wait(conn, req, &call.done);
+	ret = conn_wait(conn, req->op, &call.done);
 	LIST_REMOVE(&call, link);
 	return ret < 0 ? ret : reply->status;
 }
@@ -730,7 +730,7 @@ static pid_t endpoint_pid(const char *name)
  */
 static int conn_hello_send(struct dmb_conn *conn)
 {
-	struct dmb_msg *req = &conn->hello_req;
+	struct dmb_msg hello, *req = &hello;
 	int ret;
 
 	dmb_wire_msg_init(req, DMB_OP_HELLO, 0);
@@ -743,6 +743,7 @@ static int conn_hello_send(struct dmb_conn *conn)
 	if (ret < 0)
 		return ret;
 	conn->hello_pending = true;
+	conn->hello_serial = req->serial;
 	conn->version = DMB_WIRE_VERSION_MAX;
 	/* A child forked later cannot use this context (dmb_ctx_usable()),
 	 * so this connection's process stays the one that made it. */
@@ -765,7 +766,7 @@ static int conn_hello_finish(struct dmb_conn *conn)
 	const struct dmb_wire_hello_reply *r = &conn->hello_reply;
 	int ret;
 
-	ret = conn_wait(conn, &conn->hello_req, &conn->hello_answered);
+	ret = conn_wait(conn, DMB_OP_HELLO, &conn->hello_answered);
 	if (!conn->hello_pending)
 		return conn->dead ? -ENODEV : 0;
 	conn->hello_pending = false;
@@ -781,7 +782,7 @@ static int conn_hello_finish(struct dmb_conn *conn)
 	}
 	conn->version = r->version;
 	conn->limits = *r;
-	conn->exporter_is_us = conn->limits.pid == conn->hello_req.u.hello.pid;
+	conn->exporter_is_us = conn->limits.pid == (uint32_t)dmb_self_pid();
 	return 1;
 }
 

@@ -1195,11 +1195,13 @@ static void peer_accept(struct dmb_source *src, uint32_t events)
 		}
 		if (ep->npending >= DMB_ENDPOINT_MAX_PENDING)
 			evict_oldest_pending(ctx, "too many unfinished handshakes");
-		peer = calloc(1, sizeof(*peer));
+		/* pkt is written before it is read (peer_recv()). */
+		peer = malloc(sizeof(*peer));
 		if (!peer) {
 			close(fd);
 			continue;
 		}
+		memset(peer, 0, offsetof(struct dmb_peer, next.pkt));
 		peer->ctx = ctx;
 		peer->fd = fd;
 		peer->pid = cred.pid;

@@ -97,22 +97,6 @@ struct dmb_peer {
 	 * outermost one. */
 	unsigned int depth;
 	bool doomed;
-	/* The packets after the first of one read (peer_handle_one()),
-	 * handled in order before anything else is read from this peer; only
-	 * the outermost frame fills them, and never past the end of its
-	 * batch, so they are always gone when a frame returns to the event
-	 * loop. drained: that read found the socket empty after them. */
-	struct {
-		unsigned int count, first;
-		bool drained;
-		struct {
-			ssize_t len;
-			size_t nfds;
-			bool lost;
-			int fds[DMB_WIRE_MAX_FDS];
-			uint8_t buf[DMB_WIRE_MAX_MSG];
-		} pkt[DMB_PEER_READ_AHEAD];
-	} next;
 	uint64_t next_id;
 	uint64_t last_client_id;	/* the last IMPORT id it chose (v3) */
 	/* IMPORTs still to check the long way after one whose fd was not the
@@ -125,6 +109,23 @@ struct dmb_peer {
 	/* MOVE_NOTIFY events that found the socket full: sent when it has
 	 * room again (EPOLLOUT), so a slow peer never blocks the exporter. */
 	unsigned int notifies_pending;
+	/* The packets after the first of one read (peer_handle_one()),
+	 * handled in order before anything else is read from this peer; only
+	 * the outermost frame fills them, and never past the end of its
+	 * batch, so they are always gone when a frame returns to the event
+	 * loop. drained: that read found the socket empty after them. Last,
+	 * so a new peer zeroes only what comes before pkt (12 KiB less). */
+	struct {
+		unsigned int count, first;
+		bool drained;
+		struct {
+			ssize_t len;
+			size_t nfds;
+			bool lost;
+			int fds[DMB_WIRE_MAX_FDS];
+			uint8_t buf[DMB_WIRE_MAX_MSG];
+		} pkt[DMB_PEER_READ_AHEAD];
+	} next;
 };
 
 struct dmb_endpoint {
@@ -222,7 +223,7 @@ struct dmb_conn {
 	bool hello_answered;
 	int hello_status;
 	int hello_err;
-	struct dmb_msg hello_req;
+	uint64_t hello_serial;
 	struct dmb_wire_hello_reply hello_reply;
 	unsigned int users;	/* proxies using this connection */
 	/* Attachments of this connection's proxies: a one-way ATTACH goes
