@@ -29,13 +29,17 @@
  *              says HELLO and imports; then put, close, reply. Timed from
  *              P's dmabuf_send_fd to the reply; C destroys the context (the
  *              connection closes) and makes the next one between the timed
- *              parts.
+ *              parts, after P has taken the reply and stopped the clock (one
+ *              byte from P says so: on one CPU, C would otherwise run on into
+ *              the destroy before P reads the clock).
  *
  * Rounds of the kinds are interleaved; each figure is the median over
  * ROUNDS rounds of (round time / N) and is printed with its ratio to raw
  * (and to wl_shm) and the issue's target next to it. Every process runs on
  * one CPU unless BENCH_UNPINNED=1 (bench-common.h). BENCH_SMOKE=1 runs a
  * few cycles of each kind only (the smoke test of the normal suites).
+ * BENCH_ONLY=kind[,kind...] (e.g. connect) runs raw and those kinds only,
+ * for profiling one of them (strace, perf).
  *
  * Fails (non-zero) only when a call fails or a result is wrong.
  */
@@ -73,6 +77,20 @@ struct ctl_msg {
 
 static int ctl_fd, data_fd;
 
+/* BENCH_ONLY: the kinds asked for (raw always runs: every ratio's base). */
+static bool kind_on(enum kind k)
+{
+	const char *only = getenv("BENCH_ONLY");
+	size_t len = strlen(kind_names[k]);
+
+	if (k == K_RAW || !only || !*only)
+		return true;
+	for (const char *p = only; (p = strstr(p, kind_names[k])); p += len)
+		if ((p == only || p[-1] == ',') && (p[len] == ',' || !p[len]))
+			return true;
+	return false;
+}
+
 static void ctl_send(uint32_t cmd, uint32_t n, uint64_t size)
 {
 	struct ctl_msg m = { .cmd = cmd, .n = n, .size = size };
@@ -81,10 +99,39 @@ static void ctl_send(uint32_t cmd, uint32_t n, uint64_t size)
 		BENCH_FAIL("ctl send: %s", strerror(errno));
 }
 
+/* CPU time of this process (every thread), ns: under other load it moves
+ * far less than wall time, so the raw and connect kinds also report the
+ * CPU time both processes spend per cycle. */
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* C's CPU time of a timed loop, sent to P on the control socket after it. */
+static void cpu_send(uint64_t ns)
+{
+	if (send(ctl_fd, &ns, sizeof(ns), MSG_NOSIGNAL) != (ssize_t)sizeof(ns))
+		BENCH_FAIL("ctl send: %s", strerror(errno));
+}
+
+static uint64_t cpu_recv(void)
+{
+	uint64_t ns;
+
+	if (recv(ctl_fd, &ns, sizeof(ns), 0) != (ssize_t)sizeof(ns))
+		BENCH_FAIL("ctl recv: %s", strerror(errno));
+	return ns;
+}
+
 /* ---- the consumer (child) ------------------------------------------------- */
 
 static void c_raw(uint32_t n, uint64_t size)
 {
+	uint64_t c0 = cpu_ns();
+
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t hdr[HDR / 8];
 		size_t len;
@@ -101,6 +148,7 @@ static void c_raw(uint32_t n, uint64_t size)
 		close(fd);
 		bench_send_byte(data_fd);
 	}
+	cpu_send(cpu_ns() - c0);
 }
 
 /* attach, map, unmap, detach of buf on dev, checking the table. */
@@ -186,19 +234,27 @@ static int c_main(void)
 			pinned = NULL;
 			bench_send_byte(data_fd);
 			break;
-		case C_CONNECT:
+		case C_CONNECT: {
+			uint64_t cpu = 0;
+
 			for (uint32_t i = 0; i < m.n; i++) {
 				struct dmabuf_ctx *fresh;
+				uint64_t c0;
 
 				BENCH_CHECK(dmabuf_ctx_new(NULL, &fresh));
 				bench_send_byte(data_fd);	/* ready (untimed) */
+				c0 = cpu_ns();
 				buf = c_recv_get(fresh, m.size, &fd);
 				BENCH_CHECK(dmabuf_put(buf));
 				close(fd);
 				bench_send_byte(data_fd);	/* timed reply */
+				cpu += cpu_ns() - c0;
+				bench_recv_byte(data_fd);	/* P's clock stopped */
 				BENCH_CHECK(dmabuf_ctx_destroy(fresh));
 			}
+			cpu_send(cpu);
 			break;
+		}
 		case C_QUIT:
 			BENCH_CHECK(dmabuf_device_destroy(dev));
 			BENCH_CHECK(dmabuf_ctx_destroy(ctx));
@@ -269,11 +325,15 @@ static void p_serve(bool want_reply, unsigned long want)
 	}
 }
 
+/* CPU ns of both processes per cycle in the last raw and connect rounds. */
+static double raw_cpu, connect_cpu;
+
 static double p_raw(uint32_t n, uint64_t size)
 {
-	uint64_t t0;
+	uint64_t t0, c0, t;
 
 	ctl_send(C_RAW, n, size);
+	c0 = cpu_ns();
 	t0 = bench_now_ns();
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t hdr[HDR / 8] = { size };
@@ -286,7 +346,9 @@ static double p_raw(uint32_t n, uint64_t size)
 		close(fd);
 		bench_recv_byte(data_fd);
 	}
-	return (double)(bench_now_ns() - t0) / n;
+	t = bench_now_ns() - t0;
+	raw_cpu = (double)(cpu_ns() - c0 + cpu_recv()) / n;
+	return (double)t / n;
 }
 
 static double p_lib(uint32_t n, uint64_t size)
@@ -355,18 +417,22 @@ static double p_steady(uint32_t n)
 static double p_connect(uint32_t n)
 {
 	uint64_t hdr[HDR / 8] = { held_size };
-	uint64_t sum = 0;
+	uint64_t sum = 0, cpu = 0;
 
 	ctl_send(C_CONNECT, n, held_size);
 	for (uint32_t i = 0; i < n; i++) {
-		uint64_t t0;
+		uint64_t t0, c0;
 
 		p_serve(true, 0);	/* the fresh context is ready */
+		c0 = cpu_ns();
 		t0 = bench_now_ns();
 		BENCH_CHECK(dmabuf_send_fd(data_fd, held_fd, hdr, HDR));
 		p_serve(true, 0);
 		sum += bench_now_ns() - t0;
+		cpu += cpu_ns() - c0;
+		bench_send_byte(data_fd);	/* C may destroy its context */
 	}
+	connect_cpu = (double)(cpu + cpu_recv()) / n;
 	return (double)sum / n;
 }
 
@@ -497,34 +563,47 @@ static void wl_stop(pid_t pid)
 
 struct size_res {
 	double v[NKINDS];	/* ns per cycle, median of the rounds */
+	double raw_cpu, connect_cpu;	/* CPU ns of both per cycle, medians */
 };
 
 static void measure(uint64_t size, uint32_t n, uint32_t n_connect, struct size_res *r)
 {
-	double v[NKINDS][ROUNDS];
+	double v[NKINDS][ROUNDS], rc[ROUNDS], cc[ROUNDS];
 	int rounds = bench_smoke() ? 1 : ROUNDS;
 
+	memset(v, 0, sizeof(v));
+	memset(cc, 0, sizeof(cc));
 	/* warm-up */
 	p_raw(n / 4 + 1, size);
 	p_lib(n / 4 + 1, size);
 #ifdef HAVE_WAYLAND
-	p_wl(n / 4 + 1, size);
+	if (kind_on(K_WL))
+		p_wl(n / 4 + 1, size);
 #endif
 	for (int i = 0; i < rounds; i++) {
 		v[K_RAW][i] = p_raw(n, size);
+		rc[i] = raw_cpu;
 #ifdef HAVE_WAYLAND
-		v[K_WL][i] = p_wl(n, size);
-#else
-		v[K_WL][i] = 0;
+		if (kind_on(K_WL))
+			v[K_WL][i] = p_wl(n, size);
 #endif
-		v[K_LIB][i] = p_lib(n, size);
+		if (kind_on(K_LIB))
+			v[K_LIB][i] = p_lib(n, size);
+		if (!kind_on(K_STEADY) && !kind_on(K_CONNECT))
+			continue;
 		p_hold(size);
-		v[K_STEADY][i] = p_steady(n);
-		v[K_CONNECT][i] = p_connect(n_connect);
+		if (kind_on(K_STEADY))
+			v[K_STEADY][i] = p_steady(n);
+		if (kind_on(K_CONNECT)) {
+			v[K_CONNECT][i] = p_connect(n_connect);
+			cc[i] = connect_cpu;
+		}
 		p_unhold();
 	}
 	for (int k = 0; k < NKINDS; k++)
 		r->v[k] = bench_median(v[k], (size_t)rounds);
+	r->raw_cpu = bench_median(rc, (size_t)rounds);
+	r->connect_cpu = bench_median(cc, (size_t)rounds);
 }
 
 int main(void)
@@ -598,15 +677,16 @@ int main(void)
 		char name[64], what[96];
 
 		for (int i = 0; i < NKINDS; i++) {
-			if (i == K_WL && !have_wl)
+			if ((i == K_WL && !have_wl) || !kind_on((enum kind)i))
 				continue;
 			snprintf(name, sizeof(name), "%s_%s", kind_names[i], k);
 			bench_line(BENCH, name, r->v[i], "ns");
 		}
 		snprintf(name, sizeof(name), "cycle_%s_vs_raw", k);
 		snprintf(what, sizeof(what), "%s full cycle", sizes[s].label);
-		bench_ratio(BENCH, name, what, r->v[K_LIB], r->v[K_RAW], "raw", 2.0);
-		if (have_wl) {
+		if (kind_on(K_LIB))
+			bench_ratio(BENCH, name, what, r->v[K_LIB], r->v[K_RAW], "raw", 2.0);
+		if (have_wl && kind_on(K_WL) && kind_on(K_LIB)) {
 			snprintf(name, sizeof(name), "cycle_%s_vs_wl_shm", k);
 			bench_ratio(BENCH, name, what, r->v[K_LIB], r->v[K_WL], "wl_shm", 1.5);
 			snprintf(name, sizeof(name), "wl_shm_%s_vs_raw", k);
@@ -623,10 +703,21 @@ int main(void)
 		}
 		snprintf(name, sizeof(name), "steady_%s_vs_raw", k);
 		snprintf(what, sizeof(what), "%s steady state (already imported)", sizes[s].label);
-		bench_ratio(BENCH, name, what, r->v[K_STEADY], r->v[K_RAW], "raw", 1.3);
+		if (kind_on(K_STEADY))
+			bench_ratio(BENCH, name, what, r->v[K_STEADY], r->v[K_RAW], "raw", 1.3);
 		snprintf(name, sizeof(name), "connect_%s_vs_raw", k);
 		snprintf(what, sizeof(what), "%s first import + connect + HELLO", sizes[s].label);
-		bench_ratio(BENCH, name, what, r->v[K_CONNECT], r->v[K_RAW], "raw", 2.0);
+		if (kind_on(K_CONNECT)) {
+			bench_ratio(BENCH, name, what, r->v[K_CONNECT], r->v[K_RAW], "raw", 2.0);
+			/* CPU time of both processes: steadier under load. */
+			snprintf(name, sizeof(name), "raw_%s_cpu", k);
+			bench_line(BENCH, name, r->raw_cpu, "ns");
+			snprintf(name, sizeof(name), "connect_%s_cpu", k);
+			bench_line(BENCH, name, r->connect_cpu, "ns");
+			snprintf(name, sizeof(name), "connect_%s_cpu_ratio", k);
+			snprintf(what, sizeof(what), "%s first connect, CPU of both", sizes[s].label);
+			bench_ratio(BENCH, name, what, r->connect_cpu, r->raw_cpu, "raw", 0);
+		}
 	}
 	return 0;
 }

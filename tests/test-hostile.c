@@ -1410,6 +1410,180 @@ static void unsolicited_event_drops_the_exporter(void **state)
 	close(fe.listen_fd);
 }
 
+/* ---- an older exporter, and a call nested in the handshake ---------------------- */
+
+/*
+ * A version 2 exporter (another process) that answers the HELLO only after
+ * the importer's process has made a call to it from inside the wait for
+ * that answer: a raw peer of the importer's own endpoint attaches the
+ * importer's buffer Y, whose attach op calls dmabuf_get_info() on the
+ * proxy of this exporter's buffer. Every request it gets must be of
+ * version 2, and the held-back IMPORT must come before any request that
+ * names the buffer, by the id this exporter gave it.
+ */
+struct old_exporter {
+	int listen_fd, yfd, gate;
+};
+
+#define OLD_ID 7
+
+static int old_recv(int sock, uint16_t op, struct dmb_msg *req)
+{
+	if (fake_recv(sock, req) != 1 || req->op != op || req->version != 2)
+		return -1;
+	return 0;
+}
+
+static int old_exporter_main(void *arg)
+{
+	const struct old_exporter *oe = arg;
+	struct dmb_msg req, m, r;
+	uint64_t yid;
+	char g;
+	int sock = accept4(oe->listen_fd, NULL, NULL, SOCK_CLOEXEC), raw;
+
+	child_check(sock >= 0);
+	child_check(fake_recv(sock, &req) == 1 && req.op == DMB_OP_HELLO &&
+		    req.u.hello.max_version >= 2);
+	/* Into the importer's process, while it waits for our answer. */
+	raw = rp_connect(oe->yfd);
+	child_check(raw >= 0);
+	child_check(rp_hello(raw, NULL) == 0);
+	child_check(rp_import(raw, NULL, oe->yfd, &yid) == 0);
+	rp_attach_msg(&m, yid);
+	child_check(rp_send(raw, &m) == 0);
+	child_check(read(oe->gate, &g, 1) == 1); /* the nested call is made */
+
+	dmb_wire_msg_init(&m, DMB_OP_HELLO_REPLY, 0);
+	m.serial = req.serial;
+	m.u.hello_reply = (struct dmb_wire_hello_reply){
+		.version = 2, .max_msg = DMB_WIRE_MAX_MSG, .max_fds = DMB_WIRE_MAX_FDS,
+		.max_buffers = 8, .max_attachments = 8, .max_mappings = 8,
+		.pid = (uint32_t)getpid() };
+	child_check(rp_send(sock, &m) == 0);
+
+	/* The held-back IMPORT, again at version 2: no client id. */
+	child_check(old_recv(sock, DMB_OP_IMPORT, &req) == 0 && req.u.import.buffer_id == 0);
+	dmb_wire_msg_init(&m, DMB_OP_IMPORT_REPLY, 0);
+	m.version = 2;
+	m.serial = req.serial;
+	m.u.import_reply.buffer_id = OLD_ID;
+	m.u.import_reply.size = 4096;
+	m.u.import_reply.flags = O_RDWR;
+	strcpy(m.u.import_reply.exp_name, "old");
+	child_check(rp_send(sock, &m) == 0);
+	/* The nested call. */
+	child_check(old_recv(sock, DMB_OP_DESCRIBE, &req) == 0 && req.u.id.id == OLD_ID);
+	dmb_wire_msg_init(&m, DMB_OP_DESCRIBE_REPLY, 0);
+	m.version = 2;
+	m.serial = req.serial;
+	m.u.describe_reply.size = 4096;
+	m.u.describe_reply.flags = O_RDWR;
+	strcpy(m.u.describe_reply.exp_name, "old");
+	strcpy(m.u.describe_reply.name, "seen");
+	child_check(rp_send(sock, &m) == 0);
+	/* Y's attach returned: the raw peer's ATTACH is answered. */
+	child_check(rp_recv(raw, NULL, &r) == 1 && r.op == DMB_OP_ATTACH_REPLY && r.status == 0);
+	/* The outer call. */
+	child_check(old_recv(sock, DMB_OP_ATTACH, &req) == 0 && req.u.attach.buffer_id == OLD_ID);
+	dmb_wire_msg_init(&m, DMB_OP_ATTACH_REPLY, 0);
+	m.version = 2;
+	m.serial = req.serial;
+	m.u.attach_reply.attachment_id = 1;
+	child_check(rp_send(sock, &m) == 0);
+	/* DETACH and RELEASE, one-way, then the hang-up. */
+	child_check(old_recv(sock, DMB_OP_DETACH, &req) == 0 && req.u.id.id == 1 &&
+		    (req.flags & DMB_WIRE_F_NO_REPLY));
+	child_check(old_recv(sock, DMB_OP_RELEASE, &req) == 0 && req.u.id.id == OLD_ID &&
+		    (req.flags & DMB_WIRE_F_NO_REPLY));
+	child_check(fake_recv(sock, &req) == 0);
+	close(raw);
+	close(sock);
+	return 0;
+}
+
+static struct dmabuf *old_proxy;
+static int old_gate_w = -1, old_inner_ret = 1, old_inner_calls;
+static char old_inner_name[DMABUF_NAME_LEN];
+
+static int old_y_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
+{
+	struct dmabuf_info info = { 0 };
+
+	old_inner_calls++;
+	if (write(old_gate_w, "g", 1) != 1)
+		return -EIO;
+	old_inner_ret = dmabuf_get_info(old_proxy, &info);
+	strcpy(old_inner_name, info.name);
+	return tx_attach(buf, att);
+}
+
+static const struct dmabuf_ops old_y_ops = {
+	.version = DMABUF_OPS_VERSION,
+	.attach = old_y_attach, .detach = tx_detach,
+	.map = tx_map, .unmap = tx_unmap, .release = tx_release,
+};
+
+static void nested_call_in_handshake_with_old_exporter(void **state)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	char name[DMB_ENDPOINT_NAME_MAX], memfd_name[96];
+	struct dmabuf_ctx *imp = tx_ctx_new(0);
+	struct dmabuf_device *dev = tx_device(imp, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
+	struct test_exporter ty = { 0 };
+	struct dmabuf_export_info info = {
+		.exp_name = "y", .ops = &old_y_ops, .size = BUF_SIZE, .flags = O_RDWR,
+		.priv = &ty,
+	};
+	struct old_exporter oe;
+	struct dmabuf_attachment *att;
+	struct dmabuf *y;
+	int memfd, gate[2];
+	pid_t pid;
+
+	assert_int_equal(dmabuf_export(imp, &info, &y), 0);
+	oe.yfd = dmabuf_fd(y, O_CLOEXEC);
+	assert_true(oe.yfd >= 0);
+	assert_int_equal(pipe2(gate, O_CLOEXEC), 0);
+	oe.gate = gate[0];
+	old_gate_w = gate[1];
+	/* Not this process's pid: the import is held back, not a call. */
+	snprintf(name, sizeof(name), "dmabuf-1-old%d-%08x", (int)getpid(),
+		 (unsigned int)rp_now_ms());
+	oe.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	assert_true(oe.listen_fd >= 0);
+	memcpy(addr.sun_path + 1, name, strlen(name));
+	assert_int_equal(bind(oe.listen_fd, (struct sockaddr *)&addr,
+			      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+					  strlen(name))), 0);
+	assert_int_equal(listen(oe.listen_fd, 1), 0);
+	snprintf(memfd_name, sizeof(memfd_name), "dmabuf:old@%s", name);
+	memfd = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_true(memfd >= 0);
+	assert_int_equal(ftruncate(memfd, 4096), 0);
+	assert_int_equal(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
+	pid = harness_fork(old_exporter_main, &oe);
+	close(gate[0]);
+
+	/* Answered from the fd, its IMPORT held back on the guess of
+	 * version 3; the attach waits for the HELLO's answer. */
+	assert_int_equal(dmabuf_get(imp, memfd, &old_proxy), 0);
+	assert_int_equal(dmabuf_attach(old_proxy, dev, &att), 0);
+	assert_int_equal(old_inner_calls, 1);
+	assert_int_equal(old_inner_ret, 0);
+	assert_string_equal(old_inner_name, "seen");
+	assert_int_equal(ty.attach, 1);
+	assert_int_equal(dmabuf_detach(old_proxy, att), 0);
+	assert_int_equal(dmabuf_put(old_proxy), 0);
+	assert_int_equal(dmabuf_put(y), 0);
+	close(oe.yfd);
+	dmabuf_ctx_destroy(imp);
+	assert_int_equal(harness_wait(pid), 0);
+	close(old_gate_w);
+	close(memfd);
+	close(oe.listen_fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1430,6 +1604,7 @@ int main(void)
 		harness_test(flood_is_served_in_batches),
 		harness_test(per_peer_limits_give_enospc),
 		harness_test(unsolicited_event_drops_the_exporter),
+		harness_test(nested_call_in_handshake_with_old_exporter),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -6,6 +6,7 @@
  */
 #include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,21 @@
 #define MAX_WAIT_FDS 16
 /* A call blocked in recvmsg() looks at its deadline this often. */
 #define DMB_CONN_RECV_SLICE_MS 100
+
+pid_t dmb_self_pid(void)
+{
+	/* (fork generation + 1) << 32 | pid: the generation changes in
+	 * every forked child, so the pid is asked once per process. */
+	static _Atomic uint64_t cache;
+	uint64_t c = atomic_load_explicit(&cache, memory_order_relaxed);
+	uint32_t gen = dmb_fork_gen() + 1u;
+
+	if ((uint32_t)(c >> 32) != gen) {
+		c = (uint64_t)gen << 32 | (uint32_t)getpid();
+		atomic_store_explicit(&cache, c, memory_order_relaxed);
+	}
+	return (pid_t)(uint32_t)c;
+}
 
 int64_t dmb_now_ms(void)
 {
@@ -298,6 +314,15 @@ static int conn_take_ex(struct dmb_conn *conn, bool wait)
 		return 0; /* an event, handed to its attachment */
 	if (conn->npending)
 		conn_settle(conn, msg.serial);
+	if (conn->hello_pending && !conn->hello_answered &&
+	    msg.serial == conn->hello_serial && msg.op == DMB_OP_HELLO_REPLY) {
+		/* For whichever frame finishes the handshake (dmb_conn_ready()). */
+		dmb_scm_close_fds(msg.fds, msg.nfds);
+		conn->hello_status = msg.status;
+		conn->hello_reply = msg.u.hello_reply;
+		conn->hello_answered = true;
+		return 0;
+	}
 	call = call_find(conn, msg.serial);
 	if (!call && msg.op == DMB_OP_IMPORT_REPLY && conn->npending) {
 		struct dmb_pending_import *p;
@@ -519,6 +544,30 @@ static unsigned int call_timeout(const struct dmabuf_ctx *ctx)
 }
 
 /*
+ * The socket is made blocking, bounded by SO_RCVTIMEO, at the first wait
+ * that can use it, not at connect: a connection that never waits (an
+ * import put before any call) saves the two calls, and the HELLO leaves
+ * right after connect(). Every other send and receive passes
+ * MSG_DONTWAIT. A socket that cannot be made blocking stays as it was,
+ * and its waits poll.
+ */
+static bool conn_make_blocking(struct dmb_conn *conn)
+{
+	struct timeval slice = { .tv_usec = DMB_CONN_RECV_SLICE_MS * 1000 };
+
+	if (conn->blocking || conn->blocking_failed)
+		return conn->blocking;
+	conn->blocking = fcntl(conn->fd, F_SETFL, 0) == 0 &&
+			 setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO,
+				    &slice, sizeof(slice)) == 0;
+	if (!conn->blocking) {
+		fcntl(conn->fd, F_SETFL, O_NONBLOCK);
+		conn->blocking_failed = true;
+	}
+	return conn->blocking;
+}
+
+/*
  * A waiting call may block in recvmsg() itself, with no poll() first,
  * when nothing else in this process could need serving meanwhile: this
  * context has no endpoint (no other process can call into it) and it is
@@ -529,16 +578,18 @@ static bool call_may_block(struct dmb_conn *conn)
 {
 	int other;
 
-	return conn->blocking && !conn->ctx->endpoint &&
-	       dmb_ctx_other_fds(conn->ctx, &other, 1) == 0;
+	return !conn->ctx->endpoint && dmb_ctx_other_fds(conn->ctx, &other, 1) == 0 &&
+	       conn_make_blocking(conn);
 }
 
-/* Waits for the reply to @req, sent already; see dmb_conn_call(). */
-static int conn_wait_reply(struct dmb_conn *conn, const struct dmb_msg *req,
-			   struct dmb_msg *reply)
+/*
+ * Waits until *@done (the answer to a request of opcode @op, sent already,
+ * is in), taking in what the connection brings and serving meanwhile.
+ * Returns 0, -ENODEV, -ETIMEDOUT, or a wait's -errno.
+ */
+static int conn_wait(struct dmb_conn *conn, uint16_t op, const bool *done)
 {
 	struct dmabuf_ctx *ctx = conn->ctx;
-	struct dmb_call call = { .req = req, .reply = reply };
 	int64_t deadline, warn_at;
 	int ret;
 
@@ -546,15 +597,14 @@ static int conn_wait_reply(struct dmb_conn *conn, const struct dmb_msg *req,
 	/* An exporter that never serves (no dispatch, no service thread) is
 	 * the usual cause of a long wait: say so early, once per connection. */
 	warn_at = dmb_now_ms() + (call_timeout(ctx) / 4 < 1000 ? call_timeout(ctx) / 4 : 1000);
-	LIST_INSERT_HEAD(&conn->calls, &call, link);
 
 	for (;;) {
 		int64_t left;
 
 		/* A call nested in the dispatch below may have taken our
-		 * reply in: it is parked in our slot. */
-		if (call.done) {
-			ret = reply->status;
+		 * answer in: it is parked in our slot. */
+		if (*done) {
+			ret = 0;
 			break;
 		}
 		if (conn->dead) {
@@ -564,7 +614,7 @@ static int conn_wait_reply(struct dmb_conn *conn, const struct dmb_msg *req,
 		left = deadline - dmb_now_ms();
 		if (left <= 0) {
 			dmb_err(ctx, "exporter %s did not answer %s in time",
-				conn->endpoint, dmb_wire_op_name(req->op));
+				conn->endpoint, dmb_wire_op_name(op));
 			/* A late answer would have no call: give it up. */
 			conn_kill(conn, "timeout");
 			ret = -ETIMEDOUT;
@@ -573,7 +623,7 @@ static int conn_wait_reply(struct dmb_conn *conn, const struct dmb_msg *req,
 		if (!conn->warned_silent && dmb_now_ms() >= warn_at) {
 			conn->warned_silent = true;
 			dmb_err(ctx, "exporter %s has not answered %s for %lld ms: is it serving its context (dmabuf_ctx_dispatch() on dmabuf_ctx_get_fd(), or dmabuf_ctx_start_thread())? Giving up after %u ms",
-				conn->endpoint, dmb_wire_op_name(req->op),
+				conn->endpoint, dmb_wire_op_name(op),
 				(long long)(dmb_now_ms() - (deadline - call_timeout(ctx))),
 				call_timeout(ctx));
 		}
@@ -588,8 +638,20 @@ static int conn_wait_reply(struct dmb_conn *conn, const struct dmb_msg *req,
 		if (ret > 0)
 			conn_take(conn);
 	}
-	LIST_REMOVE(&call, link);
 	return ret;
+}
+
+/* Waits for the reply to @req, sent already; see dmb_conn_call(). */
+static int conn_wait_reply(struct dmb_conn *conn, const struct dmb_msg *req,
+			   struct dmb_msg *reply)
+{
+	struct dmb_call call = { .req = req, .reply = reply };
+	int ret;
+
+	LIST_INSERT_HEAD(&conn->calls, &call, link);
+	ret = conn_wait(conn, req->op, &call.done);
+	LIST_REMOVE(&call, link);
+	return ret < 0 ? ret : reply->status;
 }
 
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply)
@@ -639,18 +701,9 @@ static int conn_connect(struct dmb_conn *conn)
 		conn->fd = -1;
 		return err;
 	}
-	/* Connected: from now on the socket blocks, so a call can wait in
-	 * recvmsg() itself (call_may_block()), bounded by SO_RCVTIMEO; every
-	 * other send and receive passes MSG_DONTWAIT. */
-	{
-		struct timeval slice = { .tv_usec = DMB_CONN_RECV_SLICE_MS * 1000 };
-
-		conn->blocking = fcntl(conn->fd, F_SETFL, 0) == 0 &&
-				 setsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO,
-					    &slice, sizeof(slice)) == 0;
-		if (!conn->blocking)
-			fcntl(conn->fd, F_SETFL, O_NONBLOCK);
-	}
+	/* Connected, still non-blocking: the HELLO goes next, at once (the
+	 * exporter, woken by the connect, then finds it with the
+	 * connection); conn_make_blocking() later if a call waits. */
 	return 0;
 }
 
@@ -677,37 +730,49 @@ static pid_t endpoint_pid(const char *name)
  */
 static int conn_hello_send(struct dmb_conn *conn)
 {
-	struct dmb_msg *req = &conn->hello_req;
+	struct dmb_msg hello, *req = &hello;
 	int ret;
 
 	dmb_wire_msg_init(req, DMB_OP_HELLO, 0);
 	req->u.hello.min_version = DMB_WIRE_VERSION_MIN;
 	req->u.hello.max_version = DMB_WIRE_VERSION_MAX;
-	req->u.hello.pid = (uint32_t)getpid();
+	req->u.hello.pid = (uint32_t)dmb_self_pid();
 	req->version = DMB_WIRE_VERSION_BASE;
 	req->serial = ++conn->next_serial;
 	ret = conn_send(conn, req);
 	if (ret < 0)
 		return ret;
 	conn->hello_pending = true;
+	conn->hello_serial = req->serial;
 	conn->version = DMB_WIRE_VERSION_MAX;
-	/* Once per connection (getpid() is a syscall). A child forked later
-	 * with this connection keeps calling: the slower, kernel-exact way. */
+	/* A child forked later cannot use this context (dmb_ctx_usable()),
+	 * so this connection's process stays the one that made it. */
 	conn->exporter_is_us = endpoint_pid(conn->endpoint) == (pid_t)req->u.hello.pid;
 	/* Imports pipelined before the answer: one (the limits are unknown). */
 	conn->limits.max_buffers = 2;
 	return 0;
 }
 
+/*
+ * Waits for the HELLO's answer and applies it. Every frame that needs the
+ * answer waits here, a call nested in another's wait (served meanwhile)
+ * as well: until the answer is in, the version is a guess, and a request
+ * sent at the guess to an older exporter would lose the connection. The
+ * first frame back applies it. Returns 1 when this frame did, 0 when a
+ * nested one did, or the handshake's -errno.
+ */
 static int conn_hello_finish(struct dmb_conn *conn)
 {
-	struct dmb_msg reply;
+	const struct dmb_wire_hello_reply *r = &conn->hello_reply;
 	int ret;
 
+	ret = conn_wait(conn, DMB_OP_HELLO, &conn->hello_answered);
+	if (!conn->hello_pending)
+		return conn->dead ? -ENODEV : 0;
 	conn->hello_pending = false;
-	ret = conn_wait_reply(conn, &conn->hello_req, &reply);
-	if (ret == 0 && (reply.u.hello_reply.version < DMB_WIRE_VERSION_MIN ||
-			 reply.u.hello_reply.version > DMB_WIRE_VERSION_MAX))
+	if (ret == 0)
+		ret = conn->hello_status;
+	if (ret == 0 && (r->version < DMB_WIRE_VERSION_MIN || r->version > DMB_WIRE_VERSION_MAX))
 		ret = -EPROTONOSUPPORT;
 	if (ret < 0) {
 		dmb_info(conn->ctx, "cannot reach exporter %s: %d", conn->endpoint, ret);
@@ -715,10 +780,10 @@ static int conn_hello_finish(struct dmb_conn *conn)
 		conn->hello_err = ret;
 		return ret;
 	}
-	conn->version = reply.u.hello_reply.version;
-	conn->limits = reply.u.hello_reply;
-	conn->exporter_is_us = conn->limits.pid == conn->hello_req.u.hello.pid;
-	return 0;
+	conn->version = r->version;
+	conn->limits = *r;
+	conn->exporter_is_us = conn->limits.pid == (uint32_t)dmb_self_pid();
+	return 1;
 }
 
 /*
@@ -746,6 +811,8 @@ int dmb_conn_ready(struct dmb_conn *conn)
 		conn->hello_err = 0;
 		return ret;
 	}
+	if (ret == 0)
+		return 0; /* finished, and what was held re-sent, by a nested call */
 	if (conn->version >= DMB_WIRE_VERSION_CLIENT_IDS && !conn->exporter_is_us) {
 		/* Held back as the newest version: from version 3 on their
 		 * bodies are the same, only the header says which. */

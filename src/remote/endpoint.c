@@ -54,8 +54,9 @@ int dmb_endpoint_ensure(struct dmabuf_ctx *ctx)
 	LIST_INIT(&ep->peers);
 	ep->retry_fd = -1;
 	arc4random_buf(rnd, sizeof(rnd));
+	ep->pid = dmb_self_pid();
 	snprintf(ep->name, sizeof(ep->name), "dmabuf-%d-%02x%02x%02x%02x%02x%02x%02x%02x",
-		 (int)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+		 (int)ep->pid, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 	if ((ret = dmb_sys_fail(DMB_SYS_SOCKET))) {
 		free(ep);
 		return -ret;
@@ -1002,7 +1003,7 @@ static int peer_handle_one(struct dmb_peer *peer, unsigned int ahead, bool *drai
 			.max_buffers = DMB_PEER_MAX_IMPORTS,
 			.max_attachments = DMB_PEER_MAX_ATTACHMENTS,
 			.max_mappings = DMB_PEER_MAX_MAPPINGS,
-			.pid = (uint32_t)getpid(),
+			.pid = (uint32_t)ctx->endpoint->pid,
 		};
 		status = 0;
 	} else {
@@ -1144,6 +1145,14 @@ static void accept_retry(struct dmb_source *src, uint32_t events)
 	accept_resume(ctx);
 }
 
+/*
+ * Takes one connection per event, and reads it at once: the importer sends
+ * HELLO right after connect(), so it is usually there already, and then
+ * the accept and the HELLO are one wake-up of this process (when it is
+ * not, that read's EAGAIN stands for the accept4() that would have found
+ * the backlog empty). A further connection keeps the listening socket
+ * readable (level-triggered): the next round of the loop takes it.
+ */
 static void peer_accept(struct dmb_source *src, uint32_t events)
 {
 	struct dmabuf_ctx *ctx = src->data;
@@ -1184,11 +1193,13 @@ static void peer_accept(struct dmb_source *src, uint32_t events)
 		}
 		if (ep->npending >= DMB_ENDPOINT_MAX_PENDING)
 			evict_oldest_pending(ctx, "too many unfinished handshakes");
-		peer = calloc(1, sizeof(*peer));
+		/* pkt is written before it is read (peer_recv()). */
+		peer = malloc(sizeof(*peer));
 		if (!peer) {
 			close(fd);
 			continue;
 		}
+		memset(peer, 0, offsetof(struct dmb_peer, next.pkt));
 		peer->ctx = ctx;
 		peer->fd = fd;
 		peer->pid = cred.pid;
@@ -1205,5 +1216,7 @@ static void peer_accept(struct dmb_source *src, uint32_t events)
 		LIST_INSERT_HEAD(&ep->peers, peer, link);
 		ep->npending++;
 		dmb_dbg(ctx, "peer pid %d connected", (int)cred.pid);
+		peer_ready(&peer->src, EPOLLIN);
+		return;
 	}
 }

@@ -47,10 +47,23 @@ static struct dmb_proxy *proxy_of(struct dmabuf *buf)
  */
 static int proxy_call(struct dmb_proxy *px, struct dmb_msg *req, struct dmb_msg *reply)
 {
+	const struct dmb_wire_desc *d = dmb_wire_op_desc(req->op);
+	uint64_t id = px->id;
 	int ret;
 
 	if (px->import_err)
 		return px->import_err;
+	/* The handshake's answer first: an IMPORT held back on the guess of
+	 * version 3 is re-sent to an older exporter, which gives it its own
+	 * id, the one this request must name. */
+	ret = dmb_conn_ready(px->conn);
+	if (ret < 0)
+		return ret;
+	if (px->import_err)
+		return px->import_err;
+	if (px->id != id && d && d->target == DMB_WIRE_TARGET_BUFFER &&
+	    dmb_wire_target_id(req) == id)
+		memcpy((uint8_t *)req + d->target_off, &px->id, sizeof(px->id));
 	ret = dmb_conn_call(px->conn, req, reply);
 	if (px->import_err) {
 		if (ret == 0)

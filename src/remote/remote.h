@@ -97,22 +97,6 @@ struct dmb_peer {
 	 * outermost one. */
 	unsigned int depth;
 	bool doomed;
-	/* The packets after the first of one read (peer_handle_one()),
-	 * handled in order before anything else is read from this peer; only
-	 * the outermost frame fills them, and never past the end of its
-	 * batch, so they are always gone when a frame returns to the event
-	 * loop. drained: that read found the socket empty after them. */
-	struct {
-		unsigned int count, first;
-		bool drained;
-		struct {
-			ssize_t len;
-			size_t nfds;
-			bool lost;
-			int fds[DMB_WIRE_MAX_FDS];
-			uint8_t buf[DMB_WIRE_MAX_MSG];
-		} pkt[DMB_PEER_READ_AHEAD];
-	} next;
 	uint64_t next_id;
 	uint64_t last_client_id;	/* the last IMPORT id it chose (v3) */
 	/* IMPORTs still to check the long way after one whose fd was not the
@@ -125,10 +109,28 @@ struct dmb_peer {
 	/* MOVE_NOTIFY events that found the socket full: sent when it has
 	 * room again (EPOLLOUT), so a slow peer never blocks the exporter. */
 	unsigned int notifies_pending;
+	/* The packets after the first of one read (peer_handle_one()),
+	 * handled in order before anything else is read from this peer; only
+	 * the outermost frame fills them, and never past the end of its
+	 * batch, so they are always gone when a frame returns to the event
+	 * loop. drained: that read found the socket empty after them. Last,
+	 * so a new peer zeroes only what comes before pkt (12 KiB less). */
+	struct {
+		unsigned int count, first;
+		bool drained;
+		struct {
+			ssize_t len;
+			size_t nfds;
+			bool lost;
+			int fds[DMB_WIRE_MAX_FDS];
+			uint8_t buf[DMB_WIRE_MAX_MSG];
+		} pkt[DMB_PEER_READ_AHEAD];
+	} next;
 };
 
 struct dmb_endpoint {
 	int fd;
+	pid_t pid;		/* this process's, in its name and HELLO_REPLY */
 	struct dmb_source src;
 	char name[DMB_ENDPOINT_NAME_MAX];
 	LIST_HEAD(, dmb_peer) peers;
@@ -208,13 +210,21 @@ struct dmb_conn {
 	bool dead;		/* the exporter went away, or was given up */
 	bool warned_silent;	/* the "is it serving?" warning was given */
 	bool exporter_is_us;	/* the endpoint is in this process */
-	bool blocking;		/* fd is blocking, SO_RCVTIMEO set */
-	/* HELLO sent, its answer not taken in yet (dmb_conn_ready()); until
+	bool blocking;		/* fd is blocking, SO_RCVTIMEO set (at the
+				 * first wait that blocks in recvmsg()) */
+	bool blocking_failed;	/* it could not be: waits poll */
+	/* HELLO sent, its answer not applied yet (dmb_conn_ready()); until
 	 * then version, limits and exporter_is_us are guesses. hello_err:
-	 * the handshake's failure, for the first call after it. */
+	 * the handshake's failure, for the first call after it. The answer
+	 * is taken in by whichever read meets it (hello_answered,
+	 * hello_status, hello_reply), and applied by the first frame that
+	 * waits for it and returns. */
 	bool hello_pending;
+	bool hello_answered;
+	int hello_status;
 	int hello_err;
-	struct dmb_msg hello_req;
+	uint64_t hello_serial;
+	struct dmb_wire_hello_reply hello_reply;
 	unsigned int users;	/* proxies using this connection */
 	/* Attachments of this connection's proxies: a one-way ATTACH goes
 	 * only far below the exporter's max_attachments. */
@@ -270,6 +280,8 @@ void dmb_conns_destroy(struct dmabuf_ctx *ctx);
 int dmb_conn_call(struct dmb_conn *conn, struct dmb_msg *req, struct dmb_msg *reply);
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t dmb_now_ms(void);
+/* getpid(), asked once per process (again in a forked child). */
+pid_t dmb_self_pid(void);
 /* Waits until @fd (a sync file) is readable or @deadline (dmb_now_ms()
  * time) passes, serving this process's contexts as a waiting call does: the
  * fence's signaller may be a request to one of them. The lock is dropped

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Syscalls per first import including connect and handshake, both processes.
+
+Runs tests/syscall-connect (see its header: per cycle a fresh importer
+context, dmabuf_recv_fd, dmabuf_get that connects and says HELLO,
+dmabuf_put, close, a reply byte, the context destroyed; the exporter serves
+from its own poll loop) under `strace -f` for two cycle counts and divides
+the difference of the counts by the difference of the cycles, so start-up
+and tear-down cancel out. Counts two things: every call of both processes
+(the whole cycle: the fresh context, the connect, the exporter's accept,
+HELLO and the connection's close), and the calls between each process's
+marks (a faccessat() of /dmabuf-syscall-mark/begin and .../end: the part
+bench-handoff's `connect` kind times, from the exporter's send to the
+consumer's reply). Prints both per syscall, and the exporter's wake-ups
+(its poll() calls) in the timed part; fails when either total exceeds its
+bound. A count, never a time: stable on a loaded machine. Skipped (77)
+without strace, when ptrace is not allowed, or in a sanitizer build.
+
+usage: check-connect-syscalls.py SYSCALL-CONNECT-EXE [B_SANITIZE]
+"""
+import re
+import sys
+
+from stracecount import per_unit, show, skip_reason, trace
+
+# Before issue 11's connect work (main e5b2f4d): 31.0 to 31.2 timed
+# (importer 16: socket, connect, fcntl and setsockopt to make it blocking,
+# getpid, the HELLO; exporter 15 in three wake-ups: the accept, with an
+# accept4 that finds EAGAIN, the HELLO, the reply), 50.0 to 50.2 per whole
+# cycle. Now 23.8 to 24.2 timed (importer 13: socket, connect, HELLO;
+# exporter 11 in two wake-ups: accept + HELLO, the reply) and 42.8 to 43.2
+# per whole cycle. The slack covers the calls that depend on timing: when
+# the HELLO is not there yet at the accept, the exporter's read finds
+# EAGAIN and the HELLO is one more wake-up (poll, epoll_wait, recvmmsg).
+MAX_TIMED = 27
+MAX_CYCLE = 46
+N1, N2 = 10, 30
+MARK = '/dmabuf-syscall-mark/'
+LINE = re.compile(r'^(\d+)\s+(?:<\.\.\. (\w+) resumed>|(\w+)\()')
+
+
+def count(exe, n):
+    text = trace([exe, str(n)], [])
+    state, calls, marks, first = {}, {}, 0, None
+    for line in text.splitlines():
+        m = LINE.match(line)
+        if not m or m.group(2):
+            continue        # not a call, or the rest of one counted
+        pid, name = m.group(1), m.group(3)
+        first = first or pid    # the parent: the exporter
+        side = 'exporter' if pid == first else 'importer'
+        if MARK not in line:
+            calls['all ' + name] = calls.get('all ' + name, 0) + 1
+        if MARK + 'begin' in line:
+            state[pid] = True
+            marks += 1
+        elif MARK + 'end' in line:
+            state[pid] = False
+            marks += 1
+        elif state.get(pid):
+            key = f'{side} {name}'
+            calls[key] = calls.get(key, 0) + 1
+    if marks != 4 * n:
+        print(f'{marks} marks in the trace, want {4 * n} (2 per process and cycle)')
+        sys.exit(1)
+    return calls
+
+
+def main():
+    if len(sys.argv) < 2:
+        print(__doc__)
+        return 2
+    exe = sys.argv[1]
+    why = skip_reason(sys.argv[2] if len(sys.argv) > 2 else None)
+    if why:
+        print('SKIP:', why)
+        return 77
+    per = per_unit(lambda n: count(exe, n), N1, N2)
+    whole = {k[4:]: v for k, v in per.items() if k.startswith('all ')}
+    timed = {k: v for k, v in per.items() if not k.startswith('all ')}
+    sides = {s: sum(v for k, v in timed.items() if k.startswith(s + ' '))
+             for s in ('importer', 'exporter')}
+    total_timed, total_cycle = sum(timed.values()), sum(whole.values())
+    print('timed part (exporter: dmabuf_send_fd to the reply; importer: '
+          'dmabuf_recv_fd to its reply), per connect:')
+    show(timed, '  ')
+    print(f'  importer {sides["importer"]:.2f}, exporter {sides["exporter"]:.2f}, '
+          f'exporter wake-ups (poll) {timed.get("exporter poll", 0):.2f}')
+    print('whole cycle (fresh context, connect, HELLO, close), per connect:')
+    show(whole, '  ')
+    print(f'syscalls per first connect (both processes): timed {total_timed:.2f} '
+          f'(bound {MAX_TIMED}), whole cycle {total_cycle:.2f} (bound {MAX_CYCLE})')
+    if total_timed > MAX_TIMED or total_cycle > MAX_CYCLE:
+        print('FAIL: a change added syscalls to the connect path')
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

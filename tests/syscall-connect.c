@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A first import including connect and handshake, N times, for
+ * tests/check-connect-syscalls.py to count under `strace -f`: the `connect`
+ * kind of bench/bench-handoff.c. The parent exports one buffer and keeps
+ * it. Per cycle the child (another process) makes a fresh context and says
+ * it is ready (one byte); the parent sends the buffer's fd
+ * (dmabuf_send_fd); the child receives it, imports it (dmabuf_get:
+ * connect, HELLO, IMPORT), puts it, closes the fd and replies one byte,
+ * then, once the parent has taken the reply, destroys the context (the
+ * connection closes: the exporter's tear-down is never in the timed part). The parent serves
+ * its context from its own poll loop (dmabuf_ctx_dispatch) throughout, so
+ * every syscall is on one thread per process.
+ *
+ * Each process marks the part the benchmark times (the parent: from its
+ * send to the reply; the child: from its receive to its reply) with a
+ * faccessat() of a path that cannot exist (MARK_BEGIN, MARK_END), so the
+ * checker counts those calls apart from the whole cycle's.
+ *
+ * usage: syscall-connect N   (exit 0 when all N cycles completed correctly)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "dmabuf.h"
+#include "dmabuf-scm.h"
+
+#define SIZE (64u << 10)
+#define MARK_BEGIN "/dmabuf-syscall-mark/begin"
+#define MARK_END "/dmabuf-syscall-mark/end"
+
+#define CHECK(x) do { long r_ = (long)(x); if (r_ < 0) { \
+	fprintf(stderr, "%s:%d: %s = %ld\n", __FILE__, __LINE__, #x, r_); \
+	exit(1); } } while (0)
+
+static unsigned long releases;
+static int priv_state;
+
+static void op_release(struct dmabuf *buf)
+{
+	(void)buf;
+	releases++;
+}
+
+static const struct dmabuf_ops ops = {
+	.version = DMABUF_OPS_VERSION,
+	.map = dmabuf_backing_map,
+	.unmap = dmabuf_backing_unmap,
+	.release = op_release,
+	.vmap = dmabuf_backing_vmap,
+	.vunmap = dmabuf_backing_vunmap,
+};
+
+static void mark(const char *path)
+{
+	(void)faccessat(AT_FDCWD, path, F_OK, 0);
+}
+
+static int consumer(int sock, unsigned long n)
+{
+	for (unsigned long i = 0; i < n; i++) {
+		struct dmabuf_ctx *ctx;
+		struct dmabuf *buf;
+		uint8_t pl[8];
+		size_t len;
+		int fd;
+
+		CHECK(dmabuf_ctx_new(NULL, &ctx));
+		if (write(sock, "", 1) != 1)	/* ready */
+			return 1;
+		mark(MARK_BEGIN);
+		CHECK(dmabuf_recv_fd(sock, &fd, pl, sizeof(pl), &len));
+		CHECK(dmabuf_get(ctx, fd, &buf));
+		if (dmabuf_get_size(buf) != SIZE)
+			return 1;
+		CHECK(dmabuf_put(buf));
+		close(fd);
+		if (write(sock, "", 1) != 1)
+			return 1;
+		mark(MARK_END);
+		if (read(sock, pl, 1) != 1)	/* the parent took the reply */
+			return 1;
+		CHECK(dmabuf_ctx_destroy(ctx));
+	}
+	return 0;
+}
+
+/* Serves ctx until the consumer's next byte. */
+static void serve(struct dmabuf_ctx *ctx, int sock)
+{
+	struct pollfd p[2] = {
+		{ .fd = sock, .events = POLLIN },
+		{ .fd = dmabuf_ctx_get_fd(ctx), .events = POLLIN },
+	};
+
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			CHECK(-errno);
+		}
+		if (p[1].revents)
+			CHECK(dmabuf_ctx_dispatch(ctx));
+		if (p[0].revents) {
+			char c;
+
+			if (read(sock, &c, 1) != 1)
+				exit(1);
+			return;
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 0) : 10;
+	struct dmabuf_export_info info = {
+		.exp_name = "syscall-connect", .ops = &ops, .size = SIZE,
+		.flags = O_RDWR, .priv = &priv_state, .alloc = DMABUF_ALLOC_SYSTEM,
+	};
+	struct dmabuf_ctx *ctx;
+	struct dmabuf *buf;
+	int sp[2], status, fd;
+	pid_t pid;
+
+	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp));
+	pid = fork();
+	CHECK(pid);
+	if (pid == 0) {
+		close(sp[0]);
+		_exit(consumer(sp[1], n));
+	}
+	close(sp[1]);
+	CHECK(dmabuf_ctx_new(NULL, &ctx));
+	CHECK(dmabuf_export(ctx, &info, &buf));
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	CHECK(fd);
+	for (unsigned long i = 0; i < n; i++) {
+		serve(ctx, sp[0]);	/* the fresh context is ready */
+		mark(MARK_BEGIN);
+		CHECK(dmabuf_send_fd(sp[0], fd, "connect", 8));
+		serve(ctx, sp[0]);
+		mark(MARK_END);
+		if (write(sp[0], "", 1) != 1)	/* the child may go on */
+			return 1;
+	}
+	/* The last connection's close, then the buffer's release. */
+	close(sp[0]);
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status))
+		return 1;
+	CHECK(dmabuf_put(buf));
+	close(fd);
+	while (!releases) {
+		struct pollfd p = { .fd = dmabuf_ctx_get_fd(ctx), .events = POLLIN };
+
+		CHECK(poll(&p, 1, -1));
+		CHECK(dmabuf_ctx_dispatch(ctx));
+	}
+	return dmabuf_ctx_destroy(ctx) == 0 && releases == 1 ? 0 : 1;
+}
