@@ -14,6 +14,12 @@
  *                 read, writes efd2; A reads it).                 target 1.1x
  *   wake-up, eventfd reply  the same, but B replies on efd2 as the baseline
  *                 does: isolates the signal path from the reply channel.
+ *   raw socket    the kernel part of the library's signal without its code:
+ *                 A sends a record of the library's size into a stream
+ *                 socketpair of its own per wake-up (handed over untimed),
+ *                 B waits in a blocking MSG_PEEK and replies on efd2. The
+ *                 floor of a signal that is a unix-socket send: the
+ *                 library's eventfd-reply figure is also printed against it.
  *   hand-over     per fence, untimed in the wake-up: dmabuf_fence_new +
  *                 dmabuf_sync_file_export + dmabuf_send_fd, B dmabuf_recv_fd;
  *                 vs eventfd() + raw SCM_RIGHTS + recvmsg.
@@ -32,7 +38,15 @@
  * the timed loop (getrusage user + system, A's and B's, per wake-up), and
  * its ratio to the baseline's: other processes' load on the machine
  * stretches the wall time of a ping-pong but hardly what it costs the two
- * processes themselves.
+ * processes themselves. And the context switches per wake-up of A and B
+ * (getrusage, all threads; voluntary + involuntary), for every kind: 2
+ * when each process is switched in once per wake-up and no other thread.
+ *
+ * After its timed loop B sends its usage and then blocks until A stopped
+ * its clock before it does anything else (checks, closes): on one CPU
+ * B's work after its last reply would otherwise run before A's last
+ * wake-up, inside A's timed loop (a slice of it under CFS, all of it
+ * under SCHED_FIFO).
  *
  * Both processes run on one CPU (as bench-remote does: on a small VM a
  * cross-CPU wake-up of an idle vCPU costs 20-60 us and varies, hiding the
