@@ -14,6 +14,12 @@
  *                 read, writes efd2; A reads it).                 target 1.1x
  *   wake-up, eventfd reply  the same, but B replies on efd2 as the baseline
  *                 does: isolates the signal path from the reply channel.
+ *   raw socket    the kernel part of the library's signal without its code:
+ *                 A sends a record of the library's size into a stream
+ *                 socketpair of its own per wake-up (handed over untimed),
+ *                 B waits in a blocking MSG_PEEK and replies on efd2. The
+ *                 floor of a signal that is a unix-socket send: the
+ *                 library's eventfd-reply figure is also printed against it.
  *   hand-over     per fence, untimed in the wake-up: dmabuf_fence_new +
  *                 dmabuf_sync_file_export + dmabuf_send_fd, B dmabuf_recv_fd;
  *                 vs eventfd() + raw SCM_RIGHTS + recvmsg.
@@ -32,7 +38,15 @@
  * the timed loop (getrusage user + system, A's and B's, per wake-up), and
  * its ratio to the baseline's: other processes' load on the machine
  * stretches the wall time of a ping-pong but hardly what it costs the two
- * processes themselves.
+ * processes themselves. And the context switches per wake-up of A and B
+ * (getrusage, all threads; voluntary + involuntary), for every kind: 2
+ * when each process is switched in once per wake-up and no other thread.
+ *
+ * After its timed loop B sends its usage and then blocks until A stopped
+ * its clock before it does anything else (checks, closes): on one CPU
+ * B's work after its last reply would otherwise run before A's last
+ * wake-up, inside A's timed loop (a slice of it under CFS, all of it
+ * under SCHED_FIFO).
  *
  * Both processes run on one CPU (as bench-remote does: on a small VM a
  * cross-CPU wake-up of an idle vCPU costs 20-60 us and varies, hiding the
@@ -61,7 +75,15 @@
 #define N_MERGE 2000
 #define N_SFMERGE 1000
 
-enum cmd { C_RAW = 1, C_FENCE_SOCK, C_FENCE_EFD, C_RECV_FENCES, C_RECV_RAW, C_QUIT };
+enum cmd {
+	C_RAW = 1, C_FENCE_SOCK, C_FENCE_EFD, C_RECV_FENCES, C_RECV_RAW, C_RECV_SOCKS,
+	C_SOCK_PEEK, C_QUIT
+};
+
+/* The raw socket signal: a record of the library's size (struct
+ * dmb_sf_record: magic, error, timestamp, context, seqno, two names,
+ * nchildren, pad), sent into a stream socketpair of its own per wake-up. */
+#define RAW_RECORD 104
 
 struct ctl_msg {
 	uint32_t cmd, n;
@@ -69,31 +91,61 @@ struct ctl_msg {
 
 static int ctl_fd, data_fd, efd_ab, efd_ba;
 
-/* CPU time (user + system) of this process, ns. */
-static uint64_t cpu_ns(void)
+/* What a timed loop cost one process: CPU time (user + system, ns) and
+ * context switches (voluntary: it blocked; involuntary: it was preempted),
+ * all its threads together. */
+struct usage {
+	uint64_t cpu_ns, vcsw, ivcsw;
+};
+
+static struct usage usage_now(void)
 {
 	struct rusage ru;
 
 	if (getrusage(RUSAGE_SELF, &ru) < 0)
 		BENCH_FAIL("getrusage: %s", strerror(errno));
-	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
-	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
+	return (struct usage){
+		.cpu_ns = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
+			  (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull,
+		.vcsw = (uint64_t)ru.ru_nvcsw,
+		.ivcsw = (uint64_t)ru.ru_nivcsw,
+	};
 }
 
-/* B's CPU time of a timed loop, sent to A on the control socket after it. */
-static void cpu_send(uint64_t ns)
+static struct usage usage_since(struct usage u0)
 {
-	if (send(ctl_fd, &ns, sizeof(ns), MSG_NOSIGNAL) != (ssize_t)sizeof(ns))
+	struct usage u = usage_now();
+
+	return (struct usage){ u.cpu_ns - u0.cpu_ns, u.vcsw - u0.vcsw, u.ivcsw - u0.ivcsw };
+}
+
+/* B's usage of a timed loop, sent to A on the control socket after it. */
+static void usage_send(struct usage u)
+{
+	if (send(ctl_fd, &u, sizeof(u), MSG_NOSIGNAL) != (ssize_t)sizeof(u))
 		BENCH_FAIL("ctl send: %s", strerror(errno));
 }
 
-static uint64_t cpu_recv(void)
+static struct usage usage_recv(void)
 {
-	uint64_t ns;
+	struct usage u;
 
-	if (recv(ctl_fd, &ns, sizeof(ns), 0) != (ssize_t)sizeof(ns))
+	if (recv(ctl_fd, &u, sizeof(u), 0) != (ssize_t)sizeof(u))
 		BENCH_FAIL("ctl recv: %s", strerror(errno));
-	return ns;
+	return u;
+}
+
+/* Per wake-up, both processes: CPU ns, and context switches of A and B. */
+struct wake_cost {
+	double cpu, cs_a, cs_b, ivcs;
+};
+
+static void wake_cost(struct usage a, struct usage b, uint32_t n, struct wake_cost *c)
+{
+	c->cpu = (double)(a.cpu_ns + b.cpu_ns) / n;
+	c->cs_a = (double)(a.vcsw + a.ivcsw) / n;
+	c->cs_b = (double)(b.vcsw + b.ivcsw) / n;
+	c->ivcs = (double)(a.ivcsw + b.ivcsw) / n;
 }
 
 static const char *drv_name(struct dmabuf_fence *f)
@@ -168,21 +220,42 @@ static int b_main(void)
 			BENCH_FAIL("ctl recv: %s", strerror(errno));
 		switch (m.cmd) {
 		case C_RAW: {
-			uint64_t c0 = cpu_ns();
+			struct usage u0 = usage_now();
 
 			for (uint32_t i = 0; i < m.n; i++) {
 				efd_read(efd_ab);
 				efd_write(efd_ba);
 			}
-			cpu_send(cpu_ns() - c0);
+			usage_send(usage_since(u0));
+			break;
+		}
+		case C_SOCK_PEEK: {
+			struct usage u0 = usage_now();
+			char rec[RAW_RECORD];
+
+			if (m.n != nfds)
+				BENCH_FAIL("%u sockets asked, %u held", m.n, nfds);
+			/* As dmabuf_sync_file_wait(fd, -1): a blocking peek. */
+			for (uint32_t i = 0; i < m.n; i++) {
+				if (recv(fds[i], rec, sizeof(rec), MSG_PEEK) != (ssize_t)sizeof(rec))
+					BENCH_FAIL("socket peek: %s", strerror(errno));
+				efd_write(efd_ba);
+			}
+			usage_send(usage_since(u0));
+			bench_recv_byte(data_fd);	/* A stopped its clock */
+			for (uint32_t i = 0; i < nfds; i++)
+				close(fds[i]);
+			nfds = 0;
+			bench_send_byte(data_fd);
 			break;
 		}
 		case C_RECV_FENCES:
 		case C_RECV_RAW:
+		case C_RECV_SOCKS:
 			if (m.n > N_WAKE)
 				BENCH_FAIL("too many fds");
 			for (uint32_t i = 0; i < m.n; i++) {
-				if (m.cmd == C_RECV_RAW) {
+				if (m.cmd != C_RECV_FENCES) {
 					fds[i] = raw_recv_fd(data_fd, i);
 				} else {
 					uint32_t seq;
@@ -204,7 +277,7 @@ static int b_main(void)
 			break;
 		case C_FENCE_SOCK:
 		case C_FENCE_EFD: {
-			uint64_t c0 = cpu_ns();
+			struct usage u0 = usage_now();
 
 			if (m.n != nfds)
 				BENCH_FAIL("%u fences asked, %u held", m.n, nfds);
@@ -218,8 +291,12 @@ static int b_main(void)
 				else
 					efd_write(efd_ba);
 			}
-			cpu_send(cpu_ns() - c0);
-			/* Untimed: each signalled without error, with its record. */
+			usage_send(usage_since(u0));
+			/* Untimed, once A stopped its clock (waiting here, so that
+			 * A's last wake-up is not held behind this work on a
+			 * shared CPU): each signalled without error, with its
+			 * record. */
+			bench_recv_byte(data_fd);
 			for (uint32_t i = 0; i < nfds; i++) {
 				int status = 0;
 
@@ -242,21 +319,67 @@ static int b_main(void)
 
 /* ---- A: the signaller -------------------------------------------------------- */
 
-/* Returns ns per wake-up; *cpu: CPU ns of both processes per wake-up. */
-static double a_raw_round(uint32_t n, double *cpu)
+/* Returns ns per wake-up; *c: what it cost both processes per wake-up. */
+static double a_raw_round(uint32_t n, struct wake_cost *c)
 {
-	uint64_t t0, c0, t, c;
+	struct usage u0;
+	uint64_t t0, t;
 
 	ctl_send(C_RAW, n);
 	t0 = bench_now_ns();
-	c0 = cpu_ns();
+	u0 = usage_now();
 	for (uint32_t i = 0; i < n; i++) {
 		efd_write(efd_ab);
 		efd_read(efd_ba);
 	}
-	c = cpu_ns() - c0;
+	u0 = usage_since(u0);
 	t = bench_now_ns() - t0;
-	*cpu = (double)(c + cpu_recv()) / n;
+	wake_cost(u0, usage_recv(), n, c);
+	return (double)t / n;
+}
+
+/*
+ * The kernel part of the library's signal alone: per wake-up A sends a
+ * record into a stream socketpair of its own (made and handed over
+ * before the clock, as a sync file is), B waits for it in a blocking
+ * MSG_PEEK and writes efd_ba, A reads it: the same 4 syscalls as the
+ * library's wake-up with eventfd reply, without its code.
+ */
+static double a_sock_round(uint32_t n, struct wake_cost *c)
+{
+	static int w[N_WAKE];
+	char rec[RAW_RECORD];
+	struct usage u0;
+	uint64_t t0, t;
+
+	memset(rec, 0x5a, sizeof(rec));
+	ctl_send(C_RECV_SOCKS, n);
+	for (uint32_t i = 0; i < n; i++) {
+		int sv[2];
+
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+			BENCH_FAIL("socketpair: %s", strerror(errno));
+		raw_send_fd(data_fd, sv[0], i);
+		close(sv[0]);
+		w[i] = sv[1];
+	}
+	bench_recv_byte(data_fd);
+	ctl_send(C_SOCK_PEEK, n);
+	t0 = bench_now_ns();
+	u0 = usage_now();
+	for (uint32_t i = 0; i < n; i++) {
+		if (send(w[i], rec, sizeof(rec), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+		    (ssize_t)sizeof(rec))
+			BENCH_FAIL("socket send: %s", strerror(errno));
+		efd_read(efd_ba);
+	}
+	u0 = usage_since(u0);
+	t = bench_now_ns() - t0;
+	wake_cost(u0, usage_recv(), n, c);
+	bench_send_byte(data_fd);	/* clock stopped: B may close */
+	bench_recv_byte(data_fd);	/* B closed its ends */
+	for (uint32_t i = 0; i < n; i++)
+		close(w[i]);
 	return (double)t / n;
 }
 
@@ -296,15 +419,17 @@ static double a_hand_over_raw(uint32_t n)
 	return (double)(bench_now_ns() - t0) / n;
 }
 
-static double a_fence_round(uint32_t n, bool efd_reply, double *hand_over, double *cpu)
+static double a_fence_round(uint32_t n, bool efd_reply, double *hand_over,
+			    struct wake_cost *c)
 {
 	static struct dmabuf_fence *f[N_WAKE];
-	uint64_t t0, c0, t, c;
+	struct usage u0;
+	uint64_t t0, t;
 
 	*hand_over = a_hand_over(f, n, dmabuf_fence_context_alloc(1));
 	ctl_send(efd_reply ? C_FENCE_EFD : C_FENCE_SOCK, n);
 	t0 = bench_now_ns();
-	c0 = cpu_ns();
+	u0 = usage_now();
 	for (uint32_t i = 0; i < n; i++) {
 		BENCH_CHECK(dmabuf_fence_signal(f[i]));
 		if (efd_reply)
@@ -312,9 +437,10 @@ static double a_fence_round(uint32_t n, bool efd_reply, double *hand_over, doubl
 		else
 			bench_recv_byte(data_fd);
 	}
-	c = cpu_ns() - c0;
+	u0 = usage_since(u0);
 	t = bench_now_ns() - t0;
-	*cpu = (double)(c + cpu_recv()) / n;
+	wake_cost(u0, usage_recv(), n, c);
+	bench_send_byte(data_fd);	/* clock stopped: B may check */
 	bench_recv_byte(data_fd);	/* B checked and closed its fds */
 	for (uint32_t i = 0; i < n; i++)
 		dmabuf_fence_put(f[i]);
@@ -488,11 +614,52 @@ static void lines(const char *name, double lib, double base)
 	lines_t(name, lib, base, 0);
 }
 
+/* Median of each figure over the rounds (each sorted on its own). */
+static struct wake_cost cost_median(const struct wake_cost *c)
+{
+	double v[4][ROUNDS];
+	struct wake_cost m;
+
+	for (int r = 0; r < ROUNDS; r++) {
+		v[0][r] = c[r].cpu;
+		v[1][r] = c[r].cs_a;
+		v[2][r] = c[r].cs_b;
+		v[3][r] = c[r].ivcs;
+	}
+	m.cpu = bench_median(v[0], ROUNDS);
+	m.cs_a = bench_median(v[1], ROUNDS);
+	m.cs_b = bench_median(v[2], ROUNDS);
+	m.ivcs = bench_median(v[3], ROUNDS);
+	return m;
+}
+
+static void cs_row(const char *what, const struct wake_cost *c)
+{
+	printf("  %-40s %6.2f  (A %.2f, B %.2f; involuntary %.2f)\n", what,
+	       c->cs_a + c->cs_b, c->cs_a, c->cs_b, c->ivcs);
+}
+
+/* Context switches of both processes per wake-up, and the baseline's. */
+static void cs_lines(const char *name, const struct wake_cost *lib,
+		     const struct wake_cost *base)
+{
+	char key[96];
+
+	bench_line(BENCH, name, lib->cs_a + lib->cs_b, "count");
+	snprintf(key, sizeof(key), "%s_baseline", name);
+	bench_line(BENCH, key, base->cs_a + base->cs_b, "count");
+	snprintf(key, sizeof(key), "%s_involuntary", name);
+	bench_line(BENCH, key, lib->ivcs, "count");
+}
+
 int main(void)
 {
 	static const unsigned int merge_k[3] = { 2, 8, 64 };
-	double raw[ROUNDS], sock[ROUNDS], efd[ROUNDS], ho[ROUNDS], ho_raw[ROUNDS], dummy;
-	double c_raw[ROUNDS], c_sock[ROUNDS], c_efd[ROUNDS], m_craw, m_csock, m_cefd;
+	double raw[ROUNDS], sock[ROUNDS], efd[ROUNDS], rsock[ROUNDS], ho[ROUNDS], ho_raw[ROUNDS];
+	double dummy;
+	struct wake_cost c_raw[ROUNDS], c_sock[ROUNDS], c_efd[ROUNDS], c_rsock[ROUNDS], cdummy;
+	struct wake_cost m_craw, m_csock, m_cefd, m_crsock;
+	double m_rsock;
 	double l_efd[ROUNDS], l_fence[ROUNDS], l_tl[ROUNDS], mg[3][ROUNDS];
 	double sp[ROUNDS], exp_[ROUNDS], sfm[ROUNDS];
 	double m_raw, m_sock, m_efd, m_ho, m_ho_raw, m_lefd, m_lfence, m_ltl, m_mg[3];
@@ -536,13 +703,15 @@ int main(void)
 	close(data[1]);
 
 	/* warm-up */
-	a_raw_round(100, &dummy);
-	a_fence_round(100, false, &dummy, &dummy);
+	a_raw_round(100, &cdummy);
+	a_fence_round(100, false, &dummy, &cdummy);
+	a_sock_round(100, &cdummy);
 	a_hand_over_raw(100);
 	for (int r = 0; r < ROUNDS; r++) {
 		raw[r] = a_raw_round(N_WAKE, &c_raw[r]);
 		sock[r] = a_fence_round(N_WAKE, false, &ho[r], &c_sock[r]);
 		efd[r] = a_fence_round(N_WAKE, true, &dummy, &c_efd[r]);
+		rsock[r] = a_sock_round(N_WAKE, &c_rsock[r]);
 		ho_raw[r] = a_hand_over_raw(N_WAKE);
 	}
 	ctl_send(C_QUIT, 0);
@@ -566,9 +735,11 @@ int main(void)
 	m_raw = bench_median(raw, ROUNDS);
 	m_sock = bench_median(sock, ROUNDS);
 	m_efd = bench_median(efd, ROUNDS);
-	m_craw = bench_median(c_raw, ROUNDS);
-	m_csock = bench_median(c_sock, ROUNDS);
-	m_cefd = bench_median(c_efd, ROUNDS);
+	m_rsock = bench_median(rsock, ROUNDS);
+	m_craw = cost_median(c_raw);
+	m_csock = cost_median(c_sock);
+	m_cefd = cost_median(c_efd);
+	m_crsock = cost_median(c_rsock);
 	m_ho = bench_median(ho, ROUNDS);
 	m_ho_raw = bench_median(ho_raw, ROUNDS);
 	m_lefd = bench_median(l_efd, ROUNDS);
@@ -587,8 +758,11 @@ int main(void)
 	       "baseline is", "target");
 	row("signal -> B wakes, replies on socket", m_sock, m_raw, "eventfd ping-pong", 1.1);
 	row("signal -> B wakes, replies on eventfd", m_efd, m_raw, "eventfd ping-pong", 1.1);
-	row("CPU of both: socket reply", m_csock, m_craw, "eventfd ping-pong CPU", 0);
-	row("CPU of both: eventfd reply", m_cefd, m_craw, "eventfd ping-pong CPU", 0);
+	row("raw socket: send record, peek, eventfd", m_rsock, m_raw, "eventfd ping-pong", 0);
+	row("library eventfd reply vs raw socket", m_efd, m_rsock, "raw socket signal", 0);
+	row("CPU of both: socket reply", m_csock.cpu, m_craw.cpu, "eventfd ping-pong CPU", 0);
+	row("CPU of both: eventfd reply", m_cefd.cpu, m_craw.cpu, "eventfd ping-pong CPU", 0);
+	row("CPU of both: raw socket", m_crsock.cpu, m_craw.cpu, "eventfd ping-pong CPU", 0);
 	row("hand-over: new + export + send + recv", m_ho, m_ho_raw, "eventfd + SCM_RIGHTS", 0);
 	row("fence_new + signal + put", m_lfence, m_lefd, "eventfd + write + close", 0);
 	row("timeline create_fence + inc + put", m_ltl, m_lefd, "eventfd + write + close", 0);
@@ -600,12 +774,24 @@ int main(void)
 	}
 	row("new + sync_file_export + signal + put", m_exp, m_sp, "socketpair + 2 close", 0);
 	row("sync_file_merge of 2 fds (+ close)", m_sfm, m_sp, "socketpair + 2 close", 0);
+	printf("\n  context switches per wake-up (getrusage, voluntary + involuntary;\n"
+	       "  signaller A, waiter B, of which involuntary):\n");
+	cs_row("eventfd ping-pong", &m_craw);
+	cs_row("library, socket reply", &m_csock);
+	cs_row("library, eventfd reply", &m_cefd);
+	cs_row("raw socket signal, eventfd reply", &m_crsock);
 	printf("\n");
 
 	lines_t("wake_socket_reply", m_sock, m_raw, 1.1);
 	lines_t("wake_eventfd_reply", m_efd, m_raw, 1.1);
-	lines("wake_socket_reply_cpu", m_csock, m_craw);
-	lines("wake_eventfd_reply_cpu", m_cefd, m_craw);
+	lines("wake_socket_reply_cpu", m_csock.cpu, m_craw.cpu);
+	lines("wake_eventfd_reply_cpu", m_cefd.cpu, m_craw.cpu);
+	lines("wake_raw_socket", m_rsock, m_raw);
+	lines("wake_raw_socket_cpu", m_crsock.cpu, m_craw.cpu);
+	bench_line(BENCH, "wake_eventfd_reply_vs_raw_socket", m_efd / m_rsock, "x");
+	cs_lines("wake_eventfd_reply_cswitch", &m_cefd, &m_craw);
+	cs_lines("wake_socket_reply_cswitch", &m_csock, &m_craw);
+	cs_lines("wake_raw_socket_cswitch", &m_crsock, &m_craw);
 	lines("hand_over", m_ho, m_ho_raw);
 	lines("fence_life", m_lfence, m_lefd);
 	lines("timeline_life", m_ltl, m_lefd);

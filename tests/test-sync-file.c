@@ -942,6 +942,75 @@ static void test_unsignalled_release(void **state)
 	close(fd);
 }
 
+/* ---- names longer than a sync file holds ---------------------------------- */
+
+/* 40 characters: struct sync_fence_info keeps 31 and the NUL. */
+static const char long_driver[] = "driver-name-longer-than-the-field-0123456";
+static const char long_timeline[] = "timeline-name-longer-than-the-field-98765";
+
+static const char *long_driver_name(struct dmabuf_fence *f)
+{
+	return long_driver;
+}
+
+static const char *long_timeline_name(struct dmabuf_fence *f)
+{
+	return long_timeline;
+}
+
+static const struct dmabuf_fence_ops long_ops = {
+	.get_driver_name = long_driver_name,
+	.get_timeline_name = long_timeline_name,
+};
+
+static bool names_cut(const struct dmabuf_sync_fence_info *i)
+{
+	return strlen(i->driver_name) == DMABUF_SYNC_NAME_LEN - 1 &&
+	       strlen(i->obj_name) == DMABUF_SYNC_NAME_LEN - 1 &&
+	       !strncmp(i->driver_name, long_driver, DMABUF_SYNC_NAME_LEN - 1) &&
+	       !strncmp(i->obj_name, long_timeline, DMABUF_SYNC_NAME_LEN - 1);
+}
+
+/* Child: the names as the signaller's record carries them. */
+static int child_long_names(void *arg)
+{
+	struct dmabuf_sync_fence_info info;
+	int fd = recv_fd(*(int *)arg), status = 0;
+
+	child_check(fd >= 0);
+	child_check(dmabuf_sync_file_wait(fd, 10000) == 1);
+	child_check(dmabuf_sync_file_info(fd, &status, &info, 1) == 1 && status == 1);
+	child_check(names_cut(&info));
+	close(fd);
+	exit(0);
+}
+
+/* As the kernel's strscpy() into sync_fence_info: names are cut to 31
+ * bytes, in the exporting process and in another one. */
+static void test_long_names_cut(void **state)
+{
+	struct dmabuf_sync_fence_info info;
+	struct dmabuf_fence *f;
+	int sv[2], fd;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(dmabuf_fence_new(&long_ops, NULL, dmabuf_fence_context_alloc(1), 1, &f),
+			 0);
+	pid = harness_fork(child_long_names, &sv[1]);
+	close(sv[1]);
+	fd = dmabuf_sync_file_export(f);
+	assert_true(fd >= 0);
+	assert_int_equal(send_fd(sv[0], fd), 0);
+	assert_int_equal(dmabuf_sync_file_info(fd, NULL, &info, 1), 1);
+	assert_true(names_cut(&info));
+	assert_int_equal(dmabuf_fence_signal(f), 0);
+	assert_int_equal(harness_wait(pid), 0);
+	close(fd);
+	close(sv[0]);
+	dmabuf_fence_put(f);
+}
+
 /* ---- merge order and seqno order through sync files ---------------------- */
 
 /* SYNC_IOC_FILE_INFO lists a merge's fences sorted by context, as the
@@ -1340,6 +1409,7 @@ int main(void)
 		harness_test(test_stress_parallelism),
 		harness_test(test_stress_consumer),
 		harness_test(test_stress_merge),
+		harness_test(test_long_names_cut),
 		harness_test(test_merge_info_sorted),
 		harness_test(test_merge_wrap),
 		harness_test(test_closed_sync_files_cost_nothing),

@@ -193,6 +193,13 @@ static void fence_free(struct dmabuf_fence *f)
 	free(f);
 }
 
+/* Drops a reference the caller knows it holds (no liveness lookup). */
+static void fence_unref(struct dmabuf_fence *f)
+{
+	if (atomic_fetch_sub_explicit(&f->refcount, 1, memory_order_acq_rel) == 1)
+		fence_free(f);
+}
+
 DMABUF_EXPORT void dmabuf_fence_put(struct dmabuf_fence *f)
 {
 	if (!f)
@@ -201,8 +208,7 @@ DMABUF_EXPORT void dmabuf_fence_put(struct dmabuf_fence *f)
 		dmb_err(NULL, "dmabuf_fence_put: %p is not a live fence", (void *)f);
 		return;
 	}
-	if (atomic_fetch_sub_explicit(&f->refcount, 1, memory_order_acq_rel) == 1)
-		fence_free(f);
+	fence_unref(f);
 }
 
 void dmb_fence_attach_locked(struct dmabuf_fence *f, struct dmb_fence_attachment *a)
@@ -329,7 +335,8 @@ DMABUF_EXPORT int dmabuf_fence_signal(struct dmabuf_fence *f)
 	/* A fence that only its ops signal (an imported sync file). */
 	ret = f->flags & DMB_FENCE_FOREIGN ? -EINVAL
 					   : dmb_fence_signal_ts(f, 0, dmb_now_ns());
-	dmabuf_fence_put(f);
+	/* Our own reference: the lookup of dmabuf_fence_get() covered it. */
+	fence_unref(f);
 	return ret;
 }
 
