@@ -25,30 +25,7 @@
 
 #include "dmabuf.h"
 #include "dmabuf-scm.h"
-
-#define SIZE (64u << 10)
-
-#define CHECK(x) do { long r_ = (long)(x); if (r_ < 0) { \
-	fprintf(stderr, "%s:%d: %s = %ld\n", __FILE__, __LINE__, #x, r_); \
-	exit(1); } } while (0)
-
-static unsigned long releases;
-static int priv_state;
-
-static void op_release(struct dmabuf *buf)
-{
-	(void)buf;
-	releases++;
-}
-
-static const struct dmabuf_ops ops = {
-	.version = DMABUF_OPS_VERSION,
-	.map = dmabuf_backing_map,
-	.unmap = dmabuf_backing_unmap,
-	.release = op_release,
-	.vmap = dmabuf_backing_vmap,
-	.vunmap = dmabuf_backing_vunmap,
-};
+#include "syscall-common.h"
 
 static int consumer(int sock, unsigned long n)
 {

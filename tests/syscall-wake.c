@@ -40,18 +40,13 @@
 
 #include "dmabuf-fence.h"
 #include "dmabuf-scm.h"
+#include "syscall-common.h"
 
-#define MARK_BEGIN "/dmabuf-syscall-mark/begin"
-#define MARK_END "/dmabuf-syscall-mark/end"
 #define MAX_N 1000
 /* Switches beyond the bound a process may make over the counted phase (a
  * parked thread of an earlier phase ending its linger): far below one per
  * wake-up, which is what a change to the path would add. */
 #define CSW_SLACK 2
-
-#define CHECK(x) do { long r_ = (long)(x); if (r_ < 0) { \
-	fprintf(stderr, "%s:%d: %s = %ld\n", __FILE__, __LINE__, #x, r_); \
-	exit(1); } } while (0)
 
 static const char *names(struct dmabuf_fence *f)
 {
@@ -63,11 +58,6 @@ static const struct dmabuf_fence_ops fops = {
 	.get_driver_name = names,
 	.get_timeline_name = names,
 };
-
-static void mark(const char *path)
-{
-	(void)faccessat(AT_FDCWD, path, F_OK, 0);
-}
 
 /* Context switches so far: of the calling thread, and of every other
  * thread of the process (RUSAGE_SELF less RUSAGE_THREAD: live and
