@@ -19,10 +19,9 @@ without strace, when ptrace is not allowed, or in a sanitizer build.
 
 usage: check-connect-syscalls.py SYSCALL-CONNECT-EXE [B_SANITIZE]
 """
-import re
 import sys
 
-from stracecount import per_unit, show, skip_reason, trace
+from stracecount import lowest_total, marked_calls, per_unit, show, skip_reason, trace
 
 # Before issue 11's connect work (main e5b2f4d): 31.0 to 31.2 timed
 # (importer 16: socket, connect, fcntl and setsockopt to make it blocking,
@@ -36,35 +35,27 @@ from stracecount import per_unit, show, skip_reason, trace
 MAX_TIMED = 27
 MAX_CYCLE = 46
 N1, N2 = 10, 30
-MARK = '/dmabuf-syscall-mark/'
-LINE = re.compile(r'^(\d+)\s+(?:<\.\.\. (\w+) resumed>|(\w+)\()')
 
 
 def count(exe, n):
-    text = trace([exe, str(n)], [])
-    state, calls, marks, first = {}, {}, 0, None
-    for line in text.splitlines():
-        m = LINE.match(line)
-        if not m or m.group(2):
-            continue        # not a call, or the rest of one counted
-        pid, name = m.group(1), m.group(3)
-        first = first or pid    # the parent: the exporter
-        side = 'exporter' if pid == first else 'importer'
-        if MARK not in line:
-            calls['all ' + name] = calls.get('all ' + name, 0) + 1
-        if MARK + 'begin' in line:
-            state[pid] = True
-            marks += 1
-        elif MARK + 'end' in line:
-            state[pid] = False
-            marks += 1
-        elif state.get(pid):
-            key = f'{side} {name}'
-            calls[key] = calls.get(key, 0) + 1
+    calls, marks = marked_calls(trace([exe, str(n)], []))
     if marks != 4 * n:
         print(f'{marks} marks in the trace, want {4 * n} (2 per process and cycle)')
         sys.exit(1)
-    return calls
+    per = {}
+    first = calls[0][0] if calls else None  # the parent: the exporter
+    for pid, name, between in calls:
+        per['all ' + name] = per.get('all ' + name, 0) + 1
+        if between:
+            key = ('exporter ' if pid == first else 'importer ') + name
+            per[key] = per.get(key, 0) + 1
+    return per
+
+
+def totals(per):
+    """(timed, whole cycle) totals of per_unit(count)."""
+    return (sum(v for k, v in per.items() if not k.startswith('all ')),
+            sum(v for k, v in per.items() if k.startswith('all ')))
 
 
 def main():
@@ -76,7 +67,15 @@ def main():
     if why:
         print('SKIP:', why)
         return 77
-    per = per_unit(lambda n: count(exe, n), N1, N2)
+    def measure():
+        per = per_unit(lambda n: count(exe, n), N1, N2)
+        timed, cycle = totals(per)
+        # judged on the worse of the two, relative to its bound
+        per['total'] = max(timed - MAX_TIMED, cycle - MAX_CYCLE)
+        return per
+
+    per = lowest_total(measure, 0)
+    per.pop('total')
     whole = {k[4:]: v for k, v in per.items() if k.startswith('all ')}
     timed = {k: v for k, v in per.items() if not k.startswith('all ')}
     sides = {s: sum(v for k, v in timed.items() if k.startswith(s + ' '))

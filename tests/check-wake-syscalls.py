@@ -15,10 +15,9 @@ is not allowed, or in a sanitizer build.
 
 usage: check-wake-syscalls.py SYSCALL-WAKE-EXE [B_SANITIZE]
 """
-import re
 import sys
 
-from stracecount import per_unit, show, skip_reason, trace
+from stracecount import marked_calls, per_unit, show, skip_reason, trace
 
 # 5 before issue 11's wake-up work (signal: send; wait: getsockname + poll;
 # the eventfd write and read); 4 since the wait is one blocking peek at the
@@ -26,30 +25,18 @@ from stracecount import per_unit, show, skip_reason, trace
 # depends on timing.
 MAX_PER_WAKE = 4
 N1, N2 = 20, 60
-MARK = '/dmabuf-syscall-mark/'
-LINE = re.compile(r'^(\d+)\s+(?:<\.\.\. (\w+) resumed>|(\w+)\()')
 
 
 def count(exe, n):
-    text = trace([exe, str(n)], [])
-    state, calls, marks = {}, {}, 0
-    for line in text.splitlines():
-        m = LINE.match(line)
-        if not m or m.group(2):
-            continue        # not a call, or the rest of one counted
-        pid, name = m.group(1), m.group(3)
-        if MARK + 'begin' in line:
-            state[pid] = True
-            marks += 1
-        elif MARK + 'end' in line:
-            state[pid] = False
-            marks += 1
-        elif state.get(pid):
-            calls[name] = calls.get(name, 0) + 1
+    calls, marks = marked_calls(trace([exe, str(n)], []))
     if marks != 4:
         print(f'{marks} marks in the trace, want 4 (2 per process)')
         sys.exit(1)
-    return calls
+    per = {}
+    for _, name, between in calls:
+        if between:
+            per[name] = per.get(name, 0) + 1
+    return per
 
 
 def main():

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""What the syscall-count checks (check-syscalls.py, check-wake-syscalls.py,
-check-uapi-syscalls.py) share: the skips, one strace run, its summary, and
+"""What the syscall-count checks (check-*-syscalls.py) share: the skips, one strace run, its summary, and
 the per-unit difference of two runs (start-up and tear-down cancel out)."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +36,32 @@ def trace(cmd, strace_opts, env=None):
             sys.exit(1)
         with open(out) as f:
             return f.read()
+
+
+MARK = '/dmabuf-syscall-mark/'
+_LINE = re.compile(r'^(\d+)\s+(?:<\.\.\. (\w+) resumed>|(\w+)\()')
+
+
+def marked_calls(text):
+    """The calls of an `strace -f` trace (no -c), as (pid, name, between)
+    in order, `between` telling whether the call lies between its process's
+    marks (syscall-common.h: a faccessat() of MARK + 'begin' / 'end'; the
+    marks themselves left out), and the number of marks seen."""
+    state, calls, marks = {}, [], 0
+    for line in text.splitlines():
+        m = _LINE.match(line)
+        if not m or m.group(2):
+            continue        # not a call, or the rest of one counted
+        pid, name = m.group(1), m.group(3)
+        if MARK + 'begin' in line:
+            state[pid] = True
+            marks += 1
+        elif MARK + 'end' in line:
+            state[pid] = False
+            marks += 1
+        else:
+            calls.append((pid, name, bool(state.get(pid))))
+    return calls, marks
 
 
 def summary(cmd, env=None):

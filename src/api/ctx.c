@@ -98,11 +98,6 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 	ret = dmb_obj_add(ctx, DMB_OBJ_CTX);
 	if (ret < 0)
 		goto fail;
-	/* Best effort: without it every reopen walks /proc/self/fd/N. Once
-	 * the context is registered (nothing fails after this), so a fork
-	 * by another thread in between finds no context that only this
-	 * thread's stack points to. */
-	ctx->fd_dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	ctx->stats.phys_total = ctx->config.phys_size;
 	dmb_ctx_base_publish(ctx);
 	*out = ctx;

@@ -391,6 +391,19 @@ static bool spares_drop(struct dmabuf_ctx *ctx, int err)
 	return true;
 }
 
+int dmb_ctx_fd_dir(struct dmabuf_ctx *ctx)
+{
+	dmb_assert_locked(ctx);
+	if (ctx->fd_dir == -1) {
+		/* Best effort: without it every reopen walks /proc/self/fd/N. */
+		ctx->fd_dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		/* Out of fds: asked again next time, else never again. */
+		if (ctx->fd_dir < 0)
+			ctx->fd_dir = errno == EMFILE || errno == ENFILE ? -1 : -2;
+	}
+	return ctx->fd_dir >= 0 ? ctx->fd_dir : -1;
+}
+
 static int share(struct dmabuf *buf, bool trim)
 {
 	int fd, err;
@@ -401,9 +414,9 @@ static int share(struct dmabuf *buf, bool trim)
 	/* A real open, whose final close inotify reports, with the buffer's
 	 * access mode: a write-only file is O_WRONLY, so no holder can mmap
 	 * it (do_mmap() needs FMODE_READ). */
-	fd = dmb_backing_reopen_at(buf->ctx->fd_dir, buf->probe_fd, buf->flags);
+	fd = dmb_backing_reopen_at(dmb_ctx_fd_dir(buf->ctx), buf->probe_fd, buf->flags);
 	if (fd < 0 && spares_drop(buf->ctx, fd))
-		fd = dmb_backing_reopen_at(buf->ctx->fd_dir, buf->probe_fd, buf->flags);
+		fd = dmb_backing_reopen_at(dmb_ctx_fd_dir(buf->ctx), buf->probe_fd, buf->flags);
 	if (fd < 0)
 		return fd;
 	/* Every holder of the file shares this lock; the release probe's

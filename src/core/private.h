@@ -35,7 +35,9 @@ struct dmabuf_ctx {
 	int inotify_fd;
 	struct dmb_source inotify_src;
 	/* The directory /proc/self/fd, for reopening an fd as a new open
-	 * file description without walking the whole path (-1: walk it). */
+	 * file description without walking the whole path: opened at the
+	 * first reopen (dmb_ctx_fd_dir()), so a context that only imports
+	 * never pays for it; -1 not yet, -2 could not (walk the path). */
 	int fd_dir;
 	/* timerfd that re-runs release probes which raced with __fput(). */
 	int reprobe_fd;
@@ -298,6 +300,9 @@ int dmb_buf_lookup_fl(struct dmabuf_ctx *ctx, int fd, struct stat *st, int *fl,
 /* Before the library lets go of the dma-buf file of a shared buffer: opens
  * the probe OFD and arms the watch. 0, or -errno with nothing changed. */
 int dmb_release_arm(struct dmabuf *buf);
+/* buffer.c: ctx->fd_dir, opened if need be (under the lock), for
+ * dmb_backing_reopen_at(); -1 when it cannot be had (walk the path). */
+int dmb_ctx_fd_dir(struct dmabuf_ctx *ctx);
 /* The last reference of a shared buffer is gone: lets go of the dma-buf
  * file and releases the buffer if nobody else holds it, or leaves it an
  * orphan that the file's final close releases. */

@@ -93,9 +93,9 @@ static int probe_open(struct dmabuf *buf, bool *opened)
 	if (buf->probe_fd >= 0)
 		return 0;
 	/* Read-write so that it can also carry the library's mappings. */
-	fd = dmb_backing_reopen_at(buf->ctx->fd_dir, buf->file_fd, O_RDWR);
+	fd = dmb_backing_reopen_at(dmb_ctx_fd_dir(buf->ctx), buf->file_fd, O_RDWR);
 	if (fd == -EACCES)
-		fd = dmb_backing_reopen_at(buf->ctx->fd_dir, buf->file_fd, O_RDONLY);
+		fd = dmb_backing_reopen_at(dmb_ctx_fd_dir(buf->ctx), buf->file_fd, O_RDONLY);
 	if (fd < 0)
 		return fd;
 	buf->probe_fd = fd;
