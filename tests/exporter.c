@@ -2,6 +2,11 @@
 /* The counting test exporter (exporter.h). */
 #include "exporter.h"
 
+#include <poll.h>
+#include <unistd.h>
+
+#include "dmabuf-scm.h"
+
 int tx_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
 {
 	struct test_exporter *tx = dmabuf_get_priv(buf);
@@ -140,4 +145,27 @@ struct dmabuf_device *tx_device(struct dmabuf_ctx *ctx, const char *name,
 
 	assert_int_equal(dmabuf_device_new(ctx, &info, &dev), 0);
 	return dev;
+}
+
+int tx_wait_byte(int sock, struct dmabuf_ctx *serve)
+{
+	char c = 0;
+	size_t len;
+	int fd = -1;
+
+	for (int i = 0;; i++) {
+		struct pollfd p = { .fd = sock, .events = POLLIN };
+
+		if (poll(&p, 1, 5) == 1)
+			break;
+		if (i > 12000)
+			return -1;
+		if (serve)
+			dmabuf_ctx_dispatch(serve);
+	}
+	if (dmabuf_recv_fd(sock, &fd, &c, 1, &len) < 0 || len != 1)
+		return -1;
+	if (fd >= 0)
+		close(fd);
+	return c;
 }

@@ -56,3 +56,10 @@ struct dmabuf *tx_export(struct dmabuf_ctx *ctx, struct test_exporter *tx,
 struct dmabuf_device *tx_device(struct dmabuf_ctx *ctx, const char *name,
 				unsigned int bits, uint32_t flags,
 				uint64_t max_seg);
+
+/* Waits for one byte on sock (a dmabuf_send_fd() message of the other
+ * process), running dmabuf_ctx_dispatch(serve) between 5 ms polls when
+ * serve is not NULL (an exporter serving its importer meanwhile). Closes an
+ * fd that came with it. Returns the byte, or -1 on EOF, a message that is
+ * not one byte, or after 60 s. */
+int tx_wait_byte(int sock, struct dmabuf_ctx *serve);

@@ -39,30 +39,6 @@ static const struct dmabuf_importer_ops count_ops = {
 	.move_notify = count_move,
 };
 
-/* Serves ctx until the other side sends a byte; returns it (-1 on EOF or
- * after ~30 s). */
-static int wait_byte(int sock, struct dmabuf_ctx *serve)
-{
-	char c = 0;
-	size_t len;
-	int fd = -1;
-
-	for (int i = 0;; i++) {
-		struct pollfd p = { .fd = sock, .events = POLLIN };
-
-		if (poll(&p, 1, 5) == 1)
-			break;
-		if (i > 6000)
-			return -1;
-		dmabuf_ctx_dispatch(serve);
-	}
-	if (dmabuf_recv_fd(sock, &fd, &c, 1, &len) < 0)
-		return -1;
-	if (fd >= 0)
-		close(fd);
-	return c;
-}
-
 static void tell(int sock, char c)
 {
 	child_check(dmabuf_send_fd(sock, -1, &c, 1) == 0);
@@ -197,7 +173,7 @@ static void move_and_revoke_reach_another_process(void **state)
 	int sock;
 	pid_t pid = start_importer(buf, MODE_MOVE, &sock);
 
-	assert_int_equal(wait_byte(sock, exp), 'm');
+	assert_int_equal(tx_wait_byte(sock, exp), 'm');
 	/* a dynamic importer in another process does not pin */
 	assert_int_equal(dmabuf_get_info(buf, &info), 0);
 	assert_int_equal(info.attachments, 1);
@@ -205,10 +181,10 @@ static void move_and_revoke_reach_another_process(void **state)
 	assert_int_equal(tx.pin, 0);
 	assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), 0);
 	assert_int_equal(dmabuf_send_fd(sock, -1, "g", 1), 0);
-	assert_int_equal(wait_byte(sock, exp), 'r');
+	assert_int_equal(tx_wait_byte(sock, exp), 'r');
 	assert_int_equal(dmabuf_revoke(buf), 0);
 	assert_int_equal(dmabuf_send_fd(sock, -1, "v", 1), 0);
-	assert_int_equal(wait_byte(sock, exp), 'd');
+	assert_int_equal(tx_wait_byte(sock, exp), 'd');
 	assert_int_equal(harness_wait(pid), 0);
 	/* UNMAP and DETACH are one-way: they may still be in the socket */
 	for (int i = 0; i < 500 && tx.detach < 1; i++)
@@ -235,7 +211,7 @@ static void slow_importer_does_not_block_the_exporter(void **state)
 	int sock, rounds = harness_under_valgrind() ? 600 : 3000;
 	pid_t pid = start_importer(buf, MODE_SLOW, &sock);
 
-	assert_int_equal(wait_byte(sock, exp), 'm');
+	assert_int_equal(tx_wait_byte(sock, exp), 'm');
 	assert_int_equal(kill(pid, SIGSTOP), 0);
 	for (int i = 0; i < rounds; i++)
 		assert_int_equal(migrate(buf, i % 2 ? DMABUF_ALLOC_SYSTEM
@@ -248,7 +224,7 @@ static void slow_importer_does_not_block_the_exporter(void **state)
 	assert_true(st.move_notifies >= (uint64_t)rounds);
 	assert_int_equal(kill(pid, SIGCONT), 0);
 	assert_int_equal(dmabuf_send_fd(sock, -1, "g", 1), 0);
-	assert_int_equal(wait_byte(sock, exp), 'd');
+	assert_int_equal(tx_wait_byte(sock, exp), 'd');
 	assert_int_equal(harness_wait(pid), 0);
 	close(sock);
 	assert_int_equal(dmabuf_put(buf), 0);
@@ -265,7 +241,7 @@ static void importer_killed_mid_move_leaves_nothing(void **state)
 	int sock;
 	pid_t pid = start_importer(buf, MODE_KILLED, &sock);
 
-	assert_int_equal(wait_byte(sock, exp), 'm');
+	assert_int_equal(tx_wait_byte(sock, exp), 'm');
 	/* stopped with its socket full and events pending, then killed */
 	assert_int_equal(kill(pid, SIGSTOP), 0);
 	for (int i = 0; i < 1000; i++)
@@ -409,7 +385,7 @@ static void pins_reach_the_exporter(void **state)
 	int sock;
 	pid_t pid = start_pin_importer(buf, PIN_RULES, &sock);
 
-	assert_int_equal(wait_byte(sock, exp), 'p');
+	assert_int_equal(tx_wait_byte(sock, exp), 'p');
 	/* the static attachment's pin, and the dynamic one's two */
 	assert_int_equal(tx.pin, 3);
 	assert_int_equal(tx.map, 1);
@@ -417,7 +393,7 @@ static void pins_reach_the_exporter(void **state)
 	assert_int_equal(pin_count(buf), 3);
 	assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), -EBUSY);
 	assert_int_equal(dmabuf_send_fd(sock, -1, "u", 1), 0);
-	assert_int_equal(wait_byte(sock, exp), 'q');
+	assert_int_equal(tx_wait_byte(sock, exp), 'q');
 	/* UNPIN and DETACH are one-way: they may still be in the socket */
 	for (int i = 0; i < 500 && tx.unpin < 3; i++)
 		dmabuf_ctx_dispatch_timeout(exp, 10);
@@ -426,7 +402,7 @@ static void pins_reach_the_exporter(void **state)
 	assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), 0);
 	assert_int_equal(dmabuf_revoke(buf), 0);
 	assert_int_equal(dmabuf_send_fd(sock, -1, "v", 1), 0);
-	assert_int_equal(wait_byte(sock, exp), 'd');
+	assert_int_equal(tx_wait_byte(sock, exp), 'd');
 	assert_int_equal(harness_wait(pid), 0);
 	for (int i = 0; i < 500 && tx.detach < 2; i++)
 		dmabuf_ctx_dispatch_timeout(exp, 10);
@@ -449,7 +425,7 @@ static void pins_go_with_a_killed_importer(void **state)
 	int sock;
 	pid_t pid = start_pin_importer(buf, PIN_KILLED, &sock);
 
-	assert_int_equal(wait_byte(sock, exp), 'p');
+	assert_int_equal(tx_wait_byte(sock, exp), 'p');
 	assert_int_equal(pin_count(buf), 3);
 	assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), -EBUSY);
 	assert_int_equal(kill(pid, SIGKILL), 0);

@@ -96,30 +96,6 @@ static void send_byte(int sock, char c)
 	assert_int_equal(dmabuf_send_fd(sock, -1, &c, 1), 0);
 }
 
-/* A byte from the other process, serving @serve (may be NULL) meanwhile. */
-static int wait_byte(int sock, struct dmabuf_ctx *serve)
-{
-	char c = 0;
-	size_t len;
-	int fd = -1;
-
-	for (int i = 0;; i++) {
-		struct pollfd p = { .fd = sock, .events = POLLIN };
-
-		if (poll(&p, 1, 5) == 1)
-			break;
-		if (i > 6000)
-			return -1;
-		if (serve)
-			dmabuf_ctx_dispatch(serve);
-	}
-	if (dmabuf_recv_fd(sock, &fd, &c, 1, &len) < 0)
-		return -1;
-	if (fd >= 0)
-		close(fd);
-	return c;
-}
-
 static bool one_way_id(const struct dmabuf_attachment *att)
 {
 	return (att->remote_id & DMB_WIRE_ONE_WAY_ATT_BITS) == DMB_WIRE_ONE_WAY_ATT_BITS;
@@ -154,7 +130,7 @@ static int importer(void *arg)
 		child_check(dmabuf_dma_write(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
 					     pattern, sizeof(pattern)) == 0);
 		child_check(dmabuf_send_fd(env->sock, -1, "m", 1) == 0);
-		child_check(wait_byte(env->sock, NULL) == 'g');
+		child_check(tx_wait_byte(env->sock, NULL) == 'g');
 		child_check(dmabuf_unmap_attachment(att, sgt, DMABUF_FROM_DEVICE) == 0);
 		child_check(dmabuf_detach(buf, att) == 0);
 		break;
@@ -166,14 +142,14 @@ static int importer(void *arg)
 		child_check(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt) == -ENODEV);
 		child_check(dmabuf_map_attachment(att, DMABUF_TO_DEVICE, &sgt) == -ENODEV);
 		child_check(dmabuf_send_fd(env->sock, -1, "e", 1) == 0);
-		child_check(wait_byte(env->sock, NULL) == 'g');
+		child_check(tx_wait_byte(env->sock, NULL) == 'g');
 		child_check(dmabuf_detach(buf, att) == 0);
 		break;
 	case REFUSING:
 		/* An attach op: its answer is awaited, its errno returned. */
 		child_check(dmabuf_attach(buf, dev, &att) == -EBUSY);
 		child_check(dmabuf_send_fd(env->sock, -1, "r", 1) == 0);
-		child_check(wait_byte(env->sock, NULL) == 'g');
+		child_check(tx_wait_byte(env->sock, NULL) == 'g');
 		child_check(dmabuf_attach(buf, dev, &att) == 0);
 		child_check(!one_way_id(att));
 		child_check(dmabuf_detach(buf, att) == 0);
@@ -182,7 +158,7 @@ static int importer(void *arg)
 	/* The DETACH is one-way: the exporter handles it before the byte
 	 * below is answered (it serves in order), so the parent can count. */
 	child_check(dmabuf_send_fd(env->sock, -1, "d", 1) == 0);
-	child_check(wait_byte(env->sock, NULL) == 'q');
+	child_check(tx_wait_byte(env->sock, NULL) == 'q');
 	child_check(dmabuf_put(buf) == 0);
 	close(fd);
 	dmabuf_device_destroy(dev);
@@ -229,10 +205,10 @@ static void run_importer(struct dmabuf_ctx *exp, struct dmabuf *buf, enum mode m
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
 	close(fd);
-	assert_int_equal(wait_byte(sv[0], exp), report);
+	assert_int_equal(tx_wait_byte(sv[0], exp), report);
 	step(exp, buf);
 	send_byte(sv[0], 'g');
-	assert_int_equal(wait_byte(sv[0], exp), 'd');
+	assert_int_equal(tx_wait_byte(sv[0], exp), 'd');
 	dispatch_until_detached(exp, buf);
 	send_byte(sv[0], 'q');
 	assert_int_equal(harness_wait(pid), 0);

@@ -464,29 +464,6 @@ static int device_process(void *arg)
 	return 0;
 }
 
-static int wait_byte(int sock, struct dmabuf_ctx *serve)
-{
-	char c = 0;
-	size_t len;
-	int fd = -1;
-
-	/* Serve the exporter's context while the child works. */
-	for (int i = 0;; i++) {
-		struct pollfd p = { .fd = sock, .events = POLLIN };
-
-		if (poll(&p, 1, 5) == 1)
-			break;
-		if (i > 6000)
-			return -1;
-		dmabuf_ctx_dispatch(serve);
-	}
-	if (dmabuf_recv_fd(sock, &fd, &c, 1, &len) < 0)
-		return -1;
-	if (fd >= 0)
-		close(fd);
-	return c;
-}
-
 static void child_process_imports_and_writes(void **state)
 {
 	struct dmabuf_ctx *exp = tx_ctx_new(0);
@@ -503,14 +480,14 @@ static void child_process_imports_and_writes(void **state)
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
 	close(fd);
-	assert_int_equal(wait_byte(sv[0], exp), 'm');
+	assert_int_equal(tx_wait_byte(sv[0], exp), 'm');
 	assert_int_equal(tx.map, 1);
 	assert_int_equal(dmabuf_vmap(buf, (void **)&v), 0);
 	assert_int_equal(v[0], 0x5a);
 	assert_int_equal(v[63], 0x5a);
 	assert_int_equal(v[64], 0);
 	assert_int_equal(dmabuf_vunmap(buf, v), 0);
-	assert_int_equal(wait_byte(sv[0], exp), 'd');
+	assert_int_equal(tx_wait_byte(sv[0], exp), 'd');
 	assert_int_equal(harness_wait(pid), 0);
 	/* Unmap and detach of another process are one-way: they reach the
 	 * exporter in order, but the byte on the side channel may come
@@ -541,7 +518,7 @@ static void killed_importer_is_cleaned_up_once(void **state)
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
 	close(fd);
-	assert_int_equal(wait_byte(sv[0], exp), 'm');
+	assert_int_equal(tx_wait_byte(sv[0], exp), 'm');
 	assert_int_equal(dmabuf_put(buf), 0); /* only the child holds it now */
 	assert_int_equal(tx.release, 0);
 	kill(pid, SIGKILL);
@@ -641,7 +618,7 @@ static void processes_exporting_to_each_other_do_not_deadlock(void **state)
 	assert_int_equal(dmabuf_detach(theirs, att), 0);
 	assert_int_equal(dmabuf_put(theirs), 0);
 	close(got);
-	assert_int_equal(wait_byte(sv[0], ctx), 'k');
+	assert_int_equal(tx_wait_byte(sv[0], ctx), 'k');
 	dispatch_until(ctx, &tx.unmap, 1); /* one-way from the child */
 	assert_int_equal(tx.map, 1);
 	assert_int_equal(tx.unmap, 1);

@@ -78,31 +78,6 @@ static void creator_fini(struct creator *c)
 	close(c->fd);
 }
 
-/* Serves ctx until a byte comes on sock; returns it (-1 on EOF or after
- * many rounds). */
-static int wait_byte(int sock, struct dmabuf_ctx *serve)
-{
-	char c = 0;
-	size_t len;
-	int fd = -1;
-
-	for (int i = 0;; i++) {
-		struct pollfd p = { .fd = sock, .events = POLLIN };
-
-		if (poll(&p, 1, 5) == 1)
-			break;
-		if (i > 12000)
-			return -1;
-		if (serve)
-			dmabuf_ctx_dispatch(serve);
-	}
-	if (dmabuf_recv_fd(sock, &fd, &c, 1, &len) < 0 || len != 1)
-		return -1;
-	if (fd >= 0)
-		close(fd);
-	return c;
-}
-
 struct env {
 	int sock;
 	int mode; /* 0: finish, 1: wait to be killed */
@@ -173,7 +148,7 @@ static void importer_sees_creators_pages(void **state)
 	pid = harness_fork(importer, &env);
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], c.fd, "f", 1), 0);
-	assert_int_equal(wait_byte(sv[0], ctx), 'm');
+	assert_int_equal(tx_wait_byte(sv[0], ctx), 'm');
 	/* the importer's CPU writes and its device's write, in our memfds */
 	for (int i = 0; i < NITEMS; i++)
 		assert_int_equal(page_of(&c, i)[1], 0x80 + i);
@@ -181,7 +156,7 @@ static void importer_sees_creators_pages(void **state)
 	creator_close_memfds(&c);
 	page_of(&c, NITEMS - 1)[3] = 0x77;
 	assert_int_equal(dmabuf_send_fd(sv[0], -1, "c", 1), 0);
-	assert_int_equal(wait_byte(sv[0], ctx), 'd');
+	assert_int_equal(tx_wait_byte(sv[0], ctx), 'd');
 	assert_int_equal(harness_wait(pid), 0);
 	close(sv[0]);
 	creator_fini(&c);
@@ -207,7 +182,7 @@ static void killed_importer_leaves_nothing(void **state)
 	pid = harness_fork(importer, &env);
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], c.fd, "f", 1), 0);
-	assert_int_equal(wait_byte(sv[0], ctx), 'm');
+	assert_int_equal(tx_wait_byte(sv[0], ctx), 'm');
 	assert_int_equal(dmabuf_get_info(buf, &info), 0);
 	assert_int_equal(info.attachments, 1);
 	kill(pid, SIGKILL);
