@@ -30,7 +30,7 @@ set -euo pipefail
 
 msg() { printf 'run.sh: %s\n' "$*" >&2; }
 
-base_pkgs=(meson ninja-build pkg-config gcc libcmocka-dev libbsd-dev valgrind python3 graphviz abigail-tools)
+base_pkgs=(meson ninja-build pkg-config gcc libcmocka-dev libbsd-dev valgrind python3 graphviz abigail-tools doxygen scdoc)
 fuzz_pkgs=(clang libclang-rt-14-dev)
 
 check_only=0
