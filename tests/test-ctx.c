@@ -407,6 +407,40 @@ static void first_share_without_fds_fails_cleanly(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* A context's frame bitmap comes with its first allocation: an importer
+ * never makes it; when it cannot be had, that export fails with -ENOMEM,
+ * holds nothing, and the next one makes it. */
+static void frame_bitmap_at_first_export(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf_export_info info = {
+		.exp_name = "test", .ops = &tx_ops, .size = SZ, .flags = O_RDWR,
+		.priv = &tx, .alloc = DMABUF_ALLOC_SYSTEM,
+	};
+	struct dmabuf_ctx_stats st = { 0 };
+	struct dmabuf *buf = NULL;
+	int fds0;
+
+	assert_int_equal(dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 1, ENOMEM), 0);
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -ENOMEM);
+	assert_int_equal(dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 0, 0), 0);
+	assert_null(buf);
+	/* the context's endpoint, made at its first export, stays; no memfd */
+	fds0 = harness_count_fds();
+	assert_int_equal(dmabuf_ctx_get_stats(ctx, &st), 0);
+	assert_int_equal(st.buffers_live, 0);
+	assert_int_equal(st.phys_used, 0);
+	assert_int_equal(tx.release, 0);
+	buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	assert_int_equal(harness_count_fds(), fds0 + 1); /* its memfd */
+	assert_int_equal(dmabuf_ctx_get_stats(ctx, &st), 0);
+	assert_int_equal(st.phys_used, SZ);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(tx.release, 1);
+	dmabuf_ctx_destroy(ctx);
+}
+
 struct fork_env {
 	struct dmabuf_ctx *parent;
 	int fd; /* a buffer fd of the parent's */
@@ -487,6 +521,7 @@ int main(void)
 		harness_test(release_fds_come_with_the_first_share),
 		harness_test(early_fd_sees_the_later_release_watch),
 		harness_test(first_share_without_fds_fails_cleanly),
+		harness_test(frame_bitmap_at_first_export),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

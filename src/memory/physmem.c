@@ -142,6 +142,8 @@ static int bm_ensure(struct dmb_physmem *pm)
 {
 	if (pm->bm)
 		return 0;
+	if (dmb_sys_fail(DMB_SYS_CALLOC))
+		return -ENOMEM;
 	pm->bm = calloc(pm->nbits / WORD_BITS, sizeof(uint64_t));
 	if (!pm->bm)
 		return -ENOMEM;
