@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The context's lifecycle: one simulated host. Creation wires the layers
- * together (the event loop of base/loop.c, the release sources, the remote
- * layer's hooks); teardown undoes them top down and reports leaks.
+ * together (the event loop of base/loop.c, the remote layer's hooks; the
+ * release sources and the frame bitmap come at first need); teardown
+ * undoes them top down and reports leaks.
  */
 #include <stdlib.h>
 #include <string.h>
