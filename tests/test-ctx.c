@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -240,6 +241,206 @@ static void stats_follow_the_objects(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* How many fds of this process are `what` (their /proc/self/fd link). */
+static int count_fds_of(const char *what)
+{
+	int fds[256], n = harness_list_fds(fds, 256), count = 0;
+
+	for (int i = 0; i < n; i++) {
+		char path[64], link[64];
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fds[i]);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len < 0)
+			continue;
+		link[len] = '\0';
+		count += !strcmp(link, what);
+	}
+	return count;
+}
+
+#define INOTIFY "anon_inode:inotify"
+#define TIMERFD "anon_inode:[timerfd]"
+
+/* issue 11: a context holds its epoll fd alone until its first share (the
+ * release watch's inotify fd and re-probe timerfd come then), so one that
+ * only imports, as a first connect does, makes neither. */
+static void release_fds_come_with_the_first_share(void **state)
+{
+	struct dmabuf_ctx *exp, *imp;
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf, *proxy;
+	int fds0 = harness_count_fds(), fd, timers;
+
+	exp = tx_ctx_new(0);
+	assert_int_equal(harness_count_fds(), fds0 + 1);
+	/* the first export makes the endpoint (its own retry timerfd) */
+	buf = tx_export(exp, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	timers = count_fds_of(TIMERFD);
+	assert_int_equal(count_fds_of(INOTIFY), 0);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(count_fds_of(INOTIFY), 1);
+	assert_int_equal(count_fds_of(TIMERFD), timers + 1);
+
+	fds0 = harness_count_fds();
+	imp = tx_ctx_new(0);
+	assert_int_equal(harness_count_fds(), fds0 + 1); /* its epoll fd */
+	assert_int_equal(dmabuf_get(imp, fd, &proxy), 0);
+	assert_int_equal(dmabuf_get_size(proxy), SZ);
+	assert_int_equal(dmabuf_put(proxy), 0);
+	assert_int_equal(count_fds_of(INOTIFY), 1);
+	assert_int_equal(count_fds_of(TIMERFD), timers + 1);
+	dmabuf_ctx_destroy(imp);
+
+	assert_int_equal(dmabuf_put(buf), 0);
+	close(fd);
+	for (int i = 0; i < 500 && !tx.release; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 10);
+	assert_int_equal(tx.release, 1);
+	dmabuf_ctx_destroy(exp);
+	assert_int_equal(count_fds_of(INOTIFY), 0);
+	assert_int_equal(count_fds_of(TIMERFD), 0);
+}
+
+/* The fd dmabuf_ctx_get_fd() gave before the first share reports the
+ * release watch the share added to it later, and so does a context that
+ * imported first and exports later. */
+static void early_fd_sees_the_later_release_watch(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0), *ctx = tx_ctx_new(0);
+	struct test_exporter te = { 0 }, tx = { 0 };
+	struct pollfd p = { .fd = dmabuf_ctx_get_fd(ctx), .events = POLLIN };
+	struct dmabuf *other = tx_export(exp, &te, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf *proxy, *buf;
+	int ofd = dmabuf_fd(other, O_CLOEXEC), fd;
+
+	assert_true(p.fd >= 0);
+	assert_true(ofd >= 0);
+	/* an importer first */
+	assert_int_equal(dmabuf_get(ctx, ofd, &proxy), 0);
+	assert_int_equal(dmabuf_put(proxy), 0);
+	assert_int_equal(count_fds_of(INOTIFY), 1); /* the exporter's only */
+	/* then an exporter that shares */
+	buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(count_fds_of(INOTIFY), 2);
+	assert_int_equal(dmabuf_ctx_get_fd(ctx), p.fd); /* still the same */
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(tx.release, 0); /* fd holds it */
+	assert_int_equal(poll(&p, 1, 0), 0);
+	close(fd);
+	/* the close event reaches the early fd */
+	for (int i = 0; i < 500 && !tx.release; i++)
+		if (poll(&p, 1, 10) == 1)
+			assert_true(dmabuf_ctx_dispatch(ctx) >= 0);
+	assert_int_equal(tx.release, 1);
+	dmabuf_ctx_destroy(ctx);
+
+	assert_int_equal(dmabuf_put(other), 0);
+	close(ofd);
+	for (int i = 0; i < 500 && !te.release; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 10);
+	assert_int_equal(te.release, 1);
+	dmabuf_ctx_destroy(exp);
+}
+
+/* The lowest fd number that is free now, and the next one. */
+static void next_free_fds(int *a, int *b)
+{
+	*a = dup(0);
+	*b = dup(0);
+	assert_true(*a >= 0 && *b > *a);
+	close(*a);
+	close(*b);
+}
+
+static void nofile_soft(rlim_t soft, struct rlimit *old)
+{
+	struct rlimit rl;
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, old), 0);
+	rl = *old;
+	rl.rlim_cur = soft;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+}
+
+/* Out of fds at the first share: the inotify fd, or the timerfd after it,
+ * cannot be made. The share fails with the errno, holds nothing it made,
+ * leaves the buffer as it was, and works once fds are there again. */
+static void first_share_without_fds_fails_cleanly(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct rlimit old;
+	int a, b, fds0, fd;
+	void *v;
+
+	for (int fail_second = 0; fail_second < 2; fail_second++) {
+		next_free_fds(&a, &b);
+		fds0 = harness_count_fds();
+		/* the inotify fd takes a; the timerfd, b, fails */
+		nofile_soft((rlim_t)(fail_second ? b : a), &old);
+		assert_int_equal(dmabuf_fd(buf, O_CLOEXEC), -EMFILE);
+		assert_int_equal(dmabuf_mmap(buf, 0, SZ, PROT_READ, &v), -EMFILE);
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+		assert_int_equal(harness_count_fds(), fds0);
+		assert_int_equal(count_fds_of(INOTIFY), 0);
+		assert_int_equal(tx.release, 0);
+	}
+	/* never shared: the last put still releases it at once */
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(tx.release, 1);
+
+	buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(count_fds_of(INOTIFY), 1);
+	assert_int_equal(dmabuf_put(buf), 0);
+	close(fd);
+	for (int i = 0; i < 500 && tx.release < 2; i++)
+		dmabuf_ctx_dispatch_timeout(ctx, 10);
+	assert_int_equal(tx.release, 2);
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* A context's frame bitmap comes with its first allocation: an importer
+ * never makes it; when it cannot be had, that export fails with -ENOMEM,
+ * holds nothing, and the next one makes it. */
+static void frame_bitmap_at_first_export(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf_export_info info = {
+		.exp_name = "test", .ops = &tx_ops, .size = SZ, .flags = O_RDWR,
+		.priv = &tx, .alloc = DMABUF_ALLOC_SYSTEM,
+	};
+	struct dmabuf_ctx_stats st = { 0 };
+	struct dmabuf *buf = NULL;
+	int fds0;
+
+	assert_int_equal(dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 1, ENOMEM), 0);
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), -ENOMEM);
+	assert_int_equal(dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 0, 0), 0);
+	assert_null(buf);
+	/* the context's endpoint, made at its first export, stays; no memfd */
+	fds0 = harness_count_fds();
+	assert_int_equal(dmabuf_ctx_get_stats(ctx, &st), 0);
+	assert_int_equal(st.buffers_live, 0);
+	assert_int_equal(st.phys_used, 0);
+	assert_int_equal(tx.release, 0);
+	buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	assert_int_equal(harness_count_fds(), fds0 + 1); /* its memfd */
+	assert_int_equal(dmabuf_ctx_get_stats(ctx, &st), 0);
+	assert_int_equal(st.phys_used, SZ);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(tx.release, 1);
+	dmabuf_ctx_destroy(ctx);
+}
+
 struct fork_env {
 	struct dmabuf_ctx *parent;
 	int fd; /* a buffer fd of the parent's */
@@ -317,6 +518,10 @@ int main(void)
 		harness_test(service_thread_start_and_stop),
 		harness_test(stats_follow_the_objects),
 		harness_test(fork_child_gets_its_own_context),
+		harness_test(release_fds_come_with_the_first_share),
+		harness_test(early_fd_sees_the_later_release_watch),
+		harness_test(first_share_without_fds_fails_cleanly),
+		harness_test(frame_bitmap_at_first_export),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

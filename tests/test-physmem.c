@@ -313,6 +313,42 @@ static void unaligned_base(void **state)
 	dmb_physmem_destroy(pm);
 }
 
+/* The bitmap comes with the first allocation: when it cannot be had, that
+ * allocation fails with -ENOMEM and nothing is counted; the next one
+ * makes it. */
+static void bitmap_at_first_allocation(void **state)
+{
+	struct dmb_physmem *pm = pm_new(0, 1 * GiB, 64 * MiB, 1);
+	struct dmb_physmem_stats st;
+	struct dmb_phys_run *runs = NULL, run;
+	size_t n = 0;
+
+	dmb_physmem_get_stats(pm, &st);
+	assert_int_equal(st.total, 1 * GiB);
+	assert_int_equal(st.used, 0);
+	dmb_physmem_free(pm, &run, 0); /* nothing to free yet */
+	dmb_sys_inject(DMB_SYS_CALLOC, 1, ENOMEM);
+	assert_int_equal(dmb_physmem_alloc_system(pm, 16, 0, &runs, &n), -ENOMEM);
+	dmb_sys_inject(DMB_SYS_CALLOC, 1, ENOMEM);
+	assert_int_equal(dmb_physmem_alloc_contig(pm, 16, 4096, 0, &run), -ENOMEM);
+	dmb_sys_inject(DMB_SYS_CALLOC, 0, 0);
+	dmb_physmem_get_stats(pm, &st);
+	assert_int_equal(st.used, 0);
+	assert_int_equal(st.cma_used, 0);
+	assert_int_equal(dmb_physmem_alloc_contig(pm, 16, 4096, 0, &run), 0);
+	assert_int_equal(dmb_physmem_alloc_system(pm, 16, 0, &runs, &n), 0);
+	assert_int_equal(runs_pages(runs, n), 16);
+	dmb_physmem_get_stats(pm, &st);
+	assert_int_equal(st.used, 32 * 4096);
+	assert_int_equal(st.cma_used, 16 * 4096);
+	dmb_physmem_free(pm, runs, n);
+	dmb_physmem_free(pm, &run, 1);
+	free(runs);
+	dmb_physmem_get_stats(pm, &st);
+	assert_int_equal(st.used, 0);
+	dmb_physmem_destroy(pm);
+}
+
 static void one_gib_is_fast(void **state)
 {
 	struct dmb_physmem *pm = pm_new(0, 16 * GiB, GiB, 42);
@@ -354,6 +390,7 @@ int main(void)
 		harness_test(free_and_reuse),
 		harness_test(unaligned_base),
 		harness_test(one_gib_is_fast),
+		harness_test(bitmap_at_first_allocation),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

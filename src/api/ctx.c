@@ -1,17 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The context's lifecycle: one simulated host. Creation wires the layers
- * together (the event loop of base/loop.c, the release sources, the remote
- * layer's hooks); teardown undoes them top down and reports leaks.
+ * together (the event loop of base/loop.c, the remote layer's hooks; the
+ * release sources and the frame bitmap come at first need); teardown
+ * undoes them top down and reports leaks.
  */
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <poll.h>
-#include <sys/inotify.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "private.h"
@@ -81,20 +76,9 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 	if (ret < 0)
 		goto fail;
 
-	ctx->inotify_fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-	ctx->reprobe_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (ctx->inotify_fd < 0 || ctx->reprobe_fd < 0) {
-		ret = -errno;
-		goto fail;
-	}
-	ret = dmb_source_add(ctx, &ctx->inotify_src, ctx->inotify_fd, EPOLLIN,
-			     dmb_release_inotify, ctx);
-	if (ret < 0)
-		goto fail;
-	ret = dmb_source_add(ctx, &ctx->reprobe_src, ctx->reprobe_fd, EPOLLIN,
-			     dmb_release_reprobe, ctx);
-	if (ret < 0)
-		goto fail;
+	/* The release sources (inotify, re-probe timer) come at the first
+	 * share (dmb_release_sources()), /proc/self/fd at the first reopen:
+	 * a context that only imports holds its epoll fd alone. */
 	ret = dmb_obj_add(ctx, DMB_OBJ_CTX);
 	if (ret < 0)
 		goto fail;
@@ -104,12 +88,6 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 	return 0;
 
 fail:
-	if (ctx->fd_dir >= 0)
-		close(ctx->fd_dir);
-	if (ctx->inotify_fd >= 0)
-		close(ctx->inotify_fd);
-	if (ctx->reprobe_fd >= 0)
-		close(ctx->reprobe_fd);
 	if (ctx->physmem)
 		dmb_physmem_destroy(ctx->physmem);
 	dmb_ctx_base_fini(ctx);
@@ -188,8 +166,10 @@ DMABUF_EXPORT int dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 	dmb_obj_del(ctx);
 	dmb_unlock(ctx);
 
-	close(ctx->reprobe_fd);
-	close(ctx->inotify_fd);
+	if (ctx->inotify_fd >= 0) {
+		close(ctx->reprobe_fd);
+		close(ctx->inotify_fd);
+	}
 	dmb_physmem_destroy(ctx->physmem);
 	dmb_names_fini(ctx);
 	dmb_ctx_base_fini(ctx);

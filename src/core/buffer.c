@@ -411,6 +411,10 @@ static int share(struct dmabuf *buf, bool trim)
 	/* A proxy's file_fd is its dup of the exporter's file. */
 	if (buf->shared || buf->imported)
 		return 0;
+	/* Its last put may need a release watch: the first share of the
+	 * context makes what that takes, or fails here, cleanly. */
+	if ((err = dmb_release_sources(buf->ctx)) < 0)
+		return err;
 	/* A real open, whose final close inotify reports, with the buffer's
 	 * access mode: a write-only file is O_WRONLY, so no holder can mmap
 	 * it (do_mmap() needs FMODE_READ). */

@@ -32,6 +32,8 @@ struct dmabuf_ctx {
 
 	struct dmb_physmem *physmem;
 
+	/* The release watches' inotify fd: -1 until the first share
+	 * (dmb_release_sources()). */
 	int inotify_fd;
 	struct dmb_source inotify_src;
 	/* The directory /proc/self/fd, for reopening an fd as a new open
@@ -39,7 +41,8 @@ struct dmabuf_ctx {
 	 * first reopen (dmb_ctx_fd_dir()), so a context that only imports
 	 * never pays for it; -1 not yet, -2 could not (walk the path). */
 	int fd_dir;
-	/* timerfd that re-runs release probes which raced with __fput(). */
+	/* timerfd that re-runs release probes which raced with __fput();
+	 * made with inotify_fd. */
 	int reprobe_fd;
 	struct dmb_source reprobe_src;
 
@@ -297,6 +300,11 @@ int dmb_buf_lookup_fl(struct dmabuf_ctx *ctx, int fd, struct stat *st, int *fl,
 		      struct dmabuf **found);
 
 /* release.c */
+/* The context's inotify fd and re-probe timerfd in its epoll set, made at
+ * its first share (share() in buffer.c): only a shared buffer can need a
+ * release watch, so a context that only imports never holds them. 0 (also
+ * when they exist), or -errno with nothing made. */
+int dmb_release_sources(struct dmabuf_ctx *ctx);
 /* Before the library lets go of the dma-buf file of a shared buffer: opens
  * the probe OFD and arms the watch. 0, or -errno with nothing changed. */
 int dmb_release_arm(struct dmabuf *buf);

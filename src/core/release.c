@@ -34,6 +34,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/timerfd.h>
@@ -43,6 +44,39 @@
 
 #define REPROBES 50
 #define REPROBE_NS 1000000
+
+int dmb_release_sources(struct dmabuf_ctx *ctx)
+{
+	int ino, tfd, ret;
+
+	dmb_assert_locked(ctx);
+	if (ctx->inotify_fd >= 0)
+		return 0;
+	ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+	if (ino < 0)
+		return -errno;
+	tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (tfd < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	ret = dmb_source_add(ctx, &ctx->inotify_src, ino, EPOLLIN, dmb_release_inotify, ctx);
+	if (ret < 0)
+		goto fail;
+	ret = dmb_source_add(ctx, &ctx->reprobe_src, tfd, EPOLLIN, dmb_release_reprobe, ctx);
+	if (ret < 0) {
+		dmb_source_del(ctx, &ctx->inotify_src);
+		goto fail;
+	}
+	ctx->inotify_fd = ino;
+	ctx->reprobe_fd = tfd;
+	return 0;
+fail:
+	if (tfd >= 0)
+		close(tfd);
+	close(ino);
+	return ret;
+}
 
 /* Arms the one-shot watch of an orphan's inode (again). A watch still
  * armed is the same wd; one that has fired but is not gone yet is too, and

@@ -134,6 +134,25 @@ static uint64_t scan_slot(const struct dmb_physmem *pm, uint64_t pos,
 	return NO_SLOT;
 }
 
+/* The bitmap, made at the first allocation: 512 KiB for the default
+ * 16 GiB, which calloc() zeroes once glibc serves it from the heap (after
+ * the first free of one, as when contexts come and go), and which a
+ * context that only imports never needs. 0 or -ENOMEM. */
+static int bm_ensure(struct dmb_physmem *pm)
+{
+	if (pm->bm)
+		return 0;
+	if (dmb_sys_fail(DMB_SYS_CALLOC))
+		return -ENOMEM;
+	pm->bm = calloc(pm->nbits / WORD_BITS, sizeof(uint64_t));
+	if (!pm->bm)
+		return -ENOMEM;
+	/* Padding outside RAM is never free. */
+	bm_assign(pm->bm, 0, pm->first, true);
+	bm_assign(pm->bm, pm->end, pm->nbits - pm->end, true);
+	return 0;
+}
+
 int dmb_physmem_new(uint64_t base, uint64_t size, uint64_t cma_size,
 		    uint64_t seed, struct dmb_physmem **out)
 {
@@ -164,14 +183,6 @@ int dmb_physmem_new(uint64_t base, uint64_t size, uint64_t cma_size,
 	pm->first = bias;
 	pm->end = bias + (size >> DMB_PAGE_SHIFT);
 	pm->nbits = DMB_ALIGN_UP(pm->end, CHUNK_ALIGN_PAGES);
-	pm->bm = calloc(pm->nbits / WORD_BITS, sizeof(uint64_t));
-	if (!pm->bm) {
-		free(pm);
-		return -ENOMEM;
-	}
-	/* Padding outside RAM is never free. */
-	bm_assign(pm->bm, 0, pm->first, true);
-	bm_assign(pm->bm, pm->end, pm->nbits - pm->end, true);
 	pm->cma_first = pm->first + ((cma_start - base) >> DMB_PAGE_SHIFT);
 	pm->cma_end = pm->cma_first + (cma_size >> DMB_PAGE_SHIFT);
 	pm->rng = seed;
@@ -298,7 +309,7 @@ int dmb_physmem_alloc_system(struct dmb_physmem *pm, uint64_t npages,
 	sys_ranges_of(pm, limit_bit(pm, limit), &r);
 	/* Early out: fewer free system frames in all of RAM than asked. */
 	if (!r.n || (pm->end - pm->first) - (pm->cma_end - pm->cma_first) -
-			    (pm->used - pm->cma_used) < npages)
+			    (pm->used - pm->cma_used) < npages || bm_ensure(pm) < 0)
 		return -ENOMEM;
 
 	while (left) {
@@ -355,6 +366,8 @@ int dmb_physmem_alloc_contig(struct dmb_physmem *pm, uint64_t npages,
 
 	if (!pm || !npages || !run || align < DMB_PAGE_SIZE || (align & (align - 1)))
 		return -EINVAL;
+	if (bm_ensure(pm) < 0)
+		return -ENOMEM;
 	align_pfn = align >> DMB_PAGE_SHIFT;
 	hi = min_u64(pm->cma_end, limit_bit(pm, limit));
 	pos = pm->cma_first;
@@ -384,7 +397,7 @@ int dmb_physmem_alloc_contig(struct dmb_physmem *pm, uint64_t npages,
 void dmb_physmem_free(struct dmb_physmem *pm, const struct dmb_phys_run *runs,
 		      size_t nruns)
 {
-	if (!pm || !runs)
+	if (!pm || !runs || !pm->bm)
 		return;
 	for (size_t i = 0; i < nruns; i++) {
 		uint64_t pfn = runs[i].addr >> DMB_PAGE_SHIFT;
