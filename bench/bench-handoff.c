@@ -24,6 +24,13 @@
  *              it, C dmabuf_recv_fd, dmabuf_get (finds its proxy), attach,
  *              map, unmap, detach, put, close, reply (a swapchain buffer
  *              coming back for a new frame).
+ *   raw_rt     the floor of the steady kind: what any design costs that
+ *              asks the exporter once per cycle (the MAP) and answers the
+ *              producer. P sends the fd of a memfd it keeps (raw SCM_RIGHTS);
+ *              C recvmsg, one 40-byte request, P poll + recv + an 80-byte
+ *              reply (the sizes of MAP and its inline answer), C recv,
+ *              close, reply byte; P poll + read. 11 syscalls, 4 context
+ *              switches (raw: 2). steady is also printed against it.
  *   connect    a first import including connect and handshake: C makes a
  *              fresh context for each cycle (untimed), so dmabuf_get connects,
  *              says HELLO and imports; then put, close, reply. Timed from
@@ -63,12 +70,16 @@
 #define ROUNDS 5
 #define HDR 16
 
-enum kind { K_RAW, K_WL, K_LIB, K_STEADY, K_CONNECT, NKINDS };
-enum cmd { C_RAW = 1, C_LIB, C_PIN, C_STEADY, C_UNPIN, C_CONNECT, C_QUIT };
+enum kind { K_RAW, K_WL, K_LIB, K_STEADY, K_CONNECT, K_RAW_RT, NKINDS };
+enum cmd { C_RAW = 1, C_LIB, C_PIN, C_STEADY, C_UNPIN, C_CONNECT, C_QUIT, C_RAW_RT };
 
 static const char *const kind_names[NKINDS] = {
-	"raw", "wl_shm", "libdmabuf", "steady", "connect",
+	"raw", "wl_shm", "libdmabuf", "steady", "connect", "raw_rt",
 };
+
+/* raw_rt: the wire sizes of a MAP with its ATTACH, and of its answer. */
+#define RT_REQ 40
+#define RT_REP 80
 
 struct ctl_msg {
 	uint32_t cmd, n;
@@ -151,6 +162,26 @@ static void c_raw(uint32_t n, uint64_t size)
 	cpu_send(cpu_ns() - c0);
 }
 
+static void c_raw_rt(uint32_t n, uint64_t size)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t msg[RT_REP] = { 0 };
+		uint64_t hdr[HDR / 8];
+		size_t len;
+		int fd = bench_raw_recv_fd(data_fd, hdr, sizeof(hdr), &len);
+
+		if (len != HDR || hdr[0] != size)
+			BENCH_FAIL("raw_rt: header of %zu bytes, size %llu", len,
+				   (unsigned long long)hdr[0]);
+		if (send(data_fd, msg, RT_REQ, MSG_NOSIGNAL) != RT_REQ)
+			BENCH_FAIL("raw_rt send: %s", strerror(errno));
+		if (recv(data_fd, msg, sizeof(msg), 0) != RT_REP || msg[RT_REP - 1] != 0x5a)
+			BENCH_FAIL("raw_rt: bad answer");
+		close(fd);
+		bench_send_byte(data_fd);
+	}
+}
+
 /* attach, map, unmap, detach of buf on dev, checking the table. */
 static void c_use(struct dmabuf *buf, struct dmabuf_device *dev, uint64_t size)
 {
@@ -201,6 +232,9 @@ static int c_main(void)
 		switch (m.cmd) {
 		case C_RAW:
 			c_raw(m.n, m.size);
+			break;
+		case C_RAW_RT:
+			c_raw_rt(m.n, m.size);
 			break;
 		case C_LIB:
 			for (uint32_t i = 0; i < m.n; i++) {
@@ -414,6 +448,45 @@ static double p_steady(uint32_t n)
 	return (double)(bench_now_ns() - t0) / n;
 }
 
+/* P's side of raw_rt: waits in poll() as p_serve() does. */
+static void p_rt_wait(void)
+{
+	struct pollfd p = { .fd = data_fd, .events = POLLIN };
+
+	while (poll(&p, 1, -1) < 0)
+		if (errno != EINTR)
+			BENCH_FAIL("poll: %s", strerror(errno));
+}
+
+static double p_raw_rt(uint32_t n, uint64_t size)
+{
+	uint64_t hdr[HDR / 8] = { size };
+	int fd = memfd_create("bench-raw-rt", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	uint64_t t0, t;
+
+	if (fd < 0 || ftruncate(fd, (off_t)size) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+		BENCH_FAIL("memfd: %s", strerror(errno));
+	ctl_send(C_RAW_RT, n, size);
+	t0 = bench_now_ns();
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t msg[RT_REP] = { 0 };
+
+		bench_raw_send_fd(data_fd, fd, hdr, HDR);
+		p_rt_wait();
+		if (recv(data_fd, msg, sizeof(msg), 0) != RT_REQ)
+			BENCH_FAIL("raw_rt: bad request");
+		msg[RT_REP - 1] = 0x5a;
+		if (send(data_fd, msg, RT_REP, MSG_NOSIGNAL) != RT_REP)
+			BENCH_FAIL("raw_rt send: %s", strerror(errno));
+		p_rt_wait();
+		bench_recv_byte(data_fd);
+	}
+	t = bench_now_ns() - t0;
+	close(fd);
+	return (double)t / n;
+}
+
 static double p_connect(uint32_t n)
 {
 	uint64_t hdr[HDR / 8] = { held_size };
@@ -589,6 +662,8 @@ static void measure(uint64_t size, uint32_t n, uint32_t n_connect, struct size_r
 #endif
 		if (kind_on(K_LIB))
 			v[K_LIB][i] = p_lib(n, size);
+		if (kind_on(K_RAW_RT))
+			v[K_RAW_RT][i] = p_raw_rt(n, size);
 		if (!kind_on(K_STEADY) && !kind_on(K_CONNECT))
 			continue;
 		p_hold(size);
@@ -705,6 +780,14 @@ int main(void)
 		snprintf(what, sizeof(what), "%s steady state (already imported)", sizes[s].label);
 		if (kind_on(K_STEADY))
 			bench_ratio(BENCH, name, what, r->v[K_STEADY], r->v[K_RAW], "raw", 1.3);
+		snprintf(name, sizeof(name), "steady_%s_vs_raw_rt", k);
+		if (kind_on(K_STEADY) && kind_on(K_RAW_RT))
+			bench_ratio(BENCH, name, what, r->v[K_STEADY], r->v[K_RAW_RT],
+				    "raw + 1 round trip", 0);
+		snprintf(name, sizeof(name), "raw_rt_%s_vs_raw", k);
+		snprintf(what, sizeof(what), "%s raw + 1 round trip (steady's floor)", sizes[s].label);
+		if (kind_on(K_RAW_RT))
+			bench_ratio(BENCH, name, what, r->v[K_RAW_RT], r->v[K_RAW], "raw", 0);
 		snprintf(name, sizeof(name), "connect_%s_vs_raw", k);
 		snprintf(what, sizeof(what), "%s first import + connect + HELLO", sizes[s].label);
 		if (kind_on(K_CONNECT)) {

@@ -8,9 +8,15 @@
  * ops->release has run (back to idle). The parent serves from its own poll
  * loop (dmabuf_ctx_dispatch), so every syscall is on one thread per process.
  *
- * usage: syscall-cycle N   (exit 0 when all N cycles completed correctly)
- * The checker runs it for two N and divides the difference of the counts by
- * the difference of N, so set-up and tear-down cancel out.
+ * With "steady" the consumer already holds an import of the one buffer the
+ * parent keeps (a swapchain buffer coming back for a new frame): per cycle
+ * the parent sends its fd, the child receives it, dmabuf_get finds the
+ * proxy, attach, map, unmap, detach, put, close, reply; nothing is exported
+ * or released per cycle (bench-handoff's steady kind).
+ *
+ * usage: syscall-cycle N [steady]   (exit 0 when all N cycles completed
+ * correctly). The checker runs it for two N and divides the difference of
+ * the counts by the difference of N, so set-up and tear-down cancel out.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,14 +33,25 @@
 #include "dmabuf-scm.h"
 #include "syscall-common.h"
 
-static int consumer(int sock, unsigned long n)
+static int consumer(int sock, unsigned long n, bool steady)
 {
 	struct dmabuf_device_info di = { .name = "consumer" };
 	struct dmabuf_ctx *ctx;
 	struct dmabuf_device *dev;
+	struct dmabuf *held = NULL;
+	int held_fd = -1;
 
 	CHECK(dmabuf_ctx_new(NULL, &ctx));
 	CHECK(dmabuf_device_new(ctx, &di, &dev));
+	if (steady) {
+		size_t len;
+		uint8_t pl[8];
+
+		CHECK(dmabuf_recv_fd(sock, &held_fd, pl, sizeof(pl), &len));
+		CHECK(dmabuf_get(ctx, held_fd, &held));
+		if (write(sock, "", 1) != 1)
+			return 1;
+	}
 	for (unsigned long i = 0; i < n; i++) {
 		struct dmabuf_attachment *att;
 		struct dmabuf_sg_table *sgt;
@@ -45,7 +62,7 @@ static int consumer(int sock, unsigned long n)
 
 		CHECK(dmabuf_recv_fd(sock, &fd, pl, sizeof(pl), &len));
 		CHECK(dmabuf_get(ctx, fd, &buf));
-		if (dmabuf_get_size(buf) != SIZE)
+		if (dmabuf_get_size(buf) != SIZE || (steady && buf != held))
 			return 1;
 		CHECK(dmabuf_attach(buf, dev, &att));
 		CHECK(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt));
@@ -57,6 +74,10 @@ static int consumer(int sock, unsigned long n)
 		close(fd);
 		if (write(sock, "", 1) != 1)
 			return 1;
+	}
+	if (held) {
+		CHECK(dmabuf_put(held));
+		close(held_fd);
 	}
 	CHECK(dmabuf_device_destroy(dev));
 	return dmabuf_ctx_destroy(ctx) == 0 ? 0 : 1;
@@ -94,6 +115,12 @@ static void serve(struct dmabuf_ctx *ctx, int sock, bool want_reply,
 int main(int argc, char **argv)
 {
 	unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 0) : 10;
+	bool steady = argc > 2 && !strcmp(argv[2], "steady");
+	struct dmabuf_export_info info = {
+		.exp_name = "syscall-cycle", .ops = &ops, .size = SIZE,
+		.flags = O_RDWR, .priv = &priv_state,
+		.alloc = DMABUF_ALLOC_SYSTEM,
+	};
 	struct dmabuf_ctx *ctx;
 	int sp[2], status;
 	pid_t pid;
@@ -103,16 +130,31 @@ int main(int argc, char **argv)
 	CHECK(pid);
 	if (pid == 0) {
 		close(sp[0]);
-		_exit(consumer(sp[1], n));
+		_exit(consumer(sp[1], n, steady));
 	}
 	close(sp[1]);
 	CHECK(dmabuf_ctx_new(NULL, &ctx));
+	if (steady) {
+		struct dmabuf *buf;
+		int fd;
+
+		CHECK(dmabuf_export(ctx, &info, &buf));
+		fd = dmabuf_fd(buf, O_CLOEXEC);
+		CHECK(fd);
+		CHECK(dmabuf_send_fd(sp[0], fd, "hold", 5));
+		serve(ctx, sp[0], true, 0);
+		for (unsigned long i = 0; i < n; i++) {
+			CHECK(dmabuf_send_fd(sp[0], fd, "cycle", 6));
+			serve(ctx, sp[0], true, 0);
+		}
+		CHECK(dmabuf_put(buf));
+		close(fd);
+		/* The consumer's last put, then the release. */
+		serve(ctx, sp[0], false, 1);
+		n = 1;
+		goto done;
+	}
 	for (unsigned long i = 0; i < n; i++) {
-		struct dmabuf_export_info info = {
-			.exp_name = "syscall-cycle", .ops = &ops, .size = SIZE,
-			.flags = O_RDWR, .priv = &priv_state,
-			.alloc = DMABUF_ALLOC_SYSTEM,
-		};
 		struct dmabuf *buf;
 		int fd;
 
@@ -125,6 +167,7 @@ int main(int argc, char **argv)
 		close(fd);
 		serve(ctx, sp[0], false, i + 1);
 	}
+done:
 	close(sp[0]);
 	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
 	    WEXITSTATUS(status))

@@ -13,6 +13,8 @@
 #include "sys.h"
 
 #define SZ (64 * 1024)
+/* more gets than buffer.c's GET_GUESS_SKIP: the guessing resumes */
+#define GUESS_SKIP_MAX 9
 
 static void export_rejects_bad_info(void **state)
 {
@@ -212,6 +214,71 @@ static void get_finds_same_object(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* dmabuf_get() of the buffer it returned last (likely_get(): one
+ * F_DUPFD_QUERY of the library's own file): only the same open file takes
+ * that way; an O_PATH fd of the inode, another buffer's fd and a stale
+ * guess (the buffer released since) get what the full lookup gives. */
+static void get_again_of_the_same_file(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *a = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf *b = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct dmabuf_info info = { 0 };
+	struct dmabuf *got = NULL;
+	int fa = dmabuf_fd(a, O_CLOEXEC), fb = dmabuf_fd(b, O_CLOEXEC), d, o;
+	char path[64];
+
+	assert_true(fa >= 0 && fb >= 0);
+	assert_int_equal(dmabuf_get(ctx, fa, &got), 0);
+	assert_ptr_equal(got, a);
+	assert_int_equal(dmabuf_put(got), 0);
+	/* the same open file again (a dup, as SCM_RIGHTS gives): a */
+	d = fcntl(fa, F_DUPFD_CLOEXEC, 0);
+	assert_int_equal(dmabuf_get(ctx, d, &got), 0);
+	assert_ptr_equal(got, a);
+	assert_int_equal(dmabuf_get_info(a, &info), 0);
+	assert_int_equal(info.refcount, 2);
+	assert_int_equal(dmabuf_put(got), 0);
+	close(d);
+	/* an O_PATH fd of a's inode right after: no open file of it */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fa);
+	o = open(path, O_PATH | O_CLOEXEC);
+	assert_true(o >= 0);
+	assert_int_equal(dmabuf_get(ctx, o, &got), -EBADF);
+	close(o);
+	/* another open file of the same memfd: found by its inode */
+	o = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(o >= 0);
+	assert_int_equal(dmabuf_get(ctx, o, &got), 0);
+	assert_ptr_equal(got, a);
+	assert_int_equal(dmabuf_put(got), 0);
+	close(o);
+	/* alternating buffers: wrong guesses, then none, always the right one */
+	for (int i = 0; i < 24; i++) {
+		struct dmabuf *want = i % 3 ? b : a;
+
+		assert_int_equal(dmabuf_get(ctx, want == a ? fa : fb, &got), 0);
+		assert_ptr_equal(got, want);
+		assert_int_equal(dmabuf_put(got), 0);
+	}
+	/* the last one got is released: the guess is stale, not followed */
+	assert_int_equal(dmabuf_get(ctx, fa, &got), 0);
+	assert_int_equal(dmabuf_put(got), 0);
+	close(fa);
+	assert_int_equal(dmabuf_put(a), 0);
+	assert_int_equal(tx.release, 1);
+	for (int i = 0; i <= GUESS_SKIP_MAX; i++) {
+		assert_int_equal(dmabuf_get(ctx, fb, &got), 0);
+		assert_ptr_equal(got, b);
+		assert_int_equal(dmabuf_put(got), 0);
+	}
+	close(fb);
+	assert_int_equal(dmabuf_put(b), 0);
+	assert_int_equal(tx.release, 2);
+	dmabuf_ctx_destroy(ctx);
+}
+
 static void double_put_is_detected(void **state)
 {
 	struct dmabuf_ctx *ctx = tx_ctx_new(0);
@@ -389,6 +456,7 @@ int main(void)
 		harness_test(first_layout_is_not_written_past),
 		harness_test(fd_is_one_open_file_description),
 		harness_test(get_finds_same_object),
+		harness_test(get_again_of_the_same_file),
 		harness_test(double_put_is_detected),
 		harness_test(set_name_follows_kernel_rules),
 		harness_test(export_failure_leaks_nothing),

@@ -724,6 +724,36 @@ static void test_sg_memfd(void **state)
 	free(sg);
 }
 
+/* A 1 GiB buffer of 64 KiB segments: 16,384 entries, 384 KiB of table,
+ * written and read whole (one pwrite(), one pread()), every entry intact
+ * and in its wire form in the file. */
+static void test_sg_memfd_large(void **state)
+{
+	enum { N = 16384 };
+	struct dmabuf_sg_entry *sg = calloc(N, sizeof(*sg)), *out = NULL;
+	uint8_t wire[DMB_WIRE_SG_ENTRY_SIZE], got[DMB_WIRE_SG_ENTRY_SIZE];
+	int fd;
+
+	(void)state;
+	assert_non_null(sg);
+	for (unsigned i = 0; i < N; i++)
+		sg[i] = (struct dmabuf_sg_entry){ i * 65536ull, 65536,
+						  0x100000000ull + (uint64_t)(N - i) * 0x20000 };
+	fd = dmb_scm_sg_memfd_create(sg, N);
+	assert_true(fd >= 0);
+	for (unsigned i = 0; i < N; i += N / 4 - 1) {
+		dmb_wire_put_sg(wire, &sg[i]);
+		assert_int_equal(pread(fd, got, sizeof(got), (off_t)i * sizeof(got)),
+				 (ssize_t)sizeof(got));
+		assert_memory_equal(got, wire, sizeof(wire));
+	}
+	assert_int_equal(dmb_scm_sg_memfd_read(fd, N, N * 65536ull, &out), 0);
+	assert_memory_equal(out, sg, N * sizeof(*sg));
+	free(out);
+	close(fd);
+	free(sg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -747,6 +777,7 @@ int main(void)
 		harness_test(test_public_stream_pieces),
 		harness_test(test_across_fork),
 		harness_test(test_sg_memfd),
+		harness_test(test_sg_memfd_large),
 	};
 
 	/* A SIGPIPE would kill the suite: prove MSG_NOSIGNAL instead. */

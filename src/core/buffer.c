@@ -536,6 +536,36 @@ int dmb_buf_get_ref(struct dmabuf *buf, int fd)
 	return 0;
 }
 
+#define GET_GUESS_SKIP 8
+
+/*
+ * The buffer whose file fd is, found with one syscall instead of the
+ * F_GETFL and fstat() of dmb_buf_lookup_fl(): the one dmabuf_get() returned
+ * last (a swapchain buffer coming back, the fd sent again), if fd is the
+ * very open file description the library holds for it (then it is open,
+ * not O_PATH, and of that inode: what the lookup would find). NULL when it
+ * is not: the caller looks the fd up as before. A wrong guess costs a
+ * syscall, so after one the next GET_GUESS_SKIP gets make none.
+ */
+static struct dmabuf *likely_get(struct dmabuf_ctx *ctx, int fd)
+{
+	struct dmabuf *buf = (struct dmabuf *)ctx->last_got;
+
+	if (!buf || fd < 0)
+		return NULL;
+	if (ctx->get_guess_skip) {
+		ctx->get_guess_skip--;
+		return NULL;
+	}
+	if (!dmb_obj_live(buf, DMB_OBJ_BUFFER) || buf->ctx != ctx ||
+	    buf->state == DMB_BUF_RELEASED || buf->file_fd < 0)
+		return NULL;
+	if (dmb_sys_same_file(buf->file_fd, fd))
+		return buf;
+	ctx->get_guess_skip = GET_GUESS_SKIP;
+	return NULL;
+}
+
 DMABUF_EXPORT int dmabuf_get(struct dmabuf_ctx *ctx, int fd, struct dmabuf **out)
 {
 	struct dmabuf *buf;
@@ -545,9 +575,12 @@ DMABUF_EXPORT int dmabuf_get(struct dmabuf_ctx *ctx, int fd, struct dmabuf **out
 	if (!out || !dmb_ctx_usable(ctx))
 		return -EINVAL;
 	dmb_lock(ctx);
-	ret = dmb_buf_lookup_fl(ctx, fd, &st, &fl, &buf);
-	if (ret < 0)
-		goto out;
+	buf = likely_get(ctx, fd);
+	if (!buf) {
+		ret = dmb_buf_lookup_fl(ctx, fd, &st, &fl, &buf);
+		if (ret < 0)
+			goto out;
+	}
 	if (!buf) {
 		/* Another context's buffer: import it from its exporter. */
 		ret = dmb_remote()->import(ctx, fd, &st, fl, out);
@@ -557,6 +590,8 @@ DMABUF_EXPORT int dmabuf_get(struct dmabuf_ctx *ctx, int fd, struct dmabuf **out
 	if (ret == 0)
 		*out = buf;
 out:
+	if (ret == 0)
+		ctx->last_got = *out;
 	dmb_unlock(ctx);
 	return ret;
 }

@@ -47,6 +47,11 @@ struct dmabuf_ctx {
 	struct dmb_source reprobe_src;
 
 	struct dmb_buf_tree by_inode;	/* every struct dmabuf of this ctx */
+	/* What dmabuf_get() returned last (maybe freed since: checked with
+	 * dmb_obj_live()), and how many gets make no guess after a wrong one
+	 * (buffer.c: likely_get()). */
+	const struct dmabuf *last_got;
+	unsigned int get_guess_skip;
 	struct dmb_wd_tree by_wd;	/* exported buffers, by inotify wd */
 	LIST_HEAD(, dmabuf_device) devices;
 	LIST_HEAD(, dmabuf) reprobe;	/* buffers waiting for a re-probe */

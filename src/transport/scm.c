@@ -587,12 +587,41 @@ fail:
 /* ---- sg-entries memfd ------------------------------------------------------------ */
 
 #define SG_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL)
-#define SG_CHUNK 170	/* entries per pread/pwrite: 4080 bytes */
+
+/* Whether struct dmabuf_sg_entry in memory is its wire form (three
+ * little-endian u64: dmb_wire_put_sg()): then a table travels with one
+ * pwrite() and one pread(), no encoding (a 1 GiB buffer of 64 KiB
+ * segments: 16,384 entries, 97 calls of 4080 bytes a side before). */
+#define SG_NATIVE (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ &&                 \
+		   sizeof(struct dmabuf_sg_entry) == DMB_WIRE_SG_ENTRY_SIZE &&      \
+		   offsetof(struct dmabuf_sg_entry, length) == 8 &&                 \
+		   offsetof(struct dmabuf_sg_entry, phys) == 16)
+
+/* pwrite()/pread() of all @len bytes at @pos; a short count goes on,
+ * EOF reads as -EPROTO (a sealed file cannot shrink: be safe). */
+static int sg_io(int fd, void *buf, size_t len, bool write)
+{
+	size_t off = 0;
+
+	while (off < len) {
+		ssize_t n = write ? pwrite(fd, (uint8_t *)buf + off, len - off, (off_t)off)
+				  : pread(fd, (uint8_t *)buf + off, len - off, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return write ? -EIO : -EPROTO;
+		off += (size_t)n;
+	}
+	return 0;
+}
 
 int dmb_scm_sg_memfd_create(const struct dmabuf_sg_entry *sg, size_t count)
 {
-	uint8_t chunk[SG_CHUNK * DMB_WIRE_SG_ENTRY_SIZE];
-	off_t pos = 0;
+	size_t bytes = count * DMB_WIRE_SG_ENTRY_SIZE;
+	uint8_t *wire = NULL;
 	int fd, err;
 
 	if (!sg || count == 0 || count > DMB_WIRE_MAX_SG_ENTRIES)
@@ -600,49 +629,36 @@ int dmb_scm_sg_memfd_create(const struct dmabuf_sg_entry *sg, size_t count)
 	err = dmb_sys_fail(DMB_SYS_MEMFD_CREATE);
 	if (err)
 		return -err;
-	fd = memfd_create("dmabuf-sg", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)(count * DMB_WIRE_SG_ENTRY_SIZE)) < 0)
-		goto fail;
-	for (size_t i = 0; i < count; i += SG_CHUNK) {
-		size_t k = count - i < SG_CHUNK ? count - i : SG_CHUNK;
-		size_t bytes = k * DMB_WIRE_SG_ENTRY_SIZE, off = 0;
-
-		for (size_t j = 0; j < k; j++)
-			dmb_wire_put_sg(chunk + j * DMB_WIRE_SG_ENTRY_SIZE,
-					&sg[i + j]);
-		while (off < bytes) {
-			ssize_t n = pwrite(fd, chunk + off, bytes - off, pos);
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				if (n == 0)
-					errno = EIO;
-				goto fail;
-			}
-			off += (size_t)n;
-			pos += n;
-		}
+	if (!SG_NATIVE) {
+		wire = malloc(bytes);
+		if (!wire)
+			return -ENOMEM;
+		for (size_t i = 0; i < count; i++)
+			dmb_wire_put_sg(wire + i * DMB_WIRE_SG_ENTRY_SIZE, &sg[i]);
 	}
-	if (fcntl(fd, F_ADD_SEALS, SG_SEALS) < 0)
-		goto fail;
+	fd = memfd_create("dmabuf-sg", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0) {
+		err = -errno;
+		free(wire);
+		return err;
+	}
+	/* The write sizes the file: no ftruncate(). */
+	err = sg_io(fd, wire ? (void *)wire : (void *)sg, bytes, true);
+	free(wire);
+	if (err == 0 && fcntl(fd, F_ADD_SEALS, SG_SEALS) < 0)
+		err = -errno;
+	if (err < 0) {
+		close(fd);
+		return err;
+	}
 	return fd;
-
-fail:
-	err = -errno;
-	close(fd);
-	return err;
 }
 
 int dmb_scm_sg_memfd_read(int fd, uint32_t count, uint64_t size,
 			  struct dmabuf_sg_entry **out)
 {
-	uint8_t chunk[SG_CHUNK * DMB_WIRE_SG_ENTRY_SIZE];
 	struct dmabuf_sg_entry *sg;
 	struct stat st;
-	off_t pos = 0;
 	int seals, ret;
 
 	if (!out)
@@ -664,29 +680,18 @@ int dmb_scm_sg_memfd_read(int fd, uint32_t count, uint64_t size,
 	sg = calloc(count, sizeof(*sg));
 	if (!sg)
 		return -ENOMEM;
-	for (size_t i = 0; i < count; i += SG_CHUNK) {
-		size_t k = count - i < SG_CHUNK ? count - i : SG_CHUNK;
-		size_t bytes = k * DMB_WIRE_SG_ENTRY_SIZE, off = 0;
+	/* The wire bytes land in the array; decoded in place (entry i's
+	 * bytes are where entry i goes) unless they are its form already. */
+	ret = sg_io(fd, sg, (size_t)count * DMB_WIRE_SG_ENTRY_SIZE, false);
+	if (ret < 0)
+		goto fail;
+	if (!SG_NATIVE) {
+		for (size_t i = count; i-- > 0;) {
+			struct dmabuf_sg_entry e;
 
-		while (off < bytes) {
-			ssize_t n = pread(fd, chunk + off, bytes - off, pos);
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0) {
-				ret = -errno;
-				goto fail;
-			}
-			if (n == 0) {	/* cannot shrink: sealed; be safe */
-				ret = -EPROTO;
-				goto fail;
-			}
-			off += (size_t)n;
-			pos += n;
+			dmb_wire_get_sg((const uint8_t *)sg + i * DMB_WIRE_SG_ENTRY_SIZE, &e);
+			sg[i] = e;
 		}
-		for (size_t j = 0; j < k; j++)
-			dmb_wire_get_sg(chunk + j * DMB_WIRE_SG_ENTRY_SIZE,
-					&sg[i + j]);
 	}
 	ret = dmb_wire_check_sg(sg, count, size);
 	if (ret < 0)
