@@ -284,7 +284,8 @@ bool dmb_buf_fd_is_named(int fd);
  * F_SEAL_EXEC a chmod of the exec bits. (F_SEAL_EXEC with exec bits set
  * would imply F_SEAL_WRITE.) Kernels before 6.3 make neither: the importer
  * asks; with vm.memfd_noexec = 2 every memfd is sealed so, and the importer
- * ignores the mark (dmb_memfd_marks_trusted()).
+ * ignores the mark (dmb_memfd_marks_trusted()); an exporter there speaks
+ * version 3 at most, as the setting is per pid namespace.
  */
 static inline bool dmb_memfd_attach_known(int seals, mode_t mode)
 {
