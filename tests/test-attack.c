@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -558,6 +559,173 @@ static void ctx_destroyed_with_an_orphan_after_probe_first(void **state)
 	close(fd);
 }
 
+/* ---- 5. a hostile exporter on the connect path -------------------------- */
+
+/* What the fake exporter does with the connection. */
+enum script {
+	CLOSE_AT_ACCEPT,	/* accepts, closes before reading anything */
+	CLOSE_AFTER_HELLO,	/* reads the HELLO, closes */
+	GARBAGE,		/* answers the HELLO with bytes that are no message */
+	TWO_HELLOS,		/* answers the HELLO twice */
+	WRONG_SERIAL,		/* answers another serial */
+	REPLY_BEFORE_HELLO,	/* a reply to the next request, first */
+	KILLED_AFTER_HELLO,	/* SIGKILLed once the HELLO is read */
+	KILLED_AFTER_REPLY,	/* answers, then SIGKILLed at the next request */
+	SCRIPT_COUNT
+};
+
+struct fake_env {
+	int listen_fd;
+	enum script script;
+};
+
+/* Receives one request as a server; its fds closed. 1, 0 at EOF, <0. */
+static int server_recv(int sock, struct dmb_msg *m)
+{
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+	int none[DMB_WIRE_MAX_FDS] = { -1, -1, -1, -1 };
+	size_t nfds;
+	ssize_t n = rp_recv_raw(sock, NULL, buf, sizeof(buf), &nfds, RP_TIMEOUT_MS);
+
+	if (n <= 0)
+		return (int)n;
+	if (nfds > DMB_WIRE_MAX_FDS)
+		return -EMSGSIZE;
+	return dmb_wire_decode(buf, (size_t)n, none, nfds, DMB_WIRE_SERVER, m) < 0 ? -EPROTO : 1;
+}
+
+static void hello_reply(struct dmb_msg *m, uint64_t serial)
+{
+	dmb_wire_msg_init(m, DMB_OP_HELLO_REPLY, 0);
+	m->serial = serial;
+	m->u.hello_reply = (struct dmb_wire_hello_reply){
+		.version = DMB_WIRE_VERSION_MAX, .max_msg = DMB_WIRE_MAX_MSG,
+		.max_fds = DMB_WIRE_MAX_FDS, .max_buffers = 16, .max_attachments = 16,
+		.max_mappings = 16, .pid = (uint32_t)getpid() };
+}
+
+static int fake_exporter(void *arg)
+{
+	const struct fake_env *env = arg;
+	static const uint8_t garbage[32] = { 0xff, 0xff, 0xff, 0xff, 0x13, 0x37 };
+	struct dmb_msg req, m;
+	int sock = accept4(env->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+	child_check(sock >= 0);
+	if (env->script == CLOSE_AT_ACCEPT) {
+		close(sock);
+		return 0;
+	}
+	child_check(server_recv(sock, &req) == 1 && req.op == DMB_OP_HELLO);
+	switch (env->script) {
+	case CLOSE_AFTER_HELLO:
+		close(sock);
+		return 0;
+	case KILLED_AFTER_HELLO:
+		raise(SIGKILL);
+		break;
+	case GARBAGE:
+		child_check(rp_send_raw(sock, garbage, sizeof(garbage), NULL, 0, 0) == 0);
+		break;
+	case TWO_HELLOS:
+		hello_reply(&m, req.serial);
+		child_check(rp_send(sock, &m) == 0);
+		hello_reply(&m, req.serial);
+		(void)rp_send(sock, &m);
+		break;
+	case WRONG_SERIAL:
+		hello_reply(&m, req.serial + 7);
+		child_check(rp_send(sock, &m) == 0);
+		break;
+	case REPLY_BEFORE_HELLO:
+		dmb_wire_msg_init(&m, DMB_OP_ATTACH_REPLY, 0);
+		m.version = DMB_WIRE_VERSION_MAX;
+		m.serial = req.serial + 1;
+		m.u.attach_reply.attachment_id = 1;
+		child_check(rp_send(sock, &m) == 0);
+		/* the importer may have hung up already */
+		hello_reply(&m, req.serial);
+		(void)rp_send(sock, &m);
+		break;
+	case KILLED_AFTER_REPLY:
+		hello_reply(&m, req.serial);
+		child_check(rp_send(sock, &m) == 0);
+		child_check(server_recv(sock, &req) == 1);
+		raise(SIGKILL);
+		break;
+	default:
+		break;
+	}
+	/* whatever else comes, until the importer hangs up */
+	while (server_recv(sock, &req) != 0)
+		;
+	close(sock);
+	return 0;
+}
+
+/* Not a bug: for each way an exporter can break the handshake that now
+ * goes out right after connect() (no wait, socket still non-blocking),
+ * the importer fails the import or the attach after it with -ENODEV at once
+ * (not at its call timeout), leaks no fd, and its context goes cleanly. */
+static void hostile_exporter_at_the_handshake(void **state)
+{
+	const int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+
+	for (int script = 0; script < SCRIPT_COUNT; script++) {
+		struct sockaddr_un addr = { .sun_family = AF_UNIX };
+		struct dmabuf_ctx_config cfg = { .seed = 42, .call_timeout_ms = 3000 };
+		struct fake_env env = { .script = (enum script)script };
+		struct dmabuf_ctx *imp;
+		struct dmabuf_device *dev;
+		struct dmabuf_attachment *att;
+		struct dmabuf *px;
+		char name[DMB_ENDPOINT_NAME_MAX], memfd_name[96];
+		int memfd, ret, status;
+		int64_t t0;
+		pid_t pid;
+
+		snprintf(name, sizeof(name), "dmabuf-1-atk%d%08x", script,
+			 (unsigned int)rp_now_ms());
+		env.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		assert_true(env.listen_fd >= 0);
+		memcpy(addr.sun_path + 1, name, strlen(name));
+		assert_int_equal(bind(env.listen_fd, (struct sockaddr *)&addr,
+				      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+						  strlen(name))), 0);
+		assert_int_equal(listen(env.listen_fd, 1), 0);
+		snprintf(memfd_name, sizeof(memfd_name), "dmabuf:fake@%s", name);
+		memfd = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		assert_true(memfd >= 0);
+		assert_int_equal(ftruncate(memfd, 4096), 0);
+		assert_int_equal(fcntl(memfd, F_ADD_SEALS, seals), 0);
+		pid = harness_fork(fake_exporter, &env);
+
+		assert_int_equal(dmabuf_ctx_new(&cfg, &imp), 0);
+		dmabuf_ctx_set_log(imp, NULL, NULL, (enum dmabuf_log_priority)0);
+		dev = tx_device(imp, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
+		t0 = rp_now_ms();
+		ret = dmabuf_get(imp, memfd, &px);
+		if (ret == 0) {
+			ret = dmabuf_attach(px, dev, &att);
+			assert_true(ret < 0);
+			assert_int_equal(dmabuf_put(px), 0);
+		}
+		/* the exporter is gone or broke the protocol: -ENODEV */
+		if (ret != -ENODEV)
+			fail_msg("script %d: %d", script, ret);
+		/* well inside the call timeout: each of these is seen at once */
+		if (rp_now_ms() - t0 > 2500)
+			fail_msg("script %d: %lld ms", script, (long long)(rp_now_ms() - t0));
+		dmabuf_device_destroy(dev);
+		assert_int_equal(dmabuf_ctx_destroy(imp), 0);
+		status = harness_wait(pid);
+		assert_int_equal(status, script == KILLED_AFTER_HELLO || script == KILLED_AFTER_REPLY
+						 ? 128 + SIGKILL : 0);
+		close(memfd);
+		close(env.listen_fd);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -568,6 +736,7 @@ int main(void)
 		harness_test(probe_first_put_with_fd_in_flight),
 		harness_test(probe_first_put_with_mapping_in_a_forked_child),
 		harness_test(ctx_destroyed_with_an_orphan_after_probe_first),
+		harness_test(hostile_exporter_at_the_handshake),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
