@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -726,6 +727,64 @@ static void hostile_exporter_at_the_handshake(void **state)
 	}
 }
 
+/* ---- 4. spare fds, the fd limit, the registry ---------------------------- */
+
+#define NOFILE 128 /* 8 buffers (1/16) may hold a spare fd */
+
+/*
+ * Bug: at RLIMIT_NOFILE, the last put of a shared buffer whose spare fd
+ * had been trimmed could not open its release probe, and the buffer stayed
+ * until the context's destruction, although other buffers held spare fds
+ * (only an optimisation) that would have made room: a hand-out closes them
+ * first when out of fds, the probe did not.
+ */
+static void last_put_at_the_fd_limit_takes_a_spare(void **state)
+{
+	struct test_exporter tx = { 0 };
+	struct dmabuf *bufs[9];
+	struct dmabuf_ctx *ctx;
+	struct rlimit old, rl;
+	int fillers[NOFILE], n = 0, fd, first_fd = -1;
+
+	if (harness_under_valgrind())
+		skip(); /* valgrind's RLIMIT_NOFILE is virtual: the kernel installs the fd */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	rl = old;
+	rl.rlim_cur = NOFILE;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	ctx = tx_ctx_new(0);
+	/* the 9th share trims the spares to 4: the oldest five lose theirs */
+	for (int i = 0; i < 9; i++) {
+		bufs[i] = tx_export(ctx, &tx, SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		fd = dmabuf_fd(bufs[i], O_CLOEXEC);
+		assert_true(fd >= 0);
+		if (i == 0)
+			first_fd = fd;
+		else
+			close(fd);
+	}
+	assert_int_equal(ctx->nspare, 4);
+	assert_false(bufs[0]->spare);
+	while (n < NOFILE && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		fillers[n++] = fd;
+	assert_true(n < NOFILE && errno == EMFILE);
+	/* the file's last fd goes, then the last reference: released */
+	close(first_fd);
+	fillers[n++] = open("/dev/null", O_RDONLY | O_CLOEXEC); /* at the limit again */
+	assert_true(fillers[n - 1] >= 0);
+	assert_int_equal(dmabuf_put(bufs[0]), 0);
+	for (int i = 0; i < 100 && !tx.release; i++)
+		dmabuf_ctx_dispatch_timeout(ctx, 10);
+	assert_int_equal(tx.release, 1);
+	while (n > 0)
+		close(fillers[--n]);
+	for (int i = 1; i < 9; i++)
+		assert_int_equal(dmabuf_put(bufs[i]), 0);
+	assert_int_equal(tx.release, 9);
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -737,6 +796,7 @@ int main(void)
 		harness_test(probe_first_put_with_mapping_in_a_forked_child),
 		harness_test(ctx_destroyed_with_an_orphan_after_probe_first),
 		harness_test(hostile_exporter_at_the_handshake),
+		harness_test(last_put_at_the_fd_limit_takes_a_spare),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

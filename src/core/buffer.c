@@ -391,6 +391,11 @@ static bool spares_drop(struct dmabuf_ctx *ctx, int err)
 	return true;
 }
 
+bool dmb_buf_spares_drop(struct dmabuf_ctx *ctx, int err)
+{
+	return spares_drop(ctx, err);
+}
+
 int dmb_ctx_fd_dir(struct dmabuf_ctx *ctx)
 {
 	dmb_assert_locked(ctx);

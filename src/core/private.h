@@ -304,6 +304,9 @@ int dmb_release_arm(struct dmabuf *buf);
 /* buffer.c: ctx->fd_dir, opened if need be (under the lock), for
  * dmb_backing_reopen_at(); -1 when it cannot be had (walk the path). */
 int dmb_ctx_fd_dir(struct dmabuf_ctx *ctx);
+/* buffer.c: out of fds (err -EMFILE or -ENFILE), closes every spare fd;
+ * true if any went (then a failed open is worth trying again). */
+bool dmb_buf_spares_drop(struct dmabuf_ctx *ctx, int err);
 /* The last reference of a shared buffer is gone: lets go of the dma-buf
  * file and releases the buffer if nobody else holds it, or leaves it an
  * orphan that the file's final close releases. */
