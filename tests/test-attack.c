@@ -785,6 +785,58 @@ static void last_put_at_the_fd_limit_takes_a_spare(void **state)
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
 }
 
+/*
+ * Bug: at RLIMIT_NOFILE, dmabuf_get() of an orphan (its last reference put,
+ * its fd still open: a revival, which must hold the file again) failed with
+ * -EMFILE while other buffers held spare fds that would have made room;
+ * dma_buf_get() needs no fd. The exporter's IMPORT of an orphan takes the
+ * same path.
+ */
+static void revival_at_the_fd_limit_takes_a_spare(void **state)
+{
+	struct test_exporter tx = { 0 };
+	struct dmabuf *bufs[8], *orphan, *got;
+	struct dmabuf_ctx *ctx;
+	struct rlimit old, rl;
+	int fillers[NOFILE], n = 0, fd, ofd;
+
+	if (harness_under_valgrind())
+		skip(); /* valgrind's RLIMIT_NOFILE is virtual: the kernel installs the fd */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	rl = old;
+	rl.rlim_cur = NOFILE;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	ctx = tx_ctx_new(0);
+	orphan = tx_export(ctx, &tx, SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	ofd = dmabuf_fd(orphan, O_CLOEXEC);
+	assert_true(ofd >= 0);
+	assert_int_equal(dmabuf_put(orphan), 0);
+	assert_int_equal(tx.release, 0);
+	for (int i = 0; i < 7; i++) {
+		bufs[i] = tx_export(ctx, &tx, SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		fd = dmabuf_fd(bufs[i], O_CLOEXEC);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	assert_int_equal(ctx->nspare, 7);
+	while (n < NOFILE && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		fillers[n++] = fd;
+	assert_true(n < NOFILE && errno == EMFILE);
+	assert_int_equal(dmabuf_get(ctx, ofd, &got), 0);
+	assert_ptr_equal(got, orphan);
+	while (n > 0)
+		close(fillers[--n]);
+	assert_int_equal(dmabuf_put(got), 0);
+	close(ofd);
+	for (int i = 0; i < 7; i++)
+		assert_int_equal(dmabuf_put(bufs[i]), 0);
+	for (int i = 0; i < 100 && tx.release < 8; i++)
+		dmabuf_ctx_dispatch_timeout(ctx, 10);
+	assert_int_equal(tx.release, 8);
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -797,6 +849,7 @@ int main(void)
 		harness_test(ctx_destroyed_with_an_orphan_after_probe_first),
 		harness_test(hostile_exporter_at_the_handshake),
 		harness_test(last_put_at_the_fd_limit_takes_a_spare),
+		harness_test(revival_at_the_fd_limit_takes_a_spare),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -520,6 +520,10 @@ int dmb_buf_get_ref(struct dmabuf *buf, int fd)
 		 * library never let go of it (no probe could be opened). */
 		if (buf->file_fd < 0) {
 			dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+			/* Out of fds: the spare ones go first (dma_buf_get()
+			 * needs no fd). */
+			if (dupfd < 0 && spares_drop(buf->ctx, -errno))
+				dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 			if (dupfd < 0)
 				return -errno;
 			/* No-op on the dma-buf file itself; a reopened file of
