@@ -837,6 +837,78 @@ static void revival_at_the_fd_limit_takes_a_spare(void **state)
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
 }
 
+/*
+ * Bug: the library's own mapping of a buffer whose spare fd was trimmed is
+ * made through a reopen of its file. At RLIMIT_NOFILE, dmabuf_vmap() and a
+ * device's first access (dmabuf_dma_write()) failed with -EMFILE while
+ * other buffers held spare fds; dma_buf_vmap() needs no fd.
+ */
+static void cpu_maps_at_the_fd_limit_take_a_spare(void **state)
+{
+	struct test_exporter tx = { 0 };
+	struct dmabuf *bufs[9], *more[2];
+	struct dmabuf_ctx *ctx;
+	struct dmabuf_device *dev;
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+	struct rlimit old, rl;
+	int fillers[NOFILE], n = 0, fd;
+	uint8_t byte = 0x5a;
+	void *v;
+
+	if (harness_under_valgrind())
+		skip(); /* valgrind's RLIMIT_NOFILE is virtual: the kernel installs the fd */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	rl = old;
+	rl.rlim_cur = NOFILE;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	ctx = tx_ctx_new(0);
+	dev = tx_device(ctx, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
+	for (int i = 0; i < 9; i++) {
+		bufs[i] = tx_export(ctx, &tx, SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		fd = dmabuf_fd(bufs[i], O_CLOEXEC);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	assert_false(bufs[0]->spare || bufs[1]->spare);
+	assert_int_equal(dmabuf_attach(bufs[1], dev, &att), 0);
+	assert_int_equal(dmabuf_map_attachment(att, DMABUF_FROM_DEVICE, &sgt), 0);
+	/* the device's first access maps the buffer: a reopen */
+	assert_true(ctx->nspare > 0);
+	while (n < NOFILE && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		fillers[n++] = fd;
+	assert_true(n < NOFILE && errno == EMFILE);
+	assert_int_equal(dmabuf_dma_write(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
+					  &byte, 1), 0);
+	while (n > 0)
+		close(fillers[--n]);
+	/* spares again (shares of more buffers), then the vmap's reopen */
+	for (int i = 0; i < 2; i++) {
+		more[i] = tx_export(ctx, &tx, SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		fd = dmabuf_fd(more[i], O_CLOEXEC);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	assert_true(ctx->nspare > 0);
+	while (n < NOFILE && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		fillers[n++] = fd;
+	assert_true(n < NOFILE && errno == EMFILE);
+	assert_int_equal(dmabuf_vmap(bufs[0], &v), 0);
+	assert_int_equal(dmabuf_vunmap(bufs[0], v), 0);
+	while (n > 0)
+		close(fillers[--n]);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(dmabuf_put(more[i]), 0);
+	assert_int_equal(dmabuf_unmap_attachment(att, sgt, DMABUF_FROM_DEVICE), 0);
+	assert_int_equal(dmabuf_detach(bufs[1], att), 0);
+	for (int i = 0; i < 9; i++)
+		assert_int_equal(dmabuf_put(bufs[i]), 0);
+	assert_int_equal(tx.release, 11);
+	dmabuf_device_destroy(dev);
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -850,6 +922,7 @@ int main(void)
 		harness_test(hostile_exporter_at_the_handshake),
 		harness_test(last_put_at_the_fd_limit_takes_a_spare),
 		harness_test(revival_at_the_fd_limit_takes_a_spare),
+		harness_test(cpu_maps_at_the_fd_limit_take_a_spare),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
