@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -909,6 +910,205 @@ static void cpu_maps_at_the_fd_limit_take_a_spare(void **state)
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
 }
 
+/*
+ * Not a bug: the live-object registry (an open-addressing hash set with
+ * backward-shift deletion, grown and shrunk by load) against a plain array,
+ * over 300,000 random adds and deletes of up to 20,000 addresses: clusters
+ * that wrap around the table's end, deletions inside them, every resize.
+ * Every address is looked up after each batch: as the type it was added
+ * with, as another type, and never-added addresses of the same alignment
+ * (what a forged handle looks like) are never live.
+ */
+#define REG_N 20000
+
+static void registry_matches_a_plain_array(void **state)
+{
+	static uint64_t slots[REG_N];	/* distinct 8-byte aligned addresses */
+	static uint8_t type_of[REG_N];	/* 0: not added */
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	unsigned int live = 0;
+
+	for (int round = 0; round < 30; round++) {
+		/* a round grows to a target load, then shrinks to another */
+		unsigned int target = (unsigned int)((round * 7919u) % REG_N);
+
+		for (int op = 0; op < 10000; op++) {
+			size_t i;
+
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			i = (size_t)(x % REG_N);
+			/* odd slots only: the even ones are never added */
+			i |= 1;
+			if (i >= REG_N)
+				continue;
+			if (!type_of[i] && (live < target || (x >> 40) % 4 == 0)) {
+				type_of[i] = (uint8_t)(DMB_OBJ_DEVICE + (x >> 32) % 3);
+				assert_int_equal(dmb_obj_add(&slots[i], (enum dmb_obj_type)type_of[i]), 0);
+				live++;
+			} else if (type_of[i]) {
+				assert_int_equal(dmb_obj_add(&slots[i], DMB_OBJ_FENCE), -EEXIST);
+				dmb_obj_del(&slots[i]);
+				type_of[i] = 0;
+				live--;
+			}
+		}
+		for (size_t i = 0; i < REG_N; i++) {
+			bool added = type_of[i] != 0;
+
+			if (added != dmb_obj_live(&slots[i], (enum dmb_obj_type)(added ? type_of[i] : DMB_OBJ_DEVICE)))
+				fail_msg("round %d slot %zu: added %d", round, i, added);
+			if (added && dmb_obj_live(&slots[i], DMB_OBJ_TIMELINE))
+				fail_msg("round %d slot %zu: live as another type", round, i);
+			if (!added && (dmb_obj_live(&slots[i], DMB_OBJ_BUFFER) ||
+				       dmb_obj_live(&slots[i], DMB_OBJ_ATTACHMENT)))
+				fail_msg("round %d slot %zu: never added, live", round, i);
+		}
+	}
+	for (size_t i = 0; i < REG_N; i++)
+		if (type_of[i])
+			dmb_obj_del(&slots[i]);
+	for (size_t i = 0; i < REG_N; i++)
+		assert_false(dmb_obj_live(&slots[i], DMB_OBJ_DEVICE + i % 3));
+}
+
+/*
+ * Not a bug: 10,000 live shared buffers (past the spare budget many times
+ * over), then fds filled to the limit in the middle: an export fails with
+ * -EMFILE and leaves nothing, a hand-out still works (spares go), every
+ * handle stays live and checked; a put handle, a handle of another
+ * context's device and a forged one of a live object's bit pattern plus
+ * one page are refused; every buffer is released exactly once.
+ */
+#define MANY 10000
+
+static void ten_thousand_buffers_and_emfile_in_the_middle(void **state)
+{
+	static struct dmabuf *bufs[MANY];
+	struct test_exporter tx = { 0 };
+	struct dmabuf_ctx *ctx, *other;
+	struct dmabuf_device *dev, *odev;
+	struct dmabuf_attachment *att;
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
+	struct dmabuf *extra = NULL;
+	struct rlimit old, rl;
+	int *fillers, n = 0, fd, fds0;
+	struct dmabuf fake;
+
+	if (harness_under_valgrind())
+		skip(); /* valgrind's RLIMIT_NOFILE is virtual: the kernel installs the fd */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	if (old.rlim_max < MANY + 2048)
+		skip();
+	rl = old;
+	rl.rlim_cur = MANY + 2048;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	fds0 = harness_count_fds();
+	ctx = tx_ctx_new(0);
+	other = tx_ctx_new(0);
+	dev = tx_device(ctx, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
+	odev = tx_device(other, "odev", 64, DMABUF_DEVICE_IOMMU, 0);
+	for (int i = 0; i < MANY; i++) {
+		bufs[i] = tx_export(ctx, &tx, 4096, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		fd = dmabuf_fd(bufs[i], O_CLOEXEC);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	assert_true(ctx->nspare <= (MANY + 2048) / 16);
+	fillers = calloc(MANY + 2048, sizeof(*fillers));
+	assert_non_null(fillers);
+	while (n < MANY + 2048 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		fillers[n++] = fd;
+	assert_true(errno == EMFILE);
+	/* no fd for a memfd: refused, nothing made */
+	if (ctx->nspare == 0) {
+		struct dmabuf_export_info ei = {
+			.exp_name = "x", .ops = &tx_ops, .size = 4096, .flags = O_RDWR,
+			.priv = &tx, .alloc = DMABUF_ALLOC_SYSTEM,
+		};
+
+		assert_int_equal(dmabuf_export(ctx, &ei, &extra), -EMFILE);
+	}
+	/* a hand-out at the limit: spare fds go first */
+	fd = dmabuf_fd(bufs[MANY / 2], O_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
+	else
+		assert_int_equal(fd, -EMFILE);
+	while (n > 0)
+		close(fillers[--n]);
+	free(fillers);
+	for (int i = 0; i < MANY; i++)
+		assert_int_equal(dmabuf_get_info(bufs[i], &info), 0);
+	/* another context's device, a forged handle */
+	assert_int_equal(dmabuf_attach(bufs[7], odev, &att), -EINVAL);
+	memcpy(&fake, bufs[7], sizeof(fake));
+	assert_int_equal(dmabuf_put(&fake), -EINVAL);
+	assert_int_equal(dmabuf_put((struct dmabuf *)((uint8_t *)bufs[7] + 4096)), -EINVAL);
+	for (int i = 0; i < MANY; i++)
+		assert_int_equal(dmabuf_put(bufs[i]), 0);
+	assert_int_equal(tx.release, MANY);
+	/* put handles are stale */
+	assert_int_equal(dmabuf_put(bufs[3]), -EINVAL);
+	assert_int_equal(dmabuf_attach(bufs[MANY - 1], dev, &att), -EINVAL);
+	dmabuf_device_destroy(dev);
+	dmabuf_device_destroy(odev);
+	dmabuf_ctx_destroy(other);
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(tx.release, MANY);
+	assert_int_equal(harness_count_fds(), fds0);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
+/*
+ * Bug: an export at RLIMIT_NOFILE failed with -EMFILE while shared buffers
+ * held spare fds, so fewer shared buffers fitted in the fd limit than the
+ * one fd each that spares were meant to cost at the limit: the export's
+ * memfd now takes a spare's place first.
+ */
+static void export_at_the_fd_limit_takes_a_spare(void **state)
+{
+	struct test_exporter tx = { 0 };
+	struct dmabuf *bufs[NOFILE];
+	struct dmabuf_ctx *ctx;
+	struct rlimit old, rl;
+	int n = 0, fd, ret = 0;
+
+	if (harness_under_valgrind())
+		skip(); /* valgrind's RLIMIT_NOFILE is virtual: the kernel installs the fd */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	rl = old;
+	rl.rlim_cur = NOFILE;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	ctx = tx_ctx_new(0);
+	while (n < NOFILE) {
+		struct dmabuf_export_info ei = {
+			.exp_name = "x", .ops = &tx_ops, .size = 4096, .flags = O_RDWR,
+			.priv = &tx, .alloc = DMABUF_ALLOC_SYSTEM,
+		};
+
+		ret = dmabuf_export(ctx, &ei, &bufs[n]);
+		if (ret < 0)
+			break;
+		/* the first 8 shared (spares kept), the others only exported */
+		if (n < 8) {
+			fd = dmabuf_fd(bufs[n], O_CLOEXEC);
+			assert_true(fd >= 0);
+			close(fd);
+		}
+		n++;
+	}
+	assert_true(n > 8);
+	assert_int_equal(ret, -EMFILE);
+	/* out of fds only once no spare fd was left to give */
+	assert_int_equal(ctx->nspare, 0);
+	while (n > 0)
+		assert_int_equal(dmabuf_put(bufs[--n]), 0);
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -923,6 +1123,9 @@ int main(void)
 		harness_test(last_put_at_the_fd_limit_takes_a_spare),
 		harness_test(revival_at_the_fd_limit_takes_a_spare),
 		harness_test(cpu_maps_at_the_fd_limit_take_a_spare),
+		harness_test(export_at_the_fd_limit_takes_a_spare),
+		harness_test(registry_matches_a_plain_array),
+		harness_test(ten_thousand_buffers_and_emfile_in_the_middle),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

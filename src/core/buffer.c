@@ -150,6 +150,8 @@ static void buf_free(struct dmabuf_ctx *ctx, struct dmabuf *buf)
 	free(buf);
 }
 
+static bool spares_drop(struct dmabuf_ctx *ctx, int err);
+
 int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info,
 		   struct dmb_backing *backing, struct dmabuf **out)
 {
@@ -192,6 +194,11 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	ret = dmb_remote()->endpoint_name(ctx, &endpoint);
 	if (ret == 0)
 		ret = new_memfd(buf->exp_name, endpoint, backing ? 0 : info->size, &mark);
+	/* Out of fds: spare fds go first, as at a hand-out. */
+	if (ret < 0 && spares_drop(ctx, ret)) {
+		mark = !info->ops->attach && !info->ops->pin;
+		ret = new_memfd(buf->exp_name, endpoint, backing ? 0 : info->size, &mark);
+	}
 	if (ret < 0)
 		goto fail;
 	buf->probe_fd = ret;
