@@ -409,6 +409,102 @@ static void importer_killed_after_one_way_attach_and_map(void **state)
 	dmabuf_ctx_destroy(exp);
 }
 
+/* ---- 1c. one-way ATTACH sent by hand --------------------------------------- */
+
+static void one_way_attach(int sock, uint64_t import_id, uint64_t serial, uint16_t version)
+{
+	struct dmb_msg m;
+
+	uint8_t buf[DMB_WIRE_MAX_MSG];
+	int len;
+
+	rp_attach_msg(&m, import_id);
+	m.flags = DMB_WIRE_F_NO_REPLY;
+	m.serial = serial;
+	m.version = DMB_WIRE_VERSION_ONE_WAY_ATTACH;
+	len = rp_encode(&m, buf);
+	assert_true(len > 0);
+	/* the codec makes the flag only at version 4: patch an older header */
+	rp_put16(buf + DMB_WIRE_HDR_VERSION, version);
+	assert_int_equal(rp_send_raw(sock, buf, (size_t)len, NULL, 0, 0), 0);
+}
+
+/*
+ * Not a bug: a client that sends a one-way ATTACH for a buffer whose
+ * exporter has an attach or pin op (the mark says not to; a hostile or
+ * confused client) gets the exporter's full attach: a refusing attach op
+ * leaves a failed attachment whose MAP answers the op's errno and whose
+ * DETACH calls no detach op; a pinning exporter pins the static attachment
+ * at the ATTACH and unpins it at the DETACH. The same flag in a version 3
+ * session is a protocol error. (test-remote-attach sends it by hand only
+ * for buffers without ops.)
+ */
+static void one_way_attach_by_hand_for_buffers_with_ops(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct test_exporter rx = { .refuse_attach = -EBUSY }, px = { 0 };
+	struct dmabuf *refusing, *pinning;
+	struct dmabuf_export_info info = {
+		.exp_name = "pin", .ops = &tx_pin_ops, .size = SIZE, .flags = O_RDWR,
+		.priv = &px, .alloc = DMABUF_ALLOC_SYSTEM,
+	};
+	struct dmb_msg m;
+	uint64_t rid, pid_, map;
+	int rfd, pfd, sock;
+
+	refusing = tx_export(exp, &rx, SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	assert_int_equal(dmabuf_export(exp, &info, &pinning), 0);
+	rfd = dmabuf_fd(refusing, O_CLOEXEC);
+	pfd = dmabuf_fd(pinning, O_CLOEXEC);
+	sock = rp_connect(rfd);
+	assert_true(sock >= 0);
+	assert_int_equal(rp_hello(sock, exp), 0);
+	assert_int_equal(rp_import(sock, exp, rfd, &rid), 0);
+	assert_int_equal(rp_import(sock, exp, pfd, &pid_), 0);
+
+	one_way_attach(sock, rid, 2000, DMB_WIRE_VERSION_MAX);
+	assert_int_equal(rp_map(sock, exp, DMB_WIRE_ONE_WAY_ATT_ID(2000), DMABUF_TO_DEVICE, NULL),
+			 -EBUSY);
+	assert_int_equal(rx.attach, 1);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_DETACH, DMB_WIRE_ONE_WAY_ATT_ID(2000)), 0);
+	assert_int_equal(rx.detach, 0);
+	assert_int_equal(only_peer(exp)->nattachments, 0);
+
+	one_way_attach(sock, pid_, 2001, DMB_WIRE_VERSION_MAX);
+	assert_int_equal(rp_map(sock, exp, DMB_WIRE_ONE_WAY_ATT_ID(2001), DMABUF_TO_DEVICE, &map), 0);
+	assert_int_equal(px.attach, 1);
+	assert_int_equal(px.pin, 1);
+	assert_int_equal(rp_unmap(sock, exp, map, DMABUF_TO_DEVICE), 0);
+	assert_int_equal(rp_id_call(sock, exp, DMB_OP_DETACH, DMB_WIRE_ONE_WAY_ATT_ID(2001)), 0);
+	assert_int_equal(px.unpin, 1);
+	assert_int_equal(px.detach, 1);
+	close(sock);
+
+	/* a version 3 session: the flag on ATTACH closes the connection */
+	sock = rp_connect(rfd);
+	assert_true(sock >= 0);
+	m = (struct dmb_msg){ .op = DMB_OP_HELLO };
+	m.u.hello.min_version = DMB_WIRE_VERSION_MIN;
+	m.u.hello.max_version = DMB_WIRE_VERSION_ONE_WAY_ATTACH - 1;
+	m.u.hello.pid = (uint32_t)getpid();
+	assert_int_equal(rp_call(sock, exp, &m, NULL), 0);
+	m = (struct dmb_msg){ .op = DMB_OP_IMPORT, .nfds = 1,
+			      .version = DMB_WIRE_VERSION_ONE_WAY_ATTACH - 1 };
+	m.fds[0] = pfd;
+	assert_int_equal(rp_call(sock, exp, &m, &m), 0);
+	one_way_attach(sock, m.u.import_reply.buffer_id, 3000, DMB_WIRE_VERSION_ONE_WAY_ATTACH - 1);
+	assert_true(rp_expect_closed(sock, exp) >= 0);
+	close(sock);
+	assert_int_equal(px.attach, 1);
+
+	close(rfd);
+	close(pfd);
+	assert_int_equal(dmabuf_put(refusing), 0);
+	assert_int_equal(dmabuf_put(pinning), 0);
+	dmabuf_ctx_destroy(exp);
+	assert_int_equal(rx.release + px.release, 2);
+}
+
 /* ---- 3. the last put that probes first ------------------------------------- */
 
 /* Two last puts whose file was already closed: the next one probes first. */
@@ -1118,6 +1214,7 @@ int main(void)
 		harness_test(exporter_in_a_noexec_namespace_keeps_the_round_trip),
 		harness_test(revoke_between_one_way_attach_and_map),
 		harness_test(importer_killed_after_one_way_attach_and_map),
+		harness_test(one_way_attach_by_hand_for_buffers_with_ops),
 		harness_test(probe_first_put_with_fd_in_flight),
 		harness_test(probe_first_put_with_mapping_in_a_forked_child),
 		harness_test(ctx_destroyed_with_an_orphan_after_probe_first),
