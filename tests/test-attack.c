@@ -828,6 +828,17 @@ static void hostile_exporter_at_the_handshake(void **state)
 
 #define NOFILE 128 /* 8 buffers (1/16) may hold a spare fd */
 
+/* Sets RLIMIT_NOFILE's soft limit; the old limits into *old. */
+static void nofile_set(rlim_t soft, struct rlimit *old)
+{
+	struct rlimit rl;
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, old), 0);
+	rl = *old;
+	rl.rlim_cur = soft;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+}
+
 /*
  * Bug: at RLIMIT_NOFILE, the last put of a shared buffer whose spare fd
  * had been trimmed could not open its release probe, and the buffer stayed
@@ -840,15 +851,12 @@ static void last_put_at_the_fd_limit_takes_a_spare(void **state)
 	struct test_exporter tx = { 0 };
 	struct dmabuf *bufs[9];
 	struct dmabuf_ctx *ctx;
-	struct rlimit old, rl;
+	struct rlimit old;
 	int fillers[NOFILE], n = 0, fd, first_fd = -1;
 
 	if (harness_under_valgrind())
 		skip(); /* valgrind's RLIMIT_NOFILE is virtual: the kernel installs the fd */
-	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-	rl = old;
-	rl.rlim_cur = NOFILE;
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	nofile_set(NOFILE, &old);
 	ctx = tx_ctx_new(0);
 	/* the 9th share trims the spares to 4: the oldest five lose theirs */
 	for (int i = 0; i < 9; i++) {
@@ -894,15 +902,12 @@ static void revival_at_the_fd_limit_takes_a_spare(void **state)
 	struct test_exporter tx = { 0 };
 	struct dmabuf *bufs[8], *orphan, *got;
 	struct dmabuf_ctx *ctx;
-	struct rlimit old, rl;
+	struct rlimit old;
 	int fillers[NOFILE], n = 0, fd, ofd;
 
 	if (harness_under_valgrind())
 		skip(); /* valgrind's RLIMIT_NOFILE is virtual: the kernel installs the fd */
-	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-	rl = old;
-	rl.rlim_cur = NOFILE;
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	nofile_set(NOFILE, &old);
 	ctx = tx_ctx_new(0);
 	orphan = tx_export(ctx, &tx, SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	ofd = dmabuf_fd(orphan, O_CLOEXEC);
@@ -948,17 +953,14 @@ static void cpu_maps_at_the_fd_limit_take_a_spare(void **state)
 	struct dmabuf_device *dev;
 	struct dmabuf_attachment *att;
 	struct dmabuf_sg_table *sgt;
-	struct rlimit old, rl;
+	struct rlimit old;
 	int fillers[NOFILE], n = 0, fd;
 	uint8_t byte = 0x5a;
 	void *v;
 
 	if (harness_under_valgrind())
 		skip(); /* valgrind's RLIMIT_NOFILE is virtual: the kernel installs the fd */
-	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-	rl = old;
-	rl.rlim_cur = NOFILE;
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	nofile_set(NOFILE, &old);
 	ctx = tx_ctx_new(0);
 	dev = tx_device(ctx, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
 	for (int i = 0; i < 9; i++) {
@@ -1093,7 +1095,7 @@ static void ten_thousand_buffers_and_emfile_in_the_middle(void **state)
 		.priv = &tx, .alloc = DMABUF_ALLOC_SYSTEM,
 	};
 	struct dmabuf *extra = NULL, *none = NULL;
-	struct rlimit old, rl;
+	struct rlimit old;
 	int *fillers, n = 0, fd, fds0;
 	struct dmabuf fake;
 
@@ -1102,9 +1104,7 @@ static void ten_thousand_buffers_and_emfile_in_the_middle(void **state)
 	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
 	if (old.rlim_max < MANY + 2048)
 		skip();
-	rl = old;
-	rl.rlim_cur = MANY + 2048;
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	nofile_set(MANY + 2048, &old);
 	fds0 = harness_count_fds();
 	ctx = tx_ctx_new(0);
 	other = tx_ctx_new(0);
@@ -1170,15 +1170,12 @@ static void export_at_the_fd_limit_takes_a_spare(void **state)
 	struct test_exporter tx = { 0 };
 	struct dmabuf *bufs[NOFILE];
 	struct dmabuf_ctx *ctx;
-	struct rlimit old, rl;
+	struct rlimit old;
 	int n = 0, fd, ret = 0;
 
 	if (harness_under_valgrind())
 		skip(); /* valgrind's RLIMIT_NOFILE is virtual: the kernel installs the fd */
-	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
-	rl = old;
-	rl.rlim_cur = NOFILE;
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	nofile_set(NOFILE, &old);
 	ctx = tx_ctx_new(0);
 	while (n < NOFILE) {
 		struct dmabuf_export_info ei = {
