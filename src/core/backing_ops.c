@@ -159,6 +159,9 @@ DMABUF_EXPORT int dmabuf_backing_vmap(struct dmabuf *buf, void **vaddr)
 	}
 	/* The view lives until release: vmaps after the first reuse it. */
 	ret = dmb_backing_map_view(&buf->backing);
+	/* Out of fds for the reopen: spare fds go first. */
+	if (ret < 0 && dmb_buf_spares_drop(ctx, ret))
+		ret = dmb_backing_map_view(&buf->backing);
 	if (ret == 0)
 		*vaddr = buf->backing.cpu_view;
 	dmb_unlock(ctx);

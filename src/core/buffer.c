@@ -150,6 +150,8 @@ static void buf_free(struct dmabuf_ctx *ctx, struct dmabuf *buf)
 	free(buf);
 }
 
+static bool spares_drop(struct dmabuf_ctx *ctx, int err);
+
 int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info,
 		   struct dmb_backing *backing, struct dmabuf **out)
 {
@@ -192,6 +194,11 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	ret = dmb_remote()->endpoint_name(ctx, &endpoint);
 	if (ret == 0)
 		ret = new_memfd(buf->exp_name, endpoint, backing ? 0 : info->size, &mark);
+	/* Out of fds: spare fds go first, as at a hand-out. */
+	if (ret < 0 && spares_drop(ctx, ret)) {
+		mark = !info->ops->attach && !info->ops->pin;
+		ret = new_memfd(buf->exp_name, endpoint, backing ? 0 : info->size, &mark);
+	}
 	if (ret < 0)
 		goto fail;
 	buf->probe_fd = ret;
@@ -391,6 +398,11 @@ static bool spares_drop(struct dmabuf_ctx *ctx, int err)
 	return true;
 }
 
+bool dmb_buf_spares_drop(struct dmabuf_ctx *ctx, int err)
+{
+	return spares_drop(ctx, err);
+}
+
 int dmb_ctx_fd_dir(struct dmabuf_ctx *ctx)
 {
 	dmb_assert_locked(ctx);
@@ -519,6 +531,10 @@ int dmb_buf_get_ref(struct dmabuf *buf, int fd)
 		 * library never let go of it (no probe could be opened). */
 		if (buf->file_fd < 0) {
 			dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+			/* Out of fds: the spare ones go first (dma_buf_get()
+			 * needs no fd). */
+			if (dupfd < 0 && spares_drop(buf->ctx, -errno))
+				dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 			if (dupfd < 0)
 				return -errno;
 			/* No-op on the dma-buf file itself; a reopened file of

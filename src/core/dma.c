@@ -108,6 +108,9 @@ static uint8_t *seg_bytes(const struct dmb_dma_seg *seg, int *err)
 		return sgt->cpu_base + seg->offset;
 	if (!sgt->backing->map) {
 		ret = dmb_backing_map_cpu(sgt->backing, true);
+		/* Out of fds for the reopen: spare fds go first. */
+		if (ret < 0 && sgt->mapped_dev && dmb_buf_spares_drop(sgt->mapped_dev->ctx, ret))
+			ret = dmb_backing_map_cpu(sgt->backing, true);
 		if (ret < 0) {
 			*err = ret;
 			return NULL;

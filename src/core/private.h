@@ -292,7 +292,8 @@ bool dmb_buf_fd_is_named(int fd);
  * F_SEAL_EXEC a chmod of the exec bits. (F_SEAL_EXEC with exec bits set
  * would imply F_SEAL_WRITE.) Kernels before 6.3 make neither: the importer
  * asks; with vm.memfd_noexec = 2 every memfd is sealed so, and the importer
- * ignores the mark (dmb_memfd_marks_trusted()).
+ * ignores the mark (dmb_memfd_marks_trusted()); an exporter there speaks
+ * version 3 at most, as the setting is per pid namespace.
  */
 static inline bool dmb_memfd_attach_known(int seals, mode_t mode)
 {
@@ -316,6 +317,9 @@ int dmb_release_arm(struct dmabuf *buf);
 /* buffer.c: ctx->fd_dir, opened if need be (under the lock), for
  * dmb_backing_reopen_at(); -1 when it cannot be had (walk the path). */
 int dmb_ctx_fd_dir(struct dmabuf_ctx *ctx);
+/* buffer.c: out of fds (err -EMFILE or -ENFILE), closes every spare fd;
+ * true if any went (then a failed open is worth trying again). */
+bool dmb_buf_spares_drop(struct dmabuf_ctx *ctx, int err);
 /* The last reference of a shared buffer is gone: lets go of the dma-buf
  * file and releases the buffer if nobody else holds it, or leaves it an
  * orphan that the file's final close releases. */

@@ -130,6 +130,10 @@ static int probe_open(struct dmabuf *buf, bool *opened)
 	fd = dmb_backing_reopen_at(dmb_ctx_fd_dir(buf->ctx), buf->file_fd, O_RDWR);
 	if (fd == -EACCES)
 		fd = dmb_backing_reopen_at(dmb_ctx_fd_dir(buf->ctx), buf->file_fd, O_RDONLY);
+	/* Out of fds: other buffers' spare fds go first, as at a hand-out;
+	 * without a probe this buffer would stay until its context goes. */
+	if (fd < 0 && dmb_buf_spares_drop(buf->ctx, fd))
+		return probe_open(buf, opened);
 	if (fd < 0)
 		return fd;
 	buf->probe_fd = fd;

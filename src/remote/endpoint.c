@@ -981,6 +981,14 @@ static int peer_handle_one(struct dmb_peer *peer, unsigned int ahead, bool *drai
 	reply.serial = req.serial;
 	if (req.op == DMB_OP_HELLO) {
 		ret = dmb_wire_negotiate(req.u.hello.min_version, req.u.hello.max_version);
+		/* Version 4 trusts the marks of this process's memfds; with
+		 * vm.memfd_noexec = 2 here (per pid namespace: the peer's
+		 * may be lower) every memfd carries one, so a buffer with an
+		 * attach op would have its ATTACH answered by the importer. */
+		if (ret >= DMB_WIRE_VERSION_ONE_WAY_ATTACH &&
+		    req.u.hello.min_version < DMB_WIRE_VERSION_ONE_WAY_ATTACH &&
+		    !dmb_memfd_marks_trusted())
+			ret = DMB_WIRE_VERSION_ONE_WAY_ATTACH - 1;
 		if (ret < 0) {
 			peer_reply_error(peer, &req, ret);
 			return ret;

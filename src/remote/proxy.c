@@ -755,7 +755,7 @@ void dmb_proxy_import_resend(struct dmb_conn *conn, struct dmb_pending_import *p
 
 /* vm.memfd_noexec = 2 seals every memfd as the mark does: then it says
  * nothing (read once per process). */
-static bool memfd_marks_trusted(void)
+bool dmb_memfd_marks_trusted(void)
 {
 	static atomic_int trusted = -1;
 	int t = atomic_load_explicit(&trusted, memory_order_relaxed);
@@ -777,7 +777,7 @@ static bool memfd_marks_trusted(void)
 
 static bool attach_known(int seals, const struct stat *st)
 {
-	return dmb_memfd_attach_known(seals, st->st_mode) && memfd_marks_trusted();
+	return dmb_memfd_attach_known(seals, st->st_mode) && dmb_memfd_marks_trusted();
 }
 
 int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,

@@ -331,6 +331,12 @@ int dmb_proxy_import_reply(struct dmb_conn *conn, struct dmb_pending_import *p,
  * version, or this process): sent again as a call, its answer the proxy's
  * (id, or the failure its later calls give). @p is not freed. */
 void dmb_proxy_import_resend(struct dmb_conn *conn, struct dmb_pending_import *p);
+/* Whether this process's memfd marks mean anything (dmb_memfd_attach_known()):
+ * false where vm.memfd_noexec = 2 seals every memfd. That setting is per
+ * pid namespace, so an importer can only judge marks made in its own
+ * namespace; an exporter whose marks say nothing agrees to no version that
+ * trusts them. Read once per process. */
+bool dmb_memfd_marks_trusted(void);
 
 /* The endpoint named in a buffer fd's memfd name, or -EINVAL. */
 int dmb_endpoint_of_fd(int fd, char *name, size_t cap);
