@@ -456,11 +456,12 @@ static int count_watches(void)
 	return watches;
 }
 
-/* issue 11: one fd per buffer (RLIMIT_NOFILE bounds the buffers, not half
+/* (Without recycling, which keeps released memfds: test-recycle.c.)
+ * issue 11: one fd per buffer (RLIMIT_NOFILE bounds the buffers, not half
  * of it), and an inotify watch only while a buffer is an orphan. */
 static void one_fd_per_buffer_and_watches_for_orphans(void **state)
 {
-	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct dmabuf_ctx *ctx = tx_ctx_new(DMABUF_CTX_NO_RECYCLE);
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf[3];
 	int fds0, fd;
@@ -523,7 +524,7 @@ static void spare_fds_trimmed_in_batches(void **state)
 	int fds0, fd;
 
 	nofile_set(SPARE_NOFILE, &old);
-	ctx = tx_ctx_new(0);
+	ctx = tx_ctx_new(DMABUF_CTX_NO_RECYCLE);
 	for (int i = 0; i < 2 * SPARE_BUDGET; i++)
 		unshared[i] = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	for (int i = 0; i < SPARE_BUDGET + 9; i++)
@@ -613,7 +614,7 @@ static void spare_fds_go_first_at_fd_limit(void **state)
  * close is still seen. */
 static void unrelated_close_rearms_watch(void **state)
 {
-	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct dmabuf_ctx *ctx = tx_ctx_new(DMABUF_CTX_NO_RECYCLE);
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	int fd = dmabuf_fd(buf, O_CLOEXEC), other;
@@ -651,7 +652,7 @@ static bool ctx_ready(struct dmabuf_ctx *ctx)
  * put is enough to arm the watch first again. */
 static void put_after_close_queues_nothing(void **state)
 {
-	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct dmabuf_ctx *ctx = tx_ctx_new(DMABUF_CTX_NO_RECYCLE);
 	struct test_exporter tx = { 0 };
 
 	for (int i = 0; i < 4; i++) {
