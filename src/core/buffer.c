@@ -636,7 +636,7 @@ static void last_put(struct dmabuf *buf)
 	if (!buf->shared) {
 		/* No fd or mapping of the file ever left the library (there
 		 * is no file): nobody else can hold the buffer. */
-		dmb_buf_release_unheld(buf, false);
+		dmb_buf_release_unheld(buf, false, true);
 		return;
 	}
 	dmb_release_last_put(buf);

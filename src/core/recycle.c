@@ -117,15 +117,17 @@ bool dmb_recycle_take(struct dmabuf_ctx *ctx, struct dmabuf *buf)
 }
 
 /* Keeps e, or closes it if it cannot be made fit for a new buffer. */
-static void pool_put(struct dmabuf_ctx *ctx, struct recycled *e, bool locked)
+static void pool_put(struct dmabuf_ctx *ctx, struct recycled *e, bool locked, bool at_put)
 {
 	struct dmb_recycle_pool *pool = pool_of(ctx);
 	int ret;
 
-	/* Once last puts probe before they arm a watch, a kept watch would
-	 * report every put's own close of the file (a wake-up and a read
-	 * per buffer): let it go with its inode. */
-	if (e->wd >= 0 && ctx->puts_freed >= DMB_PROBE_FIRST_AFTER)
+	/* Released by a last put that probes before it arms a watch (the
+	 * fds are closed before the put): a kept watch would report the
+	 * next life's put's own close of the file (a wake-up and a read per
+	 * buffer), so it goes with its inode. Releases by the close event
+	 * (hand-offs, heap buffers) keep theirs. */
+	if (e->wd >= 0 && at_put && ctx->puts_freed >= DMB_PROBE_FIRST_AFTER)
 		goto drop;
 	if (!pool) {
 		pool = calloc(1, sizeof(*pool));
@@ -154,7 +156,7 @@ drop:
 	close(e->fd);
 }
 
-void dmb_buf_release_unheld(struct dmabuf *buf, bool locked)
+void dmb_buf_release_unheld(struct dmabuf *buf, bool locked, bool at_put)
 {
 	struct dmabuf_ctx *ctx = buf->ctx;
 	struct recycled e;
@@ -179,5 +181,5 @@ void dmb_buf_release_unheld(struct dmabuf *buf, bool locked)
 	}
 	dmb_buf_release_now(buf);
 	if (keep)
-		pool_put(ctx, &e, locked);
+		pool_put(ctx, &e, locked, at_put);
 }

@@ -156,12 +156,17 @@ static bool probe_free(struct dmabuf *buf)
 }
 
 /* True (and the buffer is gone) if the dma-buf file no longer exists. */
-static bool probe(struct dmabuf *buf)
+static bool probe_at(struct dmabuf *buf, bool at_put)
 {
 	if (!probe_free(buf))
 		return false;
-	dmb_buf_release_unheld(buf, true);
+	dmb_buf_release_unheld(buf, true, at_put);
 	return true;
+}
+
+static bool probe(struct dmabuf *buf)
+{
+	return probe_at(buf, false);
 }
 
 void dmb_release_check(struct dmabuf *buf)
@@ -231,7 +236,7 @@ void dmb_release_last_put(struct dmabuf *buf)
 		 * kept with its watch (recycle.c). */
 		if (probe_free(buf)) {
 			put_found(ctx, true);
-			dmb_buf_release_unheld(buf, true);
+			dmb_buf_release_unheld(buf, true, true);
 		} else {
 			put_found(ctx, false);
 		}
@@ -244,7 +249,7 @@ void dmb_release_last_put(struct dmabuf *buf)
 		return;
 	}
 	dmb_buf_drop_file(buf);
-	if (probe(buf))
+	if (probe_at(buf, true))
 		return;
 	put_found(ctx, false);
 	if (watch_arm(buf) < 0)
