@@ -931,6 +931,29 @@ static void recycled_memfds_go_first_at_fd_limit(void **state)
 	assert_int_equal(dmabuf_put(buf), 0);
 	assert_int_equal(harness_count_fds(), fds0 + 1);
 
+	/* no fd left at all: an export that needs a new memfd closes the
+	 * kept ones and makes it */
+	{
+		int fds[1024], n, top = 0, fill[1024], nfill = 0;
+		struct rlimit old;
+
+		put_last_life(ctx, &tx, 2 * SZ);
+		put_last_life(ctx, &tx, 3 * SZ);
+		fds0 = harness_count_fds();
+		n = harness_list_fds(fds, 1024);
+		for (int i = 0; i < n; i++)
+			top = fds[i] > top ? fds[i] : top;
+		nofile_set((rlim_t)top + 1, &old);
+		while (nfill < 1024 && (fill[nfill] = dup(0)) >= 0)
+			nfill++;
+		assert_int_equal(dup(0), -1);
+		buf = tx_export(ctx, &tx, 16 * SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+		for (int i = 0; i < nfill; i++)
+			close(fill[i]);
+		assert_true(harness_count_fds() < fds0);
+		assert_int_equal(dmabuf_put(buf), 0);
+	}
 	fds0 = harness_count_fds();
 	dmb_sys_inject(DMB_SYS_FALLOCATE, 1, EIO);
 	ino = put_last_life(ctx, &tx, SZ);

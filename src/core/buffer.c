@@ -635,8 +635,9 @@ static void last_put(struct dmabuf *buf)
 	buf->state = DMB_BUF_ORPHAN;
 	if (!buf->shared) {
 		/* No fd or mapping of the file ever left the library (there
-		 * is no file): nobody else can hold the buffer. */
-		dmb_buf_release_unheld(buf, false, true);
+		 * is no file): nobody else can hold the buffer. No put closed
+		 * a watched file either, so a kept watch stays. */
+		dmb_buf_release_unheld(buf, false, false);
 		return;
 	}
 	dmb_release_last_put(buf);
