@@ -93,6 +93,19 @@ enum dmabuf_ctx_flags {
 	 * are disconnected at once.
 	 */
 	DMABUF_CTX_ANY_UID = 1u << 1,
+	/**
+	 * Keep no released memfds. By default the context keeps the memfds
+	 * of up to 4 released read-write buffers with library backing
+	 * (dmabuf_export() without backing, dmabuf_heap_alloc()), their
+	 * pages dropped, and the next export of the same size, exporter name
+	 * and attach mark takes one instead of making a new file (fewer
+	 * syscalls per allocation, the inode number reused). Each kept memfd
+	 * is an open fd of the process until it is reused, the process runs
+	 * out of fds or the context is destroyed. With this flag every export
+	 * makes its own memfd and a release leaves no fd behind (for a
+	 * program that checks its fds, or an emulation of the kernel's uapi).
+	 */
+	DMABUF_CTX_NO_RECYCLE = 1u << 2,
 };
 
 /**
@@ -1464,7 +1477,7 @@ int dmabuf_ctx_for_each_live(struct dmabuf_ctx *ctx, dmabuf_live_fn fn, void *da
 
 /** The library's system calls that fault injection can fail. */
 enum dmabuf_fault_call {
-	DMABUF_FAULT_MEMFD_CREATE = 0,	/**< memfd_create() of a buffer */
+	DMABUF_FAULT_MEMFD_CREATE = 0,	/**< memfd_create() of a buffer, or its reuse of a released one's */
 	DMABUF_FAULT_REOPEN = 1,	/**< open() of a memfd's /proc/self/fd link */
 	DMABUF_FAULT_MMAP = 2,		/**< mmap() of a buffer or backing */
 	DMABUF_FAULT_INOTIFY_ADD_WATCH = 3, /**< the release watch of an export */

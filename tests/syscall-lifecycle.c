@@ -9,12 +9,16 @@
  *               raises the event that dmabuf_ctx_dispatch() releases by;
  *   heap        dmabuf_heap_alloc("system"), close(fd), dispatch until
  *               released (DMA_HEAP_IOCTL_ALLOC's path).
+ * From the second cycle on, each export takes the memfd the previous
+ * release kept (src/core/recycle.c); with the prefix fresh- (fresh-put-last,
+ * ...) the context is made with DMABUF_CTX_NO_RECYCLE, so every cycle makes
+ * a new memfd, as the uapi emulation does.
  * After every cycle the program polls the context's fd once, as an event
  * loop would, and dispatches only when it is readable: what a path leaves
  * queued is counted too. Every cycle checks that ops->release ran where it
  * must (exit 1 otherwise).
  *
- * usage: syscall-lifecycle put-last|close-last|heap N
+ * usage: syscall-lifecycle [fresh-]put-last|close-last|heap N
  * The checker runs it for two N and divides the difference of the counts by
  * the difference of N, so set-up and tear-down cancel out.
  */
@@ -65,14 +69,19 @@ int main(int argc, char **argv)
 {
 	unsigned long n = argc > 2 ? strtoul(argv[2], NULL, 0) : 10;
 	const char *order = argc > 1 ? argv[1] : "put-last";
-	bool put_last = !strcmp(order, "put-last"), heap = !strcmp(order, "heap");
+	bool fresh = !strncmp(order, "fresh-", 6);
+	struct dmabuf_ctx_config cfg = { .flags = fresh ? DMABUF_CTX_NO_RECYCLE : 0 };
+	bool put_last, heap;
 	struct dmabuf_ctx *ctx;
 
+	order += fresh ? 6 : 0;
+	put_last = !strcmp(order, "put-last");
+	heap = !strcmp(order, "heap");
 	if (!put_last && !heap && strcmp(order, "close-last")) {
-		fprintf(stderr, "usage: %s put-last|close-last|heap N\n", argv[0]);
+		fprintf(stderr, "usage: %s [fresh-]put-last|close-last|heap N\n", argv[0]);
 		return 2;
 	}
-	CHECK(dmabuf_ctx_new(NULL, &ctx));
+	CHECK(dmabuf_ctx_new(&cfg, &ctx));
 	for (unsigned long i = 0; i < n; i++) {
 		struct dmabuf_export_info info = {
 			.exp_name = "syscall-lifecycle", .ops = &ops, .size = SIZE,

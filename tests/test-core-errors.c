@@ -156,7 +156,8 @@ static void export_larger_than_ram_is_enomem(void **state)
  * release early, and the buffer stays until the context goes. */
 static void share_and_put_failures(void **state)
 {
-	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	/* A recycled memfd keeps its watch (no inotify_add_watch to fail). */
+	struct dmabuf_ctx *ctx = tx_ctx_new(DMABUF_CTX_NO_RECYCLE);
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	struct dmabuf *again;

@@ -16,8 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include "dmabuf-scm.h"
 #include "exporter.h"
+#include "sys.h"
 
 #define SZ (16 * 4096)
 
@@ -456,11 +459,13 @@ static int count_watches(void)
 	return watches;
 }
 
-/* issue 11: one fd per buffer (RLIMIT_NOFILE bounds the buffers, not half
+/* (Without recycling, which keeps released memfds: see the tests at the
+ * end.)
+ * issue 11: one fd per buffer (RLIMIT_NOFILE bounds the buffers, not half
  * of it), and an inotify watch only while a buffer is an orphan. */
 static void one_fd_per_buffer_and_watches_for_orphans(void **state)
 {
-	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct dmabuf_ctx *ctx = tx_ctx_new(DMABUF_CTX_NO_RECYCLE);
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf[3];
 	int fds0, fd;
@@ -525,7 +530,7 @@ static void spare_fds_trimmed_in_batches(void **state)
 	int fds0, fd;
 
 	nofile_set(SPARE_NOFILE, &old);
-	ctx = tx_ctx_new(0);
+	ctx = tx_ctx_new(DMABUF_CTX_NO_RECYCLE);
 	for (int i = 0; i < 2 * SPARE_BUDGET; i++)
 		unshared[i] = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	for (int i = 0; i < SPARE_BUDGET + 9; i++)
@@ -617,7 +622,7 @@ static void spare_fds_go_first_at_fd_limit(void **state)
  * close is still seen. */
 static void unrelated_close_rearms_watch(void **state)
 {
-	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct dmabuf_ctx *ctx = tx_ctx_new(DMABUF_CTX_NO_RECYCLE);
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	int fd = dmabuf_fd(buf, O_CLOEXEC), other;
@@ -655,7 +660,7 @@ static bool ctx_ready(struct dmabuf_ctx *ctx)
  * put is enough to arm the watch first again. */
 static void put_after_close_queues_nothing(void **state)
 {
-	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct dmabuf_ctx *ctx = tx_ctx_new(DMABUF_CTX_NO_RECYCLE);
 	struct test_exporter tx = { 0 };
 
 	for (int i = 0; i < 4; i++) {
@@ -691,6 +696,344 @@ static void put_after_close_queues_nothing(void **state)
 	assert_int_equal(tx.release, 6);
 }
 
+/* ---- recycled memfds (src/core/recycle.c) ---------------------------- */
+
+static unsigned long ino_of(struct dmabuf *buf)
+{
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
+
+	assert_int_equal(dmabuf_get_info(buf, &info), 0);
+	return (unsigned long)info.inode;
+}
+
+static struct dmabuf *export_as(struct dmabuf_ctx *ctx, struct test_exporter *tx,
+				const char *name, const struct dmabuf_ops *ops,
+				uint64_t size, int flags)
+{
+	struct dmabuf_export_info info = {
+		.exp_name = name, .ops = ops, .size = size, .flags = flags,
+		.priv = tx, .alloc = DMABUF_ALLOC_SYSTEM,
+	};
+	struct dmabuf *buf = NULL;
+
+	assert_int_equal(dmabuf_export(ctx, &info, &buf), 0);
+	return buf;
+}
+
+/* One life whose last put releases (fd closed before it): its inode. */
+static unsigned long put_last_life(struct dmabuf_ctx *ctx, struct test_exporter *tx,
+				   uint64_t size)
+{
+	struct dmabuf *buf = tx_export(ctx, tx, size, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	unsigned long ino = ino_of(buf);
+	int fd = dmabuf_fd(buf, O_CLOEXEC), released = tx->release;
+
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(tx->release, released + 1);
+	return ino;
+}
+
+static bool all_zero(const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+/* A released buffer's memfd is the next export's of the same kind, and
+ * that buffer reads zeros as a new dma-buf's fresh pages do (export and
+ * heap allocation). */
+static void recycled_buffer_reads_zeros(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM), *got;
+	unsigned long ino = ino_of(buf);
+	int fd = dmabuf_fd(buf, O_CLOEXEC);
+	uint8_t *p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	struct dmabuf_ctx_stats st = { .struct_size = sizeof(st) };
+	struct stat sb;
+
+	assert_true(p != MAP_FAILED);
+	memset(p, 0xa5, SZ);
+	munmap(p, SZ);
+	close(fd);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(tx.release, 1);
+	buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	assert_int_equal(ino_of(buf), ino);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	assert_true(fd >= 0);
+	p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(p != MAP_FAILED);
+	assert_true(all_zero(p, SZ));
+	munmap(p, SZ);
+	/* its fd finds the new buffer */
+	assert_int_equal(dmabuf_get(ctx, fd, &got), 0);
+	assert_ptr_equal(got, buf);
+	assert_int_equal(dmabuf_put(got), 0);
+	close(fd);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(tx.release, 2);
+
+	/* a heap buffer, released by its fd's close */
+	fd = dmabuf_heap_alloc(ctx, "system", SZ, O_RDWR | O_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	ino = (unsigned long)sb.st_ino;
+	p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(p != MAP_FAILED);
+	memset(p, 0x5a, SZ);
+	munmap(p, SZ);
+	close(fd);
+	for (int i = 0; i < 500; i++) {
+		assert_int_equal(dmabuf_ctx_get_stats(ctx, &st), 0);
+		if (!st.buffers_live)
+			break;
+		dmabuf_ctx_dispatch_timeout(ctx, 10);
+	}
+	assert_int_equal(st.buffers_live, 0);
+	fd = dmabuf_heap_alloc(ctx, "system", SZ, O_RDWR | O_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_int_equal((unsigned long)sb.st_ino, ino);
+	p = mmap(NULL, SZ, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(p != MAP_FAILED);
+	assert_true(all_zero(p, SZ));
+	munmap(p, SZ);
+	close(fd);
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* A file someone still holds (a mapping, an fd in flight in a socket) is
+ * never released, so never recycled: the next export gets another inode;
+ * once the holder lets go, the memfd is recycled and reads zeros. */
+static void held_file_is_not_recycled(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+
+	for (int how = 0; how < 2; how++) {
+		struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM), *other;
+		unsigned long ino = ino_of(buf), pooled;
+		int fd = dmabuf_fd(buf, O_CLOEXEC), sv[2], got;
+		int released = tx.release;
+		uint8_t *p = NULL;
+		size_t len;
+		char c;
+
+		assert_true(fd >= 0);
+		if (how == 0) {
+			p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			assert_true(p != MAP_FAILED);
+			p[0] = 7;
+		} else {
+			assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+			assert_int_equal(dmabuf_send_fd(sv[0], fd, "F", 1), 0);
+		}
+		close(fd);
+		assert_int_equal(dmabuf_put(buf), 0);
+		dmabuf_ctx_dispatch_timeout(ctx, 20);
+		assert_int_equal(tx.release, released);
+		/* a memfd in the pool, if any, is another one */
+		pooled = put_last_life(ctx, &tx, SZ);
+		assert_true(pooled != ino);
+		other = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		assert_true(ino_of(other) != ino);
+		assert_int_equal(dmabuf_put(other), 0);
+		released = tx.release;
+		if (how == 0) {
+			munmap(p, SZ);
+		} else {
+			assert_int_equal(dmabuf_recv_fd(sv[1], &got, &c, 1, &len), 0);
+			close(got);
+			close(sv[0]);
+			close(sv[1]);
+		}
+		for (int i = 0; i < 500 && tx.release == released; i++)
+			dmabuf_ctx_dispatch_timeout(ctx, 10);
+		assert_int_equal(tx.release, released + 1);
+		/* now it is free: the newest kept memfd */
+		buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		assert_int_equal(ino_of(buf), ino);
+		fd = dmabuf_fd(buf, O_CLOEXEC);
+		p = mmap(NULL, SZ, PROT_READ, MAP_SHARED, fd, 0);
+		assert_true(p != MAP_FAILED);
+		assert_true(all_zero(p, SZ));
+		munmap(p, SZ);
+		close(fd);
+		assert_int_equal(dmabuf_put(buf), 0);
+	}
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* Only a memfd of the same kind is taken: size, access mode (seals),
+ * exporter name (the memfd's name) and exec-seal mark (an exporter without
+ * attach and pin ops); at most 4 are kept. */
+static void recycled_kinds_are_not_mixed(void **state)
+{
+	static const struct dmabuf_ops no_attach_ops = {
+		.version = DMABUF_OPS_VERSION,
+		.map = tx_map, .unmap = tx_unmap, .release = tx_release,
+	};
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *b[5];
+	unsigned long ino = put_last_life(ctx, &tx, SZ);
+	int fds0;
+
+	b[0] = tx_export(ctx, &tx, 2 * SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	b[1] = tx_export(ctx, &tx, SZ, O_RDONLY, DMABUF_ALLOC_SYSTEM);
+	b[2] = tx_export(ctx, &tx, SZ, O_WRONLY, DMABUF_ALLOC_SYSTEM);
+	b[3] = export_as(ctx, &tx, "other", &tx_ops, SZ, O_RDWR);
+	b[4] = export_as(ctx, &tx, "test", &no_attach_ops, SZ, O_RDWR);
+	for (int i = 0; i < 5; i++) {
+		assert_true(ino_of(b[i]) != ino);
+		assert_int_equal(dmabuf_put(b[i]), 0);
+	}
+	b[0] = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	assert_int_equal(ino_of(b[0]), ino);
+	assert_int_equal(dmabuf_put(b[0]), 0);
+	/* the bound: more released kinds than that keep 4 fds */
+	fds0 = harness_count_fds();
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(dmabuf_put(tx_export(ctx, &tx, (uint64_t)(3 + i) * SZ, O_RDWR,
+						      DMABUF_ALLOC_SYSTEM)), 0);
+	assert_true(harness_count_fds() <= fds0 + 4 - 2);
+	assert_true(harness_count_fds() >= fds0);
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* Out of fds, the kept memfds go first; a failed hole punch keeps none. */
+static void recycled_memfds_go_first_at_fd_limit(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDONLY, DMABUF_ALLOC_SYSTEM);
+	unsigned long ino;
+	int fds0, fd = dmabuf_fd(buf, O_CLOEXEC);
+
+	/* a read-only buffer is never kept; its share opened the context's
+	 * /proc/self/fd */
+	close(fd);
+	assert_int_equal(dmabuf_put(buf), 0);
+	fds0 = harness_count_fds();
+	for (int i = 0; i < 4; i++)
+		put_last_life(ctx, &tx, (uint64_t)(1 + i) * SZ);
+	assert_true(harness_count_fds() > fds0);
+	buf = tx_export(ctx, &tx, 8 * SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	dmb_sys_inject(DMB_SYS_REOPEN, 1, EMFILE);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	dmb_sys_inject(DMB_SYS_REOPEN, 0, 0);
+	assert_true(fd >= 0);
+	/* its memfd, the dma-buf file and fd; the kept ones closed */
+	assert_int_equal(harness_count_fds(), fds0 + 3);
+	close(fd);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(harness_count_fds(), fds0 + 1);
+
+	/* no fd left at all: an export that needs a new memfd closes the
+	 * kept ones and makes it */
+	{
+		int fds[1024], n, top = 0, fill[1024], nfill = 0;
+		struct rlimit old;
+
+		put_last_life(ctx, &tx, 2 * SZ);
+		put_last_life(ctx, &tx, 3 * SZ);
+		fds0 = harness_count_fds();
+		n = harness_list_fds(fds, 1024);
+		for (int i = 0; i < n; i++)
+			top = fds[i] > top ? fds[i] : top;
+		nofile_set((rlim_t)top + 1, &old);
+		while (nfill < 1024 && (fill[nfill] = dup(0)) >= 0)
+			nfill++;
+		assert_int_equal(dup(0), -1);
+		buf = tx_export(ctx, &tx, 16 * SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+		for (int i = 0; i < nfill; i++)
+			close(fill[i]);
+		assert_true(harness_count_fds() < fds0);
+		assert_int_equal(dmabuf_put(buf), 0);
+	}
+	fds0 = harness_count_fds();
+	dmb_sys_inject(DMB_SYS_FALLOCATE, 1, EIO);
+	ino = put_last_life(ctx, &tx, SZ);
+	dmb_sys_inject(DMB_SYS_FALLOCATE, 0, 0);
+	assert_int_equal(harness_count_fds(), fds0);
+	buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	assert_true(ino_of(buf) != ino);
+	assert_int_equal(dmabuf_put(buf), 0);
+	/* an injected allocation failure fails a recycled export too */
+	dmb_sys_inject(DMB_SYS_MEMFD_CREATE, 1, ENOMEM);
+	assert_int_equal(dmabuf_export(ctx, &(struct dmabuf_export_info){
+		.exp_name = "test", .ops = &tx_ops, .size = SZ, .flags = O_RDWR,
+		.priv = &tx, .alloc = DMABUF_ALLOC_SYSTEM }, &buf), -ENOMEM);
+	dmb_sys_inject(DMB_SYS_MEMFD_CREATE, 0, 0);
+	dmabuf_ctx_destroy(ctx);
+}
+
+static int child_exits(void *arg)
+{
+	return 0;
+}
+
+/* A fork() child inherited the kept memfds: the parent reuses none. */
+static void fork_drops_recycled_memfds(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	unsigned long ino = put_last_life(ctx, &tx, SZ);
+	struct dmabuf *buf;
+
+	assert_int_equal(harness_wait(harness_fork(child_exits, NULL)), 0);
+	buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	assert_true(ino_of(buf) != ino);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* A recycled memfd keeps its (persistent) watch: the hand-off order (put
+ * while the fd is out, then the close) releases every cycle by the close
+ * event with one watch in all; an order whose puts release at once ends
+ * with no watch and nothing queued. The context's end takes them all. */
+static void recycled_watch_is_kept(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	unsigned long ino = 0;
+
+	for (int i = 0; i < 5; i++) {
+		struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		int fd = dmabuf_fd(buf, O_CLOEXEC);
+
+		if (i)
+			assert_int_equal(ino_of(buf), ino);
+		ino = ino_of(buf);
+		assert_int_equal(dmabuf_put(buf), 0);
+		assert_int_equal(tx.release, i);
+		assert_int_equal(count_watches(), 1);
+		close(fd);
+		for (int j = 0; j < 500 && tx.release == i; j++)
+			dmabuf_ctx_dispatch_timeout(ctx, 10);
+		assert_int_equal(tx.release, i + 1);
+		assert_int_equal(count_watches(), 1);
+	}
+	for (int i = 0; i < 6; i++) {
+		put_last_life(ctx, &tx, SZ);
+		if (i >= 3) {
+			assert_false(ctx_ready(ctx));
+			assert_int_equal(count_watches(), 0);
+		}
+		while (dmabuf_ctx_dispatch(ctx) > 0)
+			;
+	}
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(count_watches(), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -709,6 +1052,12 @@ int main(void)
 		harness_test(put_after_close_queues_nothing),
 		harness_test(spare_fds_trimmed_in_batches),
 		harness_test(spare_fds_go_first_at_fd_limit),
+		harness_test(recycled_buffer_reads_zeros),
+		harness_test(held_file_is_not_recycled),
+		harness_test(recycled_kinds_are_not_mixed),
+		harness_test(recycled_memfds_go_first_at_fd_limit),
+		harness_test(fork_drops_recycled_memfds),
+		harness_test(recycled_watch_is_kept),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,7 +17,8 @@
 
 static int config_fill(struct dmabuf_ctx_config *c)
 {
-	if (c->flags & ~(uint32_t)(DMABUF_CTX_STRICT_CPU_ACCESS | DMABUF_CTX_ANY_UID))
+	if (c->flags & ~(uint32_t)(DMABUF_CTX_STRICT_CPU_ACCESS | DMABUF_CTX_ANY_UID |
+				   DMABUF_CTX_NO_RECYCLE))
 		return -EINVAL;
 	if (!c->phys_size)
 		c->phys_size = DEFAULT_PHYS_SIZE;
@@ -157,6 +158,7 @@ DMABUF_EXPORT int dmabuf_ctx_destroy(struct dmabuf_ctx *ctx)
 	 * release op may put, and so release, another buffer. */
 	while ((buf = RB_MIN(dmb_buf_tree, &ctx->by_inode)))
 		dmb_buf_release_now(buf);
+	dmb_recycle_fini(ctx);
 	dmb_conns_destroy(ctx);
 	dmb_devices_destroy_all(ctx);
 	/* Still registered: see its open in dmabuf_ctx_new(). */

@@ -175,6 +175,9 @@ void dmb_ctx_base_fini(struct dmabuf_ctx *ctx);
 
 /* Incremented in every forked child (pthread_atfork). */
 unsigned int dmb_fork_gen(void);
+/* Bumped before every fork() (pthread_atfork prepare), on both sides: what
+ * a process kept for reuse before a fork may be in a child's hands now. */
+unsigned int dmb_fork_count(void);
 /* fork() safety (fork.c): a layer above base adds the handlers of its
  * process-wide locks, rank = their place in the lock order (docs/design.md
  * §8). Before fork() the prepares run by rising rank, after base's own

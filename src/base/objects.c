@@ -149,10 +149,12 @@ bool dmb_obj_live(const void *obj, enum dmb_obj_type type)
 }
 
 static unsigned int fork_gen;
+static atomic_uint forks;
 
 void dmb_objects_fork_prepare(void)
 {
 	pthread_mutex_lock(&objects_lock);
+	atomic_fetch_add_explicit(&forks, 1, memory_order_relaxed);
 }
 
 void dmb_objects_fork_parent(void)
@@ -171,6 +173,11 @@ void dmb_objects_fork_child(void)
 unsigned int dmb_fork_gen(void)
 {
 	return fork_gen;
+}
+
+unsigned int dmb_fork_count(void)
+{
+	return atomic_load_explicit(&forks, memory_order_relaxed);
 }
 
 struct dmabuf_ctx *dmb_obj_lock_ctx(const void *obj, enum dmb_obj_type type,

@@ -21,7 +21,7 @@ _Static_assert((int)DMABUF_FAULT_MEMFD_CREATE == (int)DMB_SYS_MEMFD_CREATE &&
 	       (int)DMABUF_FAULT_RECVMSG == (int)DMB_SYS_RECVMSG &&
 	       (int)DMABUF_FAULT_SOCKET == (int)DMB_SYS_SOCKET &&
 	       (int)DMABUF_FAULT_ALLOC == (int)DMB_SYS_CALLOC &&
-	       (int)DMABUF_FAULT_CALL_COUNT == (int)DMB_SYS__COUNT,
+	       (int)DMABUF_FAULT_CALL_COUNT == (int)DMB_SYS__PUBLIC,
 	       "enum dmabuf_fault_call follows enum dmb_sys_call");
 
 static atomic_uint countdown[DMB_SYS__COUNT];
@@ -65,7 +65,7 @@ void dmb_sys_inject(enum dmb_sys_call call, unsigned int nth, int err)
 DMABUF_EXPORT int dmabuf_fault_inject(enum dmabuf_fault_call call,
 				      unsigned int nth, int err)
 {
-	if ((unsigned int)call >= DMB_SYS__COUNT || (nth && err <= 0))
+	if ((unsigned int)call >= DMB_SYS__PUBLIC || (nth && err <= 0))
 		return -EINVAL;
 	dmb_sys_inject((enum dmb_sys_call)call, nth, err);
 	return 0;
@@ -86,7 +86,7 @@ DMABUF_EXPORT void dmabuf_fault_set_counting(bool on)
 
 DMABUF_EXPORT uint64_t dmabuf_fault_get_count(enum dmabuf_fault_call call)
 {
-	if ((unsigned int)call >= DMB_SYS__COUNT || !atomic_load(&counting))
+	if ((unsigned int)call >= DMB_SYS__PUBLIC || !atomic_load(&counting))
 		return 0;
 	return atomic_load(&calls[call]);
 }

@@ -18,6 +18,10 @@ enum dmb_sys_call {
 	DMB_SYS_RECVMSG,
 	DMB_SYS_SOCKET,
 	DMB_SYS_CALLOC,		/* allocation of library objects */
+	/* The calls above are enum dmabuf_fault_call's (public); those below
+	 * are the library's own tests' only. */
+	DMB_SYS__PUBLIC,
+	DMB_SYS_FALLOCATE = DMB_SYS__PUBLIC, /* a recycled memfd's hole punch */
 	DMB_SYS__COUNT
 };
 

@@ -111,8 +111,6 @@ static int new_memfd(const char *exp_name, const char *endpoint, uint64_t size,
 	char name[128];
 	int fd = -1, err;
 
-	if ((err = dmb_sys_fail(DMB_SYS_MEMFD_CREATE)))
-		return -err;
 	/* The name tells any holder of the fd that this is a libdmabuf
 	 * buffer (and, with cross-process sharing, where its exporter is). */
 	snprintf(name, sizeof(name), "dmabuf:%s@%s", exp_name, endpoint);
@@ -163,6 +161,7 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	/* Nothing on this side can refuse an attach the importer's core
 	 * accepted: importers in other processes need not wait for it. */
 	bool mark = !info->ops->attach && !info->ops->pin;
+	bool recycled;
 	const char *endpoint;
 	int ret;
 
@@ -192,16 +191,28 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	/* A udmabuf's file is a handle of its own: its bytes live in the
 	 * caller's memfds, which one file cannot present. */
 	ret = dmb_remote()->endpoint_name(ctx, &endpoint);
-	if (ret == 0)
-		ret = new_memfd(buf->exp_name, endpoint, backing ? 0 : info->size, &mark);
-	/* Out of fds: spare fds go first, as at a hand-out. */
-	if (ret < 0 && spares_drop(ctx, ret)) {
-		mark = !info->ops->attach && !info->ops->pin;
-		ret = new_memfd(buf->exp_name, endpoint, backing ? 0 : info->size, &mark);
-	}
 	if (ret < 0)
 		goto fail;
-	buf->probe_fd = ret;
+	/* The buffer's allocation, new or recycled: one fault point. */
+	if ((ret = -dmb_sys_fail(DMB_SYS_MEMFD_CREATE)) < 0)
+		goto fail;
+	buf->recyclable = !backing && buf->flags == O_RDWR &&
+			  !(ctx->config.flags & DMABUF_CTX_NO_RECYCLE);
+	buf->mark_req = mark;
+	recycled = buf->recyclable && dmb_recycle_take(ctx, buf);
+	if (!recycled) {
+		ret = new_memfd(buf->exp_name, endpoint, backing ? 0 : info->size, &mark);
+		/* Out of fds: the kept memfds are the first to go, then the
+		 * spare fds, as at a hand-out. */
+		if ((ret == -EMFILE || ret == -ENFILE) &&
+		    (dmb_recycle_drop(ctx) | spares_drop(ctx, ret))) {
+			mark = !info->ops->attach && !info->ops->pin;
+			ret = new_memfd(buf->exp_name, endpoint, backing ? 0 : info->size, &mark);
+		}
+		if (ret < 0)
+			goto fail;
+		buf->probe_fd = ret;
+	}
 
 	if (backing) {
 		buf->backing = *backing;
@@ -221,16 +232,19 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 		goto fail;
 	if (rdonly || backing)
 		seals |= F_SEAL_FUTURE_WRITE;
-	if (fcntl(buf->probe_fd, F_ADD_SEALS, seals) < 0) {
+	/* A recycled memfd has its seals, and its inode is the key. */
+	if (!recycled && fcntl(buf->probe_fd, F_ADD_SEALS, seals) < 0) {
 		ret = -errno;
 		goto fail;
 	}
-	if (fstat(buf->probe_fd, &st) < 0) {
+	if (!recycled && fstat(buf->probe_fd, &st) < 0) {
 		ret = -errno;
 		goto fail;
 	}
-	buf->key.dev = st.st_dev;
-	buf->key.ino = st.st_ino;
+	if (!recycled) {
+		buf->key.dev = st.st_dev;
+		buf->key.ino = st.st_ino;
+	}
 
 	ret = dmabuf_resv_new(&buf->resv);
 	if (ret < 0)
@@ -245,6 +259,9 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	if (ret < 0)
 		goto fail;
 	RB_INSERT(dmb_buf_tree, &ctx->by_inode, buf);
+	if (buf->wd >= 0)
+		RB_INSERT(dmb_wd_tree, &ctx->by_wd, buf); /* a recycled one's */
+	ctx->newest = buf;
 	ctx->stats.buffers_live++;
 	dmb_dbg(ctx, "export %s: %llu bytes, %s, ino %lu", buf->exp_name,
 		(unsigned long long)buf->size, rdonly ? "read-only" : wronly ? "write-only" : "read-write",
@@ -300,6 +317,8 @@ void dmb_buf_destroy(struct dmabuf *buf)
 	struct dmabuf_ctx *ctx = buf->ctx;
 
 	RB_REMOVE(dmb_buf_tree, &ctx->by_inode, buf);
+	if (ctx->newest == buf)
+		ctx->newest = NULL;
 	dmb_obj_del(buf);
 	ctx->stats.buffers_live--;
 	buf_free(ctx, buf);
@@ -337,6 +356,8 @@ static void spare_close(struct dmabuf *buf)
 {
 	close(buf->probe_fd);
 	buf->probe_fd = -1;
+	/* A probe reopened later is no memfd to recycle. */
+	buf->recyclable = false;
 	fds_changed(buf);
 }
 
@@ -389,11 +410,17 @@ static void spare_check(struct dmabuf *buf)
 		spares_trim(ctx, budget ? NULL : buf, budget / 2);
 }
 
-/* Out of fds: the spare ones are the first to go. True if any went. */
+/* Out of fds: the kept memfds and the spare fds are the first to go. True
+ * if any went. */
 static bool spares_drop(struct dmabuf_ctx *ctx, int err)
 {
-	if ((err != -EMFILE && err != -ENFILE) || !ctx->nspare)
+	bool any;
+
+	if (err != -EMFILE && err != -ENFILE)
 		return false;
+	any = dmb_recycle_drop(ctx);
+	if (!ctx->nspare)
+		return any;
 	spares_trim(ctx, NULL, 0);
 	return true;
 }
@@ -662,8 +689,9 @@ static void last_put(struct dmabuf *buf)
 	buf->state = DMB_BUF_ORPHAN;
 	if (!buf->shared) {
 		/* No fd or mapping of the file ever left the library (there
-		 * is no file): nobody else can hold the buffer. */
-		dmb_buf_release_now(buf);
+		 * is no file): nobody else can hold the buffer. No put closed
+		 * a watched file either, so a kept watch stays. */
+		dmb_buf_release_unheld(buf, false, false);
 		return;
 	}
 	dmb_release_last_put(buf);

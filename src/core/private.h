@@ -71,6 +71,12 @@ struct dmabuf_ctx {
 	/* Buffers holding two fds (struct dmabuf's spare bit); trimmed in a
 	 * batch when there are more than nofile / 16. */
 	unsigned long nspare;
+	/* recycle.c: released memfds kept for the next export of their kind;
+	 * NULL until the first. */
+	struct dmb_recycle_pool *pool;
+	/* The newest buffer exported here, NULL once it is gone (the
+	 * exporter's one-call IMPORT check guesses it: endpoint.c). */
+	struct dmabuf *newest;
 
 	struct dmb_name_tree names; /* names.c: interned exporter names */
 	/* move.c: bumped by every move_notify round, of any buffer (a round
@@ -159,6 +165,15 @@ struct dmabuf {
 	/* Holds both file_fd and probe_fd, counted in ctx->nspare (buffer.c:
 	 * the spare fds are trimmed in batches). */
 	bool spare : 1;
+	/* recycle.c: probe_fd is the memfd's own OFD of a read-write buffer
+	 * with library backing, so a release can keep it for the next export
+	 * of the same kind; mark_req is the exec-seal mark the export asked
+	 * for (part of that kind). */
+	bool recyclable : 1;
+	bool mark_req : 1;
+	/* wd is a persistent (not one-shot) watch, which stays with the inode
+	 * when the memfd is recycled (release.c). */
+	bool watch_kept : 1;
 	unsigned int reprobes_left : 7; /* release.c: REPROBES at most */
 
 	const struct dmabuf_ops *ops;
@@ -332,6 +347,25 @@ void dmb_release_check(struct dmabuf *buf);
 void dmb_release_inotify(struct dmb_source *src, uint32_t events);
 void dmb_release_reprobe(struct dmb_source *src, uint32_t events);
 void dmb_buf_release_now(struct dmabuf *buf);
+/* The last put probes before it arms a watch once this many last puts in a
+ * row found their file free (release.c). */
+#define DMB_PROBE_FIRST_AFTER 2
+
+/* recycle.c */
+/* A released memfd of buf's kind (exp_name, size, mark_req), taken for
+ * it: its probe_fd, key and kept watch (wd, not yet in ctx->by_wd). False
+ * if there is none. */
+bool dmb_recycle_take(struct dmabuf_ctx *ctx, struct dmabuf *buf);
+/* Releases buf, whose file nobody holds any more (a probe succeeded, with
+ * its lock still held if `locked`, or the file never left the library),
+ * and keeps its memfd for reuse when it is of a recyclable kind. at_put:
+ * a last put released it right after its own close of the file (not a
+ * close event, a re-probe or a buffer that was never shared). */
+void dmb_buf_release_unheld(struct dmabuf *buf, bool locked, bool at_put);
+/* Closes every kept memfd (out of fds, context destruction). True if any. */
+bool dmb_recycle_drop(struct dmabuf_ctx *ctx);
+/* Context destruction, after the last release: the pool goes. */
+void dmb_recycle_fini(struct dmabuf_ctx *ctx);
 
 /* backing_ops.c: frames for a buffer, chosen for its attached devices at
  * first map when the allocation is deferred. */

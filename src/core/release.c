@@ -87,11 +87,17 @@ static int watch_arm(struct dmabuf *buf)
 	char path[64];
 	int err, wd;
 
+	if (buf->watch_kept)
+		return 0;
 	if ((err = dmb_sys_fail(DMB_SYS_INOTIFY_ADD_WATCH)))
 		return -err;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", buf->probe_fd);
+	/* A recyclable buffer's watch is persistent: it stays with the inode
+	 * into the memfd's next life (recycle.c), whose release then arms
+	 * none, and the kernel destroys no mark per release. */
 	wd = inotify_add_watch(ctx->inotify_fd, path,
-			       IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_ONESHOT);
+			       IN_CLOSE_WRITE | IN_CLOSE_NOWRITE |
+			       (buf->recyclable ? 0 : IN_ONESHOT));
 	if (wd < 0) {
 		err = -errno;
 		if (err == -ENOSPC)
@@ -105,6 +111,7 @@ static int watch_arm(struct dmabuf *buf)
 		buf->wd = wd;
 		RB_INSERT(dmb_wd_tree, &ctx->by_wd, buf);
 	}
+	buf->watch_kept = buf->recyclable;
 	return 0;
 }
 
@@ -115,6 +122,7 @@ static void watch_forget(struct dmabuf *buf)
 		return;
 	RB_REMOVE(dmb_wd_tree, &buf->ctx->by_wd, buf);
 	buf->wd = -1;
+	buf->watch_kept = false;
 }
 
 /* The probe OFD, opened from the dma-buf file if the buffer has none.
@@ -177,15 +185,26 @@ void dmb_release_cancel(struct dmabuf *buf)
 		reprobe_arm(buf->ctx, false);
 }
 
+/* True if the dma-buf file no longer exists (the probe OFD then holds the
+ * exclusive lock). */
+static bool probe_free(struct dmabuf *buf)
+{
+	return buf->state == DMB_BUF_ORPHAN && buf->probe_fd >= 0 &&
+	       flock(buf->probe_fd, LOCK_EX | LOCK_NB) == 0;
+}
+
 /* True (and the buffer is gone) if the dma-buf file no longer exists. */
+static bool probe_at(struct dmabuf *buf, bool at_put)
+{
+	if (!probe_free(buf))
+		return false;
+	dmb_buf_release_unheld(buf, true, at_put);
+	return true;
+}
+
 static bool probe(struct dmabuf *buf)
 {
-	if (buf->state != DMB_BUF_ORPHAN || buf->probe_fd < 0)
-		return false;
-	if (flock(buf->probe_fd, LOCK_EX | LOCK_NB) < 0)
-		return false;
-	dmb_buf_release_now(buf);
-	return true;
+	return probe_at(buf, false);
 }
 
 void dmb_release_check(struct dmabuf *buf)
@@ -227,7 +246,7 @@ static void reprobe_queue(struct dmabuf *buf)
  * order keeps the file then, and the buffer stays until revived or the
  * context is destroyed.
  */
-#define PROBE_FIRST_AFTER 2
+#define PROBE_FIRST_AFTER DMB_PROBE_FIRST_AFTER
 
 static void put_found(struct dmabuf_ctx *ctx, bool freed)
 {
@@ -251,7 +270,14 @@ void dmb_release_last_put(struct dmabuf *buf)
 			return;
 		}
 		dmb_buf_drop_file(buf);
-		put_found(ctx, probe(buf));
+		/* Counted before the release: it decides whether the memfd is
+		 * kept with its watch (recycle.c). */
+		if (probe_free(buf)) {
+			put_found(ctx, true);
+			dmb_buf_release_unheld(buf, true, true);
+		} else {
+			put_found(ctx, false);
+		}
 		return;
 	}
 	ret = probe_open(buf, &opened);
@@ -261,7 +287,7 @@ void dmb_release_last_put(struct dmabuf *buf)
 		return;
 	}
 	dmb_buf_drop_file(buf);
-	if (probe(buf))
+	if (probe_at(buf, true))
 		return;
 	put_found(ctx, false);
 	if (watch_arm(buf) < 0)

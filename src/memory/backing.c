@@ -30,6 +30,17 @@ int dmb_backing_reopen_at(int fd_dir, int fd, int flags)
 	return ret < 0 ? -errno : ret;
 }
 
+int dmb_backing_punch(int fd, uint64_t size)
+{
+	int err;
+
+	if ((err = dmb_sys_fail(DMB_SYS_FALLOCATE)))
+		return -err;
+	if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)size) < 0)
+		return -errno;
+	return 0;
+}
+
 int dmb_backing_reopen(int fd, int flags)
 {
 	return dmb_backing_reopen_at(-1, fd, flags);

@@ -57,6 +57,9 @@ int dmb_backing_reopen(int fd, int flags);
 /* The same through fd_dir, an fd of the directory /proc/self/fd (or -1:
  * the path). */
 int dmb_backing_reopen_at(int fd_dir, int fd, int flags);
+/* Drops every page of a memfd and keeps its size (fallocate PUNCH_HOLE):
+ * what reads it next finds zeros, and it holds no memory. 0 or -errno. */
+int dmb_backing_punch(int fd, uint64_t size);
 int dmb_backing_init_memfd(struct dmb_backing *b, int memfd, uint64_t size);
 int dmb_backing_map_cpu(struct dmb_backing *b, bool writable);
 int dmb_backing_map_view(struct dmb_backing *b);

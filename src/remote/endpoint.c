@@ -332,7 +332,7 @@ static int backing_batch(struct dmabuf *buf, uint32_t first, struct dmb_wire_ran
 /*
  * The buffer whose dma-buf file req_fd is, found with one syscall instead
  * of the F_GETFL and fstat() of dmb_buf_lookup_fl(): the newest export
- * (memfd inode numbers grow, so it is the tree's last buffer), if req_fd
+ * (ctx->newest: a recycled memfd's inode is not the largest), if req_fd
  * is the very open file description the library opened for it (then it is
  * open, not O_PATH, of the buffer's access mode). NULL when it is not:
  * the caller checks the fd the long way. A wrong guess costs a syscall,
@@ -340,7 +340,7 @@ static int backing_batch(struct dmabuf *buf, uint32_t first, struct dmb_wire_ran
  */
 static struct dmabuf *likely_import(struct dmb_peer *peer, int req_fd)
 {
-	struct dmabuf *buf = RB_MAX(dmb_buf_tree, &peer->ctx->by_inode);
+	struct dmabuf *buf = peer->ctx->newest;
 
 	if (peer->guess_skip) {
 		peer->guess_skip--;

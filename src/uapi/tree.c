@@ -338,6 +338,8 @@ struct dmabuf_ctx *dmb_uapi_ctx(void)
 	pthread_mutex_lock(&ctx_lock);
 	ctx = proc_ctx;
 	if (!ctx) {
+		/* A kernel's release leaves no fd in the program. */
+		cfg.flags = DMABUF_CTX_NO_RECYCLE;
 		cfg.log_fn = log_to_stderr;
 		cfg.log_priority = config.trace ? DMABUF_LOG_DEBUG : DMABUF_LOG_ERROR;
 		ret = dmabuf_ctx_new(&cfg, &ctx);
