@@ -116,7 +116,13 @@ static int new_memfd(const char *exp_name, const char *endpoint, uint64_t size,
 	snprintf(name, sizeof(name), "dmabuf:%s@%s", exp_name, endpoint);
 	if (atomic_load_explicit(ok, memory_order_relaxed)) {
 		fd = memfd_create(name, flags | (*mark ? MFD_NOEXEC_SEAL : MFD_EXEC));
-		if (fd < 0 && (errno == EINVAL || errno == EACCES))
+		/* Only a refused flag falls back to a plain memfd: under
+		 * vm.memfd_noexec = 1 that one is sealed too, so after any
+		 * other failure (EMFILE, ENOMEM) a buffer with attach ops
+		 * would carry the mark. */
+		if (fd < 0 && errno != EINVAL && errno != EACCES)
+			return -errno;
+		if (fd < 0)
 			atomic_store_explicit(ok, false, memory_order_relaxed);
 	}
 	if (fd < 0) {
