@@ -297,27 +297,34 @@ static void *service_thread(void *arg)
 	struct dmabuf_ctx *ctx = arg;
 	struct dmb_ctx_base *b = DMB_CTX_BASE(ctx);
 	struct epoll_event evs[DISPATCH_BATCH];
+	unsigned int sgen = 0, dgen = 0;
+	bool seen = false;	/* sgen, dgen read before this wait */
 
-	dmb_lock(ctx);
-	while (!b->thread_stop) {
-		unsigned int sgen = b->sources_gen, dgen = b->dispatch_gen;
-		int n, ret;
+	/* The first wait comes before the first lock (thread_waiting was set
+	 * by dmabuf_ctx_start_thread(), which holds the lock meanwhile). */
+	for (;;) {
+		int n = epoll_wait(b->epoll_fd, evs, DMB_ARRAY_SIZE(evs), -1), ret;
 
-		b->thread_waiting = true;
-		dmb_unlock(ctx);
-		n = epoll_wait(b->epoll_fd, evs, DMB_ARRAY_SIZE(evs), -1);
 		b->thread_waiting = false;
 		dmb_lock(ctx);
-		if (n < 0 && errno != EINTR)
+		if ((n < 0 && errno != EINTR) || b->thread_stop)
 			break;
-		if (n <= 0 || b->thread_stop)
-			continue;
-		if (b->sources_gen == sgen && b->dispatch_gen == dgen)
-			ret = run_events(ctx, evs, n);
-		else
-			ret = dmb_ctx_dispatch_locked(ctx, 0);
-		while (ret == DISPATCH_BATCH)
-			ret = dmb_ctx_dispatch_locked(ctx, 0);
+		if (n > 0) {
+			if (seen && b->sources_gen == sgen && b->dispatch_gen == dgen)
+				ret = run_events(ctx, evs, n);
+			else
+				ret = dmb_ctx_dispatch_locked(ctx, 0);
+			while (ret == DISPATCH_BATCH)
+				ret = dmb_ctx_dispatch_locked(ctx, 0);
+		}
+		/* an op may have dropped the lock (a fence wait) meanwhile */
+		if (b->thread_stop)
+			break;
+		sgen = b->sources_gen;
+		dgen = b->dispatch_gen;
+		seen = true;
+		b->thread_waiting = true;
+		dmb_unlock(ctx);
 	}
 	dmb_unlock(ctx);
 	return NULL;
@@ -341,6 +348,7 @@ DMABUF_EXPORT int dmabuf_ctx_start_thread(struct dmabuf_ctx *ctx)
 		return ret;
 	}
 	b->thread_stop = false;
+	b->thread_waiting = true;
 	ret = dmb_source_add(ctx, &b->thread_stop_src, b->thread_stop_fd, EPOLLIN, stop_ready, ctx);
 	if (ret == 0) {
 		ret = -pthread_create(&b->thread, NULL, service_thread, ctx);
