@@ -116,8 +116,9 @@ static void importers_race_revoke_kill_and_another_dispatcher(void **state)
 		fd[b] = dmabuf_fd(buf[b], O_CLOEXEC);
 		assert_true(fd[b] >= 0);
 	}
-	assert_int_equal(dmabuf_ctx_start_thread(d.ctx), 0);
-	assert_int_equal(pthread_create(&th, NULL, dispatch_loop, &d), 0);
+	/* The importers are forked before the exporter's other threads start:
+	 * a child forked while another thread holds a lock of the allocator
+	 * (ASan's is not reset across fork) hangs in its first malloc. */
 	for (int i = 0; i < NPROC; i++) {
 		int sv[2];
 
@@ -126,6 +127,10 @@ static void importers_race_revoke_kill_and_another_dispatcher(void **state)
 		pid[i] = harness_fork(importer, &env[i]);
 		close(sv[1]);
 		sock[i] = sv[0];
+	}
+	assert_int_equal(dmabuf_ctx_start_thread(d.ctx), 0);
+	assert_int_equal(pthread_create(&th, NULL, dispatch_loop, &d), 0);
+	for (int i = 0; i < NPROC; i++) {
 		/* even: buffer 0 (some killed); odd: buffer 1 (revoked) */
 		assert_int_equal(dmabuf_send_fd(sock[i], fd[i % 2], "f", 1), 0);
 	}
@@ -181,7 +186,9 @@ static void importers_race_revoke_kill_and_another_dispatcher(void **state)
 	for (int b = 0; b < 2; b++) {
 		assert_int_equal(tx[b].release, 1);
 		assert_int_equal(tx[b].map, tx[b].unmap);
-		assert_true(tx[b].map > 0);
+		/* buffer 1 may be revoked before any importer maps it */
+		if (b == 0)
+			assert_true(tx[b].map > 0);
 	}
 	dmabuf_ctx_destroy(d.ctx);
 }
