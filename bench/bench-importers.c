@@ -142,17 +142,80 @@ static double cpu_s(void)
 	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
+/* Run time (ns) of each thread of this process (/proc/self/task/TID/
+ * schedstat's first field: the tick-sampled utime and stime of a thread
+ * that runs for a few us at a time are not to be trusted), and the
+ * machine's idle CPU seconds (/proc/stat): how much of a core the service
+ * thread takes, and whether any CPU was left over. */
+#define MAX_TASKS 16
+struct task_times {
+	int n;
+	long tid[MAX_TASKS];
+	unsigned long long ns[MAX_TASKS];
+	double idle;
+};
+
+static void task_times(struct task_times *t)
+{
+	long hz = sysconf(_SC_CLK_TCK);
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	FILE *f;
+
+	t->n = 0;
+	t->idle = 0;
+	if ((f = fopen("/proc/stat", "r"))) {
+		unsigned long long v[5] = { 0 };
+
+		if (fscanf(f, "cpu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+			   &v[4]) == 5)
+			t->idle = (double)(v[3] + v[4]) / (double)hz;
+		fclose(f);
+	}
+	if (!d)
+		return;
+	while ((e = readdir(d)) && t->n < MAX_TASKS) {
+		char path[300];
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", e->d_name);
+		if (!(f = fopen(path, "r")))
+			continue;
+		if (fscanf(f, "%llu", &t->ns[t->n]) == 1)
+			t->tid[t->n++] = atol(e->d_name);
+		fclose(f);
+	}
+	closedir(d);
+}
+
+/* Seconds of the thread that ran most between a and b. */
+static double busiest_s(const struct task_times *a, const struct task_times *b)
+{
+	double best = 0;
+
+	for (int i = 0; i < b->n; i++)
+		for (int j = 0; j < a->n; j++)
+			if (a->tid[j] == b->tid[i] && (double)(b->ns[i] - a->ns[j]) / 1e9 > best)
+				best = (double)(b->ns[i] - a->ns[j]) / 1e9;
+	return best;
+}
+
 /* Tells K importers to run (cmd 'L' or 'R'), serves the raw sockets for
  * 'R' from this thread, returns the wall time in ns and the process's CPU
  * use (cores) in *cores. */
+static double busiest_cores, idle_cores;	/* of the last phase */
+
 static double phase(int k, char cmd, uint32_t n, double *cores)
 {
 	struct pollfd p[2 * MAX_K];
 	struct { uint32_t cmd, n; } m = { (uint32_t)cmd, n };
+	struct task_times tt0, tt1;
 	double c0 = cpu_s();
 	uint64_t t0 = bench_now_ns();
 	int left = k;
 
+	task_times(&tt0);
 	for (int i = 0; i < k; i++)
 		if (send(ctl[i], &m, sizeof(m), MSG_NOSIGNAL) != (ssize_t)sizeof(m))
 			BENCH_FAIL("ctl send: %s", strerror(errno));
@@ -191,7 +254,11 @@ static double phase(int k, char cmd, uint32_t n, double *cores)
 	{
 		double wall = (double)(bench_now_ns() - t0);
 
+		task_times(&tt1);
 		*cores = (cpu_s() - c0) / (wall / 1e9);
+		busiest_cores = busiest_s(&tt0, &tt1) / (wall / 1e9);
+		/* in jiffies: coarse, enough to tell none from some */
+		idle_cores = (tt1.idle - tt0.idle) / (wall / 1e9);
 		return wall;
 	}
 }
@@ -237,6 +304,7 @@ struct kres {
 	int k;
 	double lib, raw;		/* ns per call, median of rounds */
 	double lib_cores, raw_cores;	/* exporter process, median */
+	double lib_busiest, lib_idle;	/* its busiest thread; machine idle */
 };
 
 static void run_k(struct dmabuf_ctx *ctx, int k, uint32_t n, int rounds, struct kres *r)
@@ -245,7 +313,7 @@ static void run_k(struct dmabuf_ctx *ctx, int k, uint32_t n, int rounds, struct 
 		.exp_name = "bench-importers", .ops = &ops, .size = SIZE,
 		.flags = O_RDWR, .priv = &exporter_state, .alloc = DMABUF_ALLOC_SYSTEM,
 	};
-	double lib[ROUNDS], rawv[ROUNDS], lc[ROUNDS], rc[ROUNDS], dummy;
+	double lib[ROUNDS], rawv[ROUNDS], lc[ROUNDS], rc[ROUNDS], lb[ROUNDS], li[ROUNDS], dummy;
 	struct dmabuf *buf;
 	int fd;
 
@@ -281,6 +349,8 @@ static void run_k(struct dmabuf_ctx *ctx, int k, uint32_t n, int rounds, struct 
 	phase(k, 'R', n / 8 + 1, &dummy);
 	for (int i = 0; i < rounds; i++) {
 		lib[i] = phase(k, 'L', n, &lc[i]) / (4.0 * n * k);
+		lb[i] = busiest_cores;
+		li[i] = idle_cores;
 		rawv[i] = phase(k, 'R', n, &rc[i]) / (4.0 * n * k);
 	}
 	r->k = k;
@@ -288,6 +358,8 @@ static void run_k(struct dmabuf_ctx *ctx, int k, uint32_t n, int rounds, struct 
 	r->raw = bench_median(rawv, (size_t)rounds);
 	r->lib_cores = bench_median(lc, (size_t)rounds);
 	r->raw_cores = bench_median(rc, (size_t)rounds);
+	r->lib_busiest = bench_median(lb, (size_t)rounds);
+	r->lib_idle = bench_median(li, (size_t)rounds);
 	for (int i = 0; i < k; i++) {
 		struct { uint32_t cmd, n; } m = { (uint32_t)'Q', 0 };
 		int status;
@@ -363,6 +435,8 @@ int main(void)
 	bench_line(BENCH, "raw_call_many", res[1].raw, "ns");
 	bench_line(BENCH, "exporter_cores_many", res[1].lib_cores, "cores");
 	bench_line(BENCH, "raw_server_cores_many", res[1].raw_cores, "cores");
+	bench_line(BENCH, "exporter_busiest_thread_cores_many", res[1].lib_busiest, "cores");
+	bench_line(BENCH, "machine_idle_cores_many", res[1].lib_idle, "cores");
 	bench_ratio(BENCH, "call_many_vs_1", "per-op cost, many importers vs 1 (flat)",
 		    res[1].lib, res[0].lib, "1 importer", 1.1);
 	bench_ratio(BENCH, "call_many_vs_raw", "per-op cost, many importers",

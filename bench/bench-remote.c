@@ -31,6 +31,12 @@
  *                 calls dmabuf_ctx_dispatch() when the context is readable;
  *   thread        dmabuf_ctx_start_thread(); A's main thread just blocks.
  *
+ * BENCH_PROFILE=KIND runs one figure, for strace or perf: import, share,
+ * raw (1000 rounds), or ops (2000 rounds of the four remote calls and their
+ * raw baselines; prints their means, the median map and the context
+ * switches per round of either process); KIND-thread with the service
+ * thread serving.
+ *
  * Fails (non-zero) only when an API call fails or data is wrong.
  */
 #include <fcntl.h>
@@ -39,6 +45,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -80,6 +87,8 @@ struct ctl_msg {
 	uint64_t size;
 	double res[8];
 	uint32_t sg_count;
+	double csw, csw_vol;	/* B's context switches per round of C_OPS */
+	double map_median;	/* median map time of that C_OPS (ns) */
 };
 
 /* ---- shared helpers --------------------------------------------------------- */
@@ -134,6 +143,16 @@ static void pin(bool one_cpu)
 		BENCH_FAIL("sched_setaffinity: %s", strerror(errno));
 }
 
+/* Context switches of every thread so far, voluntary ones in *vol. */
+static double csw_now(double *vol)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	*vol = (double)ru.ru_nvcsw;
+	return (double)ru.ru_nvcsw + (double)ru.ru_nivcsw;
+}
+
 /* ---- B: the importer (child) ----------------------------------------------- */
 
 static void b_check_payload(const uint8_t *pl, size_t len, uint32_t seq)
@@ -169,6 +188,8 @@ static void b_ops(struct dmabuf_ctx *ctx, struct dmabuf *buf, struct dmabuf_devi
 	uint64_t lib[4] = { 0 }, raw[4] = { 0 }, t;
 	uint32_t map_rep = W_MAP_REP_FIXED;
 	unsigned int sg = 0;
+	double vol0, csw0 = csw_now(&vol0), vol;
+	static double map_ns[2000];
 
 	for (uint32_t i = 0; i < m->n; i++) {
 		struct dmabuf_attachment *att;
@@ -179,7 +200,10 @@ static void b_ops(struct dmabuf_ctx *ctx, struct dmabuf *buf, struct dmabuf_devi
 		lib[0] += bench_now_ns() - t;
 		t = bench_now_ns();
 		BENCH_CHECK(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt));
-		lib[1] += bench_now_ns() - t;
+		t = bench_now_ns() - t;
+		lib[1] += t;
+		if (i < (sizeof(map_ns) / sizeof(map_ns[0])))
+			map_ns[i] = (double)t;
 		if (dmabuf_sg_table_get_size(sgt) != m->size || dmabuf_sg_table_get_dma_count(sgt) == 0)
 			BENCH_FAIL("remote map: table of %llu bytes, %u DMA entries",
 				   (unsigned long long)dmabuf_sg_table_get_size(sgt),
@@ -204,6 +228,9 @@ static void b_ops(struct dmabuf_ctx *ctx, struct dmabuf *buf, struct dmabuf_devi
 		m->res[4 + k] = (double)raw[k] / m->n;
 	}
 	m->sg_count = sg;
+	m->csw = (csw_now(&vol) - csw0) / m->n;
+	m->csw_vol = (vol - vol0) / m->n;
+	m->map_median = bench_median(map_ns, m->n < (sizeof(map_ns) / sizeof(map_ns[0])) ? m->n : (sizeof(map_ns) / sizeof(map_ns[0])));
 }
 
 static void b_big_lib(struct dmabuf_ctx *ctx, uint64_t size)
@@ -774,6 +801,21 @@ int main(void)
 			printf("share: %.0f ns\n", a_share_round(pfd, 1000));
 		else if (!strncmp(what, "raw", 3))
 			printf("raw: %.0f ns\n", a_raw_round(memfd, 1000));
+		else if (!strncmp(what, "ops", 3)) {
+			/* Per round: the four calls and their raw baselines. */
+			struct ctl_msg m = { .cmd = C_OPS, .n = 2000, .size = PIN_SIZE };
+			double v0, c0 = csw_now(&v0), v, c;
+
+			ctl_send(&m);
+			a_serve_until_ctl(&m);
+			printf("ops: attach %.0f map %.0f unmap %.0f detach %.0f ns "
+			       "(raw %.0f %.0f %.0f %.0f); map median %.0f ns; context switches per round:",
+			       m.res[0], m.res[1], m.res[2], m.res[3], m.res[4], m.res[5],
+			       m.res[6], m.res[7], m.map_median);
+			c = csw_now(&v);
+			printf(" exporter %.2f (%.2f voluntary), importer %.2f (%.2f voluntary)\n",
+			       (c - c0) / m.n, (v - v0) / m.n, m.csw, m.csw_vol);
+		}
 		a_unpin();
 		BENCH_CHECK(dmabuf_put(p));
 		close(pfd);

@@ -156,10 +156,23 @@ struct dmb_ctx_base {
 	 * fds), which it must not use. */
 	unsigned int fork_gen;
 
+	/* Bumped by every dmb_ctx_dispatch_locked(): the service thread runs
+	 * the events it waited for without the lock only if nobody
+	 * dispatched (or removed a source) meanwhile. */
+	unsigned int dispatch_gen;
+
 	/* optional service thread */
 	pthread_t thread;
 	bool thread_running;
+	/* Set under the lock by dmabuf_ctx_stop_thread(); the thread reads it
+	 * under the lock before each wait and after it. */
+	bool thread_stop;
+	/* The thread is in (or on its way into) its unlocked epoll_wait():
+	 * set under the lock, cleared as the wait returns (stop_ready(),
+	 * loop.c). */
+	atomic_bool thread_waiting;
 	int thread_stop_fd;
+	struct dmb_source thread_stop_src;
 };
 
 #define DMB_CTX_BASE(ctx) ((struct dmb_ctx_base *)(ctx))

@@ -5,7 +5,6 @@
  * thread, and the list of the process's contexts, so a thread that waits for
  * a reply can serve the others.
  */
-#include <poll.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -165,20 +164,17 @@ void dmb_source_del(struct dmabuf_ctx *ctx, struct dmb_source *src)
 	DMB_CTX_BASE(ctx)->sources_gen++;
 }
 
-/* Runs ready sources. Called with the lock held. A callback may remove and
- * free sources, its own or others' (a peer closing an idle handshake, or a
- * call nested in an exporter op that serves this context again), whose
- * events may still be in this batch: the batch stops at the first removal.
- * Every source is level-triggered, so what was left is reported again. */
-int dmb_ctx_dispatch_locked(struct dmabuf_ctx *ctx, int timeout_ms)
+/* Runs the callbacks of @n ready sources, under the lock. A callback may
+ * remove and free sources, its own or others' (a peer closing an idle
+ * handshake, or a call nested in an exporter op that serves this context
+ * again), whose events may still be in this batch: the batch stops at the
+ * first removal. Every source is level-triggered, so what was left is
+ * reported again. A callback may also find its fd already read (by a
+ * nested call earlier in the batch): every source's fd is non-blocking. */
+static int run_events(struct dmabuf_ctx *ctx, const struct epoll_event *evs, int n)
 {
-	struct epoll_event evs[DISPATCH_BATCH];
-	int n, handled = 0;
+	int handled = 0;
 
-	dmb_assert_locked(ctx);
-	n = epoll_wait(dmb_ctx_epoll_fd(ctx), evs, DMB_ARRAY_SIZE(evs), timeout_ms);
-	if (n < 0)
-		return errno == EINTR ? 0 : -errno;
 	for (int i = 0; i < n; i++) {
 		struct dmb_source *src = evs[i].data.ptr;
 		unsigned int gen = DMB_CTX_BASE(ctx)->sources_gen;
@@ -189,6 +185,20 @@ int dmb_ctx_dispatch_locked(struct dmabuf_ctx *ctx, int timeout_ms)
 			break;
 	}
 	return handled;
+}
+
+/* Runs ready sources. Called with the lock held. */
+int dmb_ctx_dispatch_locked(struct dmabuf_ctx *ctx, int timeout_ms)
+{
+	struct epoll_event evs[DISPATCH_BATCH];
+	int n;
+
+	dmb_assert_locked(ctx);
+	DMB_CTX_BASE(ctx)->dispatch_gen++;
+	n = epoll_wait(dmb_ctx_epoll_fd(ctx), evs, DMB_ARRAY_SIZE(evs), timeout_ms);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	return run_events(ctx, evs, n);
 }
 
 DMABUF_EXPORT int dmabuf_ctx_dispatch(struct dmabuf_ctx *ctx)
@@ -257,47 +267,99 @@ int dmb_ctx_other_fds(struct dmabuf_ctx *self, int *fds, int max)
 	return n;
 }
 
+/*
+ * The stop eventfd's source. It stays readable once written, so every
+ * waiter on the epoll set sees it until it is turned off. The service
+ * thread reads thread_stop under the lock before each wait, so whoever
+ * runs this (under the lock) turns it off unless that thread is in its
+ * wait, which it would then never leave; from there the wait returns at
+ * once, so other waiters see the source only that long.
+ */
+static void stop_ready(struct dmb_source *src, uint32_t events)
+{
+	struct dmabuf_ctx *ctx = src->data;
+	struct dmb_ctx_base *b = DMB_CTX_BASE(ctx);
+
+	(void)events;
+	if (b->thread_stop && (!b->thread_waiting || pthread_equal(b->thread, pthread_self())))
+		dmb_source_mod(ctx, src, 0);
+}
+
+/*
+ * One wake-up is one epoll_wait() on the context's set, without the lock
+ * (the stop eventfd is in the set); the events it returns are run under
+ * the lock as they are when nobody else dispatched and no source went
+ * meanwhile, else the set is read again under the lock. So a request costs
+ * the service thread no poll() besides the wait (issue 11).
+ */
 static void *service_thread(void *arg)
 {
 	struct dmabuf_ctx *ctx = arg;
-	struct pollfd pfd[2] = {
-		{ .fd = dmb_ctx_epoll_fd(ctx), .events = POLLIN },
-		{ .fd = DMB_CTX_BASE(ctx)->thread_stop_fd, .events = POLLIN },
-	};
+	struct dmb_ctx_base *b = DMB_CTX_BASE(ctx);
+	struct epoll_event evs[DISPATCH_BATCH];
+	unsigned int sgen = 0, dgen = 0;
+	bool seen = false;	/* sgen, dgen read before this wait */
 
+	/* The first wait comes before the first lock (thread_waiting was set
+	 * by dmabuf_ctx_start_thread(), which holds the lock meanwhile). */
 	for (;;) {
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+		int n = epoll_wait(b->epoll_fd, evs, DMB_ARRAY_SIZE(evs), -1), ret;
+
+		b->thread_waiting = false;
+		dmb_lock(ctx);
+		if ((n < 0 && errno != EINTR) || b->thread_stop)
 			break;
-		if (pfd[1].revents)
+		if (n > 0) {
+			if (seen && b->sources_gen == sgen && b->dispatch_gen == dgen)
+				ret = run_events(ctx, evs, n);
+			else
+				ret = dmb_ctx_dispatch_locked(ctx, 0);
+			while (ret == DISPATCH_BATCH)
+				ret = dmb_ctx_dispatch_locked(ctx, 0);
+		}
+		/* an op may have dropped the lock (a fence wait) meanwhile */
+		if (b->thread_stop)
 			break;
-		if (pfd[0].revents)
-			dmabuf_ctx_dispatch(ctx);
+		sgen = b->sources_gen;
+		dgen = b->dispatch_gen;
+		seen = true;
+		b->thread_waiting = true;
+		dmb_unlock(ctx);
 	}
+	dmb_unlock(ctx);
 	return NULL;
 }
 
 DMABUF_EXPORT int dmabuf_ctx_start_thread(struct dmabuf_ctx *ctx)
 {
+	struct dmb_ctx_base *b = DMB_CTX_BASE(ctx);
 	int ret;
 
 	if (!dmb_ctx_lock_usable(ctx))
 		return -EINVAL;
-	if (DMB_CTX_BASE(ctx)->thread_running) {
+	if (b->thread_running) {
 		dmb_unlock(ctx);
 		return -EBUSY;
 	}
-	DMB_CTX_BASE(ctx)->thread_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (DMB_CTX_BASE(ctx)->thread_stop_fd < 0) {
+	b->thread_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (b->thread_stop_fd < 0) {
 		ret = -errno;
 		dmb_unlock(ctx);
 		return ret;
 	}
-	ret = -pthread_create(&DMB_CTX_BASE(ctx)->thread, NULL, service_thread, ctx);
+	b->thread_stop = false;
+	b->thread_waiting = true;
+	ret = dmb_source_add(ctx, &b->thread_stop_src, b->thread_stop_fd, EPOLLIN, stop_ready, ctx);
+	if (ret == 0) {
+		ret = -pthread_create(&b->thread, NULL, service_thread, ctx);
+		if (ret < 0)
+			dmb_source_del(ctx, &b->thread_stop_src);
+	}
 	if (ret < 0) {
-		close(DMB_CTX_BASE(ctx)->thread_stop_fd);
-		DMB_CTX_BASE(ctx)->thread_stop_fd = -1;
+		close(b->thread_stop_fd);
+		b->thread_stop_fd = -1;
 	} else {
-		DMB_CTX_BASE(ctx)->thread_running = true;
+		b->thread_running = true;
 	}
 	dmb_unlock(ctx);
 	return ret;
@@ -320,6 +382,7 @@ DMABUF_EXPORT int dmabuf_ctx_stop_thread(struct dmabuf_ctx *ctx)
 	}
 	thread = DMB_CTX_BASE(ctx)->thread;
 	DMB_CTX_BASE(ctx)->thread_running = false;
+	DMB_CTX_BASE(ctx)->thread_stop = true;
 	if (write(DMB_CTX_BASE(ctx)->thread_stop_fd, &one, sizeof(one)) < 0) {
 		/* an eventfd write of 1 cannot fail short of a bug */
 	}
@@ -327,6 +390,7 @@ DMABUF_EXPORT int dmabuf_ctx_stop_thread(struct dmabuf_ctx *ctx)
 	dmb_unlock(ctx);
 	pthread_join(thread, NULL);
 	dmb_lock(ctx);
+	dmb_source_del(ctx, &DMB_CTX_BASE(ctx)->thread_stop_src);
 	close(DMB_CTX_BASE(ctx)->thread_stop_fd);
 	DMB_CTX_BASE(ctx)->thread_stop_fd = -1;
 	dmb_unlock(ctx);
