@@ -770,32 +770,23 @@ static void hostile_exporter_at_the_handshake(void **state)
 	const int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 
 	for (int script = 0; script < SCRIPT_COUNT; script++) {
-		struct sockaddr_un addr = { .sun_family = AF_UNIX };
 		struct dmabuf_ctx_config cfg = { .seed = 42, .call_timeout_ms = 3000 };
 		struct fake_env env = { .script = (enum script)script };
 		struct dmabuf_ctx *imp;
 		struct dmabuf_device *dev;
 		struct dmabuf_attachment *att;
 		struct dmabuf *px;
-		char name[DMB_ENDPOINT_NAME_MAX], memfd_name[96];
+		char name[DMB_ENDPOINT_NAME_MAX];
 		int memfd, ret, status;
 		int64_t t0;
 		pid_t pid;
 
 		snprintf(name, sizeof(name), "dmabuf-1-atk%d%08x", script,
 			 (unsigned int)rp_now_ms());
-		env.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		env.listen_fd = rp_listen_name(name);
 		assert_true(env.listen_fd >= 0);
-		memcpy(addr.sun_path + 1, name, strlen(name));
-		assert_int_equal(bind(env.listen_fd, (struct sockaddr *)&addr,
-				      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-						  strlen(name))), 0);
-		assert_int_equal(listen(env.listen_fd, 1), 0);
-		snprintf(memfd_name, sizeof(memfd_name), "dmabuf:fake@%s", name);
-		memfd = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		memfd = rp_fake_buffer("fake", name, 4096, 0, seals);
 		assert_true(memfd >= 0);
-		assert_int_equal(ftruncate(memfd, 4096), 0);
-		assert_int_equal(fcntl(memfd, F_ADD_SEALS, seals), 0);
 		pid = harness_fork(fake_exporter, &env);
 
 		assert_int_equal(dmabuf_ctx_new(&cfg, &imp), 0);

@@ -427,12 +427,11 @@ static int v3_exporter(void *arg)
 static void version_3_exporter_gets_the_round_trip(void **state)
 {
 	const int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	struct dmabuf_ctx *imp = tx_ctx_new(0);
 	struct dmabuf_device *dev = tx_device(imp, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
 	struct dmabuf_attachment *att;
 	struct dmabuf *px;
-	char name[DMB_ENDPOINT_NAME_MAX], memfd_name[96];
+	char name[DMB_ENDPOINT_NAME_MAX];
 	int listen_fd, memfd;
 	pid_t pid;
 
@@ -443,19 +442,11 @@ static void version_3_exporter_gets_the_round_trip(void **state)
 	}
 	snprintf(name, sizeof(name), "dmabuf-1-v3%08x",
 		 (unsigned int)rp_now_ms());
-	listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	listen_fd = rp_listen_name(name);
 	assert_true(listen_fd >= 0);
-	memcpy(addr.sun_path + 1, name, strlen(name));
-	assert_int_equal(bind(listen_fd, (struct sockaddr *)&addr,
-			      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-					  strlen(name))), 0);
-	assert_int_equal(listen(listen_fd, 1), 0);
 	/* A buffer as a version 4 exporter without attach op would make it. */
-	snprintf(memfd_name, sizeof(memfd_name), "dmabuf:fake@%s", name);
-	memfd = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
+	memfd = rp_fake_buffer("fake", name, 4096, MFD_NOEXEC_SEAL, seals);
 	assert_true(memfd >= 0);
-	assert_int_equal(ftruncate(memfd, 4096), 0);
-	assert_int_equal(fcntl(memfd, F_ADD_SEALS, seals), 0);
 	assert_true(fd_marked(memfd));
 	pid = harness_fork(v3_exporter, &listen_fd);
 
