@@ -3,9 +3,11 @@
 #include "exporter.h"
 
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dmabuf-scm.h"
+#include "remote.h"
 
 int tx_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
 {
@@ -109,6 +111,12 @@ const struct dmabuf_ops tx_pin_ops = {
 	.mmap = tx_mmap, .vmap = tx_vmap, .vunmap = tx_vunmap,
 };
 
+const struct dmabuf_ops tx_bare_ops = {
+	.version = DMABUF_OPS_VERSION,
+	.map = tx_map, .unmap = tx_unmap, .release = tx_release,
+	.mmap = tx_mmap, .vmap = tx_vmap, .vunmap = tx_vunmap,
+};
+
 struct dmabuf_ctx *tx_ctx_new(uint32_t flags)
 {
 	struct dmabuf_ctx_config cfg = { .seed = 42, .flags = flags };
@@ -119,11 +127,12 @@ struct dmabuf_ctx *tx_ctx_new(uint32_t flags)
 	return ctx;
 }
 
-struct dmabuf *tx_export(struct dmabuf_ctx *ctx, struct test_exporter *tx,
-			 uint64_t size, int flags, enum dmabuf_alloc alloc)
+static struct dmabuf *export(struct dmabuf_ctx *ctx, struct test_exporter *tx,
+			     const struct dmabuf_ops *ops, uint64_t size, int flags,
+			     enum dmabuf_alloc alloc)
 {
 	struct dmabuf_export_info info = {
-		.exp_name = "test", .ops = &tx_ops, .size = size, .flags = flags,
+		.exp_name = "test", .ops = ops, .size = size, .flags = flags,
 		.priv = tx, .alloc = alloc,
 	};
 	struct dmabuf *buf = NULL;
@@ -131,6 +140,34 @@ struct dmabuf *tx_export(struct dmabuf_ctx *ctx, struct test_exporter *tx,
 	assert_int_equal(dmabuf_export(ctx, &info, &buf), 0);
 	assert_non_null(buf);
 	return buf;
+}
+
+struct dmabuf *tx_export(struct dmabuf_ctx *ctx, struct test_exporter *tx,
+			 uint64_t size, int flags, enum dmabuf_alloc alloc)
+{
+	return export(ctx, tx, &tx_ops, size, flags, alloc);
+}
+
+struct dmabuf *tx_export_ops(struct dmabuf_ctx *ctx, struct test_exporter *tx,
+			     const struct dmabuf_ops *ops, uint64_t size)
+{
+	return export(ctx, tx, ops, size, O_RDWR, DMABUF_ALLOC_SYSTEM);
+}
+
+bool tx_fd_marked(int fd)
+{
+	struct stat st;
+
+	assert_int_equal(fstat(fd, &st), 0);
+	return dmb_memfd_attach_known(fcntl(fd, F_GET_SEALS), st.st_mode);
+}
+
+struct dmb_peer *tx_only_peer(struct dmabuf_ctx *ctx)
+{
+	struct dmb_peer *peer = LIST_FIRST(&ctx->endpoint->peers);
+
+	assert_non_null(peer);
+	return peer;
 }
 
 struct dmabuf_device *tx_device(struct dmabuf_ctx *ctx, const char *name,

@@ -7,11 +7,14 @@
 #pragma once
 
 #include <fcntl.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "dmabuf.h"
 #include "harness.h"
+
+struct dmb_peer;
 
 struct test_exporter {
 	int attach, detach, map, unmap, release, begin, end, mmap, vmap, vunmap;
@@ -41,9 +44,13 @@ int tx_pin(struct dmabuf_attachment *att);
 void tx_unpin(struct dmabuf_attachment *att);
 
 /* tx_ops: every op above but pin/unpin. tx_pin_ops: a pinning exporter
- * (pin/unpin), without CPU access brackets. */
+ * (pin/unpin), without CPU access brackets. tx_bare_ops: without attach,
+ * detach, pin or unpin (as bench/bench-exporter.h): nothing on its side can
+ * refuse an attach, and its buffers' memfds carry the mark of one-way
+ * ATTACH (tx_fd_marked()). */
 extern const struct dmabuf_ops tx_ops;
 extern const struct dmabuf_ops tx_pin_ops;
+extern const struct dmabuf_ops tx_bare_ops;
 
 /* Quiet context: expected errors in tests are not printed. */
 struct dmabuf_ctx *tx_ctx_new(uint32_t flags);
@@ -51,6 +58,18 @@ struct dmabuf_ctx *tx_ctx_new(uint32_t flags);
 /* Exports a buffer with tx_ops and tx as priv; fails the test on error. */
 struct dmabuf *tx_export(struct dmabuf_ctx *ctx, struct test_exporter *tx,
 			 uint64_t size, int flags, enum dmabuf_alloc alloc);
+
+/* The same with @ops, O_RDWR and system memory. */
+struct dmabuf *tx_export_ops(struct dmabuf_ctx *ctx, struct test_exporter *tx,
+			     const struct dmabuf_ops *ops, uint64_t size);
+
+/* Whether the memfd behind @fd carries the one-way ATTACH mark (its
+ * exporter has no attach and no pin op: dmb_memfd_attach_known()). */
+bool tx_fd_marked(int fd);
+
+/* The one peer (an importer process) of @ctx's endpoint; fails the test
+ * when it has none. */
+struct dmb_peer *tx_only_peer(struct dmabuf_ctx *ctx);
 
 /* A device; fails the test on error. */
 struct dmabuf_device *tx_device(struct dmabuf_ctx *ctx, const char *name,

@@ -29,31 +29,6 @@
 
 #define SIZE (64 * 1024ull)
 
-/* The counting exporter without attach, detach, pin or unpin: the one
- * whose memfd carries the mark. */
-static const struct dmabuf_ops bare_ops = {
-	.version = DMABUF_OPS_VERSION,
-	.map = tx_map,
-	.unmap = tx_unmap,
-	.release = tx_release,
-	.mmap = tx_mmap,
-	.vmap = tx_vmap,
-	.vunmap = tx_vunmap,
-};
-
-static struct dmabuf *export_ops(struct dmabuf_ctx *ctx, struct test_exporter *tx,
-				 const struct dmabuf_ops *ops)
-{
-	struct dmabuf_export_info info = {
-		.exp_name = "attack", .ops = ops, .size = SIZE, .flags = O_RDWR,
-		.priv = tx, .alloc = DMABUF_ALLOC_SYSTEM,
-	};
-	struct dmabuf *buf = NULL;
-
-	assert_int_equal(dmabuf_export(ctx, &info, &buf), 0);
-	return buf;
-}
-
 /* This process's pid namespace's vm.memfd_noexec (0 when unreadable). */
 static char memfd_noexec(void)
 {
@@ -78,14 +53,6 @@ static bool kernel_marks(void)
 		return false;
 	close(fd);
 	return memfd_noexec() != '2';
-}
-
-static bool fd_marked(int fd)
-{
-	struct stat st;
-
-	assert_int_equal(fstat(fd, &st), 0);
-	return dmb_memfd_attach_known(fcntl(fd, F_GET_SEALS), st.st_mode);
 }
 
 static int reopen(int fd, int flags)
@@ -114,12 +81,12 @@ static void holders_cannot_forge_or_strip_the_mark(void **state)
 		skip();
 	}
 	with_op = tx_export(ctx, &tx, SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
-	bare = export_ops(ctx, &bx, &bare_ops);
+	bare = tx_export_ops(ctx, &bx, &tx_bare_ops, SIZE);
 	fd = dmabuf_fd(with_op, O_CLOEXEC);
 	bfd = dmabuf_fd(bare, O_CLOEXEC);
 	assert_true(fd >= 0 && bfd >= 0);
-	assert_false(fd_marked(fd));
-	assert_true(fd_marked(bfd));
+	assert_false(tx_fd_marked(fd));
+	assert_true(tx_fd_marked(bfd));
 
 	/* forging: clear the exec bits (allowed) and seal them (refused) */
 	assert_int_equal(fchmod(fd, 0600), 0);
@@ -128,9 +95,9 @@ static void holders_cannot_forge_or_strip_the_mark(void **state)
 	rw = reopen(fd, O_RDWR);
 	assert_true(rw >= 0);
 	assert_int_equal(fcntl(rw, F_ADD_SEALS, F_SEAL_EXEC), -1);
-	assert_false(fd_marked(rw));
+	assert_false(tx_fd_marked(rw));
 	close(rw);
-	assert_false(fd_marked(fd));
+	assert_false(tx_fd_marked(fd));
 
 	/* stripping: set an exec bit (refused), through a reopen too */
 	assert_int_equal(fchmod(bfd, 0755), -1);
@@ -139,7 +106,7 @@ static void holders_cannot_forge_or_strip_the_mark(void **state)
 	assert_true(rw >= 0);
 	assert_int_equal(fchmod(rw, 0700), -1);
 	close(rw);
-	assert_true(fd_marked(bfd));
+	assert_true(tx_fd_marked(bfd));
 
 	close(fd);
 	close(bfd);
@@ -232,7 +199,7 @@ static void exporter_in_a_noexec_namespace_keeps_the_round_trip(void **state)
 	}
 	assert_true(fd >= 0);
 	/* the namespace's memfds are all sealed so: this one says nothing */
-	assert_true(fd_marked(fd));
+	assert_true(tx_fd_marked(fd));
 	imp = tx_ctx_new(0);
 	dev = tx_device(imp, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
 	assert_int_equal(dmabuf_get(imp, fd, &buf), 0);
@@ -301,14 +268,6 @@ static int importer(void *arg)
 		pause(); /* until the SIGKILL */
 }
 
-static struct dmb_peer *only_peer(struct dmabuf_ctx *ctx)
-{
-	struct dmb_peer *peer = LIST_FIRST(&ctx->endpoint->peers);
-
-	assert_non_null(peer);
-	return peer;
-}
-
 /* Dispatches until the buffer has no attachment and the exporter's peers
  * none either (their handles gone), or ~5 s passed. */
 static void dispatch_until_unattached(struct dmabuf_ctx *ctx, struct dmabuf *buf)
@@ -346,7 +305,7 @@ static void revoke_between_one_way_attach_and_map(void **state)
 		dmabuf_ctx_destroy(exp);
 		skip();
 	}
-	buf = export_ops(exp, &tx, &bare_ops);
+	buf = tx_export_ops(exp, &tx, &tx_bare_ops, SIZE);
 	fd = dmabuf_fd(buf, O_CLOEXEC);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	env.sock = sv[1];
@@ -355,7 +314,7 @@ static void revoke_between_one_way_attach_and_map(void **state)
 	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
 	close(fd);
 	assert_int_equal(tx_wait_byte(sv[0], exp), 'a');
-	assert_int_equal(only_peer(exp)->nattachments, 0); /* held back */
+	assert_int_equal(tx_only_peer(exp)->nattachments, 0); /* held back */
 	assert_int_equal(dmabuf_revoke(buf), 0);
 	assert_int_equal(dmabuf_send_fd(sv[0], -1, "g", 1), 0);
 	assert_int_equal(tx_wait_byte(sv[0], exp), 'd');
@@ -385,7 +344,7 @@ static void importer_killed_after_one_way_attach_and_map(void **state)
 		dmabuf_ctx_destroy(exp);
 		skip();
 	}
-	buf = export_ops(exp, &tx, &bare_ops);
+	buf = tx_export_ops(exp, &tx, &tx_bare_ops, SIZE);
 	fd = dmabuf_fd(buf, O_CLOEXEC);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	env.sock = sv[1];
@@ -395,7 +354,7 @@ static void importer_killed_after_one_way_attach_and_map(void **state)
 	close(fd);
 	assert_int_equal(tx_wait_byte(sv[0], exp), 'm');
 	assert_int_equal(tx.map, 1);
-	assert_int_equal(only_peer(exp)->nattachments, 1);
+	assert_int_equal(tx_only_peer(exp)->nattachments, 1);
 	assert_int_equal(kill(pid, SIGKILL), 0);
 	assert_int_equal(harness_wait(pid), 128 + SIGKILL);
 	close(sv[0]);
@@ -444,16 +403,12 @@ static void one_way_attach_by_hand_for_buffers_with_ops(void **state)
 	struct dmabuf_ctx *exp = tx_ctx_new(0);
 	struct test_exporter rx = { .refuse_attach = -EBUSY }, px = { 0 };
 	struct dmabuf *refusing, *pinning;
-	struct dmabuf_export_info info = {
-		.exp_name = "pin", .ops = &tx_pin_ops, .size = SIZE, .flags = O_RDWR,
-		.priv = &px, .alloc = DMABUF_ALLOC_SYSTEM,
-	};
 	struct dmb_msg m;
 	uint64_t rid, pid_, map;
 	int rfd, pfd, sock;
 
 	refusing = tx_export(exp, &rx, SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
-	assert_int_equal(dmabuf_export(exp, &info, &pinning), 0);
+	pinning = tx_export_ops(exp, &px, &tx_pin_ops, SIZE);
 	rfd = dmabuf_fd(refusing, O_CLOEXEC);
 	pfd = dmabuf_fd(pinning, O_CLOEXEC);
 	sock = rp_connect(rfd);
@@ -468,7 +423,7 @@ static void one_way_attach_by_hand_for_buffers_with_ops(void **state)
 	assert_int_equal(rx.attach, 1);
 	assert_int_equal(rp_id_call(sock, exp, DMB_OP_DETACH, DMB_WIRE_ONE_WAY_ATT_ID(2000)), 0);
 	assert_int_equal(rx.detach, 0);
-	assert_int_equal(only_peer(exp)->nattachments, 0);
+	assert_int_equal(tx_only_peer(exp)->nattachments, 0);
 
 	one_way_attach(sock, pid_, 2001, DMB_WIRE_VERSION_MAX);
 	assert_int_equal(rp_map(sock, exp, DMB_WIRE_ONE_WAY_ATT_ID(2001), DMABUF_TO_DEVICE, &map), 0);

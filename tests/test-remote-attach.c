@@ -24,18 +24,6 @@
 
 #define SIZE (1024 * 1024ull)
 
-/* The counting exporter without attach, detach, pin or unpin (as
- * bench/bench-exporter.h): nothing on its side can refuse an attach. */
-static const struct dmabuf_ops bare_ops = {
-	.version = DMABUF_OPS_VERSION,
-	.map = tx_map,
-	.unmap = tx_unmap,
-	.release = tx_release,
-	.mmap = tx_mmap,
-	.vmap = tx_vmap,
-	.vunmap = tx_vunmap,
-};
-
 /* What the importer process does with the buffer it receives. */
 enum mode { OK_CYCLE, REVOKED, REFUSING };
 
@@ -69,26 +57,6 @@ static bool kernel_marks(void)
 		return false;
 	close(fd);
 	return true;
-}
-
-static bool fd_marked(int fd)
-{
-	struct stat st;
-
-	assert_int_equal(fstat(fd, &st), 0);
-	return dmb_memfd_attach_known(fcntl(fd, F_GET_SEALS), st.st_mode);
-}
-
-static struct dmabuf *export_bare(struct dmabuf_ctx *ctx, struct test_exporter *tx)
-{
-	struct dmabuf_export_info info = {
-		.exp_name = "bare", .ops = &bare_ops, .size = SIZE, .flags = O_RDWR,
-		.priv = tx, .alloc = DMABUF_ALLOC_SYSTEM,
-	};
-	struct dmabuf *buf = NULL;
-
-	assert_int_equal(dmabuf_export(ctx, &info, &buf), 0);
-	return buf;
 }
 
 static void send_byte(int sock, char c)
@@ -166,27 +134,18 @@ static int importer(void *arg)
 	return 0;
 }
 
-/* The exporter's one peer (the importer process). */
-static struct dmb_peer *only_peer(struct dmabuf_ctx *ctx)
-{
-	struct dmb_peer *peer = LIST_FIRST(&ctx->endpoint->peers);
-
-	assert_non_null(peer);
-	return peer;
-}
-
 static void dispatch_until_detached(struct dmabuf_ctx *ctx, struct dmabuf *buf)
 {
 	struct dmabuf_info info = { .struct_size = sizeof(info) };
 
 	for (int i = 0; i < 500; i++) {
 		assert_int_equal(dmabuf_get_info(buf, &info), 0);
-		if (!info.attachments && !only_peer(ctx)->nattachments)
+		if (!info.attachments && !tx_only_peer(ctx)->nattachments)
 			break;
 		dmabuf_ctx_dispatch_timeout(ctx, 10);
 	}
 	assert_int_equal(info.attachments, 0);
-	assert_int_equal(only_peer(ctx)->nattachments, 0);
+	assert_int_equal(tx_only_peer(ctx)->nattachments, 0);
 }
 
 /* Runs the importer process on @buf's fd in @mode; @step checks the
@@ -226,7 +185,7 @@ static void mapped_step(struct dmabuf_ctx *exp, struct dmabuf *buf)
 	assert_int_equal(dmabuf_get_info(buf, &info), 0);
 	assert_int_equal(info.attachments, 1);
 	assert_int_equal(info.mappings, 1);
-	assert_int_equal(only_peer(exp)->nattachments, 1);
+	assert_int_equal(tx_only_peer(exp)->nattachments, 1);
 	assert_int_equal(tx.map, 1);
 	assert_int_equal(dmabuf_vmap(buf, (void **)&v), 0);
 	assert_int_equal(v[0], 0x5a);
@@ -244,9 +203,9 @@ static void one_way_attach_then_map_works(void **state)
 	if (!kernel_marks())
 		skip();
 	tx = (struct test_exporter){ 0 };
-	buf = export_bare(exp, &tx);
+	buf = tx_export_ops(exp, &tx, &tx_bare_ops, SIZE);
 	fd = dmabuf_fd(buf, O_CLOEXEC);
-	assert_true(fd_marked(fd));
+	assert_true(tx_fd_marked(fd));
 	close(fd);
 	run_importer(exp, buf, OK_CYCLE, 'm', mapped_step);
 	assert_int_equal(tx.unmap, 1);
@@ -263,7 +222,7 @@ static void revoked_step(struct dmabuf_ctx *exp, struct dmabuf *buf)
 	 * its DETACH. */
 	assert_int_equal(dmabuf_get_info(buf, &info), 0);
 	assert_int_equal(info.attachments, 0);
-	assert_int_equal(only_peer(exp)->nattachments, 1);
+	assert_int_equal(tx_only_peer(exp)->nattachments, 1);
 	assert_int_equal(tx.map, 0);
 }
 
@@ -275,7 +234,7 @@ static void revoked_buffer_fails_at_the_first_map(void **state)
 	if (!kernel_marks())
 		skip();
 	tx = (struct test_exporter){ 0 };
-	buf = export_bare(exp, &tx);
+	buf = tx_export_ops(exp, &tx, &tx_bare_ops, SIZE);
 	assert_int_equal(dmabuf_revoke(buf), 0);
 	run_importer(exp, buf, REVOKED, 'e', revoked_step);
 	assert_int_equal(tx.map, 0);
@@ -288,7 +247,7 @@ static void revoked_buffer_fails_at_the_first_map(void **state)
 static void refused_step(struct dmabuf_ctx *exp, struct dmabuf *buf)
 {
 	assert_int_equal(tx.attach, 1);
-	assert_int_equal(only_peer(exp)->nattachments, 0);
+	assert_int_equal(tx_only_peer(exp)->nattachments, 0);
 	tx.refuse_attach = 0;
 }
 
@@ -301,7 +260,7 @@ static void attach_op_keeps_the_round_trip(void **state)
 	tx = (struct test_exporter){ .refuse_attach = -EBUSY };
 	buf = tx_export(exp, &tx, SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	fd = dmabuf_fd(buf, O_CLOEXEC);
-	assert_false(fd_marked(fd));
+	assert_false(tx_fd_marked(fd));
 	close(fd);
 	run_importer(exp, buf, REFUSING, 'r', refused_step);
 	assert_int_equal(tx.attach, 2);
@@ -324,8 +283,8 @@ static void raw_one_way_attach(void **state)
 	int fd, rfd, sock;
 
 	tx = (struct test_exporter){ 0 };
-	buf = export_bare(exp, &tx);
-	revoked = export_bare(exp, &tx);
+	buf = tx_export_ops(exp, &tx, &tx_bare_ops, SIZE);
+	revoked = tx_export_ops(exp, &tx, &tx_bare_ops, SIZE);
 	assert_int_equal(dmabuf_revoke(revoked), 0);
 	fd = dmabuf_fd(buf, O_CLOEXEC);
 	rfd = dmabuf_fd(revoked, O_CLOEXEC);
@@ -349,11 +308,11 @@ static void raw_one_way_attach(void **state)
 	assert_int_equal(rp_send(sock, &m), 0);
 	assert_int_equal(rp_map(sock, exp, DMB_WIRE_ONE_WAY_ATT_ID(1001), DMABUF_TO_DEVICE, NULL),
 			 -ENODEV);
-	assert_int_equal(only_peer(exp)->nattachments, 2);
+	assert_int_equal(tx_only_peer(exp)->nattachments, 2);
 	assert_int_equal(rp_id_call(sock, exp, DMB_OP_DETACH, DMB_WIRE_ONE_WAY_ATT_ID(1001)), 0);
 	assert_int_equal(rp_map(sock, exp, DMB_WIRE_ONE_WAY_ATT_ID(1001), DMABUF_TO_DEVICE, NULL),
 			 -ENOENT);
-	assert_int_equal(only_peer(exp)->nattachments, 1);
+	assert_int_equal(tx_only_peer(exp)->nattachments, 1);
 
 	/* serial 1000 again: its id is taken */
 	rp_attach_msg(&m, id);
@@ -447,7 +406,7 @@ static void version_3_exporter_gets_the_round_trip(void **state)
 	/* A buffer as a version 4 exporter without attach op would make it. */
 	memfd = rp_fake_buffer("fake", name, 4096, MFD_NOEXEC_SEAL, seals);
 	assert_true(memfd >= 0);
-	assert_true(fd_marked(memfd));
+	assert_true(tx_fd_marked(memfd));
 	pid = harness_fork(v3_exporter, &listen_fd);
 
 	assert_int_equal(dmabuf_get(imp, memfd, &px), 0);
