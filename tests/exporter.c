@@ -170,6 +170,30 @@ struct dmb_peer *tx_only_peer(struct dmabuf_ctx *ctx)
 	return peer;
 }
 
+static void *dispatch_loop(void *arg)
+{
+	struct tx_dispatcher *d = arg;
+
+	while (!atomic_load(&d->stop))
+		if (dmabuf_ctx_dispatch_timeout(d->ctx, d->timeout_ms) < 0)
+			d->errors++;
+	return NULL;
+}
+
+void tx_dispatcher_start(struct tx_dispatcher *d)
+{
+	atomic_store(&d->stop, false);
+	d->errors = 0;
+	assert_int_equal(pthread_create(&d->thread, NULL, dispatch_loop, d), 0);
+}
+
+int tx_dispatcher_stop(struct tx_dispatcher *d)
+{
+	atomic_store(&d->stop, true);
+	assert_int_equal(pthread_join(d->thread, NULL), 0);
+	return d->errors;
+}
+
 struct dmabuf_device *tx_device(struct dmabuf_ctx *ctx, const char *name,
 				unsigned int bits, uint32_t flags,
 				uint64_t max_seg)

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -70,6 +72,20 @@ bool tx_fd_marked(int fd);
 /* The one peer (an importer process) of @ctx's endpoint; fails the test
  * when it has none. */
 struct dmb_peer *tx_only_peer(struct dmabuf_ctx *ctx);
+
+/* Another thread that dispatches ctx, dmabuf_ctx_dispatch_timeout(ctx,
+ * timeout_ms) in a loop, from tx_dispatcher_start() to tx_dispatcher_stop(),
+ * which returns how many of those dispatches failed. Both fail the test
+ * when the thread cannot be made or joined. */
+struct tx_dispatcher {
+	struct dmabuf_ctx *ctx;
+	int timeout_ms;
+	atomic_bool stop;
+	int errors;
+	pthread_t thread;
+};
+void tx_dispatcher_start(struct tx_dispatcher *d);
+int tx_dispatcher_stop(struct tx_dispatcher *d);
 
 /* A device; fails the test on error. */
 struct dmabuf_device *tx_device(struct dmabuf_ctx *ctx, const char *name,

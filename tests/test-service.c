@@ -73,22 +73,6 @@ static int importer(void *arg)
 	return 0;
 }
 
-struct dispatcher {
-	struct dmabuf_ctx *ctx;
-	atomic_bool stop;
-	int errors;
-};
-
-static void *dispatch_loop(void *arg)
-{
-	struct dispatcher *d = arg;
-
-	while (!atomic_load(&d->stop))
-		if (dmabuf_ctx_dispatch_timeout(d->ctx, 1) < 0)
-			d->errors++;
-	return NULL;
-}
-
 static struct dmabuf_ctx_stats stats(struct dmabuf_ctx *ctx)
 {
 	struct dmabuf_ctx_stats st = { 0 };
@@ -99,14 +83,13 @@ static struct dmabuf_ctx_stats stats(struct dmabuf_ctx *ctx)
 
 static void importers_race_revoke_kill_and_another_dispatcher(void **state)
 {
-	struct dispatcher d = { .ctx = tx_ctx_new(0) };
+	struct tx_dispatcher d = { .ctx = tx_ctx_new(0), .timeout_ms = 1 };
 	struct test_exporter tx[2] = { { 0 }, { 0 } };
 	struct dmabuf *buf[2];
 	struct imp_env env[NPROC];
 	int sock[NPROC], fd[2];
 	pid_t pid[NPROC];
 	struct dmabuf_ctx_stats st;
-	pthread_t th;
 	size_t len;
 	char c;
 	int got;
@@ -129,7 +112,7 @@ static void importers_race_revoke_kill_and_another_dispatcher(void **state)
 		sock[i] = sv[0];
 	}
 	assert_int_equal(dmabuf_ctx_start_thread(d.ctx), 0);
-	assert_int_equal(pthread_create(&th, NULL, dispatch_loop, &d), 0);
+	tx_dispatcher_start(&d);
 	for (int i = 0; i < NPROC; i++) {
 		/* even: buffer 0 (some killed); odd: buffer 1 (revoked) */
 		assert_int_equal(dmabuf_send_fd(sock[i], fd[i % 2], "f", 1), 0);
@@ -179,9 +162,7 @@ static void importers_race_revoke_kill_and_another_dispatcher(void **state)
 		poll(NULL, 0, 10);
 	}
 	assert_int_equal(st.buffers_released, 2);
-	atomic_store(&d.stop, true);
-	pthread_join(th, NULL);
-	assert_int_equal(d.errors, 0);
+	assert_int_equal(tx_dispatcher_stop(&d), 0);
 	assert_int_equal(dmabuf_ctx_stop_thread(d.ctx), 0);
 	for (int b = 0; b < 2; b++) {
 		assert_int_equal(tx[b].release, 1);
