@@ -3,6 +3,7 @@
 #include "exporter.h"
 
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -192,6 +193,23 @@ int tx_dispatcher_stop(struct tx_dispatcher *d)
 	atomic_store(&d->stop, true);
 	assert_int_equal(pthread_join(d->thread, NULL), 0);
 	return d->errors;
+}
+
+pid_t tx_fork_importer(struct dmabuf *buf, int (*fn)(void *arg), void *arg,
+		       int *child_sock, int *sock)
+{
+	int sv[2], fd = dmabuf_fd(buf, O_CLOEXEC);
+	pid_t pid;
+
+	assert_true(fd >= 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	*child_sock = sv[1];
+	pid = harness_fork(fn, arg);
+	close(sv[1]);
+	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
+	close(fd);
+	*sock = sv[0];
+	return pid;
 }
 
 struct dmabuf_device *tx_device(struct dmabuf_ctx *ctx, const char *name,

@@ -87,6 +87,14 @@ struct tx_dispatcher {
 void tx_dispatcher_start(struct tx_dispatcher *d);
 int tx_dispatcher_stop(struct tx_dispatcher *d);
 
+/* Forks fn(arg) as an importer process (harness_fork()) with one end of a
+ * new SOCK_SEQPACKET pair, put in *child_sock (a field of *arg) before the
+ * fork and closed here after it, and sends it @buf's fd with the byte 'f'
+ * (dmabuf_send_fd). Returns the pid; *sock is this side's end. Fails the
+ * test on error. */
+pid_t tx_fork_importer(struct dmabuf *buf, int (*fn)(void *arg), void *arg,
+		       int *child_sock, int *sock);
+
 /* A device; fails the test on error. */
 struct dmabuf_device *tx_device(struct dmabuf_ctx *ctx, const char *name,
 				unsigned int bits, uint32_t flags,

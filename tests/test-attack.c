@@ -298,7 +298,7 @@ static void revoke_between_one_way_attach_and_map(void **state)
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf;
 	struct imp_env env = { .mode = REVOKED_BETWEEN };
-	int sv[2], fd;
+	int sock;
 	pid_t pid;
 
 	if (!kernel_marks()) {
@@ -306,23 +306,17 @@ static void revoke_between_one_way_attach_and_map(void **state)
 		skip();
 	}
 	buf = tx_export_ops(exp, &tx, &tx_bare_ops, SIZE);
-	fd = dmabuf_fd(buf, O_CLOEXEC);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	env.sock = sv[1];
-	pid = harness_fork(importer, &env);
-	close(sv[1]);
-	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
-	close(fd);
-	assert_int_equal(tx_wait_byte(sv[0], exp), 'a');
+	pid = tx_fork_importer(buf, importer, &env, &env.sock, &sock);
+	assert_int_equal(tx_wait_byte(sock, exp), 'a');
 	assert_int_equal(tx_only_peer(exp)->nattachments, 0); /* held back */
 	assert_int_equal(dmabuf_revoke(buf), 0);
-	assert_int_equal(dmabuf_send_fd(sv[0], -1, "g", 1), 0);
-	assert_int_equal(tx_wait_byte(sv[0], exp), 'd');
+	assert_int_equal(dmabuf_send_fd(sock, -1, "g", 1), 0);
+	assert_int_equal(tx_wait_byte(sock, exp), 'd');
 	dispatch_until_unattached(exp, buf);
 	assert_int_equal(tx.map, 0);
-	assert_int_equal(dmabuf_send_fd(sv[0], -1, "q", 1), 0);
+	assert_int_equal(dmabuf_send_fd(sock, -1, "q", 1), 0);
 	assert_int_equal(harness_wait(pid), 0);
-	close(sv[0]);
+	close(sock);
 	assert_int_equal(dmabuf_put(buf), 0);
 	dmabuf_ctx_destroy(exp);
 	assert_int_equal(tx.release, 1);
@@ -337,7 +331,7 @@ static void importer_killed_after_one_way_attach_and_map(void **state)
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf;
 	struct imp_env env = { .mode = KILLED_MAPPED };
-	int sv[2], fd;
+	int sock;
 	pid_t pid;
 
 	if (!kernel_marks()) {
@@ -345,19 +339,13 @@ static void importer_killed_after_one_way_attach_and_map(void **state)
 		skip();
 	}
 	buf = tx_export_ops(exp, &tx, &tx_bare_ops, SIZE);
-	fd = dmabuf_fd(buf, O_CLOEXEC);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	env.sock = sv[1];
-	pid = harness_fork(importer, &env);
-	close(sv[1]);
-	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
-	close(fd);
-	assert_int_equal(tx_wait_byte(sv[0], exp), 'm');
+	pid = tx_fork_importer(buf, importer, &env, &env.sock, &sock);
+	assert_int_equal(tx_wait_byte(sock, exp), 'm');
 	assert_int_equal(tx.map, 1);
 	assert_int_equal(tx_only_peer(exp)->nattachments, 1);
 	assert_int_equal(kill(pid, SIGKILL), 0);
 	assert_int_equal(harness_wait(pid), 128 + SIGKILL);
-	close(sv[0]);
+	close(sock);
 	dispatch_until_unattached(exp, buf);
 	assert_int_equal(tx.unmap, 1);
 	assert_null(LIST_FIRST(&exp->endpoint->peers));

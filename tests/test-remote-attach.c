@@ -154,24 +154,17 @@ static void run_importer(struct dmabuf_ctx *exp, struct dmabuf *buf, enum mode m
 			 char report, void (*step)(struct dmabuf_ctx *, struct dmabuf *))
 {
 	struct env env = { .mode = mode };
-	int sv[2], fd = dmabuf_fd(buf, O_CLOEXEC);
-	pid_t pid;
+	int sock;
+	pid_t pid = tx_fork_importer(buf, importer, &env, &env.sock, &sock);
 
-	assert_true(fd >= 0);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	env.sock = sv[1];
-	pid = harness_fork(importer, &env);
-	close(sv[1]);
-	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
-	close(fd);
-	assert_int_equal(tx_wait_byte(sv[0], exp), report);
+	assert_int_equal(tx_wait_byte(sock, exp), report);
 	step(exp, buf);
-	send_byte(sv[0], 'g');
-	assert_int_equal(tx_wait_byte(sv[0], exp), 'd');
+	send_byte(sock, 'g');
+	assert_int_equal(tx_wait_byte(sock, exp), 'd');
 	dispatch_until_detached(exp, buf);
-	send_byte(sv[0], 'q');
+	send_byte(sock, 'q');
 	assert_int_equal(harness_wait(pid), 0);
-	close(sv[0]);
+	close(sock);
 }
 
 static struct test_exporter tx;
