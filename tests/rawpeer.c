@@ -26,10 +26,13 @@ bool rp_is_event(uint16_t op)
 	return d && d->kind == DMB_WIRE_EVENT;
 }
 
-int rp_connect_name(const char *name)
+/* A SOCK_SEQPACKET socket connected to the abstract @name, or (listening)
+ * bound to it and listening with a backlog of 1; or -errno. */
+static int abstract_socket(const char *name, bool listening)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	size_t len = strlen(name);
+	socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
 	int fd, err;
 
 	if (len + 1 > sizeof(addr.sun_path))
@@ -38,8 +41,8 @@ int rp_connect_name(const char *name)
 	if (fd < 0)
 		return -errno;
 	memcpy(addr.sun_path + 1, name, len);
-	if (connect(fd, (struct sockaddr *)&addr,
-		    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len)) < 0) {
+	if (listening ? bind(fd, (struct sockaddr *)&addr, alen) < 0 || listen(fd, 1) < 0
+		      : connect(fd, (struct sockaddr *)&addr, alen) < 0) {
 		err = -errno;
 		close(fd);
 		return err;
@@ -47,26 +50,14 @@ int rp_connect_name(const char *name)
 	return fd;
 }
 
+int rp_connect_name(const char *name)
+{
+	return abstract_socket(name, false);
+}
+
 int rp_listen_name(const char *name)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	size_t len = strlen(name);
-	int fd, err;
-
-	if (len + 1 > sizeof(addr.sun_path))
-		return -EINVAL;
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	memcpy(addr.sun_path + 1, name, len);
-	if (bind(fd, (struct sockaddr *)&addr,
-		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len)) < 0 ||
-	    listen(fd, 1) < 0) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	return fd;
+	return abstract_socket(name, true);
 }
 
 int rp_fake_buffer(const char *tag, const char *name, uint64_t size,
