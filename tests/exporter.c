@@ -212,6 +212,26 @@ pid_t tx_fork_importer(struct dmabuf *buf, int (*fn)(void *arg), void *arg,
 	return pid;
 }
 
+int tx_child_import(int sock, const char *dev_name, struct dmabuf_ctx **ctx,
+		    struct dmabuf_device **dev, struct dmabuf **buf)
+{
+	struct dmabuf_device_info info = { .name = dev_name, .flags = DMABUF_DEVICE_IOMMU };
+	char c = 0;
+	size_t len;
+	int fd;
+
+	child_check(dmabuf_ctx_new(NULL, ctx) == 0);
+	child_check(dmabuf_device_new(*ctx, &info, dev) == 0);
+	child_check(dmabuf_recv_fd(sock, &fd, &c, 1, &len) == 0 && fd >= 0);
+	child_check(dmabuf_get(*ctx, fd, buf) == 0);
+	return fd;
+}
+
+bool tx_one_way_id(const struct dmabuf_attachment *att)
+{
+	return (att->remote_id & DMB_WIRE_ONE_WAY_ATT_BITS) == DMB_WIRE_ONE_WAY_ATT_BITS;
+}
+
 struct dmabuf_device *tx_device(struct dmabuf_ctx *ctx, const char *name,
 				unsigned int bits, uint32_t flags,
 				uint64_t max_seg)

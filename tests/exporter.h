@@ -95,6 +95,16 @@ int tx_dispatcher_stop(struct tx_dispatcher *d);
 pid_t tx_fork_importer(struct dmabuf *buf, int (*fn)(void *arg), void *arg,
 		       int *child_sock, int *sock);
 
+/* In an importer process (tx_fork_importer()): a context, an IOMMU device
+ * named @dev_name, and the buffer of the fd received (with one byte) on
+ * @sock, whose fd it returns; a child_check() failure on error. */
+int tx_child_import(int sock, const char *dev_name, struct dmabuf_ctx **ctx,
+		    struct dmabuf_device **dev, struct dmabuf **buf);
+
+/* Whether @att, an importer's attachment, was answered by the importer
+ * itself (one-way ATTACH: its remote id has DMB_WIRE_ONE_WAY_ATT_BITS). */
+bool tx_one_way_id(const struct dmabuf_attachment *att);
+
 /* A device; fails the test on error. */
 struct dmabuf_device *tx_device(struct dmabuf_ctx *ctx, const char *name,
 				unsigned int bits, uint32_t flags,

@@ -224,30 +224,19 @@ struct imp_env {
 	enum imp_mode mode;
 };
 
-static bool one_way_id(const struct dmabuf_attachment *att)
-{
-	return (att->remote_id & DMB_WIRE_ONE_WAY_ATT_BITS) == DMB_WIRE_ONE_WAY_ATT_BITS;
-}
-
 static int importer(void *arg)
 {
 	const struct imp_env *env = arg;
-	struct dmabuf_device_info info = { .name = "dev", .flags = DMABUF_DEVICE_IOMMU };
 	struct dmabuf_ctx *ctx;
 	struct dmabuf_device *dev;
 	struct dmabuf *buf;
 	struct dmabuf_attachment *att;
 	struct dmabuf_sg_table *sgt;
-	char c = 0;
-	size_t len;
 	int fd;
 
-	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
-	child_check(dmabuf_device_new(ctx, &info, &dev) == 0);
-	child_check(dmabuf_recv_fd(env->sock, &fd, &c, 1, &len) == 0 && fd >= 0);
-	child_check(dmabuf_get(ctx, fd, &buf) == 0);
+	fd = tx_child_import(env->sock, "dev", &ctx, &dev, &buf);
 	child_check(dmabuf_attach(buf, dev, &att) == 0);
-	child_check(one_way_id(att));
+	child_check(tx_one_way_id(att));
 	if (env->mode == REVOKED_BETWEEN) {
 		/* the ATTACH is still held back here: the revoke comes first */
 		child_check(dmabuf_send_fd(env->sock, -1, "a", 1) == 0);

@@ -64,35 +64,24 @@ static void send_byte(int sock, char c)
 	assert_int_equal(dmabuf_send_fd(sock, -1, &c, 1), 0);
 }
 
-static bool one_way_id(const struct dmabuf_attachment *att)
-{
-	return (att->remote_id & DMB_WIRE_ONE_WAY_ATT_BITS) == DMB_WIRE_ONE_WAY_ATT_BITS;
-}
-
 /* The importer process: imports, attaches, maps as its mode says, reporting
  * each step on the side channel and waiting for the go-ahead. */
 static int importer(void *arg)
 {
 	const struct env *env = arg;
-	struct dmabuf_device_info info = { .name = "dev", .flags = DMABUF_DEVICE_IOMMU };
 	struct dmabuf_ctx *ctx;
 	struct dmabuf_device *dev;
 	struct dmabuf *buf;
 	struct dmabuf_attachment *att;
 	struct dmabuf_sg_table *sgt;
 	uint8_t pattern[64];
-	char c = 0;
-	size_t len;
 	int fd;
 
-	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
-	child_check(dmabuf_device_new(ctx, &info, &dev) == 0);
-	child_check(dmabuf_recv_fd(env->sock, &fd, &c, 1, &len) == 0 && fd >= 0);
-	child_check(dmabuf_get(ctx, fd, &buf) == 0);
+	fd = tx_child_import(env->sock, "dev", &ctx, &dev, &buf);
 	switch (env->mode) {
 	case OK_CYCLE:
 		child_check(dmabuf_attach(buf, dev, &att) == 0);
-		child_check(one_way_id(att));
+		child_check(tx_one_way_id(att));
 		child_check(dmabuf_map_attachment(att, DMABUF_FROM_DEVICE, &sgt) == 0);
 		memset(pattern, 0x5a, sizeof(pattern));
 		child_check(dmabuf_dma_write(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
@@ -106,7 +95,7 @@ static int importer(void *arg)
 		/* Answered here, as dma_buf_attach() of an exporter without
 		 * an attach op asks nobody; the map finds the revocation. */
 		child_check(dmabuf_attach(buf, dev, &att) == 0);
-		child_check(one_way_id(att));
+		child_check(tx_one_way_id(att));
 		child_check(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt) == -ENODEV);
 		child_check(dmabuf_map_attachment(att, DMABUF_TO_DEVICE, &sgt) == -ENODEV);
 		child_check(dmabuf_send_fd(env->sock, -1, "e", 1) == 0);
@@ -119,7 +108,7 @@ static int importer(void *arg)
 		child_check(dmabuf_send_fd(env->sock, -1, "r", 1) == 0);
 		child_check(tx_wait_byte(env->sock, NULL) == 'g');
 		child_check(dmabuf_attach(buf, dev, &att) == 0);
-		child_check(!one_way_id(att));
+		child_check(!tx_one_way_id(att));
 		child_check(dmabuf_detach(buf, att) == 0);
 		break;
 	}

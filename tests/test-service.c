@@ -34,18 +34,12 @@ struct imp_env {
 static int importer(void *arg)
 {
 	struct imp_env *env = arg;
-	struct dmabuf_device_info di = { .name = "svc-imp", .flags = DMABUF_DEVICE_IOMMU };
 	struct dmabuf_device *dev;
 	struct dmabuf_ctx *ctx;
 	struct dmabuf *buf;
-	size_t len;
-	char c;
-	int fd;
 
-	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
-	child_check(dmabuf_device_new(ctx, &di, &dev) == 0);
-	child_check(dmabuf_recv_fd(env->sock, &fd, &c, 1, &len) == 0);
-	child_check(dmabuf_get(ctx, fd, &buf) == 0);
+	int fd = tx_child_import(env->sock, "svc-imp", &ctx, &dev, &buf);
+
 	child_check(dmabuf_send_fd(env->sock, -1, "r", 1) == 0);
 	for (int i = 0; i < ROUNDS; i++) {
 		struct dmabuf_attachment *att;
