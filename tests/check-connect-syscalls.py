@@ -21,7 +21,7 @@ usage: check-connect-syscalls.py SYSCALL-CONNECT-EXE [B_SANITIZE]
 """
 import sys
 
-from stracecount import lowest_total, marked_calls, per_unit, show, skip_reason, trace
+from stracecount import lowest_total, per_unit, run, show, traced_calls
 
 # Before issue 11's connect work (main e5b2f4d): 31.0 to 31.2 timed
 # (importer 16: socket, connect, fcntl and setsockopt to make it blocking,
@@ -42,10 +42,7 @@ N1, N2 = 10, 30
 
 
 def count(exe, n):
-    calls, marks = marked_calls(trace([exe, str(n)], []))
-    if marks != 4 * n:
-        print(f'{marks} marks in the trace, want {4 * n} (2 per process and cycle)')
-        sys.exit(1)
+    calls = traced_calls([exe, str(n)], 4 * n, '2 per process and cycle')
     per = {}
     first = calls[0][0] if calls else None  # the parent: the exporter
     for pid, name, between in calls:
@@ -62,15 +59,7 @@ def totals(per):
             sum(v for k, v in per.items() if k.startswith('all ')))
 
 
-def main():
-    if len(sys.argv) < 2:
-        print(__doc__)
-        return 2
-    exe = sys.argv[1]
-    why = skip_reason(sys.argv[2] if len(sys.argv) > 2 else None)
-    if why:
-        print('SKIP:', why)
-        return 77
+def check(exe):
     def measure():
         per = per_unit(lambda n: count(exe, n), N1, N2)
         timed, cycle = totals(per)
@@ -96,9 +85,9 @@ def main():
           f'(bound {MAX_TIMED}), whole cycle {total_cycle:.2f} (bound {MAX_CYCLE})')
     if total_timed > MAX_TIMED or total_cycle > MAX_CYCLE:
         print('FAIL: a change added syscalls to the connect path')
-        return 1
-    return 0
+        return False
+    return True
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run(__doc__, check))

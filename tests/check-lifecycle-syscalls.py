@@ -18,7 +18,7 @@ usage: check-lifecycle-syscalls.py SYSCALL-LIFECYCLE-EXE [B_SANITIZE]
 """
 import sys
 
-from stracecount import per_unit, show, skip_reason, summary
+from stracecount import per_cycle, run, show, summary, within
 
 # Each count includes the one poll() of the context's fd that the program
 # makes per cycle. Before issue 11's lifecycle work (main e5b2f4d): put-last
@@ -37,27 +37,17 @@ MAX_PER_CYCLE = {'put-last': 9, 'close-last': 12, 'heap': 9,
 N1, N2 = 20, 60
 
 
-def main():
-    if len(sys.argv) < 2:
-        print(__doc__)
-        return 2
-    exe = sys.argv[1]
-    why = skip_reason(sys.argv[2] if len(sys.argv) > 2 else None)
-    if why:
-        print('SKIP:', why)
-        return 77
-    failed = False
+def check(exe):
+    ok = True
     for order, bound in MAX_PER_CYCLE.items():
-        per = per_unit(lambda n: summary([exe, order, str(n)]), N1, N2)
+        per = per_cycle(lambda n: summary([exe, order, str(n)]), N1, N2)
         total = per.pop('total')
         print(f'{order}: {total:.2f} syscalls per buffer life (bound {bound})')
         show(per, '  ')
-        if total > bound + 0.01:
-            print(f'FAIL: {order}: {total:.2f} > {bound}: a change added '
-                  'syscalls to a buffer\'s life')
-            failed = True
-    return 1 if failed else 0
+        ok = within(total, bound, f'{order}: a change added syscalls to a '
+                    'buffer\'s life', slack=0.01) and ok
+    return ok
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run(__doc__, check))

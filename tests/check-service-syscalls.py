@@ -16,7 +16,7 @@ usage: check-service-syscalls.py SYSCALL-SERVICE-EXE [B_SANITIZE]
 """
 import sys
 
-from stracecount import lowest_total, marked_calls, per_unit, show, skip_reason, trace
+from stracecount import per_cycle, run, show, tally, traced_calls, within
 
 # Per cycle: the importer's sendmmsg (ATTACH + MAP), recvmsg (the MAP
 # reply) and sendmmsg (UNMAP + DETACH); the service thread's epoll_wait +
@@ -32,25 +32,9 @@ MAX_POLLS = 0.05
 N1, N2 = 20, 60
 
 
-def count(exe, n):
-    calls, _ = marked_calls(trace([exe, str(n)], []))
-    per = {'total': 0}
-    for _, name, _ in calls:
-        per[name] = per.get(name, 0) + 1
-        per['total'] += 1
-    return per
-
-
-def main():
-    if len(sys.argv) < 2:
-        print(__doc__)
-        return 2
-    exe = sys.argv[1]
-    why = skip_reason(sys.argv[2] if len(sys.argv) > 2 else None)
-    if why:
-        print('SKIP:', why)
-        return 77
-    per = lowest_total(lambda: per_unit(lambda n: count(exe, n), N1, N2), MAX_PER_CYCLE)
+def check(exe):
+    per = per_cycle(lambda n: tally(traced_calls([exe, str(n)])), N1, N2,
+                    MAX_PER_CYCLE)
     total = per['total']
     show(per)
     print(f'syscalls per remote cycle with the service thread (both processes): '
@@ -59,13 +43,10 @@ def main():
     if polls > MAX_POLLS:
         print(f'FAIL: {polls:.2f} poll() per cycle: the service thread polls before '
               'it reads its epoll set again')
-        return 1
-    if total > MAX_PER_CYCLE:
-        print(f'FAIL: {total:.2f} > {MAX_PER_CYCLE}: a change added syscalls to the '
-              'remote call path or to the service thread\'s wake-up')
-        return 1
-    return 0
+        return False
+    return within(total, MAX_PER_CYCLE, 'a change added syscalls to the remote '
+                  'call path or to the service thread\'s wake-up')
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run(__doc__, check))

@@ -18,7 +18,7 @@ usage: check-syscalls.py SYSCALL-CYCLE-EXE [B_SANITIZE]
 """
 import sys
 
-from stracecount import lowest_total, per_unit, show, skip_reason, summary
+from stracecount import per_cycle, run, show, summary, within
 
 # Measured 89.5-89.9 before the levers of issue 11 (target 30); 74.0-74.7
 # with one-way UNMAP/DETACH/RELEASE (wire version 2, NO_REPLY); 70.4 with
@@ -55,36 +55,22 @@ MAX_PER_STEADY_CYCLE = 20
 N1, N2 = 20, 60
 
 
-def check(exe, mode, what, bound):
+def check_kind(exe, mode, what, bound):
     """Measures one kind of cycle; returns whether it is within bound."""
     args = [mode] if mode else []
-    per = lowest_total(lambda: per_unit(lambda n: summary([exe, str(n)] + args),
-                                        N1, N2), bound)
+    per = per_cycle(lambda n: summary([exe, str(n)] + args), N1, N2, bound)
     total = per.pop('total')
     show(per)
     print(f'syscalls per {what} (both processes): {total:.2f} '
           f'(bound {bound}, issue 11 target 30 for the full cycle)')
-    if total > bound:
-        print(f'FAIL: {total:.2f} > {bound}: a change added syscalls '
-              'to the hot path')
-        return False
-    return True
+    return within(total, bound, 'a change added syscalls to the hot path')
 
 
-def main():
-    if len(sys.argv) < 2:
-        print(__doc__)
-        return 2
-    exe = sys.argv[1]
-    why = skip_reason(sys.argv[2] if len(sys.argv) > 2 else None)
-    if why:
-        print('SKIP:', why)
-        return 77
-    ok = check(exe, None, 'full hand-off cycle', MAX_PER_CYCLE)
-    ok = check(exe, 'steady', 'steady cycle (already imported)',
-               MAX_PER_STEADY_CYCLE) and ok
-    return 0 if ok else 1
+def check(exe):
+    ok = check_kind(exe, None, 'full hand-off cycle', MAX_PER_CYCLE)
+    return check_kind(exe, 'steady', 'steady cycle (already imported)',
+                      MAX_PER_STEADY_CYCLE) and ok
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run(__doc__, check))

@@ -19,7 +19,7 @@ usage: check-uapi-syscalls.py UAPI-SYSCALLS-EXE PRELOAD.so ROOT [B_SANITIZE]
 import os
 import sys
 
-from stracecount import lowest_total, per_unit, show, skip_reason, summary
+from stracecount import lowest_total, per_unit, run, show, summary
 
 # ALLOC + close: 35 before issue 9's levers (a getpid per copy, a second
 # fstat of the heap), 32 to 33.7 with them, 30 once a buffer has one fd
@@ -54,15 +54,7 @@ def show_round(title, per):
     show(per, '  ')
 
 
-def main():
-    if len(sys.argv) < 4:
-        print(__doc__)
-        return 2
-    exe, preload, root = sys.argv[1:4]
-    why = skip_reason(sys.argv[4] if len(sys.argv) > 4 else None)
-    if why:
-        print('SKIP:', why)
-        return 77
+def check(exe, preload, root):
     plain_env = {k: v for k, v in os.environ.items() if k != 'LD_PRELOAD'}
     env = dict(plain_env, LD_PRELOAD=preload, DMABUF_UAPI_ROOT=root)
     failed = []
@@ -89,8 +81,8 @@ def main():
                 failed.append(f'{mode}: {per[name]:.2f} {name} > {most}')
     for f in failed:
         print('FAIL:', f)
-    return 1 if failed else 0
+    return not failed
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run(__doc__, check, nargs=3))

@@ -17,7 +17,7 @@ usage: check-wake-syscalls.py SYSCALL-WAKE-EXE [B_SANITIZE]
 """
 import sys
 
-from stracecount import marked_calls, per_unit, show, skip_reason, trace
+from stracecount import per_cycle, run, show, tally, traced_calls, within
 
 # 5 before issue 11's wake-up work (signal: send; wait: getsockname + poll;
 # the eventfd write and read); 4 since the wait is one blocking peek at the
@@ -27,38 +27,16 @@ MAX_PER_WAKE = 4
 N1, N2 = 20, 60
 
 
-def count(exe, n):
-    calls, marks = marked_calls(trace([exe, str(n)], []))
-    if marks != 4:
-        print(f'{marks} marks in the trace, want 4 (2 per process)')
-        sys.exit(1)
-    per = {}
-    for _, name, between in calls:
-        if between:
-            per[name] = per.get(name, 0) + 1
-    return per
-
-
-def main():
-    if len(sys.argv) < 2:
-        print(__doc__)
-        return 2
-    exe = sys.argv[1]
-    why = skip_reason(sys.argv[2] if len(sys.argv) > 2 else None)
-    if why:
-        print('SKIP:', why)
-        return 77
-    per = per_unit(lambda n: count(exe, n), N1, N2)
-    total = sum(per.values())
+def check(exe):
+    per = per_cycle(lambda n: tally(traced_calls([exe, str(n)], 4, '2 per process'),
+                                    between_only=True), N1, N2)
+    total = per.pop('total')
     show(per)
     print(f'syscalls per fence wake-up (both processes): {total:.2f} '
           f'(bound {MAX_PER_WAKE}; raw eventfd ping-pong: 4)')
-    if total > MAX_PER_WAKE:
-        print(f'FAIL: {total:.2f} > {MAX_PER_WAKE}: a change added syscalls '
-              'to the fence signal -> wake path')
-        return 1
-    return 0
+    return within(total, MAX_PER_WAKE, 'a change added syscalls to the fence '
+                  'signal -> wake path')
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run(__doc__, check))

@@ -2,6 +2,10 @@
 /* A raw client of an exporter's endpoint (rawpeer.h). */
 #include "rawpeer.h"
 
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+
 /* Serials of the requests rp_encode() numbers, process-wide. */
 static uint64_t rp_serial;
 /* Ids of the IMPORTs rp_encode() names (version 3), process-wide. */
@@ -22,10 +26,13 @@ bool rp_is_event(uint16_t op)
 	return d && d->kind == DMB_WIRE_EVENT;
 }
 
-int rp_connect_name(const char *name)
+/* A SOCK_SEQPACKET socket connected to the abstract @name, or (listening)
+ * bound to it and listening with a backlog of 1; or -errno. */
+static int abstract_socket(const char *name, bool listening)
 {
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	size_t len = strlen(name);
+	socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
 	int fd, err;
 
 	if (len + 1 > sizeof(addr.sun_path))
@@ -34,8 +41,38 @@ int rp_connect_name(const char *name)
 	if (fd < 0)
 		return -errno;
 	memcpy(addr.sun_path + 1, name, len);
-	if (connect(fd, (struct sockaddr *)&addr,
-		    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len)) < 0) {
+	if (listening ? bind(fd, (struct sockaddr *)&addr, alen) < 0 || listen(fd, 1) < 0
+		      : connect(fd, (struct sockaddr *)&addr, alen) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int rp_connect_name(const char *name)
+{
+	return abstract_socket(name, false);
+}
+
+int rp_listen_name(const char *name)
+{
+	return abstract_socket(name, true);
+}
+
+int rp_fake_buffer(const char *tag, const char *name, uint64_t size,
+		   unsigned int mfd_flags, int seals)
+{
+	char memfd_name[128];
+	int fd, err;
+
+	if (snprintf(memfd_name, sizeof(memfd_name), "dmabuf:%s@%s", tag, name) >=
+	    (int)sizeof(memfd_name))
+		return -EINVAL;
+	fd = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING | mfd_flags);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0 || fcntl(fd, F_ADD_SEALS, seals) < 0) {
 		err = -errno;
 		close(fd);
 		return err;

@@ -53,6 +53,17 @@ int rp_connect_name(const char *name);
 /* Connects to the exporter named in a buffer fd's memfd name. */
 int rp_connect(int buffd);
 
+/* A fake exporter's endpoint: a SOCK_SEQPACKET socket bound to the abstract
+ * @name, listening with a backlog of 1. Returns it or -errno. */
+int rp_listen_name(const char *name);
+
+/* A buffer fd as an exporter of endpoint @name would make it: a memfd named
+ * "dmabuf:<tag>@<name>" of @size bytes, made with MFD_CLOEXEC |
+ * MFD_ALLOW_SEALING | @mfd_flags and sealed with @seals. Returns it or
+ * -errno. */
+int rp_fake_buffer(const char *tag, const char *name, uint64_t size,
+		   unsigned int mfd_flags, int seals);
+
 /* One packet of @len bytes (0 allowed) with @nfds fds, by plain sendmsg().
  * Returns 0 or -errno (never raises SIGPIPE). */
 int rp_send_raw(int sock, const void *data, size_t len,

@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""What the syscall-count checks (check-*-syscalls.py) share: the skips, one strace run, its summary, and
-the per-unit difference of two runs (start-up and tear-down cancel out)."""
+"""What the syscall-count checks (check-*-syscalls.py) share: their main()
+(run: usage, the skips, the exit status), one strace run, its summary or its
+calls between marks, the per-unit difference of two runs (start-up and
+tear-down cancel out), the lowest of a few measurements and the bound's
+verdict. The bounds stay named constants at the top of each script."""
 import os
 import re
 import shutil
@@ -64,6 +67,27 @@ def marked_calls(text):
     return calls, marks
 
 
+def traced_calls(cmd, want_marks=None, why=''):
+    """marked_calls() of `strace -f` of cmd (its calls only); exits 1 unless
+    the trace holds want_marks marks (when given; why says where from)."""
+    calls, marks = marked_calls(trace(cmd, []))
+    if want_marks is not None and marks != want_marks:
+        print(f'{marks} marks in the trace, want {want_marks} ({why})')
+        sys.exit(1)
+    return calls
+
+
+def tally(calls, between_only=False):
+    """Calls per syscall name (and 'total') of traced_calls(), of every
+    process and thread, or (between_only) only those between their marks."""
+    per = {'total': 0}
+    for _, name, between in calls:
+        if between or not between_only:
+            per[name] = per.get(name, 0) + 1
+            per['total'] += 1
+    return per
+
+
 def summary(cmd, env=None):
     """Calls per syscall name (and 'total') from `strace -c` of cmd."""
     text = trace(cmd, ['-c'], env)
@@ -99,6 +123,38 @@ def lowest_total(measure, bound, tries=3):
         if best['total'] <= bound:
             break
     return best
+
+
+def per_cycle(count, n1, n2, bound=None):
+    """per_unit(count, n1, n2); with a bound, lowest_total() of it."""
+    if bound is None:
+        return per_unit(count, n1, n2)
+    return lowest_total(lambda: per_unit(count, n1, n2), bound)
+
+
+def within(total, bound, what, slack=0):
+    """Whether total is within bound (+ slack); if not, says so in a FAIL
+    line that ends with what (the path that gained syscalls)."""
+    if total > bound + slack:
+        print(f'FAIL: {total:.2f} > {bound}: {what}')
+        return False
+    return True
+
+
+def run(doc, check, nargs=1):
+    """A check script's main(): sys.argv[1:1 + nargs] are check()'s
+    arguments, the one after them b_sanitize. Without them prints doc and
+    returns 2; returns 77 (after a SKIP line) when skip_reason() gives a
+    reason, else 0 when check(*args) returns true, 1 when it returns false.
+    Use: sys.exit(run(__doc__, check))."""
+    if len(sys.argv) < nargs + 1:
+        print(doc)
+        return 2
+    why = skip_reason(sys.argv[nargs + 1] if len(sys.argv) > nargs + 1 else None)
+    if why:
+        print('SKIP:', why)
+        return 77
+    return 0 if check(*sys.argv[1:nargs + 1]) else 1
 
 
 def show(per, indent=''):

@@ -62,32 +62,6 @@ static int consumer(int sock, unsigned long n)
 	return 0;
 }
 
-/* Serves ctx until the consumer's next byte. */
-static void serve(struct dmabuf_ctx *ctx, int sock)
-{
-	struct pollfd p[2] = {
-		{ .fd = sock, .events = POLLIN },
-		{ .fd = dmabuf_ctx_get_fd(ctx), .events = POLLIN },
-	};
-
-	for (;;) {
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			CHECK(-errno);
-		}
-		if (p[1].revents)
-			CHECK(dmabuf_ctx_dispatch(ctx));
-		if (p[0].revents) {
-			char c;
-
-			if (read(sock, &c, 1) != 1)
-				exit(1);
-			return;
-		}
-	}
-}
-
 int main(int argc, char **argv)
 {
 	unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 0) : 10;
@@ -97,34 +71,28 @@ int main(int argc, char **argv)
 	};
 	struct dmabuf_ctx *ctx;
 	struct dmabuf *buf;
-	int sp[2], status, fd;
+	int sock, fd;
 	pid_t pid;
 
-	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp));
-	pid = fork();
-	CHECK(pid);
-	if (pid == 0) {
-		close(sp[0]);
-		_exit(consumer(sp[1], n));
-	}
-	close(sp[1]);
+	pid = fork_peer(&sock);
+	if (pid == 0)
+		_exit(consumer(sock, n));
 	CHECK(dmabuf_ctx_new(NULL, &ctx));
 	CHECK(dmabuf_export(ctx, &info, &buf));
 	fd = dmabuf_fd(buf, O_CLOEXEC);
 	CHECK(fd);
 	for (unsigned long i = 0; i < n; i++) {
-		serve(ctx, sp[0]);	/* the fresh context is ready */
+		serve(ctx, sock, true, 0);	/* the fresh context is ready */
 		mark(MARK_BEGIN);
-		CHECK(dmabuf_send_fd(sp[0], fd, "connect", 8));
-		serve(ctx, sp[0]);
+		CHECK(dmabuf_send_fd(sock, fd, "connect", 8));
+		serve(ctx, sock, true, 0);
 		mark(MARK_END);
-		if (write(sp[0], "", 1) != 1)	/* the child may go on */
+		if (write(sock, "", 1) != 1)	/* the child may go on */
 			return 1;
 	}
 	/* The last connection's close, then the buffer's release. */
-	close(sp[0]);
-	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-	    WEXITSTATUS(status))
+	close(sock);
+	if (!peer_ok(pid))
 		return 1;
 	CHECK(dmabuf_put(buf));
 	close(fd);

@@ -53,8 +53,6 @@ static int consumer(int sock, unsigned long n, bool steady)
 			return 1;
 	}
 	for (unsigned long i = 0; i < n; i++) {
-		struct dmabuf_attachment *att;
-		struct dmabuf_sg_table *sgt;
 		struct dmabuf *buf;
 		uint8_t pl[8];
 		size_t len;
@@ -64,12 +62,8 @@ static int consumer(int sock, unsigned long n, bool steady)
 		CHECK(dmabuf_get(ctx, fd, &buf));
 		if (dmabuf_get_size(buf) != SIZE || (steady && buf != held))
 			return 1;
-		CHECK(dmabuf_attach(buf, dev, &att));
-		CHECK(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt));
-		if (dmabuf_sg_table_get_size(sgt) != SIZE)
+		if (device_cycle(buf, dev))
 			return 1;
-		CHECK(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL));
-		CHECK(dmabuf_detach(buf, att));
 		CHECK(dmabuf_put(buf));
 		close(fd);
 		if (write(sock, "", 1) != 1)
@@ -83,35 +77,6 @@ static int consumer(int sock, unsigned long n, bool steady)
 	return dmabuf_ctx_destroy(ctx) == 0 ? 0 : 1;
 }
 
-/* Serves ctx until pred: the consumer's reply (reply) or the release. */
-static void serve(struct dmabuf_ctx *ctx, int sock, bool want_reply,
-		  unsigned long want_releases)
-{
-	struct pollfd p[2] = {
-		{ .fd = sock, .events = POLLIN },
-		{ .fd = dmabuf_ctx_get_fd(ctx), .events = POLLIN },
-	};
-
-	for (;;) {
-		if (!want_reply && releases >= want_releases)
-			return;
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			CHECK(-errno);
-		}
-		if (p[1].revents)
-			CHECK(dmabuf_ctx_dispatch(ctx));
-		if (want_reply && p[0].revents) {
-			char c;
-
-			if (read(sock, &c, 1) != 1)
-				exit(1);
-			want_reply = false;
-		}
-	}
-}
-
 int main(int argc, char **argv)
 {
 	unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 0) : 10;
@@ -122,17 +87,12 @@ int main(int argc, char **argv)
 		.alloc = DMABUF_ALLOC_SYSTEM,
 	};
 	struct dmabuf_ctx *ctx;
-	int sp[2], status;
+	int sock;
 	pid_t pid;
 
-	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp));
-	pid = fork();
-	CHECK(pid);
-	if (pid == 0) {
-		close(sp[0]);
-		_exit(consumer(sp[1], n, steady));
-	}
-	close(sp[1]);
+	pid = fork_peer(&sock);
+	if (pid == 0)
+		_exit(consumer(sock, n, steady));
 	CHECK(dmabuf_ctx_new(NULL, &ctx));
 	if (steady) {
 		struct dmabuf *buf;
@@ -141,16 +101,16 @@ int main(int argc, char **argv)
 		CHECK(dmabuf_export(ctx, &info, &buf));
 		fd = dmabuf_fd(buf, O_CLOEXEC);
 		CHECK(fd);
-		CHECK(dmabuf_send_fd(sp[0], fd, "hold", 5));
-		serve(ctx, sp[0], true, 0);
+		CHECK(dmabuf_send_fd(sock, fd, "hold", 5));
+		serve(ctx, sock, true, 0);
 		for (unsigned long i = 0; i < n; i++) {
-			CHECK(dmabuf_send_fd(sp[0], fd, "cycle", 6));
-			serve(ctx, sp[0], true, 0);
+			CHECK(dmabuf_send_fd(sock, fd, "cycle", 6));
+			serve(ctx, sock, true, 0);
 		}
 		CHECK(dmabuf_put(buf));
 		close(fd);
 		/* The consumer's last put, then the release. */
-		serve(ctx, sp[0], false, 1);
+		serve(ctx, sock, false, 1);
 		n = 1;
 		goto done;
 	}
@@ -161,16 +121,15 @@ int main(int argc, char **argv)
 		CHECK(dmabuf_export(ctx, &info, &buf));
 		fd = dmabuf_fd(buf, O_CLOEXEC);
 		CHECK(fd);
-		CHECK(dmabuf_send_fd(sp[0], fd, "cycle", 6));
-		serve(ctx, sp[0], true, 0);
+		CHECK(dmabuf_send_fd(sock, fd, "cycle", 6));
+		serve(ctx, sock, true, 0);
 		CHECK(dmabuf_put(buf));
 		close(fd);
-		serve(ctx, sp[0], false, i + 1);
+		serve(ctx, sock, false, i + 1);
 	}
 done:
-	close(sp[0]);
-	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-	    WEXITSTATUS(status))
+	close(sock);
+	if (!peer_ok(pid))
 		return 1;
 	return dmabuf_ctx_destroy(ctx) == 0 && releases == n ? 0 : 1;
 }

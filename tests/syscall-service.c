@@ -35,17 +35,9 @@ static int child(int sock, unsigned int n)
 	CHECK(dmabuf_device_new(ctx, &di, &dev));
 	CHECK(dmabuf_recv_fd(sock, &fd, pl, sizeof(pl), &len));
 	CHECK(dmabuf_get(ctx, fd, &buf));
-	for (unsigned int i = 0; i < n + 1; i++) {
-		struct dmabuf_attachment *att;
-		struct dmabuf_sg_table *sgt;
-
-		CHECK(dmabuf_attach(buf, dev, &att));
-		CHECK(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt));
-		if (dmabuf_sg_table_get_size(sgt) != SIZE)
+	for (unsigned int i = 0; i < n + 1; i++)
+		if (device_cycle(buf, dev))
 			return 1;
-		CHECK(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL));
-		CHECK(dmabuf_detach(buf, att));
-	}
 	CHECK(dmabuf_put(buf));
 	close(fd);
 	CHECK(dmabuf_device_destroy(dev));
@@ -62,25 +54,20 @@ int main(int argc, char **argv)
 	unsigned int n = argc > 1 ? (unsigned int)atoi(argv[1]) : 10;
 	struct dmabuf_ctx *ctx;
 	struct dmabuf *buf;
-	int sp[2], fd, status;
+	int sock, fd;
 	pid_t pid;
 
-	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp));
 	CHECK(dmabuf_ctx_new(NULL, &ctx));
 	CHECK(dmabuf_export(ctx, &info, &buf));
 	fd = dmabuf_fd(buf, O_CLOEXEC);
 	CHECK(fd);
 	CHECK(dmabuf_ctx_start_thread(ctx));
-	pid = fork();
-	CHECK(pid);
-	if (pid == 0) {
-		close(sp[0]);
-		_exit(child(sp[1], n));
-	}
-	close(sp[1]);
-	CHECK(dmabuf_send_fd(sp[0], fd, "svc", 4));
-	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status)) {
-		fprintf(stderr, "importer failed (status %#x)\n", status);
+	pid = fork_peer(&sock);
+	if (pid == 0)
+		_exit(child(sock, n));
+	CHECK(dmabuf_send_fd(sock, fd, "svc", 4));
+	if (!peer_ok(pid)) {
+		fprintf(stderr, "importer failed\n");
 		return 1;
 	}
 	close(fd);
@@ -91,7 +78,7 @@ int main(int argc, char **argv)
 		usleep(1000);
 	CHECK(dmabuf_ctx_stop_thread(ctx));
 	CHECK(dmabuf_ctx_destroy(ctx));
-	close(sp[0]);
+	close(sock);
 	if (!releases) {
 		fprintf(stderr, "the buffer was not released\n");
 		return 1;

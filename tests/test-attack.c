@@ -29,31 +29,6 @@
 
 #define SIZE (64 * 1024ull)
 
-/* The counting exporter without attach, detach, pin or unpin: the one
- * whose memfd carries the mark. */
-static const struct dmabuf_ops bare_ops = {
-	.version = DMABUF_OPS_VERSION,
-	.map = tx_map,
-	.unmap = tx_unmap,
-	.release = tx_release,
-	.mmap = tx_mmap,
-	.vmap = tx_vmap,
-	.vunmap = tx_vunmap,
-};
-
-static struct dmabuf *export_ops(struct dmabuf_ctx *ctx, struct test_exporter *tx,
-				 const struct dmabuf_ops *ops)
-{
-	struct dmabuf_export_info info = {
-		.exp_name = "attack", .ops = ops, .size = SIZE, .flags = O_RDWR,
-		.priv = tx, .alloc = DMABUF_ALLOC_SYSTEM,
-	};
-	struct dmabuf *buf = NULL;
-
-	assert_int_equal(dmabuf_export(ctx, &info, &buf), 0);
-	return buf;
-}
-
 /* This process's pid namespace's vm.memfd_noexec (0 when unreadable). */
 static char memfd_noexec(void)
 {
@@ -78,14 +53,6 @@ static bool kernel_marks(void)
 		return false;
 	close(fd);
 	return memfd_noexec() != '2';
-}
-
-static bool fd_marked(int fd)
-{
-	struct stat st;
-
-	assert_int_equal(fstat(fd, &st), 0);
-	return dmb_memfd_attach_known(fcntl(fd, F_GET_SEALS), st.st_mode);
 }
 
 static int reopen(int fd, int flags)
@@ -114,12 +81,12 @@ static void holders_cannot_forge_or_strip_the_mark(void **state)
 		skip();
 	}
 	with_op = tx_export(ctx, &tx, SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
-	bare = export_ops(ctx, &bx, &bare_ops);
+	bare = tx_export_ops(ctx, &bx, &tx_bare_ops, SIZE);
 	fd = dmabuf_fd(with_op, O_CLOEXEC);
 	bfd = dmabuf_fd(bare, O_CLOEXEC);
 	assert_true(fd >= 0 && bfd >= 0);
-	assert_false(fd_marked(fd));
-	assert_true(fd_marked(bfd));
+	assert_false(tx_fd_marked(fd));
+	assert_true(tx_fd_marked(bfd));
 
 	/* forging: clear the exec bits (allowed) and seal them (refused) */
 	assert_int_equal(fchmod(fd, 0600), 0);
@@ -128,9 +95,9 @@ static void holders_cannot_forge_or_strip_the_mark(void **state)
 	rw = reopen(fd, O_RDWR);
 	assert_true(rw >= 0);
 	assert_int_equal(fcntl(rw, F_ADD_SEALS, F_SEAL_EXEC), -1);
-	assert_false(fd_marked(rw));
+	assert_false(tx_fd_marked(rw));
 	close(rw);
-	assert_false(fd_marked(fd));
+	assert_false(tx_fd_marked(fd));
 
 	/* stripping: set an exec bit (refused), through a reopen too */
 	assert_int_equal(fchmod(bfd, 0755), -1);
@@ -139,7 +106,7 @@ static void holders_cannot_forge_or_strip_the_mark(void **state)
 	assert_true(rw >= 0);
 	assert_int_equal(fchmod(rw, 0700), -1);
 	close(rw);
-	assert_true(fd_marked(bfd));
+	assert_true(tx_fd_marked(bfd));
 
 	close(fd);
 	close(bfd);
@@ -232,7 +199,7 @@ static void exporter_in_a_noexec_namespace_keeps_the_round_trip(void **state)
 	}
 	assert_true(fd >= 0);
 	/* the namespace's memfds are all sealed so: this one says nothing */
-	assert_true(fd_marked(fd));
+	assert_true(tx_fd_marked(fd));
 	imp = tx_ctx_new(0);
 	dev = tx_device(imp, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
 	assert_int_equal(dmabuf_get(imp, fd, &buf), 0);
@@ -257,30 +224,19 @@ struct imp_env {
 	enum imp_mode mode;
 };
 
-static bool one_way_id(const struct dmabuf_attachment *att)
-{
-	return (att->remote_id & DMB_WIRE_ONE_WAY_ATT_BITS) == DMB_WIRE_ONE_WAY_ATT_BITS;
-}
-
 static int importer(void *arg)
 {
 	const struct imp_env *env = arg;
-	struct dmabuf_device_info info = { .name = "dev", .flags = DMABUF_DEVICE_IOMMU };
 	struct dmabuf_ctx *ctx;
 	struct dmabuf_device *dev;
 	struct dmabuf *buf;
 	struct dmabuf_attachment *att;
 	struct dmabuf_sg_table *sgt;
-	char c = 0;
-	size_t len;
 	int fd;
 
-	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
-	child_check(dmabuf_device_new(ctx, &info, &dev) == 0);
-	child_check(dmabuf_recv_fd(env->sock, &fd, &c, 1, &len) == 0 && fd >= 0);
-	child_check(dmabuf_get(ctx, fd, &buf) == 0);
+	fd = tx_child_import(env->sock, "dev", &ctx, &dev, &buf);
 	child_check(dmabuf_attach(buf, dev, &att) == 0);
-	child_check(one_way_id(att));
+	child_check(tx_one_way_id(att));
 	if (env->mode == REVOKED_BETWEEN) {
 		/* the ATTACH is still held back here: the revoke comes first */
 		child_check(dmabuf_send_fd(env->sock, -1, "a", 1) == 0);
@@ -299,14 +255,6 @@ static int importer(void *arg)
 	child_check(dmabuf_send_fd(env->sock, -1, "m", 1) == 0);
 	for (;;)
 		pause(); /* until the SIGKILL */
-}
-
-static struct dmb_peer *only_peer(struct dmabuf_ctx *ctx)
-{
-	struct dmb_peer *peer = LIST_FIRST(&ctx->endpoint->peers);
-
-	assert_non_null(peer);
-	return peer;
 }
 
 /* Dispatches until the buffer has no attachment and the exporter's peers
@@ -339,31 +287,25 @@ static void revoke_between_one_way_attach_and_map(void **state)
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf;
 	struct imp_env env = { .mode = REVOKED_BETWEEN };
-	int sv[2], fd;
+	int sock;
 	pid_t pid;
 
 	if (!kernel_marks()) {
 		dmabuf_ctx_destroy(exp);
 		skip();
 	}
-	buf = export_ops(exp, &tx, &bare_ops);
-	fd = dmabuf_fd(buf, O_CLOEXEC);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	env.sock = sv[1];
-	pid = harness_fork(importer, &env);
-	close(sv[1]);
-	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
-	close(fd);
-	assert_int_equal(tx_wait_byte(sv[0], exp), 'a');
-	assert_int_equal(only_peer(exp)->nattachments, 0); /* held back */
+	buf = tx_export_ops(exp, &tx, &tx_bare_ops, SIZE);
+	pid = tx_fork_importer(buf, importer, &env, &env.sock, &sock);
+	assert_int_equal(tx_wait_byte(sock, exp), 'a');
+	assert_int_equal(tx_only_peer(exp)->nattachments, 0); /* held back */
 	assert_int_equal(dmabuf_revoke(buf), 0);
-	assert_int_equal(dmabuf_send_fd(sv[0], -1, "g", 1), 0);
-	assert_int_equal(tx_wait_byte(sv[0], exp), 'd');
+	assert_int_equal(dmabuf_send_fd(sock, -1, "g", 1), 0);
+	assert_int_equal(tx_wait_byte(sock, exp), 'd');
 	dispatch_until_unattached(exp, buf);
 	assert_int_equal(tx.map, 0);
-	assert_int_equal(dmabuf_send_fd(sv[0], -1, "q", 1), 0);
+	assert_int_equal(dmabuf_send_fd(sock, -1, "q", 1), 0);
 	assert_int_equal(harness_wait(pid), 0);
-	close(sv[0]);
+	close(sock);
 	assert_int_equal(dmabuf_put(buf), 0);
 	dmabuf_ctx_destroy(exp);
 	assert_int_equal(tx.release, 1);
@@ -378,27 +320,21 @@ static void importer_killed_after_one_way_attach_and_map(void **state)
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf;
 	struct imp_env env = { .mode = KILLED_MAPPED };
-	int sv[2], fd;
+	int sock;
 	pid_t pid;
 
 	if (!kernel_marks()) {
 		dmabuf_ctx_destroy(exp);
 		skip();
 	}
-	buf = export_ops(exp, &tx, &bare_ops);
-	fd = dmabuf_fd(buf, O_CLOEXEC);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	env.sock = sv[1];
-	pid = harness_fork(importer, &env);
-	close(sv[1]);
-	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
-	close(fd);
-	assert_int_equal(tx_wait_byte(sv[0], exp), 'm');
+	buf = tx_export_ops(exp, &tx, &tx_bare_ops, SIZE);
+	pid = tx_fork_importer(buf, importer, &env, &env.sock, &sock);
+	assert_int_equal(tx_wait_byte(sock, exp), 'm');
 	assert_int_equal(tx.map, 1);
-	assert_int_equal(only_peer(exp)->nattachments, 1);
+	assert_int_equal(tx_only_peer(exp)->nattachments, 1);
 	assert_int_equal(kill(pid, SIGKILL), 0);
 	assert_int_equal(harness_wait(pid), 128 + SIGKILL);
-	close(sv[0]);
+	close(sock);
 	dispatch_until_unattached(exp, buf);
 	assert_int_equal(tx.unmap, 1);
 	assert_null(LIST_FIRST(&exp->endpoint->peers));
@@ -444,16 +380,12 @@ static void one_way_attach_by_hand_for_buffers_with_ops(void **state)
 	struct dmabuf_ctx *exp = tx_ctx_new(0);
 	struct test_exporter rx = { .refuse_attach = -EBUSY }, px = { 0 };
 	struct dmabuf *refusing, *pinning;
-	struct dmabuf_export_info info = {
-		.exp_name = "pin", .ops = &tx_pin_ops, .size = SIZE, .flags = O_RDWR,
-		.priv = &px, .alloc = DMABUF_ALLOC_SYSTEM,
-	};
 	struct dmb_msg m;
 	uint64_t rid, pid_, map;
 	int rfd, pfd, sock;
 
 	refusing = tx_export(exp, &rx, SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
-	assert_int_equal(dmabuf_export(exp, &info, &pinning), 0);
+	pinning = tx_export_ops(exp, &px, &tx_pin_ops, SIZE);
 	rfd = dmabuf_fd(refusing, O_CLOEXEC);
 	pfd = dmabuf_fd(pinning, O_CLOEXEC);
 	sock = rp_connect(rfd);
@@ -468,7 +400,7 @@ static void one_way_attach_by_hand_for_buffers_with_ops(void **state)
 	assert_int_equal(rx.attach, 1);
 	assert_int_equal(rp_id_call(sock, exp, DMB_OP_DETACH, DMB_WIRE_ONE_WAY_ATT_ID(2000)), 0);
 	assert_int_equal(rx.detach, 0);
-	assert_int_equal(only_peer(exp)->nattachments, 0);
+	assert_int_equal(tx_only_peer(exp)->nattachments, 0);
 
 	one_way_attach(sock, pid_, 2001, DMB_WIRE_VERSION_MAX);
 	assert_int_equal(rp_map(sock, exp, DMB_WIRE_ONE_WAY_ATT_ID(2001), DMABUF_TO_DEVICE, &map), 0);
@@ -770,32 +702,23 @@ static void hostile_exporter_at_the_handshake(void **state)
 	const int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 
 	for (int script = 0; script < SCRIPT_COUNT; script++) {
-		struct sockaddr_un addr = { .sun_family = AF_UNIX };
 		struct dmabuf_ctx_config cfg = { .seed = 42, .call_timeout_ms = 3000 };
 		struct fake_env env = { .script = (enum script)script };
 		struct dmabuf_ctx *imp;
 		struct dmabuf_device *dev;
 		struct dmabuf_attachment *att;
 		struct dmabuf *px;
-		char name[DMB_ENDPOINT_NAME_MAX], memfd_name[96];
+		char name[DMB_ENDPOINT_NAME_MAX];
 		int memfd, ret, status;
 		int64_t t0;
 		pid_t pid;
 
 		snprintf(name, sizeof(name), "dmabuf-1-atk%d%08x", script,
 			 (unsigned int)rp_now_ms());
-		env.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		env.listen_fd = rp_listen_name(name);
 		assert_true(env.listen_fd >= 0);
-		memcpy(addr.sun_path + 1, name, strlen(name));
-		assert_int_equal(bind(env.listen_fd, (struct sockaddr *)&addr,
-				      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-						  strlen(name))), 0);
-		assert_int_equal(listen(env.listen_fd, 1), 0);
-		snprintf(memfd_name, sizeof(memfd_name), "dmabuf:fake@%s", name);
-		memfd = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		memfd = rp_fake_buffer("fake", name, 4096, 0, seals);
 		assert_true(memfd >= 0);
-		assert_int_equal(ftruncate(memfd, 4096), 0);
-		assert_int_equal(fcntl(memfd, F_ADD_SEALS, seals), 0);
 		pid = harness_fork(fake_exporter, &env);
 
 		assert_int_equal(dmabuf_ctx_new(&cfg, &imp), 0);

@@ -204,46 +204,27 @@ static void service_thread_start_and_stop(void **state)
 	dmabuf_ctx_destroy(t.ctx);
 }
 
-struct dispatcher {
-	struct dmabuf_ctx *ctx;
-	atomic_bool stop;
-	int errors;
-};
-
-static void *dispatch_loop(void *arg)
-{
-	struct dispatcher *d = arg;
-
-	while (!atomic_load(&d->stop))
-		if (dmabuf_ctx_dispatch_timeout(d->ctx, 2) < 0)
-			d->errors++;
-	return NULL;
-}
-
 /* The service thread waits on the context's epoll set, where its stop
  * eventfd is a source: another thread dispatching meanwhile (and so
  * seeing that source) neither keeps it from stopping nor is left with the
  * source, and a peer's requests are served throughout. */
 static void service_thread_stops_while_another_dispatches(void **state)
 {
-	struct dispatcher d = { .ctx = tx_ctx_new(0) };
+	struct tx_dispatcher d = { .ctx = tx_ctx_new(0), .timeout_ms = 2 };
 	struct test_exporter tx = { 0 };
 	struct dmabuf *buf = tx_export(d.ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	struct dmabuf_ctx_stats st = { 0 };
-	pthread_t th;
 	int fd = dmabuf_fd(buf, O_CLOEXEC);
 
 	assert_true(fd >= 0);
-	assert_int_equal(pthread_create(&th, NULL, dispatch_loop, &d), 0);
+	tx_dispatcher_start(&d);
 	for (int i = 0; i < 200; i++) {
 		assert_int_equal(dmabuf_ctx_start_thread(d.ctx), 0);
 		if (i % 2)
 			poll(NULL, 0, 1);
 		assert_int_equal(dmabuf_ctx_stop_thread(d.ctx), 0);
 	}
-	atomic_store(&d.stop, true);
-	pthread_join(th, NULL);
-	assert_int_equal(d.errors, 0);
+	assert_int_equal(tx_dispatcher_stop(&d), 0);
 	/* Nothing is left ready in the set: the stop source went with the
 	 * thread. */
 	assert_int_equal(dmabuf_ctx_dispatch_timeout(d.ctx, 0), 0);

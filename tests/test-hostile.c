@@ -1371,9 +1371,8 @@ static int fake_exporter_main(void *arg)
 
 static void unsolicited_event_drops_the_exporter(void **state)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	struct fake_exporter fe = { .event = DMB_OP_MOVE_NOTIFY };
-	char name[DMB_ENDPOINT_NAME_MAX], memfd_name[96];
+	char name[DMB_ENDPOINT_NAME_MAX];
 	struct dmabuf_ctx *imp = tx_ctx_new(0);
 	struct dmabuf_device *dev = tx_device(imp, "victim", 64, DMABUF_DEVICE_IOMMU, 0);
 	struct dmabuf_attachment *att;
@@ -1383,19 +1382,11 @@ static void unsolicited_event_drops_the_exporter(void **state)
 
 	snprintf(name, sizeof(name), "dmabuf-%d-fake%08x", (int)getpid(),
 		 (unsigned int)rp_now_ms());
-	fe.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	fe.listen_fd = rp_listen_name(name);
 	assert_true(fe.listen_fd >= 0);
-	memcpy(addr.sun_path + 1, name, strlen(name));
-	assert_int_equal(bind(fe.listen_fd, (struct sockaddr *)&addr,
-			      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-					  strlen(name))), 0);
-	assert_int_equal(listen(fe.listen_fd, 1), 0);
 	/* A buffer fd as the library would name and seal it. */
-	snprintf(memfd_name, sizeof(memfd_name), "dmabuf:fake@%s", name);
-	memfd = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	memfd = rp_fake_buffer("fake", name, 4096, 0, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
 	assert_true(memfd >= 0);
-	assert_int_equal(ftruncate(memfd, 4096), 0);
-	assert_int_equal(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
 	pid = harness_fork(fake_exporter_main, &fe);
 
 	assert_int_equal(dmabuf_get(imp, memfd, &px), 0);
@@ -1526,8 +1517,7 @@ static const struct dmabuf_ops old_y_ops = {
 
 static void nested_call_in_handshake_with_old_exporter(void **state)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	char name[DMB_ENDPOINT_NAME_MAX], memfd_name[96];
+	char name[DMB_ENDPOINT_NAME_MAX];
 	struct dmabuf_ctx *imp = tx_ctx_new(0);
 	struct dmabuf_device *dev = tx_device(imp, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
 	struct test_exporter ty = { 0 };
@@ -1550,18 +1540,10 @@ static void nested_call_in_handshake_with_old_exporter(void **state)
 	/* Not this process's pid: the import is held back, not a call. */
 	snprintf(name, sizeof(name), "dmabuf-1-old%d-%08x", (int)getpid(),
 		 (unsigned int)rp_now_ms());
-	oe.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	oe.listen_fd = rp_listen_name(name);
 	assert_true(oe.listen_fd >= 0);
-	memcpy(addr.sun_path + 1, name, strlen(name));
-	assert_int_equal(bind(oe.listen_fd, (struct sockaddr *)&addr,
-			      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-					  strlen(name))), 0);
-	assert_int_equal(listen(oe.listen_fd, 1), 0);
-	snprintf(memfd_name, sizeof(memfd_name), "dmabuf:old@%s", name);
-	memfd = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	memfd = rp_fake_buffer("old", name, 4096, 0, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
 	assert_true(memfd >= 0);
-	assert_int_equal(ftruncate(memfd, 4096), 0);
-	assert_int_equal(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
 	pid = harness_fork(old_exporter_main, &oe);
 	close(gate[0]);
 

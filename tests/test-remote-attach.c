@@ -24,18 +24,6 @@
 
 #define SIZE (1024 * 1024ull)
 
-/* The counting exporter without attach, detach, pin or unpin (as
- * bench/bench-exporter.h): nothing on its side can refuse an attach. */
-static const struct dmabuf_ops bare_ops = {
-	.version = DMABUF_OPS_VERSION,
-	.map = tx_map,
-	.unmap = tx_unmap,
-	.release = tx_release,
-	.mmap = tx_mmap,
-	.vmap = tx_vmap,
-	.vunmap = tx_vunmap,
-};
-
 /* What the importer process does with the buffer it receives. */
 enum mode { OK_CYCLE, REVOKED, REFUSING };
 
@@ -71,34 +59,9 @@ static bool kernel_marks(void)
 	return true;
 }
 
-static bool fd_marked(int fd)
-{
-	struct stat st;
-
-	assert_int_equal(fstat(fd, &st), 0);
-	return dmb_memfd_attach_known(fcntl(fd, F_GET_SEALS), st.st_mode);
-}
-
-static struct dmabuf *export_bare(struct dmabuf_ctx *ctx, struct test_exporter *tx)
-{
-	struct dmabuf_export_info info = {
-		.exp_name = "bare", .ops = &bare_ops, .size = SIZE, .flags = O_RDWR,
-		.priv = tx, .alloc = DMABUF_ALLOC_SYSTEM,
-	};
-	struct dmabuf *buf = NULL;
-
-	assert_int_equal(dmabuf_export(ctx, &info, &buf), 0);
-	return buf;
-}
-
 static void send_byte(int sock, char c)
 {
 	assert_int_equal(dmabuf_send_fd(sock, -1, &c, 1), 0);
-}
-
-static bool one_way_id(const struct dmabuf_attachment *att)
-{
-	return (att->remote_id & DMB_WIRE_ONE_WAY_ATT_BITS) == DMB_WIRE_ONE_WAY_ATT_BITS;
 }
 
 /* The importer process: imports, attaches, maps as its mode says, reporting
@@ -106,25 +69,19 @@ static bool one_way_id(const struct dmabuf_attachment *att)
 static int importer(void *arg)
 {
 	const struct env *env = arg;
-	struct dmabuf_device_info info = { .name = "dev", .flags = DMABUF_DEVICE_IOMMU };
 	struct dmabuf_ctx *ctx;
 	struct dmabuf_device *dev;
 	struct dmabuf *buf;
 	struct dmabuf_attachment *att;
 	struct dmabuf_sg_table *sgt;
 	uint8_t pattern[64];
-	char c = 0;
-	size_t len;
 	int fd;
 
-	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
-	child_check(dmabuf_device_new(ctx, &info, &dev) == 0);
-	child_check(dmabuf_recv_fd(env->sock, &fd, &c, 1, &len) == 0 && fd >= 0);
-	child_check(dmabuf_get(ctx, fd, &buf) == 0);
+	fd = tx_child_import(env->sock, "dev", &ctx, &dev, &buf);
 	switch (env->mode) {
 	case OK_CYCLE:
 		child_check(dmabuf_attach(buf, dev, &att) == 0);
-		child_check(one_way_id(att));
+		child_check(tx_one_way_id(att));
 		child_check(dmabuf_map_attachment(att, DMABUF_FROM_DEVICE, &sgt) == 0);
 		memset(pattern, 0x5a, sizeof(pattern));
 		child_check(dmabuf_dma_write(dev, dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr,
@@ -138,7 +95,7 @@ static int importer(void *arg)
 		/* Answered here, as dma_buf_attach() of an exporter without
 		 * an attach op asks nobody; the map finds the revocation. */
 		child_check(dmabuf_attach(buf, dev, &att) == 0);
-		child_check(one_way_id(att));
+		child_check(tx_one_way_id(att));
 		child_check(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt) == -ENODEV);
 		child_check(dmabuf_map_attachment(att, DMABUF_TO_DEVICE, &sgt) == -ENODEV);
 		child_check(dmabuf_send_fd(env->sock, -1, "e", 1) == 0);
@@ -151,7 +108,7 @@ static int importer(void *arg)
 		child_check(dmabuf_send_fd(env->sock, -1, "r", 1) == 0);
 		child_check(tx_wait_byte(env->sock, NULL) == 'g');
 		child_check(dmabuf_attach(buf, dev, &att) == 0);
-		child_check(!one_way_id(att));
+		child_check(!tx_one_way_id(att));
 		child_check(dmabuf_detach(buf, att) == 0);
 		break;
 	}
@@ -166,27 +123,18 @@ static int importer(void *arg)
 	return 0;
 }
 
-/* The exporter's one peer (the importer process). */
-static struct dmb_peer *only_peer(struct dmabuf_ctx *ctx)
-{
-	struct dmb_peer *peer = LIST_FIRST(&ctx->endpoint->peers);
-
-	assert_non_null(peer);
-	return peer;
-}
-
 static void dispatch_until_detached(struct dmabuf_ctx *ctx, struct dmabuf *buf)
 {
 	struct dmabuf_info info = { .struct_size = sizeof(info) };
 
 	for (int i = 0; i < 500; i++) {
 		assert_int_equal(dmabuf_get_info(buf, &info), 0);
-		if (!info.attachments && !only_peer(ctx)->nattachments)
+		if (!info.attachments && !tx_only_peer(ctx)->nattachments)
 			break;
 		dmabuf_ctx_dispatch_timeout(ctx, 10);
 	}
 	assert_int_equal(info.attachments, 0);
-	assert_int_equal(only_peer(ctx)->nattachments, 0);
+	assert_int_equal(tx_only_peer(ctx)->nattachments, 0);
 }
 
 /* Runs the importer process on @buf's fd in @mode; @step checks the
@@ -195,24 +143,17 @@ static void run_importer(struct dmabuf_ctx *exp, struct dmabuf *buf, enum mode m
 			 char report, void (*step)(struct dmabuf_ctx *, struct dmabuf *))
 {
 	struct env env = { .mode = mode };
-	int sv[2], fd = dmabuf_fd(buf, O_CLOEXEC);
-	pid_t pid;
+	int sock;
+	pid_t pid = tx_fork_importer(buf, importer, &env, &env.sock, &sock);
 
-	assert_true(fd >= 0);
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	env.sock = sv[1];
-	pid = harness_fork(importer, &env);
-	close(sv[1]);
-	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
-	close(fd);
-	assert_int_equal(tx_wait_byte(sv[0], exp), report);
+	assert_int_equal(tx_wait_byte(sock, exp), report);
 	step(exp, buf);
-	send_byte(sv[0], 'g');
-	assert_int_equal(tx_wait_byte(sv[0], exp), 'd');
+	send_byte(sock, 'g');
+	assert_int_equal(tx_wait_byte(sock, exp), 'd');
 	dispatch_until_detached(exp, buf);
-	send_byte(sv[0], 'q');
+	send_byte(sock, 'q');
 	assert_int_equal(harness_wait(pid), 0);
-	close(sv[0]);
+	close(sock);
 }
 
 static struct test_exporter tx;
@@ -226,7 +167,7 @@ static void mapped_step(struct dmabuf_ctx *exp, struct dmabuf *buf)
 	assert_int_equal(dmabuf_get_info(buf, &info), 0);
 	assert_int_equal(info.attachments, 1);
 	assert_int_equal(info.mappings, 1);
-	assert_int_equal(only_peer(exp)->nattachments, 1);
+	assert_int_equal(tx_only_peer(exp)->nattachments, 1);
 	assert_int_equal(tx.map, 1);
 	assert_int_equal(dmabuf_vmap(buf, (void **)&v), 0);
 	assert_int_equal(v[0], 0x5a);
@@ -244,9 +185,9 @@ static void one_way_attach_then_map_works(void **state)
 	if (!kernel_marks())
 		skip();
 	tx = (struct test_exporter){ 0 };
-	buf = export_bare(exp, &tx);
+	buf = tx_export_ops(exp, &tx, &tx_bare_ops, SIZE);
 	fd = dmabuf_fd(buf, O_CLOEXEC);
-	assert_true(fd_marked(fd));
+	assert_true(tx_fd_marked(fd));
 	close(fd);
 	run_importer(exp, buf, OK_CYCLE, 'm', mapped_step);
 	assert_int_equal(tx.unmap, 1);
@@ -263,7 +204,7 @@ static void revoked_step(struct dmabuf_ctx *exp, struct dmabuf *buf)
 	 * its DETACH. */
 	assert_int_equal(dmabuf_get_info(buf, &info), 0);
 	assert_int_equal(info.attachments, 0);
-	assert_int_equal(only_peer(exp)->nattachments, 1);
+	assert_int_equal(tx_only_peer(exp)->nattachments, 1);
 	assert_int_equal(tx.map, 0);
 }
 
@@ -275,7 +216,7 @@ static void revoked_buffer_fails_at_the_first_map(void **state)
 	if (!kernel_marks())
 		skip();
 	tx = (struct test_exporter){ 0 };
-	buf = export_bare(exp, &tx);
+	buf = tx_export_ops(exp, &tx, &tx_bare_ops, SIZE);
 	assert_int_equal(dmabuf_revoke(buf), 0);
 	run_importer(exp, buf, REVOKED, 'e', revoked_step);
 	assert_int_equal(tx.map, 0);
@@ -288,7 +229,7 @@ static void revoked_buffer_fails_at_the_first_map(void **state)
 static void refused_step(struct dmabuf_ctx *exp, struct dmabuf *buf)
 {
 	assert_int_equal(tx.attach, 1);
-	assert_int_equal(only_peer(exp)->nattachments, 0);
+	assert_int_equal(tx_only_peer(exp)->nattachments, 0);
 	tx.refuse_attach = 0;
 }
 
@@ -301,7 +242,7 @@ static void attach_op_keeps_the_round_trip(void **state)
 	tx = (struct test_exporter){ .refuse_attach = -EBUSY };
 	buf = tx_export(exp, &tx, SIZE, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	fd = dmabuf_fd(buf, O_CLOEXEC);
-	assert_false(fd_marked(fd));
+	assert_false(tx_fd_marked(fd));
 	close(fd);
 	run_importer(exp, buf, REFUSING, 'r', refused_step);
 	assert_int_equal(tx.attach, 2);
@@ -324,8 +265,8 @@ static void raw_one_way_attach(void **state)
 	int fd, rfd, sock;
 
 	tx = (struct test_exporter){ 0 };
-	buf = export_bare(exp, &tx);
-	revoked = export_bare(exp, &tx);
+	buf = tx_export_ops(exp, &tx, &tx_bare_ops, SIZE);
+	revoked = tx_export_ops(exp, &tx, &tx_bare_ops, SIZE);
 	assert_int_equal(dmabuf_revoke(revoked), 0);
 	fd = dmabuf_fd(buf, O_CLOEXEC);
 	rfd = dmabuf_fd(revoked, O_CLOEXEC);
@@ -349,11 +290,11 @@ static void raw_one_way_attach(void **state)
 	assert_int_equal(rp_send(sock, &m), 0);
 	assert_int_equal(rp_map(sock, exp, DMB_WIRE_ONE_WAY_ATT_ID(1001), DMABUF_TO_DEVICE, NULL),
 			 -ENODEV);
-	assert_int_equal(only_peer(exp)->nattachments, 2);
+	assert_int_equal(tx_only_peer(exp)->nattachments, 2);
 	assert_int_equal(rp_id_call(sock, exp, DMB_OP_DETACH, DMB_WIRE_ONE_WAY_ATT_ID(1001)), 0);
 	assert_int_equal(rp_map(sock, exp, DMB_WIRE_ONE_WAY_ATT_ID(1001), DMABUF_TO_DEVICE, NULL),
 			 -ENOENT);
-	assert_int_equal(only_peer(exp)->nattachments, 1);
+	assert_int_equal(tx_only_peer(exp)->nattachments, 1);
 
 	/* serial 1000 again: its id is taken */
 	rp_attach_msg(&m, id);
@@ -427,12 +368,11 @@ static int v3_exporter(void *arg)
 static void version_3_exporter_gets_the_round_trip(void **state)
 {
 	const int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	struct dmabuf_ctx *imp = tx_ctx_new(0);
 	struct dmabuf_device *dev = tx_device(imp, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
 	struct dmabuf_attachment *att;
 	struct dmabuf *px;
-	char name[DMB_ENDPOINT_NAME_MAX], memfd_name[96];
+	char name[DMB_ENDPOINT_NAME_MAX];
 	int listen_fd, memfd;
 	pid_t pid;
 
@@ -443,20 +383,12 @@ static void version_3_exporter_gets_the_round_trip(void **state)
 	}
 	snprintf(name, sizeof(name), "dmabuf-1-v3%08x",
 		 (unsigned int)rp_now_ms());
-	listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	listen_fd = rp_listen_name(name);
 	assert_true(listen_fd >= 0);
-	memcpy(addr.sun_path + 1, name, strlen(name));
-	assert_int_equal(bind(listen_fd, (struct sockaddr *)&addr,
-			      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-					  strlen(name))), 0);
-	assert_int_equal(listen(listen_fd, 1), 0);
 	/* A buffer as a version 4 exporter without attach op would make it. */
-	snprintf(memfd_name, sizeof(memfd_name), "dmabuf:fake@%s", name);
-	memfd = memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
+	memfd = rp_fake_buffer("fake", name, 4096, MFD_NOEXEC_SEAL, seals);
 	assert_true(memfd >= 0);
-	assert_int_equal(ftruncate(memfd, 4096), 0);
-	assert_int_equal(fcntl(memfd, F_ADD_SEALS, seals), 0);
-	assert_true(fd_marked(memfd));
+	assert_true(tx_fd_marked(memfd));
 	pid = harness_fork(v3_exporter, &listen_fd);
 
 	assert_int_equal(dmabuf_get(imp, memfd, &px), 0);

@@ -34,18 +34,12 @@ struct imp_env {
 static int importer(void *arg)
 {
 	struct imp_env *env = arg;
-	struct dmabuf_device_info di = { .name = "svc-imp", .flags = DMABUF_DEVICE_IOMMU };
 	struct dmabuf_device *dev;
 	struct dmabuf_ctx *ctx;
 	struct dmabuf *buf;
-	size_t len;
-	char c;
-	int fd;
 
-	child_check(dmabuf_ctx_new(NULL, &ctx) == 0);
-	child_check(dmabuf_device_new(ctx, &di, &dev) == 0);
-	child_check(dmabuf_recv_fd(env->sock, &fd, &c, 1, &len) == 0);
-	child_check(dmabuf_get(ctx, fd, &buf) == 0);
+	int fd = tx_child_import(env->sock, "svc-imp", &ctx, &dev, &buf);
+
 	child_check(dmabuf_send_fd(env->sock, -1, "r", 1) == 0);
 	for (int i = 0; i < ROUNDS; i++) {
 		struct dmabuf_attachment *att;
@@ -73,22 +67,6 @@ static int importer(void *arg)
 	return 0;
 }
 
-struct dispatcher {
-	struct dmabuf_ctx *ctx;
-	atomic_bool stop;
-	int errors;
-};
-
-static void *dispatch_loop(void *arg)
-{
-	struct dispatcher *d = arg;
-
-	while (!atomic_load(&d->stop))
-		if (dmabuf_ctx_dispatch_timeout(d->ctx, 1) < 0)
-			d->errors++;
-	return NULL;
-}
-
 static struct dmabuf_ctx_stats stats(struct dmabuf_ctx *ctx)
 {
 	struct dmabuf_ctx_stats st = { 0 };
@@ -99,14 +77,13 @@ static struct dmabuf_ctx_stats stats(struct dmabuf_ctx *ctx)
 
 static void importers_race_revoke_kill_and_another_dispatcher(void **state)
 {
-	struct dispatcher d = { .ctx = tx_ctx_new(0) };
+	struct tx_dispatcher d = { .ctx = tx_ctx_new(0), .timeout_ms = 1 };
 	struct test_exporter tx[2] = { { 0 }, { 0 } };
 	struct dmabuf *buf[2];
 	struct imp_env env[NPROC];
 	int sock[NPROC], fd[2];
 	pid_t pid[NPROC];
 	struct dmabuf_ctx_stats st;
-	pthread_t th;
 	size_t len;
 	char c;
 	int got;
@@ -129,7 +106,7 @@ static void importers_race_revoke_kill_and_another_dispatcher(void **state)
 		sock[i] = sv[0];
 	}
 	assert_int_equal(dmabuf_ctx_start_thread(d.ctx), 0);
-	assert_int_equal(pthread_create(&th, NULL, dispatch_loop, &d), 0);
+	tx_dispatcher_start(&d);
 	for (int i = 0; i < NPROC; i++) {
 		/* even: buffer 0 (some killed); odd: buffer 1 (revoked) */
 		assert_int_equal(dmabuf_send_fd(sock[i], fd[i % 2], "f", 1), 0);
@@ -179,9 +156,7 @@ static void importers_race_revoke_kill_and_another_dispatcher(void **state)
 		poll(NULL, 0, 10);
 	}
 	assert_int_equal(st.buffers_released, 2);
-	atomic_store(&d.stop, true);
-	pthread_join(th, NULL);
-	assert_int_equal(d.errors, 0);
+	assert_int_equal(tx_dispatcher_stop(&d), 0);
 	assert_int_equal(dmabuf_ctx_stop_thread(d.ctx), 0);
 	for (int b = 0; b < 2; b++) {
 		assert_int_equal(tx[b].release, 1);
