@@ -125,6 +125,15 @@ static void still_serving(struct bx *b, const char *what)
 	assert_int_equal(b->tx.attach, b->tx.detach);
 }
 
+/* An exporter, a raw peer at version @v, and an IMPORT of its buffer for
+ * that peer to send (*id: the buffer id it names). */
+static int start(struct bx *b, uint16_t v, struct dmb_msg *imp, uint64_t *id)
+{
+	bx_init(b);
+	*imp = import_msg(b->fd, id);
+	return peer_at(b, v);
+}
+
 /* IMPORT (with its fd), ATTACH, DESCRIBE, RELEASE (one-way) in one packet:
  * answered in order, the RELEASE not at all, and the buffer gone after. */
 static void packed_requests_run_in_order(void **state)
@@ -134,12 +143,9 @@ static void packed_requests_run_in_order(void **state)
 	size_t len = 0;
 	struct bx b;
 	uint64_t id;
-	int sock;
+	int sock = start(&b, DMB_WIRE_VERSION_PACKED, &imp, &id);
 
 	(void)state;
-	bx_init(&b);
-	sock = peer_at(&b, DMB_WIRE_VERSION_PACKED);
-	imp = import_msg(b.fd, &id);
 	put(pkt, &len, &imp, DMB_WIRE_VERSION_PACKED);
 	rp_attach_msg(&att, id);
 	put(pkt, &len, &att, DMB_WIRE_VERSION_PACKED);
@@ -297,12 +303,9 @@ static void version_4_peer_may_not_pack(void **state)
 	size_t len = 0;
 	struct bx b;
 	uint64_t id;
-	int sock;
+	int sock = start(&b, DMB_WIRE_VERSION_PACKED - 1, &imp, &id);
 
 	(void)state;
-	bx_init(&b);
-	sock = peer_at(&b, DMB_WIRE_VERSION_PACKED - 1);
-	imp = import_msg(b.fd, &id);
 	imp.version = DMB_WIRE_VERSION_PACKED - 1;
 	assert_int_equal(rp_call(sock, b.exp, &imp, &r), 0);
 	d = id_msg(DMB_OP_DESCRIBE, id, 0);
