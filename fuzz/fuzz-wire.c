@@ -23,6 +23,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,44 @@ static int documented(int ret)
 	       ret == -EPROTONOSUPPORT || ret == -EOPNOTSUPP;
 }
 
+/*
+ * The same bytes as a version 5 packet (dmb_wire_split()): either -EPROTO,
+ * or messages that tile the packet in order, each at least a header, whose
+ * fds add up to the packet's (when known), each then decoded as any
+ * message with its own fds; a message the decoder takes whole is a packet
+ * of one.
+ */
+static void split(const uint8_t *p, size_t size, size_t nfds, bool known,
+		  enum dmb_wire_side side)
+{
+	struct dmb_wire_part part[DMB_WIRE_MAX_PACKED];
+	static struct dmb_msg m;
+	size_t off = 0, fd = 0;
+	int n = dmb_wire_split(p, size, nfds, known, part, DMB_WIRE_MAX_PACKED);
+
+	if (n < 0) {
+		check(n == -EPROTO, "split: undocumented errno");
+		check(dmb_wire_decode(p, size, fds, nfds, side, &m) < 0 || !known,
+		      "split refuses a message the decoder takes");
+		return;
+	}
+	check(n >= 1 && n <= (int)DMB_WIRE_MAX_PACKED, "split: count");
+	for (int i = 0; i < n; i++) {
+		int ret;
+
+		check(part[i].off == off && part[i].len >= DMB_WIRE_HDR_SIZE &&
+		      part[i].len <= size - off, "split: parts do not tile");
+		check(!known || part[i].fd_first == fd, "split: fd order");
+		ret = dmb_wire_decode(p + off, part[i].len, fds + (known ? fd : 0),
+				      known ? part[i].nfds : 0, side, &m);
+		check(ret == 0 || documented(ret), "split: undocumented errno");
+		off += part[i].len;
+		fd += part[i].nfds;
+	}
+	check(off == size, "split: bytes left over");
+	check(!known || fd == nfds, "split: fds do not add up");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct dmb_msg m, again;
@@ -90,6 +129,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check(copy != NULL, "malloc");
 	if (size)
 		memcpy(copy, data, size);
+
+	split(copy, size, nfds, !(data[-1] & 16), side);
 
 	ret = dmb_wire_decode(copy, size, fds, nfds, side, &m);
 	if (ret < 0) {

@@ -67,6 +67,36 @@ static void emit(const char *name, const struct dmb_msg *m)
 		fclose(f);
 }
 
+/* A version 5 packet: @n requests back to back, their fds in order. */
+static void emit_packet(const char *name, const struct dmb_msg *m, size_t n)
+{
+	uint8_t buf[DMB_WIRE_MAX_MSG + 1];
+	char path[4096];
+	size_t len = 1, nfds = 0;
+	FILE *f;
+
+	for (size_t i = 0; i < n; i++) {
+		int k = dmb_wire_encode(buf + len, DMB_WIRE_MAX_MSG + 1 - len, &m[i]);
+
+		if (k < 0) {
+			fprintf(stderr, "%s: encode failed: %s\n", name, strerror(-k));
+			failures++;
+			return;
+		}
+		len += (size_t)k;
+		nfds += m[i].nfds;
+	}
+	buf[0] = (uint8_t)nfds;
+	snprintf(path, sizeof(path), "%s/%s", outdir, name);
+	f = fopen(path, "wb");
+	if (!f || fwrite(buf, 1, len, f) != len) {
+		perror(path);
+		failures++;
+	}
+	if (f)
+		fclose(f);
+}
+
 static void with_fds(struct dmb_msg *m, unsigned n)
 {
 	m->nfds = n;
@@ -240,6 +270,31 @@ int main(int argc, char **argv)
 		m = blank(plain[i]);
 		file_name(plain[i], name, sizeof(name));
 		emit(name, &m);
+	}
+
+	{
+		/* version 5: what one map call sends in one packet */
+		struct dmb_msg pk[3];
+
+		pk[0] = blank(DMB_OP_IMPORT);
+		with_fds(&pk[0], 1);
+		pk[0].version = DMB_WIRE_VERSION_PACKED;
+		pk[0].flags = DMB_WIRE_F_QUIET;
+		pk[0].u.import.buffer_id = DMB_WIRE_CLIENT_ID_BIT | 1;
+		pk[1] = blank(DMB_OP_ATTACH);
+		pk[1].version = DMB_WIRE_VERSION_PACKED;
+		pk[1].serial = 2;
+		pk[1].flags = DMB_WIRE_F_NO_REPLY;
+		pk[1].u.attach = (struct dmb_wire_attach){
+			.buffer_id = DMB_WIRE_CLIENT_ID_BIT | 1, .name = "gpu0",
+			.dma_mask_bits = 64, .max_segment_size = 65536,
+			.segment_boundary = 0xffffffff, .alignment = 4096 };
+		pk[2] = blank(DMB_OP_MAP);
+		pk[2].version = DMB_WIRE_VERSION_PACKED;
+		pk[2].serial = 3;
+		pk[2].u.map = (struct dmb_wire_map){ DMB_WIRE_ONE_WAY_ATT_ID(2),
+						     DMABUF_TO_DEVICE };
+		emit_packet("packet_import_attach_map", pk, 3);
 	}
 
 	m = blank(DMB_OP_MAP_REPLY);

@@ -629,7 +629,9 @@ static void hello_reply(struct dmb_msg *m, uint64_t serial)
 	dmb_wire_msg_init(m, DMB_OP_HELLO_REPLY, 0);
 	m->serial = serial;
 	m->u.hello_reply = (struct dmb_wire_hello_reply){
-		.version = DMB_WIRE_VERSION_MAX, .max_msg = DMB_WIRE_MAX_MSG,
+		/* the last version of one message per packet: server_recv()
+		 * takes one message */
+		.version = DMB_WIRE_VERSION_PACKED - 1, .max_msg = DMB_WIRE_MAX_MSG,
 		.max_fds = DMB_WIRE_MAX_FDS, .max_buffers = 16, .max_attachments = 16,
 		.max_mappings = 16, .pid = (uint32_t)getpid() };
 }

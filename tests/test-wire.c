@@ -391,7 +391,7 @@ static void test_golden_bytes(void **state)
 {
 	static const uint8_t want[] = {
 		'D', 'M', 'B', 'W',		/* magic */
-		4, 0,				/* version */
+		5, 0,				/* version */
 		0x03, 0x00,			/* RELEASE */
 		32, 0, 0, 0,			/* length */
 		0, 0,				/* nfds */
@@ -411,7 +411,7 @@ static void test_golden_bytes(void **state)
 static void test_import_client_id(void **state)
 {
 	static const uint8_t want[] = {
-		'D', 'M', 'B', 'W', 4, 0, 0x02, 0x00,	/* magic, version, IMPORT */
+		'D', 'M', 'B', 'W', 5, 0, 0x02, 0x00,	/* magic, version, IMPORT */
 		40, 0, 0, 0, 1, 0, 0, 0,		/* length, nfds, flags */
 		0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* serial */
 		0, 0, 0, 0, 0, 0, 0, 0,			/* flags, reserved */
@@ -987,6 +987,79 @@ static void test_check_sg(void **state)
 	assert_int_equal(dmb_wire_check_sg(sg, 3, 12288), -EPROTO);
 }
 
+/* Version 5 packets: split by the headers' length and nfds alone, each
+ * message then decoded as any; every way the framing can fail is -EPROTO. */
+static void test_split_packet(void **state)
+{
+	struct dmb_msg imp = sample(DMB_OP_IMPORT), att = sample(DMB_OP_ATTACH),
+		       map = sample(DMB_OP_MAP), out;
+	struct dmb_wire_part part[DMB_WIRE_MAX_PACKED + 1];
+	uint8_t pkt[DMB_WIRE_MAX_MSG], one[DMB_WIRE_MAX_MSG];
+	size_t a, b, c, len;
+
+	a = enc(&imp, pkt);
+	b = enc(&att, pkt + a);
+	c = enc(&map, pkt + a + b);
+	len = a + b + c;
+	assert_int_equal(dmb_wire_split(pkt, len, 1, true, part, DMB_WIRE_MAX_PACKED), 3);
+	assert_int_equal(part[0].off, 0);
+	assert_int_equal(part[0].len, a);
+	assert_int_equal(part[0].fd_first, 0);
+	assert_int_equal(part[0].nfds, 1);
+	assert_int_equal(part[1].off, a);
+	assert_int_equal(part[1].len, b);
+	assert_int_equal(part[1].fd_first, 1);
+	assert_int_equal(part[1].nfds, 0);
+	assert_int_equal(part[2].off, a + b);
+	assert_int_equal(part[2].len, c);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(dec(pkt + part[i].off, part[i].len, part[i].nfds,
+				     dmb_wire_get16(pkt + part[i].off + DMB_WIRE_HDR_OP), &out), 0);
+	/* one message is a packet of one */
+	assert_int_equal(dmb_wire_split(pkt, a, 1, true, part, DMB_WIRE_MAX_PACKED), 1);
+	/* fds lost (RLIMIT_NOFILE): not counted */
+	assert_int_equal(dmb_wire_split(pkt, len, 0, false, part, DMB_WIRE_MAX_PACKED), 3);
+	/* nfds that do not add up to the packet's fds, either way */
+	assert_int_equal(dmb_wire_split(pkt, len, 0, true, part, DMB_WIRE_MAX_PACKED), -EPROTO);
+	assert_int_equal(dmb_wire_split(pkt, len, 2, true, part, DMB_WIRE_MAX_PACKED), -EPROTO);
+	/* a trailing partial header */
+	memset(pkt + len, 0, DMB_WIRE_HDR_SIZE);
+	memcpy(pkt + len, pkt, DMB_WIRE_HDR_SIZE - 1);
+	assert_int_equal(dmb_wire_split(pkt, len + DMB_WIRE_HDR_SIZE - 1, 1, true, part,
+					DMB_WIRE_MAX_PACKED), -EPROTO);
+	assert_int_equal(dmb_wire_split(pkt, len + 1, 1, true, part, DMB_WIRE_MAX_PACKED), -EPROTO);
+	/* a length that runs past the packet, or below a header */
+	p32(pkt + a + b + DMB_WIRE_HDR_LENGTH, (uint32_t)c + 1);
+	assert_int_equal(dmb_wire_split(pkt, len, 1, true, part, DMB_WIRE_MAX_PACKED), -EPROTO);
+	p32(pkt + a + b + DMB_WIRE_HDR_LENGTH, DMB_WIRE_HDR_SIZE - 1);
+	assert_int_equal(dmb_wire_split(pkt, len, 1, true, part, DMB_WIRE_MAX_PACKED), -EPROTO);
+	p32(pkt + a + b + DMB_WIRE_HDR_LENGTH, 0);
+	assert_int_equal(dmb_wire_split(pkt, len, 1, true, part, DMB_WIRE_MAX_PACKED), -EPROTO);
+	p32(pkt + a + b + DMB_WIRE_HDR_LENGTH, (uint32_t)c);
+	/* a shorter length splits, and the message it leaves fails to decode */
+	p32(pkt + a + DMB_WIRE_HDR_LENGTH, (uint32_t)b - 8);
+	assert_int_equal(dmb_wire_split(pkt, len, 1, true, part, DMB_WIRE_MAX_PACKED), -EPROTO);
+	p32(pkt + a + DMB_WIRE_HDR_LENGTH, (uint32_t)b);
+	/* an fd count past the packet's in the middle */
+	p16(pkt + a + DMB_WIRE_HDR_NFDS, 1);
+	assert_int_equal(dmb_wire_split(pkt, len, 1, true, part, DMB_WIRE_MAX_PACKED), -EPROTO);
+	p16(pkt + a + DMB_WIRE_HDR_NFDS, 0);
+	/* more messages than the caller (or DMB_WIRE_MAX_PACKED) takes */
+	assert_int_equal(dmb_wire_split(pkt, len, 1, true, part, 2), -EPROTO);
+	len = enc(&map, one);
+	for (unsigned i = 0; i <= DMB_WIRE_MAX_PACKED; i++)
+		memcpy(pkt + i * len, one, len);
+	assert_int_equal(dmb_wire_split(pkt, DMB_WIRE_MAX_PACKED * len, 0, true, part,
+					DMB_WIRE_MAX_PACKED + 1), (int)DMB_WIRE_MAX_PACKED);
+	assert_int_equal(dmb_wire_split(pkt, (DMB_WIRE_MAX_PACKED + 1) * len, 0, true, part,
+					DMB_WIRE_MAX_PACKED + 1), -EPROTO);
+	/* nothing, bad arguments */
+	assert_int_equal(dmb_wire_split(pkt, 0, 0, true, part, 1), -EPROTO);
+	assert_int_equal(dmb_wire_split(NULL, 24, 0, true, part, 1), -EINVAL);
+	assert_int_equal(dmb_wire_split(pkt, 24, 0, true, NULL, 1), -EINVAL);
+	assert_int_equal(dmb_wire_split(pkt, 24, 0, true, part, 0), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1007,6 +1080,7 @@ int main(void)
 		harness_test(test_encoder_checks),
 		harness_test(test_negotiate),
 		harness_test(test_check_sg),
+		harness_test(test_split_packet),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

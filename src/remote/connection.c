@@ -93,6 +93,34 @@ static int conn_take_ex(struct dmb_conn *conn, bool wait);
 static unsigned int call_timeout(const struct dmabuf_ctx *ctx);
 
 /*
+ * Version 5: the @n messages of one send, back to back in @packet (their
+ * fds in order in @fds), so the exporter wakes once for all of them
+ * (docs/protocol.md §1a). Returns 1 with out[0] the packet, or @n with
+ * @out as it was when they do not fit in one (DMB_WIRE_MAX_MSG bytes,
+ * DMB_WIRE_MAX_FDS fds).
+ */
+static size_t pack(struct dmb_scm_out *out, size_t n, uint8_t *packet, int *fds)
+{
+	size_t len = 0, nfds = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		len += out[i].len;
+		nfds += out[i].nfds;
+	}
+	if (len > DMB_WIRE_MAX_MSG || nfds > DMB_WIRE_MAX_FDS || n > DMB_WIRE_MAX_PACKED)
+		return n;
+	len = nfds = 0;
+	for (size_t i = 0; i < n; i++) {
+		memcpy(packet + len, out[i].data, out[i].len);
+		len += out[i].len;
+		for (size_t k = 0; k < out[i].nfds; k++)
+			fds[nfds++] = out[i].fds[k];
+	}
+	out[0] = (struct dmb_scm_out){ packet, len, fds, nfds };
+	return 1;
+}
+
+/*
  * Sends a request, after the requests held back for this send
  * (dmb_conn_queue()), all in one sendmmsg(). A full socket means the
  * exporter has not read what came before yet (many RELEASEs in a row, an
@@ -105,6 +133,8 @@ static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 	struct dmb_scm_out out[DMB_CONN_MAX_QUEUED + 1];
 	uint8_t buf[DMB_WIRE_MAX_MSG];
 	uint8_t held[DMB_CONN_MAX_QUEUED][DMB_CONN_QUEUED_MSG];
+	uint8_t packet[DMB_WIRE_MAX_MSG];
+	int packet_fds[DMB_WIRE_MAX_FDS];
 	int held_fd[DMB_CONN_MAX_QUEUED];
 	int64_t deadline = 0;
 	size_t n = 0, done = 0;
@@ -126,6 +156,8 @@ static int conn_send(struct dmb_conn *conn, struct dmb_msg *msg)
 	}
 	conn->nqueued = 0;
 	out[n++] = (struct dmb_scm_out){ buf, (size_t)len, msg->fds, msg->nfds };
+	if (n > 1 && conn->version >= DMB_WIRE_VERSION_PACKED && !conn->hello_pending)
+		n = pack(out, n, packet, packet_fds);
 	while (done < n) {
 		int ev;
 

@@ -240,6 +240,7 @@ static void peer_destroy(struct dmb_peer *peer, const char *why)
 
 		dmb_scm_close_fds(peer->next.pkt[k].fds, peer->next.pkt[k].nfds);
 	}
+	dmb_scm_close_fds(peer->rest.fds, DMB_WIRE_MAX_FDS);
 	close(peer->fd);
 	free(peer);
 	/* An fd is free again: a paused listening socket may go on. */
@@ -879,8 +880,77 @@ static int peer_reply_error(struct dmb_peer *peer, const struct dmb_msg *req, in
  * is the last of them), so the caller need not read again only to find it
  * empty.
  */
+static ssize_t peer_recv_packet(struct dmb_peer *peer, uint8_t *buf, int *fds,
+				size_t *nfds, bool *lost, unsigned int ahead,
+				bool *drained);
+
+/* The next message of the packet peer->rest holds. */
+static ssize_t rest_take(struct dmb_peer *peer, uint8_t *buf, int *fds,
+			 size_t *nfds, bool *lost, bool *drained)
+{
+	const struct dmb_wire_part *part = &peer->rest.part[peer->rest.first++];
+
+	peer->rest.count--;
+	memcpy(buf, peer->rest_buf + part->off, part->len);
+	for (size_t i = 0; i < DMB_WIRE_MAX_FDS; i++)
+		fds[i] = -1;
+	*nfds = 0;
+	*lost = peer->rest.lost && part->nfds;
+	if (!peer->rest.lost) {
+		for (size_t i = 0; i < part->nfds; i++) {
+			fds[i] = peer->rest.fds[part->fd_first + i];
+			peer->rest.fds[part->fd_first + i] = -1;
+		}
+		*nfds = part->nfds;
+	}
+	*drained = !peer->rest.count && peer->rest.drained;
+	return part->len;
+}
+
+/*
+ * Takes the peer's next message: one of the packet being split, else the
+ * first of the next packet (peer_recv_packet()). From version 5 a packet
+ * may hold several (dmb_wire_split()): the first is returned, the others
+ * kept in peer->rest. A packet that does not split is a protocol error,
+ * with every fd it brought closed.
+ */
 static ssize_t peer_recv(struct dmb_peer *peer, uint8_t *buf, int *fds,
 			 size_t *nfds, bool *lost, unsigned int ahead, bool *drained)
+{
+	struct dmb_wire_part part[DMB_WIRE_MAX_PACKED];
+	ssize_t len;
+	int n;
+
+	if (peer->rest.count)
+		return rest_take(peer, buf, fds, nfds, lost, drained);
+	len = peer_recv_packet(peer, buf, fds, nfds, lost, ahead, drained);
+	if (len < DMB_WIRE_HDR_SIZE || !peer->hello_done ||
+	    peer->version < DMB_WIRE_VERSION_PACKED ||
+	    dmb_wire_get32(buf + DMB_WIRE_HDR_LENGTH) >= (uint64_t)len)
+		return len; /* one message (or none): decoded as it is */
+	n = dmb_wire_split(buf, (size_t)len, *nfds, !*lost, part, DMB_WIRE_MAX_PACKED);
+	if (n < 0) {
+		dmb_scm_close_fds(fds, *nfds);
+		*nfds = 0;
+		dmb_warn(peer->ctx, "peer pid %d sent a packet that does not split into messages",
+			 (int)peer->pid);
+		return n;
+	}
+	memcpy(peer->rest_buf, buf, (size_t)len);
+	memcpy(peer->rest.part, part, (size_t)n * sizeof(part[0]));
+	for (size_t i = 0; i < DMB_WIRE_MAX_FDS; i++)
+		peer->rest.fds[i] = i < *nfds ? fds[i] : -1;
+	peer->rest.first = 0;
+	peer->rest.count = (unsigned int)n;
+	peer->rest.lost = *lost;
+	peer->rest.drained = *drained;
+	return rest_take(peer, buf, fds, nfds, lost, drained);
+}
+
+/* Takes the peer's next packet (see peer_recv()). */
+static ssize_t peer_recv_packet(struct dmb_peer *peer, uint8_t *buf, int *fds,
+				size_t *nfds, bool *lost, unsigned int ahead,
+				bool *drained)
 {
 	struct dmb_scm_pkt pkt[1 + DMB_PEER_READ_AHEAD] = {
 		{ .data = buf, .cap = DMB_WIRE_MAX_MSG, .fds = fds,
@@ -1077,6 +1147,14 @@ static void peer_ready(struct dmb_source *src, uint32_t events)
 		if (ret < 0 || drained)
 			break;
 	}
+	/* A packet of several messages took more than one turn each: what
+	 * it, and the packets read with it, left is handled before this
+	 * frame returns (the socket may be empty: no event would come). */
+	while (ret == 0 && !peer->doomed && (peer->rest.count || peer->next.count)) {
+		bool drained;
+
+		ret = peer_handle_one(peer, 0, &drained);
+	}
 	peer->depth--;
 	if (ret == -EAGAIN || ret == 0) {
 		if (peer->doomed && !peer->depth)
@@ -1208,6 +1286,8 @@ static void peer_accept(struct dmb_source *src, uint32_t events)
 			continue;
 		}
 		memset(peer, 0, offsetof(struct dmb_peer, next.pkt));
+		for (size_t i = 0; i < DMB_WIRE_MAX_FDS; i++)
+			peer->rest.fds[i] = -1;
 		peer->ctx = ctx;
 		peer->fd = fd;
 		peer->pid = cred.pid;

@@ -109,6 +109,18 @@ struct dmb_peer {
 	/* MOVE_NOTIFY events that found the socket full: sent when it has
 	 * room again (EPOLLOUT), so a slow peer never blocks the exporter. */
 	unsigned int notifies_pending;
+	/* The messages after the first of a version 5 packet (dmb_wire_split()),
+	 * handled in order before anything else (kept packets included):
+	 * part[first..first+count) of rest_buf, with their fds in fds[] (-1
+	 * once handed out, so peer_destroy() closes only what is left).
+	 * lost: the packet's fds were dropped (RLIMIT_NOFILE); drained: as
+	 * next.drained, for the packet they came in. */
+	struct {
+		unsigned int count, first;
+		bool lost, drained;
+		struct dmb_wire_part part[DMB_WIRE_MAX_PACKED];
+		int fds[DMB_WIRE_MAX_FDS];
+	} rest;
 	/* The packets after the first of one read (peer_handle_one()),
 	 * handled in order before anything else is read from this peer; only
 	 * the outermost frame fills them, and never past the end of its
@@ -126,6 +138,7 @@ struct dmb_peer {
 			uint8_t buf[DMB_WIRE_MAX_MSG];
 		} pkt[DMB_PEER_READ_AHEAD];
 	} next;
+	uint8_t rest_buf[DMB_WIRE_MAX_MSG];	/* of rest, not zeroed */
 };
 
 struct dmb_endpoint {

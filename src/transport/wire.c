@@ -821,6 +821,37 @@ static void walk_body(const struct dmb_wire_desc *d, struct dmb_wire_cur *c,
 
 /* ---- decode / encode ------------------------------------------------------------ */
 
+int dmb_wire_split(const void *data, size_t len, size_t nfds, bool fds_known,
+		   struct dmb_wire_part *parts, size_t max)
+{
+	const uint8_t *p = data;
+	size_t off = 0, fd = 0, n = 0;
+
+	if (!data || !parts || !max)
+		return -EINVAL;
+	if (max > DMB_WIRE_MAX_PACKED)
+		max = DMB_WIRE_MAX_PACKED;
+	while (off < len) {
+		uint32_t mlen;
+		uint16_t mfds;
+
+		if (len - off < DMB_WIRE_HDR_SIZE || n == max)
+			return -EPROTO;
+		mlen = get32(p + off + DMB_WIRE_HDR_LENGTH);
+		mfds = get16(p + off + DMB_WIRE_HDR_NFDS);
+		if (mlen < DMB_WIRE_HDR_SIZE || mlen > len - off ||
+		    (fds_known && mfds > nfds - fd))
+			return -EPROTO;
+		parts[n++] = (struct dmb_wire_part){ (uint32_t)off, mlen,
+						     (uint16_t)fd, mfds };
+		off += mlen;
+		fd += mfds;
+	}
+	if (!n || (fds_known && fd != nfds))
+		return -EPROTO;
+	return (int)n;
+}
+
 int dmb_wire_negotiate(uint16_t min_version, uint16_t max_version)
 {
 	uint16_t v = max_version < DMB_WIRE_VERSION_MAX ? max_version

@@ -20,7 +20,7 @@
  * DMB_WIRE_VERSION_BASE in their header so any future peer can parse them. */
 #define DMB_WIRE_VERSION_BASE 1
 #define DMB_WIRE_VERSION_MIN 1
-#define DMB_WIRE_VERSION_MAX 4
+#define DMB_WIRE_VERSION_MAX 5
 /* The first version with header flags (DMB_WIRE_HDR_FLAGS). */
 #define DMB_WIRE_VERSION_FLAGS 2
 /* The first version in which the client names its imports (IMPORT carries
@@ -39,6 +39,10 @@
  * IMPORT's client-chosen one (a counter far below bit 62). */
 #define DMB_WIRE_ONE_WAY_ATT_BITS (DMB_WIRE_CLIENT_ID_BIT | (1ull << 62))
 #define DMB_WIRE_ONE_WAY_ATT_ID(serial) (DMB_WIRE_ONE_WAY_ATT_BITS | (serial))
+/* The first version in which a client's packet may carry several requests
+ * back to back (docs/protocol.md §1a): what one call sends goes in one
+ * packet, so the exporter wakes once for it. */
+#define DMB_WIRE_VERSION_PACKED 5
 
 /* The 24-byte header: byte offsets of its fields from the start of a
  * message (docs/protocol.md §3). Tests patch headers through these names. */
@@ -62,6 +66,10 @@
 
 #define DMB_WIRE_MAX_MSG 4096u		/* header included */
 #define DMB_WIRE_MAX_FDS 4u		/* per message */
+/* A version 5 packet (docs/protocol.md §1a): at most DMB_WIRE_MAX_MSG bytes
+ * and DMB_WIRE_MAX_FDS fds in all, as one message, and at most this many
+ * messages. */
+#define DMB_WIRE_MAX_PACKED 8u
 #define DMB_WIRE_NAME_LEN 32u		/* == DMABUF_NAME_LEN, NUL included */
 #define DMB_WIRE_PAGE_SIZE 4096u
 
@@ -514,6 +522,26 @@ int dmb_wire_check_sg(const struct dmabuf_sg_entry *sg, size_t count,
 /* Little-endian wire form of sg entries (the memfd holds count of them). */
 void dmb_wire_put_sg(uint8_t *p, const struct dmabuf_sg_entry *e);
 void dmb_wire_get_sg(const uint8_t *p, struct dmabuf_sg_entry *e);
+
+/* One message of a packet (dmb_wire_split()): its bytes [off, off + len)
+ * and its fds [fd_first, fd_first + nfds) of the packet's. */
+struct dmb_wire_part {
+	uint32_t off, len;
+	uint16_t fd_first, nfds;
+};
+
+/*
+ * Splits a version 5 packet of @len bytes that came with @nfds fds into
+ * its messages, by their header's length and nfds only (each one is then
+ * checked by dmb_wire_decode() as any message). @fds_known false: the fds
+ * were lost (RLIMIT_NOFILE), so their number is not checked.
+ * Returns how many messages (1..@max, the first at offset 0), or -EPROTO:
+ * a trailing part shorter than a header, a length below a header or past
+ * the packet's end, fd counts that do not add up to @nfds, more than @max
+ * (or DMB_WIRE_MAX_PACKED) messages; -EINVAL for bad arguments.
+ */
+int dmb_wire_split(const void *data, size_t len, size_t nfds, bool fds_known,
+		   struct dmb_wire_part *parts, size_t max);
 
 /* Name of an opcode for logs ("?" if unknown). */
 const char *dmb_wire_op_name(uint16_t op);
