@@ -50,7 +50,7 @@ static bool pending_locked(struct dmabuf_ctx *ctx, int *handled)
 	while (orphans-- && release_one_orphan(ctx))
 		;
 	*handled += (int)(ctx->stats.buffers_released - before);
-	return !LIST_EMPTY(&ctx->reprobe);
+	return dmb_release_reprobe_soon(ctx);
 }
 
 DMABUF_EXPORT int dmabuf_ctx_settle(struct dmabuf_ctx *ctx, int timeout_ms)
