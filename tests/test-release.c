@@ -1083,6 +1083,54 @@ static void stalled_closer_still_releases(void **state)
 	assert_int_equal(tx.release, 2);
 }
 
+/*
+ * dmabuf_ctx_settle() probes every orphan, not only the first one it meets:
+ * three orphans whose watch could not be armed (so only probes can release
+ * them), re-probed for longer than the library used to before it gave up;
+ * the one settle meets first (the lowest inode) stays held by its fd, the
+ * other two are let go. One pass of settle, with no time to wait, must
+ * release those two; the third goes once its fd does.
+ */
+static void settle_probes_every_orphan(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(DMABUF_CTX_NO_RECYCLE);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *bufs[3];
+	int fds[3], held = 0, before;
+
+	for (int i = 0; i < 3; i++) {
+		bufs[i] = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		fds[i] = dmabuf_fd(bufs[i], O_CLOEXEC);
+		assert_true(fds[i] >= 0);
+		if (ino_of(bufs[i]) < ino_of(bufs[held]))
+			held = i;
+	}
+	for (int i = 0; i < 3; i++) {
+		/* Two puts that find their file free: the next probes first,
+		 * and arms the watch only when its probe fails. */
+		put_last_life(ctx, &tx, SZ);
+		put_last_life(ctx, &tx, SZ);
+		dmb_sys_inject(DMB_SYS_INOTIFY_ADD_WATCH, 1, ENOSPC);
+		assert_int_equal(dmabuf_put(bufs[i]), 0);
+		dmb_sys_inject(DMB_SYS_INOTIFY_ADD_WATCH, 0, 0);
+	}
+	before = tx.release;
+	assert_int_equal(before, 6);
+	for (int i = 0; i < 100; i++)
+		assert_true(dmabuf_ctx_dispatch_timeout(ctx, 2) >= 0);
+	assert_int_equal(tx.release, before);
+	for (int i = 0; i < 3; i++)
+		if (i != held)
+			close(fds[i]); /* no watch: no event */
+	dmabuf_ctx_settle(ctx, 0); /* one pass; the held one is pending */
+	assert_int_equal(tx.release, before + 2);
+	close(fds[held]);
+	assert_true(dmabuf_ctx_settle(ctx, -1) >= 0);
+	assert_int_equal(tx.release, before + 3);
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(tx.release, before + 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1108,6 +1156,7 @@ int main(void)
 		harness_test(fork_drops_recycled_memfds),
 		harness_test(recycled_watch_is_kept),
 		harness_test(stalled_closer_still_releases),
+		harness_test(settle_probes_every_orphan),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
