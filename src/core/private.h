@@ -186,10 +186,9 @@ struct dmabuf {
 	/* wd is a persistent (not one-shot) watch, which stays with the inode
 	 * when the memfd is recycled (release.c). */
 	bool watch_kept : 1;
-	/* release.c: queued for a re-probe (reprobe_link valid), at this
-	 * back-off level (re-probed every 2^level ms). */
+	/* release.c: queued for a re-probe (reprobe_link valid, on the list
+	 * of its back-off level in ctx->reprobe). */
 	bool reprobe_queued : 1;
-	unsigned int reprobe_level : 4;
 
 	const struct dmabuf_ops *ops;
 	void *priv;

@@ -218,7 +218,6 @@ static void level_add(struct dmabuf *buf, unsigned int k, int64_t now)
 		LIST_INSERT_HEAD(&lv->due, buf, reprobe_link);
 	else
 		LIST_INSERT_HEAD(&lv->next, buf, reprobe_link);
-	buf->reprobe_level = k;
 }
 
 void dmb_release_cancel(struct dmabuf *buf)
