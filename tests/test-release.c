@@ -1035,6 +1035,102 @@ static void recycled_watch_is_kept(void **state)
 	assert_int_equal(count_watches(), 0);
 }
 
+/* ---- re-probes (src/core/release.c) and settle ----------------------- */
+
+/*
+ * The kernel sends a file's close event before it drops the file's flock,
+ * and the closer can be held up between the two (preempted, stopped) for
+ * any time. Here the probe that the final close's event makes, and every
+ * re-probe after it, finds the lock (injected) for 100 rounds of
+ * dispatching: longer than the 50 re-probes at 1 ms after which the
+ * library used to give up and lose the release. Then the closer goes on.
+ * The release must come from dispatch alone (the loop of a program that
+ * never calls settle), then once more from settle, each exactly once.
+ */
+static void stalled_closer_still_releases(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+
+	for (int life = 0; life < 2; life++) {
+		struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		int fd = dmabuf_fd(buf, O_CLOEXEC);
+
+		assert_true(fd >= 0);
+		assert_int_equal(dmabuf_put(buf), 0); /* the fd holds it */
+		assert_int_equal(tx.release, life);
+		dmb_sys_inject(DMB_SYS_PROBE, 1, EWOULDBLOCK);
+		close(fd); /* the final close: its event comes, its lock stays */
+		for (int i = 0; i < 100; i++) {
+			dmb_sys_inject(DMB_SYS_PROBE, 1, EWOULDBLOCK);
+			assert_true(dmabuf_ctx_dispatch_timeout(ctx, 2) >= 0);
+		}
+		assert_int_equal(tx.release, life);
+		dmb_sys_inject(DMB_SYS_PROBE, 0, 0); /* the lock goes */
+		if (life == 0) {
+			while (!tx.release)
+				assert_true(dmabuf_ctx_dispatch_timeout(ctx, -1) >= 0);
+		} else {
+			assert_true(dmabuf_ctx_settle(ctx, -1) >= 0);
+		}
+		assert_int_equal(tx.release, life + 1);
+		assert_int_equal(dmabuf_ctx_settle(ctx, -1), 0);
+		for (int i = 0; i < 3; i++)
+			assert_true(dmabuf_ctx_dispatch_timeout(ctx, 1) >= 0);
+		assert_int_equal(tx.release, life + 1);
+	}
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(tx.release, 2);
+}
+
+/*
+ * dmabuf_ctx_settle() probes every orphan, not only the first one it meets:
+ * three orphans whose watch could not be armed (so only probes can release
+ * them), re-probed for longer than the library used to before it gave up;
+ * the one settle meets first (the lowest inode) stays held by its fd, the
+ * other two are let go. One pass of settle, with no time to wait, must
+ * release those two; the third goes once its fd does.
+ */
+static void settle_probes_every_orphan(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(DMABUF_CTX_NO_RECYCLE);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *bufs[3];
+	int fds[3], held = 0, before;
+
+	for (int i = 0; i < 3; i++) {
+		bufs[i] = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		fds[i] = dmabuf_fd(bufs[i], O_CLOEXEC);
+		assert_true(fds[i] >= 0);
+		if (ino_of(bufs[i]) < ino_of(bufs[held]))
+			held = i;
+	}
+	for (int i = 0; i < 3; i++) {
+		/* Two puts that find their file free: the next probes first,
+		 * and arms the watch only when its probe fails. */
+		put_last_life(ctx, &tx, SZ);
+		put_last_life(ctx, &tx, SZ);
+		dmb_sys_inject(DMB_SYS_INOTIFY_ADD_WATCH, 1, ENOSPC);
+		assert_int_equal(dmabuf_put(bufs[i]), 0);
+		dmb_sys_inject(DMB_SYS_INOTIFY_ADD_WATCH, 0, 0);
+	}
+	before = tx.release;
+	assert_int_equal(before, 6);
+	for (int i = 0; i < 100; i++)
+		assert_true(dmabuf_ctx_dispatch_timeout(ctx, 2) >= 0);
+	assert_int_equal(tx.release, before);
+	for (int i = 0; i < 3; i++)
+		if (i != held)
+			close(fds[i]); /* no watch: no event */
+	dmabuf_ctx_settle(ctx, 0); /* one pass; the held one is pending */
+	assert_int_equal(tx.release, before + 2);
+	close(fds[held]);
+	assert_true(dmabuf_ctx_settle(ctx, -1) >= 0);
+	assert_int_equal(tx.release, before + 3);
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(tx.release, before + 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1059,6 +1155,8 @@ int main(void)
 		harness_test(recycled_memfds_go_first_at_fd_limit),
 		harness_test(fork_drops_recycled_memfds),
 		harness_test(recycled_watch_is_kept),
+		harness_test(stalled_closer_still_releases),
+		harness_test(settle_probes_every_orphan),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -63,7 +63,6 @@ DMABUF_EXPORT int dmabuf_ctx_new(const struct dmabuf_ctx_config *config,
 	RB_INIT(&ctx->by_wd);
 	LIST_INIT(&ctx->devices);
 	LIST_INIT(&ctx->conns);
-	LIST_INIT(&ctx->reprobe);
 	RB_INIT(&ctx->names);
 	ret = dmb_ctx_base_init(ctx);
 	if (ret < 0) {

@@ -16,41 +16,37 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Probes every orphan of this context whose file may be gone already (its
- * close event may still be queued, or lost to a probe race); true when one
- * was released. One release per pass: ops->release may put other buffers,
- * so the tree is walked again from the start. */
-static bool release_one_orphan(struct dmabuf_ctx *ctx)
-{
-	struct dmabuf *buf;
-
-	RB_FOREACH(buf, dmb_buf_tree, &ctx->by_inode) {
-		if (buf->state != DMB_BUF_ORPHAN || buf->imported)
-			continue;
-		dmb_release_check(buf);
-		/* buf may be freed now: do not touch it. */
-		return true;
-	}
-	return false;
-}
-
-/* Releases what can be released; true when something is still pending. */
+/* Probes every orphan of this context once (its close event may still be
+ * queued, or lost to a probe race; its re-probe may be up to a second
+ * away), in inode order: one whose file is still held does not keep the
+ * others from their probe. A release may run ops->release, which may put
+ * and release other buffers, so after one the walk goes on from the
+ * released buffer's key, looked up again. True when something is still
+ * pending: an orphan still held a moment after its close event, whose
+ * lock may be about to go (an early re-probe). */
 static bool pending_locked(struct dmabuf_ctx *ctx, int *handled)
 {
 	unsigned long before = ctx->stats.buffers_released;
-	unsigned int orphans = 0;
-	struct dmabuf *buf;
+	struct dmabuf *buf, key;
 
 	dmb_assert_locked(ctx);
-	RB_FOREACH(buf, dmb_buf_tree, &ctx->by_inode)
-		if (buf->state == DMB_BUF_ORPHAN && !buf->imported)
-			orphans++;
-	/* Each probe either releases the buffer or leaves it; bounded by the
-	 * number of orphans seen before. */
-	while (orphans-- && release_one_orphan(ctx))
-		;
+	for (buf = RB_MIN(dmb_buf_tree, &ctx->by_inode); buf;) {
+		unsigned long released = ctx->stats.buffers_released;
+
+		if (buf->state != DMB_BUF_ORPHAN || buf->imported) {
+			buf = RB_NEXT(dmb_buf_tree, &ctx->by_inode, buf);
+			continue;
+		}
+		key.key = buf->key;
+		dmb_release_check(buf);
+		/* buf may be freed now: go on from its key. */
+		if (ctx->stats.buffers_released == released)
+			buf = RB_NEXT(dmb_buf_tree, &ctx->by_inode, buf);
+		else
+			buf = RB_NFIND(dmb_buf_tree, &ctx->by_inode, &key);
+	}
 	*handled += (int)(ctx->stats.buffers_released - before);
-	return !LIST_EMPTY(&ctx->reprobe);
+	return dmb_release_reprobe_soon(ctx);
 }
 
 DMABUF_EXPORT int dmabuf_ctx_settle(struct dmabuf_ctx *ctx, int timeout_ms)

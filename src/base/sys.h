@@ -22,6 +22,9 @@ enum dmb_sys_call {
 	 * are the library's own tests' only. */
 	DMB_SYS__PUBLIC,
 	DMB_SYS_FALLOCATE = DMB_SYS__PUBLIC, /* a recycled memfd's hole punch */
+	/* The release probe's flock(LOCK_EX | LOCK_NB) (release.c): an
+	 * injected errno is a probe that finds the file still held. */
+	DMB_SYS_PROBE,
 	DMB_SYS__COUNT
 };
 

@@ -26,6 +26,15 @@ RB_HEAD(dmb_buf_tree, dmabuf);
 RB_HEAD(dmb_wd_tree, dmabuf);
 RB_HEAD(dmb_name_tree, dmb_name);
 
+/* release.c: the re-probes of one back-off level, every 2^level ms up to
+ * 2^(DMB_REPROBE_LEVELS - 1) (about 1 s). `due` are probed at `at_ns`
+ * (CLOCK_MONOTONIC; 0: the level is idle), `next` one period later. */
+#define DMB_REPROBE_LEVELS 11
+struct dmb_reprobe_level {
+	LIST_HEAD(, dmabuf) due, next;
+	int64_t at_ns;
+};
+
 struct dmabuf_ctx {
 	struct dmb_ctx_base base; /* first: the loop's view (base/base.h) */
 	struct dmabuf_ctx_config config;
@@ -54,7 +63,10 @@ struct dmabuf_ctx {
 	unsigned int get_guess_skip;
 	struct dmb_wd_tree by_wd;	/* exported buffers, by inotify wd */
 	LIST_HEAD(, dmabuf_device) devices;
-	LIST_HEAD(, dmabuf) reprobe;	/* buffers waiting for a re-probe */
+	/* Orphans waiting for a re-probe, by back-off level (release.c). */
+	struct dmb_reprobe_level reprobe[DMB_REPROBE_LEVELS];
+	unsigned int nreprobe;		/* how many, over all levels */
+	int64_t reprobe_timer_ns;	/* the timer's expiry; 0: disarmed */
 
 	struct dmb_endpoint *endpoint;	/* exporter side, made at first export */
 	LIST_HEAD(, dmb_conn) conns;	/* importer side, one per exporter */
@@ -174,7 +186,9 @@ struct dmabuf {
 	/* wd is a persistent (not one-shot) watch, which stays with the inode
 	 * when the memfd is recycled (release.c). */
 	bool watch_kept : 1;
-	unsigned int reprobes_left : 7; /* release.c: REPROBES at most */
+	/* release.c: queued for a re-probe (reprobe_link valid, on the list
+	 * of its back-off level in ctx->reprobe). */
+	bool reprobe_queued : 1;
 
 	const struct dmabuf_ops *ops;
 	void *priv;
@@ -205,7 +219,7 @@ struct dmabuf {
 	/* move.c: pins of the exporter's pin op in force (static attachments
 	 * and dmabuf_pin()); moves are refused while non-zero. */
 	unsigned int pin_count;
-	LIST_ENTRY(dmabuf) reprobe_link; /* valid while reprobes_left > 0 */
+	LIST_ENTRY(dmabuf) reprobe_link; /* valid while reprobe_queued */
 
 	struct dmb_backing backing;
 
@@ -346,6 +360,13 @@ void dmb_release_cancel(struct dmabuf *buf);
 void dmb_release_check(struct dmabuf *buf);
 void dmb_release_inotify(struct dmb_source *src, uint32_t events);
 void dmb_release_reprobe(struct dmb_source *src, uint32_t events);
+/* True while a buffer waits for one of its re-probes on the levels below
+ * DMB_REPROBE_SETTLE_LEVELS (the first 127 ms after its close event):
+ * dmabuf_ctx_settle() waits for those, as the lock drop that follows a
+ * close event usually comes within them, and not for the later ones (a
+ * buffer still held then is held, as far as settle can tell). */
+#define DMB_REPROBE_SETTLE_LEVELS 7
+bool dmb_release_reprobe_soon(struct dmabuf_ctx *ctx);
 void dmb_buf_release_now(struct dmabuf *buf);
 /* The last put probes before it arms a watch once this many last puts in a
  * row found their file free (release.c). */

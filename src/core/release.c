@@ -28,8 +28,14 @@
  * and goes with it.
  *
  * The kernel sends the close event from __fput() before it drops the file's
- * locks, so a probe that runs at once can lose that race. A failed probe
- * after an event is therefore retried a few times from a 1 ms timer.
+ * locks, so a probe that runs at once can lose that race, and the closer
+ * can be held up between the two for any time (preempted, stopped). A
+ * failed probe after an event is therefore retried from the context's one
+ * timerfd with a back-off per buffer: 1, 2, 4 ... ms, then every 1024 ms,
+ * for as long as the buffer is an orphan (no give-up: the event that would
+ * have told is spent). The waiting buffers are kept by back-off level, one
+ * list pair per level, so a re-probe costs O(1) and the timer's next expiry
+ * is the earliest of the levels' (reprobe_fire()).
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -38,12 +44,13 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "private.h"
+#include "sys.h"
 
-#define REPROBES 50
-#define REPROBE_NS 1000000
+#define REPROBE_NS 1000000 /* level 0's period; level k's is 2^k times it */
 
 int dmb_release_sources(struct dmabuf_ctx *ctx)
 {
@@ -164,25 +171,76 @@ int dmb_release_arm(struct dmabuf *buf)
 	return ret;
 }
 
-static void reprobe_arm(struct dmabuf_ctx *ctx, bool on)
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t level_period(unsigned int level)
+{
+	return (int64_t)REPROBE_NS << level;
+}
+
+/* The timer expires at the earliest level's time (absolute), or is
+ * disarmed; a call only when that changes. O(DMB_REPROBE_LEVELS). */
+static void timer_update(struct dmabuf_ctx *ctx)
 {
 	struct itimerspec its = { 0 };
+	int64_t at = 0;
 
-	if (on) {
-		its.it_value.tv_nsec = REPROBE_NS;
-		its.it_interval.tv_nsec = REPROBE_NS;
+	for (unsigned int k = 0; k < DMB_REPROBE_LEVELS; k++) {
+		int64_t t = ctx->reprobe[k].at_ns;
+
+		if (t && (!at || t < at))
+			at = t;
 	}
-	timerfd_settime(ctx->reprobe_fd, 0, &its, NULL);
+	if (at == ctx->reprobe_timer_ns)
+		return;
+	ctx->reprobe_timer_ns = at;
+	its.it_value.tv_sec = at / 1000000000;
+	its.it_value.tv_nsec = at % 1000000000;
+	timerfd_settime(ctx->reprobe_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* Puts buf on level k, to be probed no sooner than one period from now
+ * and before two: on the list probed at the level's time if that is at
+ * least a period away, else on the one after it. */
+static void level_add(struct dmabuf *buf, unsigned int k, int64_t now)
+{
+	struct dmb_reprobe_level *lv = &buf->ctx->reprobe[k];
+
+	if (!lv->at_ns)
+		lv->at_ns = now + level_period(k);
+	if (lv->at_ns - now >= level_period(k))
+		LIST_INSERT_HEAD(&lv->due, buf, reprobe_link);
+	else
+		LIST_INSERT_HEAD(&lv->next, buf, reprobe_link);
 }
 
 void dmb_release_cancel(struct dmabuf *buf)
 {
-	if (!buf->reprobes_left)
+	struct dmabuf_ctx *ctx = buf->ctx;
+
+	if (!buf->reprobe_queued)
 		return;
 	LIST_REMOVE(buf, reprobe_link);
-	buf->reprobes_left = 0;
-	if (LIST_EMPTY(&buf->ctx->reprobe))
-		reprobe_arm(buf->ctx, false);
+	buf->reprobe_queued = false;
+	if (--ctx->nreprobe)
+		return; /* an emptied level finds nothing at its time */
+	for (unsigned int k = 0; k < DMB_REPROBE_LEVELS; k++)
+		ctx->reprobe[k].at_ns = 0;
+	timer_update(ctx);
+}
+
+bool dmb_release_reprobe_soon(struct dmabuf_ctx *ctx)
+{
+	for (unsigned int k = 0; k < DMB_REPROBE_SETTLE_LEVELS; k++)
+		if (!LIST_EMPTY(&ctx->reprobe[k].due) || !LIST_EMPTY(&ctx->reprobe[k].next))
+			return true;
+	return false;
 }
 
 /* True if the dma-buf file no longer exists (the probe OFD then holds the
@@ -190,6 +248,7 @@ void dmb_release_cancel(struct dmabuf *buf)
 static bool probe_free(struct dmabuf *buf)
 {
 	return buf->state == DMB_BUF_ORPHAN && buf->probe_fd >= 0 &&
+	       !dmb_sys_fail(DMB_SYS_PROBE) &&
 	       flock(buf->probe_fd, LOCK_EX | LOCK_NB) == 0;
 }
 
@@ -212,16 +271,21 @@ void dmb_release_check(struct dmabuf *buf)
 	probe(buf);
 }
 
+/* A probe of buf failed after an event that may have been its final
+ * close: re-probe it from the timer, from the shortest period again (a
+ * new close restarts the race). */
 static void reprobe_queue(struct dmabuf *buf)
 {
 	struct dmabuf_ctx *ctx = buf->ctx;
 
-	if (!buf->reprobes_left) {
-		if (LIST_EMPTY(&ctx->reprobe))
-			reprobe_arm(ctx, true);
-		LIST_INSERT_HEAD(&ctx->reprobe, buf, reprobe_link);
+	if (buf->reprobe_queued) {
+		LIST_REMOVE(buf, reprobe_link);
+	} else {
+		buf->reprobe_queued = true;
+		ctx->nreprobe++;
 	}
-	buf->reprobes_left = REPROBES;
+	level_add(buf, 0, now_ns());
+	timer_update(ctx);
 }
 
 /*
@@ -360,22 +424,60 @@ void dmb_release_inotify(struct dmb_source *src, uint32_t events)
 		lost_events(ctx);
 }
 
+/*
+ * The levels whose time has come: each probes its `due` list, whose
+ * buffers have waited at least its period, and those still held move one
+ * level up (the last level keeps them), before the probe, so that a
+ * release (which unlinks the buffer, and may release others through
+ * ops->release) leaves nothing dangling. A buffer moved up is never
+ * probed twice in one pass: its new level's time is at least a period
+ * away, or it waits on that level's `next` list.
+ */
 void dmb_release_reprobe(struct dmb_source *src, uint32_t events)
 {
 	struct dmabuf_ctx *ctx = src->data;
-	struct dmabuf *buf, *tmp;
 	uint64_t ticks;
+	ssize_t n;
+	int64_t now;
 
-	if (read(ctx->reprobe_fd, &ticks, sizeof(ticks)) < 0)
+	n = read(ctx->reprobe_fd, &ticks, sizeof(ticks));
+	if (n < 0 && errno != EAGAIN)
 		return;
-	LIST_FOREACH_SAFE(buf, &ctx->reprobe, reprobe_link, tmp) {
-		if (probe(buf))
-			continue; /* released: unlinked by dmb_buf_release_now */
-		if (--buf->reprobes_left == 0)
+	/* A one-shot timer that expired is disarmed; EAGAIN: a re-arm since
+	 * cleared the expiry, and the timer stays as it was set. */
+	if (n > 0)
+		ctx->reprobe_timer_ns = 0;
+	now = now_ns();
+	for (unsigned int k = 0; k < DMB_REPROBE_LEVELS; k++) {
+		struct dmb_reprobe_level *lv = &ctx->reprobe[k];
+		unsigned int up = k + 1 < DMB_REPROBE_LEVELS ? k + 1 : k;
+		LIST_HEAD(, dmabuf) batch;
+		struct dmabuf *buf;
+
+		if (!lv->at_ns || lv->at_ns > now)
+			continue;
+		LIST_INIT(&batch);
+		if ((buf = LIST_FIRST(&lv->due))) {
+			batch.lh_first = buf;
+			buf->reprobe_link.le_prev = &batch.lh_first;
+		}
+		LIST_INIT(&lv->due);
+		if ((buf = LIST_FIRST(&lv->next))) {
+			lv->due.lh_first = buf;
+			buf->reprobe_link.le_prev = &lv->due.lh_first;
+		}
+		LIST_INIT(&lv->next);
+		lv->at_ns = LIST_EMPTY(&lv->due) ? 0 : now + level_period(k);
+		while ((buf = LIST_FIRST(&batch))) {
 			LIST_REMOVE(buf, reprobe_link);
+			level_add(buf, up, now);
+			probe(buf); /* released: unlinked by dmb_buf_release_now */
+		}
 	}
-	if (LIST_EMPTY(&ctx->reprobe))
-		reprobe_arm(ctx, false);
+	if (ctx->nreprobe == 0)
+		for (unsigned int k = 0; k < DMB_REPROBE_LEVELS; k++)
+			ctx->reprobe[k].at_ns = 0;
+	timer_update(ctx);
 }
 
 void dmb_buf_release_now(struct dmabuf *buf)
