@@ -271,7 +271,7 @@ bool dmb_fence_in_callback(void)
 	return in_callback > 0;
 }
 
-/* Set once, by sync_file.c's constructor. */
+/* Set once, by sync_file_watcher.c's constructor. */
 static void (*after_signal)(void);
 
 void dmb_fence_set_after_signal(void (*fn)(void))

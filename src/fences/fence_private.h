@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Internal view of fences, shared by fence.c (the base), its subtypes
- * (fence_array.c, fence_chain.c, sw_sync.c, sync_file.c) and resv.c. See docs/fences.md.
+ * (fence_array.c, fence_chain.c, sw_sync.c, sync_file*.c) and resv.c. See docs/fences.md.
  *
  * As in the kernel's dma-fence.c, the base names none of its subtypes: a
  * subtype embeds struct dmabuf_fence as the first member of its own struct
@@ -109,11 +109,11 @@ struct dmb_fence_attachment *dmb_fence_find_attachment_locked(
 /* Thread-local: > 0 while this thread runs fence callbacks. */
 bool dmb_fence_in_callback(void);
 /* A function dmb_fence_signal_ts() calls after a signal, outside any
- * callback and with no fence lock held (sync_file.c: stopping a watcher
+ * callback and with no fence lock held (sync_file_watcher.c: stopping a watcher
  * that a callback found idle). */
 void dmb_fence_set_after_signal(void (*fn)(void));
 
-/* sync_file.c: hands f the deadlines that holders of its sync files in
+/* sync_file_export.c: hands f the deadlines that holders of its sync files in
  * other processes wrote, for a fence made with DMB_FENCE_PULL_DEADLINE. */
 void dmb_sync_file_pull_deadlines(struct dmabuf_fence *f);
 

@@ -4,7 +4,7 @@
  * sync_file and sw_sync uapi, answered on top of libdmabuf's public API.
  *
  * The core knows nothing of how it is reached. Two front ends use it:
- * - the preload (preload.c, libdmabuf-preload.so), which wraps libc in the
+ * - the preload (preload*.c, libdmabuf-preload.so), which wraps libc in the
  *   program's own address space;
  * - a seccomp user-notification supervisor, which runs in another process
  *   and reaches the program's memory with process_vm_readv/writev and its fd
