@@ -144,6 +144,10 @@ struct dmb_peer {
 struct dmb_endpoint {
 	int fd;
 	pid_t pid;		/* this process's, in its name and HELLO_REPLY */
+	/* The effective uid the endpoint was made with, which the kernel
+	 * recorded as the listening socket's credentials at listen(): a
+	 * peer of another uid is refused (unless DMABUF_CTX_ANY_UID). */
+	uid_t uid;
 	struct dmb_source src;
 	char name[DMB_ENDPOINT_NAME_MAX];
 	LIST_HEAD(, dmb_peer) peers;
