@@ -531,21 +531,32 @@ int dmb_buf_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st,
 	return dmb_buf_lookup_fl(ctx, fd, st, &fl, found);
 }
 
-int dmb_buf_lookup_fl(struct dmabuf_ctx *ctx, int fd, struct stat *st, int *flp,
-		      struct dmabuf **found)
+/* The lookups' common end: fd's stat into st, the buffer of its inode
+ * (NULL for none) into *found; -EINVAL for a file that is not regular. */
+static int lookup_inode(struct dmabuf_ctx *ctx, int fd, struct stat *st,
+			struct dmabuf **found)
 {
 	struct dmabuf key;
-	int fl;
 
-	if (fd < 0 || (fl = fcntl(fd, F_GETFL)) < 0 || (fl & O_PATH) || fstat(fd, st) < 0)
+	if (fstat(fd, st) < 0)
 		return -EBADF;
-	*flp = fl;
 	if (!S_ISREG(st->st_mode))
 		return -EINVAL;
 	key.key.dev = st->st_dev;
 	key.key.ino = st->st_ino;
 	*found = RB_FIND(dmb_buf_tree, &ctx->by_inode, &key);
 	return 0;
+}
+
+int dmb_buf_lookup_fl(struct dmabuf_ctx *ctx, int fd, struct stat *st, int *flp,
+		      struct dmabuf **found)
+{
+	int fl;
+
+	if (fd < 0 || (fl = fcntl(fd, F_GETFL)) < 0 || (fl & O_PATH))
+		return -EBADF;
+	*flp = fl;
+	return lookup_inode(ctx, fd, st, found);
 }
 
 /* The library lets go of the dma-buf file: its own mappings come from the
@@ -631,21 +642,12 @@ static struct dmabuf *likely_get(struct dmabuf_ctx *ctx, int fd)
 static int get_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st, int *seals,
 		      struct dmabuf **found)
 {
-	struct dmabuf key;
-
 	if (fd < 0)
 		return -EBADF;
 	*seals = fcntl(fd, F_GET_SEALS);
 	if (*seals < 0)
 		return errno == EBADF ? -EBADF : -EINVAL;
-	if (fstat(fd, st) < 0)
-		return -EBADF;
-	if (!S_ISREG(st->st_mode))
-		return -EINVAL;
-	key.key.dev = st->st_dev;
-	key.key.ino = st->st_ino;
-	*found = RB_FIND(dmb_buf_tree, &ctx->by_inode, &key);
-	return 0;
+	return lookup_inode(ctx, fd, st, found);
 }
 
 DMABUF_EXPORT int dmabuf_get(struct dmabuf_ctx *ctx, int fd, struct dmabuf **out)
