@@ -403,6 +403,143 @@ static void version_3_exporter_gets_the_round_trip(void **state)
 	close(listen_fd);
 }
 
+/* Receives one more buffer on @sock and imports it: its fd. */
+static int child_get(int sock, struct dmabuf_ctx *ctx, struct dmabuf **buf)
+{
+	char c = 0;
+	size_t len;
+	int fd;
+
+	child_check(dmabuf_recv_fd(sock, &fd, &c, 1, &len) == 0 && fd >= 0);
+	child_check(dmabuf_get(ctx, fd, buf) == 0);
+	return fd;
+}
+
+static int child_flags(struct dmabuf *buf)
+{
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
+
+	child_check(dmabuf_get_info(buf, &info) == 0);
+	return (int)info.flags;
+}
+
+/* The importer of mode_from_the_mark: a read-write buffer first (its
+ * connection's handshake done by the get_info), then on that connection a
+ * read-only buffer, a write-only one and a read-only file of a read-write
+ * one; each proxy has its buffer's access mode, and the write-only one's
+ * device reads back what it wrote. */
+static int mode_importer(void *arg)
+{
+	const struct env *env = arg;
+	struct dmabuf_ctx *ctx;
+	struct dmabuf_device *dev;
+	struct dmabuf *rw, *ro, *wo, *rw2;
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+	uint8_t byte = 0x3c, back = 0;
+	void *p;
+	int fd[4];
+
+	fd[0] = tx_child_import(env->sock, "dev", &ctx, &dev, &rw);
+	child_check(child_flags(rw) == O_RDWR);
+	fd[1] = child_get(env->sock, ctx, &ro);
+	child_check(dmabuf_mmap(ro, 0, SIZE, PROT_READ | PROT_WRITE, &p) == -EACCES);
+	child_check(child_flags(ro) == O_RDONLY);
+	fd[2] = child_get(env->sock, ctx, &wo);
+	child_check(dmabuf_attach(wo, dev, &att) == 0);
+	child_check(!tx_one_way_id(att));
+	child_check(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt) == 0);
+	uint64_t da = dmabuf_sg_table_get_dma_entries(sgt)[0].dma_addr + 8;
+	child_check(dmabuf_dma_write(dev, da, &byte, 1) == 0);
+	child_check(dmabuf_dma_read(dev, da, &back, 1) == 0 && back == 0x3c);
+	child_check(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL) == 0);
+	child_check(dmabuf_detach(wo, att) == 0);
+	child_check(dmabuf_mmap(wo, 0, SIZE, PROT_READ, &p) == -EACCES);
+	child_check(child_flags(wo) == O_WRONLY);
+	fd[3] = child_get(env->sock, ctx, &rw2);
+	child_check(child_flags(rw2) == O_RDWR);
+	child_check(dmabuf_put(rw) == 0 && dmabuf_put(ro) == 0 && dmabuf_put(wo) == 0 &&
+		    dmabuf_put(rw2) == 0);
+	for (int i = 0; i < 4; i++)
+		close(fd[i]);
+	child_check(dmabuf_send_fd(env->sock, -1, "d", 1) == 0);
+	dmabuf_device_destroy(dev);
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
+
+static struct dmabuf *export_bare(struct dmabuf_ctx *exp, int flags)
+{
+	struct dmabuf_export_info info = {
+		.exp_name = "test", .ops = &tx_bare_ops, .size = SIZE, .flags = flags,
+		.priv = &tx, .alloc = DMABUF_ALLOC_SYSTEM,
+	};
+	struct dmabuf *buf = NULL;
+
+	assert_int_equal(dmabuf_export(exp, &info, &buf), 0);
+	return buf;
+}
+
+static void send_fd_of(int sock, int fd)
+{
+	assert_int_equal(dmabuf_send_fd(sock, fd, "f", 1), 0);
+	close(fd);
+}
+
+/*
+ * Wire version 6: once the handshake said the version, an importer takes a
+ * marked memfd (an exporter without attach and pin ops) for a read-write
+ * buffer, or a read-only one when sealed against writes, without asking
+ * the fd's access mode; an O_WRONLY buffer's memfd is never marked, so its
+ * fd is asked. A read-only file of a read-write buffer gives the buffer's
+ * mode, the exporter's word either way.
+ */
+static void mode_from_the_mark(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct dmabuf *rw, *ro, *wo, *rw2;
+	struct env env = { .mode = OK_CYCLE };
+	char path[64];
+	int sock, fd, rofd;
+	pid_t pid;
+
+	if (!kernel_marks())
+		skip();
+	tx = (struct test_exporter){ 0 };
+	rw = export_bare(exp, O_RDWR);
+	ro = export_bare(exp, O_RDONLY);
+	wo = export_bare(exp, O_WRONLY);
+	rw2 = export_bare(exp, O_RDWR);
+	fd = dmabuf_fd(ro, O_CLOEXEC);
+	assert_true(tx_fd_marked(fd));
+	assert_true(fcntl(fd, F_GET_SEALS) & F_SEAL_FUTURE_WRITE);
+	close(fd);
+	fd = dmabuf_fd(wo, O_CLOEXEC);
+	assert_false(tx_fd_marked(fd));
+	close(fd);
+	pid = tx_fork_importer(rw, mode_importer, &env, &env.sock, &sock);
+	send_fd_of(sock, dmabuf_fd(ro, O_CLOEXEC));
+	send_fd_of(sock, dmabuf_fd(wo, O_CLOEXEC));
+	fd = dmabuf_fd(rw2, O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	rofd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(rofd >= 0);
+	assert_int_equal(fcntl(rofd, F_GETFL) & O_ACCMODE, O_RDONLY);
+	send_fd_of(sock, rofd);
+	close(fd);
+	assert_int_equal(tx_wait_byte(sock, exp), 'd');
+	assert_int_equal(harness_wait(pid), 0);
+	close(sock);
+	assert_int_equal(dmabuf_put(rw), 0);
+	assert_int_equal(dmabuf_put(ro), 0);
+	assert_int_equal(dmabuf_put(wo), 0);
+	assert_int_equal(dmabuf_put(rw2), 0);
+	for (int i = 0; i < 500 && tx.release < 4; i++)
+		dmabuf_ctx_dispatch_timeout(exp, 10);
+	assert_int_equal(tx.release, 4);
+	dmabuf_ctx_destroy(exp);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -411,6 +548,7 @@ int main(void)
 		harness_test(attach_op_keeps_the_round_trip),
 		harness_test(raw_one_way_attach),
 		harness_test(version_3_exporter_gets_the_round_trip),
+		harness_test(mode_from_the_mark),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

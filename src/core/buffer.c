@@ -166,7 +166,10 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 	int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 	/* Nothing on this side can refuse an attach the importer's core
 	 * accepted: importers in other processes need not wait for it. */
-	bool mark = !info->ops->attach && !info->ops->pin;
+	/* Nor is an O_WRONLY buffer's memfd marked: an importer speaking
+	 * version 6 takes a marked file for a read-write or (sealed against
+	 * writes) read-only buffer without asking its access mode. */
+	bool mark = !info->ops->attach && !info->ops->pin && !wronly;
 	bool recycled;
 	const char *endpoint;
 	int ret;
@@ -212,7 +215,7 @@ int dmb_buf_create(struct dmabuf_ctx *ctx, const struct dmabuf_export_info *info
 		 * spare fds, as at a hand-out. */
 		if ((ret == -EMFILE || ret == -ENFILE) &&
 		    (dmb_recycle_drop(ctx) | spares_drop(ctx, ret))) {
-			mark = !info->ops->attach && !info->ops->pin;
+			mark = !info->ops->attach && !info->ops->pin && !wronly;
 			ret = new_memfd(buf->exp_name, endpoint, backing ? 0 : info->size, &mark);
 		}
 		if (ret < 0)
@@ -528,21 +531,32 @@ int dmb_buf_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st,
 	return dmb_buf_lookup_fl(ctx, fd, st, &fl, found);
 }
 
-int dmb_buf_lookup_fl(struct dmabuf_ctx *ctx, int fd, struct stat *st, int *flp,
-		      struct dmabuf **found)
+/* The lookups' common end: fd's stat into st, the buffer of its inode
+ * (NULL for none) into *found; -EINVAL for a file that is not regular. */
+static int lookup_inode(struct dmabuf_ctx *ctx, int fd, struct stat *st,
+			struct dmabuf **found)
 {
 	struct dmabuf key;
-	int fl;
 
-	if (fd < 0 || (fl = fcntl(fd, F_GETFL)) < 0 || (fl & O_PATH) || fstat(fd, st) < 0)
+	if (fstat(fd, st) < 0)
 		return -EBADF;
-	*flp = fl;
 	if (!S_ISREG(st->st_mode))
 		return -EINVAL;
 	key.key.dev = st->st_dev;
 	key.key.ino = st->st_ino;
 	*found = RB_FIND(dmb_buf_tree, &ctx->by_inode, &key);
 	return 0;
+}
+
+int dmb_buf_lookup_fl(struct dmabuf_ctx *ctx, int fd, struct stat *st, int *flp,
+		      struct dmabuf **found)
+{
+	int fl;
+
+	if (fd < 0 || (fl = fcntl(fd, F_GETFL)) < 0 || (fl & O_PATH))
+		return -EBADF;
+	*flp = fl;
+	return lookup_inode(ctx, fd, st, found);
 }
 
 /* The library lets go of the dma-buf file: its own mappings come from the
@@ -615,24 +629,45 @@ static struct dmabuf *likely_get(struct dmabuf_ctx *ctx, int fd)
 	return NULL;
 }
 
+/*
+ * dmabuf_get()'s lookup: dmb_buf_lookup_fl() with F_GET_SEALS in place of
+ * F_GETFL. Every buffer's file, this context's or another process's, is a
+ * memfd, whose seals an import checks anyway; the same call refuses what
+ * the F_GETFL refused: a closed fd and an O_PATH one (-EBADF: fcntl()
+ * allows an O_PATH fd only F_GETFL, F_GETFD, F_SETFD and the dups). A
+ * file the kernel keeps no seals for (-EINVAL) is no buffer, as the
+ * import's check of the seals said before. The access mode is asked only
+ * by an import whose exporter's mark does not tell it (dmb_import()).
+ */
+static int get_lookup(struct dmabuf_ctx *ctx, int fd, struct stat *st, int *seals,
+		      struct dmabuf **found)
+{
+	if (fd < 0)
+		return -EBADF;
+	*seals = fcntl(fd, F_GET_SEALS);
+	if (*seals < 0)
+		return errno == EBADF ? -EBADF : -EINVAL;
+	return lookup_inode(ctx, fd, st, found);
+}
+
 DMABUF_EXPORT int dmabuf_get(struct dmabuf_ctx *ctx, int fd, struct dmabuf **out)
 {
 	struct dmabuf *buf;
 	struct stat st;
-	int ret, fl;
+	int ret, seals;
 
 	if (!out || !dmb_ctx_usable(ctx))
 		return -EINVAL;
 	dmb_lock(ctx);
 	buf = likely_get(ctx, fd);
 	if (!buf) {
-		ret = dmb_buf_lookup_fl(ctx, fd, &st, &fl, &buf);
+		ret = get_lookup(ctx, fd, &st, &seals, &buf);
 		if (ret < 0)
 			goto out;
 	}
 	if (!buf) {
 		/* Another context's buffer: import it from its exporter. */
-		ret = dmb_remote()->import(ctx, fd, &st, fl, out);
+		ret = dmb_remote()->import(ctx, fd, &st, seals, out);
 		goto out;
 	}
 	ret = dmb_buf_get_ref(buf, fd);

@@ -108,10 +108,10 @@ struct dmb_remote_hooks {
 	/* Makes the context's endpoint if it has none; *name is its name. */
 	int (*endpoint_name)(struct dmabuf_ctx *ctx, const char **name);
 	/* Makes (or finds) the proxy of another context's buffer; st is the
-	 * fd's stat, fl its F_GETFL. -EINVAL when the fd is not a libdmabuf
-	 * buffer. */
+	 * fd's stat, seals its F_GET_SEALS (the fd is open, not O_PATH, a
+	 * memfd). -EINVAL when the fd is not a libdmabuf buffer. */
 	int (*import)(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
-		      int fl, struct dmabuf **out);
+		      int seals, struct dmabuf **out);
 	/* On a proxy: the exporter's counts into info (best effort). */
 	int (*describe)(struct dmabuf *buf, struct dmabuf_info *info);
 	/* On a proxy: forwarded name and fence operations. */
@@ -322,7 +322,9 @@ bool dmb_buf_fd_is_named(int fd);
  * would imply F_SEAL_WRITE.) Kernels before 6.3 make neither: the importer
  * asks; with vm.memfd_noexec = 2 every memfd is sealed so, and the importer
  * ignores the mark (dmb_memfd_marks_trusted()); an exporter there speaks
- * version 3 at most, as the setting is per pid namespace.
+ * version 3 at most, as the setting is per pid namespace. An O_WRONLY
+ * buffer's memfd is never marked (from version 6 an importer takes a
+ * marked file for a read-write or read-only buffer, DMB_WIRE_VERSION_MODE_MARK).
  */
 static inline bool dmb_memfd_attach_known(int seals, mode_t mode)
 {

@@ -55,6 +55,7 @@ int dmb_endpoint_ensure(struct dmabuf_ctx *ctx)
 	ep->retry_fd = -1;
 	arc4random_buf(rnd, sizeof(rnd));
 	ep->pid = dmb_self_pid();
+	ep->uid = geteuid();
 	snprintf(ep->name, sizeof(ep->name), "dmabuf-%d-%02x%02x%02x%02x%02x%02x%02x%02x",
 		 (int)ep->pid, rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
 	if ((ret = dmb_sys_fail(DMB_SYS_SOCKET))) {
@@ -1271,7 +1272,7 @@ static void peer_accept(struct dmb_source *src, uint32_t events)
 			close(fd);
 			continue;
 		}
-		if (!(ctx->config.flags & DMABUF_CTX_ANY_UID) && cred.uid != geteuid()) {
+		if (!(ctx->config.flags & DMABUF_CTX_ANY_UID) && cred.uid != ep->uid) {
 			dmb_warn(ctx, "refusing peer pid %d: uid %u is not ours",
 				 (int)cred.pid, (unsigned int)cred.uid);
 			close(fd);

@@ -780,8 +780,27 @@ static bool attach_known(int seals, const struct stat *st)
 	return dmb_memfd_attach_known(seals, st->st_mode) && dmb_memfd_marks_trusted();
 }
 
+/*
+ * The access mode of the buffer an fd names, without asking the fd, when
+ * its exporter's memfd mark tells it: from version 6 a marked file
+ * (dmb_memfd_attach_known()) is never of an O_WRONLY buffer, and a
+ * read-only buffer's memfd is sealed against writes (docs/design.md §2).
+ * Only once the handshake has said the version: an older exporter marks
+ * write-only buffers too. -1 when the fd must be asked. The fd's own mode
+ * may be narrower (a file reopened through /proc): the exporter's word,
+ * which wins either way, is the buffer's mode, and that is what this
+ * gives.
+ */
+static int mode_from_mark(const struct dmb_conn *conn, int seals, const struct stat *st)
+{
+	if (conn->hello_pending || conn->version < DMB_WIRE_VERSION_MODE_MARK ||
+	    !attach_known(seals, st))
+		return -1;
+	return seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE) ? O_RDONLY : O_RDWR;
+}
+
 int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
-	       int fl, struct dmabuf **out)
+	       int seals, struct dmabuf **out)
 {
 	const int need = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 	struct dmb_msg req, reply, rel;
@@ -789,11 +808,10 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 	struct dmabuf *buf = NULL;
 	struct dmb_conn *conn;
 	uint64_t id = 0;
-	int ret, seals;
+	int ret, fl;
 
-	seals = fcntl(fd, F_GET_SEALS);
-	if (dmb_names_of_fd(fd, endpoint, sizeof(endpoint), exp_name, sizeof(exp_name)) < 0 ||
-	    seals < 0 || (seals & need) != need) {
+	if ((seals & need) != need ||
+	    dmb_names_of_fd(fd, endpoint, sizeof(endpoint), exp_name, sizeof(exp_name)) < 0) {
 		dmb_dbg(ctx, "fd %d is not a libdmabuf buffer", fd);
 		return -EINVAL;
 	}
@@ -802,6 +820,12 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 	ret = dmb_conn_get(ctx, endpoint, &conn);
 	if (ret < 0)
 		return ret; /* -ENODEV: the exporter is gone */
+	fl = mode_from_mark(conn, seals, st);
+	if (fl < 0 && (fl = fcntl(fd, F_GETFL)) < 0) {
+		ret = -errno;
+		dmb_conn_put(conn);
+		return ret;
+	}
 	if (import_may_pipeline(conn, st, fl))
 		return import_pipelined(ctx, conn, fd, st, fl, exp_name, endpoint,
 					attach_known(seals, st), out);

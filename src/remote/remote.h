@@ -144,6 +144,10 @@ struct dmb_peer {
 struct dmb_endpoint {
 	int fd;
 	pid_t pid;		/* this process's, in its name and HELLO_REPLY */
+	/* The effective uid the endpoint was made with, which the kernel
+	 * recorded as the listening socket's credentials at listen(): a
+	 * peer of another uid is refused (unless DMABUF_CTX_ANY_UID). */
+	uid_t uid;
 	struct dmb_source src;
 	char name[DMB_ENDPOINT_NAME_MAX];
 	LIST_HEAD(, dmb_peer) peers;
@@ -331,9 +335,10 @@ int dmb_conn_send_void(struct dmb_conn *conn, struct dmb_msg *req);
 /* ---- proxies ----------------------------------------------------------------- */
 
 /* Makes (or finds) the proxy of a buffer another context exported; st is
- * the fd's stat. -EINVAL when the fd is not a libdmabuf buffer. */
+ * the fd's stat, seals its F_GET_SEALS. -EINVAL when the fd is not a
+ * libdmabuf buffer. */
 int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
-	       int fl, struct dmabuf **out);
+	       int seals, struct dmabuf **out);
 /* The IMPORT_REPLY of a pending import came: the proxy learns the
  * exporter's answer (a failure is what its later calls answer). Returns
  * -EPROTO when the reply contradicts what the proxy was made from (the

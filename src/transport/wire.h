@@ -20,7 +20,7 @@
  * DMB_WIRE_VERSION_BASE in their header so any future peer can parse them. */
 #define DMB_WIRE_VERSION_BASE 1
 #define DMB_WIRE_VERSION_MIN 1
-#define DMB_WIRE_VERSION_MAX 5
+#define DMB_WIRE_VERSION_MAX 6
 /* The first version with header flags (DMB_WIRE_HDR_FLAGS). */
 #define DMB_WIRE_VERSION_FLAGS 2
 /* The first version in which the client names its imports (IMPORT carries
@@ -43,6 +43,12 @@
  * back to back (docs/protocol.md §1a): what one call sends goes in one
  * packet, so the exporter wakes once for it. */
 #define DMB_WIRE_VERSION_PACKED 5
+/* The first version whose exporter never gives an O_WRONLY buffer's memfd
+ * the mark of an exporter without attach and pin ops (MFD_NOEXEC_SEAL,
+ * dmb_memfd_attach_known()): a marked file is of a read-write buffer, or a
+ * read-only one when sealed against writes, so the importer need not ask
+ * the fd's access mode (docs/protocol.md §6 item 3a). No message changed. */
+#define DMB_WIRE_VERSION_MODE_MARK 6
 
 /* The 24-byte header: byte offsets of its fields from the start of a
  * message (docs/protocol.md §3). Tests patch headers through these names. */
