@@ -185,10 +185,16 @@ enum { HOLD_MAP = 'm', HOLD_MAP_CLOSE = 'M', HOLD_KEEP = 'k', HOLD_QUIT = 'q' };
 
 static int holder_main(void *arg)
 {
-	int sock = *(int *)arg;
+	const int *sv = arg;
+	int sock = sv[1];
 	struct { void *p; size_t len; int fd; } held[MAX_HELD];
 	int n = 0;
 
+	/* Only the parent keeps the other end: when it goes, or loses its
+	 * end in a failed test, the recv below sees EOF and this holder
+	 * exits, instead of keeping the test's output pipe open for ever
+	 * (which turned one failed check into a suite timeout). */
+	close(sv[0]);
 	prctl(PR_SET_NAME, HOLDER_COMM, 0, 0, 0);
 	for (;;) {
 		unsigned char msg[16];
@@ -292,7 +298,7 @@ static void start_holder(int *sock, pid_t *child)
 	int sv[2];
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	*child = harness_fork(holder_main, &sv[1]);
+	*child = harness_fork(holder_main, sv);
 	close(sv[1]);
 	*sock = sv[0];
 }
@@ -574,7 +580,7 @@ static void dot_renders_100_buffers_readably(void **state)
 	struct test_exporter tx = { 0 };
 	struct dmabuf_ctx *ctx = tx_ctx_new(0);
 	struct dmabuf *bufs[100];
-	char cmd[3 * PATH_MAX], path[PATH_MAX];
+	char cmd[3 * PATH_MAX], dotf[PATH_MAX], pngf[PATH_MAX];
 	unsigned char png[24];
 	uint32_t w, h;
 	int sock, status, clusters = 0;
@@ -593,12 +599,16 @@ static void dot_renders_100_buffers_readably(void **state)
 			give(sock, bufs[i], HOLD_KEEP);
 	}
 
-	snprintf(path, sizeof(path), "%s/tool-100.dot", dir);
-	snprintf(cmd, sizeof(cmd), "'%s' --dot --no-query --pid %d > '%s'", tool, (int)getpid(), path);
+	/* Files of this process's own: meson runs copies of the suite side
+	 * by side (--repeat), and one read the other's graph (its own
+	 * child's edge missing) or a PNG being written. */
+	snprintf(dotf, sizeof(dotf), "%s/tool-100-%d.dot", dir, (int)getpid());
+	snprintf(pngf, sizeof(pngf), "%s/tool-100-%d.png", dir, (int)getpid());
+	snprintf(cmd, sizeof(cmd), "'%s' --dot --no-query --pid %d > '%s'", tool, (int)getpid(), dotf);
 	out = run_cmd(cmd, &status);
 	assert_int_equal(status, 0);
 	free(out);
-	snprintf(cmd, sizeof(cmd), "cat '%s'", path);
+	snprintf(cmd, sizeof(cmd), "cat '%s'", dotf);
 	out = run_cmd(cmd, &status);
 	for (const char *p = out; (p = strstr(p, "subgraph \"cluster_")); p++)
 		clusters++;
@@ -613,17 +623,17 @@ static void dot_renders_100_buffers_readably(void **state)
 	assert_non_null(strstr(out, cmd));
 	free(out);
 
-	snprintf(cmd, sizeof(cmd), "'%s' -Tpng '%s/tool-100.dot' -o '%s/tool-100.png' 2>&1", dot,
-		 dir, dir);
+	snprintf(cmd, sizeof(cmd), "'%s' -Tpng '%s' -o '%s' 2>&1", dot, dotf, pngf);
 	out = run_cmd(cmd, &status);
 	if (status != 0)
 		fail_msg("dot -Tpng failed (%d): %s", status, out);
 	free(out);
-	snprintf(path, sizeof(path), "%s/tool-100.png", dir);
-	f = fopen(path, "rbe");
+	f = fopen(pngf, "rbe");
 	assert_non_null(f);
 	assert_int_equal(fread(png, 1, sizeof(png), f), sizeof(png));
 	fclose(f);
+	unlink(dotf);
+	unlink(pngf);
 	assert_memory_equal(png, "\x89PNG\r\n\x1a\n", 8);
 	assert_memory_equal(png + 12, "IHDR", 4);
 	w = be32(png + 16);
