@@ -882,7 +882,8 @@ static const struct dmabuf_ops fwait_y_ops = {
 
 static void fence_wait_serves_this_process(void **state)
 {
-	struct dmabuf_ctx_config cfg = { .fence_timeout_ms = 5000 };
+	/* a hang guard only: the fence signals, by a request to this process */
+	struct dmabuf_ctx_config cfg = { .fence_timeout_ms = 30000 };
 	struct test_exporter ty = { 0 };
 	struct dmabuf_export_info info = {
 		.exp_name = "y", .ops = &fwait_y_ops, .size = MiB, .flags = O_RDWR, .priv = &ty,
