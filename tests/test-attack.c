@@ -704,7 +704,9 @@ static void hostile_exporter_at_the_handshake(void **state)
 	const int seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
 
 	for (int script = 0; script < SCRIPT_COUNT; script++) {
-		struct dmabuf_ctx_config cfg = { .seed = 42, .call_timeout_ms = 3000 };
+		/* A hang guard: each script is seen from what the exporter does
+		 * (-ENODEV), never from the timeout (-ETIMEDOUT). */
+		struct dmabuf_ctx_config cfg = { .seed = 42, .call_timeout_ms = 30000 };
 		struct fake_env env = { .script = (enum script)script };
 		struct dmabuf_ctx *imp;
 		struct dmabuf_device *dev;
@@ -712,7 +714,6 @@ static void hostile_exporter_at_the_handshake(void **state)
 		struct dmabuf *px;
 		char name[DMB_ENDPOINT_NAME_MAX];
 		int memfd, ret, status;
-		int64_t t0;
 		pid_t pid;
 
 		snprintf(name, sizeof(name), "dmabuf-1-atk%d%08x", script,
@@ -726,19 +727,16 @@ static void hostile_exporter_at_the_handshake(void **state)
 		assert_int_equal(dmabuf_ctx_new(&cfg, &imp), 0);
 		dmabuf_ctx_set_log(imp, NULL, NULL, (enum dmabuf_log_priority)0);
 		dev = tx_device(imp, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
-		t0 = rp_now_ms();
 		ret = dmabuf_get(imp, memfd, &px);
 		if (ret == 0) {
 			ret = dmabuf_attach(px, dev, &att);
 			assert_true(ret < 0);
 			assert_int_equal(dmabuf_put(px), 0);
 		}
-		/* the exporter is gone or broke the protocol: -ENODEV */
+		/* the exporter is gone or broke the protocol: -ENODEV, not the
+		 * timeout's -ETIMEDOUT (no wall-clock bound: load stretches it) */
 		if (ret != -ENODEV)
 			fail_msg("script %d: %d", script, ret);
-		/* well inside the call timeout: each of these is seen at once */
-		if (rp_now_ms() - t0 > 2500)
-			fail_msg("script %d: %lld ms", script, (long long)(rp_now_ms() - t0));
 		dmabuf_device_destroy(dev);
 		assert_int_equal(dmabuf_ctx_destroy(imp), 0);
 		status = harness_wait(pid);

@@ -249,16 +249,21 @@ static void nested_call_on_one_connection(void **state)
 
 /* ---- 2. a connection given up loses nothing --------------------------------- */
 
-/* The exporter's begin op: slow once (longer than the importer's
- * call_timeout_ms), or -EBUSY forever. */
-static int slow_begin_ms;
+/* The exporter's begin op: held once until the importer says it gave the
+ * call up ('t' on the side channel @hold_begin_sock: an event, not a sleep
+ * that load could make shorter than the importer's wait), or -EBUSY
+ * forever. */
+static int hold_begin_sock = -1;
+static bool hold_begin_told; /* the 't' came already */
 static int busy_begin;
 
 static int slow_begin(struct dmabuf *buf, enum dmabuf_direction dir)
 {
-	if (slow_begin_ms) {
-		usleep((useconds_t)slow_begin_ms * 1000);
-		slow_begin_ms = 0;
+	if (hold_begin_sock >= 0) {
+		if (!hold_begin_told && wait_msg(hold_begin_sock, NULL, NULL) != 't')
+			return -EIO;
+		hold_begin_told = true;
+		hold_begin_sock = -1;
 	}
 	if (busy_begin)
 		return -EBUSY;
@@ -280,11 +285,20 @@ struct imp_env {
 	enum imp_mode mode;
 };
 
-/* The importer: a context with a short call_timeout_ms. */
+/*
+ * The importer. IMP_TIMEOUT: a call_timeout_ms that the held BEGIN runs out
+ * (the exporter holds it until told it did), long enough for the round
+ * trips before it (attach, map, the fence export), which must not. The
+ * others: the fence deadline (fence_timeout_ms) ends the call, each round
+ * trip keeps the default 30 s as a hang guard only, so a slow exporter
+ * under load cannot make a kept connection a given-up one.
+ */
+#define GIVE_UP_MS 3000
+
 static int short_timeout_importer(void *arg)
 {
 	struct imp_env *env = arg;
-	struct dmabuf_ctx_config cfg = { .call_timeout_ms = 300 };
+	struct dmabuf_ctx_config cfg = { .fence_timeout_ms = 300 };
 	struct dmabuf_device_info di = { .name = "dev", .flags = DMABUF_DEVICE_IOMMU };
 	struct dmabuf_ctx *ctx;
 	struct dmabuf_device *dev;
@@ -294,8 +308,10 @@ static int short_timeout_importer(void *arg)
 	struct dmabuf *buf;
 	int fd = -1, ret;
 
-	if (env->mode == IMP_FENCE)
-		cfg.fence_timeout_ms = 200;
+	if (env->mode == IMP_TIMEOUT) {
+		cfg.call_timeout_ms = GIVE_UP_MS;
+		cfg.fence_timeout_ms = 60000; /* the round trip's bound ends it */
+	}
 	child_check(dmabuf_ctx_new(&cfg, &ctx) == 0);
 	dmabuf_ctx_set_log(ctx, NULL, NULL, (enum dmabuf_log_priority)0);
 	child_check(dmabuf_device_new(ctx, &di, &dev) == 0);
@@ -305,7 +321,10 @@ static int short_timeout_importer(void *arg)
 	child_check(dmabuf_map_attachment(att, DMABUF_TO_DEVICE, &sgt) == 0);
 	ret = dmabuf_begin_cpu_access(buf, DMABUF_FROM_DEVICE);
 	child_check(ret == -ETIMEDOUT);
-	if (env->mode != IMP_TIMEOUT) {
+	if (env->mode == IMP_TIMEOUT) {
+		/* Given up: the exporter's begin op may return now. */
+		say(env->sock, -1, 't');
+	} else {
 		/* The exporter answers: the connection is kept. */
 		child_check(dmabuf_get_info(buf, &info) == 0);
 		child_check(info.attachments == 1 && info.mappings == 1);
@@ -353,7 +372,22 @@ static void importer_gives_up(enum imp_mode mode, void (*setup)(struct gives_up 
 	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
 	close(fd);
 	assert_int_equal(dmabuf_put(g->buf), 0); /* the importer holds it now */
-	assert_int_equal(wait_msg(sv[0], g->exp, NULL), 'd');
+	if (mode == IMP_TIMEOUT) {
+		int c;
+
+		hold_begin_told = false;
+		hold_begin_sock = sv[0];
+		/* The 't' comes here first when the BEGIN was still unread
+		 * (queued before the close: its op runs later, not held). */
+		c = wait_msg(sv[0], g->exp, NULL);
+		if (c == 't') {
+			hold_begin_told = true;
+			c = wait_msg(sv[0], g->exp, NULL);
+		}
+		assert_int_equal(c, 'd');
+	} else {
+		assert_int_equal(wait_msg(sv[0], g->exp, NULL), 'd');
+	}
 	for (int i = 0; i < WAIT_ROUNDS && tx->release == 0; i++)
 		dmabuf_ctx_dispatch_timeout(g->exp, 5);
 	assert_int_equal(tx->attach, 1);
@@ -386,8 +420,10 @@ static void given_up_connection_releases_everything(void **state)
 {
 	struct gives_up g = { 0 };
 
-	slow_begin_ms = 900; /* the importer gives up after 300 */
+	/* The exporter's begin op runs, held until the importer gave up. */
 	importer_gives_up(IMP_TIMEOUT, export_slow, &g);
+	assert_true(hold_begin_told);
+	hold_begin_sock = -1;
 	assert_int_equal(g.tx.begin, 1);
 }
 
@@ -846,7 +882,8 @@ static const struct dmabuf_ops fwait_y_ops = {
 
 static void fence_wait_serves_this_process(void **state)
 {
-	struct dmabuf_ctx_config cfg = { .fence_timeout_ms = 5000 };
+	/* a hang guard only: the fence signals, by a request to this process */
+	struct dmabuf_ctx_config cfg = { .fence_timeout_ms = 30000 };
 	struct test_exporter ty = { 0 };
 	struct dmabuf_export_info info = {
 		.exp_name = "y", .ops = &fwait_y_ops, .size = MiB, .flags = O_RDWR, .priv = &ty,

@@ -216,11 +216,10 @@ static void test_wait_timeout(void **state)
 	start = now_ms();
 	assert_int_equal(dmabuf_fence_wait(f, 30), 0);
 	assert_true(now_ms() - start >= 29);
-	/* Woken by a signal from another thread well before the timeout. */
+	/* Woken by a signal from another thread: 1, not the timeout's 0 (no
+	 * upper bound on the time: load may stretch it, the answer says it). */
 	assert_int_equal(pthread_create(&t, NULL, signal_later, f), 0);
-	start = now_ms();
 	assert_int_equal(dmabuf_fence_wait(f, 10000), 1);
-	assert_true(now_ms() - start < 5000);
 	pthread_join(t, NULL);
 	dmabuf_fence_put(f);
 }

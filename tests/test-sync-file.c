@@ -628,7 +628,8 @@ static int child_waiter(void *arg)
 	child_check(dmabuf_sync_file_wait(fd, 10000) == 1);
 	child_check(dmabuf_fence_wait(f, 10000) == 1);
 	child_check(dmabuf_fence_get_status(f) == -EIO);
-	for (int i = 0; i < 1000 && !atomic_load(&ccb.count); i++)
+	/* the watcher thread runs it: a bound of rounds as the others' */
+	for (int i = 0; i < 10000 && !atomic_load(&ccb.count); i++)
 		usleep(1000);
 	child_check(atomic_load(&ccb.count) == 1);
 	child_check(dmabuf_sync_file_info(fd, &status, NULL, 0) == 1 && status == -EIO);

@@ -37,6 +37,11 @@
 
 static char tool[PATH_MAX + 32];
 
+/* The tool's --timeout when the scene's exporter serves (a service
+ * thread): it answers, so this is a hang guard only. The default 1 s is a
+ * window a loaded machine can miss ("exporter did not describe it"). */
+#define SERVED "--timeout 30000 "
+
 /* The tool is built beside the tests: <build>/tests/../tools/dmabuf-ls. */
 static void find_tool(const char *argv0)
 {
@@ -185,10 +190,16 @@ enum { HOLD_MAP = 'm', HOLD_MAP_CLOSE = 'M', HOLD_KEEP = 'k', HOLD_QUIT = 'q' };
 
 static int holder_main(void *arg)
 {
-	int sock = *(int *)arg;
+	const int *sv = arg;
+	int sock = sv[1];
 	struct { void *p; size_t len; int fd; } held[MAX_HELD];
 	int n = 0;
 
+	/* Only the parent keeps the other end: when it goes, or loses its
+	 * end in a failed test, the recv below sees EOF and this holder
+	 * exits, instead of keeping the test's output pipe open for ever
+	 * (which turned one failed check into a suite timeout). */
+	close(sv[0]);
 	prctl(PR_SET_NAME, HOLDER_COMM, 0, 0, 0);
 	for (;;) {
 		unsigned char msg[16];
@@ -292,7 +303,7 @@ static void start_holder(int *sock, pid_t *child)
 	int sv[2];
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	*child = harness_fork(holder_main, &sv[1]);
+	*child = harness_fork(holder_main, sv);
 	close(sv[1]);
 	*sock = sv[0];
 }
@@ -363,14 +374,14 @@ static void table_names_exporter_size_and_holders(void **state)
 	struct buf_row b;
 	struct holder_row h;
 	struct total_row t;
-	char num[32];
+	char num[64];
 	int status;
 	char *out;
 
 	scene_setup(&s, true);
 	/* --pid: this process holds every buffer of the scene, and the
 	 * exporters of no other program are asked (the header) */
-	snprintf(num, sizeof(num), "--pid %d", (int)getpid());
+	snprintf(num, sizeof(num), SERVED "--pid %d", (int)getpid());
 	out = run_tool(num, &status);
 	assert_int_equal(status, 0);
 	assert_non_null(strstr(out, "INODE"));
@@ -504,7 +515,7 @@ static void json_holds_the_same(void **state)
 	scene_setup(&s, true);
 	/* the script travels in the environment, so no quoting can break it */
 	assert_int_equal(setenv("DMABUF_LS_JSON_CHECK", check, 1), 0);
-	snprintf(cmd, sizeof(cmd), "'%s' --json --pid %d | python3 -c \"$DMABUF_LS_JSON_CHECK\" "
+	snprintf(cmd, sizeof(cmd), "'%s' " SERVED "--json --pid %d | python3 -c \"$DMABUF_LS_JSON_CHECK\" "
 		 "%ju %ju %d %d %d %s 2>&1", tool, (int)getpid(), (uintmax_t)s.rw_ino,
 		 (uintmax_t)s.ro_ino, (int)s.child, s.child_rw_fd, (int)getpid(), PROJECT_VERSION);
 	out = run_cmd(cmd, &status);
@@ -525,7 +536,7 @@ static void dot_is_a_digraph_of_processes_and_buffers(void **state)
 	char *out;
 
 	scene_setup(&s, true);
-	snprintf(edge, sizeof(edge), "--dot --pid %d", (int)getpid());
+	snprintf(edge, sizeof(edge), SERVED "--dot --pid %d", (int)getpid());
 	out = run_tool(edge, &status);
 	assert_int_equal(status, 0);
 	assert_memory_equal(out, "digraph dmabuf {\n", 17);
@@ -574,7 +585,7 @@ static void dot_renders_100_buffers_readably(void **state)
 	struct test_exporter tx = { 0 };
 	struct dmabuf_ctx *ctx = tx_ctx_new(0);
 	struct dmabuf *bufs[100];
-	char cmd[3 * PATH_MAX], path[PATH_MAX];
+	char cmd[3 * PATH_MAX], dotf[PATH_MAX], pngf[PATH_MAX];
 	unsigned char png[24];
 	uint32_t w, h;
 	int sock, status, clusters = 0;
@@ -593,12 +604,16 @@ static void dot_renders_100_buffers_readably(void **state)
 			give(sock, bufs[i], HOLD_KEEP);
 	}
 
-	snprintf(path, sizeof(path), "%s/tool-100.dot", dir);
-	snprintf(cmd, sizeof(cmd), "'%s' --dot --no-query --pid %d > '%s'", tool, (int)getpid(), path);
+	/* Files of this process's own: meson runs copies of the suite side
+	 * by side (--repeat), and one read the other's graph (its own
+	 * child's edge missing) or a PNG being written. */
+	snprintf(dotf, sizeof(dotf), "%s/tool-100-%d.dot", dir, (int)getpid());
+	snprintf(pngf, sizeof(pngf), "%s/tool-100-%d.png", dir, (int)getpid());
+	snprintf(cmd, sizeof(cmd), "'%s' --dot --no-query --pid %d > '%s'", tool, (int)getpid(), dotf);
 	out = run_cmd(cmd, &status);
 	assert_int_equal(status, 0);
 	free(out);
-	snprintf(cmd, sizeof(cmd), "cat '%s'", path);
+	snprintf(cmd, sizeof(cmd), "cat '%s'", dotf);
 	out = run_cmd(cmd, &status);
 	for (const char *p = out; (p = strstr(p, "subgraph \"cluster_")); p++)
 		clusters++;
@@ -613,17 +628,17 @@ static void dot_renders_100_buffers_readably(void **state)
 	assert_non_null(strstr(out, cmd));
 	free(out);
 
-	snprintf(cmd, sizeof(cmd), "'%s' -Tpng '%s/tool-100.dot' -o '%s/tool-100.png' 2>&1", dot,
-		 dir, dir);
+	snprintf(cmd, sizeof(cmd), "'%s' -Tpng '%s' -o '%s' 2>&1", dot, dotf, pngf);
 	out = run_cmd(cmd, &status);
 	if (status != 0)
 		fail_msg("dot -Tpng failed (%d): %s", status, out);
 	free(out);
-	snprintf(path, sizeof(path), "%s/tool-100.png", dir);
-	f = fopen(path, "rbe");
+	f = fopen(pngf, "rbe");
 	assert_non_null(f);
 	assert_int_equal(fread(png, 1, sizeof(png), f), sizeof(png));
 	fclose(f);
+	unlink(dotf);
+	unlink(pngf);
 	assert_memory_equal(png, "\x89PNG\r\n\x1a\n", 8);
 	assert_memory_equal(png + 12, "IHDR", 4);
 	w = be32(png + 16);
@@ -676,7 +691,7 @@ static void filters_pick_buffers(void **state)
 	free(out);
 
 	/* the buffer's name, from the exporter */
-	snprintf(args, sizeof(args), "-p %d --name 'frame-*'", (int)getpid());
+	snprintf(args, sizeof(args), SERVED "-p %d --name 'frame-*'", (int)getpid());
 	out = run_tool(args, &status);
 	assert_int_equal(status, 0);
 	assert_true(find_buf(out, s.rw_ino, &b));

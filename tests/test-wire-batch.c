@@ -322,12 +322,136 @@ static void version_4_peer_may_not_pack(void **state)
 	bx_fini(&b);
 }
 
+/*
+ * Order across a nested dispatch. The exporter's attach op serves its own
+ * context again (as an op that calls into another process's buffer does
+ * while it waits); that nested frame takes the messages of the same packet
+ * that follow the ATTACH, then the packets read with it and after it, in
+ * the order they were sent, before the op returns. So every message of a
+ * packet is begun in order, each the next one, also when a handler
+ * re-enters dispatch (docs/design.md §8); only the ATTACH's reply, sent
+ * when its op returns, comes after the replies of what ran inside it.
+ */
+static struct dmabuf_ctx *nest_ctx;
+static char nest_log[32];
+static size_t nest_len;
+static int nest_handled = -1;
+
+static void nest_note(char c)
+{
+	if (nest_len + 1 < sizeof(nest_log))
+		nest_log[nest_len++] = c;
+}
+
+static int nest_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
+{
+	nest_note('A');
+	if (nest_handled < 0)
+		nest_handled = dmabuf_ctx_dispatch(nest_ctx);
+	nest_note('a');
+	return tx_attach(buf, att);
+}
+
+static int nest_begin(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	nest_note('B');
+	return tx_begin(buf, dir);
+}
+
+static int nest_end(struct dmabuf *buf, enum dmabuf_direction dir)
+{
+	nest_note('E');
+	return tx_end(buf, dir);
+}
+
+
+#define NEST_LATER 5 /* packets after the packed one: more than one read takes */
+
+static void nested_dispatch_keeps_the_order(void **state)
+{
+	struct dmb_msg imp, att, beg, end, later[NEST_LATER], r;
+	uint64_t want[3 + NEST_LATER + 1], id;
+	uint8_t pkt[DMB_WIRE_MAX_MSG];
+	size_t len = 0, n = 0;
+	struct bx b;
+	int sock;
+
+	/* tx_ops, with the three ops that note their turn (static: the
+	 * buffer keeps the pointer) */
+	static struct dmabuf_ops nest_ops;
+
+	(void)state;
+	nest_ops = tx_ops;
+	nest_ops.attach = nest_attach;
+	nest_ops.begin_cpu_access = nest_begin;
+	nest_ops.end_cpu_access = nest_end;
+	memset(&b, 0, sizeof(b));
+	b.exp = nest_ctx = tx_ctx_new(0);
+	b.buf = tx_export_ops(b.exp, &b.tx, &nest_ops, PKT_BUF_SIZE);
+	b.fd = dmabuf_fd(b.buf, O_CLOEXEC);
+	assert_true(b.fd >= 0);
+	b.fds0 = harness_count_fds();
+	nest_len = 0;
+	nest_handled = -1;
+	imp = import_msg(b.fd, &id);
+	sock = peer_at(&b, DMB_WIRE_VERSION_PACKED);
+
+	/* IMPORT, ATTACH, BEGIN, END in one packet, then DESCRIBEs in packets
+	 * of their own, all sent before the exporter reads any */
+	put(pkt, &len, &imp, DMB_WIRE_VERSION_PACKED);
+	rp_attach_msg(&att, id);
+	put(pkt, &len, &att, DMB_WIRE_VERSION_PACKED);
+	beg = (struct dmb_msg){ .op = DMB_OP_BEGIN_CPU_ACCESS };
+	beg.u.cpu_access.buffer_id = id;
+	beg.u.cpu_access.dir = DMABUF_FROM_DEVICE;
+	put(pkt, &len, &beg, DMB_WIRE_VERSION_PACKED);
+	end = beg;
+	end.op = DMB_OP_END_CPU_ACCESS;
+	end.serial = 0;
+	put(pkt, &len, &end, DMB_WIRE_VERSION_PACKED);
+	assert_int_equal(rp_send_raw(sock, pkt, len, &b.fd, 1, 0), 0);
+	for (int i = 0; i < NEST_LATER; i++) {
+		later[i] = id_msg(DMB_OP_DESCRIBE, id, 0);
+		later[i].version = DMB_WIRE_VERSION_PACKED;
+		assert_int_equal(rp_send(sock, &later[i]), 0);
+	}
+
+	/* the replies, in the order the handlers finished */
+	want[n++] = imp.serial;
+	want[n++] = beg.serial;
+	want[n++] = end.serial;
+	for (int i = 0; i < NEST_LATER; i++)
+		want[n++] = later[i].serial;
+	want[n++] = att.serial;
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(rp_recv(sock, b.exp, &r), 1);
+		if (r.serial != want[i])
+			fail_msg("reply %zu: serial %llu (op 0x%x), want %llu; ops ran as %.*s", i,
+				 (unsigned long long)r.serial, r.op, (unsigned long long)want[i],
+				 (int)nest_len, nest_log);
+		assert_int_equal(r.status, 0);
+	}
+	/* the nested frame ran the packet's rest: BEGIN and END inside the
+	 * ATTACH's op, each once, in the order sent */
+	assert_true(nest_handled >= 1);
+	assert_int_equal(nest_len, 4);
+	assert_memory_equal(nest_log, "ABEa", 4);
+	assert_int_equal(b.tx.attach, 1);
+	assert_int_equal(b.tx.begin, 1);
+	assert_int_equal(b.tx.end, 1);
+	close(sock);
+	still_serving(&b, "after a nested dispatch");
+	bx_fini(&b);
+	nest_ctx = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		harness_test(packed_requests_run_in_order),
 		harness_test(bad_packets_drop_the_peer),
 		harness_test(version_4_peer_may_not_pack),
+		harness_test(nested_dispatch_keeps_the_order),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
