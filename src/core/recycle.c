@@ -32,6 +32,7 @@
  * same holds for the memfd of every buffer alive at a fork, whose fd the
  * child has as well: its release keeps none (forks_seen()).
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -131,6 +132,26 @@ bool dmb_recycle_take(struct dmabuf_ctx *ctx, struct dmabuf *buf)
 	return false;
 }
 
+/*
+ * Whether no open file of the inode but fd (the memfd's own, which the
+ * kernel does not count as open for writing: alloc_file_pseudo()) is open
+ * for writing, as the kernel sees it: a read lease is refused then
+ * (check_conflicting_open(), -EAGAIN), and a read-write buffer's dma-buf
+ * file and every mapping of it are. The probe's flock cannot tell: any
+ * holder of the dma-buf file can drop the shared lock of the description
+ * every holder shares (flock(fd, LOCK_UN)), and its probe then succeeds
+ * while the holder still has the file. Released at once: a lease held
+ * would stop the next life's reopen (break_lease()). 0, or -errno (also
+ * when leases are off: fs.leases-enable = 0 is -EINVAL, then nothing is
+ * kept).
+ */
+static int nobody_else_writes(int fd)
+{
+	if (fcntl(fd, F_SETLEASE, F_RDLCK) < 0)
+		return -errno;
+	return fcntl(fd, F_SETLEASE, F_UNLCK) < 0 ? -errno : 0;
+}
+
 /* Keeps e, or closes it if it cannot be made fit for a new buffer. */
 static void pool_put(struct dmabuf_ctx *ctx, struct recycled *e, bool locked, bool at_put)
 {
@@ -150,7 +171,9 @@ static void pool_put(struct dmabuf_ctx *ctx, struct recycled *e, bool locked, bo
 			goto drop;
 		ctx->pool = pool;
 	}
-	ret = dmb_backing_punch(e->fd, e->size);
+	ret = locked ? nobody_else_writes(e->fd) : 0;
+	if (ret == 0)
+		ret = dmb_backing_punch(e->fd, e->size);
 	/* The probe's exclusive lock would stop the next dma-buf file's
 	 * shared one; a kept memfd holds none (as a live buffer's probe). */
 	if (ret == 0 && locked && flock(e->fd, LOCK_UN) < 0)
