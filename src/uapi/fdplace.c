@@ -397,7 +397,11 @@ EXPORT int socketpair(int domain, int type, int proto, int sv[2])
 DECLARE_REAL(accept4);
 EXPORT int accept4(int s, struct sockaddr *addr, socklen_t *len, int flags)
 {
-	int fd = GET_REAL(accept4)(s, addr, len, flags);
+	int fd;
+
+	if (!LAYER_CALL() && dmb_preload_not_a_socket(s))
+		return -1;
+	fd = GET_REAL(accept4)(s, addr, len, flags);
 
 	return OWN(fd, flags & SOCK_CLOEXEC);
 }
