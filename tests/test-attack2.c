@@ -244,6 +244,107 @@ static void fork_child_never_gets_the_next_buffer(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* ---- 2. the lazy context ----------------------------------------------- */
+
+/* The process at RLIMIT_NOFILE with @room fds free: the limit is set just
+ * above the highest fd and every free number below it filled with a dup.
+ * fill[] (1024) gets the fillers; returns how many. */
+static int fds_leave(int room, struct rlimit *old, int *fill)
+{
+	int fds[1024], n = harness_list_fds(fds, 1024), top = 0, nfill = 0;
+	struct rlimit rl;
+
+	for (int i = 0; i < n; i++)
+		top = fds[i] > top ? fds[i] : top;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, old), 0);
+	rl = *old;
+	rl.rlim_cur = (rlim_t)top + 1;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	while (nfill < 1024 && (fill[nfill] = dup(0)) >= 0)
+		nfill++;
+	assert_int_equal(errno, EMFILE);
+	for (int i = 0; i < room && nfill > 0; i++)
+		close(fill[--nfill]);
+	return nfill;
+}
+
+static void fds_restore(const struct rlimit *old, int *fill, int nfill)
+{
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, old), 0);
+	for (int i = 0; i < nfill; i++)
+		close(fill[i]);
+}
+
+/* Not a bug: a context's first share makes its inotify fd, re-probe timer
+ * and /proc/self/fd directory (and the dma-buf file, and the caller's
+ * dup). Short of fds at any of those steps, dmabuf_fd() is -EMFILE with
+ * nothing left half-made (what of the context's inotify fd, timer and fd
+ * directory was made stays, whole, for the next share: no other fd), and
+ * the same call works once fds are free; the buffer then releases. */
+static void first_share_short_of_fds(void **state)
+{
+	if (harness_under_valgrind())
+		skip(); /* valgrind's RLIMIT_NOFILE is its own */
+	for (int room = 0; room <= 6; room++) {
+		struct dmabuf_ctx *ctx = tx_ctx_new(DMABUF_CTX_NO_RECYCLE);
+		struct test_exporter tx = { 0 };
+		struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		int fill[1024], nfill, fds0 = harness_count_fds(), fd;
+		struct rlimit old;
+
+		nfill = fds_leave(room, &old, fill);
+		fd = dmabuf_fd(buf, O_CLOEXEC);
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+		if (fd < 0) {
+			/* at most the context's inotify fd, re-probe timer
+			 * and fd directory, each whole, kept for the next
+			 * share */
+			assert_int_equal(fd, -EMFILE);
+			assert_true(harness_count_fds() <= fds0 + nfill + 3);
+		}
+		fds_restore(&old, fill, nfill);
+		if (fd < 0)
+			fd = dmabuf_fd(buf, O_CLOEXEC);
+		assert_true(fd >= 0);
+		assert_int_equal(dmabuf_put(buf), 0);
+		close(fd);
+		dispatch_until_released(ctx, &tx, 1);
+		dmabuf_ctx_destroy(ctx);
+	}
+}
+
+/* Bug (fixed in buffer.c's share()): the kept memfds are the first fds to
+ * go when the process is out of them (docs/design.md §1), but the first
+ * share of a context made its inotify fd and re-probe timer without
+ * that: with the pool holding 4 memfds and one fd free, dmabuf_fd() was
+ * -EMFILE. */
+static void first_share_at_the_fd_limit_drops_kept_memfds(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *b[5], *buf;
+	int fill[1024], nfill, fd;
+	struct rlimit old;
+
+	if (harness_under_valgrind())
+		skip();
+	/* never shared: released by their puts, 4 kept (of 4 kinds) */
+	for (int i = 0; i < 5; i++)
+		b[i] = tx_export(ctx, &tx, (uint64_t)(i + 1) * SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(dmabuf_put(b[i]), 0);
+	buf = tx_export(ctx, &tx, 8 * SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	nfill = fds_leave(1, &old, fill);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	fds_restore(&old, fill, nfill);
+	if (fd >= 0)
+		close(fd);
+	assert_true(fd >= 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dispatch_until_released(ctx, &tx, 6);
+	dmabuf_ctx_destroy(ctx);
+}
+
 /* ---- expected failures: bugs in code this review does not own ----------- */
 
 /* Bug (release.c, the release owner's; not fixed here): the same lock
@@ -331,6 +432,8 @@ int main(int argc, char **argv)
 		harness_test(lock_stripping_holder_never_gets_the_next_buffer),
 		harness_test(lock_stripping_third_process),
 		harness_test(fork_child_never_gets_the_next_buffer),
+		harness_test(first_share_short_of_fds),
+		harness_test(first_share_at_the_fd_limit_drops_kept_memfds),
 	};
 	const struct CMUnitTest xfail[] = {
 		harness_test(lock_stripping_holder_still_holds),
