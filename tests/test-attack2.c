@@ -27,6 +27,7 @@
 #include "dmabuf-fence.h"
 #include "dmabuf-scm.h"
 #include "exporter.h"
+#include "sys.h"
 
 #define SZ (64 * 1024ull)
 
@@ -313,6 +314,74 @@ static void first_share_short_of_fds(void **state)
 	}
 }
 
+/* Not a bug: one fault at any point of a context's first uses (export
+ * with system memory, which makes the frame bitmap; vmap; the first
+ * share, which makes the release sources; a CPU mapping; the last put,
+ * which arms the watch), for each faultable call: the call that meets it
+ * fails with a negative errno, and with the fault gone the same call
+ * works; nothing leaks (fds, the release). */
+static void first_use_faults(void **state)
+{
+	static const struct {
+		enum dmb_sys_call call;
+		int err;
+	} faults[] = {
+		{ DMB_SYS_CALLOC, ENOMEM }, { DMB_SYS_MEMFD_CREATE, EMFILE },
+		{ DMB_SYS_REOPEN, EMFILE }, { DMB_SYS_MMAP, ENOMEM },
+		{ DMB_SYS_DUP, EMFILE }, { DMB_SYS_INOTIFY_ADD_WATCH, ENOSPC },
+	};
+
+	for (size_t k = 0; k < sizeof(faults) / sizeof(faults[0]); k++) {
+		for (unsigned int nth = 1; nth <= 6; nth++) {
+			int fds0 = harness_count_fds(), fd, ret;
+			struct dmabuf_ctx *ctx = tx_ctx_new(0);
+			struct test_exporter tx = { 0 };
+			struct dmabuf_export_info info = {
+				.exp_name = "test", .ops = &tx_ops, .size = SZ,
+				.flags = O_RDWR, .priv = &tx, .alloc = DMABUF_ALLOC_SYSTEM,
+			};
+			struct dmabuf *buf = NULL;
+			void *v = NULL, *p = NULL;
+
+			dmb_sys_inject(faults[k].call, nth, faults[k].err);
+			ret = dmabuf_export(ctx, &info, &buf);
+			if (ret < 0) {
+				assert_null(buf);
+				dmb_sys_inject(faults[k].call, 0, 0);
+				assert_int_equal(dmabuf_export(ctx, &info, &buf), 0);
+			}
+			ret = dmabuf_vmap(buf, &v);
+			if (ret < 0) {
+				dmb_sys_inject(faults[k].call, 0, 0);
+				assert_int_equal(dmabuf_vmap(buf, &v), 0);
+			}
+			memset(v, 0x11, 16);
+			fd = dmabuf_fd(buf, O_CLOEXEC);
+			if (fd < 0) {
+				dmb_sys_inject(faults[k].call, 0, 0);
+				fd = dmabuf_fd(buf, O_CLOEXEC);
+			}
+			assert_true(fd >= 0);
+			ret = dmabuf_mmap(buf, 0, SZ, PROT_READ, &p);
+			if (ret < 0) {
+				dmb_sys_inject(faults[k].call, 0, 0);
+				assert_int_equal(dmabuf_mmap(buf, 0, SZ, PROT_READ, &p), 0);
+			}
+			assert_int_equal(((uint8_t *)p)[0], 0x11);
+			assert_int_equal(dmabuf_munmap(buf, p, SZ), 0);
+			dmabuf_vunmap(buf, v);
+			assert_int_equal(dmabuf_put(buf), 0);
+			close(fd);
+			dmb_sys_inject(faults[k].call, 0, 0);
+			for (int i = 0; i < 100 && tx.release < 1; i++)
+				dmabuf_ctx_dispatch_timeout(ctx, 10);
+			dmabuf_ctx_destroy(ctx);
+			assert_int_equal(tx.release, 1);
+			assert_int_equal(harness_count_fds(), fds0);
+		}
+	}
+}
+
 /* Bug (fixed in buffer.c's share()): the kept memfds are the first fds to
  * go when the process is out of them (docs/design.md §1), but the first
  * share of a context made its inotify fd and re-probe timer without
@@ -433,6 +502,7 @@ int main(int argc, char **argv)
 		harness_test(lock_stripping_third_process),
 		harness_test(fork_child_never_gets_the_next_buffer),
 		harness_test(first_share_short_of_fds),
+		harness_test(first_use_faults),
 		harness_test(first_share_at_the_fd_limit_drops_kept_memfds),
 	};
 	const struct CMUnitTest xfail[] = {
