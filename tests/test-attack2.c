@@ -414,6 +414,132 @@ static void first_share_at_the_fd_limit_drops_kept_memfds(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* ---- 3. the service thread --------------------------------------------- */
+
+#define ROUNDS 200
+
+struct imp_env {
+	int sock;
+	bool tolerant; /* the exporter may go away: errors end the loop */
+};
+
+/* Imports the buffer it is sent, says 'r', makes ROUNDS attach / map /
+ * unmap / detach cycles (tolerant: until a call fails, with a negative
+ * errno), then says 'd' (if the socket is still there). */
+static int hammer(void *arg)
+{
+	struct imp_env *env = arg;
+	struct dmabuf_device *dev;
+	struct dmabuf_ctx *ctx;
+	struct dmabuf *buf;
+	int fd = tx_child_import(env->sock, "a2-imp", &ctx, &dev, &buf);
+
+	child_check(dmabuf_send_fd(env->sock, -1, "r", 1) == 0);
+	for (int i = 0; i < ROUNDS; i++) {
+		struct dmabuf_attachment *att;
+		struct dmabuf_sg_table *sgt;
+		int ret = dmabuf_attach(buf, dev, &att);
+
+		if (env->tolerant && ret < 0)
+			break;
+		child_check(ret == 0);
+		ret = dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt);
+		if (ret == 0)
+			child_check(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL) == 0);
+		child_check(ret == 0 || (env->tolerant && ret < 0));
+		child_check(dmabuf_detach(buf, att) == 0);
+		if (ret < 0)
+			break;
+	}
+	child_check(dmabuf_put(buf) == 0);
+	close(fd);
+	child_check(dmabuf_device_destroy(dev) == 0);
+	dmabuf_ctx_destroy(ctx);
+	dmabuf_send_fd(env->sock, -1, "d", 1);
+	return 0;
+}
+
+/* A child forked from a process whose service thread serves a peer: a
+ * context of its own, a whole buffer life and a service thread of its
+ * own, under a watchdog (a lock inherited held would hang it). */
+static int forked_user(void *arg)
+{
+	struct dmabuf_ctx *ctx;
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf;
+	int fd;
+
+	(void)arg;
+	alarm(60);
+	ctx = tx_ctx_new(0);
+	buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	child_check(fd >= 0);
+	child_check(dmabuf_ctx_start_thread(ctx) == 0);
+	child_check(dmabuf_put(buf) == 0);
+	close(fd);
+	for (int i = 0; i < 500 && tx.release < 1; i++)
+		usleep(10000);
+	child_check(tx.release == 1);
+	child_check(dmabuf_ctx_stop_thread(ctx) == 0);
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
+
+/* Not a bug: fork() while the service thread serves an importer's
+ * requests (the thread in its epoll_wait, or holding the context's lock
+ * mid-request): each child makes and uses a context and a service thread
+ * of its own, and the parent's importer finishes its cycles. */
+static void fork_while_the_service_thread_serves(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	struct imp_env env = { 0 };
+	int sock;
+	pid_t pid;
+
+	assert_int_equal(dmabuf_ctx_start_thread(ctx), 0);
+	pid = tx_fork_importer(buf, hammer, &env, &env.sock, &sock);
+	assert_int_equal(tx_wait_byte(sock, NULL), 'r');
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(harness_wait(harness_fork(forked_user, NULL)), 0);
+	assert_int_equal(tx_wait_byte(sock, NULL), 'd');
+	assert_int_equal(harness_wait(pid), 0);
+	close(sock);
+	assert_int_equal(dmabuf_ctx_stop_thread(ctx), 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dispatch_until_released(ctx, &tx, 1);
+	dmabuf_ctx_destroy(ctx);
+}
+
+/* Not a bug: the exporter destroys its context (service thread running)
+ * while an importer's requests are in flight: the importer's calls fail
+ * with a negative errno, none hangs, and the exporter leaks no fd. */
+static void destroy_while_requests_are_in_flight(void **state)
+{
+	for (int delay = 0; delay < 4; delay++) {
+		int fds0 = harness_count_fds();
+		struct dmabuf_ctx *ctx = tx_ctx_new(0);
+		struct test_exporter tx = { 0 };
+		struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+		struct imp_env env = { .tolerant = true };
+		int sock;
+		pid_t pid;
+
+		assert_int_equal(dmabuf_ctx_start_thread(ctx), 0);
+		pid = tx_fork_importer(buf, hammer, &env, &env.sock, &sock);
+		assert_int_equal(tx_wait_byte(sock, NULL), 'r');
+		usleep(delay * 2000);
+		assert_int_equal(dmabuf_put(buf), 0);
+		dmabuf_ctx_destroy(ctx);
+		assert_int_equal(harness_wait(pid), 0);
+		close(sock);
+		assert_int_equal(tx.release, 1);
+		assert_int_equal(harness_count_fds(), fds0);
+	}
+}
+
 /* ---- expected failures: bugs in code this review does not own ----------- */
 
 /* Bug (release.c, the release owner's; not fixed here): the same lock
@@ -504,6 +630,8 @@ int main(int argc, char **argv)
 		harness_test(first_share_short_of_fds),
 		harness_test(first_use_faults),
 		harness_test(first_share_at_the_fd_limit_drops_kept_memfds),
+		harness_test(fork_while_the_service_thread_serves),
+		harness_test(destroy_while_requests_are_in_flight),
 	};
 	const struct CMUnitTest xfail[] = {
 		harness_test(lock_stripping_holder_still_holds),
