@@ -50,16 +50,6 @@
 __thread int dmb_preload_in_core __attribute__((tls_model("initial-exec")));
 
 /* The next definition of name, looked up once. */
-#define DECLARE_REAL(name)                                                     \
-	static __typeof__(&name) real_##name;                                  \
-	static __typeof__(&name) next_##name(void)                             \
-	{                                                                      \
-		if (!real_##name)                                              \
-			real_##name = (__typeof__(&name))dlsym(RTLD_NEXT, #name); \
-		return real_##name;                                            \
-	}
-#define GET_REAL(name) next_##name()
-
 DECLARE_REAL(close);
 DECLARE_REAL(fcntl);
 

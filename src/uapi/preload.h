@@ -14,6 +14,19 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
+/* The next definition of a libc function the preload wraps (dlsym
+ * RTLD_NEXT, looked up at first use): DECLARE_REAL(name) once per file,
+ * then GET_REAL(name)(args). Needs <dlfcn.h>. */
+#define DECLARE_REAL(name)                                                     \
+	static __typeof__(&name) real_##name;                                  \
+	static __typeof__(&name) next_##name(void)                             \
+	{                                                                      \
+		if (!real_##name)                                              \
+			real_##name = (__typeof__(&name))dlsym(RTLD_NEXT, #name); \
+		return real_##name;                                            \
+	}
+#define GET_REAL(name) next_##name()
+
 /* True if the return address ra is in the preload or in libdmabuf. */
 bool dmb_preload_from_layer(const void *ra);
 #define LAYER_CALL() dmb_preload_from_layer(__builtin_return_address(0))

@@ -21,16 +21,6 @@
 #include "core.h"
 #include "preload.h"
 
-#define DECLARE_REAL(name)                                                     \
-	static __typeof__(&name) real_##name;                                  \
-	static __typeof__(&name) next_##name(void)                             \
-	{                                                                      \
-		if (!real_##name)                                              \
-			real_##name = (__typeof__(&name))dlsym(RTLD_NEXT, #name); \
-		return real_##name;                                            \
-	}
-#define GET_REAL(name) next_##name()
-
 bool dmb_preload_not_a_socket(int fd)
 {
 	if (__builtin_expect(!dmb_preload_fd_maybe(fd), 1))

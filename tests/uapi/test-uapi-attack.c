@@ -6,41 +6,9 @@
  * (fixed in the commit that added it) or a behaviour no other test
  * covered.
  */
-#include <poll.h>
 #include <sys/un.h>
 
 #include "uapi-common.h"
-
-static int timeline_open(void)
-{
-	int fd = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
-
-	assert_true(fd >= 0);
-	return fd;
-}
-
-static int fence_create(int tl, uint32_t value)
-{
-	struct sw_sync_create_fence_data d = { .value = value, .name = "pt" };
-
-	assert_int_equal(ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &d), 0);
-	return d.fence;
-}
-
-static int fence_status(int fd)
-{
-	struct sync_file_info info = { 0 };
-
-	assert_int_equal(ioctl(fd, SYNC_IOC_FILE_INFO, &info), 0);
-	return info.status;
-}
-
-static bool ready(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-
-	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
-}
 
 #define ENOTSOCK_CALL(call)                                                    \
 	do {                                                                   \
@@ -93,20 +61,20 @@ static void socket_calls_refused(int fd)
  * sockets.) */
 static void socket_calls_on_emulated_files_are_enotsock(void **state)
 {
-	int tl = timeline_open(), f = fence_create(tl, 1), heap = uapi_open_heap("system");
+	int tl = uapi_timeline_open(), f = uapi_fence_create(tl, 1), heap = uapi_open_heap("system");
 	int buf = uapi_heap_alloc(heap, 4096, O_RDWR | O_CLOEXEC);
 	uint32_t one = 1;
 
 	assert_true(buf >= 0);
 	socket_calls_refused(f);
-	assert_false(ready(f));
-	assert_int_equal(fence_status(f), 0);
+	assert_false(uapi_ready(f));
+	assert_int_equal(uapi_fence_status(f), 0);
 	assert_int_equal(ioctl(tl, SW_SYNC_IOC_INC, &one), 0);
-	assert_true(ready(f));
-	assert_int_equal(fence_status(f), 1);
+	assert_true(uapi_ready(f));
+	assert_int_equal(uapi_fence_status(f), 1);
 	socket_calls_refused(f);
-	assert_true(ready(f));
-	assert_int_equal(fence_status(f), 1);
+	assert_true(uapi_ready(f));
+	assert_int_equal(uapi_fence_status(f), 1);
 	socket_calls_refused(tl);
 	socket_calls_refused(heap);
 	socket_calls_refused(buf);
