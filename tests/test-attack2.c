@@ -143,22 +143,17 @@ static void lock_stripping_third_process(void **state)
 	struct dmabuf *buf, *next;
 	unsigned long ino, next_ino;
 	struct third t;
-	int sv[2], fd;
+	int sock, fd;
 	pid_t pid;
 
 	/* forked before the buffer exists: it has no copy of the memfd */
-	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	harness_sync_init(&t.sync);
-	t.sock = sv[1];
-	pid = harness_fork(third_holder, &t);
-	harness_sync_parent(&t.sync);
-	close(sv[1]);
+	pid = harness_fork_paired(third_holder, &t, SOCK_SEQPACKET, &t.sync, &t.sock, &sock);
 	buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
 	ino = ino_of(buf);
 	fd = dmabuf_fd(buf, O_CLOEXEC);
 	assert_true(fd >= 0);
-	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
-	close(sv[0]);
+	assert_int_equal(dmabuf_send_fd(sock, fd, "f", 1), 0);
+	close(sock);
 	close(fd);
 	assert_int_equal(harness_sync_wait_child(&t.sync), 'h');
 	assert_int_equal(dmabuf_put(buf), 0);
