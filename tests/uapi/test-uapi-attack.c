@@ -54,8 +54,8 @@ static void socket_calls_refused(int fd)
  * sync file is a Unix socket here, shared by every holder, and socket
  * calls on it went to the kernel: getsockopt(SO_TYPE) said SOCK_STREAM
  * (the kernel: ENOTSOCK, an anon inode), and shutdown() made an
- * unsignalled fence poll POLLIN, in every process holding it, and
- * SYNC_IOC_FILE_INFO fail with EFAULT. Every socket call on an emulated
+ * unsignalled fence poll POLLIN in every process holding it (while
+ * SYNC_IOC_FILE_INFO still said pending). Every socket call on an emulated
  * file is ENOTSOCK now, as sockfd_lookup() answers, and the fence is
  * untouched by them. (dma-buf, heap and sw_sync fds were already: not
  * sockets.) */
