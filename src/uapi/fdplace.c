@@ -389,7 +389,7 @@ EXPORT int accept4(int s, struct sockaddr *addr, socklen_t *len, int flags)
 {
 	int fd;
 
-	if (!LAYER_CALL() && dmb_preload_not_a_socket(s))
+	if (dmb_preload_not_a_socket(s, __builtin_return_address(0)))
 		return -1;
 	fd = GET_REAL(accept4)(s, addr, len, flags);
 

@@ -79,7 +79,7 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	ssize_t ret;
 
 	/* An emulated file is no socket (sockops.c). */
-	if (!LAYER_CALL() && dmb_preload_not_a_socket(fd))
+	if (dmb_preload_not_a_socket(fd, __builtin_return_address(0)))
 		return -1;
 	ret = get_recvmsg()(fd, msg, flags);
 
@@ -91,7 +91,7 @@ EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct
 {
 	int ret;
 
-	if (!LAYER_CALL() && dmb_preload_not_a_socket(fd))
+	if (dmb_preload_not_a_socket(fd, __builtin_return_address(0)))
 		return -1;
 	ret = get_recvmmsg()(fd, v, n, flags, t);
 

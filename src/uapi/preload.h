@@ -123,9 +123,10 @@ static inline long dmb_preload_sys3(long nr, long a, long b, long c)
 void dmb_preload_dup_tag(int oldfd, int newfd, bool layer);
 
 /* sockops.c: true (errno ENOTSOCK) if fd is an emulated file, which is
- * no socket in the kernel: the program's socket calls on it are refused
- * (a sync file is one here). False for an untagged fd without a syscall. */
-bool dmb_preload_not_a_socket(int fd);
+ * no socket in the kernel, and ra (the wrapper's return address) is the
+ * program's: its socket calls on it are refused (a sync file is one
+ * here). False for an untagged fd without a syscall. */
+bool dmb_preload_not_a_socket(int fd, const void *ra);
 
 /* The process's id, kept without a syscall (updated in a forked child). */
 extern pid_t dmb_preload_pid;

@@ -11,7 +11,9 @@
  * would tell a program that classifies its fds that this is a socket. So
  * the program's socket calls on a tagged fd that the emulation knows are
  * refused as the kernel refuses them; libdmabuf's own calls (LAYER_CALL())
- * and every untagged fd go to the kernel untouched (no syscall added).
+ * and every untagged fd go to the kernel untouched (no syscall added), and
+ * so does every call behind a sanitizer's interceptor (ASan), which hides
+ * who called.
  * recvmsg() and recvmmsg() are in preload.c, accept4() in fdplace.c.
  */
 #include <dlfcn.h>
@@ -21,9 +23,29 @@
 #include "core.h"
 #include "preload.h"
 
-bool dmb_preload_not_a_socket(int fd)
+/* Whether ra is in a sanitizer's runtime, whose interceptors come before
+ * the preload: the caller behind them is unknown (the program, or
+ * libdmabuf on a sync file), so such calls go through as they are. */
+static bool from_sanitizer(const void *ra)
+{
+	void *sym = dlsym(RTLD_DEFAULT, "__asan_init");
+	Dl_info rt, caller;
+
+	if (!sym)
+		sym = dlsym(RTLD_DEFAULT, "__tsan_init");
+	return sym && dladdr(sym, &rt) && dladdr(ra, &caller) &&
+	       rt.dli_fbase == caller.dli_fbase;
+}
+
+bool dmb_preload_not_a_socket(int fd, const void *ra)
 {
 	if (__builtin_expect(!dmb_preload_fd_maybe(fd), 1))
+		return false;
+	/* The emulation's own calls: libdmabuf's, the core's (its
+	 * classification asks getsockname() of a socket), any on the
+	 * layer's fds. */
+	if (dmb_preload_from_layer(ra) || dmb_preload_in_core > 0 || dmb_layer_fd_is(fd) ||
+	    from_sanitizer(ra))
 		return false;
 	if (IN_CORE(dmb_uapi_classify(fd)) == DMB_UAPI_NONE)
 		return false;
@@ -35,7 +57,7 @@ bool dmb_preload_not_a_socket(int fd)
 	DECLARE_REAL(name);                                                    \
 	EXPORT ret name params                                                 \
 	{                                                                      \
-		if (!LAYER_CALL() && dmb_preload_not_a_socket(fd))             \
+		if (dmb_preload_not_a_socket(fd, __builtin_return_address(0))) \
 			return -1;                                             \
 		return GET_REAL(name)(__VA_ARGS__);                            \
 	}
