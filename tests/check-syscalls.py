@@ -46,7 +46,7 @@ from stracecount import per_cycle, run, show, summary, within
 # handshake is done; dmabuf_get() asks the seals first): 37.4. A memfd is
 # kept only when the kernel says no other file of it is open for writing
 # (a read lease set and dropped: any holder can strip the probe's flock,
-# test-attack2): +2, 39.4.
+# test-attack2): +1.5, 38.9 (on wire version 6).
 # Lower it with every change that takes syscalls off the hot path.
 MAX_PER_CYCLE = 41
 # The steady cycle: 19.0 to 19.1 (consumer 9: getsockopt + recvmsg of the
