@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -139,6 +140,22 @@ pid_t harness_fork(int (*fn)(void *arg), void *arg)
 			signal(sigs[i], SIG_DFL);
 		_exit(fn(arg));
 	}
+	return pid;
+}
+
+pid_t harness_fork_paired(int (*fn)(void *arg), void *arg, int type,
+			  struct harness_sync *s, int *child_sock, int *sock)
+{
+	int sv[2];
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv), 0);
+	harness_sync_init(s);
+	*child_sock = sv[1];
+	pid = harness_fork(fn, arg);
+	harness_sync_parent(s);
+	close(sv[1]);
+	*sock = sv[0];
 	return pid;
 }
 

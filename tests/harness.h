@@ -61,6 +61,13 @@ int harness_sync_wait_child(struct harness_sync *s);
 void harness_sync_tell_parent(struct harness_sync *s, char c);
 int harness_sync_wait_parent(struct harness_sync *s);
 
+/* harness_fork() with s's pipes (harness_sync_init() here; the child
+ * calls harness_sync_child()) and a new AF_UNIX socket pair of @type: its
+ * child end is put in *child_sock (a field of *arg) before the fork and
+ * closed here after it; *sock is this side's end. Returns the pid. */
+pid_t harness_fork_paired(int (*fn)(void *arg), void *arg, int type,
+			  struct harness_sync *s, int *child_sock, int *sock);
+
 /* Child-side assertion that exits the child instead of longjmp'ing. */
 #define child_check(cond)                                                     \
 	do {                                                                  \

@@ -461,7 +461,11 @@ static int share(struct dmabuf *buf, bool trim)
 		return 0;
 	/* Its last put may need a release watch: the first share of the
 	 * context makes what that takes, or fails here, cleanly. */
-	if ((err = dmb_release_sources(buf->ctx)) < 0)
+	err = dmb_release_sources(buf->ctx);
+	/* Out of fds: the kept memfds go first, as below. */
+	if (err < 0 && spares_drop(buf->ctx, err))
+		err = dmb_release_sources(buf->ctx);
+	if (err < 0)
 		return err;
 	/* A real open, whose final close inotify reports, with the buffer's
 	 * access mode: a write-only file is O_WRONLY, so no holder can mmap

@@ -86,6 +86,9 @@ struct dmabuf_ctx {
 	/* recycle.c: released memfds kept for the next export of their kind;
 	 * NULL until the first. */
 	struct dmb_recycle_pool *pool;
+	/* recycle.c: dmb_fork_count() when it last looked; a fork() since
+	 * then gave a child a copy of every memfd's fd. */
+	unsigned int recycle_forks;
 	/* The newest buffer exported here, NULL once it is gone (the
 	 * exporter's one-call IMPORT check guesses it: endpoint.c). */
 	struct dmabuf *newest;

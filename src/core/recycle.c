@@ -28,8 +28,11 @@
  * At most POOL_MAX memfds per context (the oldest goes first); they are
  * the first fds to go when the process runs out (dmb_recycle_drop()), and
  * none survives a fork(): the child inherited them, so they are closed,
- * not reused, in the parent (and a child's contexts are not usable).
+ * not reused, in the parent (and a child's contexts are not usable). The
+ * same holds for the memfd of every buffer alive at a fork, whose fd the
+ * child has as well: its release keeps none (forks_seen()).
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -52,7 +55,6 @@ struct recycled {
 
 struct dmb_recycle_pool {
 	unsigned int n;
-	unsigned int forks; /* dmb_fork_count() when the entries were kept */
 	struct recycled e[POOL_MAX]; /* oldest first */
 };
 
@@ -71,17 +73,31 @@ bool dmb_recycle_drop(struct dmabuf_ctx *ctx)
 	return any;
 }
 
+/* A fork() since the context last looked gave the child a copy of every
+ * fd the process had: the kept memfds are dropped, and no buffer that
+ * exists now is kept at its release. Every export that could be kept
+ * looks first (dmb_recycle_take()), and so does every release that could
+ * keep one (dmb_buf_release_unheld()), under the context's lock, so a
+ * buffer still marked recyclable had its memfd made or taken after the
+ * last fork: that walk of the buffers comes once per fork. */
+static void forks_seen(struct dmabuf_ctx *ctx)
+{
+	unsigned int forks = dmb_fork_count();
+	struct dmabuf *buf;
+
+	if (ctx->recycle_forks == forks)
+		return;
+	ctx->recycle_forks = forks;
+	dmb_recycle_drop(ctx);
+	RB_FOREACH(buf, dmb_buf_tree, &ctx->by_inode)
+		buf->recyclable = false;
+}
+
 /* The pool, empty if a fork() happened since its entries were kept. */
 static struct dmb_recycle_pool *pool_of(struct dmabuf_ctx *ctx)
 {
-	struct dmb_recycle_pool *pool = ctx->pool;
-	unsigned int forks = dmb_fork_count();
-
-	if (pool && pool->forks != forks) {
-		dmb_recycle_drop(ctx);
-		pool->forks = forks;
-	}
-	return pool;
+	forks_seen(ctx);
+	return ctx->pool;
 }
 
 void dmb_recycle_fini(struct dmabuf_ctx *ctx)
@@ -116,6 +132,26 @@ bool dmb_recycle_take(struct dmabuf_ctx *ctx, struct dmabuf *buf)
 	return false;
 }
 
+/*
+ * Whether no open file of the inode but fd (the memfd's own, which the
+ * kernel does not count as open for writing: alloc_file_pseudo()) is open
+ * for writing, as the kernel sees it: a read lease is refused then
+ * (check_conflicting_open(), -EAGAIN), and a read-write buffer's dma-buf
+ * file and every mapping of it are. The probe's flock cannot tell: any
+ * holder of the dma-buf file can drop the shared lock of the description
+ * every holder shares (flock(fd, LOCK_UN)), and its probe then succeeds
+ * while the holder still has the file. Released at once: a lease held
+ * would stop the next life's reopen (break_lease()). 0, or -errno (also
+ * when leases are off: fs.leases-enable = 0 is -EINVAL, then nothing is
+ * kept).
+ */
+static int nobody_else_writes(int fd)
+{
+	if (fcntl(fd, F_SETLEASE, F_RDLCK) < 0)
+		return -errno;
+	return fcntl(fd, F_SETLEASE, F_UNLCK) < 0 ? -errno : 0;
+}
+
 /* Keeps e, or closes it if it cannot be made fit for a new buffer. */
 static void pool_put(struct dmabuf_ctx *ctx, struct recycled *e, bool locked, bool at_put)
 {
@@ -133,10 +169,11 @@ static void pool_put(struct dmabuf_ctx *ctx, struct recycled *e, bool locked, bo
 		pool = calloc(1, sizeof(*pool));
 		if (!pool)
 			goto drop;
-		pool->forks = dmb_fork_count();
 		ctx->pool = pool;
 	}
-	ret = dmb_backing_punch(e->fd, e->size);
+	ret = locked ? nobody_else_writes(e->fd) : 0;
+	if (ret == 0)
+		ret = dmb_backing_punch(e->fd, e->size);
 	/* The probe's exclusive lock would stop the next dma-buf file's
 	 * shared one; a kept memfd holds none (as a live buffer's probe). */
 	if (ret == 0 && locked && flock(e->fd, LOCK_UN) < 0)
@@ -160,7 +197,10 @@ void dmb_buf_release_unheld(struct dmabuf *buf, bool locked, bool at_put)
 {
 	struct dmabuf_ctx *ctx = buf->ctx;
 	struct recycled e;
-	bool keep = buf->recyclable && buf->probe_fd >= 0;
+	bool keep;
+
+	forks_seen(ctx);
+	keep = buf->recyclable && buf->probe_fd >= 0;
 
 	if (keep) {
 		e.fd = buf->probe_fd;

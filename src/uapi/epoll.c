@@ -43,14 +43,6 @@
 #include "core.h"
 #include "preload.h"
 
-#define DECLARE_REAL(name)                                                     \
-	static __typeof__(&name) real_##name;                                  \
-	static __typeof__(&name) next_##name(void)                             \
-	{                                                                      \
-		if (!real_##name)                                              \
-			real_##name = (__typeof__(&name))dlsym(RTLD_NEXT, #name); \
-		return real_##name;                                            \
-	}
 DECLARE_REAL(epoll_ctl)
 DECLARE_REAL(epoll_wait)
 DECLARE_REAL(epoll_pwait)

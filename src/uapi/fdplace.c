@@ -50,16 +50,6 @@
 __thread int dmb_preload_in_core __attribute__((tls_model("initial-exec")));
 
 /* The next definition of name, looked up once. */
-#define DECLARE_REAL(name)                                                     \
-	static __typeof__(&name) real_##name;                                  \
-	static __typeof__(&name) next_##name(void)                             \
-	{                                                                      \
-		if (!real_##name)                                              \
-			real_##name = (__typeof__(&name))dlsym(RTLD_NEXT, #name); \
-		return real_##name;                                            \
-	}
-#define GET_REAL(name) next_##name()
-
 DECLARE_REAL(close);
 DECLARE_REAL(fcntl);
 
@@ -397,7 +387,11 @@ EXPORT int socketpair(int domain, int type, int proto, int sv[2])
 DECLARE_REAL(accept4);
 EXPORT int accept4(int s, struct sockaddr *addr, socklen_t *len, int flags)
 {
-	int fd = GET_REAL(accept4)(s, addr, len, flags);
+	int fd;
+
+	if (dmb_preload_not_a_socket(s, __builtin_return_address(0)))
+		return -1;
+	fd = GET_REAL(accept4)(s, addr, len, flags);
 
 	return OWN(fd, flags & SOCK_CLOEXEC);
 }

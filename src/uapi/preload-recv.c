@@ -76,7 +76,12 @@ void dmb_preload_received_mmsg(struct mmsghdr *v, long n, int flags, const void 
 
 EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	ssize_t ret = get_recvmsg()(fd, msg, flags);
+	ssize_t ret;
+
+	/* An emulated file is no socket (sockops.c). */
+	if (dmb_preload_not_a_socket(fd, __builtin_return_address(0)))
+		return -1;
+	ret = get_recvmsg()(fd, msg, flags);
 
 	dmb_preload_received_msg(ret, msg, flags, __builtin_return_address(0));
 	return ret;
@@ -84,7 +89,11 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 
 EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned int n, int flags, struct timespec *t)
 {
-	int ret = get_recvmmsg()(fd, v, n, flags, t);
+	int ret;
+
+	if (dmb_preload_not_a_socket(fd, __builtin_return_address(0)))
+		return -1;
+	ret = get_recvmmsg()(fd, v, n, flags, t);
 
 	dmb_preload_received_mmsg(v, ret, flags, __builtin_return_address(0));
 	return ret;

@@ -14,6 +14,19 @@
 
 #define EXPORT __attribute__((visibility("default")))
 
+/* The next definition of a libc function the preload wraps (dlsym
+ * RTLD_NEXT, looked up at first use): DECLARE_REAL(name) once per file,
+ * then GET_REAL(name)(args). Needs <dlfcn.h>. */
+#define DECLARE_REAL(name)                                                     \
+	static __typeof__(&name) real_##name;                                  \
+	static __typeof__(&name) next_##name(void)                             \
+	{                                                                      \
+		if (!real_##name)                                              \
+			real_##name = (__typeof__(&name))dlsym(RTLD_NEXT, #name); \
+		return real_##name;                                            \
+	}
+#define GET_REAL(name) next_##name()
+
 /* True if the return address ra is in the preload or in libdmabuf. */
 bool dmb_preload_from_layer(const void *ra);
 #define LAYER_CALL() dmb_preload_from_layer(__builtin_return_address(0))
@@ -108,6 +121,12 @@ static inline long dmb_preload_sys3(long nr, long a, long b, long c)
  * newfd if oldfd is tagged or layer (a call from libdmabuf for its API
  * user) is true. */
 void dmb_preload_dup_tag(int oldfd, int newfd, bool layer);
+
+/* sockops.c: true (errno ENOTSOCK) if fd is an emulated file, which is
+ * no socket in the kernel, and ra (the wrapper's return address) is the
+ * program's: its socket calls on it are refused (a sync file is one
+ * here). False for an untagged fd without a syscall. */
+bool dmb_preload_not_a_socket(int fd, const void *ra);
 
 /* The process's id, kept without a syscall (updated in a forked child). */
 extern pid_t dmb_preload_pid;

@@ -13,28 +13,6 @@
 
 #include "uapi-common.h"
 
-static int timeline_open(void)
-{
-	int fd = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
-
-	assert_true(fd >= 0);
-	return fd;
-}
-
-static int fence_create(int tl, uint32_t value)
-{
-	struct sw_sync_create_fence_data d = { .value = value, .name = "pt" };
-
-	if (ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &d) < 0)
-		return -errno;
-	return d.fence;
-}
-
-static int tl_inc(int tl, uint32_t n)
-{
-	return ioctl(tl, SW_SYNC_IOC_INC, &n) < 0 ? -errno : 0;
-}
-
 /* 0 pending, 1 signalled, or the error; -1000 if the ioctl fails. */
 static int status(int fd)
 {
@@ -70,7 +48,7 @@ static char get(int sock)
  * the child's points; both see one value. */
 static void child_inc_signals_parent_point(void **state)
 {
-	int tl = timeline_open(), p1 = fence_create(tl, 1), p3 = fence_create(tl, 3);
+	int tl = uapi_timeline_open(), p1 = uapi_fence_create(tl, 1), p3 = uapi_fence_create(tl, 3);
 	pid_t pid;
 
 	assert_true(p1 >= 0 && p3 >= 0);
@@ -79,15 +57,15 @@ static void child_inc_signals_parent_point(void **state)
 	if (pid == 0) {
 		int c2;
 
-		if (tl_inc(tl, 1))
+		if (uapi_tl_inc(tl, 1))
 			_exit(1);
 		/* The value is 1 here too: a point at 1 is signalled at
 		 * creation, one at 2 is pending. */
-		c2 = fence_create(tl, 1);
+		c2 = uapi_fence_create(tl, 1);
 		if (c2 < 0 || status(c2) != 1)
 			_exit(2);
-		c2 = fence_create(tl, 2);
-		if (c2 < 0 || status(c2) != 0 || tl_inc(tl, 1) || status(c2) != 1)
+		c2 = uapi_fence_create(tl, 2);
+		if (c2 < 0 || status(c2) != 0 || uapi_tl_inc(tl, 1) || status(c2) != 1)
 			_exit(3);
 		_exit(0);
 	}
@@ -95,7 +73,7 @@ static void child_inc_signals_parent_point(void **state)
 	wait_signalled(p1);
 	assert_int_equal(status(p1), 1);
 	assert_int_equal(status(p3), 0);
-	assert_int_equal(tl_inc(tl, 1), 0);
+	assert_int_equal(uapi_tl_inc(tl, 1), 0);
 	assert_int_equal(status(p3), 1);
 	close(p1);
 	close(p3);
@@ -106,14 +84,14 @@ static void child_inc_signals_parent_point(void **state)
  * timeline; the parent waits on it through the sync file it received. */
 static void parent_inc_signals_child_point(void **state)
 {
-	int tl = timeline_open(), sv[2], f;
+	int tl = uapi_timeline_open(), sv[2], f;
 	pid_t pid;
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		int c = fence_create(tl, 5);
+		int c = uapi_fence_create(tl, 5);
 
 		close(sv[0]);
 		if (c < 0 || status(c) != 0)
@@ -129,9 +107,9 @@ static void parent_inc_signals_child_point(void **state)
 	f = uapi_recv_fd(sv[0]);
 	assert_true(f >= 0);
 	assert_int_equal(status(f), 0);
-	assert_int_equal(tl_inc(tl, 4), 0);
+	assert_int_equal(uapi_tl_inc(tl, 4), 0);
 	assert_int_equal(status(f), 0);
-	assert_int_equal(tl_inc(tl, 1), 0);
+	assert_int_equal(uapi_tl_inc(tl, 1), 0);
 	wait_signalled(f);
 	assert_int_equal(status(f), 1);
 	put(sv[0], 'x');
@@ -146,7 +124,7 @@ static void parent_inc_signals_child_point(void **state)
  * last reference) signals the rest with -ENOENT. */
 static void last_close_in_child(void **state)
 {
-	int tl = timeline_open(), p1 = fence_create(tl, 1), p2 = fence_create(tl, 2), sv[2];
+	int tl = uapi_timeline_open(), p1 = uapi_fence_create(tl, 1), p2 = uapi_fence_create(tl, 2), sv[2];
 	pid_t pid;
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -154,7 +132,7 @@ static void last_close_in_child(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		close(sv[0]);
-		if (get(sv[1]) != 'i' || tl_inc(tl, 1))
+		if (get(sv[1]) != 'i' || uapi_tl_inc(tl, 1))
 			_exit(1);
 		if (get(sv[1]) != 'c')
 			_exit(2);
@@ -182,7 +160,7 @@ static void last_close_in_child(void **state)
  * signal -ENOENT. */
 static void sigkill_of_last_holder(void **state)
 {
-	int tl = timeline_open(), p = fence_create(tl, 1), sv[2], st;
+	int tl = uapi_timeline_open(), p = uapi_fence_create(tl, 1), sv[2], st;
 	pid_t pid;
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -218,14 +196,14 @@ static void timeline_over_scm_rights(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		int own = timeline_open();
+		int own = uapi_timeline_open();
 
 		close(sv[0]);
-		if (tl_inc(own, 2))
+		if (uapi_tl_inc(own, 2))
 			_exit(1);
 		if (uapi_send_fd(sv[1], own))
 			_exit(90);
-		if (get(sv[1]) != 'i' || tl_inc(own, 1))
+		if (get(sv[1]) != 'i' || uapi_tl_inc(own, 1))
 			_exit(2);
 		if (get(sv[1]) != 'c')
 			_exit(3);
@@ -236,17 +214,17 @@ static void timeline_over_scm_rights(void **state)
 	tl = uapi_recv_fd(sv[0]);
 	assert_true(tl >= 0);
 	/* The child's value: 2 is reached, 3 is not. */
-	f = fence_create(tl, 2);
+	f = uapi_fence_create(tl, 2);
 	assert_int_equal(status(f), 1);
 	close(f);
-	f = fence_create(tl, 3);
+	f = uapi_fence_create(tl, 3);
 	assert_int_equal(status(f), 0);
 	put(sv[0], 'i');
 	wait_signalled(f);
 	assert_int_equal(status(f), 1);
 	put(sv[0], 'c');
 	assert_int_equal(harness_wait(pid), 0);
-	g = fence_create(tl, 10);
+	g = uapi_fence_create(tl, 10);
 	assert_int_equal(status(g), 0);
 	close(tl);
 	/* The parent's was the last fd: released within the close. */

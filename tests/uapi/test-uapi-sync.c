@@ -9,66 +9,29 @@
 
 #include "uapi-common.h"
 
-static int timeline_open(void)
-{
-	int fd = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
-
-	assert_true(fd >= 0);
-	return fd;
-}
-
-static int fence_create(int tl, uint32_t value)
-{
-	struct sw_sync_create_fence_data d = { .value = value, .name = "pt" };
-
-	if (ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &d) < 0)
-		return -errno;
-	return d.fence;
-}
-
-static int tl_inc(int tl, uint32_t n)
-{
-	return ioctl(tl, SW_SYNC_IOC_INC, &n);
-}
-
-static int fence_status(int fd)
-{
-	struct sync_file_info info = { 0 };
-
-	assert_int_equal(ioctl(fd, SYNC_IOC_FILE_INFO, &info), 0);
-	return info.status;
-}
-
-static int ready(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-
-	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
-}
-
 static void timeline_signals_in_order(void **state)
 {
-	int tl = timeline_open(), f1, f2;
+	int tl = uapi_timeline_open(), f1, f2;
 
-	f1 = fence_create(tl, 1);
-	f2 = fence_create(tl, 3);
+	f1 = uapi_fence_create(tl, 1);
+	f2 = uapi_fence_create(tl, 3);
 	assert_true(f1 >= 0 && f2 >= 0);
 	assert_int_equal(fcntl(f1, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
-	assert_int_equal(fence_status(f1), 0);
-	assert_false(ready(f1));
-	assert_int_equal(tl_inc(tl, 1), 0);
-	assert_int_equal(fence_status(f1), 1);
-	assert_true(ready(f1));
-	assert_false(ready(f2));
-	assert_int_equal(tl_inc(tl, 2), 0);
-	assert_true(ready(f2));
+	assert_int_equal(uapi_fence_status(f1), 0);
+	assert_false(uapi_ready(f1));
+	assert_int_equal(uapi_tl_inc(tl, 1), 0);
+	assert_int_equal(uapi_fence_status(f1), 1);
+	assert_true(uapi_ready(f1));
+	assert_false(uapi_ready(f2));
+	assert_int_equal(uapi_tl_inc(tl, 2), 0);
+	assert_true(uapi_ready(f2));
 	close(f1);
 	close(f2);
 	close(tl);
 	/* /dev/sw_sync is the same thing. */
 	tl = open("/dev/sw_sync", O_RDWR | O_CLOEXEC);
 	assert_true(tl >= 0);
-	f1 = fence_create(tl, 1);
+	f1 = uapi_fence_create(tl, 1);
 	assert_true(f1 >= 0);
 	close(f1);
 	close(tl);
@@ -76,12 +39,12 @@ static void timeline_signals_in_order(void **state)
 
 static void timeline_per_open(void **state)
 {
-	int a = timeline_open(), b = timeline_open();
-	int fa = fence_create(a, 1), fb = fence_create(b, 1);
+	int a = uapi_timeline_open(), b = uapi_timeline_open();
+	int fa = uapi_fence_create(a, 1), fb = uapi_fence_create(b, 1);
 
-	assert_int_equal(tl_inc(a, 1), 0);
-	assert_true(ready(fa));
-	assert_false(ready(fb));
+	assert_int_equal(uapi_tl_inc(a, 1), 0);
+	assert_true(uapi_ready(fa));
+	assert_false(uapi_ready(fb));
 	close(fa);
 	close(fb);
 	close(a);
@@ -90,14 +53,14 @@ static void timeline_per_open(void **state)
 
 static void last_close_signals_enoent(void **state)
 {
-	int tl = timeline_open(), f = fence_create(tl, 5), dupd = dup(tl);
+	int tl = uapi_timeline_open(), f = uapi_fence_create(tl, 5), dupd = dup(tl);
 
 	close(tl);
 	/* A dup still holds the timeline. */
-	assert_int_equal(fence_status(f), 0);
+	assert_int_equal(uapi_fence_status(f), 0);
 	close(dupd);
-	assert_true(ready(f));
-	assert_int_equal(fence_status(f), -ENOENT);
+	assert_true(uapi_ready(f));
+	assert_int_equal(uapi_fence_status(f), -ENOENT);
 	close(f);
 }
 
@@ -105,8 +68,8 @@ static void file_info_two_calls(void **state)
 {
 	struct sync_fence_info fi[3];
 	struct sync_file_info info = { 0 };
-	int t1 = timeline_open(), t2 = timeline_open();
-	int a = fence_create(t1, 1), b = fence_create(t2, 1);
+	int t1 = uapi_timeline_open(), t2 = uapi_timeline_open();
+	int a = uapi_fence_create(t1, 1), b = uapi_fence_create(t2, 1);
 	struct sync_merge_data m = { .name = "mymerge", .fd2 = b };
 
 	assert_int_equal(ioctl(a, SYNC_IOC_MERGE, &m), 0);
@@ -121,7 +84,7 @@ static void file_info_two_calls(void **state)
 	info.sync_fence_info = (uintptr_t)fi;
 	assert_int_equal(ioctl(m.fence, SYNC_IOC_FILE_INFO, &info), -1);
 	assert_int_equal(errno, EINVAL);
-	assert_int_equal(tl_inc(t1, 1), 0);
+	assert_int_equal(uapi_tl_inc(t1, 1), 0);
 	info.num_fences = 3;
 	assert_int_equal(ioctl(m.fence, SYNC_IOC_FILE_INFO, &info), 0);
 	assert_int_equal(info.num_fences, 2);
@@ -137,8 +100,8 @@ static void file_info_two_calls(void **state)
 	info.flags = 1;
 	assert_int_equal(ioctl(m.fence, SYNC_IOC_FILE_INFO, &info), -1);
 	assert_int_equal(errno, EINVAL);
-	assert_int_equal(tl_inc(t2, 1), 0);
-	assert_int_equal(fence_status(m.fence), 1);
+	assert_int_equal(uapi_tl_inc(t2, 1), 0);
+	assert_int_equal(uapi_fence_status(m.fence), 1);
 	close(m.fence);
 	close(a);
 	close(b);
@@ -148,7 +111,7 @@ static void file_info_two_calls(void **state)
 
 static void merge_errors(void **state)
 {
-	int tl = timeline_open(), a = fence_create(tl, 1), before;
+	int tl = uapi_timeline_open(), a = uapi_fence_create(tl, 1), before;
 	struct sync_merge_data m = { .name = "x", .fd2 = 0x7fff };
 	void *ro;
 
@@ -180,7 +143,7 @@ static void merge_errors(void **state)
 
 static void sw_sync_errors(void **state)
 {
-	int tl = timeline_open(), before = harness_count_fds();
+	int tl = uapi_timeline_open(), before = harness_count_fds();
 	void *bad = uapi_bad_ptr();
 	struct sw_sync_create_fence_data d = { .value = 1 };
 	void *ro = uapi_ro_page(&d, sizeof(d));
@@ -203,7 +166,7 @@ static void buffer_fences(void **state)
 {
 	int heap = uapi_open_heap("system");
 	int buf = uapi_heap_alloc(heap, 4096, O_RDWR | O_CLOEXEC);
-	int tl = timeline_open(), f = fence_create(tl, 1);
+	int tl = uapi_timeline_open(), f = uapi_fence_create(tl, 1);
 	struct dma_buf_import_sync_file imp = { .flags = DMA_BUF_SYNC_WRITE, .fd = f };
 	struct dma_buf_export_sync_file exp = { .flags = DMA_BUF_SYNC_READ };
 	struct pollfd p = { .fd = buf, .events = POLLIN | POLLOUT };
@@ -212,7 +175,7 @@ static void buffer_fences(void **state)
 	assert_int_equal(poll(&p, 1, 0), 1);
 	assert_int_equal(p.revents, POLLIN | POLLOUT);
 	assert_int_equal(ioctl(buf, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, &exp), 0);
-	assert_int_equal(fence_status(exp.fd), 1);
+	assert_int_equal(uapi_fence_status(exp.fd), 1);
 	close(exp.fd);
 	/* A pending writer: neither readable nor writable. */
 	assert_int_equal(ioctl(buf, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &imp), 0);
@@ -230,8 +193,8 @@ static void buffer_fences(void **state)
 	}
 	exp.flags = DMA_BUF_SYNC_READ;
 	assert_int_equal(ioctl(buf, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, &exp), 0);
-	assert_int_equal(fence_status(exp.fd), 0);
-	assert_int_equal(tl_inc(tl, 1), 0);
+	assert_int_equal(uapi_fence_status(exp.fd), 0);
+	assert_int_equal(uapi_tl_inc(tl, 1), 0);
 	assert_int_equal(poll(&p, 1, -1), 1);
 	assert_int_equal(p.revents, POLLIN | POLLOUT);
 	{
@@ -242,7 +205,7 @@ static void buffer_fences(void **state)
 		assert_int_equal(select(buf + 1, &r, NULL, NULL, NULL), 1);
 		assert_true(FD_ISSET(buf, &r));
 	}
-	assert_int_equal(fence_status(exp.fd), 1);
+	assert_int_equal(uapi_fence_status(exp.fd), 1);
 	close(exp.fd);
 	/* Errors: flags, not a sync file, bad pointer. */
 	exp.flags = 0;
@@ -267,7 +230,7 @@ static void buffer_fences(void **state)
 
 static void poll_waits_for_signal(void **state)
 {
-	int tl = timeline_open(), f = fence_create(tl, 1);
+	int tl = uapi_timeline_open(), f = uapi_fence_create(tl, 1);
 	struct pollfd p = { .fd = f, .events = POLLIN };
 	fd_set set;
 	struct timeval tv = { 0, 0 };
@@ -297,7 +260,7 @@ static void poll_waits_for_signal(void **state)
  * or POLLHUP (the emulation's socket has both). */
 static void sync_file_poll_only_in(void **state)
 {
-	int tl = timeline_open(), f = fence_create(tl, 1);
+	int tl = uapi_timeline_open(), f = uapi_fence_create(tl, 1);
 	struct pollfd p = { .fd = f, .events = POLLIN | POLLOUT };
 	fd_set r, w;
 
@@ -308,7 +271,7 @@ static void sync_file_poll_only_in(void **state)
 	FD_SET(f, &w);
 	struct timeval tv = { 0 };
 	assert_int_equal(select(f + 1, NULL, &w, NULL, &tv), 0);
-	assert_int_equal(tl_inc(tl, 1), 0);
+	assert_int_equal(uapi_tl_inc(tl, 1), 0);
 	assert_int_equal(poll(&p, 1, 0), 1);
 	assert_int_equal(p.revents, POLLIN);
 	p = (struct pollfd){ .fd = f, .events = POLLOUT };
@@ -329,7 +292,7 @@ static void sync_file_poll_only_in(void **state)
 /* sync_file_fops has no read or write; the file is O_RDONLY. */
 static void sync_file_read_write(void **state)
 {
-	int tl = timeline_open(), f = fence_create(tl, 1);
+	int tl = uapi_timeline_open(), f = uapi_fence_create(tl, 1);
 	char c = 0;
 
 	assert_true(f >= 0);
@@ -338,7 +301,7 @@ static void sync_file_read_write(void **state)
 	assert_int_equal(errno, EBADF);
 	assert_int_equal(read(f, &c, 1), -1);
 	assert_int_equal(errno, EINVAL);
-	assert_int_equal(tl_inc(tl, 1), 0);
+	assert_int_equal(uapi_tl_inc(tl, 1), 0);
 	assert_int_equal(write(f, &c, 1), -1);
 	assert_int_equal(errno, EBADF);
 	assert_int_equal(read(f, &c, 1), -1);
@@ -373,8 +336,8 @@ static int get_deadline(int tl, int f, uint64_t *ns)
  * passes it on to each fence; GET wants one sw_sync point. */
 static void sw_sync_deadlines(void **state)
 {
-	int t1 = timeline_open(), t2 = timeline_open();
-	int a = fence_create(t1, 1), b = fence_create(t2, 1);
+	int t1 = uapi_timeline_open(), t2 = uapi_timeline_open();
+	int a = uapi_fence_create(t1, 1), b = uapi_fence_create(t2, 1);
 	struct test_set_deadline sd = { .deadline_ns = 2000 };
 	struct sync_merge_data m = { .name = "m", .fd2 = b };
 	uint64_t ns = 0;
@@ -409,7 +372,7 @@ static void sw_sync_deadlines(void **state)
  * whole within the 32 bytes. */
 static void default_name_has_seqno(void **state)
 {
-	int tl = timeline_open(), f = fence_create(tl, 7);
+	int tl = uapi_timeline_open(), f = uapi_fence_create(tl, 7);
 	struct sync_file_info info = { 0 };
 	size_t len;
 

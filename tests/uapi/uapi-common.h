@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,6 +36,48 @@ struct sw_sync_create_fence_data {
 #define SW_SYNC_IOC_MAGIC 'W'
 #define SW_SYNC_IOC_CREATE_FENCE _IOWR(SW_SYNC_IOC_MAGIC, 0, struct sw_sync_create_fence_data)
 #define SW_SYNC_IOC_INC _IOW(SW_SYNC_IOC_MAGIC, 1, __u32)
+
+/* A new sw_sync timeline (the debugfs path, as the kernel's selftests). */
+static inline int uapi_timeline_open(void)
+{
+	int fd = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* A sync file of point @value on timeline @tl, or -errno. */
+static inline int uapi_fence_create(int tl, uint32_t value)
+{
+	struct sw_sync_create_fence_data d = { .value = value, .name = "pt" };
+
+	if (ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &d) < 0)
+		return -errno;
+	return d.fence;
+}
+
+/* SW_SYNC_IOC_INC by @n: 0 or -errno. */
+static inline int uapi_tl_inc(int tl, uint32_t n)
+{
+	return ioctl(tl, SW_SYNC_IOC_INC, &n) < 0 ? -errno : 0;
+}
+
+/* SYNC_IOC_FILE_INFO's status (the ioctl must succeed). */
+static inline int uapi_fence_status(int fd)
+{
+	struct sync_file_info info = { 0 };
+
+	assert_int_equal(ioctl(fd, SYNC_IOC_FILE_INFO, &info), 0);
+	return info.status;
+}
+
+/* Whether @fd polls POLLIN now. */
+static inline bool uapi_ready(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
 
 /* A page nobody may touch: the bad user pointer of the EFAULT cases. */
 static inline void *uapi_bad_ptr(void)
