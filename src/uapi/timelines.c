@@ -646,6 +646,7 @@ void dmb_uapi_timelines_forked(void)
 	timelines = NULL;
 	watcher = NULL;
 	watched = 0;
+	memset(&tl_reprobes, 0, sizeof(tl_reprobes)); /* the parent's, with them */
 }
 
 void dmb_uapi_timelines_exit(void)
@@ -663,6 +664,7 @@ void dmb_uapi_timelines_exit(void)
 			if (t->wd >= 0)
 				inotify_rm_watch(w->ifd, t->wd);
 			t->wd = -1;
+			dmb_uapi_reprobe_cancel(&tl_reprobes, &t->reprobe);
 		}
 		watched = 0;
 	}
