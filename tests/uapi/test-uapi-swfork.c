@@ -200,7 +200,8 @@ static void sigkill_of_last_holder(void **state)
  */
 static void stalled_closer_still_destroys(void **state)
 {
-	int tl = timeline_open(), p1 = fence_create(tl, 1), p2 = fence_create(tl, 2), hidden;
+	int tl = uapi_timeline_open(), hidden;
+	int p1 = uapi_fence_create(tl, 1), p2 = uapi_fence_create(tl, 2);
 	void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
 	long (*raw)(long, ...);
 	char path[40];
