@@ -51,6 +51,7 @@
 #include <dmabuf.h>
 
 #include "core.h"
+#include "reprobe.h"
 #include "seccomp-int.h"
 
 #define IO_EVENTS (EPOLLIN | EPOLLOUT)
@@ -58,9 +59,6 @@
 #define MAX_FDS 4096
 /* A waiting call looks at whether the program still waits this often. */
 #define SLICE_NS 100000000LL
-/* After a close event, the buffer's file may still hold its lock for a
- * moment (the kernel notifies before it drops locks): probe again. */
-#define REPROBES 50
 
 static int64_t now_ns(void)
 {
@@ -456,7 +454,11 @@ struct reg {
 	bool fired;		/* EPOLLONESHOT reported: disabled until MOD */
 	uint32_t set;		/* the IO bits in the item's mask now */
 	uint64_t data;		/* the program's, given back untouched */
-	int reprobes;		/* close seen, file not yet known gone */
+	/* After a close event: probe at the watcher's next pass (probe_now),
+	 * then again with a back-off (reprobe.h) for as long as it takes, as
+	 * the kernel sends the event before it drops the file's locks. */
+	struct dmb_uapi_reprobe reprobe;
+	bool probe_now;
 	struct reg *next;
 };
 
@@ -467,13 +469,16 @@ struct tlw {
 	ino_t ino;
 	int own;		/* our own open file of the inode (no lock) */
 	int wd;
-	int reprobes;
+	struct dmb_uapi_reprobe reprobe; /* as a reg's */
+	bool probe_now;
 	struct tlw *next;
 };
 
 static pthread_mutex_t regs_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct reg *regs;
 static struct tlw *tlws;
+/* The re-probes of regs and of tlws, under regs_lock. */
+static struct dmb_uapi_reprobes reg_reprobes, tlw_reprobes;
 static int inotify_fd = -1, wake_fd = -1;
 static bool watcher_started;
 
@@ -582,6 +587,7 @@ static void drop(struct reg **pp, bool del)
 	bool shared = false;
 
 	*pp = r->next;
+	dmb_uapi_reprobe_cancel(&reg_reprobes, &r->reprobe);
 	if (del)
 		epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->standin, NULL);
 	/* inotify gives one watch per inode: keep it while another
@@ -631,11 +637,11 @@ static void timelines_probe(void)
 	struct tlw **pp, *t;
 
 	for (pp = &tlws; (t = *pp);) {
-		if (t->reprobes <= 0) {
+		if (!t->probe_now) {
 			pp = &t->next;
 			continue;
 		}
-		t->reprobes--;
+		t->probe_now = false;
 		dmb_uapi_closed(DMB_UAPI_SW_SYNC, t->dev, t->ino);
 		if (flock(t->own, LOCK_EX | LOCK_NB) < 0) {
 			pp = &t->next;
@@ -646,11 +652,34 @@ static void timelines_probe(void)
 		 * last lock went: once more. */
 		dmb_uapi_closed(DMB_UAPI_SW_SYNC, t->dev, t->ino);
 		*pp = t->next;
+		dmb_uapi_reprobe_cancel(&tlw_reprobes, &t->reprobe);
 		if (!tl_shares_wd(t->wd))
 			inotify_rm_watch(inotify_fd, t->wd);
 		close(t->own);
 		free(t);
 	}
+}
+
+/* poll()'s timeout: the earlier of the two queues' (-1: none). */
+static int reprobe_timeout(void)
+{
+	int a = dmb_uapi_reprobe_timeout(&reg_reprobes), b = dmb_uapi_reprobe_timeout(&tlw_reprobes);
+
+	return a < 0 ? b : b < 0 || a < b ? a : b;
+}
+
+/* The re-probes whose time has come are probed in this pass, each O(1);
+ * those still there stay queued, one level up. Under regs_lock. */
+static void reprobe_due(void)
+{
+	struct dmb_uapi_reprobe *it;
+
+	dmb_uapi_reprobe_begin(&reg_reprobes);
+	while ((it = dmb_uapi_reprobe_pop(&reg_reprobes)))
+		dmb_uapi_reprobe_of(it, struct reg, reprobe)->probe_now = true;
+	dmb_uapi_reprobe_begin(&tlw_reprobes);
+	while ((it = dmb_uapi_reprobe_pop(&tlw_reprobes)))
+		dmb_uapi_reprobe_of(it, struct tlw, reprobe)->probe_now = true;
 }
 
 static void *watcher(void *arg)
@@ -659,17 +688,15 @@ static void *watcher(void *arg)
 	struct pollfd *p = NULL;
 	struct reg *r, **pp;
 	size_t cap = 0, np;
-	bool reprobe;
+	int timeout;
 
 	(void)arg;
 	for (;;) {
 		pthread_mutex_lock(&regs_lock);
 		np = 2;
-		reprobe = false;
 		for (r = regs; r; r = r->next)
-			np += r->sf >= 0, reprobe |= r->reprobes > 0;
-		for (struct tlw *t = tlws; t; t = t->next)
-			reprobe |= t->reprobes > 0;
+			np += r->sf >= 0;
+		timeout = reprobe_timeout();
 		if (np > cap) {
 			struct pollfd *grown = realloc(p, np * sizeof(*p));
 
@@ -689,7 +716,7 @@ static void *watcher(void *arg)
 			usleep(1000);
 			continue;
 		}
-		if (poll(p, (nfds_t)np, reprobe ? 1 : -1) < 0 && errno != EINTR)
+		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR)
 			usleep(1000);
 		if (p[0].revents) {
 			uint64_t v;
@@ -706,17 +733,22 @@ static void *watcher(void *arg)
 
 					e += sizeof(*ev) + ev->len;
 					for (r = regs; r; r = r->next)
-						if (r->wd == ev->wd || (ev->mask & IN_Q_OVERFLOW))
-							r->reprobes = REPROBES;
+						if (r->wd == ev->wd || (ev->mask & IN_Q_OVERFLOW)) {
+							r->probe_now = true;
+							dmb_uapi_reprobe_queue(&reg_reprobes, &r->reprobe);
+						}
 					for (struct tlw *t = tlws; t; t = t->next)
-						if (t->wd == ev->wd || (ev->mask & IN_Q_OVERFLOW))
-							t->reprobes = REPROBES;
+						if (t->wd == ev->wd || (ev->mask & IN_Q_OVERFLOW)) {
+							t->probe_now = true;
+							dmb_uapi_reprobe_queue(&tlw_reprobes, &t->reprobe);
+						}
 				}
 		}
+		reprobe_due();
 		timelines_probe();
 		for (pp = &regs; (r = *pp);) {
-			if (r->reprobes > 0) {
-				r->reprobes--;
+			if (r->probe_now) {
+				r->probe_now = false;
 				if (buffer_gone(r)) {
 					drop(pp, true);
 					continue;

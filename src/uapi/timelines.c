@@ -48,6 +48,7 @@
 #include <dmabuf.h>
 
 #include "core.h"
+#include "reprobe.h"
 
 #define TL_MAGIC 0x6c74627573646dull
 #define TL_SIZE DMB_UAPI_PAGE
@@ -76,6 +77,9 @@ struct timeline {
 	bool any_pending;		/* a point was made pending here */
 	bool gone;			/* destroyed or let go, under mu */
 	int wd;				/* inotify watch, -1: none */
+	/* Queued for a re-probe after a close event (tl_reprobes, under
+	 * tbl_lock): while watched, for as long as it takes. */
+	struct dmb_uapi_reprobe reprobe;
 	atomic_int refs;		/* the table's and lookups' */
 	struct timeline *next;
 };
@@ -93,6 +97,7 @@ static pthread_mutex_t tl_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct timeline *timelines;
 static struct watcher *watcher;	/* under tbl_lock */
 static int watched;		/* under tbl_lock */
+static struct dmb_uapi_reprobes tl_reprobes; /* under tbl_lock */
 /* Held by the watcher while it signals: a point's sync file is made
  * ready by the signal, its layer fd closed by the put right after (the
  * library closes an export's socket when the fence is freed). */
@@ -208,6 +213,7 @@ static struct watcher *unwatch(struct timeline *t, bool in_watcher)
 	struct watcher *stopped = NULL;
 
 	pthread_mutex_lock(&tbl_lock);
+	dmb_uapi_reprobe_cancel(&tl_reprobes, &t->reprobe);
 	if (t->wd >= 0) {
 		if (--watched == 0) {
 			/* The removal of the watch below is the thread's
@@ -307,11 +313,40 @@ static struct watcher *tl_event(struct timeline *t, bool closed, bool in_watcher
 }
 
 /* The kernel sends a close event from __fput() before it drops the file's
- * locks: a probe that fails after one is tried again, every 1 ms, up to
- * TL_REPROBES times (as the library's release detection does). */
-#define TL_REPROBES 50
+ * locks, and the closer can be held up between the two for any time: a
+ * timeline still watched after a close event is probed again with a
+ * back-off (reprobe.h), 1, 2, 4 ... ms, then every 1024 ms, until it goes
+ * or is watched no more (unwatch() cancels). */
+static void reprobe_queue(struct timeline *t)
+{
+	pthread_mutex_lock(&tbl_lock);
+	if (t->wd >= 0 && !t->gone)
+		dmb_uapi_reprobe_queue(&tl_reprobes, &t->reprobe);
+	pthread_mutex_unlock(&tbl_lock);
+}
 
-/* A close event on every watched timeline (a reprobe, or lost events). */
+/* The re-probes whose time has come (the watcher, under sig_lock): O(1)
+ * each. A timeline still there stays queued, one level up. */
+static void reprobe_due(void)
+{
+	struct dmb_uapi_reprobe *it;
+	struct timeline *t;
+
+	pthread_mutex_lock(&tbl_lock);
+	dmb_uapi_reprobe_begin(&tl_reprobes);
+	while ((it = dmb_uapi_reprobe_pop(&tl_reprobes))) {
+		t = dmb_uapi_reprobe_of(it, struct timeline, reprobe);
+		atomic_fetch_add(&t->refs, 1);
+		pthread_mutex_unlock(&tbl_lock);
+		tl_event(t, true, true);
+		tl_put(t);
+		pthread_mutex_lock(&tbl_lock);
+	}
+	pthread_mutex_unlock(&tbl_lock);
+}
+
+/* A close event on every watched timeline (lost events): each is probed,
+ * and re-probed from the shortest period. */
 static void all_closed(void)
 {
 	struct timeline *t, **list = NULL;
@@ -331,6 +366,7 @@ static void all_closed(void)
 	pthread_mutex_unlock(&tbl_lock);
 	for (i = 0; i < n; i++) {
 		tl_event(list[i], true, true);
+		reprobe_queue(list[i]);
 		tl_put(list[i]);
 	}
 	free(list);
@@ -350,22 +386,19 @@ static void *watch_thread(void *arg)
 {
 	struct watcher *w = arg;
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	int reprobes = 0;
 
 	while (!watcher_stopped(w)) {
 		struct pollfd p = { .fd = w->ifd, .events = POLLIN };
-		ssize_t n;
+		ssize_t n = 0;
+		int timeout;
 
-		if (reprobes && poll(&p, 1, 1) == 0) {
-			reprobes--;
-			pthread_mutex_lock(&sig_lock);
-			all_closed();
-			if (w->ifd < 0)
-				goto self_stopped;
-			pthread_mutex_unlock(&sig_lock);
-			continue;
-		}
-		n = read(w->ifd, buf, sizeof(buf));
+		/* Nothing to re-probe (the usual case): straight to the
+		 * blocking read, no poll. */
+		pthread_mutex_lock(&tbl_lock);
+		timeout = dmb_uapi_reprobe_timeout(&tl_reprobes);
+		pthread_mutex_unlock(&tbl_lock);
+		if (timeout < 0 || poll(&p, 1, timeout) > 0)
+			n = read(w->ifd, buf, sizeof(buf));
 		if (watcher_stopped(w))
 			break;
 		/* Held while signalling and until what that frees is freed
@@ -379,7 +412,6 @@ static void *watch_thread(void *arg)
 			e += sizeof(*ev) + ev->len;
 			if (ev->mask & IN_Q_OVERFLOW) {
 				all_closed();
-				reprobes = TL_REPROBES;
 				continue;
 			}
 			pthread_mutex_lock(&tbl_lock);
@@ -394,10 +426,13 @@ static void *watch_thread(void *arg)
 				continue;
 			}
 			tl_event(t, closed, true);
-			tl_put(t);
 			if (closed)
-				reprobes = TL_REPROBES;
+				reprobe_queue(t);
+			tl_put(t);
 		}
+		if (w->ifd < 0)
+			goto self_stopped;
+		reprobe_due();
 		if (w->ifd < 0)
 			goto self_stopped;
 		pthread_mutex_unlock(&sig_lock);
@@ -611,6 +646,7 @@ void dmb_uapi_timelines_forked(void)
 	timelines = NULL;
 	watcher = NULL;
 	watched = 0;
+	memset(&tl_reprobes, 0, sizeof(tl_reprobes)); /* the parent's, with them */
 }
 
 void dmb_uapi_timelines_exit(void)
@@ -628,6 +664,7 @@ void dmb_uapi_timelines_exit(void)
 			if (t->wd >= 0)
 				inotify_rm_watch(w->ifd, t->wd);
 			t->wd = -1;
+			dmb_uapi_reprobe_cancel(&tl_reprobes, &t->reprobe);
 		}
 		watched = 0;
 	}

@@ -6,9 +6,12 @@
  * pending points signal -ENOENT only when the last fd in every process is
  * gone (a SIGKILLed holder's included).
  */
+#include <dlfcn.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "uapi-common.h"
@@ -185,6 +188,52 @@ static void sigkill_of_last_holder(void **state)
 	close(sv[0]);
 }
 
+/*
+ * A closer held up between its close event and its lock drop (the kernel
+ * sends IN_CLOSE_* from __fput() before locks_remove_file()), for longer
+ * than the layer's re-probes used to last (50 at 1 ms): the release must
+ * still come, once. The stall is real: a description of the timeline's
+ * file the layer does not know of (libc's own syscall(), past the
+ * preload's) holds the shared flock across the program's last close, and
+ * drops it 400 ms later with no close event. Before the re-probes backed
+ * off instead of giving up, the points stayed pending for good.
+ */
+static void stalled_closer_still_destroys(void **state)
+{
+	int tl = uapi_timeline_open(), hidden;
+	int p1 = uapi_fence_create(tl, 1), p2 = uapi_fence_create(tl, 2);
+	void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+	long (*raw)(long, ...);
+	char path[40];
+
+	assert_non_null(libc);
+	raw = (long (*)(long, ...))dlsym(libc, "syscall");
+	assert_non_null(raw);
+	assert_true(p1 >= 0 && p2 >= 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", tl);
+	hidden = (int)raw(SYS_openat, (long)AT_FDCWD, path, (long)(O_RDONLY | O_CLOEXEC));
+	assert_true(hidden >= 0);
+	assert_int_equal(raw(SYS_flock, (long)hidden, (long)LOCK_SH), 0);
+	close(tl); /* the last fd: its close event comes, the lock stays */
+	usleep(400 * 1000);
+	assert_int_equal(status(p1), 0);
+	assert_int_equal(status(p2), 0);
+	assert_int_equal(raw(SYS_flock, (long)hidden, (long)LOCK_UN), 0); /* no event */
+	wait_signalled(p1);
+	wait_signalled(p2);
+	assert_int_equal(status(p1), -ENOENT);
+	assert_int_equal(status(p2), -ENOENT);
+	/* Its own close later is one more close event: nothing is left to
+	 * release, and the points keep their status. */
+	assert_int_equal(raw(SYS_close, (long)hidden), 0);
+	usleep(20 * 1000);
+	assert_int_equal(status(p1), -ENOENT);
+	assert_int_equal(status(p2), -ENOENT);
+	close(p1);
+	close(p2);
+	dlclose(libc);
+}
+
 /* A timeline the child opened and sent over SCM_RIGHTS: the same file in
  * the parent, advanced by the child, released by the parent's close. */
 static void timeline_over_scm_rights(void **state)
@@ -241,6 +290,7 @@ int main(void)
 		harness_test(parent_inc_signals_child_point),
 		harness_test(last_close_in_child),
 		harness_test(sigkill_of_last_holder),
+		harness_test(stalled_closer_still_destroys),
 		harness_test(timeline_over_scm_rights),
 	};
 
