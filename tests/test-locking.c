@@ -10,7 +10,6 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "dmabuf-fence.h"
@@ -55,21 +54,18 @@ struct signaller {
 	atomic_bool got_lock;
 };
 
-/* Signals only after it could take the context lock (within 5 s), which it
- * can only while the waiter has dropped the lock entirely. */
+/* Signals only after it took the context lock, which it can only while the
+ * waiter has dropped the lock entirely: it blocks on the lock (an event, no
+ * polling, no count of tries that would be a time bound under load). A wait
+ * that kept the lock never lets it in, so the fence never signals and the
+ * test hangs: the suite's timeout is the guard for that "never". */
 static void *signal_after_lock(void *arg)
 {
 	struct signaller *s = arg;
-	struct timespec ts = { 0, 1000000 };
 
-	for (int i = 0; i < 5000 && !s->got_lock; i++) {
-		if (dmb_trylock(s->ctx)) {
-			s->got_lock = true;
-			dmb_unlock(s->ctx);
-		} else {
-			nanosleep(&ts, NULL);
-		}
-	}
+	dmb_lock(s->ctx);
+	s->got_lock = true;
+	dmb_unlock(s->ctx);
 	dmabuf_timeline_inc(s->tl, 1);
 	return NULL;
 }

@@ -32,7 +32,8 @@
 #include "rawpeer.h"
 
 #define MiB (1024ull * 1024)
-#define CHILD_LIMIT_MS 15000
+/* A hang guard, not a speed bound: its expiry means "it never came". */
+#define CHILD_LIMIT_MS 30000
 
 /* ---- the exporter's ops: test_exporter's, with a kill switch --------------- */
 
@@ -468,7 +469,6 @@ static void exporter_killed_importer_keeps_cpu_access(void **state)
 	struct dmabuf_attachment *att[2], *late = NULL;
 	struct dmabuf_sg_table *sgt[3], *s = NULL;
 	uint8_t *v, *v2, *p;
-	int64_t t0;
 
 	doomed_start(&d);
 	assert_int_equal(dmabuf_attach(d.px, d.dev[0], &att[0]), 0);
@@ -497,15 +497,14 @@ static void exporter_killed_importer_keeps_cpu_access(void **state)
 	check_pattern(v2, "new vmap after the exporter died");
 	assert_int_equal(dmabuf_vunmap(d.px, v2), 0);
 
-	/* device operations fail, promptly */
-	t0 = rp_now_ms();
+	/* device operations fail with -ENODEV: the death is seen, not waited
+	 * out (a call that waited for call_timeout_ms would be -ETIMEDOUT) */
 	assert_int_equal(dmabuf_attach(d.px, d.dev[2], &late), -ENODEV);
 	assert_null(late);
 	assert_int_equal(dmabuf_map_attachment(att[0], DMABUF_TO_DEVICE, &s), -ENODEV);
 	assert_null(s);
 	assert_int_equal(dmabuf_begin_cpu_access(d.px, DMABUF_FROM_DEVICE), -ENODEV);
 	assert_int_equal(dmabuf_begin_cpu_access(d.px, DMABUF_BIDIRECTIONAL), -ENODEV);
-	assert_true(rp_now_ms() - t0 < 5000);
 
 	/* what it holds is let go without complaint */
 	assert_int_equal(dmabuf_unmap_attachment(att[0], sgt[0], DMABUF_TO_DEVICE), 0);
@@ -523,7 +522,6 @@ static void exporter_killed_mid_request(void **state)
 	struct dmabuf_attachment *att;
 	struct dmabuf_sg_table *sgt = NULL, *s2 = NULL;
 	uint8_t *v;
-	int64_t t0;
 
 	doomed_start(&d);
 	assert_int_equal(dmabuf_attach(d.px, d.dev[0], &att), 0);
@@ -540,10 +538,9 @@ static void exporter_killed_mid_request(void **state)
 		assert_int_equal(c, 'k');
 		assert_int_equal(none, -1);
 	}
-	t0 = rp_now_ms();
+	/* -ENODEV, not the -ETIMEDOUT of a call that waited its timeout out */
 	assert_int_equal(dmabuf_map_attachment(att, DMABUF_FROM_DEVICE, &sgt), -ENODEV);
 	assert_null(sgt);
-	assert_true(rp_now_ms() - t0 < 5000);
 	assert_int_equal(harness_wait(d.pid), 128 + SIGKILL);
 	assert_int_equal(dmabuf_vmap(d.px, (void **)&v), 0);
 	check_pattern(v, "vmap after the exporter died mid-request");

@@ -28,6 +28,7 @@ struct dmb_physmem {
 	uint64_t cma_first, cma_end;	/* bits of the CMA region */
 	uint64_t used, cma_used;	/* frames */
 	uint64_t rng;			/* splitmix64 state */
+	uint64_t scanned;		/* bitmap words read by searches */
 };
 
 /* splitmix64: tiny, good enough, and ours, so libc cannot change layouts. */
@@ -75,12 +76,13 @@ static uint64_t bm_assign(uint64_t *bm, uint64_t start, uint64_t n, bool val)
 }
 
 /* First bit >= pos and < end whose value is `val`; end if none. */
-static uint64_t bm_find(const uint64_t *bm, uint64_t pos, uint64_t end, bool val)
+static uint64_t bm_find(struct dmb_physmem *pm, uint64_t pos, uint64_t end, bool val)
 {
 	while (pos < end) {
 		uint64_t w = pos / WORD_BITS;
-		uint64_t word = val ? bm[w] : ~bm[w];
+		uint64_t word = val ? pm->bm[w] : ~pm->bm[w];
 
+		pm->scanned++;
 		word &= ~0ull << (pos % WORD_BITS);
 		if (word)
 			return min_u64(w * WORD_BITS + (uint64_t)__builtin_ctzll(word), end);
@@ -93,7 +95,7 @@ static uint64_t bm_find(const uint64_t *bm, uint64_t pos, uint64_t end, bool val
  * First free slot of 2^order frames at or after `pos`, naturally aligned and
  * inside [pos, hi). Word-level: busy words are skipped whole.
  */
-static uint64_t scan_slot(const struct dmb_physmem *pm, uint64_t pos,
+static uint64_t scan_slot(struct dmb_physmem *pm, uint64_t pos,
 			  uint64_t hi, unsigned int order)
 {
 	uint64_t n = 1ull << order;
@@ -107,12 +109,14 @@ static uint64_t scan_slot(const struct dmb_physmem *pm, uint64_t pos,
 
 			for (i = 0; i < nw && !pm->bm[w + i]; i++)
 				;
+			pm->scanned += i < nw ? i + 1 : nw;
 			if (i == nw)
 				return pos;
 			pos = DMB_ALIGN_UP((w + i + 1) * WORD_BITS, n);
 		} else if (order == 0) {
 			uint64_t fr = ~pm->bm[w] & (~0ull << (pos % WORD_BITS));
 
+			pm->scanned++;
 			if (fr) {
 				pos = w * WORD_BITS + (uint64_t)__builtin_ctzll(fr);
 				return pos < hi ? pos : NO_SLOT;
@@ -122,6 +126,7 @@ static uint64_t scan_slot(const struct dmb_physmem *pm, uint64_t pos,
 			uint64_t word = pm->bm[w];
 			unsigned int b = pos % WORD_BITS;
 
+			pm->scanned++;
 			if (word == ~0ull) {
 				pos = (w + 1) * WORD_BITS;
 				continue;
@@ -373,8 +378,8 @@ int dmb_physmem_alloc_contig(struct dmb_physmem *pm, uint64_t npages,
 	pos = pm->cma_first;
 	/* First fit over the holes of the region, in address order. */
 	while (pos < hi) {
-		uint64_t hole = bm_find(pm->bm, pos, hi, false);
-		uint64_t hole_end = bm_find(pm->bm, hole, hi, true);
+		uint64_t hole = bm_find(pm, pos, hi, false);
+		uint64_t hole_end = bm_find(pm, hole, hi, true);
 		uint64_t pfn = pm->pfn0 + hole;
 		uint64_t start = DMB_ALIGN_UP(pfn, align_pfn);
 
@@ -430,4 +435,5 @@ void dmb_physmem_get_stats(const struct dmb_physmem *pm,
 	st->cma_total = (pm->cma_end - pm->cma_first) << DMB_PAGE_SHIFT;
 	st->cma_used = pm->cma_used << DMB_PAGE_SHIFT;
 	st->cma_base = bit_to_phys(pm, pm->cma_first);
+	st->scanned = pm->scanned;
 }

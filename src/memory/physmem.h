@@ -47,6 +47,9 @@ struct dmb_physmem_stats {
 	uint64_t total, used;		/* bytes, whole space */
 	uint64_t cma_total, cma_used;	/* bytes, CMA region */
 	uint64_t cma_base;
+	/* Bitmap words read by the searches so far (cumulative): the work
+	 * an allocation does, for tests (a count, not a time). */
+	uint64_t scanned;
 };
 void dmb_physmem_get_stats(const struct dmb_physmem *pm,
 			   struct dmb_physmem_stats *st);
