@@ -14,7 +14,7 @@
  * and every untagged fd go to the kernel untouched (no syscall added), and
  * so does every call behind a sanitizer's interceptor (ASan), which hides
  * who called.
- * recvmsg() and recvmmsg() are in preload.c, accept4() in fdplace.c.
+ * recvmsg() and recvmmsg() are in preload-recv.c, accept4() in fdplace.c.
  */
 #include <dlfcn.h>
 #include <errno.h>
