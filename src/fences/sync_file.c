@@ -170,9 +170,10 @@ DMABUF_EXPORT int dmabuf_sync_file_wait(int fd, int timeout_ms)
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 	struct dmb_sf_record rec;
 	struct sf_name nm;
+	int64_t end = timeout_ms > 0 ? dmb_now_ns() + (int64_t)timeout_ms * 1000000 : 0;
 	ssize_t n = -1;
-	bool empty = false;
-	int ret;
+	bool shut = false;
+	int ret, slice = 1;
 
 	if (fd < 0)
 		return -EBADF;
@@ -196,23 +197,55 @@ DMABUF_EXPORT int dmabuf_sync_file_wait(int fd, int timeout_ms)
 			return -EBADF;
 		if (n < 0 && errno == ENOTSOCK)
 			return -EINVAL;
-		empty = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 	}
 	ret = dmb_sf_parse_name(fd, &nm);
 	if (ret)
 		return ret;
-	/* Ours: EOF is a signaller gone (R polls POLLIN), and nothing yet is
-	 * the answer of a test. */
-	if (n == 0)
-		return 1;
-	if (empty && timeout_ms == 0)
-		return 0;
-	do
-		ret = poll(&p, 1, timeout_ms);
-	while (ret < 0 && errno == EINTR);
-	if (ret < 0)
-		return -errno;
-	return ret > 0 && (p.revents & (POLLIN | POLLHUP)) ? 1 : 0;
+	/* Ours: only its signaller writes into R, so any data is the signal,
+	 * and EOF is one once sync_file_peer.c says so (W closed, or its
+	 * status in W's name); with W open a holder shut R down, which R's
+	 * readiness cannot tell from a signal any more: the wait sleeps in
+	 * slices and looks again. */
+	for (;;) {
+		int left = timeout_ms;
+		int error;
+		int64_t ts;
+
+		if (n > 0)
+			return 1;
+		if (n == 0) {
+			if (dmb_sf_eof_truth(fd, &error, &ts))
+				return 1;
+			shut = true;
+		}
+		if (timeout_ms > 0) {
+			int64_t l = (end - dmb_now_ns()) / 1000000;
+
+			left = l > 0 ? (int)l : 0;
+		}
+		if (left == 0)
+			return 0;
+		if (shut) {
+			poll(NULL, 0, left < 0 || left > slice ? slice : left);
+			slice = slice * 2 > 64 ? 64 : slice * 2;
+		} else {
+			ret = poll(&p, 1, left);
+			if (ret < 0 && errno != EINTR)
+				return -errno;
+			if (ret > 0 && (p.revents & POLLNVAL))
+				return -EBADF;
+		}
+		do
+			n = recv(fd, &rec, sizeof(rec), MSG_PEEK | MSG_DONTWAIT);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && errno == EBADF)
+			return -EBADF;
+		/* ECONNRESET: W went with bytes unread in it, then EOF. */
+		if (n < 0 && errno == ECONNRESET)
+			n = 0;
+		else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			return 1; /* R polled ready and cannot be read: as poll() */
+	}
 }
 
 DMABUF_EXPORT int dmabuf_sync_file_info(int fd, int *status,

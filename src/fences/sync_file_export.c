@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -105,8 +106,13 @@ static void send_record_locked(struct sf_export *e, const struct dmb_sf_record *
 		while (r < 0 && errno == EINTR);
 		if (r == (ssize_t)len)
 			return;
-		/* EPIPE: every copy of R is gone already. */
-		if (!(r < 0 && errno == EPIPE))
+		/* EPIPE: every copy of R is gone already, or a holder shut R
+		 * down for reading: then the status goes into W's name, which
+		 * every holder reads once W is closed (sync_file_peer.c). */
+		if (r < 0 && errno == EPIPE)
+			dmb_sf_bind_status(e->wfd, e->key.pid, e->key.serial, rec->error,
+					   rec->timestamp_ns);
+		else
 			dmb_err(NULL, "sync file: cannot write the signal record: %s",
 				r < 0 ? strerror(errno) : "short write");
 	}
@@ -178,7 +184,7 @@ static int read_deadlines(int wfd, int64_t *earliest, bool *have)
  * kernel's drivers do), or NULL. At EOF W is closed and forgotten, as the
  * sweep would.
  */
-struct dmabuf_fence *dmb_sf_export_deadline(uint64_t id, int64_t *dl)
+struct dmabuf_fence *dmb_sf_export_deadline(uint64_t id, int epfd, int64_t *dl)
 {
 	struct dmabuf_fence *f = NULL;
 	struct sf_export *e;
@@ -194,9 +200,18 @@ struct dmabuf_fence *dmb_sf_export_deadline(uint64_t id, int64_t *dl)
 		pthread_mutex_unlock(&dmb_sf_lock);
 		return NULL;
 	}
-	if (read_deadlines(e->wfd, &earliest, &have) < 0)
-		export_forget_locked(e);
-	else if (have && dmb_fence_tryget(e->key.fence))
+	if (read_deadlines(e->wfd, &earliest, &have) < 0) {
+		if (dmb_sf_peer_open(e->wfd) > 0) {
+			/* A holder shut R down for writing: R is still open,
+			 * and so stays W; no deadline can come any more. */
+			epoll_ctl(epfd, EPOLL_CTL_DEL, e->wfd, NULL);
+			e->watch_id = 0;
+			atomic_fetch_sub(&dmb_sf_nwatched, 1);
+			e->held = true;
+		} else {
+			export_forget_locked(e);
+		}
+	} else if (have && dmb_fence_tryget(e->key.fence))
 		f = e->key.fence;
 	pthread_mutex_unlock(&dmb_sf_lock);
 	*dl = earliest;
@@ -280,12 +295,19 @@ static void sweep_locked(void)
 	if (!p)
 		return;
 	TAILQ_FOREACH(e, &sf_open, open_link)
-		p[n++] = (struct pollfd){ .fd = e->wfd, .events = 0 };
+		p[n++] = (struct pollfd){ .fd = e->held ? -1 : e->wfd, .events = 0 };
 	if (poll(p, n, 0) > 0) {
 		for (e = TAILQ_FIRST(&sf_open); e; e = next, i++) {
 			next = TAILQ_NEXT(e, open_link);
-			if (p[i].revents & (POLLHUP | POLLERR))
+			/* POLLERR: R went with the record in it (ECONNRESET),
+			 * only a close does that. POLLHUP alone: every R is
+			 * closed, or a holder shut R down both ways, which
+			 * keeps W (sync_file_peer.c). */
+			if ((p[i].revents & POLLERR) ||
+			    ((p[i].revents & POLLHUP) && dmb_sf_peer_open(e->wfd) <= 0))
 				export_forget_locked(e);
+			else if (p[i].revents & POLLHUP)
+				e->held = true;
 		}
 	}
 	free(p);

@@ -91,9 +91,15 @@ static struct dmabuf_sync_fence_info *peek_children(int fd, uint32_t n)
 	return children;
 }
 
+/* A holder shut R down: nothing to poll (R is ready for good); how long to
+ * sleep before looking again, doubling from 1 ms up to this. */
+#define SF_SHUT_SLICE_MAX_MS 64
+
 /* Checks R without blocking (timeout_ms 0) or waits on it, and signals the
  * fence when R says so. The caller holds a reference. Returns true once
- * the fence has signalled. */
+ * the fence has signalled. An EOF without a record is asked about first
+ * (sync_file_peer.c): with W still open it is a holder's shutdown of R,
+ * a wake-up that the wait then sleeps through in slices. */
 bool dmb_sf_imp_poll(struct sf_imported *imp, int timeout_ms, bool user_held)
 {
 	struct dmabuf_fence *f = &imp->base;
@@ -101,8 +107,9 @@ bool dmb_sf_imp_poll(struct sf_imported *imp, int timeout_ms, bool user_held)
 	struct dmb_sf_record rec;
 	int64_t end = timeout_ms > 0 ? dmb_now_ns() + (int64_t)timeout_ms * 1000000 : 0;
 	struct pollfd p = { .events = POLLIN };
-	bool signalled_here = false;
-	int error, r;
+	bool signalled_here = false, shut = false;
+	int error, r, slice = 1;
+	int64_t ts;
 	ssize_t n;
 
 	pthread_mutex_lock(&f->lock);
@@ -117,32 +124,63 @@ bool dmb_sf_imp_poll(struct sf_imported *imp, int timeout_ms, bool user_held)
 	p.fd = imp->rfd;
 	pthread_mutex_unlock(&f->lock);
 	for (;;) {
-		r = poll(&p, 1, timeout_ms);
-		if (r >= 0 || errno != EINTR)
-			break;
-		if (timeout_ms > 0) {
-			int64_t left = (end - dmb_now_ns()) / 1000000;
+		int left = timeout_ms;
 
-			timeout_ms = left > 0 ? (int)left : 0;
+		if (timeout_ms > 0) {
+			int64_t l = (end - dmb_now_ns()) / 1000000;
+
+			left = l > 0 ? (int)l : 0;
 		}
-	}
-	if (r <= 0)
-		goto out;
-	do
-		n = recv(p.fd, &rec, sizeof(rec), MSG_PEEK | MSG_DONTWAIT);
-	while (n < 0 && errno == EINTR);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-		goto out;
-	if (n == (ssize_t)sizeof(rec) && rec.magic == SF_MAGIC && rec.error <= 0 &&
-	    rec.error >= -4095 && rec.nchildren <= SF_MAX_CHILDREN) {
-		error = rec.error;
-		if (rec.nchildren)
-			children = peek_children(p.fd, rec.nchildren);
-	} else {
-		/* EOF without a record: the signaller is gone. */
-		error = DMABUF_FENCE_ESIGNALLER;
+		if (shut) {
+			/* R polls ready for good: sleep, then look again. */
+			if (left == 0)
+				goto out;
+			r = left < 0 || left > slice ? slice : left;
+			poll(NULL, 0, r);
+			slice = slice * 2 > SF_SHUT_SLICE_MAX_MS ? SF_SHUT_SLICE_MAX_MS : slice * 2;
+		} else {
+			r = poll(&p, 1, left);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				goto out;
+		}
+		do
+			n = recv(p.fd, &rec, sizeof(rec), MSG_PEEK | MSG_DONTWAIT);
+		while (n < 0 && errno == EINTR);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			/* a wake-up with nothing in R */
+			if (left == 0)
+				goto out;
+			continue;
+		}
+		if (n == (ssize_t)sizeof(rec) && rec.magic == SF_MAGIC && rec.error <= 0 &&
+		    rec.error >= -4095 && rec.nchildren <= SF_MAX_CHILDREN) {
+			error = rec.error;
+			if (rec.nchildren)
+				children = peek_children(p.fd, rec.nchildren);
+			break;
+		}
 		memset(&rec, 0, sizeof(rec));
-		rec.timestamp_ns = dmb_now_ns();
+		/* ECONNRESET: W went with bytes unread in it, then EOF. */
+		if (n < 0 && errno == ECONNRESET)
+			n = 0;
+		if (n == 0 && !dmb_sf_eof_truth(p.fd, &error, &ts)) {
+			/* W is open: a holder shut R down, still pending */
+			shut = true;
+			if (left == 0)
+				goto out;
+			continue;
+		}
+		if (n != 0) {
+			/* Bytes that are no record (R is ours: it cannot be
+			 * anyone else's), or an error: as a signaller gone. */
+			error = DMABUF_FENCE_ESIGNALLER;
+			ts = dmb_now_ns();
+		}
+		/* EOF: the signaller is gone, or its status in W's name. */
+		rec.timestamp_ns = ts;
+		break;
 	}
 	pthread_mutex_lock(&f->lock);
 	if (!atomic_load_explicit(&f->signaled, memory_order_relaxed)) {

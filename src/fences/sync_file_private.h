@@ -9,7 +9,9 @@
  *   sweep, deadlines read from W;
  * - sync_file_import.c: import, the imported-fence subtype that learns of
  *   its signal through R;
- * - sync_file_watcher.c: the watcher thread that drives both from epoll.
+ * - sync_file_watcher.c: the watcher thread that drives both from epoll;
+ * - sync_file_peer.c: what an EOF of R means (W still open? a status in
+ *   W's name?), so that a holder's shutdown() of R signals nothing.
  * Locks (docs/design.md §8): the watcher's lock (6) before a fence lock
  * (7) before dmb_sf_lock (8).
  */
@@ -51,6 +53,9 @@ struct sf_export {
 	struct sf_key key;
 	int wfd;			/* -1 once closed */
 	bool recorded;			/* the record is in W */
+	/* A holder shut R down (W polled POLLHUP, or read EOF, while R
+	 * is open): kept out of the sweep, closed at signal or free. */
+	bool held;
 	/* Under dmb_sf_lock: the watcher's id for W (deadlines), 0 if none. */
 	uint64_t watch_id;
 	struct sf_attach *owner;
@@ -105,6 +110,10 @@ struct sf_imported {
 	/* Under the watcher's lock. */
 	uint64_t watch_id;		/* 0: not watched */
 	LIST_ENTRY(sf_imported) watch_link;
+	/* A holder shut R down (R is ready for good): not in the epoll set
+	 * but looked at every slow_ms (doubling), next at slow_at. */
+	int slow_ms;
+	int64_t slow_at;
 	char driver[DMABUF_SYNC_NAME_LEN];
 	char timeline[DMABUF_SYNC_NAME_LEN];
 	/* A merge signalled elsewhere: the fences the signaller reported. */
@@ -139,12 +148,25 @@ void dmb_sf_copy_name(char *dst, const char *src);
 /* The entry SYNC_IOC_FILE_INFO reports for f. */
 void dmb_sf_fill_info(struct dmabuf_fence *f, struct dmabuf_sync_fence_info *i);
 
+/* sync_file_peer.c */
+/* 1 if the other end of the socket fd is open, 0 if it is closed, or
+ * -errno when the kernel cannot say (no socket diagnostics). */
+int dmb_sf_peer_open(int fd);
+/* Binds W to the name that carries the signal's status (R could not take
+ * the record); 0 or -errno. */
+int dmb_sf_bind_status(int wfd, long pid, unsigned long serial, int error, int64_t ts);
+/* R is at EOF without a record: 1 if the fence has signalled (*error,
+ * *ts: the status W's name carries, or DMABUF_FENCE_ESIGNALLER when W is
+ * closed without one), 0 if W is open (a holder shut R down). */
+int dmb_sf_eof_truth(int fd, int *error, int64_t *ts);
+
 /* sync_file_export.c */
 /* Under dmb_sf_lock, in a forked child: every W end is closed. */
 void dmb_sf_exports_forked(void);
-/* Under the watcher's lock, its event on the W end with watch id `id`:
- * the fence (a reference) and in *dl the earliest deadline read, or NULL. */
-struct dmabuf_fence *dmb_sf_export_deadline(uint64_t id, int64_t *dl);
+/* Under the watcher's lock, its event on the W end with watch id `id`
+ * (in the watcher's epoll set epfd): the fence (a reference) and in *dl
+ * the earliest deadline read, or NULL. */
+struct dmabuf_fence *dmb_sf_export_deadline(uint64_t id, int epfd, int64_t *dl);
 
 /* sync_file_import.c */
 /* Checks R without blocking (timeout_ms 0) or waits on it, and signals the

@@ -83,6 +83,7 @@ static void unwatch_locked(struct sf_imported *imp)
 		epoll_ctl(watcher.cur->epfd, EPOLL_CTL_DEL, imp->rfd, NULL);
 	LIST_REMOVE(imp, watch_link);
 	imp->watch_id = 0;
+	imp->slow_ms = 0;
 	watcher.nwatch--;
 }
 
@@ -154,13 +155,70 @@ static void watcher_unlock_idle(void)
 	watcher_join(w);
 }
 
+/* Slow watches: the longest sleep between looks at an R a holder shut
+ * down (sync_file_import.c sleeps as long in a wait). */
+#define WATCH_SLOW_MAX_MS 64
+
+static void watch_import_slow(struct sf_imported *imp);
+
+/* Under watcher.lock: ms until the next slow watch is due, or -1. */
+static int slow_timeout_locked(void)
+{
+	struct sf_imported *imp;
+	int64_t next = -1, now = 0;
+
+	LIST_FOREACH(imp, &watcher.watched, watch_link) {
+		if (!imp->slow_ms)
+			continue;
+		if (!now)
+			now = dmb_now_ns();
+		if (next < 0 || imp->slow_at < next)
+			next = imp->slow_at;
+	}
+	if (next < 0)
+		return -1;
+	return next <= now ? 0 : (int)((next - now + 999999) / 1000000);
+}
+
+/* Looks at the slow watches that are due (outside the lock: the look
+ * signals the fence, and its unwatch takes the lock). */
+static void slow_look(void)
+{
+	for (;;) {
+		struct sf_imported *imp;
+		int64_t now = dmb_now_ns();
+
+		pthread_mutex_lock(&watcher.lock);
+		LIST_FOREACH(imp, &watcher.watched, watch_link)
+			if (imp->slow_ms && imp->slow_at <= now)
+				break;
+		if (imp) {
+			/* The watch's reference keeps it while listed. */
+			dmabuf_fence_get(&imp->base);
+			imp->slow_ms = imp->slow_ms * 2 > WATCH_SLOW_MAX_MS ? WATCH_SLOW_MAX_MS
+									   : imp->slow_ms * 2;
+			imp->slow_at = now + (int64_t)imp->slow_ms * 1000000;
+		}
+		pthread_mutex_unlock(&watcher.lock);
+		if (!imp)
+			return;
+		dmb_sf_imp_poll(imp, 0, false);
+		dmabuf_fence_put(&imp->base);
+	}
+}
+
 /* Runs one instance until it stops (its fds closed). */
 static void watch_run(struct watch_inst *w)
 {
 	for (;;) {
 		struct epoll_event ev[8];
-		int n = epoll_wait(w->epfd, ev, DMB_ARRAY_SIZE(ev), -1);
+		int n, timeout;
 
+		slow_look();
+		pthread_mutex_lock(&watcher.lock);
+		timeout = slow_timeout_locked();
+		pthread_mutex_unlock(&watcher.lock);
+		n = epoll_wait(w->epfd, ev, DMB_ARRAY_SIZE(ev), timeout);
 		if (n < 0 && errno == EINTR)
 			continue;
 		for (int i = 0; i < n; i++) {
@@ -177,7 +235,7 @@ static void watch_run(struct watch_inst *w)
 				 * watcher in the same locked section, so a
 				 * thread that finds W gone finds this
 				 * instance stopped (and joins it). */
-				dl_fence = dmb_sf_export_deadline(ev[i].data.u64, &dl);
+				dl_fence = dmb_sf_export_deadline(ev[i].data.u64, w->epfd, &dl);
 				if (watcher_idle_locked()) {
 					watcher_stop_locked(false);
 					stop = true;
@@ -206,8 +264,11 @@ static void watch_run(struct watch_inst *w)
 			}
 			pthread_mutex_unlock(&watcher.lock);
 			if (imp) {
-				/* With the watch user, which it drops. */
-				dmb_sf_imp_poll(imp, 0, true);
+				/* With the watch user, which it drops. Still
+				 * pending: a holder shut R down (or a wake-up
+				 * with nothing in R): watched slowly. */
+				if (!dmb_sf_imp_poll(imp, 0, true))
+					watch_import_slow(imp);
 				dmabuf_fence_put(&imp->base);
 			}
 			if (dl_fence) {
@@ -295,8 +356,8 @@ static struct watch_inst *watcher_start_locked(void)
 	return w;
 }
 
-/* ops->enable_signaling of imported fences: watch R. */
-bool dmb_sf_watch_import(struct sf_imported *imp)
+/* Watches R: in the epoll set, or (slow) by looking at it every few ms. */
+static void watch_import(struct sf_imported *imp, bool slow)
 {
 	struct dmabuf_fence *f = &imp->base;
 	struct epoll_event ev = { .events = EPOLLIN };
@@ -307,32 +368,48 @@ bool dmb_sf_watch_import(struct sf_imported *imp)
 	if (!w) {
 		pthread_mutex_unlock(&watcher.lock);
 		dmb_err(NULL, "sync file: cannot start the fence watcher");
-		return true;
+		return;
 	}
 	/* A watch user, so that R stays open while registered. */
 	pthread_mutex_lock(&f->lock);
-	if (imp->rfd < 0 || atomic_load_explicit(&f->signaled, memory_order_relaxed)) {
+	if (imp->rfd < 0 || imp->watch_id ||
+	    atomic_load_explicit(&f->signaled, memory_order_relaxed)) {
 		pthread_mutex_unlock(&f->lock);
 		watcher_unlock_idle();
-		return true;
+		return;
 	}
 	imp->users++;
 	pthread_mutex_unlock(&f->lock);
 	dmabuf_fence_get(f);
 	ev.data.u64 = imp->watch_id = ++watcher.next_id;
-	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, imp->rfd, &ev)) {
+	imp->slow_ms = slow ? 1 : 0;
+	imp->slow_at = slow ? dmb_now_ns() + 1000000 : 0;
+	if (!slow && epoll_ctl(w->epfd, EPOLL_CTL_ADD, imp->rfd, &ev)) {
 		imp->watch_id = 0;
 		dmb_err(NULL, "sync file: cannot watch fd %d: %s", imp->rfd,
 			strerror(errno));
 		watcher_unlock_idle();
 		dmb_sf_rfd_put(imp);
 		dmabuf_fence_put(f);
-		return true;
+		return;
 	}
 	LIST_INSERT_HEAD(&watcher.watched, imp, watch_link);
 	watcher.nwatch++;
+	/* A slow watch is only made by the watcher thread (watch_run()),
+	 * whose next wait takes its timeout into account. */
 	pthread_mutex_unlock(&watcher.lock);
+}
+
+/* ops->enable_signaling of imported fences: watch R. */
+bool dmb_sf_watch_import(struct sf_imported *imp)
+{
+	watch_import(imp, false);
 	return true;
+}
+
+static void watch_import_slow(struct sf_imported *imp)
+{
+	watch_import(imp, true);
 }
 
 /* The fence signalled in this thread: if the watcher still has it, take it

@@ -288,6 +288,11 @@ short dmb_uapi_poll_events(int fd, enum dmb_uapi_kind kind, short events)
 	struct dmabuf *buf;
 	int ret;
 
+	if (kind == DMB_UAPI_SYNC_FILE)
+		/* sync_file_poll(): EPOLLIN once signalled. The socket's own
+		 * readiness is not the truth: a holder's shutdown() makes it
+		 * ready for good (docs/fences.md, "A holder's shutdown"). */
+		return dmabuf_sync_file_wait(fd, 0) == 1 ? (short)(events & POLLIN) : 0;
 	if (kind != DMB_UAPI_DMABUF)
 		return events;
 	if (get_buf(fd, &buf))

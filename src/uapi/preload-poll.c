@@ -43,6 +43,7 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	struct pollfd *copy;
 	enum dmb_uapi_kind *kinds;
+	bool *shut;
 	int64_t deadline = timeout < 0 ? -1 : now_ms() + timeout;
 	int ready, ret;
 	bool any = false;
@@ -50,9 +51,11 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 
 	kinds = calloc(n ? n : 1, sizeof(*kinds));
 	copy = calloc(n ? n : 1, sizeof(*copy));
-	if (!kinds || !copy) {
+	shut = calloc(n ? n : 1, sizeof(*shut));
+	if (!kinds || !copy || !shut) {
 		free(kinds);
 		free(copy);
+		free(shut);
 		return get_poll()(fds, n, timeout);
 	}
 	for (i = 0; i < n; i++) {
@@ -62,6 +65,7 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 	if (!any) {
 		free(kinds);
 		free(copy);
+		free(shut);
 		return get_poll()(fds, n, timeout);
 	}
 	for (;;) {
@@ -71,7 +75,7 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 		for (i = 0; i < n; i++) {
 			copy[i] = fds[i];
 			copy[i].revents = 0;
-			if (kinds[i] == DMB_UAPI_DMABUF) {
+			if (kinds[i] == DMB_UAPI_DMABUF || shut[i]) {
 				copy[i].fd = -1;
 				fds[i].revents = IN_CORE(dmb_uapi_poll_events(
 					fds[i].fd, kinds[i], fds[i].events));
@@ -94,14 +98,24 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 			break;
 		}
 		for (i = 0; i < n; i++) {
-			if (kinds[i] == DMB_UAPI_SYNC_FILE)
+			if (kinds[i] == DMB_UAPI_SYNC_FILE && !shut[i]) {
 				/* sync_file_poll(): EPOLLIN once signalled, else 0. */
 				fds[i].revents = copy[i].revents & POLLNVAL ? POLLNVAL
 						 : copy[i].revents & (POLLIN | POLLHUP | POLLERR) ? POLLIN
 						 : 0;
-			else if (kinds[i] != DMB_UAPI_DMABUF)
+				/* The socket ready is a wake-up, the library's
+				 * answer the state: a holder's shutdown() makes
+				 * it ready for good, and then the file is looked
+				 * at every slice, as a dma-buf is. */
+				if (fds[i].revents == POLLIN &&
+				    !IN_CORE(dmb_uapi_poll_events(fds[i].fd, kinds[i], POLLIN))) {
+					fds[i].revents = 0;
+					shut[i] = true;
+				}
+			} else if (kinds[i] != DMB_UAPI_DMABUF && !shut[i]) {
 				fds[i].revents = copy[i].revents;
-			if (kinds[i] != DMB_UAPI_DMABUF)
+			}
+			if (kinds[i] != DMB_UAPI_DMABUF && !shut[i])
 				ready += fds[i].revents != 0;
 		}
 		if (ready || (deadline >= 0 && now_ms() >= deadline))
@@ -109,6 +123,7 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 	}
 	free(kinds);
 	free(copy);
+	free(shut);
 	return ready;
 }
 

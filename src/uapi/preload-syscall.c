@@ -2,7 +2,7 @@
 /*
  * syscall(): a program may make the calls the other files wrap without
  * libc's wrappers (ioctl, open, the dup family, pidfd_getfd, recvmsg,
- * close, close_range); each number goes to the gate its libc call would
+ * close, close_range, the socket calls); each number goes to the gate its libc call would
  * have reached. Apart because it is one entry point for every family.
  */
 #include <fcntl.h>
@@ -70,19 +70,45 @@ EXPORT long syscall(long nr, ...)
 			return dmb_preload_fd_tag_active((int)PASS());
 #endif
 		case SYS_recvmsg: {
-			long ret = PASS();
+			long ret;
+
+			if (dmb_preload_not_a_socket((int)a[0], __builtin_return_address(0)))
+				return -1;
+			ret = PASS();
 
 			dmb_preload_received_msg(ret, (struct msghdr *)a[1], (int)a[2],
 						 __builtin_return_address(0));
 			return ret;
 		}
 		case SYS_recvmmsg: {
-			long ret = PASS();
+			long ret;
+
+			if (dmb_preload_not_a_socket((int)a[0], __builtin_return_address(0)))
+				return -1;
+			ret = PASS();
 
 			dmb_preload_received_mmsg((struct mmsghdr *)a[1], ret, (int)a[3],
 						  __builtin_return_address(0));
 			return ret;
 		}
+		/* sockops.c's socket calls, reached without libc. */
+		case SYS_getsockopt:
+		case SYS_setsockopt:
+		case SYS_getsockname:
+		case SYS_getpeername:
+		case SYS_bind:
+		case SYS_connect:
+		case SYS_listen:
+		case SYS_accept:
+		case SYS_accept4:
+		case SYS_shutdown:
+		case SYS_sendto:
+		case SYS_sendmsg:
+		case SYS_sendmmsg:
+		case SYS_recvfrom:
+			if (dmb_preload_not_a_socket((int)a[0], __builtin_return_address(0)))
+				return -1;
+			break;
 		case SYS_close:
 			return dmb_preload_program_close((int)a[0]);
 		case SYS_close_range:

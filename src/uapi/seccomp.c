@@ -95,6 +95,9 @@ static const unsigned int notified_syscalls[] = {
 	__NR_access, __NR_faccessat, __NR_faccessat2,
 	/* Readiness of dma-buf fds (seccomp-ready.c). */
 	__NR_poll, __NR_ppoll, __NR_select, __NR_pselect6, __NR_epoll_ctl,
+	/* Socket calls that change a socket (handle_sockcall()). */
+	__NR_shutdown, __NR_setsockopt, __NR_bind, __NR_connect, __NR_listen,
+	__NR_accept, __NR_accept4,
 };
 #define NNOTIFIED (sizeof(notified_syscalls) / sizeof(notified_syscalls[0]))
 static const unsigned int ioctl_types[] = { 'H', 'u', 'b', '>', 'W' };
@@ -718,6 +721,36 @@ static void handle_mmap(struct call *c)
 	reply(c, true, 0);
 }
 
+/*
+ * shutdown(), setsockopt(), bind(), connect(), listen(), accept() and
+ * accept4() of an emulated file: the kernel's are no sockets (ENOTSOCK,
+ * sockfd_lookup()), as the preload answers (sockops.c). A sync file is a
+ * socket here, shared by every holder, and these would change it for all
+ * of them. Any other fd: the call runs as if nothing had looked. These
+ * calls are rare in a program (set-up, not data): the round trip to the
+ * supervisor is paid there, never on send/recv. The calls that only read
+ * (getsockname, getpeername, getsockopt) and the data calls are left to
+ * the kernel: libdmabuf linked into a static program makes the reading
+ * ones on its sync files itself, and the supervisor cannot tell its calls
+ * from the program's (docs/seccomp.md).
+ */
+static void handle_sockcall(struct call *c)
+{
+	int fd = io_get_fd(&c->io, (int)c->n->data.args[0]);
+	enum dmb_uapi_kind kind;
+
+	if (fd < 0) {
+		reply(c, true, 0);
+		return;
+	}
+	kind = dmb_uapi_classify(fd);
+	close(fd);
+	if (kind == DMB_UAPI_NONE)
+		reply(c, true, 0);
+	else
+		reply(c, false, -ENOTSOCK);
+}
+
 /* One notification. */
 static void dispatch(struct sup *sup, struct seccomp_notif *n)
 {
@@ -738,6 +771,13 @@ static void dispatch(struct sup *sup, struct seccomp_notif *n)
 			return;
 		break;
 	case __NR_epoll_ctl: dmb_sec_epoll_ctl(&c); break;
+	case __NR_shutdown:
+	case __NR_setsockopt:
+	case __NR_bind:
+	case __NR_connect:
+	case __NR_listen:
+	case __NR_accept:
+	case __NR_accept4: handle_sockcall(&c); break;
 	case __NR_open:
 	case __NR_openat:
 	case __NR_openat2:

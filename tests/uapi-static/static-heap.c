@@ -29,8 +29,10 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/select.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -726,6 +728,41 @@ static void case_timeline_close(void)
 	close(f.fence);
 }
 
+/* Socket calls that would change a sync file (a socket here, shared by
+ * every holder) are ENOTSOCK, as the kernel's sync file is no socket; the
+ * fence stays pending; a socket of the program's own is untouched. */
+static void case_sockcalls(void)
+{
+	struct sw_sync_create_fence_data f = { .value = 1, .name = "sock" };
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct pollfd p;
+	int tl, one = 1, sv[2];
+
+	tl = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
+	CHECK(tl >= 0);
+	CHECK(ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &f) == 0);
+	FAILS_WITH(shutdown(f.fence, SHUT_RDWR), ENOTSOCK);
+	FAILS_WITH(syscall(SYS_shutdown, f.fence, SHUT_RD), ENOTSOCK);
+	FAILS_WITH(setsockopt(f.fence, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one)), ENOTSOCK);
+	FAILS_WITH(bind(f.fence, (struct sockaddr *)&a, sizeof(sa_family_t)), ENOTSOCK);
+	FAILS_WITH(connect(f.fence, (struct sockaddr *)&a, sizeof(sa_family_t)), ENOTSOCK);
+	FAILS_WITH(listen(f.fence, 1), ENOTSOCK);
+	FAILS_WITH(accept4(f.fence, NULL, NULL, 0), ENOTSOCK);
+	FAILS_WITH(shutdown(tl, SHUT_RDWR), ENOTSOCK);
+	p = (struct pollfd){ .fd = f.fence, .events = POLLIN };
+	CHECK(poll(&p, 1, 0) == 0 && fence_status(f.fence) == 0);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	CHECK(shutdown(sv[0], SHUT_RDWR) == 0);
+	close(sv[0]);
+	close(sv[1]);
+	CHECK(ioctl(tl, SW_SYNC_IOC_INC, &one) == 0);
+	p.revents = 0;
+	CHECK(poll(&p, 1, -1) == 1 && (p.revents & POLLIN));
+	CHECK(fence_status(f.fence) == 1);
+	close(f.fence);
+	close(tl);
+}
+
 /* Dies by a signal: dmabuf-run reports 128 + SIGTERM. */
 static void case_kill(void)
 {
@@ -741,6 +778,7 @@ static const struct {
 	{ "raw", case_raw },	   { "fork", case_fork },	{ "fdinfo", case_fdinfo },
 	{ "threads", case_threads }, { "fence-wait", case_fence_wait },
 	{ "poll", case_poll },	   { "epoll", case_epoll },	{ "timeline-close", case_timeline_close },
+	{ "sockcalls", case_sockcalls },
 	{ "kill", case_kill },
 };
 

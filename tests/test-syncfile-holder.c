@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A holder of a sync file cannot change its state (the kernel's sync_file
+ * has no call for it). Here a sync file is one end R of a Unix socket
+ * pair that every holder shares, and any holder can shutdown() it: R then
+ * reads EOF and polls ready in every process. These tests shut R down
+ * from a process of its own (a plain shutdown(), no preload: a program
+ * outside the emulation) and check that every other holder, through the
+ * library, still sees the fence pending (a fresh import, its status, a
+ * wait, SYNC_IOC_FILE_INFO, a callback through the watcher), that the
+ * signal then reaches them with its real status, and that the signaller
+ * keeps its end (the sweep, the deadline watcher). On the code before
+ * src/fences/sync_file_peer.c each of them saw the fence signalled with
+ * DMABUF_FENCE_ESIGNALLER right after the shutdown.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dmabuf-fence.h"
+#include "dmabuf-scm.h"
+#include "harness.h"
+
+struct holder {
+	int fd;				/* the sync file (inherited) */
+	int how;			/* the shutter's shutdown() */
+	struct harness_sync sync;
+	int64_t *shared;		/* [0]: the signal's timestamp */
+};
+
+/* ---- the holders --------------------------------------------------------- */
+
+static int shutter(void *arg)
+{
+	struct holder *h = arg;
+
+	child_check(shutdown(h->fd, h->how) == 0);
+	return 0;
+}
+
+/* A fresh process (no table entry: its own import) sees it pending. */
+static int sees_pending(void *arg)
+{
+	struct holder *h = arg;
+	struct dmabuf_fence *f;
+	int status = 99;
+
+	child_check(dmabuf_sync_file_info(h->fd, &status, NULL, 0) == 1);
+	child_check(status == 0);
+	child_check(dmabuf_sync_file_wait(h->fd, 0) == 0);
+	child_check(dmabuf_sync_file_wait(h->fd, 20) == 0);
+	child_check(dmabuf_sync_file_import(h->fd, &f) == 0);
+	child_check(dmabuf_fence_get_status(f) == 0);
+	child_check(dmabuf_fence_wait(f, 0) == 0);
+	dmabuf_fence_put(f);
+	return 0;
+}
+
+/* A fresh process sees it signalled with status 1 and the signal's time. */
+static int sees_signalled(void *arg)
+{
+	struct holder *h = arg;
+	struct dmabuf_sync_fence_info info[2];
+	int status = 99, n;
+
+	child_check(dmabuf_sync_file_wait(h->fd, 0) == 1);
+	/* a merge reports its two fences, signalled at their own times */
+	n = dmabuf_sync_file_info(h->fd, &status, info, 2);
+	child_check(n == 1 || n == 2);
+	child_check(status == 1);
+	for (int i = 0; i < n; i++)
+		child_check(info[i].status == 1);
+	child_check(n == 2 || (int64_t)info[0].timestamp_ns == h->shared[0]);
+	return 0;
+}
+
+/* Armed before the shutdown: a blocking sync-file wait. */
+static int file_waiter(void *arg)
+{
+	struct holder *h = arg;
+	int status = 99;
+
+	harness_sync_tell_parent(&h->sync, 'a');
+	child_check(dmabuf_sync_file_wait(h->fd, -1) == 1);
+	child_check(dmabuf_sync_file_info(h->fd, &status, NULL, 0) == 1);
+	child_check(status == 1);
+	return 0;
+}
+
+/* Armed before the shutdown: a wait on the imported fence. */
+static int fence_waiter(void *arg)
+{
+	struct holder *h = arg;
+	struct dmabuf_fence *f;
+	int64_t ts = 0;
+
+	child_check(dmabuf_sync_file_import(h->fd, &f) == 0);
+	harness_sync_tell_parent(&h->sync, 'a');
+	child_check(dmabuf_fence_wait(f, -1) == 1);
+	child_check(dmabuf_fence_get_status(f) == 1);
+	child_check(dmabuf_fence_get_timestamp(f, &ts) == 0);
+	child_check(ts == h->shared[0]);
+	dmabuf_fence_put(f);
+	return 0;
+}
+
+struct status_cb {
+	struct dmabuf_fence_cb cb;
+	int pipe[2];
+};
+
+static void status_to_pipe(struct dmabuf_fence *f, struct dmabuf_fence_cb *cb)
+{
+	struct status_cb *s = (struct status_cb *)cb;
+	int st = dmabuf_fence_get_status(f);
+
+	if (write(s->pipe[1], &st, sizeof(st)) != sizeof(st))
+		abort();
+}
+
+/* Armed before the shutdown: a callback, which the watcher thread runs. */
+static int callback_waiter(void *arg)
+{
+	struct holder *h = arg;
+	struct status_cb s;
+	struct dmabuf_fence *f;
+	int st = 99;
+
+	child_check(pipe(s.pipe) == 0);
+	child_check(dmabuf_sync_file_import(h->fd, &f) == 0);
+	child_check(dmabuf_fence_add_callback(f, &s.cb, status_to_pipe) == 0);
+	harness_sync_tell_parent(&h->sync, 'a');
+	child_check(read(s.pipe[0], &st, sizeof(st)) == sizeof(st));
+	child_check(st == 1);
+	dmabuf_fence_put(f);
+	/* exit(), not the harness's _exit(): the library destructor joins
+	 * the fence watcher thread, so valgrind sees nothing of it left. */
+	exit(0);
+}
+
+/* ---- the signaller ------------------------------------------------------- */
+
+/*
+ * The exporter is a process of its own, so that no holder is a fork of
+ * it (a forked child keeps its parent's table, where the sync file maps
+ * back to the parent's fence, which never signals there). It exports
+ * one sync file (a sw_sync point, or with `merge` a merge of two, which
+ * has a set_deadline op: its W is watched for deadlines), sends it to the
+ * test, and obeys: 'i' signals (the timestamp in shared[0]), 's' makes
+ * 300 exports (several sweeps), 'w' waits until only W is left of its
+ * fds (the watcher stopped: 'k' if W is kept, 'g' if gone), 'q' ends.
+ */
+struct signaller {
+	int sock;
+	bool merge;
+	struct harness_sync sync;
+	int64_t *shared;
+	pid_t pid;
+	int fd;				/* the test's sync file */
+};
+
+static int signaller_main(void *arg)
+{
+	struct signaller *sg = arg;
+	struct dmabuf_timeline *tl[2];
+	struct dmabuf_fence *p[2], *f, *g;
+	int fd, base, c;
+
+	harness_sync_child(&sg->sync);
+	for (int i = 0; i < 2; i++) {
+		child_check(dmabuf_timeline_new("holder", &tl[i]) == 0);
+		child_check(dmabuf_timeline_create_fence(tl[i], 1, &p[i]) == 0);
+	}
+	if (sg->merge)
+		child_check(dmabuf_fence_merge(p, 2, &f) == 0);
+	else
+		f = dmabuf_fence_get(p[0]);
+	base = harness_count_fds();
+	fd = dmabuf_sync_file_export(f);
+	child_check(fd >= 0);
+	child_check(dmabuf_send_fd(sg->sock, fd, NULL, 0) == 0);
+	close(fd);
+	while ((c = harness_sync_wait_parent(&sg->sync)) > 0 && c != 'q') {
+		if (c == 'i') {
+			for (int i = 0; i < 2; i++)
+				child_check(dmabuf_timeline_inc(tl[i], 1) == 0);
+			child_check(dmabuf_fence_get_timestamp(f, &sg->shared[0]) == 0);
+		} else if (c == 's') {
+			for (int i = 0; i < 300; i++) {
+				child_check(dmabuf_timeline_create_fence(tl[0], 2 + i, &g) == 0);
+				fd = dmabuf_sync_file_export(g);
+				child_check(fd >= 0);
+				close(fd);
+				dmabuf_fence_put(g);
+			}
+		} else if (c == 'w') {
+			/* W, plus the watcher's two fds until it stops */
+			while (harness_count_fds() > base + 1)
+				usleep(1000);
+			c = harness_count_fds() == base + 1 ? 'k' : 'g';
+		}
+		harness_sync_tell_parent(&sg->sync, (char)c);
+	}
+	dmabuf_fence_put(f);
+	for (int i = 0; i < 2; i++) {
+		dmabuf_fence_put(p[i]);
+		dmabuf_timeline_destroy(tl[i]);
+	}
+	exit(0); /* the destructor joins the watcher thread (merge: deadlines) */
+}
+
+static void signaller_start(struct signaller *sg, bool merge)
+{
+	int sv[2];
+
+	memset(sg, 0, sizeof(*sg));
+	sg->merge = merge;
+	sg->shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(sg->shared != MAP_FAILED);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	sg->sock = sv[1];
+	harness_sync_init(&sg->sync);
+	sg->pid = harness_fork(signaller_main, sg);
+	harness_sync_parent(&sg->sync);
+	close(sv[1]);
+	assert_int_equal(dmabuf_recv_fd(sv[0], &sg->fd, NULL, 0, NULL), 0);
+	close(sv[0]);
+}
+
+/* Sends a command; returns the signaller's answer. */
+static int signaller_do(struct signaller *sg, char c)
+{
+	harness_sync_tell_child(&sg->sync, c);
+	return harness_sync_wait_child(&sg->sync);
+}
+
+static void signaller_end(struct signaller *sg)
+{
+	harness_sync_tell_child(&sg->sync, 'q');
+	assert_int_equal(harness_wait(sg->pid), 0);
+	harness_sync_close(&sg->sync);
+	close(sg->fd);
+	munmap(sg->shared, 4096);
+}
+
+/* ---- the tests ----------------------------------------------------------- */
+
+static pid_t armed(int (*fn)(void *), struct holder *h)
+{
+	pid_t pid;
+
+	harness_sync_init(&h->sync);
+	pid = harness_fork(fn, h);
+	harness_sync_parent(&h->sync);
+	assert_int_equal(harness_sync_wait_child(&h->sync), 'a');
+	return pid;
+}
+
+/* Three holders wait (a sync-file wait, a fence wait, a callback) while a
+ * fourth shuts the file down; a fifth then sees it pending; the signal
+ * reaches them all with status 1 and the signal's timestamp. */
+static void shutdown_signals_nothing(int how)
+{
+	struct signaller sg;
+	struct holder h[3], sh;
+	pid_t pid[3];
+	int (*fns[3])(void *) = { file_waiter, fence_waiter, callback_waiter };
+
+	signaller_start(&sg, false);
+	sh = (struct holder){ .fd = sg.fd, .how = how, .shared = sg.shared };
+	for (int i = 0; i < 3; i++) {
+		h[i] = sh;
+		pid[i] = armed(fns[i], &h[i]);
+	}
+	assert_int_equal(harness_wait(harness_fork(shutter, &sh)), 0);
+	assert_int_equal(harness_wait(harness_fork(sees_pending, &sh)), 0);
+	assert_int_equal(dmabuf_sync_file_wait(sh.fd, 0), 0);
+
+	assert_int_equal(signaller_do(&sg, 'i'), 'i');
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(harness_wait(pid[i]), 0);
+		harness_sync_close(&h[i].sync);
+	}
+	assert_int_equal(harness_wait(harness_fork(sees_signalled, &sh)), 0);
+	signaller_end(&sg);
+}
+
+static void shut_rd_signals_nothing(void **state)
+{
+	shutdown_signals_nothing(SHUT_RD);
+}
+
+static void shut_rdwr_signals_nothing(void **state)
+{
+	shutdown_signals_nothing(SHUT_RDWR);
+}
+
+/* The sweep (run by exports) closes W ends whose every R is gone; one
+ * whose R a holder shut down both ways also polls POLLHUP, and is kept. */
+static void sweep_keeps_a_shut_down_file(void **state)
+{
+	struct signaller sg;
+	struct holder sh;
+
+	signaller_start(&sg, false);
+	sh = (struct holder){ .fd = sg.fd, .how = SHUT_RDWR, .shared = sg.shared };
+	assert_int_equal(harness_wait(harness_fork(shutter, &sh)), 0);
+	assert_int_equal(signaller_do(&sg, 's'), 's');
+	assert_int_equal(harness_wait(harness_fork(sees_pending, &sh)), 0);
+	assert_int_equal(signaller_do(&sg, 'i'), 'i');
+	assert_int_equal(harness_wait(harness_fork(sees_signalled, &sh)), 0);
+	signaller_end(&sg);
+}
+
+/* A merge has a set_deadline op: its W is in the watcher's set, for the
+ * deadlines holders write into R. A holder's SHUT_WR makes W read EOF,
+ * as if every R were gone; W is kept (only the watch goes). */
+static void deadline_watch_keeps_a_shut_down_file(void **state)
+{
+	struct signaller sg;
+	struct holder sh;
+
+	signaller_start(&sg, true);
+	sh = (struct holder){ .fd = sg.fd, .how = SHUT_WR, .shared = sg.shared };
+	assert_int_equal(harness_wait(harness_fork(shutter, &sh)), 0);
+	assert_int_equal(signaller_do(&sg, 'w'), 'k');
+	assert_int_equal(harness_wait(harness_fork(sees_pending, &sh)), 0);
+	assert_int_equal(signaller_do(&sg, 'i'), 'i');
+	assert_int_equal(harness_wait(harness_fork(sees_signalled, &sh)), 0);
+	signaller_end(&sg);
+}
+
+/* The signaller dies after a holder shut the file down: W closes with
+ * no status in its name, which every holder reads as the signaller gone. */
+static int exporter(void *arg)
+{
+	struct holder *h = arg;
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *f;
+	int fd;
+
+	child_check(dmabuf_timeline_new("holder", &tl) == 0);
+	child_check(dmabuf_timeline_create_fence(tl, 1, &f) == 0);
+	fd = dmabuf_sync_file_export(f);
+	child_check(fd >= 0);
+	child_check(dmabuf_send_fd(h->fd, fd, NULL, 0) == 0);
+	for (;;)
+		pause();
+}
+
+static void signaller_death_after_a_shutdown(void **state)
+{
+	struct holder sh = { .how = SHUT_RD };
+	struct dmabuf_fence *f;
+	int sv[2];
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	sh.fd = sv[1];
+	pid = harness_fork(exporter, &sh);
+	close(sv[1]);
+	assert_int_equal(dmabuf_recv_fd(sv[0], &sh.fd, NULL, 0, NULL), 0);
+	close(sv[0]);
+	assert_int_equal(harness_wait(harness_fork(shutter, &sh)), 0);
+	assert_int_equal(dmabuf_sync_file_import(sh.fd, &f), 0);
+	assert_int_equal(dmabuf_fence_get_status(f), 0);
+	kill(pid, SIGKILL);
+	assert_int_equal(harness_wait(pid), 128 + SIGKILL);
+	assert_int_equal(dmabuf_fence_wait(f, -1), 1);
+	assert_int_equal(dmabuf_fence_get_status(f), DMABUF_FENCE_ESIGNALLER);
+	assert_int_equal(dmabuf_sync_file_wait(sh.fd, -1), 1);
+	dmabuf_fence_put(f);
+	close(sh.fd);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		harness_test(shut_rd_signals_nothing),
+		harness_test(shut_rdwr_signals_nothing),
+		harness_test(sweep_keeps_a_shut_down_file),
+		harness_test(deadline_watch_keeps_a_shut_down_file),
+		harness_test(signaller_death_after_a_shutdown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
