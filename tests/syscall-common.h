@@ -36,9 +36,18 @@ static inline void mark(const char *path)
 	(void)faccessat(AT_FDCWD, path, F_OK, 0);
 }
 
-/* The exporter: the library's backing helpers, and a count of releases. */
+/* The exporter: the library's backing helpers, and a count of releases
+ * and of unmaps. */
 static unsigned long releases __attribute__((unused));
+static unsigned long unmaps __attribute__((unused));
 static int priv_state __attribute__((unused));
+
+static inline void op_unmap(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt,
+			    enum dmabuf_direction dir)
+{
+	unmaps++;
+	dmabuf_backing_unmap(att, sgt, dir);
+}
 
 static inline void op_release(struct dmabuf *buf)
 {
@@ -49,7 +58,7 @@ static inline void op_release(struct dmabuf *buf)
 static const struct dmabuf_ops ops __attribute__((unused)) = {
 	.version = DMABUF_OPS_VERSION,
 	.map = dmabuf_backing_map,
-	.unmap = dmabuf_backing_unmap,
+	.unmap = op_unmap,
 	.release = op_release,
 	.vmap = dmabuf_backing_vmap,
 	.vunmap = dmabuf_backing_vunmap,

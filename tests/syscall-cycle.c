@@ -14,7 +14,11 @@
  * proxy, attach, map, unmap, detach, put, close, reply; nothing is exported
  * or released per cycle (bench-handoff's steady kind).
  *
- * usage: syscall-cycle N [steady]   (exit 0 when all N cycles completed
+ * With "steady-wait" the same, but the parent is served by
+ * dmabuf_ctx_dispatch_timeout(-1) alone until the cycle's unmap ran, then
+ * reads the reply blocking (what a wake-up of that call costs).
+ *
+ * usage: syscall-cycle N [steady|steady-wait]   (exit 0 when all N cycles completed
  * correctly). The checker runs it for two N and divides the difference of
  * the counts by the difference of N, so set-up and tear-down cancel out.
  */
@@ -80,7 +84,8 @@ static int consumer(int sock, unsigned long n, bool steady)
 int main(int argc, char **argv)
 {
 	unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 0) : 10;
-	bool steady = argc > 2 && !strcmp(argv[2], "steady");
+	bool wait = argc > 2 && !strcmp(argv[2], "steady-wait");
+	bool steady = wait || (argc > 2 && !strcmp(argv[2], "steady"));
 	struct dmabuf_export_info info = {
 		.exp_name = "syscall-cycle", .ops = &ops, .size = SIZE,
 		.flags = O_RDWR, .priv = &priv_state,
@@ -104,8 +109,22 @@ int main(int argc, char **argv)
 		CHECK(dmabuf_send_fd(sock, fd, "hold", 5));
 		serve(ctx, sock, true, 0);
 		for (unsigned long i = 0; i < n; i++) {
+			unsigned long unmaps0 = unmaps;
+
 			CHECK(dmabuf_send_fd(sock, fd, "cycle", 6));
-			serve(ctx, sock, true, 0);
+			if (!wait) {
+				serve(ctx, sock, true, 0);
+				continue;
+			}
+			/* steady-wait: served by dmabuf_ctx_dispatch_timeout()
+			 * alone until the UNMAP (sent with the DETACH) ran, then
+			 * the consumer's byte read blocking */
+			while (unmaps == unmaps0)
+				CHECK(dmabuf_ctx_dispatch_timeout(ctx, -1));
+			char c;
+
+			if (read(sock, &c, 1) != 1)
+				exit(1);
 		}
 		CHECK(dmabuf_put(buf));
 		close(fd);
