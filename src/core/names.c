@@ -10,8 +10,12 @@
  * dmb_buf_name()): fdinfo, DMA_BUF_GET_NAME and dmabuf_get_info() see the
  * same bytes as before.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
 
 #include "private.h"
 
@@ -108,8 +112,93 @@ void dmb_names_fini(struct dmabuf_ctx *ctx)
 {
 	struct dmb_name *n, *tmp;
 
+	free(ctx->file_names);
+	ctx->file_names = NULL;
+
 	RB_FOREACH_SAFE(n, dmb_name_tree, &ctx->names, tmp) {
 		RB_REMOVE(dmb_name_tree, &ctx->names, n);
 		free(n);
 	}
+}
+
+/*
+ * The names of imported memfds by inode. A memfd's name is fixed for the
+ * file's life, and the exporter's recycled memfd (recycle.c) brings the
+ * same inode back for each new buffer: the import of it needs no second
+ * readlink. Exact only while an inode number names one file for the
+ * system's life: since Linux 5.9 the internal shmem mount that holds
+ * every memfd numbers its inodes from a 64-bit counter (a 64-bit kernel),
+ * where older kernels and hugetlbfs (st_blksize a huge page) take the
+ * 32-bit get_next_ino(), which wraps. Filled only from the context's own
+ * readlink: nothing a peer says goes in.
+ */
+#define FILE_NAMES_MAX 4
+
+struct dmb_file_name {
+	dev_t dev;
+	ino_t ino;
+	char endpoint[64];
+	char exp[DMABUF_NAME_LEN];
+};
+
+struct dmb_file_names {
+	unsigned int next;
+	struct dmb_file_name e[FILE_NAMES_MAX];
+};
+
+static bool inodes_unique(const struct stat *st)
+{
+	static int unique = -1;	/* racy only in asking uname twice */
+
+	if (unique < 0) {
+		struct utsname u;
+		int major = 0, minor = 0;
+
+		unique = sizeof(ino_t) >= 8 && sizeof(long) >= 8 &&
+			 uname(&u) == 0 &&
+			 sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+			 (major > 5 || (major == 5 && minor >= 9));
+	}
+	return unique && st->st_blksize == sysconf(_SC_PAGESIZE);
+}
+
+bool dmb_file_names_find(struct dmabuf_ctx *ctx, const struct stat *st,
+			 char *endpoint, size_t epcap, char *exp, size_t expcap)
+{
+	struct dmb_file_names *fn = ctx->file_names;
+
+	if (!fn || !inodes_unique(st))
+		return false;
+	for (unsigned int i = 0; i < FILE_NAMES_MAX; i++) {
+		const struct dmb_file_name *e = &fn->e[i];
+
+		if (e->ino == st->st_ino && e->dev == st->st_dev && e->ino &&
+		    strlen(e->endpoint) < epcap && strlen(e->exp) < expcap) {
+			strcpy(endpoint, e->endpoint);
+			strcpy(exp, e->exp);
+			return true;
+		}
+	}
+	return false;
+}
+
+void dmb_file_names_add(struct dmabuf_ctx *ctx, const struct stat *st,
+			const char *endpoint, const char *exp)
+{
+	struct dmb_file_names *fn = ctx->file_names;
+	struct dmb_file_name *e;
+
+	if (!inodes_unique(st) || strlen(endpoint) >= sizeof(e->endpoint) ||
+	    strlen(exp) >= sizeof(e->exp))
+		return;
+	if (!fn) {
+		fn = ctx->file_names = calloc(1, sizeof(*fn));
+		if (!fn)
+			return;
+	}
+	e = &fn->e[fn->next++ % FILE_NAMES_MAX];
+	e->dev = st->st_dev;
+	e->ino = st->st_ino;
+	strcpy(e->endpoint, endpoint);
+	strcpy(e->exp, exp);
 }

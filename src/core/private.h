@@ -94,6 +94,9 @@ struct dmabuf_ctx {
 	struct dmabuf *newest;
 
 	struct dmb_name_tree names; /* names.c: interned exporter names */
+	/* names.c: the names readlink found for the last few imported
+	 * inodes (a recycled memfd comes back with the same one). */
+	struct dmb_file_names *file_names;
 	/* move.c: bumped by every move_notify round, of any buffer (a round
 	 * tells each attachment once: its notified_gen). */
 	unsigned int notify_gen;
@@ -263,6 +266,16 @@ int dmb_buf_set_name(struct dmabuf *buf, const char *name);
 void dmb_buf_extras_free(struct dmabuf *buf);
 /* The names left at context destruction (none: every buffer dropped its). */
 void dmb_names_fini(struct dmabuf_ctx *ctx);
+/* The endpoint and exporter names an import of this context read from
+ * the memfd of st's inode before (dmb_file_names_add()): true and the
+ * names copied, or false. Only where the kernel never reuses a memfd's
+ * inode number (names.c). */
+bool dmb_file_names_find(struct dmabuf_ctx *ctx, const struct stat *st,
+			 char *endpoint, size_t epcap, char *exp, size_t expcap);
+/* Remembers what readlink said of st's memfd (a failed allocation
+ * remembers nothing). */
+void dmb_file_names_add(struct dmabuf_ctx *ctx, const struct stat *st,
+			const char *endpoint, const char *exp);
 
 RB_PROTOTYPE(dmb_buf_tree, dmabuf, inode_node, dmb_buf_inode_cmp);
 

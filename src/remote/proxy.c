@@ -810,10 +810,14 @@ int dmb_import(struct dmabuf_ctx *ctx, int fd, const struct stat *st,
 	uint64_t id = 0;
 	int ret, fl;
 
-	if ((seals & need) != need ||
-	    dmb_names_of_fd(fd, endpoint, sizeof(endpoint), exp_name, sizeof(exp_name)) < 0) {
-		dmb_dbg(ctx, "fd %d is not a libdmabuf buffer", fd);
-		return -EINVAL;
+	if ((seals & need) != need)
+		goto not_ours;
+	if (!dmb_file_names_find(ctx, st, endpoint, sizeof(endpoint),
+				 exp_name, sizeof(exp_name))) {
+		if (dmb_names_of_fd(fd, endpoint, sizeof(endpoint), exp_name,
+				    sizeof(exp_name)) < 0)
+			goto not_ours;
+		dmb_file_names_add(ctx, st, endpoint, exp_name);
 	}
 	if (ctx->endpoint && !strcmp(endpoint, ctx->endpoint->name))
 		return -EINVAL; /* ours, but not (any more) a buffer */
@@ -878,6 +882,10 @@ fail:
 		proxy_free(buf);
 	}
 	return ret;
+
+not_ours:
+	dmb_dbg(ctx, "fd %d is not a libdmabuf buffer", fd);
+	return -EINVAL;
 }
 
 /* ---- MOVE_NOTIFY ---------------------------------------------------------- */
