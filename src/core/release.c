@@ -12,8 +12,10 @@
  * hold it. Otherwise the last put opens the probe OFD, arms a one-shot
  * inotify watch on the inode (IN_CLOSE_* fires when any OFD of it is
  * finally released, including by munmap of its last mapping), closes the
- * library's dma-buf fd and probes with flock(LOCK_EX | LOCK_NB) on the
- * probe OFD, which succeeds only when the dma-buf OFD is gone. The watch is
+ * library's dma-buf fd and probes the probe OFD, which succeeds only when
+ * the dma-buf OFD is gone: a read lease for a recyclable buffer (which no
+ * holder can fool by dropping the shared flock: lease_probe()), else
+ * flock(LOCK_EX | LOCK_NB). The watch is
  * armed before the library's fd goes, so the file's final close, which can
  * only come after it, is always seen. When the fds are usually closed
  * before the put, the put probes first and arms the watch only if the
@@ -28,7 +30,8 @@
  * and goes with it.
  *
  * The kernel sends the close event from __fput() before it drops the file's
- * locks, so a probe that runs at once can lose that race, and the closer
+ * locks and its write access, so a probe that runs at once can lose that
+ * race, and the closer
  * can be held up between the two for any time (preempted, stopped). A
  * failed probe after an event is therefore retried from the context's one
  * timerfd with a back-off per buffer: 1, 2, 4 ... ms, then every 1024 ms,
