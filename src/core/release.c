@@ -267,6 +267,10 @@ bool dmb_release_reprobe_soon(struct dmabuf_ctx *ctx)
  */
 static int lease_probe(struct dmabuf *buf)
 {
+	int err = dmb_sys_fail(DMB_SYS_LEASE);
+
+	if (err)
+		return -err;
 	if (fcntl(buf->probe_fd, F_SETLEASE, F_RDLCK) < 0)
 		return -errno;
 	if (fcntl(buf->probe_fd, F_SETLEASE, F_UNLCK) < 0)
