@@ -32,10 +32,13 @@ from stracecount import per_cycle, run, show, summary, within
 # heap 13 -> 9. A memfd released after its file was shared is kept only
 # when a read lease says no other file of it is open for writing (set and
 # dropped: any holder can strip the probe's flock, test-attack2): put-last
-# 9 -> 11, close-last 12 -> 14, heap 9 -> 11. The fresh- paths (DMABUF_CTX_NO_RECYCLE, as the uapi
+# 9 -> 11, close-last 12 -> 14, heap 9 -> 11. The lease as the release
+# probe itself (no flock(LOCK_EX), no separate lease check, no unlock: a
+# recycled release's 4 calls -> 2): put-last 11 -> 9, close-last 14 -> 12,
+# heap 11 -> 9. The fresh- paths (DMABUF_CTX_NO_RECYCLE, as the uapi
 # emulation) keep the counts from before. Nothing on these paths depends on
 # timing: no slack.
-MAX_PER_CYCLE = {'put-last': 11, 'close-last': 14, 'heap': 11,
+MAX_PER_CYCLE = {'put-last': 9, 'close-last': 12, 'heap': 9,
                  'fresh-put-last': 12, 'fresh-close-last': 16, 'fresh-heap': 13}
 N1, N2 = 20, 60
 

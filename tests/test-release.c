@@ -743,6 +743,46 @@ static bool all_zero(const uint8_t *p, size_t len)
 	return true;
 }
 
+/* A recyclable buffer's release probe is a read lease (release.c). Where
+ * the kernel refuses leases (fs.leases-enable = 0: EINVAL, injected), the
+ * flock probes the buffer instead: the put with the fd still out releases
+ * nothing, the fd's close releases it, and its memfd is not kept (the
+ * next export gets another inode); a buffer whose lease works is kept
+ * again. */
+static void leases_refused_fall_back_to_flock(void **state)
+{
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct test_exporter tx = { 0 };
+	struct dmabuf *buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	unsigned long ino = ino_of(buf), next;
+	int fd = dmabuf_fd(buf, O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	dmb_sys_inject(DMB_SYS_LEASE, 1, EINVAL);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmb_sys_inject(DMB_SYS_LEASE, 0, 0);
+	/* the flock saw the fd's shared lock */
+	dmabuf_ctx_dispatch_timeout(ctx, 10);
+	assert_int_equal(tx.release, 0);
+	close(fd);
+	dispatch_until_released(ctx, &tx);
+	assert_int_equal(tx.release, 1);
+	buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	next = ino_of(buf);
+	assert_true(next != ino);
+	/* leases back: this one's memfd is kept for the next export */
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(dmabuf_put(buf), 0);
+	assert_int_equal(tx.release, 2);
+	buf = tx_export(ctx, &tx, SZ, O_RDWR, DMABUF_ALLOC_SYSTEM);
+	assert_int_equal(ino_of(buf), next);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(ctx);
+	assert_int_equal(tx.release, 3);
+}
+
 /* A released buffer's memfd is the next export's of the same kind, and
  * that buffer reads zeros as a new dma-buf's fresh pages do (export and
  * heap allocation). */
@@ -1150,6 +1190,7 @@ int main(void)
 		harness_test(spare_fds_trimmed_in_batches),
 		harness_test(spare_fds_go_first_at_fd_limit),
 		harness_test(recycled_buffer_reads_zeros),
+		harness_test(leases_refused_fall_back_to_flock),
 		harness_test(held_file_is_not_recycled),
 		harness_test(recycled_kinds_are_not_mixed),
 		harness_test(recycled_memfds_go_first_at_fd_limit),

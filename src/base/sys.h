@@ -22,9 +22,12 @@ enum dmb_sys_call {
 	 * are the library's own tests' only. */
 	DMB_SYS__PUBLIC,
 	DMB_SYS_FALLOCATE = DMB_SYS__PUBLIC, /* a recycled memfd's hole punch */
-	/* The release probe's flock(LOCK_EX | LOCK_NB) (release.c): an
-	 * injected errno is a probe that finds the file still held. */
+	/* The release probe (release.c's lease or flock): an injected errno
+	 * is a probe that finds the file still held. */
 	DMB_SYS_PROBE,
+	/* The lease probe's F_SETLEASE F_RDLCK: an injected errno other
+	 * than EAGAIN is the kernel refusing leases (EINVAL, EACCES). */
+	DMB_SYS_LEASE,
 	DMB_SYS__COUNT
 };
 

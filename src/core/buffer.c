@@ -591,6 +591,15 @@ int dmb_buf_get_ref(struct dmabuf *buf, int fd)
 			/* No-op on the dma-buf file itself; a reopened file of
 			 * the same memfd becomes a holder too. */
 			flock(dupfd, LOCK_SH);
+			/* A read-only one is invisible to the lease probe of a
+			 * recyclable buffer (release.c): the flock probes it,
+			 * and its memfd is not kept. */
+			if (buf->recyclable) {
+				int fl = fcntl(dupfd, F_GETFL);
+
+				if (fl < 0 || (fl & O_ACCMODE) == O_RDONLY)
+					buf->recyclable = false;
+			}
 			buf->file_fd = dupfd;
 			buf->file_opened_here = false;
 			fds_changed(buf);
@@ -736,7 +745,7 @@ static void last_put(struct dmabuf *buf)
 		/* No fd or mapping of the file ever left the library (there
 		 * is no file): nobody else can hold the buffer. No put closed
 		 * a watched file either, so a kept watch stays. */
-		dmb_buf_release_unheld(buf, false, false);
+		dmb_buf_release_unheld(buf, false);
 		return;
 	}
 	dmb_release_last_put(buf);

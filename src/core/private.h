@@ -395,12 +395,13 @@ void dmb_buf_release_now(struct dmabuf *buf);
  * it: its probe_fd, key and kept watch (wd, not yet in ctx->by_wd). False
  * if there is none. */
 bool dmb_recycle_take(struct dmabuf_ctx *ctx, struct dmabuf *buf);
-/* Releases buf, whose file nobody holds any more (a probe succeeded, with
- * its lock still held if `locked`, or the file never left the library),
- * and keeps its memfd for reuse when it is of a recyclable kind. at_put:
+/* Releases buf, whose file nobody holds any more (a probe succeeded: for
+ * a buffer still recyclable, its lease probe, which leaves no lock; or the
+ * file never left the library), and keeps its memfd for reuse when it is
+ * of a recyclable kind. at_put:
  * a last put released it right after its own close of the file (not a
  * close event, a re-probe or a buffer that was never shared). */
-void dmb_buf_release_unheld(struct dmabuf *buf, bool locked, bool at_put);
+void dmb_buf_release_unheld(struct dmabuf *buf, bool at_put);
 /* Closes every kept memfd (out of fds, context destruction). True if any. */
 bool dmb_recycle_drop(struct dmabuf_ctx *ctx);
 /* Context destruction, after the last release: the pool goes. */

@@ -6,8 +6,9 @@
  * The kernel hands a new dma-buf fresh zeroed pages; how they are found is
  * the allocator's business. When a read-write buffer the library allocated
  * is released, nothing in any process holds its file any more: the release
- * probe proved that the dma-buf file is gone (no fd, none in flight, no
- * mapping), or the file never left the library. Its memfd, already sized
+ * probe, a read lease on the memfd for such a buffer (release.c), proved
+ * that the dma-buf file is gone (no fd, none in flight, no mapping), or the
+ * file never left the library. Its memfd, already sized
  * and sealed, is then kept here with its pages dropped (PUNCH_HOLE keeps
  * the size: the next user reads zeros, and a kept memfd costs no memory),
  * and the next export of the same kind takes it instead of making one:
@@ -35,7 +36,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <bsd/string.h>
@@ -132,28 +132,8 @@ bool dmb_recycle_take(struct dmabuf_ctx *ctx, struct dmabuf *buf)
 	return false;
 }
 
-/*
- * Whether no open file of the inode but fd (the memfd's own, which the
- * kernel does not count as open for writing: alloc_file_pseudo()) is open
- * for writing, as the kernel sees it: a read lease is refused then
- * (check_conflicting_open(), -EAGAIN), and a read-write buffer's dma-buf
- * file and every mapping of it are. The probe's flock cannot tell: any
- * holder of the dma-buf file can drop the shared lock of the description
- * every holder shares (flock(fd, LOCK_UN)), and its probe then succeeds
- * while the holder still has the file. Released at once: a lease held
- * would stop the next life's reopen (break_lease()). 0, or -errno (also
- * when leases are off: fs.leases-enable = 0 is -EINVAL, then nothing is
- * kept).
- */
-static int nobody_else_writes(int fd)
-{
-	if (fcntl(fd, F_SETLEASE, F_RDLCK) < 0)
-		return -errno;
-	return fcntl(fd, F_SETLEASE, F_UNLCK) < 0 ? -errno : 0;
-}
-
 /* Keeps e, or closes it if it cannot be made fit for a new buffer. */
-static void pool_put(struct dmabuf_ctx *ctx, struct recycled *e, bool locked, bool at_put)
+static void pool_put(struct dmabuf_ctx *ctx, struct recycled *e, bool at_put)
 {
 	struct dmb_recycle_pool *pool = pool_of(ctx);
 	int ret;
@@ -171,13 +151,10 @@ static void pool_put(struct dmabuf_ctx *ctx, struct recycled *e, bool locked, bo
 			goto drop;
 		ctx->pool = pool;
 	}
-	ret = locked ? nobody_else_writes(e->fd) : 0;
-	if (ret == 0)
-		ret = dmb_backing_punch(e->fd, e->size);
-	/* The probe's exclusive lock would stop the next dma-buf file's
-	 * shared one; a kept memfd holds none (as a live buffer's probe). */
-	if (ret == 0 && locked && flock(e->fd, LOCK_UN) < 0)
-		ret = -errno;
+	/* The release was proved by the lease probe (release.c), which
+	 * no holder can fool and which leaves no lock on the memfd, or the
+	 * file never left the library. */
+	ret = dmb_backing_punch(e->fd, e->size);
 	if (ret < 0) {
 		dmb_dbg(ctx, "release %s: not recycled (%s)", e->exp_name, strerror(-ret));
 		goto drop;
@@ -193,7 +170,7 @@ drop:
 	close(e->fd);
 }
 
-void dmb_buf_release_unheld(struct dmabuf *buf, bool locked, bool at_put)
+void dmb_buf_release_unheld(struct dmabuf *buf, bool at_put)
 {
 	struct dmabuf_ctx *ctx = buf->ctx;
 	struct recycled e;
@@ -221,5 +198,5 @@ void dmb_buf_release_unheld(struct dmabuf *buf, bool locked, bool at_put)
 	}
 	dmb_buf_release_now(buf);
 	if (keep)
-		pool_put(ctx, &e, locked, at_put);
+		pool_put(ctx, &e, at_put);
 }

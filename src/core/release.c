@@ -12,8 +12,10 @@
  * hold it. Otherwise the last put opens the probe OFD, arms a one-shot
  * inotify watch on the inode (IN_CLOSE_* fires when any OFD of it is
  * finally released, including by munmap of its last mapping), closes the
- * library's dma-buf fd and probes with flock(LOCK_EX | LOCK_NB) on the
- * probe OFD, which succeeds only when the dma-buf OFD is gone. The watch is
+ * library's dma-buf fd and probes the probe OFD, which succeeds only when
+ * the dma-buf OFD is gone: a read lease for a recyclable buffer (which no
+ * holder can fool by dropping the shared flock: lease_probe()), else
+ * flock(LOCK_EX | LOCK_NB). The watch is
  * armed before the library's fd goes, so the file's final close, which can
  * only come after it, is always seen. When the fds are usually closed
  * before the put, the put probes first and arms the watch only if the
@@ -28,7 +30,8 @@
  * and goes with it.
  *
  * The kernel sends the close event from __fput() before it drops the file's
- * locks, so a probe that runs at once can lose that race, and the closer
+ * locks and its write access, so a probe that runs at once can lose that
+ * race, and the closer
  * can be held up between the two for any time (preempted, stopped). A
  * failed probe after an event is therefore retried from the context's one
  * timerfd with a back-off per buffer: 1, 2, 4 ... ms, then every 1024 ms,
@@ -243,13 +246,58 @@ bool dmb_release_reprobe_soon(struct dmabuf_ctx *ctx)
 	return false;
 }
 
-/* True if the dma-buf file no longer exists (the probe OFD then holds the
- * exclusive lock). */
+/*
+ * The probe of a recyclable buffer: a read lease on the memfd's own OFD,
+ * given back at once. The kernel refuses it (check_conflicting_open():
+ * -EAGAIN while inode_is_open_for_write()) while any file of the inode is
+ * open for writing, and counts the memfd's own file as none
+ * (alloc_file_pseudo() takes no write access), so it succeeds only when
+ * the read-write dma-buf file is gone: no holder has an fd, an fd in
+ * flight, a fork child's copy or a mapping of it (a mapping holds the
+ * file). Unlike the flock, no holder can take that away from the kernel's
+ * count (flock(fd, LOCK_UN) on the description every holder shares). The
+ * probe fd of a recyclable buffer is always the memfd's own (spare_close()
+ * ends recyclable), and a holder's description of its own that the lease
+ * cannot see (O_RDONLY) ends it too (dmb_buf_get_ref()). Given back at
+ * once: a lease held would stop the next open for writing (break_lease()).
+ * 0, -EAGAIN (held), or another -errno: leases are off
+ * (fs.leases-enable = 0: -EINVAL) or refused (fsuid not the owner:
+ * -EACCES), and the flock answers instead. A lease that cannot be given
+ * back goes with the memfd, which is then not kept.
+ */
+static int lease_probe(struct dmabuf *buf)
+{
+	int err = dmb_sys_fail(DMB_SYS_LEASE);
+
+	if (err)
+		return -err;
+	if (fcntl(buf->probe_fd, F_SETLEASE, F_RDLCK) < 0)
+		return -errno;
+	if (fcntl(buf->probe_fd, F_SETLEASE, F_UNLCK) < 0)
+		buf->recyclable = false;
+	return 0;
+}
+
+/* True if the dma-buf file no longer exists: by the lease for a
+ * recyclable buffer, else by flock (the probe OFD then holds the
+ * exclusive lock; the buffer's memfd is not kept). */
 static bool probe_free(struct dmabuf *buf)
 {
-	return buf->state == DMB_BUF_ORPHAN && buf->probe_fd >= 0 &&
-	       !dmb_sys_fail(DMB_SYS_PROBE) &&
-	       flock(buf->probe_fd, LOCK_EX | LOCK_NB) == 0;
+	int ret;
+
+	if (buf->state != DMB_BUF_ORPHAN || buf->probe_fd < 0 || dmb_sys_fail(DMB_SYS_PROBE))
+		return false;
+	if (buf->recyclable) {
+		ret = lease_probe(buf);
+		if (ret == 0)
+			return true;
+		if (ret == -EAGAIN)
+			return false;
+		dmb_dbg(buf->ctx, "buffer %s: no lease probe (%s): flock probes it, its memfd is not kept",
+			buf->exp_name, strerror(-ret));
+		buf->recyclable = false;
+	}
+	return flock(buf->probe_fd, LOCK_EX | LOCK_NB) == 0;
 }
 
 /* True (and the buffer is gone) if the dma-buf file no longer exists. */
@@ -257,7 +305,7 @@ static bool probe_at(struct dmabuf *buf, bool at_put)
 {
 	if (!probe_free(buf))
 		return false;
-	dmb_buf_release_unheld(buf, true, at_put);
+	dmb_buf_release_unheld(buf, at_put);
 	return true;
 }
 
@@ -338,7 +386,7 @@ void dmb_release_last_put(struct dmabuf *buf)
 		 * kept with its watch (recycle.c). */
 		if (probe_free(buf)) {
 			put_found(ctx, true);
-			dmb_buf_release_unheld(buf, true, true);
+			dmb_buf_release_unheld(buf, true);
 		} else {
 			put_found(ctx, false);
 		}
