@@ -123,7 +123,7 @@ void harness_child_fail(const char *file, int line, const char *what)
 	_exit(99);
 }
 
-pid_t harness_fork(int (*fn)(void *arg), void *arg)
+static pid_t fork_closing(int (*fn)(void *arg), void *arg, int unused)
 {
 	pid_t pid;
 
@@ -138,9 +138,21 @@ pid_t harness_fork(int (*fn)(void *arg), void *arg)
 
 		for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 			signal(sigs[i], SIG_DFL);
+		if (unused >= 0)
+			close(unused);
 		_exit(fn(arg));
 	}
 	return pid;
+}
+
+pid_t harness_fork(int (*fn)(void *arg), void *arg)
+{
+	return fork_closing(fn, arg, -1);
+}
+
+pid_t harness_fork_sock(int (*fn)(void *arg), void *arg, int parent_end)
+{
+	return fork_closing(fn, arg, parent_end);
 }
 
 pid_t harness_fork_paired(int (*fn)(void *arg), void *arg, int type,
@@ -152,7 +164,7 @@ pid_t harness_fork_paired(int (*fn)(void *arg), void *arg, int type,
 	assert_int_equal(socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv), 0);
 	harness_sync_init(s);
 	*child_sock = sv[1];
-	pid = harness_fork(fn, arg);
+	pid = harness_fork_sock(fn, arg, sv[0]);
 	harness_sync_parent(s);
 	close(sv[1]);
 	*sock = sv[0];

@@ -42,6 +42,15 @@ int harness_under_valgrind(void);
  */
 pid_t harness_fork(int (*fn)(void *arg), void *arg);
 
+/*
+ * harness_fork() for a child given one end of a socket pair: the child
+ * closes @parent_end (the end this side keeps) before fn runs. Then the
+ * parent's end is held by the parent alone and the child's by the child
+ * alone (once the parent closes it), so a failed check that ends either
+ * side is EOF/EPIPE on the other, not a wait until the suite's timeout.
+ */
+pid_t harness_fork_sock(int (*fn)(void *arg), void *arg, int parent_end);
+
 /* Waits for pid; returns its exit status, or 128 + signal if it was killed. */
 int harness_wait(pid_t pid);
 
