@@ -101,7 +101,7 @@ static void importers_race_revoke_kill_and_another_dispatcher(void **state)
 
 		assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 		env[i].sock = sv[1];
-		pid[i] = harness_fork(importer, &env[i]);
+		pid[i] = harness_fork_sock(importer, &env[i], sv[0]);
 		close(sv[1]);
 		sock[i] = sv[0];
 	}
