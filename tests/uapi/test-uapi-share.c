@@ -64,7 +64,7 @@ static void scm_rights_between_uapi_programs(void **state)
 	s.flags = DMA_BUF_SYNC_END | DMA_BUF_SYNC_WRITE;
 	assert_int_equal(ioctl(fd, DMA_BUF_IOCTL_SYNC, &s), 0);
 	p.sock = sv[1];
-	pid = harness_fork(receiver, &p);
+	pid = harness_fork_sock(receiver, &p, sv[0]);
 	close(sv[1]);
 	assert_int_equal(uapi_send_fd(sv[0], fd), 0);
 	assert_int_equal(ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &d), 0);
@@ -128,7 +128,7 @@ static void udmabuf_between_uapi_programs(void **state)
 	close(memfd); /* the udmabuf keeps the pages */
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	p.sock = sv[1];
-	pid = harness_fork(udmabuf_receiver, &p);
+	pid = harness_fork_sock(udmabuf_receiver, &p, sv[0]);
 	close(sv[1]);
 	assert_int_equal(uapi_send_fd(sv[0], fd), 0);
 	assert_int_equal(read(sv[0], &c, 1), 1);
