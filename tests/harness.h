@@ -54,6 +54,19 @@ pid_t harness_fork_sock(int (*fn)(void *arg), void *arg, int parent_end);
 /* Waits for pid; returns its exit status, or 128 + signal if it was killed. */
 int harness_wait(pid_t pid);
 
+/*
+ * A hang guard for a wait that must end: harness_guard_start() runs a
+ * thread that polls a pipe for @seconds (generous: it bounds a hang, it
+ * asserts nothing); harness_guard_done() closes the pipe, the thread sees
+ * the hang-up and ends. If the wait never ended, the thread prints
+ * "hang guard: <what> did not happen" and exits the process with 98, so
+ * the suite fails with a message naming the event instead of at its
+ * timeout. One guard at a time; a test that fails while its guard runs
+ * has it ended by the fd fixture's teardown.
+ */
+void harness_guard_start(const char *what, int seconds);
+void harness_guard_done(void);
+
 /* A pipe pair used to step parent and child through a test. */
 struct harness_sync {
 	int to_child[2];
