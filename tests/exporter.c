@@ -204,7 +204,7 @@ pid_t tx_fork_importer(struct dmabuf *buf, int (*fn)(void *arg), void *arg,
 	assert_true(fd >= 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	*child_sock = sv[1];
-	pid = harness_fork(fn, arg);
+	pid = harness_fork_sock(fn, arg, sv[0]);
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
 	close(fd);

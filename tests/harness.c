@@ -4,6 +4,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,8 +83,12 @@ int harness_fd_delta(void)
 int harness_fd_teardown(void **state)
 {
 	int now[HARNESS_MAX_FDS];
-	int n = harness_list_fds(now, HARNESS_MAX_FDS);
+	int n;
 	int bad = 0;
+
+	/* a test that failed while its hang guard ran */
+	harness_guard_done();
+	n = harness_list_fds(now, HARNESS_MAX_FDS);
 
 	for (int i = 0; i < n && i < HARNESS_MAX_FDS; i++) {
 		if (!contains(recorded_fds, recorded_count, now[i])) {
@@ -123,7 +129,7 @@ void harness_child_fail(const char *file, int line, const char *what)
 	_exit(99);
 }
 
-pid_t harness_fork(int (*fn)(void *arg), void *arg)
+static pid_t fork_closing(int (*fn)(void *arg), void *arg, int unused)
 {
 	pid_t pid;
 
@@ -138,9 +144,21 @@ pid_t harness_fork(int (*fn)(void *arg), void *arg)
 
 		for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 			signal(sigs[i], SIG_DFL);
+		if (unused >= 0)
+			close(unused);
 		_exit(fn(arg));
 	}
 	return pid;
+}
+
+pid_t harness_fork(int (*fn)(void *arg), void *arg)
+{
+	return fork_closing(fn, arg, -1);
+}
+
+pid_t harness_fork_sock(int (*fn)(void *arg), void *arg, int parent_end)
+{
+	return fork_closing(fn, arg, parent_end);
 }
 
 pid_t harness_fork_paired(int (*fn)(void *arg), void *arg, int type,
@@ -152,11 +170,56 @@ pid_t harness_fork_paired(int (*fn)(void *arg), void *arg, int type,
 	assert_int_equal(socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv), 0);
 	harness_sync_init(s);
 	*child_sock = sv[1];
-	pid = harness_fork(fn, arg);
+	pid = harness_fork_sock(fn, arg, sv[0]);
 	harness_sync_parent(s);
 	close(sv[1]);
 	*sock = sv[0];
 	return pid;
+}
+
+static struct {
+	int fds[2];
+	pthread_t thread;
+	const char *what;
+	int seconds;
+	int running;
+} guard;
+
+static void *guard_main(void *arg)
+{
+	struct pollfd p = { .fd = guard.fds[0], .events = POLLIN };
+	int n;
+
+	(void)arg;
+	do
+		n = poll(&p, 1, guard.seconds * 1000);
+	while (n < 0 && errno == EINTR);
+	if (n == 0) {
+		fprintf(stderr, "hang guard: %s did not happen (waited %d s)\n", guard.what,
+			guard.seconds);
+		_exit(98);
+	}
+	return NULL;
+}
+
+void harness_guard_start(const char *what, int seconds)
+{
+	assert_false(guard.running);
+	guard.what = what;
+	guard.seconds = seconds;
+	assert_int_equal(pipe2(guard.fds, O_CLOEXEC), 0);
+	assert_int_equal(pthread_create(&guard.thread, NULL, guard_main, NULL), 0);
+	guard.running = 1;
+}
+
+void harness_guard_done(void)
+{
+	if (!guard.running)
+		return;
+	close(guard.fds[1]);
+	pthread_join(guard.thread, NULL);
+	close(guard.fds[0]);
+	guard.running = 0;
 }
 
 int harness_wait(pid_t pid)

@@ -42,8 +42,30 @@ int harness_under_valgrind(void);
  */
 pid_t harness_fork(int (*fn)(void *arg), void *arg);
 
+/*
+ * harness_fork() for a child given one end of a socket pair: the child
+ * closes @parent_end (the end this side keeps) before fn runs. Then the
+ * parent's end is held by the parent alone and the child's by the child
+ * alone (once the parent closes it), so a failed check that ends either
+ * side is EOF/EPIPE on the other, not a wait until the suite's timeout.
+ */
+pid_t harness_fork_sock(int (*fn)(void *arg), void *arg, int parent_end);
+
 /* Waits for pid; returns its exit status, or 128 + signal if it was killed. */
 int harness_wait(pid_t pid);
+
+/*
+ * A hang guard for a wait that must end: harness_guard_start() runs a
+ * thread that polls a pipe for @seconds (generous: it bounds a hang, it
+ * asserts nothing); harness_guard_done() closes the pipe, the thread sees
+ * the hang-up and ends. If the wait never ended, the thread prints
+ * "hang guard: <what> did not happen" and exits the process with 98, so
+ * the suite fails with a message naming the event instead of at its
+ * timeout. One guard at a time; a test that fails while its guard runs
+ * has it ended by the fd fixture's teardown.
+ */
+void harness_guard_start(const char *what, int seconds);
+void harness_guard_done(void);
 
 /* A pipe pair used to step parent and child through a test. */
 struct harness_sync {

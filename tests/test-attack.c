@@ -188,7 +188,7 @@ static void exporter_in_a_noexec_namespace_keeps_the_round_trip(void **state)
 		skip();
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	env.sock = sv[1];
-	pid = harness_fork(ns_parent, &env);
+	pid = harness_fork_sock(ns_parent, &env, sv[0]);
 	close(sv[1]);
 	assert_int_equal(dmabuf_recv_fd(sv[0], &fd, &c, 1, &len), 0);
 	if (c == 's') {

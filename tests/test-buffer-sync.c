@@ -259,7 +259,7 @@ static void dead_signaller_does_not_hang_waiters(void **state)
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	child_sock = sv[1];
-	pid = harness_fork(fence_then_die, &child_sock);
+	pid = harness_fork_sock(fence_then_die, &child_sock, sv[0]);
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], fd, "b", 1), 0);
 	for (int i = 0; i < 3000 && !fd_readable(sv[0]); i++)

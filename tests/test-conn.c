@@ -213,7 +213,7 @@ static void nested_call_on_one_connection(void **state)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	assert_int_equal(pipe2(env.gate, O_CLOEXEC), 0);
 	env.sock = sv[1];
-	pid = harness_fork(nest_exporter, &env);
+	pid = harness_fork_sock(nest_exporter, &env, sv[0]);
 	close(sv[1]);
 	close(env.gate[0]);
 	nest_gate_w = env.gate[1];
@@ -364,7 +364,7 @@ static void importer_gives_up(enum imp_mode mode, void (*setup)(struct gives_up 
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	env.sock = sv[1];
-	pid = harness_fork(short_timeout_importer, &env);
+	pid = harness_fork_sock(short_timeout_importer, &env, sv[0]);
 	close(sv[1]);
 	g->exp = tx_ctx_new(0);
 	setup(g);
@@ -621,7 +621,7 @@ static void importer_at_fd_limit_fails_one_call(void **state)
 		skip(); /* valgrind's RLIMIT_NOFILE is virtual: the kernel installs the fd */
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	sock = sv[1];
-	pid = harness_fork(importer_at_fd_limit, &sock);
+	pid = harness_fork_sock(importer_at_fd_limit, &sock, sv[0]);
 	close(sv[1]);
 	exp = tx_ctx_new(0);
 	buf = tx_export(exp, &tx, 512 * MiB, O_RDWR, DMABUF_ALLOC_SYSTEM);
@@ -698,7 +698,7 @@ static void exporter_at_fd_limit_keeps_the_peer(void **state)
 	dev = tx_device(imp, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	sock = sv[1];
-	pid = harness_fork(exporter_at_fd_limit, &sock);
+	pid = harness_fork_sock(exporter_at_fd_limit, &sock, sv[0]);
 	close(sv[1]);
 	assert_int_equal(wait_msg(sv[0], NULL, &fa), 'a');
 	assert_int_equal(wait_msg(sv[0], NULL, &fb), 'b');
@@ -786,7 +786,7 @@ static void pipelined_import_and_held_back_requests(void **state)
 	dev = tx_device(imp, "dev", 64, DMABUF_DEVICE_IOMMU, 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	sock = sv[1];
-	pid = harness_fork(pipelined_exporter, &sock);
+	pid = harness_fork_sock(pipelined_exporter, &sock, sv[0]);
 	close(sv[1]);
 	assert_int_equal(wait_msg(sv[0], NULL, &fa), 'a');
 	assert_int_equal(dmabuf_get(imp, fa, &pa), 0);
@@ -897,7 +897,7 @@ static void fence_wait_serves_this_process(void **state)
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	env.sock = sv[1];
-	pid = harness_fork(fwait_exporter, &env);
+	pid = harness_fork_sock(fwait_exporter, &env, sv[0]);
 	close(sv[1]);
 	assert_int_equal(dmabuf_ctx_new(&cfg, &ctx), 0);
 	dmabuf_ctx_set_log(ctx, NULL, NULL, (enum dmabuf_log_priority)0);
@@ -1139,7 +1139,7 @@ static void connect_flood(enum flood_mode mode)
 		skip(); /* valgrind's RLIMIT_NOFILE is virtual */
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	env.sock = sv[1];
-	pid = harness_fork(flooded_exporter, &env);
+	pid = harness_fork_sock(flooded_exporter, &env, sv[0]);
 	close(sv[1]);
 	assert_int_equal(wait_msg(sv[0], NULL, &fd), 'f');
 	assert_int_equal(dmb_endpoint_of_fd(fd, name, sizeof(name)), 0);

@@ -144,7 +144,7 @@ static pid_t start_importer(struct dmabuf *buf, int mode, int *sock)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	env.sock = sv[1];
 	env.mode = mode;
-	pid = harness_fork(importer_process, &env);
+	pid = harness_fork_sock(importer_process, &env, sv[0]);
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
 	close(fd);
@@ -358,7 +358,7 @@ static pid_t start_pin_importer(struct dmabuf *buf, int mode, int *sock)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	env.sock = sv[1];
 	env.mode = mode;
-	pid = harness_fork(pin_importer, &env);
+	pid = harness_fork_sock(pin_importer, &env, sv[0]);
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
 	close(fd);

@@ -996,8 +996,11 @@ static void peer_that_stops_reading_is_dropped(void **state)
 	 * dispatch (a reply already waiting, read without waiting) while a's
 	 * replies pile up unread; in the round a is dropped, by the next
 	 * dispatch, as a dropped peer ends its batch. An exporter that blocked would never return
-	 * here (one thread: nobody reads a); the suite's timeout catches that.
+	 * here (one thread: nobody reads a): the hang guard (60 s, a bound on
+	 * the hang only) fails the suite with that message.
 	 */
+	harness_guard_start("the exporter's dispatch returning while a peer "
+			    "does not read its replies", 60);
 	for (int round = 0; round < 20000 && !dropped; round++) {
 		assert_int_equal(send_describe(b, imp_b, 0), 0);
 		for (int k = 0; k < 64; k++) {
@@ -1025,6 +1028,7 @@ static void peer_that_stops_reading_is_dropped(void **state)
 			fail_msg("round %d: the other peer has %d answers: the peer that does not read held it",
 				 rounds, answered_b);
 	}
+	harness_guard_done();
 	if (!dropped)
 		fail_msg("the exporter never dropped a peer that does not read (%d requests sent)",
 			 sent);

@@ -58,7 +58,8 @@ struct signaller {
  * waiter has dropped the lock entirely: it blocks on the lock (an event, no
  * polling, no count of tries that would be a time bound under load). A wait
  * that kept the lock never lets it in, so the fence never signals and the
- * test hangs: the suite's timeout is the guard for that "never". */
+ * test would hang: a hang guard (60 s, a bound on the hang only) fails it
+ * with a message naming the signal that never came. */
 static void *signal_after_lock(void *arg)
 {
 	struct signaller *s = arg;
@@ -85,12 +86,15 @@ static void wait_drops_a_recursive_lock_whole(void **state)
 	/* An outer frame holds the lock, as an exporter op calling back into
 	 * the library does; the wait inside begin_cpu_access must still let
 	 * the signalling thread in. */
+	harness_guard_start("begin_cpu_access's wait returning (its fence's "
+			    "signaller needs the context lock the wait must drop)", 60);
 	dmb_lock(s.ctx);
 	assert_int_equal(pthread_create(&th, NULL, signal_after_lock, &s), 0);
 	assert_int_equal(dmabuf_begin_cpu_access(s.buf, DMABUF_FROM_DEVICE), 0);
 	assert_true(dmb_ctx_held(s.ctx));
 	dmb_unlock(s.ctx);
 	pthread_join(th, NULL);
+	harness_guard_done();
 	assert_true(s.got_lock);
 	assert_false(dmb_ctx_held(s.ctx));
 	assert_int_equal(dmabuf_end_cpu_access(s.buf, DMABUF_FROM_DEVICE), 0);

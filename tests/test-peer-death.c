@@ -436,7 +436,7 @@ static void doomed_start(struct doomed *d)
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	child_sock = sv[1];
-	d->pid = harness_fork(exporter_child, &child_sock);
+	d->pid = harness_fork_sock(exporter_child, &child_sock, sv[0]);
 	close(sv[1]);
 	d->sock = sv[0];
 	assert_int_equal(dmabuf_recv_fd(d->sock, &d->fd, &c, 1, &len), 0);

@@ -476,7 +476,7 @@ static void child_process_imports_and_writes(void **state)
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	env.sock = sv[1];
-	pid = harness_fork(device_process, &env);
+	pid = harness_fork_sock(device_process, &env, sv[0]);
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
 	close(fd);
@@ -514,7 +514,7 @@ static void killed_importer_is_cleaned_up_once(void **state)
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	env.sock = sv[1];
-	pid = harness_fork(device_process, &env);
+	pid = harness_fork_sock(device_process, &env, sv[0]);
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
 	close(fd);
@@ -605,7 +605,7 @@ static void processes_exporting_to_each_other_do_not_deadlock(void **state)
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	child_sock = sv[1];
-	pid = harness_fork(mutual_peer, &child_sock);
+	pid = harness_fork_sock(mutual_peer, &child_sock, sv[0]);
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], fd, "x", 1), 0);
 	assert_int_equal(dmabuf_recv_fd(sv[0], &got, &c, 1, &len), 0);
@@ -648,7 +648,7 @@ static void service_thread_serves_peers(void **state)
 	assert_int_equal(dmabuf_ctx_start_thread(exp), -EBUSY);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	env.sock = sv[1];
-	pid = harness_fork(device_process, &env);
+	pid = harness_fork_sock(device_process, &env, sv[0]);
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], fd, "f", 1), 0);
 	close(fd);

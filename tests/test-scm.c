@@ -599,7 +599,7 @@ static void test_public_stream_pieces(void **state)
 
 	pair(SOCK_STREAM, sv);
 	a.sock = sv[0];
-	pid = harness_fork(send_in_pieces, &a);
+	pid = harness_fork_sock(send_in_pieces, &a, sv[1]);
 	close(sv[0]);
 	assert_int_equal(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
 	/* Spin until the first byte is there, then the call must wait. */
@@ -644,7 +644,7 @@ static void test_across_fork(void **state)
 
 	assert_int_equal(ftruncate(fd, 4096), 0);
 	pair(SOCK_SEQPACKET, sv);
-	pid = harness_fork(child_echo, &sv[1]);
+	pid = harness_fork_sock(child_echo, &sv[1], sv[0]);
 	/* Only the child holds its end: if it dies, we see EOF, not a hang. */
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], fd, "ping", 4), 0);

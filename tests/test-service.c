@@ -27,6 +27,11 @@
 
 struct imp_env {
 	int sock;
+	/* the parent's ends of the earlier importers' pairs, which this
+	 * child inherited: it closes them, so that the earlier ones see EOF
+	 * when the parent goes */
+	const int *inherited;
+	int n_inherited;
 };
 
 /* Imports the buffer it is sent, says 'r', then makes ROUNDS cycles (or
@@ -37,8 +42,11 @@ static int importer(void *arg)
 	struct dmabuf_device *dev;
 	struct dmabuf_ctx *ctx;
 	struct dmabuf *buf;
+	int fd;
 
-	int fd = tx_child_import(env->sock, "svc-imp", &ctx, &dev, &buf);
+	for (int i = 0; i < env->n_inherited; i++)
+		close(env->inherited[i]);
+	fd = tx_child_import(env->sock, "svc-imp", &ctx, &dev, &buf);
 
 	child_check(dmabuf_send_fd(env->sock, -1, "r", 1) == 0);
 	for (int i = 0; i < ROUNDS; i++) {
@@ -101,7 +109,9 @@ static void importers_race_revoke_kill_and_another_dispatcher(void **state)
 
 		assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 		env[i].sock = sv[1];
-		pid[i] = harness_fork(importer, &env[i]);
+		env[i].inherited = sock;
+		env[i].n_inherited = i;
+		pid[i] = harness_fork_sock(importer, &env[i], sv[0]);
 		close(sv[1]);
 		sock[i] = sv[0];
 	}

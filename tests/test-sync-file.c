@@ -655,7 +655,7 @@ static void test_cross_process_signal(void **state)
 	x.context = dmabuf_fence_get_context(f);
 	x.seqno = 3;
 	x.sock = sv[1];
-	pid = harness_fork(child_waiter, &x);
+	pid = harness_fork_sock(child_waiter, &x, sv[0]);
 	harness_sync_parent(&x.sync);
 	close(sv[1]);
 	fd = dmabuf_sync_file_export(f);
@@ -761,7 +761,7 @@ static void test_deadline_reaches_the_signaller(void **state)
 	in[1] = drv;
 	assert_int_equal(dmabuf_fence_merge(in, 2, &merged), 0);
 	x.sock = sv[1];
-	pid = harness_fork(child_deadlines, &x);
+	pid = harness_fork_sock(child_deadlines, &x, sv[0]);
 	harness_sync_parent(&x.sync);
 	close(sv[1]);
 	for (int i = 0; i < 4; i++) {
@@ -877,7 +877,7 @@ static void test_signaller_dies(void **state)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	harness_sync_init(&x.sync);
 	x.sock = sv[1];
-	pid = harness_fork(child_signaller, &x);
+	pid = harness_fork_sock(child_signaller, &x, sv[0]);
 	harness_sync_parent(&x.sync);
 	close(sv[1]);
 	fd = recv_fd(sv[0]);
@@ -998,7 +998,7 @@ static void test_long_names_cut(void **state)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	assert_int_equal(dmabuf_fence_new(&long_ops, NULL, dmabuf_fence_context_alloc(1), 1, &f),
 			 0);
-	pid = harness_fork(child_long_names, &sv[1]);
+	pid = harness_fork_sock(child_long_names, &sv[1], sv[0]);
 	close(sv[1]);
 	fd = dmabuf_sync_file_export(f);
 	assert_true(fd >= 0);
@@ -1172,7 +1172,7 @@ static void test_imported_fds_closed_at_signal(void **state)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	harness_sync_init(&x.sync);
 	x.sock = sv[1];
-	pid = harness_fork(child_two_points, &x);
+	pid = harness_fork_sock(child_two_points, &x, sv[0]);
 	harness_sync_parent(&x.sync);
 	close(sv[1]);
 	fd[0] = recv_fd(sv[0]);
@@ -1247,7 +1247,7 @@ static void test_watcher_keeps_no_fd(void **state)
 	assert_int_equal(pipe2(g.release, O_CLOEXEC), 0);
 	harness_sync_init(&x.sync);
 	x.sock = sv[1];
-	pid = harness_fork(child_signaller, &x);
+	pid = harness_fork_sock(child_signaller, &x, sv[0]);
 	harness_sync_parent(&x.sync);
 	close(sv[1]);
 	fd = recv_fd(sv[0]);
@@ -1299,7 +1299,7 @@ static void test_fork_while_watched(void **state)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	harness_sync_init(&x.sync);
 	x.sock = sv[1];
-	pid = harness_fork(child_signaller, &x);
+	pid = harness_fork_sock(child_signaller, &x, sv[0]);
 	harness_sync_parent(&x.sync);
 	close(sv[1]);
 	fd = recv_fd(sv[0]);

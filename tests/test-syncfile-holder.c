@@ -226,7 +226,7 @@ static void signaller_start(struct signaller *sg, bool merge)
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	sg->sock = sv[1];
 	harness_sync_init(&sg->sync);
-	sg->pid = harness_fork(signaller_main, sg);
+	sg->pid = harness_fork_sock(signaller_main, sg, sv[0]);
 	harness_sync_parent(&sg->sync);
 	close(sv[1]);
 	assert_int_equal(dmabuf_recv_fd(sv[0], &sg->fd, NULL, 0, NULL), 0);
@@ -363,7 +363,7 @@ static void signaller_death_after_a_shutdown(void **state)
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	sh.fd = sv[1];
-	pid = harness_fork(exporter, &sh);
+	pid = harness_fork_sock(exporter, &sh, sv[0]);
 	close(sv[1]);
 	assert_int_equal(dmabuf_recv_fd(sv[0], &sh.fd, NULL, 0, NULL), 0);
 	close(sv[0]);

@@ -443,7 +443,7 @@ static void settle_handles_what_a_peer_left(void **state)
 
 	assert_int_equal(dmabuf_test_exporter_export(tx, ctx, 16 * PAGE, O_RDWR, DMABUF_ALLOC_SYSTEM, &buf), 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-	pid = harness_fork(importer_process, &sv[1]);
+	pid = harness_fork_sock(importer_process, &sv[1], sv[0]);
 	close(sv[1]);
 	fd = dmabuf_fd(buf, O_CLOEXEC);
 	assert_true(fd >= 0);

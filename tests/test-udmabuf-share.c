@@ -145,7 +145,7 @@ static void importer_sees_creators_pages(void **state)
 	creator_init(&c, ctx);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	env.sock = sv[1];
-	pid = harness_fork(importer, &env);
+	pid = harness_fork_sock(importer, &env, sv[0]);
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], c.fd, "f", 1), 0);
 	assert_int_equal(tx_wait_byte(sv[0], ctx), 'm');
@@ -179,7 +179,7 @@ static void killed_importer_leaves_nothing(void **state)
 	assert_int_equal(dmabuf_get(ctx, c.fd, &buf), 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	env.sock = sv[1];
-	pid = harness_fork(importer, &env);
+	pid = harness_fork_sock(importer, &env, sv[0]);
 	close(sv[1]);
 	assert_int_equal(dmabuf_send_fd(sv[0], c.fd, "f", 1), 0);
 	assert_int_equal(tx_wait_byte(sv[0], ctx), 'm');
@@ -232,7 +232,7 @@ static void killed_creator_keeps_importers_pages(void **state)
 
 	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
 	env.sock = sv[1];
-	pid = harness_fork(creator_process, &env);
+	pid = harness_fork_sock(creator_process, &env, sv[0]);
 	close(sv[1]);
 	char ch = 0;
 	size_t len;

@@ -86,7 +86,7 @@ static void socket_calls_on_emulated_files_are_enotsock(void **state)
 	socket_calls_refused(tl);
 	socket_calls_refused(heap);
 	socket_calls_refused(buf);
-	close(buf);
+	uapi_close_last_and_wait(buf);
 	close(heap);
 	close(f);
 	close(tl);

@@ -62,7 +62,7 @@ static void teardown(struct fixture *f)
 {
 	close(f->ep);
 	close(f->tl);
-	close(f->buf);
+	uapi_close_last_and_wait(f->buf);
 	close(f->heap);
 }
 
@@ -208,7 +208,9 @@ static void close_and_dup(void **state)
 	close(f.buf);
 	/* Both items stay: the file is alive through d. */
 	assert_int_equal(epoll_wait(f.ep, out, 4, 0), 2);
-	close(d);
+	/* the last close: its items go at the file's release, which a
+	 * reader of /proc/self/fd holding the file would delay */
+	uapi_close_last_and_wait(d);
 	assert_int_equal(epoll_wait(f.ep, out, 4, 0), 0);
 	f.buf = uapi_heap_alloc(f.heap, PAGE, O_RDWR | O_CLOEXEC);
 	assert_int_equal(wait0(&f), 0);

@@ -72,8 +72,8 @@ static void new_fds_are_lowest(void **state)
 	b = uapi_heap_alloc(heap, PAGE, O_RDWR);
 	assert_int_equal(b, lowest + 2);
 	assert_int_equal(fcntl(b, F_GETFD), 0);
-	close(a);
-	close(b);
+	uapi_close_last_and_wait(a);
+	uapi_close_last_and_wait(b);
 	close(heap);
 }
 
@@ -293,7 +293,7 @@ static void count_leaves_out_the_layers(void **state)
 	assert_int_equal(harness_wait(pid), 0);
 	harness_sync_close(&s);
 	assert_int_equal(fdinfo_count(buf), 1);
-	close(buf);
+	uapi_close_last_and_wait(buf);
 	close(heap);
 }
 

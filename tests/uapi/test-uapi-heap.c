@@ -70,7 +70,7 @@ static void alloc_map_sync(void **state)
 	fd = uapi_heap_alloc(heap, 4096, O_RDWR);
 	assert_true(fd >= 0);
 	assert_int_equal(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
-	close(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 
@@ -81,7 +81,7 @@ static void cma_heap_allocates(void **state)
 
 	assert_true(fd >= 0);
 	assert_int_equal(lseek(fd, 0, SEEK_END), 1 << 20);
-	close(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 
@@ -208,7 +208,7 @@ static void dmabuf_file_ops(void **state)
 	assert_true(p != MAP_FAILED);
 	munmap(p, 4096);
 	close(ro);
-	close(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 
@@ -240,7 +240,7 @@ static void write_only_buffer(void **state)
 	assert_int_equal(ioctl(fd, DMA_BUF_IOCTL_SYNC, &sync), 0);
 	sync.flags = DMA_BUF_SYNC_END | DMA_BUF_SYNC_WRITE;
 	assert_int_equal(ioctl(fd, DMA_BUF_IOCTL_SYNC, &sync), 0);
-	close(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 
@@ -304,7 +304,7 @@ static void dmabuf_file_ops_more(void **state)
 	/* ...but FIOCLEX is the VFS's. */
 	assert_int_equal(ioctl(heap, FIOCLEX), 0);
 	close(ro);
-	close(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 
@@ -345,7 +345,7 @@ static void dmabuf_ioctl_errors(void **state)
 	assert_int_equal(ioctl(0x7fff, DMA_BUF_IOCTL_SYNC, &s), -1);
 	assert_int_equal(errno, EBADF);
 	munmap(bad, 4096);
-	close(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 
@@ -387,7 +387,7 @@ static void fdinfo_fields(void **state)
 	assert_non_null(strstr(buf, "\nname:\tframe\n"));
 	munmap(p, 8192);
 	close(fd2);
-	close(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 
@@ -449,7 +449,7 @@ static void fork_child_uses_buffer(void **state)
 	assert_int_equal(harness_wait(pid), 0);
 	assert_int_equal(p[1], 'c');
 	munmap(p, 4096);
-	close(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 
@@ -476,7 +476,7 @@ static void exec_child_uses_buffer(void **state)
 	assert_int_equal(harness_wait(pid), 0);
 	assert_int_equal(p[1], 'c');
 	munmap(p, 4096);
-	close(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 

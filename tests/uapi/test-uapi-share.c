@@ -5,51 +5,10 @@
  * process that uses libdmabuf's API (uapi-api-peer).
  */
 #include <poll.h>
-#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
 #include "uapi-common.h"
-
-/*
- * Closes @fd, the test's last fd of a buffer that a child held, and waits
- * until the file is gone: the inode's IN_DELETE_SELF comes when its last
- * reference goes, the layer's own descriptions included, so the fd-leak
- * fixture then sees none of them. Without the wait a close here is the
- * last only when no other process holds the file at that moment: one that
- * reads this process's /proc/<pid>/fd (a stat() of an entry takes a
- * reference for a moment, as another suite's fdinfo count does) or the
- * child's /proc files (its mm, and so its mapping, outlive its exit while
- * a reader holds them) makes the final close its own, and the layer
- * releases the buffer on that close event, a little after this close
- * returned (a layer memfd was once found open by the fixture). The poll's
- * bound is a hang guard only.
- */
-static void close_last_and_wait(int fd)
-{
-	int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK), gone = 0;
-	char path[64], ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-
-	assert_true(in >= 0);
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	assert_true(inotify_add_watch(in, path, IN_DELETE_SELF) >= 0);
-	assert_int_equal(close(fd), 0);
-	while (!gone) {
-		struct pollfd p = { .fd = in, .events = POLLIN };
-		ssize_t n;
-
-		assert_int_equal(poll(&p, 1, 60000), 1);
-		n = read(in, ev, sizeof(ev));
-		assert_true(n > 0);
-		for (char *c = ev; c < ev + n;) {
-			const struct inotify_event *e = (const void *)c;
-
-			gone |= !!(e->mask & (IN_DELETE_SELF | IN_IGNORED));
-			c += sizeof(*e) + e->len;
-		}
-	}
-	close(in);
-}
 
 struct peer {
 	int sock;
@@ -105,7 +64,7 @@ static void scm_rights_between_uapi_programs(void **state)
 	s.flags = DMA_BUF_SYNC_END | DMA_BUF_SYNC_WRITE;
 	assert_int_equal(ioctl(fd, DMA_BUF_IOCTL_SYNC, &s), 0);
 	p.sock = sv[1];
-	pid = harness_fork(receiver, &p);
+	pid = harness_fork_sock(receiver, &p, sv[0]);
 	close(sv[1]);
 	assert_int_equal(uapi_send_fd(sv[0], fd), 0);
 	assert_int_equal(ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &d), 0);
@@ -117,7 +76,7 @@ static void scm_rights_between_uapi_programs(void **state)
 	close(tl);
 	munmap(map, 8192);
 	close(sv[0]);
-	close_last_and_wait(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 
@@ -169,7 +128,7 @@ static void udmabuf_between_uapi_programs(void **state)
 	close(memfd); /* the udmabuf keeps the pages */
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	p.sock = sv[1];
-	pid = harness_fork(udmabuf_receiver, &p);
+	pid = harness_fork_sock(udmabuf_receiver, &p, sv[0]);
 	close(sv[1]);
 	assert_int_equal(uapi_send_fd(sv[0], fd), 0);
 	assert_int_equal(read(sv[0], &c, 1), 1);
@@ -177,7 +136,7 @@ static void udmabuf_between_uapi_programs(void **state)
 	assert_memory_equal(map + 2 * 4096 + 4, "peer", 4);
 	munmap(map, 3 * 4096);
 	close(sv[0]);
-	close_last_and_wait(fd);
+	uapi_close_last_and_wait(fd);
 	close(dev);
 }
 
@@ -211,7 +170,7 @@ static void api_process_imports_and_dmas(void **state)
 	assert_memory_equal(map + 4, "-dma", 4);
 	munmap(map, 8192);
 	close(sv[0]);
-	close_last_and_wait(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 
@@ -269,7 +228,7 @@ static void fdinfo_of_another_process(void **state)
 	assert_true(map != MAP_FAILED);
 	assert_int_equal(harness_wait(harness_fork(fdinfo_reader, &p)), 0);
 	munmap(map, 12288);
-	close_last_and_wait(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 

@@ -224,7 +224,7 @@ static void buffer_fences(void **state)
 	assert_int_equal(errno, EFAULT);
 	close(f);
 	close(tl);
-	close(buf);
+	uapi_close_last_and_wait(buf);
 	close(heap);
 }
 

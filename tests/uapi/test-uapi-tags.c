@@ -98,7 +98,7 @@ static void received_fds_are_tagged(void **state)
 	}
 	close(sv[0]);
 	close(sv[1]);
-	close(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 
@@ -126,7 +126,7 @@ static void other_names_are_tagged(void **state)
 	assert_int_equal(errno, ESPIPE);
 	close(h);
 	closedir(d);
-	close(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 
@@ -155,7 +155,7 @@ static void numbers_reused(void **state)
 	fd = uapi_heap_alloc(heap, 4096, O_RDWR | O_CLOEXEC);
 	assert_int_equal(fd, n);
 	assert_true(is_emulated_buf(fd));
-	close(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 
@@ -208,7 +208,7 @@ static void vfork_child_close(void **state)
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	assert_true(is_emulated_buf(fd));
-	close(fd);
+	uapi_close_last_and_wait(fd);
 	close(heap);
 }
 

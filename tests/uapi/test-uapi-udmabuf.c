@@ -57,13 +57,13 @@ static void create_maps_callers_pages(void **state)
 	assert_int_equal(errno, EINVAL);
 	munmap(theirs, 2 * 4096);
 	munmap(mine, 4 * 4096);
-	close(buf);
+	uapi_close_last_and_wait(buf);
 	/* Without the flag the fd is inheritable; 6.12 ignores other bits. */
 	c.flags = 0x100;
 	buf = ioctl(dev, UDMABUF_CREATE, &c);
 	assert_true(buf >= 0);
 	assert_int_equal(fcntl(buf, F_GETFD) & FD_CLOEXEC, 0);
-	close(buf);
+	uapi_close_last_and_wait(buf);
 	close(memfd);
 	close(dev);
 }
@@ -81,7 +81,7 @@ static void create_list(void **state)
 	buf = ioctl(dev, UDMABUF_CREATE_LIST, &l);
 	assert_true(buf >= 0);
 	assert_int_equal(lseek(buf, 0, SEEK_END), 3 * 4096);
-	close(buf);
+	uapi_close_last_and_wait(buf);
 	l.head.count = 0;
 	assert_int_equal(ioctl(dev, UDMABUF_CREATE_LIST, &l), -1);
 	assert_int_equal(errno, EINVAL);

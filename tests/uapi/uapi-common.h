@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -194,3 +195,43 @@ static inline int uapi_recv_fd(int sock)
 		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
 	return fd;
 }
+/*
+ * Closes @fd, the test's last fd of a buffer (one that a child held, say), and waits
+ * until the file is gone: the inode's IN_DELETE_SELF comes when its last
+ * reference goes, the layer's own descriptions included, so the fd-leak
+ * fixture then sees none of them. Without the wait a close here is the
+ * last only when no other process holds the file at that moment: one that
+ * reads this process's /proc/<pid>/fd (a stat() of an entry takes a
+ * reference for a moment, as another suite's fdinfo count does) or the
+ * child's /proc files (its mm, and so its mapping, outlive its exit while
+ * a reader holds them) makes the final close its own, and the layer
+ * releases the buffer on that close event, a little after this close
+ * returned (a layer memfd was once found open by the fixture). The poll's
+ * bound is a hang guard only.
+ */
+static inline void uapi_close_last_and_wait(int fd)
+{
+	int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK), gone = 0;
+	char path[64], ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+	assert_true(in >= 0);
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	assert_true(inotify_add_watch(in, path, IN_DELETE_SELF) >= 0);
+	assert_int_equal(close(fd), 0);
+	while (!gone) {
+		struct pollfd p = { .fd = in, .events = POLLIN };
+		ssize_t n;
+
+		assert_int_equal(poll(&p, 1, 60000), 1);
+		n = read(in, ev, sizeof(ev));
+		assert_true(n > 0);
+		for (char *c = ev; c < ev + n;) {
+			const struct inotify_event *e = (const void *)c;
+
+			gone |= !!(e->mask & (IN_DELETE_SELF | IN_IGNORED));
+			c += sizeof(*e) + e->len;
+		}
+	}
+	close(in);
+}
+
