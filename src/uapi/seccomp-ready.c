@@ -13,7 +13,10 @@
  * answered in a thread of its own: the other fds are polled here through
  * their copies (the same open files, so the same readiness), the buffers'
  * readiness comes from their fences, and a busy buffer is waited for
- * through a sync file of its fences, so nothing spins.
+ * through a sync file of its fences, so nothing spins. A sync file (a
+ * socket here) among them is answered here too, as sync_file_poll():
+ * POLLIN once its fence has signalled, else 0 (the socket's POLLOUT and
+ * POLLHUP are not the sync file's); its socket ready is only the wake-up.
  *
  * epoll_ctl on a dma-buf fd: the registration is carried by a stand-in, an
  * eventfd with a count of 1 (always readable and writable) that the
@@ -91,6 +94,8 @@ struct pwait {
 	struct pollfd *fds;	/* the program's array (fd, events) */
 	int *copy;		/* the supervisor's copy of each fd, or -1 */
 	bool *dmabuf;
+	bool *sync;		/* a sync file (sync_file_poll()'s readiness) */
+	bool *shut;		/* a sync file whose socket is ready unsignalled */
 	int64_t deadline;	/* CLOCK_MONOTONIC ns, -1: none */
 	int nr;			/* the syscall */
 	/* select: the program's sets and how many bits */
@@ -108,10 +113,14 @@ static void pwait_free(struct pwait *w)
 	free(w->fds);
 	free(w->copy);
 	free(w->dmabuf);
+	free(w->sync);
+	free(w->shut);
 	free(w);
 }
 
-/* Fetches every fd of the call; true if a dma-buf is among them. */
+/* Fetches every fd of the call; true if a dma-buf or a sync file is among
+ * them (the kernel would poll a sync file's socket: POLLOUT while pending,
+ * POLLHUP once signalled, which sync_file_poll() never reports). */
 static bool pwait_fetch(struct call *c, struct pwait *w)
 {
 	bool any = false;
@@ -122,8 +131,18 @@ static bool pwait_fetch(struct call *c, struct pwait *w)
 		if (w->fds[i].fd < 0)
 			continue;
 		w->copy[i] = dmb_sec_get_fd(c, w->fds[i].fd);
-		if (w->copy[i] >= 0 && dmb_uapi_classify(w->copy[i]) == DMB_UAPI_DMABUF)
+		if (w->copy[i] < 0)
+			continue;
+		switch (dmb_uapi_classify(w->copy[i])) {
+		case DMB_UAPI_DMABUF:
 			w->dmabuf[i] = any = true;
+			break;
+		case DMB_UAPI_SYNC_FILE:
+			w->sync[i] = any = true;
+			break;
+		default:
+			break;
+		}
 	}
 	return any;
 }
@@ -138,10 +157,14 @@ static struct pwait *pwait_new(int n)
 	w->fds = calloc((size_t)n + 1, sizeof(*w->fds));
 	w->copy = calloc((size_t)n + 1, sizeof(*w->copy));
 	w->dmabuf = calloc((size_t)n + 1, sizeof(*w->dmabuf));
-	if (!w->fds || !w->copy || !w->dmabuf) {
+	w->sync = calloc((size_t)n + 1, sizeof(*w->sync));
+	w->shut = calloc((size_t)n + 1, sizeof(*w->shut));
+	if (!w->fds || !w->copy || !w->dmabuf || !w->sync || !w->shut) {
 		free(w->fds);
 		free(w->copy);
 		free(w->dmabuf);
+		free(w->sync);
+		free(w->shut);
 		free(w);
 		return NULL;
 	}
@@ -263,6 +286,7 @@ static int pwait_look(struct pwait *w, int64_t wait_ns)
 	struct pollfd *p = calloc((size_t)w->n * 2 + 1, sizeof(*p));
 	int *map = calloc((size_t)w->n * 2 + 1, sizeof(*map));
 	int i, np = 0, ready = 0, t;
+	bool look_again = false;
 
 	if (!p || !map) {
 		free(p);
@@ -289,18 +313,51 @@ static int pwait_look(struct pwait *w, int64_t wait_ns)
 					p[np++] = (struct pollfd){ .fd = sf, .events = POLLIN };
 				}
 			}
+		} else if (w->sync[i]) {
+			/* sync_file_poll(): EPOLLIN once signalled, else 0; a
+			 * poll without POLLIN never sees anything of it. */
+			if (!(w->fds[i].events & POLLIN))
+				continue;
+			if (w->shut[i]) {
+				/* Its socket is ready for good (a holder's
+				 * shutdown()): the state is looked at every
+				 * millisecond. */
+				w->fds[i].revents = dmb_uapi_poll_events(w->copy[i],
+									 DMB_UAPI_SYNC_FILE, POLLIN);
+				ready += w->fds[i].revents != 0;
+				look_again = true;
+				continue;
+			}
+			map[np] = i;
+			p[np++] = (struct pollfd){ .fd = w->copy[i], .events = POLLIN };
 		} else {
 			map[np] = i;
 			p[np++] = (struct pollfd){ .fd = w->copy[i], .events = w->fds[i].events };
 		}
 	}
 	t = ready || !wait_ns ? 0 : (int)((wait_ns + 999999) / 1000000);
+	if (look_again && t > 1)
+		t = 1;
 	if (poll(p, (nfds_t)np, t) > 0)
-		for (i = 0; i < np; i++)
-			if (map[i] >= 0 && p[i].revents) {
-				w->fds[map[i]].revents = p[i].revents;
-				ready++;
+		for (i = 0; i < np; i++) {
+			int k = map[i];
+
+			if (k < 0 || !p[i].revents)
+				continue;
+			if (w->sync[k]) {
+				/* The socket ready is a wake-up; the answer
+				 * is the fence's state, POLLIN alone. */
+				w->fds[k].revents = dmb_uapi_poll_events(w->copy[k],
+									 DMB_UAPI_SYNC_FILE, POLLIN);
+				if (!w->fds[k].revents) {
+					w->shut[k] = true;
+					continue;
+				}
+			} else {
+				w->fds[k].revents = p[i].revents;
 			}
+			ready++;
+		}
 	for (i = 0; i < np; i++)
 		if (map[i] < 0)
 			close(p[i].fd);
@@ -398,7 +455,7 @@ static void pwait_run(struct call *c, void *arg)
 		}
 	}
 	if (dmb_uapi_config()->trace)
-		dmb_uapi_trace("[seccomp %u] syscall %d on %d fds with a dma-buf = %d", c->n->pid,
+		dmb_uapi_trace("[seccomp %u] syscall %d on %d fds with a dma-buf or sync file = %d", c->n->pid,
 			       c->n->data.nr, w->n, ready);
 	dmb_sec_reply(c, false, ready < 0 ? ready : pwait_answer(c, w, ready));
 	pwait_free(w);

@@ -723,7 +723,7 @@ static void case_timeline_close(void)
 	CHECK(poll(&p, 1, 0) == 0 && fence_status(f.fence) == 0);
 	close(dupfd);
 	p.revents = 0;
-	CHECK(poll(&p, 1, -1) == 1 && (p.revents & POLLIN));
+	CHECK(poll(&p, 1, -1) == 1 && p.revents == POLLIN);
 	CHECK(fence_status(f.fence) == -ENOENT);
 	close(f.fence);
 }
@@ -757,9 +757,85 @@ static void case_sockcalls(void)
 	close(sv[1]);
 	CHECK(ioctl(tl, SW_SYNC_IOC_INC, &one) == 0);
 	p.revents = 0;
-	CHECK(poll(&p, 1, -1) == 1 && (p.revents & POLLIN));
+	CHECK(poll(&p, 1, -1) == 1 && p.revents == POLLIN);
 	CHECK(fence_status(f.fence) == 1);
 	close(f.fence);
+	close(tl);
+}
+
+struct sf_poller {
+	int fd;
+	pid_t tid;
+	int result;
+	short revents;
+};
+
+static void *sf_blocking_poll(void *arg)
+{
+	struct sf_poller *w = arg;
+	struct pollfd p = { .fd = w->fd, .events = POLLIN | POLLOUT };
+
+	__atomic_store_n(&w->tid, gettid(), __ATOMIC_RELEASE);
+	w->result = poll(&p, 1, -1);
+	w->revents = p.revents;
+	return NULL;
+}
+
+/* poll, ppoll, select and pselect on a sync file answer as the kernel's
+ * sync_file_poll(): 0 while the fence is pending (the socket under it is
+ * writable: no POLLOUT), exactly POLLIN once signalled (its signaller's
+ * end is closed then: no POLLHUP), POLLNVAL once closed. */
+static void case_syncpoll(void)
+{
+	struct sw_sync_create_fence_data f = { .value = 1, .name = "sfpoll" };
+	struct timespec ts = { 0, 0 };
+	struct timeval tv = { 0, 0 };
+	struct sf_poller w = { .result = -2 };
+	struct pollfd p[2];
+	fd_set rd, wr;
+	uint32_t one = 1;
+	pthread_t t;
+	int tl, pipefd[2], i;
+
+	tl = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
+	CHECK(tl >= 0);
+	CHECK(ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &f) == 0);
+	CHECK(pipe2(pipefd, O_CLOEXEC) == 0);
+	p[0] = (struct pollfd){ .fd = f.fence, .events = POLLIN | POLLOUT };
+	CHECK(poll(p, 1, 0) == 0 && p[0].revents == 0);
+	p[1] = (struct pollfd){ .fd = pipefd[1], .events = POLLOUT };
+	CHECK(ppoll(p, 2, &ts, NULL) == 1 && p[0].revents == 0 && p[1].revents == POLLOUT);
+	FD_ZERO(&rd);
+	FD_ZERO(&wr);
+	FD_SET(f.fence, &rd);
+	FD_SET(f.fence, &wr);
+	CHECK(select(f.fence + 1, &rd, &wr, NULL, &tv) == 0);
+	/* A poll that waits is woken by the signal, with POLLIN alone. */
+	w.fd = f.fence;
+	CHECK(pthread_create(&t, NULL, sf_blocking_poll, &w) == 0);
+	for (i = 0; i < 1000000 && !(__atomic_load_n(&w.tid, __ATOMIC_ACQUIRE) &&
+				     in_syscall(w.tid, SYS_poll));
+	     i++)
+		sched_yield();
+	CHECK(ioctl(tl, SW_SYNC_IOC_INC, &one) == 0);
+	CHECK(pthread_join(t, NULL) == 0);
+	CHECK(w.result == 1 && w.revents == POLLIN);
+	p[0].revents = 0;
+	CHECK(poll(p, 1, 0) == 1 && p[0].revents == POLLIN);
+	p[0].events = POLLOUT;
+	CHECK(poll(p, 1, 0) == 0 && p[0].revents == 0);
+	p[0].events = POLLIN | POLLOUT;
+	CHECK(ppoll(p, 2, &ts, NULL) == 2 && p[0].revents == POLLIN && p[1].revents == POLLOUT);
+	FD_ZERO(&rd);
+	FD_ZERO(&wr);
+	FD_SET(f.fence, &rd);
+	FD_SET(f.fence, &wr);
+	CHECK(pselect(f.fence + 1, &rd, &wr, NULL, &ts, NULL) == 1);
+	CHECK(FD_ISSET(f.fence, &rd) && !FD_ISSET(f.fence, &wr));
+	close(f.fence);
+	CHECK(poll(p, 1, 0) == 1 && p[0].revents == POLLNVAL);
+	close(pipefd[0]);
+	close(pipefd[1]);
 	close(tl);
 }
 
@@ -778,7 +854,7 @@ static const struct {
 	{ "raw", case_raw },	   { "fork", case_fork },	{ "fdinfo", case_fdinfo },
 	{ "threads", case_threads }, { "fence-wait", case_fence_wait },
 	{ "poll", case_poll },	   { "epoll", case_epoll },	{ "timeline-close", case_timeline_close },
-	{ "sockcalls", case_sockcalls },
+	{ "sockcalls", case_sockcalls }, { "syncpoll", case_syncpoll },
 	{ "kill", case_kill },
 };
 

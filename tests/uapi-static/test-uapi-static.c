@@ -124,6 +124,11 @@ static void static_sockcalls(void **state)
 	expect_case(static_prog(), NULL, "sockcalls");
 }
 
+static void static_syncpoll(void **state)
+{
+	expect_case(static_prog(), NULL, "syncpoll");
+}
+
 static void static_fence_wait(void **state)
 {
 	expect_case(static_prog(), NULL, "fence-wait");
@@ -196,6 +201,7 @@ int main(void)
 		harness_test(static_epoll),
 		harness_test(static_timeline_close),
 		harness_test(static_sockcalls),
+		harness_test(static_syncpoll),
 		harness_test(static_without_supervisor_fails),
 		harness_test(static_exit_status_passes_through),
 		harness_test(dynamic_raw_needs_seccomp),
