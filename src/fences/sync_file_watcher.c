@@ -31,6 +31,9 @@
  */
 struct watch_inst {
 	int epfd, wakefd;
+	/* The socket diagnostics queries of the watcher thread
+	 * (sync_file_peer.c), -1 if the kernel gave none. */
+	int diagfd;
 	bool stopped;			/* its fds are closed */
 	unsigned int refs;		/* the thread's, and a waiter's */
 };
@@ -58,6 +61,31 @@ static struct {
 #define WATCH_EXPORT (1ull << 63)
 
 atomic_uint dmb_sf_nwatched;
+
+/*
+ * On the watcher thread: the diag socket its queries use (its instance's,
+ * -1 when none), and whether it outlived its instance. An instance whose
+ * last watched import fired stops before that import is looked at (so that
+ * whoever its callbacks wake finds no fd of ours), but the look may ask
+ * whether W is open: its socket stays for that look, and goes before the
+ * callbacks run (dmb_sf_watcher_diag_drop()) or once the look is over.
+ */
+static __thread int diag_fd = -1;
+static __thread bool diag_orphan;
+
+int dmb_sf_watcher_diag(void)
+{
+	return diag_fd;
+}
+
+void dmb_sf_watcher_diag_drop(void)
+{
+	if (!diag_orphan)
+		return;
+	close(diag_fd);
+	diag_fd = -1;
+	diag_orphan = false;
+}
 
 /* Nothing to watch: neither imported fences nor W ends. */
 static bool watcher_idle_locked(void)
@@ -97,7 +125,9 @@ static void inst_close_locked(struct watch_inst *w)
 {
 	close(w->epfd);
 	close(w->wakefd);
-	w->epfd = w->wakefd = -1;
+	if (w->diagfd >= 0)
+		close(w->diagfd);
+	w->epfd = w->wakefd = w->diagfd = -1;
 	w->stopped = true;
 }
 
@@ -210,6 +240,8 @@ static void slow_look(void)
 /* Runs one instance until it stops (its fds closed). */
 static void watch_run(struct watch_inst *w)
 {
+	diag_fd = w->diagfd;
+	diag_orphan = false;
 	for (;;) {
 		struct epoll_event ev[8];
 		int n, timeout;
@@ -253,6 +285,13 @@ static void watch_run(struct watch_inst *w)
 				}
 			}
 			if (stop) {
+				if (imp && w->diagfd >= 0) {
+					/* kept for imp's look (see diag_fd) */
+					diag_orphan = true;
+					w->diagfd = -1;
+				} else {
+					diag_fd = -1;
+				}
 				inst_close_locked(w);
 				/* Not running from here on: a fork before
 				 * watcher_main() relocks must not find w
@@ -267,7 +306,10 @@ static void watch_run(struct watch_inst *w)
 				/* With the watch user, which it drops. Still
 				 * pending: a holder shut R down (or a wake-up
 				 * with nothing in R): watched slowly. */
-				if (!dmb_sf_imp_poll(imp, 0, true))
+				bool done = dmb_sf_imp_poll(imp, 0, true);
+
+				dmb_sf_watcher_diag_drop();
+				if (!done)
 					watch_import_slow(imp);
 				dmabuf_fence_put(&imp->base);
 			}
@@ -338,6 +380,9 @@ static struct watch_inst *watcher_start_locked(void)
 	w->refs = 1;
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	/* Without one (no socket diagnostics here) its queries make their
+	 * own, as other threads' do. */
+	w->diagfd = dmb_sf_diag_socket();
 	if (w->epfd < 0 || w->wakefd < 0 ||
 	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev) ||
 	    (!watcher.thread_alive &&
@@ -346,6 +391,8 @@ static struct watch_inst *watcher_start_locked(void)
 			close(w->epfd);
 		if (w->wakefd >= 0)
 			close(w->wakefd);
+		if (w->diagfd >= 0)
+			close(w->diagfd);
 		free(w);
 		return NULL;
 	}
@@ -538,6 +585,10 @@ static void watcher_atfork_child(void)
 	    watcher.running->epfd >= 0)
 		inst_close_locked(watcher.running);
 	watcher.running = NULL;
+	/* Forked from the watcher thread (a callback): its socket kept for
+	 * a look is this thread's. */
+	dmb_sf_watcher_diag_drop();
+	diag_fd = -1;
 	if (watcher.cur) {
 		inst_close_locked(watcher.cur);
 		free(watcher.cur);
