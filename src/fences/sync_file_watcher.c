@@ -42,7 +42,7 @@ struct watch_inst {
 
 static struct {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;		/* next, stopped, exiting changed */
+	pthread_cond_t cond;		/* next, stopped, exiting, looking changed */
 	struct watch_inst *cur;		/* the running instance, or NULL */
 	struct watch_inst *next;	/* handed to the thread, not taken */
 	struct watch_inst *running;	/* the one the thread runs */
@@ -52,6 +52,9 @@ static struct {
 	bool reap;
 	pthread_t reap_thread;
 	unsigned int nwatch;
+	/* The import the thread took out of the set and is looking at (its
+	 * user of R, maybe the diag socket open), or NULL. */
+	struct sf_imported *looking;
 	uint64_t next_id;
 	LIST_HEAD(, sf_imported) watched;
 } watcher = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
@@ -277,6 +280,7 @@ static void watch_run(struct watch_inst *w)
 				imp = watched_find_locked(ev[i].data.u64);
 			if (imp) {
 				unwatch_locked(imp);
+				watcher.looking = imp;
 				/* The last one: stop before running callbacks,
 				 * so whoever they wake finds no fd of ours. */
 				if (watcher_idle_locked()) {
@@ -309,6 +313,10 @@ static void watch_run(struct watch_inst *w)
 				bool done = dmb_sf_imp_poll(imp, 0, true);
 
 				dmb_sf_watcher_diag_drop();
+				pthread_mutex_lock(&watcher.lock);
+				watcher.looking = NULL;
+				pthread_cond_broadcast(&watcher.cond);
+				pthread_mutex_unlock(&watcher.lock);
 				if (!done)
 					watch_import_slow(imp);
 				dmabuf_fence_put(&imp->base);
@@ -465,6 +473,16 @@ void dmb_sf_unwatch_import(struct sf_imported *imp)
 {
 	pthread_mutex_lock(&watcher.lock);
 	if (!imp->watch_id) {
+		/* The watcher took it out of its set on R's event and may
+		 * still be looking at R (its user of R, its diag socket):
+		 * wait for that look, which does not block, so that no fd of
+		 * the watcher outlives the call that signalled (as when the
+		 * fence is still watched: the instance is then joined).
+		 * Not in a callback, where the wait could be for a lock held
+		 * around us. */
+		while (watcher.looking == imp && !on_watcher_thread_locked() &&
+		       !dmb_fence_in_callback())
+			pthread_cond_wait(&watcher.cond, &watcher.lock);
 		pthread_mutex_unlock(&watcher.lock);
 		return;
 	}
@@ -595,6 +613,7 @@ static void watcher_atfork_child(void)
 		watcher.cur = NULL;
 	}
 	watcher.next = NULL;
+	watcher.looking = NULL;
 	watcher.thread_alive = false;
 	watcher.reap = false;
 	watcher.exiting = false;
