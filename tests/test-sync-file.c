@@ -1183,12 +1183,12 @@ static void test_imported_fds_closed_at_signal(void **state)
 	assert_int_equal(dmabuf_sync_file_import(fd[1], &f[1]), 0);
 	assert_int_equal(harness_count_fds(), base + 2);
 	assert_int_equal(dmabuf_fence_add_callback(f[1], &ccb.cb, count_cb), 0);
-	assert_int_equal(harness_count_fds(), base + 4);	/* + epoll, eventfd */
+	assert_int_equal(harness_count_fds(), base + 5);	/* + epoll, eventfd, diag socket */
 
 	harness_sync_tell_child(&x.sync, 'a');
 	assert_int_equal(harness_sync_wait_child(&x.sync), 'A');
 	assert_int_equal(dmabuf_fence_wait(f[0], 10000), 1);
-	assert_int_equal(settle_fd_count(base + 3), base + 3);
+	assert_int_equal(settle_fd_count(base + 4), base + 4);
 
 	harness_sync_tell_child(&x.sync, 'b');
 	assert_int_equal(harness_sync_wait_child(&x.sync), 'B');

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -200,7 +201,7 @@ static int signaller_main(void *arg)
 				dmabuf_fence_put(g);
 			}
 		} else if (c == 'w') {
-			/* W, plus the watcher's two fds until it stops */
+			/* W, plus the watcher's three fds until it stops */
 			while (harness_count_fds() > base + 1)
 				usleep(1000);
 			c = harness_count_fds() == base + 1 ? 'k' : 'g';
@@ -379,6 +380,86 @@ static void signaller_death_after_a_shutdown(void **state)
 	close(sh.fd);
 }
 
+/* ---- the watcher's own diag socket ---------------------------------------- */
+
+struct flag_cb {
+	struct dmabuf_fence_cb cb;
+	atomic_int status;
+	atomic_bool ran;
+};
+
+static void status_to_flag(struct dmabuf_fence *f, struct dmabuf_fence_cb *cb)
+{
+	struct flag_cb *s = (struct flag_cb *)cb;
+
+	atomic_store(&s->status, dmabuf_fence_get_status(f));
+	atomic_store(&s->ran, true);
+}
+
+static void wait_ran(struct flag_cb *s)
+{
+	while (!atomic_load(&s->ran))
+		usleep(1000);
+}
+
+/*
+ * The watcher asks whether W is open on a socket it made when it started
+ * (sync_file_peer.c), not on one made per question (an fd that came and
+ * went in a background thread, where another thread's fd numbers or count
+ * could see it). Shown with every fd number taken (RLIMIT_NOFILE): a
+ * holder's shutdown of A's file, while the watcher also watches B's, must
+ * leave A pending. Epoll reports A's shutdown before B's later signal, so
+ * once B's callback ran the watcher has looked at A. On the code that made
+ * a socket per question, that socket() failed (EMFILE), which reads as the
+ * signaller gone: A's callback ran first, with DMABUF_FENCE_ESIGNALLER.
+ */
+static void watcher_asks_on_its_own_socket(void **state)
+{
+	struct signaller a, b;
+	struct flag_cb ca = { 0 }, cb = { 0 };
+	struct dmabuf_fence *fa, *fb;
+	struct rlimit old, lim;
+	int fill[16], nfill = 0, fd;
+	bool a_early;
+
+	signaller_start(&a, false);
+	signaller_start(&b, false);
+	assert_int_equal(dmabuf_sync_file_import(a.fd, &fa), 0);
+	assert_int_equal(dmabuf_fence_add_callback(fa, &ca.cb, status_to_flag), 0);
+	assert_int_equal(dmabuf_sync_file_import(b.fd, &fb), 0);
+	assert_int_equal(dmabuf_fence_add_callback(fb, &cb.cb, status_to_flag), 0);
+
+	/* No fd number free from here on. */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	fd = dup(0);
+	assert_true(fd >= 0);
+	close(fd);
+	lim = old;
+	lim.rlim_cur = (rlim_t)fd + 4;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	while (nfill < (int)(sizeof(fill) / sizeof(fill[0])) && (fd = dup(0)) >= 0)
+		fill[nfill++] = fd;
+	assert_true(fd < 0 && errno == EMFILE);
+
+	assert_int_equal(shutdown(a.fd, SHUT_RD), 0);
+	assert_int_equal(signaller_do(&b, 'i'), 'i');
+	wait_ran(&cb);
+	a_early = atomic_load(&ca.ran);
+	while (nfill)
+		close(fill[--nfill]);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	assert_int_equal(atomic_load(&cb.status), 1);
+	assert_false(a_early);
+	/* The signal reaches A through its status in W's name. */
+	assert_int_equal(signaller_do(&a, 'i'), 'i');
+	wait_ran(&ca);
+	assert_int_equal(atomic_load(&ca.status), 1);
+	dmabuf_fence_put(fa);
+	dmabuf_fence_put(fb);
+	signaller_end(&a);
+	signaller_end(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -387,6 +468,7 @@ int main(void)
 		harness_test(sweep_keeps_a_shut_down_file),
 		harness_test(deadline_watch_keeps_a_shut_down_file),
 		harness_test(signaller_death_after_a_shutdown),
+		harness_test(watcher_asks_on_its_own_socket),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -200,6 +200,7 @@ bool dmb_sf_imp_poll(struct sf_imported *imp, int timeout_ms, bool user_held)
 			imp->rfd = -1;
 		}
 		signalled_here = true;
+		dmb_sf_watcher_diag_drop();
 		dmb_fence_signal_locked(f, error, rec.timestamp_ns);
 	}
 	pthread_mutex_unlock(&f->lock);

@@ -19,14 +19,17 @@
  * is the signal, and EOF with W open and no status is a holder's shutdown:
  * the fence is still pending. The same question tells the signaller apart
  * a W end whose every R is gone (closed: the sweep closes W) from one whose
- * holder shut R down (W is kept). Only these rare paths pay for it (four
- * syscalls); the record's path is unchanged.
+ * holder shut R down (W is kept). Only these rare paths pay for it (five
+ * syscalls: fstat, socket, sendto, recv, close; three on the watcher
+ * thread, which asks on a socket of its own); the record's path is
+ * unchanged.
  * Apart from the exporting and importing sides because both ask it.
  */
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,8 +42,16 @@
 /* W's name once it carries the status: pid, serial, error, timestamp. */
 #define SF_STATUS_PREFIX SF_PREFIX "S/"
 
+int dmb_sf_diag_socket(void)
+{
+	return socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+}
+
 int dmb_sf_peer_open(int fd)
 {
+	/* A question's number: a reply left over from an earlier question on
+	 * the watcher's socket (a recv that failed) is skipped. */
+	static atomic_uint seq;
 	struct {
 		struct nlmsghdr h;
 		struct unix_diag_req r;
@@ -60,11 +71,20 @@ int dmb_sf_peer_open(int fd)
 	struct stat st;
 	ssize_t n;
 	int nl, len, ret = 0;
+	bool own;
 
 	if (fstat(fd, &st))
 		return -errno;
 	q.r.udiag_ino = (unsigned int)st.st_ino;
-	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	q.h.nlmsg_seq = atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed) + 1;
+	/* The watcher asks on its own socket (it lives as long as its
+	 * epoll set: no fd of a question comes and goes there, where the
+	 * holders' shutdowns make it ask); any other thread, in a call of
+	 * its caller's, on one of the call's own. */
+	nl = dmb_sf_watcher_diag();
+	own = nl < 0;
+	if (own)
+		nl = dmb_sf_diag_socket();
 	if (nl < 0)
 		return -errno;
 	do
@@ -73,13 +93,15 @@ int dmb_sf_peer_open(int fd)
 	if (n == (ssize_t)sizeof(q)) {
 		do
 			n = recv(nl, &a, sizeof(a), 0);
-		while (n < 0 && errno == EINTR);
+		while ((n < 0 && errno == EINTR) ||
+		       (n >= (ssize_t)NLMSG_HDRLEN && a.h.nlmsg_seq != q.h.nlmsg_seq));
 	} else {
 		n = -1;
 	}
 	if (n < 0)
 		ret = -errno;
-	close(nl);
+	if (own)
+		close(nl);
 	if (ret)
 		return ret;
 	if (n < (ssize_t)NLMSG_HDRLEN || !NLMSG_OK(&a.h, (size_t)n))

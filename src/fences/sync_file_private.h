@@ -152,6 +152,8 @@ void dmb_sf_fill_info(struct dmabuf_fence *f, struct dmabuf_sync_fence_info *i);
 /* 1 if the other end of the socket fd is open, 0 if it is closed, or
  * -errno when the kernel cannot say (no socket diagnostics). */
 int dmb_sf_peer_open(int fd);
+/* A socket for those questions (O_CLOEXEC), or -1 (errno set). */
+int dmb_sf_diag_socket(void);
 /* Binds W to the name that carries the signal's status (R could not take
  * the record); 0 or -errno. */
 int dmb_sf_bind_status(int wfd, long pid, unsigned long serial, int error, int64_t ts);
@@ -196,3 +198,10 @@ void dmb_sf_watch_export(struct sf_export *e);
 void dmb_sf_watcher_check_idle(void);
 /* After a signal, outside callbacks: the idle check a callback left. */
 void dmb_sf_after_signal(void);
+/* On the watcher thread, its diag socket (for dmb_sf_peer_open()); -1 on
+ * any other thread, which makes one per question. */
+int dmb_sf_watcher_diag(void);
+/* Before callbacks run: the watcher's diag socket, if its instance has
+ * stopped, is closed (no fd of the watcher outlives its instance for the
+ * callbacks to see). A no-op on other threads. */
+void dmb_sf_watcher_diag_drop(void);

@@ -31,6 +31,9 @@
  */
 struct watch_inst {
 	int epfd, wakefd;
+	/* The socket diagnostics queries of the watcher thread
+	 * (sync_file_peer.c), -1 if the kernel gave none. */
+	int diagfd;
 	bool stopped;			/* its fds are closed */
 	unsigned int refs;		/* the thread's, and a waiter's */
 };
@@ -39,7 +42,7 @@ struct watch_inst {
 
 static struct {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;		/* next, stopped, exiting changed */
+	pthread_cond_t cond;		/* next, stopped, exiting, looking changed */
 	struct watch_inst *cur;		/* the running instance, or NULL */
 	struct watch_inst *next;	/* handed to the thread, not taken */
 	struct watch_inst *running;	/* the one the thread runs */
@@ -49,6 +52,9 @@ static struct {
 	bool reap;
 	pthread_t reap_thread;
 	unsigned int nwatch;
+	/* The import the thread took out of the set and is looking at (its
+	 * user of R, maybe the diag socket open), or NULL. */
+	struct sf_imported *looking;
 	uint64_t next_id;
 	LIST_HEAD(, sf_imported) watched;
 } watcher = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
@@ -58,6 +64,31 @@ static struct {
 #define WATCH_EXPORT (1ull << 63)
 
 atomic_uint dmb_sf_nwatched;
+
+/*
+ * On the watcher thread: the diag socket its queries use (its instance's,
+ * -1 when none), and whether it outlived its instance. An instance whose
+ * last watched import fired stops before that import is looked at (so that
+ * whoever its callbacks wake finds no fd of ours), but the look may ask
+ * whether W is open: its socket stays for that look, and goes before the
+ * callbacks run (dmb_sf_watcher_diag_drop()) or once the look is over.
+ */
+static __thread int diag_fd = -1;
+static __thread bool diag_orphan;
+
+int dmb_sf_watcher_diag(void)
+{
+	return diag_fd;
+}
+
+void dmb_sf_watcher_diag_drop(void)
+{
+	if (!diag_orphan)
+		return;
+	close(diag_fd);
+	diag_fd = -1;
+	diag_orphan = false;
+}
 
 /* Nothing to watch: neither imported fences nor W ends. */
 static bool watcher_idle_locked(void)
@@ -97,7 +128,9 @@ static void inst_close_locked(struct watch_inst *w)
 {
 	close(w->epfd);
 	close(w->wakefd);
-	w->epfd = w->wakefd = -1;
+	if (w->diagfd >= 0)
+		close(w->diagfd);
+	w->epfd = w->wakefd = w->diagfd = -1;
 	w->stopped = true;
 }
 
@@ -210,6 +243,8 @@ static void slow_look(void)
 /* Runs one instance until it stops (its fds closed). */
 static void watch_run(struct watch_inst *w)
 {
+	diag_fd = w->diagfd;
+	diag_orphan = false;
 	for (;;) {
 		struct epoll_event ev[8];
 		int n, timeout;
@@ -245,6 +280,7 @@ static void watch_run(struct watch_inst *w)
 				imp = watched_find_locked(ev[i].data.u64);
 			if (imp) {
 				unwatch_locked(imp);
+				watcher.looking = imp;
 				/* The last one: stop before running callbacks,
 				 * so whoever they wake finds no fd of ours. */
 				if (watcher_idle_locked()) {
@@ -253,6 +289,13 @@ static void watch_run(struct watch_inst *w)
 				}
 			}
 			if (stop) {
+				if (imp && w->diagfd >= 0) {
+					/* kept for imp's look (see diag_fd) */
+					diag_orphan = true;
+					w->diagfd = -1;
+				} else {
+					diag_fd = -1;
+				}
 				inst_close_locked(w);
 				/* Not running from here on: a fork before
 				 * watcher_main() relocks must not find w
@@ -267,7 +310,14 @@ static void watch_run(struct watch_inst *w)
 				/* With the watch user, which it drops. Still
 				 * pending: a holder shut R down (or a wake-up
 				 * with nothing in R): watched slowly. */
-				if (!dmb_sf_imp_poll(imp, 0, true))
+				bool done = dmb_sf_imp_poll(imp, 0, true);
+
+				dmb_sf_watcher_diag_drop();
+				pthread_mutex_lock(&watcher.lock);
+				watcher.looking = NULL;
+				pthread_cond_broadcast(&watcher.cond);
+				pthread_mutex_unlock(&watcher.lock);
+				if (!done)
 					watch_import_slow(imp);
 				dmabuf_fence_put(&imp->base);
 			}
@@ -338,6 +388,9 @@ static struct watch_inst *watcher_start_locked(void)
 	w->refs = 1;
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	/* Without one (no socket diagnostics here) its queries make their
+	 * own, as other threads' do. */
+	w->diagfd = dmb_sf_diag_socket();
 	if (w->epfd < 0 || w->wakefd < 0 ||
 	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev) ||
 	    (!watcher.thread_alive &&
@@ -346,6 +399,8 @@ static struct watch_inst *watcher_start_locked(void)
 			close(w->epfd);
 		if (w->wakefd >= 0)
 			close(w->wakefd);
+		if (w->diagfd >= 0)
+			close(w->diagfd);
 		free(w);
 		return NULL;
 	}
@@ -418,6 +473,16 @@ void dmb_sf_unwatch_import(struct sf_imported *imp)
 {
 	pthread_mutex_lock(&watcher.lock);
 	if (!imp->watch_id) {
+		/* The watcher took it out of its set on R's event and may
+		 * still be looking at R (its user of R, its diag socket):
+		 * wait for that look, which does not block, so that no fd of
+		 * the watcher outlives the call that signalled (as when the
+		 * fence is still watched: the instance is then joined).
+		 * Not in a callback, where the wait could be for a lock held
+		 * around us. */
+		while (watcher.looking == imp && !on_watcher_thread_locked() &&
+		       !dmb_fence_in_callback())
+			pthread_cond_wait(&watcher.cond, &watcher.lock);
 		pthread_mutex_unlock(&watcher.lock);
 		return;
 	}
@@ -538,12 +603,17 @@ static void watcher_atfork_child(void)
 	    watcher.running->epfd >= 0)
 		inst_close_locked(watcher.running);
 	watcher.running = NULL;
+	/* Forked from the watcher thread (a callback): its socket kept for
+	 * a look is this thread's. */
+	dmb_sf_watcher_diag_drop();
+	diag_fd = -1;
 	if (watcher.cur) {
 		inst_close_locked(watcher.cur);
 		free(watcher.cur);
 		watcher.cur = NULL;
 	}
 	watcher.next = NULL;
+	watcher.looking = NULL;
 	watcher.thread_alive = false;
 	watcher.reap = false;
 	watcher.exiting = false;
