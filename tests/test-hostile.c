@@ -1438,7 +1438,10 @@ static void unsolicited_event_drops_the_exporter(void **state)
 	assert_int_equal(dmabuf_begin_cpu_access(px, DMABUF_FROM_DEVICE), -ENODEV);
 	assert_int_equal(dmabuf_put(px), 0);
 	dmabuf_ctx_destroy(imp);
+	/* the fake exporter ends on the importer's hang-up */
+	harness_guard_start("the fake exporter's end after the importer's context went", 60);
 	assert_int_equal(harness_wait(pid), 0);
+	harness_guard_done();
 	close(memfd);
 	close(fe.listen_fd);
 }
@@ -1602,7 +1605,10 @@ static void nested_call_in_handshake_with_old_exporter(void **state)
 	assert_int_equal(dmabuf_put(y), 0);
 	close(oe.yfd);
 	dmabuf_ctx_destroy(imp);
+	/* the old exporter ends on the importer's DETACH, RELEASE and hang-up */
+	harness_guard_start("the old exporter's end after the importer's context went", 60);
 	assert_int_equal(harness_wait(pid), 0);
+	harness_guard_done();
 	close(old_gate_w);
 	close(memfd);
 	close(oe.listen_fd);
