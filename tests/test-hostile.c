@@ -63,18 +63,33 @@ static void assert_balanced(const struct fx *f)
 			 f->tx.attach, f->tx.detach, f->tx.map, f->tx.unmap);
 }
 
+/*
+ * Dispatches the exporter until @cond holds: a wait for peer events with no
+ * bound of its own (a loaded machine may take any time). The hang guard
+ * (60 s, a bound on the hang, never the assertion) names @what if it never
+ * comes, instead of the suite ending at its timeout.
+ */
+#define DISPATCH_UNTIL(exp, cond, what)                          \
+	do {                                                     \
+		harness_guard_start(what, 60);                   \
+		while (!(cond))                                  \
+			dmabuf_ctx_dispatch_timeout(exp, 100);   \
+		harness_guard_done();                            \
+	} while (0)
+
 /* Dispatches the exporter until this process has @want fds and the
- * exporter's ops balance (or ~3 s pass); returns the fd count. */
+ * exporter's ops balance; returns the fd count after a few more rounds. */
 static int settle(struct fx *f, int want)
 {
-	int n = harness_count_fds();
+	static char what[160];
 
-	for (int i = 0; i < 600; i++) {
-		if (n == want && f->tx.attach == f->tx.detach && f->tx.map == f->tx.unmap)
-			break;
-		dmabuf_ctx_dispatch_timeout(f->exp, 5);
-		n = harness_count_fds();
-	}
+	snprintf(what, sizeof(what),
+		 "the exporter's settling (this process back to %d fds, ops balanced)", want);
+	/* the guard's pipe is two fds more while it runs */
+	DISPATCH_UNTIL(f->exp,
+		       harness_count_fds() == want + 2 && f->tx.attach == f->tx.detach &&
+			       f->tx.map == f->tx.unmap,
+		       what);
 	/* a few more rounds: nothing may happen twice */
 	for (int i = 0; i < 3; i++)
 		dmabuf_ctx_dispatch(f->exp);
@@ -135,8 +150,8 @@ static void fx_fini(struct fx *f)
 	assert_balanced(f);
 	assert_int_equal(dmabuf_put(f->buf), 0);
 	close(f->fd);
-	for (int i = 0; i < 600 && f->tx.release == 0; i++)
-		dmabuf_ctx_dispatch_timeout(f->exp, 5);
+	DISPATCH_UNTIL(f->exp, f->tx.release != 0,
+		       "the exporter's release of the buffer after its last fd closed");
 	assert_int_equal(f->tx.release, 1);
 	dmabuf_ctx_destroy(f->imp);
 	dmabuf_ctx_destroy(f->exp);
@@ -731,8 +746,8 @@ static void import_of_a_wrong_fd_is_einval(void **state)
 	fx_fini(&f);
 	assert_int_equal(dmabuf_put(buf2), 0);
 	close(fd2);
-	for (int i = 0; i < 600 && tx2.release == 0; i++)
-		dmabuf_ctx_dispatch_timeout(exp2, 5);
+	DISPATCH_UNTIL(exp2, tx2.release != 0,
+		       "the second exporter's release of its buffer after its last fd closed");
 	assert_int_equal(tx2.release, 1);
 	dmabuf_ctx_destroy(exp2);
 }
@@ -1225,8 +1240,8 @@ static void import_checks_any_fd_the_long_way(void **state)
 	assert_balanced(&f);
 	assert_int_equal(dmabuf_put(f.buf), 0);
 	close(f.fd);
-	for (int i = 0; i < 600 && f.tx.release < 2; i++)
-		dmabuf_ctx_dispatch_timeout(f.exp, 5);
+	DISPATCH_UNTIL(f.exp, f.tx.release >= 2,
+		       "the exporter's release of both buffers after their last fds closed");
 	assert_int_equal(f.tx.release, 2);
 	dmabuf_ctx_destroy(f.imp);
 	dmabuf_ctx_destroy(f.exp);
@@ -1256,10 +1271,8 @@ static void flood_is_served_in_batches(void **state)
 	/* the library's importer is served while the backlog remains */
 	good_peer(&f);
 	got = DMB_PEER_BATCH;
-	for (int i = 0; i < 100 && got < n; i++) {
-		dmabuf_ctx_dispatch_timeout(f.exp, 2);
-		got += count_ready(a);
-	}
+	DISPATCH_UNTIL(f.exp, (got += count_ready(a)) >= n,
+		       "the flooder's backlog answered in later rounds");
 	assert_int_equal(got, n);
 	assert_int_equal(rp_id_call(a, f.exp, DMB_OP_DESCRIBE, ida), 0);
 	close(a);
@@ -1425,7 +1438,10 @@ static void unsolicited_event_drops_the_exporter(void **state)
 	assert_int_equal(dmabuf_begin_cpu_access(px, DMABUF_FROM_DEVICE), -ENODEV);
 	assert_int_equal(dmabuf_put(px), 0);
 	dmabuf_ctx_destroy(imp);
+	/* the fake exporter ends on the importer's hang-up */
+	harness_guard_start("the fake exporter's end after the importer's context went", 60);
 	assert_int_equal(harness_wait(pid), 0);
+	harness_guard_done();
 	close(memfd);
 	close(fe.listen_fd);
 }
@@ -1589,7 +1605,10 @@ static void nested_call_in_handshake_with_old_exporter(void **state)
 	assert_int_equal(dmabuf_put(y), 0);
 	close(oe.yfd);
 	dmabuf_ctx_destroy(imp);
+	/* the old exporter ends on the importer's DETACH, RELEASE and hang-up */
+	harness_guard_start("the old exporter's end after the importer's context went", 60);
 	assert_int_equal(harness_wait(pid), 0);
+	harness_guard_done();
 	close(old_gate_w);
 	close(memfd);
 	close(oe.listen_fd);
