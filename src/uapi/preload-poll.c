@@ -97,7 +97,8 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout, int answered
 		ready = 0;
 		for (i = 0; i < n; i++) {
 			copy[i] = fds[i];
-			copy[i].revents = 0;
+			/* The kernel's answer stands for the first pass. */
+			copy[i].revents = answered >= 0 ? fds[i].revents : 0;
 			if (kinds[i] == DMB_UAPI_DMABUF || shut[i]) {
 				copy[i].fd = -1;
 				fds[i].revents = IN_CORE(dmb_uapi_poll_events(
@@ -115,7 +116,19 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout, int answered
 		slice = ready ? 0 : 1;
 		if (deadline >= 0 && now_ms() + slice > deadline)
 			slice = (int)(deadline - now_ms() > 0 ? deadline - now_ms() : 0);
-		ret = get_poll()(copy, n, slice);
+		if (answered >= 0) {
+			/* The kernel has just polled these fds (a sync file's
+			 * socket for more than POLLIN): what the copy asks. */
+			for (i = 0; i < n; i++)
+				copy[i].revents = copy[i].fd < 0 ? 0
+						  : kinds[i] == DMB_UAPI_SYNC_FILE
+							  ? copy[i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)
+							  : copy[i].revents;
+			answered = -1;
+			ret = 0;
+		} else {
+			ret = get_poll()(copy, n, slice);
+		}
 		if (ret < 0) {
 			ready = -1;
 			break;
