@@ -151,7 +151,14 @@ static void dynamic_pollfault(void **state)
 	const char *prog = env_path("UAPI_DYNAMIC_PROG");
 	char out[8192];
 	char *argv[] = { (char *)prog, (char *)"pollfault-kernel", NULL };
+	const char *asan = getenv("UAPI_ASAN_RT");
 
+	if (asan && *asan) {
+		/* Its runtime comes first in LD_PRELOAD, and its own poll()
+		 * and select() read the arrays in the process. */
+		print_message("ASan's interceptors read poll's array: not tested under ASan\n");
+		skip();
+	}
 	assert_int_equal(run(argv, out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "ok pollfault-kernel\n"));
 	expect_case(prog, NULL, "pollfault-kernel");
