@@ -44,8 +44,8 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A timeout in ms (rounded up, as the kernel waits at least that long),
- * at most INT_MAX; -1 for none. */
+/* A valid timeout in ms (rounded up, as the kernel waits at least that
+ * long), at most INT_MAX. */
 static int timeout_ms(int64_t sec, int64_t nsec)
 {
 	if (sec < 0 || nsec < 0)
@@ -416,7 +416,12 @@ EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 	if (__builtin_expect(!tagged_below(nfds), 1) || LAYER_CALL() ||
 	    !sets_read(nfds, prog, NULL, sets) || !sets_have_polled(nfds, prog, sets))
 		return get_select()(nfds, r, w, e, tv);
-	/* libc's select() reads *tv before the system call: no other fault. */
+	/* libc's select() reads *tv before the system call: no other fault.
+	 * Its EINVAL for a negative one (poll_select_set_timeout()'s). */
+	if (tv && (tv->tv_sec < 0 || tv->tv_usec < 0)) {
+		errno = EINVAL;
+		return -1;
+	}
 	return select_as_poll(nfds, prog, sets, tv ? timeout_ms(tv->tv_sec, (int64_t)tv->tv_usec * 1000) : -1);
 }
 
@@ -430,6 +435,11 @@ EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct times
 	    !sets_read(nfds, prog, sig, sets) || !sets_have_polled(nfds, prog, sets))
 		return get_pselect()(nfds, r, w, e, ts, sig);
 	/* The signal mask is not applied while dma-bufs are waited for (only
-	 * checked readable); libc's pselect() reads *ts before the call. */
+	 * checked readable); libc's pselect() reads *ts before the call, the
+	 * kernel refuses an invalid one (poll_select_set_timeout()). */
+	if (ts && (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000)) {
+		errno = EINVAL;
+		return -1;
+	}
 	return select_as_poll(nfds, prog, sets, ts ? timeout_ms(ts->tv_sec, ts->tv_nsec) : -1);
 }

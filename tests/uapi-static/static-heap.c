@@ -965,6 +965,16 @@ static void pollfault(bool emu)
 	/* pselect: a bad signal mask. */
 	FAILS_WITH(pselect(nfds, &rd, NULL, NULL, &ts0, (sigset_t *)(m + pg)), EFAULT);
 	CHECK(FD_ISSET(buf, &rd) && FD_ISSET(pa[1], &rd));
+	/* Invalid timeouts: EINVAL, the sets untouched. */
+	FAILS_WITH(select(nfds, &rd, NULL, NULL, &(struct timeval){ -1, 0 }), EINVAL);
+	FAILS_WITH(select(nfds, &rd, NULL, NULL, &(struct timeval){ 0, -1 }), EINVAL);
+	FAILS_WITH(pselect(nfds, &rd, NULL, NULL, &(struct timespec){ 0, 1000000000 }, NULL), EINVAL);
+	FAILS_WITH(pselect(nfds, &rd, NULL, NULL, &(struct timespec){ -1, 0 }, NULL), EINVAL);
+	CHECK(FD_ISSET(buf, &rd) && FD_ISSET(pa[1], &rd));
+	ok[0].revents = 0x5a5;
+	FAILS_WITH(ppoll(ok, 2, &(struct timespec){ 0, 1000000000 }, NULL), EINVAL);
+	FAILS_WITH(ppoll(ok, 2, &(struct timespec){ -1, 0 }, NULL), EINVAL);
+	CHECK(ok[0].revents == 0x5a5);
 
 	/* Everything still works: the buffer is idle (POLLIN), the sync
 	 * file pending (0), the pipe writable. */
