@@ -8,6 +8,10 @@ counts, so start-up and tear-down cancel out:
 - passthru (calls on fds that are not the emulation's, in a process that
   has an emulated fd), with and without the preload: the preload adds no
   syscall (bound: the same count as without it);
+- select: two select() calls of a pipe in a process with the heap open,
+  one with nfds below the heap's fd, one above: the preload adds exactly
+  one process_vm_readv (the copy of the set over the tagged fd), nothing
+  else (SELECT_EXTRA);
 - alloc: DMA_HEAP_IOCTL_ALLOC + close, all threads (MAX_ALLOC);
 - sync: DMA_BUF_IOCTL_SYNC START + END (MAX_SYNC).
 Prints the per-round count of every syscall that changed. A count, never a
@@ -42,6 +46,9 @@ MAX_SYNC = 4
 # passthru: a syscall the preload adds is one per round; what moves between
 # runs (the context's tear-down) is a few per run, well under this.
 PASSTHRU_SLACK = 0.5
+# select: the set is copied with process_vm_readv only when a tagged fd is
+# below nfds (it cannot be read in the process: a bad pointer is EFAULT).
+SELECT_EXTRA = {'process_vm_readv': 1}
 N1, N2 = 20, 60
 
 
@@ -67,6 +74,17 @@ def check(exe, preload, root):
         failed.append('passthru: the preload adds %.2f syscalls per round (%s)' % (
             extra['total'], ', '.join(f'{k} {v:+.2f}' for k, v in extra.items()
                                       if v and k != 'total')))
+    plain = per_round(exe, 'select', plain_env)
+    pre = per_round(exe, 'select', env)
+    show_round('select without the preload', plain)
+    show_round('select with the preload', pre)
+    for k in set(pre) | set(plain) | set(SELECT_EXTRA):
+        if k == 'total':
+            continue
+        extra = pre.get(k, 0) - plain.get(k, 0)
+        if abs(extra - SELECT_EXTRA.get(k, 0)) > PASSTHRU_SLACK:
+            failed.append(f'select: the preload adds {extra:+.2f} {k} per round '
+                          f'(expected {SELECT_EXTRA.get(k, 0)})')
     for mode, bound in (('alloc', MAX_ALLOC), ('sync', MAX_SYNC)):
         # The tear-down's release wakes the service thread, which may meet
         # the main thread at the context's lock: up to 7 futexes and 2

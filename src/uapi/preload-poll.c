@@ -5,13 +5,23 @@
  * poll(), ppoll(), select() and pselect() with such an fd among theirs
  * poll the others for real and re-check the buffers every millisecond.
  * (epoll is epoll.c's.) Apart because it is the one family that waits.
+ *
+ * The program's arrays and sets are never read here before the kernel
+ * has said they can be (fs/select.c answers a bad pointer with EFAULT,
+ * where a read in the program's process would kill it): poll and ppoll
+ * ask the kernel first and look at the array only once it succeeded;
+ * select and pselect copy the sets with process_vm_readv, and only when
+ * a tagged fd is below nfds.
  */
+#include <limits.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/select.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "preload-int.h"
 
@@ -34,12 +44,25 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* A valid timeout in ms (rounded up, as the kernel waits at least that
+ * long), at most INT_MAX. */
+static int timeout_ms(int64_t sec, int64_t nsec)
+{
+	if (sec < 0 || nsec < 0)
+		return 0;
+	if (sec >= INT_MAX / 1000 - 1)
+		return INT_MAX;
+	return (int)(sec * 1000 + (nsec + 999999) / 1000000);
+}
+
 /*
  * A dma-buf's readiness is its fences', which no file of the kernel here
  * reports: poll the other fds for real and re-check the buffers' fences
  * every millisecond until something is ready or the timeout passes.
+ * answered: the kernel's answer to the same call, already in fds (>= 0),
+ * given back when none of the fds is emulated; -1 if it was not asked.
  */
-static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
+static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout, int answered)
 {
 	struct pollfd *copy;
 	enum dmb_uapi_kind *kinds;
@@ -56,7 +79,7 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 		free(kinds);
 		free(copy);
 		free(shut);
-		return get_poll()(fds, n, timeout);
+		return answered >= 0 ? answered : get_poll()(fds, n, timeout);
 	}
 	for (i = 0; i < n; i++) {
 		kinds[i] = dmb_preload_fd_kind(fds[i].fd);
@@ -66,7 +89,7 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 		free(kinds);
 		free(copy);
 		free(shut);
-		return get_poll()(fds, n, timeout);
+		return answered >= 0 ? answered : get_poll()(fds, n, timeout);
 	}
 	for (;;) {
 		int slice;
@@ -74,7 +97,8 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 		ready = 0;
 		for (i = 0; i < n; i++) {
 			copy[i] = fds[i];
-			copy[i].revents = 0;
+			/* The kernel's answer stands for the first pass. */
+			copy[i].revents = answered >= 0 ? fds[i].revents : 0;
 			if (kinds[i] == DMB_UAPI_DMABUF || shut[i]) {
 				copy[i].fd = -1;
 				fds[i].revents = IN_CORE(dmb_uapi_poll_events(
@@ -92,7 +116,19 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 		slice = ready ? 0 : 1;
 		if (deadline >= 0 && now_ms() + slice > deadline)
 			slice = (int)(deadline - now_ms() > 0 ? deadline - now_ms() : 0);
-		ret = get_poll()(copy, n, slice);
+		if (answered >= 0) {
+			/* The kernel has just polled these fds (a sync file's
+			 * socket for more than POLLIN): what the copy asks. */
+			for (i = 0; i < n; i++)
+				copy[i].revents = copy[i].fd < 0 ? 0
+						  : kinds[i] == DMB_UAPI_SYNC_FILE
+							  ? copy[i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)
+							  : copy[i].revents;
+			answered = -1;
+			ret = 0;
+		} else {
+			ret = get_poll()(copy, n, slice);
+		}
 		if (ret < 0) {
 			ready = -1;
 			break;
@@ -127,7 +163,15 @@ static int emulated_poll(struct pollfd *fds, nfds_t n, int timeout)
 	return ready;
 }
 
-/* True if any fd of the set is tagged (may be an emulated one). */
+/* True if the process may have emulated fds: until then nothing of the
+ * call is looked at. */
+static inline bool active(void)
+{
+	return atomic_load_explicit(&dmb_preload_active, memory_order_relaxed);
+}
+
+/* True if any fd of the set is tagged (may be an emulated one). Only on
+ * an array the kernel has just read and written. */
 static inline bool any_tagged(const struct pollfd *fds, nfds_t n)
 {
 	nfds_t i;
@@ -138,33 +182,151 @@ static inline bool any_tagged(const struct pollfd *fds, nfds_t n)
 	return false;
 }
 
+/*
+ * After the kernel's poll of the program's array answered ret >= 0 for
+ * the call that began at start (ms, when timeout > 0) and a tagged fd is
+ * in it: the emulated answer if a dma-buf or sync file is among the fds,
+ * else the kernel's. The kernel's poll did not wait longer than the
+ * emulation would: a dma-buf is a memfd, always ready for POLLIN and
+ * POLLOUT (with neither asked for, dma_buf_poll() never reports it), and
+ * a sync file's socket becomes readable when it signals, the one event
+ * the emulation waits for too.
+ */
+static int poll_after_kernel(struct pollfd *fds, nfds_t n, int timeout, int64_t start, int ret)
+{
+	if (timeout > 0) {
+		int64_t left = start + timeout - now_ms();
+
+		timeout = left > 0 ? (int)left : 0;
+	}
+	/* Nothing was ready for the kernel: one look at the buffers. */
+	if (!ret)
+		timeout = 0;
+	return emulated_poll(fds, n, timeout, ret);
+}
+
 EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-	if (!any_tagged(fds, n) || LAYER_CALL())
+	int64_t start;
+	int ret;
+
+	if (__builtin_expect(!active(), 1) || LAYER_CALL())
 		return get_poll()(fds, n, timeout);
-	return emulated_poll(fds, n, timeout);
+	/* The kernel first: a bad array is its EFAULT, too many fds its
+	 * EINVAL, and the array is read only once it was readable. */
+	start = timeout > 0 ? now_ms() : 0;
+	ret = get_poll()(fds, n, timeout);
+	if (ret < 0 || !any_tagged(fds, n))
+		return ret;
+	return poll_after_kernel(fds, n, timeout, start, ret);
 }
 
 EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *sig)
 {
-	nfds_t i;
+	int64_t start = 0;
+	int ret, timeout = -1;
 
-	if (!any_tagged(fds, n) || LAYER_CALL())
+	if (__builtin_expect(!active(), 1) || LAYER_CALL())
 		return get_ppoll()(fds, n, ts, sig);
-	for (i = 0; i < n; i++)
-		if (polled_kind(dmb_preload_fd_kind(fds[i].fd)))
-			break;
-	if (i == n)
-		return get_ppoll()(fds, n, ts, sig);
+	/* libc's ppoll() reads *ts before the system call: no other fault. */
+	if (ts) {
+		timeout = timeout_ms(ts->tv_sec, ts->tv_nsec);
+		start = timeout > 0 ? now_ms() : 0;
+	}
+	/* The kernel first, as for poll(): its EFAULT for a bad array,
+	 * timeout or signal mask, its EINVAL for a bad timeout. */
+	ret = get_ppoll()(fds, n, ts, sig);
+	if (ret < 0 || !any_tagged(fds, n))
+		return ret;
 	/* The signal mask is not applied while dma-bufs are polled. */
-	return emulated_poll(fds, n, ts ? (int)(ts->tv_sec * 1000 + ts->tv_nsec / 1000000) : -1);
+	return poll_after_kernel(fds, n, timeout, start, ret);
 }
 
-/* select() and pselect() on dma-bufs: the same readiness, through poll. */
-static int select_as_poll(int nfds, fd_set *r, fd_set *w, fd_set *e, int timeout_ms)
+/* The bytes of an fd_set of nfds bits that fs/select.c reads and writes
+ * (FDS_BYTES: whole longs). */
+static inline size_t set_bytes(int nfds)
+{
+	return ((size_t)nfds + 8 * sizeof(long) - 1) / (8 * sizeof(long)) * sizeof(long);
+}
+
+/* valgrind cannot see that process_vm_readv filled our own memory. */
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#else
+#define VALGRIND_MAKE_MEM_DEFINED(p, n) ((void)(p), (void)(n))
+#endif
+
+static pid_t self_pid(void)
+{
+	return dmb_preload_pid ? dmb_preload_pid : getpid();
+}
+
+/*
+ * The program's sets (those not NULL) copied into sets[], and for
+ * pselect its signal mask (the kernel's sigsetsize bytes, checked only):
+ * one process_vm_readv on this process, so a bad pointer is a short copy,
+ * never a fault. False if anything was unreadable: the kernel answers the
+ * call itself (EFAULT, or its own answer when it reads less: it bounds
+ * nfds by its fd table).
+ */
+static bool sets_read(int nfds, fd_set *const prog[3], const sigset_t *sig, fd_set sets[3])
+{
+	struct iovec l[4], r[4];
+	unsigned long mask;
+	size_t len = set_bytes(nfds), want = 0;
+	int k, c = 0;
+	ssize_t got;
+
+	for (k = 0; k < 3; k++) {
+		if (!prog[k])
+			continue;
+		l[c] = (struct iovec){ &sets[k], len };
+		r[c++] = (struct iovec){ prog[k], len };
+		want += len;
+	}
+	if (sig) {
+		l[c] = (struct iovec){ &mask, sizeof(mask) };
+		r[c++] = (struct iovec){ (void *)sig, sizeof(mask) };
+		want += sizeof(mask);
+	}
+	if (!c)
+		return true;
+	got = process_vm_readv(self_pid(), l, (unsigned long)c, r, (unsigned long)c, 0);
+	if (got != (ssize_t)want)
+		return false;
+	for (k = 0; k < 3; k++)
+		if (prog[k])
+			VALGRIND_MAKE_MEM_DEFINED(&sets[k], len);
+	return true;
+}
+
+/* The sets written back into the program's (those not NULL), as the
+ * kernel's set_fd_set(): false (EFAULT) if one is not writable. */
+static bool sets_write(int nfds, fd_set *const prog[3], const fd_set sets[3])
+{
+	struct iovec l[3], r[3];
+	size_t len = set_bytes(nfds), want = 0;
+	int k, c = 0;
+
+	for (k = 0; k < 3; k++) {
+		if (!prog[k])
+			continue;
+		l[c] = (struct iovec){ (void *)&sets[k], len };
+		r[c++] = (struct iovec){ prog[k], len };
+		want += len;
+	}
+	return !c || process_vm_writev(self_pid(), l, (unsigned long)c, r, (unsigned long)c, 0) ==
+			     (ssize_t)want;
+}
+
+/* select() and pselect() on dma-bufs: the same readiness, through poll,
+ * on the copies of the sets, written back at the end. */
+static int select_as_poll(int nfds, fd_set *const prog[3], fd_set sets[3], int timeout)
 {
 	struct pollfd *p;
 	int fd, n = 0, i, ret, bits = 0;
+	fd_set *r = prog[0] ? &sets[0] : NULL, *w = prog[1] ? &sets[1] : NULL,
+	       *e = prog[2] ? &sets[2] : NULL;
 
 	p = calloc((size_t)nfds, sizeof(*p));
 	if (!p) {
@@ -178,7 +340,7 @@ static int select_as_poll(int nfds, fd_set *r, fd_set *w, fd_set *e, int timeout
 		if (ev)
 			p[n++] = (struct pollfd){ .fd = fd, .events = ev };
 	}
-	ret = emulated_poll(p, (nfds_t)n, timeout_ms);
+	ret = emulated_poll(p, (nfds_t)n, timeout, -1);
 	if (ret < 0) {
 		free(p);
 		return -1;
@@ -213,19 +375,34 @@ static int select_as_poll(int nfds, fd_set *r, fd_set *w, fd_set *e, int timeout
 		}
 	}
 	free(p);
+	if (!sets_write(nfds, prog, sets)) {
+		errno = EFAULT;
+		return -1;
+	}
 	return bits;
 }
 
-/* True if a dma-buf is among the fds of the sets (active processes only). */
-static bool sets_have_dmabuf(int nfds, fd_set *r, fd_set *w, fd_set *e)
+/* True if an fd below nfds is tagged: without one, no set can name an
+ * emulated fd, and nothing of the program's is read. */
+static bool tagged_below(int nfds)
 {
 	int fd;
 
-	if (!atomic_load_explicit(&dmb_preload_active, memory_order_relaxed) || nfds <= 0 || nfds > FD_SETSIZE)
+	if (!active() || nfds <= 0 || nfds > FD_SETSIZE)
 		return false;
+	for (fd = 0; fd < nfds; fd++)
+		if (dmb_preload_fd_maybe(fd))
+			return true;
+	return false;
+}
+
+/* True if a dma-buf or sync file is among the read and write sets. */
+static bool sets_have_polled(int nfds, fd_set *const prog[3], fd_set sets[3])
+{
+	int fd;
 
 	for (fd = 0; fd < nfds; fd++)
-		if (((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w))) &&
+		if (((prog[0] && FD_ISSET(fd, &sets[0])) || (prog[1] && FD_ISSET(fd, &sets[1]))) &&
 		    polled_kind(dmb_preload_fd_kind(fd)))
 			return true;
 	return false;
@@ -233,18 +410,36 @@ static bool sets_have_dmabuf(int nfds, fd_set *r, fd_set *w, fd_set *e)
 
 EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 {
-	if (LAYER_CALL() || !sets_have_dmabuf(nfds, r, w, e))
+	fd_set *const prog[3] = { r, w, e };
+	fd_set sets[3];
+
+	if (__builtin_expect(!tagged_below(nfds), 1) || LAYER_CALL() ||
+	    !sets_read(nfds, prog, NULL, sets) || !sets_have_polled(nfds, prog, sets))
 		return get_select()(nfds, r, w, e, tv);
-	return select_as_poll(nfds, r, w, e,
-			      tv ? (int)(tv->tv_sec * 1000 + tv->tv_usec / 1000) : -1);
+	/* libc's select() reads *tv before the system call: no other fault.
+	 * Its EINVAL for a negative one (poll_select_set_timeout()'s). */
+	if (tv && (tv->tv_sec < 0 || tv->tv_usec < 0)) {
+		errno = EINVAL;
+		return -1;
+	}
+	return select_as_poll(nfds, prog, sets, tv ? timeout_ms(tv->tv_sec, (int64_t)tv->tv_usec * 1000) : -1);
 }
 
 EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
 		   const sigset_t *sig)
 {
-	if (LAYER_CALL() || !sets_have_dmabuf(nfds, r, w, e))
+	fd_set *const prog[3] = { r, w, e };
+	fd_set sets[3];
+
+	if (__builtin_expect(!tagged_below(nfds), 1) || LAYER_CALL() ||
+	    !sets_read(nfds, prog, sig, sets) || !sets_have_polled(nfds, prog, sets))
 		return get_pselect()(nfds, r, w, e, ts, sig);
-	/* The signal mask is not applied while dma-bufs are waited for. */
-	return select_as_poll(nfds, r, w, e,
-			      ts ? (int)(ts->tv_sec * 1000 + ts->tv_nsec / 1000000) : -1);
+	/* The signal mask is not applied while dma-bufs are waited for (only
+	 * checked readable); libc's pselect() reads *ts before the call, the
+	 * kernel refuses an invalid one (poll_select_set_timeout()). */
+	if (ts && (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000)) {
+		errno = EINVAL;
+		return -1;
+	}
+	return select_as_poll(nfds, prog, sets, ts ? timeout_ms(ts->tv_sec, ts->tv_nsec) : -1);
 }

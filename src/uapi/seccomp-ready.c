@@ -188,6 +188,28 @@ static bool read_timespec(struct call *c, uint64_t uts, int64_t *deadline)
 	return true;
 }
 
+/* The signal mask of ppoll (uss, its size) is readable and of the
+ * kernel's size, as set_user_sigmask() wants; false if it is to be left
+ * to the kernel (its EFAULT or EINVAL). The mask itself is not applied
+ * here. */
+static bool sigmask_ok(struct call *c, uint64_t uss, uint64_t size)
+{
+	uint64_t mask;
+
+	return !uss || (size == sizeof(mask) && !c->io.copy_in(&c->io, &mask, uss, sizeof(mask)));
+}
+
+/* pselect6's sixth argument, { mask, size }, as get_sigset_argpack()
+ * reads it. */
+static bool sigpack_ok(struct call *c, uint64_t upack)
+{
+	uint64_t pack[2];
+
+	if (!upack)
+		return true;
+	return !c->io.copy_in(&c->io, pack, upack, sizeof(pack)) && sigmask_ok(c, pack[0], pack[1]);
+}
+
 /* select's sets as poll entries: POLLIN_SET, POLLOUT_SET, POLLEX_SET of
  * fs/select.c ask for these events. */
 #define SEL_IN (POLLIN | POLLRDNORM | POLLRDBAND)
@@ -223,7 +245,7 @@ static struct pwait *select_read(struct call *c)
 						       : (int64_t)tv.tv_sec * 1000000000 +
 								 (int64_t)tv.tv_usec * 1000);
 	} else if (ok && d->nr == __NR_pselect6) {
-		ok = read_timespec(c, d->args[4], &deadline);
+		ok = read_timespec(c, d->args[4], &deadline) && sigpack_ok(c, d->args[5]);
 	}
 	for (i = 0; ok && i < nbits; i++)
 		for (k = 0; k < 3; k++)
@@ -265,7 +287,7 @@ static struct pwait *poll_read(struct call *c)
 	if (d->nr == __NR_poll) {
 		if ((int)d->args[2] >= 0)
 			deadline = now_ns() + (int64_t)(int)d->args[2] * 1000000;
-	} else if (!read_timespec(c, d->args[2], &deadline)) {
+	} else if (!read_timespec(c, d->args[2], &deadline) || !sigmask_ok(c, d->args[3], d->args[4])) {
 		return NULL;
 	}
 	w = pwait_new((int)nfds);

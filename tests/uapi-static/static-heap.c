@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -71,15 +73,24 @@ static const char *current;
 		CHECK((call) < 0 && errno == (err)); \
 	} while (0)
 
+/* The program's fds. Under the preload (the dynamic program run by
+ * dmabuf-run without --seccomp) the layer's own fds are in the table too,
+ * at or above half the RLIMIT_NOFILE soft limit (at most 16384): left
+ * out. */
 static int count_fds(void)
 {
+	const char *pre = getenv("LD_PRELOAD");
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *e;
+	long top = -1;
+	struct rlimit rl;
 	int n = 0;
 
 	CHECK(d);
+	if (pre && strstr(pre, "libdmabuf-preload") && getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		top = rl.rlim_cur / 2 < 16384 ? (long)(rl.rlim_cur / 2) : 16384;
 	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
+		n += e->d_name[0] != '.' && (top < 0 || atol(e->d_name) < top);
 	closedir(d);
 	return n - 1; /* the directory's own fd */
 }
@@ -839,6 +850,167 @@ static void case_syncpoll(void)
 	close(tl);
 }
 
+/*
+ * Bad pointers given to poll, ppoll, select and pselect (fs/select.c):
+ * -1/EFAULT and nothing written, whether the fds named are dma-bufs, sync
+ * files or kernel files. emu: a dma-buf and a sync file among the fds
+ * ("pollfault"), else pipes in their places ("pollfault-kernel", the same
+ * checks against the kernel alone).
+ */
+static void pollfault(bool emu)
+{
+	struct sw_sync_create_fence_data f = { .value = 1, .name = "pollfault" };
+	struct timespec ts0 = { 0, 0 };
+	struct timeval tv0 = { 0, 0 };
+	long pg = sysconf(_SC_PAGESIZE);
+	int heap = -1, tl = -1, pa[2], pb[2], buf, sf, fds[3], nfds, i, k;
+	struct pollfd *p, *ro, ok[2];
+	struct rlimit rl;
+	char *m, *none, *rop;
+	unsigned char *bits;
+	fd_set rd;
+
+	CHECK(pipe2(pa, O_CLOEXEC) == 0 && pipe2(pb, O_CLOEXEC) == 0);
+	if (emu) {
+		heap = heap_open();
+		buf = alloc(heap, 4096, O_RDWR | O_CLOEXEC);
+		tl = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
+		CHECK(tl >= 0);
+		CHECK(ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &f) == 0);
+		sf = f.fence;
+	} else {
+		/* in their places: a readable pipe, an empty one */
+		CHECK(write(pb[1], "x", 1) == 1);
+		buf = pb[0];
+		sf = pa[0];
+	}
+	/* a kernel fd, a dma-buf, a sync file (pending: not ready) */
+	fds[0] = pa[1];
+	fds[1] = buf;
+	fds[2] = sf;
+	nfds = (buf > sf ? buf : sf) + 1;
+	/* m: one mapped page, the next one unmapped; none: PROT_NONE;
+	 * rop: read-only, holding valid entries. */
+	m = mmap(NULL, 2 * (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(m != MAP_FAILED && munmap(m + pg, (size_t)pg) == 0);
+	none = mmap(NULL, (size_t)pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	rop = mmap(NULL, (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(none != MAP_FAILED && rop != MAP_FAILED);
+
+	/* poll and ppoll: an unmapped array, a PROT_NONE one. */
+	FAILS_WITH(poll((struct pollfd *)(m + pg), 1, 0), EFAULT);
+	FAILS_WITH(poll((struct pollfd *)none, 1, 0), EFAULT);
+	FAILS_WITH(ppoll((struct pollfd *)none, 1, &ts0, NULL), EFAULT);
+	/* An array whose first k entries are valid, the last one past the
+	 * end of the mapping: nothing written into the valid ones. */
+	for (k = 1; k <= 3; k++) {
+		p = (struct pollfd *)(m + pg) - k;
+		for (i = 0; i < k; i++)
+			p[i] = (struct pollfd){ .fd = fds[(i + k - 1) % 3], .events = POLLIN | POLLOUT,
+						.revents = 0x5a5 };
+		FAILS_WITH(poll(p, (nfds_t)k + 1, 0), EFAULT);
+		FAILS_WITH(ppoll(p, (nfds_t)k + 1, &ts0, NULL), EFAULT);
+		for (i = 0; i < k; i++)
+			CHECK(p[i].revents == 0x5a5);
+	}
+	/* A read-only array: the kernel polls, then cannot write revents. */
+	ro = (struct pollfd *)rop;
+	for (i = 0; i < 3; i++)
+		ro[i] = (struct pollfd){ .fd = fds[i], .events = POLLIN | POLLOUT };
+	CHECK(mprotect(rop, (size_t)pg, PROT_READ) == 0);
+	FAILS_WITH(poll(ro, 3, 0), EFAULT);
+	FAILS_WITH(poll(ro + 1, 1, 0), EFAULT);
+	FAILS_WITH(ppoll(ro + 2, 1, &ts0, NULL), EFAULT);
+	/* More entries than RLIMIT_NOFILE: EINVAL before anything is read. */
+	CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	if (rl.rlim_cur < 1 << 20)
+		FAILS_WITH(poll(ro, (nfds_t)rl.rlim_cur + 1, 0), EINVAL);
+	/* ppoll: a bad signal mask, a bad timeout (libc's ppoll copies the
+	 * timeout itself: the system call). */
+	ok[0] = (struct pollfd){ .fd = buf, .events = POLLIN };
+	ok[1] = (struct pollfd){ .fd = pa[1], .events = POLLOUT };
+	FAILS_WITH(ppoll(ok, 2, &ts0, (sigset_t *)(m + pg)), EFAULT);
+	FAILS_WITH(ppoll(ok, 1, &ts0, (sigset_t *)none), EFAULT);
+	FAILS_WITH(syscall(SYS_ppoll, ok, 2, (struct timespec *)(m + pg), NULL, 8), EFAULT);
+	FAILS_WITH(syscall(SYS_ppoll, ok, 1, (struct timespec *)none, NULL, 8), EFAULT);
+
+	/* select and pselect: an unmapped set, a PROT_NONE one, one running
+	 * off the mapping (its first 32 bits mapped, the fds set in them:
+	 * the kernel reads at least one long, as it bounds the bits by its
+	 * fd table, of 64 fds or more), a read-only one. */
+	FAILS_WITH(select(nfds, (fd_set *)(m + pg), NULL, NULL, &tv0), EFAULT);
+	FAILS_WITH(select(nfds, NULL, (fd_set *)none, NULL, &tv0), EFAULT);
+	FAILS_WITH(pselect(nfds, NULL, NULL, (fd_set *)none, &ts0, NULL), EFAULT);
+	bits = (unsigned char *)(m + pg - 4);
+	memset(bits, 0, 4);
+	for (i = 0; i < 3; i++) {
+		CHECK(fds[i] < 32);
+		bits[fds[i] / 8] |= (unsigned char)(1 << fds[i] % 8);
+	}
+	FAILS_WITH(select(nfds, (fd_set *)bits, NULL, NULL, &tv0), EFAULT);
+	FAILS_WITH(select(FD_SETSIZE, (fd_set *)bits, NULL, NULL, &tv0), EFAULT);
+	FAILS_WITH(pselect(nfds, NULL, (fd_set *)bits, NULL, &ts0, NULL), EFAULT);
+	for (i = 0; i < 3; i++)
+		CHECK(bits[fds[i] / 8] & (1 << fds[i] % 8));
+	FD_ZERO(&rd);
+	FD_SET(buf, &rd);
+	FD_SET(pa[1], &rd);
+	FAILS_WITH(select(nfds, &rd, (fd_set *)(m + pg), NULL, &tv0), EFAULT);
+	CHECK(FD_ISSET(buf, &rd) && FD_ISSET(pa[1], &rd));
+	CHECK(mprotect(rop, (size_t)pg, PROT_READ | PROT_WRITE) == 0);
+	memcpy(rop, &rd, sizeof(rd));
+	CHECK(mprotect(rop, (size_t)pg, PROT_READ) == 0);
+	FAILS_WITH(select(nfds, (fd_set *)rop, NULL, NULL, &tv0), EFAULT);
+	FAILS_WITH(pselect(nfds, NULL, (fd_set *)rop, NULL, &ts0, NULL), EFAULT);
+	/* pselect: a bad signal mask. */
+	FAILS_WITH(pselect(nfds, &rd, NULL, NULL, &ts0, (sigset_t *)(m + pg)), EFAULT);
+	CHECK(FD_ISSET(buf, &rd) && FD_ISSET(pa[1], &rd));
+	/* Invalid timeouts: EINVAL, the sets untouched. */
+	FAILS_WITH(select(nfds, &rd, NULL, NULL, &(struct timeval){ -1, 0 }), EINVAL);
+	FAILS_WITH(select(nfds, &rd, NULL, NULL, &(struct timeval){ 0, -1 }), EINVAL);
+	FAILS_WITH(pselect(nfds, &rd, NULL, NULL, &(struct timespec){ 0, 1000000000 }, NULL), EINVAL);
+	FAILS_WITH(pselect(nfds, &rd, NULL, NULL, &(struct timespec){ -1, 0 }, NULL), EINVAL);
+	CHECK(FD_ISSET(buf, &rd) && FD_ISSET(pa[1], &rd));
+	ok[0].revents = 0x5a5;
+	FAILS_WITH(ppoll(ok, 2, &(struct timespec){ 0, 1000000000 }, NULL), EINVAL);
+	FAILS_WITH(ppoll(ok, 2, &(struct timespec){ -1, 0 }, NULL), EINVAL);
+	CHECK(ok[0].revents == 0x5a5);
+
+	/* Everything still works: the buffer is idle (POLLIN), the sync
+	 * file pending (0), the pipe writable. */
+	ok[0].revents = ok[1].revents = 0;
+	CHECK(poll(ok, 2, 0) == 2 && ok[0].revents == POLLIN && ok[1].revents == POLLOUT);
+	ok[0].fd = sf;
+	CHECK(poll(ok, 1, 0) == 0 && ok[0].revents == 0);
+	FD_ZERO(&rd);
+	FD_SET(buf, &rd);
+	CHECK(select(nfds, &rd, NULL, NULL, &tv0) == 1 && FD_ISSET(buf, &rd));
+
+	munmap(m, (size_t)pg);
+	munmap(none, (size_t)pg);
+	munmap(rop, (size_t)pg);
+	if (emu) {
+		close(buf);
+		close(sf);
+		close(tl);
+		close(heap);
+	}
+	close(pa[0]);
+	close(pa[1]);
+	close(pb[0]);
+	close(pb[1]);
+}
+
+static void case_pollfault(void)
+{
+	pollfault(true);
+}
+
+static void case_pollfault_kernel(void)
+{
+	pollfault(false);
+}
+
 /* Dies by a signal: dmabuf-run reports 128 + SIGTERM. */
 static void case_kill(void)
 {
@@ -855,6 +1027,7 @@ static const struct {
 	{ "threads", case_threads }, { "fence-wait", case_fence_wait },
 	{ "poll", case_poll },	   { "epoll", case_epoll },	{ "timeline-close", case_timeline_close },
 	{ "sockcalls", case_sockcalls }, { "syncpoll", case_syncpoll },
+	{ "pollfault", case_pollfault }, { "pollfault-kernel", case_pollfault_kernel },
 	{ "kill", case_kill },
 };
 

@@ -134,6 +134,38 @@ static void static_fence_wait(void **state)
 	expect_case(static_prog(), NULL, "fence-wait");
 }
 
+/* Bad pointers to poll, ppoll, select and pselect are the kernel's EFAULT
+ * (or EINVAL), with dma-bufs and sync files among the fds: under the
+ * supervisor (static), the preload (dynamic) and --seccomp. Before, the
+ * preload's wrappers read the program's array in its process (SIGSEGV)
+ * and neither layer checked a signal mask. "pollfault-kernel" makes the
+ * same checks with pipes in their places: run on the kernel alone too,
+ * it shows that they are the kernel's answers. */
+static void static_pollfault(void **state)
+{
+	expect_case(static_prog(), NULL, "pollfault");
+}
+
+static void dynamic_pollfault(void **state)
+{
+	const char *prog = env_path("UAPI_DYNAMIC_PROG");
+	char out[8192];
+	char *argv[] = { (char *)prog, (char *)"pollfault-kernel", NULL };
+	const char *asan = getenv("UAPI_ASAN_RT");
+
+	if (asan && *asan) {
+		/* Its runtime comes first in LD_PRELOAD, and its own poll()
+		 * and select() read the arrays in the process. */
+		print_message("ASan's interceptors read poll's array: not tested under ASan\n");
+		skip();
+	}
+	assert_int_equal(run(argv, out, sizeof(out)), 0);
+	assert_non_null(strstr(out, "ok pollfault-kernel\n"));
+	expect_case(prog, NULL, "pollfault-kernel");
+	expect_case(prog, NULL, "pollfault");
+	expect_case(prog, "--seccomp", "pollfault");
+}
+
 /* Without dmabuf-run the same program finds no heaps: what passes above
  * is the supervisor's doing. */
 static void static_without_supervisor_fails(void **state)
@@ -202,6 +234,8 @@ int main(void)
 		harness_test(static_timeline_close),
 		harness_test(static_sockcalls),
 		harness_test(static_syncpoll),
+		harness_test(static_pollfault),
+		harness_test(dynamic_pollfault),
 		harness_test(static_without_supervisor_fails),
 		harness_test(static_exit_status_passes_through),
 		harness_test(dynamic_raw_needs_seccomp),

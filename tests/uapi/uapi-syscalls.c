@@ -9,6 +9,10 @@
  *   the pipe, fcntl(F_GETFL), lseek, mmap + munmap, dup + close and open +
  *   close of a regular file, poll of the pipe. The preload must add no
  *   syscall to any of them;
+ * - select: select() of a pipe's write end, made before the heap is
+ *   opened (fds 3 and 4, the heap 5): with nfds 5, below every tagged fd,
+ *   the preload adds nothing; with nfds 6 (the heap below it) it copies
+ *   the set with one process_vm_readv, never reading it in the process;
  * - alloc: DMA_HEAP_IOCTL_ALLOC + close of the buffer;
  * - sync: DMA_BUF_IOCTL_SYNC START + END on one buffer.
  * A uapi program: kernel headers only. usage: uapi-syscalls MODE ROUNDS
@@ -20,6 +24,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/select.h>
 #include <unistd.h>
 
 #include <linux/dma-buf.h>
@@ -69,6 +74,30 @@ static int passthru(int heap, int rounds)
 	return 0;
 }
 
+static int selects(int rounds)
+{
+	struct timeval tv = { 0, 0 };
+	int p[2], heap, i;
+	fd_set w;
+
+	if (pipe(p) < 0 || p[1] != 4)
+		return fail("pipe (fds 3 and 4 expected)");
+	heap = open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC);
+	for (i = 0; i < rounds; i++) {
+		FD_ZERO(&w);
+		FD_SET(p[1], &w);
+		if (select(p[1] + 1, NULL, &w, NULL, &tv) != 1)
+			return fail("select below the heap");
+		if (select(p[1] + 2, NULL, &w, NULL, &tv) != 1)
+			return fail("select over the heap");
+	}
+	if (heap >= 0)
+		close(heap);
+	close(p[0]);
+	close(p[1]);
+	return 0;
+}
+
 static int alloc_fd(int heap)
 {
 	struct dma_heap_allocation_data d = { .len = 1 << 16, .fd_flags = O_RDWR | O_CLOEXEC };
@@ -86,6 +115,8 @@ int main(int argc, char **argv)
 	if (argc != 3)
 		return 2;
 	rounds = atoi(argv[2]);
+	if (!strcmp(argv[1], "select"))
+		return selects(rounds);
 	heap = open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC);
 	if (!strcmp(argv[1], "passthru"))
 		return passthru(heap, rounds);
