@@ -90,6 +90,7 @@ struct reg {
 	 * stand-in's count when it signals (fence NULL for a dma-buf). */
 	struct dmabuf_fence *fence;
 	struct dmabuf_fence_cb cb;
+	pid_t fence_pid;	/* the process whose fence it is */
 	struct reg *next;
 };
 
@@ -175,7 +176,7 @@ static void drop(struct reg **pp, bool del)
 		/* The callback may run in another thread: once removed (or
 		 * run to its end) it no longer writes the stand-in. A forked
 		 * child's fence is a copy of the parent's: not touched. */
-		if (r->pid == getpid()) {
+		if (r->fence_pid == getpid()) {
 			IN_CORE(dmabuf_fence_remove_callback(r->fence, &r->cb));
 			IN_CORE_VOID(dmabuf_fence_put(r->fence));
 		}
@@ -234,6 +235,7 @@ static int sync_add(struct reg *r, int fd)
 		close(r->standin);
 		return ret;
 	}
+	r->fence_pid = getpid();
 	if (IN_CORE(dmabuf_fence_add_callback(r->fence, &r->cb, sync_signalled)) == -ENOENT)
 		(void)eventfd_write(r->standin, 1);
 	atomic_fetch_add(&nsync, 1);
