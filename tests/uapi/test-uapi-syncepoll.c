@@ -78,6 +78,7 @@ static void expect_case(const char *var, const char *opt, const char *name)
 	static void layer##_edge(void **state) { expect_case(var, opt, "edge"); }             \
 	static void layer##_ctl(void **state) { expect_case(var, opt, "ctl"); }               \
 	static void layer##_close(void **state) { expect_case(var, opt, "close"); }           \
+	static void layer##_blocking(void **state) { expect_case(var, opt, "blocking"); }     \
 	static void layer##_export_merge(void **state) { expect_case(var, opt, "export-merge"); }
 
 CASES(preload, "UAPI_SYNCEPOLL_DYNAMIC", NULL)
@@ -86,7 +87,8 @@ CASES(static, "UAPI_SYNCEPOLL_STATIC", NULL)
 
 #define TESTS(layer)                                                                        \
 	harness_test(layer##_level), harness_test(layer##_edge), harness_test(layer##_ctl), \
-		harness_test(layer##_close), harness_test(layer##_export_merge)
+		harness_test(layer##_close), harness_test(layer##_blocking),                   \
+		harness_test(layer##_export_merge)
 
 int main(void)
 {

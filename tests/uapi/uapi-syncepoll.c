@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -288,6 +289,39 @@ static void case_close(void)
 	close(tl);
 }
 
+static void *inc_later(void *arg)
+{
+	usleep(20000); /* most likely after the wait has begun; either way
+			* the answer is the same */
+	inc(*(int *)arg);
+	return NULL;
+}
+
+/* A blocking epoll_wait() is woken by the signal from another thread,
+ * with EPOLLIN alone. */
+static void case_blocking(void)
+{
+	struct epoll_event out;
+	int tl = timeline(), sf = point(tl, 1), sf2 = point(tl, 2);
+	int ep = set_with(sf, EPOLLIN | EPOLLET, 21), ep2 = set_with(sf2, EPOLLIN, 22);
+	pthread_t t;
+
+	CHECK(pthread_create(&t, NULL, inc_later, &tl) == 0);
+	CHECK(epoll_wait(ep, &out, 1, -1) == 1);
+	CHECK(out.events == EPOLLIN && out.data.u64 == 21);
+	CHECK(pthread_join(t, NULL) == 0);
+	CHECK(wait0(ep, &out) == 0);
+	CHECK(pthread_create(&t, NULL, inc_later, &tl) == 0);
+	CHECK(epoll_wait(ep2, &out, 1, -1) == 1);
+	CHECK(out.events == EPOLLIN && out.data.u64 == 22);
+	CHECK(pthread_join(t, NULL) == 0);
+	close(ep2);
+	close(ep);
+	close(sf2);
+	close(sf);
+	close(tl);
+}
+
 /* A heap buffer made busy with a pending sw_sync point. */
 static int busy_buffer(int tl, unsigned int value)
 {
@@ -349,6 +383,7 @@ static const struct {
 	{ "edge", case_edge },
 	{ "ctl", case_ctl },
 	{ "close", case_close },
+	{ "blocking", case_blocking },
 	{ "export-merge", case_export_merge },
 };
 
