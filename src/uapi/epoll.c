@@ -21,9 +21,21 @@
  * program's EPOLL_CTL_MOD); EPOLLEXCLUSIVE is remembered, not passed (an
  * exclusive item cannot be modified, and the mask must be).
  *
+ * A sync file (a socket here) polls as the kernel's sync_file_poll():
+ * EPOLLIN once its fence has signalled, else nothing, never EPOLLOUT or
+ * EPOLLHUP (the socket's own events). Its stand-in is an eventfd with a
+ * count of 0, registered with the program's flags, events (EPOLLOUT taken
+ * out: the eventfd's writability is not the sync file's) and data; a
+ * callback on the fence writes the count to 1 when it signals, once, as
+ * the kernel's fence_check_cb_func() wakes the file's waiters once. The
+ * set then reports EPOLLIN by itself, level- or edge-triggered, one-shot
+ * or not, with the program's data: the program's epoll_wait() needs no
+ * emulation for such items.
+ *
  * The record goes when the program deletes it, when the last fd of the
- * buffer in this process is closed (the kernel: when the last reference
- * to the file goes), or when the epoll set's last fd here is closed.
+ * buffer or sync file in this process is closed (the kernel: when the last
+ * reference to the file goes), or when the epoll set's last fd here is
+ * closed.
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -31,14 +43,20 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/kcmp.h>
+
+#include <dmabuf-fence.h>
 
 #include "core.h"
 #include "preload.h"
@@ -52,6 +70,7 @@ DECLARE_REAL(epoll_pwait2)
 
 struct reg {
 	int epfd;		/* the program's epoll fd it was added through */
+	int epown;		/* the layer's dup of it: which open file the set is */
 	dev_t ep_dev;		/* the epoll set's inode */
 	ino_t ep_ino;
 	int fd;			/* the program's dma-buf fd (the kernel's key) */
@@ -67,12 +86,18 @@ struct reg {
 	uint32_t seen;		/* readiness last seen (for edges) */
 	epoll_data_t data;	/* the program's, given back untouched */
 	pid_t pid;		/* the process that added it */
+	/* A sync file's: its fence and the callback that writes the
+	 * stand-in's count when it signals (fence NULL for a dma-buf). */
+	struct dmabuf_fence *fence;
+	struct dmabuf_fence_cb cb;
+	pid_t fence_pid;	/* the process whose fence it is */
 	struct reg *next;
 };
 
 static pthread_mutex_t regs_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct reg *regs;
-static atomic_int nregs;
+/* Records of dma-bufs (whose waits are emulated) and of sync files. */
+static atomic_int nregs, nsync;
 
 static uint32_t readiness(struct reg *r)
 {
@@ -117,12 +142,23 @@ static void refresh(struct reg *r)
 	r->seen = ready;
 }
 
+/* True if fds a and b are one open file. Every epoll set is the same
+ * anonymous inode, so the inode cannot tell two sets apart (nor a set from
+ * an eventfd); without kcmp() (CONFIG_KCMP) the inode is all there is. */
+static bool same_file(int a, int b)
+{
+	long ret = syscall(SYS_kcmp, dmb_preload_pid, dmb_preload_pid, KCMP_FILE, a, b);
+
+	return ret == 0 || (ret < 0 && (errno == ENOSYS || errno == EPERM));
+}
+
 static struct reg *find(int epfd, int fd, dev_t dev, ino_t ino)
 {
 	struct reg *r;
 
 	for (r = regs; r; r = r->next)
-		if (r->epfd == epfd && r->fd == fd && r->ino == ino && r->dev == dev)
+		if (r->epfd == epfd && r->fd == fd && r->ino == ino && r->dev == dev &&
+		    same_file(r->epown, epfd))
 			return r;
 	return NULL;
 }
@@ -136,13 +172,78 @@ static void drop(struct reg **pp, bool del)
 	 * close leaves it in the shared set (the parent's fds hold the file). */
 	if (del && r->pid == getpid())
 		next_epoll_ctl()(r->epfd, EPOLL_CTL_DEL, r->standin, NULL);
+	if (r->fence) {
+		/* The callback may run in another thread: once removed (or
+		 * run to its end) it no longer writes the stand-in. A forked
+		 * child's fence is a copy of the parent's: not touched. */
+		if (r->fence_pid == getpid()) {
+			IN_CORE(dmabuf_fence_remove_callback(r->fence, &r->cb));
+			IN_CORE_VOID(dmabuf_fence_put(r->fence));
+		}
+		atomic_fetch_sub(&nsync, 1);
+	} else {
+		atomic_fetch_sub(&nregs, 1);
+	}
 	close(r->standin);
-	close(r->own);
+	if (r->own >= 0)
+		close(r->own);
+	close(r->epown);
 	free(r);
-	atomic_fetch_sub(&nregs, 1);
 }
 
-static int emulated_ctl(int epfd, int op, int fd, struct epoll_event *uev)
+/* sync_file_poll() as the set sees it: the stand-in's count goes to 1,
+ * and the eventfd polls EPOLLIN from then on. Under the fence's lock. */
+static void sync_signalled(struct dmabuf_fence *fence, struct dmabuf_fence_cb *cb)
+{
+	struct reg *r = (struct reg *)((char *)cb - offsetof(struct reg, cb));
+
+	(void)fence;
+	(void)eventfd_write(r->standin, 1);
+}
+
+/* What a sync file's stand-in is registered with: the program's events
+ * without EPOLLOUT (an eventfd is writable, a sync file never is). */
+static int sync_set(struct reg *r, int op)
+{
+	struct epoll_event ev = { .events = r->events & ~(uint32_t)EPOLLOUT, .data = r->data };
+
+	if (next_epoll_ctl()(r->epfd, op, r->standin, &ev) < 0)
+		return -errno;
+	r->mask = ev.events;
+	return 0;
+}
+
+/* A new record of the sync file fd: the stand-in is added with a count of
+ * 0 and set to 1 by the fence's callback (at once if it has signalled).
+ * Under regs_lock; r's identity fields are filled. */
+static int sync_add(struct reg *r, int fd)
+{
+	int ret;
+
+	r->standin = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (r->standin < 0)
+		return -errno;
+	ret = IN_CORE(dmabuf_sync_file_import(fd, &r->fence));
+	if (ret) {
+		r->fence = NULL;
+		close(r->standin);
+		return ret;
+	}
+	ret = sync_set(r, EPOLL_CTL_ADD);
+	if (ret) {
+		IN_CORE_VOID(dmabuf_fence_put(r->fence));
+		close(r->standin);
+		return ret;
+	}
+	r->fence_pid = getpid();
+	if (IN_CORE(dmabuf_fence_add_callback(r->fence, &r->cb, sync_signalled)) == -ENOENT)
+		(void)eventfd_write(r->standin, 1);
+	atomic_fetch_add(&nsync, 1);
+	return 0;
+}
+
+static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
+			struct epoll_event *uev)
 {
 	struct epoll_event ev = { 0 };
 	struct stat st, est;
@@ -178,17 +279,6 @@ static int emulated_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 			ret = -ENOMEM;
 			break;
 		}
-		r->standin = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
-		r->own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-		if (r->standin < 0 || r->own < 0) {
-			ret = -errno;
-			if (r->standin >= 0)
-				close(r->standin);
-			if (r->own >= 0)
-				close(r->own);
-			free(r);
-			break;
-		}
 		r->epfd = epfd;
 		r->ep_dev = est.st_dev;
 		r->ep_ino = est.st_ino;
@@ -199,11 +289,35 @@ static int emulated_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 		r->events = ev.events & ~(uint32_t)EPOLLEXCLUSIVE;
 		r->data = ev.data;
 		r->pid = getpid();
-		r->seen = readiness(r);
-		ret = set_mask(r, EPOLL_CTL_ADD, mask_for(r, r->seen));
+		r->own = -1;
+		r->epown = fcntl(epfd, F_DUPFD_CLOEXEC, 0);
+		if (r->epown < 0) {
+			ret = -errno;
+			free(r);
+			break;
+		}
+		if (kind == DMB_UAPI_SYNC_FILE) {
+			ret = sync_add(r, fd);
+			if (ret) {
+				close(r->epown);
+				free(r);
+				break;
+			}
+			r->next = regs;
+			regs = r;
+			break;
+		}
+		r->standin = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+		r->own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		r->seen = r->standin < 0 || r->own < 0 ? 0 : readiness(r);
+		ret = r->standin < 0 || r->own < 0 ? -errno
+						   : set_mask(r, EPOLL_CTL_ADD, mask_for(r, r->seen));
 		if (ret) {
-			close(r->standin);
-			close(r->own);
+			if (r->standin >= 0)
+				close(r->standin);
+			if (r->own >= 0)
+				close(r->own);
+			close(r->epown);
 			free(r);
 			break;
 		}
@@ -223,6 +337,10 @@ static int emulated_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 		r->events = ev.events;
 		r->data = ev.data;
 		r->fired = false;
+		if (r->fence) {
+			ret = sync_set(r, EPOLL_CTL_MOD);
+			break;
+		}
 		r->seen = readiness(r);
 		ret = set_mask(r, EPOLL_CTL_MOD, mask_for(r, r->seen));
 		break;
@@ -245,12 +363,17 @@ static int emulated_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 
 EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
+	enum dmb_uapi_kind kind;
 	int ret;
 
-	if (LAYER_CALL() || !dmb_preload_fd_maybe(fd) || dmb_uapi_classify(fd) != DMB_UAPI_DMABUF)
+	if (LAYER_CALL() || !dmb_preload_fd_maybe(fd))
 		return next_epoll_ctl()(epfd, op, fd, ev);
-	ret = emulated_ctl(epfd, op, fd, ev);
-	dmb_uapi_trace("epoll_ctl(%d, %d, %d <dma-buf>, %#x) = %d%s%s", epfd, op, fd,
+	kind = dmb_uapi_classify(fd);
+	if (kind != DMB_UAPI_DMABUF && kind != DMB_UAPI_SYNC_FILE)
+		return next_epoll_ctl()(epfd, op, fd, ev);
+	ret = emulated_ctl(epfd, op, fd, kind, ev);
+	dmb_uapi_trace("epoll_ctl(%d, %d, %d <%s>, %#x) = %d%s%s", epfd, op, fd,
+		       kind == DMB_UAPI_DMABUF ? "dma-buf" : "sync file",
 		       ev ? ev->events : 0u, ret < 0 ? -1 : ret, ret < 0 ? " " : "",
 		       ret < 0 ? strerror(-ret) : "");
 	if (ret < 0) {
@@ -279,7 +402,7 @@ static bool refresh_set(dev_t dev, ino_t ino)
 
 	pthread_mutex_lock(&regs_lock);
 	for (r = regs; r; r = r->next) {
-		if (r->ep_ino != ino || r->ep_dev != dev)
+		if (r->ep_ino != ino || r->ep_dev != dev || r->fence)
 			continue;
 		refresh(r);
 		busy |= !r->fired && (r->seen & r->events & IO_EVENTS) != (r->events & IO_EVENTS);
@@ -297,7 +420,8 @@ static int translate(struct epoll_event *evs, int n)
 
 	pthread_mutex_lock(&regs_lock);
 	for (i = 0; i < n; i++) {
-		for (r = regs; r && r != evs[i].data.ptr; r = r->next)
+		/* A sync file's stand-in carries the program's own data. */
+		for (r = regs; r && (r != evs[i].data.ptr || r->fence); r = r->next)
 			;
 		if (!r) {
 			evs[out++] = evs[i];
@@ -425,8 +549,9 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event *evs, int max, const struct
 
 /* ---- the program's close ---------------------------------------------------------- */
 
-/* True if an fd of this process other than `except` has the inode. */
-static bool inode_open(dev_t dev, ino_t ino)
+/* True if a program fd of this process has the inode and, if `file` is
+ * not -1, is that open file (an epoll set: they all share one inode). */
+static bool inode_open(dev_t dev, ino_t ino, int file)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *e;
@@ -440,7 +565,8 @@ static bool inode_open(dev_t dev, ino_t ino)
 
 		if (e->d_name[0] == '.' || fd == dirfd(d) || dmb_layer_fd_is(fd))
 			continue;
-		found = fstat(fd, &st) == 0 && st.st_ino == ino && st.st_dev == dev;
+		found = fstat(fd, &st) == 0 && st.st_ino == ino && st.st_dev == dev &&
+			(file < 0 || same_file(fd, file));
 	}
 	closedir(d);
 	return found;
@@ -448,32 +574,30 @@ static bool inode_open(dev_t dev, ino_t ino)
 
 bool dmb_preload_epoll_any(void)
 {
-	return waits_here();
+	return waits_here() || atomic_load_explicit(&nsync, memory_order_relaxed) > 0;
 }
 
 void dmb_preload_epoll_closed(dev_t dev, ino_t ino)
 {
 	struct reg **pp, *r;
-	bool buf_gone = false, set_gone = false, buf_checked = false, set_checked = false;
+	bool buf_gone = false, buf_checked = false;
 
-	if (!waits_here())
+	if (!dmb_preload_epoll_any())
 		return;
 	pthread_mutex_lock(&regs_lock);
 	for (pp = &regs; (r = *pp);) {
 		if (r->ino == ino && r->dev == dev) {
 			if (!buf_checked)
-				buf_gone = !inode_open(dev, ino), buf_checked = true;
+				buf_gone = !inode_open(dev, ino, -1), buf_checked = true;
 			if (buf_gone) {
 				drop(pp, true);
 				continue;
 			}
-		} else if (r->ep_ino == ino && r->ep_dev == dev) {
-			if (!set_checked)
-				set_gone = !inode_open(dev, ino), set_checked = true;
-			if (set_gone) {
-				drop(pp, false);
-				continue;
-			}
+		} else if (r->ep_ino == ino && r->ep_dev == dev && !inode_open(dev, ino, r->epown)) {
+			/* The set's last program fd: the layer's dup is all
+			 * that holds it. */
+			drop(pp, false);
+			continue;
 		}
 		pp = &r->next;
 	}

@@ -30,12 +30,24 @@
  * reference in any process): the watcher sees the buffer's inode closed
  * (inotify) and then that the buffer's open file, which holds a shared
  * flock (see src/core/release.c), is gone.
+ *
+ * epoll_ctl on a sync file (a socket here, whose own events are EPOLLOUT
+ * while pending and EPOLLIN|EPOLLHUP once signalled): the stand-in is an
+ * eventfd with a count of 0, added with the program's flags, data and
+ * events without EPOLLOUT; a callback on the fence (imported here: the
+ * original when the supervisor exported it) writes the count to 1 when it
+ * signals, once, so the set reports what sync_file_poll() would: nothing
+ * while pending, EPOLLIN once signalled. Nothing of the program's file is
+ * held, so its inode's close event comes with the file's last reference
+ * (a socket has one open file): the item goes then, as the kernel's goes
+ * in __fput().
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +61,8 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/kcmp.h>
 
 #include <dmabuf-fence.h>
 #include <dmabuf.h>
@@ -538,6 +552,10 @@ struct reg {
 	 * the kernel sends the event before it drops the file's locks. */
 	struct dmb_uapi_reprobe reprobe;
 	bool probe_now;
+	/* A sync file's: its fence and the callback that writes the
+	 * stand-in's count (fence NULL for a dma-buf). */
+	struct dmabuf_fence *fence;
+	struct dmabuf_fence_cb cb;
 	struct reg *next;
 };
 
@@ -565,6 +583,11 @@ static int set_mask(struct reg *r, int op, uint32_t ready)
 {
 	struct epoll_event ev = { .events = (r->events & ~(uint32_t)IO_EVENTS) | ready,
 				  .data.u64 = r->data };
+
+	/* A sync file's stand-in reports by its count: the program's EPOLLIN
+	 * (never EPOLLOUT, which the eventfd would report). */
+	if (r->fence)
+		ev.events = r->events & ~(uint32_t)EPOLLOUT;
 
 	if (epoll_ctl(r->epfd, op, r->standin, &ev) < 0)
 		return -errno;
@@ -627,7 +650,7 @@ static void refresh(struct reg *r)
 	uint32_t want = r->events & IO_EVENTS, ready;
 	struct pollfd p;
 
-	if (r->fired)
+	if (r->fired || r->fence)
 		return;
 	ready = reg_ready(r, want);
 	if (ready != r->set) {
@@ -677,8 +700,16 @@ static void drop(struct reg **pp, bool del)
 		shared |= t->wd == r->wd;
 	if (!shared && r->wd >= 0)
 		inotify_rm_watch(inotify_fd, r->wd);
-	close(r->standin);
-	close(r->own);
+	if (r->fence) {
+		/* Once removed (or run to its end) the callback no longer
+		 * writes the stand-in. */
+		dmabuf_fence_remove_callback(r->fence, &r->cb);
+		dmabuf_fence_put(r->fence);
+	}
+	if (r->standin >= 0)
+		close(r->standin);
+	if (r->own >= 0)
+		close(r->own);
 	close(r->epfd);
 	if (r->sf >= 0)
 		close(r->sf);
@@ -688,6 +719,10 @@ static void drop(struct reg **pp, bool del)
 /* True if the buffer's file is gone: no open file holds its shared lock. */
 static bool buffer_gone(struct reg *r)
 {
+	/* A sync file's inode has one open file: its close event is the
+	 * file's release. */
+	if (r->fence)
+		return true;
 	if (flock(r->own, LOCK_EX | LOCK_NB) < 0)
 		return false;
 	flock(r->own, LOCK_UN);
@@ -811,8 +846,12 @@ static void *watcher(void *arg)
 					struct inotify_event *ev = (struct inotify_event *)e;
 
 					e += sizeof(*ev) + ev->len;
+					/* An overflow says nothing of a sync file
+					 * (it has no lock to probe): only its own
+					 * event drops its item. */
 					for (r = regs; r; r = r->next)
-						if (r->wd == ev->wd || (ev->mask & IN_Q_OVERFLOW)) {
+						if (r->wd == ev->wd ||
+						    ((ev->mask & IN_Q_OVERFLOW) && !r->fence)) {
 							r->probe_now = true;
 							dmb_uapi_reprobe_queue(&reg_reprobes, &r->reprobe);
 						}
@@ -879,13 +918,24 @@ static bool is_epoll(int fd)
 	return !strcmp(link, "anon_inode:[eventpoll]");
 }
 
-static struct reg *find(const struct stat *est, int ufd, const struct stat *st)
+/* True if fds a and b of this process are one open file. Every epoll set
+ * is the same anonymous inode, so the inode cannot tell two sets apart;
+ * without kcmp() (CONFIG_KCMP) the inode is all there is. */
+static bool same_file(int a, int b)
+{
+	pid_t pid = getpid();
+	long ret = syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b);
+
+	return ret == 0 || (ret < 0 && (errno == ENOSYS || errno == EPERM));
+}
+
+static struct reg *find(int epfd, const struct stat *est, int ufd, const struct stat *st)
 {
 	struct reg *r;
 
 	for (r = regs; r; r = r->next)
 		if (r->ep_ino == est->st_ino && r->ep_dev == est->st_dev && r->ufd == ufd &&
-		    r->ino == st->st_ino && r->dev == st->st_dev)
+		    r->ino == st->st_ino && r->dev == st->st_dev && same_file(r->epfd, epfd))
 			return r;
 	return NULL;
 }
@@ -934,6 +984,60 @@ static int add(int epfd, const struct stat *est, int ufd, int fd, const struct s
 	return 0;
 }
 
+/* sync_file_poll() as the set sees it: the stand-in's count goes to 1.
+ * Runs once, under the fence's lock, in the thread that signals. */
+static void sync_signalled(struct dmabuf_fence *fence, struct dmabuf_fence_cb *cb)
+{
+	struct reg *r = (struct reg *)((char *)cb - offsetof(struct reg, cb));
+
+	(void)fence;
+	(void)eventfd_write(r->standin, 1);
+}
+
+/* A new registration of the sync file `fd` (consumed) in the set `epfd`
+ * (consumed): nothing of the file is kept but its inode's watch. Under
+ * regs_lock. */
+static int add_sync(int epfd, const struct stat *est, int ufd, int fd, const struct stat *st,
+		    const struct epoll_event *ev)
+{
+	struct reg *r = calloc(1, sizeof(*r));
+	char path[64];
+	int ret;
+
+	if (!r) {
+		close(fd);
+		close(epfd);
+		return -ENOMEM;
+	}
+	*r = (struct reg){ .epfd = epfd, .ep_dev = est->st_dev, .ep_ino = est->st_ino, .ufd = ufd,
+			   .dev = st->st_dev, .ino = st->st_ino, .own = -1, .wd = -1, .sf = -1,
+			   .events = ev->events & ~(uint32_t)EPOLLEXCLUSIVE,
+			   .exclusive = ev->events & EPOLLEXCLUSIVE, .data = ev->data.u64 };
+	r->standin = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ret = r->standin < 0 ? -ENOMEM : start_watcher();
+	if (!ret) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		r->wd = inotify_add_watch(inotify_fd, path, IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
+		if (r->wd < 0)
+			ret = -errno == -ENOSPC ? -ENOSPC : -ENOMEM;
+	}
+	if (!ret && dmabuf_sync_file_import(fd, &r->fence))
+		ret = -ENOMEM;
+	close(fd);
+	if (!ret)
+		ret = set_mask(r, EPOLL_CTL_ADD, 0);
+	if (ret) {
+		r->next = NULL;
+		drop(&r, false);
+		return ret;
+	}
+	if (dmabuf_fence_add_callback(r->fence, &r->cb, sync_signalled) == -ENOENT)
+		(void)eventfd_write(r->standin, 1);
+	r->next = regs;
+	regs = r;
+	return 0;
+}
+
 static int emulated_ctl(struct call *c, int fd)
 {
 	const struct seccomp_data *d = &c->n->data;
@@ -974,14 +1078,15 @@ static int emulated_ctl(struct call *c, int fd)
 		return -ENOENT; /* nobody to answer: the reply fails harmlessly */
 	}
 	pthread_mutex_lock(&regs_lock);
-	r = find(&est, ufd, &st);
+	r = find(epfd, &est, ufd, &st);
 	switch (op) {
 	case EPOLL_CTL_ADD:
 		if (r) {
 			ret = -EEXIST;
 			break;
 		}
-		ret = add(epfd, &est, ufd, fd, &st, &ev);
+		ret = S_ISSOCK(st.st_mode) ? add_sync(epfd, &est, ufd, fd, &st, &ev)
+					   : add(epfd, &est, ufd, fd, &st, &ev);
 		fd = epfd = -1;
 		break;
 	case EPOLL_CTL_MOD:
@@ -996,7 +1101,8 @@ static int emulated_ctl(struct call *c, int fd)
 		r->events = ev.events;
 		r->data = ev.data.u64;
 		r->fired = false;
-		ret = set_mask(r, EPOLL_CTL_MOD, reg_ready(r, r->events & IO_EVENTS));
+		ret = set_mask(r, EPOLL_CTL_MOD,
+			       r->fence ? 0 : reg_ready(r, r->events & IO_EVENTS));
 		refresh(r);
 		break;
 	case EPOLL_CTL_DEL:
@@ -1024,9 +1130,10 @@ void dmb_sec_epoll_ctl(struct call *c)
 {
 	const struct seccomp_data *d = &c->n->data;
 	int fd = dmb_sec_get_fd(c, (int)d->args[2]);
+	enum dmb_uapi_kind kind = fd < 0 ? DMB_UAPI_NONE : dmb_uapi_classify(fd);
 	int ret;
 
-	if (fd < 0 || dmb_uapi_classify(fd) != DMB_UAPI_DMABUF) {
+	if (kind != DMB_UAPI_DMABUF && kind != DMB_UAPI_SYNC_FILE) {
 		if (fd >= 0)
 			close(fd);
 		dmb_sec_reply(c, true, 0);
@@ -1034,8 +1141,9 @@ void dmb_sec_epoll_ctl(struct call *c)
 	}
 	ret = emulated_ctl(c, fd);
 	if (dmb_uapi_config()->trace)
-		dmb_uapi_trace("[seccomp %u] epoll_ctl(%d, %d, %d <dma-buf>) = %d", c->n->pid,
-			       (int)d->args[0], (int)d->args[1], (int)d->args[2], ret);
+		dmb_uapi_trace("[seccomp %u] epoll_ctl(%d, %d, %d <%s>) = %d", c->n->pid,
+			       (int)d->args[0], (int)d->args[1], (int)d->args[2],
+			       kind == DMB_UAPI_DMABUF ? "dma-buf" : "sync file", ret);
 	dmb_sec_reply(c, false, ret);
 }
 

@@ -301,6 +301,36 @@ static void mixed_set(void **state)
 	teardown(&f);
 }
 
+/* Every epoll set is the same anonymous inode: a record is its set's by
+ * the open file. Two sets hold the same buffer at once, and a set closed
+ * and made again at the same number starts empty (both were EEXIST when
+ * records were keyed by the set's inode). */
+static void two_sets(void **state)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 5 }, out[4];
+	struct fixture f;
+	int ep2, num;
+
+	setup(&f);
+	ep2 = epoll_create1(EPOLL_CLOEXEC);
+	assert_true(ep2 >= 0);
+	assert_int_equal(add(&f, f.buf, EPOLLIN), 0);
+	assert_int_equal(epoll_ctl(ep2, EPOLL_CTL_ADD, f.buf, &ev), 0);
+	assert_int_equal(epoll_wait(ep2, out, 4, 0), 1);
+	assert_true(out[0].data.u64 == 5 && out[0].events == EPOLLIN);
+	assert_int_equal(wait0(&f), EPOLLIN);
+	num = ep2;
+	close(ep2);
+	ep2 = epoll_create1(EPOLL_CLOEXEC);
+	assert_int_equal(ep2, num);
+	assert_int_equal(epoll_wait(ep2, out, 4, 0), 0);
+	assert_int_equal(epoll_ctl(ep2, EPOLL_CTL_ADD, f.buf, &ev), 0);
+	assert_int_equal(epoll_wait(ep2, out, 4, 0), 1);
+	close(ep2);
+	assert_int_equal(wait0(&f), EPOLLIN);
+	teardown(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -312,6 +342,7 @@ int main(void)
 		harness_test(fork_shares_the_set),
 		harness_test(blocking_waits),
 		harness_test(mixed_set),
+		harness_test(two_sets),
 	};
 
 	uapi_warm_up();

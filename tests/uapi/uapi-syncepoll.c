@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * epoll of sync files, written against the kernel's uapi only and run by
+ * test-uapi-syncepoll.c under both front ends: linked dynamically, under
+ * dmabuf-run (the preload) and dmabuf-run --seccomp; linked statically,
+ * under dmabuf-run (the supervisor). The kernel's sync_file_poll() gives
+ * nothing while the fence is pending and EPOLLIN once it has signalled,
+ * never EPOLLOUT or EPOLLHUP. The argument names the case ("all": every
+ * case); each prints "ok <case>" and exits 0, or prints what failed and
+ * exits 1. It links nothing of libdmabuf: small checks of its own, and
+ * each case checks its own fd count.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <linux/dma-buf.h>
+#include <linux/dma-heap.h>
+#include <linux/sync_file.h>
+
+/* The sw_sync uapi has no installed header; the kernel selftests define it
+ * the same way. */
+struct sw_sync_create_fence_data {
+	__u32 value;
+	char name[32];
+	__s32 fence;
+};
+#define SW_SYNC_IOC_CREATE_FENCE _IOWR('W', 0, struct sw_sync_create_fence_data)
+#define SW_SYNC_IOC_INC _IOW('W', 1, __u32)
+
+static const char *current;
+
+#define CHECK(cond)                                                              \
+	do {                                                                     \
+		if (!(cond)) {                                                   \
+			printf("FAIL %s: %s:%d: %s (errno %d %s)\n", current,    \
+			       __FILE__, __LINE__, #cond, errno, strerror(errno)); \
+			exit(1);                                                 \
+		}                                                                \
+	} while (0)
+
+#define FAILS_WITH(call, err)                        \
+	do {                                         \
+		errno = 0;                           \
+		CHECK((call) < 0 && errno == (err)); \
+	} while (0)
+
+/* The program's fds: those below the preload's own (which it makes at
+ * half the RLIMIT_NOFILE soft limit, at most 16384, when first needed). */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct rlimit rl;
+	struct dirent *e;
+	long base = 16384;
+	int n = 0;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur / 2 < (rlim_t)base)
+		base = (long)(rl.rlim_cur / 2);
+	CHECK(d);
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.' && atol(e->d_name) < base;
+	closedir(d);
+	return n - 1;
+}
+
+/* What is open, for a failed count. */
+static void list_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	char path[300], link[256];
+	ssize_t n;
+
+	CHECK(d);
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		link[n > 0 ? n : 0] = '\0';
+		printf("  fd %s: %s\n", e->d_name, link);
+	}
+	closedir(d);
+}
+
+static int timeline(void)
+{
+	int tl = open("/sys/kernel/debug/sync/sw_sync", O_RDWR | O_CLOEXEC);
+
+	CHECK(tl >= 0);
+	return tl;
+}
+
+static int point(int tl, unsigned int value)
+{
+	struct sw_sync_create_fence_data f = { .value = value, .name = "ep" };
+
+	CHECK(ioctl(tl, SW_SYNC_IOC_CREATE_FENCE, &f) == 0);
+	CHECK(f.fence >= 0);
+	return f.fence;
+}
+
+static void inc(int tl)
+{
+	__u32 one = 1;
+
+	CHECK(ioctl(tl, SW_SYNC_IOC_INC, &one) == 0);
+}
+
+static int set_with(int fd, uint32_t events, uint64_t data)
+{
+	struct epoll_event ev = { .events = events, .data.u64 = data };
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	CHECK(ep >= 0);
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0);
+	return ep;
+}
+
+/* One epoll_wait(0): the number of items; the first one's events and
+ * data in *out. */
+static int wait0(int ep, struct epoll_event *out)
+{
+	struct epoll_event evs[4];
+	int n = epoll_wait(ep, evs, 4, 0);
+
+	CHECK(n >= 0);
+	if (n > 0)
+		*out = evs[0];
+	return n;
+}
+
+/* The epoll set's items (tfd lines of its fdinfo). */
+static int epoll_items(int ep)
+{
+	char path[64], line[256];
+	FILE *f;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", ep);
+	f = fopen(path, "re");
+	CHECK(f);
+	while (fgets(line, sizeof(line), f))
+		n += !strncmp(line, "tfd:", 4);
+	fclose(f);
+	return n;
+}
+
+/* Waits (bounded by a count, not a clock) until the set has n items: the
+ * supervisor learns of a last close from the inode's close event. */
+static int epoll_items_become(int ep, int n)
+{
+	int i;
+
+	for (i = 0; i < 20000 && epoll_items(ep) != n; i++)
+		usleep(500);
+	return epoll_items(ep) == n;
+}
+
+/* A pending sw_sync point: nothing; signalled: exactly EPOLLIN with the
+ * program's data, level-triggered every time; EPOLLOUT alone: never. */
+static void case_level(void)
+{
+	struct epoll_event out;
+	int tl = timeline(), sf = point(tl, 1);
+	int ep = set_with(sf, EPOLLIN, 0x1234567890abcdefull);
+	int ep_out = set_with(sf, EPOLLOUT, 1);
+	int ep_both = set_with(sf, EPOLLIN | EPOLLOUT | EPOLLRDHUP, 2);
+
+	CHECK(wait0(ep, &out) == 0);
+	CHECK(wait0(ep_out, &out) == 0);
+	CHECK(wait0(ep_both, &out) == 0);
+	inc(tl);
+	CHECK(wait0(ep, &out) == 1);
+	CHECK(out.events == EPOLLIN && out.data.u64 == 0x1234567890abcdefull);
+	CHECK(wait0(ep, &out) == 1 && out.events == EPOLLIN);
+	CHECK(wait0(ep_both, &out) == 1 && out.events == EPOLLIN && out.data.u64 == 2);
+	CHECK(wait0(ep_out, &out) == 0);
+	/* A blocking wait returns at once, with the same answer. */
+	CHECK(epoll_wait(ep, &out, 1, -1) == 1 && out.events == EPOLLIN);
+	/* Added once signalled: ready at once; EPOLLOUT still never. */
+	close(ep_out);
+	ep_out = set_with(sf, EPOLLOUT | EPOLLET, 3);
+	CHECK(wait0(ep_out, &out) == 0);
+	close(ep_out);
+	close(ep_both);
+	close(ep);
+	close(sf);
+	close(tl);
+}
+
+/* Edge-triggered: one report per signal (and per MOD, which re-polls);
+ * one-shot: one report until the program's MOD. */
+static void case_edge(void)
+{
+	struct epoll_event out, ev;
+	int tl = timeline(), sf = point(tl, 1), sf2 = point(tl, 2);
+	int ep = set_with(sf, EPOLLIN | EPOLLET, 7);
+	int ep1 = set_with(sf2, EPOLLIN | EPOLLONESHOT, 9);
+
+	CHECK(wait0(ep, &out) == 0);
+	CHECK(wait0(ep1, &out) == 0);
+	inc(tl);
+	CHECK(wait0(ep, &out) == 1 && out.events == EPOLLIN && out.data.u64 == 7);
+	CHECK(wait0(ep, &out) == 0);
+	CHECK(wait0(ep, &out) == 0);
+	CHECK(wait0(ep1, &out) == 0); /* its point is 2 */
+	ev = (struct epoll_event){ .events = EPOLLIN | EPOLLET, .data.u64 = 8 };
+	CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, sf, &ev) == 0);
+	CHECK(wait0(ep, &out) == 1 && out.events == EPOLLIN && out.data.u64 == 8);
+	CHECK(wait0(ep, &out) == 0);
+	/* EPOLLOUT alone by MOD: nothing, even edge-triggered. */
+	ev = (struct epoll_event){ .events = EPOLLOUT | EPOLLET, .data.u64 = 8 };
+	CHECK(epoll_ctl(ep, EPOLL_CTL_MOD, sf, &ev) == 0);
+	CHECK(wait0(ep, &out) == 0);
+	inc(tl);
+	CHECK(wait0(ep1, &out) == 1 && out.events == EPOLLIN && out.data.u64 == 9);
+	CHECK(wait0(ep1, &out) == 0);
+	ev = (struct epoll_event){ .events = EPOLLIN | EPOLLONESHOT, .data.u64 = 10 };
+	CHECK(epoll_ctl(ep1, EPOLL_CTL_MOD, sf2, &ev) == 0);
+	CHECK(wait0(ep1, &out) == 1 && out.events == EPOLLIN && out.data.u64 == 10);
+	CHECK(wait0(ep1, &out) == 0);
+	close(ep1);
+	close(ep);
+	close(sf2);
+	close(sf);
+	close(tl);
+}
+
+/* The kernel's errnos, and DEL. */
+static void case_ctl(void)
+{
+	struct epoll_event out, ev = { .events = EPOLLIN, .data.u64 = 1 };
+	int tl = timeline(), sf = point(tl, 0);
+	int ep = set_with(sf, EPOLLIN, 1);
+
+	FAILS_WITH(epoll_ctl(ep, EPOLL_CTL_ADD, sf, &ev), EEXIST);
+	ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+	FAILS_WITH(epoll_ctl(ep, EPOLL_CTL_MOD, sf, &ev), EINVAL);
+	CHECK(wait0(ep, &out) == 1 && out.events == EPOLLIN);
+	CHECK(epoll_ctl(ep, EPOLL_CTL_DEL, sf, NULL) == 0);
+	CHECK(wait0(ep, &out) == 0);
+	CHECK(epoll_items(ep) == 0);
+	FAILS_WITH(epoll_ctl(ep, EPOLL_CTL_DEL, sf, NULL), ENOENT);
+	ev.events = EPOLLIN;
+	FAILS_WITH(epoll_ctl(ep, EPOLL_CTL_MOD, sf, &ev), ENOENT);
+	/* Exclusive: added, reported, never modified. */
+	ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, sf, &ev) == 0);
+	CHECK(wait0(ep, &out) == 1 && out.events == EPOLLIN);
+	ev.events = EPOLLIN;
+	FAILS_WITH(epoll_ctl(ep, EPOLL_CTL_MOD, sf, &ev), EINVAL);
+	close(ep);
+	close(sf);
+	close(tl);
+}
+
+/* The item lives as long as the sync file's file: a dup keeps it, the
+ * last close takes it. */
+static void case_close(void)
+{
+	struct epoll_event out;
+	int tl = timeline(), sf = point(tl, 1), ep, dupfd;
+
+	ep = set_with(sf, EPOLLIN, 5);
+	inc(tl);
+	dupfd = dup(sf);
+	CHECK(dupfd >= 0);
+	close(sf);
+	CHECK(wait0(ep, &out) == 1 && out.events == EPOLLIN && out.data.u64 == 5);
+	CHECK(epoll_items(ep) == 1);
+	close(dupfd);
+	CHECK(epoll_items_become(ep, 0));
+	CHECK(wait0(ep, &out) == 0);
+	close(ep);
+	close(tl);
+}
+
+static void *inc_later(void *arg)
+{
+	usleep(20000); /* most likely after the wait has begun; either way
+			* the answer is the same */
+	inc(*(int *)arg);
+	return NULL;
+}
+
+/* A blocking epoll_wait() is woken by the signal from another thread,
+ * with EPOLLIN alone. */
+static void case_blocking(void)
+{
+	struct epoll_event out;
+	int tl = timeline(), sf = point(tl, 1), sf2 = point(tl, 2);
+	int ep = set_with(sf, EPOLLIN | EPOLLET, 21), ep2 = set_with(sf2, EPOLLIN, 22);
+	pthread_t t;
+
+	CHECK(pthread_create(&t, NULL, inc_later, &tl) == 0);
+	CHECK(epoll_wait(ep, &out, 1, -1) == 1);
+	CHECK(out.events == EPOLLIN && out.data.u64 == 21);
+	CHECK(pthread_join(t, NULL) == 0);
+	CHECK(wait0(ep, &out) == 0);
+	CHECK(pthread_create(&t, NULL, inc_later, &tl) == 0);
+	CHECK(epoll_wait(ep2, &out, 1, -1) == 1);
+	CHECK(out.events == EPOLLIN && out.data.u64 == 22);
+	CHECK(pthread_join(t, NULL) == 0);
+	close(ep2);
+	close(ep);
+	close(sf2);
+	close(sf);
+	close(tl);
+}
+
+/* A heap buffer made busy with a pending sw_sync point. */
+static int busy_buffer(int tl, unsigned int value)
+{
+	struct dma_heap_allocation_data a = { .len = 4096, .fd_flags = O_RDWR | O_CLOEXEC };
+	struct dma_buf_import_sync_file imp = { .flags = DMA_BUF_SYNC_WRITE };
+	int heap = open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC);
+
+	CHECK(heap >= 0);
+	CHECK(ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &a) == 0);
+	close(heap);
+	imp.fd = point(tl, value);
+	CHECK(ioctl((int)a.fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &imp) == 0);
+	close(imp.fd);
+	return (int)a.fd;
+}
+
+/* Sync files from DMA_BUF_IOCTL_EXPORT_SYNC_FILE and from SYNC_IOC_MERGE
+ * poll as a timeline's do. */
+static void case_export_merge(void)
+{
+	struct dma_buf_export_sync_file exp = { .flags = DMA_BUF_SYNC_READ };
+	struct sync_merge_data m = { .name = "merged" };
+	struct epoll_event out;
+	int tl = timeline(), tl2 = timeline(), buf = busy_buffer(tl, 1), p2 = point(tl2, 1);
+	int ep, ep_out, epm;
+
+	CHECK(ioctl(buf, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, &exp) == 0);
+	m.fd2 = p2;
+	CHECK(ioctl(exp.fd, SYNC_IOC_MERGE, &m) == 0);
+	ep = set_with(exp.fd, EPOLLIN, 11);
+	ep_out = set_with(exp.fd, EPOLLOUT, 12);
+	epm = set_with(m.fence, EPOLLIN | EPOLLET, 13);
+	CHECK(wait0(ep, &out) == 0);
+	CHECK(wait0(ep_out, &out) == 0);
+	CHECK(wait0(epm, &out) == 0);
+	inc(tl);
+	CHECK(wait0(ep, &out) == 1 && out.events == EPOLLIN && out.data.u64 == 11);
+	CHECK(wait0(ep_out, &out) == 0);
+	CHECK(wait0(epm, &out) == 0); /* half of it */
+	inc(tl2);
+	CHECK(wait0(epm, &out) == 1 && out.events == EPOLLIN && out.data.u64 == 13);
+	CHECK(wait0(epm, &out) == 0);
+	close(epm);
+	close(ep_out);
+	close(ep);
+	close(m.fence);
+	close(exp.fd);
+	close(p2);
+	close(buf);
+	close(tl2);
+	close(tl);
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(void);
+} cases[] = {
+	{ "level", case_level },
+	{ "edge", case_edge },
+	{ "ctl", case_ctl },
+	{ "close", case_close },
+	{ "blocking", case_blocking },
+	{ "export-merge", case_export_merge },
+};
+
+int main(int argc, char **argv)
+{
+	size_t i;
+	int before, ran = 0;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (argc < 2 || (strcmp(argv[1], cases[i].name) && strcmp(argv[1], "all")))
+			continue;
+		current = cases[i].name;
+		before = count_fds();
+		cases[i].fn();
+		if (count_fds() != before)
+			list_fds();
+		CHECK(count_fds() == before);
+		printf("ok %s\n", cases[i].name);
+		ran++;
+	}
+	if (!ran) {
+		printf("unknown case %s\n", argc > 1 ? argv[1] : "");
+		return 2;
+	}
+	return 0;
+}
