@@ -7,10 +7,11 @@
  *
  * Every wait waits for its event (a packet, the end of the connection),
  * with the clock only as a hang guard: harness_guard_start() for
- * RP_GUARD_S seconds, naming what did not arrive ("hang guard: the reply
- * to ATTACH (serial 7) did not happen"), never a timeout that a loaded
- * machine can reach and a test then takes for an answer. So a wait must
- * not be called while the caller runs a guard of its own (one at a time).
+ * RP_GUARD_S seconds, naming what did not arrive ("hang guard: the
+ * exporter's reply to ATTACH (serial 7) did not happen"), never a timeout
+ * that a loaded machine can reach and a test then takes for an answer. So
+ * a wait must not be called while the caller runs a guard of its own (one
+ * at a time).
  * When the exporter lives in the calling process, pass its context: the
  * waits dispatch it while they poll. Part of the test helper library
  * (tests/meson.build): the bodies are in rawpeer.c.
