@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <sys/mman.h>
 
+#include "harness.h"
+
 /* Serials of the requests rp_encode() numbers, process-wide. */
 static uint64_t rp_serial;
 /* Ids of the IMPORTs rp_encode() names (version 3), process-wide. */
@@ -143,64 +145,77 @@ int rp_send(int sock, struct dmb_msg *m)
 	return rp_send_raw(sock, buf, (size_t)len, m->fds, m->nfds, 0);
 }
 
-ssize_t rp_recv_raw(int sock, struct dmabuf_ctx *exp, void *data,
-		    size_t cap, size_t *nfds, int timeout_ms)
+/* One packet if one is there: its length, 0 at EOF, -EAGAIN if none, or
+ * -errno. */
+static ssize_t recv_now(int sock, void *data, size_t cap, size_t *nfds)
 {
-	int64_t deadline = rp_now_ms() + timeout_ms;
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * RP_MAX_FDS)];
+	} ctrl;
+	struct iovec iov = { .iov_base = data, .iov_len = cap };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = ctrl.buf,
+			      .msg_controllen = sizeof(ctrl.buf) };
+	ssize_t n;
+
+	do
+		n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == ECONNRESET || errno == EPIPE ? 0 : -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		size_t k;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			close(fd);
+			(*nfds)++;
+		}
+	}
+	return n;
+}
+
+ssize_t rp_recv_raw(int sock, struct dmabuf_ctx *exp, void *data,
+		    size_t cap, size_t *nfds, const char *what)
+{
+	ssize_t n;
 
 	*nfds = 0;
-	for (;;) {
-		union {
-			struct cmsghdr align;
-			char buf[CMSG_SPACE(sizeof(int) * RP_MAX_FDS)];
-		} ctrl;
-		struct iovec iov = { .iov_base = data, .iov_len = cap };
-		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-				      .msg_control = ctrl.buf,
-				      .msg_controllen = sizeof(ctrl.buf) };
+	n = recv_now(sock, data, cap, nfds);
+	if (n != -EAGAIN || !what)
+		return n;
+	/* Waited for: the packet or the hang-up is the event; the guard's
+	 * clock only bounds a hang and names what did not come. */
+	harness_guard_start(what, RP_GUARD_S);
+	while ((n = recv_now(sock, data, cap, nfds)) == -EAGAIN) {
 		struct pollfd p = { .fd = sock, .events = POLLIN };
-		ssize_t n;
 
-		n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n >= 0) {
-			for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c;
-			     c = CMSG_NXTHDR(&msg, c)) {
-				size_t k;
-
-				if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-					continue;
-				k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-				for (size_t i = 0; i < k; i++) {
-					int fd;
-
-					memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-					close(fd);
-					(*nfds)++;
-				}
-			}
-			return n;
-		}
-		if (errno == ECONNRESET || errno == EPIPE)
-			return 0;
-		if (errno != EAGAIN && errno != EINTR)
-			return -errno;
-		if (rp_now_ms() >= deadline)
-			return -ETIMEDOUT;
 		if (exp) {
+			/* the exporter answers from its dispatch: a slice,
+			 * not a bound */
 			dmabuf_ctx_dispatch(exp);
 			poll(&p, 1, 2);
 		} else {
-			poll(&p, 1, 20);
+			poll(&p, 1, -1);
 		}
 	}
+	harness_guard_done();
+	return n;
 }
 
-int rp_recv(int sock, struct dmabuf_ctx *exp, struct dmb_msg *m)
+/* rp_recv() under the guard named @what. */
+static int recv_msg(int sock, struct dmabuf_ctx *exp, struct dmb_msg *m, const char *what)
 {
 	static const int fake[DMB_WIRE_MAX_FDS] = { 1000, 1001, 1002, 1003 };
 	uint8_t buf[DMB_WIRE_MAX_MSG + 64];
 	size_t nfds;
-	ssize_t n = rp_recv_raw(sock, exp, buf, sizeof(buf), &nfds, RP_TIMEOUT_MS);
+	ssize_t n = rp_recv_raw(sock, exp, buf, sizeof(buf), &nfds, what);
 	int ret;
 
 	if (n <= 0)
@@ -215,11 +230,25 @@ int rp_recv(int sock, struct dmabuf_ctx *exp, struct dmb_msg *m)
 	return 1;
 }
 
+int rp_recv(int sock, struct dmabuf_ctx *exp, struct dmb_msg *m)
+{
+	return recv_msg(sock, exp, m, "a message from the exporter");
+}
+
 int rp_reply(int sock, struct dmabuf_ctx *exp, uint16_t op,
 	     uint64_t serial, struct dmb_msg *reply)
 {
+	const char *name = dmb_wire_op_name(op);
+	char what[96];
+
+	if (name && strcmp(name, "?"))
+		snprintf(what, sizeof(what), "the exporter's reply to %s (serial %llu)", name,
+			 (unsigned long long)serial);
+	else
+		snprintf(what, sizeof(what), "the exporter's reply to op %#x (serial %llu)",
+			 (unsigned int)op, (unsigned long long)serial);
 	for (;;) {
-		int ret = rp_recv(sock, exp, reply);
+		int ret = recv_msg(sock, exp, reply, what);
 
 		if (ret == 0)
 			return RP_CLOSED;
@@ -253,7 +282,8 @@ int rp_expect_closed(int sock, struct dmabuf_ctx *exp)
 
 	for (;;) {
 		size_t nfds;
-		ssize_t n = rp_recv_raw(sock, exp, buf, sizeof(buf), &nfds, RP_TIMEOUT_MS);
+		ssize_t n = rp_recv_raw(sock, exp, buf, sizeof(buf), &nfds,
+					"the exporter closing the connection");
 
 		if (n == 0)
 			return count;

@@ -5,9 +5,16 @@
  * are built with the wire codec (dmb_wire_encode) and then corrupted at will;
  * fds travel through a plain sendmsg() so any number and kind can be sent.
  *
- * Every wait is bounded. When the exporter lives in the calling process,
- * pass its context: the waits dispatch it while they poll. Part of the test
- * helper library (tests/meson.build): the bodies are in rawpeer.c.
+ * Every wait waits for its event (a packet, the end of the connection),
+ * with the clock only as a hang guard: harness_guard_start() for
+ * RP_GUARD_S seconds, naming what did not arrive ("hang guard: the
+ * exporter's reply to ATTACH (serial 7) did not happen"), never a timeout
+ * that a loaded machine can reach and a test then takes for an answer. So
+ * a wait must not be called while the caller runs a guard of its own (one
+ * at a time).
+ * When the exporter lives in the calling process, pass its context: the
+ * waits dispatch it while they poll. Part of the test helper library
+ * (tests/meson.build): the bodies are in rawpeer.c.
  */
 #pragma once
 
@@ -26,7 +33,9 @@
 #include "remote.h"
 #include "wire.h"
 
-#define RP_TIMEOUT_MS 5000
+/* The hang guard of every wait, in seconds: a bound on a hang, never an
+ * assertion. */
+#define RP_GUARD_S 60
 #define RP_MAX_FDS 64
 /* rp_call(): the server closed the connection instead of answering. */
 #define RP_CLOSED 1
@@ -77,21 +86,24 @@ int rp_encode(struct dmb_msg *m, uint8_t *buf);
 int rp_send(int sock, struct dmb_msg *m);
 
 /*
- * Waits up to @timeout_ms for one packet, dispatching @exp (may be NULL)
- * meanwhile. Fds that came with it are closed; their count is in *nfds.
- * Returns the length (> 0), 0 when the server closed the connection (EOF
- * or ECONNRESET), -ETIMEDOUT, or another -errno.
+ * Waits for one packet, dispatching @exp (may be NULL) meanwhile, under
+ * the hang guard named @what (what the caller waits for: "the exporter's
+ * reply to ..."). @what NULL: no wait, only a packet already there
+ * (-EAGAIN if none). Fds that came with it are closed; their count is in
+ * *nfds. Returns the length (> 0), 0 when the other end closed the
+ * connection (EOF or ECONNRESET), or another -errno.
  */
 ssize_t rp_recv_raw(int sock, struct dmabuf_ctx *exp, void *data,
-		    size_t cap, size_t *nfds, int timeout_ms);
+		    size_t cap, size_t *nfds, const char *what);
 
-/* Receives and decodes one message as a client. Returns 1 with *m filled
- * (its fds already closed), 0 when the connection closed, -ETIMEDOUT, or
- * the decoder's errno. */
+/* Receives and decodes one message as a client (guard: "a message from
+ * the exporter"). Returns 1 with *m filled (its fds already closed), 0
+ * when the connection closed, or the decoder's errno. */
 int rp_recv(int sock, struct dmabuf_ctx *exp, struct dmb_msg *m);
 
-/* Receives the reply to (op, serial), skipping events. Returns its status,
- * RP_CLOSED, -ETIMEDOUT, or -EPROTO for an answer to something else. */
+/* Receives the reply to (op, serial), skipping events (guard: "the
+ * exporter's reply to OP (serial N)"). Returns its status, RP_CLOSED, or
+ * -EPROTO for an answer to something else. */
 int rp_reply(int sock, struct dmabuf_ctx *exp, uint16_t op,
 	     uint64_t serial, struct dmb_msg *reply);
 
@@ -100,8 +112,9 @@ int rp_reply(int sock, struct dmabuf_ctx *exp, uint16_t op,
 int rp_call(int sock, struct dmabuf_ctx *exp, struct dmb_msg *m,
 	    struct dmb_msg *reply);
 
-/* Waits for the server to close the connection; messages before that are
- * counted and dropped. Returns the count, or -ETIMEDOUT. */
+/* Waits for the server to close the connection (guard: "the exporter
+ * closing the connection"); messages before that are counted and dropped.
+ * Returns the count, or -errno. */
 int rp_expect_closed(int sock, struct dmabuf_ctx *exp);
 
 /* ---- well-formed requests --------------------------------------------------- */

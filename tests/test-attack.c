@@ -615,7 +615,8 @@ static int server_recv(int sock, struct dmb_msg *m)
 	uint8_t buf[DMB_WIRE_MAX_MSG];
 	int none[DMB_WIRE_MAX_FDS] = { -1, -1, -1, -1 };
 	size_t nfds;
-	ssize_t n = rp_recv_raw(sock, NULL, buf, sizeof(buf), &nfds, RP_TIMEOUT_MS);
+	ssize_t n = rp_recv_raw(sock, NULL, buf, sizeof(buf), &nfds,
+				"the importer's next request to the fake exporter");
 
 	if (n <= 0)
 		return (int)n;

@@ -499,6 +499,7 @@ static void expect_eopnotsupp(struct fx *f, int sock, uint16_t op, const int *fd
 {
 	uint8_t b[DMB_WIRE_MAX_MSG];
 	struct dmb_msg m = { .op = DMB_OP_DESCRIBE };
+	char what[96];
 	size_t got;
 	ssize_t n;
 	int len;
@@ -508,7 +509,8 @@ static void expect_eopnotsupp(struct fx *f, int sock, uint16_t op, const int *fd
 	rp_put16(b + DMB_WIRE_HDR_OP, op);
 	rp_put16(b + DMB_WIRE_HDR_NFDS, (uint16_t)nfds);
 	assert_int_equal(rp_send_raw(sock, b, (size_t)len, fds, nfds, 0), 0);
-	n = rp_recv_raw(sock, f->exp, b, sizeof(b), &got, RP_TIMEOUT_MS);
+	snprintf(what, sizeof(what), "the exporter's answer to unknown opcode %#x", op);
+	n = rp_recv_raw(sock, f->exp, b, sizeof(b), &got, what);
 	if (n <= 0)
 		fail_msg("unknown opcode %#x: the exporter closed the connection (%zd) "
 			 "instead of answering -EOPNOTSUPP", op, n);
@@ -976,7 +978,7 @@ static int count_ready(int sock)
 	int n = 0;
 	size_t nfds;
 
-	while (rp_recv_raw(sock, NULL, b, sizeof(b), &nfds, 0) > 0)
+	while (rp_recv_raw(sock, NULL, b, sizeof(b), &nfds, NULL) > 0)
 		n++;
 	return n;
 }
@@ -1359,7 +1361,8 @@ static int fake_recv(int sock, struct dmb_msg *m)
 	static const int fake[DMB_WIRE_MAX_FDS] = { 1000, 1001, 1002, 1003 };
 	uint8_t buf[DMB_WIRE_MAX_MSG + 64];
 	size_t nfds;
-	ssize_t n = rp_recv_raw(sock, NULL, buf, sizeof(buf), &nfds, RP_TIMEOUT_MS);
+	ssize_t n = rp_recv_raw(sock, NULL, buf, sizeof(buf), &nfds,
+				"the importer's next request to the fake exporter");
 
 	if (n <= 0)
 		return (int)n;
