@@ -19,10 +19,9 @@
  * is the signal, and EOF with W open and no status is a holder's shutdown:
  * the fence is still pending. The same question tells the signaller apart
  * a W end whose every R is gone (closed: the sweep closes W) from one whose
- * holder shut R down (W is kept). Only these rare paths pay for it (five
- * syscalls: fstat, socket, sendto, recv, close; three on the watcher
- * thread, which asks on a socket of its own); the record's path is
- * unchanged.
+ * holder shut R down (W is kept). Only these rare paths pay for it (three
+ * syscalls: fstat, sendto, recv, on the process's socket below; socket
+ * and close more when nothing holds it); the record's path is unchanged.
  * Apart from the exporting and importing sides because both ask it.
  */
 #include <linux/netlink.h>
