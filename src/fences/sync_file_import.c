@@ -348,34 +348,37 @@ DMABUF_EXPORT int dmabuf_sync_file_import(int fd, struct dmabuf_fence **out)
 	rfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (rfd < 0)
 		return -errno;
-	/* While it has R, the fence can always be asked about (an EOF of R
-	 * is a question, sync_file_peer.c): it holds the process's
-	 * diagnostics socket, so that a wait or a status later needs no fd.
-	 * Where the kernel has no socket diagnostics, none is held (an EOF
-	 * is then the signaller gone); for want of an fd, the import fails
-	 * as its copy of R would have. */
-	held = dmb_sf_diag_hold();
-	if (dmb_sf_diag_scarce(held)) {
-		close(rfd);
-		return held;
-	}
 	ret = dmb_fence_create(&imported_ops[nm.bits == 64],
 			       sizeof(*imp), NULL, nm.context, nm.seqno,
 			       DMB_FENCE_FOREIGN, &f);
 	if (ret) {
 		close(rfd);
-		if (!held)
-			dmb_sf_diag_release();
 		return ret;
 	}
 	imp = to_imported(f);
 	imp->rfd = rfd;
-	imp->diag_held = !held;
 	imp->listens = nm.listens;
 	imp->key = (struct sf_key){ .dev = st.st_dev, .ino = st.st_ino,
 				    .pid = nm.pid, .serial = nm.serial, .fence = f };
 	snprintf(imp->driver, sizeof(imp->driver), "sync_file");
 	snprintf(imp->timeline, sizeof(imp->timeline), "pid %ld", nm.pid);
+	/*
+	 * The first look, before any other thread can see the fence. A file
+	 * that signalled already needs nothing more (its R is closed now).
+	 * A pending one holds the process's diagnostics socket while it has
+	 * R, so that its waits and status (an EOF of R is a question,
+	 * sync_file_peer.c) never need an fd. Where the kernel has no socket
+	 * diagnostics none is held (an EOF then reads as the signaller gone);
+	 * for want of an fd the import fails, as its copy of R would have.
+	 */
+	if (!dmb_sf_imp_poll(imp, 0, false)) {
+		held = dmb_sf_diag_hold();
+		if (dmb_sf_diag_scarce(held)) {
+			dmabuf_fence_put(f);
+			return held;
+		}
+		imp->diag_held = held == 0;
+	}
 	pthread_mutex_lock(&dmb_sf_lock);
 	/* Another thread may have imported the same file meanwhile. */
 	found = dmb_sf_lookup_locked(st.st_dev, st.st_ino, &nm);
@@ -389,7 +392,6 @@ DMABUF_EXPORT int dmabuf_sync_file_import(int fd, struct dmabuf_fence **out)
 		*out = found;
 		return 0;
 	}
-	dmb_sf_imp_poll(imp, 0, false);
 	*out = f;
 	return 0;
 }
