@@ -661,6 +661,60 @@ static void diag_socket_lives_with_the_imports(void **state)
 	signaller_end(&b);
 }
 
+/*
+ * The sweep that runs before an export retried after EMFILE asks about
+ * each W end that polls POLLHUP on the diagnostics socket a pending import
+ * of the process holds: with no fd number free it still tells a W whose
+ * every R is closed (closed, which frees the numbers the export needs) from
+ * one a holder shut down both ways (kept: the signal still reaches its
+ * holders with its status). On the code that made a socket per question,
+ * the first question's socket() failed (EMFILE) and the shut-down file,
+ * the oldest end, was closed as if its R were gone: its status after the
+ * signal was -EPIPE (DMABUF_FENCE_ESIGNALLER) instead of 1.
+ */
+static void sweep_at_emfile_keeps_a_shut_down_file(void **state)
+{
+	struct signaller b;
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *fb, *fa, *dead[3], *g;
+	struct fd_fill ff;
+	int ra, fd, status = 99, gfd;
+
+	/* a pending import holds the socket (forked before any export) */
+	signaller_start(&b, false);
+	assert_int_equal(dmabuf_sync_file_import(b.fd, &fb), 0);
+	assert_int_equal(dmabuf_timeline_new("sweep", &tl), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 1, &fa), 0);
+	ra = dmabuf_sync_file_export(fa);
+	assert_true(ra >= 0);
+	assert_int_equal(shutdown(ra, SHUT_RDWR), 0);
+	/* three W ends whose every R is closed */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(dmabuf_timeline_create_fence(tl, 2 + i, &dead[i]), 0);
+		fd = dmabuf_sync_file_export(dead[i]);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 9, &g), 0);
+	take_every_fd(&ff);
+	gfd = dmabuf_sync_file_export(g);	/* EMFILE, the sweep, the retry */
+	give_back(&ff);
+	assert_true(gfd >= 0);
+	close(gfd);
+	dmabuf_timeline_inc(tl, 1);
+	assert_int_equal(dmabuf_sync_file_info(ra, &status, NULL, 0), 1);
+	assert_int_equal(status, 1);
+	assert_int_equal(dmabuf_sync_file_wait(ra, 0), 1);
+	close(ra);
+	dmabuf_fence_put(fa);
+	dmabuf_fence_put(g);
+	for (int i = 0; i < 3; i++)
+		dmabuf_fence_put(dead[i]);
+	dmabuf_timeline_destroy(tl);
+	dmabuf_fence_put(fb);
+	signaller_end(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -673,6 +727,7 @@ int main(void)
 		harness_test(callers_ask_without_a_free_fd),
 		harness_test(raw_wait_says_it_cannot_ask),
 		harness_test(diag_socket_lives_with_the_imports),
+		harness_test(sweep_at_emfile_keeps_a_shut_down_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
