@@ -680,6 +680,11 @@ static void sweep_at_emfile_keeps_a_shut_down_file(void **state)
 	struct fd_fill ff;
 	int ra, fd, status = 99, gfd;
 
+	/* Valgrind 3.19 lets socketpair() make fds above a lowered
+	 * RLIMIT_NOFILE (no EMFILE, so no sweep), then refuses every call on
+	 * them with EBADF: the path cannot be had there. */
+	if (harness_under_valgrind())
+		skip();
 	/* a pending import holds the socket (forked before any export) */
 	signaller_start(&b, false);
 	assert_int_equal(dmabuf_sync_file_import(b.fd, &fb), 0);
