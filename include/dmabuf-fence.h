@@ -703,12 +703,16 @@ int dmabuf_sync_file_export(struct dmabuf_fence *fence);
  * error, or with DMABUF_FENCE_ESIGNALLER if the original's process dies
  * first. Importing the same sync file twice gives the same fence. An
  * imported fence keeps a copy of the fd until it signals (the call that
- * learns of the signal closes it, before callbacks run), then none.
+ * learns of the signal closes it, before callbacks run), then none; while
+ * any imported fence is pending the process also has one socket-diagnostics
+ * socket, shared by all, so that their waits and status queries need no
+ * new fd.
  *
  * @param fd borrowed
  * @param[out] out one reference owned by the caller
  * @return 0; -EBADF for a bad or O_PATH fd (fget() fails); -EINVAL if fd is
- *         not a sync file; -ENOMEM
+ *         not a sync file; -ENOMEM; -EMFILE or -ENFILE when no fd is free
+ *         for the copy (or, at the first pending import, for that socket)
  */
 int dmabuf_sync_file_import(int fd, struct dmabuf_fence **out);
 
@@ -746,7 +750,12 @@ int dmabuf_sync_file_set_deadline(int fd, int64_t deadline_ns);
  * @param fd the sync file, borrowed
  * @param timeout_ms -1 forever, 0 to test, else milliseconds
  * @return 1 signalled, 0 on timeout, -EBADF; -EINVAL for an fd that is
- *         not a sync file (where poll() would answer for that other file).
+ *         not a sync file (where poll() would answer for that other file);
+ *         -EMFILE, -ENFILE, -ENOMEM or -ENOBUFS when the file reads EOF
+ *         (a holder shut it down, or its signaller went) and the question
+ *         that tells the two apart found no fd or memory (no pending
+ *         imported fence of the process kept the socket it is asked on):
+ *         never taken as a signal.
  *         Only a connected socket of another kind with nothing to read
  *         waits (timeout -1) as poll() would, until it has data or EOF
  *         (then -EINVAL).

@@ -14,6 +14,7 @@
  * DMABUF_FENCE_ESIGNALLER right after the shutdown.
  */
 #include <errno.h>
+#include <linux/netlink.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdatomic.h>
@@ -22,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dmabuf-fence.h"
@@ -460,6 +462,264 @@ static void watcher_asks_on_its_own_socket(void **state)
 	signaller_end(&b);
 }
 
+/* ---- the callers' questions need no fd ------------------------------------ */
+
+/* Every fd number taken (RLIMIT_NOFILE lowered to just above the open
+ * ones, then filled); give_back() undoes it. */
+struct fd_fill {
+	struct rlimit old;
+	int fd[16];
+	int n;
+};
+
+static void take_every_fd(struct fd_fill *ff)
+{
+	struct rlimit lim;
+	int fd;
+
+	ff->n = 0;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &ff->old), 0);
+	fd = dup(0);
+	assert_true(fd >= 0);
+	close(fd);
+	lim = ff->old;
+	lim.rlim_cur = (rlim_t)fd + 4;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	while (ff->n < (int)(sizeof(ff->fd) / sizeof(ff->fd[0])) && (fd = dup(0)) >= 0)
+		ff->fd[ff->n++] = fd;
+	assert_true(fd < 0 && errno == EMFILE);
+}
+
+static void give_back(struct fd_fill *ff)
+{
+	while (ff->n)
+		close(ff->fd[--ff->n]);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &ff->old), 0);
+}
+
+/*
+ * A caller's wait, status or SYNC_IOC_FILE_INFO on a pending imported
+ * fence whose R a holder shut down asks whether W is open on the
+ * process's diagnostics socket, which the import holds: no fd is needed,
+ * so with none free (as the kernel's sync_file, which never fails for want
+ * of one) the fence stays pending, and the signal still reaches it. On
+ * the code that made a socket per question, that socket() failed
+ * (EMFILE), which read as the signaller gone: the status was already
+ * DMABUF_FENCE_ESIGNALLER and the waits returned 1.
+ */
+static void callers_ask_without_a_free_fd(void **state)
+{
+	struct signaller a;
+	struct dmabuf_fence *f;
+	struct fd_fill ff;
+	int64_t ts = 0;
+	int status = 99, st, w0, w20, sw0, sw20, info, w, st2, sw;
+
+	signaller_start(&a, false);
+	assert_int_equal(dmabuf_sync_file_import(a.fd, &f), 0);
+	assert_int_equal(shutdown(a.fd, SHUT_RD), 0);
+	harness_guard_start("the signal with every fd number taken", 60);
+	take_every_fd(&ff);
+	st = dmabuf_fence_get_status(f);
+	w0 = dmabuf_fence_wait(f, 0);
+	w20 = dmabuf_fence_wait(f, 20);
+	sw0 = dmabuf_sync_file_wait(a.fd, 0);
+	sw20 = dmabuf_sync_file_wait(a.fd, 20);
+	info = dmabuf_sync_file_info(a.fd, &status, NULL, 0);
+	/* Then the signal, still with no fd free. */
+	if (signaller_do(&a, 'i') == 'i') {
+		w = dmabuf_fence_wait(f, -1);
+		st2 = dmabuf_fence_get_status(f);
+		sw = dmabuf_sync_file_wait(a.fd, -1);
+	} else {
+		w = st2 = sw = -1000;
+	}
+	give_back(&ff);
+	harness_guard_done();
+	assert_int_equal(st, 0);
+	assert_int_equal(w0, 0);
+	assert_int_equal(w20, 0);
+	assert_int_equal(sw0, 0);
+	assert_int_equal(sw20, 0);
+	assert_int_equal(info, 1);
+	assert_int_equal(status, 0);
+	assert_int_equal(w, 1);
+	assert_int_equal(st2, 1);
+	assert_int_equal(sw, 1);
+	/* the signal's own time, from W's name */
+	assert_int_equal(dmabuf_fence_get_timestamp(f, &ts), 0);
+	assert_true(ts == a.shared[0]);
+	dmabuf_fence_put(f);
+	signaller_end(&a);
+}
+
+/*
+ * With no pending import in the process, nothing holds the diagnostics
+ * socket and a wait on a shut-down R asks on one of its own: when no fd
+ * is free for it, the wait says so (-EMFILE) instead of "signalled". On
+ * the code before, it returned 1 (the signaller taken for gone).
+ */
+static void raw_wait_says_it_cannot_ask(void **state)
+{
+	struct signaller a;
+	struct fd_fill ff;
+	int w0, w20;
+
+	signaller_start(&a, false);
+	assert_int_equal(shutdown(a.fd, SHUT_RD), 0);
+	take_every_fd(&ff);
+	w0 = dmabuf_sync_file_wait(a.fd, 0);
+	w20 = dmabuf_sync_file_wait(a.fd, 20);
+	give_back(&ff);
+	assert_int_equal(w0, -EMFILE);
+	assert_int_equal(w20, -EMFILE);
+	/* With a number free: the answer, pending, then the signal. */
+	assert_int_equal(dmabuf_sync_file_wait(a.fd, 0), 0);
+	assert_int_equal(signaller_do(&a, 'i'), 'i');
+	assert_int_equal(dmabuf_sync_file_wait(a.fd, -1), 1);
+	signaller_end(&a);
+}
+
+/* The process's NETLINK_SOCK_DIAG sockets: how many, the inode of one. */
+static int diag_sockets(ino_t *ino)
+{
+	int fds[256], n = harness_list_fds(fds, 256), found = 0;
+
+	for (int i = 0; i < n; i++) {
+		int dom = 0, proto = 0;
+		socklen_t l = sizeof(int);
+		struct stat st;
+
+		if (getsockopt(fds[i], SOL_SOCKET, SO_DOMAIN, &dom, &l) || dom != AF_NETLINK)
+			continue;
+		l = sizeof(int);
+		if (getsockopt(fds[i], SOL_SOCKET, SO_PROTOCOL, &proto, &l) ||
+		    proto != NETLINK_SOCK_DIAG || fstat(fds[i], &st))
+			continue;
+		*ino = st.st_ino;
+		found++;
+	}
+	return found;
+}
+
+struct forked_asker {
+	struct dmabuf_fence *f;
+	ino_t parent_ino;
+};
+
+static int forked_asker_main(void *arg)
+{
+	struct forked_asker *fa = arg;
+	ino_t ino = 0;
+
+	/* One socket still, for the inherited import, but not the
+	 * parent's (one netlink port: either could read the other's
+	 * answers), and it answers: still pending. */
+	child_check(diag_sockets(&ino) == 1);
+	child_check(ino != fa->parent_ino);
+	child_check(dmabuf_fence_get_status(fa->f) == 0);
+	child_check(dmabuf_fence_wait(fa->f, 10) == 0);
+	return 0;
+}
+
+/*
+ * The diagnostics socket exists while a pending imported fence holds it
+ * (one for the process, however many imports), goes with the last one,
+ * and a forked child asks on a socket of its own. Before the change there
+ * was none between questions (the count was 0); without the fork hook
+ * the child's socket was the parent's (the same inode).
+ */
+static void diag_socket_lives_with_the_imports(void **state)
+{
+	struct signaller a, b;
+	struct dmabuf_fence *fa, *fb;
+	struct forked_asker k;
+	ino_t ino = 0;
+
+	signaller_start(&a, false);
+	signaller_start(&b, false);
+	assert_int_equal(diag_sockets(&ino), 0);
+	assert_int_equal(dmabuf_sync_file_import(a.fd, &fa), 0);
+	assert_int_equal(dmabuf_sync_file_import(b.fd, &fb), 0);
+	assert_int_equal(diag_sockets(&ino), 1);
+	assert_int_equal(shutdown(a.fd, SHUT_RD), 0);
+	k.f = fa;
+	k.parent_ino = ino;
+	assert_int_equal(harness_wait(harness_fork(forked_asker_main, &k)), 0);
+	assert_int_equal(dmabuf_fence_get_status(fa), 0);
+	/* b's signal: a still holds the socket */
+	assert_int_equal(signaller_do(&b, 'i'), 'i');
+	assert_int_equal(dmabuf_fence_wait(fb, -1), 1);
+	assert_int_equal(diag_sockets(&ino), 1);
+	assert_int_equal(signaller_do(&a, 'i'), 'i');
+	assert_int_equal(dmabuf_fence_wait(fa, -1), 1);
+	/* the last pending import signalled: gone in that call */
+	assert_int_equal(diag_sockets(&ino), 0);
+	dmabuf_fence_put(fa);
+	dmabuf_fence_put(fb);
+	signaller_end(&a);
+	signaller_end(&b);
+}
+
+/*
+ * The sweep that runs before an export retried after EMFILE asks about
+ * each W end that polls POLLHUP on the diagnostics socket a pending import
+ * of the process holds: with no fd number free it still tells a W whose
+ * every R is closed (closed, which frees the numbers the export needs) from
+ * one a holder shut down both ways (kept: the signal still reaches its
+ * holders with its status). On the code that made a socket per question,
+ * the first question's socket() failed (EMFILE) and the shut-down file,
+ * the oldest end, was closed as if its R were gone: its status after the
+ * signal was -EPIPE (DMABUF_FENCE_ESIGNALLER) instead of 1.
+ */
+static void sweep_at_emfile_keeps_a_shut_down_file(void **state)
+{
+	struct signaller b;
+	struct dmabuf_timeline *tl;
+	struct dmabuf_fence *fb, *fa, *dead[3], *g;
+	struct fd_fill ff;
+	int ra, fd, status = 99, gfd;
+
+	/* Valgrind 3.19 lets socketpair() make fds above a lowered
+	 * RLIMIT_NOFILE (no EMFILE, so no sweep), then refuses every call on
+	 * them with EBADF: the path cannot be had there. */
+	if (harness_under_valgrind())
+		skip();
+	/* a pending import holds the socket (forked before any export) */
+	signaller_start(&b, false);
+	assert_int_equal(dmabuf_sync_file_import(b.fd, &fb), 0);
+	assert_int_equal(dmabuf_timeline_new("sweep", &tl), 0);
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 1, &fa), 0);
+	ra = dmabuf_sync_file_export(fa);
+	assert_true(ra >= 0);
+	assert_int_equal(shutdown(ra, SHUT_RDWR), 0);
+	/* three W ends whose every R is closed */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(dmabuf_timeline_create_fence(tl, 2 + i, &dead[i]), 0);
+		fd = dmabuf_sync_file_export(dead[i]);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	assert_int_equal(dmabuf_timeline_create_fence(tl, 9, &g), 0);
+	take_every_fd(&ff);
+	gfd = dmabuf_sync_file_export(g);	/* EMFILE, the sweep, the retry */
+	give_back(&ff);
+	assert_true(gfd >= 0);
+	close(gfd);
+	dmabuf_timeline_inc(tl, 1);
+	assert_int_equal(dmabuf_sync_file_info(ra, &status, NULL, 0), 1);
+	assert_int_equal(status, 1);
+	assert_int_equal(dmabuf_sync_file_wait(ra, 0), 1);
+	close(ra);
+	dmabuf_fence_put(fa);
+	dmabuf_fence_put(g);
+	for (int i = 0; i < 3; i++)
+		dmabuf_fence_put(dead[i]);
+	dmabuf_timeline_destroy(tl);
+	dmabuf_fence_put(fb);
+	signaller_end(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -469,6 +729,10 @@ int main(void)
 		harness_test(deadline_watch_keeps_a_shut_down_file),
 		harness_test(signaller_death_after_a_shutdown),
 		harness_test(watcher_asks_on_its_own_socket),
+		harness_test(callers_ask_without_a_free_fd),
+		harness_test(raw_wait_says_it_cannot_ask),
+		harness_test(diag_socket_lives_with_the_imports),
+		harness_test(sweep_at_emfile_keeps_a_shut_down_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -214,8 +214,12 @@ DMABUF_EXPORT int dmabuf_sync_file_wait(int fd, int timeout_ms)
 		if (n > 0)
 			return 1;
 		if (n == 0) {
-			if (dmb_sf_eof_truth(fd, &error, &ts))
-				return 1;
+			/* Not known (no fd or memory for the question, none
+			 * held by an import of this file): said, not taken
+			 * as the signal. */
+			ret = dmb_sf_eof_truth(fd, &error, &ts);
+			if (ret)
+				return ret;
 			shut = true;
 		}
 		if (timeout_ms > 0) {

@@ -297,18 +297,46 @@ static void sweep_locked(void)
 	TAILQ_FOREACH(e, &sf_open, open_link)
 		p[n++] = (struct pollfd){ .fd = e->held ? -1 : e->wfd, .events = 0 };
 	if (poll(p, n, 0) > 0) {
+		/* The questions of one sweep on one diagnostics socket (not
+		 * tried yet: 1; held: 0; -errno) */
+		int held = 1, open;
+		bool freed = false, tried_since = false;
+
 		for (e = TAILQ_FIRST(&sf_open); e; e = next, i++) {
 			next = TAILQ_NEXT(e, open_link);
 			/* POLLERR: R went with the record in it (ECONNRESET),
 			 * only a close does that. POLLHUP alone: every R is
 			 * closed, or a holder shut R down both ways, which
 			 * keeps W (sync_file_peer.c). */
-			if ((p[i].revents & POLLERR) ||
-			    ((p[i].revents & POLLHUP) && dmb_sf_peer_open(e->wfd) <= 0))
+			if (p[i].revents & POLLERR) {
 				export_forget_locked(e);
-			else if (p[i].revents & POLLHUP)
+				freed = true;
+				continue;
+			}
+			if (!(p[i].revents & POLLHUP))
+				continue;
+			if (held > 0 || (held < 0 && freed && !tried_since)) {
+				held = dmb_sf_diag_hold();
+				tried_since = true;
+			}
+			open = dmb_sf_peer_open(e->wfd);
+			if (open > 0) {
 				e->held = true;
+			} else if (open == 0 || !dmb_sf_diag_scarce(open) || !freed) {
+				/* Closed, or no diagnostics here; or no fd
+				 * number free at all (the sweep before a
+				 * retried export): this one is closed unasked,
+				 * as when every question made its socket, so
+				 * that the next ones can be asked. */
+				export_forget_locked(e);
+				freed = true;
+				tried_since = false;
+			}
+			/* else not known now (no socket for want of memory):
+			 * kept for the next sweep */
 		}
+		if (held == 0)
+			dmb_sf_diag_release();
 	}
 	free(p);
 	sf_sweep_at = sf_nopen * 2 > SF_SWEEP_MIN ? sf_nopen * 2 : SF_SWEEP_MIN;

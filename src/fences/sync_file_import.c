@@ -55,14 +55,24 @@ unsigned int dmb_sf_imported_children(struct dmabuf_fence *f,
 	return to_imported(f)->nchildren;
 }
 
+/* Closes R's copy and lets the diagnostics socket go with it (the last
+ * hold closes it, so no fd of ours outlives the call that signalled). */
+static void rfd_close(struct sf_imported *imp)
+{
+	close(imp->rfd);
+	imp->rfd = -1;
+	if (imp->diag_held) {
+		imp->diag_held = false;
+		dmb_sf_diag_release();
+	}
+}
+
 void dmb_sf_rfd_put(struct sf_imported *imp)
 {
 	pthread_mutex_lock(&imp->base.lock);
 	if (--imp->users == 0 && imp->rfd >= 0 &&
-	    atomic_load_explicit(&imp->base.signaled, memory_order_relaxed)) {
-		close(imp->rfd);
-		imp->rfd = -1;
-	}
+	    atomic_load_explicit(&imp->base.signaled, memory_order_relaxed))
+		rfd_close(imp);
 	pthread_mutex_unlock(&imp->base.lock);
 }
 
@@ -99,7 +109,9 @@ static struct dmabuf_sync_fence_info *peek_children(int fd, uint32_t n)
  * fence when R says so. The caller holds a reference. Returns true once
  * the fence has signalled. An EOF without a record is asked about first
  * (sync_file_peer.c): with W still open it is a holder's shutdown of R,
- * a wake-up that the wait then sleeps through in slices. */
+ * a wake-up that the wait then sleeps through in slices; so is a question
+ * that could not be asked (no fd or memory for it): the fence stays
+ * pending and the next look asks again. */
 bool dmb_sf_imp_poll(struct sf_imported *imp, int timeout_ms, bool user_held)
 {
 	struct dmabuf_fence *f = &imp->base;
@@ -165,8 +177,9 @@ bool dmb_sf_imp_poll(struct sf_imported *imp, int timeout_ms, bool user_held)
 		/* ECONNRESET: W went with bytes unread in it, then EOF. */
 		if (n < 0 && errno == ECONNRESET)
 			n = 0;
-		if (n == 0 && !dmb_sf_eof_truth(p.fd, &error, &ts)) {
-			/* W is open: a holder shut R down, still pending */
+		if (n == 0 && dmb_sf_eof_truth(p.fd, &error, &ts) <= 0) {
+			/* W is open: a holder shut R down, still pending
+			 * (or not known: looked at again) */
 			shut = true;
 			if (left == 0)
 				goto out;
@@ -195,12 +208,9 @@ bool dmb_sf_imp_poll(struct sf_imported *imp, int timeout_ms, bool user_held)
 		}
 		/* Done with R: close it before the callbacks run, unless
 		 * another thread is still polling it (it closes it then). */
-		if (--imp->users == 0) {
-			close(imp->rfd);
-			imp->rfd = -1;
-		}
+		if (--imp->users == 0)
+			rfd_close(imp);
 		signalled_here = true;
-		dmb_sf_watcher_diag_drop();
 		dmb_fence_signal_locked(f, error, rec.timestamp_ns);
 	}
 	pthread_mutex_unlock(&f->lock);
@@ -254,7 +264,7 @@ static void imp_release(struct dmabuf_fence *f)
 		LIST_REMOVE(&imp->key, link);
 	pthread_mutex_unlock(&dmb_sf_lock);
 	if (imp->rfd >= 0)
-		close(imp->rfd);
+		rfd_close(imp);
 	free(imp->children);
 }
 
@@ -318,7 +328,7 @@ DMABUF_EXPORT int dmabuf_sync_file_import(int fd, struct dmabuf_fence **out)
 	struct sf_imported *imp;
 	struct sf_name nm;
 	struct stat st;
-	int ret, rfd;
+	int ret, rfd, held;
 
 	if (!out)
 		return -EINVAL;
@@ -352,6 +362,23 @@ DMABUF_EXPORT int dmabuf_sync_file_import(int fd, struct dmabuf_fence **out)
 				    .pid = nm.pid, .serial = nm.serial, .fence = f };
 	snprintf(imp->driver, sizeof(imp->driver), "sync_file");
 	snprintf(imp->timeline, sizeof(imp->timeline), "pid %ld", nm.pid);
+	/*
+	 * The first look, before any other thread can see the fence. A file
+	 * that signalled already needs nothing more (its R is closed now).
+	 * A pending one holds the process's diagnostics socket while it has
+	 * R, so that its waits and status (an EOF of R is a question,
+	 * sync_file_peer.c) never need an fd. Where the kernel has no socket
+	 * diagnostics none is held (an EOF then reads as the signaller gone);
+	 * for want of an fd the import fails, as its copy of R would have.
+	 */
+	if (!dmb_sf_imp_poll(imp, 0, false)) {
+		held = dmb_sf_diag_hold();
+		if (dmb_sf_diag_scarce(held)) {
+			dmabuf_fence_put(f);
+			return held;
+		}
+		imp->diag_held = held == 0;
+	}
 	pthread_mutex_lock(&dmb_sf_lock);
 	/* Another thread may have imported the same file meanwhile. */
 	found = dmb_sf_lookup_locked(st.st_dev, st.st_ino, &nm);
@@ -365,7 +392,6 @@ DMABUF_EXPORT int dmabuf_sync_file_import(int fd, struct dmabuf_fence **out)
 		*out = found;
 		return 0;
 	}
-	dmb_sf_imp_poll(imp, 0, false);
 	*out = f;
 	return 0;
 }

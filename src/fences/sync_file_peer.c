@@ -19,10 +19,9 @@
  * is the signal, and EOF with W open and no status is a holder's shutdown:
  * the fence is still pending. The same question tells the signaller apart
  * a W end whose every R is gone (closed: the sweep closes W) from one whose
- * holder shut R down (W is kept). Only these rare paths pay for it (five
- * syscalls: fstat, socket, sendto, recv, close; three on the watcher
- * thread, which asks on a socket of its own); the record's path is
- * unchanged.
+ * holder shut R down (W is kept). Only these rare paths pay for it (three
+ * syscalls: fstat, sendto, recv, on the process's socket below; socket
+ * and close more when nothing holds it); the record's path is unchanged.
  * Apart from the exporting and importing sides because both ask it.
  */
 #include <linux/netlink.h>
@@ -42,16 +41,80 @@
 /* W's name once it carries the status: pid, serial, error, timestamp. */
 #define SF_STATUS_PREFIX SF_PREFIX "S/"
 
-int dmb_sf_diag_socket(void)
+/*
+ * The process's diagnostics socket: every question is asked on it, under
+ * its lock, each with a number of its own (a reply left over from an
+ * earlier question, whose recv() failed, is skipped). It exists while
+ * something holds it: an imported fence while it has its copy of R, the
+ * watcher's instance while it runs, and a question asked with no other
+ * holder (which then makes it and closes it, as one socket per question
+ * did). So a wait, a status or the watcher's look at a pending imported
+ * fence needs no new fd: under an fd limit with no number free it is
+ * still answered (the kernel's sync_file never fails for want of an fd),
+ * and no fd of the library outlives the last fence that needs one.
+ * Lock 8b of docs/design.md §8: a leaf, taken under the watcher's lock,
+ * a fence lock or dmb_sf_lock.
+ */
+static struct {
+	pthread_mutex_t lock;
+	int fd;			/* -1 while nobody holds it */
+	unsigned int holds;
+	uint32_t seq;
+} diag = { .lock = PTHREAD_MUTEX_INITIALIZER, .fd = -1 };
+
+bool dmb_sf_diag_scarce(int err)
 {
-	return socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	return err == -EMFILE || err == -ENFILE || err == -ENOMEM || err == -ENOBUFS;
+}
+
+int dmb_sf_diag_hold(void)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&diag.lock);
+	if (diag.fd < 0) {
+		diag.fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+		if (diag.fd < 0)
+			ret = -errno;
+	}
+	if (!ret)
+		diag.holds++;
+	pthread_mutex_unlock(&diag.lock);
+	return ret;
+}
+
+void dmb_sf_diag_release(void)
+{
+	pthread_mutex_lock(&diag.lock);
+	if (--diag.holds == 0 && diag.fd >= 0) {
+		close(diag.fd);
+		diag.fd = -1;
+	}
+	pthread_mutex_unlock(&diag.lock);
+}
+
+/* Under diag.lock: asks the question q on the socket, the answer into a. */
+static ssize_t diag_ask_locked(void *q, size_t qlen, struct nlmsghdr *a, size_t alen)
+{
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+	struct nlmsghdr *h = q;
+	ssize_t n;
+
+	h->nlmsg_seq = ++diag.seq;
+	do
+		n = sendto(diag.fd, q, qlen, 0, (struct sockaddr *)&sa, sizeof(sa));
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)qlen)
+		return n < 0 ? -errno : -EPROTO;
+	do
+		n = recv(diag.fd, a, alen, 0);
+	while ((n < 0 && errno == EINTR) ||
+	       (n >= (ssize_t)NLMSG_HDRLEN && a->nlmsg_seq != h->nlmsg_seq));
+	return n < 0 ? -errno : n;
 }
 
 int dmb_sf_peer_open(int fd)
 {
-	/* A question's number: a reply left over from an earlier question on
-	 * the watcher's socket (a recv that failed) is skipped. */
-	static atomic_uint seq;
 	struct {
 		struct nlmsghdr h;
 		struct unix_diag_req r;
@@ -61,7 +124,6 @@ int dmb_sf_peer_open(int fd)
 		.r = { .sdiag_family = AF_UNIX, .udiag_show = UDIAG_SHOW_PEER,
 		       .udiag_cookie = { ~0u, ~0u } },
 	};
-	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
 	union {
 		struct nlmsghdr h;
 		char b[512];
@@ -70,40 +132,21 @@ int dmb_sf_peer_open(int fd)
 	struct rtattr *at;
 	struct stat st;
 	ssize_t n;
-	int nl, len, ret = 0;
-	bool own;
+	int len, ret;
 
 	if (fstat(fd, &st))
 		return -errno;
 	q.r.udiag_ino = (unsigned int)st.st_ino;
-	q.h.nlmsg_seq = atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed) + 1;
-	/* The watcher asks on its own socket (it lives as long as its
-	 * epoll set: no fd of a question comes and goes there, where the
-	 * holders' shutdowns make it ask); any other thread, in a call of
-	 * its caller's, on one of the call's own. */
-	nl = dmb_sf_watcher_diag();
-	own = nl < 0;
-	if (own)
-		nl = dmb_sf_diag_socket();
-	if (nl < 0)
-		return -errno;
-	do
-		n = sendto(nl, &q, sizeof(q), 0, (struct sockaddr *)&sa, sizeof(sa));
-	while (n < 0 && errno == EINTR);
-	if (n == (ssize_t)sizeof(q)) {
-		do
-			n = recv(nl, &a, sizeof(a), 0);
-		while ((n < 0 && errno == EINTR) ||
-		       (n >= (ssize_t)NLMSG_HDRLEN && a.h.nlmsg_seq != q.h.nlmsg_seq));
-	} else {
-		n = -1;
-	}
-	if (n < 0)
-		ret = -errno;
-	if (own)
-		close(nl);
+	/* Held by the caller's fence or the watcher: no syscall here. */
+	ret = dmb_sf_diag_hold();
 	if (ret)
 		return ret;
+	pthread_mutex_lock(&diag.lock);
+	n = diag_ask_locked(&q, sizeof(q), &a.h, sizeof(a));
+	pthread_mutex_unlock(&diag.lock);
+	dmb_sf_diag_release();
+	if (n < 0)
+		return (int)n;
 	if (n < (ssize_t)NLMSG_HDRLEN || !NLMSG_OK(&a.h, (size_t)n))
 		return -EPROTO;
 	if (a.h.nlmsg_type == NLMSG_ERROR) {
@@ -185,10 +228,47 @@ int dmb_sf_eof_truth(int fd, int *error, int64_t *ts)
 		return 1;
 	if (open > 0)
 		return 0; /* a holder shut R down: still pending */
+	/* No answer for want of an fd or memory: not known, never taken as
+	 * the signal (the caller looks again later, or says so). */
+	if (dmb_sf_diag_scarce(open))
+		return open;
 	/* W closed without a status, or no answer (no socket diagnostics
 	 * here, another network namespace): as a signaller gone. */
 gone:
 	*error = DMABUF_FENCE_ESIGNALLER;
 	*ts = dmb_now_ns();
 	return 1;
+}
+
+/* ---- fork: the child's own socket ----------------------------------------- */
+
+static void diag_atfork_prepare(void)
+{
+	pthread_mutex_lock(&diag.lock);
+}
+
+static void diag_atfork_parent(void)
+{
+	pthread_mutex_unlock(&diag.lock);
+}
+
+/* The parent's socket is one netlink port shared by both processes: either
+ * could read the other's answers. The child's holders (its copies of the
+ * imported fences) keep theirs on a socket of its own, made in the number
+ * the parent's one frees (so even a child with no fd number free has it);
+ * without one its questions make their own, as when nobody holds it. */
+static void diag_atfork_child(void)
+{
+	pthread_mutex_unlock(&diag.lock);
+	if (diag.fd < 0)
+		return;
+	close(diag.fd);
+	diag.fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+}
+
+__attribute__((constructor)) static void diag_init(void)
+{
+	/* diag.lock is 8b in the lock order (docs/design.md §8): a leaf,
+	 * after dmb_sf_lock (8), which the sweep asks under. */
+	dmb_fork_hook_add(9, diag_atfork_prepare, diag_atfork_parent, diag_atfork_child);
 }

@@ -104,9 +104,11 @@ struct sf_imported {
 	struct dmabuf_fence base;
 	struct sf_key key;
 	/* Under base.lock: R's copy (-1 once closed) and its users (threads
-	 * polling it, plus one while the watcher has it). */
+	 * polling it, plus one while the watcher has it); while R is open, a
+	 * hold on the diagnostics socket (dmb_sf_diag_hold()), if it had one. */
 	int rfd;
 	unsigned int users;
+	bool diag_held;
 	/* Under the watcher's lock. */
 	uint64_t watch_id;		/* 0: not watched */
 	LIST_ENTRY(sf_imported) watch_link;
@@ -150,16 +152,26 @@ void dmb_sf_fill_info(struct dmabuf_fence *f, struct dmabuf_sync_fence_info *i);
 
 /* sync_file_peer.c */
 /* 1 if the other end of the socket fd is open, 0 if it is closed, or
- * -errno when the kernel cannot say (no socket diagnostics). */
+ * -errno when the kernel cannot say (no socket diagnostics; or, see
+ * dmb_sf_diag_scarce(), no fd or memory for the question). */
 int dmb_sf_peer_open(int fd);
-/* A socket for those questions (O_CLOEXEC), or -1 (errno set). */
-int dmb_sf_diag_socket(void);
+/* A hold on the process's socket for those questions (made, O_CLOEXEC, by
+ * the first hold): 0, or -errno and nothing held. Taken by whatever must
+ * be able to ask without a new fd (an imported fence while it has R, the
+ * watcher's instance); lock 8b, a leaf. */
+int dmb_sf_diag_hold(void);
+/* Drops a hold; the last one closes the socket. */
+void dmb_sf_diag_release(void);
+/* err (negative) says the question could not be had for want of an fd or
+ * memory, not that the kernel cannot answer it. */
+bool dmb_sf_diag_scarce(int err);
 /* Binds W to the name that carries the signal's status (R could not take
  * the record); 0 or -errno. */
 int dmb_sf_bind_status(int wfd, long pid, unsigned long serial, int error, int64_t ts);
 /* R is at EOF without a record: 1 if the fence has signalled (*error,
  * *ts: the status W's name carries, or DMABUF_FENCE_ESIGNALLER when W is
- * closed without one), 0 if W is open (a holder shut R down). */
+ * closed without one), 0 if W is open (a holder shut R down), -errno
+ * (dmb_sf_diag_scarce()) when the question could not be asked. */
 int dmb_sf_eof_truth(int fd, int *error, int64_t *ts);
 
 /* sync_file_export.c */
@@ -198,10 +210,3 @@ void dmb_sf_watch_export(struct sf_export *e);
 void dmb_sf_watcher_check_idle(void);
 /* After a signal, outside callbacks: the idle check a callback left. */
 void dmb_sf_after_signal(void);
-/* On the watcher thread, its diag socket (for dmb_sf_peer_open()); -1 on
- * any other thread, which makes one per question. */
-int dmb_sf_watcher_diag(void);
-/* Before callbacks run: the watcher's diag socket, if its instance has
- * stopped, is closed (no fd of the watcher outlives its instance for the
- * callbacks to see). A no-op on other threads. */
-void dmb_sf_watcher_diag_drop(void);

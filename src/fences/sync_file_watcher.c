@@ -31,9 +31,10 @@
  */
 struct watch_inst {
 	int epfd, wakefd;
-	/* The socket diagnostics queries of the watcher thread
-	 * (sync_file_peer.c), -1 if the kernel gave none. */
-	int diagfd;
+	/* A hold on the process's diagnostics socket (sync_file_peer.c),
+	 * so that the thread's questions need no fd of their own; false if
+	 * the kernel gave none. */
+	bool diag_held;
 	bool stopped;			/* its fds are closed */
 	unsigned int refs;		/* the thread's, and a waiter's */
 };
@@ -53,7 +54,7 @@ static struct {
 	pthread_t reap_thread;
 	unsigned int nwatch;
 	/* The import the thread took out of the set and is looking at (its
-	 * user of R, maybe the diag socket open), or NULL. */
+	 * user of R), or NULL. */
 	struct sf_imported *looking;
 	uint64_t next_id;
 	LIST_HEAD(, sf_imported) watched;
@@ -64,31 +65,6 @@ static struct {
 #define WATCH_EXPORT (1ull << 63)
 
 atomic_uint dmb_sf_nwatched;
-
-/*
- * On the watcher thread: the diag socket its queries use (its instance's,
- * -1 when none), and whether it outlived its instance. An instance whose
- * last watched import fired stops before that import is looked at (so that
- * whoever its callbacks wake finds no fd of ours), but the look may ask
- * whether W is open: its socket stays for that look, and goes before the
- * callbacks run (dmb_sf_watcher_diag_drop()) or once the look is over.
- */
-static __thread int diag_fd = -1;
-static __thread bool diag_orphan;
-
-int dmb_sf_watcher_diag(void)
-{
-	return diag_fd;
-}
-
-void dmb_sf_watcher_diag_drop(void)
-{
-	if (!diag_orphan)
-		return;
-	close(diag_fd);
-	diag_fd = -1;
-	diag_orphan = false;
-}
 
 /* Nothing to watch: neither imported fences nor W ends. */
 static bool watcher_idle_locked(void)
@@ -128,9 +104,10 @@ static void inst_close_locked(struct watch_inst *w)
 {
 	close(w->epfd);
 	close(w->wakefd);
-	if (w->diagfd >= 0)
-		close(w->diagfd);
-	w->epfd = w->wakefd = w->diagfd = -1;
+	if (w->diag_held)
+		dmb_sf_diag_release();
+	w->epfd = w->wakefd = -1;
+	w->diag_held = false;
 	w->stopped = true;
 }
 
@@ -243,8 +220,6 @@ static void slow_look(void)
 /* Runs one instance until it stops (its fds closed). */
 static void watch_run(struct watch_inst *w)
 {
-	diag_fd = w->diagfd;
-	diag_orphan = false;
 	for (;;) {
 		struct epoll_event ev[8];
 		int n, timeout;
@@ -289,13 +264,9 @@ static void watch_run(struct watch_inst *w)
 				}
 			}
 			if (stop) {
-				if (imp && w->diagfd >= 0) {
-					/* kept for imp's look (see diag_fd) */
-					diag_orphan = true;
-					w->diagfd = -1;
-				} else {
-					diag_fd = -1;
-				}
+				/* imp's look still has the diagnostics socket:
+				 * imp holds it while its R is open, and lets it
+				 * go with R, before the callbacks run. */
 				inst_close_locked(w);
 				/* Not running from here on: a fork before
 				 * watcher_main() relocks must not find w
@@ -312,7 +283,6 @@ static void watch_run(struct watch_inst *w)
 				 * with nothing in R): watched slowly. */
 				bool done = dmb_sf_imp_poll(imp, 0, true);
 
-				dmb_sf_watcher_diag_drop();
 				pthread_mutex_lock(&watcher.lock);
 				watcher.looking = NULL;
 				pthread_cond_broadcast(&watcher.cond);
@@ -388,9 +358,9 @@ static struct watch_inst *watcher_start_locked(void)
 	w->refs = 1;
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	/* Without one (no socket diagnostics here) its queries make their
-	 * own, as other threads' do. */
-	w->diagfd = dmb_sf_diag_socket();
+	/* Without one (no socket diagnostics here) its queries try to
+	 * make one each, as other threads' do. */
+	w->diag_held = dmb_sf_diag_hold() == 0;
 	if (w->epfd < 0 || w->wakefd < 0 ||
 	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev) ||
 	    (!watcher.thread_alive &&
@@ -399,8 +369,8 @@ static struct watch_inst *watcher_start_locked(void)
 			close(w->epfd);
 		if (w->wakefd >= 0)
 			close(w->wakefd);
-		if (w->diagfd >= 0)
-			close(w->diagfd);
+		if (w->diag_held)
+			dmb_sf_diag_release();
 		free(w);
 		return NULL;
 	}
@@ -474,7 +444,8 @@ void dmb_sf_unwatch_import(struct sf_imported *imp)
 	pthread_mutex_lock(&watcher.lock);
 	if (!imp->watch_id) {
 		/* The watcher took it out of its set on R's event and may
-		 * still be looking at R (its user of R, its diag socket):
+		 * still be looking at R (its user of R, and R's hold on the
+		 * diagnostics socket):
 		 * wait for that look, which does not block, so that no fd of
 		 * the watcher outlives the call that signalled (as when the
 		 * fence is still watched: the instance is then joined).
@@ -603,10 +574,6 @@ static void watcher_atfork_child(void)
 	    watcher.running->epfd >= 0)
 		inst_close_locked(watcher.running);
 	watcher.running = NULL;
-	/* Forked from the watcher thread (a callback): its socket kept for
-	 * a look is this thread's. */
-	dmb_sf_watcher_diag_drop();
-	diag_fd = -1;
 	if (watcher.cur) {
 		inst_close_locked(watcher.cur);
 		free(watcher.cur);
