@@ -61,25 +61,6 @@ static int program(int out, int in)
 
 /* ---- the suite ------------------------------------------------------------------ */
 
-/* The close event read from each inotify fd of the supervisor watching
- * the inode (where that can be seen; otherwise a thread of the supervisor
- * has run since the close) and every thread waiting again. */
-static bool event_handled(pid_t sup, int pfd, const int *ifd, int n, long before)
-{
-	bool seen = false;
-
-	for (int i = 0; i < n; i++) {
-		int q = sup_queued_bytes(pfd, ifd[i]);
-
-		if (q > 0)
-			return false;
-		seen |= q == 0;
-	}
-	if (!seen && sup_switches(sup) == before)
-		return false;
-	return sup_idle(sup);
-}
-
 static void point_signals_when_the_lock_goes_after_the_close_event(void **state)
 {
 	char line[128];
@@ -123,7 +104,7 @@ static void point_signals_when_the_lock_goes_after_the_close_event(void **state)
 	sup_read_line(out, line, sizeof(line));
 	assert_string_equal(line, "closed");
 	harness_guard_start("the supervisor reading the timeline's close event", 60);
-	while (!event_handled(sup, pfd, ifd, n, before))
+	while (!sup_event_handled(sup, pfd, ifd, n, before))
 		usleep(1000);
 	harness_guard_done();
 	assert_int_equal(write(in, "s", 1), 1);

@@ -229,3 +229,25 @@ static inline int sup_pidfd(pid_t sup)
 	assert_true(pfd >= 0 || errno == ENOSYS);
 	return pfd;
 }
+
+/*
+ * The close event read from each of the supervisor's inotify fds ifd[0..n)
+ * (where that can be seen: pfd >= 0; otherwise a thread of the supervisor
+ * has run since before, its sup_switches() then) and every thread waiting
+ * again: the pass that read it has ended (its probes never block).
+ */
+static inline bool sup_event_handled(pid_t sup, int pfd, const int *ifd, int n, long before)
+{
+	bool seen = false;
+
+	for (int i = 0; i < n; i++) {
+		int q = sup_queued_bytes(pfd, ifd[i]);
+
+		if (q > 0)
+			return false;
+		seen |= q == 0;
+	}
+	if (!seen && sup_switches(sup) == before)
+		return false;
+	return sup_idle(sup);
+}
