@@ -95,32 +95,21 @@ static void item_goes_when_the_lock_goes_after_the_close_event(void **state)
 
 	/* The late closer: a file of the buffer's inode holding the shared
 	 * lock, as the program's file does until __fput() drops it. */
-	snprintf(line, sizeof(line), "/proc/%d/fd/%d", (int)prog, prog_fd);
-	h = open(line, O_RDONLY | O_CLOEXEC);
-	assert_true(h >= 0);
-	assert_int_equal(flock(h, LOCK_SH | LOCK_NB), 0);
-	assert_int_equal(fstat(h, &st), 0);
+	h = sup_late_closer(prog, prog_fd, &st);
 	/* The watcher's: close events only (the core's own watch of the
 	 * buffer is one-shot). */
 	ifd = sup_inotify(sup, st.st_ino, IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
 	if (ifd < 0)
 		fail_msg("the supervisor has no inotify watch of the buffer's inode");
 	pfd = sup_pidfd(sup);
-	harness_guard_start("the supervisor idle after the program's epoll_ctl", 60);
-	while (!sup_idle(sup))
-		usleep(1000);
-	harness_guard_done();
-	before = sup_switches(sup);
+	before = sup_wait_idle(sup, "the supervisor idle after the program's epoll_ctl");
 
 	/* The last close of the program's file: the close event comes, the
 	 * probe finds the lock held. */
 	assert_int_equal(write(in, "c", 1), 1);
 	sup_read_line(out, line, sizeof(line));
 	assert_string_equal(line, "closed");
-	harness_guard_start("the watcher reading the buffer's close event", 60);
-	while (!sup_event_handled(sup, pfd, &ifd, 1, before))
-		usleep(1000);
-	harness_guard_done();
+	sup_wait_event_handled(sup, pfd, &ifd, 1, before, "the watcher reading the buffer's close event");
 
 	/* The lock goes with no event: only a re-probe sees it. */
 	assert_int_equal(flock(h, LOCK_UN), 0);

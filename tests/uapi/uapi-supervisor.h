@@ -8,6 +8,7 @@
 #pragma once
 
 #include <dirent.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -250,4 +251,44 @@ static inline bool sup_event_handled(pid_t sup, int pfd, const int *ifd, int n, 
 	if (!seen && sup_switches(sup) == before)
 		return false;
 	return sup_idle(sup);
+}
+
+/* Waits under a hang guard (naming what) until the supervisor is idle;
+ * returns its context switches then (sup_event_handled()'s before). */
+static inline long sup_wait_idle(pid_t sup, const char *what)
+{
+	harness_guard_start(what, 60);
+	while (!sup_idle(sup))
+		usleep(1000);
+	harness_guard_done();
+	return sup_switches(sup);
+}
+
+/* Waits under a hang guard (naming what) until sup_event_handled(). */
+static inline void sup_wait_event_handled(pid_t sup, int pfd, const int *ifd, int n, long before,
+					  const char *what)
+{
+	harness_guard_start(what, 60);
+	while (!sup_event_handled(sup, pfd, ifd, n, before))
+		usleep(1000);
+	harness_guard_done();
+}
+
+/*
+ * The late closer of a re-probe suite: a file of its own of the inode of
+ * the program's fd, holding the shared lock that the supervisor probes,
+ * as the program's file does until __fput() drops it (the kernel sends
+ * the close event before). Its stat in *st.
+ */
+static inline int sup_late_closer(pid_t prog, int fd, struct stat *st)
+{
+	char path[64];
+	int h;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)prog, fd);
+	h = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(h >= 0);
+	assert_int_equal(flock(h, LOCK_SH | LOCK_NB), 0);
+	assert_int_equal(fstat(h, st), 0);
+	return h;
 }
