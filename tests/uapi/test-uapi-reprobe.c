@@ -114,9 +114,8 @@ static void item_goes_when_the_lock_goes_after_the_close_event(void **state)
 	/* The lock goes with no event: only a re-probe sees it. */
 	assert_int_equal(flock(h, LOCK_UN), 0);
 	assert_int_equal(write(in, "u", 1), 1);
-	harness_guard_start("the epoll item going after the buffer's lock went (the re-probe)", 60);
-	sup_read_line(out, line, sizeof(line));
-	harness_guard_done();
+	sup_wait_line(out, line, sizeof(line),
+		      "the epoll item going after the buffer's lock went (the re-probe)");
 	assert_string_equal(line, "dropped");
 
 	close(h);

@@ -104,10 +104,8 @@ static void point_signals_when_the_lock_goes_after_the_close_event(void **state)
 	/* The lock goes with no event: only a re-probe sees it. */
 	assert_int_equal(flock(h, LOCK_UN), 0);
 	assert_int_equal(write(in, "u", 1), 1);
-	harness_guard_start("the timeline's pending point signalling after its lock went (the re-probe)",
-			    60);
-	sup_read_line(out, line, sizeof(line));
-	harness_guard_done();
+	sup_wait_line(out, line, sizeof(line),
+		      "the timeline's pending point signalling after its lock went (the re-probe)");
 	assert_string_equal(line, "poll 1 0x1 status -2");
 
 	close(h);

@@ -25,6 +25,14 @@ static inline void sup_read_line(int fd, char *line, size_t size)
 	line[n] = '\0';
 }
 
+/* sup_read_line() under a hang guard naming what the line says. */
+static inline void sup_wait_line(int fd, char *line, size_t size, const char *what)
+{
+	harness_guard_start(what, 60);
+	sup_read_line(fd, line, size);
+	harness_guard_done();
+}
+
 /*
  * Starts this binary under `dmabuf-run --seccomp` as "program OUT IN
  * [EXTRA]": OUT a pipe to the suite (*out, its read end), IN one from it
