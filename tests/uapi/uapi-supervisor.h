@@ -2,7 +2,8 @@
 /*
  * For the suites that run a program of their own under `dmabuf-run
  * --seccomp` and watch the supervisor from outside (/proc): its start,
- * what its threads wait in, its inotify queues. Waits on these are loops
+ * what its threads wait in, its inotify queues, and for the re-probe
+ * suites a late closer of the program's file. Waits on these are loops
  * on the state under a hang guard, never a time.
  */
 #pragma once
