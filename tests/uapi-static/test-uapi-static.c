@@ -18,45 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "harness.h"
-
-/* Runs argv with stdout and stderr captured into out (NUL-terminated);
- * returns the exit status, 128 + signal if killed. */
-static int run(char *const argv[], char *out, size_t size)
-{
-	int p[2], status;
-	size_t have = 0;
-	ssize_t n;
-	pid_t pid;
-
-	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		const char *asan = getenv("UAPI_ASAN_RT");
-
-		dup2(p[1], 1);
-		dup2(p[1], 2);
-		if (asan && *asan)
-			setenv("LD_PRELOAD", asan, 1);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(p[1]);
-	while (have < size - 1 && (n = read(p[0], out + have, size - 1 - have)) > 0)
-		have += (size_t)n;
-	out[have] = '\0';
-	/* Drain what did not fit, so the child never blocks on a full pipe. */
-	{
-		char sink[256];
-
-		while (read(p[0], sink, sizeof(sink)) > 0)
-			;
-	}
-	close(p[0]);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+#include "uapi/uapi-run.h"
 
 static const char *env_path(const char *name)
 {
@@ -70,33 +32,13 @@ static const char *env_path(const char *name)
 /* The static program, or skip (with why) when it could not be built. */
 static const char *static_prog(void)
 {
-	const char *p = env_path("UAPI_STATIC_PROG");
-
-	if (!*p) {
-		print_message("static linking is not possible here (no libc.a?): "
-			      "static programs are not tested\n");
-		skip();
-	}
-	return p;
+	return uapi_static_path("UAPI_STATIC_PROG");
 }
 
 /* dmabuf-run [opt] prog case → exit 0 and "ok case". */
 static void expect_case(const char *prog, const char *opt, const char *name)
 {
-	char out[8192], expect[64];
-	char *argv[5];
-	int i = 0, rc;
-
-	argv[i++] = (char *)env_path("DMABUF_RUN");
-	if (opt)
-		argv[i++] = (char *)opt;
-	argv[i++] = (char *)prog;
-	argv[i++] = (char *)name;
-	argv[i] = NULL;
-	rc = run(argv, out, sizeof(out));
-	snprintf(expect, sizeof(expect), "ok %s\n", name);
-	if (rc != 0 || !strstr(out, expect))
-		fail_msg("%s %s: exit %d, output:\n%s", prog, name, rc, out);
+	uapi_expect_case(env_path("DMABUF_RUN"), opt, prog, name);
 }
 
 #define STATIC_CASE(name)                                   \
@@ -159,7 +101,7 @@ static void dynamic_pollfault(void **state)
 		print_message("ASan's interceptors read poll's array: not tested under ASan\n");
 		skip();
 	}
-	assert_int_equal(run(argv, out, sizeof(out)), 0);
+	assert_int_equal(uapi_run(argv, out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "ok pollfault-kernel\n"));
 	expect_case(prog, NULL, "pollfault-kernel");
 	expect_case(prog, NULL, "pollfault");
@@ -173,7 +115,7 @@ static void static_without_supervisor_fails(void **state)
 	char out[4096];
 	char *argv[] = { (char *)static_prog(), (char *)"tree", NULL };
 
-	assert_int_equal(run(argv, out, sizeof(out)), 1);
+	assert_int_equal(uapi_run(argv, out, sizeof(out)), 1);
 	assert_non_null(strstr(out, "FAIL tree"));
 }
 
@@ -186,9 +128,9 @@ static void static_exit_status_passes_through(void **state)
 	char *kill_argv[] = { (char *)env_path("DMABUF_RUN"), (char *)static_prog(),
 			      (char *)"kill", NULL };
 
-	assert_int_equal(run(argv, out, sizeof(out)), 2);
+	assert_int_equal(uapi_run(argv, out, sizeof(out)), 2);
 	assert_non_null(strstr(out, "unknown case no-such-case"));
-	assert_int_equal(run(kill_argv, out, sizeof(out)), 128 + SIGTERM);
+	assert_int_equal(uapi_run(kill_argv, out, sizeof(out)), 128 + SIGTERM);
 }
 
 /* A dynamically linked program whose inline-asm syscalls only the
@@ -202,7 +144,7 @@ static void dynamic_raw_needs_seccomp(void **state)
 	expect_case(prog, "--seccomp", "raw");
 	expect_case(prog, "--seccomp", "errors");
 	expect_case(prog, "--seccomp", "fork");
-	assert_int_equal(run(argv, out, sizeof(out)), 1);
+	assert_int_equal(uapi_run(argv, out, sizeof(out)), 1);
 	assert_non_null(strstr(out, "FAIL raw"));
 }
 
@@ -213,7 +155,7 @@ static void trace_names_the_supervisor(void **state)
 	char *argv[] = { (char *)env_path("DMABUF_RUN"), (char *)"--trace",
 			 (char *)static_prog(), (char *)"tree", NULL };
 
-	assert_int_equal(run(argv, out, sizeof(out)), 0);
+	assert_int_equal(uapi_run(argv, out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "served by the seccomp supervisor"));
 	assert_non_null(strstr(out, "open(\"/dev/dma_heap\""));
 }
@@ -241,6 +183,10 @@ int main(void)
 		harness_test(dynamic_raw_needs_seccomp),
 		harness_test(trace_names_the_supervisor),
 	};
+	const char *asan = getenv("UAPI_ASAN_RT");
 
+	/* For every program run (the suite's own runtime is loaded). */
+	if (asan && *asan)
+		setenv("LD_PRELOAD", asan, 1);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,57 +7,32 @@
 #include <sys/wait.h>
 
 #include "uapi-common.h"
-
-/* Runs argv; returns the exit status and what it wrote on stdout+stderr. */
-static int run(char *const argv[], char *out, size_t size)
-{
-	int p[2], status;
-	size_t n = 0;
-	ssize_t r;
-	pid_t pid;
-
-	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(p[1], 1);
-		dup2(p[1], 2);
-		execv(argv[0], argv);
-		_exit(126);
-	}
-	close(p[1]);
-	while (n + 1 < size && (r = read(p[0], out + n, size - 1 - n)) > 0)
-		n += (size_t)r;
-	out[n] = '\0';
-	close(p[0]);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
+#include "uapi-run.h"
 
 static char out[16384];
 
 static void help_and_usage(void **state)
 {
-	assert_int_equal(run((char *[]){ DMABUF_RUN, "--help", NULL }, out, sizeof(out)), 0);
+	assert_int_equal(uapi_run((char *[]){ DMABUF_RUN, "--help", NULL }, out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "usage: dmabuf-run"));
-	assert_int_equal(run((char *[]){ DMABUF_RUN, NULL }, out, sizeof(out)), 2);
-	assert_int_equal(run((char *[]){ DMABUF_RUN, "--leaks=sometimes", "/bin/true", NULL },
+	assert_int_equal(uapi_run((char *[]){ DMABUF_RUN, NULL }, out, sizeof(out)), 2);
+	assert_int_equal(uapi_run((char *[]){ DMABUF_RUN, "--leaks=sometimes", "/bin/true", NULL },
 			     out, sizeof(out)), 2);
-	assert_int_equal(run((char *[]){ DMABUF_RUN, "/nonexistent/prog", NULL }, out,
+	assert_int_equal(uapi_run((char *[]){ DMABUF_RUN, "/nonexistent/prog", NULL }, out,
 			     sizeof(out)), 127);
 }
 
 static void exit_status_and_children(void **state)
 {
-	assert_int_equal(run((char *[]){ DMABUF_RUN, "/bin/sh", "-c", "exit 7", NULL }, out,
+	assert_int_equal(uapi_run((char *[]){ DMABUF_RUN, "/bin/sh", "-c", "exit 7", NULL }, out,
 			     sizeof(out)), 7);
 	/* The shell's children see the emulated tree too. */
-	assert_int_equal(run((char *[]){ DMABUF_RUN, "/bin/sh", "-c",
+	assert_int_equal(uapi_run((char *[]){ DMABUF_RUN, "/bin/sh", "-c",
 					 "/bin/ls /dev/dma_heap/ && test -e /dev/udmabuf", NULL },
 			     out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "system"));
 	assert_non_null(strstr(out, "linux,cma"));
-	assert_int_equal(run((char *[]){ DMABUF_RUN, "--cma-heap=reserved", "/bin/ls",
+	assert_int_equal(uapi_run((char *[]){ DMABUF_RUN, "--cma-heap=reserved", "/bin/ls",
 					 "/dev/dma_heap/", NULL }, out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "reserved"));
 	assert_null(strstr(out, "linux,cma"));
@@ -68,7 +43,7 @@ static void preload_appended(void **state)
 	char *old = getenv("LD_PRELOAD") ? strdup(getenv("LD_PRELOAD")) : NULL;
 
 	setenv("LD_PRELOAD", old ? old : "", 1);
-	assert_int_equal(run((char *[]){ DMABUF_RUN, "/bin/sh", "-c", "echo \"[$LD_PRELOAD]\"",
+	assert_int_equal(uapi_run((char *[]){ DMABUF_RUN, "/bin/sh", "-c", "echo \"[$LD_PRELOAD]\"",
 					 NULL }, out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "libdmabuf-preload.so]"));
 	if (old)
@@ -82,16 +57,16 @@ static void preload_appended(void **state)
 
 static void leaks_reported(void **state)
 {
-	assert_int_equal(run((char *[]){ DMABUF_RUN, "--leaks", UAPI_LEAKER, "leak", NULL }, out,
+	assert_int_equal(uapi_run((char *[]){ DMABUF_RUN, "--leaks", UAPI_LEAKER, "leak", NULL }, out,
 			     sizeof(out)), 0);
 	assert_non_null(strstr(out, "leak: fd"));
 	assert_non_null(strstr(out, "dma-buf /memfd:dmabuf:system@"));
 	assert_non_null(strstr(out, "sync file"));
 	assert_non_null(strstr(out, "leak: mapping"));
 	assert_non_null(strstr(out, "uapi-leaker"));
-	assert_int_equal(run((char *[]){ DMABUF_RUN, "--leaks=fatal", UAPI_LEAKER, "leak", NULL },
+	assert_int_equal(uapi_run((char *[]){ DMABUF_RUN, "--leaks=fatal", UAPI_LEAKER, "leak", NULL },
 			     out, sizeof(out)), 99);
-	assert_int_equal(run((char *[]){ DMABUF_RUN, "--leaks=fatal", UAPI_LEAKER, "clean", NULL },
+	assert_int_equal(uapi_run((char *[]){ DMABUF_RUN, "--leaks=fatal", UAPI_LEAKER, "clean", NULL },
 			     out, sizeof(out)), 0);
 	assert_null(strstr(out, "leak:"));
 }
@@ -101,10 +76,10 @@ static void strict_cpu_access(void **state)
 	int st;
 
 	/* Inside a bracket the mapping works... */
-	assert_int_equal(run((char *[]){ DMABUF_RUN, "--strict", UAPI_LEAKER, "strict-ok", NULL },
+	assert_int_equal(uapi_run((char *[]){ DMABUF_RUN, "--strict", UAPI_LEAKER, "strict-ok", NULL },
 			     out, sizeof(out)), 0);
 	/* ...outside one it faults, and the message names the buffer. */
-	st = run((char *[]){ DMABUF_RUN, "--strict", UAPI_LEAKER, "strict-bad", NULL }, out,
+	st = uapi_run((char *[]){ DMABUF_RUN, "--strict", UAPI_LEAKER, "strict-bad", NULL }, out,
 		 sizeof(out));
 	/* The program's own SIGSEGV handler runs after the message: under
 	 * ASan that is ASan's, which aborts. */
@@ -112,13 +87,13 @@ static void strict_cpu_access(void **state)
 	assert_non_null(strstr(out, "CPU access to dma-buf"));
 	assert_non_null(strstr(out, "frame-7"));
 	/* Without --strict the same program runs. */
-	assert_int_equal(run((char *[]){ DMABUF_RUN, UAPI_LEAKER, "strict-bad", NULL }, out,
+	assert_int_equal(uapi_run((char *[]){ DMABUF_RUN, UAPI_LEAKER, "strict-bad", NULL }, out,
 			     sizeof(out)), 0);
 }
 
 static void trace_lines(void **state)
 {
-	assert_int_equal(run((char *[]){ DMABUF_RUN, "--trace", UAPI_LEAKER, "clean", NULL }, out,
+	assert_int_equal(uapi_run((char *[]){ DMABUF_RUN, "--trace", UAPI_LEAKER, "clean", NULL }, out,
 			     sizeof(out)), 0);
 	assert_non_null(strstr(out, "open"));
 	assert_non_null(strstr(out, "\"/dev/dma_heap/system\""));
@@ -131,7 +106,7 @@ static void trace_lines(void **state)
  * has the full suite): the heap opens. */
 static void static_binary_emulated(void **state)
 {
-	assert_int_equal(run((char *[]){ DMABUF_RUN, UAPI_STATIC, NULL }, out, sizeof(out)), 0);
+	assert_int_equal(uapi_run((char *[]){ DMABUF_RUN, UAPI_STATIC, NULL }, out, sizeof(out)), 0);
 	assert_null(strstr(out, "is statically linked"));
 }
 

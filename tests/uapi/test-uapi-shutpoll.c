@@ -138,12 +138,10 @@ static void shut_sync_file_in_a_waiting_poll(enum end how, const char *want)
 		assert_int_equal(kill(peer, SIGKILL), 0);
 		assert_int_equal(harness_wait(peer), 128 + SIGKILL);
 	}
-	harness_guard_start(how == SIGNALLED
-				    ? "the program's poll returning after the shut sync file's signal"
-				    : "the program's poll returning after the shut sync file's signaller died",
-			    60);
-	sup_read_line(out, line, sizeof(line));
-	harness_guard_done();
+	sup_wait_line(out, line, sizeof(line),
+		      how == SIGNALLED
+			      ? "the program's poll returning after the shut sync file's signal"
+			      : "the program's poll returning after the shut sync file's signaller died");
 	assert_string_equal(line, want);
 
 	close(sv[0]);

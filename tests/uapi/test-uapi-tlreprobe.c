@@ -61,25 +61,6 @@ static int program(int out, int in)
 
 /* ---- the suite ------------------------------------------------------------------ */
 
-/* The close event read from each inotify fd of the supervisor watching
- * the inode (where that can be seen; otherwise a thread of the supervisor
- * has run since the close) and every thread waiting again. */
-static bool event_handled(pid_t sup, int pfd, const int *ifd, int n, long before)
-{
-	bool seen = false;
-
-	for (int i = 0; i < n; i++) {
-		int q = sup_queued_bytes(pfd, ifd[i]);
-
-		if (q > 0)
-			return false;
-		seen |= q == 0;
-	}
-	if (!seen && sup_switches(sup) == before)
-		return false;
-	return sup_idle(sup);
-}
-
 static void point_signals_when_the_lock_goes_after_the_close_event(void **state)
 {
 	char line[128];
@@ -96,11 +77,7 @@ static void point_signals_when_the_lock_goes_after_the_close_event(void **state)
 
 	/* The late closer: a file of the timeline's inode holding the
 	 * shared lock, as the program's file does until __fput() drops it. */
-	snprintf(line, sizeof(line), "/proc/%d/fd/%d", (int)prog, tl_fd);
-	h = open(line, O_RDONLY | O_CLOEXEC);
-	assert_true(h >= 0);
-	assert_int_equal(flock(h, LOCK_SH | LOCK_NB), 0);
-	assert_int_equal(fstat(h, &st), 0);
+	h = sup_late_closer(prog, tl_fd, &st);
 	/* The supervisor watches the inode twice: its watcher of the
 	 * program's timelines (close events) and the emulation's watcher of
 	 * timelines with pending points (writes and closes). */
@@ -111,21 +88,15 @@ static void point_signals_when_the_lock_goes_after_the_close_event(void **state)
 	ifd[n] = sup_inotify(sup, st.st_ino, IN_MODIFY | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
 	n += ifd[n] >= 0;
 	pfd = sup_pidfd(sup);
-	harness_guard_start("the supervisor idle after the program's CREATE_FENCE", 60);
-	while (!sup_idle(sup))
-		usleep(1000);
-	harness_guard_done();
-	before = sup_switches(sup);
+	before = sup_wait_idle(sup, "the supervisor idle after the program's CREATE_FENCE");
 
 	/* The program's last close: the close event comes, the probes find
 	 * the lock held. */
 	assert_int_equal(write(in, "c", 1), 1);
 	sup_read_line(out, line, sizeof(line));
 	assert_string_equal(line, "closed");
-	harness_guard_start("the supervisor reading the timeline's close event", 60);
-	while (!event_handled(sup, pfd, ifd, n, before))
-		usleep(1000);
-	harness_guard_done();
+	sup_wait_event_handled(sup, pfd, ifd, n, before,
+			       "the supervisor reading the timeline's close event");
 	assert_int_equal(write(in, "s", 1), 1);
 	sup_read_line(out, line, sizeof(line));
 	assert_string_equal(line, "status 0");
@@ -133,10 +104,8 @@ static void point_signals_when_the_lock_goes_after_the_close_event(void **state)
 	/* The lock goes with no event: only a re-probe sees it. */
 	assert_int_equal(flock(h, LOCK_UN), 0);
 	assert_int_equal(write(in, "u", 1), 1);
-	harness_guard_start("the timeline's pending point signalling after its lock went (the re-probe)",
-			    60);
-	sup_read_line(out, line, sizeof(line));
-	harness_guard_done();
+	sup_wait_line(out, line, sizeof(line),
+		      "the timeline's pending point signalling after its lock went (the re-probe)");
 	assert_string_equal(line, "poll 1 0x1 status -2");
 
 	close(h);

@@ -15,6 +15,8 @@
 
 #include <dmabuf.h>
 
+#include "uapi-fdpass.h"
+
 #define CHECK(cond)                                                            \
 	do {                                                                   \
 		if (!(cond)) {                                                 \
@@ -23,24 +25,6 @@
 			exit(1);                                               \
 		}                                                              \
 	} while (0)
-
-/* The sender is a uapi program: a plain one-byte SCM_RIGHTS message. */
-static int recv_fd(int sock)
-{
-	char c, cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { &c, 1 };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *cm;
-	int fd = -1;
-
-	if (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != 1)
-		return -1;
-	cm = CMSG_FIRSTHDR(&m);
-	if (cm && cm->cmsg_type == SCM_RIGHTS)
-		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-	return fd;
-}
 
 int main(int argc, char **argv)
 {
@@ -57,7 +41,7 @@ int main(int argc, char **argv)
 	CHECK(argc == 2);
 	sock = atoi(argv[1]);
 	CHECK(dmabuf_ctx_new(NULL, &ctx) == 0);
-	fd = recv_fd(sock);
+	fd = uapi_recv_fd(sock); /* from a uapi program */
 	CHECK(fd >= 0);
 	CHECK(dmabuf_get(ctx, fd, &buf) == 0);
 	CHECK(dmabuf_get_size(buf) == 8192);

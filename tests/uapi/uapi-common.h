@@ -26,6 +26,7 @@
 #include <linux/udmabuf.h>
 
 #include "harness.h"
+#include "uapi-fdpass.h"
 
 /* The sw_sync uapi has no installed header; the kernel selftests define it
  * the same way. */
@@ -161,40 +162,6 @@ static inline void uapi_clean_preload(void)
 		unsetenv("LD_PRELOAD");
 }
 
-/* One byte with @fd attached (SCM_RIGHTS): 0, or -1 (errno set). */
-static inline int uapi_send_fd(int sock, int fd)
-{
-	char c = 'f';
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { &c, 1 };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	return sendmsg(sock, &m, 0) == 1 ? 0 : -1;
-}
-
-/* The fd of one uapi_send_fd() message (close-on-exec), or -1. */
-static inline int uapi_recv_fd(int sock)
-{
-	char c, cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { &c, 1 };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *cm;
-	int fd = -1;
-
-	if (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != 1)
-		return -1;
-	cm = CMSG_FIRSTHDR(&m);
-	if (cm && cm->cmsg_type == SCM_RIGHTS)
-		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-	return fd;
-}
 /*
  * Closes @fd, the test's last fd of a buffer (one that a child held, say), and waits
  * until the file is gone: the inode's IN_DELETE_SELF comes when its last

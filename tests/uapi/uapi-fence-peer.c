@@ -18,6 +18,8 @@
 
 #include <dmabuf-fence.h>
 
+#include "uapi-fdpass.h"
+
 #define CHECK(cond)                                                                \
 	do {                                                                       \
 		if (!(cond)) {                                                     \
@@ -26,22 +28,6 @@
 			exit(1);                                                   \
 		}                                                                  \
 	} while (0)
-
-static int send_fd(int sock, int fd)
-{
-	char c = 'f';
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { &c, 1 };
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-			    .msg_controllen = sizeof(cbuf) };
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	return sendmsg(sock, &m, 0) == 1 ? 0 : -1;
-}
 
 int main(int argc, char **argv)
 {
@@ -56,7 +42,7 @@ int main(int argc, char **argv)
 	CHECK(dmabuf_timeline_create_fence(tl, 1, &f) == 0);
 	sf = dmabuf_sync_file_export(f);
 	CHECK(sf >= 0);
-	CHECK(send_fd(sock, sf) == 0);
+	CHECK(uapi_send_fd(sock, sf) == 0);
 	while (read(sock, &c, 1) == 1) {
 		if (c == 's')
 			CHECK(shutdown(sf, SHUT_RD) == 0);

@@ -2,12 +2,14 @@
 /*
  * For the suites that run a program of their own under `dmabuf-run
  * --seccomp` and watch the supervisor from outside (/proc): its start,
- * what its threads wait in, its inotify queues. Waits on these are loops
+ * what its threads wait in, its inotify queues, and for the re-probe
+ * suites a late closer of the program's file. Waits on these are loops
  * on the state under a hang guard, never a time.
  */
 #pragma once
 
 #include <dirent.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -22,6 +24,14 @@ static inline void sup_read_line(int fd, char *line, size_t size)
 	while (n + 1 < size && read(fd, line + n, 1) == 1 && line[n] != '\n')
 		n++;
 	line[n] = '\0';
+}
+
+/* sup_read_line() under a hang guard naming what the line says. */
+static inline void sup_wait_line(int fd, char *line, size_t size, const char *what)
+{
+	harness_guard_start(what, 60);
+	sup_read_line(fd, line, size);
+	harness_guard_done();
 }
 
 /*
@@ -228,4 +238,66 @@ static inline int sup_pidfd(pid_t sup)
 
 	assert_true(pfd >= 0 || errno == ENOSYS);
 	return pfd;
+}
+
+/*
+ * The close event read from each of the supervisor's inotify fds ifd[0..n)
+ * (where that can be seen: pfd >= 0; otherwise a thread of the supervisor
+ * has run since before, its sup_switches() then) and every thread waiting
+ * again: the pass that read it has ended (its probes never block).
+ */
+static inline bool sup_event_handled(pid_t sup, int pfd, const int *ifd, int n, long before)
+{
+	bool seen = false;
+
+	for (int i = 0; i < n; i++) {
+		int q = sup_queued_bytes(pfd, ifd[i]);
+
+		if (q > 0)
+			return false;
+		seen |= q == 0;
+	}
+	if (!seen && sup_switches(sup) == before)
+		return false;
+	return sup_idle(sup);
+}
+
+/* Waits under a hang guard (naming what) until the supervisor is idle;
+ * returns its context switches then (sup_event_handled()'s before). */
+static inline long sup_wait_idle(pid_t sup, const char *what)
+{
+	harness_guard_start(what, 60);
+	while (!sup_idle(sup))
+		usleep(1000);
+	harness_guard_done();
+	return sup_switches(sup);
+}
+
+/* Waits under a hang guard (naming what) until sup_event_handled(). */
+static inline void sup_wait_event_handled(pid_t sup, int pfd, const int *ifd, int n, long before,
+					  const char *what)
+{
+	harness_guard_start(what, 60);
+	while (!sup_event_handled(sup, pfd, ifd, n, before))
+		usleep(1000);
+	harness_guard_done();
+}
+
+/*
+ * The late closer of a re-probe suite: a file of its own of the inode of
+ * the program's fd, holding the shared lock that the supervisor probes,
+ * as the program's file does until __fput() drops it (the kernel sends
+ * the close event before). Its stat in *st.
+ */
+static inline int sup_late_closer(pid_t prog, int fd, struct stat *st)
+{
+	char path[64];
+	int h;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)prog, fd);
+	h = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(h >= 0);
+	assert_int_equal(flock(h, LOCK_SH | LOCK_NB), 0);
+	assert_int_equal(fstat(h, st), 0);
+	return h;
 }
