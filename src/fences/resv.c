@@ -35,6 +35,7 @@ struct dmabuf_resv {
 	 * written by the holder and read by anyone; depth only by the holder. */
 	_Atomic(pthread_t) owner;
 	unsigned int depth;
+	_Atomic(_Atomic uint32_t *) kernel_seq;	/* dmb_resv_set_kernel_seq() */
 };
 
 static inline bool usage_valid(enum dmabuf_resv_usage u)
@@ -113,6 +114,11 @@ void dmb_resv_relock(struct dmabuf_resv *r, unsigned int depth)
 		atomic_store_explicit(&r->owner, pthread_self(), memory_order_relaxed);
 }
 
+void dmb_resv_set_kernel_seq(struct dmabuf_resv *r, _Atomic uint32_t *seq)
+{
+	atomic_store(&r->kernel_seq, seq);
+}
+
 DMABUF_EXPORT int dmabuf_resv_add_fence(struct dmabuf_resv *r,
 					struct dmabuf_fence *fence,
 					enum dmabuf_resv_usage usage)
@@ -171,6 +177,12 @@ DMABUF_EXPORT int dmabuf_resv_add_fence(struct dmabuf_resv *r,
 	r->count = j;
 	r->seq++;
 	pthread_mutex_unlock(&r->list_lock);
+	if (usage == DMABUF_RESV_USAGE_KERNEL) {
+		_Atomic uint32_t *ks = atomic_load(&r->kernel_seq);
+
+		if (ks)
+			atomic_fetch_add(ks, 2u);
+	}
 	/* Readers took their references under list_lock: these puts, after
 	 * the swap, cannot free a fence a reader is about to get. */
 	for (i = 0; i < ndropped; i++)

@@ -177,7 +177,10 @@ static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
 		handle_destroy(peer, child);
 	switch (h->type) {
 	case DMB_H_MAPPING:
-		dmb_unmap_locked(h->parent->att.att, h->map.sgt, h->map.dir);
+		/* No table: a one-way MAP of an attachment whose one-way
+		 * ATTACH met a revoked buffer (map_one_way()). */
+		if (h->map.sgt)
+			dmb_unmap_locked(h->parent->att.att, h->map.sgt, h->map.dir);
 		peer->nmappings--;
 		break;
 	case DMB_H_ATTACHMENT:
@@ -198,6 +201,7 @@ static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
 				dmb_cpu_end_locked(h->imp.buf, (enum dmabuf_direction)d);
 			}
 		peer->nimports--;
+		dmb_map_state_import_gone(peer, h);
 		/* May release the buffer (its file is gone with the peer). */
 		dmabuf_put(h->imp.buf);
 		break;
@@ -231,6 +235,7 @@ static void peer_destroy(struct dmb_peer *peer, const char *why)
 	dmb_source_del(ctx, &peer->src);
 	while ((h = LIST_FIRST(&peer->imports)))
 		handle_destroy(peer, h);
+	dmb_map_state_peer_gone(peer);
 	LIST_REMOVE(peer, link);
 	if (peer->hello_done)
 		ep->npeers--;
@@ -257,6 +262,7 @@ void dmb_endpoint_destroy(struct dmabuf_ctx *ctx)
 		return;
 	while ((peer = LIST_FIRST(&ep->peers)))
 		peer_destroy(peer, "context destroyed");
+	dmb_map_state_destroy(ep);
 	dmb_source_del(ctx, &ep->src);
 	dmb_source_del(ctx, &ep->retry_src);
 	close(ep->fd);
@@ -618,6 +624,54 @@ static int do_detach(struct dmb_peer *peer, struct dmb_handle *ah,
 	return 0;
 }
 
+/*
+ * A one-way MAP (version 7, docs/protocol.md §6 item 5a): the peer's map
+ * returned the table it cached, so this is where the kernel's map ran; it
+ * cannot fail any more. Named after its serial, as a one-way ATTACH. What
+ * the exporter cannot honour drops the peer (its proxies see the exporter
+ * gone, as when it dies after answering).
+ */
+static int map_one_way(struct dmb_peer *peer, struct dmb_handle *ah,
+		       const struct dmb_msg *req)
+{
+	uint64_t id = DMB_WIRE_ONE_WAY_ATT_ID(req->serial);
+	enum dmabuf_direction dir = (enum dmabuf_direction)req->u.map.dir;
+	struct dmb_handle key = { .id = id }, *h;
+	struct dmabuf_sg_table *sgt = NULL;
+	struct dmabuf *buf = ah->parent->imp.buf;
+	int ret;
+
+	if ((req->serial & DMB_WIRE_ONE_WAY_ATT_BITS) ||
+	    RB_FIND(dmb_handle_tree, &peer->handles, &key) ||
+	    peer->nmappings >= DMB_PEER_MAX_MAPPINGS ||
+	    (ah->att.att && ah->att.att->importer_ops)) {
+		dmb_warn(peer->ctx, "peer pid %d: one-way MAP (serial %llu) of a dynamic attachment, at its mapping limit or naming a used id",
+			 (int)peer->pid, (unsigned long long)req->serial);
+		return -EPROTO;
+	}
+	if (dmb_map_state_check_seq(peer, ah->parent, req->u.map.seq) < 0)
+		return -EPROTO;
+	if (ah->att.att) {
+		ret = dmb_map_announced_locked(ah->att.att, dir, &sgt);
+	} else {
+		/* Its one-way ATTACH met a revoke that came after the peer's
+		 * map returned: a mapping made stale, with nothing to undo. */
+		ret = ah->att.err == -ENODEV && buf->revoked ? 0 : ah->att.err;
+	}
+	h = ret == 0 ? handle_new(peer, DMB_H_MAPPING, ah, id) : NULL;
+	if (!h) {
+		if (sgt)
+			dmb_unmap_locked(ah->att.att, sgt, dir);
+		dmb_err(peer->ctx, "peer pid %d: its one-way MAP of %s cannot be made here (%d): dropping it",
+			(int)peer->pid, buf->exp_name, ret ? ret : -ENOMEM);
+		return -EPROTO;
+	}
+	h->map.sgt = sgt;
+	h->map.dir = dir;
+	peer->nmappings++;
+	return 0;
+}
+
 static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 		  const struct dmb_msg *req, struct dmb_msg *reply)
 {
@@ -625,12 +679,22 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 	struct dmb_wire_map_reply *r = &reply->u.map_reply;
 	enum dmabuf_direction dir = (enum dmabuf_direction)req->u.map.dir;
 	struct dmabuf_sg_table *sgt;
-	int ret, fd;
+	uint32_t seq = 0;
+	int ret, fd, slot = -1;
 
+	if ((req->u.map.flags & DMB_WIRE_MAP_ANNOUNCED) &&
+	    dmb_map_state_count(peer, ah->parent) < 0)
+		return -EPROTO;
+	if (req->flags & DMB_WIRE_F_NO_REPLY)
+		return map_one_way(peer, ah, req);
 	if (!ah->att.att)
 		return ah->att.err; /* a one-way ATTACH that failed */
 	if (peer->nmappings >= DMB_PEER_MAX_MAPPINGS)
 		return -ENOSPC;
+	/* The number before the map: a KERNEL fence added after this is
+	 * waited for below, or moves the number on. */
+	if (dmb_map_state_eligible(peer, ah))
+		slot = dmb_map_state_slot(peer, ah->parent, &seq);
 	ret = dmb_map_locked(ah->att.att, dir, &sgt);
 	if (ret < 0)
 		return ret;
@@ -645,6 +709,12 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 	r->mapping_id = h->id;
 	r->size = sgt->size;
 	r->count = sgt->cpu_count;
+	if (slot >= 0 && (sgt->cpu_count > DMB_WIRE_MAX_INLINE_SG ||
+			  sgt->cpu_count <= DMB_WIRE_MAX_INLINE_SG_CACHE)) {
+		r->flags |= DMB_WIRE_MAP_CACHE;
+		r->slot = (uint32_t)slot;
+		r->seq = seq;
+	}
 	if (sgt->cpu_count <= DMB_WIRE_MAX_INLINE_SG) {
 		memcpy(r->sg, sgt->cpu, sgt->cpu_count * sizeof(*sgt->cpu));
 		return 0;
@@ -656,7 +726,7 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 		handle_destroy(peer, h);
 		return fd;
 	}
-	r->flags = DMB_WIRE_MAP_SG_MEMFD;
+	r->flags |= DMB_WIRE_MAP_SG_MEMFD;
 	reply->fds[0] = fd;
 	reply->nfds = 1;
 	return 0;
@@ -800,6 +870,21 @@ static int do_unpin(struct dmb_peer *peer, struct dmb_handle *ah,
 	return 0;
 }
 
+static int do_cache_open(struct dmb_peer *peer, struct dmb_handle *unused,
+			 const struct dmb_msg *req, struct dmb_msg *reply)
+{
+	int ret, fd;
+
+	if (peer->version < DMB_WIRE_VERSION_MAP_CACHE)
+		return -EOPNOTSUPP;
+	ret = dmb_map_state_open(peer, req->fds[0], &fd);
+	if (ret < 0)
+		return ret;
+	reply->fds[0] = fd;
+	reply->nfds = 1;
+	return 0;
+}
+
 typedef int (*dmb_serve_fn)(struct dmb_peer *peer, struct dmb_handle *target,
 			    const struct dmb_msg *req, struct dmb_msg *reply);
 
@@ -822,6 +907,7 @@ static const dmb_serve_fn serve[DMB_OP__LAST_REQUEST + 1] = {
 	[DMB_OP_GET_BACKING] = do_get_backing,
 	[DMB_OP_PIN] = do_pin,
 	[DMB_OP_UNPIN] = do_unpin,
+	[DMB_OP_CACHE_OPEN] = do_cache_open,
 };
 
 /* Looks up what the request names (its descriptor says which id, of which
@@ -1091,6 +1177,10 @@ static int peer_handle_one(struct dmb_peer *peer, unsigned int ahead, bool *drai
 	}
 	/* The request's fds were only looked at: the peer keeps its own. */
 	dmb_scm_close_fds(fds, nfds);
+	if (peer->violation) {
+		dmb_scm_close_fds(reply.fds, reply.nfds);
+		return -EPROTO;
+	}
 	/* A handler's 1: success, and nothing a QUIET request needs to hear. */
 	if (status == 1) {
 		status = 0;
