@@ -45,6 +45,7 @@ struct dmb_map_state {
 	/* Per slot: the buffer (NULL: free), how many import handles were
 	 * given the slot, and the sequence number after the last migration
 	 * that went ahead (no one-way MAP may name an older one). */
+	unsigned int npeers;	/* with a page: the state goes with the last */
 	struct dmabuf *buf[DMB_WIRE_CACHE_SLOTS];
 	unsigned int users[DMB_WIRE_CACHE_SLOTS];
 	uint32_t moved[DMB_WIRE_CACHE_SLOTS];
@@ -157,15 +158,23 @@ int dmb_map_state_open(struct dmb_peer *peer, int fd, int *out_fd)
 		return ms ? -errno : -ENOMEM;
 	}
 	peer->announced = map;
+	ms->npeers++;
 	*out_fd = dup_fd;
 	return 0;
 }
 
+/* After the peer's handles went. With the last peer that had a page no
+ * cached table is left anywhere: the state goes (its fd too). */
 void dmb_map_state_peer_gone(struct dmb_peer *peer)
 {
-	if (peer->announced)
-		munmap((void *)peer->announced, DMB_WIRE_CACHE_PAGE);
+	struct dmb_endpoint *ep = peer->ctx->endpoint;
+
+	if (!peer->announced)
+		return;
+	munmap((void *)peer->announced, DMB_WIRE_CACHE_PAGE);
 	peer->announced = NULL;
+	if (ep->map_state && --ep->map_state->npeers == 0)
+		dmb_map_state_destroy(ep);
 }
 
 /* The buffer's slot, given to @imp (which keeps it until it goes), or -1
