@@ -125,6 +125,10 @@ static int cycle(struct dmabuf *buf, struct dmabuf_device *dev, int sock,
 	if (ret == 0)
 		child_check(dmabuf_unmap_attachment(att, sgt, dir) == 0);
 	child_check(dmabuf_detach(buf, att) == 0);
+	/* Nothing more until the exporter has seen the UNMAP and DETACH
+	 * (settle()): its counts are checked between cycles. */
+	child_check(dmabuf_send_fd(sock, -1, "c", 1) == 0);
+	child_check(tx_wait_byte(sock, NULL) == 'g');
 	return ret;
 }
 
@@ -168,7 +172,6 @@ static int importer(void *arg)
 				  &one_way) == 0);
 		child_check(one_way);
 		child_check(table_equal(&first, &again));
-		child_check(dmabuf_send_fd(sock, -1, "u", 1) == 0);
 		/* It moved since: asked, the new frames. */
 		child_check(tx_wait_byte(sock, NULL) == 'n');
 		child_check(cycle(buf, dev, sock, DMABUF_BIDIRECTIONAL, 0, &later,
@@ -212,6 +215,14 @@ static void dispatch_until_mappings(struct dmabuf_ctx *exp, struct dmabuf *buf,
 	assert_int_equal(info.attachments, attachments);
 }
 
+/* The end of one of the importer's cycles: its UNMAP and DETACH handled. */
+static void settle(struct dmabuf_ctx *exp, int sock, struct dmabuf *buf)
+{
+	assert_int_equal(tx_wait_byte(sock, exp), 'c');
+	dispatch_until_mappings(exp, buf, 0, 0);
+	send_byte(sock, 'g');
+}
+
 static int migrate(struct dmabuf *buf, enum dmabuf_alloc alloc)
 {
 	int ret;
@@ -244,7 +255,7 @@ static void run(enum mode mode)
 	assert_int_equal(tx_wait_byte(sock, exp), '1');
 	dispatch_until_mappings(exp, buf, 1, 1);
 	send_byte(sock, 'g');
-	dispatch_until_mappings(exp, buf, 0, 0);
+	settle(exp, sock, buf);
 	assert_int_equal(test_unmap_count, 1);
 	switch (mode) {
 	case SAME_TABLE:
@@ -256,12 +267,16 @@ static void run(enum mode mode)
 		assert_int_equal(peer->nmappings, 1);
 		assert_int_equal(test_unmap_count, 1);
 		send_byte(sock, 'g');
-		dispatch_until_mappings(exp, buf, 0, 0);
+		settle(exp, sock, buf);
 		assert_int_equal(test_unmap_count, 2);
+		settle(exp, sock, buf); /* TO_DEVICE, asked */
+		assert_int_equal(test_unmap_count, 3);
 		break;
 	case REVOKED:
 		assert_int_equal(dmabuf_revoke(buf), 0);
 		send_byte(sock, 'r');
+		settle(exp, sock, buf);
+		assert_int_equal(test_unmap_count, 1);
 		break;
 	case MIGRATE:
 		/* Not dispatched: the ATTACH and MAP wait in the socket. */
@@ -271,10 +286,10 @@ static void run(enum mode mode)
 		dispatch_until_mappings(exp, buf, 1, 1);
 		assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), -EBUSY);
 		send_byte(sock, 'g');
-		assert_int_equal(tx_wait_byte(sock, exp), 'u');
-		dispatch_until_mappings(exp, buf, 0, 0);
+		settle(exp, sock, buf);
 		assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), 0);
 		send_byte(sock, 'n');
+		settle(exp, sock, buf);
 		break;
 	case KERNEL_FENCE: {
 		struct dmabuf_fence *f;
@@ -286,6 +301,7 @@ static void run(enum mode mode)
 		dmabuf_resv_unlock(dmabuf_get_resv(buf));
 		dmabuf_fence_put(f);
 		send_byte(sock, 'k');
+		settle(exp, sock, buf);
 		break;
 	}
 	}
