@@ -418,7 +418,7 @@ static void hostile_one_way_maps_drop_only_that_peer(void **state)
 	tx = (struct test_exporter){ 0 };
 	buf = tx_export_ops(exp, &tx, &cached_ops, SIZE);
 	raw_open(exp, buf, &good);
-	for (int c = 0; c < 7; c++) {
+	for (int c = 0; c < 8; c++) {
 		struct dmb_msg m = { .op = DMB_OP_CACHE_OPEN, .nfds = 1 }, reply;
 
 		raw_open(exp, buf, &bad);
@@ -465,6 +465,10 @@ static void hostile_one_way_maps_drop_only_that_peer(void **state)
 			assert_int_equal(rp_send(bad.sock, &m), 0);
 			close(m.fds[0]);
 			munmap(map, DMB_WIRE_CACHE_PAGE);
+			break;
+		case 7: /* a one-way MAP of an attachment it does not have */
+			bad.att = 0x1234;
+			assert_int_equal(raw_one_way_map(exp, &bad, 1, bad.seq), 0);
 			break;
 		case 6: { /* an announced MAP of a buffer given no slot */
 			struct dmabuf *other = tx_export_ops(exp, &tx, &tx_bare_ops, SIZE);

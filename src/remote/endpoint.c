@@ -925,6 +925,13 @@ static int handle_request(struct dmb_peer *peer, const struct dmb_msg *req,
 	if (d->target != DMB_WIRE_TARGET_NONE) {
 		target = handle_find(peer, dmb_wire_target_id(req),
 				     (enum dmb_handle_type)d->target);
+		/* A one-way MAP's map has returned already: of nothing, it
+		 * is a protocol error (version 7). */
+		if (!target && req->op == DMB_OP_MAP && (req->flags & DMB_WIRE_F_NO_REPLY)) {
+			dmb_warn(peer->ctx, "peer pid %d: one-way MAP of an attachment it does not have",
+				 (int)peer->pid);
+			return -EPROTO;
+		}
 		if (!target)
 			return -ENOENT;
 	}
