@@ -95,7 +95,7 @@ static bool table_equal(const struct table *a, const struct table *b)
 	return true;
 }
 
-enum mode { SAME_TABLE, REVOKED, MIGRATE, KERNEL_FENCE };
+enum mode { SAME_TABLE, REVOKED, MIGRATE, KERNEL_FENCE, REVOKED_IN_FLIGHT };
 
 struct env {
 	int sock;
@@ -178,6 +178,17 @@ static int importer(void *arg)
 				  &one_way) == 0);
 		child_check(!one_way);
 		child_check(!table_equal(&first, &later));
+		break;
+	case REVOKED_IN_FLIGHT:
+		/* One-way, and the exporter revokes before it reads it: the
+		 * map returned first, so it stands (the table it cached). */
+		child_check(cycle(buf, dev, sock, DMABUF_BIDIRECTIONAL, 'm', &again,
+				  &one_way) == 0);
+		child_check(one_way);
+		child_check(table_equal(&first, &again));
+		/* From now on: asked, -ENODEV. */
+		child_check(cycle(buf, dev, sock, DMABUF_BIDIRECTIONAL, 0, &again,
+				  &one_way) == -ENODEV);
 		break;
 	case KERNEL_FENCE:
 		/* A KERNEL fence was added: a static map waits for such
@@ -291,6 +302,28 @@ static void run(enum mode mode)
 		send_byte(sock, 'n');
 		settle(exp, sock, buf);
 		break;
+	case REVOKED_IN_FLIGHT:
+		/* Not dispatched: the ATTACH and MAP wait in the socket. */
+		assert_int_equal(tx_wait_byte(sock, NULL), 'm');
+		assert_int_equal(dmabuf_revoke(buf), 0);
+		/* Read after the revoke: the peer holds the mapping (its
+		 * one-way ATTACH met the revoke, so the exporter made the
+		 * mapping with no table, as the attachment with none). */
+		peer = tx_only_peer(exp);
+		for (int i = 0; i < 500 && peer->nmappings != 1; i++)
+			dmabuf_ctx_dispatch_timeout(exp, 10);
+		assert_int_equal(peer->nmappings, 1);
+		assert_int_equal(peer->nattachments, 1);
+		send_byte(sock, 'g');
+		assert_int_equal(tx_wait_byte(sock, exp), 'c');
+		for (int i = 0; i < 500 && (peer->nmappings || peer->nattachments); i++)
+			dmabuf_ctx_dispatch_timeout(exp, 10);
+		assert_int_equal(peer->nmappings, 0);
+		assert_int_equal(peer->nattachments, 0);
+		send_byte(sock, 'g');
+		settle(exp, sock, buf); /* the -ENODEV cycle */
+		assert_int_equal(test_unmap_count, 1);
+		break;
 	case KERNEL_FENCE: {
 		struct dmabuf_fence *f;
 
@@ -328,6 +361,11 @@ static void revoke_then_map_is_enodev(void **state)
 static void migrate_under_a_one_way_map_is_ebusy(void **state)
 {
 	run(MIGRATE);
+}
+
+static void revoke_under_a_one_way_map_leaves_it_standing(void **state)
+{
+	run(REVOKED_IN_FLIGHT);
 }
 
 static void kernel_fence_makes_the_map_ask(void **state)
@@ -518,6 +556,44 @@ static void hostile_one_way_maps_drop_only_that_peer(void **state)
 	dmabuf_ctx_destroy(exp);
 }
 
+/* A slot freed (its import released) and given to another buffer of the
+ * same peer: the announced MAPs of the first do not count for the second,
+ * whose migration is not -EBUSY for them. */
+static void reused_slot_counts_from_its_new_start(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct dmabuf *a, *b;
+	struct dmb_msg m = { .op = DMB_OP_MAP }, reply;
+	struct raw r;
+	uint64_t imp, att;
+	int fd;
+
+	tx = (struct test_exporter){ 0 };
+	a = tx_export_ops(exp, &tx, &cached_ops, SIZE);
+	b = tx_export_ops(exp, &tx, &cached_ops, SIZE);
+	raw_open(exp, a, &r);
+	assert_int_equal(raw_one_way_map(exp, &r, 1, r.seq), 0);
+	dispatch_until_mappings(exp, a, 1, 1);
+	assert_int_equal(rp_id_call(r.sock, exp, DMB_OP_RELEASE, r.imp), 0);
+	dispatch_until_mappings(exp, a, 0, 0);
+	fd = dmabuf_fd(b, O_CLOEXEC);
+	assert_int_equal(rp_import(r.sock, exp, fd, &imp), 0);
+	close(fd);
+	assert_int_equal(rp_attach(r.sock, exp, imp, &att), 0);
+	m.u.map.id = att;
+	assert_int_equal(rp_call(r.sock, exp, &m, &reply), 0);
+	assert_true(reply.u.map_reply.flags & DMB_WIRE_MAP_CACHE);
+	assert_int_equal(reply.u.map_reply.slot, r.slot);	/* the same slot */
+	assert_int_equal(rp_unmap(r.sock, exp, reply.u.map_reply.mapping_id,
+				  DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(migrate(b, DMABUF_ALLOC_CONTIGUOUS), 0);
+	raw_close(&r);
+	dispatch_until_mappings(exp, b, 0, 0);
+	assert_int_equal(dmabuf_put(a), 0);
+	assert_int_equal(dmabuf_put(b), 0);
+	dmabuf_ctx_destroy(exp);
+}
+
 /* A peer that speaks version 6 keeps the round trip: no cacheable answer,
  * and a one-way MAP is not a version 6 message. */
 static void version_6_peer_keeps_the_round_trip(void **state)
@@ -577,8 +653,10 @@ int main(void)
 		harness_test(cached_table_equals_the_round_trip),
 		harness_test(revoke_then_map_is_enodev),
 		harness_test(migrate_under_a_one_way_map_is_ebusy),
+		harness_test(revoke_under_a_one_way_map_leaves_it_standing),
 		harness_test(kernel_fence_makes_the_map_ask),
 		harness_test(hostile_one_way_maps_drop_only_that_peer),
+		harness_test(reused_slot_counts_from_its_new_start),
 		harness_test(version_6_peer_keeps_the_round_trip),
 	};
 

@@ -243,10 +243,17 @@ bool dmb_map_state_eligible(const struct dmb_peer *peer, const struct dmb_handle
 int dmb_map_state_slot(struct dmb_peer *peer, struct dmb_handle *imp, uint32_t *seq)
 {
 	struct dmb_map_state *ms = peer->ctx->endpoint->map_state;
+	bool had = imp->imp.slot1 != 0;
 	int slot = ms ? slot_take(ms, imp) : -1;
 
-	if (slot >= 0)
-		*seq = atomic_load(&ms->seq[slot]);
+	if (slot < 0)
+		return -1;
+	/* The peer's count of a slot goes on from the buffers it held
+	 * there before: this import's announced MAPs are counted from here
+	 * (it announces none before this reply gives it the slot). */
+	if (!had)
+		imp->imp.handled = atomic_load(&peer->announced[slot]);
+	*seq = atomic_load(&ms->seq[slot]);
 	return slot;
 }
 
