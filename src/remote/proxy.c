@@ -216,7 +216,7 @@ static bool map_announces(const struct dmb_proxy *px, const struct dmabuf_attach
  * could not go ahead without seeing the count), so the MAP goes one-way,
  * named after its serial. Only far below the exporter's mapping limit, so
  * its -ENOSPC is never the answer. Returns 1 when the round trip must be
- * asked (the MAP counted already: *announced).
+ * asked (the MAP is counted already, so it goes ANNOUNCED).
  */
 static int map_cached(struct dmb_proxy *px, struct dmabuf_attachment *att,
 		      enum dmabuf_direction dir, struct dmabuf_sg_table **out)
