@@ -33,15 +33,15 @@ struct dmb_proxy {
 	 * checked, so ATTACH may go one-way (docs/protocol.md §6 item 4b). */
 	bool attach_known;
 	/* Version 7 (mapcache.c): the exporter's slot of the buffer + 1 (0:
-	 * none given yet), and per direction the last table a MAP_REPLY let
-	 * this side cache, with the slot's number it holds for (sg NULL:
-	 * none). */
+	 * none given yet), and, made at the first table a MAP_REPLY lets this
+	 * side keep (most proxies are never mapped), per direction the last
+	 * such table with the slot's number it holds for (sg NULL: none). */
 	uint32_t cache_slot1;
-	struct {
+	struct dmb_proxy_cache {
 		struct dmabuf_sg_entry *sg;
 		uint32_t count;
 		uint32_t seq;
-	} cache[3];
+	} *cache;
 };
 
 static struct dmb_proxy *proxy_of(struct dmabuf *buf)
@@ -188,6 +188,8 @@ static void cache_fill(struct dmb_proxy *px, const struct dmb_wire_map_reply *r,
 	    (px->cache_slot1 && px->cache_slot1 != r->slot + 1))
 		return;
 	px->cache_slot1 = r->slot + 1;
+	if (!px->cache && !(px->cache = calloc(3, sizeof(*px->cache))))
+		return;
 	copy = malloc(r->count * sizeof(*copy));
 	if (!copy)
 		return;
@@ -227,7 +229,7 @@ static int map_cached(struct dmb_proxy *px, struct dmabuf_attachment *att,
 	uint32_t slot = px->cache_slot1 - 1, seq;
 	int ret;
 
-	if (px->cache[dir].sg && conn->nmappings < conn->limits.max_mappings / 2) {
+	if (px->cache && px->cache[dir].sg && conn->nmappings < conn->limits.max_mappings / 2) {
 		ret = sgt_from(px->cache[dir].sg, px->cache[dir].count, &sgt);
 		if (ret < 0)
 			return ret; /* before anything is counted or sent */
@@ -363,8 +365,9 @@ static void proxy_release(struct dmabuf *buf)
 	}
 	if (px->pending)
 		px->pending->buf = NULL;
-	for (int d = 0; d < 3; d++)
+	for (int d = 0; px->cache && d < 3; d++)
 		free(px->cache[d].sg);
+	free(px->cache);
 	dmb_wire_msg_init(&req, DMB_OP_RELEASE, px->id);
 	if (!px->import_err)
 		dmb_conn_send_only(px->conn, &req);
