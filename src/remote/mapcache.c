@@ -46,6 +46,7 @@ struct dmb_map_state {
 	 * given the slot, and the sequence number after the last migration
 	 * that went ahead (no one-way MAP may name an older one). */
 	unsigned int npeers;	/* with a page: the state goes with the last */
+	unsigned int hi;	/* slots [hi, DMB_WIRE_CACHE_SLOTS) are free */
 	struct dmabuf *buf[DMB_WIRE_CACHE_SLOTS];
 	unsigned int users[DMB_WIRE_CACHE_SLOTS];
 	uint32_t moved[DMB_WIRE_CACHE_SLOTS];
@@ -125,7 +126,7 @@ void dmb_map_state_destroy(struct dmb_endpoint *ep)
 
 	if (!ms)
 		return;
-	for (unsigned int i = 0; i < DMB_WIRE_CACHE_SLOTS; i++)
+	for (unsigned int i = 0; i < ms->hi; i++)
 		if (ms->buf[i])
 			dmb_resv_set_kernel_seq(ms->buf[i]->resv, NULL);
 	munmap((void *)ms->seq, DMB_WIRE_CACHE_PAGE);
@@ -186,7 +187,7 @@ static int slot_take(struct dmb_map_state *ms, struct dmb_handle *imp)
 
 	if (imp->imp.slot1)
 		return (int)imp->imp.slot1 - 1;
-	for (unsigned int i = 0; i < DMB_WIRE_CACHE_SLOTS; i++) {
+	for (unsigned int i = 0; i < ms->hi; i++) {
 		if (ms->buf[i] == buf) {
 			free_slot = (int)i;
 			break;
@@ -194,6 +195,8 @@ static int slot_take(struct dmb_map_state *ms, struct dmb_handle *imp)
 		if (!ms->buf[i] && free_slot < 0)
 			free_slot = (int)i;
 	}
+	if (free_slot < 0 && ms->hi < DMB_WIRE_CACHE_SLOTS)
+		free_slot = (int)ms->hi++;
 	if (free_slot < 0)
 		return -1;
 	if (!ms->buf[free_slot]) {
@@ -218,6 +221,8 @@ void dmb_map_state_import_gone(struct dmb_peer *peer, struct dmb_handle *imp)
 	if (--ms->users[slot] == 0) {
 		dmb_resv_set_kernel_seq(ms->buf[slot]->resv, NULL);
 		ms->buf[slot] = NULL;
+		while (ms->hi && !ms->buf[ms->hi - 1])
+			ms->hi--;
 	}
 }
 
@@ -301,7 +306,7 @@ int dmb_map_state_check_seq(struct dmb_peer *peer, struct dmb_handle *imp, uint3
 
 static int slot_of(const struct dmb_map_state *ms, const struct dmabuf *buf)
 {
-	for (unsigned int i = 0; i < DMB_WIRE_CACHE_SLOTS; i++)
+	for (unsigned int i = 0; i < ms->hi; i++)
 		if (ms->buf[i] == buf)
 			return (int)i;
 	return -1;
