@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -373,6 +374,82 @@ static void kernel_fence_makes_the_map_ask(void **state)
 	run(KERNEL_FENCE);
 }
 
+/* ---- migrations racing one-way MAPs ------------------------------------------ */
+
+#define STRESS_CYCLES 300
+
+static int stress_importer(void *arg)
+{
+	const struct env *env = arg;
+	struct dmabuf_ctx *ctx;
+	struct dmabuf_device *dev;
+	struct dmabuf *buf;
+	int fd = tx_child_import(env->sock, "dev", &ctx, &dev, &buf);
+
+	for (int i = 0; i < STRESS_CYCLES; i++) {
+		struct dmabuf_attachment *att;
+		struct dmabuf_sg_table *sgt;
+
+		child_check(dmabuf_attach(buf, dev, &att) == 0);
+		child_check(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt) == 0);
+		child_check(dmabuf_sg_table_get_size(sgt) == SIZE);
+		child_check(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL) == 0);
+		child_check(dmabuf_detach(buf, att) == 0);
+	}
+	child_check(dmabuf_send_fd(env->sock, -1, "d", 1) == 0);
+	child_check(tx_wait_byte(env->sock, NULL) == 'q');
+	child_check(dmabuf_put(buf) == 0);
+	close(fd);
+	dmabuf_device_destroy(dev);
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
+
+/* The exporter's service thread serves an importer that maps in a loop
+ * (one-way MAPs between the round trips each migration causes) while the
+ * main thread migrates the buffer back and forth: no MAP fails, no peer
+ * is dropped, every mapping made gets its unmap op, each migration is 0
+ * or -EBUSY. */
+static void migrations_race_one_way_maps(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct env env = { 0 };
+	struct dmabuf_info info = { .struct_size = sizeof(info) };
+	struct pollfd pfd;
+	struct dmabuf *buf;
+	int sock, moved = 0, busy = 0, ret;
+	pid_t pid;
+
+	tx = (struct test_exporter){ 0 };
+	test_unmap_count = 0;
+	buf = tx_export_ops(exp, &tx, &cached_ops, SIZE);
+	assert_int_equal(dmabuf_ctx_start_thread(exp), 0);
+	pid = tx_fork_importer(buf, stress_importer, &env, &env.sock, &sock);
+	pfd = (struct pollfd){ .fd = sock, .events = POLLIN };
+	for (int i = 0; poll(&pfd, 1, 0) == 0; i++) {
+		ret = migrate(buf, i % 2 ? DMABUF_ALLOC_SYSTEM : DMABUF_ALLOC_CONTIGUOUS);
+		assert_true(ret == 0 || ret == -EBUSY);
+		ret == 0 ? moved++ : busy++;
+	}
+	assert_int_equal(tx_wait_byte(sock, NULL), 'd');
+	for (int i = 0; i < 500; i++) {
+		assert_int_equal(dmabuf_get_info(buf, &info), 0);
+		if (!info.mappings && !info.attachments && test_unmap_count == STRESS_CYCLES)
+			break;
+		poll(NULL, 0, 10);
+	}
+	assert_int_equal(info.mappings, 0);
+	assert_int_equal(test_unmap_count, STRESS_CYCLES);
+	assert_int_equal(migrate(buf, DMABUF_ALLOC_SYSTEM), 0);
+	send_byte(sock, 'q');
+	assert_int_equal(harness_wait(pid), 0);
+	close(sock);
+	assert_int_equal(dmabuf_ctx_stop_thread(exp), 0);
+	print_message("%d migrations, %d -EBUSY\n", moved, busy);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(exp);
+}
+
 /* ---- the exporter's side, raw ---------------------------------------------- */
 
 /* A raw peer at version 7 with its page: imports @buf, attaches, maps once
@@ -655,6 +732,7 @@ int main(void)
 		harness_test(migrate_under_a_one_way_map_is_ebusy),
 		harness_test(revoke_under_a_one_way_map_leaves_it_standing),
 		harness_test(kernel_fence_makes_the_map_ask),
+		harness_test(migrations_race_one_way_maps),
 		harness_test(hostile_one_way_maps_drop_only_that_peer),
 		harness_test(reused_slot_counts_from_its_new_start),
 		harness_test(version_6_peer_keeps_the_round_trip),
