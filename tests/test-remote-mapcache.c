@@ -96,7 +96,7 @@ static bool table_equal(const struct table *a, const struct table *b)
 	return true;
 }
 
-enum mode { SAME_TABLE, REVOKED, MIGRATE, KERNEL_FENCE, REVOKED_IN_FLIGHT };
+enum mode { SAME_TABLE, REVOKED, MIGRATE, KERNEL_FENCE, REVOKED_IN_FLIGHT, LIMIT };
 
 struct env {
 	int sock;
@@ -191,6 +191,32 @@ static int importer(void *arg)
 		child_check(cycle(buf, dev, sock, DMABUF_BIDIRECTIONAL, 0, &again,
 				  &one_way) == -ENODEV);
 		break;
+	case LIMIT: {
+		/* Three mappings at once, the exporter reading nothing: it
+		 * holds what two one-way MAPs need, so the third asks. */
+		struct dmabuf_attachment *att[3];
+		struct dmabuf_sg_table *sgt[3];
+
+		for (int i = 0; i < 3; i++) {
+			child_check(dmabuf_attach(buf, dev, &att[i]) == 0);
+			if (i == 2) {
+				child_check(dmabuf_send_fd(sock, -1, "m", 1) == 0);
+				child_check(tx_wait_byte(sock, NULL) == 'g');
+			}
+			child_check(dmabuf_map_attachment(att[i], DMABUF_BIDIRECTIONAL,
+							  &sgt[i]) == 0);
+			child_check(one_way_mapping(sgt[i]) == (i < 2));
+			table_of(sgt[i], &again);
+			child_check(table_equal(&first, &again));
+		}
+		for (int i = 0; i < 3; i++) {
+			child_check(dmabuf_unmap_attachment(att[i], sgt[i], DMABUF_BIDIRECTIONAL) == 0);
+			child_check(dmabuf_detach(buf, att[i]) == 0);
+		}
+		child_check(dmabuf_send_fd(sock, -1, "c", 1) == 0);
+		child_check(tx_wait_byte(sock, NULL) == 'g');
+		break;
+	}
 	case KERNEL_FENCE:
 		/* A KERNEL fence was added: a static map waits for such
 		 * fences, so the exporter is asked. */
@@ -325,6 +351,18 @@ static void run(enum mode mode)
 		settle(exp, sock, buf); /* the -ENODEV cycle */
 		assert_int_equal(test_unmap_count, 1);
 		break;
+	case LIMIT:
+		/* Two one-way MAPs in the socket, not read: -EBUSY. */
+		assert_int_equal(tx_wait_byte(sock, NULL), 'm');
+		assert_int_equal(tx_only_peer(exp)->nmappings, 0);
+		assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), -EBUSY);
+		send_byte(sock, 'g');
+		/* The third MAP asks: served while the byte is awaited. */
+		assert_int_equal(tx_wait_byte(sock, exp), 'c');
+		dispatch_until_mappings(exp, buf, 0, 0);
+		assert_int_equal(test_unmap_count, 4);
+		send_byte(sock, 'g');
+		break;
 	case KERNEL_FENCE: {
 		struct dmabuf_fence *f;
 
@@ -367,6 +405,11 @@ static void migrate_under_a_one_way_map_is_ebusy(void **state)
 static void revoke_under_a_one_way_map_leaves_it_standing(void **state)
 {
 	run(REVOKED_IN_FLIGHT);
+}
+
+static void one_way_maps_stay_within_the_exporters_reserve(void **state)
+{
+	run(LIMIT);
 }
 
 static void kernel_fence_makes_the_map_ask(void **state)
@@ -466,8 +509,8 @@ static int page_fd(void **map)
 	int fd = memfd_create("raw-page", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
 	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, DMB_WIRE_CACHE_PAGE), 0);
-	*map = mmap(NULL, DMB_WIRE_CACHE_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_int_equal(ftruncate(fd, DMB_WIRE_CACHE_CLIENT_PAGE), 0);
+	*map = mmap(NULL, DMB_WIRE_CACHE_CLIENT_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	assert_true(*map != MAP_FAILED);
 	return fd;
 }
@@ -502,7 +545,7 @@ static void raw_open(struct dmabuf_ctx *exp, struct dmabuf *buf, struct raw *r)
 
 static void raw_close(struct raw *r)
 {
-	munmap((void *)r->page, DMB_WIRE_CACHE_PAGE);
+	munmap((void *)r->page, DMB_WIRE_CACHE_CLIENT_PAGE);
 	close(r->sock);
 }
 
@@ -579,7 +622,7 @@ static void hostile_one_way_maps_drop_only_that_peer(void **state)
 			assert_int_equal(fcntl(m.fds[0], F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL), 0);
 			assert_int_equal(rp_send(bad.sock, &m), 0);
 			close(m.fds[0]);
-			munmap(map, DMB_WIRE_CACHE_PAGE);
+			munmap(map, DMB_WIRE_CACHE_CLIENT_PAGE);
 			break;
 		case 7: /* a one-way MAP of an attachment it does not have */
 			bad.att = 0x1234;
@@ -617,7 +660,7 @@ static void hostile_one_way_maps_drop_only_that_peer(void **state)
 		m.fds[0] = page_fd(&map);
 		assert_int_equal(rp_call(bad.sock, exp, &m, NULL), -EINVAL);
 		close(m.fds[0]);
-		munmap(map, DMB_WIRE_CACHE_PAGE);
+		munmap(map, DMB_WIRE_CACHE_CLIENT_PAGE);
 		close(bad.sock);
 	}
 	/* The honest peer: its one-way MAP, counted but not read yet, is a
@@ -731,6 +774,7 @@ int main(void)
 		harness_test(revoke_then_map_is_enodev),
 		harness_test(migrate_under_a_one_way_map_is_ebusy),
 		harness_test(revoke_under_a_one_way_map_leaves_it_standing),
+		harness_test(one_way_maps_stay_within_the_exporters_reserve),
 		harness_test(kernel_fence_makes_the_map_ask),
 		harness_test(migrations_race_one_way_maps),
 		harness_test(hostile_one_way_maps_drop_only_that_peer),

@@ -332,16 +332,20 @@ int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 }
 
 int dmb_map_announced_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
-			     struct dmabuf_sg_table **out)
+			     struct dmabuf_sg_table *reserved, struct dmabuf_sg_table **out)
 {
 	struct dmabuf *buf = att->buf;
-	struct dmabuf_sg_table *sgt = NULL;
-	int ret;
+	struct dmabuf_sg_table *sgt = reserved;
+	int ret = 0;
 
 	dmb_assert_locked(att->ctx);
-	if (!dir_valid(dir) || att->importer_ops || att->cached || !att->dev->remote)
+	if (!dir_valid(dir) || att->importer_ops || att->cached || !att->dev->remote) {
+		if (reserved)
+			dmb_sgt_free(reserved);
 		return -EINVAL;
-	ret = DMB_OP(buf, map)(att, dir, &sgt);
+	}
+	if (!sgt)
+		ret = DMB_OP(buf, map)(att, dir, &sgt);
 	if (ret == 0 && (!dmb_obj_live(sgt, DMB_OBJ_SG_TABLE) || sgt->att))
 		return -EINVAL;
 	if (ret < 0)

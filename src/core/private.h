@@ -494,9 +494,16 @@ int dmb_unmap_locked(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt,
  * map has returned already, so this is where the kernel's map ran. No wait
  * for KERNEL fences (any were added after it returned) and no -ENODEV: on
  * a buffer revoked since, the mapping is made already stale, as the
- * revoke made the others. */
+ * revoke made the others. @reserved (taken, may be NULL): the table of a
+ * buffer whose map op is dmabuf_backing_map(), made ahead
+ * (dmb_backing_table_locked()), used as that op's answer, so nothing here
+ * can fail; NULL: the op runs. */
 int dmb_map_announced_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
-			     struct dmabuf_sg_table **out);
+			     struct dmabuf_sg_table *reserved, struct dmabuf_sg_table **out);
+/* backing_ops.c: the table dmabuf_backing_map() answers for any attachment
+ * of @buf now, made ahead (the exporter's reserve for a one-way MAP; the
+ * frames change only at a migration, which drops the reserve). */
+int dmb_backing_table_locked(struct dmabuf *buf, struct dmabuf_sg_table **out);
 
 /* move.c, with the context lock held */
 /* Runs move_notify of every dynamic attachment once (each may unmap and

@@ -104,11 +104,10 @@ fail:
 
 /* A handle with the next server-chosen id, or with @id (non-zero: the
  * client chose it, DMB_WIRE_CLIENT_ID_BIT set, so it never meets ours). */
-static struct dmb_handle *handle_new(struct dmb_peer *peer, enum dmb_handle_type type,
-				     struct dmb_handle *parent, uint64_t id)
+static struct dmb_handle *handle_insert(struct dmb_peer *peer, struct dmb_handle *h,
+					enum dmb_handle_type type, struct dmb_handle *parent,
+					uint64_t id)
 {
-	struct dmb_handle *h = calloc(1, sizeof(*h));
-
 	if (!h)
 		return NULL;
 	h->id = id ? id : ++peer->next_id;
@@ -121,6 +120,12 @@ static struct dmb_handle *handle_new(struct dmb_peer *peer, enum dmb_handle_type
 		LIST_INSERT_HEAD(&peer->imports, h, sibling);
 	RB_INSERT(dmb_handle_tree, &peer->handles, h);
 	return h;
+}
+
+static struct dmb_handle *handle_new(struct dmb_peer *peer, enum dmb_handle_type type,
+				     struct dmb_handle *parent, uint64_t id)
+{
+	return handle_insert(peer, calloc(1, sizeof(struct dmb_handle)), type, parent, id);
 }
 
 static struct dmb_handle *handle_find(struct dmb_peer *peer, uint64_t id,
@@ -627,9 +632,13 @@ static int do_detach(struct dmb_peer *peer, struct dmb_handle *ah,
 /*
  * A one-way MAP (version 7, docs/protocol.md §6 item 5a): the peer's map
  * returned the table it cached, so this is where the kernel's map ran; it
- * cannot fail any more. Named after its serial, as a one-way ATTACH. What
- * the exporter cannot honour drops the peer (its proxies see the exporter
- * gone, as when it dies after answering).
+ * cannot fail any more. Named after its serial, as a one-way ATTACH. Its
+ * table and record were made ahead (the peer sends one only within the
+ * limit this side writes in its page: mapcache.c), so the map op's answer
+ * is that table. A peer past its limit gets them made now; what cannot be
+ * made then drops it (its proxies see the exporter gone, as when it dies
+ * after answering), and so does a one-way ATTACH that failed for another
+ * reason than a revoke.
  */
 static int map_one_way(struct dmb_peer *peer, struct dmb_handle *ah,
 		       const struct dmb_msg *req)
@@ -637,7 +646,7 @@ static int map_one_way(struct dmb_peer *peer, struct dmb_handle *ah,
 	uint64_t id = DMB_WIRE_ONE_WAY_ATT_ID(req->serial);
 	enum dmabuf_direction dir = (enum dmabuf_direction)req->u.map.dir;
 	struct dmb_handle key = { .id = id }, *h;
-	struct dmabuf_sg_table *sgt = NULL;
+	struct dmabuf_sg_table *sgt = NULL, *reserved = NULL;
 	struct dmabuf *buf = ah->parent->imp.buf;
 	int ret;
 
@@ -651,15 +660,22 @@ static int map_one_way(struct dmb_peer *peer, struct dmb_handle *ah,
 	}
 	if (dmb_map_state_check_seq(peer, ah->parent, req->u.map.seq) < 0)
 		return -EPROTO;
+	h = dmb_map_state_take(ah->parent, &reserved);
 	if (ah->att.att) {
-		ret = dmb_map_announced_locked(ah->att.att, dir, &sgt);
+		ret = dmb_map_announced_locked(ah->att.att, dir, reserved, &sgt);
 	} else {
 		/* Its one-way ATTACH met a revoke that came after the peer's
 		 * map returned: a mapping made stale, with nothing to undo. */
+		if (reserved)
+			dmb_sgt_free(reserved);
 		ret = ah->att.err == -ENODEV && buf->revoked ? 0 : ah->att.err;
 	}
-	h = ret == 0 ? handle_new(peer, DMB_H_MAPPING, ah, id) : NULL;
-	if (!h) {
+	if (ret == 0)
+		h = h ? handle_insert(peer, h, DMB_H_MAPPING, ah, id)
+		      : handle_new(peer, DMB_H_MAPPING, ah, id);
+	if (ret < 0 || !h) {
+		if (ret < 0)
+			free(h);
 		if (sgt)
 			dmb_unmap_locked(ah->att.att, sgt, dir);
 		dmb_err(peer->ctx, "peer pid %d: its one-way MAP of %s cannot be made here (%d): dropping it",
@@ -669,6 +685,7 @@ static int map_one_way(struct dmb_peer *peer, struct dmb_handle *ah,
 	h->map.sgt = sgt;
 	h->map.dir = dir;
 	peer->nmappings++;
+	dmb_map_state_refill(peer, ah->parent);
 	return 0;
 }
 
@@ -714,6 +731,9 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 		r->flags |= DMB_WIRE_MAP_CACHE;
 		r->slot = (uint32_t)slot;
 		r->seq = seq;
+		/* What the peer's next one-way MAPs need, before it can
+		 * send one (its limit is written here). */
+		dmb_map_state_refill(peer, ah->parent);
 	}
 	if (sgt->cpu_count <= DMB_WIRE_MAX_INLINE_SG) {
 		memcpy(r->sg, sgt->cpu, sgt->cpu_count * sizeof(*sgt->cpu));

@@ -52,21 +52,30 @@ struct dmb_map_state {
 	uint32_t moved[DMB_WIRE_CACHE_SLOTS];
 };
 
-static int page_new(int seals, void **map, int prot)
+/* What one-way MAPs of an import will need, made ahead: so the exporter
+ * never fails a MAP whose map has returned (docs/design.md §6). */
+#define RESERVE_MAX 2u
+struct dmb_map_reserve {
+	unsigned int n;
+	struct dmb_handle *h[RESERVE_MAX];
+	struct dmabuf_sg_table *sgt[RESERVE_MAX];
+};
+
+static int page_new(size_t size, int seals, void **map, int prot)
 {
 	int fd = memfd_create("dmabuf-mapstate", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	int err;
 
 	if (fd < 0)
 		return -errno;
-	if (ftruncate(fd, DMB_WIRE_CACHE_PAGE) < 0)
+	if (ftruncate(fd, (off_t)size) < 0)
 		goto fail;
-	*map = mmap(NULL, DMB_WIRE_CACHE_PAGE, prot, MAP_SHARED, fd, 0);
+	*map = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
 	if (*map == MAP_FAILED)
 		goto fail;
 	if (fcntl(fd, F_ADD_SEALS, seals) < 0) {
 		err = -errno;
-		munmap(*map, DMB_WIRE_CACHE_PAGE);
+		munmap(*map, size);
 		close(fd);
 		return err;
 	}
@@ -77,8 +86,9 @@ fail:
 	return err;
 }
 
-/* Maps a peer's page read-only once it is known not to shrink. */
-static int page_map_peer(int fd, const void **map)
+/* Maps a peer's page once it is known not to shrink: the exporter's
+ * read-only, the importer's writable (its limits). */
+static int page_map_peer(int fd, size_t size, int prot, void **map)
 {
 	struct stat st;
 	int seals = fcntl(fd, F_GET_SEALS);
@@ -87,9 +97,9 @@ static int page_map_peer(int fd, const void **map)
 	if (seals < 0 || fstat(fd, &st) < 0)
 		return -EPROTO;
 	if ((seals & (F_SEAL_SHRINK | F_SEAL_SEAL)) != (F_SEAL_SHRINK | F_SEAL_SEAL) ||
-	    st.st_size != DMB_WIRE_CACHE_PAGE)
+	    st.st_size != (off_t)size)
 		return -EPROTO;
-	p = mmap(NULL, DMB_WIRE_CACHE_PAGE, PROT_READ, MAP_SHARED, fd, 0);
+	p = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
 	*map = p;
@@ -108,7 +118,7 @@ static struct dmb_map_state *state_get(struct dmb_endpoint *ep)
 	ms = calloc(1, sizeof(*ms));
 	if (!ms)
 		return NULL;
-	ms->fd = page_new(EXPORTER_SEALS, &map, PROT_READ | PROT_WRITE);
+	ms->fd = page_new(DMB_WIRE_CACHE_PAGE, EXPORTER_SEALS, &map, PROT_READ | PROT_WRITE);
 	if (ms->fd < 0) {
 		free(ms);
 		return NULL;
@@ -138,7 +148,7 @@ void dmb_map_state_destroy(struct dmb_endpoint *ep)
 int dmb_map_state_open(struct dmb_peer *peer, int fd, int *out_fd)
 {
 	struct dmb_map_state *ms;
-	const void *map;
+	void *map;
 	int ret, dup_fd;
 
 	if (peer->announced) {
@@ -146,16 +156,16 @@ int dmb_map_state_open(struct dmb_peer *peer, int fd, int *out_fd)
 		peer->violation = true;
 		return -EPROTO;
 	}
-	ret = page_map_peer(fd, &map);
+	ret = page_map_peer(fd, DMB_WIRE_CACHE_CLIENT_PAGE, PROT_READ | PROT_WRITE, &map);
 	if (ret < 0) {
-		dmb_warn(peer->ctx, "peer pid %d: CACHE_OPEN with a page that is not a sealed %u-byte memfd",
-			 (int)peer->pid, DMB_WIRE_CACHE_PAGE);
+		dmb_warn(peer->ctx, "peer pid %d: CACHE_OPEN with a page that is not a sealed, writable %u-byte memfd",
+			 (int)peer->pid, DMB_WIRE_CACHE_CLIENT_PAGE);
 		return ret == -EPROTO ? -EINVAL : ret;
 	}
 	ms = state_get(peer->ctx->endpoint);
 	dup_fd = ms ? fcntl(ms->fd, F_DUPFD_CLOEXEC, 0) : -ENOMEM;
 	if (dup_fd < 0) {
-		munmap((void *)map, DMB_WIRE_CACHE_PAGE);
+		munmap(map, DMB_WIRE_CACHE_CLIENT_PAGE);
 		return ms ? -errno : -ENOMEM;
 	}
 	peer->announced = map;
@@ -172,7 +182,7 @@ void dmb_map_state_peer_gone(struct dmb_peer *peer)
 
 	if (!peer->announced)
 		return;
-	munmap((void *)peer->announced, DMB_WIRE_CACHE_PAGE);
+	munmap((void *)peer->announced, DMB_WIRE_CACHE_CLIENT_PAGE);
 	peer->announced = NULL;
 	if (ep->map_state && --ep->map_state->npeers == 0)
 		dmb_map_state_destroy(ep);
@@ -209,11 +219,70 @@ static int slot_take(struct dmb_map_state *ms, struct dmb_handle *imp)
 	return free_slot;
 }
 
+static void reserve_drop(struct dmb_handle *imp)
+{
+	struct dmb_map_reserve *r = imp->imp.reserve;
+
+	for (; r && r->n; r->n--) {
+		free(r->h[r->n - 1]);
+		dmb_sgt_free(r->sgt[r->n - 1]);
+	}
+}
+
+/* The peer's limit of one-way MAPs of the slot: those it announced and
+ * this side handled, and one for each table and record held. */
+static void limit_publish(struct dmb_peer *peer, struct dmb_handle *imp)
+{
+	unsigned int n = imp->imp.reserve ? imp->imp.reserve->n : 0;
+
+	if (peer->announced && imp->imp.slot1)
+		atomic_store(&peer->announced[DMB_WIRE_CACHE_SLOTS + imp->imp.slot1 - 1],
+			     imp->imp.handled + n);
+}
+
+void dmb_map_state_refill(struct dmb_peer *peer, struct dmb_handle *imp)
+{
+	struct dmb_map_reserve *r;
+
+	if (!imp->imp.slot1)
+		return;
+	if (!imp->imp.reserve)
+		imp->imp.reserve = calloc(1, sizeof(*imp->imp.reserve));
+	r = imp->imp.reserve;
+	while (r && r->n < RESERVE_MAX) {
+		struct dmb_handle *h = calloc(1, sizeof(*h));
+		struct dmabuf_sg_table *sgt;
+
+		if (!h || dmb_backing_table_locked(imp->imp.buf, &sgt) < 0) {
+			free(h);
+			break; /* fewer one-way MAPs: round trips, which can fail */
+		}
+		r->h[r->n] = h;
+		r->sgt[r->n] = sgt;
+		r->n++;
+	}
+	limit_publish(peer, imp);
+}
+
+struct dmb_handle *dmb_map_state_take(struct dmb_handle *imp, struct dmabuf_sg_table **sgt)
+{
+	struct dmb_map_reserve *r = imp->imp.reserve;
+
+	if (!r || !r->n)
+		return NULL;
+	r->n--;
+	*sgt = r->sgt[r->n];
+	return r->h[r->n];
+}
+
 void dmb_map_state_import_gone(struct dmb_peer *peer, struct dmb_handle *imp)
 {
 	struct dmb_map_state *ms = peer->ctx->endpoint ? peer->ctx->endpoint->map_state : NULL;
 	unsigned int slot;
 
+	reserve_drop(imp);
+	free(imp->imp.reserve);
+	imp->imp.reserve = NULL;
 	if (!imp->imp.slot1 || !ms)
 		return;
 	slot = imp->imp.slot1 - 1;
@@ -256,8 +325,10 @@ int dmb_map_state_slot(struct dmb_peer *peer, struct dmb_handle *imp, uint32_t *
 	/* The peer's count of a slot goes on from the buffers it held
 	 * there before: this import's announced MAPs are counted from here
 	 * (it announces none before this reply gives it the slot). */
-	if (!had)
+	if (!had) {
 		imp->imp.handled = atomic_load(&peer->announced[slot]);
+		limit_publish(peer, imp);
+	}
 	*seq = atomic_load(&ms->seq[slot]);
 	return slot;
 }
@@ -342,10 +413,22 @@ bool dmb_map_state_announced(struct dmabuf *buf)
 	}
 	if (busy) {
 		atomic_fetch_sub(&ms->seq[slot], 1u); /* nothing changes */
-	} else {
-		ms->moved[slot] = atomic_fetch_add(&ms->seq[slot], 1u) + 1u;
+		return true;
 	}
-	return busy;
+	/* The held tables are of the old frames: gone, and no one-way MAP
+	 * allowed until the next round trip holds new ones. */
+	LIST_FOREACH(peer, &ep->peers, link) {
+		if (!peer->announced)
+			continue;
+		LIST_FOREACH(h, &peer->imports, sibling) {
+			if (h->imp.buf != buf || h->imp.slot1 != (uint32_t)slot + 1)
+				continue;
+			reserve_drop(h);
+			limit_publish(peer, h);
+		}
+	}
+	ms->moved[slot] = atomic_fetch_add(&ms->seq[slot], 1u) + 1u;
+	return false;
 }
 
 /* The revoke hook (struct dmb_remote_hooks.map_state_changed). */
@@ -364,12 +447,11 @@ void dmb_map_state_changed(struct dmabuf *buf)
 int dmb_conn_cache_open(struct dmb_conn *conn)
 {
 	struct dmb_msg req, reply;
-	void *mine;
-	const void *theirs = NULL;
+	void *mine, *theirs = NULL;
 	int fd, ret;
 
 	conn->cache_state = -1; /* unless all of it works */
-	fd = page_new(IMPORTER_SEALS, &mine, PROT_READ | PROT_WRITE);
+	fd = page_new(DMB_WIRE_CACHE_CLIENT_PAGE, IMPORTER_SEALS, &mine, PROT_READ | PROT_WRITE);
 	if (fd < 0)
 		return fd;
 	dmb_wire_msg_init(&req, DMB_OP_CACHE_OPEN, 0);
@@ -378,11 +460,11 @@ int dmb_conn_cache_open(struct dmb_conn *conn)
 	ret = dmb_conn_call(conn, &req, &reply);
 	close(fd);
 	if (ret == 0) {
-		ret = page_map_peer(reply.fds[0], &theirs);
+		ret = page_map_peer(reply.fds[0], DMB_WIRE_CACHE_PAGE, PROT_READ, &theirs);
 		dmb_scm_close_fds(reply.fds, reply.nfds);
 	}
 	if (ret < 0) {
-		munmap(mine, DMB_WIRE_CACHE_PAGE);
+		munmap(mine, DMB_WIRE_CACHE_CLIENT_PAGE);
 		return ret;
 	}
 	conn->cache_announced = mine;
@@ -394,17 +476,23 @@ int dmb_conn_cache_open(struct dmb_conn *conn)
 void dmb_conn_cache_close(struct dmb_conn *conn)
 {
 	if (conn->cache_announced)
-		munmap((void *)conn->cache_announced, DMB_WIRE_CACHE_PAGE);
+		munmap((void *)conn->cache_announced, DMB_WIRE_CACHE_CLIENT_PAGE);
 	if (conn->cache_seq)
 		munmap((void *)conn->cache_seq, DMB_WIRE_CACHE_PAGE);
 	conn->cache_announced = NULL;
 	conn->cache_seq = NULL;
 }
 
-uint32_t dmb_conn_cache_announce(struct dmb_conn *conn, uint32_t slot)
+uint32_t dmb_conn_cache_announce(struct dmb_conn *conn, uint32_t slot, bool *room)
 {
 	/* Counted, then read (both seq_cst): the exporter's migration makes
 	 * the number odd, then reads the count. */
-	atomic_fetch_add(&conn->cache_announced[slot], 1u);
-	return atomic_load(&conn->cache_seq[slot]);
+	uint32_t count = atomic_fetch_add(&conn->cache_announced[slot], 1u) + 1u;
+	uint32_t seq = atomic_load(&conn->cache_seq[slot]);
+	uint32_t limit = atomic_load(&conn->cache_announced[DMB_WIRE_CACHE_SLOTS + slot]);
+
+	/* At most the exporter's limit: it holds a table and a record for
+	 * each one-way MAP up to it, so none of them can fail there. */
+	*room = (int32_t)(limit - count) >= 0;
+	return seq;
 }

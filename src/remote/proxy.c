@@ -227,6 +227,7 @@ static int map_cached(struct dmb_proxy *px, struct dmabuf_attachment *att,
 	struct dmabuf_sg_table *sgt = NULL;
 	struct dmb_msg req;
 	uint32_t slot = px->cache_slot1 - 1, seq;
+	bool room;
 	int ret;
 
 	if (px->cache && px->cache[dir].sg && conn->nmappings < conn->limits.max_mappings / 2) {
@@ -234,8 +235,8 @@ static int map_cached(struct dmb_proxy *px, struct dmabuf_attachment *att,
 		if (ret < 0)
 			return ret; /* before anything is counted or sent */
 	}
-	seq = dmb_conn_cache_announce(conn, slot);
-	if (!sgt || seq != px->cache[dir].seq) {
+	seq = dmb_conn_cache_announce(conn, slot, &room);
+	if (!sgt || seq != px->cache[dir].seq || !room) {
 		if (sgt)
 			dmb_sgt_free(sgt);
 		return 1;

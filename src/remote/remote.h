@@ -64,6 +64,9 @@ struct dmb_handle {
 			 * announced MAPs of it handled. */
 			uint32_t slot1;
 			uint32_t handled;
+			/* The tables and records held for its next one-way
+			 * MAPs (mapcache.c); NULL until it has a slot. */
+			struct dmb_map_reserve *reserve;
 		} imp;
 		struct { /* ATTACHMENT on a device standing for the peer's */
 			/* NULL (and dev NULL) for a one-way ATTACH that failed:
@@ -117,9 +120,9 @@ struct dmb_peer {
 	/* A handler found a protocol error in an answered request: the peer
 	 * is dropped after it (mapcache.c). */
 	bool violation;
-	/* Version 7: the peer's page of announced MAPs (CACHE_OPEN), mapped
-	 * read-only; NULL until then. */
-	const _Atomic uint32_t *announced;
+	/* Version 7: the peer's page (CACHE_OPEN): its counts of announced
+	 * MAPs, then the limits this side writes; NULL until then. */
+	_Atomic uint32_t *announced;
 	/* The messages after the first of a version 5 packet (dmb_wire_split()),
 	 * handled in order before anything else (kept packets included):
 	 * part[first..first+count) of rest_buf, with their fds in fds[] (-1
@@ -290,7 +293,7 @@ struct dmb_conn {
 	 * this connection's proxies (a one-way MAP only far below the
 	 * exporter's max_mappings). */
 	int cache_state;
-	_Atomic uint32_t *cache_announced;
+	_Atomic uint32_t *cache_announced;	/* then the exporter's limits */
 	const _Atomic uint32_t *cache_seq;
 	unsigned int nmappings;
 };
@@ -377,6 +380,13 @@ int dmb_map_state_slot(struct dmb_peer *peer, struct dmb_handle *imp, uint32_t *
 int dmb_map_state_count(struct dmb_peer *peer, struct dmb_handle *imp);
 /* A one-way MAP's seq: 0, or -EPROTO when never current. */
 int dmb_map_state_check_seq(struct dmb_peer *peer, struct dmb_handle *imp, uint32_t seq);
+/* A table and a record held for a one-way MAP of @imp (taken: *sgt and the
+ * returned handle, zeroed, are the caller's), or NULL when none is held (a
+ * peer past its limit). */
+struct dmb_handle *dmb_map_state_take(struct dmb_handle *imp, struct dmabuf_sg_table **sgt);
+/* After an announced MAP of @imp (either way): the reserve made up again
+ * as far as memory allows, and the peer's limit written. */
+void dmb_map_state_refill(struct dmb_peer *peer, struct dmb_handle *imp);
 /* The hooks of migrate and revoke (struct dmb_remote_hooks). */
 bool dmb_map_state_announced(struct dmabuf *buf);
 void dmb_map_state_changed(struct dmabuf *buf);
@@ -385,8 +395,9 @@ void dmb_map_state_changed(struct dmabuf *buf);
  * conn->cache_state says the outcome. */
 int dmb_conn_cache_open(struct dmb_conn *conn);
 void dmb_conn_cache_close(struct dmb_conn *conn);
-/* Counts a MAP at @slot, then returns the exporter's number for it. */
-uint32_t dmb_conn_cache_announce(struct dmb_conn *conn, uint32_t slot);
+/* Counts a MAP at @slot, then returns the exporter's number for it; *room:
+ * the exporter holds what a one-way MAP of that slot needs (its limit). */
+uint32_t dmb_conn_cache_announce(struct dmb_conn *conn, uint32_t slot, bool *room);
 
 /* ---- proxies ----------------------------------------------------------------- */
 

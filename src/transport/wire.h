@@ -56,9 +56,12 @@
 #define DMB_WIRE_VERSION_MAP_CACHE 7
 /* The pages of version 7: the exporter's, DMB_WIRE_CACHE_SLOTS u32
  * sequence numbers (one per buffer slot, even when stable), and the
- * importer's, as many u32 counts of the MAPs it announced per slot. */
+ * importer's, as many u32 counts of the MAPs it announced per slot, then as
+ * many u32 limits the exporter writes (the count up to which a MAP of that
+ * slot may be one-way: the exporter holds a table and a record for each). */
 #define DMB_WIRE_CACHE_SLOTS 1024u
 #define DMB_WIRE_CACHE_PAGE (DMB_WIRE_CACHE_SLOTS * 4u)
+#define DMB_WIRE_CACHE_CLIENT_PAGE (2u * DMB_WIRE_CACHE_PAGE)
 
 /* The 24-byte header: byte offsets of its fields from the start of a
  * message (docs/protocol.md §3). Tests patch headers through these names. */
