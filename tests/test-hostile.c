@@ -298,7 +298,7 @@ static bool build_bad_packet(int i, uint8_t *b, size_t *len, int *fds, size_t *n
 		m = (struct dmb_msg){ .op = DMB_OP_MAP };
 		m.u.map.id = 2;
 		l = rp_encode(&m, b);
-		assert_true(l == DMB_WIRE_BODY + 16);
+		assert_true(l == DMB_WIRE_BODY + 24); /* version 7: flags, seq */
 		rp_put32(b + DMB_WIRE_BODY + 8, DMABUF_NONE);
 		break;
 	case 20:
@@ -306,8 +306,8 @@ static bool build_bad_packet(int i, uint8_t *b, size_t *len, int *fds, size_t *n
 		m = (struct dmb_msg){ .op = DMB_OP_MAP };
 		m.u.map.id = 2;
 		l = rp_encode(&m, b);
-		assert_true(l == DMB_WIRE_BODY + 16);
-		rp_put32(b + DMB_WIRE_BODY + 12, 1);
+		assert_true(l == DMB_WIRE_BODY + 24);
+		rp_put32(b + DMB_WIRE_BODY + 20, 1);
 		break;
 	case 21:
 		*name = "ATTACH name without a NUL";

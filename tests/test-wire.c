@@ -153,6 +153,8 @@ static struct dmb_msg sample(uint16_t op)
 		break;
 	}
 	case DMB_OP_FENCE_EXPORT_REPLY:
+	case DMB_OP_CACHE_OPEN:
+	case DMB_OP_CACHE_OPEN_REPLY:
 		set_fds(&m, 1);
 		break;
 	case DMB_OP_GET_BACKING_REPLY:
@@ -391,7 +393,7 @@ static void test_golden_bytes(void **state)
 {
 	static const uint8_t want[] = {
 		'D', 'M', 'B', 'W',		/* magic */
-		6, 0,				/* version */
+		7, 0,				/* version */
 		0x03, 0x00,			/* RELEASE */
 		32, 0, 0, 0,			/* length */
 		0, 0,				/* nfds */
@@ -411,7 +413,7 @@ static void test_golden_bytes(void **state)
 static void test_import_client_id(void **state)
 {
 	static const uint8_t want[] = {
-		'D', 'M', 'B', 'W', 6, 0, 0x02, 0x00,	/* magic, version, IMPORT */
+		'D', 'M', 'B', 'W', 7, 0, 0x02, 0x00,	/* magic, version, IMPORT */
 		40, 0, 0, 0, 1, 0, 0, 0,		/* length, nfds, flags */
 		0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* serial */
 		0, 0, 0, 0, 0, 0, 0, 0,			/* flags, reserved */
@@ -597,6 +599,9 @@ static void m_id0(uint8_t *b, size_t *l) { p64(b + BODY, 0); }
 static void m_dir3(uint8_t *b, size_t *l) { p32(b + BODY + 8, 3); }
 static void m_dir_big(uint8_t *b, size_t *l) { p32(b + BODY + 8, 0x80000001u); }
 static void m_body_rsv12(uint8_t *b, size_t *l) { b[BODY + 12] = 1; }
+static void m_body_at12_2(uint8_t *b, size_t *l) { b[BODY + 12] = 2; }
+static void m_body_at16_2(uint8_t *b, size_t *l) { b[BODY + 16] = 2; }
+static void m_body_rsv20(uint8_t *b, size_t *l) { b[BODY + 20] = 1; }
 static void m_flags1_at0(uint8_t *b, size_t *l) { p32(b + BODY, 1); }
 static void m_rsv4_at4(uint8_t *b, size_t *l) { b[BODY + 7] = 0x80; }
 static void m_fe_flags0(uint8_t *b, size_t *l) { p32(b + BODY + 8, 0); }
@@ -750,7 +755,13 @@ static void test_reject_fields(void **state)
 	/* Must-be-zero flags and reserved bytes. */
 	assert_int_equal(mutated(DMB_OP_IMPORT, m_flags1_at0, ~0u), -EPROTO);
 	assert_int_equal(mutated(DMB_OP_IMPORT, m_rsv4_at4, ~0u), -EPROTO);
-	assert_int_equal(mutated(DMB_OP_MAP, m_body_rsv12, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_UNMAP, m_body_rsv12, ~0u), -EPROTO);
+	/* Version 7 MAP: flags (ANNOUNCED only), a seq only when one-way,
+	 * then a reserved word. */
+	assert_int_equal(mutated(DMB_OP_MAP, m_body_rsv12, ~0u), 0);
+	assert_int_equal(mutated(DMB_OP_MAP, m_body_at12_2, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_MAP, m_body_at16_2, ~0u), -EPROTO);
+	assert_int_equal(mutated(DMB_OP_MAP, m_body_rsv20, ~0u), -EPROTO);
 	assert_int_equal(mutated(DMB_OP_FENCE_ATTACH, m_body_rsv12, ~0u), -EPROTO);
 	assert_int_equal(mutated(DMB_OP_FENCE_ATTACH, m_usage4, ~0u), -EPROTO);
 	assert_int_equal(mutated(DMB_OP_FENCE_EXPORT, m_fe_flags0, ~0u), -EPROTO);
@@ -853,7 +864,9 @@ static void test_reject_patches(void **state)
 		{ DMB_OP_MAP_REPLY, RBODY + 0, 8, 0, -EPROTO },
 		{ DMB_OP_MAP_REPLY, RBODY + 8, 8, 4 * 4096, -EPROTO },	/* sum */
 		{ DMB_OP_MAP_REPLY, RBODY + 8, 8, 3 * 4096 + 1, -EPROTO },
-		{ DMB_OP_MAP_REPLY, RBODY + 20, 4, 2, -EPROTO },
+		{ DMB_OP_MAP_REPLY, RBODY + 20, 4, 4, -EPROTO },
+		/* CACHE (version 7): its slot and seq take the first entry's room */
+		{ DMB_OP_MAP_REPLY, RBODY + 20, 4, 2, -EBADMSG },
 		{ DMB_OP_MAP_REPLY, RBODY + 16, 4, 3, -EBADMSG },
 		{ DMB_OP_MAP_REPLY, RBODY + 16, 4, 1, -EBADMSG },
 		{ DMB_OP_MAP_REPLY, RBODY + 16, 4, 0, -EBADMSG },

@@ -261,6 +261,17 @@ DMABUF_EXPORT int dmabuf_attachment_set_priv(struct dmabuf_attachment *att, void
 	return 0;
 }
 
+static void map_install(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt,
+			enum dmabuf_direction dir)
+{
+	sgt->att = att;
+	sgt->dir = dir;
+	LIST_INSERT_HEAD(&att->mappings, sgt, att_link);
+	att->nmappings++;
+	att->buf->nmappings++;
+	att->ctx->stats.mappings_live++;
+}
+
 int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 		   struct dmabuf_sg_table **out)
 {
@@ -315,12 +326,32 @@ int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 	}
 	if (ret < 0)
 		return ret;
-	sgt->att = att;
-	sgt->dir = dir;
-	LIST_INSERT_HEAD(&att->mappings, sgt, att_link);
-	att->nmappings++;
-	buf->nmappings++;
-	ctx->stats.mappings_live++;
+	map_install(att, sgt, dir);
+	*out = sgt;
+	return 0;
+}
+
+int dmb_map_announced_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
+			     struct dmabuf_sg_table *reserved, struct dmabuf_sg_table **out)
+{
+	struct dmabuf *buf = att->buf;
+	struct dmabuf_sg_table *sgt = reserved;
+	int ret = 0;
+
+	dmb_assert_locked(att->ctx);
+	if (!dir_valid(dir) || att->importer_ops || att->cached || !att->dev->remote) {
+		if (reserved)
+			dmb_sgt_free(reserved);
+		return -EINVAL;
+	}
+	if (!sgt)
+		ret = DMB_OP(buf, map)(att, dir, &sgt);
+	if (ret == 0 && (!dmb_obj_live(sgt, DMB_OBJ_SG_TABLE) || sgt->att))
+		return -EINVAL;
+	if (ret < 0)
+		return ret;
+	sgt->stale = buf->revoked;
+	map_install(att, sgt, dir);
 	*out = sgt;
 	return 0;
 }

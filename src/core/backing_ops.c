@@ -109,6 +109,25 @@ DMABUF_EXPORT int dmabuf_backing_check_device(struct dmabuf *buf,
 	return ret;
 }
 
+int dmb_backing_table_locked(struct dmabuf *buf, struct dmabuf_sg_table **out)
+{
+	struct dmabuf_sg_table *sgt;
+	int ret;
+
+	dmb_assert_locked(buf->ctx);
+	ret = dmb_backing_alloc(buf->ctx, buf);
+	if (ret == 0)
+		ret = dmb_sgt_new(&sgt);
+	if (ret == 0) {
+		ret = dmb_sgt_from_runs(sgt, buf->backing.runs, buf->backing.nruns);
+		if (ret < 0)
+			dmb_sgt_free(sgt);
+		else
+			*out = sgt;
+	}
+	return ret;
+}
+
 DMABUF_EXPORT int dmabuf_backing_map(struct dmabuf_attachment *att,
 				     enum dmabuf_direction dir,
 				     struct dmabuf_sg_table **out)

@@ -242,6 +242,14 @@ static int migrate_locked(struct dmabuf *buf, enum dmabuf_alloc alloc,
 			 buf->pin_count ? "pinned" : "a static importer has it mapped");
 		return -EBUSY;
 	}
+	/* A peer's MAP answered from its cached table may not have reached
+	 * the endpoint yet: its map returned first, as a static mapping. */
+	if (dmb_remote() && dmb_remote()->maps_announced &&
+	    dmb_remote()->maps_announced(buf)) {
+		dmb_info(ctx, "dmabuf_backing_migrate(%s): a peer's static map of it is on its way",
+			 buf->exp_name);
+		return -EBUSY;
+	}
 	/* New frames first: a failed move changes nothing. */
 	b->runs = NULL;
 	b->nruns = 0;
@@ -308,6 +316,8 @@ DMABUF_EXPORT int dmabuf_revoke(struct dmabuf *buf)
 	}
 	if (!buf->revoked) {
 		buf->revoked = true;
+		if (dmb_remote() && dmb_remote()->map_state_changed)
+			dmb_remote()->map_state_changed(buf);
 		dmb_move_notify_locked(buf);
 		dmb_mappings_stale_locked(buf);
 		dmb_info(ctx, "buffer %s revoked", buf->exp_name);

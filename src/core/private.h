@@ -124,6 +124,15 @@ struct dmb_remote_hooks {
 	int (*set_name)(struct dmabuf *buf, const char *name);
 	int (*export_sync_file)(struct dmabuf *buf, uint32_t flags);
 	int (*import_sync_file)(struct dmabuf *buf, uint32_t flags, int fd);
+	/* On an exported buffer, before a migration decides (version 7
+	 * published map state, docs/design.md §6): true when a peer has a
+	 * MAP of it announced that the endpoint has not handled yet (a
+	 * static mapping the kernel's order made first: -EBUSY). Otherwise
+	 * the buffer's published sequence number moves on, so no later MAP
+	 * is answered from a cached table. */
+	bool (*maps_announced)(struct dmabuf *buf);
+	/* On an exported buffer: its published state changed (revoked). */
+	void (*map_state_changed)(struct dmabuf *buf);
 };
 
 /* The registered hooks; NULL before the first context exists. */
@@ -481,6 +490,20 @@ int dmb_map_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 		   struct dmabuf_sg_table **out);
 int dmb_unmap_locked(struct dmabuf_attachment *att, struct dmabuf_sg_table *sgt,
 		     enum dmabuf_direction dir);
+/* A peer's one-way MAP (wire version 7) of a static attachment: the peer's
+ * map has returned already, so this is where the kernel's map ran. No wait
+ * for KERNEL fences (any were added after it returned) and no -ENODEV: on
+ * a buffer revoked since, the mapping is made already stale, as the
+ * revoke made the others. @reserved (taken, may be NULL): the table of a
+ * buffer whose map op is dmabuf_backing_map(), made ahead
+ * (dmb_backing_table_locked()), used as that op's answer, so nothing here
+ * can fail; NULL: the op runs. */
+int dmb_map_announced_locked(struct dmabuf_attachment *att, enum dmabuf_direction dir,
+			     struct dmabuf_sg_table *reserved, struct dmabuf_sg_table **out);
+/* backing_ops.c: the table dmabuf_backing_map() answers for any attachment
+ * of @buf now, made ahead (the exporter's reserve for a one-way MAP; the
+ * frames change only at a migration, which drops the reserve). */
+int dmb_backing_table_locked(struct dmabuf *buf, struct dmabuf_sg_table **out);
 
 /* move.c, with the context lock held */
 /* Runs move_notify of every dynamic attachment once (each may unmap and

@@ -140,3 +140,8 @@ struct dmabuf_fence *dmb_fence_unwrap_child(struct dmabuf_fence *f, unsigned int
 bool dmb_resv_held(struct dmabuf_resv *r);
 unsigned int dmb_resv_unlock_all(struct dmabuf_resv *r);
 void dmb_resv_relock(struct dmabuf_resv *r, unsigned int depth);
+/* resv.c: a sequence number that every KERNEL fence added to r moves on by
+ * 2 (seq_cst), or NULL: the published map state of the buffer (a static
+ * importer's map waits for those fences, so a table cached before one was
+ * added is not the answer any more; docs/design.md §6). */
+void dmb_resv_set_kernel_seq(struct dmabuf_resv *r, _Atomic uint32_t *seq);

@@ -25,7 +25,7 @@ struct dmb_resv_entry {
 
 struct dmabuf_resv {
 	pthread_mutex_t lock;		/* writers (the ww_mutex) */
-	pthread_mutex_t list_lock;	/* leaf: entries, count, seq */
+	pthread_mutex_t list_lock;	/* leaf: entries, count, seq, kernel_seq */
 	struct dmb_resv_entry *entries;
 	unsigned int count;
 	uint64_t seq;			/* bumped at each publish */
@@ -35,6 +35,7 @@ struct dmabuf_resv {
 	 * written by the holder and read by anyone; depth only by the holder. */
 	_Atomic(pthread_t) owner;
 	unsigned int depth;
+	_Atomic uint32_t *kernel_seq;	/* dmb_resv_set_kernel_seq(), list_lock */
 };
 
 static inline bool usage_valid(enum dmabuf_resv_usage u)
@@ -113,6 +114,13 @@ void dmb_resv_relock(struct dmabuf_resv *r, unsigned int depth)
 		atomic_store_explicit(&r->owner, pthread_self(), memory_order_relaxed);
 }
 
+void dmb_resv_set_kernel_seq(struct dmabuf_resv *r, _Atomic uint32_t *seq)
+{
+	pthread_mutex_lock(&r->list_lock);
+	r->kernel_seq = seq;
+	pthread_mutex_unlock(&r->list_lock);
+}
+
 DMABUF_EXPORT int dmabuf_resv_add_fence(struct dmabuf_resv *r,
 					struct dmabuf_fence *fence,
 					enum dmabuf_resv_usage usage)
@@ -170,6 +178,10 @@ DMABUF_EXPORT int dmabuf_resv_add_fence(struct dmabuf_resv *r,
 	r->entries = nw;
 	r->count = j;
 	r->seq++;
+	/* Under list_lock, which dmb_resv_set_kernel_seq() takes: the page
+	 * behind the pointer is not unmapped while it is used. */
+	if (usage == DMABUF_RESV_USAGE_KERNEL && r->kernel_seq)
+		atomic_fetch_add(r->kernel_seq, 2u);
 	pthread_mutex_unlock(&r->list_lock);
 	/* Readers took their references under list_lock: these puts, after
 	 * the swap, cannot free a fence a reader is about to get. */

@@ -873,6 +873,7 @@ static void conn_free(struct dmb_conn *conn)
 {
 	struct dmb_pending_import *p;
 
+	dmb_conn_cache_close(conn);
 	while ((p = LIST_FIRST(&conn->pending))) {
 		LIST_REMOVE(p, link);
 		if (p->buf)

@@ -104,11 +104,10 @@ fail:
 
 /* A handle with the next server-chosen id, or with @id (non-zero: the
  * client chose it, DMB_WIRE_CLIENT_ID_BIT set, so it never meets ours). */
-static struct dmb_handle *handle_new(struct dmb_peer *peer, enum dmb_handle_type type,
-				     struct dmb_handle *parent, uint64_t id)
+static struct dmb_handle *handle_insert(struct dmb_peer *peer, struct dmb_handle *h,
+					enum dmb_handle_type type, struct dmb_handle *parent,
+					uint64_t id)
 {
-	struct dmb_handle *h = calloc(1, sizeof(*h));
-
 	if (!h)
 		return NULL;
 	h->id = id ? id : ++peer->next_id;
@@ -121,6 +120,12 @@ static struct dmb_handle *handle_new(struct dmb_peer *peer, enum dmb_handle_type
 		LIST_INSERT_HEAD(&peer->imports, h, sibling);
 	RB_INSERT(dmb_handle_tree, &peer->handles, h);
 	return h;
+}
+
+static struct dmb_handle *handle_new(struct dmb_peer *peer, enum dmb_handle_type type,
+				     struct dmb_handle *parent, uint64_t id)
+{
+	return handle_insert(peer, calloc(1, sizeof(struct dmb_handle)), type, parent, id);
 }
 
 static struct dmb_handle *handle_find(struct dmb_peer *peer, uint64_t id,
@@ -177,7 +182,10 @@ static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
 		handle_destroy(peer, child);
 	switch (h->type) {
 	case DMB_H_MAPPING:
-		dmb_unmap_locked(h->parent->att.att, h->map.sgt, h->map.dir);
+		/* No table: a one-way MAP of an attachment whose one-way
+		 * ATTACH met a revoked buffer (map_one_way()). */
+		if (h->map.sgt)
+			dmb_unmap_locked(h->parent->att.att, h->map.sgt, h->map.dir);
 		peer->nmappings--;
 		break;
 	case DMB_H_ATTACHMENT:
@@ -198,6 +206,7 @@ static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
 				dmb_cpu_end_locked(h->imp.buf, (enum dmabuf_direction)d);
 			}
 		peer->nimports--;
+		dmb_map_state_import_gone(peer, h);
 		/* May release the buffer (its file is gone with the peer). */
 		dmabuf_put(h->imp.buf);
 		break;
@@ -231,6 +240,7 @@ static void peer_destroy(struct dmb_peer *peer, const char *why)
 	dmb_source_del(ctx, &peer->src);
 	while ((h = LIST_FIRST(&peer->imports)))
 		handle_destroy(peer, h);
+	dmb_map_state_peer_gone(peer);
 	LIST_REMOVE(peer, link);
 	if (peer->hello_done)
 		ep->npeers--;
@@ -257,6 +267,7 @@ void dmb_endpoint_destroy(struct dmabuf_ctx *ctx)
 		return;
 	while ((peer = LIST_FIRST(&ep->peers)))
 		peer_destroy(peer, "context destroyed");
+	dmb_map_state_destroy(ep);
 	dmb_source_del(ctx, &ep->src);
 	dmb_source_del(ctx, &ep->retry_src);
 	close(ep->fd);
@@ -618,6 +629,66 @@ static int do_detach(struct dmb_peer *peer, struct dmb_handle *ah,
 	return 0;
 }
 
+/*
+ * A one-way MAP (version 7, docs/protocol.md §6 item 5a): the peer's map
+ * returned the table it cached, so this is where the kernel's map ran; it
+ * cannot fail any more. Named after its serial, as a one-way ATTACH. Its
+ * table and record were made ahead (the peer sends one only within the
+ * limit this side writes in its page: mapcache.c), so the map op's answer
+ * is that table. A peer past its limit gets them made now; what cannot be
+ * made then drops it (its proxies see the exporter gone, as when it dies
+ * after answering), and so does a one-way ATTACH that failed for another
+ * reason than a revoke.
+ */
+static int map_one_way(struct dmb_peer *peer, struct dmb_handle *ah,
+		       const struct dmb_msg *req)
+{
+	uint64_t id = DMB_WIRE_ONE_WAY_ATT_ID(req->serial);
+	enum dmabuf_direction dir = (enum dmabuf_direction)req->u.map.dir;
+	struct dmb_handle key = { .id = id }, *h;
+	struct dmabuf_sg_table *sgt = NULL, *reserved = NULL;
+	struct dmabuf *buf = ah->parent->imp.buf;
+	int ret;
+
+	if ((req->serial & DMB_WIRE_ONE_WAY_ATT_BITS) ||
+	    RB_FIND(dmb_handle_tree, &peer->handles, &key) ||
+	    peer->nmappings >= DMB_PEER_MAX_MAPPINGS ||
+	    (ah->att.att && ah->att.att->importer_ops)) {
+		dmb_warn(peer->ctx, "peer pid %d: one-way MAP (serial %llu) of a dynamic attachment, at its mapping limit or naming a used id",
+			 (int)peer->pid, (unsigned long long)req->serial);
+		return -EPROTO;
+	}
+	if (dmb_map_state_check_seq(peer, ah->parent, req->u.map.seq) < 0)
+		return -EPROTO;
+	h = dmb_map_state_take(ah->parent, &reserved);
+	if (ah->att.att) {
+		ret = dmb_map_announced_locked(ah->att.att, dir, reserved, &sgt);
+	} else {
+		/* Its one-way ATTACH met a revoke that came after the peer's
+		 * map returned: a mapping made stale, with nothing to undo. */
+		if (reserved)
+			dmb_sgt_free(reserved);
+		ret = ah->att.err == -ENODEV && buf->revoked ? 0 : ah->att.err;
+	}
+	if (ret == 0)
+		h = h ? handle_insert(peer, h, DMB_H_MAPPING, ah, id)
+		      : handle_new(peer, DMB_H_MAPPING, ah, id);
+	if (ret < 0 || !h) {
+		if (ret < 0)
+			free(h);
+		if (sgt)
+			dmb_unmap_locked(ah->att.att, sgt, dir);
+		dmb_err(peer->ctx, "peer pid %d: its one-way MAP of %s cannot be made here (%d): dropping it",
+			(int)peer->pid, buf->exp_name, ret ? ret : -ENOMEM);
+		return -EPROTO;
+	}
+	h->map.sgt = sgt;
+	h->map.dir = dir;
+	peer->nmappings++;
+	dmb_map_state_refill(peer, ah->parent);
+	return 0;
+}
+
 static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 		  const struct dmb_msg *req, struct dmb_msg *reply)
 {
@@ -625,12 +696,22 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 	struct dmb_wire_map_reply *r = &reply->u.map_reply;
 	enum dmabuf_direction dir = (enum dmabuf_direction)req->u.map.dir;
 	struct dmabuf_sg_table *sgt;
-	int ret, fd;
+	uint32_t seq = 0;
+	int ret, fd, slot = -1;
 
+	if ((req->u.map.flags & DMB_WIRE_MAP_ANNOUNCED) &&
+	    dmb_map_state_count(peer, ah->parent) < 0)
+		return -EPROTO;
+	if (req->flags & DMB_WIRE_F_NO_REPLY)
+		return map_one_way(peer, ah, req);
 	if (!ah->att.att)
 		return ah->att.err; /* a one-way ATTACH that failed */
 	if (peer->nmappings >= DMB_PEER_MAX_MAPPINGS)
 		return -ENOSPC;
+	/* The number before the map: a KERNEL fence added after this is
+	 * waited for below, or moves the number on. */
+	if (dmb_map_state_eligible(peer, ah))
+		slot = dmb_map_state_slot(peer, ah->parent, &seq);
 	ret = dmb_map_locked(ah->att.att, dir, &sgt);
 	if (ret < 0)
 		return ret;
@@ -645,6 +726,15 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 	r->mapping_id = h->id;
 	r->size = sgt->size;
 	r->count = sgt->cpu_count;
+	if (slot >= 0 && (sgt->cpu_count > DMB_WIRE_MAX_INLINE_SG ||
+			  sgt->cpu_count <= DMB_WIRE_MAX_INLINE_SG_CACHE)) {
+		r->flags |= DMB_WIRE_MAP_CACHE;
+		r->slot = (uint32_t)slot;
+		r->seq = seq;
+		/* What the peer's next one-way MAPs need, before it can
+		 * send one (its limit is written here). */
+		dmb_map_state_refill(peer, ah->parent);
+	}
 	if (sgt->cpu_count <= DMB_WIRE_MAX_INLINE_SG) {
 		memcpy(r->sg, sgt->cpu, sgt->cpu_count * sizeof(*sgt->cpu));
 		return 0;
@@ -656,7 +746,7 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 		handle_destroy(peer, h);
 		return fd;
 	}
-	r->flags = DMB_WIRE_MAP_SG_MEMFD;
+	r->flags |= DMB_WIRE_MAP_SG_MEMFD;
 	reply->fds[0] = fd;
 	reply->nfds = 1;
 	return 0;
@@ -800,6 +890,21 @@ static int do_unpin(struct dmb_peer *peer, struct dmb_handle *ah,
 	return 0;
 }
 
+static int do_cache_open(struct dmb_peer *peer, struct dmb_handle *unused,
+			 const struct dmb_msg *req, struct dmb_msg *reply)
+{
+	int ret, fd;
+
+	if (peer->version < DMB_WIRE_VERSION_MAP_CACHE)
+		return -EOPNOTSUPP;
+	ret = dmb_map_state_open(peer, req->fds[0], &fd);
+	if (ret < 0)
+		return ret;
+	reply->fds[0] = fd;
+	reply->nfds = 1;
+	return 0;
+}
+
 typedef int (*dmb_serve_fn)(struct dmb_peer *peer, struct dmb_handle *target,
 			    const struct dmb_msg *req, struct dmb_msg *reply);
 
@@ -822,6 +927,7 @@ static const dmb_serve_fn serve[DMB_OP__LAST_REQUEST + 1] = {
 	[DMB_OP_GET_BACKING] = do_get_backing,
 	[DMB_OP_PIN] = do_pin,
 	[DMB_OP_UNPIN] = do_unpin,
+	[DMB_OP_CACHE_OPEN] = do_cache_open,
 };
 
 /* Looks up what the request names (its descriptor says which id, of which
@@ -839,6 +945,13 @@ static int handle_request(struct dmb_peer *peer, const struct dmb_msg *req,
 	if (d->target != DMB_WIRE_TARGET_NONE) {
 		target = handle_find(peer, dmb_wire_target_id(req),
 				     (enum dmb_handle_type)d->target);
+		/* A one-way MAP's map has returned already: of nothing, it
+		 * is a protocol error (version 7). */
+		if (!target && req->op == DMB_OP_MAP && (req->flags & DMB_WIRE_F_NO_REPLY)) {
+			dmb_warn(peer->ctx, "peer pid %d: one-way MAP of an attachment it does not have",
+				 (int)peer->pid);
+			return -EPROTO;
+		}
 		if (!target)
 			return -ENOENT;
 	}
@@ -1091,6 +1204,10 @@ static int peer_handle_one(struct dmb_peer *peer, unsigned int ahead, bool *drai
 	}
 	/* The request's fds were only looked at: the peer keeps its own. */
 	dmb_scm_close_fds(fds, nfds);
+	if (peer->violation) {
+		dmb_scm_close_fds(reply.fds, reply.nfds);
+		return -EPROTO;
+	}
 	/* A handler's 1: success, and nothing a QUIET request needs to hear. */
 	if (status == 1) {
 		status = 0;

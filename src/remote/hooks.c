@@ -22,6 +22,8 @@ static const struct dmb_remote_hooks remote_hooks = {
 	.set_name = dmb_proxy_set_name,
 	.export_sync_file = dmb_proxy_export_sync_file,
 	.import_sync_file = dmb_proxy_import_sync_file,
+	.maps_announced = dmb_map_state_announced,
+	.map_state_changed = dmb_map_state_changed,
 };
 
 void dmb_remote_register(void)

@@ -32,6 +32,16 @@ struct dmb_proxy {
 	 * dmb_memfd_attach_known()): its side of an attach cannot refuse what this side
 	 * checked, so ATTACH may go one-way (docs/protocol.md §6 item 4b). */
 	bool attach_known;
+	/* Version 7 (mapcache.c): the exporter's slot of the buffer + 1 (0:
+	 * none given yet), and, made at the first table a MAP_REPLY lets this
+	 * side keep (most proxies are never mapped), per direction the last
+	 * such table with the slot's number it holds for (sg NULL: none). */
+	uint32_t cache_slot1;
+	struct dmb_proxy_cache {
+		struct dmabuf_sg_entry *sg;
+		uint32_t count;
+		uint32_t seq;
+	} *cache;
 };
 
 static struct dmb_proxy *proxy_of(struct dmabuf *buf)
@@ -151,18 +161,132 @@ static void proxy_detach(struct dmabuf *buf, struct dmabuf_attachment *att)
 	dmb_conn_send_void(proxy_of(buf)->conn, &req);
 }
 
+static int sgt_from(const struct dmabuf_sg_entry *sg, uint32_t count,
+		    struct dmabuf_sg_table **out)
+{
+	struct dmabuf_sg_table *sgt;
+	int ret = dmb_sgt_new(&sgt);
+
+	for (uint32_t i = 0; ret == 0 && i < count; i++)
+		ret = dmb_sgt_append(sgt, sg[i].offset, sg[i].length, sg[i].phys);
+	if (ret < 0 && sgt)
+		dmb_sgt_free(sgt);
+	if (ret == 0)
+		*out = sgt;
+	return ret;
+}
+
+/* A MAP_REPLY that says the table may be cached (version 7): kept for the
+ * next MAP of this direction. A failure to keep it only costs that MAP
+ * its round trip. */
+static void cache_fill(struct dmb_proxy *px, const struct dmb_wire_map_reply *r,
+		       const struct dmabuf_sg_entry *sg, enum dmabuf_direction dir)
+{
+	struct dmabuf_sg_entry *copy;
+
+	if (!(r->flags & DMB_WIRE_MAP_CACHE) ||
+	    (px->cache_slot1 && px->cache_slot1 != r->slot + 1))
+		return;
+	px->cache_slot1 = r->slot + 1;
+	if (!px->cache && !(px->cache = calloc(3, sizeof(*px->cache))))
+		return;
+	copy = malloc(r->count * sizeof(*copy));
+	if (!copy)
+		return;
+	memcpy(copy, sg, r->count * sizeof(*copy));
+	free(px->cache[dir].sg);
+	px->cache[dir].sg = copy;
+	px->cache[dir].count = r->count;
+	px->cache[dir].seq = r->seq;
+}
+
+/*
+ * Whether a MAP may be counted in the connection's page (version 7,
+ * mapcache.c): a static attachment of a buffer the exporter gave a slot,
+ * to another process.
+ */
+static bool map_announces(const struct dmb_proxy *px, const struct dmabuf_attachment *att)
+{
+	return !att->importer_ops && px->cache_slot1 && px->conn->cache_state > 0 &&
+	       !px->conn->dead && !px->import_err;
+}
+
+/*
+ * The MAP answered from the cached table: counted, then the exporter's
+ * number read (mapcache.c); the same number as the table's means nothing
+ * that changes the answer happened since (a migration that would have
+ * could not go ahead without seeing the count), so the MAP goes one-way,
+ * named after its serial. Only far below the exporter's mapping limit, so
+ * its -ENOSPC is never the answer. Returns 1 when the round trip must be
+ * asked (the MAP is counted already, so it goes ANNOUNCED).
+ */
+static int map_cached(struct dmb_proxy *px, struct dmabuf_attachment *att,
+		      enum dmabuf_direction dir, struct dmabuf_sg_table **out)
+{
+	struct dmb_conn *conn = px->conn;
+	struct dmabuf_sg_table *sgt = NULL;
+	struct dmb_msg req;
+	uint32_t slot = px->cache_slot1 - 1, seq;
+	bool room;
+	int ret;
+
+	if (px->cache && px->cache[dir].sg && conn->nmappings < conn->limits.max_mappings / 2) {
+		ret = sgt_from(px->cache[dir].sg, px->cache[dir].count, &sgt);
+		if (ret < 0)
+			return ret; /* before anything is counted or sent */
+	}
+	seq = dmb_conn_cache_announce(conn, slot, &room);
+	if (!sgt || seq != px->cache[dir].seq || !room) {
+		if (sgt)
+			dmb_sgt_free(sgt);
+		return 1;
+	}
+	dmb_wire_msg_init(&req, DMB_OP_MAP, att->remote_id);
+	req.u.map.dir = (uint32_t)dir;
+	req.u.map.flags = DMB_WIRE_MAP_ANNOUNCED;
+	req.u.map.seq = seq;
+	ret = dmb_conn_send_only(conn, &req);
+	if (ret < 0) {
+		dmb_sgt_free(sgt);
+		return ret;
+	}
+	sgt->remote_id = DMB_WIRE_ONE_WAY_ATT_ID(req.serial);
+	conn->nmappings++;
+	*out = sgt;
+	return 0;
+}
+
 static int proxy_map(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 		     struct dmabuf_sg_table **out)
 {
 	struct dmb_proxy *px = proxy_of(att->buf);
+	struct dmb_conn *conn = px->conn;
 	struct dmb_msg req, reply, unmap;
 	struct dmabuf_sg_entry *entries = NULL;
 	const struct dmabuf_sg_entry *sg;
 	struct dmabuf_sg_table *sgt = NULL;
+	bool announced = false;
 	int ret;
 
+	/* Version 7: the pages, once per connection, at the first MAP of a
+	 * static attachment (the handshake's answer decides). */
+	if (!att->importer_ops && !conn->cache_state && !px->import_err &&
+	    dmb_conn_ready(conn) == 0) {
+		if (conn->version >= DMB_WIRE_VERSION_MAP_CACHE && !conn->exporter_is_us)
+			dmb_conn_cache_open(conn);
+		else
+			conn->cache_state = -1;
+	}
+	if (map_announces(px, att)) {
+		ret = map_cached(px, att, dir, out);
+		if (ret <= 0)
+			return ret;
+		announced = true;
+	}
 	dmb_wire_msg_init(&req, DMB_OP_MAP, att->remote_id);
 	req.u.map.dir = (uint32_t)dir;
+	if (announced)
+		req.u.map.flags = DMB_WIRE_MAP_ANNOUNCED;
 	ret = proxy_call(px, &req, &reply);
 	if (ret < 0)
 		return ret;
@@ -177,19 +301,18 @@ static int proxy_map(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 	if (ret == 0 && reply.u.map_reply.size != att->buf->size)
 		ret = -EPROTO;
 	if (ret == 0)
-		ret = dmb_sgt_new(&sgt);
-	for (uint32_t i = 0; ret == 0 && i < reply.u.map_reply.count; i++)
-		ret = dmb_sgt_append(sgt, sg[i].offset, sg[i].length, sg[i].phys);
+		ret = sgt_from(sg, reply.u.map_reply.count, &sgt);
+	if (ret == 0 && !att->importer_ops)
+		cache_fill(px, &reply.u.map_reply, sg, dir);
 	free(entries);
 	if (ret < 0) {
-		if (sgt)
-			dmb_sgt_free(sgt);
 		dmb_wire_msg_init(&unmap, DMB_OP_UNMAP, reply.u.map_reply.mapping_id);
 		unmap.u.map.dir = (uint32_t)dir;
 		dmb_conn_send_void(px->conn, &unmap);
 		return ret;
 	}
 	sgt->remote_id = reply.u.map_reply.mapping_id;
+	conn->nmappings++;
 	*out = sgt;
 	return 0;
 }
@@ -203,6 +326,7 @@ static void proxy_unmap(struct dmabuf_attachment *att, struct dmabuf_sg_table *s
 	 * make were found by the core before this; nothing to wait for. */
 	dmb_wire_msg_init(&req, DMB_OP_UNMAP, sgt->remote_id);
 	req.u.map.dir = (uint32_t)dir;
+	proxy_of(att->buf)->conn->nmappings--;
 	dmb_conn_send_void(proxy_of(att->buf)->conn, &req);
 	dmb_sgt_free(sgt);
 }
@@ -242,6 +366,9 @@ static void proxy_release(struct dmabuf *buf)
 	}
 	if (px->pending)
 		px->pending->buf = NULL;
+	for (int d = 0; px->cache && d < 3; d++)
+		free(px->cache[d].sg);
+	free(px->cache);
 	dmb_wire_msg_init(&req, DMB_OP_RELEASE, px->id);
 	if (!px->import_err)
 		dmb_conn_send_only(px->conn, &req);

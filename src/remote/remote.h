@@ -59,6 +59,14 @@ struct dmb_handle {
 		struct { /* IMPORT: holds one buffer reference */
 			struct dmabuf *buf;
 			unsigned int cpu_open[3]; /* by enum dmabuf_direction */
+			/* Version 7 (mapcache.c): the buffer's slot in the
+			 * published pages + 1 (0: none given), and the
+			 * announced MAPs of it handled. */
+			uint32_t slot1;
+			uint32_t handled;
+			/* The tables and records held for its next one-way
+			 * MAPs (mapcache.c); NULL until it has a slot. */
+			struct dmb_map_reserve *reserve;
 		} imp;
 		struct { /* ATTACHMENT on a device standing for the peer's */
 			/* NULL (and dev NULL) for a one-way ATTACH that failed:
@@ -109,6 +117,12 @@ struct dmb_peer {
 	/* MOVE_NOTIFY events that found the socket full: sent when it has
 	 * room again (EPOLLOUT), so a slow peer never blocks the exporter. */
 	unsigned int notifies_pending;
+	/* A handler found a protocol error in an answered request: the peer
+	 * is dropped after it (mapcache.c). */
+	bool violation;
+	/* Version 7: the peer's page (CACHE_OPEN): its counts of announced
+	 * MAPs, then the limits this side writes; NULL until then. */
+	_Atomic uint32_t *announced;
 	/* The messages after the first of a version 5 packet (dmb_wire_split()),
 	 * handled in order before anything else (kept packets included):
 	 * part[first..first+count) of rest_buf, with their fds in fds[] (-1
@@ -161,6 +175,9 @@ struct dmb_endpoint {
 	bool paused;
 	int retry_fd;
 	struct dmb_source retry_src;
+	/* The published map state (mapcache.c), made at the first
+	 * CACHE_OPEN. */
+	struct dmb_map_state *map_state;
 };
 
 /* DMABUF_DEBUG=protocol: traces one message on stderr (trace.c). side is
@@ -270,6 +287,15 @@ struct dmb_conn {
 	struct dmb_source src;
 	int evt_fd;
 	struct dmb_source evt_src;
+	/* Version 7 (mapcache.c): 0 not asked yet, 1 the pages are mapped,
+	 * -1 not to be (an older exporter, a failure). cache_announced is
+	 * this side's page, cache_seq the exporter's. nmappings: mappings of
+	 * this connection's proxies (a one-way MAP only far below the
+	 * exporter's max_mappings). */
+	int cache_state;
+	_Atomic uint32_t *cache_announced;	/* then the exporter's limits */
+	const _Atomic uint32_t *cache_seq;
+	unsigned int nmappings;
 };
 
 /* Takes in the handshake's answer if it has not come yet (HELLO is sent
@@ -331,6 +357,47 @@ void dmb_conn_unqueue(struct dmb_conn *conn, struct dmb_pending_import *p);
  * process dmb_conn_send_only(): no round trip; the exporter handles it
  * before any later request of this connection. */
 int dmb_conn_send_void(struct dmb_conn *conn, struct dmb_msg *req);
+
+/* ---- the published map state (mapcache.c) ------------------------------------ */
+
+struct dmb_map_state;
+
+/* Exporter: CACHE_OPEN of a peer (@fd its page, borrowed): *out_fd is a
+ * new fd of the endpoint's page for the reply. -EPROTO for a second one,
+ * -EINVAL for a page that is not a sealed memfd of the right size. */
+int dmb_map_state_open(struct dmb_peer *peer, int fd, int *out_fd);
+void dmb_map_state_peer_gone(struct dmb_peer *peer);
+void dmb_map_state_destroy(struct dmb_endpoint *ep);
+/* An import handle goes: its slot is given up. */
+void dmb_map_state_import_gone(struct dmb_peer *peer, struct dmb_handle *imp);
+/* Whether a MAP of the static attachment @ah may be answered cacheable. */
+bool dmb_map_state_eligible(const struct dmb_peer *peer, const struct dmb_handle *ah);
+/* The slot of @imp's buffer (given to @imp) and its sequence number now,
+ * or -1 (no slot free). */
+int dmb_map_state_slot(struct dmb_peer *peer, struct dmb_handle *imp, uint32_t *seq);
+/* An announced MAP of @imp: counted; -EPROTO when the peer's page says
+ * otherwise, or it has no slot. */
+int dmb_map_state_count(struct dmb_peer *peer, struct dmb_handle *imp);
+/* A one-way MAP's seq: 0, or -EPROTO when never current. */
+int dmb_map_state_check_seq(struct dmb_peer *peer, struct dmb_handle *imp, uint32_t seq);
+/* A table and a record held for a one-way MAP of @imp (taken: *sgt and the
+ * returned handle, zeroed, are the caller's), or NULL when none is held (a
+ * peer past its limit). */
+struct dmb_handle *dmb_map_state_take(struct dmb_handle *imp, struct dmabuf_sg_table **sgt);
+/* After an announced MAP of @imp (either way): the reserve made up again
+ * as far as memory allows, and the peer's limit written. */
+void dmb_map_state_refill(struct dmb_peer *peer, struct dmb_handle *imp);
+/* The hooks of migrate and revoke (struct dmb_remote_hooks). */
+bool dmb_map_state_announced(struct dmabuf *buf);
+void dmb_map_state_changed(struct dmabuf *buf);
+
+/* Importer: maps the two pages (one round trip, once per connection);
+ * conn->cache_state says the outcome. */
+int dmb_conn_cache_open(struct dmb_conn *conn);
+void dmb_conn_cache_close(struct dmb_conn *conn);
+/* Counts a MAP at @slot, then returns the exporter's number for it; *room:
+ * the exporter holds what a one-way MAP of that slot needs (its limit). */
+uint32_t dmb_conn_cache_announce(struct dmb_conn *conn, uint32_t slot, bool *room);
 
 /* ---- proxies ----------------------------------------------------------------- */
 

@@ -264,11 +264,27 @@ static void walk_attach(struct dmb_wire_cur *c, struct dmb_msg *m)
 	f64(c, &a->alignment);
 }
 
-/* MAP, UNMAP */
+/* UNMAP, and MAP before version 7 */
 static void walk_map(struct dmb_wire_cur *c, struct dmb_msg *m)
 {
 	f64(c, &m->u.map.id);
 	f32(c, &m->u.map.dir);
+	frsv(c, 4);
+	if (c->enc && (m->u.map.flags || m->u.map.seq))
+		fail(c, -EINVAL); /* no room for them */
+}
+
+/* MAP: version 7 adds its flags and seq where the reserved word was. */
+static void walk_map_req(struct dmb_wire_cur *c, struct dmb_msg *m)
+{
+	if (m->version < DMB_WIRE_VERSION_MAP_CACHE) {
+		walk_map(c, m);
+		return;
+	}
+	f64(c, &m->u.map.id);
+	f32(c, &m->u.map.dir);
+	f32(c, &m->u.map.flags);
+	f32(c, &m->u.map.seq);
 	frsv(c, 4);
 }
 
@@ -304,6 +320,12 @@ static void walk_get_backing(struct dmb_wire_cur *c, struct dmb_msg *m)
 {
 	f64(c, &m->u.get_backing.buffer_id);
 	f32(c, &m->u.get_backing.first);
+	frsv(c, 4);
+}
+
+static void walk_cache_open(struct dmb_wire_cur *c, struct dmb_msg *m)
+{
+	f32(c, &m->u.cache_open.flags);
 	frsv(c, 4);
 }
 
@@ -348,9 +370,17 @@ static void walk_map_reply(struct dmb_wire_cur *c, struct dmb_msg *m)
 	f64(c, &r->size);
 	f32(c, &r->count);
 	f32(c, &r->flags);
+	if (!c->err && (r->flags & DMB_WIRE_MAP_CACHE)) {
+		f32(c, &r->slot);
+		f32(c, &r->seq);
+	} else if (c->enc && (r->slot || r->seq)) {
+		fail(c, -EINVAL);
+	}
 	if (c->err || (r->flags & DMB_WIRE_MAP_SG_MEMFD))
 		return; /* entries are in the memfd; checked there */
-	if (!fcount(c, r->count, DMB_WIRE_SG_ENTRY_SIZE, DMB_WIRE_MAX_INLINE_SG))
+	if (!fcount(c, r->count, DMB_WIRE_SG_ENTRY_SIZE,
+		    (r->flags & DMB_WIRE_MAP_CACHE) ? DMB_WIRE_MAX_INLINE_SG_CACHE
+						     : DMB_WIRE_MAX_INLINE_SG))
 		return;
 	for (uint32_t i = 0; i < r->count; i++)
 		fsg(c, &r->sg[i]);
@@ -515,6 +545,25 @@ static int check_map(const struct dmb_msg *m)
 	return dir_ok(m->u.map.dir) ? 0 : -EPROTO;
 }
 
+/* MAP: a one-way one is announced and names an even, non-zero seq; an
+ * answered one names none. */
+static int check_map_req(const struct dmb_msg *m)
+{
+	const struct dmb_wire_map *r = &m->u.map;
+
+	if (!dir_ok(r->dir) || (r->flags & ~DMB_WIRE_MAP_ANNOUNCED))
+		return -EPROTO;
+	if (m->flags & DMB_WIRE_F_NO_REPLY)
+		return (r->flags & DMB_WIRE_MAP_ANNOUNCED) && r->seq && !(r->seq & 1)
+			       ? 0 : -EPROTO;
+	return r->seq ? -EPROTO : 0;
+}
+
+static int check_cache_open(const struct dmb_msg *m)
+{
+	return m->u.cache_open.flags ? -EPROTO : 0;
+}
+
 static int check_cpu_access(const struct dmb_msg *m)
 {
 	return dir_ok(m->u.cpu_access.dir) ? 0 : -EPROTO;
@@ -576,7 +625,11 @@ static int check_map_reply(const struct dmb_msg *m)
 	int ret;
 
 	if (!r->mapping_id || !buffer_size_ok(r->size) ||
-	    (r->flags & ~DMB_WIRE_MAP_SG_MEMFD) || r->count == 0)
+	    (r->flags & ~(DMB_WIRE_MAP_SG_MEMFD | DMB_WIRE_MAP_CACHE)) || r->count == 0)
+		return -EPROTO;
+	if ((r->flags & DMB_WIRE_MAP_CACHE) &&
+	    (m->version < DMB_WIRE_VERSION_MAP_CACHE || r->slot >= DMB_WIRE_CACHE_SLOTS ||
+	     !r->seq || (r->seq & 1)))
 		return -EPROTO;
 	if (r->flags & DMB_WIRE_MAP_SG_MEMFD) {
 		/* Each entry covers at least a page. */
@@ -639,6 +692,8 @@ static int check_get_backing_reply(const struct dmb_msg *m)
 /* ATTACH: one-way where the importer knows the answer (version 4) */
 #define ONE_WAY_V4 .no_reply_since = DMB_WIRE_VERSION_ONE_WAY_ATTACH
 #define QUIET .quiet = true
+/* MAP: one-way when answered from the published state (version 7) */
+#define ONE_WAY_V7 .no_reply_since = DMB_WIRE_VERSION_MAP_CACHE
 #define VAR DMB_WIRE_FDS_VARIABLE
 
 static const struct dmb_wire_desc table[2 * NREQ + NEVENT] = {
@@ -648,7 +703,8 @@ static const struct dmb_wire_desc table[2 * NREQ + NEVENT] = {
 	REQUEST(ATTACH, "ATTACH", BUF_(attach.buffer_id), 0, walk_attach,
 		check_attach, ONE_WAY_V4),
 	REQUEST(DETACH, "DETACH", ATT_(id.id), 0, walk_id, NULL, ONE_WAY),
-	REQUEST(MAP, "MAP", ATT_(map.id), 0, walk_map, check_map, PLAIN),
+	REQUEST(MAP, "MAP", ATT_(map.id), 0, walk_map_req, check_map_req,
+		ONE_WAY_V7),
 	REQUEST(UNMAP, "UNMAP", MAP_(map.id), 0, walk_map, check_map, ONE_WAY),
 	REQUEST(BEGIN_CPU_ACCESS, "BEGIN_CPU_ACCESS", BUF_(cpu_access.buffer_id),
 		0, walk_cpu_access, check_cpu_access, PLAIN),
@@ -668,6 +724,9 @@ static const struct dmb_wire_desc table[2 * NREQ + NEVENT] = {
 	 * returns void in the kernel */
 	REQUEST(PIN, "PIN", ATT_(id.id), 0, walk_id, NULL, PLAIN),
 	REQUEST(UNPIN, "UNPIN", ATT_(id.id), 0, walk_id, NULL, ONE_WAY),
+	/* version 7: the importer's page for the exporter's (§6 item 5a) */
+	REQUEST(CACHE_OPEN, "CACHE_OPEN", NONE_, 1, walk_cache_open,
+		check_cache_open, PLAIN),
 
 	REPLY(HELLO, "HELLO_REPLY", 0, walk_hello_reply, check_hello_reply, BASE),
 	REPLY(IMPORT, "IMPORT_REPLY", VAR, walk_import_reply, check_import_reply,
@@ -689,6 +748,7 @@ static const struct dmb_wire_desc table[2 * NREQ + NEVENT] = {
 	      check_get_backing_reply, PLAIN),
 	REPLY(PIN, "PIN_REPLY", 0, NULL, NULL, PLAIN),
 	REPLY(UNPIN, "UNPIN_REPLY", 0, NULL, NULL, PLAIN),
+	REPLY(CACHE_OPEN, "CACHE_OPEN_REPLY", 1, NULL, NULL, PLAIN),
 
 	/* Sent by the exporter, serial 0, for an attachment made with the
 	 * ATTACH DYNAMIC flag: the buffer moved or was revoked. */

@@ -20,7 +20,7 @@
  * DMB_WIRE_VERSION_BASE in their header so any future peer can parse them. */
 #define DMB_WIRE_VERSION_BASE 1
 #define DMB_WIRE_VERSION_MIN 1
-#define DMB_WIRE_VERSION_MAX 6
+#define DMB_WIRE_VERSION_MAX 7
 /* The first version with header flags (DMB_WIRE_HDR_FLAGS). */
 #define DMB_WIRE_VERSION_FLAGS 2
 /* The first version in which the client names its imports (IMPORT carries
@@ -49,6 +49,19 @@
  * read-only one when sealed against writes, so the importer need not ask
  * the fd's access mode (docs/protocol.md §6 item 3a). No message changed. */
 #define DMB_WIRE_VERSION_MODE_MARK 6
+/* The first version whose MAP of a static attachment may be answered from
+ * the exporter's published state (docs/protocol.md §6 item 5a): CACHE_OPEN
+ * exchanges the two pages, a MAP_REPLY may carry DMB_WIRE_MAP_CACHE, and a
+ * MAP may be one-way (DMB_WIRE_F_NO_REPLY with DMB_WIRE_MAP_ANNOUNCED). */
+#define DMB_WIRE_VERSION_MAP_CACHE 7
+/* The pages of version 7: the exporter's, DMB_WIRE_CACHE_SLOTS u32
+ * sequence numbers (one per buffer slot, even when stable), and the
+ * importer's, as many u32 counts of the MAPs it announced per slot, then as
+ * many u32 limits the exporter writes (the count up to which a MAP of that
+ * slot may be one-way: the exporter holds a table and a record for each). */
+#define DMB_WIRE_CACHE_SLOTS 1024u
+#define DMB_WIRE_CACHE_PAGE (DMB_WIRE_CACHE_SLOTS * 4u)
+#define DMB_WIRE_CACHE_CLIENT_PAGE (2u * DMB_WIRE_CACHE_PAGE)
 
 /* The 24-byte header: byte offsets of its fields from the start of a
  * message (docs/protocol.md §3). Tests patch headers through these names. */
@@ -91,6 +104,10 @@
 	((DMB_WIRE_MAX_MSG - DMB_WIRE_HDR_SIZE - DMB_WIRE_REPLY_HDR_SIZE -     \
 	  DMB_WIRE_MAP_REPLY_FIXED) / DMB_WIRE_SG_ENTRY_SIZE)
 #define DMB_WIRE_MAX_SG_ENTRIES (1u << 22)	/* 96 MiB of memfd */
+/* With DMB_WIRE_MAP_CACHE the slot and seq take 8 bytes of that room. */
+#define DMB_WIRE_MAX_INLINE_SG_CACHE                                           \
+	((DMB_WIRE_MAX_MSG - DMB_WIRE_HDR_SIZE - DMB_WIRE_REPLY_HDR_SIZE -     \
+	  DMB_WIRE_MAP_REPLY_FIXED - 8u) / DMB_WIRE_SG_ENTRY_SIZE)
 
 /* Status in replies: 0 or a negative errno in [-DMB_WIRE_MAX_ERRNO, -1]. */
 #define DMB_WIRE_MAX_ERRNO 4095
@@ -129,7 +146,8 @@ enum dmb_wire_op {
 	DMB_OP_GET_BACKING = 0x000e,
 	DMB_OP_PIN = 0x000f,
 	DMB_OP_UNPIN = 0x0010,
-	DMB_OP__LAST_REQUEST = DMB_OP_UNPIN,
+	DMB_OP_CACHE_OPEN = 0x0011,
+	DMB_OP__LAST_REQUEST = DMB_OP_CACHE_OPEN,
 
 	/* replies, server -> client */
 	DMB_OP_HELLO_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_HELLO,
@@ -148,6 +166,7 @@ enum dmb_wire_op {
 	DMB_OP_GET_BACKING_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_GET_BACKING,
 	DMB_OP_PIN_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_PIN,
 	DMB_OP_UNPIN_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_UNPIN,
+	DMB_OP_CACHE_OPEN_REPLY = DMB_WIRE_OP_REPLY | DMB_OP_CACHE_OPEN,
 
 	/* events, server -> client, serial 0. 0x4001 was BUFFER_GONE, which
 	 * nothing could ever send (docs/protocol.md §5): retired, never
@@ -169,6 +188,10 @@ enum dmb_wire_side {
 #define DMB_WIRE_DEVICE_FLAGS_MASK                                             \
 	(DMABUF_DEVICE_IOMMU | DMABUF_DEVICE_CONTIGUOUS | DMABUF_DEVICE_P2P)
 #define DMB_WIRE_MAP_SG_MEMFD (1u << 0)		/* entries in the attached memfd */
+/* MAP_REPLY (version 7): the table may be cached; slot and seq follow. */
+#define DMB_WIRE_MAP_CACHE (1u << 1)
+/* MAP (version 7): counted in the importer's page at its buffer's slot. */
+#define DMB_WIRE_MAP_ANNOUNCED (1u << 0)
 #define DMB_WIRE_INFO_BACKING_ALLOCATED (1u << 0)
 #define DMB_WIRE_INFO_CONTIGUOUS (1u << 1)
 #define DMB_WIRE_INFO_NAME_SET (1u << 2)	/* a name was set, maybe "" */
@@ -258,6 +281,10 @@ struct dmb_wire_attach_reply {
 struct dmb_wire_map {
 	uint64_t id;		/* attachment id (MAP), mapping id (UNMAP) */
 	uint32_t dir;		/* BIDIRECTIONAL, TO_DEVICE or FROM_DEVICE */
+	/* MAP, version 7 (0 otherwise): DMB_WIRE_MAP_ANNOUNCED, and for a
+	 * one-way MAP the slot's sequence number its table was cached at. */
+	uint32_t flags;
+	uint32_t seq;
 };
 
 struct dmb_wire_map_reply {
@@ -265,7 +292,16 @@ struct dmb_wire_map_reply {
 	uint64_t size;		/* sum of the entries' lengths */
 	uint32_t count;		/* CPU entries */
 	uint32_t flags;		/* DMB_WIRE_MAP_SG_MEMFD: entries in fds[0] */
+	/* DMB_WIRE_MAP_CACHE (version 7): the buffer's slot in the pages
+	 * and its sequence number when the table was made (even). */
+	uint32_t slot;
+	uint32_t seq;
 	struct dmabuf_sg_entry sg[DMB_WIRE_MAX_INLINE_SG]; /* inline case */
+};
+
+/* CACHE_OPEN (version 7): fds[0] is the importer's page. */
+struct dmb_wire_cache_open {
+	uint32_t flags;		/* none defined: 0 */
 };
 
 struct dmb_wire_cpu_access {
@@ -325,6 +361,7 @@ struct dmb_msg {
 		struct dmb_wire_map map;
 		struct dmb_wire_map_reply map_reply;
 		struct dmb_wire_cpu_access cpu_access;
+		struct dmb_wire_cache_open cache_open;
 		struct dmb_wire_set_name set_name;
 		struct dmb_wire_describe_reply describe_reply;
 		struct dmb_wire_fence_attach fence_attach;
