@@ -139,6 +139,12 @@ static void poll_array_past_page(const char *id)
 	conf_sys(id, poll(p, 2, 0));
 }
 
+/* More entries than RLIMIT_NOFILE, refused before the array is read. */
+static void poll_nfds_over_rlimit(const char *id)
+{
+	conf_sys(id, poll(BAD, 1u << 30, 0));
+}
+
 /* The kernel reads the array and fails writing revents back. */
 static void poll_readonly_array(const char *id)
 {
@@ -186,8 +192,7 @@ static void poll_checks(void)
 	guarded("poll.efault.array", poll_bad_array);
 	guarded("poll.efault.array_past_page", poll_array_past_page);
 	guarded("poll.efault.array_readonly", poll_readonly_array);
-	/* More entries than RLIMIT_NOFILE, before the array is read. */
-	conf_sys("poll.einval.nfds_over_rlimit", poll(BAD, 1u << 30, 0));
+	guarded("poll.einval.nfds_over_rlimit", poll_nfds_over_rlimit);
 	conf_sys("poll.null_zero", poll(NULL, 0, 0));
 
 	/* One array of every kind: the kernel answers the fds that are not
