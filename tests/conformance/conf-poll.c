@@ -47,6 +47,7 @@ static char *ro_page; /* a read-only page */
 /* An address no mapping holds, hidden from the compiler's bound checks. */
 static volatile uintptr_t bad_addr = 8;
 #define BAD ((void *)bad_addr)
+static volatile int minus_one = -1;
 
 /* "<n>:<revents>,<revents>..." or the errno name. */
 static void poll_result(const char *id, long r, const struct pollfd *p, int n)
@@ -524,6 +525,126 @@ static void epoll_mod_rearm(const char *id, int fd, uint32_t events)
 	close(ep);
 }
 
+/* The argument checks of epoll_ctl and the epoll_wait family, with a
+ * ready dma-buf and sync file in the set (an emulation that looks at the
+ * reported items is on the path). */
+static int args_ep = -1;
+
+static void epoll_wait_bad_events(const char *id)
+{
+	conf_sys(id, epoll_wait(args_ep, BAD, 4, 0));
+}
+
+static void epoll_pwait_bad_sigmask(const char *id)
+{
+	struct epoll_event out[4];
+
+	conf_sys(id, epoll_pwait(args_ep, out, 4, 0, BAD));
+}
+
+static void epoll_pwait2_bad_timeout(const char *id)
+{
+	struct epoll_event out[4];
+
+	conf_sys(id, syscall(SYS_epoll_pwait2, args_ep, out, 4, BAD, NULL, KSIGSET));
+}
+
+static void epoll_ctl_bad_event(const char *id)
+{
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	conf_sys(id, epoll_ctl(ep, EPOLL_CTL_ADD, buf, BAD));
+}
+
+static void epoll_ctl_bad_event_sync(const char *id)
+{
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	conf_sys(id, epoll_ctl(ep, EPOLL_CTL_ADD, sf, BAD));
+}
+
+static void epoll_ctl_mod_bad_event(const char *id)
+{
+	conf_sys(id, epoll_ctl(args_ep, EPOLL_CTL_MOD, buf, BAD));
+}
+
+/* The event is copied before either fd is looked at. */
+static void epoll_ctl_bad_event_closed_epfd(const char *id)
+{
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	close(ep);
+	conf_sys(id, epoll_ctl(ep, EPOLL_CTL_ADD, buf, BAD));
+}
+
+/* DEL takes no event: the pointer is not looked at. */
+static void epoll_ctl_del_bad_event(const char *id)
+{
+	int ep = epoll_with(buf, EPOLLIN);
+
+	conf_sys(id, ep < 0 ? ep : epoll_ctl(ep, EPOLL_CTL_DEL, buf, BAD));
+}
+
+static void epoll_arg_checks(void)
+{
+	struct epoll_event out[4];
+	struct timespec ts;
+	sigset_t mask;
+	int pfd[2];
+
+	args_ep = epoll_with(buf, EPOLLIN | EPOLLOUT);
+	if (args_ep < 0 || ctl(args_ep, EPOLL_CTL_ADD, sf, EPOLLIN) < 0) {
+		conf_line("epoll.args.setup", "%s", conf_errname(args_ep < 0 ? -args_ep : errno));
+		return;
+	}
+	guarded("epoll.args.wait_efault_events", epoll_wait_bad_events);
+	guarded("epoll.args.pwait_efault_sigmask", epoll_pwait_bad_sigmask);
+	guarded("epoll.args.pwait2_efault_timeout", epoll_pwait2_bad_timeout);
+	guarded("epoll.args.ctl_efault_event", epoll_ctl_bad_event);
+	guarded("epoll.args.ctl_efault_event_sync", epoll_ctl_bad_event_sync);
+	guarded("epoll.args.ctl_mod_efault_event", epoll_ctl_mod_bad_event);
+	guarded("epoll.args.ctl_efault_before_ebadf", epoll_ctl_bad_event_closed_epfd);
+	guarded("epoll.args.ctl_del_bad_event", epoll_ctl_del_bad_event);
+	conf_sys("epoll.args.wait_maxevents_0", epoll_wait(args_ep, out, 0, 0));
+	conf_sys("epoll.args.wait_maxevents_negative", epoll_wait(args_ep, out, minus_one, 0));
+	conf_sys("epoll.args.wait_not_epoll", epoll_wait(buf, out, 4, 0));
+	conf_sys("epoll.args.wait_not_epoll_sync", epoll_wait(sf, out, 4, 0));
+	conf_sys("epoll.args.ctl_not_epoll", ctl(buf, EPOLL_CTL_ADD, sf, EPOLLIN));
+	conf_sys("epoll.args.ctl_self", ctl(args_ep, EPOLL_CTL_ADD, args_ep, EPOLLIN));
+	conf_sys("epoll.args.ctl_bad_op", ctl(args_ep, 99, buf, EPOLLIN));
+	conf_sys("epoll.args.ctl_closed_fd", ctl(args_ep, EPOLL_CTL_ADD, 1000, EPOLLIN));
+	if (pipe2(pfd, O_CLOEXEC) == 0) {
+		int closed = pfd[0];
+
+		close(pfd[0]);
+		close(pfd[1]);
+		conf_sys("epoll.args.wait_closed_epfd", epoll_wait(closed, out, 4, 0));
+	}
+	sigemptyset(&mask);
+	conf_sys("epoll.args.pwait_sigsetsize",
+		 syscall(SYS_epoll_pwait, args_ep, out, 4, 0, &mask, KSIGSET + 8));
+	ts = (struct timespec){ 0, 1000000000 };
+	conf_sys("epoll.args.pwait2_nsec_1e9",
+		 syscall(SYS_epoll_pwait2, args_ep, out, 4, &ts, NULL, KSIGSET));
+	ts = (struct timespec){ -1, 0 };
+	conf_sys("epoll.args.pwait2_sec_negative",
+		 syscall(SYS_epoll_pwait2, args_ep, out, 4, &ts, NULL, KSIGSET));
+	ts = (struct timespec){ 0, 0 };
+	conf_sys("epoll.args.pwait2_sigsetsize",
+		 syscall(SYS_epoll_pwait2, args_ep, out, 4, &ts, &mask, KSIGSET + 8));
+	/* What epoll_pwait and epoll_pwait2 report, with a mask. */
+	epoll_result("epoll.args.wait_both", args_ep);
+	{
+		int n = epoll_pwait(args_ep, out, 4, 0, &mask);
+
+		conf_line("epoll.args.pwait_count", "%s", n < 0 ? conf_errname(errno) : n == 2 ? "2" : "other");
+		n = (int)syscall(SYS_epoll_pwait2, args_ep, out, 4, &ts, &mask, KSIGSET);
+		conf_line("epoll.args.pwait2_count", "%s", n < 0 ? conf_errname(errno) : n == 2 ? "2" : "other");
+	}
+	close(args_ep);
+	args_ep = -1;
+}
+
 static void epoll_checks(void)
 {
 	uint32_t ev = EPOLLIN | EPOLLOUT;
@@ -634,6 +755,7 @@ void conf_poll_section(void)
 	poll_checks();
 	select_checks();
 	epoll_checks();
+	epoll_arg_checks();
 	if (hi >= 0)
 		close(hi);
 	munmap(map, 2 * PAGE);
