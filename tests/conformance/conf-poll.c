@@ -8,7 +8,8 @@
  * of ppoll and pselect6 (set_user_sigmask()), each with a dma-buf in the set
  * so that an emulation that looks at the fds is on the path. Then what
  * each call reports, and epoll's rules: edge-triggered and one-shot items,
- * one file in two sets, a set made again at a closed set's number.
+ * one file in two sets, a set made again at a closed set's number, and the
+ * argument checks of epoll_ctl and the epoll_wait family.
  *
  * The checks with bad pointers run in a child: a wrapper that dereferences
  * what the kernel would refuse kills the child, and the result is the
