@@ -165,7 +165,9 @@ def main():
             w(f"- VM: {a.vm_note}")
         w(f"- {total} checks: {counts['same']} same, {counts['departure']} documented "
           f"departures (docs/design.md, \"Departures from the kernel\"), "
-          f"{counts['BUG']} bugs.")
+          f"{counts['BUG']} bugs"
+          + (f", {counts['known bug']} known open bugs (listed below)" if counts['known bug'] else "")
+          + ".")
         w(f"- {from_source} kernel results come from the kernel source, because the image")
         w("  cannot run them (CONFIG_SW_SYNC is off in Debian's kernel); the file and")
         w("  function are named in the row.")

@@ -5,7 +5,7 @@
  * conformance VM) it first mounts what a normal system has mounted, and
  * powers the machine off at the end.
  *
- *   dmabuf-conformance [SECTION...]   sections: heap udmabuf dmabuf sync sw_sync
+ *   dmabuf-conformance [SECTION...]   sections: heap udmabuf dmabuf sync sw_sync poll
  */
 #include "conf.h"
 
@@ -308,6 +308,7 @@ static const struct {
 	{ "dmabuf", conf_dmabuf },
 	{ "sync", conf_syncfile },
 	{ "sw_sync", conf_swsync },
+	{ "poll", conf_poll_section },
 };
 
 int main(int argc, char **argv)

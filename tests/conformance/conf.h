@@ -51,5 +51,6 @@ void conf_udmabuf(void);
 void conf_dmabuf(void);
 void conf_syncfile(void);
 void conf_swsync(void);
+void conf_poll_section(void);
 
 #endif
