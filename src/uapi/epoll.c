@@ -69,8 +69,9 @@ DECLARE_REAL(epoll_pwait2)
 #define IO_EVENTS (EPOLLIN | EPOLLOUT)
 
 struct reg {
-	int epfd;		/* the program's epoll fd it was added through */
-	int epown;		/* the layer's dup of it: which open file the set is */
+	int epown;		/* the layer's dup of the program's epoll fd: the
+				 * set is this open file, whatever fd names it,
+				 * and the layer's own epoll_ctl() goes here */
 	dev_t ep_dev;		/* the epoll set's inode */
 	ino_t ep_ino;
 	int fd;			/* the program's dma-buf fd (the kernel's key) */
@@ -85,7 +86,6 @@ struct reg {
 	uint32_t mask;		/* the registered event mask */
 	uint32_t seen;		/* readiness last seen (for edges) */
 	epoll_data_t data;	/* the program's, given back untouched */
-	pid_t pid;		/* the process that added it */
 	/* A sync file's: its fence and the callback that writes the
 	 * stand-in's count when it signals (fence NULL for a dma-buf). */
 	struct dmabuf_fence *fence;
@@ -118,7 +118,7 @@ static int set_mask(struct reg *r, int op, uint32_t mask)
 {
 	struct epoll_event ev = { .events = mask, .data.ptr = r };
 
-	if (next_epoll_ctl()(r->epfd, op, r->standin, &ev) < 0)
+	if (next_epoll_ctl()(r->epown, op, r->standin, &ev) < 0)
 		return -errno;
 	r->mask = mask;
 	return 0;
@@ -152,12 +152,15 @@ static bool same_file(int a, int b)
 	return ret == 0 || (ret < 0 && (errno == ENOSYS || errno == EPERM));
 }
 
-static struct reg *find(int epfd, int fd, dev_t dev, ino_t ino)
+/* The item of (set, fd): the kernel's key is the set's file and the
+ * target's file and fd number, so a dup of the set finds it too. */
+static struct reg *find(int epfd, const struct stat *est, int fd, const struct stat *st)
 {
 	struct reg *r;
 
 	for (r = regs; r; r = r->next)
-		if (r->epfd == epfd && r->fd == fd && r->ino == ino && r->dev == dev &&
+		if (r->fd == fd && r->ino == st->st_ino && r->dev == st->st_dev &&
+		    r->ep_ino == est->st_ino && r->ep_dev == est->st_dev &&
 		    same_file(r->epown, epfd))
 			return r;
 	return NULL;
@@ -168,10 +171,12 @@ static void drop(struct reg **pp, bool del)
 	struct reg *r = *pp;
 
 	*pp = r->next;
-	/* An item a forked child inherited is also the parent's: the child's
-	 * close leaves it in the shared set (the parent's fds hold the file). */
-	if (del && r->pid == getpid())
-		next_epoll_ctl()(r->epfd, EPOLL_CTL_DEL, r->standin, NULL);
+	/* The program's DEL takes the item out of the set. Otherwise closing
+	 * the stand-in does, if this was its last fd: a set and stand-ins
+	 * shared over fork keep the item while another process holds them,
+	 * as the kernel keeps it while the target's file lives. */
+	if (del)
+		next_epoll_ctl()(r->epown, EPOLL_CTL_DEL, r->standin, NULL);
 	if (r->fence) {
 		/* The callback may run in another thread: once removed (or
 		 * run to its end) it no longer writes the stand-in. A forked
@@ -207,7 +212,7 @@ static int sync_set(struct reg *r, int op)
 {
 	struct epoll_event ev = { .events = r->events & ~(uint32_t)EPOLLOUT, .data = r->data };
 
-	if (next_epoll_ctl()(r->epfd, op, r->standin, &ev) < 0)
+	if (next_epoll_ctl()(r->epown, op, r->standin, &ev) < 0)
 		return -errno;
 	r->mask = ev.events;
 	return 0;
@@ -222,7 +227,7 @@ static int sync_add(struct reg *r, int fd)
 
 	r->standin = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (r->standin < 0)
-		return -errno;
+		return -ENOMEM;
 	ret = IN_CORE(dmabuf_sync_file_import(fd, &r->fence));
 	if (ret) {
 		r->fence = NULL;
@@ -267,7 +272,7 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 			return -EINVAL;
 	}
 	pthread_mutex_lock(&regs_lock);
-	r = find(epfd, fd, st.st_dev, st.st_ino);
+	r = find(epfd, &est, fd, &st);
 	switch (op) {
 	case EPOLL_CTL_ADD:
 		if (r) {
@@ -279,7 +284,6 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 			ret = -ENOMEM;
 			break;
 		}
-		r->epfd = epfd;
 		r->ep_dev = est.st_dev;
 		r->ep_ino = est.st_ino;
 		r->fd = fd;
@@ -288,11 +292,13 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 		r->exclusive = ev.events & EPOLLEXCLUSIVE;
 		r->events = ev.events & ~(uint32_t)EPOLLEXCLUSIVE;
 		r->data = ev.data;
-		r->pid = getpid();
 		r->own = -1;
+		/* The layer's fds (a dup of the set, the stand-in) are all it
+		 * needs, where the kernel's ADD makes none: without them
+		 * (RLIMIT_NOFILE), ENOMEM, as ep_insert()'s failure. */
 		r->epown = fcntl(epfd, F_DUPFD_CLOEXEC, 0);
 		if (r->epown < 0) {
-			ret = -errno;
+			ret = -ENOMEM;
 			free(r);
 			break;
 		}
@@ -310,7 +316,7 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 		r->standin = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
 		r->own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		r->seen = r->standin < 0 || r->own < 0 ? 0 : readiness(r);
-		ret = r->standin < 0 || r->own < 0 ? -errno
+		ret = r->standin < 0 || r->own < 0 ? -ENOMEM
 						   : set_mask(r, EPOLL_CTL_ADD, mask_for(r, r->seen));
 		if (ret) {
 			if (r->standin >= 0)
@@ -351,7 +357,6 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 		}
 		for (pp = &regs; *pp != r; pp = &(*pp)->next)
 			;
-		r->pid = getpid(); /* the program's DEL is for the shared set too */
 		drop(pp, true);
 		break;
 	default:
@@ -590,7 +595,7 @@ void dmb_preload_epoll_closed(dev_t dev, ino_t ino)
 			if (!buf_checked)
 				buf_gone = !inode_open(dev, ino, -1), buf_checked = true;
 			if (buf_gone) {
-				drop(pp, true);
+				drop(pp, false);
 				continue;
 			}
 		} else if (r->ep_ino == ino && r->ep_dev == dev && !inode_open(dev, ino, r->epown)) {

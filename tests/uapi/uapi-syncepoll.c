@@ -24,6 +24,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <linux/dma-buf.h>
@@ -375,6 +376,167 @@ static void case_export_merge(void)
 	close(tl);
 }
 
+
+/* An epoll set is its open file, whatever fd names it: through a dup of
+ * the set the item is the same (ADD: EEXIST; MOD and DEL work), and the
+ * dup keeps it once the set's first fd is closed. */
+static void case_dupset(void)
+{
+	struct epoll_event out, ev = { .events = EPOLLIN, .data.u64 = 31 };
+	int tl = timeline(), sf = point(tl, 1), buf = busy_buffer(tl, 1);
+	int ep = set_with(sf, EPOLLIN, 30), ep2 = dup(ep);
+
+	CHECK(ep2 >= 0);
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, buf, &ev) == 0);
+	FAILS_WITH(epoll_ctl(ep2, EPOLL_CTL_ADD, sf, &ev), EEXIST);
+	FAILS_WITH(epoll_ctl(ep2, EPOLL_CTL_ADD, buf, &ev), EEXIST);
+	ev.data.u64 = 32;
+	CHECK(epoll_ctl(ep2, EPOLL_CTL_MOD, sf, &ev) == 0);
+	CHECK(epoll_items(ep) == 2);
+	close(ep);
+	ev.data.u64 = 33;
+	CHECK(epoll_ctl(ep2, EPOLL_CTL_MOD, buf, &ev) == 0);
+	CHECK(wait0(ep2, &out) == 0);
+	inc(tl);
+	/* Both ready: the sync file with the data its MOD gave, the
+	 * buffer with its own. */
+	{
+		struct epoll_event evs[4];
+		int n = epoll_wait(ep2, evs, 4, 0), seen = 0;
+
+		CHECK(n == 2);
+		for (int i = 0; i < n; i++) {
+			CHECK(evs[i].events == EPOLLIN);
+			seen |= evs[i].data.u64 == 32 ? 1 : evs[i].data.u64 == 33 ? 2 : 4;
+		}
+		CHECK(seen == 3);
+	}
+	CHECK(epoll_ctl(ep2, EPOLL_CTL_DEL, sf, NULL) == 0);
+	CHECK(epoll_ctl(ep2, EPOLL_CTL_DEL, buf, NULL) == 0);
+	CHECK(epoll_items(ep2) == 0);
+	FAILS_WITH(epoll_ctl(ep2, EPOLL_CTL_DEL, sf, NULL), ENOENT);
+	close(ep2);
+	close(buf);
+	close(sf);
+	close(tl);
+}
+
+static void put_byte(int fd)
+{
+	char c = 1;
+
+	CHECK(write(fd, &c, 1) == 1);
+}
+
+static void get_byte(int fd)
+{
+	char c;
+
+	CHECK(read(fd, &c, 1) == 1);
+}
+
+/* A set shared over fork holds its items for as long as the sync file's
+ * file lives in any process (the kernel's eventpoll_release() comes with
+ * the file's last reference), and reports them in every process that
+ * waits on it: the child's close of its copy leaves the item in both, and
+ * so does the parent's close of its copy while the child holds one. */
+static void case_fork(void)
+{
+	struct epoll_event out;
+	int tl = timeline(), sf = point(tl, 1), sf2 = point(tl, 2);
+	int ep = set_with(sf, EPOLLIN, 40), ep2 = set_with(sf2, EPOLLIN, 41);
+	int to_child[2], to_parent[2], status;
+	pid_t pid;
+
+	CHECK(pipe2(to_child, O_CLOEXEC) == 0 && pipe2(to_parent, O_CLOEXEC) == 0);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		close(to_child[1]); /* a parent's failure is EOF here */
+		close(to_parent[0]);
+		close(sf);
+		CHECK(epoll_items(ep) == 1);
+		CHECK(wait0(ep, &out) == 0);
+		put_byte(to_parent[1]);
+		/* The parent signals; its file keeps the item in this set. */
+		CHECK(epoll_wait(ep, &out, 1, 20000) == 1);
+		CHECK(out.events == EPOLLIN && out.data.u64 == 40);
+		get_byte(to_child[0]); /* the parent has closed sf2 */
+		CHECK(epoll_items(ep2) == 1);
+		put_byte(to_parent[1]);
+		get_byte(to_child[0]);
+		_exit(0);
+	}
+	close(to_child[0]);
+	close(to_parent[1]);
+	get_byte(to_parent[0]);
+	inc(tl);
+	CHECK(wait0(ep, &out) == 1 && out.events == EPOLLIN && out.data.u64 == 40);
+	close(sf2);
+	/* The child's copy holds the file: the item stays, here too. */
+	CHECK(epoll_items(ep2) == 1);
+	put_byte(to_child[1]);
+	get_byte(to_parent[0]);
+	put_byte(to_child[1]);
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* The child's exit was sf2's last reference. */
+	CHECK(epoll_items_become(ep2, 0));
+	CHECK(epoll_items(ep) == 1);
+	close(ep2);
+	close(ep);
+	close(sf);
+	close(to_child[1]);
+	close(to_parent[0]);
+	close(tl);
+}
+
+/* The kernel's EPOLL_CTL_ADD makes no fd: it works with every fd of the
+ * RLIMIT_NOFILE soft limit in use. */
+static void case_rlimit(void)
+{
+	struct epoll_event out;
+	struct rlimit rl, low;
+	int tl = timeline(), sf = point(tl, 1), ep = epoll_create1(EPOLL_CLOEXEC), fill[1024];
+	int n = 0, top = 0;
+
+	CHECK(ep >= 0);
+	CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	/* The soft limit just above the program's highest fd, and every fd
+	 * below it taken. */
+	for (int fd = 0; fd < 1024 && fd < (int)(rl.rlim_cur / 2); fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			top = fd;
+	low = rl;
+	low.rlim_cur = (rlim_t)top + 1;
+	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	while (n < 1024 && (fill[n] = dup(0)) >= 0)
+		n++;
+	FAILS_WITH(dup(0), EMFILE);
+	{
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 50 };
+		int ret = epoll_ctl(ep, EPOLL_CTL_ADD, sf, &ev);
+		int err = errno;
+
+		CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0);
+		errno = err;
+		/* The supervisor adds it; the preload needs fds of its own for
+		 * the item (docs/uapi.md, "Limits"): ENOMEM, as the kernel's
+		 * ep_insert() may answer, never EMFILE. */
+		CHECK(ret == 0 || errno == ENOMEM);
+		if (ret)
+			goto out;
+	}
+	inc(tl);
+	CHECK(wait0(ep, &out) == 1 && out.events == EPOLLIN && out.data.u64 == 50);
+out:
+	while (n > 0)
+		close(fill[--n]);
+	close(ep);
+	close(sf);
+	close(tl);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -385,6 +547,9 @@ static const struct {
 	{ "close", case_close },
 	{ "blocking", case_blocking },
 	{ "export-merge", case_export_merge },
+	{ "dupset", case_dupset },
+	{ "fork", case_fork },
+	{ "rlimit", case_rlimit },
 };
 
 int main(int argc, char **argv)
