@@ -68,10 +68,19 @@ DECLARE_REAL(epoll_pwait2)
 
 #define IO_EVENTS (EPOLLIN | EPOLLOUT)
 
-struct reg {
-	int epown;		/* the layer's dup of the program's epoll fd: the
+/* An epoll set with items of the layer's: its dup, one for all of them. */
+struct epset {
+	int fd;			/* the layer's dup of the program's epoll fd: the
 				 * set is this open file, whatever fd names it,
 				 * and the layer's own epoll_ctl() goes here */
+	unsigned int refs;	/* the records in it */
+	bool gone;		/* no program fd of it is left (at a close) */
+	struct epset *next;
+};
+
+struct reg {
+	int epown;		/* its set's fd (set->fd) */
+	struct epset *set;
 	dev_t ep_dev;		/* the epoll set's inode */
 	ino_t ep_ino;
 	int fd;			/* the program's dma-buf fd (the kernel's key) */
@@ -96,6 +105,7 @@ struct reg {
 
 static pthread_mutex_t regs_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct reg *regs;
+static struct epset *sets;
 /* Records of dma-bufs (whose waits are emulated) and of sync files. */
 static atomic_int nregs, nsync;
 
@@ -152,6 +162,45 @@ static bool same_file(int a, int b)
 	return ret == 0 || (ret < 0 && (errno == ENOSYS || errno == EPERM));
 }
 
+/* The layer's dup of the set epfd, shared by its records: an item costs
+ * the layer its stand-in alone. Under regs_lock; NULL (errno) if there is
+ * no fd for a first one. */
+static struct epset *set_get(int epfd)
+{
+	struct epset *e;
+
+	for (e = sets; e; e = e->next)
+		if (same_file(e->fd, epfd)) {
+			e->refs++;
+			return e;
+		}
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->fd = fcntl(epfd, F_DUPFD_CLOEXEC, 0);
+	if (e->fd < 0) {
+		free(e);
+		return NULL;
+	}
+	e->refs = 1;
+	e->next = sets;
+	sets = e;
+	return e;
+}
+
+static void set_put(struct epset *e)
+{
+	struct epset **pp;
+
+	if (--e->refs)
+		return;
+	for (pp = &sets; *pp != e; pp = &(*pp)->next)
+		;
+	*pp = e->next;
+	close(e->fd);
+	free(e);
+}
+
 /* The item of (set, fd): the kernel's key is the set's file and the
  * target's file and fd number, so a dup of the set finds it too. */
 static struct reg *find(int epfd, const struct stat *est, int fd, const struct stat *st)
@@ -192,7 +241,7 @@ static void drop(struct reg **pp, bool del)
 	close(r->standin);
 	if (r->own >= 0)
 		close(r->own);
-	close(r->epown);
+	set_put(r->set);
 	free(r);
 }
 
@@ -296,16 +345,17 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 		/* The layer's fds (a dup of the set, the stand-in) are all it
 		 * needs, where the kernel's ADD makes none: without them
 		 * (RLIMIT_NOFILE), ENOMEM, as ep_insert()'s failure. */
-		r->epown = fcntl(epfd, F_DUPFD_CLOEXEC, 0);
-		if (r->epown < 0) {
+		r->set = set_get(epfd);
+		if (!r->set) {
 			ret = -ENOMEM;
 			free(r);
 			break;
 		}
+		r->epown = r->set->fd;
 		if (kind == DMB_UAPI_SYNC_FILE) {
 			ret = sync_add(r, fd);
 			if (ret) {
-				close(r->epown);
+				set_put(r->set);
 				free(r);
 				break;
 			}
@@ -323,7 +373,7 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 				close(r->standin);
 			if (r->own >= 0)
 				close(r->own);
-			close(r->epown);
+			set_put(r->set);
 			free(r);
 			break;
 		}
@@ -585,12 +635,20 @@ bool dmb_preload_epoll_any(void)
 void dmb_preload_epoll_closed(dev_t dev, ino_t ino)
 {
 	struct reg **pp, *r;
-	bool buf_gone = false, buf_checked = false;
+	struct epset *e;
+	bool buf_gone = false, buf_checked = false, sets_checked = false;
 
 	if (!dmb_preload_epoll_any())
 		return;
 	pthread_mutex_lock(&regs_lock);
 	for (pp = &regs; (r = *pp);) {
+		/* Every epoll set (and eventfd) is one inode: each set is
+		 * looked for once, not once per item. */
+		if (!sets_checked && r->ep_ino == ino && r->ep_dev == dev) {
+			for (e = sets; e; e = e->next)
+				e->gone = !inode_open(dev, ino, e->fd);
+			sets_checked = true;
+		}
 		if (r->ino == ino && r->dev == dev) {
 			if (!buf_checked)
 				buf_gone = !inode_open(dev, ino, -1), buf_checked = true;
@@ -598,7 +656,7 @@ void dmb_preload_epoll_closed(dev_t dev, ino_t ino)
 				drop(pp, false);
 				continue;
 			}
-		} else if (r->ep_ino == ino && r->ep_dev == dev && !inode_open(dev, ino, r->epown)) {
+		} else if (r->ep_ino == ino && r->ep_dev == dev && r->set->gone) {
 			/* The set's last program fd: the layer's dup is all
 			 * that holds it. */
 			drop(pp, false);

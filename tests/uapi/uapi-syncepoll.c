@@ -537,6 +537,67 @@ out:
 	close(tl);
 }
 
+/* Every fd of the process, the layer's included. */
+static int count_all_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	CHECK(d);
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1;
+}
+
+/* Many sync files in one set: each reported once with its own data, and
+ * an item costs at most one fd beside the program's (the kernel's costs
+ * none; the preload's is its stand-in eventfd, the supervisor's are in
+ * its own process). */
+static void case_many(void)
+{
+	struct rlimit rl;
+	struct epoll_event *evs;
+	int tl = timeline(), ep = epoll_create1(EPOLL_CLOEXEC), *sf, n, before, i;
+	unsigned char *seen;
+
+	CHECK(ep >= 0);
+	CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	n = rl.rlim_cur / 8 < 1000 ? (int)(rl.rlim_cur / 8) : 1000;
+	sf = calloc((size_t)n, sizeof(*sf));
+	evs = calloc((size_t)n + 1, sizeof(*evs));
+	seen = calloc((size_t)n, 1);
+	CHECK(sf && evs && seen);
+	for (i = 0; i < n; i++)
+		sf[i] = point(tl, 1);
+	before = count_all_fds();
+	for (i = 0; i < n; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)i };
+
+		CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, sf[i], &ev) == 0);
+	}
+	printf("%s: %d items, %d fds more\n", current, n, count_all_fds() - before);
+	CHECK(count_all_fds() - before <= n + 8);
+	CHECK(epoll_items(ep) == n);
+	CHECK(epoll_wait(ep, evs, n + 1, 0) == 0);
+	inc(tl);
+	CHECK(epoll_wait(ep, evs, n + 1, 0) == n);
+	for (i = 0; i < n; i++) {
+		CHECK(evs[i].events == EPOLLIN && evs[i].data.u64 < (uint64_t)n);
+		CHECK(!seen[evs[i].data.u64]);
+		seen[evs[i].data.u64] = 1;
+	}
+	for (i = 0; i < n; i++)
+		close(sf[i]);
+	CHECK(epoll_items_become(ep, 0));
+	close(ep);
+	close(tl);
+	free(seen);
+	free(evs);
+	free(sf);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -550,6 +611,7 @@ static const struct {
 	{ "dupset", case_dupset },
 	{ "fork", case_fork },
 	{ "rlimit", case_rlimit },
+	{ "many", case_many },
 };
 
 int main(int argc, char **argv)
