@@ -29,6 +29,11 @@ static void expect_case(const char *var, const char *opt, const char *name)
 	static void layer##_rlimit(void **state) { expect_case(var, opt, "rlimit"); }         \
 	static void layer##_many(void **state) { expect_case(var, opt, "many"); }
 
+/* Over exec the preload's item is lost (docs/uapi.md, "Limits"): the
+ * supervisor's only. */
+static void seccomp_exec(void **state) { expect_case("UAPI_SYNCEPOLL_DYNAMIC", "--seccomp", "exec"); }
+static void static_exec(void **state) { expect_case("UAPI_SYNCEPOLL_STATIC", NULL, "exec"); }
+
 CASES(preload, "UAPI_SYNCEPOLL_DYNAMIC", NULL)
 CASES(seccomp, "UAPI_SYNCEPOLL_DYNAMIC", "--seccomp")
 CASES(static, "UAPI_SYNCEPOLL_STATIC", NULL)
@@ -41,7 +46,8 @@ CASES(static, "UAPI_SYNCEPOLL_STATIC", NULL)
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = { TESTS(preload), TESTS(seccomp), TESTS(static) };
+	const struct CMUnitTest tests[] = { TESTS(preload), TESTS(seccomp), TESTS(static),
+					    harness_test(seccomp_exec), harness_test(static_exec) };
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
