@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -641,6 +643,54 @@ static void case_exec(void)
 	CHECK(!"exec");
 }
 
+#define BIG_NFDS 2048
+#define BIG_LONGS (BIG_NFDS / (8 * (int)sizeof(long)))
+
+static void bit_set(unsigned long *s, int fd)
+{
+	s[fd / (8 * (int)sizeof(long))] |= 1ul << (fd % (8 * (int)sizeof(long)));
+}
+
+static bool bit_isset(const unsigned long *s, int fd)
+{
+	return s[fd / (8 * (int)sizeof(long))] >> (fd % (8 * (int)sizeof(long))) & 1;
+}
+
+/* select() of nfds 1 << 11, beyond FD_SETSIZE (the kernel's sets are as
+ * long as nfds, bounded by its fd table): a pending sync file is neither
+ * readable nor writable, a busy dma-buf not readable; once signalled, the
+ * sync file is readable and still never writable. */
+static void select_big(int nfds, int sf, int buf, int *nr, int *nw)
+{
+	unsigned long r[BIG_LONGS] = { 0 }, w[BIG_LONGS] = { 0 };
+	struct timeval tv = { 0, 0 };
+	int n;
+
+	bit_set(r, sf);
+	bit_set(w, sf);
+	if (buf >= 0)
+		bit_set(r, buf);
+	n = select(nfds, (fd_set *)r, (fd_set *)w, NULL, &tv);
+	CHECK(n >= 0);
+	*nr = bit_isset(r, sf) + (buf >= 0 && bit_isset(r, buf));
+	*nw = bit_isset(w, sf);
+	CHECK(n == *nr + *nw);
+}
+
+static void case_select_big(void)
+{
+	int tl = timeline(), sf = point(tl, 1), buf = busy_buffer(tl, 1), nr, nw;
+
+	select_big(BIG_NFDS, sf, buf, &nr, &nw);
+	CHECK(nr == 0 && nw == 0);
+	inc(tl);
+	select_big(BIG_NFDS, sf, buf, &nr, &nw);
+	CHECK(nr == 2 && nw == 0);
+	close(buf);
+	close(sf);
+	close(tl);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -655,6 +705,7 @@ static const struct {
 	{ "fork", case_fork },
 	{ "rlimit", case_rlimit },
 	{ "many", case_many },
+	{ "select-big", case_select_big },
 	{ "exec", case_exec }, /* last: not in "all" */
 };
 
