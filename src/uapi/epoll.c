@@ -74,6 +74,8 @@ struct epset {
 				 * set is this open file, whatever fd names it,
 				 * and the layer's own epoll_ctl() goes here */
 	unsigned int refs;	/* the records in it */
+	dev_t dev;		/* its inode (every set's is the same one) */
+	ino_t ino;
 	bool gone;		/* no program fd of it is left (at a close) */
 	struct epset *next;
 };
@@ -165,7 +167,7 @@ static bool same_file(int a, int b)
 /* The layer's dup of the set epfd, shared by its records: an item costs
  * the layer its stand-in alone. Under regs_lock; NULL (errno) if there is
  * no fd for a first one. */
-static struct epset *set_get(int epfd)
+static struct epset *set_get(int epfd, const struct stat *est)
 {
 	struct epset *e;
 
@@ -183,6 +185,8 @@ static struct epset *set_get(int epfd)
 		return NULL;
 	}
 	e->refs = 1;
+	e->dev = est->st_dev;
+	e->ino = est->st_ino;
 	e->next = sets;
 	sets = e;
 	return e;
@@ -345,7 +349,7 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 		/* The layer's fds (a dup of the set, the stand-in) are all it
 		 * needs, where the kernel's ADD makes none: without them
 		 * (RLIMIT_NOFILE), ENOMEM, as ep_insert()'s failure. */
-		r->set = set_get(epfd);
+		r->set = set_get(epfd, &est);
 		if (!r->set) {
 			ret = -ENOMEM;
 			free(r);
@@ -630,6 +634,90 @@ static bool inode_open(dev_t dev, ino_t ino, int file)
 bool dmb_preload_epoll_any(void)
 {
 	return waits_here() || atomic_load_explicit(&nsync, memory_order_relaxed) > 0;
+}
+
+struct fdid {
+	dev_t dev;
+	ino_t ino;
+	int fd;
+};
+
+static int fdid_cmp(const void *a, const void *b)
+{
+	const struct fdid *x = a, *y = b;
+
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+/*
+ * After the program closed fds by other means than close() (a dup2() or
+ * dup3() onto one, close_range()): the records whose target has no
+ * program fd left here, or whose set has none, go, as the kernel's items
+ * go with their files. One look at /proc/self/fd for all of them.
+ */
+void dmb_preload_epoll_sweep(void)
+{
+	struct fdid *ids = NULL, key;
+	size_t n = 0, cap = 0;
+	struct reg **pp, *r;
+	struct epset *e;
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+
+	if (!dmb_preload_epoll_any())
+		return;
+	d = opendir("/proc/self/fd");
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		int fd = atoi(de->d_name);
+
+		if (de->d_name[0] == '.' || fd == dirfd(d) || dmb_layer_fd_is(fd) ||
+		    fstat(fd, &st) < 0)
+			continue;
+		if (n == cap) {
+			struct fdid *grown = realloc(ids, (cap = cap ? 2 * cap : 64) * sizeof(*ids));
+
+			if (!grown) {
+				free(ids);
+				closedir(d);
+				return; /* nothing known: nothing dropped */
+			}
+			ids = grown;
+		}
+		ids[n++] = (struct fdid){ st.st_dev, st.st_ino, fd };
+	}
+	closedir(d);
+	if (n)
+		qsort(ids, n, sizeof(*ids), fdid_cmp);
+	pthread_mutex_lock(&regs_lock);
+	for (e = sets; e; e = e->next) {
+		struct fdid *hit;
+
+		e->gone = true;
+		key = (struct fdid){ e->dev, e->ino, -1 };
+		hit = n ? bsearch(&key, ids, n, sizeof(*ids), fdid_cmp) : NULL;
+		if (!hit)
+			continue;
+		/* Every set is one inode: the fds of it, around the hit. */
+		while (hit > ids && !fdid_cmp(hit - 1, &key))
+			hit--;
+		for (; hit < ids + n && !fdid_cmp(hit, &key) && e->gone; hit++)
+			e->gone = !same_file(hit->fd, e->fd);
+	}
+	for (pp = &regs; (r = *pp);) {
+		key = (struct fdid){ r->dev, r->ino, -1 };
+		if (r->set->gone || !n || !bsearch(&key, ids, n, sizeof(*ids), fdid_cmp)) {
+			drop(pp, false);
+			continue;
+		}
+		pp = &r->next;
+	}
+	pthread_mutex_unlock(&regs_lock);
+	free(ids);
 }
 
 void dmb_preload_epoll_closed(dev_t dev, ino_t ino)

@@ -28,7 +28,11 @@ static void expect_case(const char *var, const char *opt, const char *name)
 	static void layer##_fork(void **state) { expect_case(var, opt, "fork"); }             \
 	static void layer##_rlimit(void **state) { expect_case(var, opt, "rlimit"); }         \
 	static void layer##_many(void **state) { expect_case(var, opt, "many"); }             \
-	static void layer##_select_big(void **state) { expect_case(var, opt, "select-big"); }
+	static void layer##_select_big(void **state) { expect_case(var, opt, "select-big"); } \
+	static void layer##_dup2_close_range(void **state)                                    \
+	{                                                                                     \
+		expect_case(var, opt, "dup2-close-range");                                    \
+	}
 
 /* Over exec the preload's item is lost (docs/uapi.md, "Limits"): the
  * supervisor's only. */
@@ -44,7 +48,7 @@ CASES(static, "UAPI_SYNCEPOLL_STATIC", NULL)
 		harness_test(layer##_close), harness_test(layer##_blocking),                   \
 		harness_test(layer##_export_merge), harness_test(layer##_dupset),              \
 		harness_test(layer##_fork), harness_test(layer##_rlimit), harness_test(layer##_many), \
-		harness_test(layer##_select_big)
+		harness_test(layer##_select_big), harness_test(layer##_dup2_close_range)
 
 int main(void)
 {

@@ -26,6 +26,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/select.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -691,6 +692,42 @@ static void case_select_big(void)
 	close(tl);
 }
 
+/* dup2() onto the last fd of a sync file and close_range() over one
+ * close the file, and its items go (eventpoll_release() at the last
+ * reference); dup3() onto the last fd of a set frees the set, and the
+ * layer's fds of its item go with it. */
+static void case_dup2_close_range(void)
+{
+	struct epoll_event out;
+	int tl = timeline(), f = point(tl, 1), g = point(tl, 1), h = point(tl, 1);
+	int ep = set_with(f, EPOLLIN, 70), ep2, p[2], before;
+
+	CHECK(pipe2(p, O_CLOEXEC) == 0);
+	out = (struct epoll_event){ .events = EPOLLIN, .data.u64 = 71 };
+	CHECK(epoll_ctl(ep, EPOLL_CTL_ADD, g, &out) == 0);
+	CHECK(epoll_items(ep) == 2);
+	CHECK(dup2(p[0], f) == f);
+	CHECK(epoll_items_become(ep, 1));
+	CHECK(syscall(SYS_close_range, (unsigned int)g, (unsigned int)g, 0) == 0);
+	CHECK(epoll_items_become(ep, 0));
+	inc(tl);
+	CHECK(wait0(ep, &out) == 0);
+	before = count_all_fds();
+	ep2 = set_with(h, EPOLLIN, 72);
+	CHECK(dup3(p[0], ep2, O_CLOEXEC) == ep2);
+	/* The supervisor's fds are in its own process. */
+	if (count_all_fds() != before + 1)
+		list_fds();
+	CHECK(count_all_fds() == before + 1); /* ep2 is the pipe now */
+	close(ep2);
+	close(ep);
+	close(f);
+	close(h);
+	close(p[0]);
+	close(p[1]);
+	close(tl);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -706,6 +743,7 @@ static const struct {
 	{ "rlimit", case_rlimit },
 	{ "many", case_many },
 	{ "select-big", case_select_big },
+	{ "dup2-close-range", case_dup2_close_range },
 	{ "exec", case_exec }, /* last: not in "all" */
 };
 
