@@ -32,7 +32,8 @@ static void expect_case(const char *var, const char *opt, const char *name)
 	static void layer##_dup2_close_range(void **state)                                    \
 	{                                                                                     \
 		expect_case(var, opt, "dup2-close-range");                                    \
-	}
+	}                                                                                     \
+	static void layer##_poll_limits(void **state) { expect_case(var, opt, "poll-limits"); }
 
 /* Over exec the preload's item is lost (docs/uapi.md, "Limits"): the
  * supervisor's only. */
@@ -48,7 +49,8 @@ CASES(static, "UAPI_SYNCEPOLL_STATIC", NULL)
 		harness_test(layer##_close), harness_test(layer##_blocking),                   \
 		harness_test(layer##_export_merge), harness_test(layer##_dupset),              \
 		harness_test(layer##_fork), harness_test(layer##_rlimit), harness_test(layer##_many), \
-		harness_test(layer##_select_big), harness_test(layer##_dup2_close_range)
+		harness_test(layer##_select_big), harness_test(layer##_dup2_close_range), \
+		harness_test(layer##_poll_limits)
 
 int main(void)
 {
