@@ -68,9 +68,21 @@ DECLARE_REAL(epoll_pwait2)
 
 #define IO_EVENTS (EPOLLIN | EPOLLOUT)
 
+/* An epoll set with items of the layer's: its dup, one for all of them. */
+struct epset {
+	int fd;			/* the layer's dup of the program's epoll fd: the
+				 * set is this open file, whatever fd names it,
+				 * and the layer's own epoll_ctl() goes here */
+	unsigned int refs;	/* the records in it */
+	dev_t dev;		/* its inode (every set's is the same one) */
+	ino_t ino;
+	bool gone;		/* no program fd of it is left (at a close) */
+	struct epset *next;
+};
+
 struct reg {
-	int epfd;		/* the program's epoll fd it was added through */
-	int epown;		/* the layer's dup of it: which open file the set is */
+	int epown;		/* its set's fd (set->fd) */
+	struct epset *set;
 	dev_t ep_dev;		/* the epoll set's inode */
 	ino_t ep_ino;
 	int fd;			/* the program's dma-buf fd (the kernel's key) */
@@ -85,7 +97,6 @@ struct reg {
 	uint32_t mask;		/* the registered event mask */
 	uint32_t seen;		/* readiness last seen (for edges) */
 	epoll_data_t data;	/* the program's, given back untouched */
-	pid_t pid;		/* the process that added it */
 	/* A sync file's: its fence and the callback that writes the
 	 * stand-in's count when it signals (fence NULL for a dma-buf). */
 	struct dmabuf_fence *fence;
@@ -96,6 +107,7 @@ struct reg {
 
 static pthread_mutex_t regs_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct reg *regs;
+static struct epset *sets;
 /* Records of dma-bufs (whose waits are emulated) and of sync files. */
 static atomic_int nregs, nsync;
 
@@ -118,7 +130,7 @@ static int set_mask(struct reg *r, int op, uint32_t mask)
 {
 	struct epoll_event ev = { .events = mask, .data.ptr = r };
 
-	if (next_epoll_ctl()(r->epfd, op, r->standin, &ev) < 0)
+	if (next_epoll_ctl()(r->epown, op, r->standin, &ev) < 0)
 		return -errno;
 	r->mask = mask;
 	return 0;
@@ -152,12 +164,56 @@ static bool same_file(int a, int b)
 	return ret == 0 || (ret < 0 && (errno == ENOSYS || errno == EPERM));
 }
 
-static struct reg *find(int epfd, int fd, dev_t dev, ino_t ino)
+/* The layer's dup of the set epfd, shared by its records: an item costs
+ * the layer its stand-in alone. Under regs_lock; NULL (errno) if there is
+ * no fd for a first one. */
+static struct epset *set_get(int epfd, const struct stat *est)
+{
+	struct epset *e;
+
+	for (e = sets; e; e = e->next)
+		if (same_file(e->fd, epfd)) {
+			e->refs++;
+			return e;
+		}
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->fd = fcntl(epfd, F_DUPFD_CLOEXEC, 0);
+	if (e->fd < 0) {
+		free(e);
+		return NULL;
+	}
+	e->refs = 1;
+	e->dev = est->st_dev;
+	e->ino = est->st_ino;
+	e->next = sets;
+	sets = e;
+	return e;
+}
+
+static void set_put(struct epset *e)
+{
+	struct epset **pp;
+
+	if (--e->refs)
+		return;
+	for (pp = &sets; *pp != e; pp = &(*pp)->next)
+		;
+	*pp = e->next;
+	close(e->fd);
+	free(e);
+}
+
+/* The item of (set, fd): the kernel's key is the set's file and the
+ * target's file and fd number, so a dup of the set finds it too. */
+static struct reg *find(int epfd, const struct stat *est, int fd, const struct stat *st)
 {
 	struct reg *r;
 
 	for (r = regs; r; r = r->next)
-		if (r->epfd == epfd && r->fd == fd && r->ino == ino && r->dev == dev &&
+		if (r->fd == fd && r->ino == st->st_ino && r->dev == st->st_dev &&
+		    r->ep_ino == est->st_ino && r->ep_dev == est->st_dev &&
 		    same_file(r->epown, epfd))
 			return r;
 	return NULL;
@@ -168,10 +224,12 @@ static void drop(struct reg **pp, bool del)
 	struct reg *r = *pp;
 
 	*pp = r->next;
-	/* An item a forked child inherited is also the parent's: the child's
-	 * close leaves it in the shared set (the parent's fds hold the file). */
-	if (del && r->pid == getpid())
-		next_epoll_ctl()(r->epfd, EPOLL_CTL_DEL, r->standin, NULL);
+	/* The program's DEL takes the item out of the set. Otherwise closing
+	 * the stand-in does, if this was its last fd: a set and stand-ins
+	 * shared over fork keep the item while another process holds them,
+	 * as the kernel keeps it while the target's file lives. */
+	if (del)
+		next_epoll_ctl()(r->epown, EPOLL_CTL_DEL, r->standin, NULL);
 	if (r->fence) {
 		/* The callback may run in another thread: once removed (or
 		 * run to its end) it no longer writes the stand-in. A forked
@@ -187,7 +245,7 @@ static void drop(struct reg **pp, bool del)
 	close(r->standin);
 	if (r->own >= 0)
 		close(r->own);
-	close(r->epown);
+	set_put(r->set);
 	free(r);
 }
 
@@ -207,7 +265,7 @@ static int sync_set(struct reg *r, int op)
 {
 	struct epoll_event ev = { .events = r->events & ~(uint32_t)EPOLLOUT, .data = r->data };
 
-	if (next_epoll_ctl()(r->epfd, op, r->standin, &ev) < 0)
+	if (next_epoll_ctl()(r->epown, op, r->standin, &ev) < 0)
 		return -errno;
 	r->mask = ev.events;
 	return 0;
@@ -222,7 +280,7 @@ static int sync_add(struct reg *r, int fd)
 
 	r->standin = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (r->standin < 0)
-		return -errno;
+		return -ENOMEM;
 	ret = IN_CORE(dmabuf_sync_file_import(fd, &r->fence));
 	if (ret) {
 		r->fence = NULL;
@@ -267,7 +325,7 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 			return -EINVAL;
 	}
 	pthread_mutex_lock(&regs_lock);
-	r = find(epfd, fd, st.st_dev, st.st_ino);
+	r = find(epfd, &est, fd, &st);
 	switch (op) {
 	case EPOLL_CTL_ADD:
 		if (r) {
@@ -279,7 +337,6 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 			ret = -ENOMEM;
 			break;
 		}
-		r->epfd = epfd;
 		r->ep_dev = est.st_dev;
 		r->ep_ino = est.st_ino;
 		r->fd = fd;
@@ -288,18 +345,21 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 		r->exclusive = ev.events & EPOLLEXCLUSIVE;
 		r->events = ev.events & ~(uint32_t)EPOLLEXCLUSIVE;
 		r->data = ev.data;
-		r->pid = getpid();
 		r->own = -1;
-		r->epown = fcntl(epfd, F_DUPFD_CLOEXEC, 0);
-		if (r->epown < 0) {
-			ret = -errno;
+		/* The layer's fds (a dup of the set, the stand-in) are all it
+		 * needs, where the kernel's ADD makes none: without them
+		 * (RLIMIT_NOFILE), ENOMEM, as ep_insert()'s failure. */
+		r->set = set_get(epfd, &est);
+		if (!r->set) {
+			ret = -ENOMEM;
 			free(r);
 			break;
 		}
+		r->epown = r->set->fd;
 		if (kind == DMB_UAPI_SYNC_FILE) {
 			ret = sync_add(r, fd);
 			if (ret) {
-				close(r->epown);
+				set_put(r->set);
 				free(r);
 				break;
 			}
@@ -310,14 +370,14 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 		r->standin = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
 		r->own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		r->seen = r->standin < 0 || r->own < 0 ? 0 : readiness(r);
-		ret = r->standin < 0 || r->own < 0 ? -errno
+		ret = r->standin < 0 || r->own < 0 ? -ENOMEM
 						   : set_mask(r, EPOLL_CTL_ADD, mask_for(r, r->seen));
 		if (ret) {
 			if (r->standin >= 0)
 				close(r->standin);
 			if (r->own >= 0)
 				close(r->own);
-			close(r->epown);
+			set_put(r->set);
 			free(r);
 			break;
 		}
@@ -351,7 +411,6 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 		}
 		for (pp = &regs; *pp != r; pp = &(*pp)->next)
 			;
-		r->pid = getpid(); /* the program's DEL is for the shared set too */
 		drop(pp, true);
 		break;
 	default:
@@ -577,23 +636,115 @@ bool dmb_preload_epoll_any(void)
 	return waits_here() || atomic_load_explicit(&nsync, memory_order_relaxed) > 0;
 }
 
+struct fdid {
+	dev_t dev;
+	ino_t ino;
+	int fd;
+};
+
+static int fdid_cmp(const void *a, const void *b)
+{
+	const struct fdid *x = a, *y = b;
+
+	if (x->dev != y->dev)
+		return x->dev < y->dev ? -1 : 1;
+	return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+/*
+ * After the program closed fds by other means than close() (a dup2() or
+ * dup3() onto one, close_range()): the records whose target has no
+ * program fd left here, or whose set has none, go, as the kernel's items
+ * go with their files. One look at /proc/self/fd for all of them.
+ */
+void dmb_preload_epoll_sweep(void)
+{
+	struct fdid *ids = NULL, key;
+	size_t n = 0, cap = 0;
+	struct reg **pp, *r;
+	struct epset *e;
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+
+	if (!dmb_preload_epoll_any())
+		return;
+	d = opendir("/proc/self/fd");
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		int fd = atoi(de->d_name);
+
+		if (de->d_name[0] == '.' || fd == dirfd(d) || dmb_layer_fd_is(fd) ||
+		    fstat(fd, &st) < 0)
+			continue;
+		if (n == cap) {
+			struct fdid *grown = realloc(ids, (cap = cap ? 2 * cap : 64) * sizeof(*ids));
+
+			if (!grown) {
+				free(ids);
+				closedir(d);
+				return; /* nothing known: nothing dropped */
+			}
+			ids = grown;
+		}
+		ids[n++] = (struct fdid){ st.st_dev, st.st_ino, fd };
+	}
+	closedir(d);
+	if (n)
+		qsort(ids, n, sizeof(*ids), fdid_cmp);
+	pthread_mutex_lock(&regs_lock);
+	for (e = sets; e; e = e->next) {
+		struct fdid *hit;
+
+		e->gone = true;
+		key = (struct fdid){ e->dev, e->ino, -1 };
+		hit = n ? bsearch(&key, ids, n, sizeof(*ids), fdid_cmp) : NULL;
+		if (!hit)
+			continue;
+		/* Every set is one inode: the fds of it, around the hit. */
+		while (hit > ids && !fdid_cmp(hit - 1, &key))
+			hit--;
+		for (; hit < ids + n && !fdid_cmp(hit, &key) && e->gone; hit++)
+			e->gone = !same_file(hit->fd, e->fd);
+	}
+	for (pp = &regs; (r = *pp);) {
+		key = (struct fdid){ r->dev, r->ino, -1 };
+		if (r->set->gone || !n || !bsearch(&key, ids, n, sizeof(*ids), fdid_cmp)) {
+			drop(pp, false);
+			continue;
+		}
+		pp = &r->next;
+	}
+	pthread_mutex_unlock(&regs_lock);
+	free(ids);
+}
+
 void dmb_preload_epoll_closed(dev_t dev, ino_t ino)
 {
 	struct reg **pp, *r;
-	bool buf_gone = false, buf_checked = false;
+	struct epset *e;
+	bool buf_gone = false, buf_checked = false, sets_checked = false;
 
 	if (!dmb_preload_epoll_any())
 		return;
 	pthread_mutex_lock(&regs_lock);
 	for (pp = &regs; (r = *pp);) {
+		/* Every epoll set (and eventfd) is one inode: each set is
+		 * looked for once, not once per item. */
+		if (!sets_checked && r->ep_ino == ino && r->ep_dev == dev) {
+			for (e = sets; e; e = e->next)
+				e->gone = !inode_open(dev, ino, e->fd);
+			sets_checked = true;
+		}
 		if (r->ino == ino && r->dev == dev) {
 			if (!buf_checked)
 				buf_gone = !inode_open(dev, ino, -1), buf_checked = true;
 			if (buf_gone) {
-				drop(pp, true);
+				drop(pp, false);
 				continue;
 			}
-		} else if (r->ep_ino == ino && r->ep_dev == dev && !inode_open(dev, ino, r->epown)) {
+		} else if (r->ep_ino == ino && r->ep_dev == dev && r->set->gone) {
 			/* The set's last program fd: the layer's dup is all
 			 * that holds it. */
 			drop(pp, false);

@@ -467,26 +467,42 @@ void dmb_preload_dup_tag(int oldfd, int newfd, bool layer)
 		dmb_preload_fd_tag_active(newfd);
 }
 
+/* The program's dup2()/dup3() closed what newfd held: an epoll item of
+ * it may go, as with close() (src/uapi/epoll.c). */
+static int dup_closed(bool owned, int oldfd, int newfd, int ret, bool was_open)
+{
+	if (ret >= 0 && was_open && !owned && oldfd != newfd)
+		dmb_preload_epoll_sweep();
+	return ret;
+}
+
+static inline bool epoll_target_open(bool owned, int newfd)
+{
+	return !owned && dmb_preload_epoll_any() && GET_REAL(fcntl)(newfd, F_GETFD) >= 0;
+}
+
 DECLARE_REAL(dup2);
 EXPORT int dup2(int oldfd, int newfd)
 {
-	bool owned = LAYER_CALL() && LAYER_OWNED();
+	bool owned = LAYER_CALL() && LAYER_OWNED(), was_open;
 
 	if (dup_target_refused(owned, oldfd, newfd))
 		return -1;
 	dmb_preload_dup_tag(oldfd, newfd, !owned && LAYER_CALL());
-	return GET_REAL(dup2)(oldfd, newfd);
+	was_open = epoll_target_open(owned, newfd);
+	return dup_closed(owned, oldfd, newfd, GET_REAL(dup2)(oldfd, newfd), was_open);
 }
 
 DECLARE_REAL(dup3);
 EXPORT int dup3(int oldfd, int newfd, int flags)
 {
-	bool owned = LAYER_CALL() && LAYER_OWNED();
+	bool owned = LAYER_CALL() && LAYER_OWNED(), was_open;
 
 	if (dup_target_refused(owned, oldfd, newfd))
 		return -1;
 	dmb_preload_dup_tag(oldfd, newfd, !owned && LAYER_CALL());
-	return GET_REAL(dup3)(oldfd, newfd, flags);
+	was_open = epoll_target_open(owned, newfd);
+	return dup_closed(owned, oldfd, newfd, GET_REAL(dup3)(oldfd, newfd, flags), was_open);
 }
 
 DECLARE_REAL(dup);
@@ -539,6 +555,9 @@ int dmb_program_close_range(unsigned int lo, unsigned int hi, int flags)
 			break;
 		from = (unsigned long)m + 1;
 	}
+	/* Closed fds may have held epoll items (src/uapi/epoll.c). */
+	if (!(flags & CLOSE_RANGE_CLOEXEC))
+		dmb_preload_epoll_sweep();
 	return ret;
 }
 

@@ -13,11 +13,13 @@
  * select and pselect copy the sets with process_vm_readv, and only when
  * a tagged fd is below nfds.
  */
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/select.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -261,15 +263,55 @@ static pid_t self_pid(void)
 	return dmb_preload_pid ? dmb_preload_pid : getpid();
 }
 
+/* The fd table's size (FDSize), to which the kernel bounds select()'s
+ * nfds (core_sys_select()); nfds itself if it cannot be read. */
+static int bound_nfds(int nfds)
+{
+	char buf[4096], *l;
+	ssize_t n;
+	long size;
+	int fd;
+
+	if (nfds <= FD_SETSIZE)
+		return nfds;
+	fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return nfds;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return nfds;
+	buf[n] = '\0';
+	l = strstr(buf, "\nFDSize:");
+	if (!l)
+		return nfds;
+	size = strtol(l + 8, NULL, 10);
+	return size > 0 && size < nfds ? (int)size : nfds;
+}
+
+/* The bits of an fd set, as fs/select.c sees them: longs of nfds bits
+ * (fd_set's macros stop at FD_SETSIZE, which nfds may pass). */
+#define LONG_BITS (8 * (int)sizeof(long))
+
+static inline bool bit_isset(const unsigned long *set, int fd)
+{
+	return set[fd / LONG_BITS] >> (fd % LONG_BITS) & 1;
+}
+
+static inline void bit_set(unsigned long *set, int fd)
+{
+	set[fd / LONG_BITS] |= 1ul << (fd % LONG_BITS);
+}
+
 /*
- * The program's sets (those not NULL) copied into sets[], and for
- * pselect its signal mask (the kernel's sigsetsize bytes, checked only):
- * one process_vm_readv on this process, so a bad pointer is a short copy,
- * never a fault. False if anything was unreadable: the kernel answers the
- * call itself (EFAULT, or its own answer when it reads less: it bounds
- * nfds by its fd table).
+ * The program's sets (those not NULL) copied into sets[] (set_bytes(nfds)
+ * each), and for pselect its signal mask (the kernel's sigsetsize bytes,
+ * checked only): one process_vm_readv on this process, so a bad pointer
+ * is a short copy, never a fault. False if anything was unreadable: the
+ * kernel answers the call itself (EFAULT, or its own answer when it reads
+ * less: it bounds nfds by its fd table).
  */
-static bool sets_read(int nfds, fd_set *const prog[3], const sigset_t *sig, fd_set sets[3])
+static bool sets_read(int nfds, fd_set *const prog[3], const sigset_t *sig, unsigned long *sets[3])
 {
 	struct iovec l[4], r[4];
 	unsigned long mask;
@@ -280,7 +322,7 @@ static bool sets_read(int nfds, fd_set *const prog[3], const sigset_t *sig, fd_s
 	for (k = 0; k < 3; k++) {
 		if (!prog[k])
 			continue;
-		l[c] = (struct iovec){ &sets[k], len };
+		l[c] = (struct iovec){ sets[k], len };
 		r[c++] = (struct iovec){ prog[k], len };
 		want += len;
 	}
@@ -296,13 +338,13 @@ static bool sets_read(int nfds, fd_set *const prog[3], const sigset_t *sig, fd_s
 		return false;
 	for (k = 0; k < 3; k++)
 		if (prog[k])
-			VALGRIND_MAKE_MEM_DEFINED(&sets[k], len);
+			VALGRIND_MAKE_MEM_DEFINED(sets[k], len);
 	return true;
 }
 
 /* The sets written back into the program's (those not NULL), as the
  * kernel's set_fd_set(): false (EFAULT) if one is not writable. */
-static bool sets_write(int nfds, fd_set *const prog[3], const fd_set sets[3])
+static bool sets_write(int nfds, fd_set *const prog[3], unsigned long *const sets[3])
 {
 	struct iovec l[3], r[3];
 	size_t len = set_bytes(nfds), want = 0;
@@ -311,7 +353,7 @@ static bool sets_write(int nfds, fd_set *const prog[3], const fd_set sets[3])
 	for (k = 0; k < 3; k++) {
 		if (!prog[k])
 			continue;
-		l[c] = (struct iovec){ (void *)&sets[k], len };
+		l[c] = (struct iovec){ sets[k], len };
 		r[c++] = (struct iovec){ prog[k], len };
 		want += len;
 	}
@@ -321,12 +363,14 @@ static bool sets_write(int nfds, fd_set *const prog[3], const fd_set sets[3])
 
 /* select() and pselect() on dma-bufs: the same readiness, through poll,
  * on the copies of the sets, written back at the end. */
-static int select_as_poll(int nfds, fd_set *const prog[3], fd_set sets[3], int timeout)
+static int select_as_poll(int nfds, fd_set *const prog[3], unsigned long *const sets[3],
+			  int timeout)
 {
 	struct pollfd *p;
 	int fd, n = 0, i, ret, bits = 0;
-	fd_set *r = prog[0] ? &sets[0] : NULL, *w = prog[1] ? &sets[1] : NULL,
-	       *e = prog[2] ? &sets[2] : NULL;
+	unsigned long *r = prog[0] ? sets[0] : NULL, *w = prog[1] ? sets[1] : NULL,
+		      *e = prog[2] ? sets[2] : NULL;
+	size_t len = set_bytes(nfds);
 
 	p = calloc((size_t)nfds, sizeof(*p));
 	if (!p) {
@@ -334,8 +378,8 @@ static int select_as_poll(int nfds, fd_set *const prog[3], fd_set sets[3], int t
 		return -1;
 	}
 	for (fd = 0; fd < nfds; fd++) {
-		short ev = (r && FD_ISSET(fd, r) ? POLLIN : 0) |
-			   (w && FD_ISSET(fd, w) ? POLLOUT : 0) | (e && FD_ISSET(fd, e) ? POLLPRI : 0);
+		short ev = (r && bit_isset(r, fd) ? POLLIN : 0) |
+			   (w && bit_isset(w, fd) ? POLLOUT : 0) | (e && bit_isset(e, fd) ? POLLPRI : 0);
 
 		if (ev)
 			p[n++] = (struct pollfd){ .fd = fd, .events = ev };
@@ -353,24 +397,24 @@ static int select_as_poll(int nfds, fd_set *const prog[3], fd_set sets[3], int t
 		}
 	}
 	if (r)
-		FD_ZERO(r);
+		memset(r, 0, len);
 	if (w)
-		FD_ZERO(w);
+		memset(w, 0, len);
 	if (e)
-		FD_ZERO(e);
+		memset(e, 0, len);
 	for (i = 0; i < n; i++) {
 		short rev = p[i].revents;
 
 		if (r && (p[i].events & POLLIN) && (rev & (POLLIN | POLLHUP | POLLERR))) {
-			FD_SET(p[i].fd, r);
+			bit_set(r, p[i].fd);
 			bits++;
 		}
 		if (w && (p[i].events & POLLOUT) && (rev & (POLLOUT | POLLERR))) {
-			FD_SET(p[i].fd, w);
+			bit_set(w, p[i].fd);
 			bits++;
 		}
 		if (e && (p[i].events & POLLPRI) && (rev & POLLPRI)) {
-			FD_SET(p[i].fd, e);
+			bit_set(e, p[i].fd);
 			bits++;
 		}
 	}
@@ -388,7 +432,7 @@ static bool tagged_below(int nfds)
 {
 	int fd;
 
-	if (!active() || nfds <= 0 || nfds > FD_SETSIZE)
+	if (!active() || nfds <= 0)
 		return false;
 	for (fd = 0; fd < nfds; fd++)
 		if (dmb_preload_fd_maybe(fd))
@@ -397,49 +441,91 @@ static bool tagged_below(int nfds)
 }
 
 /* True if a dma-buf or sync file is among the read and write sets. */
-static bool sets_have_polled(int nfds, fd_set *const prog[3], fd_set sets[3])
+static bool sets_have_polled(int nfds, fd_set *const prog[3], unsigned long *const sets[3])
 {
 	int fd;
 
 	for (fd = 0; fd < nfds; fd++)
-		if (((prog[0] && FD_ISSET(fd, &sets[0])) || (prog[1] && FD_ISSET(fd, &sets[1]))) &&
+		if (((prog[0] && bit_isset(sets[0], fd)) || (prog[1] && bit_isset(sets[1], fd))) &&
 		    polled_kind(dmb_preload_fd_kind(fd)))
 			return true;
 	return false;
 }
 
+/*
+ * The copies of the program's sets for nfds (bounded as the kernel bounds
+ * it): on the stack up to FD_SETSIZE, else allocated (*heap, to free).
+ * 0 if the kernel is to answer the call itself: no tagged fd below nfds,
+ * a set unreadable, no dma-buf or sync file in them, or no memory.
+ */
+static int select_prepare(int nfds, fd_set *const prog[3], const sigset_t *sig,
+			  fd_set stack[3], unsigned long *sets[3], unsigned long **heap)
+{
+	int k;
+
+	*heap = NULL;
+	if (__builtin_expect(!active(), 1) || nfds <= 0)
+		return 0;
+	nfds = bound_nfds(nfds);
+	if (!tagged_below(nfds))
+		return 0;
+	if (nfds > FD_SETSIZE) {
+		*heap = malloc(3 * set_bytes(nfds));
+		if (!*heap)
+			return 0;
+	}
+	for (k = 0; k < 3; k++)
+		sets[k] = *heap ? *heap + k * set_bytes(nfds) / sizeof(long)
+				: (unsigned long *)(void *)&stack[k];
+	if (!sets_read(nfds, prog, sig, sets) || !sets_have_polled(nfds, prog, sets)) {
+		free(*heap);
+		*heap = NULL;
+		return 0;
+	}
+	return nfds;
+}
+
 EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 {
 	fd_set *const prog[3] = { r, w, e };
-	fd_set sets[3];
+	fd_set stack[3];
+	unsigned long *sets[3], *heap;
+	int n, ret;
 
-	if (__builtin_expect(!tagged_below(nfds), 1) || LAYER_CALL() ||
-	    !sets_read(nfds, prog, NULL, sets) || !sets_have_polled(nfds, prog, sets))
+	if (LAYER_CALL() || !(n = select_prepare(nfds, prog, NULL, stack, sets, &heap)))
 		return get_select()(nfds, r, w, e, tv);
 	/* libc's select() reads *tv before the system call: no other fault.
 	 * Its EINVAL for a negative one (poll_select_set_timeout()'s). */
 	if (tv && (tv->tv_sec < 0 || tv->tv_usec < 0)) {
+		free(heap);
 		errno = EINVAL;
 		return -1;
 	}
-	return select_as_poll(nfds, prog, sets, tv ? timeout_ms(tv->tv_sec, (int64_t)tv->tv_usec * 1000) : -1);
+	ret = select_as_poll(n, prog, sets,
+			     tv ? timeout_ms(tv->tv_sec, (int64_t)tv->tv_usec * 1000) : -1);
+	free(heap);
+	return ret;
 }
 
 EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
 		   const sigset_t *sig)
 {
 	fd_set *const prog[3] = { r, w, e };
-	fd_set sets[3];
+	fd_set stack[3];
+	unsigned long *sets[3], *heap;
+	int n, ret;
 
-	if (__builtin_expect(!tagged_below(nfds), 1) || LAYER_CALL() ||
-	    !sets_read(nfds, prog, sig, sets) || !sets_have_polled(nfds, prog, sets))
+	if (LAYER_CALL() || !(n = select_prepare(nfds, prog, sig, stack, sets, &heap)))
 		return get_pselect()(nfds, r, w, e, ts, sig);
 	/* The signal mask is not applied while dma-bufs are waited for (only
 	 * checked readable); libc's pselect() reads *ts before the call, the
 	 * kernel refuses an invalid one (poll_select_set_timeout()). */
 	if (ts && (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000)) {
+		free(heap);
 		errno = EINVAL;
 		return -1;
 	}
-	return select_as_poll(nfds, prog, sets, ts ? timeout_ms(ts->tv_sec, ts->tv_nsec) : -1);
+	ret = select_as_poll(n, prog, sets, ts ? timeout_ms(ts->tv_sec, ts->tv_nsec) : -1);
+	free(heap);
+	return ret;
 }

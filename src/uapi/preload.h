@@ -197,4 +197,5 @@ int dmb_program_close_range(unsigned int lo, unsigned int hi, int flags);
  * in a forked child. */
 bool dmb_preload_epoll_any(void);
 void dmb_preload_epoll_closed(dev_t dev, ino_t ino);
+void dmb_preload_epoll_sweep(void);
 void dmb_preload_epoll_forked(void);

@@ -23,7 +23,22 @@ static void expect_case(const char *var, const char *opt, const char *name)
 	static void layer##_ctl(void **state) { expect_case(var, opt, "ctl"); }               \
 	static void layer##_close(void **state) { expect_case(var, opt, "close"); }           \
 	static void layer##_blocking(void **state) { expect_case(var, opt, "blocking"); }     \
-	static void layer##_export_merge(void **state) { expect_case(var, opt, "export-merge"); }
+	static void layer##_export_merge(void **state) { expect_case(var, opt, "export-merge"); } \
+	static void layer##_dupset(void **state) { expect_case(var, opt, "dupset"); }         \
+	static void layer##_fork(void **state) { expect_case(var, opt, "fork"); }             \
+	static void layer##_rlimit(void **state) { expect_case(var, opt, "rlimit"); }         \
+	static void layer##_many(void **state) { expect_case(var, opt, "many"); }             \
+	static void layer##_select_big(void **state) { expect_case(var, opt, "select-big"); } \
+	static void layer##_dup2_close_range(void **state)                                    \
+	{                                                                                     \
+		expect_case(var, opt, "dup2-close-range");                                    \
+	}                                                                                     \
+	static void layer##_poll_limits(void **state) { expect_case(var, opt, "poll-limits"); }
+
+/* Over exec the preload's item is lost (docs/uapi.md, "Limits"): the
+ * supervisor's only. */
+static void seccomp_exec(void **state) { expect_case("UAPI_SYNCEPOLL_DYNAMIC", "--seccomp", "exec"); }
+static void static_exec(void **state) { expect_case("UAPI_SYNCEPOLL_STATIC", NULL, "exec"); }
 
 CASES(preload, "UAPI_SYNCEPOLL_DYNAMIC", NULL)
 CASES(seccomp, "UAPI_SYNCEPOLL_DYNAMIC", "--seccomp")
@@ -32,11 +47,15 @@ CASES(static, "UAPI_SYNCEPOLL_STATIC", NULL)
 #define TESTS(layer)                                                                        \
 	harness_test(layer##_level), harness_test(layer##_edge), harness_test(layer##_ctl), \
 		harness_test(layer##_close), harness_test(layer##_blocking),                   \
-		harness_test(layer##_export_merge)
+		harness_test(layer##_export_merge), harness_test(layer##_dupset),              \
+		harness_test(layer##_fork), harness_test(layer##_rlimit), harness_test(layer##_many), \
+		harness_test(layer##_select_big), harness_test(layer##_dup2_close_range), \
+		harness_test(layer##_poll_limits)
 
 int main(void)
 {
-	const struct CMUnitTest tests[] = { TESTS(preload), TESTS(seccomp), TESTS(static) };
+	const struct CMUnitTest tests[] = { TESTS(preload), TESTS(seccomp), TESTS(static),
+					    harness_test(seccomp_exec), harness_test(static_exec) };
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
