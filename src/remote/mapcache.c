@@ -255,7 +255,10 @@ void dmb_map_state_refill(struct dmb_peer *peer, struct dmb_handle *imp)
 		imp->imp.reserve = calloc(1, sizeof(*imp->imp.reserve));
 	r = imp->imp.reserve;
 	while (r && r->n < RESERVE_MAX) {
-		struct dmb_handle *h = calloc(1, sizeof(*h));
+		/* The fault layer's allocation failure, so that tests can
+		 * starve the reserve (its callers' MAPs then ask). */
+		struct dmb_handle *h = dmb_sys_fail(DMB_SYS_CALLOC) ? NULL
+				       : calloc(1, sizeof(*h));
 		struct dmabuf_sg_table *sgt;
 
 		if (!h || dmb_backing_table_locked(imp->imp.buf, &sgt) < 0) {
