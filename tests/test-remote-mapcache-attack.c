@@ -6,8 +6,10 @@
  * page changed under the exporter's mapping, counts scribbled from another
  * thread, a count left ahead, an importer killed between counting and
  * sending, many importers under a storm of migrations, the exporter's
- * reserve and a one-way ATTACH under ENOMEM. Every case ends with the
- * exporter serving another peer (or the same one) as before.
+ * reserve and a one-way ATTACH under ENOMEM; and with the library's own
+ * importer: its forked child, and its exporter killed while it holds
+ * cached tables. Every case ends with the exporter serving another peer
+ * (or the same one) as before.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include "dmabuf-fence.h"
+#include "dmabuf-scm.h"
 #include "exporter.h"
 #include "rawpeer.h"
 
@@ -596,6 +599,125 @@ static void one_way_map_of_a_failed_one_way_attach_drops_only_that_peer(void **s
 	dmabuf_ctx_destroy(exp);
 }
 
+/* ---- the library's importer ----------------------------------------------------- */
+
+static bool one_way_mapping(const struct dmabuf_sg_table *sgt)
+{
+	return (sgt->remote_id & DMB_WIRE_ONE_WAY_ATT_BITS) == DMB_WIRE_ONE_WAY_ATT_BITS;
+}
+
+struct env {
+	int sock;
+};
+
+/* An importer whose cache is full (its second MAP went one-way) forks: the
+ * child cannot use the inherited context (its map fails) and so never
+ * counts in the page it shares with the parent, which would leave the
+ * parent's count ahead and its buffer's migrations -EBUSY for good. */
+static int forking_importer(void *arg)
+{
+	const struct env *env = arg;
+	struct dmabuf_ctx *ctx;
+	struct dmabuf_device *dev;
+	struct dmabuf *buf;
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+	int fd = tx_child_import(env->sock, "dev", &ctx, &dev, &buf);
+	pid_t pid;
+
+	child_check(dmabuf_attach(buf, dev, &att) == 0);
+	for (int i = 0; i < 2; i++) {
+		child_check(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt) == 0);
+		child_check(one_way_mapping(sgt) == (i == 1));
+		child_check(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL) == 0);
+	}
+	pid = fork();
+	child_check(pid >= 0);
+	if (pid == 0)
+		_exit(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt) < 0 ? 0 : 1);
+	child_check(harness_wait(pid) == 0);
+	child_check(dmabuf_detach(buf, att) == 0);
+	child_check(dmabuf_send_fd(env->sock, -1, "d", 1) == 0);
+	child_check(tx_wait_byte(env->sock, NULL) == 'q');
+	child_check(dmabuf_put(buf) == 0);
+	close(fd);
+	dmabuf_device_destroy(dev);
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
+
+static void forked_child_of_an_importer_does_not_use_its_cache(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct dmabuf *buf;
+	struct env env;
+	pid_t pid;
+	int sock;
+
+	tx = (struct test_exporter){ 0 };
+	buf = tx_export_ops(exp, &tx, &cached_ops, SIZE);
+	pid = tx_fork_importer(buf, forking_importer, &env, &env.sock, &sock);
+	assert_int_equal(tx_wait_byte(sock, exp), 'd');
+	dispatch_until_mappings(exp, buf, 0, 0);
+	/* the import (and its slot) still held: no count left ahead */
+	assert_int_equal(migrate_any(buf), 0);
+	assert_int_equal(dmabuf_send_fd(sock, -1, "q", 1), 0);
+	assert_int_equal(harness_wait(pid), 0);
+	close(sock);
+	dispatch_until_peers(exp, 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(exp);
+}
+
+/* The exporter, in a process of its own: serves until it is killed. */
+static int exporter_proc(void *arg)
+{
+	int sock = *(int *)arg;
+	struct dmabuf_ctx *ctx = tx_ctx_new(0);
+	struct dmabuf *buf = tx_export_ops(ctx, &tx, &cached_ops, SIZE);
+	int fd = dmabuf_fd(buf, O_CLOEXEC);
+
+	child_check(dmabuf_send_fd(sock, fd, "f", 1) == 0);
+	close(fd);
+	for (;;)
+		dmabuf_ctx_dispatch_timeout(ctx, 100);
+}
+
+/* The exporter killed while this importer holds cached tables: its next
+ * MAP (which the cache would answer one-way) is -ENODEV, as a round trip's
+ * is when the exporter is gone, and so is every later one. */
+static void exporter_killed_with_cached_tables_maps_enodev(void **state)
+{
+	struct dmabuf_ctx *ctx;
+	struct dmabuf_device *dev;
+	struct dmabuf *buf;
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+	int sv[2], fd;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	pid = harness_fork_sock(exporter_proc, &sv[1], sv[0]);
+	close(sv[1]);
+	fd = tx_child_import(sv[0], "dev", &ctx, &dev, &buf);
+	assert_int_equal(dmabuf_attach(buf, dev, &att), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), 0);
+		assert_int_equal(one_way_mapping(sgt), i == 1);
+		assert_int_equal(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL), 0);
+	}
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(harness_wait(pid), 128 + SIGKILL);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), -ENODEV);
+	assert_int_equal(dmabuf_detach(buf, att), 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	close(fd);
+	close(sv[0]);
+	dmabuf_device_destroy(dev);
+	dmabuf_ctx_destroy(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -606,6 +728,8 @@ int main(void)
 		harness_test(many_importers_and_a_migration_storm),
 		harness_test(reserve_under_enomem_lowers_the_limit),
 		harness_test(one_way_map_of_a_failed_one_way_attach_drops_only_that_peer),
+		harness_test(forked_child_of_an_importer_does_not_use_its_cache),
+		harness_test(exporter_killed_with_cached_tables_maps_enodev),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
