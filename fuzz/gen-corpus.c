@@ -170,6 +170,21 @@ int main(int argc, char **argv)
 	m.op = DMB_OP_UNPIN;
 	emit("unpin_no_reply", &m);
 
+	/* version 7: the pages exchanged once, an ANNOUNCED MAP (counted in
+	 * the client's page) asked as a call, and one sent one-way with the
+	 * sequence number its cached table was made at */
+	m = blank(DMB_OP_CACHE_OPEN);
+	m.version = DMB_WIRE_VERSION_MAP_CACHE;
+	with_fds(&m, 1);
+	emit("cache_open", &m);
+	m = blank(DMB_OP_MAP);
+	m.version = DMB_WIRE_VERSION_MAP_CACHE;
+	m.u.map = (struct dmb_wire_map){ 2, DMABUF_BIDIRECTIONAL, DMB_WIRE_MAP_ANNOUNCED, 0 };
+	emit("map_announced", &m);
+	m.flags = DMB_WIRE_F_NO_REPLY;
+	m.u.map.seq = 6;
+	emit("map_no_reply", &m);
+
 	m = blank(DMB_OP_BEGIN_CPU_ACCESS);
 	m.u.cpu_access = (struct dmb_wire_cpu_access){ 1, DMABUF_FROM_DEVICE };
 	emit("begin_cpu_access", &m);
@@ -237,6 +252,25 @@ int main(int argc, char **argv)
 	m.u.map_reply.size = 1 << 20;
 	with_fds(&m, 1);
 	emit("map_reply_memfd", &m);
+	/* version 7: CACHE, the slot and seq before the entries */
+	m.version = DMB_WIRE_VERSION_MAP_CACHE;
+	m.u.map_reply.flags = DMB_WIRE_MAP_SG_MEMFD | DMB_WIRE_MAP_CACHE;
+	m.u.map_reply.slot = 1023;
+	m.u.map_reply.seq = 4;
+	emit("map_reply_memfd_cache", &m);
+	m.nfds = 0;
+	m.u.map_reply.flags = DMB_WIRE_MAP_CACHE;
+	m.u.map_reply.slot = 3;
+	m.u.map_reply.count = 2;
+	m.u.map_reply.size = 12288;
+	m.u.map_reply.sg[0] = (struct dmabuf_sg_entry){ 0, 8192, 0x200000 };
+	m.u.map_reply.sg[1] = (struct dmabuf_sg_entry){ 8192, 4096, 0x1000 };
+	emit("map_reply_inline_cache", &m);
+
+	m = blank(DMB_OP_CACHE_OPEN_REPLY);
+	m.version = DMB_WIRE_VERSION_MAP_CACHE;
+	with_fds(&m, 1);
+	emit("cache_open_reply", &m);
 
 	m = blank(DMB_OP_DESCRIBE_REPLY);
 	m.u.describe_reply = (struct dmb_wire_describe_reply){
@@ -295,6 +329,20 @@ int main(int argc, char **argv)
 		pk[2].u.map = (struct dmb_wire_map){ DMB_WIRE_ONE_WAY_ATT_ID(2),
 						     DMABUF_TO_DEVICE };
 		emit_packet("packet_import_attach_map", pk, 3);
+		/* version 7: the ATTACH and a MAP from the cached table, both
+		 * one-way, in one packet */
+		pk[0] = pk[1];
+		pk[0].version = DMB_WIRE_VERSION_MAP_CACHE;
+		pk[0].serial = 4;
+		pk[0].u.attach.buffer_id = 7;
+		pk[1] = pk[2];
+		pk[1].version = DMB_WIRE_VERSION_MAP_CACHE;
+		pk[1].serial = 5;
+		pk[1].flags = DMB_WIRE_F_NO_REPLY;
+		pk[1].u.map = (struct dmb_wire_map){ DMB_WIRE_ONE_WAY_ATT_ID(4),
+						     DMABUF_BIDIRECTIONAL,
+						     DMB_WIRE_MAP_ANNOUNCED, 8 };
+		emit_packet("packet_attach_map_one_way", pk, 2);
 	}
 
 	m = blank(DMB_OP_MAP_REPLY);

@@ -87,7 +87,9 @@ fail:
 }
 
 /* Maps a peer's page once it is known not to shrink: the exporter's
- * read-only, the importer's writable (its limits). */
+ * read-only, the importer's writable (its limits): then one sealed against
+ * writes or opened read-only is not the page asked for either (the mmap's
+ * EPERM or EACCES says so, at no extra call). */
 static int page_map_peer(int fd, size_t size, int prot, void **map)
 {
 	struct stat st;
@@ -101,7 +103,7 @@ static int page_map_peer(int fd, size_t size, int prot, void **map)
 		return -EPROTO;
 	p = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
-		return -errno;
+		return errno == EPERM || errno == EACCES ? -EPROTO : -errno;
 	*map = p;
 	return 0;
 }
@@ -250,7 +252,10 @@ void dmb_map_state_refill(struct dmb_peer *peer, struct dmb_handle *imp)
 		imp->imp.reserve = calloc(1, sizeof(*imp->imp.reserve));
 	r = imp->imp.reserve;
 	while (r && r->n < RESERVE_MAX) {
-		struct dmb_handle *h = calloc(1, sizeof(*h));
+		/* The fault layer's allocation failure, so that tests can
+		 * starve the reserve (its callers' MAPs then ask). */
+		struct dmb_handle *h = dmb_sys_fail(DMB_SYS_CALLOC) ? NULL
+				       : calloc(1, sizeof(*h));
 		struct dmabuf_sg_table *sgt;
 
 		if (!h || dmb_backing_table_locked(imp->imp.buf, &sgt) < 0) {
