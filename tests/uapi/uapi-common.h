@@ -121,8 +121,17 @@ static inline int uapi_open_heap(const char *name)
 	return fd;
 }
 
+static inline void uapi_close_last_and_wait(int fd);
+
 /* The process's emulation context holds fds of its own; make it before the
- * first test so that the fd-leak fixture sees only the tests' fds. */
+ * first test so that the fd-leak fixture sees only the tests' fds. The
+ * buffer's own fds in the layer go at its release, which is not always
+ * within the close: another process that holds the file for a moment then
+ * (a stat() of /proc/PID/fd/N, as any suite's fdinfo count makes) has the
+ * last reference, the close event comes at its fput() and the layer's
+ * service thread releases the buffer a little later. The first test's
+ * fixture would then record a layer fd that the layer closes during the
+ * test ("closed by the test but did not belong to it"): so wait for it. */
 static inline void uapi_warm_up(void)
 {
 	int fd = open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC), buf;
@@ -135,7 +144,7 @@ static inline void uapi_warm_up(void)
 	/* The first buffer makes the endpoint other processes import from. */
 	buf = uapi_heap_alloc(fd, 4096, O_RDWR | O_CLOEXEC);
 	if (buf >= 0)
-		close(buf);
+		uapi_close_last_and_wait(buf);
 	close(fd);
 }
 
