@@ -276,7 +276,12 @@ static void timeline_over_scm_rights(void **state)
 	g = uapi_fence_create(tl, 10);
 	assert_int_equal(status(g), 0);
 	close(tl);
-	/* The parent's was the last fd: released within the close. */
+	/* The parent's was the last fd: the timeline goes and its pending
+	 * point signals -ENOENT. Normally within the close; a process reading
+	 * /proc/PID/fd at that moment holds the file for a while (the kernel's
+	 * proc_fd_link() takes a reference too), so the release may come from
+	 * its fput(): wait for the signal rather than assume the close's. */
+	wait_signalled(g);
 	assert_int_equal(status(g), -ENOENT);
 	close(f);
 	close(g);
