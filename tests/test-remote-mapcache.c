@@ -205,6 +205,9 @@ static int importer(void *arg)
 			}
 			child_check(dmabuf_map_attachment(att[i], DMABUF_BIDIRECTIONAL,
 							  &sgt[i]) == 0);
+			if (one_way_mapping(sgt[i]) != (i < 2))
+				fprintf(stderr, "child: map %d of 3 %s\n", i,
+					i < 2 ? "asked" : "went one-way");
 			child_check(one_way_mapping(sgt[i]) == (i < 2));
 			table_of(sgt[i], &again);
 			child_check(table_equal(&first, &again));
