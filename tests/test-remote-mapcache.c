@@ -15,6 +15,8 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -205,6 +207,9 @@ static int importer(void *arg)
 			}
 			child_check(dmabuf_map_attachment(att[i], DMABUF_BIDIRECTIONAL,
 							  &sgt[i]) == 0);
+			if (one_way_mapping(sgt[i]) != (i < 2))
+				fprintf(stderr, "child: map %d of 3 %s\n", i,
+					i < 2 ? "asked" : "went one-way");
 			child_check(one_way_mapping(sgt[i]) == (i < 2));
 			table_of(sgt[i], &again);
 			child_check(table_equal(&first, &again));
@@ -259,6 +264,25 @@ static void settle(struct dmabuf_ctx *exp, int sock, struct dmabuf *buf)
 	assert_int_equal(tx_wait_byte(sock, exp), 'c');
 	dispatch_until_mappings(exp, buf, 0, 0);
 	send_byte(sock, 'g');
+}
+
+/* The bytes the importer sent that the exporter has not read yet (a
+ * SEQPACKET socket's SIOCINQ counts every queued packet). */
+static int queued(struct dmabuf_ctx *exp)
+{
+	int n = -1;
+
+	assert_int_equal(ioctl(tx_only_peer(exp)->fd, SIOCINQ, &n), 0);
+	return n;
+}
+
+/* Without dispatching, until the importer sent more than @before bytes:
+ * the state, looked at each millisecond; the bound is a hang guard. */
+static void wait_queued_beyond(struct dmabuf_ctx *exp, int before)
+{
+	for (int i = 0; i < 120000 && queued(exp) <= before; i++)
+		poll(NULL, 0, 1);
+	assert_true(queued(exp) > before);
 }
 
 static int migrate(struct dmabuf *buf, enum dmabuf_alloc alloc)
@@ -351,18 +375,26 @@ static void run(enum mode mode)
 		settle(exp, sock, buf); /* the -ENODEV cycle */
 		assert_int_equal(test_unmap_count, 1);
 		break;
-	case LIMIT:
+	case LIMIT: {
+		int before;
+
 		/* Two one-way MAPs in the socket, not read: -EBUSY. */
 		assert_int_equal(tx_wait_byte(sock, NULL), 'm');
 		assert_int_equal(tx_only_peer(exp)->nmappings, 0);
 		assert_int_equal(migrate(buf, DMABUF_ALLOC_CONTIGUOUS), -EBUSY);
+		before = queued(exp);
 		send_byte(sock, 'g');
+		/* Nothing read until the third MAP is sent: each one-way MAP
+		 * read refills the reserve and raises the importer's limit,
+		 * which would let the third go one-way too. */
+		wait_queued_beyond(exp, before);
 		/* The third MAP asks: served while the byte is awaited. */
 		assert_int_equal(tx_wait_byte(sock, exp), 'c');
 		dispatch_until_mappings(exp, buf, 0, 0);
 		assert_int_equal(test_unmap_count, 4);
 		send_byte(sock, 'g');
 		break;
+	}
 	case KERNEL_FENCE: {
 		struct dmabuf_fence *f;
 
