@@ -296,21 +296,23 @@ static int sync_add(struct reg *r, int fd)
 	return 0;
 }
 
+/* fst: the fd's, from the fstat that classified it. */
 static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
-			struct epoll_event *uev)
+			const struct stat *fst, struct epoll_event *uev)
 {
 	struct epoll_event ev = { 0 };
-	struct stat st, est;
+	struct stat st = *fst, est;
 	struct reg *r, **pp;
 	int ret = 0;
 
 	/* The kernel copies the event (copy_from_user(): EFAULT) before it
 	 * looks at either fd, and takes none for DEL: it is asked first,
 	 * with no target (fd -1, its EBADF once the event was copied), and
-	 * the event is read here only once the kernel could read it. */
+	 * the event is read here only once the kernel could read it. The
+	 * call costs nothing: the fd's fstat is the one that classified it. */
 	if (op != EPOLL_CTL_DEL && next_epoll_ctl()(epfd, op, -1, uev) < 0 && errno == EFAULT)
 		return -EFAULT;
-	if (fstat(fd, &st) < 0 || fstat(epfd, &est) < 0)
+	if (fstat(epfd, &est) < 0)
 		return -EBADF;
 	if (op != EPOLL_CTL_DEL) {
 		ev = *uev;
@@ -430,14 +432,19 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
 	enum dmb_uapi_kind kind;
+	struct stat st;
 	int ret;
 
 	if (LAYER_CALL() || !dmb_preload_fd_maybe(fd))
 		return next_epoll_ctl()(epfd, op, fd, ev);
-	kind = dmb_uapi_classify(fd);
+	/* dmb_uapi_classify() with the fstat kept for the record. */
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return next_epoll_ctl()(epfd, op, fd, ev);
+	dmb_uapi_init();
+	kind = dmb_uapi_classify_stat(fd, &st);
 	if (kind != DMB_UAPI_DMABUF && kind != DMB_UAPI_SYNC_FILE)
 		return next_epoll_ctl()(epfd, op, fd, ev);
-	ret = emulated_ctl(epfd, op, fd, kind, ev);
+	ret = emulated_ctl(epfd, op, fd, kind, &st, ev);
 	/* The event only if the kernel could read it (not for DEL). */
 	dmb_uapi_trace("epoll_ctl(%d, %d, %d <%s>, %#x) = %d%s%s", epfd, op, fd,
 		       kind == DMB_UAPI_DMABUF ? "dma-buf" : "sync file",
