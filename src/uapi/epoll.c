@@ -7,12 +7,13 @@
  * carried by a stand-in: an eventfd with a count of 1 (always readable and
  * writable) registered in the program's epoll set with the program's flags
  * and a pointer to the record as its data. What the set may report is
- * the registered event mask:
- * - level-triggered: the mask is the requested EPOLLIN/EPOLLOUT that the
- *   buffer's fences allow (dma_buf_poll(): EPOLLIN once the writers are
- *   done, EPOLLOUT once everyone is), kept up to date with EPOLL_CTL_MOD;
- * - edge-triggered: the mask is the requested events, and an EPOLL_CTL_MOD
- *   (which queues a ready item again) is the edge when readiness rises.
+ * the registered event mask: the requested EPOLLIN/EPOLLOUT that the buffer's fences allow
+ * (dma_buf_poll(): EPOLLIN once the writers are done, EPOLLOUT once
+ * everyone is), kept up to date with EPOLL_CTL_MOD, level-triggered.
+ * EPOLLET is dropped: the kernel's dma_buf_poll() wakes the file's waiters
+ * itself when it adds no fence callback, which queues an edge-triggered
+ * item again at every look once the buffer is ready, so the kernel
+ * reports it at every epoll_wait(), as a level-triggered one.
  * The program's epoll_wait() family re-checks each reported stand-in
  * against the fences (a fence may have come since), gives back the
  * program's own data and events, and while a registered buffer is busy
@@ -123,7 +124,7 @@ static uint32_t mask_for(const struct reg *r, uint32_t ready)
 {
 	uint32_t flags = r->events & ~(uint32_t)IO_EVENTS;
 
-	return flags | (r->events & EPOLLET ? r->events & IO_EVENTS : ready);
+	return flags | ready;
 }
 
 static int set_mask(struct reg *r, int op, uint32_t mask)
@@ -144,13 +145,8 @@ static void refresh(struct reg *r)
 	if (r->fired)
 		return;
 	ready = readiness(r);
-	if (r->events & EPOLLET) {
-		/* An edge: readiness rose since last seen. */
-		if (ready & ~r->seen)
-			set_mask(r, EPOLL_CTL_MOD, mask_for(r, ready));
-	} else if (mask_for(r, ready) != r->mask) {
+	if (mask_for(r, ready) != r->mask)
 		set_mask(r, EPOLL_CTL_MOD, mask_for(r, ready));
-	}
 	r->seen = ready;
 }
 
@@ -300,20 +296,33 @@ static int sync_add(struct reg *r, int fd)
 	return 0;
 }
 
+/* fst: the fd's, from the fstat that classified it. */
 static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
-			struct epoll_event *uev)
+			const struct stat *fst, struct epoll_event *uev)
 {
 	struct epoll_event ev = { 0 };
-	struct stat st, est;
+	struct stat st = *fst, est;
 	struct reg *r, **pp;
 	int ret = 0;
 
-	if (fstat(fd, &st) < 0 || fstat(epfd, &est) < 0)
+	/* The kernel copies the event (copy_from_user(): EFAULT) before it
+	 * looks at either fd, and takes none for DEL: it is asked first,
+	 * with no target (fd -1, its EBADF once the event was copied), and
+	 * the event is read here only once the kernel could read it. The
+	 * call costs nothing: the fd's fstat is the one that classified it. */
+	if (op != EPOLL_CTL_DEL && next_epoll_ctl()(epfd, op, -1, uev) < 0 && errno == EFAULT)
+		return -EFAULT;
+	if (fstat(epfd, &est) < 0)
 		return -EBADF;
 	if (op != EPOLL_CTL_DEL) {
-		if (!uev)
-			return -EFAULT;
 		ev = *uev;
+		/* dma_buf_poll() wakes the file's waiters itself when it adds
+		 * no fence callback (dma_buf_poll_cb()), and once a fence's
+		 * callback ran the next look adds none: an edge-triggered
+		 * item of a buffer is queued again at every look once ready,
+		 * which is a level-triggered one. */
+		if (kind == DMB_UAPI_DMABUF)
+			ev.events &= ~(uint32_t)EPOLLET;
 		/* ep_op_has_event() ... EPOLLEXCLUSIVE: only with ADD and
 		 * with the few events the kernel allows beside it. */
 		if ((ev.events & EPOLLEXCLUSIVE) &&
@@ -423,17 +432,24 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
 	enum dmb_uapi_kind kind;
+	struct stat st;
 	int ret;
 
 	if (LAYER_CALL() || !dmb_preload_fd_maybe(fd))
 		return next_epoll_ctl()(epfd, op, fd, ev);
-	kind = dmb_uapi_classify(fd);
+	/* dmb_uapi_classify() with the fstat kept for the record. */
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return next_epoll_ctl()(epfd, op, fd, ev);
+	dmb_uapi_init();
+	kind = dmb_uapi_classify_stat(fd, &st);
 	if (kind != DMB_UAPI_DMABUF && kind != DMB_UAPI_SYNC_FILE)
 		return next_epoll_ctl()(epfd, op, fd, ev);
-	ret = emulated_ctl(epfd, op, fd, kind, ev);
+	ret = emulated_ctl(epfd, op, fd, kind, &st, ev);
+	/* The event only if the kernel could read it (not for DEL). */
 	dmb_uapi_trace("epoll_ctl(%d, %d, %d <%s>, %#x) = %d%s%s", epfd, op, fd,
 		       kind == DMB_UAPI_DMABUF ? "dma-buf" : "sync file",
-		       ev ? ev->events : 0u, ret < 0 ? -1 : ret, ret < 0 ? " " : "",
+		       op == EPOLL_CTL_DEL || ret == -EFAULT ? 0u : ev->events,
+		       ret < 0 ? -1 : ret, ret < 0 ? " " : "",
 		       ret < 0 ? strerror(-ret) : "");
 	if (ret < 0) {
 		errno = -ret;
@@ -492,15 +508,9 @@ static int translate(struct epoll_event *evs, int n)
 		if (!(r->seen & r->mask)) {
 			/* Busy again since it was queued: not reported. A
 			 * one-shot item the set disabled is armed again, with
-			 * nothing ready; a level-triggered one loses the bits. */
-			if (r->events & EPOLLONESHOT) {
-				r->fired = false;
-				set_mask(r, EPOLL_CTL_MOD,
-					 r->events & EPOLLET ? r->events & ~(uint32_t)IO_EVENTS
-							     : mask_for(r, r->seen));
-			} else if (!(r->events & EPOLLET)) {
-				set_mask(r, EPOLL_CTL_MOD, mask_for(r, r->seen));
-			}
+			 * nothing ready; another one loses the bits. */
+			r->fired = false;
+			set_mask(r, EPOLL_CTL_MOD, mask_for(r, r->seen));
 			continue;
 		}
 		evs[out].events = r->seen & r->mask;

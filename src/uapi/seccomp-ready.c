@@ -588,6 +588,12 @@ static int set_mask(struct reg *r, int op, uint32_t ready)
 	 * (never EPOLLOUT, which the eventfd would report). */
 	if (r->fence)
 		ev.events = r->events & ~(uint32_t)EPOLLOUT;
+	/* dma_buf_poll() wakes the file's waiters itself when it adds no
+	 * fence callback (dma_buf_poll_cb()), and once a fence's callback
+	 * ran the next look adds none: an edge-triggered item of a buffer is
+	 * queued again at every look once ready, as a level-triggered one. */
+	else
+		ev.events &= ~(uint32_t)EPOLLET;
 
 	if (epoll_ctl(r->epfd, op, r->standin, &ev) < 0)
 		return -errno;
