@@ -946,24 +946,49 @@ static struct reg *find(int epfd, const struct stat *est, int ufd, const struct 
 	return NULL;
 }
 
-/* A new registration of the buffer `fd` (consumed) in the set `epfd`
- * (consumed). Under regs_lock. */
-static int add(int epfd, const struct stat *est, int ufd, int fd, const struct stat *st,
-	       const struct epoll_event *ev)
+/* A record of the item `ufd` with @ev in the set `epfd` (both consumed by
+ * the caller's add: on -ENOMEM here, @fd and @epfd are closed). */
+static struct reg *new_reg(int epfd, const struct stat *est, int ufd, int fd,
+			   const struct stat *st, const struct epoll_event *ev)
 {
 	struct reg *r = calloc(1, sizeof(*r));
-	char path[64];
-	int ret;
 
 	if (!r) {
 		close(fd);
 		close(epfd);
-		return -ENOMEM;
+		return NULL;
 	}
 	*r = (struct reg){ .epfd = epfd, .ep_dev = est->st_dev, .ep_ino = est->st_ino, .ufd = ufd,
 			   .dev = st->st_dev, .ino = st->st_ino, .own = -1, .wd = -1, .sf = -1,
 			   .events = ev->events & ~(uint32_t)EPOLLEXCLUSIVE,
 			   .exclusive = ev->events & EPOLLEXCLUSIVE, .data = ev->data.u64 };
+	return r;
+}
+
+/* The close events of the inode of @fd, for @r: 0, -ENOSPC (the
+ * watches' limit), else -ENOMEM. */
+static int watch_inode(struct reg *r, int fd)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	r->wd = inotify_add_watch(inotify_fd, path, IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
+	if (r->wd < 0)
+		return errno == ENOSPC ? -ENOSPC : -ENOMEM;
+	return 0;
+}
+
+/* A new registration of the buffer `fd` (consumed) in the set `epfd`
+ * (consumed). Under regs_lock. */
+static int add(int epfd, const struct stat *est, int ufd, int fd, const struct stat *st,
+	       const struct epoll_event *ev)
+{
+	struct reg *r = new_reg(epfd, est, ufd, fd, st, ev);
+	char path[64];
+	int ret;
+
+	if (!r)
+		return -ENOMEM;
 	/* Our own open file of the inode: the buffer's file (which holds
 	 * the shared lock) must not be kept alive by us. */
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
@@ -971,12 +996,8 @@ static int add(int epfd, const struct stat *est, int ufd, int fd, const struct s
 	close(fd);
 	r->standin = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
 	ret = r->own < 0 || r->standin < 0 ? -ENOMEM : start_watcher();
-	if (!ret) {
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", r->own);
-		r->wd = inotify_add_watch(inotify_fd, path, IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
-		if (r->wd < 0)
-			ret = -errno == -ENOSPC ? -ENOSPC : -ENOMEM;
-	}
+	if (!ret)
+		ret = watch_inode(r, r->own);
 	if (!ret)
 		ret = set_mask(r, EPOLL_CTL_ADD, reg_ready(r, r->events & IO_EVENTS));
 	if (ret) {
@@ -1006,27 +1027,15 @@ static void sync_signalled(struct dmabuf_fence *fence, struct dmabuf_fence_cb *c
 static int add_sync(int epfd, const struct stat *est, int ufd, int fd, const struct stat *st,
 		    const struct epoll_event *ev)
 {
-	struct reg *r = calloc(1, sizeof(*r));
-	char path[64];
+	struct reg *r = new_reg(epfd, est, ufd, fd, st, ev);
 	int ret;
 
-	if (!r) {
-		close(fd);
-		close(epfd);
+	if (!r)
 		return -ENOMEM;
-	}
-	*r = (struct reg){ .epfd = epfd, .ep_dev = est->st_dev, .ep_ino = est->st_ino, .ufd = ufd,
-			   .dev = st->st_dev, .ino = st->st_ino, .own = -1, .wd = -1, .sf = -1,
-			   .events = ev->events & ~(uint32_t)EPOLLEXCLUSIVE,
-			   .exclusive = ev->events & EPOLLEXCLUSIVE, .data = ev->data.u64 };
 	r->standin = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ret = r->standin < 0 ? -ENOMEM : start_watcher();
-	if (!ret) {
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-		r->wd = inotify_add_watch(inotify_fd, path, IN_CLOSE_WRITE | IN_CLOSE_NOWRITE);
-		if (r->wd < 0)
-			ret = -errno == -ENOSPC ? -ENOSPC : -ENOMEM;
-	}
+	if (!ret)
+		ret = watch_inode(r, fd);
 	if (!ret && dmabuf_sync_file_import(fd, &r->fence))
 		ret = -ENOMEM;
 	close(fd);
