@@ -113,7 +113,7 @@ static int page_map_peer(int fd, size_t size, int prot, void **map)
 static struct dmb_map_state *state_get(struct dmb_endpoint *ep)
 {
 	struct dmb_map_state *ms = ep->map_state;
-	void *map;
+	void *map = NULL; /* set when page_new() succeeds */
 
 	if (ms)
 		return ms;
@@ -452,7 +452,7 @@ void dmb_map_state_changed(struct dmabuf *buf)
 int dmb_conn_cache_open(struct dmb_conn *conn)
 {
 	struct dmb_msg req, reply;
-	void *mine, *theirs = NULL;
+	void *mine = NULL, *theirs = NULL;
 	int fd, ret;
 
 	conn->cache_state = -1; /* unless all of it works */
