@@ -46,6 +46,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -296,6 +297,28 @@ static int sync_add(struct reg *r, int fd)
 	return 0;
 }
 
+/*
+ * MOD or DEL of an fd the layer has no item of in the set: EINVAL when
+ * @epfd is not a set (the buffer itself included), which do_epoll_ctl()
+ * checks before it looks for the item; else ENOENT. One readlink, only
+ * on this error path (the kernel cannot be asked: the file under an
+ * emulated one may not poll, where it answers EPERM first).
+ */
+static int not_ours(int epfd)
+{
+	char path[64], link[32];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", epfd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n > 0) {
+		link[n] = '\0';
+		if (strcmp(link, "anon_inode:[eventpoll]"))
+			return -EINVAL;
+	}
+	return -ENOENT;
+}
+
 /* fst: the fd's, from the fstat that classified it. */
 static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 			const struct stat *fst, struct epoll_event *uev)
@@ -396,7 +419,7 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 		break;
 	case EPOLL_CTL_MOD:
 		if (!r) {
-			ret = -ENOENT;
+			ret = not_ours(epfd);
 			break;
 		}
 		if (r->exclusive) {
@@ -415,7 +438,7 @@ static int emulated_ctl(int epfd, int op, int fd, enum dmb_uapi_kind kind,
 		break;
 	case EPOLL_CTL_DEL:
 		if (!r) {
-			ret = -ENOENT;
+			ret = not_ours(epfd);
 			break;
 		}
 		for (pp = &regs; *pp != r; pp = &(*pp)->next)

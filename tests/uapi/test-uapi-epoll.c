@@ -190,6 +190,15 @@ static void ctl_errors(void **state)
 	notep = dup(f.heap);
 	assert_int_equal(epoll_ctl(notep, EPOLL_CTL_ADD, f.buf, &ev), -1);
 	assert_int_equal(errno, EINVAL);
+	/* do_epoll_ctl() refuses a set that is not one (EINVAL) before it
+	 * looks for the item (ENOENT), for MOD and DEL too; a buffer as
+	 * its own set likewise. */
+	assert_int_equal(epoll_ctl(notep, EPOLL_CTL_MOD, f.buf, &ev), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(epoll_ctl(notep, EPOLL_CTL_DEL, f.buf, NULL), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(epoll_ctl(f.buf, EPOLL_CTL_MOD, f.buf, &ev), -1);
+	assert_int_equal(errno, EINVAL);
 	close(notep);
 	assert_int_equal(epoll_ctl(f.ep, EPOLL_CTL_ADD, f.buf, NULL), -1);
 	assert_int_equal(errno, EFAULT);
