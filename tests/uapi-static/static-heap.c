@@ -42,36 +42,10 @@
 #include <linux/dma-heap.h>
 #include <linux/sync_file.h>
 
-/* The sw_sync uapi has no installed header; the kernel selftests define it
- * the same way. */
-struct sw_sync_create_fence_data {
-	__u32 value;
-	char name[32];
-	__s32 fence;
-};
-#define SW_SYNC_IOC_CREATE_FENCE _IOWR('W', 0, struct sw_sync_create_fence_data)
-#define SW_SYNC_IOC_INC _IOW('W', 1, __u32)
+#include "../uapi/uapi-kernel.h"
 
 #define HEAP "/dev/dma_heap/system"
 #define MIB (1024 * 1024)
-
-static const char *current;
-
-#define CHECK(cond)                                                              \
-	do {                                                                     \
-		if (!(cond)) {                                                   \
-			printf("FAIL %s: %s:%d: %s (errno %d %s)\n", current,    \
-			       __FILE__, __LINE__, #cond, errno, strerror(errno)); \
-			exit(1);                                                 \
-		}                                                                \
-	} while (0)
-
-/* errno of a call expected to fail. */
-#define FAILS_WITH(call, err) \
-	do {                  \
-		errno = 0;    \
-		CHECK((call) < 0 && errno == (err)); \
-	} while (0)
 
 /* The program's fds. Under the preload (the dynamic program run by
  * dmabuf-run without --seccomp) the layer's own fds are in the table too,

@@ -37,17 +37,7 @@
 #include <linux/dma-heap.h>
 #include <linux/sync_file.h>
 
-/* The sw_sync uapi has no installed header; the kernel selftests define it
- * the same way. */
-struct sw_sync_create_fence_data {
-	__u32 value;
-	char name[32];
-	__s32 fence;
-};
-#define SW_SYNC_IOC_CREATE_FENCE _IOWR('W', 0, struct sw_sync_create_fence_data)
-#define SW_SYNC_IOC_INC _IOW('W', 1, __u32)
-
-static const char *current;
+#include "uapi-kernel.h"
 
 /* Under the ASan build the runtime is preloaded with the layer (this
  * program is not built with it), and its interceptors read poll's and
@@ -59,21 +49,6 @@ static bool under_asan(void)
 	return p && strstr(p, "libasan");
 }
 #define UNDER_ASAN under_asan()
-
-#define CHECK(cond)                                                              \
-	do {                                                                     \
-		if (!(cond)) {                                                   \
-			printf("FAIL %s: %s:%d: %s (errno %d %s)\n", current,    \
-			       __FILE__, __LINE__, #cond, errno, strerror(errno)); \
-			exit(1);                                                 \
-		}                                                                \
-	} while (0)
-
-#define FAILS_WITH(call, err)                        \
-	do {                                         \
-		errno = 0;                           \
-		CHECK((call) < 0 && errno == (err)); \
-	} while (0)
 
 /* The program's fds: those below the preload's own (which it makes at
  * half the RLIMIT_NOFILE soft limit, at most 16384, when first needed). */
@@ -392,7 +367,6 @@ static void case_export_merge(void)
 	close(tl2);
 	close(tl);
 }
-
 
 /* An epoll set is its open file, whatever fd names it: through a dup of
  * the set the item is the same (ADD: EEXIST; MOD and DEL work), and the

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * For the test programs written against the kernel's uapi only (built by
+ * the C compiler directly, linking nothing of libdmabuf nor the CMocka
+ * harness): the sw_sync ioctls and small checks. A failed check prints
+ * "FAIL <case>: <where>: <what> (errno ...)" and exits 1; the program sets
+ * @current to the name of the case it runs.
+ */
+#ifndef UAPI_KERNEL_H
+#define UAPI_KERNEL_H
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <linux/types.h>
+
+/* The sw_sync uapi has no installed header; the kernel selftests define it
+ * the same way. */
+struct sw_sync_create_fence_data {
+	__u32 value;
+	char name[32];
+	__s32 fence;
+};
+#define SW_SYNC_IOC_CREATE_FENCE _IOWR('W', 0, struct sw_sync_create_fence_data)
+#define SW_SYNC_IOC_INC _IOW('W', 1, __u32)
+
+/* The case being run, for a failed check. */
+static const char *current;
+
+#define CHECK(cond)                                                              \
+	do {                                                                     \
+		if (!(cond)) {                                                   \
+			printf("FAIL %s: %s:%d: %s (errno %d %s)\n", current,    \
+			       __FILE__, __LINE__, #cond, errno, strerror(errno)); \
+			exit(1);                                                 \
+		}                                                                \
+	} while (0)
+
+/* errno of a call expected to fail. */
+#define FAILS_WITH(call, err)                        \
+	do {                                         \
+		errno = 0;                           \
+		CHECK((call) < 0 && errno == (err)); \
+	} while (0)
+
+#endif
