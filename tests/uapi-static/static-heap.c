@@ -577,32 +577,6 @@ static void case_poll(void)
 	busy_free(&b);
 }
 
-/* The epoll set's items (tfd lines of its fdinfo). */
-static int epoll_items(int ep)
-{
-	char path[64], line[256];
-	FILE *f;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", ep);
-	f = fopen(path, "re");
-	CHECK(f);
-	while (fgets(line, sizeof(line), f))
-		n += !strncmp(line, "tfd:", 4);
-	fclose(f);
-	return n;
-}
-
-/* Waits (bounded by a count, not a clock) until the set has n items. */
-static int epoll_items_become(int ep, int n)
-{
-	int i;
-
-	for (i = 0; i < 20000 && epoll_items(ep) != n; i++)
-		usleep(500);
-	return epoll_items(ep) == n;
-}
-
 /* epoll on a dma-buf: registered (the kernel refuses a memfd with EPERM),
  * ready as dma_buf_poll(), level- and edge-triggered, one-shot, and gone
  * with the buffer's file. */

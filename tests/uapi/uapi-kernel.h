@@ -2,7 +2,8 @@
 /*
  * For the test programs written against the kernel's uapi only (built by
  * the C compiler directly, linking nothing of libdmabuf nor the CMocka
- * harness): the sw_sync ioctls and small checks. A failed check prints
+ * harness): the sw_sync ioctls, small checks, and the count of an epoll
+ * set's items. A failed check prints
  * "FAIL <case>: <where>: <what> (errno ...)" and exits 1; the program sets
  * @current to the name of the case it runs.
  */
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 #include <linux/types.h>
 
 /* The sw_sync uapi has no installed header; the kernel selftests define it
@@ -44,5 +46,32 @@ static const char *current;
 		errno = 0;                           \
 		CHECK((call) < 0 && errno == (err)); \
 	} while (0)
+
+/* The epoll set's items (tfd lines of its fdinfo). */
+static inline int epoll_items(int ep)
+{
+	char path[64], line[256];
+	FILE *f;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", ep);
+	f = fopen(path, "re");
+	CHECK(f);
+	while (fgets(line, sizeof(line), f))
+		n += !strncmp(line, "tfd:", 4);
+	fclose(f);
+	return n;
+}
+
+/* Waits (bounded by a count, not a clock) until the set has n items: the
+ * supervisor learns of a last close from the inode's close event. */
+static inline int epoll_items_become(int ep, int n)
+{
+	int i;
+
+	for (i = 0; i < 20000 && epoll_items(ep) != n; i++)
+		usleep(500);
+	return epoll_items(ep) == n;
+}
 
 #endif

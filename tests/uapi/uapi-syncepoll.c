@@ -136,33 +136,6 @@ static int wait0(int ep, struct epoll_event *out)
 	return n;
 }
 
-/* The epoll set's items (tfd lines of its fdinfo). */
-static int epoll_items(int ep)
-{
-	char path[64], line[256];
-	FILE *f;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", ep);
-	f = fopen(path, "re");
-	CHECK(f);
-	while (fgets(line, sizeof(line), f))
-		n += !strncmp(line, "tfd:", 4);
-	fclose(f);
-	return n;
-}
-
-/* Waits (bounded by a count, not a clock) until the set has n items: the
- * supervisor learns of a last close from the inode's close event. */
-static int epoll_items_become(int ep, int n)
-{
-	int i;
-
-	for (i = 0; i < 20000 && epoll_items(ep) != n; i++)
-		usleep(500);
-	return epoll_items(ep) == n;
-}
-
 /* A pending sw_sync point: nothing; signalled: exactly EPOLLIN with the
  * program's data, level-triggered every time; EPOLLOUT alone: never. */
 static void case_level(void)
