@@ -26,6 +26,7 @@
 #include "dmabuf-fence.h"
 #include "dmabuf-scm.h"
 #include "exporter.h"
+#include "mapcache-common.h"
 #include "rawpeer.h"
 
 #define SIZE (256 * 1024ull)
@@ -39,16 +40,6 @@ static const struct dmabuf_ops cached_ops = {
 
 static struct test_exporter tx;
 
-static int migrate(struct dmabuf *buf, enum dmabuf_alloc alloc)
-{
-	int ret;
-
-	dmabuf_resv_lock(dmabuf_get_resv(buf));
-	ret = dmabuf_backing_migrate(buf, alloc, NULL);
-	dmabuf_resv_unlock(dmabuf_get_resv(buf));
-	return ret;
-}
-
 /* Alternates the buffer's frames: a migration that goes ahead moves. */
 static int migrate_any(struct dmabuf *buf)
 {
@@ -56,21 +47,6 @@ static int migrate_any(struct dmabuf *buf)
 
 	contig = !contig;
 	return migrate(buf, contig ? DMABUF_ALLOC_CONTIGUOUS : DMABUF_ALLOC_SYSTEM);
-}
-
-static void dispatch_until_mappings(struct dmabuf_ctx *exp, struct dmabuf *buf,
-				    unsigned int mappings, unsigned int attachments)
-{
-	struct dmabuf_info info = { .struct_size = sizeof(info) };
-
-	for (int i = 0; i < 1000; i++) {
-		assert_int_equal(dmabuf_get_info(buf, &info), 0);
-		if (info.mappings == mappings && info.attachments == attachments)
-			break;
-		dmabuf_ctx_dispatch_timeout(exp, 10);
-	}
-	assert_int_equal(info.mappings, mappings);
-	assert_int_equal(info.attachments, attachments);
 }
 
 static unsigned int open_fds(void)
@@ -197,6 +173,21 @@ static void dispatch_until_peers(struct dmabuf_ctx *exp, unsigned int n)
 	assert_int_equal(npeers(exp), n);
 }
 
+/* A fresh test exporter's buffer on @exp whose map op is the library's. */
+static struct dmabuf *export_cached(struct dmabuf_ctx *exp)
+{
+	tx = (struct test_exporter){ 0 };
+	return tx_export_ops(exp, &tx, &cached_ops, SIZE);
+}
+
+/* The end of a case: every peer gone, @buf put, @exp destroyed. */
+static void end_with_no_peer(struct dmabuf_ctx *exp, struct dmabuf *buf)
+{
+	dispatch_until_peers(exp, 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	dmabuf_ctx_destroy(exp);
+}
+
 /* ---- CACHE_OPEN with pages that are not the one asked for ------------------ */
 
 /* Each refused with -EINVAL, its fd closed, the connection kept: the same
@@ -208,8 +199,7 @@ static void cache_open_refuses_what_is_not_a_sealed_writable_page(void **state)
 	unsigned int before;
 	int fd, sock, p[2];
 
-	tx = (struct test_exporter){ 0 };
-	buf = tx_export_ops(exp, &tx, &cached_ops, SIZE);
+	buf = export_cached(exp);
 	fd = dmabuf_fd(buf, O_CLOEXEC);
 	sock = rp_connect(fd);
 	close(fd);
@@ -268,9 +258,7 @@ static void cache_open_refuses_what_is_not_a_sealed_writable_page(void **state)
 	assert_int_equal(cache_open(sock, exp, fd), 0);
 	close(fd);
 	close(sock);
-	dispatch_until_peers(exp, 0);
-	assert_int_equal(dmabuf_put(buf), 0);
-	dmabuf_ctx_destroy(exp);
+	end_with_no_peer(exp, buf);
 }
 
 /* The page cannot shrink under the exporter's mapping (no SIGBUS there);
@@ -284,8 +272,7 @@ static void page_changed_under_the_exporter_harms_only_its_peer(void **state)
 	struct raw good, bad;
 	uint64_t id;
 
-	tx = (struct test_exporter){ 0 };
-	buf = tx_export_ops(exp, &tx, &cached_ops, SIZE);
+	buf = export_cached(exp);
 	raw_open(exp, buf, &good);
 	raw_open_seals(exp, buf, &bad, F_SEAL_SHRINK | F_SEAL_SEAL);
 	assert_int_equal(ftruncate(bad.page_fd, 4096), -1);
@@ -401,8 +388,7 @@ static void counts_scribbled_from_another_thread(void **state)
 	pthread_t t;
 	bool closed = false;
 
-	tx = (struct test_exporter){ 0 };
-	buf = tx_export_ops(exp, &tx, &cached_ops, SIZE);
+	buf = export_cached(exp);
 	raw_open(exp, buf, &good);
 	raw_open(exp, buf, &bad);
 	s.page = bad.page;
@@ -459,8 +445,7 @@ static void many_importers_and_a_migration_storm(void **state)
 	static struct raw r[NPEERS];
 	uint64_t id[NPEERS];
 
-	tx = (struct test_exporter){ 0 };
-	buf = tx_export_ops(exp, &tx, &cached_ops, SIZE);
+	buf = export_cached(exp);
 	for (int i = 0; i < NPEERS; i++) {
 		raw_open(exp, buf, &r[i]);
 		assert_int_equal(r[i].slot, r[0].slot);
@@ -489,9 +474,7 @@ static void many_importers_and_a_migration_storm(void **state)
 	assert_int_equal(npeers(exp), NPEERS);
 	for (int i = 0; i < NPEERS; i++)
 		raw_close(&r[i]);
-	dispatch_until_peers(exp, 0);
-	assert_int_equal(dmabuf_put(buf), 0);
-	dmabuf_ctx_destroy(exp);
+	end_with_no_peer(exp, buf);
 }
 
 /* ---- ENOMEM -------------------------------------------------------------------- */
@@ -509,8 +492,7 @@ static void reserve_under_enomem_lowers_the_limit(void **state)
 	struct raw r;
 	bool short_seen = false;
 
-	tx = (struct test_exporter){ 0 };
-	buf = tx_export_ops(exp, &tx, &cached_ops, SIZE);
+	buf = export_cached(exp);
 	raw_open(exp, buf, &r);
 	for (unsigned int nth = 1; nth <= 4; nth++) {
 		struct dmb_msg m = { .op = DMB_OP_MAP }, reply;
@@ -552,9 +534,7 @@ static void reserve_under_enomem_lowers_the_limit(void **state)
 	assert_true(short_seen);
 	assert_int_equal(npeers(exp), 1);
 	raw_close(&r);
-	dispatch_until_peers(exp, 0);
-	assert_int_equal(dmabuf_put(buf), 0);
-	dmabuf_ctx_destroy(exp);
+	end_with_no_peer(exp, buf);
 }
 
 /* A one-way ATTACH that failed with -ENOMEM, then a one-way MAP of it (the
@@ -570,8 +550,7 @@ static void one_way_map_of_a_failed_one_way_attach_drops_only_that_peer(void **s
 	struct dmb_msg m;
 	uint64_t att;
 
-	tx = (struct test_exporter){ 0 };
-	buf = tx_export_ops(exp, &tx, &cached_ops, SIZE);
+	buf = export_cached(exp);
 	raw_open(exp, buf, &good);
 	raw_open(exp, buf, &bad);
 	rp_attach_msg(&m, bad.imp);
@@ -594,9 +573,7 @@ static void one_way_map_of_a_failed_one_way_attach_drops_only_that_peer(void **s
 	assert_int_equal(raw_one_way_map(&good, 1, NULL), 0);
 	dispatch_until_mappings(exp, buf, 1, 1);
 	raw_close(&good);
-	dispatch_until_peers(exp, 0);
-	assert_int_equal(dmabuf_put(buf), 0);
-	dmabuf_ctx_destroy(exp);
+	end_with_no_peer(exp, buf);
 }
 
 /* ---- the library's importer ----------------------------------------------------- */
@@ -654,8 +631,7 @@ static void forked_child_of_an_importer_does_not_use_its_cache(void **state)
 	pid_t pid;
 	int sock;
 
-	tx = (struct test_exporter){ 0 };
-	buf = tx_export_ops(exp, &tx, &cached_ops, SIZE);
+	buf = export_cached(exp);
 	pid = tx_fork_importer(buf, forking_importer, &env, &env.sock, &sock);
 	assert_int_equal(tx_wait_byte(sock, exp), 'd');
 	dispatch_until_mappings(exp, buf, 0, 0);
@@ -664,9 +640,7 @@ static void forked_child_of_an_importer_does_not_use_its_cache(void **state)
 	assert_int_equal(dmabuf_send_fd(sock, -1, "q", 1), 0);
 	assert_int_equal(harness_wait(pid), 0);
 	close(sock);
-	dispatch_until_peers(exp, 0);
-	assert_int_equal(dmabuf_put(buf), 0);
-	dmabuf_ctx_destroy(exp);
+	end_with_no_peer(exp, buf);
 }
 
 /* The exporter, in a process of its own: serves until it is killed. */

@@ -24,6 +24,7 @@
 #include "dmabuf-fence.h"
 #include "dmabuf-scm.h"
 #include "exporter.h"
+#include "mapcache-common.h"
 #include "rawpeer.h"
 
 #define SIZE (256 * 1024ull)
@@ -241,23 +242,6 @@ static int importer(void *arg)
 	return 0;
 }
 
-/* Dispatches @exp until its view of @buf has @mappings mappings (the
- * importer's one-way requests read and handled). */
-static void dispatch_until_mappings(struct dmabuf_ctx *exp, struct dmabuf *buf,
-				    unsigned int mappings, unsigned int attachments)
-{
-	struct dmabuf_info info = { .struct_size = sizeof(info) };
-
-	for (int i = 0; i < 500; i++) {
-		assert_int_equal(dmabuf_get_info(buf, &info), 0);
-		if (info.mappings == mappings && info.attachments == attachments)
-			break;
-		dmabuf_ctx_dispatch_timeout(exp, 10);
-	}
-	assert_int_equal(info.mappings, mappings);
-	assert_int_equal(info.attachments, attachments);
-}
-
 /* The end of one of the importer's cycles: its UNMAP and DETACH handled. */
 static void settle(struct dmabuf_ctx *exp, int sock, struct dmabuf *buf)
 {
@@ -283,16 +267,6 @@ static void wait_queued_beyond(struct dmabuf_ctx *exp, int before)
 	for (int i = 0; i < 120000 && queued(exp) <= before; i++)
 		poll(NULL, 0, 1);
 	assert_true(queued(exp) > before);
-}
-
-static int migrate(struct dmabuf *buf, enum dmabuf_alloc alloc)
-{
-	int ret;
-
-	dmabuf_resv_lock(dmabuf_get_resv(buf));
-	ret = dmabuf_backing_migrate(buf, alloc, NULL);
-	dmabuf_resv_unlock(dmabuf_get_resv(buf));
-	return ret;
 }
 
 static void run(enum mode mode)

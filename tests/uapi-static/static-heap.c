@@ -42,36 +42,10 @@
 #include <linux/dma-heap.h>
 #include <linux/sync_file.h>
 
-/* The sw_sync uapi has no installed header; the kernel selftests define it
- * the same way. */
-struct sw_sync_create_fence_data {
-	__u32 value;
-	char name[32];
-	__s32 fence;
-};
-#define SW_SYNC_IOC_CREATE_FENCE _IOWR('W', 0, struct sw_sync_create_fence_data)
-#define SW_SYNC_IOC_INC _IOW('W', 1, __u32)
+#include "../uapi/uapi-kernel.h"
 
 #define HEAP "/dev/dma_heap/system"
 #define MIB (1024 * 1024)
-
-static const char *current;
-
-#define CHECK(cond)                                                              \
-	do {                                                                     \
-		if (!(cond)) {                                                   \
-			printf("FAIL %s: %s:%d: %s (errno %d %s)\n", current,    \
-			       __FILE__, __LINE__, #cond, errno, strerror(errno)); \
-			exit(1);                                                 \
-		}                                                                \
-	} while (0)
-
-/* errno of a call expected to fail. */
-#define FAILS_WITH(call, err) \
-	do {                  \
-		errno = 0;    \
-		CHECK((call) < 0 && errno == (err)); \
-	} while (0)
 
 /* The program's fds. Under the preload (the dynamic program run by
  * dmabuf-run without --seccomp) the layer's own fds are in the table too,
@@ -601,32 +575,6 @@ static void case_poll(void)
 	}
 	close(pipefd[1]);
 	busy_free(&b);
-}
-
-/* The epoll set's items (tfd lines of its fdinfo). */
-static int epoll_items(int ep)
-{
-	char path[64], line[256];
-	FILE *f;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", ep);
-	f = fopen(path, "re");
-	CHECK(f);
-	while (fgets(line, sizeof(line), f))
-		n += !strncmp(line, "tfd:", 4);
-	fclose(f);
-	return n;
-}
-
-/* Waits (bounded by a count, not a clock) until the set has n items. */
-static int epoll_items_become(int ep, int n)
-{
-	int i;
-
-	for (i = 0; i < 20000 && epoll_items(ep) != n; i++)
-		usleep(500);
-	return epoll_items(ep) == n;
 }
 
 /* epoll on a dma-buf: registered (the kernel refuses a memfd with EPERM),

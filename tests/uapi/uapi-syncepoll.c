@@ -37,17 +37,7 @@
 #include <linux/dma-heap.h>
 #include <linux/sync_file.h>
 
-/* The sw_sync uapi has no installed header; the kernel selftests define it
- * the same way. */
-struct sw_sync_create_fence_data {
-	__u32 value;
-	char name[32];
-	__s32 fence;
-};
-#define SW_SYNC_IOC_CREATE_FENCE _IOWR('W', 0, struct sw_sync_create_fence_data)
-#define SW_SYNC_IOC_INC _IOW('W', 1, __u32)
-
-static const char *current;
+#include "uapi-kernel.h"
 
 /* Under the ASan build the runtime is preloaded with the layer (this
  * program is not built with it), and its interceptors read poll's and
@@ -59,21 +49,6 @@ static bool under_asan(void)
 	return p && strstr(p, "libasan");
 }
 #define UNDER_ASAN under_asan()
-
-#define CHECK(cond)                                                              \
-	do {                                                                     \
-		if (!(cond)) {                                                   \
-			printf("FAIL %s: %s:%d: %s (errno %d %s)\n", current,    \
-			       __FILE__, __LINE__, #cond, errno, strerror(errno)); \
-			exit(1);                                                 \
-		}                                                                \
-	} while (0)
-
-#define FAILS_WITH(call, err)                        \
-	do {                                         \
-		errno = 0;                           \
-		CHECK((call) < 0 && errno == (err)); \
-	} while (0)
 
 /* The program's fds: those below the preload's own (which it makes at
  * half the RLIMIT_NOFILE soft limit, at most 16384, when first needed). */
@@ -159,33 +134,6 @@ static int wait0(int ep, struct epoll_event *out)
 	if (n > 0)
 		*out = evs[0];
 	return n;
-}
-
-/* The epoll set's items (tfd lines of its fdinfo). */
-static int epoll_items(int ep)
-{
-	char path[64], line[256];
-	FILE *f;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", ep);
-	f = fopen(path, "re");
-	CHECK(f);
-	while (fgets(line, sizeof(line), f))
-		n += !strncmp(line, "tfd:", 4);
-	fclose(f);
-	return n;
-}
-
-/* Waits (bounded by a count, not a clock) until the set has n items: the
- * supervisor learns of a last close from the inode's close event. */
-static int epoll_items_become(int ep, int n)
-{
-	int i;
-
-	for (i = 0; i < 20000 && epoll_items(ep) != n; i++)
-		usleep(500);
-	return epoll_items(ep) == n;
 }
 
 /* A pending sw_sync point: nothing; signalled: exactly EPOLLIN with the
@@ -392,7 +340,6 @@ static void case_export_merge(void)
 	close(tl2);
 	close(tl);
 }
-
 
 /* An epoll set is its open file, whatever fd names it: through a dup of
  * the set the item is the same (ADD: EEXIST; MOD and DEL work), and the
