@@ -133,8 +133,6 @@ DMABUF_EXPORT int dmabuf_backing_map(struct dmabuf_attachment *att,
 				     struct dmabuf_sg_table **out)
 {
 	struct dmabuf_ctx *ctx;
-	struct dmabuf_sg_table *sgt;
-	struct dmabuf *buf;
 	int ret;
 
 	if (!out)
@@ -142,17 +140,7 @@ DMABUF_EXPORT int dmabuf_backing_map(struct dmabuf_attachment *att,
 	ctx = att ? dmb_obj_lock_ctx(att, DMB_OBJ_ATTACHMENT, &att->ctx) : NULL;
 	if (!ctx)
 		return -EINVAL;
-	buf = att->buf;
-	ret = dmb_backing_alloc(ctx, buf);
-	if (ret == 0)
-		ret = dmb_sgt_new(&sgt);
-	if (ret == 0) {
-		ret = dmb_sgt_from_runs(sgt, buf->backing.runs, buf->backing.nruns);
-		if (ret < 0)
-			dmb_sgt_free(sgt);
-		else
-			*out = sgt;
-	}
+	ret = dmb_backing_table_locked(att->buf, out);
 	dmb_unlock(ctx);
 	return ret;
 }
