@@ -106,22 +106,13 @@ static void item_goes_when_the_lock_goes_after_the_close_event(void **state)
 
 	/* The last close of the program's file: the close event comes, the
 	 * probe finds the lock held. */
-	assert_int_equal(write(in, "c", 1), 1);
-	sup_read_line(out, line, sizeof(line));
-	assert_string_equal(line, "closed");
-	sup_wait_event_handled(sup, pfd, &ifd, 1, before, "the watcher reading the buffer's close event");
+	sup_close_and_wait_event(sup, in, out, pfd, &ifd, 1, before,
+				 "the watcher reading the buffer's close event");
 
 	/* The lock goes with no event: only a re-probe sees it. */
-	assert_int_equal(flock(h, LOCK_UN), 0);
-	assert_int_equal(write(in, "u", 1), 1);
-	sup_wait_line(out, line, sizeof(line),
-		      "the epoll item going after the buffer's lock went (the re-probe)");
-	assert_string_equal(line, "dropped");
-
-	close(h);
-	if (pfd >= 0)
-		close(pfd);
-	assert_int_equal(sup_end(sup, out, in), 0);
+	sup_unlock_expect_and_end(sup, in, out, h, pfd,
+				  "the epoll item going after the buffer's lock went (the re-probe)",
+				  "dropped");
 }
 
 int main(int argc, char **argv)

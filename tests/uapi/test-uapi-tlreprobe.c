@@ -92,26 +92,16 @@ static void point_signals_when_the_lock_goes_after_the_close_event(void **state)
 
 	/* The program's last close: the close event comes, the probes find
 	 * the lock held. */
-	assert_int_equal(write(in, "c", 1), 1);
-	sup_read_line(out, line, sizeof(line));
-	assert_string_equal(line, "closed");
-	sup_wait_event_handled(sup, pfd, ifd, n, before,
-			       "the supervisor reading the timeline's close event");
+	sup_close_and_wait_event(sup, in, out, pfd, ifd, n, before,
+				 "the supervisor reading the timeline's close event");
 	assert_int_equal(write(in, "s", 1), 1);
 	sup_read_line(out, line, sizeof(line));
 	assert_string_equal(line, "status 0");
 
 	/* The lock goes with no event: only a re-probe sees it. */
-	assert_int_equal(flock(h, LOCK_UN), 0);
-	assert_int_equal(write(in, "u", 1), 1);
-	sup_wait_line(out, line, sizeof(line),
-		      "the timeline's pending point signalling after its lock went (the re-probe)");
-	assert_string_equal(line, "poll 1 0x1 status -2");
-
-	close(h);
-	if (pfd >= 0)
-		close(pfd);
-	assert_int_equal(sup_end(sup, out, in), 0);
+	sup_unlock_expect_and_end(sup, in, out, h, pfd,
+				  "the timeline's pending point signalling after its lock went (the re-probe)",
+				  "poll 1 0x1 status -2");
 }
 
 int main(int argc, char **argv)

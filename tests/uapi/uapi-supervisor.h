@@ -301,3 +301,39 @@ static inline int sup_late_closer(pid_t prog, int fd, struct stat *st)
 	assert_int_equal(fstat(h, st), 0);
 	return h;
 }
+
+/*
+ * A re-probe suite's last close: tells the program (in) to close its fd,
+ * reads its "closed" (out) and waits, naming what, until the supervisor
+ * has read the close event of each ifd[0..n) (sup_wait_event_handled()).
+ */
+static inline void sup_close_and_wait_event(pid_t sup, int in, int out, int pfd, const int *ifd,
+					    int n, long before, const char *what)
+{
+	char line[128];
+
+	assert_int_equal(write(in, "c", 1), 1);
+	sup_read_line(out, line, sizeof(line));
+	assert_string_equal(line, "closed");
+	sup_wait_event_handled(sup, pfd, ifd, n, before, what);
+}
+
+/*
+ * A re-probe suite's ending: drops the late closer's lock h with no event,
+ * tells the program (in) to look, waits for its line (out), which only a
+ * re-probe can make expect, then closes h and pfd and ends the supervisor.
+ */
+static inline void sup_unlock_expect_and_end(pid_t sup, int in, int out, int h, int pfd,
+					     const char *what, const char *expect)
+{
+	char line[128];
+
+	assert_int_equal(flock(h, LOCK_UN), 0);
+	assert_int_equal(write(in, "u", 1), 1);
+	sup_wait_line(out, line, sizeof(line), what);
+	assert_string_equal(line, expect);
+	close(h);
+	if (pfd >= 0)
+		close(pfd);
+	assert_int_equal(sup_end(sup, out, in), 0);
+}
