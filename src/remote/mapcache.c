@@ -167,6 +167,12 @@ int dmb_map_state_open(struct dmb_peer *peer, int fd, int *out_fd)
 	uint32_t size = dmb_map_state_client_page(peer->version);
 
 	ret = page_map_peer(fd, size, PROT_READ | PROT_WRITE, &map);
+	/* Version 8: a page without the published area is version 7's,
+	 * and gets no publications (prepub.c). */
+	if (ret == -EPROTO && size != DMB_WIRE_CACHE_CLIENT_PAGE) {
+		size = DMB_WIRE_CACHE_CLIENT_PAGE;
+		ret = page_map_peer(fd, size, PROT_READ | PROT_WRITE, &map);
+	}
 	if (ret < 0) {
 		dmb_warn(peer->ctx, "peer pid %d: CACHE_OPEN with a page that is not a sealed, writable %u-byte memfd",
 			 (int)peer->pid, size);
@@ -179,6 +185,7 @@ int dmb_map_state_open(struct dmb_peer *peer, int fd, int *out_fd)
 		return ms ? -errno : -ENOMEM;
 	}
 	peer->announced = map;
+	peer->page_size = size;
 	ms->npeers++;
 	*out_fd = dup_fd;
 	return 0;
@@ -193,7 +200,7 @@ void dmb_map_state_peer_gone(struct dmb_peer *peer)
 	if (!peer->announced)
 		return;
 	dmb_prepub_peer_gone(peer);
-	munmap((void *)peer->announced, dmb_map_state_client_page(peer->version));
+	munmap((void *)peer->announced, peer->page_size);
 	peer->announced = NULL;
 	if (ep->map_state && --ep->map_state->npeers == 0)
 		dmb_map_state_destroy(ep);

@@ -99,7 +99,7 @@ void dmb_prepub_note(struct dmb_peer *peer, enum dmabuf_direction dir)
 {
 	struct dmb_endpoint *ep = peer->ctx->endpoint;
 
-	if (peer->version < DMB_WIRE_VERSION_PREPUB || !peer->announced || !ep)
+	if (peer->page_size != DMB_WIRE_CACHE_CLIENT_PAGE_PREPUB || !peer->announced || !ep)
 		return;
 	ep->prepub_peer = peer;
 	ep->prepub_dir = (uint32_t)dir;

@@ -126,6 +126,9 @@ struct dmb_peer {
 	/* Version 7: the peer's page (CACHE_OPEN): its counts of announced
 	 * MAPs, then the limits this side writes; NULL until then. */
 	_Atomic uint32_t *announced;
+	/* Its size: DMB_WIRE_CACHE_CLIENT_PAGE, or from version 8
+	 * DMB_WIRE_CACHE_CLIENT_PAGE_PREPUB (with the published area). */
+	uint32_t page_size;
 	/* Version 8 (prepub.c): the buffers published to this peer, made at
 	 * the first publication; NULL until then. */
 	struct dmb_prepub_peer *prepub;
