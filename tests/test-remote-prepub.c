@@ -543,7 +543,7 @@ static void hostile_published_area_drops_only_that_peer(void **state)
 	struct raw good, bad;
 	uint64_t imp, att;
 	int fd, i;
-	uint32_t gen;
+	uint32_t gen, slot;
 
 	tx = (struct test_exporter){ 0 };
 	buf = tx_export_ops(exp, &tx, &pub_ops, SIZE);
@@ -556,6 +556,7 @@ static void hostile_published_area_drops_only_that_peer(void **state)
 	assert_true(i >= 0);
 	assert_int_equal(raw_find(&good, fd), -1);
 	gen = raw_entry(&bad, (unsigned int)i)[0];
+	slot = raw_entry(&bad, (unsigned int)i)[2];
 	/* Scribbled over: the exporter reads none of it. */
 	memset((void *)(bad.page + 2 * DMB_WIRE_CACHE_SLOTS), 0xff, DMB_WIRE_PREPUB_AREA);
 	assert_int_equal(rp_import(bad.sock, exp, fd, &imp), 0);
@@ -565,6 +566,7 @@ static void hostile_published_area_drops_only_that_peer(void **state)
 	m.u.map.id = att;
 	m.u.map.flags = DMB_WIRE_MAP_ANNOUNCED | DMB_WIRE_MAP_PREPUB;
 	m.u.map.pub = gen + 2;
+	atomic_fetch_add(&bad.page[slot], 1u); /* counted as it should be */
 	assert_int_equal(rp_call(bad.sock, exp, &m, &reply), RP_CLOSED);
 	raw_close(&bad);
 	dispatch_until_mappings(exp, buf1, 0, 0);
@@ -574,9 +576,12 @@ static void hostile_published_area_drops_only_that_peer(void **state)
 	m = (struct dmb_msg){ .op = DMB_OP_MAP };
 	m.u.map.id = att;
 	assert_int_equal(rp_call(good.sock, exp, &m, &reply), 0);
+	assert_true(reply.u.map_reply.flags & DMB_WIRE_MAP_CACHE);
+	slot = reply.u.map_reply.slot;
 	assert_int_equal(rp_unmap(good.sock, exp, reply.u.map_reply.mapping_id,
 				  DMABUF_BIDIRECTIONAL), 0);
 	/* A PREPUB MAP of an import that took no publication: dropped. */
+	atomic_fetch_add(&good.page[slot], 1u);
 	m = (struct dmb_msg){ .op = DMB_OP_MAP };
 	m.u.map.id = att;
 	m.u.map.flags = DMB_WIRE_MAP_ANNOUNCED | DMB_WIRE_MAP_PREPUB;
