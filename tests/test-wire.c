@@ -393,7 +393,7 @@ static void test_golden_bytes(void **state)
 {
 	static const uint8_t want[] = {
 		'D', 'M', 'B', 'W',		/* magic */
-		7, 0,				/* version */
+		8, 0,				/* version */
 		0x03, 0x00,			/* RELEASE */
 		32, 0, 0, 0,			/* length */
 		0, 0,				/* nfds */
@@ -413,7 +413,7 @@ static void test_golden_bytes(void **state)
 static void test_import_client_id(void **state)
 {
 	static const uint8_t want[] = {
-		'D', 'M', 'B', 'W', 7, 0, 0x02, 0x00,	/* magic, version, IMPORT */
+		'D', 'M', 'B', 'W', 8, 0, 0x02, 0x00,	/* magic, version, IMPORT */
 		40, 0, 0, 0, 1, 0, 0, 0,		/* length, nfds, flags */
 		0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, /* serial */
 		0, 0, 0, 0, 0, 0, 0, 0,			/* flags, reserved */

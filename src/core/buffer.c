@@ -518,6 +518,11 @@ DMABUF_EXPORT int dmabuf_fd(struct dmabuf *buf, int flags)
 				fd = -errno;
 		}
 	}
+	if (fd >= 0 && !buf->publish_offered && !buf->imported && ctx->endpoint) {
+		buf->publish_offered = true;
+		if (dmb_remote() && dmb_remote()->publish)
+			dmb_remote()->publish(buf);
+	}
 	dmb_unlock(ctx);
 	return fd;
 }

@@ -146,7 +146,7 @@ struct dmb_file_names {
 	struct dmb_file_name e[FILE_NAMES_MAX];
 };
 
-static bool inodes_unique(const struct stat *st)
+bool dmb_memfd_inodes_unique(void)
 {
 	static int unique = -1;	/* racy only in asking uname twice */
 
@@ -159,7 +159,12 @@ static bool inodes_unique(const struct stat *st)
 			 sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
 			 (major > 5 || (major == 5 && minor >= 9));
 	}
-	return unique && st->st_blksize == sysconf(_SC_PAGESIZE);
+	return unique;
+}
+
+static bool inodes_unique(const struct stat *st)
+{
+	return dmb_memfd_inodes_unique() && st->st_blksize == sysconf(_SC_PAGESIZE);
 }
 
 bool dmb_file_names_find(struct dmabuf_ctx *ctx, const struct stat *st,

@@ -133,6 +133,13 @@ struct dmb_remote_hooks {
 	bool (*maps_announced)(struct dmabuf *buf);
 	/* On an exported buffer: its published state changed (revoked). */
 	void (*map_state_changed)(struct dmabuf *buf);
+	/* On an exported buffer at its first dmabuf_fd() (version 8,
+	 * docs/design.md §6): its table may be published to the peer that
+	 * mapped last, before that peer asks; sets buf->published if so. */
+	void (*publish)(struct dmabuf *buf);
+	/* On a buffer with buf->published, before ops->release: what was
+	 * published and never used goes. */
+	void (*released)(struct dmabuf *buf);
 };
 
 /* The registered hooks; NULL before the first context exists. */
@@ -185,6 +192,11 @@ struct dmabuf {
 	bool handle_only : 1; /* udmabuf: the file is a handle, bytes elsewhere */
 	bool imported : 1;    /* a proxy of another context's buffer */
 	bool revoked : 1;     /* dmabuf_revoke(): maps and attaches -ENODEV */
+	/* The remote layer was offered the buffer at its first dmabuf_fd()
+	 * (publish hook), and whether it holds a publication of it then
+	 * (dropped through the released hook). */
+	bool publish_offered : 1;
+	bool published : 1;
 	/* file_fd is the OFD share() opened, of access mode flags (not the
 	 * dup of an fd that revived an orphan): an fd of the same OFD needs
 	 * no check (do_import()). */
@@ -281,6 +293,9 @@ void dmb_names_fini(struct dmabuf_ctx *ctx);
  * inode number (names.c). */
 bool dmb_file_names_find(struct dmabuf_ctx *ctx, const struct stat *st,
 			 char *endpoint, size_t epcap, char *exp, size_t expcap);
+/* Whether this kernel never reuses the inode number of a (page-sized)
+ * memfd for the system's life (names.c). */
+bool dmb_memfd_inodes_unique(void);
 /* Remembers what readlink said of st's memfd (a failed allocation
  * remembers nothing). */
 void dmb_file_names_add(struct dmabuf_ctx *ctx, const struct stat *st,

@@ -544,6 +544,8 @@ void dmb_buf_release_now(struct dmabuf *buf)
 			buf->exp_name, buf->nattachments);
 	dmb_attachments_destroy_all(buf);
 	watch_forget(buf);
+	if (buf->published && dmb_remote() && dmb_remote()->released)
+		dmb_remote()->released(buf);
 	dmb_dbg(ctx, "release %s (ino %lu)", buf->exp_name, (unsigned long)buf->key.ino);
 	DMB_OP(buf, release)(buf);
 	ctx->stats.buffers_released++;

@@ -699,6 +699,13 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 	uint32_t seq = 0;
 	int ret, fd, slot = -1;
 
+	/* Version 8 (prepub.c): a static MAP of an import with no slot
+	 * takes what was published of its buffer to this peer. */
+	if (dmb_prepub_claim(peer, ah->parent, !(ah->att.att && ah->att.att->importer_ops),
+			     req->u.map.flags, req->u.map.pub) < 0)
+		return -EPROTO;
+	if (ah->att.att && dmb_map_state_eligible(peer, ah))
+		dmb_prepub_note(peer, dir);
 	if ((req->u.map.flags & DMB_WIRE_MAP_ANNOUNCED) &&
 	    dmb_map_state_count(peer, ah->parent) < 0)
 		return -EPROTO;

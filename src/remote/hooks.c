@@ -24,6 +24,8 @@ static const struct dmb_remote_hooks remote_hooks = {
 	.import_sync_file = dmb_proxy_import_sync_file,
 	.maps_announced = dmb_map_state_announced,
 	.map_state_changed = dmb_map_state_changed,
+	.publish = dmb_prepub_publish,
+	.released = dmb_prepub_released,
 };
 
 void dmb_remote_register(void)

@@ -108,6 +108,12 @@ static int page_map_peer(int fd, size_t size, int prot, void **map)
 	return 0;
 }
 
+uint32_t dmb_map_state_client_page(uint16_t version)
+{
+	return version >= DMB_WIRE_VERSION_PREPUB ? DMB_WIRE_CACHE_CLIENT_PAGE_PREPUB
+						  : DMB_WIRE_CACHE_CLIENT_PAGE;
+}
+
 /* ---- exporter ------------------------------------------------------------- */
 
 static struct dmb_map_state *state_get(struct dmb_endpoint *ep)
@@ -158,19 +164,28 @@ int dmb_map_state_open(struct dmb_peer *peer, int fd, int *out_fd)
 		peer->violation = true;
 		return -EPROTO;
 	}
-	ret = page_map_peer(fd, DMB_WIRE_CACHE_CLIENT_PAGE, PROT_READ | PROT_WRITE, &map);
+	uint32_t size = dmb_map_state_client_page(peer->version);
+
+	ret = page_map_peer(fd, size, PROT_READ | PROT_WRITE, &map);
+	/* Version 8: a page without the published area is version 7's,
+	 * and gets no publications (prepub.c). */
+	if (ret == -EPROTO && size != DMB_WIRE_CACHE_CLIENT_PAGE) {
+		size = DMB_WIRE_CACHE_CLIENT_PAGE;
+		ret = page_map_peer(fd, size, PROT_READ | PROT_WRITE, &map);
+	}
 	if (ret < 0) {
 		dmb_warn(peer->ctx, "peer pid %d: CACHE_OPEN with a page that is not a sealed, writable %u-byte memfd",
-			 (int)peer->pid, DMB_WIRE_CACHE_CLIENT_PAGE);
+			 (int)peer->pid, size);
 		return ret == -EPROTO ? -EINVAL : ret;
 	}
 	ms = state_get(peer->ctx->endpoint);
 	dup_fd = ms ? fcntl(ms->fd, F_DUPFD_CLOEXEC, 0) : -ENOMEM;
 	if (dup_fd < 0) {
-		munmap(map, DMB_WIRE_CACHE_CLIENT_PAGE);
+		munmap(map, size);
 		return ms ? -errno : -ENOMEM;
 	}
 	peer->announced = map;
+	peer->page_size = size;
 	ms->npeers++;
 	*out_fd = dup_fd;
 	return 0;
@@ -184,7 +199,8 @@ void dmb_map_state_peer_gone(struct dmb_peer *peer)
 
 	if (!peer->announced)
 		return;
-	munmap((void *)peer->announced, DMB_WIRE_CACHE_CLIENT_PAGE);
+	dmb_prepub_peer_gone(peer);
+	munmap((void *)peer->announced, peer->page_size);
 	peer->announced = NULL;
 	if (ep->map_state && --ep->map_state->npeers == 0)
 		dmb_map_state_destroy(ep);
@@ -388,6 +404,16 @@ static int slot_of(const struct dmb_map_state *ms, const struct dmabuf *buf)
 	return -1;
 }
 
+/* Whether @h (an import of @buf, or a publication's handle) has a MAP of
+ * @slot announced that this side has not handled. Behind (a lie) is the
+ * next announced MAP's protocol error; ahead is a MAP on its way. */
+static bool announced_ahead(struct dmb_peer *peer, const struct dmb_handle *h,
+			    const struct dmabuf *buf, int slot)
+{
+	return h && h->imp.buf == buf && h->imp.slot1 == (uint32_t)slot + 1 &&
+	       (int32_t)(atomic_load(&peer->announced[slot]) - h->imp.handled) > 0;
+}
+
 /* The migrate hook (struct dmb_remote_hooks.maps_announced). */
 bool dmb_map_state_announced(struct dmabuf *buf)
 {
@@ -407,14 +433,10 @@ bool dmb_map_state_announced(struct dmabuf *buf)
 	LIST_FOREACH(peer, &ep->peers, link) {
 		if (!peer->announced)
 			continue;
-		LIST_FOREACH(h, &peer->imports, sibling) {
-			if (h->imp.buf != buf || h->imp.slot1 != (uint32_t)slot + 1)
-				continue;
-			/* Behind (a lie) is the next announced MAP's
-			 * protocol error; ahead is a MAP on its way. */
-			if ((int32_t)(atomic_load(&peer->announced[slot]) - h->imp.handled) > 0)
-				busy = true;
-		}
+		LIST_FOREACH(h, &peer->imports, sibling)
+			busy |= announced_ahead(peer, h, buf, slot);
+		/* A published table the peer took, its MAP on its way. */
+		busy |= announced_ahead(peer, dmb_prepub_handle(peer, buf), buf, slot);
 	}
 	if (busy) {
 		atomic_fetch_sub(&ms->seq[slot], 1u); /* nothing changes */
@@ -428,6 +450,10 @@ bool dmb_map_state_announced(struct dmabuf *buf)
 		LIST_FOREACH(h, &peer->imports, sibling) {
 			if (h->imp.buf != buf || h->imp.slot1 != (uint32_t)slot + 1)
 				continue;
+			reserve_drop(h);
+			limit_publish(peer, h);
+		}
+		if ((h = dmb_prepub_handle(peer, buf)) && h->imp.slot1 == (uint32_t)slot + 1) {
 			reserve_drop(h);
 			limit_publish(peer, h);
 		}
@@ -455,8 +481,10 @@ int dmb_conn_cache_open(struct dmb_conn *conn)
 	void *mine = NULL, *theirs = NULL;
 	int fd, ret;
 
+	uint32_t size = dmb_map_state_client_page(conn->version);
+
 	conn->cache_state = -1; /* unless all of it works */
-	fd = page_new(DMB_WIRE_CACHE_CLIENT_PAGE, IMPORTER_SEALS, &mine, PROT_READ | PROT_WRITE);
+	fd = page_new(size, IMPORTER_SEALS, &mine, PROT_READ | PROT_WRITE);
 	if (fd < 0)
 		return fd;
 	dmb_wire_msg_init(&req, DMB_OP_CACHE_OPEN, 0);
@@ -469,7 +497,7 @@ int dmb_conn_cache_open(struct dmb_conn *conn)
 		dmb_scm_close_fds(reply.fds, reply.nfds);
 	}
 	if (ret < 0) {
-		munmap(mine, DMB_WIRE_CACHE_CLIENT_PAGE);
+		munmap(mine, size);
 		return ret;
 	}
 	conn->cache_announced = mine;
@@ -481,7 +509,7 @@ int dmb_conn_cache_open(struct dmb_conn *conn)
 void dmb_conn_cache_close(struct dmb_conn *conn)
 {
 	if (conn->cache_announced)
-		munmap((void *)conn->cache_announced, DMB_WIRE_CACHE_CLIENT_PAGE);
+		munmap((void *)conn->cache_announced, dmb_map_state_client_page(conn->version));
 	if (conn->cache_seq)
 		munmap((void *)conn->cache_seq, DMB_WIRE_CACHE_PAGE);
 	conn->cache_announced = NULL;

@@ -42,6 +42,9 @@ struct dmb_proxy {
 		uint32_t count;
 		uint32_t seq;
 	} *cache;
+	/* Version 8 (prepub.c): the generation of the published entry the
+	 * slot came from, until the first MAP that names it is sent. */
+	uint32_t pub;
 };
 
 static struct dmb_proxy *proxy_of(struct dmabuf *buf)
@@ -211,6 +214,41 @@ static bool map_announces(const struct dmb_proxy *px, const struct dmabuf_attach
 	       !px->conn->dead && !px->import_err;
 }
 
+/* An announced MAP whose slot came from a published entry names it (the
+ * first such MAP sent: the exporter's import takes the slot there). */
+static void map_claim(struct dmb_proxy *px, struct dmb_msg *req)
+{
+	if (px->pub) {
+		req->u.map.flags |= DMB_WIRE_MAP_PREPUB;
+		req->u.map.pub = px->pub;
+		px->pub = 0;
+	}
+}
+
+/*
+ * A new buffer's first MAP (version 8, prepub.c): the table the exporter
+ * published for this buffer and direction, with its slot, kept as a
+ * MAP_REPLY's would be; the MAP then goes as a cached one. Nothing
+ * published (or no memory to keep it): the round trip.
+ */
+static void map_take_published(struct dmb_proxy *px, const struct dmabuf *buf,
+			       enum dmabuf_direction dir)
+{
+	struct dmabuf_sg_entry *sg;
+	uint32_t slot, seq, gen, count;
+
+	if (!px->cache && !(px->cache = calloc(3, sizeof(*px->cache))))
+		return;
+	if (!dmb_conn_prepub_take(px->conn, buf, dir, &slot, &seq, &gen, &sg, &count))
+		return;
+	px->cache_slot1 = slot + 1;
+	px->pub = gen;
+	free(px->cache[dir].sg);
+	px->cache[dir].sg = sg;
+	px->cache[dir].count = count;
+	px->cache[dir].seq = seq;
+}
+
 /*
  * The MAP answered from the cached table: counted, then the exporter's
  * number read (mapcache.c); the same number as the table's means nothing
@@ -245,6 +283,7 @@ static int map_cached(struct dmb_proxy *px, struct dmabuf_attachment *att,
 	req.u.map.dir = (uint32_t)dir;
 	req.u.map.flags = DMB_WIRE_MAP_ANNOUNCED;
 	req.u.map.seq = seq;
+	map_claim(px, &req);
 	ret = dmb_conn_send_only(conn, &req);
 	if (ret < 0) {
 		dmb_sgt_free(sgt);
@@ -277,6 +316,8 @@ static int proxy_map(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 		else
 			conn->cache_state = -1;
 	}
+	if (!px->cache_slot1 && !att->importer_ops && conn->cache_state > 0 && !px->import_err)
+		map_take_published(px, att->buf, dir);
 	if (map_announces(px, att)) {
 		ret = map_cached(px, att, dir, out);
 		if (ret <= 0)
@@ -285,8 +326,10 @@ static int proxy_map(struct dmabuf_attachment *att, enum dmabuf_direction dir,
 	}
 	dmb_wire_msg_init(&req, DMB_OP_MAP, att->remote_id);
 	req.u.map.dir = (uint32_t)dir;
-	if (announced)
+	if (announced) {
 		req.u.map.flags = DMB_WIRE_MAP_ANNOUNCED;
+		map_claim(px, &req);
+	}
 	ret = proxy_call(px, &req, &reply);
 	if (ret < 0)
 		return ret;

@@ -67,6 +67,9 @@ struct dmb_handle {
 			/* The tables and records held for its next one-way
 			 * MAPs (mapcache.c); NULL until it has a slot. */
 			struct dmb_map_reserve *reserve;
+			/* Version 8 (prepub.c): the generation of the
+			 * publication whose slot it took (0: none). */
+			uint32_t pub;
 		} imp;
 		struct { /* ATTACHMENT on a device standing for the peer's */
 			/* NULL (and dev NULL) for a one-way ATTACH that failed:
@@ -123,6 +126,12 @@ struct dmb_peer {
 	/* Version 7: the peer's page (CACHE_OPEN): its counts of announced
 	 * MAPs, then the limits this side writes; NULL until then. */
 	_Atomic uint32_t *announced;
+	/* Its size: DMB_WIRE_CACHE_CLIENT_PAGE, or from version 8
+	 * DMB_WIRE_CACHE_CLIENT_PAGE_PREPUB (with the published area). */
+	uint32_t page_size;
+	/* Version 8 (prepub.c): the buffers published to this peer, made at
+	 * the first publication; NULL until then. */
+	struct dmb_prepub_peer *prepub;
 	/* The messages after the first of a version 5 packet (dmb_wire_split()),
 	 * handled in order before anything else (kept packets included):
 	 * part[first..first+count) of rest_buf, with their fds in fds[] (-1
@@ -178,6 +187,12 @@ struct dmb_endpoint {
 	/* The published map state (mapcache.c), made at the first
 	 * CACHE_OPEN. */
 	struct dmb_map_state *map_state;
+	/* Version 8 (prepub.c): the peer a new buffer's table is published
+	 * to (the one whose static MAP was latest) and that MAP's direction;
+	 * the last generation given to a publication. */
+	struct dmb_peer *prepub_peer;
+	uint32_t prepub_dir;
+	uint32_t prepub_gen;
 };
 
 /* DMABUF_DEBUG=protocol: traces one message on stderr (trace.c). side is
@@ -296,6 +311,9 @@ struct dmb_conn {
 	_Atomic uint32_t *cache_announced;	/* then the exporter's limits */
 	const _Atomic uint32_t *cache_seq;
 	unsigned int nmappings;
+	/* Version 8 (prepub.c): per entry of the published area, the last
+	 * generation a proxy of this connection took (each is taken once). */
+	uint32_t prepub_used[DMB_WIRE_PREPUB_ENTRIES];
 };
 
 /* Takes in the handshake's answer if it has not come yet (HELLO is sent
@@ -398,6 +416,34 @@ void dmb_conn_cache_close(struct dmb_conn *conn);
 /* Counts a MAP at @slot, then returns the exporter's number for it; *room:
  * the exporter holds what a one-way MAP of that slot needs (its limit). */
 uint32_t dmb_conn_cache_announce(struct dmb_conn *conn, uint32_t slot, bool *room);
+/* The client page's size for the version agreed (7: counts and limits;
+ * 8: the published area too). */
+uint32_t dmb_map_state_client_page(uint16_t version);
+
+/* ---- tables published before the MAP (prepub.c, version 8) ---------------- */
+
+struct dmb_prepub_peer;
+/* The publish and released hooks (struct dmb_remote_hooks). */
+void dmb_prepub_publish(struct dmabuf *buf);
+void dmb_prepub_released(struct dmabuf *buf);
+/* A static MAP of @peer in @dir: the next new buffer is published to it. */
+void dmb_prepub_note(struct dmb_peer *peer, enum dmabuf_direction dir);
+/* Before a peer's pages go: its publications are dropped. */
+void dmb_prepub_peer_gone(struct dmb_peer *peer);
+/* The handle standing for @buf's publication to @peer (its slot, count
+ * base and reserve), or NULL: for the migrate hook. */
+struct dmb_handle *dmb_prepub_handle(struct dmb_peer *peer, const struct dmabuf *buf);
+/* A MAP of @imp: when @take (a static attachment's) and @imp has no slot
+ * yet, takes its buffer's publication to @peer if there is one. Then checks the MAP's PREPUB claim (@pub, 0 none): -EPROTO (the
+ * peer is dropped) when it names no publication @imp took. */
+int dmb_prepub_claim(struct dmb_peer *peer, struct dmb_handle *imp, bool take,
+		     uint32_t flags, uint32_t pub);
+/* Importer: the published entry of @buf for @dir on @conn, taken (each
+ * once): its slot, seq, generation and table (malloc'd, *count entries).
+ * false when there is none. */
+bool dmb_conn_prepub_take(struct dmb_conn *conn, const struct dmabuf *buf,
+			  enum dmabuf_direction dir, uint32_t *slot, uint32_t *seq,
+			  uint32_t *gen, struct dmabuf_sg_entry **sg, uint32_t *count);
 
 /* ---- proxies ----------------------------------------------------------------- */
 

@@ -270,7 +270,7 @@ static void walk_map(struct dmb_wire_cur *c, struct dmb_msg *m)
 	f64(c, &m->u.map.id);
 	f32(c, &m->u.map.dir);
 	frsv(c, 4);
-	if (c->enc && (m->u.map.flags || m->u.map.seq))
+	if (c->enc && (m->u.map.flags || m->u.map.seq || m->u.map.pub))
 		fail(c, -EINVAL); /* no room for them */
 }
 
@@ -285,7 +285,13 @@ static void walk_map_req(struct dmb_wire_cur *c, struct dmb_msg *m)
 	f32(c, &m->u.map.dir);
 	f32(c, &m->u.map.flags);
 	f32(c, &m->u.map.seq);
+	if (m->version >= DMB_WIRE_VERSION_PREPUB) {
+		f32(c, &m->u.map.pub);
+		return;
+	}
 	frsv(c, 4);
+	if (c->enc && m->u.map.pub)
+		fail(c, -EINVAL); /* no room for it */
 }
 
 /* BEGIN_CPU_ACCESS, END_CPU_ACCESS */
@@ -551,7 +557,16 @@ static int check_map_req(const struct dmb_msg *m)
 {
 	const struct dmb_wire_map *r = &m->u.map;
 
-	if (!dir_ok(r->dir) || (r->flags & ~DMB_WIRE_MAP_ANNOUNCED))
+	uint32_t known = DMB_WIRE_MAP_ANNOUNCED |
+			 (m->version >= DMB_WIRE_VERSION_PREPUB ? DMB_WIRE_MAP_PREPUB : 0);
+
+	if (!dir_ok(r->dir) || (r->flags & ~known))
+		return -EPROTO;
+	/* Version 8: a slot taken from a published entry is announced, and
+	 * names the entry's generation (even, non-zero). */
+	if ((r->flags & DMB_WIRE_MAP_PREPUB)
+		    ? !(r->flags & DMB_WIRE_MAP_ANNOUNCED) || !r->pub || (r->pub & 1)
+		    : r->pub != 0)
 		return -EPROTO;
 	if (m->flags & DMB_WIRE_F_NO_REPLY)
 		return (r->flags & DMB_WIRE_MAP_ANNOUNCED) && r->seq && !(r->seq & 1)

@@ -20,7 +20,7 @@
  * DMB_WIRE_VERSION_BASE in their header so any future peer can parse them. */
 #define DMB_WIRE_VERSION_BASE 1
 #define DMB_WIRE_VERSION_MIN 1
-#define DMB_WIRE_VERSION_MAX 7
+#define DMB_WIRE_VERSION_MAX 8
 /* The first version with header flags (DMB_WIRE_HDR_FLAGS). */
 #define DMB_WIRE_VERSION_FLAGS 2
 /* The first version in which the client names its imports (IMPORT carries
@@ -62,6 +62,22 @@
 #define DMB_WIRE_CACHE_SLOTS 1024u
 #define DMB_WIRE_CACHE_PAGE (DMB_WIRE_CACHE_SLOTS * 4u)
 #define DMB_WIRE_CACHE_CLIENT_PAGE (2u * DMB_WIRE_CACHE_PAGE)
+/* The first version whose exporter publishes a new buffer's table before
+ * the importer asks (docs/protocol.md §6 item 5b): the importer's page
+ * grows by DMB_WIRE_PREPUB_AREA, DMB_WIRE_PREPUB_ENTRIES entries of
+ * DMB_WIRE_PREPUB_WORDS u32 the exporter writes (prepub.c), and a MAP may
+ * carry DMB_WIRE_MAP_PREPUB with the entry's generation. */
+#define DMB_WIRE_VERSION_PREPUB 8
+#define DMB_WIRE_PREPUB_ENTRIES 8u
+#define DMB_WIRE_PREPUB_WORDS 128u
+#define DMB_WIRE_PREPUB_AREA (DMB_WIRE_PREPUB_ENTRIES * DMB_WIRE_PREPUB_WORDS * 4u)
+#define DMB_WIRE_CACHE_CLIENT_PAGE_PREPUB (DMB_WIRE_CACHE_CLIENT_PAGE + DMB_WIRE_PREPUB_AREA)
+/* An entry's words: 0 generation (0 empty, odd while written, else even),
+ * 1 direction, 2 slot, 3 seq, 4-5 st_dev, 6-7 st_ino, 8-9 size (each
+ * u64 low word first), 10 count, 11 reserved, then count CPU entries of
+ * 6 words (offset, length, phys, each low word first). */
+#define DMB_WIRE_PREPUB_HDR_WORDS 12u
+#define DMB_WIRE_PREPUB_MAX_SG ((DMB_WIRE_PREPUB_WORDS - DMB_WIRE_PREPUB_HDR_WORDS) / 6u)
 
 /* The 24-byte header: byte offsets of its fields from the start of a
  * message (docs/protocol.md §3). Tests patch headers through these names. */
@@ -192,6 +208,9 @@ enum dmb_wire_side {
 #define DMB_WIRE_MAP_CACHE (1u << 1)
 /* MAP (version 7): counted in the importer's page at its buffer's slot. */
 #define DMB_WIRE_MAP_ANNOUNCED (1u << 0)
+/* MAP (version 8), only with ANNOUNCED: the slot was the one a published
+ * entry named; pub is that entry's generation. */
+#define DMB_WIRE_MAP_PREPUB (1u << 1)
 #define DMB_WIRE_INFO_BACKING_ALLOCATED (1u << 0)
 #define DMB_WIRE_INFO_CONTIGUOUS (1u << 1)
 #define DMB_WIRE_INFO_NAME_SET (1u << 2)	/* a name was set, maybe "" */
@@ -285,6 +304,9 @@ struct dmb_wire_map {
 	 * one-way MAP the slot's sequence number its table was cached at. */
 	uint32_t flags;
 	uint32_t seq;
+	/* MAP, version 8 (0 otherwise): with DMB_WIRE_MAP_PREPUB, the
+	 * generation of the published entry it took its slot from. */
+	uint32_t pub;
 };
 
 struct dmb_wire_map_reply {
