@@ -698,6 +698,40 @@ static void case_select_big(void)
 	close(tl);
 }
 
+/* select() with nfds far beyond the program's fds (1 << 20) and a 512-byte
+ * set at the end of a mapping: core_sys_select() cuts nfds down to the fd
+ * table's size, which the program's few fds keep below 4096 (the set's
+ * bits), so the kernel reads and writes no more of the set than that, and
+ * a bit beyond the table (no fd there) is neither looked at nor cleared. */
+static void case_select_table(void)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	int tl = timeline(), sf = point(tl, 1), far = 4000;
+	char *m = mmap(NULL, (size_t)(2 * pg), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+	unsigned long *set = (unsigned long *)(m + pg - 512);
+	struct timeval tv = { 0, 0 };
+
+	CHECK(m != MAP_FAILED);
+	CHECK(mprotect(m + pg, (size_t)pg, PROT_NONE) == 0);
+	CHECK(sf < 1024 && fcntl(far, F_GETFD) < 0);
+	inc(tl);
+	if (!UNDER_ASAN) {
+		memset(set, 0, 512);
+		bit_set(set, sf);
+		bit_set(set, far);
+		CHECK(select(1 << 20, (fd_set *)set, NULL, NULL, &tv) == 1);
+		CHECK(bit_isset(set, sf) && bit_isset(set, far));
+		memset(set, 0, 512);
+		bit_set(set, sf);
+		CHECK(pselect(1 << 20, (fd_set *)set, NULL, NULL, NULL, NULL) == 1);
+		CHECK(bit_isset(set, sf));
+	}
+	CHECK(munmap(m, (size_t)(2 * pg)) == 0);
+	close(sf);
+	close(tl);
+}
+
 /* dup2() onto the last fd of a sync file and close_range() over one
  * close the file, and its items go (eventpoll_release() at the last
  * reference); dup3() onto the last fd of a set frees the set, and the
@@ -795,6 +829,7 @@ static const struct {
 	{ "rlimit", case_rlimit },
 	{ "many", case_many },
 	{ "select-big", case_select_big },
+	{ "select-table", case_select_table },
 	{ "dup2-close-range", case_dup2_close_range },
 	{ "poll-limits", case_poll_limits },
 	{ "exec", case_exec }, /* last: not in "all" */
