@@ -296,7 +296,21 @@ static void sf_atfork_parent(void)
 
 static void sf_atfork_child(void)
 {
+	struct sf_key *k;
+
 	dmb_sf_exports_forked();
+	/* The parent's fences are copies here that nothing signals (the
+	 * parent signals its own, the watcher is gone): a sync file the
+	 * child imports is the shared file, learnt from R as any other
+	 * process's, so none of them is found by its import. */
+	while ((k = LIST_FIRST(&dmb_sf_table))) {
+		LIST_REMOVE(k, link);
+		k->keyed = false;
+		/* Linked to itself: the LIST_REMOVE of its release touches
+		 * nothing else. */
+		k->link.le_next = NULL;
+		k->link.le_prev = &k->link.le_next;
+	}
 	pthread_mutex_unlock(&dmb_sf_lock);
 }
 

@@ -246,14 +246,40 @@ static void drop(struct reg **pp, bool del)
 	free(r);
 }
 
-/* sync_file_poll() as the set sees it: the stand-in's count goes to 1,
- * and the eventfd polls EPOLLIN from then on. Under the fence's lock. */
+/*
+ * The count a signalled sync file's stand-in holds: the largest an eventfd
+ * takes. The first write of it wakes the set; a second (another process's
+ * callback on the same stand-in, after fork or exec) finds no room and
+ * fails with EAGAIN (the stand-in is non-blocking) without waking anyone,
+ * so the item is woken once per signal however many processes watch the
+ * fence, as the kernel's fence_check_cb_func() wakes the file's waiters
+ * once. The eventfd then polls EPOLLIN and not EPOLLOUT, never EPOLLERR.
+ */
+#define SIGNALLED_COUNT (UINT64_MAX - 1)
+
+static void standin_signal(int standin)
+{
+	(void)eventfd_write(standin, SIGNALLED_COUNT);
+}
+
+/* sync_file_poll() as the set sees it: the stand-in's count is set, and
+ * the eventfd polls EPOLLIN from then on. Under the fence's lock. */
 static void sync_signalled(struct dmabuf_fence *fence, struct dmabuf_fence_cb *cb)
 {
 	struct reg *r = (struct reg *)((char *)cb - offsetof(struct reg, cb));
 
 	(void)fence;
-	(void)eventfd_write(r->standin, 1);
+	standin_signal(r->standin);
+}
+
+/* The callback of this process on the record's fence (r->fence, a
+ * reference of this process's), which writes the stand-in at the signal;
+ * at once if it has signalled. */
+static void sync_arm(struct reg *r)
+{
+	r->fence_pid = getpid();
+	if (IN_CORE(dmabuf_fence_add_callback(r->fence, &r->cb, sync_signalled)) == -ENOENT)
+		standin_signal(r->standin);
 }
 
 /* What a sync file's stand-in is registered with: the program's events
@@ -290,9 +316,7 @@ static int sync_add(struct reg *r, int fd)
 		close(r->standin);
 		return ret;
 	}
-	r->fence_pid = getpid();
-	if (IN_CORE(dmabuf_fence_add_callback(r->fence, &r->cb, sync_signalled)) == -ENOENT)
-		(void)eventfd_write(r->standin, 1);
+	sync_arm(r);
 	atomic_fetch_add(&nsync, 1);
 	return 0;
 }
@@ -794,4 +818,37 @@ void dmb_preload_epoll_closed(dev_t dev, ino_t ino)
 void dmb_preload_epoll_forked(void)
 {
 	pthread_mutex_init(&regs_lock, NULL);
+}
+
+/*
+ * After dmb_preload_epoll_forked() and the core's own fork handling: each
+ * sync file's record gets a callback of this process, on the fence that
+ * this process imports from the program's fd, so that the stand-in (the
+ * shared item) is written at the signal whichever process still holds
+ * the file: the parent's callback goes when the parent closes its copy or
+ * exits, where the kernel's item stays and reports the signal in every
+ * process that waits on the set. A record whose fd no longer is its file
+ * here, or whose fence cannot be imported (no fd), keeps only the
+ * parent's callback (the record's fence is the parent's copy, never
+ * touched).
+ */
+void dmb_preload_epoll_adopt(void)
+{
+	struct dmabuf_fence *f;
+	struct reg *r;
+	struct stat st;
+
+	if (!atomic_load_explicit(&nsync, memory_order_relaxed))
+		return;
+	pthread_mutex_lock(&regs_lock);
+	for (r = regs; r; r = r->next) {
+		if (!r->fence || r->fence_pid == getpid())
+			continue;
+		if (fstat(r->fd, &st) || st.st_ino != r->ino || st.st_dev != r->dev ||
+		    IN_CORE(dmabuf_sync_file_import(r->fd, &f)))
+			continue;
+		r->fence = f;
+		sync_arm(r);
+	}
+	pthread_mutex_unlock(&regs_lock);
 }

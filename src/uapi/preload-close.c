@@ -28,6 +28,7 @@ int dmb_preload_program_close(int fd)
 		errno = EBADF;
 		return -1;
 	}
+	dmb_preload_fd_seen(fd);
 	/* An untagged fd is no emulated file: nothing to do after. */
 	maybe = dmb_preload_fd_maybe(fd);
 	if (__builtin_expect(!maybe, 1) && !dmb_preload_epoll_any())

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <dlfcn.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -47,6 +48,20 @@ static inline enum dmb_uapi_kind dmb_preload_fd_kind(int fd)
 	if (__builtin_expect(!dmb_preload_fd_maybe(fd), 1))
 		return DMB_UAPI_NONE;
 	return dmb_uapi_classify(fd);
+}
+
+/* preload-poll.c: the highest fd number the program is known to have
+ * had (the kernel's fd table grows to hold it and never shrinks), for
+ * select()'s bound; raised by the program's close() and by select()'s
+ * look at its fds. */
+extern atomic_int dmb_preload_fd_high;
+void dmb_preload_fd_high_raise(int fd);
+
+static inline void dmb_preload_fd_seen(int fd)
+{
+	if (__builtin_expect(fd > atomic_load_explicit(&dmb_preload_fd_high, memory_order_relaxed),
+			     0))
+		dmb_preload_fd_high_raise(fd);
 }
 
 /* preload.c: the kind's name in the trace. */

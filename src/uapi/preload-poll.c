@@ -13,6 +13,7 @@
  * select and pselect copy the sets with process_vm_readv, and only when
  * a tagged fd is below nfds.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -289,6 +290,71 @@ static int bound_nfds(int nfds)
 	return size > 0 && size < nfds ? (int)size : nfds;
 }
 
+/*
+ * select()'s bound: core_sys_select() cuts nfds down to the fd table's
+ * size (max_fds). The layer's fds (at half RLIMIT_NOFILE) make the real
+ * table larger than the program's fds alone would, and the kernel would
+ * then read (and fault on) more of the program's sets than without the
+ * layer, or find closed fds where it would look at none (EBADF). The
+ * bound is the program's own table instead: the size the kernel gives a
+ * table that holds the highest fd the program is known to have had (its
+ * close()s and the fds open now, looked at in /proc/self/fd only when
+ * nfds is beyond what is known already).
+ */
+atomic_int dmb_preload_fd_high;
+
+void dmb_preload_fd_high_raise(int fd)
+{
+	int high = atomic_load_explicit(&dmb_preload_fd_high, memory_order_relaxed);
+
+	while (fd > high && !atomic_compare_exchange_weak(&dmb_preload_fd_high, &high, fd))
+		;
+}
+
+/* The size alloc_fdtable() gives a table for fd: NR_OPEN_DEFAULT
+ * (BITS_PER_LONG) slots at first, then 1 KiB of pointers times a power
+ * of two. */
+static int table_for(int fd)
+{
+	unsigned long n, p = 1, per = 1024 / sizeof(void *);
+
+	if (fd < (int)(8 * sizeof(long)))
+		return 8 * (int)sizeof(long);
+	n = (unsigned long)fd / per + 1;
+	while (p < n)
+		p <<= 1;
+	return p * per > INT_MAX ? INT_MAX : (int)(p * per);
+}
+
+/* The program's fds open now (the layer's left out): the highest raises
+ * dmb_preload_fd_high. */
+static void look_at_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name);
+
+		if (e->d_name[0] != '.' && fd != dirfd(d) && !dmb_layer_fd_is(fd))
+			dmb_preload_fd_seen(fd);
+	}
+	closedir(d);
+}
+
+static int program_nfds(int nfds)
+{
+	int table = table_for(atomic_load_explicit(&dmb_preload_fd_high, memory_order_relaxed));
+
+	if (nfds <= table)
+		return nfds;
+	look_at_fds();
+	table = table_for(atomic_load_explicit(&dmb_preload_fd_high, memory_order_relaxed));
+	return nfds < table ? nfds : table;
+}
+
 /* The bits of an fd set, as fs/select.c sees them: longs of nfds bits
  * (fd_set's macros stop at FD_SETSIZE, which nfds may pass). */
 #define LONG_BITS (8 * (int)sizeof(long))
@@ -485,6 +551,39 @@ static int select_prepare(int nfds, fd_set *const prog[3], const sigset_t *sig,
 	return nfds;
 }
 
+/*
+ * The kernel's select() failed with err for nfds: the nfds to ask again
+ * with, as the kernel would have cut it down for the program's own table,
+ * or 0 to keep the answer. Only an answer given before the wait: EBADF
+ * (a bit of no open fd, which may be one beyond the program's table) or
+ * an EFAULT of the sets' read (a set shorter than the layer's table, not
+ * than the program's); an EFAULT of readable sets was the write-back,
+ * after the wait, and stands. Failed calls alone pay for this.
+ */
+static int select_retry_nfds(int nfds, fd_set *const prog[3], int err)
+{
+	unsigned long none[3] = { 0 }, *probe[3] = { none, none, none }, *heap = NULL;
+	int bound;
+
+	if ((err != EBADF && err != EFAULT) || nfds <= table_for(0))
+		return 0;
+	bound = program_nfds(nfds);
+	if (bound >= nfds)
+		return 0;
+	if (err == EFAULT) {
+		/* Readable in full: the write-back's fault, after the wait. */
+		heap = malloc(3 * set_bytes(nfds));
+		if (heap) {
+			for (int k = 0; k < 3; k++)
+				probe[k] = heap + k * set_bytes(nfds) / sizeof(long);
+			if (sets_read(nfds, prog, NULL, probe))
+				bound = 0;
+		}
+		free(heap);
+	}
+	return bound;
+}
+
 EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 {
 	fd_set *const prog[3] = { r, w, e };
@@ -492,8 +591,18 @@ EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 	unsigned long *sets[3], *heap;
 	int n, ret;
 
-	if (LAYER_CALL() || !(n = select_prepare(nfds, prog, NULL, stack, sets, &heap)))
-		return get_select()(nfds, r, w, e, tv);
+	if (LAYER_CALL() || !(n = select_prepare(nfds, prog, NULL, stack, sets, &heap))) {
+		ret = get_select()(nfds, r, w, e, tv);
+		if (ret < 0 && !LAYER_CALL()) {
+			int err = errno;
+
+			n = select_retry_nfds(nfds, prog, err);
+			errno = err;
+			if (n)
+				ret = get_select()(n, r, w, e, tv);
+		}
+		return ret;
+	}
 	/* libc's select() reads *tv before the system call: no other fault.
 	 * Its EINVAL for a negative one (poll_select_set_timeout()'s). */
 	if (tv && (tv->tv_sec < 0 || tv->tv_usec < 0)) {
@@ -515,8 +624,18 @@ EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct times
 	unsigned long *sets[3], *heap;
 	int n, ret;
 
-	if (LAYER_CALL() || !(n = select_prepare(nfds, prog, sig, stack, sets, &heap)))
-		return get_pselect()(nfds, r, w, e, ts, sig);
+	if (LAYER_CALL() || !(n = select_prepare(nfds, prog, sig, stack, sets, &heap))) {
+		ret = get_pselect()(nfds, r, w, e, ts, sig);
+		if (ret < 0 && !LAYER_CALL()) {
+			int err = errno;
+
+			n = select_retry_nfds(nfds, prog, err);
+			errno = err;
+			if (n)
+				ret = get_pselect()(n, r, w, e, ts, sig);
+		}
+		return ret;
+	}
 	/* The signal mask is not applied while dma-bufs are waited for (only
 	 * checked readable); libc's pselect() reads *ts before the call, the
 	 * kernel refuses an invalid one (poll_select_set_timeout()). */

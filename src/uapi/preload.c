@@ -99,6 +99,7 @@ static void forked_child(void)
 	dmb_layer_forked();
 	dmb_preload_epoll_forked();
 	dmb_uapi_forked();
+	dmb_preload_epoll_adopt();
 }
 
 __attribute__((constructor)) static void preload_init(void)

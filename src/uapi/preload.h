@@ -199,3 +199,6 @@ bool dmb_preload_epoll_any(void);
 void dmb_preload_epoll_closed(dev_t dev, ino_t ino);
 void dmb_preload_epoll_sweep(void);
 void dmb_preload_epoll_forked(void);
+/* In a forked child, once the core is this process's: the records of sync
+ * files get callbacks of this process (epoll.c). */
+void dmb_preload_epoll_adopt(void);

@@ -297,6 +297,33 @@ static void select_set_past_page(const char *id)
 	conf_sys(id, select(65, r, NULL, NULL, &tv));
 }
 
+/* nfds 1 << 20 with a set of 512 bytes (4096 bits) before an unmapped
+ * page: core_sys_select() cuts nfds down to the fd table, far below
+ * 4096 here, so nothing past the page is read, and bit 4000 (no fd
+ * there, beyond the table) is neither refused (EBADF) nor cleared. */
+static void select_nfds_beyond_table(const char *id)
+{
+	unsigned long *r = (unsigned long *)(edge - 512);
+	int far = 4000, lb = 8 * (int)sizeof(long);
+	struct timeval tv = { 0, 0 };
+	long n;
+
+	if (sf >= far || fcntl(far, F_GETFD) >= 0) {
+		conf_line(id, "fd_at_4000");
+		return;
+	}
+	memset(r, 0, 512);
+	r[sf / lb] |= 1ul << (sf % lb);
+	r[far / lb] |= 1ul << (far % lb);
+	n = select(1 << 20, (fd_set *)r, NULL, NULL, &tv);
+	if (n < 0) {
+		conf_line(id, "%s", conf_errname(errno));
+		return;
+	}
+	conf_line(id, "%ld:%s:%s", n, r[sf / lb] >> (sf % lb) & 1 ? "r" : "none",
+		  r[far / lb] >> (far % lb) & 1 ? "far_kept" : "far_cleared");
+}
+
 /* Read, polled, and refused when the answer is written back. */
 static void select_readonly_set(const char *id)
 {
@@ -376,6 +403,7 @@ static void select_checks(void)
 	guarded("select.efault.set_past_page", select_set_past_page);
 	guarded("select.efault.readonly_set", select_readonly_set);
 	guarded("select.short_set", select_short_set);
+	guarded("select.nfds_beyond_table", select_nfds_beyond_table);
 	conf_sys("select.einval.nfds_negative", select(-1, NULL, NULL, NULL, NULL));
 
 	FD_ZERO(&r);

@@ -26,9 +26,11 @@ static void expect_case(const char *var, const char *opt, const char *name)
 	static void layer##_export_merge(void **state) { expect_case(var, opt, "export-merge"); } \
 	static void layer##_dupset(void **state) { expect_case(var, opt, "dupset"); }         \
 	static void layer##_fork(void **state) { expect_case(var, opt, "fork"); }             \
+	static void layer##_fork_adder(void **state) { expect_case(var, opt, "fork-adder"); } \
 	static void layer##_rlimit(void **state) { expect_case(var, opt, "rlimit"); }         \
 	static void layer##_many(void **state) { expect_case(var, opt, "many"); }             \
 	static void layer##_select_big(void **state) { expect_case(var, opt, "select-big"); } \
+	static void layer##_select_table(void **state) { expect_case(var, opt, "select-table"); } \
 	static void layer##_dup2_close_range(void **state)                                    \
 	{                                                                                     \
 		expect_case(var, opt, "dup2-close-range");                                    \
@@ -48,8 +50,10 @@ CASES(static, "UAPI_SYNCEPOLL_STATIC", NULL)
 	harness_test(layer##_level), harness_test(layer##_edge), harness_test(layer##_ctl), \
 		harness_test(layer##_close), harness_test(layer##_blocking),                   \
 		harness_test(layer##_export_merge), harness_test(layer##_dupset),              \
-		harness_test(layer##_fork), harness_test(layer##_rlimit), harness_test(layer##_many), \
-		harness_test(layer##_select_big), harness_test(layer##_dup2_close_range), \
+		harness_test(layer##_fork), harness_test(layer##_fork_adder),                  \
+		harness_test(layer##_rlimit), harness_test(layer##_many), \
+		harness_test(layer##_select_big), harness_test(layer##_select_table),          \
+		harness_test(layer##_dup2_close_range),                                        \
 		harness_test(layer##_poll_limits)
 
 int main(void)

@@ -455,6 +455,51 @@ static void case_fork(void)
 	close(tl);
 }
 
+/* The process that added a sync file's item to a set shared over fork
+ * closes its copy of the file before the fence signals: the item is the
+ * set's and the file's, not the adder's (the kernel wakes it from
+ * sync_file_poll()'s callback whoever added it), so the other process
+ * still holding the file is woken at the signal, once (edge-triggered). */
+static void case_fork_adder(void)
+{
+	struct epoll_event out;
+	int tl = timeline(), sf = point(tl, 1), ep = set_with(sf, EPOLLIN | EPOLLET, 42);
+	int to_child[2], to_parent[2], status;
+	pid_t pid;
+
+	CHECK(pipe2(to_child, O_CLOEXEC) == 0 && pipe2(to_parent, O_CLOEXEC) == 0);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		close(to_child[1]);
+		close(to_parent[0]);
+		get_byte(to_child[0]); /* the parent has closed sf */
+		CHECK(epoll_items(ep) == 1);
+		CHECK(wait0(ep, &out) == 0);
+		put_byte(to_parent[1]);
+		/* The parent signals the point: its item here reports it. */
+		CHECK(epoll_wait(ep, &out, 1, 20000) == 1);
+		CHECK(out.events == EPOLLIN && out.data.u64 == 42);
+		CHECK(wait0(ep, &out) == 0);
+		CHECK(epoll_items(ep) == 1);
+		_exit(0);
+	}
+	close(to_child[0]);
+	close(to_parent[1]);
+	close(sf);
+	put_byte(to_child[1]);
+	get_byte(to_parent[0]);
+	inc(tl);
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* The child's exit was sf's last reference. */
+	CHECK(epoll_items_become(ep, 0));
+	close(ep);
+	close(to_child[1]);
+	close(to_parent[0]);
+	close(tl);
+}
+
 /* The kernel's EPOLL_CTL_ADD makes no fd: it works with every fd of the
  * RLIMIT_NOFILE soft limit in use. */
 static void case_rlimit(void)
@@ -653,6 +698,40 @@ static void case_select_big(void)
 	close(tl);
 }
 
+/* select() with nfds far beyond the program's fds (1 << 20) and a 512-byte
+ * set at the end of a mapping: core_sys_select() cuts nfds down to the fd
+ * table's size, which the program's few fds keep below 4096 (the set's
+ * bits), so the kernel reads and writes no more of the set than that, and
+ * a bit beyond the table (no fd there) is neither looked at nor cleared. */
+static void case_select_table(void)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	int tl = timeline(), sf = point(tl, 1), far = 4000;
+	char *m = mmap(NULL, (size_t)(2 * pg), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+	unsigned long *set = (unsigned long *)(m + pg - 512);
+	struct timeval tv = { 0, 0 };
+
+	CHECK(m != MAP_FAILED);
+	CHECK(mprotect(m + pg, (size_t)pg, PROT_NONE) == 0);
+	CHECK(sf < 1024 && fcntl(far, F_GETFD) < 0);
+	inc(tl);
+	if (!UNDER_ASAN) {
+		memset(set, 0, 512);
+		bit_set(set, sf);
+		bit_set(set, far);
+		CHECK(select(1 << 20, (fd_set *)set, NULL, NULL, &tv) == 1);
+		CHECK(bit_isset(set, sf) && bit_isset(set, far));
+		memset(set, 0, 512);
+		bit_set(set, sf);
+		CHECK(pselect(1 << 20, (fd_set *)set, NULL, NULL, NULL, NULL) == 1);
+		CHECK(bit_isset(set, sf));
+	}
+	CHECK(munmap(m, (size_t)(2 * pg)) == 0);
+	close(sf);
+	close(tl);
+}
+
 /* dup2() onto the last fd of a sync file and close_range() over one
  * close the file, and its items go (eventpoll_release() at the last
  * reference); dup3() onto the last fd of a set frees the set, and the
@@ -746,9 +825,11 @@ static const struct {
 	{ "export-merge", case_export_merge },
 	{ "dupset", case_dupset },
 	{ "fork", case_fork },
+	{ "fork-adder", case_fork_adder },
 	{ "rlimit", case_rlimit },
 	{ "many", case_many },
 	{ "select-big", case_select_big },
+	{ "select-table", case_select_table },
 	{ "dup2-close-range", case_dup2_close_range },
 	{ "poll-limits", case_poll_limits },
 	{ "exec", case_exec }, /* last: not in "all" */
