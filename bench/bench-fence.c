@@ -20,6 +20,12 @@
  *                 B waits in a blocking MSG_PEEK and replies on efd2. The
  *                 floor of a signal that is a unix-socket send: the
  *                 library's eventfd-reply figure is also printed against it.
+ *   candidates    raw floors of a signal that wakes the waiter through a
+ *                 cheaper primitive shipped with the sync file (an eventfd,
+ *                 a futex word in a shared page) while the record still
+ *                 goes into the socket for every other observer: see
+ *                 enum cand. No library code; printed against the eventfd
+ *                 ping-pong.
  *   hand-over     per fence, untimed in the wake-up: dmabuf_fence_new +
  *                 dmabuf_sync_file_export + dmabuf_send_fd, B dmabuf_recv_fd;
  *                 vs eventfd() + raw SCM_RIGHTS + recvmsg.
@@ -58,8 +64,14 @@
 #include <poll.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -77,8 +89,39 @@
 
 enum cmd {
 	C_RAW = 1, C_FENCE_SOCK, C_FENCE_EFD, C_RECV_FENCES, C_RECV_RAW, C_RECV_SOCKS,
-	C_SOCK_PEEK, C_QUIT
+	C_SOCK_PEEK, C_RECV_PAIRS, C_CAND_POLL, C_CAND_READ, C_CAND_FUTEX, C_CAND_SHUT,
+	C_CAND_BINDSHUT, C_QUIT
 };
+
+/*
+ * Candidate fast paths (raw, no library code): what a wake-up would cost if
+ * the signal woke the waiter through a cheaper primitive shipped with the
+ * sync file, the record still sent into the socket for every other
+ * observer. Each kind hands over, untimed, a socketpair end per fence and
+ * (the eventfd kinds) an eventfd per fence.
+ *   poll    A sends the record, then writes the fence's eventfd; B waits
+ *           in poll() of both R and the eventfd (R for the signaller's
+ *           death: an eventfd does not see it), replies on efd_ba.
+ *   read    the same, B in a blocking read() of the eventfd alone: blind
+ *           to the signaller's death, the cheapest eventfd wake.
+ *   futex   A stores 1 in the fence's word of a page both map, FUTEX_WAKE,
+ *           then sends the record; B FUTEX_WAITs on the word: as blind to
+ *           the signaller's death, and a peek of R right after the wake
+ *           may still find it empty.
+ *   shut    no record: A shuts W down for writing (no skb: R reads EOF,
+ *           polls POLLIN everywhere); B's blocking peek returns 0. Today
+ *           EOF means "signaller gone" or a holder's shutdown, so this
+ *           alone carries no status.
+ *   bindshut  the status in W's name instead of a record (as a signal
+ *           that finds R shut does, docs/fences.md): A binds W to an
+ *           abstract name made before the clock, then shuts it down; B
+ *           peeks (0) and reads the name with getpeername().
+ */
+enum cand { CAND_POLL, CAND_READ, CAND_FUTEX, CAND_SHUT, CAND_BINDSHUT, N_CAND };
+static const char *const cand_name[N_CAND] = { "poll", "read", "futex", "shut", "bindshut" };
+static const enum cmd cand_cmd[N_CAND] = { C_CAND_POLL, C_CAND_READ, C_CAND_FUTEX,
+					   C_CAND_SHUT, C_CAND_BINDSHUT };
+static _Atomic uint32_t *futex_words;	/* N_WAKE words, MAP_SHARED before fork */
 
 /* The raw socket signal: a record of the library's size (struct
  * dmb_sf_record: magic, error, timestamp, context, seqno, two names,
@@ -210,7 +253,7 @@ static int raw_recv_fd(int sock, uint32_t expect)
 
 static int b_main(void)
 {
-	int fds[N_WAKE];
+	int fds[N_WAKE], efds[N_WAKE];
 	uint32_t nfds = 0;
 
 	for (;;) {
@@ -245,6 +288,63 @@ static int b_main(void)
 			bench_recv_byte(data_fd);	/* A stopped its clock */
 			for (uint32_t i = 0; i < nfds; i++)
 				close(fds[i]);
+			nfds = 0;
+			bench_send_byte(data_fd);
+			break;
+		}
+		case C_RECV_PAIRS:
+			if (m.n > N_WAKE)
+				BENCH_FAIL("too many fds");
+			for (uint32_t i = 0; i < m.n; i++) {
+				fds[i] = raw_recv_fd(data_fd, 2 * i);
+				efds[i] = raw_recv_fd(data_fd, 2 * i + 1);
+			}
+			nfds = m.n;
+			bench_send_byte(data_fd);
+			break;
+		case C_CAND_POLL:
+		case C_CAND_READ:
+		case C_CAND_FUTEX:
+		case C_CAND_SHUT:
+		case C_CAND_BINDSHUT: {
+			struct usage u0 = usage_now();
+
+			if (m.n != nfds)
+				BENCH_FAIL("%u sockets asked, %u held", m.n, nfds);
+			for (uint32_t i = 0; i < m.n; i++) {
+				if (m.cmd == C_CAND_POLL) {
+					struct pollfd p[2] = { { fds[i], POLLIN, 0 },
+							       { efds[i], POLLIN, 0 } };
+
+					if (poll(p, 2, -1) < 1)
+						BENCH_FAIL("poll: %s", strerror(errno));
+				} else if (m.cmd == C_CAND_READ) {
+					efd_read(efds[i]);
+				} else if (m.cmd != C_CAND_FUTEX) {
+					char rec[8];
+					struct sockaddr_un a;
+					socklen_t alen = sizeof(a);
+
+					if (recv(fds[i], rec, sizeof(rec), MSG_PEEK) != 0)
+						BENCH_FAIL("socket peek: not EOF (%s)", strerror(errno));
+					if (m.cmd == C_CAND_BINDSHUT &&
+					    (getpeername(fds[i], (struct sockaddr *)&a, &alen) < 0 ||
+					     alen <= offsetof(struct sockaddr_un, sun_path) + 1))
+						BENCH_FAIL("getpeername: %s", strerror(errno));
+				} else {
+					while (!atomic_load_explicit(&futex_words[i],
+								     memory_order_acquire))
+						syscall(SYS_futex, &futex_words[i], FUTEX_WAIT, 0,
+							NULL, NULL, 0);
+				}
+				efd_write(efd_ba);
+			}
+			usage_send(usage_since(u0));
+			bench_recv_byte(data_fd);	/* A stopped its clock */
+			for (uint32_t i = 0; i < nfds; i++) {
+				close(fds[i]);
+				close(efds[i]);
+			}
 			nfds = 0;
 			bench_send_byte(data_fd);
 			break;
@@ -380,6 +480,72 @@ static double a_sock_round(uint32_t n, struct wake_cost *c)
 	bench_recv_byte(data_fd);	/* B closed its ends */
 	for (uint32_t i = 0; i < n; i++)
 		close(w[i]);
+	return (double)t / n;
+}
+
+/* A candidate fast path (see enum cand); returns ns per wake-up. */
+static double a_cand_round(enum cand k, uint32_t n, struct wake_cost *c)
+{
+	static int w[N_WAKE], e[N_WAKE];
+	static struct sockaddr_un addr[N_WAKE];
+	static socklen_t alen[N_WAKE];
+	static unsigned int serial;
+	char rec[RAW_RECORD];
+	struct usage u0;
+	uint64_t t0, t;
+
+	memset(rec, 0x5a, sizeof(rec));
+	ctl_send(C_RECV_PAIRS, n);
+	for (uint32_t i = 0; i < n; i++) {
+		int sv[2];
+
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+			BENCH_FAIL("socketpair: %s", strerror(errno));
+		e[i] = eventfd(0, EFD_CLOEXEC);
+		if (e[i] < 0)
+			BENCH_FAIL("eventfd: %s", strerror(errno));
+		raw_send_fd(data_fd, sv[0], 2 * i);
+		raw_send_fd(data_fd, e[i], 2 * i + 1);
+		close(sv[0]);
+		w[i] = sv[1];
+		atomic_store(&futex_words[i], 0);
+		addr[i].sun_family = AF_UNIX;
+		addr[i].sun_path[0] = 0;
+		alen[i] = offsetof(struct sockaddr_un, sun_path) + 1 +
+			  snprintf(addr[i].sun_path + 1, sizeof(addr[i].sun_path) - 1,
+				   "bench-fence/%d/%u/S/0/1234567890123", (int)getpid(), serial++);
+	}
+	bench_recv_byte(data_fd);
+	ctl_send(cand_cmd[k], n);
+	t0 = bench_now_ns();
+	u0 = usage_now();
+	for (uint32_t i = 0; i < n; i++) {
+		if (k == CAND_FUTEX) {
+			atomic_store_explicit(&futex_words[i], 1, memory_order_release);
+			syscall(SYS_futex, &futex_words[i], FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+		}
+		if (k == CAND_BINDSHUT && bind(w[i], (struct sockaddr *)&addr[i], alen[i]) < 0)
+			BENCH_FAIL("bind: %s", strerror(errno));
+		if (k == CAND_SHUT || k == CAND_BINDSHUT) {
+			if (shutdown(w[i], SHUT_WR) < 0)
+				BENCH_FAIL("shutdown: %s", strerror(errno));
+		} else if (send(w[i], rec, sizeof(rec), MSG_NOSIGNAL | MSG_DONTWAIT) !=
+			   (ssize_t)sizeof(rec)) {
+			BENCH_FAIL("socket send: %s", strerror(errno));
+		}
+		if (k == CAND_POLL || k == CAND_READ)
+			efd_write(e[i]);
+		efd_read(efd_ba);
+	}
+	u0 = usage_since(u0);
+	t = bench_now_ns() - t0;
+	wake_cost(u0, usage_recv(), n, c);
+	bench_send_byte(data_fd);	/* clock stopped: B may close */
+	bench_recv_byte(data_fd);	/* B closed its ends */
+	for (uint32_t i = 0; i < n; i++) {
+		close(w[i]);
+		close(e[i]);
+	}
 	return (double)t / n;
 }
 
@@ -659,6 +825,8 @@ int main(void)
 	double dummy;
 	struct wake_cost c_raw[ROUNDS], c_sock[ROUNDS], c_efd[ROUNDS], c_rsock[ROUNDS], cdummy;
 	struct wake_cost m_craw, m_csock, m_cefd, m_crsock;
+	double cand[N_CAND][ROUNDS], m_cand[N_CAND];
+	struct wake_cost c_cand[N_CAND][ROUNDS], m_ccand[N_CAND];
 	double m_rsock;
 	double l_efd[ROUNDS], l_fence[ROUNDS], l_tl[ROUNDS], mg[3][ROUNDS];
 	double sp[ROUNDS], exp_[ROUNDS], sfm[ROUNDS];
@@ -684,6 +852,10 @@ int main(void)
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0 ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, data) < 0)
 		BENCH_FAIL("socketpair: %s", strerror(errno));
+	futex_words = mmap(NULL, N_WAKE * sizeof(*futex_words), PROT_READ | PROT_WRITE,
+			   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (futex_words == MAP_FAILED)
+		BENCH_FAIL("mmap: %s", strerror(errno));
 	efd_ab = eventfd(0, EFD_CLOEXEC);
 	efd_ba = eventfd(0, EFD_CLOEXEC);
 	if (efd_ab < 0 || efd_ba < 0)
@@ -707,7 +879,11 @@ int main(void)
 	a_fence_round(100, false, &dummy, &cdummy);
 	a_sock_round(100, &cdummy);
 	a_hand_over_raw(100);
+	for (int k = 0; k < N_CAND; k++)
+		a_cand_round(k, 100, &cdummy);
 	for (int r = 0; r < ROUNDS; r++) {
+		for (int k = 0; k < N_CAND; k++)
+			cand[k][r] = a_cand_round(k, N_WAKE, &c_cand[k][r]);
 		raw[r] = a_raw_round(N_WAKE, &c_raw[r]);
 		sock[r] = a_fence_round(N_WAKE, false, &ho[r], &c_sock[r]);
 		efd[r] = a_fence_round(N_WAKE, true, &dummy, &c_efd[r]);
@@ -740,6 +916,10 @@ int main(void)
 	m_csock = cost_median(c_sock);
 	m_cefd = cost_median(c_efd);
 	m_crsock = cost_median(c_rsock);
+	for (int k = 0; k < N_CAND; k++) {
+		m_cand[k] = bench_median(cand[k], ROUNDS);
+		m_ccand[k] = cost_median(c_cand[k]);
+	}
 	m_ho = bench_median(ho, ROUNDS);
 	m_ho_raw = bench_median(ho_raw, ROUNDS);
 	m_lefd = bench_median(l_efd, ROUNDS);
@@ -763,6 +943,14 @@ int main(void)
 	row("CPU of both: socket reply", m_csock.cpu, m_craw.cpu, "eventfd ping-pong CPU", 0);
 	row("CPU of both: eventfd reply", m_cefd.cpu, m_craw.cpu, "eventfd ping-pong CPU", 0);
 	row("CPU of both: raw socket", m_crsock.cpu, m_craw.cpu, "eventfd ping-pong CPU", 0);
+	for (int k = 0; k < N_CAND; k++) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "candidate %s: signal + wake", cand_name[k]);
+		row(what, m_cand[k], m_raw, "eventfd ping-pong", 0);
+		snprintf(what, sizeof(what), "CPU of both: candidate %s", cand_name[k]);
+		row(what, m_ccand[k].cpu, m_craw.cpu, "eventfd ping-pong CPU", 0);
+	}
 	row("hand-over: new + export + send + recv", m_ho, m_ho_raw, "eventfd + SCM_RIGHTS", 0);
 	row("fence_new + signal + put", m_lfence, m_lefd, "eventfd + write + close", 0);
 	row("timeline create_fence + inc + put", m_ltl, m_lefd, "eventfd + write + close", 0);
@@ -780,6 +968,12 @@ int main(void)
 	cs_row("library, socket reply", &m_csock);
 	cs_row("library, eventfd reply", &m_cefd);
 	cs_row("raw socket signal, eventfd reply", &m_crsock);
+	for (int k = 0; k < N_CAND; k++) {
+		char what[64];
+
+		snprintf(what, sizeof(what), "candidate %s", cand_name[k]);
+		cs_row(what, &m_ccand[k]);
+	}
 	printf("\n");
 
 	lines_t("wake_socket_reply", m_sock, m_raw, 1.1);
@@ -792,6 +986,16 @@ int main(void)
 	cs_lines("wake_eventfd_reply_cswitch", &m_cefd, &m_craw);
 	cs_lines("wake_socket_reply_cswitch", &m_csock, &m_craw);
 	cs_lines("wake_raw_socket_cswitch", &m_crsock, &m_craw);
+	for (int k = 0; k < N_CAND; k++) {
+		char name[48];
+
+		snprintf(name, sizeof(name), "wake_cand_%s", cand_name[k]);
+		lines(name, m_cand[k], m_raw);
+		snprintf(name, sizeof(name), "wake_cand_%s_cpu", cand_name[k]);
+		lines(name, m_ccand[k].cpu, m_craw.cpu);
+		snprintf(name, sizeof(name), "wake_cand_%s_cswitch", cand_name[k]);
+		cs_lines(name, &m_ccand[k], &m_craw);
+	}
 	lines("hand_over", m_ho, m_ho_raw);
 	lines("fence_life", m_lfence, m_lefd);
 	lines("timeline_life", m_ltl, m_lefd);
