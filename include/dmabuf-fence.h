@@ -787,7 +787,12 @@ struct dmabuf_sync_fence_info {
  * @return the number of fences in the sync file (may exceed max); -EBADF
  *         for a bad or O_PATH fd; -ENOTTY for an fd that is not a sync
  *         file (as the ioctl on another file); -EINVAL for NULL @p info
- *         with @p max > 0
+ *         with @p max > 0. Needs no free fd (a file this process cannot
+ *         import for want of one is answered from the fd itself), except
+ *         for a file whose socket a holder shut down both ways, which
+ *         reads as its signaller gone until asked about: then -EMFILE,
+ *         -ENFILE, -ENOMEM or -ENOBUFS when the question cannot be asked,
+ *         never a signal
  */
 int dmabuf_sync_file_info(int fd, int *status,
 			  struct dmabuf_sync_fence_info *info, unsigned int max);

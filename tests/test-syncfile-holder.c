@@ -151,8 +151,7 @@ static int callback_waiter(void *arg)
 
 /*
  * The exporter is a process of its own, so that no holder is a fork of
- * it (a forked child keeps its parent's table, where the sync file maps
- * back to the parent's fence, which never signals there). It exports
+ * it (test-syncfile-fork.c has those). It exports
  * one sync file (a sw_sync point, or with `merge` a merge of two, which
  * has a set_deadline op: its W is watched for deadlines), sends it to the
  * test, and obeys: 'i' signals (the timestamp in shared[0]), 's' makes
@@ -555,29 +554,99 @@ static void callers_ask_without_a_free_fd(void **state)
 
 /*
  * With no pending import in the process, nothing holds the diagnostics
- * socket and a wait on a shut-down R asks on one of its own: when no fd
- * is free for it, the wait says so (-EMFILE) instead of "signalled". On
- * the code before, it returned 1 (the signaller taken for gone).
+ * socket, and no fd is free to make one. A holder's shutdown of R for
+ * reading alone is seen without a question (R at EOF without POLLHUP: W
+ * is open), so the wait says pending, as the kernel's needs no fd; on the
+ * code before it returned -EMFILE. After a shutdown both ways (R polls
+ * POLLHUP, as when W is gone) the question is needed, and the wait says
+ * it cannot be asked (-EMFILE) instead of "signalled".
  */
-static void raw_wait_says_it_cannot_ask(void **state)
+static void raw_wait_without_a_free_fd(int how, int expect)
 {
 	struct signaller a;
 	struct fd_fill ff;
-	int w0, w20;
+	int w0, w20, info, status = 99;
 
 	signaller_start(&a, false);
-	assert_int_equal(shutdown(a.fd, SHUT_RD), 0);
+	assert_int_equal(shutdown(a.fd, how), 0);
 	take_every_fd(&ff);
 	w0 = dmabuf_sync_file_wait(a.fd, 0);
 	w20 = dmabuf_sync_file_wait(a.fd, 20);
+	info = dmabuf_sync_file_info(a.fd, &status, NULL, 0);
 	give_back(&ff);
-	assert_int_equal(w0, -EMFILE);
-	assert_int_equal(w20, -EMFILE);
+	assert_int_equal(w0, expect);
+	assert_int_equal(w20, expect);
+	if (expect == 0) {
+		assert_int_equal(info, 1);
+		assert_int_equal(status, 0);
+	} else {
+		assert_int_equal(info, expect);
+	}
 	/* With a number free: the answer, pending, then the signal. */
 	assert_int_equal(dmabuf_sync_file_wait(a.fd, 0), 0);
 	assert_int_equal(signaller_do(&a, 'i'), 'i');
 	assert_int_equal(dmabuf_sync_file_wait(a.fd, -1), 1);
 	signaller_end(&a);
+}
+
+static void raw_wait_after_shut_rd_needs_no_fd(void **state)
+{
+	raw_wait_without_a_free_fd(SHUT_RD, 0);
+}
+
+static void raw_wait_after_shut_rdwr_says_it_cannot_ask(void **state)
+{
+	raw_wait_without_a_free_fd(SHUT_RDWR, -EMFILE);
+}
+
+/*
+ * SYNC_IOC_FILE_INFO of a sync file the process never imported, with no
+ * fd free for the import's copy of R: the kernel's needs none, and here
+ * it is answered from R itself: pending (one entry, R's context and
+ * seqno), then signalled with the signaller's names and time, a merge's
+ * two fences each. On the code before, both were -EMFILE (the import's
+ * dup of R).
+ */
+static void info_without_a_free_fd(bool merge)
+{
+	struct signaller a;
+	struct dmabuf_sync_fence_info info[2];
+	struct fd_fill ff;
+	int n0, n1, st0 = 99, st1 = 99, n = merge ? 2 : 1;
+
+	signaller_start(&a, merge);
+	take_every_fd(&ff);
+	n0 = dmabuf_sync_file_info(a.fd, &st0, info, 2);
+	give_back(&ff);
+	assert_int_equal(n0, 1);
+	assert_int_equal(st0, 0);
+	assert_int_equal(info[0].status, 0);
+	assert_int_equal(info[0].timestamp_ns, 0);
+	assert_int_equal(signaller_do(&a, 'i'), 'i');
+	memset(info, 0, sizeof(info));
+	take_every_fd(&ff);
+	n1 = dmabuf_sync_file_info(a.fd, &st1, info, 2);
+	give_back(&ff);
+	assert_int_equal(n1, n);
+	assert_int_equal(st1, 1);
+	for (int i = 0; i < n; i++) {
+		assert_int_equal(info[i].status, 1);
+		assert_true(info[i].timestamp_ns != 0);
+		assert_string_equal(info[i].obj_name, "holder");
+	}
+	if (!merge)
+		assert_true(info[0].timestamp_ns == a.shared[0]);
+	signaller_end(&a);
+}
+
+static void info_of_a_point_without_a_free_fd(void **state)
+{
+	info_without_a_free_fd(false);
+}
+
+static void info_of_a_merge_without_a_free_fd(void **state)
+{
+	info_without_a_free_fd(true);
 }
 
 /* The process's NETLINK_SOCK_DIAG sockets: how many, the inode of one. */
@@ -730,7 +799,10 @@ int main(void)
 		harness_test(signaller_death_after_a_shutdown),
 		harness_test(watcher_asks_on_its_own_socket),
 		harness_test(callers_ask_without_a_free_fd),
-		harness_test(raw_wait_says_it_cannot_ask),
+		harness_test(raw_wait_after_shut_rd_needs_no_fd),
+		harness_test(raw_wait_after_shut_rdwr_says_it_cannot_ask),
+		harness_test(info_of_a_point_without_a_free_fd),
+		harness_test(info_of_a_merge_without_a_free_fd),
 		harness_test(diag_socket_lives_with_the_imports),
 		harness_test(sweep_at_emfile_keeps_a_shut_down_file),
 	};

@@ -34,6 +34,7 @@
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -252,6 +253,81 @@ DMABUF_EXPORT int dmabuf_sync_file_wait(int fd, int timeout_ms)
 	}
 }
 
+/*
+ * SYNC_IOC_FILE_INFO of a sync file this process cannot import for want
+ * of an fd (its copy of R): the kernel's ioctl needs none, so the answer
+ * comes from R itself, as an import's first look would have it. The
+ * record, peeked (with a merge's fences), says signalled; nothing in R
+ * says pending (one entry, from R's name, as an import reports it); EOF
+ * is asked about (sync_file_peer.c), and a question that cannot be asked
+ * is said (-errno), never taken as the signal.
+ */
+static int info_unimported(int fd, int *status, struct dmabuf_sync_fence_info *info,
+			   unsigned int max)
+{
+	struct dmb_sf_record rec, *full = NULL;
+	struct dmabuf_sync_fence_info one;
+	struct sf_name nm;
+	int ret, error = 0, st;
+	int64_t ts = 0;
+	unsigned int n = 1;
+	ssize_t r;
+
+	ret = dmb_sf_parse_name(fd, &nm);
+	if (ret)
+		return ret;
+	memset(&one, 0, sizeof(one));
+	snprintf(one.driver_name, sizeof(one.driver_name), "sync_file");
+	snprintf(one.obj_name, sizeof(one.obj_name), "pid %ld", nm.pid);
+	one.context = nm.context;
+	one.seqno = nm.seqno;
+	do
+		r = recv(fd, &rec, sizeof(rec), MSG_PEEK | MSG_DONTWAIT);
+	while (r < 0 && errno == EINTR);
+	if (r == (ssize_t)sizeof(rec) && rec.magic == SF_MAGIC && rec.error <= 0 &&
+	    rec.error >= -4095 && rec.nchildren <= SF_MAX_CHILDREN) {
+		size_t len = sizeof(rec) + rec.nchildren * sizeof(one);
+
+		st = rec.error ? rec.error : 1;
+		if (rec.nchildren && (full = malloc(len))) {
+			do
+				r = recv(fd, full, len, MSG_PEEK | MSG_DONTWAIT);
+			while (r < 0 && errno == EINTR);
+			if (r == (ssize_t)len) {
+				n = rec.nchildren;
+				for (unsigned int i = 0; i < n && i < max; i++)
+					info[i] = ((struct dmabuf_sync_fence_info *)(full + 1))[i];
+			}
+			free(full);
+			if (r == (ssize_t)len)
+				goto done;
+		}
+		dmb_sf_copy_name(one.driver_name, rec.driver);
+		dmb_sf_copy_name(one.obj_name, rec.timeline);
+		one.status = st;
+		one.timestamp_ns = rec.timestamp_ns;
+	} else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		st = 0;
+	} else if (r == 0 || (r < 0 && errno == ECONNRESET)) {
+		ret = dmb_sf_eof_truth(fd, &error, &ts);
+		if (ret < 0)
+			return ret;
+		st = ret ? (error ? error : 1) : 0;
+		one.status = st;
+		one.timestamp_ns = ret ? ts : 0;
+	} else {
+		/* bytes that are no record: as a signaller gone (import) */
+		st = one.status = DMABUF_FENCE_ESIGNALLER;
+		one.timestamp_ns = dmb_now_ns();
+	}
+	if (max)
+		info[0] = one;
+done:
+	if (status)
+		*status = st;
+	return (int)n;
+}
+
 DMABUF_EXPORT int dmabuf_sync_file_info(int fd, int *status,
 					struct dmabuf_sync_fence_info *info,
 					unsigned int max)
@@ -264,6 +340,8 @@ DMABUF_EXPORT int dmabuf_sync_file_info(int fd, int *status,
 	if (max && !info)
 		return -EINVAL;
 	ret = ioctl_fence(fd, &f); /* SYNC_IOC_FILE_INFO */
+	if (ret == -EMFILE || ret == -ENFILE)
+		return info_unimported(fd, status, info, max);
 	if (ret)
 		return ret;
 	n = dmb_sf_imported_children(f, &children);

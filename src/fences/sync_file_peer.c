@@ -28,6 +28,7 @@
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -214,6 +215,18 @@ static int peer_status(int fd, const struct sf_name *nm, int *error, int64_t *ts
 	return 1;
 }
 
+/* R's readiness (POLLHUP, POLLERR), or POLLHUP when poll cannot say. */
+static short peer_poll(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int r;
+
+	do
+		r = poll(&p, 1, 0);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? POLLHUP : p.revents;
+}
+
 int dmb_sf_eof_truth(int fd, int *error, int64_t *ts)
 {
 	struct sf_name nm;
@@ -221,6 +234,15 @@ int dmb_sf_eof_truth(int fd, int *error, int64_t *ts)
 
 	if (dmb_sf_parse_name(fd, &nm))
 		goto gone;
+	/* Seen without a question (no fd, no syscall but poll): W's last
+	 * close shuts R down both ways, which R polls as POLLHUP; R at EOF
+	 * without it was shut down for reading by a holder, and W is open
+	 * (its status, bound before W closes, is looked for all the same). */
+	if (!(peer_poll(fd) & (POLLHUP | POLLERR))) {
+		if (peer_status(fd, &nm, error, ts))
+			return 1;
+		return 0;
+	}
 	/* W's state first: a signaller binds W before it closes it, so a
 	 * closed W shows its status, if it has one, to the look after. */
 	open = dmb_sf_peer_open(fd);
