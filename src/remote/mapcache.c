@@ -248,10 +248,13 @@ static void reserve_drop(struct dmb_handle *imp)
 }
 
 /* The peer's limit of one-way MAPs of the slot: those it announced and
- * this side handled, and one for each table and record held. */
+ * this side handled, and one for each table and record held; none more
+ * while one of its attachments holds an errno (a MAP of it must ask to
+ * hear it; the others ask too, since the limit is the buffer's). The held
+ * pairs stay, for the one-way MAPs already on their way. */
 static void limit_publish(struct dmb_peer *peer, struct dmb_handle *imp)
 {
-	unsigned int n = imp->imp.reserve ? imp->imp.reserve->n : 0;
+	unsigned int n = imp->imp.reserve && !imp->imp.failed ? imp->imp.reserve->n : 0;
 
 	if (peer->announced && imp->imp.slot1)
 		atomic_store(&peer->announced[DMB_WIRE_CACHE_SLOTS + imp->imp.slot1 - 1],
@@ -282,6 +285,12 @@ void dmb_map_state_refill(struct dmb_peer *peer, struct dmb_handle *imp)
 		r->sgt[r->n] = sgt;
 		r->n++;
 	}
+	limit_publish(peer, imp);
+}
+
+void dmb_map_state_failed(struct dmb_peer *peer, struct dmb_handle *imp, int delta)
+{
+	imp->imp.failed += (unsigned int)delta;
 	limit_publish(peer, imp);
 }
 
@@ -433,8 +442,12 @@ bool dmb_map_state_announced(struct dmabuf *buf)
 	LIST_FOREACH(peer, &ep->peers, link) {
 		if (!peer->announced)
 			continue;
-		LIST_FOREACH(h, &peer->imports, sibling)
+		LIST_FOREACH(h, &peer->imports, sibling) {
 			busy |= announced_ahead(peer, h, buf, slot);
+			/* A one-way MAP that could not be made holds these
+			 * frames as a static mapping would. */
+			busy |= h->imp.buf == buf && h->imp.unmade;
+		}
 		/* A published table the peer took, its MAP on its way. */
 		busy |= announced_ahead(peer, dmb_prepub_handle(peer, buf), buf, slot);
 	}
