@@ -734,6 +734,90 @@ static void forked_child_of_an_importer_does_not_use_its_cache(void **state)
 	end_with_no_peer(exp, buf);
 }
 
+/* Maps @att twice (the second time from the cache) and unmaps: whether
+ * the second MAP went one-way. */
+static bool map_twice(struct dmabuf_attachment *att)
+{
+	struct dmabuf_sg_table *sgt;
+	bool one_way = false;
+
+	for (int i = 0; i < 2; i++) {
+		child_check(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt) == 0);
+		one_way = one_way_mapping(sgt);
+		child_check(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL) == 0);
+	}
+	return one_way;
+}
+
+/* The library's importer whose exporter runs out of memory at its one-way
+ * ATTACH, whose MAP goes one-way from the cache: the attach and that map
+ * return 0 (the table is the buffer's), and so may one more MAP sent
+ * before the exporter read the ATTACH (it holds two pairs ahead); every
+ * MAP after those asks and is -ENOMEM, as the round trip would have been;
+ * UNMAP and DETACH work, and so does the connection after them. */
+static int enomem_importer(void *arg)
+{
+	const struct env *env = arg;
+	struct dmabuf_ctx *ctx;
+	struct dmabuf_device *dev;
+	struct dmabuf *buf;
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt[3];
+	int fd = tx_child_import(env->sock, "dev", &ctx, &dev, &buf);
+	int n, ret;
+
+	child_check(dmabuf_attach(buf, dev, &att) == 0);
+	child_check(map_twice(att));
+	child_check(dmabuf_detach(buf, att) == 0);
+	child_check(dmabuf_send_fd(env->sock, -1, "r", 1) == 0);
+	child_check(tx_wait_byte(env->sock, NULL) == 'g');
+	child_check(dmabuf_attach(buf, dev, &att) == 0);
+	for (n = 0; (ret = dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt[n])) == 0; n++)
+		child_check(n < 2 && one_way_mapping(sgt[n]));
+	child_check(n >= 1 && ret == -ENOMEM);
+	child_check(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt[n]) == -ENOMEM);
+	while (n--)
+		child_check(dmabuf_unmap_attachment(att, sgt[n], DMABUF_BIDIRECTIONAL) == 0);
+	child_check(dmabuf_detach(buf, att) == 0);
+	/* the connection stays, and its MAPs go one-way again */
+	child_check(dmabuf_attach(buf, dev, &att) == 0);
+	child_check(map_twice(att));
+	child_check(dmabuf_detach(buf, att) == 0);
+	child_check(dmabuf_send_fd(env->sock, -1, "d", 1) == 0);
+	child_check(tx_wait_byte(env->sock, NULL) == 'q');
+	child_check(dmabuf_put(buf) == 0);
+	close(fd);
+	dmabuf_device_destroy(dev);
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
+
+static void importer_hears_enomem_of_a_one_way_attach_at_its_next_map(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct dmabuf *buf;
+	struct env env;
+	pid_t pid;
+	int sock;
+
+	buf = export_cached(exp);
+	pid = tx_fork_importer(buf, enomem_importer, &env, &env.sock, &sock);
+	assert_int_equal(tx_wait_byte(sock, exp), 'r');
+	/* its DETACH handled: the next allocation here is its ATTACH's */
+	dispatch_until_mappings(exp, buf, 0, 0);
+	dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 1, ENOMEM);
+	assert_int_equal(dmabuf_send_fd(sock, -1, "g", 1), 0);
+	assert_int_equal(tx_wait_byte(sock, exp), 'd');
+	dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 0, 0);
+	dispatch_until_mappings(exp, buf, 0, 0);
+	assert_int_equal(npeers(exp), 1);
+	assert_int_equal(migrate_any(buf), 0);
+	assert_int_equal(dmabuf_send_fd(sock, -1, "q", 1), 0);
+	assert_int_equal(harness_wait(pid), 0);
+	close(sock);
+	end_with_no_peer(exp, buf);
+}
+
 /* The exporter, in a process of its own: serves until it is killed. */
 static int exporter_proc(void *arg)
 {
@@ -795,6 +879,7 @@ int main(void)
 		harness_test(one_way_map_of_a_failed_one_way_attach_answers_its_next_map),
 		harness_test(one_way_map_past_the_limit_without_memory_answers_its_next_map),
 		harness_test(forked_child_of_an_importer_does_not_use_its_cache),
+		harness_test(importer_hears_enomem_of_a_one_way_attach_at_its_next_map),
 		harness_test(exporter_killed_with_cached_tables_maps_enodev),
 	};
 
