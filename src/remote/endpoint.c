@@ -128,6 +128,13 @@ static struct dmb_handle *handle_new(struct dmb_peer *peer, enum dmb_handle_type
 	return handle_insert(peer, calloc(1, sizeof(struct dmb_handle)), type, parent, id);
 }
 
+/* A MAPPING's record, through the fault layer's allocation failure (so
+ * that tests can fail a MAP in the exporter). */
+static struct dmb_handle *record_alloc(void)
+{
+	return dmb_sys_fail(DMB_SYS_CALLOC) ? NULL : calloc(1, sizeof(struct dmb_handle));
+}
+
 static struct dmb_handle *handle_find(struct dmb_peer *peer, uint64_t id,
 				      enum dmb_handle_type type)
 {
@@ -717,11 +724,8 @@ static int map_one_way(struct dmb_peer *peer, struct dmb_handle *ah,
 		ret = !ah->att.att && ah->att.err == -ENODEV && buf->revoked ? 0 : ah->att.err;
 	}
 	if (ret == 0) {
-		/* Past its limit: made now, the record through the fault
-		 * layer (so that tests can starve it). */
-		h = handle_insert(peer, h ? h : dmb_sys_fail(DMB_SYS_CALLOC) ? NULL
-					       : calloc(1, sizeof(*h)),
-				  DMB_H_MAPPING, ah, id);
+		/* Past its limit: the record made now. */
+		h = handle_insert(peer, h ? h : record_alloc(), DMB_H_MAPPING, ah, id);
 		if (!h) {
 			if (sgt)
 				dmb_unmap_locked(ah->att.att, sgt, dir);
@@ -772,7 +776,7 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 	ret = dmb_map_locked(ah->att.att, dir, &sgt);
 	if (ret < 0)
 		return ret;
-	h = handle_new(peer, DMB_H_MAPPING, ah, 0);
+	h = handle_insert(peer, record_alloc(), DMB_H_MAPPING, ah, 0);
 	if (!h) {
 		dmb_unmap_locked(ah->att.att, sgt, dir);
 		return -ENOMEM;
