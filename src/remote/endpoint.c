@@ -749,7 +749,9 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 	struct dmb_handle *h;
 	struct dmb_wire_map_reply *r = &reply->u.map_reply;
 	enum dmabuf_direction dir = (enum dmabuf_direction)req->u.map.dir;
-	struct dmabuf_sg_table *sgt;
+	struct dmabuf_sg_table *sgt, *reserved;
+	struct dmb_handle *held = NULL;
+	bool announced = req->u.map.flags & DMB_WIRE_MAP_ANNOUNCED;
 	uint32_t seq = 0;
 	int ret, fd, slot = -1;
 
@@ -760,8 +762,7 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 		return -EPROTO;
 	if (ah->att.att && dmb_map_state_eligible(peer, ah))
 		dmb_prepub_note(peer, dir);
-	if ((req->u.map.flags & DMB_WIRE_MAP_ANNOUNCED) &&
-	    dmb_map_state_count(peer, ah->parent) < 0)
+	if (announced && dmb_map_state_count(peer, ah->parent) < 0)
 		return -EPROTO;
 	if (req->flags & DMB_WIRE_F_NO_REPLY)
 		return map_one_way(peer, ah, req);
@@ -774,9 +775,24 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 	if (dmb_map_state_eligible(peer, ah))
 		slot = dmb_map_state_slot(peer, ah->parent, &seq);
 	ret = dmb_map_locked(ah->att.att, dir, &sgt);
-	if (ret < 0)
+	/* An announced MAP may have been taken for made by a migration
+	 * (-EBUSY, mapcache.c), which held a pair for it: short of memory,
+	 * the map op's answer is the held table (the op is
+	 * dmabuf_backing_map(), the frames those of the pair), the record
+	 * the held one; not when the -ENOMEM may be the KERNEL fences'
+	 * wait's, which the held table must not skip. */
+	if (ret == -ENOMEM && announced && slot >= 0 &&
+	    dmabuf_resv_test_signaled(ah->parent->imp.buf->resv, DMABUF_RESV_USAGE_KERNEL) == 1 &&
+	    (held = dmb_map_state_take(ah->parent, &reserved)))
+		ret = dmb_map_announced_locked(ah->att.att, dir, reserved, &sgt);
+	if (ret < 0) {
+		free(held);
 		return ret;
-	h = handle_insert(peer, record_alloc(), DMB_H_MAPPING, ah, 0);
+	}
+	h = held ? held : record_alloc();
+	if (!h && announced && slot >= 0 && (h = dmb_map_state_take(ah->parent, &reserved)))
+		dmb_sgt_free(reserved);
+	h = handle_insert(peer, h, DMB_H_MAPPING, ah, 0);
 	if (!h) {
 		dmb_unmap_locked(ah->att.att, sgt, dir);
 		return -ENOMEM;
