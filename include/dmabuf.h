@@ -1485,7 +1485,7 @@ enum dmabuf_fault_call {
 	DMABUF_FAULT_SENDMSG = 5,	/**< sendmsg() to a peer */
 	DMABUF_FAULT_RECVMSG = 6,	/**< recvmsg() from a peer */
 	DMABUF_FAULT_SOCKET = 7,	/**< socket() of an endpoint or connection */
-	DMABUF_FAULT_ALLOC = 8,		/**< allocation of an attachment, a received page list or a context's frame bitmap (its first frame allocation) */
+	DMABUF_FAULT_ALLOC = 8,		/**< allocation of an attachment, a received page list, a context's frame bitmap (its first frame allocation), or an exporter's record of a peer's mapping (one made ahead or at its MAP) */
 	DMABUF_FAULT_CALL_COUNT = 9,	/**< number of calls above */
 };
 

@@ -6,7 +6,7 @@
  * page changed under the exporter's mapping, counts scribbled from another
  * thread, a count left ahead, an importer killed between counting and
  * sending, many importers under a storm of migrations, the exporter's
- * reserve and a one-way ATTACH under ENOMEM; and with the library's own
+ * reserve, a one-way ATTACH and a one-way MAP under ENOMEM; and with the library's own
  * importer: its forked child, and its exporter killed while it holds
  * cached tables. Every case ends with the exporter serving another peer
  * (or the same one) as before.
@@ -537,42 +537,177 @@ static void reserve_under_enomem_lowers_the_limit(void **state)
 	end_with_no_peer(exp, buf);
 }
 
-/* A one-way ATTACH that failed with -ENOMEM, then a one-way MAP of it (the
- * importer's map already returned its cached table): the exporter cannot
- * make that mapping, so it drops the peer (its proxies see the exporter
- * gone); the buffer and the other peers keep working. This is the one
- * divergence left (docs/protocol.md §6 item 5a). */
-static void one_way_map_of_a_failed_one_way_attach_drops_only_that_peer(void **state)
+/* The peer's room for one-way MAPs of its slot: its limit less its count
+ * (what the library's importer compares before it sends one). */
+static int32_t room(const struct raw *r)
+{
+	return (int32_t)(atomic_load(&r->page[DMB_WIRE_CACHE_SLOTS + r->slot]) -
+			 atomic_load(&r->page[r->slot]));
+}
+
+/* An ANNOUNCED round trip MAP of @att, counted first as the library's
+ * importer counts it: its status, the mapping's id through @map_id. */
+static int raw_announced_map(struct dmabuf_ctx *exp, struct raw *r, uint64_t att,
+			     uint64_t *map_id)
+{
+	struct dmb_msg m = { .op = DMB_OP_MAP }, reply;
+	int ret;
+
+	m.u.map.id = att;
+	m.u.map.flags = DMB_WIRE_MAP_ANNOUNCED;
+	atomic_fetch_add(&r->page[r->slot], 1u);
+	ret = rp_call(r->sock, exp, &m, &reply);
+	if (ret == 0 && map_id)
+		*map_id = reply.u.map_reply.mapping_id;
+	return ret;
+}
+
+/* A one-way ATTACH that failed with -ENOMEM, and the one-way MAP sent with
+ * it (the importer's map already returned its cached table): the peer is
+ * kept. The exporter lowers the peer's limit at once, so the importer's
+ * next MAP of the buffer asks, and one of that attachment answers -ENOMEM
+ * (the others are made as usual); the mapping the importer holds is
+ * counted and holds the frames (a migration is -EBUSY) until its UNMAP;
+ * the DETACH gives the limit back. The other peer never notices. (Before:
+ * the one-way MAP dropped the peer, whose next call met a closed socket.) */
+static void one_way_map_of_a_failed_one_way_attach_answers_its_next_map(void **state)
 {
 	struct dmabuf_ctx *exp = tx_ctx_new(0);
 	struct dmabuf *buf;
 	struct raw good, bad;
 	struct dmb_msg m;
-	uint64_t att;
+	uint64_t att, healthy, one_way, id;
 
 	buf = export_cached(exp);
 	raw_open(exp, buf, &good);
 	raw_open(exp, buf, &bad);
+	healthy = bad.att;
+	assert_int_equal(room(&bad), 2);
+	/* the ATTACH and its MAP, both one-way, as the importer sends them */
 	rp_attach_msg(&m, bad.imp);
 	m.flags = DMB_WIRE_F_NO_REPLY;
 	dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 1, ENOMEM);
 	assert_int_equal(rp_send(bad.sock, &m), 0);
 	att = DMB_WIRE_ONE_WAY_ATT_ID(m.serial);
-	/* the failed ATTACH left its id: a round trip MAP (read after it)
-	 * answers -ENOMEM */
-	m = (struct dmb_msg){ .op = DMB_OP_MAP };
-	m.u.map.id = att;
-	assert_int_equal(rp_call(bad.sock, exp, &m, NULL), -ENOMEM);
-	dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 0, 0);
-	/* the one-way MAP of it: dropped */
 	bad.att = att;
-	assert_int_equal(raw_one_way_map(&bad, 1, NULL), 0);
-	assert_true(rp_expect_closed(bad.sock, exp) >= 0);
+	assert_int_equal(raw_one_way_map(&bad, 1, &one_way), 0);
+	bad.att = healthy;
+	/* its next MAP of that attachment (an answered one: read after
+	 * both) hears the ATTACH's errno; the connection stays */
+	assert_int_equal(raw_announced_map(exp, &bad, att, NULL), -ENOMEM);
+	dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 0, 0);
+	assert_int_equal(npeers(exp), 2);
+	/* no room: every MAP of the buffer asks, while the attachment lives */
+	assert_true(room(&bad) < 1);
+	assert_int_equal(raw_announced_map(exp, &bad, att, NULL), -ENOMEM);
+	assert_true(room(&bad) < 1);
+	/* its other attachment maps as before (a round trip) */
+	raw_learn(exp, &bad);
+	assert_true(room(&bad) < 1);
+	/* the other peer's one-way MAP is made */
+	assert_int_equal(raw_one_way_map(&good, 1, &id), 0);
+	dispatch_until_mappings(exp, buf, 1, 2);
+	assert_int_equal(rp_unmap(good.sock, exp, id, DMABUF_BIDIRECTIONAL), 0);
+	/* the mapping the importer holds keeps the frames where its table
+	 * says */
+	assert_int_equal(migrate_any(buf), -EBUSY);
+	assert_int_equal(rp_unmap(bad.sock, exp, one_way, DMABUF_BIDIRECTIONAL), 0);
+	/* the DETACH frees the failed attachment, and the room comes back */
+	assert_int_equal(rp_id_call(bad.sock, exp, DMB_OP_DETACH, att), 0);
+	assert_int_equal(room(&bad), 2);
+	assert_int_equal(migrate_any(buf), 0);
+	/* the peer works on: a fresh attachment maps, and learns the new
+	 * number */
+	assert_int_equal(rp_attach(bad.sock, exp, bad.imp, &bad.att), 0);
+	raw_learn(exp, &bad);
+	assert_int_equal(raw_one_way_map(&bad, 1, &id), 0);
+	dispatch_until_mappings(exp, buf, 1, 3);
+	assert_int_equal(rp_unmap(bad.sock, exp, id, DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(npeers(exp), 2);
 	raw_close(&bad);
-	dispatch_until_peers(exp, 1);
-	assert_int_equal(raw_one_way_map(&good, 1, NULL), 0);
-	dispatch_until_mappings(exp, buf, 1, 1);
 	raw_close(&good);
+	end_with_no_peer(exp, buf);
+}
+
+/* A one-way MAP past the peer's limit (the migration that went ahead
+ * dropped what was held) whose record cannot be made: the peer is kept,
+ * its attachment answers -ENOMEM from then on, the mapping counts until
+ * the DETACH (no record names it: its UNMAP is -ENOENT) and holds the
+ * frames until then. (Before: a drop; before the fault layer reached the
+ * record, the mapping was made.) */
+static void one_way_map_past_the_limit_without_memory_answers_its_next_map(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct dmabuf *buf;
+	struct raw r;
+	uint64_t id;
+
+	buf = export_cached(exp);
+	raw_open(exp, buf, &r);
+	assert_int_equal(migrate_any(buf), 0);
+	assert_int_equal(room(&r), 0);
+	/* the number after a migration that went ahead: odd, then even */
+	r.seq += 2;
+	dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 1, ENOMEM);
+	assert_int_equal(raw_one_way_map(&r, 1, &id), 0);
+	assert_int_equal(raw_announced_map(exp, &r, r.att, NULL), -ENOMEM);
+	dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 0, 0);
+	assert_int_equal(npeers(exp), 1);
+	assert_true(room(&r) < 1);
+	assert_int_equal(rp_unmap(r.sock, exp, id, DMABUF_BIDIRECTIONAL), -ENOENT);
+	assert_int_equal(migrate_any(buf), -EBUSY);
+	assert_int_equal(rp_id_call(r.sock, exp, DMB_OP_DETACH, r.att), 0);
+	assert_int_equal(migrate_any(buf), 0);
+	/* a fresh attachment maps */
+	assert_int_equal(rp_attach(r.sock, exp, r.imp, &r.att), 0);
+	raw_learn(exp, &r);
+	dispatch_until_mappings(exp, buf, 0, 1);
+	assert_int_equal(npeers(exp), 1);
+	raw_close(&r);
+	end_with_no_peer(exp, buf);
+}
+
+/* An announced MAP that asks (a round trip), counted by a migration before
+ * the exporter read it: the migration answers -EBUSY, taking it for made,
+ * so the exporter then makes it even when short of memory (its record
+ * fails): from what it held, or, when a migration that went ahead had
+ * dropped that, from what the counting migration made up for it. The
+ * count is settled after it, and the next migration goes ahead. (Before:
+ * -ENOMEM, for a mapping the migration's -EBUSY had said was made.) */
+static void announced_map_a_migration_counted_is_made_short_of_memory(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct dmabuf *buf;
+	struct raw r;
+
+	buf = export_cached(exp);
+	raw_open(exp, buf, &r);
+	for (int round = 0; round < 2; round++) {
+		struct dmb_msg m = { .op = DMB_OP_MAP }, reply;
+		int ret;
+
+		if (round == 1) {
+			/* what was held goes with the old frames */
+			assert_int_equal(migrate_any(buf), 0);
+			assert_int_equal(room(&r), 0);
+		}
+		/* counted, sent as a call, not read yet */
+		m.u.map.id = r.att;
+		m.u.map.flags = DMB_WIRE_MAP_ANNOUNCED;
+		atomic_fetch_add(&r.page[r.slot], 1u);
+		assert_int_equal(rp_send(r.sock, &m), 0);
+		assert_int_equal(migrate_any(buf), -EBUSY);
+		dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 1, ENOMEM);
+		ret = rp_reply(r.sock, exp, DMB_OP_MAP, m.serial, &reply);
+		dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 0, 0);
+		assert_int_equal(ret, 0);
+		dispatch_until_mappings(exp, buf, 1, 1);
+		assert_int_equal(rp_unmap(r.sock, exp, reply.u.map_reply.mapping_id,
+					  DMABUF_BIDIRECTIONAL), 0);
+	}
+	assert_int_equal(migrate_any(buf), 0);
+	assert_int_equal(npeers(exp), 1);
+	raw_close(&r);
 	end_with_no_peer(exp, buf);
 }
 
@@ -643,6 +778,90 @@ static void forked_child_of_an_importer_does_not_use_its_cache(void **state)
 	end_with_no_peer(exp, buf);
 }
 
+/* Maps @att twice (the second time from the cache) and unmaps: whether
+ * the second MAP went one-way. */
+static bool map_twice(struct dmabuf_attachment *att)
+{
+	struct dmabuf_sg_table *sgt;
+	bool one_way = false;
+
+	for (int i = 0; i < 2; i++) {
+		child_check(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt) == 0);
+		one_way = one_way_mapping(sgt);
+		child_check(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL) == 0);
+	}
+	return one_way;
+}
+
+/* The library's importer whose exporter runs out of memory at its one-way
+ * ATTACH, whose MAP goes one-way from the cache: the attach and that map
+ * return 0 (the table is the buffer's), and so may one more MAP sent
+ * before the exporter read the ATTACH (it holds two pairs ahead); every
+ * MAP after those asks and is -ENOMEM, as the round trip would have been;
+ * UNMAP and DETACH work, and so does the connection after them. */
+static int enomem_importer(void *arg)
+{
+	const struct env *env = arg;
+	struct dmabuf_ctx *ctx;
+	struct dmabuf_device *dev;
+	struct dmabuf *buf;
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt[3];
+	int fd = tx_child_import(env->sock, "dev", &ctx, &dev, &buf);
+	int n, ret;
+
+	child_check(dmabuf_attach(buf, dev, &att) == 0);
+	child_check(map_twice(att));
+	child_check(dmabuf_detach(buf, att) == 0);
+	child_check(dmabuf_send_fd(env->sock, -1, "r", 1) == 0);
+	child_check(tx_wait_byte(env->sock, NULL) == 'g');
+	child_check(dmabuf_attach(buf, dev, &att) == 0);
+	for (n = 0; (ret = dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt[n])) == 0; n++)
+		child_check(n < 2 && one_way_mapping(sgt[n]));
+	child_check(n >= 1 && ret == -ENOMEM);
+	child_check(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt[n]) == -ENOMEM);
+	while (n--)
+		child_check(dmabuf_unmap_attachment(att, sgt[n], DMABUF_BIDIRECTIONAL) == 0);
+	child_check(dmabuf_detach(buf, att) == 0);
+	/* the connection stays, and its MAPs go one-way again */
+	child_check(dmabuf_attach(buf, dev, &att) == 0);
+	child_check(map_twice(att));
+	child_check(dmabuf_detach(buf, att) == 0);
+	child_check(dmabuf_send_fd(env->sock, -1, "d", 1) == 0);
+	child_check(tx_wait_byte(env->sock, NULL) == 'q');
+	child_check(dmabuf_put(buf) == 0);
+	close(fd);
+	dmabuf_device_destroy(dev);
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
+
+static void importer_hears_enomem_of_a_one_way_attach_at_its_next_map(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct dmabuf *buf;
+	struct env env;
+	pid_t pid;
+	int sock;
+
+	buf = export_cached(exp);
+	pid = tx_fork_importer(buf, enomem_importer, &env, &env.sock, &sock);
+	assert_int_equal(tx_wait_byte(sock, exp), 'r');
+	/* its DETACH handled: the next allocation here is its ATTACH's */
+	dispatch_until_mappings(exp, buf, 0, 0);
+	dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 1, ENOMEM);
+	assert_int_equal(dmabuf_send_fd(sock, -1, "g", 1), 0);
+	assert_int_equal(tx_wait_byte(sock, exp), 'd');
+	dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 0, 0);
+	dispatch_until_mappings(exp, buf, 0, 0);
+	assert_int_equal(npeers(exp), 1);
+	assert_int_equal(migrate_any(buf), 0);
+	assert_int_equal(dmabuf_send_fd(sock, -1, "q", 1), 0);
+	assert_int_equal(harness_wait(pid), 0);
+	close(sock);
+	end_with_no_peer(exp, buf);
+}
+
 /* The exporter, in a process of its own: serves until it is killed. */
 static int exporter_proc(void *arg)
 {
@@ -701,8 +920,11 @@ int main(void)
 		harness_test(counts_scribbled_from_another_thread),
 		harness_test(many_importers_and_a_migration_storm),
 		harness_test(reserve_under_enomem_lowers_the_limit),
-		harness_test(one_way_map_of_a_failed_one_way_attach_drops_only_that_peer),
+		harness_test(one_way_map_of_a_failed_one_way_attach_answers_its_next_map),
+		harness_test(one_way_map_past_the_limit_without_memory_answers_its_next_map),
+		harness_test(announced_map_a_migration_counted_is_made_short_of_memory),
 		harness_test(forked_child_of_an_importer_does_not_use_its_cache),
+		harness_test(importer_hears_enomem_of_a_one_way_attach_at_its_next_map),
 		harness_test(exporter_killed_with_cached_tables_maps_enodev),
 	};
 

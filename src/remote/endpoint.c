@@ -128,6 +128,13 @@ static struct dmb_handle *handle_new(struct dmb_peer *peer, enum dmb_handle_type
 	return handle_insert(peer, calloc(1, sizeof(struct dmb_handle)), type, parent, id);
 }
 
+/* A MAPPING's record, through the fault layer's allocation failure (so
+ * that tests can fail a MAP in the exporter). */
+static struct dmb_handle *record_alloc(void)
+{
+	return dmb_sys_fail(DMB_SYS_CALLOC) ? NULL : calloc(1, sizeof(struct dmb_handle));
+}
+
 static struct dmb_handle *handle_find(struct dmb_peer *peer, uint64_t id,
 				      enum dmb_handle_type type)
 {
@@ -183,9 +190,12 @@ static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
 	switch (h->type) {
 	case DMB_H_MAPPING:
 		/* No table: a one-way MAP of an attachment whose one-way
-		 * ATTACH met a revoked buffer (map_one_way()). */
+		 * ATTACH met a revoked buffer, or one that could not be made
+		 * (map_one_way()). */
 		if (h->map.sgt)
 			dmb_unmap_locked(h->parent->att.att, h->map.sgt, h->map.dir);
+		if (h->map.unmade)
+			h->parent->parent->imp.unmade--;
 		peer->nmappings--;
 		break;
 	case DMB_H_ATTACHMENT:
@@ -196,6 +206,12 @@ static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
 			dmb_detach_locked(h->att.att);
 			dmb_device_free(h->att.dev);
 		}
+		/* One-way MAPs of it that could not be made, with no record:
+		 * they end with it. */
+		h->parent->imp.unmade -= h->att.unmade;
+		peer->nmappings -= h->att.unmade;
+		if (h->att.err)
+			dmb_map_state_failed(peer, h->parent, -1);
 		peer->nattachments--;
 		break;
 	case DMB_H_IMPORT:
@@ -600,6 +616,9 @@ static int attach_one_way(struct dmb_peer *peer, struct dmb_handle *imp,
 		return -EPROTO; /* the id would name nothing: drop the peer */
 	h->att.err = ret;
 	peer->nattachments++;
+	/* Its MAPs from now on ask, so they hear the errno; one already on
+	 * its way is map_one_way()'s. */
+	dmb_map_state_failed(peer, imp, 1);
 	dmb_info(peer->ctx, "peer pid %d: one-way ATTACH to %s failed (%d): its MAP answers that",
 		 (int)peer->pid, imp->imp.buf->exp_name, ret);
 	return 0;
@@ -630,15 +649,49 @@ static int do_detach(struct dmb_peer *peer, struct dmb_handle *ah,
 }
 
 /*
+ * A one-way MAP that cannot be made here (@err): its ATTACH failed for
+ * another reason than a revoke, or the peer went past its limit and no
+ * table or record could be made. The peer's map has returned its cached
+ * table already, so the errno can only reach it later: the attachment
+ * keeps it (the first one kept: a failed ATTACH's), and every later MAP
+ * of it, which asks from now on (dmb_map_state_failed()), answers it; the
+ * peer's UNMAP and DETACH work as for any mapping. The mapping stays the
+ * peer's, counted against its limit, and holds the frames its table names
+ * against a migration (-EBUSY) until its UNMAP: under @h (the record held
+ * for it), or, without one (nothing allocates here: memory ran out),
+ * counted on the attachment until its DETACH (the UNMAP then names an id
+ * this side does not know: -ENOENT, only logged). The connection stays.
+ */
+static void map_unmade(struct dmb_peer *peer, struct dmb_handle *ah, struct dmb_handle *h,
+		       uint64_t id, enum dmabuf_direction dir, int err)
+{
+	if (!ah->att.err) {
+		ah->att.err = err;
+		dmb_map_state_failed(peer, ah->parent, 1);
+	}
+	if ((h = handle_insert(peer, h, DMB_H_MAPPING, ah, id))) {
+		h->map.sgt = NULL;
+		h->map.dir = dir;
+		h->map.unmade = true;
+	} else {
+		ah->att.unmade++;
+	}
+	ah->parent->imp.unmade++;
+	peer->nmappings++;
+	dmb_map_state_refill(peer, ah->parent);
+	dmb_info(peer->ctx, "peer pid %d: its one-way MAP of %s cannot be made here (%d): its next MAP of that attachment answers %d",
+		 (int)peer->pid, ah->parent->imp.buf->exp_name, err, ah->att.err);
+}
+
+/*
  * A one-way MAP (version 7, docs/protocol.md §6 item 5a): the peer's map
  * returned the table it cached, so this is where the kernel's map ran; it
  * cannot fail any more. Named after its serial, as a one-way ATTACH. Its
  * table and record were made ahead (the peer sends one only within the
  * limit this side writes in its page: mapcache.c), so the map op's answer
  * is that table. A peer past its limit gets them made now; what cannot be
- * made then drops it (its proxies see the exporter gone, as when it dies
- * after answering), and so does a one-way ATTACH that failed for another
- * reason than a revoke.
+ * made then, and a MAP whose one-way ATTACH failed for another reason than
+ * a revoke, is map_unmade()'s.
  */
 static int map_one_way(struct dmb_peer *peer, struct dmb_handle *ah,
 		       const struct dmb_msg *req)
@@ -661,26 +714,27 @@ static int map_one_way(struct dmb_peer *peer, struct dmb_handle *ah,
 	if (dmb_map_state_check_seq(peer, ah->parent, req->u.map.seq) < 0)
 		return -EPROTO;
 	h = dmb_map_state_take(ah->parent, &reserved);
-	if (ah->att.att) {
+	if (ah->att.att && !ah->att.err) {
 		ret = dmb_map_announced_locked(ah->att.att, dir, reserved, &sgt);
 	} else {
 		/* Its one-way ATTACH met a revoke that came after the peer's
 		 * map returned: a mapping made stale, with nothing to undo. */
 		if (reserved)
 			dmb_sgt_free(reserved);
-		ret = ah->att.err == -ENODEV && buf->revoked ? 0 : ah->att.err;
+		ret = !ah->att.att && ah->att.err == -ENODEV && buf->revoked ? 0 : ah->att.err;
 	}
-	if (ret == 0)
-		h = h ? handle_insert(peer, h, DMB_H_MAPPING, ah, id)
-		      : handle_new(peer, DMB_H_MAPPING, ah, id);
-	if (ret < 0 || !h) {
-		if (ret < 0)
-			free(h);
-		if (sgt)
-			dmb_unmap_locked(ah->att.att, sgt, dir);
-		dmb_err(peer->ctx, "peer pid %d: its one-way MAP of %s cannot be made here (%d): dropping it",
-			(int)peer->pid, buf->exp_name, ret ? ret : -ENOMEM);
-		return -EPROTO;
+	if (ret == 0) {
+		/* Past its limit: the record made now. */
+		h = handle_insert(peer, h ? h : record_alloc(), DMB_H_MAPPING, ah, id);
+		if (!h) {
+			if (sgt)
+				dmb_unmap_locked(ah->att.att, sgt, dir);
+			ret = -ENOMEM;
+		}
+	}
+	if (ret < 0) {
+		map_unmade(peer, ah, h, id, dir, ret);
+		return 0;
 	}
 	h->map.sgt = sgt;
 	h->map.dir = dir;
@@ -695,7 +749,9 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 	struct dmb_handle *h;
 	struct dmb_wire_map_reply *r = &reply->u.map_reply;
 	enum dmabuf_direction dir = (enum dmabuf_direction)req->u.map.dir;
-	struct dmabuf_sg_table *sgt;
+	struct dmabuf_sg_table *sgt, *reserved;
+	struct dmb_handle *held = NULL;
+	bool announced = req->u.map.flags & DMB_WIRE_MAP_ANNOUNCED;
 	uint32_t seq = 0;
 	int ret, fd, slot = -1;
 
@@ -706,13 +762,12 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 		return -EPROTO;
 	if (ah->att.att && dmb_map_state_eligible(peer, ah))
 		dmb_prepub_note(peer, dir);
-	if ((req->u.map.flags & DMB_WIRE_MAP_ANNOUNCED) &&
-	    dmb_map_state_count(peer, ah->parent) < 0)
+	if (announced && dmb_map_state_count(peer, ah->parent) < 0)
 		return -EPROTO;
 	if (req->flags & DMB_WIRE_F_NO_REPLY)
 		return map_one_way(peer, ah, req);
-	if (!ah->att.att)
-		return ah->att.err; /* a one-way ATTACH that failed */
+	if (ah->att.err)
+		return ah->att.err; /* a one-way ATTACH or MAP that failed */
 	if (peer->nmappings >= DMB_PEER_MAX_MAPPINGS)
 		return -ENOSPC;
 	/* The number before the map: a KERNEL fence added after this is
@@ -720,9 +775,24 @@ static int do_map(struct dmb_peer *peer, struct dmb_handle *ah,
 	if (dmb_map_state_eligible(peer, ah))
 		slot = dmb_map_state_slot(peer, ah->parent, &seq);
 	ret = dmb_map_locked(ah->att.att, dir, &sgt);
-	if (ret < 0)
+	/* An announced MAP may have been taken for made by a migration
+	 * (-EBUSY, mapcache.c), which held a pair for it: short of memory,
+	 * the map op's answer is the held table (the op is
+	 * dmabuf_backing_map(), the frames those of the pair), the record
+	 * the held one; not when the -ENOMEM may be the KERNEL fences'
+	 * wait's, which the held table must not skip. */
+	if (ret == -ENOMEM && announced && slot >= 0 &&
+	    dmabuf_resv_test_signaled(ah->parent->imp.buf->resv, DMABUF_RESV_USAGE_KERNEL) == 1 &&
+	    (held = dmb_map_state_take(ah->parent, &reserved)))
+		ret = dmb_map_announced_locked(ah->att.att, dir, reserved, &sgt);
+	if (ret < 0) {
+		free(held);
 		return ret;
-	h = handle_new(peer, DMB_H_MAPPING, ah, 0);
+	}
+	h = held ? held : record_alloc();
+	if (!h && announced && slot >= 0 && (h = dmb_map_state_take(ah->parent, &reserved)))
+		dmb_sgt_free(reserved);
+	h = handle_insert(peer, h, DMB_H_MAPPING, ah, 0);
 	if (!h) {
 		dmb_unmap_locked(ah->att.att, sgt, dir);
 		return -ENOMEM;
@@ -869,8 +939,8 @@ static int do_pin(struct dmb_peer *peer, struct dmb_handle *ah,
 {
 	struct dmabuf_attachment *att = ah->att.att;
 
-	if (!att)
-		return ah->att.err; /* a one-way ATTACH that failed */
+	if (ah->att.err)
+		return ah->att.err; /* a one-way ATTACH or MAP that failed */
 	if (!att->importer_ops) {
 		dmb_info(peer->ctx, "peer pid %d: PIN of a static attachment (only a dynamic importer pins)",
 			 (int)peer->pid);

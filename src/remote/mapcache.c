@@ -53,12 +53,15 @@ struct dmb_map_state {
 };
 
 /* What one-way MAPs of an import will need, made ahead: so the exporter
- * never fails a MAP whose map has returned (docs/design.md §6). */
+ * never fails a MAP whose map has returned (docs/design.md §6). Two after
+ * every announced MAP; up to RESERVE_CAP when a migration counts that many
+ * announced MAPs on their way, so that none of them fails for memory. */
 #define RESERVE_MAX 2u
+#define RESERVE_CAP 4u
 struct dmb_map_reserve {
 	unsigned int n;
-	struct dmb_handle *h[RESERVE_MAX];
-	struct dmabuf_sg_table *sgt[RESERVE_MAX];
+	struct dmb_handle *h[RESERVE_CAP];
+	struct dmabuf_sg_table *sgt[RESERVE_CAP];
 };
 
 static int page_new(size_t size, int seals, void **map, int prot)
@@ -248,17 +251,21 @@ static void reserve_drop(struct dmb_handle *imp)
 }
 
 /* The peer's limit of one-way MAPs of the slot: those it announced and
- * this side handled, and one for each table and record held. */
+ * this side handled, and one for each table and record held; none more
+ * while one of its attachments holds an errno (a MAP of it must ask to
+ * hear it; the others ask too, since the limit is the buffer's). The held
+ * pairs stay, for the one-way MAPs already on their way. */
 static void limit_publish(struct dmb_peer *peer, struct dmb_handle *imp)
 {
-	unsigned int n = imp->imp.reserve ? imp->imp.reserve->n : 0;
+	unsigned int n = imp->imp.reserve && !imp->imp.failed ? imp->imp.reserve->n : 0;
 
 	if (peer->announced && imp->imp.slot1)
 		atomic_store(&peer->announced[DMB_WIRE_CACHE_SLOTS + imp->imp.slot1 - 1],
 			     imp->imp.handled + n);
 }
 
-void dmb_map_state_refill(struct dmb_peer *peer, struct dmb_handle *imp)
+/* Makes the reserve up to @want pairs as far as memory allows. */
+static void reserve_fill(struct dmb_peer *peer, struct dmb_handle *imp, unsigned int want)
 {
 	struct dmb_map_reserve *r;
 
@@ -267,7 +274,7 @@ void dmb_map_state_refill(struct dmb_peer *peer, struct dmb_handle *imp)
 	if (!imp->imp.reserve)
 		imp->imp.reserve = calloc(1, sizeof(*imp->imp.reserve));
 	r = imp->imp.reserve;
-	while (r && r->n < RESERVE_MAX) {
+	while (r && r->n < want) {
 		/* The fault layer's allocation failure, so that tests can
 		 * starve the reserve (its callers' MAPs then ask). */
 		struct dmb_handle *h = dmb_sys_fail(DMB_SYS_CALLOC) ? NULL
@@ -282,6 +289,17 @@ void dmb_map_state_refill(struct dmb_peer *peer, struct dmb_handle *imp)
 		r->sgt[r->n] = sgt;
 		r->n++;
 	}
+	limit_publish(peer, imp);
+}
+
+void dmb_map_state_refill(struct dmb_peer *peer, struct dmb_handle *imp)
+{
+	reserve_fill(peer, imp, RESERVE_MAX);
+}
+
+void dmb_map_state_failed(struct dmb_peer *peer, struct dmb_handle *imp, int delta)
+{
+	imp->imp.failed += (unsigned int)delta;
 	limit_publish(peer, imp);
 }
 
@@ -433,8 +451,23 @@ bool dmb_map_state_announced(struct dmabuf *buf)
 	LIST_FOREACH(peer, &ep->peers, link) {
 		if (!peer->announced)
 			continue;
-		LIST_FOREACH(h, &peer->imports, sibling)
-			busy |= announced_ahead(peer, h, buf, slot);
+		LIST_FOREACH(h, &peer->imports, sibling) {
+			int32_t ahead = h->imp.buf == buf && h->imp.slot1 == (uint32_t)slot + 1 ?
+				(int32_t)(atomic_load(&peer->announced[slot]) - h->imp.handled) : 0;
+
+			/* Behind (a lie) is the next announced MAP's
+			 * protocol error; ahead is a MAP on its way. A
+			 * one-way MAP that could not be made holds these
+			 * frames as a static mapping would. */
+			busy |= ahead > 0 || (h->imp.buf == buf && h->imp.unmade);
+			/* Each MAP counted here is taken for made (-EBUSY):
+			 * one that asks must then not fail for memory, so a
+			 * pair is held for it too (do_map() falls back on
+			 * it). The frames stay, so the pairs are of them. */
+			if (ahead > 0)
+				reserve_fill(peer, h, ahead < (int32_t)RESERVE_CAP ? (unsigned int)ahead
+										  : RESERVE_CAP);
+		}
 		/* A published table the peer took, its MAP on its way. */
 		busy |= announced_ahead(peer, dmb_prepub_handle(peer, buf), buf, slot);
 	}

@@ -70,6 +70,16 @@ struct dmb_handle {
 			/* Version 8 (prepub.c): the generation of the
 			 * publication whose slot it took (0: none). */
 			uint32_t pub;
+			/* Its attachments that hold an errno (a failed
+			 * one-way ATTACH, or a one-way MAP that could not be
+			 * made): while any, its limit stays at what was
+			 * handled, so every MAP of it asks (and one of such
+			 * an attachment hears the errno). */
+			unsigned int failed;
+			/* One-way MAPs of it that could not be made, still
+			 * the peer's: its table names these frames, so a
+			 * migration answers -EBUSY until they go. */
+			unsigned int unmade;
 		} imp;
 		struct { /* ATTACHMENT on a device standing for the peer's */
 			/* NULL (and dev NULL) for a one-way ATTACH that failed:
@@ -77,7 +87,12 @@ struct dmb_handle {
 			 * until the peer's DETACH (docs/protocol.md §6 4b). */
 			struct dmabuf_attachment *att;
 			struct dmabuf_device *dev;
+			/* Non-zero also with att set when one of its one-way
+			 * MAPs could not be made: MAP answers it from then on. */
 			int err;
+			/* Such MAPs for which not even a record could be
+			 * made: counted here until the DETACH. */
+			unsigned int unmade;
 			/* DYNAMIC: the peer it tells, and whether a MOVE_NOTIFY
 			 * waits for room in the peer's socket (one at most:
 			 * notifications of one attachment coalesce). */
@@ -87,6 +102,9 @@ struct dmb_handle {
 		struct { /* MAPPING */
 			struct dmabuf_sg_table *sgt;
 			enum dmabuf_direction dir;
+			/* A one-way MAP that could not be made (no sgt):
+			 * counted in its import's imp.unmade. */
+			bool unmade;
 		} map;
 	};
 };
@@ -405,6 +423,10 @@ struct dmb_handle *dmb_map_state_take(struct dmb_handle *imp, struct dmabuf_sg_t
 /* After an announced MAP of @imp (either way): the reserve made up again
  * as far as memory allows, and the peer's limit written. */
 void dmb_map_state_refill(struct dmb_peer *peer, struct dmb_handle *imp);
+/* One attachment of @imp more (@delta 1) or less (-1) that holds an
+ * errno: while any does, the peer's limit for the buffer is what was
+ * handled, so its MAPs of it ask. */
+void dmb_map_state_failed(struct dmb_peer *peer, struct dmb_handle *imp, int delta);
 /* The hooks of migrate and revoke (struct dmb_remote_hooks). */
 bool dmb_map_state_announced(struct dmabuf *buf);
 void dmb_map_state_changed(struct dmabuf *buf);
