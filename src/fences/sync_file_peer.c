@@ -29,6 +29,8 @@
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
 #include <poll.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -215,14 +217,21 @@ static int peer_status(int fd, const struct sf_name *nm, int *error, int64_t *ts
 	return 1;
 }
 
-/* R's readiness (POLLHUP, POLLERR), or POLLHUP when poll cannot say. */
+/*
+ * R's readiness (POLLHUP, POLLERR), or POLLHUP when poll cannot say. The
+ * kernel's own view of the socket, asked by a raw ppoll: under the uapi
+ * preload with a sanitizer, poll() reaches the preload from the
+ * sanitizer's interceptor, which the preload cannot tell from the
+ * program, and its emulated poll of a sync file would come back here.
+ */
 static short peer_poll(int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
-	int r;
+	struct timespec zero = { 0, 0 };
+	long r;
 
 	do
-		r = poll(&p, 1, 0);
+		r = syscall(SYS_ppoll, &p, 1, &zero, NULL, 0);
 	while (r < 0 && errno == EINTR);
 	return r < 0 ? POLLHUP : p.revents;
 }
