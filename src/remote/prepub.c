@@ -56,14 +56,18 @@ static void put64(_Atomic uint32_t *w, uint64_t v)
 	atomic_store_explicit(&w[1], (uint32_t)(v >> 32), memory_order_relaxed);
 }
 
-/* Written as a seqlock: odd while the words change, then the generation. */
+/* Written as a seqlock: odd while the words change, then the generation.
+ * The fence after the odd number keeps the words' stores after it (a
+ * seq_cst store alone does not: on a weakly ordered CPU a reader could
+ * see new words and still the old generation on both of its reads). */
 static void entry_write(struct dmb_peer *peer, unsigned int i, uint32_t gen, uint32_t dir,
 			uint32_t slot, uint32_t seq, const struct dmabuf *buf,
 			const struct dmabuf_sg_table *sgt)
 {
 	_Atomic uint32_t *w = entry_words(peer->announced, i);
 
-	atomic_store(&w[0], 1u);
+	atomic_store_explicit(&w[0], 1u, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
 	atomic_store_explicit(&w[1], dir, memory_order_relaxed);
 	atomic_store_explicit(&w[2], slot, memory_order_relaxed);
 	atomic_store_explicit(&w[3], seq, memory_order_relaxed);
