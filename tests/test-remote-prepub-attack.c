@@ -559,6 +559,74 @@ static void unused_publications_and_the_entries_wrapping(void **state)
 	dmabuf_ctx_destroy(exp);
 }
 
+static const char *fence_name(struct dmabuf_fence *f)
+{
+	return "prepub-attack";
+}
+
+static const struct dmabuf_fence_ops kernel_fence_ops = {
+	.version = 1,
+	.get_driver_name = fence_name,
+	.get_timeline_name = fence_name,
+};
+
+static void add_kernel_fence(struct dmabuf *buf, struct dmabuf_fence *f)
+{
+	dmabuf_resv_lock(dmabuf_get_resv(buf));
+	assert_int_equal(dmabuf_resv_add_fence(dmabuf_get_resv(buf), f, DMABUF_RESV_USAGE_KERNEL), 0);
+	dmabuf_resv_unlock(dmabuf_get_resv(buf));
+}
+
+/* A KERNEL fence pending at the buffer's first dmabuf_fd() (a move or a
+ * clear the exporter started before sharing it) moved no number: a
+ * publication would let the peer's first MAP go one-way without the wait
+ * the kernel's static map makes (the old code published it, and a one-way
+ * MAP of it was mapped under the pending fence). Not published: the MAP
+ * asks, and is answered once the fence signalled. A signalled one does
+ * not stop the publication. */
+static void pending_kernel_fence_is_not_published(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct dmabuf *buf, *b, *c;
+	struct dmabuf_fence *f;
+	struct raw r;
+	struct pub pc;
+	uint64_t imp, att, mapping;
+	int fd;
+
+	tx = (struct test_exporter){ 0 };
+	buf = tx_export_ops(exp, &tx, &pub_ops, SIZE);
+	raw_open(exp, buf, DMB_WIRE_VERSION_PREPUB, DMB_WIRE_CACHE_CLIENT_PAGE_PREPUB, &r);
+	b = tx_export_ops(exp, &tx, &pub_ops, SIZE);
+	assert_int_equal(dmabuf_fence_new(&kernel_fence_ops, NULL, dmabuf_fence_context_alloc(1),
+					  1, &f), 0);
+	add_kernel_fence(b, f);
+	fd = dmabuf_fd(b, O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(raw_find(&r, fd), -1);
+	assert_null(dmb_prepub_handle(tx_only_peer(exp), b));
+	assert_int_equal(entries_used(&r), 0);
+	/* Signalled: the round trip (its map waits for nothing now). */
+	assert_int_equal(dmabuf_fence_signal(f), 0);
+	raw_import_attach(&r, exp, fd, 0, &imp, &att);
+	assert_int_equal(rp_map(r.sock, exp, att, DMABUF_BIDIRECTIONAL, &mapping), 0);
+	assert_int_equal(rp_unmap(r.sock, exp, mapping, DMABUF_BIDIRECTIONAL), 0);
+	/* A buffer whose KERNEL fence signalled before its first fd. */
+	c = tx_export_ops(exp, &tx, &pub_ops, SIZE);
+	add_kernel_fence(c, f);
+	dmabuf_fence_put(f);
+	pub_read(&r, c, &pc);
+	close(pc.fd);
+	close(fd);
+	raw_close(&r);
+	dispatch_until_mappings(exp, b, 0, 0);
+	assert_int_equal(dmabuf_put(c), 0);
+	assert_int_equal(dmabuf_put(b), 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	wait_release(exp, 3);
+	dmabuf_ctx_destroy(exp);
+}
+
 /* ---- the seqlock ---------------------------------------------------------- */
 
 #define NBUF (DMB_WIRE_PREPUB_ENTRIES + 1)
@@ -676,6 +744,7 @@ int main(void)
 		harness_test(peer_gone_after_taking_the_entry),
 		harness_test(allocation_failure_at_publication),
 		harness_test(unused_publications_and_the_entries_wrapping),
+		harness_test(pending_kernel_fence_is_not_published),
 		harness_test(republished_entries_are_never_read_torn),
 	};
 

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dmabuf-fence.h"
 #include "remote.h"
 
 struct dmb_prepub {
@@ -151,6 +152,15 @@ void dmb_prepub_publish(struct dmabuf *buf)
 	slot = dmb_map_state_slot(peer, &p->h, &seq);
 	if (slot < 0) {
 		p->h.imp.buf = NULL;
+		goto out;
+	}
+	/* A KERNEL fence from before the slot moved no number: the
+	 * importer's one-way MAP would not wait for it, where the round
+	 * trip's map does (dmb_buf_wait_kernel(), as __map_dma_buf()). One
+	 * added from here on moves the number past seq. */
+	if (dmabuf_resv_test_signaled(buf->resv, DMABUF_RESV_USAGE_KERNEL) != 1) {
+		dmb_map_state_import_gone(peer, &p->h);
+		memset(p, 0, sizeof(*p));
 		goto out;
 	}
 	dmb_map_state_refill(peer, &p->h);
