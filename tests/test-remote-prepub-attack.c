@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -627,6 +628,90 @@ static void pending_kernel_fence_is_not_published(void **state)
 	dmabuf_ctx_destroy(exp);
 }
 
+/* ---- the exporter's death --------------------------------------------------- */
+
+struct dying {
+	int sock;
+};
+
+/* An exporter process: a buffer its peer maps (a round trip: the peer is
+ * then the one that mapped last), then a new one published to that peer
+ * and sent; then it serves until it is killed. */
+static int dying_exporter(void *arg)
+{
+	const struct dying *d = arg;
+	struct test_exporter ctx_tx = { 0 };
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct dmabuf *buf, *b;
+	int fd;
+
+	buf = tx_export_ops(exp, &ctx_tx, &pub_ops, SIZE);
+	fd = dmabuf_fd(buf, O_CLOEXEC);
+	child_check(fd >= 0 && dmabuf_send_fd(d->sock, fd, "f", 1) == 0);
+	close(fd);
+	child_check(tx_wait_byte(d->sock, exp) == 'a');
+	b = tx_export_ops(exp, &ctx_tx, &pub_ops, SIZE);
+	fd = dmabuf_fd(b, O_CLOEXEC);
+	child_check(fd >= 0 && dmb_prepub_handle(tx_only_peer(exp), b) != NULL);
+	child_check(dmabuf_send_fd(d->sock, fd, "n", 1) == 0);
+	close(fd);
+	for (;;)
+		dmabuf_ctx_dispatch_timeout(exp, 100);
+	return 1;
+}
+
+/* The exporter SIGKILLed with a publication outstanding, after the
+ * importer's IMPORT and ATTACH of that buffer: the importer's first MAP
+ * finds the entry in its own page and the exporter's number unchanged,
+ * and answers -ENODEV (the connection is dead), as every call then; its
+ * puts and teardown leak nothing. */
+static void exporter_killed_with_a_publication_outstanding(void **state)
+{
+	struct dmabuf_device_info info = { .name = "dev", .flags = DMABUF_DEVICE_IOMMU };
+	struct dmabuf_ctx *ctx;
+	struct dmabuf_device *dev;
+	struct dmabuf *buf, *b;
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+	struct dying d;
+	int sv[2], fd, fd1, ret;
+	char c = 0;
+	size_t len;
+	pid_t pid;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	d.sock = sv[1];
+	pid = harness_fork_sock(dying_exporter, &d, sv[0]);
+	close(sv[1]);
+	assert_int_equal(dmabuf_ctx_new(NULL, &ctx), 0);
+	assert_int_equal(dmabuf_device_new(ctx, &info, &dev), 0);
+	assert_int_equal(dmabuf_recv_fd(sv[0], &fd, &c, 1, &len), 0);
+	assert_true(fd >= 0 && c == 'f');
+	assert_int_equal(dmabuf_get(ctx, fd, &buf), 0);
+	assert_int_equal(dmabuf_attach(buf, dev, &att), 0);
+	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), 0);
+	assert_int_equal(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL), 0);
+	assert_int_equal(dmabuf_detach(buf, att), 0);
+	assert_int_equal(dmabuf_send_fd(sv[0], -1, "a", 1), 0);
+	assert_int_equal(dmabuf_recv_fd(sv[0], &fd1, &c, 1, &len), 0);
+	assert_true(fd1 >= 0 && c == 'n');
+	ret = dmabuf_get(ctx, fd1, &b);
+	assert_int_equal(ret, 0);
+	assert_int_equal(dmabuf_attach(b, dev, &att), 0);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(harness_wait(pid), 128 + SIGKILL);
+	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), -ENODEV);
+	assert_int_equal(dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt), -ENODEV);
+	assert_int_equal(dmabuf_detach(b, att), 0);
+	assert_int_equal(dmabuf_put(b), 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	close(fd1);
+	close(fd);
+	close(sv[0]);
+	dmabuf_device_destroy(dev);
+	dmabuf_ctx_destroy(ctx);
+}
+
 /* ---- the seqlock ---------------------------------------------------------- */
 
 #define NBUF (DMB_WIRE_PREPUB_ENTRIES + 1)
@@ -745,6 +830,7 @@ int main(void)
 		harness_test(allocation_failure_at_publication),
 		harness_test(unused_publications_and_the_entries_wrapping),
 		harness_test(pending_kernel_fence_is_not_published),
+		harness_test(exporter_killed_with_a_publication_outstanding),
 		harness_test(republished_entries_are_never_read_torn),
 	};
 
