@@ -628,6 +628,41 @@ static void pending_kernel_fence_is_not_published(void **state)
 	dmabuf_ctx_destroy(exp);
 }
 
+/* The exporter's context destroyed with its peer connected and
+ * publications outstanding, one of a buffer the caller leaked and one the
+ * peer took and mapped: the leak is reported, and the publications, the
+ * peer's handles and the pages all go (the sanitizer and valgrind runs see
+ * memory; the fixture the fds). */
+static void context_destroyed_with_publications_outstanding(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct dmabuf *buf, *a, *b;
+	struct raw r;
+	struct pub pa, pb;
+	uint64_t imp, att, mapping;
+
+	tx = (struct test_exporter){ 0 };
+	buf = tx_export_ops(exp, &tx, &pub_ops, SIZE);
+	raw_open(exp, buf, DMB_WIRE_VERSION_PREPUB, DMB_WIRE_CACHE_CLIENT_PAGE_PREPUB, &r);
+	a = tx_export_ops(exp, &tx, &pub_ops, SIZE);
+	b = tx_export_ops(exp, &tx, &pub_ops, SIZE);
+	pub_read(&r, a, &pa);
+	pub_read(&r, b, &pb);
+	raw_import_attach(&r, exp, pb.fd, 0, &imp, &att);
+	raw_map(&r, exp, att, pb.slot, pb.seq, pb.gen, &mapping);
+	dispatch_until_mappings(exp, b, 1, 1);
+	close(pa.fd);
+	close(pb.fd);
+	assert_int_equal(dmabuf_put(b), 0); /* the peer's import holds it */
+	assert_int_equal(dmabuf_put(buf), 0);
+	/* a leaked: one leak reported */
+	assert_int_equal(dmabuf_ctx_destroy(exp), 1);
+	assert_int_equal(tx.release, 3);
+	/* The peer sees the exporter gone. */
+	assert_true(rp_expect_closed(r.sock, NULL) >= 0);
+	raw_close(&r);
+}
+
 /* ---- the exporter's death --------------------------------------------------- */
 
 struct dying {
@@ -830,6 +865,7 @@ int main(void)
 		harness_test(allocation_failure_at_publication),
 		harness_test(unused_publications_and_the_entries_wrapping),
 		harness_test(pending_kernel_fence_is_not_published),
+		harness_test(context_destroyed_with_publications_outstanding),
 		harness_test(exporter_killed_with_a_publication_outstanding),
 		harness_test(republished_entries_are_never_read_torn),
 	};
