@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "dmabuf-fence.h"
@@ -747,6 +748,111 @@ static void exporter_killed_with_a_publication_outstanding(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* ---- a forked importer ------------------------------------------------------ */
+
+struct forked {
+	int sock;
+};
+
+static bool one_way_map(struct dmabuf *b, struct dmabuf_device *dev, int *ret)
+{
+	struct dmabuf_attachment *att;
+	struct dmabuf_sg_table *sgt;
+	bool one_way = false;
+
+	child_check(dmabuf_attach(b, dev, &att) == 0);
+	*ret = dmabuf_map_attachment(att, DMABUF_BIDIRECTIONAL, &sgt);
+	if (*ret == 0) {
+		one_way = (sgt->remote_id & DMB_WIRE_ONE_WAY_ATT_BITS) == DMB_WIRE_ONE_WAY_ATT_BITS;
+		child_check(dmabuf_unmap_attachment(att, sgt, DMABUF_BIDIRECTIONAL) == 0);
+	}
+	child_check(dmabuf_detach(b, att) == 0);
+	return one_way;
+}
+
+/* The importer that mapped last forks after the new buffer came: the
+ * child cannot use the inherited context, and its own (another peer)
+ * has no publication, so its MAP is a round trip; the parent's first MAP
+ * still takes the entry and goes one-way. */
+static int forking_importer(void *arg)
+{
+	const struct forked *f = arg;
+	struct dmabuf_ctx *ctx;
+	struct dmabuf_device *dev;
+	struct dmabuf *buf, *b;
+	int fd, fd1, ret, status;
+	char c = 0;
+	size_t len;
+	pid_t pid;
+
+	fd = tx_child_import(f->sock, "dev", &ctx, &dev, &buf);
+	child_check(!one_way_map(buf, dev, &ret) && ret == 0);
+	child_check(dmabuf_send_fd(f->sock, -1, "a", 1) == 0);
+	child_check(dmabuf_recv_fd(f->sock, &fd1, &c, 1, &len) == 0 && fd1 >= 0 && c == 'n');
+	pid = fork();
+	child_check(pid >= 0);
+	if (pid == 0) {
+		struct dmabuf_device_info info = { .name = "dev", .flags = DMABUF_DEVICE_IOMMU };
+		struct dmabuf_ctx *ctx2;
+		struct dmabuf_device *dev2;
+		struct dmabuf *b2;
+		bool ow;
+
+		child_check(dmabuf_get(ctx, fd1, &b2) == -EINVAL); /* the parent's */
+		child_check(dmabuf_ctx_new(NULL, &ctx2) == 0);
+		child_check(dmabuf_device_new(ctx2, &info, &dev2) == 0);
+		child_check(dmabuf_get(ctx2, fd1, &b2) == 0);
+		ow = one_way_map(b2, dev2, &ret);
+		child_check(ret == 0 && !ow);
+		child_check(dmabuf_put(b2) == 0);
+		dmabuf_device_destroy(dev2);
+		child_check(dmabuf_ctx_destroy(ctx2) == 0);
+		_exit(0);
+	}
+	child_check(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	child_check(dmabuf_get(ctx, fd1, &b) == 0);
+	child_check(one_way_map(b, dev, &ret) && ret == 0);
+	child_check(dmabuf_put(b) == 0);
+	child_check(dmabuf_put(buf) == 0);
+	child_check(dmabuf_send_fd(f->sock, -1, "d", 1) == 0);
+	child_check(tx_wait_byte(f->sock, NULL) == 'q');
+	close(fd1);
+	close(fd);
+	dmabuf_device_destroy(dev);
+	dmabuf_ctx_destroy(ctx);
+	return 0;
+}
+
+static void forked_importer_keeps_its_parents_publication(void **state)
+{
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct dmabuf *buf, *b;
+	struct forked f;
+	int sock, fd;
+	pid_t pid;
+
+	tx = (struct test_exporter){ 0 };
+	buf = tx_export_ops(exp, &tx, &pub_ops, SIZE);
+	pid = tx_fork_importer(buf, forking_importer, &f, &f.sock, &sock);
+	assert_int_equal(tx_wait_byte(sock, exp), 'a');
+	dispatch_until_mappings(exp, buf, 0, 0);
+	b = tx_export_ops(exp, &tx, &pub_ops, SIZE);
+	fd = dmabuf_fd(b, O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_non_null(dmb_prepub_handle(tx_only_peer(exp), b));
+	assert_int_equal(dmabuf_send_fd(sock, fd, "n", 1), 0);
+	close(fd);
+	assert_int_equal(tx_wait_byte(sock, exp), 'd');
+	dispatch_until_mappings(exp, b, 0, 0);
+	assert_int_equal(dmabuf_send_fd(sock, -1, "q", 1), 0);
+	assert_int_equal(harness_wait(pid), 0);
+	close(sock);
+	assert_int_equal(dmabuf_put(b), 0);
+	assert_int_equal(dmabuf_put(buf), 0);
+	wait_release(exp, 2);
+	dmabuf_ctx_destroy(exp);
+}
+
 /* ---- the seqlock ---------------------------------------------------------- */
 
 #define NBUF (DMB_WIRE_PREPUB_ENTRIES + 1)
@@ -867,6 +973,7 @@ int main(void)
 		harness_test(pending_kernel_fence_is_not_published),
 		harness_test(context_destroyed_with_publications_outstanding),
 		harness_test(exporter_killed_with_a_publication_outstanding),
+		harness_test(forked_importer_keeps_its_parents_publication),
 		harness_test(republished_entries_are_never_read_torn),
 	};
 
