@@ -184,6 +184,18 @@ int main(int argc, char **argv)
 	m.flags = DMB_WIRE_F_NO_REPLY;
 	m.u.map.seq = 6;
 	emit("map_no_reply", &m);
+	/* version 8: the MAP that names the published entry it took its
+	 * slot from (PREPUB and the entry's generation), as a call and
+	 * one-way */
+	m = blank(DMB_OP_MAP);
+	m.version = DMB_WIRE_VERSION_PREPUB;
+	m.u.map = (struct dmb_wire_map){ 2, DMABUF_BIDIRECTIONAL,
+					 DMB_WIRE_MAP_ANNOUNCED | DMB_WIRE_MAP_PREPUB, 0 };
+	m.u.map.pub = 4;
+	emit("map_prepub", &m);
+	m.flags = DMB_WIRE_F_NO_REPLY;
+	m.u.map.seq = 6;
+	emit("map_prepub_no_reply", &m);
 
 	m = blank(DMB_OP_BEGIN_CPU_ACCESS);
 	m.u.cpu_access = (struct dmb_wire_cpu_access){ 1, DMABUF_FROM_DEVICE };

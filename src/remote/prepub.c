@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dmabuf-fence.h"
 #include "remote.h"
 
 struct dmb_prepub {
@@ -56,14 +57,18 @@ static void put64(_Atomic uint32_t *w, uint64_t v)
 	atomic_store_explicit(&w[1], (uint32_t)(v >> 32), memory_order_relaxed);
 }
 
-/* Written as a seqlock: odd while the words change, then the generation. */
+/* Written as a seqlock: odd while the words change, then the generation.
+ * The fence after the odd number keeps the words' stores after it (a
+ * seq_cst store alone does not: on a weakly ordered CPU a reader could
+ * see new words and still the old generation on both of its reads). */
 static void entry_write(struct dmb_peer *peer, unsigned int i, uint32_t gen, uint32_t dir,
 			uint32_t slot, uint32_t seq, const struct dmabuf *buf,
 			const struct dmabuf_sg_table *sgt)
 {
 	_Atomic uint32_t *w = entry_words(peer->announced, i);
 
-	atomic_store(&w[0], 1u);
+	atomic_store_explicit(&w[0], 1u, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
 	atomic_store_explicit(&w[1], dir, memory_order_relaxed);
 	atomic_store_explicit(&w[2], slot, memory_order_relaxed);
 	atomic_store_explicit(&w[3], seq, memory_order_relaxed);
@@ -147,6 +152,15 @@ void dmb_prepub_publish(struct dmabuf *buf)
 	slot = dmb_map_state_slot(peer, &p->h, &seq);
 	if (slot < 0) {
 		p->h.imp.buf = NULL;
+		goto out;
+	}
+	/* A KERNEL fence from before the slot moved no number: the
+	 * importer's one-way MAP would not wait for it, where the round
+	 * trip's map does (dmb_buf_wait_kernel(), as __map_dma_buf()). One
+	 * added from here on moves the number past seq. */
+	if (dmabuf_resv_test_signaled(buf->resv, DMABUF_RESV_USAGE_KERNEL) != 1) {
+		dmb_map_state_import_gone(peer, &p->h);
+		memset(p, 0, sizeof(*p));
 		goto out;
 	}
 	dmb_map_state_refill(peer, &p->h);
