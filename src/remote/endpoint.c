@@ -1237,7 +1237,7 @@ static int peer_handle_one(struct dmb_peer *peer, unsigned int ahead, bool *drai
 		return -EPROTO;
 	}
 
-	memset(&reply, 0, sizeof(reply));
+	memset(&reply, 0, DMB_WIRE_MSG_FIXED); /* sg records: up to count */
 	reply.op = req.op | DMB_WIRE_OP_REPLY; /* answered by its reply opcode */
 	reply.serial = req.serial;
 	if (req.op == DMB_OP_HELLO) {

@@ -22,6 +22,28 @@ _Static_assert(DMB_WIRE_FENCE_READ == DMABUF_SYNC_READ, "fence flags");
 _Static_assert(DMB_WIRE_FENCE_WRITE == DMABUF_SYNC_WRITE, "fence flags");
 _Static_assert(DMB_WIRE_MAX_INLINE_SG >= 64, "inline sg room");
 
+/* DMB_WIRE_MSG_FIXED covers every member's fixed fields: what a decode
+ * clears is all a message may leave unwritten (a new member of the union
+ * gets its line here). */
+#define FIXED_END(member) (offsetof(struct dmb_msg, u) + sizeof(((struct dmb_msg *)0)->u.member))
+#define FIXED_OK(end) _Static_assert((end) <= DMB_WIRE_MSG_FIXED, "fixed part: " #end)
+FIXED_OK(offsetof(struct dmb_msg, u.map_reply.sg));
+FIXED_OK(offsetof(struct dmb_msg, u.backing.r));
+FIXED_OK(FIXED_END(hello));
+FIXED_OK(FIXED_END(hello_reply));
+FIXED_OK(FIXED_END(import));
+FIXED_OK(FIXED_END(id));
+FIXED_OK(FIXED_END(attach));
+FIXED_OK(FIXED_END(attach_reply));
+FIXED_OK(FIXED_END(map));
+FIXED_OK(FIXED_END(cpu_access));
+FIXED_OK(FIXED_END(cache_open));
+FIXED_OK(FIXED_END(set_name));
+FIXED_OK(FIXED_END(describe_reply));
+FIXED_OK(FIXED_END(fence_attach));
+FIXED_OK(FIXED_END(fence_export));
+FIXED_OK(FIXED_END(get_backing));
+
 /* ---- little-endian accessors (wire.h) ------------------------------------ */
 
 #define get16 dmb_wire_get16
@@ -52,6 +74,7 @@ struct dmb_wire_cur {
 	size_t len;	/* decode: bytes available; encode: capacity */
 	size_t pos;
 	bool enc;
+	uint16_t version; /* the message's: bodies may depend on it */
 	int err;	/* first error, 0 while fine */
 };
 
@@ -111,7 +134,8 @@ static void fi32(struct dmb_wire_cur *c, int32_t *v)
 	uint32_t u = (uint32_t)*v;
 
 	f32(c, &u);
-	*v = (int32_t)u;
+	if (!c->enc)
+		*v = (int32_t)u;
 }
 
 static void f64(struct dmb_wire_cur *c, uint64_t *v)
@@ -237,7 +261,7 @@ static void walk_import(struct dmb_wire_cur *c, struct dmb_msg *m)
 	f32(c, &m->u.import.flags);
 	frsv(c, 4);
 	/* Added at the end of the body by version 3 (§8). */
-	if (m->version >= DMB_WIRE_VERSION_CLIENT_IDS)
+	if (c->version >= DMB_WIRE_VERSION_CLIENT_IDS)
 		f64(c, &m->u.import.buffer_id);
 	else if (c->enc && m->u.import.buffer_id)
 		fail(c, -EINVAL); /* an older version has no room for it */
@@ -277,7 +301,7 @@ static void walk_map(struct dmb_wire_cur *c, struct dmb_msg *m)
 /* MAP: version 7 adds its flags and seq where the reserved word was. */
 static void walk_map_req(struct dmb_wire_cur *c, struct dmb_msg *m)
 {
-	if (m->version < DMB_WIRE_VERSION_MAP_CACHE) {
+	if (c->version < DMB_WIRE_VERSION_MAP_CACHE) {
 		walk_map(c, m);
 		return;
 	}
@@ -285,7 +309,7 @@ static void walk_map_req(struct dmb_wire_cur *c, struct dmb_msg *m)
 	f32(c, &m->u.map.dir);
 	f32(c, &m->u.map.flags);
 	f32(c, &m->u.map.seq);
-	if (m->version >= DMB_WIRE_VERSION_PREPUB) {
+	if (c->version >= DMB_WIRE_VERSION_PREPUB) {
 		f32(c, &m->u.map.pub);
 		return;
 	}
@@ -807,7 +831,7 @@ void dmb_wire_msg_init(struct dmb_msg *m, uint16_t op, uint64_t target_id)
 {
 	const struct dmb_wire_desc *d = dmb_wire_op_desc(op);
 
-	memset(m, 0, sizeof(*m));
+	memset(m, 0, DMB_WIRE_MSG_FIXED);
 	for (size_t i = 0; i < DMB_WIRE_MAX_FDS; i++)
 		m->fds[i] = -1;
 	m->op = op;
@@ -940,7 +964,7 @@ int dmb_wire_negotiate(uint16_t min_version, uint16_t max_version)
 
 static void reset(struct dmb_msg *out)
 {
-	memset(out, 0, sizeof(*out));
+	memset(out, 0, DMB_WIRE_MSG_FIXED);
 	for (size_t i = 0; i < DMB_WIRE_MAX_FDS; i++)
 		out->fds[i] = -1;
 }
@@ -1044,7 +1068,8 @@ int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 	out->flags = hflags;
 
 	c = (struct dmb_wire_cur){ .p = (uint8_t *)p, .len = len,
-				   .pos = DMB_WIRE_BODY, .enc = false };
+				   .pos = DMB_WIRE_BODY, .enc = false,
+				   .version = version };
 	walk_body(d, &c, out);
 	if (c.err)
 		return reject(out, c.err);
@@ -1065,10 +1090,9 @@ int dmb_wire_decode(const void *data, size_t len, const int *fds, size_t nfds,
 
 int dmb_wire_encode(void *buf, size_t cap, const struct dmb_msg *msg)
 {
-	/* The walker takes non-const pointers in both modes: work on a copy. */
 	static const int no_fds[DMB_WIRE_MAX_FDS] = { -1, -1, -1, -1 };
 	const struct dmb_wire_desc *d;
-	struct dmb_msg m, check;
+	struct dmb_msg check;
 	struct dmb_wire_cur c;
 	uint16_t version;
 	int ret;
@@ -1080,32 +1104,33 @@ int dmb_wire_encode(void *buf, size_t cap, const struct dmb_msg *msg)
 	if (!buf || !msg || msg->nfds > DMB_WIRE_MAX_FDS ||
 	    !(d = dmb_wire_op_desc(msg->op)))
 		return -EINVAL;
-	m = *msg;
-	version = m.version;
+	version = msg->version;
 	if (!version)
 		version = d->base_version ? DMB_WIRE_VERSION_BASE : DMB_WIRE_VERSION_MAX;
-	m.version = version; /* bodies may depend on it (walk_import()) */
 
 	if (cap > DMB_WIRE_MAX_MSG)
 		cap = DMB_WIRE_MAX_MSG;
 	if (cap < DMB_WIRE_HDR_SIZE)
 		return -ENOSPC;
+	/* The walker takes a non-const message in both modes; in encode
+	 * mode it only reads it (no copy of the 4 KiB struct), and the
+	 * version it lays the body out for is the cursor's. */
 	c = (struct dmb_wire_cur){ .p = buf, .len = cap, .pos = DMB_WIRE_BODY,
-				   .enc = true };
-	walk_body(d, &c, &m);
+				   .enc = true, .version = version };
+	walk_body(d, &c, (struct dmb_msg *)msg);
 	if (c.err)
 		return c.err;
 
 	put32(c.p + DMB_WIRE_HDR_MAGIC, DMB_WIRE_MAGIC);
 	put16(c.p + DMB_WIRE_HDR_VERSION, version);
-	put16(c.p + DMB_WIRE_HDR_OP, m.op);
+	put16(c.p + DMB_WIRE_HDR_OP, msg->op);
 	put32(c.p + DMB_WIRE_HDR_LENGTH, (uint32_t)c.pos);
-	put16(c.p + DMB_WIRE_HDR_NFDS, (uint16_t)m.nfds);
-	put16(c.p + DMB_WIRE_HDR_FLAGS, m.flags);
-	put64(c.p + DMB_WIRE_HDR_SERIAL, m.serial);
+	put16(c.p + DMB_WIRE_HDR_NFDS, (uint16_t)msg->nfds);
+	put16(c.p + DMB_WIRE_HDR_FLAGS, msg->flags);
+	put64(c.p + DMB_WIRE_HDR_SERIAL, msg->serial);
 
 	/* Only what a peer accepts leaves this function. */
-	ret = dmb_wire_decode(buf, c.pos, no_fds, m.nfds,
+	ret = dmb_wire_decode(buf, c.pos, no_fds, msg->nfds,
 			      d->kind == DMB_WIRE_REQUEST ? DMB_WIRE_SERVER
 							  : DMB_WIRE_CLIENT,
 			      &check);

@@ -393,6 +393,19 @@ struct dmb_msg {
 	} u;
 };
 
+/*
+ * The bytes of a struct dmb_msg before the record arrays of its union
+ * (import_reply.backing.r, the largest fixed part; wire.c asserts that
+ * every member's fixed fields end within it): the header fields, the fds,
+ * the status and every body's fixed fields. dmb_wire_decode() and
+ * dmb_wire_msg_init() clear these only, so a field a message does not
+ * carry reads as zero; the records past them (map_reply.sg, the ranges'
+ * r) are written up to their count and mean nothing beyond it. Clearing
+ * the whole 4 KiB struct cost more than the rest of a small message's
+ * decode.
+ */
+#define DMB_WIRE_MSG_FIXED offsetof(struct dmb_msg, u.import_reply.backing.r)
+
 /* ---- opcode descriptors ---------------------------------------------------- */
 
 /* What a message is, and so which way it travels. */
@@ -458,8 +471,10 @@ bool dmb_wire_may_no_reply(const struct dmb_wire_desc *d, uint16_t version);
  * then events. */
 const struct dmb_wire_desc *dmb_wire_op_table(size_t *count);
 
-/* Starts a request or event: zeroed, no fds (all -1), op set, and the id of
- * its target (if the opcode has one) set where the body keeps it. */
+/* Starts a request or event: zeroed (its DMB_WIRE_MSG_FIXED bytes: a
+ * record array is filled by the caller up to its count), no fds (all -1),
+ * op set, and the id of its target (if the opcode has one) set where the
+ * body keeps it. */
 void dmb_wire_msg_init(struct dmb_msg *m, uint16_t op, uint64_t target_id);
 
 /* The id of the object a request or event names; 0 if it names none. */
@@ -512,7 +527,9 @@ static inline void dmb_wire_put64(uint8_t *p, uint64_t v)
  * @fds, @nfds  the fds that came with it (SCM_RIGHTS), in order
  * @receiver    which side decodes: requests are only valid for a server,
  *              replies and events only for a client
- * @out         zeroed, then filled. On failure out->op, out->serial and
+ * @out         zeroed (its DMB_WIRE_MSG_FIXED bytes; record arrays are
+ *              written up to their count only), then filled. On failure
+ *              out->op, out->serial and
  *              out->version are set if the header itself was valid, so a
  *              server can answer an unknown request (-EOPNOTSUPP) by serial.
  *
