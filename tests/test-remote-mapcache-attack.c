@@ -821,7 +821,8 @@ static int raw_attach_map_one_way(struct dmabuf_ctx *exp, struct raw *r, uint64_
 /* The allocations of the one-way ATTACH, its one-way MAP and the answered
  * MAP that follows fail in turn (the nth of them, each of the n counted
  * once): whatever fails, the peer is kept and answered, every mapping it
- * holds is undone by its UNMAP, its DETACH or its death (every other time
+ * holds is undone by its UNMAP, its DETACH (before or after the UNMAP) or
+ * its death (every other time
  * the socket closes with the attachment failed, as at a SIGKILL), the
  * limit comes back (room 2 after the next round trip), one-way MAPs are
  * made again, the next migration goes ahead, and no fd is left (the
@@ -867,11 +868,19 @@ static void one_way_attach_and_map_under_each_failing_allocation(void **state)
 		/* the other peer never notices */
 		assert_int_equal(raw_one_way_map(&other, 1, &id), 0);
 		assert_int_equal(rp_unmap(other.sock, exp, id, DMABUF_BIDIRECTIONAL), 0);
-		if (nth % 2) {
+		if (nth % 4 == 3) {
+			/* the DETACH first: it undoes the mapping, whose
+			 * UNMAP then names nothing */
+			assert_int_equal(rp_id_call(r.sock, exp, DMB_OP_DETACH, att), 0);
+			assert_int_equal(rp_unmap(r.sock, exp, one_way, DMABUF_BIDIRECTIONAL),
+					 -ENOENT);
+		} else if (nth % 2) {
 			ret = rp_unmap(r.sock, exp, one_way, DMABUF_BIDIRECTIONAL);
 			assert_true(ret == 0 || ret == -ENOENT); /* -ENOENT: no record */
 			/* every answered MAP of it made is undone by the DETACH */
 			assert_int_equal(rp_id_call(r.sock, exp, DMB_OP_DETACH, att), 0);
+		}
+		if (nth % 2) {
 			raw_learn(exp, &r);
 			assert_int_equal(room(&r), 2);
 			assert_int_equal(raw_one_way_map(&r, 1, &id), 0);
