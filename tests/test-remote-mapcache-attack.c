@@ -899,6 +899,69 @@ static void one_way_attach_and_map_under_each_failing_allocation(void **state)
 	}
 }
 
+/* A peer SIGKILLed while its attachment holds -ENOMEM, with one-way MAPs
+ * of it unmade (held for it, or only counted on the attachment) and a
+ * count left ahead: the buffer is -EBUSY until the death, then
+ * everything of that peer is undone (the mapping, the failed attachment
+ * and its limit, the count), the buffer migrates, and the other peer maps
+ * one-way as before; no fd is left. */
+static void peer_killed_with_a_failed_attachment_is_undone(void **state)
+{
+	unsigned int fds = open_fds();
+	struct dmabuf_ctx *exp = tx_ctx_new(0);
+	struct dmabuf *buf = export_cached(exp);
+	struct raw bad, other;
+	uint64_t att, one_way, id;
+	int ready[2];
+	pid_t pid;
+	char c;
+
+	raw_open(exp, buf, &bad);
+	raw_open(exp, buf, &other);
+	dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 1, ENOMEM);
+	assert_int_equal(raw_attach_map_one_way(exp, &bad, &att, &one_way), -ENOMEM);
+	dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 0, 0);
+	/* one more one-way MAP of it, sent before it heard: unmade */
+	bad.att = att;
+	dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 1, ENOMEM);
+	assert_int_equal(raw_one_way_map(&bad, 1, &id), 0);
+	assert_int_equal(raw_announced_map(exp, &bad, att, NULL), -ENOMEM);
+	dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 0, 0);
+	assert_int_equal(npeers(exp), 2);
+	assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* counts one more MAP, then waits for its SIGKILL */
+		atomic_fetch_add(&bad.page[bad.slot], 1u);
+		if (write(ready[1], "c", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(bad.sock); /* the child's copy is the connection now */
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	assert_int_equal(migrate_any(buf), -EBUSY);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	dispatch_until_peers(exp, 1);
+	dispatch_until_mappings(exp, buf, 0, 1);
+	assert_int_equal(tx_only_peer(exp)->nmappings, 0);
+	assert_int_equal(migrate_any(buf), 0);
+	raw_learn(exp, &other);
+	assert_int_equal(room(&other), 2);
+	assert_int_equal(raw_one_way_map(&other, 1, &id), 0);
+	dispatch_until_mappings(exp, buf, 1, 1);
+	assert_int_equal(rp_unmap(other.sock, exp, id, DMABUF_BIDIRECTIONAL), 0);
+	bad.sock = -1;
+	raw_close(&bad);
+	raw_close(&other);
+	close(ready[0]);
+	close(ready[1]);
+	end_with_no_peer(exp, buf);
+	assert_int_equal(open_fds(), fds);
+}
+
 /* Many one-way ATTACHes failed (-ENOMEM) at once: the limit stays down
  * until the DETACH of the last of them, then comes back, and one-way MAPs
  * are made again. */
@@ -1223,6 +1286,7 @@ int main(void)
 		harness_test(announced_map_of_a_publication_a_migration_counted_is_made_short_of_memory),
 		harness_test(one_way_attach_and_map_under_each_failing_allocation),
 		harness_test(many_failed_attachments_give_the_limit_back_at_the_last_detach),
+		harness_test(peer_killed_with_a_failed_attachment_is_undone),
 		harness_test(failed_attachment_at_a_publications_claim_keeps_the_limit_down),
 		harness_test(forked_child_of_an_importer_does_not_use_its_cache),
 		harness_test(importer_hears_enomem_of_a_one_way_attach_at_its_next_map),
