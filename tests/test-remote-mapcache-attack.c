@@ -690,11 +690,12 @@ static void announced_map_a_migration_counted_is_made_short_of_memory(void **sta
 
 	buf = export_cached(exp);
 	raw_open(exp, buf, &r);
-	for (int round = 0; round < 2; round++) {
+	/* the nth allocation failed in turn (the record's, the table's) */
+	for (int round = 0; round < 6; round++) {
 		struct dmb_msg m = { .op = DMB_OP_MAP }, reply;
 		int ret;
 
-		if (round == 1) {
+		if (round % 2) {
 			/* what was held goes with the old frames */
 			assert_int_equal(migrate_any(buf), 0);
 			assert_int_equal(room(&r), 0);
@@ -705,7 +706,7 @@ static void announced_map_a_migration_counted_is_made_short_of_memory(void **sta
 		atomic_fetch_add(&r.page[r.slot], 1u);
 		assert_int_equal(rp_send(r.sock, &m), 0);
 		assert_int_equal(migrate_any(buf), -EBUSY);
-		dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 1, ENOMEM);
+		dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 1 + (unsigned int)round / 2, ENOMEM);
 		ret = rp_reply(r.sock, exp, DMB_OP_MAP, m.serial, &reply);
 		dmabuf_fault_inject(DMABUF_FAULT_ALLOC, 0, 0);
 		assert_int_equal(ret, 0);
