@@ -424,12 +424,23 @@ static int slot_of(const struct dmb_map_state *ms, const struct dmabuf *buf)
 
 /* Whether @h (an import of @buf, or a publication's handle) has a MAP of
  * @slot announced that this side has not handled. Behind (a lie) is the
- * next announced MAP's protocol error; ahead is a MAP on its way. */
-static bool announced_ahead(struct dmb_peer *peer, const struct dmb_handle *h,
+ * next announced MAP's protocol error; ahead is a MAP on its way. Each MAP
+ * counted here is taken for made (-EBUSY): one that asks must then not
+ * fail for memory, so a pair is held for it too (do_map() falls back on
+ * it; a publication's go to the import that takes it, at that MAP). The
+ * frames stay, so the pairs are of them. */
+static bool announced_ahead(struct dmb_peer *peer, struct dmb_handle *h,
 			    const struct dmabuf *buf, int slot)
 {
-	return h && h->imp.buf == buf && h->imp.slot1 == (uint32_t)slot + 1 &&
-	       (int32_t)(atomic_load(&peer->announced[slot]) - h->imp.handled) > 0;
+	int32_t ahead;
+
+	if (!h || h->imp.buf != buf || h->imp.slot1 != (uint32_t)slot + 1)
+		return false;
+	ahead = (int32_t)(atomic_load(&peer->announced[slot]) - h->imp.handled);
+	if (ahead <= 0)
+		return false;
+	reserve_fill(peer, h, ahead < (int32_t)RESERVE_CAP ? (unsigned int)ahead : RESERVE_CAP);
+	return true;
 }
 
 /* The migrate hook (struct dmb_remote_hooks.maps_announced). */
@@ -452,21 +463,10 @@ bool dmb_map_state_announced(struct dmabuf *buf)
 		if (!peer->announced)
 			continue;
 		LIST_FOREACH(h, &peer->imports, sibling) {
-			int32_t ahead = h->imp.buf == buf && h->imp.slot1 == (uint32_t)slot + 1 ?
-				(int32_t)(atomic_load(&peer->announced[slot]) - h->imp.handled) : 0;
-
-			/* Behind (a lie) is the next announced MAP's
-			 * protocol error; ahead is a MAP on its way. A
-			 * one-way MAP that could not be made holds these
+			/* A one-way MAP that could not be made holds these
 			 * frames as a static mapping would. */
-			busy |= ahead > 0 || (h->imp.buf == buf && h->imp.unmade);
-			/* Each MAP counted here is taken for made (-EBUSY):
-			 * one that asks must then not fail for memory, so a
-			 * pair is held for it too (do_map() falls back on
-			 * it). The frames stay, so the pairs are of them. */
-			if (ahead > 0)
-				reserve_fill(peer, h, ahead < (int32_t)RESERVE_CAP ? (unsigned int)ahead
-										  : RESERVE_CAP);
+			busy |= announced_ahead(peer, h, buf, slot);
+			busy |= h->imp.buf == buf && h->imp.unmade;
 		}
 		/* A published table the peer took, its MAP on its way. */
 		busy |= announced_ahead(peer, dmb_prepub_handle(peer, buf), buf, slot);

@@ -235,6 +235,11 @@ int dmb_prepub_claim(struct dmb_peer *peer, struct dmb_handle *imp, bool take,
 		p->h.imp.slot1 = 0;
 		p->h.imp.reserve = NULL;
 		pub_drop(peer, (unsigned int)(p - peer->prepub->e));
+		/* The limit written was the publication's: one of the
+		 * import's attachments may hold an errno already (a failed
+		 * one-way ATTACH), and then none is left. */
+		if (imp->imp.failed)
+			dmb_map_state_failed(peer, imp, 0);
 	}
 	if ((flags & DMB_WIRE_MAP_PREPUB) && (!take || !imp->imp.pub || imp->imp.pub != pub)) {
 		dmb_warn(peer->ctx, "peer pid %d: a MAP of a published table (generation %u) its import did not take",

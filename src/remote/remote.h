@@ -424,8 +424,8 @@ struct dmb_handle *dmb_map_state_take(struct dmb_handle *imp, struct dmabuf_sg_t
  * as far as memory allows, and the peer's limit written. */
 void dmb_map_state_refill(struct dmb_peer *peer, struct dmb_handle *imp);
 /* One attachment of @imp more (@delta 1) or less (-1) that holds an
- * errno: while any does, the peer's limit for the buffer is what was
- * handled, so its MAPs of it ask. */
+ * errno (0: the limit written again): while any does, the peer's limit for
+ * the buffer is what was handled, so its MAPs of it ask. */
 void dmb_map_state_failed(struct dmb_peer *peer, struct dmb_handle *imp, int delta);
 /* The hooks of migrate and revoke (struct dmb_remote_hooks). */
 bool dmb_map_state_announced(struct dmabuf *buf);
