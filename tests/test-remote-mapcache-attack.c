@@ -26,8 +26,8 @@
 #include "dmabuf-fence.h"
 #include "dmabuf-scm.h"
 #include "exporter.h"
-#include "mapcache-common.h"
 #include "rawpeer.h"
+#include "mapcache-common.h"
 
 #define SIZE (256 * 1024ull)
 
@@ -1073,11 +1073,6 @@ static void failed_attachment_at_a_publications_claim_keeps_the_limit_down(void 
 }
 
 /* ---- the library's importer ----------------------------------------------------- */
-
-static bool one_way_mapping(const struct dmabuf_sg_table *sgt)
-{
-	return (sgt->remote_id & DMB_WIRE_ONE_WAY_ATT_BITS) == DMB_WIRE_ONE_WAY_ATT_BITS;
-}
 
 struct env {
 	int sock;

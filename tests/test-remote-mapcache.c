@@ -24,8 +24,8 @@
 #include "dmabuf-fence.h"
 #include "dmabuf-scm.h"
 #include "exporter.h"
-#include "mapcache-common.h"
 #include "rawpeer.h"
+#include "mapcache-common.h"
 
 #define SIZE (256 * 1024ull)
 
@@ -46,28 +46,6 @@ static const struct dmabuf_ops cached_ops = {
 };
 
 static struct test_exporter tx;
-
-/* Whether this kernel lets a memfd carry the one-way ATTACH mark (as in
- * test-remote-attach.c): without it the ATTACH waits, which the tests that
- * hold the exporter back cannot have. */
-static bool kernel_marks(struct dmabuf *buf)
-{
-	int fd = dmabuf_fd(buf, O_CLOEXEC);
-	bool marked = tx_fd_marked(fd);
-
-	close(fd);
-	return marked;
-}
-
-static void send_byte(int sock, char c)
-{
-	assert_int_equal(dmabuf_send_fd(sock, -1, &c, 1), 0);
-}
-
-static bool one_way_mapping(const struct dmabuf_sg_table *sgt)
-{
-	return (sgt->remote_id & DMB_WIRE_ONE_WAY_ATT_BITS) == DMB_WIRE_ONE_WAY_ATT_BITS;
-}
 
 /* The CPU entries and the device's addresses of a table, to compare. */
 struct table {

@@ -32,8 +32,8 @@
 #include "dmabuf-fence.h"
 #include "dmabuf-scm.h"
 #include "exporter.h"
-#include "mapcache-common.h"
 #include "rawpeer.h"
+#include "mapcache-common.h"
 #include "prepub-common.h"
 
 #define SIZE (256 * 1024ull)

@@ -24,8 +24,8 @@
 #include "dmabuf-fence.h"
 #include "dmabuf-scm.h"
 #include "exporter.h"
-#include "mapcache-common.h"
 #include "rawpeer.h"
+#include "mapcache-common.h"
 #include "prepub-common.h"
 
 #define SIZE (256 * 1024ull)
@@ -47,25 +47,6 @@ static const struct dmabuf_ops pub_ops = {
 };
 
 static struct test_exporter tx;
-
-static bool kernel_marks(struct dmabuf *buf)
-{
-	int fd = dmabuf_fd(buf, O_CLOEXEC);
-	bool marked = tx_fd_marked(fd);
-
-	close(fd);
-	return marked;
-}
-
-static void send_byte(int sock, char c)
-{
-	assert_int_equal(dmabuf_send_fd(sock, -1, &c, 1), 0);
-}
-
-static bool one_way_mapping(const struct dmabuf_sg_table *sgt)
-{
-	return (sgt->remote_id & DMB_WIRE_ONE_WAY_ATT_BITS) == DMB_WIRE_ONE_WAY_ATT_BITS;
-}
 
 struct table {
 	unsigned int n;
