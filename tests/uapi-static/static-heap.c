@@ -47,28 +47,6 @@
 #define HEAP "/dev/dma_heap/system"
 #define MIB (1024 * 1024)
 
-/* The program's fds. Under the preload (the dynamic program run by
- * dmabuf-run without --seccomp) the layer's own fds are in the table too,
- * at or above half the RLIMIT_NOFILE soft limit (at most 16384): left
- * out. */
-static int count_fds(void)
-{
-	const char *pre = getenv("LD_PRELOAD");
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	long top = -1;
-	struct rlimit rl;
-	int n = 0;
-
-	CHECK(d);
-	if (pre && strstr(pre, "libdmabuf-preload") && getrlimit(RLIMIT_NOFILE, &rl) == 0)
-		top = rl.rlim_cur / 2 < 16384 ? (long)(rl.rlim_cur / 2) : 16384;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.' && (top < 0 || atol(e->d_name) < top);
-	closedir(d);
-	return n - 1; /* the directory's own fd */
-}
-
 static int heap_open(void)
 {
 	int fd = open(HEAP, O_RDWR | O_CLOEXEC);

@@ -50,25 +50,6 @@ static bool under_asan(void)
 }
 #define UNDER_ASAN under_asan()
 
-/* The program's fds: those below the preload's own (which it makes at
- * half the RLIMIT_NOFILE soft limit, at most 16384, when first needed). */
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct rlimit rl;
-	struct dirent *e;
-	long base = 16384;
-	int n = 0;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur / 2 < (rlim_t)base)
-		base = (long)(rl.rlim_cur / 2);
-	CHECK(d);
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.' && atol(e->d_name) < base;
-	closedir(d);
-	return n - 1;
-}
-
 /* What is open, for a failed count. */
 static void list_fds(void)
 {
