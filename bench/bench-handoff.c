@@ -20,6 +20,12 @@
  *              dmabuf_put, close, reply; P dmabuf_put + close and serves its
  *              context (its own poll loop + dmabuf_ctx_dispatch) until
  *              ops->release has run: back to idle.
+ *   libdmabuf_sent  the same with P's close(fd) right after the send, as
+ *              raw and wl_shm's client close theirs: the consumer's
+ *              closes are done when P puts, so the put releases the
+ *              buffer itself (no failing probe, no wake-up for the close
+ *              event). Printed next to libdmabuf, which keeps the fd until
+ *              after its put (the order the syscalls test counts).
  *   steady     C already holds an import of the buffer: P dmabuf_send_fd of
  *              it, C dmabuf_recv_fd, dmabuf_get (finds its proxy), attach,
  *              map, unmap, detach, put, close, reply (a swapchain buffer
@@ -79,11 +85,11 @@
 #define ROUNDS 5
 #define HDR 16
 
-enum kind { K_RAW, K_WL, K_LIB, K_STEADY, K_CONNECT, K_RAW_RT, NKINDS };
+enum kind { K_RAW, K_WL, K_LIB, K_STEADY, K_CONNECT, K_RAW_RT, K_LIB_SENT, NKINDS };
 enum cmd { C_RAW = 1, C_LIB, C_PIN, C_STEADY, C_UNPIN, C_CONNECT, C_QUIT, C_RAW_RT };
 
 static const char *const kind_names[NKINDS] = {
-	"raw", "wl_shm", "libdmabuf", "steady", "connect", "raw_rt",
+	"raw", "wl_shm", "libdmabuf", "steady", "connect", "raw_rt", "libdmabuf_sent",
 };
 
 /* raw_rt: the wire sizes of a MAP with its ATTACH, and of its answer. */
@@ -410,7 +416,9 @@ static double p_raw(uint32_t n, uint64_t size)
 	return (double)t / n;
 }
 
-static double p_lib(uint32_t n, uint64_t size)
+/* sent: P closes its fd as soon as it is sent (as raw and wl_shm's client
+ * do) instead of after the consumer's reply and its put. */
+static double p_lib(uint32_t n, uint64_t size, bool sent)
 {
 	uint64_t hdr[HDR / 8] = { size };
 	uint64_t t0, t, c0, cc0;
@@ -425,9 +433,12 @@ static double p_lib(uint32_t n, uint64_t size)
 
 		BENCH_CHECK(fd);
 		BENCH_CHECK(dmabuf_send_fd(data_fd, fd, hdr, HDR));
+		if (sent)
+			close(fd);
 		p_serve(true, 0);
 		BENCH_CHECK(dmabuf_put(buf));
-		close(fd);
+		if (!sent)
+			close(fd);
 		p_serve(false, exports);	/* back to idle */
 	}
 	t = bench_now_ns() - t0;
@@ -672,20 +683,23 @@ struct size_res {
 	double v[NKINDS];	/* ns per cycle, median of the rounds */
 	double raw_cpu, connect_cpu;	/* CPU ns of both per cycle, medians */
 	double lib_cpu[2], wl_cpu[2];	/* per side (lib_side_cpu), medians */
+	double sent_cpu[2];		/* the same for libdmabuf_sent */
 };
 
 static void measure(uint64_t size, uint32_t n, uint32_t n_connect, struct size_res *r)
 {
 	double v[NKINDS][ROUNDS], rc[ROUNDS], cc[ROUNDS], lc[2][ROUNDS], wc[2][ROUNDS];
+	double sc[2][ROUNDS];
 	int rounds = bench_smoke() ? 1 : ROUNDS;
 
 	memset(v, 0, sizeof(v));
 	memset(cc, 0, sizeof(cc));
 	memset(lc, 0, sizeof(lc));
 	memset(wc, 0, sizeof(wc));
+	memset(sc, 0, sizeof(sc));
 	/* warm-up */
 	p_raw(n / 4 + 1, size);
-	p_lib(n / 4 + 1, size);
+	p_lib(n / 4 + 1, size, false);
 #ifdef HAVE_WAYLAND
 	if (kind_on(K_WL))
 		p_wl(n / 4 + 1, size);
@@ -701,9 +715,14 @@ static void measure(uint64_t size, uint32_t n, uint32_t n_connect, struct size_r
 		}
 #endif
 		if (kind_on(K_LIB)) {
-			v[K_LIB][i] = p_lib(n, size);
+			v[K_LIB][i] = p_lib(n, size, false);
 			lc[0][i] = lib_side_cpu[0];
 			lc[1][i] = lib_side_cpu[1];
+		}
+		if (kind_on(K_LIB_SENT)) {
+			v[K_LIB_SENT][i] = p_lib(n, size, true);
+			sc[0][i] = lib_side_cpu[0];
+			sc[1][i] = lib_side_cpu[1];
 		}
 		if (kind_on(K_RAW_RT))
 			v[K_RAW_RT][i] = p_raw_rt(n, size);
@@ -725,6 +744,7 @@ static void measure(uint64_t size, uint32_t n, uint32_t n_connect, struct size_r
 	for (int s = 0; s < 2; s++) {
 		r->lib_cpu[s] = bench_median(lc[s], (size_t)rounds);
 		r->wl_cpu[s] = bench_median(wc[s], (size_t)rounds);
+		r->sent_cpu[s] = bench_median(sc[s], (size_t)rounds);
 	}
 }
 
@@ -814,6 +834,7 @@ int main(void)
 	for (int s = 0; s < 2; s++) {
 		const struct size_res *r = &res[s];
 		const char *k = sizes[s].key;
+		static const char *const lib_side[2] = { "producer", "consumer" };
 		char name[64], what[96];
 
 		for (int i = 0; i < NKINDS; i++) {
@@ -825,8 +846,6 @@ int main(void)
 		snprintf(name, sizeof(name), "cycle_%s_vs_raw", k);
 		snprintf(what, sizeof(what), "%s full cycle", sizes[s].label);
 		if (kind_on(K_LIB)) {
-			static const char *const lib_side[2] = { "producer", "consumer" };
-
 			bench_ratio(BENCH, name, what, r->v[K_LIB], r->v[K_RAW], "raw", 2.0);
 			side_cpu_lines("libdmabuf", k, lib_side, r->lib_cpu);
 		}
@@ -849,6 +868,18 @@ int main(void)
 			bench_line(BENCH, name, 1e9 / r->v[K_LIB], "1/s");
 			snprintf(name, sizeof(name), "wl_shm_buffers_per_s_%s", k);
 			bench_line(BENCH, name, 1e9 / r->v[K_WL], "1/s");
+		}
+		snprintf(what, sizeof(what), "%s full cycle, fd closed once sent", sizes[s].label);
+		if (kind_on(K_LIB_SENT)) {
+			snprintf(name, sizeof(name), "cycle_%s_sent_vs_raw", k);
+			bench_ratio(BENCH, name, what, r->v[K_LIB_SENT], r->v[K_RAW], "raw", 2.0);
+			snprintf(name, sizeof(name), "buffers_per_s_sent_%s", k);
+			bench_line(BENCH, name, 1e9 / r->v[K_LIB_SENT], "1/s");
+			side_cpu_lines("libdmabuf_sent", k, lib_side, r->sent_cpu);
+		}
+		if (have_wl && kind_on(K_WL) && kind_on(K_LIB_SENT)) {
+			snprintf(name, sizeof(name), "cycle_%s_sent_vs_wl_shm", k);
+			bench_ratio(BENCH, name, what, r->v[K_LIB_SENT], r->v[K_WL], "wl_shm", 1.5);
 		}
 		snprintf(name, sizeof(name), "steady_%s_vs_raw", k);
 		snprintf(what, sizeof(what), "%s steady state (already imported)", sizes[s].label);
