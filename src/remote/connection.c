@@ -622,13 +622,15 @@ static bool call_may_block(struct dmb_conn *conn)
 static int conn_wait(struct dmb_conn *conn, uint16_t op, const bool *done)
 {
 	struct dmabuf_ctx *ctx = conn->ctx;
-	int64_t deadline, warn_at;
+	int64_t deadline, warn_at, now = dmb_now_ms();
+	bool now_read = true;
 	int ret;
 
-	deadline = dmb_now_ms() + call_timeout(ctx);
+	/* One clock read for the first turn (a reply usually comes in it). */
+	deadline = now + call_timeout(ctx);
 	/* An exporter that never serves (no dispatch, no service thread) is
 	 * the usual cause of a long wait: say so early, once per connection. */
-	warn_at = dmb_now_ms() + (call_timeout(ctx) / 4 < 1000 ? call_timeout(ctx) / 4 : 1000);
+	warn_at = now + (call_timeout(ctx) / 4 < 1000 ? call_timeout(ctx) / 4 : 1000);
 
 	for (;;) {
 		int64_t left;
@@ -643,7 +645,10 @@ static int conn_wait(struct dmb_conn *conn, uint16_t op, const bool *done)
 			ret = -ENODEV;
 			break;
 		}
-		left = deadline - dmb_now_ms();
+		if (!now_read)
+			now = dmb_now_ms();
+		now_read = false; /* read again next turn */
+		left = deadline - now;
 		if (left <= 0) {
 			dmb_err(ctx, "exporter %s did not answer %s in time",
 				conn->endpoint, dmb_wire_op_name(op));
@@ -652,11 +657,11 @@ static int conn_wait(struct dmb_conn *conn, uint16_t op, const bool *done)
 			ret = -ETIMEDOUT;
 			break;
 		}
-		if (!conn->warned_silent && dmb_now_ms() >= warn_at) {
+		if (!conn->warned_silent && now >= warn_at) {
 			conn->warned_silent = true;
 			dmb_err(ctx, "exporter %s has not answered %s for %lld ms: is it serving its context (dmabuf_ctx_dispatch() on dmabuf_ctx_get_fd(), or dmabuf_ctx_start_thread())? Giving up after %u ms",
 				conn->endpoint, dmb_wire_op_name(op),
-				(long long)(dmb_now_ms() - (deadline - call_timeout(ctx))),
+				(long long)(now - (deadline - call_timeout(ctx))),
 				call_timeout(ctx));
 		}
 		if (call_may_block(conn)) {
