@@ -313,6 +313,28 @@ static void conn_settle(struct dmb_conn *conn, uint64_t serial)
 	}
 }
 
+/*
+ * A decoded reply into its waiting call's slot. A struct dmb_msg is 4 KiB
+ * (the room for a MAP_REPLY's inline table) and a decode writes its fixed
+ * part and the records it carries only: a MAP_REPLY is copied that far
+ * (its inline entries up to their count), anything else whole. Copying all
+ * of it cost a round-trip MAP about as much as its decode (issue 11).
+ */
+static void reply_move(struct dmb_msg *dst, const struct dmb_msg *src)
+{
+	size_t len = sizeof(*src);
+
+	if (src->op == DMB_OP_MAP_REPLY) {
+		const struct dmb_wire_map_reply *r = &src->u.map_reply;
+		size_t n = r->count < DMB_WIRE_MAX_INLINE_SG ? r->count : DMB_WIRE_MAX_INLINE_SG;
+
+		len = offsetof(struct dmb_msg, u.map_reply.sg) + n * sizeof(r->sg[0]);
+		if (len < DMB_WIRE_MSG_FIXED)
+			len = DMB_WIRE_MSG_FIXED;
+	}
+	memcpy(dst, src, len);
+}
+
 static struct dmb_call *call_find(struct dmb_conn *conn, uint64_t serial)
 {
 	struct dmb_call *call;
@@ -381,7 +403,7 @@ static int conn_take_ex(struct dmb_conn *conn, bool wait)
 	if (ret == 1)
 		reply_without_fds(conn, call ? call->req : NULL, &msg);
 	if (call && !call->done && msg.op == (call->req->op | DMB_WIRE_OP_REPLY)) {
-		*call->reply = msg;
+		reply_move(call->reply, &msg);
 		call->done = true;
 		return 0;
 	}
