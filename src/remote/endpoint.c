@@ -180,7 +180,6 @@ static void peer_unpin_all(struct dmb_peer *peer, struct dmabuf_attachment *att)
 		peer_unpin(att);
 }
 
-/* Undoes what a handle stands for, children first, exactly once. */
 /*
  * The stand-in of a peer's device for an ATTACH (@info, its name already
  * the peer's "name@pid"): an idle one of this peer made of the same info,
@@ -224,6 +223,7 @@ static void peer_device_put(struct dmb_peer *peer, struct dmabuf_device *dev)
 	peer->idle_dev[peer->nidle_dev++] = dev;
 }
 
+/* Undoes what a handle stands for, children first, exactly once. */
 static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
 {
 	struct dmb_handle *child;
@@ -583,7 +583,7 @@ static void notify_flush(struct dmb_peer *peer)
 		dmb_source_mod(peer->ctx, &peer->src, EPOLLIN);
 }
 
-/* "@name@@pid" into @out (DMB_WIRE_NAME_LEN + 16 bytes): the peer's
+/* "<@name>@<@pid>" into @out (DMB_WIRE_NAME_LEN + 16 bytes): the peer's
  * device's name as the exporter's ops see it, without snprintf()'s cost
  * per ATTACH. */
 static void peer_device_name(char *out, const char *name, pid_t pid)
