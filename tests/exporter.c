@@ -15,6 +15,7 @@ int tx_attach(struct dmabuf *buf, struct dmabuf_attachment *att)
 	struct test_exporter *tx = dmabuf_get_priv(buf);
 
 	tx->attach++;
+	tx->last_dev = dmabuf_attachment_get_device(att);
 	if (tx->refuse_attach)
 		return tx->refuse_attach;
 	return dmabuf_backing_check_device(buf, dmabuf_attachment_get_device(att));

@@ -24,6 +24,7 @@ struct test_exporter {
 	int refuse_attach;	/* errno ops->attach returns, 0 = accept */
 	int refuse_map;
 	enum dmabuf_direction last_dir;
+	const struct dmabuf_device *last_dev;	/* ops->attach's last device */
 };
 
 /* The ops, each counting its calls in the struct test_exporter that is the

@@ -167,6 +167,76 @@ static int connect_hello(struct fx *f)
 	return sock;
 }
 
+/* An ATTACH of @bits-bit IOMMU device "raw": the reply's attachment id. */
+static uint64_t attach_bits(struct fx *f, int sock, uint64_t id, unsigned int bits)
+{
+	struct dmb_msg m, r;
+
+	rp_attach_msg(&m, id);
+	m.u.attach.dma_mask_bits = bits;
+	assert_int_equal(rp_call(sock, f->exp, &m, &r), 0);
+	return r.u.attach_reply.attachment_id;
+}
+
+/*
+ * The stand-in of a peer's device outlives its DETACH, for the peer's next
+ * ATTACH of the same device (issue 11), but is never shared by two live
+ * attachments, never taken for another device, and never outlives its
+ * peer: when the connection goes, every stand-in goes (a stale device
+ * pointer names no live device) and so does every fd.
+ */
+static void idle_device_goes_with_its_peer(void **state)
+{
+	const struct dmabuf_device *d1, *d2, *d3;
+	struct dmabuf_device_info info;
+	uint64_t id, a1, a2;
+	char name[32];
+	struct fx f;
+	int fds0, sock;
+
+	(void)state;
+	fx_init(&f);
+	fds0 = harness_count_fds();
+	sock = connect_hello(&f);
+	assert_int_equal(rp_import(sock, f.exp, f.fd, &id), 0);
+
+	a1 = attach_bits(&f, sock, id, 64);
+	d1 = f.tx.last_dev;
+	snprintf(name, sizeof(name), "raw@%d", (int)getpid());
+	assert_string_equal(dmabuf_device_get_name(d1), name);
+	assert_int_equal(rp_id_call(sock, f.exp, DMB_OP_DETACH, a1), 0);
+	/* kept, and taken again by the same device's ATTACH */
+	assert_non_null(dmabuf_device_get_name(d1));
+	a1 = attach_bits(&f, sock, id, 64);
+	assert_ptr_equal(f.tx.last_dev, d1);
+	/* a second live attachment of that device has a stand-in of its own */
+	a2 = attach_bits(&f, sock, id, 64);
+	d2 = f.tx.last_dev;
+	assert_ptr_not_equal(d2, d1);
+	assert_int_equal(rp_id_call(sock, f.exp, DMB_OP_DETACH, a1), 0);
+	assert_int_equal(rp_id_call(sock, f.exp, DMB_OP_DETACH, a2), 0);
+	/* other constraints: never an idle stand-in of another device */
+	a1 = attach_bits(&f, sock, id, 32);
+	d3 = f.tx.last_dev;
+	assert_ptr_not_equal(d3, d1);
+	assert_ptr_not_equal(d3, d2);
+	assert_int_equal(dmabuf_device_get_info(d3, &info), 0);
+	assert_int_equal(info.dma_mask_bits, 32);
+	assert_string_equal(info.name, name);
+	assert_int_equal(rp_id_call(sock, f.exp, DMB_OP_DETACH, a1), 0);
+	assert_non_null(dmabuf_device_get_name(d1));
+	assert_non_null(dmabuf_device_get_name(d2));
+
+	/* the peer goes: so do its idle stand-ins, and every fd */
+	close(sock);
+	DISPATCH_UNTIL(f.exp, !dmabuf_device_get_name(d1),
+		       "the exporter freeing the idle stand-ins of a peer that left");
+	assert_null(dmabuf_device_get_name(d2));
+	assert_null(dmabuf_device_get_name(d3));
+	after_hostile(&f, fds0, "idle device stand-ins");
+	fx_fini(&f);
+}
+
 static int new_memfd(const char *name, unsigned int seals)
 {
 	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -1620,6 +1690,7 @@ static void nested_call_in_handshake_with_old_exporter(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		harness_test(idle_device_goes_with_its_peer),
 		harness_test(malformed_messages_close_the_connection),
 		harness_test(handshake_is_enforced),
 		harness_test(unknown_opcode_gets_eopnotsupp),

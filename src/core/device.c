@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <bsd/string.h>
+
 #include "private.h"
 
 #define DEFAULT_MAX_SEG (64ull * 1024)
@@ -67,7 +69,7 @@ int dmb_device_create(struct dmabuf_ctx *ctx, const struct dmabuf_device_info *i
 	dev = calloc(1, sizeof(*dev));
 	if (!dev)
 		return -ENOMEM;
-	snprintf(dev->name, sizeof(dev->name), "%s", in.name ? in.name : "device");
+	strlcpy(dev->name, in.name ? in.name : "device", sizeof(dev->name));
 	in.name = dev->name;
 	dev->info = in;
 	dev->dma_mask = in.dma_mask_bits == 64 ? UINT64_MAX
@@ -84,6 +86,20 @@ int dmb_device_create(struct dmabuf_ctx *ctx, const struct dmabuf_device_info *i
 	LIST_INSERT_HEAD(&ctx->devices, dev, ctx_link);
 	*out = dev;
 	return 0;
+}
+
+bool dmb_device_matches(const struct dmabuf_device *dev, const struct dmabuf_device_info *info)
+{
+	struct dmabuf_device_info in = *info;
+
+	if (info_fill(&in) < 0)
+		return false;
+	/* The name as dmb_device_create() keeps it: its first 31 bytes. */
+	return strncmp(dev->name, in.name ? in.name : "device", sizeof(dev->name) - 1) == 0 &&
+	       dev->info.dma_mask_bits == in.dma_mask_bits &&
+	       dev->info.max_segment_size == in.max_segment_size &&
+	       dev->info.segment_boundary == in.segment_boundary &&
+	       dev->info.alignment == in.alignment && dev->info.flags == in.flags;
 }
 
 DMABUF_EXPORT int dmabuf_device_new(struct dmabuf_ctx *ctx,

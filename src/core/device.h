@@ -68,6 +68,10 @@ struct dmabuf_device {
  * device addresses here (the peer assigns them). */
 int dmb_device_create(struct dmabuf_ctx *ctx, const struct dmabuf_device_info *info,
 		      bool remote, struct dmabuf_device **out);
+/* Whether @dev is the device dmb_device_create() would make of @info now
+ * (its kept name and its constraints with the defaults filled in): the
+ * endpoint takes an idle stand-in of a peer's device again with it. */
+bool dmb_device_matches(const struct dmabuf_device *dev, const struct dmabuf_device_info *info);
 /* Frees a device, unmapping what is left (lock held). */
 void dmb_device_free(struct dmabuf_device *dev);
 

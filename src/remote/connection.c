@@ -313,6 +313,28 @@ static void conn_settle(struct dmb_conn *conn, uint64_t serial)
 	}
 }
 
+/*
+ * A decoded reply into its waiting call's slot. A struct dmb_msg is 4 KiB
+ * (the room for a MAP_REPLY's inline table) and a decode writes its fixed
+ * part and the records it carries only: a MAP_REPLY is copied that far
+ * (its inline entries up to their count), anything else whole. Copying all
+ * of it cost a round-trip MAP about as much as its decode (issue 11).
+ */
+static void reply_move(struct dmb_msg *dst, const struct dmb_msg *src)
+{
+	size_t len = sizeof(*src);
+
+	if (src->op == DMB_OP_MAP_REPLY) {
+		const struct dmb_wire_map_reply *r = &src->u.map_reply;
+		size_t n = r->count < DMB_WIRE_MAX_INLINE_SG ? r->count : DMB_WIRE_MAX_INLINE_SG;
+
+		len = offsetof(struct dmb_msg, u.map_reply.sg) + n * sizeof(r->sg[0]);
+		if (len < DMB_WIRE_MSG_FIXED)
+			len = DMB_WIRE_MSG_FIXED;
+	}
+	memcpy(dst, src, len);
+}
+
 static struct dmb_call *call_find(struct dmb_conn *conn, uint64_t serial)
 {
 	struct dmb_call *call;
@@ -381,7 +403,7 @@ static int conn_take_ex(struct dmb_conn *conn, bool wait)
 	if (ret == 1)
 		reply_without_fds(conn, call ? call->req : NULL, &msg);
 	if (call && !call->done && msg.op == (call->req->op | DMB_WIRE_OP_REPLY)) {
-		*call->reply = msg;
+		reply_move(call->reply, &msg);
 		call->done = true;
 		return 0;
 	}
@@ -622,13 +644,15 @@ static bool call_may_block(struct dmb_conn *conn)
 static int conn_wait(struct dmb_conn *conn, uint16_t op, const bool *done)
 {
 	struct dmabuf_ctx *ctx = conn->ctx;
-	int64_t deadline, warn_at;
+	int64_t deadline, warn_at, now = dmb_now_ms();
+	bool now_read = true;
 	int ret;
 
-	deadline = dmb_now_ms() + call_timeout(ctx);
+	/* One clock read for the first turn (a reply usually comes in it). */
+	deadline = now + call_timeout(ctx);
 	/* An exporter that never serves (no dispatch, no service thread) is
 	 * the usual cause of a long wait: say so early, once per connection. */
-	warn_at = dmb_now_ms() + (call_timeout(ctx) / 4 < 1000 ? call_timeout(ctx) / 4 : 1000);
+	warn_at = now + (call_timeout(ctx) / 4 < 1000 ? call_timeout(ctx) / 4 : 1000);
 
 	for (;;) {
 		int64_t left;
@@ -643,7 +667,10 @@ static int conn_wait(struct dmb_conn *conn, uint16_t op, const bool *done)
 			ret = -ENODEV;
 			break;
 		}
-		left = deadline - dmb_now_ms();
+		if (!now_read)
+			now = dmb_now_ms();
+		now_read = false; /* read again next turn */
+		left = deadline - now;
 		if (left <= 0) {
 			dmb_err(ctx, "exporter %s did not answer %s in time",
 				conn->endpoint, dmb_wire_op_name(op));
@@ -652,11 +679,11 @@ static int conn_wait(struct dmb_conn *conn, uint16_t op, const bool *done)
 			ret = -ETIMEDOUT;
 			break;
 		}
-		if (!conn->warned_silent && dmb_now_ms() >= warn_at) {
+		if (!conn->warned_silent && now >= warn_at) {
 			conn->warned_silent = true;
 			dmb_err(ctx, "exporter %s has not answered %s for %lld ms: is it serving its context (dmabuf_ctx_dispatch() on dmabuf_ctx_get_fd(), or dmabuf_ctx_start_thread())? Giving up after %u ms",
 				conn->endpoint, dmb_wire_op_name(op),
-				(long long)(dmb_now_ms() - (deadline - call_timeout(ctx))),
+				(long long)(now - (deadline - call_timeout(ctx))),
 				call_timeout(ctx));
 		}
 		if (call_may_block(conn)) {

@@ -180,6 +180,49 @@ static void peer_unpin_all(struct dmb_peer *peer, struct dmabuf_attachment *att)
 		peer_unpin(att);
 }
 
+/*
+ * The stand-in of a peer's device for an ATTACH (@info, its name already
+ * the peer's "name@pid"): an idle one of this peer made of the same info,
+ * else a new one. The exporter's ops see the same name and constraints
+ * either way, and a remote device holds nothing else (no addresses here:
+ * the peer maps), so taking one again saves its allocation, its name's
+ * formatting and its registration per ATTACH (issue 11, the round-trip
+ * MAP carries its ATTACH's serving). Lock held.
+ */
+static int peer_device_get(struct dmb_peer *peer, const struct dmabuf_device_info *info,
+			   struct dmabuf_device **out)
+{
+	for (unsigned int i = peer->nidle_dev; i-- > 0;) {
+		struct dmabuf_device *dev = peer->idle_dev[i];
+
+		if (!dmb_device_matches(dev, info))
+			continue;
+		memmove(&peer->idle_dev[i], &peer->idle_dev[i + 1],
+			(peer->nidle_dev - i - 1) * sizeof(peer->idle_dev[0]));
+		peer->nidle_dev--;
+		*out = dev;
+		return 0;
+	}
+	return dmb_device_create(peer->ctx, info, true, out);
+}
+
+/* A stand-in no attachment uses any more: kept for the peer's next ATTACH
+ * of that device (the oldest kept is freed when there is no room). */
+static void peer_device_put(struct dmb_peer *peer, struct dmabuf_device *dev)
+{
+	if (dev->attach_count) {
+		dmb_device_free(dev); /* never: one attachment per stand-in */
+		return;
+	}
+	if (peer->nidle_dev == DMB_PEER_IDLE_DEVICES) {
+		dmb_device_free(peer->idle_dev[0]);
+		memmove(&peer->idle_dev[0], &peer->idle_dev[1],
+			(DMB_PEER_IDLE_DEVICES - 1) * sizeof(peer->idle_dev[0]));
+		peer->nidle_dev--;
+	}
+	peer->idle_dev[peer->nidle_dev++] = dev;
+}
+
 /* Undoes what a handle stands for, children first, exactly once. */
 static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
 {
@@ -204,7 +247,7 @@ static void handle_destroy(struct dmb_peer *peer, struct dmb_handle *h)
 		if (h->att.att) { /* else a failed one-way ATTACH: nothing made */
 			peer_unpin_all(peer, h->att.att);
 			dmb_detach_locked(h->att.att);
-			dmb_device_free(h->att.dev);
+			peer_device_put(peer, h->att.dev);
 		}
 		/* One-way MAPs of it that could not be made, with no record:
 		 * they end with it. */
@@ -256,6 +299,8 @@ static void peer_destroy(struct dmb_peer *peer, const char *why)
 	dmb_source_del(ctx, &peer->src);
 	while ((h = LIST_FIRST(&peer->imports)))
 		handle_destroy(peer, h);
+	while (peer->nidle_dev)
+		dmb_device_free(peer->idle_dev[--peer->nidle_dev]);
 	dmb_map_state_peer_gone(peer);
 	LIST_REMOVE(peer, link);
 	if (peer->hello_done)
@@ -538,6 +583,27 @@ static void notify_flush(struct dmb_peer *peer)
 		dmb_source_mod(peer->ctx, &peer->src, EPOLLIN);
 }
 
+/* "<@name>@<@pid>" into @out (DMB_WIRE_NAME_LEN + 16 bytes): the peer's
+ * device's name as the exporter's ops see it, without snprintf()'s cost
+ * per ATTACH. */
+static void peer_device_name(char *out, const char *name, pid_t pid)
+{
+	char digits[12];
+	size_t n = strnlen(name, DMB_WIRE_NAME_LEN), k = 0;
+	unsigned int v = pid < 0 ? 0u - (unsigned int)pid : (unsigned int)pid;
+
+	memcpy(out, name, n);
+	out[n++] = '@';
+	if (pid < 0)
+		out[n++] = '-';
+	do
+		digits[k++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	while (k)
+		out[n++] = digits[--k];
+	out[n] = '\0';
+}
+
 /* The attachment a peer's ATTACH asks for, under handle id @id (0: the
  * next server-chosen one). */
 static int attach_make(struct dmb_peer *peer, struct dmb_handle *imp,
@@ -558,14 +624,14 @@ static int attach_make(struct dmb_peer *peer, struct dmb_handle *imp,
 	int ret;
 
 	/* The exporter's ops see the peer's device under its own name. */
-	snprintf(name, sizeof(name), "%s@%d", a->name, (int)peer->pid);
+	peer_device_name(name, a->name, peer->pid);
 	info.name = name;
-	ret = dmb_device_create(peer->ctx, &info, true, &dev);
+	ret = peer_device_get(peer, &info, &dev);
 	if (ret < 0)
 		return ret;
 	h = handle_new(peer, DMB_H_ATTACHMENT, imp, id);
 	if (!h) {
-		dmb_device_free(dev);
+		peer_device_put(peer, dev);
 		return -ENOMEM;
 	}
 	h->att.peer = peer;
@@ -577,7 +643,7 @@ static int attach_make(struct dmb_peer *peer, struct dmb_handle *imp,
 		LIST_REMOVE(h, sibling);
 		RB_REMOVE(dmb_handle_tree, &peer->handles, h);
 		free(h);
-		dmb_device_free(dev);
+		peer_device_put(peer, dev);
 		return ret;
 	}
 	h->att.att = att;

@@ -34,6 +34,9 @@
  * (a held-back UNMAP with its DETACH, an IMPORT with its ATTACH)
  * is one read that also tells the socket is empty. */
 #define DMB_PEER_READ_AHEAD (DMB_SCM_MAX_BATCH - 1)
+/* Stand-ins of a peer's devices kept after their last DETACH, for its next
+ * ATTACH of the same device (endpoint.c); beyond it the oldest is freed. */
+#define DMB_PEER_IDLE_DEVICES 4u
 
 /* ---- server side ---------------------------------------------------------- */
 
@@ -150,6 +153,10 @@ struct dmb_peer {
 	/* Version 8 (prepub.c): the buffers published to this peer, made at
 	 * the first publication; NULL until then. */
 	struct dmb_prepub_peer *prepub;
+	/* Stand-ins of its devices that no attachment uses any more, oldest
+	 * first, freed with the peer (endpoint.c: peer_device_get()). */
+	struct dmabuf_device *idle_dev[DMB_PEER_IDLE_DEVICES];
+	unsigned int nidle_dev;
 	/* The messages after the first of a version 5 packet (dmb_wire_split()),
 	 * handled in order before anything else (kept packets included):
 	 * part[first..first+count) of rest_buf, with their fds in fds[] (-1

@@ -119,7 +119,13 @@ static int sendv_flags(int sock, const struct iovec *iov_in, size_t iovcnt,
 
 		msg.msg_iov = iov + first;
 		msg.msg_iovlen = iovcnt - first;
-		n = sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
+		/* Without fds, one buffer goes by send(): the same call to the
+		 * socket, without the msghdr and iovec copied in (issue 11). */
+		if (!msg.msg_controllen && msg.msg_iovlen == 1)
+			n = send(sock, iov[first].iov_base, iov[first].iov_len,
+				 MSG_NOSIGNAL | flags);
+		else
+			n = sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -210,7 +216,14 @@ int dmb_scm_send_many(int sock, const struct dmb_scm_out *pkts, size_t count,
 	if (err)
 		return -err;
 	do {
-		n = sendmmsg(sock, mm, (unsigned int)count, MSG_NOSIGNAL | flags);
+		/* One packet without fds (a request the importer packed, issue
+		 * 11): send(), which copies in no msghdr; on a SEQPACKET or
+		 * datagram socket it sends all of it or fails, as the packet
+		 * in sendmmsg() would. */
+		if (count == 1 && !pkts[0].nfds)
+			n = send(sock, pkts[0].data, pkts[0].len, MSG_NOSIGNAL | flags) < 0 ? -1 : 1;
+		else
+			n = sendmmsg(sock, mm, (unsigned int)count, MSG_NOSIGNAL | flags);
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;

@@ -53,8 +53,9 @@ struct dmb_scm_out {
 };
 
 /*
- * Sends up to DMB_SCM_MAX_BATCH packets in order with one sendmmsg()
- * (SOCK_SEQPACKET / SOCK_DGRAM: each one whole), @flags as
+ * Sends up to DMB_SCM_MAX_BATCH packets in order with one sendmmsg() (one
+ * packet without fds: send()) (SOCK_SEQPACKET / SOCK_DGRAM: each one
+ * whole), @flags as
  * dmb_scm_send_flags(). Returns how many went (>= 1; the rest did not),
  * or the errno of the first one as dmb_scm_send() (-EAGAIN: none went).
  */
