@@ -20,6 +20,12 @@
  *              dmabuf_put, close, reply; P dmabuf_put + close and serves its
  *              context (its own poll loop + dmabuf_ctx_dispatch) until
  *              ops->release has run: back to idle.
+ *   libdmabuf_sent  the same with P's close(fd) right after the send, as
+ *              raw and wl_shm's client close theirs: the consumer's
+ *              closes are done when P puts, so the put releases the
+ *              buffer itself (no failing probe, no wake-up for the close
+ *              event). Printed next to libdmabuf, which keeps the fd until
+ *              after its put (the order the syscalls test counts).
  *   steady     C already holds an import of the buffer: P dmabuf_send_fd of
  *              it, C dmabuf_recv_fd, dmabuf_get (finds its proxy), attach,
  *              map, unmap, detach, put, close, reply (a swapchain buffer
@@ -48,6 +54,15 @@
  * BENCH_ONLY=kind[,kind...] (e.g. connect) runs raw and those kinds only,
  * for profiling one of them (strace, perf).
  *
+ * Which side is the bottleneck: for libdmabuf's full cycle and wl_shm's, the
+ * CPU time per cycle of each side is printed too (libdmabuf_*_cpu_producer
+ * and _consumer, wl_shm_*_cpu_client and _server; the other process's clock
+ * read with clock_getcpuclockid()). Pinned, a cycle costs about the sum of
+ * the two; were the two sides overlapped on two CPUs (the producer making
+ * its next buffer while the consumer uses this one), no pipeline could hand
+ * off more than 1 / max(producer, consumer) buffers a second, printed as
+ * *_buffers_per_s_overlap_bound_* for both.
+ *
  * Fails (non-zero) only when a call fails or a result is wrong.
  */
 #include <fcntl.h>
@@ -70,11 +85,11 @@
 #define ROUNDS 5
 #define HDR 16
 
-enum kind { K_RAW, K_WL, K_LIB, K_STEADY, K_CONNECT, K_RAW_RT, NKINDS };
+enum kind { K_RAW, K_WL, K_LIB, K_STEADY, K_CONNECT, K_RAW_RT, K_LIB_SENT, NKINDS };
 enum cmd { C_RAW = 1, C_LIB, C_PIN, C_STEADY, C_UNPIN, C_CONNECT, C_QUIT, C_RAW_RT };
 
 static const char *const kind_names[NKINDS] = {
-	"raw", "wl_shm", "libdmabuf", "steady", "connect", "raw_rt",
+	"raw", "wl_shm", "libdmabuf", "steady", "connect", "raw_rt", "libdmabuf_sent",
 };
 
 /* raw_rt: the wire sizes of a MAP with its ATTACH, and of its answer. */
@@ -87,6 +102,8 @@ struct ctl_msg {
 };
 
 static int ctl_fd, data_fd;
+/* the consumer process, and libwayland's server process (0: none) */
+static pid_t consumer_pid, wl_server_pid;
 
 /* BENCH_ONLY: the kinds asked for (raw always runs: every ratio's base). */
 static bool kind_on(enum kind k)
@@ -126,6 +143,17 @@ static void cpu_send(uint64_t ns)
 {
 	if (send(ctl_fd, &ns, sizeof(ns), MSG_NOSIGNAL) != (ssize_t)sizeof(ns))
 		BENCH_FAIL("ctl send: %s", strerror(errno));
+}
+
+/* CPU time of another process (every thread), ns; 0 when unreadable. */
+static uint64_t pid_cpu_ns(pid_t pid)
+{
+	struct timespec ts;
+	clockid_t cid;
+
+	if (pid <= 0 || clock_getcpuclockid(pid, &cid) || clock_gettime(cid, &ts))
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static uint64_t cpu_recv(void)
@@ -361,6 +389,9 @@ static void p_serve(bool want_reply, unsigned long want)
 
 /* CPU ns of both processes per cycle in the last raw and connect rounds. */
 static double raw_cpu, connect_cpu;
+/* CPU ns per cycle of each side in the last libdmabuf and wl_shm rounds:
+ * [0] the producer (wl_shm's client), [1] the consumer (wl_shm's server). */
+static double lib_side_cpu[2], wl_side_cpu[2];
 
 static double p_raw(uint32_t n, uint64_t size)
 {
@@ -385,12 +416,16 @@ static double p_raw(uint32_t n, uint64_t size)
 	return (double)t / n;
 }
 
-static double p_lib(uint32_t n, uint64_t size)
+/* sent: P closes its fd as soon as it is sent (as raw and wl_shm's client
+ * do) instead of after the consumer's reply and its put. */
+static double p_lib(uint32_t n, uint64_t size, bool sent)
 {
 	uint64_t hdr[HDR / 8] = { size };
-	uint64_t t0;
+	uint64_t t0, t, c0, cc0;
 
 	ctl_send(C_LIB, n, size);
+	c0 = cpu_ns();
+	cc0 = pid_cpu_ns(consumer_pid);
 	t0 = bench_now_ns();
 	for (uint32_t i = 0; i < n; i++) {
 		struct dmabuf *buf = p_export(size);
@@ -398,12 +433,18 @@ static double p_lib(uint32_t n, uint64_t size)
 
 		BENCH_CHECK(fd);
 		BENCH_CHECK(dmabuf_send_fd(data_fd, fd, hdr, HDR));
+		if (sent)
+			close(fd);
 		p_serve(true, 0);
 		BENCH_CHECK(dmabuf_put(buf));
-		close(fd);
+		if (!sent)
+			close(fd);
 		p_serve(false, exports);	/* back to idle */
 	}
-	return (double)(bench_now_ns() - t0) / n;
+	t = bench_now_ns() - t0;
+	lib_side_cpu[0] = (double)(cpu_ns() - c0) / n;
+	lib_side_cpu[1] = (double)(pid_cpu_ns(consumer_pid) - cc0) / n;
+	return (double)t / n;
 }
 
 /* The steady and connect kinds hand over one buffer P keeps. */
@@ -596,7 +637,8 @@ static double p_wl(uint32_t n, uint64_t size)
 {
 	int32_t width = size >= (1u << 20) ? 512 : 32;
 	int32_t height = (int32_t)(size / 4 / (uint64_t)width);
-	uint64_t t0 = bench_now_ns();
+	uint64_t c0 = cpu_ns(), sc0 = pid_cpu_ns(wl_server_pid);
+	uint64_t t0 = bench_now_ns(), t;
 
 	for (uint32_t i = 0; i < n; i++) {
 		int fd = memfd_create("bench-wl", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -618,7 +660,10 @@ static double p_wl(uint32_t n, uint64_t size)
 	/* The last destroys travel with this roundtrip: part of the cost. */
 	if (wl_display_roundtrip(cl_display) < 0)
 		BENCH_FAIL("wl_display_roundtrip: %s", strerror(errno));
-	return (double)(bench_now_ns() - t0) / n;
+	t = bench_now_ns() - t0;
+	wl_side_cpu[0] = (double)(cpu_ns() - c0) / n;
+	wl_side_cpu[1] = (double)(pid_cpu_ns(wl_server_pid) - sc0) / n;
+	return (double)t / n;
 }
 
 static void wl_stop(pid_t pid)
@@ -637,18 +682,24 @@ static void wl_stop(pid_t pid)
 struct size_res {
 	double v[NKINDS];	/* ns per cycle, median of the rounds */
 	double raw_cpu, connect_cpu;	/* CPU ns of both per cycle, medians */
+	double lib_cpu[2], wl_cpu[2];	/* per side (lib_side_cpu), medians */
+	double sent_cpu[2];		/* the same for libdmabuf_sent */
 };
 
 static void measure(uint64_t size, uint32_t n, uint32_t n_connect, struct size_res *r)
 {
-	double v[NKINDS][ROUNDS], rc[ROUNDS], cc[ROUNDS];
+	double v[NKINDS][ROUNDS], rc[ROUNDS], cc[ROUNDS], lc[2][ROUNDS], wc[2][ROUNDS];
+	double sc[2][ROUNDS];
 	int rounds = bench_smoke() ? 1 : ROUNDS;
 
 	memset(v, 0, sizeof(v));
 	memset(cc, 0, sizeof(cc));
+	memset(lc, 0, sizeof(lc));
+	memset(wc, 0, sizeof(wc));
+	memset(sc, 0, sizeof(sc));
 	/* warm-up */
 	p_raw(n / 4 + 1, size);
-	p_lib(n / 4 + 1, size);
+	p_lib(n / 4 + 1, size, false);
 #ifdef HAVE_WAYLAND
 	if (kind_on(K_WL))
 		p_wl(n / 4 + 1, size);
@@ -657,11 +708,22 @@ static void measure(uint64_t size, uint32_t n, uint32_t n_connect, struct size_r
 		v[K_RAW][i] = p_raw(n, size);
 		rc[i] = raw_cpu;
 #ifdef HAVE_WAYLAND
-		if (kind_on(K_WL))
+		if (kind_on(K_WL)) {
 			v[K_WL][i] = p_wl(n, size);
+			wc[0][i] = wl_side_cpu[0];
+			wc[1][i] = wl_side_cpu[1];
+		}
 #endif
-		if (kind_on(K_LIB))
-			v[K_LIB][i] = p_lib(n, size);
+		if (kind_on(K_LIB)) {
+			v[K_LIB][i] = p_lib(n, size, false);
+			lc[0][i] = lib_side_cpu[0];
+			lc[1][i] = lib_side_cpu[1];
+		}
+		if (kind_on(K_LIB_SENT)) {
+			v[K_LIB_SENT][i] = p_lib(n, size, true);
+			sc[0][i] = lib_side_cpu[0];
+			sc[1][i] = lib_side_cpu[1];
+		}
 		if (kind_on(K_RAW_RT))
 			v[K_RAW_RT][i] = p_raw_rt(n, size);
 		if (!kind_on(K_STEADY) && !kind_on(K_CONNECT))
@@ -679,6 +741,27 @@ static void measure(uint64_t size, uint32_t n, uint32_t n_connect, struct size_r
 		r->v[k] = bench_median(v[k], (size_t)rounds);
 	r->raw_cpu = bench_median(rc, (size_t)rounds);
 	r->connect_cpu = bench_median(cc, (size_t)rounds);
+	for (int s = 0; s < 2; s++) {
+		r->lib_cpu[s] = bench_median(lc[s], (size_t)rounds);
+		r->wl_cpu[s] = bench_median(wc[s], (size_t)rounds);
+		r->sent_cpu[s] = bench_median(sc[s], (size_t)rounds);
+	}
+}
+
+/* The per-side CPU figures of one kind, and the overlap bound they give. */
+static void side_cpu_lines(const char *kind, const char *k, const char *const side[2],
+			   const double cpu[2])
+{
+	char name[64];
+
+	for (int s = 0; s < 2; s++) {
+		snprintf(name, sizeof(name), "%s_%s_cpu_%s", kind, k, side[s]);
+		bench_line(BENCH, name, cpu[s], "ns");
+	}
+	if (cpu[0] > 0 && cpu[1] > 0) {
+		snprintf(name, sizeof(name), "%s_buffers_per_s_overlap_bound_%s", kind, k);
+		bench_line(BENCH, name, 1e9 / (cpu[0] > cpu[1] ? cpu[0] : cpu[1]), "1/s");
+	}
 }
 
 int main(void)
@@ -713,11 +796,13 @@ int main(void)
 		close(sp[1][0]);
 		_exit(c_main());
 	}
+	consumer_pid = pid;
 	ctl_fd = sp[0][0], data_fd = sp[1][0];
 	close(sp[0][1]);
 	close(sp[1][1]);
 #ifdef HAVE_WAYLAND
 	wl_pid = wl_start();
+	wl_server_pid = wl_pid;
 #endif
 	BENCH_CHECK(dmabuf_ctx_new(NULL, &pctx));
 
@@ -749,6 +834,7 @@ int main(void)
 	for (int s = 0; s < 2; s++) {
 		const struct size_res *r = &res[s];
 		const char *k = sizes[s].key;
+		static const char *const lib_side[2] = { "producer", "consumer" };
 		char name[64], what[96];
 
 		for (int i = 0; i < NKINDS; i++) {
@@ -759,8 +845,15 @@ int main(void)
 		}
 		snprintf(name, sizeof(name), "cycle_%s_vs_raw", k);
 		snprintf(what, sizeof(what), "%s full cycle", sizes[s].label);
-		if (kind_on(K_LIB))
+		if (kind_on(K_LIB)) {
 			bench_ratio(BENCH, name, what, r->v[K_LIB], r->v[K_RAW], "raw", 2.0);
+			side_cpu_lines("libdmabuf", k, lib_side, r->lib_cpu);
+		}
+		if (have_wl && kind_on(K_WL)) {
+			static const char *const wl_side[2] = { "client", "server" };
+
+			side_cpu_lines("wl_shm", k, wl_side, r->wl_cpu);
+		}
 		if (have_wl && kind_on(K_WL) && kind_on(K_LIB)) {
 			snprintf(name, sizeof(name), "cycle_%s_vs_wl_shm", k);
 			bench_ratio(BENCH, name, what, r->v[K_LIB], r->v[K_WL], "wl_shm", 1.5);
@@ -775,6 +868,18 @@ int main(void)
 			bench_line(BENCH, name, 1e9 / r->v[K_LIB], "1/s");
 			snprintf(name, sizeof(name), "wl_shm_buffers_per_s_%s", k);
 			bench_line(BENCH, name, 1e9 / r->v[K_WL], "1/s");
+		}
+		snprintf(what, sizeof(what), "%s full cycle, fd closed once sent", sizes[s].label);
+		if (kind_on(K_LIB_SENT)) {
+			snprintf(name, sizeof(name), "cycle_%s_sent_vs_raw", k);
+			bench_ratio(BENCH, name, what, r->v[K_LIB_SENT], r->v[K_RAW], "raw", 2.0);
+			snprintf(name, sizeof(name), "buffers_per_s_sent_%s", k);
+			bench_line(BENCH, name, 1e9 / r->v[K_LIB_SENT], "1/s");
+			side_cpu_lines("libdmabuf_sent", k, lib_side, r->sent_cpu);
+		}
+		if (have_wl && kind_on(K_WL) && kind_on(K_LIB_SENT)) {
+			snprintf(name, sizeof(name), "cycle_%s_sent_vs_wl_shm", k);
+			bench_ratio(BENCH, name, what, r->v[K_LIB_SENT], r->v[K_WL], "wl_shm", 1.5);
 		}
 		snprintf(name, sizeof(name), "steady_%s_vs_raw", k);
 		snprintf(what, sizeof(what), "%s steady state (already imported)", sizes[s].label);

@@ -18,7 +18,12 @@
  * dmabuf_ctx_dispatch_timeout(-1) alone until the cycle's unmap ran, then
  * reads the reply blocking (what a wake-up of that call costs).
  *
- * usage: syscall-cycle N [steady|steady-wait]   (exit 0 when all N cycles completed
+ * With "sent" the full cycle, but the parent closes its fd as soon as it is
+ * sent (as a program that hands the fd on and keeps only the buffer does):
+ * the consumer's closes are done when the parent puts, so the put itself
+ * releases (bench-handoff's libdmabuf_sent kind).
+ *
+ * usage: syscall-cycle N [steady|steady-wait|sent]   (exit 0 when all N cycles completed
  * correctly). The checker runs it for two N and divides the difference of
  * the counts by the difference of N, so set-up and tear-down cancel out.
  */
@@ -86,6 +91,7 @@ int main(int argc, char **argv)
 	unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 0) : 10;
 	bool wait = argc > 2 && !strcmp(argv[2], "steady-wait");
 	bool steady = wait || (argc > 2 && !strcmp(argv[2], "steady"));
+	bool sent = argc > 2 && !strcmp(argv[2], "sent");
 	struct dmabuf_export_info info = {
 		.exp_name = "syscall-cycle", .ops = &ops, .size = SIZE,
 		.flags = O_RDWR, .priv = &priv_state,
@@ -141,9 +147,12 @@ int main(int argc, char **argv)
 		fd = dmabuf_fd(buf, O_CLOEXEC);
 		CHECK(fd);
 		CHECK(dmabuf_send_fd(sock, fd, "cycle", 6));
+		if (sent)
+			close(fd);
 		serve(ctx, sock, true, 0);
 		CHECK(dmabuf_put(buf));
-		close(fd);
+		if (!sent)
+			close(fd);
 		serve(ctx, sock, false, i + 1);
 	}
 done:

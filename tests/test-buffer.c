@@ -448,6 +448,52 @@ static void heap_per_buffer_is_bounded(void **state)
 	dmabuf_ctx_destroy(ctx);
 }
 
+/* dmb_backing_reopen_at() opens a new description of the same file through
+ * /proc/self/fd, by the held directory or by the full path, for fd numbers
+ * of one to three digits (its path is formatted by hand); a negative fd
+ * gives what the open of "/proc/self/fd/-1" gives. */
+static void reopen_path_is_the_fd(void **state)
+{
+	static const int nums[] = { 0, 7, 10, 99, 123, 509 };
+	int memfd = memfd_create("reopen", MFD_CLOEXEC);
+	int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat want, got;
+
+	(void)state;
+	assert_true(memfd >= 0);
+	assert_true(dir >= 0);
+	assert_int_equal(fstat(memfd, &want), 0);
+	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+		int n = nums[i], saved = -1;
+
+		if (n != memfd && fcntl(n, F_GETFD) >= 0)
+			saved = fcntl(n, F_DUPFD_CLOEXEC, 600);	/* n is in use */
+		assert_true(n == memfd || dup3(memfd, n, O_CLOEXEC) == n);
+		for (int via_dir = 0; via_dir < 2; via_dir++) {
+			int fd = dmb_backing_reopen_at(via_dir ? dir : -1, n, O_RDWR);
+
+			assert_true(fd >= 0);
+			assert_int_equal(fstat(fd, &got), 0);
+			assert_true(got.st_ino == want.st_ino && got.st_dev == want.st_dev);
+			/* a description of its own, not a dup of n's: its
+			 * own file offset */
+			assert_int_equal(lseek(fd, 5, SEEK_SET), 5);
+			assert_int_equal(lseek(n, 0, SEEK_CUR), 0);
+			close(fd);
+		}
+		if (n != memfd)
+			close(n);
+		if (saved >= 0) {
+			assert_int_equal(dup3(saved, n, O_CLOEXEC), n);
+			close(saved);
+		}
+	}
+	assert_int_equal(dmb_backing_reopen_at(-1, -1, O_RDWR), -ENOENT);
+	assert_int_equal(dmb_backing_reopen_at(dir, -1, O_RDWR), -ENOENT);
+	close(dir);
+	close(memfd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -462,6 +508,7 @@ int main(void)
 		harness_test(export_failure_leaks_nothing),
 		harness_test(ctx_destroy_releases_leftovers),
 		harness_test(heap_per_buffer_is_bounded),
+		harness_test(reopen_path_is_the_fd),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

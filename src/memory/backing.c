@@ -3,29 +3,50 @@
  * A buffer's backing: the memfd range(s) that hold its bytes, the library's
  * own mapping of them, and the simulated physical frames behind them.
  */
+#include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "memory.h"
 
+/* The decimal digits of fd (>= 0) at the end of buf[0..end), NUL-terminated
+ * at end; returns where they start. What snprintf("%d") writes, at a tenth
+ * of its cost: this runs at every buffer life's first dmabuf_fd(). */
+static char *fd_digits(char *buf, size_t end, int fd)
+{
+	char *p = buf + end;
+	unsigned int v = (unsigned int)fd;
+
+	*p = '\0';
+	do
+		*--p = (char)('0' + v % 10);
+	while (v /= 10);
+	return p;
+}
+
 int dmb_backing_reopen_at(int fd_dir, int fd, int flags)
 {
-	char path[64];
+	static const char prefix[] = "/proc/self/fd/";
+	char path[sizeof(prefix) + 16];
+	char *digits;
 	int err, ret;
 
 	if ((err = dmb_sys_fail(DMB_SYS_REOPEN)))
 		return -err;
+	if (fd < 0)
+		return -ENOENT;	/* what the open of "/proc/self/fd/-1" gives */
+	digits = fd_digits(path, sizeof(path) - 1, fd);
 	/* Through a held /proc/self/fd the walk is one component, not
 	 * four (/proc, the self link, fd, the fd): a quarter of the open. */
 	if (fd_dir >= 0) {
-		snprintf(path, sizeof(path), "%d", fd);
-		ret = openat(fd_dir, path, flags | O_CLOEXEC);
+		ret = openat(fd_dir, digits, flags | O_CLOEXEC);
 	} else {
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-		ret = open(path, flags | O_CLOEXEC);
+		digits -= sizeof(prefix) - 1;
+		memcpy(digits, prefix, sizeof(prefix) - 1);
+		ret = open(digits, flags | O_CLOEXEC);
 	}
 	return ret < 0 ? -errno : ret;
 }
