@@ -1,26 +1,41 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Many importers of one exporter: K importer processes (1 and 64), each with
- * its own context and connection, hammer one exporter process whose
- * context runs the service thread (dmabuf_ctx_start_thread). Each importer
- * imports a 1 MiB buffer once, then does N rounds of the four remote device
- * calls (dmabuf_attach, map, unmap, detach). Baseline: the same importers
- * send N rounds of four raw SEQPACKET request/responses of the same wire
- * sizes to a raw server, one thread in the exporter process polling all K
- * sockets.
+ * Many importers of one exporter: K importer processes (64) and one more
+ * that runs alone, each with its own context and connection, hammer one
+ * exporter process whose context runs the service thread
+ * (dmabuf_ctx_start_thread). Each importer imports a 1 MiB buffer once (the
+ * lone one its own, the K one between them), then does rounds of the four
+ * remote device calls (dmabuf_attach, map, unmap, detach). On wire version
+ * 8 all four are one-way in the steady state (ATTACH packed with the MAP
+ * answered from the importer's cache, UNMAP with DETACH), so every block
+ * of rounds ends with a round trip (dmabuf_get_info(): DESCRIBE, answered
+ * after everything the connection sent before it): the clock stops when
+ * the exporter has handled every call, not when the importer has queued
+ * them. Baselines, served by one thread of the exporter process polling
+ * every raw socket: the same importers making four raw SEQPACKET
+ * request/responses of the same wire sizes per round ("raw", the issue's
+ * round trip), and sending the two packets the library sends per round
+ * with the same round trip per block ("raw one-way").
  *
- * Figures per K: per-op cost = wall time until every importer is done /
- * every remote call made (ns per call; flat means the 64-importer cost is no
- * more than the 1-importer one, target 1.1x), the ratio to the raw server's
- * per-op cost, and the CPU the exporter process used (user + system time of
- * the whole process / wall time: 1.0 = one core busy). Run pinned and
- * unpinned (run.sh does both): with the service thread on, the exporter
- * should use the second CPU when it has one, as the raw server does.
+ * A round runs six phases back to back (library, raw, raw one-way; 1
+ * importer and K), in the reverse order every other round; the lone
+ * importer makes K times the rounds of each of the K, so every phase makes
+ * the same calls and the same round trips. Both sets stay connected the
+ * whole run (in each phase the other set is idle). Figures: per-op cost =
+ * wall time of a phase / its calls (median of ROUNDS rounds); "many vs 1"
+ * = the median over the rounds of the ratio of the two phases of a round
+ * (flat: target 1.1x); the CPU the exporter process used (user + system
+ * time of the whole process / wall time: 1.0 = one core busy) and its
+ * busiest thread. Run pinned and unpinned (run.sh does both): with the
+ * service thread on, the exporter should use the second CPU when it has
+ * one, as the raw server does.
  *
  * Every importer context holds one inotify instance: K is lowered (and the
  * report says so) when fs.inotify.max_user_instances leaves no room for 64
- * next to what the machine already uses. BENCH_SMOKE=1: K = 1 and 4, few
- * rounds.
+ * next to what the machine already uses. BENCH_SMOKE=1: K = 4, few rounds.
+ * BENCH_PROFILE=L1|LK|R1|RK|O1|OK (library, raw, raw one-way; 1 or K
+ * importers): 20 phases of that kind only, for perf or strace;
+ * BENCH_IMPORTERS=K another K.
  *
  * Fails (non-zero) only when a call fails or a result is wrong.
  */
@@ -436,6 +451,12 @@ int main(void)
 	uint64_t deadline;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (getenv("BENCH_IMPORTERS")) {
+		/* For profiles: K other than 64. */
+		km = atoi(getenv("BENCH_IMPORTERS"));
+		if (km < 1 || km > MAX_K)
+			BENCH_FAIL("BENCH_IMPORTERS: 1..%d", MAX_K);
+	}
 	if (f) {
 		if (fscanf(f, "%ld", &limit) != 1)
 			limit = -1;
