@@ -264,16 +264,63 @@ static double busiest_s(const struct task_times *a, const struct task_times *b)
 	return best;
 }
 
+/* Run time (ns, schedstat) of every thread of importers first..first+k-1. */
+static unsigned long long importers_ns(int first, int k)
+{
+	unsigned long long sum = 0;
+
+	for (int i = first; i < first + k; i++) {
+		char path[64];
+		DIR *d;
+		struct dirent *e;
+
+		snprintf(path, sizeof(path), "/proc/%d/task", (int)pids[i]);
+		if (!(d = opendir(path)))
+			continue;
+		while ((e = readdir(d))) {
+			char sp[340];
+			unsigned long long ns;
+			FILE *f;
+
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(sp, sizeof(sp), "%s/%.255s/schedstat", path, e->d_name);
+			if ((f = fopen(sp, "r"))) {
+				if (fscanf(f, "%llu", &ns) == 1)
+					sum += ns;
+				fclose(f);
+			}
+		}
+		closedir(d);
+	}
+	return sum;
+}
+
+static unsigned long long threads_ns(const struct task_times *t)
+{
+	unsigned long long sum = 0;
+
+	for (int i = 0; i < t->n; i++)
+		sum += t->ns[i];
+	return sum;
+}
+
 /* Tells importers first..first+k-1 to run (ctl_msg), serves the raw
  * sockets for 'R' and 'O' from this thread, returns the wall time in ns and
  * the process's CPU use (cores) in *cores. */
 static double busiest_cores, idle_cores;	/* of the last phase */
+/* CPU time (ns) the last phase took: the exporter process's threads and
+ * the phase's importers, which other load on the CPU does not inflate as
+ * it does the wall time (the scheduler shares a CPU between tasks, and a
+ * phase of 65 tasks gets more of it than one of 2). */
+static double phase_cpu_ns;
 
 static double phase(int first, int k, char cmd, uint32_t n, uint32_t sync, double *cores)
 {
 	struct pollfd p[2 * MAX_K];
 	struct ctl_msg m = { (uint32_t)cmd, n, sync };
 	struct task_times tt0, tt1;
+	unsigned long long imp0 = importers_ns(first, k);
 	double c0 = cpu_s();
 	uint64_t t0 = bench_now_ns();
 	int left = k;
@@ -320,6 +367,8 @@ static double phase(int first, int k, char cmd, uint32_t n, uint32_t sync, doubl
 		double wall = (double)(bench_now_ns() - t0);
 
 		task_times(&tt1);
+		phase_cpu_ns = (double)(threads_ns(&tt1) - threads_ns(&tt0)) +
+			       (double)(importers_ns(first, k) - imp0);
 		*cores = (cpu_s() - c0) / (wall / 1e9);
 		busiest_cores = busiest_s(&tt0, &tt1) / (wall / 1e9);
 		/* in jiffies: coarse, enough to tell none from some */
@@ -447,7 +496,8 @@ int main(void)
 	int fd1, fdk;
 	double v[NPHASE][ROUNDS], cores[NPHASE][ROUNDS], lb[ROUNDS], li[ROUNDS];
 	double ratio_l[ROUNDS], ratio_r[ROUNDS], ratio_o[ROUNDS];
-	double med[NPHASE], medc[NPHASE];
+	double cpu[NPHASE][ROUNDS], cratio_l[ROUNDS], cratio_r[ROUNDS], cratio_o[ROUNDS];
+	double med[NPHASE], medc[NPHASE], medcpu[NPHASE];
 	uint64_t deadline;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -487,17 +537,19 @@ int main(void)
 	if (profile) {
 		/* For perf / strace: 20 rounds of one kind only. */
 		int p = 0;
-		double t = 0, d;
+		double t = 0, c = 0, d;
 
 		while (p < NPHASE && strcmp(profile, phase_name[p]))
 			p++;
 		if (p == NPHASE)
 			BENCH_FAIL("BENCH_PROFILE: one of L1 LK R1 RK O1 OK");
-		for (int r = 0; r < 20; r++)
+		for (int r = 0; r < 20; r++) {
 			t += phase(p % 2 ? 1 : 0, p % 2 ? km : 1, phase_cmd[p],
 				   p % 2 ? nk : (uint32_t)km * nk, nk, &d);
-		printf("%s: %.0f ns per call (%d importers)\n", profile,
-		       t / (20.0 * 4 * nk * km), p % 2 ? km : 1);
+			c += phase_cpu_ns;
+		}
+		printf("%s: %.0f ns per call, %.0f ns CPU per call (%d importers)\n", profile,
+		       t / (20.0 * 4 * nk * km), c / (20.0 * 4 * nk * km), p % 2 ? km : 1);
 	} else {
 		for (int r = 0; r < rounds; r++) {
 			/* Odd rounds run the kinds in the reverse order. */
@@ -508,6 +560,7 @@ int main(void)
 				v[p][r] = phase(lone ? 0 : 1, lone ? 1 : km, phase_cmd[p],
 						lone ? (uint32_t)km * nk : nk, nk, &cores[p][r]) /
 					  (4.0 * nk * km);
+				cpu[p][r] = phase_cpu_ns / (4.0 * nk * km);
 				if (p == P_LK) {
 					lb[r] = busiest_cores;
 					li[r] = idle_cores;
@@ -516,6 +569,9 @@ int main(void)
 			ratio_l[r] = v[P_LK][r] / v[P_L1][r];
 			ratio_r[r] = v[P_RK][r] / v[P_R1][r];
 			ratio_o[r] = v[P_OK][r] / v[P_O1][r];
+			cratio_l[r] = cpu[P_LK][r] / cpu[P_L1][r];
+			cratio_r[r] = cpu[P_RK][r] / cpu[P_R1][r];
+			cratio_o[r] = cpu[P_OK][r] / cpu[P_O1][r];
 		}
 	}
 	stop(1 + km);
@@ -537,6 +593,7 @@ int main(void)
 	for (int p = 0; p < NPHASE; p++) {
 		med[p] = bench_median(v[p], (size_t)rounds);
 		medc[p] = bench_median(cores[p], (size_t)rounds);
+		medcpu[p] = bench_median(cpu[p], (size_t)rounds);
 	}
 	{
 		cpu_set_t set;
@@ -553,6 +610,8 @@ int main(void)
 	for (int i = 0; i < 2; i++)
 		printf("  %-10d %14.0f %14.0f %14.0f %16.2f %16.2f\n", i ? km : 1, med[P_L1 + i],
 		       med[P_R1 + i], med[P_O1 + i], medc[P_L1 + i], medc[P_R1 + i]);
+	printf("  CPU ns per call (exporter + importers): lib %.0f / %.0f, raw %.0f / %.0f, raw one-way %.0f / %.0f\n",
+	       medcpu[P_L1], medcpu[P_LK], medcpu[P_R1], medcpu[P_RK], medcpu[P_O1], medcpu[P_OK]);
 	printf("\n");
 	bench_line(BENCH, "importers", km, "count");
 	bench_line(BENCH, "call_1", med[P_L1], "ns");
@@ -561,6 +620,12 @@ int main(void)
 	bench_line(BENCH, "raw_call_many", med[P_RK], "ns");
 	bench_line(BENCH, "raw_oneway_call_1", med[P_O1], "ns");
 	bench_line(BENCH, "raw_oneway_call_many", med[P_OK], "ns");
+	bench_line(BENCH, "cpu_call_1", medcpu[P_L1], "ns");
+	bench_line(BENCH, "cpu_call_many", medcpu[P_LK], "ns");
+	bench_line(BENCH, "raw_cpu_call_1", medcpu[P_R1], "ns");
+	bench_line(BENCH, "raw_cpu_call_many", medcpu[P_RK], "ns");
+	bench_line(BENCH, "raw_oneway_cpu_call_1", medcpu[P_O1], "ns");
+	bench_line(BENCH, "raw_oneway_cpu_call_many", medcpu[P_OK], "ns");
 	bench_line(BENCH, "exporter_cores_many", medc[P_LK], "cores");
 	bench_line(BENCH, "raw_server_cores_many", medc[P_RK], "cores");
 	bench_line(BENCH, "raw_oneway_server_cores_many", medc[P_OK], "cores");
@@ -574,6 +639,12 @@ int main(void)
 		    bench_median(ratio_r, (size_t)rounds), 1.0, "1 importer", 0);
 	bench_ratio(BENCH, "raw_oneway_many_vs_1", "raw one-way packets, many vs 1",
 		    bench_median(ratio_o, (size_t)rounds), 1.0, "1 importer", 0);
+	bench_ratio(BENCH, "cpu_many_vs_1", "CPU per op, many importers vs 1",
+		    bench_median(cratio_l, (size_t)rounds), 1.0, "1 importer", 0);
+	bench_ratio(BENCH, "raw_cpu_many_vs_1", "raw round trips' CPU, many vs 1",
+		    bench_median(cratio_r, (size_t)rounds), 1.0, "1 importer", 0);
+	bench_ratio(BENCH, "raw_oneway_cpu_many_vs_1", "raw one-way packets' CPU, many vs 1",
+		    bench_median(cratio_o, (size_t)rounds), 1.0, "1 importer", 0);
 	bench_ratio(BENCH, "call_many_vs_raw", "per-op cost, many importers",
 		    med[P_LK], med[P_RK], "raw server", 1.2);
 	bench_ratio(BENCH, "call_many_vs_raw_oneway", "per-op cost, many importers",
