@@ -313,7 +313,7 @@ static double busiest_cores, idle_cores;	/* of the last phase */
  * the phase's importers, which other load on the CPU does not inflate as
  * it does the wall time (the scheduler shares a CPU between tasks, and a
  * phase of 65 tasks gets more of it than one of 2). */
-static double phase_cpu_ns;
+static double phase_cpu_ns, phase_exp_ns;
 
 static double phase(int first, int k, char cmd, uint32_t n, uint32_t sync, double *cores)
 {
@@ -370,8 +370,8 @@ static double phase(int first, int k, char cmd, uint32_t n, uint32_t sync, doubl
 		*cores = (cpu_s() - c0) / (wall / 1e9);
 		/* after the exporter's own figures: reading 64 importers'
 		 * /proc files is not the exporter's work */
-		phase_cpu_ns = (double)(threads_ns(&tt1) - threads_ns(&tt0)) +
-			       (double)(importers_ns(first, k) - imp0);
+		phase_exp_ns = (double)(threads_ns(&tt1) - threads_ns(&tt0));
+		phase_cpu_ns = phase_exp_ns + (double)(importers_ns(first, k) - imp0);
 		busiest_cores = busiest_s(&tt0, &tt1) / (wall / 1e9);
 		/* in jiffies: coarse, enough to tell none from some */
 		idle_cores = (tt1.idle - tt0.idle) / (wall / 1e9);
@@ -499,7 +499,8 @@ int main(void)
 	double v[NPHASE][ROUNDS], cores[NPHASE][ROUNDS], lb[ROUNDS], li[ROUNDS];
 	double ratio_l[ROUNDS], ratio_r[ROUNDS], ratio_o[ROUNDS];
 	double cpu[NPHASE][ROUNDS], cratio_l[ROUNDS], cratio_r[ROUNDS], cratio_o[ROUNDS];
-	double med[NPHASE], medc[NPHASE], medcpu[NPHASE];
+	double cpu_exp[NPHASE][ROUNDS];
+	double med[NPHASE], medc[NPHASE], medcpu[NPHASE], medexp[NPHASE];
 	uint64_t deadline;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -563,6 +564,7 @@ int main(void)
 						lone ? (uint32_t)km * nk : nk, nk, &cores[p][r]) /
 					  (4.0 * nk * km);
 				cpu[p][r] = phase_cpu_ns / (4.0 * nk * km);
+				cpu_exp[p][r] = phase_exp_ns / (4.0 * nk * km);
 				if (p == P_LK) {
 					lb[r] = busiest_cores;
 					li[r] = idle_cores;
@@ -596,6 +598,7 @@ int main(void)
 		med[p] = bench_median(v[p], (size_t)rounds);
 		medc[p] = bench_median(cores[p], (size_t)rounds);
 		medcpu[p] = bench_median(cpu[p], (size_t)rounds);
+		medexp[p] = bench_median(cpu_exp[p], (size_t)rounds);
 	}
 	{
 		cpu_set_t set;
@@ -614,6 +617,8 @@ int main(void)
 		       med[P_R1 + i], med[P_O1 + i], medc[P_L1 + i], medc[P_R1 + i]);
 	printf("  CPU ns per call (exporter + importers): lib %.0f / %.0f, raw %.0f / %.0f, raw one-way %.0f / %.0f\n",
 	       medcpu[P_L1], medcpu[P_LK], medcpu[P_R1], medcpu[P_RK], medcpu[P_O1], medcpu[P_OK]);
+	printf("  of it the exporter process's threads: lib %.0f / %.0f, raw %.0f / %.0f, raw one-way %.0f / %.0f\n",
+	       medexp[P_L1], medexp[P_LK], medexp[P_R1], medexp[P_RK], medexp[P_O1], medexp[P_OK]);
 	printf("\n");
 	bench_line(BENCH, "importers", km, "count");
 	bench_line(BENCH, "call_1", med[P_L1], "ns");
@@ -624,6 +629,8 @@ int main(void)
 	bench_line(BENCH, "raw_oneway_call_many", med[P_OK], "ns");
 	bench_line(BENCH, "cpu_call_1", medcpu[P_L1], "ns");
 	bench_line(BENCH, "cpu_call_many", medcpu[P_LK], "ns");
+	bench_line(BENCH, "cpu_exporter_call_1", medexp[P_L1], "ns");
+	bench_line(BENCH, "cpu_exporter_call_many", medexp[P_LK], "ns");
 	bench_line(BENCH, "raw_cpu_call_1", medcpu[P_R1], "ns");
 	bench_line(BENCH, "raw_cpu_call_many", medcpu[P_RK], "ns");
 	bench_line(BENCH, "raw_oneway_cpu_call_1", medcpu[P_O1], "ns");
