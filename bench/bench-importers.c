@@ -648,8 +648,10 @@ int main(void)
 		    bench_median(ratio_r, (size_t)rounds), 1.0, "1 importer", 0);
 	bench_ratio(BENCH, "raw_oneway_many_vs_1", "raw one-way packets, many vs 1",
 		    bench_median(ratio_o, (size_t)rounds), 1.0, "1 importer", 0);
-	bench_ratio(BENCH, "cpu_many_vs_1", "CPU per op, many importers vs 1",
-		    bench_median(cratio_l, (size_t)rounds), 1.0, "1 importer", 0);
+	/* The same target on the CPU time: the wall ratio of a CPU shared
+	 * with other load favours the phase of more tasks. */
+	bench_ratio(BENCH, "cpu_many_vs_1", "CPU per op, many importers vs 1 (flat)",
+		    bench_median(cratio_l, (size_t)rounds), 1.0, "1 importer", 1.1);
 	bench_ratio(BENCH, "raw_cpu_many_vs_1", "raw round trips' CPU, many vs 1",
 		    bench_median(cratio_r, (size_t)rounds), 1.0, "1 importer", 0);
 	bench_ratio(BENCH, "raw_oneway_cpu_many_vs_1", "raw one-way packets' CPU, many vs 1",
